@@ -1,0 +1,133 @@
+"""Every setting of the project, in one place.
+
+Each field of :class:`Config` can be overridden by an environment variable ``LETTERS_<FIELD>`` (upper case)
+and, for the runners, by a command-line flag. Names that other modules share (feature keys, signature names)
+are module constants: they are part of the model's contract, not settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+PIPELINE_NAME = "letters"
+MODEL_NAME = "letters"
+
+# Raw tf.Example features written by the image ExampleGen.
+IMAGE_KEY = "image_raw"        # encoded image bytes (PNG/JPEG/BMP/GIF as found; others re-encoded to PNG)
+LABEL_KEY = "label"            # int64 index into pipeline.labels.CLASS_NAMES
+LABEL_NAME_KEY = "label_name"  # class folder name
+SOURCE_KEY = "source"          # path relative to the data root
+# Transformed features (output of Transform, input of the Keras model).
+TRANSFORMED_IMAGE_KEY = "image"
+TRANSFORMED_LABEL_KEY = "label"
+
+# Exported signatures (the serving contract).
+SERVING_DEFAULT_SIGNATURE = "serving_default"   # serialized tf.Example -> probabilities
+EXAMPLES_INPUT = "examples"
+IMAGE_SIGNATURE = "predict_images"              # raw encoded image bytes -> probabilities + top classes
+IMAGE_INPUT = "images"
+TRANSFORM_SIGNATURE = "transform_features"      # serialized tf.Example -> transformed features
+PROBABILITIES_OUTPUT = "probabilities"
+TOP_CLASSES_OUTPUT = "top_classes"              # class folder names, best first
+TOP_LETTERS_OUTPUT = "top_letters"              # Hebrew glyphs, best first
+TOP_SCORES_OUTPUT = "top_scores"
+TOP_INDICES_OUTPUT = "top_indices"
+
+# Example splits produced by the ExampleGen.
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "eval"
+
+INGEST_REPORT_FILE = "ingest_report.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Run settings. Defaults are sized so ``make demo`` finishes in a few minutes on 2 CPU cores."""
+
+    data_root: str = str(PROJECT_ROOT / "data" / "generated")
+    pipeline_root: str = str(PROJECT_ROOT / "outputs" / "pipeline")
+    metadata_path: str = ""  # default: <pipeline_root>/metadata.sqlite
+    serving_dir: str = str(PROJECT_ROOT / "serving" / "models" / MODEL_NAME)
+
+    # Data generation (built-in default data).
+    generate_per_class: int = 80
+    generate_seed: int = 1234
+
+    # Ingestion.
+    train_buckets: int = 4          # train:eval = 4:1, by a hash of the image bytes
+    eval_buckets: int = 1
+    max_file_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000   # decompression-bomb guard (width * height)
+
+    # Transform.
+    image_size: int = 64
+
+    # Trainer.
+    epochs: int = 12
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    dropout: float = 0.3
+    augment: bool = True
+    augment_rotation_deg: float = 10.0
+    augment_scale: float = 0.12
+    augment_shift: float = 0.08
+    seed: int = 42
+
+    # Evaluator gate.
+    accuracy_floor: float = 0.5          # absolute: top-1 accuracy on the eval split must be at least this
+    max_regression: float = 0.01         # relative to the last blessed model: at most this much worse
+
+    # Beam (DirectRunner).
+    beam_mode: str = "in_memory"         # or multi_processing / multi_threading
+    beam_workers: int = 0                # 0 = number of CPU cores
+
+    @property
+    def metadata_file(self) -> str:
+        return self.metadata_path or os.path.join(self.pipeline_root, "metadata.sqlite")
+
+    def replace(self, **changes) -> "Config":
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ=None) -> "Config":
+        """Defaults overridden by ``LETTERS_<FIELD>`` environment variables."""
+        environ = os.environ if environ is None else environ
+        changes = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(f"LETTERS_{field.name.upper()}")
+            if raw is None:
+                continue
+            changes[field.name] = _parse(field, raw)
+        return cls().replace(**changes)
+
+
+def _parse(field: dataclasses.Field, raw: str):
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ValueError(f"LETTERS_{field.name.upper()}={raw!r} is not a valid {kind}") from None
+
+
+def beam_pipeline_args(config: Config) -> list[str]:
+    """Beam DirectRunner options for local runs."""
+    workers = config.beam_workers or os.cpu_count() or 1
+    return [
+        "--runner=DirectRunner",
+        f"--direct_running_mode={config.beam_mode}",
+        f"--direct_num_workers={workers}",
+    ]
