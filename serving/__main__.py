@@ -1,0 +1,55 @@
+"""``python -m serving``: the embedded TF Serving-compatible REST server (flags as tensorflow_model_server's).
+
+    python -m serving --model_name=letters --model_base_path=$PWD/serving/models/letters --rest_api_port=8501
+"""
+import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+
+import logging
+import signal
+import sys
+import threading
+
+
+def main(argv=None) -> int:
+    from serving.config import parse_flags
+    from serving.server import Server
+    from serving.status import ServingError
+
+    options = parse_flags(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    if options.port:
+        logging.getLogger("serving").warning("--port=%d: the embedded server has no gRPC API; REST only",
+                                             options.port)
+    server = Server(options)
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        logging.getLogger("serving").info("Received %s, shutting down", signal.Signals(signum).name)
+        stopping.set()
+        server.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.start()
+    except ServingError as exc:
+        print(f"Failed to start server. Error: {exc.to_string()}", file=sys.stderr, flush=True)
+        server.stop()
+        return 1
+    except Exception as exc:  # noqa: BLE001 - startup errors end the process with a message
+        if stopping.is_set():
+            server.stop()
+            return 0
+        print(f"Failed to start server. Error: {exc}", file=sys.stderr, flush=True)
+        server.stop()
+        return 1
+    print(f"Exporting HTTP/REST API at:{options.rest_api_host}:{server.port} ...", flush=True)
+    while not stopping.wait(0.5):
+        pass
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

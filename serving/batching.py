@@ -1,0 +1,186 @@
+"""Dynamic batching of concurrent requests (TF Serving's --enable_batching / BatchingParameters).
+
+One :class:`BatchScheduler` (``num_batch_threads`` threads) serves a queue per (servable, signature). A
+batch is processed when it is full (``max_batch_size``) or its oldest task has waited
+``batch_timeout_micros``; with a timeout of 0 a free thread takes whatever is queued, so batches grow
+exactly as fast as requests pile up behind a busy thread. Tasks whose inputs have different inner shapes
+never share a batch. ``allowed_batch_sizes`` pads a batch (with copies of its first row) to the next allowed
+size. A task larger than ``max_batch_size`` and a full queue are rejected, as TF Serving's batcher does.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import threading
+import time
+
+import numpy as np
+
+from serving.status import ServingError
+
+
+class _Task:
+    __slots__ = ("arrays", "size", "key", "future", "enqueued")
+
+    def __init__(self, arrays: dict, size: int):
+        self.arrays = arrays
+        self.size = size
+        self.key = tuple(sorted((name, array.shape[1:], array.dtype.str) for name, array in arrays.items()))
+        self.future = concurrent.futures.Future()
+        self.enqueued = time.monotonic()
+
+
+class Batcher:
+    """The queue of one (servable, signature)."""
+
+    def __init__(self, scheduler: "BatchScheduler", run, labels: dict):
+        self.scheduler = scheduler
+        self.run = run                  # callable(dict of arrays) -> dict of arrays
+        self.labels = labels
+        self.tasks: collections.deque = collections.deque()
+        self.pending = 0
+        self.closed = False
+
+    def submit(self, arrays: dict) -> concurrent.futures.Future:
+        sizes = {array.shape[0] if array.ndim else -1 for array in arrays.values()}
+        if len(sizes) != 1 or -1 in sizes:
+            raise ServingError("INVALID_ARGUMENT", "Batching session Run() input tensors must have equal 0th-"
+                                                   "dimension size")
+        size = sizes.pop()
+        settings = self.scheduler.settings
+        if size > settings.max_batch_size:
+            raise ServingError("INVALID_ARGUMENT", f"Task size {size} is larger than maximum input batch size "
+                                                   f"{settings.max_batch_size}")
+        task = _Task(arrays, size)
+        return self.scheduler.enqueue(self, task)
+
+    def close(self):
+        self.scheduler.remove(self)
+
+
+class BatchScheduler:
+    def __init__(self, settings, metrics=None):
+        self.settings = settings
+        self.metrics = metrics
+        self._cond = threading.Condition()
+        self._queues: list[Batcher] = []
+        self._next = 0
+        self._stopped = False
+        self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
+                         for i in range(settings.threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def batcher(self, run, labels: dict) -> Batcher:
+        batcher = Batcher(self, run, labels)
+        with self._cond:
+            self._queues.append(batcher)
+        return batcher
+
+    def enqueue(self, batcher: Batcher, task: _Task) -> concurrent.futures.Future:
+        limit = self.settings.max_enqueued_batches * self.settings.max_batch_size
+        with self._cond:
+            if self._stopped or batcher.closed:
+                raise ServingError("UNAVAILABLE", "Batch scheduler is shutting down")
+            if batcher.pending + task.size > limit:
+                raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is "
+                                                  "full")
+            batcher.tasks.append(task)
+            batcher.pending += task.size
+            self._cond.notify()
+        return task.future
+
+    def remove(self, batcher: Batcher) -> None:
+        """Stops taking tasks for ``batcher``; tasks already queued are still processed."""
+        with self._cond:
+            batcher.closed = True
+            if not batcher.tasks and batcher in self._queues:
+                self._queues.remove(batcher)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    # ----------------------------------------------------------------------------------------- workers
+    def _take(self, batcher: Batcher) -> list:
+        max_size = self.settings.max_batch_size
+        batch, total = [], 0
+        key = batcher.tasks[0].key
+        while batcher.tasks and batcher.tasks[0].key == key and total + batcher.tasks[0].size <= max_size:
+            task = batcher.tasks.popleft()
+            batch.append(task)
+            total += task.size
+        batcher.pending -= total
+        if batcher.closed and not batcher.tasks and batcher in self._queues:
+            self._queues.remove(batcher)
+        return batch
+
+    def _ready(self, batcher: Batcher, now: float) -> float:
+        """0 if a batch can go now, else seconds until the oldest task's timeout."""
+        first = batcher.tasks[0]
+        if batcher.pending >= self.settings.max_batch_size or self._stopped:
+            return 0.0
+        wait = first.enqueued + self.settings.batch_timeout_micros / 1e6 - now
+        return max(wait, 0.0)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                batch = None
+                while batch is None:
+                    now = time.monotonic()
+                    soonest = None
+                    count = len(self._queues)
+                    for i in range(count):
+                        batcher = self._queues[(self._next + i) % count]
+                        if not batcher.tasks:
+                            continue
+                        wait = self._ready(batcher, now)
+                        if wait == 0.0:
+                            self._next = (self._next + i + 1) % max(count, 1)
+                            batch = (batcher, self._take(batcher))
+                            break
+                        soonest = wait if soonest is None else min(soonest, wait)
+                    if batch is None:
+                        if self._stopped:
+                            return
+                        self._cond.wait(soonest)
+            self._process(*batch)
+
+    def _process(self, batcher: Batcher, tasks: list) -> None:
+        sizes = [task.size for task in tasks]
+        total = sum(sizes)
+        padded = total
+        for allowed in self.settings.allowed_batch_sizes:
+            if allowed >= total:
+                padded = allowed
+                break
+        try:
+            if len(tasks) == 1 and padded == total:
+                arrays = tasks[0].arrays
+            else:
+                arrays = {}
+                for name in tasks[0].arrays:
+                    parts = [task.arrays[name] for task in tasks]
+                    if padded > total:
+                        parts.append(np.repeat(parts[0][:1], padded - total, axis=0))
+                    arrays[name] = np.concatenate(parts)
+            outputs = batcher.run(arrays)
+            for alias, array in outputs.items():
+                if array.ndim == 0 or array.shape[0] != padded:
+                    raise ServingError("FAILED_PRECONDITION", "Batched output tensor's 0th dimension does not equal "
+                                                              "the sum of the 0th dimension sizes of the input "
+                                                              "tensors")
+        except BaseException as exc:  # noqa: BLE001 - every waiting request gets the error
+            for task in tasks:
+                task.future.set_exception(exc)
+            return
+        if self.metrics is not None:
+            self.metrics.batch_processed(batcher.labels, total, padded)
+        start = 0
+        for task in tasks:
+            task.future.set_result({alias: array[start:start + task.size] for alias, array in outputs.items()})
+            start += task.size

@@ -1,0 +1,63 @@
+"""TF Serving config messages that the ``tensorflow-serving-api`` wheel does not ship.
+
+``tensorflow_serving.config.model_server_config_pb2`` comes with the wheel; ``MonitoringConfig``
+(tensorflow_serving/config/monitoring_config.proto) and ``BatchingParameters``
+(tensorflow_serving/servables/tensorflow/session_bundle_config.proto) do not. They are declared here with
+the same package, message names, field names, numbers and types as upstream (the ``BatchingParameters``
+fields 1-7 that ``--batching_parameters_file`` documents), so text written for tensorflow_model_server parses
+here unchanged. They live in a private descriptor pool so they can never clash with generated modules.
+"""
+from __future__ import annotations
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+
+_F = descriptor_pb2.FieldDescriptorProto
+
+
+def _field(name, number, type_, label=_F.LABEL_OPTIONAL, type_name=None):
+    field = _F(name=name, number=number, type=type_, label=label)
+    if type_name:
+        field.type_name = type_name
+    return field
+
+
+def _build():
+    pool = descriptor_pool.DescriptorPool()
+    wrappers = descriptor_pb2.FileDescriptorProto()
+    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
+    pool.Add(wrappers)
+
+    monitoring = descriptor_pb2.FileDescriptorProto(
+        name="tensorflow_serving/config/monitoring_config.proto", package="tensorflow.serving", syntax="proto3")
+    monitoring.message_type.add(name="PrometheusConfig", field=[
+        _field("enable", 1, _F.TYPE_BOOL),
+        _field("path", 2, _F.TYPE_STRING),
+    ])
+    monitoring.message_type.add(name="MonitoringConfig", field=[
+        _field("prometheus_config", 1, _F.TYPE_MESSAGE, type_name=".tensorflow.serving.PrometheusConfig"),
+    ])
+    pool.Add(monitoring)
+
+    batching = descriptor_pb2.FileDescriptorProto(
+        name="tensorflow_serving/servables/tensorflow/session_bundle_config.proto",
+        package="tensorflow.serving", syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+    int64 = ".google.protobuf.Int64Value"
+    batching.message_type.add(name="BatchingParameters", field=[
+        _field("max_batch_size", 1, _F.TYPE_MESSAGE, type_name=int64),
+        _field("batch_timeout_micros", 2, _F.TYPE_MESSAGE, type_name=int64),
+        _field("max_enqueued_batches", 3, _F.TYPE_MESSAGE, type_name=int64),
+        _field("num_batch_threads", 4, _F.TYPE_MESSAGE, type_name=int64),
+        _field("thread_pool_name", 5, _F.TYPE_MESSAGE, type_name=".google.protobuf.StringValue"),
+        _field("allowed_batch_sizes", 6, _F.TYPE_INT64, label=_F.LABEL_REPEATED),
+        _field("pad_variable_length_inputs", 7, _F.TYPE_BOOL),
+    ])
+    pool.Add(batching)
+
+    def cls(name):
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+
+    return (cls("tensorflow.serving.PrometheusConfig"), cls("tensorflow.serving.MonitoringConfig"),
+            cls("tensorflow.serving.BatchingParameters"))
+
+
+PrometheusConfig, MonitoringConfig, BatchingParameters = _build()

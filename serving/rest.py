@@ -1,0 +1,294 @@
+"""TF Serving's REST API: routes, handlers, error envelope (model_servers/http_rest_api_handler.cc).
+
+See /work/shared/specs/tfserving_rest_api.md (sections 1-10, 12, 13) for the contract reproduced here.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import urllib.parse
+
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
+
+from serving import tensors
+from serving.status import ServingError, from_exception, invalid
+
+log = logging.getLogger("serving.rest")
+
+PREDICT_ROUTE = re.compile(
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
+GET_ROUTE = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?")
+V1 = re.compile(r"(?i)/v1/.*", re.DOTALL)
+INT64_MAX = 2 ** 63 - 1
+JSON = [("Content-Type", "application/json")]
+CORS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
+        ("Access-Control-Allow-Headers", "Content-Type")]
+
+_RAPIDJSON_MESSAGES = {
+    "Expecting value": "Invalid value.",
+    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
+    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
+    "Unterminated string starting at": "Missing a closing quotation mark in string.",
+    "Invalid \\escape": "Invalid escape character in string.",
+    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
+    "Invalid control character at": "Invalid encoding in string.",
+}
+_DECODER = json.JSONDecoder()
+
+
+class _EmptyBody(Exception):
+    """A 400 whose body is empty (TF Serving returns before writing the JSON envelope)."""
+
+
+def parse_json(body: bytes):
+    """rapidjson with kParseStopWhenDoneFlag | kParseNanAndInfFlag: trailing bytes ignored, NaN/Infinity ok."""
+    text = body.decode("utf-8", "surrogateescape")
+    if not text:
+        raise invalid("JSON Parse error: The document is empty")
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    if start == len(text):
+        raise invalid(f"JSON Parse error: The document is empty. at offset: {start}")
+    try:
+        value, _ = _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        message = "Invalid value."
+        for prefix, rapid in _RAPIDJSON_MESSAGES.items():
+            if exc.msg.startswith(prefix):
+                message = rapid
+                break
+        if exc.msg.startswith("Expecting ',' delimiter"):
+            message = _comma_message(text, exc.pos)
+        raise invalid(f"JSON Parse error: {message} at offset: {exc.pos}") from None
+    return value
+
+
+def _comma_message(text: str, pos: int) -> str:
+    depth = []
+    in_string = escaped = False
+    for char in text[:pos]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth.append(char)
+        elif char in "]}" and depth:
+            depth.pop()
+    if depth and depth[-1] == "{":
+        return "Missing a comma or '}' after an object member."
+    return "Missing a comma or ']' after an array element."
+
+
+def _decode_component(text: str) -> str:
+    return urllib.parse.unquote(text, errors="surrogateescape")
+
+
+def _parse_version(text: str | None):
+    if text is None:
+        return None
+    version = int(text)
+    if version > INT64_MAX:
+        log.error("Failed to convert version: %s to numeric.", text)
+        raise _EmptyBody()
+    return version
+
+
+class RestApi:
+    """Turns (method, target, headers, body) into (status, headers, body) the way TF Serving does."""
+
+    def __init__(self, core, options, metrics, prometheus_path: str | None, runner):
+        self.core = core
+        self.options = options
+        self.metrics = metrics
+        self.prometheus_path = prometheus_path
+        self.runner = runner          # async (servable, signature_name, arrays) -> outputs
+        self.cors = bool(options.rest_api_enable_cors_support)
+        self.timeout = options.rest_api_timeout_in_ms / 1000.0 if options.rest_api_timeout_in_ms > 0 else None
+
+    # ------------------------------------------------------------------------------------ dispatch
+    async def handle(self, method: str, target: str, headers: dict, body: bytes):
+        if self.prometheus_path is not None and target.split("?", 1)[0] == self.prometheus_path:
+            if "?" in target:
+                return 400, [("Content-Type", "text/plain")], \
+                    f"Unexpected path: {target}. Should be {self.prometheus_path}".encode()
+            return 200, [("Content-Type", "text/plain")], self.metrics.render().encode()
+        if not V1.fullmatch(target):
+            return 404, [("Content-Type", "text/html")], _not_found_html(target)
+        extra = CORS if self.cors else []
+        if method == "OPTIONS":
+            origin = headers.get("origin", "")
+            if "http://" in origin or "https://" in origin:
+                return 200, extra, b""
+            log.info("Origin header is missing in CORS preflight")
+            return 400, extra, b""
+        started = time.perf_counter()
+        model_name, api = "", ""
+        try:
+            if method == "POST" and (match := PREDICT_ROUTE.fullmatch(target)):
+                name, version, label, verb = match.groups()
+                if verb not in ("predict", "classify", "regress"):
+                    raise invalid(f"Malformed request: {method} {target}")
+                model_name = _decode_component(name)
+                version = _parse_version(version)
+                label = _decode_component(label) if label is not None else None
+                api = verb
+                if verb == "predict":
+                    text = await self.predict(model_name, version, label, body)
+                else:
+                    text = await self.classify_or_regress(verb, model_name, version, label, body)
+            elif method == "GET" and (match := GET_ROUTE.fullmatch(target)):
+                name, version, label, metadata = match.groups()
+                if name is None:
+                    raise invalid("Missing model name in request.")
+                model_name = _decode_component(name)
+                version = _parse_version(version)
+                label = _decode_component(label) if label is not None else None
+                if metadata == "metadata":
+                    text = self.model_metadata(model_name, version, label)
+                else:
+                    text = self.model_status(model_name, version)
+            else:
+                raise invalid(f"Malformed request: {method} {target}")
+        except _EmptyBody:
+            self.metrics.request(model_name, "INVALID_ARGUMENT")
+            return 400, JSON + extra, b""
+        except ServingError as exc:
+            self.metrics.request(model_name, exc.code)
+            return exc.http_status, JSON + extra, tensors.error_body(exc.message)
+        self.metrics.request(model_name, "OK", api, (time.perf_counter() - started) * 1e6)
+        return 200, JSON + extra, text.encode("utf-8", "replace")
+
+    # ------------------------------------------------------------------------------------ handlers
+    def _manager(self, name: str, version, label):
+        manager = self.core.manager(name)
+        if manager is None:
+            if label is not None:   # no label map at all -> unrecognized label
+                raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+            if version is not None:
+                raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({name}, {version})")
+            raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
+        return manager
+
+    def resolve(self, name: str, version, label):
+        return self._manager(name, version, label).resolve(version=version, label=label)
+
+    def model_status(self, name: str, version) -> str:
+        manager = self.core.manager(name)
+        if manager is None:
+            if version is not None:
+                raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
+            raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
+        response = manager.status(version)
+        return json_format.MessageToJson(response, including_default_value_fields=True, indent=1)
+
+    def model_metadata(self, name: str, version, label) -> str:
+        servable = self.resolve(name, version, label)
+        spec = model_pb2.ModelSpec(name=name)
+        spec.version.value = servable.version
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in servable.signature_defs.items():
+            signatures.signature_def[key].CopyFrom(signature)
+        spec_json = json_format.MessageToJson(spec, including_default_value_fields=True,
+                                              preserving_proto_field_name=True, indent=None)
+        map_json = json_format.MessageToJson(signatures, including_default_value_fields=True,
+                                             preserving_proto_field_name=True, indent=1)
+        return '{\n"model_spec":' + spec_json + ',\n"metadata": {"signature_def": ' + map_json + "}\n}"
+
+    def _document(self, body: bytes) -> dict:
+        document = parse_json(body)
+        if type(document) is not dict:
+            raise invalid(f"JSON Value: {tensors.dump(document)} Is not object")
+        if "signature_name" in document and type(document["signature_name"]) is not str:
+            raise invalid(f"JSON Value: {tensors.dump(document['signature_name'])} not formatted correctly. "
+                          f"'signature_name' key must be a string value.")
+        return document
+
+    async def predict(self, name: str, version, label, body: bytes) -> str:
+        document = self._document(body)
+        servable = self.resolve(name, version, label)
+        requested = document.get("signature_name", "")
+        signature_name = requested or "serving_default"
+        signature = servable.signature_defs.get(signature_name)
+        if signature is None:
+            raise invalid(f'Serving signature name: "{signature_name}" not found in signature def')
+        if not signature.inputs:
+            raise invalid(f"Failed to get input map for signature: {requested or 'DEFAULT'}")
+        dtypes = {alias: info.dtype for alias, info in signature.inputs.items()}
+        has_instances, has_inputs = "instances" in document, "inputs" in document
+        if has_instances and has_inputs:
+            raise invalid(f"JSON Value: {tensors.dump(document)} Not formatted correctly expecting only one of "
+                          f"'inputs' or 'instances' keys to exist ")
+        if has_instances:
+            instances = document["instances"]
+            if type(instances) is not list:
+                raise invalid(f"JSON Value: {tensors.dump(instances)} Expecting 'instances' to be an list/array")
+            if not instances:
+                raise invalid(f"JSON Value: {tensors.dump(document)} No values in 'instances' array")
+            arrays = tensors.instances_to_arrays(instances, dtypes)
+            outputs = await self._run(servable, signature_name, arrays)
+            return tensors.row_response(outputs)
+        if has_inputs:
+            arrays = tensors.columnar_to_arrays(document["inputs"], dtypes)
+            outputs = await self._run(servable, signature_name, arrays)
+            return tensors.columnar_response(outputs)
+        raise invalid("Missing 'inputs' or 'instances' key")
+
+    async def classify_or_regress(self, verb: str, name: str, version, label, body: bytes) -> str:
+        document = self._document(body)
+        examples = tensors.examples_from_json(document, verb)
+        servable = self.resolve(name, version, label)
+        signature_name = document.get("signature_name", "") or "serving_default"
+        signature = servable.signature_defs.get(signature_name)
+        if signature is None:
+            raise invalid(f"No signature was found with the name: {signature_name}")
+        text = str(signature)
+        if len(signature.inputs) != 1:
+            raise invalid("Expected one input Tensor.")
+        if verb == "classify":
+            if len(signature.outputs) not in (1, 2):
+                raise invalid(f"Expected one or two output Tensors, found {len(signature.outputs)}")
+            if "inputs" not in signature.inputs:
+                raise invalid(f"No classification inputs found in SignatureDef: {text}")
+            if "classes" not in signature.outputs and "scores" not in signature.outputs:
+                raise invalid('Expected classification signature outputs to contain at least one of "classes" or '
+                              f'"scores". Signature was: {text}')
+        else:
+            if len(signature.outputs) != 1:
+                raise invalid("Expected one output Tensor.")
+            if "inputs" not in signature.inputs:
+                raise invalid(f"No regression inputs found in SignatureDef: {text}")
+            if "outputs" not in signature.outputs:
+                raise invalid(f"No regression outputs found in SignatureDef: {text}")
+        import numpy as np
+
+        array = np.empty(len(examples), dtype=object)
+        array[:] = examples
+        outputs = await self._run(servable, signature_name, {"inputs": array})
+        if verb == "classify":
+            return tensors.classify_response(outputs.get("classes"), outputs.get("scores"))
+        return tensors.regress_response(outputs["outputs"])
+
+    async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
+        try:
+            return await asyncio.wait_for(self.runner(servable, signature_name, arrays), self.timeout)
+        except asyncio.TimeoutError:
+            raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+        except ServingError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - TF runtime errors keep their code
+            raise from_exception(exc) from None
+
+
+def _not_found_html(target: str) -> bytes:
+    path = target.split("?", 1)[0].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return (f"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
+            f"The requested URL {path} was not found on this server.</BODY></HTML>\n").encode("utf-8", "replace")

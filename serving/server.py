@@ -1,0 +1,176 @@
+"""The embedded server: model core + pollers + (optional) batcher + REST listener, started and stopped as one.
+
+Like tensorflow_model_server, the REST port opens only after the initial load of every configured model
+finished; it then keeps polling the model directories (--file_system_poll_wait_seconds) and the config file
+(--model_config_file_poll_wait_seconds) until stopped.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+
+from serving import config as config_lib
+from serving.batching import BatchScheduler
+from serving.httpserver import HttpServer
+from serving.metrics import Metrics
+from serving.rest import RestApi
+from serving.versions import ServerCore
+
+log = logging.getLogger("serving")
+
+
+class Server:
+    def __init__(self, options: config_lib.ServerOptions):
+        options.validate()
+        self.options = options
+        self.metrics = Metrics()
+        self.core = ServerCore(options)
+        self.metrics.state_source = self._states
+        self.monitoring = (config_lib.load_monitoring_config(options.monitoring_config_file)
+                           if options.monitoring_config_file else None)
+        self.batching = None
+        if options.enable_batching:
+            self.batching = (config_lib.load_batching_parameters(options.batching_parameters_file)
+                             if options.batching_parameters_file else config_lib.Batching())
+        self.scheduler = None
+        threads = options.rest_api_num_threads or 4 * (os.cpu_count() or 1)
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="run")
+        self.stop_event = threading.Event()
+        self.loop = None
+        self.http = None
+        self.port = None
+        self._threads = []
+        self._loop_thread = None
+        self._stopped = threading.Event()
+        self._config_text = None
+
+    # ---------------------------------------------------------------------------------------- lifecycle
+    @property
+    def url(self) -> str:
+        host = self.options.rest_api_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def _model_config(self):
+        if self.options.model_config_file:
+            self._config_text = config_lib.read_text(self.options.model_config_file)
+            return config_lib.load_model_server_config(self.options.model_config_file)
+        return config_lib.single_model_config(self.options.model_name, self.options.model_base_path)
+
+    def start(self) -> "Server":
+        """Loads the models (blocking, as the real server does), then opens the REST port."""
+        if self.batching is not None:
+            self.scheduler = BatchScheduler(self.batching, self.metrics)
+        self.core.apply_config(self._model_config())
+        self.core.wait_until_settled(self.stop_event, self.options.file_system_poll_wait_seconds)
+        if self.stop_event.is_set():
+            raise RuntimeError("stopped before the models finished loading")
+        ready = threading.Event()
+        failure = []
+
+        def run_loop():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            api = RestApi(self.core, self.options, self.metrics, config_lib.prometheus_path(self.monitoring),
+                          self._run)
+            self.http = HttpServer(api.handle, self.options.rest_api_host, self.options.rest_api_port,
+                                   self.options.max_request_bytes)
+            try:
+                self.port = self.loop.run_until_complete(self.http.start())
+            except Exception as exc:  # noqa: BLE001 - reported to start()
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self.loop.run_forever()
+            self.loop.close()
+
+        self._loop_thread = threading.Thread(target=run_loop, name="rest", daemon=True)
+        self._loop_thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+        log.info("Exporting HTTP/REST API at:%s:%d ...", self.options.rest_api_host, self.port)
+        if self.options.file_system_poll_wait_seconds > 0:
+            self._spawn(self._poll_models, "fs-poller")
+        if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
+            self._spawn(self._poll_config, "config-poller")
+        return self
+
+    def _spawn(self, target, name):
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _poll_models(self):
+        while not self.stop_event.wait(self.options.file_system_poll_wait_seconds):
+            self.core.poll()
+
+    def _poll_config(self):
+        rejected = None
+        while not self.stop_event.wait(self.options.model_config_file_poll_wait_seconds):
+            try:
+                text = config_lib.read_text(self.options.model_config_file)
+            except OSError as exc:
+                log.error("Could not read %s: %s", self.options.model_config_file, exc)
+                continue
+            if text == self._config_text:
+                continue
+            try:   # a config that cannot be applied yet (e.g. a label ahead of its version) is retried
+                self.core.apply_config(config_lib.parse_model_server_config(text))
+            except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
+                if text != rejected:
+                    log.error("Not applying %s: %s", self.options.model_config_file, exc)
+                    rejected = text
+                continue
+            self._config_text = text
+            log.info("Applied the new model config from %s", self.options.model_config_file)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def stop(self, grace_seconds: float = 10.0) -> None:
+        """Graceful: stop accepting, finish in-flight requests, stop pollers and batch threads, unload."""
+        if self._stopped.is_set():
+            return
+        self.stop_event.set()
+        if self.loop is not None and self.http is not None and self.loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self.http.stop(grace_seconds), self.loop)
+            try:
+                future.result(grace_seconds + 5)
+            except Exception:  # noqa: BLE001
+                log.exception("Error while stopping the REST server")
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._loop_thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.core.unload_all()
+        self._stopped.set()
+        log.info("Server stopped")
+
+    # ---------------------------------------------------------------------------------------- requests
+    async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
+        if self.scheduler is not None and arrays and all(a.ndim >= 1 for a in arrays.values()):
+            sizes = {a.shape[0] for a in arrays.values()}
+            if len(sizes) == 1 and sizes.pop() > 0:
+                batcher = servable.batcher(signature_name, self._make_batcher)
+                return await asyncio.wrap_future(batcher.submit(arrays))
+        return await self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays)
+
+    def _make_batcher(self, servable, signature_name):
+        labels = {"model_name": servable.name, "signature_name": signature_name}
+        return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays), labels)
+
+    def _states(self):
+        states = []
+        for name, manager in list(self.core.managers.items()):
+            with manager._lock:
+                for version, record in sorted(manager.records.items()):
+                    states.append((name, version, record.state))
+        return states

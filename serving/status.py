@@ -1,0 +1,56 @@
+"""Canonical status codes, the error type every module raises, and TF Serving's code -> HTTP mapping."""
+from __future__ import annotations
+
+HTTP_STATUS = {  # http_server.cc ToHTTPStatusCode
+    "OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400, "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501,
+    "INTERNAL": 500, "UNAVAILABLE": 503, "DATA_LOSS": 500, "UNAUTHENTICATED": 401,
+}
+
+# tf.errors.OpError.error_code (absl numeric codes) -> name
+CODE_NAMES = {
+    0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
+    10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}
+
+
+class ServingError(Exception):
+    """A status with a canonical code name and the bare message clients see in ``{"error": ...}``."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS.get(self.code, 500)
+
+    def to_string(self) -> str:
+        """``Status::ToString()``: the form nested messages carry (``INVALID_ARGUMENT: ...``)."""
+        return f"{self.code}: {self.message}"
+
+    def __repr__(self):
+        return f"ServingError({self.code}, {self.message!r})"
+
+
+def invalid(message: str) -> ServingError:
+    return ServingError("INVALID_ARGUMENT", message)
+
+
+def not_found(message: str) -> ServingError:
+    return ServingError("NOT_FOUND", message)
+
+
+def from_exception(exc: BaseException) -> ServingError:
+    """Maps a TensorFlow (or any) exception to a status, keeping TF's code and message."""
+    if isinstance(exc, ServingError):
+        return exc
+    code = getattr(exc, "error_code", None)
+    message = getattr(exc, "message", None) or str(exc)
+    if isinstance(code, int):
+        return ServingError(CODE_NAMES.get(code, "UNKNOWN"), message)
+    return ServingError("UNKNOWN", message or type(exc).__name__)

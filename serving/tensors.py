@@ -1,0 +1,464 @@
+"""JSON <-> tensor conversion with TF Serving's REST semantics (util/json_tensor.cc).
+
+Requests: row (``instances``) and columnar (``inputs``) formats, ``{"b64": ...}`` for string inputs,
+tf.Example lists for classify/regress. Responses: ``predictions``/``outputs``/``results`` bodies with TF
+Serving's number formatting. Every malformed value raises :class:`serving.status.ServingError` with the
+message TF Serving gives.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+
+import numpy as np
+from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.framework import types_pb2
+
+from serving.status import ServingError, invalid
+
+# DataType enum -> (numpy dtype, DataTypeString name)
+_DTYPES = {
+    types_pb2.DT_FLOAT: (np.float32, "float"),
+    types_pb2.DT_DOUBLE: (np.float64, "double"),
+    types_pb2.DT_INT32: (np.int32, "int32"),
+    types_pb2.DT_UINT8: (np.uint8, "uint8"),
+    types_pb2.DT_INT16: (np.int16, "int16"),
+    types_pb2.DT_INT8: (np.int8, "int8"),
+    types_pb2.DT_STRING: (object, "string"),
+    types_pb2.DT_INT64: (np.int64, "int64"),
+    types_pb2.DT_BOOL: (np.bool_, "bool"),
+    types_pb2.DT_UINT32: (np.uint32, "uint32"),
+    types_pb2.DT_UINT64: (np.uint64, "uint64"),
+}
+_UNSUPPORTED_NAMES = {
+    types_pb2.DT_HALF: "half", types_pb2.DT_BFLOAT16: "bfloat16", types_pb2.DT_UINT16: "uint16",
+    types_pb2.DT_COMPLEX64: "complex64", types_pb2.DT_COMPLEX128: "complex128",
+}
+_INT32_RANGE = (-(2 ** 31), 2 ** 31 - 1)
+_INT64_RANGE = (-(2 ** 63), 2 ** 63 - 1)
+_UINT32_RANGE = (0, 2 ** 32 - 1)
+_UINT64_RANGE = (0, 2 ** 64 - 1)
+_INT_RANGES = {
+    types_pb2.DT_INT32: _INT32_RANGE, types_pb2.DT_UINT8: _INT32_RANGE, types_pb2.DT_INT16: _INT32_RANGE,
+    types_pb2.DT_INT8: _INT32_RANGE, types_pb2.DT_INT64: _INT64_RANGE, types_pb2.DT_UINT32: _UINT32_RANGE,
+    types_pb2.DT_UINT64: _UINT64_RANGE,
+}
+MAX_DUMP_BYTES = 256
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def dump(value) -> str:
+    """A JSON value as quoted in error messages (re-serialised, truncated like TF Serving's)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    encoded = text.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_DUMP_BYTES:
+        text = encoded[:MAX_DUMP_BYTES].decode("utf-8", "ignore") + "..."
+    return text
+
+
+def json_type(value) -> str:
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def is_b64(value) -> bool:
+    return type(value) is dict and len(value) == 1 and "b64" in value
+
+
+def b64decode(text: str) -> bytes:
+    """absl::Base64Unescape: standard alphabet, padding optional."""
+    if not isinstance(text, str):
+        raise invalid("Unable to base64 decode")
+    try:
+        raw = text.encode("ascii")
+        if len(raw) % 4:
+            if len(raw) % 4 == 1:
+                raise ValueError
+            raw += b"=" * (-len(raw) % 4)
+        return base64.b64decode(raw, validate=True)
+    except (ValueError, binascii.Error, UnicodeEncodeError):
+        raise invalid("Unable to base64 decode") from None
+
+
+def dtype_name(dtype: int) -> str:
+    if dtype in _DTYPES:
+        return _DTYPES[dtype][1]
+    return _UNSUPPORTED_NAMES.get(dtype, types_pb2.DataType.Name(dtype).lower().replace("dt_", ""))
+
+
+def _shape_text(shape) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+# ------------------------------------------------------------------------------------------ JSON -> numpy
+def _leaf_converter(dtype: int):
+    name = dtype_name(dtype)
+
+    def mismatch(value):
+        return invalid(f"JSON Value: {dump(value)} Type: {json_type(value)} is not of expected type: {name}")
+
+    if dtype == types_pb2.DT_STRING:
+        def convert(value):
+            if type(value) is str:
+                return value.encode("utf-8", "surrogateescape")
+            if type(value) is dict:
+                if is_b64(value) and isinstance(value["b64"], str):
+                    return b64decode(value["b64"])
+                raise invalid(f"JSON Value: {dump(value)} not formatted correctly for base64 data")
+            raise mismatch(value)
+    elif dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+        def convert(value):
+            if type(value) in (int, float):
+                return value
+            raise mismatch(value)
+    elif dtype == types_pb2.DT_BOOL:
+        def convert(value):
+            if type(value) is bool:
+                return value
+            raise mismatch(value)
+    elif dtype in _INT_RANGES:
+        low, high = _INT_RANGES[dtype]
+
+        def convert(value):
+            if type(value) is int and low <= value <= high:
+                return value
+            raise mismatch(value)
+    else:
+        def convert(value):
+            raise ServingError("UNIMPLEMENTED", f"Conversion of JSON Value: {dump(value)} to type: {name}")
+    return convert
+
+
+def to_ndarray(value, dtype: int) -> np.ndarray:
+    """One JSON value (scalar, nested list or b64 object) -> a dense array of the signature dtype."""
+    if dtype not in _DTYPES:
+        raise ServingError("UNIMPLEMENTED", f"Conversion of JSON Value: {dump(value)} to type: {dtype_name(dtype)}")
+    convert = _leaf_converter(dtype)
+    shape = []
+    probe = value
+    while type(probe) is list:
+        shape.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    rank = len(shape)
+    flat = []
+    if rank == 1 and not any(type(v) is list for v in value):
+        flat = [convert(v) for v in value]
+    else:
+        def fill(node, level):
+            if type(node) is list:
+                if level >= rank:
+                    raise invalid(f"Encountered list at unexpected level: {level} expected < {rank}")
+                if len(node) != shape[level]:
+                    raise invalid(f"Encountered list at unexpected size: {len(node)} at level: {level} "
+                                  f"expected size: {shape[level]}")
+                for item in node:
+                    fill(item, level + 1)
+            else:
+                if level != rank:
+                    raise invalid(f"JSON Value: {dump(node)} found at incorrect level: {level + 1} in the JSON "
+                                  f"DOM. Expected at level: {rank}")
+                flat.append(convert(node))
+        fill(value, 0)
+    np_dtype = _DTYPES[dtype][0]
+    if np_dtype is object:
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+        return array.reshape(shape)
+    with np.errstate(over="ignore"):
+        return np.array(flat, dtype=np_dtype).reshape(shape)
+
+
+def _check_same_shape(first: np.ndarray, other: np.ndarray) -> None:
+    if first.size != other.size:
+        raise invalid(f"Expecting tensor size: {first.size} but got: {other.size}")
+    if first.shape != other.shape:
+        raise invalid(f"Expecting shape {_shape_text(first.shape)} but got: {_shape_text(other.shape)}")
+
+
+def _stack(elements: list, dtype: int) -> np.ndarray:
+    if _DTYPES[dtype][0] is object:
+        out = np.empty((len(elements),) + elements[0].shape, dtype=object)
+        for i, element in enumerate(elements):
+            out[i] = element
+        return out
+    return np.stack(elements)
+
+
+def instances_to_arrays(instances: list, inputs: dict) -> dict:
+    """Row format: ``instances`` (non-empty list) -> {input alias: array with a leading batch dim}.
+
+    ``inputs`` maps input alias -> DataType enum.
+    """
+    names = sorted(inputs)
+    first = instances[0]
+    if type(first) is dict and not is_b64(first):
+        columns = {name: [] for name in names}
+        for i, element in enumerate(instances):
+            if type(element) is not dict or is_b64(element):
+                raise invalid(f"Expecting object but got list at item {i} of input list")
+            if len(element) != len(names):
+                raise invalid(f"Failed to process element: {i} of 'instances' list. JSON object: {dump(element)} "
+                              f"keys must be equal to: {','.join(names)}")
+            for name in names:
+                try:
+                    if name not in element:
+                        raise invalid(f"JSON object: does not have named input: {name}")
+                    array = to_ndarray(element[name], inputs[name])
+                    if columns[name]:
+                        _check_same_shape(columns[name][0], array)
+                except ServingError as exc:
+                    raise ServingError(exc.code if exc.code == "UNIMPLEMENTED" else "INVALID_ARGUMENT",
+                                       f"Failed to process element: {i} key: {name} of 'instances' list. "
+                                       f"Error: {exc.to_string()}") from None
+                columns[name].append(array)
+        return {name: _stack(columns[name], inputs[name]) for name in names}
+
+    if len(names) > 1:
+        raise invalid("instances is a plain list, but expecting list of objects as multiple input tensors "
+                      "required as per tensorinfo_map")
+    name = names[0]
+    dtype = inputs[name]
+    if dtype == types_pb2.DT_STRING:  # fast path: a flat list of strings / b64 objects
+        try:
+            flat = [_string_leaf(element) for element in instances]
+        except _NotFlat:
+            pass
+        else:
+            array = np.empty(len(flat), dtype=object)
+            array[:] = flat
+            return {name: array}
+    elements = []
+    for i, element in enumerate(instances):
+        if type(element) is dict and not is_b64(element):
+            raise invalid(f"Expecting value/list but got object at item {i} of input list")
+        try:
+            array = to_ndarray(element, dtype)
+            if elements:
+                _check_same_shape(elements[0], array)
+        except ServingError as exc:
+            raise ServingError(exc.code if exc.code == "UNIMPLEMENTED" else "INVALID_ARGUMENT",
+                               f"Failed to process element: {i} of 'instances' list. "
+                               f"Error: {exc.to_string()}") from None
+        elements.append(array)
+    return {name: _stack(elements, dtype)}
+
+
+class _NotFlat(Exception):
+    pass
+
+
+def _string_leaf(element) -> bytes:
+    if type(element) is str:
+        return element.encode("utf-8", "surrogateescape")
+    if type(element) is dict and len(element) == 1 and type(element.get("b64")) is str:
+        try:
+            return b64decode(element["b64"])
+        except ServingError:
+            raise _NotFlat from None
+    raise _NotFlat
+
+
+def columnar_to_arrays(value, inputs: dict) -> dict:
+    """Columnar format: ``inputs`` value -> {input alias: full tensor}."""
+    if type(value) is dict and not is_b64(value):
+        arrays = {}
+        for name in sorted(inputs):
+            if name not in value:
+                raise invalid(f"Missing named input: {name} in 'inputs' object.")
+            arrays[name] = to_ndarray(value[name], inputs[name])
+        return arrays
+    if len(inputs) > 1:
+        raise invalid("inputs is a plain value/list, but expecting an object as multiple input tensors required "
+                      "as per tensorinfo_map")
+    (name, dtype), = inputs.items()
+    return {name: to_ndarray(value, dtype)}
+
+
+# -------------------------------------------------------------------------------- tf.Example (classify)
+def examples_from_json(document: dict, method: str) -> list:
+    """``{"context"?: {...}, "examples": [...]}`` -> serialized tf.Examples (context merged into each)."""
+    examples = document.get("examples")
+    if "examples" not in document:
+        raise invalid(f"JSON Value: {dump(document)} When method is classify, key 'examples' is expected and "
+                      f"was not found")
+    if type(examples) is not list:
+        raise invalid(f"JSON Value: {dump(examples)} Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise invalid(f"JSON Value: {dump(document)} 'examples' value is an empty array")
+    context = b""
+    if "context" in document:
+        context = _example(document["context"], "context").SerializeToString()
+    return [context + _example(item, "examples").SerializeToString() for item in examples]
+
+
+def _example(value, where: str) -> example_pb2.Example:
+    if type(value) is not dict:
+        raise invalid(f"JSON Value: {dump(value)} Expecting '{where}' elements to be objects")
+    example = example_pb2.Example()
+    for name, feature_value in value.items():
+        _fill_feature(example.features.feature[name], name, feature_value)
+    return example
+
+
+def _feature_kind(value):
+    if type(value) is str or is_b64(value):
+        return "bytes"
+    if type(value) in (int, bool):
+        return "int64"
+    if type(value) is float:
+        return "float"
+    return None
+
+
+def _fill_feature(feature: feature_pb2.Feature, name: str, value) -> None:
+    items = value if type(value) is list else [value]
+    if not items:
+        raise invalid(f"Feature: {name} has no values")
+    kind = _feature_kind(items[0])
+    if kind is None:
+        raise invalid(f"Unexpected JSON value type: {json_type(items[0])} in feature: {name}")
+    for item in items:
+        if _feature_kind(item) != kind:
+            raise invalid(f"Unexpected element type in feature: {name} expecting type: {kind}")
+        if kind == "bytes":
+            feature.bytes_list.value.append(
+                b64decode(item["b64"]) if type(item) is dict else item.encode("utf-8", "surrogateescape"))
+        elif kind == "int64":
+            if not _INT64_RANGE[0] <= int(item) <= _INT64_RANGE[1]:
+                raise invalid(f"Unexpected element type in feature: {name} expecting type: int64")
+            feature.int64_list.value.append(int(item))
+        else:
+            feature.float_list.value.append(item)
+
+
+# ------------------------------------------------------------------------------------------ numpy -> JSON
+def format_float(value: float, double: bool = False) -> str:
+    """absl::StrCat-style: %g if it round-trips, else %.9g/%.17g; whole numbers get '.0'."""
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    text = "%g" % value
+    if double:
+        if float(text) != value:
+            text = "%.17g" % value
+    elif np.float32(float(text)) != np.float32(value):
+        text = "%.9g" % value
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def _leaf_strings(array: np.ndarray, alias: str) -> list:
+    kind = array.dtype.kind
+    flat = array.reshape(-1)
+    if kind == "f":
+        if array.dtype == np.float32:
+            return [format_float(v) for v in flat.tolist()]
+        if array.dtype == np.float64:
+            return [format_float(v, double=True) for v in flat.tolist()]
+    elif kind in "iu":
+        return [str(v) for v in flat.tolist()]
+    elif kind == "b":
+        return ["true" if v else "false" for v in flat.tolist()]
+    elif kind in "OSU":
+        values = [v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist()]
+        if alias.endswith("_bytes"):
+            return ['{"b64": "' + base64.b64encode(v).decode("ascii") + '"}' for v in values]
+        return [json.dumps(v.decode("utf-8", "replace"), ensure_ascii=False) for v in values]
+    raise invalid(f"Failed to write JSON value for tensor type: {array.dtype}")
+
+
+def _nest(strings: list, shape: tuple, start: int = 0) -> str:
+    if not shape:
+        return strings[start]
+    if len(shape) == 1:
+        return "[" + ", ".join(strings[start:start + shape[0]]) + "]"
+    step = int(np.prod(shape[1:], dtype=np.int64))
+    return "[" + ", ".join(_nest(strings, shape[1:], start + i * step) for i in range(shape[0])) + "]"
+
+
+def _name(alias: str) -> str:
+    return json.dumps(alias, ensure_ascii=False)
+
+
+def row_response(outputs: dict) -> str:
+    """``{"predictions": [...]}``: one element per batch row."""
+    batch = None
+    for alias, array in outputs.items():
+        if array.ndim == 0:
+            raise invalid(f"Tensor name: {alias} has no shape information ")
+        if batch is None:
+            batch = array.shape[0]
+        elif array.shape[0] != batch:
+            raise invalid(f"Tensor name: {alias} has inconsistent batch size: {array.shape[0]} expecting: {batch}")
+    columns = {}
+    for alias, array in outputs.items():
+        strings = _leaf_strings(array, alias)
+        step = int(np.prod(array.shape[1:], dtype=np.int64))
+        columns[alias] = [_nest(strings, array.shape[1:], i * step) for i in range(array.shape[0])]
+    if len(outputs) == 1:
+        rows = next(iter(columns.values()))
+    else:
+        rows = ["{" + ", ".join(f"{_name(alias)}: {column[i]}" for alias, column in columns.items()) + "}"
+                for i in range(batch or 0)]
+    if not rows:
+        return '{\n    "predictions": []\n}'
+    return '{\n    "predictions": [\n        ' + ",\n        ".join(rows) + "\n    ]\n}"
+
+
+def columnar_response(outputs: dict) -> str:
+    """``{"outputs": ...}``: the whole tensor, or an object of tensors when there are several."""
+    encoded = {alias: _nest(_leaf_strings(array, alias), array.shape) for alias, array in outputs.items()}
+    if len(encoded) == 1:
+        body = next(iter(encoded.values()))
+    else:
+        body = "{\n        " + ",\n        ".join(f"{_name(a)}: {v}" for a, v in encoded.items()) + "\n    }"
+    return '{\n    "outputs": ' + body + "\n}"
+
+
+def classify_response(classes, scores) -> str:
+    """``{"results": [[[label, score], ...], ...]}``."""
+    reference = classes if classes is not None else scores
+    rows = []
+    for i in range(reference.shape[0]):
+        width = reference.shape[1] if reference.ndim > 1 else 1
+        pairs = []
+        for j in range(width):
+            label = ""
+            if classes is not None:
+                raw = classes[i, j] if classes.ndim > 1 else classes[i]
+                label = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            score = 0.0
+            if scores is not None:
+                score = float(scores[i, j] if scores.ndim > 1 else scores[i])
+            pairs.append(f"[{_name(label)}, {format_float(score)}]")
+        rows.append("[" + ", ".join(pairs) + "]")
+    return '{\n    "results": [' + ", ".join(rows) + "]\n}"
+
+
+def regress_response(values: np.ndarray) -> str:
+    flat = values.reshape(values.shape[0], -1)[:, 0] if values.ndim > 1 else values
+    return '{\n    "results": [' + ", ".join(format_float(float(v)) for v in flat.tolist()) + "]\n}"
+
+
+def error_body(message: str) -> bytes:
+    return ('{\n    "error": ' + json.dumps(message, ensure_ascii=False) + "\n}").encode("utf-8", "replace")

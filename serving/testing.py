@@ -1,0 +1,235 @@
+"""Test helpers shared by the serving, web client and end-to-end suites.
+
+* :func:`build_tiny_model` - a tf.Module SavedModel with the letters model's serving signatures
+  (``serving_default``, ``predict_images``, ``transform_features``), built in about a second, no training.
+  Version ``v`` always ranks class ``v % 27`` first, so a test can tell which version answered.
+* :func:`publish_version` - copies a (cached) tiny model into ``<base>/<v>`` the way the Pusher does
+  (write to a non-integer temp name, then rename); ``broken=True`` publishes an unloadable version.
+* :func:`start_server` - the embedded server on a free loopback port, in-process or as a subprocess.
+* :func:`png_bytes` - a small grayscale PNG (stdlib only).
+
+Import ``pipeline`` before this module (it fixes the Keras mode before TensorFlow loads).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess as _subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+from pipeline import configs
+from pipeline.labels import CLASS_NAMES, GLYPHS, NUM_CLASSES
+
+_CACHE_DIR = None
+_CACHE_LOCK = threading.Lock()
+
+
+def png_bytes(value: int = 128, size: int = 8) -> bytes:
+    """A ``size`` x ``size`` 8-bit grayscale PNG filled with ``value``."""
+    rows = b"".join(b"\x00" + bytes([value % 256]) * size for _ in range(size))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def example_bytes(image: bytes) -> bytes:
+    """A serialized tf.Example with the raw image under ``image_raw``, as the ``examples`` inputs expect."""
+    from tensorflow.core.example import example_pb2
+
+    example = example_pb2.Example()
+    example.features.feature[configs.IMAGE_KEY].bytes_list.value.append(image)
+    return example.SerializeToString()
+
+
+def build_tiny_model(export_dir: str, version: int = 1, image_size: int = 64) -> str:
+    """Saves the tiny stand-in of the letters model to ``export_dir`` and returns it."""
+    import tensorflow as tf
+
+    favourite = version % NUM_CLASSES
+
+    class TinyLetters(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = tf.Variable(tf.one_hot(favourite, NUM_CLASSES) * 4.0, name="bias")
+            self.class_names = tf.constant(CLASS_NAMES)
+            self.glyphs = tf.constant(GLYPHS)
+
+        def _pixels(self, images):
+            def decode(data):
+                image = tf.io.decode_image(data, channels=1, expand_animations=False)
+                image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, [image_size, image_size])
+                return tf.ensure_shape(image, [image_size, image_size, 1])
+
+            return tf.map_fn(decode, images, fn_output_signature=tf.TensorSpec([image_size, image_size, 1]))
+
+        def _probabilities(self, images):
+            brightness = tf.reduce_mean(self._pixels(images), axis=[1, 2, 3])
+            ramp = tf.range(NUM_CLASSES, dtype=tf.float32) / NUM_CLASSES
+            return tf.nn.softmax(self.bias[None, :] + brightness[:, None] * ramp[None, :], axis=-1)
+
+        def _images_of(self, examples):
+            features = tf.io.parse_example(examples, {configs.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
+            return features[configs.IMAGE_KEY]
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.EXAMPLES_INPUT)])
+        def serving_default(self, examples):
+            return {configs.PROBABILITIES_OUTPUT: self._probabilities(self._images_of(examples))}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.IMAGE_INPUT)])
+        def predict_images(self, images):
+            probabilities = self._probabilities(images)
+            top = tf.math.top_k(probabilities, k=3)
+            return {
+                configs.PROBABILITIES_OUTPUT: probabilities,
+                configs.TOP_CLASSES_OUTPUT: tf.gather(self.class_names, top.indices),
+                configs.TOP_LETTERS_OUTPUT: tf.gather(self.glyphs, top.indices),
+                configs.TOP_SCORES_OUTPUT: top.values,
+                configs.TOP_INDICES_OUTPUT: top.indices,
+            }
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.EXAMPLES_INPUT)])
+        def transform_features(self, examples):
+            return {configs.TRANSFORMED_IMAGE_KEY: self._pixels(self._images_of(examples))}
+
+    module = TinyLetters()
+    signatures = {
+        configs.SERVING_DEFAULT_SIGNATURE: module.serving_default,
+        configs.IMAGE_SIGNATURE: module.predict_images,
+        configs.TRANSFORM_SIGNATURE: module.transform_features,
+    }
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    return export_dir
+
+
+def tiny_model_dir(version: int = 1) -> str:
+    """A cached tiny model for ``version`` (built once per process)."""
+    global _CACHE_DIR
+    with _CACHE_LOCK:
+        if _CACHE_DIR is None:
+            _CACHE_DIR = tempfile.mkdtemp(prefix="letters-tiny-models-")
+        path = os.path.join(_CACHE_DIR, str(version))
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            build_tiny_model(path, version)
+        return path
+
+
+def publish_version(base_path: str, version: int, broken: bool = False, half_written: bool = False) -> str:
+    """Puts version ``version`` under ``base_path`` atomically (temp dir + rename), as the Pusher does.
+
+    ``broken``: a saved_model.pb that is not a SavedModel. ``half_written``: variables but no saved_model.pb.
+    """
+    os.makedirs(base_path, exist_ok=True)
+    staging = os.path.join(base_path, f".staging-{version}-{os.getpid()}-{time.monotonic_ns()}")
+    if broken or half_written:
+        shutil.copytree(os.path.join(tiny_model_dir(1), "variables"), os.path.join(staging, "variables"))
+        if broken:
+            with open(os.path.join(staging, "saved_model.pb"), "wb") as handle:
+                handle.write(b"this is not a SavedModel")
+    else:
+        shutil.copytree(tiny_model_dir(version), staging)
+    target = os.path.join(base_path, str(version))
+    os.rename(staging, target)
+    return target
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class RunningServer:
+    """A started server: ``.url``, ``.port``, ``.stop()``; a context manager."""
+
+    def __init__(self, url: str, port: int, server=None, process=None, log_path=None):
+        self.url = url
+        self.port = port
+        self.server = server          # serving.server.Server when in-process
+        self.process = process        # subprocess.Popen when a subprocess
+        self.log_path = log_path
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Stops gracefully (SIGTERM for a subprocess); returns the subprocess's exit code."""
+        if self.server is not None:
+            self.server.stop()
+            return None
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except _subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode if self.process is not None else None
+
+    def log(self) -> str:
+        if self.log_path and os.path.exists(self.log_path):
+            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        return ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_server(model_base_path: str | None = None, model_name: str = "letters", *, subprocess: bool = False,
+                 host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 180.0,
+                 **flags) -> RunningServer:
+    """Starts the embedded server on a free loopback port once its models are loaded.
+
+    ``flags`` are any other ``python -m serving`` flags by name (e.g. ``enable_batching=True``,
+    ``model_config_file=...``, ``monitoring_config_file=...``, ``file_system_poll_wait_seconds=0.2``).
+    """
+    flags.setdefault("file_system_poll_wait_seconds", 1)
+    values = dict(flags, rest_api_host=host, rest_api_port=port)
+    if model_base_path is not None:
+        values.update(model_base_path=os.fspath(model_base_path), model_name=model_name)
+    if not subprocess:
+        from serving.config import ServerOptions
+        from serving.server import Server
+
+        server = Server(ServerOptions(**values)).start()
+        return RunningServer(server.url, server.port, server=server)
+
+    argv = [sys.executable, "-m", "serving"]
+    for key, value in values.items():
+        argv.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
+    log_file = tempfile.NamedTemporaryFile(prefix="serving-", suffix=".log", delete=False)
+    process = _subprocess.Popen(argv, stdout=_subprocess.PIPE, stderr=log_file, text=True,
+                                cwd=str(configs.PROJECT_ROOT))
+    log_file.close()
+    found = {}
+
+    def read_stdout():
+        for line in process.stdout:
+            if "Exporting HTTP/REST API at:" in line and "port" not in found:
+                found["port"] = int(line.split("at:", 1)[1].split()[0].rsplit(":", 1)[1])
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + startup_timeout
+    while "port" not in found:
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            with open(log_file.name, encoding="utf-8", errors="replace") as handle:
+                tail = handle.read()[-4000:]
+            raise RuntimeError(f"serving subprocess did not start (exit {process.returncode}):\n{tail}")
+        time.sleep(0.05)
+    url_host = f"[{host}]" if ":" in host else host
+    return RunningServer(f"http://{url_host}:{found['port']}", found["port"], process=process,
+                         log_path=log_file.name)

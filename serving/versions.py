@@ -1,0 +1,384 @@
+"""Model versions: loading SavedModels, the version policy, polling and labels (TF Serving's ServerCore).
+
+Each configured model has a :class:`ModelManager` that polls ``<base_path>/<integer version>/`` and keeps
+TF Serving's guarantees: only integer-named children count, a new version is loaded before an old one is
+unloaded (availability preserving), a version whose load fails is retried, then left in ``END`` with its error
+while the previous version keeps serving, and every state a version went through stays listed in status.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+
+from serving.status import ServingError, from_exception
+
+log = logging.getLogger("serving.versions")
+
+_VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$")   # absl::SimpleAtoi
+_INT64_MAX = 2 ** 63 - 1
+State = get_model_status_pb2.ModelVersionStatus.State
+
+
+class Servable:
+    """One loaded version: the SavedModel's SignatureDefs (for metadata) and its callable signatures."""
+
+    def __init__(self, name: str, version: int, path: str):
+        import tensorflow as tf
+
+        self.name = name
+        self.version = version
+        self.path = path
+        pb_path = os.path.join(path, "saved_model.pb")
+        if not os.path.isfile(pb_path):
+            raise ServingError("NOT_FOUND", "Specified file path does not appear to contain a SavedModel bundle "
+                                            "(should have a file called `saved_model.pb`)\n"
+                                            f"Specified file path: {path}")
+        saved_model = saved_model_pb2.SavedModel()
+        with open(pb_path, "rb") as handle:
+            try:
+                saved_model.ParseFromString(handle.read())
+            except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError
+                raise ServingError("DATA_LOSS", f"Could not parse SavedModel proto at {pb_path}: {exc}") from None
+        meta_graph = next((m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags), None)
+        if meta_graph is None:
+            raise ServingError("NOT_FOUND", f"Could not find meta graph def matching supplied tags: {{ serve }}. "
+                                            f"To inspect available tag-sets in the SavedModel, please use the "
+                                            f"SavedModel CLI: `saved_model_cli`")
+        self.signature_defs = meta_graph.signature_def
+        self.module = tf.saved_model.load(path, tags=["serve"])
+        self.functions = dict(self.module.signatures)
+        self.batchers = {}          # signature name -> serving.batching.Batcher (set by the server)
+        self._batchers_lock = threading.Lock()
+
+    def input_dtypes(self, signature_name: str) -> dict:
+        return {alias: info.dtype for alias, info in self.signature_defs[signature_name].inputs.items()}
+
+    def run(self, signature_name: str, arrays: dict) -> dict:
+        """Calls one signature on numpy inputs; returns {output alias: numpy array}."""
+        import tensorflow as tf
+
+        function = self.functions.get(signature_name)
+        if function is None:
+            raise ServingError("INVALID_ARGUMENT", f"Signature {signature_name} is not callable")
+        signature = self.signature_defs[signature_name]
+        feeds = {}
+        for alias, array in arrays.items():
+            feeds[alias] = tf.constant(array, dtype=tf.dtypes.as_dtype(signature.inputs[alias].dtype))
+        try:
+            outputs = function(**feeds)
+        except Exception as exc:  # noqa: BLE001 - TF runtime errors pass through with their code
+            raise from_exception(exc) from None
+        return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+
+    def batcher(self, signature_name: str, factory):
+        with self._batchers_lock:
+            batcher = self.batchers.get(signature_name)
+            if batcher is None:
+                batcher = self.batchers[signature_name] = factory(self, signature_name)
+            return batcher
+
+    def close(self):
+        with self._batchers_lock:
+            for batcher in self.batchers.values():
+                batcher.close()
+            self.batchers.clear()
+
+
+class _VersionRecord:
+    __slots__ = ("state", "error_code", "error_message", "attempts", "retry_at")
+
+    def __init__(self):
+        self.state = State.START
+        self.error_code = "OK"
+        self.error_message = ""
+        self.attempts = 0
+        self.retry_at = 0.0
+
+
+def list_versions(base_path: str, model_name: str) -> dict | None:
+    """{version: path} of the integer-named children, or None if the base path cannot be read."""
+    try:
+        names = sorted(os.listdir(base_path))
+    except OSError as exc:
+        log.warning("Could not find base path %s for servable %s with error %s", base_path, model_name, exc)
+        return None
+    versions = {}
+    for name in names:
+        if not _VERSION_NAME.match(name):
+            continue
+        version = int(name)
+        if not -_INT64_MAX - 1 <= version <= _INT64_MAX:
+            continue
+        if version in versions:
+            log.warning("Duplicate version directories detected: %s and %s (servable %s); using the first",
+                        versions[version], os.path.join(base_path, name), model_name)
+            continue
+        versions[version] = os.path.join(base_path, name)
+    if not versions:
+        log.warning("No versions of servable %s found under base path %s. Did you forget to name your leaf "
+                    "directory as a number (eg. '/1/')?", model_name, base_path)
+    return versions
+
+
+def aspired_versions(policy, available: dict, model_name: str) -> dict:
+    """Applies a ``FileSystemStoragePathSourceConfig.ServableVersionPolicy`` to {version: path}."""
+    which = policy.WhichOneof("policy_choice")
+    if which == "all":
+        return dict(available)
+    if which == "specific":
+        chosen = {}
+        for version in policy.specific.versions:
+            if version in available:
+                chosen[version] = available[version]
+            else:
+                log.warning("Version %d of servable %s, which was requested to be served as a 'specific' version "
+                            "in the servable's version policy, was not found in the file system",
+                            version, model_name)
+        return chosen
+    count = max(policy.latest.num_versions, 1) if which == "latest" else 1
+    return {v: available[v] for v in sorted(available, reverse=True)[:count]}
+
+
+class ModelManager:
+    """Versions of one model: what is aspired, loading, serving, and every state seen (for status)."""
+
+    def __init__(self, model_config, options, on_loaded=None):
+        self.name = model_config.name
+        self.model_config = model_config
+        self.options = options
+        self.labels = dict(model_config.version_labels)
+        self.records: dict[int, _VersionRecord] = {}
+        self.servables: dict[int, Servable] = {}
+        self.aspired: dict[int, str] = {}
+        self.polled_once = False
+        self.removed = False
+        self._lock = threading.RLock()
+        self._on_loaded = on_loaded
+
+    # -------------------------------------------------------------------------------------- lookups
+    def resolve(self, version: int | None = None, label: str | None = None) -> Servable:
+        with self._lock:
+            if label is not None:
+                if label not in self.labels:
+                    raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+                version = self.labels[label]
+            if version is None:
+                if not self.servables:
+                    raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({self.name})")
+                return self.servables[max(self.servables)]
+            servable = self.servables.get(version)
+            if servable is None:
+                raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({self.name}, {version})")
+            return servable
+
+    def status(self, version: int | None = None) -> get_model_status_pb2.GetModelStatusResponse:
+        response = get_model_status_pb2.GetModelStatusResponse()
+        with self._lock:
+            if version is not None:
+                if version not in self.records:
+                    raise ServingError("NOT_FOUND", f"Could not find version {version} of model {self.name}")
+                versions = [version]
+            else:
+                if not self.records:
+                    raise ServingError("NOT_FOUND", f"Could not find any versions of model {self.name}")
+                versions = sorted(self.records, reverse=True)
+            for v in versions:
+                record = self.records[v]
+                entry = response.model_version_status.add()
+                entry.version = v
+                entry.state = record.state
+                entry.status.error_code = record.error_code
+                entry.status.error_message = record.error_message
+        return response
+
+    def available_versions(self) -> list:
+        with self._lock:
+            return sorted(self.servables)
+
+    def startup_settled(self) -> bool:
+        """True once the first poll found versions and none of them is still loading."""
+        with self._lock:
+            if not self.polled_once or not self.aspired:
+                return False
+            return all(self.records[v].state in (State.AVAILABLE, State.END) for v in self.aspired)
+
+    def startup_failures(self) -> list:
+        with self._lock:
+            if self.servables:
+                return []
+            return [(v, self.records[v]) for v in self.aspired if self.records[v].error_code != "OK"]
+
+    # -------------------------------------------------------------------------------------- polling
+    def poll(self) -> None:
+        """One file-system poll: aspire, load (with retries), then unload what is no longer aspired."""
+        if self.removed:
+            return
+        found = list_versions(self.model_config.base_path, self.name)
+        if found is None:        # base path missing: nothing changes
+            self.polled_once = True
+            return
+        aspired = aspired_versions(self.model_config.model_version_policy, found, self.name)
+        with self._lock:
+            for version in list(self.records):
+                record = self.records[version]
+                if version not in aspired and version not in self.servables and record.state != State.END:
+                    record.state = State.END        # aspiration withdrawn while loading/retrying
+                    record.attempts = 0
+            for version in aspired:
+                record = self.records.get(version)
+                if record is None or (record.state == State.END and version not in self.aspired):
+                    self.records[version] = _VersionRecord()
+            self.aspired = aspired
+        now = time.monotonic()
+        for version in sorted(aspired, reverse=True):
+            record = self.records[version]
+            if record.state == State.START or (record.state == State.LOADING and now >= record.retry_at):
+                self._load(version, aspired[version], record)
+        self._unload_unaspired()
+        self.polled_once = True
+
+    def _load(self, version: int, path: str, record: _VersionRecord) -> None:
+        with self._lock:
+            record.state = State.LOADING
+        log.info("Loading servable: {name: %s version: %d} from %s", self.name, version, path)
+        started = time.monotonic()
+        try:
+            servable = Servable(self.name, version, path)
+        except Exception as exc:  # noqa: BLE001 - any load failure is reported in status
+            error = from_exception(exc)
+            with self._lock:
+                record.attempts += 1
+                if record.attempts > self.options.max_num_load_retries:
+                    record.state = State.END
+                    record.error_code = error.code
+                    record.error_message = error.message
+                    log.error("Failed to load servable {name: %s version: %d}: %s", self.name, version,
+                              error.message)
+                else:
+                    record.retry_at = time.monotonic() + self.options.load_retry_interval_micros / 1e6
+                    log.warning("Loading servable {name: %s version: %d} failed (attempt %d), will retry: %s",
+                                self.name, version, record.attempts, error.message)
+            return
+        if self._on_loaded is not None:
+            self._on_loaded(servable)
+        with self._lock:
+            self.servables[version] = servable
+            record.state = State.AVAILABLE
+            record.error_code, record.error_message = "OK", ""
+        log.info("Successfully loaded servable version {name: %s version: %d} in %.2fs", self.name, version,
+                 time.monotonic() - started)
+
+    def _unload_unaspired(self) -> None:
+        with self._lock:
+            ready_aspired = any(v in self.servables for v in self.aspired)
+            if not (ready_aspired or not self.aspired):
+                return
+            doomed = [v for v in self.servables if v not in self.aspired]
+            for version in doomed:
+                self.records[version].state = State.UNLOADING
+        for version in doomed:
+            self._unload(version)
+
+    def _unload(self, version: int) -> None:
+        with self._lock:
+            servable = self.servables.pop(version, None)
+            self.records[version].state = State.END
+        if servable is not None:
+            servable.close()
+            log.info("Unloaded servable version {name: %s version: %d}", self.name, version)
+
+    def unload_all(self) -> None:
+        self.removed = True
+        with self._lock:
+            versions = list(self.servables)
+            self.aspired = {}
+        for version in versions:
+            self._unload(version)
+
+
+def check_labels(model_config, manager: ModelManager | None, allow_unavailable: bool) -> None:
+    """Labels may only point at AVAILABLE versions (new labels exempt with the 'unavailable' flag)."""
+    current = manager.labels if manager is not None else {}
+    available = set(manager.available_versions()) if manager is not None else set()
+    for label, version in model_config.version_labels.items():
+        if version in available:
+            continue
+        if allow_unavailable and label not in current:
+            continue
+        if allow_unavailable and current.get(label) == version:
+            continue
+        raise ServingError("FAILED_PRECONDITION",
+                           f"Request to assign label to version {version} of model {model_config.name}, which is "
+                           f"not currently available for inference")
+
+
+class ServerCore:
+    """All models of a ``ModelServerConfig``; (re)applies configs and polls the file system."""
+
+    def __init__(self, options, on_loaded=None):
+        self.options = options
+        self.managers: dict[str, ModelManager] = {}
+        self._lock = threading.RLock()
+        self._on_loaded = on_loaded
+
+    def manager(self, name: str) -> ModelManager | None:
+        return self.managers.get(name)
+
+    def apply_config(self, config) -> None:
+        """Realises exactly ``config``: adds, updates and removes models. Raises without changing anything
+        if a label points at a version that is not available."""
+        models = list(config.model_config_list.config)
+        with self._lock:
+            for model in models:
+                check_labels(model, self.managers.get(model.name),
+                             self.options.allow_version_labels_for_unavailable_models)
+            wanted = {m.name for m in models}
+            for name, manager in list(self.managers.items()):
+                if name not in wanted and not manager.removed:
+                    log.info("Unloading model %s (no longer in the config)", name)
+                    manager.unload_all()
+            for model in models:
+                manager = self.managers.get(model.name)
+                if manager is None or manager.removed:
+                    self.managers[model.name] = ModelManager(model, self.options, self._on_loaded)
+                    if manager is not None:   # keep the states seen so far, as the state monitor does
+                        self.managers[model.name].records = manager.records
+                else:
+                    manager.model_config = model
+                    manager.labels = dict(model.version_labels)
+
+    def poll(self) -> None:
+        with self._lock:
+            managers = [m for m in self.managers.values() if not m.removed]
+        for manager in managers:
+            try:
+                manager.poll()
+            except Exception:  # noqa: BLE001 - a poll error must never stop the poller
+                log.exception("Polling model %s failed", manager.name)
+
+    def wait_until_settled(self, stop: threading.Event, poll_seconds: float) -> None:
+        """Initial load: returns once every model has loaded or failed; raises if one has nothing to serve."""
+        while not stop.is_set():
+            self.poll()
+            managers = [m for m in self.managers.values() if not m.removed]
+            if all(m.startup_settled() for m in managers):
+                failures = []
+                for manager in managers:
+                    for version, record in manager.startup_failures():
+                        failures.append(f"{{name: {manager.name} version: {version}}} due to error: "
+                                        f"{record.error_code}: {record.error_message}")
+                if failures:
+                    raise ServingError("UNKNOWN", f"{len(failures)} servable(s) did not become available: "
+                                                  f"{{{', '.join(failures)}, }}")
+                return
+            stop.wait(max(min(poll_seconds, 0.5), 0.05))
+
+    def unload_all(self) -> None:
+        for manager in list(self.managers.values()):
+            manager.unload_all()
