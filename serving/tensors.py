@@ -197,7 +197,7 @@ def _stack(elements: list, dtype: int) -> np.ndarray:
     if _DTYPES[dtype][0] is object:
         out = np.empty((len(elements),) + elements[0].shape, dtype=object)
         for i, element in enumerate(elements):
-            out[i] = element
+            out[i, ...] = element
         return out
     return np.stack(elements)
 

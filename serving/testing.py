@@ -140,6 +140,52 @@ def publish_version(base_path: str, version: int, broken: bool = False, half_wri
     return target
 
 
+def b64(data: bytes) -> dict:
+    """``{"b64": ...}``: how REST requests carry bytes (images, serialized tf.Examples)."""
+    import base64
+
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+class RestClient:
+    """Raw HTTP against a server URL, for tests: ``request`` -> (status, headers, body bytes);
+    ``get``/``post`` decode a JSON body (None when empty)."""
+
+    def __init__(self, url: str, timeout: float = 60.0):
+        import urllib.parse
+
+        parsed = urllib.parse.urlsplit(url)
+        self.host, self.port, self.timeout = parsed.hostname, parsed.port, timeout
+
+    def request(self, method: str, path: str, body=None, headers=None):
+        import http.client
+        import json
+
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body)
+            if isinstance(body, str):
+                body = body.encode("utf-8")
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def get(self, path: str):
+        import json
+
+        status, _, raw = self.request("GET", path)
+        return status, (json.loads(raw) if raw else None)
+
+    def post(self, path: str, body):
+        import json
+
+        status, _, raw = self.request("POST", path, body)
+        return status, (json.loads(raw) if raw else None)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     import socket
 

@@ -1,0 +1,65 @@
+"""Fixtures for the serving tests: tiny letters models on disk and one shared embedded server."""
+import pipeline  # noqa: F401  (before TensorFlow)
+
+import os
+
+import pytest
+
+from serving import testing
+
+CONFIG_TEMPLATE = """
+model_config_list {{
+  config {{
+    name: "letters"
+    base_path: "{letters}"
+    model_platform: "tensorflow"
+    model_version_policy {{ latest {{ num_versions: 2 }} }}
+    version_labels {{ key: "stable" value: 1 }}
+    version_labels {{ key: "canary" value: 2 }}
+    version_labels {{ key: "ghost" value: 9 }}
+  }}
+  config {{
+    name: "pinned"
+    base_path: "{letters}"
+    model_version_policy {{ specific {{ versions: 1 }} }}
+  }}
+}}
+"""
+
+
+@pytest.fixture(scope="session")
+def models_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    letters = root / "letters"
+    testing.publish_version(str(letters), 1)
+    testing.publish_version(str(letters), 2)
+    os.makedirs(letters / "not-a-version")
+    return root
+
+
+@pytest.fixture(scope="session")
+def server(models_root, tmp_path_factory):
+    config_dir = tmp_path_factory.mktemp("config")
+    model_config = config_dir / "models.config"
+    model_config.write_text(CONFIG_TEMPLATE.format(letters=models_root / "letters"))
+    monitoring = config_dir / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
+    batching = config_dir / "batching.config"
+    batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 2000 }\n"
+                        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
+    running = testing.start_server(
+        model_config_file=str(model_config), allow_version_labels_for_unavailable_models=True,
+        monitoring_config_file=str(monitoring), enable_batching=True, batching_parameters_file=str(batching),
+        rest_api_enable_cors_support=False, max_request_bytes=4 * 1024 * 1024)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    return testing.RestClient(server.url)
+
+
+@pytest.fixture(scope="session")
+def png():
+    return testing.png_bytes(200)

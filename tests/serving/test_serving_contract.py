@@ -1,0 +1,284 @@
+"""The REST contract of /work/shared/specs/tfserving_rest_api.md, case by case, against the embedded server."""
+import json
+
+import pytest
+
+from pipeline import configs
+from pipeline.labels import CLASS_NAMES, GLYPHS
+from serving import testing
+from serving.testing import b64
+
+PREDICT = "/v1/models/letters:predict"
+
+
+def example(png):
+    return b64(testing.example_bytes(png))
+
+
+# ----------------------------------------------------------------------------------------------- status
+def test_status_shape_descending_versions(client):
+    status, body = client.get("/v1/models/letters")
+    assert status == 200
+    assert body == {"model_version_status": [
+        {"version": "2", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},
+    ]}
+
+
+def test_status_of_one_version_and_headers(client):
+    status, headers, raw = client.request("GET", "/v1/models/letters/versions/001")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(raw)["model_version_status"][0]["version"] == "1"
+
+
+def test_status_errors(client):
+    assert client.get("/v1/models/nope") == (404, {"error": "Could not find any versions of model nope"})
+    assert client.get("/v1/models/letters/versions/7") == (404, {"error": "Could not find version 7 of model letters"})
+    assert client.get("/v1/models") == (400, {"error": "Missing model name in request."})
+
+
+def test_status_ignores_labels_even_unknown(client):
+    status, body = client.get("/v1/models/letters/labels/whatever")
+    assert status == 200 and len(body["model_version_status"]) == 2
+
+
+def test_paths_case_insensitive_and_percent_decoded(client):
+    assert client.get("/V1/MODELS/letters")[0] == 200
+    assert client.get("/v1/models/let%74ers")[0] == 200
+    assert client.get("/v1/models/LETTERS")[0] == 404
+    assert client.get("/v1/models/letters/METADATA")[1]["model_version_status"]
+
+
+# --------------------------------------------------------------------------------------------- metadata
+def test_metadata_double_nesting_and_signatures(client):
+    status, body = client.get("/v1/models/letters/metadata")
+    assert status == 200
+    assert body["model_spec"] == {"name": "letters", "signature_name": "", "version": "2"}
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    assert {configs.SERVING_DEFAULT_SIGNATURE, configs.IMAGE_SIGNATURE, configs.TRANSFORM_SIGNATURE} <= set(signatures)
+    default = signatures[configs.SERVING_DEFAULT_SIGNATURE]
+    examples = default["inputs"][configs.EXAMPLES_INPUT]
+    assert examples["dtype"] == "DT_STRING"
+    assert examples["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False}
+    assert examples["name"].endswith(":0")
+    probabilities = default["outputs"][configs.PROBABILITIES_OUTPUT]
+    assert probabilities["tensor_shape"]["dim"] == [{"size": "-1", "name": ""}, {"size": "27", "name": ""}]
+    assert default["method_name"] == "tensorflow/serving/predict" and default["defaults"] == {}
+    images = signatures[configs.IMAGE_SIGNATURE]
+    assert set(images["outputs"]) == {"probabilities", "top_classes", "top_letters", "top_scores", "top_indices"}
+
+
+def test_metadata_by_version_and_label(client):
+    assert client.get("/v1/models/letters/versions/1/metadata")[1]["model_spec"]["version"] == "1"
+    assert client.get("/v1/models/letters/labels/stable/metadata")[1]["model_spec"]["version"] == "1"
+    assert client.get("/v1/models/letters/labels/canary/metadata")[1]["model_spec"]["version"] == "2"
+
+
+def test_metadata_errors(client):
+    assert client.get("/v1/models/nope/metadata") == (404, {"error": "Servable not found for request: Latest(nope)"})
+    assert client.get("/v1/models/letters/versions/5/metadata") == (
+        404, {"error": "Servable not found for request: Specific(letters, 5)"})
+    assert client.get("/v1/models/letters/labels/beta/metadata") == (
+        400, {"error": "Unrecognized servable version label: beta"})
+
+
+# ---------------------------------------------------------------------------------------------- predict
+def test_predict_images_row_format(client, png):
+    status, body = client.post(PREDICT, {"signature_name": configs.IMAGE_SIGNATURE,
+                                         "instances": [b64(png), b64(png)]})
+    assert status == 200 and list(body) == ["predictions"]
+    assert len(body["predictions"]) == 2
+    row = body["predictions"][0]
+    assert set(row) == {"probabilities", "top_classes", "top_letters", "top_scores", "top_indices"}
+    assert len(row["probabilities"]) == 27 and abs(sum(row["probabilities"]) - 1) < 1e-4
+    assert row["top_classes"][0] == CLASS_NAMES[2] and row["top_letters"][0] == GLYPHS[2]  # version 2 answered
+    assert row["top_indices"][0] == 2 and isinstance(row["top_indices"][0], int)
+
+
+def test_predict_columnar_format(client, png):
+    status, body = client.post(PREDICT, {"signature_name": configs.IMAGE_SIGNATURE,
+                                         "inputs": {configs.IMAGE_INPUT: [b64(png)], "ignored": 1}})
+    assert status == 200 and list(body) == ["outputs"]
+    assert len(body["outputs"]["probabilities"]) == 1 and len(body["outputs"]["top_classes"][0]) == 3
+
+
+def test_serving_default_single_output_drops_name(client, png):
+    status, body = client.post(PREDICT, {"instances": [example(png)]})
+    assert status == 200 and len(body["predictions"]) == 1 and len(body["predictions"][0]) == 27
+    status, body = client.post(PREDICT, {"inputs": [example(png)]})
+    assert status == 200 and len(body["outputs"]) == 1 and len(body["outputs"][0]) == 27
+
+
+def test_named_instances_objects(client, png):
+    status, body = client.post(PREDICT, {"signature_name": configs.IMAGE_SIGNATURE,
+                                         "instances": [{configs.IMAGE_INPUT: b64(png)}]})
+    assert status == 200 and body["predictions"][0]["top_indices"][0] == 2
+
+
+def test_version_and_label_routing(client, png):
+    def top(path):
+        status, body = client.post(path, {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(png)]})
+        assert status == 200, body
+        return body["predictions"][0]["top_indices"][0]
+
+    assert top("/v1/models/letters/versions/1:predict") == 1
+    assert top("/v1/models/letters/labels/stable:predict") == 1
+    assert top("/v1/models/letters/labels/canary:predict") == 2
+    assert top("/v1/models/pinned:predict") == 1
+
+
+def test_float_outputs_have_decimal_point(client, png):
+    _, _, raw = client.request("POST", PREDICT, {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(png)]})
+    text = raw.decode()
+    scores = text.split('"top_scores": [', 1)[1].split("]", 1)[0].split(", ")
+    assert all("." in s or "e" in s for s in scores)
+
+
+def test_transform_features(client, png):
+    status, body = client.post(PREDICT, {"signature_name": configs.TRANSFORM_SIGNATURE, "instances": [example(png)]})
+    assert status == 200
+    image = body["predictions"][0]
+    assert len(image) == 64 and len(image[0]) == 64 and abs(image[0][0][0] - 200 / 255) < 1e-3
+
+
+# ------------------------------------------------------------------------------------- predict errors
+@pytest.mark.parametrize("body, message", [
+    ("", "JSON Parse error: The document is empty"),
+    ("   ", "JSON Parse error: The document is empty. at offset: 3"),
+    ("instances = [1, 2]", "JSON Parse error: Invalid value. at offset: 0"),
+    ("[1, 2]", "JSON Value: [1, 2] Is not object"),
+    ('{"signature_name": 5, "instances": [1]}',
+     "JSON Value: 5 not formatted correctly. 'signature_name' key must be a string value."),
+    ('{"signature_name": "nope", "instances": [1]}', 'Serving signature name: "nope" not found in signature def'),
+    ('{"signature_name": "__saved_model_init_op", "instances": [1]}',
+     "Failed to get input map for signature: __saved_model_init_op"),
+    ('{"nothing": 1}', "Missing 'inputs' or 'instances' key"),
+    ('{"instances": ["x"], "inputs": ["x"]}', "Not formatted correctly expecting only one of 'inputs' or 'instances' "
+                                              "keys to exist "),
+    ('{"instances": {"a": 1}}', "Expecting 'instances' to be an list/array"),
+    ('{"instances": []}', "No values in 'instances' array"),
+    ('{"instances": [1]}', "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: 1 "
+                           "Type: Number is not of expected type: string"),
+    ('{"instances": [{"b64": "%%%"}]}', "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
+                                        "Unable to base64 decode"),
+    ('{"instances": [{"b64": "YQ=="}, [{"b64": "YQ=="}]]}',
+     "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting shape [] but got: [1]"),
+    ('{"instances": [{"examples": "a"}, "b"]}', "Expecting object but got list at item 1 of input list"),
+    ('{"instances": ["a", {"examples": "b"}]}', "Expecting value/list but got object at item 1 of input list"),
+    ('{"instances": [{"examples": "a", "x": 1}]}',
+     "Failed to process element: 0 of 'instances' list. JSON object: {\"examples\": \"a\", \"x\": 1} keys must be "
+     "equal to: examples"),
+    ('{"instances": [{"x": "a"}]}', "Failed to process element: 0 key: examples of 'instances' list. Error: "
+                                    "INVALID_ARGUMENT: JSON object: does not have named input: examples"),
+    ('{"inputs": {"x": ["a"]}}', "Missing named input: examples in 'inputs' object."),
+    ('{"inputs": [{"b64": 5}]}', 'JSON Value: {"b64": 5} not formatted correctly for base64 data'),
+])
+def test_predict_errors_400(client, body, message):
+    status, headers, raw = client.request("POST", PREDICT, body)
+    assert status == 400, raw
+    assert headers["Content-Type"] == "application/json"
+    error = json.loads(raw)
+    assert list(error) == ["error"]
+    assert message in error["error"]
+    if message.startswith(("JSON Parse", "Serving", "Missing", "Failed to get")):
+        assert error["error"] == message
+
+
+def test_tf_runtime_error_passes_through(client):
+    status, body = client.post(PREDICT, {"signature_name": configs.IMAGE_SIGNATURE, "instances": ["not an image"]})
+    assert status == 400 and "error" in body and body["error"]
+
+
+def test_trailing_bytes_and_unknown_keys_ignored(client, png):
+    body = json.dumps({"instances": [example(png)], "extra": True}) + " garbage"
+    status, _, raw = client.request("POST", PREDICT, body)
+    assert status == 200, raw
+
+
+def test_evaluation_order(client):
+    # JSON errors beat an unknown model; an unknown model beats empty instances.
+    assert client.request("POST", "/v1/models/nope:predict", "{bad")[0] == 400
+    assert client.post("/v1/models/nope:predict", {"instances": []}) == (
+        404, {"error": "Servable not found for request: Latest(nope)"})
+    assert client.post("/v1/models/letters/versions/9:predict", {"instances": ["a"]}) == (
+        404, {"error": "Servable not found for request: Specific(letters, 9)"})
+    assert client.post("/v1/models/letters/labels/nolabel:predict", {"instances": ["a"]}) == (
+        400, {"error": "Unrecognized servable version label: nolabel"})
+    assert client.post("/v1/models/letters/labels/ghost:predict", {"instances": ["a"]}) == (
+        404, {"error": "Servable not found for request: Specific(letters, 9)"})
+
+
+# ----------------------------------------------------------------------------------------------- routes
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/v1/models/letters/versions/abc"), ("GET", "/v1/models/letters/"), ("GET", "/v1/models/letters/version/1"),
+    ("POST", "/v1/models/letters/metadata"), ("GET", "/v1/models/letters:predict"), ("POST", "/v1/models/letters"),
+    ("POST", "/v1/models/letters:explain"), ("POST", "/v1/models/letters:PREDICT"), ("GET", "/v1/foo"),
+    ("PUT", "/v1/models/letters"), ("DELETE", "/v1/models/letters"), ("POST", "/v1/models/letters:predict?x=1"),
+])
+def test_malformed_routes(client, method, path):
+    status, headers, raw = client.request(method, path, "{}" if method in ("POST", "PUT") else None)
+    assert status == 400
+    assert json.loads(raw) == {"error": f"Malformed request: {method} {path}"}
+
+
+def test_version_overflow_is_400_with_empty_body(client):
+    status, headers, raw = client.request("GET", "/v1/models/letters/versions/99999999999999999999")
+    assert (status, raw) == (400, b"") and headers["Content-Type"] == "application/json"
+
+
+def test_non_v1_paths_get_html_404(client):
+    for path in ("/", "/v1", "/v2/models/letters", "/models/letters"):
+        status, headers, raw = client.request("GET", path)
+        assert status == 404 and b"404 Not Found" in raw and "json" not in headers.get("Content-Type", "")
+
+
+def test_query_string_is_part_of_model_name(client):
+    assert client.get("/v1/models/letters?x=1") == (404, {"error": "Could not find any versions of model letters?x=1"})
+
+
+def test_cors_preflight(client):
+    status, headers, raw = client.request("OPTIONS", PREDICT, headers={"Origin": "http://example.test"})
+    assert (status, raw) == (200, b"") and "Content-Type" not in headers
+    assert client.request("OPTIONS", PREDICT)[0] == 400
+
+
+def test_request_size_bound(client):
+    status, _, raw = client.request("POST", PREDICT, b"x" * (4 * 1024 * 1024 + 1))
+    assert status == 413 and "error" in json.loads(raw)
+
+
+# -------------------------------------------------------------------------------------- classify/regress
+def test_classify_regress_json_checks_before_lookup(client):
+    assert client.post("/v1/models/nope:classify", {"x": 1})[1]["error"].endswith(
+        "When method is classify, key 'examples' is expected and was not found")
+    assert client.post("/v1/models/nope:regress", {"examples": []})[1]["error"].endswith(
+        "'examples' value is an empty array")
+    assert client.post("/v1/models/nope:classify", {"examples": [{"a": 1}]}) == (
+        404, {"error": "Servable not found for request: Latest(nope)"})
+
+
+def test_classify_rejects_predict_signature(client, png):
+    status, body = client.post("/v1/models/letters:classify", {"examples": [{configs.IMAGE_KEY: b64(png)}]})
+    assert status == 400 and body["error"].startswith("No classification inputs found in SignatureDef: ")
+    status, body = client.post("/v1/models/letters:regress",
+                               {"signature_name": "nope", "examples": [{configs.IMAGE_KEY: b64(png)}]})
+    assert (status, body) == (400, {"error": "No signature was found with the name: nope"})
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+def test_prometheus_metrics(client, png):
+    client.post(PREDICT, {"instances": [example(png)]})
+    client.get("/v1/models/nope")
+    status, headers, raw = client.request("GET", "/monitoring/prometheus/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    text = raw.decode()
+    assert "# TYPE :tensorflow:serving:request_count counter" in text
+    assert ':tensorflow:serving:request_count{model_name="letters",status="OK"}' in text
+    assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"}' in text
+    assert "# TYPE :tensorflow:serving:request_latency histogram" in text
+    assert (':tensorflow:serving:request_latency_bucket{model_name="letters",API="predict",entrypoint="REST",'
+            'le="+Inf"}') in text
+    assert text.endswith("\n")
+    status, _, raw = client.request("GET", "/monitoring/prometheus/metrics?x=1")
+    assert status == 400 and raw.decode() == ("Unexpected path: /monitoring/prometheus/metrics?x=1. "
+                                              "Should be /monitoring/prometheus/metrics")
