@@ -1,0 +1,94 @@
+"""The real TF Serving deployment files parse with TF Serving's own protos and agree with each other."""
+from pathlib import Path
+
+import yaml
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from pipeline import configs
+from serving import config as config_lib
+from serving.protos import BatchingParameters, MonitoringConfig
+
+DEPLOY = Path(configs.PROJECT_ROOT) / "serving" / "deploy"
+IMAGE = "tensorflow/serving:2.16.1"
+
+
+def load(name):
+    return (DEPLOY / name).read_text()
+
+
+def test_models_config():
+    config = text_format.Parse(load("models.config"), model_server_config_pb2.ModelServerConfig())
+    (model,) = config.model_config_list.config
+    assert model.name == configs.MODEL_NAME and model.model_platform == "tensorflow"
+    assert model.base_path == "/models/letters"
+    assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
+    assert model.model_version_policy.latest.num_versions == 2
+    assert set(model.version_labels) == {"stable", "canary"}
+    assert config_lib.load_model_server_config(str(DEPLOY / "models.config")) == config
+
+
+def test_monitoring_config():
+    monitoring = text_format.Parse(load("monitoring.config"), MonitoringConfig())
+    assert monitoring.prometheus_config.enable
+    assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
+
+
+def test_batching_config():
+    params = text_format.Parse(load("batching.config"), BatchingParameters())
+    assert params.max_batch_size.value == 32 and params.num_batch_threads.value >= 1
+    assert params.HasField("batch_timeout_micros") and params.max_enqueued_batches.value > 0
+    assert config_lib.Batching.from_proto(params).max_batch_size == 32
+
+
+def server_args(args):
+    return dict(arg[2:].split("=", 1) for arg in args)
+
+
+def check_args(args):
+    assert args["model_config_file"] == "/config/models.config"
+    assert args["monitoring_config_file"] == "/config/monitoring.config"
+    assert args["enable_batching"] == "true" and args["batching_parameters_file"] == "/config/batching.config"
+    assert args["allow_version_labels_for_unavailable_models"] == "true"
+    assert float(args["file_system_poll_wait_seconds"]) > 0 and float(args["model_config_file_poll_wait_seconds"]) > 0
+
+
+def test_compose():
+    compose = yaml.safe_load(load("docker-compose.yml"))
+    service = compose["services"]["letters-serving"]
+    assert service["image"] == IMAGE
+    assert "127.0.0.1:8501:8501" in service["ports"] and "127.0.0.1:8500:8500" in service["ports"]
+    check_args(server_args(service["command"]))
+    assert any(v.startswith("../models/letters:/models/letters") for v in service["volumes"])
+    assert "/v1/models/letters" in " ".join(service["healthcheck"]["test"])
+
+
+def test_kubernetes_manifests():
+    deployment = yaml.safe_load(load("k8s/deployment.yaml"))
+    service = yaml.safe_load(load("k8s/service.yaml"))
+    configmap = yaml.safe_load(load("k8s/configmap.yaml"))
+    assert deployment["kind"] == "Deployment" and service["kind"] == "Service" and configmap["kind"] == "ConfigMap"
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == IMAGE
+    check_args(server_args(container["args"]))
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": 8500, "http": 8501}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/v1/models/letters", "port": "http"}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"config": "/config", "models": "/models"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == configmap["metadata"]["name"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"][
+        "labels"].items()
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert {p["port"]: p["targetPort"] for p in service["spec"]["ports"]} == {8500: "grpc", 8501: "http"}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == "/monitoring/prometheus/metrics"
+
+
+def test_configmap_matches_config_files():
+    configmap = yaml.safe_load(load("k8s/configmap.yaml"))
+    assert configmap["data"] == {name: load(name) for name in ("models.config", "monitoring.config",
+                                                                "batching.config")}

@@ -1,0 +1,96 @@
+"""Hot swap under load: a bounded loopback load while new versions (and a broken one) appear; zero failures."""
+import http.client
+import json
+import threading
+import time
+
+from pipeline import configs
+from serving import testing
+from serving.testing import b64
+
+MIN_REQUESTS = 5000
+TIME_LIMIT_S = 120
+CLIENTS = 6
+
+
+def test_hot_swap_under_load_has_zero_failures(tmp_path):
+    base = str(tmp_path / "letters")
+    for version in (1, 2, 4, 5):
+        testing.tiny_model_dir(version)            # build before the clock starts
+    testing.publish_version(base, 1)
+    server = testing.start_server(base, subprocess=True, enable_batching=True, file_system_poll_wait_seconds=0.2,
+                                  max_num_load_retries=0)
+    body = json.dumps({"signature_name": configs.IMAGE_SIGNATURE,
+                       "instances": [b64(testing.png_bytes(90))]}).encode()
+    host, port = "127.0.0.1", server.port
+    lock = threading.Lock()
+    counts = {"ok": 0, "failed": 0}
+    failures = []
+    answered = {}
+    stop = threading.Event()
+
+    def client():
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        while not stop.is_set():
+            try:
+                connection.request("POST", "/v1/models/letters:predict", body=body,
+                                   headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                raw = response.read()
+                ok = response.status == 200
+                top = json.loads(raw)["predictions"][0]["top_indices"][0] if ok else None
+            except Exception as exc:  # noqa: BLE001 - every failure is counted
+                ok, raw, top = False, repr(exc).encode(), None
+                connection.close()
+                connection = http.client.HTTPConnection(host, port, timeout=30)
+            with lock:
+                if ok:
+                    counts["ok"] += 1
+                    answered[top] = answered.get(top, 0) + 1
+                else:
+                    counts["failed"] += 1
+                    failures.append(raw[:300])
+        connection.close()
+
+    def status():
+        return {int(v["version"]): v["state"]
+                for v in testing.RestClient(server.url).get("/v1/models/letters")[1]["model_version_status"]}
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    started = time.monotonic()
+    swaps = []
+    try:
+        for thread in threads:
+            thread.start()
+        # version 2 replaces 1; broken 3 must not replace 2; 4 replaces 2; 5 replaces 4.
+        for version, broken, retired in ((2, False, 1), (3, True, None), (4, False, 2), (5, False, 4)):
+            target = counts["ok"] + MIN_REQUESTS // 5
+            while counts["ok"] < target and time.monotonic() - started < TIME_LIMIT_S / 2:
+                time.sleep(0.05)
+            testing.publish_version(base, version, broken=broken)
+            while time.monotonic() - started < TIME_LIMIT_S:
+                states = status()
+                if broken and states.get(version) == "END":
+                    break
+                if not broken and states.get(version) == "AVAILABLE" and states.get(retired) == "END":
+                    swaps.append(version)
+                    break
+                time.sleep(0.1)
+        goal = max(MIN_REQUESTS, counts["ok"] + MIN_REQUESTS // 5)   # the last version serves a share too
+        while counts["ok"] < goal and time.monotonic() - started < TIME_LIMIT_S:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        final = status()
+        code = server.stop()
+    elapsed = time.monotonic() - started
+    print(f"\nhot swap: {counts['ok']} ok, {counts['failed']} failed in {elapsed:.1f}s "
+          f"({counts['ok'] / elapsed:.0f} req/s); answers by top class {answered}; final states {final}")
+    assert counts["failed"] == 0, failures[:5]
+    assert counts["ok"] >= MIN_REQUESTS
+    assert swaps == [2, 4, 5]
+    assert final[5] == "AVAILABLE" and final[3] == "END" and final[1] == final[2] == final[4] == "END"
+    assert {1, 2, 4, 5} <= set(answered) and 3 not in answered
+    assert code == 0   # graceful SIGTERM shutdown

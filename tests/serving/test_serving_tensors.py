@@ -1,0 +1,60 @@
+"""JSON <-> tensor conversion details (spec sections 7 and 8)."""
+import numpy as np
+import pytest
+from tensorflow.core.framework import types_pb2
+
+from serving import tensors
+from serving.status import ServingError
+
+
+@pytest.mark.parametrize("value, text", [
+    (3.0, "3.0"), (0.1, "0.1"), (999999.0, "999999.0"), (9e6, "9e+06"), (3e-5, "3e-05"),
+    (float("nan"), "NaN"), (float("inf"), "Infinity"), (-float("inf"), "-Infinity"), (1 / 3, "0.333333343"),
+])
+def test_float_format(value, text):
+    assert tensors.format_float(float(np.float32(value))) == text
+
+
+def test_ints_reject_decimals_and_bools_need_json_bools():
+    with pytest.raises(ServingError, match=r"JSON Value: 1.0 Type: Number is not of expected type: int32"):
+        tensors.to_ndarray([1.0], types_pb2.DT_INT32)
+    with pytest.raises(ServingError, match="Type: Number is not of expected type: bool"):
+        tensors.to_ndarray([1], types_pb2.DT_BOOL)
+    assert tensors.to_ndarray([1, 2], types_pb2.DT_FLOAT).dtype == np.float32
+
+
+def test_nesting_errors():
+    with pytest.raises(ServingError, match="Encountered list at unexpected size: 1 at level: 1 expected size: 2"):
+        tensors.to_ndarray([[1, 2], [3]], types_pb2.DT_FLOAT)
+    with pytest.raises(ServingError, match="Encountered list at unexpected level: 1 expected < 1"):
+        tensors.to_ndarray([1, [2]], types_pb2.DT_FLOAT)
+    with pytest.raises(ServingError, match="JSON Value: 3 found at incorrect level: 2 in the JSON DOM. Expected at "
+                                           "level: 2"):
+        tensors.to_ndarray([[1, 2], 3], types_pb2.DT_FLOAT)
+
+
+def test_unsupported_dtype_is_501():
+    with pytest.raises(ServingError) as info:
+        tensors.to_ndarray([1], types_pb2.DT_HALF)
+    assert info.value.http_status == 501 and info.value.message == "Conversion of JSON Value: [1] to type: half"
+
+
+def test_b64_padding_optional_and_strict_alphabet():
+    assert tensors.b64decode("YQ") == b"a" and tensors.b64decode("YQ==") == b"a"
+    with pytest.raises(ServingError, match="Unable to base64 decode"):
+        tensors.b64decode("-_")
+
+
+def test_instances_size_mismatch():
+    with pytest.raises(ServingError, match="Expecting tensor size: 2 but got: 3"):
+        tensors.instances_to_arrays([[1, 2], [1, 2, 3]], {"x": types_pb2.DT_FLOAT})
+
+
+def test_responses():
+    outputs = {"y": np.array([[1, 2]], dtype=np.float32), "names_bytes": np.array([b"\x00a"], dtype=object)}
+    import json
+    assert json.loads(tensors.row_response(outputs)) == {"predictions": [{"y": [1.0, 2.0], "names_bytes": {"b64": "AGE="}}]}
+    assert json.loads(tensors.columnar_response({"y": np.array([0.5, 2], np.float32)})) == {"outputs": [0.5, 2.0]}
+    assert json.loads(tensors.row_response({"y": np.zeros((0, 2), np.float32)})) == {"predictions": []}
+    with pytest.raises(ServingError, match="Tensor name: b has inconsistent batch size: 1 expecting: 2"):
+        tensors.row_response({"a": np.zeros(2), "b": np.zeros(1)})

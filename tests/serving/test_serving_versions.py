@@ -1,0 +1,148 @@
+"""Version handling: policies, polling, availability-preserving swaps, broken versions, labels, startup."""
+import os
+import time
+
+import pytest
+from tensorflow_serving.config import file_system_storage_path_source_pb2
+
+from pipeline import configs
+from serving import testing, versions
+from serving.testing import b64
+
+Policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
+FAST = dict(file_system_poll_wait_seconds=0.1, max_num_load_retries=1, load_retry_interval_micros=100_000)
+
+
+def wait_for(predicate, timeout=60.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def statuses(client, name="letters"):
+    status, body = client.get(f"/v1/models/{name}")
+    if status != 200:
+        return {}
+    return {int(v["version"]): (v["state"], v["status"]["error_code"], v["status"]["error_message"])
+            for v in body["model_version_status"]}
+
+
+def top_index(client, path="/v1/models/letters:predict"):
+    status, body = client.post(path, {"signature_name": configs.IMAGE_SIGNATURE,
+                                      "instances": [b64(testing.png_bytes())]})
+    assert status == 200, body
+    return body["predictions"][0]["top_indices"][0]
+
+
+# ----------------------------------------------------------------------------------------- unit level
+def test_only_integer_directory_names_count(tmp_path):
+    for name in ["1", "007", "+5", "v2", "1.0", "1a", "tmp", ".tmp123", ".staging-3"]:
+        (tmp_path / name).mkdir()
+    assert sorted(versions.list_versions(str(tmp_path), "m")) == [1, 5, 7]
+    assert versions.list_versions(str(tmp_path / "missing"), "m") is None
+
+
+def test_policies():
+    found = {1: "a", 2: "b", 5: "c"}
+    latest = Policy()
+    assert versions.aspired_versions(latest, found, "m") == {5: "c"}
+    latest.latest.num_versions = 2
+    assert versions.aspired_versions(latest, found, "m") == {5: "c", 2: "b"}
+    every = Policy()
+    every.all.SetInParent()
+    assert versions.aspired_versions(every, found, "m") == found
+    specific = Policy()
+    specific.specific.versions.extend([1, 9])
+    assert versions.aspired_versions(specific, found, "m") == {1: "a"}
+
+
+# ------------------------------------------------------------------------------------------- polling
+def test_new_versions_swap_and_broken_versions_never_replace_working_ones(tmp_path):
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    with testing.start_server(base, **FAST) as server:
+        client = testing.RestClient(server.url)
+        assert top_index(client) == 1
+        testing.publish_version(base, 3, broken=True)
+        wait_for(lambda: statuses(client).get(3, ("",))[0] == "END")
+        state, code, message = statuses(client)[3]
+        assert code != "OK" and message
+        assert statuses(client)[1][0] == "AVAILABLE" and top_index(client) == 1
+        testing.publish_version(base, 4, half_written=True)
+        wait_for(lambda: statuses(client).get(4, ("",))[0] == "END")
+        assert statuses(client)[4][1:] == ("NOT_FOUND", "Specified file path does not appear to contain a SavedModel "
+                                           "bundle (should have a file called `saved_model.pb`)\nSpecified file "
+                                           f"path: {os.path.join(base, '4')}")
+        assert top_index(client) == 1
+        testing.publish_version(base, 5)
+        wait_for(lambda: statuses(client).get(1, ("",))[0] == "END")
+        assert top_index(client) == 5
+        seen = statuses(client)
+        assert seen[5][0] == "AVAILABLE" and seen[1] == ("END", "OK", "")
+        _, body = client.get("/v1/models/letters")
+        assert [v["version"] for v in body["model_version_status"]] == ["5", "4", "3", "1"]
+        assert client.post("/v1/models/letters/versions/1:predict", {"instances": ["x"]}) == (
+            404, {"error": "Servable not found for request: Specific(letters, 1)"})
+
+
+def test_all_version_dirs_removed_unloads_everything(tmp_path):
+    base = str(tmp_path / "letters")
+    path = testing.publish_version(base, 2)
+    with testing.start_server(base, **FAST) as server:
+        client = testing.RestClient(server.url)
+        os.rename(path, os.path.join(base, "retired"))
+        wait_for(lambda: statuses(client).get(2, ("",))[0] == "END")
+        assert client.post("/v1/models/letters:predict", {"instances": ["x"]}) == (
+            404, {"error": "Servable not found for request: Latest(letters)"})
+
+
+def test_labels_reload_from_config_file(tmp_path):
+    base = tmp_path / "letters"
+    testing.publish_version(str(base), 1)
+    testing.publish_version(str(base), 2)
+    config = tmp_path / "models.config"
+
+    def write(labels):
+        entries = "".join(f'version_labels {{ key: "{k}" value: {v} }}\n' for k, v in labels.items())
+        config.write_text(f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+                          f'model_platform: "tensorflow" model_version_policy {{ all {{}} }}\n{entries} }} }}\n')
+
+    write({})
+    with testing.start_server(model_config_file=str(config), model_config_file_poll_wait_seconds=0.1,
+                              **FAST) as server:
+        client = testing.RestClient(server.url)
+        assert client.post("/v1/models/letters/labels/stable:predict", {"instances": ["x"]})[0] == 400
+        write({"stable": 1, "canary": 2})
+        wait_for(lambda: client.get("/v1/models/letters/labels/stable/metadata")[0] == 200)
+        assert top_index(client, "/v1/models/letters/labels/stable:predict") == 1
+        assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
+        write({"stable": 1, "canary": 7})  # 7 is not available: the whole config is refused
+        time.sleep(0.5)
+        assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
+
+
+def test_labels_in_startup_config_need_the_flag(tmp_path):
+    base = tmp_path / "letters"
+    testing.publish_version(str(base), 1)
+    config = tmp_path / "models.config"
+    config.write_text(f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+                      f'version_labels {{ key: "stable" value: 1 }} }} }}\n')
+    from serving.status import ServingError
+    with pytest.raises(ServingError, match="Request to assign label to version 1 of model letters, which is not "
+                                           "currently available for inference"):
+        testing.start_server(model_config_file=str(config), **FAST)
+    with testing.start_server(model_config_file=str(config), allow_version_labels_for_unavailable_models=True,
+                              **FAST) as server:
+        assert top_index(testing.RestClient(server.url), "/v1/models/letters/labels/stable:predict") == 1
+
+
+def test_startup_fails_when_the_only_version_is_broken(tmp_path):
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1, broken=True)
+    with pytest.raises(RuntimeError, match=r"Failed to start server\. Error: UNKNOWN: 1 servable\(s\) did not become "
+                                           r"available: \{\{name: letters version: 1\} due to error"):
+        testing.start_server(base, subprocess=True, startup_timeout=120, **FAST)
