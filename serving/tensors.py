@@ -367,19 +367,30 @@ def format_float(value: float, double: bool = False) -> str:
     return text
 
 
+def _float_strings(flat: np.ndarray) -> list:
+    """format_float over a float32/float64 array, with the round-trip check done in one numpy pass."""
+    double = flat.dtype == np.float64
+    values = flat.tolist()
+    strings = ["%g" % v for v in values]
+    finite = np.isfinite(flat)
+    with np.errstate(all="ignore"):
+        parsed = np.array(strings, dtype=np.float64 if double else np.float32) if strings else flat
+    wide = "%.17g" if double else "%.9g"
+    for i in np.flatnonzero((parsed != flat) | ~finite).tolist():
+        strings[i] = format_float(values[i], double=double) if not finite[i] else wide % values[i]
+    return [t if ("." in t or "e" in t or t[-1] in "ynN") else t + ".0" for t in strings]
+
+
 def _leaf_strings(array: np.ndarray, alias: str) -> list:
     kind = array.dtype.kind
     flat = array.reshape(-1)
-    if kind == "f":
-        if array.dtype == np.float32:
-            return [format_float(v) for v in flat.tolist()]
-        if array.dtype == np.float64:
-            return [format_float(v, double=True) for v in flat.tolist()]
-    elif kind in "iu":
+    if kind == "f" and array.dtype in (np.float32, np.float64):
+        return _float_strings(flat)
+    if kind in "iu":
         return [str(v) for v in flat.tolist()]
-    elif kind == "b":
+    if kind == "b":
         return ["true" if v else "false" for v in flat.tolist()]
-    elif kind in "OSU":
+    if kind in "OSU":
         values = [v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist()]
         if alias.endswith("_bytes"):
             return ['{"b64": "' + base64.b64encode(v).decode("ascii") + '"}' for v in values]
@@ -392,7 +403,7 @@ def _nest(strings: list, shape: tuple, start: int = 0) -> str:
         return strings[start]
     if len(shape) == 1:
         return "[" + ", ".join(strings[start:start + shape[0]]) + "]"
-    step = int(np.prod(shape[1:], dtype=np.int64))
+    step = math.prod(shape[1:])
     return "[" + ", ".join(_nest(strings, shape[1:], start + i * step) for i in range(shape[0])) + "]"
 
 
@@ -413,7 +424,7 @@ def row_response(outputs: dict) -> str:
     columns = {}
     for alias, array in outputs.items():
         strings = _leaf_strings(array, alias)
-        step = int(np.prod(array.shape[1:], dtype=np.int64))
+        step = math.prod(array.shape[1:])
         columns[alias] = [_nest(strings, array.shape[1:], i * step) for i in range(array.shape[0])]
     if len(outputs) == 1:
         rows = next(iter(columns.values()))

@@ -29,9 +29,15 @@ _CACHE_DIR = None
 _CACHE_LOCK = threading.Lock()
 
 
-def png_bytes(value: int = 128, size: int = 8) -> bytes:
-    """A ``size`` x ``size`` 8-bit grayscale PNG filled with ``value``."""
-    rows = b"".join(b"\x00" + bytes([value % 256]) * size for _ in range(size))
+def png_bytes(value: int = 128, size: int = 8, noise_seed: int | None = None) -> bytes:
+    """A ``size`` x ``size`` 8-bit grayscale PNG filled with ``value`` (or noise from ``noise_seed``)."""
+    if noise_seed is None:
+        rows = b"".join(b"\x00" + bytes([value % 256]) * size for _ in range(size))
+    else:
+        import random
+
+        rng = random.Random(noise_seed)
+        rows = b"".join(b"\x00" + bytes(rng.randrange(256) for _ in range(size)) for _ in range(size))
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)

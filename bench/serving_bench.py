@@ -1,0 +1,204 @@
+"""Serving benchmark: the embedded server over loopback vs the same model called in-process.
+
+    python bench/serving_bench.py [--model-base-path serving/models/letters] [--duration 8] [--concurrency 32]
+
+Measures, in one run:
+  * served: concurrent single-image ``predict_images`` requests (keep-alive connections, loopback, dynamic
+    batching on) -> requests/s, p50/p99 latency; and one-at-a-time requests -> p50 latency of one request;
+  * in-process: the same SavedModel's signature called with batches (images/s) and with one image (latency).
+Targets: served throughput >= 70 % of in-process batched throughput; served p50 of one request <=
+2 x in-process single call + 1 ms. With no pushed model under --model-base-path it builds the tiny test
+model into a temp dir (and says so). The run is bounded (about 30-40 s by default).
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pipeline  # noqa: E402,F401  (fixes the Keras mode before TensorFlow loads)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import shlex  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from pipeline import configs  # noqa: E402
+from serving import testing, versions  # noqa: E402
+
+
+def build_untrained_cnn(export_dir, image_size):
+    """The letters CNN (models.network.build_cnn) with random weights behind the ``predict_images`` signature:
+    the real model's per-image cost without needing a pipeline run."""
+    import tensorflow as tf
+
+    from models.network import build_cnn
+    from pipeline.labels import CLASS_NAMES, GLYPHS
+
+    class Untrained(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.cnn = build_cnn(image_size)
+            self.class_names = tf.constant(CLASS_NAMES)
+            self.glyphs = tf.constant(GLYPHS)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.IMAGE_INPUT)])
+        def predict_images(self, images):
+            def decode(data):
+                image = tf.io.decode_image(data, channels=1, expand_animations=False)
+                image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, [image_size, image_size])
+                return tf.ensure_shape(image, [image_size, image_size, 1])
+
+            pixels = tf.map_fn(decode, images, fn_output_signature=tf.TensorSpec([image_size, image_size, 1]))
+            probabilities = self.cnn(pixels, training=False)
+            top = tf.math.top_k(probabilities, k=3)
+            return {configs.PROBABILITIES_OUTPUT: probabilities,
+                    configs.TOP_CLASSES_OUTPUT: tf.gather(self.class_names, top.indices),
+                    configs.TOP_LETTERS_OUTPUT: tf.gather(self.glyphs, top.indices),
+                    configs.TOP_SCORES_OUTPUT: top.values, configs.TOP_INDICES_OUTPUT: top.indices}
+
+    module = Untrained()
+    tf.saved_model.save(module, export_dir, signatures={configs.IMAGE_SIGNATURE: module.predict_images})
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+async def _load(port, payload, concurrency, duration, max_requests):
+    request = (f"POST /v1/models/letters:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+    latencies, errors = [], []
+    deadline = time.perf_counter() + duration
+
+    async def worker():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline and len(latencies) < max_requests:
+                started = time.perf_counter()
+                writer.write(request)
+                status_line = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                body = await reader.readexactly(length)
+                if b" 200 " not in status_line:
+                    errors.append(status_line + body[:200])
+                    continue
+                latencies.append(time.perf_counter() - started)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors, time.perf_counter() - started
+
+
+def served(port, payload, concurrency, duration, max_requests=10 ** 9):
+    return asyncio.run(_load(port, payload, concurrency, duration, max_requests))
+
+
+def in_process(model_dir, image, batch_size, duration):
+    import tensorflow as tf
+
+    function = tf.saved_model.load(model_dir).signatures[configs.IMAGE_SIGNATURE]
+    single = tf.constant([image])
+    batch = tf.constant([image] * batch_size)
+    for _ in range(5):
+        function(images=single)
+        function(images=batch)
+    singles = []
+    end = time.perf_counter() + duration / 2
+    while time.perf_counter() < end or len(singles) < 20:
+        started = time.perf_counter()
+        {k: v.numpy() for k, v in function(images=single).items()}
+        singles.append(time.perf_counter() - started)
+    calls = 0
+    started = time.perf_counter()
+    end = started + duration / 2
+    while time.perf_counter() < end or calls < 5:
+        {k: v.numpy() for k, v in function(images=batch).items()}
+        calls += 1
+    return statistics.median(singles), calls * batch_size / (time.perf_counter() - started)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-base-path", default=os.path.join(configs.PROJECT_ROOT, "serving", "models",
+                                                                  configs.MODEL_NAME))
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of concurrent load")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--batch-timeout-micros", type=int, default=0)
+    parser.add_argument("--num-batch-threads", type=int, default=1)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--fallback", choices=("cnn", "tiny"), default="cnn",
+                        help="model to build when none is pushed: the letters CNN with random weights, or the tiny "
+                             "test model")
+    args = parser.parse_args(argv)
+
+    base = os.path.abspath(args.model_base_path)
+    found = versions.list_versions(base, configs.MODEL_NAME) if os.path.isdir(base) else None
+    note = ""
+    if not found:
+        base = os.path.join(tempfile.mkdtemp(prefix="serving-bench-"), configs.MODEL_NAME)
+        found = {1: os.path.join(base, "1")}
+        if args.fallback == "cnn":
+            build_untrained_cnn(found[1], args.image_size)
+            note = (f"NOTE: no pushed model under {args.model_base_path}; benchmarking the letters CNN "
+                    f"(models.network.build_cnn) with random weights, built in {base}.")
+        else:
+            testing.publish_version(base, 1)
+            note = (f"NOTE: no pushed model under {args.model_base_path}; benchmarking the tiny test model built in "
+                    f"{base} (its per-image cost is far below the real CNN's: a worst case for the ratio).")
+        print(note, flush=True)
+    version = max(found)
+    image = testing.png_bytes(size=args.image_size, noise_seed=1)
+    payload = json.dumps({"signature_name": configs.IMAGE_SIGNATURE, "instances": [testing.b64(image)]}).encode()
+
+    print(f"model: {found[version]} (version {version}); image {args.image_size}x{args.image_size} PNG, "
+          f"{len(image)} bytes", flush=True)
+    single_s, batched_ips = in_process(found[version], image, args.max_batch_size, min(args.duration, 8.0))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        batching = os.path.join(tmp, "batching.config")
+        with open(batching, "w") as handle:
+            handle.write(f"max_batch_size {{ value: {args.max_batch_size} }}\n"
+                         f"batch_timeout_micros {{ value: {args.batch_timeout_micros} }}\n"
+                         f"num_batch_threads {{ value: {args.num_batch_threads} }}\n"
+                         f"max_enqueued_batches {{ value: 1000 }}\n")
+        server = testing.start_server(base, subprocess=True, enable_batching=True, batching_parameters_file=batching)
+        try:
+            served(server.port, payload, 4, 1.0)                       # warm-up
+            one, errors_one, _ = served(server.port, payload, 1, min(args.duration / 2, 4.0), 2000)
+            latencies, errors, elapsed = served(server.port, payload, args.concurrency, args.duration)
+        finally:
+            server.stop()
+
+    rps = len(latencies) / elapsed
+    one_p50 = statistics.median(one)
+    throughput_ratio = rps / batched_ips
+    latency_bound = 2 * single_s + 0.001
+    print(f"served ({args.concurrency} concurrent, {elapsed:.1f}s): {rps:.0f} requests/s, "
+          f"p50 {percentile(latencies, 50) * 1e3:.2f} ms, p99 {percentile(latencies, 99) * 1e3:.2f} ms, "
+          f"{len(errors) + len(errors_one)} errors")
+    print(f"served one-at-a-time: p50 {one_p50 * 1e3:.2f} ms, p99 {percentile(one, 99) * 1e3:.2f} ms")
+    print(f"in-process: batched ({args.max_batch_size}/call) {batched_ips:.0f} images/s; single call "
+          f"{single_s * 1e3:.2f} ms")
+    print(f"ratio served/in-process throughput: {throughput_ratio:.2f} (target >= 0.70) "
+          f"{'OK' if throughput_ratio >= 0.7 else 'BELOW TARGET'}")
+    print(f"ratio served p50 / in-process single: {one_p50 / single_s:.2f}; bound 2x+1ms = {latency_bound * 1e3:.2f} ms "
+          f"{'OK' if one_p50 <= latency_bound else 'ABOVE TARGET'}")
+    if note:
+        print(note)
+    command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, os.getcwd()) if sys.executable.startswith(os.getcwd()) else sys.executable,
+                                                "bench/serving_bench.py"] + (argv if argv is not None else sys.argv[1:]))
+    print(f"reproduce: cd {configs.PROJECT_ROOT} && {command}")
+    return 0 if not errors and not errors_one else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

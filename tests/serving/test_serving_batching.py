@@ -1,0 +1,71 @@
+"""Dynamic batching (measured through the batcher's metrics) and graceful shutdown."""
+import concurrent.futures
+import http.client
+import json
+import re
+import signal
+import threading
+import time
+
+from pipeline import configs
+from serving import testing
+from serving.testing import b64
+
+
+def batching_file(tmp_path, max_batch_size, timeout_micros):
+    path = tmp_path / "batching.config"
+    path.write_text(f"max_batch_size {{ value: {max_batch_size} }}\nbatch_timeout_micros {{ value: {timeout_micros} }}\n"
+                    "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
+    return str(path)
+
+
+def test_concurrent_requests_are_batched(tmp_path):
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }\n")
+    with testing.start_server(base, enable_batching=True, batching_parameters_file=batching_file(tmp_path, 8, 20000),
+                              monitoring_config_file=str(monitoring)) as server:
+        client = testing.RestClient(server.url)
+        body = {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes(7))]}
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda _: client.post("/v1/models/letters:predict", body), range(32)))
+        assert all(status == 200 for status, _ in results)
+        metrics = client.request("GET", "/monitoring/prometheus/metrics")[2].decode()
+        name = ":tensorflow:serving:batching_session:input_batch_size"
+        total = float(re.search(rf'{name}_sum{{model_name="letters",signature_name="predict_images"}} (\S+)',
+                                metrics).group(1))
+        batches = int(re.search(rf'{name}_count{{model_name="letters",signature_name="predict_images"}} (\d+)',
+                                metrics).group(1))
+        assert total == 32 and batches < 32, metrics   # requests shared batches
+        assert re.search(r':tensorflow:serving:batching_session:processed_batch_size\{model_name="letters",'
+                         r'signature_name="predict_images",padded_batch_size="\d+"\} \d+', metrics)
+        big = {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())] * 9}
+        assert client.post("/v1/models/letters:predict", big) == (
+            400, {"error": "Task size 9 is larger than maximum input batch size 8"})
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    # A request waits 1 s in the batcher: SIGTERM arrives while it is in flight.
+    server = testing.start_server(base, subprocess=True, enable_batching=True,
+                                  batching_parameters_file=batching_file(tmp_path, 64, 1_000_000))
+    result = {}
+
+    def call():
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("POST", "/v1/models/letters:predict", body=json.dumps(
+            {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())]}))
+        response = connection.getresponse()
+        result["status"] = response.status
+        result["body"] = response.read()
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(0.3)
+    server.process.send_signal(signal.SIGTERM)
+    thread.join(30)
+    assert result.get("status") == 200, result
+    assert server.process.wait(30) == 0
+    assert "Received SIGTERM" in server.log() and "Server stopped" in server.log()
