@@ -52,6 +52,8 @@ class Batcher:
             raise ServingError("INVALID_ARGUMENT", f"Task size {size} is larger than maximum input batch size "
                                                    f"{settings.max_batch_size}")
         task = _Task(arrays, size)
+        if self.scheduler.metrics is not None:
+            self.scheduler.metrics.batch_input(self.labels, size)
         return self.scheduler.enqueue(self, task)
 
     def close(self):

@@ -3,17 +3,20 @@
 * ``:tensorflow:serving:request_count{model_name,status}`` - every REST request (status = code name).
 * ``:tensorflow:serving:request_latency{model_name,API,entrypoint}`` - successful requests, microseconds,
   buckets Exponential(10, 1.8, 33) as in TF Serving.
-* ``:tensorflow:serving:batching_session:processed_batch_size{model_name,signature_name,padded_batch_size}``
-  and ``...:input_batch_size`` - what the dynamic batcher ran (embedded server).
-* ``:tensorflow:serving:model_version_state{model_name,version}`` - gauge of the ModelVersionStatus state.
+* batching, with TF's batch-op names (``op_name`` = the signature name here):
+  ``:tensorflow:serving:batching:input_batch_size_v2{model_name,op_name}`` (rows per request, histogram),
+  ``:tensorflow:serving:batching:batch_size{model_name,op_name}`` (rows per processed batch, histogram),
+  ``:tensorflow:serving:batching:processed_batch_size_v2{model_name,op_name,batch_size}`` (batches run, by padded
+  size).
 """
 from __future__ import annotations
 
 import re
 import threading
 
-LATENCY_BUCKETS = [10 * 1.8 ** i for i in range(33)]
-BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+LATENCY_BUCKETS = [10 * 1.8 ** i for i in range(33)]    # Buckets::Exponential(10, 1.8, 33)
+INPUT_BATCH_BUCKETS = [2 ** i for i in range(14)]        # Buckets::Exponential(1, 2, 14)
+BATCH_SIZE_BUCKETS = [1.5 ** i for i in range(20)]       # Buckets::Exponential(1, 1.5, 20)
 
 
 def prometheus_name(name: str) -> str:
@@ -59,8 +62,8 @@ class Metrics:
         self.request_count: dict[tuple, int] = {}
         self.request_latency: dict[tuple, _Histogram] = {}
         self.processed_batch_size: dict[tuple, int] = {}
+        self.batch_size: dict[tuple, _Histogram] = {}
         self.input_batch_size: dict[tuple, _Histogram] = {}
-        self.state_source = None          # callable -> [(model, version, state number)]
 
     def request(self, model_name: str, status: str, api: str | None = None, latency_us: float | None = None):
         with self._lock:
@@ -73,32 +76,33 @@ class Metrics:
                     histogram = self.request_latency[key] = _Histogram(LATENCY_BUCKETS)
                 histogram.observe(latency_us)
 
+    def batch_input(self, labels: dict, size: int) -> None:
+        with self._lock:
+            key = (("model_name", labels.get("model_name", "")), ("op_name", labels.get("op_name", "")))
+            self._observe(self.input_batch_size, key, INPUT_BATCH_BUCKETS, size)
+
     def batch_processed(self, labels: dict, size: int, padded: int) -> None:
         with self._lock:
-            key = (("model_name", labels.get("model_name", "")), ("signature_name", labels.get("signature_name", "")),
-                   ("padded_batch_size", str(padded)))
+            key = (("model_name", labels.get("model_name", "")), ("op_name", labels.get("op_name", "")))
+            self._observe(self.batch_size, key, BATCH_SIZE_BUCKETS, size)
+            key = key + (("batch_size", str(padded)),)
             self.processed_batch_size[key] = self.processed_batch_size.get(key, 0) + 1
-            key = key[:2]
-            histogram = self.input_batch_size.get(key)
-            if histogram is None:
-                histogram = self.input_batch_size[key] = _Histogram(BATCH_BUCKETS)
-            histogram.observe(size)
+
+    @staticmethod
+    def _observe(table, key, buckets, value):
+        histogram = table.get(key)
+        if histogram is None:
+            histogram = table[key] = _Histogram(buckets)
+        histogram.observe(value)
 
     def render(self) -> str:
         lines = []
         with self._lock:
             self._counter(lines, "/tensorflow/serving/request_count", self.request_count)
             self._histogram(lines, "/tensorflow/serving/request_latency", self.request_latency)
-            self._counter(lines, "/tensorflow/serving/batching_session/processed_batch_size",
-                          self.processed_batch_size)
-            self._histogram(lines, "/tensorflow/serving/batching_session/input_batch_size", self.input_batch_size)
-        if self.state_source is not None:
-            states = self.state_source()
-            if states:
-                name = prometheus_name("/tensorflow/serving/model_version_state")
-                lines.append(f"# TYPE {name} gauge")
-                for model, version, state in states:
-                    lines.append(f"{name}{_labels([('model_name', model), ('version', version)])} {state}")
+            self._histogram(lines, "/tensorflow/serving/batching/input_batch_size_v2", self.input_batch_size)
+            self._histogram(lines, "/tensorflow/serving/batching/batch_size", self.batch_size)
+            self._counter(lines, "/tensorflow/serving/batching/processed_batch_size_v2", self.processed_batch_size)
         return "\n".join(lines) + "\n"
 
     @staticmethod

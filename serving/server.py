@@ -28,7 +28,6 @@ class Server:
         self.options = options
         self.metrics = Metrics()
         self.core = ServerCore(options)
-        self.metrics.state_source = self._states
         self.monitoring = (config_lib.load_monitoring_config(options.monitoring_config_file)
                            if options.monitoring_config_file else None)
         self.batching = None
@@ -164,13 +163,5 @@ class Server:
         return await self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays)
 
     def _make_batcher(self, servable, signature_name):
-        labels = {"model_name": servable.name, "signature_name": signature_name}
+        labels = {"model_name": servable.name, "op_name": signature_name}
         return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays), labels)
-
-    def _states(self):
-        states = []
-        for name, manager in list(self.core.managers.items()):
-            with manager._lock:
-                for version, record in sorted(manager.records.items()):
-                    states.append((name, version, record.state))
-        return states

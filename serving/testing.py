@@ -253,7 +253,12 @@ def start_server(model_base_path: str | None = None, model_name: str = "letters"
         from serving.config import ServerOptions
         from serving.server import Server
 
-        server = Server(ServerOptions(**values)).start()
+        server = Server(ServerOptions(**values))
+        try:
+            server.start()
+        except BaseException:
+            server.stop()
+            raise
         return RunningServer(server.url, server.port, server=server)
 
     argv = [sys.executable, "-m", "serving"]

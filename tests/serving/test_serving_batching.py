@@ -32,14 +32,14 @@ def test_concurrent_requests_are_batched(tmp_path):
             results = list(pool.map(lambda _: client.post("/v1/models/letters:predict", body), range(32)))
         assert all(status == 200 for status, _ in results)
         metrics = client.request("GET", "/monitoring/prometheus/metrics")[2].decode()
-        name = ":tensorflow:serving:batching_session:input_batch_size"
-        total = float(re.search(rf'{name}_sum{{model_name="letters",signature_name="predict_images"}} (\S+)',
-                                metrics).group(1))
-        batches = int(re.search(rf'{name}_count{{model_name="letters",signature_name="predict_images"}} (\d+)',
-                                metrics).group(1))
+        labels = '{model_name="letters",op_name="predict_images"}'
+        name = ":tensorflow:serving:batching:batch_size"
+        total = float(re.search(rf"{name}_sum{labels} (\S+)", metrics).group(1))
+        batches = int(re.search(rf"{name}_count{labels} (\d+)", metrics).group(1))
         assert total == 32 and batches < 32, metrics   # requests shared batches
-        assert re.search(r':tensorflow:serving:batching_session:processed_batch_size\{model_name="letters",'
-                         r'signature_name="predict_images",padded_batch_size="\d+"\} \d+', metrics)
+        assert f":tensorflow:serving:batching:input_batch_size_v2_count{labels} 32" in metrics
+        assert re.search(r':tensorflow:serving:batching:processed_batch_size_v2\{model_name="letters",'
+                         r'op_name="predict_images",batch_size="\d+"\} \d+', metrics)
         big = {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())] * 9}
         assert client.post("/v1/models/letters:predict", big) == (
             400, {"error": "Task size 9 is larger than maximum input batch size 8"})
