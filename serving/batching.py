@@ -6,6 +6,8 @@ batch is processed when it is full (``max_batch_size``) or its oldest task has w
 exactly as fast as requests pile up behind a busy thread. Tasks whose inputs have different inner shapes
 never share a batch. ``allowed_batch_sizes`` pads a batch (with copies of its first row) to the next allowed
 size. A task larger than ``max_batch_size`` and a full queue are rejected, as TF Serving's batcher does.
+Unlike TF Serving, a batch that fails is re-run task by task, so one bad request (e.g. a corrupt image)
+fails alone instead of failing the requests that happened to share its batch.
 """
 from __future__ import annotations
 
@@ -153,32 +155,14 @@ class BatchScheduler:
             self._process(*batch)
 
     def _process(self, batcher: Batcher, tasks: list) -> None:
-        sizes = [task.size for task in tasks]
-        total = sum(sizes)
-        padded = total
-        for allowed in self.settings.allowed_batch_sizes:
-            if allowed >= total:
-                padded = allowed
-                break
         try:
-            if len(tasks) == 1 and padded == total:
-                arrays = tasks[0].arrays
-            else:
-                arrays = {}
-                for name in tasks[0].arrays:
-                    parts = [task.arrays[name] for task in tasks]
-                    if padded > total:
-                        parts.append(np.repeat(parts[0][:1], padded - total, axis=0))
-                    arrays[name] = np.concatenate(parts)
-            outputs = batcher.run(arrays)
-            for alias, array in outputs.items():
-                if array.ndim == 0 or array.shape[0] != padded:
-                    raise ServingError("FAILED_PRECONDITION", "Batched output tensor's 0th dimension does not equal "
-                                                              "the sum of the 0th dimension sizes of the input "
-                                                              "tensors")
-        except BaseException as exc:  # noqa: BLE001 - every waiting request gets the error
-            for task in tasks:
-                task.future.set_exception(exc)
+            outputs, total, padded = self._run(batcher, tasks)
+        except BaseException as exc:  # noqa: BLE001
+            if len(tasks) == 1:
+                tasks[0].future.set_exception(exc)
+                return
+            for task in tasks:          # isolate the failing request(s)
+                self._process(batcher, [task])
             return
         if self.metrics is not None:
             self.metrics.batch_processed(batcher.labels, total, padded)
@@ -186,3 +170,26 @@ class BatchScheduler:
         for task in tasks:
             task.future.set_result({alias: array[start:start + task.size] for alias, array in outputs.items()})
             start += task.size
+
+    def _run(self, batcher: Batcher, tasks: list):
+        total = sum(task.size for task in tasks)
+        padded = total
+        for allowed in self.settings.allowed_batch_sizes:
+            if allowed >= total:
+                padded = allowed
+                break
+        if len(tasks) == 1 and padded == total:
+            arrays = tasks[0].arrays
+        else:
+            arrays = {}
+            for name in tasks[0].arrays:
+                parts = [task.arrays[name] for task in tasks]
+                if padded > total:
+                    parts.append(np.repeat(parts[0][:1], padded - total, axis=0))
+                arrays[name] = np.concatenate(parts)
+        outputs = batcher.run(arrays)
+        for array in outputs.values():
+            if array.ndim == 0 or array.shape[0] != padded:
+                raise ServingError("FAILED_PRECONDITION", "Batched output tensor's 0th dimension does not equal the "
+                                                          "sum of the 0th dimension sizes of the input tensors")
+        return outputs, total, padded

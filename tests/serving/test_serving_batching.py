@@ -45,6 +45,24 @@ def test_concurrent_requests_are_batched(tmp_path):
             400, {"error": "Task size 9 is larger than maximum input batch size 8"})
 
 
+def test_a_bad_request_does_not_fail_its_batch_mates(tmp_path):
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    with testing.start_server(base, enable_batching=True,
+                              batching_parameters_file=batching_file(tmp_path, 16, 200_000)) as server:
+        client = testing.RestClient(server.url)
+
+        def call(i):
+            image = b"not an image" if i == 3 else testing.png_bytes(i)
+            return client.post("/v1/models/letters:predict",
+                               {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(image)]})
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(call, range(8)))
+        assert [status for status, _ in results] == [200, 200, 200, 400, 200, 200, 200, 200]
+        assert results[3][1]["error"]
+
+
 def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1)

@@ -146,3 +146,27 @@ def test_startup_fails_when_the_only_version_is_broken(tmp_path):
     with pytest.raises(RuntimeError, match=r"Failed to start server\. Error: UNKNOWN: 1 servable\(s\) did not become "
                                            r"available: \{\{name: letters version: 1\} due to error"):
         testing.start_server(base, subprocess=True, startup_timeout=120, **FAST)
+
+
+def test_startup_waits_for_a_version_and_sigterm_ends_the_wait(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    base = tmp_path / "letters"
+    (base / "incoming-not-a-version").mkdir(parents=True)
+    process = subprocess.Popen([sys.executable, "-m", "serving", "--model_name=letters", f"--model_base_path={base}",
+                                "--rest_api_port=0", "--file_system_poll_wait_seconds=0.1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=str(configs.PROJECT_ROOT))
+    try:
+        time.sleep(4)
+        assert process.poll() is None          # still waiting; the REST port never opened
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "Exporting HTTP/REST API" not in out
+    assert "No versions of servable letters found under base path" in err
