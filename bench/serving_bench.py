@@ -134,7 +134,7 @@ def main(argv=None):
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=0)
     parser.add_argument("--num-batch-threads", type=int, default=1)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=configs.Config.from_env().image_size)
     parser.add_argument("--fallback", choices=("cnn", "tiny"), default="cnn",
                         help="model to build when none is pushed: the letters CNN with random weights, or the tiny "
                              "test model")

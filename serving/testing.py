@@ -55,9 +55,14 @@ def example_bytes(image: bytes) -> bytes:
     return example.SerializeToString()
 
 
-def build_tiny_model(export_dir: str, version: int = 1, image_size: int = 64) -> str:
-    """Saves the tiny stand-in of the letters model to ``export_dir`` and returns it."""
+def build_tiny_model(export_dir: str, version: int = 1, image_size: int | None = None) -> str:
+    """Saves the tiny stand-in of the letters model to ``export_dir`` and returns it.
+
+    ``transform_features`` gives ``image`` float32 [N, image_size, image_size, 1] (default: the pipeline's
+    configured image size)."""
     import tensorflow as tf
+
+    image_size = image_size or configs.Config.from_env().image_size
 
     favourite = version % NUM_CLASSES
 

@@ -139,7 +139,8 @@ def test_transform_features(client, png):
     status, body = client.post(PREDICT, {"signature_name": configs.TRANSFORM_SIGNATURE, "instances": [example(png)]})
     assert status == 200
     image = body["predictions"][0]
-    assert len(image) == 64 and len(image[0]) == 64 and abs(image[0][0][0] - 200 / 255) < 1e-3
+    size = configs.Config.from_env().image_size
+    assert len(image) == size and len(image[0]) == size and abs(image[0][0][0] - 200 / 255) < 1e-3
 
 
 # ------------------------------------------------------------------------------------- predict errors
