@@ -63,13 +63,14 @@ class Config:
     max_image_pixels: int = 40_000_000   # decompression-bomb guard (width * height)
 
     # Transform.
-    image_size: int = 64
+    image_size: int = 48
 
     # Trainer.
     epochs: int = 12
     batch_size: int = 64
     learning_rate: float = 2e-3
     dropout: float = 0.3
+    conv_widths: str = "24,48,96,160"   # channels of the CNN's conv blocks (comma-separated)
     augment: bool = True
     augment_rotation_deg: float = 10.0
     augment_scale: float = 0.12
@@ -126,6 +127,8 @@ def _parse(field: dataclasses.Field, raw: str):
 def beam_pipeline_args(config: Config) -> list[str]:
     """Beam DirectRunner options for local runs."""
     workers = config.beam_workers or os.cpu_count() or 1
+    if config.beam_mode == "in_memory":
+        workers = 1  # in_memory runs in this process: more workers would only be ignored
     return [
         "--runner=DirectRunner",
         f"--direct_running_mode={config.beam_mode}",

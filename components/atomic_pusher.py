@@ -1,0 +1,124 @@
+"""A Pusher whose model server never sees a half-written version, and that does not push a model twice.
+
+TFX's own Pusher copies straight into ``<base>/<version>`` (``saved_model.pb`` last), so a server polling
+the base directory can catch a version mid-copy. This executor copies into ``<base>/.incoming-<version>``
+(not an integer, so TF Serving ignores it), writes a small push record into ``assets.extra/``, and renames
+the whole directory to ``<base>/<version>`` in one step. Versions are UNIX timestamps, made larger than any
+version already there. A model whose files are identical to an already-pushed version is not copied
+again: the push is recorded against that version.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+from absl import logging
+from tfx.components.pusher import executor as pusher_executor
+from tfx.components.pusher.component import Pusher
+from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, proto_utils
+
+PUSH_RECORD = os.path.join("assets.extra", "push_record.json")
+INCOMING_PREFIX = ".incoming-"
+
+
+def model_fingerprint(model_dir: str) -> str:
+    """sha256 over the model's files (relative path + content), ignoring the push record."""
+    digest = hashlib.sha256()
+    entries = []
+    for root, _, files in fileio.walk(model_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, model_dir)
+            if rel != PUSH_RECORD:
+                entries.append((rel, path))
+    for rel, path in sorted(entries):
+        digest.update(rel.encode() + b"\0")
+        with fileio.open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+def pushed_versions(base: str) -> dict[int, dict]:
+    """Integer version → its push record ({} when it has none)."""
+    versions = {}
+    if not fileio.exists(base):
+        return versions
+    for name in fileio.listdir(base):
+        name = name.rstrip("/")
+        if not name.isdigit():
+            continue
+        record_path = os.path.join(base, name, PUSH_RECORD)
+        record = {}
+        if fileio.exists(record_path):
+            try:
+                with fileio.open(record_path, "r") as f:
+                    record = json.loads(f.read())
+            except ValueError:
+                record = {}
+        versions[int(name)] = record
+    return versions
+
+
+def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> tuple[int, bool]:
+    """Publishes ``model_dir`` under ``base``; returns (version, copied). Atomic on local filesystems."""
+    fingerprint = model_fingerprint(model_dir)
+    existing = pushed_versions(base)
+    for version, record in sorted(existing.items(), reverse=True):
+        if record.get("fingerprint") == fingerprint:
+            return version, False
+    version = max([int(time.time())] + [v + 1 for v in existing])
+    fileio.makedirs(base)
+    incoming = os.path.join(base, f"{INCOMING_PREFIX}{version}-{os.getpid()}")
+    if fileio.exists(incoming):
+        fileio.rmtree(incoming)
+    io_utils.copy_dir(model_dir, incoming)
+    record = {"version": version, "fingerprint": fingerprint, "model": model_dir,
+              "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record.update(extra_record or {})
+    fileio.makedirs(os.path.join(incoming, os.path.dirname(PUSH_RECORD)))
+    with fileio.open(os.path.join(incoming, PUSH_RECORD), "w") as f:
+        f.write(json.dumps(record, indent=2))
+    fileio.rename(incoming, os.path.join(base, str(version)))
+    return version, True
+
+
+class Executor(pusher_executor.Executor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(model_push)
+            print("Pusher: the model was not blessed; nothing pushed.", flush=True)
+            return
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        if destination.WhichOneof("destination") != "filesystem":
+            raise NotImplementedError("only filesystem push destinations are supported")
+        base = destination.filesystem.base_directory
+        model_path = self.GetModelPath(input_dict)
+        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        version, copied = push_model(model_path, base, {"model_artifact_id": model.id})
+        serving_path = os.path.join(base, str(version))
+        if copied:
+            print(f"Pusher: pushed version {version} to {serving_path}", flush=True)
+        else:
+            print(f"Pusher: this model is already served as version {version} ({serving_path}); not copied again",
+                  flush=True)
+        logging.info("pushed %s (copied=%s)", serving_path, copied)
+        self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))
+
+
+def AtomicPusher(model, model_blessing, base_directory: str) -> Pusher:
+    return Pusher(
+        model=model,
+        model_blessing=model_blessing,
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base_directory)),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(Executor),
+    )

@@ -1,0 +1,218 @@
+"""An ExampleGen that reads folders of letter images straight into tf.Examples.
+
+Input layout: ``<input_base>/<class_folder>/<image file>``, class folders named as in
+:data:`pipeline.labels.CLASS_NAMES`. Each readable image becomes a tf.Example with
+
+* ``image_raw``  the encoded bytes (kept as they are, or re-encoded to PNG where TensorFlow's decoder
+  cannot read the format faithfully: see :mod:`components.image_io`),
+* ``label``      int64 index in the fixed class list,
+* ``label_name`` the class folder name,
+* ``source``     the path relative to the input base.
+
+Splits are made by a hash of ``image_raw`` (TFX's ``partition_feature_name``): a file keeps its split when it
+is renamed or moved. Files that are not usable (empty, oversize, not an image, truncated, decompression
+bombs, unknown class folder, nested folders) are skipped, never fatal, and counted in a report written
+next to the examples (``<examples uri>/ingest_report.json``) and printed. An input with no usable image is
+an error; a class with no image is a warning in the report (the run goes on: a model can still be trained,
+and the Evaluator's per-class slices will show the gap).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+from typing import Any, Iterable
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+
+from components import image_io
+from pipeline import configs
+from pipeline.labels import CLASS_INDEX, CLASS_NAMES
+
+REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
+INPUT_PATTERN = "*/*"
+
+
+def _custom_config(exec_properties: dict[str, Any]) -> dict[str, Any]:
+    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}"
+    return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def make_example(image: bytes, label_name: str, source: str) -> tf.train.Example:
+    return tf.train.Example(features=tf.train.Features(feature={
+        configs.IMAGE_KEY: _bytes_feature(image),
+        configs.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[CLASS_INDEX[label_name]])),
+        configs.LABEL_NAME_KEY: _bytes_feature(label_name.encode()),
+        configs.SOURCE_KEY: _bytes_feature(source.encode()),
+    }))
+
+
+def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int):
+    """Reads one file; returns ``("ok", example, label_name, reencoded)`` or ``("skip", rel, reason, detail)``."""
+    rel = os.path.relpath(path, input_base)
+    label_name = rel.split(os.sep)[0]
+    if fileio.isdir(path):
+        return ("skip", rel, "nested_folder", "folders inside a class folder are not read")
+    if label_name not in CLASS_INDEX:
+        return ("skip", rel, "unknown_class", f"folder {label_name!r} is not one of the 27 classes")
+    try:
+        size = fileio.stat(path).length
+        if size > max_bytes:
+            raise image_io.ImageRejected("too_large", f"{size} bytes is over the {max_bytes}-byte limit")
+        with fileio.open(path, "rb") as f:
+            data = f.read()
+        checked = image_io.check_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    except image_io.ImageRejected as err:
+        return ("skip", rel, err.reason, err.detail)
+    except (OSError, tf.errors.OpError) as err:
+        return ("skip", rel, "unreadable", f"{type(err).__name__}: {err}")
+    return ("ok", make_example(checked.data, label_name, rel.replace(os.sep, "/")), label_name,
+            checked.reencoded)
+
+
+def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
+    return sorted(fileio.glob(os.path.join(input_base, pattern)))
+
+
+def _layout_hint(input_base: str, pattern: str) -> str:
+    return (f"no files match {os.path.join(input_base, pattern)}: the data root must hold one folder per class "
+            f"({', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]}) with the images inside")
+
+
+def describe_layout_problem(input_base: str) -> str | None:
+    """A sentence saying why ``input_base`` cannot be read, or None when it holds files to read."""
+    if not list_inputs(input_base):
+        return _layout_hint(input_base, INPUT_PATTERN)
+    return None
+
+
+def build_report(outcomes: Iterable[tuple], input_base: str) -> dict:
+    """Summarises per-file outcomes: kept per class, skipped by reason with the files."""
+    kept = collections.Counter()
+    reencoded = 0
+    skipped = collections.defaultdict(list)
+    for outcome in outcomes:
+        if outcome[0] == "ok":
+            kept[outcome[1]] += 1
+            reencoded += int(outcome[2])
+        else:
+            _, rel, reason, detail = outcome
+            skipped[reason].append({"file": rel, "detail": detail})
+    for files in skipped.values():
+        files.sort(key=lambda item: item["file"])
+    return {
+        "input_base": input_base,
+        "kept": sum(kept.values()),
+        "kept_per_class": {name: kept.get(name, 0) for name in CLASS_NAMES},
+        "reencoded_to_png": reencoded,
+        "skipped": sum(len(v) for v in skipped.values()),
+        "skipped_by_reason": {reason: len(files) for reason, files in sorted(skipped.items())},
+        "skipped_files": dict(sorted(skipped.items())),
+        "empty_classes": [name for name in CLASS_NAMES if not kept.get(name)],
+    }
+
+
+def format_report(report: dict, max_files: int = 10) -> str:
+    lines = [f"ExampleGen: {report['kept']} images kept, {report['skipped']} skipped "
+             f"({report['reencoded_to_png']} re-encoded to PNG) from {report['input_base']}"]
+    for reason, files in report["skipped_files"].items():
+        lines.append(f"  skipped {len(files)} × {reason}")
+        for item in files[:max_files]:
+            lines.append(f"    {item['file']}: {item['detail']}")
+        if len(files) > max_files:
+            lines.append(f"    … {len(files) - max_files} more (see ingest_report.json)")
+    if report["empty_classes"]:
+        lines.append(f"  WARNING: no images for {len(report['empty_classes'])} classes: "
+                     + ", ".join(report["empty_classes"]))
+    return "\n".join(lines)
+
+
+class EmptyDatasetError(ValueError):
+    pass
+
+
+def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None) -> None:
+    report = build_report(outcomes, input_base)
+    text = format_report(report)
+    logging.info("%s", text)
+    print(text, flush=True)
+    if report_uri:
+        fileio.makedirs(os.path.dirname(report_uri))
+        with fileio.open(report_uri, "w") as f:
+            f.write(json.dumps(report, indent=2, ensure_ascii=False))
+    if report["kept"] == 0:
+        raise EmptyDatasetError(
+            f"no usable image found under {input_base} (expected <data-root>/<class_folder>/<image>, "
+            f"class folders named: {', '.join(CLASS_NAMES)})")
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str):
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    custom = _custom_config(exec_properties)
+    max_bytes = int(custom.get("max_file_bytes", image_io.DEFAULT_MAX_BYTES))
+    max_pixels = int(custom.get("max_image_pixels", image_io.DEFAULT_MAX_PIXELS))
+    paths = list_inputs(input_base, split_pattern)
+    if not paths:
+        raise EmptyDatasetError(_layout_hint(input_base, split_pattern))
+    outcomes = (pipeline
+                | "ListFiles" >> beam.Create(paths)
+                | "Reshuffle" >> beam.Reshuffle()
+                | "ReadImage" >> beam.Map(read_one, input_base, max_bytes, max_pixels))
+    _ = (outcomes
+         | "Summarise" >> beam.Map(lambda o: ("ok", o[2], o[3]) if o[0] == "ok" else o)
+         | "Collect" >> beam.combiners.ToList()
+         | "WriteReport" >> beam.Map(_write_report, input_base, exec_properties.get(REPORT_URI_KEY)))
+    return (outcomes
+            | "KeepGood" >> beam.Filter(lambda o: o[0] == "ok")
+            | "ToExample" >> beam.Map(lambda o: o[1]))
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Folder-per-class images → tf.Examples, with a report of what was skipped."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        return _ImagesToExample
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        exec_properties = dict(exec_properties)
+        exec_properties[REPORT_URI_KEY] = os.path.join(examples.uri, configs.INGEST_REPORT_FILE)
+        super().Do(input_dict, output_dict, exec_properties)
+
+
+def output_config(train_buckets: int, eval_buckets: int) -> example_gen_pb2.Output:
+    return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
+        splits=[
+            example_gen_pb2.SplitConfig.Split(name=configs.TRAIN_SPLIT, hash_buckets=train_buckets),
+            example_gen_pb2.SplitConfig.Split(name=configs.EVAL_SPLIT, hash_buckets=eval_buckets),
+        ],
+        partition_feature_name=configs.IMAGE_KEY))
+
+
+def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int = 1,
+                    max_file_bytes: int = image_io.DEFAULT_MAX_BYTES,
+                    max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS) -> FileBasedExampleGen:
+    """The image ExampleGen component (a FileBasedExampleGen with this module's executor)."""
+    return FileBasedExampleGen(
+        input_base=input_base,
+        input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="images", pattern=INPUT_PATTERN)]),
+        output_config=output_config(train_buckets, eval_buckets),
+        custom_config={"max_file_bytes": max_file_bytes, "max_image_pixels": max_image_pixels},
+        custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
+    ).with_id("ImageExampleGen")

@@ -1,0 +1,120 @@
+"""Checking and normalising encoded images before they enter the pipeline or reach the model.
+
+One policy, used by the ExampleGen and by the web client's backend:
+
+* reject what is not a readable image: empty, oversize, unidentifiable, truncated or corrupt data, and
+  images whose pixel count marks a decompression bomb;
+* keep the original bytes when TensorFlow's ``tf.io.decode_image`` (which the model's serving graph runs)
+  decodes them faithfully: PNG (1, L, LA, RGB, RGBA, P, 16-bit), JPEG (L, RGB, CMYK), GIF, BMP (L, RGB);
+* re-encode to PNG only what that decoder rejects or reads wrongly (WebP, TIFF, palette and 1-bit BMP,
+  transparent GIF), preserving transparency as alpha. ``tests/test_image_io.py`` pins that
+  these formats are indeed the ones TensorFlow mis-decodes or rejects.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF"})
+# (format, mode) pairs that TensorFlow's decode_image reads exactly as Pillow does.
+TF_NATIVE = frozenset({
+    ("PNG", "1"), ("PNG", "L"), ("PNG", "LA"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"),
+    ("PNG", "I;16"), ("PNG", "I;16B"),  # 16-bit gray: TF keeps the high byte, as it should
+    ("JPEG", "L"), ("JPEG", "RGB"), ("JPEG", "CMYK"),
+    ("GIF", "P"), ("GIF", "L"),
+    ("BMP", "L"), ("BMP", "RGB"),
+})
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class ImageRejected(ValueError):
+    """The data is not an image the project accepts; ``reason`` is a short category."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    data: bytes          # bytes to store/send: the original, or a PNG re-encoding
+    format: str          # original format (PNG, JPEG, ...)
+    mode: str            # original Pillow mode
+    width: int
+    height: int
+    reencoded: bool
+
+
+def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedImage:
+    """Validates encoded image bytes and returns what to keep; raises :class:`ImageRejected`."""
+    if not data:
+        raise ImageRejected("empty", "zero-byte file")
+    if len(data) > max_bytes:
+        raise ImageRejected("too_large", f"{len(data)} bytes is over the {max_bytes}-byte limit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as err:
+            raise ImageRejected("decompression_bomb", str(err)) from None
+        except Image.DecompressionBombWarning as err:
+            raise ImageRejected("decompression_bomb", str(err)) from None
+        except Exception as err:  # Pillow raises UnidentifiedImageError, but also others on odd headers
+            raise ImageRejected("not_an_image", f"cannot identify image data ({type(err).__name__})") from None
+        fmt = (img.format or "").upper()
+        width, height = img.size
+        if fmt not in ACCEPTED_FORMATS:
+            raise ImageRejected("unsupported_format", f"{fmt or 'unknown'} images are not accepted "
+                                f"(accepted: {', '.join(sorted(ACCEPTED_FORMATS))})")
+        if width < 1 or height < 1:
+            raise ImageRejected("corrupt", f"image has size {width}x{height}")
+        if width * height > max_pixels:
+            raise ImageRejected("decompression_bomb",
+                                f"{width}x{height} = {width * height} pixels is over the {max_pixels} limit")
+        try:
+            img.load()
+        except Image.DecompressionBombError as err:
+            raise ImageRejected("decompression_bomb", str(err)) from None
+        except Exception as err:
+            raise ImageRejected("truncated_or_corrupt", f"{type(err).__name__}: {err}") from None
+    mode = img.mode
+    if (fmt, mode) in TF_NATIVE and not _animated_with_alpha(img):
+        return CheckedImage(data, fmt, mode, width, height, reencoded=False)
+    return CheckedImage(_to_png(img), fmt, mode, width, height, reencoded=True)
+
+
+def _animated_with_alpha(img: Image.Image) -> bool:
+    # TF decodes GIF transparency as black; Pillow keeps it as a transparent index. Re-encode those.
+    return img.format == "GIF" and "transparency" in img.info
+
+
+def _to_png(img: Image.Image) -> bytes:
+    mode = img.mode
+    if mode.startswith("I;16"):
+        img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8), "L")
+    elif mode in ("I", "F"):
+        # 32-bit integer or float grayscale has no fixed white: scale by the image's own range.
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        img = Image.fromarray(((arr - lo) * scale).astype("uint8"), "L")
+    elif mode in ("1", "L"):
+        img = img.convert("L")
+    elif mode == "LA" or mode == "La":
+        img = img.convert("LA")
+    elif mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("RGBA", "RGBa", "PA"):
+        img = img.convert("RGBA")
+    else:  # RGB, CMYK, YCbCr, LAB, HSV, RGBX ...
+        img = img.convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,153 @@
+"""Runs the letters pipeline on this machine: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata.
+
+    python local_runner.py                              # built-in generated data (made if missing)
+    python local_runner.py --data-root ~/letters --epochs 30
+
+Every flag defaults to pipeline/configs.py, overridable there by LETTERS_<FIELD> environment variables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging as pylogging
+import os
+import re
+import sys
+import time
+
+import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+from pipeline import configs
+from pipeline.configs import Config
+
+_PROGRESS = re.compile(r"^Component (\S+) is (running|finished)")
+
+
+def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
+    defaults = Config.from_env()
+    p = argparse.ArgumentParser(
+        description="Run the letters TFX pipeline locally: images → examples → statistics/schema/validation → "
+                    "transform → train → evaluate (blessing gate) → push to a TF Serving model directory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-root", default=None,
+                   help="folder of <class_folder>/<image> files (default: generated data in "
+                        f"{defaults.data_root}, made if missing)")
+    p.add_argument("--pipeline-root", default=defaults.pipeline_root, help="where artifacts are written")
+    p.add_argument("--metadata-path", default=None, help="ML Metadata SQLite file (default: <pipeline-root>/metadata.sqlite)")
+    p.add_argument("--serving-dir", default=defaults.serving_dir,
+                   help="TF Serving model base directory the Pusher writes <version>/ into")
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    p.add_argument("--image-size", type=int, default=defaults.image_size, help="model input side in pixels")
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--accuracy-floor", type=float, default=defaults.accuracy_floor,
+                   help="blessing needs at least this top-1 accuracy on the eval split")
+    p.add_argument("--max-regression", type=float, default=defaults.max_regression,
+                   help="blessing allows at most this drop in accuracy against the last blessed model")
+    p.add_argument("--generate-per-class", type=int, default=defaults.generate_per_class,
+                   help="images per class when generating the default data")
+    p.add_argument("--beam-mode", choices=("in_memory", "multi_processing", "multi_threading"),
+                   default=defaults.beam_mode, help="Beam DirectRunner running mode")
+    p.add_argument("--beam-workers", type=int, default=defaults.beam_workers, help="0 = CPU count")
+    p.add_argument("--no-cache", action="store_true", help="re-run every component even if its inputs are unchanged")
+    p.add_argument("--summary-json", default=None, help="also write the final summary to this file")
+    p.add_argument("--quiet", action="store_true", help="only the final summary")
+    args = p.parse_args(argv)
+    for name in ("epochs", "batch_size", "image_size", "generate_per_class"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    config = defaults.replace(
+        data_root=os.path.abspath(os.path.expanduser(args.data_root)) if args.data_root else defaults.data_root,
+        pipeline_root=os.path.abspath(args.pipeline_root),
+        metadata_path=os.path.abspath(args.metadata_path) if args.metadata_path else "",
+        serving_dir=os.path.abspath(args.serving_dir),
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        image_size=args.image_size, augment=False if args.no_augment else defaults.augment,
+        accuracy_floor=args.accuracy_floor, max_regression=args.max_regression,
+        generate_per_class=args.generate_per_class, beam_mode=args.beam_mode, beam_workers=args.beam_workers)
+    return config, args
+
+
+class _ProgressFilter(pylogging.Filter):
+    """Lets through the orchestrator's 'Component X is running/finished' lines and warnings, nothing else."""
+
+    def __init__(self, started: float):
+        super().__init__()
+        self.started = started
+
+    def filter(self, record):
+        if record.levelno >= pylogging.WARNING:
+            return True
+        match = _PROGRESS.match(record.getMessage())
+        if match:
+            elapsed = time.monotonic() - self.started
+            record.msg, record.args = f"[{elapsed:5.0f} s] {match.group(1)} {match.group(2)}", ()
+            return True
+        return False
+
+
+def _quiet_logging(started: float, quiet: bool) -> None:
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.INFO)
+    pylogging.getLogger("absl").addFilter(_ProgressFilter(started))
+    if quiet:
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    pylogging.getLogger("apache_beam").setLevel(pylogging.WARNING)
+    import tensorflow as tf
+    tf.get_logger().setLevel(pylogging.ERROR)
+
+
+def ensure_default_data(config: Config) -> None:
+    """The built-in default: generated letters, made on first use (or when settings changed)."""
+    from pipeline import generate_letters
+    faces = generate_letters.require_faces()
+    generate_letters.generate(config.data_root, config.generate_per_class, config.generate_seed, faces)
+
+
+def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
+    from tfx import v1 as tfx
+    from pipeline.pipeline import create_pipeline
+    from pipeline.run_summary import format_summary, summarize
+
+    started = time.monotonic()
+    _quiet_logging(started, quiet)
+    os.makedirs(config.pipeline_root, exist_ok=True)
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_file)
+    print(f"Pipeline: data {config.data_root} → serving {config.serving_dir} "
+          f"(artifacts in {config.pipeline_root})", flush=True)
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(
+        config, beam_pipeline_args=configs.beam_pipeline_args(config),
+        metadata_connection_config=metadata, enable_cache=enable_cache))
+    wall = time.monotonic() - started
+    summary = summarize(config.metadata_file)
+    summary["wall_seconds"] = round(wall, 1)
+    print(format_summary(summary, wall), flush=True)
+    return summary
+
+
+def main(argv=None) -> int:
+    config, args = parse_args(argv)
+    if args.data_root is None:
+        from pipeline.generate_letters import NoHebrewFontError
+        try:
+            ensure_default_data(config)
+        except NoHebrewFontError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    elif not os.path.isdir(config.data_root):
+        print(f"error: --data-root {config.data_root} is not a folder", file=sys.stderr)
+        return 2
+    from components.image_example_gen import describe_layout_problem
+    problem = describe_layout_problem(config.data_root)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet)
+    if args.summary_json:
+        with open(args.summary_json, "w") as f:
+            json.dump(summary, f, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Exporting the trained model with explicit signatures (``tf.saved_model.save`` on a ``tf.Module``).
+
+* ``serving_default``    serialized tf.Example (``examples``) → ``probabilities`` [N, 27]
+                         (what the Evaluator and tf.Example clients use);
+* ``predict_images``     raw encoded image bytes (``images``, DT_STRING [None]; over REST ``{"b64": …}``) →
+                         ``probabilities`` [N, 27], ``top_classes``, ``top_letters``, ``top_scores``,
+                         ``top_indices`` [N, k], best first;
+* ``transform_features`` serialized tf.Example → the transformed features (what the model sees).
+
+Both prediction signatures run the same TFT graph, so serving cannot drift from training.
+"""
+from __future__ import annotations
+
+import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import tensorflow as tf
+
+from pipeline import configs
+from pipeline.labels import CLASS_NAMES, GLYPHS
+
+TOP_K = 3
+_NOT_SERVED = (configs.LABEL_KEY, configs.LABEL_NAME_KEY, configs.SOURCE_KEY)
+
+
+class LettersModule(tf.Module):
+    def __init__(self, model: tf.keras.Model, tf_transform_output, top_k: int = TOP_K):
+        super().__init__()
+        self.model = model
+        self.tft_layer = tf_transform_output.transform_features_layer()
+        raw_spec = tf_transform_output.raw_feature_spec()
+        self._image_spec = raw_spec[configs.IMAGE_KEY]
+        self._serving_spec = {k: v for k, v in raw_spec.items() if k not in _NOT_SERVED}
+        self._top_k = top_k
+        self._class_names = tf.constant(CLASS_NAMES)
+        self._glyphs = tf.constant(GLYPHS)
+
+    def _predict(self, raw_features):
+        transformed = self.tft_layer(raw_features)
+        return self.model(transformed[configs.TRANSFORMED_IMAGE_KEY], training=False)
+
+    def _image_feature(self, images):
+        """Raw image bytes [N] shaped like the parsed ``image_raw`` feature the TFT graph expects."""
+        spec = self._image_spec
+        if isinstance(spec, tf.io.VarLenFeature):
+            return tf.sparse.from_dense(tf.reshape(images, [-1, 1]))
+        return tf.reshape(images, [-1] + list(spec.shape))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.EXAMPLES_INPUT)])
+    def serve_examples(self, examples):
+        features = tf.io.parse_example(examples, self._serving_spec)
+        return {configs.PROBABILITIES_OUTPUT: self._predict(features)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.IMAGE_INPUT)])
+    def serve_images(self, images):
+        probabilities = self._predict({configs.IMAGE_KEY: self._image_feature(images)})
+        top = tf.math.top_k(probabilities, k=self._top_k)
+        return {
+            configs.PROBABILITIES_OUTPUT: probabilities,
+            configs.TOP_CLASSES_OUTPUT: tf.gather(self._class_names, top.indices),
+            configs.TOP_LETTERS_OUTPUT: tf.gather(self._glyphs, top.indices),
+            configs.TOP_SCORES_OUTPUT: top.values,
+            configs.TOP_INDICES_OUTPUT: top.indices,
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.EXAMPLES_INPUT)])
+    def transform_features(self, examples):
+        features = tf.io.parse_example(examples, self._serving_spec)
+        transformed = self.tft_layer(features)
+        return {configs.TRANSFORMED_IMAGE_KEY: transformed[configs.TRANSFORMED_IMAGE_KEY]}
+
+
+def export_model(model: tf.keras.Model, tf_transform_output, export_dir: str) -> None:
+    module = LettersModule(model, tf_transform_output)
+    signatures = {
+        configs.SERVING_DEFAULT_SIGNATURE: module.serve_examples.get_concrete_function(),
+        configs.IMAGE_SIGNATURE: module.serve_images.get_concrete_function(),
+        configs.TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
+    }
+    tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -1,0 +1,68 @@
+"""The Keras CNN and the training-time augmentation (applied in the input pipeline only)."""
+from __future__ import annotations
+
+import math
+
+import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import tensorflow as tf
+
+from pipeline.labels import NUM_CLASSES
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise ValueError(f"conv widths must be comma-separated integers, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise ValueError(f"conv widths must be positive, got {text!r}")
+    return widths
+
+
+def build_cnn(image_size: int, dropout: float = 0.3, widths=(24, 48, 96, 160)) -> tf.keras.Model:
+    """A small VGG-style CNN: conv blocks with batch norm, global average pooling, softmax over 27 classes."""
+    layers = tf.keras.layers
+    inputs = tf.keras.Input(shape=(image_size, image_size, 1), name="image")
+    x = inputs
+    for i, width in enumerate(widths):
+        convs = 2 if 0 < i < len(widths) - 1 else 1
+        for _ in range(convs):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)
+            x = layers.Activation("relu")(x)
+        if i < len(widths) - 1:
+            x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    return tf.keras.Model(inputs, outputs, name="letters_cnn")
+
+
+def augment_batch(images: tf.Tensor, rotation_deg: float, scale: float, shift: float,
+                  seed: int | None = None) -> tf.Tensor:
+    """Random rotation, scale, shear and translation of a batch [N, S, S, 1] (ink on zero background)."""
+    shape = tf.shape(images)
+    n, size = shape[0], tf.cast(shape[1], tf.float32)
+    rnd = tf.random.uniform
+    angle = rnd([n], -1.0, 1.0, seed=seed) * rotation_deg * math.pi / 180.0
+    zoom = tf.exp(rnd([n], -1.0, 1.0) * scale)
+    aspect = tf.exp(rnd([n], -1.0, 1.0) * scale / 2)
+    shear = rnd([n], -1.0, 1.0) * 0.15
+    tx = rnd([n], -1.0, 1.0) * shift * size
+    ty = rnd([n], -1.0, 1.0) * shift * size
+    # Output pixel (x, y) samples input at A @ (x - c) + c - t, where A is the inverse of the forward map.
+    sx, sy = zoom * aspect, zoom / aspect
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    a0 = cos / sx
+    a1 = (sin + shear * cos) / sx
+    b0 = -sin / sy
+    b1 = (cos - shear * sin) / sy
+    c = (size - 1.0) / 2.0
+    a2 = c - a0 * c - a1 * c - tx
+    b2 = c - b0 * c - b1 * c - ty
+    zeros = tf.zeros_like(a0)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT")
+    return tf.ensure_shape(out, images.shape)

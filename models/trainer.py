@@ -1,0 +1,106 @@
+"""The Trainer step (``Trainer(run_fn='models.trainer.run_fn')``): train the CNN on transformed examples.
+
+Hyperparameters come from the Trainer's ``custom_config`` (filled from :class:`pipeline.configs.Config`).
+Augmentation runs in the training input pipeline only; evaluation and serving see the images as they are.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+
+from models import export, network
+from pipeline import configs
+from pipeline.configs import Config
+
+TRAINING_SUMMARY_FILE = "training_summary.json"
+
+
+def hyperparameters(custom_config: dict | None) -> Config:
+    """The Config the pipeline passed in ``custom_config`` (unknown keys are refused)."""
+    fields = dict(custom_config or {})
+    fields.pop("code", None)  # the code fingerprint only serves the cache
+    return Config().replace(**fields)
+
+
+def _files(patterns) -> list[str]:
+    files = []
+    for pattern in patterns:
+        files += tf.io.gfile.glob(pattern)
+    if not files:
+        raise ValueError(f"no transformed examples match {patterns}")
+    return sorted(files)
+
+
+def make_dataset(patterns, tf_transform_output, batch_size: int, training: bool, hp: Config) -> tf.data.Dataset:
+    spec = tf_transform_output.transformed_feature_spec()
+    spec = {k: spec[k] for k in (configs.TRANSFORMED_IMAGE_KEY, configs.TRANSFORMED_LABEL_KEY)}
+
+    def parse(records):
+        parsed = tf.io.parse_example(records, spec)
+        image = tf.reshape(parsed[configs.TRANSFORMED_IMAGE_KEY], [-1, hp.image_size, hp.image_size, 1])
+        return image, tf.reshape(parsed[configs.TRANSFORMED_LABEL_KEY], [-1])
+
+    ds = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
+    ds = ds.batch(256).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
+    if training:
+        ds = ds.shuffle(4096, seed=hp.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if training and hp.augment:
+        ds = ds.map(lambda x, y: (network.augment_batch(x, hp.augment_rotation_deg, hp.augment_scale,
+                                                        hp.augment_shift), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class _EpochLog(tf.keras.callbacks.Callback):
+    """One line per epoch, visible in the runner's output."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        print(f"Trainer: epoch {epoch + 1}/{self.epochs} loss {logs.get('loss', float('nan')):.3f} "
+              f"acc {logs.get('accuracy', float('nan')):.3f} val_acc {logs.get('val_accuracy', float('nan')):.3f} "
+              f"({time.monotonic() - self.started:.0f} s)", flush=True)
+
+
+def train(train_patterns, eval_patterns, tf_transform_output, hp: Config):
+    tf.keras.utils.set_random_seed(hp.seed)
+    train_ds = make_dataset(train_patterns, tf_transform_output, hp.batch_size, True, hp)
+    eval_ds = make_dataset(eval_patterns, tf_transform_output, 256, False, hp)
+    steps = sum(1 for _ in train_ds) * hp.epochs
+    model = network.build_cnn(hp.image_size, hp.dropout, network.parse_widths(hp.conv_widths))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(hp.learning_rate, decay_steps=max(1, steps))
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=hp.epochs, verbose=0,
+                        callbacks=[_EpochLog(hp.epochs)])
+    return model, history
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point."""
+    hp = hyperparameters(fn_args.custom_config)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    started = time.monotonic()
+    model, history = train(fn_args.train_files, fn_args.eval_files, tf_transform_output, hp)
+    export.export_model(model, tf_transform_output, fn_args.serving_model_dir)
+    summary = {
+        "epochs": hp.epochs,
+        "train_seconds": round(time.monotonic() - started, 1),
+        "parameters": int(model.count_params()),
+        "final": {k: float(v[-1]) for k, v in history.history.items()},
+    }
+    logging.info("training summary: %s", summary)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY_FILE), "w") as f:
+        f.write(json.dumps(summary, indent=2))

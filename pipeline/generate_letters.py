@@ -1,0 +1,238 @@
+"""Built-in default data: the 27 letters rendered from the machine's Hebrew fonts, augmented.
+
+Writes ``OUT/<class_folder>/<class>_<font>_<n>.png`` (the layout ``--data-root`` expects). Deterministic: the
+same fonts, seed and count give byte-identical files. A manifest (``OUT/generated.json``) records what was
+made, so a second run with the same settings leaves the files (and their mtimes, which TFX fingerprints for
+caching) untouched.
+
+    python -m pipeline.generate_letters --out data/generated --per-class 80 --seed 1234
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from scipy import ndimage
+
+from pipeline.labels import CLASS_NAMES, GLYPHS
+
+FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", os.path.expanduser("~/.local/share/fonts"))
+FONT_PACKAGES = "culmus culmus-fancy fonts-ldco"
+
+# Handwriting-like (cursive "ktav yad") faces come first and are drawn more often: real handwriting looks
+# like them. Print and hand-lettered faces add variety. Names are font file stems.
+SCRIPT_FACES = (
+    "KtavYadCLM-MediumItalic", "KtavYadCLM-BoldItalic", "AnkaCLM-Bold", "DorianCLM-BookItalic",
+    "Lilach", "YamSuf",
+)
+PRINT_FACES = (
+    "ElliniaCLM-LightItalic", "ElliniaCLM-Light", "Skechers", "Strokes", "Sayphan", "Mixer", "Amit",
+    "ComixNo2CLM-Medium", "HillelCLM-Medium", "Noam", "Daniel", "HarSinai", "ShmulikCLM", "DavidCLM-Medium",
+    "FrankRuehlCLM-Medium", "MiriamCLM-Book", "NachlieliCLM-Light", "SimpleCLM-Medium", "KeterYG-Medium",
+)
+SCRIPT_SHARE = 0.6
+FONT_EXTENSIONS = (".ttf", ".otf", ".pfa", ".pfb")  # preference order when a face comes in several
+
+
+class NoHebrewFontError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Face:
+    name: str
+    path: str
+    script: bool
+
+
+def find_faces(font_dirs=FONT_DIRS) -> list[Face]:
+    """The known Hebrew faces installed on this machine, script faces first."""
+    by_stem: dict[str, str] = {}
+    for root in font_dirs:
+        if not os.path.isdir(root):
+            continue
+        for dirpath, _, files in os.walk(root):
+            for name in files:
+                stem, ext = os.path.splitext(name)
+                if ext.lower() not in FONT_EXTENSIONS:
+                    continue
+                old = by_stem.get(stem)
+                if old is None or FONT_EXTENSIONS.index(ext.lower()) < FONT_EXTENSIONS.index(
+                        os.path.splitext(old)[1].lower()):
+                    by_stem[stem] = os.path.join(dirpath, name)
+    faces = [Face(s, by_stem[s], True) for s in SCRIPT_FACES if s in by_stem]
+    faces += [Face(s, by_stem[s], False) for s in PRINT_FACES if s in by_stem]
+    return [f for f in faces if _has_hebrew(f.path)]
+
+
+def _has_hebrew(path: str) -> bool:
+    """A face that lacks Hebrew draws the same placeholder box for every letter."""
+    try:
+        font = ImageFont.truetype(path, 32)
+    except OSError:
+        return False
+    masks = {bytes(font.getmask(g)) for g in GLYPHS[:6]}
+    return len(masks) == 6
+
+
+def require_faces(font_dirs=FONT_DIRS) -> list[Face]:
+    faces = find_faces(font_dirs)
+    if not faces:
+        raise NoHebrewFontError(
+            "no Hebrew font found. Install Debian's Hebrew fonts: "
+            f"sudo apt-get install {FONT_PACKAGES}  (or run `make fonts` as root)")
+    return faces
+
+
+def render_letter(glyph: str, face: Face, rng: np.random.Generator) -> Image.Image:
+    """One augmented, tightly cropped grayscale image of ``glyph`` (dark ink on paper)."""
+    size = int(rng.integers(48, 96))
+    font = ImageFont.truetype(face.path, size)
+    canvas = int(size * 2.2)
+    img = Image.new("L", (canvas, canvas), 0)  # ink = 255 on 0 while we transform
+    draw = ImageDraw.Draw(img)
+    draw.text((canvas / 2, canvas / 2), glyph, font=font, fill=255, anchor="mm")
+
+    # Stroke thickness: thicken or thin the ink a little.
+    r = rng.random()
+    if r < 0.3:
+        img = img.filter(ImageFilter.MaxFilter(3))
+    elif r < 0.45 and size > 60:
+        img = img.filter(ImageFilter.MinFilter(3))
+
+    # Affine: rotation, shear, anisotropic scale.
+    angle = rng.normal(0, 6)
+    shear = rng.normal(0, 0.12)
+    sx, sy = np.exp(rng.normal(0, 0.1, size=2))
+    c = canvas / 2
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    m = np.array([[cos, -sin], [sin, cos]]) @ np.array([[1, shear], [0, 1]]) @ np.diag([sx, sy])
+    inv = np.linalg.inv(m)
+    offset = np.array([c, c]) - inv @ np.array([c, c])
+    img = img.transform(img.size, Image.AFFINE, (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1],
+                                                  offset[1]), resample=Image.BILINEAR)
+
+    # Elastic jitter: a smooth random displacement field.
+    arr = np.asarray(img, dtype=np.float32)
+    alpha, sigma = rng.uniform(1.5, 4.0) * size / 64, rng.uniform(5, 9) * size / 64
+    dx = ndimage.gaussian_filter(rng.uniform(-1, 1, arr.shape), sigma) * alpha * sigma
+    dy = ndimage.gaussian_filter(rng.uniform(-1, 1, arr.shape), sigma) * alpha * sigma
+    yy, xx = np.meshgrid(np.arange(arr.shape[0]), np.arange(arr.shape[1]), indexing="ij")
+    arr = ndimage.map_coordinates(arr, [yy + dy, xx + dx], order=1, mode="constant")
+
+    # Tight crop around the ink with a small random margin (translation).
+    ys, xs = np.nonzero(arr > 40)
+    if len(ys) == 0:  # a degenerate draw; fall back to the whole canvas
+        ys, xs = np.array([0, canvas - 1]), np.array([0, canvas - 1])
+    margin = rng.integers(1, max(2, size // 8), size=4)
+    top, bottom = max(0, ys.min() - margin[0]), min(canvas, ys.max() + 1 + margin[1])
+    left, right = max(0, xs.min() - margin[2]), min(canvas, xs.max() + 1 + margin[3])
+    ink = arr[top:bottom, left:right] / 255.0
+
+    # Paper tone, ink tone, noise, blur.
+    paper = rng.uniform(185, 250)
+    ink_tone = rng.uniform(0, 90)
+    out = paper + (ink_tone - paper) * ink
+    out += rng.normal(0, rng.uniform(0, 10), out.shape)
+    result = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "L")
+    if rng.random() < 0.4:
+        result = result.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+    return result
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[Face] | None = None,
+             classes=CLASS_NAMES, progress=True) -> dict:
+    """Writes ``per_class`` images for each class; returns the manifest. Re-uses an identical earlier run."""
+    out = Path(out_dir)
+    faces = faces if faces is not None else require_faces()
+    script = [f for f in faces if f.script] or faces
+    others = [f for f in faces if not f.script] or faces
+    manifest = {
+        "per_class": per_class, "seed": seed, "classes": list(classes),
+        "faces": [f.name for f in faces], "version": 1,
+    }
+    manifest_path = out / "generated.json"
+    if manifest_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text())
+        except ValueError:
+            old = None
+        if old and {k: old.get(k) for k in manifest} == manifest and _complete(out, classes, per_class):
+            if progress:
+                print(f"generate: {out} already holds this data set ({per_class} per class, seed {seed})")
+            return old
+    if manifest_path.exists():
+        manifest_path.unlink()
+
+    started = time.monotonic()
+    digest = hashlib.sha256()
+    total = len(classes) * per_class
+    done = 0
+    for name in classes:
+        glyph = GLYPHS[CLASS_NAMES.index(name)]
+        class_dir = out / name
+        class_dir.mkdir(parents=True, exist_ok=True)
+        for old_file in class_dir.glob("*.png"):
+            old_file.unlink()
+        for i in range(per_class):
+            rng = np.random.default_rng([seed, CLASS_NAMES.index(name), i])
+            pool = script if rng.random() < SCRIPT_SHARE else others
+            face = pool[int(rng.integers(len(pool)))]
+            data = _png_bytes(render_letter(glyph, face, rng))
+            digest.update(data)
+            (class_dir / f"{name}_{face.name}_{i:04d}.png").write_bytes(data)
+            done += 1
+            if progress and (done % 200 == 0 or done == total):
+                print(f"\rgenerate: {done}/{total} images ({time.monotonic() - started:.0f} s)",
+                      end="" if done < total else "\n", flush=True)
+    manifest["sha256"] = digest.hexdigest()
+    manifest["images"] = total
+    tmp = manifest_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, manifest_path)
+    return manifest
+
+
+def _complete(out: Path, classes, per_class: int) -> bool:
+    return all(len(list((out / c).glob("*.png"))) == per_class for c in classes)
+
+
+def main(argv=None) -> int:
+    from pipeline.configs import Config
+    config = Config.from_env()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=config.data_root, help="output folder (default: %(default)s)")
+    parser.add_argument("--per-class", type=int, default=config.generate_per_class,
+                        help="images per class (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=config.generate_seed, help="(default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.per_class < 1:
+        parser.error("--per-class must be at least 1")
+    try:
+        faces = require_faces()
+    except NoHebrewFontError as err:
+        print(f"generate: {err}", file=sys.stderr)
+        return 2
+    print(f"generate: {len(faces)} fonts ({sum(f.script for f in faces)} handwriting-like): "
+          + ", ".join(f.name for f in faces))
+    generate(args.out, args.per_class, args.seed, faces)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""``create_pipeline()``: the one definition of the letters pipeline, used by every runner.
+
+ImageExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
+Resolver (latest blessed model) + Evaluator (accuracy floor, no worse than the last blessed model,
+per-class slices) → Pusher (atomic, into a TF Serving model directory).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import tensorflow_data_validation as tfdv
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.proto import trainer_pb2
+
+from components.atomic_pusher import AtomicPusher
+from components.image_example_gen import ImageExampleGen
+from pipeline import configs
+from pipeline.configs import Config
+
+# Trainer hyperparameters passed through custom_config (models.trainer.hyperparameters reads them back).
+TRAINING_FIELDS = ("image_size", "epochs", "batch_size", "learning_rate", "dropout", "conv_widths", "augment",
+                   "augment_rotation_deg", "augment_scale", "augment_shift", "seed")
+ACCURACY_METRIC = "sparse_categorical_accuracy"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def code_fingerprint(*names: str) -> str:
+    """sha256 of the named source files under models/.
+
+    Transform and Trainer name their code by module path (no user-code wheel), so TFX would not notice a
+    change to it; passing this fingerprint in their custom_config makes such a change invalidate the cache.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        digest.update(name.encode() + b"\0" + (MODELS_DIR / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def eval_config(config: Config) -> tfma.EvalConfig:
+    """The blessing gate: top-1 accuracy ≥ the floor and ≥ the last blessed model's − max_regression."""
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.accuracy_floor}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.max_regression}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name=configs.SERVING_DEFAULT_SIGNATURE,
+                                    label_key=configs.LABEL_KEY,
+                                    prediction_key=configs.PROBABILITIES_OUTPUT)],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[configs.LABEL_NAME_KEY])],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            # The gate is on the overall slice; per-class slices are reported, not gated.
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]),
+            tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy", config='{"k": 3}'),
+            tfma.MetricConfig(class_name="ExampleCount"),
+        ])])
+
+
+def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
+                    metadata_connection_config=None, enable_cache: bool = True,
+                    with_pusher: bool = True) -> tfx.dsl.Pipeline:
+    example_gen = ImageExampleGen(
+        input_base=config.data_root, train_buckets=config.train_buckets, eval_buckets=config.eval_buckets,
+        max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels)
+    # Semantic-domain stats recognise image_raw as images (format, size) instead of opaque bytes, and
+    # SchemaGen then marks it with an image_domain.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"],
+        stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True))
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                          infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                                        schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn="models.preprocessing.preprocessing_fn",
+        custom_config={"image_size": config.image_size, "code": code_fingerprint("preprocessing.py")})
+    trainer = tfx.components.Trainer(
+        run_fn="models.trainer.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=trainer_pb2.TrainArgs(splits=[configs.TRAIN_SPLIT]),
+        eval_args=trainer_pb2.EvalArgs(splits=[configs.EVAL_SPLIT]),
+        custom_config={**{name: getattr(config, name) for name in TRAINING_FIELDS},
+                       "code": code_fingerprint("preprocessing.py", "network.py", "trainer.py", "export.py")})
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(config),
+        example_splits=[configs.EVAL_SPLIT])
+    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+                  model_resolver, evaluator]
+    if with_pusher:
+        components.append(AtomicPusher(model=trainer.outputs["model"],
+                                       model_blessing=evaluator.outputs["blessing"],
+                                       base_directory=config.serving_dir))
+    return tfx.dsl.Pipeline(
+        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_root=config.pipeline_root,
+        components=components,
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )

@@ -1,0 +1,196 @@
+"""What a pipeline run did, read back from ML Metadata and the artifacts: the runner's final summary.
+
+For the newest run in the metadata store: each component's state (complete or cached), examples kept and
+skipped per split, training time, the Evaluator's metrics (candidate and baseline) and verdict, and what
+the Pusher published.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import configs
+from pipeline.pipeline import ACCURACY_METRIC
+
+_STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
+
+
+def _store(metadata_file: str) -> metadata_store.MetadataStore:
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_file
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(cfg)
+
+
+def _node_name(store, execution_id: int) -> str:
+    for ctx in store.get_contexts_by_execution(execution_id):
+        if store.get_context_types_by_id([ctx.type_id])[0].name == "node":
+            return ctx.name.split(".", 1)[-1]
+    return "?"
+
+
+def last_run(metadata_file: str) -> dict:
+    """{'run_id', 'components': {node: {'state', 'outputs': {key: [artifact]}}}} for the newest run."""
+    store = _store(metadata_file)
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        raise LookupError(f"no pipeline run recorded in {metadata_file}")
+    run = max(runs, key=lambda c: c.create_time_since_epoch)
+    executions = store.get_executions_by_context(run.id)
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({ev.artifact_id for ev in events}))}
+    components = {}
+    for execution in executions:
+        node = _node_name(store, execution.id)
+        outputs: dict[str, list] = {}
+        for ev in events:
+            if ev.execution_id == execution.id and ev.type in (metadata_store_pb2.Event.OUTPUT,
+                                                               metadata_store_pb2.Event.DECLARED_OUTPUT):
+                key = ev.path.steps[0].key if ev.path.steps else "?"
+                outputs.setdefault(key, []).append(artifacts[ev.artifact_id])
+        components[node] = {"state": _STATES.get(execution.last_known_state, "?"), "outputs": outputs,
+                            "execution_id": execution.id}
+    return {"run_id": run.name, "components": components}
+
+
+def _count_records(split_dir: str) -> int:
+    files = glob.glob(os.path.join(split_dir, "*.gz"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) if files else 0
+
+
+def _prop(artifact, name):
+    if name in artifact.custom_properties:
+        value = artifact.custom_properties[name]
+        return value.int_value if value.HasField("int_value") else value.string_value
+    return None
+
+
+def evaluation_metrics(eval_uri: str) -> dict:
+    """Overall and per-class metrics for the candidate (and the baseline, with the difference)."""
+    out = {"overall": {}, "baseline": {}, "diff": {}, "per_class": {}}
+    for slice_metrics in tfma.load_metrics(eval_uri):
+        slice_key = {s.column: (s.bytes_value.decode() if s.HasField("bytes_value") else s.int64_value)
+                     for s in slice_metrics.slice_key.single_slice_keys}
+        for kv in slice_metrics.metric_keys_and_values:
+            if not kv.value.HasField("double_value"):
+                continue
+            value = kv.value.double_value.value
+            name = kv.key.name
+            if not slice_key:
+                if kv.key.is_diff:
+                    out["diff"][name] = value
+                elif kv.key.model_name == "baseline":
+                    out["baseline"][name] = value
+                else:
+                    out["overall"][name] = value
+            elif configs.LABEL_NAME_KEY in slice_key and kv.key.model_name != "baseline" and not kv.key.is_diff:
+                out["per_class"].setdefault(slice_key[configs.LABEL_NAME_KEY], {})[name] = value
+    return out
+
+
+def _failure_text(failure) -> str:
+    value = failure.metric_value.double_value.value
+    threshold = failure.metric_threshold
+    if threshold.HasField("value_threshold"):
+        bound = threshold.value_threshold.lower_bound.value
+        return f"{failure.metric_key.name} {value:.4f} is below the floor {bound:.4f}"
+    if threshold.HasField("change_threshold"):
+        allowed = threshold.change_threshold.absolute.value
+        return (f"{failure.metric_key.name} changed by {value:+.4f} against the last blessed model "
+                f"(allowed: {allowed:+.4f})")
+    return f"{failure.metric_key.name}: {failure.message or value}"
+
+
+def summarize(metadata_file: str) -> dict:
+    run = last_run(metadata_file)
+    comps = run["components"]
+    summary = {"run_id": run["run_id"],
+               "components": {name: c["state"] for name, c in comps.items()}}
+    gen = comps.get("ImageExampleGen", {}).get("outputs", {}).get("examples")
+    if gen:
+        uri = gen[0].uri
+        report_path = os.path.join(uri, configs.INGEST_REPORT_FILE)
+        if os.path.exists(report_path):
+            with open(report_path) as f:
+                report = json.load(f)
+            summary["ingest"] = {k: report[k] for k in ("kept", "skipped", "skipped_by_reason", "empty_classes",
+                                                        "reencoded_to_png")}
+        summary["examples_per_split"] = {split: _count_records(os.path.join(uri, f"Split-{split}"))
+                                         for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT)}
+    model_run = comps.get("Trainer", {}).get("outputs", {}).get("model_run")
+    if model_run:
+        path = os.path.join(model_run[0].uri, "training_summary.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                summary["training"] = json.load(f)
+    evaluator = comps.get("Evaluator", {}).get("outputs", {})
+    if evaluator.get("evaluation"):
+        metrics = evaluation_metrics(evaluator["evaluation"][0].uri)
+        summary["evaluation"] = metrics
+        validation = tfma.load_validation_result(evaluator["evaluation"][0].uri)
+        summary["validation_ok"] = bool(validation.validation_ok)
+        summary["validation_failures"] = [
+            _failure_text(f) for per_slice in validation.metric_validations_per_slice for f in per_slice.failures]
+    if evaluator.get("blessing"):
+        summary["blessed"] = bool(_prop(evaluator["blessing"][0], "blessed"))
+        summary["had_baseline"] = bool(metrics.get("baseline")) if evaluator.get("evaluation") else False
+    pushed = comps.get("Pusher", {}).get("outputs", {}).get("pushed_model")
+    if pushed:
+        summary["pushed"] = bool(_prop(pushed[0], "pushed"))
+        summary["pushed_version"] = _prop(pushed[0], "pushed_version")
+        summary["pushed_destination"] = _prop(pushed[0], "pushed_destination")
+    return summary
+
+
+def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
+    lines = ["", "=" * 72, f"letters pipeline run {summary['run_id']}"]
+    cached = [n for n, s in summary["components"].items() if s == "cached"]
+    ran = [n for n, s in summary["components"].items() if s != "cached"]
+    lines.append(f"  components run: {', '.join(ran) or '-'}")
+    lines.append(f"  components cached (inputs unchanged): {', '.join(cached) or '-'}")
+    if "examples_per_split" in summary:
+        split = summary["examples_per_split"]
+        ingest = summary.get("ingest", {})
+        lines.append(f"  examples: train {split.get('train')}, eval {split.get('eval')}; "
+                     f"skipped {ingest.get('skipped', '?')} {ingest.get('skipped_by_reason', {}) or ''}")
+        if ingest.get("empty_classes"):
+            lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
+    if "training" in summary:
+        t = summary["training"]
+        lines.append(f"  training: {t['epochs']} epochs in {t['train_seconds']} s, {t['parameters']:,} parameters")
+    if "evaluation" in summary:
+        ev = summary["evaluation"]
+        acc = ev["overall"].get(ACCURACY_METRIC)
+        top3 = ev["overall"].get("sparse_top_k_categorical_accuracy")
+        line = f"  eval accuracy: top-1 {acc:.4f}" if acc is not None else "  eval accuracy: ?"
+        if top3 is not None:
+            line += f", top-3 {top3:.4f}"
+        base = ev["baseline"].get(ACCURACY_METRIC)
+        if base is not None:
+            line += f"; last blessed model {base:.4f} (change {ev['diff'].get(ACCURACY_METRIC, acc - base):+.4f})"
+        else:
+            line += "; no blessed model before this one"
+        lines.append(line)
+        worst = sorted(ev["per_class"].items(), key=lambda kv: kv[1].get(ACCURACY_METRIC, 1.0))[:3]
+        if worst:
+            lines.append("  weakest classes: " + ", ".join(
+                f"{name} {m.get(ACCURACY_METRIC, float('nan')):.2f}" for name, m in worst))
+    if "blessed" in summary:
+        verdict = "BLESSED" if summary["blessed"] else "NOT BLESSED"
+        lines.append(f"  gate: {verdict}" + ("" if summary["blessed"] else
+                                             " — " + "; ".join(summary.get("validation_failures", []))))
+    if "pushed" in summary:
+        if summary["pushed"]:
+            lines.append(f"  pushed: version {summary['pushed_version']} → {summary['pushed_destination']}")
+        else:
+            lines.append("  pushed: nothing (model not blessed)")
+    if wall_seconds is not None:
+        lines.append(f"  wall time: {wall_seconds:.0f} s")
+    lines.append("=" * 72)
+    return "\n".join(lines)

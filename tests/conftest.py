@@ -1,0 +1,67 @@
+"""Shared fixtures. Importing ``pipeline`` first fixes the Keras mode before TensorFlow loads."""
+import io
+import os
+import subprocess
+import sys
+import json
+from pathlib import Path
+
+import pipeline  # noqa: F401
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def letter_image(width: int, height: int, mode: str = "L", seed: int = 0) -> Image.Image:
+    """Dark strokes on light paper, any size and mode."""
+    rng = np.random.default_rng(seed)
+    arr = np.full((height, width), 235, np.uint8)
+    arr[height // 4: 3 * height // 4, max(0, width // 2 - max(1, width // 10)): width // 2 + max(1, width // 10)] = 20
+    arr = np.clip(arr.astype(int) + rng.integers(-5, 5, arr.shape), 0, 255).astype(np.uint8)
+    img = Image.fromarray(arr, "L")
+    return img if mode == "L" else img.convert(mode)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A small generated dataset (all 27 classes) in the --data-root layout."""
+    from pipeline import generate_letters
+    out = tmp_path_factory.mktemp("tiny_data")
+    generate_letters.generate(out, per_class=8, seed=7, progress=False)
+    return out
+
+
+def run_pipeline(data_root, work, *extra, check=True):
+    """Runs local_runner.py in a subprocess; returns (summary dict, completed process)."""
+    summary = Path(work) / f"summary-{len(list(Path(work).glob('summary-*')))}.json"
+    cmd = [sys.executable, str(ROOT / "local_runner.py"), "--data-root", str(data_root),
+           "--pipeline-root", str(Path(work) / "pipeline"), "--serving-dir", str(Path(work) / "serving"),
+           "--summary-json", str(summary), *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pipeline failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return (json.loads(summary.read_text()) if summary.exists() else None), proc
+
+
+@pytest.fixture(scope="session")
+def pipeline_runs(tiny_dataset, tmp_path_factory):
+    """The end-to-end pipeline run twice on tiny data: a first push, then an unchanged re-run."""
+    work = tmp_path_factory.mktemp("e2e")
+    first, _ = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "0.0",
+                            "--max-regression", "1.0")
+    second, _ = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "0.0",
+                             "--max-regression", "1.0")
+    return {"work": work, "first": first, "second": second}
+
+
+@pytest.fixture(scope="session")
+def pushed_model_dir(pipeline_runs):
+    return pipeline_runs["first"]["pushed_destination"]

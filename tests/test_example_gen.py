@@ -1,0 +1,145 @@
+"""The image ExampleGen: every kind of bad file is skipped and reported; splits are stable under renames."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components import image_example_gen as ieg
+from pipeline import configs
+from pipeline.labels import CLASS_INDEX
+from tests.conftest import letter_image, png_bytes
+
+MAX_BYTES = 300_000
+MAX_PIXELS = 4_000_000
+
+
+def run_example_gen(data_root: Path, out: Path) -> tuple[dict, dict]:
+    """Runs the executor; returns ({split: [tf.Example]}, report)."""
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out)
+    exec_properties = {
+        "input_base": str(data_root),
+        "input_config": proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="images", pattern=ieg.INPUT_PATTERN)])),
+        "output_config": proto_utils.proto_to_json(ieg.output_config(4, 1)),
+        "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
+        "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        "custom_config": json.dumps({"max_file_bytes": MAX_BYTES, "max_image_pixels": MAX_PIXELS}),
+    }
+    ieg.Executor().Do({}, {"examples": [examples]}, exec_properties)
+    splits = {}
+    for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
+        files = tf.io.gfile.glob(str(out / f"Split-{split}" / "*"))
+        splits[split] = [tf.train.Example.FromString(r.numpy())
+                         for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    report = json.loads((out / configs.INGEST_REPORT_FILE).read_text())
+    return splits, report
+
+
+def _feature(example, key):
+    f = example.features.feature[key]
+    return f.bytes_list.value[0] if f.HasField("bytes_list") else f.int64_list.value[0]
+
+
+@pytest.fixture()
+def messy_folder(tmp_path):
+    root = tmp_path / "data"
+    good = {
+        "alef/a.png": png_bytes(letter_image(40, 50)),
+        "alef/b.jpg": png_bytes(letter_image(60, 30, "RGB"), "JPEG"),
+        "bet/c.png": png_bytes(letter_image(20, 80, "RGBA")),
+        "bet/d.gif": png_bytes(letter_image(33, 33, "P"), "GIF"),
+        "gimel/e.bmp": png_bytes(letter_image(50, 40, "RGB"), "BMP"),
+        "gimel/f.webp": png_bytes(letter_image(40, 40, "RGB"), "WEBP"),
+        "dalet/g.png": png_bytes(Image.fromarray(np.asarray(letter_image(30, 30)).astype(np.uint16) * 257)),
+        "dalet/h.jpg": png_bytes(letter_image(30, 45, "CMYK"), "JPEG"),
+        "tav/i.png": png_bytes(letter_image(25, 35, "LA")),
+        "tav/no_extension": png_bytes(letter_image(25, 36)),
+    }
+    noise = (np.random.default_rng(0).random((400, 400, 3)) * 255).astype(np.uint8)
+    bad = {
+        "alef/empty.png": (b"", "empty"),
+        "alef/truncated.png": (png_bytes(letter_image(200, 200))[:200], "truncated_or_corrupt"),
+        "bet/notes.png": (b"these are not pixels", "not_an_image"),
+        "bet/random.jpg": (bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)), "not_an_image"),
+        "gimel/bomb.png": (png_bytes(Image.new("L", (4000, 4000), 255)), "decompression_bomb"),
+        "gimel/huge_file.png": (png_bytes(Image.fromarray(noise)), "too_large"),
+        "bet/.DS_Store": (b"\x00\x00\x00\x01Bud1", "not_an_image"),
+        "elephant/j.png": (png_bytes(letter_image(30, 30)), "unknown_class"),
+    }
+    for rel, data in good.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    for rel, (data, _) in bad.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "alef" / "nested").mkdir()
+    (root / "alef" / "nested" / "k.png").write_bytes(png_bytes(letter_image(30, 30)))
+    (root / "README.txt").write_text("top-level files are not in a class folder and are not read")
+    expected_bad = {rel: reason for rel, (_, reason) in bad.items()}
+    expected_bad["alef/nested"] = "nested_folder"
+    return root, good, expected_bad
+
+
+def test_bad_files_are_skipped_and_reported_good_ones_kept(messy_folder, tmp_path):
+    root, good, expected_bad = messy_folder
+    assert len(png_bytes(Image.fromarray((np.random.default_rng(0).random((400, 400, 3)) * 255)
+                                         .astype(np.uint8)))) > MAX_BYTES
+    splits, report = run_example_gen(root, tmp_path / "out")
+    examples = splits["train"] + splits["eval"]
+    assert report["kept"] == len(good) == len(examples)
+    assert report["skipped"] == len(expected_bad)
+    skipped = {item["file"]: reason for reason, items in report["skipped_files"].items() for item in items}
+    assert skipped == expected_bad
+    assert report["reencoded_to_png"] == 1  # the WebP
+    assert report["kept_per_class"]["alef"] == 2 and report["kept_per_class"]["tav"] == 2
+    assert "he" in report["empty_classes"] and "alef" not in report["empty_classes"]
+    by_source = {_feature(e, configs.SOURCE_KEY).decode(): e for e in examples}
+    assert set(by_source) == set(good)
+    for rel, example in by_source.items():
+        label_name = rel.split("/")[0]
+        assert _feature(example, configs.LABEL_NAME_KEY).decode() == label_name
+        assert _feature(example, configs.LABEL_KEY) == CLASS_INDEX[label_name]
+        pixels = tf.io.decode_image(_feature(example, configs.IMAGE_KEY), expand_animations=False)
+        assert pixels.shape[0] > 1 and pixels.shape[1] > 1
+    # Kept images are stored as they came unless TensorFlow cannot decode them.
+    assert _feature(by_source["alef/b.jpg"], configs.IMAGE_KEY) == good["alef/b.jpg"]
+    assert _feature(by_source["gimel/f.webp"], configs.IMAGE_KEY).startswith(b"\x89PNG")
+
+
+def test_split_follows_content_not_name(tmp_path, tiny_dataset):
+    first, _ = run_example_gen(tiny_dataset, tmp_path / "a")
+    moved = tmp_path / "renamed"
+    shutil.copytree(tiny_dataset, moved)
+    for path in sorted(moved.glob("*/*.png")):
+        path.rename(path.with_name("renamed_" + path.name[::-1]))
+    second, _ = run_example_gen(moved, tmp_path / "b")
+
+    def split_of(splits):
+        return {_feature(e, configs.IMAGE_KEY): name for name, exs in splits.items() for e in exs}
+
+    a, b = split_of(first), split_of(second)
+    assert a == b
+    counts = {name: len(exs) for name, exs in first.items()}
+    assert counts["train"] > counts["eval"] > 0   # about 4:1
+    assert 0.1 < counts["eval"] / sum(counts.values()) < 0.35
+
+
+def test_empty_input_is_a_clear_error(tmp_path):
+    (tmp_path / "data" / "alef").mkdir(parents=True)
+    (tmp_path / "data" / "alef" / "x.png").write_bytes(b"")
+    with pytest.raises(Exception, match="no usable image"):
+        run_example_gen(tmp_path / "data", tmp_path / "out")
+
+
+def test_folder_without_class_folders_is_a_clear_error(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(Exception, match="one folder per class"):
+        run_example_gen(tmp_path / "data", tmp_path / "out")

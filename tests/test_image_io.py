@@ -1,0 +1,111 @@
+"""The image acceptance policy: what is rejected, what is kept as is, what is re-encoded (and why)."""
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from components import image_io
+from tests.conftest import letter_image, png_bytes
+
+RGB = letter_image(30, 20, "RGB")
+
+
+def _variants():
+    """(format, mode) → encoded bytes for every kind of input the ExampleGen must accept."""
+    i16 = Image.fromarray(np.asarray(letter_image(30, 20)).astype(np.uint16) * 257)
+    return {
+        ("PNG", "1"): png_bytes(RGB.convert("1")),
+        ("PNG", "L"): png_bytes(RGB.convert("L")),
+        ("PNG", "LA"): png_bytes(RGB.convert("LA")),
+        ("PNG", "RGB"): png_bytes(RGB),
+        ("PNG", "RGBA"): png_bytes(RGB.convert("RGBA")),
+        ("PNG", "P"): png_bytes(RGB.convert("P")),
+        ("PNG", "I;16"): png_bytes(i16),
+        ("JPEG", "L"): png_bytes(RGB.convert("L"), "JPEG"),
+        ("JPEG", "RGB"): png_bytes(RGB, "JPEG"),
+        ("JPEG", "CMYK"): png_bytes(RGB.convert("CMYK"), "JPEG"),
+        ("GIF", "P"): png_bytes(RGB.convert("P"), "GIF"),
+        ("BMP", "L"): png_bytes(RGB.convert("L"), "BMP"),
+        ("BMP", "RGB"): png_bytes(RGB, "BMP"),
+        ("BMP", "P"): png_bytes(RGB.convert("P"), "BMP"),
+        ("BMP", "1"): png_bytes(RGB.convert("1"), "BMP"),
+        ("TIFF", "I;16"): png_bytes(i16, "TIFF"),
+        ("WEBP", "RGB"): png_bytes(RGB, "WEBP", lossless=True),
+        ("TIFF", "RGB"): png_bytes(RGB, "TIFF"),
+    }
+
+
+def _gray(data: bytes) -> np.ndarray:
+    img = Image.open(io.BytesIO(data))
+    if img.mode.startswith("I;16"):  # Pillow's own conversion clips 16-bit values; 8-bit is the high byte
+        return np.asarray(img, dtype=np.int32) >> 8
+    return np.asarray(img.convert("L"), dtype=np.int32)
+
+
+def _tf_gray(data: bytes) -> np.ndarray | None:
+    try:
+        img = tf.io.decode_image(data, expand_animations=False).numpy().astype(np.float64)
+    except tf.errors.InvalidArgumentError:
+        return None
+    if img.shape[-1] >= 3:
+        img = img[..., :3] @ np.array([0.299, 0.587, 0.114])
+    else:
+        img = img[..., 0]
+    return np.rint(img).astype(np.int32)
+
+
+@pytest.mark.parametrize("key", sorted(_variants()), ids=lambda k: "-".join(k))
+def test_every_format_and_mode_is_accepted_and_decodes_like_pillow_in_tensorflow(key):
+    data = _variants()[key]
+    checked = image_io.check_image(data)
+    assert (checked.format, checked.width, checked.height) == (key[0], 30, 20)
+    # Whatever is kept is what the serving graph (tf.io.decode_image) reads as Pillow does.
+    tf_pixels = _tf_gray(checked.data)
+    assert tf_pixels is not None
+    assert np.abs(tf_pixels - _gray(data)).max() <= 6  # JPEG decoders differ by a few levels
+    assert checked.reencoded == (key not in image_io.TF_NATIVE)
+
+
+@pytest.mark.parametrize("key", sorted(k for k in _variants() if k not in image_io.TF_NATIVE),
+                         ids=lambda k: "-".join(k))
+def test_reencoded_formats_are_exactly_those_tensorflow_misreads(key):
+    data = _variants()[key]
+    tf_pixels = _tf_gray(data)
+    assert tf_pixels is None or tf_pixels.shape != _gray(data).shape or \
+        np.abs(tf_pixels - _gray(data)).max() > 6
+
+
+def test_transparency_survives_reencoding():
+    img = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    img.putpixel((5, 5), (0, 0, 0, 255))
+    data = png_bytes(img, "WEBP", lossless=True)
+    out = Image.open(io.BytesIO(image_io.check_image(data).data))
+    assert out.mode == "RGBA" and out.getpixel((0, 0))[3] == 0 and out.getpixel((5, 5))[3] == 255
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty"),
+    (b"hello, I am text", "not_an_image"),
+    (png_bytes(RGB)[:60], "truncated_or_corrupt"),
+    (b"%PDF-1.4\n" + b"0" * 100, "not_an_image"),
+])
+def test_bad_data_is_rejected_with_a_reason(data, reason):
+    with pytest.raises(image_io.ImageRejected) as err:
+        image_io.check_image(data)
+    assert err.value.reason == reason
+
+
+def test_decompression_bomb_is_rejected_before_decoding():
+    bomb = png_bytes(Image.new("L", (5000, 5000), 255))  # tiny file, 25 Mpx
+    with pytest.raises(image_io.ImageRejected) as err:
+        image_io.check_image(bomb, max_pixels=10_000_000)
+    assert err.value.reason == "decompression_bomb"
+    assert image_io.check_image(bomb, max_pixels=30_000_000).width == 5000
+
+
+def test_oversize_file_is_rejected():
+    with pytest.raises(image_io.ImageRejected) as err:
+        image_io.check_image(png_bytes(RGB), max_bytes=100)
+    assert err.value.reason == "too_large"

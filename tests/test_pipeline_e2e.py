@@ -1,0 +1,83 @@
+"""The whole pipeline on tiny generated data, run several times: blessing, push, caching, versions."""
+import shutil
+from pathlib import Path
+
+
+from components.atomic_pusher import PUSH_RECORD, pushed_versions
+from pipeline import generate_letters
+from pipeline.labels import CLASS_NAMES
+from tests.conftest import run_pipeline
+
+UPSTREAM = {"ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer"}
+
+
+def version_dirs(serving: Path) -> list[str]:
+    return sorted(p.name for p in serving.iterdir())
+
+
+def test_first_run_blesses_and_pushes_a_complete_version(pipeline_runs):
+    first, serving = pipeline_runs["first"], pipeline_runs["work"] / "serving"
+    assert all(state == "complete" for state in first["components"].values()), first["components"]
+    assert first["examples_per_split"]["train"] > first["examples_per_split"]["eval"] > 0
+    assert first["ingest"]["skipped"] == 0
+    assert first["blessed"] is True and first["had_baseline"] is False
+    assert first["pushed"] is True
+    version = first["pushed_version"]
+    assert version.isdigit() and first["pushed_destination"] == str(serving / version)
+    assert (serving / version / "saved_model.pb").is_file()
+    assert (serving / version / "variables" / "variables.index").is_file()
+    assert (serving / version / PUSH_RECORD).is_file()
+    assert version_dirs(serving) == [version]          # nothing half-written left behind
+    assert 0.0 <= first["evaluation"]["overall"]["sparse_categorical_accuracy"] <= 1.0
+    per_class = first["evaluation"]["per_class"]          # one slice per class present in the eval split
+    assert set(per_class) <= set(CLASS_NAMES) and len(per_class) > 10
+    assert sum(m["example_count"] for m in per_class.values()) == first["examples_per_split"]["eval"]
+
+
+def test_unchanged_rerun_uses_the_cache_and_compares_against_the_blessed_model(pipeline_runs):
+    first, second = pipeline_runs["first"], pipeline_runs["second"]
+    serving = pipeline_runs["work"] / "serving"
+    states = second["components"]
+    assert {name for name, state in states.items() if state == "cached"} >= UPSTREAM
+    assert states["Evaluator"] == "complete"               # a new baseline exists now
+    assert second["had_baseline"] is True
+    base = second["evaluation"]["baseline"]["sparse_categorical_accuracy"]
+    assert base == first["evaluation"]["overall"]["sparse_categorical_accuracy"]
+    assert second["blessed"] is True                       # the same model is no worse than itself
+    assert second["pushed_version"] == first["pushed_version"]
+    assert version_dirs(serving) == [first["pushed_version"]]   # the same model is not pushed twice
+
+
+def test_gate_refuses_a_model_below_the_floor(pipeline_runs, tiny_dataset):
+    work = pipeline_runs["work"]
+    summary, _ = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "1.01",
+                              "--max-regression", "1.0")
+    assert summary["components"]["Trainer"] == "cached"
+    assert summary["blessed"] is False and summary["pushed"] is False
+    assert any("below the floor" in f for f in summary["validation_failures"])
+    assert version_dirs(work / "serving") == [pipeline_runs["first"]["pushed_version"]]
+
+
+def test_new_data_trains_a_new_model_that_is_pushed_as_a_newer_version(pipeline_runs, tiny_dataset, tmp_path):
+    work = pipeline_runs["work"]
+    grown = tmp_path / "grown"
+    shutil.copytree(tiny_dataset, grown)
+    generate_letters.generate(tmp_path / "more", per_class=2, seed=99, progress=False)
+    for path in (tmp_path / "more").glob("*/*.png"):
+        shutil.copy(path, grown / path.parent.name / ("more_" + path.name))
+    summary, _ = run_pipeline(grown, work, "--epochs", "3", "--accuracy-floor", "0.0", "--max-regression", "1.0")
+    assert summary["components"]["ImageExampleGen"] == "complete"
+    assert summary["components"]["Trainer"] == "complete"
+    assert summary["had_baseline"] is True and summary["blessed"] is True
+    old = int(pipeline_runs["first"]["pushed_version"])
+    assert int(summary["pushed_version"]) > old
+    versions = pushed_versions(str(work / "serving"))
+    assert sorted(versions) == [old, int(summary["pushed_version"])]
+    assert versions[old]["fingerprint"] != versions[int(summary["pushed_version"])]["fingerprint"]
+
+
+def test_runner_explains_a_data_root_without_images(tmp_path):
+    (tmp_path / "data").mkdir()
+    summary, proc = run_pipeline(tmp_path / "data", tmp_path, check=False)
+    assert proc.returncode != 0 and summary is None
+    assert "one folder per class" in proc.stderr

@@ -1,0 +1,82 @@
+"""The Transform graph on images of every shape: fixed output size, [0, 1] range, aspect ratio kept."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image, ImageDraw
+
+from models import preprocessing
+from tests.conftest import png_bytes
+
+SIZE = 48
+
+
+def ink_box(width: int, height: int, mode: str = "L", background=235) -> bytes:
+    """A dark filled rectangle covering the whole image but a thin margin (so its aspect is the image's)."""
+    img = Image.new("L", (width, height), background)
+    m = max(1, min(width, height) // 20)
+    ImageDraw.Draw(img).rectangle([m, m, width - 1 - m, height - 1 - m], fill=15)
+    return png_bytes(img.convert(mode))
+
+
+def transform(data: bytes) -> np.ndarray:
+    out = preprocessing.decode_to_ink(tf.constant(data), SIZE).numpy()
+    assert out.shape == (SIZE, SIZE, 1) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    return out[..., 0]
+
+
+def inked_aspect(out: np.ndarray) -> float:
+    ys, xs = np.nonzero(out > 0.5)
+    return (xs.max() - xs.min() + 1) / (ys.max() - ys.min() + 1)
+
+
+@pytest.mark.parametrize("width, height", [(20, 200), (300, 30), (3, 4), (3000, 2000), (85, 111), (48, 48)],
+                         ids=["tall", "wide", "tiny", "huge", "typical", "exact"])
+def test_shape_range_and_aspect_are_kept(width, height):
+    out = transform(ink_box(width, height))
+    assert out.max() > 0.9                      # ink is 1 …
+    assert out[0, 0] < 0.1 or out[SIZE // 2, 0] < 0.1 or out[0, SIZE // 2] < 0.1  # … paper/padding is 0
+    m = max(1, min(width, height) // 20)
+    expected = (width - 2 * m) / (height - 2 * m)   # the inked rectangle's aspect
+    tolerance = 0.2 * expected + 2 / SIZE * max(expected, 1)
+    assert abs(inked_aspect(out) - expected) <= tolerance
+    # The long side fills the square: the letter is scaled to the frame, not left tiny.
+    ys, xs = np.nonzero(out > 0.5)
+    scale = SIZE / max(width, height)
+    assert max(xs.max() - xs.min(), ys.max() - ys.min()) + 1 >= 0.8 * max(width, height) * scale * (
+        1 - 2 * m / min(width, height))
+
+
+def test_tall_thin_and_short_strokes_stay_distinguishable():
+    vav = transform(ink_box(12, 90))   # a long vertical stroke
+    yod = transform(ink_box(12, 30))   # a short one
+    assert inked_aspect(vav) < 0.3 and inked_aspect(yod) > 0.3
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "1"])
+def test_colour_modes_give_the_same_ink(mode):
+    reference = transform(ink_box(60, 80, "L"))
+    out = transform(ink_box(60, 80, mode))
+    assert np.abs(out - reference).mean() < 0.05
+
+
+def test_transparent_background_counts_as_paper_not_ink():
+    img = Image.new("RGBA", (50, 50), (0, 0, 0, 0))       # transparent black: a canvas export
+    ImageDraw.Draw(img).line([(25, 5), (25, 45)], fill=(0, 0, 0, 255), width=5)
+    out = transform(png_bytes(img))
+    assert out[:, :10].max() < 0.05 and out[:, SIZE // 2].max() > 0.9
+
+
+def test_paper_tone_and_faint_ink_are_normalised():
+    dark_paper = transform(ink_box(60, 80, background=150))
+    assert dark_paper.max() > 0.95 and np.median(dark_paper[dark_paper > 0]) > 0.5
+    blank = transform(png_bytes(Image.new("L", (40, 40), 240)))
+    assert blank.max() < 0.1                      # nothing to stretch: stays empty, noise not amplified
+
+
+def test_batch_function_matches_single_images():
+    images = [ink_box(20, 60), ink_box(70, 30, "RGB")]
+    batch = preprocessing.images_to_ink(tf.constant(images), SIZE).numpy()
+    assert batch.shape == (2, SIZE, SIZE, 1)
+    for i, data in enumerate(images):
+        np.testing.assert_allclose(batch[i, ..., 0], transform(data), atol=1e-6)

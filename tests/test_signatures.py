@@ -1,0 +1,77 @@
+"""The exported model's signatures, on the model the pipeline pushed."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import configs
+from pipeline.labels import CLASS_NAMES, GLYPHS
+from tests.conftest import letter_image, png_bytes
+
+
+@pytest.fixture(scope="module")
+def loaded(pushed_model_dir):
+    return tf.saved_model.load(pushed_model_dir)
+
+
+@pytest.fixture(scope="module")
+def images(tiny_dataset):
+    files = sorted(tiny_dataset.glob("*/*.png"))[::40][:5]
+    return [f.read_bytes() for f in files] + [png_bytes(letter_image(30, 90, "RGBA")),
+                                              png_bytes(letter_image(90, 40, "RGB"), "JPEG")]
+
+
+def example(image: bytes) -> bytes:
+    return tf.train.Example(features=tf.train.Features(feature={
+        configs.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))})).SerializeToString()
+
+
+def test_signature_names_and_input_specs(loaded):
+    assert set(loaded.signatures) == {configs.SERVING_DEFAULT_SIGNATURE, configs.IMAGE_SIGNATURE,
+                                      configs.TRANSFORM_SIGNATURE}
+    spec = loaded.signatures[configs.IMAGE_SIGNATURE].structured_input_signature[1][configs.IMAGE_INPUT]
+    assert spec.dtype == tf.string and spec.shape.as_list() == [None]
+    spec = loaded.signatures[configs.SERVING_DEFAULT_SIGNATURE].structured_input_signature[1][configs.EXAMPLES_INPUT]
+    assert spec.dtype == tf.string and spec.shape.as_list() == [None]
+
+
+def test_image_bytes_give_27_probabilities_that_sum_to_one(loaded, images):
+    out = loaded.signatures[configs.IMAGE_SIGNATURE](images=tf.constant(images))
+    probs = out[configs.PROBABILITIES_OUTPUT].numpy()
+    assert probs.shape == (len(images), 27)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert (probs >= 0).all()
+    best = probs.argmax(axis=1)
+    top_idx = out[configs.TOP_INDICES_OUTPUT].numpy()
+    assert top_idx.shape == (len(images), 3)
+    np.testing.assert_array_equal(top_idx[:, 0], best)
+    top_scores = out[configs.TOP_SCORES_OUTPUT].numpy()
+    assert (np.diff(top_scores, axis=1) <= 0).all()
+    np.testing.assert_allclose(top_scores, np.take_along_axis(probs, top_idx, axis=1), atol=1e-6)
+    names = out[configs.TOP_CLASSES_OUTPUT].numpy()
+    letters = out[configs.TOP_LETTERS_OUTPUT].numpy()
+    for i in range(len(images)):
+        assert [n.decode() for n in names[i]] == [CLASS_NAMES[j] for j in top_idx[i]]
+        assert [g.decode() for g in letters[i]] == [GLYPHS[j] for j in top_idx[i]]
+
+
+def test_example_signature_gives_the_same_answer_as_image_signature(loaded, images):
+    by_image = loaded.signatures[configs.IMAGE_SIGNATURE](images=tf.constant(images))
+    by_example = loaded.signatures[configs.SERVING_DEFAULT_SIGNATURE](
+        examples=tf.constant([example(i) for i in images]))
+    np.testing.assert_allclose(by_example[configs.PROBABILITIES_OUTPUT].numpy(),
+                               by_image[configs.PROBABILITIES_OUTPUT].numpy(), atol=1e-5)
+
+
+def test_transform_features_gives_the_model_input(loaded, images):
+    out = loaded.signatures[configs.TRANSFORM_SIGNATURE](examples=tf.constant([example(i) for i in images]))
+    image = out[configs.TRANSFORMED_IMAGE_KEY].numpy()
+    size = configs.Config().image_size
+    assert image.shape == (len(images), size, size, 1)
+    assert image.min() >= 0 and image.max() <= 1
+
+
+def test_a_corrupt_image_fails_the_request_not_the_model(loaded, images):
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        loaded.signatures[configs.IMAGE_SIGNATURE](images=tf.constant([b"not an image"]))
+    out = loaded.signatures[configs.IMAGE_SIGNATURE](images=tf.constant(images[:1]))
+    assert out[configs.PROBABILITIES_OUTPUT].shape == (1, 27)
