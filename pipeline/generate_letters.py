@@ -54,10 +54,10 @@ class Face:
     script: bool
 
 
-def find_faces(font_dirs=FONT_DIRS) -> list[Face]:
+def find_faces(font_dirs=None) -> list[Face]:
     """The known Hebrew faces installed on this machine, script faces first."""
     by_stem: dict[str, str] = {}
-    for root in font_dirs:
+    for root in font_dirs if font_dirs is not None else FONT_DIRS:
         if not os.path.isdir(root):
             continue
         for dirpath, _, files in os.walk(root):
@@ -84,7 +84,7 @@ def _has_hebrew(path: str) -> bool:
     return len(masks) == 6
 
 
-def require_faces(font_dirs=FONT_DIRS) -> list[Face]:
+def require_faces(font_dirs=None) -> list[Face]:
     faces = find_faces(font_dirs)
     if not faces:
         raise NoHebrewFontError(

@@ -1,0 +1,53 @@
+# Set-up and the main jobs. `make demo` runs the main job on the built-in data; `make test` runs the tests.
+# Both create .venv and install the pinned stack on first use (about 2–3 minutes), and install Debian's
+# Hebrew fonts when run as root.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP_FLAGS := --ignore-requires-python --disable-pip-version-check -c requirements/constraints.txt
+FONT_PACKAGES := culmus culmus-fancy fonts-ldco
+APT_PACKAGES := $(FONT_PACKAGES) fontconfig
+
+.PHONY: demo test venv fonts pipeline clean-outputs help
+
+help:
+	@echo "make demo   generate the default data, run the pipeline, push a blessed model"
+	@echo "make test   run the test suite"
+	@echo "make venv   create .venv with the pinned stack"
+	@echo "make fonts  install Debian's Hebrew fonts (as root)"
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
+	  echo "error: Python 3.11 is needed ($(PYTHON) is $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
+	  else echo "error: cannot create a virtualenv: install python3-venv (sudo apt-get install python3-venv)"; exit 1; fi; }
+	$(PY) -m pip install -q $(PIP_FLAGS) pip setuptools wheel
+	$(PY) -m pip install -q $(PIP_FLAGS) -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+fonts:
+	@if dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
+	  echo "Hebrew fonts: installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's Hebrew fonts ($(FONT_PACKAGES))"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	else \
+	  echo "Hebrew fonts are missing: run 'sudo apt-get install $(FONT_PACKAGES)' (the generated data needs them)"; \
+	fi
+
+pipeline: venv fonts
+	$(PY) local_runner.py $(ARGS)
+
+demo: pipeline
+
+test: venv fonts
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-outputs:
+	rm -rf outputs serving/models/letters data/generated

@@ -1,0 +1,132 @@
+"""Benchmark a full pipeline run: wall time, peak memory, accuracy, model size and single-image latency.
+
+    python bench/train_hhd.py --data-root ../shared/datasets/hhd_train [-- extra local_runner flags]
+    python bench/train_hhd.py                     # the built-in generated data (what `make demo` runs)
+
+Runs ``local_runner.py`` in a fresh pipeline root (so nothing is cached), samples the resident memory of its
+whole process tree every 0.2 s, then loads the pushed model and times its image signature on one image.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc] + proc.children(recursive=True):
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_with_peak_rss(cmd: list[str], log_path: Path) -> tuple[int, float, int]:
+    started = time.monotonic()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        ps = psutil.Process(proc.pid)
+        peak = 0
+        stop = threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not stop.is_set():
+                try:
+                    peak = max(peak, tree_rss(ps))
+                except psutil.Error:
+                    pass
+                stop.wait(0.2)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        code = proc.wait()
+        stop.set()
+        thread.join()
+    return code, time.monotonic() - started, peak
+
+
+def dir_size(path: str) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def single_image_latency(model_dir: str, image: bytes, repeats: int = 50) -> float:
+    import pipeline  # noqa: F401
+    import tensorflow as tf
+    from pipeline import configs
+    fn = tf.saved_model.load(model_dir).signatures[configs.IMAGE_SIGNATURE]
+    batch = tf.constant([image])
+    for _ in range(5):
+        fn(images=batch)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(images=batch)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=None, help="folder-per-class images (default: generated data)")
+    parser.add_argument("--work", default=None, help="where to put the pipeline root and serving dir "
+                                                     "(default: a new temporary folder)")
+    parser.add_argument("runner_args", nargs="*", help="extra local_runner.py flags (after --)")
+    args = parser.parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    summary_path = work / "summary.json"
+    cmd = [sys.executable, str(ROOT / "local_runner.py"), "--pipeline-root", str(work / "pipeline"),
+           "--serving-dir", str(work / "serving"), "--summary-json", str(summary_path), *args.runner_args]
+    if args.data_root:
+        cmd += ["--data-root", args.data_root]
+    print("running:", shlex.join(cmd), flush=True)
+    code, wall, peak = run_with_peak_rss(cmd, work / "run.log")
+    if code != 0:
+        print(f"pipeline failed (exit {code}); log: {work / 'run.log'}")
+        return code
+    summary = json.loads(summary_path.read_text())
+    overall = summary.get("evaluation", {}).get("overall", {})
+    result = {
+        "data_root": args.data_root or "generated",
+        "wall_seconds": round(wall, 1),
+        "peak_rss_mib": round(peak / 2**20),
+        "train_seconds": summary.get("training", {}).get("train_seconds"),
+        "examples": summary.get("examples_per_split"),
+        "eval_top1": overall.get("sparse_categorical_accuracy"),
+        "eval_top3": overall.get("sparse_top_k_categorical_accuracy"),
+        "blessed": summary.get("blessed"),
+        "pushed_version": summary.get("pushed_version"),
+    }
+    model_dir = summary.get("pushed_destination")
+    if model_dir and summary.get("pushed"):
+        first_image = next(Path(args.data_root or summary_path.parent).glob("*/*.png"), None) \
+            if args.data_root else next((ROOT / "data" / "generated").glob("*/*.png"), None)
+        result["model_mib"] = round(dir_size(model_dir) / 2**20, 2)
+        if first_image is not None:
+            result["single_image_ms"] = round(single_image_latency(model_dir, first_image.read_bytes()) * 1000, 2)
+    print(json.dumps(result, indent=2))
+    print("reproduce:", shlex.join([sys.executable, "bench/train_hhd.py"] +
+                                   (["--data-root", args.data_root] if args.data_root else []) +
+                                   (["--", *args.runner_args] if args.runner_args else [])))
+    (work / "bench.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
