@@ -1,0 +1,74 @@
+"""Settings of the web client. Each can come from a flag of ``python -m web`` or an environment variable."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from pipeline import configs
+
+DEFAULT_FEEDBACK_DIR = str(configs.PROJECT_ROOT / "outputs" / "feedback")
+FEEDBACK_DIR_ENV = "LETTERS_FEEDBACK_DIR"
+
+ENV = {   # field -> environment variable
+    "host": "LETTERS_WEB_HOST",
+    "port": "LETTERS_WEB_PORT",
+    "tf_serving_url": "LETTERS_TF_SERVING_URL",
+    "model_name": "LETTERS_WEB_MODEL_NAME",
+    "feedback_dir": FEEDBACK_DIR_ENV,
+    "canary_share": "LETTERS_CANARY_SHARE",
+    "max_upload_bytes": "LETTERS_MAX_UPLOAD_BYTES",
+}
+
+
+def default_feedback_dir(environ=None) -> str:
+    environ = os.environ if environ is None else environ
+    return environ.get(FEEDBACK_DIR_ENV) or DEFAULT_FEEDBACK_DIR
+
+
+@dataclasses.dataclass(frozen=True)
+class WebConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tf_serving_url: str = "http://127.0.0.1:8501"
+    model_name: str = configs.MODEL_NAME
+    feedback_dir: str = DEFAULT_FEEDBACK_DIR
+    canary_share: float = 0.0            # share of predictions sent to the "canary" label (0..1)
+    max_upload_bytes: int = 4 * 1024 * 1024   # encoded image size cap (the request body may be base64: 4/3 of it)
+    max_image_pixels: int = dataclasses.field(default_factory=lambda: configs.Config.from_env().max_image_pixels)
+    serving_timeout: float = 15.0        # seconds, per call to TF Serving
+    version_cache_seconds: float = 2.0   # how long a resolved label -> version is reused
+    max_handler_threads: int = 64        # requests handled at once; more wait in the listen queue
+
+    def __post_init__(self):
+        if not 0.0 <= self.canary_share <= 1.0:
+            raise ValueError(f"canary share must be between 0 and 1, got {self.canary_share}")
+        if self.max_upload_bytes < 1:
+            raise ValueError("max upload bytes must be positive")
+        if not self.tf_serving_url.startswith(("http://", "https://")):
+            raise ValueError(f"TF Serving URL must start with http:// or https://, got {self.tf_serving_url!r}")
+        if not self.model_name or "/" in self.model_name or ":" in self.model_name:
+            raise ValueError(f"invalid model name {self.model_name!r}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body accepted: a base64 JSON of the largest image, plus room for the other fields."""
+        return self.max_upload_bytes * 4 // 3 + 64 * 1024
+
+    def replace(self, **changes) -> "WebConfig":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ=None) -> "WebConfig":
+        environ = os.environ if environ is None else environ
+        changes = {}
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for name, variable in ENV.items():
+            raw = environ.get(variable)
+            if raw is None or raw == "":
+                continue
+            kind = types[name] if isinstance(types[name], str) else types[name].__name__
+            try:
+                changes[name] = int(raw) if kind == "int" else float(raw) if kind == "float" else raw
+            except ValueError:
+                raise ValueError(f"{variable}={raw!r} is not a valid {kind}") from None
+        return cls().replace(**changes)

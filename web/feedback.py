@@ -1,0 +1,357 @@
+"""The feedback store: images users labelled in the web client, kept so the pipeline can train on them.
+
+Layout of a store (``--feedback-dir``, default ``outputs/feedback`` or ``$LETTERS_FEEDBACK_DIR``)::
+
+    feedback.sqlite            one row per feedback (SQLite, WAL mode, synchronous=FULL)
+    images/<id[:2]>/<id>.<ext> the image bytes as checked by components.image_io (original or PNG)
+
+Writes are crash-safe and concurrency-safe: the image is written to a temporary file in its final folder,
+fsynced and renamed into place (``os.replace``) and the folder fsynced, and only then is the row committed;
+a crash in between leaves at most an orphan image that no row points at (never a row without its image).
+SQLite's WAL journal and busy timeout let many threads and processes add rows at once.
+
+For the pipeline: :func:`export_feedback` (or ``python -m web.feedback export --out DIR``) writes
+``DIR/<class_folder>/<id>.png``, the folder-per-class layout that ``local_runner.py --data-root`` reads.
+It is idempotent: files already exported are left as they are.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import queue
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+
+from pipeline.labels import CLASS_INDEX, CLASS_NAMES, label_index
+
+DB_FILE = "feedback.sqlite"
+IMAGES_DIR = "images"
+SCHEMA_VERSION = 1
+EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "BMP": "bmp"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id              TEXT PRIMARY KEY,
+    created_at      TEXT NOT NULL,     -- ISO 8601, UTC
+    created_unix    REAL NOT NULL,
+    true_label      TEXT NOT NULL,     -- class folder name (pipeline.labels.CLASS_NAMES)
+    true_index      INTEGER NOT NULL,
+    predicted_label TEXT,              -- what the model said (NULL if unknown)
+    predicted_index INTEGER,
+    probability     REAL,              -- the model's probability of predicted_label
+    model_version   INTEGER,
+    route           TEXT,              -- stable / canary / latest
+    confirmed       INTEGER NOT NULL,  -- 1: the user confirmed the prediction; 0: corrected it
+    image_path      TEXT NOT NULL,     -- relative to the store folder
+    image_format    TEXT NOT NULL,
+    image_sha256    TEXT NOT NULL,
+    image_bytes     INTEGER NOT NULL,
+    width           INTEGER,
+    height          INTEGER
+);
+CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_unix);
+"""
+
+
+class FeedbackError(ValueError):
+    """A feedback record that cannot be stored (bad label, probability, version ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Feedback:
+    id: str
+    created_at: str
+    true_label: str
+    predicted_label: str | None
+    probability: float | None
+    model_version: int | None
+    route: str | None
+    confirmed: bool
+    image_path: str
+    image_format: str
+    image_sha256: str
+    image_bytes: int
+    width: int | None
+    height: int | None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ExportSummary:
+    out_dir: str
+    exported: int = 0            # files written by this call
+    already_present: int = 0     # files left as they were (exported before)
+    missing_images: int = 0      # rows whose image file is gone (skipped)
+    per_class: dict = dataclasses.field(default_factory=dict)   # class -> files now in DIR/<class>/ from the store
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` so that readers see the old file or the whole new one, even after a crash."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(folder)
+
+
+class FeedbackStore:
+    """A folder holding the feedback database and images. Thread-safe; several processes may share it."""
+
+    def __init__(self, root: str | os.PathLike, busy_timeout: float = 60.0):
+        self.root = os.path.abspath(os.fspath(root))
+        self.db_path = os.path.join(self.root, DB_FILE)
+        self.busy_timeout = busy_timeout
+        os.makedirs(os.path.join(self.root, IMAGES_DIR), exist_ok=True)
+        self._pool: queue.LifoQueue = queue.LifoQueue()
+        with self._connection() as conn:
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self):
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        else:
+            self._pool.put(conn)
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def add(self, image: bytes, image_format: str, true_label: str, *, predicted_label: str | None = None,
+            probability: float | None = None, model_version: int | str | None = None, route: str | None = None,
+            width: int | None = None, height: int | None = None, now: float | None = None) -> Feedback:
+        """Stores one feedback. ``image`` must already be checked (components.image_io.check_image)."""
+        true_index = _check_label(true_label, "label")
+        predicted_index = None if predicted_label is None else _check_label(predicted_label, "predicted label")
+        if probability is not None:
+            if isinstance(probability, bool) or not isinstance(probability, (int, float)) \
+                    or not 0.0 <= float(probability) <= 1.0:
+                raise FeedbackError("probability must be a number between 0 and 1")
+            probability = float(probability)
+        if model_version is not None:
+            try:
+                model_version = int(str(model_version))
+            except ValueError:
+                raise FeedbackError(f"model version must be an integer, got {str(model_version)[:40]!r}") from None
+            if model_version < 0:
+                raise FeedbackError("model version must not be negative")
+        if route is not None and route not in ("stable", "canary", "latest"):
+            raise FeedbackError("route must be stable, canary or latest")
+        ext = EXTENSIONS.get(image_format.upper())
+        if ext is None:
+            raise FeedbackError(f"images are stored as {', '.join(EXTENSIONS)}; got {image_format!r}")
+        if not image:
+            raise FeedbackError("empty image")
+
+        now = time.time() if now is None else now
+        record_id = uuid.uuid4().hex
+        rel = f"{IMAGES_DIR}/{record_id[:2]}/{record_id}.{ext}"
+        path = os.path.join(self.root, *rel.split("/"))
+        atomic_write(path, image)
+        record = Feedback(
+            id=record_id, created_at=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(timespec="milliseconds"),
+            true_label=true_label, predicted_label=predicted_label, probability=probability,
+            model_version=model_version, route=route,
+            confirmed=predicted_label is not None and predicted_label == true_label, image_path=rel,
+            image_format=image_format.upper(), image_sha256=hashlib.sha256(image).hexdigest(),
+            image_bytes=len(image), width=width, height=height)
+        try:
+            with self._connection() as conn:
+                conn.execute(
+                    "INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, predicted_label, "
+                    "predicted_index, probability, model_version, route, confirmed, image_path, image_format, "
+                    "image_sha256, image_bytes, width, height) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (record.id, record.created_at, now, true_label, true_index, predicted_label, predicted_index,
+                     probability, model_version, route, int(record.confirmed), rel, record.image_format,
+                     record.image_sha256, record.image_bytes, width, height))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        return record
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def count(self) -> int:
+        with self._connection() as conn:
+            return conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+
+    def records(self) -> list[Feedback]:
+        with self._connection() as conn:
+            rows = conn.execute("SELECT * FROM feedback ORDER BY created_unix, id").fetchall()
+        return [_record(row) for row in rows]
+
+    def get(self, record_id: str) -> Feedback | None:
+        with self._connection() as conn:
+            row = conn.execute("SELECT * FROM feedback WHERE id = ?", (record_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def image_path(self, record: Feedback) -> str:
+        return os.path.join(self.root, *record.image_path.split("/"))
+
+    def stats(self) -> dict:
+        with self._connection() as conn:
+            per_class = dict(conn.execute("SELECT true_label, COUNT(*) FROM feedback GROUP BY true_label").fetchall())
+            confirmed = conn.execute("SELECT COUNT(*) FROM feedback WHERE confirmed = 1").fetchone()[0]
+        return {"records": sum(per_class.values()), "confirmed": confirmed,
+                "corrected": sum(per_class.values()) - confirmed,
+                "per_class": {name: per_class.get(name, 0) for name in CLASS_NAMES}}
+
+
+def _check_label(name, what: str) -> int:
+    if not isinstance(name, str):
+        raise FeedbackError(f"{what} must be a class name (string)")
+    try:
+        return label_index(name)
+    except ValueError as err:
+        raise FeedbackError(f"{what}: {err}") from None
+
+
+def _record(row: sqlite3.Row) -> Feedback:
+    return Feedback(
+        id=row["id"], created_at=row["created_at"], true_label=row["true_label"],
+        predicted_label=row["predicted_label"], probability=row["probability"],
+        model_version=row["model_version"], route=row["route"], confirmed=bool(row["confirmed"]),
+        image_path=row["image_path"], image_format=row["image_format"], image_sha256=row["image_sha256"],
+        image_bytes=row["image_bytes"], width=row["width"], height=row["height"])
+
+
+def to_png(data: bytes, image_format: str) -> bytes:
+    """PNG bytes of a stored image (PNG kept byte for byte; others converted, alpha preserved)."""
+    if image_format.upper() == "PNG":
+        return data
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode not in ("1", "L", "LA", "RGB", "RGBA", "I;16"):
+        img = img.convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                    overwrite: bool = False) -> ExportSummary:
+    """Writes every stored feedback image to ``out_dir/<true class folder>/<id>.png`` (the pipeline's
+    ``--data-root`` layout; all 27 class folders are created). Files already there are kept unless
+    ``overwrite``. Safe to run while the web client is adding feedback (it exports what is committed)."""
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    summary = ExportSummary(out_dir=out_dir)
+    for name in CLASS_NAMES:
+        os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+    store = FeedbackStore(feedback_dir)
+    try:
+        records = store.records()
+        for record in records:
+            if record.true_label not in CLASS_INDEX:   # cannot happen through add(); guards hand-edited stores
+                continue
+            target = os.path.join(out_dir, record.true_label, f"{record.id}.png")
+            if os.path.exists(target) and not overwrite:
+                summary.already_present += 1
+            else:
+                try:
+                    with open(store.image_path(record), "rb") as handle:
+                        data = handle.read()
+                except FileNotFoundError:
+                    summary.missing_images += 1
+                    continue
+                atomic_write(target, to_png(data, record.image_format))
+                summary.exported += 1
+            summary.per_class[record.true_label] = summary.per_class.get(record.true_label, 0) + 1
+    finally:
+        store.close()
+    summary.per_class = {name: summary.per_class.get(name, 0) for name in CLASS_NAMES}
+    return summary
+
+
+def main(argv=None) -> int:
+    from web.config import default_feedback_dir
+
+    parser = argparse.ArgumentParser(prog="python -m web.feedback", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feedback-dir", default=None,
+                        help=f"the store (default: ${'LETTERS_FEEDBACK_DIR'} or {default_feedback_dir({})})")
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write DIR/<class_folder>/<id>.png for the pipeline's --data-root")
+    export.add_argument("--out", required=True, help="output folder (created)")
+    export.add_argument("--overwrite", action="store_true", help="rewrite files already exported")
+    commands.add_parser("stats", help="print counts per class as JSON")
+    args = parser.parse_args(argv)
+    feedback_dir = args.feedback_dir or default_feedback_dir()
+    if not os.path.exists(os.path.join(feedback_dir, DB_FILE)):
+        print(f"error: no feedback store at {feedback_dir} (expected {DB_FILE} there)", file=sys.stderr)
+        return 2
+    if args.command == "export":
+        summary = export_feedback(feedback_dir, args.out, overwrite=args.overwrite)
+        print(f"exported {summary.exported} new image(s) to {summary.out_dir} "
+              f"({summary.already_present} already there, {summary.missing_images} missing)")
+        print(f"train on it: python local_runner.py --data-root {summary.out_dir}")
+        return 0
+    store = FeedbackStore(feedback_dir)
+    print(json.dumps(store.stats(), indent=2))
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    import pipeline  # noqa: F401  (the project's entry-point rule; nothing here loads TensorFlow)
+
+    sys.exit(main())

@@ -1,0 +1,440 @@
+"""The web client's backend: static page, JSON API, feedback store. Standard library only.
+
+Routes::
+
+    GET  /                 the page (web/static/index.html)
+    GET  /static/<file>    its CSS and JavaScript
+    GET  /healthz          liveness: 200 {"status": "ok"} while this process serves
+    GET  /api/status       TF Serving reachability and model versions (200, or 503 with the reason)
+    GET  /api/classes      the 27 classes in label order: [{"index", "class", "letter"}]
+    POST /api/predict      an image -> top 3 letters, the model version and route that answered, latency
+    POST /api/feedback     an image and its true label (plus what the model said) -> stored, 201
+
+``/api/predict`` takes ``application/json`` ``{"image": "<base64 or data: URL>", "route"?: "stable"|"canary"|
+"latest"}``, ``multipart/form-data`` with a file field ``image`` (and an optional ``route`` field), or a raw
+``image/*`` body. ``/api/feedback`` takes JSON ``{"image", "label", "predicted_label"?, "probability"?,
+"model_version"?, "route"?}``. Errors are JSON ``{"error": "<message>", "reason": "<category>"}``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import email.parser
+import email.policy
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from components.image_io import ImageRejected, check_image
+from pipeline.labels import CLASS_NAMES, GLYPHS
+from web.config import WebConfig
+from web.feedback import FeedbackError, FeedbackStore
+from web.tfserving import (ROUTES, BadServingResponse, ModelRouter, RestConnection, ServingRejected,
+                           ServingUnavailable)
+
+log = logging.getLogger("web")
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
+                 ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
+                 ".ico": "image/x-icon"}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+)
+MAX_DRAIN_BYTES = 64 * 1024 * 1024   # an oversize body up to this size is read and dropped so the 413 arrives
+_DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
+_REJECTION_MESSAGES = {
+    "empty": "The image is empty.",
+    "too_large": "The image is too large.",
+    "decompression_bomb": "The image has too many pixels (possible decompression bomb).",
+    "not_an_image": "This is not an image the server can read (PNG, JPEG, GIF, BMP, WebP or TIFF).",
+    "unsupported_format": "This image format is not accepted (use PNG, JPEG, GIF, BMP, WebP or TIFF).",
+    "corrupt": "The image is corrupt.",
+    "truncated_or_corrupt": "The image is truncated or corrupt.",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str, headers=()):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.headers = tuple(headers)
+
+
+class Backend:
+    """Everything the handlers share: configuration, TF Serving router, feedback store, static files."""
+
+    def __init__(self, config: WebConfig, router: ModelRouter | None = None, store: FeedbackStore | None = None):
+        self.config = config
+        self.router = router or ModelRouter(RestConnection(config.tf_serving_url, config.serving_timeout),
+                                            config.model_name, config.canary_share, config.version_cache_seconds)
+        self.store = store or FeedbackStore(config.feedback_dir)
+        self.static = {}
+        for name in sorted(os.listdir(STATIC_DIR)):
+            ext = os.path.splitext(name)[1]
+            if ext in CONTENT_TYPES:
+                with open(os.path.join(STATIC_DIR, name), "rb") as handle:
+                    self.static[name] = (handle.read(), CONTENT_TYPES[ext])
+
+    def check(self, data: bytes):
+        try:
+            return check_image(data, max_bytes=self.config.max_upload_bytes, max_pixels=self.config.max_image_pixels)
+        except ImageRejected as err:
+            status = 413 if err.reason == "too_large" else 400
+            message = _REJECTION_MESSAGES.get(err.reason, "The image was rejected.")
+            raise ApiError(status, err.reason, f"{message} ({err.detail})") from None
+
+    def predict(self, data: bytes, route: str | None) -> dict:
+        started = time.perf_counter()
+        checked = self.check(data)
+        try:
+            prediction = self.router.predict(checked.data, route)
+        except ServingUnavailable as err:
+            raise ApiError(err.status, err.reason, f"The model server is unavailable: {err.message}") from None
+        except ServingRejected as err:
+            raise ApiError(400, "model_rejected_image", f"The model could not read this image: {err.message}") \
+                from None
+        except BadServingResponse as err:
+            raise ApiError(502, "bad_serving_response", f"The model server answered unexpectedly: {err}") from None
+        answer = prediction.to_json()
+        answer["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        answer["image"] = {"format": checked.format, "mode": checked.mode, "width": checked.width,
+                           "height": checked.height, "bytes": len(checked.data), "reencoded": checked.reencoded}
+        if checked.reencoded:   # what was sent is not what the browser has: let the page show it
+            answer["image"]["png_b64"] = base64.b64encode(checked.data).decode("ascii")
+        return answer
+
+    def feedback(self, payload: dict) -> dict:
+        data = _image_from_json(payload)
+        label = payload.get("label")
+        if not isinstance(label, str) or not label:
+            raise ApiError(400, "missing_field", "'label' (the true class, e.g. \"alef\") is required")
+        if label not in CLASS_NAMES:
+            raise ApiError(400, "unknown_label", f"unknown label {label[:40]!r}: expected one of the 27 classes")
+        predicted = payload.get("predicted_label")
+        if predicted is not None and predicted not in CLASS_NAMES:
+            raise ApiError(400, "unknown_label", f"unknown predicted_label {str(predicted)[:40]!r}")
+        checked = self.check(data)
+        try:
+            record = self.store.add(checked.data, checked.format if not checked.reencoded else "PNG", label,
+                                    predicted_label=predicted, probability=payload.get("probability"),
+                                    model_version=payload.get("model_version"), route=payload.get("route"),
+                                    width=checked.width, height=checked.height)
+        except FeedbackError as err:
+            raise ApiError(400, "invalid_feedback", str(err)) from None
+        return {"id": record.id, "stored": True, "label": record.true_label, "confirmed": record.confirmed,
+                "created_at": record.created_at}
+
+    def status(self) -> tuple[int, dict]:
+        base = {"tf_serving_url": self.config.tf_serving_url, "model": self.config.model_name,
+                "canary_share": self.config.canary_share}
+        try:
+            info = self.router.status()
+        except ServingUnavailable as err:
+            return 503, dict(base, serving="down", reason=err.reason,
+                             error=f"The model server is unavailable: {err.message}")
+        except BadServingResponse as err:
+            return 502, dict(base, serving="error", reason="bad_serving_response", error=str(err))
+        if not info["available"]:
+            return 503, dict(base, serving="down", reason="model_not_loaded", versions=info["versions"],
+                             error=f"The model server has no available version of {self.config.model_name!r}")
+        return 200, dict(base, serving="up", versions=info["versions"])
+
+
+def _image_from_json(payload: dict) -> bytes:
+    value = payload.get("image")
+    if value is None:
+        raise ApiError(400, "missing_field", "'image' (base64-encoded image bytes) is required")
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        value = value["b64"]
+    if not isinstance(value, str):
+        raise ApiError(400, "bad_base64", "'image' must be a base64 string")
+    value = _DATA_URL.sub("", value.strip(), count=1)
+    try:
+        data = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_base64", "'image' is not valid base64") from None
+    if not data:
+        raise ApiError(400, "empty", "The image is empty.")
+    return data
+
+
+def _parse_json(body: bytes) -> dict:
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_json", "the request body is not UTF-8 JSON") from None
+    except ValueError as err:
+        raise ApiError(400, "bad_json", f"the request body is not valid JSON ({err.msg} at offset {err.pos})") \
+            from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "bad_json", "the request body must be a JSON object")
+    return payload
+
+
+def _parse_multipart(content_type: str, body: bytes) -> dict:
+    """Fields of a multipart/form-data body: name -> bytes (files) or str (text)."""
+    if "boundary=" not in content_type:
+        raise ApiError(400, "bad_multipart", "multipart/form-data without a boundary")
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise ApiError(400, "bad_multipart", "the multipart body could not be parsed")
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        fields[name] = payload if part.get_filename() is not None else payload.decode("utf-8", "replace")
+    return fields
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "letters-web"
+    sys_version = ""
+    backend: Backend   # set on the server class
+
+    def version_string(self):
+        return self.server_version
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+    def log_message(self, fmt, *args):
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers=(), cache: str = "no-store"):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", cache)
+        for key, value in SECURITY_HEADERS:
+            self.send_header(key, value)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, payload: dict, headers=()):
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._send(status, body, "application/json; charset=utf-8", headers)
+
+    def _error(self, err: ApiError):
+        if err.status >= 500:
+            log.warning("%s %s -> %d %s", self.command, self.path, err.status, err.message)
+        self._json(err.status, {"error": err.message, "reason": err.reason}, err.headers)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise ApiError(411, "length_required", "send the body with a Content-Length (chunked is not accepted)")
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            raise ApiError(411, "length_required", "a Content-Length header is required")
+        try:
+            length = int(raw)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise ApiError(400, "bad_request", "invalid Content-Length") from None
+        limit = self.backend.config.max_body_bytes
+        if length > limit:
+            self.close_connection = True
+            if length <= MAX_DRAIN_BYTES:   # read and drop it, so that the client sees the 413 and not a reset
+                remaining = length
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 16))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+            raise ApiError(413, "too_large", f"the request body ({length} bytes) is over the {limit}-byte limit "
+                           f"(images up to {self.backend.config.max_upload_bytes} bytes)",
+                           headers=[("Connection", "close")])
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.close_connection = True
+            raise ApiError(400, "bad_request", "the request body is shorter than its Content-Length")
+        return body
+
+    def _content_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+    def _dispatch(self, routes: dict):
+        path = urllib.parse.urlsplit(self.path).path
+        try:
+            handler = routes.get(path)
+            if handler is None:
+                if path.startswith("/static/") and path[len("/static/"):] in self.backend.static:
+                    return self._static(path[len("/static/"):])
+                if any(path == p for p in self._all_routes()):
+                    raise ApiError(405, "method_not_allowed", f"{self.command} is not allowed on {path}",
+                                   headers=[("Allow", "GET, HEAD" if path in self._get_routes() else "POST")])
+                raise ApiError(404, "not_found", f"no such route: {path[:100]}")
+            return handler()
+        except ApiError as err:
+            self._error(err)
+        except Exception:   # a bug: say so without details
+            log.exception("%s %s failed", self.command, self.path)
+            self._error(ApiError(500, "internal_error", "internal error"))
+
+    def _get_routes(self):
+        return {"/": self._index, "/index.html": self._index, "/healthz": self._healthz,
+                "/api/status": self._status, "/api/classes": self._classes}
+
+    def _post_routes(self):
+        return {"/api/predict": self._predict, "/api/feedback": self._feedback}
+
+    def _all_routes(self):
+        return list(self._get_routes()) + list(self._post_routes())
+
+    def do_GET(self):
+        self._dispatch(self._get_routes())
+
+    do_HEAD = do_GET
+
+    def do_POST(self):
+        self._dispatch(self._post_routes())
+
+    def _reject_method(self):
+        self._error(ApiError(405, "method_not_allowed", f"{self.command} is not allowed"))
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _reject_method
+
+    # -- routes --------------------------------------------------------------------------------------------
+    def _static(self, name: str):
+        body, content_type = self.backend.static[name]
+        self._send(200, body, content_type, cache="no-cache")
+
+    def _index(self):
+        self._static("index.html")
+
+    def _healthz(self):
+        self._json(200, {"status": "ok"})
+
+    def _status(self):
+        status, payload = self.backend.status()
+        self._json(status, payload)
+
+    def _classes(self):
+        self._json(200, {"classes": [{"index": i, "class": name, "letter": glyph}
+                                     for i, (name, glyph) in enumerate(zip(CLASS_NAMES, GLYPHS))]})
+
+    def _predict(self):
+        kind = self._content_type()
+        body = self._read_body()
+        route = None
+        if kind == "application/json":
+            payload = _parse_json(body)
+            data = _image_from_json(payload)
+            route = payload.get("route")
+        elif kind == "multipart/form-data":
+            fields = _parse_multipart(self.headers.get("Content-Type", ""), body)
+            data = fields.get("image")
+            if not isinstance(data, bytes):
+                raise ApiError(400, "missing_field", "a file field named 'image' is required")
+            route = fields.get("route") or None
+        elif kind.startswith("image/") or kind == "application/octet-stream":
+            data = body
+        else:
+            raise ApiError(415, "unsupported_media_type",
+                           "send application/json {\"image\": base64}, multipart/form-data with an 'image' "
+                           "file, or the raw image bytes")
+        if route is not None and route not in ROUTES:
+            raise ApiError(400, "bad_route", f"route must be one of {', '.join(ROUTES)}")
+        self._json(200, self.backend.predict(data, route))
+
+    def _feedback(self):
+        if self._content_type() != "application/json":
+            self._read_body()
+            raise ApiError(415, "unsupported_media_type", "send application/json")
+        payload = _parse_json(self._read_body())
+        self._json(201, self.backend.feedback(payload))
+
+
+class WebServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a bound on the threads handling requests at once and a deep listen queue."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, address, handler, max_threads: int):
+        self._slots = threading.BoundedSemaphore(max_threads)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        self._slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class RunningWeb:
+    """A started backend: ``.url``, ``.backend``, ``.stop()``; a context manager."""
+
+    def __init__(self, server: WebServer, backend: Backend, thread: threading.Thread):
+        self.server = server
+        self.backend = backend
+        self.thread = thread
+        host, port = server.server_address[:2]
+        self.port = port
+        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+        self.backend.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def make_server(config: WebConfig, backend: Backend | None = None) -> WebServer:
+    backend = backend or Backend(config)
+    handler = type("LettersHandler", (Handler,), {"backend": backend})
+    server_class = WebServer
+    if ":" in config.host:
+        server_class = type("WebServer6", (WebServer,), {"address_family": socket.AF_INET6})
+    server = server_class((config.host, config.port), handler, config.max_handler_threads)
+    server.backend = backend
+    return server
+
+
+def start(config: WebConfig, backend: Backend | None = None) -> RunningWeb:
+    """Starts the backend in a background thread (port 0 = a free port)."""
+    server = make_server(config, backend)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+                              name="letters-web")
+    thread.start()
+    return RunningWeb(server, server.backend, thread)
+

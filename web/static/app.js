@@ -1,0 +1,425 @@
+// letters web client. Everything that comes from the user or the server is written with textContent
+// (never innerHTML); this file is the page's only script (the Content-Security-Policy allows no inline code).
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const pad = $("pad");
+  const ctx = pad.getContext("2d");
+  const INK = "#111111";
+
+  const state = {
+    strokes: [],          // [{width, points: [[x, y, pressure], ...]}]
+    current: null,
+    pointerId: null,
+    strokeWidth: Number($("stroke-width").value),
+    image: null,          // {b64, url, source: "drawing"|"upload"} of the last image sent
+    prediction: null,     // the last /api/predict answer
+    classes: [],
+    busy: false,
+  };
+
+  // ---------------------------------------------------------------- drawing pad (Pointer Events)
+  function paintBackground() {
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#ffffff";                 // dark ink on white: what the model was trained on
+    ctx.fillRect(0, 0, pad.width, pad.height);
+    ctx.restore();
+  }
+
+  function drawStroke(stroke) {
+    const pts = stroke.points;
+    ctx.strokeStyle = INK;
+    ctx.fillStyle = INK;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    if (pts.length === 1) {
+      ctx.beginPath();
+      ctx.arc(pts[0][0], pts[0][1], widthAt(stroke, pts[0]) / 2, 0, Math.PI * 2);
+      ctx.fill();
+      return;
+    }
+    for (let i = 1; i < pts.length; i++) {
+      ctx.beginPath();
+      ctx.lineWidth = widthAt(stroke, pts[i]);
+      ctx.moveTo(pts[i - 1][0], pts[i - 1][1]);
+      ctx.lineTo(pts[i][0], pts[i][1]);
+      ctx.stroke();
+    }
+  }
+
+  function widthAt(stroke, point) {
+    // Pens report pressure; mice and most touch screens report 0.5 while pressed.
+    const pressure = stroke.pen ? Math.max(0.15, point[2]) : 0.5;
+    return stroke.width * (0.5 + pressure);
+  }
+
+  function redraw() {
+    paintBackground();
+    state.strokes.forEach(drawStroke);
+    updateToolbar();
+  }
+
+  function padPoint(event) {
+    const rect = pad.getBoundingClientRect();
+    return [
+      ((event.clientX - rect.left) / rect.width) * pad.width,
+      ((event.clientY - rect.top) / rect.height) * pad.height,
+      event.pressure || 0.5,
+    ];
+  }
+
+  pad.addEventListener("pointerdown", (event) => {
+    if (state.current || (event.pointerType === "mouse" && event.button !== 0)) return;
+    event.preventDefault();
+    pad.setPointerCapture(event.pointerId);
+    state.pointerId = event.pointerId;
+    state.current = { width: state.strokeWidth, pen: event.pointerType === "pen", points: [padPoint(event)] };
+    state.strokes.push(state.current);
+    drawStroke(state.current);
+    updateToolbar();
+  });
+
+  pad.addEventListener("pointermove", (event) => {
+    if (!state.current || event.pointerId !== state.pointerId) return;
+    event.preventDefault();
+    const events = typeof event.getCoalescedEvents === "function" ? event.getCoalescedEvents() : [];
+    (events.length ? events : [event]).forEach((e) => {
+      const stroke = state.current;
+      const prev = stroke.points[stroke.points.length - 1];
+      const point = padPoint(e);
+      stroke.points.push(point);
+      ctx.beginPath();
+      ctx.strokeStyle = INK;
+      ctx.lineCap = "round";
+      ctx.lineWidth = widthAt(stroke, point);
+      ctx.moveTo(prev[0], prev[1]);
+      ctx.lineTo(point[0], point[1]);
+      ctx.stroke();
+    });
+  });
+
+  function endStroke(event) {
+    if (!state.current || event.pointerId !== state.pointerId) return;
+    state.current = null;
+    state.pointerId = null;
+    if (pad.hasPointerCapture(event.pointerId)) pad.releasePointerCapture(event.pointerId);
+    updateToolbar();
+  }
+  pad.addEventListener("pointerup", endStroke);
+  pad.addEventListener("pointercancel", endStroke);
+  pad.addEventListener("contextmenu", (event) => event.preventDefault());
+
+  $("undo").addEventListener("click", () => { state.strokes.pop(); redraw(); });
+  $("clear").addEventListener("click", () => { state.strokes = []; redraw(); });
+  $("stroke-width").addEventListener("input", (event) => {
+    state.strokeWidth = Number(event.target.value);
+    $("stroke-width-value").textContent = String(state.strokeWidth);
+  });
+  document.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+      event.preventDefault();
+      state.strokes.pop();
+      redraw();
+    }
+  });
+
+  function updateToolbar() {
+    const empty = state.strokes.length === 0;
+    $("undo").disabled = empty;
+    $("clear").disabled = empty;
+    $("send").disabled = empty || state.busy;
+  }
+
+  // ---------------------------------------------------------------- messages
+  function showError(message) {
+    const box = $("error");
+    box.textContent = message;
+    box.hidden = false;
+  }
+  function clearError() {
+    $("error").hidden = true;
+    $("error").textContent = "";
+  }
+
+  function setServingStatus(up, text) {
+    const line = $("serving-status");
+    line.classList.remove("status-up", "status-down", "status-unknown");
+    line.classList.add(up === null ? "status-unknown" : up ? "status-up" : "status-down");
+    $("serving-status-text").textContent = text;
+  }
+
+  const DOWN_TEXT = "שרת המודל אינו זמין · The model server is down";
+
+  async function checkStatus() {
+    try {
+      const response = await fetch("/api/status", { cache: "no-store" });
+      const body = await response.json();
+      if (response.ok) {
+        const available = (body.versions || []).filter((v) => v.state === "AVAILABLE").map((v) => v.version);
+        setServingStatus(true, `שרת המודל פעיל · Model server up — ${body.model}, versions ${available.join(", ")}`);
+      } else {
+        setServingStatus(false, `${DOWN_TEXT}: ${body.error || response.status}`);
+      }
+    } catch (err) {
+      setServingStatus(false, "השרת אינו עונה · This page's server is not answering");
+    }
+  }
+
+  // ---------------------------------------------------------------- sending
+  function bytesToBase64(bytes) {
+    let binary = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(binary);
+  }
+
+  function padBlob() {
+    return new Promise((resolve, reject) => {
+      pad.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("canvas export failed"))), "image/png");
+    });
+  }
+
+  async function postPredict(init) {
+    let response;
+    try {
+      response = await fetch("/api/predict", Object.assign({ method: "POST", cache: "no-store" }, init));
+    } catch (err) {
+      throw new Error("השרת אינו עונה · This page's server is not answering.");
+    }
+    let body = null;
+    try { body = await response.json(); } catch (err) { body = null; }
+    if (!response.ok) {
+      const message = (body && body.error) || `HTTP ${response.status}`;
+      if (response.status === 503 || response.status === 504) {
+        setServingStatus(false, `${DOWN_TEXT}: ${message}`);
+        throw new Error(`${DOWN_TEXT}. ${message}`);
+      }
+      throw new Error(message);
+    }
+    return body;
+  }
+
+  async function run(task) {
+    if (state.busy) return;
+    state.busy = true;
+    clearError();
+    $("send").disabled = true;
+    $("send").setAttribute("aria-busy", "true");
+    try {
+      await task();
+    } catch (err) {
+      showError(err.message || String(err));
+    } finally {
+      state.busy = false;
+      $("send").removeAttribute("aria-busy");
+      updateToolbar();
+    }
+  }
+
+  $("send").addEventListener("click", () => run(async () => {
+    if (state.strokes.length === 0) throw new Error("כתבו אות קודם · Draw a letter first.");
+    const blob = await padBlob();
+    const bytes = new Uint8Array(await blob.arrayBuffer());
+    const b64 = bytesToBase64(bytes);
+    setImage({ b64, url: URL.createObjectURL(blob), source: "drawing" });
+    const answer = await postPredict({
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ image: b64 }),
+    });
+    showAnswer(answer);
+  }));
+
+  async function sendFile(file) {
+    await run(async () => {
+      if (!file) return;
+      if (file.type && !file.type.startsWith("image/")) {
+        throw new Error("זה אינו קובץ תמונה · This is not an image file.");
+      }
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      setImage({ b64: bytesToBase64(bytes), url: URL.createObjectURL(file), source: "upload" });
+      const form = new FormData();
+      form.append("image", file, file.name || "upload");
+      showAnswer(await postPredict({ body: form }));
+    });
+  }
+
+  $("file").addEventListener("change", (event) => {
+    const file = event.target.files && event.target.files[0];
+    sendFile(file);
+    event.target.value = "";
+  });
+
+  const zone = $("drop-zone");
+  ["dragenter", "dragover"].forEach((type) => zone.addEventListener(type, (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  }));
+  ["dragleave", "dragend"].forEach((type) => zone.addEventListener(type, () => zone.classList.remove("dragging")));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    const file = event.dataTransfer && event.dataTransfer.files && event.dataTransfer.files[0];
+    if (file) sendFile(file);
+  });
+  // A file dropped outside the zone must not navigate away from the page.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+
+  function setImage(image) {
+    if (state.image && state.image.url) URL.revokeObjectURL(state.image.url);
+    state.image = image;
+    state.prediction = null;
+  }
+
+  // ---------------------------------------------------------------- answer
+  function percent(p) {
+    return `${(p * 100).toFixed(p >= 0.995 || p < 0.0005 ? 0 : 1)}%`;
+  }
+
+  function showAnswer(answer) {
+    state.prediction = answer;
+    const info = answer.image || {};
+    if (info.png_b64) {   // the server re-encoded the upload (e.g. TIFF/WebP): show what the model got
+      state.image.b64 = info.png_b64;
+      $("sent-image").src = `data:image/png;base64,${info.png_b64}`;
+    } else {
+      $("sent-image").src = state.image.url;
+    }
+    $("image-info").textContent = `${info.format || "?"} ${info.width}×${info.height}` +
+      (info.reencoded ? " → PNG" : "");
+
+    const list = $("top3");
+    list.replaceChildren();
+    answer.top.forEach((entry, rank) => {
+      const item = document.createElement("li");
+      item.dataset.class = entry.class;
+      const glyph = document.createElement("span");
+      glyph.className = "glyph";
+      glyph.lang = "he";
+      glyph.textContent = entry.letter;
+      const name = document.createElement("span");
+      name.className = "name";
+      const label = document.createElement("span");
+      label.lang = "en";
+      label.dir = "ltr";
+      label.textContent = `${rank + 1}. ${entry.class}`;
+      const prob = document.createElement("span");
+      prob.className = "prob";
+      prob.dir = "ltr";
+      prob.textContent = percent(entry.probability);
+      name.append(label, prob);
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      const fill = document.createElement("span");
+      fill.style.inlineSize = `${Math.max(0, Math.min(1, entry.probability)) * 100}%`;
+      bar.append(fill);
+      item.append(glyph, name, bar);
+      list.append(item);
+    });
+
+    $("meta-version").textContent = answer.model_version;
+    $("meta-route").textContent = answer.route;
+    $("meta-latency").textContent = `${Math.round(answer.latency_ms)} ms`;
+    const fallback = $("meta-fallback");
+    fallback.hidden = !answer.fallback_reason;
+    fallback.textContent = answer.fallback_reason
+      ? `requested ${answer.requested_route}; answered by the latest version: ${answer.fallback_reason}` : "";
+    $("result-empty").hidden = true;
+    $("result").hidden = false;
+    setServingStatus(true, `שרת המודל פעיל · Model server up — version ${answer.model_version} (${answer.route})`);
+    prepareFeedback();
+  }
+
+  // ---------------------------------------------------------------- feedback
+  function prepareFeedback() {
+    const on = $("feedback-mode").checked && state.prediction !== null;
+    $("feedback").hidden = !on;
+    $("feedback-result").textContent = "";
+    $("feedback-result").classList.remove("failed");
+    setFeedbackEnabled(true);
+    document.querySelectorAll("#letter-grid button").forEach((b) => b.setAttribute("aria-pressed", "false"));
+    if (state.prediction) {
+      const best = state.prediction.top[0];
+      $("confirm-letter").textContent = `${best.letter} (${best.class})`;
+    }
+  }
+
+  function setFeedbackEnabled(enabled) {
+    $("confirm").disabled = !enabled;
+    document.querySelectorAll("#letter-grid button").forEach((b) => { b.disabled = !enabled; });
+  }
+
+  async function sendFeedback(label, button) {
+    if (!state.prediction || !state.image) return;
+    const best = state.prediction.top[0];
+    setFeedbackEnabled(false);
+    if (button) button.setAttribute("aria-pressed", "true");
+    const out = $("feedback-result");
+    out.classList.remove("failed");
+    out.textContent = "שומר… · saving…";
+    try {
+      const response = await fetch("/api/feedback", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({
+          image: state.image.b64,
+          label,
+          predicted_label: best.class,
+          probability: best.probability,
+          model_version: state.prediction.model_version,
+          route: state.prediction.route,
+        }),
+      });
+      const body = await response.json().catch(() => null);
+      if (!response.ok) throw new Error((body && body.error) || `HTTP ${response.status}`);
+      out.textContent = `תודה! נשמר · Thanks, saved as ${label} (${body.id.slice(0, 8)})`;
+    } catch (err) {
+      out.classList.add("failed");
+      out.textContent = `לא נשמר · Not saved: ${err.message}`;
+      setFeedbackEnabled(true);
+    }
+  }
+
+  $("confirm").addEventListener("click", () => {
+    if (state.prediction) sendFeedback(state.prediction.top[0].class, null);
+  });
+  $("feedback-mode").addEventListener("change", prepareFeedback);
+
+  function buildLetterGrid(classes) {
+    const grid = $("letter-grid");
+    grid.replaceChildren();
+    classes.forEach((c) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.class = c.class;
+      button.title = c.class;
+      button.lang = "he";
+      button.setAttribute("aria-label", c.class);
+      button.setAttribute("aria-pressed", "false");
+      button.textContent = c.letter;
+      button.addEventListener("click", () => sendFeedback(c.class, button));
+      grid.append(button);
+    });
+  }
+
+  async function loadClasses() {
+    try {
+      const response = await fetch("/api/classes");
+      const body = await response.json();
+      state.classes = body.classes;
+      buildLetterGrid(state.classes);
+    } catch (err) {
+      showError("לא ניתן לטעון את רשימת האותיות · Could not load the list of letters.");
+    }
+  }
+
+  // ---------------------------------------------------------------- start
+  redraw();
+  loadClasses();
+  checkStatus();
+  setInterval(checkStatus, 30000);
+  document.body.dataset.ready = "true";
+})();

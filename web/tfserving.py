@@ -1,0 +1,302 @@
+"""Calls to TF Serving's REST API (/work/shared/specs/tfserving_rest_api.md), with stable/canary routing.
+
+Routing: a share of predictions (``canary_share``) goes to the ``canary`` version label, the rest to ``stable``.
+A label is resolved to a version number through the metadata route (``GET /v1/models/{m}/labels/{l}/metadata``
+answers with ``model_spec.version``; the *status* route ignores labels, so it cannot be used), and the
+prediction is sent to that explicit version (``/versions/{v}:predict``): the version shown to the user is the
+one that answered, even when a label moves in between. Resolutions are cached for a couple of seconds.
+
+When the label is not configured (TF Serving: 400 ``Unrecognized servable version label: <l>``) or points at
+a version that is not loaded (404 ``Servable not found for request: Specific(<m>, <v>)``), the request falls
+back to the latest loaded version (``GET /v1/models/{m}/metadata``) and says so (``route = "latest"``).
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import random
+import socket
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+
+from pipeline import configs
+from pipeline.labels import CLASS_NAMES, GLYPHS, NUM_CLASSES
+
+ROUTES = ("stable", "canary", "latest")
+UNKNOWN_LABEL = "Unrecognized servable version label"
+SERVABLE_NOT_FOUND = "Servable not found for request"
+
+
+class ServingUnavailable(Exception):
+    """TF Serving cannot answer (down, unreachable, timing out, or the model is not loaded)."""
+
+    def __init__(self, reason: str, message: str, status: int = 503):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+class ServingRejected(Exception):
+    """TF Serving answered a prediction with a client error (e.g. the model cannot decode the image)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class BadServingResponse(Exception):
+    """TF Serving answered with something that does not follow the model's contract."""
+
+
+class RestConnection:
+    """JSON over HTTP/1.1 to one TF Serving base URL, with a keep-alive connection per thread."""
+
+    def __init__(self, base_url: str, timeout: float = 15.0):
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.scheme = parsed.scheme
+        self.host = parsed.hostname
+        self.port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        self.prefix = parsed.path.rstrip("/")
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _connection(self, fresh: bool):
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and fresh:
+            conn.close()
+            conn = None
+        if conn is None:
+            cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            conn = cls(self.host, self.port, timeout=self.timeout)
+            self._local.conn = conn
+        return conn
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, object]:
+        """Returns (HTTP status, decoded JSON body or None); raises :class:`ServingUnavailable`."""
+        payload = None if body is None else json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        for attempt in (0, 1):
+            reused = getattr(self._local, "conn", None) is not None and attempt == 0
+            conn = self._connection(fresh=attempt > 0)
+            try:
+                conn.request(method, self.prefix + path, body=payload, headers=headers)
+                response = conn.getresponse()
+                raw = response.read()
+                status = response.status
+                if response.will_close:
+                    conn.close()
+                    self._local.conn = None
+                break
+            except (socket.timeout, TimeoutError):
+                self._drop(conn)
+                raise ServingUnavailable("serving_timeout", f"TF Serving at {self.base_url} did not answer "
+                                         f"within {self.timeout:g} s", status=504) from None
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                    ConnectionAbortedError, http.client.BadStatusLine) as err:
+                self._drop(conn)
+                if reused:   # a kept-alive connection the server closed meanwhile: retry once on a new one
+                    continue
+                raise ServingUnavailable("serving_unreachable", f"TF Serving at {self.base_url} closed the "
+                                         f"connection ({type(err).__name__})") from None
+            except OSError as err:
+                self._drop(conn)
+                what = "connection refused" if isinstance(err, ConnectionRefusedError) else (
+                    err.strerror or type(err).__name__)
+                raise ServingUnavailable("serving_unreachable",
+                                         f"TF Serving at {self.base_url} is not reachable ({what})") from None
+        if not raw:
+            return status, None
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            if status >= 500:
+                raise ServingUnavailable("serving_error", f"TF Serving answered HTTP {status}") from None
+            return status, {"error": raw[:200].decode("utf-8", "replace")}
+
+    def _drop(self, conn):
+        conn.close()
+        self._local.conn = None
+
+
+def error_text(body) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return body["error"]
+    return ""
+
+
+@dataclass
+class Resolution:
+    route: str                 # the route that will answer: stable, canary or latest
+    version: int
+    requested: str             # the route that was asked for
+    fallback_reason: str = ""  # why the requested label was not used
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Prediction:
+    top: list                  # [{"class", "letter", "index", "probability"}] best first, 3 entries
+    version: int
+    route: str
+    requested_route: str
+    fallback_reason: str
+    serving_ms: float          # time of the predict call to TF Serving
+    resolve_ms: float          # time spent resolving the label (0 when cached)
+
+    def to_json(self) -> dict:
+        return {"top": self.top, "model_version": str(self.version), "route": self.route,
+                "requested_route": self.requested_route, "fallback_reason": self.fallback_reason,
+                "serving_ms": round(self.serving_ms, 2), "resolve_ms": round(self.resolve_ms, 2)}
+
+
+class ModelRouter:
+    """Routes predictions of one model to its stable/canary labels (or the latest version)."""
+
+    def __init__(self, connection: RestConnection, model_name: str, canary_share: float = 0.0,
+                 cache_seconds: float = 2.0, rng: random.Random | None = None):
+        self.connection = connection
+        self.model_name = model_name
+        self.canary_share = canary_share
+        self.cache_seconds = cache_seconds
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self._cache: dict[str, Resolution] = {}
+        self._cache_lock = threading.Lock()
+        self._model_path = "/v1/models/" + urllib.parse.quote(model_name, safe="")
+
+    # -- routing -------------------------------------------------------------------------------------------
+    def choose_route(self) -> str:
+        if self.canary_share <= 0:
+            return "stable"
+        with self._rng_lock:
+            return "canary" if self._rng.random() < self.canary_share else "stable"
+
+    def invalidate(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
+    def resolve(self, route: str) -> Resolution:
+        if route not in ROUTES:
+            raise ValueError(f"unknown route {route!r}; expected one of {', '.join(ROUTES)}")
+        with self._cache_lock:
+            cached = self._cache.get(route)
+        if cached is not None and time.monotonic() - cached.at < self.cache_seconds:
+            return cached
+        resolution = self._resolve(route)
+        with self._cache_lock:
+            self._cache[route] = resolution
+        return resolution
+
+    def _resolve(self, route: str) -> Resolution:
+        fallback = ""
+        if route != "latest":
+            label = urllib.parse.quote(route, safe="")
+            status, body = self.connection.request("GET", f"{self._model_path}/labels/{label}/metadata")
+            if status == 200:
+                return Resolution(route, self._version_of(body), route)
+            message = error_text(body)
+            if status == 400 and UNKNOWN_LABEL in message:
+                fallback = f"label {route!r} is not configured on TF Serving"
+            elif status == 404 and "Specific(" in message:
+                fallback = f"label {route!r} points at a version that is not loaded"
+            else:
+                self._raise_for(status, body)
+        status, body = self.connection.request("GET", f"{self._model_path}/metadata")
+        if status != 200:
+            self._raise_for(status, body)
+        return Resolution("latest", self._version_of(body), route, fallback)
+
+    def _version_of(self, metadata) -> int:
+        try:
+            return int(metadata["model_spec"]["version"])
+        except (KeyError, TypeError, ValueError):
+            raise BadServingResponse("TF Serving's metadata has no model_spec.version") from None
+
+    def _raise_for(self, status: int, body) -> None:
+        message = error_text(body) or f"HTTP {status}"
+        if status == 404:
+            raise ServingUnavailable("model_not_loaded",
+                                     f"TF Serving has no loaded version of model {self.model_name!r} ({message})")
+        if status >= 500:
+            raise ServingUnavailable("serving_error", f"TF Serving failed: {message}",
+                                     status=504 if status == 504 else 503)
+        raise BadServingResponse(f"TF Serving answered HTTP {status}: {message}")
+
+    # -- prediction ----------------------------------------------------------------------------------------
+    def predict(self, image: bytes, route: str | None = None) -> Prediction:
+        """Top-3 classes of one encoded image, from the version the route resolves to."""
+        requested = route or self.choose_route()
+        body = {"signature_name": configs.IMAGE_SIGNATURE,
+                "instances": [{"b64": base64.b64encode(image).decode("ascii")}]}
+        for attempt in (0, 1):
+            started = time.perf_counter()
+            resolution = self.resolve(requested)
+            resolved = time.perf_counter()
+            status, answer = self.connection.request(
+                "POST", f"{self._model_path}/versions/{resolution.version}:predict", body)
+            done = time.perf_counter()
+            if status == 404 and attempt == 0:   # the version was unloaded since it was resolved
+                self.invalidate()
+                continue
+            break
+        if status != 200:
+            message = error_text(answer) or f"HTTP {status}"
+            if status == 404:
+                self._raise_for(status, answer)
+            if status == 400 and "signature name" in message:
+                raise BadServingResponse(f"the model has no {configs.IMAGE_SIGNATURE!r} signature: {message}")
+            if 400 <= status < 500:
+                raise ServingRejected(status, message)
+            self._raise_for(status, answer)
+        return Prediction(top=parse_top3(answer), version=resolution.version, route=resolution.route,
+                          requested_route=requested, fallback_reason=resolution.fallback_reason,
+                          serving_ms=(done - resolved) * 1000, resolve_ms=(resolved - started) * 1000)
+
+    def status(self) -> dict:
+        """Model versions and states as TF Serving reports them (for the page's status line)."""
+        status, body = self.connection.request("GET", self._model_path)
+        if status != 200:
+            self._raise_for(status, body)
+        versions = [{"version": str(v.get("version")), "state": v.get("state")}
+                    for v in (body or {}).get("model_version_status", []) if isinstance(v, dict)]
+        return {"model": self.model_name, "versions": versions,
+                "available": any(v["state"] == "AVAILABLE" for v in versions)}
+
+
+def parse_top3(answer) -> list[dict]:
+    """The best three classes from a row-format ``predict_images`` response, checked against the class list."""
+    try:
+        row = answer["predictions"][0]
+    except (KeyError, IndexError, TypeError):
+        raise BadServingResponse("TF Serving's answer has no predictions") from None
+    if not isinstance(row, dict):
+        raise BadServingResponse("the prediction is not a map of named outputs")
+    indices = row.get(configs.TOP_INDICES_OUTPUT)
+    scores = row.get(configs.TOP_SCORES_OUTPUT)
+    if indices is None or scores is None:
+        probabilities = row.get(configs.PROBABILITIES_OUTPUT)
+        if not isinstance(probabilities, list) or len(probabilities) != NUM_CLASSES:
+            raise BadServingResponse("the prediction has neither top_indices/top_scores nor 27 probabilities")
+        indices = sorted(range(NUM_CLASSES), key=lambda i: -float(probabilities[i]))[:3]
+        scores = [probabilities[i] for i in indices]
+    top = []
+    try:
+        for index, score in list(zip(indices, scores))[:3]:
+            index = int(index)
+            if not 0 <= index < NUM_CLASSES:
+                raise ValueError(index)
+            top.append({"class": CLASS_NAMES[index], "letter": GLYPHS[index], "index": index,
+                        "probability": float(score)})
+    except (TypeError, ValueError):
+        raise BadServingResponse("the prediction's top classes are outside the class list") from None
+    if not top:
+        raise BadServingResponse("the prediction has no classes")
+    return top
