@@ -1,0 +1,226 @@
+"""Compiles the letters pipeline for Kubeflow Pipelines (v2): the same ``create_pipeline()`` as local runs,
+through TFX's ``KubeflowV2DagRunner``, into a KFP pipeline spec (YAML; ``.json`` writes a PipelineJob).
+
+    python kubeflow_runner.py --image REGISTRY/letters:1.0 \\
+        --pipeline-root gs://BUCKET/letters/root --data-root gs://BUCKET/letters/data \\
+        --serving-dir gs://BUCKET/letters/serving/letters
+    python kubeflow_runner.py ... --dataflow --project P --region europe-west1 --temp-location gs://BUCKET/tmp
+    python kubeflow_runner.py ... --resources Trainer=cpu=8,memory=16Gi --resources '*=memory_request=2Gi'
+
+Pipeline settings not on the command line (epochs, image size, thresholds …) come from pipeline/configs.py and
+its LETTERS_<FIELD> environment variables, as for local runs. See kubeflow/README.md for building the image,
+uploading the spec and running it.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import sys
+
+import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+from kubeflow import beam_args as beam_args_lib
+from kubeflow import spec as spec_lib
+from pipeline import configs
+from pipeline.configs import Config
+
+DEFAULT_OUTPUT = os.path.join(configs.PROJECT_ROOT, "outputs", "kubeflow", "letters_pipeline.yaml")
+DEFAULT_IMAGE = "letters-pipeline:latest"
+CLUSTER_SCHEMES = ("gs://", "s3://")
+
+
+def _path(value: str) -> str:
+    """URLs (gs://…) as given; local paths made absolute."""
+    return value if "://" in value else os.path.abspath(os.path.expanduser(value))
+
+
+def build_parser(defaults: Config) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Compile the letters TFX pipeline for Kubeflow Pipelines v2 (KubeflowV2DagRunner).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"""
+storage:
+  Every component reads and writes its artifacts directly through TensorFlow's filesystems, so the pipeline
+  root, data root and serving dir must be URLs TensorFlow can open from the pods: gs://… works out of the box
+  (credentials from the pod's service account / Workload Identity). The serving dir is what tensorflow/serving
+  reads (--model_base_path=gs://…/letters, or a volume both share): see kubeflow/README.md.
+
+resources (--resources COMPONENT=key=value[,key=value…], repeatable):
+  keys: cpu, memory (limits), cpu_request, memory_request; Kubernetes quantities (2, 500m, 8Gi).
+  COMPONENT is a task name (ImageExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Trainer,
+  Evaluator, Pusher) or * for all. Overrides merge field by field into the defaults:
+  {_format_defaults()}
+  Written into deploymentSpec.executors.<task>_executor.container.resources (string and numeric fields).
+
+targets:
+  kfp     open-source Kubeflow Pipelines 2.x: the latest-blessed-model resolver (a Vertex-only executor type)
+          is removed, so the Evaluator gates on --accuracy-floor only; ExampleGen's cache is off.
+  vertex  Vertex AI Pipelines: the spec as TFX compiles it.
+
+Other pipeline settings come from LETTERS_<FIELD> environment variables (pipeline/configs.py).
+""")
+    p.add_argument("--output", default=DEFAULT_OUTPUT,
+                   help="spec file to write: .yaml (PipelineSpec, for KFP upload) or .json (PipelineJob)")
+    p.add_argument("--image", default=os.environ.get("LETTERS_KUBEFLOW_IMAGE", DEFAULT_IMAGE),
+                   help="pipeline image built from the Dockerfile (env LETTERS_KUBEFLOW_IMAGE)")
+    p.add_argument("--target", choices=("kfp", "vertex"), default="kfp", help="backend the spec is for")
+    p.add_argument("--pipeline-root", default=defaults.pipeline_root,
+                   help="where artifacts are written (gs://BUCKET/…); becomes the spec's defaultPipelineRoot")
+    p.add_argument("--data-root", default=defaults.data_root,
+                   help="folder of <class_folder>/<image> files the ImageExampleGen reads (gs://…)")
+    p.add_argument("--serving-dir", default=defaults.serving_dir,
+                   help="TF Serving model base directory the Pusher writes <version>/ into (gs://…/letters)")
+    p.add_argument("--display-name", default=None, help="pipeline display name (default: letters)")
+    p.add_argument("--no-cache", action="store_true", help="compile with caching off for every task")
+    p.add_argument("--serving-validation", action="store_true",
+                   help="add the serving validator between Evaluator and Pusher (needs create_pipeline support)")
+
+    training = p.add_argument_group("training (defaults from pipeline/configs.py)")
+    training.add_argument("--epochs", type=int, default=defaults.epochs)
+    training.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    training.add_argument("--image-size", type=int, default=defaults.image_size)
+    training.add_argument("--accuracy-floor", type=float, default=defaults.accuracy_floor)
+    training.add_argument("--max-regression", type=float, default=defaults.max_regression)
+
+    beam = p.add_argument_group("Beam (default: DirectRunner inside each component's pod)")
+    beam.add_argument("--beam-mode", choices=("in_memory", "multi_processing", "multi_threading"),
+                      default=defaults.beam_mode, help="DirectRunner running mode in the pods")
+    beam.add_argument("--beam-workers", type=int, default=defaults.beam_workers,
+                      help="DirectRunner workers (0 = the pod's CPU count)")
+    beam.add_argument("--dataflow", action="store_true", help="run the Beam work on Google Cloud Dataflow")
+    beam.add_argument("--project", default=None, help="Dataflow: GCP project")
+    beam.add_argument("--region", default=None, help="Dataflow: region (e.g. europe-west1)")
+    beam.add_argument("--temp-location", default=None, help="Dataflow: gs://… for temporary files")
+    beam.add_argument("--dataflow-image", default=None,
+                      help="Dataflow worker image (docker build --target dataflow-worker); default: <image>-dataflow")
+    beam.add_argument("--max-num-workers", type=int, default=None, help="Dataflow: autoscaling ceiling")
+    beam.add_argument("--service-account", default=None, help="Dataflow: worker service account email")
+    beam.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                      help="extra Beam option passed through as is (repeatable; write --beam-arg=--foo=bar). "
+                           "Without --dataflow and with a --runner among them, they replace the DirectRunner set")
+
+    res = p.add_argument_group("resources")
+    res.add_argument("--resources", action="append", default=[], metavar="COMPONENT=key=value,…",
+                     help="per-component CPU/memory (repeatable; see below)")
+    res.add_argument("--no-default-resources", action="store_true",
+                     help="start from no resources instead of the defaults below")
+    return p
+
+
+def _format_defaults() -> str:
+    lines = []
+    for name, r in spec_lib.DEFAULT_RESOURCES.items():
+        lines.append(f"{name}: cpu={r.cpu},memory={r.memory},cpu_request={r.cpu_request},"
+                     f"memory_request={r.memory_request}")
+    return "\n  ".join(lines)
+
+
+def beam_pipeline_args(args: argparse.Namespace, config: Config) -> list[str]:
+    if args.dataflow:
+        return beam_args_lib.dataflow_args(
+            args.project, args.region, args.temp_location,
+            args.dataflow_image or beam_args_lib.dataflow_worker_image(args.image),
+            max_num_workers=args.max_num_workers, service_account=args.service_account, extra=args.beam_arg)
+    if any(a.startswith("--runner") for a in args.beam_arg):
+        return list(args.beam_arg)
+    direct = ["--runner=DirectRunner", f"--direct_running_mode={config.beam_mode}"]
+    if config.beam_mode == "in_memory":
+        direct.append("--direct_num_workers=1")
+    else:  # 0 lets Beam use the pod's CPU count, known only in the pod
+        direct.append(f"--direct_num_workers={config.beam_workers}")
+    return direct + list(args.beam_arg)
+
+
+def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
+    defaults = Config.from_env()
+    parser = build_parser(defaults)
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "image_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    config = defaults.replace(
+        pipeline_root=_path(args.pipeline_root), data_root=_path(args.data_root),
+        serving_dir=_path(args.serving_dir), epochs=args.epochs, batch_size=args.batch_size,
+        image_size=args.image_size, accuracy_floor=args.accuracy_floor, max_regression=args.max_regression,
+        beam_mode=args.beam_mode, beam_workers=args.beam_workers)
+    try:
+        beam = beam_pipeline_args(args, config)
+        overrides = [spec_lib.parse_resources(text) for text in args.resources]
+        resources = spec_lib.combine_resources(overrides, defaults=not args.no_default_resources)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.output.endswith((".yaml", ".yml", ".json")) is False:
+        parser.error("--output must end in .yaml, .yml or .json")
+    return config, args, beam, resources
+
+
+def compile_spec(config: Config, image: str, beam: list[str], resources: dict, target: str = "kfp",
+                 enable_cache: bool = True, display_name: str | None = None,
+                 serving_validation: bool = False) -> tuple[dict, list[str]]:
+    """Compiles and edits the spec; returns (PipelineJob dict whose pipelineSpec is edited, notes)."""
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    kwargs = {}
+    if serving_validation:
+        if "with_serving_validation" not in inspect.signature(create_pipeline).parameters:
+            raise SystemExit("error: create_pipeline() has no with_serving_validation option yet "
+                             "(see kubeflow/README.md, 'Serving validation')")
+        kwargs["with_serving_validation"] = True
+    tfx_pipeline = create_pipeline(config, beam_pipeline_args=beam, metadata_connection_config=None,
+                                   enable_cache=enable_cache, with_pusher=True, **kwargs)
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            display_name=display_name, default_image=image, use_pipeline_spec_2_1=True))
+    job = runner.run(tfx_pipeline, write_out=False)
+    spec = job["pipelineSpec"]
+    notes = spec_lib.adapt_for_target(spec, target)
+    spec_lib.set_pipeline_root(spec, config.pipeline_root)
+    spec_lib.apply_resources(spec, resources)
+    spec_lib.check(spec)
+    return job, notes
+
+
+def write_spec(job: dict, path: str) -> None:
+    import yaml
+
+    from tfx.dsl.io import fileio
+
+    directory = os.path.dirname(path)
+    if directory:
+        fileio.makedirs(directory)
+    with fileio.open(path, "w") as f:
+        if path.endswith(".json"):
+            json.dump(job, f, indent=1, sort_keys=True)
+        else:
+            spec = job["pipelineSpec"]
+            f.write(f"# PIPELINE DEFINITION\n# Name: {spec['pipelineInfo']['name']}\n"
+                    f"# Compiled by kubeflow_runner.py from pipeline/pipeline.py ({spec['sdkVersion']})\n")
+            yaml.safe_dump(spec, f, sort_keys=True)
+
+
+def main(argv=None) -> int:
+    config, args, beam, resources = parse_args(argv)
+    for name, value in (("--pipeline-root", config.pipeline_root), ("--data-root", config.data_root),
+                        ("--serving-dir", config.serving_dir)):
+        if not value.startswith(CLUSTER_SCHEMES):
+            print(f"note: {name} {value} is a local path: pods can only use it if it is mounted there",
+                  file=sys.stderr)
+    job, notes = compile_spec(config, args.image, beam, resources, target=args.target,
+                              enable_cache=not args.no_cache, display_name=args.display_name,
+                              serving_validation=args.serving_validation)
+    output = _path(args.output)
+    write_spec(job, output)
+    spec = job["pipelineSpec"]
+    print(f"Wrote {output} ({args.target}): {len(spec_lib.tasks(spec))} tasks, image {args.image}, "
+          f"root {config.pipeline_root}")
+    print(f"Beam: {' '.join(beam)}")
+    for note in notes:
+        print(f"note: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
