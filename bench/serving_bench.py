@@ -147,6 +147,12 @@ def main(argv=None):
         base = os.path.join(tempfile.mkdtemp(prefix="serving-bench-"), configs.MODEL_NAME)
         found = {1: os.path.join(base, "1")}
         if args.fallback == "cnn":
+            try:
+                import models.network  # noqa: F401
+            except ImportError as exc:
+                print(f"models.network is not importable ({exc}); using the tiny model", flush=True)
+                args.fallback = "tiny"
+        if args.fallback == "cnn":
             build_untrained_cnn(found[1], args.image_size)
             note = (f"NOTE: no pushed model under {args.model_base_path}; benchmarking the letters CNN "
                     f"(models.network.build_cnn) with random weights, built in {base}.")

@@ -1,6 +1,8 @@
 """Canonical status codes, the error type every module raises, and TF Serving's code -> HTTP mapping."""
 from __future__ import annotations
 
+import re
+
 HTTP_STATUS = {  # http_server.cc ToHTTPStatusCode
     "OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEADLINE_EXCEEDED": 504,
     "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429,
@@ -15,6 +17,17 @@ CODE_NAMES = {
     10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
     15: "DATA_LOSS", 16: "UNAUTHENTICATED",
 }
+
+
+_EAGER_PREFIX = re.compile(r"^Graph execution error:\s*(?:Detected at node .*? defined at \(most recent call last\):\n"
+                           r"(?:.*\n)*?<stack traces unavailable>\n)?", re.DOTALL)
+_EAGER_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
+
+
+def runtime_message(message: str) -> str:
+    """A TF runtime error as the C++ session reports it: without Python eager's "Graph execution error" and
+    "Detected at node" preamble or its trailing ``[Op:...]``."""
+    return _EAGER_SUFFIX.sub("", _EAGER_PREFIX.sub("", message)).strip("\n")
 
 
 class ServingError(Exception):
@@ -52,5 +65,5 @@ def from_exception(exc: BaseException) -> ServingError:
     code = getattr(exc, "error_code", None)
     message = getattr(exc, "message", None) or str(exc)
     if isinstance(code, int):
-        return ServingError(CODE_NAMES.get(code, "UNKNOWN"), message)
+        return ServingError(CODE_NAMES.get(code, "UNKNOWN"), runtime_message(message))
     return ServingError("UNKNOWN", message or type(exc).__name__)

@@ -66,8 +66,10 @@ def test_a_bad_request_does_not_fail_its_batch_mates(tmp_path):
 def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1)
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }\n")
     # A request waits 1 s in the batcher: SIGTERM arrives while it is in flight.
-    server = testing.start_server(base, subprocess=True, enable_batching=True,
+    server = testing.start_server(base, subprocess=True, enable_batching=True, monitoring_config_file=str(monitoring),
                                   batching_parameters_file=batching_file(tmp_path, 64, 1_000_000))
     result = {}
 
@@ -80,10 +82,18 @@ def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
         result["body"] = response.read()
 
     thread = threading.Thread(target=call)
-    thread.start()
-    time.sleep(0.3)
-    server.process.send_signal(signal.SIGTERM)
-    thread.join(30)
-    assert result.get("status") == 200, result
-    assert server.process.wait(30) == 0
+    try:
+        thread.start()
+        client = testing.RestClient(server.url)
+        queued = ':tensorflow:serving:batching:input_batch_size_v2_count{model_name="letters",op_name="predict_images"} 1'
+        deadline = time.monotonic() + 30
+        while queued not in client.request("GET", "/monitoring/prometheus/metrics")[2].decode():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        server.process.send_signal(signal.SIGTERM)
+        thread.join(30)
+        assert result.get("status") == 200, result
+        assert server.process.wait(30) == 0
+    finally:
+        server.stop()
     assert "Received SIGTERM" in server.log() and "Server stopped" in server.log()

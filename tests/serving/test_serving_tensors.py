@@ -58,3 +58,12 @@ def test_responses():
     assert json.loads(tensors.row_response({"y": np.zeros((0, 2), np.float32)})) == {"predictions": []}
     with pytest.raises(ServingError, match="Tensor name: b has inconsistent batch size: 1 expecting: 2"):
         tensors.row_response({"a": np.zeros(2), "b": np.zeros(1)})
+
+
+def test_runtime_messages_lose_the_eager_preamble():
+    from serving.status import runtime_message
+    raw = ("Graph execution error:\n\nDetected at node map/DecodeImage defined at (most recent call last):\n"
+           "<stack traces unavailable>\nUnknown image file format. One of JPEG, PNG, GIF, BMP required.\n"
+           "\t [[{{node map/DecodeImage}}]] [Op:__inference_signature_wrapper_2501]")
+    assert runtime_message(raw) == ("Unknown image file format. One of JPEG, PNG, GIF, BMP required.\n"
+                                    "\t [[{{node map/DecodeImage}}]]")

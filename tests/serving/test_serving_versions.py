@@ -155,18 +155,33 @@ def test_startup_waits_for_a_version_and_sigterm_ends_the_wait(tmp_path):
 
     base = tmp_path / "letters"
     (base / "incoming-not-a-version").mkdir(parents=True)
+    import threading
+
     process = subprocess.Popen([sys.executable, "-m", "serving", "--model_name=letters", f"--model_base_path={base}",
                                 "--rest_api_port=0", "--file_system_poll_wait_seconds=0.1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=str(configs.PROJECT_ROOT))
+    err_lines = []
+    waiting = threading.Event()
+
+    def read_stderr():
+        for line in process.stderr:
+            err_lines.append(line)
+            if "No versions of servable letters found under base path" in line:
+                waiting.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        time.sleep(4)
+        assert waiting.wait(120), "".join(err_lines)[-3000:]
+        time.sleep(0.5)
         assert process.poll() is None          # still waiting; the REST port never opened
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        out = process.stdout.read()
+        process.wait(30)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0
+    reader.join(10)
+    assert process.returncode == 0, "".join(err_lines)[-3000:]
     assert "Exporting HTTP/REST API" not in out
-    assert "No versions of servable letters found under base path" in err
