@@ -433,7 +433,7 @@ def make_server(config: WebConfig, backend: Backend | None = None) -> WebServer:
 def start(config: WebConfig, backend: Backend | None = None) -> RunningWeb:
     """Starts the backend in a background thread (port 0 = a free port)."""
     server = make_server(config, backend)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
                               name="letters-web")
     thread.start()
     return RunningWeb(server, server.backend, thread)

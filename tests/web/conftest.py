@@ -1,0 +1,140 @@
+"""Fixtures for the web client tests: tiny letters models behind the embedded TF Serving, and web backends."""
+import pipeline  # noqa: F401  (before TensorFlow)
+
+import base64
+import http.client
+import json
+import os
+import urllib.parse
+
+import pytest
+
+from serving import testing
+
+LABELLED_CONFIG = """
+model_config_list {{
+  config {{
+    name: "letters"
+    base_path: "{letters}"
+    model_platform: "tensorflow"
+    model_version_policy {{ latest {{ num_versions: 2 }} }}
+    version_labels {{ key: "stable" value: 1 }}
+    version_labels {{ key: "canary" value: 2 }}
+  }}
+}}
+"""
+# The tiny model's version v ranks class v % 27 first: version 1 answers "bet", version 2 "gimel".
+STABLE_VERSION, CANARY_VERSION = 1, 2
+STABLE_CLASS, CANARY_CLASS = "bet", "gimel"
+
+
+@pytest.fixture(scope="session")
+def models_base(tmp_path_factory):
+    letters = tmp_path_factory.mktemp("web_models") / "letters"
+    testing.publish_version(str(letters), STABLE_VERSION)
+    testing.publish_version(str(letters), CANARY_VERSION)
+    return letters
+
+
+@pytest.fixture(scope="session")
+def serving_labelled(models_base, tmp_path_factory):
+    """Embedded TF Serving with versions 1 and 2 and the labels stable=1, canary=2 (as serving/deploy)."""
+    config = tmp_path_factory.mktemp("web_serving_config") / "models.config"
+    config.write_text(LABELLED_CONFIG.format(letters=models_base))
+    with testing.start_server(model_config_file=str(config), allow_version_labels_for_unavailable_models=True,
+                              enable_batching=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def serving_plain(models_base):
+    """Embedded TF Serving started with --model_base_path only: no version labels."""
+    with testing.start_server(str(models_base), model_name="letters") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dead_url():
+    """A loopback URL where nothing listens (TF Serving down)."""
+    return f"http://127.0.0.1:{testing.free_port()}"
+
+
+@pytest.fixture
+def start_web(tmp_path):
+    """Starts web backends (in-process, free port); stops them after the test."""
+    from web import server as web_server
+    from web.config import WebConfig
+
+    started = []
+
+    def start(tf_serving_url, **options):
+        options.setdefault("feedback_dir", str(tmp_path / f"feedback-{len(started)}"))
+        config = WebConfig(host="127.0.0.1", port=0, tf_serving_url=tf_serving_url, **options)
+        running = web_server.start(config)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+class Api:
+    """HTTP client for the web backend's JSON API."""
+
+    def __init__(self, url: str, timeout: float = 60.0):
+        parsed = urllib.parse.urlsplit(url)
+        self.host, self.port, self.timeout = parsed.hostname, parsed.port, timeout
+
+    def request(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            raw = response.read()
+            headers = {k.lower(): v for k, v in response.getheaders()}
+            payload = json.loads(raw) if raw and headers.get("content-type", "").startswith("application/json") \
+                else raw
+            return response.status, headers, payload
+        finally:
+            conn.close()
+
+    def post_json(self, path, payload, content_type="application/json"):
+        body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+        status, _, answer = self.request("POST", path, body, {"Content-Type": content_type})
+        return status, answer
+
+    def get(self, path):
+        status, _, answer = self.request("GET", path)
+        return status, answer
+
+    def predict(self, image: bytes, **fields):
+        return self.post_json("/api/predict", {"image": b64(image), **fields})
+
+    def feedback(self, image: bytes, label, **fields):
+        return self.post_json("/api/feedback", {"image": b64(image), "label": label, **fields})
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def letter_png(size: int = 48, seed: int = 0) -> bytes:
+    """A dark stroke on white paper, as a PNG."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(img)
+    offset = seed % max(1, size // 4)
+    draw.line([(size // 4 + offset, size // 5), (size // 2, 4 * size // 5), (3 * size // 4, size // 5)],
+              fill=20, width=max(2, size // 10))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def api_for():
+    return Api

@@ -1,0 +1,265 @@
+"""The web backend's JSON API against the embedded TF Serving: predict, routing, safety, errors."""
+import io
+import json
+import re
+import socket
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from pipeline.labels import CLASS_NAMES, GLYPH_OF
+from tests.web.conftest import (CANARY_CLASS, CANARY_VERSION, STABLE_CLASS, STABLE_VERSION, Api, b64,
+                                letter_png)
+
+
+def bomb_png(width=100_000, height=100_000) -> bytes:
+    """A valid PNG header announcing a huge image (a decompression bomb) with a tiny body."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def web(start_web, serving_labelled):
+    return start_web(serving_labelled.url)
+
+
+@pytest.fixture
+def api(web):
+    return Api(web.url)
+
+
+def assert_answer(answer, version, route, best):
+    assert [entry["class"] for entry in answer["top"]][0] == best
+    assert len(answer["top"]) == 3
+    for entry in answer["top"]:
+        assert entry["class"] in CLASS_NAMES
+        assert entry["letter"] == GLYPH_OF[entry["class"]]
+        assert 0.0 <= entry["probability"] <= 1.0
+    probabilities = [entry["probability"] for entry in answer["top"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert answer["model_version"] == str(version)
+    assert answer["route"] == route
+    assert answer["latency_ms"] > 0 and answer["serving_ms"] > 0
+
+
+# ----------------------------------------------------------------------------------------------- basics
+def test_healthz_page_and_security_headers(api):
+    status, headers, body = api.request("GET", "/healthz")
+    assert status == 200 and body == {"status": "ok"}
+    status, headers, page = api.request("GET", "/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    csp = headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
+    assert headers["x-content-type-options"] == "nosniff"
+    html = page.decode("utf-8")
+    assert 'dir="rtl"' in html and 'name="viewport"' in html
+    # No inline script or style, no external resource: every script has a local src.
+    assert re.findall(r"<script(?![^>]*\ssrc=\"/static/)", html) == []
+    assert " on" not in re.sub(r"\s+", " ", " ".join(re.findall(r"<[^>]+>", html))).replace(" one", "")
+    assert "<style" not in html and "http://" not in html and "https://" not in html
+    for name, kind in (("app.js", "text/javascript"), ("app.css", "text/css")):
+        status, headers, _ = api.request("GET", f"/static/{name}")
+        assert status == 200 and headers["content-type"].startswith(kind)
+        assert headers["x-content-type-options"] == "nosniff"
+    status, headers, body = api.request("GET", "/api/status")
+    assert status == 200 and body["serving"] == "up"
+    assert {v["version"] for v in body["versions"]} == {"1", "2"}
+    assert "nosniff" == headers["x-content-type-options"] and "content-security-policy" in headers
+
+
+def test_page_script_never_uses_inner_html():
+    from web.server import STATIC_DIR
+
+    script = open(f"{STATIC_DIR}/app.js", encoding="utf-8").read()
+    assert not re.search(r"\.(innerHTML|outerHTML|insertAdjacentHTML)\b", script)
+    assert "eval(" not in script and "document.write" not in script
+
+
+def test_classes(api):
+    status, body = api.get("/api/classes")
+    assert status == 200
+    assert [c["class"] for c in body["classes"]] == list(CLASS_NAMES)
+    assert body["classes"][0] == {"index": 0, "class": "alef", "letter": "א"}
+
+
+def test_unknown_routes_and_methods(api):
+    assert api.request("GET", "/nope")[0] == 404
+    assert api.request("GET", "/static/../server.py")[0] == 404
+    assert api.request("GET", "/static/missing.js")[0] == 404
+    status, headers, body = api.request("GET", "/api/predict")
+    assert status == 405 and headers["allow"] == "POST" and body["reason"] == "method_not_allowed"
+    assert api.request("DELETE", "/api/feedback")[0] == 405
+
+
+# ----------------------------------------------------------------------------------------------- predict
+def test_predict_json_base64(api):
+    status, answer = api.predict(letter_png())
+    assert status == 200, answer
+    assert_answer(answer, STABLE_VERSION, "stable", STABLE_CLASS)
+    assert answer["requested_route"] == "stable" and answer["fallback_reason"] == ""
+    assert answer["image"] == {"format": "PNG", "mode": "L", "width": 48, "height": 48,
+                               "bytes": len(letter_png()), "reencoded": False}
+
+
+def test_predict_data_url_multipart_and_raw(api):
+    png = letter_png(seed=1)
+    status, answer = api.post_json("/api/predict", {"image": "data:image/png;base64," + b64(png)})
+    assert status == 200 and answer["top"][0]["class"] == STABLE_CLASS
+
+    boundary = "----letters-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"route\"\r\n\r\ncanary\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
+    status, _, answer = api.request("POST", "/api/predict", body,
+                                    {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200, answer
+    assert_answer(answer, CANARY_VERSION, "canary", CANARY_CLASS)
+
+    status, _, answer = api.request("POST", "/api/predict", png, {"Content-Type": "image/png"})
+    assert status == 200 and answer["model_version"] == str(STABLE_VERSION)
+
+
+def test_predict_reencodes_formats_tensorflow_misreads(api):
+    img = Image.open(io.BytesIO(letter_png())).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="TIFF")
+    status, answer = api.predict(buf.getvalue())
+    assert status == 200, answer
+    assert answer["image"]["format"] == "TIFF" and answer["image"]["reencoded"] is True
+    shown = Image.open(io.BytesIO(__import__("base64").b64decode(answer["image"]["png_b64"])))
+    assert shown.format == "PNG" and shown.size == (48, 48)
+
+
+def test_explicit_routes(api):
+    assert_answer(api.predict(letter_png(), route="canary")[1], CANARY_VERSION, "canary", CANARY_CLASS)
+    assert_answer(api.predict(letter_png(), route="stable")[1], STABLE_VERSION, "stable", STABLE_CLASS)
+    assert_answer(api.predict(letter_png(), route="latest")[1], CANARY_VERSION, "latest", CANARY_CLASS)
+    status, answer = api.predict(letter_png(), route="beta")
+    assert status == 400 and answer["reason"] == "bad_route"
+
+
+def test_canary_share_routes_that_share(start_web, serving_labelled):
+    everything = Api(start_web(serving_labelled.url, canary_share=1.0).url)
+    for _ in range(3):
+        assert_answer(everything.predict(letter_png())[1], CANARY_VERSION, "canary", CANARY_CLASS)
+    web = start_web(serving_labelled.url, canary_share=0.3)
+    web.backend.router._rng.seed(1234)
+    api = Api(web.url)
+    routes = []
+    for i in range(60):
+        status, answer = api.predict(letter_png(seed=i))
+        assert status == 200
+        expected = (CANARY_VERSION, CANARY_CLASS) if answer["route"] == "canary" else (STABLE_VERSION, STABLE_CLASS)
+        assert_answer(answer, expected[0], answer["route"], expected[1])
+        routes.append(answer["route"])
+    assert set(routes) == {"stable", "canary"}
+    assert 0.1 <= routes.count("canary") / len(routes) <= 0.55
+
+
+def test_falls_back_to_latest_without_labels(start_web, serving_plain):
+    api = Api(start_web(serving_plain.url, canary_share=0.5).url)
+    for _ in range(4):
+        status, answer = api.predict(letter_png())
+        assert status == 200, answer
+        assert_answer(answer, CANARY_VERSION, "latest", CANARY_CLASS)   # the plain server loads the newest only
+        assert answer["requested_route"] in ("stable", "canary")
+        assert "not configured" in answer["fallback_reason"]
+
+
+def test_label_cache_follows_the_server(start_web, serving_labelled):
+    web = start_web(serving_labelled.url, version_cache_seconds=0.0)
+    router = web.backend.router
+    assert router.resolve("stable").version == STABLE_VERSION
+    assert router.resolve("canary").version == CANARY_VERSION
+    assert router.resolve("latest").version == CANARY_VERSION
+
+
+# ----------------------------------------------------------------------------------------------- errors
+def test_serving_down_is_a_clear_503(start_web, dead_url):
+    api = Api(start_web(dead_url).url)
+    status, answer = api.predict(letter_png())
+    assert status == 503
+    assert answer["reason"] == "serving_unreachable"
+    assert "model server is unavailable" in answer["error"] and "not reachable" in answer["error"]
+    status, body = api.get("/api/status")
+    assert status == 503 and body["serving"] == "down" and "not reachable" in body["error"]
+    assert api.get("/healthz") == (200, {"status": "ok"})   # liveness does not depend on TF Serving
+
+
+def test_unknown_model_is_a_503(start_web, serving_labelled):
+    api = Api(start_web(serving_labelled.url, model_name="nope").url)
+    status, answer = api.predict(letter_png())
+    assert status == 503 and answer["reason"] == "model_not_loaded" and "'nope'" in answer["error"]
+
+
+@pytest.mark.parametrize("body, content_type, status, reason", [
+    (b"{not json", "application/json", 400, "bad_json"),
+    (b"\xff\xfe", "application/json", 400, "bad_json"),
+    (b"[1, 2]", "application/json", 400, "bad_json"),
+    (b"{}", "application/json", 400, "missing_field"),
+    (b'{"image": 12}', "application/json", 400, "bad_base64"),
+    (b'{"image": "not base64 !!"}', "application/json", 400, "bad_base64"),
+    (b'{"image": "YWJjZ"}', "application/json", 400, "bad_base64"),   # truncated
+    (b'{"image": ""}', "application/json", 400, "empty"),
+    (json.dumps({"image": b64(b"hello, not an image")}).encode(), "application/json", 400, "not_an_image"),
+    (json.dumps({"image": b64(bomb_png())}).encode(), "application/json", 400, "decompression_bomb"),
+    (json.dumps({"image": b64(letter_png()[:60])}).encode(), "application/json", 400, "truncated_or_corrupt"),
+    (b"image=abc", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    (b"hello", "text/plain", 415, "unsupported_media_type"),
+    (b"--x\r\n\r\n--x--", "multipart/form-data", 400, "bad_multipart"),
+    (b"--x\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nv\r\n--x--\r\n", "multipart/form-data; boundary=x",
+     400, "missing_field"),
+])
+def test_malformed_predict_requests(api, body, content_type, status, reason):
+    got, _, answer = api.request("POST", "/api/predict", body, {"Content-Type": content_type})
+    assert (got, answer["reason"]) == (status, reason), answer
+    assert answer["error"]
+
+
+def test_oversize_requests_are_413(start_web, serving_labelled):
+    web = start_web(serving_labelled.url, max_upload_bytes=50_000)
+    api = Api(web.url)
+    big = letter_png(size=400) + b"\0" * 60_000           # a valid PNG followed by padding: 110 kB
+    status, answer = api.predict(big)                   # base64 JSON body over the body cap
+    assert status == 413 and answer["reason"] == "too_large"
+    status, _, answer = api.request("POST", "/api/predict", big, {"Content-Type": "image/png"})
+    assert status == 413 and answer["reason"] == "too_large"   # raw body under the body cap, image over
+    status, answer = api.feedback(big, "alef")
+    assert status == 413
+    status, answer = api.predict(letter_png())           # small images still pass
+    assert status == 200
+
+
+def test_pixel_limit_guards_decoding(start_web, serving_labelled):
+    api = Api(start_web(serving_labelled.url, max_image_pixels=10_000).url)
+    status, answer = api.predict(letter_png(size=200))   # 40,000 pixels
+    assert status == 400 and answer["reason"] == "decompression_bomb"
+    assert api.predict(letter_png(size=64))[0] == 200
+
+
+def test_length_required_and_chunked_bodies(web):
+    for head in (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n",
+                 b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+            sock.sendall(head)
+            sock.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 411"), reply[:200]
+
+
+def test_user_text_is_echoed_as_json_only(api):
+    status, answer = api.feedback(letter_png(), "<script>alert(1)</script>")
+    assert status == 400 and answer["reason"] == "unknown_label"
+    status, headers, _ = api.request("POST", "/api/feedback", json.dumps({"image": b64(letter_png()),
+                                                                          "label": "<b>x</b>"}),
+                                     {"Content-Type": "application/json"})
+    assert headers["content-type"].startswith("application/json") and headers["x-content-type-options"] == "nosniff"
