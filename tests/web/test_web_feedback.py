@@ -1,0 +1,190 @@
+"""Feedback: the API, the durable store under concurrency, and the export the pipeline reads."""
+import io
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+from PIL import Image
+
+from pipeline.labels import CLASS_NAMES
+from tests.web.conftest import STABLE_CLASS, Api, b64, letter_png
+from web.feedback import DB_FILE, FeedbackError, FeedbackStore, export_feedback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def image_files(store_dir):
+    found = []
+    for folder, _, files in os.walk(os.path.join(store_dir, "images")):
+        found += [os.path.join(folder, f) for f in files]
+    return found
+
+
+@pytest.fixture
+def web(start_web, serving_labelled):
+    return start_web(serving_labelled.url)
+
+
+def test_feedback_is_stored_with_its_image(web):
+    api = Api(web.url)
+    png = letter_png(seed=3)
+    status, answer = api.predict(png)
+    assert status == 200
+    best = answer["top"][0]
+    status, stored = api.feedback(png, "alef", predicted_label=best["class"], probability=best["probability"],
+                                  model_version=answer["model_version"], route=answer["route"])
+    assert status == 201, stored
+    assert stored["stored"] is True and stored["label"] == "alef" and stored["confirmed"] is False
+    record = web.backend.store.get(stored["id"])
+    assert record.true_label == "alef" and record.predicted_label == STABLE_CLASS
+    assert record.probability == pytest.approx(best["probability"])
+    assert record.model_version == 1 and record.route == "stable" and record.image_format == "PNG"
+    assert record.created_at.endswith("+00:00")
+    with open(web.backend.store.image_path(record), "rb") as handle:
+        assert handle.read() == png
+
+    status, stored = api.feedback(png, STABLE_CLASS, predicted_label=STABLE_CLASS, probability=0.6,
+                                  model_version="1")
+    assert status == 201 and stored["confirmed"] is True
+    assert web.backend.store.count() == 2
+
+
+@pytest.mark.parametrize("payload, reason", [
+    ({"image": b64(letter_png())}, "missing_field"),
+    ({"image": b64(letter_png()), "label": ""}, "missing_field"),
+    ({"image": b64(letter_png()), "label": "omega"}, "unknown_label"),
+    ({"image": b64(letter_png()), "label": "Alef"}, "unknown_label"),
+    ({"image": b64(letter_png()), "label": ["alef"]}, "missing_field"),
+    ({"image": b64(letter_png()), "label": "alef", "predicted_label": "zeta"}, "unknown_label"),
+    ({"image": b64(letter_png()), "label": "alef", "probability": 1.5}, "invalid_feedback"),
+    ({"image": b64(letter_png()), "label": "alef", "probability": "high"}, "invalid_feedback"),
+    ({"image": b64(letter_png()), "label": "alef", "model_version": "v2"}, "invalid_feedback"),
+    ({"image": b64(letter_png()), "label": "alef", "route": "beta"}, "invalid_feedback"),
+    ({"label": "alef"}, "missing_field"),
+    ({"image": "%%%", "label": "alef"}, "bad_base64"),
+    ({"image": b64(letter_png()[:60]), "label": "alef"}, "truncated_or_corrupt"),
+    ({"image": b64(b"plain text"), "label": "alef"}, "not_an_image"),
+])
+def test_malformed_feedback_is_rejected(web, payload, reason):
+    status, answer = Api(web.url).post_json("/api/feedback", payload)
+    assert (status, answer["reason"]) == (400, reason), answer
+    assert web.backend.store.count() == 0 and image_files(web.backend.store.root) == []
+
+
+def test_feedback_content_type_and_json(web):
+    api = Api(web.url)
+    assert api.post_json("/api/feedback", b"label=alef", "application/x-www-form-urlencoded")[0] == 415
+    assert api.post_json("/api/feedback", b"{oops", "application/json")[1]["reason"] == "bad_json"
+    assert api.post_json("/api/feedback", b'"alef"', "application/json")[1]["reason"] == "bad_json"
+
+
+def test_thousand_concurrent_feedback_posts(web):
+    api = Api(web.url, timeout=120)
+    total, threads_count = 1000, 100
+    barrier = threading.Barrier(threads_count)
+    results, errors = [], []
+    lock = threading.Lock()
+    images = [letter_png(size=32, seed=i) for i in range(8)]
+
+    def worker(w):
+        barrier.wait()
+        for i in range(w, total, threads_count):
+            try:
+                status, answer = api.feedback(images[i % len(images)], CLASS_NAMES[i % len(CLASS_NAMES)],
+                                              predicted_label="bet", probability=0.5, model_version=1)
+                with lock:
+                    results.append((status, answer.get("id")))
+            except Exception as err:   # noqa: BLE001 - collected and reported below
+                with lock:
+                    errors.append(repr(err))
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert errors == []
+    assert len(results) == total and {status for status, _ in results} == {201}
+    assert len({record_id for _, record_id in results}) == total
+    store = web.backend.store
+    assert store.count() == total
+    files = image_files(store.root)
+    assert len(files) == total and not [f for f in files if ".tmp-" in f]
+    assert sorted(r.id for r in store.records()) == sorted(record_id for _, record_id in results)
+    assert store.stats()["per_class"]["alef"] == len(range(0, total, len(CLASS_NAMES)))
+
+
+def test_store_is_wal_and_a_failed_insert_leaves_no_image(tmp_path):
+    import sqlite3
+
+    store = FeedbackStore(tmp_path / "fb")
+    store.add(letter_png(), "PNG", "alef")
+    with sqlite3.connect(tmp_path / "fb" / DB_FILE) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(FeedbackError):
+        store.add(letter_png(), "PNG", "nope")
+    with pytest.raises(FeedbackError):
+        store.add(letter_png(), "PNG", "alef", probability=float("nan"))
+
+    class Broken(Exception):
+        pass
+
+    def failing_connection():
+        raise Broken()
+
+    store._pool = type("Pool", (), {"get_nowait": staticmethod(failing_connection)})()
+    with pytest.raises(Broken):
+        store.add(letter_png(), "PNG", "bet")
+    assert len(image_files(store.root)) == 1   # the one committed record only
+    reopened = FeedbackStore(tmp_path / "fb")
+    assert reopened.count() == 1
+
+
+def test_export_for_the_pipeline(tmp_path):
+    store_dir = tmp_path / "fb"
+    store = FeedbackStore(store_dir)
+    png = letter_png(seed=5)
+    jpeg = io.BytesIO()
+    Image.open(io.BytesIO(png)).save(jpeg, format="JPEG")
+    first = store.add(png, "PNG", "alef", predicted_label="bet", probability=0.7, model_version=3)
+    second = store.add(jpeg.getvalue(), "JPEG", "tav")
+    third = store.add(png, "PNG", "alef")
+    store.close()
+
+    out = tmp_path / "export"
+    summary = export_feedback(store_dir, out)
+    assert (summary.exported, summary.already_present, summary.missing_images) == (3, 0, 0)
+    assert summary.per_class["alef"] == 2 and summary.per_class["tav"] == 1 and summary.per_class["bet"] == 0
+    assert sorted(os.listdir(out)) == sorted(CLASS_NAMES)
+    assert (out / "alef" / f"{first.id}.png").read_bytes() == png
+    assert sorted(os.listdir(out / "alef")) == sorted([f"{first.id}.png", f"{third.id}.png"])
+    converted = Image.open(out / "tav" / f"{second.id}.png")
+    assert converted.format == "PNG" and converted.size == (48, 48)
+
+    again = export_feedback(store_dir, out)          # idempotent
+    assert (again.exported, again.already_present) == (0, 3)
+
+    # The pipeline's own reader accepts every exported file with the right label.
+    from components import image_example_gen
+
+    outcomes = [image_example_gen.read_one(path, str(out), 20 * 1024 * 1024, 40_000_000)
+                for path in image_example_gen.list_inputs(str(out))]
+    assert [o[0] for o in outcomes] == ["ok"] * 3
+    assert sorted(o[2] for o in outcomes) == ["alef", "alef", "tav"]
+
+
+def test_export_command_line(tmp_path):
+    store = FeedbackStore(tmp_path / "fb")
+    record = store.add(letter_png(), "PNG", "shin")
+    store.close()
+    env = dict(os.environ, LETTERS_FEEDBACK_DIR=str(tmp_path / "fb"))
+    proc = subprocess.run([sys.executable, "-m", "web.feedback", "export", "--out", str(tmp_path / "out")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "exported 1 new image(s)" in proc.stdout and "--data-root" in proc.stdout
+    assert (tmp_path / "out" / "shin" / f"{record.id}.png").exists()
+    proc = subprocess.run([sys.executable, "-m", "web.feedback", "--feedback-dir", str(tmp_path / "none"), "export",
+                           "--out", str(tmp_path / "out2")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no feedback store" in proc.stderr
