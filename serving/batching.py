@@ -84,8 +84,10 @@ class BatchScheduler:
     def enqueue(self, batcher: Batcher, task: _Task) -> concurrent.futures.Future:
         limit = self.settings.max_enqueued_batches * self.settings.max_batch_size
         with self._cond:
-            if self._stopped or batcher.closed:
+            if self._stopped:
                 raise ServingError("UNAVAILABLE", "Batch scheduler is shutting down")
+            if batcher.closed and batcher not in self._queues:
+                self._queues.append(batcher)    # a request that resolved the version just before its unload
             if batcher.pending + task.size > limit:
                 raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is "
                                                   "full")

@@ -159,7 +159,8 @@ class Server:
             sizes = {a.shape[0] for a in arrays.values()}
             if len(sizes) == 1 and sizes.pop() > 0:
                 batcher = servable.batcher(signature_name, self._make_batcher)
-                return await asyncio.wrap_future(batcher.submit(arrays))
+                if batcher is not None:
+                    return await asyncio.wrap_future(batcher.submit(arrays))
         return await self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays)
 
     def _make_batcher(self, servable, signature_name):

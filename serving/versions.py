@@ -55,6 +55,7 @@ class Servable:
         self.functions = dict(self.module.signatures)
         self.batchers = {}          # signature name -> serving.batching.Batcher (set by the server)
         self._batchers_lock = threading.Lock()
+        self.closed = False
 
     def input_dtypes(self, signature_name: str) -> dict:
         return {alias: info.dtype for alias, info in self.signature_defs[signature_name].inputs.items()}
@@ -77,7 +78,11 @@ class Servable:
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
 
     def batcher(self, signature_name: str, factory):
+        """The batch queue of one signature, or None once the version is unloaded (requests that resolved it
+        just before are then run directly)."""
         with self._batchers_lock:
+            if self.closed:
+                return None
             batcher = self.batchers.get(signature_name)
             if batcher is None:
                 batcher = self.batchers[signature_name] = factory(self, signature_name)
@@ -85,6 +90,7 @@ class Servable:
 
     def close(self):
         with self._batchers_lock:
+            self.closed = True
             for batcher in self.batchers.values():
                 batcher.close()
             self.batchers.clear()
