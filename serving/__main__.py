@@ -21,7 +21,11 @@ def main(argv=None) -> int:
     if options.port:
         logging.getLogger("serving").warning("--port=%d: the embedded server has no gRPC API; REST only",
                                              options.port)
-    server = Server(options)
+    try:
+        server = Server(options)
+    except Exception as exc:  # noqa: BLE001 - unreadable or invalid config files
+        print(f"Failed to start server. Error: {exc}", file=sys.stderr, flush=True)
+        return 1
     stopping = threading.Event()
 
     def on_signal(signum, _frame):

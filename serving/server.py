@@ -34,6 +34,9 @@ class Server:
         if options.enable_batching:
             self.batching = (config_lib.load_batching_parameters(options.batching_parameters_file)
                              if options.batching_parameters_file else config_lib.Batching())
+            if self.batching.pad_variable_length_inputs:
+                log.warning("pad_variable_length_inputs is not implemented: requests whose inner shapes differ "
+                            "are batched separately")
         self.scheduler = None
         threads = options.rest_api_num_threads or 4 * (os.cpu_count() or 1)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="run")
