@@ -106,7 +106,8 @@ class Backend:
         try:
             prediction = self.router.predict(checked.data, route)
         except ServingUnavailable as err:
-            raise ApiError(err.status, err.reason, f"The model server is unavailable: {err.message}") from None
+            raise ApiError(err.status, err.reason, f"The model server is down: {err.message}. Try again later.") \
+                from None
         except ServingRejected as err:
             raise ApiError(400, "model_rejected_image", f"The model could not read this image: {err.message}") \
                 from None
@@ -148,12 +149,12 @@ class Backend:
             info = self.router.status()
         except ServingUnavailable as err:
             return 503, dict(base, serving="down", reason=err.reason,
-                             error=f"The model server is unavailable: {err.message}")
+                             error=f"The model server is down: {err.message}.")
         except BadServingResponse as err:
             return 502, dict(base, serving="error", reason="bad_serving_response", error=str(err))
         if not info["available"]:
             return 503, dict(base, serving="down", reason="model_not_loaded", versions=info["versions"],
-                             error=f"The model server has no available version of {self.config.model_name!r}")
+                             error=f"The model server is down: it has no available version of {self.config.model_name!r}.")
         return 200, dict(base, serving="up", versions=info["versions"])
 
 
@@ -297,7 +298,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _get_routes(self):
         return {"/": self._index, "/index.html": self._index, "/healthz": self._healthz,
-                "/api/status": self._status, "/api/classes": self._classes}
+                "/api/status": self._status, "/api/classes": self._classes,
+                "/favicon.ico": self._favicon}
 
     def _post_routes(self):
         return {"/api/predict": self._predict, "/api/feedback": self._feedback}
@@ -325,6 +327,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _index(self):
         self._static("index.html")
+
+    def _favicon(self):
+        self._static("favicon.svg")
 
     def _healthz(self):
         self._json(200, {"status": "ok"})

@@ -186,7 +186,7 @@ def test_serving_down_is_a_clear_503(start_web, dead_url):
     status, answer = api.predict(letter_png())
     assert status == 503
     assert answer["reason"] == "serving_unreachable"
-    assert "model server is unavailable" in answer["error"] and "not reachable" in answer["error"]
+    assert "model server is down" in answer["error"] and "not reachable" in answer["error"]
     status, body = api.get("/api/status")
     assert status == 503 and body["serving"] == "down" and "not reachable" in body["error"]
     assert api.get("/healthz") == (200, {"status": "ok"})   # liveness does not depend on TF Serving

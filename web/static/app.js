@@ -150,7 +150,8 @@
     $("serving-status-text").textContent = text;
   }
 
-  const DOWN_TEXT = "שרת המודל אינו זמין · The model server is down";
+  const DOWN_HE = "שרת המודל אינו זמין";   // "the model server is unavailable"
+  const downText = (message) => `${DOWN_HE}\n${message || "The model server is down."}`;
 
   async function checkStatus() {
     try {
@@ -160,7 +161,7 @@
         const available = (body.versions || []).filter((v) => v.state === "AVAILABLE").map((v) => v.version);
         setServingStatus(true, `שרת המודל פעיל · Model server up — ${body.model}, versions ${available.join(", ")}`);
       } else {
-        setServingStatus(false, `${DOWN_TEXT}: ${body.error || response.status}`);
+        setServingStatus(false, downText(body.error || `The model server is down (HTTP ${response.status}).`));
       }
     } catch (err) {
       setServingStatus(false, "השרת אינו עונה · This page's server is not answering");
@@ -194,8 +195,9 @@
     if (!response.ok) {
       const message = (body && body.error) || `HTTP ${response.status}`;
       if (response.status === 503 || response.status === 504) {
-        setServingStatus(false, `${DOWN_TEXT}: ${message}`);
-        throw new Error(`${DOWN_TEXT}. ${message}`);
+        const text = downText((body && body.error) || `The model server is down (HTTP ${response.status}).`);
+        setServingStatus(false, text);
+        throw new Error(text);
       }
       throw new Error(message);
     }
@@ -331,6 +333,9 @@
     $("result").hidden = false;
     setServingStatus(true, `שרת המודל פעיל · Model server up — version ${answer.model_version} (${answer.route})`);
     prepareFeedback();
+    if (window.matchMedia("(max-width: 759px)").matches) {
+      $("result-card").scrollIntoView({ behavior: "smooth", block: "start" });
+    }
   }
 
   // ---------------------------------------------------------------- feedback

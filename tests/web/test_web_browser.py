@@ -1,0 +1,181 @@
+"""The page in a real browser: Debian's chromium driven by Playwright (no browser download).
+
+Skipped with a reason when /usr/bin/chromium or the playwright package is missing (CI installs both).
+A screenshot of the answered page is saved to $LETTERS_WEB_SCREENSHOT (default outputs/screenshots/web.png),
+and one at phone size next to it (web-phone.png).
+"""
+import os
+
+import pytest
+
+from pipeline import configs
+from tests.web.conftest import STABLE_CLASS, STABLE_VERSION, letter_png
+
+CHROMIUM = os.environ.get("LETTERS_CHROMIUM", "/usr/bin/chromium")
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update"]
+SCREENSHOT = os.environ.get("LETTERS_WEB_SCREENSHOT") or str(configs.PROJECT_ROOT / "outputs" / "screenshots" /
+                                                              "web.png")
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser tests need it",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+expect = sync_api.expect
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    contexts = []
+
+    def open_(url, **context_options):
+        context = browser.new_context(**context_options)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.problems = []
+        page.on("console", lambda msg: page.problems.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda err: page.problems.append(str(err)))
+        page.goto(url)
+        page.wait_for_selector("body[data-ready=true]")
+        page.wait_for_selector("#letter-grid button", state="attached")
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+def draw_letter(page):
+    box = page.locator("#pad").bounding_box()
+    x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+    page.mouse.move(x + 0.3 * w, y + 0.2 * h)
+    page.mouse.down()
+    for i in range(1, 21):
+        page.mouse.move(x + 0.3 * w + 0.4 * w * i / 20, y + 0.2 * h + 0.6 * h * (i / 20) ** 1.5)
+    page.mouse.up()
+    page.mouse.move(x + 0.7 * w, y + 0.25 * h)
+    page.mouse.down()
+    page.mouse.move(x + 0.45 * w, y + 0.55 * h, steps=8)
+    page.mouse.up()
+
+
+def answer_of(page):
+    page.wait_for_selector("#top3 li:nth-child(3)")
+    items = page.locator("#top3 li")
+    return {
+        "classes": [items.nth(i).get_attribute("data-class") for i in range(items.count())],
+        "glyphs": [items.nth(i).locator(".glyph").inner_text() for i in range(items.count())],
+        "version": page.locator("#meta-version").inner_text(),
+        "route": page.locator("#meta-route").inner_text(),
+        "latency": page.locator("#meta-latency").inner_text(),
+    }
+
+
+@pytest.fixture
+def web(start_web, serving_labelled):
+    return start_web(serving_labelled.url)
+
+
+def test_draw_and_recognise(web, open_page):
+    page = open_page(web.url, viewport={"width": 1100, "height": 820})
+    assert page.locator("#send").is_disabled()          # nothing drawn yet
+    draw_letter(page)
+    assert page.locator("#undo").is_enabled()
+    # The drawing is dark ink on a white background.
+    pixels = page.evaluate("""() => {
+        const c = document.getElementById('pad'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let dark = 0, white = 0; for (let i = 0; i < d.length; i += 4) {
+          if (d[i] < 60 && d[i + 3] === 255) dark++; else if (d[i] === 255 && d[i + 3] === 255) white++; }
+        return {dark, white, total: d.length / 4}; }""")
+    assert pixels["dark"] > 500 and pixels["dark"] + pixels["white"] > 0.95 * pixels["total"]
+    page.click("#send")
+    answer = answer_of(page)
+    assert answer["classes"][0] == STABLE_CLASS and len(answer["glyphs"]) == 3 and answer["glyphs"][0] == "ב"
+    assert answer["version"] == str(STABLE_VERSION) and answer["route"] == "stable"
+    assert answer["latency"].endswith(" ms")
+    assert page.locator("#sent-image").evaluate("img => img.complete && img.naturalWidth") == 320
+    assert "status-up" in page.locator("#serving-status").get_attribute("class")
+
+    # Undo and clear.
+    page.click("#undo")
+    page.click("#undo")
+    assert page.locator("#send").is_disabled()
+    draw_letter(page)
+    page.click("#clear")
+    assert page.locator("#clear").is_disabled()
+    draw_letter(page)
+    page.click("#send")
+    answer_of(page)
+
+    os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
+    page.check("#feedback-mode")
+    page.wait_for_selector("#feedback:not([hidden])")
+    page.screenshot(path=SCREENSHOT, full_page=True)
+    assert page.problems == [], page.problems           # no CSP violation, no script error
+
+
+def test_upload_png_and_phone_layout(web, open_page):
+    page = open_page(web.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                     device_scale_factor=2)
+    page.set_input_files("#file", files=[{"name": "letter.png", "mimeType": "image/png",
+                                          "buffer": letter_png(size=64, seed=2)}])
+    answer = answer_of(page)
+    assert answer["classes"][0] == STABLE_CLASS and answer["version"] == str(STABLE_VERSION)
+    assert "PNG 64×64" in page.locator("#image-info").inner_text()
+    # Nothing overflows the phone's width.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=os.path.join(os.path.dirname(SCREENSHOT), "web-phone.png"), full_page=True)
+    # A file that is not an image gets a plain message.
+    page.set_input_files("#file", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}])
+    page.wait_for_selector("#error:not([hidden])")
+    assert "not an image" in page.locator("#error").inner_text()
+
+
+def test_feedback_is_stored(web, open_page):
+    page = open_page(web.url)
+    page.check("#feedback-mode")
+    draw_letter(page)
+    page.click("#send")
+    answer_of(page)
+    page.wait_for_selector("#feedback:not([hidden])")
+    page.click("#letter-grid button[data-class=alef]")
+    expect(page.locator("#feedback-result")).to_contain_text("saved")
+    records = web.backend.store.records()
+    assert len(records) == 1
+    record = records[0]
+    assert (record.true_label, record.predicted_label, record.model_version, record.route) == \
+        ("alef", STABLE_CLASS, STABLE_VERSION, "stable")
+    assert record.confirmed is False and 0 < record.probability <= 1 and record.image_format == "PNG"
+
+    # Confirming the next prediction stores the predicted class as the true one.
+    draw_letter(page)
+    page.click("#send")
+    expect(page.locator("#feedback-result")).to_have_text("")
+    page.click("#confirm")
+    expect(page.locator("#feedback-result")).to_contain_text("saved")
+    confirmed = [r for r in web.backend.store.records() if r.confirmed]
+    assert len(confirmed) == 1 and confirmed[0].true_label == STABLE_CLASS
+    assert page.problems == [], page.problems
+
+
+def test_serving_down_is_said_plainly(start_web, dead_url, open_page):
+    web = start_web(dead_url)
+    page = open_page(web.url)
+    page.wait_for_selector("#serving-status.status-down")
+    assert "The model server is down" in page.locator("#serving-status").inner_text()
+    draw_letter(page)
+    page.click("#send")
+    page.wait_for_selector("#error:not([hidden])")
+    message = page.locator("#error").inner_text()
+    assert "The model server is down" in message and "not reachable" in message
+    assert page.locator("#result").is_hidden()
+    page.screenshot(path=os.path.join(os.path.dirname(SCREENSHOT), "web-serving-down.png"))
