@@ -1,0 +1,211 @@
+"""The compiled KFP v2 spec: the DAG, containers, executors, parameters and resources."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kubeflow import spec as spec_lib
+from tests.kubeflow.conftest import IMAGE, ROOT
+
+ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+EXECUTORS = {
+    "ImageExampleGen": "components.image_example_gen.Executor",
+    "StatisticsGen": "tfx.components.statistics_gen.executor.Executor",
+    "SchemaGen": "tfx.components.schema_gen.executor.Executor",
+    "ExampleValidator": "tfx.components.example_validator.executor.Executor",
+    "Transform": "tfx.components.transform.executor.Executor",
+    "Trainer": "tfx.components.trainer.executor.GenericExecutor",
+    "Evaluator": "tfx.components.evaluator.executor.Executor",
+    "Pusher": "components.atomic_pusher.Executor",
+}
+# task → {input key: (producer task, producer output key)}
+WIRING = {
+    "ImageExampleGen": {},
+    "StatisticsGen": {"examples": ("ImageExampleGen", "examples")},
+    "SchemaGen": {"statistics": ("StatisticsGen", "statistics")},
+    "ExampleValidator": {"statistics": ("StatisticsGen", "statistics"), "schema": ("SchemaGen", "schema")},
+    "Transform": {"examples": ("ImageExampleGen", "examples"), "schema": ("SchemaGen", "schema")},
+    "Trainer": {"examples": ("Transform", "transformed_examples"), "transform_graph": ("Transform", "transform_graph"),
+                "schema": ("SchemaGen", "schema")},
+    "Evaluator": {"examples": ("ImageExampleGen", "examples"), "model": ("Trainer", "model")},
+    "Pusher": {"model": ("Trainer", "model"), "model_blessing": ("Evaluator", "blessing")},
+}
+BEAM = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+def _constant(spec, task, name):
+    return spec_lib.tasks(spec)[task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+
+
+def test_spec_loads_with_the_kfp_client(compiled):
+    from kfp import components
+    from kfp.client import client
+
+    spec, paths, stdout = compiled
+    doc = client._extract_pipeline_yaml(str(paths["output"]))   # what create_run_from_pipeline_package reads
+    assert doc.pipeline_spec.pipeline_info.name == "letters"
+    assert doc.pipeline_spec.schema_version == "2.1.0"
+    assert components.load_component_from_file(str(paths["output"])).name == "letters"
+    spec_lib.check(spec)
+    assert "8 tasks" in stdout
+
+
+def test_dag_components_and_dependencies(compiled):
+    spec, _, _ = compiled
+    tasks = spec_lib.tasks(spec)
+    assert set(tasks) == set(WIRING)
+    for name, inputs in WIRING.items():
+        task = tasks[name]
+        wired = {key: (src["taskOutputArtifact"]["producerTask"], src["taskOutputArtifact"]["outputArtifactKey"])
+                 for key, src in task.get("inputs", {}).get("artifacts", {}).items()}
+        assert wired == inputs, name
+        assert sorted(task.get("dependentTasks", [])) == sorted({p for p, _ in inputs.values()}), name
+        assert task["taskInfo"]["name"] == name
+    assert spec_lib.topological_order(spec)[0] == "ImageExampleGen"
+    assert spec_lib.topological_order(spec)[-1] == "Pusher"
+
+
+def test_containers_image_command_and_args(compiled):
+    spec, _, _ = compiled
+    for name, executor_class in EXECUTORS.items():
+        label, executor = spec_lib.executor_of(spec, name)
+        assert label == f"{name}_executor"
+        container = executor["container"]
+        assert container["image"] == IMAGE
+        assert container["command"] == ENTRYPOINT
+        args = container["args"]
+        assert args[:4] == ["--executor_class_path", executor_class, "--json_serialized_invocation_args", "{{$}}"]
+        assert args[4] == "--json_serialized_inputs_spec_args"
+        inputs_spec = json.loads(args[5])
+        component = spec["components"][spec_lib.tasks(spec)[name]["componentRef"]["name"]]
+        assert inputs_spec == component["inputDefinitions"]
+        assert args[6:] == BEAM
+
+
+def test_every_executor_class_imports(compiled):
+    from tfx.dsl.components.base import base_beam_executor, base_executor
+    from tfx.utils import import_utils
+
+    spec, _, _ = compiled
+    beam_tasks = {"ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Evaluator"}
+    for name in spec_lib.container_tasks(spec):
+        container = spec_lib.executor_of(spec, name)[1]["container"]
+        cls = import_utils.import_class_by_path(container["args"][1])
+        assert issubclass(cls, base_executor.BaseExecutor), name
+        if name in beam_tasks:
+            assert issubclass(cls, base_beam_executor.BaseBeamExecutor), name
+
+
+def test_roots_and_settings_reach_the_components(compiled):
+    spec, paths, _ = compiled
+    assert spec["defaultPipelineRoot"] == str(paths["pipeline_root"])
+    assert _constant(spec, "ImageExampleGen", "input_base") == str(paths["data_root"])
+    assert json.loads(_constant(spec, "Pusher", "push_destination")) == {
+        "filesystem": {"base_directory": str(paths["serving_dir"])}}
+    assert json.loads(_constant(spec, "Trainer", "custom_config"))["epochs"] == 1
+    assert _constant(spec, "Transform", "preprocessing_fn") == "models.preprocessing.preprocessing_fn"
+    assert _constant(spec, "Trainer", "run_fn") == "models.trainer.run_fn"
+
+
+def test_open_source_kfp_edits(compiled):
+    spec, _, stdout = compiled
+    executors = spec["deploymentSpec"]["executors"].values()
+    assert all("container" in e for e in executors), "resolver executors do not run on open-source KFP"
+    assert "baseline_model" not in spec["components"]["Evaluator"]["inputDefinitions"]["artifacts"]
+    assert not spec_lib.tasks(spec)["ImageExampleGen"].get("cachingOptions", {}).get("enableCache")
+    assert spec_lib.tasks(spec)["Transform"]["cachingOptions"]["enableCache"] is True
+    assert "resolver" in stdout
+
+
+def test_resources_on_every_container_including_example_gen(compiled):
+    spec, _, _ = compiled
+    for name in EXECUTORS:
+        resources = spec_lib.executor_of(spec, name)[1]["container"]["resources"]
+        expected = spec_lib.DEFAULT_RESOURCES[spec_lib.ALL].merged(
+            spec_lib.DEFAULT_RESOURCES.get(name, spec_lib.Resources()))
+        if name == "Trainer":
+            expected = expected.merged(spec_lib.Resources(cpu="3", memory="6Gi"))
+        assert resources == expected.to_spec(), name
+    trainer = spec_lib.executor_of(spec, "Trainer")[1]["container"]["resources"]
+    assert trainer["resourceCpuLimit"] == "3" and trainer["cpuLimit"] == 3.0
+    assert trainer["resourceMemoryLimit"] == "6Gi" and trainer["memoryLimit"] == pytest.approx(6 * 2 ** 30 / 1e9)
+
+
+def test_resource_quantities_match_the_kfp_sdk():
+    from kfp.compiler import compiler_utils
+
+    for cpu in ("2", "0.5", "250m"):
+        assert spec_lib.cpu_to_float(cpu) == compiler_utils._cpu_to_float(cpu)
+    for memory in ("8Gi", "512Mi", "2G", "1500M", "1Ti", "1024"):
+        assert spec_lib.memory_to_float(memory) == pytest.approx(compiler_utils._memory_to_float(memory))
+    name, resources = spec_lib.parse_resources("Transform=cpu=2,memory-request=4Gi")
+    assert name == "Transform" and resources == spec_lib.Resources(cpu="2", memory_request="4Gi")
+    for bad in ("Trainer", "Trainer=gpu=1", "Trainer=cpu=two", "Trainer=memory=8GB", "=cpu=1"):
+        with pytest.raises(ValueError):
+            spec_lib.parse_resources(bad)
+
+
+@pytest.fixture(scope="module")
+def config(compiled):
+    from pipeline.configs import Config
+
+    _, paths, _ = compiled
+    return Config().replace(pipeline_root="gs://bucket/letters/root", data_root="gs://bucket/letters/data",
+                            serving_dir="gs://bucket/letters/serving/letters")
+
+
+def test_vertex_target_keeps_the_resolver_and_the_example_gen_driver(config):
+    import kubeflow_runner
+
+    job, notes = kubeflow_runner.compile_spec(config, IMAGE, BEAM, {}, target="vertex")
+    spec = job["pipelineSpec"]
+    assert notes == []
+    resolvers = [n for n in spec_lib.tasks(spec) if "resolver" in spec_lib.executor_of(spec, n)[1]]
+    assert sorted(resolvers) == ["latest_blessed_model_resolver-model-blessing-resolver",
+                                 "latest_blessed_model_resolver-model-resolver"]
+    assert spec_lib.tasks(spec)["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"][
+        "producerTask"] == "latest_blessed_model_resolver-model-resolver"
+    hook = spec_lib.executor_of(spec, "ImageExampleGen")[1]["container"]["lifecycle"]["preCacheCheck"]
+    assert hook["command"] == ["python", "-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
+    assert spec_lib.tasks(spec)["ImageExampleGen"]["cachingOptions"]["enableCache"] is True
+    assert spec["defaultPipelineRoot"] == "gs://bucket/letters/root"
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/letters/root"
+    assert all("resources" not in spec_lib.executor_of(spec, n)[1]["container"]
+               for n in spec_lib.container_tasks(spec))
+
+
+def test_dataflow_args_reach_every_beam_command(config):
+    import kubeflow_runner
+
+    _, args, beam, resources = kubeflow_runner.parse_args([
+        "--image", "europe-docker.pkg.dev/p/r/letters:1.4", "--dataflow", "--project", "p",
+        "--region", "europe-west4", "--temp-location", "gs://bucket/tmp", "--max-num-workers", "8",
+        "--beam-arg=--machine_type=n2-standard-4", "--no-default-resources"])
+    assert beam == ["--runner=DataflowRunner", "--project=p", "--region=europe-west4",
+                    "--temp_location=gs://bucket/tmp",
+                    "--sdk_container_image=europe-docker.pkg.dev/p/r/letters:1.4-dataflow",
+                    "--sdk_location=container", "--experiments=use_runner_v2", "--max_num_workers=8",
+                    "--machine_type=n2-standard-4"]
+    assert resources == {}
+    job, _ = kubeflow_runner.compile_spec(config, args.image, beam, resources, target="kfp")
+    spec = job["pipelineSpec"]
+    for name in spec_lib.container_tasks(spec):
+        assert spec_lib.executor_of(spec, name)[1]["container"]["args"][-len(beam):] == beam, name
+
+
+def test_command_line_errors_and_help():
+    import kubeflow_runner
+
+    for argv in (["--dataflow", "--project", "p"],                       # no region / temp location
+                 ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "/tmp/x"],
+                 ["--resources", "Trainer=cpu=lots"], ["--output", "spec.txt"], ["--epochs", "0"]):
+        with pytest.raises(SystemExit):
+            kubeflow_runner.parse_args(argv)
+    with pytest.raises(ValueError, match="no component named Trainr"):
+        spec_lib.apply_resources({"root": {"dag": {"tasks": {}}}}, {"Trainr": spec_lib.Resources(cpu="1")})
+    out = subprocess.run([sys.executable, str(ROOT / "kubeflow_runner.py"), "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120).stdout
+    for flag in ("--image", "--pipeline-root", "--data-root", "--serving-dir", "--dataflow", "--project",
+                 "--region", "--temp-location", "--beam-arg", "--resources", "--target", "gs://", "Transform"):
+        assert flag in out, flag

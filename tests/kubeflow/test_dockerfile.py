@@ -1,0 +1,65 @@
+"""The image recipe: Keras mode, entrypoint, base image, what it copies and installs."""
+import importlib.util
+import re
+import tomllib
+
+from kubeflow.local_launcher import dockerfile_env
+from tests.kubeflow.conftest import ROOT
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+
+
+def _stages():
+    stages, current = {}, None
+    for line in DOCKERFILE.splitlines():
+        match = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.I)
+        if match:
+            current = match.group(2) or match.group(1)
+            stages[current] = {"from": match.group(1), "lines": []}
+        elif current:
+            stages[current]["lines"].append(line)
+    return stages
+
+
+def test_keras_mode_matches_keras_mode_env():
+    from pipeline import keras_mode
+
+    env = dockerfile_env(str(ROOT / "Dockerfile"))
+    for key, value in keras_mode.ENV.items():
+        assert env.get(key) == value, key
+
+
+def test_default_target_entrypoint_is_the_tfx_kfp_v2_entrypoint():
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+    stages = _stages()
+    last = list(stages)[-1]
+    entrypoints = [line for line in stages[last]["lines"] if line.startswith("ENTRYPOINT")]
+    assert entrypoints == ['ENTRYPOINT ["python", "-m", "tfx.orchestration.kubeflow.v2.container.'
+                           'kubeflow_v2_run_executor"]']
+    assert list(kubeflow_v2_dag_runner.KUBEFLOW_TFX_CMD) == ["python", "-m", entrypoints[0].split('"')[5]]
+    assert importlib.util.find_spec(entrypoints[0].split('"')[5]) is not None
+
+
+def test_base_image_python_matches_the_project():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11,<3.12"
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in DOCKERFILE
+    beam = next(line for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines()
+                if line.startswith("apache-beam=="))
+    assert f"ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:{beam.split('==')[1]}" in DOCKERFILE
+    assert set(_stages()) >= {"base", "dataflow-worker", "pipeline"}
+
+
+def test_installs_the_pinned_stack_and_every_package():
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[ignore.index("**")] == "**"
+    for package in packages:
+        assert f"COPY {package} {package}" in DOCKERFILE, package
+        assert f"!{package}/" in ignore, package
+    assert "-c requirements/constraints.txt" in DOCKERFILE and "--ignore-requires-python" in DOCKERFILE
+    for needed in ("pyproject.toml", "README.md", "requirements/constraints.txt"):
+        assert f"!{needed}" in ignore
+    for package in ("components.image_example_gen", "models.preprocessing", "models.trainer"):
+        assert package in DOCKERFILE   # imported at build time: the image fails to build without them

@@ -1,0 +1,161 @@
+"""ServingValidator: the candidate model served by the embedded server, real images over REST, an InfraBlessing."""
+import json
+import os
+
+import pytest
+
+from pipeline import configs
+
+IMAGES = 10
+
+
+def _examples_artifact(root, images):
+    """An Examples artifact with a gzipped TFRecord eval split, as the ImageExampleGen writes it."""
+    import tensorflow as tf
+    from tfx.types import standard_artifacts
+
+    from components.image_example_gen import make_example
+    from pipeline.labels import CLASS_NAMES
+
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(root)
+    artifact.split_names = '["train", "eval"]'
+    os.makedirs(os.path.join(root, "Split-eval"))
+    path = os.path.join(root, "Split-eval", "data_tfrecord-00000-of-00001.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for i, image in enumerate(images):
+            writer.write(make_example(image, CLASS_NAMES[i % len(CLASS_NAMES)], f"x/{i}.png").SerializeToString())
+    return artifact
+
+
+def _model_artifact(root, build):
+    from tfx.types import standard_artifacts
+
+    artifact = standard_artifacts.Model()
+    artifact.uri = str(root)
+    build(os.path.join(root, "Format-Serving"))
+    return artifact
+
+
+def _run(tmp_path, model, examples, blessing_input=None, **props):
+    from tfx.types import standard_artifacts
+
+    from components import serving_validator
+
+    blessing = standard_artifacts.InfraBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    inputs = {"model": [model], "examples": [examples]}
+    if blessing_input is not None:
+        inputs["model_blessing"] = [blessing_input]
+    serving_validator.Executor().Do(inputs, {"blessing": [blessing]},
+                                    {"model_name": "letters", "num_examples": IMAGES, "max_latency_ms": 0.0,
+                                     "split": "eval", **props})
+    with open(os.path.join(blessing.uri, serving_validator.REPORT_FILE)) as f:
+        return blessing, json.load(f)
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    from serving import testing
+
+    return _examples_artifact(tmp_path_factory.mktemp("examples"),
+                              [testing.png_bytes(noise_seed=i, size=20) for i in range(IMAGES + 3)])
+
+
+def test_a_servable_model_is_blessed(tmp_path, examples):
+    from serving import testing
+
+    model = _model_artifact(tmp_path / "model", testing.build_tiny_model)
+    blessing, report = _run(tmp_path, model, examples)
+    assert report["blessed"], report
+    assert blessing.get_int_custom_property("blessed") == 1
+    assert os.path.exists(os.path.join(blessing.uri, "INFRA_BLESSED"))
+    assert report["checks"]["status"]["versions"] == {"1": "AVAILABLE"}
+    assert {configs.IMAGE_SIGNATURE, configs.SERVING_DEFAULT_SIGNATURE} <= set(report["checks"]["metadata"]["signatures"])
+    assert report["checks"]["predict"]["images"] == IMAGES
+    assert report["checks"]["predict"]["max_signature_difference"] < 1e-3
+    # The Pusher reads the same property through TFX's helper.
+    from tfx.components.util import model_utils
+    assert model_utils.is_infra_validated(blessing)
+
+
+def test_a_model_without_the_image_signature_is_not_blessed(tmp_path, examples):
+    import tensorflow as tf
+
+    def build(path):
+        class OnlyExamples(tf.Module):
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+            def serving_default(self, examples):
+                return {"probabilities": tf.fill([tf.shape(examples)[0], 27], 1.0 / 27)}
+
+        module = OnlyExamples()
+        tf.saved_model.save(module, path, signatures={"serving_default": module.serving_default})
+
+    blessing, report = _run(tmp_path, _model_artifact(tmp_path / "model", build), examples)
+    assert not report["blessed"]
+    assert "predict_images" in report["failure"]
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert os.path.exists(os.path.join(blessing.uri, "INFRA_NOT_BLESSED"))
+
+
+def test_an_unloadable_model_is_not_blessed(tmp_path, examples):
+    def build(path):
+        os.makedirs(path)
+        with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+            f.write(b"not a SavedModel")
+
+    _, report = _run(tmp_path, _model_artifact(tmp_path / "model", build), examples)
+    assert not report["blessed"] and "could not load" in report["failure"]
+
+
+def test_a_model_the_evaluator_rejected_is_not_started(tmp_path, examples):
+    from tfx.types import standard_artifacts
+
+    rejected = standard_artifacts.ModelBlessing()
+    rejected.uri = str(tmp_path / "model_blessing")
+    rejected.set_int_custom_property("blessed", 0)
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "no-model-here")
+    _, report = _run(tmp_path, model, examples, blessing_input=rejected)
+    assert not report["blessed"] and "did not bless" in report["failure"]
+
+
+def test_compiles_to_a_kfp_container_and_runs_through_the_entrypoint(tmp_path, examples, image_env):
+    """A pipeline of two importers and the validator, compiled by KubeflowV2DagRunner; the validator task
+    runs through the spec's container command with the importers' artifacts."""
+    from tfx import v1 as tfx
+
+    from components.serving_validator import ServingValidator
+    from kubeflow import spec as spec_lib
+    from kubeflow.local_launcher import LocalLauncher
+    from serving import testing
+
+    model_uri = tmp_path / "model"
+    testing.build_tiny_model(str(model_uri / "Format-Serving"))
+    model = tfx.dsl.Importer(source_uri=str(model_uri), artifact_type=tfx.types.standard_artifacts.Model
+                             ).with_id("model_importer")
+    imported = tfx.dsl.Importer(source_uri=examples.uri, artifact_type=tfx.types.standard_artifacts.Examples,
+                                properties={"split_names": '["train", "eval"]'}).with_id("examples_importer")
+    validator = ServingValidator(model=model.outputs["result"], examples=imported.outputs["result"], num_examples=4)
+    job = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image="letters:test",
+                                                                        use_pipeline_spec_2_1=True),
+    ).run(tfx.dsl.Pipeline(pipeline_name="validator-only", pipeline_root=str(tmp_path / "root"),
+                           components=[model, imported, validator]), write_out=False)
+    spec = job["pipelineSpec"]
+    container = spec_lib.executor_of(spec, "ServingValidator")[1]["container"]
+    assert container["args"][:2] == ["--executor_class_path", "components.serving_validator.Executor"]
+    assert spec_lib.tasks(spec)["ServingValidator"]["inputs"]["parameters"]["num_examples"]["runtimeValue"][
+        "constant"] == 4
+
+    launcher = LocalLauncher(spec, pipeline_root=str(tmp_path / "root"), env=image_env)
+    launcher.outputs["model_importer"] = {"result": {
+        "name": "model", "uri": str(model_uri), "metadata": {},
+        "type": spec["components"]["ServingValidator"]["inputDefinitions"]["artifacts"]["model"]["artifactType"]}}
+    launcher.outputs["examples_importer"] = {"result": {
+        "name": "examples", "uri": examples.uri, "metadata": {"split_names": '["train", "eval"]'},
+        "type": spec["components"]["ServingValidator"]["inputDefinitions"]["artifacts"]["examples"]["artifactType"]}}
+    outputs = launcher.run_task("ServingValidator")
+    assert outputs["blessing"]["metadata"]["blessed"] == 1
+    assert os.path.exists(os.path.join(outputs["blessing"]["uri"], "INFRA_BLESSED"))
+    assert "ServingValidator: blessed" in launcher.logs["ServingValidator"]
