@@ -209,6 +209,7 @@ def _parse_multipart(content_type: str, body: bytes) -> dict:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True   # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
     server_version = "letters-web"
     sys_version = ""
     backend: Backend   # set on the server class
