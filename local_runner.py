@@ -20,6 +20,9 @@ from pipeline import configs
 from pipeline.configs import Config
 
 _PROGRESS = re.compile(r"^Component (\S+) is (running|finished)")
+# Warnings TFX and Beam print on every run that say nothing about this run.
+_NOISE = ("ArtifactQuery.property_predicate is not supported", "`custom_executor_spec` is deprecated",
+          "Couldn't find python-snappy", "If direct_num_workers is not equal to 1")
 
 
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
@@ -77,7 +80,7 @@ class _ProgressFilter(pylogging.Filter):
 
     def filter(self, record):
         if record.levelno >= pylogging.WARNING:
-            return True
+            return not any(noise in record.getMessage() for noise in _NOISE)
         match = _PROGRESS.match(record.getMessage())
         if match:
             elapsed = time.monotonic() - self.started
@@ -86,15 +89,25 @@ class _ProgressFilter(pylogging.Filter):
         return False
 
 
+class _Formatter(pylogging.Formatter):
+    def format(self, record):
+        text = record.getMessage()
+        return text if record.levelno < pylogging.WARNING else f"{record.levelname}: {text}"
+
+
 def _quiet_logging(started: float, quiet: bool) -> None:
+    """Progress lines and real warnings only: TFX, Beam and TensorFlow log a great deal at INFO."""
     from absl import logging as absl_logging
-    absl_logging.set_verbosity(absl_logging.INFO)
-    pylogging.getLogger("absl").addFilter(_ProgressFilter(started))
-    if quiet:
-        absl_logging.set_verbosity(absl_logging.ERROR)
-    pylogging.getLogger("apache_beam").setLevel(pylogging.WARNING)
     import tensorflow as tf
+    absl_logging.set_verbosity(absl_logging.ERROR if quiet else absl_logging.INFO)
     tf.get_logger().setLevel(pylogging.ERROR)
+    root = pylogging.getLogger()
+    if not root.handlers:
+        root.addHandler(pylogging.StreamHandler())
+    root.setLevel(pylogging.INFO)
+    for handler in root.handlers:
+        handler.addFilter(_ProgressFilter(started))
+        handler.setFormatter(_Formatter())
 
 
 def ensure_default_data(config: Config) -> None:

@@ -3,6 +3,11 @@
     python bench/train_hhd.py --data-root ../shared/datasets/hhd_train [-- extra local_runner flags]
     python bench/train_hhd.py                     # the built-in generated data (what `make demo` runs)
 
+With ``--data-root``, the last 20 % of each class's form numbers are held out first (``bench/writer_split.py``:
+other writers than the training ones), the pipeline trains on the rest, and ``models.evaluate`` scores the
+pushed model on the held-out writers through its image signature. ``--mix-generated N`` adds N generated
+images per class to the training part.
+
 Runs ``local_runner.py`` in a fresh pipeline root (so nothing is cached), samples the resident memory of its
 whole process tree every 0.2 s, then loads the pushed model and times its image signature on one image.
 """
@@ -86,10 +91,27 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None, help="folder-per-class images (default: generated data)")
     parser.add_argument("--work", default=None, help="where to put the pipeline root and serving dir "
                                                      "(default: a new temporary folder)")
+    parser.add_argument("--holdout-share", type=float, default=0.2,
+                        help="share of each class's writers held out for validation (0: none)")
+    parser.add_argument("--mix-generated", type=int, default=0, help="generated images per class added to training")
     parser.add_argument("runner_args", nargs="*", help="extra local_runner.py flags (after --)")
     args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    original_root, val_root = args.data_root, None
+    if args.data_root and args.holdout_share > 0:
+        from bench.writer_split import writer_split
+        counts = writer_split(args.data_root, str(work / "split"), args.holdout_share)
+        print(f"writer hold-out: train {counts['train']}, val {counts['val']} files", flush=True)
+        args.data_root, val_root = str(work / "split" / "train"), str(work / "split" / "val")
+    if args.data_root and args.mix_generated:
+        from pipeline import generate_letters
+        gen = work / "generated"
+        generate_letters.generate(gen, args.mix_generated, seed=4321, progress=False)
+        for path in gen.glob("*/*.png"):
+            target = Path(args.data_root) / path.parent.name / ("gen_" + path.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(path.resolve(), target)
     summary_path = work / "summary.json"
     cmd = [sys.executable, str(ROOT / "local_runner.py"), "--pipeline-root", str(work / "pipeline"),
            "--serving-dir", str(work / "serving"), "--summary-json", str(summary_path), *args.runner_args]
@@ -103,7 +125,7 @@ def main(argv=None) -> int:
     summary = json.loads(summary_path.read_text())
     overall = summary.get("evaluation", {}).get("overall", {})
     result = {
-        "data_root": args.data_root or "generated",
+        "data_root": original_root or "generated",
         "wall_seconds": round(wall, 1),
         "peak_rss_mib": round(peak / 2**20),
         "train_seconds": summary.get("training", {}).get("train_seconds"),
@@ -114,15 +136,21 @@ def main(argv=None) -> int:
         "pushed_version": summary.get("pushed_version"),
     }
     model_dir = summary.get("pushed_destination")
+    if model_dir and summary.get("pushed") and val_root:
+        from models.evaluate import evaluate
+        report = evaluate(model_dir, val_root, str(work / "report"), progress=False)
+        result["val_unseen_writers_top1"] = round(report["top1"], 4)
+        result["val_unseen_writers_top3"] = round(report["top3"], 4)
+        result["val_report"] = str(work / "report")
     if model_dir and summary.get("pushed"):
-        first_image = next(Path(args.data_root or summary_path.parent).glob("*/*.png"), None) \
-            if args.data_root else next((ROOT / "data" / "generated").glob("*/*.png"), None)
+        first_image = next(Path(args.data_root or ROOT / "data" / "generated").glob("*/*.png"), None)
         result["model_mib"] = round(dir_size(model_dir) / 2**20, 2)
         if first_image is not None:
             result["single_image_ms"] = round(single_image_latency(model_dir, first_image.read_bytes()) * 1000, 2)
     print(json.dumps(result, indent=2))
     print("reproduce:", shlex.join([sys.executable, "bench/train_hhd.py"] +
-                                   (["--data-root", args.data_root] if args.data_root else []) +
+                                   (["--data-root", original_root] if original_root else []) +
+                                   (["--mix-generated", str(args.mix_generated)] if args.mix_generated else []) +
                                    (["--", *args.runner_args] if args.runner_args else [])))
     (work / "bench.json").write_text(json.dumps(result, indent=2))
     return 0

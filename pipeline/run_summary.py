@@ -110,8 +110,8 @@ def _failure_text(failure) -> str:
 def summarize(metadata_file: str) -> dict:
     run = last_run(metadata_file)
     comps = run["components"]
-    summary = {"run_id": run["run_id"],
-               "components": {name: c["state"] for name, c in comps.items()}}
+    ordered = sorted(comps.items(), key=lambda kv: kv[1]["execution_id"])
+    summary = {"run_id": run["run_id"], "components": {name: c["state"] for name, c in ordered}}
     gen = comps.get("ImageExampleGen", {}).get("outputs", {}).get("examples")
     if gen:
         uri = gen[0].uri
@@ -157,8 +157,9 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
     if "examples_per_split" in summary:
         split = summary["examples_per_split"]
         ingest = summary.get("ingest", {})
+        reasons = ", ".join(f"{n} {r}" for r, n in ingest.get("skipped_by_reason", {}).items())
         lines.append(f"  examples: train {split.get('train')}, eval {split.get('eval')}; "
-                     f"skipped {ingest.get('skipped', '?')} {ingest.get('skipped_by_reason', {}) or ''}")
+                     f"skipped {ingest.get('skipped', '?')}" + (f" ({reasons})" if reasons else ""))
         if ingest.get("empty_classes"):
             lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
     if "training" in summary:

@@ -1,0 +1,54 @@
+"""Split a folder-per-class data set into train/ and val/ so that validation imitates unseen writers.
+
+    python bench/writer_split.py --data-root ../shared/datasets/hhd_train --out /tmp/hhd_split
+
+HHD names files ``<class>_<n>.png`` with ``n`` counting the collection forms in order, one writer per form,
+so the last ``--val-share`` of each class's numbers are other writers' letters than the rest. The split is
+made of symbolic links (nothing is copied). Files whose names do not match ``--pattern`` stay in train/.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+DEFAULT_PATTERN = r"^\d+_(\d+)\.\w+$"
+
+
+def writer_split(data_root: str, out: str, val_share: float = 0.2, pattern: str = DEFAULT_PATTERN) -> dict:
+    root, out_dir = Path(data_root).resolve(), Path(out)
+    regex = re.compile(pattern)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    counts = {"train": 0, "val": 0}
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(p for p in class_dir.iterdir() if p.is_file())
+        numbered = sorted((int(m.group(1)), f) for f in files if (m := regex.match(f.name)))
+        cut = int(round(len(numbered) * (1 - val_share)))
+        val = {f for _, f in numbered[cut:]}
+        for f in files:
+            split = "val" if f in val else "train"
+            target = out_dir / split / class_dir.name / f.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(f, target)
+            counts[split] += 1
+    return counts
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--val-share", type=float, default=0.2)
+    parser.add_argument("--pattern", default=DEFAULT_PATTERN, help="regex whose group 1 is the form number")
+    args = parser.parse_args(argv)
+    counts = writer_split(args.data_root, args.out, args.val_share, args.pattern)
+    print(f"train {counts['train']} files, val {counts['val']} files under {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Score a pushed model on a folder of images, through its image-bytes signature exactly as served.
+
+    python -m models.evaluate --model serving/models/letters --data-root DIR [--out DIR]
+
+``--model`` is a serving directory (its highest integer version is used) or one version directory.
+``--data-root`` is any ``<class_folder>/<image>`` folder. Writes ``metrics.json`` (top-1, top-3, per-class
+precision/recall/F1, confusion matrix), ``confusion_matrix.png`` and ``worst_errors.png`` into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+from components import image_io
+from pipeline import configs
+from pipeline.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
+
+
+def resolve_model_dir(path: str) -> str:
+    """A version directory as given, or the highest integer version under a serving directory."""
+    p = Path(path)
+    if (p / "saved_model.pb").exists():
+        return str(p)
+    versions = sorted((int(d.name) for d in p.iterdir() if d.name.isdigit() and (d / "saved_model.pb").exists()),
+                      reverse=True) if p.is_dir() else []
+    if not versions:
+        raise FileNotFoundError(f"{path} holds no SavedModel (neither saved_model.pb nor <version>/saved_model.pb)")
+    return str(p / str(versions[0]))
+
+
+def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]:
+    """([(relative path, label, bytes)], [(relative path, why skipped)]) for every file under data_root."""
+    root = Path(data_root)
+    items, skipped = [], []
+    for path in sorted(root.glob("*/*")):
+        rel = path.relative_to(root).as_posix()
+        label_name = path.parent.name
+        if label_name not in CLASS_INDEX:
+            skipped.append((rel, "unknown class folder"))
+            continue
+        if not path.is_file():
+            continue
+        try:
+            checked = image_io.check_image(path.read_bytes())
+        except image_io.ImageRejected as err:
+            skipped.append((rel, str(err)))
+            continue
+        items.append((rel, CLASS_INDEX[label_name], checked.data))
+    return items, skipped
+
+
+def predict(model_dir: str, images: list[bytes], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    import tensorflow as tf
+    fn = tf.saved_model.load(model_dir).signatures[configs.IMAGE_SIGNATURE]
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = tf.constant(images[start:start + batch_size])
+        out.append(fn(**{configs.IMAGE_INPUT: batch})[configs.PROBABILITIES_OUTPUT].numpy())
+        if progress:
+            done = min(start + batch_size, len(images))
+            print(f"\revaluate: {done}/{len(images)} images", end="" if done < len(images) else "\n",
+                  file=sys.stderr, flush=True)
+    return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
+
+
+def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    pred = probs.argmax(axis=1)
+    top3 = np.argsort(-probs, axis=1)[:, :3]
+    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    np.add.at(matrix, (labels, pred), 1)
+    per_class = {}
+    for i, name in enumerate(CLASS_NAMES):
+        tp = int(matrix[i, i])
+        support, predicted = int(matrix[i].sum()), int(matrix[:, i].sum())
+        precision = tp / predicted if predicted else None
+        recall = tp / support if support else None
+        f1 = (2 * precision * recall / (precision + recall)
+              if precision is not None and recall is not None and precision + recall > 0 else None)
+        per_class[name] = {"support": support, "precision": precision, "recall": recall, "f1": f1}
+    n = len(labels)
+    return {
+        "examples": n,
+        "top1": float((pred == labels).mean()) if n else None,
+        "top3": float((top3 == labels[:, None]).any(axis=1).mean()) if n else None,
+        "per_class": per_class,
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int = 40, progress: bool = True) -> dict:
+    model_dir = resolve_model_dir(model)
+    items, skipped = load_labelled_images(data_root)
+    if not items:
+        raise ValueError(f"no usable labelled image under {data_root} (expected <class_folder>/<image>)")
+    started = time.monotonic()
+    probs = predict(model_dir, [data for _, _, data in items], progress=progress)
+    seconds = time.monotonic() - started
+    labels = np.array([label for _, label, _ in items])
+    metrics = compute_metrics(labels, probs)
+    metrics.update({"model_dir": model_dir, "data_root": str(data_root), "skipped": len(skipped),
+                    "skipped_files": [{"file": f, "why": w} for f, w in skipped],
+                    "images_per_second": round(len(items) / seconds, 1)})
+    pred = probs.argmax(axis=1)
+    wrong = [k for k in range(len(items)) if pred[k] != labels[k]]
+    wrong.sort(key=lambda k: -probs[k, pred[k]])
+    metrics["worst_errors"] = [{"file": items[k][0], "true": CLASS_NAMES[labels[k]], "predicted": CLASS_NAMES[pred[k]],
+                                "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]]
+    if out_dir:
+        from models import plots
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2, ensure_ascii=False)
+        plots.confusion_matrix_png(np.array(metrics["confusion_matrix"]), os.path.join(out_dir, "confusion_matrix.png"),
+                                   f"{Path(model_dir).name} on {data_root}: top-1 {metrics['top1']:.3f}")
+        plots.contact_sheet_png([{"image": items[k][2], "true": int(labels[k]), "pred": int(pred[k]),
+                                  "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]],
+                                os.path.join(out_dir, "worst_errors.png"))
+    return metrics
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="serving directory or one version directory")
+    parser.add_argument("--data-root", required=True, help="folder of <class_folder>/<image> files")
+    parser.add_argument("--out", default=None, help="write metrics.json and the PNGs here")
+    parser.add_argument("--worst", type=int, default=40, help="errors on the contact sheet")
+    args = parser.parse_args(argv)
+    try:
+        metrics = evaluate(args.model, args.data_root, args.out, args.worst)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    weakest = sorted(((m["recall"], n) for n, m in metrics["per_class"].items() if m["recall"] is not None))[:5]
+    print(f"model {metrics['model_dir']}\n{metrics['examples']} images ({metrics['skipped']} skipped): "
+          f"top-1 {metrics['top1']:.4f}  top-3 {metrics['top3']:.4f}")
+    print("lowest recall: " + ", ".join(f"{n} {r:.2f}" for r, n in weakest))
+    if args.out:
+        print(f"wrote {args.out}/metrics.json, confusion_matrix.png, worst_errors.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
