@@ -82,7 +82,7 @@ def test_feedback_content_type_and_json(web):
 
 def test_thousand_concurrent_feedback_posts(web):
     api = Api(web.url, timeout=120)
-    total, threads_count = 1000, 100
+    total, threads_count = 1000, 1000   # every post on its own thread, released at once
     barrier = threading.Barrier(threads_count)
     results, errors = [], []
     lock = threading.Lock()
@@ -188,3 +188,19 @@ def test_export_command_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "web.feedback", "--feedback-dir", str(tmp_path / "none"), "export",
                            "--out", str(tmp_path / "out2")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no feedback store" in proc.stderr
+
+
+def test_processes_share_a_store(tmp_path):
+    """Several processes (e.g. backends behind one proxy) add to the same store at once."""
+    code = ("import pipeline, sys\n"
+            "from web.feedback import FeedbackStore\n"
+            "from tests.web.conftest import letter_png\n"
+            "store = FeedbackStore(sys.argv[1])\n"
+            "png = letter_png(size=24)\n"
+            "for i in range(60):\n"
+            "    store.add(png, 'PNG', 'kaf_final', predicted_label='kaf', probability=0.4, model_version=2)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "fb")], cwd=ROOT) for _ in range(3)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0]
+    store = FeedbackStore(tmp_path / "fb")
+    assert store.count() == 180 and len(image_files(store.root)) == 180
+    assert store.stats()["per_class"]["kaf_final"] == 180 and store.stats()["corrected"] == 180

@@ -1,0 +1,126 @@
+"""ModelRouter against a scripted TF Serving: label fallbacks, version races, error mapping (no server needed)."""
+import pytest
+
+from web.tfserving import (BadServingResponse, ModelRouter, RestConnection, ServingRejected, ServingUnavailable,
+                           parse_top3)
+
+
+def metadata(version):
+    return 200, {"model_spec": {"name": "letters", "signature_name": "", "version": str(version)}, "metadata": {}}
+
+
+def prediction(index=1):
+    return 200, {"predictions": [{"top_indices": [index, 0, 2], "top_scores": [0.7, 0.2, 0.1],
+                                  "top_classes": ["bet", "alef", "gimel"], "top_letters": ["ב", "א", "ג"],
+                                  "probabilities": [0.0] * 27}]}
+
+
+class Scripted:
+    """Answers (method, path) from a dict of lists (consumed in order; the last answer repeats)."""
+
+    def __init__(self, script):
+        self.script = {key: list(value) for key, value in script.items()}
+        self.calls = []
+
+    def request(self, method, path, body=None):
+        self.calls.append((method, path))
+        answers = self.script[(method, path)]
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+M = "/v1/models/letters"
+
+
+def router(script, **kw):
+    return ModelRouter(Scripted(script), "letters", **kw)
+
+
+def test_unknown_label_falls_back_to_latest():
+    r = router({("GET", f"{M}/labels/stable/metadata"): [(400, {"error": "Unrecognized servable version label: stable"})],
+                ("GET", f"{M}/metadata"): [metadata(7)],
+                ("POST", f"{M}/versions/7:predict"): [prediction()]})
+    answer = r.predict(b"png")
+    assert (answer.version, answer.route, answer.requested_route) == (7, "latest", "stable")
+    assert "not configured" in answer.fallback_reason
+    r.predict(b"png")   # the resolution is cached
+    assert r.connection.calls.count(("GET", f"{M}/metadata")) == 1
+
+
+def test_label_on_an_unloaded_version_falls_back():
+    r = router({("GET", f"{M}/labels/canary/metadata"): [(404, {"error": "Servable not found for request: "
+                                                                         "Specific(letters, 9)"})],
+                ("GET", f"{M}/metadata"): [metadata(3)],
+                ("POST", f"{M}/versions/3:predict"): [prediction()]}, canary_share=1.0)
+    answer = r.predict(b"png")
+    assert (answer.version, answer.route, answer.requested_route) == (3, "latest", "canary")
+    assert "not loaded" in answer.fallback_reason
+
+
+def test_version_unloaded_after_resolution_is_resolved_again():
+    r = router({("GET", f"{M}/labels/stable/metadata"): [metadata(1), metadata(2)],
+                ("POST", f"{M}/versions/1:predict"): [(404, {"error": "Servable not found for request: "
+                                                                       "Specific(letters, 1)"})],
+                ("POST", f"{M}/versions/2:predict"): [prediction()]}, cache_seconds=60)
+    answer = r.predict(b"png")
+    assert (answer.version, answer.route) == (2, "stable")
+
+
+@pytest.mark.parametrize("answer, error, reason", [
+    ((404, {"error": "Could not find any versions of model letters"}), ServingUnavailable, "model_not_loaded"),
+    ((503, {"error": "overloaded"}), ServingUnavailable, "serving_error"),
+    ((500, None), ServingUnavailable, "serving_error"),
+    ((200, {"model_spec": {}}), BadServingResponse, None),
+    (ServingUnavailable("serving_unreachable", "refused"), ServingUnavailable, "serving_unreachable"),
+])
+def test_resolution_errors(answer, error, reason):
+    r = router({("GET", f"{M}/labels/stable/metadata"): [answer]})
+    with pytest.raises(error) as caught:
+        r.predict(b"png")
+    if reason:
+        assert caught.value.reason == reason
+
+
+def test_predict_errors():
+    base = {("GET", f"{M}/labels/stable/metadata"): [metadata(1)]}
+    r = router({**base, ("POST", f"{M}/versions/1:predict"): [(400, {"error": "Invalid PNG data"})]})
+    with pytest.raises(ServingRejected, match="Invalid PNG"):
+        r.predict(b"png")
+    r = router({**base, ("POST", f"{M}/versions/1:predict"): [
+        (400, {"error": 'Serving signature name: "predict_images" not found in signature def'})]})
+    with pytest.raises(BadServingResponse, match="signature"):
+        r.predict(b"png")
+    r = router({**base, ("POST", f"{M}/versions/1:predict"): [(504, {"error": "deadline"})]})
+    with pytest.raises(ServingUnavailable) as caught:
+        r.predict(b"png")
+    assert caught.value.status == 504
+
+
+def test_parse_top3_checks_the_contract():
+    assert [e["class"] for e in parse_top3(prediction(26)[1])] == ["tav", "alef", "gimel"]
+    probabilities = [0.01] * 27
+    probabilities[5] = 0.6
+    assert parse_top3({"predictions": [{"probabilities": probabilities}]})[0]["class"] == "vav"
+    for bad in ({}, {"predictions": []}, {"predictions": [[0.1, 0.2]]},
+                {"predictions": [{"top_indices": [27], "top_scores": [1.0]}]},
+                {"predictions": [{"probabilities": [0.5, 0.5]}]}):
+        with pytest.raises(BadServingResponse):
+            parse_top3(bad)
+
+
+def test_unreachable_and_timeout(tmp_path):
+    import socket
+
+    from serving import testing
+
+    with pytest.raises(ServingUnavailable) as caught:
+        RestConnection(f"http://127.0.0.1:{testing.free_port()}", timeout=2).request("GET", M)
+    assert caught.value.reason == "serving_unreachable" and "connection refused" in caught.value.message
+    with socket.socket() as silent:   # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        with pytest.raises(ServingUnavailable) as caught:
+            RestConnection(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.3).request("GET", M)
+    assert caught.value.reason == "serving_timeout" and caught.value.status == 504
