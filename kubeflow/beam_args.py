@@ -1,5 +1,5 @@
-"""Beam options for the Beam-powered components (ExampleGen, StatisticsGen, SchemaGen, ExampleValidator,
-Transform, Evaluator) when the pipeline runs on a cluster.
+"""Beam options for the Beam-powered components (ImageExampleGen, StatisticsGen, Transform, Evaluator)
+when the pipeline runs on a cluster (every executor gets the options; the others ignore them).
 
 * In the pod (default): Beam's DirectRunner, as local runs (``pipeline.configs.beam_pipeline_args``).
 * Dataflow (``dataflow_args``): the Beam work runs on Dataflow workers started from the same image built with

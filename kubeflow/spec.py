@@ -188,7 +188,24 @@ def strip_resolvers(spec: dict) -> list[str]:
             del artifacts[key]
             definitions = spec["components"][task["componentRef"]["name"]].get("inputDefinitions", {})
             definitions.get("artifacts", {}).pop(key, None)
+            refresh_inputs_spec_args(spec, name)
     return removed
+
+
+INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"
+
+
+def refresh_inputs_spec_args(spec: dict, task_name: str) -> None:
+    """Rewrites the copy of the component's inputDefinitions that schema 2.1 passes on the command line."""
+    import json
+
+    component = spec["components"][tasks(spec)[task_name]["componentRef"]["name"]]
+    text = json.dumps(component.get("inputDefinitions", {}), indent=2, sort_keys=True)
+    container = executor_of(spec, task_name)[1].get("container", {})
+    for args in (container.get("args", []), container.get("lifecycle", {}).get("preCacheCheck", {}).get("args", [])):
+        for i, arg in enumerate(args[:-1]):
+            if arg == INPUTS_SPEC_FLAG:
+                args[i + 1] = text
 
 
 def disable_cache(spec: dict, task_name: str) -> None:
@@ -248,8 +265,6 @@ def check(spec: dict) -> None:
                 continue
             if producer not in all_tasks:
                 raise ValueError(f"task {name}: input {key} comes from missing task {producer}")
-            if producer not in task.get("dependentTasks", []):
-                raise ValueError(f"task {name}: input {key} comes from {producer}, not in its dependentTasks")
             out_key = source["taskOutputArtifact"]["outputArtifactKey"]
             producer_component = spec["components"][all_tasks[producer]["componentRef"]["name"]]
             if out_key not in producer_component.get("outputDefinitions", {}).get("artifacts", {}):
@@ -257,14 +272,24 @@ def check(spec: dict) -> None:
         for key in declared:
             if key not in task.get("inputs", {}).get("artifacts", {}) and not declared[key].get("isOptional"):
                 raise ValueError(f"task {name}: required input {key} is not connected")
+        container = spec["deploymentSpec"]["executors"][component["executorLabel"]].get("container", {})
+        args = container.get("args", [])
+        if INPUTS_SPEC_FLAG in args:
+            import json
+
+            passed = json.loads(args[args.index(INPUTS_SPEC_FLAG) + 1])
+            if passed != component.get("inputDefinitions", {}):
+                raise ValueError(f"task {name}: {INPUTS_SPEC_FLAG} differs from the component's inputDefinitions")
     order = topological_order(spec)
     if len(order) != len(all_tasks):
         raise ValueError("the task graph has a cycle")
 
 
 def topological_order(spec: dict) -> list[str]:
-    """Root-DAG tasks in an order that runs producers first (ties broken by name)."""
-    remaining = {name: set(task.get("dependentTasks", [])) for name, task in tasks(spec).items()}
+    """Root-DAG tasks in an order that runs producers first (dependentTasks and data inputs; ties by name)."""
+    remaining = {name: set(task.get("dependentTasks", [])) | {
+        source["taskOutputArtifact"]["producerTask"] for source in task.get("inputs", {}).get("artifacts", {}).values()
+        if "taskOutputArtifact" in source} for name, task in tasks(spec).items()}
     order = []
     while True:
         ready = sorted(name for name, deps in remaining.items() if not deps)

@@ -88,7 +88,7 @@ def test_every_executor_class_imports(compiled):
     from tfx.utils import import_utils
 
     spec, _, _ = compiled
-    beam_tasks = {"ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Evaluator"}
+    beam_tasks = {"ImageExampleGen", "StatisticsGen", "Transform", "Evaluator"}   # Beam executors in TFX 1.16
     for name in spec_lib.container_tasks(spec):
         container = spec_lib.executor_of(spec, name)[1]["container"]
         cls = import_utils.import_class_by_path(container["args"][1])
