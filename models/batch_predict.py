@@ -1,0 +1,166 @@
+"""Batch predictions over a folder of images, into a CSV.
+
+    python -m models.batch_predict --images DIR --out predictions.csv                 # in-process SavedModel
+    python -m models.batch_predict --images DIR --out p.csv --via rest --server-url http://127.0.0.1:8501
+
+Every image file under ``--images`` (recursively) gets a row: path, the top-3 classes with their letters and
+probabilities, and the model version that answered. Unreadable files get a row with the reason instead
+(nothing is silently dropped). ``--via local`` loads the SavedModel (``--model``: a serving directory, whose
+highest version is used, or a version directory); ``--via rest`` sends the same bytes to a TF Serving REST
+endpoint (real or embedded) and records the version it reports. Both give the same answers.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+from components import image_io
+from pipeline import configs
+from pipeline.labels import CLASS_NAMES, GLYPHS
+
+TOP_K = 3
+COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 1)
+                                         for kind in ("class", "letter", "probability")] + ["error"])
+
+
+class LocalPredictor:
+    def __init__(self, model: str):
+        import tensorflow as tf
+        from models.evaluate import resolve_model_dir
+        self.model_dir = resolve_model_dir(model)
+        self.version = Path(self.model_dir).name
+        self._fn = tf.saved_model.load(self.model_dir).signatures[configs.IMAGE_SIGNATURE]
+        self._tf = tf
+
+    def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:
+        out = self._fn(**{configs.IMAGE_INPUT: self._tf.constant(images)})
+        return out[configs.PROBABILITIES_OUTPUT].numpy(), self.version
+
+
+class RestPredictor:
+    """Calls ``POST {url}/v1/models/{name}[/versions/N]:predict`` with the image signature, b64 instances."""
+
+    def __init__(self, server_url: str, model_name: str = configs.MODEL_NAME, version: str | None = None,
+                 timeout: float = 60.0):
+        self.base = f"{server_url.rstrip('/')}/v1/models/{model_name}"
+        self.timeout = timeout
+        self.version = version or self._latest_available()
+
+    def _request(self, url: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")
+            raise RuntimeError(f"{url}: HTTP {err.code}: {detail}") from None
+        except urllib.error.URLError as err:
+            raise RuntimeError(f"{url}: the model server cannot be reached ({err.reason})") from None
+
+    def _latest_available(self) -> str:
+        status = self._request(self.base)["model_version_status"]
+        available = [int(v["version"]) for v in status if v.get("state") == "AVAILABLE"]
+        if not available:
+            raise RuntimeError(f"{self.base}: no AVAILABLE version")
+        return str(max(available))
+
+    def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:
+        body = {"signature_name": configs.IMAGE_SIGNATURE,
+                "instances": [{configs.IMAGE_INPUT: {"b64": base64.b64encode(i).decode()}} for i in images]}
+        # Pin the version so every row names the version that really answered.
+        out = self._request(f"{self.base}/versions/{self.version}:predict", body)
+        preds = out["predictions"]
+        probs = [p[configs.PROBABILITIES_OUTPUT] if isinstance(p, dict) else p for p in preds]
+        return np.asarray(probs, dtype=np.float32), self.version
+
+
+def list_images(folder: str) -> list[Path]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> dict:
+    row = {"path": rel, "model_version": version, "error": error}
+    if probs is not None:
+        for rank, idx in enumerate(np.argsort(-probs)[:TOP_K], start=1):
+            row[f"class_{rank}"] = CLASS_NAMES[idx]
+            row[f"letter_{rank}"] = GLYPHS[idx]
+            row[f"probability_{rank}"] = f"{float(probs[idx]):.6f}"
+    return row
+
+
+def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, progress: bool = True) -> dict:
+    files = list_images(folder)
+    root = Path(folder)
+    counts = {"images": 0, "errors": 0}
+    started = time.monotonic()
+    tmp = Path(out_csv).with_suffix(".csv.partial")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for start in range(0, len(files), batch_size):
+            batch, rels = [], []
+            for path in files[start:start + batch_size]:
+                rel = path.relative_to(root).as_posix()
+                try:
+                    batch.append(image_io.check_image(path.read_bytes()).data)
+                    rels.append(rel)
+                except (image_io.ImageRejected, OSError) as err:
+                    writer.writerow(_row(rel, "", None, str(err)))
+                    counts["errors"] += 1
+            if batch:
+                probs, version = predictor(batch)
+                for rel, p in zip(rels, probs):
+                    writer.writerow(_row(rel, version, p))
+                counts["images"] += len(batch)
+            if progress:
+                done = min(start + batch_size, len(files))
+                rate = done / max(time.monotonic() - started, 1e-9)
+                bar = "#" * int(30 * done / max(len(files), 1))
+                print(f"\r[{bar:<30}] {done}/{len(files)} files, {rate:.0f}/s", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    tmp.replace(out_csv)
+    counts["seconds"] = round(time.monotonic() - started, 2)
+    return counts
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--via", choices=("local", "rest"), default="local")
+    p.add_argument("--model", default=configs.Config.from_env().serving_dir,
+                   help="--via local: serving directory or version directory (default: %(default)s)")
+    p.add_argument("--server-url", default="http://127.0.0.1:8501", help="--via rest: TF Serving REST address")
+    p.add_argument("--model-name", default=configs.MODEL_NAME, help="--via rest: model name")
+    p.add_argument("--version", default=None, help="--via rest: a version (default: the latest AVAILABLE)")
+    p.add_argument("--batch-size", type=int, default=64)
+    args = p.parse_args(argv)
+    try:
+        predictor = (LocalPredictor(args.model) if args.via == "local"
+                     else RestPredictor(args.server_url, args.model_name, args.version))
+        counts = predict_folder(predictor, args.images, args.out, args.batch_size)
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {counts['images']} images predicted by version {predictor.version}, "
+          f"{counts['errors']} unreadable, in {counts['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

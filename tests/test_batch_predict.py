@@ -1,0 +1,63 @@
+"""Batch predictions: in-process and through the REST API give the same CSV answers."""
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from models import batch_predict
+from tests.conftest import ROOT, letter_image, png_bytes
+
+
+@pytest.fixture(scope="module")
+def image_folder(tiny_dataset, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("unlabelled")
+    for i, path in enumerate(sorted(tiny_dataset.glob("*/*.png"))[::9]):
+        sub = folder / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        (sub / f"{i}.png").write_bytes(path.read_bytes())
+    (folder / "photo.jpg").write_bytes(png_bytes(letter_image(50, 70, "RGB"), "JPEG"))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return folder
+
+
+def read_rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["path"]: row for row in csv.DictReader(f)}
+
+
+def test_local_and_rest_give_the_same_answers(pipeline_runs, image_folder, tmp_path):
+    from serving.testing import start_server
+    serving = pipeline_runs["work"] / "serving"
+    version = max((p.name for p in serving.iterdir()), key=int)
+    local_csv, rest_csv = tmp_path / "local.csv", tmp_path / "rest.csv"
+    proc = subprocess.run([sys.executable, "-m", "models.batch_predict", "--images", str(image_folder),
+                           "--out", str(local_csv), "--model", str(serving)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "files" in proc.stderr                      # the progress bar
+    with start_server(serving, "letters") as server:
+        counts = batch_predict.predict_folder(batch_predict.RestPredictor(server.url), str(image_folder),
+                                              str(rest_csv), batch_size=5, progress=False)
+    local, rest = read_rows(local_csv), read_rows(rest_csv)
+    files = sorted(p.relative_to(image_folder).as_posix() for p in image_folder.rglob("*") if p.is_file())
+    assert sorted(local) == sorted(rest) == files
+    assert counts["errors"] == 1 and local["broken.png"]["error"] and not local["photo.jpg"]["error"]
+    for path, row in local.items():
+        if row["error"]:
+            continue
+        assert row["model_version"] == rest[path]["model_version"] == version
+        assert [row[f"class_{i}"] for i in (1, 2, 3)] == [rest[path][f"class_{i}"] for i in (1, 2, 3)]
+        probs = [float(row[f"probability_{i}"]) for i in (1, 2, 3)]
+        assert probs == sorted(probs, reverse=True)
+        assert probs == pytest.approx([float(rest[path][f"probability_{i}"]) for i in (1, 2, 3)], abs=1e-4)
+
+
+def test_rest_mode_says_when_the_server_is_down(image_folder, tmp_path):
+    from serving.testing import free_port
+    proc = subprocess.run([sys.executable, "-m", "models.batch_predict", "--images", str(image_folder),
+                           "--out", str(tmp_path / "x.csv"), "--via", "rest",
+                           "--server-url", f"http://127.0.0.1:{free_port()}"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "cannot be reached" in proc.stderr
+    assert not (tmp_path / "x.csv").exists()
