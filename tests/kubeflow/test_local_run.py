@@ -65,3 +65,39 @@ def test_transform_produced_a_graph_and_transformed_examples(launched):
     examples_in = executor_input["inputs"]["artifacts"]["examples"]["artifacts"][0]
     assert examples_in["uri"] == launcher.outputs["ImageExampleGen"]["examples"]["uri"]
     assert executor_input["inputs"]["parameterValues"]["preprocessing_fn"] == "models.preprocessing.preprocessing_fn"
+
+
+def test_vertex_example_gen_runs_its_driver_hook_first(compiled, image_env, tmp_path):
+    """Vertex AI Pipelines runs ExampleGen's lifecycle.preCacheCheck driver before the executor; the executor
+    then reads the span and input fingerprint the driver wrote into the output metadata file."""
+    import kubeflow_runner
+    from pipeline.configs import Config
+
+    _, paths, _ = compiled
+    config = Config().replace(pipeline_root=str(tmp_path / "root"), data_root=str(paths["data_root"]),
+                              serving_dir=str(tmp_path / "serving"))
+    job, _ = kubeflow_runner.compile_spec(config, "letters:test", ["--runner=DirectRunner"], {}, target="vertex")
+    launcher = LocalLauncher(job["pipelineSpec"], env=image_env)
+    assert launcher.run(until="ImageExampleGen", run_driver=True) == ["ImageExampleGen"]
+    driver, executor = launcher.commands["ImageExampleGen"]
+    assert driver[1:3] == ["-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
+    assert executor[1:3] == ["-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+    log = launcher.logs["ImageExampleGen"]
+    assert "Calculated fingerprint: split:images,num_files:81" in log
+    assert "'input_fingerprint': 'split:images,num_files:81" in log and "'span': 0" in log
+    examples = launcher.outputs["ImageExampleGen"]["examples"]
+    assert os.listdir(os.path.join(examples["uri"], "Split-eval"))
+
+
+@pytest.mark.skipif(os.environ.get("LETTERS_KUBEFLOW_FULL") != "1",
+                    reason="the whole spec takes about 3-5 minutes on 2 cores: LETTERS_KUBEFLOW_FULL=1 runs it")
+def test_the_whole_open_source_kfp_spec_runs_and_pushes(compiled, image_env, tmp_path):
+    spec, paths, _ = compiled
+    launcher = LocalLauncher(spec, workdir=str(tmp_path / "launcher"), env=image_env)
+    assert launcher.run() == ["ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
+                              "Trainer", "Evaluator", "Pusher"]
+    assert launcher.outputs["Evaluator"]["blessing"]["metadata"]["blessed"] == 1
+    pushed = launcher.outputs["Pusher"]["pushed_model"]["metadata"]
+    assert pushed["pushed"] == 1
+    version = os.path.basename(pushed["pushed_destination"])
+    assert os.path.exists(os.path.join(paths["serving_dir"], version, "saved_model.pb"))
