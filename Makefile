@@ -10,13 +10,15 @@ PIP_FLAGS := --ignore-requires-python --disable-pip-version-check -c requirement
 FONT_PACKAGES := culmus culmus-fancy fonts-ldco
 APT_PACKAGES := $(FONT_PACKAGES) fontconfig
 
-.PHONY: demo test venv fonts pipeline clean-outputs help
+.PHONY: demo test venv fonts browser pipeline serve clean-outputs help
 
 help:
 	@echo "make demo   generate the default data, run the pipeline, push a blessed model"
 	@echo "make test   run the test suite"
 	@echo "make venv   create .venv with the pinned stack"
 	@echo "make fonts  install Debian's Hebrew fonts (as root)"
+	@echo "make browser  install Debian's Chromium for the browser tests (as root)"
+	@echo "make serve  start the embedded model server and the web client on the pushed model"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
@@ -41,10 +43,20 @@ fonts:
 	  echo "Hebrew fonts are missing: run 'sudo apt-get install $(FONT_PACKAGES)' (the generated data needs them)"; \
 	fi
 
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "Chromium: installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's chromium (browser tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "Chromium is missing: 'sudo apt-get install chromium chromium-driver' (browser tests are skipped without it)"; fi
+
 pipeline: venv fonts
 	$(PY) local_runner.py $(ARGS)
 
-demo: pipeline
+serve: venv
+	$(PY) -m pipeline.serve_demo
+
+demo: pipeline serve
 
 test: venv fonts
 	$(PY) -m pytest $(PYTEST_ARGS)

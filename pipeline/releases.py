@@ -1,0 +1,220 @@
+"""Pushed model versions: list them with their evaluation, promote one to a label, roll a label back.
+
+    python -m pipeline.releases list
+    python -m pipeline.releases promote 1795263883 --label canary --config serving/models.config
+    python -m pipeline.releases rollback --label stable --config serving/models.config
+
+``list`` joins the serving directory (what the Pusher wrote, with its push records) with ML Metadata (the
+Evaluator's metrics and blessing for the same model). ``promote`` points a version label (``stable``,
+``canary``) at a pushed version in a TF Serving ``models.config`` and keeps every labelled version loaded
+(``specific`` version policy); the file is replaced atomically, and both TF Serving and the embedded server
+re-read it (``--model_config_file_poll_wait_seconds``). ``rollback`` moves the label back to the version it
+pointed at before its last promotion (recorded in ``<config>.history.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from components.atomic_pusher import pushed_versions
+from pipeline import configs
+from pipeline.configs import Config
+
+LABELS = ("stable", "canary")
+
+
+# ---------------------------------------------------------------------------------------------- list
+def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
+    """Model artifact id → {'blessed', 'top1', 'top3', 'evaluated_at'} from the newest Evaluator run on it."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    from pipeline.run_summary import evaluation_metrics
+    if not os.path.exists(metadata_file):
+        return {}
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_file
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(cfg)
+    result: dict[int, dict] = {}
+    evaluations = store.get_artifacts_by_type("ModelEvaluation")
+    blessings = store.get_artifacts_by_type("ModelBlessing")
+    by_id = {a.id: a for a in evaluations + blessings}
+    events = store.get_events_by_artifact_ids(list(by_id)) if by_id else []
+    executions = {}
+    for ev in events:
+        if ev.type == metadata_store_pb2.Event.OUTPUT:
+            executions.setdefault(ev.execution_id, []).append(by_id[ev.artifact_id])
+    for execution_id, outputs in sorted(executions.items()):
+        inputs = store.get_events_by_execution_ids([execution_id])
+        model_ids = [ev.artifact_id for ev in inputs if ev.type == metadata_store_pb2.Event.INPUT
+                     and ev.path.steps and ev.path.steps[0].key == "model"]
+        if not model_ids:
+            continue
+        entry = {}
+        for artifact in outputs:
+            if artifact.id in {a.id for a in blessings}:
+                entry["blessed"] = bool(artifact.custom_properties["blessed"].int_value) \
+                    if "blessed" in artifact.custom_properties else None
+            else:
+                try:
+                    overall = evaluation_metrics(artifact.uri)["overall"]
+                except Exception:  # an evaluation whose files are gone: list what is known
+                    overall = {}
+                entry["top1"] = overall.get("sparse_categorical_accuracy")
+                entry["top3"] = overall.get("sparse_top_k_categorical_accuracy")
+                entry["evaluated_at"] = time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(artifact.create_time_since_epoch / 1000))
+        result[model_ids[0]] = entry  # executions are sorted by id: the newest evaluation wins
+    return result
+
+
+def list_versions(serving_dir: str, metadata_file: str, config_file: str | None = None) -> list[dict]:
+    labels = {}
+    if config_file and os.path.exists(config_file):
+        model = _model_config(load_config(config_file), configs.MODEL_NAME, create=False)
+        if model is not None:
+            labels = {label: version for label, version in model.version_labels.items()}
+    evaluations = evaluations_by_model(metadata_file)
+    rows = []
+    for version, record in sorted(pushed_versions(serving_dir).items()):
+        evaluation = evaluations.get(record.get("model_artifact_id"), {})
+        rows.append({"version": version, "pushed_at": record.get("pushed_at"),
+                     "labels": sorted(l for l, v in labels.items() if v == version), **evaluation})
+    return rows
+
+
+def format_versions(rows: list[dict]) -> str:
+    if not rows:
+        return "no pushed version"
+    lines = [f"{'version':>12}  {'pushed (UTC)':<20}  {'top-1':>6}  {'top-3':>6}  {'blessed':<7}  labels"]
+    for r in rows:
+        fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "   -  "  # noqa: E731
+        blessed = {True: "yes", False: "no"}.get(r.get("blessed"), "-")
+        lines.append(f"{r['version']:>12}  {r.get('pushed_at') or '-':<20}  {fmt(r.get('top1'))}  "
+                     f"{fmt(r.get('top3'))}  {blessed:<7}  {', '.join(r['labels'])}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ promote/rollback
+def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse(Path(path).read_text(), config)
+    return config
+
+
+def _model_config(config, name: str, create: bool = True, base_path: str | None = None):
+    for model in config.model_config_list.config:
+        if model.name == name:
+            return model
+    if not create:
+        return None
+    model = config.model_config_list.config.add(name=name, base_path=base_path or "", model_platform="tensorflow")
+    return model
+
+
+def _write_atomically(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".models.config.", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _history_path(config_file: str) -> str:
+    return config_file + ".history.json"
+
+
+def _read_history(config_file: str) -> list[dict]:
+    try:
+        return json.loads(Path(_history_path(config_file)).read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+
+
+def set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str = configs.MODEL_NAME,
+              record: bool = True) -> int | None:
+    """Points ``label`` at ``version``; returns the version it pointed at before (None if unset)."""
+    if label not in LABELS:
+        raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
+    if version not in pushed_versions(serving_dir):
+        raise ValueError(f"version {version} is not in {serving_dir}")
+    config = load_config(config_file) if os.path.exists(config_file) else model_server_config_pb2.ModelServerConfig()
+    model = _model_config(config, model_name, base_path=os.path.abspath(serving_dir))
+    previous = model.version_labels[label] if label in model.version_labels else None
+    model.version_labels[label] = version
+    # Every labelled version must stay loaded: serve exactly those.
+    model.model_version_policy.specific.ClearField("versions")
+    model.model_version_policy.specific.versions.extend(sorted(set(model.version_labels.values())))
+    _write_atomically(config_file, text_format.MessageToString(model_server_config_pb2.ModelServerConfig(
+        model_config_list=config.model_config_list)))
+    if record:
+        history = _read_history(config_file)
+        history.append({"label": label, "version": version, "previous": previous,
+                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        _write_atomically(_history_path(config_file), json.dumps(history, indent=2))
+    return previous
+
+
+def rollback(config_file: str, label: str, serving_dir: str, model_name: str = configs.MODEL_NAME) -> int:
+    """Moves ``label`` back to where its newest still-effective promotion found it; returns that version."""
+    history = _read_history(config_file)
+    for i in range(len(history) - 1, -1, -1):
+        entry = history[i]
+        if entry["label"] == label and not entry.get("rolled_back"):
+            if entry["previous"] is None:
+                raise ValueError(f"label {label!r} had no version before {entry['version']}: nothing to roll back to")
+            set_label(config_file, label, entry["previous"], serving_dir, model_name, record=False)
+            entry["rolled_back"] = True
+            _write_atomically(_history_path(config_file), json.dumps(history, indent=2))
+            return entry["previous"]
+    raise ValueError(f"label {label!r} has no promotion to roll back in {_history_path(config_file)}")
+
+
+def default_config_file(config: Config) -> str:
+    """The models.config beside the serving directory (``serving/models/models.config`` by default)."""
+    return str(Path(config.serving_dir).parent / "models.config")
+
+
+def main(argv=None) -> int:
+    defaults = Config.from_env()
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--serving-dir", default=defaults.serving_dir, help="(default: %(default)s)")
+    common.add_argument("--metadata-path", default=defaults.metadata_file, help="(default: %(default)s)")
+    common.add_argument("--config", default=default_config_file(defaults),
+                        help="TF Serving models.config to read and edit (default: %(default)s)")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", parents=[common], help="pushed versions with their evaluation, blessing and labels")
+    promote = sub.add_parser("promote", parents=[common], help="point a label at a version")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--label", default="stable", choices=LABELS)
+    back = sub.add_parser("rollback", parents=[common], help="move a label back to its previous version")
+    back.add_argument("--label", default="stable", choices=LABELS)
+    args = p.parse_args(argv)
+    try:
+        if args.command == "list":
+            print(format_versions(list_versions(args.serving_dir, args.metadata_path, args.config)))
+        elif args.command == "promote":
+            previous = set_label(args.config, args.label, args.version, args.serving_dir)
+            print(f"{args.label}: {previous if previous is not None else '(unset)'} -> {args.version} in {args.config}")
+        else:
+            version = rollback(args.config, args.label, args.serving_dir)
+            print(f"{args.label} rolled back to {version} in {args.config}")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

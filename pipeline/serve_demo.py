@@ -1,0 +1,94 @@
+"""The end of ``make demo``: the embedded TF Serving server on the Pusher's directory, and the web client.
+
+    python -m pipeline.serve_demo [--serving-port 8501] [--web-port 8080]
+
+Both bind 127.0.0.1. Prints the page's URL, then runs until Ctrl-C (or SIGTERM), which stops both cleanly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from pipeline import configs
+from pipeline.configs import Config
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv=None) -> int:
+    defaults = Config.from_env()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--serving-dir", default=defaults.serving_dir)
+    p.add_argument("--serving-port", type=int, default=8501)
+    p.add_argument("--web-port", type=int, default=8080)
+    p.add_argument("--model-config-file", default=None,
+                   help="a models.config with version labels (default: serve the latest version)")
+    args = p.parse_args(argv)
+    serving_dir = Path(args.serving_dir)
+    if not serving_dir.is_dir() or not any(d.name.isdigit() for d in serving_dir.iterdir()):
+        print(f"error: no pushed model in {serving_dir}; run the pipeline first (make demo)", file=sys.stderr)
+        return 2
+    serving_url = f"http://127.0.0.1:{args.serving_port}"
+    serving_cmd = [sys.executable, "-m", "serving", f"--rest_api_port={args.serving_port}",
+                   "--file_system_poll_wait_seconds=2", "--enable_batching=true"]
+    if args.model_config_file:
+        serving_cmd += [f"--model_config_file={args.model_config_file}", "--model_config_file_poll_wait_seconds=2"]
+    else:
+        serving_cmd += [f"--model_name={configs.MODEL_NAME}", f"--model_base_path={serving_dir.resolve()}"]
+    web_cmd = [sys.executable, "-m", "web", f"--port={args.web_port}", f"--tf-serving-url={serving_url}",
+               f"--model-name={configs.MODEL_NAME}"]
+    procs = []
+    try:
+        procs.append(subprocess.Popen(serving_cmd, cwd=configs.PROJECT_ROOT))
+        _wait_until_up(f"{serving_url}/v1/models/{configs.MODEL_NAME}", procs[0], "the model server", 180)
+        with urllib.request.urlopen(f"{serving_url}/v1/models/{configs.MODEL_NAME}", timeout=5) as resp:
+            status = json.loads(resp.read())["model_version_status"]
+        versions = ", ".join(v["version"] for v in status if v["state"] == "AVAILABLE")
+        procs.append(subprocess.Popen(web_cmd, cwd=configs.PROJECT_ROOT))
+        web_url = f"http://127.0.0.1:{args.web_port}/"
+        _wait_until_up(f"{web_url}healthz", procs[1], "the web client", 60)
+        print(f"\nModel server (TF Serving REST API): {serving_url}/v1/models/{configs.MODEL_NAME} "
+              f"(version {versions})\nWeb client: {web_url}\nCtrl-C stops both.", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while all(proc.poll() is None for proc in procs):
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
