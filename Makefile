@@ -10,7 +10,7 @@ PIP_FLAGS := --ignore-requires-python --disable-pip-version-check -c requirement
 FONT_PACKAGES := culmus culmus-fancy fonts-ldco
 APT_PACKAGES := $(FONT_PACKAGES) fontconfig
 
-.PHONY: demo test venv fonts browser pipeline serve clean-outputs help
+.PHONY: demo test venv fonts browser pipeline serve retrain clean-outputs help
 
 help:
 	@echo "make demo   generate the default data, run the pipeline, push a blessed model"
@@ -19,6 +19,7 @@ help:
 	@echo "make fonts  install Debian's Hebrew fonts (as root)"
 	@echo "make browser  install Debian's Chromium for the browser tests (as root)"
 	@echo "make serve  start the embedded model server and the web client on the pushed model"
+	@echo "make retrain  run the pipeline again with the web client's corrections (feedback store)"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
@@ -55,6 +56,9 @@ pipeline: venv fonts
 
 serve: venv
 	$(PY) -m pipeline.serve_demo
+
+retrain: venv fonts
+	$(PY) local_runner.py --feedback-dir $${LETTERS_FEEDBACK_DIR:-outputs/feedback} $(ARGS)
 
 demo: pipeline serve
 

@@ -38,6 +38,9 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--metadata-path", default=None, help="ML Metadata SQLite file (default: <pipeline-root>/metadata.sqlite)")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the Pusher writes <version>/ into")
+    p.add_argument("--feedback-dir", default=defaults.feedback_dir,
+                   help="the web client's feedback store: its corrections are trained on (always in the train split)")
+    p.add_argument("--no-feedback", action="store_true", help="ignore the feedback store")
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
@@ -64,6 +67,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         pipeline_root=os.path.abspath(args.pipeline_root),
         metadata_path=os.path.abspath(args.metadata_path) if args.metadata_path else "",
         serving_dir=os.path.abspath(args.serving_dir),
+        feedback_dir="" if args.no_feedback else os.path.abspath(args.feedback_dir),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         image_size=args.image_size, augment=False if args.no_augment else defaults.augment,
         accuracy_floor=args.accuracy_floor, max_regression=args.max_regression,
@@ -117,6 +121,19 @@ def ensure_default_data(config: Config) -> None:
     generate_letters.generate(config.data_root, config.generate_per_class, config.generate_seed, faces)
 
 
+def export_feedback(config: Config) -> str | None:
+    """Exports the feedback store's corrections to <pipeline_root>/feedback (folder per class); None if none."""
+    from web.feedback import DB_FILE, export_feedback as export
+    store = config.feedback_dir
+    if not store or not os.path.exists(os.path.join(store, DB_FILE)):
+        return None
+    out = os.path.join(config.pipeline_root, "feedback")
+    summary = export(store, out)
+    total = summary.exported + summary.already_present
+    print(f"Feedback: {total} corrections from {store} ({summary.exported} new)", flush=True)
+    return out if total else None
+
+
 def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     from tfx import v1 as tfx
     from pipeline.pipeline import create_pipeline
@@ -128,9 +145,10 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_file)
     print(f"Pipeline: data {config.data_root} → serving {config.serving_dir} "
           f"(artifacts in {config.pipeline_root})", flush=True)
+    feedback_root = export_feedback(config)
     tfx.orchestration.LocalDagRunner().run(create_pipeline(
         config, beam_pipeline_args=configs.beam_pipeline_args(config),
-        metadata_connection_config=metadata, enable_cache=enable_cache))
+        metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root))
     wall = time.monotonic() - started
     summary = summarize(config.metadata_file)
     summary["wall_seconds"] = round(wall, 1)

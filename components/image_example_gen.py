@@ -10,7 +10,14 @@ Input layout: ``<input_base>/<class_folder>/<image file>``, class folders named 
 * ``source``     the path relative to the input base.
 
 Splits are made by a hash of ``image_raw`` (TFX's ``partition_feature_name``): a file keeps its split when it
-is renamed or moved. Files that are not usable (empty, oversize, not an image, truncated, decompression
+is renamed or moved.
+
+A second, optional input is the users' corrections exported from the web client's feedback store
+(``feedback_root``, same layout; their ``source`` starts with ``feedback/``). **Corrections always go to the
+train split**: they are few and are exactly the cases the model got wrong, so every one of them should be
+learnt from; and keeping them out of eval keeps the eval split (a hash split of the main data) the same set
+from one run to the next, so the Evaluator compares successive models on the same images. The feedback
+folder's fingerprint is part of the component's configuration, so new corrections invalidate the cache. Files that are not usable (empty, oversize, not an image, truncated, decompression
 bombs, unknown class folder, nested folders) are skipped, never fatal, and counted in a report written
 next to the examples (``<examples uri>/ingest_report.json``) and printed. An input with no usable image is
 an error; a class with no image is a warning in the report (the run goes on: a model can still be trained,
@@ -19,6 +26,8 @@ and the Evaluator's per-class slices will show the gap).
 from __future__ import annotations
 
 import collections
+import hashlib
+import itertools
 import json
 import os
 from typing import Any, Iterable
@@ -32,6 +41,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
 
 from components import image_io
 from pipeline import configs
@@ -39,6 +49,7 @@ from pipeline.labels import CLASS_INDEX, CLASS_NAMES
 
 REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
 INPUT_PATTERN = "*/*"
+FEEDBACK_PREFIX = "feedback/"
 
 
 def _custom_config(exec_properties: dict[str, Any]) -> dict[str, Any]:
@@ -59,10 +70,11 @@ def make_example(image: bytes, label_name: str, source: str) -> tf.train.Example
     }))
 
 
-def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int):
+def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix: str = ""):
     """Reads one file; returns ``("ok", example, label_name, reencoded)`` or ``("skip", rel, reason, detail)``."""
     rel = os.path.relpath(path, input_base)
     label_name = rel.split(os.sep)[0]
+    rel = prefix + rel
     if fileio.isdir(path):
         return ("skip", rel, "nested_folder", "folders inside a class folder are not read")
     if label_name not in CLASS_INDEX:
@@ -86,6 +98,28 @@ def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
     return sorted(fileio.glob(os.path.join(input_base, pattern)))
 
 
+def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
+    """Names, sizes and modification times of the files under ``root`` (as TFX fingerprints input_base)."""
+    if not root or not fileio.exists(root):
+        return ""
+    digest = hashlib.sha256()
+    for path in list_inputs(root, pattern):
+        stat = fileio.stat(path)
+        digest.update(f"{os.path.relpath(path, root)}\0{stat.length}\0{stat.mtime_nsec}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def is_feedback(example: tf.train.Example) -> bool:
+    return example.features.feature[configs.SOURCE_KEY].bytes_list.value[0].startswith(FEEDBACK_PREFIX.encode())
+
+
+def partition(example, num_partitions: int, buckets: list[int], split_config, train_index: int) -> int:
+    """Corrections to train; everything else by TFX's hash partitioning."""
+    if is_feedback(example):
+        return train_index
+    return base_example_gen_executor._PartitionFn(example, num_partitions, buckets, split_config)
+
+
 def _layout_hint(input_base: str, pattern: str) -> str:
     return (f"no files match {os.path.join(input_base, pattern)}: the data root must hold one folder per class "
             f"({', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]}) with the images inside")
@@ -101,12 +135,13 @@ def describe_layout_problem(input_base: str) -> str | None:
 def build_report(outcomes: Iterable[tuple], input_base: str) -> dict:
     """Summarises per-file outcomes: kept per class, skipped by reason with the files."""
     kept = collections.Counter()
-    reencoded = 0
+    reencoded = feedback = 0
     skipped = collections.defaultdict(list)
     for outcome in outcomes:
         if outcome[0] == "ok":
             kept[outcome[1]] += 1
             reencoded += int(outcome[2])
+            feedback += int(outcome[3]) if len(outcome) > 3 else 0
         else:
             _, rel, reason, detail = outcome
             skipped[reason].append({"file": rel, "detail": detail})
@@ -117,6 +152,7 @@ def build_report(outcomes: Iterable[tuple], input_base: str) -> dict:
         "kept": sum(kept.values()),
         "kept_per_class": {name: kept.get(name, 0) for name in CLASS_NAMES},
         "reencoded_to_png": reencoded,
+        "feedback": feedback,
         "skipped": sum(len(v) for v in skipped.values()),
         "skipped_by_reason": {reason: len(files) for reason, files in sorted(skipped.items())},
         "skipped_files": dict(sorted(skipped.items())),
@@ -126,7 +162,8 @@ def build_report(outcomes: Iterable[tuple], input_base: str) -> dict:
 
 def format_report(report: dict, max_files: int = 10) -> str:
     lines = [f"ExampleGen: {report['kept']} images kept, {report['skipped']} skipped "
-             f"({report['reencoded_to_png']} re-encoded to PNG) from {report['input_base']}"]
+             f"({report['reencoded_to_png']} re-encoded to PNG) from {report['input_base']}"
+             + (f" including {report['feedback']} corrections (all in train)" if report.get("feedback") else "")]
     for reason, files in report["skipped_files"].items():
         lines.append(f"  skipped {len(files)} × {reason}")
         for item in files[:max_files]:
@@ -166,15 +203,18 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     custom = _custom_config(exec_properties)
     max_bytes = int(custom.get("max_file_bytes", image_io.DEFAULT_MAX_BYTES))
     max_pixels = int(custom.get("max_image_pixels", image_io.DEFAULT_MAX_PIXELS))
-    paths = list_inputs(input_base, split_pattern)
-    if not paths:
+    inputs = [(path, input_base, "") for path in list_inputs(input_base, split_pattern)]
+    if not inputs:
         raise EmptyDatasetError(_layout_hint(input_base, split_pattern))
+    feedback_root = custom.get("feedback_root")
+    if feedback_root and fileio.exists(feedback_root):
+        inputs += [(path, feedback_root, FEEDBACK_PREFIX) for path in list_inputs(feedback_root, split_pattern)]
     outcomes = (pipeline
-                | "ListFiles" >> beam.Create(paths)
+                | "ListFiles" >> beam.Create(inputs)
                 | "Reshuffle" >> beam.Reshuffle()
-                | "ReadImage" >> beam.Map(read_one, input_base, max_bytes, max_pixels))
+                | "ReadImage" >> beam.Map(lambda item: read_one(item[0], item[1], max_bytes, max_pixels, item[2])))
     _ = (outcomes
-         | "Summarise" >> beam.Map(lambda o: ("ok", o[2], o[3]) if o[0] == "ok" else o)
+         | "Summarise" >> beam.Map(lambda o: ("ok", o[2], o[3], is_feedback(o[1])) if o[0] == "ok" else o)
          | "Collect" >> beam.combiners.ToList()
          | "WriteReport" >> beam.Map(_write_report, input_base, exec_properties.get(REPORT_URI_KEY)))
     return (outcomes
@@ -187,6 +227,24 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return _ImagesToExample
+
+    def GenerateExamplesByBeam(self, pipeline, exec_properties):
+        """As the base class with output splits, but corrections always land in the train split."""
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        splits = output_config.split_config.splits
+        if len(input_config.splits) != 1 or not splits:
+            raise ValueError("the image ExampleGen reads one input split into hash-bucketed output splits")
+        names = [split.name for split in splits]
+        buckets = list(itertools.accumulate(split.hash_buckets for split in splits))
+        exec_properties["_beam_pipeline_args"] = self._beam_pipeline_args or []
+        partitions = (pipeline
+                      | "InputToRecord" >> _ImagesToExample(exec_properties, input_config.splits[0].pattern)
+                      | "SplitData" >> beam.Partition(partition, len(buckets), buckets, output_config.split_config,
+                                                      names.index(configs.TRAIN_SPLIT)))
+        return dict(zip(names, partitions))
 
     def Do(self, input_dict, output_dict, exec_properties):
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
@@ -206,13 +264,20 @@ def output_config(train_buckets: int, eval_buckets: int) -> example_gen_pb2.Outp
 
 def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int = 1,
                     max_file_bytes: int = image_io.DEFAULT_MAX_BYTES,
-                    max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS) -> FileBasedExampleGen:
-    """The image ExampleGen component (a FileBasedExampleGen with this module's executor)."""
+                    max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS,
+                    feedback_root: str | None = None) -> FileBasedExampleGen:
+    """The image ExampleGen component (a FileBasedExampleGen with this module's executor).
+
+    ``feedback_root``: exported corrections (``<class>/<image>``), always trained on; see the module doc.
+    """
+    custom_config = {"max_file_bytes": max_file_bytes, "max_image_pixels": max_image_pixels}
+    if feedback_root:
+        custom_config.update(feedback_root=feedback_root, feedback_fingerprint=folder_fingerprint(feedback_root))
     return FileBasedExampleGen(
         input_base=input_base,
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="images", pattern=INPUT_PATTERN)]),
         output_config=output_config(train_buckets, eval_buckets),
-        custom_config={"max_file_bytes": max_file_bytes, "max_image_pixels": max_image_pixels},
+        custom_config=custom_config,
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
     ).with_id("ImageExampleGen")

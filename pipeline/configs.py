@@ -51,6 +51,7 @@ class Config:
     pipeline_root: str = str(PROJECT_ROOT / "outputs" / "pipeline")
     metadata_path: str = ""  # default: <pipeline_root>/metadata.sqlite
     serving_dir: str = str(PROJECT_ROOT / "serving" / "models" / MODEL_NAME)
+    feedback_dir: str = str(PROJECT_ROOT / "outputs" / "feedback")   # the web client's feedback store
 
     # Data generation (built-in default data).
     generate_per_class: int = 80

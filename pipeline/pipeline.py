@@ -62,10 +62,12 @@ def eval_config(config: Config) -> tfma.EvalConfig:
 
 def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
                     metadata_connection_config=None, enable_cache: bool = True,
-                    with_pusher: bool = True) -> tfx.dsl.Pipeline:
+                    with_pusher: bool = True, feedback_root: str | None = None) -> tfx.dsl.Pipeline:
+    """``feedback_root``: users' corrections exported as ``<class>/<image>`` (always in the train split)."""
     example_gen = ImageExampleGen(
         input_base=config.data_root, train_buckets=config.train_buckets, eval_buckets=config.eval_buckets,
-        max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels)
+        max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels,
+        feedback_root=feedback_root)
     # Semantic-domain stats recognise image_raw as images (format, size) instead of opaque bytes, and
     # SchemaGen then marks it with an image_domain.
     statistics_gen = tfx.components.StatisticsGen(

@@ -20,8 +20,11 @@ MAX_BYTES = 300_000
 MAX_PIXELS = 4_000_000
 
 
-def run_example_gen(data_root: Path, out: Path) -> tuple[dict, dict]:
+def run_example_gen(data_root: Path, out: Path, feedback_root: Path | None = None) -> tuple[dict, dict]:
     """Runs the executor; returns ({split: [tf.Example]}, report)."""
+    custom = {"max_file_bytes": MAX_BYTES, "max_image_pixels": MAX_PIXELS}
+    if feedback_root:
+        custom["feedback_root"] = str(feedback_root)
     examples = standard_artifacts.Examples()
     examples.uri = str(out)
     exec_properties = {
@@ -31,7 +34,7 @@ def run_example_gen(data_root: Path, out: Path) -> tuple[dict, dict]:
         "output_config": proto_utils.proto_to_json(ieg.output_config(4, 1)),
         "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
         "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-        "custom_config": json.dumps({"max_file_bytes": MAX_BYTES, "max_image_pixels": MAX_PIXELS}),
+        "custom_config": json.dumps(custom),
     }
     ieg.Executor().Do({}, {"examples": [examples]}, exec_properties)
     splits = {}
@@ -143,3 +146,28 @@ def test_folder_without_class_folders_is_a_clear_error(tmp_path):
     (tmp_path / "data").mkdir()
     with pytest.raises(Exception, match="one folder per class"):
         run_example_gen(tmp_path / "data", tmp_path / "out")
+
+
+def test_corrections_always_train_and_leave_the_main_split_as_it_was(tmp_path, tiny_dataset):
+    from pipeline import generate_letters
+    feedback = tmp_path / "feedback"
+    generate_letters.generate(feedback, per_class=2, seed=31, progress=False)
+    (feedback / "generated.json").unlink()
+    without, _ = run_example_gen(tiny_dataset, tmp_path / "a")
+    with_fb, report = run_example_gen(tiny_dataset, tmp_path / "b", feedback_root=feedback)
+    sources = {name: {_feature(e, configs.SOURCE_KEY).decode() for e in exs} for name, exs in with_fb.items()}
+    corrections = {s for s in sources["train"] if s.startswith("feedback/")}
+    assert len(corrections) == 2 * 27 == report["feedback"]
+    assert not any(s.startswith("feedback/") for s in sources["eval"])
+    for name in ("train", "eval"):
+        assert sources[name] - corrections == {_feature(e, configs.SOURCE_KEY).decode() for e in without[name]}
+    assert "corrections (all in train)" in ieg.format_report(report)
+
+
+def test_feedback_fingerprint_changes_with_new_corrections(tmp_path):
+    (tmp_path / "alef").mkdir()
+    assert ieg.folder_fingerprint(str(tmp_path / "missing")) == ""
+    empty = ieg.folder_fingerprint(str(tmp_path))
+    (tmp_path / "alef" / "1.png").write_bytes(png_bytes(letter_image(20, 20)))
+    one = ieg.folder_fingerprint(str(tmp_path))
+    assert one != empty and ieg.folder_fingerprint(str(tmp_path)) == one

@@ -6,8 +6,8 @@ import os
 
 from pipeline import configs
 
-DEFAULT_FEEDBACK_DIR = str(configs.PROJECT_ROOT / "outputs" / "feedback")
-FEEDBACK_DIR_ENV = "LETTERS_FEEDBACK_DIR"
+DEFAULT_FEEDBACK_DIR = configs.Config().feedback_dir
+FEEDBACK_DIR_ENV = "LETTERS_FEEDBACK_DIR"   # = the pipeline's Config.feedback_dir override
 
 ENV = {   # field -> environment variable
     "host": "LETTERS_WEB_HOST",
