@@ -40,7 +40,7 @@ def test_commands_are_the_specs_with_the_executor_input_filled_in(launched):
 def test_example_gen_wrote_both_splits_and_its_report(launched):
     launcher, _, _, paths = launched
     examples = launcher.outputs["ImageExampleGen"]["examples"]
-    assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
+    assert sorted(json.loads(examples["metadata"]["split_names"])) == ["eval", "train"]
     for split in ("train", "eval"):
         files = os.listdir(os.path.join(examples["uri"], f"Split-{split}"))
         assert files and all(f.endswith(".gz") for f in files)
@@ -56,7 +56,7 @@ def test_transform_produced_a_graph_and_transformed_examples(launched):
     outputs = launcher.outputs["Transform"]
     graph = tft.TFTransformOutput(outputs["transform_graph"]["uri"])
     assert "image" in graph.transformed_feature_spec()
-    assert json.loads(outputs["transformed_examples"]["metadata"]["split_names"]) == ["train", "eval"]
+    assert sorted(json.loads(outputs["transformed_examples"]["metadata"]["split_names"])) == ["eval", "train"]
     for split in ("train", "eval"):
         assert os.listdir(os.path.join(outputs["transformed_examples"]["uri"], f"Split-{split}"))
     # The inputs Transform read are the artifacts the upstream tasks reported in their executor output.
