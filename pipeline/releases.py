@@ -6,8 +6,9 @@
 
 ``list`` joins the serving directory (what the Pusher wrote, with its push records) with ML Metadata (the
 Evaluator's metrics and blessing for the same model). ``promote`` points a version label (``stable``,
-``canary``) at a pushed version in a TF Serving ``models.config`` and keeps every labelled version loaded
-(``specific`` version policy); the file is replaced atomically, and both TF Serving and the embedded server
+``canary``) at a pushed version in a TF Serving ``models.config`` and keeps every labelled version loaded,
+plus the version the label left (``specific`` version policy); with a running server the label moves only once that server has loaded the
+version; the file is replaced atomically, and both TF Serving and the embedded server
 re-read it (``--model_config_file_poll_wait_seconds``). ``rollback`` moves the label back to the version it
 pointed at before its last promotion (recorded in ``<config>.history.json``).
 """
@@ -19,6 +20,8 @@ import os
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -141,9 +144,32 @@ def _read_history(config_file: str) -> list[dict]:
         return []
 
 
+def version_state(server_url: str, model_name: str, version: int) -> str | None:
+    """The version's state on a running server (AVAILABLE, LOADING, END, …), or None if unreachable."""
+    url = f"{server_url.rstrip('/')}/v1/models/{model_name}/versions/{version}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            status = json.loads(resp.read()).get("model_version_status", [])
+    except urllib.error.HTTPError as err:
+        return f"HTTP {err.code}"
+    except OSError:
+        return None
+    return status[0]["state"] if status else "UNKNOWN"
+
+
+def _write_config(config_file: str, config) -> None:
+    _write_atomically(config_file, text_format.MessageToString(model_server_config_pb2.ModelServerConfig(
+        model_config_list=config.model_config_list)))
+
+
 def set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str = configs.MODEL_NAME,
-              record: bool = True) -> int | None:
-    """Points ``label`` at ``version``; returns the version it pointed at before (None if unset)."""
+              record: bool = True, server_url: str | None = None, timeout: float = 120.0) -> int | None:
+    """Points ``label`` at ``version``; returns the version it pointed at before (None if unset).
+
+    A server accepts a label only on a version it has loaded, so with a running server (``server_url``)
+    this happens in two steps, as TF Serving's documentation describes: first the version is added to the
+    served versions and the label change waits until the server reports it AVAILABLE, then the label moves.
+    """
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
     if version not in pushed_versions(serving_dir):
@@ -151,12 +177,21 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
     config = load_config(config_file) if os.path.exists(config_file) else model_server_config_pb2.ModelServerConfig()
     model = _model_config(config, model_name, base_path=os.path.abspath(serving_dir))
     previous = model.version_labels[label] if label in model.version_labels else None
-    model.version_labels[label] = version
-    # Every labelled version must stay loaded: serve exactly those.
+    # Serve every labelled version, the new one, and the one this label leaves (it keeps answering until the
+    # label moves, and makes a rollback instant).
+    keep = set(model.version_labels.values()) | {version} | ({previous} if previous is not None else set())
     model.model_version_policy.specific.ClearField("versions")
-    model.model_version_policy.specific.versions.extend(sorted(set(model.version_labels.values())))
-    _write_atomically(config_file, text_format.MessageToString(model_server_config_pb2.ModelServerConfig(
-        model_config_list=config.model_config_list)))
+    model.model_version_policy.specific.versions.extend(sorted(keep))
+    if server_url and version_state(server_url, model_name, version) not in (None, "AVAILABLE"):
+        _write_config(config_file, config)
+        deadline = time.monotonic() + timeout
+        while (state := version_state(server_url, model_name, version)) != "AVAILABLE":
+            if time.monotonic() > deadline:
+                raise ValueError(f"version {version} did not become AVAILABLE on {server_url} within "
+                                 f"{timeout:.0f} s (state: {state}); label {label!r} left unchanged")
+            time.sleep(0.5)
+    model.version_labels[label] = version
+    _write_config(config_file, config)
     if record:
         history = _read_history(config_file)
         history.append({"label": label, "version": version, "previous": previous,
@@ -165,7 +200,8 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
     return previous
 
 
-def rollback(config_file: str, label: str, serving_dir: str, model_name: str = configs.MODEL_NAME) -> int:
+def rollback(config_file: str, label: str, serving_dir: str, model_name: str = configs.MODEL_NAME,
+             server_url: str | None = None) -> int:
     """Moves ``label`` back to where its newest still-effective promotion found it; returns that version."""
     history = _read_history(config_file)
     for i in range(len(history) - 1, -1, -1):
@@ -173,7 +209,8 @@ def rollback(config_file: str, label: str, serving_dir: str, model_name: str = c
         if entry["label"] == label and not entry.get("rolled_back"):
             if entry["previous"] is None:
                 raise ValueError(f"label {label!r} had no version before {entry['version']}: nothing to roll back to")
-            set_label(config_file, label, entry["previous"], serving_dir, model_name, record=False)
+            set_label(config_file, label, entry["previous"], serving_dir, model_name, record=False,
+                      server_url=server_url)
             entry["rolled_back"] = True
             _write_atomically(_history_path(config_file), json.dumps(history, indent=2))
             return entry["previous"]
@@ -192,6 +229,8 @@ def main(argv=None) -> int:
     common.add_argument("--metadata-path", default=defaults.metadata_file, help="(default: %(default)s)")
     common.add_argument("--config", default=default_config_file(defaults),
                         help="TF Serving models.config to read and edit (default: %(default)s)")
+    common.add_argument("--server-url", default="http://127.0.0.1:8501",
+                        help="a running model server: a label moves only once it has loaded the version")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", parents=[common], help="pushed versions with their evaluation, blessing and labels")
@@ -205,10 +244,11 @@ def main(argv=None) -> int:
         if args.command == "list":
             print(format_versions(list_versions(args.serving_dir, args.metadata_path, args.config)))
         elif args.command == "promote":
-            previous = set_label(args.config, args.label, args.version, args.serving_dir)
+            previous = set_label(args.config, args.label, args.version, args.serving_dir,
+                                 server_url=args.server_url)
             print(f"{args.label}: {previous if previous is not None else '(unset)'} -> {args.version} in {args.config}")
         else:
-            version = rollback(args.config, args.label, args.serving_dir)
+            version = rollback(args.config, args.label, args.serving_dir, server_url=args.server_url)
             print(f"{args.label} rolled back to {version} in {args.config}")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -119,8 +119,8 @@ def summarize(metadata_file: str) -> dict:
         if os.path.exists(report_path):
             with open(report_path) as f:
                 report = json.load(f)
-            summary["ingest"] = {k: report[k] for k in ("kept", "skipped", "skipped_by_reason", "empty_classes",
-                                                        "reencoded_to_png")}
+            summary["ingest"] = {k: report.get(k, 0) for k in ("kept", "skipped", "skipped_by_reason", "empty_classes",
+                                                               "reencoded_to_png", "feedback")}
         summary["examples_per_split"] = {split: _count_records(os.path.join(uri, f"Split-{split}"))
                                          for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT)}
     model_run = comps.get("Trainer", {}).get("outputs", {}).get("model_run")
@@ -159,7 +159,8 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
         ingest = summary.get("ingest", {})
         reasons = ", ".join(f"{n} {r}" for r, n in ingest.get("skipped_by_reason", {}).items())
         lines.append(f"  examples: train {split.get('train')}, eval {split.get('eval')}; "
-                     f"skipped {ingest.get('skipped', '?')}" + (f" ({reasons})" if reasons else ""))
+                     f"skipped {ingest.get('skipped', '?')}" + (f" ({reasons})" if reasons else "")
+                     + (f"; {ingest['feedback']} corrections from users (in train)" if ingest.get("feedback") else ""))
         if ingest.get("empty_classes"):
             lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
     if "training" in summary:

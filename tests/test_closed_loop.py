@@ -1,0 +1,90 @@
+"""The whole cycle: serve v1 → corrections through the web API → retrain → v2 blessed, pushed and served →
+the web API answers from v2 → rollback answers from v1 again."""
+import base64
+import json
+import time
+import urllib.request
+
+from pipeline import generate_letters, releases
+from tests.conftest import run_pipeline
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def answering_version(web_url: str, image: bytes) -> str:
+    status, body = post(f"{web_url}/api/predict", {"image": base64.b64encode(image).decode(), "route": "stable"})
+    assert status == 200, body
+    return body["model_version"]
+
+
+def wait_for_version(web_url: str, image: bytes, version: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = answering_version(web_url, image)
+        if seen == str(version):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"still answered by version {seen}, not {version}, after {timeout} s")
+
+
+def test_feedback_retrain_push_hot_swap_and_rollback(tiny_dataset, tmp_path):
+    from serving.testing import start_server
+    from web import server as web_server
+    from web.config import WebConfig
+    from web.feedback import FeedbackStore
+
+    feedback_dir, serving_dir, config = tmp_path / "feedback", tmp_path / "serving", tmp_path / "models.config"
+    flags = ["--epochs", "3", "--accuracy-floor", "0.0", "--max-regression", "1.0", "--feedback-dir", str(feedback_dir)]
+    first, _ = run_pipeline(tiny_dataset, tmp_path, *flags)
+    v1 = int(first["pushed_version"])
+    assert "feedback" not in first["ingest"] or first["ingest"].get("feedback", 0) == 0
+    releases.set_label(str(config), "stable", v1, str(serving_dir))
+
+    corrections = tmp_path / "drawn"
+    generate_letters.generate(corrections, per_class=1, seed=2024, progress=False)
+    drawn = sorted(corrections.glob("*/*.png"))
+    probe = drawn[0].read_bytes()
+
+    # Labels in the startup config need this flag, with the real TF Serving too.
+    with start_server(model_config_file=str(config), model_config_file_poll_wait_seconds=0.5,
+                      file_system_poll_wait_seconds=0.5, allow_version_labels_for_unavailable_models=True) as server, \
+            web_server.start(WebConfig(host="127.0.0.1", port=0, tf_serving_url=server.url,
+                                       feedback_dir=str(feedback_dir))) as web:
+        assert answering_version(web.url, probe) == str(v1)
+        # A user corrects one drawing of every letter through the web API.
+        for path in drawn:
+            image = base64.b64encode(path.read_bytes()).decode()
+            status, answer = post(f"{web.url}/api/predict", {"image": image})
+            assert status == 200
+            status, stored = post(f"{web.url}/api/feedback", {
+                "image": image, "label": path.parent.name, "predicted_label": answer["top"][0]["class"],
+                "probability": answer["top"][0]["probability"], "model_version": answer["model_version"]})
+            assert status == 201, stored
+        store = FeedbackStore(str(feedback_dir))
+        assert len(store.records()) == 27
+        store.close()
+
+        second, _ = run_pipeline(tiny_dataset, tmp_path, *flags)
+        assert second["ingest"]["feedback"] == 27
+        assert second["components"]["ImageExampleGen"] == second["components"]["Trainer"] == "complete"
+        assert second["had_baseline"] and second["blessed"] and second["pushed"]
+        v2 = int(second["pushed_version"])
+        assert v2 > v1
+        assert second["examples_per_split"]["train"] == first["examples_per_split"]["train"] + 27
+        assert second["examples_per_split"]["eval"] == first["examples_per_split"]["eval"]
+
+        releases.set_label(str(config), "stable", v2, str(serving_dir), server_url=server.url)
+        wait_for_version(web.url, probe, v2)
+        assert {r["version"]: r["labels"] for r in releases.list_versions(
+            str(serving_dir), str(tmp_path / "pipeline" / "metadata.sqlite"), str(config))} == {v1: [], v2: ["stable"]}
+
+        assert releases.rollback(str(config), "stable", str(serving_dir), server_url=server.url) == v1
+        wait_for_version(web.url, probe, v1)
