@@ -14,7 +14,6 @@ uploading the spec and running it.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -73,8 +72,9 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (pipelin
                    help="TF Serving model base directory the Pusher writes <version>/ into (gs://…/letters)")
     p.add_argument("--display-name", default=None, help="pipeline display name (default: letters)")
     p.add_argument("--no-cache", action="store_true", help="compile with caching off for every task")
-    p.add_argument("--serving-validation", action="store_true",
-                   help="add the serving validator between Evaluator and Pusher (needs create_pipeline support)")
+    p.add_argument("--no-serving-validation", dest="serving_validation", action="store_false",
+                   help="leave out the serving validator between Evaluator and Pusher (it serves the candidate "
+                        "in the embedded TF Serving-compatible server and sends it eval images over REST)")
 
     training = p.add_argument_group("training (defaults from pipeline/configs.py)")
     training.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -157,20 +157,15 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
 
 def compile_spec(config: Config, image: str, beam: list[str], resources: dict, target: str = "kfp",
                  enable_cache: bool = True, display_name: str | None = None,
-                 serving_validation: bool = False) -> tuple[dict, list[str]]:
+                 serving_validation: bool = True) -> tuple[dict, list[str]]:
     """Compiles and edits the spec; returns (PipelineJob dict whose pipelineSpec is edited, notes)."""
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline
 
-    kwargs = {}
-    if serving_validation:
-        if "with_serving_validation" not in inspect.signature(create_pipeline).parameters:
-            raise SystemExit("error: create_pipeline() has no with_serving_validation option yet "
-                             "(see kubeflow/README.md, 'Serving validation')")
-        kwargs["with_serving_validation"] = True
     tfx_pipeline = create_pipeline(config, beam_pipeline_args=beam, metadata_connection_config=None,
-                                   enable_cache=enable_cache, with_pusher=True, **kwargs)
+                                   enable_cache=enable_cache, with_pusher=True,
+                                   with_serving_validation=serving_validation)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             display_name=display_name, default_image=image, use_pipeline_spec_2_1=True))

@@ -114,10 +114,11 @@ class Executor(pusher_executor.Executor):
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))
 
 
-def AtomicPusher(model, model_blessing, base_directory: str) -> Pusher:
+def AtomicPusher(model, model_blessing, base_directory: str, infra_blessing=None) -> Pusher:
     return Pusher(
         model=model,
         model_blessing=model_blessing,
+        infra_blessing=infra_blessing,
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base_directory)),
         custom_executor_spec=executor_spec.ExecutorClassSpec(Executor),

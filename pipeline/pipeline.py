@@ -2,7 +2,8 @@
 
 ImageExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
 Resolver (latest blessed model) + Evaluator (accuracy floor, no worse than the last blessed model,
-per-class slices) → Pusher (atomic, into a TF Serving model directory).
+per-class slices) → ServingValidator (the candidate answers real requests in a TF Serving-compatible server)
+→ Pusher (atomic, into a TF Serving model directory).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tfx.proto import trainer_pb2
 
 from components.atomic_pusher import AtomicPusher
 from components.image_example_gen import ImageExampleGen
+from components.serving_validator import ServingValidator
 from pipeline import configs
 from pipeline.configs import Config
 
@@ -62,8 +64,13 @@ def eval_config(config: Config) -> tfma.EvalConfig:
 
 def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
                     metadata_connection_config=None, enable_cache: bool = True,
-                    with_pusher: bool = True, feedback_root: str | None = None) -> tfx.dsl.Pipeline:
-    """``feedback_root``: users' corrections exported as ``<class>/<image>`` (always in the train split)."""
+                    with_pusher: bool = True, feedback_root: str | None = None,
+                    with_serving_validation: bool = True) -> tfx.dsl.Pipeline:
+    """``feedback_root``: users' corrections exported as ``<class>/<image>`` (always in the train split).
+
+    ``with_serving_validation``: before pushing, serve the candidate in the embedded TF Serving-compatible
+    server and send it eval images over REST (works locally and in a cluster, unlike InfraValidator).
+    """
     example_gen = ImageExampleGen(
         input_base=config.data_root, train_buckets=config.train_buckets, eval_buckets=config.eval_buckets,
         max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels,
@@ -104,9 +111,17 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
         example_splits=[configs.EVAL_SPLIT])
     components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
                   model_resolver, evaluator]
+    infra_blessing = None
+    if with_serving_validation:
+        serving_validator = ServingValidator(model=trainer.outputs["model"],
+                                             examples=example_gen.outputs["examples"],
+                                             model_blessing=evaluator.outputs["blessing"])
+        components.append(serving_validator)
+        infra_blessing = serving_validator.outputs["blessing"]
     if with_pusher:
         components.append(AtomicPusher(model=trainer.outputs["model"],
                                        model_blessing=evaluator.outputs["blessing"],
+                                       infra_blessing=infra_blessing,
                                        base_directory=config.serving_dir))
     return tfx.dsl.Pipeline(
         pipeline_name=configs.PIPELINE_NAME,

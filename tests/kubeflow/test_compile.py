@@ -17,6 +17,7 @@ EXECUTORS = {
     "Transform": "tfx.components.transform.executor.Executor",
     "Trainer": "tfx.components.trainer.executor.GenericExecutor",
     "Evaluator": "tfx.components.evaluator.executor.Executor",
+    "ServingValidator": "components.serving_validator.Executor",
     "Pusher": "components.atomic_pusher.Executor",
 }
 # task → {input key: (producer task, producer output key)}
@@ -29,7 +30,10 @@ WIRING = {
     "Trainer": {"examples": ("Transform", "transformed_examples"), "transform_graph": ("Transform", "transform_graph"),
                 "schema": ("SchemaGen", "schema")},
     "Evaluator": {"examples": ("ImageExampleGen", "examples"), "model": ("Trainer", "model")},
-    "Pusher": {"model": ("Trainer", "model"), "model_blessing": ("Evaluator", "blessing")},
+    "ServingValidator": {"model": ("Trainer", "model"), "examples": ("ImageExampleGen", "examples"),
+                         "model_blessing": ("Evaluator", "blessing")},
+    "Pusher": {"model": ("Trainer", "model"), "model_blessing": ("Evaluator", "blessing"),
+               "infra_blessing": ("ServingValidator", "blessing")},
 }
 BEAM = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
@@ -48,7 +52,7 @@ def test_spec_loads_with_the_kfp_client(compiled):
     assert doc.pipeline_spec.schema_version == "2.1.0"
     assert components.load_component_from_file(str(paths["output"])).name == "letters"
     spec_lib.check(spec)
-    assert "8 tasks" in stdout
+    assert "9 tasks" in stdout
 
 
 def test_dag_components_and_dependencies(compiled):
