@@ -1,6 +1,6 @@
 """Benchmark a full pipeline run: wall time, peak memory, accuracy, model size and single-image latency.
 
-    python bench/train_hhd.py --data-root ../shared/datasets/hhd_train [-- extra local_runner flags]
+    python bench/train_hhd.py --data-root /path/to/hhd_train [-- extra local_runner flags]
     python bench/train_hhd.py                     # the built-in generated data (what `make demo` runs)
 
 With ``--data-root``, the last 20 % of each class's form numbers are held out first (``bench/writer_split.py``:

@@ -6,6 +6,10 @@ the base directory can catch a version mid-copy. This executor copies into ``<ba
 the whole directory to ``<base>/<version>`` in one step. Versions are UNIX timestamps, made larger than any
 version already there. A model whose files are identical to an already-pushed version is not copied
 again: the push is recorded against that version.
+
+On object stores (``gs://``, ``s3://``) a directory rename is a copy, so there the model is copied straight
+into ``<base>/<version>`` with ``saved_model.pb`` written last, as TFX's Pusher does: a server that lists the
+version early fails to load it and retries once the copy is complete.
 """
 from __future__ import annotations
 
@@ -74,17 +78,21 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
             return version, False
     version = max([int(time.time())] + [v + 1 for v in existing])
     fileio.makedirs(base)
-    incoming = os.path.join(base, f"{INCOMING_PREFIX}{version}-{os.getpid()}")
-    if fileio.exists(incoming):
-        fileio.rmtree(incoming)
-    io_utils.copy_dir(model_dir, incoming)
+    final = os.path.join(base, str(version))
+    object_store = "://" in base
+    target = final if object_store else os.path.join(base, f"{INCOMING_PREFIX}{version}-{os.getpid()}")
+    if fileio.exists(target):
+        fileio.rmtree(target)
+    io_utils.copy_dir(model_dir, target, deny_regex_patterns=[r"saved_model\.pb"])
     record = {"version": version, "fingerprint": fingerprint, "model": model_dir,
               "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     record.update(extra_record or {})
-    fileio.makedirs(os.path.join(incoming, os.path.dirname(PUSH_RECORD)))
-    with fileio.open(os.path.join(incoming, PUSH_RECORD), "w") as f:
+    fileio.makedirs(os.path.join(target, os.path.dirname(PUSH_RECORD)))
+    with fileio.open(os.path.join(target, PUSH_RECORD), "w") as f:
         f.write(json.dumps(record, indent=2))
-    fileio.rename(incoming, os.path.join(base, str(version)))
+    io_utils.copy_file(os.path.join(model_dir, "saved_model.pb"), os.path.join(target, "saved_model.pb"))
+    if not object_store:
+        fileio.rename(target, final)
     return version, True
 
 

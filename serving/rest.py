@@ -1,6 +1,6 @@
 """TF Serving's REST API: routes, handlers, error envelope (model_servers/http_rest_api_handler.cc).
 
-See /work/shared/specs/tfserving_rest_api.md (sections 1-10, 12, 13) for the contract reproduced here.
+See serving/tfserving_rest_api.md (sections 1-10, 12, 13) for the contract reproduced here.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Calls to TF Serving's REST API (/work/shared/specs/tfserving_rest_api.md), with stable/canary routing.
+"""Calls to TF Serving's REST API (serving/tfserving_rest_api.md), with stable/canary routing.
 
 Routing: a share of predictions (``canary_share``) goes to the ``canary`` version label, the rest to ``stable``.
 A label is resolved to a version number through the metadata route (``GET /v1/models/{m}/labels/{l}/metadata``

@@ -1,4 +1,4 @@
-"""The REST contract of /work/shared/specs/tfserving_rest_api.md, case by case, against the embedded server."""
+"""The REST contract of serving/tfserving_rest_api.md, case by case, against the embedded server."""
 import json
 import socket
 

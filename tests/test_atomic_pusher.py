@@ -1,0 +1,50 @@
+"""The Pusher's publishing step: whole versions only, increasing numbers, no duplicates."""
+import os
+
+import tensorflow as tf
+
+from components import atomic_pusher
+
+
+def fake_model(path, content=b"graph"):
+    os.makedirs(os.path.join(path, "variables"), exist_ok=True)
+    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+        f.write(content)
+    with open(os.path.join(path, "variables", "variables.index"), "wb") as f:
+        f.write(b"index")
+    return str(path)
+
+
+def test_push_publishes_complete_versions_and_skips_identical_models(tmp_path):
+    base = str(tmp_path / "serving")
+    m1, m2 = fake_model(tmp_path / "m1", b"one"), fake_model(tmp_path / "m2", b"two")
+    v1, copied1 = atomic_pusher.push_model(m1, base, {"model_artifact_id": 7})
+    again, copied_again = atomic_pusher.push_model(m1, base)
+    v2, copied2 = atomic_pusher.push_model(m2, base)
+    assert copied1 and not copied_again and copied2
+    assert again == v1 and v2 > v1
+    assert sorted(os.listdir(base)) == sorted([str(v1), str(v2)])      # no .incoming-* left behind
+    for version, model in ((v1, m1), (v2, m2)):
+        for rel in ("saved_model.pb", "variables/variables.index"):
+            with open(os.path.join(base, str(version), rel), "rb") as a, open(os.path.join(model, rel), "rb") as b:
+                assert a.read() == b.read()
+    records = atomic_pusher.pushed_versions(base)
+    assert records[v1]["model_artifact_id"] == 7 and records[v1]["fingerprint"] != records[v2]["fingerprint"]
+    assert atomic_pusher.model_fingerprint(os.path.join(base, str(v1))) == records[v1]["fingerprint"]
+
+
+def test_non_integer_entries_are_not_versions(tmp_path):
+    base = tmp_path / "serving"
+    (base / ".incoming-5-1").mkdir(parents=True)
+    (base / "notes").mkdir()
+    version, _ = atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
+    assert list(atomic_pusher.pushed_versions(str(base))) == [version]
+
+
+def test_object_store_push_writes_saved_model_last_into_the_version(tmp_path):
+    base = "ram://letters-push-test/serving"
+    version, copied = atomic_pusher.push_model(fake_model(tmp_path / "m"), base)
+    assert copied
+    assert tf.io.gfile.listdir(base) == [str(version)] or tf.io.gfile.listdir(base) == [f"{version}/"]
+    assert tf.io.gfile.exists(f"{base}/{version}/saved_model.pb")
+    assert tf.io.gfile.exists(f"{base}/{version}/variables/variables.index")
