@@ -1,8 +1,9 @@
 """The Transform step: encoded image bytes → a fixed-size ink image, the same graph at training and serving.
 
 Decode (PNG/JPEG/GIF/BMP, 1–4 channels), composite transparency over white paper, grayscale, invert so ink
-is 1 and paper is 0, stretch contrast, then resize keeping the aspect ratio and pad to a square (ו, י and ן
-differ mainly in length, so squashing to a square would erase what tells them apart).
+is 1 and paper is 0, stretch contrast, crop to the ink (a letter drawn small on a big canvas looks like a
+tight crop, as the training images are), then resize keeping the aspect ratio and pad to a square (ו, י and
+ן differ mainly in length, so squashing to a square would erase what tells them apart).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pipeline.configs import Config
 
 IMAGE_SIZE = Config.from_env().image_size
 MIN_CONTRAST = 0.08   # below this the image is (nearly) blank: leave it as it is rather than amplify noise
+INK_THRESHOLD = 0.35  # after the contrast stretch, pixels above this count as ink when cropping
+CROP_MARGIN = 0.04    # margin kept around the ink, as a share of its longer side
 
 
 def _gray_and_alpha(img: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -32,6 +35,24 @@ def _gray_and_alpha(img: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     ])
 
 
+def crop_to_ink(ink: tf.Tensor) -> tf.Tensor:
+    """[h, w] → the box around pixels above INK_THRESHOLD plus a small margin (unchanged if there are none)."""
+    mask = ink > INK_THRESHOLD
+    rows = tf.where(tf.reduce_any(mask, axis=1))[:, 0]
+    cols = tf.where(tf.reduce_any(mask, axis=0))[:, 0]
+
+    def crop():
+        y0, y1 = tf.reduce_min(rows), tf.reduce_max(rows) + 1
+        x0, x1 = tf.reduce_min(cols), tf.reduce_max(cols) + 1
+        margin = tf.cast(tf.math.ceil(CROP_MARGIN * tf.cast(tf.maximum(y1 - y0, x1 - x0), tf.float32)), tf.int64)
+        h, w = tf.shape(ink, out_type=tf.int64)[0], tf.shape(ink, out_type=tf.int64)[1]
+        y0, x0 = tf.maximum(y0 - margin, 0), tf.maximum(x0 - margin, 0)
+        y1, x1 = tf.minimum(y1 + margin, h), tf.minimum(x1 + margin, w)
+        return ink[y0:y1, x0:x1]
+
+    return tf.cond(tf.size(rows) > 0, crop, lambda: ink)
+
+
 def decode_to_ink(data: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
     """One encoded image (scalar string) → [size, size, 1] float32, ink = 1, paper = 0."""
     img = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
@@ -40,6 +61,7 @@ def decode_to_ink(data: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
     ink = (1.0 - gray) * alpha            # composite over white, then invert
     lo, hi = tf.reduce_min(ink), tf.reduce_max(ink)
     ink = tf.cond(hi - lo > MIN_CONTRAST, lambda: (ink - lo) / (hi - lo), lambda: ink)
+    ink = crop_to_ink(ink)
     ink = tf.image.resize_with_pad(ink[..., tf.newaxis], size, size, antialias=True)
     return tf.clip_by_value(tf.ensure_shape(ink, [size, size, 1]), 0.0, 1.0)
 

@@ -80,3 +80,15 @@ def test_batch_function_matches_single_images():
     assert batch.shape == (2, SIZE, SIZE, 1)
     for i, data in enumerate(images):
         np.testing.assert_allclose(batch[i, ..., 0], transform(data), atol=1e-6)
+
+
+def test_a_small_letter_on_a_big_canvas_looks_like_a_tight_crop():
+    tight = Image.new("L", (40, 60), 255)
+    ImageDraw.Draw(tight).line([(8, 5), (30, 55)], fill=0, width=6)
+    canvas = Image.new("RGBA", (320, 320), (0, 0, 0, 0))          # a drawing pad export: transparent
+    canvas.paste(Image.merge("RGBA", [tight.point(lambda v: 0)] * 3 + [tight.point(lambda v: 255 - v)]),
+                 (30, 200))
+    a, b = transform(png_bytes(tight)), transform(png_bytes(canvas))
+    assert np.abs(a - b).mean() < 0.03
+    ys, xs = np.nonzero(b > 0.5)
+    assert ys.max() - ys.min() + 1 >= SIZE * 0.8      # the stroke fills the frame, not a corner of it
