@@ -151,6 +151,21 @@ def publish_version(base_path: str, version: int, broken: bool = False, half_wri
     return target
 
 
+def labelled_config_text(base_path, labels: dict[str, int], num_versions: int = 2,
+                         model_name: str = configs.MODEL_NAME) -> str:
+    """A text ModelServerConfig serving the newest ``num_versions`` of one model, with version labels."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name=model_name, base_path=os.fspath(base_path),
+                                                model_platform="tensorflow")
+    model.model_version_policy.latest.num_versions = num_versions
+    for label, version in labels.items():
+        model.version_labels[label] = version
+    return text_format.MessageToString(config)
+
+
 def b64(data: bytes) -> dict:
     """``{"b64": ...}``: how REST requests carry bytes (images, serialized tf.Examples)."""
     import base64

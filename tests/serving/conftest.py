@@ -7,24 +7,6 @@ import pytest
 
 from serving import testing
 
-CONFIG_TEMPLATE = """
-model_config_list {{
-  config {{
-    name: "letters"
-    base_path: "{letters}"
-    model_platform: "tensorflow"
-    model_version_policy {{ latest {{ num_versions: 2 }} }}
-    version_labels {{ key: "stable" value: 1 }}
-    version_labels {{ key: "canary" value: 2 }}
-    version_labels {{ key: "ghost" value: 9 }}
-  }}
-  config {{
-    name: "pinned"
-    base_path: "{letters}"
-    model_version_policy {{ specific {{ versions: 1 }} }}
-  }}
-}}
-"""
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +23,16 @@ def models_root(tmp_path_factory):
 def server(models_root, tmp_path_factory):
     config_dir = tmp_path_factory.mktemp("config")
     model_config = config_dir / "models.config"
-    model_config.write_text(CONFIG_TEMPLATE.format(letters=models_root / "letters"))
+    # Labels stable/canary as in serving/deploy, a "ghost" label on a version that never exists, and a second
+    # model pinned to version 1.
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+    config = text_format.Parse(
+        testing.labelled_config_text(models_root / "letters", {"stable": 1, "canary": 2, "ghost": 9}),
+        model_server_config_pb2.ModelServerConfig())
+    pinned = config.model_config_list.config.add(name="pinned", base_path=str(models_root / "letters"))
+    pinned.model_version_policy.specific.versions.append(1)
+    model_config.write_text(text_format.MessageToString(config))
     monitoring = config_dir / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
     batching = config_dir / "batching.config"

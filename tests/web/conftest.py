@@ -11,18 +11,6 @@ import pytest
 
 from serving import testing
 
-LABELLED_CONFIG = """
-model_config_list {{
-  config {{
-    name: "letters"
-    base_path: "{letters}"
-    model_platform: "tensorflow"
-    model_version_policy {{ latest {{ num_versions: 2 }} }}
-    version_labels {{ key: "stable" value: 1 }}
-    version_labels {{ key: "canary" value: 2 }}
-  }}
-}}
-"""
 # The tiny model's version v ranks class v % 27 first: version 1 answers "bet", version 2 "gimel".
 STABLE_VERSION, CANARY_VERSION = 1, 2
 STABLE_CLASS, CANARY_CLASS = "bet", "gimel"
@@ -40,7 +28,7 @@ def models_base(tmp_path_factory):
 def serving_labelled(models_base, tmp_path_factory):
     """Embedded TF Serving with versions 1 and 2 and the labels stable=1, canary=2 (as serving/deploy)."""
     config = tmp_path_factory.mktemp("web_serving_config") / "models.config"
-    config.write_text(LABELLED_CONFIG.format(letters=models_base))
+    config.write_text(testing.labelled_config_text(models_base, {"stable": STABLE_VERSION, "canary": CANARY_VERSION}))
     with testing.start_server(model_config_file=str(config), allow_version_labels_for_unavailable_models=True,
                               enable_batching=False) as server:
         yield server
