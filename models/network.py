@@ -40,14 +40,14 @@ def build_cnn(image_size: int, dropout: float = 0.3, widths=(24, 48, 96, 160)) -
 
 def augment_batch(images: tf.Tensor, rotation_deg: float, scale: float, shift: float,
                   seed: int | None = None) -> tf.Tensor:
-    """Random rotation, scale, shear and translation of a batch [N, S, S, 1] (ink on zero background)."""
+    """Random rotation, scale (and shear of the same range) and translation of a batch [N, S, S, 1]."""
     shape = tf.shape(images)
     n, size = shape[0], tf.cast(shape[1], tf.float32)
     rnd = tf.random.uniform
     angle = rnd([n], -1.0, 1.0, seed=seed) * rotation_deg * math.pi / 180.0
     zoom = tf.exp(rnd([n], -1.0, 1.0) * scale)
     aspect = tf.exp(rnd([n], -1.0, 1.0) * scale / 2)
-    shear = rnd([n], -1.0, 1.0) * 0.15
+    shear = rnd([n], -1.0, 1.0) * scale
     tx = rnd([n], -1.0, 1.0) * shift * size
     ty = rnd([n], -1.0, 1.0) * shift * size
     # Output pixel (x, y) samples input at A @ (x - c) + c - t, where A is the inverse of the forward map.
@@ -66,3 +66,28 @@ def augment_batch(images: tf.Tensor, rotation_deg: float, scale: float, shift: f
         images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
         interpolation="BILINEAR", fill_mode="CONSTANT")
     return tf.ensure_shape(out, images.shape)
+
+
+def vary_thickness(images: tf.Tensor, share: float) -> tf.Tensor:
+    """Thickens (dilates) or thins (erodes) the ink of ``share`` of the images, half each."""
+    if share <= 0:
+        return images
+    r = tf.random.uniform([tf.shape(images)[0], 1, 1, 1])
+    thicker = tf.nn.max_pool2d(images, 3, 1, "SAME")
+    thinner = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+    return tf.where(r < share / 2, thicker, tf.where(r < share, thinner, images))
+
+
+def erase_patches(images: tf.Tensor, share: float, side: float = 0.25) -> tf.Tensor:
+    """Blanks one random square (``side`` of the image) in ``share`` of the images: parts of a letter missing."""
+    if share <= 0:
+        return images
+    shape = tf.shape(images)
+    n, size = shape[0], tf.cast(shape[1], tf.float32)
+    cy = tf.random.uniform([n, 1, 1, 1], 0.0, size)
+    cx = tf.random.uniform([n, 1, 1, 1], 0.0, size)
+    grid = tf.range(size)
+    inside = ((tf.abs(tf.reshape(grid, [1, -1, 1, 1]) - cy) < size * side / 2)
+              & (tf.abs(tf.reshape(grid, [1, 1, -1, 1]) - cx) < size * side / 2))
+    use = tf.random.uniform([n, 1, 1, 1]) < share
+    return tf.where(inside & use, tf.zeros_like(images), images)

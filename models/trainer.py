@@ -17,6 +17,7 @@ from absl import logging
 from models import export, network
 from pipeline import configs
 from pipeline.configs import Config
+from pipeline.labels import NUM_CLASSES
 
 TRAINING_SUMMARY_FILE = "training_summary.json"
 
@@ -44,7 +45,7 @@ def make_dataset(patterns, tf_transform_output, batch_size: int, training: bool,
     def parse(records):
         parsed = tf.io.parse_example(records, spec)
         image = tf.reshape(parsed[configs.TRANSFORMED_IMAGE_KEY], [-1, hp.image_size, hp.image_size, 1])
-        return image, tf.reshape(parsed[configs.TRANSFORMED_LABEL_KEY], [-1])
+        return image, tf.one_hot(tf.reshape(parsed[configs.TRANSFORMED_LABEL_KEY], [-1]), NUM_CLASSES)
 
     ds = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
     ds = ds.batch(256).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
@@ -52,9 +53,11 @@ def make_dataset(patterns, tf_transform_output, batch_size: int, training: bool,
         ds = ds.shuffle(4096, seed=hp.seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training and hp.augment:
-        ds = ds.map(lambda x, y: (network.augment_batch(x, hp.augment_rotation_deg, hp.augment_scale,
-                                                        hp.augment_shift), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        def augment(x, y):
+            x = network.augment_batch(x, hp.augment_rotation_deg, hp.augment_scale, hp.augment_shift)
+            x = network.vary_thickness(x, hp.augment_thickness)
+            return network.erase_patches(x, hp.augment_erase), y
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -81,7 +84,8 @@ def train(train_patterns, eval_patterns, tf_transform_output, hp: Config):
     model = network.build_cnn(hp.image_size, hp.dropout, network.parse_widths(hp.conv_widths))
     schedule = tf.keras.optimizers.schedules.CosineDecay(hp.learning_rate, decay_steps=max(1, steps))
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
+                  metrics=["accuracy"])
     history = model.fit(train_ds, validation_data=eval_ds, epochs=hp.epochs, verbose=0,
                         callbacks=[_EpochLog(hp.epochs)])
     return model, history

@@ -73,9 +73,12 @@ class Config:
     dropout: float = 0.3
     conv_widths: str = "24,48,96,160"   # channels of the CNN's conv blocks (comma-separated)
     augment: bool = True
-    augment_rotation_deg: float = 10.0
-    augment_scale: float = 0.12
-    augment_shift: float = 0.08
+    augment_rotation_deg: float = 12.0
+    augment_scale: float = 0.15
+    augment_shift: float = 0.1
+    augment_thickness: float = 0.3       # share of training images whose strokes are thickened or thinned
+    augment_erase: float = 0.3           # share of training images with a random square blanked out
+    label_smoothing: float = 0.1
     seed: int = 42
 
     # Evaluator gate.

@@ -1,0 +1,51 @@
+"""The CNN and the training-time augmentations."""
+import numpy as np
+import tensorflow as tf
+
+from models import network, trainer
+from pipeline import configs
+from pipeline.pipeline import TRAINING_FIELDS
+
+
+def stroke_batch(n=8, size=48):
+    x = np.zeros((n, size, size, 1), np.float32)
+    x[:, 10:38, 22:26] = 1.0
+    return tf.constant(x)
+
+
+def test_cnn_outputs_a_distribution_over_27_classes():
+    model = network.build_cnn(48, 0.3, network.parse_widths("8,16,24,32"))
+    out = model(stroke_batch(), training=False).numpy()
+    assert out.shape == (8, 27)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_affine_augmentation_is_mild_and_identity_without_range():
+    x = stroke_batch()
+    same = network.augment_batch(x, 0.0, 0.0, 0.0).numpy()
+    np.testing.assert_allclose(same, x.numpy(), atol=1e-5)
+    moved = network.augment_batch(x, 12.0, 0.15, 0.1).numpy()
+    assert moved.shape == x.shape and moved.min() >= 0 and moved.max() <= 1.0 + 1e-6
+    mass = moved.reshape(8, -1).sum(axis=1) / x.numpy().reshape(8, -1).sum(axis=1)
+    assert (mass > 0.6).all() and (mass < 1.6).all()        # the letter stays in the frame
+
+
+def test_thickness_and_erasing():
+    x = stroke_batch(n=400)
+    ink = float(tf.reduce_sum(x[0]))
+    varied = network.vary_thickness(x, 1.0).numpy().reshape(400, -1).sum(axis=1)
+    assert ((varied > ink * 1.3) | (varied < ink * 0.7)).all()   # every image thicker or thinner
+    assert 0.35 < (varied > ink).mean() < 0.65                    # about half each way
+    erased = network.erase_patches(tf.ones((400, 48, 48, 1)), 0.5).numpy()
+    blanked = (erased.reshape(400, -1) == 0).any(axis=1)
+    assert 0.4 < blanked.mean() < 0.6
+    assert (erased.reshape(400, -1) == 0).sum(axis=1).max() <= 12 * 12 + 1
+    np.testing.assert_array_equal(network.vary_thickness(x, 0.0).numpy(), x.numpy())
+
+
+def test_every_training_setting_reaches_the_trainer():
+    config = configs.Config(epochs=7, label_smoothing=0.05, augment_erase=0.0, conv_widths="8,16")
+    custom = {name: getattr(config, name) for name in TRAINING_FIELDS}
+    custom["code"] = "abc"
+    hp = trainer.hyperparameters(custom)
+    assert all(getattr(hp, name) == getattr(config, name) for name in TRAINING_FIELDS)
