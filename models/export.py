@@ -7,12 +7,18 @@
                          ``top_indices`` [N, k], best first;
 * ``transform_features`` serialized tf.Example → the transformed features (what the model sees).
 
-Both prediction signatures run the same TFT graph, so serving cannot drift from training.
+Both prediction signatures run the same TFT graph, so serving cannot drift from training. The export also
+carries warm-up requests (``assets.extra/tf_serving_warmup_requests``) that TF Serving and the embedded
+server replay on load, so the first real request is not slow.
 """
 from __future__ import annotations
 
+import numpy as np
+
 import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow as tf
+
+from serving import warmup
 
 from pipeline import configs
 from pipeline.labels import CLASS_NAMES, GLYPHS
@@ -68,6 +74,13 @@ class LettersModule(tf.Module):
         return {configs.TRANSFORMED_IMAGE_KEY: transformed[configs.TRANSFORMED_IMAGE_KEY]}
 
 
+def warmup_image() -> bytes:
+    """A small drawn stroke as PNG: the warm-up request both servers replay when they load the model."""
+    image = np.full((32, 32), 255, np.uint8)
+    image[4:28, 14:18] = 0
+    return tf.io.encode_png(image[..., np.newaxis]).numpy()
+
+
 def export_model(model: tf.keras.Model, tf_transform_output, export_dir: str) -> None:
     module = LettersModule(model, tf_transform_output)
     signatures = {
@@ -76,3 +89,10 @@ def export_model(model: tf.keras.Model, tf_transform_output, export_dir: str) ->
         configs.TRANSFORM_SIGNATURE: module.transform_features.get_concrete_function(),
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
+    image = np.array([warmup_image()], dtype=object)
+    example = tf.train.Example(features=tf.train.Features(feature={configs.IMAGE_KEY: tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[image[0]]))})).SerializeToString()
+    warmup.write_requests(export_dir, configs.MODEL_NAME, [
+        (configs.IMAGE_SIGNATURE, {configs.IMAGE_INPUT: image}),
+        (configs.SERVING_DEFAULT_SIGNATURE, {configs.EXAMPLES_INPUT: np.array([example], dtype=object)}),
+    ])

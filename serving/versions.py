@@ -16,6 +16,7 @@ import time
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
+from serving import warmup
 from serving.status import ServingError, from_exception
 
 log = logging.getLogger("serving.versions")
@@ -56,6 +57,7 @@ class Servable:
         self.batchers = {}          # signature name -> serving.batching.Batcher (set by the server)
         self._batchers_lock = threading.Lock()
         self.closed = False
+        self.warmup_requests = warmup.replay(self)   # before AVAILABLE, as TF Serving does
 
     def input_dtypes(self, signature_name: str) -> dict:
         return {alias: info.dtype for alias, info in self.signature_defs[signature_name].inputs.items()}
@@ -277,8 +279,8 @@ class ModelManager:
             self.servables[version] = servable
             record.state = State.AVAILABLE
             record.error_code, record.error_message = "OK", ""
-        log.info("Successfully loaded servable version {name: %s version: %d} in %.2fs", self.name, version,
-                 time.monotonic() - started)
+        log.info("Successfully loaded servable version {name: %s version: %d} in %.2fs (%d warm-up requests)",
+                 self.name, version, time.monotonic() - started, servable.warmup_requests)
 
     def _unload_unaspired(self) -> None:
         with self._lock:

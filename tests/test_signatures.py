@@ -75,3 +75,10 @@ def test_a_corrupt_image_fails_the_request_not_the_model(loaded, images):
         loaded.signatures[configs.IMAGE_SIGNATURE](images=tf.constant([b"not an image"]))
     out = loaded.signatures[configs.IMAGE_SIGNATURE](images=tf.constant(images[:1]))
     assert out[configs.PROBABILITIES_OUTPUT].shape == (1, 27)
+
+
+def test_the_pushed_model_carries_warmup_requests_that_replay(pushed_model_dir):
+    from serving import versions, warmup
+    requests = warmup.read_requests(pushed_model_dir)
+    assert [name for name, _ in requests] == [configs.IMAGE_SIGNATURE, configs.SERVING_DEFAULT_SIGNATURE]
+    assert versions.Servable(configs.MODEL_NAME, 1, pushed_model_dir).warmup_requests == 2
