@@ -25,7 +25,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from pipeline import configs  # noqa: E402
-from serving import testing, versions  # noqa: E402
+from serving import testing  # noqa: E402
 
 
 def build_untrained_cnn(export_dir, image_size):
@@ -140,26 +140,13 @@ def main(argv=None):
                              "test model")
     args = parser.parse_args(argv)
 
-    base = os.path.abspath(args.model_base_path)
-    found = versions.list_versions(base, configs.MODEL_NAME) if os.path.isdir(base) else None
-    note = ""
-    if not found:
-        base = os.path.join(tempfile.mkdtemp(prefix="serving-bench-"), configs.MODEL_NAME)
-        found = {1: os.path.join(base, "1")}
-        if args.fallback == "cnn":
-            try:
-                import models.network  # noqa: F401
-            except ImportError as exc:
-                print(f"models.network is not importable ({exc}); using the tiny model", flush=True)
-                args.fallback = "tiny"
-        if args.fallback == "cnn":
-            build_untrained_cnn(found[1], args.image_size)
-            note = (f"NOTE: no pushed model under {args.model_base_path}; benchmarking the letters CNN "
-                    f"(models.network.build_cnn) with random weights, built in {base}.")
-        else:
-            testing.publish_version(base, 1)
-            note = (f"NOTE: no pushed model under {args.model_base_path}; benchmarking the tiny test model built in "
-                    f"{base} (its per-image cost is far below the real CNN's: a worst case for the ratio).")
+    if args.fallback == "cnn":
+        base, found, note = testing.pushed_or_stand_in(
+            args.model_base_path, "serving-bench-", lambda path: build_untrained_cnn(path, args.image_size),
+            "the letters CNN (models.network.build_cnn) with random weights")
+    else:
+        base, found, note = testing.pushed_or_stand_in(args.model_base_path, "serving-bench-")
+    if note:
         print(note, flush=True)
     version = max(found)
     image = testing.png_bytes(size=args.image_size, noise_seed=1)

@@ -33,7 +33,7 @@ import time  # noqa: E402
 import urllib.parse  # noqa: E402
 
 from pipeline import configs  # noqa: E402
-from serving import testing, versions  # noqa: E402
+from serving import testing  # noqa: E402
 
 
 def drawn_letter(size: int) -> bytes:
@@ -90,14 +90,8 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=320, help="side of the drawn PNG (the canvas is 320)")
     args = parser.parse_args(argv)
 
-    base = os.path.abspath(args.model_base_path)
-    found = versions.list_versions(base, configs.MODEL_NAME) if os.path.isdir(base) else None
-    note = ""
-    if not found:
-        base = os.path.join(tempfile.mkdtemp(prefix="web-bench-"), configs.MODEL_NAME)
-        testing.publish_version(base, 1)
-        note = (f"NOTE: no pushed model under {args.model_base_path}; using the tiny test model built in {base} "
-                f"(its own cost is far below the real CNN's, so the ratio is a worst case for the backend).")
+    base, found, note = testing.pushed_or_stand_in(args.model_base_path, "web-bench-")
+    if note:
         print(note, flush=True)
     image = drawn_letter(args.image_size)
     b64 = base64.b64encode(image).decode("ascii")

@@ -151,6 +151,29 @@ def publish_version(base_path: str, version: int, broken: bool = False, half_wri
     return target
 
 
+TINY_MODEL_NOTE = "the tiny test model (its per-image cost is far below the real CNN's: a worst case for the ratio)"
+
+
+def pushed_or_stand_in(model_base_path, prefix: str, build=None,
+                       description: str = TINY_MODEL_NOTE) -> tuple[str, dict, str]:
+    """For benchmarks: the versions pushed under ``model_base_path`` as ``(base, {version: path}, "")``, or, when
+    there are none, version 1 built by ``build(path)`` (default: the tiny test model) in a new temporary base,
+    with a note naming ``description``."""
+    from serving import versions
+
+    base = os.path.abspath(model_base_path)
+    found = versions.list_versions(base, configs.MODEL_NAME) if os.path.isdir(base) else None
+    if found:
+        return base, found, ""
+    base = os.path.join(tempfile.mkdtemp(prefix=prefix), configs.MODEL_NAME)
+    if build is None:
+        publish_version(base, 1)
+    else:
+        build(os.path.join(base, "1"))
+    return (base, {1: os.path.join(base, "1")},
+            f"NOTE: no pushed model under {model_base_path}; using {description} in {base}.")
+
+
 def labelled_config_text(base_path, labels: dict[str, int], num_versions: int = 2,
                          model_name: str = configs.MODEL_NAME) -> str:
     """A text ModelServerConfig serving the newest ``num_versions`` of one model, with version labels."""
