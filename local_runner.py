@@ -41,6 +41,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--feedback-dir", default=defaults.feedback_dir,
                    help="the web client's feedback store: its corrections are trained on (always in the train split)")
     p.add_argument("--no-feedback", action="store_true", help="ignore the feedback store")
+    p.add_argument("--split", default=f"{defaults.train_buckets}:{defaults.eval_buckets}", metavar="TRAIN:EVAL",
+                   help="hash buckets of the train and eval splits (default %(default)s; 9:1 keeps 90%% for training)")
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
@@ -62,12 +64,19 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     for name in ("epochs", "batch_size", "image_size", "generate_per_class"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        train_buckets, eval_buckets = (int(part) for part in args.split.split(":"))
+    except ValueError:
+        p.error(f"--split must look like 4:1 (train and eval hash buckets), got {args.split!r}")
+    if train_buckets < 1 or eval_buckets < 1:
+        p.error(f"--split needs at least one bucket on each side, got {args.split!r}")
     config = defaults.replace(
         data_root=os.path.abspath(os.path.expanduser(args.data_root)) if args.data_root else defaults.data_root,
         pipeline_root=os.path.abspath(args.pipeline_root),
         metadata_path=os.path.abspath(args.metadata_path) if args.metadata_path else "",
         serving_dir=os.path.abspath(args.serving_dir),
         feedback_dir="" if args.no_feedback else os.path.abspath(args.feedback_dir),
+        train_buckets=train_buckets, eval_buckets=eval_buckets,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         image_size=args.image_size, augment=False if args.no_augment else defaults.augment,
         accuracy_floor=args.accuracy_floor, max_regression=args.max_regression,

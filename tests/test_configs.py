@@ -47,3 +47,14 @@ def test_local_runner_help_documents_the_flags():
                          text=True, cwd=ROOT)
     for flag in ("--data-root", "--pipeline-root", "--serving-dir", "--epochs", "--beam-mode", "--beam-workers"):
         assert flag in out.stdout
+
+
+def test_local_runner_split_flag():
+    import local_runner
+    config, _ = local_runner.parse_args(["--split", "9:1"])
+    assert (config.train_buckets, config.eval_buckets) == (9, 1)
+    default, _ = local_runner.parse_args([])
+    assert (default.train_buckets, default.eval_buckets) == (configs.Config().train_buckets, configs.Config().eval_buckets)
+    for bad in ("9", "9:0", "a:b", "9:1:1"):
+        with pytest.raises(SystemExit):
+            local_runner.parse_args(["--split", bad])
