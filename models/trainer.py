@@ -53,12 +53,25 @@ def make_dataset(patterns, tf_transform_output, batch_size: int, training: bool,
         ds = ds.shuffle(4096, seed=hp.seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training and hp.augment:
-        def augment(x, y):
-            x = network.augment_batch(x, hp.augment_rotation_deg, hp.augment_scale, hp.augment_shift)
-            x = network.vary_thickness(x, hp.augment_thickness)
-            return network.erase_patches(x, hp.augment_erase), y
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (augment(x, hp), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def augment(images: tf.Tensor, hp: Config) -> tf.Tensor:
+    """The training-time augmentation of a batch [N, S, S, 1], as configured."""
+    images = network.augment_batch(images, hp.augment_rotation_deg, hp.augment_scale, hp.augment_shift)
+    images = network.vary_thickness(images, hp.augment_thickness)
+    return network.erase_patches(images, hp.augment_erase)
+
+
+def compiled_model(hp: Config, steps: int) -> tf.keras.Model:
+    """The CNN with its optimizer (Adam, cosine decay over ``steps`` batches) and label-smoothed loss."""
+    model = network.build_cnn(hp.image_size, hp.dropout, network.parse_widths(hp.conv_widths))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(hp.learning_rate, decay_steps=max(1, steps))
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
+                  loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
+                  metrics=["accuracy"])
+    return model
 
 
 class _EpochLog(tf.keras.callbacks.Callback):
@@ -80,12 +93,7 @@ def train(train_patterns, eval_patterns, tf_transform_output, hp: Config):
     tf.keras.utils.set_random_seed(hp.seed)
     train_ds = make_dataset(train_patterns, tf_transform_output, hp.batch_size, True, hp)
     eval_ds = make_dataset(eval_patterns, tf_transform_output, 256, False, hp)
-    steps = sum(1 for _ in train_ds) * hp.epochs
-    model = network.build_cnn(hp.image_size, hp.dropout, network.parse_widths(hp.conv_widths))
-    schedule = tf.keras.optimizers.schedules.CosineDecay(hp.learning_rate, decay_steps=max(1, steps))
-    model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
-                  loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),
-                  metrics=["accuracy"])
+    model = compiled_model(hp, steps=sum(1 for _ in train_ds) * hp.epochs)
     history = model.fit(train_ds, validation_data=eval_ds, epochs=hp.epochs, verbose=0,
                         callbacks=[_EpochLog(hp.epochs)])
     return model, history

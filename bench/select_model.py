@@ -1,0 +1,145 @@
+"""Compare training settings on writers the model never saw, quickly and without the pipeline.
+
+    python bench/select_model.py --data-root /path/to/hhd_train
+    python bench/select_model.py --data-root /path/to/hhd_train --seeds 42,2 --set epochs=60 --set conv_widths=32,64,128,256
+
+The data root is split by writer (``bench/writer_split.py``: the last 20 % of each class's form numbers are
+validation), both parts go through the pipeline's own Transform graph (``models.preprocessing``, cached as
+.npz under ``--cache``), and the model is built, augmented and compiled exactly as the Trainer does
+(``models.trainer.augment`` / ``compiled_model``) with the Config's settings plus ``--set FIELD=VALUE``
+overrides. Validation top-1/top-3 is printed every 5 epochs, and the median over ``--seeds`` at the end:
+seeds move a single result by about ±1 point on 792 validation images, so compare medians.
+Use this to choose settings; ``bench/train_hhd.py`` then measures the chosen ones through the real pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pipeline  # noqa: E402,F401  (fixes the Keras mode before TensorFlow loads)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bench.writer_split import writer_split  # noqa: E402
+from models import preprocessing, trainer  # noqa: E402
+from pipeline import configs  # noqa: E402
+from pipeline.pipeline import TRAINING_FIELDS  # noqa: E402
+from pipeline.labels import CLASS_INDEX, NUM_CLASSES  # noqa: E402
+
+
+def load_split(root: Path, image_size: int, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Folder-per-class images → (transformed images [N, S, S, 1], labels [N]); cached by file list and size."""
+    files = sorted(f for f in root.glob("*/*") if f.parent.name in CLASS_INDEX)
+    key = hashlib.sha256("\n".join(str(f.resolve()) for f in files).encode() + str(image_size).encode()
+                         + Path(preprocessing.__file__).read_bytes()).hexdigest()[:16]
+    cache = cache_dir / f"{root.name}-{key}.npz"
+    if cache.exists():
+        data = np.load(cache)
+        return data["x"], data["y"]
+    labels = np.array([CLASS_INDEX[f.parent.name] for f in files])
+    chunks = []
+    for start in range(0, len(files), 256):
+        batch = tf.constant([f.read_bytes() for f in files[start:start + 256]])
+        chunks.append(preprocessing.images_to_ink(batch, image_size).numpy())
+        print(f"\rpreprocessing {root.name}: {min(start + 256, len(files))}/{len(files)}", end="", flush=True)
+    print()
+    images = np.concatenate(chunks)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, x=images, y=labels)
+    return images, labels
+
+
+def top_k(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
+    best = np.argsort(-probabilities, axis=1)[:, :k]
+    return float((best == labels[:, None]).any(axis=1).mean())
+
+
+def train_once(hp: configs.Config, train, val) -> dict:
+    (x_train, y_train), (x_val, y_val) = train, val
+    tf.keras.utils.set_random_seed(hp.seed)
+    ds = tf.data.Dataset.from_tensor_slices((x_train, tf.one_hot(y_train, NUM_CLASSES)))
+    ds = ds.shuffle(len(x_train), seed=hp.seed, reshuffle_each_iteration=True).batch(hp.batch_size)
+    if hp.augment:
+        ds = ds.map(lambda x, y: (trainer.augment(x, hp), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    model = trainer.compiled_model(hp, steps=len(ds) * hp.epochs)
+    started = time.monotonic()
+    history = []
+
+    class Report(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % 5 and epoch + 1 != hp.epochs:
+                return
+            p = model.predict(x_val, batch_size=256, verbose=0)
+            history.append({"epoch": epoch + 1, "top1": top_k(p, y_val, 1), "top3": top_k(p, y_val, 3),
+                            "seconds": round(time.monotonic() - started, 1)})
+            print(f"  seed {hp.seed} epoch {epoch + 1:3d}: top-1 {history[-1]['top1']:.4f} "
+                  f"top-3 {history[-1]['top3']:.4f} ({history[-1]['seconds']:.0f} s)", flush=True)
+
+    model.fit(ds, epochs=hp.epochs, verbose=0, callbacks=[Report()])
+    return {"seed": hp.seed, **history[-1], "parameters": int(model.count_params()), "history": history}
+
+
+def config_with(pairs: list[str]) -> configs.Config:
+    """The Config from the environment with ``FIELD=VALUE`` overrides (parsed as LETTERS_<FIELD> would be)."""
+    fields = {f.name for f in dataclasses.fields(configs.Config)}
+    environ = dict(os.environ)
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set wants FIELD=VALUE with a pipeline.configs.Config field, got {pair!r}")
+        environ[f"LETTERS_{name.upper()}"] = raw
+    try:
+        return configs.Config.from_env(environ)
+    except ValueError as e:
+        raise SystemExit(f"--set: {e}") from None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", required=True, help="folder-per-class images named <class>_<form>.<ext>")
+    parser.add_argument("--holdout-share", type=float, default=0.2)
+    parser.add_argument("--seeds", default="42", help="comma-separated training seeds")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a pipeline.configs.Config field (repeatable), e.g. epochs=40")
+    parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"))
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    hp = config_with(args.set)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        counts = writer_split(args.data_root, tmp, args.holdout_share)
+        print(f"writer hold-out: train {counts['train']}, val {counts['val']} files")
+        train = load_split(Path(tmp) / "train", hp.image_size, Path(args.cache))
+        val = load_split(Path(tmp) / "val", hp.image_size, Path(args.cache))
+    runs = [train_once(hp.replace(seed=seed), train, val) for seed in seeds]
+    result = {
+        "settings": {k: v for k, v in dataclasses.asdict(hp).items() if k in TRAINING_FIELDS},
+        "median_top1": statistics.median(r["top1"] for r in runs),
+        "median_top3": statistics.median(r["top3"] for r in runs),
+        "median_seconds": statistics.median(r["seconds"] for r in runs),
+        "runs": runs,
+    }
+    print(f"median over seeds {seeds}: top-1 {result['median_top1']:.4f}, top-3 {result['median_top3']:.4f}, "
+          f"training {result['median_seconds']:.0f} s, {runs[0]['parameters']:,} parameters")
+    print("reproduce: python bench/select_model.py --data-root " + args.data_root + f" --seeds {args.seeds}"
+          + "".join(f" --set {s}" for s in args.set))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
