@@ -127,8 +127,7 @@ def in_process(model_dir, image, batch_size, duration):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-base-path", default=os.path.join(configs.PROJECT_ROOT, "serving", "models",
-                                                                  configs.MODEL_NAME))
+    parser.add_argument("--model-base-path", default=configs.Config.from_env().serving_dir)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of concurrent load")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=32)

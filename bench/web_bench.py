@@ -83,8 +83,7 @@ def start_web(serving_url: str, feedback_dir: str):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-base-path", default=os.path.join(configs.PROJECT_ROOT, "serving", "models",
-                                                                  configs.MODEL_NAME))
+    parser.add_argument("--model-base-path", default=configs.Config.from_env().serving_dir)
     parser.add_argument("--requests", type=int, default=200, help="measured requests per path")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--image-size", type=int, default=320, help="side of the drawn PNG (the canvas is 320)")

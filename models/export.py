@@ -27,6 +27,18 @@ TOP_K = 3
 _NOT_SERVED = (configs.LABEL_KEY, configs.LABEL_NAME_KEY, configs.SOURCE_KEY)
 
 
+def image_outputs(probabilities: tf.Tensor, top_k: int = TOP_K) -> dict[str, tf.Tensor]:
+    """The image signature's outputs from the probabilities [N, 27]: the top ``top_k`` classes, best first."""
+    top = tf.math.top_k(probabilities, k=top_k)
+    return {
+        configs.PROBABILITIES_OUTPUT: probabilities,
+        configs.TOP_CLASSES_OUTPUT: tf.gather(tf.constant(CLASS_NAMES), top.indices),
+        configs.TOP_LETTERS_OUTPUT: tf.gather(tf.constant(GLYPHS), top.indices),
+        configs.TOP_SCORES_OUTPUT: top.values,
+        configs.TOP_INDICES_OUTPUT: top.indices,
+    }
+
+
 class LettersModule(tf.Module):
     def __init__(self, model: tf.keras.Model, tf_transform_output, top_k: int = TOP_K):
         super().__init__()
@@ -36,8 +48,6 @@ class LettersModule(tf.Module):
         self._image_spec = raw_spec[configs.IMAGE_KEY]
         self._serving_spec = {k: v for k, v in raw_spec.items() if k not in _NOT_SERVED}
         self._top_k = top_k
-        self._class_names = tf.constant(CLASS_NAMES)
-        self._glyphs = tf.constant(GLYPHS)
 
     def _predict(self, raw_features):
         transformed = self.tft_layer(raw_features)
@@ -57,15 +67,7 @@ class LettersModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.IMAGE_INPUT)])
     def serve_images(self, images):
-        probabilities = self._predict({configs.IMAGE_KEY: self._image_feature(images)})
-        top = tf.math.top_k(probabilities, k=self._top_k)
-        return {
-            configs.PROBABILITIES_OUTPUT: probabilities,
-            configs.TOP_CLASSES_OUTPUT: tf.gather(self._class_names, top.indices),
-            configs.TOP_LETTERS_OUTPUT: tf.gather(self._glyphs, top.indices),
-            configs.TOP_SCORES_OUTPUT: top.values,
-            configs.TOP_INDICES_OUTPUT: top.indices,
-        }
+        return image_outputs(self._predict({configs.IMAGE_KEY: self._image_feature(images)}), self._top_k)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.EXAMPLES_INPUT)])
     def transform_features(self, examples):

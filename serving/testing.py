@@ -23,7 +23,7 @@ import time
 import zlib
 
 from pipeline import configs
-from pipeline.labels import CLASS_NAMES, GLYPHS, NUM_CLASSES
+from pipeline.labels import NUM_CLASSES
 
 _CACHE_DIR = None
 _CACHE_LOCK = threading.Lock()
@@ -62,6 +62,8 @@ def build_tiny_model(export_dir: str, version: int = 1, image_size: int | None =
     configured image size)."""
     import tensorflow as tf
 
+    from models.export import image_outputs
+
     image_size = image_size or configs.Config.from_env().image_size
 
     favourite = version % NUM_CLASSES
@@ -70,8 +72,6 @@ def build_tiny_model(export_dir: str, version: int = 1, image_size: int | None =
         def __init__(self):
             super().__init__()
             self.bias = tf.Variable(tf.one_hot(favourite, NUM_CLASSES) * 4.0, name="bias")
-            self.class_names = tf.constant(CLASS_NAMES)
-            self.glyphs = tf.constant(GLYPHS)
 
         def _pixels(self, images):
             def decode(data):
@@ -96,15 +96,7 @@ def build_tiny_model(export_dir: str, version: int = 1, image_size: int | None =
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.IMAGE_INPUT)])
         def predict_images(self, images):
-            probabilities = self._probabilities(images)
-            top = tf.math.top_k(probabilities, k=3)
-            return {
-                configs.PROBABILITIES_OUTPUT: probabilities,
-                configs.TOP_CLASSES_OUTPUT: tf.gather(self.class_names, top.indices),
-                configs.TOP_LETTERS_OUTPUT: tf.gather(self.glyphs, top.indices),
-                configs.TOP_SCORES_OUTPUT: top.values,
-                configs.TOP_INDICES_OUTPUT: top.indices,
-            }
+            return image_outputs(self._probabilities(images))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.EXAMPLES_INPUT)])
         def transform_features(self, examples):
