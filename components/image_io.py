@@ -50,6 +50,11 @@ class CheckedImage:
     height: int
     reencoded: bool
 
+    @property
+    def data_format(self) -> str:
+        """The format of ``data`` (PNG when re-encoded)."""
+        return "PNG" if self.reencoded else self.format
+
 
 def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedImage:
@@ -87,7 +92,7 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     mode = img.mode
     if (fmt, mode) in TF_NATIVE and not _animated_with_alpha(img):
         return CheckedImage(data, fmt, mode, width, height, reencoded=False)
-    return CheckedImage(_to_png(img), fmt, mode, width, height, reencoded=True)
+    return CheckedImage(to_png(img), fmt, mode, width, height, reencoded=True)
 
 
 def _animated_with_alpha(img: Image.Image) -> bool:
@@ -95,7 +100,8 @@ def _animated_with_alpha(img: Image.Image) -> bool:
     return img.format == "GIF" and "transparency" in img.info
 
 
-def _to_png(img: Image.Image) -> bytes:
+def to_png(img: Image.Image) -> bytes:
+    """PNG bytes of a decoded image as TensorFlow will read it (16-bit and float scaled to 8 bits, alpha kept)."""
     mode = img.mode
     if mode.startswith("I;16"):
         img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8), "L")

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
+from pipeline.files import atomic_write
 from pipeline.labels import CLASS_NAMES, GLYPHS
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", os.path.expanduser("~/.local/share/fonts"))
@@ -202,9 +203,7 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
                       end="" if done < total else "\n", flush=True)
     manifest["sha256"] = digest.hexdigest()
     manifest["images"] = total
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, manifest_path)
+    atomic_write(str(manifest_path), json.dumps(manifest, indent=2).encode())
     return manifest
 
 

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +28,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from components.atomic_pusher import pushed_versions
 from pipeline import configs
+from pipeline.files import atomic_write
 from pipeline.configs import Config
 
 LABELS = ("stable", "canary")
@@ -123,16 +123,6 @@ def _model_config(config, name: str, create: bool = True, base_path: str | None 
     return model
 
 
-def _write_atomically(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".models.config.", dir=directory)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _history_path(config_file: str) -> str:
     return config_file + ".history.json"
 
@@ -158,8 +148,8 @@ def version_state(server_url: str, model_name: str, version: int) -> str | None:
 
 
 def _write_config(config_file: str, config) -> None:
-    _write_atomically(config_file, text_format.MessageToString(model_server_config_pb2.ModelServerConfig(
-        model_config_list=config.model_config_list)))
+    atomic_write(config_file, text_format.MessageToString(model_server_config_pb2.ModelServerConfig(
+        model_config_list=config.model_config_list)).encode())
 
 
 def set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str = configs.MODEL_NAME,
@@ -196,7 +186,7 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
         history = _read_history(config_file)
         history.append({"label": label, "version": version, "previous": previous,
                         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        _write_atomically(_history_path(config_file), json.dumps(history, indent=2))
+        atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
     return previous
 
 
@@ -212,7 +202,7 @@ def rollback(config_file: str, label: str, serving_dir: str, model_name: str = c
             set_label(config_file, label, entry["previous"], serving_dir, model_name, record=False,
                       server_url=server_url)
             entry["rolled_back"] = True
-            _write_atomically(_history_path(config_file), json.dumps(history, indent=2))
+            atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
             return entry["previous"]
     raise ValueError(f"label {label!r} has no promotion to roll back in {_history_path(config_file)}")
 

@@ -27,10 +27,11 @@ import os
 import queue
 import sqlite3
 import sys
-import tempfile
 import time
 import uuid
 
+from components import image_io
+from pipeline.files import atomic_write
 from pipeline.labels import CLASS_INDEX, CLASS_NAMES, label_index
 
 DB_FILE = "feedback.sqlite"
@@ -97,37 +98,6 @@ class ExportSummary:
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` so that readers see the old file or the whole new one, even after a crash."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(folder)
 
 
 class FeedbackStore:
@@ -278,15 +248,9 @@ def to_png(data: bytes, image_format: str) -> bytes:
         return data
     from PIL import Image
 
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif img.mode not in ("1", "L", "LA", "RGB", "RGBA", "I;16"):
-        img = img.convert("RGB")
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return image_io.to_png(img)
 
 
 def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike, *,

@@ -133,7 +133,7 @@ class Backend:
             raise ApiError(400, "unknown_label", f"unknown predicted_label {str(predicted)[:40]!r}")
         checked = self.check(data)
         try:
-            record = self.store.add(checked.data, checked.format if not checked.reencoded else "PNG", label,
+            record = self.store.add(checked.data, checked.data_format, label,
                                     predicted_label=predicted, probability=payload.get("probability"),
                                     model_version=payload.get("model_version"), route=payload.get("route"),
                                     width=checked.width, height=checked.height)
