@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -32,37 +33,36 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench.writer_split import writer_split  # noqa: E402
-from models import preprocessing, trainer  # noqa: E402
+from models import evaluate, preprocessing, trainer  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline.pipeline import TRAINING_FIELDS  # noqa: E402
-from pipeline.labels import CLASS_INDEX, NUM_CLASSES  # noqa: E402
+from pipeline.labels import NUM_CLASSES  # noqa: E402
 
 
 def load_split(root: Path, image_size: int, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Folder-per-class images → (transformed images [N, S, S, 1], labels [N]); cached by file list and size."""
-    files = sorted(f for f in root.glob("*/*") if f.parent.name in CLASS_INDEX)
-    key = hashlib.sha256("\n".join(str(f.resolve()) for f in files).encode() + str(image_size).encode()
-                         + Path(preprocessing.__file__).read_bytes()).hexdigest()[:16]
-    cache = cache_dir / f"{root.name}-{key}.npz"
+    """Folder-per-class images, checked as the pipeline checks them (models.evaluate.load_labelled_images)
+    → (transformed images [N, S, S, 1], labels [N]); cached by content and image size."""
+    items, skipped = evaluate.load_labelled_images(str(root))
+    if skipped:
+        print(f"{root.name}: skipped {len(skipped)} files, e.g. {skipped[0][0]}: {skipped[0][1]}")
+    digest = hashlib.sha256(str(image_size).encode() + Path(preprocessing.__file__).read_bytes())
+    for _, label, data in items:
+        digest.update(bytes([label]) + hashlib.sha256(data).digest())
+    cache = cache_dir / f"{root.name}-{digest.hexdigest()[:16]}.npz"
     if cache.exists():
         data = np.load(cache)
         return data["x"], data["y"]
-    labels = np.array([CLASS_INDEX[f.parent.name] for f in files])
+    labels = np.array([label for _, label, _ in items])
     chunks = []
-    for start in range(0, len(files), 256):
-        batch = tf.constant([f.read_bytes() for f in files[start:start + 256]])
+    for start in range(0, len(items), 256):
+        batch = tf.constant([data for _, _, data in items[start:start + 256]])
         chunks.append(preprocessing.images_to_ink(batch, image_size).numpy())
-        print(f"\rpreprocessing {root.name}: {min(start + 256, len(files))}/{len(files)}", end="", flush=True)
+        print(f"\rpreprocessing {root.name}: {min(start + 256, len(items))}/{len(items)}", end="", flush=True)
     print()
     images = np.concatenate(chunks)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.savez(cache, x=images, y=labels)
     return images, labels
-
-
-def top_k(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
-    best = np.argsort(-probabilities, axis=1)[:, :k]
-    return float((best == labels[:, None]).any(axis=1).mean())
 
 
 def train_once(hp: configs.Config, train, val) -> dict:
@@ -81,8 +81,8 @@ def train_once(hp: configs.Config, train, val) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % 5 and epoch + 1 != hp.epochs:
                 return
-            p = model.predict(x_val, batch_size=256, verbose=0)
-            history.append({"epoch": epoch + 1, "top1": top_k(p, y_val, 1), "top3": top_k(p, y_val, 3),
+            metrics = evaluate.compute_metrics(y_val, model.predict(x_val, batch_size=256, verbose=0))
+            history.append({"epoch": epoch + 1, "top1": metrics["top1"], "top3": metrics["top3"],
                             "seconds": round(time.monotonic() - started, 1)})
             print(f"  seed {hp.seed} epoch {epoch + 1:3d}: top-1 {history[-1]['top1']:.4f} "
                   f"top-3 {history[-1]['top3']:.4f} ({history[-1]['seconds']:.0f} s)", flush=True)
@@ -134,8 +134,8 @@ def main(argv=None) -> int:
     }
     print(f"median over seeds {seeds}: top-1 {result['median_top1']:.4f}, top-3 {result['median_top3']:.4f}, "
           f"training {result['median_seconds']:.0f} s, {runs[0]['parameters']:,} parameters")
-    print("reproduce: python bench/select_model.py --data-root " + args.data_root + f" --seeds {args.seeds}"
-          + "".join(f" --set {s}" for s in args.set))
+    print("reproduce: " + shlex.join(["python", "bench/select_model.py",
+                                      *(sys.argv[1:] if argv is None else argv)]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

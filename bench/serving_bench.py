@@ -29,34 +29,22 @@ from serving import testing  # noqa: E402
 
 
 def build_untrained_cnn(export_dir, image_size):
-    """The letters CNN (models.network.build_cnn) with random weights behind the ``predict_images`` signature:
-    the real model's per-image cost without needing a pipeline run."""
+    """The letters CNN (models.network.build_cnn) with random weights behind the ``predict_images`` signature,
+    with the real preprocessing: the real model's per-image cost without needing a pipeline run."""
     import tensorflow as tf
 
+    from models.export import image_outputs
     from models.network import build_cnn
-    from pipeline.labels import CLASS_NAMES, GLYPHS
+    from models.preprocessing import images_to_ink
 
     class Untrained(tf.Module):
         def __init__(self):
             super().__init__()
             self.cnn = build_cnn(image_size)
-            self.class_names = tf.constant(CLASS_NAMES)
-            self.glyphs = tf.constant(GLYPHS)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.IMAGE_INPUT)])
         def predict_images(self, images):
-            def decode(data):
-                image = tf.io.decode_image(data, channels=1, expand_animations=False)
-                image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, [image_size, image_size])
-                return tf.ensure_shape(image, [image_size, image_size, 1])
-
-            pixels = tf.map_fn(decode, images, fn_output_signature=tf.TensorSpec([image_size, image_size, 1]))
-            probabilities = self.cnn(pixels, training=False)
-            top = tf.math.top_k(probabilities, k=3)
-            return {configs.PROBABILITIES_OUTPUT: probabilities,
-                    configs.TOP_CLASSES_OUTPUT: tf.gather(self.class_names, top.indices),
-                    configs.TOP_LETTERS_OUTPUT: tf.gather(self.glyphs, top.indices),
-                    configs.TOP_SCORES_OUTPUT: top.values, configs.TOP_INDICES_OUTPUT: top.indices}
+            return image_outputs(self.cnn(images_to_ink(images, image_size), training=False))
 
     module = Untrained()
     tf.saved_model.save(module, export_dir, signatures={configs.IMAGE_SIGNATURE: module.predict_images})
