@@ -6,6 +6,7 @@ Augmentation runs in the training input pipeline only; evaluation and serving se
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -93,7 +94,9 @@ def train(train_patterns, eval_patterns, tf_transform_output, hp: Config):
     tf.keras.utils.set_random_seed(hp.seed)
     train_ds = make_dataset(train_patterns, tf_transform_output, hp.batch_size, True, hp)
     eval_ds = make_dataset(eval_patterns, tf_transform_output, 256, False, hp)
-    model = compiled_model(hp, steps=sum(1 for _ in train_ds) * hp.epochs)
+    examples = int(tf.data.TFRecordDataset(_files(train_patterns), compression_type="GZIP").reduce(
+        0, lambda count, _: count + 1))   # counting records, not batches, so no augmentation is run to count
+    model = compiled_model(hp, steps=math.ceil(examples / hp.batch_size) * hp.epochs)
     history = model.fit(train_ds, validation_data=eval_ds, epochs=hp.epochs, verbose=0,
                         callbacks=[_EpochLog(hp.epochs)])
     return model, history
