@@ -83,18 +83,19 @@ def read_text(path: str) -> str:
         return handle.read()
 
 
-def parse_model_server_config(text: str) -> model_server_config_pb2.ModelServerConfig:
-    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+def parse_model_server_config(text: str, source: str = "model config") -> model_server_config_pb2.ModelServerConfig:
+    """A ModelServerConfig from its text form; refuses what this server cannot serve (at start and on reload)."""
+    config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    if config.HasField("custom_model_config"):
+        raise ValueError(f"{source}: custom_model_config is not supported; use model_config_list")
+    for model in config.model_config_list.config:
+        if model.model_platform not in ("", "tensorflow"):
+            raise ValueError(f"{source}: model {model.name}: unsupported model_platform {model.model_platform!r}")
+    return config
 
 
 def load_model_server_config(path: str) -> model_server_config_pb2.ModelServerConfig:
-    config = parse_model_server_config(read_text(path))
-    if config.HasField("custom_model_config"):
-        raise ValueError(f"{path}: custom_model_config is not supported; use model_config_list")
-    for model in config.model_config_list.config:
-        if model.model_platform not in ("", "tensorflow"):
-            raise ValueError(f"{path}: model {model.name}: unsupported model_platform {model.model_platform!r}")
-    return config
+    return parse_model_server_config(read_text(path), path)
 
 
 def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelServerConfig:

@@ -59,7 +59,7 @@ class Server:
     def _model_config(self):
         if self.options.model_config_file:
             self._config_text = config_lib.read_text(self.options.model_config_file)
-            return config_lib.load_model_server_config(self.options.model_config_file)
+            return config_lib.parse_model_server_config(self._config_text, self.options.model_config_file)
         return config_lib.single_model_config(self.options.model_name, self.options.model_base_path)
 
     def start(self) -> "Server":
@@ -122,7 +122,7 @@ class Server:
             if text == self._config_text:
                 continue
             try:   # a config that cannot be applied yet (e.g. a label ahead of its version) is retried
-                self.core.apply_config(config_lib.parse_model_server_config(text))
+                self.core.apply_config(config_lib.parse_model_server_config(text, self.options.model_config_file))
             except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
                 if text != rejected:
                     log.error("Not applying %s: %s", self.options.model_config_file, exc)

@@ -123,6 +123,11 @@ def test_labels_reload_from_config_file(tmp_path):
         write({"stable": 1, "canary": 7})  # 7 is not available: the whole config is refused
         time.sleep(0.5)
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
+        # A config refused at start-up is refused on reload too, and the current one keeps serving.
+        config.write_text(config.read_text().replace('model_platform: "tensorflow"', 'model_platform: "pytorch"')
+                          .replace("value: 7", "value: 1"))
+        time.sleep(0.5)
+        assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
 
 
 def test_labels_in_startup_config_need_the_flag(tmp_path):
