@@ -222,7 +222,7 @@ class RestApi:
             raise invalid(f'Serving signature name: "{signature_name}" not found in signature def')
         if not signature.inputs:
             raise invalid(f"Failed to get input map for signature: {requested or 'DEFAULT'}")
-        dtypes = {alias: info.dtype for alias, info in signature.inputs.items()}
+        dtypes = servable.input_dtypes[signature_name]
         has_instances, has_inputs = "instances" in document, "inputs" in document
         if has_instances and has_inputs:
             raise invalid(f"JSON Value: {tensors.dump(document)} Not formatted correctly expecting only one of "

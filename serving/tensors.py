@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 
@@ -107,6 +108,7 @@ def _shape_text(shape) -> str:
 
 
 # ------------------------------------------------------------------------------------------ JSON -> numpy
+@functools.lru_cache(maxsize=None)   # one converter per dtype, not one per instance of a request
 def _leaf_converter(dtype: int):
     name = dtype_name(dtype)
 

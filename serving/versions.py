@@ -52,15 +52,17 @@ class Servable:
                                             f"To inspect available tag-sets in the SavedModel, please use the "
                                             f"SavedModel CLI: `saved_model_cli`")
         self.signature_defs = meta_graph.signature_def
+        # {signature: {input alias: DataType enum}}, read once: a loaded version never changes.
+        self.input_dtypes = {name: {alias: info.dtype for alias, info in sig.inputs.items()}
+                             for name, sig in self.signature_defs.items()}
+        self._tf_input_dtypes = {name: {alias: tf.dtypes.as_dtype(dtype) for alias, dtype in inputs.items()}
+                                 for name, inputs in self.input_dtypes.items()}
         self.module = tf.saved_model.load(path, tags=["serve"])
         self.functions = dict(self.module.signatures)
         self.batchers = {}          # signature name -> serving.batching.Batcher (set by the server)
         self._batchers_lock = threading.Lock()
         self.closed = False
         self.warmup_requests = warmup.replay(self)   # before AVAILABLE, as TF Serving does
-
-    def input_dtypes(self, signature_name: str) -> dict:
-        return {alias: info.dtype for alias, info in self.signature_defs[signature_name].inputs.items()}
 
     def run(self, signature_name: str, arrays: dict) -> dict:
         """Calls one signature on numpy inputs; returns {output alias: numpy array}."""
@@ -69,10 +71,8 @@ class Servable:
         function = self.functions.get(signature_name)
         if function is None:
             raise ServingError("INVALID_ARGUMENT", f"Signature {signature_name} is not callable")
-        signature = self.signature_defs[signature_name]
-        feeds = {}
-        for alias, array in arrays.items():
-            feeds[alias] = tf.constant(array, dtype=tf.dtypes.as_dtype(signature.inputs[alias].dtype))
+        dtypes = self._tf_input_dtypes[signature_name]
+        feeds = {alias: tf.constant(array, dtype=dtypes[alias]) for alias, array in arrays.items()}
         try:
             outputs = function(**feeds)
         except Exception as exc:  # noqa: BLE001 - TF runtime errors pass through with their code
