@@ -99,11 +99,13 @@ def main(argv=None) -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     original_root, val_root = args.data_root, None
-    if args.data_root and args.holdout_share > 0:
+    if args.data_root and (args.holdout_share > 0 or args.mix_generated):
+        # A linked copy under work/ (never the user's folder): holds the hold-out out, takes generated letters in.
         from bench.writer_split import writer_split
         counts = writer_split(args.data_root, str(work / "split"), args.holdout_share)
         print(f"writer hold-out: train {counts['train']}, val {counts['val']} files", flush=True)
-        args.data_root, val_root = str(work / "split" / "train"), str(work / "split" / "val")
+        args.data_root = str(work / "split" / "train")
+        val_root = str(work / "split" / "val") if args.holdout_share > 0 else None
     if args.data_root and args.mix_generated:
         from pipeline import generate_letters
         gen = work / "generated"
@@ -143,15 +145,13 @@ def main(argv=None) -> int:
         result["val_unseen_writers_top3"] = round(report["top3"], 4)
         result["val_report"] = str(work / "report")
     if model_dir and summary.get("pushed"):
-        first_image = next(Path(args.data_root or ROOT / "data" / "generated").glob("*/*.png"), None)
+        from pipeline.configs import Config
+        first_image = next(Path(args.data_root or Config.from_env().data_root).glob("*/*.png"), None)
         result["model_mib"] = round(dir_size(model_dir) / 2**20, 2)
         if first_image is not None:
             result["single_image_ms"] = round(single_image_latency(model_dir, first_image.read_bytes()) * 1000, 2)
     print(json.dumps(result, indent=2))
-    print("reproduce:", shlex.join([sys.executable, "bench/train_hhd.py"] +
-                                   (["--data-root", original_root] if original_root else []) +
-                                   (["--mix-generated", str(args.mix_generated)] if args.mix_generated else []) +
-                                   (["--", *args.runner_args] if args.runner_args else [])))
+    print("reproduce:", shlex.join([sys.executable, "bench/train_hhd.py", *(sys.argv[1:] if argv is None else argv)]))
     (work / "bench.json").write_text(json.dumps(result, indent=2))
     return 0
 
