@@ -37,15 +37,10 @@ LABELS = ("stable", "canary")
 # ---------------------------------------------------------------------------------------------- list
 def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
     """Model artifact id → {'blessed', 'top1', 'top3', 'evaluated_at'} from the newest Evaluator run on it."""
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-    from pipeline.run_summary import evaluation_metrics
+    from pipeline.run_summary import evaluation_metrics, open_store
     if not os.path.exists(metadata_file):
         return {}
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = metadata_file
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(cfg)
+    store = open_store(metadata_file)
     result: dict[int, dict] = {}
     evaluations = store.get_artifacts_by_type("ModelEvaluation")
     blessings = store.get_artifacts_by_type("ModelBlessing")

@@ -21,7 +21,8 @@ from pipeline.pipeline import ACCURACY_METRIC
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
 
-def _store(metadata_file: str) -> metadata_store.MetadataStore:
+def open_store(metadata_file: str) -> metadata_store.MetadataStore:
+    """The ML Metadata store of a local run, opened read-only."""
     cfg = metadata_store_pb2.ConnectionConfig()
     cfg.sqlite.filename_uri = metadata_file
     cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -37,7 +38,7 @@ def _node_name(store, execution_id: int) -> str:
 
 def last_run(metadata_file: str) -> dict:
     """{'run_id', 'components': {node: {'state', 'outputs': {key: [artifact]}}}} for the newest run."""
-    store = _store(metadata_file)
+    store = open_store(metadata_file)
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
         raise LookupError(f"no pipeline run recorded in {metadata_file}")
