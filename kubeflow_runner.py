@@ -124,12 +124,7 @@ def beam_pipeline_args(args: argparse.Namespace, config: Config) -> list[str]:
             max_num_workers=args.max_num_workers, service_account=args.service_account, extra=args.beam_arg)
     if any(a.startswith("--runner") for a in args.beam_arg):
         return list(args.beam_arg)
-    direct = ["--runner=DirectRunner", f"--direct_running_mode={config.beam_mode}"]
-    if config.beam_mode == "in_memory":
-        direct.append("--direct_num_workers=1")
-    else:  # 0 lets Beam use the pod's CPU count, known only in the pod
-        direct.append(f"--direct_num_workers={config.beam_workers}")
-    return direct + list(args.beam_arg)
+    return configs.beam_pipeline_args(config) + list(args.beam_arg)
 
 
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:

@@ -129,10 +129,10 @@ def _parse(field: dataclasses.Field, raw: str):
 
 
 def beam_pipeline_args(config: Config) -> list[str]:
-    """Beam DirectRunner options for local runs."""
-    workers = config.beam_workers or os.cpu_count() or 1
-    if config.beam_mode == "in_memory":
-        workers = 1  # in_memory runs in this process: more workers would only be ignored
+    """Beam DirectRunner options (local runs, and in-pod runs of the Kubeflow spec)."""
+    # in_memory runs in this process: more workers would only be ignored. 0 = Beam uses the machine's CPU count,
+    # which for a Kubeflow pod is known only in the pod.
+    workers = 1 if config.beam_mode == "in_memory" else config.beam_workers
     return [
         "--runner=DirectRunner",
         f"--direct_running_mode={config.beam_mode}",
