@@ -71,10 +71,7 @@ class Metrics:
             self.request_count[key] = self.request_count.get(key, 0) + 1
             if status == "OK" and api is not None and latency_us is not None:
                 key = (("model_name", model_name), ("API", api), ("entrypoint", "REST"))
-                histogram = self.request_latency.get(key)
-                if histogram is None:
-                    histogram = self.request_latency[key] = _Histogram(LATENCY_BUCKETS)
-                histogram.observe(latency_us)
+                self._observe(self.request_latency, key, LATENCY_BUCKETS, latency_us)
 
     def batch_input(self, labels: dict, size: int) -> None:
         with self._lock:
