@@ -1,6 +1,7 @@
 """Pictures for evaluation reports, drawn with Pillow: a confusion matrix and a contact sheet of errors."""
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -12,6 +13,7 @@ from pipeline.labels import CLASS_NAMES, GLYPHS
 LABEL_FACES = ("MiriamCLM-Book", "SimpleCLM-Medium", "DavidCLM-Medium", "NachlieliCLM-Light")
 
 
+@functools.lru_cache(maxsize=None)   # finding the Hebrew face scans every font folder
 def _font(size: int, hebrew: bool = False):
     if hebrew:
         from pipeline.generate_letters import find_faces
