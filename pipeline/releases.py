@@ -37,6 +37,7 @@ LABELS = ("stable", "canary")
 # ---------------------------------------------------------------------------------------------- list
 def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
     """Model artifact id → {'blessed', 'top1', 'top3', 'evaluated_at'} from the newest Evaluator run on it."""
+    from ml_metadata.proto import metadata_store_pb2
     from pipeline.run_summary import evaluation_metrics, open_store
     if not os.path.exists(metadata_file):
         return {}

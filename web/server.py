@@ -29,7 +29,6 @@ import socket
 import threading
 import time
 import urllib.parse
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from components.image_io import ImageRejected, check_image
