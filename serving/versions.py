@@ -340,7 +340,11 @@ class ServerCore:
 
     def apply_config(self, config) -> None:
         """Realises exactly ``config``: adds, updates and removes models. Raises without changing anything
-        if a label points at a version that is not available."""
+        if a label points at a version that is not available. An empty config (say, a config file caught while
+        it is being rewritten) changes nothing, as in TF Serving's ServerCore::ReloadConfig."""
+        if config.WhichOneof("config") is None:
+            log.info("Taking no action for empty config.")
+            return
         models = list(config.model_config_list.config)
         with self._lock:
             for model in models:

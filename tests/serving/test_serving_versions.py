@@ -128,6 +128,9 @@ def test_labels_reload_from_config_file(tmp_path):
                           .replace("value: 7", "value: 1"))
         time.sleep(0.5)
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
+        config.write_text("")   # an empty config (a file caught mid-rewrite) changes nothing
+        time.sleep(0.5)
+        assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
 
 
 def test_labels_in_startup_config_need_the_flag(tmp_path):
