@@ -21,7 +21,7 @@ import sys
 import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from kubeflow import beam_args as beam_args_lib
 from kubeflow import spec as spec_lib
-from pipeline import configs
+from pipeline import configs, flags
 from pipeline.configs import Config
 
 DEFAULT_OUTPUT = os.path.join(configs.PROJECT_ROOT, "outputs", "kubeflow", "letters_pipeline.yaml")
@@ -34,10 +34,14 @@ def _path(value: str) -> str:
     return value if "://" in value else os.path.abspath(os.path.expanduser(value))
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The epilog as written, and each flag's default after its help."""
+
+
 def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Compile the letters TFX pipeline for Kubeflow Pipelines v2 (KubeflowV2DagRunner).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
         epilog=f"""
 storage:
   Every component reads and writes its artifacts directly through TensorFlow's filesystems, so the pipeline
@@ -76,18 +80,9 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (pipelin
                    help="leave out the serving validator between Evaluator and Pusher (it serves the candidate "
                         "in the embedded TF Serving-compatible server and sends it eval images over REST)")
 
-    training = p.add_argument_group("training (defaults from pipeline/configs.py)")
-    training.add_argument("--epochs", type=int, default=defaults.epochs)
-    training.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    training.add_argument("--image-size", type=int, default=defaults.image_size)
-    training.add_argument("--accuracy-floor", type=float, default=defaults.accuracy_floor)
-    training.add_argument("--max-regression", type=float, default=defaults.max_regression)
-
+    flags.add_training_flags(p, defaults)
     beam = p.add_argument_group("Beam (default: DirectRunner inside each component's pod)")
-    beam.add_argument("--beam-mode", choices=("in_memory", "multi_processing", "multi_threading"),
-                      default=defaults.beam_mode, help="DirectRunner running mode in the pods")
-    beam.add_argument("--beam-workers", type=int, default=defaults.beam_workers,
-                      help="DirectRunner workers (0 = the pod's CPU count)")
+    flags.add_beam_flags(beam, defaults)
     beam.add_argument("--dataflow", action="store_true", help="run the Beam work on Google Cloud Dataflow")
     beam.add_argument("--project", default=None, help="Dataflow: GCP project")
     beam.add_argument("--region", default=None, help="Dataflow: region (e.g. europe-west1)")
@@ -128,17 +123,12 @@ def beam_pipeline_args(args: argparse.Namespace, config: Config) -> list[str]:
 
 
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
-    defaults = Config.from_env()
+    defaults = flags.defaults_from_env()
     parser = build_parser(defaults)
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "image_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     config = defaults.replace(
         pipeline_root=_path(args.pipeline_root), data_root=_path(args.data_root),
-        serving_dir=_path(args.serving_dir), epochs=args.epochs, batch_size=args.batch_size,
-        image_size=args.image_size, accuracy_floor=args.accuracy_floor, max_regression=args.max_regression,
-        beam_mode=args.beam_mode, beam_workers=args.beam_workers)
+        serving_dir=_path(args.serving_dir), **flags.training_changes(parser, args, defaults))
     try:
         beam = beam_pipeline_args(args, config)
         overrides = [spec_lib.parse_resources(text) for text in args.resources]

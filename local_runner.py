@@ -16,7 +16,7 @@ import sys
 import time
 
 import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
-from pipeline import configs
+from pipeline import configs, flags
 from pipeline.configs import Config
 
 _PROGRESS = re.compile(r"^Component (\S+) is (running|finished)")
@@ -26,7 +26,7 @@ _NOISE = ("ArtifactQuery.property_predicate is not supported", "`custom_executor
 
 
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
-    defaults = Config.from_env()
+    defaults = flags.defaults_from_env()
     p = argparse.ArgumentParser(
         description="Run the letters TFX pipeline locally: images → examples → statistics/schema/validation → "
                     "transform → train → evaluate (blessing gate) → push to a TF Serving model directory.",
@@ -41,46 +41,24 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--feedback-dir", default=defaults.feedback_dir,
                    help="the web client's feedback store: its corrections are trained on (always in the train split)")
     p.add_argument("--no-feedback", action="store_true", help="ignore the feedback store")
-    p.add_argument("--split", default=f"{defaults.train_buckets}:{defaults.eval_buckets}", metavar="TRAIN:EVAL",
-                   help="hash buckets of the train and eval splits (default %(default)s; 9:1 keeps 90%% for training)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    p.add_argument("--image-size", type=int, default=defaults.image_size, help="model input side in pixels")
-    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    p.add_argument("--accuracy-floor", type=float, default=defaults.accuracy_floor,
-                   help="blessing needs at least this top-1 accuracy on the eval split")
-    p.add_argument("--max-regression", type=float, default=defaults.max_regression,
-                   help="blessing allows at most this drop in accuracy against the last blessed model")
     p.add_argument("--generate-per-class", type=int, default=defaults.generate_per_class,
                    help="images per class when generating the default data")
-    p.add_argument("--beam-mode", choices=("in_memory", "multi_processing", "multi_threading"),
-                   default=defaults.beam_mode, help="Beam DirectRunner running mode")
-    p.add_argument("--beam-workers", type=int, default=defaults.beam_workers, help="0 = CPU count")
     p.add_argument("--no-cache", action="store_true", help="re-run every component even if its inputs are unchanged")
     p.add_argument("--summary-json", default=None, help="also write the final summary to this file")
     p.add_argument("--quiet", action="store_true", help="only the final summary")
+    flags.add_training_flags(p, defaults)
+    flags.add_beam_flags(p.add_argument_group("Beam"), defaults)
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "image_size", "generate_per_class"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    try:
-        train_buckets, eval_buckets = (int(part) for part in args.split.split(":"))
-    except ValueError:
-        p.error(f"--split must look like 4:1 (train and eval hash buckets), got {args.split!r}")
-    if train_buckets < 1 or eval_buckets < 1:
-        p.error(f"--split needs at least one bucket on each side, got {args.split!r}")
+    if args.generate_per_class < 1:
+        p.error("--generate-per-class must be at least 1")
+    changes = flags.training_changes(p, args, defaults)
     config = defaults.replace(
         data_root=os.path.abspath(os.path.expanduser(args.data_root)) if args.data_root else defaults.data_root,
         pipeline_root=os.path.abspath(args.pipeline_root),
         metadata_path=os.path.abspath(args.metadata_path) if args.metadata_path else "",
         serving_dir=os.path.abspath(args.serving_dir),
         feedback_dir="" if args.no_feedback else os.path.abspath(args.feedback_dir),
-        train_buckets=train_buckets, eval_buckets=eval_buckets,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        image_size=args.image_size, augment=False if args.no_augment else defaults.augment,
-        accuracy_floor=args.accuracy_floor, max_regression=args.max_regression,
-        generate_per_class=args.generate_per_class, beam_mode=args.beam_mode, beam_workers=args.beam_workers)
+        generate_per_class=args.generate_per_class, **changes)
     return config, args
 
 

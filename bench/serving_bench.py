@@ -29,18 +29,20 @@ from serving import testing  # noqa: E402
 
 
 def build_untrained_cnn(export_dir, image_size):
-    """The letters CNN (models.network.build_cnn) with random weights behind the ``predict_images`` signature,
-    with the real preprocessing: the real model's per-image cost without needing a pipeline run."""
+    """The letters network as configured (models.network.build_model) with random weights behind the
+    ``predict_images`` signature, with the real preprocessing: the real model's per-image cost without needing
+    a pipeline run."""
     import tensorflow as tf
 
     from models.export import image_outputs
-    from models.network import build_cnn
+    from models.network import build_model
     from models.preprocessing import images_to_ink
 
     class Untrained(tf.Module):
         def __init__(self):
             super().__init__()
-            self.cnn = build_cnn(image_size)
+            config = configs.Config.from_env()
+            self.cnn = build_model(config.architecture, image_size, config.dropout, config.conv_widths)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.IMAGE_INPUT)])
         def predict_images(self, images):
@@ -130,7 +132,7 @@ def main(argv=None):
     if args.fallback == "cnn":
         base, found, note = testing.pushed_or_stand_in(
             args.model_base_path, "serving-bench-", lambda path: build_untrained_cnn(path, args.image_size),
-            "the letters CNN (models.network.build_cnn) with random weights")
+            "the letters network (models.network.build_model) with random weights")
     else:
         base, found, note = testing.pushed_or_stand_in(args.model_base_path, "serving-bench-")
     if note:

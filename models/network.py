@@ -1,4 +1,5 @@
-"""The Keras CNN and the training-time augmentation (applied in the input pipeline only)."""
+"""The Keras networks (a small ResNet and a VGG-style CNN) and the training-time augmentation (applied in the
+input pipeline only)."""
 from __future__ import annotations
 
 import math
@@ -6,36 +7,72 @@ import math
 import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow as tf
 
+from pipeline.configs import ARCHITECTURES, parse_widths  # noqa: F401  (parse_widths: re-exported)
 from pipeline.labels import NUM_CLASSES
 
+DEFAULT_WIDTHS = {"resnet": "32,48,96,192", "vgg": "24,48,96,160"}
 
-def parse_widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise ValueError(f"conv widths must be comma-separated integers, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise ValueError(f"conv widths must be positive, got {text!r}")
-    return widths
+
+def _conv_bn(x, width: int, stride: int = 1, relu: bool = True):
+    layers = tf.keras.layers
+    x = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    return layers.Activation("relu")(x) if relu else x
+
+
+def _residual_block(x, width: int, stride: int = 1):
+    """Two 3×3 convolutions plus a shortcut (a strided 1×1 projection when the shape changes)."""
+    layers = tf.keras.layers
+    y = _conv_bn(_conv_bn(x, width, stride), width, relu=False)
+    shortcut = x
+    if stride != 1 or x.shape[-1] != width:
+        shortcut = layers.Conv2D(width, 1, strides=stride, use_bias=False)(x)
+        shortcut = layers.BatchNormalization(momentum=0.9)(shortcut)
+    return layers.Activation("relu")(layers.Add()([y, shortcut]))
+
+
+def _classifier(inputs, x, dropout: float, name: str) -> tf.keras.Model:
+    layers = tf.keras.layers
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    return tf.keras.Model(inputs, outputs, name=name)
 
 
 def build_cnn(image_size: int, dropout: float = 0.3, widths=(24, 48, 96, 160)) -> tf.keras.Model:
     """A small VGG-style CNN: conv blocks with batch norm, global average pooling, softmax over 27 classes."""
-    layers = tf.keras.layers
     inputs = tf.keras.Input(shape=(image_size, image_size, 1), name="image")
     x = inputs
     for i, width in enumerate(widths):
         convs = 2 if 0 < i < len(widths) - 1 else 1
         for _ in range(convs):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization(momentum=0.9)(x)
-            x = layers.Activation("relu")(x)
+            x = _conv_bn(x, width)
         if i < len(widths) - 1:
-            x = layers.MaxPooling2D()(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
-    return tf.keras.Model(inputs, outputs, name="letters_cnn")
+            x = tf.keras.layers.MaxPooling2D()(x)
+    return _classifier(inputs, x, dropout, "letters_cnn")
+
+
+def build_resnet(image_size: int, dropout: float = 0.3, widths=(32, 48, 96, 192),
+                 blocks: int = 1) -> tf.keras.Model:
+    """A small ResNet: a 3×3 stem at full resolution (``widths[0]``), 2×2 max pooling, then one stage of
+    ``blocks`` residual blocks per further width, halving the resolution at each stage after the first
+    (48 px → 24, 12, 6), global average pooling, softmax over 27 classes."""
+    if len(widths) < 2:
+        raise ValueError(f"a resnet needs a stem width and at least one stage width, got {widths}")
+    inputs = tf.keras.Input(shape=(image_size, image_size, 1), name="image")
+    x = tf.keras.layers.MaxPooling2D()(_conv_bn(inputs, widths[0]))
+    for stage, width in enumerate(widths[1:]):
+        for block in range(blocks):
+            x = _residual_block(x, width, stride=2 if stage > 0 and block == 0 else 1)
+    return _classifier(inputs, x, dropout, "letters_resnet")
+
+
+def build_model(architecture: str, image_size: int, dropout: float = 0.3, widths: str = "") -> tf.keras.Model:
+    """The network named by ``architecture`` (one of ARCHITECTURES); ``widths`` empty = its default widths."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    parsed = parse_widths(widths or DEFAULT_WIDTHS[architecture])
+    return (build_resnet if architecture == "resnet" else build_cnn)(image_size, dropout, parsed)
 
 
 def augment_batch(images: tf.Tensor, rotation_deg: float, scale: float, shift: float,

@@ -66,8 +66,8 @@ def augment(images: tf.Tensor, hp: Config) -> tf.Tensor:
 
 
 def compiled_model(hp: Config, steps: int) -> tf.keras.Model:
-    """The CNN with its optimizer (Adam, cosine decay over ``steps`` batches) and label-smoothed loss."""
-    model = network.build_cnn(hp.image_size, hp.dropout, network.parse_widths(hp.conv_widths))
+    """The network with its optimizer (Adam, cosine decay over ``steps`` batches) and label-smoothed loss."""
+    model = network.build_model(hp.architecture, hp.image_size, hp.dropout, hp.conv_widths)
     schedule = tf.keras.optimizers.schedules.CosineDecay(hp.learning_rate, decay_steps=max(1, steps))
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
                   loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),

@@ -43,6 +43,20 @@ EVAL_SPLIT = "eval"
 INGEST_REPORT_FILE = "ingest_report.json"
 
 
+ARCHITECTURES = ("resnet", "vgg")   # models.network builds them
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    """"32,48,96" → (32, 48, 96); ValueError unless positive integers separated by commas."""
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise ValueError(f"conv widths must be comma-separated integers, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise ValueError(f"conv widths must be positive, got {text!r}")
+    return widths
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Run settings. Defaults are sized so ``make demo`` finishes in a few minutes on 2 CPU cores."""
@@ -71,7 +85,8 @@ class Config:
     batch_size: int = 64
     learning_rate: float = 2e-3
     dropout: float = 0.3
-    conv_widths: str = "24,48,96,160"   # channels of the CNN's conv blocks (comma-separated)
+    architecture: str = "resnet"         # one of ARCHITECTURES
+    conv_widths: str = ""                # channels per stage, comma-separated ("" = the architecture's default)
     augment: bool = True
     augment_rotation_deg: float = 12.0
     augment_scale: float = 0.15
@@ -88,6 +103,12 @@ class Config:
     # Beam (DirectRunner).
     beam_mode: str = "in_memory"         # or multi_processing / multi_threading
     beam_workers: int = 0                # 0 = number of CPU cores
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if self.conv_widths:
+            parse_widths(self.conv_widths)
 
     @property
     def metadata_file(self) -> str:

@@ -23,8 +23,8 @@ from pipeline import configs
 from pipeline.configs import Config
 
 # Trainer hyperparameters passed through custom_config (models.trainer.hyperparameters reads them back).
-TRAINING_FIELDS = ("image_size", "epochs", "batch_size", "learning_rate", "dropout", "conv_widths", "augment",
-                   "augment_rotation_deg", "augment_scale", "augment_shift", "augment_thickness", "augment_erase",
+TRAINING_FIELDS = ("image_size", "epochs", "batch_size", "learning_rate", "dropout", "architecture", "conv_widths",
+                   "augment", "augment_rotation_deg", "augment_scale", "augment_shift", "augment_thickness", "augment_erase",
                    "label_smoothing", "seed")
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"

@@ -49,12 +49,32 @@ def test_local_runner_help_documents_the_flags():
         assert flag in out.stdout
 
 
-def test_local_runner_split_flag():
-    import local_runner
-    config, _ = local_runner.parse_args(["--split", "9:1"])
-    assert (config.train_buckets, config.eval_buckets) == (9, 1)
-    default, _ = local_runner.parse_args([])
-    assert (default.train_buckets, default.eval_buckets) == (configs.Config().train_buckets, configs.Config().eval_buckets)
-    for bad in ("9", "9:0", "a:b", "9:1:1"):
+@pytest.mark.parametrize("runner", ["local_runner", "kubeflow_runner"])
+def test_both_runners_take_the_same_training_flags(runner):
+    module = __import__(runner)
+    argv = ["--split", "9:1", "--epochs", "3", "--batch-size", "32", "--learning-rate", "0.01",
+            "--image-size", "40", "--architecture", "vgg", "--conv-widths", "8,16", "--no-augment",
+            "--accuracy-floor", "0.7", "--max-regression", "0.02", "--beam-mode", "multi_processing",
+            "--beam-workers", "2"]
+    config = module.parse_args(argv)[0]
+    assert (config.train_buckets, config.eval_buckets, config.epochs, config.batch_size, config.learning_rate,
+            config.image_size, config.architecture, config.conv_widths, config.augment, config.accuracy_floor,
+            config.max_regression, config.beam_mode, config.beam_workers) == (
+        9, 1, 3, 32, 0.01, 40, "vgg", "8,16", False, 0.7, 0.02, "multi_processing", 2)
+    default = module.parse_args([])[0]
+    assert default.replace(pipeline_root="", data_root="", serving_dir="", metadata_path="", feedback_dir="") == \
+        configs.Config().replace(pipeline_root="", data_root="", serving_dir="", metadata_path="", feedback_dir="")
+    for bad in (["--split", "9"], ["--split", "9:0"], ["--split", "a:b"], ["--split", "9:1:1"], ["--epochs", "0"],
+                ["--architecture", "lenet"], ["--conv-widths", "8,x"], ["--conv-widths", "8,0"]):
         with pytest.raises(SystemExit):
-            local_runner.parse_args(["--split", bad])
+            module.parse_args(bad)
+
+
+def test_architecture_and_widths_are_checked_when_the_config_is_made():
+    with pytest.raises(ValueError, match="unknown architecture 'lenet'"):
+        configs.Config.from_env({"LETTERS_ARCHITECTURE": "lenet"})
+    with pytest.raises(ValueError, match="conv widths"):
+        configs.Config(conv_widths="32,,64")
+    out = subprocess.run([sys.executable, str(ROOT / "local_runner.py")], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, LETTERS_ARCHITECTURE="lenet"), timeout=120)
+    assert out.returncode == 2 and "unknown architecture 'lenet'" in out.stderr

@@ -1,5 +1,6 @@
 """The CNN and the training-time augmentations."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from models import network, trainer
@@ -18,6 +19,26 @@ def test_cnn_outputs_a_distribution_over_27_classes():
     out = model(stroke_batch(), training=False).numpy()
     assert out.shape == (8, 27)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", network.ARCHITECTURES)
+def test_each_architecture_builds_with_its_default_or_given_widths(architecture):
+    model = network.build_model(architecture, 48, 0.3, "")
+    assert model.output_shape == (None, 27)
+    assert model.count_params() < 1_000_000          # small enough to answer in milliseconds on a CPU
+    small = network.build_model(architecture, 40, 0.3, "8,16,24")
+    assert small.count_params() < model.count_params() / 10
+    np.testing.assert_allclose(small(stroke_batch(size=40), training=False).numpy().sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_resnet_stages_halve_the_resolution_and_add_shortcuts():
+    model = network.build_resnet(48, 0.3, (8, 16, 24, 32))
+    adds = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Add)]
+    assert [tuple(layer.output_shape[1:3]) for layer in adds] == [(24, 24), (12, 12), (6, 6)]
+    with pytest.raises(ValueError, match="unknown architecture"):
+        network.build_model("lenet", 48)
+    with pytest.raises(ValueError, match="stage width"):
+        network.build_resnet(48, 0.3, (8,))
 
 
 def test_affine_augmentation_is_mild_and_identity_without_range():
@@ -44,7 +65,7 @@ def test_thickness_and_erasing():
 
 
 def test_every_training_setting_reaches_the_trainer():
-    config = configs.Config(epochs=7, label_smoothing=0.05, augment_erase=0.0, conv_widths="8,16")
+    config = configs.Config(epochs=7, label_smoothing=0.05, augment_erase=0.0, conv_widths="8,16", architecture="vgg")
     custom = {name: getattr(config, name) for name in TRAINING_FIELDS}
     custom["code"] = "abc"
     hp = trainer.hyperparameters(custom)
