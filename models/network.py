@@ -7,7 +7,7 @@ import math
 import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow as tf
 
-from pipeline.configs import ARCHITECTURES, parse_widths  # noqa: F401  (parse_widths: re-exported)
+from pipeline.configs import ARCHITECTURES, check_architecture, parse_widths  # noqa: F401  (re-exported)
 from pipeline.labels import NUM_CLASSES
 
 DEFAULT_WIDTHS = {"resnet": "32,48,96,192", "vgg": "24,48,96,160"}
@@ -69,9 +69,7 @@ def build_resnet(image_size: int, dropout: float = 0.3, widths=(32, 48, 96, 192)
 
 def build_model(architecture: str, image_size: int, dropout: float = 0.3, widths: str = "") -> tf.keras.Model:
     """The network named by ``architecture`` (one of ARCHITECTURES); ``widths`` empty = its default widths."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-    parsed = parse_widths(widths or DEFAULT_WIDTHS[architecture])
+    parsed = parse_widths(widths or DEFAULT_WIDTHS[check_architecture(architecture)])
     return (build_resnet if architecture == "resnet" else build_cnn)(image_size, dropout, parsed)
 
 

@@ -46,6 +46,12 @@ INGEST_REPORT_FILE = "ingest_report.json"
 ARCHITECTURES = ("resnet", "vgg")   # models.network builds them
 
 
+def check_architecture(name: str) -> str:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return name
+
+
 def parse_widths(text: str) -> tuple[int, ...]:
     """"32,48,96" → (32, 48, 96); ValueError unless positive integers separated by commas."""
     try:
@@ -105,8 +111,7 @@ class Config:
     beam_workers: int = 0                # 0 = number of CPU cores
 
     def __post_init__(self):
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        check_architecture(self.architecture)
         if self.conv_widths:
             parse_widths(self.conv_widths)
 
