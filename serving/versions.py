@@ -48,9 +48,9 @@ class Servable:
                 raise ServingError("DATA_LOSS", f"Could not parse SavedModel proto at {pb_path}: {exc}") from None
         meta_graph = next((m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags), None)
         if meta_graph is None:
-            raise ServingError("NOT_FOUND", f"Could not find meta graph def matching supplied tags: {{ serve }}. "
-                                            f"To inspect available tag-sets in the SavedModel, please use the "
-                                            f"SavedModel CLI: `saved_model_cli`")
+            raise ServingError("NOT_FOUND", "Could not find meta graph def matching supplied tags: { serve }. "
+                                            "To inspect available tag-sets in the SavedModel, please use the "
+                                            "SavedModel CLI: `saved_model_cli`")
         self.signature_defs = meta_graph.signature_def
         # {signature: {input alias: DataType enum}}, read once: a loaded version never changes.
         self.input_dtypes = {name: {alias: info.dtype for alias, info in sig.inputs.items()}

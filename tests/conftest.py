@@ -1,6 +1,5 @@
 """Shared fixtures. Importing ``pipeline`` first fixes the Keras mode before TensorFlow loads."""
 import io
-import os
 import subprocess
 import sys
 import json

@@ -4,7 +4,6 @@ import pipeline  # noqa: F401  (before TensorFlow)
 import base64
 import http.client
 import json
-import os
 import urllib.parse
 
 import pytest
