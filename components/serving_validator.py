@@ -28,7 +28,6 @@ bless (optional ``model_blessing`` input) is not started at all.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import shutil
@@ -47,6 +46,7 @@ from tfx.utils import io_utils, path_utils
 
 from pipeline import configs
 from pipeline.labels import CLASS_NAMES, NUM_CLASSES
+from serving.client import RestConnection, ServingUnavailable
 
 BLESSED_KEY = "blessed"                       # the custom property the Pusher reads (model_utils)
 BLESSED_FILE = "INFRA_BLESSED"
@@ -111,27 +111,22 @@ def sample_examples(examples: types.Artifact, split: str, limit: int) -> list[tu
 
 
 # ------------------------------------------------------------------------------------------ REST
-class _Rest:
+class _TimedRest:
+    """A RestConnection to the local server that records each request's round trip; a server that cannot answer
+    fails the validation."""
+
     def __init__(self, port: int, timeout: float = 60.0):
-        self.port, self.timeout = port, timeout
+        self.connection = RestConnection(f"http://127.0.0.1:{port}", timeout=timeout)
         self.latencies_ms: list[float] = []
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         started = time.perf_counter()
         try:
-            payload = json.dumps(body).encode() if body is not None else None
-            connection.request(method, path, body=payload,
-                               headers={"Content-Type": "application/json"} if payload else {})
-            response = connection.getresponse()
-            raw = response.read()
+            return self.connection.request(method, path, body)
+        except ServingUnavailable as err:
+            raise ValidationFailed(f"{method} {path}: {err.message}") from None
         finally:
-            connection.close()
-        self.latencies_ms.append((time.perf_counter() - started) * 1000)
-        try:
-            return response.status, json.loads(raw) if raw else None
-        except ValueError:
-            return response.status, raw.decode("utf-8", "replace")
+            self.latencies_ms.append((time.perf_counter() - started) * 1000)
 
 
 def _b64(data: bytes) -> dict:
@@ -143,7 +138,7 @@ def _expect(condition: bool, message: str) -> None:
         raise ValidationFailed(message)
 
 
-def _check_status(rest: _Rest, name: str) -> dict:
+def _check_status(rest: _TimedRest, name: str) -> dict:
     status, body = rest.call("GET", f"/v1/models/{name}")
     _expect(status == 200, f"model status: HTTP {status}: {body}")
     states = {v.get("version"): v.get("state") for v in body.get("model_version_status", [])}
@@ -151,7 +146,7 @@ def _check_status(rest: _Rest, name: str) -> dict:
     return {"versions": states}
 
 
-def _check_metadata(rest: _Rest, name: str) -> dict:
+def _check_metadata(rest: _TimedRest, name: str) -> dict:
     status, body = rest.call("GET", f"/v1/models/{name}/metadata")
     _expect(status == 200, f"metadata: HTTP {status}: {body}")
     signatures = body.get("metadata", {}).get("signature_def", {}).get("signature_def", {})
@@ -175,7 +170,7 @@ def _probabilities_ok(rows: list, where: str) -> None:
                 f"{where}: row {i} is not a probability distribution (sum {sum(row):.4f})")
 
 
-def _check_predictions(rest: _Rest, name: str, samples: list[tuple[bytes, bytes, int]]) -> dict:
+def _check_predictions(rest: _TimedRest, name: str, samples: list[tuple[bytes, bytes, int]]) -> dict:
     image_rows, example_rows, correct = [], [], 0
     for start in range(0, len(samples), BATCH):
         batch = samples[start:start + BATCH]
@@ -217,7 +212,7 @@ def validate(model_dir: str, samples: list[tuple[bytes, bytes, int]], model_name
 
     report: dict[str, Any] = {"model": model_dir, "model_name": model_name, "checks": {}, "blessed": False}
     base = tempfile.mkdtemp(prefix="serving-validation-")
-    server = None
+    server = rest = None
     try:
         # As the Pusher publishes it: a complete copy under an integer version directory.
         io_utils.copy_dir(model_dir, os.path.join(base, model_name, ".incoming"))
@@ -233,7 +228,7 @@ def validate(model_dir: str, samples: list[tuple[bytes, bytes, int]], model_name
             raise ValidationFailed(f"the server could not load the model: {err}") from None
         report["load_seconds"] = round(time.monotonic() - started, 2)
         _expect(report["load_seconds"] < startup_timeout, f"loading took {report['load_seconds']} s")
-        rest = _Rest(server.port)
+        rest = _TimedRest(server.port)
         for name, check in (("status", lambda: _check_status(rest, model_name)),
                             ("metadata", lambda: _check_metadata(rest, model_name)),
                             ("predict", lambda: _check_predictions(rest, model_name, samples))):
@@ -247,6 +242,8 @@ def validate(model_dir: str, samples: list[tuple[bytes, bytes, int]], model_name
     except ValidationFailed as err:
         report["failure"] = str(err)
     finally:
+        if rest is not None:
+            rest.connection.close()
         if server is not None:
             server.stop(grace_seconds=2)
         shutil.rmtree(base, ignore_errors=True)

@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
-import json
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from components import image_io
 from pipeline import configs
 from pipeline.labels import CLASS_NAMES, GLYPHS
+from serving.client import RestConnection, ServingUnavailable, error_text
 
 TOP_K = 3
 COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 1)
@@ -52,34 +51,35 @@ class RestPredictor:
 
     def __init__(self, server_url: str, model_name: str = configs.MODEL_NAME, version: str | None = None,
                  timeout: float = 60.0):
-        self.base = f"{server_url.rstrip('/')}/v1/models/{model_name}"
-        self.timeout = timeout
+        try:
+            self.connection = RestConnection(server_url, timeout=timeout)
+        except ValueError as err:
+            raise RuntimeError(str(err)) from None
+        self.model_path = "/v1/models/" + urllib.parse.quote(model_name, safe="")
         self.version = version or self._latest_available()
 
-    def _request(self, url: str, body: dict | None = None) -> dict:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    def _request(self, path: str, body: dict | None = None) -> dict:
+        url = self.connection.base_url + path
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            detail = err.read().decode(errors="replace")
-            raise RuntimeError(f"{url}: HTTP {err.code}: {detail}") from None
-        except urllib.error.URLError as err:
-            raise RuntimeError(f"{url}: the model server cannot be reached ({err.reason})") from None
+            status, answer = self.connection.request("POST" if body is not None else "GET", path, body)
+        except ServingUnavailable as err:
+            raise RuntimeError(f"the model server cannot be reached: {err.message}") from None
+        if status != 200:
+            raise RuntimeError(f"{url}: HTTP {status}: {error_text(answer) or answer}")
+        return answer
 
     def _latest_available(self) -> str:
-        status = self._request(self.base)["model_version_status"]
+        status = self._request(self.model_path).get("model_version_status", [])
         available = [int(v["version"]) for v in status if v.get("state") == "AVAILABLE"]
         if not available:
-            raise RuntimeError(f"{self.base}: no AVAILABLE version")
+            raise RuntimeError(f"{self.connection.base_url}{self.model_path}: no AVAILABLE version")
         return str(max(available))
 
     def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:
         body = {"signature_name": configs.IMAGE_SIGNATURE,
                 "instances": [{configs.IMAGE_INPUT: {"b64": base64.b64encode(i).decode()}} for i in images]}
         # Pin the version so every row names the version that really answered.
-        out = self._request(f"{self.base}/versions/{self.version}:predict", body)
+        out = self._request(f"{self.model_path}/versions/{self.version}:predict", body)
         preds = out["predictions"]
         probs = [p[configs.PROBABILITIES_OUTPUT] if isinstance(p, dict) else p for p in preds]
         return np.asarray(probs, dtype=np.float32), self.version

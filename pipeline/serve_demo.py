@@ -7,7 +7,6 @@ Both bind 127.0.0.1. Prints the page's URL, then runs until Ctrl-C (or SIGTERM),
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from pipeline import configs
 from pipeline.configs import Config
+from serving.client import RestConnection
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen, what: str, timeout: float) -> None:
@@ -68,8 +68,8 @@ def main(argv=None) -> int:
     try:
         procs.append(subprocess.Popen(serving_cmd, cwd=configs.PROJECT_ROOT))
         _wait_until_up(f"{serving_url}/v1/models/{configs.MODEL_NAME}", procs[0], "the model server", 180)
-        with urllib.request.urlopen(f"{serving_url}/v1/models/{configs.MODEL_NAME}", timeout=5) as resp:
-            status = json.loads(resp.read())["model_version_status"]
+        _, body = RestConnection(serving_url, timeout=5).request("GET", f"/v1/models/{configs.MODEL_NAME}")
+        status = body["model_version_status"]
         versions = ", ".join(v["version"] for v in status if v["state"] == "AVAILABLE")
         procs.append(subprocess.Popen(web_cmd, cwd=configs.PROJECT_ROOT))
         web_url = f"http://127.0.0.1:{args.web_port}/"

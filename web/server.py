@@ -33,10 +33,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from components.image_io import ImageRejected, check_image
 from pipeline.labels import CLASS_NAMES, GLYPHS
+from serving.client import RestConnection, ServingUnavailable
 from web.config import WebConfig
 from web.feedback import FeedbackError, FeedbackStore
-from web.tfserving import (ROUTES, BadServingResponse, ModelRouter, RestConnection, ServingRejected,
-                           ServingUnavailable)
+from web.tfserving import ROUTES, BadServingResponse, ModelRouter, ServingRejected
 
 log = logging.getLogger("web")
 

@@ -13,10 +13,7 @@ back to the latest loaded version (``GET /v1/models/{m}/metadata``) and says so 
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 import random
-import socket
 import threading
 import time
 import urllib.parse
@@ -24,20 +21,11 @@ from dataclasses import dataclass, field
 
 from pipeline import configs
 from pipeline.labels import CLASS_NAMES, GLYPHS, NUM_CLASSES
+from serving.client import RestConnection, ServingUnavailable, error_text
 
 ROUTES = ("stable", "canary", "latest")
 UNKNOWN_LABEL = "Unrecognized servable version label"
 SERVABLE_NOT_FOUND = "Servable not found for request"
-
-
-class ServingUnavailable(Exception):
-    """TF Serving cannot answer (down, unreachable, timing out, or the model is not loaded)."""
-
-    def __init__(self, reason: str, message: str, status: int = 503):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.status = status
 
 
 class ServingRejected(Exception):
@@ -51,85 +39,6 @@ class ServingRejected(Exception):
 
 class BadServingResponse(Exception):
     """TF Serving answered with something that does not follow the model's contract."""
-
-
-class RestConnection:
-    """JSON over HTTP/1.1 to one TF Serving base URL, with a keep-alive connection per thread."""
-
-    def __init__(self, base_url: str, timeout: float = 15.0):
-        parsed = urllib.parse.urlsplit(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"not an http(s) URL: {base_url!r}")
-        self.base_url = base_url.rstrip("/")
-        self.scheme = parsed.scheme
-        self.host = parsed.hostname
-        self.port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        self.prefix = parsed.path.rstrip("/")
-        self.timeout = timeout
-        self._local = threading.local()
-
-    def _connection(self, fresh: bool):
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and fresh:
-            conn.close()
-            conn = None
-        if conn is None:
-            cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-            conn = cls(self.host, self.port, timeout=self.timeout)
-            self._local.conn = conn
-        return conn
-
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, object]:
-        """Returns (HTTP status, decoded JSON body or None); raises :class:`ServingUnavailable`."""
-        payload = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        for attempt in (0, 1):
-            reused = getattr(self._local, "conn", None) is not None and attempt == 0
-            conn = self._connection(fresh=attempt > 0)
-            try:
-                conn.request(method, self.prefix + path, body=payload, headers=headers)
-                response = conn.getresponse()
-                raw = response.read()
-                status = response.status
-                if response.will_close:
-                    conn.close()
-                    self._local.conn = None
-                break
-            except (socket.timeout, TimeoutError):
-                self._drop(conn)
-                raise ServingUnavailable("serving_timeout", f"TF Serving at {self.base_url} did not answer "
-                                         f"within {self.timeout:g} s", status=504) from None
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
-                    ConnectionAbortedError, http.client.BadStatusLine) as err:
-                self._drop(conn)
-                if reused:   # a kept-alive connection the server closed meanwhile: retry once on a new one
-                    continue
-                raise ServingUnavailable("serving_unreachable", f"TF Serving at {self.base_url} closed the "
-                                         f"connection ({type(err).__name__})") from None
-            except OSError as err:
-                self._drop(conn)
-                what = "connection refused" if isinstance(err, ConnectionRefusedError) else (
-                    err.strerror or type(err).__name__)
-                raise ServingUnavailable("serving_unreachable",
-                                         f"TF Serving at {self.base_url} is not reachable ({what})") from None
-        if not raw:
-            return status, None
-        try:
-            return status, json.loads(raw)
-        except ValueError:
-            if status >= 500:
-                raise ServingUnavailable("serving_error", f"TF Serving answered HTTP {status}") from None
-            return status, {"error": raw[:200].decode("utf-8", "replace")}
-
-    def _drop(self, conn):
-        conn.close()
-        self._local.conn = None
-
-
-def error_text(body) -> str:
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"]
-    return ""
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """ModelRouter against a scripted TF Serving: label fallbacks, version races, error mapping (no server needed)."""
 import pytest
 
-from web.tfserving import (BadServingResponse, ModelRouter, RestConnection, ServingRejected, ServingUnavailable,
-                           parse_top3)
+from serving.client import ServingUnavailable
+from web.tfserving import BadServingResponse, ModelRouter, ServingRejected, parse_top3
 
 
 def metadata(version):
@@ -108,19 +108,3 @@ def test_parse_top3_checks_the_contract():
                 {"predictions": [{"probabilities": [0.5, 0.5]}]}):
         with pytest.raises(BadServingResponse):
             parse_top3(bad)
-
-
-def test_unreachable_and_timeout(tmp_path):
-    import socket
-
-    from serving import testing
-
-    with pytest.raises(ServingUnavailable) as caught:
-        RestConnection(f"http://127.0.0.1:{testing.free_port()}", timeout=2).request("GET", M)
-    assert caught.value.reason == "serving_unreachable" and "connection refused" in caught.value.message
-    with socket.socket() as silent:   # accepts connections, never answers
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(1)
-        with pytest.raises(ServingUnavailable) as caught:
-            RestConnection(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.3).request("GET", M)
-    assert caught.value.reason == "serving_timeout" and caught.value.status == 504

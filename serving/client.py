@@ -1,0 +1,125 @@
+"""A JSON-over-HTTP client for TF Serving's REST API (tensorflow/serving or the embedded server), shared by the
+web backend, batch prediction, the ServingValidator component and the demo launcher.
+
+``RestConnection.request(method, path, body)`` returns ``(HTTP status, decoded JSON body)``. Anything that
+keeps the server from answering (refused, reset, timed out, a 5xx that is not JSON) raises
+:class:`ServingUnavailable` with a short ``reason`` and a message naming the server. Keep-alive connections
+are pooled: a request takes an idle connection (or opens one) and gives it back when the answer has been read,
+so a thread-per-request caller (the web backend's ThreadingHTTPServer) reuses connections across requests
+instead of opening one per request. A kept-alive connection the server closed meanwhile is retried once on a
+fresh connection.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import urllib.parse
+
+
+class ServingUnavailable(Exception):
+    """TF Serving cannot answer (down, unreachable, timing out, or the model is not loaded)."""
+
+    def __init__(self, reason: str, message: str, status: int = 503):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+def error_text(body) -> str:
+    """The ``error`` string of a TF Serving error body (``{"error": "..."}``), or ""."""
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return body["error"]
+    return ""
+
+
+_CLOSED = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
+           http.client.BadStatusLine, http.client.IncompleteRead)
+
+
+class RestConnection:
+    """JSON over HTTP/1.1 to one TF Serving base URL, with a pool of up to ``max_idle`` keep-alive connections."""
+
+    def __init__(self, base_url: str, timeout: float = 15.0, max_idle: int = 8):
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.scheme = parsed.scheme
+        self.host = parsed.hostname
+        self.port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        self.prefix = parsed.path.rstrip("/")
+        self.timeout = timeout
+        self.max_idle = max_idle
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self.opened = 0            # connections opened so far (for tests and benchmarks)
+
+    def _open(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        with self._lock:
+            self.opened += 1
+        return cls(self.host, self.port, timeout=self.timeout)
+
+    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return self._open(), False
+
+    def _give_back(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        """Closes the idle connections (connections in use close when their request is done)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def request(self, method: str, path: str, body=None) -> tuple[int, object]:
+        """Returns (HTTP status, decoded JSON body or None); raises :class:`ServingUnavailable`."""
+        payload = None if body is None else json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        for attempt in (0, 1):
+            conn, reused = self._take() if attempt == 0 else (self._open(), False)
+            try:
+                conn.request(method, self.prefix + path, body=payload, headers=headers)
+                response = conn.getresponse()
+                raw = response.read()
+            except (socket.timeout, TimeoutError):
+                conn.close()
+                raise ServingUnavailable("serving_timeout", f"TF Serving at {self.base_url} did not answer "
+                                         f"within {self.timeout:g} s", status=504) from None
+            except _CLOSED as err:
+                conn.close()
+                if reused:   # a kept-alive connection the server closed meanwhile: retry once on a new one
+                    continue
+                raise ServingUnavailable("serving_unreachable", f"TF Serving at {self.base_url} closed the "
+                                         f"connection ({type(err).__name__})") from None
+            except OSError as err:
+                conn.close()
+                what = "connection refused" if isinstance(err, ConnectionRefusedError) else (
+                    err.strerror or type(err).__name__)
+                raise ServingUnavailable("serving_unreachable",
+                                         f"TF Serving at {self.base_url} is not reachable ({what})") from None
+            status = response.status
+            if response.will_close:
+                conn.close()
+            else:
+                self._give_back(conn)
+            break
+        if not raw:
+            return status, None
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            if status >= 500:
+                raise ServingUnavailable("serving_error", f"TF Serving answered HTTP {status}") from None
+            return status, {"error": raw[:200].decode("utf-8", "replace")}
