@@ -32,7 +32,7 @@ import uuid
 
 from components import image_io
 from pipeline.files import atomic_write
-from pipeline.labels import CLASS_INDEX, CLASS_NAMES, label_index
+from pipeline.labels import CLASS_INDEX, CLASS_NAMES
 
 DB_FILE = "feedback.sqlite"
 IMAGES_DIR = "images"
@@ -64,7 +64,12 @@ CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_unix);
 
 
 class FeedbackError(ValueError):
-    """A feedback record that cannot be stored (bad label, probability, version ...)."""
+    """A feedback record that cannot be stored (bad label, probability, version ...). ``reason`` is
+    ``unknown_label`` for a label outside the class list, ``invalid_feedback`` otherwise."""
+
+    def __init__(self, message: str, reason: str = "invalid_feedback"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,12 +230,12 @@ class FeedbackStore:
 
 
 def _check_label(name, what: str) -> int:
-    if not isinstance(name, str):
-        raise FeedbackError(f"{what} must be a class name (string)")
-    try:
-        return label_index(name)
-    except ValueError as err:
-        raise FeedbackError(f"{what}: {err}") from None
+    index = CLASS_INDEX.get(name) if isinstance(name, str) else None
+    if index is None:
+        shown = name[:40] if isinstance(name, str) else name
+        raise FeedbackError(f"unknown {what} {shown!r:.60}: expected one of the {len(CLASS_NAMES)} classes "
+                            f"({', '.join(CLASS_NAMES)})", reason="unknown_label")
+    return index
 
 
 def _record(row: sqlite3.Row) -> Feedback:

@@ -123,10 +123,13 @@ def test_store_is_wal_and_a_failed_insert_leaves_no_image(tmp_path):
     store.add(letter_png(), "PNG", "alef")
     with sqlite3.connect(tmp_path / "fb" / DB_FILE) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    with pytest.raises(FeedbackError):
-        store.add(letter_png(), "PNG", "nope")
-    with pytest.raises(FeedbackError):
+    for label, predicted in (("nope", None), ("alef", "Bet"), ("alef", 3), (None, None)):
+        with pytest.raises(FeedbackError, match="unknown (predicted )?label") as caught:
+            store.add(letter_png(), "PNG", label, predicted_label=predicted)
+        assert caught.value.reason == "unknown_label"
+    with pytest.raises(FeedbackError) as caught:
         store.add(letter_png(), "PNG", "alef", probability=float("nan"))
+    assert caught.value.reason == "invalid_feedback"
 
     class Broken(Exception):
         pass
