@@ -14,10 +14,12 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from pipeline import configs
 from pipeline.pipeline import ACCURACY_METRIC
 
+STATS_FILE = "FeatureStats.pb"   # StatisticsGen's binary DatasetFeatureStatisticsList per split
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
 
@@ -60,9 +62,14 @@ def last_run(metadata_file: str) -> dict:
     return {"run_id": run.name, "components": components}
 
 
-def _count_records(split_dir: str) -> int:
-    files = glob.glob(os.path.join(split_dir, "*.gz"))
-    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) if files else 0
+def examples_per_split(statistics_uri: str) -> dict:
+    """{split: number of examples} from StatisticsGen's output (it counts every example; nothing is re-read)."""
+    counts = {}
+    for path in sorted(glob.glob(os.path.join(statistics_uri, "Split-*", STATS_FILE))):
+        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(tf.io.gfile.GFile(path, "rb").read())
+        split = os.path.basename(os.path.dirname(path))[len("Split-"):]
+        counts[split] = sum(int(d.num_examples) for d in stats.datasets)
+    return counts
 
 
 def _prop(artifact, name):
@@ -122,7 +129,10 @@ def summarize(metadata_file: str) -> dict:
                 report = json.load(f)
             summary["ingest"] = {k: report.get(k, 0) for k in ("kept", "skipped", "skipped_by_reason", "empty_classes",
                                                                "reencoded_to_png", "feedback")}
-        summary["examples_per_split"] = {split: _count_records(os.path.join(uri, f"Split-{split}"))
+    statistics = comps.get("StatisticsGen", {}).get("outputs", {}).get("statistics")
+    if statistics:
+        counts = examples_per_split(statistics[0].uri)
+        summary["examples_per_split"] = {split: counts.get(split, 0)
                                          for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT)}
     model_run = comps.get("Trainer", {}).get("outputs", {}).get("model_run")
     if model_run:

@@ -20,6 +20,8 @@ def test_first_run_blesses_and_pushes_a_complete_version(pipeline_runs):
     assert all(state == "complete" for state in first["components"].values()), first["components"]
     assert first["examples_per_split"]["train"] > first["examples_per_split"]["eval"] > 0
     assert first["ingest"]["skipped"] == 0
+    # counted by StatisticsGen: every example the ExampleGen kept, in one split or the other
+    assert first["examples_per_split"]["train"] + first["examples_per_split"]["eval"] == first["ingest"]["kept"]
     assert first["blessed"] is True and first["had_baseline"] is False
     assert first["pushed"] is True
     version = first["pushed_version"]
