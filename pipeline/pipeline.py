@@ -27,18 +27,22 @@ TRAINING_FIELDS = ("image_size", "epochs", "batch_size", "learning_rate", "dropo
                    "augment", "augment_rotation_deg", "augment_scale", "augment_shift", "augment_thickness", "augment_erase",
                    "label_smoothing", "seed")
 ACCURACY_METRIC = "sparse_categorical_accuracy"
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The source files each component's output depends on (relative to the project root).
+TRANSFORM_CODE = ("models/preprocessing.py",)
+TRAINER_CODE = TRANSFORM_CODE + ("models/network.py", "models/trainer.py", "models/export.py", "serving/warmup.py",
+                                 "pipeline/labels.py")
 
 
-def code_fingerprint(*names: str) -> str:
-    """sha256 of the named source files under models/.
+def code_fingerprint(*names: str, root: Path = PROJECT_DIR) -> str:
+    """sha256 of the named source files (paths relative to the project root).
 
     Transform and Trainer name their code by module path (no user-code wheel), so TFX would not notice a
     change to it; passing this fingerprint in their custom_config makes such a change invalidate the cache.
     """
     digest = hashlib.sha256()
     for name in sorted(names):
-        digest.update(name.encode() + b"\0" + (MODELS_DIR / name).read_bytes())
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -89,7 +93,7 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn="models.preprocessing.preprocessing_fn",
-        custom_config={"image_size": config.image_size, "code": code_fingerprint("preprocessing.py")})
+        custom_config={"image_size": config.image_size, "code": code_fingerprint(*TRANSFORM_CODE)})
     trainer = tfx.components.Trainer(
         run_fn="models.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
@@ -98,7 +102,7 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
         train_args=trainer_pb2.TrainArgs(splits=[configs.TRAIN_SPLIT]),
         eval_args=trainer_pb2.EvalArgs(splits=[configs.EVAL_SPLIT]),
         custom_config={**{name: getattr(config, name) for name in TRAINING_FIELDS},
-                       "code": code_fingerprint("preprocessing.py", "network.py", "trainer.py", "export.py")})
+                       "code": code_fingerprint(*TRAINER_CODE)})
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
