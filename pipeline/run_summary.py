@@ -1,8 +1,8 @@
 """What a pipeline run did, read back from ML Metadata and the artifacts: the runner's final summary.
 
-For the newest run in the metadata store: each component's state (complete or cached), examples kept and
-skipped per split, training time, the Evaluator's metrics (candidate and baseline) and verdict, and what
-the Pusher published.
+For the newest run in the metadata store: each component's state (complete or cached), examples per split and
+skipped, training time, the Evaluator's metrics (candidate and baseline) and verdict, the ServingValidator's
+verdict, and what the Pusher published.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from components import serving_validator
 from pipeline import configs
 from pipeline.pipeline import ACCURACY_METRIC
 
@@ -151,6 +152,15 @@ def summarize(metadata_file: str) -> dict:
     if evaluator.get("blessing"):
         summary["blessed"] = bool(_prop(evaluator["blessing"][0], "blessed"))
         summary["had_baseline"] = bool(metrics.get("baseline")) if evaluator.get("evaluation") else False
+    validator = comps.get("ServingValidator", {}).get("outputs", {}).get("blessing")
+    if validator:
+        summary["serving_validated"] = bool(_prop(validator[0], serving_validator.BLESSED_KEY))
+        report_path = os.path.join(validator[0].uri, serving_validator.REPORT_FILE)
+        if os.path.exists(report_path):
+            with open(report_path) as f:
+                report = json.load(f)
+            summary["serving_validation"] = {"failure": report.get("failure", ""),
+                                             "latency_ms": report.get("latency_ms", {})}
     pushed = comps.get("Pusher", {}).get("outputs", {}).get("pushed_model")
     if pushed:
         summary["pushed"] = bool(_prop(pushed[0], "pushed"))
@@ -171,7 +181,7 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
         reasons = ", ".join(f"{n} {r}" for r, n in ingest.get("skipped_by_reason", {}).items())
         lines.append(f"  examples: train {split.get('train')}, eval {split.get('eval')}; "
                      f"skipped {ingest.get('skipped', '?')}" + (f" ({reasons})" if reasons else "")
-                     + (f"; {ingest['feedback']} corrections from users (in train)" if ingest.get("feedback") else ""))
+                     + (f"; {ingest['feedback']} user-labelled feedback images (in train)" if ingest.get("feedback") else ""))
         if ingest.get("empty_classes"):
             lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
     if "training" in summary:
@@ -198,11 +208,21 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
         verdict = "BLESSED" if summary["blessed"] else "NOT BLESSED"
         lines.append(f"  gate: {verdict}" + ("" if summary["blessed"] else
                                              " — " + "; ".join(summary.get("validation_failures", []))))
+    if "serving_validated" in summary:
+        check = summary.get("serving_validation", {})
+        if summary["serving_validated"]:
+            latency = check.get("latency_ms", {})
+            lines.append("  serving check: passed" + (f" (REST p50 {latency['p50']} ms, max {latency['max']} ms)"
+                                                      if "p50" in latency else ""))
+        elif summary.get("blessed", True):
+            lines.append(f"  serving check: FAILED — {check.get('failure') or 'see the ServingValidator log'}")
     if "pushed" in summary:
         if summary["pushed"]:
             lines.append(f"  pushed: version {summary['pushed_version']} → {summary['pushed_destination']}")
-        else:
+        elif not summary.get("blessed", True):
             lines.append("  pushed: nothing (model not blessed)")
+        else:
+            lines.append("  pushed: nothing (the serving check failed)")
     if wall_seconds is not None:
         lines.append(f"  wall time: {wall_seconds:.0f} s")
     lines.append("=" * 72)

@@ -23,6 +23,7 @@ def test_first_run_blesses_and_pushes_a_complete_version(pipeline_runs):
     # counted by StatisticsGen: every example the ExampleGen kept, in one split or the other
     assert first["examples_per_split"]["train"] + first["examples_per_split"]["eval"] == first["ingest"]["kept"]
     assert first["blessed"] is True and first["had_baseline"] is False
+    assert first["serving_validated"] is True and first["serving_validation"]["failure"] == ""
     assert first["pushed"] is True
     version = first["pushed_version"]
     assert version.isdigit() and first["pushed_destination"] == str(serving / version)

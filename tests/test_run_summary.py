@@ -1,0 +1,36 @@
+"""The runner's closing summary says why nothing was pushed: the gate, or the serving check after it."""
+from pipeline.run_summary import format_summary
+
+
+def summary(**extra):
+    base = {"run_id": "r1", "components": {"Trainer": "complete", "Pusher": "complete"},
+            "examples_per_split": {"train": 80, "eval": 20}, "ingest": {"skipped": 0}}
+    return {**base, **extra}
+
+
+def test_pushed():
+    text = format_summary(summary(blessed=True, serving_validated=True,
+                                  serving_validation={"failure": "", "latency_ms": {"p50": 4.2, "max": 9.0}},
+                                  pushed=True, pushed_version="17", pushed_destination="/s/17"), 12.0)
+    assert "gate: BLESSED" in text and "serving check: passed (REST p50 4.2 ms, max 9.0 ms)" in text
+    assert "pushed: version 17 → /s/17" in text and "wall time: 12 s" in text
+    assert "examples: train 80, eval 20" in text
+
+
+def test_not_blessed():
+    text = format_summary(summary(blessed=False, validation_failures=["accuracy 0.40 is below the floor 0.50"],
+                                  serving_validated=False, serving_validation={
+                                      "failure": "the Evaluator did not bless this model: not started"},
+                                  pushed=False))
+    assert "gate: NOT BLESSED — accuracy 0.40 is below the floor 0.50" in text
+    assert "serving check" not in text            # it did not run: the gate is the reason
+    assert "pushed: nothing (model not blessed)" in text
+
+
+def test_blessed_but_refused_by_the_serving_check():
+    text = format_summary(summary(blessed=True, serving_validated=False,
+                                  serving_validation={"failure": "predict_images: HTTP 400: bad signature"},
+                                  pushed=False))
+    assert "gate: BLESSED" in text
+    assert "serving check: FAILED — predict_images: HTTP 400: bad signature" in text
+    assert "pushed: nothing (the serving check failed)" in text and "not blessed" not in text
