@@ -1,8 +1,8 @@
 """Pushed model versions: list them with their evaluation, promote one to a label, roll a label back.
 
     python -m pipeline.releases list
-    python -m pipeline.releases promote 1795263883 --label canary --config serving/models.config
-    python -m pipeline.releases rollback --label stable --config serving/models.config
+    python -m pipeline.releases promote 1795263883 --label canary     # --config serving/models/models.config
+    python -m pipeline.releases rollback --label stable
 
 ``list`` joins the serving directory (what the Pusher wrote, with its push records) with ML Metadata (the
 Evaluator's metrics and blessing for the same model). ``promote`` points a version label (``stable``,
@@ -19,8 +19,6 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -30,6 +28,7 @@ from components.atomic_pusher import pushed_versions
 from pipeline import configs
 from pipeline.files import atomic_write
 from pipeline.configs import Config
+from serving.client import RestConnection, ServingUnavailable
 
 LABELS = ("stable", "canary")
 
@@ -132,20 +131,31 @@ def _read_history(config_file: str) -> list[dict]:
 
 def version_state(server_url: str, model_name: str, version: int) -> str | None:
     """The version's state on a running server (AVAILABLE, LOADING, END, …), or None if unreachable."""
-    url = f"{server_url.rstrip('/')}/v1/models/{model_name}/versions/{version}"
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            status = json.loads(resp.read()).get("model_version_status", [])
-    except urllib.error.HTTPError as err:
-        return f"HTTP {err.code}"
-    except OSError:
+        status, body = RestConnection(server_url, timeout=5).request(
+            "GET", f"/v1/models/{model_name}/versions/{version}")
+    except ServingUnavailable:
         return None
-    return status[0]["state"] if status else "UNKNOWN"
+    if status != 200:
+        return f"HTTP {status}"
+    states = body.get("model_version_status", []) if isinstance(body, dict) else []
+    return states[0].get("state", "UNKNOWN") if states else "UNKNOWN"
 
 
 def _write_config(config_file: str, config) -> None:
     atomic_write(config_file, text_format.MessageToString(model_server_config_pb2.ModelServerConfig(
         model_config_list=config.model_config_list)).encode())
+
+
+def ensure_config(config_file: str, serving_dir: str, model_name: str = configs.MODEL_NAME) -> bool:
+    """Writes a models.config serving the latest version of ``serving_dir`` unless ``config_file`` exists (then
+    ``promote`` can add labels to a server started from it); returns whether it wrote one."""
+    if os.path.exists(config_file):
+        return False
+    config = model_server_config_pb2.ModelServerConfig()
+    _model_config(config, model_name, base_path=os.path.abspath(serving_dir))
+    _write_config(config_file, config)
+    return True
 
 
 def set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str = configs.MODEL_NAME,
@@ -213,8 +223,9 @@ def main(argv=None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--serving-dir", default=defaults.serving_dir, help="(default: %(default)s)")
     common.add_argument("--metadata-path", default=defaults.metadata_file, help="(default: %(default)s)")
-    common.add_argument("--config", default=default_config_file(defaults),
-                        help="TF Serving models.config to read and edit (default: %(default)s)")
+    common.add_argument("--config", default=None,
+                        help="TF Serving models.config to read and edit (default: models.config beside the serving "
+                             f"dir, {default_config_file(defaults)})")
     common.add_argument("--server-url", default="http://127.0.0.1:8501",
                         help="a running model server: a label moves only once it has loaded the version")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -226,6 +237,7 @@ def main(argv=None) -> int:
     back = sub.add_parser("rollback", parents=[common], help="move a label back to its previous version")
     back.add_argument("--label", default="stable", choices=LABELS)
     args = p.parse_args(argv)
+    args.config = args.config or default_config_file(defaults.replace(serving_dir=args.serving_dir))
     try:
         if args.command == "list":
             print(format_versions(list_versions(args.serving_dir, args.metadata_path, args.config)))

@@ -2,7 +2,9 @@
 
     python -m pipeline.serve_demo [--serving-port 8501] [--web-port 8080]
 
-Both bind 127.0.0.1. Prints the page's URL, then runs until Ctrl-C (or SIGTERM), which stops both cleanly.
+Both bind 127.0.0.1. The model server reads ``models.config`` beside the serving dir (written to serve the
+latest version if absent) and polls it, so ``python -m pipeline.releases promote`` moves its labels. Prints the
+page's URL, then runs until Ctrl-C (or SIGTERM), which stops both cleanly.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pipeline import configs
+from pipeline import configs, releases
 from pipeline.configs import Config
 from serving.client import RestConnection
 
@@ -49,19 +51,21 @@ def main(argv=None) -> int:
     p.add_argument("--serving-port", type=int, default=8501)
     p.add_argument("--web-port", type=int, default=8080)
     p.add_argument("--model-config-file", default=None,
-                   help="a models.config with version labels (default: serve the latest version)")
+                   help="the models.config to serve from and poll (default: the one beside the serving dir, which "
+                        "`python -m pipeline.releases promote` edits; written to serve the latest version if absent)")
     args = p.parse_args(argv)
     serving_dir = Path(args.serving_dir)
     if not serving_dir.is_dir() or not any(d.name.isdigit() for d in serving_dir.iterdir()):
         print(f"error: no pushed model in {serving_dir}; run the pipeline first (make demo)", file=sys.stderr)
         return 2
     serving_url = f"http://127.0.0.1:{args.serving_port}"
+    config_file = args.model_config_file or releases.default_config_file(defaults.replace(serving_dir=str(serving_dir)))
+    if not args.model_config_file and releases.ensure_config(config_file, str(serving_dir)):
+        print(f"Wrote {config_file} (the latest version; `python -m pipeline.releases promote` adds labels)")
     serving_cmd = [sys.executable, "-m", "serving", f"--rest_api_port={args.serving_port}",
-                   "--file_system_poll_wait_seconds=2", "--enable_batching=true"]
-    if args.model_config_file:
-        serving_cmd += [f"--model_config_file={args.model_config_file}", "--model_config_file_poll_wait_seconds=2"]
-    else:
-        serving_cmd += [f"--model_name={configs.MODEL_NAME}", f"--model_base_path={serving_dir.resolve()}"]
+                   "--file_system_poll_wait_seconds=2", "--enable_batching=true",
+                   f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=2",
+                   "--allow_version_labels_for_unavailable_models=true"]   # labels in the startup config
     web_cmd = [sys.executable, "-m", "web", f"--port={args.web_port}", f"--tf-serving-url={serving_url}",
                f"--model-name={configs.MODEL_NAME}"]
     procs = []
