@@ -8,7 +8,7 @@
 # and installs every library from requirements/constraints.txt, as local runs and CI do, so the image holds the
 # same versions that were tested. The official tensorflow/tensorflow image would bring its own Python and
 # TensorFlow build (which pip would then replace to honour the pins) and a much larger base for nothing the
-# pipeline uses: training is a small CNN on CPU. Debian slim already has the C++ runtime TensorFlow needs.
+# pipeline uses: training is a small convolutional network on CPU. Debian slim already has the C++ runtime TensorFlow needs.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:2.60.0
 

@@ -13,13 +13,13 @@ APT_PACKAGES := $(FONT_PACKAGES) fontconfig
 .PHONY: demo test venv fonts browser pipeline serve retrain clean-outputs help
 
 help:
-	@echo "make demo   generate the default data, run the pipeline, push a blessed model"
+	@echo "make demo   generate the default data, run the pipeline, push a blessed model, then serve it (make serve)"
 	@echo "make test   run the test suite"
 	@echo "make venv   create .venv with the pinned stack"
 	@echo "make fonts  install Debian's Hebrew fonts (as root)"
 	@echo "make browser  install Debian's Chromium for the browser tests (as root)"
 	@echo "make serve  start the embedded model server and the web client on the pushed model"
-	@echo "make retrain  run the pipeline again with the web client's corrections (feedback store)"
+	@echo "make retrain  run the pipeline again with the web client's feedback (confirmations and corrections)"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \

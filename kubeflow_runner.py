@@ -52,7 +52,7 @@ storage:
 resources (--resources COMPONENT=key=value[,key=value…], repeatable):
   keys: cpu, memory (limits), cpu_request, memory_request; Kubernetes quantities (2, 500m, 8Gi).
   COMPONENT is a task name (ImageExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Trainer,
-  Evaluator, Pusher) or * for all. Overrides merge field by field into the defaults:
+  Evaluator, ServingValidator, Pusher) or * for all. Overrides merge field by field into the defaults:
   {_format_defaults()}
   Written into deploymentSpec.executors.<task>_executor.container.resources (string and numeric fields).
 

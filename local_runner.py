@@ -39,7 +39,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the Pusher writes <version>/ into")
     p.add_argument("--feedback-dir", default=defaults.feedback_dir,
-                   help="the web client's feedback store: its corrections are trained on (always in the train split)")
+                   help="the web client's feedback store: its images (confirmed and corrected answers) are trained on, "
+                        "always in the train split")
     p.add_argument("--no-feedback", action="store_true", help="ignore the feedback store")
     p.add_argument("--generate-per-class", type=int, default=defaults.generate_per_class,
                    help="images per class when generating the default data")
@@ -109,7 +110,7 @@ def ensure_default_data(config: Config) -> None:
 
 
 def export_feedback(config: Config) -> str | None:
-    """Exports the feedback store's corrections to <pipeline_root>/feedback (folder per class); None if none."""
+    """Exports the feedback store's images to <pipeline_root>/feedback (folder per class); None if none."""
     from web.feedback import DB_FILE, export_feedback as export
     store = config.feedback_dir
     if not store or not os.path.exists(os.path.join(store, DB_FILE)):
@@ -117,7 +118,7 @@ def export_feedback(config: Config) -> str | None:
     out = os.path.join(config.pipeline_root, "feedback")
     summary = export(store, out)
     total = summary.exported + summary.already_present
-    print(f"Feedback: {total} corrections from {store} ({summary.exported} new)", flush=True)
+    print(f"Feedback: {total} user-labelled images from {store} ({summary.exported} new)", flush=True)
     return out if total else None
 
 

@@ -7,8 +7,8 @@ Measures, in one run:
     batching on) -> requests/s, p50/p99 latency; and one-at-a-time requests -> p50 latency of one request;
   * in-process: the same SavedModel's signature called with batches (images/s) and with one image (latency).
 Targets: served throughput >= 70 % of in-process batched throughput; served p50 of one request <=
-2 x in-process single call + 1 ms. With no pushed model under --model-base-path it builds the tiny test
-model into a temp dir (and says so). The run is bounded (about 30-40 s by default).
+2 x in-process single call + 1 ms. With no pushed model under --model-base-path it exports the configured
+letters network with random weights into a temp dir (``--fallback tiny``: the tiny test model) and says so. The run is bounded (about 30-40 s by default).
 """
 import os
 import sys
@@ -28,7 +28,7 @@ from pipeline import configs  # noqa: E402
 from serving import testing  # noqa: E402
 
 
-def build_untrained_cnn(export_dir, image_size):
+def build_untrained_network(export_dir, image_size):
     """The letters network as configured (models.network.build_model) with random weights behind the
     ``predict_images`` signature, with the real preprocessing: the real model's per-image cost without needing
     a pipeline run."""
@@ -124,14 +124,14 @@ def main(argv=None):
     parser.add_argument("--batch-timeout-micros", type=int, default=0)
     parser.add_argument("--num-batch-threads", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=configs.Config.from_env().image_size)
-    parser.add_argument("--fallback", choices=("cnn", "tiny"), default="cnn",
-                        help="model to build when none is pushed: the letters CNN with random weights, or the tiny "
-                             "test model")
+    parser.add_argument("--fallback", choices=("network", "tiny"), default="network",
+                        help="model to build when none is pushed: the letters network as configured (--architecture "
+                             "in pipeline/configs.py) with random weights, or the tiny test model")
     args = parser.parse_args(argv)
 
-    if args.fallback == "cnn":
+    if args.fallback == "network":
         base, found, note = testing.pushed_or_stand_in(
-            args.model_base_path, "serving-bench-", lambda path: build_untrained_cnn(path, args.image_size),
+            args.model_base_path, "serving-bench-", lambda path: build_untrained_network(path, args.image_size),
             "the letters network (models.network.build_model) with random weights")
     else:
         base, found, note = testing.pushed_or_stand_in(args.model_base_path, "serving-bench-")

@@ -163,7 +163,7 @@ def build_report(outcomes: Iterable[tuple], input_base: str) -> dict:
 def format_report(report: dict, max_files: int = 10) -> str:
     lines = [f"ExampleGen: {report['kept']} images kept, {report['skipped']} skipped "
              f"({report['reencoded_to_png']} re-encoded to PNG) from {report['input_base']}"
-             + (f" including {report['feedback']} corrections (all in train)" if report.get("feedback") else "")]
+             + (f" including {report['feedback']} feedback images (all in train)" if report.get("feedback") else "")]
     for reason, files in report["skipped_files"].items():
         lines.append(f"  skipped {len(files)} × {reason}")
         for item in files[:max_files]:

@@ -1,4 +1,5 @@
-"""The Trainer step (``Trainer(run_fn='models.trainer.run_fn')``): train the CNN on transformed examples.
+"""The Trainer step (``Trainer(run_fn='models.trainer.run_fn')``): train the network (models.network.build_model) on
+transformed examples.
 
 Hyperparameters come from the Trainer's ``custom_config`` (filled from :class:`pipeline.configs.Config`).
 Augmentation runs in the training input pipeline only; evaluation and serving see the images as they are.

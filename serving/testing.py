@@ -143,7 +143,7 @@ def publish_version(base_path: str, version: int, broken: bool = False, half_wri
     return target
 
 
-TINY_MODEL_NOTE = "the tiny test model (its per-image cost is far below the real CNN's: a worst case for the ratio)"
+TINY_MODEL_NOTE = "the tiny test model (its per-image cost is far below the real network's: a worst case for the ratio)"
 
 
 def pushed_or_stand_in(model_base_path, prefix: str, build=None,

@@ -161,7 +161,7 @@ def test_corrections_always_train_and_leave_the_main_split_as_it_was(tmp_path, t
     assert not any(s.startswith("feedback/") for s in sources["eval"])
     for name in ("train", "eval"):
         assert sources[name] - corrections == {_feature(e, configs.SOURCE_KEY).decode() for e in without[name]}
-    assert "corrections (all in train)" in ieg.format_report(report)
+    assert "feedback images (all in train)" in ieg.format_report(report)
 
 
 def test_feedback_fingerprint_changes_with_new_corrections(tmp_path):

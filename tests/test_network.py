@@ -1,4 +1,4 @@
-"""The CNN and the training-time augmentations."""
+"""The networks (ResNet and VGG-style CNN) and the training-time augmentations."""
 import numpy as np
 import pytest
 import tensorflow as tf

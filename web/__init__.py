@@ -1,6 +1,6 @@
 """The letters web client: a page to draw or upload a letter, and a small backend in front of TF Serving.
 
-The backend (stdlib only) serves the static page, validates uploads with :mod:`components.image_io`,
+The backend (the standard library's HTTP server, no TensorFlow) serves the static page, validates uploads with :mod:`components.image_io`,
 forwards predictions to TF Serving's REST API (stable/canary routing by version label) and stores user
 feedback durably (:mod:`web.feedback`). Start it with ``python -m web``; see ``web/README.md``.
 """

@@ -10,9 +10,10 @@ fsynced and renamed into place (``os.replace``) and the folder fsynced, and only
 a crash in between leaves at most an orphan image that no row points at (never a row without its image).
 SQLite's WAL journal and busy timeout let many threads and processes add rows at once.
 
-For the pipeline: :func:`export_feedback` (or ``python -m web.feedback export --out DIR``) writes
-``DIR/<class_folder>/<id>.png``, the folder-per-class layout that ``local_runner.py --data-root`` reads.
-It is idempotent: files already exported are left as they are.
+The pipeline reads the store itself (``local_runner.py --feedback-dir``): each run exports it with
+:func:`export_feedback` to ``<pipeline-root>/feedback/<class_folder>/<id>.png`` and adds those images to the
+train split only. ``python -m web.feedback export --out DIR`` writes the same layout for other uses. It is
+idempotent: files already exported are left as they are.
 """
 from __future__ import annotations
 
@@ -299,7 +300,8 @@ def main(argv=None) -> int:
     parser.add_argument("--feedback-dir", default=None,
                         help=f"the store (default: ${'LETTERS_FEEDBACK_DIR'} or {default_feedback_dir({})})")
     commands = parser.add_subparsers(dest="command", required=True)
-    export = commands.add_parser("export", help="write DIR/<class_folder>/<id>.png for the pipeline's --data-root")
+    export = commands.add_parser("export", help="write DIR/<class_folder>/<id>.png (the pipeline reads the store "
+                                                 "itself: local_runner.py --feedback-dir)")
     export.add_argument("--out", required=True, help="output folder (created)")
     export.add_argument("--overwrite", action="store_true", help="rewrite files already exported")
     commands.add_parser("stats", help="print counts per class as JSON")
@@ -312,7 +314,7 @@ def main(argv=None) -> int:
         summary = export_feedback(feedback_dir, args.out, overwrite=args.overwrite)
         print(f"exported {summary.exported} new image(s) to {summary.out_dir} "
               f"({summary.already_present} already there, {summary.missing_images} missing)")
-        print(f"train on it: python local_runner.py --data-root {summary.out_dir}")
+        print(f"the next pipeline run trains on the store itself: python local_runner.py --feedback-dir {feedback_dir}")
         return 0
     store = FeedbackStore(feedback_dir)
     print(json.dumps(store.stats(), indent=2))

@@ -1,4 +1,5 @@
-"""The web client's backend: static page, JSON API, feedback store. Standard library only.
+"""The web client's backend: static page, JSON API, feedback store. The standard library's HTTP server;
+images are checked with components.image_io (Pillow, numpy), no TensorFlow.
 
 Routes::
 

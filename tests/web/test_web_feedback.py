@@ -186,7 +186,7 @@ def test_export_command_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "web.feedback", "export", "--out", str(tmp_path / "out")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "exported 1 new image(s)" in proc.stdout and "--data-root" in proc.stdout
+    assert "exported 1 new image(s)" in proc.stdout and f"--feedback-dir {tmp_path / 'fb'}" in proc.stdout
     assert (tmp_path / "out" / "shin" / f"{record.id}.png").exists()
     proc = subprocess.run([sys.executable, "-m", "web.feedback", "--feedback-dir", str(tmp_path / "none"), "export",
                            "--out", str(tmp_path / "out2")], cwd=ROOT, capture_output=True, text=True, timeout=120)
