@@ -147,10 +147,10 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
 def main(argv=None) -> int:
     config, args = parse_args(argv)
     if args.data_root is None:
-        from pipeline.generate_letters import NoHebrewFontError
+        from pipeline.generate_letters import NoHebrewFontError, NotGeneratedFolder
         try:
             ensure_default_data(config)
-        except NoHebrewFontError as err:
+        except (NoHebrewFontError, NotGeneratedFolder) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     elif not os.path.isdir(config.data_root):

@@ -3,7 +3,7 @@
 Writes ``OUT/<class_folder>/<class>_<font>_<n>.png`` (the layout ``--data-root`` expects). Deterministic: the
 same fonts, seed and count give byte-identical files. A manifest (``OUT/generated.json``) records what was
 made, so a second run with the same settings leaves the files (and their mtimes, which TFX fingerprints for
-caching) untouched.
+caching) untouched. It never replaces files it did not write: a non-empty folder without the manifest is refused.
 
     python -m pipeline.generate_letters --out data/generated --per-class 80 --seed 1234
 """
@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ PRINT_FACES = (
 )
 SCRIPT_SHARE = 0.6
 FONT_EXTENSIONS = (".ttf", ".otf", ".pfa", ".pfb")  # preference order when a face comes in several
+
+
+MANIFEST = "generated.json"
+
+
+class NotGeneratedFolder(ValueError):
+    """The output folder holds files this generator did not write; they are never replaced."""
 
 
 class NoHebrewFontError(RuntimeError):
@@ -158,8 +166,22 @@ def _png_bytes(img: Image.Image) -> bytes:
 
 def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[Face] | None = None,
              classes=CLASS_NAMES, progress=True) -> dict:
-    """Writes ``per_class`` images for each class; returns the manifest. Re-uses an identical earlier run."""
+    """Writes ``per_class`` images for each class; returns the manifest. Re-uses an identical earlier run.
+
+    Only replaces what it wrote itself: a non-empty ``out_dir`` without ``generated.json`` is refused
+    (:class:`NotGeneratedFolder`), and in a folder it made, only files named as it names them are deleted.
+    """
     out = Path(out_dir)
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if out.exists() and not out.is_dir():
+        raise NotGeneratedFolder(f"{out} is a file, not a folder")
+    manifest_path = out / MANIFEST
+    if out.is_dir() and not manifest_path.exists() and any(out.iterdir()):
+        raise NotGeneratedFolder(f"{out} is not empty and was not written by this generator (no {MANIFEST}): "
+                                 "refusing to replace what is there; choose a new or empty folder")
     faces = faces if faces is not None else require_faces()
     script = [f for f in faces if f.script] or faces
     others = [f for f in faces if not f.script] or faces
@@ -167,18 +189,19 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
         "per_class": per_class, "seed": seed, "classes": list(classes),
         "faces": [f.name for f in faces], "version": 1,
     }
-    manifest_path = out / "generated.json"
     if manifest_path.exists():
         try:
             old = json.loads(manifest_path.read_text())
         except ValueError:
             old = None
-        if old and {k: old.get(k) for k in manifest} == manifest and _complete(out, classes, per_class):
+        if isinstance(old, dict) and not old.get("incomplete") and {k: old.get(k) for k in manifest} == manifest \
+                and _complete(out, classes, per_class):
             if progress:
                 print(f"generate: {out} already holds this data set ({per_class} per class, seed {seed})")
             return old
-    if manifest_path.exists():
-        manifest_path.unlink()
+    # Marks the folder as ours (and unfinished) before anything in it changes.
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(str(manifest_path), json.dumps({**manifest, "incomplete": True}, indent=2).encode())
 
     started = time.monotonic()
     digest = hashlib.sha256()
@@ -188,7 +211,7 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
         glyph = GLYPHS[CLASS_NAMES.index(name)]
         class_dir = out / name
         class_dir.mkdir(parents=True, exist_ok=True)
-        for old_file in class_dir.glob("*.png"):
+        for old_file in _generated_files(out, name):
             old_file.unlink()
         for i in range(per_class):
             rng = np.random.default_rng([seed, CLASS_NAMES.index(name), i])
@@ -207,8 +230,14 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     return manifest
 
 
+def _generated_files(out: Path, name: str) -> list[Path]:
+    """The files of class ``name`` named as :func:`generate` names them (``<class>_<font>_<NNNN>.png``)."""
+    pattern = re.compile(rf"{re.escape(name)}_.+_\d{{4}}\.png")
+    return [p for p in (out / name).glob("*.png") if pattern.fullmatch(p.name)]
+
+
 def _complete(out: Path, classes, per_class: int) -> bool:
-    return all(len(list((out / c).glob("*.png"))) == per_class for c in classes)
+    return all(len(_generated_files(out, c)) == per_class for c in classes)
 
 
 def main(argv=None) -> int:
@@ -222,6 +251,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.per_class < 1:
         parser.error("--per-class must be at least 1")
+    if args.seed < 0:
+        parser.error("--seed must not be negative")
     try:
         faces = require_faces()
     except NoHebrewFontError as err:
@@ -229,7 +260,11 @@ def main(argv=None) -> int:
         return 2
     print(f"generate: {len(faces)} fonts ({sum(f.script for f in faces)} handwriting-like): "
           + ", ".join(f.name for f in faces))
-    generate(args.out, args.per_class, args.seed, faces)
+    try:
+        generate(args.out, args.per_class, args.seed, faces)
+    except (NotGeneratedFolder, OSError) as err:
+        print(f"generate: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -53,3 +53,45 @@ def test_missing_fonts_name_the_package_to_install(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(tmp_path / "out")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "apt-get install culmus culmus-fancy fonts-ldco" in proc.stderr
+
+
+def test_never_replaces_files_it_did_not_write(tmp_path):
+    users = tmp_path / "users_data"
+    (users / "alef").mkdir(parents=True)
+    (users / "alef" / "mine.png").write_bytes(b"a user's image")
+    with pytest.raises(generate_letters.NotGeneratedFolder, match="not written by this generator"):
+        generate_letters.generate(users, per_class=1, seed=1, classes=CLASS_NAMES[:2], progress=False)
+    proc = subprocess.run([sys.executable, "-m", "pipeline.generate_letters", "--out", str(users), "--per-class", "1"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "refusing to replace" in proc.stderr
+    assert [p.name for p in users.rglob("*") if p.is_file()] == ["mine.png"]
+
+    # In a folder it made, a file the user added is kept when the data set is regenerated.
+    ours = tmp_path / "generated"
+    generate_letters.generate(ours, per_class=2, seed=1, classes=CLASS_NAMES[:2], progress=False)
+    (ours / "alef" / "added_by_hand.png").write_bytes(b"kept")
+    generate_letters.generate(ours, per_class=1, seed=2, classes=CLASS_NAMES[:2], progress=False)
+    assert (ours / "alef" / "added_by_hand.png").read_bytes() == b"kept"
+    assert len(list((ours / "bet").glob("*.png"))) == 1
+
+
+@pytest.mark.parametrize("per_class, seed", [(0, 1), (1, -1), (1.5, 1), (2, "x")])
+def test_bad_counts_and_seeds_fail_before_touching_the_folder(tmp_path, per_class, seed):
+    generate_letters.generate(tmp_path, per_class=1, seed=1, classes=CLASS_NAMES[:1], progress=False)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError):
+        generate_letters.generate(tmp_path, per_class=per_class, seed=seed, classes=CLASS_NAMES[:1], progress=False)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    proc = subprocess.run([sys.executable, "-m", "pipeline.generate_letters", "--out", str(tmp_path), "--seed", "-1"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "--seed must not be negative" in proc.stderr
+
+
+def test_an_interrupted_run_is_redone_not_refused(tmp_path):
+    classes = CLASS_NAMES[:2]
+    generate_letters.generate(tmp_path, per_class=2, seed=1, classes=classes, progress=False)
+    manifest = tmp_path / generate_letters.MANIFEST
+    manifest.write_text(manifest.read_text().replace('"version": 1', '"version": 1, "incomplete": true'))
+    next((tmp_path / "bet").glob("*.png")).unlink()
+    result = generate_letters.generate(tmp_path, per_class=2, seed=1, classes=classes, progress=False)
+    assert "incomplete" not in result and len(list((tmp_path / "bet").glob("*.png"))) == 2
