@@ -7,6 +7,7 @@ are module constants: they are part of the model's contract, not settings.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -63,6 +64,16 @@ def parse_widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+# (field, lowest, highest or None, lowest excluded): what Config accepts, from flags and LETTERS_<FIELD> alike.
+_RANGES = (
+    [(name, 1, None, False) for name in ("generate_per_class", "train_buckets", "eval_buckets", "max_file_bytes",
+                                          "max_image_pixels", "image_size", "epochs", "batch_size")]
+    + [(name, 0, None, False) for name in ("generate_seed", "seed", "beam_workers", "augment_rotation_deg")]
+    + [("learning_rate", 0, None, True), ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
+       ("augment_scale", 0, 0.9, False), ("augment_shift", 0, 0.5, False), ("augment_thickness", 0, 1, False),
+       ("augment_erase", 0, 1, False), ("accuracy_floor", 0, 1, False), ("max_regression", 0, 1, False)])
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Run settings. Defaults are sized so ``make demo`` finishes in a few minutes on 2 CPU cores."""
@@ -114,6 +125,13 @@ class Config:
         check_architecture(self.architecture)
         if self.conv_widths:
             parse_widths(self.conv_widths)
+        for name, low, high, low_open in _RANGES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < low or (low_open and value == low) or (high is not None and value > high):
+                bound = f"> {low}" if low_open else f">= {low}"
+                raise ValueError(f"{name} must be a number {bound}" + (f" and <= {high}" if high is not None else "")
+                                 + f", got {value!r}")
 
     @property
     def metadata_file(self) -> str:

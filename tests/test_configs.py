@@ -65,9 +65,21 @@ def test_both_runners_take_the_same_training_flags(runner):
     assert default.replace(pipeline_root="", data_root="", serving_dir="", metadata_path="", feedback_dir="") == \
         configs.Config().replace(pipeline_root="", data_root="", serving_dir="", metadata_path="", feedback_dir="")
     for bad in (["--split", "9"], ["--split", "9:0"], ["--split", "a:b"], ["--split", "9:1:1"], ["--epochs", "0"],
-                ["--architecture", "lenet"], ["--conv-widths", "8,x"], ["--conv-widths", "8,0"]):
+                ["--architecture", "lenet"], ["--conv-widths", "8,x"], ["--conv-widths", "8,0"],
+                ["--learning-rate", "nan"], ["--learning-rate", "0"], ["--accuracy-floor", "5"],
+                ["--max-regression", "-1"], ["--beam-workers", "-3"], ["--image-size", "0"]):
         with pytest.raises(SystemExit):
             module.parse_args(bad)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("learning_rate", "inf"), ("accuracy_floor", "1.5"), ("max_regression", "-0.1"), ("beam_workers", "-1"),
+    ("generate_per_class", "0"), ("generate_seed", "-1"), ("dropout", "1"), ("augment_erase", "2"),
+    ("max_file_bytes", "0")])
+def test_values_out_of_range_are_refused_from_the_environment_too(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a number"):
+        configs.Config.from_env({f"LETTERS_{field.upper()}": value})
+    assert configs.Config.from_env({"LETTERS_ACCURACY_FLOOR": "1", "LETTERS_MAX_REGRESSION": "0"}).accuracy_floor == 1
 
 
 def test_architecture_and_widths_are_checked_when_the_config_is_made():

@@ -53,7 +53,7 @@ def test_unchanged_rerun_uses_the_cache_and_compares_against_the_blessed_model(p
 
 def test_gate_refuses_a_model_below_the_floor(pipeline_runs, tiny_dataset):
     work = pipeline_runs["work"]
-    summary, _ = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "1.01",
+    summary, _ = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "1.0",
                               "--max-regression", "1.0")
     assert summary["components"]["Trainer"] == "cached"
     assert summary["blessed"] is False and summary["pushed"] is False
@@ -84,3 +84,13 @@ def test_runner_explains_a_data_root_without_images(tmp_path):
     summary, proc = run_pipeline(tmp_path / "data", tmp_path, check=False)
     assert proc.returncode != 0 and summary is None
     assert "one folder per class" in proc.stderr
+
+
+def test_runner_refuses_a_data_root_with_no_class_folder_before_running(tmp_path):
+    for folder in ("Alef", "aleph"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        (tmp_path / "data" / folder / "x.png").write_bytes(b"\x89PNG")
+    summary, proc = run_pipeline(tmp_path / "data", tmp_path, check=False)
+    assert proc.returncode == 2 and summary is None
+    assert "(Alef, aleph) is a class folder" in proc.stderr and "named exactly alef" in proc.stderr
+    assert not (tmp_path / "pipeline").exists()        # refused before the pipeline started
