@@ -24,6 +24,7 @@ import numpy as np
 import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from components import image_io
 from pipeline import configs
+from pipeline.flags import defaults_from_env
 from pipeline.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text
 
@@ -143,7 +144,7 @@ def main(argv=None) -> int:
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--via", choices=("local", "rest"), default="local")
-    p.add_argument("--model", default=configs.Config.from_env().serving_dir,
+    p.add_argument("--model", default=defaults_from_env().serving_dir,
                    help="--via local: serving directory or version directory (default: %(default)s)")
     p.add_argument("--server-url", default="http://127.0.0.1:8501", help="--via rest: TF Serving REST address")
     p.add_argument("--model-name", default=configs.MODEL_NAME, help="--via rest: model name")

@@ -241,8 +241,8 @@ def _complete(out: Path, classes, per_class: int) -> bool:
 
 
 def main(argv=None) -> int:
-    from pipeline.configs import Config
-    config = Config.from_env()
+    from pipeline.flags import defaults_from_env
+    config = defaults_from_env()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=config.data_root, help="output folder (default: %(default)s)")
     parser.add_argument("--per-class", type=int, default=config.generate_per_class,

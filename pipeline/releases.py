@@ -28,6 +28,7 @@ from components.atomic_pusher import pushed_versions
 from pipeline import configs
 from pipeline.files import atomic_write
 from pipeline.configs import Config
+from pipeline.flags import defaults_from_env
 from serving.client import RestConnection, ServingUnavailable
 
 LABELS = ("stable", "canary")
@@ -219,7 +220,7 @@ def default_config_file(config: Config) -> str:
 
 
 def main(argv=None) -> int:
-    defaults = Config.from_env()
+    defaults = defaults_from_env()
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--serving-dir", default=defaults.serving_dir, help="(default: %(default)s)")
     common.add_argument("--metadata-path", default=defaults.metadata_file, help="(default: %(default)s)")

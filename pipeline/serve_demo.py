@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from pipeline import configs, releases
-from pipeline.configs import Config
+from pipeline.flags import defaults_from_env
 from serving.client import RestConnection
 
 
@@ -45,7 +45,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def main(argv=None) -> int:
-    defaults = Config.from_env()
+    defaults = defaults_from_env()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--serving-dir", default=defaults.serving_dir)
     p.add_argument("--serving-port", type=int, default=8501)
