@@ -127,8 +127,15 @@ def _layout_hint(input_base: str, pattern: str) -> str:
 
 def describe_layout_problem(input_base: str) -> str | None:
     """A sentence saying why ``input_base`` cannot be read, or None when it holds files to read."""
-    if not list_inputs(input_base):
+    files = list_inputs(input_base)
+    if not files:
         return _layout_hint(input_base, INPUT_PATTERN)
+    folders = sorted({os.path.basename(os.path.dirname(path)) for path in files})
+    if not set(folders) & set(CLASS_INDEX):
+        shown = ", ".join(folders[:5]) + (", …" if len(folders) > 5 else "")
+        return (f"none of the folders in {input_base} ({shown}) is a class folder: the data root must hold one "
+                f"folder per class, named exactly {', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]} "
+                f"(pipeline/labels.py)")
     return None
 
 
