@@ -24,7 +24,7 @@ import numpy as np
 import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from components import image_io
 from pipeline import configs
-from pipeline.flags import defaults_from_env
+from pipeline.flags import defaults_from_env, output_file, positive_int
 from pipeline.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text
 
@@ -36,10 +36,10 @@ COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 
 class LocalPredictor:
     def __init__(self, model: str):
         import tensorflow as tf
-        from models.evaluate import resolve_model_dir
+        from models.evaluate import load_image_signature, resolve_model_dir
         self.model_dir = resolve_model_dir(model)
         self.version = Path(self.model_dir).name
-        self._fn = tf.saved_model.load(self.model_dir).signatures[configs.IMAGE_SIGNATURE]
+        self._fn = load_image_signature(self.model_dir)
         self._tf = tf
 
     def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:
@@ -104,11 +104,26 @@ def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> d
 
 
 def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, progress: bool = True) -> dict:
+    """Writes ``out_csv`` (complete, or not at all: rows go to a ``.partial`` file renamed at the end)."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
     files = list_images(folder)
     root = Path(folder)
     counts = {"images": 0, "errors": 0}
     started = time.monotonic()
     tmp = Path(out_csv).with_suffix(".csv.partial")
+    try:
+        _write_rows(predictor, files, root, tmp, batch_size, progress, counts, started)
+        tmp.replace(out_csv)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    counts["seconds"] = round(time.monotonic() - started, 2)
+    return counts
+
+
+def _write_rows(predictor, files: list[Path], root: Path, tmp: Path, batch_size: int, progress: bool,
+                counts: dict, started: float) -> None:
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
@@ -134,28 +149,27 @@ def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, p
                 print(f"\r[{bar:<30}] {done}/{len(files)} files, {rate:.0f}/s", end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
-    tmp.replace(out_csv)
-    counts["seconds"] = round(time.monotonic() - started, 2)
-    return counts
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
-    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--out", required=True, type=output_file, help="CSV file to write")
     p.add_argument("--via", choices=("local", "rest"), default="local")
     p.add_argument("--model", default=defaults_from_env().serving_dir,
                    help="--via local: serving directory or version directory (default: %(default)s)")
     p.add_argument("--server-url", default="http://127.0.0.1:8501", help="--via rest: TF Serving REST address")
     p.add_argument("--model-name", default=configs.MODEL_NAME, help="--via rest: model name")
     p.add_argument("--version", default=None, help="--via rest: a version (default: the latest AVAILABLE)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     args = p.parse_args(argv)
     try:
+        if not list_images(args.images):
+            raise FileNotFoundError(f"no files under {args.images}")
         predictor = (LocalPredictor(args.model) if args.via == "local"
                      else RestPredictor(args.server_url, args.model_name, args.version))
         counts = predict_folder(predictor, args.images, args.out, args.batch_size)
-    except (FileNotFoundError, RuntimeError) as err:
+    except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {counts['images']} images predicted by version {predictor.version}, "

@@ -20,6 +20,7 @@ import numpy as np
 import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from components import image_io
 from pipeline import configs
+from pipeline.flags import non_negative_int, output_dir
 from pipeline.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
 
 
@@ -56,9 +57,24 @@ def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], 
     return items, skipped
 
 
+def load_image_signature(model_dir: str):
+    """The ``predict_images`` function of the SavedModel in ``model_dir``; ValueError, in one line, for a model
+    that cannot be loaded (a corrupt or half-written directory) or lacks the signature."""
+    import tensorflow as tf
+    try:
+        model = tf.saved_model.load(model_dir)
+    except Exception as err:  # noqa: BLE001 - TensorFlow raises many types for a damaged SavedModel
+        reason = (getattr(err, "message", None) or str(err) or type(err).__name__).strip().splitlines()[0]
+        raise ValueError(f"cannot load the SavedModel in {model_dir}: {reason[:300]}") from None
+    if configs.IMAGE_SIGNATURE not in model.signatures:
+        raise ValueError(f"the SavedModel in {model_dir} has no {configs.IMAGE_SIGNATURE!r} signature "
+                         f"(it has {', '.join(sorted(model.signatures)) or 'none'})")
+    return model.signatures[configs.IMAGE_SIGNATURE]
+
+
 def predict(model_dir: str, images: list[bytes], batch_size: int = 64, progress: bool = True) -> np.ndarray:
     import tensorflow as tf
-    fn = tf.saved_model.load(model_dir).signatures[configs.IMAGE_SIGNATURE]
+    fn = load_image_signature(model_dir)
     out = []
     for start in range(0, len(images), batch_size):
         batch = tf.constant(images[start:start + batch_size])
@@ -94,11 +110,25 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
     }
 
 
+def _skip_summary(skipped: list[tuple[str, str]]) -> str:
+    """'3 × unknown class folder (Alef/1.png, …); 1 × not an image (alef/x.png)'."""
+    by_reason: dict[str, list[str]] = {}
+    for rel, why in skipped:
+        by_reason.setdefault(why, []).append(rel)
+    return "; ".join(f"{len(files)} × {why} ({', '.join(files[:2])}{', …' if len(files) > 2 else ''})"
+                     for why, files in sorted(by_reason.items(), key=lambda kv: -len(kv[1])))
+
+
 def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int = 40, progress: bool = True) -> dict:
+    if worst < 0:
+        raise ValueError(f"worst must not be negative, got {worst}")
     model_dir = resolve_model_dir(model)
+    if not os.path.isdir(data_root):
+        raise FileNotFoundError(f"{data_root} is not a folder")
     items, skipped = load_labelled_images(data_root)
     if not items:
-        raise ValueError(f"no usable labelled image under {data_root} (expected <class_folder>/<image>)")
+        raise ValueError(f"no usable labelled image under {data_root} (expected <class_folder>/<image>)"
+                         + (f"; skipped {len(skipped)}: " + _skip_summary(skipped) if skipped else ""))
     started = time.monotonic()
     probs = predict(model_dir, [data for _, _, data in items], progress=progress)
     seconds = time.monotonic() - started
@@ -129,8 +159,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="serving directory or one version directory")
     parser.add_argument("--data-root", required=True, help="folder of <class_folder>/<image> files")
-    parser.add_argument("--out", default=None, help="write metrics.json and the PNGs here")
-    parser.add_argument("--worst", type=int, default=40, help="errors on the contact sheet")
+    parser.add_argument("--out", default=None, type=output_dir, help="write metrics.json and the PNGs here")
+    parser.add_argument("--worst", type=non_negative_int, default=40, help="errors on the contact sheet")
     args = parser.parse_args(argv)
     try:
         metrics = evaluate(args.model, args.data_root, args.out, args.worst)

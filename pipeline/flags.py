@@ -5,12 +5,57 @@ Defaults come from pipeline/configs.py and its LETTERS_<FIELD> environment varia
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pipeline import configs
 from pipeline.configs import Config
 
 BEAM_MODES = ("in_memory", "multi_processing", "multi_threading")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    return value
+
+
+def output_file(path: str) -> str:
+    """argparse type: a file that can be created (its folder exists, and it is not a folder itself)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {folder}")
+    return path
+
+
+def output_dir(path: str) -> str:
+    """argparse type: a folder that exists or can be created (made now, so the long work that follows can
+    write its results)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"cannot create the folder {path}: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {path}")
+    return path
 
 
 def defaults_from_env() -> Config:

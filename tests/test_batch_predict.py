@@ -3,6 +3,7 @@ import csv
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from models import batch_predict
@@ -61,3 +62,31 @@ def test_rest_mode_says_when_the_server_is_down(image_folder, tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "cannot be reached" in proc.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_bad_arguments_fail_before_the_model_loads(image_folder, tmp_path, capsys):
+    for argv, message in ((["--batch-size", "0"], "must be at least 1"),
+                          (["--out", str(tmp_path)], "is a folder"),
+                          (["--out", str(tmp_path / "no" / "p.csv")], "does not exist")):
+        args = ["--images", str(image_folder), "--out", str(tmp_path / "p.csv"), "--model", str(tmp_path / "none")]
+        with pytest.raises(SystemExit) as caught:
+            batch_predict.main(args + argv)
+        assert caught.value.code == 2 and message in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert batch_predict.main(["--images", str(tmp_path / "empty"), "--out", str(tmp_path / "e.csv")]) == 2
+    assert "no files under" in capsys.readouterr().err and not (tmp_path / "e.csv").exists()
+
+
+def test_a_failure_midway_leaves_no_csv_and_no_partial_file(image_folder, tmp_path):
+    calls = []
+
+    def predictor(images):
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise RuntimeError("the model server went away")
+        return np.full((len(images), 27), 1 / 27, np.float32), "1"
+
+    with pytest.raises(RuntimeError, match="went away"):
+        batch_predict.predict_folder(predictor, str(image_folder), str(tmp_path / "out.csv"), batch_size=2,
+                                     progress=False)
+    assert len(calls) == 2 and list(tmp_path.iterdir()) == []

@@ -52,3 +52,48 @@ def test_clear_errors_for_a_missing_model_or_empty_data(tmp_path, tiny_dataset):
     proc = subprocess.run([sys.executable, "-m", "models.evaluate", "--model", str(tmp_path),
                            "--data-root", str(tiny_dataset)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "holds no SavedModel" in proc.stderr
+
+
+def damaged_copy(serving, tmp_path, damage):
+    import shutil
+
+    version = max((p for p in serving.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    copy = tmp_path / "damaged" / version.name
+    shutil.copytree(version, copy)
+    damage(copy)
+    return copy
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: (d / "saved_model.pb").write_bytes(b"not a protobuf"),
+    lambda d: (d / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 10),
+], ids=["corrupt graph", "truncated variables"])
+def test_a_damaged_model_is_a_one_line_error(pipeline_runs, tiny_dataset, tmp_path, capsys, damage):
+    model = damaged_copy(pipeline_runs["work"] / "serving", tmp_path, damage)
+    assert evaluate.main(["--model", str(model), "--data-root", str(tiny_dataset)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot load the SavedModel in {model}") and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+
+
+def test_bad_arguments_fail_before_any_work(tmp_path, tiny_dataset, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for argv, message in ((["--out", str(a_file / "sub")], "cannot create the folder"),
+                          (["--worst", "-1"], "must be at least 0")):
+        with pytest.raises(SystemExit) as caught:
+            evaluate.main(["--model", str(tmp_path), "--data-root", str(tiny_dataset), *argv])
+        assert caught.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_data_with_nothing_usable_says_why(pipeline_runs, tmp_path, capsys):
+    serving = str(pipeline_runs["work"] / "serving")
+    (tmp_path / "data" / "Alef").mkdir(parents=True)
+    (tmp_path / "data" / "Alef" / "1.png").write_bytes(b"x")
+    (tmp_path / "data" / "bet").mkdir()
+    (tmp_path / "data" / "bet" / "2.png").write_bytes(b"not an image")
+    assert evaluate.main(["--model", serving, "--data-root", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "skipped 2" in err and "unknown class folder (Alef/1.png)" in err and "bet/2.png" in err
+    assert evaluate.main(["--model", serving, "--data-root", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
