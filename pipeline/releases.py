@@ -41,10 +41,13 @@ def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
     from pipeline.run_summary import evaluation_metrics, open_store
     if not os.path.exists(metadata_file):
         return {}
-    store = open_store(metadata_file)
+    try:
+        store = open_store(metadata_file)
+        evaluations = store.get_artifacts_by_type("ModelEvaluation")
+        blessings = store.get_artifacts_by_type("ModelBlessing")
+    except RuntimeError as err:   # not an ML Metadata SQLite file
+        raise ValueError(f"cannot read the ML Metadata store {metadata_file}: {str(err).splitlines()[0]}") from None
     result: dict[int, dict] = {}
-    evaluations = store.get_artifacts_by_type("ModelEvaluation")
-    blessings = store.get_artifacts_by_type("ModelBlessing")
     by_id = {a.id: a for a in evaluations + blessings}
     events = store.get_events_by_artifact_ids(list(by_id)) if by_id else []
     executions = {}
@@ -76,6 +79,8 @@ def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
 
 
 def list_versions(serving_dir: str, metadata_file: str, config_file: str | None = None) -> list[dict]:
+    if not os.path.isdir(serving_dir):
+        raise ValueError(f"the serving dir {serving_dir} does not exist")
     labels = {}
     if config_file and os.path.exists(config_file):
         model = _model_config(load_config(config_file), configs.MODEL_NAME, create=False)
@@ -105,7 +110,10 @@ def format_versions(rows: list[dict]) -> str:
 # ------------------------------------------------------------------------------------ promote/rollback
 def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
     config = model_server_config_pb2.ModelServerConfig()
-    text_format.Parse(Path(path).read_text(), config)
+    try:
+        text_format.Parse(Path(path).read_text(), config)
+    except (OSError, UnicodeDecodeError, text_format.ParseError) as err:
+        raise ValueError(f"cannot read the model config {path}: {getattr(err, 'strerror', None) or err}") from None
     return config
 
 
@@ -124,10 +132,18 @@ def _history_path(config_file: str) -> str:
 
 
 def _read_history(config_file: str) -> list[dict]:
+    """The label history; [] when there is none. A damaged one is an error, never silently replaced."""
+    path = _history_path(config_file)
     try:
-        return json.loads(Path(_history_path(config_file)).read_text())
-    except (FileNotFoundError, ValueError):
+        history = json.loads(Path(path).read_text())
+    except FileNotFoundError:
         return []
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the label history {path} ({err}); fix or remove it") from None
+    if not isinstance(history, list) or not all(isinstance(e, dict) and {"label", "version", "previous"} <= set(e)
+                                                for e in history):
+        raise ValueError(f"the label history {path} is not a list of promotions; fix or remove it")
+    return history
 
 
 def version_state(server_url: str, model_name: str, version: int) -> str | None:
@@ -171,6 +187,10 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
         raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
     if version not in pushed_versions(serving_dir):
         raise ValueError(f"version {version} is not in {serving_dir}")
+    if not os.path.isfile(os.path.join(serving_dir, str(version), "saved_model.pb")):
+        raise ValueError(f"version {version} in {serving_dir} is incomplete (no saved_model.pb): a server cannot "
+                         "load it")
+    history = _read_history(config_file) if record else []   # a damaged history stops us before any change
     config = load_config(config_file) if os.path.exists(config_file) else model_server_config_pb2.ModelServerConfig()
     model = _model_config(config, model_name, base_path=os.path.abspath(serving_dir))
     previous = model.version_labels[label] if label in model.version_labels else None
@@ -190,7 +210,6 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
     model.version_labels[label] = version
     _write_config(config_file, config)
     if record:
-        history = _read_history(config_file)
         history.append({"label": label, "version": version, "previous": previous,
                         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
@@ -249,7 +268,7 @@ def main(argv=None) -> int:
         else:
             version = rollback(args.config, args.label, args.serving_dir, server_url=args.server_url)
             print(f"{args.label} rolled back to {version} in {args.config}")
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -35,3 +35,46 @@ def test_cli_edits_the_config_beside_the_given_serving_dir(tmp_path, capsys):
     assert model.version_labels["stable"] == v1
     assert f"in {config_file}" in capsys.readouterr().out
     assert not (tmp_path / "models.config").exists()
+
+
+def pushed(tmp_path, n=1):
+    serving_dir = tmp_path / "models" / "letters"
+    versions = [atomic_pusher.push_model(fake_model(tmp_path / f"m{i}", b"m%d" % i), str(serving_dir))[0]
+                for i in range(n)]
+    return serving_dir, versions
+
+
+def run(argv, capsys):
+    code = releases.main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+def test_a_damaged_history_stops_promote_and_rollback_and_is_kept(tmp_path, capsys):
+    serving_dir, (v1,) = pushed(tmp_path)
+    common = ["--serving-dir", str(serving_dir), "--server-url", f"http://127.0.0.1:{testing.free_port()}"]
+    history = tmp_path / "models" / "models.config.history.json"
+    for damaged in ("this is not json", '{"1": 2}'):
+        history.write_text(damaged)
+        for argv in (["promote", str(v1), *common], ["rollback", *common]):
+            code, err = run(argv, capsys)
+            assert code == 2 and "label history" in err and "fix or remove it" in err, err
+        assert history.read_text() == damaged
+        assert not (tmp_path / "models" / "models.config").exists()     # nothing changed
+
+
+def test_incomplete_versions_bad_configs_and_paths_are_one_line_errors(tmp_path, capsys):
+    serving_dir, (v1, v2) = pushed(tmp_path, 2)
+    (serving_dir / str(v1) / "saved_model.pb").unlink()
+    code, err = run(["promote", str(v1), "--serving-dir", str(serving_dir)], capsys)
+    assert code == 2 and "incomplete (no saved_model.pb)" in err
+    bad = tmp_path / "bad.config"
+    bad.write_text("model_config_list { config { name: 'letters' ")
+    for command in (["list"], ["promote", str(v2)]):
+        code, err = run([*command, "--serving-dir", str(serving_dir), "--config", str(bad)], capsys)
+        assert (code, err.splitlines()[0][:40]) == (2, f"error: cannot read the model config {bad}"[:40]), err
+    code, err = run(["list", "--serving-dir", str(tmp_path / "missing")], capsys)
+    assert code == 2 and "does not exist" in err
+    not_a_db = tmp_path / "metadata.sqlite"
+    not_a_db.write_text("garbage")
+    code, err = run(["list", "--serving-dir", str(serving_dir), "--metadata-path", str(not_a_db)], capsys)
+    assert code == 2 and "cannot read the ML Metadata store" in err and len(err.splitlines()) == 1
