@@ -45,7 +45,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--generate-per-class", type=int, default=defaults.generate_per_class,
                    help="images per class when generating the default data")
     p.add_argument("--no-cache", action="store_true", help="re-run every component even if its inputs are unchanged")
-    p.add_argument("--summary-json", default=None, help="also write the final summary to this file")
+    p.add_argument("--summary-json", default=None, type=flags.output_file,
+                   help="also write the final summary to this file")
     p.add_argument("--quiet", action="store_true", help="only the final summary")
     flags.add_training_flags(p, defaults)
     flags.add_beam_flags(p.add_argument_group("Beam"), defaults)
@@ -118,7 +119,10 @@ def export_feedback(config: Config) -> str | None:
     out = os.path.join(config.pipeline_root, "feedback")
     summary = export(store, out)
     total = summary.exported + summary.already_present
-    print(f"Feedback: {total} user-labelled images from {store} ({summary.exported} new)", flush=True)
+    damaged = summary.missing_images + summary.corrupt_images
+    print(f"Feedback: {total} user-labelled images from {store} ({summary.exported} new"
+          + (f"; {summary.missing_images} missing and {summary.corrupt_images} corrupt images skipped" if damaged
+             else "") + ")", flush=True)
     return out if total else None
 
 
@@ -161,7 +165,17 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet)
+    try:
+        os.makedirs(config.pipeline_root, exist_ok=True)
+    except OSError as err:
+        print(f"error: cannot create --pipeline-root {config.pipeline_root}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    from web.feedback import FeedbackStoreError
+    try:
+        summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet)
+    except FeedbackStoreError as err:
+        print(f"error: {err}; --no-feedback runs without it", file=sys.stderr)
+        return 2
     if args.summary_json:
         with open(args.summary_json, "w") as f:
             json.dump(summary, f, indent=2, default=str)

@@ -1,12 +1,14 @@
 """The whole pipeline on tiny generated data, run several times: blessing, push, caching, versions."""
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 
 from components.atomic_pusher import PUSH_RECORD, pushed_versions
 from pipeline import generate_letters
 from pipeline.labels import CLASS_NAMES
-from tests.conftest import run_pipeline
+from tests.conftest import ROOT, run_pipeline
 
 UPSTREAM = {"ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer"}
 
@@ -94,3 +96,22 @@ def test_runner_refuses_a_data_root_with_no_class_folder_before_running(tmp_path
     assert proc.returncode == 2 and summary is None
     assert "(Alef, aleph) is a class folder" in proc.stderr and "named exactly alef" in proc.stderr
     assert not (tmp_path / "pipeline").exists()        # refused before the pipeline started
+
+
+def test_runner_refuses_unwritable_output_paths_before_running(tiny_dataset, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for flags, message in ((["--pipeline-root", str(a_file / "root")], "cannot create --pipeline-root"),
+                           (["--summary-json", str(tmp_path / "no" / "s.json")], "does not exist")):
+        proc = subprocess.run([sys.executable, str(ROOT / "local_runner.py"), "--data-root", str(tiny_dataset),
+                               "--serving-dir", str(tmp_path / "serving"), *flags],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_runner_stops_on_a_damaged_feedback_store(tiny_dataset, tmp_path):
+    (tmp_path / "fb").mkdir()
+    (tmp_path / "fb" / "feedback.sqlite").write_bytes(b"not a database" * 100)
+    summary, proc = run_pipeline(tiny_dataset, tmp_path, "--feedback-dir", str(tmp_path / "fb"), check=False)
+    assert proc.returncode == 2 and summary is None
+    assert "cannot open the feedback store" in proc.stderr and "--no-feedback" in proc.stderr

@@ -64,6 +64,10 @@ CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_unix);
 """
 
 
+class FeedbackStoreError(RuntimeError):
+    """The store cannot be opened (its database is damaged, not a database, or not accessible)."""
+
+
 class FeedbackError(ValueError):
     """A feedback record that cannot be stored (bad label, probability, version ...). ``reason`` is
     ``unknown_label`` for a label outside the class list, ``invalid_feedback`` otherwise."""
@@ -100,6 +104,7 @@ class ExportSummary:
     exported: int = 0            # files written by this call
     already_present: int = 0     # files left as they were (exported before)
     missing_images: int = 0      # rows whose image file is gone (skipped)
+    corrupt_images: int = 0      # rows whose image file no longer matches its checksum or cannot be decoded (skipped)
     per_class: dict = dataclasses.field(default_factory=dict)   # class -> files now in DIR/<class>/ from the store
 
     def to_json(self) -> dict:
@@ -113,11 +118,15 @@ class FeedbackStore:
         self.root = os.path.abspath(os.fspath(root))
         self.db_path = os.path.join(self.root, DB_FILE)
         self.busy_timeout = busy_timeout
-        os.makedirs(os.path.join(self.root, IMAGES_DIR), exist_ok=True)
         self._pool: queue.LifoQueue = queue.LifoQueue()
-        with self._connection() as conn:
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            with self._connection() as conn:
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            os.makedirs(os.path.join(self.root, IMAGES_DIR), exist_ok=True)
+        except (sqlite3.DatabaseError, OSError) as err:
+            raise FeedbackStoreError(f"cannot open the feedback store {self.root}: {err}") from None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout, isolation_level=None,
@@ -284,7 +293,14 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 except FileNotFoundError:
                     summary.missing_images += 1
                     continue
-                atomic_write(target, to_png(data, record.image_format))
+                try:
+                    if hashlib.sha256(data).hexdigest() != record.image_sha256:
+                        raise ValueError("checksum mismatch")
+                    png = to_png(data, record.image_format)
+                except (ValueError, OSError):   # PIL's UnidentifiedImageError is an OSError
+                    summary.corrupt_images += 1
+                    continue
+                atomic_write(target, png)
                 summary.exported += 1
             summary.per_class[record.true_label] = summary.per_class.get(record.true_label, 0) + 1
     finally:
@@ -311,12 +327,21 @@ def main(argv=None) -> int:
         print(f"error: no feedback store at {feedback_dir} (expected {DB_FILE} there)", file=sys.stderr)
         return 2
     if args.command == "export":
-        summary = export_feedback(feedback_dir, args.out, overwrite=args.overwrite)
+        try:
+            summary = export_feedback(feedback_dir, args.out, overwrite=args.overwrite)
+        except (FeedbackStoreError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(f"exported {summary.exported} new image(s) to {summary.out_dir} "
-              f"({summary.already_present} already there, {summary.missing_images} missing)")
+              f"({summary.already_present} already there, {summary.missing_images} missing, "
+              f"{summary.corrupt_images} corrupt)")
         print(f"the next pipeline run trains on the store itself: python local_runner.py --feedback-dir {feedback_dir}")
         return 0
-    store = FeedbackStore(feedback_dir)
+    try:
+        store = FeedbackStore(feedback_dir)
+    except FeedbackStoreError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(store.stats(), indent=2))
     store.close()
     return 0

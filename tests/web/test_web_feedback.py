@@ -10,7 +10,7 @@ from PIL import Image
 
 from pipeline.labels import CLASS_NAMES
 from tests.web.conftest import STABLE_CLASS, Api, b64, letter_png
-from web.feedback import DB_FILE, FeedbackError, FeedbackStore, export_feedback
+from web.feedback import DB_FILE, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -207,3 +207,31 @@ def test_processes_share_a_store(tmp_path):
     store = FeedbackStore(tmp_path / "fb")
     assert store.count() == 180 and len(image_files(store.root)) == 180
     assert store.stats()["per_class"]["kaf_final"] == 180 and store.stats()["corrected"] == 180
+
+
+def test_export_skips_damaged_images_and_exports_the_rest(tmp_path):
+    store = FeedbackStore(tmp_path / "fb")
+    good = store.add(letter_png(seed=1), "PNG", "alef")
+    rotten = store.add(letter_png(seed=2), "PNG", "bet")
+    gone = store.add(letter_png(seed=3), "PNG", "gimel")
+    with open(store.image_path(rotten), "r+b") as f:      # same size, different bytes: bit rot
+        f.seek(20)
+        f.write(b"\xff\xff\xff\xff")
+    os.unlink(store.image_path(gone))
+    store.close()
+    summary = export_feedback(tmp_path / "fb", tmp_path / "out")
+    assert (summary.exported, summary.missing_images, summary.corrupt_images) == (1, 1, 1)
+    assert [p.name for p in (tmp_path / "out").rglob("*.png")] == [f"{good.id}.png"]
+
+
+def test_a_store_whose_database_is_damaged_is_a_clear_error(tmp_path):
+    (tmp_path / "fb").mkdir()
+    (tmp_path / "fb" / DB_FILE).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(FeedbackStoreError, match="cannot open the feedback store"):
+        FeedbackStore(tmp_path / "fb")
+    assert sorted(os.listdir(tmp_path / "fb")) == [DB_FILE]          # nothing created beside it
+    for command in (["stats"], ["export", "--out", str(tmp_path / "out")]):
+        proc = subprocess.run([sys.executable, "-m", "web.feedback", "--feedback-dir", str(tmp_path / "fb"),
+                               *command], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: cannot open the feedback store"), proc.stderr
+        assert "Traceback" not in proc.stderr
