@@ -170,11 +170,15 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"error: cannot create --pipeline-root {config.pipeline_root}: {err.strerror or err}", file=sys.stderr)
         return 2
+    from components.image_example_gen import EmptyDatasetError
     from web.feedback import FeedbackStoreError
     try:
         summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet)
     except FeedbackStoreError as err:
         print(f"error: {err}; --no-feedback runs without it", file=sys.stderr)
+        return 2
+    except EmptyDatasetError as err:   # every file was skipped: the ExampleGen report above says why
+        print(f"error: {str(err).split(' [while running')[0]}", file=sys.stderr)
         return 2
     if args.summary_json:
         with open(args.summary_json, "w") as f:

@@ -115,3 +115,13 @@ def test_runner_stops_on_a_damaged_feedback_store(tiny_dataset, tmp_path):
     summary, proc = run_pipeline(tiny_dataset, tmp_path, "--feedback-dir", str(tmp_path / "fb"), check=False)
     assert proc.returncode == 2 and summary is None
     assert "cannot open the feedback store" in proc.stderr and "--no-feedback" in proc.stderr
+
+
+def test_runner_explains_a_data_root_where_every_file_is_skipped(tmp_path):
+    for folder in ("alef", "bet"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        (tmp_path / "data" / folder / "1.png").write_bytes(b"not an image")
+    summary, proc = run_pipeline(tmp_path / "data", tmp_path, check=False)
+    assert proc.returncode == 2 and summary is None and "Traceback" not in proc.stderr
+    assert "skipped 2 × not_an_image" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: no usable image found under")
