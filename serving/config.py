@@ -85,7 +85,10 @@ def read_text(path: str) -> str:
 
 def parse_model_server_config(text: str, source: str = "model config") -> model_server_config_pb2.ModelServerConfig:
     """A ModelServerConfig from its text form; refuses what this server cannot serve (at start and on reload)."""
-    config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    try:
+        config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    except text_format.ParseError as err:   # TF Serving: InvalidArgument "Invalid protobuf file: '<file>'"
+        raise ValueError(f"Invalid protobuf file: '{source}' ({err})") from None
     if config.HasField("custom_model_config"):
         raise ValueError(f"{source}: custom_model_config is not supported; use model_config_list")
     for model in config.model_config_list.config:

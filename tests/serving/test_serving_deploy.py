@@ -1,6 +1,7 @@
 """The real TF Serving deployment files parse with TF Serving's own protos and agree with each other."""
 from pathlib import Path
 
+import pytest
 import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -92,3 +93,13 @@ def test_configmap_matches_config_files():
     configmap = yaml.safe_load(load("k8s/configmap.yaml"))
     assert configmap["data"] == {name: load(name) for name in ("models.config", "monitoring.config",
                                                                 "batching.config")}
+
+
+def test_model_configs_the_server_cannot_use_are_refused_naming_the_file():
+    for text, message in (("model_config_list { config { name: 'letters' ", "Invalid protobuf file: 'x.config'"),
+                          ("custom_model_config { }", "custom_model_config is not supported"),
+                          ("model_config_list { config { name: 'm' base_path: '/m' model_platform: 'onnx' } }",
+                           "unsupported model_platform 'onnx'")):
+        with pytest.raises(ValueError) as caught:
+            config_lib.parse_model_server_config(text, "x.config")
+        assert message in str(caught.value) and str(caught.value).startswith(("Invalid", "x.config"))
