@@ -42,7 +42,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
                    help="the web client's feedback store: its images (confirmed and corrected answers) are trained on, "
                         "always in the train split")
     p.add_argument("--no-feedback", action="store_true", help="ignore the feedback store")
-    p.add_argument("--generate-per-class", type=int, default=defaults.generate_per_class,
+    p.add_argument("--generate-per-class", type=flags.positive_int, default=defaults.generate_per_class,
                    help="images per class when generating the default data")
     p.add_argument("--no-cache", action="store_true", help="re-run every component even if its inputs are unchanged")
     p.add_argument("--summary-json", default=None, type=flags.output_file,
@@ -51,8 +51,6 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     flags.add_training_flags(p, defaults)
     flags.add_beam_flags(p.add_argument_group("Beam"), defaults)
     args = p.parse_args(argv)
-    if args.generate_per_class < 1:
-        p.error("--generate-per-class must be at least 1")
     changes = flags.training_changes(p, args, defaults)
     config = defaults.replace(
         data_root=os.path.abspath(os.path.expanduser(args.data_root)) if args.data_root else defaults.data_root,

@@ -52,10 +52,7 @@ class RestPredictor:
 
     def __init__(self, server_url: str, model_name: str = configs.MODEL_NAME, version: str | None = None,
                  timeout: float = 60.0):
-        try:
-            self.connection = RestConnection(server_url, timeout=timeout)
-        except ValueError as err:
-            raise RuntimeError(str(err)) from None
+        self.connection = RestConnection(server_url, timeout=timeout)   # ValueError for a URL that is not http(s)
         self.model_path = "/v1/models/" + urllib.parse.quote(model_name, safe="")
         self.version = version or self._latest_available()
 
@@ -103,11 +100,13 @@ def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> d
     return row
 
 
-def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, progress: bool = True) -> dict:
-    """Writes ``out_csv`` (complete, or not at all: rows go to a ``.partial`` file renamed at the end)."""
+def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, progress: bool = True,
+                   files: list[Path] | None = None) -> dict:
+    """Writes ``out_csv`` (complete, or not at all: rows go to a ``.partial`` file renamed at the end).
+    ``files``: ``list_images(folder)`` when the caller has it already."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    files = list_images(folder)
+    files = list_images(folder) if files is None else files
     root = Path(folder)
     counts = {"images": 0, "errors": 0}
     started = time.monotonic()
@@ -164,11 +163,12 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=positive_int, default=64)
     args = p.parse_args(argv)
     try:
-        if not list_images(args.images):
+        files = list_images(args.images)
+        if not files:   # before the model loads
             raise FileNotFoundError(f"no files under {args.images}")
         predictor = (LocalPredictor(args.model) if args.via == "local"
                      else RestPredictor(args.server_url, args.model_name, args.version))
-        counts = predict_folder(predictor, args.images, args.out, args.batch_size)
+        counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files)
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

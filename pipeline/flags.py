@@ -97,9 +97,6 @@ def add_beam_flags(group, defaults: Config) -> None:
 
 def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, defaults: Config) -> dict:
     """The Config fields the shared flags set; bad values end in ``parser.error`` (a usage error)."""
-    for name in ("epochs", "batch_size", "image_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     try:
         train_buckets, eval_buckets = (int(part) for part in args.split.split(":"))
     except ValueError:

@@ -13,26 +13,28 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from pipeline import configs, releases
 from pipeline.flags import defaults_from_env
-from serving.client import RestConnection
+from serving.client import RestConnection, ServingUnavailable
 
 
-def _wait_until_up(url: str, proc: subprocess.Popen, what: str, timeout: float) -> None:
+def _wait_until_up(base_url: str, path: str, proc: subprocess.Popen, what: str, timeout: float) -> object:
+    """Polls ``GET base_url + path`` until it answers 200; returns the decoded body."""
+    connection = RestConnection(base_url, timeout=2)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with code {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s")
+            status, body = connection.request("GET", path)
+            if status == 200:
+                return body
+        except ServingUnavailable:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{what} did not answer {base_url}{path} within {timeout:.0f} s")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -71,13 +73,12 @@ def main(argv=None) -> int:
     procs = []
     try:
         procs.append(subprocess.Popen(serving_cmd, cwd=configs.PROJECT_ROOT))
-        _wait_until_up(f"{serving_url}/v1/models/{configs.MODEL_NAME}", procs[0], "the model server", 180)
-        _, body = RestConnection(serving_url, timeout=5).request("GET", f"/v1/models/{configs.MODEL_NAME}")
+        body = _wait_until_up(serving_url, f"/v1/models/{configs.MODEL_NAME}", procs[0], "the model server", 180)
         status = body["model_version_status"]
         versions = ", ".join(v["version"] for v in status if v["state"] == "AVAILABLE")
         procs.append(subprocess.Popen(web_cmd, cwd=configs.PROJECT_ROOT))
         web_url = f"http://127.0.0.1:{args.web_port}/"
-        _wait_until_up(f"{web_url}healthz", procs[1], "the web client", 60)
+        _wait_until_up(web_url, "/healthz", procs[1], "the web client", 60)
         print(f"\nModel server (TF Serving REST API): {serving_url}/v1/models/{configs.MODEL_NAME} "
               f"(version {versions})\nWeb client: {web_url}\nCtrl-C stops both.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
