@@ -389,7 +389,7 @@ class ServerCore:
                     raise ServingError("UNKNOWN", f"{len(failures)} servable(s) did not become available: "
                                                   f"{{{', '.join(failures)}, }}")
                 return
-            stop.wait(max(min(poll_seconds, 0.5), 0.05))
+            stop.wait(max(poll_seconds, 0.05))   # one poll (and one "Could not find base path") per interval
 
     def unload_all(self) -> None:
         for manager in list(self.managers.values()):

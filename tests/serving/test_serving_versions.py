@@ -6,6 +6,7 @@ import pytest
 from tensorflow_serving.config import file_system_storage_path_source_pb2
 
 from pipeline import configs
+from serving import config as config_lib
 from serving import testing, versions
 from serving.testing import b64
 
@@ -193,3 +194,27 @@ def test_startup_waits_for_a_version_and_sigterm_ends_the_wait(tmp_path):
     reader.join(10)
     assert process.returncode == 0, "".join(err_lines)[-3000:]
     assert "Exporting HTTP/REST API" not in out
+
+
+def test_startup_polls_a_missing_base_path_once_per_poll_interval(tmp_path, caplog):
+    """While waiting for its first model the server polls (and warns) once per --file_system_poll_wait_seconds,
+    as TF Serving does, not faster."""
+    options = config_lib.ServerOptions(model_name="letters", model_base_path=str(tmp_path / "missing"),
+                                       file_system_poll_wait_seconds=7)
+    core = versions.ServerCore(options)
+    core.apply_config(config_lib.single_model_config("letters", str(tmp_path / "missing")))
+    waits = []
+
+    class Stop:
+        def is_set(self):
+            return len(waits) >= 3
+
+        def wait(self, seconds):
+            waits.append(seconds)
+            return self.is_set()
+
+    with caplog.at_level("WARNING", logger=versions.log.name):
+        core.wait_until_settled(Stop(), options.file_system_poll_wait_seconds)
+    assert waits == [7, 7, 7]
+    warnings = [r for r in caplog.records if "Could not find base path" in r.getMessage()]
+    assert len(warnings) == 3
