@@ -146,11 +146,12 @@ def _read_history(config_file: str) -> list[dict]:
     return history
 
 
-def version_state(server_url: str, model_name: str, version: int) -> str | None:
-    """The version's state on a running server (AVAILABLE, LOADING, END, …), or None if unreachable."""
+def version_state(server: str | RestConnection, model_name: str, version: int) -> str | None:
+    """The version's state on a running server (AVAILABLE, LOADING, END, …), or None if unreachable.
+    ``server`` is its URL or a RestConnection (whose kept-alive connection repeated polls reuse)."""
+    connection = server if isinstance(server, RestConnection) else RestConnection(server, timeout=5)
     try:
-        status, body = RestConnection(server_url, timeout=5).request(
-            "GET", f"/v1/models/{model_name}/versions/{version}")
+        status, body = connection.request("GET", f"/v1/models/{model_name}/versions/{version}")
     except ServingUnavailable:
         return None
     if status != 200:
@@ -199,10 +200,11 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
     keep = set(model.version_labels.values()) | {version} | ({previous} if previous is not None else set())
     model.model_version_policy.specific.ClearField("versions")
     model.model_version_policy.specific.versions.extend(sorted(keep))
-    if server_url and version_state(server_url, model_name, version) not in (None, "AVAILABLE"):
+    server = RestConnection(server_url, timeout=5) if server_url else None
+    if server and version_state(server, model_name, version) not in (None, "AVAILABLE"):
         _write_config(config_file, config)
         deadline = time.monotonic() + timeout
-        while (state := version_state(server_url, model_name, version)) != "AVAILABLE":
+        while (state := version_state(server, model_name, version)) != "AVAILABLE":
             if time.monotonic() > deadline:
                 raise ValueError(f"version {version} did not become AVAILABLE on {server_url} within "
                                  f"{timeout:.0f} s (state: {state}); label {label!r} left unchanged")

@@ -1,5 +1,7 @@
-"""pipeline.releases without a running server: the config beside the serving dir, created for the demo server
-and then edited by promote/rollback."""
+"""pipeline.releases: the config beside the serving dir, created for the demo server and then edited by
+promote/rollback; with a running server, promote waits for the version over one kept-alive connection."""
+import time
+
 from components import atomic_pusher
 from pipeline import releases
 from serving import testing
@@ -78,3 +80,36 @@ def test_incomplete_versions_bad_configs_and_paths_are_one_line_errors(tmp_path,
     not_a_db.write_text("garbage")
     code, err = run(["list", "--serving-dir", str(serving_dir), "--metadata-path", str(not_a_db)], capsys)
     assert code == 2 and "cannot read the ML Metadata store" in err and len(err.splitlines()) == 1
+
+
+def test_promote_on_a_live_server_waits_for_the_version_over_one_connection(tmp_path, monkeypatch):
+    serving_dir, config_file = tmp_path / "letters", tmp_path / "models.config"
+    testing.publish_version(str(serving_dir), 1)
+    testing.publish_version(str(serving_dir), 2)
+    releases.ensure_config(str(config_file), str(serving_dir))    # serves the latest version, 2, only
+    made = []
+
+    class Counting(releases.RestConnection):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.requests = 0
+            made.append(self)
+
+        def request(self, *args, **kwargs):
+            self.requests += 1
+            return super().request(*args, **kwargs)
+
+    monkeypatch.setattr(releases, "RestConnection", Counting)
+    with testing.start_server(model_config_file=str(config_file), model_config_file_poll_wait_seconds=1,
+                              file_system_poll_wait_seconds=0.2) as server:
+        assert releases.version_state(server.url, "letters", 1) != "AVAILABLE"
+        made.clear()
+        assert releases.set_label(str(config_file), "stable", 1, str(serving_dir), server_url=server.url) is None
+        (connection,) = made
+        assert connection.requests >= 2 and connection.opened == 1     # polled until AVAILABLE over one connection
+        assert releases.version_state(server.url, "letters", 1) == "AVAILABLE"
+        client, deadline = testing.RestClient(server.url), time.monotonic() + 60
+        while (answer := client.get("/v1/models/letters/labels/stable/metadata"))[0] != 200:   # next config poll
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.2)
+        assert answer[1]["model_spec"]["version"] == "1"
