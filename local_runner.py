@@ -158,24 +158,28 @@ def main(argv=None) -> int:
     elif not os.path.isdir(config.data_root):
         print(f"error: --data-root {config.data_root} is not a folder", file=sys.stderr)
         return 2
-    from components.image_example_gen import describe_layout_problem
-    problem = describe_layout_problem(config.data_root)
+    from components import image_example_gen as gen
+    problem = gen.describe_layout_problem(config.data_root)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
+        return 2
+    usable, skips = gen.find_usable_image(config.data_root, config.max_file_bytes, config.max_image_pixels)
+    if not usable:   # every file would be skipped: say why, as the ExampleGen would, before starting
+        print(gen.format_report(gen.build_report(skips, config.data_root)), flush=True)
+        print(f"error: {gen.no_usable_image(config.data_root)}", file=sys.stderr)
         return 2
     try:
         os.makedirs(config.pipeline_root, exist_ok=True)
     except OSError as err:
         print(f"error: cannot create --pipeline-root {config.pipeline_root}: {err.strerror or err}", file=sys.stderr)
         return 2
-    from components.image_example_gen import EmptyDatasetError
     from web.feedback import FeedbackStoreError
     try:
         summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet)
     except FeedbackStoreError as err:
         print(f"error: {err}; --no-feedback runs without it", file=sys.stderr)
         return 2
-    except EmptyDatasetError as err:   # every file was skipped: the ExampleGen report above says why
+    except gen.EmptyDatasetError as err:   # every file was skipped: the ExampleGen report above says why
         print(f"error: {str(err).split(' [while running')[0]}", file=sys.stderr)
         return 2
     if args.summary_json:

@@ -187,6 +187,25 @@ class EmptyDatasetError(ValueError):
     pass
 
 
+def no_usable_image(input_base: str) -> str:
+    return (f"no usable image found under {input_base} (expected <data-root>/<class_folder>/<image>, "
+            f"class folders named: {', '.join(CLASS_NAMES)})")
+
+
+def find_usable_image(input_base: str, max_bytes: int = image_io.DEFAULT_MAX_BYTES,
+                      max_pixels: int = image_io.DEFAULT_MAX_PIXELS) -> tuple[bool, list[tuple]]:
+    """Reads ``input_base``'s files in order until one would be kept: (found one, the skip outcomes before it).
+    Cheap on good data (it stops at the first image), and finds a data root whose every file is skipped
+    before the pipeline starts."""
+    skips = []
+    for path in list_inputs(input_base):
+        outcome = read_one(path, input_base, max_bytes, max_pixels)
+        if outcome[0] == "ok":
+            return True, skips
+        skips.append(outcome)
+    return False, skips
+
+
 def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None) -> None:
     report = build_report(outcomes, input_base)
     text = format_report(report)
@@ -197,9 +216,7 @@ def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None
         with fileio.open(report_uri, "w") as f:
             f.write(json.dumps(report, indent=2, ensure_ascii=False))
     if report["kept"] == 0:
-        raise EmptyDatasetError(
-            f"no usable image found under {input_base} (expected <data-root>/<class_folder>/<image>, "
-            f"class folders named: {', '.join(CLASS_NAMES)})")
+        raise EmptyDatasetError(no_usable_image(input_base))
 
 
 @beam.ptransform_fn

@@ -142,6 +142,21 @@ def test_empty_input_is_a_clear_error(tmp_path):
         run_example_gen(tmp_path / "data", tmp_path / "out")
 
 
+def test_the_runners_precheck_stops_at_the_first_usable_image(tmp_path):
+    data = tmp_path / "data"
+    (data / "alef").mkdir(parents=True)
+    (data / "alef" / "a.png").write_bytes(b"not an image")
+    (data / "alef" / "b.png").write_bytes(b"")
+    found, skips = ieg.find_usable_image(str(data))
+    assert found is False and [(s[1], s[2]) for s in skips] == [("alef/a.png", "not_an_image"),
+                                                                ("alef/b.png", "empty")]
+    (data / "bet").mkdir()
+    (data / "bet" / "c.png").write_bytes(png_bytes(letter_image(40, 50)))
+    (data / "bet" / "d.png").write_bytes(b"never read")
+    found, skips = ieg.find_usable_image(str(data))
+    assert found is True and len(skips) == 2     # d.png, after the first usable image, was not read
+
+
 def test_folder_without_class_folders_is_a_clear_error(tmp_path):
     (tmp_path / "data").mkdir()
     with pytest.raises(Exception, match="one folder per class"):

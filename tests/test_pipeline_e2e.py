@@ -125,3 +125,4 @@ def test_runner_explains_a_data_root_where_every_file_is_skipped(tmp_path):
     assert proc.returncode == 2 and summary is None and "Traceback" not in proc.stderr
     assert "skipped 2 × not_an_image" in proc.stdout
     assert proc.stderr.strip().splitlines()[-1].startswith("error: no usable image found under")
+    assert not (tmp_path / "pipeline").exists()        # found before the pipeline started
