@@ -2,6 +2,7 @@
 
     python bench/select_model.py --data-root /path/to/hhd_train
     python bench/select_model.py --data-root /path/to/hhd_train --seeds 42,2 --set epochs=60 --set conv_widths=32,64,128,256
+    python bench/select_model.py --data-root /path/to/hhd_train --train-share 0.6   # a learning-curve point
 
 The data root is split by writer (``bench/writer_split.py``: the last 20 % of each class's form numbers are
 validation), both parts go through the pipeline's own Transform graph (``models.preprocessing``, cached as
@@ -32,17 +33,22 @@ import pipeline  # noqa: E402,F401  (fixes the Keras mode before TensorFlow load
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.writer_split import writer_split  # noqa: E402
+from bench.writer_split import first_forms, writer_split  # noqa: E402
 from models import evaluate, preprocessing, trainer  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline.pipeline import TRAINING_FIELDS  # noqa: E402
 from pipeline.labels import NUM_CLASSES  # noqa: E402
 
 
-def load_split(root: Path, image_size: int, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_split(root: Path, image_size: int, cache_dir: Path,
+               train_share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Folder-per-class images, checked as the pipeline checks them (models.evaluate.load_labelled_images)
-    → (transformed images [N, S, S, 1], labels [N]); cached by content and image size."""
+    → (transformed images [N, S, S, 1], labels [N]); cached by content and image size. ``train_share`` < 1 keeps
+    only the first share of each class's forms (fewer writers)."""
     items, skipped = evaluate.load_labelled_images(str(root))
+    if train_share < 1:
+        keep = first_forms([rel for rel, _, _ in items], train_share)
+        items = [item for item, kept in zip(items, keep) if kept]
     if skipped:
         print(f"{root.name}: skipped {len(skipped)} files, e.g. {skipped[0][0]}: {skipped[0][1]}")
     digest = hashlib.sha256(str(image_size).encode() + Path(preprocessing.__file__).read_bytes())
@@ -111,22 +117,31 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", required=True, help="folder-per-class images named <class>_<form>.<ext>")
     parser.add_argument("--holdout-share", type=float, default=0.2)
     parser.add_argument("--seeds", default="42", help="comma-separated training seeds")
+    parser.add_argument("--train-share", type=float, default=1.0,
+                        help="train on the first share of each class's training forms only (fewer writers; the "
+                             "validation part is unchanged): points of a learning curve")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a pipeline.configs.Config field (repeatable), e.g. epochs=40")
     parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"))
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
+    if not 0 < args.train_share <= 1:
+        parser.error(f"--train-share must be in (0, 1], got {args.train_share}")
     hp = config_with(args.set)
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         counts = writer_split(args.data_root, tmp, args.holdout_share)
         print(f"writer hold-out: train {counts['train']}, val {counts['val']} files")
-        train = load_split(Path(tmp) / "train", hp.image_size, Path(args.cache))
+        train = load_split(Path(tmp) / "train", hp.image_size, Path(args.cache), args.train_share)
+        if args.train_share < 1:
+            print(f"training on the first {args.train_share:g} of each class's forms: {len(train[1])} images")
         val = load_split(Path(tmp) / "val", hp.image_size, Path(args.cache))
     runs = [train_once(hp.replace(seed=seed), train, val) for seed in seeds]
     result = {
         "settings": {k: v for k, v in dataclasses.asdict(hp).items() if k in TRAINING_FIELDS},
+        "train_images": len(train[1]),
+        "train_share": args.train_share,
         "median_top1": statistics.median(r["top1"] for r in runs),
         "median_top3": statistics.median(r["top3"] for r in runs),
         "median_seconds": statistics.median(r["seconds"] for r in runs),

@@ -38,6 +38,23 @@ def writer_split(data_root: str, out: str, val_share: float = 0.2, pattern: str 
     return counts
 
 
+def first_forms(paths: list[str], share: float, pattern: str = DEFAULT_PATTERN) -> list[bool]:
+    """Which of ``paths`` (``<class>/<file>``) are in the first ``share`` of their class's form numbers: a
+    training set with fewer writers, for learning curves. Files whose names do not match ``pattern`` are kept."""
+    regex = re.compile(pattern)
+    by_class: dict[str, list[tuple[int, int]]] = {}
+    keep = [True] * len(paths)
+    for i, path in enumerate(paths):
+        cls, name = Path(path).parent.name, Path(path).name
+        if m := regex.match(name):
+            by_class.setdefault(cls, []).append((int(m.group(1)), i))
+    for numbered in by_class.values():
+        numbered.sort()
+        for _, i in numbered[int(round(len(numbered) * share)):]:
+            keep[i] = False
+    return keep
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True)

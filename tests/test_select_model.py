@@ -40,3 +40,23 @@ def test_select_model_refuses_unknown_settings(numbered_dataset, tmp_path):
         select_model.main(["--data-root", str(numbered_dataset), "--set", "depth=3"])
     with pytest.raises(SystemExit, match="LETTERS_EPOCHS"):
         select_model.main(["--data-root", str(numbered_dataset), "--set", "epochs=many"])
+
+
+def test_first_forms_keeps_the_earliest_writers_of_each_class():
+    from bench.writer_split import first_forms
+    paths = ["alef/0_10.png", "alef/0_2.png", "alef/0_1.png", "alef/0_3.png", "bet/1_5.png", "bet/1_4.png",
+             "bet/notes.png"]
+    assert first_forms(paths, 0.5) == [False, True, True, False, False, True, True]
+    assert all(first_forms(paths, 1.0))
+
+
+def test_train_share_trains_on_fewer_writers_and_keeps_validation(numbered_dataset, tmp_path, capsys):
+    out = tmp_path / "result.json"
+    args = ["--data-root", str(numbered_dataset), "--cache", str(tmp_path / "cache"), "--seeds", "1",
+            "--set", "epochs=1", "--set", "conv_widths=8,16", "--train-share", "0.5", "--json", str(out)]
+    assert select_model.main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["train_share"] == 0.5 and result["train_images"] == 81     # half of each class's 6 train forms
+    assert "training on the first 0.5 of each class's forms: 81 images" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        select_model.main(args[:-4] + ["--train-share", "0"])
