@@ -19,9 +19,12 @@ GLYPH_OF = dict(zip(CLASS_NAMES, GLYPHS))
 assert NUM_CLASSES == 27 and len(GLYPHS) == 27 and len(set(CLASS_NAMES)) == 27
 
 
-def label_index(name: str) -> int:
-    """Index of a class folder name; a clear error for anything outside the list."""
-    try:
-        return CLASS_INDEX[name]
-    except KeyError:
-        raise ValueError(f"unknown class {name!r}; expected one of: {', '.join(CLASS_NAMES)}") from None
+def label_index(name, what: str = "class") -> int:
+    """Index of a class folder name; a clear error (quoting at most 40 characters of it, called ``what``) for
+    anything else."""
+    index = CLASS_INDEX.get(name) if isinstance(name, str) else None
+    if index is None:
+        shown = name[:40] if isinstance(name, str) else name
+        raise ValueError(f"unknown {what} {shown!r:.60}; expected one of the {NUM_CLASSES} classes: "
+                         f"{', '.join(CLASS_NAMES)}")
+    return index

@@ -33,7 +33,7 @@ import uuid
 
 from components import image_io
 from pipeline.files import atomic_write
-from pipeline.labels import CLASS_INDEX, CLASS_NAMES
+from pipeline.labels import CLASS_INDEX, CLASS_NAMES, label_index
 
 DB_FILE = "feedback.sqlite"
 IMAGES_DIR = "images"
@@ -240,12 +240,10 @@ class FeedbackStore:
 
 
 def _check_label(name, what: str) -> int:
-    index = CLASS_INDEX.get(name) if isinstance(name, str) else None
-    if index is None:
-        shown = name[:40] if isinstance(name, str) else name
-        raise FeedbackError(f"unknown {what} {shown!r:.60}: expected one of the {len(CLASS_NAMES)} classes "
-                            f"({', '.join(CLASS_NAMES)})", reason="unknown_label")
-    return index
+    try:
+        return label_index(name, what)
+    except ValueError as err:
+        raise FeedbackError(str(err), reason="unknown_label") from None
 
 
 def _record(row: sqlite3.Row) -> Feedback:
