@@ -3,6 +3,7 @@
     python bench/select_model.py --data-root /path/to/hhd_train
     python bench/select_model.py --data-root /path/to/hhd_train --seeds 42,2 --set epochs=60 --set conv_widths=32,64,128,256
     python bench/select_model.py --data-root /path/to/hhd_train --train-share 0.6   # a learning-curve point
+    python bench/select_model.py --data-root /path/to/hhd_train --folds 0,1,2,3,4   # writer cross-validation
 
 The data root is split by writer (``bench/writer_split.py``: the last 20 % of each class's form numbers are
 validation), both parts go through the pipeline's own Transform graph (``models.preprocessing``, cached as
@@ -33,7 +34,7 @@ import pipeline  # noqa: E402,F401  (fixes the Keras mode before TensorFlow load
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.writer_split import first_forms, writer_split  # noqa: E402
+from bench.writer_split import first_forms, fold_count, writer_split  # noqa: E402
 from models import evaluate, preprocessing, trainer  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline.pipeline import TRAINING_FIELDS  # noqa: E402
@@ -97,6 +98,22 @@ def train_once(hp: configs.Config, train, val) -> dict:
     return {"seed": hp.seed, **history[-1], "parameters": int(model.count_params()), "history": history}
 
 
+def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int]) -> dict:
+    """Split off one block of writers (the last one when ``fold`` is None), train once per seed, score it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        counts = writer_split(args.data_root, tmp, args.holdout_share, fold=fold)
+        label = "writer hold-out" if fold is None else f"writer hold-out, fold {fold}"
+        print(f"{label}: train {counts['train']}, val {counts['val']} files")
+        train = load_split(Path(tmp) / "train", hp.image_size, Path(args.cache), args.train_share)
+        if args.train_share < 1:
+            print(f"training on the first {args.train_share:g} of each class's forms: {len(train[1])} images")
+        val = load_split(Path(tmp) / "val", hp.image_size, Path(args.cache))
+    runs = [{"fold": fold, **train_once(hp.replace(seed=seed), train, val)} for seed in seeds]
+    return {"fold": fold, "train_images": len(train[1]), "val_images": len(val[1]),
+            "median_top1": statistics.median(r["top1"] for r in runs),
+            "median_top3": statistics.median(r["top3"] for r in runs), "runs": runs}
+
+
 def config_with(pairs: list[str]) -> configs.Config:
     """The Config from the environment with ``FIELD=VALUE`` overrides (parsed as LETTERS_<FIELD> would be)."""
     fields = {f.name for f in dataclasses.fields(configs.Config)}
@@ -116,6 +133,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="folder-per-class images named <class>_<form>.<ext>")
     parser.add_argument("--holdout-share", type=float, default=0.2)
+    parser.add_argument("--folds", default=None,
+                        help="comma-separated blocks of forms to hold out in turn (bench/writer_split.py --fold; "
+                             "0..4 with the default share): a writer-grouped cross-validation. Default: the last "
+                             "block only")
     parser.add_argument("--seeds", default="42", help="comma-separated training seeds")
     parser.add_argument("--train-share", type=float, default=1.0,
                         help="train on the first share of each class's training forms only (fewer writers; the "
@@ -128,27 +149,41 @@ def main(argv=None) -> int:
 
     if not 0 < args.train_share <= 1:
         parser.error(f"--train-share must be in (0, 1], got {args.train_share}")
+    if not 0 < args.holdout_share < 1:
+        parser.error(f"--holdout-share must be in (0, 1), got {args.holdout_share}")
+    try:
+        folds = [None] if args.folds is None else [int(f) for f in args.folds.split(",")]
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error("--folds and --seeds want comma-separated integers")
+    if any(f is not None and not 0 <= f < fold_count(args.holdout_share) for f in folds):
+        parser.error(f"--folds must be in 0..{fold_count(args.holdout_share) - 1} for a hold-out share of "
+                     f"{args.holdout_share:g}")
     hp = config_with(args.set)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    with tempfile.TemporaryDirectory() as tmp:
-        counts = writer_split(args.data_root, tmp, args.holdout_share)
-        print(f"writer hold-out: train {counts['train']}, val {counts['val']} files")
-        train = load_split(Path(tmp) / "train", hp.image_size, Path(args.cache), args.train_share)
-        if args.train_share < 1:
-            print(f"training on the first {args.train_share:g} of each class's forms: {len(train[1])} images")
-        val = load_split(Path(tmp) / "val", hp.image_size, Path(args.cache))
-    runs = [train_once(hp.replace(seed=seed), train, val) for seed in seeds]
+    per_fold = [run_fold(args, hp, fold, seeds) for fold in folds]
+    runs = [run for fold in per_fold for run in fold["runs"]]
     result = {
         "settings": {k: v for k, v in dataclasses.asdict(hp).items() if k in TRAINING_FIELDS},
-        "train_images": len(train[1]),
         "train_share": args.train_share,
-        "median_top1": statistics.median(r["top1"] for r in runs),
-        "median_top3": statistics.median(r["top3"] for r in runs),
         "median_seconds": statistics.median(r["seconds"] for r in runs),
         "runs": runs,
     }
-    print(f"median over seeds {seeds}: top-1 {result['median_top1']:.4f}, top-3 {result['median_top3']:.4f}, "
-          f"training {result['median_seconds']:.0f} s, {runs[0]['parameters']:,} parameters")
+    if len(folds) == 1:
+        fold = per_fold[0]
+        result.update(train_images=fold["train_images"], median_top1=fold["median_top1"],
+                      median_top3=fold["median_top3"])
+        print(f"median over seeds {seeds}: top-1 {fold['median_top1']:.4f}, top-3 {fold['median_top3']:.4f}, "
+              f"training {result['median_seconds']:.0f} s, {runs[0]['parameters']:,} parameters")
+    else:
+        # Each fold's median over seeds, weighted by its held-out images: every image of the data counts once.
+        total = sum(f["val_images"] for f in per_fold)
+        result["folds"] = [{k: v for k, v in f.items() if k != "runs"} for f in per_fold]
+        for metric in ("top1", "top3"):
+            result[f"cv_{metric}"] = sum(f[f"median_{metric}"] * f["val_images"] for f in per_fold) / total
+        print(f"writer cross-validation, folds {args.folds}, medians over seeds {seeds}: top-1 "
+              f"{result['cv_top1']:.4f}, top-3 {result['cv_top3']:.4f} on {total} held-out images; per fold top-1 "
+              + ", ".join(f"{f['fold']}: {f['median_top1']:.4f}" for f in per_fold)
+              + f"; training {result['median_seconds']:.0f} s per run")
     print("reproduce: " + shlex.join(["python", "bench/select_model.py",
                                       *(sys.argv[1:] if argv is None else argv)]))
     if args.json:

@@ -1,9 +1,12 @@
 """Split a folder-per-class data set into train/ and val/ so that validation imitates unseen writers.
 
     python bench/writer_split.py --data-root /path/to/hhd_train --out /tmp/hhd_split
+    python bench/writer_split.py --data-root /path/to/hhd_train --out /tmp/hhd_fold0 --fold 0
 
 HHD names files ``<class>_<n>.png`` with ``n`` counting the collection forms in order, one writer per form,
-so the last ``--val-share`` of each class's numbers are other writers' letters than the rest. The split is
+so the last ``--val-share`` of each class's numbers are other writers' letters than the rest. ``--fold K``
+holds out the K-th such block instead (0 = the first forms; with a share of 0.2 there are 5 blocks and the
+default, the last block, is fold 4): the blocks together are a writer-grouped cross-validation. The split is
 made of symbolic links (nothing is copied). Files whose names do not match ``--pattern`` stay in train/.
 """
 from __future__ import annotations
@@ -18,17 +21,33 @@ from pathlib import Path
 DEFAULT_PATTERN = r"^\d+_(\d+)\.\w+$"
 
 
-def writer_split(data_root: str, out: str, val_share: float = 0.2, pattern: str = DEFAULT_PATTERN) -> dict:
+def fold_count(val_share: float) -> int:
+    """How many disjoint hold-out blocks of ``val_share`` the forms make (0.2 → 5)."""
+    if not 0 < val_share < 1:
+        raise ValueError(f"the validation share must be in (0, 1), got {val_share}")
+    return max(1, int(round(1 / val_share)))
+
+
+def writer_split(data_root: str, out: str, val_share: float = 0.2, pattern: str = DEFAULT_PATTERN,
+                 fold: int | None = None) -> dict:
+    """Links ``out/train`` and ``out/val``. ``fold`` None holds out the last ``val_share`` of each class's forms;
+    ``fold`` K holds out the K-th of the ``fold_count(val_share)`` equal blocks of form numbers."""
     root, out_dir = Path(data_root).resolve(), Path(out)
     regex = re.compile(pattern)
+    if fold is not None and not 0 <= fold < fold_count(val_share):
+        raise ValueError(f"fold must be in 0..{fold_count(val_share) - 1} for a share of {val_share}, got {fold}")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     counts = {"train": 0, "val": 0}
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         files = sorted(p for p in class_dir.iterdir() if p.is_file())
         numbered = sorted((int(m.group(1)), f) for f in files if (m := regex.match(f.name)))
-        cut = int(round(len(numbered) * (1 - val_share)))
-        val = {f for _, f in numbered[cut:]}
+        if fold is None:
+            start, end = int(round(len(numbered) * (1 - val_share))), len(numbered)
+        else:
+            folds = fold_count(val_share)
+            start, end = (int(round(len(numbered) * k / folds)) for k in (fold, fold + 1))
+        val = {f for _, f in numbered[start:end]}
         for f in files:
             split = "val" if f in val else "train"
             target = out_dir / split / class_dir.name / f.name
@@ -61,8 +80,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--val-share", type=float, default=0.2)
     parser.add_argument("--pattern", default=DEFAULT_PATTERN, help="regex whose group 1 is the form number")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="hold out the K-th block of forms (0-based) instead of the last --val-share")
     args = parser.parse_args(argv)
-    counts = writer_split(args.data_root, args.out, args.val_share, args.pattern)
+    try:
+        counts = writer_split(args.data_root, args.out, args.val_share, args.pattern, args.fold)
+    except ValueError as err:
+        parser.error(str(err))
     print(f"train {counts['train']} files, val {counts['val']} files under {args.out}")
     return 0
 

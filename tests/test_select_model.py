@@ -1,5 +1,6 @@
 """bench/select_model.py: the quick writer-held-out comparison of training settings."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,47 @@ def test_train_share_trains_on_fewer_writers_and_keeps_validation(numbered_datas
     assert "training on the first 0.5 of each class's forms: 81 images" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         select_model.main(args[:-4] + ["--train-share", "0"])
+
+
+def test_writer_split_folds_hold_out_disjoint_blocks_that_cover_every_form(numbered_dataset, tmp_path):
+    from bench.writer_split import fold_count, writer_split
+    assert fold_count(0.2) == 5 and fold_count(0.25) == 4
+    held_out = []
+    for fold in range(5):
+        counts = writer_split(str(numbered_dataset), str(tmp_path / f"f{fold}"), 0.2, fold=fold)
+        val = sorted(p.relative_to(tmp_path / f"f{fold}" / "val").as_posix()
+                     for p in (tmp_path / f"f{fold}" / "val").glob("*/*"))
+        train = {p.name for p in (tmp_path / f"f{fold}" / "train").glob("alef/*")}
+        assert counts["val"] == len(val) > 0 and counts["train"] + counts["val"] == 27 * 8
+        assert not train & {Path(v).name for v in val if v.startswith("alef/")}
+        held_out += val
+    assert len(held_out) == len(set(held_out)) == 27 * 8      # each image is held out exactly once
+    # Fold 0 holds out each class's first forms; the last fold is the default hold-out (the last forms).
+    assert sorted(p.name for p in (tmp_path / "f0" / "val" / "alef").iterdir()) == ["7_0.png", "7_1.png"]
+    writer_split(str(numbered_dataset), str(tmp_path / "last"), 0.2)
+    assert sorted((tmp_path / "last" / "val").rglob("*.png")) != []
+    assert ({p.relative_to(tmp_path / "last").as_posix() for p in (tmp_path / "last").rglob("*.png")}
+            == {p.relative_to(tmp_path / "f4").as_posix() for p in (tmp_path / "f4").rglob("*.png")})
+    with pytest.raises(ValueError, match="fold must be in 0..4"):
+        writer_split(str(numbered_dataset), str(tmp_path / "bad"), 0.2, fold=5)
+
+
+def test_select_model_cross_validates_over_writer_folds(numbered_dataset, tmp_path, capsys):
+    out = tmp_path / "result.json"
+    args = ["--data-root", str(numbered_dataset), "--cache", str(tmp_path / "cache"), "--seeds", "1",
+            "--set", "epochs=1", "--set", "conv_widths=8,16", "--folds", "0,2", "--json", str(out)]
+    assert select_model.main(args) == 0
+    result = json.loads(out.read_text())
+    assert [f["fold"] for f in result["folds"]] == [0, 2] and [r["fold"] for r in result["runs"]] == [0, 2]
+    sizes = [f["val_images"] for f in result["folds"]]
+    assert sizes == [54, 54]            # forms 0-1 and 3-4 of each class's 8 (blocks of 8 × k/5, rounded)
+    # The cross-validated score weighs each fold by its held-out images.
+    expected = sum(f["median_top1"] * f["val_images"] for f in result["folds"]) / sum(sizes)
+    assert result["cv_top1"] == pytest.approx(expected) and 0 <= result["cv_top1"] <= result["cv_top3"] <= 1
+    printed = capsys.readouterr().out
+    assert "writer hold-out, fold 0:" in printed and "writer hold-out, fold 2:" in printed
+    assert "writer cross-validation, folds 0,2" in printed
+    with pytest.raises(SystemExit):
+        select_model.main(args[:-2] + ["--folds", "5"])
+    with pytest.raises(SystemExit):
+        select_model.main(args[:-2] + ["--folds", "first"])
