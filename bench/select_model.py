@@ -78,7 +78,7 @@ def train_once(hp: configs.Config, train, val) -> dict:
     ds = tf.data.Dataset.from_tensor_slices((x_train, tf.one_hot(y_train, NUM_CLASSES)))
     ds = ds.shuffle(len(x_train), seed=hp.seed, reshuffle_each_iteration=True).batch(hp.batch_size)
     if hp.augment:
-        ds = ds.map(lambda x, y: (trainer.augment(x, hp), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: trainer.augment(x, y, hp), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     model = trainer.compiled_model(hp, steps=len(ds) * hp.epochs)
     started = time.monotonic()

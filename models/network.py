@@ -126,3 +126,27 @@ def erase_patches(images: tf.Tensor, share: float, side: float = 0.25) -> tf.Ten
               & (tf.abs(tf.reshape(grid, [1, 1, -1, 1]) - cx) < size * side / 2))
     use = tf.random.uniform([n, 1, 1, 1]) < share
     return tf.where(inside & use, tf.zeros_like(images), images)
+
+
+def cut_mix(images: tf.Tensor, labels: tf.Tensor, share: float, low: float = 0.3) -> tuple[tf.Tensor, tf.Tensor]:
+    """CutMix on ``share`` of a batch: a random box of another image of the batch is pasted in, and the one-hot
+    labels are mixed by the share of pixels each image keeps. The box covers up to ``1 - low`` of the image
+    (less where it meets the border)."""
+    if share <= 0:
+        return images, labels
+    shape = tf.shape(images)
+    n, size = shape[0], shape[1]
+    partner = tf.random.shuffle(tf.range(n))
+    keep = tf.random.uniform([n, 1, 1, 1], low, 1.0)
+    side = tf.cast(tf.cast(size, tf.float32) * tf.sqrt(1.0 - keep), tf.int32)
+    cy = tf.random.uniform([n, 1, 1, 1], 0, size, tf.int32)
+    cx = tf.random.uniform([n, 1, 1, 1], 0, size, tf.int32)
+    grid = tf.range(size)
+    rows = (tf.reshape(grid, [1, -1, 1, 1]) >= cy - side // 2) & (tf.reshape(grid, [1, -1, 1, 1]) < cy + side // 2)
+    cols = (tf.reshape(grid, [1, 1, -1, 1]) >= cx - side // 2) & (tf.reshape(grid, [1, 1, -1, 1]) < cx + side // 2)
+    used = tf.random.uniform([n, 1, 1, 1]) < share
+    box = tf.cast(rows & cols & used, images.dtype)
+    pasted = tf.reduce_mean(box, axis=[1, 2, 3])[:, tf.newaxis]
+    mixed_images = images * (1.0 - box) + tf.gather(images, partner) * box
+    mixed_labels = labels * (1.0 - pasted) + tf.gather(labels, partner) * pasted
+    return tf.ensure_shape(mixed_images, images.shape), mixed_labels

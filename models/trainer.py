@@ -55,15 +55,16 @@ def make_dataset(patterns, tf_transform_output, batch_size: int, training: bool,
         ds = ds.shuffle(4096, seed=hp.seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training and hp.augment:
-        ds = ds.map(lambda x, y: (augment(x, hp), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: augment(x, y, hp), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def augment(images: tf.Tensor, hp: Config) -> tf.Tensor:
-    """The training-time augmentation of a batch [N, S, S, 1], as configured."""
+def augment(images: tf.Tensor, labels: tf.Tensor, hp: Config) -> tuple[tf.Tensor, tf.Tensor]:
+    """The training-time augmentation of a batch (images [N, S, S, 1], one-hot labels [N, 27]), as configured."""
     images = network.augment_batch(images, hp.augment_rotation_deg, hp.augment_scale, hp.augment_shift)
     images = network.vary_thickness(images, hp.augment_thickness)
-    return network.erase_patches(images, hp.augment_erase)
+    images = network.erase_patches(images, hp.augment_erase)
+    return network.cut_mix(images, labels, hp.augment_cutmix)
 
 
 def compiled_model(hp: Config, steps: int) -> tf.keras.Model:

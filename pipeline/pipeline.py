@@ -24,8 +24,8 @@ from pipeline.configs import Config
 
 # Trainer hyperparameters passed through custom_config (models.trainer.hyperparameters reads them back).
 TRAINING_FIELDS = ("image_size", "epochs", "batch_size", "learning_rate", "dropout", "architecture", "conv_widths",
-                   "augment", "augment_rotation_deg", "augment_scale", "augment_shift", "augment_thickness", "augment_erase",
-                   "label_smoothing", "seed")
+                   "augment", "augment_rotation_deg", "augment_scale", "augment_shift", "augment_thickness",
+                   "augment_erase", "augment_cutmix", "label_smoothing", "seed")
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The source files each component's output depends on (relative to the project root).

@@ -64,8 +64,30 @@ def test_thickness_and_erasing():
     np.testing.assert_array_equal(network.vary_thickness(x, 0.0).numpy(), x.numpy())
 
 
+def test_cut_mix_mixes_labels_by_the_pasted_area():
+    n, size = 64, 48
+    # Image i is filled with the value i + 1 and labelled i, so each pixel tells which image it came from.
+    images = tf.reshape(tf.range(1, n + 1, dtype=tf.float32), [n, 1, 1, 1]) * tf.ones([n, size, size, 1])
+    labels = tf.one_hot(tf.range(n), n)
+    mixed, mixed_labels = (t.numpy() for t in network.cut_mix(images, labels, share=1.0))
+    np.testing.assert_allclose(mixed_labels.sum(axis=1), 1.0, rtol=1e-6)
+    pasted_any = 0
+    for i in range(n):
+        values, counts = np.unique(mixed[i], return_counts=True)
+        shares = dict(zip(values.astype(int) - 1, counts / size ** 2))
+        assert set(shares) <= {i} | set(np.flatnonzero(mixed_labels[i]))
+        for source, share in shares.items():
+            assert mixed_labels[i, source] == pytest.approx(share, abs=1e-6)
+        assert shares.get(i, 0) >= 0.3 - 1e-6         # the box covers at most 70 % of the image
+        pasted_any += shares.get(i, 0) < 1
+    assert pasted_any > n // 2
+    kept, kept_labels = network.cut_mix(images, labels, share=0.0)
+    assert kept is images and kept_labels is labels
+
+
 def test_every_training_setting_reaches_the_trainer():
-    config = configs.Config(epochs=7, label_smoothing=0.05, augment_erase=0.0, conv_widths="8,16", architecture="vgg")
+    config = configs.Config(epochs=7, label_smoothing=0.05, augment_erase=0.0, augment_cutmix=0.4, conv_widths="8,16",
+                            architecture="vgg")
     custom = {name: getattr(config, name) for name in TRAINING_FIELDS}
     custom["code"] = "abc"
     hp = trainer.hyperparameters(custom)
