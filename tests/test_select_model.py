@@ -51,10 +51,15 @@ def test_first_forms_keeps_the_earliest_writers_of_each_class():
     assert all(first_forms(paths, 1.0))
 
 
+def one_epoch_args(data_root, tmp_path, *extra) -> list[str]:
+    """select_model flags for one epoch of a tiny network, results in tmp_path/result.json."""
+    return ["--data-root", str(data_root), "--cache", str(tmp_path / "cache"), "--seeds", "1", "--set", "epochs=1",
+            "--set", "conv_widths=8,16", *extra, "--json", str(tmp_path / "result.json")]
+
+
 def test_train_share_trains_on_fewer_writers_and_keeps_validation(numbered_dataset, tmp_path, capsys):
     out = tmp_path / "result.json"
-    args = ["--data-root", str(numbered_dataset), "--cache", str(tmp_path / "cache"), "--seeds", "1",
-            "--set", "epochs=1", "--set", "conv_widths=8,16", "--train-share", "0.5", "--json", str(out)]
+    args = one_epoch_args(numbered_dataset, tmp_path, "--train-share", "0.5")
     assert select_model.main(args) == 0
     result = json.loads(out.read_text())
     assert result["train_share"] == 0.5 and result["train_images"] == 81     # half of each class's 6 train forms
@@ -88,8 +93,7 @@ def test_writer_split_folds_hold_out_disjoint_blocks_that_cover_every_form(numbe
 
 def test_select_model_cross_validates_over_writer_folds(numbered_dataset, tmp_path, capsys):
     out = tmp_path / "result.json"
-    args = ["--data-root", str(numbered_dataset), "--cache", str(tmp_path / "cache"), "--seeds", "1",
-            "--set", "epochs=1", "--set", "conv_widths=8,16", "--folds", "0,2", "--json", str(out)]
+    args = one_epoch_args(numbered_dataset, tmp_path, "--folds", "0,2")
     assert select_model.main(args) == 0
     result = json.loads(out.read_text())
     assert [f["fold"] for f in result["folds"]] == [0, 2] and [r["fold"] for r in result["runs"]] == [0, 2]
