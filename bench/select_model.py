@@ -34,7 +34,7 @@ import pipeline  # noqa: E402,F401  (fixes the Keras mode before TensorFlow load
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.writer_split import first_forms, fold_count, writer_split  # noqa: E402
+from bench.writer_split import check_fold, first_forms, writer_split  # noqa: E402
 from models import evaluate, preprocessing, trainer  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline.pipeline import TRAINING_FIELDS  # noqa: E402
@@ -156,9 +156,11 @@ def main(argv=None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         parser.error("--folds and --seeds want comma-separated integers")
-    if any(f is not None and not 0 <= f < fold_count(args.holdout_share) for f in folds):
-        parser.error(f"--folds must be in 0..{fold_count(args.holdout_share) - 1} for a hold-out share of "
-                     f"{args.holdout_share:g}")
+    try:
+        for fold in folds:   # every fold is checked before the first one trains
+            check_fold(fold, args.holdout_share)
+    except ValueError as err:
+        parser.error(f"--folds: {err}")
     hp = config_with(args.set)
     per_fold = [run_fold(args, hp, fold, seeds) for fold in folds]
     runs = [run for fold in per_fold for run in fold["runs"]]

@@ -28,14 +28,20 @@ def fold_count(val_share: float) -> int:
     return max(1, int(round(1 / val_share)))
 
 
+def check_fold(fold: int | None, val_share: float) -> None:
+    """ValueError unless ``fold`` is None or one of the ``fold_count(val_share)`` blocks."""
+    if fold is not None and not 0 <= fold < fold_count(val_share):
+        raise ValueError(f"fold must be in 0..{fold_count(val_share) - 1} for a share of {val_share:g}, got {fold}")
+
+
 def writer_split(data_root: str, out: str, val_share: float = 0.2, pattern: str = DEFAULT_PATTERN,
                  fold: int | None = None) -> dict:
     """Links ``out/train`` and ``out/val``. ``fold`` None holds out the last ``val_share`` of each class's forms;
     ``fold`` K holds out the K-th of the ``fold_count(val_share)`` equal blocks of form numbers."""
     root, out_dir = Path(data_root).resolve(), Path(out)
     regex = re.compile(pattern)
-    if fold is not None and not 0 <= fold < fold_count(val_share):
-        raise ValueError(f"fold must be in 0..{fold_count(val_share) - 1} for a share of {val_share}, got {fold}")
+    check_fold(fold, val_share)
+    folds = None if fold is None else fold_count(val_share)   # a share of 0 (nothing held out) is fine without one
     if out_dir.exists():
         shutil.rmtree(out_dir)
     counts = {"train": 0, "val": 0}
@@ -45,7 +51,6 @@ def writer_split(data_root: str, out: str, val_share: float = 0.2, pattern: str 
         if fold is None:
             start, end = int(round(len(numbered) * (1 - val_share))), len(numbered)
         else:
-            folds = fold_count(val_share)
             start, end = (int(round(len(numbered) * k / folds)) for k in (fold, fold + 1))
         val = {f for _, f in numbered[start:end]}
         for f in files:

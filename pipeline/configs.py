@@ -71,7 +71,8 @@ _RANGES = (
     + [(name, 0, None, False) for name in ("generate_seed", "seed", "beam_workers", "augment_rotation_deg")]
     + [("learning_rate", 0, None, True), ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
        ("augment_scale", 0, 0.9, False), ("augment_shift", 0, 0.5, False), ("augment_thickness", 0, 1, False),
-       ("augment_erase", 0, 1, False), ("augment_cutmix", 0, 1, False), ("accuracy_floor", 0, 1, False), ("max_regression", 0, 1, False)])
+       ("augment_erase", 0, 1, False), ("augment_cutmix", 0, 1, False), ("accuracy_floor", 0, 1, False),
+       ("max_regression", 0, 1, False)])
 
 
 @dataclasses.dataclass(frozen=True)
