@@ -19,7 +19,7 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-# Keras mode: the values of pipeline/keras_mode.py's ENV (tests/kubeflow checks they are equal). TFX, TFT and
+# Keras mode: the values of core/keras_mode.py's ENV (tests/kubeflow checks they are equal). TFX, TFT and
 # the trainer then use tf_keras (Keras 2) as tf.keras in every process of the image, whatever imports first.
 ENV TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2
 WORKDIR /opt/letters
@@ -35,13 +35,16 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 
 # 2. The project: Transform and Trainer name their code by module path (models.preprocessing.preprocessing_fn,
 #    models.trainer.run_fn) and the custom executors live in components/, so the packages are installed.
-COPY pipeline pipeline
-COPY components components
+COPY core core
 COPY models models
 COPY serving serving
+COPY components components
+COPY pipeline pipeline
 COPY web web
+COPY kubeflow kubeflow
+COPY local_runner.py kubeflow_runner.py ./
 RUN pip install --ignore-requires-python --no-deps . \
- && cd / && python -c "import pipeline, components.image_example_gen, components.atomic_pusher, \
+ && cd / && python -c "import core, pipeline, components.image_example_gen, components.atomic_pusher, \
 models.preprocessing, models.trainer, tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 
 # The KFP launcher writes the local copies of artifacts under /gcs, /s3 or /minio and its metadata under

@@ -7,7 +7,7 @@ through TFX's ``KubeflowV2DagRunner``, into a KFP pipeline spec (YAML; ``.json``
     python kubeflow_runner.py ... --dataflow --project P --region europe-west1 --temp-location gs://BUCKET/tmp
     python kubeflow_runner.py ... --resources Trainer=cpu=8,memory=16Gi --resources '*=memory_request=2Gi'
 
-Pipeline settings not on the command line (epochs, image size, thresholds …) come from pipeline/configs.py and
+Pipeline settings not on the command line (epochs, image size, thresholds …) come from core/configs.py and
 its LETTERS_<FIELD> environment variables, as for local runs. See kubeflow/README.md for building the image,
 uploading the spec and running it.
 """
@@ -18,11 +18,12 @@ import json
 import os
 import sys
 
-import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from kubeflow import beam_args as beam_args_lib
 from kubeflow import spec as spec_lib
-from pipeline import configs, flags
-from pipeline.configs import Config
+from core import configs
+from pipeline import flags
+from core.configs import Config
 
 DEFAULT_OUTPUT = os.path.join(configs.PROJECT_ROOT, "outputs", "kubeflow", "letters_pipeline.yaml")
 DEFAULT_IMAGE = "letters-pipeline:latest"
@@ -61,7 +62,7 @@ targets:
           is removed, so the Evaluator gates on --accuracy-floor only; ExampleGen's cache is off.
   vertex  Vertex AI Pipelines: the spec as TFX compiles it.
 
-Other pipeline settings come from LETTERS_<FIELD> environment variables (pipeline/configs.py).
+Other pipeline settings come from LETTERS_<FIELD> environment variables (core/configs.py).
 """)
     p.add_argument("--output", default=DEFAULT_OUTPUT,
                    help="spec file to write: .yaml (PipelineSpec, for KFP upload) or .json (PipelineJob)")

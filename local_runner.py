@@ -3,7 +3,7 @@
     python local_runner.py                              # built-in generated data (made if missing)
     python local_runner.py --data-root ~/letters --epochs 30
 
-Every flag defaults to pipeline/configs.py, overridable there by LETTERS_<FIELD> environment variables.
+Every flag defaults to core/configs.py, overridable there by LETTERS_<FIELD> environment variables.
 """
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import re
 import sys
 import time
 
-import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
-from pipeline import configs, flags
-from pipeline.configs import Config
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+from core import configs
+from pipeline import flags
+from core.configs import Config
 
 _PROGRESS = re.compile(r"^Component (\S+) is (running|finished)")
 # Warnings TFX and Beam print on every run that say nothing about this run.
@@ -110,7 +111,7 @@ def ensure_default_data(config: Config) -> None:
 
 def export_feedback(config: Config) -> str | None:
     """Exports the feedback store's images to <pipeline_root>/feedback (folder per class); None if none."""
-    from web.feedback import DB_FILE, export_feedback as export
+    from core.feedback import DB_FILE, export_feedback as export
     store = config.feedback_dir
     if not store or not os.path.exists(os.path.join(store, DB_FILE)):
         return None
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"error: cannot create --pipeline-root {config.pipeline_root}: {err.strerror or err}", file=sys.stderr)
         return 2
-    from web.feedback import FeedbackStoreError
+    from core.feedback import FeedbackStoreError
     try:
         summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet)
     except FeedbackStoreError as err:

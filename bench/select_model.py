@@ -1,9 +1,9 @@
 """Compare training settings on writers the model never saw, quickly and without the pipeline.
 
-    python bench/select_model.py --data-root /path/to/hhd_train
-    python bench/select_model.py --data-root /path/to/hhd_train --seeds 42,2 --set epochs=60 --set conv_widths=32,64,128,256
-    python bench/select_model.py --data-root /path/to/hhd_train --train-share 0.6   # a learning-curve point
-    python bench/select_model.py --data-root /path/to/hhd_train --folds 0,1,2,3,4   # writer cross-validation
+    python -m bench.select_model --data-root /path/to/hhd_train
+    python -m bench.select_model --data-root /path/to/hhd_train --seeds 42,2 --set epochs=60 --set conv_widths=32,64,128,256
+    python -m bench.select_model --data-root /path/to/hhd_train --train-share 0.6   # a learning-curve point
+    python -m bench.select_model --data-root /path/to/hhd_train --folds 0,1,2,3,4   # writer cross-validation
 
 The data root is split by writer (``bench/writer_split.py``: the last 20 % of each class's form numbers are
 validation), both parts go through the pipeline's own Transform graph (``models.preprocessing``, cached as
@@ -28,22 +28,22 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import pipeline  # noqa: E402,F401  (fixes the Keras mode before TensorFlow loads)
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import numpy as np
+import tensorflow as tf
 
-from bench.writer_split import check_fold, first_forms, writer_split  # noqa: E402
-from models import evaluate, preprocessing, trainer  # noqa: E402
-from pipeline import configs  # noqa: E402
-from pipeline.pipeline import TRAINING_FIELDS  # noqa: E402
-from pipeline.labels import NUM_CLASSES  # noqa: E402
+from bench.writer_split import check_fold, first_forms, writer_split
+from models import preprocessing, trainer
+from pipeline import evaluate
+from core import configs
+from pipeline.pipeline import TRAINING_FIELDS
+from core.labels import NUM_CLASSES
 
 
 def load_split(root: Path, image_size: int, cache_dir: Path,
                train_share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Folder-per-class images, checked as the pipeline checks them (models.evaluate.load_labelled_images)
+    """Folder-per-class images, checked as the pipeline checks them (pipeline.evaluate.load_labelled_images)
     → (transformed images [N, S, S, 1], labels [N]); cached by content and image size. ``train_share`` < 1 keeps
     only the first share of each class's forms (fewer writers)."""
     items, skipped = evaluate.load_labelled_images(str(root))
@@ -121,7 +121,7 @@ def config_with(pairs: list[str]) -> configs.Config:
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or name not in fields:
-            raise SystemExit(f"--set wants FIELD=VALUE with a pipeline.configs.Config field, got {pair!r}")
+            raise SystemExit(f"--set wants FIELD=VALUE with a core.configs.Config field, got {pair!r}")
         environ[f"LETTERS_{name.upper()}"] = raw
     try:
         return configs.Config.from_env(environ)
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
                         help="train on the first share of each class's training forms only (fewer writers; the "
                              "validation part is unchanged): points of a learning curve")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a pipeline.configs.Config field (repeatable), e.g. epochs=40")
+                        help="override a core.configs.Config field (repeatable), e.g. epochs=40")
     parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"))
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
               f"{result['cv_top1']:.4f}, top-3 {result['cv_top3']:.4f} on {total} held-out images; per fold top-1 "
               + ", ".join(f"{f['fold']}: {f['median_top1']:.4f}" for f in per_fold)
               + f"; training {result['median_seconds']:.0f} s per run")
-    print("reproduce: " + shlex.join(["python", "bench/select_model.py",
+    print("reproduce: " + shlex.join(["python", "-m", "bench.select_model",
                                       *(sys.argv[1:] if argv is None else argv)]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

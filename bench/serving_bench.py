@@ -1,6 +1,6 @@
 """Serving benchmark: the embedded server over loopback vs the same model called in-process.
 
-    python bench/serving_bench.py [--model-base-path serving/models/letters] [--duration 8] [--concurrency 32]
+    python -m bench.serving_bench [--model-base-path serving/models/letters] [--duration 8] [--concurrency 32]
 
 Measures, in one run:
   * served: concurrent single-image ``predict_images`` requests (keep-alive connections, loopback, dynamic
@@ -13,19 +13,18 @@ letters network with random weights into a temp dir (``--fallback tiny``: the ti
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import pipeline  # noqa: E402,F401  (fixes the Keras mode before TensorFlow loads)
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import shlex  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import asyncio
+import json
+import shlex
+import statistics
+import tempfile
+import time
 
-from pipeline import configs  # noqa: E402
-from serving import testing  # noqa: E402
+from core import configs
+from tests.support import serving as testing
 
 
 def build_untrained_network(export_dir, image_size):
@@ -126,7 +125,7 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=configs.Config.from_env().image_size)
     parser.add_argument("--fallback", choices=("network", "tiny"), default="network",
                         help="model to build when none is pushed: the letters network as configured (--architecture "
-                             "in pipeline/configs.py) with random weights, or the tiny test model")
+                             "in core/configs.py) with random weights, or the tiny test model")
     args = parser.parse_args(argv)
 
     if args.fallback == "network":
@@ -177,7 +176,7 @@ def main(argv=None):
     if note:
         print(note)
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, os.getcwd()) if sys.executable.startswith(os.getcwd()) else sys.executable,
-                                                "bench/serving_bench.py"] + (argv if argv is not None else sys.argv[1:]))
+                                                "-m", "bench.serving_bench"] + (argv if argv is not None else sys.argv[1:]))
     print(f"reproduce: cd {configs.PROJECT_ROOT} && {command}")
     return 0 if not errors and not errors_one else 1
 

@@ -1,10 +1,10 @@
 """Benchmark a full pipeline run: wall time, peak memory, accuracy, model size and single-image latency.
 
-    python bench/train_hhd.py --data-root /path/to/hhd_train [-- extra local_runner flags]
-    python bench/train_hhd.py                     # the built-in generated data (what `make demo` runs)
+    python -m bench.train_hhd --data-root /path/to/hhd_train [-- extra local_runner flags]
+    python -m bench.train_hhd                     # the built-in generated data (what `make demo` runs)
 
 With ``--data-root``, the last 20 % of each class's form numbers are held out first (``bench/writer_split.py``:
-other writers than the training ones), the pipeline trains on the rest, and ``models.evaluate`` scores the
+other writers than the training ones), the pipeline trains on the rest, and ``pipeline.evaluate`` scores the
 pushed model on the held-out writers through its image signature. ``--mix-generated N`` adds N generated
 images per class to the training part.
 
@@ -26,9 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import psutil  # noqa: E402
+import psutil
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -71,9 +70,9 @@ def dir_size(path: str) -> int:
 
 
 def single_image_latency(model_dir: str, image: bytes, repeats: int = 50) -> float:
-    import pipeline  # noqa: F401
+    import core  # noqa: F401
     import tensorflow as tf
-    from pipeline import configs
+    from core import configs
     fn = tf.saved_model.load(model_dir).signatures[configs.IMAGE_SIGNATURE]
     batch = tf.constant([image])
     for _ in range(5):
@@ -139,19 +138,19 @@ def main(argv=None) -> int:
     }
     model_dir = summary.get("pushed_destination")
     if model_dir and summary.get("pushed") and val_root:
-        from models.evaluate import evaluate
+        from pipeline.evaluate import evaluate
         report = evaluate(model_dir, val_root, str(work / "report"), progress=False)
         result["val_unseen_writers_top1"] = round(report["top1"], 4)
         result["val_unseen_writers_top3"] = round(report["top3"], 4)
         result["val_report"] = str(work / "report")
     if model_dir and summary.get("pushed"):
-        from pipeline.configs import Config
+        from core.configs import Config
         first_image = next(Path(args.data_root or Config.from_env().data_root).glob("*/*.png"), None)
         result["model_mib"] = round(dir_size(model_dir) / 2**20, 2)
         if first_image is not None:
             result["single_image_ms"] = round(single_image_latency(model_dir, first_image.read_bytes()) * 1000, 2)
     print(json.dumps(result, indent=2))
-    print("reproduce:", shlex.join([sys.executable, "bench/train_hhd.py", *(sys.argv[1:] if argv is None else argv)]))
+    print("reproduce:", shlex.join([sys.executable, "-m", "bench.train_hhd", *(sys.argv[1:] if argv is None else argv)]))
     (work / "bench.json").write_text(json.dumps(result, indent=2))
     return 0
 

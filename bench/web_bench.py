@@ -1,12 +1,12 @@
 """Web client benchmark: a prediction through the web backend vs the same prediction sent to TF Serving directly.
 
-    python bench/web_bench.py [--model-base-path serving/models/letters] [--requests 200] [--image-size 320]
+    python -m bench.web_bench [--model-base-path serving/models/letters] [--requests 200] [--image-size 320]
 
 Starts the embedded TF Serving (subprocess) on the pushed model under --model-base-path (or the tiny test model
 when none is pushed, and says so) and the web backend (``python -m web``, subprocess) in front of it, both on
 loopback. Then, one request at a time over keep-alive connections, alternates
   * direct: ``POST /v1/models/letters:predict`` (``predict_images``, the image as ``{"b64": ...}``),
-  * web:    ``POST /api/predict`` (``{"image": base64}``: validation with components.image_io, label
+  * web:    ``POST /api/predict`` (``{"image": base64}``: validation with core.image_io, label
             resolution (cached), the same predict call, top-3 answer)
 with the same image (a drawn letter on a white canvas, as the page sends it), and prints the median and p90 round
 trip of each, their ratio and the backend's added milliseconds, and the command to reproduce. Bounded: a few
@@ -15,25 +15,24 @@ seconds of requests after the servers start.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import pipeline  # noqa: E402,F401  (fixes the Keras mode before TensorFlow loads)
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 
-import argparse  # noqa: E402
-import base64  # noqa: E402
-import http.client  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import shlex  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.parse  # noqa: E402
+import argparse
+import base64
+import http.client
+import io
+import json
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.parse
 
-from pipeline import configs  # noqa: E402
-from serving import testing  # noqa: E402
+from core import configs
+from tests.support import serving as testing
 
 
 def drawn_letter(size: int) -> bytes:
@@ -134,7 +133,7 @@ def main(argv=None):
     if note:
         print(note)
     shown = os.path.relpath(sys.executable) if sys.executable.startswith(str(configs.PROJECT_ROOT)) else sys.executable
-    command = " ".join(shlex.quote(a) for a in [shown, "bench/web_bench.py"] +
+    command = " ".join(shlex.quote(a) for a in [shown, "-m", "bench.web_bench"] +
                        (argv if argv is not None else sys.argv[1:]))
     print(f"reproduce: cd {configs.PROJECT_ROOT} && {command}")
     return 0

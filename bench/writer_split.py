@@ -1,7 +1,7 @@
 """Split a folder-per-class data set into train/ and val/ so that validation imitates unseen writers.
 
-    python bench/writer_split.py --data-root /path/to/hhd_train --out /tmp/hhd_split
-    python bench/writer_split.py --data-root /path/to/hhd_train --out /tmp/hhd_fold0 --fold 0
+    python -m bench.writer_split --data-root /path/to/hhd_train --out /tmp/hhd_split
+    python -m bench.writer_split --data-root /path/to/hhd_train --out /tmp/hhd_fold0 --fold 0
 
 HHD names files ``<class>_<n>.png`` with ``n`` counting the collection forms in order, one writer per form,
 so the last ``--val-share`` of each class's numbers are other writers' letters than the rest. ``--fold K``

@@ -1,10 +1,10 @@
 """An ExampleGen that reads folders of letter images straight into tf.Examples.
 
 Input layout: ``<input_base>/<class_folder>/<image file>``, class folders named as in
-:data:`pipeline.labels.CLASS_NAMES`. Each readable image becomes a tf.Example with
+:data:`core.labels.CLASS_NAMES`. Each readable image becomes a tf.Example with
 
 * ``image_raw``  the encoded bytes (kept as they are, or re-encoded to PNG where TensorFlow's decoder
-  cannot read the format faithfully: see :mod:`components.image_io`),
+  cannot read the format faithfully: see :mod:`core.image_io`),
 * ``label``      int64 index in the fixed class list,
 * ``label_name`` the class folder name,
 * ``source``     the path relative to the input base.
@@ -43,9 +43,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import image_io
-from pipeline import configs
-from pipeline.labels import CLASS_INDEX, CLASS_NAMES
+from core import configs, image_io
+from core.labels import CLASS_INDEX, CLASS_NAMES
 
 REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
 INPUT_PATTERN = "*/*"
@@ -135,7 +134,7 @@ def describe_layout_problem(input_base: str) -> str | None:
         shown = ", ".join(folders[:5]) + (", …" if len(folders) > 5 else "")
         return (f"none of the folders in {input_base} ({shown}) is a class folder: the data root must hold one "
                 f"folder per class, named exactly {', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]} "
-                f"(pipeline/labels.py)")
+                f"(core/labels.py)")
     return None
 
 

@@ -44,8 +44,8 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.components.util import model_utils
 from tfx.utils import io_utils, path_utils
 
-from pipeline import configs
-from pipeline.labels import CLASS_NAMES, NUM_CLASSES
+from core import configs
+from core.labels import CLASS_NAMES, NUM_CLASSES
 from serving.client import RestConnection, ServingUnavailable
 
 BLESSED_KEY = "blessed"                       # the custom property the Pusher reads (model_utils)

@@ -1,7 +1,7 @@
 """Beam options for the Beam-powered components (ImageExampleGen, StatisticsGen, Transform, Evaluator)
 when the pipeline runs on a cluster (every executor gets the options; the others ignore them).
 
-* In the pod (default): Beam's DirectRunner, as local runs (``pipeline.configs.beam_pipeline_args``).
+* In the pod (default): Beam's DirectRunner, as local runs (``core.configs.beam_pipeline_args``).
 * Dataflow (``dataflow_args``): the Beam work runs on Dataflow workers started from the same image built with
   ``--target dataflow-worker`` (the Beam SDK boot entrypoint over the same installed project), so the workers
   have the project's code (the image ExampleGen's transforms, ``models.preprocessing``) and the same Keras mode.

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow as tf
 
-from serving import warmup
+from core import warmup
 
-from pipeline import configs
-from pipeline.labels import CLASS_NAMES, GLYPHS
+from core import configs
+from core.labels import CLASS_NAMES, GLYPHS
 
 TOP_K = 3
 _NOT_SERVED = (configs.LABEL_KEY, configs.LABEL_NAME_KEY, configs.SOURCE_KEY)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow as tf
 
-from pipeline.configs import ARCHITECTURES, check_architecture, parse_widths  # noqa: F401  (re-exported)
-from pipeline.labels import NUM_CLASSES
+from core.configs import ARCHITECTURES, check_architecture, parse_widths  # noqa: F401  (re-exported)
+from core.labels import NUM_CLASSES
 
 DEFAULT_WIDTHS = {"resnet": "32,48,96,192", "vgg": "24,48,96,160"}
 

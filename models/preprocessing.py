@@ -7,11 +7,11 @@ tight crop, as the training images are), then resize keeping the aspect ratio an
 """
 from __future__ import annotations
 
-import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow as tf
 
-from pipeline import configs
-from pipeline.configs import Config
+from core import configs
+from core.configs import Config
 
 IMAGE_SIZE = Config.from_env().image_size
 MIN_CONTRAST = 0.08   # below this the image is (nearly) blank: leave it as it is rather than amplify noise

@@ -1,7 +1,7 @@
 """The Trainer step (``Trainer(run_fn='models.trainer.run_fn')``): train the network (models.network.build_model) on
 transformed examples.
 
-Hyperparameters come from the Trainer's ``custom_config`` (filled from :class:`pipeline.configs.Config`).
+Hyperparameters come from the Trainer's ``custom_config`` (filled from :class:`core.configs.Config`).
 Augmentation runs in the training input pipeline only; evaluation and serving see the images as they are.
 """
 from __future__ import annotations
@@ -11,15 +11,15 @@ import math
 import os
 import time
 
-import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
 from models import export, network
-from pipeline import configs
-from pipeline.configs import Config
-from pipeline.labels import NUM_CLASSES
+from core import configs
+from core.configs import Config
+from core.labels import NUM_CLASSES
 
 TRAINING_SUMMARY_FILE = "training_summary.json"
 

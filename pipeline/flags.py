@@ -1,6 +1,6 @@
 """Command-line flags both runners share (training, the Evaluator's gate, Beam), each mapped onto a Config field.
 
-Defaults come from pipeline/configs.py and its LETTERS_<FIELD> environment variables.
+Defaults come from core/configs.py and its LETTERS_<FIELD> environment variables.
 """
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import argparse
 import os
 import sys
 
-from pipeline import configs
-from pipeline.configs import Config
+from core import configs, settings
+from core.configs import Config
 
 BEAM_MODES = ("in_memory", "multi_processing", "multi_threading")
 
@@ -67,32 +67,33 @@ def defaults_from_env() -> Config:
         sys.exit(2)
 
 
+TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runners
+    "epochs": "passes over the training split",
+    "batch_size": "images per training step",
+    "learning_rate": "Adam's initial learning rate (cosine decay to 0)",
+    "image_size": "model input side in pixels",
+    "architecture": "network",
+    "conv_widths": "channels per stage, comma-separated; empty = the architecture's own",
+    "accuracy_floor": "blessing needs at least this top-1 accuracy on the eval split",
+    "max_regression": "blessing allows at most this drop in accuracy against the last blessed model",
+}
+BEAM_FLAGS = {
+    "beam_mode": "Beam DirectRunner running mode",
+    "beam_workers": "DirectRunner workers; 0 = CPU count",
+}
+CHOICES = {"architecture": configs.ARCHITECTURES, "beam_mode": BEAM_MODES}
+
+
 def add_training_flags(parser: argparse.ArgumentParser, defaults: Config) -> None:
-    g = parser.add_argument_group("training and blessing (defaults from pipeline/configs.py, LETTERS_<FIELD>)")
+    g = parser.add_argument_group("training and blessing (defaults from core/configs.py, LETTERS_<FIELD>)")
     g.add_argument("--split", default=f"{defaults.train_buckets}:{defaults.eval_buckets}", metavar="TRAIN:EVAL",
                    help="hash buckets of the train and eval splits (9:1 keeps 90%% for training)")
-    g.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training split")
-    g.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per training step")
-    g.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
-                   help="Adam's initial learning rate (cosine decay to 0)")
-    g.add_argument("--image-size", type=int, default=defaults.image_size,
-                   help="model input side in pixels")
-    g.add_argument("--architecture", choices=configs.ARCHITECTURES, default=defaults.architecture,
-                   help="network")
-    g.add_argument("--conv-widths", default=defaults.conv_widths, metavar="W,W,…",
-                   help="channels per stage; empty = the architecture's own")
+    settings.add_flags(g, Config, TRAINING_FLAGS, defaults, choices=CHOICES)
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    g.add_argument("--accuracy-floor", type=float, default=defaults.accuracy_floor,
-                   help="blessing needs at least this top-1 accuracy on the eval split")
-    g.add_argument("--max-regression", type=float, default=defaults.max_regression,
-                   help="blessing allows at most this drop in accuracy against the last blessed model")
 
 
 def add_beam_flags(group, defaults: Config) -> None:
-    group.add_argument("--beam-mode", choices=BEAM_MODES, default=defaults.beam_mode,
-                       help="Beam DirectRunner running mode")
-    group.add_argument("--beam-workers", type=int, default=defaults.beam_workers,
-                       help="DirectRunner workers; 0 = CPU count")
+    settings.add_flags(group, Config, BEAM_FLAGS, defaults, choices=CHOICES)
 
 
 def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, defaults: Config) -> dict:
@@ -103,13 +104,10 @@ def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         parser.error(f"--split must look like 4:1 (train and eval hash buckets), got {args.split!r}")
     if train_buckets < 1 or eval_buckets < 1:
         parser.error(f"--split needs at least one bucket on each side, got {args.split!r}")
+    changes = {**settings.flag_values(args, {**TRAINING_FLAGS, **BEAM_FLAGS}),
+               "train_buckets": train_buckets, "eval_buckets": eval_buckets,
+               "augment": False if args.no_augment else defaults.augment}
     try:
-        changes = dict(
-            train_buckets=train_buckets, eval_buckets=eval_buckets, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, image_size=args.image_size, architecture=args.architecture,
-            conv_widths=args.conv_widths, augment=False if args.no_augment else defaults.augment,
-            accuracy_floor=args.accuracy_floor, max_regression=args.max_regression,
-            beam_mode=args.beam_mode, beam_workers=args.beam_workers)
         defaults.replace(**changes)   # Config checks the values it can check on its own
     except ValueError as err:
         parser.error(str(err))

@@ -5,7 +5,7 @@ same fonts, seed and count give byte-identical files. A manifest (``OUT/generate
 made, so a second run with the same settings leaves the files (and their mtimes, which TFX fingerprints for
 caching) untouched. It never replaces files it did not write: a non-empty folder without the manifest is refused.
 
-    python -m pipeline.generate_letters --out data/generated --per-class 80 --seed 1234
+    letters-generate --out data/generated --per-class 80 --seed 1234
 """
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ import json
 import os
 import re
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
+from tqdm import tqdm
 
-from pipeline.files import atomic_write
-from pipeline.labels import CLASS_NAMES, GLYPHS
+from core.files import atomic_write
+from core.labels import CLASS_NAMES, GLYPHS
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", os.path.expanduser("~/.local/share/fonts"))
 FONT_PACKAGES = "culmus culmus-fancy fonts-ldco"
@@ -203,10 +203,9 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(str(manifest_path), json.dumps({**manifest, "incomplete": True}, indent=2).encode())
 
-    started = time.monotonic()
     digest = hashlib.sha256()
     total = len(classes) * per_class
-    done = 0
+    bar = tqdm(total=total, desc="generate", unit="img", disable=not progress, file=sys.stderr)
     for name in classes:
         glyph = GLYPHS[CLASS_NAMES.index(name)]
         class_dir = out / name
@@ -220,10 +219,8 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
             data = _png_bytes(render_letter(glyph, face, rng))
             digest.update(data)
             (class_dir / f"{name}_{face.name}_{i:04d}.png").write_bytes(data)
-            done += 1
-            if progress and (done % 200 == 0 or done == total):
-                print(f"\rgenerate: {done}/{total} images ({time.monotonic() - started:.0f} s)",
-                      end="" if done < total else "\n", flush=True)
+            bar.update()
+    bar.close()
     manifest["sha256"] = digest.hexdigest()
     manifest["images"] = total
     atomic_write(str(manifest_path), json.dumps(manifest, indent=2).encode())

@@ -7,10 +7,7 @@ per-class slices) → ServingValidator (the candidate answers real requests in a
 """
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
-import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -19,31 +16,18 @@ from tfx.proto import trainer_pb2
 from components.atomic_pusher import AtomicPusher
 from components.image_example_gen import ImageExampleGen
 from components.serving_validator import ServingValidator
-from pipeline import configs
-from pipeline.configs import Config
+from pipeline.code_fingerprint import fingerprint
+from core import configs
+from core.configs import Config
 
 # Trainer hyperparameters passed through custom_config (models.trainer.hyperparameters reads them back).
 TRAINING_FIELDS = ("image_size", "epochs", "batch_size", "learning_rate", "dropout", "architecture", "conv_widths",
                    "augment", "augment_rotation_deg", "augment_scale", "augment_shift", "augment_thickness",
                    "augment_erase", "augment_cutmix", "label_smoothing", "seed")
 ACCURACY_METRIC = "sparse_categorical_accuracy"
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-# The source files each component's output depends on (relative to the project root).
-TRANSFORM_CODE = ("models/preprocessing.py",)
-TRAINER_CODE = TRANSFORM_CODE + ("models/network.py", "models/trainer.py", "models/export.py", "serving/warmup.py",
-                                 "pipeline/labels.py")
-
-
-def code_fingerprint(*names: str, root: Path = PROJECT_DIR) -> str:
-    """sha256 of the named source files (paths relative to the project root).
-
-    Transform and Trainer name their code by module path (no user-code wheel), so TFX would not notice a
-    change to it; passing this fingerprint in their custom_config makes such a change invalidate the cache.
-    """
-    digest = hashlib.sha256()
-    for name in sorted(names):
-        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
-    return digest.hexdigest()[:16]
+# The modules Transform and Trainer run; their import closures are the components' code cache keys.
+TRANSFORM_MODULE = "models.preprocessing"
+TRAINER_MODULE = "models.trainer"
 
 
 def eval_config(config: Config) -> tfma.EvalConfig:
@@ -92,17 +76,17 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        preprocessing_fn="models.preprocessing.preprocessing_fn",
-        custom_config={"image_size": config.image_size, "code": code_fingerprint(*TRANSFORM_CODE)})
+        preprocessing_fn=f"{TRANSFORM_MODULE}.preprocessing_fn",
+        custom_config={"image_size": config.image_size, "code": fingerprint(TRANSFORM_MODULE)})
     trainer = tfx.components.Trainer(
-        run_fn="models.trainer.run_fn",
+        run_fn=f"{TRAINER_MODULE}.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=[configs.TRAIN_SPLIT]),
         eval_args=trainer_pb2.EvalArgs(splits=[configs.EVAL_SPLIT]),
         custom_config={**{name: getattr(config, name) for name in TRAINING_FIELDS},
-                       "code": code_fingerprint(*TRAINER_CODE)})
+                       "code": fingerprint(TRAINER_MODULE)})
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

@@ -1,8 +1,8 @@
 """Pushed model versions: list them with their evaluation, promote one to a label, roll a label back.
 
-    python -m pipeline.releases list
-    python -m pipeline.releases promote 1795263883 --label canary     # --config serving/models/models.config
-    python -m pipeline.releases rollback --label stable
+    letters-releases list
+    letters-releases promote 1795263883 --label canary     # --config serving/models/models.config
+    letters-releases rollback --label stable
 
 ``list`` joins the serving directory (what the Pusher wrote, with its push records) with ML Metadata (the
 Evaluator's metrics and blessing for the same model). ``promote`` points a version label (``stable``,
@@ -25,9 +25,9 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from components.atomic_pusher import pushed_versions
-from pipeline import configs
-from pipeline.files import atomic_write
-from pipeline.configs import Config
+from core import configs
+from core.files import atomic_write
+from core.configs import Config
 from pipeline.flags import defaults_from_env
 from serving.client import RestConnection, ServingUnavailable
 

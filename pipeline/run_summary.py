@@ -17,7 +17,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components import serving_validator
-from pipeline import configs
+from core import configs
 from pipeline.pipeline import ACCURACY_METRIC
 
 STATS_FILE = "FeatureStats.pb"   # StatisticsGen's binary DatasetFeatureStatisticsList per split

@@ -1,9 +1,9 @@
 """The end of ``make demo``: the embedded TF Serving server on the Pusher's directory, and the web client.
 
-    python -m pipeline.serve_demo [--serving-port 8501] [--web-port 8080]
+    letters-demo-serve [--serving-port 8501] [--web-port 8080]
 
 Both bind 127.0.0.1. The model server reads ``models.config`` beside the serving dir (written to serve the
-latest version if absent) and polls it, so ``python -m pipeline.releases promote`` moves its labels. Prints the
+latest version if absent) and polls it, so ``letters-releases promote`` moves its labels. Prints the
 page's URL, then runs until Ctrl-C (or SIGTERM), which stops both cleanly.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import configs, releases
+from core import configs
+from pipeline import releases
 from pipeline.flags import defaults_from_env
 from serving.client import RestConnection, ServingUnavailable
 
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     p.add_argument("--web-port", type=int, default=8080)
     p.add_argument("--model-config-file", default=None,
                    help="the models.config to serve from and poll (default: the one beside the serving dir, which "
-                        "`python -m pipeline.releases promote` edits; written to serve the latest version if absent)")
+                        "`letters-releases promote` edits; written to serve the latest version if absent)")
     args = p.parse_args(argv)
     serving_dir = Path(args.serving_dir)
     if not serving_dir.is_dir() or not any(d.name.isdigit() for d in serving_dir.iterdir()):
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     serving_url = f"http://127.0.0.1:{args.serving_port}"
     config_file = args.model_config_file or releases.default_config_file(defaults.replace(serving_dir=str(serving_dir)))
     if not args.model_config_file and releases.ensure_config(config_file, str(serving_dir)):
-        print(f"Wrote {config_file} (the latest version; `python -m pipeline.releases promote` adds labels)")
+        print(f"Wrote {config_file} (the latest version; `letters-releases promote` adds labels)")
     serving_cmd = [sys.executable, "-m", "serving", f"--rest_api_port={args.serving_port}",
                    "--file_system_poll_wait_seconds=2", "--enable_batching=true",
                    f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=2",

@@ -2,7 +2,7 @@
 
     python -m serving --model_name=letters --model_base_path=$PWD/serving/models/letters --rest_api_port=8501
 """
-import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 
 import logging
 import signal

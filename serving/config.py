@@ -12,6 +12,7 @@ import os
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from core import settings
 from serving.protos import BatchingParameters, MonitoringConfig
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
@@ -47,28 +48,33 @@ class ServerOptions:
             raise ValueError("--batching_parameters_file is set without setting --enable_batching=true.")
 
 
-def _bool(text) -> bool:
-    if isinstance(text, bool):
-        return text
-    lowered = str(text).lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_model_server's)
+    "rest_api_port": "REST port (0 = any free port)",
+    "rest_api_host": "REST address to bind",
+    "rest_api_num_threads": "request threads (0 = 4 x CPUs)",
+    "rest_api_timeout_in_ms": "timeout of one REST request",
+    "rest_api_enable_cors_support": "answer CORS preflights and add CORS headers",
+    "model_name": "model name (with --model_base_path)",
+    "model_base_path": "folder of numbered versions <base>/<version>/saved_model.pb",
+    "model_config_file": "a ModelServerConfig text proto (several models, versions, labels)",
+    "model_config_file_poll_wait_seconds": "re-read --model_config_file this often (0 = never)",
+    "file_system_poll_wait_seconds": "look for new versions this often",
+    "allow_version_labels_for_unavailable_models": "allow a label on a version that is not loaded yet",
+    "max_num_load_retries": "retries of a failed version load",
+    "load_retry_interval_micros": "wait between load retries",
+    "monitoring_config_file": "a MonitoringConfig text proto (Prometheus endpoint)",
+    "enable_batching": "batch concurrent requests",
+    "batching_parameters_file": "a BatchingParameters text proto",
+    "max_request_bytes": "largest request body accepted (embedded server only)",
+}
 
 
 def parse_flags(argv=None) -> ServerOptions:
     parser = argparse.ArgumentParser(
-        prog="python -m serving",
-        description="TF Serving-compatible REST server for SavedModels laid out as <base_path>/<version>/.")
-    for field in dataclasses.fields(ServerOptions):
-        kind = field.type if isinstance(field.type, str) else field.type.__name__
-        if kind == "bool":
-            parser.add_argument(f"--{field.name}", type=_bool, nargs="?", const=True, default=field.default)
-        else:
-            caster = {"int": int, "float": float, "str": str}[kind]
-            parser.add_argument(f"--{field.name}", type=caster, default=field.default)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, prog="letters-model-server",
+        description="TF Serving-compatible server for SavedModels laid out as <base_path>/<version>/.")
+    settings.add_flags(parser, ServerOptions, {f.name: HELP.get(f.name, "") for f in dataclasses.fields(ServerOptions)},
+                       ServerOptions(), dashes=False)
     args = parser.parse_args(argv)
     options = ServerOptions(**vars(args))
     try:

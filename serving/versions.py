@@ -16,7 +16,7 @@ import time
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
-from serving import warmup
+from core import warmup
 from serving.status import ServingError, from_exception
 
 log = logging.getLogger("serving.versions")

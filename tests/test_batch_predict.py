@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from models import batch_predict
+from pipeline import batch_predict
 from tests.conftest import ROOT, letter_image, png_bytes
 
 
@@ -28,11 +28,11 @@ def read_rows(path):
 
 
 def test_local_and_rest_give_the_same_answers(pipeline_runs, image_folder, tmp_path):
-    from serving.testing import start_server
+    from tests.support.serving import start_server
     serving = pipeline_runs["work"] / "serving"
     version = max((p.name for p in serving.iterdir()), key=int)
     local_csv, rest_csv = tmp_path / "local.csv", tmp_path / "rest.csv"
-    proc = subprocess.run([sys.executable, "-m", "models.batch_predict", "--images", str(image_folder),
+    proc = subprocess.run([sys.executable, "-m", "pipeline.batch_predict", "--images", str(image_folder),
                            "--out", str(local_csv), "--model", str(serving)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,8 +55,8 @@ def test_local_and_rest_give_the_same_answers(pipeline_runs, image_folder, tmp_p
 
 
 def test_rest_mode_says_when_the_server_is_down(image_folder, tmp_path):
-    from serving.testing import free_port
-    proc = subprocess.run([sys.executable, "-m", "models.batch_predict", "--images", str(image_folder),
+    from tests.support.serving import free_port
+    proc = subprocess.run([sys.executable, "-m", "pipeline.batch_predict", "--images", str(image_folder),
                            "--out", str(tmp_path / "x.csv"), "--via", "rest",
                            "--server-url", f"http://127.0.0.1:{free_port()}"],
                           capture_output=True, text=True, cwd=ROOT)

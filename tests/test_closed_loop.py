@@ -36,10 +36,10 @@ def wait_for_version(web_url: str, image: bytes, version: int, timeout: float = 
 
 
 def test_feedback_retrain_push_hot_swap_and_rollback(tiny_dataset, tmp_path):
-    from serving.testing import start_server
+    from tests.support.serving import start_server
     from web import server as web_server
     from web.config import WebConfig
-    from web.feedback import FeedbackStore
+    from core.feedback import FeedbackStore
 
     feedback_dir, serving_dir, config = tmp_path / "feedback", tmp_path / "serving", tmp_path / "models.config"
     flags = ["--epochs", "3", "--accuracy-floor", "0.0", "--max-regression", "1.0", "--feedback-dir", str(feedback_dir)]

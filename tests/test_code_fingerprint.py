@@ -1,38 +1,61 @@
-"""The source fingerprints in Transform's and Trainer's custom_config: a change to any file their output
-depends on re-runs them (TFX's cache would not notice code named by module path), other changes do not."""
+"""The code keys in Transform's and Trainer's custom_config: a change to any project file their module imports,
+directly or not, re-runs them (TFX's cache would not notice code named by module path); other changes do not."""
 import shutil
+import textwrap
 
+import pytest
+
+from pipeline import code_fingerprint as cf
 from pipeline import pipeline as pl
 
 
-def copy_project(tmp_path):
-    for name in set(pl.TRAINER_CODE):
+def copy_closure(tmp_path, module):
+    for name in cf.import_closure(module):
         target = tmp_path / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(pl.PROJECT_DIR / name, target)
+        shutil.copy(cf.PROJECT_DIR / name, target)
     return tmp_path
 
 
-def test_the_listed_files_exist_and_cover_what_the_exported_model_imports():
-    for name in pl.TRAINER_CODE:
-        assert (pl.PROJECT_DIR / name).is_file(), name
-    assert set(pl.TRANSFORM_CODE) <= set(pl.TRAINER_CODE)
-    export = (pl.PROJECT_DIR / "models/export.py").read_text()
-    # the model carries warm-up requests (serving/warmup.py) and the class list (pipeline/labels.py)
-    assert "from serving import warmup" in export and "serving/warmup.py" in pl.TRAINER_CODE
-    assert "pipeline.labels import" in export and "pipeline/labels.py" in pl.TRAINER_CODE
+def test_the_trainer_key_covers_the_contract_and_export_code():
+    closure = cf.import_closure(pl.TRAINER_MODULE)
+    # signature and output names, the class list, warm-up records, Keras mode: all shape the exported model
+    for name in ("models/trainer.py", "models/export.py", "models/network.py", "core/configs.py",
+                 "core/labels.py", "core/warmup.py", "core/keras_mode.py", "core/__init__.py"):
+        assert name in closure, name
+    assert not any(name.startswith(("web/", "serving/", "pipeline/", "components/")) for name in closure), closure
+    assert "models/preprocessing.py" in cf.import_closure(pl.TRANSFORM_MODULE)
 
 
-def test_each_file_changes_the_fingerprint(tmp_path):
-    root = copy_project(tmp_path)
-    before = pl.code_fingerprint(*pl.TRAINER_CODE, root=root)
-    assert before == pl.code_fingerprint(*pl.TRAINER_CODE, root=root)   # deterministic
-    assert before == pl.code_fingerprint(*pl.TRAINER_CODE)               # same content as the project's
-    for name in pl.TRAINER_CODE:
+def test_each_file_of_the_closure_changes_the_key(tmp_path):
+    root = copy_closure(tmp_path, pl.TRAINER_MODULE)
+    before = cf.fingerprint(pl.TRAINER_MODULE, root=root)
+    assert before == cf.fingerprint(pl.TRAINER_MODULE)                      # same content as the project's
+    for name in cf.import_closure(pl.TRAINER_MODULE):
         original = (root / name).read_bytes()
         (root / name).write_bytes(original + b"\n# changed\n")
-        assert pl.code_fingerprint(*pl.TRAINER_CODE, root=root) != before, name
+        assert cf.fingerprint(pl.TRAINER_MODULE, root=root) != before, name
         (root / name).write_bytes(original)
-    transform = pl.code_fingerprint(*pl.TRANSFORM_CODE, root=root)
-    (root / "models/network.py").write_bytes(b"# not Transform's code\n")
-    assert pl.code_fingerprint(*pl.TRANSFORM_CODE, root=root) == transform
+    assert cf.fingerprint(pl.TRAINER_MODULE, root=root) == before
+    (root / "web").mkdir()
+    (root / "web" / "server.py").write_text("# not the Trainer's code\n")
+    assert cf.fingerprint(pl.TRAINER_MODULE, root=root) == before
+
+
+def test_follows_function_level_relative_and_package_imports(tmp_path):
+    files = {
+        "app/__init__.py": "",
+        "app/main.py": "import json\nfrom . import helper\n\ndef run():\n    from lib.deep import value\n",
+        "app/helper.py": "from lib import shallow\n",
+        "lib/__init__.py": "import lib.setup_mode\n",
+        "lib/setup_mode.py": "",
+        "lib/shallow.py": "",
+        "lib/deep.py": "value = 1\n",
+        "lib/unused.py": "",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(textwrap.dedent(text))
+    assert cf.import_closure("app.main", root=tmp_path) == tuple(sorted(set(files) - {"lib/unused.py"}))
+    with pytest.raises(ValueError, match="no module 'app.missing'"):
+        cf.import_closure("app.missing", root=tmp_path)

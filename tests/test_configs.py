@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pipeline import configs, keras_mode
+from core import configs, keras_mode
 from tests.conftest import ROOT
 
 

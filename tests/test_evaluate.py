@@ -1,4 +1,4 @@
-"""models.evaluate scores a pushed model through its image signature and writes its report."""
+"""pipeline.evaluate scores a pushed model through its image signature and writes its report."""
 import json
 import subprocess
 import sys
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import evaluate
-from pipeline.labels import CLASS_NAMES
+from pipeline import evaluate
+from core.labels import CLASS_NAMES
 from tests.conftest import ROOT
 
 
@@ -28,7 +28,7 @@ def test_metrics_by_hand():
 def test_command_scores_a_pushed_model_and_writes_the_report(pipeline_runs, tiny_dataset, tmp_path):
     serving = pipeline_runs["work"] / "serving"
     out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "models.evaluate", "--model", str(serving),
+    proc = subprocess.run([sys.executable, "-m", "pipeline.evaluate", "--model", str(serving),
                            "--data-root", str(tiny_dataset), "--out", str(out)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -49,7 +49,7 @@ def test_command_scores_a_pushed_model_and_writes_the_report(pipeline_runs, tiny
 
 
 def test_clear_errors_for_a_missing_model_or_empty_data(tmp_path, tiny_dataset):
-    proc = subprocess.run([sys.executable, "-m", "models.evaluate", "--model", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "pipeline.evaluate", "--model", str(tmp_path),
                            "--data-root", str(tiny_dataset)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "holds no SavedModel" in proc.stderr
 

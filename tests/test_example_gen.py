@@ -12,8 +12,8 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components import image_example_gen as ieg
-from pipeline import configs
-from pipeline.labels import CLASS_INDEX
+from core import configs
+from core.labels import CLASS_INDEX
 from tests.conftest import letter_image, png_bytes
 
 MAX_BYTES = 300_000

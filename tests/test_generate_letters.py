@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pipeline import generate_letters
-from pipeline.labels import CLASS_NAMES
+from core.labels import CLASS_NAMES
 from tests.conftest import ROOT
 
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import image_io
+from core import image_io
 from tests.conftest import letter_image, png_bytes
 
 RGB = letter_image(30, 20, "RGB")

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from models import network, trainer
-from pipeline import configs
+from core import configs
 from pipeline.pipeline import TRAINING_FIELDS
 
 

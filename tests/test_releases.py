@@ -4,7 +4,7 @@ import time
 
 from components import atomic_pusher
 from pipeline import releases
-from serving import testing
+from tests.support import serving as testing
 from tests.test_atomic_pusher import fake_model
 
 

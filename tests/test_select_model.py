@@ -28,7 +28,7 @@ def test_select_model_scores_held_out_writers_and_caches_the_transform(numbered_
     assert result["settings"]["epochs"] == 2 and result["settings"]["conv_widths"] == "8,16"
     assert 0.0 <= result["median_top1"] <= result["median_top3"] <= 1.0
     printed = capsys.readouterr().out
-    assert "train 162, val 54 files" in printed and "reproduce: python bench/select_model.py" in printed
+    assert "train 162, val 54 files" in printed and "reproduce: python -m bench.select_model" in printed
     cached = sorted(cache.iterdir())
     assert len(cached) == 2
     # A second run reads the cached transform instead of preprocessing again.

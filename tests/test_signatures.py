@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import configs
-from pipeline.labels import CLASS_NAMES, GLYPHS
+from core import configs
+from core.labels import CLASS_NAMES, GLYPHS
 from tests.conftest import letter_image, png_bytes
 
 
@@ -78,7 +78,8 @@ def test_a_corrupt_image_fails_the_request_not_the_model(loaded, images):
 
 
 def test_the_pushed_model_carries_warmup_requests_that_replay(pushed_model_dir):
-    from serving import versions, warmup
+    from core import warmup
+    from serving import versions
     requests = warmup.read_requests(pushed_model_dir)
     assert [name for name, _ in requests] == [configs.IMAGE_SIGNATURE, configs.SERVING_DEFAULT_SIGNATURE]
     assert versions.Servable(configs.MODEL_NAME, 1, pushed_model_dir).warmup_requests == 2

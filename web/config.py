@@ -1,10 +1,10 @@
-"""Settings of the web client. Each can come from a flag of ``python -m web`` or an environment variable."""
+"""Settings of the web client. Each can come from a flag of ``letters-web`` or an environment variable."""
 from __future__ import annotations
 
 import dataclasses
 import os
 
-from pipeline import configs
+from core import configs, settings
 
 DEFAULT_FEEDBACK_DIR = configs.Config().feedback_dir
 FEEDBACK_DIR_ENV = "LETTERS_FEEDBACK_DIR"   # = the pipeline's Config.feedback_dir override
@@ -59,16 +59,5 @@ class WebConfig:
 
     @classmethod
     def from_env(cls, environ=None) -> "WebConfig":
-        environ = os.environ if environ is None else environ
-        changes = {}
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        for name, variable in ENV.items():
-            raw = environ.get(variable)
-            if raw is None or raw == "":
-                continue
-            kind = types[name] if isinstance(types[name], str) else types[name].__name__
-            try:
-                changes[name] = int(raw) if kind == "int" else float(raw) if kind == "float" else raw
-            except ValueError:
-                raise ValueError(f"{variable}={raw!r} is not a valid {kind}") from None
-        return cls().replace(**changes)
+        """Defaults overridden by the environment variables of :data:`ENV`."""
+        return settings.from_env(cls, ENV, environ)

@@ -1,5 +1,5 @@
 """The web client's backend: static page, JSON API, feedback store. The standard library's HTTP server;
-images are checked with components.image_io (Pillow, numpy), no TensorFlow.
+images are checked with core.image_io (Pillow, numpy), no TensorFlow.
 
 Routes::
 
@@ -32,11 +32,11 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from components.image_io import ImageRejected, check_image
-from pipeline.labels import CLASS_NAMES, GLYPHS
+from core.image_io import ImageRejected, check_image
+from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable
 from web.config import WebConfig
-from web.feedback import FeedbackError, FeedbackStore
+from core.feedback import FeedbackError, FeedbackStore
 from web.tfserving import ROUTES, BadServingResponse, ModelRouter, ServingRejected
 
 log = logging.getLogger("web")

@@ -19,8 +19,8 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
-from pipeline import configs
-from pipeline.labels import CLASS_NAMES, GLYPHS, NUM_CLASSES
+from core import configs
+from core.labels import CLASS_NAMES, GLYPHS, NUM_CLASSES
 from serving.client import RestConnection, ServingUnavailable, error_text
 
 ROUTES = ("stable", "canary", "latest")

@@ -41,7 +41,7 @@ def compiled(kfp_data, tmp_path_factory):
 def image_env():
     """This process's environment as the image would see it: the Keras settings only from the Dockerfile."""
     from kubeflow.local_launcher import dockerfile_env
-    from pipeline import keras_mode
+    from core import keras_mode
 
     env = {k: v for k, v in os.environ.items() if k not in keras_mode.ENV}
     env.update(dockerfile_env(str(ROOT / "Dockerfile")))

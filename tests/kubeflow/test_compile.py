@@ -152,7 +152,7 @@ def test_resource_quantities_match_the_kfp_sdk():
 
 @pytest.fixture(scope="module")
 def config(compiled):
-    from pipeline.configs import Config
+    from core.configs import Config
 
     _, paths, _ = compiled
     return Config().replace(pipeline_root="gs://bucket/letters/root", data_root="gs://bucket/letters/data",

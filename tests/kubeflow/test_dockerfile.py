@@ -22,7 +22,7 @@ def _stages():
 
 
 def test_keras_mode_matches_keras_mode_env():
-    from pipeline import keras_mode
+    from core import keras_mode
 
     env = dockerfile_env(str(ROOT / "Dockerfile"))
     for key, value in keras_mode.ENV.items():

@@ -71,7 +71,7 @@ def test_vertex_example_gen_runs_its_driver_hook_first(compiled, image_env, tmp_
     """Vertex AI Pipelines runs ExampleGen's lifecycle.preCacheCheck driver before the executor; the executor
     then reads the span and input fingerprint the driver wrote into the output metadata file."""
     import kubeflow_runner
-    from pipeline.configs import Config
+    from core.configs import Config
 
     _, paths, _ = compiled
     config = Config().replace(pipeline_root=str(tmp_path / "root"), data_root=str(paths["data_root"]),

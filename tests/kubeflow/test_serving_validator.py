@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipeline import configs
+from core import configs
 
 IMAGES = 10
 
@@ -15,7 +15,7 @@ def _examples_artifact(root, images):
     from tfx.types import standard_artifacts
 
     from components.image_example_gen import make_example
-    from pipeline.labels import CLASS_NAMES
+    from core.labels import CLASS_NAMES
 
     artifact = standard_artifacts.Examples()
     artifact.uri = str(root)
@@ -56,14 +56,14 @@ def _run(tmp_path, model, examples, blessing_input=None, **props):
 
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory):
-    from serving import testing
+    from tests.support import serving as testing
 
     return _examples_artifact(tmp_path_factory.mktemp("examples"),
                               [testing.png_bytes(noise_seed=i, size=20) for i in range(IMAGES + 3)])
 
 
 def test_a_servable_model_is_blessed(tmp_path, examples):
-    from serving import testing
+    from tests.support import serving as testing
 
     model = _model_artifact(tmp_path / "model", testing.build_tiny_model)
     blessing, report = _run(tmp_path, model, examples)
@@ -128,7 +128,7 @@ def test_compiles_to_a_kfp_container_and_runs_through_the_entrypoint(tmp_path, e
     from components.serving_validator import ServingValidator
     from kubeflow import spec as spec_lib
     from kubeflow.local_launcher import LocalLauncher
-    from serving import testing
+    from tests.support import serving as testing
 
     model_uri = tmp_path / "model"
     testing.build_tiny_model(str(model_uri / "Format-Serving"))

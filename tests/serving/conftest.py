@@ -1,11 +1,11 @@
 """Fixtures for the serving tests: tiny letters models on disk and one shared embedded server."""
-import pipeline  # noqa: F401  (before TensorFlow)
+import core  # noqa: F401  (before TensorFlow)
 
 import os
 
 import pytest
 
-from serving import testing
+from tests.support import serving as testing
 
 
 

@@ -7,9 +7,9 @@ import signal
 import threading
 import time
 
-from pipeline import configs
-from serving import testing
-from serving.testing import b64
+from core import configs
+from tests.support import serving as testing
+from tests.support.serving import b64
 
 
 def batching_file(tmp_path, max_batch_size, timeout_micros):

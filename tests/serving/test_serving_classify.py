@@ -2,7 +2,7 @@
 import pytest
 import tensorflow as tf
 
-from serving import testing
+from tests.support import serving as testing
 
 
 @pytest.fixture(scope="module")

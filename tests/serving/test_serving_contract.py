@@ -4,10 +4,10 @@ import socket
 
 import pytest
 
-from pipeline import configs
-from pipeline.labels import CLASS_NAMES, GLYPHS
-from serving import testing
-from serving.testing import b64
+from core import configs
+from core.labels import CLASS_NAMES, GLYPHS
+from tests.support import serving as testing
+from tests.support.serving import b64
 
 PREDICT = "/v1/models/letters:predict"
 

@@ -6,7 +6,7 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipeline import configs
+from core import configs
 from serving import config as config_lib
 from serving.protos import BatchingParameters, MonitoringConfig
 

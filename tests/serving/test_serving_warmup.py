@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
-from pipeline import configs
-from serving import testing, versions, warmup
+from core import configs
+from core import warmup
+from serving import versions
+from tests.support import serving as testing
 from serving.status import ServingError
 
 

@@ -1,5 +1,5 @@
 """Fixtures for the web client tests: tiny letters models behind the embedded TF Serving, and web backends."""
-import pipeline  # noqa: F401  (before TensorFlow)
+import core  # noqa: F401  (before TensorFlow)
 
 import base64
 import http.client
@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from serving import testing
+from tests.support import serving as testing
 
 # The tiny model's version v ranks class v % 27 first: version 1 answers "bet", version 2 "gimel".
 STABLE_VERSION, CANARY_VERSION = 1, 2

@@ -9,7 +9,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from pipeline.labels import CLASS_NAMES, GLYPH_OF
+from core.labels import CLASS_NAMES, GLYPH_OF
 from tests.web.conftest import (CANARY_CLASS, CANARY_VERSION, STABLE_CLASS, STABLE_VERSION, Api, b64,
                                 letter_png)
 

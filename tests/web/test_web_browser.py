@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from pipeline import configs
+from core import configs
 from tests.web.conftest import STABLE_CLASS, STABLE_VERSION, letter_png
 
 CHROMIUM = os.environ.get("LETTERS_CHROMIUM", "/usr/bin/chromium")

@@ -8,9 +8,9 @@ import threading
 import pytest
 from PIL import Image
 
-from pipeline.labels import CLASS_NAMES
+from core.labels import CLASS_NAMES
 from tests.web.conftest import STABLE_CLASS, Api, b64, letter_png
-from web.feedback import DB_FILE, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback
+from core.feedback import DB_FILE, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -183,12 +183,12 @@ def test_export_command_line(tmp_path):
     record = store.add(letter_png(), "PNG", "shin")
     store.close()
     env = dict(os.environ, LETTERS_FEEDBACK_DIR=str(tmp_path / "fb"))
-    proc = subprocess.run([sys.executable, "-m", "web.feedback", "export", "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, "-m", "core.feedback", "export", "--out", str(tmp_path / "out")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "exported 1 new image(s)" in proc.stdout and f"--feedback-dir {tmp_path / 'fb'}" in proc.stdout
     assert (tmp_path / "out" / "shin" / f"{record.id}.png").exists()
-    proc = subprocess.run([sys.executable, "-m", "web.feedback", "--feedback-dir", str(tmp_path / "none"), "export",
+    proc = subprocess.run([sys.executable, "-m", "core.feedback", "--feedback-dir", str(tmp_path / "none"), "export",
                            "--out", str(tmp_path / "out2")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no feedback store" in proc.stderr
 
@@ -196,7 +196,7 @@ def test_export_command_line(tmp_path):
 def test_processes_share_a_store(tmp_path):
     """Several processes (e.g. backends behind one proxy) add to the same store at once."""
     code = ("import pipeline, sys\n"
-            "from web.feedback import FeedbackStore\n"
+            "from core.feedback import FeedbackStore\n"
             "from tests.web.conftest import letter_png\n"
             "store = FeedbackStore(sys.argv[1])\n"
             "png = letter_png(size=24)\n"
@@ -231,7 +231,7 @@ def test_a_store_whose_database_is_damaged_is_a_clear_error(tmp_path):
         FeedbackStore(tmp_path / "fb")
     assert sorted(os.listdir(tmp_path / "fb")) == [DB_FILE]          # nothing created beside it
     for command in (["stats"], ["export", "--out", str(tmp_path / "out")]):
-        proc = subprocess.run([sys.executable, "-m", "web.feedback", "--feedback-dir", str(tmp_path / "fb"),
+        proc = subprocess.run([sys.executable, "-m", "core.feedback", "--feedback-dir", str(tmp_path / "fb"),
                                *command], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.startswith("error: cannot open the feedback store"), proc.stderr
         assert "Traceback" not in proc.stderr

@@ -1,7 +1,7 @@
 """Batch predictions over a folder of images, into a CSV.
 
-    python -m models.batch_predict --images DIR --out predictions.csv                 # in-process SavedModel
-    python -m models.batch_predict --images DIR --out p.csv --via rest --server-url http://127.0.0.1:8501
+    letters-batch-predict --images DIR --out predictions.csv                 # in-process SavedModel
+    letters-batch-predict --images DIR --out p.csv --via rest --server-url http://127.0.0.1:8501
 
 Every image file under ``--images`` (recursively) gets a row: path, the top-3 classes with their letters and
 probabilities, and the model version that answered. Unreadable files get a row with the reason instead
@@ -20,12 +20,12 @@ import urllib.parse
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
-from components import image_io
-from pipeline import configs
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+from core import configs, image_io
 from pipeline.flags import defaults_from_env, output_file, positive_int
-from pipeline.labels import CLASS_NAMES, GLYPHS
+from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text
 
 TOP_K = 3
@@ -36,7 +36,7 @@ COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 
 class LocalPredictor:
     def __init__(self, model: str):
         import tensorflow as tf
-        from models.evaluate import load_image_signature, resolve_model_dir
+        from pipeline.evaluate import load_image_signature, resolve_model_dir
         self.model_dir = resolve_model_dir(model)
         self.version = Path(self.model_dir).name
         self._fn = load_image_signature(self.model_dir)
@@ -112,7 +112,7 @@ def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, p
     started = time.monotonic()
     tmp = Path(out_csv).with_suffix(".csv.partial")
     try:
-        _write_rows(predictor, files, root, tmp, batch_size, progress, counts, started)
+        _write_rows(predictor, files, root, tmp, batch_size, progress, counts)
         tmp.replace(out_csv)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -122,8 +122,9 @@ def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, p
 
 
 def _write_rows(predictor, files: list[Path], root: Path, tmp: Path, batch_size: int, progress: bool,
-                counts: dict, started: float) -> None:
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+                counts: dict) -> None:
+    with open(tmp, "w", newline="", encoding="utf-8") as f, \
+            tqdm(total=len(files), desc="predict", unit="file", disable=not progress, file=sys.stderr) as bar:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for start in range(0, len(files), batch_size):
@@ -141,13 +142,7 @@ def _write_rows(predictor, files: list[Path], root: Path, tmp: Path, batch_size:
                 for rel, p in zip(rels, probs):
                     writer.writerow(_row(rel, version, p))
                 counts["images"] += len(batch)
-            if progress:
-                done = min(start + batch_size, len(files))
-                rate = done / max(time.monotonic() - started, 1e-9)
-                bar = "#" * int(30 * done / max(len(files), 1))
-                print(f"\r[{bar:<30}] {done}/{len(files)} files, {rate:.0f}/s", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+            bar.update(len(files[start:start + batch_size]))
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.labels import CLASS_NAMES, GLYPHS
+from core.labels import CLASS_NAMES, GLYPHS
 
 
 LABEL_FACES = ("MiriamCLM-Book", "SimpleCLM-Medium", "DavidCLM-Medium", "NachlieliCLM-Light")

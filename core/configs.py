@@ -11,6 +11,8 @@ import math
 import os
 from pathlib import Path
 
+from core import settings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 PIPELINE_NAME = "letters"
@@ -18,7 +20,7 @@ MODEL_NAME = "letters"
 
 # Raw tf.Example features written by the image ExampleGen.
 IMAGE_KEY = "image_raw"        # encoded image bytes (PNG/JPEG/BMP/GIF as found; others re-encoded to PNG)
-LABEL_KEY = "label"            # int64 index into pipeline.labels.CLASS_NAMES
+LABEL_KEY = "label"            # int64 index into core.labels.CLASS_NAMES
 LABEL_NAME_KEY = "label_name"  # class folder name
 SOURCE_KEY = "source"          # path relative to the data root
 # Transformed features (output of Transform, input of the Keras model).
@@ -146,32 +148,10 @@ class Config:
     @classmethod
     def from_env(cls, environ=None) -> "Config":
         """Defaults overridden by ``LETTERS_<FIELD>`` environment variables."""
-        environ = os.environ if environ is None else environ
-        changes = {}
-        for field in dataclasses.fields(cls):
-            raw = environ.get(f"LETTERS_{field.name.upper()}")
-            if raw is None:
-                continue
-            changes[field.name] = _parse(field, raw)
-        return cls().replace(**changes)
+        return settings.from_env(cls, ENV, environ)
 
 
-def _parse(field: dataclasses.Field, raw: str):
-    kind = field.type if isinstance(field.type, str) else field.type.__name__
-    try:
-        if kind == "bool":
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        return raw
-    except ValueError:
-        raise ValueError(f"LETTERS_{field.name.upper()}={raw!r} is not a valid {kind}") from None
+ENV = {field.name: f"LETTERS_{field.name.upper()}" for field in dataclasses.fields(Config)}
 
 
 def beam_pipeline_args(config: Config) -> list[str]:

@@ -3,7 +3,7 @@
 Layout of a store (``--feedback-dir``, default ``outputs/feedback`` or ``$LETTERS_FEEDBACK_DIR``)::
 
     feedback.sqlite            one row per feedback (SQLite, WAL mode, synchronous=FULL)
-    images/<id[:2]>/<id>.<ext> the image bytes as checked by components.image_io (original or PNG)
+    images/<id[:2]>/<id>.<ext> the image bytes as checked by core.image_io (original or PNG)
 
 Writes are crash-safe and concurrency-safe: the image is written to a temporary file in its final folder,
 fsynced and renamed into place (``os.replace``) and the folder fsynced, and only then is the row committed;
@@ -12,7 +12,7 @@ SQLite's WAL journal and busy timeout let many threads and processes add rows at
 
 The pipeline reads the store itself (``local_runner.py --feedback-dir``): each run exports it with
 :func:`export_feedback` to ``<pipeline-root>/feedback/<class_folder>/<id>.png`` and adds those images to the
-train split only. ``python -m web.feedback export --out DIR`` writes the same layout for other uses. It is
+train split only. ``letters-feedback export --out DIR`` writes the same layout for other uses. It is
 idempotent: files already exported are left as they are.
 """
 from __future__ import annotations
@@ -31,9 +31,9 @@ import sys
 import time
 import uuid
 
-from components import image_io
-from pipeline.files import atomic_write
-from pipeline.labels import CLASS_INDEX, CLASS_NAMES, label_index
+from core import image_io
+from core.files import atomic_write
+from core.labels import CLASS_INDEX, CLASS_NAMES, label_index
 
 DB_FILE = "feedback.sqlite"
 IMAGES_DIR = "images"
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS feedback (
     id              TEXT PRIMARY KEY,
     created_at      TEXT NOT NULL,     -- ISO 8601, UTC
     created_unix    REAL NOT NULL,
-    true_label      TEXT NOT NULL,     -- class folder name (pipeline.labels.CLASS_NAMES)
+    true_label      TEXT NOT NULL,     -- class folder name (core.labels.CLASS_NAMES)
     true_index      INTEGER NOT NULL,
     predicted_label TEXT,              -- what the model said (NULL if unknown)
     predicted_index INTEGER,
@@ -162,7 +162,7 @@ class FeedbackStore:
     def add(self, image: bytes, image_format: str, true_label: str, *, predicted_label: str | None = None,
             probability: float | None = None, model_version: int | str | None = None, route: str | None = None,
             width: int | None = None, height: int | None = None, now: float | None = None) -> Feedback:
-        """Stores one feedback. ``image`` must already be checked (components.image_io.check_image)."""
+        """Stores one feedback. ``image`` must already be checked (core.image_io.check_image)."""
         true_index = _check_label(true_label, "label")
         predicted_index = None if predicted_label is None else _check_label(predicted_label, "predicted label")
         if probability is not None:
@@ -308,11 +308,12 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
 
 def main(argv=None) -> int:
-    from web.config import default_feedback_dir
+    from core.configs import Config
 
-    parser = argparse.ArgumentParser(prog="python -m web.feedback", description=__doc__.split("\n\n")[0])
+    default_feedback_dir = Config.from_env().feedback_dir
+    parser = argparse.ArgumentParser(prog="letters-feedback", description=__doc__.split("\n\n")[0])
     parser.add_argument("--feedback-dir", default=None,
-                        help=f"the store (default: ${'LETTERS_FEEDBACK_DIR'} or {default_feedback_dir({})})")
+                        help=f"the store (default: $LETTERS_FEEDBACK_DIR or {Config().feedback_dir})")
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write DIR/<class_folder>/<id>.png (the pipeline reads the store "
                                                  "itself: local_runner.py --feedback-dir)")
@@ -320,7 +321,7 @@ def main(argv=None) -> int:
     export.add_argument("--overwrite", action="store_true", help="rewrite files already exported")
     commands.add_parser("stats", help="print counts per class as JSON")
     args = parser.parse_args(argv)
-    feedback_dir = args.feedback_dir or default_feedback_dir()
+    feedback_dir = args.feedback_dir or default_feedback_dir
     if not os.path.exists(os.path.join(feedback_dir, DB_FILE)):
         print(f"error: no feedback store at {feedback_dir} (expected {DB_FILE} there)", file=sys.stderr)
         return 2
@@ -346,6 +347,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import pipeline  # noqa: F401  (the project's entry-point rule; nothing here loads TensorFlow)
+    import core  # noqa: F401  (the project's entry-point rule; nothing here loads TensorFlow)
 
     sys.exit(main())

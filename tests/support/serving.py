@@ -22,8 +22,8 @@ import threading
 import time
 import zlib
 
-from pipeline import configs
-from pipeline.labels import NUM_CLASSES
+from core import configs
+from core.labels import NUM_CLASSES
 
 _CACHE_DIR = None
 _CACHE_LOCK = threading.Lock()

@@ -1,6 +1,6 @@
 """Score a pushed model on a folder of images, through its image-bytes signature exactly as served.
 
-    python -m models.evaluate --model serving/models/letters --data-root DIR [--out DIR]
+    letters-evaluate --model serving/models/letters --data-root DIR [--out DIR]
 
 ``--model`` is a serving directory (its highest integer version is used) or one version directory.
 ``--data-root`` is any ``<class_folder>/<image>`` folder. Writes ``metrics.json`` (top-1, top-3, per-class
@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-import pipeline  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
-from components import image_io
-from pipeline import configs
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+from core import configs, image_io
 from pipeline.flags import non_negative_int, output_dir
-from pipeline.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
+from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
 
 
 def resolve_model_dir(path: str) -> str:
@@ -76,37 +76,35 @@ def predict(model_dir: str, images: list[bytes], batch_size: int = 64, progress:
     import tensorflow as tf
     fn = load_image_signature(model_dir)
     out = []
-    for start in range(0, len(images), batch_size):
-        batch = tf.constant(images[start:start + batch_size])
-        out.append(fn(**{configs.IMAGE_INPUT: batch})[configs.PROBABILITIES_OUTPUT].numpy())
-        if progress:
-            done = min(start + batch_size, len(images))
-            print(f"\revaluate: {done}/{len(images)} images", end="" if done < len(images) else "\n",
-                  file=sys.stderr, flush=True)
+    with tqdm(total=len(images), desc="evaluate", unit="img", disable=not progress, file=sys.stderr) as bar:
+        for start in range(0, len(images), batch_size):
+            batch = tf.constant(images[start:start + batch_size])
+            out.append(fn(**{configs.IMAGE_INPUT: batch})[configs.PROBABILITIES_OUTPUT].numpy())
+            bar.update(len(batch))
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
 
 
 def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Top-1/top-3 accuracy, per-class precision/recall/F1 (None where undefined) and the confusion matrix."""
+    from sklearn import metrics
+
+    if not len(labels):
+        raise ValueError("no examples to score")
+    classes = np.arange(NUM_CLASSES)
     pred = probs.argmax(axis=1)
-    top3 = np.argsort(-probs, axis=1)[:, :3]
-    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
-    np.add.at(matrix, (labels, pred), 1)
-    per_class = {}
-    for i, name in enumerate(CLASS_NAMES):
-        tp = int(matrix[i, i])
-        support, predicted = int(matrix[i].sum()), int(matrix[:, i].sum())
-        precision = tp / predicted if predicted else None
-        recall = tp / support if support else None
-        f1 = (2 * precision * recall / (precision + recall)
-              if precision is not None and recall is not None and precision + recall > 0 else None)
-        per_class[name] = {"support": support, "precision": precision, "recall": recall, "f1": f1}
-    n = len(labels)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(labels, pred, labels=classes,
+                                                                             zero_division=np.nan)
+
+    def value(x):
+        return None if np.isnan(x) else float(x)
+
     return {
-        "examples": n,
-        "top1": float((pred == labels).mean()) if n else None,
-        "top3": float((top3 == labels[:, None]).any(axis=1).mean()) if n else None,
-        "per_class": per_class,
-        "confusion_matrix": matrix.tolist(),
+        "examples": len(labels),
+        "top1": float(metrics.accuracy_score(labels, pred)),
+        "top3": float(metrics.top_k_accuracy_score(labels, probs, k=3, labels=classes)),
+        "per_class": {name: {"support": int(support[i]), "precision": value(precision[i]),
+                             "recall": value(recall[i]), "f1": value(f1[i])} for i, name in enumerate(CLASS_NAMES)},
+        "confusion_matrix": metrics.confusion_matrix(labels, pred, labels=classes).tolist(),
     }
 
 
@@ -143,7 +141,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
     metrics["worst_errors"] = [{"file": items[k][0], "true": CLASS_NAMES[labels[k]], "predicted": CLASS_NAMES[pred[k]],
                                 "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]]
     if out_dir:
-        from models import plots
+        from pipeline import plots
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2, ensure_ascii=False)

@@ -1,0 +1,84 @@
+"""One way to read settings: frozen dataclasses filled from their defaults, environment variables and flags.
+
+Every settings class of the project (:class:`core.configs.Config`, ``web.config.WebConfig``,
+``serving.config.ServerOptions``) is a dataclass. This module turns the text of an environment variable or a
+flag into the field's type (bad text is an error naming the variable or the flag), reads a class's variables,
+adds flags for chosen fields to an ``argparse`` parser and maps the parsed flags back onto the fields.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from typing import Mapping
+
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+
+
+def kind(cls, name: str) -> str:
+    """The field's type name (``bool``, ``int``, ``float`` or ``str``)."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return field.type if isinstance(field.type, str) else field.type.__name__
+
+
+def parse(kind_name: str, raw, source: str):
+    """``raw`` as a value of ``kind_name``; ValueError naming ``source`` (``LETTERS_EPOCHS``, ``--epochs``)."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if kind_name == "bool":
+            if raw.lower() in TRUE:
+                return True
+            if raw.lower() in FALSE:
+                return False
+            raise ValueError(raw)
+        if kind_name == "int":
+            return int(raw)
+        if kind_name == "float":
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ValueError(f"{source}={raw!r} is not a valid {kind_name}") from None
+
+
+def from_env(cls, variables: Mapping[str, str], environ: Mapping[str, str] | None = None):
+    """``cls()`` with each field of ``variables`` (field name -> variable) that is set and not empty replaced.
+    The class checks the values (``__post_init__``); both kinds of error are ValueErrors naming the problem."""
+    environ = os.environ if environ is None else environ
+    changes = {name: parse(kind(cls, name), environ[variable], variable)
+               for name, variable in variables.items() if environ.get(variable, "") != ""}
+    return dataclasses.replace(cls(), **changes)
+
+
+def flag_name(name: str, dashes: bool = True) -> str:
+    return "--" + (name.replace("_", "-") if dashes else name)
+
+
+def add_flags(parser, cls, helps: Mapping[str, str], defaults=None, dashes: bool = True,
+              choices: Mapping[str, tuple] | None = None) -> None:
+    """One flag per field named in ``helps`` (field -> help text), typed like the field.
+
+    With ``defaults`` (an instance) the flags default to its values (``argparse.ArgumentDefaultsHelpFormatter``
+    shows them); without, they default to None so that :func:`flag_values` returns only the flags given. Booleans take an optional value
+    (``--enable_batching``, ``--enable_batching=false``), as TF Serving's flags do.
+    """
+    for name, help_text in helps.items():
+        flag, field_kind = flag_name(name, dashes), kind(cls, name)
+        default = getattr(defaults, name) if defaults is not None else None
+
+        def convert(raw, field_kind=field_kind, flag=flag):
+            try:
+                return parse(field_kind, raw, flag)
+            except ValueError as err:
+                raise argparse.ArgumentTypeError(str(err)) from None
+
+        extra = {"nargs": "?", "const": True} if field_kind == "bool" else {}
+        if choices and name in choices:
+            extra["choices"] = choices[name]
+        parser.add_argument(flag, type=convert, default=default, help=help_text.replace("%", "%%"), **extra)
+
+
+def flag_values(args: argparse.Namespace, names) -> dict:
+    """The fields among ``names`` whose flag was given (or has a non-None default)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

@@ -1,0 +1,58 @@
+"""core.settings: the one way settings classes read environment variables and flags."""
+import argparse
+import dataclasses
+
+import pytest
+
+from core import settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    count: int = 3
+    rate: float = 0.5
+    name: str = "a"
+    enabled: bool = False
+
+    def __post_init__(self):
+        if self.count < 0:
+            raise ValueError(f"count must be >= 0, got {self.count}")
+
+
+ENV = {"count": "EX_COUNT", "rate": "EX_RATE", "name": "EX_NAME", "enabled": "EX_ENABLED"}
+
+
+def test_environment_values_take_the_field_types():
+    got = settings.from_env(Example, ENV, {"EX_COUNT": "7", "EX_RATE": "1e-3", "EX_NAME": "b", "EX_ENABLED": "on"})
+    assert got == Example(count=7, rate=0.001, name="b", enabled=True)
+    assert settings.from_env(Example, ENV, {"EX_COUNT": ""}) == Example()       # empty = unset
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"EX_COUNT": "many"}, "EX_COUNT='many' is not a valid int"),
+    ({"EX_ENABLED": "perhaps"}, "EX_ENABLED='perhaps' is not a valid bool"),
+    ({"EX_COUNT": "-1"}, "count must be >= 0, got -1"),                        # the class's own check
+])
+def test_bad_environment_values_are_errors_naming_the_variable(environ, message):
+    with pytest.raises(ValueError, match=message):
+        settings.from_env(Example, ENV, environ)
+
+
+def test_flags_are_typed_like_the_fields_and_only_given_ones_are_changes():
+    parser = argparse.ArgumentParser()
+    settings.add_flags(parser, Example, {"count": "how many", "enabled": "switch", "name": "label"},
+                       choices={"name": ("a", "b")})
+    args = parser.parse_args(["--count", "4", "--enabled"])
+    assert settings.flag_values(args, ("count", "enabled", "name")) == {"count": 4, "enabled": True}
+    assert parser.parse_args(["--enabled=false"]).enabled is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--name", "c"])                                        # not a choice
+
+
+def test_flags_with_defaults_and_underscored_names(capsys):
+    parser = argparse.ArgumentParser()
+    settings.add_flags(parser, Example, {"rate": "a rate of 5%"}, Example(rate=0.25), dashes=False)
+    assert parser.parse_args([]).rate == 0.25 and parser.parse_args(["--rate=2"]).rate == 2.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--rate=fast"])
+    assert "--rate='fast' is not a valid float" in capsys.readouterr().err
