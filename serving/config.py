@@ -25,7 +25,10 @@ class ServerOptions:
     rest_api_num_threads: int = 0        # 0: 4 x CPUs, as tensorflow_model_server
     rest_api_timeout_in_ms: int = 30000
     rest_api_enable_cors_support: bool = False
-    port: int = 0                        # gRPC: not served by the embedded server (accepted for compatibility)
+    port: int = 0                        # gRPC port; 0: gRPC off (the real server's default is 8500)
+    grpc_host: str = "127.0.0.1"         # embedded server only: the gRPC bind address (the real one: 0.0.0.0)
+    grpc_max_threads: int = 0            # 0: 4 x CPUs, as tensorflow_model_server
+    grpc_channel_arguments: str = ""     # "key=value,..." grpc server options, as tensorflow_model_server
     model_name: str = "default"
     model_base_path: str = ""
     model_config_file: str = ""
@@ -45,6 +48,9 @@ class ServerOptions:
                              "empty!")
         if self.batching_parameters_file and not self.enable_batching:
             raise ValueError("--batching_parameters_file is set without setting --enable_batching=true.")
+        if self.port and self.port == self.rest_api_port:
+            raise ValueError("server_options.http_port cannot be same as grpc_port. Please use a different port "
+                             "for HTTP/REST API.")
 
 
 def _bool(text) -> bool:
@@ -61,7 +67,7 @@ def _bool(text) -> bool:
 def parse_flags(argv=None) -> ServerOptions:
     parser = argparse.ArgumentParser(
         prog="python -m serving",
-        description="TF Serving-compatible REST server for SavedModels laid out as <base_path>/<version>/.")
+        description="TF Serving-compatible REST and gRPC server for SavedModels laid out as <base_path>/<version>/.")
     for field in dataclasses.fields(ServerOptions):
         kind = field.type if isinstance(field.type, str) else field.type.__name__
         if kind == "bool":
@@ -89,12 +95,17 @@ def parse_model_server_config(text: str, source: str = "model config") -> model_
         config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     except text_format.ParseError as err:   # TF Serving: InvalidArgument "Invalid protobuf file: '<file>'"
         raise ValueError(f"Invalid protobuf file: '{source}' ({err})") from None
+    check_model_server_config(config, source)
+    return config
+
+
+def check_model_server_config(config, source: str) -> None:
+    """Refuses what this server cannot serve (a config file at start and on reload, a gRPC reload request)."""
     if config.HasField("custom_model_config"):
         raise ValueError(f"{source}: custom_model_config is not supported; use model_config_list")
     for model in config.model_config_list.config:
         if model.model_platform not in ("", "tensorflow"):
             raise ValueError(f"{source}: model {model.name}: unsupported model_platform {model.model_platform!r}")
-    return config
 
 
 def load_model_server_config(path: str) -> model_server_config_pb2.ModelServerConfig:
