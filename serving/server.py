@@ -2,8 +2,8 @@
 as one.
 
 Like tensorflow_model_server, the gRPC (``--port``) and REST ports open only after the initial load of every
-configured model finished; it then keeps polling the model directories (--file_system_poll_wait_seconds) and the config file
-(--model_config_file_poll_wait_seconds) until stopped.
+configured model finished; it then keeps polling the model directories (--file_system_poll_wait_seconds) and the
+config file (--model_config_file_poll_wait_seconds) until stopped.
 """
 from __future__ import annotations
 

@@ -5,8 +5,6 @@ One module-scoped server: ``letters`` (versions 1 and 2 of the tiny model, label
 """
 import pipeline  # noqa: F401  (before TensorFlow)
 
-import concurrent.futures
-
 import grpc
 import numpy as np
 import pytest
@@ -177,7 +175,8 @@ def test_version_and_label_selection(predict_stub):
     assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND,
                                                "Servable not found for request: Specific(letters, 7)")
     error = rpc_error(predict_stub.Predict, predict_request(name="nope"))
-    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(nope)")
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND,
+                                               "Servable not found for request: Latest(nope)")
     error = rpc_error(predict_stub.Predict, predict_request(label="nope"))   # TF Serving: INVALID_ARGUMENT
     assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
                                                "Unrecognized servable version label: nope")
