@@ -2,12 +2,14 @@
 
     letters-batch-predict --images DIR --out predictions.csv                 # in-process SavedModel
     letters-batch-predict --images DIR --out p.csv --via rest --server-url http://127.0.0.1:8501
+    letters-batch-predict --images DIR --out p.csv --via grpc --server-url 127.0.0.1:8500
 
 Every image file under ``--images`` (recursively) gets a row: path, the top-3 classes with their letters and
 probabilities, and the model version that answered. Unreadable files get a row with the reason instead
 (nothing is silently dropped). ``--via local`` loads the SavedModel (``--model``: a serving directory, whose
 highest version is used, or a version directory); ``--via rest`` sends the same bytes to a TF Serving REST
-endpoint (real or embedded) and records the version it reports. Both give the same answers.
+endpoint (real or embedded) and records the version it reports; ``--via grpc`` does the same through TF Serving's
+gRPC PredictionService. All give the same answers.
 """
 from __future__ import annotations
 
@@ -83,6 +85,51 @@ class RestPredictor:
         return np.asarray(probs, dtype=np.float32), self.version
 
 
+class GrpcPredictor:
+    """Calls ``PredictionService.Predict`` on the image signature (the version pinned, as ``RestPredictor``)."""
+
+    def __init__(self, target: str, model_name: str = configs.MODEL_NAME, version: str | None = None,
+                 timeout: float = 60.0):
+        import grpc
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        self._grpc, self.target, self.model_name, self.timeout = grpc, target, model_name, timeout
+        channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 2 ** 31 - 1),
+                                                         ("grpc.max_send_message_length", 2 ** 31 - 1)])
+        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(channel)
+        self.version = version or self._latest_available()
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except self._grpc.RpcError as err:
+            raise RuntimeError(f"{self.target}: {err.code().name}: {err.details()}") from None
+
+    def _latest_available(self) -> str:
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        status = self._call(self._models.GetModelStatus, request).model_version_status
+        available = [s.version for s in status if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
+        if not available:
+            raise RuntimeError(f"{self.target}: model {self.model_name}: no AVAILABLE version")
+        return str(max(available))
+
+    def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest(output_filter=[configs.PROBABILITIES_OUTPUT])
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = configs.IMAGE_SIGNATURE
+        request.model_spec.version.value = int(self.version)
+        request.inputs[configs.IMAGE_INPUT].CopyFrom(tf.make_tensor_proto(images))
+        out = self._call(self._predictions.Predict, request)
+        return tf.make_ndarray(out.outputs[configs.PROBABILITIES_OUTPUT]).astype(np.float32), self.version
+
+
 def list_images(folder: str) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
@@ -149,20 +196,25 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, type=output_file, help="CSV file to write")
-    p.add_argument("--via", choices=("local", "rest"), default="local")
+    p.add_argument("--via", choices=("local", "rest", "grpc"), default="local")
     p.add_argument("--model", default=defaults_from_env().serving_dir,
                    help="--via local: serving directory or version directory (default: %(default)s)")
-    p.add_argument("--server-url", default="http://127.0.0.1:8501", help="--via rest: TF Serving REST address")
-    p.add_argument("--model-name", default=configs.MODEL_NAME, help="--via rest: model name")
-    p.add_argument("--version", default=None, help="--via rest: a version (default: the latest AVAILABLE)")
+    p.add_argument("--server-url", default=None, help="--via rest: TF Serving REST address (default: "
+                   "http://127.0.0.1:8501); --via grpc: host:port (default: 127.0.0.1:8500)")
+    p.add_argument("--model-name", default=configs.MODEL_NAME, help="--via rest/grpc: model name")
+    p.add_argument("--version", default=None, help="--via rest/grpc: a version (default: the latest AVAILABLE)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     args = p.parse_args(argv)
     try:
         files = list_images(args.images)
         if not files:   # before the model loads
             raise FileNotFoundError(f"no files under {args.images}")
-        predictor = (LocalPredictor(args.model) if args.via == "local"
-                     else RestPredictor(args.server_url, args.model_name, args.version))
+        if args.via == "local":
+            predictor = LocalPredictor(args.model)
+        elif args.via == "rest":
+            predictor = RestPredictor(args.server_url or "http://127.0.0.1:8501", args.model_name, args.version)
+        else:
+            predictor = GrpcPredictor(args.server_url or "127.0.0.1:8500", args.model_name, args.version)
         counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files)
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,6 +1,8 @@
-"""``python -m serving``: the embedded TF Serving-compatible REST server (flags as tensorflow_model_server's).
+"""``python -m serving``: the embedded TF Serving-compatible REST and gRPC server (flags as
+tensorflow_model_server's).
 
-    python -m serving --model_name=letters --model_base_path=$PWD/serving/models/letters --rest_api_port=8501
+    python -m serving --model_name=letters --model_base_path=$PWD/serving/models/letters --port=8500 \
+        --rest_api_port=8501
 """
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 
@@ -12,15 +14,13 @@ import threading
 
 def main(argv=None) -> int:
     from serving.config import parse_flags
+    from serving.grpcserver import address
     from serving.server import Server
     from serving.status import ServingError
 
     options = parse_flags(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    if options.port:
-        logging.getLogger("serving").warning("--port=%d: the embedded server has no gRPC API; REST only",
-                                             options.port)
     try:
         server = Server(options)
     except Exception as exc:  # noqa: BLE001 - unreadable or invalid config files
@@ -48,6 +48,8 @@ def main(argv=None) -> int:
         print(f"Failed to start server. Error: {exc}", file=sys.stderr, flush=True)
         server.stop()
         return 1
+    if server.grpc_port:
+        print(f"Running gRPC ModelServer at {address(options.grpc_host, server.grpc_port)} ...", flush=True)
     print(f"Exporting HTTP/REST API at:{options.rest_api_host}:{server.port} ...", flush=True)
     while not stopping.wait(0.5):
         pass

@@ -26,7 +26,10 @@ class ServerOptions:
     rest_api_num_threads: int = 0        # 0: 4 x CPUs, as tensorflow_model_server
     rest_api_timeout_in_ms: int = 30000
     rest_api_enable_cors_support: bool = False
-    port: int = 0                        # gRPC: not served by the embedded server (accepted for compatibility)
+    port: int = 0                        # gRPC port; 0: gRPC off (the real server's default is 8500)
+    grpc_host: str = "127.0.0.1"         # embedded server only: the gRPC bind address (the real one: 0.0.0.0)
+    grpc_max_threads: int = 0            # 0: 4 x CPUs, as tensorflow_model_server
+    grpc_channel_arguments: str = ""     # "key=value,..." grpc server options, as tensorflow_model_server
     model_name: str = "default"
     model_base_path: str = ""
     model_config_file: str = ""
@@ -46,6 +49,9 @@ class ServerOptions:
                              "empty!")
         if self.batching_parameters_file and not self.enable_batching:
             raise ValueError("--batching_parameters_file is set without setting --enable_batching=true.")
+        if self.port and self.port == self.rest_api_port:
+            raise ValueError("server_options.http_port cannot be same as grpc_port. Please use a different port "
+                             "for HTTP/REST API.")
 
 
 HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_model_server's)
@@ -54,6 +60,10 @@ HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_mode
     "rest_api_num_threads": "request threads (0 = 4 x CPUs)",
     "rest_api_timeout_in_ms": "timeout of one REST request",
     "rest_api_enable_cors_support": "answer CORS preflights and add CORS headers",
+    "port": "gRPC port (0 = gRPC off)",
+    "grpc_host": "gRPC address to bind",
+    "grpc_max_threads": "gRPC request threads (0 = 4 x CPUs)",
+    "grpc_channel_arguments": "gRPC server options, key=value,... (e.g. grpc.max_receive_message_length=N)",
     "model_name": "model name (with --model_base_path)",
     "model_base_path": "folder of numbered versions <base>/<version>/saved_model.pb",
     "model_config_file": "a ModelServerConfig text proto (several models, versions, labels)",
@@ -72,7 +82,7 @@ HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_mode
 def parse_flags(argv=None) -> ServerOptions:
     parser = argparse.ArgumentParser(
         formatter_class=argparse.ArgumentDefaultsHelpFormatter, prog="letters-model-server",
-        description="TF Serving-compatible server for SavedModels laid out as <base_path>/<version>/.")
+        description="TF Serving-compatible REST and gRPC server for SavedModels laid out as <base_path>/<version>/.")
     settings.add_flags(parser, ServerOptions, {f.name: HELP.get(f.name, "") for f in dataclasses.fields(ServerOptions)},
                        ServerOptions(), dashes=False)
     args = parser.parse_args(argv)
@@ -95,12 +105,17 @@ def parse_model_server_config(text: str, source: str = "model config") -> model_
         config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     except text_format.ParseError as err:   # TF Serving: InvalidArgument "Invalid protobuf file: '<file>'"
         raise ValueError(f"Invalid protobuf file: '{source}' ({err})") from None
+    check_model_server_config(config, source)
+    return config
+
+
+def check_model_server_config(config, source: str) -> None:
+    """Refuses what this server cannot serve (a config file at start and on reload, a gRPC reload request)."""
     if config.HasField("custom_model_config"):
         raise ValueError(f"{source}: custom_model_config is not supported; use model_config_list")
     for model in config.model_config_list.config:
         if model.model_platform not in ("", "tensorflow"):
             raise ValueError(f"{source}: model {model.name}: unsupported model_platform {model.model_platform!r}")
-    return config
 
 
 def load_model_server_config(path: str) -> model_server_config_pb2.ModelServerConfig:

@@ -1,7 +1,9 @@
 """Prometheus metrics named as TF Serving names them (``/tensorflow/serving/...`` -> ``:tensorflow:serving:...``).
 
-* ``:tensorflow:serving:request_count{model_name,status}`` - every REST request (status = code name).
-* ``:tensorflow:serving:request_latency{model_name,API,entrypoint}`` - successful requests, microseconds,
+* ``:tensorflow:serving:request_count{model_name,status}`` - every REST request and every gRPC Predict, Classify
+  and Regress (status = code name).
+* ``:tensorflow:serving:request_latency{model_name,API,entrypoint}`` - successful requests (entrypoint ``REST`` or
+  ``GRPC``), microseconds,
   buckets Exponential(10, 1.8, 33) as in TF Serving.
 * batching, with TF's batch-op names (``op_name`` = the signature name here):
   ``:tensorflow:serving:batching:input_batch_size_v2{model_name,op_name}`` (rows per request, histogram),
@@ -65,12 +67,13 @@ class Metrics:
         self.batch_size: dict[tuple, _Histogram] = {}
         self.input_batch_size: dict[tuple, _Histogram] = {}
 
-    def request(self, model_name: str, status: str, api: str | None = None, latency_us: float | None = None):
+    def request(self, model_name: str, status: str, api: str | None = None, latency_us: float | None = None,
+                entrypoint: str = "REST"):
         with self._lock:
             key = (("model_name", model_name), ("status", status))
             self.request_count[key] = self.request_count.get(key, 0) + 1
             if status == "OK" and api is not None and latency_us is not None:
-                key = (("model_name", model_name), ("API", api), ("entrypoint", "REST"))
+                key = (("model_name", model_name), ("API", api), ("entrypoint", entrypoint))
                 self._observe(self.request_latency, key, LATENCY_BUCKETS, latency_us)
 
     def batch_input(self, labels: dict, size: int) -> None:

@@ -12,9 +12,9 @@ import time
 import urllib.parse
 
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
+from tensorflow_serving.apis import model_pb2
 
-from serving import tensors
+from serving import inference, tensors
 from serving.status import ServingError, from_exception, invalid
 
 log = logging.getLogger("serving.rest")
@@ -168,35 +168,18 @@ class RestApi:
         return 200, JSON + extra, text.encode("utf-8", "replace")
 
     # ------------------------------------------------------------------------------------ handlers
-    def _manager(self, name: str, version, label):
-        manager = self.core.manager(name)
-        if manager is None:
-            if label is not None:   # no label map at all -> unrecognized label
-                raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
-            if version is not None:
-                raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({name}, {version})")
-            raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
-        return manager
-
     def resolve(self, name: str, version, label):
-        return self._manager(name, version, label).resolve(version=version, label=label)
+        return inference.resolve(self.core, name, version, label)
 
     def model_status(self, name: str, version) -> str:
-        manager = self.core.manager(name)
-        if manager is None:
-            if version is not None:
-                raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
-            raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
-        response = manager.status(version)
+        response = inference.model_status(self.core, name, version)
         return json_format.MessageToJson(response, including_default_value_fields=True, indent=1)
 
     def model_metadata(self, name: str, version, label) -> str:
         servable = self.resolve(name, version, label)
         spec = model_pb2.ModelSpec(name=name)
         spec.version.value = servable.version
-        signatures = get_model_metadata_pb2.SignatureDefMap()
-        for key, signature in servable.signature_defs.items():
-            signatures.signature_def[key].CopyFrom(signature)
+        signatures = inference.signature_def_map(servable)
         spec_json = json_format.MessageToJson(spec, including_default_value_fields=True,
                                               preserving_proto_field_name=True, indent=None)
         map_json = json_format.MessageToJson(signatures, including_default_value_fields=True,
@@ -246,33 +229,9 @@ class RestApi:
         document = self._document(body)
         examples = tensors.examples_from_json(document, verb)
         servable = self.resolve(name, version, label)
-        signature_name = document.get("signature_name", "") or "serving_default"
-        signature = servable.signature_defs.get(signature_name)
-        if signature is None:
-            raise invalid(f"No signature was found with the name: {signature_name}")
-        text = str(signature)
-        if len(signature.inputs) != 1:
-            raise invalid("Expected one input Tensor.")
-        if verb == "classify":
-            if len(signature.outputs) not in (1, 2):
-                raise invalid(f"Expected one or two output Tensors, found {len(signature.outputs)}")
-            if "inputs" not in signature.inputs:
-                raise invalid(f"No classification inputs found in SignatureDef: {text}")
-            if "classes" not in signature.outputs and "scores" not in signature.outputs:
-                raise invalid('Expected classification signature outputs to contain at least one of "classes" or '
-                              f'"scores". Signature was: {text}')
-        else:
-            if len(signature.outputs) != 1:
-                raise invalid("Expected one output Tensor.")
-            if "inputs" not in signature.inputs:
-                raise invalid(f"No regression inputs found in SignatureDef: {text}")
-            if "outputs" not in signature.outputs:
-                raise invalid(f"No regression outputs found in SignatureDef: {text}")
-        import numpy as np
-
-        array = np.empty(len(examples), dtype=object)
-        array[:] = examples
-        outputs = await self._run(servable, signature_name, {"inputs": array})
+        signature_name = document.get("signature_name", "") or inference.DEFAULT_SIGNATURE
+        inference.example_signature(servable, signature_name, verb)
+        outputs = await self._run(servable, signature_name, inference.examples_batch(examples))
         if verb == "classify":
             return tensors.classify_response(outputs.get("classes"), outputs.get("scores"))
         return tensors.regress_response(outputs["outputs"])

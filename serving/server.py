@@ -1,8 +1,9 @@
-"""The embedded server: model core + pollers + (optional) batcher + REST listener, started and stopped as one.
+"""The embedded server: model core + pollers + (optional) batcher + REST and gRPC listeners, started and stopped
+as one.
 
-Like tensorflow_model_server, the REST port opens only after the initial load of every configured model
-finished; it then keeps polling the model directories (--file_system_poll_wait_seconds) and the config file
-(--model_config_file_poll_wait_seconds) until stopped.
+Like tensorflow_model_server, the gRPC (``--port``) and REST ports open only after the initial load of every
+configured model finished; it then keeps polling the model directories (--file_system_poll_wait_seconds) and the
+config file (--model_config_file_poll_wait_seconds) until stopped.
 """
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 
 from serving import config as config_lib
 from serving.batching import BatchScheduler
+from serving.grpc_api import GrpcApi
+from serving.grpcserver import GrpcServer, address
 from serving.httpserver import HttpServer
 from serving.metrics import Metrics
 from serving.rest import RestApi
+from serving.status import ServingError, invalid
 from serving.versions import ServerCore
 
 log = logging.getLogger("serving")
@@ -44,6 +49,8 @@ class Server:
         self.loop = None
         self.http = None
         self.port = None
+        self.grpc = None
+        self.grpc_port = None
         self._threads = []
         self._loop_thread = None
         self._stopped = threading.Event()
@@ -70,6 +77,8 @@ class Server:
         self.core.wait_until_settled(self.stop_event, self.options.file_system_poll_wait_seconds)
         if self.stop_event.is_set():
             raise RuntimeError("stopped before the models finished loading")
+        if self.options.port:
+            self._start_grpc()
         ready = threading.Event()
         failure = []
 
@@ -101,6 +110,13 @@ class Server:
         if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
             self._spawn(self._poll_config, "config-poller")
         return self
+
+    def _start_grpc(self) -> None:
+        api = GrpcApi(self.core, self.metrics, self.run_blocking, self.reload_config)
+        self.grpc = GrpcServer(api, self.options.grpc_host, self.options.port, self.options.grpc_max_threads,
+                               self.options.max_request_bytes, self.options.grpc_channel_arguments)
+        self.grpc_port = self.grpc.start()
+        log.info("Running gRPC ModelServer at %s ...", address(self.options.grpc_host, self.grpc_port))
 
     def _spawn(self, target, name):
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -139,6 +155,8 @@ class Server:
         if self._stopped.is_set():
             return
         self.stop_event.set()
+        if self.grpc is not None:
+            self.grpc.stop(grace_seconds)
         if self.loop is not None and self.http is not None and self.loop.is_running():
             future = asyncio.run_coroutine_threadsafe(self.http.stop(grace_seconds), self.loop)
             try:
@@ -157,14 +175,53 @@ class Server:
         log.info("Server stopped")
 
     # ---------------------------------------------------------------------------------------- requests
-    async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
+    def _batcher(self, servable, signature_name: str, arrays: dict):
+        """The batch queue a request goes through, or None (batching off, no common batch size, unloaded)."""
         if self.scheduler is not None and arrays and all(a.ndim >= 1 for a in arrays.values()):
             sizes = {a.shape[0] for a in arrays.values()}
             if len(sizes) == 1 and sizes.pop() > 0:
-                batcher = servable.batcher(signature_name, self._make_batcher)
-                if batcher is not None:
-                    return await asyncio.wrap_future(batcher.submit(arrays))
+                return servable.batcher(signature_name, self._make_batcher)
+        return None
+
+    async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
+        batcher = self._batcher(servable, signature_name, arrays)
+        if batcher is not None:
+            return await asyncio.wrap_future(batcher.submit(arrays))
         return await self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays)
+
+    def run_blocking(self, servable, signature_name: str, arrays: dict, timeout: float | None = None) -> dict:
+        """The gRPC threads' runner: the batcher as for REST, else the signature in the calling thread."""
+        batcher = self._batcher(servable, signature_name, arrays)
+        if batcher is None:
+            return servable.run(signature_name, arrays)
+        try:
+            return batcher.submit(arrays).result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+
+    def reload_config(self, config, timeout: float | None = None) -> None:
+        """ModelService.HandleReloadConfigRequest: applies ``config`` and, like ServerCore::ReloadConfig, waits
+        until the models it adds have loaded (or failed)."""
+        try:
+            config_lib.check_model_server_config(config, "ReloadConfigRequest")
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        known = {name for name, manager in self.core.managers.items() if not manager.removed}
+        self.core.apply_config(config)
+        added = [self.core.manager(m.name) for m in config.model_config_list.config if m.name not in known]
+        if not added:
+            return
+        if self.options.file_system_poll_wait_seconds <= 0:   # no poller thread: load them here
+            self.core.poll()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not all(m.startup_settled() for m in added):
+            if self.stop_event.wait(0.05) or (deadline is not None and time.monotonic() > deadline):
+                raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
+        failures = [f"{{name: {m.name} version: {v}}} due to error: {r.error_code}: {r.error_message}"
+                    for m in added for v, r in m.startup_failures()]
+        if failures:
+            raise ServingError("UNKNOWN", f"{len(failures)} servable(s) did not become available: "
+                                          f"{{{', '.join(failures)}, }}")
 
     def _make_batcher(self, servable, signature_name):
         labels = {"model_name": servable.name, "op_name": signature_name}

@@ -28,7 +28,7 @@ def test_every_process_uses_legacy_keras():
     assert os.environ["TF_USE_LEGACY_KERAS"] == keras_mode.ENV["TF_USE_LEGACY_KERAS"] == "1"
     assert tf.keras.__name__.startswith("tf_keras")
     # Even when TensorFlow Transform is imported first in a fresh process.
-    code = ("import pipeline, tensorflow_transform, tensorflow as tf; "
+    code = ("import core, tensorflow_transform, tensorflow as tf; "
             "print(tf.keras.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"})
@@ -36,7 +36,7 @@ def test_every_process_uses_legacy_keras():
 
 
 def test_a_conflicting_keras_setting_is_refused():
-    code = "import pipeline"
+    code = "import core"
     env = dict(os.environ, TF_USE_LEGACY_KERAS="0")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert out.returncode != 0 and "TF_USE_LEGACY_KERAS" in out.stderr

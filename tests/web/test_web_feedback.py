@@ -195,7 +195,7 @@ def test_export_command_line(tmp_path):
 
 def test_processes_share_a_store(tmp_path):
     """Several processes (e.g. backends behind one proxy) add to the same store at once."""
-    code = ("import pipeline, sys\n"
+    code = ("import core, sys\n"
             "from core.feedback import FeedbackStore\n"
             "from tests.web.conftest import letter_png\n"
             "store = FeedbackStore(sys.argv[1])\n"

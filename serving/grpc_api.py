@@ -1,0 +1,271 @@
+"""TF Serving's gRPC API: PredictionService and ModelService on the generated servicers of
+``tensorflow_serving.apis`` (model_servers/prediction_service_impl.cc, model_service_impl.cc).
+
+Each method follows its TF Serving implementation: predict_impl.cc / predict_util.cc (RunPredict),
+classification_service.cc, regression_service.cc, multi_inference.cc, get_model_metadata_impl.cc,
+get_model_status_impl.cc. Errors a request causes carry TF Serving's canonical code and message. Like TF
+Serving, Predict, Classify and Regress count ``request_count{model_name,status}`` and, when OK,
+``request_latency{model_name,API,entrypoint="GRPC"}``; the other methods record no request metrics.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, inference_pb2,
+                                     model_management_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2)
+
+from serving import inference, tensor_proto
+from serving.status import CODE_NAMES, ServingError, from_exception, invalid
+
+log = logging.getLogger("serving.grpc")
+
+SIGNATURE_DEF = "signature_def"
+_CODE_NUMBERS = {name: number for number, name in CODE_NAMES.items()}
+
+
+def grpc_code(name: str) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, name, grpc.StatusCode.UNKNOWN)
+
+
+def _make_model_spec(spec, name: str, signature_name: str | None, version: int) -> None:
+    """util.cc MakeModelSpec: the response's spec names the model, the signature run and the version."""
+    spec.Clear()
+    spec.name = name
+    if signature_name is not None:
+        spec.signature_name = signature_name or inference.DEFAULT_SIGNATURE
+    spec.version.value = version
+
+
+def _model_spec(request):
+    if not request.HasField("model_spec"):
+        raise invalid("Missing ModelSpec")
+    return request.model_spec
+
+
+class GrpcApi:
+    """The two services over the server's model core.
+
+    ``run(servable, signature_name, arrays, timeout)`` runs a signature (through the batcher when batching is
+    on) and blocks; ``reload(config, timeout)`` applies a ModelServerConfig and waits for its new models."""
+
+    def __init__(self, core, metrics, run, reload):
+        self.core = core
+        self.metrics = metrics
+        self.run = run
+        self.reload = reload
+        self.prediction_service = _PredictionService(self)
+        self.model_service = _ModelService(self)
+
+    def add_to(self, server) -> None:
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction_service, server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(self.model_service, server)
+
+    # ------------------------------------------------------------------------------------- plumbing
+    def serve(self, handler, request, context, api: str | None = None):
+        """Runs ``handler``; a failure becomes the call's status (TF Serving's code and message)."""
+        started = time.perf_counter()
+        model_name = request.model_spec.name if api else ""
+        try:
+            response = handler(request, context)
+        except ServingError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - TF errors keep their code; anything else is a server bug
+            if isinstance(getattr(exc, "error_code", None), int):
+                error = from_exception(exc)
+            else:
+                log.exception("Unhandled error in %s", api or handler.__name__)
+                error = ServingError("INTERNAL", "Internal server error")
+        else:
+            if api:
+                self.metrics.request(model_name, "OK", api, (time.perf_counter() - started) * 1e6,
+                                     entrypoint="GRPC")
+            return response
+        if api:
+            self.metrics.request(model_name, error.code)
+        context.abort(grpc_code(error.code), error.message)
+
+    def _run(self, servable, signature_name: str, arrays: dict, context) -> dict:
+        return self.run(servable, signature_name, arrays, context.time_remaining())
+
+    # ------------------------------------------------------------------------------------- methods
+    def predict(self, request, context) -> predict_pb2.PredictResponse:
+        spec = _model_spec(request)
+        servable = inference.resolve_spec(self.core, spec)
+        signature_name = spec.signature_name or inference.DEFAULT_SIGNATURE
+        signature = servable.signature_defs.get(signature_name)
+        if signature is None:
+            raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{signature_name}" not found.')
+        response = predict_pb2.PredictResponse()
+        _make_model_spec(response.model_spec, spec.name, signature_name, servable.version)
+        arrays = _predict_inputs(signature, request.inputs)
+        aliases = _output_aliases(signature, request.output_filter)
+        inference.check_feeds(signature, arrays)
+        outputs = self._run(servable, signature_name, arrays, context)
+        for alias in aliases:
+            response.outputs[alias].CopyFrom(tensor_proto.to_proto(outputs[alias]))
+        return response
+
+    def classify(self, request, context) -> classification_pb2.ClassificationResponse:
+        response = classification_pb2.ClassificationResponse()
+        examples, outputs, version = self._run_examples(request, inference.CLASSIFY, context)
+        _make_model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, version)
+        inference.classification_result(outputs, len(examples), response.result)
+        return response
+
+    def regress(self, request, context) -> regression_pb2.RegressionResponse:
+        response = regression_pb2.RegressionResponse()
+        examples, outputs, version = self._run_examples(request, inference.REGRESS, context)
+        _make_model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, version)
+        inference.regression_result(outputs, len(examples), response.result)
+        return response
+
+    def _run_examples(self, request, method: str, context):
+        spec = _model_spec(request)
+        servable = inference.resolve_spec(self.core, spec)
+        signature_name = spec.signature_name or inference.DEFAULT_SIGNATURE
+        inference.example_signature(servable, signature_name, method)
+        examples = inference.input_examples(request.input)
+        outputs = self._run(servable, signature_name, inference.examples_batch(examples), context)
+        return examples, outputs, servable.version
+
+    def multi_inference(self, request, context) -> inference_pb2.MultiInferenceResponse:
+        tasks = request.tasks
+        spec = tasks[0].model_spec if tasks and tasks[0].HasField("model_spec") else model_pb2.ModelSpec()
+        servable = inference.resolve_spec(self.core, spec)
+        model_name, seen, plan = "", set(), []
+        for task in tasks:
+            name = task.model_spec.name
+            if not name:
+                raise invalid("Found ModelSpec with an empty model name.")
+            if model_name and name != model_name:
+                raise invalid("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            model_name = name
+            signature_name = task.model_spec.signature_name or inference.DEFAULT_SIGNATURE
+            if signature_name in seen:
+                raise invalid(f"Duplicate evaluation of signature: {signature_name}")
+            seen.add(signature_name)
+            signature = servable.signature_defs.get(signature_name)
+            if signature is None:
+                raise invalid(f"Requested signature not found in model graph: {signature_name}")
+            method = inference.METHOD_NAMES.get(task.method_name)
+            if method is None:
+                raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
+            inference.check_example_signature(signature, method)
+            plan.append((task, signature_name, method))
+        examples = inference.input_examples(request.input)
+        batch = inference.examples_batch(examples)
+        outputs = {name: self._run(servable, name, batch, context) for _, name, _ in plan}
+        response = inference_pb2.MultiInferenceResponse()
+        for task, signature_name, method in plan:
+            result = response.results.add()
+            if method == inference.CLASSIFY:
+                inference.classification_result(outputs[signature_name], len(examples),
+                                                result.classification_result)
+            else:
+                inference.regression_result(outputs[signature_name], len(examples), result.regression_result)
+            _make_model_spec(result.model_spec, task.model_spec.name, task.model_spec.signature_name,
+                             servable.version)
+        return response
+
+    def get_model_metadata(self, request, context) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        spec = _model_spec(request)
+        if not request.metadata_field:
+            raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
+        for field in request.metadata_field:
+            if field != SIGNATURE_DEF:
+                raise invalid(f"Metadata field {field} is not supported")
+        servable = inference.resolve_spec(self.core, spec)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.metadata[SIGNATURE_DEF].Pack(inference.signature_def_map(servable))
+        return response
+
+    def get_model_status(self, request, context):
+        spec = _model_spec(request)
+        version = spec.version.value if spec.HasField("version") else None
+        return inference.model_status(self.core, spec.name, version)
+
+    def handle_reload_config_request(self, request, context) -> model_management_pb2.ReloadConfigResponse:
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise invalid("ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                          "ModelConfigList is currently supported")
+        self.reload(request.config, context.time_remaining())
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.error_code = _CODE_NUMBERS["OK"]
+        for name in request.metric_names:   # TF's metric registry is not kept here: no increase to report
+            response.metric.add(name=name, int64_value_increase=0)
+        return response
+
+
+def _predict_inputs(signature, inputs) -> dict:
+    """VerifyRequestInputsSize + saved_model::GetInputValues: the request's tensors, one per signature input."""
+    requested, expected = set(inputs), set(signature.inputs)
+    if len(requested) > len(expected) or (len(requested) < len(expected) and not signature.defaults):
+        raise invalid(f"input size does not match signature: {len(requested)}!={len(expected)} "
+                      f"len({{{','.join(sorted(requested))}}}) != len({{{','.join(sorted(expected))}}}). "
+                      f"Sent extra: {{{','.join(sorted(requested - expected))}}}. "
+                      f"Missing but required: {{{','.join(sorted(expected - requested))}}}.")
+    arrays = {}
+    for alias in sorted(expected):
+        if alias in inputs:
+            proto = inputs[alias]
+        elif alias in signature.defaults:
+            proto = signature.defaults[alias]
+        else:
+            raise invalid(f"Signature input alias: {alias}(feed name: {signature.inputs[alias].name}) not found in "
+                          f"request and no default value provided. Inputs expected to be in the request "
+                          f"{{{','.join(sorted(requested))}}}, or default input alias set: "
+                          f"{','.join(sorted(signature.defaults))}")
+        arrays[alias] = tensor_proto.to_array(proto, alias)
+    if requested - expected:
+        raise invalid(f"Inputs contains invalid name. Used request inputs: {','.join(sorted(requested & expected))}"
+                      f", request input: {','.join(sorted(requested))}")
+    return arrays
+
+
+def _output_aliases(signature, output_filter) -> list:
+    """The outputs to return: ``output_filter`` (checked) or every output of the signature."""
+    aliases = []
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                          f"{{{','.join(sorted(signature.outputs))}}}.")
+        if alias in aliases:
+            raise invalid(f"duplicate output tensor alias: {alias}")
+        aliases.append(alias)
+    return aliases or sorted(signature.outputs)
+
+
+class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, api: GrpcApi):
+        self.api = api
+
+    def Predict(self, request, context):  # noqa: N802 - generated servicer names
+        return self.api.serve(self.api.predict, request, context, api="Predict")
+
+    def Classify(self, request, context):  # noqa: N802
+        return self.api.serve(self.api.classify, request, context, api="Classify")
+
+    def Regress(self, request, context):  # noqa: N802
+        return self.api.serve(self.api.regress, request, context, api="Regress")
+
+    def MultiInference(self, request, context):  # noqa: N802
+        return self.api.serve(self.api.multi_inference, request, context)
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        return self.api.serve(self.api.get_model_metadata, request, context)
+
+
+class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, api: GrpcApi):
+        self.api = api
+
+    def GetModelStatus(self, request, context):  # noqa: N802
+        return self.api.serve(self.api.get_model_status, request, context)
+
+    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        return self.api.serve(self.api.handle_reload_config_request, request, context)

@@ -1,0 +1,80 @@
+"""The gRPC listener: a grpcio server with TF Serving's options (model_servers/server.cc BuildAndStart).
+
+It knows nothing about models: the services come from :class:`serving.grpc_api.GrpcApi`.
+
+* ``--grpc_max_threads`` (default 4 x CPUs, as TF Serving): threads that run calls.
+* ``--grpc_channel_arguments``: ``key=value`` pairs separated by commas, an int32 value passed as an int,
+  anything else as a string (server.cc parseGrpcChannelArgs), e.g.
+  ``grpc.max_receive_message_length=8388608``.
+* A message larger than the receive limit is refused by grpc itself with RESOURCE_EXHAUSTED. TF Serving
+  sets that limit to INT32_MAX; here it defaults to ``--max_request_bytes`` (the bound REST bodies have),
+  unless ``grpc.max_receive_message_length`` is among the channel arguments.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+
+import grpc
+
+log = logging.getLogger("serving.grpc")
+
+INT32_MAX = 2 ** 31 - 1
+MAX_RECEIVE = "grpc.max_receive_message_length"
+MAX_SEND = "grpc.max_send_message_length"
+
+
+def parse_channel_arguments(text: str) -> list[tuple[str, object]]:
+    """``a=1,b=x`` -> ``[("a", 1), ("b", "x")]``; a malformed pair raises ValueError."""
+    arguments = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--grpc_channel_arguments: expected key=value, got {item!r}")
+        try:
+            number = int(value)
+        except ValueError:
+            arguments.append((key, value))
+        else:
+            arguments.append((key, number) if -INT32_MAX - 1 <= number <= INT32_MAX else (key, value))
+    return arguments
+
+
+def address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class GrpcServer:
+    def __init__(self, api, host: str, port: int, max_threads: int = 0, max_receive_bytes: int = INT32_MAX,
+                 channel_arguments: str = ""):
+        self.api = api
+        self.host = host
+        self.port = port
+        self.max_threads = max_threads or 4 * (os.cpu_count() or 1)
+        options = {MAX_RECEIVE: min(max_receive_bytes, INT32_MAX), MAX_SEND: INT32_MAX}
+        options.update(parse_channel_arguments(channel_arguments))
+        self.options = list(options.items())
+        self._server = None
+
+    def start(self) -> int:
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.max_threads, thread_name_prefix="grpc")
+        server = grpc.server(executor, options=self.options)
+        self.api.add_to(server)
+        try:
+            bound = server.add_insecure_port(address(self.host, self.port))
+        except RuntimeError as exc:   # grpcio raises when the address cannot be bound
+            raise OSError(f"Failed to BuildAndStart gRPC server: cannot bind {address(self.host, self.port)} "
+                          f"({exc})") from None
+        if not bound:
+            raise OSError(f"Failed to BuildAndStart gRPC server: cannot bind {address(self.host, self.port)}")
+        server.start()
+        self._server = server
+        self.port = bound
+        return bound
+
+    def stop(self, grace_seconds: float = 10.0) -> None:
+        """Refuses new calls at once, lets in-flight calls finish for up to ``grace_seconds``."""
+        if self._server is not None:
+            self._server.stop(grace_seconds).wait(grace_seconds + 5)
+            self._server = None

@@ -1,0 +1,188 @@
+"""What the REST and gRPC APIs share: which servable a request names, model status, signature maps, the
+classify/regress signature checks and their tf.Example inputs, and the classify/regress results.
+
+The behaviour and messages are TF Serving's: ServerCore::ServableRequestFromModelSpec and GetServableHandle,
+get_model_status_impl.cc, classifier.cc / regressor.cc (PreProcess*/PostProcess*) and util.cc
+(InputToSerializedExampleTensor).
+"""
+from __future__ import annotations
+
+import numpy as np
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+from serving.status import ServingError, invalid
+
+DEFAULT_SIGNATURE = "serving_default"
+CLASSIFY = "classify"
+REGRESS = "regress"
+METHOD_NAMES = {"tensorflow/serving/classify": CLASSIFY, "tensorflow/serving/regress": REGRESS}
+
+
+# ------------------------------------------------------------------------------------------ models
+def resolve(core, name: str, version: int | None = None, label: str | None = None):
+    """The servable a request names (latest when neither ``version`` nor ``label`` is given)."""
+    if not name:
+        raise invalid("ModelSpec has no name specified.")
+    manager = core.manager(name)
+    if manager is None:
+        if label is not None:   # no label map at all -> unrecognized label
+            raise invalid(f"Unrecognized servable version label: {label}")
+        if version is not None:
+            raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({name}, {version})")
+        raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
+    return manager.resolve(version=version, label=label)
+
+
+def resolve_spec(core, model_spec):
+    """The servable a ``ModelSpec`` names (its ``version`` or ``version_label``, else the latest)."""
+    choice = model_spec.WhichOneof("version_choice")
+    version = model_spec.version.value if choice == "version" else None
+    label = model_spec.version_label if choice == "version_label" else None
+    return resolve(core, model_spec.name, version, label)
+
+
+def model_status(core, name: str, version: int | None = None) -> get_model_status_pb2.GetModelStatusResponse:
+    manager = core.manager(name)
+    if manager is None:
+        if version is not None:
+            raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
+        raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
+    return manager.status(version)
+
+
+def signature_def_map(servable) -> get_model_metadata_pb2.SignatureDefMap:
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in servable.signature_defs.items():
+        signatures.signature_def[key].CopyFrom(signature)
+    return signatures
+
+
+# ------------------------------------------------------------------------------------------ predict
+def check_feeds(signature, arrays: dict) -> None:
+    """Feeds of the signature's dtypes and of shapes its TensorInfo allows, before the signature runs.
+
+    The dtype message is TensorFlow's for a mistyped feed (the session's call frame). A graph session does not
+    check shapes (the first op that minds fails); a tf.function does, so a mis-shaped feed is refused here with
+    the shapes named, instead of a Python binding error."""
+    from serving.tensors import dtype_name
+    from serving.tensor_proto import dtype_enum
+
+    for index, alias in enumerate(sorted(arrays)):
+        info = signature.inputs[alias]
+        array = arrays[alias]
+        given = dtype_enum(array)
+        if given != info.dtype:
+            raise invalid(f"Expects arg[{index}] to be {dtype_name(info.dtype)} but {dtype_name(given)} is provided")
+        if info.tensor_shape.unknown_rank:
+            continue
+        expected = [d.size for d in info.tensor_shape.dim]
+        if len(expected) != array.ndim or any(e not in (-1, g) for e, g in zip(expected, array.shape)):
+            wanted = "[" + ",".join("?" if e == -1 else str(e) for e in expected) + "]"
+            raise invalid(f"Input tensor alias: {alias} has shape {_shape_text(array)}, but the signature "
+                          f"expects shape {wanted}")
+
+
+# ------------------------------------------------------------------------------- classify / regress
+def example_signature(servable, signature_name: str, method: str):
+    """The SignatureDef ``method`` (classify or regress) runs, checked as TF Serving checks it."""
+    signature_name = signature_name or DEFAULT_SIGNATURE
+    signature = servable.signature_defs.get(signature_name)
+    if signature is None:
+        raise invalid(f"No signature was found with the name: {signature_name}")
+    check_example_signature(signature, method)
+    return signature
+
+
+def check_example_signature(signature, method: str) -> None:
+    text = str(signature)
+    if len(signature.inputs) != 1:
+        raise invalid("Expected one input Tensor.")
+    if method == CLASSIFY:
+        if len(signature.outputs) not in (1, 2):
+            raise invalid(f"Expected one or two output Tensors, found {len(signature.outputs)}")
+        if "inputs" not in signature.inputs:
+            raise invalid(f"No classification inputs found in SignatureDef: {text}")
+        if "classes" not in signature.outputs and "scores" not in signature.outputs:
+            raise invalid('Expected classification signature outputs to contain at least one of "classes" or '
+                          f'"scores". Signature was: {text}')
+    else:
+        if len(signature.outputs) != 1:
+            raise invalid("Expected one output Tensor.")
+        if "inputs" not in signature.inputs:
+            raise invalid(f"No regression inputs found in SignatureDef: {text}")
+        if "outputs" not in signature.outputs:
+            raise invalid(f"No regression outputs found in SignatureDef: {text}")
+
+
+def examples_batch(examples: list) -> dict:
+    """Serialized tf.Examples -> the ``{"inputs": [N] string}`` feed of a classify/regress signature."""
+    array = np.empty(len(examples), dtype=object)
+    array[:] = examples
+    return {"inputs": array}
+
+
+def input_examples(input_proto) -> list:
+    """A ``tensorflow.serving.Input`` -> serialized tf.Examples (the context's bytes prefixed to each)."""
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        examples = [e.SerializeToString() for e in input_proto.example_list.examples]
+    elif kind == "example_list_with_context":
+        context = input_proto.example_list_with_context.context.SerializeToString()
+        examples = [context + e.SerializeToString() for e in input_proto.example_list_with_context.examples]
+    else:
+        examples = []
+    if not examples:
+        raise invalid("Input is empty.")
+    return examples
+
+
+def _shape_text(array) -> str:
+    return "[" + ",".join(str(d) for d in array.shape) + "]"
+
+
+def classification_result(outputs: dict, num_examples: int, result) -> None:
+    """Fills a ``ClassificationResult`` from the ``classes``/``scores`` outputs (PostProcessClassificationResult)."""
+    classes, scores = outputs.get("classes"), outputs.get("scores")
+    for name, array, kind, wanted in (("classes", classes, "O", "DT_STRING"), ("scores", scores, "f", "DT_FLOAT")):
+        if array is None:
+            continue
+        if array.ndim != 2:
+            raise invalid(f"Expected Tensor shape: [batch_size num_classes] but got {_shape_text(array)}")
+        if array.dtype.kind != kind or (kind == "f" and array.dtype != np.float32):
+            raise invalid(f"Expected {name} Tensor of {wanted}. Got: {_dtype_name(array)}")
+        if array.shape[0] != num_examples:
+            raise invalid(f"Expected {name} output batch size of {num_examples}. Got: {array.shape[0]}")
+    if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+        raise invalid(f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} vs. "
+                      f"{scores.shape[1]}")
+    num_classes = (classes if classes is not None else scores).shape[1]
+    for i in range(num_examples):
+        classifications = result.classifications.add()
+        for c in range(num_classes):
+            entry = classifications.classes.add()
+            if classes is not None:
+                entry.label = classes[i, c].decode("utf-8", "replace")
+            if scores is not None:
+                entry.score = float(scores[i, c])
+
+
+def regression_result(outputs: dict, num_examples: int, result) -> None:
+    """Fills a ``RegressionResult`` from the ``outputs`` output (PostProcessRegressionResult)."""
+    values = outputs["outputs"]
+    if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
+        raise invalid("Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
+                      f"{_shape_text(values)}")
+    if values.shape[0] != num_examples:
+        raise invalid(f"Input batch size did not match output batch size: {num_examples} vs. {values.shape[0]}")
+    if values.dtype != np.float32:
+        raise invalid(f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_name(values)}")
+    for value in values.reshape(-1).tolist():
+        result.regressions.add(value=value)
+
+
+def _dtype_name(array) -> str:
+    import tensorflow as tf
+
+    if array.dtype == object:
+        return "DT_STRING"
+    return "DT_" + tf.dtypes.as_dtype(array.dtype).name.upper()

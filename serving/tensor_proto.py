@@ -1,0 +1,67 @@
+"""TensorProto <-> numpy for the gRPC API, as TF Serving converts them.
+
+Requests: ``Tensor::FromProto`` (typed ``*_val`` fields or ``tensor_content``; fewer values than elements
+repeat the last one); a proto that does not parse is ``tensor parsing error: <alias>``. Responses:
+``Tensor::AsProtoField`` (values in the typed ``*_val`` field, no ``tensor_content``), the default of
+tensorflow_model_server.
+"""
+from __future__ import annotations
+
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving.status import invalid
+
+# numpy dtype -> (DataType, TensorProto field)
+_FIELDS = {
+    np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+    np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+    np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+    np.dtype(np.int16): (types_pb2.DT_INT16, "int_val"),
+    np.dtype(np.int8): (types_pb2.DT_INT8, "int_val"),
+    np.dtype(np.uint8): (types_pb2.DT_UINT8, "int_val"),
+    np.dtype(np.uint16): (types_pb2.DT_UINT16, "int_val"),
+    np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
+    np.dtype(np.uint32): (types_pb2.DT_UINT32, "uint32_val"),
+    np.dtype(np.uint64): (types_pb2.DT_UINT64, "uint64_val"),
+    np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
+    np.dtype(np.float16): (types_pb2.DT_HALF, "half_val"),
+}
+
+
+def to_array(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
+    """A request's TensorProto as a numpy array (strings: an object array of bytes)."""
+    import tensorflow as tf
+
+    if proto.dtype == types_pb2.DT_INVALID or any(d.size < 0 for d in proto.tensor_shape.dim) \
+            or proto.tensor_shape.unknown_rank:
+        raise invalid(f"tensor parsing error: {alias}")
+    try:
+        return tf.make_ndarray(proto)
+    except Exception:  # noqa: BLE001 - any malformed proto (bad content size, unsupported dtype, ...)
+        raise invalid(f"tensor parsing error: {alias}") from None
+
+
+def dtype_enum(array: np.ndarray) -> int:
+    if array.dtype == object or array.dtype.kind in "SU":
+        return types_pb2.DT_STRING
+    entry = _FIELDS.get(array.dtype)
+    return entry[0] if entry else types_pb2.DT_INVALID
+
+
+def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """``Tensor::AsProtoField``: dtype, shape and the values in the dtype's ``*_val`` field."""
+    array = np.asarray(array)
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d)
+                                                   for d in array.shape])
+    flat = array.reshape(-1)
+    if dtype_enum(array) == types_pb2.DT_STRING:
+        values = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in flat.tolist()]
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=values)
+    dtype, field = _FIELDS[array.dtype]
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape)
+    if field == "half_val":
+        getattr(proto, field).extend(flat.view(np.uint16).tolist())
+    else:
+        getattr(proto, field).extend(flat.tolist())
+    return proto

@@ -1,0 +1,383 @@
+"""The embedded server's gRPC API, driven only through TF Serving's generated stubs (as its example clients are).
+
+One module-scoped server: ``letters`` (versions 1 and 2 of the tiny model, labels stable/canary), ``scorer``
+(signatures shaped for classify/regress), batching on, Prometheus on, a 4 MiB bound on a request.
+"""
+import core  # noqa: F401  (before TensorFlow)
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.example import example_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     inference_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.config import model_server_config_pb2
+
+from tests.support import serving as testing
+
+TIMEOUT = 60
+
+
+def start_grpc_server(**flags) -> testing.RunningServer:
+    """The embedded server in-process with gRPC on a free loopback port (``.server.grpc_port``)."""
+    from serving.config import ServerOptions
+    from serving.server import Server
+
+    flags.setdefault("file_system_poll_wait_seconds", 1)
+    server = Server(ServerOptions(rest_api_port=0, port=testing.free_port(), **flags))
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    return testing.RunningServer(server.url, server.port, server=server)
+
+
+def save_scorer(path: str) -> None:
+    """A model whose signatures have the shapes classify and regress expect."""
+    class Scorer(tf.Module):
+        def _x(self, inputs):
+            return tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([], tf.float32),
+                                                "tag": tf.io.FixedLenFeature([], tf.string, default_value="")})
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def classify(self, inputs):
+            x = self._x(inputs)["x"]
+            classes = tf.tile(tf.constant([["yes", "no"]]), [tf.shape(x)[0], 1])
+            return {"classes": classes, "scores": tf.stack([x, 1.0 - x], axis=1)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def regress(self, inputs):
+            features = self._x(inputs)
+            return {"outputs": features["x"] * 2.0 + tf.where(features["tag"] == "bonus", 10.0, 0.0)}
+
+    module = Scorer()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.classify, "regress_x": module.regress})
+
+
+@pytest.fixture(scope="module")
+def running(models_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("grpc")
+    save_scorer(str(root / "scorer" / "1"))
+    config = text_format.Parse(testing.labelled_config_text(models_root / "letters", {"stable": 1, "canary": 2}),
+                               model_server_config_pb2.ModelServerConfig())
+    config.model_config_list.config.add(name="scorer", base_path=str(root / "scorer"), model_platform="tensorflow")
+    (root / "models.config").write_text(text_format.MessageToString(config))
+    (root / "monitoring.config").write_text('prometheus_config { enable: true, path: "/metrics" }\n')
+    (root / "batching.config").write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 2000 }\n"
+                                          "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
+    server = start_grpc_server(model_config_file=str(root / "models.config"),
+                               allow_version_labels_for_unavailable_models=True,
+                               monitoring_config_file=str(root / "monitoring.config"), enable_batching=True,
+                               batching_parameters_file=str(root / "batching.config"),
+                               max_request_bytes=4 * 1024 * 1024)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def channel(running):
+    with grpc.insecure_channel(f"127.0.0.1:{running.server.grpc_port}") as opened:
+        grpc.channel_ready_future(opened).result(timeout=TIMEOUT)
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def predict_stub(channel):
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+def model_stub(channel):
+    return model_service_pb2_grpc.ModelServiceStub(channel)
+
+
+def predict_request(signature="predict_images", images=None, name="letters", version=None, label=None,
+                    output_filter=()):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    if label is not None:
+        request.model_spec.version_label = label
+    images = images if images is not None else [testing.png_bytes(200)]
+    if signature == "serving_default":
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto([testing.example_bytes(i) for i in images]))
+    else:
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+    request.output_filter.extend(output_filter)
+    return request
+
+
+def rpc_error(call, request) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call(request, timeout=TIMEOUT)
+    return info.value
+
+
+def examples_input(target, *values, context=None):
+    """Fills a ``tensorflow.serving.Input`` with tf.Examples of feature ``x`` (and a context, if given)."""
+    def example(features):
+        built = example_pb2.Example()
+        for key, value in features.items():
+            if isinstance(value, str):
+                built.features.feature[key].bytes_list.value.append(value.encode())
+            else:
+                built.features.feature[key].float_list.value.append(value)
+        return built
+
+    if context is None:
+        target.example_list.examples.extend(example({"x": v}) for v in values)
+    else:
+        target.example_list_with_context.context.CopyFrom(example(context))
+        target.example_list_with_context.examples.extend(example({"x": v}) for v in values)
+
+
+# ------------------------------------------------------------------------------------------------ Predict
+def test_predict_both_signatures(predict_stub):
+    response = predict_stub.Predict(predict_request("serving_default"), timeout=TIMEOUT)
+    probabilities = tf.make_ndarray(response.outputs["probabilities"])
+    assert probabilities.shape == (1, 27) and probabilities.argmax() == 2      # version 2 ranks class 2 first
+    assert (response.model_spec.name, response.model_spec.signature_name, response.model_spec.version.value) == \
+        ("letters", "serving_default", 2)
+
+    response = predict_stub.Predict(predict_request("predict_images", [testing.png_bytes(200)] * 2), timeout=TIMEOUT)
+    assert set(response.outputs) == {"probabilities", "top_classes", "top_letters", "top_scores", "top_indices"}
+    assert tf.make_ndarray(response.outputs["top_indices"])[:, 0].tolist() == [2, 2]
+    assert response.outputs["probabilities"].float_val and not response.outputs["probabilities"].tensor_content
+
+
+def test_grpc_and_rest_give_identical_probabilities(predict_stub, running):
+    image = testing.png_bytes(noise_seed=3)
+    response = predict_stub.Predict(predict_request("predict_images", [image]), timeout=TIMEOUT)
+    status, body = testing.RestClient(running.url).post(
+        "/v1/models/letters:predict", {"signature_name": "predict_images", "instances": [testing.b64(image)]})
+    assert status == 200
+    rest = np.array(body["predictions"][0]["probabilities"], dtype=np.float32)
+    assert np.array_equal(tf.make_ndarray(response.outputs["probabilities"])[0], rest)
+
+
+def test_version_and_label_selection(predict_stub):
+    def top(**spec):
+        response = predict_stub.Predict(predict_request(**spec), timeout=TIMEOUT)
+        return response.model_spec.version.value, int(tf.make_ndarray(response.outputs["top_indices"])[0, 0])
+
+    assert top(version=1) == (1, 1)
+    assert top(version=2) == (2, 2)
+    assert top(label="stable") == (1, 1)
+    assert top(label="canary") == (2, 2)
+    error = rpc_error(predict_stub.Predict, predict_request(version=7))
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND,
+                                               "Servable not found for request: Specific(letters, 7)")
+    error = rpc_error(predict_stub.Predict, predict_request(name="nope"))
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND,
+                                               "Servable not found for request: Latest(nope)")
+    error = rpc_error(predict_stub.Predict, predict_request(label="nope"))   # TF Serving: INVALID_ARGUMENT
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                               "Unrecognized servable version label: nope")
+    error = rpc_error(predict_stub.Predict, predict_request(name=""))
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified.")
+
+
+def test_output_filter(predict_stub):
+    response = predict_stub.Predict(predict_request(output_filter=["top_classes", "top_scores"]), timeout=TIMEOUT)
+    assert set(response.outputs) == {"top_classes", "top_scores"}
+    error = rpc_error(predict_stub.Predict, predict_request(output_filter=["logits"]))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == ("output tensor alias not found in signature: logits Outputs expected to be in the set "
+                               "{probabilities,top_classes,top_indices,top_letters,top_scores}.")
+    error = rpc_error(predict_stub.Predict, predict_request(output_filter=["top_classes", "top_classes"]))
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                               "duplicate output tensor alias: top_classes")
+
+
+def test_bad_input_has_tf_serving_codes_and_messages(predict_stub):
+    error = rpc_error(predict_stub.Predict, predict_request(images=[b"not an image"]))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Unknown image file format" in error.details() and "Traceback" not in error.details()
+
+    request = predict_request()
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto([1.5]))
+    error = rpc_error(predict_stub.Predict, request)
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                               "Expects arg[0] to be string but float is provided")
+
+    request = predict_request()
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto([[testing.png_bytes(1)]]))
+    error = rpc_error(predict_stub.Predict, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "[1,1]" in error.details()
+
+    request = predict_request()
+    request.inputs["extra"].CopyFrom(tf.make_tensor_proto([1]))
+    error = rpc_error(predict_stub.Predict, request)
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "input size does not match signature: 2!=1 len({extra,images}) != "
+                                          "len({images}). Sent extra: {extra}. Missing but required: {}.")
+
+    request = predict_request()
+    request.inputs["images"].dtype = 0   # DT_INVALID: Tensor::FromProto fails
+    error = rpc_error(predict_stub.Predict, request)
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: images")
+
+    error = rpc_error(predict_stub.Predict, predict_request(signature="nope"))
+    assert (error.code(), error.details()) == (grpc.StatusCode.FAILED_PRECONDITION,
+                                               'Serving signature key "nope" not found.')
+    error = rpc_error(predict_stub.Predict, predict_pb2.PredictRequest())
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+
+
+# --------------------------------------------------------------------------- Classify, Regress, MultiInference
+def test_classify(predict_stub):
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "scorer"
+    examples_input(request.input, 0.25, 1.0)
+    response = predict_stub.Classify(request, timeout=TIMEOUT)
+    results = [[(c.label, c.score) for c in row.classes] for row in response.result.classifications]
+    assert results == [[("yes", 0.25), ("no", 0.75)], [("yes", 1.0), ("no", 0.0)]]
+    assert (response.model_spec.signature_name, response.model_spec.version.value) == ("serving_default", 1)
+
+    request.model_spec.name = "letters"   # not a classification signature
+    error = rpc_error(predict_stub.Classify, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith("No classification inputs found in SignatureDef: ")
+
+    empty = classification_pb2.ClassificationRequest()
+    empty.model_spec.name = "scorer"
+    error = rpc_error(predict_stub.Classify, empty)
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Input is empty.")
+
+
+def test_regress_with_context(predict_stub):
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "scorer"
+    request.model_spec.signature_name = "regress_x"
+    examples_input(request.input, 1.5, 2.0, context={"tag": "bonus"})
+    response = predict_stub.Regress(request, timeout=TIMEOUT)
+    assert [r.value for r in response.result.regressions] == [13.0, 14.0]
+
+    request.model_spec.signature_name = "nope"
+    error = rpc_error(predict_stub.Regress, request)
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                               "No signature was found with the name: nope")
+
+
+def test_multi_inference(predict_stub):
+    request = inference_pb2.MultiInferenceRequest()
+    for signature, method in (("serving_default", "classify"), ("regress_x", "regress")):
+        task = request.tasks.add(method_name=f"tensorflow/serving/{method}")
+        task.model_spec.name = "scorer"
+        task.model_spec.signature_name = signature
+    examples_input(request.input, 0.5)
+    response = predict_stub.MultiInference(request, timeout=TIMEOUT)
+    classification, regression = response.results
+    assert [(c.label, c.score) for c in classification.classification_result.classifications[0].classes] == \
+        [("yes", 0.5), ("no", 0.5)]
+    assert [r.value for r in regression.regression_result.regressions] == [1.0]
+    assert (regression.model_spec.name, regression.model_spec.signature_name, regression.model_spec.version.value) \
+        == ("scorer", "regress_x", 1)
+
+    request.tasks[1].model_spec.signature_name = "serving_default"
+    error = rpc_error(predict_stub.MultiInference, request)
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                               "Duplicate evaluation of signature: serving_default")
+    request.tasks[1].method_name = "tensorflow/serving/predict"
+    request.tasks[1].model_spec.signature_name = "regress_x"
+    error = rpc_error(predict_stub.MultiInference, request)
+    assert (error.code(), error.details()) == (grpc.StatusCode.UNIMPLEMENTED,
+                                               "Unsupported signature method_name: tensorflow/serving/predict")
+
+
+# ------------------------------------------------------------------------------------- metadata and status
+def test_get_model_metadata(predict_stub):
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "letters"
+    request.model_spec.version_label = "stable"
+    response = predict_stub.GetModelMetadata(request, timeout=TIMEOUT)
+    assert (response.model_spec.name, response.model_spec.version.value) == ("letters", 1)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    assert response.metadata["signature_def"].Unpack(signatures)
+    assert {"serving_default", "predict_images", "transform_features"} <= set(signatures.signature_def)
+    assert isinstance(signatures.signature_def["predict_images"], meta_graph_pb2.SignatureDef)
+    assert "images" in signatures.signature_def["predict_images"].inputs
+
+    del request.metadata_field[:]
+    error = rpc_error(predict_stub.GetModelMetadata, request)
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                               "GetModelMetadataRequest must specify at least one metadata_field")
+
+
+def test_get_model_status(model_stub):
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "letters"
+    response = model_stub.GetModelStatus(request, timeout=TIMEOUT)
+    available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert [(s.version, s.state, s.status.error_code) for s in response.model_version_status] == \
+        [(2, available, 0), (1, available, 0)]
+    request.model_spec.version.value = 5
+    error = rpc_error(model_stub.GetModelStatus, request)
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "Could not find version 5 of model letters")
+
+
+def test_metrics_count_grpc_calls(predict_stub, running):
+    rpc_error(predict_stub.Predict, predict_request(name="nope"))
+    predict_stub.Predict(predict_request(), timeout=TIMEOUT)
+    status, _, body = testing.RestClient(running.url).request("GET", "/metrics")
+    text = body.decode()
+    assert status == 200
+    assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"}' in text
+    assert ':tensorflow:serving:request_latency_count{model_name="letters",API="Predict",entrypoint="GRPC"}' in text
+
+
+# ----------------------------------------------------------------------------------- load and limits
+def test_many_concurrent_predicts_with_batching(predict_stub, running):
+    images = [testing.png_bytes(noise_seed=i) for i in range(64)]
+    futures = [predict_stub.Predict.future(predict_request(images=[image], output_filter=["top_indices"]),
+                                           timeout=TIMEOUT) for image in images]
+    tops = [int(tf.make_ndarray(f.result().outputs["top_indices"])[0, 0]) for f in futures]
+    assert tops == [2] * 64
+    metrics = running.server.metrics
+    batched = sum(h.count for key, h in metrics.input_batch_size.items()
+                  if dict(key) == {"model_name": "letters", "op_name": "predict_images"})
+    assert batched >= 64
+
+
+def test_oversized_request_is_refused_and_server_keeps_answering(predict_stub):
+    error = rpc_error(predict_stub.Predict, predict_request(images=[b"\0" * (5 * 1024 * 1024)]))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    response = predict_stub.Predict(predict_request(), timeout=TIMEOUT)
+    assert tf.make_ndarray(response.outputs["top_indices"])[0, 0] == 2
+
+
+# ------------------------------------------------------------------------------------------- reload
+def test_handle_reload_config_request(models_root, tmp_path):
+    with start_grpc_server(model_base_path=str(models_root / "letters"), model_name="letters") as server, \
+            grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as opened:
+        models = model_service_pb2_grpc.ModelServiceStub(opened)
+        config = text_format.Parse(testing.labelled_config_text(models_root / "letters", {"stable": 2}),
+                                   model_server_config_pb2.ModelServerConfig())
+        config.model_config_list.config.add(name="second", base_path=str(models_root / "letters"))
+        request = model_management_pb2.ReloadConfigRequest(config=config, metric_names=["x"])
+        response = models.HandleReloadConfigRequest(request, timeout=TIMEOUT)
+        assert response.status.error_code == 0 and [m.name for m in response.metric] == ["x"]
+        # the added model is loaded when the call returns; the label answers at once
+        status = models.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
+            model_spec={"name": "second"}), timeout=TIMEOUT)
+        assert [(s.version, s.state) for s in status.model_version_status] == \
+            [(2, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+        predictions = prediction_service_pb2_grpc.PredictionServiceStub(opened)
+        response = predictions.Predict(predict_request(label="stable"), timeout=TIMEOUT)
+        assert response.model_spec.version.value == 2
+
+        config.model_config_list.config[0].version_labels["stable"] = 9   # not an available version
+        error = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest(config=config))
+        assert (error.code(), error.details()) == (
+            grpc.StatusCode.FAILED_PRECONDITION, "Request to assign label to version 9 of model letters, which is "
+                                                 "not currently available for inference")
+        error = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest())
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.details().startswith("ServerModelConfig type not supported by HandleReloadConfigRequest.")

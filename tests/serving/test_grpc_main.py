@@ -1,0 +1,82 @@
+"""``python -m serving --port=N``: the gRPC line TF Serving prints, answers on both APIs, a clean SIGTERM stop;
+and ``letters-batch-predict --via grpc`` giving the answers ``--via rest`` gives."""
+import core  # noqa: F401  (before TensorFlow)
+
+import csv
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+from core import configs
+from tests.support import serving as testing
+
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def process(models_root):
+    grpc_port, rest_port = testing.free_port(), testing.free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "serving", "--model_name=letters",
+                             f"--model_base_path={models_root / 'letters'}", f"--port={grpc_port}",
+                             f"--rest_api_port={rest_port}", "--enable_batching"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=str(configs.PROJECT_ROOT))
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    seen, deadline = [], time.monotonic() + 180
+    while not any("Exporting HTTP/REST API" in line for line in seen):
+        assert proc.poll() is None and time.monotonic() < deadline, f"server did not start: {seen}"
+        try:
+            seen.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            pass
+    yield proc, grpc_port, rest_port, seen
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_prints_the_grpc_line_answers_and_stops_cleanly(process):
+    proc, grpc_port, rest_port, seen = process
+    assert seen[0] == f"Running gRPC ModelServer at 127.0.0.1:{grpc_port} ...\n"
+    assert seen[1] == f"Exporting HTTP/REST API at:127.0.0.1:{rest_port} ...\n"
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "letters"
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=TIMEOUT)
+    assert [s.version for s in status.model_version_status] == [2]
+
+
+def test_batch_predict_via_grpc_matches_rest(process, tmp_path):
+    from pipeline import batch_predict
+
+    _, grpc_port, rest_port, _ = process
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(7):
+        (folder / f"{i}.png").write_bytes(testing.png_bytes(noise_seed=i, size=16))
+    rows = {}
+    for via, predictor in (("rest", batch_predict.RestPredictor(f"http://127.0.0.1:{rest_port}")),
+                           ("grpc", batch_predict.GrpcPredictor(f"127.0.0.1:{grpc_port}"))):
+        out = tmp_path / f"{via}.csv"
+        counts = batch_predict.predict_folder(predictor, str(folder), str(out), batch_size=3, progress=False)
+        assert counts["images"] == 7 and counts["errors"] == 0
+        with open(out, newline="", encoding="utf-8") as handle:
+            rows[via] = list(csv.DictReader(handle))
+    assert rows["grpc"] == rows["rest"]
+    assert {row["model_version"] for row in rows["grpc"]} == {"2"}
+
+
+def test_sigterm_stops_cleanly(process):
+    proc, grpc_port, _, _ = process
+    proc.terminate()
+    assert proc.wait(timeout=TIMEOUT) == 0
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        with pytest.raises(grpc.FutureTimeoutError):
+            grpc.channel_ready_future(channel).result(timeout=1)
