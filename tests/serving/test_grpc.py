@@ -37,32 +37,10 @@ def start_grpc_server(**flags) -> testing.RunningServer:
     return testing.RunningServer(server.url, server.port, server=server)
 
 
-def save_scorer(path: str) -> None:
-    """A model whose signatures have the shapes classify and regress expect."""
-    class Scorer(tf.Module):
-        def _x(self, inputs):
-            return tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([], tf.float32),
-                                                "tag": tf.io.FixedLenFeature([], tf.string, default_value="")})
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-        def classify(self, inputs):
-            x = self._x(inputs)["x"]
-            classes = tf.tile(tf.constant([["yes", "no"]]), [tf.shape(x)[0], 1])
-            return {"classes": classes, "scores": tf.stack([x, 1.0 - x], axis=1)}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-        def regress(self, inputs):
-            features = self._x(inputs)
-            return {"outputs": features["x"] * 2.0 + tf.where(features["tag"] == "bonus", 10.0, 0.0)}
-
-    module = Scorer()
-    tf.saved_model.save(module, path, signatures={"serving_default": module.classify, "regress_x": module.regress})
-
-
 @pytest.fixture(scope="module")
 def running(models_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("grpc")
-    save_scorer(str(root / "scorer" / "1"))
+    testing.save_scorer(str(root / "scorer" / "1"))
     config = text_format.Parse(testing.labelled_config_text(models_root / "letters", {"stable": 1, "canary": 2}),
                                model_server_config_pb2.ModelServerConfig())
     config.model_config_list.config.add(name="scorer", base_path=str(root / "scorer"), model_platform="tensorflow")

@@ -1,6 +1,5 @@
 """classify / regress on signatures shaped for them (one input named "inputs"; classes/scores, outputs)."""
 import pytest
-import tensorflow as tf
 
 from tests.support import serving as testing
 
@@ -9,27 +8,7 @@ from tests.support import serving as testing
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("scorer") / "scorer"
 
-    class Scorer(tf.Module):
-        def _x(self, inputs):
-            return tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([], tf.float32),
-                                                "tag": tf.io.FixedLenFeature([], tf.string, default_value="")})
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-        def classify(self, inputs):
-            x = self._x(inputs)["x"]
-            scores = tf.stack([x, 1.0 - x], axis=1)
-            classes = tf.tile(tf.constant([["yes", "no"]]), [tf.shape(x)[0], 1])
-            return {"classes": classes, "scores": scores}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-        def regress(self, inputs):
-            features = self._x(inputs)
-            bonus = tf.where(features["tag"] == "bonus", 10.0, 0.0)
-            return {"outputs": features["x"] * 2.0 + bonus}
-
-    module = Scorer()
-    tf.saved_model.save(module, str(base / "1"), signatures={"serving_default": module.classify,
-                                                             "regress_x": module.regress})
+    testing.save_scorer(str(base / "1"))
     with testing.start_server(str(base), model_name="scorer") as running:
         yield testing.RestClient(running.url)
 

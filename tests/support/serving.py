@@ -325,3 +325,28 @@ def start_server(model_base_path: str | None = None, model_name: str = "letters"
     url_host = f"[{host}]" if ":" in host else host
     return RunningServer(f"http://{url_host}:{found['port']}", found["port"], process=process,
                          log_path=log_file.name)
+
+
+def save_scorer(path: str) -> None:
+    """A model whose signatures have the shapes classify and regress expect: ``serving_default`` classifies
+    (classes yes/no, scores x and 1 - x), ``regress_x`` regresses (2x, plus 10 when ``tag`` is "bonus")."""
+    import tensorflow as tf
+
+    class Scorer(tf.Module):
+        def _x(self, inputs):
+            return tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([], tf.float32),
+                                                "tag": tf.io.FixedLenFeature([], tf.string, default_value="")})
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def classify(self, inputs):
+            x = self._x(inputs)["x"]
+            classes = tf.tile(tf.constant([["yes", "no"]]), [tf.shape(x)[0], 1])
+            return {"classes": classes, "scores": tf.stack([x, 1.0 - x], axis=1)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def regress(self, inputs):
+            features = self._x(inputs)
+            return {"outputs": features["x"] * 2.0 + tf.where(features["tag"] == "bonus", 10.0, 0.0)}
+
+    module = Scorer()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.classify, "regress_x": module.regress})
