@@ -167,11 +167,16 @@ def test_transform_features(client, png):
      "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting shape [] but got: [1]"),
     ('{"instances": [{"examples": "a"}, "b"]}', "Expecting object but got list at item 1 of input list"),
     ('{"instances": ["a", {"examples": "b"}]}', "Expecting value/list but got object at item 1 of input list"),
-    ('{"instances": [{"examples": "a", "x": 1}]}',
-     "Failed to process element: 0 of 'instances' list. JSON object: {\"examples\": \"a\", \"x\": 1} keys must be "
-     "equal to: examples"),
-    ('{"instances": [{"x": "a"}]}', "Failed to process element: 0 key: examples of 'instances' list. Error: "
-                                    "INVALID_ARGUMENT: JSON object: does not have named input: examples"),
+    ('{"instances": [{"examples": "a", "x": 1}]}', "Failed to process element: 0 key: x of 'instances' list. Error: "
+                                                   "INVALID_ARGUMENT: JSON object: does not have named input: x"),
+    ('{"instances": [{}]}',
+     "Failed to process element: 0 of 'instances' list. JSON object: {} keys must be equal to: examples"),
+    ('{"instances": [{"x": "a"}]}', "Failed to process element: 0 key: x of 'instances' list. Error: "
+                                    "INVALID_ARGUMENT: JSON object: does not have named input: x"),
+    ('{"instances": [{"b64": "YQ==", "extra": 1}]}', "Failed to process element: 0 key: b64 of 'instances' list. "
+                                                     "Error: INVALID_ARGUMENT: JSON object: does not have named input: "
+                                                     "b64"),
+    ('{"inputs": {"b64": 5}}', "Missing named input: examples in 'inputs' object."),
     ('{"inputs": {"x": ["a"]}}', "Missing named input: examples in 'inputs' object."),
     ('{"inputs": [{"b64": 5}]}', 'JSON Value: {"b64": 5} not formatted correctly for base64 data'),
 ])
