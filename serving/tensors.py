@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import functools
 import json
 import math
 
 import numpy as np
-from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.example import feature_pb2
 from tensorflow.core.framework import types_pb2
 
 from serving.status import ServingError, invalid
@@ -50,13 +51,28 @@ MAX_DUMP_BYTES = 256
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def _rapidjson_bytes(error: UnicodeEncodeError):
+    chunk = error.object[error.start:error.end]
+    return b"".join(bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF else c.encode("utf-8", "surrogatepass")
+                    for c in chunk), error.end
+
+
+codecs.register_error("rapidjson", _rapidjson_bytes)
+
+
+def to_bytes(text: str) -> bytes:
+    """A JSON string of the request as the bytes rapidjson 1.1 holds: body bytes that were not UTF-8 (decoded with
+    surrogateescape) as they came, a lone low-surrogate escape (accepted by rapidjson 1.1) as its 3-byte form."""
+    return text.encode("utf-8", "rapidjson")
+
+
 def dump(value) -> str:
     """A JSON value as quoted in error messages (re-serialised, truncated like TF Serving's)."""
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=True)
     except (TypeError, ValueError):
         text = repr(value)
-    encoded = text.encode("utf-8", "surrogateescape")
+    encoded = to_bytes(text)
     if len(encoded) > MAX_DUMP_BYTES:
         text = encoded[:MAX_DUMP_BYTES].decode("utf-8", "ignore") + "..."
     return text
@@ -123,7 +139,7 @@ def _leaf_converter(dtype: int):
     if dtype == types_pb2.DT_STRING:
         def convert(value):
             if type(value) is str:
-                return value.encode("utf-8", "surrogateescape")
+                return to_bytes(value)
             if type(value) is dict:
                 if is_b64(value):
                     return b64decode(value["b64"])
@@ -272,7 +288,7 @@ class _NotFlat(Exception):
 
 def _string_leaf(element) -> bytes:
     if type(element) is str:
-        return element.encode("utf-8", "surrogateescape")
+        return to_bytes(element)
     if is_b64(element):
         try:
             return b64decode(element["b64"])
@@ -310,17 +326,32 @@ def examples_from_json(document: dict, method: str) -> list:
         raise invalid(f"JSON Value: {dump(document)} 'examples' value is an empty array")
     context = b""
     if "context" in document:
-        context = _example(document["context"], "context").SerializeToString()
-    return [context + _example(item, "examples").SerializeToString() for item in examples]
+        context = _example(document["context"], "context")
+    return [context + _example(item, "examples") for item in examples]
 
 
-def _example(value, where: str) -> example_pb2.Example:
+def _example(value, where: str) -> bytes:
+    """A serialized tf.Example. Encoded by hand: a feature name keeps the request's bytes even when they are not
+    UTF-8 (TF Serving's C++ protobuf writes them; Python's refuses)."""
     if type(value) is not dict:
         raise invalid(f"JSON Value: {dump(value)} Expecting '{where}' elements to be objects")
-    example = example_pb2.Example()
+    entries = b""
     for name, feature_value in value.items():
-        _fill_feature(example.features.feature[name], name, feature_value)
-    return example
+        feature = feature_pb2.Feature()
+        _fill_feature(feature, name, feature_value)
+        entries += _length_delimited(1, _length_delimited(1, to_bytes(name))
+                                     + _length_delimited(2, feature.SerializeToString()))
+    return _length_delimited(1, entries)   # Example.features; Features.feature is a map<string, Feature>
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    out = bytearray([field << 3 | 2])
+    size = len(payload)
+    while size > 0x7F:
+        out.append(size & 0x7F | 0x80)
+        size >>= 7
+    out.append(size)
+    return bytes(out) + payload
 
 
 def _feature_kind(value):
@@ -345,7 +376,7 @@ def _fill_feature(feature: feature_pb2.Feature, name: str, value) -> None:
             raise invalid(f"Unexpected element type in feature: {name} expecting type: {kind}")
         if kind == "bytes":
             feature.bytes_list.value.append(
-                b64decode(item["b64"]) if type(item) is dict else item.encode("utf-8", "surrogateescape"))
+                b64decode(item["b64"]) if type(item) is dict else to_bytes(item))
         elif kind == "int64":
             if not _INT64_RANGE[0] <= int(item) <= _INT64_RANGE[1]:
                 raise invalid(f"Unexpected element type in feature: {name} expecting type: int64")

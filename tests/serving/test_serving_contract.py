@@ -196,6 +196,37 @@ def test_tf_runtime_error_passes_through(client):
     assert status == 400 and "error" in body and body["error"]
 
 
+PARSE_EXAMPLE_NODE = "\n\t [[{{node ParseExample/ParseExampleV2}}]]"
+
+
+@pytest.mark.parametrize("signature", ["serving_default", configs.TRANSFORM_SIGNATURE])
+@pytest.mark.parametrize("value, shown", [
+    (b"hello", "hello"),
+    (b"\x89PNG\r\n\x1a\n", "\\211PNG\\r\\n\\032\\n"),   # not UTF-8: absl::CEscape'd
+])
+def test_unparsable_examples_are_400_with_tf_message(client, signature, value, shown):
+    message = f"Could not parse example input, value: '{shown}'{PARSE_EXAMPLE_NODE}"
+    for instances in ([b64(value)], [example(testing.png_bytes()), b64(value)]):   # alone and in a batch
+        status, body = client.post(PREDICT, {"signature_name": signature, "instances": instances})
+        assert (status, body) == (400, {"error": message})
+    status, body = client.post(PREDICT, {"signature_name": signature, "inputs": [b64(value)]})
+    assert (status, body) == (400, {"error": message})
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"instances": ["\\ud800"]}', "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
+    (b'{"instances": ["\\ud800\\u0041"]}', "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
+    (b'{"instances": ["\\\\ud800", 1', "JSON Parse error: Missing a comma or ']' after an array element. at offset: "
+                                     "27"),
+    (b'{"instances": ["\\ud83d\\ude00\\udc00"]}',
+     "Could not parse example input, value: '\\360\\237\\230\\200\\355\\260\\200'" + PARSE_EXAMPLE_NODE),
+    (b'{"instances": ["\xff\\"\'"]}', "Could not parse example input, value: '\\377\\\"\\''" + PARSE_EXAMPLE_NODE),
+])
+def test_json_string_bytes_as_rapidjson(client, body, message):
+    status, _, raw = client.request("POST", PREDICT, body)
+    assert (status, json.loads(raw)) == (400, {"error": message})
+
+
 def test_trailing_bytes_and_unknown_keys_ignored(client, png):
     body = json.dumps({"instances": [example(png)], "extra": True}) + " garbage"
     status, _, raw = client.request("POST", PREDICT, body)

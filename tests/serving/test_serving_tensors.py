@@ -128,4 +128,31 @@ def test_columnar_b64_objects(value, message):
 
 
 def test_columnar_ignores_extra_keys():
-    assert tensors.columnar_to_arrays({"examples": [{"b64": "YQ=="}], "x": 1}, ONE_STRING)["examples"].tolist() == [b"a"]
+    arrays = tensors.columnar_to_arrays({"examples": [{"b64": "YQ=="}], "x": 1}, ONE_STRING)
+    assert arrays["examples"].tolist() == [b"a"]
+
+
+def test_c_escape_like_absl():
+    from serving.status import c_escape
+    assert c_escape(b"\x89PNG\r\n\x1a\n\t\"'\\ ~\x7f\x00") == "\\211PNG\\r\\n\\032\\n\\t\\\"\\'\\\\ ~\\177\\000"
+
+
+def test_undecodable_runtime_message_is_rebuilt_with_the_quoted_value_escaped():
+    from serving.status import undecodable_runtime_message
+    raw = (b"{{function_node __inference_signature_wrapper_serving_default_700}} Could not parse example input, "
+           b"value: '\x89PNG\r\n'x'\n\t [[{{function_node __inference_serving_default_694}}{{node ParseExample/"
+           b"ParseExampleV2}}]] [Op:__inference_signature_wrapper_serving_default_700]")
+    assert undecodable_runtime_message(raw) == ("Could not parse example input, value: '\\211PNG\\r\\n\\'x'\n"
+                                                "\t [[{{node ParseExample/ParseExampleV2}}]]")
+    assert undecodable_runtime_message(b"{{function_node f}} bad \xff byte") == "bad \\377 byte"
+
+
+def test_request_errors_never_carry_python_text():
+    from serving.status import request_error
+    error = request_error(KeyError("secret internals"))
+    assert (error.code, error.http_status, error.message) == ("INTERNAL", 500, "Internal server error")
+    assert request_error(ServingError("NOT_FOUND", "x")).message == "x"
+
+
+def test_json_strings_keep_their_bytes():
+    assert tensors.to_bytes("a\udc89\udc00") == b"a\x89\xed\xb0\x80"
