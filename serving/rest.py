@@ -138,7 +138,7 @@ class RestApi:
             if "?" in target:
                 return 400, [("Content-Type", "text/plain")], \
                     f"Unexpected path: {target}. Should be {self.prometheus_path}".encode()
-            return 200, [("Content-Type", "text/plain")], self.metrics.render().encode()
+            return 200, [("Content-Type", "text/plain")], self.metrics.render().encode("utf-8", "surrogateescape")
         if not V1.fullmatch(target):
             return 404, [("Content-Type", "text/html")], _not_found_html(target)
         extra = CORS if self.cors else []

@@ -327,3 +327,9 @@ def test_prometheus_metrics(client, png):
     status, _, raw = client.request("GET", "/monitoring/prometheus/metrics?x=1")
     assert status == 400 and raw.decode() == ("Unexpected path: /monitoring/prometheus/metrics?x=1. "
                                               "Should be /monitoring/prometheus/metrics")
+
+
+def test_metrics_page_keeps_model_names_that_are_not_utf8(client):
+    assert client.get("/v1/models/l%FFx")[0] == 404
+    status, _, raw = client.request("GET", "/monitoring/prometheus/metrics")
+    assert status == 200 and b':tensorflow:serving:request_count{model_name="l\xffx",status="NOT_FOUND"} 1\n' in raw
