@@ -10,11 +10,20 @@
   ``:tensorflow:serving:batching:batch_size{model_name,op_name}`` (rows per processed batch, histogram),
   ``:tensorflow:serving:batching:processed_batch_size_v2{model_name,op_name,batch_size}`` (batches run, by padded
   size).
+
+Each server has its own ``prometheus_client`` CollectorRegistry (``Metrics.registry``) holding one collector that
+yields these metric families. ``render`` writes them as TF Serving's exporter does (util/prometheus_exporter.cc):
+``# TYPE`` lines only, labels in declared order, whole counts. ``prometheus_client.generate_latest`` would name a
+counter's TYPE line ``..._total``, sort the labels and add HELP lines.
 """
+
 from __future__ import annotations
 
 import re
 import threading
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = [10 * 1.8 ** i for i in range(33)]    # Buckets::Exponential(10, 1.8, 33)
 INPUT_BATCH_BUCKETS = [2 ** i for i in range(14)]        # Buckets::Exponential(1, 2, 14)
@@ -66,6 +75,8 @@ class Metrics:
         self.processed_batch_size: dict[tuple, int] = {}
         self.batch_size: dict[tuple, _Histogram] = {}
         self.input_batch_size: dict[tuple, _Histogram] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     def request(self, model_name: str, status: str, api: str | None = None, latency_us: float | None = None,
                 entrypoint: str = "REST"):
@@ -95,36 +106,45 @@ class Metrics:
             histogram = table[key] = _Histogram(buckets)
         histogram.observe(value)
 
+    def collect(self):
+        """prometheus_client's collector protocol: one metric family per metric that has been recorded."""
+        with self._lock:
+            yield from self._counter("/tensorflow/serving/request_count", self.request_count)
+            yield from self._histogram("/tensorflow/serving/request_latency", self.request_latency)
+            yield from self._histogram("/tensorflow/serving/batching/input_batch_size_v2", self.input_batch_size)
+            yield from self._histogram("/tensorflow/serving/batching/batch_size", self.batch_size)
+            yield from self._counter("/tensorflow/serving/batching/processed_batch_size_v2",
+                                     self.processed_batch_size)
+
     def render(self) -> str:
         lines = []
-        with self._lock:
-            self._counter(lines, "/tensorflow/serving/request_count", self.request_count)
-            self._histogram(lines, "/tensorflow/serving/request_latency", self.request_latency)
-            self._histogram(lines, "/tensorflow/serving/batching/input_batch_size_v2", self.input_batch_size)
-            self._histogram(lines, "/tensorflow/serving/batching/batch_size", self.batch_size)
-            self._counter(lines, "/tensorflow/serving/batching/processed_batch_size_v2", self.processed_batch_size)
+        for family in self.registry.collect():
+            lines.append(f"# TYPE {family.name} {family.type}")
+            lines += [f"{sample.name}{_labels(sample.labels.items())} {_number(sample.value)}"
+                      for sample in family.samples]
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _counter(lines, raw_name, values):
+    def _counter(raw_name, values):
         if not values:
             return
-        name = prometheus_name(raw_name)
-        lines.append(f"# TYPE {name} counter")
+        family = Metric(prometheus_name(raw_name), "", "counter")
         for key, value in sorted(values.items()):
-            lines.append(f"{name}{_labels(key)} {value}")
+            family.add_sample(family.name, dict(key), value)
+        yield family
 
     @staticmethod
-    def _histogram(lines, raw_name, values):
+    def _histogram(raw_name, values):
         if not values:
             return
-        name = prometheus_name(raw_name)
-        lines.append(f"# TYPE {name} histogram")
+        family = Metric(prometheus_name(raw_name), "", "histogram")
+        name = family.name
         for key, histogram in sorted(values.items()):
             cumulative = 0
             for bound, count in zip(histogram.buckets, histogram.counts):
                 cumulative += count
-                lines.append(f"{name}_bucket{_labels(list(key) + [('le', _number(bound))])} {cumulative}")
-            lines.append(f"{name}_bucket{_labels(list(key) + [('le', '+Inf')])} {histogram.count}")
-            lines.append(f"{name}_sum{_labels(key)} {_number(histogram.sum)}")
-            lines.append(f"{name}_count{_labels(key)} {histogram.count}")
+                family.add_sample(f"{name}_bucket", dict(key + (("le", _number(bound)),)), cumulative)
+            family.add_sample(f"{name}_bucket", dict(key + (("le", "+Inf"),)), histogram.count)
+            family.add_sample(f"{name}_sum", dict(key), histogram.sum)
+            family.add_sample(f"{name}_count", dict(key), histogram.count)
+        yield family

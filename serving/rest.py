@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from serving import inference, tensors
-from serving.status import ServingError, from_exception, invalid
+from serving.status import ServingError, invalid, request_error
 
 log = logging.getLogger("serving.rest")
 
@@ -52,9 +52,15 @@ def parse_json(body: bytes):
     start = len(text) - len(text.lstrip(" \t\r\n"))
     if start == len(text):
         raise invalid(f"JSON Parse error: The document is empty. at offset: {start}")
+    surrogate = _lone_high_surrogate(text) if "\\u" in text else None
     try:
         value, _ = _DECODER.raw_decode(text, start)
+        if surrogate is not None:
+            raise json.JSONDecodeError("surrogate", text, surrogate)
     except json.JSONDecodeError as exc:
+        if surrogate is not None and surrogate <= exc.pos:
+            raise invalid(f"JSON Parse error: The surrogate pair in string is invalid. at offset: {surrogate}") \
+                from None
         message = "Invalid value."
         for prefix, rapid in _RAPIDJSON_MESSAGES.items():
             if exc.msg.startswith(prefix):
@@ -64,6 +70,18 @@ def parse_json(body: bytes):
             message = _comma_message(text, exc.pos)
         raise invalid(f"JSON Parse error: {message} at offset: {exc.pos}") from None
     return value
+
+
+_ESCAPE = re.compile(r"\\(?:(u[dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|.)", re.DOTALL)
+
+
+def _lone_high_surrogate(text: str):
+    """Offset of the first \\uD800-\\uDBFF escape not followed by a low-surrogate escape (rapidjson 1.1 fails there;
+    Python's parser accepts it), or None."""
+    for match in _ESCAPE.finditer(text):
+        if match.group(1) and not match.group(2):
+            return match.start()
+    return None
 
 
 def _comma_message(text: str, pos: int) -> str:
@@ -120,7 +138,7 @@ class RestApi:
             if "?" in target:
                 return 400, [("Content-Type", "text/plain")], \
                     f"Unexpected path: {target}. Should be {self.prometheus_path}".encode()
-            return 200, [("Content-Type", "text/plain")], self.metrics.render().encode()
+            return 200, [("Content-Type", "text/plain")], self.metrics.render().encode("utf-8", "surrogateescape")
         if not V1.fullmatch(target):
             return 404, [("Content-Type", "text/html")], _not_found_html(target)
         extra = CORS if self.cors else []
@@ -161,9 +179,10 @@ class RestApi:
         except _EmptyBody:
             self.metrics.request(model_name, "INVALID_ARGUMENT")
             return 400, JSON + extra, b""
-        except ServingError as exc:
-            self.metrics.request(model_name, exc.code)
-            return exc.http_status, JSON + extra, tensors.error_body(exc.message)
+        except Exception as exc:  # noqa: BLE001 - a bug is 500 INTERNAL, its details only in the log
+            error = request_error(exc)
+            self.metrics.request(model_name, error.code)
+            return error.http_status, JSON + extra, tensors.error_body(error.message)
         self.metrics.request(model_name, "OK", api, (time.perf_counter() - started) * 1e6)
         return 200, JSON + extra, text.encode("utf-8", "replace")
 
@@ -200,7 +219,7 @@ class RestApi:
         servable = self.resolve(name, version, label)
         requested = document.get("signature_name", "")
         signature_name = requested or "serving_default"
-        signature = servable.signature_defs.get(signature_name)
+        signature = _signature(servable, signature_name)
         if signature is None:
             raise invalid(f'Serving signature name: "{signature_name}" not found in signature def')
         if not signature.inputs:
@@ -241,10 +260,11 @@ class RestApi:
             return await asyncio.wait_for(self.runner(servable, signature_name, arrays), self.timeout)
         except asyncio.TimeoutError:
             raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
-        except ServingError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - TF runtime errors keep their code
-            raise from_exception(exc) from None
+
+
+def _signature(servable, name: str):
+    """The SignatureDef called ``name`` or None (a name that is not UTF-8 names none; protobuf maps refuse it)."""
+    return servable.signature_defs[name] if name in servable.input_dtypes else None
 
 
 def _not_found_html(target: str) -> bytes:

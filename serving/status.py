@@ -1,7 +1,10 @@
 """Canonical status codes, the error type every module raises, and TF Serving's code -> HTTP mapping."""
 from __future__ import annotations
 
+import logging
 import re
+
+log = logging.getLogger("serving.status")
 
 HTTP_STATUS = {  # http_server.cc ToHTTPStatusCode
     "OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEADLINE_EXCEEDED": 504,
@@ -22,6 +25,28 @@ CODE_NAMES = {
 _EAGER_PREFIX = re.compile(r"^Graph execution error:\s*(?:Detected at node .*? defined at \(most recent call last\):\n"
                            r"(?:.*\n)*?<stack traces unavailable>\n)?", re.DOTALL)
 _EAGER_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
+
+
+_FUNCTION_TAG = re.compile(r"\{\{function_node [^}]*\}\} ?")
+_STRAY_BYTE = re.compile("[\udc80-\udcff]")
+_C_ESCAPES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", ord('"'): '\\"', ord("'"): "\\'",
+              ord("\\"): "\\\\"}
+
+
+def c_escape(data: bytes) -> str:
+    """absl::CEscape: \\n \\r \\t \\" \\' \\\\, octal \\ooo for every other byte that is not printable ASCII."""
+    return "".join(_C_ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\{b:03o}") for b in data)
+
+
+def undecodable_runtime_message(raw: bytes) -> str:
+    """A TF runtime error whose message is not UTF-8 (an op quoted raw input bytes, e.g. ParseExample's
+    ``Could not parse example input, value: '...'``): TF's Python binding cannot decode it, so the message is
+    rebuilt from the raw bytes as ``runtime_message`` would give it, the quoted value C-escaped."""
+    text = _FUNCTION_TAG.sub("", raw.decode("utf-8", "surrogateescape"))
+    first, last = text.find("'"), text.rfind("'")
+    if first < last:
+        text = text[:first + 1] + c_escape(text[first + 1:last].encode("utf-8", "surrogateescape")) + text[last:]
+    return runtime_message(_STRAY_BYTE.sub(lambda m: c_escape(m.group().encode("utf-8", "surrogateescape")), text))
 
 
 def runtime_message(message: str) -> str:
@@ -67,3 +92,13 @@ def from_exception(exc: BaseException) -> ServingError:
     if isinstance(code, int):
         return ServingError(CODE_NAMES.get(code, "UNKNOWN"), runtime_message(message))
     return ServingError("UNKNOWN", message or type(exc).__name__)
+
+
+def request_error(exc: BaseException) -> ServingError:
+    """What a client is told about an exception raised while serving its request: a ServingError or TF error keeps
+    its code and message; anything else is a server bug, logged with its traceback and answered 500 INTERNAL
+    without Python's text."""
+    if isinstance(exc, ServingError) or isinstance(getattr(exc, "error_code", None), int):
+        return from_exception(exc)
+    log.error("Internal error serving a request", exc_info=exc)
+    return ServingError("INTERNAL", "Internal server error")

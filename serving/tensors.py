@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import functools
 import json
 import math
 
 import numpy as np
-from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.example import feature_pb2
 from tensorflow.core.framework import types_pb2
 
 from serving.status import ServingError, invalid
@@ -50,13 +51,28 @@ MAX_DUMP_BYTES = 256
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def _rapidjson_bytes(error: UnicodeEncodeError):
+    chunk = error.object[error.start:error.end]
+    return b"".join(bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF else c.encode("utf-8", "surrogatepass")
+                    for c in chunk), error.end
+
+
+codecs.register_error("rapidjson", _rapidjson_bytes)
+
+
+def to_bytes(text: str) -> bytes:
+    """A JSON string of the request as the bytes rapidjson 1.1 holds: body bytes that were not UTF-8 (decoded with
+    surrogateescape) as they came, a lone low-surrogate escape (accepted by rapidjson 1.1) as its 3-byte form."""
+    return text.encode("utf-8", "rapidjson")
+
+
 def dump(value) -> str:
     """A JSON value as quoted in error messages (re-serialised, truncated like TF Serving's)."""
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=True)
     except (TypeError, ValueError):
         text = repr(value)
-    encoded = text.encode("utf-8", "surrogateescape")
+    encoded = to_bytes(text)
     if len(encoded) > MAX_DUMP_BYTES:
         text = encoded[:MAX_DUMP_BYTES].decode("utf-8", "ignore") + "..."
     return text
@@ -79,7 +95,12 @@ def json_type(value) -> str:
 
 
 def is_b64(value) -> bool:
-    return type(value) is dict and len(value) == 1 and "b64" in value
+    """IsValBase64Object: an object whose only key is "b64", holding a string."""
+    return type(value) is dict and len(value) == 1 and type(value.get("b64")) is str
+
+
+def _is_element_object(value) -> bool:
+    return type(value) is dict and not is_b64(value)
 
 
 def b64decode(text: str) -> bytes:
@@ -118,9 +139,9 @@ def _leaf_converter(dtype: int):
     if dtype == types_pb2.DT_STRING:
         def convert(value):
             if type(value) is str:
-                return value.encode("utf-8", "surrogateescape")
+                return to_bytes(value)
             if type(value) is dict:
-                if is_b64(value) and isinstance(value["b64"], str):
+                if is_b64(value):
                     return b64decode(value["b64"])
                 raise invalid(f"JSON Value: {dump(value)} not formatted correctly for base64 data")
             raise mismatch(value)
@@ -207,38 +228,41 @@ def _stack(elements: list, dtype: int) -> np.ndarray:
 def instances_to_arrays(instances: list, inputs: dict) -> dict:
     """Row format: ``instances`` (non-empty list) -> {input alias: array with a leading batch dim}.
 
-    ``inputs`` maps input alias -> DataType enum.
+    ``inputs`` maps input alias -> DataType enum. Follows FillTensorMapFromInstancesList: an object's keys are
+    converted in the order sent (the first one that is not an input fails), then its key set is compared.
     """
     names = sorted(inputs)
-    first = instances[0]
-    if type(first) is dict and not is_b64(first):
-        columns = {name: [] for name in names}
-        for i, element in enumerate(instances):
-            if type(element) is not dict or is_b64(element):
-                raise invalid(f"Expecting object but got list at item {i} of input list")
-            if len(element) != len(names):
-                raise invalid(f"Failed to process element: {i} of 'instances' list. JSON object: {dump(element)} "
-                              f"keys must be equal to: {','.join(names)}")
-            for name in names:
-                try:
-                    if name not in element:
-                        raise invalid(f"JSON object: does not have named input: {name}")
-                    array = to_ndarray(element[name], inputs[name])
-                    if columns[name]:
-                        _check_same_shape(columns[name][0], array)
-                except ServingError as exc:
-                    raise ServingError(exc.code if exc.code == "UNIMPLEMENTED" else "INVALID_ARGUMENT",
-                                       f"Failed to process element: {i} key: {name} of 'instances' list. "
-                                       f"Error: {exc.to_string()}") from None
-                columns[name].append(array)
-        return {name: _stack(columns[name], inputs[name]) for name in names}
+    columns = {}
 
-    if len(names) > 1:
+    def add(i, key, value, where):
+        try:
+            if key not in inputs:
+                raise invalid(f"JSON object: does not have named input: {key}")
+            array = to_ndarray(value, inputs[key])
+            if key in columns:
+                _check_same_shape(columns[key][0], array)
+        except ServingError as exc:
+            raise invalid(f"Failed to process element: {i}{where} of 'instances' list. "
+                          f"Error: {exc.to_string()}") from None
+        columns.setdefault(key, []).append(array)
+
+    if type(instances[0]) is not dict and len(names) > 1:
         raise invalid("instances is a plain list, but expecting list of objects as multiple input tensors "
                       "required as per tensorinfo_map")
+    if _is_element_object(instances[0]):
+        for i, element in enumerate(instances):
+            if not _is_element_object(element):
+                raise invalid(f"Expecting object but got list at item {i} of input list")
+            for key, value in element.items():
+                add(i, key, value, f" key: {key}")
+            if set(element) != set(names):
+                raise invalid(f"Failed to process element: {i} of 'instances' list. JSON object: {dump(element)} "
+                              f"keys must be equal to: {','.join(names)}")
+        return {name: _stack(column, inputs[name]) for name, column in columns.items()}
+
     name = names[0]
     dtype = inputs[name]
-    if dtype == types_pb2.DT_STRING:  # fast path: a flat list of strings / b64 objects
+    if dtype == types_pb2.DT_STRING and len(names) == 1:  # fast path: a flat list of strings / b64 objects
         try:
             flat = [_string_leaf(element) for element in instances]
         except _NotFlat:
@@ -247,20 +271,15 @@ def instances_to_arrays(instances: list, inputs: dict) -> dict:
             array = np.empty(len(flat), dtype=object)
             array[:] = flat
             return {name: array}
-    elements = []
     for i, element in enumerate(instances):
-        if type(element) is dict and not is_b64(element):
+        if _is_element_object(element):
             raise invalid(f"Expecting value/list but got object at item {i} of input list")
-        try:
-            array = to_ndarray(element, dtype)
-            if elements:
-                _check_same_shape(elements[0], array)
-        except ServingError as exc:
-            raise ServingError(exc.code if exc.code == "UNIMPLEMENTED" else "INVALID_ARGUMENT",
-                               f"Failed to process element: {i} of 'instances' list. "
-                               f"Error: {exc.to_string()}") from None
-        elements.append(array)
-    return {name: _stack(elements, dtype)}
+        add(i, name, element, "")
+    if len(names) > 1:   # a b64 object first: only the first input was filled (predict_util.cc)
+        raise invalid(f"input size does not match signature: 1!={len(names)} len({{{name}}}) != "
+                      f"len({{{','.join(names)}}}). Sent extra: {{}}. "
+                      f"Missing but required: {{{','.join(names[1:])}}}.")
+    return {name: _stack(columns[name], dtype)}
 
 
 class _NotFlat(Exception):
@@ -269,8 +288,8 @@ class _NotFlat(Exception):
 
 def _string_leaf(element) -> bytes:
     if type(element) is str:
-        return element.encode("utf-8", "surrogateescape")
-    if type(element) is dict and len(element) == 1 and type(element.get("b64")) is str:
+        return to_bytes(element)
+    if is_b64(element):
         try:
             return b64decode(element["b64"])
         except ServingError:
@@ -280,7 +299,7 @@ def _string_leaf(element) -> bytes:
 
 def columnar_to_arrays(value, inputs: dict) -> dict:
     """Columnar format: ``inputs`` value -> {input alias: full tensor}."""
-    if type(value) is dict and not is_b64(value):
+    if _is_element_object(value):   # extra keys are ignored
         arrays = {}
         for name in sorted(inputs):
             if name not in value:
@@ -307,17 +326,32 @@ def examples_from_json(document: dict, method: str) -> list:
         raise invalid(f"JSON Value: {dump(document)} 'examples' value is an empty array")
     context = b""
     if "context" in document:
-        context = _example(document["context"], "context").SerializeToString()
-    return [context + _example(item, "examples").SerializeToString() for item in examples]
+        context = _example(document["context"], "context")
+    return [context + _example(item, "examples") for item in examples]
 
 
-def _example(value, where: str) -> example_pb2.Example:
+def _example(value, where: str) -> bytes:
+    """A serialized tf.Example. Encoded by hand: a feature name keeps the request's bytes even when they are not
+    UTF-8 (TF Serving's C++ protobuf writes them; Python's refuses)."""
     if type(value) is not dict:
         raise invalid(f"JSON Value: {dump(value)} Expecting '{where}' elements to be objects")
-    example = example_pb2.Example()
+    entries = b""
     for name, feature_value in value.items():
-        _fill_feature(example.features.feature[name], name, feature_value)
-    return example
+        feature = feature_pb2.Feature()
+        _fill_feature(feature, name, feature_value)
+        entries += _length_delimited(1, _length_delimited(1, to_bytes(name))
+                                     + _length_delimited(2, feature.SerializeToString()))
+    return _length_delimited(1, entries)   # Example.features; Features.feature is a map<string, Feature>
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    out = bytearray([field << 3 | 2])
+    size = len(payload)
+    while size > 0x7F:
+        out.append(size & 0x7F | 0x80)
+        size >>= 7
+    out.append(size)
+    return bytes(out) + payload
 
 
 def _feature_kind(value):
@@ -342,7 +376,7 @@ def _fill_feature(feature: feature_pb2.Feature, name: str, value) -> None:
             raise invalid(f"Unexpected element type in feature: {name} expecting type: {kind}")
         if kind == "bytes":
             feature.bytes_list.value.append(
-                b64decode(item["b64"]) if type(item) is dict else item.encode("utf-8", "surrogateescape"))
+                b64decode(item["b64"]) if type(item) is dict else to_bytes(item))
         elif kind == "int64":
             if not _INT64_RANGE[0] <= int(item) <= _INT64_RANGE[1]:
                 raise invalid(f"Unexpected element type in feature: {name} expecting type: int64")

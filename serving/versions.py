@@ -17,7 +17,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
 from core import warmup
-from serving.status import ServingError, from_exception
+from serving.status import ServingError, from_exception, undecodable_runtime_message
 
 log = logging.getLogger("serving.versions")
 
@@ -75,8 +75,12 @@ class Servable:
         feeds = {alias: tf.constant(array, dtype=dtypes[alias]) for alias, array in arrays.items()}
         try:
             outputs = function(**feeds)
-        except Exception as exc:  # noqa: BLE001 - TF runtime errors pass through with their code
+        except tf.errors.OpError as exc:  # TF runtime errors pass through with their code
             raise from_exception(exc) from None
+        except UnicodeDecodeError as exc:  # a TF error quoting input bytes that are not UTF-8; its code is lost
+            if not isinstance(exc.object, bytes):
+                raise
+            raise ServingError("INVALID_ARGUMENT", undecodable_runtime_message(exc.object)) from None
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
 
     def batcher(self, signature_name: str, factory):

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from serving import testing
+from tests.support import serving as testing
 from serving.client import RestConnection, ServingUnavailable, error_text
 
 M = "/v1/models/letters"
@@ -20,6 +20,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.peers.add(self.client_address)
+        if self.server.hold is not None:
+            self.server.hold.wait(10)      # answer only once every expected request is in flight
         status, body = self.server.answer
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
@@ -37,11 +39,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def http_server(answer=(200, {"ok": True}), drop_after_answer=False):
+def http_server(answer=(200, {"ok": True}), drop_after_answer=False, hold=None):
     handler = type("Handler", (_Handler,), {"drop_after_answer": drop_after_answer})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.answer = answer
+    server.hold = hold            # a Barrier the handlers wait on before answering, or None
     server.peers = set()          # (host, port) of each client connection seen
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -70,7 +73,8 @@ def test_requests_from_thread_per_request_callers_share_one_keep_alive_connectio
 
 
 def test_concurrent_requests_use_separate_connections_and_the_pool_stays_bounded():
-    with http_server() as (server, url):
+    # the server answers only when all six requests are in flight, so each needs a connection of its own
+    with http_server(hold=threading.Barrier(6)) as (server, url):
         rest = RestConnection(url, timeout=5, max_idle=2)
         start = threading.Barrier(6)
         answers = []
@@ -85,7 +89,7 @@ def test_concurrent_requests_use_separate_connections_and_the_pool_stays_bounded
         for t in threads:
             t.join(10)
         assert answers == [(200, {"ok": True})] * 6
-        assert 1 <= rest.opened <= 6 and len(rest._idle) <= 2
+        assert rest.opened == 6 and len(server.peers) == 6 and len(rest._idle) == 2
         rest.close()
         assert rest._idle == []
 

@@ -167,11 +167,16 @@ def test_transform_features(client, png):
      "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting shape [] but got: [1]"),
     ('{"instances": [{"examples": "a"}, "b"]}', "Expecting object but got list at item 1 of input list"),
     ('{"instances": ["a", {"examples": "b"}]}', "Expecting value/list but got object at item 1 of input list"),
-    ('{"instances": [{"examples": "a", "x": 1}]}',
-     "Failed to process element: 0 of 'instances' list. JSON object: {\"examples\": \"a\", \"x\": 1} keys must be "
-     "equal to: examples"),
-    ('{"instances": [{"x": "a"}]}', "Failed to process element: 0 key: examples of 'instances' list. Error: "
-                                    "INVALID_ARGUMENT: JSON object: does not have named input: examples"),
+    ('{"instances": [{"examples": "a", "x": 1}]}', "Failed to process element: 0 key: x of 'instances' list. Error: "
+                                                   "INVALID_ARGUMENT: JSON object: does not have named input: x"),
+    ('{"instances": [{}]}',
+     "Failed to process element: 0 of 'instances' list. JSON object: {} keys must be equal to: examples"),
+    ('{"instances": [{"x": "a"}]}', "Failed to process element: 0 key: x of 'instances' list. Error: "
+                                    "INVALID_ARGUMENT: JSON object: does not have named input: x"),
+    ('{"instances": [{"b64": "YQ==", "extra": 1}]}', "Failed to process element: 0 key: b64 of 'instances' list. "
+                                                     "Error: INVALID_ARGUMENT: JSON object: does not have named input: "
+                                                     "b64"),
+    ('{"inputs": {"b64": 5}}', "Missing named input: examples in 'inputs' object."),
     ('{"inputs": {"x": ["a"]}}', "Missing named input: examples in 'inputs' object."),
     ('{"inputs": [{"b64": 5}]}', 'JSON Value: {"b64": 5} not formatted correctly for base64 data'),
 ])
@@ -189,6 +194,37 @@ def test_predict_errors_400(client, body, message):
 def test_tf_runtime_error_passes_through(client):
     status, body = client.post(PREDICT, {"signature_name": configs.IMAGE_SIGNATURE, "instances": ["not an image"]})
     assert status == 400 and "error" in body and body["error"]
+
+
+PARSE_EXAMPLE_NODE = "\n\t [[{{node ParseExample/ParseExampleV2}}]]"
+
+
+@pytest.mark.parametrize("signature", ["serving_default", configs.TRANSFORM_SIGNATURE])
+@pytest.mark.parametrize("value, shown", [
+    (b"hello", "hello"),
+    (b"\x89PNG\r\n\x1a\n", "\\211PNG\\r\\n\\032\\n"),   # not UTF-8: absl::CEscape'd
+])
+def test_unparsable_examples_are_400_with_tf_message(client, signature, value, shown):
+    message = f"Could not parse example input, value: '{shown}'{PARSE_EXAMPLE_NODE}"
+    for instances in ([b64(value)], [example(testing.png_bytes()), b64(value)]):   # alone and in a batch
+        status, body = client.post(PREDICT, {"signature_name": signature, "instances": instances})
+        assert (status, body) == (400, {"error": message})
+    status, body = client.post(PREDICT, {"signature_name": signature, "inputs": [b64(value)]})
+    assert (status, body) == (400, {"error": message})
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"instances": ["\\ud800"]}', "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
+    (b'{"instances": ["\\ud800\\u0041"]}', "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
+    (b'{"instances": ["\\\\ud800", 1', "JSON Parse error: Missing a comma or ']' after an array element. at offset: "
+                                     "27"),
+    (b'{"instances": ["\\ud83d\\ude00\\udc00"]}',
+     "Could not parse example input, value: '\\360\\237\\230\\200\\355\\260\\200'" + PARSE_EXAMPLE_NODE),
+    (b'{"instances": ["\xff\\"\'"]}', "Could not parse example input, value: '\\377\\\"\\''" + PARSE_EXAMPLE_NODE),
+])
+def test_json_string_bytes_as_rapidjson(client, body, message):
+    status, _, raw = client.request("POST", PREDICT, body)
+    assert (status, json.loads(raw)) == (400, {"error": message})
 
 
 def test_trailing_bytes_and_unknown_keys_ignored(client, png):
@@ -291,3 +327,9 @@ def test_prometheus_metrics(client, png):
     status, _, raw = client.request("GET", "/monitoring/prometheus/metrics?x=1")
     assert status == 400 and raw.decode() == ("Unexpected path: /monitoring/prometheus/metrics?x=1. "
                                               "Should be /monitoring/prometheus/metrics")
+
+
+def test_metrics_page_keeps_model_names_that_are_not_utf8(client):
+    assert client.get("/v1/models/l%FFx")[0] == 404
+    status, _, raw = client.request("GET", "/monitoring/prometheus/metrics")
+    assert status == 200 and b':tensorflow:serving:request_count{model_name="l\xffx",status="NOT_FOUND"} 1\n' in raw

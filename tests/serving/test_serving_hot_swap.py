@@ -4,12 +4,12 @@ import json
 import threading
 import time
 
-from pipeline import configs
-from serving import testing
-from serving.testing import b64
+from core import configs
+from tests.support import serving as testing
+from tests.support.serving import b64
 
-MIN_REQUESTS = 5000
-TIME_LIMIT_S = 120
+PER_VERSION = 200     # answers each good version gives before the next one appears (a count, not a rate)
+TIME_LIMIT_S = 240    # the whole test's deadline; a slow machine takes longer, never gets a weaker check
 CLIENTS = 6
 
 
@@ -59,26 +59,29 @@ def test_hot_swap_under_load_has_zero_failures(tmp_path):
     threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
     started = time.monotonic()
     swaps = []
+
+    def until(condition) -> bool:
+        while not condition():
+            if time.monotonic() - started > TIME_LIMIT_S or counts["failed"]:
+                return False
+            time.sleep(0.05)
+        return True
+
     try:
         for thread in threads:
             thread.start()
-        # version 2 replaces 1; broken 3 must not replace 2; 4 replaces 2; 5 replaces 4.
+        # version 2 replaces 1; broken 3 must not replace 2; 4 replaces 2; 5 replaces 4. Before each new
+        # version appears, the serving one has answered PER_VERSION requests (version v ranks class v first).
+        serving = 1
         for version, broken, retired in ((2, False, 1), (3, True, None), (4, False, 2), (5, False, 4)):
-            target = counts["ok"] + MIN_REQUESTS // 5
-            while counts["ok"] < target and time.monotonic() - started < TIME_LIMIT_S / 2:
-                time.sleep(0.05)
+            until(lambda: answered.get(serving, 0) >= PER_VERSION)
             testing.publish_version(base, version, broken=broken)
-            while time.monotonic() - started < TIME_LIMIT_S:
-                states = status()
-                if broken and states.get(version) == "END":
-                    break
-                if not broken and states.get(version) == "AVAILABLE" and states.get(retired) == "END":
-                    swaps.append(version)
-                    break
-                time.sleep(0.1)
-        goal = max(MIN_REQUESTS, counts["ok"] + MIN_REQUESTS // 5)   # the last version serves a share too
-        while counts["ok"] < goal and time.monotonic() - started < TIME_LIMIT_S:
-            time.sleep(0.05)
+            if broken:
+                until(lambda: status().get(version) == "END")
+            elif until(lambda: status().get(version) == "AVAILABLE" and status().get(retired) == "END"):
+                swaps.append(version)
+                serving = version
+        until(lambda: answered.get(serving, 0) >= PER_VERSION)
     finally:
         stop.set()
         for thread in threads:
@@ -89,8 +92,8 @@ def test_hot_swap_under_load_has_zero_failures(tmp_path):
     print(f"\nhot swap: {counts['ok']} ok, {counts['failed']} failed in {elapsed:.1f}s "
           f"({counts['ok'] / elapsed:.0f} req/s); answers by top class {answered}; final states {final}")
     assert counts["failed"] == 0, failures[:5]
-    assert counts["ok"] >= MIN_REQUESTS
     assert swaps == [2, 4, 5]
     assert final[5] == "AVAILABLE" and final[3] == "END" and final[1] == final[2] == final[4] == "END"
-    assert {1, 2, 4, 5} <= set(answered) and 3 not in answered
+    assert all(answered.get(v, 0) >= PER_VERSION for v in (1, 2, 4, 5)), answered
+    assert 3 not in answered and set(answered) == {1, 2, 4, 5}
     assert code == 0   # graceful SIGTERM shutdown

@@ -67,3 +67,92 @@ def test_runtime_messages_lose_the_eager_preamble():
            "\t [[{{node map/DecodeImage}}]] [Op:__inference_signature_wrapper_2501]")
     assert runtime_message(raw) == ("Unknown image file format. One of JPEG, PNG, GIF, BMP required.\n"
                                     "\t [[{{node map/DecodeImage}}]]")
+
+
+ONE_STRING = {"examples": types_pb2.DT_STRING}
+TWO = {"a": types_pb2.DT_STRING, "b": types_pb2.DT_FLOAT}
+
+
+@pytest.mark.parametrize("instances, inputs, message", [
+    # FillTensorMapFromInstancesList: keys in the order sent, the first unknown one fails (AddInstanceItem) ...
+    ([{"b64": "YQ==", "extra": 1}], ONE_STRING, "Failed to process element: 0 key: b64 of 'instances' list. Error: "
+                                                "INVALID_ARGUMENT: JSON object: does not have named input: b64"),
+    ([{"nope": "x"}], ONE_STRING, "Failed to process element: 0 key: nope of 'instances' list. Error: "
+                                  "INVALID_ARGUMENT: JSON object: does not have named input: nope"),
+    ([{"examples": "a", "x": 1}], ONE_STRING, "Failed to process element: 0 key: x of 'instances' list. Error: "
+                                              "INVALID_ARGUMENT: JSON object: does not have named input: x"),
+    ([{"b64": 5}], ONE_STRING, "Failed to process element: 0 key: b64 of 'instances' list. Error: "
+                               "INVALID_ARGUMENT: JSON object: does not have named input: b64"),
+    ([{"b": 1.0, "a": 5, "c": 1}], TWO, "Failed to process element: 0 key: a of 'instances' list. Error: "
+                                        "INVALID_ARGUMENT: JSON Value: 5 Type: Number is not of expected type: string"),
+    ([{"b": [1.0], "a": "x"}, {"a": "y", "b": [2.0, 3.0]}], TWO,
+     "Failed to process element: 1 key: b of 'instances' list. Error: INVALID_ARGUMENT: Expecting tensor size: 1 "
+     "but got: 2"),
+    # ... and only then the key sets are compared.
+    ([{}], ONE_STRING, "Failed to process element: 0 of 'instances' list. JSON object: {} keys must be equal to: "
+                       "examples"),
+    ([{"b": 1.0}], TWO, "Failed to process element: 0 of 'instances' list. JSON object: {\"b\": 1.0} keys must be "
+                        "equal to: a,b"),
+    ([{"a": "x", "b": 1.0}, {"a": "y", "b": 2.0, "z": 0}], TWO,
+     "Failed to process element: 1 key: z of 'instances' list. Error: INVALID_ARGUMENT: JSON object: does not have "
+     "named input: z"),
+    # A b64 object is a value, not an object of named inputs.
+    ([{"b64": "YQ=="}, {"examples": "a"}], ONE_STRING, "Expecting value/list but got object at item 1 of input list"),
+    ([{"a": "x", "b": 1.0}, {"b64": "YQ=="}], TWO, "Expecting object but got list at item 1 of input list"),
+    (["x"], TWO, "instances is a plain list, but expecting list of objects as multiple input tensors required as per "
+                 "tensorinfo_map"),
+    ([{"b64": "YQ=="}], TWO, "input size does not match signature: 1!=2 len({a}) != len({a,b}). Sent extra: {}. "
+                             "Missing but required: {b}."),
+])
+def test_instance_objects_follow_json_tensor_cc(instances, inputs, message):
+    with pytest.raises(ServingError) as info:
+        tensors.instances_to_arrays(instances, inputs)
+    assert (info.value.code, info.value.message) == ("INVALID_ARGUMENT", message)
+
+
+def test_instance_objects_any_key_order():
+    arrays = tensors.instances_to_arrays([{"b": 1.0, "a": "x"}, {"a": {"b64": "eQ=="}, "b": 2.0}], TWO)
+    assert arrays["a"].tolist() == [b"x", b"y"] and arrays["b"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"b64": "YQ==", "extra": 1}, "Missing named input: examples in 'inputs' object."),
+    ({"b64": 5}, "Missing named input: examples in 'inputs' object."),
+    ([{"b64": 5}], 'JSON Value: {"b64": 5} not formatted correctly for base64 data'),
+    ([{"b64": "YQ==", "x": 1}], 'JSON Value: {"b64": "YQ==", "x": 1} not formatted correctly for base64 data'),
+])
+def test_columnar_b64_objects(value, message):
+    with pytest.raises(ServingError) as info:
+        tensors.columnar_to_arrays(value, ONE_STRING)
+    assert (info.value.code, info.value.message) == ("INVALID_ARGUMENT", message)
+
+
+def test_columnar_ignores_extra_keys():
+    arrays = tensors.columnar_to_arrays({"examples": [{"b64": "YQ=="}], "x": 1}, ONE_STRING)
+    assert arrays["examples"].tolist() == [b"a"]
+
+
+def test_c_escape_like_absl():
+    from serving.status import c_escape
+    assert c_escape(b"\x89PNG\r\n\x1a\n\t\"'\\ ~\x7f\x00") == "\\211PNG\\r\\n\\032\\n\\t\\\"\\'\\\\ ~\\177\\000"
+
+
+def test_undecodable_runtime_message_is_rebuilt_with_the_quoted_value_escaped():
+    from serving.status import undecodable_runtime_message
+    raw = (b"{{function_node __inference_signature_wrapper_serving_default_700}} Could not parse example input, "
+           b"value: '\x89PNG\r\n'x'\n\t [[{{function_node __inference_serving_default_694}}{{node ParseExample/"
+           b"ParseExampleV2}}]] [Op:__inference_signature_wrapper_serving_default_700]")
+    assert undecodable_runtime_message(raw) == ("Could not parse example input, value: '\\211PNG\\r\\n\\'x'\n"
+                                                "\t [[{{node ParseExample/ParseExampleV2}}]]")
+    assert undecodable_runtime_message(b"{{function_node f}} bad \xff byte") == "bad \\377 byte"
+
+
+def test_request_errors_never_carry_python_text():
+    from serving.status import request_error
+    error = request_error(KeyError("secret internals"))
+    assert (error.code, error.http_status, error.message) == ("INTERNAL", 500, "Internal server error")
+    assert request_error(ServingError("NOT_FOUND", "x")).message == "x"
+
+
+def test_json_strings_keep_their_bytes():
+    assert tensors.to_bytes("a\udc89\udc00") == b"a\x89\xed\xb0\x80"

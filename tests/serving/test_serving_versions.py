@@ -1,14 +1,16 @@
 """Version handling: policies, polling, availability-preserving swaps, broken versions, labels, startup."""
+import logging
 import os
 import time
 
 import pytest
 from tensorflow_serving.config import file_system_storage_path_source_pb2
 
-from pipeline import configs
+from core import configs
 from serving import config as config_lib
-from serving import testing, versions
-from serving.testing import b64
+from serving import versions
+from tests.support import serving as testing
+from tests.support.serving import b64
 
 Policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
 FAST = dict(file_system_poll_wait_seconds=0.1, max_num_load_retries=1, load_retry_interval_micros=100_000)
@@ -101,7 +103,7 @@ def test_all_version_dirs_removed_unloads_everything(tmp_path):
             404, {"error": "Servable not found for request: Latest(letters)"})
 
 
-def test_labels_reload_from_config_file(tmp_path):
+def test_labels_reload_from_config_file(tmp_path, caplog):
     base = tmp_path / "letters"
     testing.publish_version(str(base), 1)
     testing.publish_version(str(base), 2)
@@ -121,16 +123,22 @@ def test_labels_reload_from_config_file(tmp_path):
         wait_for(lambda: client.get("/v1/models/letters/labels/stable/metadata")[0] == 200)
         assert top_index(client, "/v1/models/letters/labels/stable:predict") == 1
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
+
+        caplog.set_level(logging.INFO, logger="serving")
+
+        def logged(*parts):   # the poller read the new file and logged why it keeps the current config
+            return lambda: any(all(p in r.getMessage() for p in parts) for r in caplog.records)
+
         write({"stable": 1, "canary": 7})  # 7 is not available: the whole config is refused
-        time.sleep(0.5)
+        wait_for(logged("Not applying", "version 7"))
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
         # A config refused at start-up is refused on reload too, and the current one keeps serving.
         config.write_text(config.read_text().replace('model_platform: "tensorflow"', 'model_platform: "pytorch"')
                           .replace("value: 7", "value: 1"))
-        time.sleep(0.5)
+        wait_for(logged("Not applying", "pytorch"))
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
         config.write_text("")   # an empty config (a file caught mid-rewrite) changes nothing
-        time.sleep(0.5)
+        wait_for(logged("Taking no action for empty config"))
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
 
 
@@ -174,16 +182,17 @@ def test_startup_waits_for_a_version_and_sigterm_ends_the_wait(tmp_path):
     waiting = threading.Event()
 
     def read_stderr():
+        polls = 0
         for line in process.stderr:
             err_lines.append(line)
-            if "No versions of servable letters found under base path" in line:
+            polls += "No versions of servable letters found under base path" in line
+            if polls >= 3:       # it keeps polling: still waiting, not stopped after one look
                 waiting.set()
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
     try:
         assert waiting.wait(120), "".join(err_lines)[-3000:]
-        time.sleep(0.5)
         assert process.poll() is None          # still waiting; the REST port never opened
         process.send_signal(signal.SIGTERM)
         out = process.stdout.read()

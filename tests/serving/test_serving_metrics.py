@@ -1,0 +1,34 @@
+"""Prometheus metrics on prometheus_client: one registry per server, TF Serving's exposition text."""
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving.metrics import Metrics
+
+LABELS = {"model_name": "letters", "op_name": "predict_images"}
+
+
+def test_each_server_has_its_own_registry_and_prometheus_parses_the_page():
+    first, second = Metrics(), Metrics()
+    first.request("letters", "OK", "predict", 1234.5)
+    first.request('odd "name"\\', "NOT_FOUND")
+    first.batch_input(LABELS, 3)
+    first.batch_processed(LABELS, 3, 4)
+    assert first.registry is not second.registry and second.render() == "\n"
+    text = first.render()
+    assert "# HELP" not in text and ":tensorflow:serving:request_count_total" not in text   # TF Serving's exporter
+    assert ':tensorflow:serving:request_count{model_name="odd \\"name\\"\\\\",status="NOT_FOUND"} 1\n' in text
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert {name: family.type for name, family in families.items()} == {
+        ":tensorflow:serving:request_count": "counter", ":tensorflow:serving:request_latency": "histogram",
+        ":tensorflow:serving:batching:input_batch_size_v2": "histogram",
+        ":tensorflow:serving:batching:batch_size": "histogram",
+        ":tensorflow:serving:batching:processed_batch_size_v2": "counter"}
+    latency = {(s.name, s.labels.get("le")): s.value for s in families[":tensorflow:serving:request_latency"].samples}
+    assert latency[(":tensorflow:serving:request_latency_bucket", "1101.996058")] == 0
+    assert latency[(":tensorflow:serving:request_latency_bucket", "1983.592904")] == 1
+    assert latency[(":tensorflow:serving:request_latency_sum", None)] == 1234.5
+    processed = families[":tensorflow:serving:batching:processed_batch_size_v2"].samples
+    assert [(s.labels, s.value) for s in processed] == [(dict(LABELS, batch_size="4"), 1)]
+    # the registry is an ordinary prometheus_client one: its standard exposition has the same samples
+    assert (':tensorflow:serving:request_count{model_name="letters",status="OK"} 1.0'
+            in generate_latest(first.registry).decode())
