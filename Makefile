@@ -10,11 +10,12 @@ PIP_FLAGS := --ignore-requires-python --disable-pip-version-check -c requirement
 FONT_PACKAGES := culmus culmus-fancy fonts-ldco
 APT_PACKAGES := $(FONT_PACKAGES) fontconfig
 
-.PHONY: demo test venv fonts browser pipeline serve retrain clean-outputs help
+.PHONY: demo test test-fast venv fonts browser pipeline serve retrain clean-outputs help
 
 help:
 	@echo "make demo   generate the default data, run the pipeline, push a blessed model, then serve it (make serve)"
 	@echo "make test   run the test suite"
+	@echo "make test-fast  the suite without the tests marked slow (pipeline runs, browser, load)"
 	@echo "make venv   create .venv with the pinned stack"
 	@echo "make fonts  install Debian's Hebrew fonts (as root)"
 	@echo "make browser  install Debian's Chromium for the browser tests (as root)"
@@ -64,6 +65,9 @@ demo: pipeline serve
 
 test: venv fonts
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv fonts
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean-outputs:
 	rm -rf outputs serving/models/letters data/generated

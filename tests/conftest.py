@@ -1,16 +1,25 @@
-"""Shared fixtures. Importing ``pipeline`` first fixes the Keras mode before TensorFlow loads."""
+"""Shared fixtures. Importing ``core`` first fixes the Keras mode before TensorFlow loads."""
 import io
+import shutil
 import subprocess
 import sys
 import json
 from pathlib import Path
 
-import pipeline  # noqa: F401
+import core  # noqa: F401
 import numpy as np
 import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+# A test that needs one of these runs the whole pipeline (minutes), so it is marked slow.
+PIPELINE_FIXTURES = {"pipeline_runs", "pushed_model_dir", "own_work"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -59,6 +68,15 @@ def pipeline_runs(tiny_dataset, tmp_path_factory):
     second, _ = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "0.0",
                              "--max-regression", "1.0")
     return {"work": work, "first": first, "second": second}
+
+
+@pytest.fixture
+def own_work(pipeline_runs, tmp_path):
+    """A copy of the two runs' pipeline root (ML Metadata included) and serving dir, for a test that runs the
+    pipeline again: what it adds never reaches another test, so the e2e tests pass in any order."""
+    work = tmp_path / "work"
+    shutil.copytree(pipeline_runs["work"], work, symlinks=True)
+    return work
 
 
 @pytest.fixture(scope="session")
