@@ -46,7 +46,7 @@ from tfx.utils import io_utils, path_utils
 
 from core import configs
 from core.labels import CLASS_NAMES, NUM_CLASSES
-from serving.client import RestConnection, ServingUnavailable
+from serving.client import RestConnection, ServingUnavailable, version_states
 
 BLESSED_KEY = "blessed"                       # the custom property the Pusher reads (model_utils)
 BLESSED_FILE = "INFRA_BLESSED"
@@ -141,7 +141,7 @@ def _expect(condition: bool, message: str) -> None:
 def _check_status(rest: _TimedRest, name: str) -> dict:
     status, body = rest.call("GET", f"/v1/models/{name}")
     _expect(status == 200, f"model status: HTTP {status}: {body}")
-    states = {v.get("version"): v.get("state") for v in body.get("model_version_status", [])}
+    states = version_states(body)
     _expect(states.get("1") == "AVAILABLE", f"version 1 is not AVAILABLE: {states}")
     return {"versions": states}
 

@@ -28,7 +28,7 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io
 from pipeline.flags import defaults_from_env, output_file, positive_int
 from core.labels import CLASS_NAMES, GLYPHS
-from serving.client import RestConnection, ServingUnavailable, error_text
+from serving.client import RestConnection, ServingUnavailable, error_text, version_states
 
 TOP_K = 3
 COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 1)
@@ -69,8 +69,8 @@ class RestPredictor:
         return answer
 
     def _latest_available(self) -> str:
-        status = self._request(self.model_path).get("model_version_status", [])
-        available = [int(v["version"]) for v in status if v.get("state") == "AVAILABLE"]
+        states = version_states(self._request(self.model_path))
+        available = [int(version) for version, state in states.items() if state == "AVAILABLE"]
         if not available:
             raise RuntimeError(f"{self.connection.base_url}{self.model_path}: no AVAILABLE version")
         return str(max(available))

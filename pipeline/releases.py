@@ -29,7 +29,7 @@ from core import configs
 from core.files import atomic_write
 from core.configs import Config
 from pipeline.flags import defaults_from_env
-from serving.client import RestConnection, ServingUnavailable
+from serving.client import RestConnection, ServingUnavailable, version_states
 
 LABELS = ("stable", "canary")
 
@@ -156,8 +156,7 @@ def version_state(server: str | RestConnection, model_name: str, version: int) -
         return None
     if status != 200:
         return f"HTTP {status}"
-    states = body.get("model_version_status", []) if isinstance(body, dict) else []
-    return states[0].get("state", "UNKNOWN") if states else "UNKNOWN"
+    return version_states(body).get(str(version), "UNKNOWN")
 
 
 def _write_config(config_file: str, config) -> None:

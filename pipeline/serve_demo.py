@@ -18,7 +18,7 @@ from pathlib import Path
 from core import configs
 from pipeline import releases
 from pipeline.flags import defaults_from_env
-from serving.client import RestConnection, ServingUnavailable
+from serving.client import RestConnection, ServingUnavailable, version_states
 
 
 def _wait_until_up(base_url: str, path: str, proc: subprocess.Popen, what: str, timeout: float) -> object:
@@ -75,8 +75,7 @@ def main(argv=None) -> int:
     try:
         procs.append(subprocess.Popen(serving_cmd, cwd=configs.PROJECT_ROOT))
         body = _wait_until_up(serving_url, f"/v1/models/{configs.MODEL_NAME}", procs[0], "the model server", 180)
-        status = body["model_version_status"]
-        versions = ", ".join(v["version"] for v in status if v["state"] == "AVAILABLE")
+        versions = ", ".join(v for v, state in version_states(body).items() if state == "AVAILABLE")
         procs.append(subprocess.Popen(web_cmd, cwd=configs.PROJECT_ROOT))
         web_url = f"http://127.0.0.1:{args.web_port}/"
         _wait_until_up(web_url, "/healthz", procs[1], "the web client", 60)

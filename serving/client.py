@@ -83,14 +83,14 @@ class RestConnection:
         for conn in idle:
             conn.close()
 
-    def request(self, method: str, path: str, body=None) -> tuple[int, object]:
-        """Returns (HTTP status, decoded JSON body or None); raises :class:`ServingUnavailable`."""
-        payload = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
+    def exchange(self, method: str, path: str, payload: bytes | None = None,
+                 headers: dict | None = None) -> tuple[int, dict, bytes]:
+        """One HTTP exchange: (status, headers with lower-case names, raw body); raises
+        :class:`ServingUnavailable` when the server does not answer."""
         for attempt in (0, 1):
             conn, reused = self._take() if attempt == 0 else (self._open(), False)
             try:
-                conn.request(method, self.prefix + path, body=payload, headers=headers)
+                conn.request(method, self.prefix + path, body=payload, headers=headers or {})
                 response = conn.getresponse()
                 raw = response.read()
             except (socket.timeout, TimeoutError):
@@ -109,12 +109,18 @@ class RestConnection:
                     err.strerror or type(err).__name__)
                 raise ServingUnavailable("serving_unreachable",
                                          f"TF Serving at {self.base_url} is not reachable ({what})") from None
-            status = response.status
             if response.will_close:
                 conn.close()
             else:
                 self._give_back(conn)
-            break
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, raw
+        raise AssertionError("unreachable")
+
+    def request(self, method: str, path: str, body=None) -> tuple[int, object]:
+        """Returns (HTTP status, decoded JSON body or None); raises :class:`ServingUnavailable`."""
+        payload = None if body is None else json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        status, _, raw = self.exchange(method, path, payload, headers)
         if not raw:
             return status, None
         try:
@@ -123,3 +129,11 @@ class RestConnection:
             if status >= 500:
                 raise ServingUnavailable("serving_error", f"TF Serving answered HTTP {status}") from None
             return status, {"error": raw[:200].decode("utf-8", "replace")}
+
+
+def version_states(body) -> dict[str, str]:
+    """``{version: state}`` of a GetModelStatus JSON body (``model_version_status``), newest first as sent;
+    entries that are not well-formed are left out."""
+    entries = body.get("model_version_status", []) if isinstance(body, dict) else []
+    return {str(entry["version"]): str(entry.get("state", "UNKNOWN"))
+            for entry in entries if isinstance(entry, dict) and "version" in entry}

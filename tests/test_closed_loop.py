@@ -1,21 +1,17 @@
 """The whole cycle: serve v1 → corrections through the web API → retrain → v2 blessed, pushed and served →
 the web API answers from v2 → rollback answers from v1 again."""
 import base64
-import json
 import time
-import urllib.request
+import urllib.parse
 
 from pipeline import generate_letters, releases
+from serving.client import RestConnection
 from tests.conftest import run_pipeline
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+    parts = urllib.parse.urlsplit(url)
+    return RestConnection(f"{parts.scheme}://{parts.netloc}", timeout=60).request("POST", parts.path, body)
 
 
 def answering_version(web_url: str, image: bytes) -> str:

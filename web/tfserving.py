@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from core import configs
 from core.labels import CLASS_NAMES, GLYPHS, NUM_CLASSES
-from serving.client import RestConnection, ServingUnavailable, error_text
+from serving.client import RestConnection, ServingUnavailable, error_text, version_states
 
 ROUTES = ("stable", "canary", "latest")
 UNKNOWN_LABEL = "Unrecognized servable version label"
@@ -174,8 +174,7 @@ class ModelRouter:
         status, body = self.connection.request("GET", self._model_path)
         if status != 200:
             self._raise_for(status, body)
-        versions = [{"version": str(v.get("version")), "state": v.get("state")}
-                    for v in (body or {}).get("model_version_status", []) if isinstance(v, dict)]
+        versions = [{"version": version, "state": state} for version, state in version_states(body).items()]
         return {"model": self.model_name, "versions": versions,
                 "available": any(v["state"] == "AVAILABLE" for v in versions)}
 

@@ -1,7 +1,5 @@
 """Dynamic batching (measured through the batcher's metrics) and graceful shutdown."""
 import concurrent.futures
-import http.client
-import json
 import re
 import signal
 import threading
@@ -74,12 +72,9 @@ def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
     result = {}
 
     def call():
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        connection.request("POST", "/v1/models/letters:predict", body=json.dumps(
-            {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())]}))
-        response = connection.getresponse()
-        result["status"] = response.status
-        result["body"] = response.read()
+        result["status"], _, result["body"] = testing.RestClient(server.url, timeout=30).request(
+            "POST", "/v1/models/letters:predict",
+            {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())]})
 
     thread = threading.Thread(target=call)
     try:

@@ -28,7 +28,7 @@ def test_status_shape_descending_versions(client):
 
 def test_status_of_one_version_and_headers(client):
     status, headers, raw = client.request("GET", "/v1/models/letters/versions/001")
-    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert status == 200 and headers["content-type"] == "application/json"
     assert json.loads(raw)["model_version_status"][0]["version"] == "1"
 
 
@@ -183,7 +183,7 @@ def test_transform_features(client, png):
 def test_predict_errors_400(client, body, message):
     status, headers, raw = client.request("POST", PREDICT, body)
     assert status == 400, raw
-    assert headers["Content-Type"] == "application/json"
+    assert headers["content-type"] == "application/json"
     error = json.loads(raw)
     assert list(error) == ["error"]
     assert message in error["error"]
@@ -261,13 +261,13 @@ def test_malformed_routes(client, method, path):
 
 def test_version_overflow_is_400_with_empty_body(client):
     status, headers, raw = client.request("GET", "/v1/models/letters/versions/99999999999999999999")
-    assert (status, raw) == (400, b"") and headers["Content-Type"] == "application/json"
+    assert (status, raw) == (400, b"") and headers["content-type"] == "application/json"
 
 
 def test_non_v1_paths_get_html_404(client):
     for path in ("/", "/v1", "/v2/models/letters", "/models/letters"):
         status, headers, raw = client.request("GET", path)
-        assert status == 404 and b"404 Not Found" in raw and "json" not in headers.get("Content-Type", "")
+        assert status == 404 and b"404 Not Found" in raw and "json" not in headers.get("content-type", "")
 
 
 def test_query_string_is_part_of_model_name(client):
@@ -276,7 +276,7 @@ def test_query_string_is_part_of_model_name(client):
 
 def test_cors_preflight(client):
     status, headers, raw = client.request("OPTIONS", PREDICT, headers={"Origin": "http://example.test"})
-    assert (status, raw) == (200, b"") and "Content-Type" not in headers
+    assert (status, raw) == (200, b"") and "content-type" not in headers
     assert client.request("OPTIONS", PREDICT)[0] == 400
 
 
@@ -315,7 +315,7 @@ def test_prometheus_metrics(client, png):
     client.post(PREDICT, {"instances": [example(png)]})
     client.get("/v1/models/nope")
     status, headers, raw = client.request("GET", "/monitoring/prometheus/metrics")
-    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
     text = raw.decode()
     assert "# TYPE :tensorflow:serving:request_count counter" in text
     assert ':tensorflow:serving:request_count{model_name="letters",status="OK"}' in text

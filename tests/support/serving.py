@@ -193,26 +193,19 @@ class RestClient:
     ``get``/``post`` decode a JSON body (None when empty)."""
 
     def __init__(self, url: str, timeout: float = 60.0):
-        import urllib.parse
+        from serving.client import RestConnection
 
-        parsed = urllib.parse.urlsplit(url)
-        self.host, self.port, self.timeout = parsed.hostname, parsed.port, timeout
+        # no pooled connections: each request on a new one, as a test that looks at one exchange wants
+        self.connection = RestConnection(url, timeout=timeout, max_idle=0)
 
     def request(self, method: str, path: str, body=None, headers=None):
-        import http.client
         import json
 
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        try:
-            if isinstance(body, (dict, list)):
-                body = json.dumps(body)
-            if isinstance(body, str):
-                body = body.encode("utf-8")
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        finally:
-            connection.close()
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        return self.connection.exchange(method, path, body, headers)
 
     def get(self, path: str):
         import json

@@ -2,12 +2,11 @@
 import core  # noqa: F401  (before TensorFlow)
 
 import base64
-import http.client
 import json
-import urllib.parse
 
 import pytest
 
+from serving.client import RestConnection
 from tests.support import serving as testing
 
 # The tiny model's version v ranks class v % 27 first: version 1 answers "bet", version 2 "gimel".
@@ -70,21 +69,13 @@ class Api:
     """HTTP client for the web backend's JSON API."""
 
     def __init__(self, url: str, timeout: float = 60.0):
-        parsed = urllib.parse.urlsplit(url)
-        self.host, self.port, self.timeout = parsed.hostname, parsed.port, timeout
+        self.connection = RestConnection(url, timeout=timeout, max_idle=0)
 
     def request(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            raw = response.read()
-            headers = {k.lower(): v for k, v in response.getheaders()}
-            payload = json.loads(raw) if raw and headers.get("content-type", "").startswith("application/json") \
-                else raw
-            return response.status, headers, payload
-        finally:
-            conn.close()
+        status, headers, raw = self.connection.exchange(
+            method, path, body.encode("utf-8") if isinstance(body, str) else body, headers)
+        payload = json.loads(raw) if raw and headers.get("content-type", "").startswith("application/json") else raw
+        return status, headers, payload
 
     def post_json(self, path, payload, content_type="application/json"):
         body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
