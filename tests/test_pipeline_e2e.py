@@ -4,11 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from components.atomic_pusher import PUSH_RECORD, pushed_versions
+from core import configs
 from pipeline import generate_letters
-from pipeline.labels import CLASS_NAMES
+from core.labels import CLASS_NAMES
 from tests.conftest import ROOT, run_pipeline
+from tests.support import serving as testing
 
 UPSTREAM = {"ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer"}
 
@@ -33,10 +36,13 @@ def test_first_run_blesses_and_pushes_a_complete_version(pipeline_runs):
     assert (serving / version / "variables" / "variables.index").is_file()
     assert (serving / version / PUSH_RECORD).is_file()
     assert version_dirs(serving) == [version]          # nothing half-written left behind
-    assert 0.0 <= first["evaluation"]["overall"]["sparse_categorical_accuracy"] <= 1.0
     per_class = first["evaluation"]["per_class"]          # one slice per class present in the eval split
     assert set(per_class) <= set(CLASS_NAMES) and len(per_class) > 10
     assert sum(m["example_count"] for m in per_class.values()) == first["examples_per_split"]["eval"]
+    # the overall accuracy is the slices' accuracies weighted by their examples
+    overall = first["evaluation"]["overall"]["sparse_categorical_accuracy"]
+    weighted = sum(m["sparse_categorical_accuracy"] * m["example_count"] for m in per_class.values())
+    assert overall == pytest.approx(weighted / first["examples_per_split"]["eval"], abs=1e-6)
 
 
 def test_unchanged_rerun_uses_the_cache_and_compares_against_the_blessed_model(pipeline_runs):
@@ -53,8 +59,8 @@ def test_unchanged_rerun_uses_the_cache_and_compares_against_the_blessed_model(p
     assert version_dirs(serving) == [first["pushed_version"]]   # the same model is not pushed twice
 
 
-def test_gate_refuses_a_model_below_the_floor(pipeline_runs, tiny_dataset):
-    work = pipeline_runs["work"]
+def test_gate_refuses_a_model_below_the_floor(pipeline_runs, tiny_dataset, own_work):
+    work = own_work
     summary, _ = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "1.0",
                               "--max-regression", "1.0")
     assert summary["components"]["Trainer"] == "cached"
@@ -63,8 +69,35 @@ def test_gate_refuses_a_model_below_the_floor(pipeline_runs, tiny_dataset):
     assert version_dirs(work / "serving") == [pipeline_runs["first"]["pushed_version"]]
 
 
-def test_new_data_trains_a_new_model_that_is_pushed_as_a_newer_version(pipeline_runs, tiny_dataset, tmp_path):
-    work = pipeline_runs["work"]
+def test_gate_refuses_a_candidate_worse_than_the_blessed_model(pipeline_runs, tiny_dataset, own_work):
+    """The "no worse than the last blessed model" half of the gate: the floor lets anything pass, the
+    candidate (one epoch at a learning rate of 1e-7, so about its random initial weights) is worse than the
+    blessed model by more than --max-regression (0.01, the default): not blessed, nothing pushed, and the
+    model server keeps answering from the blessed version."""
+    old = pipeline_runs["first"]["pushed_version"]
+    blessed = pipeline_runs["first"]["evaluation"]["overall"]["sparse_categorical_accuracy"]
+    with testing.start_server(own_work / "serving", file_system_poll_wait_seconds=0.2) as server:
+        summary, _ = run_pipeline(tiny_dataset, own_work, "--epochs", "1", "--learning-rate", "1e-7",
+                                  "--accuracy-floor", "0.0")
+        candidate = summary["evaluation"]["overall"]["sparse_categorical_accuracy"]
+        assert candidate < blessed - 0.01, (candidate, blessed)      # the premise: a real regression
+        assert summary["components"]["Trainer"] == "complete" and summary["had_baseline"] is True
+        assert summary["blessed"] is False and summary["pushed"] is False
+        assert any("against the last blessed model" in f for f in summary["validation_failures"]), summary
+        assert version_dirs(own_work / "serving") == [old]
+        client = testing.RestClient(server.url)
+        assert client.get("/v1/models/letters/metadata")[1]["model_spec"]["version"] == old
+        status = client.get("/v1/models/letters")[1]["model_version_status"]
+        assert [(s["version"], s["state"]) for s in status] == [(old, "AVAILABLE")]
+        image = (next(tiny_dataset.glob("alef/*.png"))).read_bytes()
+        answer = client.post("/v1/models/letters:predict", {"signature_name": configs.IMAGE_SIGNATURE,
+                                                            "instances": [testing.b64(image)]})
+        assert answer[0] == 200 and len(answer[1]["predictions"][0]["probabilities"]) == len(CLASS_NAMES)
+
+
+def test_new_data_trains_a_new_model_that_is_pushed_as_a_newer_version(pipeline_runs, tiny_dataset, tmp_path,
+                                                                       own_work):
+    work = own_work
     grown = tmp_path / "grown"
     shutil.copytree(tiny_dataset, grown)
     generate_letters.generate(tmp_path / "more", per_class=2, seed=99, progress=False)

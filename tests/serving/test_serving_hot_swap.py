@@ -1,10 +1,10 @@
 """Hot swap under load: a bounded loopback load while new versions (and a broken one) appear; zero failures."""
-import http.client
 import json
 import threading
 import time
 
 from core import configs
+from serving.client import RestConnection
 from tests.support import serving as testing
 from tests.support.serving import b64
 
@@ -22,7 +22,6 @@ def test_hot_swap_under_load_has_zero_failures(tmp_path):
                                   max_num_load_retries=0)
     body = json.dumps({"signature_name": configs.IMAGE_SIGNATURE,
                        "instances": [b64(testing.png_bytes(90))]}).encode()
-    host, port = "127.0.0.1", server.port
     lock = threading.Lock()
     counts = {"ok": 0, "failed": 0}
     failures = []
@@ -30,19 +29,15 @@ def test_hot_swap_under_load_has_zero_failures(tmp_path):
     stop = threading.Event()
 
     def client():
-        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection = RestConnection(server.url, timeout=30, max_idle=1)   # one kept-alive connection
         while not stop.is_set():
             try:
-                connection.request("POST", "/v1/models/letters:predict", body=body,
-                                   headers={"Content-Type": "application/json"})
-                response = connection.getresponse()
-                raw = response.read()
-                ok = response.status == 200
+                status, _, raw = connection.exchange("POST", "/v1/models/letters:predict", body,
+                                                     {"Content-Type": "application/json"})
+                ok = status == 200
                 top = json.loads(raw)["predictions"][0]["top_indices"][0] if ok else None
             except Exception as exc:  # noqa: BLE001 - every failure is counted
                 ok, raw, top = False, repr(exc).encode(), None
-                connection.close()
-                connection = http.client.HTTPConnection(host, port, timeout=30)
             with lock:
                 if ok:
                     counts["ok"] += 1
