@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     defaults = defaults_from_env()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--serving-dir", default=defaults.serving_dir)
-    p.add_argument("--serving-port", type=int, default=8501)
+    p.add_argument("--serving-port", type=int, default=8501, help="the model server's REST port")
+    p.add_argument("--grpc-port", type=int, default=8500, help="the model server's gRPC port (0 = no gRPC)")
     p.add_argument("--web-port", type=int, default=8080)
     p.add_argument("--model-config-file", default=None,
                    help="the models.config to serve from and poll (default: the one beside the serving dir, which "
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
     config_file = args.model_config_file or releases.default_config_file(defaults.replace(serving_dir=str(serving_dir)))
     if not args.model_config_file and releases.ensure_config(config_file, str(serving_dir)):
         print(f"Wrote {config_file} (the latest version; `letters-releases promote` adds labels)")
-    serving_cmd = [sys.executable, "-m", "serving", f"--rest_api_port={args.serving_port}",
+    serving_cmd = [sys.executable, "-m", "serving", f"--rest_api_port={args.serving_port}", f"--port={args.grpc_port}",
                    "--file_system_poll_wait_seconds=2", "--enable_batching=true",
                    f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=2",
                    "--allow_version_labels_for_unavailable_models=true"]   # labels in the startup config
@@ -79,8 +80,9 @@ def main(argv=None) -> int:
         procs.append(subprocess.Popen(web_cmd, cwd=configs.PROJECT_ROOT))
         web_url = f"http://127.0.0.1:{args.web_port}/"
         _wait_until_up(web_url, "/healthz", procs[1], "the web client", 60)
-        print(f"\nModel server (TF Serving REST API): {serving_url}/v1/models/{configs.MODEL_NAME} "
-              f"(version {versions})\nWeb client: {web_url}\nCtrl-C stops both.", flush=True)
+        grpc = f", gRPC 127.0.0.1:{args.grpc_port}" if args.grpc_port else ""
+        print(f"\nModel server (TF Serving REST API): {serving_url}/v1/models/{configs.MODEL_NAME}{grpc} "
+              f"(version {versions}, batching on)\nWeb client: {web_url}\nCtrl-C stops both.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(proc.poll() is None for proc in procs):
             time.sleep(0.5)
