@@ -130,9 +130,10 @@ class RequestLogWriter:
     """Samples and appends PredictionLog records under ``filename_prefix`` (see the module's docstring).
 
     ``write(record)`` takes a message (anything with ``SerializeToString``) or its bytes and raises OSError if
-    the disk refuses; ``log(build)`` samples, calls ``build()`` only when sampled, writes, and never raises an
-    OSError (it is logged once per distinct message and the record dropped): a full disk must not fail the
-    request being logged. ``close()`` closes the open file (a later write opens a new one).
+    the disk refuses; ``log(build)`` samples, calls ``build()`` only when sampled, writes, and never raises: a
+    failure (a full disk, a record that cannot be built) is logged once per distinct message and the record
+    dropped, so logging never fails the request being logged. ``close()`` closes the open file (a later write
+    opens a new one).
     """
 
     def __init__(self, filename_prefix: str, sampling_rate: float = 1.0,
@@ -167,10 +168,12 @@ class RequestLogWriter:
             return False
         try:
             self.write(build())
-        except OSError as exc:
-            if str(exc) != self._last_error:
-                self._last_error = str(exc)
-                log.error("Could not write the request log under %s: %s (records are dropped)", self.prefix, exc)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            message = f"{type(exc).__name__}: {exc}"
+            if message != self._last_error:
+                self._last_error = message
+                log.error("Could not write the request log under %s: %s (records are dropped)", self.prefix,
+                          message)
             return False
         return True
 

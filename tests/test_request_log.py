@@ -140,7 +140,9 @@ def test_write_errors_are_logged_once_and_do_not_raise_from_log(tmp_path, caplog
     folder.write_text("a file where the log folder was: every new log file fails")
     assert not writer.log(lambda: _record(1))
     assert not writer.log(lambda: _record(2))
-    assert len([r for r in caplog.records if "Could not write the request log" in r.getMessage()]) == 1
+    assert not writer.log(lambda: {}["a record that cannot be built"])
+    messages = [r.getMessage() for r in caplog.records if "Could not write the request log" in r.getMessage()]
+    assert len(messages) == 2 and "KeyError" in messages[1]
 
 
 def test_the_tensorflow_free_messages_match_the_real_ones():

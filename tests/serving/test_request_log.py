@@ -289,7 +289,8 @@ def test_a_killed_server_leaves_files_whose_complete_records_all_parse(root, tmp
         server.process.wait(30)
     files = request_log.log_files(str(prefix))
     assert files
-    logged = [r.predict_log.request.inputs[configs.IMAGE_INPUT].string_val[0] for r in request_log.read_logs(str(prefix))]
+    logged = [r.predict_log.request.inputs[configs.IMAGE_INPUT].string_val[0]
+              for r in request_log.read_logs(str(prefix))]
     assert logged == sent   # every answered request was in the file before its answer left
     assert sum(1 for path in files for _ in tf.data.TFRecordDataset(path)) == len(sent)
 
