@@ -25,7 +25,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from core import configs, request_log
 from serving import config as config_lib
-from tests.serving.test_grpc import save_scorer, start_grpc_server
+from tests.serving.test_grpc import start_grpc_server
 from tests.support import serving as testing
 
 TIMEOUT = 60
@@ -50,7 +50,7 @@ def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("request_log")
     testing.publish_version(str(root / "models" / "letters"), 1)
     testing.publish_version(str(root / "models" / "letters"), 2)
-    save_scorer(str(root / "scorer" / "1"))
+    testing.save_scorer(str(root / "scorer" / "1"))
     return root
 
 
