@@ -14,6 +14,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from core import settings
 from serving.protos import BatchingParameters, MonitoringConfig
+from serving.request_logging import check_logging_config
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -116,6 +117,7 @@ def check_model_server_config(config, source: str) -> None:
     for model in config.model_config_list.config:
         if model.model_platform not in ("", "tensorflow"):
             raise ValueError(f"{source}: model {model.name}: unsupported model_platform {model.model_platform!r}")
+        check_logging_config(model, source)
 
 
 def load_model_server_config(path: str) -> model_server_config_pb2.ModelServerConfig:

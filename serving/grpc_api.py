@@ -49,13 +49,15 @@ class GrpcApi:
     """The two services over the server's model core.
 
     ``run(servable, signature_name, arrays, timeout)`` runs a signature (through the batcher when batching is
-    on) and blocks; ``reload(config, timeout)`` applies a ModelServerConfig and waits for its new models."""
+    on) and blocks; ``reload(config, timeout)`` applies a ModelServerConfig and waits for its new models;
+    ``request_logger`` (a serving.request_logging.ServerRequestLogger) logs the inference calls."""
 
-    def __init__(self, core, metrics, run, reload):
+    def __init__(self, core, metrics, run, reload, request_logger):
         self.core = core
         self.metrics = metrics
         self.run = run
         self.reload = reload
+        self.request_logger = request_logger
         self.prediction_service = _PredictionService(self)
         self.model_service = _ModelService(self)
 
@@ -106,21 +108,21 @@ class GrpcApi:
         outputs = self._run(servable, signature_name, arrays, context)
         for alias in aliases:
             response.outputs[alias].CopyFrom(tensor_proto.to_proto(outputs[alias]))
-        return response
+        return self._logged("predict", request, response, response.model_spec)
 
     def classify(self, request, context) -> classification_pb2.ClassificationResponse:
         response = classification_pb2.ClassificationResponse()
         examples, outputs, version = self._run_examples(request, inference.CLASSIFY, context)
         _make_model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, version)
         inference.classification_result(outputs, len(examples), response.result)
-        return response
+        return self._logged(inference.CLASSIFY, request, response, response.model_spec)
 
     def regress(self, request, context) -> regression_pb2.RegressionResponse:
         response = regression_pb2.RegressionResponse()
         examples, outputs, version = self._run_examples(request, inference.REGRESS, context)
         _make_model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, version)
         inference.regression_result(outputs, len(examples), response.result)
-        return response
+        return self._logged(inference.REGRESS, request, response, response.model_spec)
 
     def _run_examples(self, request, method: str, context):
         spec = _model_spec(request)
@@ -168,6 +170,11 @@ class GrpcApi:
                 inference.regression_result(outputs[signature_name], len(examples), result.regression_result)
             _make_model_spec(result.model_spec, task.model_spec.name, task.model_spec.signature_name,
                              servable.version)
+        return self._logged("multi_inference", request, response, response.results[0].model_spec)
+
+    def _logged(self, kind: str, request, response, spec):
+        """``response``, after the request logger (if the model has one and samples this call) logged the call."""
+        self.request_logger.log(kind, spec, lambda: (request, response))
         return response
 
     def get_model_metadata(self, request, context) -> get_model_metadata_pb2.GetModelMetadataResponse:

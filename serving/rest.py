@@ -14,7 +14,7 @@ import urllib.parse
 from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
-from serving import inference, tensors
+from serving import inference, request_logging, tensors
 from serving.status import ServingError, invalid, request_error
 
 log = logging.getLogger("serving.rest")
@@ -123,8 +123,9 @@ def _parse_version(text: str | None):
 class RestApi:
     """Turns (method, target, headers, body) into (status, headers, body) the way TF Serving does."""
 
-    def __init__(self, core, options, metrics, prometheus_path: str | None, runner):
+    def __init__(self, core, options, metrics, prometheus_path: str | None, runner, request_logger):
         self.core = core
+        self.request_logger = request_logger   # serving.request_logging.ServerRequestLogger
         self.options = options
         self.metrics = metrics
         self.prometheus_path = prometheus_path
@@ -236,13 +237,16 @@ class RestApi:
             if not instances:
                 raise invalid(f"JSON Value: {tensors.dump(document)} No values in 'instances' array")
             arrays = tensors.instances_to_arrays(instances, dtypes)
-            outputs = await self._run(servable, signature_name, arrays)
-            return tensors.row_response(outputs)
-        if has_inputs:
+        elif has_inputs:
             arrays = tensors.columnar_to_arrays(document["inputs"], dtypes)
-            outputs = await self._run(servable, signature_name, arrays)
-            return tensors.columnar_response(outputs)
-        raise invalid("Missing 'inputs' or 'instances' key")
+        else:
+            raise invalid("Missing 'inputs' or 'instances' key")
+        outputs = await self._run(servable, signature_name, arrays)
+        answer = tensors.row_response(outputs) if has_instances else tensors.columnar_response(outputs)
+        spec = request_logging.model_spec(name, signature_name, servable.version)
+        self.request_logger.log("predict", spec, lambda: request_logging.predict_messages(
+            request_logging.model_spec(name, requested, version, label), spec, arrays, outputs))
+        return answer
 
     async def classify_or_regress(self, verb: str, name: str, version, label, body: bytes) -> str:
         document = self._document(body)
@@ -252,8 +256,14 @@ class RestApi:
         inference.example_signature(servable, signature_name, verb)
         outputs = await self._run(servable, signature_name, inference.examples_batch(examples))
         if verb == "classify":
-            return tensors.classify_response(outputs.get("classes"), outputs.get("scores"))
-        return tensors.regress_response(outputs["outputs"])
+            answer = tensors.classify_response(outputs.get("classes"), outputs.get("scores"))
+        else:
+            answer = tensors.regress_response(outputs["outputs"])
+        spec = request_logging.model_spec(name, signature_name, servable.version)
+        self.request_logger.log(verb, spec, lambda: request_logging.example_messages(
+            verb, request_logging.model_spec(name, document.get("signature_name", ""), version, label), spec,
+            examples, outputs))
+        return answer
 
     async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
         try:

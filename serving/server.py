@@ -20,6 +20,7 @@ from serving.grpc_api import GrpcApi
 from serving.grpcserver import GrpcServer, address
 from serving.httpserver import HttpServer
 from serving.metrics import Metrics
+from serving.request_logging import ServerRequestLogger
 from serving.rest import RestApi
 from serving.status import ServingError, invalid
 from serving.versions import ServerCore
@@ -33,6 +34,7 @@ class Server:
         self.options = options
         self.metrics = Metrics()
         self.core = ServerCore(options)
+        self.request_logger = ServerRequestLogger()
         self.monitoring = (config_lib.load_monitoring_config(options.monitoring_config_file)
                            if options.monitoring_config_file else None)
         self.batching = None
@@ -69,11 +71,17 @@ class Server:
             return config_lib.parse_model_server_config(self._config_text, self.options.model_config_file)
         return config_lib.single_model_config(self.options.model_name, self.options.model_base_path)
 
+    def _apply_config(self, config, source: str) -> None:
+        """The models, then the request logs of ``config`` (a log folder that cannot be made refuses it first)."""
+        logging_update = self.request_logger.prepare(config, source)
+        self.core.apply_config(config)
+        self.request_logger.apply(logging_update)
+
     def start(self) -> "Server":
         """Loads the models (blocking, as the real server does), then opens the REST port."""
         if self.batching is not None:
             self.scheduler = BatchScheduler(self.batching, self.metrics)
-        self.core.apply_config(self._model_config())
+        self._apply_config(self._model_config(), self.options.model_config_file or "--model_base_path")
         self.core.wait_until_settled(self.stop_event, self.options.file_system_poll_wait_seconds)
         if self.stop_event.is_set():
             raise RuntimeError("stopped before the models finished loading")
@@ -86,7 +94,7 @@ class Server:
             self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self.loop)
             api = RestApi(self.core, self.options, self.metrics, config_lib.prometheus_path(self.monitoring),
-                          self._run)
+                          self._run, self.request_logger)
             self.http = HttpServer(api.handle, self.options.rest_api_host, self.options.rest_api_port,
                                    self.options.max_request_bytes)
             try:
@@ -112,7 +120,7 @@ class Server:
         return self
 
     def _start_grpc(self) -> None:
-        api = GrpcApi(self.core, self.metrics, self.run_blocking, self.reload_config)
+        api = GrpcApi(self.core, self.metrics, self.run_blocking, self.reload_config, self.request_logger)
         self.grpc = GrpcServer(api, self.options.grpc_host, self.options.port, self.options.grpc_max_threads,
                                self.options.max_request_bytes, self.options.grpc_channel_arguments)
         self.grpc_port = self.grpc.start()
@@ -138,7 +146,8 @@ class Server:
             if text == self._config_text:
                 continue
             try:   # a config that cannot be applied yet (e.g. a label ahead of its version) is retried
-                self.core.apply_config(config_lib.parse_model_server_config(text, self.options.model_config_file))
+                self._apply_config(config_lib.parse_model_server_config(text, self.options.model_config_file),
+                                   self.options.model_config_file)
             except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
                 if text != rejected:
                     log.error("Not applying %s: %s", self.options.model_config_file, exc)
@@ -171,6 +180,7 @@ class Server:
             self.scheduler.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.core.unload_all()
+        self.request_logger.close()
         self._stopped.set()
         log.info("Server stopped")
 
@@ -207,7 +217,10 @@ class Server:
         except ValueError as exc:
             raise invalid(str(exc)) from None
         known = {name for name, manager in self.core.managers.items() if not manager.removed}
-        self.core.apply_config(config)
+        try:
+            self._apply_config(config, "ReloadConfigRequest")
+        except ValueError as exc:   # a log folder that cannot be made
+            raise invalid(str(exc)) from None
         added = [self.core.manager(m.name) for m in config.model_config_list.config if m.name not in known]
         if not added:
             return

@@ -21,6 +21,8 @@ FLAGS = {   # WebConfig field -> help
     "max_upload_bytes": "largest accepted image",
     "max_image_pixels": "decompression-bomb guard, width*height",
     "serving_timeout": "seconds per TF Serving call",
+    "request_log_dir": "write the predictions as TF Serving PredictionLog TFRecords to this folder ('' = off)",
+    "request_log_sampling": "share of the predictions written to the request log, 0..1",
 }
 
 
@@ -49,8 +51,9 @@ def main(argv=None) -> int:
     server = make_server(config)
     host, port = server.server_address[:2]
     print(f"letters web client at http://{host}:{port}/ -> TF Serving {config.tf_serving_url} "
-          f"model {config.model_name!r} (canary share {config.canary_share:g}); feedback in {config.feedback_dir}",
-          flush=True)
+          f"model {config.model_name!r} (canary share {config.canary_share:g}); feedback in {config.feedback_dir}"
+          + (f"; request log in {config.request_log_dir} (sampling {config.request_log_sampling:g})"
+             if config.request_log_dir else ""), flush=True)
 
     def stop(signum, frame):
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
-        server.backend.store.close()
+        server.backend.close()
     return 0
 
 

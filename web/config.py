@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from core import configs, settings
+from core import configs, request_log, settings
 
 DEFAULT_FEEDBACK_DIR = configs.Config().feedback_dir
 FEEDBACK_DIR_ENV = "LETTERS_FEEDBACK_DIR"   # = the pipeline's Config.feedback_dir override
@@ -17,6 +17,8 @@ ENV = {   # field -> environment variable
     "feedback_dir": FEEDBACK_DIR_ENV,
     "canary_share": "LETTERS_CANARY_SHARE",
     "max_upload_bytes": "LETTERS_MAX_UPLOAD_BYTES",
+    "request_log_dir": "LETTERS_REQUEST_LOG_DIR",
+    "request_log_sampling": "LETTERS_REQUEST_LOG_SAMPLING",
 }
 
 
@@ -38,6 +40,8 @@ class WebConfig:
     serving_timeout: float = 15.0        # seconds, per call to TF Serving
     version_cache_seconds: float = 2.0   # how long a resolved label -> version is reused
     max_handler_threads: int = 64        # requests handled at once; more wait in the listen queue
+    request_log_dir: str = ""            # PredictionLog TFRecords of the predictions ("" = no request log)
+    request_log_sampling: float = 1.0    # share of the predictions logged (0..1)
 
     def __post_init__(self):
         if not 0.0 <= self.canary_share <= 1.0:
@@ -48,6 +52,7 @@ class WebConfig:
             raise ValueError(f"TF Serving URL must start with http:// or https://, got {self.tf_serving_url!r}")
         if not self.model_name or "/" in self.model_name or ":" in self.model_name:
             raise ValueError(f"invalid model name {self.model_name!r}")
+        request_log.check_sampling_rate(self.request_log_sampling, "request log sampling")
 
     @property
     def max_body_bytes(self) -> int:

@@ -12,8 +12,11 @@ Routes::
     POST /api/feedback     an image and its true label (plus what the model said) -> stored, 201
 
 ``/api/predict`` takes ``application/json`` ``{"image": "<base64 or data: URL>", "route"?: "stable"|"canary"|
-"latest"}``, ``multipart/form-data`` with a file field ``image`` (and an optional ``route`` field), or a raw
-``image/*`` body. ``/api/feedback`` takes JSON ``{"image", "label", "predicted_label"?, "probability"?,
+"latest", "source"?: "canvas"|"upload"}``, ``multipart/form-data`` with a file field ``image`` (and optional
+``route`` and ``source`` fields), or a raw ``image/*`` body. With a request log (``request_log_dir``), each sampled
+prediction is written as a TF Serving ``PredictionLog`` (core/request_log.py): the image as sent to TF Serving,
+the probabilities it answered, the version that answered, and the image's source (``request_origin``; "unknown"
+when the client does not say). ``/api/feedback`` takes JSON ``{"image", "label", "predicted_label"?, "probability"?,
 "model_version"?, "route"?}``. Errors are JSON ``{"error": "<message>", "reason": "<category>"}``.
 """
 from __future__ import annotations
@@ -32,7 +35,9 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from core import configs, prediction_log
 from core.image_io import ImageRejected, check_image
+from core.request_log import RequestLogWriter
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable
 from web.config import WebConfig
@@ -55,6 +60,8 @@ SECURITY_HEADERS = (
     ("Cross-Origin-Opener-Policy", "same-origin"),
     ("Cross-Origin-Resource-Policy", "same-origin"),
 )
+SOURCES = ("canvas", "upload")   # where the page's image came from; "unknown" when not said
+REQUEST_LOG_NAME = "web"         # request log files: <request_log_dir>/web-<UTC time>-<n>.tfrecord
 MAX_DRAIN_BYTES = 64 * 1024 * 1024   # an oversize body up to this size is read and dropped so the 413 arrives
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
 _REJECTION_MESSAGES = {
@@ -85,6 +92,8 @@ class Backend:
         self.router = router or ModelRouter(RestConnection(config.tf_serving_url, config.serving_timeout),
                                             config.model_name, config.canary_share, config.version_cache_seconds)
         self.store = store or FeedbackStore(config.feedback_dir)
+        self.request_log = (RequestLogWriter(os.path.join(config.request_log_dir, REQUEST_LOG_NAME),
+                                             config.request_log_sampling) if config.request_log_dir else None)
         self.static = {}
         for name in sorted(os.listdir(STATIC_DIR)):
             ext = os.path.splitext(name)[1]
@@ -100,7 +109,12 @@ class Backend:
             message = _REJECTION_MESSAGES.get(err.reason, "The image was rejected.")
             raise ApiError(status, err.reason, f"{message} ({err.detail})") from None
 
-    def predict(self, data: bytes, route: str | None) -> dict:
+    def close(self) -> None:
+        self.store.close()
+        if self.request_log is not None:
+            self.request_log.close()
+
+    def predict(self, data: bytes, route: str | None, source: str = "unknown") -> dict:
         started = time.perf_counter()
         checked = self.check(data)
         try:
@@ -113,6 +127,8 @@ class Backend:
                 from None
         except BadServingResponse as err:
             raise ApiError(502, "bad_serving_response", f"The model server answered unexpectedly: {err}") from None
+        if self.request_log is not None:
+            self.request_log.log(lambda: self._prediction_log(checked.data, prediction, source))
         answer = prediction.to_json()
         answer["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         answer["image"] = {"format": checked.format, "mode": checked.mode, "width": checked.width,
@@ -120,6 +136,14 @@ class Backend:
         if checked.reencoded:   # what was sent is not what the browser has: let the page show it
             answer["image"]["png_b64"] = base64.b64encode(checked.data).decode("ascii")
         return answer
+
+    def _prediction_log(self, image: bytes, prediction, source: str):
+        outputs = {}
+        if prediction.probabilities is not None:
+            outputs[configs.PROBABILITIES_OUTPUT] = prediction_log.float_tensor([prediction.probabilities])
+        return prediction_log.predict_log(self.config.model_name, configs.IMAGE_SIGNATURE, prediction.version,
+                                          {configs.IMAGE_INPUT: prediction_log.bytes_tensor([image])}, outputs,
+                                          self.request_log.sampling_rate, request_origin=source)
 
     def feedback(self, payload: dict) -> dict:
         data = _image_from_json(payload)
@@ -342,17 +366,17 @@ class Handler(BaseHTTPRequestHandler):
     def _predict(self):
         kind = self._content_type()
         body = self._read_body()
-        route = None
+        route = source = None
         if kind == "application/json":
             payload = _parse_json(body)
             data = _image_from_json(payload)
-            route = payload.get("route")
+            route, source = payload.get("route"), payload.get("source")
         elif kind == "multipart/form-data":
             fields = _parse_multipart(self.headers.get("Content-Type", ""), body)
             data = fields.get("image")
             if not isinstance(data, bytes):
                 raise ApiError(400, "missing_field", "a file field named 'image' is required")
-            route = fields.get("route") or None
+            route, source = fields.get("route") or None, fields.get("source") or None
         elif kind.startswith("image/") or kind == "application/octet-stream":
             data = body
         else:
@@ -361,7 +385,9 @@ class Handler(BaseHTTPRequestHandler):
                            "file, or the raw image bytes")
         if route is not None and route not in ROUTES:
             raise ApiError(400, "bad_route", f"route must be one of {', '.join(ROUTES)}")
-        self._json(200, self.backend.predict(data, route))
+        if source is not None and source not in SOURCES:
+            raise ApiError(400, "bad_source", f"source must be one of {', '.join(SOURCES)}")
+        self._json(200, self.backend.predict(data, route, source or "unknown"))
 
     def _feedback(self):
         if self._content_type() != "application/json":
@@ -412,7 +438,7 @@ class RunningWeb:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(10)
-        self.backend.store.close()
+        self.backend.close()
 
     def __enter__(self):
         return self

@@ -59,6 +59,7 @@ class Prediction:
     fallback_reason: str
     serving_ms: float          # time of the predict call to TF Serving
     resolve_ms: float          # time spent resolving the label (0 when cached)
+    probabilities: list | None = None   # the 27 class probabilities TF Serving answered (for the request log)
 
     def to_json(self) -> dict:
         return {"top": self.top, "model_version": str(self.version), "route": self.route,
@@ -167,7 +168,8 @@ class ModelRouter:
             self._raise_for(status, answer)
         return Prediction(top=parse_top3(answer), version=resolution.version, route=resolution.route,
                           requested_route=requested, fallback_reason=resolution.fallback_reason,
-                          serving_ms=(done - resolved) * 1000, resolve_ms=(resolved - started) * 1000)
+                          serving_ms=(done - resolved) * 1000, resolve_ms=(resolved - started) * 1000,
+                          probabilities=parse_probabilities(answer))
 
     def status(self) -> dict:
         """Model versions and states as TF Serving reports them (for the page's status line)."""
@@ -177,6 +179,18 @@ class ModelRouter:
         versions = [{"version": version, "state": state} for version, state in version_states(body).items()]
         return {"model": self.model_name, "versions": versions,
                 "available": any(v["state"] == "AVAILABLE" for v in versions)}
+
+
+def parse_probabilities(answer) -> list | None:
+    """The ``probabilities`` of a row-format ``predict_images`` response (27 numbers), or None without them."""
+    try:
+        values = answer["predictions"][0][configs.PROBABILITIES_OUTPUT]
+    except (KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(values, list) or len(values) != NUM_CLASSES \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return None
+    return [float(v) for v in values]
 
 
 def parse_top3(answer) -> list[dict]:

@@ -229,7 +229,7 @@
     setImage({ b64, url: URL.createObjectURL(blob), source: "drawing" });
     const answer = await postPredict({
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ image: b64 }),
+      body: JSON.stringify({ image: b64, source: "canvas" }),
     });
     showAnswer(answer);
   }));
@@ -244,6 +244,7 @@
       setImage({ b64: bytesToBase64(bytes), url: URL.createObjectURL(file), source: "upload" });
       const form = new FormData();
       form.append("image", file, file.name || "upload");
+      form.append("source", "upload");
       showAnswer(await postPredict({ body: form }));
     });
   }

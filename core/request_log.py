@@ -1,0 +1,231 @@
+"""Request logs in TF Serving's format: ``tensorflow.serving.PredictionLog`` records in TFRecord files.
+
+One writer for the embedded model server (``ModelConfig.logging_config``) and the web backend
+(``--request-log-dir``). A :class:`RequestLogWriter`
+
+* samples: :meth:`~RequestLogWriter.sample` is True with probability ``sampling_rate`` (0 = never, 1 = always),
+  as TF Serving's RequestLogger does before it builds a record, so an unsampled request costs one random number;
+* appends each record to ``<filename_prefix>-<UTC time>-<n>.tfrecord`` (TFRecord framing: length, masked
+  CRC-32C of the length, data, masked CRC-32C of the data) in one unbuffered ``write``: when it returns the
+  record is in the operating system, so a killed process loses at most a record being written (the reader
+  stops at a truncated tail);
+* rotates to a new file before one would pass ``max_file_bytes`` and, when it opens one, deletes the oldest
+  files of the prefix until all of them (the new one included, once full) fit in ``max_total_bytes``;
+* is thread-safe (one lock around rotation and the write).
+
+Readers: :func:`log_files` (a prefix's files, oldest first), :func:`read_records` (a file's complete records,
+checksums verified) and :func:`read_logs` (parsed ``PredictionLog`` protos; imports tensorflow-serving-api).
+TensorFlow's ``tf.data.TFRecordDataset`` reads the files too. Nothing here imports TensorFlow.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import struct
+import threading
+import time
+
+import google_crc32c
+
+log = logging.getLogger("request_log")
+
+SUFFIX = ".tfrecord"
+DEFAULT_MAX_FILE_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+_HEADER = 12   # uint64 length + uint32 masked CRC of the length
+_STAMP = "%Y%m%dT%H%M%SZ"
+_NAME = r"\d{8}T\d{6}Z-\d{6}" + re.escape(SUFFIX)
+
+
+def check_sampling_rate(rate, source: str = "sampling_rate") -> float:
+    """``rate`` as a float in [0, 1]; ValueError naming ``source`` otherwise."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{source} must be a number between 0 and 1, got {rate!r}")
+    return float(rate)
+
+
+# ------------------------------------------------------------------------------------------ TFRecord
+def _masked_crc(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tfrecord(data: bytes) -> bytes:
+    """One TFRecord: the bytes ``tf.io.TFRecordWriter`` writes for ``data``."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
+
+
+def read_records(path: str):
+    """The complete records of one file, in order. A truncated last record (the writer was killed while
+    writing it) ends the file quietly; a checksum that does not match raises ValueError naming file and offset."""
+    with open(path, "rb") as handle:
+        offset = 0
+        while True:
+            header = handle.read(_HEADER)
+            if len(header) < _HEADER:
+                return
+            length, crc = struct.unpack("<QI", header)
+            if _masked_crc(header[:8]) != crc:
+                raise ValueError(f"{path}: corrupt record length at offset {offset}")
+            body = handle.read(length + 4)
+            if len(body) < length + 4:
+                return
+            data = body[:length]
+            if _masked_crc(data) != struct.unpack("<I", body[length:])[0]:
+                raise ValueError(f"{path}: corrupt record at offset {offset}")
+            yield data
+            offset += _HEADER + length + 4
+
+
+# ------------------------------------------------------------------------------------------ files
+def _split(prefix: str) -> tuple[str, str]:
+    """(folder, start of the file names) of a prefix: ``/logs/requests`` -> (``/logs``, ``requests-``);
+    a prefix ending in a separator is a folder (names start with the time)."""
+    folder, base = os.path.split(os.path.abspath(prefix) + (os.sep if prefix.endswith(os.sep) else ""))
+    return folder, base + "-" if base else ""
+
+
+def log_files(prefix: str) -> list[str]:
+    """The log files written under ``prefix``, oldest first (names hold the UTC time they were opened)."""
+    folder, start = _split(prefix)
+    pattern = re.compile(re.escape(start) + _NAME)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return [os.path.join(folder, name) for name in sorted(names) if pattern.fullmatch(name)]
+
+
+def read_logs(prefix: str):
+    """Every complete record under ``prefix`` as a ``tensorflow.serving.PredictionLog``, oldest first."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    for path in log_files(prefix):
+        for data in read_records(path):
+            yield prediction_log_pb2.PredictionLog.FromString(data)
+
+
+def fill_metadata(record, model_name: str, signature_name: str, version: int, sampling_rate: float,
+                  request_origin: str = "", timestamp: float | None = None):
+    """Sets a PredictionLog's ``log_metadata``: the model spec that answered (name, signature, version), the
+    sampling config, the SavedModel tags (``serve``), the time (``timestamp_secs``) and the request origin.
+    Works on the real message and on :mod:`core.prediction_log`'s (same field names). Returns ``record``."""
+    metadata = record.log_metadata
+    metadata.model_spec.name = model_name
+    metadata.model_spec.signature_name = signature_name
+    metadata.model_spec.version.value = version
+    metadata.sampling_config.sampling_rate = sampling_rate
+    metadata.saved_model_tags.append("serve")
+    metadata.timestamp_secs = int(time.time() if timestamp is None else timestamp)
+    if request_origin:
+        metadata.request_origin = request_origin
+    return record
+
+
+# ------------------------------------------------------------------------------------------ writer
+class RequestLogWriter:
+    """Samples and appends PredictionLog records under ``filename_prefix`` (see the module's docstring).
+
+    ``write(record)`` takes a message (anything with ``SerializeToString``) or its bytes and raises OSError if
+    the disk refuses; ``log(build)`` samples, calls ``build()`` only when sampled, writes, and never raises: a
+    failure (a full disk, a record that cannot be built) is logged once per distinct message and the record
+    dropped, so logging never fails the request being logged. ``close()`` closes the open file (a later write
+    opens a new one).
+    """
+
+    def __init__(self, filename_prefix: str, sampling_rate: float = 1.0,
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+                 rng: random.Random | None = None):
+        if not filename_prefix:
+            raise ValueError("the request log needs a filename_prefix")
+        if max_file_bytes < 1 or max_total_bytes < max_file_bytes:
+            raise ValueError(f"request log bounds must satisfy 0 < max_file_bytes <= max_total_bytes, got "
+                             f"{max_file_bytes} and {max_total_bytes}")
+        self.prefix = filename_prefix
+        self.sampling_rate = check_sampling_rate(sampling_rate)
+        self.max_file_bytes = max_file_bytes
+        self.max_total_bytes = max_total_bytes
+        self._random = (rng or random.Random()).random
+        self._lock = threading.Lock()
+        self._file = None
+        self._path = None
+        self._size = 0
+        self._sequence = 0
+        self._last_error = None
+        os.makedirs(_split(filename_prefix)[0], exist_ok=True)
+
+    def sample(self) -> bool:
+        """True for a share ``sampling_rate`` of the calls (uniformly at random)."""
+        rate = self.sampling_rate
+        return rate >= 1.0 or (rate > 0.0 and self._random() < rate)
+
+    def log(self, build) -> bool:
+        """Writes ``build()`` if this request is sampled; True when a record was written."""
+        if not self.sample():
+            return False
+        try:
+            self.write(build())
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            message = f"{type(exc).__name__}: {exc}"
+            if message != self._last_error:
+                self._last_error = message
+                log.error("Could not write the request log under %s: %s (records are dropped)", self.prefix,
+                          message)
+            return False
+        return True
+
+    def write(self, record) -> str:
+        """Appends one record; returns the path of the file it went to."""
+        frame = tfrecord(record if isinstance(record, bytes) else record.SerializeToString())
+        with self._lock:
+            if self._file is None or (self._size and self._size + len(frame) > self.max_file_bytes):
+                self._rotate(len(frame))
+            view = memoryview(frame)
+            while view:
+                view = view[self._file.write(view):]
+            self._size += len(frame)
+            return self._path
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def _rotate(self, incoming: int) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._prune(self.max_total_bytes - max(self.max_file_bytes, incoming))
+        stamp = time.strftime(_STAMP, time.gmtime())
+        folder, start = _split(self.prefix)
+        while True:
+            self._sequence += 1
+            path = os.path.join(folder, f"{start}{stamp}-{self._sequence % 1_000_000:06d}{SUFFIX}")
+            try:
+                self._file = open(path, "xb", buffering=0)   # never appends to another writer's file
+            except FileExistsError:
+                continue
+            break
+        self._path, self._size = path, 0
+
+    def _prune(self, budget: int) -> None:
+        """Deletes the prefix's oldest files until the others take at most ``budget`` bytes."""
+        sizes = []
+        for path in log_files(self.prefix):
+            try:
+                sizes.append((path, os.path.getsize(path)))
+            except FileNotFoundError:
+                continue
+        total = sum(size for _, size in sizes)
+        for path, size in sizes:
+            if total <= budget:
+                break
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            total -= size

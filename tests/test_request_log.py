@@ -1,0 +1,163 @@
+"""core/request_log.py and core/prediction_log.py: sampling, TFRecord framing, rotation, the total bound, readers,
+and the TensorFlow-free PredictionLog against the real one."""
+import core  # noqa: F401  (before TensorFlow)
+
+import math
+import os
+import threading
+
+import pytest
+
+from core import prediction_log, request_log
+
+
+def _record(i: int, size: int = 100) -> bytes:
+    return prediction_log.predict_log("letters", "predict_images", 1, {"images": prediction_log.bytes_tensor(
+        [bytes([i % 256]) * size])}, {}, 1.0, timestamp=i).SerializeToString()
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5, 1.0, 0.1])
+def test_sampler_takes_its_share_of_2000_requests(rate, tmp_path):
+    writer = request_log.RequestLogWriter(str(tmp_path / "req"), rate)
+    n = 2000
+    taken = sum(writer.sample() for _ in range(n))
+    if rate in (0.0, 1.0):
+        assert taken == n * rate
+    else:   # binomial: mean n p, five standard deviations either side (a false failure about once in 1.7 million)
+        spread = 5 * math.sqrt(n * rate * (1 - rate))
+        assert n * rate - spread <= taken <= n * rate + spread
+
+
+def test_unsampled_requests_build_nothing_and_write_nothing(tmp_path):
+    writer = request_log.RequestLogWriter(str(tmp_path / "req"), 0.0)
+    assert not writer.log(lambda: pytest.fail("built a record that was not sampled"))
+    assert request_log.log_files(str(tmp_path / "req")) == []
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan"), "1", True])
+def test_bad_sampling_rates_are_refused(rate, tmp_path):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        request_log.RequestLogWriter(str(tmp_path / "req"), rate)
+
+
+def test_records_are_tfrecords_that_tensorflow_and_the_reader_parse(tmp_path):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    prefix = str(tmp_path / "logs" / "req")
+    writer = request_log.RequestLogWriter(prefix)
+    records = [_record(i) for i in range(5)]
+    for record in records:
+        writer.write(record)
+    writer.close()
+    (path,) = request_log.log_files(prefix)
+    assert os.path.basename(path).startswith("req-") and path.endswith(".tfrecord")
+    assert list(request_log.read_records(path)) == records
+    assert [r.numpy() for r in tf.data.TFRecordDataset(path)] == records
+    logs = list(request_log.read_logs(prefix))
+    assert all(isinstance(entry, prediction_log_pb2.PredictionLog) for entry in logs)
+    assert [entry.log_metadata.timestamp_secs for entry in logs] == list(range(5))
+
+
+def test_files_rotate_by_size_and_the_oldest_go_past_the_total_bound(tmp_path):
+    prefix = str(tmp_path / "req")
+    record = _record(0, size=1000)
+    frame = len(request_log.tfrecord(record))
+    writer = request_log.RequestLogWriter(prefix, max_file_bytes=3 * frame, max_total_bytes=10 * frame)
+    for i in range(40):
+        writer.write(_record(i, size=1000))
+        sizes = [os.path.getsize(p) for p in request_log.log_files(prefix)]
+        assert max(sizes) <= 3 * frame and sum(sizes) <= 10 * frame
+    writer.close()
+    files = request_log.log_files(prefix)
+    assert len(files) == 4   # 3 full files + the last record's, within 10 records' bytes
+    kept = [r for path in files for r in request_log.read_records(path)]
+    assert kept == [_record(i, size=1000) for i in range(40 - len(kept), 40)]   # the newest, in order
+
+
+def test_a_record_bigger_than_a_file_gets_a_file_of_its_own(tmp_path):
+    prefix = str(tmp_path / "req")
+    writer = request_log.RequestLogWriter(prefix, max_file_bytes=500, max_total_bytes=5000)
+    writer.write(_record(1, size=10))
+    writer.write(_record(2, size=2000))
+    writer.write(_record(3, size=10))
+    writer.close()
+    assert [len(list(request_log.read_records(p))) for p in request_log.log_files(prefix)] == [1, 1, 1]
+
+
+def test_other_files_in_the_folder_are_never_touched(tmp_path):
+    (tmp_path / "req-notes.txt").write_text("keep")
+    (tmp_path / "requests-20250101T000000Z-000001.tfrecord").write_bytes(b"x" * 5000)   # another prefix
+    writer = request_log.RequestLogWriter(str(tmp_path / "req"), max_file_bytes=200, max_total_bytes=400)
+    for i in range(10):
+        writer.write(_record(i, size=50))
+    writer.close()
+    assert (tmp_path / "req-notes.txt").exists() and (tmp_path / "requests-20250101T000000Z-000001.tfrecord").exists()
+
+
+def test_a_truncated_tail_ends_the_file_and_a_corrupt_record_is_an_error(tmp_path):
+    prefix = str(tmp_path / "req")
+    writer = request_log.RequestLogWriter(prefix)
+    for i in range(3):
+        path = writer.write(_record(i))
+    writer.close()
+    data = open(path, "rb").read()
+    for cut in (1, 5, 20):
+        open(path, "wb").write(data[:-cut])
+        assert list(request_log.read_records(path)) == [_record(0), _record(1)]
+    broken = bytearray(data)
+    broken[20] ^= 0xFF
+    open(path, "wb").write(bytes(broken))
+    with pytest.raises(ValueError, match="corrupt record at offset 0"):
+        list(request_log.read_records(path))
+
+
+def test_concurrent_writers_interleave_whole_records(tmp_path):
+    prefix = str(tmp_path / "req")
+    writer = request_log.RequestLogWriter(prefix, max_file_bytes=5000, max_total_bytes=10 ** 7)
+
+    def write(start):
+        for i in range(start, start + 50):
+            writer.write(_record(i, size=200))
+
+    threads = [threading.Thread(target=write, args=(k * 50,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    seen = sorted(r.log_metadata.timestamp_secs for r in request_log.read_logs(prefix))
+    assert seen == list(range(200))
+
+
+def test_write_errors_are_logged_once_and_do_not_raise_from_log(tmp_path, caplog):
+    import shutil
+
+    folder = tmp_path / "logs"
+    writer = request_log.RequestLogWriter(str(folder / "req"), max_file_bytes=1, max_total_bytes=10 ** 6)
+    writer.write(_record(0))
+    shutil.rmtree(folder)
+    folder.write_text("a file where the log folder was: every new log file fails")
+    assert not writer.log(lambda: _record(1))
+    assert not writer.log(lambda: _record(2))
+    assert not writer.log(lambda: {}["a record that cannot be built"])
+    messages = [r.getMessage() for r in caplog.records if "Could not write the request log" in r.getMessage()]
+    assert len(messages) == 2 and "KeyError" in messages[1]
+
+
+def test_the_tensorflow_free_messages_match_the_real_ones():
+    """Same full names, field names, numbers, types and labels as tensorflow-serving-api's descriptors."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    def check(lite, real):
+        assert lite.full_name == real.full_name
+        for field in lite.fields:
+            twin = real.fields_by_name[field.name]
+            assert (field.number, field.type, field.label) == (twin.number, twin.type, twin.label), field.full_name
+            if field.message_type is not None:
+                check(field.message_type, twin.message_type)
+            if field.enum_type is not None:
+                for value in field.enum_type.values:
+                    assert real.fields_by_name[field.name].enum_type.values_by_name[value.name].number == value.number
+
+    check(prediction_log.PredictionLog.DESCRIPTOR, prediction_log_pb2.PredictionLog.DESCRIPTOR)
