@@ -54,3 +54,20 @@ def client(server):
 @pytest.fixture(scope="session")
 def png():
     return testing.png_bytes(200)
+
+
+@pytest.fixture(scope="module")
+def channel(running):
+    """A gRPC channel to the module's ``running`` server (started by ``testing.start_grpc_server``)."""
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{running.server.grpc_port}") as opened:
+        grpc.channel_ready_future(opened).result(timeout=60)
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def predict_stub(channel):
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -22,21 +22,6 @@ from tests.support import serving as testing
 TIMEOUT = 60
 
 
-def start_grpc_server(**flags) -> testing.RunningServer:
-    """The embedded server in-process with gRPC on a free loopback port (``.server.grpc_port``)."""
-    from serving.config import ServerOptions
-    from serving.server import Server
-
-    flags.setdefault("file_system_poll_wait_seconds", 1)
-    server = Server(ServerOptions(rest_api_port=0, port=testing.free_port(), **flags))
-    try:
-        server.start()
-    except BaseException:
-        server.stop()
-        raise
-    return testing.RunningServer(server.url, server.port, server=server)
-
-
 @pytest.fixture(scope="module")
 def running(models_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("grpc")
@@ -48,25 +33,13 @@ def running(models_root, tmp_path_factory):
     (root / "monitoring.config").write_text('prometheus_config { enable: true, path: "/metrics" }\n')
     (root / "batching.config").write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 2000 }\n"
                                           "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
-    server = start_grpc_server(model_config_file=str(root / "models.config"),
+    server = testing.start_grpc_server(model_config_file=str(root / "models.config"),
                                allow_version_labels_for_unavailable_models=True,
                                monitoring_config_file=str(root / "monitoring.config"), enable_batching=True,
                                batching_parameters_file=str(root / "batching.config"),
                                max_request_bytes=4 * 1024 * 1024)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def channel(running):
-    with grpc.insecure_channel(f"127.0.0.1:{running.server.grpc_port}") as opened:
-        grpc.channel_ready_future(opened).result(timeout=TIMEOUT)
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def predict_stub(channel):
-    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +306,7 @@ def test_oversized_request_is_refused_and_server_keeps_answering(predict_stub):
 
 # ------------------------------------------------------------------------------------------- reload
 def test_handle_reload_config_request(models_root, tmp_path):
-    with start_grpc_server(model_base_path=str(models_root / "letters"), model_name="letters") as server, \
+    with testing.start_grpc_server(model_base_path=str(models_root / "letters"), model_name="letters") as server, \
             grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as opened:
         models = model_service_pb2_grpc.ModelServiceStub(opened)
         config = text_format.Parse(testing.labelled_config_text(models_root / "letters", {"stable": 2}),

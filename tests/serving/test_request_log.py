@@ -19,13 +19,12 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import (classification_pb2, inference_pb2, model_management_pb2,
-                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
+                                     model_service_pb2_grpc, predict_pb2,
                                      regression_pb2)
 from tensorflow_serving.config import model_server_config_pb2
 
 from core import configs, request_log
 from serving import config as config_lib
-from tests.serving.test_grpc import start_grpc_server
 from tests.support import serving as testing
 
 TIMEOUT = 60
@@ -63,22 +62,11 @@ def prefixes(root):
 def running(root, prefixes):
     (root / "models.config").write_text(text_format.MessageToString(
         model_config(root, (prefixes["letters"], 1.0), (prefixes["scorer"], 1.0))))
-    server = start_grpc_server(model_config_file=str(root / "models.config"),
+    server = testing.start_grpc_server(model_config_file=str(root / "models.config"),
                                model_config_file_poll_wait_seconds=0.2, file_system_poll_wait_seconds=0,
                                allow_version_labels_for_unavailable_models=True)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def channel(running):
-    with grpc.insecure_channel(f"127.0.0.1:{running.server.grpc_port}") as channel:
-        yield channel
-
-
-@pytest.fixture(scope="module")
-def stub(channel):
-    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
 
 @pytest.fixture(scope="module")
@@ -103,15 +91,15 @@ def predict_images(rest, images, path="/v1/models/letters/versions/1:predict"):
     return body
 
 
-def replay(stub, record) -> predict_pb2.PredictResponse:
-    return stub.Predict(record.predict_log.request, timeout=TIMEOUT)
+def replay(predict_stub, record) -> predict_pb2.PredictResponse:
+    return predict_stub.Predict(record.predict_log.request, timeout=TIMEOUT)
 
 
 def probabilities(response) -> np.ndarray:
     return tf.make_ndarray(response.outputs[configs.PROBABILITIES_OUTPUT])
 
 
-def test_rest_and_grpc_predictions_are_logged_as_predict_logs_that_replay_to_the_same_answers(rest, stub, prefixes):
+def test_rest_and_grpc_predictions_are_logged_as_predict_logs_that_replay_to_the_same_answers(rest, predict_stub, prefixes):
     before = len(logs(prefixes["letters"]))
     started = int(time.time())
     images = [testing.png_bytes(40), testing.png_bytes(220)]
@@ -123,7 +111,7 @@ def test_rest_and_grpc_predictions_are_logged_as_predict_logs_that_replay_to_the
     request = predict_pb2.PredictRequest()                                             # gRPC
     request.model_spec.name, request.model_spec.signature_name = "letters", configs.IMAGE_SIGNATURE
     request.inputs[configs.IMAGE_INPUT].CopyFrom(tf.make_tensor_proto([testing.png_bytes(7)]))
-    grpc_answer = stub.Predict(request, timeout=TIMEOUT)
+    grpc_answer = predict_stub.Predict(request, timeout=TIMEOUT)
     status, _ = rest.post("/v1/models/pinned:predict", {"inputs": {configs.EXAMPLES_INPUT: [testing.b64(example)]}})
     assert status == 200                                                               # not logged: no config
 
@@ -139,7 +127,7 @@ def test_rest_and_grpc_predictions_are_logged_as_predict_logs_that_replay_to_the
         assert record.predict_log.response.model_spec.version.value == version
         assert metadata.sampling_config.sampling_rate == 1.0 and list(metadata.saved_model_tags) == ["serve"]
         assert started <= metadata.timestamp_secs <= time.time()
-        replayed = replay(stub, record)
+        replayed = replay(predict_stub, record)
         np.testing.assert_allclose(probabilities(replayed), probabilities(record.predict_log.response), rtol=1e-6)
     # The REST request is logged as its gRPC equivalent: the image bytes as sent, the version asked for.
     assert list(rest_log.predict_log.request.inputs[configs.IMAGE_INPUT].string_val) == images
@@ -153,7 +141,7 @@ def test_rest_and_grpc_predictions_are_logged_as_predict_logs_that_replay_to_the
     assert grpc_log.predict_log.request == request
 
 
-def test_classify_regress_and_multi_inference_are_logged_with_their_kinds(rest, stub, prefixes):
+def test_classify_regress_and_multi_inference_are_logged_with_their_kinds(rest, predict_stub, prefixes):
     before = len(logs(prefixes["scorer"]))
     status, answer = rest.post("/v1/models/scorer:classify", {"context": {"tag": "bonus"},
                                                               "examples": [{"x": 0.25}, {"x": 1.0}]})
@@ -164,14 +152,14 @@ def test_classify_regress_and_multi_inference_are_logged_with_their_kinds(rest, 
     regress = regression_pb2.RegressionRequest()
     regress.model_spec.name, regress.model_spec.signature_name = "scorer", "regress_x"
     regress.input.example_list.examples.extend(examples)
-    stub.Regress(regress, timeout=TIMEOUT)
+    predict_stub.Regress(regress, timeout=TIMEOUT)
     multi = inference_pb2.MultiInferenceRequest()
     for signature, method in (("serving_default", "tensorflow/serving/classify"),
                               ("regress_x", "tensorflow/serving/regress")):
         task = multi.tasks.add(method_name=method)
         task.model_spec.name, task.model_spec.signature_name = "scorer", signature
     multi.input.example_list.examples.extend(examples)
-    stub.MultiInference(multi, timeout=TIMEOUT)
+    predict_stub.MultiInference(multi, timeout=TIMEOUT)
 
     classify_log, regress_log, multi_log = logs(prefixes["scorer"])[before:]
     assert classify_log.WhichOneof("log_type") == "classify_log"
@@ -180,7 +168,7 @@ def test_classify_regress_and_multi_inference_are_logged_with_their_kinds(rest, 
     assert multi_log.multi_inference_log.request == multi
     assert multi_log.log_metadata.model_spec.signature_name == "serving_default"
     # The REST classify replays (its context merged into each example) to the REST answer.
-    replayed = stub.Classify(classify_log.classify_log.request, timeout=TIMEOUT)
+    replayed = predict_stub.Classify(classify_log.classify_log.request, timeout=TIMEOUT)
     assert replayed.result == classify_log.classify_log.response.result
     assert [[[c.label, pytest.approx(c.score)] for c in row.classes]
             for row in replayed.result.classifications] == answer["results"]
