@@ -45,7 +45,9 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                                                 "prefix (gs:// too); without it only feedback and metrics are read")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
                    help="the pipeline root whose ML Metadata and artifacts are the reference")
-    p.add_argument("--metadata-path", default=None, help="ML Metadata SQLite (default: <pipeline-root>/metadata.sqlite)")
+    p.add_argument("--metadata-path", default=None,
+                   help="ML Metadata: a SQLite file (default: <pipeline-root>/metadata.sqlite) or grpc://HOST:PORT "
+                        "(Kubeflow's metadata-grpc-service)")
     p.add_argument("--feedback-dir", default=defaults.feedback_dir, help="the web client's feedback store")
     p.add_argument("--metrics-url", default=None,
                    help="a model server's Prometheus page (…/monitoring/prometheus/metrics) for latency and errors")
@@ -81,7 +83,9 @@ def parse_args(argv=None):
     if args.max_runs and not args.watch:
         parser.error("--max-runs needs --watch")
     args.pipeline_root = os.path.abspath(args.pipeline_root) if "://" not in args.pipeline_root else args.pipeline_root
-    config = config.replace(pipeline_root=args.pipeline_root, metadata_path=args.metadata_path or "",
+    metadata = args.metadata_path or ""
+    metadata = metadata if "://" in metadata or not metadata else os.path.abspath(metadata)
+    config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,
                             feedback_dir=args.feedback_dir)
     return config, args, extra
 

@@ -81,13 +81,26 @@ def _accuracy(uri: str) -> float | None:
         return None
 
 
-def load(metadata_file: str) -> Reference:
-    if not os.path.exists(metadata_file):
-        raise NoReference(f"no ML Metadata store at {metadata_file}: run the pipeline first (--pipeline-root)")
-    store = open_store(metadata_file)
+def connect(metadata: str):
+    """``grpc://HOST:PORT`` (Kubeflow's metadata-grpc-service) or a SQLite file (local runs)."""
+    if metadata.startswith("grpc://"):
+        from ml_metadata.metadata_store import metadata_store
+
+        host, _, port = metadata[len("grpc://"):].rpartition(":")
+        if not host or not port.isdigit():
+            raise NoReference(f"--metadata {metadata}: expected grpc://HOST:PORT")
+        return metadata_store.MetadataStore(metadata_store_pb2.MetadataStoreClientConfig(host=host, port=int(port)))
+    if not os.path.exists(metadata):
+        raise NoReference(f"no ML Metadata store at {metadata}: run the pipeline first (--pipeline-root)")
+    return open_store(metadata)
+
+
+def load(metadata: str) -> Reference:
+    """The reference recorded in ``metadata`` (a SQLite file or grpc://HOST:PORT)."""
+    store = connect(metadata)
     blessings = [a for a in store.get_artifacts_by_type("ModelBlessing") if artifact_property(a, "blessed") == 1]
     if not blessings:
-        raise NoReference(f"no blessed model recorded in {metadata_file}")
+        raise NoReference(f"no blessed model recorded in {metadata}")
     blessing = max(blessings, key=lambda a: a.id)
     examples = _linked(store, blessing.id, _OUTPUTS, _INPUTS, "examples")
     evaluations = _linked(store, blessing.id, _OUTPUTS, _OUTPUTS, "evaluation")
