@@ -18,6 +18,8 @@ def _frame(width: int, height: int, title: str):
 
 def _legend(draw, x: int, y: int, names: tuple[str, str]) -> None:
     for colour, name in zip((SERVED, REFERENCE), names):
+        if not name:
+            continue
         draw.rectangle([x, y + 3, x + 10, y + 13], fill=colour)
         draw.text((x + 14, y), name, fill="black", font=font(11))
         x += 20 + int(draw.textlength(name, font=font(11)))
