@@ -45,7 +45,8 @@ COPY kubeflow kubeflow
 COPY local_runner.py kubeflow_runner.py ./
 RUN pip install --ignore-requires-python --no-deps . \
  && cd / && python -c "import core, pipeline, components.image_example_gen, components.atomic_pusher, \
-models.preprocessing, models.trainer, tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+models.preprocessing, models.trainer, pipeline.monitor.cli, \
+tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 
 # The KFP launcher writes the local copies of artifacts under /gcs, /s3 or /minio and its metadata under
 # /tmp/kfp_outputs; they are made writable for the non-root user the pipeline runs as.
@@ -59,6 +60,9 @@ WORKDIR /home/letters
 FROM base AS dataflow-worker
 COPY --from=beam-sdk /opt/apache/beam /opt/apache/beam
 ENTRYPOINT ["/opt/apache/beam/boot"]
+
+# The monitor (serving/deploy/k8s/monitor-cronjob.yaml) runs in the pipeline image with its own command:
+# `letters-monitor` (python -m pipeline.monitor), installed above with the project's other commands.
 
 # The pipeline image (default target). The compiled spec names the command itself; the ENTRYPOINT is the same
 # so that `docker run IMAGE --executor_class_path … --json_serialized_invocation_args …` works too.

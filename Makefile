@@ -10,7 +10,7 @@ PIP_FLAGS := --ignore-requires-python --disable-pip-version-check -c requirement
 FONT_PACKAGES := culmus culmus-fancy fonts-ldco
 APT_PACKAGES := $(FONT_PACKAGES) fontconfig
 
-.PHONY: demo test test-fast venv fonts browser pipeline serve retrain clean-outputs help
+.PHONY: demo test test-fast venv fonts browser pipeline serve retrain monitor clean-outputs help
 
 help:
 	@echo "make demo   generate the default data, run the pipeline, push a blessed model, then serve it (make serve)"
@@ -21,6 +21,7 @@ help:
 	@echo "make browser  install Debian's Chromium for the browser tests (as root)"
 	@echo "make serve  start the embedded model server and the web client on the pushed model"
 	@echo "make retrain  run the pipeline again with the web client's feedback (confirmations and corrections)"
+	@echo "make monitor  report drift, confidence and live accuracy of the served model (outputs/monitor/report.html)"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
@@ -60,6 +61,10 @@ serve: venv
 
 retrain: venv fonts
 	$(PY) local_runner.py --feedback-dir $${LETTERS_FEEDBACK_DIR:-outputs/feedback} $(ARGS)
+
+monitor: venv
+	$(PY) -m pipeline.monitor $${LETTERS_REQUEST_LOG:+--logs $$LETTERS_REQUEST_LOG} \
+	  --feedback-dir $${LETTERS_FEEDBACK_DIR:-outputs/feedback} $(ARGS)
 
 demo: pipeline serve
 

@@ -75,6 +75,10 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
                    help="folder of <class_folder>/<image> files the ImageExampleGen reads (gs://…)")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the Pusher writes <version>/ into (gs://…/letters)")
+    p.add_argument("--feedback-root", default=None,
+                   help="the users' feedback exported as <class>/<id>.png (letters-feedback export, or "
+                        "<pipeline-root>/feedback as local runs write it; gs://… too): read by ImageExampleGen at "
+                        "run time, always into the train split; its cache is turned off so new feedback is seen")
     p.add_argument("--display-name", default=None, help="pipeline display name (default: letters)")
     p.add_argument("--no-cache", action="store_true", help="compile with caching off for every task")
     p.add_argument("--no-serving-validation", dest="serving_validation", action="store_false",
@@ -130,6 +134,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     config = defaults.replace(
         pipeline_root=_path(args.pipeline_root), data_root=_path(args.data_root),
         serving_dir=_path(args.serving_dir), **flags.training_changes(parser, args, defaults))
+    args.feedback_root = _path(args.feedback_root) if args.feedback_root else None
     try:
         beam = beam_pipeline_args(args, config)
         overrides = [spec_lib.parse_resources(text) for text in args.resources]
@@ -143,7 +148,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
 
 def compile_spec(config: Config, image: str, beam: list[str], resources: dict, target: str = "kfp",
                  enable_cache: bool = True, display_name: str | None = None,
-                 serving_validation: bool = True) -> tuple[dict, list[str]]:
+                 serving_validation: bool = True, feedback_root: str | None = None) -> tuple[dict, list[str]]:
     """Compiles and edits the spec; returns (PipelineJob dict whose pipelineSpec is edited, notes)."""
     from tfx import v1 as tfx
 
@@ -151,13 +156,19 @@ def compile_spec(config: Config, image: str, beam: list[str], resources: dict, t
 
     tfx_pipeline = create_pipeline(config, beam_pipeline_args=beam, metadata_connection_config=None,
                                    enable_cache=enable_cache, with_pusher=True,
-                                   with_serving_validation=serving_validation)
+                                   with_serving_validation=serving_validation, feedback_root=feedback_root,
+                                   fingerprint_feedback=False)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             display_name=display_name, default_image=image, use_pipeline_spec_2_1=True))
     job = runner.run(tfx_pipeline, write_out=False)
     spec = job["pipelineSpec"]
     notes = spec_lib.adapt_for_target(spec, target)
+    if feedback_root:
+        for name in spec_lib.example_gen_tasks(spec):
+            if spec_lib.tasks(spec)[name].get("cachingOptions", {}).get("enableCache"):
+                spec_lib.disable_cache(spec, name)
+                notes.append(f"{name}: cache off (it reads the feedback at {feedback_root} at run time)")
     spec_lib.set_pipeline_root(spec, config.pipeline_root)
     spec_lib.apply_resources(spec, resources)
     spec_lib.check(spec)
@@ -185,13 +196,13 @@ def write_spec(job: dict, path: str) -> None:
 def main(argv=None) -> int:
     config, args, beam, resources = parse_args(argv)
     for name, value in (("--pipeline-root", config.pipeline_root), ("--data-root", config.data_root),
-                        ("--serving-dir", config.serving_dir)):
-        if not value.startswith(CLUSTER_SCHEMES):
+                        ("--serving-dir", config.serving_dir), ("--feedback-root", args.feedback_root)):
+        if value and not value.startswith(CLUSTER_SCHEMES):
             print(f"note: {name} {value} is a local path: pods can only use it if it is mounted there",
                   file=sys.stderr)
     job, notes = compile_spec(config, args.image, beam, resources, target=args.target,
                               enable_cache=not args.no_cache, display_name=args.display_name,
-                              serving_validation=args.serving_validation)
+                              serving_validation=args.serving_validation, feedback_root=args.feedback_root)
     output = _path(args.output)
     write_spec(job, output)
     spec = job["pipelineSpec"]

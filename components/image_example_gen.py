@@ -288,14 +288,18 @@ def output_config(train_buckets: int, eval_buckets: int) -> example_gen_pb2.Outp
 def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int = 1,
                     max_file_bytes: int = image_io.DEFAULT_MAX_BYTES,
                     max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS,
-                    feedback_root: str | None = None) -> FileBasedExampleGen:
+                    feedback_root: str | None = None, fingerprint_feedback: bool = True) -> FileBasedExampleGen:
     """The image ExampleGen component (a FileBasedExampleGen with this module's executor).
 
     ``feedback_root``: exported corrections (``<class>/<image>``), always trained on; see the module doc.
+    ``fingerprint_feedback``: put the folder's fingerprint in the configuration (the cache key). Off for a
+    pipeline compiled once and run many times (Kubeflow): the folder is read at run time, the cache must be off.
     """
     custom_config = {"max_file_bytes": max_file_bytes, "max_image_pixels": max_image_pixels}
     if feedback_root:
-        custom_config.update(feedback_root=feedback_root, feedback_fingerprint=folder_fingerprint(feedback_root))
+        custom_config["feedback_root"] = feedback_root
+        if fingerprint_feedback:
+            custom_config["feedback_fingerprint"] = folder_fingerprint(feedback_root)
     return FileBasedExampleGen(
         input_base=input_base,
         input_config=example_gen_pb2.Input(splits=[

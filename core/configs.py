@@ -74,7 +74,13 @@ _RANGES = (
     + [("learning_rate", 0, None, True), ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
        ("augment_scale", 0, 0.9, False), ("augment_shift", 0, 0.5, False), ("augment_thickness", 0, 1, False),
        ("augment_erase", 0, 1, False), ("augment_cutmix", 0, 1, False), ("accuracy_floor", 0, 1, False),
-       ("max_regression", 0, 1, False)])
+       ("max_regression", 0, 1, False)]
+    + [(name, 0, 1, False) for name in ("monitor_label_js", "monitor_label_linf", "monitor_feature_js",
+                                        "monitor_feature_linf", "monitor_low_confidence",
+                                        "monitor_max_low_confidence_share", "monitor_min_accuracy",
+                                        "monitor_max_error_share")]
+    + [(name, 1, None, False) for name in ("monitor_min_requests", "monitor_min_feedback")]
+    + [("monitor_max_latency_ms", 0, None, True)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +126,19 @@ class Config:
     # Evaluator gate.
     accuracy_floor: float = 0.5          # absolute: top-1 accuracy on the eval split must be at least this
     max_regression: float = 0.01         # relative to the last blessed model: at most this much worse
+
+    # Monitoring (pipeline.monitor): thresholds a window of served traffic is judged by.
+    monitor_label_js: float = 0.1        # predicted classes vs the eval split's labels: Jensen-Shannon divergence
+    monitor_label_linf: float = 0.2      # ... and L-infinity distance (largest difference of one class's share)
+    monitor_feature_js: float = 0.1      # image features (size, ink, intensity) vs training: Jensen-Shannon
+    monitor_feature_linf: float = 0.2    # image format vs training: L-infinity distance
+    monitor_low_confidence: float = 0.5  # a top-1 score below this is a low-confidence answer
+    monitor_max_low_confidence_share: float = 0.3
+    monitor_min_accuracy: float = 0.75   # live accuracy (feedback): alarm when the Wilson interval is all below it
+    monitor_min_requests: int = 50       # fewer answers in a window: its distributions are shown, not judged
+    monitor_min_feedback: int = 20       # fewer feedback rows for a version: its accuracy is shown, not judged
+    monitor_max_error_share: float = 0.05   # failed requests / all requests (server metrics)
+    monitor_max_latency_ms: float = 500.0   # 95th percentile of successful requests (server metrics)
 
     # Beam (DirectRunner).
     beam_mode: str = "in_memory"         # or multi_processing / multi_threading

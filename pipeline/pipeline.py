@@ -54,8 +54,9 @@ def eval_config(config: Config) -> tfma.EvalConfig:
 def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
                     metadata_connection_config=None, enable_cache: bool = True,
                     with_pusher: bool = True, feedback_root: str | None = None,
-                    with_serving_validation: bool = True) -> tfx.dsl.Pipeline:
-    """``feedback_root``: users' corrections exported as ``<class>/<image>`` (always in the train split).
+                    with_serving_validation: bool = True, fingerprint_feedback: bool = True) -> tfx.dsl.Pipeline:
+    """``feedback_root``: users' corrections exported as ``<class>/<image>`` (always in the train split);
+    ``fingerprint_feedback`` False when the folder is read only at run time (a compiled Kubeflow spec).
 
     ``with_serving_validation``: before pushing, serve the candidate in the embedded TF Serving-compatible
     server and send it eval images over REST (works locally and in a cluster, unlike InfraValidator).
@@ -63,7 +64,7 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
     example_gen = ImageExampleGen(
         input_base=config.data_root, train_buckets=config.train_buckets, eval_buckets=config.eval_buckets,
         max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels,
-        feedback_root=feedback_root)
+        feedback_root=feedback_root, fingerprint_feedback=fingerprint_feedback)
     # Semantic-domain stats recognise image_raw as images (format, size) instead of opaque bytes, and
     # SchemaGen then marks it with an image_domain.
     statistics_gen = tfx.components.StatisticsGen(

@@ -14,7 +14,7 @@ LABEL_FACES = ("MiriamCLM-Book", "SimpleCLM-Medium", "DavidCLM-Medium", "Nachlie
 
 
 @functools.lru_cache(maxsize=None)   # finding the Hebrew face scans every font folder
-def _font(size: int, hebrew: bool = False):
+def font(size: int, hebrew: bool = False):
     if hebrew:
         from pipeline.generate_letters import find_faces
         faces = {f.name: f for f in find_faces()}
@@ -33,10 +33,10 @@ def confusion_matrix_png(matrix: np.ndarray, path: str, title: str = "") -> None
     cell, left, top = 30, 130, 110
     img = Image.new("RGB", (left + n * cell + 20, top + n * cell + 40), "white")
     draw = ImageDraw.Draw(img)
-    small, glyph_font = _font(11), _font(18, hebrew=True)
+    small, glyph_font = font(11), font(18, hebrew=True)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
-    draw.text((10, 8), title or "confusion matrix (rows: true, columns: predicted)", fill="black", font=_font(14))
+    draw.text((10, 8), title or "confusion matrix (rows: true, columns: predicted)", fill="black", font=font(14))
     for i in range(n):
         y = top + i * cell
         draw.text((8, y + 8), CLASS_NAMES[i], fill="black", font=small)
@@ -62,9 +62,9 @@ def contact_sheet_png(items: list[dict], path: str, columns: int = 8, thumb: int
     label_h = 44
     img = Image.new("RGB", (columns * (thumb + 8) + 8, rows * (thumb + label_h + 8) + 30), "white")
     draw = ImageDraw.Draw(img)
-    font, glyph_font = _font(11), _font(16, hebrew=True)
+    small, glyph_font = font(11), font(16, hebrew=True)
     draw.text((8, 6), f"{len(items)} most confident errors (true -> predicted, confidence)", fill="black",
-              font=_font(14))
+              font=font(14))
     for k, item in enumerate(items):
         r, c = divmod(k, columns)
         x, y = 8 + c * (thumb + 8), 30 + r * (thumb + label_h + 8)
@@ -73,10 +73,10 @@ def contact_sheet_png(items: list[dict], path: str, columns: int = 8, thumb: int
             pic.thumbnail((thumb, thumb))
             img.paste(pic, (x + (thumb - pic.width) // 2, y + (thumb - pic.height) // 2))
         except Exception:  # the image was scored, so it decodes; be safe in a report anyway
-            draw.text((x + 4, y + 40), "unreadable", fill="red", font=font)
+            draw.text((x + 4, y + 40), "unreadable", fill="red", font=small)
         draw.rectangle([x - 1, y - 1, x + thumb, y + thumb], outline=(200, 200, 200))
         t, p = item["true"], item["pred"]
         draw.text((x, y + thumb + 2), f"{GLYPHS[t]}  {GLYPHS[p]}", fill="black", font=glyph_font)
-        draw.text((x + 50, y + thumb + 5), f"{item['confidence']:.0%}", fill="red", font=font)
-        draw.text((x, y + thumb + 24), f"{CLASS_NAMES[t]}->{CLASS_NAMES[p]}"[:19], fill="black", font=font)
+        draw.text((x + 50, y + thumb + 5), f"{item['confidence']:.0%}", fill="red", font=small)
+        draw.text((x, y + thumb + 24), f"{CLASS_NAMES[t]}->{CLASS_NAMES[p]}"[:19], fill="black", font=small)
     img.save(path)

@@ -73,7 +73,7 @@ def examples_per_split(statistics_uri: str) -> dict:
     return counts
 
 
-def _prop(artifact, name):
+def artifact_property(artifact, name):
     if name in artifact.custom_properties:
         value = artifact.custom_properties[name]
         return value.int_value if value.HasField("int_value") else value.string_value
@@ -150,11 +150,11 @@ def summarize(metadata_file: str) -> dict:
         summary["validation_failures"] = [
             _failure_text(f) for per_slice in validation.metric_validations_per_slice for f in per_slice.failures]
     if evaluator.get("blessing"):
-        summary["blessed"] = bool(_prop(evaluator["blessing"][0], "blessed"))
+        summary["blessed"] = bool(artifact_property(evaluator["blessing"][0], "blessed"))
         summary["had_baseline"] = bool(metrics.get("baseline")) if evaluator.get("evaluation") else False
     validator = comps.get("ServingValidator", {}).get("outputs", {}).get("blessing")
     if validator:
-        summary["serving_validated"] = bool(_prop(validator[0], serving_validator.BLESSED_KEY))
+        summary["serving_validated"] = bool(artifact_property(validator[0], serving_validator.BLESSED_KEY))
         report_path = os.path.join(validator[0].uri, serving_validator.REPORT_FILE)
         if os.path.exists(report_path):
             with open(report_path) as f:
@@ -163,9 +163,9 @@ def summarize(metadata_file: str) -> dict:
                                              "latency_ms": report.get("latency_ms", {})}
     pushed = comps.get("Pusher", {}).get("outputs", {}).get("pushed_model")
     if pushed:
-        summary["pushed"] = bool(_prop(pushed[0], "pushed"))
-        summary["pushed_version"] = _prop(pushed[0], "pushed_version")
-        summary["pushed_destination"] = _prop(pushed[0], "pushed_destination")
+        summary["pushed"] = bool(artifact_property(pushed[0], "pushed"))
+        summary["pushed_version"] = artifact_property(pushed[0], "pushed_version")
+        summary["pushed_destination"] = artifact_property(pushed[0], "pushed_destination")
     return summary
 
 

@@ -25,10 +25,11 @@ def compiled(kfp_data, tmp_path_factory):
     """kubeflow_runner.py run as users run it, with local roots; returns (spec dict, paths, stdout)."""
     work = tmp_path_factory.mktemp("kfp_compile")
     paths = {"output": work / "spec" / "letters.yaml", "pipeline_root": work / "root",
-             "data_root": kfp_data, "serving_dir": work / "serving" / "letters"}
+             "data_root": kfp_data, "serving_dir": work / "serving" / "letters",
+             "feedback_root": work / "root" / "feedback"}
     cmd = [sys.executable, str(ROOT / "kubeflow_runner.py"), "--output", str(paths["output"]), "--image", IMAGE,
            "--pipeline-root", str(paths["pipeline_root"]), "--data-root", str(paths["data_root"]),
-           "--serving-dir", str(paths["serving_dir"]), "--epochs", "1", "--accuracy-floor", "0",
+           "--serving-dir", str(paths["serving_dir"]), "--feedback-root", str(paths["feedback_root"]), "--epochs", "1", "--accuracy-floor", "0",
            "--resources", "Trainer=cpu=3,memory=6Gi"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

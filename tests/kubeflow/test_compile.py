@@ -108,6 +108,10 @@ def test_roots_and_settings_reach_the_components(compiled):
     assert json.loads(_constant(spec, "Pusher", "push_destination")) == {
         "filesystem": {"base_directory": str(paths["serving_dir"])}}
     assert json.loads(_constant(spec, "Trainer", "custom_config"))["epochs"] == 1
+    example_gen = json.loads(_constant(spec, "ImageExampleGen", "custom_config"))
+    assert example_gen["feedback_root"] == str(paths["feedback_root"])   # read at run time: no compile-time
+    assert "feedback_fingerprint" not in example_gen                      # fingerprint, and no cache
+    assert not spec_lib.tasks(spec)["ImageExampleGen"].get("cachingOptions", {}).get("enableCache")
     assert _constant(spec, "Transform", "preprocessing_fn") == "models.preprocessing.preprocessing_fn"
     assert _constant(spec, "Trainer", "run_fn") == "models.trainer.run_fn"
 
@@ -213,3 +217,17 @@ def test_command_line_errors_and_help():
     for flag in ("--image", "--pipeline-root", "--data-root", "--serving-dir", "--dataflow", "--project",
                  "--region", "--temp-location", "--beam-arg", "--resources", "--target", "gs://", "Transform"):
         assert flag in out, flag
+
+
+def test_vertex_spec_reads_the_feedback_at_run_time_with_the_cache_off(kfp_data, tmp_path):
+    import kubeflow_runner
+    from core.configs import Config
+
+    config = Config(pipeline_root="gs://bucket/root", data_root=str(kfp_data), serving_dir="gs://bucket/serving")
+    job, notes = kubeflow_runner.compile_spec(config, IMAGE, BEAM, {}, target="vertex",
+                                              feedback_root="gs://bucket/root/feedback")
+    spec = job["pipelineSpec"]
+    assert json.loads(_constant(spec, "ImageExampleGen", "custom_config"))["feedback_root"] == \
+        "gs://bucket/root/feedback"
+    assert not spec_lib.tasks(spec)["ImageExampleGen"]["cachingOptions"].get("enableCache")
+    assert any("feedback" in note for note in notes)

@@ -55,7 +55,7 @@ def test_installs_the_pinned_stack_and_every_package():
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("**")] == "**"
-    for package in packages:
+    for package in sorted({name.split(".")[0] for name in packages}):   # a folder copy brings its subpackages
         assert f"COPY {package} {package}" in DOCKERFILE, package
         assert f"!{package}/" in ignore, package
     assert "-c requirements/constraints.txt" in DOCKERFILE and "--ignore-requires-python" in DOCKERFILE

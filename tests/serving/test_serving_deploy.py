@@ -1,4 +1,6 @@
 """The real TF Serving deployment files parse with TF Serving's own protos and agree with each other."""
+import os
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,26 @@ def test_model_configs_the_server_cannot_use_are_refused_naming_the_file():
         with pytest.raises(ValueError) as caught:
             config_lib.parse_model_server_config(text, "x.config")
         assert message in str(caught.value) and str(caught.value).startswith(("Invalid", "x.config"))
+
+
+def test_monitor_cronjob_runs_the_monitor_against_the_serving_service():
+    from pipeline.monitor import cli
+
+    cronjob = yaml.safe_load(load("k8s/monitor-cronjob.yaml"))
+    service = yaml.safe_load(load("k8s/service.yaml"))
+    assert cronjob["kind"] == "CronJob" and cronjob["apiVersion"] == "batch/v1"
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid" and cronjob["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["command"] == ["letters-monitor"]
+    scripts = tomllib.loads((Path(configs.PROJECT_ROOT) / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["letters-monitor"] == "pipeline.monitor.cli:main"
+    config, args, extra = cli.parse_args(container["args"])   # every flag is one the monitor takes
+    assert args.metrics_url == (f"http://{service['metadata']['name']}:8501"
+                                "/monitoring/prometheus/metrics") and extra == []
+    assert config.metadata_path.startswith("grpc://") and args.window_seconds == 3600
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {args.out, config.feedback_dir, os.path.dirname(args.logs)} <= mounts
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
+    assert set(claims) == {m["name"] for m in container["volumeMounts"]}

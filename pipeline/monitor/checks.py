@@ -1,0 +1,115 @@
+"""One monitoring pass: served answers grouped by model version and window, each group judged against the
+reference (TFDV drift and skew, confidence), live accuracy per version from feedback, the server's metrics,
+and the alarms: thresholds crossed in each version's newest window, by live accuracy or by the server."""
+from __future__ import annotations
+
+import collections
+import time
+
+from core import configs
+from core.configs import Config
+from core.labels import CLASS_NAMES
+from pipeline.monitor import drift, image_features, live_accuracy, windows
+
+CONFIDENCE_BINS = 10
+
+
+def _confidence(scores: list[float], config: Config, judged: bool) -> dict:
+    low = sum(s < config.monitor_low_confidence for s in scores)
+    share = low / len(scores) if scores else 0.0
+    counts = [0] * CONFIDENCE_BINS
+    for s in scores:
+        counts[min(CONFIDENCE_BINS - 1, int(s * CONFIDENCE_BINS))] += 1
+    return {"mean": sum(scores) / len(scores) if scores else None, "low_share": share,
+            "low_below": config.monitor_low_confidence, "threshold": config.monitor_max_low_confidence_share,
+            "histogram": counts, "crossed": judged and share > config.monitor_max_low_confidence_share}
+
+
+def group_answers(answers, seconds: int | None) -> dict:
+    groups = collections.defaultdict(list)
+    for answer in answers:
+        groups[(answer.version, windows.start(answer.time, seconds))].append(answer)
+    return groups
+
+
+def judge_group(version, begin: float, answers, seconds, reference, training_stats, schema, config: Config):
+    """The checks of one (version, window) group; raw values for the charts under ``_values``."""
+    predicted = [CLASS_NAMES[a.top1] for a in answers]
+    rows = [image_features.features(a.image) for a in answers]
+    judged = len(answers) >= config.monitor_min_requests
+    group = {"version": version, "window_start": begin, "window": windows.label(begin, seconds),
+             "requests": len(answers), "judged": judged,
+             "sources": dict(collections.Counter(r["source"] for r in rows)),
+             "formats": dict(collections.Counter(r["format"] for r in rows)),
+             "confidence": _confidence([a.score for a in answers], config, judged)}
+    counts = collections.Counter(predicted)
+    group["predicted_shares"] = {name: counts.get(name, 0) / len(answers) for name in CLASS_NAMES}
+    if reference is not None:
+        group["label_drift"] = drift.compare_labels(predicted, reference.eval_statistics, config).to_json()
+        group["input_skew"] = drift.compare_features(rows, training_stats, schema).to_json()
+        for key in ("label_drift", "input_skew"):
+            group[key]["crossed"] = judged and group[key]["crossed"]
+    group["_values"] = {name: [r[name] for r in rows if name in r] for name in image_features.NUMERIC}
+    return group
+
+
+def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Config) -> list[dict]:
+    newest = {}
+    for group in groups:
+        if group["version"] not in newest or group["window_start"] > newest[group["version"]]["window_start"]:
+            newest[group["version"]] = group
+    found = []
+    for group in newest.values():
+        where = f"version {group['version']}, {group['window']}"
+        for key in ("label_drift", "input_skew"):
+            if group.get(key, {}).get("crossed"):
+                crossed = [m for m in group[key]["measurements"] if m["crossed"]]
+                found.append({"kind": key, "version": group["version"], "window": group["window"],
+                              "text": f"{where}: {key.replace('_', ' ')} — " + "; ".join(
+                                  f"{m['feature']} {m['measure']} {m['value']:.3f} > {m['threshold']:g}"
+                                  for m in crossed)})
+        if group["confidence"]["crossed"]:
+            c = group["confidence"]
+            found.append({"kind": "low_confidence", "version": group["version"], "window": group["window"],
+                          "text": f"{where}: {c['low_share']:.1%} of answers below {c['low_below']:g} "
+                                  f"(allowed {c['threshold']:.0%})"})
+    for version, row in accuracy.items():
+        if row["crossed"]:
+            found.append({"kind": "accuracy", "version": version, "window": "all feedback",
+                          "text": f"version {version}: live accuracy {row['accuracy']:.3f} (95% interval "
+                                  f"{row['interval'][0]:.3f}–{row['interval'][1]:.3f}, {row['feedback']} feedback) "
+                                  f"is below {row['threshold']:g}"})
+    if server:
+        if server["error_share"] > config.monitor_max_error_share:
+            found.append({"kind": "errors", "version": None, "window": "server lifetime",
+                          "text": f"server: {server['errors']} of {server['requests']} requests failed "
+                                  f"({server['error_share']:.1%} > {config.monitor_max_error_share:.0%})"})
+        p95 = server["latency_ms"]["p95"]
+        if p95 is not None and p95 > config.monitor_max_latency_ms:
+            found.append({"kind": "latency", "version": None, "window": "server lifetime",
+                          "text": f"server: p95 latency {p95:.1f} ms > {config.monitor_max_latency_ms:g} ms"})
+    return found
+
+
+def run(answers, feedback_records, reference, server, config: Config, seconds: int | None) -> dict:
+    """Everything the report shows; ``reference`` None skips the drift checks (no pipeline run to compare with)."""
+    from pipeline.monitor import reference as reference_lib
+
+    training_stats = schema = None
+    training_rows: tuple = ()
+    if reference is not None and answers:
+        training_rows = reference_lib.training_features(reference.examples_uri)
+        training_stats = drift.feature_statistics(list(training_rows))
+        schema = drift.feature_schema(training_stats, config)
+    groups = [judge_group(version, begin, items, seconds, reference, training_stats, schema, config)
+              for (version, begin), items in sorted(group_answers(answers, seconds).items(),
+                                                    key=lambda kv: (str(kv[0][0]), kv[0][1]))]
+    accuracy = live_accuracy.by_version(feedback_records, config.monitor_min_accuracy, config.monitor_min_feedback)
+    found = alarms(groups, accuracy, server, config)
+    return {"generated_at": time.time(), "groups": groups, "live_accuracy": accuracy, "server": server,
+            "reference": reference.to_json() if reference is not None else None,
+            "eval_label_shares": (drift.category_shares(reference.eval_statistics, configs.LABEL_NAME_KEY)
+                                  if reference is not None else {}),
+            "_training_values": {name: [r[name] for r in training_rows if name in r]
+                                 for name in image_features.NUMERIC},
+            "alarms": found, "crossed": bool(found)}

@@ -1,0 +1,156 @@
+"""``letters-monitor`` / ``python -m pipeline.monitor``: how the served model is doing.
+
+    letters-monitor --logs /var/log/letters/requests --pipeline-root outputs/pipeline --out outputs/monitor
+    letters-monitor ... --metrics-url http://127.0.0.1:8501/monitoring/prometheus/metrics --window 6h
+    letters-monitor ... --retrain-when accuracy -- --serving-dir serving/models/letters   # args after -- go to
+                                                                                          # local_runner
+    letters-monitor ... --watch 3600                                                      # every hour
+
+Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json), 2 usage error (bad
+flag or setting, missing request log or pipeline metadata). Thresholds are core/configs.py's ``monitor_*``
+fields: LETTERS_MONITOR_<NAME> environment variables or the flags below.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from core import settings
+from core.configs import Config
+from pipeline import flags
+
+OK, CROSSED, USAGE = 0, 1, 2
+THRESHOLD_FLAGS = {
+    "monitor_label_js": "predicted classes vs eval labels: Jensen-Shannon divergence above this is drift",
+    "monitor_label_linf": "predicted classes vs eval labels: L-infinity distance above this is drift",
+    "monitor_feature_js": "image features vs training: Jensen-Shannon divergence above this is skew",
+    "monitor_feature_linf": "image format vs training: L-infinity distance above this is skew",
+    "monitor_low_confidence": "a top-1 score below this is a low-confidence answer",
+    "monitor_max_low_confidence_share": "more low-confidence answers than this share is an alarm",
+    "monitor_min_accuracy": "live accuracy floor (alarm when the 95% interval is entirely below)",
+    "monitor_min_requests": "a window with fewer answers is shown but not judged",
+    "monitor_min_feedback": "a version with fewer feedback rows is shown but not judged",
+    "monitor_max_error_share": "server: failed requests share above this is an alarm",
+    "monitor_max_latency_ms": "server: p95 latency above this (ms) is an alarm",
+}
+
+
+def build_parser(defaults: Config) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="letters-monitor", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog="exit status: 0 ok, 1 threshold crossed, 2 usage error")
+    p.add_argument("--logs", default=None, help="request log: a folder of TFRecord PredictionLog files or a file "
+                                                "prefix (gs:// too); without it only feedback and metrics are read")
+    p.add_argument("--pipeline-root", default=defaults.pipeline_root,
+                   help="the pipeline root whose ML Metadata and artifacts are the reference")
+    p.add_argument("--metadata-path", default=None,
+                   help="ML Metadata: a SQLite file (default: <pipeline-root>/metadata.sqlite) or grpc://HOST:PORT "
+                        "(Kubeflow's metadata-grpc-service)")
+    p.add_argument("--feedback-dir", default=defaults.feedback_dir, help="the web client's feedback store")
+    p.add_argument("--metrics-url", default=None,
+                   help="a model server's Prometheus page (…/monitoring/prometheus/metrics) for latency and errors")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(defaults.pipeline_root), "monitor"),
+                   help="folder for report.html, its PNGs, monitor.json and monitor.prom")
+    p.add_argument("--window", default="day", help="group answers by day, all, or a duration (6h, 30m, 2d)")
+    p.add_argument("--retrain-when", default=None, metavar="POLICY",
+                   help="run the pipeline with the feedback when: drift, accuracy or feedback>=N")
+    p.add_argument("--dry-run", action="store_true", help="with --retrain-when: print the command, do not run it")
+    p.add_argument("--watch", type=flags.positive_int, default=None, metavar="SECONDS",
+                   help="run again every SECONDS (until stopped or --max-runs)")
+    p.add_argument("--max-runs", type=flags.positive_int, default=None, help="with --watch: stop after this many")
+    settings.add_flags(p.add_argument_group("thresholds (core/configs.py, LETTERS_MONITOR_*)"), Config,
+                       THRESHOLD_FLAGS, defaults)
+    return p
+
+
+def parse_args(argv=None):
+    from pipeline.monitor import retrain, windows
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    defaults = flags.defaults_from_env()
+    parser = build_parser(defaults)
+    args = parser.parse_args(argv)
+    try:
+        config = defaults.replace(**settings.flag_values(args, THRESHOLD_FLAGS))
+        args.window_seconds = windows.parse(args.window)
+        args.policy = retrain.parse(args.retrain_when) if args.retrain_when else None
+    except ValueError as err:
+        parser.error(str(err))
+    if args.max_runs and not args.watch:
+        parser.error("--max-runs needs --watch")
+    args.pipeline_root = os.path.abspath(args.pipeline_root) if "://" not in args.pipeline_root else args.pipeline_root
+    metadata = args.metadata_path or ""
+    metadata = metadata if "://" in metadata or not metadata else os.path.abspath(metadata)
+    config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,
+                            feedback_dir=args.feedback_dir)
+    return config, args, extra
+
+
+def _feedback(config: Config) -> list:
+    from core.feedback import DB_FILE, FeedbackStore
+
+    if not config.feedback_dir or not os.path.exists(os.path.join(config.feedback_dir, DB_FILE)):
+        return []
+    store = FeedbackStore(config.feedback_dir)
+    try:
+        return store.records()
+    finally:
+        store.close()
+
+
+def once(config: Config, args, extra: list[str]) -> int:
+    """One pass: read, judge, write the report, maybe retrain. Returns the exit status."""
+    from core.feedback import FeedbackStoreError
+    from pipeline.monitor import checks, reference, report, request_logs, retrain, server_metrics
+
+    try:
+        logs = request_logs.read_logs(args.logs) if args.logs else None
+        ref = reference.load(config.metadata_file) if logs and logs.answers or args.policy else None
+        records = _feedback(config)
+    except (request_logs.LogNotFound, reference.NoReference, FeedbackStoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return USAGE
+    server = None
+    if args.metrics_url:
+        try:
+            server = server_metrics.summarize(server_metrics.fetch(args.metrics_url))
+        except (OSError, ValueError) as err:
+            print(f"warning: no server metrics from {args.metrics_url}: {err}", file=sys.stderr)
+    result = checks.run(logs.answers if logs else [], records, ref, server, config, args.window_seconds)
+    result["logs"] = logs.to_json() if logs else None
+    if args.policy:
+        fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None)
+        cmd = retrain.command(config.pipeline_root, config.feedback_dir, extra)
+        result["retrain"] = {"policy": str(args.policy), "fires": fires, "why": why, "command": cmd,
+                             "text": f"{args.policy}: {'fires' if fires else 'does not fire'} — {why}"}
+        print(f"retrain ({args.policy}): {'fires' if fires else 'no'} — {why}")
+        if fires:
+            print("retrain command: " + " ".join(cmd), flush=True)
+            if not args.dry_run:
+                from core.configs import PROJECT_ROOT
+                result["retrain"]["returncode"] = retrain.run(cmd, cwd=str(PROJECT_ROOT))
+                reference.training_features.cache_clear()
+    paths = report.write_all(result, args.out)
+    for alarm in result["alarms"]:
+        print(f"ALARM {alarm['text']}")
+    if logs and logs.problems:
+        print("unusable log data: " + ", ".join(f"{n} × {r}" for r, n in logs.problems.items()))
+    answers = len(logs.answers) if logs else 0
+    print(f"monitor: {answers} answers, {len(records)} feedback rows, {len(result['alarms'])} alarm(s); "
+          f"report {paths['html']}", flush=True)
+    return CROSSED if result["crossed"] else OK
+
+
+def main(argv=None) -> int:
+    config, args, extra = parse_args(argv)
+    runs, status = 0, OK
+    while True:
+        status = once(config, args, extra)
+        runs += 1
+        if not args.watch or status == USAGE or (args.max_runs and runs >= args.max_runs):
+            return status
+        time.sleep(args.watch)

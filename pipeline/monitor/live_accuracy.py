@@ -1,0 +1,51 @@
+"""Live accuracy from the web client's feedback store: per model version, with a Wilson score interval, and the
+confusions users corrected most.
+
+Feedback is what users chose to confirm or correct, not a random sample of traffic (people correct more readily
+than they confirm), so live accuracy is a lower-leaning estimate; the interval only covers sampling noise.
+"""
+from __future__ import annotations
+
+import collections
+import math
+
+from core.feedback import Feedback
+
+Z95 = 1.959963984540054
+
+
+def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion ((0, 1) without trials)."""
+    if trials <= 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def by_version(records: list[Feedback], min_accuracy: float, min_feedback: int) -> dict:
+    """version ("unknown" when not recorded) -> counts, accuracy, interval, whether it is confidently below
+    ``min_accuracy`` (the whole interval under it, with at least ``min_feedback`` rows)."""
+    groups: dict = collections.defaultdict(list)
+    for record in records:
+        if record.predicted_label is not None:   # without the model's answer there is nothing to score
+            groups[record.model_version if record.model_version is not None else "unknown"].append(record)
+    out = {}
+    for version, rows in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        correct = sum(r.confirmed for r in rows)
+        low, high = wilson(correct, len(rows))
+        judged = len(rows) >= min_feedback
+        out[str(version)] = {"feedback": len(rows), "confirmed": correct, "corrected": len(rows) - correct,
+                             "accuracy": correct / len(rows), "interval": [low, high], "threshold": min_accuracy,
+                             "judged": judged, "crossed": judged and high < min_accuracy,
+                             "confusions": confusions(rows)}
+    return out
+
+
+def confusions(records: list[Feedback], top: int = 10) -> list[dict]:
+    """The (predicted -> true) corrections, most frequent first."""
+    counts = collections.Counter((r.predicted_label, r.true_label) for r in records
+                                 if not r.confirmed and r.predicted_label is not None)
+    return [{"predicted": p, "true": t, "count": n} for (p, t), n in counts.most_common(top)]

@@ -1,0 +1,143 @@
+"""What served traffic is compared with, read from the pipeline's ML Metadata and artifacts.
+
+* the latest **blessed** model's Evaluator run: its eval examples, the StatisticsGen output for them (the eval
+  split's label distribution) and the Evaluator's metrics;
+* per pushed version, the Evaluator's top-1 accuracy of the model pushed as that version;
+* the image features of the ExampleGen's training split (``image_raw``), as :mod:`.image_features` computes them;
+* when the last pipeline run started (for ``--retrain-when feedback>=N``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+from tensorflow_metadata.proto.v0 import statistics_pb2
+
+from components.image_example_gen import is_feedback
+from core import configs
+from pipeline.monitor import image_features
+from pipeline.pipeline import ACCURACY_METRIC
+from pipeline.run_summary import STATS_FILE, artifact_property, evaluation_metrics, open_store
+
+_OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+_INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+
+
+class NoReference(LookupError):
+    """The metadata store holds no blessed model (or cannot be read)."""
+
+
+@dataclasses.dataclass
+class Reference:
+    examples_uri: str
+    eval_statistics: statistics_pb2.DatasetFeatureStatisticsList
+    eval_metrics: dict                  # run_summary.evaluation_metrics() of the blessed model
+    version_accuracy: dict              # pushed version -> Evaluator top-1 accuracy of that model
+    last_run_time: float | None         # seconds since the epoch
+
+    @property
+    def eval_accuracy(self) -> float | None:
+        return self.eval_metrics.get("overall", {}).get(ACCURACY_METRIC)
+
+    def to_json(self) -> dict:
+        return {"examples_uri": self.examples_uri, "eval_accuracy": self.eval_accuracy,
+                "version_accuracy": {str(k): v for k, v in self.version_accuracy.items()},
+                "last_run_time": self.last_run_time}
+
+
+def _events(store, artifact_ids=None, execution_ids=None):
+    if artifact_ids is not None:
+        return store.get_events_by_artifact_ids(list(artifact_ids))
+    return store.get_events_by_execution_ids(list(execution_ids))
+
+
+def _linked(store, artifact_id: int, own_kinds, other_kinds, key: str, type_name: str | None = None) -> list:
+    """Artifacts at ``key`` on the other side of the executions that have ``artifact_id`` as ``own_kinds``."""
+    executions = {e.execution_id for e in _events(store, artifact_ids=[artifact_id]) if e.type in own_kinds}
+    if not executions:
+        return []
+    ids = {e.artifact_id for e in _events(store, execution_ids=executions)
+           if e.type in other_kinds and (not key or (e.path.steps and e.path.steps[0].key == key))}
+    found = store.get_artifacts_by_id(list(ids)) if ids else []
+    if type_name:
+        type_ids = {t.id for t in store.get_artifact_types() if t.name == type_name}
+        found = [a for a in found if a.type_id in type_ids]
+    return sorted(found, key=lambda a: a.id)
+
+
+def _eval_statistics(statistics_uri: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    path = os.path.join(statistics_uri, f"Split-{configs.EVAL_SPLIT}", STATS_FILE)
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
+
+
+def _accuracy(uri: str) -> float | None:
+    try:
+        return evaluation_metrics(uri)["overall"].get(ACCURACY_METRIC)
+    except Exception:   # an evaluation that was not written completely; the report shows it as unknown
+        return None
+
+
+def connect(metadata: str):
+    """``grpc://HOST:PORT`` (Kubeflow's metadata-grpc-service) or a SQLite file (local runs)."""
+    if metadata.startswith("grpc://"):
+        from ml_metadata.metadata_store import metadata_store
+
+        host, _, port = metadata[len("grpc://"):].rpartition(":")
+        if not host or not port.isdigit():
+            raise NoReference(f"--metadata {metadata}: expected grpc://HOST:PORT")
+        return metadata_store.MetadataStore(metadata_store_pb2.MetadataStoreClientConfig(host=host, port=int(port)))
+    if not os.path.exists(metadata):
+        raise NoReference(f"no ML Metadata store at {metadata}: run the pipeline first (--pipeline-root)")
+    return open_store(metadata)
+
+
+def load(metadata: str) -> Reference:
+    """The reference recorded in ``metadata`` (a SQLite file or grpc://HOST:PORT)."""
+    store = connect(metadata)
+    blessings = [a for a in store.get_artifacts_by_type("ModelBlessing") if artifact_property(a, "blessed") == 1]
+    if not blessings:
+        raise NoReference(f"no blessed model recorded in {metadata}")
+    blessing = max(blessings, key=lambda a: a.id)
+    examples = _linked(store, blessing.id, _OUTPUTS, _INPUTS, "examples")
+    evaluations = _linked(store, blessing.id, _OUTPUTS, _OUTPUTS, "evaluation")
+    if not examples:
+        raise NoReference(f"the Evaluator run that blessed model {blessing.id} has no examples input")
+    statistics = _linked(store, examples[-1].id, _INPUTS, _OUTPUTS, "", "ExampleStatistics")
+    if not statistics:
+        raise NoReference(f"no StatisticsGen output for the examples at {examples[-1].uri}")
+    version_accuracy = {}
+    for pushed in store.get_artifacts_by_type("PushedModel"):
+        version = artifact_property(pushed, "pushed_version")
+        if not artifact_property(pushed, "pushed") or not version:
+            continue
+        for model in _linked(store, pushed.id, _OUTPUTS, _INPUTS, "model"):
+            evaluated = _linked(store, model.id, _INPUTS, _OUTPUTS, "evaluation")
+            if evaluated:
+                version_accuracy[int(version)] = _accuracy(evaluated[-1].uri)
+    runs = store.get_contexts_by_type("pipeline_run")
+    return Reference(
+        examples_uri=examples[-1].uri, eval_statistics=_eval_statistics(statistics[-1].uri),
+        eval_metrics=evaluation_metrics(evaluations[-1].uri) if evaluations else {},
+        version_accuracy=version_accuracy,
+        last_run_time=max(c.create_time_since_epoch for c in runs) / 1000 if runs else None)
+
+
+def split_images(examples_uri: str, split: str = configs.TRAIN_SPLIT):
+    """The ``image_raw`` bytes of one split of an ExampleGen output (gzipped TFRecords of tf.Examples)."""
+    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    if not files:
+        raise NoReference(f"no {split} examples under {examples_uri}")
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
+        example = tf.train.Example.FromString(record)
+        if is_feedback(example):   # users' images: not the data the model was built on
+            continue
+        yield example.features.feature[configs.IMAGE_KEY].bytes_list.value[0]
+
+
+@functools.lru_cache(maxsize=4)   # --watch runs: the training split of one ExampleGen output does not change
+def training_features(examples_uri: str) -> tuple[dict, ...]:
+    return tuple(image_features.features(image) for image in split_images(examples_uri))

@@ -1,0 +1,208 @@
+"""Writes a monitoring pass: ``monitor.json``, ``report.html`` with PNG charts beside it (no script, no
+network), and Prometheus gauges as a textfile (node_exporter's textfile collector reads it)."""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+from core.labels import CLASS_NAMES
+from pipeline.monitor import charts
+
+JSON_FILE, HTML_FILE, PROM_FILE = "monitor.json", "report.html", "monitor.prom"
+FEATURE_RANGES = {"ink_share": (0.0, 1.0), "mean_intensity": (0.0, 1.0), "aspect": (0.0, 3.0)}
+
+
+def public(value):
+    """The result without the raw values kept for the charts (keys starting with _)."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    return value
+
+
+def write_json(result: dict, out_dir: str) -> str:
+    path = os.path.join(out_dir, JSON_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(public(result), f, indent=2, default=str)
+    return path
+
+
+def write_prometheus(result: dict, out_dir: str) -> str:
+    registry = CollectorRegistry()
+    gauge = lambda name, text, labels=(): Gauge(f"letters_monitor_{name}", text, labels, registry=registry)  # noqa
+    crossed = gauge("threshold_crossed", "1 when a monitoring threshold was crossed")
+    crossed.set(int(result["crossed"]))
+    gauge("last_run_timestamp_seconds", "when the monitor last ran").set(result["generated_at"])
+    gauge("log_problems", "request-log records or files that could not be used").set(
+        sum((result.get("logs") or {}).get("problems", {}).values()))
+    requests = gauge("requests", "answers in the version's newest window", ["version"])
+    low = gauge("low_confidence_share", "share of answers below the confidence threshold", ["version"])
+    measure = gauge("distribution_distance", "TFDV drift/skew measurement", ["version", "check", "feature", "measure"])
+    for group in newest_groups(result["groups"]):
+        version = str(group["version"])
+        requests.labels(version).set(group["requests"])
+        low.labels(version).set(group["confidence"]["low_share"])
+        for check in ("label_drift", "input_skew"):
+            for m in group.get(check, {}).get("measurements", []):
+                measure.labels(version, check, m["feature"], m["measure"]).set(m["value"])
+    accuracy = gauge("live_accuracy", "share of feedback confirming the answer", ["version", "bound"])
+    for version, row in result["live_accuracy"].items():
+        accuracy.labels(version, "estimate").set(row["accuracy"])
+        accuracy.labels(version, "low").set(row["interval"][0])
+        accuracy.labels(version, "high").set(row["interval"][1])
+    path = os.path.join(out_dir, PROM_FILE)
+    write_to_textfile(path, registry)
+    return path
+
+
+def newest_groups(groups: list[dict]) -> list[dict]:
+    newest = {}
+    for group in groups:
+        if group["version"] not in newest or group["window_start"] > newest[group["version"]]["window_start"]:
+            newest[group["version"]] = group
+    return [newest[v] for v in sorted(newest, key=str)]
+
+
+def _esc(value) -> str:
+    return html.escape(str(value))
+
+
+def _table(headers, rows) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _measure_rows(group: dict) -> list:
+    rows = []
+    for check in ("label_drift", "input_skew"):
+        for m in group.get(check, {}).get("measurements", []):
+            flag = '<span class="bad">crossed</span>' if m["crossed"] else "ok"
+            rows.append([_esc(check), _esc(m["feature"]), _esc(m["measure"]), f"{m['value']:.4f}",
+                         f"{m['threshold']:g}", flag])
+    return rows
+
+
+def _charts(result: dict, out_dir: str) -> dict:
+    """Draws the PNGs; {version: [(file, alt text)]}."""
+    pictures = {}
+    eval_shares = result.get("eval_label_shares", {})
+    training = result.get("_training_values", {})
+    for group in newest_groups(result["groups"]):
+        v = str(group["version"])
+        files = pictures.setdefault(v, [])
+        name = f"classes_v{v}.png"
+        charts.paired_bars(os.path.join(out_dir, name), list(CLASS_NAMES),
+                           [group["predicted_shares"][c] for c in CLASS_NAMES],
+                           [eval_shares.get(c, 0.0) for c in CLASS_NAMES],
+                           f"version {v}, {group['window']}: predicted classes vs eval labels", ("predicted", "eval"))
+        files.append((name, "predicted class shares against the eval split's labels"))
+        name = f"confidence_v{v}.png"
+        values = [(i + 0.5) / len(group["confidence"]["histogram"])
+                  for i, n in enumerate(group["confidence"]["histogram"]) for _ in range(n)]
+        charts.histogram(os.path.join(out_dir, name), values, None, len(group["confidence"]["histogram"]), 0, 1,
+                         f"version {v}: top-1 score", mark=group["confidence"]["low_below"])
+        files.append((name, "distribution of top-1 scores"))
+        for feature, (low, high) in FEATURE_RANGES.items():
+            name = f"{feature}_v{v}.png"
+            charts.histogram(os.path.join(out_dir, name), group["_values"].get(feature, []), training.get(feature, []),
+                             20, low, high, f"version {v}: {feature} (served vs training)")
+            files.append((name, f"{feature} of served images against the training split"))
+    if result["live_accuracy"]:
+        rows = [(f"version {v}", r["accuracy"], *r["interval"]) for v, r in result["live_accuracy"].items()]
+        threshold = next(iter(result["live_accuracy"].values()))["threshold"]
+        charts.intervals(os.path.join(out_dir, "live_accuracy.png"), rows, threshold,
+                         "live accuracy from feedback (95% Wilson interval)")
+        pictures["_accuracy"] = [("live_accuracy.png", "live accuracy per version with its interval")]
+    return pictures
+
+
+STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.bad{color:#b00;font-weight:bold}
+.ok{color:#070}img{max-width:100%;margin:4px;border:1px solid #eee}"""
+
+
+def write_html(result: dict, out_dir: str) -> str:
+    pictures = _charts(result, out_dir)
+    when = dt.datetime.fromtimestamp(result["generated_at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    verdict = ('<p class="bad">Thresholds crossed:</p><ul>' + "".join(f"<li>{_esc(a['text'])}</li>"
+                                                                      for a in result["alarms"]) + "</ul>"
+               if result["alarms"] else '<p class="ok">No threshold crossed.</p>')
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>letters monitor</title>"
+             f"<style>{STYLE}</style></head><body><h1>letters: served model monitor</h1><p>{_esc(when)}</p>", verdict]
+    logs = result.get("logs")
+    if logs:
+        problems = ", ".join(f"{n} × {r}" for r, n in logs["problems"].items()) or "none"
+        parts.append(f"<h2>Request log</h2><p>{logs['files']} files, {logs['records']} records, {logs['answers']} "
+                     f"answered images from <code>{_esc(logs['prefix'])}</code>; unusable: {_esc(problems)}</p>")
+    if result["reference"]:
+        ref = result["reference"]
+        acc = ref["eval_accuracy"]
+        parts.append(f"<p>Reference: blessed model's eval split, top-1 accuracy "
+                     f"{'?' if acc is None else f'{acc:.3f}'}; training images from "
+                     f"<code>{_esc(ref['examples_uri'])}</code></p>")
+    else:
+        parts.append("<p>No pipeline reference: drift and skew were not checked.</p>")
+    parts.append("<h2>Traffic per version and window</h2>")
+    parts.append(_table(["version", "window", "answers", "judged", "mean top-1", "low-confidence share", "sources",
+                         "formats"],
+                        [[_esc(g["version"]), _esc(g["window"]), g["requests"], "yes" if g["judged"] else "too few",
+                          "-" if g["confidence"]["mean"] is None else f"{g['confidence']['mean']:.3f}",
+                          f"{g['confidence']['low_share']:.1%}", _esc(g["sources"]), _esc(g["formats"])]
+                         for g in result["groups"]]))
+    for group in newest_groups(result["groups"]):
+        v = str(group["version"])
+        parts.append(f"<h2>Version {_esc(v)} — newest window {_esc(group['window'])}</h2>")
+        rows = _measure_rows(group)
+        if rows:
+            parts.append(_table(["check", "feature", "measure", "value", "threshold", ""], rows))
+        for check in ("label_drift", "input_skew"):
+            for feature, text in group.get(check, {}).get("anomalies", {}).items():
+                parts.append(f"<p><b>{_esc(check)} {_esc(feature)}</b>: {_esc(text)}</p>")
+        parts += [f'<img src="{_esc(f)}" alt="{_esc(alt)}">' for f, alt in pictures.get(v, [])]
+    parts.append("<h2>Live accuracy (feedback)</h2>")
+    if result["live_accuracy"]:
+        parts.append(_table(["version", "feedback", "corrected", "accuracy", "95% interval", "evaluator top-1",
+                             "most corrected (predicted → true)"],
+                            [[_esc(v), r["feedback"], r["corrected"], f"{r['accuracy']:.3f}",
+                              f"{r['interval'][0]:.3f}–{r['interval'][1]:.3f}"
+                              + (' <span class="bad">below</span>' if r["crossed"] else ""),
+                              _esc(_evaluator_accuracy(result, v)),
+                              _esc(", ".join(f"{c['predicted']}→{c['true']} ×{c['count']}"
+                                             for c in r["confusions"][:5]))]
+                             for v, r in result["live_accuracy"].items()]))
+        parts += [f'<img src="{_esc(f)}" alt="{_esc(alt)}">' for f, alt in pictures.get("_accuracy", [])]
+    else:
+        parts.append("<p>No feedback.</p>")
+    server = result.get("server")
+    if server:
+        lat = server["latency_ms"]
+        fmt = lambda x: "-" if x is None else f"{x:.2f} ms"   # noqa: E731
+        parts.append(f"<h2>Server</h2><p>{server['requests']} requests, {server['errors']} errors "
+                     f"({server['error_share']:.2%}) {_esc(server['errors_by_status'])}; latency p50 {fmt(lat['p50'])}, "
+                     f"p95 {fmt(lat['p95'])}, mean {fmt(lat['mean'])}</p>")
+    retrain = result.get("retrain")
+    if retrain:
+        parts.append(f"<h2>Retraining</h2><p>{_esc(retrain['text'])}</p>")
+    parts.append("</body></html>")
+    path = os.path.join(out_dir, HTML_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts))
+    return path
+
+
+def _evaluator_accuracy(result: dict, version: str) -> str:
+    ref = result.get("reference") or {}
+    value = ref.get("version_accuracy", {}).get(version)
+    return "-" if value is None else f"{value:.3f}"
+
+
+def write_all(result: dict, out_dir: str) -> dict:
+    os.makedirs(out_dir, exist_ok=True)
+    return {"html": write_html(result, out_dir), "json": write_json(result, out_dir),
+            "prometheus": write_prometheus(result, out_dir)}

@@ -1,0 +1,145 @@
+"""Reads request logs: TFRecord files of TF Serving ``PredictionLog`` protos (what ``core/request_log.py`` writes).
+
+A log is named by a **prefix**: a folder (every file in it, recursively) or a file-name prefix
+(``/var/log/letters/requests`` → ``requests*``), gs:// included. Each ``predict_log`` holds the request —
+``inputs["images"]`` (encoded image bytes, signature ``predict_images``) or ``inputs["examples"]`` (serialized
+tf.Examples whose ``image_raw`` is the image, signature ``serving_default``) — the response's
+``outputs["probabilities"]`` [N, 27] and, in ``log_metadata.model_spec.version``, the version that answered.
+
+A ``PredictionLog`` has no timestamp, so a record is dated by its file's last modification (log files rotate,
+so a file spans minutes, not days). Nothing here raises on bad data: a record that does not parse, a file that
+is truncated or cannot be opened, a record that is not a predict log or holds no image or no answer, is
+counted in :class:`LogRead` and reported.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from core import configs
+from core.labels import CLASS_NAMES
+
+
+class LogNotFound(FileNotFoundError):
+    """The prefix names no folder and matches no file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """One image the server answered: what was sent, what came back, which version, when."""
+    time: float
+    version: int | None
+    image: bytes
+    probabilities: np.ndarray   # [27]
+
+    @property
+    def top1(self) -> int:
+        return int(np.argmax(self.probabilities))
+
+    @property
+    def score(self) -> float:
+        return float(np.max(self.probabilities))
+
+
+@dataclasses.dataclass
+class LogRead:
+    prefix: str
+    files: list[str] = dataclasses.field(default_factory=list)
+    records: int = 0
+    answers: list[Answer] = dataclasses.field(default_factory=list)
+    problems: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason -> count
+    examples: dict = dataclasses.field(default_factory=dict)   # reason -> first "file: detail"
+
+    def problem(self, reason: str, where: str, detail: str = "", count: int = 1) -> None:
+        self.problems[reason] += count
+        self.examples.setdefault(reason, f"{where}: {detail}"[:300])
+
+    def to_json(self) -> dict:
+        return {"prefix": self.prefix, "files": len(self.files), "records": self.records,
+                "answers": len(self.answers), "problems": dict(self.problems), "problem_examples": self.examples}
+
+
+def log_files(prefix: str) -> list[str]:
+    """The files a prefix names (sorted); LogNotFound when there are none."""
+    gfile = tf.io.gfile
+    if gfile.isdir(prefix):
+        found = [os.path.join(root, name) for root, _, names in gfile.walk(prefix) for name in names]
+    else:
+        found = [path for path in gfile.glob(prefix + "*") if not gfile.isdir(path)]
+    if not found:
+        raise LogNotFound(f"no request log at {prefix} (a folder of TFRecord files or a file-name prefix)")
+    return sorted(found)
+
+
+def _mtime(path: str) -> float:
+    return tf.io.gfile.stat(path).mtime_nsec / 1e9
+
+
+def _images(request, where: str, read: LogRead) -> list[bytes] | None:
+    if configs.IMAGE_INPUT in request.inputs:
+        return list(request.inputs[configs.IMAGE_INPUT].string_val)
+    if configs.EXAMPLES_INPUT in request.inputs:
+        images = []
+        for serialized in request.inputs[configs.EXAMPLES_INPUT].string_val:
+            example = tf.train.Example.FromString(serialized)
+            values = example.features.feature[configs.IMAGE_KEY].bytes_list.value
+            images.append(values[0] if values else b"")
+        return images
+    read.problem("no_image_input", where, f"inputs {sorted(request.inputs)}")
+    return None
+
+
+def _probabilities(response, count: int, where: str, read: LogRead) -> np.ndarray | None:
+    if configs.PROBABILITIES_OUTPUT not in response.outputs:
+        read.problem("no_answer", where, "the response has no probabilities (a failed request?)")
+        return None
+    probs = tf.make_ndarray(response.outputs[configs.PROBABILITIES_OUTPUT]).astype(np.float64)
+    if probs.shape != (count, len(CLASS_NAMES)):
+        read.problem("bad_answer_shape", where, f"probabilities {probs.shape} for {count} image(s)")
+        return None
+    return probs
+
+
+def _add_record(raw: bytes, when: float, where: str, read: LogRead) -> None:
+    try:
+        log = prediction_log_pb2.PredictionLog.FromString(raw)
+    except Exception as err:   # protobuf's DecodeError; any other failure to parse counts the same
+        read.problem("unparsable_record", where, type(err).__name__)
+        return
+    kind = log.WhichOneof("log_type")
+    if kind != "predict_log":
+        read.problem(f"not_predict_log:{kind}", where)
+        return
+    try:
+        images = _images(log.predict_log.request, where, read)
+        if images is None:
+            return
+        probs = _probabilities(log.predict_log.response, len(images), where, read)
+    except Exception as err:   # a tensor or tf.Example that does not decode
+        read.problem("bad_tensor", where, f"{type(err).__name__}: {err}")
+        return
+    if probs is None:
+        return
+    spec = log.log_metadata.model_spec
+    version = spec.version.value if spec.HasField("version") else None
+    for image, row in zip(images, probs):
+        read.answers.append(Answer(time=when, version=version, image=image, probabilities=row))
+
+
+def read_logs(prefix: str) -> LogRead:
+    """Every answer in the log (LogNotFound if the prefix names nothing)."""
+    read = LogRead(prefix=prefix, files=log_files(prefix))
+    for path in read.files:
+        try:
+            when = _mtime(path)
+            for n, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+                read.records += 1
+                _add_record(record, when, f"{path}#{n}", read)
+        except (tf.errors.DataLossError, tf.errors.OpError, OSError) as err:   # truncated or unreadable file
+            read.problem("unreadable_file", path, str(err).splitlines()[0] if str(err) else type(err).__name__)
+    return read

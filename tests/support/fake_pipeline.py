@@ -1,0 +1,78 @@
+"""A pipeline root as the monitor reads it, without running the pipeline: ImageExampleGen examples (gzipped
+TFRecords per split), StatisticsGen's eval statistics, and the ML Metadata links between them, an Evaluator's
+blessing and a Pusher's pushed version (TFX's type names, event keys and properties)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+import pandas as pd
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+from components.image_example_gen import make_example
+from core import configs
+from pipeline.run_summary import STATS_FILE
+
+
+def _write_split(uri: Path, split: str, items: list[tuple[bytes, str]]) -> None:
+    (uri / f"Split-{split}").mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(uri / f"Split-{split}" / "data_tfrecord-00000-of-00001.gz"),
+                              options="GZIP") as writer:
+        for n, (image, label) in enumerate(items):
+            writer.write(make_example(image, label, f"{label}/{n}.png").SerializeToString())
+
+
+def build(root: Path, train: list[tuple[bytes, str]], eval_items: list[tuple[bytes, str]],
+          pushed_version: int = 7) -> str:
+    """Writes the artifacts and ``root/metadata.sqlite``; returns the metadata file."""
+    examples_uri, stats_uri = root / "ImageExampleGen" / "examples" / "1", root / "StatisticsGen" / "statistics" / "2"
+    _write_split(examples_uri, configs.TRAIN_SPLIT, train)
+    _write_split(examples_uri, configs.EVAL_SPLIT, eval_items)
+    (stats_uri / f"Split-{configs.EVAL_SPLIT}").mkdir(parents=True)
+    stats = tfdv.generate_statistics_from_dataframe(pd.DataFrame({configs.LABEL_NAME_KEY: [l for _, l in eval_items]}))
+    (stats_uri / f"Split-{configs.EVAL_SPLIT}" / STATS_FILE).write_bytes(stats.SerializeToString())
+
+    cfg = mlmd.ConnectionConfig()
+    cfg.sqlite.filename_uri = str(root / "metadata.sqlite")
+    cfg.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(cfg)
+    types = {}
+
+    def artifact(type_name: str, uri, **props) -> int:
+        if type_name not in types:
+            types[type_name] = store.put_artifact_type(mlmd.ArtifactType(name=type_name))
+        a = mlmd.Artifact(type_id=types[type_name], uri=str(uri))
+        for key, value in props.items():
+            if isinstance(value, int):
+                a.custom_properties[key].int_value = value
+            else:
+                a.custom_properties[key].string_value = value
+        return store.put_artifacts([a])[0]
+
+    def execution(name: str, inputs: dict, outputs: dict) -> None:
+        type_id = store.put_execution_type(mlmd.ExecutionType(name=name))
+        (execution_id,) = store.put_executions([mlmd.Execution(type_id=type_id)])
+        events = []
+        for kind, table in ((mlmd.Event.INPUT, inputs), (mlmd.Event.OUTPUT, outputs)):
+            for key, artifact_id in table.items():
+                event = mlmd.Event(artifact_id=artifact_id, execution_id=execution_id, type=kind)
+                event.path.steps.add().key = key
+                events.append(event)
+        store.put_events(events)
+
+    examples = artifact("Examples", examples_uri)
+    statistics = artifact("ExampleStatistics", stats_uri)
+    model = artifact("Model", root / "Trainer" / "model" / "3")
+    blessing = artifact("ModelBlessing", root / "Evaluator" / "blessing" / "4", blessed=1)
+    pushed = artifact("PushedModel", root / "Pusher" / "pushed_model" / "5", pushed=1,
+                      pushed_version=str(pushed_version))
+    execution("ImageExampleGen", {}, {"examples": examples})
+    execution("StatisticsGen", {"examples": examples}, {"statistics": statistics})
+    execution("Evaluator", {"examples": examples, "model": model}, {"blessing": blessing})
+    execution("Pusher", {"model": model, "model_blessing": blessing}, {"pushed_model": pushed})
+    run_type = store.put_context_type(mlmd.ContextType(name="pipeline_run"))
+    store.put_contexts([mlmd.Context(type_id=run_type, name="run-1")])
+    return str(root / "metadata.sqlite")

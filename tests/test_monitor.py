@@ -1,0 +1,271 @@
+"""pipeline.monitor on generated letters: request logs written as the servers write them, a pipeline root with
+ML Metadata built without running the pipeline (tests/support/fake_pipeline.py), a real feedback store."""
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from core.feedback import FeedbackStore
+from core.labels import CLASS_INDEX, CLASS_NAMES
+from pipeline.monitor import cli, live_accuracy, retrain, server_metrics, windows
+from tests.conftest import ROOT
+from tests.support import fake_pipeline
+from tests.support.request_logs import confident, prediction_log, write_log
+
+DAY = 86400
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def inverted(data: bytes) -> bytes:
+    return _png(ImageOps.invert(Image.open(io.BytesIO(data)).convert("L")))
+
+
+def rescaled(data: bytes, factor: float = 3.0) -> bytes:
+    img = Image.open(io.BytesIO(data))
+    return _png(img.resize((int(img.width * factor), int(img.height * factor))))
+
+
+@pytest.fixture(scope="module")
+def letters(tmp_path_factory):
+    """{class: [png bytes]}: 15 per class for the pipeline root, and 3 other ones per class as traffic."""
+    from pipeline import generate_letters
+
+    work = tmp_path_factory.mktemp("monitor_letters")
+    generate_letters.generate(work / "data", per_class=15, seed=3, progress=False)
+    generate_letters.generate(work / "traffic", per_class=3, seed=4, progress=False)
+    read = lambda root: {name: [p.read_bytes() for p in sorted((root / name).glob("*.png"))]  # noqa: E731
+                         for name in CLASS_NAMES}
+    return read(work / "data"), read(work / "traffic")
+
+
+@pytest.fixture(scope="module")
+def pipeline_root(letters, tmp_path_factory):
+    data, _ = letters
+    root = tmp_path_factory.mktemp("monitor_root")
+    train = [(image, name) for name in CLASS_NAMES for image in data[name][:12]]
+    eval_items = [(image, name) for name in CLASS_NAMES for image in data[name][12:]]
+    fake_pipeline.build(root, train, eval_items, pushed_version=7)
+    return root
+
+
+def traffic(letters, transform=lambda b: b, only=None, repeat=1):
+    """[(image, true class)] drawn like the training data (another seed), maybe changed."""
+    _, served = letters
+    names = [only] if only else CLASS_NAMES
+    return [(transform(image), name) for _ in range(repeat) for name in names for image in served[name]]
+
+
+def log_traffic(path, items, version=7, mtime=None, examples_form=False):
+    logs = [prediction_log([image], confident(CLASS_INDEX[name])[None, :], version, examples_form)
+            for image, name in items]
+    return write_log(path, logs, mtime)
+
+
+def monitor(tmp_path, pipeline_root, *extra, logs=None, feedback=None):
+    out = tmp_path / "report"
+    argv = ["--pipeline-root", str(pipeline_root), "--out", str(out),
+            "--feedback-dir", str(feedback or tmp_path / "no-feedback"), *(["--logs", str(logs)] if logs else []),
+            *extra]
+    status = cli.main(argv)
+    return status, json.loads((out / "monitor.json").read_text()) if (out / "monitor.json").exists() else None, out
+
+
+def test_traffic_like_the_training_data_raises_nothing(tmp_path, letters, pipeline_root):
+    items = traffic(letters)
+    log_traffic(tmp_path / "logs" / "requests.1", items[: len(items) // 2])
+    log_traffic(tmp_path / "logs" / "requests.2", items[len(items) // 2:], examples_form=True)
+    status, result, out = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    assert status == cli.OK, result["alarms"]
+    (group,) = result["groups"]
+    assert group["version"] == 7 and group["requests"] == 81 and group["judged"]
+    assert group["label_drift"]["anomalies"] == {} and group["input_skew"]["anomalies"] == {}
+    measured = {(m["feature"], m["measure"]) for m in group["input_skew"]["measurements"]}
+    assert {("ink_share", "jensen_shannon"), ("width", "jensen_shannon"), ("format", "l_infinity")} <= measured
+    assert group["sources"] == {"upload": 81} and group["formats"] == {"PNG": 81}
+    assert result["logs"]["problems"] == {}
+    prom = (out / "monitor.prom").read_text()
+    assert "letters_monitor_threshold_crossed 0.0" in prom
+    assert 'letters_monitor_requests{version="7"} 81.0' in prom
+    html = (out / "report.html").read_text()
+    images = [part.split('"')[0] for part in html.split('<img src="')[1:]]
+    assert images and all((out / name).is_file() for name in images)
+    assert "No threshold crossed" in html
+
+
+@pytest.mark.parametrize("case, features", [
+    ("one letter", {"label_name"}),
+    ("inverted", {"ink_share", "mean_intensity"}),
+    ("another scale", {"width", "height"}),
+])
+def test_changed_traffic_raises_the_right_anomaly(tmp_path, letters, pipeline_root, case, features):
+    items = {"one letter": lambda: traffic(letters, only="shin", repeat=20),
+             "inverted": lambda: traffic(letters, transform=inverted),
+             "another scale": lambda: traffic(letters, transform=rescaled)}[case]()
+    log_traffic(tmp_path / "logs" / "requests", items)
+    status, result, out = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    assert status == cli.CROSSED
+    (group,) = result["groups"]
+    check = "label_drift" if case == "one letter" else "input_skew"
+    crossed = {m["feature"] for m in group[check]["measurements"] if m["crossed"]}
+    assert features <= crossed and features <= set(group[check]["anomalies"])
+    assert any(a["kind"] == check for a in result["alarms"])
+    if case != "one letter":   # the answers still look like the eval labels
+        assert not group["label_drift"]["crossed"]
+    assert "Thresholds crossed" in (out / "report.html").read_text()
+
+
+def test_versions_and_days_are_reported_apart(tmp_path, letters, pipeline_root):
+    now = time.time()
+    items = traffic(letters)
+    log_traffic(tmp_path / "logs" / "a", items, version=7, mtime=now - 2 * DAY)
+    log_traffic(tmp_path / "logs" / "b", traffic(letters, transform=inverted), version=7, mtime=now)
+    log_traffic(tmp_path / "logs" / "c", items[:10], version=8, mtime=now)
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    keys = [(g["version"], g["window"]) for g in result["groups"]]
+    assert len(keys) == 3 and sorted({k[0] for k in keys}) == [7, 8]
+    by = {(g["version"], g["window_start"] > now - DAY): g for g in result["groups"]}
+    assert not by[(7, False)]["input_skew"]["crossed"] and by[(7, True)]["input_skew"]["crossed"]
+    assert not by[(8, True)]["judged"] and not by[(8, True)]["input_skew"]["crossed"]   # 10 answers: too few
+    assert status == cli.CROSSED and {a["version"] for a in result["alarms"]} == {7}
+    _, result, _ = monitor(tmp_path, pipeline_root, "--window", "all", logs=tmp_path / "logs")
+    assert [g["window"] for g in result["groups"]] == ["all", "all"]
+
+
+def add_feedback(store_dir, letters, corrected_share: float, version: int = 7, n: int = 50):
+    _, served = letters
+    store = FeedbackStore(store_dir)
+    wrong = int(n * corrected_share)
+    for i in range(n):
+        true = CLASS_NAMES[i % 27]
+        predicted = CLASS_NAMES[(i + 1) % 27] if i < wrong else true
+        store.add(served[true][0], "PNG", true, predicted_label=predicted, probability=0.8, model_version=version)
+    store.close()
+
+
+def test_corrections_lower_live_accuracy_and_retraining_fires(tmp_path, letters, pipeline_root, capsys):
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.4)
+    status, result, out = monitor(tmp_path, pipeline_root, "--retrain-when", "accuracy", "--dry-run", "--",
+                                  "--serving-dir", str(tmp_path / "serving"), feedback=tmp_path / "feedback")
+    row = result["live_accuracy"]["7"]
+    assert (row["feedback"], row["corrected"], row["accuracy"]) == (50, 20, 0.6)
+    assert row["interval"][0] < 0.6 < row["interval"][1] < 0.75 and row["crossed"]
+    assert row["confusions"][0]["count"] == 1 and len(row["confusions"]) == 10
+    assert status == cli.CROSSED and [a["kind"] for a in result["alarms"]] == ["accuracy"]
+    assert result["retrain"]["fires"]
+    cmd = result["retrain"]["command"]
+    assert cmd[1:3] == ["-m", "local_runner"] and cmd[cmd.index("--feedback-dir") + 1] == str(tmp_path / "feedback")
+    assert cmd[cmd.index("--pipeline-root") + 1] == str(pipeline_root) and cmd[-2:] == ["--serving-dir",
+                                                                                       str(tmp_path / "serving")]
+    assert "retrain command:" in capsys.readouterr().out
+    assert (out / "live_accuracy.png").is_file()
+
+
+def test_good_feedback_does_not_fire(tmp_path, letters, pipeline_root):
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.04)
+    status, result, _ = monitor(tmp_path, pipeline_root, "--retrain-when", "accuracy", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert status == cli.OK and not result["retrain"]["fires"] and not result["live_accuracy"]["7"]["crossed"]
+    # Every row is newer than the (fake) pipeline run: feedback>=N counts them.
+    status, result, _ = monitor(tmp_path, pipeline_root, "--retrain-when", "feedback>=50", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert result["retrain"]["fires"] and status == cli.OK
+
+
+def test_bad_log_data_is_counted_not_fatal(tmp_path, letters, pipeline_root):
+    items = traffic(letters)
+    log_traffic(tmp_path / "logs" / "good", items)
+    write_log(tmp_path / "logs" / "junk", [b"not a protobuf \xff\xff\xff", prediction_log([b"xx"], None, 7)])
+    truncated = log_traffic(tmp_path / "logs" / "truncated", items[:5])
+    with open(truncated, "r+b") as f:
+        f.truncate(os.path.getsize(truncated) - 7)
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    problems = result["logs"]["problems"]
+    assert problems.get("unparsable_record") == 1 and problems.get("no_answer") == 1
+    assert problems.get("unreadable_file") == 1
+    assert result["logs"]["answers"] >= 81 and status == cli.OK
+
+
+def test_usage_errors_exit_2(tmp_path, pipeline_root, capsys):
+    status, _, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "nowhere")
+    assert status == cli.USAGE and "no request log at" in capsys.readouterr().err
+    (tmp_path / "logs").mkdir()
+    write_log(tmp_path / "logs" / "r", [prediction_log([b"x"], confident(0)[None, :], 1)])
+    status, _, _ = monitor(tmp_path, tmp_path / "not-a-pipeline-root", logs=tmp_path / "logs")
+    assert status == cli.USAGE and "no ML Metadata store" in capsys.readouterr().err
+    for bad in (["--window", "fortnight"], ["--retrain-when", "sometimes"], ["--monitor-label-js", "2"],
+                ["--max-runs", "2"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.parse_args(bad)
+        assert exit_info.value.code == cli.USAGE
+    proc = subprocess.run([sys.executable, "-m", "pipeline.monitor", "--logs", str(tmp_path / "nowhere"),
+                           "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "error: no request log" in proc.stderr
+
+
+def test_thresholds_come_from_config_and_flags(monkeypatch):
+    monkeypatch.setenv("LETTERS_MONITOR_MIN_ACCURACY", "0.9")
+    config, args, extra = cli.parse_args(["--monitor-label-js", "0.3", "--watch", "5", "--max-runs", "2", "--", "-x"])
+    assert (config.monitor_min_accuracy, config.monitor_label_js, args.watch, args.max_runs, extra) == (
+        0.9, 0.3, 5, 2, ["-x"])
+
+
+def test_watch_runs_until_max_runs(tmp_path, pipeline_root, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli, "once", lambda *a: calls.append(1) or cli.OK)
+    monkeypatch.setattr(cli.time, "sleep", lambda s: calls.append(s))
+    assert cli.main(["--watch", "3", "--max-runs", "3"]) == cli.OK
+    assert calls == [1, 3, 1, 3, 1]
+
+
+def test_wilson_windows_and_policies():
+    low, high = live_accuracy.wilson(30, 50)
+    assert round(low, 3) == 0.462 and round(high, 3) == 0.724
+    assert live_accuracy.wilson(0, 0) == (0.0, 1.0)
+    assert windows.parse("day") == DAY and windows.parse("6h") == 21600 and windows.parse("all") is None
+    assert windows.label(windows.start(DAY * 3 + 5, DAY), DAY) == "1970-01-04"
+    assert retrain.parse("feedback>=25") == retrain.Policy("feedback", 25)
+    with pytest.raises(ValueError):
+        retrain.parse("feedback>=0")
+
+
+def test_server_metrics_from_the_embedded_servers_page():
+    from serving.metrics import Metrics
+
+    metrics = Metrics()
+    for latency in [1000] * 90 + [50000] * 10:
+        metrics.request("letters", "OK", api="predict", latency_us=latency)
+    for _ in range(5):
+        metrics.request("letters", "INVALID_ARGUMENT")
+    summary = server_metrics.summarize(metrics.render())
+    assert (summary["requests"], summary["errors"]) == (105, 5)
+    assert summary["errors_by_status"] == {"INVALID_ARGUMENT": 5}
+    assert summary["latency_ms"]["p50"] < 2 and 10 < summary["latency_ms"]["p95"] < 100
+
+
+def test_report_renders_in_chromium(tmp_path, letters, pipeline_root):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("Chromium is not installed (make browser)")
+    log_traffic(tmp_path / "logs" / "r", traffic(letters, transform=inverted))
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.4)
+    _, _, out = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs", feedback=tmp_path / "feedback")
+    shot = out / "screenshot.png"
+    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--enable-logging=stderr", "--v=0",
+                           "--window-size=1280,2400", f"--screenshot={shot}", (out / "report.html").as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10000, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "ERR_FILE_NOT_FOUND" in line]
+    assert console == [], console
