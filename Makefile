@@ -63,8 +63,7 @@ retrain: venv fonts
 	$(PY) local_runner.py --feedback-dir $${LETTERS_FEEDBACK_DIR:-outputs/feedback} $(ARGS)
 
 monitor: venv
-	$(PY) -m pipeline.monitor $${LETTERS_REQUEST_LOG:+--logs $$LETTERS_REQUEST_LOG} \
-	  --feedback-dir $${LETTERS_FEEDBACK_DIR:-outputs/feedback} $(ARGS)
+	$(PY) -m pipeline.monitor $(ARGS)
 
 demo: pipeline serve
 

@@ -92,6 +92,7 @@ class Config:
     metadata_path: str = ""  # default: <pipeline_root>/metadata.sqlite
     serving_dir: str = str(PROJECT_ROOT / "serving" / "models" / MODEL_NAME)
     feedback_dir: str = str(PROJECT_ROOT / "outputs" / "feedback")   # the web client's feedback store
+    request_log_dir: str = str(PROJECT_ROOT / "outputs" / "request_logs")   # make demo's web client logs here
 
     # Data generation (built-in default data).
     generate_per_class: int = 80

@@ -71,6 +71,7 @@ def main(argv=None) -> int:
                    f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=2",
                    "--allow_version_labels_for_unavailable_models=true"]   # labels in the startup config
     web_cmd = [sys.executable, "-m", "web", f"--port={args.web_port}", f"--tf-serving-url={serving_url}",
+               f"--request-log-dir={defaults.request_log_dir}",
                f"--model-name={configs.MODEL_NAME}"]
     procs = []
     try:

@@ -269,3 +269,22 @@ def test_report_renders_in_chromium(tmp_path, letters, pipeline_root):
     assert shot.is_file() and shot.stat().st_size > 10000, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "ERR_FILE_NOT_FOUND" in line]
     assert console == [], console
+
+
+def test_reads_what_the_web_backend_writes_with_its_time_and_origin(tmp_path, letters):
+    """The monitor's reader and the project's writer (core.request_log) agree on the format: each answer keeps
+    the version, the request's time and the web client's canvas/upload origin."""
+    from core import prediction_log, request_log
+    from pipeline.monitor import image_features, request_logs
+
+    writer = request_log.RequestLogWriter(str(tmp_path / "logs" / "web"), sampling_rate=1.0)
+    image = letters[1][CLASS_NAMES[3]][0]
+    for origin, when in (("canvas", 1_700_000_000.0), ("upload", 1_700_086_400.0)):
+        writer.write(prediction_log.predict_log(
+            "letters", "predict_images", 4, {"images": prediction_log.bytes_tensor([image])},
+            {"probabilities": prediction_log.float_tensor([confident(3).tolist()])}, 1.0, origin, when))
+    writer.close()
+    read = request_logs.read_logs(str(tmp_path / "logs"))
+    assert not read.problems and [(a.version, a.time, a.origin, a.top1) for a in read.answers] == [
+        (4, 1_700_000_000, "canvas", 3), (4, 1_700_086_400, "upload", 3)]
+    assert [image_features.features(a.image, a.origin)["source"] for a in read.answers] == ["canvas", "upload"]

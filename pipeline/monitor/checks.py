@@ -35,7 +35,7 @@ def group_answers(answers, seconds: int | None) -> dict:
 def judge_group(version, begin: float, answers, seconds, reference, training_stats, schema, config: Config):
     """The checks of one (version, window) group; raw values for the charts under ``_values``."""
     predicted = [CLASS_NAMES[a.top1] for a in answers]
-    rows = [image_features.features(a.image) for a in answers]
+    rows = [image_features.features(a.image, a.origin) for a in answers]
     judged = len(answers) >= config.monitor_min_requests
     group = {"version": version, "window_start": begin, "window": windows.label(begin, seconds),
              "requests": len(answers), "judged": judged,

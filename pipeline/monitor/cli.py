@@ -41,8 +41,10 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="letters-monitor", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="exit status: 0 ok, 1 threshold crossed, 2 usage error")
-    p.add_argument("--logs", default=None, help="request log: a folder of TFRecord PredictionLog files or a file "
-                                                "prefix (gs:// too); without it only feedback and metrics are read")
+    p.add_argument("--logs", default=defaults.request_log_dir if os.path.isdir(defaults.request_log_dir) else None,
+                   help="request log: a folder of TFRecord PredictionLog files or a file prefix (gs:// too); default: "
+                        "where make demo's web client logs, if it exists; without one only feedback and metrics "
+                        "are read")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
                    help="the pipeline root whose ML Metadata and artifacts are the reference")
     p.add_argument("--metadata-path", default=None,

@@ -21,8 +21,9 @@ CATEGORICAL = ("format", "source")
 UNREADABLE = {"format": "unreadable", "source": "unknown"}
 
 
-def features(data: bytes) -> dict:
-    """The features of one image; numeric ones are left out when it does not decode."""
+def features(data: bytes, origin: str = "") -> dict:
+    """The features of one image; numeric ones are left out when it does not decode. ``origin`` is where the
+    web client says the image came from (canvas or upload); without it, the source is guessed from the size."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
@@ -37,4 +38,5 @@ def features(data: bytes) -> dict:
     width, height = size
     return {"width": float(width), "height": float(height), "aspect": width / max(height, 1),
             "ink_share": float(np.mean(grey < 0.5)), "mean_intensity": float(grey.mean()), "format": fmt,
-            "source": "canvas" if fmt == "PNG" and size == CANVAS_SIZE else "upload"}
+            "source": origin if origin in ("canvas", "upload") else
+            "canvas" if fmt == "PNG" and size == CANVAS_SIZE else "upload"}

@@ -6,8 +6,9 @@ A log is named by a **prefix**: a folder (every file in it, recursively) or a fi
 tf.Examples whose ``image_raw`` is the image, signature ``serving_default``) — the response's
 ``outputs["probabilities"]`` [N, 27] and, in ``log_metadata.model_spec.version``, the version that answered.
 
-A ``PredictionLog`` has no timestamp, so a record is dated by its file's last modification (log files rotate,
-so a file spans minutes, not days). Nothing here raises on bad data: a record that does not parse, a file that
+A record is dated by ``log_metadata.timestamp_secs`` (which the project's writer sets) or, without it, by its
+file's last modification (log files rotate, so a file spans minutes, not days); ``log_metadata.request_origin``
+says whether the web client's image came from the drawing pad or an upload. Nothing here raises on bad data: a record that does not parse, a file that
 is truncated or cannot be opened, a record that is not a predict log or holds no image or no answer, is
 counted in :class:`LogRead` and reported.
 """
@@ -36,6 +37,7 @@ class Answer:
     version: int | None
     image: bytes
     probabilities: np.ndarray   # [27]
+    origin: str = ""            # log_metadata.request_origin: canvas / upload / unknown (web client logs)
 
     @property
     def top1(self) -> int:
@@ -125,10 +127,13 @@ def _add_record(raw: bytes, when: float, where: str, read: LogRead) -> None:
         return
     if probs is None:
         return
-    spec = log.log_metadata.model_spec
+    metadata = log.log_metadata
+    spec = metadata.model_spec
     version = spec.version.value if spec.HasField("version") else None
+    when = metadata.timestamp_secs or when   # the writer's time of the request; else the file's
     for image, row in zip(images, probs):
-        read.answers.append(Answer(time=when, version=version, image=image, probabilities=row))
+        read.answers.append(Answer(time=when, version=version, image=image, probabilities=row,
+                                   origin=metadata.request_origin))
 
 
 def read_logs(prefix: str) -> LogRead:
