@@ -1,12 +1,16 @@
-"""The whole cycle: serve v1 → corrections through the web API → retrain → v2 blessed, pushed and served →
-the web API answers from v2 → rollback answers from v1 again."""
+"""The whole cycle: serve v1 → corrections through the web API (logged) → the monitor sees the live accuracy
+fall and retrains (--retrain-when accuracy) → v2 blessed, pushed and served → the web API answers from v2 →
+rollback answers from v1 again."""
 import base64
+import json
+import subprocess
+import sys
 import time
 import urllib.parse
 
 from pipeline import generate_letters, releases
 from serving.client import RestConnection
-from tests.conftest import run_pipeline
+from tests.conftest import ROOT, run_pipeline
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
@@ -53,13 +57,16 @@ def test_feedback_retrain_push_hot_swap_and_rollback(tiny_dataset, tmp_path):
     with start_server(model_config_file=str(config), model_config_file_poll_wait_seconds=0.5,
                       file_system_poll_wait_seconds=0.5, allow_version_labels_for_unavailable_models=True) as server, \
             web_server.start(WebConfig(host="127.0.0.1", port=0, tf_serving_url=server.url,
-                                       feedback_dir=str(feedback_dir))) as web:
+                                       feedback_dir=str(feedback_dir),
+                                       request_log_dir=str(tmp_path / "requests"))) as web:
         assert answering_version(web.url, probe) == str(v1)
-        # A user corrects one drawing of every letter through the web API.
+        # A user labels one drawing of every letter through the web API: corrections where v1 was wrong.
+        corrected = 0
         for path in drawn:
             image = base64.b64encode(path.read_bytes()).decode()
             status, answer = post(f"{web.url}/api/predict", {"image": image})
             assert status == 200
+            corrected += answer["top"][0]["class"] != path.parent.name
             status, stored = post(f"{web.url}/api/feedback", {
                 "image": image, "label": path.parent.name, "predicted_label": answer["top"][0]["class"],
                 "probability": answer["top"][0]["probability"], "model_version": answer["model_version"]})
@@ -67,8 +74,23 @@ def test_feedback_retrain_push_hot_swap_and_rollback(tiny_dataset, tmp_path):
         store = FeedbackStore(str(feedback_dir))
         assert len(store.records()) == 27
         store.close()
+        assert corrected / 27 >= 0.4, corrected      # the premise: v1 reads new drawings badly
 
-        second, _ = run_pipeline(tiny_dataset, tmp_path, *flags)
+        # The monitor reads the request log and the feedback, finds v1's live accuracy confidently below the
+        # floor and runs the pipeline with the feedback: the Evaluator gates, the Pusher pushes v2.
+        summary_json = tmp_path / "summary-retrain.json"
+        monitor = subprocess.run(
+            [sys.executable, "-m", "pipeline.monitor", "--logs", str(tmp_path / "requests"),
+             "--pipeline-root", str(tmp_path / "pipeline"), "--feedback-dir", str(feedback_dir),
+             "--out", str(tmp_path / "monitor"), "--retrain-when", "accuracy", "--monitor-min-feedback", "20",
+             "--", "--data-root", str(tiny_dataset), "--serving-dir", str(serving_dir),
+             "--summary-json", str(summary_json), *flags[:6]],
+            cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        assert monitor.returncode == 1, monitor.stdout[-3000:] + monitor.stderr[-3000:]   # a threshold crossed
+        assert "retrain (accuracy): fires" in monitor.stdout and "live accuracy" in monitor.stdout
+        report = json.loads((tmp_path / "monitor" / "monitor.json").read_text())
+        assert report["retrain"]["returncode"] == 0 and report["logs"]["files"]
+        second = json.loads(summary_json.read_text())
         assert second["ingest"]["feedback"] == 27
         assert second["components"]["ImageExampleGen"] == second["components"]["Trainer"] == "complete"
         assert second["had_baseline"] and second["blessed"] and second["pushed"]

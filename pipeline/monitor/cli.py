@@ -7,7 +7,7 @@
     letters-monitor ... --watch 3600                                                      # every hour
 
 Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json), 2 usage error (bad
-flag or setting, missing request log or pipeline metadata). Thresholds are core/configs.py's ``monitor_*``
+flag or setting, missing request log or pipeline metadata), 3 the retraining run it started failed. Thresholds are core/configs.py's ``monitor_*``
 fields: LETTERS_MONITOR_<NAME> environment variables or the flags below.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from core import settings
 from core.configs import Config
 from pipeline import flags
 
-OK, CROSSED, USAGE = 0, 1, 2
+OK, CROSSED, USAGE, RETRAIN_FAILED = 0, 1, 2, 3
 THRESHOLD_FLAGS = {
     "monitor_label_js": "predicted classes vs eval labels: Jensen-Shannon divergence above this is drift",
     "monitor_label_linf": "predicted classes vs eval labels: L-infinity distance above this is drift",
@@ -40,7 +40,7 @@ THRESHOLD_FLAGS = {
 def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="letters-monitor", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                epilog="exit status: 0 ok, 1 threshold crossed, 2 usage error")
+                                epilog="exit status: 0 ok, 1 threshold crossed, 2 usage error, 3 retraining failed")
     p.add_argument("--logs", default=defaults.request_log_dir if os.path.isdir(defaults.request_log_dir) else None,
                    help="request log: a folder of TFRecord PredictionLog files or a file prefix (gs:// too); default: "
                         "where make demo's web client logs, if it exists; without one only feedback and metrics "
@@ -144,6 +144,9 @@ def once(config: Config, args, extra: list[str]) -> int:
     answers = len(logs.answers) if logs else 0
     print(f"monitor: {answers} answers, {len(records)} feedback rows, {len(result['alarms'])} alarm(s); "
           f"report {paths['html']}", flush=True)
+    if result.get("retrain", {}).get("returncode", 0) != 0:
+        print(f"error: the retraining run failed (exit {result['retrain']['returncode']})", file=sys.stderr)
+        return RETRAIN_FAILED
     return CROSSED if result["crossed"] else OK
 
 
