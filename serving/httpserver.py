@@ -30,6 +30,7 @@ log = logging.getLogger("serving.http")
 MAX_HEAD_BYTES = 64 * 1024        # request line + headers (and the trailer section of a chunked body)
 MAX_HEADERS = 100
 READ_SIZE = 256 * 1024            # bytes asked from the stream per read of a body
+SWEEP_SECONDS = 0.25              # how often expired waits are ended (the timeouts' resolution)
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DIGITS = re.compile(rb"[0-9]+")
@@ -123,6 +124,27 @@ def parse_head(head: bytes) -> RequestHead:
     return RequestHead(method, target, version, headers, chunked, length)
 
 
+class _Connection:
+    """One client connection's state: whether a request is in flight, and when the current wait expires."""
+
+    __slots__ = ("writer", "busy", "deadline", "expiry_message")
+
+    def __init__(self, writer: asyncio.StreamWriter):
+        self.writer = writer
+        self.busy = False               # a request is being read or answered
+        self.deadline = None            # loop time at which the current wait gives up (None: no limit)
+        self.expiry_message = None      # answered with 408 at expiry; None: the connection is just dropped
+
+    def expire(self) -> None:
+        self.deadline = None
+        if self.expiry_message is not None:
+            self.writer.write(_response(408, [("Content-Type", "application/json")],
+                                        _error_body(self.expiry_message), close=True))
+            self.writer.close()
+        else:
+            self.writer.transport.abort()
+
+
 class HttpServer:
     def __init__(self, handler, host: str, port: int, max_body_bytes: int,
                  header_timeout: float | None = 10.0, idle_timeout: float | None = 60.0):
@@ -133,8 +155,10 @@ class HttpServer:
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
         self._server = None
-        self._connections: dict = {}          # writer -> busy flag (a request is being read or answered)
+        self._sweeper = None
+        self._connections: dict[asyncio.StreamWriter, _Connection] = {}
         self._closing = False
+        self._now = None
 
     @property
     def connections(self) -> int:
@@ -142,9 +166,14 @@ class HttpServer:
         return len(self._connections)
 
     async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._now = loop.time
         self._server = await asyncio.start_server(self._client, self.host, self.port, limit=MAX_HEAD_BYTES,
                                                   reuse_address=True, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
+        timeouts = [t for t in (self.header_timeout, self.idle_timeout) if t]
+        if timeouts:
+            self._sweeper = loop.create_task(self._sweep(min(SWEEP_SECONDS, min(timeouts) / 4)))
         return self.port
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
@@ -152,71 +181,79 @@ class HttpServer:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for writer, busy in list(self._connections.items()):
-            if not busy:
-                writer.close()
+        for connection in list(self._connections.values()):
+            if not connection.busy:
+                connection.writer.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
-        while any(self._connections.values()) and loop.time() < deadline:
+        while any(c.busy for c in self._connections.values()) and loop.time() < deadline:
             await asyncio.sleep(0.02)
-        for writer in list(self._connections):
-            writer.close()
+        for connection in list(self._connections.values()):
+            connection.writer.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    async def _sweep(self, interval: float) -> None:
+        """Ends the waits that passed their deadline. One timer for all connections: a request costs no timer."""
+        while True:
+            await asyncio.sleep(interval)
+            now = self._now()
+            for connection in list(self._connections.values()):
+                if connection.deadline is not None and connection.deadline <= now:
+                    connection.expire()
+
+    def _expect(self, connection: _Connection, timeout: float | None, message: str | None = None) -> None:
+        connection.deadline = self._now() + timeout if timeout else None
+        connection.expiry_message = message
 
     # ------------------------------------------------------------------------------------------ reading
-    async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
+    async def _read_head(self, reader: asyncio.StreamReader, connection: _Connection) -> bytes | None:
         """The next request's head (request line to the empty line), None at a clean end of the connection."""
-        while True:
-            try:
-                async with asyncio.timeout(self.idle_timeout):
-                    first = await reader.readexactly(1)
-            except asyncio.IncompleteReadError:
-                return None
-            except TimeoutError:
-                return None                  # an idle keep-alive connection: closed without an answer
-            if first not in b"\r\n":         # empty lines before a request line are ignored (RFC 9112 2.2)
-                break
+        self._expect(connection, self.idle_timeout)     # an idle keep-alive connection is closed without answer
+        while (first := await reader.readexactly(1)) in b"\r\n":
+            pass                                        # empty lines before a request line (RFC 9112 2.2)
+        connection.busy = True
+        if self.header_timeout:
+            self._expect(connection, self.header_timeout,
+                         f"The request head did not arrive within {self.header_timeout:g} s")
         try:
-            async with asyncio.timeout(self.header_timeout):
-                return first + await reader.readuntil(b"\r\n\r\n")
-        except TimeoutError:
-            raise RequestError(408, f"The request head did not arrive within {self.header_timeout:g} s") from None
+            return first + await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             start = await reader.read(MAX_HEAD_BYTES)
             if b"\n" not in first + start:
                 raise RequestError(414, f"Request line longer than {MAX_HEAD_BYTES} bytes") from None
             raise RequestError(431, f"Request header fields larger than {MAX_HEAD_BYTES} bytes") from None
 
-    async def _read(self, reader: asyncio.StreamReader, count: int) -> bytes:
+    async def _read(self, reader: asyncio.StreamReader, connection: _Connection, count: int) -> bytes:
         """Exactly ``count`` body bytes; gives up if none arrive for ``idle_timeout``."""
         parts = []
         while count > 0:
-            async with asyncio.timeout(self.idle_timeout):
-                part = await reader.read(min(count, READ_SIZE))
+            self._expect(connection, self.idle_timeout)
+            part = await reader.read(min(count, READ_SIZE))
             if not part:
                 raise asyncio.IncompleteReadError(b"".join(parts), count)
             parts.append(part)
             count -= len(part)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def _read_line(self, reader: asyncio.StreamReader) -> bytes:
-        async with asyncio.timeout(self.idle_timeout):
-            try:
-                line = await reader.readuntil(b"\n")
-            except asyncio.LimitOverrunError:
-                raise RequestError(400, "Chunk line too long") from None
-        return line
+    async def _read_line(self, reader: asyncio.StreamReader, connection: _Connection) -> bytes:
+        self._expect(connection, self.idle_timeout)
+        try:
+            return await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            raise RequestError(400, "Chunk line too long") from None
 
     def _check_size(self, size: int) -> None:
         if size > self.max_body_bytes:
             raise RequestError(413, f"Request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes")
 
-    async def _read_body(self, reader: asyncio.StreamReader, head: RequestHead) -> bytes:
+    async def _read_body(self, reader: asyncio.StreamReader, connection: _Connection, head: RequestHead) -> bytes:
         if not head.chunked:
             self._check_size(head.length)
-            return await self._read(reader, head.length) if head.length else b""
+            return await self._read(reader, connection, head.length) if head.length else b""
         chunks, total = [], 0
         while True:
-            match = _CHUNK_SIZE.fullmatch(await self._read_line(reader))
+            match = _CHUNK_SIZE.fullmatch(await self._read_line(reader, connection))
             if match is None:
                 raise RequestError(400, "bad chunk size")
             size = int(match.group(1), 16)
@@ -225,11 +262,11 @@ class HttpServer:
             total += size
             if total > self.max_body_bytes:
                 raise RequestError(413, f"Request body exceeds the limit of {self.max_body_bytes} bytes")
-            chunks.append(await self._read(reader, size))
-            if await self._read_line(reader) not in (b"\r\n", b"\n"):
+            chunks.append(await self._read(reader, connection, size))
+            if await self._read_line(reader, connection) not in (b"\r\n", b"\n"):
                 raise RequestError(400, "bad chunk end")
         trailer = 0
-        while (line := await self._read_line(reader)) not in (b"\r\n", b"\n"):
+        while (line := await self._read_line(reader, connection)) not in (b"\r\n", b"\n"):
             trailer += len(line)
             if trailer > MAX_HEAD_BYTES:
                 raise RequestError(431, f"Trailer fields larger than {MAX_HEAD_BYTES} bytes")
@@ -237,20 +274,19 @@ class HttpServer:
 
     # ------------------------------------------------------------------------------------------ a connection
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections[writer] = False
+        connection = self._connections[writer] = _Connection(writer)
         try:
             while not self._closing:
                 try:
-                    raw = await self._read_head(reader)
-                    if raw is None:
-                        return
-                    self._connections[writer] = True
+                    raw = await self._read_head(reader, connection)
                     head = parse_head(raw)
-                    body = await self._read_body(reader, head)
+                    body = await self._read_body(reader, connection, head)
                 except RequestError as exc:
-                    await self._send(writer, exc.status, [("Content-Type", "application/json")],
+                    self._expect(connection, None)
+                    await self._send(connection, exc.status, [("Content-Type", "application/json")],
                                      _error_body(exc.message), close=True)
                     return
+                self._expect(connection, None)          # the model run has its own deadline
                 try:
                     status, response_headers, payload = await self.handler(head.method, head.target, head.headers,
                                                                             body)
@@ -259,12 +295,12 @@ class HttpServer:
                     status, response_headers, payload = 500, [("Content-Type", "application/json")], \
                         _error_body("Internal server error")
                 keep_alive = head.keep_alive and not self._closing
-                await self._send(writer, status, response_headers, payload, close=not keep_alive,
+                await self._send(connection, status, response_headers, payload, close=not keep_alive,
                                  head=head.method == "HEAD")
-                self._connections[writer] = False
+                connection.busy = False
                 if not keep_alive:
                     return
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError, TimeoutError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             self._connections.pop(writer, None)
@@ -273,16 +309,23 @@ class HttpServer:
             except Exception:  # noqa: BLE001
                 pass
 
-    async def _send(self, writer, status, headers, body: bytes, close: bool, head: bool = False) -> None:
-        lines = [f"HTTP/1.1 {status} {reason(status)}"]
-        lines += [f"{name}: {value}" for name, value in headers]
-        lines.append(f"Content-Length: {len(body)}")
-        if close:
-            lines.append("Connection: close")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else body))
+    async def _send(self, connection: _Connection, status, headers, body: bytes, close: bool,
+                    head: bool = False) -> None:
+        writer = connection.writer
+        writer.write(_response(status, headers, b"" if head else body, close, len(body)))
         if writer.transport.get_write_buffer_size():     # the client is not reading: wait, but not forever
-            async with asyncio.timeout(self.idle_timeout):
-                await writer.drain()
+            self._expect(connection, self.idle_timeout)
+            await writer.drain()
+            self._expect(connection, None)
+
+
+def _response(status: int, headers, body: bytes, close: bool, length: int | None = None) -> bytes:
+    lines = [f"HTTP/1.1 {status} {reason(status)}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    lines.append(f"Content-Length: {len(body) if length is None else length}")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def _error_body(message: str) -> bytes:
