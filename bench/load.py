@@ -92,3 +92,57 @@ def summary(runs: list[Result]) -> str:
     if runs[0].server_cpu_per_request_us is not None:
         text += f", server CPU {statistics.median(r.server_cpu_per_request_us for r in runs):.0f} µs/request"
     return text
+
+
+def grpc_predict(address: str, model_name: str, signature: str, image: bytes, concurrency: int,
+                 duration: float) -> Result:
+    """``concurrency`` Predict calls in flight on one channel (grpc.aio, the official stubs) for ``duration`` s.
+
+    Run it in its own process (:func:`in_subprocess`): its CPU share is then the load generator's alone."""
+    import asyncio
+
+    import grpc
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = model_name, signature
+    request.inputs["images"].CopyFrom(tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING, string_val=[image],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)])))
+    latencies, errors = [], [0]
+
+    async def run():
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            await stub.Predict(request, timeout=30)
+            end = time.perf_counter() + duration
+
+            async def worker():
+                while time.perf_counter() < end:
+                    started = time.perf_counter()
+                    try:
+                        await stub.Predict(request, timeout=30)
+                    except grpc.aio.AioRpcError:
+                        errors[0] += 1
+                        continue
+                    latencies.append(time.perf_counter() - started)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    cpu, started = time.process_time(), time.perf_counter()
+    asyncio.run(run())
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    latencies.sort()
+    return Result(rps=len(latencies) / wall, p50_ms=statistics.median(latencies) * 1e3,
+                  p99_ms=latencies[int(0.99 * (len(latencies) - 1))] * 1e3, errors=errors[0],
+                  client_cpu_share=cpu / (wall * (os.cpu_count() or 1)))
+
+
+def in_subprocess(function, *args):
+    """``function(*args)`` in a fresh (spawned) process; its result."""
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
