@@ -1,14 +1,19 @@
-"""Serving benchmark: the embedded server over loopback vs the same model called in-process.
+"""Serving benchmark: the embedded server (REST with batching, and gRPC) against the peer users would pick
+otherwise (Flask under gunicorn, the model in memory, one signature call per request) and against the same model
+called in-process.
 
-    python -m bench.serving_bench [--model-base-path serving/models/letters] [--duration 8] [--concurrency 32]
+    python -m bench.serving_bench [--model-base-path serving/models/letters] [--duration 5] [--rounds 3]
 
-Measures, in one run:
-  * served: concurrent single-image ``predict_images`` requests (keep-alive connections, loopback, dynamic
-    batching on) -> requests/s, p50/p99 latency; and one-at-a-time requests -> p50 latency of one request;
-  * in-process: the same SavedModel's signature called with batches (images/s) and with one image (latency).
-Targets: served throughput >= 70 % of in-process batched throughput; served p50 of one request <=
-2 x in-process single call + 1 ms. With no pushed model under --model-base-path it exports the configured
-letters network with random weights into a temp dir (``--fallback tiny``: the tiny test model) and says so. The run is bounded (about 30-40 s by default).
+Single-image ``predict_images`` requests at ``--concurrency`` (32) concurrent clients over loopback, in interleaved
+rounds (medians are quoted; the machine may be shared):
+  * embedded REST, batching on - wrk (Debian's ``wrk``, a C load generator; its CPU share is printed);
+  * embedded gRPC (``--port``) - the official stubs on grpc.aio, in a process of their own (CPU share printed);
+  * Flask - ``bench/flask_peer.py`` under gunicorn (gthread workers), same wrk load;
+  * in-process - the SavedModel's signature called with batches of ``--max-batch-size`` images (images/s).
+Targets: embedded REST req/s >= 3 x Flask; served images/s >= 0.8 x in-process batched; gRPC p50 <= REST p50.
+Without ``--model-base-path`` it serves the tiny test model (tests/support/serving.build_tiny_model; its per-image
+cost is far below the real network's, so the in-process ratio is a worst case); ``--stand-in network`` serves the
+configured letters network with random weights instead.
 """
 import os
 import sys
@@ -16,15 +21,20 @@ import sys
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 
 import argparse
-import asyncio
+import importlib.util
 import json
 import shlex
 import statistics
+import subprocess
 import tempfile
 import time
+import urllib.request
 
+from bench import load
 from core import configs
 from tests.support import serving as testing
+
+TARGETS = {"rest_vs_flask": 3.0, "served_vs_in_process": 0.8, "grpc_p50_vs_rest_p50": 1.0}
 
 
 def build_untrained_network(export_dir, image_size):
@@ -51,99 +61,92 @@ def build_untrained_network(export_dir, image_size):
     tf.saved_model.save(module, export_dir, signatures={configs.IMAGE_SIGNATURE: module.predict_images})
 
 
-def percentile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
-
-
-async def _load(port, payload, concurrency, duration, max_requests):
-    request = (f"POST /v1/models/letters:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
-    latencies, errors = [], []
-    deadline = time.perf_counter() + duration
-
-    async def worker():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while time.perf_counter() < deadline and len(latencies) < max_requests:
-                started = time.perf_counter()
-                writer.write(request)
-                status_line = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                body = await reader.readexactly(length)
-                if b" 200 " not in status_line:
-                    errors.append(status_line + body[:200])
-                    continue
-                latencies.append(time.perf_counter() - started)
-        finally:
-            writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, errors, time.perf_counter() - started
-
-
-def served(port, payload, concurrency, duration, max_requests=10 ** 9):
-    return asyncio.run(_load(port, payload, concurrency, duration, max_requests))
-
-
 def in_process(model_dir, image, batch_size, duration):
+    """images/s of the signature called in-process with batches of ``batch_size``."""
     import tensorflow as tf
 
     function = tf.saved_model.load(model_dir).signatures[configs.IMAGE_SIGNATURE]
-    single = tf.constant([image])
     batch = tf.constant([image] * batch_size)
     for _ in range(5):
-        function(images=single)
         function(images=batch)
-    singles = []
-    end = time.perf_counter() + duration / 2
-    while time.perf_counter() < end or len(singles) < 20:
-        started = time.perf_counter()
-        {k: v.numpy() for k, v in function(images=single).items()}
-        singles.append(time.perf_counter() - started)
     calls = 0
     started = time.perf_counter()
-    end = started + duration / 2
-    while time.perf_counter() < end or calls < 5:
+    while time.perf_counter() < started + duration or calls < 5:
         {k: v.numpy() for k, v in function(images=batch).items()}
         calls += 1
-    return statistics.median(singles), calls * batch_size / (time.perf_counter() - started)
+    return calls * batch_size / (time.perf_counter() - started)
+
+
+def start_flask(model_dir, workers, threads, payload):
+    """gunicorn serving bench/flask_peer.py; returns (process, url, command)."""
+    port = testing.free_port()
+    command = [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(workers), "--threads", str(threads),
+               "-b", f"127.0.0.1:{port}", "--log-level", "warning", f"bench.flask_peer:create_app({model_dir!r})"]
+    process = subprocess.Popen(command, cwd=str(configs.PROJECT_ROOT), stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1/models/letters:predict"
+    deadline = time.monotonic() + 180
+    while True:     # answered by every worker once each has loaded the model
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=payload), timeout=5):
+                break
+        except Exception:  # noqa: BLE001 - not up yet
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"gunicorn did not start: {' '.join(command)}")
+            time.sleep(0.5)
+    return process, url, " ".join(shlex.quote(part) for part in command)
+
+
+def stop(process):
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def verdict(ratio, target, higher_is_better=True):
+    ok = ratio >= target if higher_is_better else ratio <= target
+    return f"{ratio:.2f} (target {'>=' if higher_is_better else '<='} {target:g}) {'OK' if ok else 'MISSED'}"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-base-path", default=configs.Config.from_env().serving_dir)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds of concurrent load")
+    parser.add_argument("--model-base-path", help="a pushed model's base path (default: the tiny test model)")
+    parser.add_argument("--stand-in", choices=("tiny", "network"), default="tiny",
+                        help="model without --model-base-path: the tiny test model, or the configured letters "
+                             "network with random weights")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=0)
     parser.add_argument("--num-batch-threads", type=int, default=1)
+    parser.add_argument("--flask-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--flask-threads", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=configs.Config.from_env().image_size)
-    parser.add_argument("--fallback", choices=("network", "tiny"), default="network",
-                        help="model to build when none is pushed: the letters network as configured (--architecture "
-                             "in core/configs.py) with random weights, or the tiny test model")
     args = parser.parse_args(argv)
+    load.require_wrk()
+    missing = [name for name in ("flask", "gunicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(f"{' and '.join(missing)} missing (the Flask peer): pip install -c requirements/constraints.txt "
+                         f"-e '.[bench]'")
 
-    if args.fallback == "network":
-        base, found, note = testing.pushed_or_stand_in(
-            args.model_base_path, "serving-bench-", lambda path: build_untrained_network(path, args.image_size),
-            "the letters network (models.network.build_model) with random weights")
-    else:
-        base, found, note = testing.pushed_or_stand_in(args.model_base_path, "serving-bench-")
-    if note:
-        print(note, flush=True)
+    build = (lambda path: build_untrained_network(path, args.image_size)) if args.stand_in == "network" else None
+    description = ("the letters network (models.network.build_model) with random weights" if build else
+                   testing.TINY_MODEL_NOTE)
+    base, found, note = testing.pushed_or_stand_in(args.model_base_path or "(none given)",
+                                                   "serving-bench-", build, description)
     version = max(found)
+    model_dir = found[version]
     image = testing.png_bytes(size=args.image_size, noise_seed=1)
     payload = json.dumps({"signature_name": configs.IMAGE_SIGNATURE, "instances": [testing.b64(image)]}).encode()
+    print(f"model: {model_dir} (version {version}); image {args.image_size}x{args.image_size} PNG, {len(image)} "
+          f"bytes; {args.concurrency} concurrent clients, {args.rounds} rounds of {args.duration:g} s; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the run", flush=True)
 
-    print(f"model: {found[version]} (version {version}); image {args.image_size}x{args.image_size} PNG, "
-          f"{len(image)} bytes", flush=True)
-    single_s, batched_ips = in_process(found[version], image, args.max_batch_size, min(args.duration, 8.0))
-
+    runs = {"rest": [], "grpc": [], "flask": [], "in_process": []}
     with tempfile.TemporaryDirectory() as tmp:
         batching = os.path.join(tmp, "batching.config")
         with open(batching, "w") as handle:
@@ -151,34 +154,56 @@ def main(argv=None):
                          f"batch_timeout_micros {{ value: {args.batch_timeout_micros} }}\n"
                          f"num_batch_threads {{ value: {args.num_batch_threads} }}\n"
                          f"max_enqueued_batches {{ value: 1000 }}\n")
-        server = testing.start_server(base, subprocess=True, enable_batching=True, batching_parameters_file=batching)
+        grpc_port = testing.free_port()
+        server = testing.start_server(base, subprocess=True, enable_batching=True, batching_parameters_file=batching,
+                                      grpc_port=grpc_port)
+        grpc_address = f"127.0.0.1:{grpc_port}"
+        flask, flask_url, flask_command = start_flask(model_dir, args.flask_workers, args.flask_threads,
+                                                          payload)
         try:
-            served(server.port, payload, 4, 1.0)                       # warm-up
-            one, errors_one, _ = served(server.port, payload, 1, min(args.duration / 2, 4.0), 2000)
-            latencies, errors, elapsed = served(server.port, payload, args.concurrency, args.duration)
+            rest_url = f"{server.url}/v1/models/letters:predict"
+            load.wrk(rest_url, payload, args.concurrency, 1.0)          # warm-up
+            load.wrk(flask_url, payload, args.concurrency, 3.0)      # (and every gunicorn worker has loaded)
+            for round_number in range(args.rounds):
+                runs["rest"].append(load.wrk(rest_url, payload, args.concurrency, args.duration,
+                                             server_pid=server.process.pid))
+                runs["grpc"].append(load.in_subprocess(load.grpc_predict, grpc_address, "letters",
+                                                       configs.IMAGE_SIGNATURE, image, args.concurrency,
+                                                       args.duration))
+                runs["flask"].append(load.wrk(flask_url, payload, args.concurrency, args.duration,
+                                              server_pid=flask.pid))
+                runs["in_process"].append(in_process(model_dir, image, args.max_batch_size, args.duration))
+                print(f"round {round_number + 1}: REST {runs['rest'][-1].rps:.0f}/s, gRPC {runs['grpc'][-1].rps:.0f}/s, "
+                      f"Flask {runs['flask'][-1].rps:.0f}/s, in-process {runs['in_process'][-1]:.0f} images/s",
+                      flush=True)
         finally:
+            stop(flask)
             server.stop()
 
-    rps = len(latencies) / elapsed
-    one_p50 = statistics.median(one)
-    throughput_ratio = rps / batched_ips
-    latency_bound = 2 * single_s + 0.001
-    print(f"served ({args.concurrency} concurrent, {elapsed:.1f}s): {rps:.0f} requests/s, "
-          f"p50 {percentile(latencies, 50) * 1e3:.2f} ms, p99 {percentile(latencies, 99) * 1e3:.2f} ms, "
-          f"{len(errors) + len(errors_one)} errors")
-    print(f"served one-at-a-time: p50 {one_p50 * 1e3:.2f} ms, p99 {percentile(one, 99) * 1e3:.2f} ms")
-    print(f"in-process: batched ({args.max_batch_size}/call) {batched_ips:.0f} images/s; single call "
-          f"{single_s * 1e3:.2f} ms")
-    print(f"ratio served/in-process throughput: {throughput_ratio:.2f} (target >= 0.70) "
-          f"{'OK' if throughput_ratio >= 0.7 else 'BELOW TARGET'}")
-    print(f"ratio served p50 / in-process single: {one_p50 / single_s:.2f}; bound 2x+1ms = {latency_bound * 1e3:.2f} ms "
-          f"{'OK' if one_p50 <= latency_bound else 'ABOVE TARGET'}")
+    median = statistics.median
+    rest_rps, flask_rps = median(r.rps for r in runs["rest"]), median(r.rps for r in runs["flask"])
+    in_process_ips = median(runs["in_process"])
+    rest_p50, grpc_p50 = median(r.p50_ms for r in runs["rest"]), median(r.p50_ms for r in runs["grpc"])
+    print(f"embedded REST (batching on, wrk): {load.summary(runs['rest'])}")
+    print(f"embedded gRPC (grpc.aio client process): {load.summary(runs['grpc'])}")
+    print(f"Flask (gunicorn gthread, {args.flask_workers} workers x {args.flask_threads} threads, wrk): "
+          f"{load.summary(runs['flask'])}")
+    print(f"in-process batched ({args.max_batch_size}/call): {in_process_ips:.0f} images/s "
+          f"(runs: {', '.join(f'{r:.0f}' for r in runs['in_process'])})")
+    print(f"ratio embedded REST / Flask requests/s: {verdict(rest_rps / flask_rps, TARGETS['rest_vs_flask'])}")
+    print(f"ratio served images/s / in-process batched images/s: "
+          f"{verdict(rest_rps / in_process_ips, TARGETS['served_vs_in_process'])}")
+    print(f"ratio gRPC p50 / REST p50: {grpc_p50:.2f} ms / {rest_p50:.2f} ms = "
+          f"{verdict(grpc_p50 / rest_p50, TARGETS['grpc_p50_vs_rest_p50'], higher_is_better=False)}")
+    print(f"load average after the run: {os.getloadavg()[0]:.1f} (other jobs share the machine: numbers are noisy)")
+    print(f"Flask peer: {flask_command}")
     if note:
         print(note)
-    command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, os.getcwd()) if sys.executable.startswith(os.getcwd()) else sys.executable,
-                                                "-m", "bench.serving_bench"] + (argv if argv is not None else sys.argv[1:]))
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "bench.serving_bench"]
+                       + (argv if argv is not None else sys.argv[1:]))
     print(f"reproduce: cd {configs.PROJECT_ROOT} && {command}")
-    return 0 if not errors and not errors_one else 1
+    errors = sum(r.errors for rs in (runs["rest"], runs["grpc"], runs["flask"]) for r in rs)
+    return 0 if not errors else 1
 
 
 if __name__ == "__main__":

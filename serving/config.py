@@ -43,6 +43,8 @@ class ServerOptions:
     enable_batching: bool = False
     batching_parameters_file: str = ""
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES   # embedded server only: bound on one request body
+    rest_api_header_timeout_in_ms: int = 10000   # embedded server only: a request head's time after its first byte
+    rest_api_idle_timeout_in_ms: int = 60000     # embedded server only: an idle connection's (or stalled body's) time
 
     def validate(self) -> None:
         if not self.model_config_file and not self.model_base_path:
@@ -59,7 +61,8 @@ HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_mode
     "rest_api_port": "REST port (0 = any free port)",
     "rest_api_host": "REST address to bind",
     "rest_api_num_threads": "request threads (0 = 4 x CPUs)",
-    "rest_api_timeout_in_ms": "timeout of one REST request",
+    "rest_api_timeout_in_ms": "deadline of the model run of one REST request (504 after it), as TF Serving's "
+                              "RunOptions.timeout_in_ms",
     "rest_api_enable_cors_support": "answer CORS preflights and add CORS headers",
     "port": "gRPC port (0 = gRPC off)",
     "grpc_host": "gRPC address to bind",
@@ -77,6 +80,11 @@ HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_mode
     "enable_batching": "batch concurrent requests",
     "batching_parameters_file": "a BatchingParameters text proto",
     "max_request_bytes": "largest request body accepted (embedded server only)",
+    "rest_api_header_timeout_in_ms": "time a request's line and headers may take after its first byte; then 408 and "
+                                     "the connection is closed (0 = no limit; embedded server only)",
+    "rest_api_idle_timeout_in_ms": "close a REST connection on which nothing arrives (between requests, within a "
+                                   "body) or whose client reads nothing for this long (0 = never; embedded server "
+                                   "only)",
 }
 
 

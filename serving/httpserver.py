@@ -1,51 +1,179 @@
-"""A small HTTP/1.1 server on asyncio: keep-alive, Content-Length and chunked request bodies, a bound on the
-request size, and a graceful stop that lets in-flight requests finish.
+"""A small HTTP/1.1 server on asyncio: keep-alive, pipelining, Content-Length and chunked request bodies, bounds on
+the request head and body, read timeouts, and a graceful stop that lets in-flight requests finish.
 
 It knows nothing about TF Serving: every request goes to ``handler(method, target, headers, body)``, a
-coroutine returning ``(status, [(header, value), ...], body bytes)``.
+coroutine returning ``(status, [(header, value), ...], body bytes)``. ``headers`` maps lower-case names to values.
+
+What it refuses (a JSON ``{"error": ...}`` answer, then the connection is closed):
+
+* 400 - a malformed request line, header line or chunk; obsolete line folding; ``Content-Length`` together with
+  ``Transfer-Encoding`` or two different ``Content-Length`` values (request smuggling); a ``Transfer-Encoding``
+  whose last coding is not ``chunked``;
+* 408 - a request head (request line + headers) that has not fully arrived ``header_timeout`` seconds after its
+  first byte (slow-header clients such as slowloris);
+* 413 - a body larger than ``max_body_bytes``;
+* 414 / 431 - a request line / request head larger than ``MAX_HEAD_BYTES``, or more than ``MAX_HEADERS`` headers;
+* 501 - a transfer coding other than ``chunked``; 505 - an HTTP version other than 1.0 and 1.1.
+
+Timeouts: ``header_timeout`` (above); ``idle_timeout`` closes a keep-alive connection on which no new request
+starts, a body that stops arriving and a client that stops reading its answers. ``None`` disables either.
 """
 from __future__ import annotations
 
 import asyncio
 import http
 import logging
+import re
 
 log = logging.getLogger("serving.http")
 
-MAX_LINE = 64 * 1024
+MAX_HEAD_BYTES = 64 * 1024        # request line + headers (and the trailer section of a chunked body)
 MAX_HEADERS = 100
+READ_SIZE = 256 * 1024            # bytes asked from the stream per read of a body
+SWEEP_SECONDS = 0.25              # how often expired waits are ended (the timeouts' resolution)
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_DIGITS = re.compile(rb"[0-9]+")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
+_REASONS: dict[int, str] = {499: "Client Closed Request"}
 
 
 def reason(status: int) -> str:
-    if status == 499:
-        return "Client Closed Request"
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+    if status not in _REASONS:
+        try:
+            _REASONS[status] = http.HTTPStatus(status).phrase
+        except ValueError:
+            return "Unknown"
+    return _REASONS[status]
 
 
-class _BadRequest(Exception):
+class RequestError(Exception):
+    """A request the server refuses before it reaches the handler; the connection is closed after the answer."""
+
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
         self.message = message
 
 
+class RequestHead:
+    """The parsed request line and headers of one request."""
+
+    __slots__ = ("method", "target", "version", "headers", "chunked", "length")
+
+    def __init__(self, method: str, target: str, version: str, headers: dict, chunked: bool, length: int):
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.chunked = chunked          # body framed by Transfer-Encoding: chunked
+        self.length = length            # else: Content-Length (0 when absent)
+
+    @property
+    def keep_alive(self) -> bool:
+        connection = self.headers.get("connection", "").lower()
+        if self.version == "HTTP/1.0":
+            return "keep-alive" in connection
+        return "close" not in connection
+
+
+def parse_head(head: bytes) -> RequestHead:
+    """The request line and headers of ``head`` (which ends with the empty line); RequestError if malformed."""
+    lines = head.split(b"\n")
+    request_line = lines[0].rstrip(b"\r")
+    parts = request_line.split(b" ")
+    if len(parts) != 3 or not parts[0] or not parts[1] or not _TOKEN.fullmatch(parts[0]):
+        raise RequestError(400, "Malformed request line")
+    method, target, version = (part.decode("latin-1") for part in parts)
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        if re.fullmatch(r"HTTP/[0-9]\.[0-9]", version):
+            raise RequestError(505, f"HTTP version {version} is not supported")
+        raise RequestError(400, "Malformed request line")
+    header_lines = [line.rstrip(b"\r") for line in lines[1:]]
+    while header_lines and not header_lines[-1]:
+        header_lines.pop()
+    if len(header_lines) > MAX_HEADERS:
+        raise RequestError(431, f"More than {MAX_HEADERS} header fields")
+    headers: dict[str, str] = {}
+    lengths = set()
+    for line in header_lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name) or b"\r" in value:   # also obs-fold, space before the colon
+            raise RequestError(400, "Malformed header line")
+        key = name.decode("latin-1").lower()
+        text = value.strip(b" \t").decode("latin-1")
+        if key == "content-length":
+            lengths.update(item.strip() for item in text.split(","))
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    chunked = "transfer-encoding" in headers
+    if chunked:
+        if lengths:
+            raise RequestError(400, "Content-Length and Transfer-Encoding together")
+        if version == "HTTP/1.0":
+            raise RequestError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        codings = [item.strip().lower() for item in headers["transfer-encoding"].split(",")]
+        if codings[-1] != "chunked":
+            raise RequestError(400, "Transfer-Encoding must end with chunked")
+        if any(coding != "chunked" for coding in codings) or len(codings) > 1:
+            raise RequestError(501, f"Transfer-Encoding {headers['transfer-encoding']} is not implemented")
+    length = 0
+    if lengths:
+        if len(lengths) != 1 or not _DIGITS.fullmatch(next(iter(lengths)).encode("latin-1")):
+            raise RequestError(400, "bad Content-Length")
+        length = int(lengths.pop())
+    return RequestHead(method, target, version, headers, chunked, length)
+
+
+class _Connection:
+    """One client connection's state: whether a request is in flight, and when the current wait expires."""
+
+    __slots__ = ("writer", "busy", "deadline", "expiry_message")
+
+    def __init__(self, writer: asyncio.StreamWriter):
+        self.writer = writer
+        self.busy = False               # a request is being read or answered
+        self.deadline = None            # loop time at which the current wait gives up (None: no limit)
+        self.expiry_message = None      # answered with 408 at expiry; None: the connection is just dropped
+
+    def expire(self) -> None:
+        self.deadline = None
+        if self.expiry_message is not None:
+            self.writer.write(_response(408, [("Content-Type", "application/json")],
+                                        _error_body(self.expiry_message), close=True))
+            self.writer.close()
+        else:
+            self.writer.transport.abort()
+
+
 class HttpServer:
-    def __init__(self, handler, host: str, port: int, max_body_bytes: int):
+    def __init__(self, handler, host: str, port: int, max_body_bytes: int,
+                 header_timeout: float | None = 10.0, idle_timeout: float | None = 60.0):
         self.handler = handler
         self.host = host
         self.port = port
         self.max_body_bytes = max_body_bytes
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
         self._server = None
-        self._connections: dict = {}          # writer -> busy flag
+        self._sweeper = None
+        self._connections: dict[asyncio.StreamWriter, _Connection] = {}
         self._closing = False
+        self._now = None
+
+    @property
+    def connections(self) -> int:
+        """Open client connections."""
+        return len(self._connections)
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._client, self.host, self.port, limit=MAX_LINE,
+        loop = asyncio.get_running_loop()
+        self._now = loop.time
+        self._server = await asyncio.start_server(self._client, self.host, self.port, limit=MAX_HEAD_BYTES,
                                                   reuse_address=True, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
+        timeouts = [t for t in (self.header_timeout, self.idle_timeout) if t]
+        if timeouts:
+            self._sweeper = loop.create_task(self._sweep(min(SWEEP_SECONDS, min(timeouts) / 4)))
         return self.port
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
@@ -53,95 +181,123 @@ class HttpServer:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for writer, busy in list(self._connections.items()):
-            if not busy:
-                writer.close()
+        for connection in list(self._connections.values()):
+            if not connection.busy:
+                connection.writer.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
-        while any(self._connections.values()) and loop.time() < deadline:
+        while any(c.busy for c in self._connections.values()) and loop.time() < deadline:
             await asyncio.sleep(0.02)
-        for writer in list(self._connections):
-            writer.close()
+        for connection in list(self._connections.values()):
+            connection.writer.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
 
-    async def _read_body(self, reader, headers: dict) -> bytes:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            chunks, total = [], 0
-            while True:
-                size_line = await reader.readline()
-                try:
-                    size = int(size_line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise _BadRequest(400, "bad chunk size") from None
-                if size == 0:
-                    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > self.max_body_bytes:
-                    raise _BadRequest(413, f"Request body exceeds the limit of {self.max_body_bytes} bytes")
-                chunks.append(await reader.readexactly(size))
-                await reader.readline()
-        length = headers.get("content-length")
-        if length is None:
-            return b""
+    async def _sweep(self, interval: float) -> None:
+        """Ends the waits that passed their deadline. One timer for all connections: a request costs no timer."""
+        while True:
+            await asyncio.sleep(interval)
+            now = self._now()
+            for connection in list(self._connections.values()):
+                if connection.deadline is not None and connection.deadline <= now:
+                    connection.expire()
+
+    def _expect(self, connection: _Connection, timeout: float | None, message: str | None = None) -> None:
+        connection.deadline = self._now() + timeout if timeout else None
+        connection.expiry_message = message
+
+    # ------------------------------------------------------------------------------------------ reading
+    async def _read_head(self, reader: asyncio.StreamReader, connection: _Connection) -> bytes | None:
+        """The next request's head (request line to the empty line), None at a clean end of the connection."""
+        self._expect(connection, self.idle_timeout)     # an idle keep-alive connection is closed without answer
+        while (first := await reader.readexactly(1)) in b"\r\n":
+            pass                                        # empty lines before a request line (RFC 9112 2.2)
+        connection.busy = True
+        if self.header_timeout:
+            self._expect(connection, self.header_timeout,
+                         f"The request head did not arrive within {self.header_timeout:g} s")
         try:
-            length = int(length)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            raise _BadRequest(400, "bad Content-Length") from None
-        if length > self.max_body_bytes:
-            raise _BadRequest(413, f"Request body of {length} bytes exceeds the limit of "
-                                   f"{self.max_body_bytes} bytes")
-        return await reader.readexactly(length) if length else b""
+            return first + await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            start = await reader.read(MAX_HEAD_BYTES)
+            if b"\n" not in first + start:
+                raise RequestError(414, f"Request line longer than {MAX_HEAD_BYTES} bytes") from None
+            raise RequestError(431, f"Request header fields larger than {MAX_HEAD_BYTES} bytes") from None
 
+    async def _read(self, reader: asyncio.StreamReader, connection: _Connection, count: int) -> bytes:
+        """Exactly ``count`` body bytes; gives up if none arrive for ``idle_timeout``."""
+        parts = []
+        while count > 0:
+            self._expect(connection, self.idle_timeout)
+            part = await reader.read(min(count, READ_SIZE))
+            if not part:
+                raise asyncio.IncompleteReadError(b"".join(parts), count)
+            parts.append(part)
+            count -= len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _read_line(self, reader: asyncio.StreamReader, connection: _Connection) -> bytes:
+        self._expect(connection, self.idle_timeout)
+        try:
+            return await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            raise RequestError(400, "Chunk line too long") from None
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_body_bytes:
+            raise RequestError(413, f"Request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes")
+
+    async def _read_body(self, reader: asyncio.StreamReader, connection: _Connection, head: RequestHead) -> bytes:
+        if not head.chunked:
+            self._check_size(head.length)
+            return await self._read(reader, connection, head.length) if head.length else b""
+        chunks, total = [], 0
+        while True:
+            match = _CHUNK_SIZE.fullmatch(await self._read_line(reader, connection))
+            if match is None:
+                raise RequestError(400, "bad chunk size")
+            size = int(match.group(1), 16)
+            if size == 0:
+                break
+            total += size
+            if total > self.max_body_bytes:
+                raise RequestError(413, f"Request body exceeds the limit of {self.max_body_bytes} bytes")
+            chunks.append(await self._read(reader, connection, size))
+            if await self._read_line(reader, connection) not in (b"\r\n", b"\n"):
+                raise RequestError(400, "bad chunk end")
+        trailer = 0
+        while (line := await self._read_line(reader, connection)) not in (b"\r\n", b"\n"):
+            trailer += len(line)
+            if trailer > MAX_HEAD_BYTES:
+                raise RequestError(431, f"Trailer fields larger than {MAX_HEAD_BYTES} bytes")
+        return b"".join(chunks)
+
+    # ------------------------------------------------------------------------------------------ a connection
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections[writer] = False
+        connection = self._connections[writer] = _Connection(writer)
         try:
             while not self._closing:
                 try:
-                    line = await reader.readline()
-                except (ValueError, asyncio.LimitOverrunError):
-                    await self._send(writer, 414, [], b"Request line too long", close=True)
+                    raw = await self._read_head(reader, connection)
+                    head = parse_head(raw)
+                    body = await self._read_body(reader, connection, head)
+                except RequestError as exc:
+                    self._expect(connection, None)
+                    await self._send(connection, exc.status, [("Content-Type", "application/json")],
+                                     _error_body(exc.message), close=True)
                     return
-                if not line:
-                    return
-                if line in (b"\r\n", b"\n"):
-                    continue
-                self._connections[writer] = True
-                parts = line.decode("latin-1").rstrip("\r\n").split(" ")
-                if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-                    await self._send(writer, 400, [], b"Malformed request line", close=True)
-                    return
-                method, target, version = parts
-                headers = {}
-                for _ in range(MAX_HEADERS + 1):
-                    raw = await reader.readline()
-                    if raw in (b"\r\n", b"\n", b""):
-                        break
-                    name, _, value = raw.decode("latin-1").partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                else:
-                    await self._send(writer, 431, [], b"Too many headers", close=True)
-                    return
-                connection = headers.get("connection", "").lower()
-                keep_alive = ("close" not in connection) if version != "HTTP/1.0" else ("keep-alive" in connection)
+                self._expect(connection, None)          # the model run has its own deadline
                 try:
-                    body = await self._read_body(reader, headers)
-                except _BadRequest as exc:
-                    await self._send(writer, exc.status, [("Content-Type", "application/json")],
-                                     ('{\n    "error": "' + exc.message + '"\n}').encode(), close=True)
-                    return
-                try:
-                    status, response_headers, payload = await self.handler(method, target, headers, body)
+                    status, response_headers, payload = await self.handler(head.method, head.target, head.headers,
+                                                                            body)
                 except Exception:  # noqa: BLE001 - a handler bug must not kill the connection loop
-                    log.exception("Unhandled error serving %s %s", method, target)
+                    log.exception("Unhandled error serving %s %s", head.method, head.target)
                     status, response_headers, payload = 500, [("Content-Type", "application/json")], \
-                        b'{\n    "error": "Internal server error"\n}'
-                keep_alive = keep_alive and not self._closing
-                await self._send(writer, status, response_headers, payload, close=not keep_alive,
-                                 head=method == "HEAD")
-                self._connections[writer] = False
+                        _error_body("Internal server error")
+                keep_alive = head.keep_alive and not self._closing
+                await self._send(connection, status, response_headers, payload, close=not keep_alive,
+                                 head=head.method == "HEAD")
+                connection.busy = False
                 if not keep_alive:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
@@ -153,12 +309,24 @@ class HttpServer:
             except Exception:  # noqa: BLE001
                 pass
 
-    @staticmethod
-    async def _send(writer, status, headers, body: bytes, close: bool, head: bool = False) -> None:
-        lines = [f"HTTP/1.1 {status} {reason(status)}"]
-        lines += [f"{name}: {value}" for name, value in headers]
-        lines.append(f"Content-Length: {len(body)}")
-        if close:
-            lines.append("Connection: close")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else body))
-        await writer.drain()
+    async def _send(self, connection: _Connection, status, headers, body: bytes, close: bool,
+                    head: bool = False) -> None:
+        writer = connection.writer
+        writer.write(_response(status, headers, b"" if head else body, close, len(body)))
+        if writer.transport.get_write_buffer_size():     # the client is not reading: wait, but not forever
+            self._expect(connection, self.idle_timeout)
+            await writer.drain()
+            self._expect(connection, None)
+
+
+def _response(status: int, headers, body: bytes, close: bool, length: int | None = None) -> bytes:
+    lines = [f"HTTP/1.1 {status} {reason(status)}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    lines.append(f"Content-Length: {len(body) if length is None else length}")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _error_body(message: str) -> bytes:
+    return ('{\n    "error": "' + message.replace("\\", "\\\\").replace('"', '\\"') + '"\n}').encode()

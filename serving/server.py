@@ -96,7 +96,9 @@ class Server:
             api = RestApi(self.core, self.options, self.metrics, config_lib.prometheus_path(self.monitoring),
                           self._run, self.request_logger)
             self.http = HttpServer(api.handle, self.options.rest_api_host, self.options.rest_api_port,
-                                   self.options.max_request_bytes)
+                                   self.options.max_request_bytes,
+                                   header_timeout=_seconds(self.options.rest_api_header_timeout_in_ms),
+                                   idle_timeout=_seconds(self.options.rest_api_idle_timeout_in_ms))
             try:
                 self.port = self.loop.run_until_complete(self.http.start())
             except Exception as exc:  # noqa: BLE001 - reported to start()
@@ -239,3 +241,8 @@ class Server:
     def _make_batcher(self, servable, signature_name):
         labels = {"model_name": servable.name, "op_name": signature_name}
         return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays), labels)
+
+
+def _seconds(milliseconds: int) -> float | None:
+    """A timeout flag in ms as seconds for asyncio; 0 or less means none."""
+    return milliseconds / 1000.0 if milliseconds > 0 else None

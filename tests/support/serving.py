@@ -266,15 +266,16 @@ class RunningServer:
 
 
 def start_server(model_base_path: str | None = None, model_name: str = "letters", *, subprocess: bool = False,
-                 host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 180.0,
+                 host: str = "127.0.0.1", port: int = 0, grpc_port: int = 0, startup_timeout: float = 180.0,
                  **flags) -> RunningServer:
     """Starts the embedded server on a free loopback port once its models are loaded.
 
     ``flags`` are any other ``python -m serving`` flags by name (e.g. ``enable_batching=True``,
-    ``model_config_file=...``, ``monitoring_config_file=...``, ``file_system_poll_wait_seconds=0.2``).
+    ``model_config_file=...``, ``monitoring_config_file=...``, ``file_system_poll_wait_seconds=0.2``);
+    ``grpc_port`` is ``--port`` (0: gRPC off).
     """
     flags.setdefault("file_system_poll_wait_seconds", 1)
-    values = dict(flags, rest_api_host=host, rest_api_port=port)
+    values = dict(flags, rest_api_host=host, rest_api_port=port, port=grpc_port)
     if model_base_path is not None:
         values.update(model_base_path=os.fspath(model_base_path), model_name=model_name)
     if not subprocess:

@@ -1,0 +1,339 @@
+"""The embedded server's HTTP/1.1 layer (serving/httpserver.py) against hostile and unusual clients, over loopback.
+
+Every case checks that the server keeps answering another client meanwhile (``probe``). Every socket has a timeout
+and every loop a bound, so each test ends by itself.
+"""
+import asyncio
+import json
+import os
+import resource
+import socket
+import threading
+import time
+
+import pytest
+
+from serving.httpserver import HttpServer, RequestError, parse_head
+from tests.support import serving as testing
+
+PREDICT = "/v1/models/letters:predict"
+HEADER_TIMEOUT_S = 2.5
+SOCKET_TIMEOUT_S = 20
+IDLE_CONNECTIONS = 1000
+
+
+@pytest.fixture(scope="module")
+def server(models_root):
+    running = testing.start_server(models_root / "letters", enable_batching=True,
+                                   rest_api_header_timeout_in_ms=int(HEADER_TIMEOUT_S * 1000))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def predict_body():
+    return json.dumps({"signature_name": "predict_images", "instances": [testing.b64(testing.png_bytes(90))]}).encode()
+
+
+def connect(port) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT_S)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_response(stream) -> tuple[int, dict, bytes]:
+    """One response from a socket's ``makefile("rb")``."""
+    status_line = stream.readline()
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    headers = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, stream.read(int(headers.get("content-length", 0)))
+
+
+def read_until_closed(sock) -> bytes:
+    """Everything the server sends until it closes the connection (fails if it does not within the timeout)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def status_of(raw: bytes) -> int:
+    return int(raw.split(b" ", 2)[1])
+
+
+def probe(server) -> None:
+    """Another client is answered, promptly."""
+    started = time.monotonic()
+    status, body = testing.RestClient(server.url, timeout=10).get("/v1/models/letters")
+    assert status == 200 and body["model_version_status"], body
+    assert time.monotonic() - started < 5
+
+
+def refused(server, head: bytes) -> bytes:
+    """Sends ``head`` (and what follows it) and returns the whole answer, which must end with the server closing."""
+    with connect(server.port) as sock:
+        sock.sendall(head)
+        raw = read_until_closed(sock)
+    assert b"\r\nConnection: close\r\n" in raw.partition(b"\r\n\r\n")[0] + b"\r\n"
+    probe(server)
+    return raw
+
+
+# ------------------------------------------------------------------------------------------------ slow headers
+def test_slow_headers_are_cut_by_the_header_timeout(server):
+    """A slowloris client (one header line a second, never the empty line) gets 408 and is disconnected once the
+    head has taken longer than --rest_api_header_timeout_in_ms; others are answered meanwhile."""
+    with connect(server.port) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /v1/models/letters HTTP/1.1\r\nHost: x\r\n")
+        sock.settimeout(1.0)
+        answer = b""
+        for line in range(int(HEADER_TIMEOUT_S) + 8):
+            probe(server)
+            try:
+                sock.sendall(f"X-Slow-{line}: {'a' * 10}\r\n".encode())
+                answer = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if answer:
+                break
+        elapsed = time.monotonic() - started
+        sock.settimeout(SOCKET_TIMEOUT_S)
+        rest = read_until_closed(sock) if answer else b""
+    assert status_of(answer) == 408 and b"did not arrive within" in answer + rest
+    assert HEADER_TIMEOUT_S - 0.2 <= elapsed < HEADER_TIMEOUT_S + 4
+    probe(server)
+
+
+# ------------------------------------------------------------------------------------------------ oversize
+def test_oversize_header_field_is_431_and_closed(server):
+    raw = refused(server, b"GET /v1/models/letters HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+    assert status_of(raw) == 431
+
+
+def test_too_many_header_fields_is_431_and_closed(server):
+    many = b"".join(b"X-%d: 1\r\n" % i for i in range(101))
+    assert status_of(refused(server, b"GET /v1/models/letters HTTP/1.1\r\n" + many + b"\r\n")) == 431
+
+
+def test_oversize_request_line_is_414_and_closed(server):
+    assert status_of(refused(server, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n")) == 414
+
+
+# ------------------------------------------------------------------------------------------------ framing
+def test_pipelined_requests_are_answered_in_order(server, predict_body):
+    requests = (b"GET /v1/models/letters HTTP/1.1\r\nHost: x\r\n\r\n"
+                + b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(predict_body)
+                + predict_body
+                + b"GET /v1/models/nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    with connect(server.port) as sock, sock.makefile("rb") as stream:
+        sock.sendall(requests)                                # three requests in one write
+        answers = [read_response(stream) for _ in range(3)]
+        probe(server)
+        sock.sendall(b"GET /v1/models/letters HTTP/1.1\r\nHost: x\r\n\r\n")   # the connection is still usable
+        assert read_response(stream)[0] == 200
+    assert [status for status, _, _ in answers] == [200, 200, 404]
+    assert "model_version_status" in json.loads(answers[0][2])
+    assert json.loads(answers[1][2])["predictions"][0]["top_classes"]
+    assert json.loads(answers[2][2]) == {"error": "Could not find any versions of model nope"}
+
+
+def test_chunked_request_body(server, predict_body):
+    plain = testing.RestClient(server.url).request("POST", PREDICT, predict_body)
+    pieces = [predict_body[:7], predict_body[7:100], predict_body[100:]]
+    chunked = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\nX-Trailer: t\r\n\r\n"
+    with connect(server.port) as sock, sock.makefile("rb") as stream:
+        sock.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for offset in range(0, len(chunked), 50):              # arrives in pieces, not in one read
+            sock.sendall(chunked[offset:offset + 50])
+        status, _, body = read_response(stream)
+    assert (status, json.loads(body)) == (plain[0], json.loads(plain[2])) and status == 200
+    probe(server)
+
+
+@pytest.mark.parametrize("framing", [
+    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+    b"Content-Length: 5\r\nTransfer-Encoding: identity, chunked\r\n",
+])
+def test_content_length_with_transfer_encoding_is_400(server, framing):
+    """Request smuggling: a front proxy and this server could disagree on where the body ends, so the request is
+    refused, the connection closed, and the bytes after it are never read as a request."""
+    smuggled = b"GET /v1/models/nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    raw = refused(server, b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n"
+                  + b"0\r\n\r\n" + smuggled)
+    assert status_of(raw) == 400 and raw.count(b"HTTP/1.1 ") == 1
+    assert "Content-Length and Transfer-Encoding" in json.loads(raw.partition(b"\r\n\r\n")[2])["error"]
+
+
+@pytest.mark.parametrize("framing, status", [
+    (b"Content-Length: 5\r\nContent-Length: 6\r\n", 400),    # two lengths
+    (b"Content-Length: +5\r\n", 400),
+    (b"Content-Length : 5\r\n", 400),                        # whitespace before the colon
+    (b"X-Folded: a\r\n  b\r\n", 400),                        # obsolete line folding
+    (b"Transfer-Encoding: chunked, identity\r\n", 400),      # not ending with chunked
+    (b"Transfer-Encoding: gzip, chunked\r\n", 501),
+])
+def test_ambiguous_framing_is_refused(server, framing, status):
+    assert status_of(refused(server, b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\n" + framing
+                             + b"\r\n12345")) == status
+
+
+def test_bad_chunk_size_is_400(server):
+    raw = refused(server, b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"0x5\r\nhello\r\n0\r\n\r\n")
+    assert status_of(raw) == 400
+
+
+# ------------------------------------------------------------------------------------------------ disconnects
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def wait_for(condition, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_client_disconnecting_mid_body_leaks_nothing(server, predict_body):
+    http = server.server.http
+    assert wait_for(lambda: http.connections == 0)
+    fds = open_fds()
+    for i in range(30):
+        sock = connect(server.port)
+        sock.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                     + predict_body[:200])
+        if i % 2:    # half of them reset the connection instead of closing it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()
+        if i % 10 == 0:
+            probe(server)
+    assert wait_for(lambda: http.connections == 0), f"{http.connections} connections left open"
+    assert wait_for(lambda: open_fds() <= fds), f"{open_fds() - fds} file descriptors more than before"
+    probe(server)
+
+
+# ------------------------------------------------------------------------------------------------ many idle
+def _raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        pytest.skip(f"RLIMIT_NOFILE is {soft} (hard {hard}); {IDLE_CONNECTIONS} idle connections need both ends "
+                    f"in this process, about {needed} file descriptors")
+
+
+def test_thousand_idle_connections_do_not_stop_others(server):
+    # Both ends of every connection live in this process (the server runs in-process).
+    _raise_fd_limit(open_fds() + 2 * IDLE_CONNECTIONS + 200)
+    http = server.server.http
+    idle = []
+    try:
+        for i in range(IDLE_CONNECTIONS):
+            sock = connect(server.port)
+            if i % 4 == 0:      # a quarter become idle keep-alive connections after one request
+                sock.sendall(b"GET /v1/models/letters HTTP/1.1\r\nHost: x\r\n\r\n")
+            idle.append(sock)
+            if i % 100 == 0:
+                probe(server)
+        for sock in idle[::4]:
+            with sock.makefile("rb") as stream:
+                assert read_response(stream)[0] == 200
+        assert wait_for(lambda: http.connections >= IDLE_CONNECTIONS)
+        latencies = []
+        for _ in range(20):
+            started = time.monotonic()
+            probe(server)
+            latencies.append(time.monotonic() - started)
+        assert sorted(latencies)[10] < 1.0, latencies
+        with idle[-1].makefile("rb") as stream:     # an idle connection is still served
+            idle[-1].sendall(b"GET /v1/models/letters HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(stream)[0] == 200
+    finally:
+        for sock in idle:
+            sock.close()
+    assert wait_for(lambda: http.connections == 0), f"{http.connections} connections left open"
+
+
+# ------------------------------------------------------------------------------------------------ bare layer
+class BareServer:
+    """The HTTP layer alone, with short timeouts and an echo handler, on its own event loop thread."""
+
+    def __init__(self, **timeouts):
+        self.loop = asyncio.new_event_loop()
+        self.http = HttpServer(self.echo, "127.0.0.1", 0, 1024 * 1024, **timeouts)
+        self.port = self.loop.run_until_complete(self.http.start())
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    async def echo(method, target, headers, body):
+        return 200, [("Content-Type", "text/plain")], f"{method} {target} {len(body)}".encode()
+
+    def close(self):
+        asyncio.run_coroutine_threadsafe(self.http.stop(1.0), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def bare():
+    server = BareServer(header_timeout=1.0, idle_timeout=1.0)
+    yield server
+    server.close()
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_idle_timeout(bare):
+    with connect(bare.port) as sock, sock.makefile("rb") as stream:
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(stream)[::2] == (200, b"GET /a 0")
+        started = time.monotonic()
+        assert read_until_closed(sock) == b""          # closed without an answer
+        assert 0.8 <= time.monotonic() - started < 5
+
+
+def test_stalled_body_is_closed_after_the_idle_timeout(bare):
+    with connect(bare.port) as sock:
+        sock.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        started = time.monotonic()
+        assert read_until_closed(sock) == b""
+        assert 0.8 <= time.monotonic() - started < 5
+    assert wait_for(lambda: bare.http.connections == 0)
+
+
+def test_http_1_0_and_leading_empty_lines(bare):
+    with connect(bare.port) as sock:
+        sock.sendall(b"\r\n\r\nGET /b HTTP/1.0\r\n\r\n")
+        raw = read_until_closed(sock)               # HTTP/1.0 without keep-alive: closed after the answer
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and raw.endswith(b"\r\n\r\nGET /b 0")
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", None),
+    (b"GET /x HTTP/2.0\r\n\r\n", 505),
+    (b"GET /x\r\n\r\n", 400),
+    (b"G(T /x HTTP/1.1\r\n\r\n", 400),
+    (b"GET /x HTTP/1.1\r\nNo colon\r\n\r\n", 400),
+    (b"GET /x HTTP/1.1\r\nX: a\rb\r\n\r\n", 400),
+    (b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+])
+def test_parse_head(head, status):
+    if status is None:
+        parsed = parse_head(head)
+        assert (parsed.method, parsed.target, parsed.headers, parsed.keep_alive) == ("GET", "/x", {"host": "x"}, True)
+        return
+    with pytest.raises(RequestError) as caught:
+        parse_head(head)
+    assert caught.value.status == status
