@@ -36,13 +36,13 @@ def test_local_and_rest_give_the_same_answers(pipeline_runs, image_folder, tmp_p
                            "--out", str(local_csv), "--model", str(serving)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "files" in proc.stderr                      # the progress bar
     with start_server(serving, "letters") as server:
         counts = batch_predict.predict_folder(batch_predict.RestPredictor(server.url), str(image_folder),
                                               str(rest_csv), batch_size=5, progress=False)
     local, rest = read_rows(local_csv), read_rows(rest_csv)
     files = sorted(p.relative_to(image_folder).as_posix() for p in image_folder.rglob("*") if p.is_file())
     assert sorted(local) == sorted(rest) == files
+    assert "predict: 100%" in proc.stderr and f"{len(files)}/{len(files)}" in proc.stderr   # the progress bar
     assert counts["errors"] == 1 and local["broken.png"]["error"] and not local["photo.jpg"]["error"]
     for path, row in local.items():
         if row["error"]:
