@@ -106,7 +106,8 @@ def load(metadata: str) -> Reference:
     evaluations = _linked(store, blessing.id, _OUTPUTS, _OUTPUTS, "evaluation")
     if not examples:
         raise NoReference(f"the Evaluator run that blessed model {blessing.id} has no examples input")
-    statistics = _linked(store, examples[-1].id, _INPUTS, _OUTPUTS, "", "ExampleStatistics")
+    # StatisticsGen's output key; Transform's pre/post_transform_stats are ExampleStatistics of the same examples
+    statistics = _linked(store, examples[-1].id, _INPUTS, _OUTPUTS, "statistics", "ExampleStatistics")
     if not statistics:
         raise NoReference(f"no StatisticsGen output for the examples at {examples[-1].uri}")
     version_accuracy = {}

@@ -347,15 +347,5 @@ def save_scorer(path: str) -> None:
 
 
 def start_grpc_server(**flags) -> RunningServer:
-    """The embedded server in-process with gRPC on a free loopback port (``.server.grpc_port``)."""
-    from serving.config import ServerOptions
-    from serving.server import Server
-
-    flags.setdefault("file_system_poll_wait_seconds", 1)
-    server = Server(ServerOptions(rest_api_port=0, port=free_port(), **flags))
-    try:
-        server.start()
-    except BaseException:
-        server.stop()
-        raise
-    return RunningServer(server.url, server.port, server=server)
+    """The embedded server in-process with gRPC on a free loopback port too (``.server.grpc_port``)."""
+    return start_server(grpc_port=free_port(), **flags)
