@@ -58,11 +58,11 @@ def sample_writer(rng: np.random.Generator, faces: list) -> Writer:
         face=face, other_faces=paths, loyalty=float(rng.uniform(0.6, 1.0)),
         em_px=float(np.exp(rng.normal(np.log(105), 0.3))), slant=float(rng.normal(0.0, 0.12)),
         rotation=float(rng.normal(0, 4)), aspect=float(np.exp(rng.normal(0, 0.12))),
-        pen_em=float(np.exp(rng.normal(np.log(0.055), 0.3))), pressure=float(rng.uniform(0.05, 0.45)),
+        pen_em=float(np.exp(rng.normal(np.log(0.08), 0.3))), pressure=float(rng.uniform(0.05, 0.45)),
         taper=float(rng.uniform(0.0, 0.7)), wobble=float(rng.uniform(0.01, 0.05)),
         tremor=float(rng.uniform(0.0, 0.006)), detach=float(rng.uniform(0.0, 0.04)),
         hook=float(rng.uniform(0.0, 0.5)), overshoot=float(rng.uniform(0.0, 0.12)),
-        ink=float(rng.uniform(0, 100)), paper=float(rng.uniform(195, 250)),
+        ink=float(rng.uniform(0, 90)), paper=float(rng.uniform(222, 254)),
         blur=float(rng.uniform(0.0, 1.0)), jpeg=int(rng.integers(35, 96)), noise=float(rng.uniform(0, 8)),
     )
 
