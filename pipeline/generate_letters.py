@@ -1,11 +1,16 @@
-"""Built-in default data: the 27 letters rendered from the machine's Hebrew fonts, augmented.
+"""Built-in default data: the 27 letters written by simulated writers, or rendered from the Hebrew fonts.
 
-Writes ``OUT/<class_folder>/<class>_<font>_<n>.png`` (the layout ``--data-root`` expects). Deterministic: the
+``--style strokes`` (the default) has ``--per-class`` writers each write all 27 letters (``pipeline.handwriting``:
+the handwriting-like faces' strokes re-drawn with pen dynamics and each writer's style, then scanned);
+``--style fonts`` renders the glyphs of all the Hebrew fonts with augmentation; ``--style mixed`` draws each
+image one way or the other, half and half.
+
+Writes ``OUT/<class_folder>/<class>_<font or "hand">_<n>.png`` (the layout ``--data-root`` expects). Deterministic: the
 same fonts, seed and count give byte-identical files. A manifest (``OUT/generated.json``) records what was
 made, so a second run with the same settings leaves the files (and their mtimes, which TFX fingerprints for
 caching) untouched. It never replaces files it did not write: a non-empty folder without the manifest is refused.
 
-    letters-generate --out data/generated --per-class 80 --seed 1234
+    letters-generate --out data/generated --per-class 80 --seed 1234 [--style strokes]
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from tqdm import tqdm
 
 from core.files import atomic_write
 from core.labels import CLASS_NAMES, GLYPHS
+from pipeline import handwriting
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", os.path.expanduser("~/.local/share/fonts"))
 FONT_PACKAGES = "culmus culmus-fancy fonts-ldco"
@@ -42,10 +48,17 @@ PRINT_FACES = (
     "FrankRuehlCLM-Medium", "MiriamCLM-Book", "NachlieliCLM-Light", "SimpleCLM-Medium", "KeterYG-Medium",
 )
 SCRIPT_SHARE = 0.6
+# The faces whose strokes the simulated writers learn (Lilach is left out: its letters are too narrow and
+# ambiguous once thinned; adding Ellinia's light italic, which has cursive forms, scored lower on real letters).
+STROKE_FACES = tuple(f for f in SCRIPT_FACES if f != "Lilach")
+STYLES = ("strokes", "fonts", "mixed")
+DEFAULT_STYLE = "strokes"
+MIXED_STROKE_SHARE = 0.5
 FONT_EXTENSIONS = (".ttf", ".otf", ".pfa", ".pfb")  # preference order when a face comes in several
 
 
 MANIFEST = "generated.json"
+WRITER_STREAM = 1_000_003   # keeps the writers' random numbers apart from the letters' ([seed, class, i])
 
 
 class NotGeneratedFolder(ValueError):
@@ -165,8 +178,10 @@ def _png_bytes(img: Image.Image) -> bytes:
 
 
 def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[Face] | None = None,
-             classes=CLASS_NAMES, progress=True) -> dict:
+             classes=CLASS_NAMES, progress=True, style: str = DEFAULT_STYLE) -> dict:
     """Writes ``per_class`` images for each class; returns the manifest. Re-uses an identical earlier run.
+
+    ``style`` is one of :data:`STYLES`: with "strokes", image ``i`` of every class is written by writer ``i``.
 
     Only replaces what it wrote itself: a non-empty ``out_dir`` without ``generated.json`` is refused
     (:class:`NotGeneratedFolder`), and in a folder it made, only files named as it names them are deleted.
@@ -176,6 +191,8 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
         raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     if out.exists() and not out.is_dir():
         raise NotGeneratedFolder(f"{out} is a file, not a folder")
     manifest_path = out / MANIFEST
@@ -185,8 +202,9 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     faces = faces if faces is not None else require_faces()
     script = [f for f in faces if f.script] or faces
     others = [f for f in faces if not f.script] or faces
+    writers = _writers(style, per_class, seed, faces)
     manifest = {
-        "per_class": per_class, "seed": seed, "classes": list(classes),
+        "per_class": per_class, "seed": seed, "classes": list(classes), "style": style,
         "faces": [f.name for f in faces], "version": 1,
     }
     if manifest_path.exists():
@@ -214,17 +232,32 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
             old_file.unlink()
         for i in range(per_class):
             rng = np.random.default_rng([seed, CLASS_NAMES.index(name), i])
-            pool = script if rng.random() < SCRIPT_SHARE else others
-            face = pool[int(rng.integers(len(pool)))]
-            data = _png_bytes(render_letter(glyph, face, rng))
+            if writers and (style == "strokes" or rng.random() < MIXED_STROKE_SHARE):
+                img, source = handwriting.write_letter(glyph, writers[i], rng), "hand"
+            else:
+                pool = script if rng.random() < SCRIPT_SHARE else others
+                face = pool[int(rng.integers(len(pool)))]
+                img, source = render_letter(glyph, face, rng), face.name
+            data = _png_bytes(img)
             digest.update(data)
-            (class_dir / f"{name}_{face.name}_{i:04d}.png").write_bytes(data)
+            (class_dir / f"{name}_{source}_{i:04d}.png").write_bytes(data)
             bar.update()
     bar.close()
     manifest["sha256"] = digest.hexdigest()
     manifest["images"] = total
     atomic_write(str(manifest_path), json.dumps(manifest, indent=2).encode())
     return manifest
+
+
+def _writers(style: str, count: int, seed: int, faces: list[Face]) -> list:
+    """The simulated writers (one per image index, shared by all classes); none for the fonts style."""
+    if style == "fonts":
+        return []
+    hands = [f for f in faces if f.name in STROKE_FACES] or [f for f in faces if f.script]
+    if not hands:
+        raise NoHebrewFontError(f"no handwriting-like font ({', '.join(STROKE_FACES)}) to take strokes from. "
+                                f"Install Debian's Hebrew fonts: sudo apt-get install {FONT_PACKAGES}")
+    return [handwriting.sample_writer(np.random.default_rng([seed, WRITER_STREAM, i]), hands) for i in range(count)]
 
 
 def _generated_files(out: Path, name: str) -> list[Path]:
@@ -245,6 +278,9 @@ def main(argv=None) -> int:
     parser.add_argument("--per-class", type=int, default=config.generate_per_class,
                         help="images per class (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=config.generate_seed, help="(default: %(default)s)")
+    parser.add_argument("--style", choices=STYLES, default=DEFAULT_STYLE,
+                        help="strokes: simulated writers (one per image of a class); fonts: augmented font glyphs; "
+                             "mixed: half each (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.per_class < 1:
         parser.error("--per-class must be at least 1")
@@ -258,8 +294,8 @@ def main(argv=None) -> int:
     print(f"generate: {len(faces)} fonts ({sum(f.script for f in faces)} handwriting-like): "
           + ", ".join(f.name for f in faces))
     try:
-        generate(args.out, args.per_class, args.seed, faces)
-    except (NotGeneratedFolder, OSError) as err:
+        generate(args.out, args.per_class, args.seed, faces, style=args.style)
+    except (NotGeneratedFolder, NoHebrewFontError, OSError) as err:
         print(f"generate: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,108 @@
+"""Train on generated letters only, score on real ones: which generator style, and how many writers.
+
+    python -m bench.synthetic_vs_real --real-root /path/to/hhd_train                       # fonts vs strokes, 80 each
+    python -m bench.synthetic_vs_real --real-root /path/to/hhd_train --styles strokes --writers 20,40,80,160
+    python -m bench.synthetic_vs_real --styles strokes --writers 20      # no real data: scored on other generated writers
+
+For every style and count, ``pipeline.generate_letters`` writes ``N`` images per class (with the strokes style:
+``N`` writers each writing all 27 letters) into a temporary folder; the network is trained on them alone exactly
+as select_model trains (the pipeline's Transform graph, ``models.trainer``'s augmentation and optimiser, the Config's
+settings plus ``--set FIELD=VALUE``), and scored top-1/top-3 on every image of ``--real-root`` (used only to score,
+never to train or to generate). The demo trains on 80 per class.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+from bench.select_model import config_with, load_split, train_once
+from pipeline import generate_letters
+from pipeline.pipeline import TRAINING_FIELDS
+
+SANITY_PER_CLASS = 10    # without --real-root: images per class of other writers (another seed) to score on
+
+
+def positive_ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want comma-separated positive integers, got {text!r}") from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"want positive integers, got {text!r}")
+    return values
+
+
+def styles(text: str) -> list[str]:
+    chosen = text.split(",")
+    unknown = [s for s in chosen if s not in generate_letters.STYLES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown style {unknown[0]!r}; choose from {', '.join(generate_letters.STYLES)}")
+    return chosen
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--real-root", default=None,
+                        help="folder-per-class real letters, only scored on (default: none; other generated writers)")
+    parser.add_argument("--styles", type=styles, default=["fonts", "strokes"], help="comma-separated (default: fonts,strokes)")
+    parser.add_argument("--writers", type=positive_ints, default=[80],
+                        help="comma-separated images per class (= writers, with strokes) to train on (default: 80)")
+    parser.add_argument("--seed", type=int, default=1234, help="generator seed (default: %(default)s)")
+    parser.add_argument("--seeds", type=positive_ints, default=[42], help="training seeds (default: 42)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a pipeline.configs.Config field (repeatable), e.g. epochs=20")
+    parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"),
+                        help="where the real data's preprocessed arrays are cached")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error("--seed must not be negative")
+    hp = config_with(args.set)
+    faces = generate_letters.require_faces()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="synthetic-vs-real-") as tmp:
+        if args.real_root:
+            real = load_split(Path(args.real_root), hp.image_size, Path(args.cache))
+            scored_on = f"{len(real[1])} real letters of {args.real_root}"
+        else:
+            sanity = Path(tmp) / "sanity"
+            generate_letters.generate(sanity, SANITY_PER_CLASS, args.seed + 1, faces, progress=False)
+            real = load_split(sanity, hp.image_size, Path(tmp) / "cache")
+            scored_on = f"{len(real[1])} generated letters of other writers (seed {args.seed + 1})"
+        for style in args.styles:
+            for count in args.writers:
+                folder = Path(tmp) / f"{style}-{count}"
+                started = time.monotonic()
+                generate_letters.generate(folder, count, args.seed, faces, progress=False, style=style)
+                generated = time.monotonic() - started
+                train = load_split(folder, hp.image_size, Path(tmp) / "cache")
+                print(f"{style}, {count} per class: {len(train[1])} images generated in {generated:.0f} s; "
+                      f"training, scored on {scored_on}", flush=True)
+                for seed in args.seeds:
+                    run = train_once(hp.replace(seed=seed), train, real)
+                    results.append({"style": style, "per_class": count, "images": len(train[1]),
+                                    "generate_seconds": round(generated, 1), **run})
+    print(f"\n{'style':8} {'per class':>9} {'images':>6} {'seed':>4} {'top-1':>6} {'top-3':>6} {'train s':>7}")
+    for r in results:
+        print(f"{r['style']:8} {r['per_class']:9d} {r['images']:6d} {r['seed']:4d} {r['top1']:6.4f} "
+              f"{r['top3']:6.4f} {r['seconds']:7.0f}")
+    print(f"scored on {scored_on}")
+    print("reproduce: " + shlex.join(["python", "-m", "bench.synthetic_vs_real",
+                                      *(sys.argv[1:] if argv is None else argv)]))
+    if args.json:
+        settings = {k: v for k, v in dataclasses.asdict(hp).items() if k in TRAINING_FIELDS}
+        Path(args.json).write_text(json.dumps({"settings": settings, "scored_on": scored_on, "runs": results},
+                                              indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
