@@ -1,6 +1,7 @@
 """The whole cycle: serve v1 → corrections through the web API (logged) → the monitor sees the live accuracy
 fall and retrains (--retrain-when accuracy) → v2 blessed, pushed and served → the web API answers from v2 →
 rollback answers from v1 again."""
+import pytest
 import base64
 import json
 import subprocess
@@ -11,6 +12,8 @@ import urllib.parse
 from pipeline import generate_letters, releases
 from serving.client import RestConnection
 from tests.conftest import ROOT, run_pipeline
+
+pytestmark = pytest.mark.slow   # two pipeline runs and a retraining
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:

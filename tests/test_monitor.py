@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
@@ -18,6 +17,8 @@ from pipeline.monitor import cli, live_accuracy, retrain, server_metrics, window
 from tests.conftest import ROOT
 from tests.support import fake_pipeline
 from tests.support.request_logs import confident, prediction_log, write_log
+
+pytestmark = pytest.mark.slow   # TFDV statistics of a pipeline root and Chromium
 
 DAY = 86400
 

@@ -13,6 +13,8 @@ from core.labels import CLASS_NAMES
 from tests.conftest import ROOT, run_pipeline
 from tests.support import serving as testing
 
+pytestmark = pytest.mark.slow   # each test runs local_runner
+
 UPSTREAM = {"ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer"}
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from bench import select_model
 
+pytestmark = pytest.mark.slow   # trains networks
+
 
 @pytest.fixture
 def numbered_dataset(tiny_dataset, tmp_path):

@@ -8,6 +8,8 @@ import pytest
 from kubeflow import spec as spec_lib
 from kubeflow.local_launcher import EXECUTOR_INPUT_PLACEHOLDER, LocalLauncher
 
+pytestmark = pytest.mark.slow   # runs the compiled spec's containers
+
 
 @pytest.fixture(scope="module")
 def launched(compiled, image_env, tmp_path_factory):

@@ -120,6 +120,7 @@ def test_a_model_the_evaluator_rejected_is_not_started(tmp_path, examples):
     assert not report["blessed"] and "did not bless" in report["failure"]
 
 
+@pytest.mark.slow   # compiles the whole pipeline spec and runs a container command
 def test_compiles_to_a_kfp_container_and_runs_through_the_entrypoint(tmp_path, examples, image_env):
     """A pipeline of two importers and the validator, compiled by KubeflowV2DagRunner; the validator task
     runs through the spec's container command with the importers' artifacts."""

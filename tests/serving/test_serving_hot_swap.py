@@ -1,4 +1,5 @@
 """Hot swap under load: a bounded loopback load while new versions (and a broken one) appear; zero failures."""
+import pytest
 import json
 import threading
 import time
@@ -7,6 +8,8 @@ from core import configs
 from serving.client import RestConnection
 from tests.support import serving as testing
 from tests.support.serving import b64
+
+pytestmark = pytest.mark.slow   # a load test across four version swaps
 
 PER_VERSION = 200     # answers each good version gives before the next one appears (a count, not a rate)
 TIME_LIMIT_S = 240    # the whole test's deadline; a slow machine takes longer, never gets a weaker check

@@ -11,6 +11,8 @@ import pytest
 from core import configs
 from tests.web.conftest import STABLE_CLASS, STABLE_VERSION, letter_png
 
+pytestmark = pytest.mark.slow   # drives Chromium
+
 CHROMIUM = os.environ.get("LETTERS_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update"]
