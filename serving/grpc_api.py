@@ -111,18 +111,19 @@ class GrpcApi:
         return self._logged("predict", request, response, response.model_spec)
 
     def classify(self, request, context) -> classification_pb2.ClassificationResponse:
-        response = classification_pb2.ClassificationResponse()
-        examples, outputs, version = self._run_examples(request, inference.CLASSIFY, context)
-        _make_model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, version)
-        inference.classification_result(outputs, len(examples), response.result)
-        return self._logged(inference.CLASSIFY, request, response, response.model_spec)
+        return self._examples_call(request, context, inference.CLASSIFY, classification_pb2.ClassificationResponse(),
+                                   inference.classification_result)
 
     def regress(self, request, context) -> regression_pb2.RegressionResponse:
-        response = regression_pb2.RegressionResponse()
-        examples, outputs, version = self._run_examples(request, inference.REGRESS, context)
+        return self._examples_call(request, context, inference.REGRESS, regression_pb2.RegressionResponse(),
+                                   inference.regression_result)
+
+    def _examples_call(self, request, context, method: str, response, fill_result):
+        """Classify or Regress: run the tf.Examples, fill ``response`` (its model spec and result), log it."""
+        examples, outputs, version = self._run_examples(request, method, context)
         _make_model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, version)
-        inference.regression_result(outputs, len(examples), response.result)
-        return self._logged(inference.REGRESS, request, response, response.model_spec)
+        fill_result(outputs, len(examples), response.result)
+        return self._logged(method, request, response, response.model_spec)
 
     def _run_examples(self, request, method: str, context):
         spec = _model_spec(request)
