@@ -38,14 +38,22 @@ def rescaled(data: bytes, factor: float = 3.0) -> bytes:
     return _png(img.resize((int(img.width * factor), int(img.height * factor))))
 
 
+@pytest.fixture(autouse=True)
+def no_default_request_log(monkeypatch, tmp_path):
+    """Without --logs the monitor reads make demo's request log folder if there is one: not in these tests."""
+    monkeypatch.setenv("LETTERS_REQUEST_LOG_DIR", str(tmp_path / "no-request-log"))
+
+
 @pytest.fixture(scope="module")
 def letters(tmp_path_factory):
     """{class: [png bytes]}: 15 per class for the pipeline root, and 3 other ones per class as traffic."""
     from pipeline import generate_letters
 
     work = tmp_path_factory.mktemp("monitor_letters")
-    generate_letters.generate(work / "data", per_class=15, seed=3, progress=False)
-    generate_letters.generate(work / "traffic", per_class=3, seed=4, progress=False)
+    # font renders: each image drawn on its own, so 3 per class are a fair sample of the training letters (the
+    # stroke style draws each class once per writer, and 3 writers' sizes are not a sample of 15 writers')
+    generate_letters.generate(work / "data", per_class=15, seed=3, progress=False, style="fonts")
+    generate_letters.generate(work / "traffic", per_class=3, seed=4, progress=False, style="fonts")
     read = lambda root: {name: [p.read_bytes() for p in sorted((root / name).glob("*.png"))]  # noqa: E731
                          for name in CLASS_NAMES}
     return read(work / "data"), read(work / "traffic")
