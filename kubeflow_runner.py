@@ -150,7 +150,8 @@ def compile_spec(config: Config, image: str, beam: list[str], resources: dict, t
                  enable_cache: bool = True, display_name: str | None = None,
                  serving_validation: bool = True, feedback_root: str | None = None) -> tuple[dict, list[str]]:
     """Compiles and edits the spec; returns (PipelineJob dict whose pipelineSpec is edited, notes)."""
-    from tfx import v1 as tfx
+    # Not through ``tfx.v1``: it imports every extension (the Vertex AI client alone takes seconds).
+    from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import KubeflowV2DagRunner, KubeflowV2DagRunnerConfig
 
     from pipeline.pipeline import create_pipeline
 
@@ -158,8 +159,8 @@ def compile_spec(config: Config, image: str, beam: list[str], resources: dict, t
                                    enable_cache=enable_cache, with_pusher=True,
                                    with_serving_validation=serving_validation, feedback_root=feedback_root,
                                    fingerprint_feedback=False)
-    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+    runner = KubeflowV2DagRunner(
+        config=KubeflowV2DagRunnerConfig(
             display_name=display_name, default_image=image, use_pipeline_spec_2_1=True))
     job = runner.run(tfx_pipeline, write_out=False)
     spec = job["pipelineSpec"]

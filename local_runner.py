@@ -126,18 +126,20 @@ def export_feedback(config: Config) -> str | None:
 
 
 def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.orchestration.metadata import sqlite_metadata_connection_config
+
     from pipeline.pipeline import create_pipeline
     from pipeline.run_summary import format_summary, summarize
 
     started = time.monotonic()
     _quiet_logging(started, quiet)
     os.makedirs(config.pipeline_root, exist_ok=True)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_file)
+    metadata = sqlite_metadata_connection_config(config.metadata_file)
     print(f"Pipeline: data {config.data_root} → serving {config.serving_dir} "
           f"(artifacts in {config.pipeline_root})", flush=True)
     feedback_root = export_feedback(config)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(
+    LocalDagRunner().run(create_pipeline(
         config, beam_pipeline_args=configs.beam_pipeline_args(config),
         metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root))
     wall = time.monotonic() - started

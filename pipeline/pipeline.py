@@ -10,8 +10,19 @@ from __future__ import annotations
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+# Each class from its own module: ``tfx.v1`` imports every extension (the Vertex AI client alone takes
+# seconds), and no runner of this pipeline needs them.
+from tfx.components.evaluator.component import Evaluator
+from tfx.components.example_validator.component import ExampleValidator
+from tfx.components.schema_gen.component import SchemaGen
+from tfx.components.statistics_gen.component import StatisticsGen
+from tfx.components.trainer.component import Trainer
+from tfx.components.transform.component import Transform
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import trainer_pb2
+from tfx.types import Channel, standard_artifacts
 
 from components.atomic_pusher import AtomicPusher
 from components.image_example_gen import ImageExampleGen
@@ -54,7 +65,7 @@ def eval_config(config: Config) -> tfma.EvalConfig:
 def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
                     metadata_connection_config=None, enable_cache: bool = True,
                     with_pusher: bool = True, feedback_root: str | None = None,
-                    with_serving_validation: bool = True, fingerprint_feedback: bool = True) -> tfx.dsl.Pipeline:
+                    with_serving_validation: bool = True, fingerprint_feedback: bool = True) -> Pipeline:
     """``feedback_root``: users' corrections exported as ``<class>/<image>`` (always in the train split);
     ``fingerprint_feedback`` False when the folder is read only at run time (a compiled Kubeflow spec).
 
@@ -67,19 +78,19 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
         feedback_root=feedback_root, fingerprint_feedback=fingerprint_feedback)
     # Semantic-domain stats recognise image_raw as images (format, size) instead of opaque bytes, and
     # SchemaGen then marks it with an image_domain.
-    statistics_gen = tfx.components.StatisticsGen(
+    statistics_gen = StatisticsGen(
         examples=example_gen.outputs["examples"],
         stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True))
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                           infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+    example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=f"{TRANSFORM_MODULE}.preprocessing_fn",
         custom_config={"image_size": config.image_size, "code": fingerprint(TRANSFORM_MODULE)})
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=f"{TRAINER_MODULE}.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -88,12 +99,12 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
         eval_args=trainer_pb2.EvalArgs(splits=[configs.EVAL_SPLIT]),
         custom_config={**{name: getattr(config, name) for name in TRAINING_FIELDS},
                        "code": fingerprint(TRAINER_MODULE)})
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    model_resolver = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
@@ -113,7 +124,7 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
                                        model_blessing=evaluator.outputs["blessing"],
                                        infra_blessing=infra_blessing,
                                        base_directory=config.serving_dir))
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=config.pipeline_root,
         components=components,
