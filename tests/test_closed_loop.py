@@ -1,6 +1,6 @@
-"""The whole cycle: serve v1 → corrections through the web API (logged) → the monitor sees the live accuracy
-fall and retrains (--retrain-when accuracy) → v2 blessed, pushed and served → the web API answers from v2 →
-rollback answers from v1 again."""
+"""The whole cycle: serve v1 (the shared first run's model, on a copy of its pipeline root) → corrections through
+the web API (logged) → the monitor sees the live accuracy fall and retrains (--retrain-when accuracy) → v2 blessed,
+pushed and served → the web API answers from v2 → rollback answers from v1 again."""
 import pytest
 import base64
 import json
@@ -11,9 +11,9 @@ import urllib.parse
 
 from pipeline import generate_letters, releases
 from serving.client import RestConnection
-from tests.conftest import ROOT, run_pipeline
+from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow   # two pipeline runs and a retraining
+pytestmark = pytest.mark.slow   # a pipeline run (the retraining) on top of the shared runs
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
@@ -38,16 +38,18 @@ def wait_for_version(web_url: str, image: bytes, version: int, timeout: float = 
     raise AssertionError(f"still answered by version {seen}, not {version}, after {timeout} s")
 
 
-def test_feedback_retrain_push_hot_swap_and_rollback(tiny_dataset, tmp_path):
+def test_feedback_retrain_push_hot_swap_and_rollback(pipeline_runs, tiny_dataset, own_work, tmp_path):
     from tests.support.serving import start_server
     from web import server as web_server
     from web.config import WebConfig
     from core.feedback import FeedbackStore
 
-    feedback_dir, serving_dir, config = tmp_path / "feedback", tmp_path / "serving", tmp_path / "models.config"
-    flags = ["--epochs", "3", "--accuracy-floor", "0.0", "--max-regression", "1.0", "--feedback-dir", str(feedback_dir)]
-    first, _ = run_pipeline(tiny_dataset, tmp_path, *flags)
+    # v1: the shared first run (tiny data, 3 epochs, no feedback), pushed into the copied serving dir.
+    first = pipeline_runs["first"]
+    feedback_dir, serving_dir, config = tmp_path / "feedback", own_work / "serving", tmp_path / "models.config"
+    flags = ["--epochs", "3", "--accuracy-floor", "0.0", "--max-regression", "1.0"]
     v1 = int(first["pushed_version"])
+    assert sorted(int(p.name) for p in serving_dir.iterdir()) == [v1]
     assert "feedback" not in first["ingest"] or first["ingest"].get("feedback", 0) == 0
     releases.set_label(str(config), "stable", v1, str(serving_dir))
 
@@ -84,10 +86,10 @@ def test_feedback_retrain_push_hot_swap_and_rollback(tiny_dataset, tmp_path):
         summary_json = tmp_path / "summary-retrain.json"
         monitor = subprocess.run(
             [sys.executable, "-m", "pipeline.monitor", "--logs", str(tmp_path / "requests"),
-             "--pipeline-root", str(tmp_path / "pipeline"), "--feedback-dir", str(feedback_dir),
+             "--pipeline-root", str(own_work / "pipeline"), "--feedback-dir", str(feedback_dir),
              "--out", str(tmp_path / "monitor"), "--retrain-when", "accuracy", "--monitor-min-feedback", "20",
              "--", "--data-root", str(tiny_dataset), "--serving-dir", str(serving_dir),
-             "--summary-json", str(summary_json), *flags[:6]],
+             "--summary-json", str(summary_json), *flags],
             cwd=ROOT, capture_output=True, text=True, timeout=1200)
         assert monitor.returncode == 1, monitor.stdout[-3000:] + monitor.stderr[-3000:]   # a threshold crossed
         assert "retrain (accuracy): fires" in monitor.stdout and "live accuracy" in monitor.stdout
@@ -105,7 +107,7 @@ def test_feedback_retrain_push_hot_swap_and_rollback(tiny_dataset, tmp_path):
         releases.set_label(str(config), "stable", v2, str(serving_dir), server_url=server.url)
         wait_for_version(web.url, probe, v2)
         assert {r["version"]: r["labels"] for r in releases.list_versions(
-            str(serving_dir), str(tmp_path / "pipeline" / "metadata.sqlite"), str(config))} == {v1: [], v2: ["stable"]}
+            str(serving_dir), str(own_work / "pipeline" / "metadata.sqlite"), str(config))} == {v1: [], v2: ["stable"]}
 
         assert releases.rollback(str(config), "stable", str(serving_dir), server_url=server.url) == v1
         wait_for_version(web.url, probe, v1)
