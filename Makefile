@@ -67,11 +67,16 @@ monitor: venv
 
 demo: pipeline serve
 
+# Two pytest workers (pytest-xdist); tests that share a fixture stay on one worker (tests/conftest.py groups them).
+# TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
+PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 test: venv fonts
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 test-fast: venv fonts
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PARALLEL) $(PYTEST_ARGS)
 
 clean-outputs:
 	rm -rf outputs serving/models/letters data/generated

@@ -17,9 +17,18 @@ PIPELINE_FIXTURES = {"pipeline_runs", "pushed_model_dir", "own_work"}
 
 
 def pytest_collection_modifyitems(items):
+    """Marks the tests that need a pipeline run slow, and groups tests for ``pytest -n 2 --dist loadgroup``
+    (make test): the tests sharing the pipeline runs on one worker (they are built once), the Kubeflow tests on
+    one worker (one compiled spec), every other module on one worker (its module fixtures are built once)."""
     for item in items:
         if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+            group = "pipeline_runs"
+        elif item.path.parent.name == "kubeflow":
+            group = "kubeflow"
+        else:
+            group = item.path.relative_to(ROOT).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
