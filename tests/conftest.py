@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_FIXTURES = {"pipeline_runs", "pushed_model_dir", "own_work"}
 
 
+@pytest.hookimpl(tryfirst=True)   # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Marks the tests that need a pipeline run slow, and groups tests for ``pytest -n 2 --dist loadgroup``
     (make test): the tests sharing the pipeline runs on one worker (they are built once), the Kubeflow tests on
