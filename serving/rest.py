@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from serving import inference, request_logging, tensors
+from serving.batching import BatchOutputs
 from serving.status import ServingError, invalid, request_error
 
 log = logging.getLogger("serving.rest")
@@ -242,7 +243,12 @@ class RestApi:
         else:
             raise invalid("Missing 'inputs' or 'instances' key")
         outputs = await self._run(servable, signature_name, arrays)
-        answer = tensors.row_response(outputs) if has_instances else tensors.columnar_response(outputs)
+        if not has_instances:
+            answer = tensors.columnar_response(outputs)
+        elif isinstance(outputs, BatchOutputs):     # the JSON rows of the whole batch, formatted once
+            answer = tensors.predictions_body(outputs.shared(tensors.row_texts))
+        else:
+            answer = tensors.row_response(outputs)
         spec = request_logging.model_spec(name, signature_name, servable.version)
         self.request_logger.log("predict", spec, lambda: request_logging.predict_messages(
             request_logging.model_spec(name, requested, version, label), spec, arrays, outputs))

@@ -198,7 +198,7 @@ class Server:
     async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
         batcher = self._batcher(servable, signature_name, arrays)
         if batcher is not None:
-            return await asyncio.wrap_future(batcher.submit(arrays))
+            return await batcher.submit(arrays, loop=self.loop)
         return await self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays)
 
     def run_blocking(self, servable, signature_name: str, arrays: dict, timeout: float | None = None) -> dict:
