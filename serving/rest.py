@@ -249,9 +249,10 @@ class RestApi:
             answer = tensors.predictions_body(outputs.shared(tensors.row_texts))
         else:
             answer = tensors.row_response(outputs)
-        spec = request_logging.model_spec(name, signature_name, servable.version)
-        self.request_logger.log("predict", spec, lambda: request_logging.predict_messages(
-            request_logging.model_spec(name, requested, version, label), spec, arrays, outputs))
+        if self.request_logger.logs(name):
+            spec = request_logging.model_spec(name, signature_name, servable.version)
+            self.request_logger.log("predict", spec, lambda: request_logging.predict_messages(
+                request_logging.model_spec(name, requested, version, label), spec, arrays, outputs))
         return answer
 
     async def classify_or_regress(self, verb: str, name: str, version, label, body: bytes) -> str:
@@ -272,9 +273,10 @@ class RestApi:
         return answer
 
     async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
-        try:
-            return await asyncio.wait_for(self.runner(servable, signature_name, arrays), self.timeout)
-        except asyncio.TimeoutError:
+        try:    # a timer on the request's own task (wait_for would start a task per request)
+            async with asyncio.timeout(self.timeout):
+                return await self.runner(servable, signature_name, arrays)
+        except TimeoutError:
             raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
 
 

@@ -106,6 +106,16 @@ def test_tasks_of_an_event_loop_are_completed_together_and_share_batch_work():
     assert computed == [4]
 
 
+def test_a_run_past_the_rest_deadline_is_504(tmp_path):
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    with testing.start_server(base, enable_batching=True, rest_api_timeout_in_ms=200,
+                              batching_parameters_file=batching_file(tmp_path, 64, 2_000_000)) as server:
+        body = {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())]}
+        assert testing.RestClient(server.url).post("/v1/models/letters:predict", body) == (
+            504, {"error": "Deadline Exceeded"})
+
+
 def test_a_bad_request_does_not_fail_its_batch_mates(tmp_path):
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1)

@@ -58,6 +58,10 @@ def test_unsupported_dtype_is_501():
 
 def test_b64_padding_optional_and_strict_alphabet():
     assert tensors.b64decode("YQ") == b"a" and tensors.b64decode("YQ==") == b"a"
+    assert tensors.b64decode("QUJD") == b"ABC" and tensors.b64decode("QUI=") == b"AB"
+    for text in ("QUJD=", "QU=I", "QQ==QQ==", " QUI=", "QUI=\n", "QUé="):
+        with pytest.raises(ServingError, match="Unable to base64 decode"):
+            tensors.b64decode(text)
     with pytest.raises(ServingError, match="Unable to base64 decode"):
         tensors.b64decode("-_")
 
