@@ -130,7 +130,7 @@ class RestApi:
         self.options = options
         self.metrics = metrics
         self.prometheus_path = prometheus_path
-        self.runner = runner          # async (servable, signature_name, arrays) -> outputs
+        self.runner = runner          # (servable, signature_name, arrays) -> asyncio future of the outputs
         self.cors = bool(options.rest_api_enable_cors_support)
         self.timeout = options.rest_api_timeout_in_ms / 1000.0 if options.rest_api_timeout_in_ms > 0 else None
 
@@ -273,11 +273,25 @@ class RestApi:
         return answer
 
     async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
-        try:    # a timer on the request's own task (wait_for would start a task per request)
-            async with asyncio.timeout(self.timeout):
-                return await self.runner(servable, signature_name, arrays)
-        except TimeoutError:
-            raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+        future = self.runner(servable, signature_name, arrays)
+        if self.timeout is None:
+            return await future
+        expired = []     # one timer that cancels the run's future (wait_for would start a task per request)
+        timer = asyncio.get_running_loop().call_later(self.timeout, _expire, future, expired)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if expired:
+                raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+            raise
+        finally:
+            timer.cancel()
+
+
+def _expire(future, expired: list) -> None:
+    if not future.done():
+        expired.append(True)
+        future.cancel()
 
 
 def _signature(servable, name: str):
