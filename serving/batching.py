@@ -8,6 +8,11 @@ never share a batch. ``allowed_batch_sizes`` pads a batch (with copies of its fi
 size. A task larger than ``max_batch_size`` and a full queue are rejected, as TF Serving's batcher does.
 Unlike TF Serving, a batch that fails is re-run task by task, so one bad request (e.g. a corrupt image)
 fails alone instead of failing the requests that happened to share its batch.
+
+A task submitted with an asyncio ``loop`` gets an asyncio future; the tasks of one batch waiting in the same loop
+are completed by one callback (one wake-up of the loop per batch, not one per request). Each task's result is a
+:class:`BatchOutputs`: its rows of the batch's outputs, through which work on the whole batch's outputs (the REST
+layer's JSON rows) is done once per batch.
 """
 from __future__ import annotations
 
@@ -22,14 +27,42 @@ from serving.status import ServingError
 
 
 class _Task:
-    __slots__ = ("arrays", "size", "key", "future", "enqueued")
+    __slots__ = ("arrays", "size", "key", "future", "loop", "enqueued")
 
-    def __init__(self, arrays: dict, size: int):
+    def __init__(self, arrays: dict, size: int, loop=None):
         self.arrays = arrays
         self.size = size
         self.key = tuple(sorted((name, array.shape[1:], array.dtype.str) for name, array in arrays.items()))
-        self.future = concurrent.futures.Future()
+        self.loop = loop
+        self.future = concurrent.futures.Future() if loop is None else loop.create_future()
         self.enqueued = time.monotonic()
+
+
+class _Batch:
+    __slots__ = ("outputs", "shared")
+
+    def __init__(self, outputs: dict):
+        self.outputs = outputs          # the batch's outputs without padding rows
+        self.shared = {}                # function -> its result on ``outputs``
+
+
+class BatchOutputs(dict):
+    """One task's rows of a processed batch, ``{output alias: array}`` like any run's outputs."""
+
+    __slots__ = ("_batch", "_start", "_stop")
+
+    def __init__(self, batch: _Batch, start: int, stop: int):
+        super().__init__((alias, array[start:stop]) for alias, array in batch.outputs.items())
+        self._batch, self._start, self._stop = batch, start, stop
+
+    def shared(self, compute):
+        """``compute(outputs of the whole batch)[start:stop]`` for this task's rows: ``compute`` returns one item per
+        row and runs once per batch, its result shared by the batch's tasks (whichever asks first computes it)."""
+        shared = self._batch.shared
+        rows = shared.get(compute)
+        if rows is None:
+            rows = shared[compute] = compute(self._batch.outputs)
+        return rows[self._start:self._stop]
 
 
 class Batcher:
@@ -43,7 +76,9 @@ class Batcher:
         self.pending = 0
         self.closed = False
 
-    def submit(self, arrays: dict) -> concurrent.futures.Future:
+    def submit(self, arrays: dict, loop=None):
+        """Queues ``arrays``; a concurrent.futures.Future of the outputs, or an asyncio future of ``loop`` (which
+        must be the running loop of the calling thread)."""
         sizes = {array.shape[0] if array.ndim else -1 for array in arrays.values()}
         if len(sizes) != 1 or -1 in sizes:
             raise ServingError("INVALID_ARGUMENT", "Batching session Run() input tensors must have equal 0th-"
@@ -53,7 +88,7 @@ class Batcher:
         if size > settings.max_batch_size:
             raise ServingError("INVALID_ARGUMENT", f"Task size {size} is larger than maximum input batch size "
                                                    f"{settings.max_batch_size}")
-        task = _Task(arrays, size)
+        task = _Task(arrays, size, loop)
         if self.scheduler.metrics is not None:
             self.scheduler.metrics.batch_input(self.labels, size)
         return self.scheduler.enqueue(self, task)
@@ -81,7 +116,7 @@ class BatchScheduler:
             self._queues.append(batcher)
         return batcher
 
-    def enqueue(self, batcher: Batcher, task: _Task) -> concurrent.futures.Future:
+    def enqueue(self, batcher: Batcher, task: _Task):
         limit = self.settings.max_enqueued_batches * self.settings.max_batch_size
         with self._cond:
             if self._stopped:
@@ -157,21 +192,27 @@ class BatchScheduler:
             self._process(*batch)
 
     def _process(self, batcher: Batcher, tasks: list) -> None:
+        _deliver(self._results(batcher, tasks))
+
+    def _results(self, batcher: Batcher, tasks: list) -> list:
+        """[(task, outputs or None, exception or None)] of one batch."""
         try:
             outputs, total, padded = self._run(batcher, tasks)
         except BaseException as exc:  # noqa: BLE001
             if len(tasks) == 1:
-                tasks[0].future.set_exception(exc)
-                return
+                return [(tasks[0], None, exc)]
+            results = []
             for task in tasks:          # isolate the failing request(s)
-                self._process(batcher, [task])
-            return
+                results += self._results(batcher, [task])
+            return results
         if self.metrics is not None:
             self.metrics.batch_processed(batcher.labels, total, padded)
-        start = 0
+        batch = _Batch(outputs if padded == total else {alias: array[:total] for alias, array in outputs.items()})
+        results, start = [], 0
         for task in tasks:
-            task.future.set_result({alias: array[start:start + task.size] for alias, array in outputs.items()})
+            results.append((task, BatchOutputs(batch, start, start + task.size), None))
             start += task.size
+        return results
 
     def _run(self, batcher: Batcher, tasks: list):
         total = sum(task.size for task in tasks)
@@ -195,3 +236,31 @@ class BatchScheduler:
                 raise ServingError("FAILED_PRECONDITION", "Batched output tensor's 0th dimension does not equal the "
                                                           "sum of the 0th dimension sizes of the input tensors")
         return outputs, total, padded
+
+
+def _deliver(results: list) -> None:
+    """Completes the tasks' futures: concurrent ones here, asyncio ones with one callback per loop."""
+    loops = {}
+    for result in results:
+        task, outputs, error = result
+        if task.loop is not None:
+            loops.setdefault(task.loop, []).append(result)
+        elif error is not None:
+            task.future.set_exception(error)
+        else:
+            task.future.set_result(outputs)
+    for loop, items in loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items)
+        except RuntimeError:    # the loop is closed: nobody waits for these
+            pass
+
+
+def _settle(results: list) -> None:
+    for task, outputs, error in results:
+        if task.future.done():          # cancelled (the caller's deadline passed)
+            continue
+        if error is not None:
+            task.future.set_exception(error)
+        else:
+            task.future.set_result(outputs)

@@ -87,6 +87,10 @@ class ServerRequestLogger:
     def close(self) -> None:
         self.apply(({}, {}))
 
+    def logs(self, model_name: str) -> bool:
+        """Whether calls of ``model_name`` may be logged (it has a writer)."""
+        return model_name in self._writers
+
     def log(self, kind: str, spec, build) -> None:
         """Logs one call of model ``spec.name`` if its writer samples it: ``build()`` -> (request, response)
         protos of API ``kind`` (a key of :data:`LOG_KINDS`), called only then; ``spec``: the ModelSpec that

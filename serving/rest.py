@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from serving import inference, request_logging, tensors
+from serving.batching import BatchOutputs
 from serving.status import ServingError, invalid, request_error
 
 log = logging.getLogger("serving.rest")
@@ -129,7 +130,7 @@ class RestApi:
         self.options = options
         self.metrics = metrics
         self.prometheus_path = prometheus_path
-        self.runner = runner          # async (servable, signature_name, arrays) -> outputs
+        self.runner = runner          # (servable, signature_name, arrays) -> asyncio future of the outputs
         self.cors = bool(options.rest_api_enable_cors_support)
         self.timeout = options.rest_api_timeout_in_ms / 1000.0 if options.rest_api_timeout_in_ms > 0 else None
 
@@ -242,10 +243,16 @@ class RestApi:
         else:
             raise invalid("Missing 'inputs' or 'instances' key")
         outputs = await self._run(servable, signature_name, arrays)
-        answer = tensors.row_response(outputs) if has_instances else tensors.columnar_response(outputs)
-        spec = request_logging.model_spec(name, signature_name, servable.version)
-        self.request_logger.log("predict", spec, lambda: request_logging.predict_messages(
-            request_logging.model_spec(name, requested, version, label), spec, arrays, outputs))
+        if not has_instances:
+            answer = tensors.columnar_response(outputs)
+        elif isinstance(outputs, BatchOutputs):     # the JSON rows of the whole batch, formatted once
+            answer = tensors.predictions_body(outputs.shared(tensors.row_texts))
+        else:
+            answer = tensors.row_response(outputs)
+        if self.request_logger.logs(name):
+            spec = request_logging.model_spec(name, signature_name, servable.version)
+            self.request_logger.log("predict", spec, lambda: request_logging.predict_messages(
+                request_logging.model_spec(name, requested, version, label), spec, arrays, outputs))
         return answer
 
     async def classify_or_regress(self, verb: str, name: str, version, label, body: bytes) -> str:
@@ -266,10 +273,25 @@ class RestApi:
         return answer
 
     async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
+        future = self.runner(servable, signature_name, arrays)
+        if self.timeout is None:
+            return await future
+        expired = []     # one timer that cancels the run's future (wait_for would start a task per request)
+        timer = asyncio.get_running_loop().call_later(self.timeout, _expire, future, expired)
         try:
-            return await asyncio.wait_for(self.runner(servable, signature_name, arrays), self.timeout)
-        except asyncio.TimeoutError:
-            raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+            return await future
+        except asyncio.CancelledError:
+            if expired:
+                raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+            raise
+        finally:
+            timer.cancel()
+
+
+def _expire(future, expired: list) -> None:
+    if not future.done():
+        expired.append(True)
+        future.cancel()
 
 
 def _signature(servable, name: str):

@@ -195,11 +195,13 @@ class Server:
                 return servable.batcher(signature_name, self._make_batcher)
         return None
 
-    async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
+    def _run(self, servable, signature_name: str, arrays: dict) -> asyncio.Future:
+        """The REST runner (in the REST loop's thread): an asyncio future of the outputs, from the batcher or the
+        signature run in an executor thread."""
         batcher = self._batcher(servable, signature_name, arrays)
         if batcher is not None:
-            return await asyncio.wrap_future(batcher.submit(arrays))
-        return await self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays)
+            return batcher.submit(arrays, loop=self.loop)
+        return self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays)
 
     def run_blocking(self, servable, signature_name: str, arrays: dict, timeout: float | None = None) -> dict:
         """The gRPC threads' runner: the batcher as for REST, else the signature in the calling thread."""

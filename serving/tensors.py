@@ -107,6 +107,11 @@ def b64decode(text: str) -> bytes:
     """absl::Base64Unescape: standard alphabet, padding optional."""
     if not isinstance(text, str):
         raise invalid("Unable to base64 decode")
+    if not len(text) % 4 and "=" not in text[:-2]:   # the common case, without the regex check of validate=True
+        try:
+            return binascii.a2b_base64(text, strict_mode=True)
+        except (ValueError, binascii.Error):
+            pass
     try:
         raw = text.encode("ascii")
         if len(raw) % 4:
@@ -403,10 +408,13 @@ def format_float(value: float, double: bool = False) -> str:
     return text
 
 
-def _float_strings(flat: np.ndarray) -> list:
-    """format_float over a float32/float64 array, with the round-trip check done in one numpy pass."""
-    double = flat.dtype == np.float64
-    values = flat.tolist()
+_POWERS_OF_TEN = 10.0 ** np.arange(23)        # exact in float64
+_SHORT_OR_WIDE = {False: ("%.9g", "%.9g.0", "%g", "%g.0"), True: ("%.17g", "%.17g.0", "%g", "%g.0")}
+_FEW_FLOATS = 96   # below this many values, the fixed cost of the numpy passes outweighs what they save
+
+
+def _few_float_strings(flat: np.ndarray, values: list, double: bool) -> list:
+    """format_float over a few values: ``%g`` for all, the round-trip check in one numpy parse."""
     strings = ["%g" % v for v in values]
     finite = np.isfinite(flat)
     with np.errstate(all="ignore"):
@@ -415,6 +423,41 @@ def _float_strings(flat: np.ndarray) -> list:
     for i in np.flatnonzero((parsed != flat) | ~finite).tolist():
         strings[i] = format_float(values[i], double=double) if not finite[i] else wide % values[i]
     return [t if ("." in t or "e" in t or t[-1] in "ynN") else t + ".0" for t in strings]
+
+
+def _float_strings(flat: np.ndarray) -> list:
+    """format_float over a float32/float64 array: one string formatting per value.
+
+    Whether ``%g`` (6 significant digits) round-trips is decided in numpy: the value rounded to 6 significant
+    digits is ``rint(|v| * 10**shift) / 10**shift`` (one correctly rounded operation on exact operands, so the
+    double nearest the decimal ``%g`` prints), compared with the value (as float32 for float32). Values where that
+    arithmetic could round differently from the decimal rounding (near a tie, an uncertain leading digit, a shift
+    past 10**22) and non-finite ones go through format_float."""
+    double = flat.dtype == np.float64
+    values = flat.tolist()
+    if len(values) < _FEW_FLOATS:
+        return _few_float_strings(flat, values, double)
+    with np.errstate(all="ignore"):
+        wide = flat.astype(np.float64)
+        magnitude = np.abs(wide)
+        shift = 5.0 - np.floor(np.log10(magnitude))
+        exact = np.abs(shift) <= 22.0
+        power = _POWERS_OF_TEN[np.where(exact, np.abs(shift), 0.0).astype(np.intp)]
+        up = shift >= 0
+        scaled = np.where(up, magnitude * power, magnitude / power)
+        digits = np.rint(scaled)
+        rounded = np.where(up, digits / power, digits * power)
+        certain = exact & (np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6) & (scaled >= 1e5) & (scaled < 999999.5)
+        short = (rounded == magnitude) if double else (rounded.astype(np.float32) == np.abs(flat))
+        whole_short = (rounded == np.rint(rounded)) & (rounded < 1e6)           # %g prints no point
+        whole_wide = (magnitude == np.rint(magnitude)) & (magnitude < (1e17 if double else 1e9))
+        codes = np.where(short, 2 + whole_short, whole_wide.astype(np.intp))
+        codes[~certain] = 4
+        codes[magnitude == 0] = 3
+        codes[~np.isfinite(wide)] = 4
+    formats = _SHORT_OR_WIDE[double]
+    return [formats[code] % value if code != 4 else format_float(value, double)
+            for code, value in zip(codes.tolist(), values)]
 
 
 def _leaf_strings(array: np.ndarray, alias: str) -> list:
@@ -430,8 +473,24 @@ def _leaf_strings(array: np.ndarray, alias: str) -> list:
         values = [v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist()]
         if alias.endswith("_bytes"):
             return ['{"b64": "' + base64.b64encode(v).decode("ascii") + '"}' for v in values]
-        return [json.dumps(v.decode("utf-8", "replace"), ensure_ascii=False) for v in values]
+        return [_json_string(v) for v in values]
     raise invalid(f"Failed to write JSON value for tensor type: {array.dtype}")
+
+
+_JSON_STRINGS: dict = {}     # string outputs repeat (class names, letters): their JSON text, by value
+_MAX_JSON_STRINGS = 4096
+_MAX_CACHED_STRING = 256
+
+
+def _json_string(value: bytes) -> str:
+    text = _JSON_STRINGS.get(value)
+    if text is None:
+        text = json.dumps(value.decode("utf-8", "replace"), ensure_ascii=False)
+        if len(value) <= _MAX_CACHED_STRING:
+            if len(_JSON_STRINGS) >= _MAX_JSON_STRINGS:
+                _JSON_STRINGS.clear()
+            _JSON_STRINGS[value] = text
+    return text
 
 
 def _nest(strings: list, shape: tuple, start: int = 0) -> str:
@@ -447,8 +506,8 @@ def _name(alias: str) -> str:
     return json.dumps(alias, ensure_ascii=False)
 
 
-def row_response(outputs: dict) -> str:
-    """``{"predictions": [...]}``: one element per batch row."""
+def row_texts(outputs: dict) -> list:
+    """The JSON text of each batch row of a ``{"predictions": [...]}`` answer (see :func:`predictions_body`)."""
     batch = None
     for alias, array in outputs.items():
         if array.ndim == 0:
@@ -457,19 +516,35 @@ def row_response(outputs: dict) -> str:
             batch = array.shape[0]
         elif array.shape[0] != batch:
             raise invalid(f"Tensor name: {alias} has inconsistent batch size: {array.shape[0]} expecting: {batch}")
-    columns = {}
+    columns = []
     for alias, array in outputs.items():
         strings = _leaf_strings(array, alias)
-        step = math.prod(array.shape[1:])
-        columns[alias] = [_nest(strings, array.shape[1:], i * step) for i in range(array.shape[0])]
-    if len(outputs) == 1:
-        rows = next(iter(columns.values()))
-    else:
-        rows = ["{" + ", ".join(f"{_name(alias)}: {column[i]}" for alias, column in columns.items()) + "}"
-                for i in range(batch or 0)]
+        inner = array.shape[1:]
+        step = math.prod(inner)
+        if len(inner) == 1:
+            columns.append(["[" + ", ".join(strings[start:start + step]) + "]"
+                            for start in range(0, array.shape[0] * step, step)])
+        elif inner:
+            columns.append([_nest(strings, inner, i * step) for i in range(array.shape[0])])
+        else:
+            columns.append(strings)
+    if len(columns) == 1:
+        return columns[0]
+    names = [_name(alias) + ": " for alias in outputs]
+    return ["{" + ", ".join(name + column[i] for name, column in zip(names, columns)) + "}"
+            for i in range(batch or 0)]
+
+
+def predictions_body(rows: list) -> str:
+    """``{"predictions": [...]}`` of row texts (:func:`row_texts`)."""
     if not rows:
         return '{\n    "predictions": []\n}'
     return '{\n    "predictions": [\n        ' + ",\n        ".join(rows) + "\n    ]\n}"
+
+
+def row_response(outputs: dict) -> str:
+    """``{"predictions": [...]}``: one element per batch row."""
+    return predictions_body(row_texts(outputs))
 
 
 def columnar_response(outputs: dict) -> str:

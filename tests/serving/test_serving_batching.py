@@ -1,11 +1,17 @@
 """Dynamic batching (measured through the batcher's metrics) and graceful shutdown."""
+import asyncio
 import concurrent.futures
 import re
 import signal
 import threading
 import time
 
+import numpy as np
+import pytest
+
 from core import configs
+from serving.batching import BatchOutputs, BatchScheduler
+from serving.config import Batching
 from tests.support import serving as testing
 from tests.support.serving import b64
 
@@ -41,6 +47,73 @@ def test_concurrent_requests_are_batched(tmp_path):
         big = {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())] * 9}
         assert client.post("/v1/models/letters:predict", big) == (
             400, {"error": "Task size 9 is larger than maximum input batch size 8"})
+
+
+def test_batch_mates_get_their_own_rows(tmp_path):
+    """Each request's answer is its own rows of the batch (formatted once per batch), as when it ran alone."""
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    with testing.start_server(base, enable_batching=True,
+                              batching_parameters_file=batching_file(tmp_path, 16, 100_000)) as server:
+        client = testing.RestClient(server.url)
+
+        def call(i, columnar=False):
+            images = [b64(testing.png_bytes(i * 30))] * (1 + i % 2)
+            key = "inputs" if columnar else "instances"
+            return client.post("/v1/models/letters:predict", {"signature_name": configs.IMAGE_SIGNATURE, key: images})
+
+        alone = [call(i) for i in range(8)]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(call, range(8)))
+            columnar = list(pool.map(lambda i: call(i, columnar=True), range(8)))
+        for (status, batched), (_, single) in zip(together, alone):   # batched math may differ in the last bit
+            assert status == 200 and len(batched["predictions"]) == len(single["predictions"])
+            for got, want in zip(batched["predictions"], single["predictions"]):
+                assert got["top_indices"] == want["top_indices"] and got["top_letters"] == want["top_letters"]
+                assert got["probabilities"] == pytest.approx(want["probabilities"], rel=1e-5)
+        assert len({str(answer) for _, answer in alone}) == 8
+        for (_, rows), (status, columns) in zip(alone, columnar):
+            assert status == 200
+            assert [row["top_classes"] for row in rows["predictions"]] == columns["outputs"]["top_classes"]
+
+
+def test_tasks_of_an_event_loop_are_completed_together_and_share_batch_work():
+    scheduler = BatchScheduler(Batching(max_batch_size=8, batch_timeout_micros=200_000, num_batch_threads=1))
+    batcher = scheduler.batcher(lambda arrays: {"y": arrays["x"] * 2}, {})
+    computed = []
+
+    def rows(outputs):
+        computed.append(len(outputs["y"]))
+        return [f"row {value}" for value in outputs["y"].tolist()]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wakeups = []
+        call_soon_threadsafe = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: wakeups.append(args) or call_soon_threadsafe(*args)
+        futures = [batcher.submit({"x": np.array([i, i + 10][:size])}, loop=loop) for i, size in enumerate((1, 2, 1))]
+        results = await asyncio.gather(*futures)
+        return results, len(wakeups)
+
+    try:
+        results, wakeups = asyncio.run(main())
+    finally:
+        scheduler.stop()
+    assert wakeups == 1
+    assert all(isinstance(result, BatchOutputs) for result in results)
+    assert [result["y"].tolist() for result in results] == [[0], [2, 22], [4]]
+    assert [result.shared(rows) for result in results] == [["row 0"], ["row 2", "row 22"], ["row 4"]]
+    assert computed == [4]
+
+
+def test_a_run_past_the_rest_deadline_is_504(tmp_path):
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    with testing.start_server(base, enable_batching=True, rest_api_timeout_in_ms=200,
+                              batching_parameters_file=batching_file(tmp_path, 64, 2_000_000)) as server:
+        body = {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())]}
+        assert testing.RestClient(server.url).post("/v1/models/letters:predict", body) == (
+            504, {"error": "Deadline Exceeded"})
 
 
 def test_a_bad_request_does_not_fail_its_batch_mates(tmp_path):

@@ -15,6 +15,23 @@ def test_float_format(value, text):
     assert tensors.format_float(float(np.float32(value))) == text
 
 
+def test_float_arrays_are_formatted_as_each_value_alone():
+    """Long arrays take a vectorised path (the %g round-trip decided in numpy): same strings as format_float."""
+    rng = np.random.default_rng(5)
+    tricky = [0.0, -0.0, 3.0, 0.1, 999999.0, 999999.5, 1e6, -1e6, 9e6, 3e-5, 1 / 3, 123456.5, 1234565.0, 12345.65,
+              16777217.0, 999999936.0, 1e9, 1e-45, 1.17549435e-38, 3.4028235e38, 1e-4, 99999.95, 9999995.0, 0.0625,
+              float("nan"), float("inf"), -float("inf")]
+    powers = np.float32(10.0) ** np.arange(-38, 39, dtype=np.float32)
+    for dtype in (np.float32, np.float64):
+        values = np.concatenate([np.array(tricky, dtype), rng.random(300).astype(dtype),
+                                 (rng.standard_normal(300) * 10.0 ** rng.integers(-30, 30, 300)).astype(dtype),
+                                 np.arange(-300, 300, dtype=dtype) / 4, powers.astype(dtype),
+                                 np.nextafter(powers, np.float32(0)).astype(dtype)])
+        expected = [tensors.format_float(v, double=dtype is np.float64) for v in values.tolist()]
+        assert tensors._float_strings(values) == expected
+        assert tensors._float_strings(values[:20]) == expected[:20]      # the path for a few values
+
+
 def test_ints_reject_decimals_and_bools_need_json_bools():
     with pytest.raises(ServingError, match=r"JSON Value: 1.0 Type: Number is not of expected type: int32"):
         tensors.to_ndarray([1.0], types_pb2.DT_INT32)
@@ -41,6 +58,10 @@ def test_unsupported_dtype_is_501():
 
 def test_b64_padding_optional_and_strict_alphabet():
     assert tensors.b64decode("YQ") == b"a" and tensors.b64decode("YQ==") == b"a"
+    assert tensors.b64decode("QUJD") == b"ABC" and tensors.b64decode("QUI=") == b"AB"
+    for text in ("QUJD=", "QU=I", "QQ==QQ==", " QUI=", "QUI=\n", "QUé="):
+        with pytest.raises(ServingError, match="Unable to base64 decode"):
+            tensors.b64decode(text)
     with pytest.raises(ServingError, match="Unable to base64 decode"):
         tensors.b64decode("-_")
 
