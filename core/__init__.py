@@ -2,7 +2,7 @@
 
 Importing this package fixes the Keras mode for the whole process. It must happen before TensorFlow is
 imported anywhere, so every entry point (runners, tests, the trainer module, the serving and web servers)
-imports ``pipeline`` first. TFX 1.16 and TFT 1.16 are built on Keras 2, so the project uses the legacy
+imports ``core`` first. TFX 1.16 and TFT 1.16 are built on Keras 2, so the project uses the legacy
 ``tf_keras`` package as ``tf.keras`` everywhere (``TF_USE_LEGACY_KERAS=1``).
 """
 import warnings as _warnings

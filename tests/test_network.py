@@ -92,3 +92,19 @@ def test_every_training_setting_reaches_the_trainer():
     custom["code"] = "abc"
     hp = trainer.hyperparameters(custom)
     assert all(getattr(hp, name) == getattr(config, name) for name in TRAINING_FIELDS)
+
+
+def test_autograph_leaves_keras_alone_and_still_converts_project_code():
+    """models.network adds tf_keras to AutoGraph's do-not-convert list (TensorFlow's names only ``keras``):
+    Keras' internals run as written, while the project's own functions are still converted."""
+    from tensorflow.python.autograph.core import config
+    from tensorflow.python.autograph.impl import conversion
+
+    from core import keras_mode
+
+    assert conversion.is_allowlisted(tf.keras.layers.Dense.call)
+    assert conversion.is_allowlisted(tf.keras.Model.predict_step)
+    assert not conversion.is_allowlisted(network.augment_batch)
+    rules = len(config.CONVERSION_RULES)
+    keras_mode.skip_autograph_of_keras()          # idempotent
+    assert len(config.CONVERSION_RULES) == rules
