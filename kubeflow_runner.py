@@ -210,6 +210,9 @@ def main(argv=None) -> int:
     print(f"Wrote {output} ({args.target}): {len(spec_lib.tasks(spec))} tasks, image {args.image}, "
           f"root {config.pipeline_root}")
     print(f"Beam: {' '.join(beam)}")
+    print(f"Training budget: {config.epochs} epoch{'s' if config.epochs != 1 else ''} (chosen)" if config.epochs else
+          f"Training budget: sized by the Trainer from the training images it gets ({configs.budget_rule()}; "
+          f"--epochs N to choose)")
     for note in notes:
         print(f"note: {note}")
     return 0

@@ -3,6 +3,9 @@
     python local_runner.py                              # built-in generated data (made if missing)
     python local_runner.py --data-root ~/letters --epochs 30
 
+The number of epochs, unless chosen, is sized from the number of training images (core.configs.sized_epochs)
+and printed before the pipeline starts.
+
 Every flag defaults to core/configs.py, overridable there by LETTERS_<FIELD> environment variables.
 """
 from __future__ import annotations
@@ -125,6 +128,16 @@ def export_feedback(config: Config) -> str | None:
     return out if total else None
 
 
+def estimated_budget(config: Config, feedback_root: str | None = None) -> configs.TrainingBudget:
+    """The Trainer's budget as far as it is known before the pipeline runs: the data root's images times the
+    train share of the split, plus the feedback images (always trained on). The Trainer sizes it again from
+    the examples it gets (files that turn out unusable are not among them, and the hash split is not exact)."""
+    from components.image_example_gen import count_candidates
+    share = config.train_buckets / (config.train_buckets + config.eval_buckets)
+    images = round(count_candidates(config.data_root) * share) + count_candidates(feedback_root)
+    return configs.training_budget(images, config.batch_size, config.epochs)
+
+
 def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
     from tfx.orchestration.metadata import sqlite_metadata_connection_config
@@ -139,6 +152,7 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     print(f"Pipeline: data {config.data_root} → serving {config.serving_dir} "
           f"(artifacts in {config.pipeline_root})", flush=True)
     feedback_root = export_feedback(config)
+    print(estimated_budget(config, feedback_root).describe(estimated=True), flush=True)
     LocalDagRunner().run(create_pipeline(
         config, beam_pipeline_args=configs.beam_pipeline_args(config),
         metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root))

@@ -80,7 +80,10 @@ def train_once(hp: configs.Config, train, val) -> dict:
     if hp.augment:
         ds = ds.map(lambda x, y: trainer.augment(x, y, hp), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    model = trainer.compiled_model(hp, steps=len(ds) * hp.epochs)
+    budget = configs.training_budget(len(x_train), hp.batch_size, hp.epochs)   # the Trainer's rule when epochs=0
+    print(f"  seed {hp.seed}: {budget.describe()}", flush=True)
+    hp = hp.replace(epochs=budget.epochs)
+    model = trainer.compiled_model(hp, steps=budget.steps)
     started = time.monotonic()
     history = []
 

@@ -130,6 +130,8 @@ def main(argv=None) -> int:
         "wall_seconds": round(wall, 1),
         "peak_rss_mib": round(peak / 2**20),
         "train_seconds": summary.get("training", {}).get("train_seconds"),
+        "epochs": summary.get("training", {}).get("epochs"),
+        "steps": summary.get("training", {}).get("steps"),
         "examples": summary.get("examples_per_split"),
         "eval_top1": overall.get("sparse_categorical_accuracy"),
         "eval_top3": overall.get("sparse_top_k_categorical_accuracy"),

@@ -97,6 +97,15 @@ def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
     return sorted(fileio.glob(os.path.join(input_base, pattern)))
 
 
+def count_candidates(input_base: str | None, pattern: str = INPUT_PATTERN) -> int:
+    """Files the executor will read as images (in a class folder, not a folder themselves), before checking
+    them: a cheap upper bound of the examples, for sizing the training budget before the pipeline runs."""
+    if not input_base or not fileio.exists(input_base):
+        return 0
+    return sum(1 for path in list_inputs(input_base, pattern)
+               if os.path.basename(os.path.dirname(path)) in CLASS_INDEX and not fileio.isdir(path))
+
+
 def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
     """Names, sizes and modification times of the files under ``root`` (as TFX fingerprints input_base)."""
     if not root or not fileio.exists(root):

@@ -7,7 +7,6 @@ Augmentation runs in the training input pipeline only; evaluation and serving se
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 
@@ -92,16 +91,29 @@ class _EpochLog(tf.keras.callbacks.Callback):
               f"({time.monotonic() - self.started:.0f} s)", flush=True)
 
 
+def count_examples(patterns) -> int:
+    """Records in the files, counted without parsing (so no augmentation is run to count)."""
+    return int(tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP").reduce(
+        0, lambda count, _: count + 1))
+
+
+def budget(train_patterns, hp: Config) -> configs.TrainingBudget:
+    """Epochs and steps for this training split: ``hp.epochs``, or sized from its examples when 0."""
+    return configs.training_budget(count_examples(train_patterns), hp.batch_size, hp.epochs)
+
+
 def train(train_patterns, eval_patterns, tf_transform_output, hp: Config):
+    """Trains for the budget (cosine decay over exactly its steps); returns (model, history, budget)."""
     tf.keras.utils.set_random_seed(hp.seed)
+    plan = budget(train_patterns, hp)
+    print(f"Trainer: {plan.describe()}", flush=True)
+    logging.info("%s", plan.describe())
     train_ds = make_dataset(train_patterns, tf_transform_output, hp.batch_size, True, hp)
     eval_ds = make_dataset(eval_patterns, tf_transform_output, 256, False, hp)
-    examples = int(tf.data.TFRecordDataset(_files(train_patterns), compression_type="GZIP").reduce(
-        0, lambda count, _: count + 1))   # counting records, not batches, so no augmentation is run to count
-    model = compiled_model(hp, steps=math.ceil(examples / hp.batch_size) * hp.epochs)
-    history = model.fit(train_ds, validation_data=eval_ds, epochs=hp.epochs, verbose=0,
-                        callbacks=[_EpochLog(hp.epochs)])
-    return model, history
+    model = compiled_model(hp, steps=plan.steps)
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=plan.epochs, verbose=0,
+                        callbacks=[_EpochLog(plan.epochs)])
+    return model, history, plan
 
 
 def run_fn(fn_args) -> None:
@@ -109,10 +121,13 @@ def run_fn(fn_args) -> None:
     hp = hyperparameters(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     started = time.monotonic()
-    model, history = train(fn_args.train_files, fn_args.eval_files, tf_transform_output, hp)
+    model, history, plan = train(fn_args.train_files, fn_args.eval_files, tf_transform_output, hp)
     export.export_model(model, tf_transform_output, fn_args.serving_model_dir)
     summary = {
-        "epochs": hp.epochs,
+        "epochs": plan.epochs,
+        "steps": plan.steps,
+        "train_examples": plan.train_images,
+        "budget": "sized" if plan.sized else "chosen",
         "train_seconds": round(time.monotonic() - started, 1),
         "parameters": int(model.count_params()),
         "final": {k: float(v[-1]) for k, v in history.history.items()},

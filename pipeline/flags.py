@@ -68,7 +68,8 @@ def defaults_from_env() -> Config:
 
 
 TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runners
-    "epochs": "passes over the training split",
+    "epochs": f"passes over the training split; 0 = sized from the number of training images "
+              f"({configs.budget_rule()})",
     "batch_size": "images per training step",
     "learning_rate": "Adam's initial learning rate (cosine decay to 0)",
     "image_size": "model input side in pixels",

@@ -186,7 +186,10 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
             lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
     if "training" in summary:
         t = summary["training"]
-        lines.append(f"  training: {t['epochs']} epochs in {t['train_seconds']} s, {t['parameters']:,} parameters")
+        budget = (f" ({t['steps']:,} steps, {'sized from' if t.get('budget') == 'sized' else 'chosen;'} "
+                  f"{t['train_examples']:,} training images)") if "steps" in t and "train_examples" in t else ""
+        lines.append(f"  training: {t['epochs']} epochs{budget} in {t['train_seconds']} s, "
+                     f"{t['parameters']:,} parameters")
     if "evaluation" in summary:
         ev = summary["evaluation"]
         acc = ev["overall"].get(ACCURACY_METRIC)

@@ -76,11 +76,11 @@ def run_pipeline(data_root, work, *extra, check=True):
 def pipeline_runs(tiny_dataset, tmp_path_factory):
     """The end-to-end pipeline run twice on tiny data: a first push, then an unchanged re-run."""
     work = tmp_path_factory.mktemp("e2e")
-    first, _ = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "0.0",
-                            "--max-regression", "1.0")
+    first, first_proc = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "0.0",
+                                     "--max-regression", "1.0")
     second, _ = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "0.0",
                              "--max-regression", "1.0")
-    return {"work": work, "first": first, "second": second}
+    return {"work": work, "first": first, "second": second, "first_output": first_proc.stdout}
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_both_runners_take_the_same_training_flags(runner):
     default = module.parse_args([])[0]
     assert default.replace(pipeline_root="", data_root="", serving_dir="", metadata_path="", feedback_dir="") == \
         configs.Config().replace(pipeline_root="", data_root="", serving_dir="", metadata_path="", feedback_dir="")
-    for bad in (["--split", "9"], ["--split", "9:0"], ["--split", "a:b"], ["--split", "9:1:1"], ["--epochs", "0"],
+    for bad in (["--split", "9"], ["--split", "9:0"], ["--split", "a:b"], ["--split", "9:1:1"], ["--epochs", "-1"],
                 ["--architecture", "lenet"], ["--conv-widths", "8,x"], ["--conv-widths", "8,0"],
                 ["--learning-rate", "nan"], ["--learning-rate", "0"], ["--accuracy-floor", "5"],
                 ["--max-regression", "-1"], ["--beam-workers", "-3"], ["--image-size", "0"]):
@@ -90,3 +90,60 @@ def test_architecture_and_widths_are_checked_when_the_config_is_made():
     out = subprocess.run([sys.executable, str(ROOT / "local_runner.py")], capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, LETTERS_ARCHITECTURE="lenet"), timeout=120)
     assert out.returncode == 2 and "unknown architecture 'lenet'" in out.stderr
+
+
+def test_the_training_budget_grows_with_the_training_images_within_bounds():
+    assert configs.Config().epochs == 0                       # the default: sized from the data
+    epochs = [configs.sized_epochs(n) for n in range(0, 20_000, 50)]
+    assert epochs == sorted(epochs)                           # more images, never fewer epochs
+    assert epochs[0] == configs.MIN_EPOCHS and epochs[-1] == configs.MAX_EPOCHS
+    assert configs.sized_epochs(10 * configs.IMAGES_PER_EPOCH) == max(configs.MIN_EPOCHS, 10)
+    assert configs.sized_epochs(30 * configs.IMAGES_PER_EPOCH) == min(configs.MAX_EPOCHS, 30)
+    demo = configs.training_budget(1728, 64)                  # make demo: 2,160 generated letters, 4:1 split
+    assert (demo.epochs, demo.steps_per_epoch, demo.steps, demo.sized) == (12, 27, 324, True)
+    for n in (1, 63, 64, 65, 3151):
+        budget = configs.training_budget(n, 64)
+        assert budget.steps == budget.epochs * -(-n // 64) and budget.epochs == configs.sized_epochs(n)
+    assert configs.training_budget(0, 64).steps_per_epoch == 1
+    for bad in ((-1, 64, 0), (100, 0, 0), (100, 64, -2)):
+        with pytest.raises(ValueError):
+            configs.training_budget(*bad)
+
+
+def test_chosen_epochs_win_over_the_rule():
+    for n in (100, 3151, 50_000):
+        budget = configs.training_budget(n, 64, epochs=7)
+        assert (budget.epochs, budget.sized) == (7, False)
+    assert configs.Config.from_env({"LETTERS_EPOCHS": "60"}).epochs == 60
+    assert configs.Config.from_env({"LETTERS_EPOCHS": "0"}).epochs == 0
+    with pytest.raises(ValueError, match="epochs must be a number >= 0"):
+        configs.Config.from_env({"LETTERS_EPOCHS": "-3"})
+    import local_runner
+    assert local_runner.parse_args(["--epochs", "0"])[0].epochs == 0
+
+
+def test_the_budget_line_says_what_was_chosen_and_from_what():
+    assert configs.training_budget(3200, 64).describe() == (
+        f"training budget: {configs.sized_epochs(3200)} epochs × 50 steps = {configs.sized_epochs(3200) * 50:,} "
+        f"steps (sized from 3,200 training images; --epochs N to choose)")
+    assert configs.training_budget(2518, 64, 60).describe(estimated=True) == (
+        "training budget: 60 epochs × 40 steps = 2,400 steps (epochs chosen; about 2,518 training images)")
+
+
+def test_the_runner_estimates_the_budget_before_the_pipeline_from_the_files(tmp_path):
+    import local_runner
+    from pipeline import generate_letters
+    generate_letters.generate(tmp_path / "data", per_class=4, seed=3, progress=False)   # 108 images
+    (tmp_path / "data" / "notes").mkdir()
+    (tmp_path / "data" / "notes" / "read_me.png").write_bytes(b"x")                   # not a class folder
+    (tmp_path / "data" / "alef" / "nested").mkdir()                                      # not read either
+    feedback = tmp_path / "feedback"
+    (feedback / "bet").mkdir(parents=True)
+    for i in range(5):
+        (feedback / "bet" / f"{i}.png").write_bytes(b"x")
+    config = configs.Config(data_root=str(tmp_path / "data"))
+    assert local_runner.estimated_budget(config) == configs.training_budget(round(108 * 4 / 5), 64)
+    assert local_runner.estimated_budget(config.replace(train_buckets=9), str(feedback)).train_images == 97 + 5
+    chosen = local_runner.estimated_budget(config.replace(epochs=3))
+    assert chosen.describe(estimated=True) == \
+        "training budget: 3 epochs × 2 steps = 6 steps (epochs chosen; about 86 training images)"

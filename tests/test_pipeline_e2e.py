@@ -38,6 +38,16 @@ def test_first_run_blesses_and_pushes_a_complete_version(pipeline_runs):
     assert (serving / version / "variables" / "variables.index").is_file()
     assert (serving / version / PUSH_RECORD).is_file()
     assert version_dirs(serving) == [version]          # nothing half-written left behind
+    # the budget: announced before the pipeline starts (estimated from the files), then the Trainer's own
+    train = first["examples_per_split"]["train"]
+    output = pipeline_runs["first_output"]
+    first_lines = output.splitlines()[:2]
+    assert first_lines[0].startswith("Pipeline: data ") and first_lines[1].startswith("training budget: 3 epochs × ")
+    assert "(epochs chosen; about " in first_lines[1]
+    trained = configs.training_budget(train, configs.Config().batch_size, 3)
+    assert f"Trainer: {trained.describe()}" in output
+    assert {k: first["training"][k] for k in ("epochs", "steps", "train_examples", "budget")} == {
+        "epochs": 3, "steps": trained.steps, "train_examples": train, "budget": "chosen"}
     per_class = first["evaluation"]["per_class"]          # one slice per class present in the eval split
     assert set(per_class) <= set(CLASS_NAMES) and len(per_class) > 10
     assert sum(m["example_count"] for m in per_class.values()) == first["examples_per_split"]["eval"]

@@ -108,6 +108,7 @@ def test_roots_and_settings_reach_the_components(compiled):
     assert json.loads(_constant(spec, "Pusher", "push_destination")) == {
         "filesystem": {"base_directory": str(paths["serving_dir"])}}
     assert json.loads(_constant(spec, "Trainer", "custom_config"))["epochs"] == 1
+    assert "Training budget: 1 epoch (chosen)" in compiled[2]
     example_gen = json.loads(_constant(spec, "ImageExampleGen", "custom_config"))
     assert example_gen["feedback_root"] == str(paths["feedback_root"])   # read at run time: no compile-time
     assert "feedback_fingerprint" not in example_gen                      # fingerprint, and no cache
@@ -207,7 +208,7 @@ def test_command_line_errors_and_help():
 
     for argv in (["--dataflow", "--project", "p"],                       # no region / temp location
                  ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "/tmp/x"],
-                 ["--resources", "Trainer=cpu=lots"], ["--output", "spec.txt"], ["--epochs", "0"]):
+                 ["--resources", "Trainer=cpu=lots"], ["--output", "spec.txt"], ["--epochs", "-1"]):
         with pytest.raises(SystemExit):
             kubeflow_runner.parse_args(argv)
     with pytest.raises(ValueError, match="no component named Trainr"):
