@@ -1,6 +1,7 @@
 """Dynamic batching (measured through the batcher's metrics) and graceful shutdown."""
 import asyncio
 import concurrent.futures
+import contextlib
 import re
 import signal
 import threading
@@ -21,6 +22,17 @@ def batching_file(tmp_path, max_batch_size, timeout_micros):
     path.write_text(f"max_batch_size {{ value: {max_batch_size} }}\nbatch_timeout_micros {{ value: {timeout_micros} }}\n"
                     "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
     return str(path)
+
+
+@contextlib.contextmanager
+def batching_client(tmp_path, max_batch_size, timeout_micros):
+    """A client of a server with one published version and batching on."""
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    with testing.start_server(base, enable_batching=True,
+                              batching_parameters_file=batching_file(tmp_path, max_batch_size,
+                                                                     timeout_micros)) as server:
+        yield testing.RestClient(server.url)
 
 
 def test_concurrent_requests_are_batched(tmp_path):
@@ -51,11 +63,7 @@ def test_concurrent_requests_are_batched(tmp_path):
 
 def test_batch_mates_get_their_own_rows(tmp_path):
     """Each request's answer is its own rows of the batch (formatted once per batch), as when it ran alone."""
-    base = str(tmp_path / "letters")
-    testing.publish_version(base, 1)
-    with testing.start_server(base, enable_batching=True,
-                              batching_parameters_file=batching_file(tmp_path, 16, 100_000)) as server:
-        client = testing.RestClient(server.url)
+    with batching_client(tmp_path, 16, 100_000) as client:
 
         def call(i, columnar=False):
             images = [b64(testing.png_bytes(i * 30))] * (1 + i % 2)
@@ -117,11 +125,7 @@ def test_a_run_past_the_rest_deadline_is_504(tmp_path):
 
 
 def test_a_bad_request_does_not_fail_its_batch_mates(tmp_path):
-    base = str(tmp_path / "letters")
-    testing.publish_version(base, 1)
-    with testing.start_server(base, enable_batching=True,
-                              batching_parameters_file=batching_file(tmp_path, 16, 200_000)) as server:
-        client = testing.RestClient(server.url)
+    with batching_client(tmp_path, 16, 200_000) as client:
 
         def call(i):
             image = b"not an image" if i == 3 else testing.png_bytes(i)
