@@ -23,6 +23,18 @@ def test_beam_args_follow_the_mode():
     assert "--direct_running_mode=multi_processing" in args and "--direct_num_workers=3" in args
 
 
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
+def test_beam_executors_do_not_package_tfx_for_the_direct_runner(mode, tmp_path, monkeypatch):
+    """TFX's Beam executors add ``--extra_package=<an sdist of TFX built in a temp folder>`` unless the arguments
+    already provide the dependencies; the DirectRunner runs here, so nothing may be built or left behind."""
+    import tempfile
+    from tfx.utils import dependency_utils
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    args = configs.beam_pipeline_args(configs.Config(beam_mode=mode))
+    assert dependency_utils.make_beam_dependency_flags(args) == args
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_every_process_uses_legacy_keras():
     import tensorflow as tf
     assert os.environ["TF_USE_LEGACY_KERAS"] == keras_mode.ENV["TF_USE_LEGACY_KERAS"] == "1"

@@ -12,6 +12,7 @@ Import ``pipeline`` before this module (it fixes the Keras mode before TensorFlo
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import struct
@@ -118,6 +119,7 @@ def tiny_model_dir(version: int = 1) -> str:
     with _CACHE_LOCK:
         if _CACHE_DIR is None:
             _CACHE_DIR = tempfile.mkdtemp(prefix="letters-tiny-models-")
+            atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
         path = os.path.join(_CACHE_DIR, str(version))
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             build_tiny_model(path, version)
