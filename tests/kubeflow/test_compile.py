@@ -35,7 +35,8 @@ WIRING = {
     "Pusher": {"model": ("Trainer", "model"), "model_blessing": ("Evaluator", "blessing"),
                "infra_blessing": ("ServingValidator", "blessing")},
 }
-BEAM = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+BEAM = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1",
+        "--sdk_container_image=this-environment"]   # no sdist of TFX built in each pod
 
 
 def _constant(spec, task, name):
