@@ -139,6 +139,18 @@ def grpc_predict(address: str, model_name: str, signature: str, image: bytes, co
                   client_cpu_share=cpu / (wall * (os.cpu_count() or 1)))
 
 
+def grpc_predict_process(address: str, model_name: str, signature: str, image: bytes, concurrency: int,
+                         duration: float, server_pid: int | None = None) -> Result:
+    """:func:`grpc_predict` in a process of its own, with the server's CPU per call when ``server_pid`` is given
+    (the server's CPU while the client ran, over the calls measured)."""
+    before = _cpu_seconds(server_pid)
+    result = in_subprocess(grpc_predict, address, model_name, signature, image, concurrency, duration)
+    if server_pid is not None:
+        calls = max(result.rps * duration, 1)
+        result.server_cpu_per_request_us = (_cpu_seconds(server_pid) - before) / calls * 1e6
+    return result
+
+
 def in_subprocess(function, *args):
     """``function(*args)`` in a fresh (spawned) process; its result."""
     import concurrent.futures

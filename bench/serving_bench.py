@@ -7,7 +7,9 @@ called in-process.
 Single-image ``predict_images`` requests at ``--concurrency`` (32) concurrent clients over loopback, in interleaved
 rounds (medians are quoted; the machine may be shared):
   * embedded REST, batching on - wrk (Debian's ``wrk``, a C load generator; its CPU share is printed);
-  * embedded gRPC (``--port``) - the official stubs on grpc.aio, in a process of their own (CPU share printed);
+  * embedded gRPC (``--port``, ``--grpc_max_threads`` = the concurrency: a call holds a grpcio thread while its
+    batch runs, so TF Serving's default of 4 x CPUs threads would cap the batches) - the official stubs on grpc.aio,
+    in a process of their own (CPU share printed);
   * Flask - ``bench/flask_peer.py`` under gunicorn (gthread workers), same wrk load;
   * in-process - the SavedModel's signature called with batches of ``--max-batch-size`` images (images/s).
 Targets: embedded REST req/s >= 3 x Flask; served images/s >= 0.8 x in-process batched; gRPC p50 <= REST p50.
@@ -121,6 +123,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--grpc-max-threads", type=int, default=None,
+                        help="the server's --grpc_max_threads (default: --concurrency)")
     parser.add_argument("--batch-timeout-micros", type=int, default=0)
     parser.add_argument("--num-batch-threads", type=int, default=1)
     parser.add_argument("--flask-workers", type=int, default=os.cpu_count() or 1)
@@ -155,8 +159,9 @@ def main(argv=None):
                          f"num_batch_threads {{ value: {args.num_batch_threads} }}\n"
                          f"max_enqueued_batches {{ value: 1000 }}\n")
         grpc_port = testing.free_port()
+        grpc_threads = args.grpc_max_threads or args.concurrency
         server = testing.start_server(base, subprocess=True, enable_batching=True, batching_parameters_file=batching,
-                                      grpc_port=grpc_port)
+                                      grpc_port=grpc_port, grpc_max_threads=grpc_threads)
         grpc_address = f"127.0.0.1:{grpc_port}"
         flask, flask_url, flask_command = start_flask(model_dir, args.flask_workers, args.flask_threads,
                                                           payload)
@@ -167,9 +172,9 @@ def main(argv=None):
             for round_number in range(args.rounds):
                 runs["rest"].append(load.wrk(rest_url, payload, args.concurrency, args.duration,
                                              server_pid=server.process.pid))
-                runs["grpc"].append(load.in_subprocess(load.grpc_predict, grpc_address, "letters",
-                                                       configs.IMAGE_SIGNATURE, image, args.concurrency,
-                                                       args.duration))
+                runs["grpc"].append(load.grpc_predict_process(grpc_address, "letters", configs.IMAGE_SIGNATURE, image,
+                                                              args.concurrency, args.duration,
+                                                              server_pid=server.process.pid))
                 runs["flask"].append(load.wrk(flask_url, payload, args.concurrency, args.duration,
                                               server_pid=flask.pid))
                 runs["in_process"].append(in_process(model_dir, image, args.max_batch_size, args.duration))
@@ -185,7 +190,8 @@ def main(argv=None):
     in_process_ips = median(runs["in_process"])
     rest_p50, grpc_p50 = median(r.p50_ms for r in runs["rest"]), median(r.p50_ms for r in runs["grpc"])
     print(f"embedded REST (batching on, wrk): {load.summary(runs['rest'])}")
-    print(f"embedded gRPC (grpc.aio client process): {load.summary(runs['grpc'])}")
+    print(f"embedded gRPC (batching on, --grpc_max_threads={grpc_threads}, grpc.aio client process): "
+          f"{load.summary(runs['grpc'])}")
     print(f"Flask (gunicorn gthread, {args.flask_workers} workers x {args.flask_threads} threads, wrk): "
           f"{load.summary(runs['flask'])}")
     print(f"in-process batched ({args.max_batch_size}/call): {in_process_ips:.0f} images/s "
