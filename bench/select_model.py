@@ -4,6 +4,7 @@
     python -m bench.select_model --data-root /path/to/hhd_train --seeds 42,2 --set epochs=60 --set conv_widths=32,64,128,256
     python -m bench.select_model --data-root /path/to/hhd_train --train-share 0.6   # a learning-curve point
     python -m bench.select_model --data-root /path/to/hhd_train --folds 0,1,2,3,4   # writer cross-validation
+    python -m bench.select_model --data-root /path/to/hhd_train --seeds 42,2,3 --distil 0.7   # ensemble → one network
 
 The data root is split by writer (``bench/writer_split.py``: the last 20 % of each class's form numbers are
 validation), both parts go through the pipeline's own Transform graph (``models.preprocessing``, cached as
@@ -72,7 +73,32 @@ def load_split(root: Path, image_size: int, cache_dir: Path,
     return images, labels
 
 
-def train_once(hp: configs.Config, train, val) -> dict:
+class Distiller(tf.keras.Model):
+    """Trains ``student`` towards ``alpha`` × the teachers' averaged answer on the same augmented batch plus
+    (1 − ``alpha``) × the labels: the averaged ensemble distilled into one network of the served size."""
+
+    def __init__(self, student: tf.keras.Model, teachers: list, alpha: float):
+        super().__init__()
+        for teacher in teachers:
+            teacher.trainable = False
+        self.student, self.teachers, self.alpha = student, teachers, alpha
+
+    def call(self, images, training=False):
+        return self.student(images, training=training)
+
+    def train_step(self, data):
+        images, labels = data
+        ensemble = tf.add_n([teacher(images, training=False) for teacher in self.teachers]) / len(self.teachers)
+        targets = self.alpha * ensemble + (1.0 - self.alpha) * labels
+        with tf.GradientTape() as tape:
+            answers = self(images, training=True)
+            loss = self.compute_loss(images, targets, answers)
+        self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
+        return self.compute_metrics(images, labels, answers, None)
+
+
+def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alpha: float = 0.0):
+    """Trains one network as the Trainer does (distilled from ``teachers`` when given); (model, its record)."""
     (x_train, y_train), (x_val, y_val) = train, val
     tf.keras.utils.set_random_seed(hp.seed)
     ds = tf.data.Dataset.from_tensor_slices((x_train, tf.one_hot(y_train, NUM_CLASSES)))
@@ -81,9 +107,14 @@ def train_once(hp: configs.Config, train, val) -> dict:
         ds = ds.map(lambda x, y: trainer.augment(x, y, hp), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     budget = configs.training_budget(len(x_train), hp.batch_size, hp.epochs)   # the Trainer's rule when epochs=0
-    print(f"  seed {hp.seed}: {budget.describe()}", flush=True)
+    name = f"seed {hp.seed}" + (f", distilled from {len(teachers)} (alpha {alpha:g})" if teachers else "")
+    print(f"  {name}: {budget.describe()}", flush=True)
     hp = hp.replace(epochs=budget.epochs)
     model = trainer.compiled_model(hp, steps=budget.steps)
+    if teachers:
+        student = model
+        model = Distiller(student, teachers, alpha)
+        model.compile(optimizer=student.optimizer, loss=student.loss, metrics=["accuracy"])
     started = time.monotonic()
     history = []
 
@@ -94,11 +125,25 @@ def train_once(hp: configs.Config, train, val) -> dict:
             metrics = evaluate.compute_metrics(y_val, model.predict(x_val, batch_size=256, verbose=0))
             history.append({"epoch": epoch + 1, "top1": metrics["top1"], "top3": metrics["top3"],
                             "seconds": round(time.monotonic() - started, 1)})
-            print(f"  seed {hp.seed} epoch {epoch + 1:3d}: top-1 {history[-1]['top1']:.4f} "
+            print(f"  {name} epoch {epoch + 1:3d}: top-1 {history[-1]['top1']:.4f} "
                   f"top-3 {history[-1]['top3']:.4f} ({history[-1]['seconds']:.0f} s)", flush=True)
 
     model.fit(ds, epochs=hp.epochs, verbose=0, callbacks=[Report()])
-    return {"seed": hp.seed, **history[-1], "parameters": int(model.count_params()), "history": history}
+    network = model.student if teachers else model
+    return network, {"seed": hp.seed, **history[-1], "parameters": int(network.count_params()),
+                     "history": history}
+
+
+def train_once(hp: configs.Config, train, val) -> dict:
+    return fit_model(hp, train, val)[1]
+
+
+def ensemble_scores(models: list, val) -> dict:
+    """Top-1/top-3 of the models' averaged probabilities."""
+    x_val, y_val = val
+    averaged = np.mean([m.predict(x_val, batch_size=256, verbose=0) for m in models], axis=0)
+    metrics = evaluate.compute_metrics(y_val, averaged)
+    return {"top1": metrics["top1"], "top3": metrics["top3"], "members": len(models)}
 
 
 def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int]) -> dict:
@@ -111,10 +156,19 @@ def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int]) -> di
         if args.train_share < 1:
             print(f"training on the first {args.train_share:g} of each class's forms: {len(train[1])} images")
         val = load_split(Path(tmp) / "val", hp.image_size, Path(args.cache))
-    runs = [{"fold": fold, **train_once(hp.replace(seed=seed), train, val)} for seed in seeds]
-    return {"fold": fold, "train_images": len(train[1]), "val_images": len(val[1]),
-            "median_top1": statistics.median(r["top1"] for r in runs),
-            "median_top3": statistics.median(r["top3"] for r in runs), "runs": runs}
+    fitted = [fit_model(hp.replace(seed=seed), train, val) for seed in seeds]
+    runs = [{"fold": fold, **record} for _, record in fitted]
+    result = {"fold": fold, "train_images": len(train[1]), "val_images": len(val[1]),
+              "median_top1": statistics.median(r["top1"] for r in runs),
+              "median_top3": statistics.median(r["top3"] for r in runs), "runs": runs}
+    if args.distil:
+        teachers = [model for model, _ in fitted]
+        result["ensemble"] = ensemble_scores(teachers, val)
+        print(f"  the {len(teachers)} seeds averaged: top-1 {result['ensemble']['top1']:.4f} "
+              f"top-3 {result['ensemble']['top3']:.4f}", flush=True)
+        _, record = fit_model(hp.replace(seed=args.student_seed), train, val, teachers, args.distil)
+        result["student"] = {"fold": fold, **record}
+    return result
 
 
 def config_with(pairs: list[str]) -> configs.Config:
@@ -146,6 +200,11 @@ def main(argv=None) -> int:
                              "validation part is unchanged): points of a learning curve")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a core.configs.Config field (repeatable), e.g. epochs=40")
+    parser.add_argument("--distil", type=float, default=0.0, metavar="ALPHA",
+                        help="after the seeds, score their averaged ensemble and train one more network (seed "
+                             "--student-seed) towards ALPHA × the ensemble's answer on each augmented batch + "
+                             "(1 − ALPHA) × the labels, e.g. 0.7; 0 = off")
+    parser.add_argument("--student-seed", type=int, default=7, help="the distilled network's seed")
     parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"))
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -154,6 +213,8 @@ def main(argv=None) -> int:
         parser.error(f"--train-share must be in (0, 1], got {args.train_share}")
     if not 0 < args.holdout_share < 1:
         parser.error(f"--holdout-share must be in (0, 1), got {args.holdout_share}")
+    if not 0 <= args.distil <= 1:
+        parser.error(f"--distil must be in [0, 1], got {args.distil}")
     try:
         folds = [None] if args.folds is None else [int(f) for f in args.folds.split(",")]
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -165,6 +226,8 @@ def main(argv=None) -> int:
     except ValueError as err:
         parser.error(f"--folds: {err}")
     hp = config_with(args.set)
+    if args.distil and len(seeds) < 2:
+        parser.error("--distil wants at least two --seeds to average")
     per_fold = [run_fold(args, hp, fold, seeds) for fold in folds]
     runs = [run for fold in per_fold for run in fold["runs"]]
     result = {
@@ -179,6 +242,12 @@ def main(argv=None) -> int:
                       median_top3=fold["median_top3"])
         print(f"median over seeds {seeds}: top-1 {fold['median_top1']:.4f}, top-3 {fold['median_top3']:.4f}, "
               f"training {result['median_seconds']:.0f} s, {runs[0]['parameters']:,} parameters")
+        if args.distil:
+            result.update(ensemble=fold["ensemble"], student=fold["student"])
+            print(f"averaged ensemble of the seeds: top-1 {fold['ensemble']['top1']:.4f}, top-3 "
+                  f"{fold['ensemble']['top3']:.4f}; distilled into one network (alpha {args.distil:g}): top-1 "
+                  f"{fold['student']['top1']:.4f}, top-3 {fold['student']['top3']:.4f} in "
+                  f"{fold['student']['seconds']:.0f} s")
     else:
         # Each fold's median over seeds, weighted by its held-out images: every image of the data counts once.
         total = sum(f["val_images"] for f in per_fold)
@@ -189,6 +258,13 @@ def main(argv=None) -> int:
               f"{result['cv_top1']:.4f}, top-3 {result['cv_top3']:.4f} on {total} held-out images; per fold top-1 "
               + ", ".join(f"{f['fold']}: {f['median_top1']:.4f}" for f in per_fold)
               + f"; training {result['median_seconds']:.0f} s per run")
+        if args.distil:
+            for part in ("ensemble", "student"):
+                for metric in ("top1", "top3"):
+                    result[f"cv_{part}_{metric}"] = sum(f[part][metric] * f["val_images"] for f in per_fold) / total
+            print(f"averaged ensemble of the seeds: top-1 {result['cv_ensemble_top1']:.4f}, top-3 "
+                  f"{result['cv_ensemble_top3']:.4f}; distilled into one network (alpha {args.distil:g}): top-1 "
+                  f"{result['cv_student_top1']:.4f}, top-3 {result['cv_student_top3']:.4f}")
     print("reproduce: " + shlex.join(["python", "-m", "bench.select_model",
                                       *(sys.argv[1:] if argv is None else argv)]))
     if args.json:

@@ -111,3 +111,45 @@ def test_select_model_cross_validates_over_writer_folds(numbered_dataset, tmp_pa
         select_model.main(args[:-2] + ["--folds", "5"])
     with pytest.raises(SystemExit):
         select_model.main(args[:-2] + ["--folds", "first"])
+
+
+def test_distil_scores_the_averaged_seeds_and_trains_one_network_towards_them(numbered_dataset, tmp_path, capsys):
+    out = tmp_path / "result.json"
+    args = one_epoch_args(numbered_dataset, tmp_path, "--distil", "0.7", "--student-seed", "5")
+    args[args.index("--seeds") + 1] = "1,2"
+    assert select_model.main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["ensemble"]["members"] == 2 and 0.0 <= result["ensemble"]["top1"] <= result["ensemble"]["top3"]
+    student = result["student"]
+    assert student["seed"] == 5 and [h["epoch"] for h in student["history"]] == [1]
+    # The student has the served network's size: the teachers' parameters are not part of it.
+    assert student["parameters"] == result["runs"][0]["parameters"]
+    printed = capsys.readouterr().out
+    assert "seed 5, distilled from 2 (alpha 0.7)" in printed and "averaged ensemble of the seeds: top-1" in printed
+    with pytest.raises(SystemExit):
+        select_model.main(one_epoch_args(numbered_dataset, tmp_path, "--distil", "0.7"))   # one seed: nothing to average
+    with pytest.raises(SystemExit):
+        select_model.main(args[:-2] + ["--distil", "1.5"])
+
+
+def test_distiller_trains_only_the_student_towards_the_teachers():
+    import numpy as np
+    import tensorflow as tf
+    from bench.select_model import Distiller
+    tf.keras.utils.set_random_seed(0)
+
+    def dense():
+        return tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3, activation="softmax")])
+
+    teacher, student = dense(), dense()
+    frozen = [w.numpy().copy() for w in teacher.weights]
+    model = Distiller(student, [teacher], alpha=1.0)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.05), loss="categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    wrong = tf.one_hot(np.zeros(64, int), 3)           # with alpha 1 the labels do not count
+    gap_before = np.abs(student.predict(x, verbose=0) - teacher.predict(x, verbose=0)).mean()
+    model.fit(x, wrong, epochs=60, batch_size=64, verbose=0)
+    gap_after = np.abs(student.predict(x, verbose=0) - teacher.predict(x, verbose=0)).mean()
+    assert gap_after < gap_before / 3
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(frozen, teacher.weights))
+    assert len(model.trainable_variables) == len(student.trainable_variables)
