@@ -72,7 +72,9 @@ def load_split(root: Path, image_size: int, cache_dir: Path,
     return images, labels
 
 
-def train_once(hp: configs.Config, train, val) -> dict:
+def train_once(hp: configs.Config, train, val, keep_metrics: bool = False) -> dict:
+    """Trains once and scores ``val`` every 5 epochs; with ``keep_metrics`` the result also holds the last
+    scoring's full metrics (``pipeline.evaluate.compute_metrics``: per class, confusion matrix) as ``metrics``."""
     (x_train, y_train), (x_val, y_val) = train, val
     tf.keras.utils.set_random_seed(hp.seed)
     ds = tf.data.Dataset.from_tensor_slices((x_train, tf.one_hot(y_train, NUM_CLASSES)))
@@ -86,19 +88,24 @@ def train_once(hp: configs.Config, train, val) -> dict:
     model = trainer.compiled_model(hp, steps=budget.steps)
     started = time.monotonic()
     history = []
+    last = {}
 
     class Report(tf.keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % 5 and epoch + 1 != hp.epochs:
                 return
             metrics = evaluate.compute_metrics(y_val, model.predict(x_val, batch_size=256, verbose=0))
+            last["metrics"] = metrics
             history.append({"epoch": epoch + 1, "top1": metrics["top1"], "top3": metrics["top3"],
                             "seconds": round(time.monotonic() - started, 1)})
             print(f"  seed {hp.seed} epoch {epoch + 1:3d}: top-1 {history[-1]['top1']:.4f} "
                   f"top-3 {history[-1]['top3']:.4f} ({history[-1]['seconds']:.0f} s)", flush=True)
 
     model.fit(ds, epochs=hp.epochs, verbose=0, callbacks=[Report()])
-    return {"seed": hp.seed, **history[-1], "parameters": int(model.count_params()), "history": history}
+    result = {"seed": hp.seed, **history[-1], "parameters": int(model.count_params()), "history": history}
+    if keep_metrics:
+        result["metrics"] = last["metrics"]
+    return result
 
 
 def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int]) -> dict:
