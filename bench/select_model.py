@@ -97,8 +97,11 @@ class Distiller(tf.keras.Model):
         return self.compute_metrics(images, labels, answers, None)
 
 
-def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alpha: float = 0.0):
-    """Trains one network as the Trainer does (distilled from ``teachers`` when given); (model, its record)."""
+def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alpha: float = 0.0,
+              keep_metrics: bool = False):
+    """Trains one network as the Trainer does (distilled from ``teachers`` when given) and scores ``val`` every
+    5 epochs; (model, its record). With ``keep_metrics`` the record also holds the last scoring's full metrics
+    (``pipeline.evaluate.compute_metrics``: per class, confusion matrix) as ``metrics``."""
     (x_train, y_train), (x_val, y_val) = train, val
     tf.keras.utils.set_random_seed(hp.seed)
     ds = tf.data.Dataset.from_tensor_slices((x_train, tf.one_hot(y_train, NUM_CLASSES)))
@@ -117,12 +120,14 @@ def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alph
         model.compile(optimizer=student.optimizer, loss=student.loss, metrics=["accuracy"])
     started = time.monotonic()
     history = []
+    last = {}
 
     class Report(tf.keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % 5 and epoch + 1 != hp.epochs:
                 return
             metrics = evaluate.compute_metrics(y_val, model.predict(x_val, batch_size=256, verbose=0))
+            last["metrics"] = metrics
             history.append({"epoch": epoch + 1, "top1": metrics["top1"], "top3": metrics["top3"],
                             "seconds": round(time.monotonic() - started, 1)})
             print(f"  {name} epoch {epoch + 1:3d}: top-1 {history[-1]['top1']:.4f} "
@@ -130,12 +135,14 @@ def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alph
 
     model.fit(ds, epochs=hp.epochs, verbose=0, callbacks=[Report()])
     network = model.student if teachers else model
-    return network, {"seed": hp.seed, **history[-1], "parameters": int(network.count_params()),
-                     "history": history}
+    record = {"seed": hp.seed, **history[-1], "parameters": int(network.count_params()), "history": history}
+    if keep_metrics:
+        record["metrics"] = last["metrics"]
+    return network, record
 
 
-def train_once(hp: configs.Config, train, val) -> dict:
-    return fit_model(hp, train, val)[1]
+def train_once(hp: configs.Config, train, val, keep_metrics: bool = False) -> dict:
+    return fit_model(hp, train, val, keep_metrics=keep_metrics)[1]
 
 
 def ensemble_scores(models: list, val) -> dict:

@@ -24,9 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from bench.select_model import config_with, load_split, train_once
+from core.labels import CLASS_NAMES
 from pipeline import generate_letters
 from pipeline.pipeline import TRAINING_FIELDS
 
+TOP_CONFUSIONS = 12      # the most frequent (true → predicted) pairs printed per run
 SANITY_PER_CLASS = 10    # without --real-root: images per class of other writers (another seed) to score on
 
 
@@ -46,6 +48,25 @@ def styles(text: str) -> list[str]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown style {unknown[0]!r}; choose from {', '.join(generate_letters.STYLES)}")
     return chosen
+
+
+def failures(metrics: dict) -> tuple[dict, list]:
+    """Per-class recall on the scored letters and the most frequent confusions [(true, predicted, count)]."""
+    recall = {name: m["recall"] for name, m in metrics["per_class"].items()}
+    matrix = metrics["confusion_matrix"]
+    pairs = [(CLASS_NAMES[t], CLASS_NAMES[p], n) for t, row in enumerate(matrix) for p, n in enumerate(row)
+             if t != p and n]
+    pairs.sort(key=lambda pair: (-pair[2], pair[0], pair[1]))
+    return recall, pairs[:TOP_CONFUSIONS]
+
+
+def describe_failures(run: dict) -> str:
+    """Recall per class, worst first, and the most frequent confusions, as printable lines."""
+    ranked = sorted(((r, n) for n, r in run["per_class_recall"].items() if r is not None))
+    lines = ["  recall per class (worst first): " + ", ".join(f"{n} {r:.2f}" for r, n in ranked)]
+    lines.append("  most frequent confusions (true → predicted ×count): "
+                 + ", ".join(f"{t}→{p} ×{n}" for t, p, n in run["confusions"]))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -87,7 +108,9 @@ def main(argv=None) -> int:
                 print(f"{style}, {count} per class: {len(train[1])} images generated in {generated:.0f} s; "
                       f"training, scored on {scored_on}", flush=True)
                 for seed in args.seeds:
-                    run = train_once(hp.replace(seed=seed), train, real)
+                    run = train_once(hp.replace(seed=seed), train, real, keep_metrics=True)
+                    run["per_class_recall"], run["confusions"] = failures(run.pop("metrics"))
+                    print(describe_failures(run), flush=True)
                     results.append({"style": style, "per_class": count, "images": len(train[1]),
                                     "generate_seconds": round(generated, 1), **run})
     print(f"\n{'style':8} {'per class':>9} {'images':>6} {'seed':>4} {'top-1':>6} {'top-3':>6} {'train s':>7}")
