@@ -163,19 +163,27 @@ def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int]) -> di
         if args.train_share < 1:
             print(f"training on the first {args.train_share:g} of each class's forms: {len(train[1])} images")
         val = load_split(Path(tmp) / "val", hp.image_size, Path(args.cache))
-    fitted = [fit_model(hp.replace(seed=seed), train, val) for seed in seeds]
-    runs = [{"fold": fold, **record} for _, record in fitted]
+    teachers, runs = [], []
+    for seed in seeds:
+        model, record = fit_model(hp.replace(seed=seed), train, val)
+        runs.append({"fold": fold, **record})
+        if args.distil:   # the networks are kept only to be averaged and distilled
+            teachers.append(model)
     result = {"fold": fold, "train_images": len(train[1]), "val_images": len(val[1]),
               "median_top1": statistics.median(r["top1"] for r in runs),
               "median_top3": statistics.median(r["top3"] for r in runs), "runs": runs}
     if args.distil:
-        teachers = [model for model, _ in fitted]
         result["ensemble"] = ensemble_scores(teachers, val)
         print(f"  the {len(teachers)} seeds averaged: top-1 {result['ensemble']['top1']:.4f} "
               f"top-3 {result['ensemble']['top3']:.4f}", flush=True)
         _, record = fit_model(hp.replace(seed=args.student_seed), train, val, teachers, args.distil)
         result["student"] = {"fold": fold, **record}
     return result
+
+
+def distil_line(ensemble: dict, student: dict, alpha: float) -> str:
+    return (f"averaged ensemble of the seeds: top-1 {ensemble['top1']:.4f}, top-3 {ensemble['top3']:.4f}; "
+            f"distilled into one network (alpha {alpha:g}): top-1 {student['top1']:.4f}, top-3 {student['top3']:.4f}")
 
 
 def config_with(pairs: list[str]) -> configs.Config:
@@ -251,10 +259,8 @@ def main(argv=None) -> int:
               f"training {result['median_seconds']:.0f} s, {runs[0]['parameters']:,} parameters")
         if args.distil:
             result.update(ensemble=fold["ensemble"], student=fold["student"])
-            print(f"averaged ensemble of the seeds: top-1 {fold['ensemble']['top1']:.4f}, top-3 "
-                  f"{fold['ensemble']['top3']:.4f}; distilled into one network (alpha {args.distil:g}): top-1 "
-                  f"{fold['student']['top1']:.4f}, top-3 {fold['student']['top3']:.4f} in "
-                  f"{fold['student']['seconds']:.0f} s")
+            print(distil_line(fold["ensemble"], fold["student"], args.distil)
+                  + f" in {fold['student']['seconds']:.0f} s")
     else:
         # Each fold's median over seeds, weighted by its held-out images: every image of the data counts once.
         total = sum(f["val_images"] for f in per_fold)
@@ -269,9 +275,8 @@ def main(argv=None) -> int:
             for part in ("ensemble", "student"):
                 for metric in ("top1", "top3"):
                     result[f"cv_{part}_{metric}"] = sum(f[part][metric] * f["val_images"] for f in per_fold) / total
-            print(f"averaged ensemble of the seeds: top-1 {result['cv_ensemble_top1']:.4f}, top-3 "
-                  f"{result['cv_ensemble_top3']:.4f}; distilled into one network (alpha {args.distil:g}): top-1 "
-                  f"{result['cv_student_top1']:.4f}, top-3 {result['cv_student_top3']:.4f}")
+            print(distil_line({m: result[f"cv_ensemble_{m}"] for m in ("top1", "top3")},
+                              {m: result[f"cv_student_{m}"] for m in ("top1", "top3")}, args.distil))
     print("reproduce: " + shlex.join(["python", "-m", "bench.select_model",
                                       *(sys.argv[1:] if argv is None else argv)]))
     if args.json:
