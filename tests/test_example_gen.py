@@ -36,7 +36,9 @@ def run_example_gen(data_root: Path, out: Path, feedback_root: Path | None = Non
         "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP,
         "custom_config": json.dumps(custom),
     }
-    ieg.Executor().Do({}, {"examples": [examples]}, exec_properties)
+    # The runners' Beam arguments: without them TFX builds an sdist of itself in a temp folder on every run.
+    context = ieg.Executor.Context(beam_pipeline_args=configs.beam_pipeline_args(configs.Config()))
+    ieg.Executor(context).Do({}, {"examples": [examples]}, exec_properties)
     splits = {}
     for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
         files = tf.io.gfile.glob(str(out / f"Split-{split}" / "*"))
