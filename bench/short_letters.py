@@ -1,0 +1,105 @@
+"""How well ו, ן and י can be told apart from one letter alone, by the shape of its ink box.
+
+    python -m bench.short_letters --data-root /path/to/hhd_train
+
+The three are written as one vertical stroke of different length (ו with a small head, ן longer, י short). A crop
+of one letter keeps its shape but loses where it stood on the line and how big the writer's other letters are.
+For every image of the three classes this measures the ink box (the Transform's threshold, ``models.preprocessing``):
+its aspect, the ink's share of the box, the stroke's width relative to its length (ink area / height²) and the
+share of ink in the top quarter (the head); and, which a crop of a scanned form also carries but a drawing or a
+photo does not, the box's size in pixels. A logistic regression on these features is cross-validated with folds
+grouped by writer (the form number of ``bench/writer_split.py``'s pattern), once on the shape alone and once with
+the size: the accuracy a classifier of the crop's outline reaches on writers it never saw.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+from io import BytesIO
+
+import numpy as np
+from PIL import Image
+
+from bench.writer_split import DEFAULT_PATTERN
+from models.preprocessing import INK_THRESHOLD, MIN_CONTRAST
+from pipeline import evaluate
+
+CLASSES = ("vav", "nun_final", "yod")
+SHAPE = ("log aspect (height / width)", "log ink share of the box", "log ink area / height²", "top-quarter ink share")
+SIZE = ("log height px", "log width px", "log ink area px")
+
+
+def ink_features(data: bytes) -> np.ndarray | None:
+    """Shape then size features of one encoded image (see SHAPE and SIZE), None for a blank one."""
+    gray = np.asarray(Image.open(BytesIO(data)).convert("L"), dtype=np.float32) / 255.0
+    ink = 1.0 - gray
+    lo, hi = float(ink.min()), float(ink.max())
+    if hi - lo <= MIN_CONTRAST:
+        return None
+    mask = (ink - lo) / (hi - lo) > INK_THRESHOLD
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    height, width = box.shape
+    area = float(box.sum())
+    top = float(box[:max(1, height // 4)].sum()) / area
+    return np.array([np.log(height / width), np.log(area / (height * width)), np.log(area / height ** 2), top,
+                     np.log(height), np.log(width), np.log(area)])
+
+
+def load(data_root: str, pattern: str = DEFAULT_PATTERN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features [N, 7], labels [N] as indices into CLASSES, writer groups [N]) of the three classes' images."""
+    items, _ = evaluate.load_labelled_images(data_root)
+    regex = re.compile(pattern)
+    features, labels, groups = [], [], []
+    for rel, _, data in items:
+        folder, name = rel.split("/", 1)
+        match = regex.match(name)
+        if folder not in CLASSES or not match:
+            continue
+        row = ink_features(data)
+        if row is not None:
+            features.append(row)
+            labels.append(CLASSES.index(folder))
+            groups.append(int(match.group(1)))
+    missing = [c for i, c in enumerate(CLASSES) if i not in labels]
+    if missing:
+        raise ValueError(f"{data_root}: no images named like {pattern!r} in {', '.join(missing)}/")
+    return np.array(features), np.array(labels), np.array(groups)
+
+
+def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int = 5) -> dict:
+    """Accuracy and per-class recall of a logistic regression, folds grouped by writer."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    predicted = cross_val_predict(model, features, labels, groups=groups, cv=GroupKFold(folds))
+    return {"accuracy": float(np.mean(predicted == labels)),
+            "recall": {c: float(np.mean(predicted[labels == i] == i)) for i, c in enumerate(CLASSES)}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", required=True, help="folder-per-class images named <class>_<form>.<ext>")
+    parser.add_argument("--folds", type=int, default=5, help="writer-grouped folds (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        features, labels, groups = load(args.data_root)
+    except ValueError as err:
+        parser.error(str(err))
+    counts = ", ".join(f"{c} {int(np.sum(labels == i))}" for i, c in enumerate(CLASSES))
+    print(f"{len(labels)} letters ({counts}) of {len(set(groups))} writers; {args.folds} folds grouped by writer")
+    for name, columns in (("shape of the ink box", len(SHAPE)), ("shape + size in pixels", len(SHAPE) + len(SIZE))):
+        result = cross_validate(features[:, :columns], labels, groups, args.folds)
+        recall = ", ".join(f"{c} {r:.2f}" for c, r in result["recall"].items())
+        print(f"{name:24} accuracy {result['accuracy']:.3f}  recall {recall}")
+    print("reproduce: " + shlex.join(["python", "-m", "bench.short_letters", *(sys.argv[1:] if argv is None else argv)]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
