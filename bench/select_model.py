@@ -5,6 +5,7 @@
     python -m bench.select_model --data-root /path/to/hhd_train --train-share 0.6   # a learning-curve point
     python -m bench.select_model --data-root /path/to/hhd_train --folds 0,1,2,3,4   # writer cross-validation
     python -m bench.select_model --data-root /path/to/hhd_train --seeds 42,2,3 --distil 0.7   # ensemble → one network
+    python -m bench.select_model --data-root /path/to/hhd_train --folds 0,1 --extra-root /tmp/gen   # + generated letters
 
 The data root is split by writer (``bench/writer_split.py``: the last 20 % of each class's form numbers are
 validation), both parts go through the pipeline's own Transform graph (``models.preprocessing``, cached as
@@ -51,6 +52,9 @@ def load_split(root: Path, image_size: int, cache_dir: Path,
     if train_share < 1:
         keep = first_forms([rel for rel, _, _ in items], train_share)
         items = [item for item, kept in zip(items, keep) if kept]
+    if not items:
+        raise ValueError(f"no images in the class folders of {root}" + (f" ({len(skipped)} files skipped)"
+                                                                        if skipped else ""))
     if skipped:
         print(f"{root.name}: skipped {len(skipped)} files, e.g. {skipped[0][0]}: {skipped[0][1]}")
     digest = hashlib.sha256(str(image_size).encode() + Path(preprocessing.__file__).read_bytes())
@@ -153,8 +157,9 @@ def ensemble_scores(models: list, val) -> dict:
     return {"top1": metrics["top1"], "top3": metrics["top3"], "members": len(models)}
 
 
-def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int]) -> dict:
-    """Split off one block of writers (the last one when ``fold`` is None), train once per seed, score it."""
+def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int], extra=None) -> dict:
+    """Split off one block of writers (the last one when ``fold`` is None), train once per seed, score it.
+    ``extra`` (images, labels) is appended to the training split only."""
     with tempfile.TemporaryDirectory() as tmp:
         counts = writer_split(args.data_root, tmp, args.holdout_share, fold=fold)
         label = "writer hold-out" if fold is None else f"writer hold-out, fold {fold}"
@@ -163,13 +168,17 @@ def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int]) -> di
         if args.train_share < 1:
             print(f"training on the first {args.train_share:g} of each class's forms: {len(train[1])} images")
         val = load_split(Path(tmp) / "val", hp.image_size, Path(args.cache))
+    extra_images = 0 if extra is None else len(extra[1])
+    if extra_images:
+        train = tuple(np.concatenate(parts) for parts in zip(train, extra))
+        print(f"training on {len(train[1])} images: {extra_images} extra from {args.extra_root}")
     teachers, runs = [], []
     for seed in seeds:
         model, record = fit_model(hp.replace(seed=seed), train, val)
         runs.append({"fold": fold, **record})
         if args.distil:   # the networks are kept only to be averaged and distilled
             teachers.append(model)
-    result = {"fold": fold, "train_images": len(train[1]), "val_images": len(val[1]),
+    result = {"fold": fold, "train_images": len(train[1]), "extra_images": extra_images, "val_images": len(val[1]),
               "median_top1": statistics.median(r["top1"] for r in runs),
               "median_top3": statistics.median(r["top3"] for r in runs), "runs": runs}
     if args.distil:
@@ -220,6 +229,9 @@ def main(argv=None) -> int:
                              "--student-seed) towards ALPHA × the ensemble's answer on each augmented batch + "
                              "(1 − ALPHA) × the labels, e.g. 0.7; 0 = off")
     parser.add_argument("--student-seed", type=int, default=7, help="the distilled network's seed")
+    parser.add_argument("--extra-root", default=None, metavar="DIR",
+                        help="folder-per-class images (e.g. from python -m pipeline.generate_letters) appended to "
+                             "every fold's training split, never to validation")
     parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"))
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -243,7 +255,13 @@ def main(argv=None) -> int:
     hp = config_with(args.set)
     if args.distil and len(seeds) < 2:
         parser.error("--distil wants at least two --seeds to average")
-    per_fold = [run_fold(args, hp, fold, seeds) for fold in folds]
+    extra = None
+    if args.extra_root:
+        try:
+            extra = load_split(Path(args.extra_root), hp.image_size, Path(args.cache))
+        except ValueError as err:
+            parser.error(f"--extra-root: {err}")
+    per_fold = [run_fold(args, hp, fold, seeds, extra) for fold in folds]
     runs = [run for fold in per_fold for run in fold["runs"]]
     result = {
         "settings": {k: v for k, v in dataclasses.asdict(hp).items() if k in TRAINING_FIELDS},
@@ -253,8 +271,8 @@ def main(argv=None) -> int:
     }
     if len(folds) == 1:
         fold = per_fold[0]
-        result.update(train_images=fold["train_images"], median_top1=fold["median_top1"],
-                      median_top3=fold["median_top3"])
+        result.update(train_images=fold["train_images"], extra_images=fold["extra_images"],
+                      median_top1=fold["median_top1"], median_top3=fold["median_top3"])
         print(f"median over seeds {seeds}: top-1 {fold['median_top1']:.4f}, top-3 {fold['median_top3']:.4f}, "
               f"training {result['median_seconds']:.0f} s, {runs[0]['parameters']:,} parameters")
         if args.distil:

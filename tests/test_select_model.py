@@ -153,3 +153,28 @@ def test_distiller_trains_only_the_student_towards_the_teachers():
     assert gap_after < gap_before / 3
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(frozen, teacher.weights))
     assert len(model.trainable_variables) == len(student.trainable_variables)
+
+
+def test_extra_root_adds_its_images_to_every_training_split_and_never_to_validation(numbered_dataset, tmp_path,
+                                                                                     monkeypatch, capsys):
+    from pipeline import generate_letters
+    extra = tmp_path / "extra"
+    generate_letters.generate(extra, per_class=2, seed=3, progress=False)      # 54 images of other writers
+    seen = []
+    real_fit = select_model.fit_model
+
+    def counting_fit(hp, train, val, *args, **kwargs):
+        seen.append((len(train[1]), len(val[1])))
+        return real_fit(hp, train, val, *args, **kwargs)
+
+    monkeypatch.setattr(select_model, "fit_model", counting_fit)
+    args = one_epoch_args(numbered_dataset, tmp_path, "--folds", "0,2", "--extra-root", str(extra))
+    assert select_model.main(args) == 0
+    assert seen == [(162 + 54, 54), (162 + 54, 54)]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert [(f["train_images"], f["extra_images"], f["val_images"]) for f in result["folds"]] == [(216, 54, 54)] * 2
+    assert f"training on 216 images: 54 extra from {extra}" in capsys.readouterr().out
+    (tmp_path / "empty" / "alef").mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        select_model.main(args[:-2] + ["--extra-root", str(tmp_path / "empty")])
+    assert "--extra-root: no images in the class folders of" in capsys.readouterr().err
