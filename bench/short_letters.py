@@ -4,7 +4,7 @@
 
 The three are written as one vertical stroke of different length (ו with a small head, ן longer, י short). A crop
 of one letter keeps its shape but loses where it stood on the line and how big the writer's other letters are.
-For every image of the three classes this measures the ink box (the Transform's threshold, ``models.preprocessing``):
+For every image of the three classes this measures the box of its ink as the Transform finds it (``models.preprocessing``):
 its aspect, the ink's share of the box, the stroke's width relative to its length (ink area / height²) and the
 share of ink in the top quarter (the head); and, which a crop of a scanned form also carries but a drawing or a
 photo does not, the box's size in pixels. A logistic regression on these features is cross-validated with folds
@@ -17,13 +17,13 @@ import argparse
 import re
 import shlex
 import sys
-from io import BytesIO
 
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import numpy as np
-from PIL import Image
+import tensorflow as tf
 
 from bench.writer_split import DEFAULT_PATTERN
-from models.preprocessing import INK_THRESHOLD, MIN_CONTRAST
+from models import preprocessing
 from pipeline import evaluate
 
 CLASSES = ("vav", "nun_final", "yod")
@@ -32,14 +32,12 @@ SIZE = ("log height px", "log width px", "log ink area px")
 
 
 def ink_features(data: bytes) -> np.ndarray | None:
-    """Shape then size features of one encoded image (see SHAPE and SIZE), None for a blank one."""
-    gray = np.asarray(Image.open(BytesIO(data)).convert("L"), dtype=np.float32) / 255.0
-    ink = 1.0 - gray
-    lo, hi = float(ink.min()), float(ink.max())
-    if hi - lo <= MIN_CONTRAST:
-        return None
-    mask = (ink - lo) / (hi - lo) > INK_THRESHOLD
+    """Shape then size features of one encoded image (see SHAPE and SIZE), None for a blank one. The ink is the
+    Transform's own (``models.preprocessing.ink_crop``: decoded, composited, contrast stretched, cropped)."""
+    mask = preprocessing.ink_crop(tf.constant(data)).numpy() > preprocessing.INK_THRESHOLD
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return None
     box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     height, width = box.shape
     area = float(box.sum())

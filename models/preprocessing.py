@@ -53,16 +53,21 @@ def crop_to_ink(ink: tf.Tensor) -> tf.Tensor:
     return tf.cond(tf.size(rows) > 0, crop, lambda: ink)
 
 
-def decode_to_ink(data: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
-    """One encoded image (scalar string) → [size, size, 1] float32, ink = 1, paper = 0."""
+def ink_crop(data: tf.Tensor) -> tf.Tensor:
+    """One encoded image (scalar string) → [h, w] float32 ink (1) on paper (0), contrast stretched and cropped to
+    the ink at its own pixel size."""
     img = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
     img = tf.cast(img, tf.float32) / 255.0
     gray, alpha = _gray_and_alpha(img)
     ink = (1.0 - gray) * alpha            # composite over white, then invert
     lo, hi = tf.reduce_min(ink), tf.reduce_max(ink)
     ink = tf.cond(hi - lo > MIN_CONTRAST, lambda: (ink - lo) / (hi - lo), lambda: ink)
-    ink = crop_to_ink(ink)
-    ink = tf.image.resize_with_pad(ink[..., tf.newaxis], size, size, antialias=True)
+    return crop_to_ink(ink)
+
+
+def decode_to_ink(data: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
+    """One encoded image (scalar string) → [size, size, 1] float32, ink = 1, paper = 0."""
+    ink = tf.image.resize_with_pad(ink_crop(data)[..., tf.newaxis], size, size, antialias=True)
     return tf.clip_by_value(tf.ensure_shape(ink, [size, size, 1]), 0.0, 1.0)
 
 
