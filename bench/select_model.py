@@ -40,7 +40,7 @@ from models import preprocessing, trainer
 from pipeline import evaluate
 from core import configs
 from pipeline.pipeline import TRAINING_FIELDS
-from core.labels import NUM_CLASSES
+from core.labels import CLASS_NAMES, NUM_CLASSES
 
 
 def load_split(root: Path, image_size: int, cache_dir: Path,
@@ -139,7 +139,10 @@ def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alph
 
     model.fit(ds, epochs=hp.epochs, verbose=0, callbacks=[Report()])
     network = model.student if teachers else model
-    record = {"seed": hp.seed, **history[-1], "parameters": int(network.count_params()), "history": history}
+    per_class = last["metrics"]["per_class"]
+    record = {"seed": hp.seed, **history[-1], "parameters": int(network.count_params()), "history": history,
+              "hits": {n: round((m["recall"] or 0.0) * m["support"]) for n, m in per_class.items()},
+              "support": {n: m["support"] for n, m in per_class.items()}}
     if keep_metrics:
         record["metrics"] = last["metrics"]
     return network, record
@@ -188,6 +191,17 @@ def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int], extra
         _, record = fit_model(hp.replace(seed=args.student_seed), train, val, teachers, args.distil)
         result["student"] = {"fold": fold, **record}
     return result
+
+
+def pooled_recall(runs: list[dict]) -> dict:
+    """Each class's recall over all the runs' held-out images (hits / images), None for a class never held out."""
+    return {name: (sum(r["hits"][name] for r in runs) / support if support else None)
+            for name in CLASS_NAMES for support in [sum(r["support"][name] for r in runs)]}
+
+
+def recall_line(recall: dict, lowest: int = 8) -> str:
+    ranked = sorted((r, n) for n, r in recall.items() if r is not None)[:lowest]
+    return "recall per class over the runs, lowest first: " + ", ".join(f"{n} {r:.3f}" for r, n in ranked)
 
 
 def distil_line(ensemble: dict, student: dict, alpha: float) -> str:
@@ -268,6 +282,7 @@ def main(argv=None) -> int:
         "train_share": args.train_share,
         "median_seconds": statistics.median(r["seconds"] for r in runs),
         "runs": runs,
+        "recall": pooled_recall(runs),
     }
     if len(folds) == 1:
         fold = per_fold[0]
@@ -295,6 +310,7 @@ def main(argv=None) -> int:
                     result[f"cv_{part}_{metric}"] = sum(f[part][metric] * f["val_images"] for f in per_fold) / total
             print(distil_line({m: result[f"cv_ensemble_{m}"] for m in ("top1", "top3")},
                               {m: result[f"cv_student_{m}"] for m in ("top1", "top3")}, args.distil))
+    print(recall_line(result["recall"]))
     print("reproduce: " + shlex.join(["python", "-m", "bench.select_model",
                                       *(sys.argv[1:] if argv is None else argv)]))
     if args.json:

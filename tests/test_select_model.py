@@ -107,6 +107,12 @@ def test_select_model_cross_validates_over_writer_folds(numbered_dataset, tmp_pa
     printed = capsys.readouterr().out
     assert "writer hold-out, fold 0:" in printed and "writer hold-out, fold 2:" in printed
     assert "writer cross-validation, folds 0,2" in printed
+    # Recall per class pools both folds' held-out images: hits over images, every image of the two blocks once.
+    assert sum(sum(r["support"].values()) for r in result["runs"]) == sum(sizes)
+    for name in ("vav", "nun_final", "yod"):
+        hits, support = (sum(r[k][name] for r in result["runs"]) for k in ("hits", "support"))
+        assert support == 4 and result["recall"][name] == pytest.approx(hits / support)
+    assert "recall per class over the runs, lowest first: " in printed
     with pytest.raises(SystemExit):
         select_model.main(args[:-2] + ["--folds", "5"])
     with pytest.raises(SystemExit):
