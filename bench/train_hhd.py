@@ -2,14 +2,17 @@
 
     python -m bench.train_hhd --data-root /path/to/hhd_train [-- extra local_runner flags]
     python -m bench.train_hhd                     # the built-in generated data (what `make demo` runs)
+    python -m bench.train_hhd --score-root /path/to/hhd_train   # make demo's model, scored on real letters
 
 With ``--data-root``, the last 20 % of each class's form numbers are held out first (``bench/writer_split.py``:
 other writers than the training ones), the pipeline trains on the rest, and ``pipeline.evaluate`` scores the
 pushed model on the held-out writers through its image signature. ``--mix-generated N`` adds N generated
-images per class to the training part.
+images per class to the training part. ``--score-root DIR`` also scores the pushed model on every image of DIR
+(e.g. real letters, when the pipeline trained on generated ones); DIR is never trained on.
 
-Runs ``local_runner.py`` in a fresh pipeline root (so nothing is cached), samples the resident memory of its
-whole process tree every 0.2 s, then loads the pushed model and times its image signature on one image.
+Runs ``local_runner.py`` in a fresh pipeline root (so nothing is cached) and without the web client's local
+feedback store (``--with-feedback`` to include it), samples the resident memory of its whole process tree every
+0.2 s, then loads the pushed model and times its image signature on one image.
 """
 from __future__ import annotations
 
@@ -93,6 +96,11 @@ def main(argv=None) -> int:
     parser.add_argument("--holdout-share", type=float, default=0.2,
                         help="share of each class's writers held out for validation (0: none)")
     parser.add_argument("--mix-generated", type=int, default=0, help="generated images per class added to training")
+    parser.add_argument("--with-feedback", action="store_true",
+                        help="also train on the local feedback store, as local_runner.py does by default (off: "
+                             "whatever the web client stored on this machine would change the measured data)")
+    parser.add_argument("--score-root", default=None,
+                        help="also score the pushed model on every image of this folder-per-class set")
     parser.add_argument("runner_args", nargs="*", help="extra local_runner.py flags (after --)")
     args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))
@@ -116,6 +124,8 @@ def main(argv=None) -> int:
     summary_path = work / "summary.json"
     cmd = [sys.executable, str(ROOT / "local_runner.py"), "--pipeline-root", str(work / "pipeline"),
            "--serving-dir", str(work / "serving"), "--summary-json", str(summary_path), *args.runner_args]
+    if not args.with_feedback:
+        cmd.append("--no-feedback")
     if args.data_root:
         cmd += ["--data-root", args.data_root]
     print("running:", shlex.join(cmd), flush=True)
@@ -145,6 +155,14 @@ def main(argv=None) -> int:
         result["val_unseen_writers_top1"] = round(report["top1"], 4)
         result["val_unseen_writers_top3"] = round(report["top3"], 4)
         result["val_report"] = str(work / "report")
+    if model_dir and summary.get("pushed") and args.score_root:
+        from pipeline.evaluate import evaluate
+        report = evaluate(model_dir, args.score_root, str(work / "score_report"), progress=False)
+        weakest = sorted((m["recall"], n) for n, m in report["per_class"].items() if m["recall"] is not None)
+        result.update({"score_root": args.score_root, "score_images": report["examples"],
+                       "score_top1": round(report["top1"], 4), "score_top3": round(report["top3"], 4),
+                       "score_lowest_recall": {n: round(r, 2) for r, n in weakest[:6]},
+                       "score_report": str(work / "score_report")})
     if model_dir and summary.get("pushed"):
         from core.configs import Config
         first_image = next(Path(args.data_root or Config.from_env().data_root).glob("*/*.png"), None)
