@@ -64,7 +64,7 @@ def test_local_runner_help_documents_the_flags():
 @pytest.mark.parametrize("runner", ["local_runner", "kubeflow_runner"])
 def test_both_runners_take_the_same_training_flags(runner):
     module = __import__(runner)
-    argv = ["--split", "9:1", "--epochs", "3", "--batch-size", "32", "--learning-rate", "0.01",
+    argv = ["--split", "9:1", "--epochs", "3", "--batch-size", "48", "--learning-rate", "0.01",
             "--image-size", "40", "--architecture", "vgg", "--conv-widths", "8,16", "--no-augment",
             "--accuracy-floor", "0.7", "--max-regression", "0.02", "--beam-mode", "multi_processing",
             "--beam-workers", "2"]
@@ -72,7 +72,7 @@ def test_both_runners_take_the_same_training_flags(runner):
     assert (config.train_buckets, config.eval_buckets, config.epochs, config.batch_size, config.learning_rate,
             config.image_size, config.architecture, config.conv_widths, config.augment, config.accuracy_floor,
             config.max_regression, config.beam_mode, config.beam_workers) == (
-        9, 1, 3, 32, 0.01, 40, "vgg", "8,16", False, 0.7, 0.02, "multi_processing", 2)
+        9, 1, 3, 48, 0.01, 40, "vgg", "8,16", False, 0.7, 0.02, "multi_processing", 2)
     default = module.parse_args([])[0]
     assert default.replace(pipeline_root="", data_root="", serving_dir="", metadata_path="", feedback_dir="") == \
         configs.Config().replace(pipeline_root="", data_root="", serving_dir="", metadata_path="", feedback_dir="")
@@ -154,8 +154,8 @@ def test_the_runner_estimates_the_budget_before_the_pipeline_from_the_files(tmp_
     for i in range(5):
         (feedback / "bet" / f"{i}.png").write_bytes(b"x")
     config = configs.Config(data_root=str(tmp_path / "data"))
-    assert local_runner.estimated_budget(config) == configs.training_budget(round(108 * 4 / 5), 64)
+    assert local_runner.estimated_budget(config) == configs.training_budget(round(108 * 4 / 5), 32)
     assert local_runner.estimated_budget(config.replace(train_buckets=9), str(feedback)).train_images == 97 + 5
     chosen = local_runner.estimated_budget(config.replace(epochs=3))
     assert chosen.describe(estimated=True) == \
-        "training budget: 3 epochs × 2 steps = 6 steps (epochs chosen; about 86 training images)"
+        "training budget: 3 epochs × 3 steps = 9 steps (epochs chosen; about 86 training images)"

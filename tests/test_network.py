@@ -136,23 +136,23 @@ def write_transformed(path, n, size):
 def test_the_trainer_sizes_its_budget_from_the_examples_unless_epochs_are_chosen(tmp_path):
     files = [write_transformed(tmp_path / f"train-{i}.gz", n, 8) for i, n in enumerate((1500, 1300))]
     sized = trainer.budget([str(tmp_path / "train-*.gz")], configs.Config())
-    assert sized == configs.training_budget(2800, 64)
-    assert (sized.epochs, sized.steps_per_epoch, sized.sized) == (configs.sized_epochs(2800), 44, True)
+    assert sized == configs.training_budget(2800, 32)
+    assert (sized.epochs, sized.steps_per_epoch, sized.sized) == (configs.sized_epochs(2800), 88, True)
     chosen = trainer.budget(files, configs.Config(epochs=5, batch_size=100))
     assert (chosen.epochs, chosen.steps, chosen.train_images, chosen.sized) == (5, 140, 2800, False)
 
 
 def test_the_trainer_trains_for_its_budget_and_says_so(tmp_path, capsys):
     size, widths = 16, "4,8,8"
-    train = write_transformed(tmp_path / "train.gz", 70, size)      # 2 steps of 64 per epoch
+    train = write_transformed(tmp_path / "train.gz", 70, size)      # 3 steps of 32 per epoch
     evaluation = write_transformed(tmp_path / "eval.gz", 27, size)
     hp = configs.Config(image_size=size, conv_widths=widths, augment=False)
     model, history, plan = trainer.train([train], [evaluation], _TransformOutput(size), hp)
-    assert (plan.epochs, plan.steps, plan.sized) == (configs.MIN_EPOCHS, 2 * configs.MIN_EPOCHS, True)
+    assert (plan.epochs, plan.steps, plan.sized) == (configs.MIN_EPOCHS, 3 * configs.MIN_EPOCHS, True)
     assert len(history.history["loss"]) == plan.epochs
     schedule = model.optimizer._learning_rate                          # tf_keras keeps the schedule here
     assert schedule.decay_steps == plan.steps                          # the cosine decay ends with the budget
     out = capsys.readouterr().out
-    assert f"Trainer: training budget: {plan.epochs} epochs × 2 steps = {plan.steps} steps (sized from 70 " \
+    assert f"Trainer: training budget: {plan.epochs} epochs × 3 steps = {plan.steps} steps (sized from 70 " \
            "training images; --epochs N to choose)" in out
     assert f"Trainer: epoch {plan.epochs}/{plan.epochs} " in out
