@@ -39,6 +39,18 @@ def test_second_run_with_same_settings_leaves_files_untouched(tmp_path):
     assert len(list(tmp_path.glob("*/*.png"))) == 6
 
 
+def test_data_of_an_earlier_generator_version_is_written_again(tmp_path):
+    generate_letters.generate(tmp_path, per_class=2, seed=1, classes=CLASS_NAMES[:2], progress=False)
+    manifest = tmp_path / generate_letters.MANIFEST
+    current = f'"version": {generate_letters.GENERATOR_VERSION}'
+    manifest.write_text(manifest.read_text().replace(current, '"version": 1'))
+    stale = next(tmp_path.glob("bet/*.png"))
+    stale.write_bytes(b"written by an older generator")
+    result = generate_letters.generate(tmp_path, per_class=2, seed=1, classes=CLASS_NAMES[:2], progress=False)
+    assert result["version"] == generate_letters.GENERATOR_VERSION
+    assert Image.open(stale).size and len(list(tmp_path.glob("*/*.png"))) == 4
+
+
 def test_handwriting_faces_are_found_and_preferred():
     faces = generate_letters.find_faces()
     assert faces, "the Hebrew fonts (culmus, culmus-fancy, fonts-ldco) are installed by `make fonts`"
@@ -91,7 +103,7 @@ def test_an_interrupted_run_is_redone_not_refused(tmp_path):
     classes = CLASS_NAMES[:2]
     generate_letters.generate(tmp_path, per_class=2, seed=1, classes=classes, progress=False)
     manifest = tmp_path / generate_letters.MANIFEST
-    manifest.write_text(manifest.read_text().replace('"version": 1', '"version": 1, "incomplete": true'))
+    manifest.write_text(manifest.read_text().replace('"version": 2', '"version": 2, "incomplete": true'))
     next((tmp_path / "bet").glob("*.png")).unlink()
     result = generate_letters.generate(tmp_path, per_class=2, seed=1, classes=classes, progress=False)
     assert "incomplete" not in result and len(list((tmp_path / "bet").glob("*.png"))) == 2
