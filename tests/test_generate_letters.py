@@ -103,7 +103,9 @@ def test_an_interrupted_run_is_redone_not_refused(tmp_path):
     classes = CLASS_NAMES[:2]
     generate_letters.generate(tmp_path, per_class=2, seed=1, classes=classes, progress=False)
     manifest = tmp_path / generate_letters.MANIFEST
-    manifest.write_text(manifest.read_text().replace('"version": 2', '"version": 2, "incomplete": true'))
+    version = f'"version": {generate_letters.GENERATOR_VERSION}'
+    assert version in manifest.read_text()
+    manifest.write_text(manifest.read_text().replace(version, version + ', "incomplete": true'))
     next((tmp_path / "bet").glob("*.png")).unlink()
     result = generate_letters.generate(tmp_path, per_class=2, seed=1, classes=classes, progress=False)
     assert "incomplete" not in result and len(list((tmp_path / "bet").glob("*.png"))) == 2
