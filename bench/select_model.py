@@ -139,10 +139,10 @@ def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alph
 
     model.fit(ds, epochs=hp.epochs, verbose=0, callbacks=[Report()])
     network = model.student if teachers else model
-    per_class = last["metrics"]["per_class"]
+    matrix = last["metrics"]["confusion_matrix"]
     record = {"seed": hp.seed, **history[-1], "parameters": int(network.count_params()), "history": history,
-              "hits": {n: round((m["recall"] or 0.0) * m["support"]) for n, m in per_class.items()},
-              "support": {n: m["support"] for n, m in per_class.items()}}
+              "hits": {n: matrix[i][i] for i, n in enumerate(CLASS_NAMES)},
+              "support": {n: sum(matrix[i]) for i, n in enumerate(CLASS_NAMES)}}
     if keep_metrics:
         record["metrics"] = last["metrics"]
     return network, record
@@ -200,8 +200,8 @@ def pooled_recall(runs: list[dict]) -> dict:
 
 
 def recall_line(recall: dict, lowest: int = 8) -> str:
-    ranked = sorted((r, n) for n, r in recall.items() if r is not None)[:lowest]
-    return "recall per class over the runs, lowest first: " + ", ".join(f"{n} {r:.3f}" for r, n in ranked)
+    return "recall per class over the runs, lowest first: " + ", ".join(
+        f"{n} {r:.3f}" for n, r in evaluate.lowest_recall(recall, lowest))
 
 
 def distil_line(ensemble: dict, student: dict, alpha: float) -> str:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from bench.select_model import config_with, load_split, train_once
 from core.labels import CLASS_NAMES
-from pipeline import generate_letters
+from pipeline import evaluate, generate_letters
 from pipeline.pipeline import TRAINING_FIELDS
 
 TOP_CONFUSIONS = 12      # the most frequent (true → predicted) pairs printed per run
@@ -62,8 +62,8 @@ def failures(metrics: dict) -> tuple[dict, list]:
 
 def describe_failures(run: dict) -> str:
     """Recall per class, worst first, and the most frequent confusions, as printable lines."""
-    ranked = sorted(((r, n) for n, r in run["per_class_recall"].items() if r is not None))
-    lines = ["  recall per class (worst first): " + ", ".join(f"{n} {r:.2f}" for r, n in ranked)]
+    lines = ["  recall per class (worst first): " + ", ".join(
+        f"{n} {r:.2f}" for n, r in evaluate.lowest_recall(run["per_class_recall"]))]
     lines.append("  most frequent confusions (true → predicted ×count): "
                  + ", ".join(f"{t}→{p} ×{n}" for t, p, n in run["confusions"]))
     return "\n".join(lines)

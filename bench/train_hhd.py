@@ -156,12 +156,12 @@ def main(argv=None) -> int:
         result["val_unseen_writers_top3"] = round(report["top3"], 4)
         result["val_report"] = str(work / "report")
     if model_dir and summary.get("pushed") and args.score_root:
-        from pipeline.evaluate import evaluate
+        from pipeline.evaluate import evaluate, lowest_recall
         report = evaluate(model_dir, args.score_root, str(work / "score_report"), progress=False)
-        weakest = sorted((m["recall"], n) for n, m in report["per_class"].items() if m["recall"] is not None)
+        weakest = lowest_recall({n: m["recall"] for n, m in report["per_class"].items()}, 6)
         result.update({"score_root": args.score_root, "score_images": report["examples"],
                        "score_top1": round(report["top1"], 4), "score_top3": round(report["top3"], 4),
-                       "score_lowest_recall": {n: round(r, 2) for r, n in weakest[:6]},
+                       "score_lowest_recall": {n: round(r, 2) for n, r in weakest},
                        "score_report": str(work / "score_report")})
     if model_dir and summary.get("pushed"):
         from core.configs import Config

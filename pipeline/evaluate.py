@@ -108,6 +108,11 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
     }
 
 
+def lowest_recall(recall: dict, count: int | None = None) -> list[tuple[str, float]]:
+    """[(class, recall)] from {class: recall or None}, lowest first (classes without a recall left out)."""
+    return [(name, r) for r, name in sorted((r, n) for n, r in recall.items() if r is not None)][:count]
+
+
 def _skip_summary(skipped: list[tuple[str, str]]) -> str:
     """'3 × unknown class folder (Alef/1.png, …); 1 × not an image (alef/x.png)'."""
     by_reason: dict[str, list[str]] = {}
@@ -165,10 +170,10 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    weakest = sorted(((m["recall"], n) for n, m in metrics["per_class"].items() if m["recall"] is not None))[:5]
+    weakest = lowest_recall({n: m["recall"] for n, m in metrics["per_class"].items()}, 5)
     print(f"model {metrics['model_dir']}\n{metrics['examples']} images ({metrics['skipped']} skipped): "
           f"top-1 {metrics['top1']:.4f}  top-3 {metrics['top3']:.4f}")
-    print("lowest recall: " + ", ".join(f"{n} {r:.2f}" for r, n in weakest))
+    print("lowest recall: " + ", ".join(f"{n} {r:.2f}" for n, r in weakest))
     if args.out:
         print(f"wrote {args.out}/metrics.json, confusion_matrix.png, worst_errors.png")
     return 0
