@@ -117,3 +117,15 @@ def test_mixed_style_holds_both_kinds_and_manifest_names_the_style(tmp_path):
     again = generate_letters.generate(tmp_path, per_class=6, seed=3, classes=CLASS_NAMES[:2], progress=False,
                                       style="fonts")
     assert again["style"] == "fonts" and not list(tmp_path.glob("*/*_hand_*.png"))
+
+
+def test_the_crop_of_a_one_pixel_line_keeps_the_line():
+    """The jittered margins may reach a pixel into the ink on each side; on a line one pixel thick that once left
+    an empty image, which the scan cannot save."""
+    for thick_axis in (0, 1):
+        ink = np.zeros((9, 30), np.float32)
+        ink[4, 5:25] = 1.0
+        ink = ink if thick_axis == 0 else ink.T
+        for seed in range(200):
+            out = handwriting._crop(ink, np.random.default_rng(seed))
+            assert out.size and out.max() == 1.0, seed
