@@ -210,9 +210,9 @@ def _crop(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ink = np.pad(ink, pad)
     top, bottom = ys.min() + pad - margins[0], ys.max() + 1 + pad + margins[1]
     left, right = xs.min() + pad - margins[2], xs.max() + 1 + pad + margins[3]
-    # A margin into the ink of a one-pixel line would cut the line away: every side keeps the ink's far edge.
+    # Margins into both sides of a line one or two pixels thin would cut it away: keep a pixel of it.
     top, left = min(top, ys.max() + pad), min(left, xs.max() + pad)
-    bottom, right = max(bottom, ys.min() + 1 + pad), max(right, xs.min() + 1 + pad)
+    bottom, right = max(bottom, ys.min() + 1 + pad, top + 1), max(right, xs.min() + 1 + pad, left + 1)
     return ink[max(0, top):min(h + 2 * pad, bottom), max(0, left):min(w + 2 * pad, right)]
 
 
