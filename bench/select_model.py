@@ -6,6 +6,7 @@
     python -m bench.select_model --data-root /path/to/hhd_train --folds 0,1,2,3,4   # writer cross-validation
     python -m bench.select_model --data-root /path/to/hhd_train --seeds 42,2,3 --distil 0.7   # ensemble → one network
     python -m bench.select_model --data-root /path/to/hhd_train --folds 0,1 --extra-root /tmp/gen   # + generated letters
+    python -m bench.select_model --data-root /path/to/hhd_train --folds 0,1,2,3,4 --pretrain-root /tmp/gen   # then fine-tune
 
 The data root is split by writer (``bench/writer_split.py``: the last 20 % of each class's form numbers are
 validation), both parts go through the pipeline's own Transform graph (``models.preprocessing``, cached as
@@ -102,9 +103,10 @@ class Distiller(tf.keras.Model):
 
 
 def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alpha: float = 0.0,
-              keep_metrics: bool = False):
-    """Trains one network as the Trainer does (distilled from ``teachers`` when given) and scores ``val`` every
-    5 epochs; (model, its record). With ``keep_metrics`` the record also holds the last scoring's full metrics
+              keep_metrics: bool = False, start_weights: list | None = None, name: str = ""):
+    """Trains one network as the Trainer does (distilled from ``teachers`` when given; from ``start_weights``
+    instead of a random start when given: fine-tuning) and scores ``val`` every 5 epochs; (model, its record).
+    With ``keep_metrics`` the record also holds the last scoring's full metrics
     (``pipeline.evaluate.compute_metrics``: per class, confusion matrix) as ``metrics``."""
     (x_train, y_train), (x_val, y_val) = train, val
     tf.keras.utils.set_random_seed(hp.seed)
@@ -114,10 +116,12 @@ def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alph
         ds = ds.map(lambda x, y: trainer.augment(x, y, hp), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     budget = configs.training_budget(len(x_train), hp.batch_size, hp.epochs)   # the Trainer's rule when epochs=0
-    name = f"seed {hp.seed}" + (f", distilled from {len(teachers)} (alpha {alpha:g})" if teachers else "")
+    name = (name or f"seed {hp.seed}") + (f", distilled from {len(teachers)} (alpha {alpha:g})" if teachers else "")
     print(f"  {name}: {budget.describe()}", flush=True)
     hp = hp.replace(epochs=budget.epochs)
     model = trainer.compiled_model(hp, steps=budget.steps)
+    if start_weights is not None:
+        model.set_weights(start_weights)
     if teachers:
         student = model
         model = Distiller(student, teachers, alpha)
@@ -148,6 +152,28 @@ def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alph
     return network, record
 
 
+def pretrained_weights(args, hp: configs.Config, pretrain, val) -> list:
+    """The weights of the network trained on ``pretrain`` (images, labels) alone for ``--pretrain-epochs`` with
+    ``hp``'s seed (``val`` is scored every 5 epochs, as always). Cached under ``--cache`` by the images, settings and seed, so
+    every fold (and a second process) starts from the same network."""
+    hp = hp.replace(epochs=args.pretrain_epochs)
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(hp), sort_keys=True).encode())
+    for part in pretrain:
+        digest.update(np.ascontiguousarray(part).tobytes())
+    cache = Path(args.cache) / f"pretrained-{digest.hexdigest()[:16]}.npz"
+    if cache.exists():
+        data = np.load(cache)
+        print(f"  seed {hp.seed}: pretrained network read from {cache}", flush=True)
+        return [data[f"w{i}"] for i in range(len(data.files))]
+    model, _ = fit_model(hp, pretrain, val, name=f"seed {hp.seed} pretraining on {len(pretrain[1])} images")
+    weights = model.get_weights()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(".partial.npz")   # written whole, then renamed: a reader never sees half a file
+    np.savez(partial, **{f"w{i}": w for i, w in enumerate(weights)})
+    partial.replace(cache)
+    return weights
+
+
 def train_once(hp: configs.Config, train, val, keep_metrics: bool = False) -> dict:
     return fit_model(hp, train, val, keep_metrics=keep_metrics)[1]
 
@@ -160,9 +186,10 @@ def ensemble_scores(models: list, val) -> dict:
     return {"top1": metrics["top1"], "top3": metrics["top3"], "members": len(models)}
 
 
-def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int], extra=None) -> dict:
+def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int], extra=None, pretrain=None) -> dict:
     """Split off one block of writers (the last one when ``fold`` is None), train once per seed, score it.
-    ``extra`` (images, labels) is appended to the training split only."""
+    ``extra`` (images, labels) is appended to the training split only; with ``pretrain`` (images, labels) each
+    seed's network is first trained on those alone, scored as it is, then fine-tuned on the training split."""
     with tempfile.TemporaryDirectory() as tmp:
         counts = writer_split(args.data_root, tmp, args.holdout_share, fold=fold)
         label = "writer hold-out" if fold is None else f"writer hold-out, fold {fold}"
@@ -177,13 +204,25 @@ def run_fold(args, hp: configs.Config, fold: int | None, seeds: list[int], extra
         print(f"training on {len(train[1])} images: {extra_images} extra from {args.extra_root}")
     teachers, runs = [], []
     for seed in seeds:
-        model, record = fit_model(hp.replace(seed=seed), train, val)
-        runs.append({"fold": fold, **record})
+        start, pretrained = None, {}
+        if pretrain is not None:
+            start = pretrained_weights(args, hp.replace(seed=seed), pretrain, val)
+            scored = trainer.compiled_model(hp, steps=1)
+            scored.set_weights(start)
+            metrics = evaluate.compute_metrics(val[1], scored.predict(val[0], batch_size=256, verbose=0))
+            pretrained = {"pretrained_top1": metrics["top1"], "pretrained_top3": metrics["top3"]}
+            print(f"  seed {seed}: the pretrained network alone on these writers: top-1 {metrics['top1']:.4f} "
+                  f"top-3 {metrics['top3']:.4f}; fine-tuning", flush=True)
+        model, record = fit_model(hp.replace(seed=seed), train, val, start_weights=start)
+        runs.append({"fold": fold, **record, **pretrained})
         if args.distil:   # the networks are kept only to be averaged and distilled
             teachers.append(model)
     result = {"fold": fold, "train_images": len(train[1]), "extra_images": extra_images, "val_images": len(val[1]),
               "median_top1": statistics.median(r["top1"] for r in runs),
               "median_top3": statistics.median(r["top3"] for r in runs), "runs": runs}
+    if pretrain is not None:
+        for metric in ("top1", "top3"):
+            result[f"median_pretrained_{metric}"] = statistics.median(r[f"pretrained_{metric}"] for r in runs)
     if args.distil:
         result["ensemble"] = ensemble_scores(teachers, val)
         print(f"  the {len(teachers)} seeds averaged: top-1 {result['ensemble']['top1']:.4f} "
@@ -246,6 +285,10 @@ def main(argv=None) -> int:
     parser.add_argument("--extra-root", default=None, metavar="DIR",
                         help="folder-per-class images (e.g. from python -m pipeline.generate_letters) appended to "
                              "every fold's training split, never to validation")
+    parser.add_argument("--pretrain-root", default=None, metavar="DIR",
+                        help="folder-per-class images (e.g. generated letters) each seed's network is trained on "
+                             "first, for --pretrain-epochs, before the usual training on each fold starts from it")
+    parser.add_argument("--pretrain-epochs", type=int, default=12, help="epochs of pretraining (default: 12)")
     parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"))
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -269,13 +312,18 @@ def main(argv=None) -> int:
     hp = config_with(args.set)
     if args.distil and len(seeds) < 2:
         parser.error("--distil wants at least two --seeds to average")
-    extra = None
-    if args.extra_root:
+    if args.pretrain_epochs < 1:
+        parser.error(f"--pretrain-epochs must be at least 1, got {args.pretrain_epochs}")
+
+    def images_of(flag: str, root: str | None):
         try:
-            extra = load_split(Path(args.extra_root), hp.image_size, Path(args.cache))
+            return load_split(Path(root), hp.image_size, Path(args.cache)) if root else None
         except ValueError as err:
-            parser.error(f"--extra-root: {err}")
-    per_fold = [run_fold(args, hp, fold, seeds, extra) for fold in folds]
+            parser.error(f"{flag}: {err}")
+
+    extra = images_of("--extra-root", args.extra_root)
+    pretrain = images_of("--pretrain-root", args.pretrain_root)
+    per_fold = [run_fold(args, hp, fold, seeds, extra, pretrain) for fold in folds]
     runs = [run for fold in per_fold for run in fold["runs"]]
     result = {
         "settings": {k: v for k, v in dataclasses.asdict(hp).items() if k in TRAINING_FIELDS},
@@ -310,6 +358,15 @@ def main(argv=None) -> int:
                     result[f"cv_{part}_{metric}"] = sum(f[part][metric] * f["val_images"] for f in per_fold) / total
             print(distil_line({m: result[f"cv_ensemble_{m}"] for m in ("top1", "top3")},
                               {m: result[f"cv_student_{m}"] for m in ("top1", "top3")}, args.distil))
+    if pretrain is not None:
+        total = sum(f["val_images"] for f in per_fold)
+        for metric in ("top1", "top3"):
+            result[f"pretrained_{metric}"] = sum(f[f"median_pretrained_{metric}"] * f["val_images"]
+                                                 for f in per_fold) / total
+        result["pretrain"] = {"root": args.pretrain_root, "images": len(pretrain[1]), "epochs": args.pretrain_epochs}
+        print(f"the pretrained networks alone ({len(pretrain[1])} images, {args.pretrain_epochs} epochs) on the same "
+              f"held-out writers: top-1 {result['pretrained_top1']:.4f}, top-3 {result['pretrained_top3']:.4f}; "
+              "the scores above are after fine-tuning")
     print(recall_line(result["recall"]))
     print("reproduce: " + shlex.join(["python", "-m", "bench.select_model",
                                       *(sys.argv[1:] if argv is None else argv)]))

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import select_model
@@ -139,7 +140,6 @@ def test_distil_scores_the_averaged_seeds_and_trains_one_network_towards_them(nu
 
 
 def test_distiller_trains_only_the_student_towards_the_teachers():
-    import numpy as np
     import tensorflow as tf
     from bench.select_model import Distiller
     tf.keras.utils.set_random_seed(0)
@@ -184,3 +184,56 @@ def test_extra_root_adds_its_images_to_every_training_split_and_never_to_validat
     with pytest.raises(SystemExit):
         select_model.main(args[:-2] + ["--extra-root", str(tmp_path / "empty")])
     assert "--extra-root: no images in the class folders of" in capsys.readouterr().err
+
+
+def test_pretrain_root_trains_each_seed_once_and_every_fold_fine_tunes_from_it(numbered_dataset, tmp_path,
+                                                                              monkeypatch, capsys):
+    from pipeline import generate_letters
+    pretrain = tmp_path / "pretrain"
+    generate_letters.generate(pretrain, per_class=2, seed=3, progress=False)      # 54 images of other writers
+    calls = []
+    real_fit = select_model.fit_model
+
+    def recording_fit(hp, train, val, *args, **kwargs):
+        model, record = real_fit(hp, train, val, *args, **kwargs)
+        calls.append({"train": len(train[1]), "epochs": hp.epochs, "start": kwargs.get("start_weights"),
+                      "end": model.get_weights()})
+        return model, record
+
+    monkeypatch.setattr(select_model, "fit_model", recording_fit)
+    args = one_epoch_args(numbered_dataset, tmp_path, "--folds", "0,2", "--pretrain-root", str(pretrain),
+                          "--pretrain-epochs", "2")
+    assert select_model.main(args) == 0
+    # One pretraining (54 generated images, 2 epochs, random start), then each fold fine-tunes from its weights.
+    assert [(c["train"], c["epochs"], c["start"] is None) for c in calls] == [(54, 2, True), (162, 1, False),
+                                                                               (162, 1, False)]
+    for fine_tune in calls[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(fine_tune["start"], calls[0]["end"]))
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["pretrain"] == {"root": str(pretrain), "images": 54, "epochs": 2}
+    assert all(0 <= r["pretrained_top1"] <= r["pretrained_top3"] <= 1 for r in result["runs"])
+    printed = capsys.readouterr().out
+    assert printed.count("pretraining on 54 images") >= 1 and "pretrained network read from" in printed
+    assert "the pretrained networks alone (54 images, 2 epochs)" in printed
+    cached = sorted(p.name for p in (tmp_path / "cache").glob("pretrained-*"))
+    assert len(cached) == 1 and not cached[0].endswith(".partial.npz")
+    # A second run reads the cached network instead of pretraining again.
+    calls.clear()
+    assert select_model.main(args[:-2] + ["--folds", "1"]) == 0
+    assert [c["start"] is None for c in calls] == [False]   # fine-tuning only
+    with pytest.raises(SystemExit):
+        select_model.main(args[:-2] + ["--pretrain-epochs", "0"])
+    assert "--pretrain-epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_fit_model_starts_from_the_given_weights(numbered_dataset, tmp_path):
+    hp = select_model.config_with(["epochs=1", "conv_widths=8,16", "learning_rate=1e-12", "augment=false"])
+    images = select_model.load_split(numbered_dataset, hp.image_size, tmp_path / "cache")
+    start, _ = select_model.fit_model(hp.replace(seed=5), images, images)
+    model, _ = select_model.fit_model(hp.replace(seed=6), images, images, start_weights=start.get_weights())
+    fresh, _ = select_model.fit_model(hp.replace(seed=6), images, images)
+    # With a negligible learning rate the trained weights are where training started: the given weights.
+    for began, ended, other in zip(start.trainable_weights, model.trainable_weights, fresh.trainable_weights):
+        assert np.allclose(began.numpy(), ended.numpy(), atol=1e-6)
+    assert not all(np.allclose(a.numpy(), b.numpy(), atol=1e-6)
+                   for a, b in zip(start.trainable_weights, fresh.trainable_weights))
