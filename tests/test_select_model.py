@@ -161,22 +161,30 @@ def test_distiller_trains_only_the_student_towards_the_teachers():
     assert len(model.trainable_variables) == len(student.trainable_variables)
 
 
+@pytest.fixture
+def fit_calls(monkeypatch):
+    """Every fit_model call of the test, in order: image counts, epochs, the weights it started from and ended with."""
+    calls = []
+    real_fit = select_model.fit_model
+
+    def recording_fit(hp, train, val, *args, **kwargs):
+        model, record = real_fit(hp, train, val, *args, **kwargs)
+        calls.append({"train": len(train[1]), "val": len(val[1]), "epochs": hp.epochs,
+                      "start": kwargs.get("start_weights"), "end": model.get_weights()})
+        return model, record
+
+    monkeypatch.setattr(select_model, "fit_model", recording_fit)
+    return calls
+
+
 def test_extra_root_adds_its_images_to_every_training_split_and_never_to_validation(numbered_dataset, tmp_path,
-                                                                                     monkeypatch, capsys):
+                                                                                     fit_calls, capsys):
     from pipeline import generate_letters
     extra = tmp_path / "extra"
     generate_letters.generate(extra, per_class=2, seed=3, progress=False)      # 54 images of other writers
-    seen = []
-    real_fit = select_model.fit_model
-
-    def counting_fit(hp, train, val, *args, **kwargs):
-        seen.append((len(train[1]), len(val[1])))
-        return real_fit(hp, train, val, *args, **kwargs)
-
-    monkeypatch.setattr(select_model, "fit_model", counting_fit)
     args = one_epoch_args(numbered_dataset, tmp_path, "--folds", "0,2", "--extra-root", str(extra))
     assert select_model.main(args) == 0
-    assert seen == [(162 + 54, 54), (162 + 54, 54)]
+    assert [(c["train"], c["val"]) for c in fit_calls] == [(162 + 54, 54), (162 + 54, 54)]
     result = json.loads((tmp_path / "result.json").read_text())
     assert [(f["train_images"], f["extra_images"], f["val_images"]) for f in result["folds"]] == [(216, 54, 54)] * 2
     assert f"training on 216 images: 54 extra from {extra}" in capsys.readouterr().out
@@ -187,28 +195,18 @@ def test_extra_root_adds_its_images_to_every_training_split_and_never_to_validat
 
 
 def test_pretrain_root_trains_each_seed_once_and_every_fold_fine_tunes_from_it(numbered_dataset, tmp_path,
-                                                                              monkeypatch, capsys):
+                                                                              fit_calls, capsys):
     from pipeline import generate_letters
     pretrain = tmp_path / "pretrain"
     generate_letters.generate(pretrain, per_class=2, seed=3, progress=False)      # 54 images of other writers
-    calls = []
-    real_fit = select_model.fit_model
-
-    def recording_fit(hp, train, val, *args, **kwargs):
-        model, record = real_fit(hp, train, val, *args, **kwargs)
-        calls.append({"train": len(train[1]), "epochs": hp.epochs, "start": kwargs.get("start_weights"),
-                      "end": model.get_weights()})
-        return model, record
-
-    monkeypatch.setattr(select_model, "fit_model", recording_fit)
     args = one_epoch_args(numbered_dataset, tmp_path, "--folds", "0,2", "--pretrain-root", str(pretrain),
                           "--pretrain-epochs", "2")
     assert select_model.main(args) == 0
     # One pretraining (54 generated images, 2 epochs, random start), then each fold fine-tunes from its weights.
-    assert [(c["train"], c["epochs"], c["start"] is None) for c in calls] == [(54, 2, True), (162, 1, False),
-                                                                               (162, 1, False)]
-    for fine_tune in calls[1:]:
-        assert all(np.array_equal(a, b) for a, b in zip(fine_tune["start"], calls[0]["end"]))
+    assert [(c["train"], c["epochs"], c["start"] is None) for c in fit_calls] == [(54, 2, True), (162, 1, False),
+                                                                                   (162, 1, False)]
+    for fine_tune in fit_calls[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(fine_tune["start"], fit_calls[0]["end"]))
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["pretrain"] == {"root": str(pretrain), "images": 54, "epochs": 2}
     assert all(0 <= r["pretrained_top1"] <= r["pretrained_top3"] <= 1 for r in result["runs"])
@@ -218,9 +216,9 @@ def test_pretrain_root_trains_each_seed_once_and_every_fold_fine_tunes_from_it(n
     cached = sorted(p.name for p in (tmp_path / "cache").glob("pretrained-*"))
     assert len(cached) == 1 and not cached[0].endswith(".partial.npz")
     # A second run reads the cached network instead of pretraining again.
-    calls.clear()
+    fit_calls.clear()
     assert select_model.main(args[:-2] + ["--folds", "1"]) == 0
-    assert [c["start"] is None for c in calls] == [False]   # fine-tuning only
+    assert [c["start"] is None for c in fit_calls] == [False]   # fine-tuning only
     with pytest.raises(SystemExit):
         select_model.main(args[:-2] + ["--pretrain-epochs", "0"])
     assert "--pretrain-epochs must be at least 1" in capsys.readouterr().err
