@@ -114,6 +114,7 @@ class Config:
     dropout: float = 0.3
     architecture: str = "resnet"         # one of ARCHITECTURES
     conv_widths: str = ""                # channels per stage, comma-separated ("" = the architecture's default)
+    base_model: str = ""                 # an exported letters model whose network training starts from ("" = random)
     augment: bool = True
     augment_rotation_deg: float = 12.0
     augment_scale: float = 0.15

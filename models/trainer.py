@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from models import export, network
+from models import export, network, warm_start
 from core import configs
 from core.configs import Config
 from core.labels import NUM_CLASSES
@@ -27,6 +27,7 @@ def hyperparameters(custom_config: dict | None) -> Config:
     """The Config the pipeline passed in ``custom_config`` (unknown keys are refused)."""
     fields = dict(custom_config or {})
     fields.pop("code", None)  # the code fingerprint only serves the cache
+    fields.pop("base_model_digest", None)  # so does the base model's (its path comes as fn_args.base_model)
     return Config().replace(**fields)
 
 
@@ -102,8 +103,9 @@ def budget(train_patterns, hp: Config) -> configs.TrainingBudget:
     return configs.training_budget(count_examples(train_patterns), hp.batch_size, hp.epochs)
 
 
-def train(train_patterns, eval_patterns, tf_transform_output, hp: Config):
-    """Trains for the budget (cosine decay over exactly its steps); returns (model, history, budget)."""
+def train(train_patterns, eval_patterns, tf_transform_output, hp: Config, base_model: str | None = None):
+    """Trains for the budget (cosine decay over exactly its steps), from the network of ``base_model`` (an
+    exported letters model) when given, else from a random start; returns (model, history, budget)."""
     tf.keras.utils.set_random_seed(hp.seed)
     plan = budget(train_patterns, hp)
     print(f"Trainer: {plan.describe()}", flush=True)
@@ -111,6 +113,9 @@ def train(train_patterns, eval_patterns, tf_transform_output, hp: Config):
     train_ds = make_dataset(train_patterns, tf_transform_output, hp.batch_size, True, hp)
     eval_ds = make_dataset(eval_patterns, tf_transform_output, 256, False, hp)
     model = compiled_model(hp, steps=plan.steps)
+    if base_model:
+        model.set_weights(warm_start.network_weights(base_model, hp))
+        print(f"Trainer: starting from the network of {warm_start.model_dir(base_model)}", flush=True)
     history = model.fit(train_ds, validation_data=eval_ds, epochs=plan.epochs, verbose=0,
                         callbacks=[_EpochLog(plan.epochs)])
     return model, history, plan
@@ -121,13 +126,15 @@ def run_fn(fn_args) -> None:
     hp = hyperparameters(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     started = time.monotonic()
-    model, history, plan = train(fn_args.train_files, fn_args.eval_files, tf_transform_output, hp)
+    model, history, plan = train(fn_args.train_files, fn_args.eval_files, tf_transform_output, hp,
+                                 base_model=fn_args.base_model)
     export.export_model(model, tf_transform_output, fn_args.serving_model_dir)
     summary = {
         "epochs": plan.epochs,
         "steps": plan.steps,
         "train_examples": plan.train_images,
         "budget": "sized" if plan.sized else "chosen",
+        "base_model": warm_start.model_dir(fn_args.base_model) if fn_args.base_model else "",
         "train_seconds": round(time.monotonic() - started, 1),
         "parameters": int(model.count_params()),
         "final": {k: float(v[-1]) for k, v in history.history.items()},

@@ -75,6 +75,9 @@ TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runne
     "image_size": "model input side in pixels",
     "architecture": "network",
     "conv_widths": "channels per stage, comma-separated; empty = the architecture's own",
+    "base_model": "an exported letters model (e.g. a pushed version folder <serving-dir>/<version>, such as "
+                  "make demo's model of generated letters) whose network training starts from (same architecture "
+                  "and channel widths); empty = a random start",
     "accuracy_floor": "blessing needs at least this top-1 accuracy on the eval split",
     "max_regression": "blessing allows at most this drop in accuracy against the last blessed model",
 }
@@ -109,7 +112,19 @@ def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, 
                "train_buckets": train_buckets, "eval_buckets": eval_buckets,
                "augment": False if args.no_augment else defaults.augment}
     try:
-        defaults.replace(**changes)   # Config checks the values it can check on its own
+        config = defaults.replace(**changes)   # Config checks the values it can check on its own
     except ValueError as err:
         parser.error(str(err))
+    if config.base_model and "://" not in config.base_model:   # a remote one is read only at run time
+        changes["base_model"] = os.path.abspath(os.path.expanduser(config.base_model))
+        check_base_model(parser, config.replace(base_model=changes["base_model"]))
     return changes
+
+
+def check_base_model(parser: argparse.ArgumentParser, config: Config) -> None:
+    """Before anything runs: --base-model holds a letters model whose network this run can start from."""
+    from models import warm_start
+    try:
+        warm_start.network_weights(config.base_model, config)
+    except warm_start.BaseModelError as err:
+        parser.error(f"--base-model: {err}")

@@ -1,6 +1,7 @@
 """``create_pipeline()``: the one definition of the letters pipeline, used by every runner.
 
 ImageExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
+(from an imported base model's network when ``--base-model`` is given) →
 Resolver (latest blessed model) + Evaluator (accuracy floor, no worse than the last blessed model,
 per-class slices) → ServingValidator (the candidate answers real requests in a TF Serving-compatible server)
 → Pusher (atomic, into a TF Serving model directory).
@@ -18,6 +19,7 @@ from tfx.components.schema_gen.component import SchemaGen
 from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
 from tfx.components.transform.component import Transform
+from tfx.dsl.components.common.importer import Importer
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration.pipeline import Pipeline
@@ -62,6 +64,15 @@ def eval_config(config: Config) -> tfma.EvalConfig:
         ])])
 
 
+def base_model_key(path: str) -> dict:
+    """The base model's content hash for the Trainer's cache key (the Importer keys on the path alone, so a
+    model changed in place would otherwise hit the cache); nothing for a remote path, read only at run time."""
+    if not path or "://" in path:
+        return {}
+    from models import warm_start
+    return {"base_model_digest": warm_start.digest(path)}
+
+
 def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
                     metadata_connection_config=None, enable_cache: bool = True,
                     with_pusher: bool = True, feedback_root: str | None = None,
@@ -90,15 +101,20 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=f"{TRANSFORM_MODULE}.preprocessing_fn",
         custom_config={"image_size": config.image_size, "code": fingerprint(TRANSFORM_MODULE)})
+    base_model = None
+    if config.base_model:   # an exported letters model the Trainer starts from (its lineage is in ML Metadata)
+        base_model = Importer(source_uri=config.base_model,
+                              artifact_type=standard_artifacts.Model).with_id("base_model_importer")
     trainer = Trainer(
         run_fn=f"{TRAINER_MODULE}.run_fn",
+        base_model=base_model.outputs["result"] if base_model else None,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=[configs.TRAIN_SPLIT]),
         eval_args=trainer_pb2.EvalArgs(splits=[configs.EVAL_SPLIT]),
         custom_config={**{name: getattr(config, name) for name in TRAINING_FIELDS},
-                       "code": fingerprint(TRAINER_MODULE)})
+                       "code": fingerprint(TRAINER_MODULE), **base_model_key(config.base_model)})
     model_resolver = Resolver(
         strategy_class=LatestBlessedModelStrategy,
         model=Channel(type=standard_artifacts.Model),
@@ -110,8 +126,8 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config),
         example_splits=[configs.EVAL_SPLIT])
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                  model_resolver, evaluator]
+    components = [example_gen, statistics_gen, schema_gen, example_validator, transform,
+                  *([base_model] if base_model else []), trainer, model_resolver, evaluator]
     infra_blessing = None
     if with_serving_validation:
         serving_validator = ServingValidator(model=trainer.outputs["model"],

@@ -189,7 +189,8 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
         budget = (f" ({t['steps']:,} steps, {'sized from' if t.get('budget') == 'sized' else 'chosen;'} "
                   f"{t['train_examples']:,} training images)") if "steps" in t and "train_examples" in t else ""
         lines.append(f"  training: {t['epochs']} epochs{budget} in {t['train_seconds']} s, "
-                     f"{t['parameters']:,} parameters")
+                     f"{t['parameters']:,} parameters"
+                     + (f", starting from the network of {t['base_model']}" if t.get("base_model") else ""))
     if "evaluation" in summary:
         ev = summary["evaluation"]
         acc = ev["overall"].get(ACCURACY_METRIC)

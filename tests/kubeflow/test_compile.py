@@ -233,3 +233,22 @@ def test_vertex_spec_reads_the_feedback_at_run_time_with_the_cache_off(kfp_data,
         "gs://bucket/root/feedback"
     assert not spec_lib.tasks(spec)["ImageExampleGen"]["cachingOptions"].get("enableCache")
     assert any("feedback" in note for note in notes)
+
+
+def test_a_base_model_is_imported_and_feeds_the_trainer(kfp_data):
+    import kubeflow_runner
+    from core.configs import Config
+
+    config = Config(pipeline_root="gs://bucket/root", data_root=str(kfp_data), serving_dir="gs://bucket/serving",
+                    base_model="gs://bucket/serving/7")
+    job, _ = kubeflow_runner.compile_spec(config, IMAGE, BEAM, {})
+    spec = job["pipelineSpec"]
+    tasks = spec_lib.tasks(spec)
+    source = tasks["Trainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]
+    assert source == {"producerTask": "base_model_importer", "outputArtifactKey": "result"}
+    assert "base_model_importer" in tasks["Trainer"]["dependentTasks"]
+    importer = spec["deploymentSpec"]["executors"]["base_model_importer_executor"]["importer"]
+    assert importer["artifactUri"]["constant"] == "gs://bucket/serving/7"
+    assert importer["typeSchema"]["instanceSchema"].startswith("title: tfx.Model")
+    # a remote base model is read only at run time: no digest in the Trainer's cache key
+    assert "base_model_digest" not in json.loads(_constant(spec, "Trainer", "custom_config"))

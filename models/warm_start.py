@@ -1,0 +1,87 @@
+"""Starting the Trainer's network from an exported letters model (``--base-model``) instead of a random one.
+
+The export (models.export) keeps the Keras network as the ``model`` attribute of the saved module, so its
+variables sit in the SavedModel's checkpoint under ``model/…``. Only the network's weights are taken: the
+optimizer starts afresh, so the new run's learning-rate schedule runs over its own budget. Typical use: train
+on generated letters (``make demo``), then on your own data starting from that network (README, "Your own data").
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
+import numpy as np
+import tensorflow as tf
+
+from core.configs import Config
+from models import network
+
+_SAVED_MODEL = "saved_model.pb"
+_VARIABLES = os.path.join("variables", "variables")
+
+
+class BaseModelError(ValueError):
+    """The base model is not an exported letters model, or its network differs from the one being trained."""
+
+
+def model_dir(path: str) -> str:
+    """The SavedModel folder ``path`` stands for: the folder itself (a pushed ``<serving-dir>/<version>``), or
+    its parent when the Trainer got the path TFX derives from an imported Model artifact (``<uri>/Format-Serving``)."""
+    for candidate in (path, os.path.dirname(path.rstrip("/"))):
+        if tf.io.gfile.exists(os.path.join(candidate, _SAVED_MODEL)):
+            return candidate
+    raise BaseModelError(f"base model {path}: no {_SAVED_MODEL} there; give an exported letters model, "
+                         f"e.g. a pushed version folder <serving-dir>/<version>")
+
+
+def digest(path: str) -> str:
+    """A hash of the model's files (the graph and its variables), so a changed model at the same path is not
+    mistaken for the one a cached Trainer run started from."""
+    folder = model_dir(path)
+    files = [os.path.join(folder, _SAVED_MODEL)] + sorted(tf.io.gfile.glob(os.path.join(folder, _VARIABLES) + "*"))
+    sha = hashlib.sha256()
+    for name in files:
+        with tf.io.gfile.GFile(name, "rb") as f:
+            sha.update(os.path.basename(name).encode() + b"\0" + f.read())
+    return sha.hexdigest()[:16]
+
+
+def network_weights(path: str, hp: Config) -> list[np.ndarray]:
+    """The weights of the base model's network, in the order of ``network.build_model(...)``'s for ``hp``.
+
+    Raises BaseModelError when the folder holds no letters model or its network is not the one ``hp`` builds
+    (another architecture or channel widths)."""
+    folder = model_dir(path)
+    donor = network.build_model(hp.architecture, hp.image_size, hp.dropout, hp.conv_widths)
+    what = f"the {hp.architecture} network" + (f" with channels {hp.conv_widths}" if hp.conv_widths else "")
+    prefix = os.path.join(folder, _VARIABLES)
+    stored = _network_shapes(prefix)
+    wanted = sorted(tuple(w.shape) for w in donor.weights)
+    if stored != wanted:   # checked first: a failed restore leaves TensorFlow to log every unread value at exit
+        raise BaseModelError(f"base model {folder} does not hold {what} (the settings of this run): its network has "
+                             f"{len(stored)} weight tensors, {_count(stored):,} values; this run's has "
+                             f"{len(wanted)}, {_count(wanted):,}")
+    try:
+        status = tf.train.Checkpoint(model=donor).read(prefix)
+        status.expect_partial()   # the rest of the export (optimizer, metrics, the TFT graph) is not the network
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BaseModelError(f"base model {folder} does not hold {what} (the settings of this run): "
+                             f"{first_line[:300]}") from None
+    return donor.get_weights()
+
+
+def _network_shapes(prefix: str) -> list[tuple[int, ...]]:
+    """The shapes of the network's weights in the checkpoint (Keras tracks them as ``model/layer_with_weights-N/…``)."""
+    try:
+        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError) as err:
+        raise BaseModelError(f"cannot read the variables of {os.path.dirname(os.path.dirname(prefix))}: "
+                             f"{str(err).strip().splitlines()[0][:300]}") from None
+    return sorted(tuple(shape) for name, shape in shapes.items() if name.startswith("model/layer_with_weights-"))
+
+
+def _count(shapes) -> int:
+    return sum(int(np.prod(shape)) for shape in shapes)

@@ -1,0 +1,95 @@
+"""--base-model: the Trainer starts from an exported letters model's network (models.warm_start)."""
+import shutil
+
+import numpy as np
+import pytest
+
+from core.configs import Config
+from models import warm_start
+from tests.conftest import run_pipeline
+
+pytestmark = pytest.mark.slow   # needs the shared pipeline runs' pushed model
+
+
+def kernels(model_dir) -> dict:
+    """The network's trainable kernels as stored in a SavedModel's checkpoint."""
+    import tensorflow as tf
+    reader = tf.train.load_checkpoint(f"{model_dir}/variables/variables")
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith("model/") and "/kernel/" in name and "OPTIMIZER_SLOT" not in name}
+
+
+def test_the_weights_are_the_served_networks(pushed_model_dir):
+    import tensorflow as tf
+    from core import configs
+    from models import export, network
+    hp = Config()
+    restored = network.build_model(hp.architecture, hp.image_size, hp.dropout, hp.conv_widths)
+    fresh_weights = restored.get_weights()
+    restored.set_weights(warm_start.network_weights(pushed_model_dir, hp))
+    served = tf.saved_model.load(pushed_model_dir)
+    example = tf.train.Example(features=tf.train.Features(feature={configs.IMAGE_KEY: tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[export.warmup_image()]))})).SerializeToString()
+    examples = tf.constant([example])
+    image = served.signatures[configs.TRANSFORM_SIGNATURE](examples=examples)[configs.TRANSFORMED_IMAGE_KEY]
+    expected = served.signatures[configs.SERVING_DEFAULT_SIGNATURE](examples=examples)[configs.PROBABILITIES_OUTPUT]
+    got = restored(tf.reshape(image, [-1, hp.image_size, hp.image_size, 1]), training=False)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh_weights, restored.get_weights()))
+
+
+def test_a_folder_without_a_model_or_with_another_network_is_refused(pushed_model_dir, tmp_path):
+    with pytest.raises(warm_start.BaseModelError, match="no saved_model.pb there"):
+        warm_start.network_weights(str(tmp_path), Config())
+    with pytest.raises(warm_start.BaseModelError, match="does not hold the vgg network"):
+        warm_start.network_weights(pushed_model_dir, Config(architecture="vgg"))
+    with pytest.raises(warm_start.BaseModelError, match="with channels 8,16,32"):
+        warm_start.network_weights(pushed_model_dir, Config(conv_widths="8,16,32"))
+    half_written = tmp_path / "half"
+    shutil.copytree(pushed_model_dir, half_written)
+    shutil.rmtree(half_written / "variables")
+    with pytest.raises(warm_start.BaseModelError, match="cannot read the variables of"):
+        warm_start.network_weights(str(half_written), Config())
+
+
+def test_the_path_tfx_derives_from_an_imported_model_leads_to_the_model(pushed_model_dir):
+    assert warm_start.model_dir(f"{pushed_model_dir}/Format-Serving") == pushed_model_dir
+    assert warm_start.model_dir(pushed_model_dir) == pushed_model_dir
+
+
+def test_the_digest_follows_the_models_variables(pushed_model_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(pushed_model_dir, copy)
+    assert warm_start.digest(str(copy)) == warm_start.digest(pushed_model_dir)
+    data = next((copy / "variables").glob("variables.data-*"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    assert warm_start.digest(str(copy)) != warm_start.digest(pushed_model_dir)
+
+
+def test_the_pipeline_trains_from_the_base_models_network(tiny_dataset, pushed_model_dir, tmp_path):
+    # A learning rate too small to move a weight: the new model's kernels are still the base model's.
+    summary, proc = run_pipeline(tiny_dataset, tmp_path, "--epochs", "1", "--learning-rate", "1e-12",
+                                 "--accuracy-floor", "0.0", "--base-model", pushed_model_dir)
+    assert f"Trainer: starting from the network of {pushed_model_dir}" in proc.stdout
+    assert f"parameters, starting from the network of {pushed_model_dir}" in proc.stdout   # the final summary
+    assert summary["training"]["base_model"] == pushed_model_dir and summary["pushed"] is True
+    base, new = kernels(pushed_model_dir), kernels(summary["pushed_destination"])
+    assert base.keys() == new.keys() and len(base) > 5
+    assert all(np.allclose(base[name], new[name], atol=1e-6) for name in base)
+    # Without it, the same run starts at random: its kernels are not the base model's.
+    summary, proc = run_pipeline(tiny_dataset, tmp_path, "--epochs", "1", "--learning-rate", "1e-12",
+                                 "--accuracy-floor", "0.0", "--max-regression", "1.0")
+    assert summary["training"]["base_model"] == "" and "starting from the network" not in proc.stdout
+    fresh = kernels(summary["pushed_destination"])
+    assert not all(np.allclose(base[name], fresh[name], atol=1e-6) for name in base)
+
+
+def test_the_runner_refuses_a_base_model_of_another_network_before_it_starts(tiny_dataset, pushed_model_dir,
+                                                                            tmp_path):
+    _, proc = run_pipeline(tiny_dataset, tmp_path, "--architecture", "vgg", "--base-model", pushed_model_dir,
+                           check=False)
+    assert proc.returncode == 2
+    assert "--base-model: base model" in proc.stderr and "does not hold the vgg network" in proc.stderr
+    assert not (tmp_path / "pipeline").exists()
