@@ -75,9 +75,9 @@ TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runne
     "image_size": "model input side in pixels",
     "architecture": "network",
     "conv_widths": "channels per stage, comma-separated; empty = the architecture's own",
-    "base_model": "an exported letters model (e.g. a pushed version folder <serving-dir>/<version>, such as "
-                  "make demo's model of generated letters) whose network training starts from (same architecture "
-                  "and channel widths); empty = a random start",
+    "base_model": "an exported letters model whose network training starts from (same architecture and channel "
+                  "widths): a version folder, or a serving dir such as make demo's serving/models/letters (its "
+                  "newest version); empty = a random start",
     "accuracy_floor": "blessing needs at least this top-1 accuracy on the eval split",
     "max_regression": "blessing allows at most this drop in accuracy against the last blessed model",
 }
@@ -116,7 +116,8 @@ def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     except ValueError as err:
         parser.error(str(err))
     if config.base_model and "://" not in config.base_model:   # a remote one is read only at run time
-        changes["base_model"] = os.path.abspath(os.path.expanduser(config.base_model))
+        from models.warm_start import newest_version
+        changes["base_model"] = newest_version(os.path.abspath(os.path.expanduser(config.base_model)))
         check_base_model(parser, config.replace(base_model=changes["base_model"]))
     return changes
 

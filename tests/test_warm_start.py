@@ -1,5 +1,6 @@
 """--base-model: the Trainer starts from an exported letters model's network (models.warm_start)."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +58,16 @@ def test_the_path_tfx_derives_from_an_imported_model_leads_to_the_model(pushed_m
     assert warm_start.model_dir(pushed_model_dir) == pushed_model_dir
 
 
+def test_a_serving_dir_stands_for_its_newest_version(pushed_model_dir, tmp_path):
+    for version in ("3", "12", "7"):
+        shutil.copytree(pushed_model_dir, tmp_path / version)
+    (tmp_path / "99").mkdir()                      # no model in it: not a version
+    (tmp_path / "40.partial").mkdir()
+    assert warm_start.newest_version(str(tmp_path)) == str(tmp_path / "12")
+    assert warm_start.newest_version(str(tmp_path / "3")) == str(tmp_path / "3")
+    assert warm_start.newest_version(str(tmp_path / "99")) == str(tmp_path / "99")   # refused later, by name
+
+
 def test_the_digest_follows_the_models_variables(pushed_model_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(pushed_model_dir, copy)
@@ -70,8 +81,9 @@ def test_the_digest_follows_the_models_variables(pushed_model_dir, tmp_path):
 
 def test_the_pipeline_trains_from_the_base_models_network(tiny_dataset, pushed_model_dir, tmp_path):
     # A learning rate too small to move a weight: the new model's kernels are still the base model's.
+    serving_dir = str(Path(pushed_model_dir).parent)   # its newest version is the one the run starts from
     summary, proc = run_pipeline(tiny_dataset, tmp_path, "--epochs", "1", "--learning-rate", "1e-12",
-                                 "--accuracy-floor", "0.0", "--base-model", pushed_model_dir)
+                                 "--accuracy-floor", "0.0", "--base-model", serving_dir)
     assert f"Trainer: starting from the network of {pushed_model_dir}" in proc.stdout
     assert f"parameters, starting from the network of {pushed_model_dir}" in proc.stdout   # the final summary
     assert summary["training"]["base_model"] == pushed_model_dir and summary["pushed"] is True
