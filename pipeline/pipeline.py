@@ -1,10 +1,10 @@
 """``create_pipeline()``: the one definition of the letters pipeline, used by every runner.
 
-ImageExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
-(from an imported base model's network when ``--base-model`` is given) →
-Resolver (latest blessed model) + Evaluator (accuracy floor, no worse than the last blessed model,
-per-class slices) → ServingValidator (the candidate answers real requests in a TF Serving-compatible server)
-→ Pusher (atomic, into a TF Serving model directory).
+ImageExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer (from the network of
+an imported base model when ``--base-model`` is given, else from a random start) → Resolver (latest blessed
+model) + Evaluator (accuracy floor, no worse than the last blessed model, per-class slices) → ServingValidator
+(the candidate answers real requests in a TF Serving-compatible server) → Pusher (atomic, into a TF Serving
+model directory).
 """
 from __future__ import annotations
 
