@@ -35,17 +35,6 @@ def model_dir(path: str) -> str:
                          f"a version folder <serving-dir>/<version>, or a serving dir that holds versions")
 
 
-def newest_version(path: str) -> str:
-    """``path`` if it holds a model, else its newest version folder that does (a TF Serving model base
-    directory such as ``serving/models/letters``: numbered versions, the highest served)."""
-    if tf.io.gfile.exists(os.path.join(path, _SAVED_MODEL)):
-        return path
-    versions = [int(name.rstrip("/")) for name in (tf.io.gfile.listdir(path) if tf.io.gfile.isdir(path) else [])
-                if name.rstrip("/").isdigit()
-                and tf.io.gfile.exists(os.path.join(path, name.rstrip("/"), _SAVED_MODEL))]
-    return os.path.join(path, str(max(versions))) if versions else path
-
-
 def digest(path: str) -> str:
     """A hash of the model's files (the graph and its variables), so a changed model at the same path is not
     mistaken for the one a cached Trainer run started from."""

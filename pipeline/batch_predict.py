@@ -38,7 +38,8 @@ COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 
 class LocalPredictor:
     def __init__(self, model: str):
         import tensorflow as tf
-        from pipeline.evaluate import load_image_signature, resolve_model_dir
+        from core.model_dirs import resolve_model_dir
+        from pipeline.evaluate import load_image_signature
         self.model_dir = resolve_model_dir(model)
         self.version = Path(self.model_dir).name
         self._fn = load_image_signature(self.model_dir)

@@ -20,20 +20,9 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io
+from core.model_dirs import resolve_model_dir
 from pipeline.flags import non_negative_int, output_dir
 from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
-
-
-def resolve_model_dir(path: str) -> str:
-    """A version directory as given, or the highest integer version under a serving directory."""
-    p = Path(path)
-    if (p / "saved_model.pb").exists():
-        return str(p)
-    versions = sorted((int(d.name) for d in p.iterdir() if d.name.isdigit() and (d / "saved_model.pb").exists()),
-                      reverse=True) if p.is_dir() else []
-    if not versions:
-        raise FileNotFoundError(f"{path} holds no SavedModel (neither saved_model.pb nor <version>/saved_model.pb)")
-    return str(p / str(versions[0]))
 
 
 def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]:

@@ -116,8 +116,12 @@ def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     except ValueError as err:
         parser.error(str(err))
     if config.base_model and "://" not in config.base_model:   # a remote one is read only at run time
-        from models.warm_start import newest_version
-        changes["base_model"] = newest_version(os.path.abspath(os.path.expanduser(config.base_model)))
+        from core.model_dirs import resolve_model_dir
+        try:
+            changes["base_model"] = resolve_model_dir(os.path.abspath(os.path.expanduser(config.base_model)))
+        except FileNotFoundError as err:
+            parser.error(f"--base-model: {err}; give an exported letters model: a version folder, or a serving "
+                         f"dir that holds versions")
         check_base_model(parser, config.replace(base_model=changes["base_model"]))
     return changes
 

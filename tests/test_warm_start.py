@@ -59,13 +59,15 @@ def test_the_path_tfx_derives_from_an_imported_model_leads_to_the_model(pushed_m
 
 
 def test_a_serving_dir_stands_for_its_newest_version(pushed_model_dir, tmp_path):
+    from core.model_dirs import resolve_model_dir
     for version in ("3", "12", "7"):
         shutil.copytree(pushed_model_dir, tmp_path / version)
     (tmp_path / "99").mkdir()                      # no model in it: not a version
     (tmp_path / "40.partial").mkdir()
-    assert warm_start.newest_version(str(tmp_path)) == str(tmp_path / "12")
-    assert warm_start.newest_version(str(tmp_path / "3")) == str(tmp_path / "3")
-    assert warm_start.newest_version(str(tmp_path / "99")) == str(tmp_path / "99")   # refused later, by name
+    assert resolve_model_dir(str(tmp_path)) == str(tmp_path / "12")
+    assert resolve_model_dir(str(tmp_path / "3")) == str(tmp_path / "3")
+    with pytest.raises(FileNotFoundError, match="holds no SavedModel"):
+        resolve_model_dir(str(tmp_path / "99"))
 
 
 def test_the_digest_follows_the_models_variables(pushed_model_dir, tmp_path):
@@ -105,3 +107,5 @@ def test_the_runner_refuses_a_base_model_of_another_network_before_it_starts(tin
     assert proc.returncode == 2
     assert "--base-model: base model" in proc.stderr and "does not hold the vgg network" in proc.stderr
     assert not (tmp_path / "pipeline").exists()
+    _, proc = run_pipeline(tiny_dataset, tmp_path, "--base-model", str(tmp_path), check=False)
+    assert proc.returncode == 2 and f"--base-model: {tmp_path} holds no SavedModel" in proc.stderr
