@@ -30,11 +30,6 @@ DEFAULT_IMAGE = "letters-pipeline:latest"
 CLUSTER_SCHEMES = ("gs://", "s3://")
 
 
-def _path(value: str) -> str:
-    """URLs (gs://…) as given; local paths made absolute."""
-    return value if "://" in value else os.path.abspath(os.path.expanduser(value))
-
-
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The epilog as written, and each flag's default after its help."""
 
@@ -132,9 +127,9 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     parser = build_parser(defaults)
     args = parser.parse_args(argv)
     config = defaults.replace(
-        pipeline_root=_path(args.pipeline_root), data_root=_path(args.data_root),
-        serving_dir=_path(args.serving_dir), **flags.training_changes(parser, args, defaults))
-    args.feedback_root = _path(args.feedback_root) if args.feedback_root else None
+        pipeline_root=flags.absolute(args.pipeline_root), data_root=flags.absolute(args.data_root),
+        serving_dir=flags.absolute(args.serving_dir), **flags.training_changes(parser, args, defaults))
+    args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
     try:
         beam = beam_pipeline_args(args, config)
         overrides = [spec_lib.parse_resources(text) for text in args.resources]
@@ -204,7 +199,7 @@ def main(argv=None) -> int:
     job, notes = compile_spec(config, args.image, beam, resources, target=args.target,
                               enable_cache=not args.no_cache, display_name=args.display_name,
                               serving_validation=args.serving_validation, feedback_root=args.feedback_root)
-    output = _path(args.output)
+    output = flags.absolute(args.output)
     write_spec(job, output)
     spec = job["pipelineSpec"]
     print(f"Wrote {output} ({args.target}): {len(spec_lib.tasks(spec))} tasks, image {args.image}, "

@@ -15,10 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from core.configs import Config
+from core.model_dirs import SAVED_MODEL
 from models import network
 
-_SAVED_MODEL = "saved_model.pb"
 _VARIABLES = os.path.join("variables", "variables")
+WHAT_TO_GIVE = ("give an exported letters model: a version folder <serving-dir>/<version>, or a serving dir that "
+                "holds versions")
 
 
 class BaseModelError(ValueError):
@@ -29,17 +31,16 @@ def model_dir(path: str) -> str:
     """The SavedModel folder ``path`` stands for: the folder itself (a pushed ``<serving-dir>/<version>``), or
     its parent when the Trainer got the path TFX derives from an imported Model artifact (``<uri>/Format-Serving``)."""
     for candidate in (path, os.path.dirname(path.rstrip("/"))):
-        if tf.io.gfile.exists(os.path.join(candidate, _SAVED_MODEL)):
+        if tf.io.gfile.exists(os.path.join(candidate, SAVED_MODEL)):
             return candidate
-    raise BaseModelError(f"base model {path}: no {_SAVED_MODEL} there; give an exported letters model: "
-                         f"a version folder <serving-dir>/<version>, or a serving dir that holds versions")
+    raise BaseModelError(f"base model {path}: no {SAVED_MODEL} there; {WHAT_TO_GIVE}")
 
 
 def digest(path: str) -> str:
     """A hash of the model's files (the graph and its variables), so a changed model at the same path is not
     mistaken for the one a cached Trainer run started from."""
     folder = model_dir(path)
-    files = [os.path.join(folder, _SAVED_MODEL)] + sorted(tf.io.gfile.glob(os.path.join(folder, _VARIABLES) + "*"))
+    files = [os.path.join(folder, SAVED_MODEL)] + sorted(tf.io.gfile.glob(os.path.join(folder, _VARIABLES) + "*"))
     sha = hashlib.sha256()
     for name in files:
         with tf.io.gfile.GFile(name, "rb") as f:

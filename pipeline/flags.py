@@ -34,6 +34,16 @@ def _int_at_least(text: str, low: int) -> int:
     return value
 
 
+def is_url(path: str) -> bool:
+    """gs://…, s3://…: read where the pipeline runs, not checked here."""
+    return "://" in path
+
+
+def absolute(path: str) -> str:
+    """URLs as given; local paths made absolute (``~`` expanded)."""
+    return path if is_url(path) else os.path.abspath(os.path.expanduser(path))
+
+
 def output_file(path: str) -> str:
     """argparse type: a file that can be created (its folder exists, and it is not a folder itself)."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -115,13 +125,13 @@ def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         config = defaults.replace(**changes)   # Config checks the values it can check on its own
     except ValueError as err:
         parser.error(str(err))
-    if config.base_model and "://" not in config.base_model:   # a remote one is read only at run time
+    if config.base_model and not is_url(config.base_model):   # a remote one is read only at run time
         from core.model_dirs import resolve_model_dir
+        from models.warm_start import WHAT_TO_GIVE
         try:
-            changes["base_model"] = resolve_model_dir(os.path.abspath(os.path.expanduser(config.base_model)))
+            changes["base_model"] = resolve_model_dir(absolute(config.base_model))
         except FileNotFoundError as err:
-            parser.error(f"--base-model: {err}; give an exported letters model: a version folder, or a serving "
-                         f"dir that holds versions")
+            parser.error(f"--base-model: {err}; {WHAT_TO_GIVE}")
         check_base_model(parser, config.replace(base_model=changes["base_model"]))
     return changes
 

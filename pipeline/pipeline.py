@@ -30,6 +30,7 @@ from components.atomic_pusher import AtomicPusher
 from components.image_example_gen import ImageExampleGen
 from components.serving_validator import ServingValidator
 from pipeline.code_fingerprint import fingerprint
+from pipeline.flags import is_url
 from core import configs
 from core.configs import Config
 
@@ -67,7 +68,7 @@ def eval_config(config: Config) -> tfma.EvalConfig:
 def base_model_key(path: str) -> dict:
     """The base model's content hash for the Trainer's cache key (the Importer keys on the path alone, so a
     model changed in place would otherwise hit the cache); nothing for a remote path, read only at run time."""
-    if not path or "://" in path:
+    if not path or is_url(path):
         return {}
     from models import warm_start
     return {"base_model_digest": warm_start.digest(path)}

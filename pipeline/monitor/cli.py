@@ -84,9 +84,8 @@ def parse_args(argv=None):
         parser.error(str(err))
     if args.max_runs and not args.watch:
         parser.error("--max-runs needs --watch")
-    args.pipeline_root = os.path.abspath(args.pipeline_root) if "://" not in args.pipeline_root else args.pipeline_root
-    metadata = args.metadata_path or ""
-    metadata = metadata if "://" in metadata or not metadata else os.path.abspath(metadata)
+    args.pipeline_root = flags.absolute(args.pipeline_root)
+    metadata = flags.absolute(args.metadata_path) if args.metadata_path else ""
     config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,
                             feedback_dir=args.feedback_dir)
     return config, args, extra
