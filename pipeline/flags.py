@@ -126,20 +126,21 @@ def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     except ValueError as err:
         parser.error(str(err))
     if config.base_model and not is_url(config.base_model):   # a remote one is read only at run time
-        from core.model_dirs import resolve_model_dir
-        from models.warm_start import WHAT_TO_GIVE
-        try:
-            changes["base_model"] = resolve_model_dir(absolute(config.base_model))
-        except FileNotFoundError as err:
-            parser.error(f"--base-model: {err}; {WHAT_TO_GIVE}")
-        check_base_model(parser, config.replace(base_model=changes["base_model"]))
+        changes["base_model"] = local_base_model(parser, config)
     return changes
 
 
-def check_base_model(parser: argparse.ArgumentParser, config: Config) -> None:
-    """Before anything runs: --base-model holds a letters model whose network this run can start from."""
+def local_base_model(parser: argparse.ArgumentParser, config: Config) -> str:
+    """Before anything runs: the version folder --base-model stands for, holding a letters model whose network
+    this run can start from; otherwise a usage error."""
+    from core.model_dirs import resolve_model_dir
     from models import warm_start
     try:
-        warm_start.network_weights(config.base_model, config)
+        folder = resolve_model_dir(absolute(config.base_model))
+    except FileNotFoundError as err:
+        parser.error(f"--base-model: {err}; {warm_start.WHAT_TO_GIVE}")
+    try:
+        warm_start.network_weights(folder, config)
     except warm_start.BaseModelError as err:
         parser.error(f"--base-model: {err}")
+    return folder
