@@ -72,9 +72,9 @@ _RANGES = (
                                           "max_image_pixels", "image_size", "batch_size")]
     + [(name, 0, None, False) for name in ("generate_seed", "seed", "beam_workers", "augment_rotation_deg", "epochs")]
     + [("learning_rate", 0, None, True), ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
-       ("augment_scale", 0, 0.9, False), ("augment_shift", 0, 0.5, False), ("augment_thickness", 0, 1, False),
-       ("augment_erase", 0, 1, False), ("augment_cutmix", 0, 1, False), ("accuracy_floor", 0, 1, False),
-       ("max_regression", 0, 1, False)]
+       ("augment_scale", 0, 0.9, False), ("augment_shift", 0, 0.5, False), ("augment_aspect", 0, 0.9, False),
+       ("augment_thickness", 0, 1, False), ("augment_erase", 0, 1, False), ("augment_cutmix", 0, 1, False),
+       ("accuracy_floor", 0, 1, False), ("max_regression", 0, 1, False)]
     + [(name, 0, 1, False) for name in ("monitor_label_js", "monitor_label_linf", "monitor_feature_js",
                                         "monitor_feature_linf", "monitor_low_confidence",
                                         "monitor_max_low_confidence_share", "monitor_min_accuracy",
@@ -119,6 +119,7 @@ class Config:
     augment_rotation_deg: float = 12.0
     augment_scale: float = 0.15
     augment_shift: float = 0.1
+    augment_aspect: float = 0.3          # height:width changed by shrinking one side to exp(-0.3) = 0.74 at most
     augment_thickness: float = 0.3       # share of training images whose strokes are thickened or thinned
     augment_erase: float = 0.3           # share of training images with a random square blanked out
     augment_cutmix: float = 0.0          # share of training images given a box of another one (CutMix, labels mixed)

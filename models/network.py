@@ -76,20 +76,22 @@ def build_model(architecture: str, image_size: int, dropout: float = 0.3, widths
     return (build_resnet if architecture == "resnet" else build_cnn)(image_size, dropout, parsed)
 
 
-def augment_batch(images: tf.Tensor, rotation_deg: float, scale: float, shift: float,
+def augment_batch(images: tf.Tensor, rotation_deg: float, scale: float, shift: float, aspect: float = 0.0,
                   seed: int | None = None) -> tf.Tensor:
-    """Random rotation, scale (and shear of the same range) and translation of a batch [N, S, S, 1]."""
+    """Random rotation, scale (and shear of the same range), height:width change and translation of a batch
+    [N, S, S, 1]. The height:width change shrinks the width or the height by a factor down to exp(-``aspect``),
+    never grows one: a letter fitted to the square (a tall ו, a wide ת) stays inside it."""
     shape = tf.shape(images)
     n, size = shape[0], tf.cast(shape[1], tf.float32)
     rnd = tf.random.uniform
     angle = rnd([n], -1.0, 1.0, seed=seed) * rotation_deg * math.pi / 180.0
     zoom = tf.exp(rnd([n], -1.0, 1.0) * scale)
-    aspect = tf.exp(rnd([n], -1.0, 1.0) * scale / 2)
+    stretch = rnd([n], -1.0, 1.0) * aspect      # < 0: narrower, > 0: lower
     shear = rnd([n], -1.0, 1.0) * scale
     tx = rnd([n], -1.0, 1.0) * shift * size
     ty = rnd([n], -1.0, 1.0) * shift * size
     # Output pixel (x, y) samples input at A @ (x - c) + c - t, where A is the inverse of the forward map.
-    sx, sy = zoom * aspect, zoom / aspect
+    sx, sy = zoom * tf.exp(tf.minimum(stretch, 0.0)), zoom * tf.exp(tf.minimum(-stretch, 0.0))
     cos, sin = tf.cos(angle), tf.sin(angle)
     a0 = cos / sx
     a1 = (sin + shear * cos) / sx

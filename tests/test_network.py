@@ -51,6 +51,20 @@ def test_affine_augmentation_is_mild_and_identity_without_range():
     assert (mass > 0.6).all() and (mass < 1.6).all()        # the letter stays in the frame
 
 
+def test_aspect_change_shrinks_one_side_and_keeps_a_fitted_letter_in_the_square():
+    bar = np.zeros((400, 48, 48, 1), np.float32)
+    bar[:, 1:47, 20:28] = 1.0                     # a ו fitted to the square: it fills the height
+    out = network.augment_batch(tf.constant(bar), 0.0, 0.0, 0.0, aspect=0.4).numpy()[..., 0] > 0.5
+    rows, cols = out.any(axis=2).sum(axis=1), out.any(axis=1).sum(axis=1)
+    assert not out[:, 0].any() and not out[:, -1].any()         # never stretched out of the square
+    assert rows.max() >= 45 and rows.min() <= 46 * np.exp(-0.3)  # lowered by up to exp(-0.4), or left whole
+    lower, narrower = rows < 45, cols < 8
+    assert not (lower & narrower).any()                          # one side shrunk, never both
+    assert 0.3 < lower.mean() < 0.7 and 0.3 < narrower.mean() < 0.7
+    same = network.augment_batch(tf.constant(bar), 0.0, 0.0, 0.0, aspect=0.0).numpy()
+    np.testing.assert_allclose(same, bar, atol=1e-5)
+
+
 def test_thickness_and_erasing():
     x = stroke_batch(n=400)
     ink = float(tf.reduce_sum(x[0]))
