@@ -3,8 +3,8 @@
     python local_runner.py                              # built-in generated data (made if missing)
     python local_runner.py --data-root ~/letters --epochs 30
 
-The number of epochs, unless chosen, is sized from the number of training images (core.configs.sized_epochs)
-and printed before the pipeline starts.
+The number of epochs, unless chosen, is sized from the number of training images (core.configs.sized_epochs;
+the built-in generated letters train Config.generate_epochs) and printed before the pipeline starts.
 
 Every flag defaults to core/configs.py, overridable there by LETTERS_<FIELD> environment variables.
 """
@@ -47,7 +47,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
                         "always in the train split")
     p.add_argument("--no-feedback", action="store_true", help="ignore the feedback store")
     p.add_argument("--generate-per-class", type=flags.positive_int, default=defaults.generate_per_class,
-                   help="images per class when generating the default data")
+                   help="images per class (simulated writers) when generating the default data; it trains "
+                        f"{defaults.generate_epochs} epochs unless --epochs is given (LETTERS_GENERATE_EPOCHS)")
     p.add_argument("--no-cache", action="store_true", help="re-run every component even if its inputs are unchanged")
     p.add_argument("--summary-json", default=None, type=flags.output_file,
                    help="also write the final summary to this file")
@@ -172,6 +173,10 @@ def main(argv=None) -> int:
         except (NoHebrewFontError, NotGeneratedFolder) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        if not config.epochs:
+            print(f"The built-in generated letters train {config.generate_epochs} epochs (more do not help on them; "
+                  "--epochs N to choose)", flush=True)
+        config = configs.generated_budget(config)
     elif not os.path.isdir(config.data_root):
         print(f"error: --data-root {config.data_root} is not a folder", file=sys.stderr)
         return 2

@@ -79,7 +79,7 @@ def defaults_from_env() -> Config:
 
 TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runners
     "epochs": f"passes over the training split; 0 = sized from the number of training images "
-              f"({configs.budget_rule()})",
+              f"({configs.budget_rule()}; local runs on the built-in generated letters: generate_epochs)",
     "batch_size": "images per training step",
     "learning_rate": "Adam's initial learning rate (cosine decay to 0)",
     "image_size": "model input side in pixels",

@@ -111,7 +111,7 @@ def test_the_training_budget_grows_with_the_training_images_within_bounds():
     assert epochs[0] == configs.MIN_EPOCHS and epochs[-1] == configs.MAX_EPOCHS
     assert configs.sized_epochs(10 * configs.IMAGES_PER_EPOCH) == max(configs.MIN_EPOCHS, 10)
     assert configs.sized_epochs(30 * configs.IMAGES_PER_EPOCH) == min(configs.MAX_EPOCHS, 30)
-    demo = configs.training_budget(1728, 64)                  # make demo: 2,160 generated letters, 4:1 split
+    demo = configs.training_budget(1728, 64)                  # 2,160 letters, 4:1 split
     assert (demo.epochs, demo.steps_per_epoch, demo.steps, demo.sized) == (12, 27, 324, True)
     for n in (1, 63, 64, 65, 3151):
         budget = configs.training_budget(n, 64)
@@ -132,6 +132,28 @@ def test_chosen_epochs_win_over_the_rule():
         configs.Config.from_env({"LETTERS_EPOCHS": "-3"})
     import local_runner
     assert local_runner.parse_args(["--epochs", "0"])[0].epochs == 0
+
+
+def test_the_built_in_generated_letters_train_their_own_epochs_unless_some_are_chosen(tmp_path, monkeypatch,
+                                                                                     capsys):
+    config = configs.Config()
+    assert configs.generated_budget(config).epochs == config.generate_epochs == 12
+    assert configs.generated_budget(config.replace(epochs=5)).epochs == 5
+    with pytest.raises(ValueError, match="generate_epochs must be a number >= 1"):
+        configs.Config.from_env({"LETTERS_GENERATE_EPOCHS": "0"})
+    import local_runner
+    ran = []
+    monkeypatch.setattr(local_runner, "run", lambda config, **_: ran.append(config) or {})
+    monkeypatch.setenv("LETTERS_DATA_ROOT", str(tmp_path / "generated"))
+    monkeypatch.setenv("LETTERS_GENERATE_PER_CLASS", "1")
+    monkeypatch.setenv("LETTERS_GENERATE_EPOCHS", "3")
+    common = ["--pipeline-root", str(tmp_path / "p"), "--no-feedback", "--quiet"]
+    assert local_runner.main(common) == 0                              # the built-in data: generated, 3 epochs
+    assert "generated letters train 3 epochs" in capsys.readouterr().out
+    assert local_runner.main(common + ["--epochs", "2"]) == 0          # chosen epochs win
+    assert local_runner.main(common + ["--data-root", str(tmp_path / "generated")]) == 0   # your data: sized
+    assert [c.epochs for c in ran] == [3, 2, 0]
+    assert len(list((tmp_path / "generated").glob("*/*.png"))) == 27
 
 
 def test_the_budget_line_says_what_was_chosen_and_from_what():
