@@ -62,7 +62,7 @@ def make_dataset(patterns, tf_transform_output, batch_size: int, training: bool,
 def augment(images: tf.Tensor, labels: tf.Tensor, hp: Config) -> tuple[tf.Tensor, tf.Tensor]:
     """The training-time augmentation of a batch (images [N, S, S, 1], one-hot labels [N, 27]), as configured."""
     images = network.augment_batch(images, hp.augment_rotation_deg, hp.augment_scale, hp.augment_shift,
-                                  hp.augment_aspect)
+                                   hp.augment_aspect)
     images = network.vary_thickness(images, hp.augment_thickness)
     images = network.erase_patches(images, hp.augment_erase)
     return network.cut_mix(images, labels, hp.augment_cutmix)
