@@ -68,6 +68,10 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
                    help="where artifacts are written (gs://BUCKET/…); becomes the spec's defaultPipelineRoot")
     p.add_argument("--data-root", default=defaults.data_root,
                    help="folder of <class_folder>/<image> files the ImageExampleGen reads (gs://…)")
+    p.add_argument("--pretrain-root", default=defaults.pretrain_root or None,
+                   help="letters (folder per class, gs://…) the network first trains on, generate_epochs epochs, "
+                        "before --data-root's: e.g. the built-in generated ones (python -m pipeline.generate_letters "
+                        "--out DIR, then copied to the bucket); default: none, a random start")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the Pusher writes <version>/ into (gs://…/letters)")
     p.add_argument("--feedback-root", default=None,
@@ -128,6 +132,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     args = parser.parse_args(argv)
     config = defaults.replace(
         pipeline_root=flags.absolute(args.pipeline_root), data_root=flags.absolute(args.data_root),
+        pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root else "",
         serving_dir=flags.absolute(args.serving_dir), **flags.training_changes(parser, args, defaults))
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
     try:

@@ -1,7 +1,7 @@
 """Runs the letters pipeline on this machine: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata.
 
     python local_runner.py                              # built-in generated data (made if missing)
-    python local_runner.py --data-root ~/letters --epochs 30
+    python local_runner.py --data-root ~/letters        # your letters, from a network of the built-in ones
 
 The number of epochs, unless chosen, is sized from the number of training images (core.configs.sized_epochs;
 the built-in generated letters train Config.generate_epochs) and printed before the pipeline starts.
@@ -49,6 +49,11 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--generate-per-class", type=flags.positive_int, default=defaults.generate_per_class,
                    help="images per class (simulated writers) when generating the default data; it trains "
                         f"{defaults.generate_epochs} epochs unless --epochs is given (LETTERS_GENERATE_EPOCHS)")
+    p.add_argument("--pretrain-root", default=defaults.pretrain_root or None,
+                   help="letters (folder per class) the network first trains on, generate_epochs epochs, in the same "
+                        "run, before --data-root's (default with --data-root: the built-in generated letters, made "
+                        "if missing)")
+    p.add_argument("--no-pretrain", action="store_true", help="train --data-root's letters from a random start")
     p.add_argument("--no-cache", action="store_true", help="re-run every component even if its inputs are unchanged")
     p.add_argument("--summary-json", default=None, type=flags.output_file,
                    help="also write the final summary to this file")
@@ -111,6 +116,55 @@ def ensure_default_data(config: Config) -> None:
     from pipeline import generate_letters
     faces = generate_letters.require_faces()
     generate_letters.generate(config.data_root, config.generate_per_class, config.generate_seed, faces)
+
+
+def usable_letters(flag: str, root: str, config: Config) -> bool:
+    """Whether ``root`` is a folder of class folders with at least one image the ExampleGen would keep; if not,
+    says why (as the ExampleGen would) before anything starts."""
+    if not os.path.isdir(root):
+        print(f"error: {flag} {root} is not a folder", file=sys.stderr)
+        return False
+    from components import image_example_gen as gen
+    problem = gen.describe_layout_problem(root)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return False
+    usable, skips = gen.find_usable_image(root, config.max_file_bytes, config.max_image_pixels)
+    if not usable:   # every file would be skipped
+        print(gen.format_report(gen.build_report(skips, root)), flush=True)
+        print(f"error: {gen.no_usable_image(root)}", file=sys.stderr)
+        return False
+    return True
+
+
+def choose_pretraining(config: Config, args: argparse.Namespace, builtin_root: str) -> Config:
+    """``config`` with the folder its network first trains on, and a line saying so. Your data (--data-root)
+    starts from a network of the built-in generated letters (``builtin_root``) unless --no-pretrain or
+    --base-model (measured: about a point more on writers never seen, README); the built-in letters themselves
+    start at random."""
+    given = args.pretrain_root
+    if args.no_pretrain or config.base_model or (given is None and args.data_root is None):
+        if given and config.base_model and not args.no_pretrain:
+            print("Pretraining: none, --base-model gives the network to start from", flush=True)
+        return config.replace(pretrain_root="")
+    if given is None:
+        root = os.path.abspath(builtin_root)
+        if root == config.data_root:
+            return config.replace(pretrain_root="")
+        from pipeline.generate_letters import NoHebrewFontError, NotGeneratedFolder
+        try:
+            ensure_default_data(config.replace(data_root=root))
+        except (NoHebrewFontError, NotGeneratedFolder) as err:
+            print(f"Pretraining: none, the built-in generated letters cannot be made ({err})", flush=True)
+            return config.replace(pretrain_root="")
+        what = f"the built-in generated letters ({config.generate_per_class} simulated writers, {root})"
+    else:
+        root = os.path.abspath(os.path.expanduser(given))
+        what = root
+    epochs = f"{config.generate_epochs} epoch{'s' if config.generate_epochs != 1 else ''}"
+    print(f"Pretraining: the network first trains {epochs} on {what}, then on your data "
+          "(--no-pretrain to start at random)", flush=True)
+    return config.replace(pretrain_root=root)
 
 
 def export_feedback(config: Config) -> str | None:
@@ -177,24 +231,18 @@ def main(argv=None) -> int:
             print(f"The built-in generated letters train {config.generate_epochs} epochs (more do not help on them; "
                   "--epochs N to choose)", flush=True)
         config = configs.generated_budget(config)
-    elif not os.path.isdir(config.data_root):
-        print(f"error: --data-root {config.data_root} is not a folder", file=sys.stderr)
-        return 2
-    from components import image_example_gen as gen
-    problem = gen.describe_layout_problem(config.data_root)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    usable, skips = gen.find_usable_image(config.data_root, config.max_file_bytes, config.max_image_pixels)
-    if not usable:   # every file would be skipped: say why, as the ExampleGen would, before starting
-        print(gen.format_report(gen.build_report(skips, config.data_root)), flush=True)
-        print(f"error: {gen.no_usable_image(config.data_root)}", file=sys.stderr)
+    if not usable_letters("--data-root", config.data_root, config):
         return 2
     try:
         os.makedirs(config.pipeline_root, exist_ok=True)
     except OSError as err:
         print(f"error: cannot create --pipeline-root {config.pipeline_root}: {err.strerror or err}", file=sys.stderr)
         return 2
+    config = choose_pretraining(config, args, flags.defaults_from_env().data_root)
+    if args.pretrain_root and config.pretrain_root and not usable_letters("--pretrain-root", config.pretrain_root,
+                                                                          config):
+        return 2
+    from components import image_example_gen as gen
     from core.feedback import FeedbackStoreError
     try:
         summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet)

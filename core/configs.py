@@ -26,6 +26,7 @@ SOURCE_KEY = "source"          # path relative to the data root
 # Transformed features (output of Transform, input of the Keras model).
 TRANSFORMED_IMAGE_KEY = "image"
 TRANSFORMED_LABEL_KEY = "label"
+TRAINER_STAGE_KEY = "stage"   # Trainer custom_config: "pretraining" names the pretrainer (pipeline.pipeline.pretraining)
 
 # Exported signatures (the serving contract).
 SERVING_DEFAULT_SIGNATURE = "serving_default"   # serialized tf.Example -> probabilities
@@ -116,6 +117,8 @@ class Config:
     architecture: str = "resnet"         # one of ARCHITECTURES
     conv_widths: str = ""                # channels per stage, comma-separated ("" = the architecture's default)
     base_model: str = ""                 # an exported letters model whose network training starts from ("" = random)
+    pretrain_root: str = ""              # letters (folder per class) the network first trains on, generate_epochs
+                                         # epochs, in the same run; local runs on your data: the built-in generated ones
     augment: bool = True
     augment_rotation_deg: float = 12.0
     augment_scale: float = 0.15

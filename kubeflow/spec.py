@@ -101,6 +101,11 @@ DEFAULT_RESOURCES: dict[str, Resources] = {
     "StatisticsGen": Resources(cpu="2", memory="4Gi", cpu_request="1", memory_request="2Gi"),
     "Transform": Resources(cpu="2", memory="8Gi", cpu_request="1", memory_request="4Gi"),
     "Trainer": Resources(cpu="4", memory="8Gi", cpu_request="2", memory_request="4Gi"),
+    # With --pretrain-root (pipeline.pipeline.pretraining): like the ExampleGen, Transform and Trainer.
+    "pretrain_example_gen": Resources(cpu="2", memory="4Gi", cpu_request="1", memory_request="2Gi"),
+    "pretrain_statistics_gen": Resources(cpu="2", memory="4Gi", cpu_request="1", memory_request="2Gi"),
+    "pretrain_transform": Resources(cpu="2", memory="8Gi", cpu_request="1", memory_request="4Gi"),
+    "pretrainer": Resources(cpu="4", memory="8Gi", cpu_request="2", memory_request="4Gi"),
     "Evaluator": Resources(cpu="2", memory="8Gi", cpu_request="1", memory_request="4Gi"),
 }
 
@@ -151,7 +156,8 @@ def set_pipeline_root(spec: dict, pipeline_root: str) -> None:
 def apply_resources(spec: dict, table: dict[str, Resources]) -> dict[str, dict]:
     """Writes ``container.resources`` of every container task; returns task → resources written."""
     names = container_tasks(spec)
-    unknown = sorted(set(table) - set(names) - {ALL})
+    # A default for a component this pipeline leaves out (the pretrainer's) is not an error; an override is.
+    unknown = sorted(name for name in set(table) - set(names) - {ALL} if table[name] != DEFAULT_RESOURCES.get(name))
     if unknown:
         raise ValueError(f"no component named {', '.join(unknown)} in the pipeline (components: {', '.join(names)})")
     written = {}

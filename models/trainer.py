@@ -28,6 +28,7 @@ def hyperparameters(custom_config: dict | None) -> Config:
     fields = dict(custom_config or {})
     fields.pop("code", None)  # the code fingerprint only serves the cache
     fields.pop("base_model_digest", None)  # so does the base model's (its path comes as fn_args.base_model)
+    fields.pop(configs.TRAINER_STAGE_KEY, None)  # which training this is only names it in the output (run_fn)
     return Config().replace(**fields)
 
 
@@ -81,14 +82,14 @@ def compiled_model(hp: Config, steps: int) -> tf.keras.Model:
 class _EpochLog(tf.keras.callbacks.Callback):
     """One line per epoch, visible in the runner's output."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, name: str = "Trainer"):
         super().__init__()
-        self.epochs = epochs
+        self.epochs, self.name = epochs, name
         self.started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        print(f"Trainer: epoch {epoch + 1}/{self.epochs} loss {logs.get('loss', float('nan')):.3f} "
+        print(f"{self.name}: epoch {epoch + 1}/{self.epochs} loss {logs.get('loss', float('nan')):.3f} "
               f"acc {logs.get('accuracy', float('nan')):.3f} val_acc {logs.get('val_accuracy', float('nan')):.3f} "
               f"({time.monotonic() - self.started:.0f} s)", flush=True)
 
@@ -104,21 +105,23 @@ def budget(train_patterns, hp: Config) -> configs.TrainingBudget:
     return configs.training_budget(count_examples(train_patterns), hp.batch_size, hp.epochs)
 
 
-def train(train_patterns, eval_patterns, tf_transform_output, hp: Config, base_model: str | None = None):
+def train(train_patterns, eval_patterns, tf_transform_output, hp: Config, base_model: str | None = None,
+          name: str = "Trainer"):
     """Trains for the budget (cosine decay over exactly its steps), from the network of ``base_model`` (an
-    exported letters model) when given, else from a random start; returns (model, history, budget)."""
+    exported letters model) when given, else from a random start; returns (model, history, budget). ``name``
+    begins its output lines."""
     tf.keras.utils.set_random_seed(hp.seed)
     plan = budget(train_patterns, hp)
-    print(f"Trainer: {plan.describe()}", flush=True)
+    print(f"{name}: {plan.describe()}", flush=True)
     logging.info("%s", plan.describe())
     train_ds = make_dataset(train_patterns, tf_transform_output, hp.batch_size, True, hp)
     eval_ds = make_dataset(eval_patterns, tf_transform_output, 256, False, hp)
     model = compiled_model(hp, steps=plan.steps)
     if base_model:
         model.set_weights(warm_start.network_weights(base_model, hp))
-        print(f"Trainer: starting from the network of {warm_start.model_dir(base_model)}", flush=True)
+        print(f"{name}: starting from the network of {warm_start.model_dir(base_model)}", flush=True)
     history = model.fit(train_ds, validation_data=eval_ds, epochs=plan.epochs, verbose=0,
-                        callbacks=[_EpochLog(plan.epochs)])
+                        callbacks=[_EpochLog(plan.epochs, name)])
     return model, history, plan
 
 
@@ -127,8 +130,9 @@ def run_fn(fn_args) -> None:
     hp = hyperparameters(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     started = time.monotonic()
+    pretraining = (fn_args.custom_config or {}).get(configs.TRAINER_STAGE_KEY) == "pretraining"
     model, history, plan = train(fn_args.train_files, fn_args.eval_files, tf_transform_output, hp,
-                                 base_model=fn_args.base_model)
+                                 base_model=fn_args.base_model, name="Pretrainer" if pretraining else "Trainer")
     export.export_model(model, tf_transform_output, fn_args.serving_model_dir)
     summary = {
         "epochs": plan.epochs,

@@ -18,7 +18,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components import serving_validator
 from core import configs
-from pipeline.pipeline import ACCURACY_METRIC
+from pipeline.pipeline import ACCURACY_METRIC, PRETRAINER_NODE
 
 STATS_FILE = "FeatureStats.pb"   # StatisticsGen's binary DatasetFeatureStatisticsList per split
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
@@ -135,12 +135,12 @@ def summarize(metadata_file: str) -> dict:
         counts = examples_per_split(statistics[0].uri)
         summary["examples_per_split"] = {split: counts.get(split, 0)
                                          for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT)}
-    model_run = comps.get("Trainer", {}).get("outputs", {}).get("model_run")
-    if model_run:
-        path = os.path.join(model_run[0].uri, "training_summary.json")
-        if os.path.exists(path):
+    for key, node in (("pretraining", PRETRAINER_NODE), ("training", "Trainer")):
+        model_run = comps.get(node, {}).get("outputs", {}).get("model_run")
+        path = os.path.join(model_run[0].uri, "training_summary.json") if model_run else ""
+        if path and os.path.exists(path):
             with open(path) as f:
-                summary["training"] = json.load(f)
+                summary[key] = json.load(f)
     evaluator = comps.get("Evaluator", {}).get("outputs", {})
     if evaluator.get("evaluation"):
         metrics = evaluation_metrics(evaluator["evaluation"][0].uri)
@@ -184,13 +184,17 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
                      + (f"; {ingest['feedback']} user-labelled feedback images (in train)" if ingest.get("feedback") else ""))
         if ingest.get("empty_classes"):
             lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
-    if "training" in summary:
-        t = summary["training"]
-        budget = (f" ({t['steps']:,} steps, {'sized from' if t.get('budget') == 'sized' else 'chosen;'} "
-                  f"{t['train_examples']:,} training images)") if "steps" in t and "train_examples" in t else ""
-        lines.append(f"  training: {t['epochs']} epochs{budget} in {t['train_seconds']} s, "
-                     f"{t['parameters']:,} parameters"
-                     + (f", starting from the network of {t['base_model']}" if t.get("base_model") else ""))
+    for key in ("pretraining", "training"):
+        if key in summary:
+            t = summary[key]
+            budget = (f" ({t['steps']:,} steps, {'sized from' if t.get('budget') == 'sized' else 'chosen;'} "
+                      f"{t['train_examples']:,} training images)") if "steps" in t and "train_examples" in t else ""
+            start = ""
+            if key == "training" and t.get("base_model"):
+                start = (", starting from the pretrained network" if "pretraining" in summary
+                         else f", starting from the network of {t['base_model']}")
+            lines.append(f"  {key}: {t['epochs']} epochs{budget} in {t['train_seconds']} s, "
+                         f"{t['parameters']:,} parameters{start}")
     if "evaluation" in summary:
         ev = summary["evaluation"]
         acc = ev["overall"].get(ACCURACY_METRIC)

@@ -1,5 +1,6 @@
 """Settings: one place, overridable by environment, and one Keras mode for every process."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -154,6 +155,18 @@ def test_the_built_in_generated_letters_train_their_own_epochs_unless_some_are_c
     assert local_runner.main(common + ["--data-root", str(tmp_path / "generated")]) == 0   # your data: sized
     assert [c.epochs for c in ran] == [3, 2, 0]
     assert len(list((tmp_path / "generated").glob("*/*.png"))) == 27
+    # Your own letters start from a network of the built-in ones (made if missing), unless --no-pretrain.
+    from pipeline import generate_letters
+    generate_letters.generate(tmp_path / "mine", per_class=1, seed=3, progress=False)
+    shutil.rmtree(tmp_path / "generated")
+    assert local_runner.main(common + ["--data-root", str(tmp_path / "mine")]) == 0
+    assert "Pretraining: the network first trains 3 epochs on the built-in generated letters" in capsys.readouterr().out
+    assert local_runner.main(common + ["--data-root", str(tmp_path / "mine"), "--no-pretrain"]) == 0
+    assert [c.pretrain_root for c in ran] == ["", "", "", str(tmp_path / "generated"), ""]
+    assert len(list((tmp_path / "generated").glob("*/*.png"))) == 27
+    assert local_runner.main(common + ["--data-root", str(tmp_path / "mine"),
+                                       "--pretrain-root", str(tmp_path / "no")]) == 2
+    assert f"error: --pretrain-root {tmp_path / 'no'} is not a folder" in capsys.readouterr().err
 
 
 def test_the_budget_line_says_what_was_chosen_and_from_what():

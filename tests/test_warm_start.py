@@ -1,4 +1,5 @@
-"""--base-model: the Trainer starts from an exported letters model's network (models.warm_start)."""
+"""--base-model: the Trainer starts from an exported letters model's network (models.warm_start); pretraining:
+from the network of a pretrainer in the same run (--pretrain-root)."""
 import shutil
 from pathlib import Path
 
@@ -109,3 +110,32 @@ def test_the_runner_refuses_a_base_model_of_another_network_before_it_starts(tin
     assert not (tmp_path / "pipeline").exists()
     _, proc = run_pipeline(tiny_dataset, tmp_path, "--base-model", str(tmp_path), check=False)
     assert proc.returncode == 2 and f"--base-model: {tmp_path} holds no SavedModel" in proc.stderr
+
+
+def test_the_pipeline_trains_from_a_pretrainers_network_and_keeps_it_cached(tiny_dataset, tmp_path):
+    from pipeline import generate_letters
+    from pipeline.run_summary import last_run
+    generate_letters.generate(tmp_path / "pre", per_class=2, seed=11, progress=False)
+    data = shutil.copytree(tiny_dataset, tmp_path / "data")
+    summary, proc = run_pipeline(data, tmp_path, "--epochs", "1", "--accuracy-floor", "0.0",
+                                 "--pretrain-root", str(tmp_path / "pre"))
+    pretrainer = tmp_path / "pipeline" / "pretrainer" / "model"
+    assert f"Pretraining: the network first trains 12 epochs on {tmp_path / 'pre'}" in proc.stdout
+    assert "Pretrainer: training budget: 12 epochs" in proc.stdout
+    assert f"Trainer: starting from the network of {pretrainer}/" in proc.stdout
+    assert summary["pretraining"]["epochs"] == 12 and summary["training"]["epochs"] == 1
+    assert summary["training"]["base_model"].startswith(str(pretrainer))
+    assert "starting from the pretrained network" in proc.stdout and summary["pushed"] is True
+    ran = last_run(str(tmp_path / "pipeline" / "metadata.sqlite"))["components"]
+    assert {"pretrain_example_gen", "pretrain_schema_gen", "pretrain_transform", "pretrainer", "Trainer"} <= set(ran)
+    # The pretrainer's examples are the pretraining folder's, not the run's data.
+    pre_examples = ran["pretrain_example_gen"]["outputs"]["examples"][0].uri
+    assert pre_examples != ran["ImageExampleGen"]["outputs"]["examples"][0].uri
+    # New data of the run's own (here: one image less) leaves the pretraining cached.
+    next(Path(data).glob("alef/*.png")).unlink()
+    summary, proc = run_pipeline(data, tmp_path, "--epochs", "1", "--accuracy-floor", "0.0", "--max-regression", "1.0",
+                                 "--pretrain-root", str(tmp_path / "pre"))
+    states = summary["components"]
+    assert all(states[n] == "cached" for n in states if n.startswith("pretrain")), states
+    assert states["ImageExampleGen"] != "cached" and states["Trainer"] != "cached"
+    assert "Pretrainer:" not in proc.stdout and f"starting from the network of {pretrainer}/" in proc.stdout

@@ -252,3 +252,33 @@ def test_a_base_model_is_imported_and_feeds_the_trainer(kfp_data):
     assert importer["typeSchema"]["instanceSchema"].startswith("title: tfx.Model")
     # a remote base model is read only at run time: no digest in the Trainer's cache key
     assert "base_model_digest" not in json.loads(_constant(spec, "Trainer", "custom_config"))
+
+
+def test_a_pretrainer_feeds_the_trainer_with_the_trainers_resources(kfp_data, tmp_path):
+    import kubeflow_runner
+    from core.configs import Config
+
+    config = Config(pipeline_root="gs://bucket/root", data_root=str(kfp_data), serving_dir="gs://bucket/serving",
+                    pretrain_root="gs://bucket/generated", epochs=3)
+    job, _ = kubeflow_runner.compile_spec(config, IMAGE, BEAM, spec_lib.combine_resources([]))
+    spec = job["pipelineSpec"]
+    tasks = spec_lib.tasks(spec)
+    source = tasks["Trainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]
+    assert source == {"producerTask": "pretrainer", "outputArtifactKey": "model"}
+    assert _constant(spec, "pretrain_example_gen", "input_base") == "gs://bucket/generated"
+    pretrainer = json.loads(_constant(spec, "pretrainer", "custom_config"))
+    assert (pretrainer["epochs"], pretrainer["stage"]) == (config.generate_epochs, "pretraining")
+    assert json.loads(_constant(spec, "Trainer", "custom_config"))["epochs"] == 3
+    inputs = tasks["pretrainer"]["inputs"]["artifacts"]
+    assert inputs["examples"]["taskOutputArtifact"]["producerTask"] == "pretrain_transform"
+    assert inputs["schema"]["taskOutputArtifact"]["producerTask"] == "pretrain_schema_gen"
+    for name, like in (("pretrainer", "Trainer"), ("pretrain_transform", "Transform"),
+                       ("pretrain_example_gen", "ImageExampleGen"), ("pretrain_statistics_gen", "StatisticsGen")):
+        assert (spec_lib.executor_of(spec, name)[1]["container"]["resources"]
+                == spec_lib.executor_of(spec, like)[1]["container"]["resources"]), name
+    # Without a pretrain root the defaults for its components are not an error; an override of them is.
+    job, _ = kubeflow_runner.compile_spec(config.replace(pretrain_root=""), IMAGE, BEAM, spec_lib.combine_resources([]))
+    assert "pretrainer" not in spec_lib.tasks(job["pipelineSpec"])
+    with pytest.raises(ValueError, match="no component named pretrainer"):
+        kubeflow_runner.compile_spec(config.replace(pretrain_root=""), IMAGE, BEAM,
+                                     spec_lib.combine_resources([spec_lib.parse_resources("pretrainer=cpu=8")]))
