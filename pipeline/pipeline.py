@@ -94,6 +94,7 @@ def training(config: Config, transform: Transform, schema, base_model=None, pret
 
 
 def transformation(config: Config, examples, schema) -> Transform:
+    """The Transform of an ExampleGen's examples (``models.preprocessing``; its graph is exported with the model)."""
     return Transform(
         examples=examples, schema=schema, preprocessing_fn=f"{TRANSFORM_MODULE}.preprocessing_fn",
         custom_config={"image_size": config.image_size, "code": fingerprint(TRANSFORM_MODULE)})
@@ -146,14 +147,15 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
     example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
     transform = transformation(config, example_gen.outputs["examples"], schema_gen.outputs["schema"])
-    start = []   # what the Trainer's network starts from, if not a random start
+    start, base_model = [], None   # the components giving the network the Trainer starts from, if not random
     if config.base_model:   # an exported letters model the Trainer starts from (its lineage is in ML Metadata)
-        start = [Importer(source_uri=config.base_model,
-                          artifact_type=standard_artifacts.Model).with_id("base_model_importer")]
+        importer = Importer(source_uri=config.base_model,
+                            artifact_type=standard_artifacts.Model).with_id("base_model_importer")
+        start, base_model = [importer], importer.outputs["result"]
     elif config.pretrain_root:
         start = pretraining(config)
-    trainer = training(config, transform, schema_gen.outputs["schema"],
-                       base_model=start[-1].outputs["result" if config.base_model else "model"] if start else None)
+        base_model = start[-1].outputs["model"]
+    trainer = training(config, transform, schema_gen.outputs["schema"], base_model=base_model)
     model_resolver = Resolver(
         strategy_class=LatestBlessedModelStrategy,
         model=Channel(type=standard_artifacts.Model),
