@@ -10,6 +10,10 @@ pushed model on the held-out writers through its image signature. ``--mix-genera
 images per class to the training part. ``--score-root DIR`` also scores the pushed model on every image of DIR
 (e.g. real letters, when the pipeline trained on generated ones); DIR is never trained on.
 
+``--folds 0,1,2,3,4`` runs the whole pipeline once per writer fold instead (``bench/writer_split.py``'s blocks of
+form numbers, each held out in turn, each run in its own pipeline root under ``--work``/fold-K) and pools the
+held-out scores: every image of ``--data-root`` scored once by a pipeline that never saw its writer.
+
 Runs ``local_runner.py`` in a fresh pipeline root (so nothing is cached) and without the web client's local
 feedback store (``--with-feedback`` to include it), samples the resident memory of its whole process tree every
 0.2 s, then loads the pushed model and times its image signature on one image.
@@ -88,6 +92,15 @@ def single_image_latency(model_dir: str, image: bytes, repeats: int = 50) -> flo
     return statistics.median(times)
 
 
+def pooled(runs: list[dict]) -> dict:
+    """The folds' held-out scores pooled: each image counts once, whichever fold held it out."""
+    images = sum(r["val_images"] for r in runs)
+    if not images:
+        raise ValueError("no held-out image in any fold")
+    return {f"val_unseen_writers_{m}": round(sum(r[f"val_unseen_writers_{m}"] * r["val_images"] for r in runs) / images, 4)
+            for m in ("top1", "top3")} | {"val_images": images}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=None, help="folder-per-class images (default: generated data)")
@@ -101,15 +114,48 @@ def main(argv=None) -> int:
                              "whatever the web client stored on this machine would change the measured data)")
     parser.add_argument("--score-root", default=None,
                         help="also score the pushed model on every image of this folder-per-class set")
+    parser.add_argument("--folds", default=None, metavar="K,K,…",
+                        help="writer cross-validation: one pipeline run per fold (with --data-root), scores pooled")
     parser.add_argument("runner_args", nargs="*", help="extra local_runner.py flags (after --)")
     args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    reproduce = shlex.join([sys.executable, "-m", "bench.train_hhd", *(sys.argv[1:] if argv is None else argv)])
+    if args.folds is None:
+        return run(args, work, None, reproduce)
+    from bench.writer_split import check_fold
+    try:
+        folds = [int(k) for k in args.folds.split(",")]
+        for fold in folds:
+            check_fold(fold, args.holdout_share)
+    except ValueError as e:
+        parser.error(f"--folds: {e}")
+    if not args.data_root:
+        parser.error("--folds needs --data-root (the folds are of its writers)")
+    runs = []
+    for fold in folds:
+        print(f"fold {fold}: writers of block {fold} held out", flush=True)
+        code = run(argparse.Namespace(**vars(args)), work / f"fold-{fold}", fold, reproduce)
+        if code != 0:
+            return code
+        runs.append(json.loads((work / f"fold-{fold}" / "bench.json").read_text()))
+    result = {"folds": folds, **pooled(runs),
+              "per_fold_top1": [r["val_unseen_writers_top1"] for r in runs],
+              "wall_seconds": [r["wall_seconds"] for r in runs]}
+    print("writer cross-validation of the pipeline, pooled:", json.dumps(result, indent=2))
+    print("reproduce:", reproduce)
+    (work / "bench.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def run(args, work: Path, fold: int | None, reproduce: str) -> int:
+    """One pipeline run (holding out fold ``fold`` of the writers, or the default last block), measured."""
     work.mkdir(parents=True, exist_ok=True)
     original_root, val_root = args.data_root, None
     if args.data_root and (args.holdout_share > 0 or args.mix_generated):
         # A linked copy under work/ (never the user's folder): holds the hold-out out, takes generated letters in.
         from bench.writer_split import writer_split
-        counts = writer_split(args.data_root, str(work / "split"), args.holdout_share)
+        counts = writer_split(args.data_root, str(work / "split"), args.holdout_share, fold=fold)
         print(f"writer hold-out: train {counts['train']}, val {counts['val']} files", flush=True)
         args.data_root = str(work / "split" / "train")
         val_root = str(work / "split" / "val") if args.holdout_share > 0 else None
@@ -154,6 +200,7 @@ def main(argv=None) -> int:
         report = evaluate(model_dir, val_root, str(work / "report"), progress=False)
         result["val_unseen_writers_top1"] = round(report["top1"], 4)
         result["val_unseen_writers_top3"] = round(report["top3"], 4)
+        result["val_images"] = report["examples"]
         result["val_report"] = str(work / "report")
     if model_dir and summary.get("pushed") and args.score_root:
         from pipeline.evaluate import evaluate, lowest_recall
@@ -170,7 +217,7 @@ def main(argv=None) -> int:
         if first_image is not None:
             result["single_image_ms"] = round(single_image_latency(model_dir, first_image.read_bytes()) * 1000, 2)
     print(json.dumps(result, indent=2))
-    print("reproduce:", shlex.join([sys.executable, "-m", "bench.train_hhd", *(sys.argv[1:] if argv is None else argv)]))
+    print("reproduce:", reproduce)
     (work / "bench.json").write_text(json.dumps(result, indent=2))
     return 0
 

@@ -1,0 +1,57 @@
+"""bench/train_hhd.py --folds: the pipeline run once per writer fold, the held-out scores pooled image by image."""
+import json
+
+import pytest
+
+from bench import train_hhd
+
+
+def test_pooled_counts_each_image_once():
+    runs = [{"val_unseen_writers_top1": 0.9, "val_unseen_writers_top3": 1.0, "val_images": 10},
+            {"val_unseen_writers_top1": 0.5, "val_unseen_writers_top3": 0.5, "val_images": 30}]
+    assert train_hhd.pooled(runs) == {"val_unseen_writers_top1": 0.6, "val_unseen_writers_top3": 0.625,
+                                      "val_images": 40}
+    with pytest.raises(ValueError, match="no held-out image"):
+        train_hhd.pooled([{"val_unseen_writers_top1": 0.0, "val_unseen_writers_top3": 0.0, "val_images": 0}])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--folds", "0,5", "--data-root", "x"], "fold must be in 0..4"),
+    (["--folds", "0,a", "--data-root", "x"], "--folds"),
+    (["--folds", "1"], "--folds needs --data-root"),
+])
+def test_bad_folds_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_hhd.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_each_fold_runs_in_its_own_root_and_the_scores_are_pooled(tmp_path, monkeypatch, capsys):
+    scores = {0: (0.8, 0.9, 100), 3: (0.7, 1.0, 300)}
+    calls = []
+
+    def fake_run(args, work, fold, reproduce):   # the pipeline run itself is what the other tests cover
+        calls.append((fold, work, args.data_root))
+        args.data_root = "changed by the run"      # as run() does: must not leak into the next fold
+        top1, top3, images = scores[fold]
+        work.mkdir(parents=True)
+        (work / "bench.json").write_text(json.dumps({"val_unseen_writers_top1": top1, "val_unseen_writers_top3": top3,
+                                                     "val_images": images, "wall_seconds": 1.0}))
+        return 0
+
+    monkeypatch.setattr(train_hhd, "run", fake_run)
+    assert train_hhd.main(["--folds", "0,3", "--data-root", "/data", "--work", str(tmp_path)]) == 0
+    assert calls == [(0, tmp_path / "fold-0", "/data"), (3, tmp_path / "fold-3", "/data")]
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["val_unseen_writers_top1"] == pytest.approx((0.8 * 100 + 0.7 * 300) / 400, abs=1e-4)
+    assert result["val_unseen_writers_top3"] == pytest.approx((0.9 * 100 + 1.0 * 300) / 400, abs=1e-4)
+    assert result["per_fold_top1"] == [0.8, 0.7] and result["val_images"] == 400
+    assert "--folds 0,3" in capsys.readouterr().out
+
+
+def test_a_failed_fold_stops_the_cross_validation(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(train_hhd, "run", lambda args, work, fold, reproduce: calls.append(fold) or 3)
+    assert train_hhd.main(["--folds", "1,2", "--data-root", "/data", "--work", str(tmp_path)]) == 3
+    assert calls == [1] and not (tmp_path / "bench.json").exists()
