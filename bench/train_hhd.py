@@ -138,7 +138,12 @@ def main(argv=None) -> int:
         code = run(argparse.Namespace(**vars(args)), work / f"fold-{fold}", fold, reproduce)
         if code != 0:
             return code
-        runs.append(json.loads((work / f"fold-{fold}" / "bench.json").read_text()))
+        run_result = json.loads((work / f"fold-{fold}" / "bench.json").read_text())
+        if "val_unseen_writers_top1" not in run_result:
+            print(f"fold {fold}: the pipeline pushed no model (blessed: {run_result.get('blessed')}), so its held-out "
+                  f"writers were not scored; log: {work / f'fold-{fold}' / 'run.log'}")
+            return 1
+        runs.append(run_result)
     result = {"folds": folds, **pooled(runs),
               "per_fold_top1": [r["val_unseen_writers_top1"] for r in runs],
               "wall_seconds": [r["wall_seconds"] for r in runs]}

@@ -55,3 +55,15 @@ def test_a_failed_fold_stops_the_cross_validation(tmp_path, monkeypatch):
     monkeypatch.setattr(train_hhd, "run", lambda args, work, fold, reproduce: calls.append(fold) or 3)
     assert train_hhd.main(["--folds", "1,2", "--data-root", "/data", "--work", str(tmp_path)]) == 3
     assert calls == [1] and not (tmp_path / "bench.json").exists()
+
+
+def test_a_fold_without_a_pushed_model_stops_the_cross_validation(tmp_path, monkeypatch, capsys):
+    def unblessed(args, work, fold, reproduce):
+        work.mkdir(parents=True)
+        (work / "bench.json").write_text(json.dumps({"blessed": False, "wall_seconds": 1.0}))
+        return 0
+
+    monkeypatch.setattr(train_hhd, "run", unblessed)
+    assert train_hhd.main(["--folds", "2,4", "--data-root", "/data", "--work", str(tmp_path)]) == 1
+    assert "fold 2: the pipeline pushed no model (blessed: False)" in capsys.readouterr().out
+    assert not (tmp_path / "bench.json").exists() and not (tmp_path / "fold-4").exists()
