@@ -67,3 +67,24 @@ def test_a_fold_without_a_pushed_model_stops_the_cross_validation(tmp_path, monk
     assert train_hhd.main(["--folds", "2,4", "--data-root", "/data", "--work", str(tmp_path)]) == 1
     assert "fold 2: the pipeline pushed no model (blessed: False)" in capsys.readouterr().out
     assert not (tmp_path / "bench.json").exists() and not (tmp_path / "fold-4").exists()
+
+
+def test_run_holds_out_the_folds_block_of_forms_and_passes_the_rest_to_the_pipeline(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    for name in ("alef", "bet"):
+        (data / name).mkdir(parents=True)
+        for form in range(1, 11):
+            (data / name / f"0_{form}.png").write_bytes(b"not read here")
+    launched = []
+
+    def no_pipeline(cmd, log_path):   # stops right after the split: the pipeline run is covered elsewhere
+        launched.append(cmd)
+        return 1, 0.0, 0
+
+    monkeypatch.setattr(train_hhd, "run_with_peak_rss", no_pipeline)
+    assert train_hhd.main(["--folds", "1,4", "--data-root", str(data), "--work", str(tmp_path / "w")]) == 1
+    val = sorted(p.name for p in (tmp_path / "w" / "fold-1" / "split" / "val" / "alef").iterdir())
+    train = sorted(p.name for p in (tmp_path / "w" / "fold-1" / "split" / "train" / "alef").iterdir())
+    assert val == ["0_3.png", "0_4.png"]                          # the second fifth of the forms, 1..10
+    assert len(train) == 8 and not set(val) & set(train)
+    assert launched[0][launched[0].index("--data-root") + 1] == str(tmp_path / "w" / "fold-1" / "split" / "train")
