@@ -100,15 +100,19 @@ def transformation(config: Config, examples, schema) -> Transform:
         custom_config={"image_size": config.image_size, "code": fingerprint(TRANSFORM_MODULE)})
 
 
+def image_examples(config: Config, input_base: str, **feedback) -> ImageExampleGen:
+    """The ImageExampleGen of a folder-per-class data root, with the Config's split and file limits."""
+    return ImageExampleGen(
+        input_base=input_base, train_buckets=config.train_buckets, eval_buckets=config.eval_buckets,
+        max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels, **feedback)
+
+
 def pretraining(config: Config) -> list:
     """ExampleGen → StatisticsGen → SchemaGen → Transform → Trainer over ``config.pretrain_root``
     (``generate_epochs`` epochs): the network the run's own Trainer starts from. Its own schema, so that new data
     of the run's own (feedback, another data root) leaves it cached. Measured (README): starting from a network
     of the built-in generated letters gained about a point on writers never seen."""
-    examples = ImageExampleGen(
-        input_base=config.pretrain_root, train_buckets=config.train_buckets, eval_buckets=config.eval_buckets,
-        max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels,
-    ).with_id("pretrain_example_gen")
+    examples = image_examples(config, config.pretrain_root).with_id("pretrain_example_gen")
     statistics, schema = statistics_and_schema(examples, id_prefix="pretrain_")
     transform = transformation(config, examples.outputs["examples"],
                                schema.outputs["schema"]).with_id("pretrain_transform")
@@ -139,10 +143,8 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
     ``with_serving_validation``: before pushing, serve the candidate in the embedded TF Serving-compatible
     server and send it eval images over REST (works locally and in a cluster, unlike InfraValidator).
     """
-    example_gen = ImageExampleGen(
-        input_base=config.data_root, train_buckets=config.train_buckets, eval_buckets=config.eval_buckets,
-        max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels,
-        feedback_root=feedback_root, fingerprint_feedback=fingerprint_feedback)
+    example_gen = image_examples(config, config.data_root, feedback_root=feedback_root,
+                                 fingerprint_feedback=fingerprint_feedback)
     statistics_gen, schema_gen = statistics_and_schema(example_gen)
     example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
