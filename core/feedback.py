@@ -122,8 +122,9 @@ class FeedbackStore:
         try:
             os.makedirs(self.root, exist_ok=True)
             with self._connection() as conn:
-                conn.executescript(_SCHEMA)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                # The write lock first (waits for other writers), so that no read turns into a write midway: a
+                # process creating the tables beside another would get "database is locked" without waiting.
+                conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             os.makedirs(os.path.join(self.root, IMAGES_DIR), exist_ok=True)
         except (sqlite3.DatabaseError, OSError) as err:
             raise FeedbackStoreError(f"cannot open the feedback store {self.root}: {err}") from None
@@ -131,11 +132,24 @@ class FeedbackStore:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout, isolation_level=None,
                                check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        self._use_wal(conn)
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
         conn.row_factory = sqlite3.Row
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switches to write-ahead logging. SQLite answers "database is locked" at once, without its busy
+        timeout, when another process opens a new store at the same moment: retried until the timeout."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @contextlib.contextmanager
     def _connection(self):
