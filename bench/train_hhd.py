@@ -7,7 +7,8 @@
 With ``--data-root``, the last 20 % of each class's form numbers are held out first (``bench/writer_split.py``:
 other writers than the training ones), the pipeline trains on the rest, and ``pipeline.evaluate`` scores the
 pushed model on the held-out writers through its image signature. ``--mix-generated N`` adds N generated
-images per class to the training part. ``--score-root DIR`` also scores the pushed model on every image of DIR
+images per class to the training part. ``--train-share S`` trains on the first S of each class's training forms
+only (fewer writers; the held-out writers stay the same): how well a small set of one's own letters does. ``--score-root DIR`` also scores the pushed model on every image of DIR
 (e.g. real letters, when the pipeline trained on generated ones); DIR is never trained on.
 
 ``--folds 0,1,2,3,4`` runs the whole pipeline once per writer fold instead (``bench/writer_split.py``'s blocks of
@@ -92,6 +93,18 @@ def single_image_latency(model_dir: str, image: bytes, repeats: int = 50) -> flo
     return statistics.median(times)
 
 
+def fewer_writers(train_root: Path, share: float) -> int:
+    """Unlinks the files of ``train_root`` (a linked split) past the first ``share`` of each class's forms;
+    returns how many are left."""
+    from bench.writer_split import first_forms
+    files = sorted(train_root.glob("*/*"))
+    keep = first_forms([f"{f.parent.name}/{f.name}" for f in files], share)
+    for path, kept in zip(files, keep):
+        if not kept:
+            path.unlink()
+    return sum(keep)
+
+
 def pooled(runs: list[dict]) -> dict:
     """The folds' held-out scores pooled: each image counts once, whichever fold held it out."""
     images = sum(r["val_images"] for r in runs)
@@ -108,6 +121,8 @@ def main(argv=None) -> int:
                                                      "(default: a new temporary folder)")
     parser.add_argument("--holdout-share", type=float, default=0.2,
                         help="share of each class's writers held out for validation (0: none)")
+    parser.add_argument("--train-share", type=float, default=1.0,
+                        help="train on the first share of each class's training forms only, e.g. 0.04 (with --data-root)")
     parser.add_argument("--mix-generated", type=int, default=0, help="generated images per class added to training")
     parser.add_argument("--with-feedback", action="store_true",
                         help="also train on the local feedback store, as local_runner.py does by default (off: "
@@ -120,6 +135,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    if not 0 < args.train_share <= 1:
+        parser.error(f"--train-share must be in (0, 1], got {args.train_share}")
+    if args.train_share < 1 and not (args.data_root and args.holdout_share > 0):
+        parser.error("--train-share needs --data-root and a hold-out (its writers are the ones left out)")
     reproduce = shlex.join([sys.executable, "-m", "bench.train_hhd", *(sys.argv[1:] if argv is None else argv)])
     if args.folds is None:
         return run(args, work, None, reproduce)
@@ -163,6 +182,9 @@ def run(args, work: Path, fold: int | None, reproduce: str) -> int:
         counts = writer_split(args.data_root, str(work / "split"), args.holdout_share, fold=fold)
         print(f"writer hold-out: train {counts['train']}, val {counts['val']} files", flush=True)
         args.data_root = str(work / "split" / "train")
+        if args.train_share < 1:
+            kept = fewer_writers(Path(args.data_root), args.train_share)
+            print(f"training on the first {args.train_share:g} of each class's forms: {kept} files", flush=True)
         val_root = str(work / "split" / "val") if args.holdout_share > 0 else None
     if args.data_root and args.mix_generated:
         from pipeline import generate_letters

@@ -88,3 +88,32 @@ def test_run_holds_out_the_folds_block_of_forms_and_passes_the_rest_to_the_pipel
     assert val == ["0_3.png", "0_4.png"]                          # the second fifth of the forms, 1..10
     assert len(train) == 8 and not set(val) & set(train)
     assert launched[0][launched[0].index("--data-root") + 1] == str(tmp_path / "w" / "fold-1" / "split" / "train")
+
+
+def test_train_share_keeps_the_first_writers_of_each_class_and_the_same_hold_out(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    for name in ("alef", "bet"):
+        (data / name).mkdir(parents=True)
+        for form in range(1, 11):
+            (data / name / f"0_{form}.png").write_bytes(b"not read here")
+    monkeypatch.setattr(train_hhd, "run_with_peak_rss", lambda cmd, log_path: (1, 0.0, 0))
+    assert train_hhd.main(["--folds", "0", "--train-share", "0.5", "--data-root", str(data),
+                           "--work", str(tmp_path / "w")]) == 1
+    split = tmp_path / "w" / "fold-0" / "split"
+    assert sorted(p.name for p in (split / "val" / "bet").iterdir()) == ["0_1.png", "0_2.png"]
+    assert sorted(p.name for p in (split / "train" / "bet").iterdir()) == ["0_3.png", "0_4.png", "0_5.png", "0_6.png"]
+    assert all((data / "bet" / f"0_{form}.png").exists() for form in range(1, 11))   # only links were removed
+    assert "training on the first 0.5 of each class's forms: 8 files" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--train-share", "0", "--data-root", "x"], "--train-share must be in (0, 1]"),
+    (["--train-share", "1.5", "--data-root", "x"], "--train-share must be in (0, 1]"),
+    (["--train-share", "0.5"], "--train-share needs --data-root"),
+    (["--train-share", "0.5", "--data-root", "x", "--holdout-share", "0"], "--train-share needs --data-root"),
+])
+def test_bad_train_shares_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_hhd.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
