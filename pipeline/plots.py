@@ -80,3 +80,69 @@ def contact_sheet_png(items: list[dict], path: str, columns: int = 8, thumb: int
         draw.text((x + 50, y + thumb + 5), f"{item['confidence']:.0%}", fill="red", font=small)
         draw.text((x, y + thumb + 24), f"{CLASS_NAMES[t]}->{CLASS_NAMES[p]}"[:19], fill="black", font=small)
     img.save(path)
+
+
+SERIES_COLOURS = ((67, 147, 195), (214, 96, 77), (77, 172, 38), (128, 100, 162))
+
+
+def line_chart_png(path: str, series: dict[str, list[tuple[float, float]]], title: str, x_label: str,
+                   y_label: str, marks: dict[str, float] | None = None, log_x: bool = True) -> None:
+    """One line per series through its (x, y) points, each point's y written beside it; ``marks`` are
+    labelled horizontal lines (a target, a baseline). x on a log scale unless ``log_x`` is False."""
+    points = [p for pts in series.values() for p in pts]
+    if not points:
+        raise ValueError("a line chart needs at least one point")
+    if log_x and min(x for x, _ in points) <= 0:
+        raise ValueError("a log x axis needs positive x values")
+    marks = marks or {}
+    ys = [y for _, y in points] + list(marks.values())
+    low, high = min(ys), max(ys)
+    pad = max(0.02, (high - low) * 0.08)
+    low, high = low - pad, high + pad
+    scale_x = np.log if log_x else (lambda v: v)
+    xs = sorted({x for x, _ in points})
+    x0, x1 = scale_x(xs[0]), scale_x(xs[-1])
+    left, top, plot_w, plot_h = 60, 56, 560, 300
+    img = Image.new("RGB", (left + plot_w + 30, top + plot_h + 60), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((10, 6), title, fill="black", font=font(14))
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        fx = 0.5 if x1 == x0 else (scale_x(x) - x0) / (x1 - x0)
+        return left + 10 + fx * (plot_w - 20), top + plot_h - (y - low) / (high - low) * plot_h
+
+    grid = 0.05 if high - low > 0.25 else 0.02
+    tick = np.ceil(low / grid) * grid
+    while tick <= high:
+        _, y = at(xs[0], tick)
+        draw.line([left, y, left + plot_w, y], fill=(235, 235, 235))
+        draw.text((8, y - 6), f"{tick:.2f}", fill="black", font=font(10))
+        tick += grid
+    for x in xs:
+        px, _ = at(x, low)
+        draw.line([px, top + plot_h, px, top + plot_h + 4], fill="black")
+        draw.text((px - 8, top + plot_h + 6), f"{x:g}", fill="black", font=font(10))
+    draw.rectangle([left, top, left + plot_w, top + plot_h], outline=(120, 120, 120))
+    draw.text((left + plot_w // 2 - 80, top + plot_h + 24), x_label, fill="black", font=font(11))
+    draw.text((8, top - 16), y_label, fill="black", font=font(11))
+    for i, (name, value) in enumerate(sorted(marks.items(), key=lambda item: item[1])):
+        _, y = at(xs[0], value)
+        for x in range(left, left + plot_w, 8):
+            draw.line([x, y, x + 4, y], fill=(90, 90, 90))
+        text = f"{name} ({value:.3f})"   # between the points' labels; the lower line's below it, the higher's above
+        draw.text((left + plot_w * 0.3, y + 2 if i % 2 == 0 else y - 13),
+                  text, fill=(90, 90, 90), font=font(10))
+    legend_x = left
+    for i, (name, pts) in enumerate(series.items()):
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        pts = sorted(pts)
+        if len(pts) > 1:
+            draw.line([at(x, y) for x, y in pts], fill=colour, width=2)
+        for x, y in pts:
+            px, py = at(x, y)
+            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
+            draw.text((px + 4, py + (4 if i % 2 else -14)), f"{y:.3f}", fill=colour, font=font(10))
+        draw.rectangle([legend_x, 26, legend_x + 10, 36], fill=colour)
+        draw.text((legend_x + 14, 24), name, fill="black", font=font(11))
+        legend_x += 30 + int(draw.textlength(name, font=font(11)))
+    img.save(path)
