@@ -98,12 +98,12 @@ def line_chart_png(path: str, series: dict[str, list[tuple[float, float]]], titl
     ys = [y for _, y in points] + list(marks.values())
     low, high = min(ys), max(ys)
     pad = max(0.02, (high - low) * 0.08)
-    low, high = low - pad, high + pad
+    low, high = (max(0.0, low - pad) if low >= 0 else low - pad), high + pad
     scale_x = np.log if log_x else (lambda v: v)
     xs = sorted({x for x, _ in points})
     x0, x1 = scale_x(xs[0]), scale_x(xs[-1])
     left, top, plot_w, plot_h = 60, 56, 560, 300
-    img = Image.new("RGB", (left + plot_w + 30, top + plot_h + 60), "white")
+    img = Image.new("RGB", (left + plot_w + 170, top + plot_h + 60), "white")   # marks' labels on the right
     draw = ImageDraw.Draw(img)
     draw.text((10, 6), title, fill="black", font=font(14))
 
@@ -116,7 +116,7 @@ def line_chart_png(path: str, series: dict[str, list[tuple[float, float]]], titl
     while tick <= high:
         _, y = at(xs[0], tick)
         draw.line([left, y, left + plot_w, y], fill=(235, 235, 235))
-        draw.text((8, y - 6), f"{tick:.2f}", fill="black", font=font(10))
+        draw.text((8, y - 6), f"{tick + 0.0:.2f}", fill="black", font=font(10))   # + 0.0: no "-0.00"
         tick += grid
     for x in xs:
         px, _ = at(x, low)
@@ -129,10 +129,13 @@ def line_chart_png(path: str, series: dict[str, list[tuple[float, float]]], titl
         _, y = at(xs[0], value)
         for x in range(left, left + plot_w, 8):
             draw.line([x, y, x + 4, y], fill=(90, 90, 90))
-        text = f"{name} ({value:.3f})"   # between the points' labels; the lower line's below it, the higher's above
-        draw.text((left + plot_w * 0.3, y + 2 if i % 2 == 0 else y - 13),
-                  text, fill=(90, 90, 90), font=font(10))
+        draw.text((left + plot_w + 6, y - 1 if i % 2 == 0 else y - 12),   # a lower line's label below, the next's above
+                  f"{name} ({value:.3f})", fill=(90, 90, 90), font=font(10))
     legend_x = left
+    heights = {}   # x → the series' y there: a point's label goes above it if no other series is higher there
+    for pts in series.values():
+        for x, y in pts:
+            heights.setdefault(x, []).append(y)
     for i, (name, pts) in enumerate(series.items()):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         pts = sorted(pts)
@@ -141,7 +144,8 @@ def line_chart_png(path: str, series: dict[str, list[tuple[float, float]]], titl
         for x, y in pts:
             px, py = at(x, y)
             draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-            draw.text((px + 4, py + (4 if i % 2 else -14)), f"{y:.3f}", fill=colour, font=font(10))
+            above = y >= max(heights[x])
+            draw.text((px + 4, py - 14 if above else py + 4), f"{y:.3f}", fill=colour, font=font(10))
         draw.rectangle([legend_x, 26, legend_x + 10, 36], fill=colour)
         draw.text((legend_x + 14, 24), name, fill="black", font=font(11))
         legend_x += 30 + int(draw.textlength(name, font=font(11)))

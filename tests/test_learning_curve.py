@@ -38,7 +38,7 @@ def test_the_chart_draws_one_line_per_series(tmp_path):
     out = tmp_path / "curve.png"
     assert learning_curve.main(["--out", str(out), "--series", f"pretrained={tmp_path}/pre_*.json",
                                 "--series", f"random={tmp_path}/rand_*.json", "--mark", "goal=0.80"]) == 0
-    assert Image.open(out).size == (650, 416)
+    assert Image.open(out).size == (790, 416)
     assert colour_pixels(out, SERIES_COLOURS[0]) > 200 and colour_pixels(out, SERIES_COLOURS[1]) > 200
     assert colour_pixels(out, SERIES_COLOURS[2]) == 0          # two series, two colours
 
