@@ -8,8 +8,9 @@ With ``--data-root``, the last 20 % of each class's form numbers are held out fi
 other writers than the training ones), the pipeline trains on the rest, and ``pipeline.evaluate`` scores the
 pushed model on the held-out writers through its image signature. ``--mix-generated N`` adds N generated
 images per class to the training part. ``--train-share S`` trains on the first S of each class's training forms
-only (fewer writers; the held-out writers stay the same): how well a small set of one's own letters does. ``--score-root DIR`` also scores the pushed model on every image of DIR
-(e.g. real letters, when the pipeline trained on generated ones); DIR is never trained on.
+only (fewer writers; the held-out writers stay the same): how well a small set of one's own letters does.
+``--score-root DIR`` also scores the pushed model on every image of DIR (e.g. real letters, when the pipeline
+trained on generated ones); DIR is never trained on.
 
 ``--folds 0,1,2,3,4`` runs the whole pipeline once per writer fold instead (``bench/writer_split.py``'s blocks of
 form numbers, each held out in turn, each run in its own pipeline root under ``--work``/fold-K) and pools the
@@ -122,7 +123,8 @@ def main(argv=None) -> int:
     parser.add_argument("--holdout-share", type=float, default=0.2,
                         help="share of each class's writers held out for validation (0: none)")
     parser.add_argument("--train-share", type=float, default=1.0,
-                        help="train on the first share of each class's training forms only, e.g. 0.04 (with --data-root)")
+                        help="train on the first share of each class's training forms only, e.g. 0.04 "
+                             "(with --data-root)")
     parser.add_argument("--mix-generated", type=int, default=0, help="generated images per class added to training")
     parser.add_argument("--with-feedback", action="store_true",
                         help="also train on the local feedback store, as local_runner.py does by default (off: "
