@@ -135,12 +135,12 @@ def main(argv=None) -> int:
                         help="writer cross-validation: one pipeline run per fold (with --data-root), scores pooled")
     parser.add_argument("runner_args", nargs="*", help="extra local_runner.py flags (after --)")
     args = parser.parse_args(argv)
-    work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
     if not 0 < args.train_share <= 1:
         parser.error(f"--train-share must be in (0, 1], got {args.train_share}")
     if args.train_share < 1 and not (args.data_root and args.holdout_share > 0):
         parser.error("--train-share needs --data-root and a hold-out (its writers are the ones left out)")
+    work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))   # made once the arguments are known good
+    work.mkdir(parents=True, exist_ok=True)
     reproduce = shlex.join([sys.executable, "-m", "bench.train_hhd", *(sys.argv[1:] if argv is None else argv)])
     if args.folds is None:
         return run(args, work, None, reproduce)

@@ -69,12 +69,18 @@ def test_a_fold_without_a_pushed_model_stops_the_cross_validation(tmp_path, monk
     assert not (tmp_path / "bench.json").exists() and not (tmp_path / "fold-4").exists()
 
 
-def test_run_holds_out_the_folds_block_of_forms_and_passes_the_rest_to_the_pipeline(tmp_path, monkeypatch):
-    data = tmp_path / "data"
+@pytest.fixture
+def data(tmp_path):
+    """Two class folders of forms 1..10, named as HHD names them (not images: the pipeline is not run)."""
+    root = tmp_path / "data"
     for name in ("alef", "bet"):
-        (data / name).mkdir(parents=True)
+        (root / name).mkdir(parents=True)
         for form in range(1, 11):
-            (data / name / f"0_{form}.png").write_bytes(b"not read here")
+            (root / name / f"0_{form}.png").write_bytes(b"not read here")
+    return root
+
+
+def test_run_holds_out_the_folds_block_of_forms_and_passes_the_rest_to_the_pipeline(data, tmp_path, monkeypatch):
     launched = []
 
     def no_pipeline(cmd, log_path):   # stops right after the split: the pipeline run is covered elsewhere
@@ -90,12 +96,8 @@ def test_run_holds_out_the_folds_block_of_forms_and_passes_the_rest_to_the_pipel
     assert launched[0][launched[0].index("--data-root") + 1] == str(tmp_path / "w" / "fold-1" / "split" / "train")
 
 
-def test_train_share_keeps_the_first_writers_of_each_class_and_the_same_hold_out(tmp_path, monkeypatch, capsys):
-    data = tmp_path / "data"
-    for name in ("alef", "bet"):
-        (data / name).mkdir(parents=True)
-        for form in range(1, 11):
-            (data / name / f"0_{form}.png").write_bytes(b"not read here")
+def test_train_share_keeps_the_first_writers_of_each_class_and_the_same_hold_out(data, tmp_path, monkeypatch,
+                                                                                  capsys):
     monkeypatch.setattr(train_hhd, "run_with_peak_rss", lambda cmd, log_path: (1, 0.0, 0))
     assert train_hhd.main(["--folds", "0", "--train-share", "0.5", "--data-root", str(data),
                            "--work", str(tmp_path / "w")]) == 1
