@@ -185,11 +185,13 @@ def export_feedback(config: Config) -> str | None:
 
 def estimated_budget(config: Config, feedback_root: str | None = None) -> configs.TrainingBudget:
     """The Trainer's budget as far as it is known before the pipeline runs: the data root's images times the
-    train share of the split, plus the feedback images (always trained on). The Trainer sizes it again from
-    the examples it gets (files that turn out unusable are not among them, and the hash split is not exact)."""
+    train share of the split, plus the feedback images (always trained on, ``feedback_repeat`` times each). The
+    Trainer sizes it again from the examples it gets (files that turn out unusable are not among them, and the
+    hash split is not exact)."""
     from components.image_example_gen import count_candidates
     share = config.train_buckets / (config.train_buckets + config.eval_buckets)
-    images = round(count_candidates(config.data_root) * share) + count_candidates(feedback_root)
+    images = (round(count_candidates(config.data_root) * share)
+              + count_candidates(feedback_root) * config.feedback_repeat)
     return configs.training_budget(images, config.batch_size, config.epochs)
 
 

@@ -7,7 +7,9 @@
 With ``--data-root``, the last 20 % of each class's form numbers are held out first (``bench/writer_split.py``:
 other writers than the training ones), the pipeline trains on the rest, and ``pipeline.evaluate`` scores the
 pushed model on the held-out writers through its image signature. ``--mix-generated N`` adds N generated
-images per class to the training part. ``--train-share S`` trains on the first S of each class's training forms
+images per class to the training part; with ``--as-feedback`` the training letters go into a feedback store
+instead, as the web client stores users' answers, and the pipeline trains on them with the N generated letters
+per class as its data root (the feedback loop: ``make demo``'s letters plus users' corrections). ``--train-share S`` trains on the first S of each class's training forms
 only (fewer writers; the held-out writers stay the same): how well a small set of one's own letters does.
 ``--score-root DIR`` also scores the pushed model on every image of DIR (e.g. real letters, when the pipeline
 trained on generated ones); DIR is never trained on.
@@ -106,6 +108,23 @@ def fewer_writers(train_root: Path, share: float) -> int:
     return sum(keep)
 
 
+def store_as_feedback(letters: Path, store_dir: Path) -> int:
+    """Stores every image of ``letters`` (folder per class) in a new feedback store as the web client stores a
+    user's correction of it; returns how many."""
+    from PIL import Image
+
+    from core.feedback import FeedbackStore
+    store = FeedbackStore(store_dir)
+    try:
+        for path in sorted(letters.glob("*/*")):
+            data = path.read_bytes()
+            with Image.open(path) as image:
+                store.add(data, image.format, path.parent.name, width=image.width, height=image.height)
+        return store.count()
+    finally:
+        store.close()
+
+
 def pooled(runs: list[dict]) -> dict:
     """The folds' held-out scores pooled: each image counts once, whichever fold held it out."""
     images = sum(r["val_images"] for r in runs)
@@ -126,6 +145,9 @@ def main(argv=None) -> int:
                         help="train on the first share of each class's training forms only, e.g. 0.04 "
                              "(with --data-root)")
     parser.add_argument("--mix-generated", type=int, default=0, help="generated images per class added to training")
+    parser.add_argument("--as-feedback", action="store_true",
+                        help="the training letters as feedback (a fresh feedback store), the data root the "
+                             "--mix-generated letters only (with --data-root and --mix-generated)")
     parser.add_argument("--with-feedback", action="store_true",
                         help="also train on the local feedback store, as local_runner.py does by default (off: "
                              "whatever the web client stored on this machine would change the measured data)")
@@ -139,6 +161,11 @@ def main(argv=None) -> int:
         parser.error(f"--train-share must be in (0, 1], got {args.train_share}")
     if args.train_share < 1 and not (args.data_root and args.holdout_share > 0):
         parser.error("--train-share needs --data-root and a hold-out (its writers are the ones left out)")
+    if args.as_feedback and not (args.data_root and args.mix_generated):
+        parser.error("--as-feedback needs --data-root (the letters stored as feedback) and --mix-generated N "
+                     "(the data root)")
+    if args.as_feedback and args.with_feedback:
+        parser.error("--as-feedback trains on its own feedback store, not the local one: drop --with-feedback")
     work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))   # made once the arguments are known good
     work.mkdir(parents=True, exist_ok=True)
     reproduce = shlex.join([sys.executable, "-m", "bench.train_hhd", *(sys.argv[1:] if argv is None else argv)])
@@ -188,18 +215,26 @@ def run(args, work: Path, fold: int | None, reproduce: str) -> int:
             kept = fewer_writers(Path(args.data_root), args.train_share)
             print(f"training on the first {args.train_share:g} of each class's forms: {kept} files", flush=True)
         val_root = str(work / "split" / "val") if args.holdout_share > 0 else None
+    feedback_store = None
     if args.data_root and args.mix_generated:
         from pipeline import generate_letters
         gen = work / "generated"
         generate_letters.generate(gen, args.mix_generated, seed=4321, progress=False)
-        for path in gen.glob("*/*.png"):
+        if args.as_feedback:
+            feedback_store = work / "feedback_store"
+            stored = store_as_feedback(Path(args.data_root), feedback_store)
+            print(f"the training letters stored as feedback: {stored} in {feedback_store}", flush=True)
+            args.data_root = str(gen)
+        for path in gen.glob("*/*.png") if not args.as_feedback else ():
             target = Path(args.data_root) / path.parent.name / ("gen_" + path.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(path.resolve(), target)
     summary_path = work / "summary.json"
     cmd = [sys.executable, str(ROOT / "local_runner.py"), "--pipeline-root", str(work / "pipeline"),
            "--serving-dir", str(work / "serving"), "--summary-json", str(summary_path), *args.runner_args]
-    if not args.with_feedback:
+    if feedback_store is not None:
+        cmd += ["--feedback-dir", str(feedback_store)]
+    elif not args.with_feedback:
         cmd.append("--no-feedback")
     if args.data_root:
         cmd += ["--data-root", args.data_root]

@@ -235,6 +235,7 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     custom = _custom_config(exec_properties)
     max_bytes = int(custom.get("max_file_bytes", image_io.DEFAULT_MAX_BYTES))
     max_pixels = int(custom.get("max_image_pixels", image_io.DEFAULT_MAX_PIXELS))
+    repeat = int(custom.get("feedback_repeat", 1))
     inputs = [(path, input_base, "") for path in list_inputs(input_base, split_pattern)]
     if not inputs:
         raise EmptyDatasetError(_layout_hint(input_base, split_pattern))
@@ -251,7 +252,7 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
          | "WriteReport" >> beam.Map(_write_report, input_base, exec_properties.get(REPORT_URI_KEY)))
     return (outcomes
             | "KeepGood" >> beam.Filter(lambda o: o[0] == "ok")
-            | "ToExample" >> beam.Map(lambda o: o[1]))
+            | "ToExample" >> beam.FlatMap(lambda o: [o[1]] * (repeat if is_feedback(o[1]) else 1)))
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -297,16 +298,19 @@ def output_config(train_buckets: int, eval_buckets: int) -> example_gen_pb2.Outp
 def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int = 1,
                     max_file_bytes: int = image_io.DEFAULT_MAX_BYTES,
                     max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS,
-                    feedback_root: str | None = None, fingerprint_feedback: bool = True) -> FileBasedExampleGen:
+                    feedback_root: str | None = None, fingerprint_feedback: bool = True,
+                    feedback_repeat: int = 1) -> FileBasedExampleGen:
     """The image ExampleGen component (a FileBasedExampleGen with this module's executor).
 
     ``feedback_root``: exported corrections (``<class>/<image>``), always trained on; see the module doc.
+    ``feedback_repeat``: each of them written that many times into the train split (oversampled).
     ``fingerprint_feedback``: put the folder's fingerprint in the configuration (the cache key). Off for a
     pipeline compiled once and run many times (Kubeflow): the folder is read at run time, the cache must be off.
     """
     custom_config = {"max_file_bytes": max_file_bytes, "max_image_pixels": max_image_pixels}
     if feedback_root:
         custom_config["feedback_root"] = feedback_root
+        custom_config["feedback_repeat"] = feedback_repeat
         if fingerprint_feedback:
             custom_config["feedback_fingerprint"] = folder_fingerprint(feedback_root)
     return FileBasedExampleGen(

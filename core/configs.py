@@ -70,7 +70,7 @@ def parse_widths(text: str) -> tuple[int, ...]:
 # (field, lowest, highest or None, lowest excluded): what Config accepts, from flags and LETTERS_<FIELD> alike.
 _RANGES = (
     [(name, 1, None, False) for name in ("generate_per_class", "generate_epochs", "train_buckets", "eval_buckets",
-                                          "max_file_bytes", "max_image_pixels", "image_size", "batch_size")]
+                                          "feedback_repeat", "max_file_bytes", "max_image_pixels", "image_size", "batch_size")]
     + [(name, 0, None, False) for name in ("generate_seed", "seed", "beam_workers", "augment_rotation_deg", "epochs")]
     + [("learning_rate", 0, None, True), ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
        ("augment_scale", 0, 0.9, False), ("augment_shift", 0, 0.5, False), ("augment_aspect", 0, 0.9, False),
@@ -103,6 +103,7 @@ class Config:
     # Ingestion.
     train_buckets: int = 4          # train:eval = 4:1, by a hash of the image bytes
     eval_buckets: int = 1
+    feedback_repeat: int = 1        # each feedback image this many times in the train split (oversampled)
     max_file_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000   # decompression-bomb guard (width * height)
 

@@ -104,7 +104,8 @@ def image_examples(config: Config, input_base: str, **feedback) -> ImageExampleG
     """The ImageExampleGen of a folder-per-class data root, with the Config's split and file limits."""
     return ImageExampleGen(
         input_base=input_base, train_buckets=config.train_buckets, eval_buckets=config.eval_buckets,
-        max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels, **feedback)
+        max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels,
+        feedback_repeat=config.feedback_repeat, **feedback)
 
 
 def pretraining(config: Config) -> list:

@@ -191,6 +191,8 @@ def test_the_runner_estimates_the_budget_before_the_pipeline_from_the_files(tmp_
     config = configs.Config(data_root=str(tmp_path / "data"))
     assert local_runner.estimated_budget(config) == configs.training_budget(round(108 * 4 / 5), 32)
     assert local_runner.estimated_budget(config.replace(train_buckets=9), str(feedback)).train_images == 97 + 5
+    assert local_runner.estimated_budget(config.replace(train_buckets=9, feedback_repeat=4),
+                                         str(feedback)).train_images == 97 + 4 * 5
     chosen = local_runner.estimated_budget(config.replace(epochs=3))
     assert chosen.describe(estimated=True) == \
         "training budget: 3 epochs × 3 steps = 9 steps (epochs chosen; about 86 training images)"

@@ -1,4 +1,5 @@
 """The image ExampleGen: every kind of bad file is skipped and reported; splits are stable under renames."""
+import collections
 import json
 import shutil
 from pathlib import Path
@@ -20,11 +21,14 @@ MAX_BYTES = 300_000
 MAX_PIXELS = 4_000_000
 
 
-def run_example_gen(data_root: Path, out: Path, feedback_root: Path | None = None) -> tuple[dict, dict]:
+def run_example_gen(data_root: Path, out: Path, feedback_root: Path | None = None,
+                    feedback_repeat: int | None = None) -> tuple[dict, dict]:
     """Runs the executor; returns ({split: [tf.Example]}, report)."""
     custom = {"max_file_bytes": MAX_BYTES, "max_image_pixels": MAX_PIXELS}
     if feedback_root:
         custom["feedback_root"] = str(feedback_root)
+    if feedback_repeat is not None:
+        custom["feedback_repeat"] = feedback_repeat
     examples = standard_artifacts.Examples()
     examples.uri = str(out)
     exec_properties = {
@@ -165,11 +169,18 @@ def test_folder_without_class_folders_is_a_clear_error(tmp_path):
         run_example_gen(tmp_path / "data", tmp_path / "out")
 
 
-def test_corrections_always_train_and_leave_the_main_split_as_it_was(tmp_path, tiny_dataset):
+@pytest.fixture()
+def corrections(tmp_path):
+    """Two exported corrections per class."""
     from pipeline import generate_letters
     feedback = tmp_path / "feedback"
     generate_letters.generate(feedback, per_class=2, seed=31, progress=False)
     (feedback / "generated.json").unlink()
+    return feedback
+
+
+def test_corrections_always_train_and_leave_the_main_split_as_it_was(tmp_path, tiny_dataset, corrections):
+    feedback = corrections
     without, _ = run_example_gen(tiny_dataset, tmp_path / "a")
     with_fb, report = run_example_gen(tiny_dataset, tmp_path / "b", feedback_root=feedback)
     sources = {name: {_feature(e, configs.SOURCE_KEY).decode() for e in exs} for name, exs in with_fb.items()}
@@ -179,6 +190,22 @@ def test_corrections_always_train_and_leave_the_main_split_as_it_was(tmp_path, t
     for name in ("train", "eval"):
         assert sources[name] - corrections == {_feature(e, configs.SOURCE_KEY).decode() for e in without[name]}
     assert "feedback images (all in train)" in ieg.format_report(report)
+
+
+def test_feedback_repeat_oversamples_the_corrections_in_train_only(tmp_path, tiny_dataset, corrections):
+    once, _ = run_example_gen(tiny_dataset, tmp_path / "a", feedback_root=corrections)
+    thrice, report = run_example_gen(tiny_dataset, tmp_path / "b", feedback_root=corrections, feedback_repeat=3)
+    def count(examples):
+        return collections.Counter(_feature(e, configs.SOURCE_KEY).decode() for e in examples)
+    train_once, train_thrice = count(once["train"]), count(thrice["train"])
+    fed = {s for s in train_once if s.startswith("feedback/")}
+    assert len(fed) == 2 * 27 == report["feedback"]          # the report counts images, not copies
+    assert all(train_thrice[s] == 3 and train_once[s] == 1 for s in fed)
+    assert {s: n for s, n in train_thrice.items() if s not in fed} == {s: n for s, n in train_once.items()
+                                                                       if s not in fed}
+    assert count(thrice["eval"]) == count(once["eval"])
+    copies = [e for e in thrice["train"] if _feature(e, configs.SOURCE_KEY).decode() == sorted(fed)[0]]
+    assert len({e.SerializeToString() for e in copies}) == 1
 
 
 def test_feedback_fingerprint_changes_with_new_corrections(tmp_path):

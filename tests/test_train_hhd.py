@@ -119,3 +119,43 @@ def test_bad_train_shares_are_refused(argv, message, capsys):
         train_hhd.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--as-feedback", "--data-root", "x"], "--as-feedback needs --data-root"),
+    (["--as-feedback", "--mix-generated", "5"], "--as-feedback needs --data-root"),
+    (["--as-feedback", "--mix-generated", "5", "--data-root", "x", "--with-feedback"], "drop --with-feedback"),
+])
+def test_bad_as_feedback_runs_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_hhd.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_as_feedback_stores_the_training_letters_as_feedback_and_trains_on_generated_ones(tmp_path, monkeypatch):
+    from core.feedback import FeedbackStore
+    from tests.conftest import letter_image, png_bytes
+    root = tmp_path / "data"
+    for name in ("alef", "bet"):
+        (root / name).mkdir(parents=True)
+        for form in range(1, 11):
+            (root / name / f"0_{form}.png").write_bytes(png_bytes(letter_image(30 + form, 40)))
+    launched = []
+    monkeypatch.setattr(train_hhd, "run_with_peak_rss", lambda cmd, log_path: launched.append(cmd) or (1, 0.0, 0))
+    work = tmp_path / "w"
+    assert train_hhd.main(["--folds", "0", "--train-share", "0.5", "--mix-generated", "1", "--as-feedback",
+                           "--data-root", str(root), "--work", str(work)]) == 1
+    fold = work / "fold-0"
+    cmd = launched[0]
+    assert cmd[cmd.index("--feedback-dir") + 1] == str(fold / "feedback_store") and "--no-feedback" not in cmd
+    assert cmd[cmd.index("--data-root") + 1] == str(fold / "generated")          # the generated letters only
+    assert not list((fold / "split" / "train").glob("*/gen_*"))
+    store = FeedbackStore(fold / "feedback_store")
+    try:
+        records = store.records()
+        stored = sorted((r.true_label, (fold / "feedback_store" / r.image_path).read_bytes()) for r in records)
+    finally:
+        store.close()
+    trained = sorted((p.parent.name, p.read_bytes()) for p in (fold / "split" / "train").glob("*/*"))
+    assert len(trained) == 8 and stored == trained          # forms 3..6 of each class, with their labels

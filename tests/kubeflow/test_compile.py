@@ -225,12 +225,14 @@ def test_vertex_spec_reads_the_feedback_at_run_time_with_the_cache_off(kfp_data,
     import kubeflow_runner
     from core.configs import Config
 
-    config = Config(pipeline_root="gs://bucket/root", data_root=str(kfp_data), serving_dir="gs://bucket/serving")
+    config = Config(pipeline_root="gs://bucket/root", data_root=str(kfp_data), serving_dir="gs://bucket/serving",
+                    feedback_repeat=5)
     job, notes = kubeflow_runner.compile_spec(config, IMAGE, BEAM, {}, target="vertex",
                                               feedback_root="gs://bucket/root/feedback")
     spec = job["pipelineSpec"]
-    assert json.loads(_constant(spec, "ImageExampleGen", "custom_config"))["feedback_root"] == \
-        "gs://bucket/root/feedback"
+    example_gen = json.loads(_constant(spec, "ImageExampleGen", "custom_config"))
+    assert example_gen["feedback_root"] == "gs://bucket/root/feedback"
+    assert example_gen["feedback_repeat"] == 5                           # oversampled as the Config says
     assert not spec_lib.tasks(spec)["ImageExampleGen"]["cachingOptions"].get("enableCache")
     assert any("feedback" in note for note in notes)
 
