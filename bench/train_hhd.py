@@ -9,8 +9,9 @@ other writers than the training ones), the pipeline trains on the rest, and ``pi
 pushed model on the held-out writers through its image signature. ``--mix-generated N`` adds N generated
 images per class to the training part; with ``--as-feedback`` the training letters go into a feedback store
 instead, as the web client stores users' answers, and the pipeline trains on them with the N generated letters
-per class as its data root (the feedback loop: ``make demo``'s letters plus users' corrections). ``--train-share S`` trains on the first S of each class's training forms
-only (fewer writers; the held-out writers stay the same): how well a small set of one's own letters does.
+per class as its data root (the feedback loop: ``make demo``'s letters plus users' corrections).
+``--train-share S`` trains on the first S of each class's training forms only (fewer writers; the held-out
+writers stay the same): how well a small set of one's own letters does.
 ``--score-root DIR`` also scores the pushed model on every image of DIR (e.g. real letters, when the pipeline
 trained on generated ones); DIR is never trained on.
 

@@ -16,8 +16,11 @@ A second, optional input is the users' corrections exported from the web client'
 (``feedback_root``, same layout; their ``source`` starts with ``feedback/``). **Corrections always go to the
 train split**: they are few and are exactly the cases the model got wrong, so every one of them should be
 learnt from; and keeping them out of eval keeps the eval split (a hash split of the main data) the same set
-from one run to the next, so the Evaluator compares successive models on the same images. The feedback
-folder's fingerprint is part of the component's configuration, so new corrections invalidate the cache. Files that are not usable (empty, oversize, not an image, truncated, decompression
+from one run to the next, so the Evaluator compares successive models on the same images. With
+``feedback_repeat`` N each of them is written N times into the train split: a few hundred corrections among
+thousands of other letters weigh as much as N times as many (measured in the README's feedback section). The
+feedback folder's fingerprint is part of the component's configuration, so new corrections invalidate the cache.
+Files that are not usable (empty, oversize, not an image, truncated, decompression
 bombs, unknown class folder, nested folders) are skipped, never fatal, and counted in a report written
 next to the examples (``<examples uri>/ingest_report.json``) and printed. An input with no usable image is
 an error; a class with no image is a warning in the report (the run goes on: a model can still be trained,
@@ -147,8 +150,9 @@ def describe_layout_problem(input_base: str) -> str | None:
     return None
 
 
-def build_report(outcomes: Iterable[tuple], input_base: str) -> dict:
-    """Summarises per-file outcomes: kept per class, skipped by reason with the files."""
+def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: int = 1) -> dict:
+    """Summarises per-file outcomes: kept per class, skipped by reason with the files. Counts files: a feedback
+    image written ``feedback_repeat`` times into the train split counts once."""
     kept = collections.Counter()
     reencoded = feedback = 0
     skipped = collections.defaultdict(list)
@@ -168,6 +172,7 @@ def build_report(outcomes: Iterable[tuple], input_base: str) -> dict:
         "kept_per_class": {name: kept.get(name, 0) for name in CLASS_NAMES},
         "reencoded_to_png": reencoded,
         "feedback": feedback,
+        "feedback_repeat": feedback_repeat,
         "skipped": sum(len(v) for v in skipped.values()),
         "skipped_by_reason": {reason: len(files) for reason, files in sorted(skipped.items())},
         "skipped_files": dict(sorted(skipped.items())),
@@ -178,7 +183,9 @@ def build_report(outcomes: Iterable[tuple], input_base: str) -> dict:
 def format_report(report: dict, max_files: int = 10) -> str:
     lines = [f"ExampleGen: {report['kept']} images kept, {report['skipped']} skipped "
              f"({report['reencoded_to_png']} re-encoded to PNG) from {report['input_base']}"
-             + (f" including {report['feedback']} feedback images (all in train)" if report.get("feedback") else "")]
+             + (f" including {report['feedback']} feedback images (all in train"
+                + (f", {report['feedback_repeat']} times each" if report.get("feedback_repeat", 1) > 1 else "") + ")"
+                if report.get("feedback") else "")]
     for reason, files in report["skipped_files"].items():
         lines.append(f"  skipped {len(files)} × {reason}")
         for item in files[:max_files]:
@@ -214,8 +221,8 @@ def find_usable_image(input_base: str, max_bytes: int = image_io.DEFAULT_MAX_BYT
     return False, skips
 
 
-def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None) -> None:
-    report = build_report(outcomes, input_base)
+def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None, feedback_repeat: int = 1) -> None:
+    report = build_report(outcomes, input_base, feedback_repeat)
     text = format_report(report)
     logging.info("%s", text)
     print(text, flush=True)
@@ -249,7 +256,7 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     _ = (outcomes
          | "Summarise" >> beam.Map(lambda o: ("ok", o[2], o[3], is_feedback(o[1])) if o[0] == "ok" else o)
          | "Collect" >> beam.combiners.ToList()
-         | "WriteReport" >> beam.Map(_write_report, input_base, exec_properties.get(REPORT_URI_KEY)))
+         | "WriteReport" >> beam.Map(_write_report, input_base, exec_properties.get(REPORT_URI_KEY), repeat))
     return (outcomes
             | "KeepGood" >> beam.Filter(lambda o: o[0] == "ok")
             | "ToExample" >> beam.FlatMap(lambda o: [o[1]] * (repeat if is_feedback(o[1]) else 1)))

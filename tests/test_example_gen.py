@@ -200,6 +200,8 @@ def test_feedback_repeat_oversamples_the_corrections_in_train_only(tmp_path, tin
     train_once, train_thrice = count(once["train"]), count(thrice["train"])
     fed = {s for s in train_once if s.startswith("feedback/")}
     assert len(fed) == 2 * 27 == report["feedback"]          # the report counts images, not copies
+    assert report["kept"] == len(once["train"]) + len(once["eval"]) and report["feedback_repeat"] == 3
+    assert "feedback images (all in train, 3 times each)" in ieg.format_report(report)
     assert all(train_thrice[s] == 3 and train_once[s] == 1 for s in fed)
     assert {s: n for s, n in train_thrice.items() if s not in fed} == {s: n for s, n in train_once.items()
                                                                        if s not in fed}
