@@ -185,14 +185,29 @@ def export_feedback(config: Config) -> str | None:
 
 def estimated_budget(config: Config, feedback_root: str | None = None) -> configs.TrainingBudget:
     """The Trainer's budget as far as it is known before the pipeline runs: the data root's images times the
-    train share of the split, plus the feedback images (always trained on, ``feedback_repeat`` times each). The
-    Trainer sizes it again from the examples it gets (files that turn out unusable are not among them, and the
+    train share of the split, plus the feedback images (always trained on, each :func:`feedback_copies` times).
+    The Trainer sizes it again from the examples it gets (files that turn out unusable are not among them, and the
     hash split is not exact)."""
     from components.image_example_gen import count_candidates
-    share = config.train_buckets / (config.train_buckets + config.eval_buckets)
-    images = (round(count_candidates(config.data_root) * share)
-              + count_candidates(feedback_root) * config.feedback_repeat)
+    images = (round(count_candidates(config.data_root) * train_share(config))
+              + count_candidates(feedback_root) * feedback_copies(config, feedback_root))
     return configs.training_budget(images, config.batch_size, config.epochs)
+
+
+def train_share(config: Config) -> float:
+    return config.train_buckets / (config.train_buckets + config.eval_buckets)
+
+
+def feedback_copies(config: Config, feedback_root: str | None) -> int:
+    """How many times the ExampleGen will write each feedback image into the train split."""
+    from components.image_example_gen import feedback_copies as copies
+    return copies(config.feedback_repeat, config.data_root, feedback_root, train_share(config))
+
+
+def describe_feedback_copies(config: Config, feedback_root: str) -> str:
+    copies = feedback_copies(config, feedback_root)
+    why = "chosen" if config.feedback_repeat else f"{configs.feedback_rule()}; --feedback-repeat N to choose"
+    return f"Feedback: each image trained {copies} time{'s' if copies != 1 else ''} per epoch ({why})"
 
 
 def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
@@ -209,6 +224,8 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     print(f"Pipeline: data {config.data_root} → serving {config.serving_dir} "
           f"(artifacts in {config.pipeline_root})", flush=True)
     feedback_root = export_feedback(config)
+    if feedback_root:
+        print(describe_feedback_copies(config, feedback_root), flush=True)
     print(estimated_budget(config, feedback_root).describe(estimated=True), flush=True)
     LocalDagRunner().run(create_pipeline(
         config, beam_pipeline_args=configs.beam_pipeline_args(config),

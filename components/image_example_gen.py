@@ -17,8 +17,9 @@ A second, optional input is the users' corrections exported from the web client'
 train split**: they are few and are exactly the cases the model got wrong, so every one of them should be
 learnt from; and keeping them out of eval keeps the eval split (a hash split of the main data) the same set
 from one run to the next, so the Evaluator compares successive models on the same images. With
-``feedback_repeat`` N each of them is written N times into the train split: a few hundred corrections among
-thousands of other letters weigh as much as N times as many (measured in the README's feedback section). The
+``feedback_repeat`` N each of them is written N times into the train split, so that a few hundred corrections
+among thousands of other letters are not drowned (0, the default: :func:`core.configs.feedback_copies` chooses N
+from the numbers of images; measured in the README's feedback section). The
 feedback folder's fingerprint is part of the component's configuration, so new corrections invalidate the cache.
 Files that are not usable (empty, oversize, not an image, truncated, decompression
 bombs, unknown class folder, nested folders) are skipped, never fatal, and counted in a report written
@@ -52,6 +53,7 @@ from core.labels import CLASS_INDEX, CLASS_NAMES
 REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
 INPUT_PATTERN = "*/*"
 FEEDBACK_PREFIX = "feedback/"
+TRAIN_SHARE_KEY = "_train_share"   # exec property the executor sets for the input transform: the train buckets' share
 
 
 def _custom_config(exec_properties: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +100,14 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
 
 def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
     return sorted(fileio.glob(os.path.join(input_base, pattern)))
+
+
+def feedback_copies(repeat: int, input_base: str, feedback_root: str | None, train_share: float,
+                    pattern: str = INPUT_PATTERN) -> int:
+    """How many times each feedback image goes into the train split (:func:`core.configs.feedback_copies`), from
+    the candidate files of the data root (times the train split's share) and of the feedback folder."""
+    return configs.feedback_copies(repeat, round(count_candidates(input_base, pattern) * train_share),
+                                   count_candidates(feedback_root, pattern))
 
 
 def count_candidates(input_base: str | None, pattern: str = INPUT_PATTERN) -> int:
@@ -242,13 +252,15 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     custom = _custom_config(exec_properties)
     max_bytes = int(custom.get("max_file_bytes", image_io.DEFAULT_MAX_BYTES))
     max_pixels = int(custom.get("max_image_pixels", image_io.DEFAULT_MAX_PIXELS))
-    repeat = int(custom.get("feedback_repeat", 1))
     inputs = [(path, input_base, "") for path in list_inputs(input_base, split_pattern)]
     if not inputs:
         raise EmptyDatasetError(_layout_hint(input_base, split_pattern))
     feedback_root = custom.get("feedback_root")
+    repeat = 1
     if feedback_root and fileio.exists(feedback_root):
         inputs += [(path, feedback_root, FEEDBACK_PREFIX) for path in list_inputs(feedback_root, split_pattern)]
+        repeat = feedback_copies(int(custom.get("feedback_repeat", 0)), input_base, feedback_root,
+                                 exec_properties[TRAIN_SHARE_KEY], split_pattern)
     outcomes = (pipeline
                 | "ListFiles" >> beam.Create(inputs)
                 | "Reshuffle" >> beam.Reshuffle()
@@ -280,6 +292,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         names = [split.name for split in splits]
         buckets = list(itertools.accumulate(split.hash_buckets for split in splits))
         exec_properties["_beam_pipeline_args"] = self._beam_pipeline_args or []
+        exec_properties[TRAIN_SHARE_KEY] = dict(zip(names, [split.hash_buckets for split in splits])).get(
+            configs.TRAIN_SPLIT, 0) / buckets[-1]
         partitions = (pipeline
                       | "InputToRecord" >> _ImagesToExample(exec_properties, input_config.splits[0].pattern)
                       | "SplitData" >> beam.Partition(partition, len(buckets), buckets, output_config.split_config,
@@ -306,11 +320,12 @@ def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int =
                     max_file_bytes: int = image_io.DEFAULT_MAX_BYTES,
                     max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS,
                     feedback_root: str | None = None, fingerprint_feedback: bool = True,
-                    feedback_repeat: int = 1) -> FileBasedExampleGen:
+                    feedback_repeat: int = 0) -> FileBasedExampleGen:
     """The image ExampleGen component (a FileBasedExampleGen with this module's executor).
 
     ``feedback_root``: exported corrections (``<class>/<image>``), always trained on; see the module doc.
-    ``feedback_repeat``: each of them written that many times into the train split (oversampled).
+    ``feedback_repeat``: each of them written that many times into the train split (oversampled); 0 = as many
+    as :func:`core.configs.feedback_copies` chooses from the number of images, at run time.
     ``fingerprint_feedback``: put the folder's fingerprint in the configuration (the cache key). Off for a
     pipeline compiled once and run many times (Kubeflow): the folder is read at run time, the cache must be off.
     """

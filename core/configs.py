@@ -70,8 +70,9 @@ def parse_widths(text: str) -> tuple[int, ...]:
 # (field, lowest, highest or None, lowest excluded): what Config accepts, from flags and LETTERS_<FIELD> alike.
 _RANGES = (
     [(name, 1, None, False) for name in ("generate_per_class", "generate_epochs", "train_buckets", "eval_buckets",
-                                          "feedback_repeat", "max_file_bytes", "max_image_pixels", "image_size", "batch_size")]
-    + [(name, 0, None, False) for name in ("generate_seed", "seed", "beam_workers", "augment_rotation_deg", "epochs")]
+                                          "max_file_bytes", "max_image_pixels", "image_size", "batch_size")]
+    + [(name, 0, None, False) for name in ("generate_seed", "seed", "feedback_repeat", "beam_workers",
+                                           "augment_rotation_deg", "epochs")]
     + [("learning_rate", 0, None, True), ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
        ("augment_scale", 0, 0.9, False), ("augment_shift", 0, 0.5, False), ("augment_aspect", 0, 0.9, False),
        ("augment_thickness", 0, 1, False), ("augment_erase", 0, 1, False), ("augment_cutmix", 0, 1, False),
@@ -103,7 +104,7 @@ class Config:
     # Ingestion.
     train_buckets: int = 4          # train:eval = 4:1, by a hash of the image bytes
     eval_buckets: int = 1
-    feedback_repeat: int = 1        # each feedback image this many times in the train split (oversampled)
+    feedback_repeat: int = 0        # each feedback image this many times in the train split; 0 = feedback_copies
     max_file_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000   # decompression-bomb guard (width * height)
 
@@ -240,6 +241,32 @@ def training_budget(train_images: int, batch_size: int, epochs: int = 0) -> Trai
     return TrainingBudget(epochs=epochs or sized_epochs(train_images),
                           steps_per_epoch=max(1, math.ceil(train_images / batch_size)),
                           train_images=train_images, sized=not epochs)
+
+
+# Feedback oversampling when Config.feedback_repeat is 0 (the default): each feedback image is written into the
+# train split as many times as make the feedback about FEEDBACK_SHARE of the training images, 1 to
+# MAX_FEEDBACK_REPEAT times. Measured (README): five real letters per class (130) as the feedback of make demo's
+# 160 simulated writers get 8 copies each, ...
+FEEDBACK_SHARE = 0.25
+MAX_FEEDBACK_REPEAT = 8
+
+
+def feedback_copies(repeat: int, main_train_images: int, feedback_images: int) -> int:
+    """How many times each of ``feedback_images`` feedback images goes into the train split beside
+    ``main_train_images`` others: ``repeat`` when chosen (> 0), else the rule above."""
+    if repeat < 0 or main_train_images < 0 or feedback_images < 0:
+        raise ValueError(f"no feedback copies for repeat {repeat}, {main_train_images} and {feedback_images} images")
+    if repeat:
+        return repeat
+    if not feedback_images:
+        return 1
+    copies = int(FEEDBACK_SHARE * main_train_images / ((1 - FEEDBACK_SHARE) * feedback_images))
+    return max(1, min(MAX_FEEDBACK_REPEAT, copies))
+
+
+def feedback_rule() -> str:
+    return (f"copies that make the feedback about {FEEDBACK_SHARE:.0%} of the training images, 1 to "
+            f"{MAX_FEEDBACK_REPEAT} each")
 
 
 DIRECT_RUNNER_IMAGE = "this-environment"   # read by no DirectRunner mode; see beam_pipeline_args

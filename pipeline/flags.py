@@ -88,7 +88,8 @@ TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runne
     "base_model": "an exported letters model whose network training starts from (same architecture and channel "
                   "widths): a version folder, or a serving dir such as make demo's serving/models/letters (its "
                   "newest version); empty = a random start",
-    "feedback_repeat": "each feedback image (confirmed or corrected answer) this many times in the train split",
+    "feedback_repeat": f"each feedback image (a confirmed or corrected answer) this many times in the train split; "
+                       f"0 = {configs.feedback_rule()}",
     "accuracy_floor": "blessing needs at least this top-1 accuracy on the eval split",
     "max_regression": "blessing allows at most this drop in accuracy against the last blessed model",
 }

@@ -190,9 +190,35 @@ def test_the_runner_estimates_the_budget_before_the_pipeline_from_the_files(tmp_
         (feedback / "bet" / f"{i}.png").write_bytes(b"x")
     config = configs.Config(data_root=str(tmp_path / "data"))
     assert local_runner.estimated_budget(config) == configs.training_budget(round(108 * 4 / 5), 32)
-    assert local_runner.estimated_budget(config.replace(train_buckets=9), str(feedback)).train_images == 97 + 5
-    assert local_runner.estimated_budget(config.replace(train_buckets=9, feedback_repeat=4),
-                                         str(feedback)).train_images == 97 + 4 * 5
+    # 5 feedback images beside 97: 6 copies each make them 30 of 127, about a quarter (int(0.25 * 97 / 3.75))
+    assert local_runner.estimated_budget(config.replace(train_buckets=9), str(feedback)).train_images == 97 + 6 * 5
+    assert local_runner.estimated_budget(config.replace(train_buckets=9, feedback_repeat=1),
+                                         str(feedback)).train_images == 97 + 5
+    assert local_runner.describe_feedback_copies(config.replace(train_buckets=9), str(feedback)) == (
+        "Feedback: each image trained 6 times per epoch (copies that make the feedback about 25% of the training "
+        "images, 1 to 8 each; --feedback-repeat N to choose)")
+    assert local_runner.describe_feedback_copies(config.replace(feedback_repeat=1), str(feedback)) == (
+        "Feedback: each image trained 1 time per epoch (chosen)")
     chosen = local_runner.estimated_budget(config.replace(epochs=3))
     assert chosen.describe(estimated=True) == \
         "training budget: 3 epochs × 3 steps = 9 steps (epochs chosen; about 86 training images)"
+
+
+@pytest.mark.parametrize("repeat, main, feedback, copies", [
+    (0, 3456, 130, 8),      # make demo's 160 writers (4:1 split) and five real letters per class: capped at 8
+    (0, 3456, 374, 3),      # fourteen per class: 1,122 of 4,578, a quarter
+    (0, 3456, 2000, 1),     # more feedback than a third of the rest: each once
+    (0, 100, 0, 1),
+    (0, 0, 10, 1),
+    (5, 3456, 130, 5),      # chosen
+    (1, 3456, 130, 1),
+])
+def test_feedback_copies_make_the_feedback_about_a_quarter_of_the_training_images(repeat, main, feedback, copies):
+    assert configs.feedback_copies(repeat, main, feedback) == copies
+
+
+def test_feedback_copies_refuse_negative_counts():
+    with pytest.raises(ValueError):
+        configs.feedback_copies(-1, 10, 10)
+    with pytest.raises(ValueError):
+        configs.feedback_copies(0, 10, -1)

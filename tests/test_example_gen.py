@@ -193,7 +193,7 @@ def test_corrections_always_train_and_leave_the_main_split_as_it_was(tmp_path, t
 
 
 def test_feedback_repeat_oversamples_the_corrections_in_train_only(tmp_path, tiny_dataset, corrections):
-    once, _ = run_example_gen(tiny_dataset, tmp_path / "a", feedback_root=corrections)
+    once, _ = run_example_gen(tiny_dataset, tmp_path / "a", feedback_root=corrections, feedback_repeat=1)
     thrice, report = run_example_gen(tiny_dataset, tmp_path / "b", feedback_root=corrections, feedback_repeat=3)
     def count(examples):
         return collections.Counter(_feature(e, configs.SOURCE_KEY).decode() for e in examples)
@@ -208,6 +208,21 @@ def test_feedback_repeat_oversamples_the_corrections_in_train_only(tmp_path, tin
     assert count(thrice["eval"]) == count(once["eval"])
     copies = [e for e in thrice["train"] if _feature(e, configs.SOURCE_KEY).decode() == sorted(fed)[0]]
     assert len({e.SerializeToString() for e in copies}) == 1
+
+
+def test_feedback_repeat_0_chooses_the_copies_from_the_numbers_of_images(tmp_path, tiny_dataset, corrections):
+    main = len(list(tiny_dataset.glob("*/*.png")))                      # 8 per class
+    expected = configs.feedback_copies(0, round(main * 4 / 5), 2 * 27)
+    assert expected == 1                                                # 54 feedback images beside 173: once
+    more = tmp_path / "data"
+    shutil.copytree(tiny_dataset, more)
+    for path in list(more.glob("*/*.png")):                             # the same letters twice
+        shutil.copy(path, path.with_name(f"{path.stem}-again.png"))
+    expected = configs.feedback_copies(0, round(2 * main * 4 / 5), 2 * 27)
+    assert expected == 2                                                # beside 346: twice
+    splits, report = run_example_gen(more, tmp_path / "out", feedback_root=corrections)
+    counts = collections.Counter(_feature(e, configs.SOURCE_KEY).decode() for e in splits["train"])
+    assert {n for s, n in counts.items() if s.startswith("feedback/")} == {2} and report["feedback_repeat"] == 2
 
 
 def test_feedback_fingerprint_changes_with_new_corrections(tmp_path):
