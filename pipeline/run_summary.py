@@ -130,6 +130,7 @@ def summarize(metadata_file: str) -> dict:
                 report = json.load(f)
             summary["ingest"] = {k: report.get(k, 0) for k in ("kept", "skipped", "skipped_by_reason", "empty_classes",
                                                                "reencoded_to_png", "feedback")}
+            summary["ingest"]["feedback_repeat"] = report.get("feedback_repeat", 1)
     statistics = comps.get("StatisticsGen", {}).get("outputs", {}).get("statistics")
     if statistics:
         counts = examples_per_split(statistics[0].uri)
@@ -181,7 +182,8 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
         reasons = ", ".join(f"{n} {r}" for r, n in ingest.get("skipped_by_reason", {}).items())
         lines.append(f"  examples: train {split.get('train')}, eval {split.get('eval')}; "
                      f"skipped {ingest.get('skipped', '?')}" + (f" ({reasons})" if reasons else "")
-                     + (f"; {ingest['feedback']} user-labelled feedback images (in train)" if ingest.get("feedback") else ""))
+                     + (f"; {ingest['feedback']} user-labelled feedback images (in train, "
+                        f"{ingest.get('feedback_repeat', 1)}× each)" if ingest.get("feedback") else ""))
         if ingest.get("empty_classes"):
             lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
     for key in ("pretraining", "training"):

@@ -34,3 +34,10 @@ def test_blessed_but_refused_by_the_serving_check():
     assert "gate: BLESSED" in text
     assert "serving check: FAILED — predict_images: HTTP 400: bad signature" in text
     assert "pushed: nothing (the serving check failed)" in text and "not blessed" not in text
+
+
+def test_feedback_images_and_their_copies_are_named():
+    text = format_summary(summary(ingest={"skipped": 0, "feedback": 130, "feedback_repeat": 8}, blessed=True,
+                                  pushed=False))
+    assert "examples: train 80, eval 20; skipped 0; 130 user-labelled feedback images (in train, 8× each)" in text
+    assert "feedback" not in format_summary(summary(blessed=True, pushed=False))
