@@ -292,8 +292,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         names = [split.name for split in splits]
         buckets = list(itertools.accumulate(split.hash_buckets for split in splits))
         exec_properties["_beam_pipeline_args"] = self._beam_pipeline_args or []
-        exec_properties[TRAIN_SHARE_KEY] = dict(zip(names, [split.hash_buckets for split in splits])).get(
-            configs.TRAIN_SPLIT, 0) / buckets[-1]
+        exec_properties[TRAIN_SHARE_KEY] = splits[names.index(configs.TRAIN_SPLIT)].hash_buckets / buckets[-1]
         partitions = (pipeline
                       | "InputToRecord" >> _ImagesToExample(exec_properties, input_config.splits[0].pattern)
                       | "SplitData" >> beam.Partition(partition, len(buckets), buckets, output_config.split_config,
