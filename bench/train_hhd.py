@@ -8,7 +8,7 @@ With ``--data-root``, the last 20 % of each class's form numbers are held out fi
 other writers than the training ones), the pipeline trains on the rest, and ``pipeline.evaluate`` scores the
 pushed model on the held-out writers through its image signature. ``--mix-generated N`` adds N generated
 images per class to the training part; with ``--as-feedback`` the training letters go into a feedback store
-instead, as the web client stores users' answers, and the pipeline trains on them with the N generated letters
+instead (as ``letters-feedback import`` stores them), and the pipeline trains on them with the N generated letters
 per class as its data root (the feedback loop: ``make demo``'s letters plus users' corrections).
 ``--train-share S`` trains on the first S of each class's training forms only (fewer writers; the held-out
 writers stay the same): how well a small set of one's own letters does.
@@ -110,20 +110,13 @@ def fewer_writers(train_root: Path, share: float) -> int:
 
 
 def store_as_feedback(letters: Path, store_dir: Path) -> int:
-    """Stores every image of ``letters`` (folder per class) in a new feedback store as the web client stores a
-    user's correction of it; returns how many."""
-    from PIL import Image
-
-    from core.feedback import FeedbackStore
-    store = FeedbackStore(store_dir)
-    try:
-        for path in sorted(letters.glob("*/*")):
-            data = path.read_bytes()
-            with Image.open(path) as image:
-                store.add(data, image.format, path.parent.name, width=image.width, height=image.height)
-        return store.count()
-    finally:
-        store.close()
+    """Stores every image of ``letters`` (folder per class) in a new feedback store, as ``letters-feedback import``
+    does; returns how many."""
+    from core.feedback_import import import_folder
+    summary = import_folder(store_dir, letters)
+    if summary.skipped_count:
+        raise ValueError(f"{summary.skipped_count} letters of {letters} could not be stored: {summary.skipped}")
+    return summary.imported
 
 
 def pooled(runs: list[dict]) -> dict:

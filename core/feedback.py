@@ -13,7 +13,8 @@ SQLite's WAL journal and busy timeout let many threads and processes add rows at
 The pipeline reads the store itself (``local_runner.py --feedback-dir``): each run exports it with
 :func:`export_feedback` to ``<pipeline-root>/feedback/<class_folder>/<id>.png`` and adds those images to the
 train split only. ``letters-feedback export --out DIR`` writes the same layout for other uses. It is
-idempotent: files already exported are left as they are.
+idempotent: files already exported are left as they are. ``letters-feedback import DIR`` stores letters one
+already has (the same layout) as feedback: :mod:`core.feedback_import`.
 """
 from __future__ import annotations
 
@@ -248,8 +249,10 @@ class FeedbackStore:
         with self._connection() as conn:
             per_class = dict(conn.execute("SELECT true_label, COUNT(*) FROM feedback GROUP BY true_label").fetchall())
             confirmed = conn.execute("SELECT COUNT(*) FROM feedback WHERE confirmed = 1").fetchone()[0]
-        return {"records": sum(per_class.values()), "confirmed": confirmed,
-                "corrected": sum(per_class.values()) - confirmed,
+            unanswered = conn.execute("SELECT COUNT(*) FROM feedback WHERE predicted_label IS NULL").fetchone()[0]
+        records = sum(per_class.values())
+        return {"records": records, "confirmed": confirmed, "corrected": records - confirmed - unanswered,
+                "without_answer": unanswered,   # labelled without a model's answer (letters-feedback import)
                 "per_class": {name: per_class.get(name, 0) for name in CLASS_NAMES}}
 
 
@@ -334,8 +337,13 @@ def main(argv=None) -> int:
     export.add_argument("--out", required=True, help="output folder (created)")
     export.add_argument("--overwrite", action="store_true", help="rewrite files already exported")
     commands.add_parser("stats", help="print counts per class as JSON")
+    imports = commands.add_parser("import", help="store the images of DIR/<class_folder>/ as labelled feedback "
+                                                 "(the store is created if missing; nothing is stored twice)")
+    imports.add_argument("folder", metavar="DIR", help="one folder per class, as the pipeline's --data-root")
     args = parser.parse_args(argv)
     feedback_dir = args.feedback_dir or default_feedback_dir
+    if args.command == "import":
+        return import_command(feedback_dir, args.folder)
     if not os.path.exists(os.path.join(feedback_dir, DB_FILE)):
         print(f"error: no feedback store at {feedback_dir} (expected {DB_FILE} there)", file=sys.stderr)
         return 2
@@ -357,6 +365,22 @@ def main(argv=None) -> int:
         return 2
     print(json.dumps(store.stats(), indent=2))
     store.close()
+    return 0
+
+
+def import_command(feedback_dir: str, folder: str) -> int:
+    from core.feedback_import import describe, import_folder
+    try:
+        summary = import_folder(feedback_dir, folder, progress=sys.stderr.isatty())
+    except (FeedbackStoreError, OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(describe(summary))
+    if not summary.imported and not summary.already_present:
+        print(f"error: no usable image in {summary.source}: every file was skipped", file=sys.stderr)
+        return 2
+    print(f"the next pipeline run trains on them: make retrain (or python local_runner.py --feedback-dir "
+          f"{feedback_dir})")
     return 0
 
 

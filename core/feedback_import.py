@@ -1,0 +1,114 @@
+"""Letters one already has, put into the feedback store: ``letters-feedback import DIR``.
+
+``DIR`` holds one folder per class (the pipeline's ``--data-root`` layout). Each image is checked as the web client
+checks an upload (:func:`core.image_io.check_image`) and stored as a user's labelled answer without a model's
+answer (no predicted label or version: the monitor's live accuracy leaves such rows out). The next pipeline run
+trains on them as on all feedback: in the train split only, each written as many times as the run's feedback
+copies say. Measured (README, "A handful of real letters"): about five letters per class from real writers, as
+feedback of ``make demo``'s letters, read other writers' letters better than the same letters as a data root.
+
+Re-importing a folder adds nothing twice: an image already stored with the same class (same bytes) is counted
+as already there. Files that cannot be stored are skipped with their reason, never fatal: a folder that is not
+a class, a nested folder, an empty, oversize, truncated or non-image file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+from core import image_io
+from core.feedback import FeedbackStore
+from core.labels import CLASS_INDEX, CLASS_NAMES
+
+
+@dataclasses.dataclass
+class ImportSummary:
+    source: str
+    imported: int = 0            # images added to the store by this call
+    already_present: int = 0     # images the store held already with the same class
+    skipped: dict = dataclasses.field(default_factory=dict)    # reason -> [relative path: detail]
+    per_class: dict = dataclasses.field(default_factory=dict)  # class -> images of DIR now in the store
+
+    @property
+    def skipped_count(self) -> int:
+        return sum(len(files) for files in self.skipped.values())
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self) | {"skipped_count": self.skipped_count}
+
+
+def candidate_files(folder: str) -> list[str]:
+    """``folder``'s entries and those one level below its sub-folders, relative and sorted: what an import
+    reads or reports (files at the top are in no class folder)."""
+    entries = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        entries += sorted(os.path.join(name, inner) for inner in os.listdir(path)) if os.path.isdir(path) else [name]
+    return entries
+
+
+def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
+                  max_bytes: int = image_io.DEFAULT_MAX_BYTES, max_pixels: int = image_io.DEFAULT_MAX_PIXELS,
+                  progress: bool = False) -> ImportSummary:
+    """Stores every usable image of ``folder/<class>/`` in the feedback store at ``feedback_dir`` (created if
+    missing); returns what was imported, found already there and skipped. A folder without any file in a class
+    folder is a ValueError, and no store is created for it."""
+    folder = os.path.abspath(os.fspath(folder))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder} is not a folder")
+    summary = ImportSummary(source=folder)
+    files = candidate_files(folder)
+    if not any(os.path.dirname(rel) in CLASS_INDEX for rel in files):
+        raise ValueError(f"no file in a class folder of {folder} (expected DIR/<class_folder>/<image>, class "
+                         f"folders named: {', '.join(CLASS_NAMES)})")
+    store = FeedbackStore(feedback_dir)
+    try:
+        stored = {(r.true_label, r.image_sha256) for r in store.records()}
+        if progress:
+            from tqdm import tqdm
+            files = tqdm(files, desc="importing", unit="image")
+        for rel in files:
+            label, path = os.path.dirname(rel), os.path.join(folder, rel)
+            if not label:
+                summary.skipped.setdefault("not_in_a_class_folder", []).append(f"{rel}: beside the class folders")
+                continue
+            if label not in CLASS_INDEX:
+                summary.skipped.setdefault("unknown_class_folder", []).append(
+                    f"{rel}: {label!r} is not a class folder ({', '.join(CLASS_NAMES[:3])}, …)")
+                continue
+            if os.path.isdir(path):
+                summary.skipped.setdefault("nested_folder", []).append(f"{rel}: a folder inside a class folder")
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    checked = image_io.check_image(handle.read(), max_bytes=max_bytes, max_pixels=max_pixels)
+            except image_io.ImageRejected as err:
+                summary.skipped.setdefault(err.reason, []).append(f"{rel}: {err.detail}")
+                continue
+            key = (label, hashlib.sha256(checked.data).hexdigest())
+            if key in stored:
+                summary.already_present += 1
+            else:
+                store.add(checked.data, checked.data_format, label, width=checked.width, height=checked.height)
+                stored.add(key)
+                summary.imported += 1
+            summary.per_class[label] = summary.per_class.get(label, 0) + 1
+    finally:
+        store.close()
+    summary.per_class = {name: summary.per_class.get(name, 0) for name in CLASS_NAMES}
+    return summary
+
+
+def describe(summary: ImportSummary, max_files: int = 10) -> str:
+    lines = [f"imported {summary.imported} image(s) from {summary.source} ({summary.already_present} already in the "
+             f"store, {summary.skipped_count} skipped)"]
+    for reason, files in sorted(summary.skipped.items()):
+        lines.append(f"  skipped {len(files)} × {reason}")
+        lines += [f"    {item}" for item in files[:max_files]]
+        if len(files) > max_files:
+            lines.append(f"    … {len(files) - max_files} more")
+    empty = [name for name, count in summary.per_class.items() if not count]
+    if empty and len(empty) < len(CLASS_NAMES):
+        lines.append(f"  no image of {len(empty)} class(es): {', '.join(empty)}")
+    return "\n".join(lines)

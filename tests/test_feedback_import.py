@@ -1,0 +1,107 @@
+"""letters-feedback import: letters one already has, stored as labelled feedback, each once, bad files reported."""
+import json
+
+import pytest
+
+from core import feedback
+from core.feedback import FeedbackStore, export_feedback
+from core.feedback_import import import_folder
+from tests.conftest import letter_image, png_bytes
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "mine"
+    for name, sizes in (("alef", (30, 34)), ("shin", (40,))):
+        (root / name).mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            (root / name / f"{i}.png").write_bytes(png_bytes(letter_image(size, 44, seed=i)))
+    (root / "shin" / "photo.jpg").write_bytes(png_bytes(letter_image(36, 44, "RGB"), "JPEG"))
+    (root / "shin" / "broken.png").write_bytes(png_bytes(letter_image(30, 30))[:60])
+    (root / "shin" / "more").mkdir()
+    (root / "notes").mkdir()
+    (root / "notes" / "x.png").write_bytes(png_bytes(letter_image(30, 30)))
+    (root / "readme.png").write_bytes(png_bytes(letter_image(30, 30)))
+    return root
+
+
+def stored(store_dir):
+    store = FeedbackStore(store_dir)
+    try:
+        return sorted((r.true_label, r.image_format, r.predicted_label, r.model_version,
+                       (store_dir / r.image_path).read_bytes()) for r in store.records())
+    finally:
+        store.close()
+
+
+def test_import_stores_each_usable_image_with_its_class_and_reports_the_rest(folder, tmp_path):
+    summary = import_folder(tmp_path / "store", folder)
+    assert summary.imported == 4 and summary.already_present == 0
+    assert {reason: len(files) for reason, files in summary.skipped.items()} == {
+        "truncated_or_corrupt": 1, "nested_folder": 1, "unknown_class_folder": 1, "not_in_a_class_folder": 1}
+    assert summary.skipped["unknown_class_folder"][0].startswith("notes/x.png: 'notes' is not a class folder")
+    assert summary.per_class["alef"] == 2 and summary.per_class["shin"] == 2 and summary.per_class["bet"] == 0
+    rows = stored(tmp_path / "store")
+    assert [(label, fmt) for label, fmt, *_ in rows] == [("alef", "PNG"), ("alef", "PNG"), ("shin", "JPEG"),
+                                                         ("shin", "PNG")]
+    assert all(predicted is None and version is None for _, _, predicted, version, _ in rows)  # no model answered
+    originals = {(p.parent.name, p.read_bytes()) for p in folder.glob("*/*") if p.name != "broken.png"
+                 and p.parent.name != "notes" and p.is_file()}
+    assert {(label, data) for label, _, _, _, data in rows} == originals       # the bytes as they were
+
+
+def test_importing_again_adds_nothing_twice_and_new_images_are_added(folder, tmp_path):
+    import_folder(tmp_path / "store", folder)
+    again = import_folder(tmp_path / "store", folder)
+    assert again.imported == 0 and again.already_present == 4
+    (folder / "alef" / "new.png").write_bytes(png_bytes(letter_image(50, 44, seed=9)))
+    (folder / "bet").mkdir()
+    (folder / "bet" / "0.png").write_bytes((folder / "alef" / "0.png").read_bytes())   # same bytes, other class
+    third = import_folder(tmp_path / "store", folder)
+    assert third.imported == 2 and third.already_present == 4
+    assert len(stored(tmp_path / "store")) == 6
+
+
+def test_imported_letters_reach_the_pipelines_export(folder, tmp_path):
+    import_folder(tmp_path / "store", folder)
+    summary = export_feedback(tmp_path / "store", tmp_path / "export")
+    assert summary.exported == 4 and summary.per_class["alef"] == 2 and summary.per_class["shin"] == 2
+    exported = sorted(p.parent.name for p in (tmp_path / "export").glob("*/*.png"))
+    assert exported == ["alef", "alef", "shin", "shin"]
+
+
+def test_the_command_imports_and_says_what_comes_next(folder, tmp_path, capsys):
+    store = tmp_path / "store"
+    assert feedback.main(["--feedback-dir", str(store), "import", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"imported 4 image(s) from {folder} (0 already in the store, 4 skipped)" in out
+    assert "skipped 1 × truncated_or_corrupt" in out and "shin/broken.png" in out
+    assert f"python local_runner.py --feedback-dir {store}" in out
+    assert feedback.main(["--feedback-dir", str(store), "stats"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["records"], stats["confirmed"], stats["corrected"], stats["without_answer"]) == (4, 0, 0, 4)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: (root / "x.png").write_bytes(b"x"), "no file in a class folder"),
+    (lambda root: None, "no file in a class folder"),
+])
+def test_a_folder_without_class_folders_is_refused_and_creates_no_store(tmp_path, capsys, make, message):
+    root = tmp_path / "flat"
+    root.mkdir()
+    make(root)
+    assert feedback.main(["--feedback-dir", str(tmp_path / "store"), "import", str(root)]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "store").exists()
+    assert feedback.main(["--feedback-dir", str(tmp_path / "store"), "import", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err and not (tmp_path / "store").exists()
+
+
+def test_a_folder_of_unusable_files_only_is_an_error(tmp_path, capsys):
+    root = tmp_path / "bad"
+    (root / "alef").mkdir(parents=True)
+    (root / "alef" / "a.png").write_bytes(b"not an image")
+    assert feedback.main(["--feedback-dir", str(tmp_path / "store"), "import", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert "skipped 1 × not_an_image" in captured.out and "every file was skipped" in captured.err
+    assert stored(tmp_path / "store") == []
+
