@@ -113,20 +113,11 @@ def test_train_share_keeps_the_first_writers_of_each_class_and_the_same_hold_out
     (["--train-share", "1.5", "--data-root", "x"], "--train-share must be in (0, 1]"),
     (["--train-share", "0.5"], "--train-share needs --data-root"),
     (["--train-share", "0.5", "--data-root", "x", "--holdout-share", "0"], "--train-share needs --data-root"),
-])
-def test_bad_train_shares_are_refused(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        train_hhd.main(argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("argv, message", [
     (["--as-feedback", "--data-root", "x"], "--as-feedback needs --data-root"),
     (["--as-feedback", "--mix-generated", "5"], "--as-feedback needs --data-root"),
     (["--as-feedback", "--mix-generated", "5", "--data-root", "x", "--with-feedback"], "drop --with-feedback"),
 ])
-def test_bad_as_feedback_runs_are_refused(argv, message, capsys):
+def test_bad_train_shares_and_feedback_runs_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train_hhd.main(argv)
     assert exit_info.value.code == 2
