@@ -60,7 +60,9 @@ def test_aspect_change_shrinks_one_side_and_keeps_a_fitted_letter_in_the_square(
     assert rows.max() >= 45 and rows.min() <= 46 * np.exp(-0.3)  # lowered by up to exp(-0.4), or left whole
     lower, narrower = rows < 45, cols < 8
     assert not (lower & narrower).any()                          # one side shrunk, never both
-    assert 0.3 < lower.mean() < 0.7 and 0.3 < narrower.mean() < 0.7
+    # Each side about half the time; a small shrink of the 8-px-wide bar often still covers 8 columns, so fewer
+    # are seen narrower (0.29-0.40 in 30 batches of 400) than lower (0.44-0.50).
+    assert 0.3 < lower.mean() < 0.7 and 0.2 < narrower.mean() < 0.7
     same = network.augment_batch(tf.constant(bar), 0.0, 0.0, 0.0, aspect=0.0).numpy()
     np.testing.assert_allclose(same, bar, atol=1e-5)
 
