@@ -247,8 +247,8 @@ def training_budget(train_images: int, batch_size: int, epochs: int = 0) -> Trai
 # train split as many times as make the feedback about FEEDBACK_SHARE of the training images, 1 to
 # MAX_FEEDBACK_REPEAT times. Measured (README, "A handful of real letters"): 130 real letters (five per class) as
 # the feedback of make demo's 160 simulated writers get 8 copies and read other writers at 0.821 against 0.797 once
-# each (three seeds); 374 get 3 copies, 0.836 against 0.817 once and 0.838 with 8 copies at 40 % more steps. More
-# feedback than that share would outweigh the letters the gate's eval split is made of.
+# each (three seeds); 374 get 3 copies, 0.835 against 0.817 once (two seeds), and 8 copies read 0.838 at 40 % more
+# steps (one seed). More feedback than that share would outweigh the letters the gate's eval split is made of.
 FEEDBACK_SHARE = 0.25
 MAX_FEEDBACK_REPEAT = 8
 
