@@ -200,8 +200,9 @@ def train_share(config: Config) -> float:
 
 def feedback_copies(config: Config, feedback_root: str | None) -> int:
     """How many times the ExampleGen will write each feedback image into the train split."""
-    from components.image_example_gen import feedback_copies as copies
-    return copies(config.feedback_repeat, config.data_root, feedback_root, train_share(config))
+    from components.image_example_gen import feedback_copies as copies, list_inputs
+    return copies(config.feedback_repeat, list_inputs(config.data_root),
+                  list_inputs(feedback_root) if feedback_root else [], train_share(config))
 
 
 def describe_feedback_copies(config: Config, feedback_root: str) -> str:

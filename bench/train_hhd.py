@@ -219,10 +219,11 @@ def run(args, work: Path, fold: int | None, reproduce: str) -> int:
             stored = store_as_feedback(Path(args.data_root), feedback_store)
             print(f"the training letters stored as feedback: {stored} in {feedback_store}", flush=True)
             args.data_root = str(gen)
-        for path in gen.glob("*/*.png") if not args.as_feedback else ():
-            target = Path(args.data_root) / path.parent.name / ("gen_" + path.name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(path.resolve(), target)
+        else:
+            for path in gen.glob("*/*.png"):
+                target = Path(args.data_root) / path.parent.name / ("gen_" + path.name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(path.resolve(), target)
     summary_path = work / "summary.json"
     cmd = [sys.executable, str(ROOT / "local_runner.py"), "--pipeline-root", str(work / "pipeline"),
            "--serving-dir", str(work / "serving"), "--summary-json", str(summary_path), *args.runner_args]

@@ -84,12 +84,8 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
     if label_name not in CLASS_INDEX:
         return ("skip", rel, "unknown_class", f"folder {label_name!r} is not one of the 27 classes")
     try:
-        size = fileio.stat(path).length
-        if size > max_bytes:
-            raise image_io.ImageRejected("too_large", f"{size} bytes is over the {max_bytes}-byte limit")
-        with fileio.open(path, "rb") as f:
-            data = f.read()
-        checked = image_io.check_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+        checked = image_io.read_checked(path, max_bytes, max_pixels, opener=fileio.open,
+                                        size=lambda p: fileio.stat(p).length)
     except image_io.ImageRejected as err:
         return ("skip", rel, err.reason, err.detail)
     except (OSError, tf.errors.OpError) as err:
@@ -102,12 +98,16 @@ def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
     return sorted(fileio.glob(os.path.join(input_base, pattern)))
 
 
-def feedback_copies(repeat: int, input_base: str, feedback_root: str | None, train_share: float,
-                    pattern: str = INPUT_PATTERN) -> int:
+def in_class_folder(path: str) -> bool:
+    return os.path.basename(os.path.dirname(path)) in CLASS_INDEX
+
+
+def feedback_copies(repeat: int, main_files: list[str], feedback_files: list[str], train_share: float) -> int:
     """How many times each feedback image goes into the train split (:func:`core.configs.feedback_copies`), from
-    the candidate files of the data root (times the train split's share) and of the feedback folder."""
-    return configs.feedback_copies(repeat, round(count_candidates(input_base, pattern) * train_share),
-                                   count_candidates(feedback_root, pattern))
+    the listed files in class folders of the data root (times the train split's share) and of the feedback
+    folder. The runner and the executor pass the same listings (:func:`list_inputs`), so they choose alike."""
+    return configs.feedback_copies(repeat, round(sum(map(in_class_folder, main_files)) * train_share),
+                                   sum(map(in_class_folder, feedback_files)))
 
 
 def count_candidates(input_base: str | None, pattern: str = INPUT_PATTERN) -> int:
@@ -115,8 +115,7 @@ def count_candidates(input_base: str | None, pattern: str = INPUT_PATTERN) -> in
     them: a cheap upper bound of the examples, for sizing the training budget before the pipeline runs."""
     if not input_base or not fileio.exists(input_base):
         return 0
-    return sum(1 for path in list_inputs(input_base, pattern)
-               if os.path.basename(os.path.dirname(path)) in CLASS_INDEX and not fileio.isdir(path))
+    return sum(1 for path in list_inputs(input_base, pattern) if in_class_folder(path) and not fileio.isdir(path))
 
 
 def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
@@ -252,15 +251,17 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     custom = _custom_config(exec_properties)
     max_bytes = int(custom.get("max_file_bytes", image_io.DEFAULT_MAX_BYTES))
     max_pixels = int(custom.get("max_image_pixels", image_io.DEFAULT_MAX_PIXELS))
-    inputs = [(path, input_base, "") for path in list_inputs(input_base, split_pattern)]
-    if not inputs:
+    main_files = list_inputs(input_base, split_pattern)
+    if not main_files:
         raise EmptyDatasetError(_layout_hint(input_base, split_pattern))
+    inputs = [(path, input_base, "") for path in main_files]
     feedback_root = custom.get("feedback_root")
     repeat = 1
     if feedback_root and fileio.exists(feedback_root):
-        inputs += [(path, feedback_root, FEEDBACK_PREFIX) for path in list_inputs(feedback_root, split_pattern)]
-        repeat = feedback_copies(int(custom.get("feedback_repeat", 0)), input_base, feedback_root,
-                                 exec_properties[TRAIN_SHARE_KEY], split_pattern)
+        feedback_files = list_inputs(feedback_root, split_pattern)
+        inputs += [(path, feedback_root, FEEDBACK_PREFIX) for path in feedback_files]
+        repeat = feedback_copies(int(custom.get("feedback_repeat", 0)), main_files, feedback_files,
+                                 exec_properties[TRAIN_SHARE_KEY])
     outcomes = (pipeline
                 | "ListFiles" >> beam.Create(inputs)
                 | "Reshuffle" >> beam.Reshuffle()

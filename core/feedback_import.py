@@ -81,10 +81,12 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
                 summary.skipped.setdefault("nested_folder", []).append(f"{rel}: a folder inside a class folder")
                 continue
             try:
-                with open(path, "rb") as handle:
-                    checked = image_io.check_image(handle.read(), max_bytes=max_bytes, max_pixels=max_pixels)
+                checked = image_io.read_checked(path, max_bytes, max_pixels)
             except image_io.ImageRejected as err:
                 summary.skipped.setdefault(err.reason, []).append(f"{rel}: {err.detail}")
+                continue
+            except OSError as err:
+                summary.skipped.setdefault("unreadable", []).append(f"{rel}: {type(err).__name__}: {err}")
                 continue
             key = (label, hashlib.sha256(checked.data).hexdigest())
             if key in stored:

@@ -13,6 +13,7 @@ One policy, used by the ExampleGen and by the web client's backend:
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -54,6 +55,19 @@ class CheckedImage:
     def data_format(self) -> str:
         """The format of ``data`` (PNG when re-encoded)."""
         return "PNG" if self.reencoded else self.format
+
+
+def read_checked(path: str, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+                 opener=open, size=os.path.getsize) -> CheckedImage:
+    """Reads one image file and checks it (:func:`check_image`); an oversize file is refused before it is read.
+    ``opener``/``size``: another file system's (TFX's ``fileio`` for gs://). Raises :class:`ImageRejected`, or
+    OSError when the file cannot be read."""
+    length = size(path)
+    if length > max_bytes:
+        raise ImageRejected("too_large", f"{length} bytes is over the {max_bytes}-byte limit")
+    with opener(path, "rb") as f:
+        data = f.read()
+    return check_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
 
 
 def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,

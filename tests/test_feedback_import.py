@@ -105,3 +105,12 @@ def test_a_folder_of_unusable_files_only_is_an_error(tmp_path, capsys):
     assert "skipped 1 × not_an_image" in captured.out and "every file was skipped" in captured.err
     assert stored(tmp_path / "store") == []
 
+
+
+def test_an_oversize_file_is_skipped_as_the_pipeline_skips_it(folder, tmp_path):
+    big = folder / "alef" / "big.png"
+    big.write_bytes(png_bytes(letter_image(400, 400, seed=3)))
+    summary = import_folder(tmp_path / "store", folder, max_bytes=big.stat().st_size - 1)
+    assert summary.skipped["too_large"] == [f"alef/big.png: {big.stat().st_size} bytes is over the "
+                                            f"{big.stat().st_size - 1}-byte limit"]
+    assert summary.imported == 4
