@@ -137,6 +137,23 @@ def usable_letters(flag: str, root: str, config: Config) -> bool:
     return True
 
 
+def small_data_hint(config: Config) -> str | None:
+    """A line for a data root with fewer than ``configs.SMALL_DATA_PER_CLASS`` images per class on average: how
+    such letters do better (as feedback beside the built-in generated letters); None for a larger one."""
+    from components.image_example_gen import count_candidates
+    from core.labels import NUM_CLASSES
+    if flags.is_url(config.data_root):   # the import stores local files
+        return None
+    images = count_candidates(config.data_root)
+    if images >= configs.SMALL_DATA_PER_CLASS * NUM_CLASSES:
+        return None
+    per_class = max(1, round(images / NUM_CLASSES))
+    return (f"Data: {images} images in {config.data_root}, about {per_class} per class. So few read other writers "
+            f"better as feedback beside the built-in generated letters: `letters-feedback import {config.data_root}`, "
+            "then `make retrain` (measured with 130 real letters: 0.821 against 0.800 trained from their own folder; "
+            'README, "A handful of real letters")')
+
+
 def choose_pretraining(config: Config, args: argparse.Namespace, builtin_root: str) -> Config:
     """``config`` with the folder its network first trains on, and a line saying so. Your data (--data-root)
     starts from a network of the built-in generated letters (``builtin_root``) unless --no-pretrain or
@@ -253,6 +270,9 @@ def main(argv=None) -> int:
         config = configs.generated_budget(config)
     if not usable_letters("--data-root", config.data_root, config):
         return 2
+    hint = small_data_hint(config) if args.data_root is not None else None
+    if hint:
+        print(hint, flush=True)
     try:
         os.makedirs(config.pipeline_root, exist_ok=True)
     except OSError as err:

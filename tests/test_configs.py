@@ -150,7 +150,8 @@ def test_the_built_in_generated_letters_train_their_own_epochs_unless_some_are_c
     monkeypatch.setenv("LETTERS_GENERATE_EPOCHS", "3")
     common = ["--pipeline-root", str(tmp_path / "p"), "--no-feedback", "--quiet"]
     assert local_runner.main(common) == 0                              # the built-in data: generated, 3 epochs
-    assert "generated letters train 3 epochs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "generated letters train 3 epochs" in out and "Data:" not in out   # no small-data hint for the built-in
     assert local_runner.main(common + ["--epochs", "2"]) == 0          # chosen epochs win
     assert local_runner.main(common + ["--data-root", str(tmp_path / "generated")]) == 0   # your data: sized
     assert [c.epochs for c in ran] == [3, 2, 0]
@@ -160,13 +161,32 @@ def test_the_built_in_generated_letters_train_their_own_epochs_unless_some_are_c
     generate_letters.generate(tmp_path / "mine", per_class=1, seed=3, progress=False)
     shutil.rmtree(tmp_path / "generated")
     assert local_runner.main(common + ["--data-root", str(tmp_path / "mine")]) == 0
-    assert "Pretraining: the network first trains 3 epochs on the built-in generated letters" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Pretraining: the network first trains 3 epochs on the built-in generated letters" in out
+    assert f"Data: 27 images in {tmp_path / 'mine'}, about 1 per class." in out       # small: the better route
+    assert f"`letters-feedback import {tmp_path / 'mine'}`, then `make retrain`" in out
     assert local_runner.main(common + ["--data-root", str(tmp_path / "mine"), "--no-pretrain"]) == 0
     assert [c.pretrain_root for c in ran] == ["", "", "", str(tmp_path / "generated"), ""]
     assert len(list((tmp_path / "generated").glob("*/*.png"))) == 27
     assert local_runner.main(common + ["--data-root", str(tmp_path / "mine"),
                                        "--pretrain-root", str(tmp_path / "no")]) == 2
     assert f"error: --pretrain-root {tmp_path / 'no'} is not a folder" in capsys.readouterr().err
+
+
+def test_a_small_data_root_is_pointed_to_the_feedback_route(tmp_path):
+    import local_runner
+    from core.labels import CLASS_NAMES
+    for name in CLASS_NAMES:
+        (tmp_path / name).mkdir()
+        for i in range(configs.SMALL_DATA_PER_CLASS):
+            (tmp_path / name / f"{i}.png").write_bytes(b"x")
+    config = configs.Config(data_root=str(tmp_path))
+    assert local_runner.small_data_hint(config) is None            # 10 per class: not small
+    (tmp_path / "alef" / "0.png").unlink()
+    hint = local_runner.small_data_hint(config)                     # one fewer: small
+    assert hint.startswith(f"Data: 269 images in {tmp_path}, about 10 per class. So few read other writers better "
+                           "as feedback")
+    assert local_runner.small_data_hint(config.replace(data_root="gs://bucket/letters")) is None   # not importable
 
 
 def test_the_budget_line_says_what_was_chosen_and_from_what():
