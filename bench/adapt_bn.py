@@ -31,9 +31,12 @@ import tensorflow as tf
 from bench.select_model import config_with, fit_model, load_split
 from bench.synthetic_vs_real import positive_ints
 from bench.writer_split import writer_split
+from components.image_example_gen import folder_fingerprint as generated_fingerprint
+from core.files import atomic_write
 from core.labels import NUM_CLASSES
 from models import trainer
 from pipeline import evaluate, generate_letters
+from pipeline.code_fingerprint import fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR_SEED = 1234      # bench.synthetic_vs_real's default: the same simulated writers
@@ -103,25 +106,28 @@ def main(argv=None) -> int:
                "generated letters augmented as in training":
                    lambda x: trainer.augment(x, tf.zeros([tf.shape(x)[0], NUM_CLASSES]), hp)[0],
                "generated letters eroded, faint grey suppressed": lambda x: _suppress_faint(_erode(x))}
+    # A trained network is reused only for the same settings, training code and generated letters.
+    parts = [*args.set, fingerprint("models.trainer"), generated_fingerprint(str(generated))]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
     rows = []
     for seed in args.seeds:
         shp = hp.replace(seed=seed)
-        settings = hashlib.sha256("\n".join(args.set).encode()).hexdigest()[:12]
-        weights = work / f"network-{args.writers}-{seed}-{settings}.pkl"
+        weights = work / f"network-{args.writers}-{seed}-{key}.pkl"
         if weights.exists():
             model = trainer.compiled_model(shp, steps=1)
             model.set_weights(pickle.loads(weights.read_bytes()))
         else:
             model, _ = fit_model(shp, train, real)
-            weights.write_bytes(pickle.dumps(model.get_weights()))
+            atomic_write(str(weights), pickle.dumps(model.get_weights()))
         trained = model.get_weights()
 
         def score(split):
             metrics = evaluate.compute_metrics(split[1], model.predict(split[0], batch_size=256, verbose=0))
             return np.array([metrics["top1"], metrics["top3"]])
 
-        def report(name, real_scores, other_scores):
-            (top1, top3), generated_top1 = np.mean(real_scores, axis=0), np.mean(other_scores, axis=0)[0]
+        def report(name, real_scores, other_scores, weights=None):
+            (top1, top3) = np.average(real_scores, axis=0, weights=weights)     # pooled over the scored letters
+            generated_top1 = np.mean(other_scores, axis=0)[0]
             rows.append((seed, name, top1, top3, generated_top1))
             print(f"  seed {seed}, statistics of {name}: real top-1 {top1:.4f} top-3 {top3:.4f}; "
                   f"other generated writers top-1 {generated_top1:.4f}", flush=True)
@@ -138,7 +144,8 @@ def main(argv=None) -> int:
             adapt_statistics(model, halves[a][0][:args.adapt_images])
             crossed.append(score(halves[b]))
             other_scores.append(score(other))
-        report("the other half's real writers, unlabelled", crossed, other_scores)
+        report("the other half's real writers, unlabelled", crossed, other_scores,
+               weights=[len(halves[1][1]), len(halves[0][1])])
     print(f"\n{'seed':>4} {'statistics of':48} {'top-1':>6} {'top-3':>6} {'generated':>9}")
     for seed, name, top1, top3, generated_top1 in rows:
         print(f"{seed:4d} {name:48} {top1:6.4f} {top3:6.4f} {generated_top1:9.4f}")
