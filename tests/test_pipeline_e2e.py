@@ -41,7 +41,8 @@ def test_first_run_blesses_and_pushes_a_complete_version(pipeline_runs):
     # the budget: announced before the pipeline starts (estimated from the files), then the Trainer's own
     train = first["examples_per_split"]["train"]
     output = pipeline_runs["first_output"]
-    first_lines = output.splitlines()[:2]
+    hint, *first_lines = output.splitlines()[:3]
+    assert hint.startswith("Data: 216 images in ")   # 8 per class: the small-data hint comes first
     assert first_lines[0].startswith("Pipeline: data ") and first_lines[1].startswith("training budget: 3 epochs × ")
     assert "(epochs chosen; about " in first_lines[1]
     trained = configs.training_budget(train, configs.Config().batch_size, 3)
