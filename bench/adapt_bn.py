@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import pickle
 import shlex
 import sys
@@ -37,6 +38,7 @@ from core.labels import NUM_CLASSES
 from models import trainer
 from pipeline import evaluate, generate_letters
 from pipeline.code_fingerprint import fingerprint
+from pipeline.pipeline import TRAINING_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR_SEED = 1234      # bench.synthetic_vs_real's default: the same simulated writers
@@ -82,15 +84,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=positive_ints, default=[42], help="training seeds (default: 42)")
     parser.add_argument("--adapt-images", type=int, default=1500,
                         help="images whose statistics are taken (default: %(default)s)")
-    parser.add_argument("--set", action="append", default=["epochs=12"], metavar="FIELD=VALUE",
-                        help="override a Config field (repeatable; epochs=12 is set, the demo's budget)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a Config field (repeatable; epochs=12, the demo's budget, comes first)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "letters-adapt-bn"),
                         help="generated letters and trained networks are kept here (default: %(default)s)")
     parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"))
     args = parser.parse_args(argv)
     if args.writers < 1 or args.adapt_images < 1:
         parser.error("--writers and --adapt-images must be positive")
-    work, cache, hp = Path(args.work), Path(args.cache), config_with(args.set)
+    work, cache, hp = Path(args.work), Path(args.cache), config_with(["epochs=12", *args.set])
     generated, others = work / f"strokes-{args.writers}", work / "other-writers"
     generate_letters.generate(generated, args.writers, GENERATOR_SEED, progress=False)
     generate_letters.generate(others, OTHER_WRITERS, OTHER_WRITERS_SEED, progress=False)
@@ -107,18 +109,19 @@ def main(argv=None) -> int:
                    lambda x: trainer.augment(x, tf.zeros([tf.shape(x)[0], NUM_CLASSES]), hp)[0],
                "generated letters eroded, faint grey suppressed": lambda x: _suppress_faint(_erode(x))}
     # A trained network is reused only for the same settings, training code and generated letters.
-    parts = [*args.set, fingerprint("models.trainer"), generated_fingerprint(str(generated))]
+    training = {name: getattr(hp, name) for name in TRAINING_FIELDS if name != "seed"}   # --set and LETTERS_*
+    parts = [json.dumps(training, sort_keys=True), fingerprint("models.trainer"), generated_fingerprint(str(generated))]
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
     rows = []
     for seed in args.seeds:
         shp = hp.replace(seed=seed)
-        weights = work / f"network-{args.writers}-{seed}-{key}.pkl"
-        if weights.exists():
+        network_file = work / f"network-{args.writers}-{seed}-{key}.pkl"
+        if network_file.exists():
             model = trainer.compiled_model(shp, steps=1)
-            model.set_weights(pickle.loads(weights.read_bytes()))
+            model.set_weights(pickle.loads(network_file.read_bytes()))
         else:
             model, _ = fit_model(shp, train, real)
-            atomic_write(str(weights), pickle.dumps(model.get_weights()))
+            atomic_write(str(network_file), pickle.dumps(model.get_weights()))
         trained = model.get_weights()
 
         def score(split):
