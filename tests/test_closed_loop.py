@@ -103,9 +103,9 @@ def test_feedback_retrain_push_hot_swap_and_rollback(pipeline_runs, tiny_dataset
         assert second["had_baseline"] and second["blessed"] and second["pushed"]
         v2 = int(second["pushed_version"])
         assert v2 > v1
-        # 27 corrections beside the tiny data's 173 training candidates: twice each makes them about a quarter
-        assert second["ingest"]["feedback_repeat"] == configs.feedback_copies(0, round(216 * 4 / 5), 27) == 2
-        assert second["examples_per_split"]["train"] == first["examples_per_split"]["train"] + 2 * 27
+        # 27 corrections beside the tiny data's 173 training candidates: three times each makes them about a third
+        assert second["ingest"]["feedback_repeat"] == configs.feedback_copies(0, round(216 * 4 / 5), 27) == 3
+        assert second["examples_per_split"]["train"] == first["examples_per_split"]["train"] + 3 * 27
         assert second["examples_per_split"]["eval"] == first["examples_per_split"]["eval"]
 
         releases.set_label(str(config), "stable", v2, str(serving_dir), server_url=server.url)

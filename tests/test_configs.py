@@ -210,12 +210,12 @@ def test_the_runner_estimates_the_budget_before_the_pipeline_from_the_files(tmp_
         (feedback / "bet" / f"{i}.png").write_bytes(b"x")
     config = configs.Config(data_root=str(tmp_path / "data"))
     assert local_runner.estimated_budget(config) == configs.training_budget(round(108 * 4 / 5), 32)
-    # 5 feedback images beside 97: 6 copies each make them 30 of 127, about a quarter (int(0.25 * 97 / 3.75))
-    assert local_runner.estimated_budget(config.replace(train_buckets=9), str(feedback)).train_images == 97 + 6 * 5
+    # 5 feedback images beside 97: 10 copies would make them about 35 % (int(0.35 * 97 / 3.25)); capped at 8
+    assert local_runner.estimated_budget(config.replace(train_buckets=9), str(feedback)).train_images == 97 + 8 * 5
     assert local_runner.estimated_budget(config.replace(train_buckets=9, feedback_repeat=1),
                                          str(feedback)).train_images == 97 + 5
     assert local_runner.describe_feedback_copies(config.replace(train_buckets=9), str(feedback)) == (
-        "Feedback: each image trained 6 times per epoch (copies that make the feedback about 25% of the training "
+        "Feedback: each image trained 8 times per epoch (copies that make the feedback about 35% of the training "
         "images, 1 to 8 each; --feedback-repeat N to choose)")
     assert local_runner.describe_feedback_copies(config.replace(feedback_repeat=1), str(feedback)) == (
         "Feedback: each image trained 1 time per epoch (chosen)")
@@ -226,14 +226,15 @@ def test_the_runner_estimates_the_budget_before_the_pipeline_from_the_files(tmp_
 
 @pytest.mark.parametrize("repeat, main, feedback, copies", [
     (0, 3456, 130, 8),      # make demo's 160 writers (4:1 split) and five real letters per class: capped at 8
-    (0, 3456, 374, 3),      # fourteen per class: 1,122 of 4,578, a quarter
-    (0, 3456, 2000, 1),     # more feedback than a third of the rest: each once
+    (0, 3456, 374, 4),      # fourteen per class: 1,496 of 4,952, about 30 % (5 copies would be 35 %)
+    (0, 1728, 130, 7),      # 80 writers and five per class: 910 of 2,638, about 35 %
+    (0, 3456, 2000, 1),     # feedback 58 % the size of the rest: each once
     (0, 100, 0, 1),
     (0, 0, 10, 1),
     (5, 3456, 130, 5),      # chosen
     (1, 3456, 130, 1),
 ])
-def test_feedback_copies_make_the_feedback_about_a_quarter_of_the_training_images(repeat, main, feedback, copies):
+def test_feedback_copies_make_the_feedback_about_a_third_of_the_training_images(repeat, main, feedback, copies):
     assert configs.feedback_copies(repeat, main, feedback) == copies
 
 

@@ -219,10 +219,10 @@ def test_feedback_repeat_0_chooses_the_copies_from_the_numbers_of_images(tmp_pat
     for path in list(more.glob("*/*.png")):                             # the same letters twice
         shutil.copy(path, path.with_name(f"{path.stem}-again.png"))
     expected = configs.feedback_copies(0, round(2 * main * 4 / 5), 2 * 27)
-    assert expected == 2                                                # beside 346: twice
+    assert expected == 3                                                # beside 346: three times
     splits, report = run_example_gen(more, tmp_path / "out", feedback_root=corrections)
     counts = collections.Counter(_feature(e, configs.SOURCE_KEY).decode() for e in splits["train"])
-    assert {n for s, n in counts.items() if s.startswith("feedback/")} == {2} and report["feedback_repeat"] == 2
+    assert {n for s, n in counts.items() if s.startswith("feedback/")} == {3} and report["feedback_repeat"] == 3
 
 
 def test_feedback_fingerprint_changes_with_new_corrections(tmp_path):
