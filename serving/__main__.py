@@ -13,6 +13,7 @@ import threading
 
 
 def main(argv=None) -> int:
+    from core.signals import stop_on_signals
     from serving.config import parse_flags
     from serving.grpcserver import address
     from serving.server import Server
@@ -28,13 +29,12 @@ def main(argv=None) -> int:
         return 1
     stopping = threading.Event()
 
-    def on_signal(signum, _frame):
+    def on_stop(signum: int) -> None:     # in a watcher thread: setting the events here cannot deadlock the main one
         logging.getLogger("serving").info("Received %s, shutting down", signal.Signals(signum).name)
         stopping.set()
         server.stop_event.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(on_stop)
     try:
         server.start()
     except ServingError as exc:

@@ -3,11 +3,10 @@ import core  # noqa: F401  (first: the project's Keras mode; the backend itself 
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
 from core import settings
+from core.signals import stop_on_signals
 from web.config import ENV, WebConfig
 
 
@@ -55,11 +54,7 @@ def main(argv=None) -> int:
           + (f"; request log in {config.request_log_dir} (sampling {config.request_log_sampling:g})"
              if config.request_log_dir else ""), flush=True)
 
-    def stop(signum, frame):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop_on_signals(lambda _signum: server.shutdown())    # from a watcher thread, not the serving one
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
