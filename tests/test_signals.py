@@ -37,4 +37,3 @@ def test_a_stop_signal_inside_the_waited_events_lock_still_stops():
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["stopped ['SIGTERM']", "calls 1 watcher alive False"]
-
