@@ -1,0 +1,95 @@
+"""Each class's ink box, generated letters against real ones: where their proportions differ.
+
+    python -m bench.ink_boxes --real-root /path/to/hhd_train                  # 160 simulated writers, seed 1234
+    python -m bench.ink_boxes --real-root /path/to/hhd_train --generated /tmp/gen160
+
+For every class this prints the median of two measures of the ink box as the Transform finds it
+(``bench.short_letters.ink_features``): its aspect (height / width) and the stroke's width against its length
+(ink area / height²), for the generated letters and for the real ones, and their ratio (real / generated). A
+ratio far from 1 names a letter the generator draws at other proportions than the writers. Without
+``--generated`` the letters are written by ``pipeline.generate_letters`` (strokes style) into a temporary folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+
+import numpy as np
+
+from bench.short_letters import ink_features
+from core.labels import CLASS_NAMES
+from pipeline import evaluate, generate_letters
+
+MEASURES = ("aspect", "ink/h²")
+
+
+def medians(data_root: str) -> dict:
+    """{class: (median aspect, median ink area / height², letters measured)} over the non-blank images."""
+    items, _ = evaluate.load_labelled_images(data_root)
+    rows: dict = {}
+    for _, label, data in items:
+        features = ink_features(data)
+        if features is not None:
+            rows.setdefault(CLASS_NAMES[label], []).append(np.exp(features[[0, 2]]))
+    if not rows:
+        raise ValueError(f"{data_root}: no images in class folders")
+    return {c: (*np.median(np.array(v), axis=0).tolist(), len(v)) for c, v in rows.items()}
+
+
+def compare(generated: dict, real: dict) -> list[dict]:
+    """One row per class present in both: the generated and real medians and real / generated."""
+    out = []
+    for name in CLASS_NAMES:
+        if name in generated and name in real:
+            row = {"class": name}
+            for i, measure in enumerate(MEASURES):
+                g, r = generated[name][i], real[name][i]
+                row[measure] = {"generated": g, "real": r, "ratio": r / g}
+            out.append(row)
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    lines = [f"{'class':12} " + "  ".join(f"{m + ' gen':>10} {'real':>6} {'ratio':>6}" for m in MEASURES)]
+    for row in rows:
+        lines.append(f"{row['class']:12} " + "  ".join(
+            f"{row[m]['generated']:10.3f} {row[m]['real']:6.3f} {row[m]['ratio']:6.2f}" for m in MEASURES))
+    spread = [abs(np.log(row[m]["ratio"])) for row in rows for m in MEASURES[:1]]
+    lines.append(f"median |log ratio| of the aspect: {np.median(spread):.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--real-root", required=True, help="folder-per-class real letters")
+    parser.add_argument("--generated", default=None, help="folder-per-class generated letters (default: write them)")
+    parser.add_argument("--writers", type=int, default=160, help="simulated writers when writing them (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1234, help="generator seed when writing them (default: %(default)s)")
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    if args.writers < 1:
+        parser.error("--writers must be at least 1")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.generated
+        if folder is None:
+            folder = tmp
+            generate_letters.generate(tmp, args.writers, args.seed, style="strokes", progress=False)
+        try:
+            rows = compare(medians(folder), medians(args.real_root))
+        except ValueError as err:
+            parser.error(str(err))
+    if not rows:
+        parser.error("the two folders share no class")
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    print("reproduce: " + shlex.join(["python", "-m", "bench.ink_boxes", *(sys.argv[1:] if argv is None else argv)]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

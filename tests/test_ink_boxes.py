@@ -1,0 +1,60 @@
+"""bench/ink_boxes.py: each class's ink-box proportions, generated against real."""
+import json
+
+import numpy as np
+import pytest
+
+from bench import ink_boxes
+from tests.conftest import png_bytes
+from tests.test_short_letters import bar
+
+
+def write(root, name: str, height: int, width: int, count: int = 3):
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (folder / f"{name}_{i}.png").write_bytes(png_bytes(bar(height + i, width)))
+
+
+def test_medians_and_ratios_of_each_class(tmp_path, capsys):
+    generated, real = tmp_path / "generated", tmp_path / "real"
+    write(generated, "vav", 40, 8)
+    write(real, "vav", 60, 8)
+    write(generated, "yod", 16, 8)
+    write(real, "yod", 16, 8)
+    write(real, "tav", 20, 20)          # only in one folder: not compared
+    (real / "notes").mkdir()             # not a class folder: ignored
+    rows = ink_boxes.compare(ink_boxes.medians(str(generated)), ink_boxes.medians(str(real)))
+    assert [r["class"] for r in rows] == ["vav", "yod"]   # the classes' order, not the folders'
+    vav = rows[0]
+    assert vav["aspect"]["generated"] == pytest.approx(41 / 8)
+    assert vav["aspect"]["real"] == pytest.approx(61 / 8)
+    assert vav["aspect"]["ratio"] == pytest.approx(61 / 41)
+    assert vav["ink/h²"]["ratio"] == pytest.approx((8 / 61) / (8 / 41))
+    assert rows[1]["aspect"]["ratio"] == pytest.approx(1.0)
+
+    out_json = tmp_path / "rows.json"
+    assert ink_boxes.main(["--real-root", str(real), "--generated", str(generated), "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "vav" in out and "tav" not in out and "reproduce: python -m bench.ink_boxes" in out
+    assert f"median |log ratio| of the aspect: {np.median([abs(np.log(61 / 41)), 0.0]):.3f}" in out
+    assert json.loads(out_json.read_text()) == rows
+
+
+def test_no_shared_class_or_no_images_is_a_clear_error(tmp_path, capsys):
+    write(tmp_path / "generated", "vav", 40, 8)
+    write(tmp_path / "real", "yod", 16, 8)
+    with pytest.raises(SystemExit) as stop:
+        ink_boxes.main(["--real-root", str(tmp_path / "real"), "--generated", str(tmp_path / "generated")])
+    assert stop.value.code == 2 and "share no class" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        ink_boxes.main(["--real-root", str(tmp_path / "real"), "--generated", str(tmp_path / "empty")])
+    assert "no images in class folders" in capsys.readouterr().err
+
+
+def test_without_a_folder_it_writes_the_generated_letters(tmp_path, capsys):
+    write(tmp_path / "real", "vav", 40, 8)
+    assert ink_boxes.main(["--real-root", str(tmp_path / "real"), "--writers", "1", "--seed", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[0] == "vav" and len(lines) == 4   # header, vav, the median line, reproduce
