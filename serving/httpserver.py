@@ -12,6 +12,7 @@ What it refuses (a JSON ``{"error": ...}`` answer, then the connection is closed
 * 408 - a request head (request line + headers) that has not fully arrived ``header_timeout`` seconds after its
   first byte (slow-header clients such as slowloris);
 * 413 - a body larger than ``max_body_bytes``;
+* 417 - an ``Expect`` other than ``100-continue`` (which is answered ``100 Continue`` before the body is read);
 * 414 / 431 - a request line / request head larger than ``MAX_HEAD_BYTES``, or more than ``MAX_HEADERS`` headers;
 * 501 - a transfer coding other than ``chunked``; 505 - an HTTP version other than 1.0 and 1.1.
 
@@ -247,6 +248,20 @@ class HttpServer:
         if size > self.max_body_bytes:
             raise RequestError(413, f"Request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes")
 
+    def _answer_expect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: RequestHead) -> None:
+        """``Expect`` on an HTTP/1.1 request with a body, as libevent's ``evhttp_get_body``: ``100-continue`` is
+        answered ``100 Continue`` (unless body bytes have already arrived) once the declared size is known to fit
+        (413 if not); any other expectation is 417."""
+        expect = head.headers.get("expect")
+        if expect is None or head.version != "HTTP/1.1" or not (head.chunked or head.length):
+            return
+        if expect.lower() != "100-continue":
+            raise RequestError(417, f"Expectation {expect!r} is not supported")
+        if not head.chunked:
+            self._check_size(head.length)
+        if not len(getattr(reader, "_buffer", b"")):
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
     async def _read_body(self, reader: asyncio.StreamReader, connection: _Connection, head: RequestHead) -> bytes:
         if not head.chunked:
             self._check_size(head.length)
@@ -280,6 +295,7 @@ class HttpServer:
                 try:
                     raw = await self._read_head(reader, connection)
                     head = parse_head(raw)
+                    self._answer_expect(reader, writer, head)
                     body = await self._read_body(reader, connection, head)
                 except RequestError as exc:
                     self._expect(connection, None)

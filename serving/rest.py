@@ -5,7 +5,6 @@ See serving/tfserving_rest_api.md (sections 1-10, 12, 13) for the contract repro
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -15,6 +14,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from serving import inference, request_logging, tensors
+from serving.json_parse import parse_json
 from serving.batching import BatchOutputs
 from serving.status import ServingError, invalid, request_error
 
@@ -29,82 +29,8 @@ JSON = [("Content-Type", "application/json")]
 CORS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
         ("Access-Control-Allow-Headers", "Content-Type")]
 
-_RAPIDJSON_MESSAGES = {
-    "Expecting value": "Invalid value.",
-    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
-    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
-    "Unterminated string starting at": "Missing a closing quotation mark in string.",
-    "Invalid \\escape": "Invalid escape character in string.",
-    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
-    "Invalid control character at": "Invalid encoding in string.",
-}
-_DECODER = json.JSONDecoder()
-
-
 class _EmptyBody(Exception):
     """A 400 whose body is empty (TF Serving returns before writing the JSON envelope)."""
-
-
-def parse_json(body: bytes):
-    """rapidjson with kParseStopWhenDoneFlag | kParseNanAndInfFlag: trailing bytes ignored, NaN/Infinity ok."""
-    text = body.decode("utf-8", "surrogateescape")
-    if not text:
-        raise invalid("JSON Parse error: The document is empty")
-    start = len(text) - len(text.lstrip(" \t\r\n"))
-    if start == len(text):
-        raise invalid(f"JSON Parse error: The document is empty. at offset: {start}")
-    surrogate = _lone_high_surrogate(text) if "\\u" in text else None
-    try:
-        value, _ = _DECODER.raw_decode(text, start)
-        if surrogate is not None:
-            raise json.JSONDecodeError("surrogate", text, surrogate)
-    except json.JSONDecodeError as exc:
-        if surrogate is not None and surrogate <= exc.pos:
-            raise invalid(f"JSON Parse error: The surrogate pair in string is invalid. at offset: {surrogate}") \
-                from None
-        message = "Invalid value."
-        for prefix, rapid in _RAPIDJSON_MESSAGES.items():
-            if exc.msg.startswith(prefix):
-                message = rapid
-                break
-        if exc.msg.startswith("Expecting ',' delimiter"):
-            message = _comma_message(text, exc.pos)
-        raise invalid(f"JSON Parse error: {message} at offset: {exc.pos}") from None
-    return value
-
-
-_ESCAPE = re.compile(r"\\(?:(u[dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|.)", re.DOTALL)
-
-
-def _lone_high_surrogate(text: str):
-    """Offset of the first \\uD800-\\uDBFF escape not followed by a low-surrogate escape (rapidjson 1.1 fails there;
-    Python's parser accepts it), or None."""
-    for match in _ESCAPE.finditer(text):
-        if match.group(1) and not match.group(2):
-            return match.start()
-    return None
-
-
-def _comma_message(text: str, pos: int) -> str:
-    depth = []
-    in_string = escaped = False
-    for char in text[:pos]:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth.append(char)
-        elif char in "]}" and depth:
-            depth.pop()
-    if depth and depth[-1] == "{":
-        return "Missing a comma or '}' after an object member."
-    return "Missing a comma or ']' after an array element."
 
 
 def _decode_component(text: str) -> str:

@@ -521,7 +521,7 @@ def row_texts(outputs: dict) -> list:
         strings = _leaf_strings(array, alias)
         inner = array.shape[1:]
         step = math.prod(inner)
-        if len(inner) == 1:
+        if len(inner) == 1 and step:
             columns.append(["[" + ", ".join(strings[start:start + step]) + "]"
                             for start in range(0, array.shape[0] * step, step)])
         elif inner:

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from serving.config import DEFAULT_MAX_REQUEST_BYTES
 from serving.httpserver import HttpServer, RequestError, parse_head
 from tests.support import serving as testing
 
@@ -154,6 +155,40 @@ def test_chunked_request_body(server, predict_body):
         status, _, body = read_response(stream)
     assert (status, json.loads(body)) == (plain[0], json.loads(plain[2])) and status == 200
     probe(server)
+
+
+def test_expect_100_continue_is_answered_before_the_body(server, predict_body):
+    """curl and many clients send ``Expect: 100-continue`` with a large body and wait (curl: a second) for the
+    interim answer before sending it; libevent, TF Serving's HTTP server, sends it once the declared size fits."""
+    plain = testing.RestClient(server.url).request("POST", PREDICT, predict_body)
+    with connect(server.port) as sock, sock.makefile("rb") as stream:
+        sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: %d\r\n\r\n"
+                     % (PREDICT.encode(), len(predict_body)))
+        sock.settimeout(5)
+        assert stream.readline() == b"HTTP/1.1 100 Continue\r\n" and stream.readline() == b"\r\n"
+        sock.sendall(predict_body)
+        status, _, body = read_response(stream)
+    assert (status, json.loads(body)) == (plain[0], json.loads(plain[2])) and status == 200
+    # The body sent without waiting: no interim answer (the server has the bytes already), the same final one.
+    with connect(server.port) as sock, sock.makefile("rb") as stream:
+        sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n%s"
+                     % (PREDICT.encode(), len(predict_body), predict_body))
+        status, _, body = read_response(stream)
+    assert status == 200 and json.loads(body) == json.loads(plain[2])
+
+
+def test_expect_refusals(server):
+    """Too large a declared body is refused before it is sent; an expectation other than 100-continue is 417."""
+    size = DEFAULT_MAX_REQUEST_BYTES + 1                 # the fixture's server keeps the default bound
+    raw = refused(server, b"POST %s HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                  % (PREDICT.encode(), size))
+    assert status_of(raw) == 413 and b"100 Continue" not in raw
+    raw = refused(server, b"POST %s HTTP/1.1\r\nExpect: something\r\nContent-Length: 2\r\n\r\n{}" % PREDICT.encode())
+    assert status_of(raw) == 417 and b"Expectation 'something' is not supported" in raw
+    # HTTP/1.0 and bodiless requests ignore Expect, as libevent does.
+    with connect(server.port) as sock, sock.makefile("rb") as stream:
+        sock.sendall(b"GET /v1/models/letters HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n")
+        assert read_response(stream)[0] == 200
 
 
 @pytest.mark.parametrize("framing", [

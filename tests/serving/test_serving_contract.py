@@ -179,6 +179,9 @@ def test_transform_features(client, png):
     ('{"inputs": {"b64": 5}}', "Missing named input: examples in 'inputs' object."),
     ('{"inputs": {"x": ["a"]}}', "Missing named input: examples in 'inputs' object."),
     ('{"inputs": [{"b64": 5}]}', 'JSON Value: {"b64": 5} not formatted correctly for base64 data'),
+    ('{"instances": ["a"], "x": 1e400}', "JSON Parse error: Number too big to be stored in double. at offset: 26"),
+    ('{"instances": ["a"], "x": ' + "9" * 5000 + "}",
+     "JSON Parse error: Number too big to be stored in double. at offset: 26"),
 ])
 def test_predict_errors_400(client, body, message):
     status, headers, raw = client.request("POST", PREDICT, body)

@@ -177,3 +177,11 @@ def test_request_errors_never_carry_python_text():
 
 def test_json_strings_keep_their_bytes():
     assert tensors.to_bytes("a\udc89\udc00") == b"a\x89\xed\xb0\x80"
+
+
+def test_zero_width_rows_are_empty_lists():
+    """TF Serving's MakeRowFormatJsonFromTensors writes an empty array for a row with no elements."""
+    assert tensors.row_texts({"x": np.zeros((2, 0), np.float32)}) == ["[]", "[]"]
+    assert tensors.row_texts({"x": np.zeros((1, 2, 0), np.float32)}) == ["[[], []]"]
+    assert tensors.row_texts({"x": np.zeros((2, 0), np.float32), "y": np.ones((2, 1), np.int64)}) == [
+        '{"x": [], "y": [1]}'] * 2

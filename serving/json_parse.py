@@ -1,0 +1,214 @@
+"""Request bodies parsed as TF Serving parses them: rapidjson 1.1 with ``kParseStopWhenDoneFlag |
+kParseNanAndInfFlag`` (``ParseJson`` in util/json_tensor.cc), on Python's JSON decoder.
+
+What the two decoders do differently is mended here: rapidjson's error messages and offsets; a lone high
+surrogate escape (an error for rapidjson); ``Inf``, ``-Inf`` and ``-NaN`` (rapidjson takes them as numbers,
+Python does not know them); numbers too big for a double (``1e309``, or an integer of 310 digits), which
+rapidjson refuses with "Number too big to be stored in double." where Python gives ``inf`` or a huge integer;
+and arrays nested thousands deep, which rapidjson parses iteratively and Python's recursive decoder cannot (a 400
+of its own here).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+
+from serving.status import invalid
+
+_RAPIDJSON_MESSAGES = {
+    "Expecting value": "Invalid value.",
+    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
+    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
+    "Unterminated string starting at": "Missing a closing quotation mark in string.",
+    "Invalid \\escape": "Invalid escape character in string.",
+    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
+    "Invalid control character at": "Invalid encoding in string.",
+}
+
+
+def parse_json(body: bytes):
+    """The JSON document at the start of ``body`` (trailing bytes ignored); a 400 ServingError with rapidjson's
+    message and offset when it is not one."""
+    text = body.decode("utf-8", "surrogateescape")
+    if not text:
+        raise invalid("JSON Parse error: The document is empty")
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    if start == len(text):
+        raise invalid(f"JSON Parse error: The document is empty. at offset: {start}")
+    surrogate = _lone_high_surrogate(text) if "\\u" in text else None
+    edits: list = []
+    parsed = text
+    if "Inf" in text or "-NaN" in text:
+        parsed, edits = _with_rapidjson_constants(text)
+    try:
+        value, _ = _DECODER.raw_decode(parsed, start)
+        if surrogate is not None:
+            raise json.JSONDecodeError("surrogate", text, surrogate)
+    except RecursionError:
+        # rapidjson parses iteratively (kParseIterativeFlag), to any depth; Python's decoder recurses. No tensor
+        # nests this deep, so this is a 400 with a message of its own rather than the one TF Serving would give
+        # once its parse had succeeded.
+        raise invalid("JSON Parse error: The document nests arrays or objects deeper than "
+                      f"{sys.getrecursionlimit()} levels, more than any tensor has.") from None
+    except _NumberTooBig:
+        offset = _too_big_offset(text, start)
+        if surrogate is not None and surrogate < offset:
+            raise invalid(f"JSON Parse error: The surrogate pair in string is invalid. at offset: {surrogate}") \
+                from None
+        raise invalid(f"JSON Parse error: Number too big to be stored in double. at offset: {offset}") from None
+    except json.JSONDecodeError as exc:
+        if exc.msg != "surrogate":
+            exc.pos = _original_offset(exc.pos, edits)
+        if surrogate is not None and surrogate <= exc.pos:
+            raise invalid(f"JSON Parse error: The surrogate pair in string is invalid. at offset: {surrogate}") \
+                from None
+        message = "Invalid value."
+        for prefix, rapid in _RAPIDJSON_MESSAGES.items():
+            if exc.msg.startswith(prefix):
+                message = rapid
+                break
+        if exc.msg.startswith("Expecting ',' delimiter"):
+            message = _comma_message(text, exc.pos)
+        raise invalid(f"JSON Parse error: {message} at offset: {exc.pos}") from None
+    return value
+
+
+_ESCAPE = re.compile(r"\\(?:(u[dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|.)", re.DOTALL)
+
+
+def _lone_high_surrogate(text: str):
+    """Offset of the first \\uD800-\\uDBFF escape not followed by a low-surrogate escape (rapidjson 1.1 fails there;
+    Python's parser accepts it), or None."""
+    for match in _ESCAPE.finditer(text):
+        if match.group(1) and not match.group(2):
+            return match.start()
+    return None
+
+
+def _comma_message(text: str, pos: int) -> str:
+    depth = []
+    in_string = escaped = False
+    for char in text[:pos]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth.append(char)
+        elif char in "]}" and depth:
+            depth.pop()
+    if depth and depth[-1] == "{":
+        return "Missing a comma or '}' after an object member."
+    return "Missing a comma or ']' after an array element."
+
+
+# Outside strings, the tokens rapidjson reads as numbers and Python's decoder does not.
+_CONSTANTS = re.compile(r'"(?:[^"\\]|\\.)*"|-?Inf(?:inity)?|-NaN', re.DOTALL)
+_NUMBERS = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?', re.DOTALL)
+_NUMBER = re.compile(r"(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?)(\d+))?")
+_DBL_MAX_TENTH = 1.7976931348623157e307
+
+
+class _NumberTooBig(Exception):
+    pass
+
+
+def too_big(token: str) -> bool:
+    """Whether rapidjson 1.1 (``Reader::ParseNumber``, normal precision) refuses this JSON number as too big for a
+    double: an integer part that overflows while it is read digit by digit, or an exponent above 308 plus the
+    fraction digits it keeps."""
+    minus, digits, fraction, exp_sign, exp_digits = _NUMBER.fullmatch(token).groups()
+    limit = 2 ** 63 if minus else 2 ** 64 - 1
+    value, used = 0, 0
+    for ch in digits:                                 # 32- and 64-bit integer paths
+        if value * 10 + int(ch) > limit:
+            break
+        value, used = value * 10 + int(ch), used + 1
+    significant = max(0, used - 1) if digits[0] != "0" else 0
+    as_double = used < len(digits)
+    d = float(value)
+    for ch in digits[used:]:                          # "force double for big integer"
+        if d >= _DBL_MAX_TENTH:
+            return True
+        d = d * 10 + int(ch)
+    exp_frac = 0
+    if fraction:
+        rest = fraction
+        if not as_double:                             # 64-bit fast path up to 2^53 - 1
+            n, taken = value, 0
+            for ch in fraction:
+                if n > 2 ** 53 - 1:
+                    break
+                n, taken, exp_frac = n * 10 + int(ch), taken + 1, exp_frac - 1
+                significant += n != 0
+            d, rest = float(n), fraction[taken:]
+        for ch in rest:
+            if significant < 17:
+                d, exp_frac = d * 10 + int(ch), exp_frac - 1
+                significant += d > 0
+    if exp_digits is None or exp_sign == "-":
+        return False
+    exponent, most = 0, 308 - exp_frac
+    for ch in exp_digits:
+        exponent = exponent * 10 + int(ch)
+        if exponent > most:
+            return True
+    return False
+
+
+def _float(token: str) -> float:
+    value = float(token)
+    if math.isinf(value) and too_big(token):
+        raise _NumberTooBig(token)
+    return value
+
+
+def _int(token: str) -> int:
+    if len(token) > 19 and too_big(token):
+        raise _NumberTooBig(token)
+    return int(token)
+
+
+_DECODER = json.JSONDecoder(parse_float=_float, parse_int=_int)
+
+
+def _with_rapidjson_constants(text: str) -> tuple[str, list]:
+    """``text`` with ``Inf`` / ``-Inf`` written ``Infinity`` / ``-Infinity`` and ``-NaN`` as ``NaN`` (outside
+    strings), and the edits as (start and end in the new text, start in ``text``, characters added)."""
+    parts, edits, last, shift = [], [], 0, 0
+    for match in _CONSTANTS.finditer(text):
+        token = match.group()
+        if token[0] == '"' or token.endswith("Infinity"):
+            continue
+        new = token + "inity" if token.endswith("Inf") else "NaN"
+        parts += [text[last:match.start()], new]
+        edits.append((match.start() + shift, match.start() + shift + len(new), match.start(), len(new) - len(token)))
+        shift += len(new) - len(token)
+        last = match.end()
+    return "".join(parts) + text[last:], edits
+
+
+def _original_offset(pos: int, edits: list) -> int:
+    """An offset in the edited text as an offset in the original (inside an edited token: the token's start)."""
+    shift = 0
+    for new_start, new_end, old_start, added in edits:
+        if pos < new_start:
+            break
+        if pos < new_end:
+            return old_start
+        shift += added
+    return pos - shift
+
+
+def _too_big_offset(text: str, start: int) -> int:
+    for match in _NUMBERS.finditer(text, start):
+        if match.group()[0] != '"' and too_big(match.group()):
+            return match.start()
+    return start

@@ -1,0 +1,61 @@
+"""serving/json_parse.py: request bodies parsed as rapidjson 1.1 parses them in TF Serving (kParseNanAndInfFlag)."""
+import math
+
+import pytest
+
+from serving.json_parse import parse_json, too_big
+from serving.status import ServingError
+
+TOO_BIG = "JSON Parse error: Number too big to be stored in double. at offset: "
+
+
+def error(body: bytes) -> str:
+    with pytest.raises(ServingError) as caught:
+        parse_json(body)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("body, offset", [
+    (b'{"instances": [[1e309]]}', 16),
+    (b'{"instances": [[-1E+400]]}', 16),
+    (b'{"instances": [[1' + b"0" * 309 + b"]]}", 16),                # 310 digits: past DBL_MAX while read
+    (b'{"instances": [[1]], "ignored": ' + b"9" * 5000 + b"}", 32),   # a key nobody reads still parses
+    (b'{"a": "1e999", "b": 1e999}', 20),                               # inside a string it is only text
+    (b"[2" + b"0" * 308 + b"]", 1),
+])
+def test_numbers_too_big_for_a_double_are_refused(body, offset):
+    assert error(body) == TOO_BIG + str(offset)
+
+
+@pytest.mark.parametrize("token, value", [
+    ("9e308", math.inf),                 # rapidjson's exponent check allows it; the value overflows to inf
+    ("1.0e309", math.inf),               # one fraction digit raises the exponent bound to 309
+    ("1.5e308", 1.5e308),
+    ("0.0000000001e317", 1e307),
+    ("1e-400", 0.0),
+    ("1" + "0" * 308, 1e308),            # 309 digits still fit
+])
+def test_numbers_rapidjson_accepts(token, value):
+    assert not too_big(token)
+    assert parse_json(f"[{token}]".encode()) == [pytest.approx(value) if math.isfinite(value) else value]
+
+
+def test_all_of_rapidjsons_nan_and_inf_tokens():
+    parsed = parse_json(b'{"x": [Inf, -Inf, Infinity, -Infinity, NaN, -NaN], "s": "Inf -NaN"}')
+    assert parsed["x"][:4] == [math.inf, -math.inf, math.inf, -math.inf]
+    assert all(math.isnan(v) for v in parsed["x"][4:]) and parsed["s"] == "Inf -NaN"
+
+
+@pytest.mark.parametrize("body, message", [
+    # offsets stay those of the body as sent, before and after a rewritten Inf
+    (b'{"a": Inf, "b" 1}', "Missing a colon after a name of object member. at offset: 15"),
+    (b'{"a": Infx}', "Missing a comma or '}' after an object member. at offset: 9"),
+    (b'[-Inf, -NaN, 1 2]', "Missing a comma or ']' after an array element. at offset: 15"),
+])
+def test_errors_after_inf_keep_their_offsets(body, message):
+    assert error(body) == "JSON Parse error: " + message
+
+
+def test_nesting_deeper_than_python_parses_is_a_400():
+    message = error(b'{"instances": ' + b"[" * 100000 + b"]" * 100000 + b"}")
+    assert message.startswith("JSON Parse error: The document nests arrays or objects deeper than")
