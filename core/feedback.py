@@ -39,6 +39,7 @@ from core.labels import CLASS_INDEX, CLASS_NAMES, label_index
 DB_FILE = "feedback.sqlite"
 IMAGES_DIR = "images"
 SCHEMA_VERSION = 1
+INT64_MAX = 2 ** 63 - 1      # model versions are SQLite INTEGERs
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "BMP": "bmp"}
 
 _SCHEMA = """
@@ -182,7 +183,7 @@ class FeedbackStore:
         predicted_index = None if predicted_label is None else _check_label(predicted_label, "predicted label")
         if probability is not None:
             if isinstance(probability, bool) or not isinstance(probability, (int, float)) \
-                    or not 0.0 <= float(probability) <= 1.0:
+                    or not (probability in (0, 1) if isinstance(probability, int) else 0.0 <= probability <= 1.0):
                 raise FeedbackError("probability must be a number between 0 and 1")
             probability = float(probability)
         if model_version is not None:
@@ -190,8 +191,8 @@ class FeedbackStore:
                 model_version = int(str(model_version))
             except ValueError:
                 raise FeedbackError(f"model version must be an integer, got {str(model_version)[:40]!r}") from None
-            if model_version < 0:
-                raise FeedbackError("model version must not be negative")
+            if not 0 <= model_version <= INT64_MAX:
+                raise FeedbackError(f"model version must be between 0 and {INT64_MAX}")
         if route is not None and route not in ("stable", "canary", "latest"):
             raise FeedbackError("route must be stable, canary or latest")
         ext = EXTENSIONS.get(image_format.upper())

@@ -20,6 +20,7 @@ FLAGS = {   # WebConfig field -> help
     "max_upload_bytes": "largest accepted image",
     "max_image_pixels": "decompression-bomb guard, width*height",
     "serving_timeout": "seconds per TF Serving call",
+    "idle_timeout": "seconds a connection may send nothing before it is closed (idle keep-alive, stalled body)",
     "request_log_dir": "write the predictions as TF Serving PredictionLog TFRecords to this folder ('' = off)",
     "request_log_sampling": "share of the predictions written to the request log, 0..1",
 }

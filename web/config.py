@@ -40,12 +40,15 @@ class WebConfig:
     serving_timeout: float = 15.0        # seconds, per call to TF Serving
     version_cache_seconds: float = 2.0   # how long a resolved label -> version is reused
     max_handler_threads: int = 64        # requests handled at once; more wait in the listen queue
+    idle_timeout: float = 30.0           # seconds a connection may send nothing (idle keep-alive, stalled body)
     request_log_dir: str = ""            # PredictionLog TFRecords of the predictions ("" = no request log)
     request_log_sampling: float = 1.0    # share of the predictions logged (0..1)
 
     def __post_init__(self):
         if not 0.0 <= self.canary_share <= 1.0:
             raise ValueError(f"canary share must be between 0 and 1, got {self.canary_share}")
+        if not self.idle_timeout > 0:
+            raise ValueError(f"idle timeout must be positive, got {self.idle_timeout}")
         if self.max_upload_bytes < 1:
             raise ValueError("max upload bytes must be positive")
         if not self.tf_serving_url.startswith(("http://", "https://")):

@@ -201,6 +201,8 @@ def _parse_json(body: bytes) -> dict:
         payload = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise ApiError(400, "bad_json", "the request body is not UTF-8 JSON") from None
+    except RecursionError:
+        raise ApiError(400, "bad_json", "the request body nests arrays or objects too deeply") from None
     except ValueError as err:
         raise ApiError(400, "bad_json", f"the request body is not valid JSON ({err.msg} at offset {err.pos})") \
             from None
@@ -290,7 +292,12 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(413, "too_large", f"the request body ({length} bytes) is over the {limit}-byte limit "
                            f"(images up to {self.backend.config.max_upload_bytes} bytes)",
                            headers=[("Connection", "close")])
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            raise ApiError(408, "timeout", f"the request body did not arrive within {self.timeout:g} s",
+                           headers=[("Connection", "close")]) from None
         if len(body) != length:
             self.close_connection = True
             raise ApiError(400, "bad_request", "the request body is shorter than its Content-Length")
@@ -306,10 +313,12 @@ class Handler(BaseHTTPRequestHandler):
             if handler is None:
                 if path.startswith("/static/") and path[len("/static/"):] in self.backend.static:
                     return self._static(path[len("/static/"):])
+                self.close_connection = True      # its body is not read: it must not be taken for the next request
                 if any(path == p for p in self._all_routes()):
                     raise ApiError(405, "method_not_allowed", f"{self.command} is not allowed on {path}",
-                                   headers=[("Allow", "GET, HEAD" if path in self._get_routes() else "POST")])
-                raise ApiError(404, "not_found", f"no such route: {path[:100]}")
+                                   headers=[("Allow", "GET, HEAD" if path in self._get_routes() else "POST"),
+                                            ("Connection", "close")])
+                raise ApiError(404, "not_found", f"no such route: {path[:100]}", headers=[("Connection", "close")])
             return handler()
         except ApiError as err:
             self._error(err)
@@ -337,7 +346,9 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch(self._post_routes())
 
     def _reject_method(self):
-        self._error(ApiError(405, "method_not_allowed", f"{self.command} is not allowed"))
+        self.close_connection = True              # its body is not read (see _dispatch)
+        self._error(ApiError(405, "method_not_allowed", f"{self.command} is not allowed",
+                             headers=[("Connection", "close")]))
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _reject_method
 
@@ -449,7 +460,9 @@ class RunningWeb:
 
 def make_server(config: WebConfig, backend: Backend | None = None) -> WebServer:
     backend = backend or Backend(config)
-    handler = type("LettersHandler", (Handler,), {"backend": backend})
+    # ``timeout``: an idle keep-alive connection or a stalled request is closed after it, so that clients that
+    # send nothing cannot hold all of the handler threads.
+    handler = type("LettersHandler", (Handler,), {"backend": backend, "timeout": config.idle_timeout})
     server_class = WebServer
     if ":" in config.host:
         server_class = type("WebServer6", (WebServer,), {"address_family": socket.AF_INET6})

@@ -4,6 +4,7 @@ import json
 import re
 import socket
 import struct
+import time
 import zlib
 
 import pytest
@@ -210,6 +211,7 @@ def test_unknown_model_is_a_503(start_web, serving_labelled):
     (json.dumps({"image": b64(b"hello, not an image")}).encode(), "application/json", 400, "not_an_image"),
     (json.dumps({"image": b64(bomb_png())}).encode(), "application/json", 400, "decompression_bomb"),
     (json.dumps({"image": b64(letter_png()[:60])}).encode(), "application/json", 400, "truncated_or_corrupt"),
+    (b'{"image": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json", 400, "bad_json"),   # too deep
     (b"image=abc", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     (b"hello", "text/plain", 415, "unsupported_media_type"),
     (b"--x\r\n\r\n--x--", "multipart/form-data", 400, "bad_multipart"),
@@ -254,6 +256,43 @@ def test_length_required_and_chunked_bodies(web):
             while chunk := sock.recv(65536):
                 reply += chunk
         assert reply.startswith(b"HTTP/1.1 411"), reply[:200]
+
+
+def read_until_closed(sock) -> bytes:
+    reply = b""
+    while chunk := sock.recv(65536):
+        reply += chunk
+    return reply
+
+
+@pytest.mark.parametrize("head", [b"POST /nope", b"POST /api/status", b"PUT /api/feedback"])
+def test_an_unread_body_is_not_taken_for_the_next_request(web, head):
+    """A 404 / 405 does not read the request's body: the connection is closed, so a body that looks like a
+    request is never answered as one (request smuggling on a keep-alive connection)."""
+    smuggled = b"GET /api/classes HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+        sock.sendall(head + b" HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(smuggled), smuggled))
+        reply = read_until_closed(sock)
+    assert reply.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in reply, reply[:300]
+    assert reply.startswith((b"HTTP/1.1 404", b"HTTP/1.1 405")) and b'"classes"' not in reply
+
+
+def test_idle_connections_are_closed_and_do_not_block_others(start_web, serving_labelled):
+    """Clients that connect and send nothing (or stop half-way through a body) hold a handler thread only for
+    the idle timeout; with every thread held, a new request is answered once they are dropped."""
+    web = start_web(serving_labelled.url, max_handler_threads=2, idle_timeout=1.0)
+    idle = [socket.create_connection(("127.0.0.1", web.port), timeout=10) for _ in range(2)]
+    try:
+        idle[1].sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 100\r\n\r\n{\"image\"")
+        started = time.monotonic()
+        status, _, body = Api(web.url, timeout=20).request("GET", "/healthz")
+        assert status == 200 and body == {"status": "ok"} and time.monotonic() - started < 10
+        assert read_until_closed(idle[0]) == b""                      # closed without an answer
+        assert read_until_closed(idle[1]).startswith(b"HTTP/1.1 408")  # the stalled body is told why
+    finally:
+        for sock in idle:
+            sock.close()
 
 
 def test_user_text_is_echoed_as_json_only(api):

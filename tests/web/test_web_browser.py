@@ -4,8 +4,11 @@ Skipped with a reason when /usr/bin/chromium or the playwright package is missin
 A screenshot of the answered page is saved to $LETTERS_WEB_SCREENSHOT (default outputs/screenshots/web.png),
 and one at phone size next to it (web-phone.png).
 """
+import base64
+import io
 import os
 
+import numpy as np
 import pytest
 
 from core import configs
@@ -166,6 +169,35 @@ def test_feedback_is_stored(web, open_page):
     expect(page.locator("#feedback-result")).to_contain_text("saved")
     confirmed = [r for r in web.backend.store.records() if r.confirmed]
     assert len(confirmed) == 1 and confirmed[0].true_label == STABLE_CLASS
+
+    # One answer, one feedback: turning the mode off and on again does not offer the buttons a second time.
+    page.uncheck("#feedback-mode")
+    page.check("#feedback-mode")
+    expect(page.locator("#feedback-result")).to_contain_text("saved")
+    assert page.locator("#confirm").is_disabled() and page.locator("#letter-grid button[data-class=alef]").is_disabled()
+    assert len(web.backend.store.records()) == 2
+    assert page.problems == [], page.problems
+
+
+def test_feedback_of_a_reencoded_upload_sends_the_upload(web, open_page):
+    """A WebP photo is re-encoded to PNG for the model, which can make it several times larger; the feedback
+    sends the upload as it came (the server re-encodes it the same way), so it stays under the body limit."""
+    from PIL import Image
+
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 256, (700, 700), dtype=np.uint8), "L")
+    buffer = io.BytesIO()
+    noisy.save(buffer, format="WEBP", quality=80)
+    webp = buffer.getvalue()
+    page = open_page(web.url)
+    page.check("#feedback-mode")
+    page.set_input_files("#file", files=[{"name": "photo.webp", "mimeType": "image/webp", "buffer": webp}])
+    answer_of(page)
+    assert "→ PNG" in page.locator("#image-info").inner_text()
+    with page.expect_request("**/api/feedback") as sent:
+        page.click("#confirm")
+    expect(page.locator("#feedback-result")).to_contain_text("saved")
+    assert base64.b64decode(sent.value.post_data_json["image"]) == webp
+    assert [r.image_format for r in web.backend.store.records()] == ["PNG"]
     assert page.problems == [], page.problems
 
 

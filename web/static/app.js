@@ -286,7 +286,8 @@
     state.prediction = answer;
     const info = answer.image || {};
     if (info.png_b64) {   // the server re-encoded the upload (e.g. TIFF/WebP): show what the model got
-      state.image.b64 = info.png_b64;
+      // Feedback still sends the upload as it came (the server re-encodes it the same way): the PNG of a
+      // photo can be several times larger and over the request limit.
       $("sent-image").src = `data:image/png;base64,${info.png_b64}`;
     } else {
       $("sent-image").src = state.image.url;
@@ -343,9 +344,12 @@
   function prepareFeedback() {
     const on = $("feedback-mode").checked && state.prediction !== null;
     $("feedback").hidden = !on;
-    $("feedback-result").textContent = "";
+    // One answer gets one feedback: once it is sent (or on its way), turning the mode off and on again
+    // shows what was saved instead of asking again.
+    const sent = state.prediction && state.prediction.feedback;
+    $("feedback-result").textContent = sent ? sent.message : "";
     $("feedback-result").classList.remove("failed");
-    setFeedbackEnabled(true);
+    setFeedbackEnabled(!sent);
     document.querySelectorAll("#letter-grid button").forEach((b) => b.setAttribute("aria-pressed", "false"));
     if (state.prediction) {
       const best = state.prediction.top[0];
@@ -359,8 +363,10 @@
   }
 
   async function sendFeedback(label, button) {
-    if (!state.prediction || !state.image) return;
-    const best = state.prediction.top[0];
+    if (!state.prediction || !state.image || state.prediction.feedback) return;
+    const prediction = state.prediction;
+    const best = prediction.top[0];
+    prediction.feedback = { message: "שומר… · saving…" };
     setFeedbackEnabled(false);
     if (button) button.setAttribute("aria-pressed", "true");
     const out = $("feedback-result");
@@ -375,17 +381,21 @@
           label,
           predicted_label: best.class,
           probability: best.probability,
-          model_version: state.prediction.model_version,
-          route: state.prediction.route,
+          model_version: prediction.model_version,
+          route: prediction.route,
         }),
       });
       const body = await response.json().catch(() => null);
       if (!response.ok) throw new Error((body && body.error) || `HTTP ${response.status}`);
-      out.textContent = `תודה! נשמר · Thanks, saved as ${label} (${body.id.slice(0, 8)})`;
+      prediction.feedback.message = `תודה! נשמר · Thanks, saved as ${label} (${body.id.slice(0, 8)})`;
+      if (state.prediction === prediction) out.textContent = prediction.feedback.message;
     } catch (err) {
-      out.classList.add("failed");
-      out.textContent = `לא נשמר · Not saved: ${err.message}`;
-      setFeedbackEnabled(true);
+      prediction.feedback = null;              // not saved: it may be sent again
+      if (state.prediction === prediction) {
+        out.classList.add("failed");
+        out.textContent = `לא נשמר · Not saved: ${err.message}`;
+        setFeedbackEnabled(true);
+      }
     }
   }
 
