@@ -88,6 +88,8 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         except Exception as err:  # Pillow raises UnidentifiedImageError, but also others on odd headers
             raise ImageRejected("not_an_image", f"cannot identify image data ({type(err).__name__})") from None
         fmt = (img.format or "").upper()
+        if fmt == "MPO":   # a JPEG with more pictures after it (phones' depth maps, Ultra HDR gain maps): the
+            fmt = "JPEG"   # first is the photo, the one both Pillow and TensorFlow's decode_image read
         width, height = img.size
         if fmt not in ACCEPTED_FORMATS:
             raise ImageRejected("unsupported_format", f"{fmt or 'unknown'} images are not accepted "

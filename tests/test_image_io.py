@@ -77,6 +77,18 @@ def test_reencoded_formats_are_exactly_those_tensorflow_misreads(key):
         np.abs(tf_pixels - _gray(data)).max() > 6
 
 
+def test_a_jpeg_with_a_second_picture_is_a_jpeg():
+    """Phones write photos as JPEG with further pictures after the first (MPO: depth maps, gain maps); Pillow
+    names them MPO. They are kept as JPEG: TensorFlow decodes the first picture, as Pillow does."""
+    buf = io.BytesIO()
+    RGB.save(buf, format="MPO", save_all=True, append_images=[Image.new("RGB", RGB.size, (255, 0, 0))])
+    data = buf.getvalue()
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    checked = image_io.check_image(data)
+    assert (checked.format, checked.data_format, checked.reencoded, checked.data) == ("JPEG", "JPEG", False, data)
+    assert np.abs(_tf_gray(data) - _gray(data)).max() <= 6
+
+
 def test_transparency_survives_reencoding():
     img = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
     img.putpixel((5, 5), (0, 0, 0, 255))

@@ -22,6 +22,7 @@ when the client does not say). ``/api/feedback`` takes JSON ``{"image", "label",
 from __future__ import annotations
 
 import base64
+import errno
 import binascii
 import email.parser
 import email.policy
@@ -159,6 +160,12 @@ class Backend:
                                     width=checked.width, height=checked.height)
         except FeedbackError as err:   # the store checks the labels (unknown_label) and the other fields
             raise ApiError(400, err.reason, str(err)) from None
+        except OSError as err:         # a full disk, a store on a read-only or lost mount: nothing was kept
+            log.error("feedback not stored: %s", err)
+            full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise ApiError(507 if full else 503, "not_stored",
+                           f"the feedback could not be stored ({err.strerror or err}); nothing was saved, "
+                           "try again later") from None
         return {"id": record.id, "stored": True, "label": record.true_label, "confirmed": record.confirmed,
                 "created_at": record.created_at}
 

@@ -193,6 +193,10 @@ def parse_probabilities(answer) -> list | None:
     return [float(v) for v in values]
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def parse_top3(answer) -> list[dict]:
     """The best three classes from a row-format ``predict_images`` response, checked against the class list."""
     try:
@@ -205,20 +209,23 @@ def parse_top3(answer) -> list[dict]:
     scores = row.get(configs.TOP_SCORES_OUTPUT)
     if indices is None or scores is None:
         probabilities = row.get(configs.PROBABILITIES_OUTPUT)
-        if not isinstance(probabilities, list) or len(probabilities) != NUM_CLASSES:
+        if not isinstance(probabilities, list) or len(probabilities) != NUM_CLASSES \
+                or not all(_is_number(p) for p in probabilities):
             raise BadServingResponse("the prediction has neither top_indices/top_scores nor 27 probabilities")
         indices = sorted(range(NUM_CLASSES), key=lambda i: -float(probabilities[i]))[:3]
         scores = [probabilities[i] for i in indices]
     top = []
     try:
         for index, score in list(zip(indices, scores))[:3]:
+            if not (_is_number(score) and _is_number(index)):
+                raise ValueError(score)
             index = int(index)
             if not 0 <= index < NUM_CLASSES:
                 raise ValueError(index)
             top.append({"class": CLASS_NAMES[index], "letter": GLYPHS[index], "index": index,
                         "probability": float(score)})
     except (TypeError, ValueError):
-        raise BadServingResponse("the prediction's top classes are outside the class list") from None
+        raise BadServingResponse("the prediction's top classes are outside the class list or its scores are not numbers") from None
     if not top:
         raise BadServingResponse("the prediction has no classes")
     return top

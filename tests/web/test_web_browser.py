@@ -199,6 +199,10 @@ def test_feedback_of_a_reencoded_upload_sends_the_upload(web, open_page):
     assert base64.b64decode(sent.value.post_data_json["image"]) == webp
     assert [r.image_format for r in web.backend.store.records()] == ["PNG"]
     assert page.problems == [], page.problems
+    # A failed upload after it leaves no feedback buttons of the earlier answer to press.
+    page.set_input_files("#file", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}])
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.locator("#feedback").is_hidden()
 
 
 def test_serving_down_is_said_plainly(start_web, dead_url, open_page):

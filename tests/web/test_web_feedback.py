@@ -1,4 +1,5 @@
 """Feedback: the API, the durable store under concurrency, and the export the pipeline reads."""
+import errno
 import io
 import os
 import subprocess
@@ -238,3 +239,15 @@ def test_a_store_whose_database_is_damaged_is_a_clear_error(tmp_path):
                                *command], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.startswith("error: cannot open the feedback store"), proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("code, status", [(errno.ENOSPC, 507), (errno.EROFS, 503)])
+def test_a_store_that_cannot_write_is_said_plainly(web, monkeypatch, code, status):
+    """A full disk or a read-only store is not a 500: the user is told nothing was saved and may try again."""
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(web.backend.store, "add", fail)
+    got, answer = Api(web.url).feedback(letter_png(), "alef")
+    assert (got, answer["reason"]) == (status, "not_stored")
+    assert os.strerror(code) in answer["error"] and "nothing was saved" in answer["error"]

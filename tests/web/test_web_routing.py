@@ -105,6 +105,8 @@ def test_parse_top3_checks_the_contract():
     assert parse_top3({"predictions": [{"probabilities": probabilities}]})[0]["class"] == "vav"
     for bad in ({}, {"predictions": []}, {"predictions": [[0.1, 0.2]]},
                 {"predictions": [{"top_indices": [27], "top_scores": [1.0]}]},
-                {"predictions": [{"probabilities": [0.5, 0.5]}]}):
+                {"predictions": [{"probabilities": [0.5, 0.5]}]},
+                {"predictions": [{"probabilities": ["0.5"] * 27}]}, {"predictions": [{"probabilities": [True] * 27}]},
+                {"predictions": [{"top_indices": [1, 2, 3], "top_scores": ["0.5", 0.2, 0.1]}]}):
         with pytest.raises(BadServingResponse):
             parse_top3(bad)

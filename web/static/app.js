@@ -275,6 +275,7 @@
     if (state.image && state.image.url) URL.revokeObjectURL(state.image.url);
     state.image = image;
     state.prediction = null;
+    prepareFeedback();   // the last answer's feedback belongs to the last image: hidden until the new answer
   }
 
   // ---------------------------------------------------------------- answer
