@@ -160,7 +160,7 @@ class RestApi:
         if has_instances:
             instances = document["instances"]
             if type(instances) is not list:
-                raise invalid(f"JSON Value: {tensors.dump(instances)} Expecting 'instances' to be an list/array")
+                raise invalid(f"JSON Value: {tensors.dump(document)} Expecting 'instances' to be an list/array")
             if not instances:
                 raise invalid(f"JSON Value: {tensors.dump(document)} No values in 'instances' array")
             arrays = tensors.instances_to_arrays(instances, dtypes)

@@ -18,6 +18,7 @@ import numpy as np
 from tensorflow.core.example import feature_pb2
 from tensorflow.core.framework import types_pb2
 
+from serving.json_debug import debug_string
 from serving.status import ServingError, invalid
 
 # DataType enum -> (numpy dtype, DataTypeString name)
@@ -47,7 +48,6 @@ _INT_RANGES = {
     types_pb2.DT_INT8: _INT32_RANGE, types_pb2.DT_INT64: _INT64_RANGE, types_pb2.DT_UINT32: _UINT32_RANGE,
     types_pb2.DT_UINT64: _UINT64_RANGE,
 }
-MAX_DUMP_BYTES = 256
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -67,15 +67,8 @@ def to_bytes(text: str) -> bytes:
 
 
 def dump(value) -> str:
-    """A JSON value as quoted in error messages (re-serialised, truncated like TF Serving's)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=True)
-    except (TypeError, ValueError):
-        text = repr(value)
-    encoded = to_bytes(text)
-    if len(encoded) > MAX_DUMP_BYTES:
-        text = encoded[:MAX_DUMP_BYTES].decode("utf-8", "ignore") + "..."
-    return text
+    """A JSON value as TF Serving quotes it in error messages (``serving.json_debug``)."""
+    return debug_string(value)
 
 
 def json_type(value) -> str:
@@ -320,30 +313,32 @@ def columnar_to_arrays(value, inputs: dict) -> dict:
 
 # -------------------------------------------------------------------------------- tf.Example (classify)
 def examples_from_json(document: dict, method: str) -> list:
-    """``{"context"?: {...}, "examples": [...]}`` -> serialized tf.Examples (context merged into each)."""
+    """``{"context"?: {...}, "examples": [...]}`` -> serialized tf.Examples (context merged into each), checked in
+    the order of FillClassifyRegressRequestFromJson: the context first, then the examples key, then each example."""
+    context = b""
+    if "context" in document:
+        context = _example(document["context"])
     examples = document.get("examples")
     if "examples" not in document:
         raise invalid(f"JSON Value: {dump(document)} When method is classify, key 'examples' is expected and "
                       f"was not found")
     if type(examples) is not list:
-        raise invalid(f"JSON Value: {dump(examples)} Expecting 'examples' value to be an list/array")
+        raise invalid(f"JSON Value: {dump(document)} Expecting 'examples' value to be an list/array")
     if not examples:
         raise invalid(f"JSON Value: {dump(document)} 'examples' value is an empty array")
-    context = b""
-    if "context" in document:
-        context = _example(document["context"], "context")
-    return [context + _example(item, "examples") for item in examples]
+    return [context + _example(item) for item in examples]
 
 
-def _example(value, where: str) -> bytes:
-    """A serialized tf.Example. Encoded by hand: a feature name keeps the request's bytes even when they are not
-    UTF-8 (TF Serving's C++ protobuf writes them; Python's refuses)."""
+def _example(value) -> bytes:
+    """A serialized tf.Example (MakeExampleFromJsonObject). Encoded by hand: a feature name keeps the request's
+    bytes even when they are not UTF-8 (TF Serving's C++ protobuf writes them; Python's refuses)."""
     if type(value) is not dict:
-        raise invalid(f"JSON Value: {dump(value)} Expecting '{where}' elements to be objects")
+        raise invalid(f"Example must be JSON object but got JSON {json_type(value)}")
     entries = b""
     for name, feature_value in value.items():
         feature = feature_pb2.Feature()
-        _fill_feature(feature, name, feature_value)
+        for item in feature_value if type(feature_value) is list else [feature_value]:
+            _add_to_feature(feature, name, item)
         entries += _length_delimited(1, _length_delimited(1, to_bytes(name))
                                      + _length_delimited(2, feature.SerializeToString()))
     return _length_delimited(1, entries)   # Example.features; Features.feature is a map<string, Feature>
@@ -359,35 +354,32 @@ def _length_delimited(field: int, payload: bytes) -> bytes:
     return bytes(out) + payload
 
 
-def _feature_kind(value):
-    if type(value) is str or is_b64(value):
-        return "bytes"
-    if type(value) in (int, bool):
-        return "int64"
-    if type(value) is float:
-        return "float"
-    return None
+_FEATURE_LISTS = {"bytes": "bytes_list", "float": "float_list", "int64": "int64_list"}
 
 
-def _fill_feature(feature: feature_pb2.Feature, name: str, value) -> None:
-    items = value if type(value) is list else [value]
-    if not items:
-        raise invalid(f"Feature: {name} has no values")
-    kind = _feature_kind(items[0])
-    if kind is None:
-        raise invalid(f"Unexpected JSON value type: {json_type(items[0])} in feature: {name}")
-    for item in items:
-        if _feature_kind(item) != kind:
-            raise invalid(f"Unexpected element type in feature: {name} expecting type: {kind}")
-        if kind == "bytes":
-            feature.bytes_list.value.append(
-                b64decode(item["b64"]) if type(item) is dict else to_bytes(item))
-        elif kind == "int64":
-            if not _INT64_RANGE[0] <= int(item) <= _INT64_RANGE[1]:
-                raise invalid(f"Unexpected element type in feature: {name} expecting type: int64")
-            feature.int64_list.value.append(int(item))
-        else:
-            feature.float_list.value.append(item)
+def _add_to_feature(feature: feature_pb2.Feature, name: str, value) -> None:
+    """One JSON value into the feature (AddValueToFeature): null, nested arrays and objects other than b64 are
+    refused; a value of another kind than the feature's earlier ones is refused; integers past int64 that fit in
+    uint64 are refused, larger ones are doubles (as rapidjson parses them) and go to the float list."""
+    if value is None or type(value) is list or (type(value) is dict and not is_b64(value)):
+        raise invalid(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
+    if type(value) is str or type(value) is dict:
+        kind = "bytes"
+    elif type(value) is bool or (type(value) is int and _INT64_RANGE[0] <= value <= 2 ** 64 - 1):
+        kind = "int64"
+    else:
+        kind, value = "float", float(value)
+    current = feature.WhichOneof("kind")
+    if current is not None and current != _FEATURE_LISTS[kind]:
+        raise invalid(f"Unexpected element type in feature: {name} expecting type: {current[:-len('_list')]}")
+    if kind == "bytes":
+        feature.bytes_list.value.append(b64decode(value["b64"]) if type(value) is dict else to_bytes(value))
+    elif kind == "int64":
+        if value > _INT64_RANGE[1]:
+            raise invalid(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
+        feature.int64_list.value.append(int(value))
+    else:
+        feature.float_list.value.append(value)
 
 
 # ------------------------------------------------------------------------------------------ numpy -> JSON

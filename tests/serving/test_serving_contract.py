@@ -178,7 +178,7 @@ def test_transform_features(client, png):
                                                      "b64"),
     ('{"inputs": {"b64": 5}}', "Missing named input: examples in 'inputs' object."),
     ('{"inputs": {"x": ["a"]}}', "Missing named input: examples in 'inputs' object."),
-    ('{"inputs": [{"b64": 5}]}', 'JSON Value: {"b64": 5} not formatted correctly for base64 data'),
+    ('{"inputs": [{"b64": 5}]}', 'JSON Value: {\n    "b64": 5\n} not formatted correctly for base64 data'),
     ('{"instances": ["a"], "x": 1e400}', "JSON Parse error: Number too big to be stored in double. at offset: 26"),
     ('{"instances": ["a"], "x": ' + "9" * 5000 + "}",
      "JSON Parse error: Number too big to be stored in double. at offset: 26"),

@@ -112,8 +112,8 @@ TWO = {"a": types_pb2.DT_STRING, "b": types_pb2.DT_FLOAT}
     # ... and only then the key sets are compared.
     ([{}], ONE_STRING, "Failed to process element: 0 of 'instances' list. JSON object: {} keys must be equal to: "
                        "examples"),
-    ([{"b": 1.0}], TWO, "Failed to process element: 0 of 'instances' list. JSON object: {\"b\": 1.0} keys must be "
-                        "equal to: a,b"),
+    ([{"b": 1.0}], TWO, "Failed to process element: 0 of 'instances' list. JSON object: {\n    \"b\": 1.0\n} keys "
+                        "must be equal to: a,b"),
     ([{"a": "x", "b": 1.0}, {"a": "y", "b": 2.0, "z": 0}], TWO,
      "Failed to process element: 1 key: z of 'instances' list. Error: INVALID_ARGUMENT: JSON object: does not have "
      "named input: z"),
@@ -139,8 +139,8 @@ def test_instance_objects_any_key_order():
 @pytest.mark.parametrize("value, message", [
     ({"b64": "YQ==", "extra": 1}, "Missing named input: examples in 'inputs' object."),
     ({"b64": 5}, "Missing named input: examples in 'inputs' object."),
-    ([{"b64": 5}], 'JSON Value: {"b64": 5} not formatted correctly for base64 data'),
-    ([{"b64": "YQ==", "x": 1}], 'JSON Value: {"b64": "YQ==", "x": 1} not formatted correctly for base64 data'),
+    ([{"b64": 5}], 'JSON Value: {\n    "b64": 5\n} not formatted correctly for base64 data'),
+    ([{"b64": "YQ==", "x": 1}], 'JSON Value: {\n    "b64": "YQ==",\n    "x": 1\n} not formatted correctly for base64 data'),
 ])
 def test_columnar_b64_objects(value, message):
     with pytest.raises(ServingError) as info:
@@ -185,3 +185,40 @@ def test_zero_width_rows_are_empty_lists():
     assert tensors.row_texts({"x": np.zeros((1, 2, 0), np.float32)}) == ["[[], []]"]
     assert tensors.row_texts({"x": np.zeros((2, 0), np.float32), "y": np.ones((2, 1), np.int64)}) == [
         '{"x": [], "y": [1]}'] * 2
+
+
+def _features(serialized: bytes) -> dict:
+    from tensorflow.core.example import example_pb2
+    example = example_pb2.Example.FromString(serialized)
+    return {name: feature for name, feature in example.features.feature.items()}
+
+
+@pytest.mark.parametrize("document, message", [
+    # json_tensor.cc's AddValueToFeature / MakeExampleFromJsonObject, element by element
+    ({"examples": [5]}, "Example must be JSON object but got JSON Number"),
+    ({"examples": [{"x": None}]}, "Feature: x has element with unexpected JSON type: Null"),
+    ({"examples": [{"x": ["a", None]}]}, "Feature: x has element with unexpected JSON type: Null"),
+    ({"examples": [{"x": [[1]]}]}, "Feature: x has element with unexpected JSON type: Array"),
+    ({"examples": [{"x": {"a": 1}}]}, "Feature: x has element with unexpected JSON type: Object"),
+    ({"examples": [{"x": ["a", 1]}]}, "Unexpected element type in feature: x expecting type: bytes"),
+    ({"examples": [{"x": [1, 1.5]}]}, "Unexpected element type in feature: x expecting type: int64"),
+    ({"examples": [{"x": [1.5, True]}]}, "Unexpected element type in feature: x expecting type: float"),
+    ({"examples": [{"x": 2 ** 64 - 1}]}, "Feature: x has uint64_t element. Only int64_t is supported."),
+    # the context is read before the examples key is looked for
+    ({"context": 5}, "Example must be JSON object but got JSON Number"),
+    ({"context": {"c": None}, "examples": []}, "Feature: c has element with unexpected JSON type: Null"),
+])
+def test_examples_follow_json_tensor_cc(document, message):
+    with pytest.raises(ServingError) as info:
+        tensors.examples_from_json(document, "classify")
+    assert (info.value.code, info.value.message) == ("INVALID_ARGUMENT", message)
+
+
+def test_example_features_as_tf_serving_fills_them():
+    [serialized] = tensors.examples_from_json(
+        {"examples": [{"empty": [], "flag": True, "big": 2 ** 64, "s": ["a", {"b64": "Yg=="}], "f": 0.5}]}, "classify")
+    features = _features(serialized)
+    assert features["empty"].WhichOneof("kind") is None             # accepted, an empty Feature
+    assert list(features["flag"].int64_list.value) == [1]
+    assert list(features["big"].float_list.value) == [float(2 ** 64)]   # past uint64 rapidjson has a double
+    assert list(features["s"].bytes_list.value) == [b"a", b"b"] and list(features["f"].float_list.value) == [0.5]
