@@ -64,6 +64,8 @@ SECURITY_HEADERS = (
 SOURCES = ("canvas", "upload")   # where the page's image came from; "unknown" when not said
 REQUEST_LOG_NAME = "web"         # request log files: <request_log_dir>/web-<UTC time>-<n>.tfrecord
 MAX_DRAIN_BYTES = 64 * 1024 * 1024   # an oversize body up to this size is read and dropped so the 413 arrives
+MAX_MULTIPART_PARTS = 16
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
 _REJECTION_MESSAGES = {
     "empty": "The image is empty.",
@@ -222,6 +224,10 @@ def _parse_multipart(content_type: str, body: bytes) -> dict:
     """Fields of a multipart/form-data body: name -> bytes (files) or str (text)."""
     if "boundary=" not in content_type:
         raise ApiError(400, "bad_multipart", "multipart/form-data without a boundary")
+    boundary = _BOUNDARY.search(content_type)
+    if boundary and body.count(b"--" + boundary.group(1).encode("latin-1", "replace")) > MAX_MULTIPART_PARTS + 1:
+        # The email parser takes seconds of CPU over a few megabytes of tiny parts; the page sends two or three.
+        raise ApiError(400, "bad_multipart", f"more than {MAX_MULTIPART_PARTS} parts in the multipart body")
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
     if not message.is_multipart():

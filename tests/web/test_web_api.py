@@ -302,3 +302,18 @@ def test_user_text_is_echoed_as_json_only(api):
                                                                           "label": "<b>x</b>"}),
                                      {"Content-Type": "application/json"})
     assert headers["content-type"].startswith("application/json") and headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_multipart_body_of_many_tiny_parts_is_refused_quickly(api):
+    parts = b"".join(b"--x\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nv\r\n" % i for i in range(20_000))
+    started = time.monotonic()
+    status, _, answer = api.request("POST", "/api/predict", parts + b"--x--\r\n",
+                                    {"Content-Type": "multipart/form-data; boundary=x"})
+    assert (status, answer["reason"]) == (400, "bad_multipart") and "more than 16 parts" in answer["error"]
+    assert time.monotonic() - started < 5
+    # A form of a few parts, the boundary quoted, still works.
+    form = b"--b\r\n" + b'Content-Disposition: form-data; name="image"; filename="a.png"\r\n' \
+        b"Content-Type: image/png\r\n\r\n" + letter_png() + b"\r\n--b\r\nContent-Disposition: form-data; " \
+        b'name="source"\r\n\r\nupload\r\n--b--\r\n'
+    status, _, answer = api.request("POST", "/api/predict", form, {"Content-Type": 'multipart/form-data; boundary="b"'})
+    assert status == 200, answer
