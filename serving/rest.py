@@ -14,8 +14,8 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from serving import inference, request_logging, tensors
-from serving.json_parse import parse_json
 from serving.batching import BatchOutputs
+from serving.json_parse import parse_json
 from serving.status import ServingError, invalid, request_error
 
 log = logging.getLogger("serving.rest")

@@ -22,10 +22,10 @@ when the client does not say). ``/api/feedback`` takes JSON ``{"image", "label",
 from __future__ import annotations
 
 import base64
-import errno
 import binascii
 import email.parser
 import email.policy
+import errno
 import json
 import logging
 import os
