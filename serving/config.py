@@ -122,6 +122,17 @@ def check_model_server_config(config, source: str) -> None:
     """Refuses what this server cannot serve (a config file at start and on reload, a gRPC reload request)."""
     if config.HasField("custom_model_config"):
         raise ValueError(f"{source}: custom_model_config is not supported; use model_config_list")
+    # ServerCore's ValidateModelConfigList (there is no --model_config_list_root_dir here): unique names, and base
+    # paths that are absolute or URIs. Its messages, which name no source.
+    names = set()
+    for model in config.model_config_list.config:
+        if model.name in names:
+            raise ValueError(f"Illegal to list model {model.name} multiple times in config list")
+        names.add(model.name)
+    for model in config.model_config_list.config:
+        if "://" not in model.base_path and not os.path.isabs(model.base_path):
+            raise ValueError(f"Expected model {model.name} to have an absolute path or URI; "
+                             f"got base_path()={model.base_path}")
     for model in config.model_config_list.config:
         if model.model_platform not in ("", "tensorflow"):
             raise ValueError(f"{source}: model {model.name}: unsupported model_platform {model.model_platform!r}")
@@ -138,6 +149,7 @@ def single_model_config(name: str, base_path: str) -> model_server_config_pb2.Mo
     model.name = name
     model.base_path = base_path
     model.model_platform = "tensorflow"
+    check_model_server_config(config, "--model_base_path")   # a relative path is refused, as by TF Serving
     return config
 
 

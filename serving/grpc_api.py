@@ -45,6 +45,18 @@ def _model_spec(request):
     return request.model_spec
 
 
+GRPC_MESSAGE_LIMIT = 1024   # ToGRPCStatus (model_servers/grpc_status_util.cc)
+
+
+def grpc_message(message: str) -> str:
+    """The status message as TF Serving sends it: its first 1024 bytes and "...TRUNCATED" when longer, so that a long
+    message (hundreds of input names) cannot overflow the client's metadata limit and turn into another status."""
+    encoded = message.encode("utf-8", "surrogateescape")
+    if len(encoded) <= GRPC_MESSAGE_LIMIT:
+        return message
+    return encoded[:GRPC_MESSAGE_LIMIT].decode("utf-8", "ignore") + "...TRUNCATED"
+
+
 class GrpcApi:
     """The two services over the server's model core.
 
@@ -87,7 +99,7 @@ class GrpcApi:
             return response
         if api:
             self.metrics.request(model_name, error.code)
-        context.abort(grpc_code(error.code), error.message)
+        context.abort(grpc_code(error.code), grpc_message(error.message))
 
     def _run(self, servable, signature_name: str, arrays: dict, context) -> dict:
         return self.run(servable, signature_name, arrays, context.time_remaining())

@@ -145,6 +145,11 @@ def test_output_filter(predict_stub):
     error = rpc_error(predict_stub.Predict, predict_request(output_filter=["top_classes", "top_classes"]))
     assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
                                                "duplicate output tensor alias: top_classes")
+    # A message over 1024 bytes is cut there, as ToGRPCStatus cuts it: the client still gets its status, not
+    # RESOURCE_EXHAUSTED from a trailer past its metadata limit.
+    error = rpc_error(predict_stub.Predict, predict_request(output_filter=["x" * 20_000]))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == ("output tensor alias not found in signature: " + "x" * 20_000)[:1024] + "...TRUNCATED"
 
 
 def test_bad_input_has_tf_serving_codes_and_messages(predict_stub):
@@ -329,6 +334,19 @@ def test_handle_reload_config_request(models_root, tmp_path):
         assert (error.code(), error.details()) == (
             grpc.StatusCode.FAILED_PRECONDITION, "Request to assign label to version 9 of model letters, which is "
                                                  "not currently available for inference")
+        # ServerCore's ValidateModelConfigList: one entry per name, absolute base paths
+        config.model_config_list.config[0].version_labels["stable"] = 2
+        twice = model_server_config_pb2.ModelServerConfig()
+        twice.CopyFrom(config)
+        twice.model_config_list.config.add().CopyFrom(config.model_config_list.config[1])
+        error = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest(config=twice))
+        assert (error.code(), error.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "Illegal to list model second multiple times in config list")
+        config.model_config_list.config[1].base_path = "relative/second"
+        error = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest(config=config))
+        assert (error.code(), error.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Expected model second to have an absolute path or URI; got base_path()=relative/second")
         error = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest())
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error.details().startswith("ServerModelConfig type not supported by HandleReloadConfigRequest.")

@@ -107,6 +107,21 @@ def test_model_configs_the_server_cannot_use_are_refused_naming_the_file():
         assert message in str(caught.value) and str(caught.value).startswith(("Invalid", "x.config"))
 
 
+def test_model_config_lists_are_validated_as_server_core_validates_them():
+    """One entry per model name; base paths absolute or URIs (TF Serving refuses a relative --model_base_path too)."""
+    for text, message in (
+            ("model_config_list { config { name: 'm' base_path: '/a' } config { name: 'm' base_path: '/b' } }",
+             "Illegal to list model m multiple times in config list"),
+            ("model_config_list { config { name: 'm' base_path: 'models/m' } }",
+             "Expected model m to have an absolute path or URI; got base_path()=models/m")):
+        with pytest.raises(ValueError) as caught:
+            config_lib.parse_model_server_config(text, "x.config")
+        assert str(caught.value) == message
+    config_lib.parse_model_server_config("model_config_list { config { name: 'm' base_path: 'gs://bucket/m' } }")
+    with pytest.raises(ValueError, match="absolute path or URI; got base_path\\(\\)=serving/models/letters"):
+        config_lib.single_model_config("letters", "serving/models/letters")
+
+
 def test_monitor_cronjob_runs_the_monitor_against_the_serving_service():
     from pipeline.monitor import cli
 
