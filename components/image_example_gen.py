@@ -48,6 +48,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from core import configs, image_io
+from core.files import pattern_under
 from core.labels import CLASS_INDEX, CLASS_NAMES
 
 REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
@@ -95,7 +96,7 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
 
 
 def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
-    return sorted(fileio.glob(os.path.join(input_base, pattern)))
+    return sorted(fileio.glob(pattern_under(input_base, pattern)))
 
 
 def in_class_folder(path: str) -> bool:

@@ -45,6 +45,7 @@ from tfx.components.util import model_utils
 from tfx.utils import io_utils, path_utils
 
 from core import configs
+from core.files import pattern_under
 from core.labels import CLASS_NAMES, NUM_CLASSES
 from serving.client import RestConnection, ServingUnavailable, version_states
 
@@ -93,7 +94,7 @@ def sample_examples(examples: types.Artifact, split: str, limit: int) -> list[tu
     import tensorflow as tf
 
     split_uri = artifact_utils.get_split_uri([examples], split)
-    files = sorted(fileio.glob(os.path.join(split_uri, "*")))
+    files = sorted(fileio.glob(pattern_under(split_uri, "*")))
     if not files:
         raise ValueError(f"no files in the {split!r} split of {examples.uri}")
     compression = "GZIP" if files[0].endswith(".gz") else None

@@ -1,9 +1,17 @@
-"""Crash-safe file writes: readers see the old file or the whole new one, never a part."""
+"""Crash-safe file writes (readers see the old file or the whole new one, never a part), and glob patterns under a
+folder whose name is taken literally."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
+
+
+def pattern_under(folder: str, pattern: str) -> str:
+    """``pattern`` below ``folder`` for a glob function (Python's, ``tf.io.gfile``'s, TFX ``fileio``'s): the folder's
+    own ``[``, ``*`` and ``?`` are escaped, so that a data root named ``letters [v2]`` is not a character class."""
+    return os.path.join(glob.escape(folder), pattern)
 
 
 def fsync_dir(path: str) -> None:

@@ -18,6 +18,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components import serving_validator
 from core import configs
+from core.files import pattern_under
 from pipeline.pipeline import ACCURACY_METRIC, PRETRAINER_NODE
 
 STATS_FILE = "FeatureStats.pb"   # StatisticsGen's binary DatasetFeatureStatisticsList per split
@@ -66,7 +67,7 @@ def last_run(metadata_file: str) -> dict:
 def examples_per_split(statistics_uri: str) -> dict:
     """{split: number of examples} from StatisticsGen's output (it counts every example; nothing is re-read)."""
     counts = {}
-    for path in sorted(glob.glob(os.path.join(statistics_uri, "Split-*", STATS_FILE))):
+    for path in sorted(glob.glob(pattern_under(statistics_uri, os.path.join("Split-*", STATS_FILE)))):
         stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(tf.io.gfile.GFile(path, "rb").read())
         split = os.path.basename(os.path.dirname(path))[len("Split-"):]
         counts[split] = sum(int(d.num_examples) for d in stats.datasets)

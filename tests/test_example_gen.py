@@ -163,6 +163,19 @@ def test_the_runners_precheck_stops_at_the_first_usable_image(tmp_path):
     assert found is True and len(skips) == 2     # d.png, after the first usable image, was not read
 
 
+@pytest.mark.parametrize("name", ["letters [v2]", "a*b?", "[x]"])
+def test_folder_names_are_taken_literally_not_as_glob_patterns(tmp_path, name):
+    """A data root (or a pipeline root holding the exported feedback) named with [, * or ? is still read: in
+    'letters [v2]' the brackets were a character class, so no file matched and the feedback went untrained."""
+    data = tmp_path / name
+    (data / "alef").mkdir(parents=True)
+    (data / "alef" / "a.png").write_bytes(png_bytes(letter_image(40, 50)))
+    (tmp_path / "letters v").mkdir()                   # what the unescaped pattern matched instead
+    assert ieg.list_inputs(str(data)) == [str(data / "alef" / "a.png")]
+    assert ieg.count_candidates(str(data)) == 1 and ieg.folder_fingerprint(str(data))
+    assert ieg.find_usable_image(str(data))[0] is True
+
+
 def test_folder_without_class_folders_is_a_clear_error(tmp_path):
     (tmp_path / "data").mkdir()
     with pytest.raises(Exception, match="one folder per class"):

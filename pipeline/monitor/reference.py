@@ -18,6 +18,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components.image_example_gen import is_feedback
 from core import configs
+from core.files import pattern_under
 from pipeline.monitor import image_features
 from pipeline.pipeline import ACCURACY_METRIC
 from pipeline.run_summary import STATS_FILE, artifact_property, evaluation_metrics, open_store
@@ -129,7 +130,7 @@ def load(metadata: str) -> Reference:
 
 def split_images(examples_uri: str, split: str = configs.TRAIN_SPLIT):
     """The ``image_raw`` bytes of one split of an ExampleGen output (gzipped TFRecords of tf.Examples)."""
-    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    files = tf.io.gfile.glob(pattern_under(os.path.join(examples_uri, f"Split-{split}"), "*"))
     if not files:
         raise NoReference(f"no {split} examples under {examples_uri}")
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():

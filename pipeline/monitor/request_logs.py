@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import glob
 import os
 
 import numpy as np
@@ -72,7 +73,7 @@ def log_files(prefix: str) -> list[str]:
     if gfile.isdir(prefix):
         found = [os.path.join(root, name) for root, _, names in gfile.walk(prefix) for name in names]
     else:
-        found = [path for path in gfile.glob(prefix + "*") if not gfile.isdir(path)]
+        found = [path for path in gfile.glob(glob.escape(prefix) + "*") if not gfile.isdir(path)]
     if not found:
         raise LogNotFound(f"no request log at {prefix} (a folder of TFRecord files or a file-name prefix)")
     return sorted(found)
