@@ -48,8 +48,20 @@ def model_fingerprint(model_dir: str) -> str:
     return digest.hexdigest()
 
 
+_RECORD_TYPES = {"version": int, "fingerprint": str, "model": str, "pushed_at": str, "model_artifact_id": int}
+
+
+def _checked_record(record) -> dict:
+    """A push record as read: a JSON object, its known fields of their types (a damaged field is left out, so a
+    hand-edited record cannot break the Pusher or ``letters-releases``)."""
+    if not isinstance(record, dict):
+        return {}
+    return {key: value for key, value in record.items()
+            if key not in _RECORD_TYPES or (isinstance(value, _RECORD_TYPES[key]) and not isinstance(value, bool))}
+
+
 def pushed_versions(base: str) -> dict[int, dict]:
-    """Integer version → its push record ({} when it has none)."""
+    """Integer version → its push record ({} when it has none or it is damaged)."""
     versions = {}
     if not fileio.exists(base):
         return versions
@@ -62,7 +74,7 @@ def pushed_versions(base: str) -> dict[int, dict]:
         if fileio.exists(record_path):
             try:
                 with fileio.open(record_path, "r") as f:
-                    record = json.loads(f.read())
+                    record = _checked_record(json.loads(f.read()))
             except ValueError:
                 record = {}
         versions[int(name)] = record

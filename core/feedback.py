@@ -328,8 +328,11 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
 def main(argv=None) -> int:
     from core.configs import Config
 
-    default_feedback_dir = Config.from_env().feedback_dir
     parser = argparse.ArgumentParser(prog="letters-feedback", description=__doc__.split("\n\n")[0])
+    try:
+        default_feedback_dir = Config.from_env().feedback_dir
+    except ValueError as err:   # a bad LETTERS_* variable: one line, as the other commands say it
+        parser.error(str(err))
     parser.add_argument("--feedback-dir", default=None,
                         help=f"the store (default: $LETTERS_FEEDBACK_DIR or {Config().feedback_dir})")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io
-from pipeline.flags import defaults_from_env, output_file, positive_int
+from pipeline.flags import defaults_from_env, non_negative_int, output_file, positive_int
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
 
@@ -135,7 +135,8 @@ def list_images(folder: str) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    # Everything but folders: a broken link or a pipe gets an error row rather than going unmentioned.
+    return sorted(p for p in root.rglob("*") if not p.is_dir() and not p.name.startswith("."))
 
 
 def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> dict:
@@ -180,7 +181,7 @@ def _write_rows(predictor, files: list[Path], root: Path, tmp: Path, batch_size:
             for path in files[start:start + batch_size]:
                 rel = path.relative_to(root).as_posix()
                 try:
-                    batch.append(image_io.check_image(path.read_bytes()).data)
+                    batch.append(image_io.read_checked(str(path)).data)
                     rels.append(rel)
                 except (image_io.ImageRejected, OSError) as err:
                     writer.writerow(_row(rel, "", None, str(err)))
@@ -203,9 +204,11 @@ def main(argv=None) -> int:
     p.add_argument("--server-url", default=None, help="--via rest: TF Serving REST address (default: "
                    "http://127.0.0.1:8501); --via grpc: host:port (default: 127.0.0.1:8500)")
     p.add_argument("--model-name", default=configs.MODEL_NAME, help="--via rest/grpc: model name")
-    p.add_argument("--version", default=None, help="--via rest/grpc: a version (default: the latest AVAILABLE)")
+    p.add_argument("--version", type=non_negative_int, default=None,
+                   help="--via rest/grpc: a version (default: the latest AVAILABLE)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     args = p.parse_args(argv)
+    version = None if args.version is None else str(args.version)
     try:
         files = list_images(args.images)
         if not files:   # before the model loads
@@ -213,9 +216,9 @@ def main(argv=None) -> int:
         if args.via == "local":
             predictor = LocalPredictor(args.model)
         elif args.via == "rest":
-            predictor = RestPredictor(args.server_url or "http://127.0.0.1:8501", args.model_name, args.version)
+            predictor = RestPredictor(args.server_url or "http://127.0.0.1:8501", args.model_name, version)
         else:
-            predictor = GrpcPredictor(args.server_url or "127.0.0.1:8500", args.model_name, args.version)
+            predictor = GrpcPredictor(args.server_url or "127.0.0.1:8500", args.model_name, version)
         counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files)
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -26,23 +26,33 @@ from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
 
 
 def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]:
-    """([(relative path, label, bytes)], [(relative path, why skipped)]) for every file under data_root."""
+    """([(relative path, label, bytes)], [(relative path, why skipped)]) for every file under data_root: the
+    images of the class folders; everything else (files beside the class folders, folders inside them, unknown
+    class folders, unreadable files, broken links) is listed as skipped, with the reason. Hidden names are not
+    read."""
     root = Path(data_root)
     items, skipped = [], []
-    for path in sorted(root.glob("*/*")):
-        rel = path.relative_to(root).as_posix()
-        label_name = path.parent.name
-        if label_name not in CLASS_INDEX:
-            skipped.append((rel, "unknown class folder"))
+    if not root.is_dir():
+        return items, skipped
+    for folder in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+        if not folder.is_dir():
+            skipped.append((folder.name, "not in a class folder"))
             continue
-        if not path.is_file():
-            continue
-        try:
-            checked = image_io.check_image(path.read_bytes())
-        except image_io.ImageRejected as err:
-            skipped.append((rel, str(err)))
-            continue
-        items.append((rel, CLASS_INDEX[label_name], checked.data))
+        for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+            rel = f"{folder.name}/{path.name}"
+            if folder.name not in CLASS_INDEX:
+                skipped.append((rel, "unknown class folder"))
+            elif path.is_dir():
+                skipped.append((rel, "a folder inside a class folder (not read)"))
+            else:
+                try:
+                    checked = image_io.read_checked(str(path))
+                except image_io.ImageRejected as err:
+                    skipped.append((rel, str(err)))
+                except OSError as err:
+                    skipped.append((rel, f"unreadable: {type(err).__name__}: {err.strerror or err}"))
+                else:
+                    items.append((rel, CLASS_INDEX[folder.name], checked.data))
     return items, skipped
 
 

@@ -72,6 +72,11 @@ def test_bad_arguments_fail_before_the_model_loads(image_folder, tmp_path, capsy
         with pytest.raises(SystemExit) as caught:
             batch_predict.main(args + argv)
         assert caught.value.code == 2 and message in capsys.readouterr().err
+    for version in ("abc", "-1"):
+        with pytest.raises(SystemExit) as caught:
+            batch_predict.main(["--images", str(image_folder), "--out", str(tmp_path / "p.csv"), "--via", "grpc",
+                                "--version", version])
+        assert caught.value.code == 2 and "--version" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert batch_predict.main(["--images", str(tmp_path / "empty"), "--out", str(tmp_path / "e.csv")]) == 2
     assert "no files under" in capsys.readouterr().err and not (tmp_path / "e.csv").exists()
@@ -90,3 +95,21 @@ def test_a_failure_midway_leaves_no_csv_and_no_partial_file(image_folder, tmp_pa
         batch_predict.predict_folder(predictor, str(image_folder), str(tmp_path / "out.csv"), batch_size=2,
                                      progress=False)
     assert len(calls) == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_broken_links_and_pipes_get_an_error_row(image_folder, tmp_path):
+    import os
+    import shutil
+    folder = tmp_path / "images"
+    shutil.copytree(image_folder, folder)
+    (folder / "dangling.png").symlink_to(tmp_path / "gone.png")
+    os.mkfifo(folder / "fifo.png")
+    files = batch_predict.list_images(str(folder))
+    assert folder / "dangling.png" in files and folder / "fifo.png" in files
+
+    def predictor(images):
+        return np.full((len(images), 27), 1 / 27, np.float32), "1"
+
+    counts = batch_predict.predict_folder(predictor, str(folder), str(tmp_path / "out.csv"), progress=False)
+    errors = {path: row["error"] for path, row in read_rows(tmp_path / "out.csv").items() if row["error"]}
+    assert "No such file" in errors["dangling.png"] and "not_a_file" in errors["fifo.png"]

@@ -9,7 +9,7 @@ from PIL import Image
 
 from pipeline import evaluate
 from core.labels import CLASS_NAMES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, letter_image, png_bytes
 
 
 def test_metrics_by_hand():
@@ -97,3 +97,29 @@ def test_data_with_nothing_usable_says_why(pipeline_runs, tmp_path, capsys):
     assert "skipped 2" in err and "unknown class folder (Alef/1.png)" in err and "bet/2.png" in err
     assert evaluate.main(["--model", serving, "--data-root", str(tmp_path / "missing")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_every_file_it_does_not_score_is_listed_with_its_reason(tmp_path):
+    """Nothing under the data root goes unmentioned: files beside the class folders, folders inside them, broken
+    links, link loops and pipes are skipped with a reason (a pipe would have blocked the read forever)."""
+    import os
+    root = tmp_path / "data"
+    (root / "alef" / "nested").mkdir(parents=True)
+    (root / "alef" / "ok.png").write_bytes(png_bytes(letter_image(30, 40)))
+    (root / "alef" / "nested" / "deep.png").write_bytes(png_bytes(letter_image(30, 40)))
+    (root / "top.png").write_bytes(png_bytes(letter_image(30, 40)))
+    (root / "bet").mkdir()
+    (root / "bet" / "broken.png").symlink_to(tmp_path / "gone.png")
+    (root / "bet" / "loop").symlink_to(root / "bet" / "loop")
+    os.mkfifo(root / "bet" / "pipe.png")
+    (root / "Alef").mkdir()
+    (root / "Alef" / "x.png").write_bytes(png_bytes(letter_image(30, 40)))
+    items, skipped = evaluate.load_labelled_images(str(root))
+    assert [rel for rel, _, _ in items] == ["alef/ok.png"]
+    reasons = dict(skipped)
+    assert reasons["top.png"] == "not in a class folder" and reasons["Alef/x.png"] == "unknown class folder"
+    assert reasons["alef/nested"].startswith("a folder inside a class folder")
+    assert reasons["bet/broken.png"].startswith("unreadable: FileNotFoundError")
+    assert reasons["bet/loop"].startswith("unreadable: OSError")
+    assert reasons["bet/pipe.png"].startswith("not_a_file")
+    assert evaluate.load_labelled_images(str(tmp_path / "nowhere")) == ([], [])

@@ -117,6 +117,17 @@ def test_decompression_bomb_is_rejected_before_decoding():
     assert image_io.check_image(bomb, max_pixels=30_000_000).width == 5000
 
 
+def test_a_pipe_is_refused_without_being_read(tmp_path):
+    import os
+    os.mkfifo(tmp_path / "pipe.png")                 # opening it for reading would wait for a writer forever
+    with pytest.raises(image_io.ImageRejected) as caught:
+        image_io.read_checked(str(tmp_path / "pipe.png"))
+    assert caught.value.reason == "not_a_file"
+    (tmp_path / "broken.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(FileNotFoundError):
+        image_io.read_checked(str(tmp_path / "broken.png"))
+
+
 def test_oversize_file_is_rejected():
     with pytest.raises(image_io.ImageRejected) as err:
         image_io.check_image(png_bytes(RGB), max_bytes=100)

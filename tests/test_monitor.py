@@ -213,8 +213,9 @@ def test_usage_errors_exit_2(tmp_path, pipeline_root, capsys):
     write_log(tmp_path / "logs" / "r", [prediction_log([b"x"], confident(0)[None, :], 1)])
     status, _, _ = monitor(tmp_path, tmp_path / "not-a-pipeline-root", logs=tmp_path / "logs")
     assert status == cli.USAGE and "no ML Metadata store" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
     for bad in (["--window", "fortnight"], ["--retrain-when", "sometimes"], ["--monitor-label-js", "2"],
-                ["--max-runs", "2"]):
+                ["--max-runs", "2"], ["--out", str(tmp_path / "a-file")]):   # before any work, not after it
         with pytest.raises(SystemExit) as exit_info:
             cli.parse_args(bad)
         assert exit_info.value.code == cli.USAGE

@@ -64,6 +64,19 @@ def test_a_damaged_history_stops_promote_and_rollback_and_is_kept(tmp_path, caps
         assert not (tmp_path / "models" / "models.config").exists()     # nothing changed
 
 
+def test_a_damaged_push_record_is_read_as_no_record(tmp_path, capsys):
+    serving_dir, versions = pushed(tmp_path, n=3)
+    records = [serving_dir / str(v) / atomic_pusher.PUSH_RECORD for v in versions]
+    records[0].write_text("[1, 2]")                                     # JSON, but not an object
+    records[1].write_text('{"model_artifact_id": [1], "pushed_at": 5, "fingerprint": "f"}')   # fields damaged
+    found = atomic_pusher.pushed_versions(str(serving_dir))
+    assert found[versions[0]] == {} and found[versions[1]] == {"fingerprint": "f"}
+    assert found[versions[2]]["fingerprint"] and isinstance(found[versions[2]]["pushed_at"], str)
+    code = releases.main(["list", "--serving-dir", str(serving_dir), "--metadata-path", str(tmp_path / "none.db")])
+    out = capsys.readouterr().out
+    assert code == 0 and all(str(v) in out for v in versions)
+
+
 def test_incomplete_versions_bad_configs_and_paths_are_one_line_errors(tmp_path, capsys):
     serving_dir, (v1, v2) = pushed(tmp_path, 2)
     (serving_dir / str(v1) / "saved_model.pb").unlink()

@@ -54,6 +54,7 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--metrics-url", default=None,
                    help="a model server's Prometheus page (…/monitoring/prometheus/metrics) for latency and errors")
     p.add_argument("--out", default=os.path.join(os.path.dirname(defaults.pipeline_root), "monitor"),
+                   type=flags.output_dir,
                    help="folder for report.html, its PNGs, monitor.json and monitor.prom")
     p.add_argument("--window", default="day", help="group answers by day, all, or a duration (6h, 30m, 2d)")
     p.add_argument("--retrain-when", default=None, metavar="POLICY",

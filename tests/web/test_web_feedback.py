@@ -195,6 +195,9 @@ def test_export_command_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "core.feedback", "--feedback-dir", str(tmp_path / "none"), "export",
                            "--out", str(tmp_path / "out2")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no feedback store" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "core.feedback", "stats"], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(env, LETTERS_BATCH_SIZE="abc"), timeout=120)
+    assert proc.returncode == 2 and "LETTERS_BATCH_SIZE='abc'" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_processes_share_a_store(tmp_path):
