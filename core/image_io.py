@@ -63,7 +63,7 @@ def read_checked(path: str, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int 
     """Reads one image file and checks it (:func:`check_image`); an oversize file is refused before it is read.
     ``opener``/``size``: another file system's (TFX's ``fileio`` for gs://). Raises :class:`ImageRejected`, or
     OSError when the file cannot be read (also a broken link or a link loop)."""
-    if opener is open and not stat.S_ISREG(os.stat(path).st_mode):
+    if "://" not in path and not stat.S_ISREG(os.stat(path).st_mode):
         # A pipe would block the read forever; a device or a socket is no image either.
         raise ImageRejected("not_a_file", "not a regular file (a pipe, a device or a socket)")
     length = size(path)

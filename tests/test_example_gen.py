@@ -176,6 +176,14 @@ def test_folder_names_are_taken_literally_not_as_glob_patterns(tmp_path, name):
     assert ieg.find_usable_image(str(data))[0] is True
 
 
+def test_a_pipe_in_a_class_folder_is_skipped_not_read(tmp_path):
+    import os
+    (tmp_path / "alef").mkdir()
+    os.mkfifo(tmp_path / "alef" / "pipe.png")
+    outcome = ieg.read_one(str(tmp_path / "alef" / "pipe.png"), str(tmp_path), 10_000, 10_000)
+    assert outcome[:3] == ("skip", "alef/pipe.png", "not_a_file")
+
+
 def test_folder_without_class_folders_is_a_clear_error(tmp_path):
     (tmp_path / "data").mkdir()
     with pytest.raises(Exception, match="one folder per class"):
