@@ -1,12 +1,15 @@
 """TensorProto <-> numpy for the gRPC API, as TF Serving converts them.
 
 Requests: ``Tensor::FromProto`` (typed ``*_val`` fields or ``tensor_content``; fewer values than elements
-repeat the last one); a proto that does not parse is ``tensor parsing error: <alias>``. Responses:
+repeat the last one, more are cut to the shape); a proto that does not parse is ``tensor parsing error: <alias>``. Responses:
 ``Tensor::AsProtoField`` (values in the typed ``*_val`` field, no ``tensor_content``), the default of
 tensorflow_model_server.
 """
 from __future__ import annotations
 
+import math
+
+import ml_dtypes
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
@@ -26,7 +29,13 @@ _FIELDS = {
     np.dtype(np.uint64): (types_pb2.DT_UINT64, "uint64_val"),
     np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
     np.dtype(np.float16): (types_pb2.DT_HALF, "half_val"),
+    np.dtype(ml_dtypes.bfloat16): (types_pb2.DT_BFLOAT16, "half_val"),
+    np.dtype(np.complex64): (types_pb2.DT_COMPLEX64, "scomplex_val"),
+    np.dtype(np.complex128): (types_pb2.DT_COMPLEX128, "dcomplex_val"),
 }
+# DataType -> (typed field, values per element) for the request side
+_VALUES = {dtype: (field, 2 if "complex" in field else 1) for dtype, field in _FIELDS.values()}
+_VALUES[types_pb2.DT_STRING] = ("string_val", 1)
 
 
 def to_array(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
@@ -36,6 +45,15 @@ def to_array(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     if proto.dtype == types_pb2.DT_INVALID or any(d.size < 0 for d in proto.tensor_shape.dim) \
             or proto.tensor_shape.unknown_rank:
         raise invalid(f"tensor parsing error: {alias}")
+    typed = _VALUES.get(proto.dtype)
+    if typed and not proto.tensor_content:
+        values, per_element = getattr(proto, typed[0]), typed[1]
+        wanted = math.prod(d.size for d in proto.tensor_shape.dim) * per_element
+        if len(values) > wanted:          # FromProtoField copies the first n values and ignores the rest
+            trimmed = tensor_pb2.TensorProto()
+            trimmed.CopyFrom(proto)
+            del getattr(trimmed, typed[0])[wanted:]
+            proto = trimmed
     try:
         return tf.make_ndarray(proto)
     except Exception:  # noqa: BLE001 - any malformed proto (bad content size, unsupported dtype, ...)
@@ -60,8 +78,10 @@ def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
         return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=values)
     dtype, field = _FIELDS[array.dtype]
     proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape)
-    if field == "half_val":
+    if field == "half_val":                   # float16 and bfloat16: their 16 bits
         getattr(proto, field).extend(flat.view(np.uint16).tolist())
+    elif field in ("scomplex_val", "dcomplex_val"):   # real and imaginary parts, interleaved
+        getattr(proto, field).extend(flat.view(np.float32 if field == "scomplex_val" else np.float64).tolist())
     else:
         getattr(proto, field).extend(flat.tolist())
     return proto

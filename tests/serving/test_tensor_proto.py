@@ -1,0 +1,44 @@
+"""serving/tensor_proto.py: TensorProto <-> numpy as TF Serving's Tensor::FromProto / AsProtoField convert them."""
+import ml_dtypes
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from serving import tensor_proto
+from serving.status import ServingError
+
+
+@pytest.mark.parametrize("array, field", [
+    (np.array([[1.5, -2.0]], np.float32), "float_val"),
+    (np.array([1.5, 2.25, -3.0], ml_dtypes.bfloat16), "half_val"),
+    (np.array([0.5, 65504.0], np.float16), "half_val"),
+    (np.array([1 + 2j, 3 - 4j], np.complex64), "scomplex_val"),
+    (np.array([[1e300 + 1j]], np.complex128), "dcomplex_val"),
+    (np.array([7, -1], np.int64), "int64_val"),
+    (np.array([b"a", b"\xff"], object), "string_val"),
+])
+def test_outputs_in_their_typed_field_and_back(array, field):
+    proto = tensor_proto.to_proto(array)
+    assert proto.ListFields() and getattr(proto, field) and not proto.tensor_content
+    assert proto.dtype == tf.make_tensor_proto(array).dtype            # TensorFlow's own enum for the dtype
+    back = tf.make_ndarray(proto)                                     # as a client reads it
+    assert back.dtype == array.dtype and back.shape == array.shape and (back == array).all()
+    assert tensor_proto.dtype_enum(array) == proto.dtype
+    assert (tensor_proto.to_array(proto, "x") == array).all()
+
+
+def test_more_typed_values_than_the_shape_holds_are_cut_and_fewer_repeat_the_last():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.5, 2.5, 3.5])
+    proto.tensor_shape.dim.add(size=2)
+    assert tensor_proto.to_array(proto, "x").tolist() == [1.5, 2.5]
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_COMPLEX64, scomplex_val=[1, 2, 3, 4, 5, 6])
+    proto.tensor_shape.dim.add(size=1)
+    assert tensor_proto.to_array(proto, "x").tolist() == [1 + 2j]
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64, int64_val=[4])
+    proto.tensor_shape.dim.add(size=3)
+    assert tensor_proto.to_array(proto, "x").tolist() == [4, 4, 4]
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=np.zeros(3, np.float32).tobytes())
+    proto.tensor_shape.dim.add(size=2)                              # a content of the wrong size is refused
+    with pytest.raises(ServingError, match="tensor parsing error: x"):
+        tensor_proto.to_array(proto, "x")
