@@ -46,9 +46,13 @@ def _escape(value) -> str:
 
 
 def _number(value: float) -> str:
-    if float(value).is_integer():
-        return str(int(value))
-    return format(float(value), ".10g")
+    """A double as absl::StrCat writes it in TF Serving's exporter (six significant digits: 1102, 1.27482e+06)."""
+    return "%g" % value
+
+
+def _sample_text(name: str, value) -> str:
+    """Counts (int64 in TF Serving) in full; a histogram's sum, a double, as :func:`_number`."""
+    return _number(value) if name.endswith("_sum") else str(int(value))
 
 
 class _Histogram:
@@ -85,7 +89,8 @@ class Metrics:
             self.request_count[key] = self.request_count.get(key, 0) + 1
             if status == "OK" and api is not None and latency_us is not None:
                 key = (("model_name", model_name), ("API", api), ("entrypoint", entrypoint))
-                self._observe(self.request_latency, key, LATENCY_BUCKETS, latency_us)
+                # RecordRequestLatency takes absl::ToInt64Microseconds(latency): whole microseconds
+                self._observe(self.request_latency, key, LATENCY_BUCKETS, int(latency_us))
 
     def batch_input(self, labels: dict, size: int) -> None:
         with self._lock:
@@ -120,7 +125,7 @@ class Metrics:
         lines = []
         for family in self.registry.collect():
             lines.append(f"# TYPE {family.name} {family.type}")
-            lines += [f"{sample.name}{_labels(sample.labels.items())} {_number(sample.value)}"
+            lines += [f"{sample.name}{_labels(sample.labels.items())} {_sample_text(sample.name, sample.value)}"
                       for sample in family.samples]
         return "\n".join(lines) + "\n"
 

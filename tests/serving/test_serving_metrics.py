@@ -24,9 +24,18 @@ def test_each_server_has_its_own_registry_and_prometheus_parses_the_page():
         ":tensorflow:serving:batching:batch_size": "histogram",
         ":tensorflow:serving:batching:processed_batch_size_v2": "counter"}
     latency = {(s.name, s.labels.get("le")): s.value for s in families[":tensorflow:serving:request_latency"].samples}
-    assert latency[(":tensorflow:serving:request_latency_bucket", "1101.996058")] == 0
-    assert latency[(":tensorflow:serving:request_latency_bucket", "1983.592904")] == 1
-    assert latency[(":tensorflow:serving:request_latency_sum", None)] == 1234.5
+    # bucket limits and sums as absl::StrCat(double) writes them (six significant digits); whole microseconds
+    assert latency[(":tensorflow:serving:request_latency_bucket", "1102")] == 0
+    assert latency[(":tensorflow:serving:request_latency_bucket", "1983.59")] == 1
+    assert latency[(":tensorflow:serving:request_latency_bucket", "1.27482e+06")] == 1
+    assert latency[(":tensorflow:serving:request_latency_sum", None)] == 1234
+    assert ':tensorflow:serving:request_latency_sum{model_name="letters",API="predict",entrypoint="REST"} 1234\n' \
+        in text
+    second.request("letters", "OK", "predict", 2_500_000.9)
+    assert ':tensorflow:serving:request_latency_sum{model_name="letters",API="predict",entrypoint="REST"} ' \
+        '2.5e+06\n' in second.render()
+    second.request("letters", "OK", "predict", 1234.5)
+    assert 'entrypoint="REST"} 2.50123e+06\n' in second.render()
     processed = families[":tensorflow:serving:batching:processed_batch_size_v2"].samples
     assert [(s.labels, s.value) for s in processed] == [(dict(LABELS, batch_size="4"), 1)]
     # the registry is an ordinary prometheus_client one: its standard exposition has the same samples
