@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import Metric
 LATENCY_BUCKETS = [10 * 1.8 ** i for i in range(33)]    # Buckets::Exponential(10, 1.8, 33)
 INPUT_BATCH_BUCKETS = [2 ** i for i in range(14)]        # Buckets::Exponential(1, 2, 14)
 BATCH_SIZE_BUCKETS = [1.5 ** i for i in range(20)]       # Buckets::Exponential(1, 1.5, 20)
+EXAMPLE_COUNT_BUCKETS = [2 ** i for i in range(15)]      # Buckets::Exponential(1, 2, 15)
 
 
 def prometheus_name(name: str) -> str:
@@ -79,6 +80,9 @@ class Metrics:
         self.processed_batch_size: dict[tuple, int] = {}
         self.batch_size: dict[tuple, _Histogram] = {}
         self.input_batch_size: dict[tuple, _Histogram] = {}
+        self.runtime_latency: dict[tuple, _Histogram] = {}
+        self.example_counts: dict[tuple, _Histogram] = {}
+        self.example_count_total: dict[tuple, int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -91,6 +95,19 @@ class Metrics:
                 key = (("model_name", model_name), ("API", api), ("entrypoint", entrypoint))
                 # RecordRequestLatency takes absl::ToInt64Microseconds(latency): whole microseconds
                 self._observe(self.request_latency, key, LATENCY_BUCKETS, int(latency_us))
+
+    def runtime(self, model_name: str, api: str, latency_us: float) -> None:
+        """RecordRuntimeLatency: the model run's wall time, for Predict, Classify and Regress (runtime "TF1")."""
+        with self._lock:
+            key = (("model_name", model_name), ("API", api), ("runtime", "TF1"))
+            self._observe(self.runtime_latency, key, LATENCY_BUCKETS, int(latency_us))
+
+    def examples(self, model_name: str, count: int) -> None:
+        """RecordRequestExampleCount: the tf.Examples of a MultiInference request."""
+        with self._lock:
+            key = (("model", model_name),)
+            self._observe(self.example_counts, key, EXAMPLE_COUNT_BUCKETS, count)
+            self.example_count_total[key] = self.example_count_total.get(key, 0) + count
 
     def batch_input(self, labels: dict, size: int) -> None:
         with self._lock:
@@ -116,6 +133,9 @@ class Metrics:
         with self._lock:
             yield from self._counter("/tensorflow/serving/request_count", self.request_count)
             yield from self._histogram("/tensorflow/serving/request_latency", self.request_latency)
+            yield from self._histogram("/tensorflow/serving/runtime_latency", self.runtime_latency)
+            yield from self._histogram("/tensorflow/serving/request_example_counts", self.example_counts)
+            yield from self._counter("/tensorflow/serving/request_example_count_total", self.example_count_total)
             yield from self._histogram("/tensorflow/serving/batching/input_batch_size_v2", self.input_batch_size)
             yield from self._histogram("/tensorflow/serving/batching/batch_size", self.batch_size)
             yield from self._counter("/tensorflow/serving/batching/processed_batch_size_v2",

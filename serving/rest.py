@@ -168,7 +168,7 @@ class RestApi:
             arrays = tensors.columnar_to_arrays(document["inputs"], dtypes)
         else:
             raise invalid("Missing 'inputs' or 'instances' key")
-        outputs = await self._run(servable, signature_name, arrays)
+        outputs = await self._run(servable, signature_name, arrays, "Predict", name)
         if not has_instances:
             answer = tensors.columnar_response(outputs)
         elif isinstance(outputs, BatchOutputs):     # the JSON rows of the whole batch, formatted once
@@ -187,7 +187,8 @@ class RestApi:
         servable = self.resolve(name, version, label)
         signature_name = document.get("signature_name", "") or inference.DEFAULT_SIGNATURE
         inference.example_signature(servable, signature_name, verb)
-        outputs = await self._run(servable, signature_name, inference.examples_batch(examples))
+        outputs = await self._run(servable, signature_name, inference.examples_batch(examples), verb.capitalize(),
+                                  name)
         if verb == "classify":
             answer = tensors.classify_response(outputs.get("classes"), outputs.get("scores"))
         else:
@@ -198,7 +199,14 @@ class RestApi:
             examples, outputs))
         return answer
 
-    async def _run(self, servable, signature_name: str, arrays: dict) -> dict:
+    async def _run(self, servable, signature_name: str, arrays: dict, api: str, model_name: str) -> dict:
+        """The model run (Predict, Classify or Regress); its wall time is the runtime latency metric."""
+        started = time.perf_counter()
+        outputs = await self._run_within_timeout(servable, signature_name, arrays)
+        self.metrics.runtime(model_name, api, (time.perf_counter() - started) * 1e6)
+        return outputs
+
+    async def _run_within_timeout(self, servable, signature_name: str, arrays: dict) -> dict:
         future = self.runner(servable, signature_name, arrays)
         if self.timeout is None:
             return await future

@@ -5,6 +5,8 @@ One module-scoped server: ``letters`` (versions 1 and 2 of the tiny model, label
 """
 import core  # noqa: F401  (before TensorFlow)
 
+import re
+
 import grpc
 import numpy as np
 import pytest
@@ -287,6 +289,23 @@ def test_metrics_count_grpc_calls(predict_stub, running):
     assert status == 200
     assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"}' in text
     assert ':tensorflow:serving:request_latency_count{model_name="letters",API="Predict",entrypoint="GRPC"}' in text
+    # the model run alone (RecordRuntimeLatency), and the tf.Examples of a MultiInference (RecordRequestExampleCount)
+    assert ':tensorflow:serving:runtime_latency_count{model_name="letters",API="Predict",runtime="TF1"}' in text
+    def example_metrics():
+        text = testing.RestClient(running.url).request("GET", "/metrics")[2].decode()
+        found = dict(re.findall(r':tensorflow:serving:request_example_count(?:s_bucket|_total)\{model="scorer"'
+                                r'(?:,le="(\d+)")?\} (\d+)\n', text))
+        return {key or "total": int(value) for key, value in found.items()}
+
+    before = example_metrics()
+    request = inference_pb2.MultiInferenceRequest()
+    task = request.tasks.add(method_name="tensorflow/serving/classify")
+    task.model_spec.name = "scorer"
+    examples_input(request.input, 0.5, 0.25, 0.75)
+    predict_stub.MultiInference(request, timeout=TIMEOUT)
+    after = example_metrics()
+    grew = {key: after[key] - before.get(key, 0) for key in after}
+    assert grew["total"] == 3 and grew["2"] == 0 and grew["4"] == 1 and grew["16384"] == 1   # 3 examples: le="4"
 
 
 # ----------------------------------------------------------------------------------- load and limits
