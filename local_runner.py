@@ -223,9 +223,15 @@ def feedback_copies(config: Config, feedback_root: str | None) -> int:
 
 
 def describe_feedback_copies(config: Config, feedback_root: str) -> str:
+    """The copies of each feedback image, why, and the share of the training images they make (a few images
+    stay a small share even at the cap)."""
+    from components.image_example_gen import count_candidates
     copies = feedback_copies(config, feedback_root)
     why = "chosen" if config.feedback_repeat else f"{configs.feedback_rule()}; --feedback-repeat N to choose"
-    return f"Feedback: each image trained {copies} time{'s' if copies != 1 else ''} per epoch ({why})"
+    feedback = count_candidates(feedback_root) * copies
+    total = round(count_candidates(config.data_root) * train_share(config)) + feedback
+    share = f"; {feedback:,} of about {total:,} training images, {feedback / total:.0%}" if total else ""
+    return f"Feedback: each image trained {copies} time{'s' if copies != 1 else ''} per epoch ({why}{share})"
 
 
 def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:

@@ -174,7 +174,7 @@ def main(argv=None) -> int:
           f"top-1 {metrics['top1']:.4f}  top-3 {metrics['top3']:.4f}")
     print("lowest recall: " + ", ".join(f"{n} {r:.2f}" for n, r in weakest))
     if args.out:
-        print(f"wrote {args.out}/metrics.json, confusion_matrix.png, worst_errors.png")
+        print(f"wrote {os.path.join(args.out, 'metrics.json')}, confusion_matrix.png, worst_errors.png")
     return 0
 
 

@@ -21,6 +21,10 @@ from pipeline.flags import defaults_from_env
 from serving.client import RestConnection, ServingUnavailable, version_states
 
 
+MONITORING_CONFIG = configs.PROJECT_ROOT / "serving" / "deploy" / "monitoring.config"   # the deployment's own
+PROMETHEUS_PATH = "/monitoring/prometheus/metrics"                                   # its path
+
+
 def _wait_until_up(base_url: str, path: str, proc: subprocess.Popen, what: str, timeout: float) -> object:
     """Polls ``GET base_url + path`` until it answers 200; returns the decoded body."""
     connection = RestConnection(base_url, timeout=2)
@@ -69,7 +73,8 @@ def main(argv=None) -> int:
     serving_cmd = [sys.executable, "-m", "serving", f"--rest_api_port={args.serving_port}", f"--port={args.grpc_port}",
                    "--file_system_poll_wait_seconds=2", "--enable_batching=true",
                    f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=2",
-                   "--allow_version_labels_for_unavailable_models=true"]   # labels in the startup config
+                   "--allow_version_labels_for_unavailable_models=true",   # labels in the startup config
+                   f"--monitoring_config_file={MONITORING_CONFIG}"]          # Prometheus, for letters-monitor
     web_cmd = [sys.executable, "-m", "web", f"--port={args.web_port}", f"--tf-serving-url={serving_url}",
                f"--request-log-dir={defaults.request_log_dir}",
                f"--model-name={configs.MODEL_NAME}"]
@@ -83,7 +88,8 @@ def main(argv=None) -> int:
         _wait_until_up(web_url, "/healthz", procs[1], "the web client", 60)
         grpc = f", gRPC 127.0.0.1:{args.grpc_port}" if args.grpc_port else ""
         print(f"\nModel server (TF Serving REST API): {serving_url}/v1/models/{configs.MODEL_NAME}{grpc} "
-              f"(version {versions}, batching on)\nWeb client: {web_url}\nCtrl-C stops both.", flush=True)
+              f"(version {versions}, batching on; Prometheus: {serving_url}{PROMETHEUS_PATH})\n"
+              f"Web client: {web_url}\nCtrl-C stops both.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(proc.poll() is None for proc in procs):
             time.sleep(0.5)

@@ -216,9 +216,9 @@ def test_the_runner_estimates_the_budget_before_the_pipeline_from_the_files(tmp_
                                          str(feedback)).train_images == 97 + 5
     assert local_runner.describe_feedback_copies(config.replace(train_buckets=9), str(feedback)) == (
         "Feedback: each image trained 8 times per epoch (copies that make the feedback about 35% of the training "
-        "images, 1 to 8 each; --feedback-repeat N to choose)")
+        "images, 1 to 8 each; --feedback-repeat N to choose; 40 of about 137 training images, 29%)")
     assert local_runner.describe_feedback_copies(config.replace(feedback_repeat=1), str(feedback)) == (
-        "Feedback: each image trained 1 time per epoch (chosen)")
+        "Feedback: each image trained 1 time per epoch (chosen; 5 of about 91 training images, 5%)")
     chosen = local_runner.estimated_budget(config.replace(epochs=3))
     assert chosen.describe(estimated=True) == \
         "training budget: 3 epochs × 3 steps = 9 steps (epochs chosen; about 86 training images)"
