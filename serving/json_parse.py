@@ -39,11 +39,16 @@ def parse_json(body: bytes):
         raise invalid(f"JSON Parse error: The document is empty. at offset: {start}")
     surrogate = _lone_high_surrogate(text) if "\\u" in text else None
     edits: list = []
-    parsed = text
-    if "Inf" in text or "-NaN" in text:
-        parsed, edits = _with_rapidjson_constants(text)
     try:
-        value, _ = _DECODER.raw_decode(parsed, start)
+        try:
+            value, _ = _DECODER.raw_decode(text, start)
+        except json.JSONDecodeError as exc:
+            # Only a document that holds Inf, -Inf or -NaN is rewritten (a scan of the whole text, so not on the
+            # common path: base64 strings often contain "Inf").
+            if not (exc.msg.startswith("Expecting value") and text.startswith(("Inf", "-Inf", "-NaN"), exc.pos)):
+                raise
+            parsed, edits = _with_rapidjson_constants(text)
+            value, _ = _DECODER.raw_decode(parsed, start)
         if surrogate is not None:
             raise json.JSONDecodeError("surrogate", text, surrogate)
     except RecursionError:
