@@ -287,11 +287,15 @@ class ModelManager:
                  self.name, version, time.monotonic() - started, servable.warmup_requests)
 
     def _unload_unaspired(self) -> None:
+        """AvailabilityPreservingPolicy::GetNextAction, repeated until it has nothing to unload: the lowest ready
+        version no longer aspired goes when no version is aspired, when an aspired one is ready, or while more
+        than one such version is ready (so one old version keeps serving while the new ones load)."""
         with self._lock:
             ready_aspired = any(v in self.servables for v in self.aspired)
-            if not (ready_aspired or not self.aspired):
+            unaspired = sorted(v for v in self.servables if v not in self.aspired)
+            doomed = unaspired if ready_aspired or not self.aspired else unaspired[:-1]
+            if not doomed:
                 return
-            doomed = [v for v in self.servables if v not in self.aspired]
             for version in doomed:
                 self.records[version].state = State.UNLOADING
         for version in doomed:

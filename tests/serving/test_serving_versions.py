@@ -227,3 +227,30 @@ def test_startup_polls_a_missing_base_path_once_per_poll_interval(tmp_path, capl
     assert waits == [7, 7, 7]
     warnings = [r for r in caplog.records if "Could not find base path" in r.getMessage()]
     assert len(warnings) == 3
+
+
+def test_one_old_version_keeps_serving_while_newer_ones_fail(tmp_path):
+    """AvailabilityPreservingPolicy: with two versions aspired (latest 2) and neither ready, the lowest of the
+    versions no longer aspired is unloaded and one keeps serving (both stayed loaded before)."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    testing.publish_version(base, 2)
+    config = text_format.Parse(testing.labelled_config_text(base, {}, num_versions=2),
+                               model_server_config_pb2.ModelServerConfig())
+    core = versions.ServerCore(config_lib.ServerOptions(model_name="letters", model_base_path=base,
+                                                        max_num_load_retries=0))
+    core.apply_config(config)
+    core.poll()
+    manager = core.manager("letters")
+    assert sorted(manager.available_versions()) == [1, 2]
+    testing.publish_version(base, 3, broken=True)
+    testing.publish_version(base, 4, broken=True)
+    core.poll()
+    core.poll()
+    assert manager.available_versions() == [2]
+    assert {v: versions.State.Name(r.state) for v, r in manager.records.items()} == {
+        1: "END", 2: "AVAILABLE", 3: "END", 4: "END"}
+    manager.unload_all()
