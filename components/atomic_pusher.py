@@ -13,6 +13,7 @@ version early fails to load it and retries once the copy is complete.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from tfx.utils import io_utils, proto_utils
 
 PUSH_RECORD = os.path.join("assets.extra", "push_record.json")
 INCOMING_PREFIX = ".incoming-"
+INT64_MAX = 2 ** 63 - 1   # TF Serving parses a version folder's name as int64; larger names are never served
 
 
 def model_fingerprint(model_dir: str) -> str:
@@ -67,7 +69,7 @@ def pushed_versions(base: str) -> dict[int, dict]:
         return versions
     for name in fileio.listdir(base):
         name = name.rstrip("/")
-        if not name.isdigit():
+        if not name.isdigit() or int(name) > INT64_MAX:   # TF Serving parses version names as int64
             continue
         record_path = os.path.join(base, name, PUSH_RECORD)
         record = {}
@@ -89,23 +91,50 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
         if record.get("fingerprint") == fingerprint:
             return version, False
     version = max([int(time.time())] + [v + 1 for v in existing])
+    if version > INT64_MAX:
+        raise ValueError(f"{base}: no version number left below 2^63 (TF Serving's limit) after "
+                         f"{max(existing)}; remove that version folder")
     fileio.makedirs(base)
-    final = os.path.join(base, str(version))
     object_store = "://" in base
-    target = final if object_store else os.path.join(base, f"{INCOMING_PREFIX}{version}-{os.getpid()}")
+    target = os.path.join(base, str(version)) if object_store else \
+        os.path.join(base, f"{INCOMING_PREFIX}{version}-{os.getpid()}")
     if fileio.exists(target):
         fileio.rmtree(target)
-    io_utils.copy_dir(model_dir, target, deny_regex_patterns=[r"saved_model\.pb"])
     record = {"version": version, "fingerprint": fingerprint, "model": model_dir,
               "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     record.update(extra_record or {})
-    fileio.makedirs(os.path.join(target, os.path.dirname(PUSH_RECORD)))
-    with fileio.open(os.path.join(target, PUSH_RECORD), "w") as f:
-        f.write(json.dumps(record, indent=2))
-    io_utils.copy_file(os.path.join(model_dir, "saved_model.pb"), os.path.join(target, "saved_model.pb"))
-    if not object_store:
-        fileio.rename(target, final)
+    try:
+        io_utils.copy_dir(model_dir, target, deny_regex_patterns=[r"saved_model\.pb"])
+        _write_record(target, record)
+        io_utils.copy_file(os.path.join(model_dir, "saved_model.pb"), os.path.join(target, "saved_model.pb"))
+        if not object_store:
+            version = _rename_to_free_version(target, base, version, record)
+    except BaseException:
+        if not object_store and fileio.exists(target):   # a staging folder nobody else would ever remove
+            fileio.rmtree(target)
+        raise
     return version, True
+
+
+def _write_record(folder: str, record: dict) -> None:
+    fileio.makedirs(os.path.join(folder, os.path.dirname(PUSH_RECORD)))
+    with fileio.open(os.path.join(folder, PUSH_RECORD), "w") as f:
+        f.write(json.dumps(record, indent=2))
+
+
+def _rename_to_free_version(staging: str, base: str, version: int, record: dict, attempts: int = 20) -> int:
+    """Renames the complete staging folder to ``<base>/<version>``; when another push took that number in the
+    meantime (two runs in one second), the next free one, its record rewritten to match."""
+    for _ in range(attempts):
+        try:
+            os.rename(staging, os.path.join(base, str(version)))
+            return version
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        version = max([version + 1] + [v + 1 for v in pushed_versions(base)])
+        _write_record(staging, dict(record, version=version))
+    raise RuntimeError(f"{base}: could not find a free version number after {attempts} attempts")
 
 
 class Executor(pusher_executor.Executor):

@@ -48,3 +48,46 @@ def test_object_store_push_writes_saved_model_last_into_the_version(tmp_path):
     assert tf.io.gfile.listdir(base) == [str(version)] or tf.io.gfile.listdir(base) == [f"{version}/"]
     assert tf.io.gfile.exists(f"{base}/{version}/saved_model.pb")
     assert tf.io.gfile.exists(f"{base}/{version}/variables/variables.index")
+
+
+def test_a_version_taken_meanwhile_moves_the_push_to_the_next_number(tmp_path, monkeypatch):
+    """Two pushes in one second choose the same number; the one that renames second takes the next free number
+    (its record says so) instead of failing and leaving its staging folder behind."""
+    import json
+    import time as time_module
+
+    base = tmp_path / "serving dir"
+    now = int(time_module.time()) + 1000
+    monkeypatch.setattr(atomic_pusher.time, "time", lambda: now)
+    real_rename = os.rename
+
+    def rename(src, dst):       # the other push publishes the same number just before this one renames
+        if not os.path.exists(dst) and os.path.basename(dst) == str(now):
+            os.makedirs(os.path.join(dst, "variables"))
+            open(os.path.join(dst, "saved_model.pb"), "wb").close()
+        real_rename(src, dst)
+
+    monkeypatch.setattr(atomic_pusher.os, "rename", rename)
+    version, copied = atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
+    assert copied and version == now + 1
+    assert sorted(os.listdir(base)) == [str(now), str(now + 1)]          # no staging folder left
+    record = json.loads((base / str(version) / atomic_pusher.PUSH_RECORD).read_text())
+    assert record["version"] == version
+
+
+def test_failed_push_leaves_no_staging_folder_and_huge_names_are_not_versions(tmp_path, monkeypatch):
+    base = tmp_path / "serving"
+    (base / "99999999999999999999").mkdir(parents=True)     # past int64: TF Serving never serves it
+    assert atomic_pusher.pushed_versions(str(base)) == {}
+
+    def broken_copy(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic_pusher.io_utils, "copy_file", broken_copy)
+    try:
+        atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
+    except OSError as err:
+        assert err.errno == 28
+    else:
+        raise AssertionError("the push should have failed")
+    assert os.listdir(base) == ["99999999999999999999"]
