@@ -15,6 +15,8 @@ pointed at before its last promotion (recorded in ``<config>.history.json``).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import sys
@@ -175,6 +177,19 @@ def ensure_config(config_file: str, serving_dir: str, model_name: str = configs.
     return True
 
 
+@contextlib.contextmanager
+def _exclusive(config_file: str):
+    """One label change at a time per models.config (``<config>.lock``, flock): two promotes at once each read
+    the config and the history and wrote them back, and one change was lost."""
+    os.makedirs(os.path.dirname(os.path.abspath(config_file)), exist_ok=True)
+    with open(config_file + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str = configs.MODEL_NAME,
               record: bool = True, server_url: str | None = None, timeout: float = 120.0) -> int | None:
     """Points ``label`` at ``version``; returns the version it pointed at before (None if unset).
@@ -183,6 +198,12 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
     this happens in two steps, as TF Serving's documentation describes: first the version is added to the
     served versions and the label change waits until the server reports it AVAILABLE, then the label moves.
     """
+    with _exclusive(config_file):
+        return _set_label(config_file, label, version, serving_dir, model_name, record, server_url, timeout)
+
+
+def _set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str, record: bool,
+               server_url: str | None, timeout: float = 120.0) -> int | None:
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
     if version not in pushed_versions(serving_dir):
@@ -219,15 +240,29 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
 
 def rollback(config_file: str, label: str, serving_dir: str, model_name: str = configs.MODEL_NAME,
              server_url: str | None = None) -> int:
-    """Moves ``label`` back to where its newest still-effective promotion found it; returns that version."""
+    """Moves ``label`` back to where its newest still-effective promotion found it; returns that version. Refused
+    when the label is no longer where that promotion put it (an interrupted or hand-made change): rolling back
+    from there would go to the wrong version."""
+    with _exclusive(config_file):
+        return _rollback(config_file, label, serving_dir, model_name, server_url)
+
+
+def _rollback(config_file: str, label: str, serving_dir: str, model_name: str, server_url: str | None) -> int:
     history = _read_history(config_file)
     for i in range(len(history) - 1, -1, -1):
         entry = history[i]
         if entry["label"] == label and not entry.get("rolled_back"):
             if entry["previous"] is None:
                 raise ValueError(f"label {label!r} had no version before {entry['version']}: nothing to roll back to")
-            set_label(config_file, label, entry["previous"], serving_dir, model_name, record=False,
-                      server_url=server_url)
+            model = _model_config(load_config(config_file), model_name, create=False) \
+                if os.path.exists(config_file) else None
+            current = model.version_labels.get(label) if model is not None else None
+            if current != entry["version"]:
+                raise ValueError(f"label {label!r} is on version {current} in {config_file}, but its last promotion "
+                                 f"in {_history_path(config_file)} put it on {entry['version']}: the two are out of "
+                                 "step (an interrupted or hand-made change); promote the version you want instead")
+            _set_label(config_file, label, entry["previous"], serving_dir, model_name, record=False,
+                       server_url=server_url)
             entry["rolled_back"] = True
             atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
             return entry["previous"]

@@ -126,3 +126,50 @@ def test_promote_on_a_live_server_waits_for_the_version_over_one_connection(tmp_
             assert time.monotonic() < deadline, answer
             time.sleep(0.2)
         assert answer[1]["model_spec"]["version"] == "1"
+
+
+def test_two_promotes_at_once_both_land(tmp_path, monkeypatch):
+    """Each promote reads models.config and its history and writes both back: without the lock, two at once lost
+    one label or one history entry (18 of 20 tries), here made certain by a pause between the read and the write."""
+    import json
+    import threading
+
+    serving_dir, (v1, v2) = pushed(tmp_path, n=2)
+    config_file = str(tmp_path / "models" / "models.config")
+    real_load = releases.load_config
+
+    def slow_load(path):
+        config = real_load(path)
+        time.sleep(0.3)
+        return config
+
+    monkeypatch.setattr(releases, "load_config", slow_load)
+    releases.ensure_config(config_file, str(serving_dir))
+    threads = [threading.Thread(target=releases.set_label, args=(config_file, label, version, str(serving_dir)))
+               for label, version in (("stable", v1), ("canary", v2))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (model,) = real_load(config_file).model_config_list.config
+    assert dict(model.version_labels) == {"stable": v1, "canary": v2}
+    history = json.loads((tmp_path / "models" / "models.config.history.json").read_text())
+    assert sorted((e["label"], e["version"]) for e in history) == [("canary", v2), ("stable", v1)]
+
+
+def test_rollback_refuses_when_the_label_and_its_history_are_out_of_step(tmp_path, capsys):
+    """A change cut between the config and the history (or made by hand) leaves the label where its last recorded
+    promotion did not put it; rolling back from there would pick the wrong version."""
+    import json
+
+    serving_dir, (v1, v2, v3) = pushed(tmp_path, n=3)
+    common = ["--serving-dir", str(serving_dir), "--server-url", f"http://127.0.0.1:{testing.free_port()}"]
+    for version in (v1, v2, v3):
+        assert releases.main(["promote", str(version), "--label", "stable", *common]) == 0
+    history_file = tmp_path / "models" / "models.config.history.json"
+    history = json.loads(history_file.read_text())
+    history_file.write_text(json.dumps(history[:-1]))          # the v2 -> v3 entry never written
+    code, err = run(["rollback", "--label", "stable", *common], capsys)
+    assert code == 2 and f"is on version {v3}" in err and f"put it on {v2}" in err
+    (model,) = releases.load_config(str(tmp_path / "models" / "models.config")).model_config_list.config
+    assert model.version_labels["stable"] == v3                 # unchanged
