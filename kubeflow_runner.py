@@ -93,7 +93,7 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
     beam.add_argument("--temp-location", default=None, help="Dataflow: gs://… for temporary files")
     beam.add_argument("--dataflow-image", default=None,
                       help="Dataflow worker image (docker build --target dataflow-worker); default: <image>-dataflow")
-    beam.add_argument("--max-num-workers", type=int, default=None, help="Dataflow: autoscaling ceiling")
+    beam.add_argument("--max-num-workers", type=flags.positive_int, default=None, help="Dataflow: autoscaling ceiling")
     beam.add_argument("--service-account", default=None, help="Dataflow: worker service account email")
     beam.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                       help="extra Beam option passed through as is (repeatable; write --beam-arg=--foo=bar). "
@@ -126,10 +126,17 @@ def beam_pipeline_args(args: argparse.Namespace, config: Config) -> list[str]:
     return configs.beam_pipeline_args(config) + list(args.beam_arg)
 
 
+DATAFLOW_ONLY = ("project", "region", "temp_location", "dataflow_image", "max_num_workers", "service_account")
+
+
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     defaults = flags.defaults_from_env()
     parser = build_parser(defaults)
     args = parser.parse_args(argv)
+    dataflow_only = [f"--{name.replace('_', '-')}" for name in DATAFLOW_ONLY if getattr(args, name) is not None]
+    if dataflow_only and not args.dataflow:
+        parser.error(f"{', '.join(dataflow_only)} only apply with --dataflow (the Beam work would run in the "
+                     "pods' DirectRunner and they would be ignored)")
     config = defaults.replace(
         pipeline_root=flags.absolute(args.pipeline_root), data_root=flags.absolute(args.data_root),
         pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root else "",

@@ -56,6 +56,22 @@ def check_architecture(name: str) -> str:
     return name
 
 
+DEFAULT_WIDTHS = {"resnet": "32,48,96,192", "vgg": "24,48,96,160"}   # channels per stage (models.network)
+
+
+def check_network(architecture: str, image_size: int, widths: str = "") -> None:
+    """ValueError for a network ``models.network`` cannot build, said before any data is read: a resnet needs a stem
+    width and at least one stage width; each 2×2 max pooling needs at least 2 pixels (one after the resnet's stem,
+    one after each VGG stage but the last)."""
+    parsed = parse_widths(widths or DEFAULT_WIDTHS[check_architecture(architecture)])
+    if architecture == "resnet" and len(parsed) < 2:
+        raise ValueError(f"a resnet needs a stem width and at least one stage width, got conv widths {widths!r}")
+    pools = 1 if architecture == "resnet" else len(parsed) - 1
+    if image_size < 2 ** pools:
+        raise ValueError(f"image size {image_size} is too small for the {architecture} with {len(parsed)} widths: its "
+                         f"{pools} 2×2 poolings need at least {2 ** pools} px")
+
+
 def parse_widths(text: str) -> tuple[int, ...]:
     """"32,48,96" → (32, 48, 96); ValueError unless positive integers separated by commas."""
     try:
@@ -154,9 +170,6 @@ class Config:
     beam_workers: int = 0                # 0 = number of CPU cores
 
     def __post_init__(self):
-        check_architecture(self.architecture)
-        if self.conv_widths:
-            parse_widths(self.conv_widths)
         for name, low, high, low_open in _RANGES:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -164,6 +177,7 @@ class Config:
                 bound = f"> {low}" if low_open else f">= {low}"
                 raise ValueError(f"{name} must be a number {bound}" + (f" and <= {high}" if high is not None else "")
                                  + f", got {value!r}")
+        check_network(self.architecture, self.image_size, self.conv_widths)
 
     @property
     def metadata_file(self) -> str:

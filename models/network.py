@@ -8,12 +8,11 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow as tf
 
 from core import keras_mode
-from core.configs import ARCHITECTURES, check_architecture, parse_widths  # noqa: F401  (re-exported)
+from core.configs import ARCHITECTURES, DEFAULT_WIDTHS, check_architecture, parse_widths  # noqa: F401  (re-exported)
 from core.labels import NUM_CLASSES
 
 keras_mode.skip_autograph_of_keras()   # the models built here train and export without re-writing Keras
 
-DEFAULT_WIDTHS = {"resnet": "32,48,96,192", "vgg": "24,48,96,160"}
 
 
 def _conv_bn(x, width: int, stride: int = 1, relu: bool = True):

@@ -103,6 +103,22 @@ def test_architecture_and_widths_are_checked_when_the_config_is_made():
     out = subprocess.run([sys.executable, str(ROOT / "local_runner.py")], capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, LETTERS_ARCHITECTURE="lenet"), timeout=120)
     assert out.returncode == 2 and "unknown architecture 'lenet'" in out.stderr
+    # a network models.network cannot build is refused with the config, before any data is read
+    with pytest.raises(ValueError, match="a resnet needs a stem width and at least one stage width"):
+        configs.Config(conv_widths="32")
+    with pytest.raises(ValueError, match="image size 1 is too small for the resnet"):
+        configs.Config(image_size=1)
+    with pytest.raises(ValueError, match="its 3 2×2 poolings need at least 8 px"):
+        configs.Config(architecture="vgg", image_size=4)
+    assert configs.Config(architecture="vgg", image_size=8).image_size == 8
+
+
+def test_the_metadata_path_comes_from_the_environment_unless_a_flag_says(monkeypatch, tmp_path):
+    import local_runner
+    monkeypatch.setenv("LETTERS_METADATA_PATH", str(tmp_path / "md.sqlite"))
+    assert local_runner.parse_args([])[0].metadata_file == str(tmp_path / "md.sqlite")
+    assert local_runner.parse_args(["--metadata-path", str(tmp_path / "x.sqlite")])[0].metadata_file == \
+        str(tmp_path / "x.sqlite")
 
 
 def test_the_training_budget_grows_with_the_training_images_within_bounds():

@@ -86,7 +86,7 @@ def parse_args(argv=None):
     if args.max_runs and not args.watch:
         parser.error("--max-runs needs --watch")
     args.pipeline_root = flags.absolute(args.pipeline_root)
-    metadata = flags.absolute(args.metadata_path) if args.metadata_path else ""
+    metadata = flags.absolute(args.metadata_path) if args.metadata_path else config.metadata_path
     config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,
                             feedback_dir=args.feedback_dir)
     return config, args, extra

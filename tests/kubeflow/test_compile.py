@@ -209,7 +209,11 @@ def test_command_line_errors_and_help():
 
     for argv in (["--dataflow", "--project", "p"],                       # no region / temp location
                  ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "/tmp/x"],
-                 ["--resources", "Trainer=cpu=lots"], ["--output", "spec.txt"], ["--epochs", "-1"]):
+                 ["--resources", "Trainer=cpu=lots"], ["--output", "spec.txt"], ["--epochs", "-1"],
+                 ["--project", "p", "--region", "r"],                  # Dataflow flags without --dataflow
+                 ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "gs://b/t",
+                  "--max-num-workers", "-5"],
+                 ["--conv-widths", "32"], ["--architecture", "vgg", "--image-size", "4"]):   # unbuildable networks
         with pytest.raises(SystemExit):
             kubeflow_runner.parse_args(argv)
     with pytest.raises(ValueError, match="no component named Trainr"):
