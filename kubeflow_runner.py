@@ -201,13 +201,19 @@ def write_spec(job: dict, path: str) -> None:
             yaml.safe_dump(spec, f, sort_keys=True)
 
 
+def local_path_notes(config: Config, args: argparse.Namespace) -> list[str]:
+    """A note for every path the pods read or write that is not a cluster URL."""
+    return [f"note: {name} {value} is a local path: pods can only use it if it is mounted there"
+            for name, value in (("--pipeline-root", config.pipeline_root), ("--data-root", config.data_root),
+                                ("--serving-dir", config.serving_dir), ("--feedback-root", args.feedback_root),
+                                ("--pretrain-root", config.pretrain_root), ("--base-model", config.base_model))
+            if value and not value.startswith(CLUSTER_SCHEMES)]
+
+
 def main(argv=None) -> int:
     config, args, beam, resources = parse_args(argv)
-    for name, value in (("--pipeline-root", config.pipeline_root), ("--data-root", config.data_root),
-                        ("--serving-dir", config.serving_dir), ("--feedback-root", args.feedback_root)):
-        if value and not value.startswith(CLUSTER_SCHEMES):
-            print(f"note: {name} {value} is a local path: pods can only use it if it is mounted there",
-                  file=sys.stderr)
+    for note in local_path_notes(config, args):
+        print(note, file=sys.stderr)
     job, notes = compile_spec(config, args.image, beam, resources, target=args.target,
                               enable_cache=not args.no_cache, display_name=args.display_name,
                               serving_validation=args.serving_validation, feedback_root=args.feedback_root)

@@ -95,7 +95,8 @@ TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runne
 }
 BEAM_FLAGS = {
     "beam_mode": "Beam DirectRunner running mode",
-    "beam_workers": "DirectRunner workers; 0 = CPU count",
+    "beam_workers": "DirectRunner workers for --beam-mode multi_processing / multi_threading (in_memory runs in one "
+                    "process and ignores it); 0 = CPU count",
 }
 CHOICES = {"architecture": configs.ARCHITECTURES, "beam_mode": BEAM_MODES}
 

@@ -216,6 +216,10 @@ def test_command_line_errors_and_help():
                  ["--conv-widths", "32"], ["--architecture", "vgg", "--image-size", "4"]):   # unbuildable networks
         with pytest.raises(SystemExit):
             kubeflow_runner.parse_args(argv)
+    config, args, _, _ = kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data",
+                                                     "--serving-dir", "gs://b/serving", "--pretrain-root", "/tmp/pre"])
+    assert kubeflow_runner.local_path_notes(config, args) == [
+        "note: --pretrain-root /tmp/pre is a local path: pods can only use it if it is mounted there"]
     with pytest.raises(ValueError, match="no component named Trainr"):
         spec_lib.apply_resources({"root": {"dag": {"tasks": {}}}}, {"Trainr": spec_lib.Resources(cpu="1")})
     out = subprocess.run([sys.executable, str(ROOT / "kubeflow_runner.py"), "--help"], cwd=ROOT,
