@@ -28,9 +28,10 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from serving.versions import version_number
+
 PUSH_RECORD = os.path.join("assets.extra", "push_record.json")
 INCOMING_PREFIX = ".incoming-"
-INT64_MAX = 2 ** 63 - 1   # TF Serving parses a version folder's name as int64; larger names are never served
 
 
 def model_fingerprint(model_dir: str) -> str:
@@ -69,7 +70,8 @@ def pushed_versions(base: str) -> dict[int, dict]:
         return versions
     for name in fileio.listdir(base):
         name = name.rstrip("/")
-        if not name.isdigit() or int(name) > INT64_MAX:   # TF Serving parses version names as int64
+        version = version_number(name)   # the server's own reading of a folder name (int64: larger never served)
+        if version is None:
             continue
         record_path = os.path.join(base, name, PUSH_RECORD)
         record = {}
@@ -79,7 +81,7 @@ def pushed_versions(base: str) -> dict[int, dict]:
                     record = _checked_record(json.loads(f.read()))
             except ValueError:
                 record = {}
-        versions[int(name)] = record
+        versions[version] = record
     return versions
 
 
@@ -91,7 +93,7 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
         if record.get("fingerprint") == fingerprint:
             return version, False
     version = max([int(time.time())] + [v + 1 for v in existing])
-    if version > INT64_MAX:
+    if version_number(str(version)) is None:
         raise ValueError(f"{base}: no version number left below 2^63 (TF Serving's limit) after "
                          f"{max(existing)}; remove that version folder")
     fileio.makedirs(base)

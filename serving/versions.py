@@ -113,6 +113,14 @@ class _VersionRecord:
         self.retry_at = 0.0
 
 
+def version_number(name: str) -> int | None:
+    """The version a folder name stands for, as ParseVersionNumber reads it (absl::SimpleAtoi into int64), or None."""
+    if not _VERSION_NAME.match(name):
+        return None
+    version = int(name)
+    return version if -_INT64_MAX - 1 <= version <= _INT64_MAX else None
+
+
 def list_versions(base_path: str, model_name: str) -> dict | None:
     """{version: path} of the integer-named children, or None if the base path cannot be read."""
     try:
@@ -122,10 +130,8 @@ def list_versions(base_path: str, model_name: str) -> dict | None:
         return None
     versions = {}
     for name in names:
-        if not _VERSION_NAME.match(name):
-            continue
-        version = int(name)
-        if not -_INT64_MAX - 1 <= version <= _INT64_MAX:
+        version = version_number(name)
+        if version is None:
             continue
         if version in versions:
             log.warning("Duplicate version directories detected: %s and %s (servable %s); using the first",
