@@ -1,5 +1,6 @@
-"""Request bodies parsed as TF Serving parses them: rapidjson 1.1 with ``kParseStopWhenDoneFlag |
-kParseNanAndInfFlag`` (``ParseJson`` in util/json_tensor.cc), on Python's JSON decoder.
+"""Request bodies parsed as TF Serving parses them: rapidjson 1.1 with ``kParseIterativeFlag |
+kParseNanAndInfFlag | kParseStopWhenDoneFlag`` (``ParseJson`` in util/json_tensor.cc, TF Serving 2.18.0 and
+later; ``serving/deploy`` runs 2.20.0), on Python's JSON decoder.
 
 What the two decoders do differently is mended here: rapidjson's error messages and offsets; a lone high
 surrogate escape (an error for rapidjson); ``Inf``, ``-Inf`` and ``-NaN`` (rapidjson takes them as numbers,

@@ -13,7 +13,7 @@ from serving import config as config_lib
 from serving.protos import BatchingParameters, MonitoringConfig
 
 DEPLOY = Path(configs.PROJECT_ROOT) / "serving" / "deploy"
-IMAGE = "tensorflow/serving:2.16.1"
+IMAGE = "tensorflow/serving:2.20.0"
 
 
 def load(name):
