@@ -31,6 +31,7 @@ from core import configs
 from core.files import atomic_write
 from core.configs import Config
 from pipeline.flags import defaults_from_env
+from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_states
 
 LABELS = ("stable", "canary")
@@ -206,11 +207,12 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
                server_url: str | None, timeout: float = 120.0) -> int | None:
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
-    if version not in pushed_versions(serving_dir):
+    folder = (serving_versions.list_versions(serving_dir, model_name) or {}).get(version)   # "007" is 7 too
+    if folder is None:
         raise ValueError(f"version {version} is not in {serving_dir}")
-    if not os.path.isfile(os.path.join(serving_dir, str(version), "saved_model.pb")):
-        raise ValueError(f"version {version} in {serving_dir} is incomplete (no saved_model.pb): a server cannot "
-                         "load it")
+    if not os.path.isfile(os.path.join(folder, "saved_model.pb")):
+        raise ValueError(f"version {version} in {serving_dir} ({os.path.basename(folder)}/) is incomplete (no "
+                         "saved_model.pb): a server cannot load it")
     history = _read_history(config_file) if record else []   # a damaged history stops us before any change
     config = load_config(config_file) if os.path.exists(config_file) else model_server_config_pb2.ModelServerConfig()
     model = _model_config(config, model_name, base_path=os.path.abspath(serving_dir))
