@@ -37,7 +37,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-root", default=None,
                    help="folder of <class_folder>/<image> files (default: generated data in "
-                        f"{defaults.data_root}, made if missing)")
+                        f"{defaults.data_root}, made if missing; a LETTERS_DATA_ROOT holding letters the generator "
+                        "did not write is read as this flag)")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root, help="where artifacts are written")
     p.add_argument("--metadata-path", default=None, help="ML Metadata SQLite file (default: <pipeline-root>/metadata.sqlite)")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
@@ -263,6 +264,13 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
 
 def main(argv=None) -> int:
     config, args = parse_args(argv)
+    builtin_root = flags.defaults_from_env().data_root   # LETTERS_DATA_ROOT's or data/generated
+    if args.data_root is None and os.environ.get("LETTERS_DATA_ROOT"):
+        from pipeline.generate_letters import generated_or_new
+        if flags.is_url(config.data_root) or not generated_or_new(config.data_root):   # as kubeflow_runner reads it
+            print(f"Data: LETTERS_DATA_ROOT={config.data_root} holds letters the generator did not write: they are "
+                  "trained on as with --data-root", flush=True)
+            args.data_root, builtin_root = config.data_root, Config().data_root
     if args.data_root is None:
         from pipeline.generate_letters import NoHebrewFontError, NotGeneratedFolder
         try:
@@ -284,7 +292,7 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"error: cannot create --pipeline-root {config.pipeline_root}: {err.strerror or err}", file=sys.stderr)
         return 2
-    config = choose_pretraining(config, args, flags.defaults_from_env().data_root)
+    config = choose_pretraining(config, args, builtin_root)
     if args.pretrain_root and config.pretrain_root and not usable_letters("--pretrain-root", config.pretrain_root,
                                                                           config):
         return 2

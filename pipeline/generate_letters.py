@@ -179,6 +179,12 @@ def _png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def generated_or_new(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is this generator's to write: missing, empty, or written by it before (its manifest)."""
+    out = Path(folder)
+    return not out.exists() or (out.is_dir() and ((out / MANIFEST).exists() or not any(out.iterdir())))
+
+
 def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[Face] | None = None,
              classes=CLASS_NAMES, progress=True, style: str = DEFAULT_STYLE) -> dict:
     """Writes ``per_class`` images for each class; returns the manifest. Re-uses an identical earlier run.
@@ -198,7 +204,7 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     if out.exists() and not out.is_dir():
         raise NotGeneratedFolder(f"{out} is a file, not a folder")
     manifest_path = out / MANIFEST
-    if out.is_dir() and not manifest_path.exists() and any(out.iterdir()):
+    if not generated_or_new(out):
         raise NotGeneratedFolder(f"{out} is not empty and was not written by this generator (no {MANIFEST}): "
                                  "refusing to replace what is there; choose a new or empty folder")
     faces = faces if faces is not None else require_faces()

@@ -259,3 +259,34 @@ def test_feedback_copies_refuse_negative_counts():
         configs.feedback_copies(-1, 10, 10)
     with pytest.raises(ValueError):
         configs.feedback_copies(0, 10, -1)
+
+
+def test_letters_data_root_holding_the_users_letters_is_their_data_as_for_kubeflow_runner(tmp_path, monkeypatch,
+                                                                                           capsys):
+    import local_runner
+    from pipeline import generate_letters
+    ran = []
+    monkeypatch.setattr(local_runner, "run", lambda config, **_: ran.append(config) or {})
+    made = local_runner.ensure_default_data
+
+    def ensure_default_data(config):   # the project's own data/generated is not touched
+        ran.append(("generated", config.data_root))
+        if config.data_root.startswith(str(tmp_path)):
+            made(config)
+    monkeypatch.setattr(local_runner, "ensure_default_data", ensure_default_data)
+    monkeypatch.setenv("LETTERS_GENERATE_PER_CLASS", "1")
+    mine = tmp_path / "mine"
+    generate_letters.generate(mine, per_class=1, seed=3, progress=False)
+    (mine / generate_letters.MANIFEST).unlink()                         # letters of the user's, not the generator's
+    monkeypatch.setenv("LETTERS_DATA_ROOT", str(mine))
+    common = ["--pipeline-root", str(tmp_path / "p"), "--no-feedback", "--quiet"]
+    assert local_runner.main(common) == 0
+    out = capsys.readouterr().out
+    assert f"LETTERS_DATA_ROOT={mine} holds letters the generator did not write" in out
+    builtin = configs.Config().data_root
+    assert ran[0] == ("generated", builtin)                            # pretrained on the built-in letters
+    assert ran[1].data_root == str(mine) and ran[1].pretrain_root == builtin and ran[1].epochs == 0   # sized
+    ran.clear()
+    monkeypatch.setenv("LETTERS_DATA_ROOT", str(tmp_path / "new"))     # where the built-in letters are to be made
+    assert local_runner.main(common) == 0
+    assert ran[0] == ("generated", str(tmp_path / "new")) and ran[1].pretrain_root == "" and ran[1].epochs
