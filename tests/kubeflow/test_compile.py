@@ -176,6 +176,14 @@ def test_vertex_target_keeps_the_resolver_and_the_example_gen_driver(config):
                                  "latest_blessed_model_resolver-model-resolver"]
     assert spec_lib.tasks(spec)["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"][
         "producerTask"] == "latest_blessed_model_resolver-model-resolver"
+    # The queries name no pipeline: every pipeline blessing models in the project and region shares one baseline
+    # (kubeflow/README.md, "The baseline on Vertex"); a TFX that scopes them changes these strings.
+    queries = {n: spec_lib.executor_of(spec, n)[1]["resolver"]["outputArtifactQueries"] for n in resolvers}
+    assert queries["latest_blessed_model_resolver-model-blessing-resolver"]["model_blessing"]["filter"] == (
+        'schema_title="tfx.ModelBlessing" AND state=LIVE AND metadata.blessed.number_value=1')
+    assert queries["latest_blessed_model_resolver-model-resolver"]["model"]["filter"] == (
+        'schema_title="tfx.Model" AND state=LIVE AND '
+        'name="{{$.inputs.artifacts[\'input\'].metadata[\'current_model_id\']}}"')
     hook = spec_lib.executor_of(spec, "ImageExampleGen")[1]["container"]["lifecycle"]["preCacheCheck"]
     assert hook["command"] == ["python", "-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
     assert spec_lib.tasks(spec)["ImageExampleGen"]["cachingOptions"]["enableCache"] is True
