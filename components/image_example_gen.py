@@ -3,8 +3,8 @@
 Input layout: ``<input_base>/<class_folder>/<image file>``, class folders named as in
 :data:`core.labels.CLASS_NAMES`. Each readable image becomes a tf.Example with
 
-* ``image_raw``  the encoded bytes (kept as they are, or re-encoded to PNG where TensorFlow's decoder
-  cannot read the format faithfully: see :mod:`core.image_io`),
+* ``image_raw``  the encoded bytes (kept as they are, or re-encoded to PNG, a lossy WebP to JPEG, where
+  TensorFlow's decoder cannot read the format faithfully: see :mod:`core.image_io`),
 * ``label``      int64 index in the fixed class list,
 * ``label_name`` the class folder name,
 * ``source``     the path relative to the input base.
@@ -192,7 +192,7 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
 
 def format_report(report: dict, max_files: int = 10) -> str:
     lines = [f"ExampleGen: {report['kept']} images kept, {report['skipped']} skipped "
-             f"({report['reencoded_to_png']} re-encoded to PNG) from {report['input_base']}"
+             f"({report['reencoded_to_png']} re-encoded for TensorFlow's decoder) from {report['input_base']}"
              + (f" including {report['feedback']} feedback images (all in train"
                 + (f", {report['feedback_repeat']} times each" if report.get("feedback_repeat", 1) > 1 else "") + ")"
                 if report.get("feedback") else "")]

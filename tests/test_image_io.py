@@ -89,6 +89,31 @@ def test_a_jpeg_with_a_second_picture_is_a_jpeg():
     assert np.abs(_tf_gray(data) - _gray(data)).max() <= 6
 
 
+def _photo(size=(800, 600), seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    base = (170 + 40 * np.sin(x / 90) + 30 * np.cos(y / 70))[..., None] * np.array([1, 0.95, 0.9])
+    return Image.fromarray(np.clip(base + rng.normal(0, 6, (size[1], size[0], 3)), 0, 255).astype(np.uint8))
+
+
+def test_a_lossy_webp_photo_becomes_a_jpeg_not_a_png_many_times_its_size():
+    photo = _photo()
+    data = png_bytes(photo, "WEBP", quality=90)
+    checked = image_io.check_image(data)
+    assert (checked.format, checked.reencoded, checked.data_format) == ("WEBP", True, "JPEG")
+    assert Image.open(io.BytesIO(checked.data)).format == "JPEG"
+    as_png = len(image_io.to_png(Image.open(io.BytesIO(data))))
+    assert len(checked.data) < 2.5 * len(data) and as_png > 5 * len(data), (len(data), len(checked.data), as_png)
+    assert np.abs(_tf_gray(checked.data) - _gray(data)).mean() < 2.5     # what the model reads is the photo
+    # Lossless WebP, and lossy WebP with transparency (JPEG has no alpha), stay PNG.
+    assert image_io.check_image(png_bytes(photo, "WEBP", lossless=True)).data_format == "PNG"
+    see_through = photo.convert("RGBA")
+    see_through.putalpha(Image.new("L", photo.size, 0))
+    see_through.paste((0, 0, 0, 255), (100, 100, 200, 300))
+    assert image_io.check_image(png_bytes(see_through, "WEBP", quality=90)).data_format == "PNG"
+    assert image_io.check_image(png_bytes(photo.convert("L"), "WEBP", quality=90)).data_format == "JPEG"
+
+
 def test_transparency_survives_reencoding():
     img = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
     img.putpixel((5, 5), (0, 0, 0, 255))

@@ -137,7 +137,8 @@ class Backend:
         answer["image"] = {"format": checked.format, "mode": checked.mode, "width": checked.width,
                            "height": checked.height, "bytes": len(checked.data), "reencoded": checked.reencoded}
         if checked.reencoded:   # what was sent is not what the browser has: let the page show it
-            answer["image"]["png_b64"] = base64.b64encode(checked.data).decode("ascii")
+            answer["image"]["sent_format"] = checked.data_format
+            answer["image"]["sent_b64"] = base64.b64encode(checked.data).decode("ascii")
         return answer
 
     def _prediction_log(self, image: bytes, prediction, source: str):

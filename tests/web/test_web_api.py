@@ -133,8 +133,13 @@ def test_predict_reencodes_formats_tensorflow_misreads(api):
     status, answer = api.predict(buf.getvalue())
     assert status == 200, answer
     assert answer["image"]["format"] == "TIFF" and answer["image"]["reencoded"] is True
-    shown = Image.open(io.BytesIO(__import__("base64").b64decode(answer["image"]["png_b64"])))
-    assert shown.format == "PNG" and shown.size == (48, 48)
+    shown = Image.open(io.BytesIO(__import__("base64").b64decode(answer["image"]["sent_b64"])))
+    assert shown.format == answer["image"]["sent_format"] == "PNG" and shown.size == (48, 48)
+    buf = io.BytesIO()
+    img.save(buf, format="WEBP", quality=90)                            # a lossy WebP: sent as a JPEG
+    status, answer = api.predict(buf.getvalue())
+    assert status == 200 and answer["image"]["format"] == "WEBP" and answer["image"]["sent_format"] == "JPEG"
+    assert Image.open(io.BytesIO(__import__("base64").b64decode(answer["image"]["sent_b64"]))).format == "JPEG"
 
 
 def test_explicit_routes(api):

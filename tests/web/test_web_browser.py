@@ -180,8 +180,9 @@ def test_feedback_is_stored(web, open_page):
 
 
 def test_feedback_of_a_reencoded_upload_sends_the_upload(web, open_page):
-    """A WebP photo is re-encoded to PNG for the model, which can make it several times larger; the feedback
-    sends the upload as it came (the server re-encodes it the same way), so it stays under the body limit."""
+    """A WebP is re-encoded for the model (a lossy one as a JPEG), which can make it several times larger; the
+    feedback sends the upload as it came (the server re-encodes it the same way), so it stays under the body
+    limit."""
     from PIL import Image
 
     noisy = Image.fromarray(np.random.default_rng(0).integers(0, 256, (700, 700), dtype=np.uint8), "L")
@@ -192,12 +193,13 @@ def test_feedback_of_a_reencoded_upload_sends_the_upload(web, open_page):
     page.check("#feedback-mode")
     page.set_input_files("#file", files=[{"name": "photo.webp", "mimeType": "image/webp", "buffer": webp}])
     answer_of(page)
-    assert "→ PNG" in page.locator("#image-info").inner_text()
+    assert "→ JPEG" in page.locator("#image-info").inner_text()
+    assert page.locator("#sent-image").get_attribute("src").startswith("data:image/jpeg;base64,")
     with page.expect_request("**/api/feedback") as sent:
         page.click("#confirm")
     expect(page.locator("#feedback-result")).to_contain_text("saved")
     assert base64.b64decode(sent.value.post_data_json["image"]) == webp
-    assert [r.image_format for r in web.backend.store.records()] == ["PNG"]
+    assert [r.image_format for r in web.backend.store.records()] == ["JPEG"]
     assert page.problems == [], page.problems
     # A failed upload after it leaves no feedback buttons of the earlier answer to press.
     page.set_input_files("#file", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}])

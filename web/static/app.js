@@ -286,15 +286,16 @@
   function showAnswer(answer) {
     state.prediction = answer;
     const info = answer.image || {};
-    if (info.png_b64) {   // the server re-encoded the upload (e.g. TIFF/WebP): show what the model got
-      // Feedback still sends the upload as it came (the server re-encodes it the same way): the PNG of a
-      // photo can be several times larger and over the request limit.
-      $("sent-image").src = `data:image/png;base64,${info.png_b64}`;
+    const sent = info.sent_format === "JPEG" ? "jpeg" : "png";
+    if (info.sent_b64) {   // the server re-encoded the upload (e.g. TIFF/WebP): show what the model got
+      // Feedback still sends the upload as it came (the server re-encodes it the same way): a re-encoding
+      // can be several times larger and over the request limit.
+      $("sent-image").src = `data:image/${sent};base64,${info.sent_b64}`;
     } else {
       $("sent-image").src = state.image.url;
     }
     $("image-info").textContent = `${info.format || "?"} ${info.width}×${info.height}` +
-      (info.reencoded ? " → PNG" : "");
+      (info.reencoded ? ` → ${sent.toUpperCase()}` : "");
 
     const list = $("top3");
     list.replaceChildren();
