@@ -192,12 +192,14 @@ def export_feedback(config: Config) -> str | None:
     if not store or not os.path.exists(os.path.join(store, DB_FILE)):
         return None
     out = os.path.join(config.pipeline_root, "feedback")
-    summary = export(store, out)
+    summary = export(store, out, prune=True)   # exactly the store's images: none of another store's or a cut export
     total = summary.exported + summary.already_present
     damaged = summary.missing_images + summary.corrupt_images
     print(f"Feedback: {total} user-labelled images from {store} ({summary.exported} new"
           + (f"; {summary.missing_images} missing and {summary.corrupt_images} corrupt images skipped" if damaged
-             else "") + ")", flush=True)
+             else "")
+          + (f"; {summary.removed} files no longer in the store removed from {out}" if summary.removed else "")
+          + ")", flush=True)
     return out if total else None
 
 

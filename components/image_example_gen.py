@@ -82,6 +82,9 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
     rel = prefix + rel
     if fileio.isdir(path):
         return ("skip", rel, "nested_folder", "folders inside a class folder are not read")
+    if is_hidden(path):
+        return ("skip", rel, "hidden_file", "names starting with a dot are not read (temporary files of "
+                "interrupted writes and editors, macOS's ._ files)")
     if label_name not in CLASS_INDEX:
         return ("skip", rel, "unknown_class", f"folder {label_name!r} is not one of the 27 classes")
     try:
@@ -100,7 +103,12 @@ def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
 
 
 def in_class_folder(path: str) -> bool:
-    return os.path.basename(os.path.dirname(path)) in CLASS_INDEX
+    """A file the executor may read as an image: in a class folder, its name not hidden."""
+    return os.path.basename(os.path.dirname(path)) in CLASS_INDEX and not is_hidden(path)
+
+
+def is_hidden(path: str) -> bool:
+    return os.path.basename(path.rstrip("/")).startswith(".")
 
 
 def feedback_copies(repeat: int, main_files: list[str], feedback_files: list[str], train_share: float) -> int:

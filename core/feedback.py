@@ -67,7 +67,12 @@ CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_unix);
 
 
 class FeedbackStoreError(RuntimeError):
-    """The store cannot be opened (its database is damaged, not a database, or not accessible)."""
+    """The store cannot be opened, read or written (its database is damaged, not a database, not accessible, or
+    its disk is full: ``full``)."""
+
+    def __init__(self, message: str, full: bool = False):
+        super().__init__(message)
+        self.full = full
 
 
 class FeedbackError(ValueError):
@@ -107,6 +112,7 @@ class ExportSummary:
     already_present: int = 0     # files left as they were (exported before)
     missing_images: int = 0      # rows whose image file is gone (skipped)
     corrupt_images: int = 0      # rows whose image file no longer matches its checksum or cannot be decoded (skipped)
+    removed: int = 0             # files removed from the class folders by ``prune`` (not the store's)
     per_class: dict = dataclasses.field(default_factory=dict)   # class -> files now in DIR/<class>/ from the store
 
     def to_json(self) -> dict:
@@ -128,7 +134,7 @@ class FeedbackStore:
                 # process creating the tables beside another would get "database is locked" without waiting.
                 conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             os.makedirs(os.path.join(self.root, IMAGES_DIR), exist_ok=True)
-        except (sqlite3.DatabaseError, OSError) as err:
+        except (sqlite3.DatabaseError, OSError, FeedbackStoreError) as err:
             raise FeedbackStoreError(f"cannot open the feedback store {self.root}: {err}") from None
 
     def _connect(self) -> sqlite3.Connection:
@@ -155,17 +161,28 @@ class FeedbackStore:
 
     @contextlib.contextmanager
     def _connection(self):
+        """A pooled connection; SQLite's errors (a damaged database, a full disk) leave as FeedbackStoreError."""
         try:
-            conn = self._pool.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
         try:
             yield conn
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            raise self._error(err) from None
         except BaseException:
             conn.close()
             raise
         else:
             self._pool.put(conn)
+
+    def _error(self, err: sqlite3.DatabaseError) -> FeedbackStoreError:
+        return FeedbackStoreError(f"the feedback store {self.root} cannot be used: {err}",
+                                  full=getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL)
 
     def close(self) -> None:
         while True:
@@ -285,15 +302,18 @@ def to_png(data: bytes, image_format: str) -> bytes:
 
 
 def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-                    overwrite: bool = False) -> ExportSummary:
+                    overwrite: bool = False, prune: bool = False) -> ExportSummary:
     """Writes every stored feedback image to ``out_dir/<true class folder>/<id>.png`` (the pipeline's
     ``--data-root`` layout; all 27 class folders are created). Files already there are kept unless
-    ``overwrite``. Safe to run while the web client is adding feedback (it exports what is committed)."""
+    ``overwrite``. ``prune``: the class folders are made to hold exactly the store's images, every other file in
+    them removed (left by another store, by a row no longer there, or by an export cut short); for a folder that
+    is the pipeline's own. Safe to run while the web client is adding feedback (it exports what is committed)."""
     out_dir = os.path.abspath(os.fspath(out_dir))
     summary = ExportSummary(out_dir=out_dir)
     for name in CLASS_NAMES:
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
     store = FeedbackStore(feedback_dir)
+    written: set[str] = set()
     try:
         records = store.records()
         for record in records:
@@ -319,10 +339,25 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 atomic_write(target, png)
                 summary.exported += 1
             summary.per_class[record.true_label] = summary.per_class.get(record.true_label, 0) + 1
+            written.add(target)
+        if prune:
+            summary.removed = _prune(out_dir, written)
     finally:
         store.close()
     summary.per_class = {name: summary.per_class.get(name, 0) for name in CLASS_NAMES}
     return summary
+
+
+def _prune(out_dir: str, keep: set[str]) -> int:
+    """Removes every file of ``out_dir``'s class folders that is not in ``keep``; returns how many."""
+    removed = 0
+    for name in CLASS_NAMES:
+        folder = os.path.join(out_dir, name)
+        for entry in os.scandir(folder):
+            if entry.path not in keep and not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 def main(argv=None) -> int:
@@ -364,11 +399,13 @@ def main(argv=None) -> int:
         return 0
     try:
         store = FeedbackStore(feedback_dir)
+        try:
+            print(json.dumps(store.stats(), indent=2))
+        finally:
+            store.close()
     except FeedbackStoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(store.stats(), indent=2))
-    store.close()
     return 0
 
 

@@ -19,7 +19,10 @@ import os
 
 from core import image_io
 from core.feedback import FeedbackStore
+from core.files import exclusive
 from core.labels import CLASS_INDEX, CLASS_NAMES
+
+IMPORT_LOCK = "import.lock"   # in the store: one import at a time
 
 
 @dataclasses.dataclass
@@ -64,42 +67,53 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
                          f"folders named: {', '.join(CLASS_NAMES)})")
     store = FeedbackStore(feedback_dir)
     try:
-        stored = {(r.true_label, r.image_sha256) for r in store.records()}
-        if progress:
-            from tqdm import tqdm
-            files = tqdm(files, desc="importing", unit="image")
-        for rel in files:
-            label, path = os.path.dirname(rel), os.path.join(folder, rel)
-            if not label:
-                summary.skipped.setdefault("not_in_a_class_folder", []).append(f"{rel}: beside the class folders")
-                continue
-            if label not in CLASS_INDEX:
-                summary.skipped.setdefault("unknown_class_folder", []).append(
-                    f"{rel}: {label!r} is not a class folder ({', '.join(CLASS_NAMES[:3])}, …)")
-                continue
-            if os.path.isdir(path):
-                summary.skipped.setdefault("nested_folder", []).append(f"{rel}: a folder inside a class folder")
-                continue
-            try:
-                checked = image_io.read_checked(path, max_bytes, max_pixels)
-            except image_io.ImageRejected as err:
-                summary.skipped.setdefault(err.reason, []).append(f"{rel}: {err.detail}")
-                continue
-            except OSError as err:
-                summary.skipped.setdefault("unreadable", []).append(f"{rel}: {type(err).__name__}: {err}")
-                continue
-            key = (label, hashlib.sha256(checked.data).hexdigest())
-            if key in stored:
-                summary.already_present += 1
-            else:
-                store.add(checked.data, checked.data_format, label, width=checked.width, height=checked.height)
-                stored.add(key)
-                summary.imported += 1
-            summary.per_class[label] = summary.per_class.get(label, 0) + 1
+        # One import at a time per store: two at once each read what was stored before either wrote, and stored
+        # the same images twice.
+        with exclusive(os.path.join(store.root, IMPORT_LOCK)):
+            _store_files(store, folder, files, summary, max_bytes, max_pixels, progress)
     finally:
         store.close()
     summary.per_class = {name: summary.per_class.get(name, 0) for name in CLASS_NAMES}
     return summary
+
+
+def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: ImportSummary, max_bytes: int,
+                 max_pixels: int, progress: bool) -> None:
+    stored = {(r.true_label, r.image_sha256) for r in store.records()}
+    if progress:
+        from tqdm import tqdm
+        files = tqdm(files, desc="importing", unit="image")
+    for rel in files:
+        label, path = os.path.dirname(rel), os.path.join(folder, rel)
+        if not label:
+            summary.skipped.setdefault("not_in_a_class_folder", []).append(f"{rel}: beside the class folders")
+            continue
+        if label not in CLASS_INDEX:
+            summary.skipped.setdefault("unknown_class_folder", []).append(
+                f"{rel}: {label!r} is not a class folder ({', '.join(CLASS_NAMES[:3])}, …)")
+            continue
+        if os.path.isdir(path):
+            summary.skipped.setdefault("nested_folder", []).append(f"{rel}: a folder inside a class folder")
+            continue
+        if os.path.basename(rel).startswith("."):
+            summary.skipped.setdefault("hidden_file", []).append(f"{rel}: names starting with a dot are not read")
+            continue
+        try:
+            checked = image_io.read_checked(path, max_bytes, max_pixels)
+        except image_io.ImageRejected as err:
+            summary.skipped.setdefault(err.reason, []).append(f"{rel}: {err.detail}")
+            continue
+        except OSError as err:
+            summary.skipped.setdefault("unreadable", []).append(f"{rel}: {type(err).__name__}: {err}")
+            continue
+        key = (label, hashlib.sha256(checked.data).hexdigest())
+        if key in stored:
+            summary.already_present += 1
+        else:
+            store.add(checked.data, checked.data_format, label, width=checked.width, height=checked.height)
+            stored.add(key)
+            summary.imported += 1
+        summary.per_class[label] = summary.per_class.get(label, 0) + 1
 
 
 def describe(summary: ImportSummary, max_files: int = 10) -> str:

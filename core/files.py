@@ -1,8 +1,9 @@
-"""Crash-safe file writes (readers see the old file or the whole new one, never a part), and glob patterns under a
-folder whose name is taken literally."""
+"""Crash-safe file writes (readers see the old file or the whole new one, never a part), a lock file for one
+read-modify-write at a time across processes, and glob patterns under a folder whose name is taken literally."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import tempfile
@@ -43,3 +44,16 @@ def atomic_write(path: str, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: str):
+    """Holds an exclusive lock (flock) on ``lock_path`` (created if missing) for the ``with`` block: one process at
+    a time, the others wait; released if the process dies."""
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

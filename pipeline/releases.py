@@ -15,8 +15,6 @@ pointed at before its last promotion (recorded in ``<config>.history.json``).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -28,7 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from components.atomic_pusher import pushed_versions
 from core import configs
-from core.files import atomic_write
+from core.files import atomic_write, exclusive
 from core.configs import Config
 from pipeline.flags import defaults_from_env
 from serving import versions as serving_versions
@@ -178,17 +176,10 @@ def ensure_config(config_file: str, serving_dir: str, model_name: str = configs.
     return True
 
 
-@contextlib.contextmanager
 def _exclusive(config_file: str):
     """One label change at a time per models.config (``<config>.lock``, flock): two promotes at once each read
     the config and the history and wrote them back, and one change was lost."""
-    os.makedirs(os.path.dirname(os.path.abspath(config_file)), exist_ok=True)
-    with open(config_file + ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return exclusive(config_file + ".lock")
 
 
 def set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str = configs.MODEL_NAME,

@@ -114,3 +114,24 @@ def test_an_oversize_file_is_skipped_as_the_pipeline_skips_it(folder, tmp_path):
     assert summary.skipped["too_large"] == [f"alef/big.png: {big.stat().st_size} bytes is over the "
                                             f"{big.stat().st_size - 1}-byte limit"]
     assert summary.imported == 4
+
+
+def test_two_imports_at_once_store_each_image_once(folder, tmp_path):
+    import threading
+    FeedbackStore(tmp_path / "store").close()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(import_folder(tmp_path / "store", folder)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted((r.imported, r.already_present) for r in results) == [(0, 4), (4, 0)]
+    assert len(stored(tmp_path / "store")) == 4
+
+
+def test_hidden_files_are_not_imported(folder, tmp_path):
+    (folder / "alef" / ".tmp-cut.part").write_bytes((folder / "alef" / "0.png").read_bytes())
+    (folder / "alef" / "._0.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    summary = import_folder(tmp_path / "store", folder)
+    assert summary.imported == 4 and len(summary.skipped["hidden_file"]) == 2

@@ -46,9 +46,14 @@ def parse_args(argv=None) -> WebConfig:
 
 def main(argv=None) -> int:
     config = parse_args(argv)
+    from core.feedback import FeedbackStoreError
     from web.server import make_server
 
-    server = make_server(config)
+    try:
+        server = make_server(config)
+    except FeedbackStoreError as err:
+        print(f"error: {err} (--feedback-dir names another store)", file=sys.stderr)
+        return 2
     host, port = server.server_address[:2]
     print(f"letters web client at http://{host}:{port}/ -> TF Serving {config.tf_serving_url} "
           f"model {config.model_name!r} (canary share {config.canary_share:g}); feedback in {config.feedback_dir}"

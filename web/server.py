@@ -42,7 +42,7 @@ from core.request_log import RequestLogWriter
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable
 from web.config import WebConfig
-from core.feedback import FeedbackError, FeedbackStore
+from core.feedback import FeedbackError, FeedbackStore, FeedbackStoreError
 from web.tfserving import ROUTES, BadServingResponse, ModelRouter, ServingRejected
 
 log = logging.getLogger("web")
@@ -163,12 +163,14 @@ class Backend:
                                     width=checked.width, height=checked.height)
         except FeedbackError as err:   # the store checks the labels (unknown_label) and the other fields
             raise ApiError(400, err.reason, str(err)) from None
-        except OSError as err:         # a full disk, a store on a read-only or lost mount: nothing was kept
-            log.error("feedback not stored: %s", err)
-            full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        except (OSError, FeedbackStoreError) as err:   # a full disk, a read-only or lost mount, a damaged
+            log.error("feedback not stored: %s", err)     # database: nothing was kept
+            if isinstance(err, OSError):
+                full, why = err.errno in (errno.ENOSPC, errno.EDQUOT), err.strerror or err
+            else:
+                full, why = err.full, "the disk is full" if err.full else "its database cannot be written"
             raise ApiError(507 if full else 503, "not_stored",
-                           f"the feedback could not be stored ({err.strerror or err}); nothing was saved, "
-                           "try again later") from None
+                           f"the feedback could not be stored ({why}); nothing was saved, try again later") from None
         return {"id": record.id, "stored": True, "label": record.true_label, "confirmed": record.confirmed,
                 "created_at": record.created_at}
 

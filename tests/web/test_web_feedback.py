@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -254,3 +255,75 @@ def test_a_store_that_cannot_write_is_said_plainly(web, monkeypatch, code, statu
     got, answer = Api(web.url).feedback(letter_png(), "alef")
     assert (got, answer["reason"]) == (status, "not_stored")
     assert os.strerror(code) in answer["error"] and "nothing was saved" in answer["error"]
+
+
+def _damage_pages(db_path, first=2, count=20):
+    """Overwrites pages of a checkpointed SQLite file, its header left intact: it opens, its reads fail."""
+    with open(db_path, "r+b") as f:
+        f.seek(first * 4096)
+        f.write(b"\xff" * 4096 * count)
+
+
+def test_a_database_damaged_past_its_header_is_a_clear_error_not_a_traceback(tmp_path):
+    store = FeedbackStore(tmp_path / "fb")
+    for i in range(300):
+        store.add(letter_png(size=24), "PNG", CLASS_NAMES[i % 27])
+    with store._connection() as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    _damage_pages(tmp_path / "fb" / DB_FILE)
+    for command in (["stats"], ["export", "--out", str(tmp_path / "out")]):
+        proc = subprocess.run([sys.executable, "-m", "core.feedback", "--feedback-dir", str(tmp_path / "fb"),
+                               *command], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "malformed" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    import local_runner
+    from pipeline import generate_letters
+    generate_letters.generate(tmp_path / "data", per_class=1, seed=3, progress=False)
+    code = local_runner.main(["--data-root", str(tmp_path / "data"), "--no-pretrain", "--feedback-dir",
+                              str(tmp_path / "fb"), "--pipeline-root", str(tmp_path / "p"), "--quiet"])
+    assert code == 2
+
+
+def test_the_web_client_refuses_a_store_that_is_not_a_database_in_one_line(tmp_path):
+    (tmp_path / "fb").mkdir()
+    (tmp_path / "fb" / DB_FILE).write_bytes(b"this is not a database" * 100)
+    proc = subprocess.run([sys.executable, "-m", "web", "--port", "0", "--feedback-dir", str(tmp_path / "fb")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: cannot open the feedback store" in proc.stderr
+
+
+def test_a_database_that_cannot_grow_is_507_and_keeps_no_image(web):
+    """SQLite's "database or disk is full" (here: its page limit, as a full disk would) is the full disk's 507."""
+    store = web.backend.store
+    with store._connection() as conn:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+    images = len(image_files(store.root))
+    answers = [Api(web.url).feedback(letter_png(seed=i), "alef") for i in range(40)]
+    full = [answer for status, answer in answers if status != 201]
+    assert full and all(answer["reason"] == "not_stored" and "the disk is full" in answer["error"] for answer in full)
+    assert {status for status, _ in answers} == {201, 507}   # the connection that failed is replaced
+    assert len(image_files(store.root)) == images + sum(status == 201 for status, _ in answers) == store.count()
+
+
+def test_the_pipelines_export_holds_exactly_the_stores_images(tmp_path, capsys):
+    """Another store's images, and the temporary files of an export cut short, are not trained on."""
+    import local_runner
+    from core import configs
+    first, second = FeedbackStore(tmp_path / "a"), FeedbackStore(tmp_path / "b")
+    for i in range(5):
+        first.add(letter_png(seed=i), "PNG", "alef")
+    kept = second.add(letter_png(seed=9), "PNG", "bet")
+    first.close(), second.close()
+    config = configs.Config(pipeline_root=str(tmp_path / "p"), feedback_dir=str(tmp_path / "a"))
+    out = local_runner.export_feedback(config)
+    (tmp_path / "p" / "feedback" / "bet" / ".tmp-cut.part").write_bytes(letter_png(seed=9))
+    assert local_runner.export_feedback(config.replace(feedback_dir=str(tmp_path / "b"))) == out
+    assert [p.relative_to(out).as_posix() for p in sorted(Path(out).rglob("*")) if p.is_file()] == [
+        f"bet/{kept.id}.png"]
+    assert "6 files no longer in the store removed" in capsys.readouterr().out
+    summary = export_feedback(tmp_path / "a", tmp_path / "mine")            # the command's export prunes nothing
+    (tmp_path / "mine" / "alef" / "notes.txt").write_text("mine")
+    assert export_feedback(tmp_path / "b", tmp_path / "mine").removed == 0 and summary.exported == 5
+    assert (tmp_path / "mine" / "alef" / "notes.txt").exists()
