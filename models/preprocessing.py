@@ -65,9 +65,20 @@ def ink_crop(data: tf.Tensor) -> tf.Tensor:
     return crop_to_ink(ink)
 
 
+def pad_to_aspect(ink: tf.Tensor, size: int) -> tf.Tensor:
+    """[h, w] → the same with paper added at both sides of the shorter one if it is under 1/size of the longer, so
+    that it keeps at least one pixel at ``size`` (a strip of 1000 × 10 had failed the whole batch, and a training
+    image of it the Transform); an image within size:1 is returned as it is."""
+    h, w = tf.shape(ink)[0], tf.shape(ink)[1]
+    pad_h = tf.maximum((w + size - 1) // size - h, 0)
+    pad_w = tf.maximum((h + size - 1) // size - w, 0)
+    return tf.pad(ink, [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2]])
+
+
 def decode_to_ink(data: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
     """One encoded image (scalar string) → [size, size, 1] float32, ink = 1, paper = 0."""
-    ink = tf.image.resize_with_pad(ink_crop(data)[..., tf.newaxis], size, size, antialias=True)
+    ink = tf.image.resize_with_pad(pad_to_aspect(ink_crop(data), size)[..., tf.newaxis], size, size,
+                                   antialias=True)
     return tf.clip_by_value(tf.ensure_shape(ink, [size, size, 1]), 0.0, 1.0)
 
 

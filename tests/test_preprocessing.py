@@ -92,3 +92,22 @@ def test_a_small_letter_on_a_big_canvas_looks_like_a_tight_crop():
     assert np.abs(a - b).mean() < 0.03
     ys, xs = np.nonzero(b > 0.5)
     assert ys.max() - ys.min() + 1 >= SIZE * 0.8      # the stroke fills the frame, not a corner of it
+
+
+@pytest.mark.parametrize("width, height", [(1000, 10), (10, 1000), (100, 2), (10000, 10)])
+def test_strips_past_the_input_aspect_give_an_answer_not_an_error(width, height):
+    """A strip wider than 48:1 (a dash, a scanner's edge) had a short side of 0 px after the resize: an error that
+    failed every image of its batch, and the Transform for a training image of it."""
+    strip = np.full((height, width), 235, np.uint8)
+    strip[:, width // 4: 3 * width // 4] = 20                      # ink that touches both long edges
+    out = transform(png_bytes(Image.fromarray(strip)))
+    assert out.shape == (SIZE, SIZE) and out.max() > 0.05                 # a line of ink, thinned by the resize
+    batch = preprocessing.images_to_ink(tf.constant([png_bytes(Image.fromarray(strip)), ink_box(20, 30)]), SIZE).numpy()
+    assert np.allclose(batch[0, ..., 0], out) and np.allclose(batch[1, ..., 0], transform(ink_box(20, 30)))
+
+
+def test_an_image_within_the_input_aspect_is_not_padded_first():
+    ink = tf.ones([10, 480])
+    assert preprocessing.pad_to_aspect(ink, 48).shape == (10, 480)
+    assert preprocessing.pad_to_aspect(ink, 48)[..., :1].shape == (10, 1)
+    assert tuple(preprocessing.pad_to_aspect(tf.ones([10, 481]), 48).shape) == (11, 481)
