@@ -9,10 +9,14 @@ One policy, used by the ExampleGen and by the web client's backend:
 * re-encode to PNG only what that decoder rejects or reads wrongly (WebP, TIFF, palette and 1-bit BMP,
   transparent GIF), preserving transparency as alpha. ``tests/test_image_io.py`` pins that
   these formats are indeed the ones TensorFlow mis-decodes or rejects;
-* except a lossy WebP without transparency (a phone's or a browser's photo), which becomes a JPEG of quality 95
-  without chroma subsampling: as a PNG it grew about 14 times, past the upload limit it had passed, into every
-  request to the model (``python -m bench.reencode``: a 0.5 MB WebP of 12 megapixels is a 7.4 MB PNG in 2.7 s,
-  a 2.0 MB JPEG in 0.05 s).
+* re-encode also what TensorFlow decodes but reads otherwise than a viewer shows it: a PNG whose transparency is
+  one key colour (tRNS on a grey or RGB image: TensorFlow reads it opaque, so a transparent background became
+  ink), and a photo with an EXIF orientation (turned upright first; TensorFlow ignores EXIF, so a phone's sideways
+  photo reached the model on its side while the page showed it upright);
+* a re-encoded lossy WebP or JPEG without transparency (a phone's or a browser's photo) becomes a JPEG of quality
+  95 without chroma subsampling, not a PNG: as a PNG it grew about 14 times, past the upload limit it had passed,
+  into every request to the model (``python -m bench.reencode``: a 0.5 MB WebP of 12 megapixels is a 7.4 MB PNG in
+  2.7 s, a 2.0 MB JPEG in 0.05 s).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF"})
 # (format, mode) pairs that TensorFlow's decode_image reads exactly as Pillow does.
@@ -34,6 +38,7 @@ TF_NATIVE = frozenset({
     ("GIF", "P"), ("GIF", "L"),
     ("BMP", "L"), ("BMP", "RGB"),
 })
+_EXIF_ORIENTATION = 0x0112
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -115,11 +120,32 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         except Exception as err:
             raise ImageRejected("truncated_or_corrupt", f"{type(err).__name__}: {err}") from None
     mode = img.mode
-    if (fmt, mode) in TF_NATIVE and not _animated_with_alpha(img):
+    turned = _orientation(img) not in (1, None)
+    if turned:   # a phone photo held sideways: shown upright, it would reach the model on its side
+        try:
+            img = ImageOps.exif_transpose(img)
+        except Exception as err:
+            raise ImageRejected("truncated_or_corrupt", f"EXIF orientation: {type(err).__name__}: {err}") from None
+        width, height = img.size
+    if (fmt, mode) in TF_NATIVE and not turned and not _animated_with_alpha(img) and not _key_colour_alpha(img):
         return CheckedImage(data, fmt, mode, width, height, reencoded=False)
-    if fmt == "WEBP" and mode in ("RGB", "L") and _lossy_webp(data):
+    if (fmt == "JPEG" or fmt == "WEBP" and _lossy_webp(data)) and img.mode in ("RGB", "L", "CMYK") \
+            and "transparency" not in img.info:
         return CheckedImage(to_jpeg(img), fmt, mode, width, height, reencoded=True, reencoded_as="JPEG")
     return CheckedImage(to_png(img), fmt, mode, width, height, reencoded=True)
+
+
+def _orientation(img: Image.Image) -> int | None:
+    """The EXIF orientation tag (1 = upright), or None when there is none or it cannot be read."""
+    try:
+        return img.getexif().get(_EXIF_ORIENTATION)
+    except Exception:   # a damaged EXIF block: TensorFlow ignores EXIF, so the pixels are read as stored
+        return None
+
+
+def _key_colour_alpha(img: Image.Image) -> bool:
+    """A grey or RGB PNG whose transparency is one key colour (tRNS): TensorFlow's decoder reads it opaque."""
+    return img.format == "PNG" and img.mode != "P" and "transparency" in img.info
 
 
 def _lossy_webp(data: bytes) -> bool:
@@ -146,8 +172,17 @@ def _animated_with_alpha(img: Image.Image) -> bool:
 
 
 def to_png(img: Image.Image) -> bytes:
-    """PNG bytes of a decoded image as TensorFlow will read it (16-bit and float scaled to 8 bits, alpha kept)."""
+    """PNG bytes of a decoded image as TensorFlow will read it (16-bit and float scaled to 8 bits, alpha kept, a
+    key colour's transparency made alpha)."""
     mode = img.mode
+    key = img.info.get("transparency") if mode in ("1", "L", "I;16", "I;16B", "I", "RGB") else None
+    alpha = None
+    if key is not None:
+        pixels = np.asarray(img)
+        clear = (pixels == np.asarray(key, dtype=pixels.dtype)).all(axis=-1) if pixels.ndim == 3 else pixels == key
+        alpha = Image.fromarray(np.where(clear, 0, 255).astype(np.uint8), "L")
+        img = img.copy()
+        img.info.pop("transparency", None)
     if mode.startswith("I;16"):
         img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8), "L")
     elif mode in ("I", "F"):
@@ -166,6 +201,9 @@ def to_png(img: Image.Image) -> bytes:
         img = img.convert("RGBA")
     else:  # RGB, CMYK, YCbCr, LAB, HSV, RGBX ...
         img = img.convert("RGB")
+    if alpha is not None:
+        img = img.convert("LA" if img.mode == "L" else "RGBA")
+        img.putalpha(alpha)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

@@ -111,3 +111,40 @@ def test_an_image_within_the_input_aspect_is_not_padded_first():
     assert preprocessing.pad_to_aspect(ink, 48).shape == (10, 480)
     assert preprocessing.pad_to_aspect(ink, 48)[..., :1].shape == (10, 1)
     assert tuple(preprocessing.pad_to_aspect(tf.ones([10, 481]), 48).shape) == (11, 481)
+
+
+def _letter(size=(40, 60)):
+    img = Image.new("L", size, 0)
+    ImageDraw.Draw(img).line([(8, 8), (30, 8), (30, 52)], fill=255, width=5)   # a ד-like stroke, white for now
+    return img
+
+
+def test_a_key_colour_transparency_is_paper_as_an_alpha_channel_is():
+    """Black ink on a transparent black background: as RGBA it is a letter; as grey or RGB with a tRNS key colour
+    TensorFlow read the background as ink (the whole image black), so such PNGs are re-encoded with alpha."""
+    from core import image_io
+    mask = _letter()
+    black = Image.new("L", mask.size, 0)
+    rgba = Image.merge("RGBA", (black, black, black, mask))
+    reference = transform(image_io.check_image(png_bytes(rgba)).data)
+    grey = Image.new("L", mask.size, 7)
+    grey.paste(0, mask=mask)                                    # ink 0, background 7 = the key colour
+    for img, key in ((grey, 7), (grey.convert("RGB"), (7, 7, 7))):
+        checked = image_io.check_image(png_bytes(img, transparency=key))
+        assert checked.reencoded and checked.data_format == "PNG"
+        assert np.abs(transform(checked.data) - reference).max() < 0.02
+        assert np.abs(transform(png_bytes(img, transparency=key)) - reference).max() > 0.5   # as TF alone reads it
+
+
+def test_a_photo_with_an_exif_orientation_reaches_the_model_upright():
+    from core import image_io
+    upright = Image.eval(_letter(), lambda v: 255 - v).convert("RGB")       # dark ink on white paper
+    sideways = upright.rotate(90, expand=True)                            # stored on its side, as a phone does
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                      # "rotate 90° clockwise to view"
+    data = png_bytes(sideways, "JPEG", quality=95, exif=exif.tobytes())
+    checked = image_io.check_image(data)
+    assert checked.reencoded and checked.data_format == "JPEG" and (checked.width, checked.height) == upright.size
+    wanted = transform(png_bytes(upright, "JPEG", quality=95))
+    assert np.abs(transform(checked.data) - wanted).mean() < 0.02
+    assert np.abs(transform(data) - wanted).mean() > 0.1                  # what the model read before
