@@ -30,6 +30,7 @@ import queue
 import sqlite3
 import sys
 import time
+import urllib.parse
 import uuid
 
 from core import image_io
@@ -272,6 +273,31 @@ class FeedbackStore:
         return {"records": records, "confirmed": confirmed, "corrected": records - confirmed - unanswered,
                 "without_answer": unanswered,   # labelled without a model's answer (letters-feedback import)
                 "per_class": {name: per_class.get(name, 0) for name in CLASS_NAMES}}
+
+
+def read_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
+    """The store's rows, read through a read-only connection, so that a read-only mount of the store (the
+    monitor's CronJob has one) can be read: no tables are made and no journal mode is set, as
+    :class:`FeedbackStore` does.
+    FeedbackStoreError when it cannot be read."""
+    db_path = os.path.join(os.path.abspath(os.fspath(feedback_dir)), DB_FILE)
+    uri = "file:" + urllib.parse.quote(db_path)
+    # A WAL database opens read-only while its -wal and -shm files exist (a writer has it open); after the last
+    # writer closed them, a read-only folder opens only as immutable, and no writer can be changing it then.
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(f"{uri}?{options}", uri=True, timeout=60.0)
+            try:
+                conn.row_factory = sqlite3.Row
+                rows = conn.execute("SELECT * FROM feedback ORDER BY created_unix, id").fetchall()
+            finally:
+                conn.close()
+            return [_record(row) for row in rows]
+        except sqlite3.DatabaseError as err:
+            if getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN and "immutable" not in options:
+                continue
+            raise FeedbackStoreError(f"cannot read the feedback store {os.path.dirname(db_path)}: {err}") from None
+    raise AssertionError("unreachable")
 
 
 def _check_label(name, what: str) -> int:

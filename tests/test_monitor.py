@@ -298,3 +298,65 @@ def test_reads_what_the_web_backend_writes_with_its_time_and_origin(tmp_path, le
     assert not read.problems and [(a.version, a.time, a.origin, a.top1) for a in read.answers] == [
         (4, 1_700_000_000, "canvas", 3), (4, 1_700_086_400, "upload", 3)]
     assert [image_features.features(a.image, a.origin)["source"] for a in read.answers] == ["canvas", "upload"]
+
+
+def test_a_window_too_small_to_judge_does_not_hide_the_one_before(tmp_path, letters, pipeline_root):
+    """An hourly run at :17 sees 17 minutes of the current hour (too few answers) and the whole hour before it:
+    the hour before is judged, as the CronJob in serving/deploy/k8s expects."""
+    now = time.time()
+    before = windows.start(now, 3600) - 1800                             # the middle of the previous hour
+    log_traffic(tmp_path / "logs" / "a", traffic(letters, transform=inverted), mtime=before)
+    log_traffic(tmp_path / "logs" / "b", traffic(letters)[:10], mtime=now)
+    status, result, _ = monitor(tmp_path, pipeline_root, "--window", "1h", logs=tmp_path / "logs")
+    assert status == cli.CROSSED
+    assert {a["kind"] for a in result["alarms"]} == {"input_skew"}
+    assert {a["window"] for a in result["alarms"]} == {windows.label(windows.start(before, 3600), 3600)}
+
+
+def test_a_version_that_no_longer_gets_answers_stops_alarming(tmp_path, letters, pipeline_root):
+    now = time.time()
+    log_traffic(tmp_path / "logs" / "a", traffic(letters, transform=inverted), version=6, mtime=now - 7 * DAY)
+    log_traffic(tmp_path / "logs" / "b", traffic(letters), version=7, mtime=now)
+    status, result, _ = monitor(tmp_path, pipeline_root, "--retrain-when", "drift", "--dry-run",
+                                logs=tmp_path / "logs")
+    assert status == cli.OK and result["alarms"] == [] and not result["retrain"]["fires"]
+    old = next(g for g in result["groups"] if g["version"] == 6)
+    assert old["input_skew"]["crossed"]                                 # still shown as it was judged
+    status, result, _ = monitor(tmp_path, pipeline_root, "--window", "all", logs=tmp_path / "logs")
+    assert status == cli.CROSSED and {a["version"] for a in result["alarms"]} == {6}   # all: every answer counts
+
+
+def test_an_answer_that_is_not_a_number_is_counted_as_unusable(tmp_path, letters, pipeline_root, capsys):
+    import numpy as np
+    items = traffic(letters)
+    logs = [prediction_log([image], confident(CLASS_INDEX[name])[None, :], 7) for image, name in items]
+    logs.append(prediction_log([items[0][0]], np.full((1, 27), np.nan), 7))
+    write_log(tmp_path / "logs" / "requests", logs)
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    assert status == cli.OK and result["logs"]["problems"] == {"non_finite_answer": 1}
+    assert "1 × non_finite_answer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["not a database", "a metadata service that does not answer"])
+def test_metadata_that_cannot_be_read_is_a_usage_error_not_an_alarm(tmp_path, letters, pipeline_root, capsys,
+                                                                    damage):
+    log_traffic(tmp_path / "logs" / "requests", traffic(letters))
+    if damage == "not a database":
+        root = tmp_path / "root"
+        shutil.copytree(pipeline_root, root)
+        (root / "metadata.sqlite").write_bytes(os.urandom(5000))
+        status, _, _ = monitor(tmp_path, root, logs=tmp_path / "logs")
+    else:
+        from tests.support.serving import free_port
+        status, _, _ = monitor(tmp_path, pipeline_root, "--metadata-path", f"grpc://127.0.0.1:{free_port()}",
+                               logs=tmp_path / "logs")
+    err = capsys.readouterr().err
+    assert status == cli.USAGE and "cannot be read" in err and "Traceback" not in err, err
+
+
+def test_window_labels_give_the_windows_own_width():
+    when = 1700000000                                                    # 2023-11-14 22:13:20 UTC
+    assert windows.label(windows.start(when, 5400), 5400) == "2023-11-14 21:00 +90m"
+    assert windows.label(windows.start(when, 30), 30) == "2023-11-14 22:13:00 +30s"
+    assert windows.label(windows.start(when, 7200), 7200) == "2023-11-14 22:00 +2h"
+    assert windows.label(windows.start(when, 86400), 86400) == "2023-11-14"

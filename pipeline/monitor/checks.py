@@ -1,6 +1,8 @@
 """One monitoring pass: served answers grouped by model version and window, each group judged against the
 reference (TFDV drift and skew, confidence), live accuracy per version from feedback, the server's metrics,
-and the alarms: thresholds crossed in each version's newest window, by live accuracy or by the server."""
+and the alarms: thresholds crossed in a judged window of the current period or the one before it (a run shortly
+after a window ends still judges it whole; a version that no longer gets answers stops alarming), by live accuracy
+or by the server."""
 from __future__ import annotations
 
 import collections
@@ -53,13 +55,18 @@ def judge_group(version, begin: float, answers, seconds, reference, training_sta
     return group
 
 
-def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Config) -> list[dict]:
-    newest = {}
-    for group in groups:
-        if group["version"] not in newest or group["window_start"] > newest[group["version"]]["window_start"]:
-            newest[group["version"]] = group
+def recent_groups(groups: list[dict], seconds: int | None, now: float) -> list[dict]:
+    """The groups alarms judge: those of the current window and the one before it (with ``all``, every group)."""
+    if seconds is None:
+        return list(groups)
+    since = windows.start(now, seconds) - seconds
+    return [group for group in groups if group["window_start"] >= since]
+
+
+def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Config, seconds: int | None = None,
+           now: float | None = None) -> list[dict]:
     found = []
-    for group in newest.values():
+    for group in recent_groups(groups, seconds, time.time() if now is None else now):
         where = f"version {group['version']}, {group['window']}"
         for key in ("label_drift", "input_skew"):
             if group.get(key, {}).get("crossed"):
@@ -105,7 +112,7 @@ def run(answers, feedback_records, reference, server, config: Config, seconds: i
               for (version, begin), items in sorted(group_answers(answers, seconds).items(),
                                                     key=lambda kv: (str(kv[0][0]), kv[0][1]))]
     accuracy = live_accuracy.by_version(feedback_records, config.monitor_min_accuracy, config.monitor_min_feedback)
-    found = alarms(groups, accuracy, server, config)
+    found = alarms(groups, accuracy, server, config, seconds)
     return {"generated_at": time.time(), "groups": groups, "live_accuracy": accuracy, "server": server,
             "reference": reference.to_json() if reference is not None else None,
             "eval_label_shares": (drift.category_shares(reference.eval_statistics, configs.LABEL_NAME_KEY)

@@ -93,15 +93,11 @@ def parse_args(argv=None):
 
 
 def _feedback(config: Config) -> list:
-    from core.feedback import DB_FILE, FeedbackStore
+    from core.feedback import DB_FILE, read_records
 
     if not config.feedback_dir or not os.path.exists(os.path.join(config.feedback_dir, DB_FILE)):
         return []
-    store = FeedbackStore(config.feedback_dir)
-    try:
-        return store.records()
-    finally:
-        store.close()
+    return read_records(config.feedback_dir)   # read-only: the CronJob mounts the store so
 
 
 def once(config: Config, args, extra: list[str]) -> int:

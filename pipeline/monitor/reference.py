@@ -97,7 +97,17 @@ def connect(metadata: str):
 
 
 def load(metadata: str) -> Reference:
-    """The reference recorded in ``metadata`` (a SQLite file or grpc://HOST:PORT)."""
+    """The reference recorded in ``metadata`` (a SQLite file or grpc://HOST:PORT); NoReference when there is
+    none, or the store cannot be read (a damaged file, a metadata service that does not answer)."""
+    try:
+        return _load(metadata)
+    except NoReference:
+        raise
+    except Exception as err:   # ML Metadata's RuntimeError and its errors.* (UnavailableError, ...)
+        raise NoReference(f"the ML Metadata store {metadata} cannot be read: {type(err).__name__}: {err}") from None
+
+
+def _load(metadata: str) -> Reference:
     store = connect(metadata)
     blessings = [a for a in store.get_artifacts_by_type("ModelBlessing") if artifact_property(a, "blessed") == 1]
     if not blessings:

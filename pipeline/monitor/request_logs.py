@@ -105,6 +105,9 @@ def _probabilities(response, count: int, where: str, read: LogRead) -> np.ndarra
     if probs.shape != (count, len(CLASS_NAMES)):
         read.problem("bad_answer_shape", where, f"probabilities {probs.shape} for {count} image(s)")
         return None
+    if not np.isfinite(probs).all():
+        read.problem("non_finite_answer", where, "probabilities hold NaN or infinity")
+        return None
     return probs
 
 

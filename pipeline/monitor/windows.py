@@ -26,10 +26,12 @@ def start(when: float, seconds: int | None) -> float:
 
 
 def label(begin: float, seconds: int | None) -> str:
+    """The window's start (UTC) and its width in the largest unit that divides it: ``2023-11-14 21:00 +90m``."""
     if seconds is None:
         return "all"
     first = dt.datetime.fromtimestamp(begin, dt.timezone.utc)
     if seconds % 86400 == 0:
         return first.strftime("%Y-%m-%d") + (f" +{seconds // 86400}d" if seconds > 86400 else "")
-    return first.strftime("%Y-%m-%d %H:%M") + f" +{seconds // 3600}h" if seconds >= 3600 else \
-        first.strftime("%Y-%m-%d %H:%M") + f" +{seconds // 60}m"
+    unit = next(u for u in ("h", "m", "s") if seconds % UNITS[u] == 0)
+    shown = first.strftime("%Y-%m-%d %H:%M" if unit != "s" else "%Y-%m-%d %H:%M:%S")
+    return f"{shown} +{seconds // UNITS[unit]}{unit}"

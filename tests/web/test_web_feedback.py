@@ -327,3 +327,51 @@ def test_the_pipelines_export_holds_exactly_the_stores_images(tmp_path, capsys):
     (tmp_path / "mine" / "alef" / "notes.txt").write_text("mine")
     assert export_feedback(tmp_path / "b", tmp_path / "mine").removed == 0 and summary.exported == 5
     assert (tmp_path / "mine" / "alef" / "notes.txt").exists()
+
+
+@pytest.fixture
+def read_only_view(tmp_path):
+    """A read-only bind mount of a folder (as the monitor's CronJob mounts the store); needs mount privileges."""
+    mounts = []
+
+    def view(folder):
+        target = tmp_path / f"ro-{len(mounts)}"
+        target.mkdir()
+        done = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(target)], capture_output=True)
+        if done.returncode:
+            pytest.skip(f"no bind mounts here (not root): {done.stderr.decode().strip()}")
+        mounts.append(target)
+        return target
+
+    yield view
+    for target in mounts:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def test_the_store_is_read_from_a_read_only_mount_while_written_and_after(tmp_path, read_only_view):
+    from core.feedback import read_records
+    from pipeline.monitor import cli
+    store = FeedbackStore(tmp_path / "fb")
+    ids = [store.add(letter_png(seed=i), "PNG", "alef").id for i in range(3)]
+    view = read_only_view(tmp_path / "fb")
+    with pytest.raises(FeedbackStoreError):
+        FeedbackStore(view)                                            # it would make its tables there
+    assert [r.id for r in read_records(view)] == ids                   # a writer has it open (-wal, -shm)
+    store.close()
+    assert not (tmp_path / "fb" / (DB_FILE + "-wal")).exists()
+    assert [r.id for r in read_records(view)] == ids                   # the last writer closed it
+    config, _, _ = cli.parse_args(["--feedback-dir", str(view), "--pipeline-root", str(tmp_path / "p")])
+    assert [r.id for r in cli._feedback(config)] == ids
+
+
+def test_reading_the_store_changes_nothing_and_a_damaged_one_is_an_error(tmp_path):
+    from core.feedback import read_records
+    store = FeedbackStore(tmp_path / "fb")
+    store.add(letter_png(), "PNG", "bet")
+    store.close()
+    before = (tmp_path / "fb" / DB_FILE).read_bytes()
+    assert [r.true_label for r in read_records(tmp_path / "fb")] == ["bet"]
+    assert (tmp_path / "fb" / DB_FILE).read_bytes() == before
+    (tmp_path / "fb" / DB_FILE).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(FeedbackStoreError, match="cannot read the feedback store"):
+        read_records(tmp_path / "fb")
