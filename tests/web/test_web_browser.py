@@ -219,3 +219,80 @@ def test_serving_down_is_said_plainly(start_web, dead_url, open_page):
     assert "The model server is down" in message and "not reachable" in message
     assert page.locator("#result").is_hidden()
     page.screenshot(path=os.path.join(os.path.dirname(SCREENSHOT), "web-serving-down.png"))
+
+
+def test_an_upload_while_an_answer_is_coming_is_the_one_answered(web, open_page):
+    """The newest image wins: an upload made while the drawing's answer is on its way is sent, and the drawing's
+    late answer is not shown over it (the upload had been dropped without a word)."""
+    page = open_page(web.url)
+    held = []
+    page.route("**/api/predict", lambda route: held.append(route) if not held else route.continue_())
+    draw_letter(page)
+    page.click("#send")
+    while not held:
+        page.wait_for_timeout(20)
+    page.set_input_files("#file", files=[{"name": "up.png", "mimeType": "image/png", "buffer": letter_png(size=64)}])
+    expect(page.locator("#image-info")).to_contain_text("64×64")
+    with page.expect_response("**/api/predict"):
+        held[0].continue_()
+    page.wait_for_timeout(200)                                            # the late answer's script has run
+    expect(page.locator("#image-info")).to_contain_text("64×64")
+    assert page.locator("#send").get_attribute("aria-busy") is None and page.locator("#send").is_enabled()
+    assert page.problems == [], page.problems
+
+
+def test_a_failed_feedback_then_another_letter_leaves_one_letter_chosen(web, open_page):
+    page = open_page(web.url)
+    failed = []
+
+    def first_fails(route):
+        if failed:
+            route.continue_()
+        else:
+            failed.append(route)
+            route.fulfill(status=507, content_type="application/json",
+                          body='{"error": "the disk is full", "reason": "not_stored"}')
+    page.route("**/api/feedback", first_fails)
+    page.check("#feedback-mode")
+    draw_letter(page)
+    page.click("#send")
+    answer_of(page)
+    page.click("#letter-grid button[data-class=alef]")
+    expect(page.locator("#feedback-result")).to_contain_text("Not saved")
+    page.click("#letter-grid button[data-class=gimel]")
+    expect(page.locator("#feedback-result")).to_contain_text("saved as gimel")
+    pressed = page.eval_on_selector_all("#letter-grid button[aria-pressed=true]", "bs => bs.map(b => b.dataset.class)")
+    assert pressed == ["gimel"] and [r.true_label for r in web.backend.store.records()] == ["gimel"]
+
+
+def test_keyboard_focus_on_upload_is_visible_and_messages_keep_each_languages_direction(web, open_page):
+    page = open_page(web.url)
+    for _ in range(40):
+        if page.evaluate("() => document.activeElement && document.activeElement.id") == "file":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "file"
+    outline = page.eval_on_selector("label.file-button", "l => [getComputedStyle(l).outlineStyle, "
+                                                         "getComputedStyle(l).outlineWidth]")
+    assert outline == ["solid", "3px"]
+    page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+    expect(page.locator("#error")).to_contain_text("not an image")
+    parts = page.eval_on_selector_all("#error bdi", "bs => bs.map(b => [b.textContent, getComputedStyle(b).direction])")
+    assert parts == [["זה אינו קובץ תמונה", "rtl"], ["This is not an image file.", "ltr"]]
+
+
+def test_undo_while_drawing_leaves_no_ink_behind(web, open_page):
+    page = open_page(web.url)
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + 50, box["y"] + 50)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 150, box["y"] + 120, steps=6)
+    page.keyboard.press("Control+z")                                      # mid-stroke: ignored
+    page.mouse.move(box["x"] + 200, box["y"] + 220, steps=6)
+    page.mouse.up()
+    assert page.locator("#send").is_enabled() and page.locator("#clear").is_enabled()
+    page.keyboard.press("Control+z")                                      # the stroke, once drawn
+    dark = page.evaluate("""() => { const c = document.getElementById('pad');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++; return n; }""")
+    assert dark == 0 and page.locator("#send").is_disabled()

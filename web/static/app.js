@@ -17,6 +17,7 @@
     prediction: null,     // the last /api/predict answer
     classes: [],
     busy: false,
+    seq: 0,               // the number of the newest image asked about (older answers are not shown)
   };
 
   // ---------------------------------------------------------------- drawing pad (Pointer Events)
@@ -111,7 +112,12 @@
   pad.addEventListener("pointercancel", endStroke);
   pad.addEventListener("contextmenu", (event) => event.preventDefault());
 
-  $("undo").addEventListener("click", () => { state.strokes.pop(); redraw(); });
+  function undo() {
+    if (state.current) return;   // mid-stroke: the stroke being drawn would stay on the canvas, unrecorded
+    state.strokes.pop();
+    redraw();
+  }
+  $("undo").addEventListener("click", undo);
   $("clear").addEventListener("click", () => { state.strokes = []; redraw(); });
   $("stroke-width").addEventListener("input", (event) => {
     state.strokeWidth = Number(event.target.value);
@@ -120,8 +126,7 @@
   document.addEventListener("keydown", (event) => {
     if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
       event.preventDefault();
-      state.strokes.pop();
-      redraw();
+      undo();
     }
   });
 
@@ -133,9 +138,24 @@
   }
 
   // ---------------------------------------------------------------- messages
+  // A message in two languages ("עברית · English." or lines) in a box whose direction follows its first words:
+  // each part is isolated in its own direction, so the English part keeps its full stop at its end.
+  function setBidiText(element, text) {
+    element.replaceChildren();
+    String(text).split(/( · |\n)/).forEach((part, i) => {
+      if (i % 2 === 1) {
+        element.append(part);
+      } else if (part) {
+        const isolate = document.createElement("bdi");
+        isolate.textContent = part;
+        element.append(isolate);
+      }
+    });
+  }
+
   function showError(message) {
     const box = $("error");
-    box.textContent = message;
+    setBidiText(box, message);
     box.hidden = false;
   }
   function clearError() {
@@ -147,7 +167,7 @@
     const line = $("serving-status");
     line.classList.remove("status-up", "status-down", "status-unknown");
     line.classList.add(up === null ? "status-unknown" : up ? "status-up" : "status-down");
-    $("serving-status-text").textContent = text;
+    setBidiText($("serving-status-text"), text);
   }
 
   const DOWN_HE = "שרת המודל אינו זמין";   // "the model server is unavailable"
@@ -204,49 +224,58 @@
     return body;
   }
 
-  async function run(task) {
-    if (state.busy) return;
+  // One image at a time is asked about. A new upload or drop while an answer is coming replaces that request
+  // (``supersede``): only the newest one's answer or error is shown. Recognise, for the same drawing, waits.
+  async function run(task, supersede = false) {
+    if (state.busy && !supersede) return;
+    const seq = ++state.seq;
+    const current = () => seq === state.seq;
     state.busy = true;
     clearError();
     $("send").disabled = true;
     $("send").setAttribute("aria-busy", "true");
     try {
-      await task();
+      await task(current);
     } catch (err) {
-      showError(err.message || String(err));
+      if (current()) showError(err.message || String(err));
     } finally {
-      state.busy = false;
-      $("send").removeAttribute("aria-busy");
-      updateToolbar();
+      if (current()) {
+        state.busy = false;
+        $("send").removeAttribute("aria-busy");
+        updateToolbar();
+      }
     }
   }
 
-  $("send").addEventListener("click", () => run(async () => {
+  $("send").addEventListener("click", () => run(async (current) => {
     if (state.strokes.length === 0) throw new Error("כתבו אות קודם · Draw a letter first.");
     const blob = await padBlob();
     const bytes = new Uint8Array(await blob.arrayBuffer());
     const b64 = bytesToBase64(bytes);
+    if (!current()) return;
     setImage({ b64, url: URL.createObjectURL(blob), source: "drawing" });
     const answer = await postPredict({
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ image: b64, source: "canvas" }),
     });
-    showAnswer(answer);
+    if (current()) showAnswer(answer);
   }));
 
   async function sendFile(file) {
-    await run(async () => {
-      if (!file) return;
+    if (!file) return;
+    await run(async (current) => {
       if (file.type && !file.type.startsWith("image/")) {
         throw new Error("זה אינו קובץ תמונה · This is not an image file.");
       }
       const bytes = new Uint8Array(await file.arrayBuffer());
+      if (!current()) return;
       setImage({ b64: bytesToBase64(bytes), url: URL.createObjectURL(file), source: "upload" });
       const form = new FormData();
       form.append("image", file, file.name || "upload");
       form.append("source", "upload");
-      showAnswer(await postPredict({ body: form }));
-    });
+      const answer = await postPredict({ body: form });
+      if (current()) showAnswer(answer);
+    }, true);
   }
 
   $("file").addEventListener("change", (event) => {
@@ -349,7 +378,7 @@
     // One answer gets one feedback: once it is sent (or on its way), turning the mode off and on again
     // shows what was saved instead of asking again.
     const sent = state.prediction && state.prediction.feedback;
-    $("feedback-result").textContent = sent ? sent.message : "";
+    setBidiText($("feedback-result"), sent ? sent.message : "");
     $("feedback-result").classList.remove("failed");
     setFeedbackEnabled(!sent);
     document.querySelectorAll("#letter-grid button").forEach((b) => b.setAttribute("aria-pressed", "false"));
@@ -373,7 +402,7 @@
     if (button) button.setAttribute("aria-pressed", "true");
     const out = $("feedback-result");
     out.classList.remove("failed");
-    out.textContent = "שומר… · saving…";
+    setBidiText(out, "שומר… · saving…");
     try {
       const response = await fetch("/api/feedback", {
         method: "POST",
@@ -390,12 +419,13 @@
       const body = await response.json().catch(() => null);
       if (!response.ok) throw new Error((body && body.error) || `HTTP ${response.status}`);
       prediction.feedback.message = `תודה! נשמר · Thanks, saved as ${label} (${body.id.slice(0, 8)})`;
-      if (state.prediction === prediction) out.textContent = prediction.feedback.message;
+      if (state.prediction === prediction) setBidiText(out, prediction.feedback.message);
     } catch (err) {
       prediction.feedback = null;              // not saved: it may be sent again
+      if (button) button.setAttribute("aria-pressed", "false");
       if (state.prediction === prediction) {
         out.classList.add("failed");
-        out.textContent = `לא נשמר · Not saved: ${err.message}`;
+        setBidiText(out, `לא נשמר · Not saved: ${err.message}`);
         setFeedbackEnabled(true);
       }
     }
