@@ -65,13 +65,13 @@ def _checked_record(record) -> dict:
 
 def pushed_versions(base: str) -> dict[int, dict]:
     """Integer version → its push record ({} when it has none or it is damaged). Of two folders that name one
-    version (``7`` and ``007``), the record is the one of the folder the server serves: the first by name."""
+    version (``007`` and ``7``), the record is the one of the folder the server serves: the last by name."""
     versions = {}
     if not fileio.exists(base):
         return versions
     for name in sorted(name.rstrip("/") for name in fileio.listdir(base)):
         version = version_number(name)   # the server's own reading of a folder name (int64: larger never served)
-        if version is None or version in versions:
+        if version is None:
             continue
         record_path = os.path.join(base, name, PUSH_RECORD)
         record = {}

@@ -3,8 +3,8 @@
 A model may carry ``assets.extra/tf_serving_warmup_requests``: a TFRecord file of ``PredictionLog`` protos.
 TF Serving replays them right after loading a version and before marking it AVAILABLE, so the first real
 request does not pay for graph optimisation (about 0.4 s for the letters model). The trainer writes the file
-(:func:`write_requests`); the embedded server replays it (:func:`replay`), like TF Serving: at most
-:data:`MAX_RECORDS` records, and a record that fails makes the load fail.
+(:func:`write_requests`); the embedded server replays it (``serving/warmup.py``), like TF Serving: every record,
+at most :data:`MAX_RECORDS`, and a record that fails makes the load fail.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def write_requests(export_dir: str, model_name: str, requests: list[tuple[str, d
 
 
 def read_requests(model_dir: str) -> list[tuple[str, dict]]:
-    """The predict requests of a model's warm-up file ([] when it has none)."""
+    """The predict requests of a model's warm-up file ([] when it has none): what the trainer wrote."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -44,16 +44,8 @@ def read_requests(model_dir: str) -> list[tuple[str, dict]]:
     for record in tf.data.TFRecordDataset(path).take(MAX_RECORDS):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         if log.WhichOneof("log_type") != "predict_log":
-            continue  # classify/regress/multi-inference warm-up is not used by this project
+            continue  # the project writes predict records only
         request = log.predict_log.request
         requests.append((request.model_spec.signature_name or "serving_default",
                          {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}))
     return requests
-
-
-def replay(servable) -> int:
-    """Runs the warm-up requests on a freshly loaded servable; returns how many ran. Raises if one fails."""
-    requests = read_requests(servable.path)
-    for signature_name, inputs in requests:
-        servable.run(signature_name, inputs)
-    return len(requests)

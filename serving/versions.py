@@ -16,7 +16,7 @@ import time
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
-from core import warmup
+from serving import warmup
 from serving.status import ServingError, from_exception, undecodable_runtime_message
 
 log = logging.getLogger("serving.versions")
@@ -103,7 +103,7 @@ class Servable:
 
 
 class _VersionRecord:
-    __slots__ = ("state", "error_code", "error_message", "attempts", "retry_at")
+    __slots__ = ("state", "error_code", "error_message", "attempts", "retry_at", "last_error")
 
     def __init__(self):
         self.state = State.START
@@ -111,6 +111,7 @@ class _VersionRecord:
         self.error_message = ""
         self.attempts = 0
         self.retry_at = 0.0
+        self.last_error = None    # (code, message) of the last failed attempt, shown once the retries stop
 
 
 def version_number(name: str) -> int | None:
@@ -122,21 +123,21 @@ def version_number(name: str) -> int | None:
 
 
 def list_versions(base_path: str, model_name: str) -> dict | None:
-    """{version: path} of the integer-named children, or None if the base path cannot be read."""
+    """{version: path} of the integer-named children, or None if the base path cannot be read. Of two names for
+    one version ("2" and "002") the last in sorted order is served, as in TF Serving."""
     try:
         names = sorted(os.listdir(base_path))
     except OSError as exc:
         log.warning("Could not find base path %s for servable %s with error %s", base_path, model_name, exc)
         return None
     versions = {}
-    for name in names:
+    for name in names:   # sorted, and the last of two names for one version wins (IndexChildrenByVersion)
         version = version_number(name)
         if version is None:
             continue
         if version in versions:
-            log.warning("Duplicate version directories detected: %s and %s (servable %s); using the first",
-                        versions[version], os.path.join(base_path, name), model_name)
-            continue
+            log.warning("Duplicate version directories detected. Version %d will be loaded from %s, %s will be "
+                        "ignored.", version, name, os.path.basename(versions[version]))
         versions[version] = os.path.join(base_path, name)
     if not versions:
         log.warning("No versions of servable %s found under base path %s. Did you forget to name your leaf "
@@ -246,8 +247,10 @@ class ModelManager:
             for version in list(self.records):
                 record = self.records[version]
                 if version not in aspired and version not in self.servables and record.state != State.END:
-                    record.state = State.END        # aspiration withdrawn while loading/retrying
-                    record.attempts = 0
+                    record.state = State.END        # aspiration withdrawn while loading/retrying: the retries stop
+                    record.attempts = 0             # and, as LoaderHarness::ErrorInternal, END carries the error
+                    if record.last_error is not None:
+                        record.error_code, record.error_message = record.last_error
             for version in aspired:
                 record = self.records.get(version)
                 if record is None or (record.state == State.END and version not in self.aspired):
@@ -272,6 +275,7 @@ class ModelManager:
             error = from_exception(exc)
             with self._lock:
                 record.attempts += 1
+                record.last_error = (error.code, error.message)
                 if record.attempts > self.options.max_num_load_retries:
                     record.state = State.END
                     record.error_code = error.code
@@ -369,6 +373,7 @@ class ServerCore:
                 if name not in wanted and not manager.removed:
                     log.info("Unloading model %s (no longer in the config)", name)
                     manager.unload_all()
+                    manager.labels = {}   # the label map is the new config's alone (UpdateModelVersionLabelMap)
             for model in models:
                 manager = self.managers.get(model.name)
                 if manager is None or manager.removed:

@@ -79,7 +79,7 @@ def test_a_damaged_push_record_is_read_as_no_record(tmp_path, capsys):
 
 def test_a_version_folder_with_leading_zeros_is_the_version_the_server_serves(tmp_path, capsys):
     # TF Serving reads "007" as version 7; a label on 7 must find that folder, and of "007" and "7" the server
-    # (and so the push records) take the first by name.
+    # (and so the push records) take the last by name.
     serving_dir, (v1,) = pushed(tmp_path)
     (serving_dir / str(v1)).rename(serving_dir / f"00{v1}")
     common = ["--serving-dir", str(serving_dir), "--server-url", f"http://127.0.0.1:{testing.free_port()}"]
@@ -90,7 +90,7 @@ def test_a_version_folder_with_leading_zeros_is_the_version_the_server_serves(tm
     twin = serving_dir / str(v1)
     (twin / "assets.extra").mkdir(parents=True)
     (twin / atomic_pusher.PUSH_RECORD).write_text('{"fingerprint": "the twin"}')
-    assert atomic_pusher.pushed_versions(str(serving_dir))[v1]["fingerprint"] != "the twin"
+    assert atomic_pusher.pushed_versions(str(serving_dir))[v1]["fingerprint"] == "the twin"
 
 
 def test_incomplete_versions_bad_configs_and_paths_are_one_line_errors(tmp_path, capsys):

@@ -254,3 +254,67 @@ def test_one_old_version_keeps_serving_while_newer_ones_fail(tmp_path):
     assert {v: versions.State.Name(r.state) for v, r in manager.records.items()} == {
         1: "END", 2: "AVAILABLE", 3: "END", 4: "END"}
     manager.unload_all()
+
+
+def test_of_two_folders_for_one_version_the_last_name_is_served(tmp_path, caplog):
+    """TF Serving indexes the sorted children and the last name for a version wins: "2" over "002"."""
+    for name in ("002", "2"):
+        (tmp_path / name).mkdir()
+    with caplog.at_level(logging.WARNING, logger="serving"):
+        assert versions.list_versions(str(tmp_path), "m") == {2: str(tmp_path / "2")}
+    assert "Duplicate version directories detected. Version 2 will be loaded from 2, 002 will be ignored." in \
+        caplog.text
+
+
+def _core(base, config_text, **options):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    core = versions.ServerCore(config_lib.ServerOptions(model_name="letters", model_base_path=base, **options))
+    core.apply_config(text_format.Parse(config_text, model_server_config_pb2.ModelServerConfig()))
+    return core
+
+
+def test_a_model_removed_from_the_config_loses_its_labels_and_comes_back_with_new_ones(tmp_path):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    testing.publish_version(base, 2)
+    with_labels = testing.labelled_config_text(base, {"stable": 1}, num_versions=2)
+    core = _core(base, with_labels, allow_version_labels_for_unavailable_models=True)
+    core.poll()
+    assert core.manager("letters").resolve(label="stable").version == 1
+    core.apply_config(text_format.Parse('model_config_list { config { name: "other" base_path: "/nowhere" '
+                                        'model_platform: "tensorflow" } }', model_server_config_pb2.ModelServerConfig()))
+    with pytest.raises(versions.ServingError, match="Unrecognized servable version label: stable"):
+        core.manager("letters").resolve(label="stable")
+    # Back with the label on another version: a new label for the flag, as TF Serving's label map is the
+    # new config's alone (it had been refused on every poll, and the model never came back).
+    core.apply_config(text_format.Parse(testing.labelled_config_text(base, {"stable": 2}, num_versions=2),
+                                        model_server_config_pb2.ModelServerConfig()))
+    core.poll()
+    assert core.manager("letters").resolve(label="stable").version == 2
+    core.manager("letters").unload_all()
+
+
+def test_a_version_whose_retries_are_cut_short_ends_with_its_error(tmp_path):
+    """A broken version still retrying when a newer one replaces it ends with the error of its last attempt, as
+    LoaderHarness::ErrorInternal publishes it (it showed END with OK)."""
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    core = _core(base, testing.labelled_config_text(base, {}, num_versions=1), max_num_load_retries=5,
+                 load_retry_interval_micros=60_000_000)
+    core.poll()
+    manager = core.manager("letters")
+    testing.publish_version(base, 2, broken=True)
+    core.poll()
+    record = manager.records[2]
+    assert versions.State.Name(record.state) == "LOADING" and record.error_code == "OK"   # retrying
+    testing.publish_version(base, 3)
+    core.poll()
+    record = manager.records[2]
+    assert versions.State.Name(record.state) == "END" and record.error_code != "OK" and record.error_message
+    assert manager.available_versions() == [3]
+    manager.unload_all()

@@ -1,4 +1,6 @@
 """Warm-up records (assets.extra/tf_serving_warmup_requests) are replayed on load, as TF Serving does."""
+import os
+
 import numpy as np
 import pytest
 
@@ -37,3 +39,89 @@ def test_a_failing_warmup_request_fails_the_load(tmp_path):
                                          {configs.IMAGE_INPUT: np.array([b"not an image"], dtype=object)})])
     with pytest.raises(ServingError):
         versions.Servable(configs.MODEL_NAME, 1, path)
+
+
+def write_logs(path, logs):
+    import tensorflow as tf
+    full = os.path.join(path, warmup.WARMUP_FILE)
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    with tf.io.TFRecordWriter(full) as writer:
+        for log in logs:
+            writer.write(log if isinstance(log, bytes) else log.SerializeToString())
+    return path
+
+
+def scorer_with(tmp_path, logs):
+    path = str(tmp_path / "1")
+    testing.save_scorer(path)
+    return write_logs(path, logs)
+
+
+def example_input(x: float, tag: bytes = b""):
+    import tensorflow as tf
+    from tensorflow_serving.apis import input_pb2
+    example = tf.train.Example(features=tf.train.Features(feature={
+        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[x])),
+        "tag": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tag]))}))
+    return input_pb2.Input(example_list=input_pb2.ExampleList(examples=[example]))
+
+
+def classify_log(signature="serving_default"):
+    from tensorflow_serving.apis import classification_pb2, model_pb2, prediction_log_pb2
+    request = classification_pb2.ClassificationRequest(model_spec=model_pb2.ModelSpec(signature_name=signature),
+                                                       input=example_input(0.25))
+    return prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=request))
+
+
+def test_classify_regress_and_multi_inference_records_run_as_their_requests(tmp_path):
+    from tensorflow_serving.apis import (inference_pb2, model_pb2, prediction_log_pb2, regression_pb2)
+    regress = regression_pb2.RegressionRequest(model_spec=model_pb2.ModelSpec(signature_name="regress_x"),
+                                               input=example_input(1.5, b"bonus"))
+    multi = inference_pb2.MultiInferenceRequest(input=example_input(0.5), tasks=[
+        inference_pb2.InferenceTask(model_spec=model_pb2.ModelSpec(name="m"),
+                                    method_name="tensorflow/serving/classify"),
+        inference_pb2.InferenceTask(model_spec=model_pb2.ModelSpec(name="m", signature_name="regress_x"),
+                                    method_name="tensorflow/serving/regress")])
+    path = scorer_with(tmp_path, [classify_log(),
+                                  prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(
+                                      request=regress)),
+                                  prediction_log_pb2.PredictionLog(
+                                      multi_inference_log=prediction_log_pb2.MultiInferenceLog(request=multi)),
+                                  prediction_log_pb2.PredictionLog()])                  # no request: runs nothing
+    assert versions.Servable("m", 1, path).warmup_requests == 4
+
+
+@pytest.mark.parametrize("case, code, message", [
+    ("classify with a signature that cannot classify", "INVALID_ARGUMENT", "No signature was found with the name"),
+    ("a session-run record", "UNIMPLEMENTED", "Unsupported log_type for warmup: 5"),
+    ("a streamed predict record", "UNIMPLEMENTED", "Unsupported log_type for warmup: 7"),
+    ("1001 records", "INVALID_ARGUMENT", "Number of warmup records exceeds the maximum (1000) at "),
+    ("not a PredictionLog", "INVALID_ARGUMENT", "Failed to parse warmup record: "),
+])
+def test_records_tf_serving_refuses_fail_the_load(tmp_path, case, code, message):
+    """TF Serving fails the load on these (saved_model_warmup.cc, saved_model_warmup_util.cc); they had been
+    skipped, or cut at 1000 without a word."""
+    from tensorflow_serving.apis import prediction_log_pb2
+    logs = {"classify with a signature that cannot classify": lambda: [classify_log("no_such_signature")],
+            "a session-run record": lambda: [prediction_log_pb2.PredictionLog(
+                session_run_log=prediction_log_pb2.SessionRunLog())],
+            "a streamed predict record": lambda: [prediction_log_pb2.PredictionLog(
+                predict_streamed_log=prediction_log_pb2.PredictStreamedLog())],
+            "1001 records": lambda: [classify_log()] * 1001,
+            "not a PredictionLog": lambda: [b"\xff\xff\xff not a proto"]}[case]()
+    path = scorer_with(tmp_path, logs)
+    with pytest.raises(ServingError) as raised:
+        versions.Servable("m", 1, path)
+    assert raised.value.code == code and message in raised.value.message, raised.value.message
+
+
+def test_a_warmup_file_that_is_not_tfrecords_fails_the_load(tmp_path):
+    path = str(tmp_path / "1")
+    testing.save_scorer(path)
+    os.makedirs(os.path.join(path, "assets.extra"))
+    with open(os.path.join(path, warmup.WARMUP_FILE), "wb") as handle:
+        handle.write(b"this is not a TFRecord file at all, just some bytes")
+    with pytest.raises(ServingError) as raised:
+        versions.Servable("m", 1, path)
+    assert raised.value.code == "DATA_LOSS"
+    assert raised.value.message.endswith(". Please verify your warmup data is in TFRecord format.")

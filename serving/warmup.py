@@ -1,0 +1,88 @@
+"""Replaying a version's warm-up records before it is AVAILABLE, as TF Serving does
+(servables/tensorflow/saved_model_warmup.cc and saved_model_warmup_util.cc).
+
+Every record of ``assets.extra/tf_serving_warmup_requests`` runs, in order, on the freshly loaded version, and the
+load fails on the first record that fails, on one that is not a PredictionLog, on the 1,001st, and on a file that is
+not TFRecords. Predict, classify, regress and multi-inference records run as their requests would; streamed
+predict and session-run records are UNIMPLEMENTED; a record with no request in it runs nothing.
+"""
+from __future__ import annotations
+
+import os
+
+from core import warmup
+from serving import inference
+from serving.status import ServingError, invalid
+
+# PredictionLog.log_type field numbers: TF Serving's message quotes the oneof case as its number.
+_UNSUPPORTED = {"predict_streamed_log": 7, "session_run_log": 5}
+
+
+def replay(servable) -> int:
+    """Runs the warm-up records on ``servable``; returns how many ran (0 without a file). ServingError if the
+    load must fail."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(servable.path, warmup.WARMUP_FILE)
+    if not tf.io.gfile.exists(path):
+        return 0
+    count = 0
+    try:
+        for record in tf.data.TFRecordDataset(path):
+            raw = record.numpy()
+            try:
+                log = prediction_log_pb2.PredictionLog.FromString(raw)
+            except Exception:  # noqa: BLE001 - protobuf's DecodeError
+                raise invalid(f"Failed to parse warmup record: {raw.decode('utf-8', 'backslashreplace')} from "
+                              f"{path}") from None
+            run_record(servable, log)
+            count += 1
+            if count > warmup.MAX_RECORDS:
+                raise invalid(f"Number of warmup records exceeds the maximum ({warmup.MAX_RECORDS}) at {path}")
+    except tf.errors.DataLossError as exc:
+        raise ServingError("DATA_LOSS", f"{exc.message}. Please verify your warmup data is in TFRecord format.") \
+            from None
+    return count
+
+
+def run_record(servable, log) -> None:
+    """One record (RunWarmupRequest): its request run on ``servable``, the answer checked as the API checks it."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import classification_pb2, regression_pb2
+
+    kind = log.WhichOneof("log_type")
+    if kind == "predict_log":
+        request = log.predict_log.request
+        servable.run(request.model_spec.signature_name or inference.DEFAULT_SIGNATURE,
+                     {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()})
+    elif kind in ("classify_log", "regress_log"):
+        request = getattr(log, kind).request
+        method = inference.CLASSIFY if kind == "classify_log" else inference.REGRESS
+        _run_examples(servable, [(request.model_spec.signature_name, method)], request.input,
+                      classification_pb2, regression_pb2)
+    elif kind == "multi_inference_log":
+        request = log.multi_inference_log.request
+        tasks = []
+        for task in request.tasks:
+            method = inference.METHOD_NAMES.get(task.method_name)
+            if method is None:
+                raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
+            tasks.append((task.model_spec.signature_name, method))
+        _run_examples(servable, tasks, request.input, classification_pb2, regression_pb2)
+    elif kind in _UNSUPPORTED:
+        raise ServingError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {_UNSUPPORTED[kind]}")
+
+
+def _run_examples(servable, tasks, input_proto, classification_pb2, regression_pb2) -> None:
+    examples = None
+    for signature_name, method in tasks:
+        signature_name = signature_name or inference.DEFAULT_SIGNATURE
+        inference.example_signature(servable, signature_name, method)
+        if examples is None:
+            examples = inference.input_examples(input_proto)
+        outputs = servable.run(signature_name, inference.examples_batch(examples))
+        if method == inference.CLASSIFY:
+            inference.classification_result(outputs, len(examples), classification_pb2.ClassificationResult())
+        else:
+            inference.regression_result(outputs, len(examples), regression_pb2.RegressionResult())
