@@ -48,12 +48,14 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from core import configs, image_io
+from core.configs import GENERATED_MANIFEST
 from core.files import pattern_under
 from core.labels import CLASS_INDEX, CLASS_NAMES
 
 REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
 INPUT_PATTERN = "*/*"
 FEEDBACK_PREFIX = "feedback/"
+SPLIT_OF_KEY = "_split_of"   # exec property the executor sets for the input transform: an example's split name
 TRAIN_SHARE_KEY = "_train_share"   # exec property the executor sets for the input transform: the train buckets' share
 
 
@@ -79,7 +81,10 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
     """Reads one file; returns ``("ok", example, label_name, reencoded)`` or ``("skip", rel, reason, detail)``."""
     rel = os.path.relpath(path, input_base)
     label_name = rel.split(os.sep)[0]
+    beside = os.sep not in rel
     rel = prefix + rel
+    if beside:
+        return ("skip", rel, "not_in_a_class_folder", "files beside the class folders are not read")
     if fileio.isdir(path):
         return ("skip", rel, "nested_folder", "folders inside a class folder are not read")
     if is_hidden(path):
@@ -149,6 +154,16 @@ def partition(example, num_partitions: int, buckets: list[int], split_config, tr
     return base_example_gen_executor._PartitionFn(example, num_partitions, buckets, split_config)
 
 
+class SplitOf:
+    """The name of the split :func:`partition` puts an example into (for the report: images per split)."""
+
+    def __init__(self, names: list[str], buckets: list[int], split_config, train_index: int):
+        self.names, self.buckets, self.split_config, self.train_index = names, buckets, split_config, train_index
+
+    def __call__(self, example) -> str:
+        return self.names[partition(example, len(self.buckets), self.buckets, self.split_config, self.train_index)]
+
+
 def _layout_hint(input_base: str, pattern: str) -> str:
     return (f"no files match {os.path.join(input_base, pattern)}: the data root must hold one folder per class "
             f"({', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]}) with the images inside")
@@ -168,10 +183,13 @@ def describe_layout_problem(input_base: str) -> str | None:
     return None
 
 
-def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: int = 1) -> dict:
-    """Summarises per-file outcomes: kept per class, skipped by reason with the files. Counts files: a feedback
-    image written ``feedback_repeat`` times into the train split counts once."""
+def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: int = 1,
+                 splits: Iterable[str] = ()) -> dict:
+    """Summarises per-file outcomes: kept per class (and per split, when the outcomes carry it), skipped by reason
+    with the files. Counts files: a feedback image written ``feedback_repeat`` times into the train split counts
+    once."""
     kept = collections.Counter()
+    per_split = collections.defaultdict(collections.Counter, {split: collections.Counter() for split in splits})
     reencoded = feedback = 0
     skipped = collections.defaultdict(list)
     for outcome in outcomes:
@@ -179,6 +197,8 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
             kept[outcome[1]] += 1
             reencoded += int(outcome[2])
             feedback += int(outcome[3]) if len(outcome) > 3 else 0
+            if len(outcome) > 4:
+                per_split[outcome[4]][outcome[1]] += 1
         else:
             _, rel, reason, detail = outcome
             skipped[reason].append({"file": rel, "detail": detail})
@@ -195,6 +215,10 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
         "skipped_by_reason": {reason: len(files) for reason, files in sorted(skipped.items())},
         "skipped_files": dict(sorted(skipped.items())),
         "empty_classes": [name for name in CLASS_NAMES if not kept.get(name)],
+        "kept_per_split": {split: sum(counts.values()) for split, counts in sorted(per_split.items())},
+        # classes with images, none of them in a split: trained without, or never judged
+        "classes_missing_from_split": {split: [name for name in CLASS_NAMES if kept.get(name) and not counts.get(name)]
+                                       for split, counts in sorted(per_split.items())},
     }
 
 
@@ -213,6 +237,10 @@ def format_report(report: dict, max_files: int = 10) -> str:
     if report["empty_classes"]:
         lines.append(f"  WARNING: no images for {len(report['empty_classes'])} classes: "
                      + ", ".join(report["empty_classes"]))
+    for split, missing in report.get("classes_missing_from_split", {}).items():
+        if missing:
+            lines.append(f"  WARNING: no {split} images for {len(missing)} classes (all of theirs fell in the other "
+                         f"split): " + ", ".join(missing))
     return "\n".join(lines)
 
 
@@ -239,8 +267,9 @@ def find_usable_image(input_base: str, max_bytes: int = image_io.DEFAULT_MAX_BYT
     return False, skips
 
 
-def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None, feedback_repeat: int = 1) -> None:
-    report = build_report(outcomes, input_base, feedback_repeat)
+def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None, feedback_repeat: int = 1,
+                  splits: Iterable[str] = ()) -> None:
+    report = build_report(outcomes, input_base, feedback_repeat, splits)
     text = format_report(report)
     logging.info("%s", text)
     print(text, flush=True)
@@ -250,6 +279,11 @@ def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None
             f.write(json.dumps(report, indent=2, ensure_ascii=False))
     if report["kept"] == 0:
         raise EmptyDatasetError(no_usable_image(input_base))
+    for split, count in report["kept_per_split"].items():
+        if count == 0:
+            raise EmptyDatasetError(
+                f"the {split} split is empty: the hash split of the {report['kept']} usable images of {input_base} "
+                f"put none of them there; add images (a few per class at least) or change --split")
 
 
 @beam.ptransform_fn
@@ -263,7 +297,9 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     main_files = list_inputs(input_base, split_pattern)
     if not main_files:
         raise EmptyDatasetError(_layout_hint(input_base, split_pattern))
-    inputs = [(path, input_base, "") for path in main_files]
+    beside = [path for path in fileio.glob(pattern_under(input_base, "*"))   # reported as skipped, not read
+              if not fileio.isdir(path) and not is_hidden(path) and os.path.basename(path) != GENERATED_MANIFEST]
+    inputs = [(path, input_base, "") for path in sorted(beside) + main_files]
     feedback_root = custom.get("feedback_root")
     repeat = 1
     if feedback_root and fileio.exists(feedback_root):
@@ -271,14 +307,17 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
         inputs += [(path, feedback_root, FEEDBACK_PREFIX) for path in feedback_files]
         repeat = feedback_copies(int(custom.get("feedback_repeat", 0)), main_files, feedback_files,
                                  exec_properties[TRAIN_SHARE_KEY])
+    split_of = exec_properties.get(SPLIT_OF_KEY)
     outcomes = (pipeline
                 | "ListFiles" >> beam.Create(inputs)
                 | "Reshuffle" >> beam.Reshuffle()
                 | "ReadImage" >> beam.Map(lambda item: read_one(item[0], item[1], max_bytes, max_pixels, item[2])))
     _ = (outcomes
-         | "Summarise" >> beam.Map(lambda o: ("ok", o[2], o[3], is_feedback(o[1])) if o[0] == "ok" else o)
+         | "Summarise" >> beam.Map(lambda o: ("ok", o[2], o[3], is_feedback(o[1]))
+                                   + ((split_of(o[1]),) if split_of else ()) if o[0] == "ok" else o)
          | "Collect" >> beam.combiners.ToList()
-         | "WriteReport" >> beam.Map(_write_report, input_base, exec_properties.get(REPORT_URI_KEY), repeat))
+         | "WriteReport" >> beam.Map(_write_report, input_base, exec_properties.get(REPORT_URI_KEY), repeat,
+                                     split_of.names if split_of else ()))
     return (outcomes
             | "KeepGood" >> beam.Filter(lambda o: o[0] == "ok")
             | "ToExample" >> beam.FlatMap(lambda o: [o[1]] * (repeat if is_feedback(o[1]) else 1)))
@@ -303,10 +342,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         buckets = list(itertools.accumulate(split.hash_buckets for split in splits))
         exec_properties["_beam_pipeline_args"] = self._beam_pipeline_args or []
         exec_properties[TRAIN_SHARE_KEY] = splits[names.index(configs.TRAIN_SPLIT)].hash_buckets / buckets[-1]
+        train_index = names.index(configs.TRAIN_SPLIT)
+        exec_properties[SPLIT_OF_KEY] = SplitOf(names, buckets, output_config.split_config, train_index)
         partitions = (pipeline
                       | "InputToRecord" >> _ImagesToExample(exec_properties, input_config.splits[0].pattern)
                       | "SplitData" >> beam.Partition(partition, len(buckets), buckets, output_config.split_config,
-                                                      names.index(configs.TRAIN_SPLIT)))
+                                                      train_index))
         return dict(zip(names, partitions))
 
     def Do(self, input_dict, output_dict, exec_properties):
@@ -329,7 +370,7 @@ def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int =
                     max_file_bytes: int = image_io.DEFAULT_MAX_BYTES,
                     max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS,
                     feedback_root: str | None = None, fingerprint_feedback: bool = True,
-                    feedback_repeat: int = 0) -> FileBasedExampleGen:
+                    feedback_repeat: int = 0, code: str = "") -> FileBasedExampleGen:
     """The image ExampleGen component (a FileBasedExampleGen with this module's executor).
 
     ``feedback_root``: exported corrections (``<class>/<image>``), always trained on; see the module doc.
@@ -337,8 +378,12 @@ def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int =
     as :func:`core.configs.feedback_copies` chooses from the number of images, at run time.
     ``fingerprint_feedback``: put the folder's fingerprint in the configuration (the cache key). Off for a
     pipeline compiled once and run many times (Kubeflow): the folder is read at run time, the cache must be off.
+    ``code``: a fingerprint of this module's code (pipeline.code_fingerprint), so that a change to how images are
+    read re-runs it instead of reusing examples made by the old code.
     """
     custom_config = {"max_file_bytes": max_file_bytes, "max_image_pixels": max_image_pixels}
+    if code:
+        custom_config["code"] = code
     if feedback_root:
         custom_config["feedback_root"] = feedback_root
         custom_config["feedback_repeat"] = feedback_repeat

@@ -19,6 +19,7 @@ PIPELINE_NAME = "letters"
 MODEL_NAME = "letters"
 
 # Raw tf.Example features written by the image ExampleGen.
+GENERATED_MANIFEST = "generated.json"   # what pipeline.generate_letters writes beside the class folders
 IMAGE_KEY = "image_raw"        # encoded image bytes (PNG/JPEG/BMP/GIF as found; others re-encoded: core.image_io)
 LABEL_KEY = "label"            # int64 index into core.labels.CLASS_NAMES
 LABEL_NAME_KEY = "label_name"  # class folder name

@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 from tqdm import tqdm
 
+from core import configs
 from core.files import atomic_write
 from core.labels import CLASS_NAMES, GLYPHS
 from pipeline import handwriting
@@ -59,7 +60,7 @@ MIXED_STROKE_SHARE = 0.5
 FONT_EXTENSIONS = (".ttf", ".otf", ".pfa", ".pfb")  # preference order when a face comes in several
 
 
-MANIFEST = "generated.json"
+MANIFEST = configs.GENERATED_MANIFEST
 WRITER_STREAM = 1_000_003   # keeps the writers' random numbers apart from the letters' ([seed, class, i])
 
 

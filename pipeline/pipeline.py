@@ -43,6 +43,7 @@ ACCURACY_METRIC = "sparse_categorical_accuracy"
 # The modules Transform and Trainer run; their import closures are the components' code cache keys.
 TRANSFORM_MODULE = "models.preprocessing"
 TRAINER_MODULE = "models.trainer"
+EXAMPLE_GEN_MODULE = "components.image_example_gen"   # its executor: how images are read and split
 PRETRAINER_NODE = "pretrainer"   # the Trainer whose network the run's own Trainer starts from (pretrain_root)
 
 
@@ -105,7 +106,7 @@ def image_examples(config: Config, input_base: str, **feedback) -> ImageExampleG
     return ImageExampleGen(
         input_base=input_base, train_buckets=config.train_buckets, eval_buckets=config.eval_buckets,
         max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels,
-        feedback_repeat=config.feedback_repeat, **feedback)
+        feedback_repeat=config.feedback_repeat, code=fingerprint(EXAMPLE_GEN_MODULE), **feedback)
 
 
 def pretraining(config: Config) -> list:

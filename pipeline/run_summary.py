@@ -131,6 +131,7 @@ def summarize(metadata_file: str) -> dict:
                 report = json.load(f)
             summary["ingest"] = {k: report.get(k, 0) for k in ("kept", "skipped", "skipped_by_reason", "empty_classes",
                                                                "reencoded_to_png", "feedback")}
+            summary["ingest"]["classes_missing_from_split"] = report.get("classes_missing_from_split", {})
             summary["ingest"]["feedback_repeat"] = report.get("feedback_repeat", 1)
     statistics = comps.get("StatisticsGen", {}).get("outputs", {}).get("statistics")
     if statistics:
@@ -187,6 +188,10 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
                         f"{ingest.get('feedback_repeat', 1)}× each)" if ingest.get("feedback") else ""))
         if ingest.get("empty_classes"):
             lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
+        for name, missing in ingest.get("classes_missing_from_split", {}).items():
+            if missing:
+                lines.append(f"  WARNING classes with no {name} images (all theirs are in the other split): "
+                             f"{', '.join(missing)}")
     for key in ("pretraining", "training"):
         if key in summary:
             t = summary[key]

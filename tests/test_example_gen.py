@@ -14,7 +14,7 @@ from tfx.utils import proto_utils
 
 from components import image_example_gen as ieg
 from core import configs
-from core.labels import CLASS_INDEX
+from core.labels import CLASS_INDEX, CLASS_NAMES
 from tests.conftest import letter_image, png_bytes
 
 MAX_BYTES = 300_000
@@ -92,9 +92,12 @@ def messy_folder(tmp_path):
         (root / rel).write_bytes(data)
     (root / "alef" / "nested").mkdir()
     (root / "alef" / "nested" / "k.png").write_bytes(png_bytes(letter_image(30, 30)))
-    (root / "README.txt").write_text("top-level files are not in a class folder and are not read")
+    (root / "README.txt").write_text("top-level files are not in a class folder: reported, not read")
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")                 # hidden: not even reported
+    (root / "generated.json").write_text("{}")                             # the generator's manifest: not either
     expected_bad = {rel: reason for rel, (_, reason) in bad.items()}
     expected_bad["alef/nested"] = "nested_folder"
+    expected_bad["README.txt"] = "not_in_a_class_folder"
     return root, good, expected_bad
 
 
@@ -110,6 +113,10 @@ def test_bad_files_are_skipped_and_reported_good_ones_kept(messy_folder, tmp_pat
     assert skipped == expected_bad
     assert report["reencoded_to_png"] == 1  # the WebP
     assert report["kept_per_class"]["alef"] == 2 and report["kept_per_class"]["tav"] == 2
+    assert report["kept_per_split"] == {"eval": len(splits["eval"]), "train": len(splits["train"])}
+    eval_classes = {_feature(e, configs.LABEL_NAME_KEY).decode() for e in splits["eval"]}
+    kept = {name for name, n in report["kept_per_class"].items() if n}
+    assert report["classes_missing_from_split"]["eval"] == [n for n in CLASS_NAMES if n in kept - eval_classes]
     assert "he" in report["empty_classes"] and "alef" not in report["empty_classes"]
     by_source = {_feature(e, configs.SOURCE_KEY).decode(): e for e in examples}
     assert set(by_source) == set(good)
@@ -254,3 +261,33 @@ def test_feedback_fingerprint_changes_with_new_corrections(tmp_path):
     (tmp_path / "alef" / "1.png").write_bytes(png_bytes(letter_image(20, 20)))
     one = ieg.folder_fingerprint(str(tmp_path))
     assert one != empty and ieg.folder_fingerprint(str(tmp_path)) == one
+
+
+def test_an_empty_split_stops_the_run_with_one_sentence(tmp_path):
+    """Three images that all hash into train left the eval split empty: SchemaGen then deprecated every feature
+    and the Transform failed with a KeyError deep in a traceback."""
+    root = tmp_path / "data"
+    (root / "alef").mkdir(parents=True)
+    seed = 0
+    while len(list((root / "alef").iterdir())) < 3:                      # images the 4:1 split puts into train
+        data = png_bytes(letter_image(30, 40, seed=seed))
+        example = ieg.make_example(data, "alef", "x")
+        if ieg.partition(example, 2, [4, 5], ieg.output_config(4, 1).split_config, 0) == 0:
+            (root / "alef" / f"{seed}.png").write_bytes(data)
+        seed += 1
+    with pytest.raises(ieg.EmptyDatasetError, match=r"the eval split is empty: the hash split of the 3 usable images"):
+        run_example_gen(root, tmp_path / "out")
+    import local_runner
+    code = local_runner.main(["--data-root", str(root), "--no-pretrain", "--no-feedback", "--quiet",
+                              "--pipeline-root", str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s")])
+    assert code == 2
+
+
+def test_a_change_to_the_example_gens_code_changes_its_cache_key():
+    from pipeline import pipeline
+    from pipeline.code_fingerprint import import_closure
+    config = configs.Config()
+    gen = pipeline.image_examples(config, "/data")
+    code = json.loads(gen.exec_properties["custom_config"])["code"]
+    assert code and code == pipeline.fingerprint(pipeline.EXAMPLE_GEN_MODULE)
+    assert {"components/image_example_gen.py", "core/image_io.py"} <= set(import_closure(pipeline.EXAMPLE_GEN_MODULE))

@@ -41,3 +41,10 @@ def test_feedback_images_and_their_copies_are_named():
                                   pushed=False))
     assert "examples: train 80, eval 20; skipped 0; 130 user-labelled feedback images (in train, 8× each)" in text
     assert "feedback" not in format_summary(summary(blessed=True, pushed=False))
+
+
+def test_classes_missing_from_a_split_are_warned_about():
+    text = format_summary(summary(ingest={"skipped": 0, "classes_missing_from_split": {"train": ["zayin"], "eval": []}},
+                                  blessed=True, pushed=False))
+    assert "WARNING classes with no train images (all theirs are in the other split): zayin" in text
+    assert "no eval images" not in text
