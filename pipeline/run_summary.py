@@ -104,6 +104,25 @@ def evaluation_metrics(eval_uri: str) -> dict:
     return out
 
 
+def data_anomalies(uri: str) -> dict:
+    """{split: ["<feature>: <description>", ...]} of an ExampleValidator's output (Split-*/SchemaDiff.pb), the
+    splits without anomalies left out."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    found = {}
+    for path in sorted(glob.glob(os.path.join(glob.escape(uri), "Split-*", "SchemaDiff.pb"))):
+        anomalies = anomalies_pb2.Anomalies()
+        with open(path, "rb") as f:
+            anomalies.ParseFromString(f.read())
+        texts = [f"{name}: {info.description or info.short_description}"
+                 for name, info in sorted(anomalies.anomaly_info.items())]
+        if anomalies.HasField("dataset_anomaly_info"):
+            texts.insert(0, f"dataset: {anomalies.dataset_anomaly_info.description}")
+        if texts:
+            found[os.path.basename(os.path.dirname(path))[len("Split-"):]] = texts
+    return found
+
+
 def _failure_text(failure) -> str:
     value = failure.metric_value.double_value.value
     threshold = failure.metric_threshold
@@ -138,6 +157,9 @@ def summarize(metadata_file: str) -> dict:
         counts = examples_per_split(statistics[0].uri)
         summary["examples_per_split"] = {split: counts.get(split, 0)
                                          for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT)}
+    anomalies = comps.get("ExampleValidator", {}).get("outputs", {}).get("anomalies")
+    if anomalies:
+        summary["anomalies"] = data_anomalies(anomalies[0].uri)
     for key, node in (("pretraining", PRETRAINER_NODE), ("training", "Trainer")):
         model_run = comps.get(node, {}).get("outputs", {}).get("model_run")
         path = os.path.join(model_run[0].uri, "training_summary.json") if model_run else ""
@@ -188,6 +210,8 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
                         f"{ingest.get('feedback_repeat', 1)}× each)" if ingest.get("feedback") else ""))
         if ingest.get("empty_classes"):
             lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
+        for name, texts in summary.get("anomalies", {}).items():
+            lines.append(f"  WARNING data anomalies in {name} (ExampleValidator): {'; '.join(texts)}")
         for name, missing in ingest.get("classes_missing_from_split", {}).items():
             if missing:
                 lines.append(f"  WARNING classes with no {name} images (all theirs are in the other split): "

@@ -48,3 +48,18 @@ def test_classes_missing_from_a_split_are_warned_about():
                                   blessed=True, pushed=False))
     assert "WARNING classes with no train images (all theirs are in the other split): zayin" in text
     assert "no eval images" not in text
+
+
+def test_the_example_validators_anomalies_are_read_and_printed(tmp_path):
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+    from pipeline.run_summary import data_anomalies
+    for split, anomaly in (("train", None), ("eval", "Examples contain values missing from the schema: he (~2%).")):
+        found = anomalies_pb2.Anomalies()
+        if anomaly:
+            found.anomaly_info["label_name"].description = anomaly
+        (tmp_path / f"Split-{split}").mkdir()
+        (tmp_path / f"Split-{split}" / "SchemaDiff.pb").write_bytes(found.SerializeToString())
+    anomalies = data_anomalies(str(tmp_path))
+    assert anomalies == {"eval": ["label_name: Examples contain values missing from the schema: he (~2%)."]}
+    text = format_summary(summary(anomalies=anomalies, blessed=True, pushed=False))
+    assert "WARNING data anomalies in eval (ExampleValidator): label_name: Examples contain values missing" in text
