@@ -185,6 +185,40 @@ def choose_pretraining(config: Config, args: argparse.Namespace, builtin_root: s
     return config.replace(pretrain_root=root)
 
 
+BASE_MODEL_RECORD = "base_model.json"   # in the pipeline root: {serving dir given: the version it stood for}
+
+
+def pinned_base_model(config: Config, given: str | None) -> Config:
+    """A --base-model that names a serving dir stands for its newest version when this pipeline root first
+    starts from it, and for that version on later runs (recorded in the pipeline root): otherwise each run
+    started from the version the run before had pushed there, so an unchanged re-run trained and pushed again.
+    A version folder, or a remote path, is used as given."""
+    if not given or flags.is_url(given) or not config.base_model:
+        return config
+    given = flags.absolute(given)
+    if os.path.normpath(given) == os.path.normpath(config.base_model):   # a version folder
+        return config
+    record_path = os.path.join(config.pipeline_root, BASE_MODEL_RECORD)
+    try:
+        with open(record_path) as f:
+            record = json.load(f)
+        record = record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        record = {}
+    pinned = record.get(given)
+    if isinstance(pinned, str) and os.path.isfile(os.path.join(pinned, "saved_model.pb")):
+        print(f"Base model: {pinned}, the newest version of {given} when {config.pipeline_root} first started "
+              f"from it (give a version folder to start from another; delete {record_path} for the newest)",
+              flush=True)
+        return config.replace(base_model=pinned)
+    record[given] = config.base_model
+    from core.files import atomic_write
+    atomic_write(record_path, json.dumps(record, indent=2).encode())
+    print(f"Base model: {config.base_model}, the newest version of {given} (later runs of this pipeline root "
+          "start from it too)", flush=True)
+    return config
+
+
 def export_feedback(config: Config) -> str | None:
     """Exports the feedback store's images to <pipeline_root>/feedback (folder per class); None if none."""
     from core.feedback import DB_FILE, export_feedback as export
@@ -294,6 +328,7 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"error: cannot create --pipeline-root {config.pipeline_root}: {err.strerror or err}", file=sys.stderr)
         return 2
+    config = pinned_base_model(config, args.base_model)
     config = choose_pretraining(config, args, builtin_root)
     if args.pretrain_root and config.pretrain_root and not usable_letters("--pretrain-root", config.pretrain_root,
                                                                           config):

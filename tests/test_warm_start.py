@@ -139,3 +139,30 @@ def test_the_pipeline_trains_from_a_pretrainers_network_and_keeps_it_cached(tiny
     assert len(pretraining) == 5 and set(pretraining.values()) == {"cached"}, states
     assert states["ImageExampleGen"] != "cached" and states["Trainer"] != "cached"
     assert "Pretrainer:" not in proc.stdout and f"starting from the network of {pretrainer}/" in proc.stdout
+
+
+def test_a_serving_dir_as_base_model_keeps_the_version_it_first_stood_for(tmp_path, capsys):
+    """Each run pushed into the serving dir it started from, so the next unchanged run started from that new
+    version, trained and pushed again; the version a serving dir stands for is now kept per pipeline root."""
+    import local_runner
+    from core import configs
+
+    serving = tmp_path / "serving"
+    for version in (1, 2):
+        (serving / str(version)).mkdir(parents=True)
+        (serving / str(version) / "saved_model.pb").write_bytes(b"x")
+    (tmp_path / "p").mkdir()
+    config = configs.Config(pipeline_root=str(tmp_path / "p"), base_model=str(serving / "2"))   # as resolved
+    assert local_runner.pinned_base_model(config, str(serving)).base_model == str(serving / "2")
+    assert "the newest version of" in capsys.readouterr().out
+    (serving / "3").mkdir()
+    (serving / "3" / "saved_model.pb").write_bytes(b"x")
+    newest = config.replace(base_model=str(serving / "3"))
+    assert local_runner.pinned_base_model(newest, str(serving)).base_model == str(serving / "2")
+    assert "when" in capsys.readouterr().out
+    assert local_runner.pinned_base_model(newest, str(serving / "3")).base_model == str(serving / "3")  # as given
+    shutil.rmtree(serving / "2")                                          # gone: the newest again, recorded
+    assert local_runner.pinned_base_model(newest, str(serving)).base_model == str(serving / "3")
+    other_root = newest.replace(pipeline_root=str(tmp_path / "q"))
+    (tmp_path / "q").mkdir()
+    assert local_runner.pinned_base_model(other_root, str(serving)).base_model == str(serving / "3")
