@@ -40,6 +40,7 @@ from bench.writer_split import check_fold, first_forms, writer_split
 from models import preprocessing, trainer
 from pipeline import evaluate
 from core import configs
+from pipeline.code_fingerprint import fingerprint
 from pipeline.pipeline import TRAINING_FIELDS
 from core.labels import CLASS_NAMES, NUM_CLASSES
 
@@ -154,10 +155,11 @@ def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alph
 
 def pretrained_weights(args, hp: configs.Config, pretrain, val) -> list:
     """The weights of the network trained on ``pretrain`` (images, labels) alone for ``--pretrain-epochs`` with
-    ``hp``'s seed (``val`` is scored every 5 epochs, as always). Cached under ``--cache`` by the images, settings and seed, so
-    every fold (and a second process) starts from the same network."""
+    ``hp``'s seed (``val`` is scored every 5 epochs, as always). Cached under ``--cache`` by the images, settings, seed
+    and training code, so every fold (and a second process) starts from the same network."""
     hp = hp.replace(epochs=args.pretrain_epochs)
     digest = hashlib.sha256(json.dumps(dataclasses.asdict(hp), sort_keys=True).encode())
+    digest.update(fingerprint("models.trainer").encode())   # a change to the training code trains it again
     for part in pretrain:
         digest.update(np.ascontiguousarray(part).tobytes())
     cache = Path(args.cache) / f"pretrained-{digest.hexdigest()[:16]}.npz"

@@ -3,8 +3,12 @@
     python -m bench.writer_split --data-root /path/to/hhd_train --out /tmp/hhd_split
     python -m bench.writer_split --data-root /path/to/hhd_train --out /tmp/hhd_fold0 --fold 0
 
-HHD names files ``<class>_<n>.png`` with ``n`` counting the collection forms in order, one writer per form,
-so the last ``--val-share`` of each class's numbers are other writers' letters than the rest. ``--fold K``
+HHD names files ``<class>_<n>.png``. ``n`` is not a writer id: it counts one class's letters, 1 to about 150
+(125–178, with a few gaps), and the split takes it to follow the order the forms were collected in (one writer
+per form), so that the last ``--val-share`` of each class's numbers are letters of the last forms. Each class is
+cut at its own position, so near a cut one writer's letters of different classes can fall on both sides: if
+``n`` were a form number shared by the classes, 37 forms would straddle the default hold-out (447 training
+images). "Writers never seen" means this approximation; a letter is never on both sides. ``--fold K``
 holds out the K-th such block instead (0 = the first forms; with a share of 0.2 there are 5 blocks and the
 default, the last block, is fold 4): the blocks together are a writer-grouped cross-validation. The split is
 made of symbolic links (nothing is copied). Files whose names do not match ``--pattern`` stay in train/.

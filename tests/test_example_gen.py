@@ -2,6 +2,8 @@
 import collections
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from tfx.utils import proto_utils
 from components import image_example_gen as ieg
 from core import configs
 from core.labels import CLASS_INDEX, CLASS_NAMES
-from tests.conftest import letter_image, png_bytes
+from tests.conftest import ROOT, letter_image, png_bytes
 
 MAX_BYTES = 300_000
 MAX_PIXELS = 4_000_000
@@ -277,10 +279,12 @@ def test_an_empty_split_stops_the_run_with_one_sentence(tmp_path):
         seed += 1
     with pytest.raises(ieg.EmptyDatasetError, match=r"the eval split is empty: the hash split of the 3 usable images"):
         run_example_gen(root, tmp_path / "out")
-    import local_runner
-    code = local_runner.main(["--data-root", str(root), "--no-pretrain", "--no-feedback", "--quiet",
-                              "--pipeline-root", str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s")])
-    assert code == 2
+    # The runner in its own process: it sets up logging for the pipeline, which later tests here would inherit.
+    proc = subprocess.run([sys.executable, "local_runner.py", "--data-root", str(root), "--no-pretrain",
+                           "--no-feedback", "--quiet", "--pipeline-root", str(tmp_path / "p"), "--serving-dir",
+                           str(tmp_path / "s")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "error: the eval split is empty" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
 
 
 def test_a_change_to_the_example_gens_code_changes_its_cache_key():

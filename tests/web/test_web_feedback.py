@@ -276,12 +276,13 @@ def test_a_database_damaged_past_its_header_is_a_clear_error_not_a_traceback(tmp
         proc = subprocess.run([sys.executable, "-m", "core.feedback", "--feedback-dir", str(tmp_path / "fb"),
                                *command], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "malformed" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-    import local_runner
     from pipeline import generate_letters
     generate_letters.generate(tmp_path / "data", per_class=1, seed=3, progress=False)
-    code = local_runner.main(["--data-root", str(tmp_path / "data"), "--no-pretrain", "--feedback-dir",
-                              str(tmp_path / "fb"), "--pipeline-root", str(tmp_path / "p"), "--quiet"])
-    assert code == 2
+    # The runner in its own process: it sets up logging for the pipeline, which later tests here would inherit.
+    proc = subprocess.run([sys.executable, "local_runner.py", "--data-root", str(tmp_path / "data"), "--no-pretrain",
+                           "--feedback-dir", str(tmp_path / "fb"), "--pipeline-root", str(tmp_path / "p"), "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "malformed" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_the_web_client_refuses_a_store_that_is_not_a_database_in_one_line(tmp_path):
