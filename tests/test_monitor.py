@@ -257,10 +257,13 @@ def test_server_metrics_from_the_embedded_servers_page():
     for latency in [1000] * 90 + [50000] * 10:
         metrics.request("letters", "OK", api="predict", latency_us=latency)
     for _ in range(5):
-        metrics.request("letters", "INVALID_ARGUMENT")
+        metrics.request("letters", "INVALID_ARGUMENT")   # the client's mistake (a label not configured, say)
+    for _ in range(2):
+        metrics.request("letters", "UNAVAILABLE")
     summary = server_metrics.summarize(metrics.render())
-    assert (summary["requests"], summary["errors"]) == (105, 5)
-    assert summary["errors_by_status"] == {"INVALID_ARGUMENT": 5}
+    assert (summary["requests"], summary["errors"], summary["rejected"]) == (107, 2, 5)
+    assert summary["errors_by_status"] == {"INVALID_ARGUMENT": 5, "UNAVAILABLE": 2}
+    assert summary["error_share"] == 2 / 107
     assert summary["latency_ms"]["p50"] < 2 and 10 < summary["latency_ms"]["p95"] < 100
 
 

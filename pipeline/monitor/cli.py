@@ -32,7 +32,8 @@ THRESHOLD_FLAGS = {
     "monitor_min_accuracy": "live accuracy floor (alarm when the 95% interval is entirely below)",
     "monitor_min_requests": "a window with fewer answers is shown but not judged",
     "monitor_min_feedback": "a version with fewer feedback rows is shown but not judged",
-    "monitor_max_error_share": "server: failed requests share above this is an alarm",
+    "monitor_max_error_share": "server: share of requests that failed on the server's side above this is an alarm "
+                               "(INVALID_ARGUMENT, the client's mistake, is counted apart)",
     "monitor_max_latency_ms": "server: p95 latency above this (ms) is an alarm",
 }
 

@@ -9,6 +9,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
+# Requests the server refused as the client's mistake (bad input, an unknown version label: the web client asks
+# for the ``stable`` label on every few predictions and falls back to the latest version when it is not
+# configured). They are counted apart: an error share is the server failing its clients.
+CLIENT_ERRORS = frozenset({"INVALID_ARGUMENT"})
 
 
 def fetch(url: str, timeout: float = 10.0) -> str:
@@ -33,8 +37,10 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
 
 
 def summarize(text: str) -> dict:
-    """{'requests', 'errors', 'errors_by_status', 'error_share', 'latency_ms': {'p50', 'p95', 'mean'}}."""
-    requests = errors = 0
+    """{'requests', 'errors', 'rejected', 'errors_by_status', 'error_share', 'latency_ms': {'p50', 'p95', 'mean'}}:
+    ``errors`` the requests that failed on the server's side, ``rejected`` those refused as the client's mistake
+    (:data:`CLIENT_ERRORS`); ``errors_by_status`` lists both."""
+    requests = errors = rejected = 0
     by_status: dict = {}
     buckets: dict[float, float] = {}
     latency_sum = latency_count = 0.0
@@ -43,8 +49,11 @@ def summarize(text: str) -> dict:
             if sample.name == REQUEST_COUNT or sample.name == REQUEST_COUNT + "_total":
                 requests += sample.value
                 status = sample.labels.get("status", "OK")
-                if status != "OK":
+                if status in CLIENT_ERRORS:
+                    rejected += sample.value
+                elif status != "OK":
                     errors += sample.value
+                if status != "OK":
                     by_status[status] = by_status.get(status, 0) + sample.value
             elif sample.name == REQUEST_LATENCY + "_bucket":
                 bound = float(sample.labels["le"])
@@ -55,7 +64,7 @@ def summarize(text: str) -> dict:
                 latency_count += sample.value
     pairs = list(buckets.items())
     p50, p95 = _quantile(pairs, 0.5), _quantile(pairs, 0.95)
-    return {"requests": int(requests), "errors": int(errors), "errors_by_status": by_status,
+    return {"requests": int(requests), "errors": int(errors), "rejected": int(rejected), "errors_by_status": by_status,
             "error_share": errors / requests if requests else 0.0,
             "latency_ms": {"p50": None if p50 is None else p50 / 1000, "p95": None if p95 is None else p95 / 1000,
                            "mean": latency_sum / latency_count / 1000 if latency_count else None}}
