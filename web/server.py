@@ -323,6 +323,13 @@ class Handler(BaseHTTPRequestHandler):
         return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
     def _dispatch(self, routes: dict):
+        try:
+            self._route(routes)
+        except ConnectionError as err:   # the client went away (a closed tab, a cancelled upload): nobody to answer
+            self.close_connection = True
+            log.info("%s %s: the client closed the connection (%s)", self.command, self.path, type(err).__name__)
+
+    def _route(self, routes: dict):
         path = urllib.parse.urlsplit(self.path).path
         try:
             handler = routes.get(path)
@@ -338,6 +345,8 @@ class Handler(BaseHTTPRequestHandler):
             return handler()
         except ApiError as err:
             self._error(err)
+        except ConnectionError:
+            raise
         except Exception:   # a bug: say so without details
             log.exception("%s %s failed", self.command, self.path)
             self._error(ApiError(500, "internal_error", "internal error"))

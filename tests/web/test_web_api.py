@@ -322,3 +322,29 @@ def test_a_multipart_body_of_many_tiny_parts_is_refused_quickly(api):
         b'name="source"\r\n\r\nupload\r\n--b--\r\n'
     status, _, answer = api.request("POST", "/api/predict", form, {"Content-Type": 'multipart/form-data; boundary="b"'})
     assert status == 200, answer
+
+
+def test_a_client_that_goes_away_before_its_answer_is_not_a_server_error(web, api, monkeypatch, caplog):
+    """A closed tab or a cancelled upload: the answer cannot be written. That was logged as a 500 with two
+    BrokenPipe tracebacks."""
+    import logging
+    import socket
+    import struct
+    import time
+
+    answer = web.backend.predict
+    monkeypatch.setattr(web.backend, "predict", lambda *a, **k: (time.sleep(0.5), answer(*a, **k))[1])
+    body = json.dumps({"image": b64(letter_png())}).encode()
+    host, port = web.url.split("//")[1].split(":")
+    caplog.set_level(logging.INFO, logger="web")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # close with a reset
+    deadline = time.monotonic() + 30
+    while "the client closed the connection" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "the client closed the connection" in caplog.text
+    assert "internal error" not in caplog.text and "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert api.get("/healthz")[0] == 200
