@@ -22,6 +22,7 @@ starts, a body that stops arriving and a client that stops reading its answers. 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import http
 import logging
 import re
@@ -37,6 +38,7 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DIGITS = re.compile(rb"[0-9]+")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
 _REASONS: dict[int, str] = {499: "Client Closed Request"}
+DEFAULT_CONTENT_TYPE = "text/html; charset=ISO-8859-1"   # evhttp_new: evhttp_set_default_content_type
 
 
 def reason(status: int) -> str:
@@ -328,17 +330,26 @@ class HttpServer:
     async def _send(self, connection: _Connection, status, headers, body: bytes, close: bool,
                     head: bool = False) -> None:
         writer = connection.writer
-        writer.write(_response(status, headers, b"" if head else body, close, len(body)))
+        writer.write(_response(status, headers, b"" if head else body, close, len(body), head=head))
         if writer.transport.get_write_buffer_size():     # the client is not reading: wait, but not forever
             self._expect(connection, self.idle_timeout)
             await writer.drain()
             self._expect(connection, None)
 
 
-def _response(status: int, headers, body: bytes, close: bool, length: int | None = None) -> bytes:
+def _response(status: int, headers, body: bytes, close: bool, length: int | None = None, head: bool = False) -> bytes:
+    """The response as libevent's evhttp_make_header_response writes it: a ``Date``; ``Content-Length`` and, when
+    none was given, the server's default ``Content-Type`` only on a response that has a body (not to HEAD, not
+    204, 304 or 1xx: evhttp_response_needs_body)."""
     lines = [f"HTTP/1.1 {status} {reason(status)}"]
     lines += [f"{name}: {value}" for name, value in headers]
-    lines.append(f"Content-Length: {len(body) if length is None else length}")
+    names = {name.lower() for name, _ in headers}
+    if "date" not in names:
+        lines.append(f"Date: {email.utils.formatdate(usegmt=True)}")
+    if not head and status not in (204, 304) and status >= 200:
+        lines.append(f"Content-Length: {len(body) if length is None else length}")
+        if "content-type" not in names:
+            lines.append(f"Content-Type: {DEFAULT_CONTENT_TYPE}")
     if close:
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -9,11 +9,13 @@ import logging
 import re
 import time
 import urllib.parse
+import zlib
 
 from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from serving import inference, request_logging, tensors
+from serving.httpserver import reason
 from serving.batching import BatchOutputs
 from serving.json_parse import parse_json
 from serving.status import ServingError, invalid, request_error
@@ -62,13 +64,16 @@ class RestApi:
 
     # ------------------------------------------------------------------------------------ dispatch
     async def handle(self, method: str, target: str, headers: dict, body: bytes):
+        if method not in ALLOWED_METHODS:   # evhttp_set_allowed_methods: libevent answers the rest itself
+            return 501, ERROR_PAGE_HEADERS, error_page(501)
+        body = gunzipped(body, headers)
         if self.prometheus_path is not None and target.split("?", 1)[0] == self.prometheus_path:
             if "?" in target:
                 return 400, [("Content-Type", "text/plain")], \
                     f"Unexpected path: {target}. Should be {self.prometheus_path}".encode()
             return 200, [("Content-Type", "text/plain")], self.metrics.render().encode("utf-8", "surrogateescape")
         if not V1.fullmatch(target):
-            return 404, [("Content-Type", "text/html")], _not_found_html(target)
+            return 404, ERROR_PAGE_HEADERS, error_page(404)
         extra = CORS if self.cors else []
         if method == "OPTIONS":
             origin = headers.get("origin", "")
@@ -233,7 +238,33 @@ def _signature(servable, name: str):
     return servable.signature_defs[name] if name in servable.input_dtypes else None
 
 
-def _not_found_html(target: str) -> bytes:
-    path = target.split("?", 1)[0].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return (f"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
-            f"The requested URL {path} was not found on this server.</BODY></HTML>\n").encode("utf-8", "replace")
+MAX_UNCOMPRESSED_BYTES = 100 * 1024 * 1024   # net_http/compression/gzip_zlib.h kMaxUncompressedBytes
+
+
+def gunzipped(body: bytes, headers: dict) -> bytes:
+    """The request body as TF Serving's handler reads it (EvHTTPRequest::ReadRequestBytes): a body whose
+    Content-Encoding contains "gzip" is uncompressed whole, up to 100 MiB; one that does not uncompress (or would
+    be larger) reads as empty."""
+    if not body or "gzip" not in headers.get("content-encoding", ""):
+        return body
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        plain = inflater.decompress(body, MAX_UNCOMPRESSED_BYTES + 1)
+    except zlib.error:
+        return b""
+    if len(plain) > MAX_UNCOMPRESSED_BYTES or not inflater.eof:
+        return b""
+    return plain
+
+
+# The methods TF Serving lets through (EvHTTPServer::Initialize); libevent answers any other with 501.
+ALLOWED_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"})
+ERROR_PAGE_HEADERS = [("Content-Type", "text/html")]   # evhttp_send_page_
+
+
+def error_page(status: int) -> bytes:
+    """libevent's evhttp_send_error page (ERR_FORMAT), as TF Serving sends it for a path no handler takes (404)
+    and a method it does not allow (501)."""
+    phrase = reason(status)
+    return (f"<HTML><HEAD>\n<TITLE>{status} {phrase}</TITLE>\n</HEAD><BODY>\n<H1>{phrase}</H1>\n"
+            f"</BODY></HTML>\n").encode("latin-1")

@@ -279,8 +279,38 @@ def test_query_string_is_part_of_model_name(client):
 
 def test_cors_preflight(client):
     status, headers, raw = client.request("OPTIONS", PREDICT, headers={"Origin": "http://example.test"})
-    assert (status, raw) == (200, b"") and "content-type" not in headers
+    assert (status, raw) == (200, b"")
+    assert headers["content-type"] == "text/html; charset=ISO-8859-1"   # libevent's default: TF Serving sets none
     assert client.request("OPTIONS", PREDICT)[0] == 400
+
+
+def test_libevent_headers_and_its_501_for_methods_it_does_not_allow(server):
+    """Date on every response, no Content-Length on HEAD, and libevent's own page for TRACE and unknown methods
+    (evhttp_set_allowed_methods in EvHTTPServer::Initialize)."""
+    import email.utils
+
+    host, port = server.url.split("//")[1].split(":")
+    for method, path in (("TRACE", "/v1/models/letters"), ("FOO", "/anything"), ("HEAD", "/v1/models/letters"),
+                         ("GET", "/v1/models/letters"), ("GET", "/nope")):
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        assert email.utils.parsedate_to_datetime(fields["date"]).tzname() == "UTC", (method, fields)
+        if method in ("TRACE", "FOO"):
+            assert lines[0] == "HTTP/1.1 501 Not Implemented" and fields["content-type"] == "text/html"
+            assert body == (b"<HTML><HEAD>\n<TITLE>501 Not Implemented</TITLE>\n</HEAD><BODY>\n"
+                            b"<H1>Not Implemented</H1>\n</BODY></HTML>\n")
+        elif method == "HEAD":
+            assert "content-length" not in fields and body == b""
+        elif path == "/nope":
+            assert lines[0] == "HTTP/1.1 404 Not Found" and body.endswith(b"<H1>Not Found</H1>\n</BODY></HTML>\n")
+        else:
+            assert lines[0] == "HTTP/1.1 200 OK" and int(fields["content-length"]) == len(body)
 
 
 def test_request_size_bound(server):
@@ -336,3 +366,16 @@ def test_metrics_page_keeps_model_names_that_are_not_utf8(client):
     assert client.get("/v1/models/l%FFx")[0] == 404
     status, _, raw = client.request("GET", "/monitoring/prometheus/metrics")
     assert status == 200 and b':tensorflow:serving:request_count{model_name="l\xffx",status="NOT_FOUND"} 1\n' in raw
+
+
+def test_a_gzip_body_is_uncompressed_as_tf_serving_does(client, png):
+    """Content-Encoding: gzip (libevent's request, auto_uncompress_input on by default); a body that does not
+    uncompress reads as empty."""
+    import gzip
+    body = json.dumps({"instances": [example(png)]}).encode()
+    status, _, raw = client.request("POST", PREDICT, gzip.compress(body), headers={"Content-Encoding": "gzip"})
+    assert status == 200 and json.loads(raw)["predictions"], raw
+    plain = client.request("POST", PREDICT, body)
+    assert json.loads(raw) == json.loads(plain[2])
+    status, _, raw = client.request("POST", PREDICT, b"\x1f\x8b not gzip at all", headers={"Content-Encoding": "gzip"})
+    assert (status, json.loads(raw)) == (400, {"error": "JSON Parse error: The document is empty"})
