@@ -223,7 +223,11 @@ def export_feedback(config: Config) -> str | None:
     """Exports the feedback store's images to <pipeline_root>/feedback (folder per class); None if none."""
     from core.feedback import DB_FILE, export_feedback as export
     store = config.feedback_dir
-    if not store or not os.path.exists(os.path.join(store, DB_FILE)):
+    if not store:
+        return None
+    if not os.path.exists(os.path.join(store, DB_FILE)):   # a mistyped folder trains without feedback: say so
+        print(f"Feedback: none, no feedback store at {store} (the web client makes it with the first answer "
+              "confirmed or corrected; --no-feedback to leave feedback out)", flush=True)
         return None
     out = os.path.join(config.pipeline_root, "feedback")
     summary = export(store, out, prune=True)   # exactly the store's images: none of another store's or a cut export

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +41,19 @@ def _wait_until_up(base_url: str, path: str, proc: subprocess.Popen, what: str, 
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{what} did not answer {base_url}{path} within {timeout:.0f} s")
+
+
+def _port_in_use(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:``port`` (another server would answer in our place)."""
+    if not port:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -78,7 +92,16 @@ def main(argv=None) -> int:
     web_cmd = [sys.executable, "-m", "web", f"--port={args.web_port}", f"--tf-serving-url={serving_url}",
                f"--request-log-dir={defaults.request_log_dir}",
                f"--model-name={configs.MODEL_NAME}"]
-    procs = []
+    busy = [f"{what} port {port} (--{flag})" for what, port, flag in
+            (("the model server's REST", args.serving_port, "serving-port"),
+             ("the model server's gRPC", args.grpc_port, "grpc-port"), ("the web client's", args.web_port, "web-port"))
+            if _port_in_use(port)]
+    if busy:   # a server already there would answer in our place, and ours would fail to start
+        print(f"error: something already listens on {', '.join(busy)}; stop it or choose another port",
+              file=sys.stderr)
+        return 2
+    procs, names = [], ["the model server", "the web client"]
+    signal.signal(signal.SIGTERM, _interrupt)   # before the first child, so that no child outlives us
     try:
         procs.append(subprocess.Popen(serving_cmd, cwd=configs.PROJECT_ROOT))
         body = _wait_until_up(serving_url, f"/v1/models/{configs.MODEL_NAME}", procs[0], "the model server", 180)
@@ -90,9 +113,11 @@ def main(argv=None) -> int:
         print(f"\nModel server (TF Serving REST API): {serving_url}/v1/models/{configs.MODEL_NAME}{grpc} "
               f"(version {versions}, batching on; Prometheus: {serving_url}{PROMETHEUS_PATH})\n"
               f"Web client: {web_url}\nCtrl-C stops both.", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(proc.poll() is None for proc in procs):
             time.sleep(0.5)
+        dead = next(i for i, proc in enumerate(procs) if proc.poll() is not None)
+        print(f"error: {names[dead]} exited with code {procs[dead].returncode}; stopping the other",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
@@ -100,6 +125,9 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
+        # Stopping the children is not to be cut short by a second Ctrl-C or SIGTERM.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for proc in reversed(procs):
             _stop(proc)
 

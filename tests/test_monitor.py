@@ -363,3 +363,9 @@ def test_window_labels_give_the_windows_own_width():
     assert windows.label(windows.start(when, 30), 30) == "2023-11-14 22:13:00 +30s"
     assert windows.label(windows.start(when, 7200), 7200) == "2023-11-14 22:00 +2h"
     assert windows.label(windows.start(when, 86400), 86400) == "2023-11-14"
+
+
+def test_without_a_request_log_the_run_says_what_it_did_not_judge(tmp_path, pipeline_root, capsys):
+    status, result, _ = monitor(tmp_path, pipeline_root)                 # no --logs, and no default folder
+    assert status == cli.OK and result["logs"] is None
+    assert "monitor: no request log (the default, " in capsys.readouterr().err

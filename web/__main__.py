@@ -54,6 +54,10 @@ def main(argv=None) -> int:
     except FeedbackStoreError as err:
         print(f"error: {err} (--feedback-dir names another store)", file=sys.stderr)
         return 2
+    except OSError as err:   # the port is taken, or the address is not this machine's
+        print(f"error: cannot listen on {config.host}:{config.port}: {err.strerror or err} (--port chooses "
+              "another)", file=sys.stderr)
+        return 2
     host, port = server.server_address[:2]
     print(f"letters web client at http://{host}:{port}/ -> TF Serving {config.tf_serving_url} "
           f"model {config.model_name!r} (canary share {config.canary_share:g}); feedback in {config.feedback_dir}"

@@ -106,6 +106,9 @@ def once(config: Config, args, extra: list[str]) -> int:
     from core.feedback import FeedbackStoreError
     from pipeline.monitor import checks, reference, report, request_logs, retrain, server_metrics
 
+    if not args.logs:   # the default folder is not there: say so rather than report an all-clear on nothing
+        print(f"monitor: no request log (the default, {config.request_log_dir}, does not exist; --logs names one): "
+              "served answers are not judged, only feedback and server metrics", file=sys.stderr)
     try:
         logs = request_logs.read_logs(args.logs) if args.logs else None
         ref = reference.load(config.metadata_file) if logs and logs.answers or args.policy else None

@@ -376,3 +376,23 @@ def test_reading_the_store_changes_nothing_and_a_damaged_one_is_an_error(tmp_pat
     (tmp_path / "fb" / DB_FILE).write_bytes(b"this is not a database" * 100)
     with pytest.raises(FeedbackStoreError, match="cannot read the feedback store"):
         read_records(tmp_path / "fb")
+
+
+def test_the_web_client_on_a_busy_port_says_so_in_one_line(tmp_path):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "web", "--port", str(port), "--feedback-dir", str(tmp_path / "fb")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use (--port chooses another)" in proc.stderr
+
+
+def test_a_feedback_store_that_is_not_there_is_said(tmp_path, capsys):
+    import local_runner
+    from core import configs
+    config = configs.Config(pipeline_root=str(tmp_path / "p"), feedback_dir=str(tmp_path / "typo"))
+    assert local_runner.export_feedback(config) is None
+    assert f"Feedback: none, no feedback store at {tmp_path / 'typo'}" in capsys.readouterr().out

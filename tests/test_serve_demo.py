@@ -1,0 +1,83 @@
+"""letters-demo-serve (the end of make demo): no child outlives it, a busy port is said before anything starts,
+and a child that dies is named."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.support import serving as testing
+
+pytestmark = pytest.mark.slow   # starts the model server and the web client
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def launch(tmp_path, *ports):
+    base = tmp_path / "models" / "letters"
+    testing.publish_version(str(base), 1)
+    serving_port, web_port = ports or (testing.free_port(), testing.free_port())
+    env = dict(os.environ, LETTERS_REQUEST_LOG_DIR=str(tmp_path / "logs"), LETTERS_FEEDBACK_DIR=str(tmp_path / "fb"))
+    return subprocess.Popen([sys.executable, "-m", "pipeline.serve_demo", "--serving-dir", str(base),
+                             "--serving-port", str(serving_port), "--grpc-port", "0", "--web-port", str(web_port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := predicate()):
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_a_busy_port_is_said_before_anything_starts(tmp_path):
+    """Another server on the port had answered in place of ours: the banner said all was well, then the
+    launcher quit without a word when its own server failed to bind."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = launch(tmp_path, port, testing.free_port())
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and f"already listens on the model server's REST port {port} (--serving-port)" in err
+    assert "Web client" not in out
+
+
+def test_sigterm_while_starting_leaves_no_model_server_behind(tmp_path):
+    proc = launch(tmp_path)
+    (server,) = wait_for(lambda: children(proc.pid))                    # the model server, still loading
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    wait_for(lambda: not alive(server), timeout=60)
+
+
+def test_a_child_that_dies_is_named_and_the_other_stopped(tmp_path):
+    proc = launch(tmp_path)
+    wait_for(lambda: len(children(proc.pid)) == 2)
+    server, web = children(proc.pid)
+    line = wait_for(lambda: "Ctrl-C stops both" in (proc.stdout.readline() or ""), timeout=240)
+    assert line
+    os.kill(web, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "error: the web client exited with code -9; stopping the other" in err
+    wait_for(lambda: not alive(server), timeout=60)
