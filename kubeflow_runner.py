@@ -171,9 +171,13 @@ def compile_spec(config: Config, image: str, beam: list[str], resources: dict, t
             display_name=display_name, default_image=image, use_pipeline_spec_2_1=True))
     job = runner.run(tfx_pipeline, write_out=False)
     spec = job["pipelineSpec"]
+    if display_name:   # TFX puts it on the PipelineJob only, which YAML output (the PipelineSpec) drops
+        spec["pipelineInfo"]["displayName"] = display_name
     notes = spec_lib.adapt_for_target(spec, target)
     if feedback_root:
         for name in spec_lib.example_gen_tasks(spec):
+            if name != "ImageExampleGen":   # the pretraining one does not read the feedback
+                continue
             if spec_lib.tasks(spec)[name].get("cachingOptions", {}).get("enableCache"):
                 spec_lib.disable_cache(spec, name)
                 notes.append(f"{name}: cache off (it reads the feedback at {feedback_root} at run time)")
@@ -214,9 +218,13 @@ def main(argv=None) -> int:
     config, args, beam, resources = parse_args(argv)
     for note in local_path_notes(config, args):
         print(note, file=sys.stderr)
-    job, notes = compile_spec(config, args.image, beam, resources, target=args.target,
-                              enable_cache=not args.no_cache, display_name=args.display_name,
-                              serving_validation=args.serving_validation, feedback_root=args.feedback_root)
+    try:
+        job, notes = compile_spec(config, args.image, beam, resources, target=args.target,
+                                  enable_cache=not args.no_cache, display_name=args.display_name,
+                                  serving_validation=args.serving_validation, feedback_root=args.feedback_root)
+    except ValueError as err:   # resources for a component this pipeline has not, or a request above its limit
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     output = flags.absolute(args.output)
     write_spec(job, output)
     spec = job["pipelineSpec"]

@@ -126,11 +126,27 @@ def parse_resources(text: str) -> tuple[str, Resources]:
 
 
 def combine_resources(overrides: Iterable[tuple[str, Resources]], defaults: bool = True) -> dict[str, Resources]:
-    """The defaults (unless ``defaults`` is False) with each override merged field by field."""
+    """The defaults (unless ``defaults`` is False) with each override merged field by field: an override for
+    ``*`` over every default (a component's own default gives way to it), then one for a component over both."""
+    overrides = list(overrides)
     table = dict(DEFAULT_RESOURCES) if defaults else {}
     for name, resources in overrides:
-        table[name] = table.get(name, Resources()).merged(resources)
+        if name == ALL:
+            table = {component: default.merged(resources) for component, default in table.items()}
+    for name, resources in overrides:
+        if name != ALL or name not in table:
+            table[name] = table.get(name, Resources()).merged(resources)
     return table
+
+
+def check_requests(name: str, resources: Resources) -> None:
+    """ValueError for a request above its limit (Kubernetes refuses such a pod)."""
+    for request, limit, to_float in (("cpu_request", "cpu", cpu_to_float), ("memory_request", "memory",
+                                                                             memory_to_float)):
+        asked, cap = getattr(resources, request), getattr(resources, limit)
+        if asked is not None and cap is not None and to_float(asked) > to_float(cap):
+            raise ValueError(f"{name}: {request} {asked} is above its limit {limit} {cap} (Kubernetes refuses "
+                             "such a pod); --resources sets both")
 
 
 # ------------------------------------------------------------------------------------------ spec helpers
@@ -163,6 +179,7 @@ def apply_resources(spec: dict, table: dict[str, Resources]) -> dict[str, dict]:
     written = {}
     for name in names:
         resources = table.get(ALL, Resources()).merged(table.get(name, Resources()))
+        check_requests(name, resources)
         body = resources.to_spec()
         container = executor_of(spec, name)[1]["container"]
         if body:

@@ -300,3 +300,36 @@ def test_a_pretrainer_feeds_the_trainer_with_the_trainers_resources(kfp_data, tm
     with pytest.raises(ValueError, match="no component named pretrainer"):
         kubeflow_runner.compile_spec(config.replace(pretrain_root=""), IMAGE, BEAM,
                                      spec_lib.combine_resources([spec_lib.parse_resources("pretrainer=cpu=8")]))
+
+
+def test_a_resource_override_for_every_component_overrides_their_defaults_and_requests_stay_under_limits():
+    table = spec_lib.combine_resources([spec_lib.parse_resources("*=memory_request=3Gi,memory=6Gi,cpu=3"),
+                                        spec_lib.parse_resources("Trainer=memory=12Gi")])
+    assert table["Transform"].memory == "6Gi" and table["Transform"].memory_request == "3Gi"   # default gave way
+    assert table["Transform"].cpu == "3" and table["Transform"].cpu_request == "1"             # kept
+    assert table["Trainer"].memory == "12Gi" and table["Trainer"].memory_request == "3Gi"       # its own wins
+    assert table[spec_lib.ALL].memory_request == "3Gi"
+    tasks = {"root": {"dag": {"tasks": {"Trainer": {"componentRef": {"name": "c"}}}}},
+             "components": {"c": {"executorLabel": "e"}},
+             "deploymentSpec": {"executors": {"e": {"container": {}}}}}
+    bad = spec_lib.combine_resources([spec_lib.parse_resources("Trainer=memory=2Gi,cpu=1")])
+    with pytest.raises(ValueError, match="Trainer: cpu_request 2 is above its limit cpu 1"):
+        spec_lib.apply_resources(tasks, bad)
+
+
+def test_display_name_reaches_the_yaml_and_feedback_turns_off_only_its_example_gens_cache(kfp_data, tmp_path):
+    import kubeflow_runner
+    from core.configs import Config
+
+    config = Config(pipeline_root="gs://bucket/root", data_root=str(kfp_data), serving_dir="gs://bucket/serving",
+                    pretrain_root="gs://bucket/pre")
+    job, notes = kubeflow_runner.compile_spec(config, IMAGE, BEAM, {}, target="vertex", display_name="Letters staging",
+                                              feedback_root="gs://bucket/root/feedback")
+    spec = job["pipelineSpec"]
+    assert spec["pipelineInfo"]["displayName"] == "Letters staging"
+    assert not spec_lib.tasks(spec)["ImageExampleGen"]["cachingOptions"].get("enableCache")
+    assert spec_lib.tasks(spec)["pretrain_example_gen"]["cachingOptions"]["enableCache"] is True
+    assert [n for n in notes if "feedback" in n] == [
+        "ImageExampleGen: cache off (it reads the feedback at gs://bucket/root/feedback at run time)"]
+    kubeflow_runner.write_spec(job, str(tmp_path / "spec.yaml"))
+    assert "displayName: Letters staging" in (tmp_path / "spec.yaml").read_text()
