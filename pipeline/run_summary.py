@@ -75,8 +75,13 @@ def examples_per_split(statistics_uri: str) -> dict:
 
 
 def artifact_property(artifact, name):
+    """A custom property's value. Kubeflow Pipelines v2 stores an artifact's numbers as doubles (its launcher
+    writes the metadata struct's numbers so): a whole one reads as an int, as TFX writes it."""
     if name in artifact.custom_properties:
         value = artifact.custom_properties[name]
+        if value.HasField("double_value"):
+            number = value.double_value
+            return int(number) if number.is_integer() else number
         return value.int_value if value.HasField("int_value") else value.string_value
     return None
 

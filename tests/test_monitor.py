@@ -369,3 +369,15 @@ def test_without_a_request_log_the_run_says_what_it_did_not_judge(tmp_path, pipe
     status, result, _ = monitor(tmp_path, pipeline_root)                 # no --logs, and no default folder
     assert status == cli.OK and result["logs"] is None
     assert "monitor: no request log (the default, " in capsys.readouterr().err
+
+
+def test_the_reference_is_read_from_a_kubeflow_pipelines_v2_store_too(tmp_path, letters):
+    """The CronJob reads KFP's metadata service, whose launcher names types by schema title (tfx.ModelBlessing),
+    writes numbers as doubles and calls runs system.PipelineRun: it had found no blessed model there (exit 2)."""
+    from pipeline.monitor import reference
+    data, _ = letters
+    train = [(image, name) for name in CLASS_NAMES for image in data[name][:2]]
+    eval_items = [(image, name) for name in CLASS_NAMES for image in data[name][2:3]]
+    metadata = fake_pipeline.build(tmp_path, train, eval_items, pushed_version=9, kfp_v2=True)
+    ref = reference.load(metadata)
+    assert ref.examples_uri.endswith("examples/1") and ref.last_run_time and ref.eval_statistics.datasets

@@ -27,6 +27,16 @@ _OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_O
 _INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 
 
+def _type_names(name: str) -> tuple[str, str]:
+    """A TFX type's names in the stores this reads: the local runner's (``ModelBlessing``), and Kubeflow Pipelines
+    v2's, whose launcher names artifact types by their schema title (``tfx.ModelBlessing``)."""
+    return name, f"tfx.{name}"
+
+
+def _artifacts_of_type(store, name: str) -> list:
+    return [a for type_name in _type_names(name) for a in store.get_artifacts_by_type(type_name)]
+
+
 class NoReference(LookupError):
     """The metadata store holds no blessed model (or cannot be read)."""
 
@@ -64,7 +74,7 @@ def _linked(store, artifact_id: int, own_kinds, other_kinds, key: str, type_name
            if e.type in other_kinds and (not key or (e.path.steps and e.path.steps[0].key == key))}
     found = store.get_artifacts_by_id(list(ids)) if ids else []
     if type_name:
-        type_ids = {t.id for t in store.get_artifact_types() if t.name == type_name}
+        type_ids = {t.id for t in store.get_artifact_types() if t.name in _type_names(type_name)}
         found = [a for a in found if a.type_id in type_ids]
     return sorted(found, key=lambda a: a.id)
 
@@ -109,7 +119,7 @@ def load(metadata: str) -> Reference:
 
 def _load(metadata: str) -> Reference:
     store = connect(metadata)
-    blessings = [a for a in store.get_artifacts_by_type("ModelBlessing") if artifact_property(a, "blessed") == 1]
+    blessings = [a for a in _artifacts_of_type(store, "ModelBlessing") if artifact_property(a, "blessed") == 1]
     if not blessings:
         raise NoReference(f"no blessed model recorded in {metadata}")
     blessing = max(blessings, key=lambda a: a.id)
@@ -122,7 +132,7 @@ def _load(metadata: str) -> Reference:
     if not statistics:
         raise NoReference(f"no StatisticsGen output for the examples at {examples[-1].uri}")
     version_accuracy = {}
-    for pushed in store.get_artifacts_by_type("PushedModel"):
+    for pushed in _artifacts_of_type(store, "PushedModel"):
         version = artifact_property(pushed, "pushed_version")
         if not artifact_property(pushed, "pushed") or not version:
             continue
@@ -130,7 +140,7 @@ def _load(metadata: str) -> Reference:
             evaluated = _linked(store, model.id, _INPUTS, _OUTPUTS, "evaluation")
             if evaluated:
                 version_accuracy[int(version)] = _accuracy(evaluated[-1].uri)
-    runs = store.get_contexts_by_type("pipeline_run")
+    runs = store.get_contexts_by_type("pipeline_run") + store.get_contexts_by_type("system.PipelineRun")
     return Reference(
         examples_uri=examples[-1].uri, eval_statistics=_eval_statistics(statistics[-1].uri),
         eval_metrics=evaluation_metrics(evaluations[-1].uri) if evaluations else {},

@@ -26,8 +26,10 @@ def _write_split(uri: Path, split: str, items: list[tuple[bytes, str]]) -> None:
 
 
 def build(root: Path, train: list[tuple[bytes, str]], eval_items: list[tuple[bytes, str]],
-          pushed_version: int = 7) -> str:
-    """Writes the artifacts and ``root/metadata.sqlite``; returns the metadata file."""
+          pushed_version: int = 7, kfp_v2: bool = False) -> str:
+    """Writes the artifacts and ``root/metadata.sqlite``; returns the metadata file. ``kfp_v2``: the store as
+    Kubeflow Pipelines v2's launcher writes it (types named by schema title, ``tfx.ModelBlessing``; numbers as
+    doubles; the run context ``system.PipelineRun``)."""
     examples_uri, stats_uri = root / "ImageExampleGen" / "examples" / "1", root / "StatisticsGen" / "statistics" / "2"
     _write_split(examples_uri, configs.TRAIN_SPLIT, train)
     _write_split(examples_uri, configs.EVAL_SPLIT, eval_items)
@@ -42,11 +44,14 @@ def build(root: Path, train: list[tuple[bytes, str]], eval_items: list[tuple[byt
     types = {}
 
     def artifact(type_name: str, uri, **props) -> int:
+        type_name = f"tfx.{type_name}" if kfp_v2 else type_name
         if type_name not in types:
             types[type_name] = store.put_artifact_type(mlmd.ArtifactType(name=type_name))
         a = mlmd.Artifact(type_id=types[type_name], uri=str(uri))
         for key, value in props.items():
-            if isinstance(value, int):
+            if isinstance(value, int) and kfp_v2:
+                a.custom_properties[key].double_value = float(value)
+            elif isinstance(value, int):
                 a.custom_properties[key].int_value = value
             else:
                 a.custom_properties[key].string_value = value
@@ -73,6 +78,6 @@ def build(root: Path, train: list[tuple[bytes, str]], eval_items: list[tuple[byt
     execution("StatisticsGen", {"examples": examples}, {"statistics": statistics})
     execution("Evaluator", {"examples": examples, "model": model}, {"blessing": blessing})
     execution("Pusher", {"model": model, "model_blessing": blessing}, {"pushed_model": pushed})
-    run_type = store.put_context_type(mlmd.ContextType(name="pipeline_run"))
+    run_type = store.put_context_type(mlmd.ContextType(name="system.PipelineRun" if kfp_v2 else "pipeline_run"))
     store.put_contexts([mlmd.Context(type_id=run_type, name="run-1")])
     return str(root / "metadata.sqlite")
