@@ -51,6 +51,9 @@ INGEST_REPORT_FILE = "ingest_report.json"
 ARCHITECTURES = ("resnet", "vgg")   # models.network builds them
 
 
+BEAM_MODES = ("in_memory", "multi_processing", "multi_threading")   # the DirectRunner's running modes
+
+
 def check_architecture(name: str) -> str:
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
@@ -179,6 +182,8 @@ class Config:
                 raise ValueError(f"{name} must be a number {bound}" + (f" and <= {high}" if high is not None else "")
                                  + f", got {value!r}")
         check_network(self.architecture, self.image_size, self.conv_widths)
+        if self.beam_mode not in BEAM_MODES:   # a flag's choices do not check a default taken from LETTERS_BEAM_MODE
+            raise ValueError(f"beam_mode must be one of {', '.join(BEAM_MODES)}, got {self.beam_mode!r}")
 
     @property
     def metadata_file(self) -> str:

@@ -391,9 +391,10 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="letters-feedback", description=__doc__.split("\n\n")[0])
     try:
-        default_feedback_dir = Config.from_env().feedback_dir
+        config = Config.from_env()
     except ValueError as err:   # a bad LETTERS_* variable: one line, as the other commands say it
         parser.error(str(err))
+    default_feedback_dir = config.feedback_dir
     parser.add_argument("--feedback-dir", default=None,
                         help=f"the store (default: $LETTERS_FEEDBACK_DIR or {Config().feedback_dir})")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -407,8 +408,8 @@ def main(argv=None) -> int:
     imports.add_argument("folder", metavar="DIR", help="one folder per class, as the pipeline's --data-root")
     args = parser.parse_args(argv)
     feedback_dir = args.feedback_dir or default_feedback_dir
-    if args.command == "import":
-        return import_command(feedback_dir, args.folder)
+    if args.command == "import":   # with the pipeline's file limits, so that nothing stored is dropped in training
+        return import_command(feedback_dir, args.folder, config.max_file_bytes, config.max_image_pixels)
     if not os.path.exists(os.path.join(feedback_dir, DB_FILE)):
         print(f"error: no feedback store at {feedback_dir} (expected {DB_FILE} there)", file=sys.stderr)
         return 2
@@ -435,10 +436,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def import_command(feedback_dir: str, folder: str) -> int:
+def import_command(feedback_dir: str, folder: str, max_bytes: int = image_io.DEFAULT_MAX_BYTES,
+                   max_pixels: int = image_io.DEFAULT_MAX_PIXELS) -> int:
     from core.feedback_import import describe, import_folder
     try:
-        summary = import_folder(feedback_dir, folder, progress=sys.stderr.isatty())
+        summary = import_folder(feedback_dir, folder, max_bytes=max_bytes, max_pixels=max_pixels,
+                                progress=sys.stderr.isatty())
     except (FeedbackStoreError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import sys
 from core import configs, settings
 from core.configs import Config
 
-BEAM_MODES = ("in_memory", "multi_processing", "multi_threading")
+BEAM_MODES = configs.BEAM_MODES
 
 
 def positive_int(text: str) -> int:

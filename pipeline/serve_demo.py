@@ -9,6 +9,7 @@ page's URL, then runs until Ctrl-C (or SIGTERM), which stops both cleanly.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import subprocess
@@ -52,6 +53,24 @@ def _port_in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port number."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {port}")
+    return port
+
+
+def _default_web_port() -> int:
+    """LETTERS_WEB_PORT, which the web client reads too (web/config.py), or 8080; a usage error if it is no port."""
+    text = os.environ.get("LETTERS_WEB_PORT", "8080")
+    try:
+        return _port(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        print(f"error: LETTERS_WEB_PORT={text!r} is not a port (0..65535)", file=sys.stderr)
+        sys.exit(2)
+
+
 def _interrupt(*_):
     raise KeyboardInterrupt
 
@@ -69,9 +88,10 @@ def main(argv=None) -> int:
     defaults = defaults_from_env()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--serving-dir", default=defaults.serving_dir)
-    p.add_argument("--serving-port", type=int, default=8501, help="the model server's REST port")
-    p.add_argument("--grpc-port", type=int, default=8500, help="the model server's gRPC port (0 = no gRPC)")
-    p.add_argument("--web-port", type=int, default=8080)
+    p.add_argument("--serving-port", type=_port, default=8501, help="the model server's REST port")
+    p.add_argument("--grpc-port", type=_port, default=8500, help="the model server's gRPC port (0 = no gRPC)")
+    p.add_argument("--web-port", type=_port, default=_default_web_port(),
+                   help="the web client's port ($LETTERS_WEB_PORT)")
     p.add_argument("--model-config-file", default=None,
                    help="the models.config to serve from and poll (default: the one beside the serving dir, which "
                         "`letters-releases promote` edits; written to serve the latest version if absent)")

@@ -290,3 +290,32 @@ def test_letters_data_root_holding_the_users_letters_is_their_data_as_for_kubefl
     monkeypatch.setenv("LETTERS_DATA_ROOT", str(tmp_path / "new"))     # where the built-in letters are to be made
     assert local_runner.main(common) == 0
     assert ran[0] == ("generated", str(tmp_path / "new")) and ran[1].pretrain_root == "" and ran[1].epochs
+
+
+def test_settings_the_commands_used_to_take_and_fail_on_later_are_refused_up_front(tmp_path, capsys):
+    import subprocess
+    import sys
+    with pytest.raises(ValueError, match="beam_mode must be one of in_memory"):
+        configs.Config.from_env({"LETTERS_BEAM_MODE": "bogus"})      # a flag's choices never saw the variable
+    from web.config import WebConfig
+    for field, value in (("idle_timeout", float("inf")), ("serving_timeout", -1.0), ("serving_timeout", float("nan")),
+                         ("serving_timeout", 0.0), ("max_image_pixels", -5), ("port", 70000), ("port", -1)):
+        with pytest.raises(ValueError):
+            WebConfig(**{field: value})
+    env = dict(os.environ, LETTERS_WEB_PORT="70000")
+    for argv in (["-m", "web", "--port", "-1"], ["-m", "web", "--log-level", "bogus"],
+                 ["-m", "pipeline.serve_demo", "--web-port", "-1"], ["-m", "pipeline.serve_demo"]):
+        proc = subprocess.run([sys.executable, *argv], cwd=configs.PROJECT_ROOT, capture_output=True, text=True,
+                              env=env if argv[-1] == "pipeline.serve_demo" else None, timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (argv, proc.stderr[-1500:])
+
+
+def test_the_feedback_import_applies_the_pipelines_file_limits(tmp_path, monkeypatch, capsys):
+    from core import feedback
+    from tests.conftest import letter_image, png_bytes
+    (tmp_path / "mine" / "alef").mkdir(parents=True)
+    (tmp_path / "mine" / "alef" / "a.png").write_bytes(png_bytes(letter_image(200, 200)))
+    monkeypatch.setenv("LETTERS_MAX_IMAGE_PIXELS", "100")
+    code = feedback.main(["--feedback-dir", str(tmp_path / "fb"), "import", str(tmp_path / "mine")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "skipped 1 × decompression_bomb" in out   # as the ExampleGen would drop it in training

@@ -35,7 +35,8 @@ def parse_args(argv=None) -> WebConfig:
         parser.error(str(err))
     settings.add_flags(parser, WebConfig, {name: help_text + (f" (${ENV[name]})" if name in ENV else "")
                                            for name, help_text in FLAGS.items()}, defaults)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

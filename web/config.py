@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from core import configs, request_log, settings
@@ -47,10 +48,15 @@ class WebConfig:
     def __post_init__(self):
         if not 0.0 <= self.canary_share <= 1.0:
             raise ValueError(f"canary share must be between 0 and 1, got {self.canary_share}")
-        if not self.idle_timeout > 0:
-            raise ValueError(f"idle timeout must be positive, got {self.idle_timeout}")
-        if self.max_upload_bytes < 1:
-            raise ValueError("max upload bytes must be positive")
+        for name in ("idle_timeout", "serving_timeout", "version_cache_seconds"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and (value > 0 or name == "version_cache_seconds" and value == 0)):
+                raise ValueError(f"{name.replace('_', ' ')} must be a finite number of seconds > 0, got {value}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535 (0 = any free port), got {self.port}")
+        for name in ("max_upload_bytes", "max_image_pixels", "max_handler_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
         if not self.tf_serving_url.startswith(("http://", "https://")):
             raise ValueError(f"TF Serving URL must start with http:// or https://, got {self.tf_serving_url!r}")
         if not self.model_name or "/" in self.model_name or ":" in self.model_name:
