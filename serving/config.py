@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -88,13 +89,58 @@ HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_mode
 }
 
 
+# tensorflow_model_server's flags (TF Serving 2.20.0 model_servers/main.cc) that the embedded server does not
+# implement: accepted and ignored with a warning, where another argument is "unknown".
+OTHER_TF_SERVING_FLAGS = frozenset("""
+    enable_grpc_healthcheck_service enable_model_warmup enable_per_model_batching_parameters enable_profiler
+    enable_serialization_as_tensor_content enable_signature_method_name_check flush_filesystem_caches
+    grpc_socket_path mixed_precision num_load_threads num_request_iterations_for_warmup num_tflite_interpreters_per_pool
+    num_tflite_pools num_unload_threads per_process_gpu_memory_fraction platform_config_file prefer_tflite_model
+    remove_unused_fields_from_bundle_metagraph saved_model_tags skip_initialize_tpu ssl_config_file
+    tensorflow_inter_op_parallelism tensorflow_intra_op_parallelism tensorflow_session_config_file
+    tensorflow_session_parallelism thread_pool_factory_config_file use_alts_credentials xla_cpu_compilation_enabled
+    xla_gpu_compilation_enabled""".split())
+
+
+def tf_flag_arguments(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(arguments for argparse, tensorflow_model_server flags not implemented here, unknown arguments), read as
+    TensorFlow's command_line_flags reads them: ``--name=value``; a boolean also as ``--name`` (true); so
+    ``--rest_api_port 8502`` and ``--enable_batching false`` are not a port and a false (the words after are
+    unknown arguments), and no flag name is abbreviated."""
+    fields = {f.name: "bool" in str(f.type) for f in dataclasses.fields(ServerOptions)}
+    kept, ignored, unknown = [], [], []
+    for arg in argv:
+        name, equals, _ = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if arg in ("-h", "--help"):
+            kept.append(arg)
+        elif name in fields and (equals or fields[name]):
+            kept.append(arg if equals else f"--{name}=true")
+        elif name in OTHER_TF_SERVING_FLAGS:
+            ignored.append(arg)
+        else:
+            unknown.append(arg)
+    return kept, ignored, unknown
+
+
 def parse_flags(argv=None) -> ServerOptions:
     parser = argparse.ArgumentParser(
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, prog="letters-model-server",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, prog="letters-model-server", allow_abbrev=False,
         description="TF Serving-compatible REST and gRPC server for SavedModels laid out as <base_path>/<version>/.")
     settings.add_flags(parser, ServerOptions, {f.name: HELP.get(f.name, "") for f in dataclasses.fields(ServerOptions)},
                        ServerOptions(), dashes=False)
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in argv:   # as tensorflow_model_server --version
+        import tensorflow as tf
+        print(f"TensorFlow ModelServer: letters embedded server (TF Serving 2.20.0's APIs)\n"
+              f"TensorFlow Library: {tf.__version__}")
+        sys.exit(0)
+    kept, ignored, unknown = tf_flag_arguments(argv)
+    for arg in ignored:
+        print(f"warning: {arg.split('=', 1)[0]} is a tensorflow_model_server flag the embedded server does not "
+              "implement; ignored", file=sys.stderr)
+    if unknown:   # main.cc prints the first one and the usage, and runs
+        print(f"unknown argument: {unknown[0]}\n{parser.format_usage()}", end="")
+    args = parser.parse_args(kept)
     options = ServerOptions(**vars(args))
     try:
         options.validate()

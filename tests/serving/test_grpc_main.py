@@ -80,3 +80,21 @@ def test_sigterm_stops_cleanly(process):
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         with pytest.raises(grpc.FutureTimeoutError):
             grpc.channel_ready_future(channel).result(timeout=1)
+
+
+def test_model_server_flags_are_read_as_tensorflow_model_server_reads_them(capsys):
+    """TensorFlow's command_line_flags: --name=value, a boolean also as --name; anything else is an unknown
+    argument, printed with the usage, and the server still starts; real tensorflow_model_server flags the embedded
+    server does not implement are ignored with a warning; no abbreviations."""
+    from serving.config import parse_flags
+    options = parse_flags(["--model_base_path=/m", "--enable_batching", "--rest_api_port", "8502"])
+    assert options.enable_batching is True and options.rest_api_port != 8502
+    assert "unknown argument: --rest_api_port" in capsys.readouterr().out
+    options = parse_flags(["--model_base_path=/m", "--enable_batching", "false"])       # not a false
+    assert options.enable_batching is True and "unknown argument: false" in capsys.readouterr().out
+    assert parse_flags(["--model_base_path=/m", "--enable_batching=false"]).enable_batching is False
+    options = parse_flags(["--model_base_path=/m", "--enable_model_warmup=false", "--tensorflow_intra_op_parallelism=1"])
+    err = capsys.readouterr().err
+    assert "--enable_model_warmup is a tensorflow_model_server flag the embedded server does not implement" in err
+    parse_flags(["--model_base=/m", "--model_config_file=/c"])                  # an abbreviation is not the flag
+    assert "unknown argument: --model_base=/m" in capsys.readouterr().out
