@@ -284,19 +284,25 @@ def test_cors_preflight(client):
     assert client.request("OPTIONS", PREDICT)[0] == 400
 
 
+def raw_exchange(server, request: bytes) -> bytes:
+    """Sends ``request`` as bytes on a new connection; everything the server answers until it closes."""
+    host, port = server.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    return response
+
+
 def test_libevent_headers_and_its_501_for_methods_it_does_not_allow(server):
     """Date on every response, no Content-Length on HEAD, and libevent's own page for TRACE and unknown methods
     (evhttp_set_allowed_methods in EvHTTPServer::Initialize)."""
     import email.utils
 
-    host, port = server.url.split("//")[1].split(":")
     for method, path in (("TRACE", "/v1/models/letters"), ("FOO", "/anything"), ("HEAD", "/v1/models/letters"),
                          ("GET", "/v1/models/letters"), ("GET", "/nope")):
-        with socket.create_connection((host, int(port)), timeout=30) as sock:
-            sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            raw = b""
-            while chunk := sock.recv(65536):
-                raw += chunk
+        raw = raw_exchange(server, f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         head, _, body = raw.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
@@ -315,12 +321,8 @@ def test_libevent_headers_and_its_501_for_methods_it_does_not_allow(server):
 
 def test_request_size_bound(server):
     # The body is refused from its Content-Length, before any of it is read.
-    host, port = server.url.split("//")[1].split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {4 * 1024 * 1024 + 1}\r\n\r\n".encode())
-        response = b""
-        while chunk := sock.recv(65536):
-            response += chunk
+    response = raw_exchange(server, f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                                    f"{4 * 1024 * 1024 + 1}\r\n\r\n".encode())
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413 ") and "exceeds the limit" in json.loads(body)["error"]
 
