@@ -67,6 +67,9 @@ CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_unix);
 """
 
 
+_RECORDS_QUERY = "SELECT * FROM feedback ORDER BY created_unix, id"   # every row, oldest first
+
+
 class FeedbackStoreError(RuntimeError):
     """The store cannot be opened, read or written (its database is damaged, not a database, not accessible, or
     its disk is full: ``full``)."""
@@ -253,7 +256,7 @@ class FeedbackStore:
 
     def records(self) -> list[Feedback]:
         with self._connection() as conn:
-            rows = conn.execute("SELECT * FROM feedback ORDER BY created_unix, id").fetchall()
+            rows = conn.execute(_RECORDS_QUERY).fetchall()
         return [_record(row) for row in rows]
 
     def get(self, record_id: str) -> Feedback | None:
@@ -289,7 +292,7 @@ def read_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
             conn = sqlite3.connect(f"{uri}?{options}", uri=True, timeout=60.0)
             try:
                 conn.row_factory = sqlite3.Row
-                rows = conn.execute("SELECT * FROM feedback ORDER BY created_unix, id").fetchall()
+                rows = conn.execute(_RECORDS_QUERY).fetchall()
             finally:
                 conn.close()
             return [_record(row) for row in rows]
