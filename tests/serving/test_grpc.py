@@ -154,7 +154,7 @@ def test_output_filter(predict_stub):
     assert error.details() == ("output tensor alias not found in signature: " + "x" * 20_000)[:1024] + "...TRUNCATED"
 
 
-def test_bad_input_has_tf_serving_codes_and_messages(predict_stub):
+def test_bad_input_has_tf_serving_codes_and_messages(predict_stub, running):
     error = rpc_error(predict_stub.Predict, predict_request(images=[b"not an image"]))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "Unknown image file format" in error.details() and "Traceback" not in error.details()
@@ -165,10 +165,17 @@ def test_bad_input_has_tf_serving_codes_and_messages(predict_stub):
     assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
                                                "Expects arg[0] to be string but float is provided")
 
-    request = predict_request()
-    request.inputs["images"].CopyFrom(tf.make_tensor_proto([[testing.png_bytes(1)]]))
-    error = rpc_error(predict_stub.Predict, request)
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "[1,1]" in error.details()
+    # No shape check before the run (TF Serving's Predict has none): the op that minds fails, as over REST.
+    rest = testing.RestClient(running.url)
+    for value, rest_value in (([[testing.png_bytes(1)]], [[testing.b64(testing.png_bytes(1))]]),
+                              (testing.png_bytes(1), testing.b64(testing.png_bytes(1)))):
+        request = predict_request()
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(value))
+        error = rpc_error(predict_stub.Predict, request)
+        status, body = rest.post("/v1/models/letters:predict",
+                                 {"signature_name": "predict_images", "inputs": {"images": rest_value}})
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and status == 400
+        assert error.details() == body["error"] and "{{node " in body["error"]
 
     request = predict_request()
     request.inputs["extra"].CopyFrom(tf.make_tensor_proto([1]))
