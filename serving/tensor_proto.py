@@ -64,7 +64,14 @@ def dtype_enum(array: np.ndarray) -> int:
     if array.dtype == object or array.dtype.kind in "SU":
         return types_pb2.DT_STRING
     entry = _FIELDS.get(array.dtype)
-    return entry[0] if entry else types_pb2.DT_INVALID
+    if entry:
+        return entry[0]
+    import tensorflow as tf
+
+    try:   # the quantized types (qint8, quint16, ...), which tf.make_ndarray gives as numpy records
+        return tf.as_dtype(array.dtype).as_datatype_enum
+    except TypeError:
+        return types_pb2.DT_INVALID
 
 
 def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
