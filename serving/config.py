@@ -180,9 +180,27 @@ def check_model_server_config(config, source: str) -> None:
             raise ValueError(f"Expected model {model.name} to have an absolute path or URI; "
                              f"got base_path()={model.base_path}")
     for model in config.model_config_list.config:
-        if model.model_platform not in ("", "tensorflow"):
-            raise ValueError(f"{source}: model {model.name}: unsupported model_platform {model.model_platform!r}")
+        platform = _platform(model)
+        if platform != "tensorflow":   # ServerCore::CreateStoragePathRoutes: no source adapter for it
+            raise ValueError(f"Model {model.name} requests unsupported platform {platform}")
         check_logging_config(model, source)
+
+
+def _platform(model) -> str:
+    """ServerCore's GetPlatform: model_platform, or the deprecated model_type; exactly one of them is set."""
+    from tensorflow_serving.config import model_server_config_pb2 as pb
+
+    if model.model_type != pb.MODEL_TYPE_UNSPECIFIED:
+        if model.model_platform:
+            raise ValueError("Illegal setting both ModelServerConfig::model_type (deprecated) and "
+                             f"ModelServerConfig::model_platform, model name is {model.name}")
+        if model.model_type != pb.TENSORFLOW:
+            raise ValueError(f"ModelServerConfig::model_type choice {model.model_type} not supported.")
+        return "tensorflow"
+    if not model.model_platform:
+        raise ValueError("Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+                         f"ModelServerConfig::model_platform, model name is {model.name}")
+    return model.model_platform
 
 
 def load_model_server_config(path: str) -> model_server_config_pb2.ModelServerConfig:

@@ -30,7 +30,8 @@ def server(models_root, tmp_path_factory):
     config = text_format.Parse(
         testing.labelled_config_text(models_root / "letters", {"stable": 1, "canary": 2, "ghost": 9}),
         model_server_config_pb2.ModelServerConfig())
-    pinned = config.model_config_list.config.add(name="pinned", base_path=str(models_root / "letters"))
+    pinned = config.model_config_list.config.add(name="pinned", base_path=str(models_root / "letters"),
+                                                  model_platform="tensorflow")
     pinned.model_version_policy.specific.versions.append(1)
     model_config.write_text(text_format.MessageToString(config))
     monitoring = config_dir / "monitoring.config"

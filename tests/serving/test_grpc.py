@@ -357,7 +357,8 @@ def test_handle_reload_config_request(models_root, tmp_path):
         models = model_service_pb2_grpc.ModelServiceStub(opened)
         config = text_format.Parse(testing.labelled_config_text(models_root / "letters", {"stable": 2}),
                                    model_server_config_pb2.ModelServerConfig())
-        config.model_config_list.config.add(name="second", base_path=str(models_root / "letters"))
+        config.model_config_list.config.add(name="second", base_path=str(models_root / "letters"),
+                                            model_platform="tensorflow")
         request = model_management_pb2.ReloadConfigRequest(config=config, metric_names=["x"])
         response = models.HandleReloadConfigRequest(request, timeout=TIMEOUT)
         assert response.status.error_code == 0 and [m.name for m in response.metric] == ["x"]

@@ -35,7 +35,8 @@ def model_config(root, letters: tuple | None, scorer: tuple | None = None) -> mo
     config = text_format.Parse(testing.labelled_config_text(root / "models" / "letters", {"stable": 1, "canary": 2}),
                                model_server_config_pb2.ModelServerConfig())
     config.model_config_list.config.add(name="scorer", base_path=str(root / "scorer"), model_platform="tensorflow")
-    config.model_config_list.config.add(name="pinned", base_path=str(root / "models" / "letters"))
+    config.model_config_list.config.add(name="pinned", base_path=str(root / "models" / "letters"),
+                                        model_platform="tensorflow")
     for model, logging in zip(config.model_config_list.config, (letters, scorer)):
         if logging is not None:
             model.logging_config.log_collector_config.type = "tfrecord"

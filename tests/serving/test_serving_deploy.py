@@ -99,9 +99,7 @@ def test_configmap_matches_config_files():
 
 def test_model_configs_the_server_cannot_use_are_refused_naming_the_file():
     for text, message in (("model_config_list { config { name: 'letters' ", "Invalid protobuf file: 'x.config'"),
-                          ("custom_model_config { }", "custom_model_config is not supported"),
-                          ("model_config_list { config { name: 'm' base_path: '/m' model_platform: 'onnx' } }",
-                           "unsupported model_platform 'onnx'")):
+                          ("custom_model_config { }", "custom_model_config is not supported")):
         with pytest.raises(ValueError) as caught:
             config_lib.parse_model_server_config(text, "x.config")
         assert message in str(caught.value) and str(caught.value).startswith(("Invalid", "x.config"))
@@ -113,11 +111,26 @@ def test_model_config_lists_are_validated_as_server_core_validates_them():
             ("model_config_list { config { name: 'm' base_path: '/a' } config { name: 'm' base_path: '/b' } }",
              "Illegal to list model m multiple times in config list"),
             ("model_config_list { config { name: 'm' base_path: 'models/m' } }",
-             "Expected model m to have an absolute path or URI; got base_path()=models/m")):
+             "Expected model m to have an absolute path or URI; got base_path()=models/m"),
+            # ServerCore's GetPlatform and CreateStoragePathRoutes: one platform, given once, and one it serves
+            ("model_config_list { config { name: 'm' base_path: '/m' } }",
+             "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+             "ModelServerConfig::model_platform, model name is m"),
+            ("model_config_list { config { name: 'm' base_path: '/m' model_type: TENSORFLOW "
+             "model_platform: 'tensorflow' } }",
+             "Illegal setting both ModelServerConfig::model_type (deprecated) and "
+             "ModelServerConfig::model_platform, model name is m"),
+            ("model_config_list { config { name: 'm' base_path: '/m' model_type: OTHER } }",
+             "ModelServerConfig::model_type choice 2 not supported."),
+            ("model_config_list { config { name: 'm' base_path: '/m' model_platform: 'onnx' } }",
+             "Model m requests unsupported platform onnx")):
         with pytest.raises(ValueError) as caught:
             config_lib.parse_model_server_config(text, "x.config")
         assert str(caught.value) == message
-    config_lib.parse_model_server_config("model_config_list { config { name: 'm' base_path: 'gs://bucket/m' } }")
+    config_lib.parse_model_server_config("model_config_list { config { name: 'm' base_path: 'gs://bucket/m' "
+                                         "model_platform: 'tensorflow' } }")
+    config_lib.parse_model_server_config("model_config_list { config { name: 'm' base_path: '/m' "
+                                         "model_type: TENSORFLOW } }")   # the deprecated field alone is read
     with pytest.raises(ValueError, match="absolute path or URI; got base_path\\(\\)=serving/models/letters"):
         config_lib.single_model_config("letters", "serving/models/letters")
 

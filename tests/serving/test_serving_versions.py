@@ -146,7 +146,7 @@ def test_labels_in_startup_config_need_the_flag(tmp_path):
     base = tmp_path / "letters"
     testing.publish_version(str(base), 1)
     config = tmp_path / "models.config"
-    config.write_text(f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+    config.write_text(f'model_config_list {{ config {{ name: "letters" base_path: "{base}" model_platform: "tensorflow" '
                       f'version_labels {{ key: "stable" value: 1 }} }} }}\n')
     from serving.status import ServingError
     with pytest.raises(ServingError, match="Request to assign label to version 1 of model letters, which is not "
