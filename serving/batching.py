@@ -245,10 +245,11 @@ def _deliver(results: list) -> None:
         task, outputs, error = result
         if task.loop is not None:
             loops.setdefault(task.loop, []).append(result)
-        elif error is not None:
-            task.future.set_exception(error)
-        else:
-            task.future.set_result(outputs)
+        elif task.future.set_running_or_notify_cancel():   # False: cancelled, the caller's deadline passed
+            if error is not None:
+                task.future.set_exception(error)
+            else:
+                task.future.set_result(outputs)
     for loop, items in loops.items():
         try:
             loop.call_soon_threadsafe(_settle, items)

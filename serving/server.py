@@ -204,13 +204,16 @@ class Server:
         return self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays)
 
     def run_blocking(self, servable, signature_name: str, arrays: dict, timeout: float | None = None) -> dict:
-        """The gRPC threads' runner: the batcher as for REST, else the signature in the calling thread."""
+        """The gRPC threads' runner: the batcher or the executor, as for REST, waited on until the call's deadline
+        (TF Serving's run timeout): after it the call ends DEADLINE_EXCEEDED and its gRPC thread is free; a run not
+        started yet is dropped, one already running finishes unseen (a TensorFlow function cannot be stopped)."""
         batcher = self._batcher(servable, signature_name, arrays)
-        if batcher is None:
-            return servable.run(signature_name, arrays)
+        future = (batcher.submit(arrays) if batcher is not None
+                  else self.executor.submit(servable.run, signature_name, arrays))
         try:
-            return batcher.submit(arrays).result(timeout)
+            return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            future.cancel()
             raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
 
     def reload_config(self, config, timeout: float | None = None) -> None:

@@ -6,6 +6,7 @@ One module-scoped server: ``letters`` (versions 1 and 2 of the tiny model, label
 import core  # noqa: F401  (before TensorFlow)
 
 import re
+import time
 
 import grpc
 import numpy as np
@@ -348,6 +349,39 @@ def test_oversized_request_is_refused_and_server_keeps_answering(predict_stub):
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     response = predict_stub.Predict(predict_request(), timeout=TIMEOUT)
     assert tf.make_ndarray(response.outputs["top_indices"])[0, 0] == 2
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")   # a batch thread's failure
+def test_a_call_past_its_deadline_ends_deadline_exceeded_and_frees_its_thread(models_root, tmp_path, monkeypatch):
+    """TF Serving runs the model with the call's deadline as its timeout: the call ends DEADLINE_EXCEEDED, counted
+    so, and the server's gRPC thread (one here) is free for the next call at once, batching on or off."""
+    from serving.versions import Servable
+
+    run = Servable.run
+
+    def slow_for_three_images(self, signature_name, arrays):
+        if len(next(iter(arrays.values()))) == 3:
+            time.sleep(3)
+        return run(self, signature_name, arrays)
+
+    monkeypatch.setattr(Servable, "run", slow_for_three_images)
+    (tmp_path / "monitoring.config").write_text('prometheus_config { enable: true, path: "/metrics" }\n')
+    for batching in (False, True):
+        with testing.start_grpc_server(model_base_path=str(models_root / "letters"), grpc_max_threads=1,
+                                       enable_batching=batching,
+                                       monitoring_config_file=str(tmp_path / "monitoring.config")) as server, \
+                grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as opened:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(opened)
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Predict(predict_request(images=[testing.png_bytes(200)] * 3), timeout=0.3)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            response = stub.Predict(predict_request(), timeout=2)     # not behind the abandoned run
+            assert tf.make_ndarray(response.outputs["top_indices"])[0, 0] == 2
+            assert time.monotonic() - started < 2.5
+            text = testing.RestClient(server.url).request("GET", "/metrics")[2].decode()
+            assert ':tensorflow:serving:request_count{model_name="letters",status="DEADLINE_EXCEEDED"} 1' in text
+            assert ':tensorflow:serving:request_count{model_name="letters",status="OK"} 1' in text
 
 
 # ------------------------------------------------------------------------------------------- reload
