@@ -125,17 +125,23 @@ def parse_resources(text: str) -> tuple[str, Resources]:
     return name.strip(), Resources(**values)
 
 
-def combine_resources(overrides: Iterable[tuple[str, Resources]], defaults: bool = True) -> dict[str, Resources]:
+class ResourceTable(dict):
+    """Component → Resources, and ``named``: the components an override named (the others are defaults)."""
+    named: frozenset = frozenset()
+
+
+def combine_resources(overrides: Iterable[tuple[str, Resources]], defaults: bool = True) -> ResourceTable:
     """The defaults (unless ``defaults`` is False) with each override merged field by field: an override for
     ``*`` over every default (a component's own default gives way to it), then one for a component over both."""
     overrides = list(overrides)
-    table = dict(DEFAULT_RESOURCES) if defaults else {}
+    table = ResourceTable(DEFAULT_RESOURCES) if defaults else ResourceTable()
     for name, resources in overrides:
         if name == ALL:
-            table = {component: default.merged(resources) for component, default in table.items()}
+            table = ResourceTable({component: default.merged(resources) for component, default in table.items()})
     for name, resources in overrides:
         if name != ALL or name not in table:
             table[name] = table.get(name, Resources()).merged(resources)
+    table.named = frozenset(name for name, _ in overrides)
     return table
 
 
@@ -172,8 +178,10 @@ def set_pipeline_root(spec: dict, pipeline_root: str) -> None:
 def apply_resources(spec: dict, table: dict[str, Resources]) -> dict[str, dict]:
     """Writes ``container.resources`` of every container task; returns task → resources written."""
     names = container_tasks(spec)
-    # A default for a component this pipeline leaves out (the pretrainer's) is not an error; an override is.
-    unknown = sorted(name for name in set(table) - set(names) - {ALL} if table[name] != DEFAULT_RESOURCES.get(name))
+    # A default for a component this pipeline leaves out (the pretrainer's) is not an error, even with the
+    # override for every component merged in; an override naming it is.
+    named = getattr(table, "named", set(table))
+    unknown = sorted(set(named) - set(names) - {ALL})
     if unknown:
         raise ValueError(f"no component named {', '.join(unknown)} in the pipeline (components: {', '.join(names)})")
     written = {}

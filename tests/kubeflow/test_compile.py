@@ -300,6 +300,17 @@ def test_a_pretrainer_feeds_the_trainer_with_the_trainers_resources(kfp_data, tm
     with pytest.raises(ValueError, match="no component named pretrainer"):
         kubeflow_runner.compile_spec(config.replace(pretrain_root=""), IMAGE, BEAM,
                                      spec_lib.combine_resources([spec_lib.parse_resources("pretrainer=cpu=8")]))
+    # An override for every component (`*`) is merged into those defaults too, and is not an error either.
+    every = spec_lib.combine_resources([spec_lib.parse_resources("*=memory_request=2Gi"),
+                                        spec_lib.parse_resources("Trainer=cpu=8,memory=16Gi")])
+    job, _ = kubeflow_runner.compile_spec(config.replace(pretrain_root=""), IMAGE, BEAM, every)
+    written = {name: spec_lib.executor_of(job["pipelineSpec"], name)[1]["container"]["resources"]
+               for name in ("Trainer", "Transform")}
+    assert written["Trainer"]["cpuLimit"] == 8.0 and written["Transform"]["cpuLimit"] == 2.0
+    assert written["Trainer"]["memoryRequest"] == written["Transform"]["memoryRequest"] == 2 * 1024 ** 3 / 1e9
+    with pytest.raises(ValueError, match="no component named pretrainer"):
+        kubeflow_runner.compile_spec(config.replace(pretrain_root=""), IMAGE, BEAM, spec_lib.combine_resources(
+            [spec_lib.parse_resources("*=cpu=3"), spec_lib.parse_resources("pretrainer=cpu=8")]))
 
 
 def test_a_resource_override_for_every_component_overrides_their_defaults_and_requests_stay_under_limits():
