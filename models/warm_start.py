@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.configs import Config
-from core.model_dirs import SAVED_MODEL
+from core.model_dirs import SAVED_MODEL, resolve_model_dir
 from models import network
 
 _VARIABLES = os.path.join("variables", "variables")
@@ -29,10 +29,17 @@ class BaseModelError(ValueError):
 
 def model_dir(path: str) -> str:
     """The SavedModel folder ``path`` stands for: the folder itself (a pushed ``<serving-dir>/<version>``), or
-    its parent when the Trainer got the path TFX derives from an imported Model artifact (``<uri>/Format-Serving``)."""
-    for candidate in (path, os.path.dirname(path.rstrip("/"))):
+    its parent when the Trainer got the path TFX derives from an imported Model artifact (``<uri>/Format-Serving``);
+    either as a serving dir stands for its newest version (a remote --base-model is first read here, at run time)."""
+    candidates = (path, os.path.dirname(path.rstrip("/")))
+    for candidate in candidates:
         if tf.io.gfile.exists(os.path.join(candidate, SAVED_MODEL)):
             return candidate
+    for candidate in candidates:
+        try:
+            return resolve_model_dir(candidate, tf.io.gfile)
+        except (FileNotFoundError, tf.errors.OpError):
+            continue
     raise BaseModelError(f"base model {path}: no {SAVED_MODEL} there; {WHAT_TO_GIVE}")
 
 

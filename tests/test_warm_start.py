@@ -69,6 +69,14 @@ def test_a_serving_dir_stands_for_its_newest_version(pushed_model_dir, tmp_path)
     assert resolve_model_dir(str(tmp_path / "3")) == str(tmp_path / "3")
     with pytest.raises(FileNotFoundError, match="holds no SavedModel"):
         resolve_model_dir(str(tmp_path / "99"))
+    shutil.copytree(pushed_model_dir, tmp_path / "015")   # the folder as named, not "15"
+    assert resolve_model_dir(str(tmp_path)) == str(tmp_path / "015")
+    # At run time, where a remote --base-model is first read (tf.io.gfile: gs://, file://), in the path TFX derives
+    # from the imported artifact as well.
+    url = f"file://{tmp_path}"
+    assert warm_start.model_dir(url) == warm_start.model_dir(f"{url}/Format-Serving") == f"{url}/015"
+    with pytest.raises(warm_start.BaseModelError, match="no saved_model.pb there"):
+        warm_start.model_dir(f"file://{tmp_path}/99/Format-Serving")
 
 
 def test_the_digest_follows_the_models_variables(pushed_model_dir, tmp_path):
