@@ -75,9 +75,10 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the Pusher writes <version>/ into (gs://…/letters)")
     p.add_argument("--feedback-root", default=None,
-                   help="the users' feedback exported as <class>/<id>.png (letters-feedback export, or "
-                        "<pipeline-root>/feedback as local runs write it; gs://… too): read by ImageExampleGen at "
-                        "run time, always into the train split; its cache is turned off so new feedback is seen")
+                   help="the users' feedback exported as <class>/<id>.png (letters-feedback export --out DIR, then "
+                        "copied to the bucket, or <pipeline-root>/feedback as local runs write it): read by "
+                        "ImageExampleGen at run time, always into the train split; its cache is turned off so new "
+                        "feedback is seen")
     p.add_argument("--display-name", default=None, help="pipeline display name (default: letters)")
     p.add_argument("--no-cache", action="store_true", help="compile with caching off for every task")
     p.add_argument("--no-serving-validation", dest="serving_validation", action="store_false",

@@ -337,6 +337,9 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     ``overwrite``. ``prune``: the class folders are made to hold exactly the store's images, every other file in
     them removed (left by another store, by a row no longer there, or by an export cut short); for a folder that
     is the pipeline's own. Safe to run while the web client is adding feedback (it exports what is committed)."""
+    if "://" in os.fspath(out_dir):
+        raise ValueError(f"{os.fspath(out_dir)}: the export is written to a local folder; copy that to the bucket "
+                         "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
     out_dir = os.path.abspath(os.fspath(out_dir))
     summary = ExportSummary(out_dir=out_dir)
     for name in CLASS_NAMES:
@@ -403,7 +406,7 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write DIR/<class_folder>/<id>.png (the pipeline reads the store "
                                                  "itself: local_runner.py --feedback-dir)")
-    export.add_argument("--out", required=True, help="output folder (created)")
+    export.add_argument("--out", required=True, help="output folder (created; local: copy it to a bucket after)")
     export.add_argument("--overwrite", action="store_true", help="rewrite files already exported")
     commands.add_parser("stats", help="print counts per class as JSON")
     imports = commands.add_parser("import", help="store the images of DIR/<class_folder>/ as labelled feedback "
@@ -416,6 +419,9 @@ def main(argv=None) -> int:
     if not os.path.exists(os.path.join(feedback_dir, DB_FILE)):
         print(f"error: no feedback store at {feedback_dir} (expected {DB_FILE} there)", file=sys.stderr)
         return 2
+    if args.command == "export" and "://" in args.out:
+        parser.error(f"--out {args.out}: the export is written to a local folder; copy that to the bucket "
+                     "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
     if args.command == "export":
         try:
             summary = export_feedback(feedback_dir, args.out, overwrite=args.overwrite)

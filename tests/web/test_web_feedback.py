@@ -196,6 +196,13 @@ def test_export_command_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "core.feedback", "--feedback-dir", str(tmp_path / "none"), "export",
                            "--out", str(tmp_path / "out2")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no feedback store" in proc.stderr
+    # A bucket is not written through a local path (it had made ./gs:/bucket/... and said it exported there).
+    proc = subprocess.run([sys.executable, "-m", "core.feedback", "export", "--out", "gs://bucket/feedback"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "written to a local folder; copy that to the bucket" in proc.stderr
+    assert not (tmp_path / "gs:").exists()
+    with pytest.raises(ValueError, match="local folder"):
+        export_feedback(tmp_path / "fb", "gs://bucket/feedback")
     proc = subprocess.run([sys.executable, "-m", "core.feedback", "stats"], cwd=ROOT, capture_output=True, text=True,
                           env=dict(env, LETTERS_BATCH_SIZE="abc"), timeout=120)
     assert proc.returncode == 2 and "LETTERS_BATCH_SIZE='abc'" in proc.stderr and "Traceback" not in proc.stderr
