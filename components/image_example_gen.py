@@ -267,6 +267,11 @@ def find_usable_image(input_base: str, max_bytes: int = image_io.DEFAULT_MAX_BYT
     return False, skips
 
 
+def _warn(text: str) -> None:
+    logging.warning("%s", text)
+    print(text, flush=True)
+
+
 def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None, feedback_repeat: int = 1,
                   splits: Iterable[str] = ()) -> None:
     report = build_report(outcomes, input_base, feedback_repeat, splits)
@@ -302,7 +307,9 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     inputs = [(path, input_base, "") for path in sorted(beside) + main_files]
     feedback_root = custom.get("feedback_root")
     repeat = 1
-    if feedback_root and fileio.exists(feedback_root):
+    if feedback_root and not fileio.exists(feedback_root):   # a first run before any feedback, or a typo
+        _warn(f"WARNING no feedback folder at {feedback_root}: this run trains on no feedback")
+    elif feedback_root:
         feedback_files = list_inputs(feedback_root, split_pattern)
         inputs += [(path, feedback_root, FEEDBACK_PREFIX) for path in feedback_files]
         repeat = feedback_copies(int(custom.get("feedback_repeat", 0)), main_files, feedback_files,

@@ -223,6 +223,13 @@ def test_corrections_always_train_and_leave_the_main_split_as_it_was(tmp_path, t
     assert "feedback images (all in train)" in ieg.format_report(report)
 
 
+def test_a_feedback_folder_that_is_not_there_is_said(tmp_path, tiny_dataset, capsys):
+    splits, report = run_example_gen(tiny_dataset, tmp_path / "out", feedback_root=tmp_path / "no-such-feedback")
+    assert report["feedback"] == 0 and splits["train"]
+    assert (f"WARNING no feedback folder at {tmp_path / 'no-such-feedback'}: this run trains on no feedback"
+            in capsys.readouterr().out)
+
+
 def test_feedback_repeat_oversamples_the_corrections_in_train_only(tmp_path, tiny_dataset, corrections):
     once, _ = run_example_gen(tiny_dataset, tmp_path / "a", feedback_root=corrections, feedback_repeat=1)
     thrice, report = run_example_gen(tiny_dataset, tmp_path / "b", feedback_root=corrections, feedback_repeat=3)
