@@ -49,7 +49,7 @@ class ServerRequestLogger:
     made before the models change, so a folder that cannot be created refuses the config); ``log`` writes."""
 
     def __init__(self):
-        self._writers: dict = {}          # model name -> RequestLogWriter
+        self._writers: dict = {}          # model name -> (RequestLogWriter, its SamplingConfig)
         self._by_config: dict = {}        # serialized LoggingConfig -> RequestLogWriter
         self._lock = threading.Lock()
 
@@ -72,7 +72,8 @@ class ServerRequestLogger:
                 except OSError as exc:
                     raise ValueError(f"{source}: model {model.name}: logging_config: cannot write under "
                                      f"{logging_config.log_collector_config.filename_prefix!r}: {exc}") from None
-            by_config[key] = writers[model.name] = writer
+            by_config[key] = writer
+            writers[model.name] = (writer, model.logging_config.sampling_config)
         return writers, by_config
 
     def apply(self, prepared) -> None:
@@ -95,7 +96,7 @@ class ServerRequestLogger:
         """Logs one call of model ``spec.name`` if its writer samples it: ``build()`` -> (request, response)
         protos of API ``kind`` (a key of :data:`LOG_KINDS`), called only then; ``spec``: the ModelSpec that
         answered (name, signature, version)."""
-        writer = self._writers.get(spec.name)
+        writer, sampling_config = self._writers.get(spec.name, (None, None))
         if writer is None:
             return
 
@@ -105,8 +106,9 @@ class ServerRequestLogger:
             log = getattr(entry, LOG_KINDS[kind])
             log.request.CopyFrom(request)
             log.response.CopyFrom(response)
-            return request_log.fill_metadata(entry, spec.name, spec.signature_name, spec.version.value,
-                                             writer.sampling_rate)
+            request_log.fill_metadata(entry, spec.name, spec.signature_name, spec.version.value, writer.sampling_rate)
+            entry.log_metadata.sampling_config.CopyFrom(sampling_config)   # all of it, as RequestLogger::Log
+            return entry
 
         writer.log(record)
 

@@ -186,7 +186,9 @@ def test_sampling_rates_0_and_one_half_and_a_reload_to_a_new_prefix(rest, channe
         assert len(logs(prefixes["letters"])) == before
 
         half = root / "logs" / "half"
-        reload(channel, model_config(root, (half, 0.5), (prefixes["scorer"], 1.0)))
+        config = model_config(root, (half, 0.5), (prefixes["scorer"], 1.0))
+        config.model_config_list.config[0].logging_config.sampling_config.attributes = 1   # ATTR_REQUEST_ORIGIN
+        reload(channel, config)
         n = 200
         for _ in range(n):
             predict_images(rest, images)
@@ -194,6 +196,8 @@ def test_sampling_rates_0_and_one_half_and_a_reload_to_a_new_prefix(rest, channe
         spread = 5 * math.sqrt(n * 0.25)
         assert n / 2 - spread <= taken <= n / 2 + spread
         assert {r.log_metadata.sampling_config.sampling_rate for r in logs(half)} == {0.5}
+        # the whole SamplingConfig is copied into each record, as RequestLogger::Log copies it
+        assert {r.log_metadata.sampling_config.attributes for r in logs(half)} == {1}
     finally:
         reload(channel, model_config(root, (prefixes["letters"], 1.0), (prefixes["scorer"], 1.0)))
 
