@@ -10,7 +10,9 @@ One writer for the embedded model server (``ModelConfig.logging_config``) and th
   record is in the operating system, so a killed process loses at most a record being written (the reader
   stops at a truncated tail);
 * rotates to a new file before one would pass ``max_file_bytes`` and, when it opens one, deletes the oldest
-  files of the prefix until all of them (the new one included, once full) fit in ``max_total_bytes``;
+  files of the prefix until all of them (the new one included, once full) fit in ``max_total_bytes``, but
+  never a file another writer still has open (each holds a shared ``flock`` on its own);
+* after a write that fails part-way (a full disk) cuts the partial record off and goes on in a new file;
 * is thread-safe (one lock around rotation and the write).
 
 Readers: :func:`log_files` (a prefix's files, oldest first), :func:`read_records` (a file's complete records,
@@ -19,6 +21,7 @@ TensorFlow's ``tf.data.TFRecordDataset`` reads the files too. Nothing here impor
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import random
@@ -126,6 +129,24 @@ def fill_metadata(record, model_name: str, signature_name: str, version: int, sa
 
 
 # ------------------------------------------------------------------------------------------ writer
+def _delete_unless_open(path: str) -> bool:
+    """Deletes a log file unless a writer holds it (its shared lock); True when it is gone."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return True
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return True
+
+
 class RequestLogWriter:
     """Samples and appends PredictionLog records under ``filename_prefix`` (see the module's docstring).
 
@@ -184,10 +205,28 @@ class RequestLogWriter:
             if self._file is None or (self._size and self._size + len(frame) > self.max_file_bytes):
                 self._rotate(len(frame))
             view = memoryview(frame)
-            while view:
-                view = view[self._file.write(view):]
+            try:
+                while view:
+                    view = view[self._file.write(view):]
+            except BaseException:
+                self._abandon()
+                raise
             self._size += len(frame)
             return self._path
+
+    def _abandon(self) -> None:
+        """After a write that failed part-way (a full disk): the partial record cut off where the disk lets
+        it be, and the file closed, so the next record starts a new file instead of following the garbage
+        (a reader stops at a damaged record)."""
+        try:
+            os.ftruncate(self._file.fileno(), self._size)
+        except OSError:
+            pass
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        self._file = None
 
     def close(self) -> None:
         with self._lock:
@@ -209,11 +248,13 @@ class RequestLogWriter:
                 self._file = open(path, "xb", buffering=0)   # never appends to another writer's file
             except FileExistsError:
                 continue
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_SH)   # in use: another writer's pruning leaves it
             break
         self._path, self._size = path, 0
 
     def _prune(self, budget: int) -> None:
-        """Deletes the prefix's oldest files until the others take at most ``budget`` bytes."""
+        """Deletes the prefix's oldest files until the others take at most ``budget`` bytes; a file another
+        writer has open (one sharing the prefix: a second server replica, the web client) is left to it."""
         sizes = []
         for path in log_files(self.prefix):
             try:
@@ -224,8 +265,5 @@ class RequestLogWriter:
         for path, size in sizes:
             if total <= budget:
                 break
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            total -= size
+            if _delete_unless_open(path):
+                total -= size

@@ -130,6 +130,52 @@ def test_concurrent_writers_interleave_whole_records(tmp_path):
     assert seen == list(range(200))
 
 
+def test_a_write_cut_short_by_a_full_disk_loses_only_its_record(tmp_path):
+    prefix = str(tmp_path / "req")
+    writer = request_log.RequestLogWriter(prefix)
+    for i in range(5):
+        writer.write(_record(i))
+
+    class FullDisk:   # writes part of the frame, then the disk is full
+        def __init__(self, file):
+            self.file, self.calls = file, 0
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls > 1:
+                raise OSError(28, "No space left on device")
+            return self.file.write(bytes(data[:10]))
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    writer._file = FullDisk(writer._file)
+    assert not writer.log(lambda: _record(5))
+    for i in range(6, 50):
+        assert writer.log(lambda i=i: _record(i))
+    writer.close()
+    seen = [r.log_metadata.timestamp_secs for r in request_log.read_logs(prefix)]
+    assert seen == [i for i in range(50) if i != 5]   # the partial record cut off, the later ones in a new file
+    assert len(request_log.log_files(prefix)) == 2
+
+
+def test_pruning_leaves_a_file_another_writer_has_open(tmp_path):
+    prefix = str(tmp_path / "req")
+    frame = len(request_log.tfrecord(_record(0, size=1000)))
+    first = request_log.RequestLogWriter(prefix, max_file_bytes=10 * frame, max_total_bytes=30 * frame)
+    second = request_log.RequestLogWriter(prefix, max_file_bytes=10 * frame, max_total_bytes=30 * frame)
+    first.write(_record(0, size=1000))
+    for i in range(1, 41):
+        second.write(_record(i, size=1000))
+    for i in range(41, 46):
+        first.write(_record(i, size=1000))
+    first.close()
+    second.close()
+    seen = {r.log_metadata.timestamp_secs for r in request_log.read_logs(prefix)}
+    assert {0, 41, 42, 43, 44, 45} <= seen              # the first writer's file was kept while open
+    assert set(range(21, 41)) <= seen and 1 not in seen  # the second one's oldest went
+
+
 def test_write_errors_are_logged_once_and_do_not_raise_from_log(tmp_path, caplog):
     import shutil
 
