@@ -260,8 +260,11 @@ def test_server_metrics_from_the_embedded_servers_page():
         metrics.request("letters", "INVALID_ARGUMENT")   # the client's mistake (a label not configured, say)
     for _ in range(2):
         metrics.request("letters", "UNAVAILABLE")
+    for _ in range(400):   # readiness probes: GET /v1/models/letters, fast, API=""
+        metrics.request("letters", "OK", api="", latency_us=300)
     summary = server_metrics.summarize(metrics.render())
     assert (summary["requests"], summary["errors"], summary["rejected"]) == (107, 2, 5)
+    assert summary["status_checks"] == 400
     assert summary["errors_by_status"] == {"INVALID_ARGUMENT": 5, "UNAVAILABLE": 2}
     assert summary["error_share"] == 2 / 107
     assert summary["latency_ms"]["p50"] < 2 and 10 < summary["latency_ms"]["p95"] < 100

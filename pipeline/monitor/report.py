@@ -183,7 +183,8 @@ def write_html(result: dict, out_dir: str) -> str:
     if server:
         lat = server["latency_ms"]
         fmt = lambda x: "-" if x is None else f"{x:.2f} ms"   # noqa: E731
-        parts.append(f"<h2>Server</h2><p>{server['requests']} requests, {server['errors']} failed on the server "
+        parts.append(f"<h2>Server</h2><p>{server['requests']} requests (and {server.get('status_checks', 0)} "
+                     f"model-status checks), {server['errors']} failed on the server "
                      f"({server['error_share']:.2%}), {server.get('rejected', 0)} refused as invalid; by status "
                      f"{_esc(server['errors_by_status'])}; latency p50 {fmt(lat['p50'])}, "
                      f"p95 {fmt(lat['p95'])}, mean {fmt(lat['mean'])}</p>")

@@ -37,15 +37,24 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
 
 
 def summarize(text: str) -> dict:
-    """{'requests', 'errors', 'rejected', 'errors_by_status', 'error_share', 'latency_ms': {'p50', 'p95', 'mean'}}:
-    ``errors`` the requests that failed on the server's side, ``rejected`` those refused as the client's mistake
-    (:data:`CLIENT_ERRORS`); ``errors_by_status`` lists both."""
+    """{'requests', 'status_checks', 'errors', 'rejected', 'errors_by_status', 'error_share',
+    'latency_ms': {'p50', 'p95', 'mean'}}: ``errors`` the requests that failed on the server's side, ``rejected``
+    those refused as the client's mistake (:data:`CLIENT_ERRORS`); ``errors_by_status`` lists both.
+
+    ``request_count`` counts every REST request, the model-status and metadata GETs (readiness and liveness
+    probes) too; TF Serving labels their latency ``API=""``. Those answered are ``status_checks``, left out of
+    ``requests`` (so out of the error share's denominator) and of the latency, which is the model calls'."""
     requests = errors = rejected = 0
+    status_checks = 0.0
     by_status: dict = {}
     buckets: dict[float, float] = {}
     latency_sum = latency_count = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            if sample.name.startswith(REQUEST_LATENCY) and sample.labels.get("API", "predict") == "":
+                if sample.name == REQUEST_LATENCY + "_count":
+                    status_checks += sample.value
+                continue
             if sample.name == REQUEST_COUNT or sample.name == REQUEST_COUNT + "_total":
                 requests += sample.value
                 status = sample.labels.get("status", "OK")
@@ -64,7 +73,9 @@ def summarize(text: str) -> dict:
                 latency_count += sample.value
     pairs = list(buckets.items())
     p50, p95 = _quantile(pairs, 0.5), _quantile(pairs, 0.95)
-    return {"requests": int(requests), "errors": int(errors), "rejected": int(rejected), "errors_by_status": by_status,
+    requests = max(requests - status_checks, 0)
+    return {"requests": int(requests), "status_checks": int(status_checks), "errors": int(errors),
+            "rejected": int(rejected), "errors_by_status": by_status,
             "error_share": errors / requests if requests else 0.0,
             "latency_ms": {"p50": None if p50 is None else p50 / 1000, "p95": None if p95 is None else p95 / 1000,
                            "mean": latency_sum / latency_count / 1000 if latency_count else None}}
