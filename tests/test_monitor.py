@@ -332,6 +332,28 @@ def test_a_version_that_no_longer_gets_answers_stops_alarming(tmp_path, letters,
     assert status == cli.CROSSED and {a["version"] for a in result["alarms"]} == {6}   # all: every answer counts
 
 
+def test_a_retired_versions_corrections_stop_alarming_and_retraining(tmp_path, letters, pipeline_root):
+    """Live accuracy is judged on all of a version's feedback, but alarms (and --retrain-when accuracy) only
+    while the version serves: answers or feedback in the current window or the one before it."""
+    now = time.time()
+    store = FeedbackStore(tmp_path / "feedback")
+    _, served = letters
+    for i in range(30):   # version 5: every answer corrected, a week ago
+        true = CLASS_NAMES[i % 27]
+        store.add(served[true][0], "PNG", true, predicted_label=CLASS_NAMES[(i + 1) % 27], probability=0.8,
+                  model_version=5, now=now - 7 * DAY)
+    store.close()
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, version=7)
+    log_traffic(tmp_path / "logs" / "b", traffic(letters), version=7, mtime=now)
+    args = ("--retrain-when", "accuracy", "--dry-run")
+    status, result, _ = monitor(tmp_path, pipeline_root, *args, logs=tmp_path / "logs", feedback=tmp_path / "feedback")
+    assert result["live_accuracy"]["5"]["crossed"]                      # still shown as it is
+    assert status == cli.OK and result["alarms"] == [] and not result["retrain"]["fires"]
+    status, result, _ = monitor(tmp_path, pipeline_root, "--window", "all", *args, logs=tmp_path / "logs",
+                                feedback=tmp_path / "feedback")
+    assert status == cli.CROSSED and [a["version"] for a in result["alarms"]] == ["5"]
+
+
 def test_an_answer_that_is_not_a_number_is_counted_as_unusable(tmp_path, letters, pipeline_root, capsys):
     import numpy as np
     items = traffic(letters)

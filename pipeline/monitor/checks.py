@@ -66,7 +66,9 @@ def recent_groups(groups: list[dict], seconds: int | None, now: float) -> list[d
 def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Config, seconds: int | None = None,
            now: float | None = None) -> list[dict]:
     found = []
-    for group in recent_groups(groups, seconds, time.time() if now is None else now):
+    now = time.time() if now is None else now
+    recent = recent_groups(groups, seconds, now)
+    for group in recent:
         where = f"version {group['version']}, {group['window']}"
         for key in ("label_drift", "input_skew"):
             if group.get(key, {}).get("crossed"):
@@ -80,8 +82,12 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
             found.append({"kind": "low_confidence", "version": group["version"], "window": group["window"],
                           "text": f"{where}: {c['low_share']:.1%} of answers below {c['low_below']:g} "
                                   f"(allowed {c['threshold']:.0%})"})
+    # A version judged by its feedback alarms while it still serves: answers or feedback in the current window
+    # or the one before it (a retired version's old corrections would otherwise alarm, and retrain, forever).
+    since = None if seconds is None else windows.start(now, seconds) - seconds
+    serving = {str(group["version"]) for group in recent}
     for version, row in accuracy.items():
-        if row["crossed"]:
+        if row["crossed"] and (since is None or version in serving or row["last_feedback_at"] >= since):
             found.append({"kind": "accuracy", "version": version, "window": "all feedback",
                           "text": f"version {version}: live accuracy {row['accuracy']:.3f} (95% interval "
                                   f"{row['interval'][0]:.3f}–{row['interval'][1]:.3f}, {row['feedback']} feedback) "

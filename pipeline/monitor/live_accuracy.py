@@ -7,6 +7,7 @@ than they confirm), so live accuracy is a lower-leaning estimate; the interval o
 from __future__ import annotations
 
 import collections
+import datetime as _dt
 import math
 
 from core.feedback import Feedback
@@ -38,10 +39,19 @@ def by_version(records: list[Feedback], min_accuracy: float, min_feedback: int) 
         low, high = wilson(correct, len(rows))
         judged = len(rows) >= min_feedback
         out[str(version)] = {"feedback": len(rows), "confirmed": correct, "corrected": len(rows) - correct,
+                             "last_feedback_at": max(_unix(r.created_at) for r in rows),
                              "accuracy": correct / len(rows), "interval": [low, high], "threshold": min_accuracy,
                              "judged": judged, "crossed": judged and high < min_accuracy,
                              "confusions": confusions(rows)}
     return out
+
+
+def _unix(created_at: str) -> float:
+    """A feedback row's ISO 8601 time as seconds since the epoch (0 for one that cannot be read)."""
+    try:
+        return _dt.datetime.fromisoformat(created_at).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def confusions(records: list[Feedback], top: int = 10) -> list[dict]:
