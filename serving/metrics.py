@@ -19,6 +19,7 @@ counter's TYPE line ``..._total``, sort the labels and add HELP lines.
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 
@@ -64,10 +65,12 @@ class _Histogram:
         self.count = 0
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-                break
+        """Into bucket ``upper_bound(limits, value)``, as TensorFlow's Histogram::Add: a value equal to a limit
+        counts in the bucket above it, so the exported ``le="2"`` holds the values below 2 (a batch of 2 shows
+        under ``le="4"``)."""
+        i = bisect.bisect_right(self.buckets, value)
+        if i < len(self.buckets):
+            self.counts[i] += 1
         self.sum += value
         self.count += 1
 

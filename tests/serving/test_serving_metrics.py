@@ -41,3 +41,15 @@ def test_each_server_has_its_own_registry_and_prometheus_parses_the_page():
     # the registry is an ordinary prometheus_client one: its standard exposition has the same samples
     assert (':tensorflow:serving:request_count{model_name="letters",status="OK"} 1.0'
             in generate_latest(first.registry).decode())
+
+
+def test_a_value_on_a_bucket_limit_counts_in_the_bucket_above_as_tensorflows_histogram_does():
+    """Histogram::Add takes bucket upper_bound(limits, value), and the exporter writes each bucket's limit as its
+    le: a batch of 1 is under le="2", not le="1"; a batch of 3 under le="4"."""
+    metrics = Metrics()
+    for size in (1, 2, 3):
+        metrics.batch_input(LABELS, size)
+    families = {family.name: family for family in text_string_to_metric_families(metrics.render())}
+    buckets = {s.labels["le"]: s.value for s in families[":tensorflow:serving:batching:input_batch_size_v2"].samples
+               if s.name.endswith("_bucket")}
+    assert (buckets["1"], buckets["2"], buckets["4"], buckets["+Inf"]) == (0, 1, 3, 3)
