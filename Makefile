@@ -19,6 +19,7 @@ help:
 	@echo "make venv   create .venv with the pinned stack"
 	@echo "make fonts  install Debian's Hebrew fonts (as root)"
 	@echo "make browser  install Debian's Chromium for the browser tests (as root)"
+	@echo "make pipeline  run the pipeline only (ARGS=\"...\" passes local_runner.py flags)"
 	@echo "make serve  start the embedded model server and the web client on the pushed model"
 	@echo "make retrain  run the pipeline again with the web client's feedback (confirmations and corrections)"
 	@echo "make monitor  report drift, confidence and live accuracy of the served model (outputs/monitor/report.html)"
