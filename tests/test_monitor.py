@@ -394,6 +394,13 @@ def test_without_a_request_log_the_run_says_what_it_did_not_judge(tmp_path, pipe
     status, result, _ = monitor(tmp_path, pipeline_root)                 # no --logs, and no default folder
     assert status == cli.OK and result["logs"] is None
     assert "monitor: no request log (the default, " in capsys.readouterr().err
+    (tmp_path / "no-request-log").mkdir()   # as the web client makes it when it starts, before any answer
+    status, result, _ = monitor(tmp_path, pipeline_root)
+    assert status == cli.OK and result["logs"] is None
+    assert f"the default, {tmp_path / 'no-request-log'}, holds no log yet" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()            # named on purpose: a folder without logs is still a usage error
+    status, _, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "empty")
+    assert status == cli.USAGE and "no request log at" in capsys.readouterr().err
 
 
 def test_the_reference_is_read_from_a_kubeflow_pipelines_v2_store_too(tmp_path, letters):

@@ -106,11 +106,14 @@ def once(config: Config, args, extra: list[str]) -> int:
     from core.feedback import FeedbackStoreError
     from pipeline.monitor import checks, reference, report, request_logs, retrain, server_metrics
 
-    if not args.logs:   # the default folder is not there: say so rather than report an all-clear on nothing
-        print(f"monitor: no request log (the default, {config.request_log_dir}, does not exist; --logs names one): "
+    path, why = args.logs, "does not exist"
+    if path == config.request_log_dir and not request_logs.has_logs(path):
+        path, why = None, "holds no log yet"   # the default folder, made by the web client before it logs
+    if not path:   # no default log: say so rather than report an all-clear on nothing
+        print(f"monitor: no request log (the default, {config.request_log_dir}, {why}; --logs names one): "
               "served answers are not judged, only feedback and server metrics", file=sys.stderr)
     try:
-        logs = request_logs.read_logs(args.logs) if args.logs else None
+        logs = request_logs.read_logs(path) if path else None
         ref = reference.load(config.metadata_file) if logs and logs.answers or args.policy else None
         records = _feedback(config)
     except (request_logs.LogNotFound, reference.NoReference, FeedbackStoreError) as err:

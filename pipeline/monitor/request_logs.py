@@ -67,6 +67,13 @@ class LogRead:
                 "answers": len(self.answers), "problems": dict(self.problems), "problem_examples": self.examples}
 
 
+def has_logs(prefix: str) -> bool:
+    try:
+        return bool(log_files(prefix))
+    except LogNotFound:
+        return False
+
+
 def log_files(prefix: str) -> list[str]:
     """The files a prefix names (sorted); LogNotFound when there are none."""
     gfile = tf.io.gfile
