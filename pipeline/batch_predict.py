@@ -135,8 +135,10 @@ def list_images(folder: str) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    # Everything but folders: a broken link or a pipe gets an error row rather than going unmentioned.
-    return sorted(p for p in root.rglob("*") if not p.is_dir() and not p.name.startswith("."))
+    # Everything but folders: a broken link or a pipe gets an error row rather than going unmentioned. Not the
+    # generator's manifest beside generated class folders (as the ExampleGen leaves it).
+    return sorted(p for p in root.rglob("*") if not p.is_dir() and not p.name.startswith(".")
+                  and p != root / configs.GENERATED_MANIFEST)
 
 
 def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> dict:

@@ -28,13 +28,15 @@ from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
 def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]:
     """([(relative path, label, bytes)], [(relative path, why skipped)]) for every file under data_root: the
     images of the class folders; everything else (files beside the class folders, folders inside them, unknown
-    class folders, unreadable files, broken links) is listed as skipped, with the reason. Hidden names are not
-    read."""
+    class folders, unreadable files, broken links) is listed as skipped, with the reason. Hidden names and the
+    generator's manifest are not read."""
     root = Path(data_root)
     items, skipped = [], []
     if not root.is_dir():
         return items, skipped
     for folder in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+        if folder.name == configs.GENERATED_MANIFEST and folder.is_file():   # the generator's record, not an image
+            continue
         if not folder.is_dir():
             skipped.append((folder.name, "not in a class folder"))
             continue

@@ -104,8 +104,11 @@ def test_broken_links_and_pipes_get_an_error_row(image_folder, tmp_path):
     shutil.copytree(image_folder, folder)
     (folder / "dangling.png").symlink_to(tmp_path / "gone.png")
     os.mkfifo(folder / "fifo.png")
+    (folder / "generated.json").write_text("{}")   # the generator's manifest: no row
+    (folder / "notes.json").write_text("{}")       # any other file: an error row
     files = batch_predict.list_images(str(folder))
-    assert folder / "dangling.png" in files and folder / "fifo.png" in files
+    assert folder / "dangling.png" in files and folder / "fifo.png" in files and folder / "notes.json" in files
+    assert folder / "generated.json" not in files
 
     def predictor(images):
         return np.full((len(images), 27), 1 / 27, np.float32), "1"

@@ -114,9 +114,11 @@ def test_every_file_it_does_not_score_is_listed_with_its_reason(tmp_path):
     os.mkfifo(root / "bet" / "pipe.png")
     (root / "Alef").mkdir()
     (root / "Alef" / "x.png").write_bytes(png_bytes(letter_image(30, 40)))
+    (root / "generated.json").write_text("{}")   # the generator's manifest: not an image, not mentioned
     items, skipped = evaluate.load_labelled_images(str(root))
     assert [rel for rel, _, _ in items] == ["alef/ok.png"]
     reasons = dict(skipped)
+    assert "generated.json" not in reasons
     assert reasons["top.png"] == "not in a class folder" and reasons["Alef/x.png"] == "unknown class folder"
     assert reasons["alef/nested"].startswith("a folder inside a class folder")
     assert reasons["bet/broken.png"].startswith("unreadable: FileNotFoundError")
