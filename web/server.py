@@ -123,8 +123,8 @@ class Backend:
         try:
             prediction = self.router.predict(checked.data, route)
         except ServingUnavailable as err:
-            raise ApiError(err.status, err.reason, f"The model server is down: {err.message}. Try again later.") \
-                from None
+            raise ApiError(err.status, err.reason, _unavailable(err) + ("" if err.reason == "model_not_loaded"
+                                                                         else " Try again later.")) from None
         except ServingRejected as err:
             raise ApiError(400, "model_rejected_image", f"The model could not read this image: {err.message}") \
                 from None
@@ -180,14 +180,20 @@ class Backend:
         try:
             info = self.router.status()
         except ServingUnavailable as err:
-            return 503, dict(base, serving="down", reason=err.reason,
-                             error=f"The model server is down: {err.message}.")
+            return 503, dict(base, serving="down", reason=err.reason, error=_unavailable(err))
         except BadServingResponse as err:
             return 502, dict(base, serving="error", reason="bad_serving_response", error=str(err))
         if not info["available"]:
             return 503, dict(base, serving="down", reason="model_not_loaded", versions=info["versions"],
                              error=f"The model server is down: it has no available version of {self.config.model_name!r}.")
         return 200, dict(base, serving="up", versions=info["versions"])
+
+
+def _unavailable(err: ServingUnavailable) -> str:
+    """The model server is down, or up without the model asked for (a mistyped name, nothing pushed yet)."""
+    if err.reason == "model_not_loaded":
+        return f"The model server answers but cannot serve the model: {err.message}."
+    return f"The model server is down: {err.message}."
 
 
 def _image_from_json(payload: dict) -> bytes:

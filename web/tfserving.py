@@ -134,7 +134,9 @@ class ModelRouter:
         message = error_text(body) or f"HTTP {status}"
         if status == 404:
             raise ServingUnavailable("model_not_loaded",
-                                     f"TF Serving has no loaded version of model {self.model_name!r} ({message})")
+                                     f"TF Serving has no loaded version of model {self.model_name!r} ({message}); "
+                                     f"check the model name (--model-name, LETTERS_WEB_MODEL_NAME) and that a "
+                                     f"version was pushed, or wait if it is still loading")
         if status >= 500:
             raise ServingUnavailable("serving_error", f"TF Serving failed: {message}",
                                      status=504 if status == 504 else 503)

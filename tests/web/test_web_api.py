@@ -202,6 +202,10 @@ def test_unknown_model_is_a_503(start_web, serving_labelled):
     api = Api(start_web(serving_labelled.url, model_name="nope").url)
     status, answer = api.predict(letter_png())
     assert status == 503 and answer["reason"] == "model_not_loaded" and "'nope'" in answer["error"]
+    # the server is up: the message names the setting to check rather than saying it is down
+    assert "is down" not in answer["error"] and "--model-name, LETTERS_WEB_MODEL_NAME" in answer["error"]
+    status, body = api.get("/api/status")
+    assert status == 503 and "is down" not in body["error"] and "LETTERS_WEB_MODEL_NAME" in body["error"]
 
 
 @pytest.mark.parametrize("body, content_type, status, reason", [
