@@ -265,6 +265,19 @@ def test_a_failed_feedback_then_another_letter_leaves_one_letter_chosen(web, ope
     assert pressed == ["gimel"] and [r.true_label for r in web.backend.store.records()] == ["gimel"]
 
 
+def test_feedback_to_a_server_that_does_not_answer_says_so(web, open_page):
+    page = open_page(web.url)
+    page.route("**/api/feedback", lambda route: route.abort("connectionrefused"))
+    page.check("#feedback-mode")
+    draw_letter(page)
+    page.click("#send")
+    answer_of(page)
+    page.click("#confirm")
+    expect(page.locator("#feedback-result")).to_contain_text("Not saved: השרת אינו עונה · This page's server is "
+                                                             "not answering.")
+    assert "Failed to fetch" not in page.locator("#feedback-result").inner_text()
+
+
 def test_keyboard_focus_on_upload_is_visible_and_messages_keep_each_languages_direction(web, open_page):
     page = open_page(web.url)
     for _ in range(40):

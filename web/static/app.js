@@ -171,6 +171,7 @@
   }
 
   const DOWN_HE = "שרת המודל אינו זמין";   // "the model server is unavailable"
+  const NOT_ANSWERING = "השרת אינו עונה · This page's server is not answering";
   const downText = (message) => `${DOWN_HE}\n${message || "The model server is down."}`;
 
   async function checkStatus() {
@@ -184,7 +185,7 @@
         setServingStatus(false, downText(body.error || `The model server is down (HTTP ${response.status}).`));
       }
     } catch (err) {
-      setServingStatus(false, "השרת אינו עונה · This page's server is not answering");
+      setServingStatus(false, NOT_ANSWERING);
     }
   }
 
@@ -208,7 +209,7 @@
     try {
       response = await fetch("/api/predict", Object.assign({ method: "POST", cache: "no-store" }, init));
     } catch (err) {
-      throw new Error("השרת אינו עונה · This page's server is not answering.");
+      throw new Error(`${NOT_ANSWERING}.`);
     }
     let body = null;
     try { body = await response.json(); } catch (err) { body = null; }
@@ -415,7 +416,7 @@
           model_version: prediction.model_version,
           route: prediction.route,
         }),
-      });
+      }).catch(() => { throw new Error(`${NOT_ANSWERING}.`); });
       const body = await response.json().catch(() => null);
       if (!response.ok) throw new Error((body && body.error) || `HTTP ${response.status}`);
       prediction.feedback.message = `תודה! נשמר · Thanks, saved as ${label} (${body.id.slice(0, 8)})`;
