@@ -290,6 +290,9 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             print(format_versions(list_versions(args.serving_dir, args.metadata_path, args.config)))
+            if not os.path.exists(args.metadata_path):
+                print(f"note: no ML Metadata store at {args.metadata_path} (--metadata-path): evaluations and "
+                      "blessings are not shown", file=sys.stderr)
         elif args.command == "promote":
             previous = set_label(args.config, args.label, args.version, args.serving_dir,
                                  server_url=args.server_url)

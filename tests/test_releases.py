@@ -73,8 +73,9 @@ def test_a_damaged_push_record_is_read_as_no_record(tmp_path, capsys):
     assert found[versions[0]] == {} and found[versions[1]] == {"fingerprint": "f"}
     assert found[versions[2]]["fingerprint"] and isinstance(found[versions[2]]["pushed_at"], str)
     code = releases.main(["list", "--serving-dir", str(serving_dir), "--metadata-path", str(tmp_path / "none.db")])
-    out = capsys.readouterr().out
-    assert code == 0 and all(str(v) in out for v in versions)
+    captured = capsys.readouterr()
+    assert code == 0 and all(str(v) in captured.out for v in versions)
+    assert f"note: no ML Metadata store at {tmp_path / 'none.db'} (--metadata-path)" in captured.err
 
 
 def test_a_version_folder_with_leading_zeros_is_the_version_the_server_serves(tmp_path, capsys):
