@@ -415,7 +415,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     feedback_dir = args.feedback_dir or default_feedback_dir
     if args.command == "import":   # with the pipeline's file limits, so that nothing stored is dropped in training
-        return import_command(feedback_dir, args.folder, config.max_file_bytes, config.max_image_pixels)
+        return import_command(feedback_dir, args.folder, config.max_file_bytes, config.max_image_pixels,
+                              default_feedback_dir)
     if not os.path.exists(os.path.join(feedback_dir, DB_FILE)):
         print(f"error: no feedback store at {feedback_dir} (expected {DB_FILE} there)", file=sys.stderr)
         return 2
@@ -446,7 +447,8 @@ def main(argv=None) -> int:
 
 
 def import_command(feedback_dir: str, folder: str, max_bytes: int = image_io.DEFAULT_MAX_BYTES,
-                   max_pixels: int = image_io.DEFAULT_MAX_PIXELS) -> int:
+                   max_pixels: int = image_io.DEFAULT_MAX_PIXELS, default_dir: str | None = None) -> int:
+    """``letters-feedback import``; ``default_dir``: the store ``make retrain`` reads."""
     from core.feedback_import import describe, import_folder
     try:
         summary = import_folder(feedback_dir, folder, max_bytes=max_bytes, max_pixels=max_pixels,
@@ -458,8 +460,12 @@ def import_command(feedback_dir: str, folder: str, max_bytes: int = image_io.DEF
     if not summary.imported and not summary.already_present:
         print(f"error: no usable image in {summary.source}: every file was skipped", file=sys.stderr)
         return 2
-    print(f"the next pipeline run trains on them: make retrain (or python local_runner.py --feedback-dir "
-          f"{feedback_dir})")
+    if os.path.abspath(feedback_dir) == os.path.abspath(default_dir or feedback_dir):
+        print(f"the next pipeline run trains on them: make retrain (or python local_runner.py --feedback-dir "
+              f"{feedback_dir})")
+    else:   # make retrain reads $LETTERS_FEEDBACK_DIR or outputs/feedback, not this store
+        print(f"the next pipeline run trains on them: python local_runner.py --feedback-dir {feedback_dir} "
+              f"(or LETTERS_FEEDBACK_DIR={feedback_dir} make retrain)")
     return 0
 
 

@@ -76,7 +76,8 @@ def test_the_command_imports_and_says_what_comes_next(folder, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"imported 4 image(s) from {folder} (0 already in the store, 4 skipped)" in out
     assert "skipped 1 × truncated_or_corrupt" in out and "shin/broken.png" in out
-    assert f"python local_runner.py --feedback-dir {store}" in out
+    # another store than make retrain's: the command that trains on it, not make retrain alone
+    assert f"python local_runner.py --feedback-dir {store} (or LETTERS_FEEDBACK_DIR={store} make retrain)" in out
     assert feedback.main(["--feedback-dir", str(store), "stats"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert (stats["records"], stats["confirmed"], stats["corrected"], stats["without_answer"]) == (4, 0, 0, 4)
