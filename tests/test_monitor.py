@@ -202,8 +202,13 @@ def test_bad_log_data_is_counted_not_fatal(tmp_path, letters, pipeline_root):
     status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
     problems = result["logs"]["problems"]
     assert problems.get("unparsable_record") == 1 and problems.get("no_answer") == 1
-    assert problems.get("unreadable_file") == 1
-    assert result["logs"]["answers"] >= 81 and status == cli.OK
+    assert problems.get("truncated_tail") == 1 and "unreadable_file" not in problems   # its 4 whole records read
+    assert result["logs"]["answers"] == 81 + 4 and status == cli.OK
+    damaged = bytearray(open(truncated, "rb").read())
+    damaged[20] ^= 0xFF                                                     # a damaged record: unreadable
+    open(truncated, "wb").write(bytes(damaged))
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    assert result["logs"]["problems"].get("unreadable_file") == 1
 
 
 def test_usage_errors_exit_2(tmp_path, pipeline_root, capsys):

@@ -157,5 +157,10 @@ def read_logs(prefix: str) -> LogRead:
                 read.records += 1
                 _add_record(record, when, f"{path}#{n}", read)
         except (tf.errors.DataLossError, tf.errors.OpError, OSError) as err:   # truncated or unreadable file
-            read.problem("unreadable_file", path, str(err).splitlines()[0] if str(err) else type(err).__name__)
+            text = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if isinstance(err, tf.errors.DataLossError) and "truncated record" in text:
+                read.problem("truncated_tail", path, "the last record is cut short (its writer stopped or is "
+                                                     "writing it); the records before it were read")
+            else:
+                read.problem("unreadable_file", path, text)
     return read
