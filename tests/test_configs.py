@@ -311,11 +311,11 @@ def test_settings_the_commands_used_to_take_and_fail_on_later_are_refused_up_fro
 
 
 def test_the_feedback_import_applies_the_pipelines_file_limits(tmp_path, monkeypatch, capsys):
-    from core import feedback
+    from core import feedback_cli
     from tests.conftest import letter_image, png_bytes
     (tmp_path / "mine" / "alef").mkdir(parents=True)
     (tmp_path / "mine" / "alef" / "a.png").write_bytes(png_bytes(letter_image(200, 200)))
     monkeypatch.setenv("LETTERS_MAX_IMAGE_PIXELS", "100")
-    code = feedback.main(["--feedback-dir", str(tmp_path / "fb"), "import", str(tmp_path / "mine")])
+    code = feedback_cli.main(["--feedback-dir", str(tmp_path / "fb"), "import", str(tmp_path / "mine")])
     out, err = capsys.readouterr()
     assert code == 2 and "skipped 1 × decompression_bomb" in out   # as the ExampleGen would drop it in training

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from core import feedback
+from core import feedback_cli
 from core.feedback import FeedbackStore, export_feedback
 from core.feedback_import import import_folder
 from tests.conftest import letter_image, png_bytes
@@ -72,13 +72,13 @@ def test_imported_letters_reach_the_pipelines_export(folder, tmp_path):
 
 def test_the_command_imports_and_says_what_comes_next(folder, tmp_path, capsys):
     store = tmp_path / "store"
-    assert feedback.main(["--feedback-dir", str(store), "import", str(folder)]) == 0
+    assert feedback_cli.main(["--feedback-dir", str(store), "import", str(folder)]) == 0
     out = capsys.readouterr().out
     assert f"imported 4 image(s) from {folder} (0 already in the store, 4 skipped)" in out
     assert "skipped 1 × truncated_or_corrupt" in out and "shin/broken.png" in out
     # another store than make retrain's: the command that trains on it, not make retrain alone
     assert f"python local_runner.py --feedback-dir {store} (or LETTERS_FEEDBACK_DIR={store} make retrain)" in out
-    assert feedback.main(["--feedback-dir", str(store), "stats"]) == 0
+    assert feedback_cli.main(["--feedback-dir", str(store), "stats"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert (stats["records"], stats["confirmed"], stats["corrected"], stats["without_answer"]) == (4, 0, 0, 4)
 
@@ -91,9 +91,9 @@ def test_a_folder_without_class_folders_is_refused_and_creates_no_store(tmp_path
     root = tmp_path / "flat"
     root.mkdir()
     make(root)
-    assert feedback.main(["--feedback-dir", str(tmp_path / "store"), "import", str(root)]) == 2
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "import", str(root)]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "store").exists()
-    assert feedback.main(["--feedback-dir", str(tmp_path / "store"), "import", str(tmp_path / "missing")]) == 2
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "import", str(tmp_path / "missing")]) == 2
     assert "is not a folder" in capsys.readouterr().err and not (tmp_path / "store").exists()
 
 
@@ -101,7 +101,7 @@ def test_a_folder_of_unusable_files_only_is_an_error(tmp_path, capsys):
     root = tmp_path / "bad"
     (root / "alef").mkdir(parents=True)
     (root / "alef" / "a.png").write_bytes(b"not an image")
-    assert feedback.main(["--feedback-dir", str(tmp_path / "store"), "import", str(root)]) == 2
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "import", str(root)]) == 2
     captured = capsys.readouterr()
     assert "skipped 1 × not_an_image" in captured.out and "every file was skipped" in captured.err
     assert stored(tmp_path / "store") == []

@@ -1,5 +1,6 @@
 """The packages form layers without cycles (pyproject.toml, [tool.importlinter]): core at the bottom, then models
-and serving, components, then pipeline and web, kubeflow on top. A new import against the direction fails here.
+and serving, components, then pipeline and web, kubeflow on top; and no two modules of a package import each other
+(even from inside a function). A new import against the direction, or a cycle, fails here.
 
 import-linter runs in a subprocess: its command line reconfigures logging for the whole process (dictConfig),
 which would silence the loggers of the tests that run after it."""
@@ -21,7 +22,7 @@ def lint(config, cwd, pythonpath=None) -> subprocess.CompletedProcess:
 
 def test_the_project_keeps_its_layers():
     proc = lint(PROJECT_DIR / "pyproject.toml", PROJECT_DIR)
-    assert proc.returncode == 0 and "1 kept, 0 broken" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0 and "2 kept, 0 broken" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
 def test_an_upward_import_breaks_the_contract(tmp_path):
@@ -43,3 +44,21 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
     proc = lint(tmp_path / "setup.cfg", tmp_path, pythonpath=tmp_path)
     assert proc.returncode == 1 and "0 kept, 1 broken" in proc.stdout and "low.base -> high.app" in proc.stdout, \
         proc.stdout[-3000:]
+
+
+def test_a_cycle_between_two_modules_of_a_package_breaks_the_contract(tmp_path):
+    # one module imports the other at the top, the other imports it back inside a function
+    for name, text in {"pkg/__init__.py": "", "pkg/store.py": "def main():\n    import pkg.cli\n",
+                       "pkg/cli.py": "import pkg.store\n"}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "setup.cfg").write_text(textwrap.dedent("""
+        [importlinter]
+        root_package = pkg
+        [importlinter:contract:cycles]
+        name = cycles
+        type = acyclic_siblings
+        ancestors = pkg
+        """))
+    proc = lint(tmp_path / "setup.cfg", tmp_path, pythonpath=tmp_path)
+    assert proc.returncode == 1 and "0 kept, 1 broken" in proc.stdout, proc.stdout[-3000:]

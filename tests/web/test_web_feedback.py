@@ -188,22 +188,22 @@ def test_export_command_line(tmp_path):
     record = store.add(letter_png(), "PNG", "shin")
     store.close()
     env = dict(os.environ, LETTERS_FEEDBACK_DIR=str(tmp_path / "fb"))
-    proc = subprocess.run([sys.executable, "-m", "core.feedback", "export", "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "export", "--out", str(tmp_path / "out")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "exported 1 new image(s)" in proc.stdout and f"--feedback-dir {tmp_path / 'fb'}" in proc.stdout
     assert (tmp_path / "out" / "shin" / f"{record.id}.png").exists()
-    proc = subprocess.run([sys.executable, "-m", "core.feedback", "--feedback-dir", str(tmp_path / "none"), "export",
+    proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "--feedback-dir", str(tmp_path / "none"), "export",
                            "--out", str(tmp_path / "out2")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no feedback store" in proc.stderr
     # A bucket is not written through a local path (it had made ./gs:/bucket/... and said it exported there).
-    proc = subprocess.run([sys.executable, "-m", "core.feedback", "export", "--out", "gs://bucket/feedback"],
+    proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "export", "--out", "gs://bucket/feedback"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "written to a local folder; copy that to the bucket" in proc.stderr
     assert not (tmp_path / "gs:").exists()
     with pytest.raises(ValueError, match="local folder"):
         export_feedback(tmp_path / "fb", "gs://bucket/feedback")
-    proc = subprocess.run([sys.executable, "-m", "core.feedback", "stats"], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "stats"], cwd=ROOT, capture_output=True, text=True,
                           env=dict(env, LETTERS_BATCH_SIZE="abc"), timeout=120)
     assert proc.returncode == 2 and "LETTERS_BATCH_SIZE='abc'" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -246,7 +246,7 @@ def test_a_store_whose_database_is_damaged_is_a_clear_error(tmp_path):
         FeedbackStore(tmp_path / "fb")
     assert sorted(os.listdir(tmp_path / "fb")) == [DB_FILE]          # nothing created beside it
     for command in (["stats"], ["export", "--out", str(tmp_path / "out")]):
-        proc = subprocess.run([sys.executable, "-m", "core.feedback", "--feedback-dir", str(tmp_path / "fb"),
+        proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "--feedback-dir", str(tmp_path / "fb"),
                                *command], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.startswith("error: cannot open the feedback store"), proc.stderr
         assert "Traceback" not in proc.stderr
@@ -280,7 +280,7 @@ def test_a_database_damaged_past_its_header_is_a_clear_error_not_a_traceback(tmp
     store.close()
     _damage_pages(tmp_path / "fb" / DB_FILE)
     for command in (["stats"], ["export", "--out", str(tmp_path / "out")]):
-        proc = subprocess.run([sys.executable, "-m", "core.feedback", "--feedback-dir", str(tmp_path / "fb"),
+        proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "--feedback-dir", str(tmp_path / "fb"),
                                *command], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "malformed" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     from pipeline import generate_letters
