@@ -81,7 +81,7 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
                         "feedback is seen")
     p.add_argument("--display-name", default=None, help="pipeline display name (default: letters)")
     p.add_argument("--no-cache", action="store_true", help="compile with caching off for every task")
-    p.add_argument("--no-serving-validation", dest="serving_validation", action="store_false",
+    p.add_argument("--no-serving-validation", action="store_true",
                    help="leave out the serving validator between Evaluator and Pusher (it serves the candidate "
                         "in the embedded TF Serving-compatible server and sends it eval images over REST)")
 
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     try:
         job, notes = compile_spec(config, args.image, beam, resources, target=args.target,
                                   enable_cache=not args.no_cache, display_name=args.display_name,
-                                  serving_validation=args.serving_validation, feedback_root=args.feedback_root)
+                                  serving_validation=not args.no_serving_validation, feedback_root=args.feedback_root)
     except ValueError as err:   # resources for a component this pipeline has not, or a request above its limit
         print(f"error: {err}", file=sys.stderr)
         return 2
