@@ -5,7 +5,8 @@ Each method follows its TF Serving implementation: predict_impl.cc / predict_uti
 classification_service.cc, regression_service.cc, multi_inference.cc, get_model_metadata_impl.cc,
 get_model_status_impl.cc. Errors a request causes carry TF Serving's canonical code and message. Like TF
 Serving, Predict, Classify and Regress count ``request_count{model_name,status}`` and, when OK,
-``request_latency{model_name,API,entrypoint="GRPC"}``; the other methods record no request metrics.
+``request_latency{model_name,API,entrypoint="GRPC"}`` and their model run ``runtime_latency``; MultiInference
+counts its tf.Examples (``request_example_counts``); the other methods record no request metrics.
 """
 from __future__ import annotations
 

@@ -10,6 +10,11 @@
   ``:tensorflow:serving:batching:batch_size{model_name,op_name}`` (rows per processed batch, histogram),
   ``:tensorflow:serving:batching:processed_batch_size_v2{model_name,op_name,batch_size}`` (batches run, by padded
   size).
+* ``:tensorflow:serving:runtime_latency{model_name,API,runtime="TF1"}`` - the model run alone of Predict, Classify
+  and Regress (RecordRuntimeLatency), microseconds.
+* ``:tensorflow:serving:request_example_counts{model}`` (histogram) and
+  ``:tensorflow:serving:request_example_count_total{model}`` - the tf.Examples of each MultiInference request
+  (RecordRequestExampleCount).
 
 Each server has its own ``prometheus_client`` CollectorRegistry (``Metrics.registry``) holding one collector that
 yields these metric families. ``render`` writes them as TF Serving's exporter does (util/prometheus_exporter.cc):

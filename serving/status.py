@@ -79,10 +79,6 @@ def invalid(message: str) -> ServingError:
     return ServingError("INVALID_ARGUMENT", message)
 
 
-def not_found(message: str) -> ServingError:
-    return ServingError("NOT_FOUND", message)
-
-
 def from_exception(exc: BaseException) -> ServingError:
     """Maps a TensorFlow (or any) exception to a status, keeping TF's code and message."""
     if isinstance(exc, ServingError):

@@ -25,7 +25,6 @@ from serving.client import RestConnection, ServingUnavailable, error_text, versi
 
 ROUTES = ("stable", "canary", "latest")
 UNKNOWN_LABEL = "Unrecognized servable version label"
-SERVABLE_NOT_FOUND = "Servable not found for request"
 
 
 class ServingRejected(Exception):

@@ -14,8 +14,10 @@ import io
 import numpy as np
 from PIL import Image
 
+from core.image_io import DEFAULT_MAX_PIXELS
+
 CANVAS_SIZE = (320, 320)   # the drawing pad of web/static/index.html: what the web client sends for a drawing
-MAX_PIXELS = 40_000_000    # as the ExampleGen's decompression-bomb guard (core.configs.Config.max_image_pixels)
+MAX_PIXELS = DEFAULT_MAX_PIXELS   # the ExampleGen's decompression-bomb guard, by default
 NUMERIC = ("width", "height", "aspect", "ink_share", "mean_intensity")
 CATEGORICAL = ("format", "source")
 UNREADABLE = {"format": "unreadable", "source": "unknown"}
