@@ -106,7 +106,7 @@ class _PrettyWriter:
             self._token()
             self.levels.append([False, 0])
             self._put("{")
-            for key, item in value.items():
+            for key, item in getattr(value, "pairs", value.items()):   # a repeated name too, as written
                 self._token()
                 self._put(_string_text(key))
                 self.value(item)

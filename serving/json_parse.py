@@ -16,7 +16,7 @@ import math
 import re
 import sys
 
-from serving.status import invalid
+from serving.status import ServingError, invalid
 
 _RAPIDJSON_MESSAGES = {
     "Expecting value": "Invalid value.",
@@ -25,13 +25,28 @@ _RAPIDJSON_MESSAGES = {
     "Unterminated string starting at": "Missing a closing quotation mark in string.",
     "Invalid \\escape": "Invalid escape character in string.",
     "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
-    "Invalid control character at": "Invalid encoding in string.",
 }
+
+
+_BOM = b"\xef\xbb\xbf"
+_OFFSET = re.compile(r"at offset: (\d+)$")
 
 
 def parse_json(body: bytes):
     """The JSON document at the start of ``body`` (trailing bytes ignored); a 400 ServingError with rapidjson's
-    message and offset when it is not one."""
+    message and offset when it is not one. A UTF-8 byte-order mark first is skipped, as rapidjson's UTF-8 input
+    stream skips it (offsets still count it)."""
+    if not body.startswith(_BOM):
+        return _parse(body)
+    if len(body) == len(_BOM):
+        raise invalid(f"JSON Parse error: The document is empty. at offset: {len(_BOM)}")
+    try:
+        return _parse(body[len(_BOM):])
+    except ServingError as err:
+        raise invalid(_OFFSET.sub(lambda m: f"at offset: {int(m.group(1)) + len(_BOM)}", err.message)) from None
+
+
+def _parse(body: bytes):
     text = body.decode("utf-8", "surrogateescape")
     if not text:
         raise invalid("JSON Parse error: The document is empty")
@@ -75,8 +90,13 @@ def parse_json(body: bytes):
             if exc.msg.startswith(prefix):
                 message = rapid
                 break
+        if exc.msg.startswith("Invalid control character at"):   # rapidjson 1.1 reads a raw NUL as the end
+            message = ("Missing a closing quotation mark in string." if text[exc.pos] == "\0"
+                       else "Invalid escape character in string.")
         if exc.msg.startswith("Expecting ',' delimiter"):
             message = _comma_message(text, exc.pos)
+            if 0 < exc.pos < len(text) and text[exc.pos - 1].isdigit() and text[exc.pos] in ".eE":   # "1." or "1e":
+                message, exc.pos = _number_tail(text, exc.pos)   # a number rapidjson cannot finish
         raise invalid(f"JSON Parse error: {message} at offset: {exc.pos}") from None
     return value
 
@@ -91,6 +111,17 @@ def _lone_high_surrogate(text: str):
         if match.group(1) and not match.group(2):
             return match.start()
     return None
+
+
+def _number_tail(text: str, pos: int) -> tuple[str, int]:
+    """rapidjson's error for a number whose fraction or exponent has no digit (ParseNumber): where the digit
+    should be."""
+    if text[pos] == ".":
+        return "Miss fraction part in number.", pos + 1
+    pos += 1
+    if text[pos:pos + 1] in ("+", "-"):
+        pos += 1
+    return "Miss exponent in number.", pos
 
 
 def _comma_message(text: str, pos: int) -> str:
@@ -182,7 +213,22 @@ def _int(token: str) -> int:
     return int(token)
 
 
-_DECODER = json.JSONDecoder(parse_float=_float, parse_int=_int)
+class JsonObject(dict):
+    """A JSON object that repeats a name: each name holds its first value, as rapidjson's FindMember finds it;
+    ``pairs`` holds every member in order, as a loop over the object (GetObject) sees them. A repeated "b64" is
+    not a base64 object (IsValBase64Object wants one member)."""
+
+    def __init__(self, pairs):
+        super().__init__(reversed(pairs))
+        self.pairs = pairs
+
+
+def _object(pairs):
+    value = dict(pairs)
+    return value if len(value) == len(pairs) else JsonObject(pairs)
+
+
+_DECODER = json.JSONDecoder(parse_float=_float, parse_int=_int, object_pairs_hook=_object)
 
 
 def _with_rapidjson_constants(text: str) -> tuple[str, list]:

@@ -75,22 +75,24 @@ class RestApi:
         if not V1.fullmatch(target):
             return 404, ERROR_PAGE_HEADERS, error_page(404)
         extra = CORS if self.cors else []
-        if method == "OPTIONS":
+        started = time.perf_counter()
+        if method == "OPTIONS":   # counted as any request is, with no model name (http_server.cc)
             origin = headers.get("origin", "")
             if "http://" in origin or "https://" in origin:
+                self.metrics.request("", "OK", "", (time.perf_counter() - started) * 1e6)
                 return 200, extra, b""
             log.info("Origin header is missing in CORS preflight")
+            self.metrics.request("", "FAILED_PRECONDITION")
             return 400, extra, b""
-        started = time.perf_counter()
         model_name, api = "", ""
         try:
             if method == "POST" and (match := PREDICT_ROUTE.fullmatch(target)):
                 name, version, label, verb = match.groups()
-                if verb not in ("predict", "classify", "regress"):
-                    raise invalid(f"Malformed request: {method} {target}")
-                model_name = _decode_component(name)
+                model_name = _decode_component(name)   # ParseModelInfo, before the verb is compared
                 version = _parse_version(version)
                 label = _decode_component(label) if label is not None else None
+                if verb not in ("predict", "classify", "regress"):
+                    raise invalid(f"Malformed request: {method} {target}")
                 api = verb
                 if verb == "predict":
                     text = await self.predict(model_name, version, label, body)
@@ -140,10 +142,10 @@ class RestApi:
 
     def _document(self, body: bytes) -> dict:
         document = parse_json(body)
-        if type(document) is not dict:
+        if not isinstance(document, dict):
             raise invalid(f"JSON Value: {tensors.dump(document)} Is not object")
-        if "signature_name" in document and type(document["signature_name"]) is not str:
-            raise invalid(f"JSON Value: {tensors.dump(document['signature_name'])} not formatted correctly. "
+        if "signature_name" in document and type(document["signature_name"]) is not str:   # FormatSignatureError(doc)
+            raise invalid(f"JSON Value: {tensors.dump(document)} not formatted correctly. "
                           f"'signature_name' key must be a string value.")
         return document
 

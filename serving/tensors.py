@@ -88,16 +88,22 @@ def json_type(value) -> str:
 
 
 def is_b64(value) -> bool:
-    """IsValBase64Object: an object whose only key is "b64", holding a string."""
+    """IsValBase64Object: an object whose only key is "b64", holding a string (an object that repeats a name,
+    a serving.json_parse.JsonObject, is never one)."""
     return type(value) is dict and len(value) == 1 and type(value.get("b64")) is str
 
 
 def _is_element_object(value) -> bool:
-    return type(value) is dict and not is_b64(value)
+    return isinstance(value, dict) and not is_b64(value)
+
+
+_B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_ASCII_SPACE = frozenset(" \t\n\v\f\r")   # absl::ascii_isspace
 
 
 def b64decode(text: str) -> bytes:
-    """absl::Base64Unescape: standard alphabet, padding optional."""
+    """absl::Base64Unescape: the standard alphabet; whitespace anywhere is skipped; padding ("=", or ".") is
+    left out or complete ("QQ" and "QQ==" decode, "QQ=" does not)."""
     if not isinstance(text, str):
         raise invalid("Unable to base64 decode")
     if not len(text) % 4 and "=" not in text[:-2]:   # the common case, without the regex check of validate=True
@@ -105,15 +111,18 @@ def b64decode(text: str) -> bytes:
             return binascii.a2b_base64(text, strict_mode=True)
         except (ValueError, binascii.Error):
             pass
-    try:
-        raw = text.encode("ascii")
-        if len(raw) % 4:
-            if len(raw) % 4 == 1:
-                raise ValueError
-            raw += b"=" * (-len(raw) % 4)
-        return base64.b64decode(raw, validate=True)
-    except (ValueError, binascii.Error, UnicodeEncodeError):
-        raise invalid("Unable to base64 decode") from None
+    data, pad, padding = [], False, 0   # absl's rules: ASCII whitespace skipped anywhere, "=" or "." pads
+    for char in text:
+        if char in _B64_ALPHABET and not pad:
+            data.append(char)
+        elif char in "=.":
+            pad, padding = True, padding + 1
+        elif char not in _ASCII_SPACE:
+            raise invalid("Unable to base64 decode")
+    left = len(data) % 4
+    if left == 1 or (padding and padding != {0: 0, 2: 2, 3: 1}[left]):   # no padding, or exactly what is missing
+        raise invalid("Unable to base64 decode")
+    return binascii.a2b_base64("".join(data) + "=" * (-len(data) % 4))
 
 
 def dtype_name(dtype: int) -> str:
@@ -138,7 +147,7 @@ def _leaf_converter(dtype: int):
         def convert(value):
             if type(value) is str:
                 return to_bytes(value)
-            if type(value) is dict:
+            if isinstance(value, dict):
                 if is_b64(value):
                     return b64decode(value["b64"])
                 raise invalid(f"JSON Value: {dump(value)} not formatted correctly for base64 data")
@@ -332,10 +341,10 @@ def examples_from_json(document: dict, method: str) -> list:
 def _example(value) -> bytes:
     """A serialized tf.Example (MakeExampleFromJsonObject). Encoded by hand: a feature name keeps the request's
     bytes even when they are not UTF-8 (TF Serving's C++ protobuf writes them; Python's refuses)."""
-    if type(value) is not dict:
+    if not isinstance(value, dict):
         raise invalid(f"Example must be JSON object but got JSON {json_type(value)}")
-    entries = b""
-    for name, feature_value in value.items():
+    entries = b""   # every member, a repeated name too (each checked; the last one's feature is the map's)
+    for name, feature_value in getattr(value, "pairs", value.items()):
         feature = feature_pb2.Feature()
         for item in feature_value if type(feature_value) is list else [feature_value]:
             _add_to_feature(feature, name, item)
@@ -361,7 +370,7 @@ def _add_to_feature(feature: feature_pb2.Feature, name: str, value) -> None:
     """One JSON value into the feature (AddValueToFeature): null, nested arrays and objects other than b64 are
     refused; a value of another kind than the feature's earlier ones is refused; integers past int64 that fit in
     uint64 are refused, larger ones are doubles (as rapidjson parses them) and go to the float list."""
-    if value is None or type(value) is list or (type(value) is dict and not is_b64(value)):
+    if value is None or type(value) is list or (isinstance(value, dict) and not is_b64(value)):
         raise invalid(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
     if type(value) is str or type(value) is dict:
         kind = "bytes"

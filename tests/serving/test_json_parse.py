@@ -59,3 +59,30 @@ def test_errors_after_inf_keep_their_offsets(body, message):
 def test_nesting_deeper_than_python_parses_is_a_400():
     message = error(b'{"instances": ' + b"[" * 100000 + b"]" * 100000 + b"}")
     assert message.startswith("JSON Parse error: The document nests arrays or objects deeper than")
+
+
+@pytest.mark.parametrize("body, message", [
+    # rapidjson 1.1's own words (reader.h), not a later version's
+    (b'{"a":"x\ty"}', "Invalid escape character in string. at offset: 7"),       # a raw control character
+    (b'{"a":"x\x00y"}', "Missing a closing quotation mark in string. at offset: 7"),   # a raw NUL ends the text
+    (b'{"a":1.}', "Miss fraction part in number. at offset: 7"),
+    (b'[1.5e]', "Miss exponent in number. at offset: 5"),
+    (b'{"a":1e+}', "Miss exponent in number. at offset: 8"),
+    (b'{"a":1x}', "Missing a comma or '}' after an object member. at offset: 6"),
+    # a UTF-8 byte-order mark is skipped (rapidjson's UTF-8 input stream), and counted in the offsets
+    (b'\xef\xbb\xbf', "The document is empty. at offset: 3"),
+    (b'\xef\xbb\xbf{"a":}', "Invalid value. at offset: 8"),
+])
+def test_rapidjson_1_1_messages(body, message):
+    assert error(body) == "JSON Parse error: " + message
+
+
+def test_a_byte_order_mark_is_skipped():
+    assert parse_json(b'\xef\xbb\xbf{"instances": [1]}') == {"instances": [1]}
+
+
+def test_a_repeated_name_keeps_its_first_value_and_every_member():
+    parsed = parse_json(b'{"signature_name": "a", "instances": [1], "signature_name": "b"}')
+    assert parsed["signature_name"] == "a"                  # rapidjson's FindMember: the first
+    assert [key for key, _ in parsed.pairs] == ["signature_name", "instances", "signature_name"]
+    assert type(parse_json(b'{"a": 1}')) is dict            # the common case stays a plain dict

@@ -1,5 +1,6 @@
 """The REST contract of serving/tfserving_rest_api.md, case by case, against the embedded server."""
 import json
+import re
 import socket
 
 import pytest
@@ -149,8 +150,9 @@ def test_transform_features(client, png):
     ("   ", "JSON Parse error: The document is empty. at offset: 3"),
     ("instances = [1, 2]", "JSON Parse error: Invalid value. at offset: 0"),
     ("[1, 2]", "JSON Value: [1, 2] Is not object"),
-    ('{"signature_name": 5, "instances": [1]}',
-     "JSON Value: 5 not formatted correctly. 'signature_name' key must be a string value."),
+    ('{"signature_name": 5, "instances": [1]}',   # FormatSignatureError quotes the whole document
+     'JSON Value: {\n    "signature_name": 5,\n    "instances": [1]\n} not formatted correctly. \'signature_name\' '
+     "key must be a string value."),
     ('{"signature_name": "nope", "instances": [1]}', 'Serving signature name: "nope" not found in signature def'),
     ('{"signature_name": "__saved_model_init_op", "instances": [1]}',
      "Failed to get input map for signature: __saved_model_init_op"),
@@ -192,6 +194,21 @@ def test_predict_errors_400(client, body, message):
     assert message in error["error"]
     if message.startswith(("JSON Parse", "Serving", "Missing", "Failed to get")):
         assert error["error"] == message
+
+
+@pytest.mark.parametrize("body, message", [
+    # a repeated name: the first value is the one read (FindMember)...
+    ('{"signature_name": "nope", "signature_name": "predict_images", "instances": ["a"]}',
+     'Serving signature name: "nope" not found in signature def'),
+    ('{"instances": 5, "instances": ["a"]}', "Expecting 'instances' to be an list/array"),
+    # ...and an object of two "b64" members is no base64 object (IsValBase64Object wants one member)
+    ('{"signature_name": "predict_images", "instances": [{"b64": "YQ==", "b64": "YQ=="}]}',
+     "Failed to process element: 0 key: b64 of 'instances' list. Error: INVALID_ARGUMENT: JSON object: does not "
+     "have named input: b64"),
+])
+def test_a_repeated_json_name_is_read_as_rapidjson_reads_it(client, body, message):
+    status, _, raw = client.request("POST", PREDICT, body)
+    assert status == 400 and message in json.loads(raw)["error"], raw
 
 
 def test_tf_runtime_error_passes_through(client):
@@ -362,6 +379,27 @@ def test_prometheus_metrics(client, png):
     status, _, raw = client.request("GET", "/monitoring/prometheus/metrics?x=1")
     assert status == 400 and raw.decode() == ("Unexpected path: /monitoring/prometheus/metrics?x=1. "
                                               "Should be /monitoring/prometheus/metrics")
+
+
+def test_preflights_and_mis_cased_verbs_are_counted_as_tf_serving_counts_them(client):
+    """http_server.cc counts every request it handles: a CORS preflight too (no model name; FAILED_PRECONDITION
+    without an Origin). ParseModelInfo reads the model name and version before the verb is compared."""
+    def count(model, status):
+        page = client.request("GET", "/monitoring/prometheus/metrics")[2].decode()
+        found = re.search(rf':tensorflow:serving:request_count{{model_name="{model}",status="{status}"}} (\d+)', page)
+        return int(found.group(1)) if found else 0
+
+    before = {key: count(*key) for key in (("", "OK"), ("", "FAILED_PRECONDITION"), ("letters", "INVALID_ARGUMENT"))}
+    assert client.request("OPTIONS", PREDICT, headers={"Origin": "http://example.test"})[0] == 200
+    assert client.request("OPTIONS", PREDICT)[0] == 400
+    status, _, raw = client.request("POST", "/v1/models/letters:PREDICT", "{}")
+    assert status == 400 and json.loads(raw) == {"error": "Malformed request: POST /v1/models/letters:PREDICT"}
+    after = {key: count(*key) for key in before}
+    assert {key: after[key] - before[key] for key in before} == {("", "OK"): 1, ("", "FAILED_PRECONDITION"): 1,
+                                                                ("letters", "INVALID_ARGUMENT"): 1}
+    # a version past int64 fails in ParseModelInfo, before the verb: 400 with an empty body
+    status, _, raw = client.request("POST", "/v1/models/letters/versions/99999999999999999999:PREDICT", "{}")
+    assert (status, raw) == (400, b"")
 
 
 def test_metrics_page_keeps_model_names_that_are_not_utf8(client):

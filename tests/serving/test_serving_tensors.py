@@ -56,10 +56,15 @@ def test_unsupported_dtype_is_501():
     assert info.value.http_status == 501 and info.value.message == "Conversion of JSON Value: [1] to type: half"
 
 
-def test_b64_padding_optional_and_strict_alphabet():
+def test_b64_as_absl_base64_unescape_reads_it():
     assert tensors.b64decode("YQ") == b"a" and tensors.b64decode("YQ==") == b"a"
     assert tensors.b64decode("QUJD") == b"ABC" and tensors.b64decode("QUI=") == b"AB"
-    for text in ("QUJD=", "QU=I", "QQ==QQ==", " QUI=", "QUI=\n", "QUé="):
+    # whitespace anywhere is skipped (base64 wrapped at 76 columns decodes), "." pads as "=" does
+    for text in (" QUI=", "QUI=\n", "QU\r\nI", "Q U I", "QUI.", "\tQUI\v=\f"):
+        assert tensors.b64decode(text) == b"AB", text
+    assert tensors.b64decode("QQ..") == b"A" and tensors.b64decode("") == b""
+    # padding left out, or exactly what the last group misses: "QQ=" and "QUJD=" are not base64
+    for text in ("QUJD=", "QQ=", "QQ===", "Q", "QU=I", "QQ==QQ==", "QUé=", "QU\0I"):
         with pytest.raises(ServingError, match="Unable to base64 decode"):
             tensors.b64decode(text)
     with pytest.raises(ServingError, match="Unable to base64 decode"):
