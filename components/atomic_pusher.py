@@ -89,9 +89,10 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
     """Publishes ``model_dir`` under ``base``; returns (version, copied). Atomic on local filesystems."""
     fingerprint = model_fingerprint(model_dir)
     existing = pushed_versions(base)
-    for version, record in sorted(existing.items(), reverse=True):
-        if record.get("fingerprint") == fingerprint:
-            return version, False
+    # Not pushed again only when it is the newest version, the one TF Serving's latest policy serves; a model
+    # identical to an older version (blessed again after another one) is pushed as a new version.
+    if existing and existing[max(existing)].get("fingerprint") == fingerprint:
+        return max(existing), False
     version = max([int(time.time())] + [v + 1 for v in existing])
     if version_number(str(version)) is None:
         raise ValueError(f"{base}: no version number left below 2^63 (TF Serving's limit) after "

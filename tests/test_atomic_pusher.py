@@ -31,6 +31,9 @@ def test_push_publishes_complete_versions_and_skips_identical_models(tmp_path):
     records = atomic_pusher.pushed_versions(base)
     assert records[v1]["model_artifact_id"] == 7 and records[v1]["fingerprint"] != records[v2]["fingerprint"]
     assert atomic_pusher.model_fingerprint(os.path.join(base, str(v1))) == records[v1]["fingerprint"]
+    # the first model blessed again after the second: served only if it becomes the newest version
+    v3, copied3 = atomic_pusher.push_model(m1, base)
+    assert copied3 and v3 > v2 and max(atomic_pusher.pushed_versions(base)) == v3
 
 
 def test_non_integer_entries_are_not_versions(tmp_path):
