@@ -166,7 +166,7 @@ def compile_spec(config: Config, image: str, beam: list[str], resources: dict, t
     tfx_pipeline = create_pipeline(config, beam_pipeline_args=beam, metadata_connection_config=None,
                                    enable_cache=enable_cache, with_pusher=True,
                                    with_serving_validation=serving_validation, feedback_root=feedback_root,
-                                   fingerprint_feedback=False)
+                                   fingerprint_folders=False)
     runner = KubeflowV2DagRunner(
         config=KubeflowV2DagRunnerConfig(
             display_name=display_name, default_image=image, use_pipeline_spec_2_1=True))

@@ -376,25 +376,30 @@ def output_config(train_buckets: int, eval_buckets: int) -> example_gen_pb2.Outp
 def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int = 1,
                     max_file_bytes: int = image_io.DEFAULT_MAX_BYTES,
                     max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS,
-                    feedback_root: str | None = None, fingerprint_feedback: bool = True,
+                    feedback_root: str | None = None, fingerprint_folders: bool = True,
                     feedback_repeat: int = 0, code: str = "") -> FileBasedExampleGen:
     """The image ExampleGen component (a FileBasedExampleGen with this module's executor).
 
     ``feedback_root``: exported corrections (``<class>/<image>``), always trained on; see the module doc.
     ``feedback_repeat``: each of them written that many times into the train split (oversampled); 0 = as many
     as :func:`core.configs.feedback_copies` chooses from the number of images, at run time.
-    ``fingerprint_feedback``: put the folder's fingerprint in the configuration (the cache key). Off for a
-    pipeline compiled once and run many times (Kubeflow): the folder is read at run time, the cache must be off.
+    ``fingerprint_folders``: put the fingerprints of ``input_base`` and ``feedback_root`` (every file's relative
+    path, size and time) in the configuration, the cache key: TFX's own fingerprint of input_base counts files,
+    bytes and times only (an image moved to another class folder is a new label it does not see) and globs the
+    path unescaped (a root named "letters [v2]" matches nothing, so no change is ever seen). Off for a pipeline
+    compiled once and run many times (Kubeflow): the folders are read at run time.
     ``code``: a fingerprint of this module's code (pipeline.code_fingerprint), so that a change to how images are
     read re-runs it instead of reusing examples made by the old code.
     """
     custom_config = {"max_file_bytes": max_file_bytes, "max_image_pixels": max_image_pixels}
     if code:
         custom_config["code"] = code
+    if fingerprint_folders:
+        custom_config["input_fingerprint"] = folder_fingerprint(input_base)
     if feedback_root:
         custom_config["feedback_root"] = feedback_root
         custom_config["feedback_repeat"] = feedback_repeat
-        if fingerprint_feedback:
+        if fingerprint_folders:
             custom_config["feedback_fingerprint"] = folder_fingerprint(feedback_root)
     return FileBasedExampleGen(
         input_base=input_base,

@@ -101,20 +101,21 @@ def transformation(config: Config, examples, schema) -> Transform:
         custom_config={"image_size": config.image_size, "code": fingerprint(TRANSFORM_MODULE)})
 
 
-def image_examples(config: Config, input_base: str, **feedback) -> ImageExampleGen:
+def image_examples(config: Config, input_base: str, **options) -> ImageExampleGen:
     """The ImageExampleGen of a folder-per-class data root, with the Config's split and file limits."""
     return ImageExampleGen(
         input_base=input_base, train_buckets=config.train_buckets, eval_buckets=config.eval_buckets,
         max_file_bytes=config.max_file_bytes, max_image_pixels=config.max_image_pixels,
-        feedback_repeat=config.feedback_repeat, code=fingerprint(EXAMPLE_GEN_MODULE), **feedback)
+        feedback_repeat=config.feedback_repeat, code=fingerprint(EXAMPLE_GEN_MODULE), **options)
 
 
-def pretraining(config: Config) -> list:
+def pretraining(config: Config, fingerprint_folders: bool = True) -> list:
     """ExampleGen → StatisticsGen → SchemaGen → Transform → Trainer over ``config.pretrain_root``
     (``generate_epochs`` epochs): the network the run's own Trainer starts from. Its own schema, so that new data
     of the run's own (feedback, another data root) leaves it cached. Measured (README): starting from a network
     of the built-in generated letters gained about a point on writers never seen."""
-    examples = image_examples(config, config.pretrain_root).with_id("pretrain_example_gen")
+    examples = image_examples(config, config.pretrain_root,
+                              fingerprint_folders=fingerprint_folders).with_id("pretrain_example_gen")
     statistics, schema = statistics_and_schema(examples, id_prefix="pretrain_")
     transform = transformation(config, examples.outputs["examples"],
                                schema.outputs["schema"]).with_id("pretrain_transform")
@@ -138,15 +139,15 @@ def statistics_and_schema(example_gen, id_prefix: str = "") -> tuple[StatisticsG
 def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
                     metadata_connection_config=None, enable_cache: bool = True,
                     with_pusher: bool = True, feedback_root: str | None = None,
-                    with_serving_validation: bool = True, fingerprint_feedback: bool = True) -> Pipeline:
+                    with_serving_validation: bool = True, fingerprint_folders: bool = True) -> Pipeline:
     """``feedback_root``: users' corrections exported as ``<class>/<image>`` (always in the train split);
-    ``fingerprint_feedback`` False when the folder is read only at run time (a compiled Kubeflow spec).
+    ``fingerprint_folders`` False when the folders are read only at run time (a compiled Kubeflow spec).
 
     ``with_serving_validation``: before pushing, serve the candidate in the embedded TF Serving-compatible
     server and send it eval images over REST (works locally and in a cluster, unlike InfraValidator).
     """
     example_gen = image_examples(config, config.data_root, feedback_root=feedback_root,
-                                 fingerprint_feedback=fingerprint_feedback)
+                                 fingerprint_folders=fingerprint_folders)
     statistics_gen, schema_gen = statistics_and_schema(example_gen)
     example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
@@ -157,7 +158,7 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
                             artifact_type=standard_artifacts.Model).with_id("base_model_importer")
         start, base_model = [importer], importer.outputs["result"]
     elif config.pretrain_root:
-        start = pretraining(config)
+        start = pretraining(config, fingerprint_folders)
         base_model = start[-1].outputs["model"]
     trainer = training(config, transform, schema_gen.outputs["schema"], base_model=base_model)
     model_resolver = Resolver(

@@ -1,6 +1,7 @@
 """The image ExampleGen: every kind of bad file is skipped and reported; splits are stable under renames."""
 import collections
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -270,6 +271,31 @@ def test_feedback_fingerprint_changes_with_new_corrections(tmp_path):
     (tmp_path / "alef" / "1.png").write_bytes(png_bytes(letter_image(20, 20)))
     one = ieg.folder_fingerprint(str(tmp_path))
     assert one != empty and ieg.folder_fingerprint(str(tmp_path)) == one
+
+
+def _cache_key_fingerprint(root) -> str:
+    component = ieg.ImageExampleGen(input_base=str(root))
+    return json.loads(component.exec_properties["custom_config"])["input_fingerprint"]
+
+
+def test_the_data_roots_fingerprint_is_in_the_cache_key_and_sees_relabelled_images(tmp_path):
+    """TFX fingerprints input_base by file count, bytes and times only, with its path unescaped in a glob: an image
+    moved to another class folder (mtime kept, as mv keeps it) and any change under a root named with "[" went
+    unseen, and the cached examples were trained on."""
+    for root in (tmp_path / "plain", tmp_path / "letters [v2]"):
+        (root / "alef").mkdir(parents=True)
+        (root / "bet").mkdir()
+        (root / "alef" / "1.png").write_bytes(png_bytes(letter_image(20, 20)))
+        (root / "bet" / "2.png").write_bytes(png_bytes(letter_image(24, 20)))
+        before = _cache_key_fingerprint(root)
+        assert before == ieg.folder_fingerprint(str(root)) != ieg.folder_fingerprint(str(tmp_path / "nowhere"))
+        os.rename(root / "alef" / "1.png", root / "bet" / "1.png")          # relabelled; size and mtime kept
+        relabelled = _cache_key_fingerprint(root)
+        assert relabelled != before
+        (root / "alef" / "3.png").write_bytes(png_bytes(letter_image(30, 20)))
+        assert _cache_key_fingerprint(root) not in (before, relabelled)
+    assert "input_fingerprint" not in ieg.ImageExampleGen(input_base=str(tmp_path / "plain"),
+                                                           fingerprint_folders=False).exec_properties["custom_config"]
 
 
 def test_an_empty_split_stops_the_run_with_one_sentence(tmp_path):
