@@ -77,10 +77,15 @@ def base_model_key(path: str) -> dict:
     return {"base_model_digest": warm_start.digest(path)}
 
 
+def split_text(config: Config) -> str:
+    return f"{config.train_buckets}:{config.eval_buckets}"
+
+
 def training(config: Config, transform: Transform, schema, base_model=None, pretraining: bool = False) -> Trainer:
     """A Trainer of the transformed examples; ``pretraining``: of ``generate_epochs`` epochs, named so in its
     output (``configs.TRAINER_STAGE_KEY``)."""
     fields = {name: getattr(config, name) for name in TRAINING_FIELDS}
+    fields["split"] = split_text(config)   # recorded: the next run's gate compares on the same split only
     if pretraining:
         fields.update({"epochs": config.generate_epochs, configs.TRAINER_STAGE_KEY: "pretraining"})
     return Trainer(

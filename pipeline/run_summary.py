@@ -40,6 +40,27 @@ def _node_name(store, execution_id: int) -> str:
     return "?"
 
 
+def last_blessed_training(metadata_file: str) -> dict | None:
+    """The Trainer settings (its custom_config) of the newest blessed model, the baseline of the Evaluator's
+    "no worse than the last blessed model" gate (as TFX's LatestBlessedModelStrategy picks it); None without one
+    or without a readable store."""
+    if not os.path.exists(metadata_file):
+        return None
+    try:
+        store = open_store(metadata_file)
+        models = [b.custom_properties["current_model_id"].int_value
+                  for b in store.get_artifacts_by_type("ModelBlessing")
+                  if b.custom_properties["blessed"].int_value == 1 and "current_model_id" in b.custom_properties]
+        if not models:
+            return None
+        producer = [ev.execution_id for ev in store.get_events_by_artifact_ids([max(models)])
+                    if ev.type == metadata_store_pb2.Event.OUTPUT]
+        (execution,) = store.get_executions_by_id(producer[:1])
+        return json.loads(execution.custom_properties["custom_config"].string_value or "{}")
+    except Exception:  # noqa: BLE001 - an old or foreign store: no baseline settings to compare with
+        return None
+
+
 def last_run(metadata_file: str) -> dict:
     """{'run_id', 'components': {node: {'state', 'outputs': {key: [artifact]}}}} for the newest run."""
     store = open_store(metadata_file)

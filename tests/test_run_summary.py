@@ -63,3 +63,48 @@ def test_the_example_validators_anomalies_are_read_and_printed(tmp_path):
     assert anomalies == {"eval": ["label_name: Examples contain values missing from the schema: he (~2%)."]}
     text = format_summary(summary(anomalies=anomalies, blessed=True, pushed=False))
     assert "WARNING data anomalies in eval (ExampleValidator): label_name: Examples contain values missing" in text
+
+
+def _store_with_blessings(path, blessings):
+    """An ML Metadata store where each (split, blessed) is a Trainer run, its Model and a ModelBlessing."""
+    import json
+
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    cfg = pb.ConnectionConfig()
+    cfg.sqlite.filename_uri = str(path)
+    cfg.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(cfg)
+    model_type = store.put_artifact_type(pb.ArtifactType(name="Model"))
+    blessing_type = store.put_artifact_type(pb.ArtifactType(name="ModelBlessing"))
+    trainer_type = store.put_execution_type(pb.ExecutionType(name="Trainer"))
+    for split, blessed in blessings:
+        trainer = pb.Execution(type_id=trainer_type)
+        trainer.custom_properties["custom_config"].string_value = json.dumps({"epochs": 2, "split": split})
+        [execution_id] = store.put_executions([trainer])
+        [model_id] = store.put_artifacts([pb.Artifact(type_id=model_type, uri=f"/m/{split}")])
+        store.put_events([pb.Event(artifact_id=model_id, execution_id=execution_id, type=pb.Event.OUTPUT)])
+        blessing = pb.Artifact(type_id=blessing_type)
+        blessing.custom_properties["blessed"].int_value = int(blessed)
+        blessing.custom_properties["current_model_id"].int_value = model_id
+        store.put_artifacts([blessing])
+
+
+def test_the_split_of_the_last_blessed_model_decides_whether_it_gates(tmp_path, capsys):
+    """A new --split moves images the last blessed model trained on into the eval split it is compared on:
+    that run is gated by the accuracy floor only, and says so."""
+    import local_runner
+    from core.configs import Config
+    from pipeline.run_summary import last_blessed_training
+
+    assert last_blessed_training(str(tmp_path / "none.sqlite")) is None
+    _store_with_blessings(tmp_path / "metadata.sqlite", [("4:1", True), ("9:1", True), ("3:1", False)])
+    assert last_blessed_training(str(tmp_path / "metadata.sqlite"))["split"] == "9:1"   # newest blessed
+    config = Config(pipeline_root=str(tmp_path))
+    assert config.metadata_file == str(tmp_path / "metadata.sqlite")
+    same = config.replace(train_buckets=9, eval_buckets=1)
+    assert local_runner.gate_after_a_split_change(same) == same and capsys.readouterr().out == ""
+    changed = local_runner.gate_after_a_split_change(config)   # the default 4:1
+    assert changed.max_regression == 1.0 and changed.accuracy_floor == config.accuracy_floor
+    assert "The split changed since the last blessed model (9:1 then, 4:1 now)" in capsys.readouterr().out
