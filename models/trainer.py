@@ -29,6 +29,7 @@ def hyperparameters(custom_config: dict | None) -> Config:
     fields.pop("code", None)  # the code fingerprint only serves the cache
     fields.pop("base_model_digest", None)  # so does the base model's (its path comes as fn_args.base_model)
     fields.pop(configs.TRAINER_STAGE_KEY, None)  # which training this is only names it in the output (run_fn)
+    fields.pop("split", None)  # recorded for the next run's gate (local_runner.gate_after_a_split_change)
     return Config().replace(**fields)
 
 
