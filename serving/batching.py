@@ -192,7 +192,9 @@ class BatchScheduler:
             self._process(*batch)
 
     def _process(self, batcher: Batcher, tasks: list) -> None:
-        _deliver(self._results(batcher, tasks))
+        live = [task for task in tasks if _still_wanted(task)]   # a task whose caller's deadline passed is not run
+        if live:
+            _deliver(self._results(batcher, live))
 
     def _results(self, batcher: Batcher, tasks: list) -> list:
         """[(task, outputs or None, exception or None)] of one batch."""
@@ -238,6 +240,14 @@ class BatchScheduler:
         return outputs, total, padded
 
 
+def _still_wanted(task) -> bool:
+    """False for a task cancelled at its caller's deadline; a gRPC (concurrent) one is marked running, so that
+    it cannot be cancelled any more once its batch runs."""
+    if task.loop is None:
+        return task.future.set_running_or_notify_cancel()
+    return not task.future.cancelled()
+
+
 def _deliver(results: list) -> None:
     """Completes the tasks' futures: concurrent ones here, asyncio ones with one callback per loop."""
     loops = {}
@@ -245,11 +255,10 @@ def _deliver(results: list) -> None:
         task, outputs, error = result
         if task.loop is not None:
             loops.setdefault(task.loop, []).append(result)
-        elif task.future.set_running_or_notify_cancel():   # False: cancelled, the caller's deadline passed
-            if error is not None:
-                task.future.set_exception(error)
-            else:
-                task.future.set_result(outputs)
+        elif error is not None:   # running since _still_wanted: its caller can no longer cancel it
+            task.future.set_exception(error)
+        else:
+            task.future.set_result(outputs)
     for loop, items in loops.items():
         try:
             loop.call_soon_threadsafe(_settle, items)

@@ -53,6 +53,7 @@ class Server:
         self.port = None
         self.grpc = None
         self.grpc_port = None
+        self.grpc_executor = None
         self._threads = []
         self._loop_thread = None
         self._stopped = threading.Event()
@@ -125,6 +126,11 @@ class Server:
         api = GrpcApi(self.core, self.metrics, self.run_blocking, self.reload_config, self.request_logger)
         self.grpc = GrpcServer(api, self.options.grpc_host, self.options.port, self.options.grpc_max_threads,
                                self.options.max_request_bytes, self.options.grpc_channel_arguments)
+        # gRPC runs have threads of their own, not REST's pool (TF Serving runs a call's model in its gRPC thread):
+        # one per call, and as many again for runs whose call ended at its deadline (TF Serving stops those; a
+        # TensorFlow function cannot be stopped, so they finish unseen)
+        self.grpc_executor = concurrent.futures.ThreadPoolExecutor(max_workers=2 * self.grpc.max_threads,
+                                                                   thread_name_prefix="grpc-run")
         self.grpc_port = self.grpc.start()
         log.info("Running gRPC ModelServer at %s ...", address(self.options.grpc_host, self.grpc_port))
 
@@ -181,6 +187,8 @@ class Server:
         if self.scheduler is not None:
             self.scheduler.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.grpc_executor is not None:
+            self.grpc_executor.shutdown(wait=False, cancel_futures=True)
         self.core.unload_all()
         self.request_logger.close()
         self._stopped.set()
@@ -204,12 +212,12 @@ class Server:
         return self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays)
 
     def run_blocking(self, servable, signature_name: str, arrays: dict, timeout: float | None = None) -> dict:
-        """The gRPC threads' runner: the batcher or the executor, as for REST, waited on until the call's deadline
+        """The gRPC threads' runner: the batcher, or gRPC's own run threads, waited on until the call's deadline
         (TF Serving's run timeout): after it the call ends DEADLINE_EXCEEDED and its gRPC thread is free; a run not
         started yet is dropped, one already running finishes unseen (a TensorFlow function cannot be stopped)."""
         batcher = self._batcher(servable, signature_name, arrays)
         future = (batcher.submit(arrays) if batcher is not None
-                  else self.executor.submit(servable.run, signature_name, arrays))
+                  else self.grpc_executor.submit(servable.run, signature_name, arrays))
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:

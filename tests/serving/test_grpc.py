@@ -384,6 +384,47 @@ def test_a_call_past_its_deadline_ends_deadline_exceeded_and_frees_its_thread(mo
             assert ':tensorflow:serving:request_count{model_name="letters",status="OK"} 1' in text
 
 
+def test_grpc_runs_use_grpcs_threads_and_a_queued_batch_task_past_its_deadline_is_not_run(models_root, tmp_path,
+                                                                                           monkeypatch):
+    from serving.versions import Servable
+
+    run, sizes = Servable.run, []
+
+    def slow_for_three_images(self, signature_name, arrays):
+        size = len(next(iter(arrays.values())))
+        sizes.append(size)
+        if size == 3:
+            time.sleep(1.5)
+        return run(self, signature_name, arrays)
+
+    monkeypatch.setattr(Servable, "run", slow_for_three_images)
+    # Without batching: four calls run at once on four gRPC threads, whatever REST's pool (one thread here).
+    with testing.start_grpc_server(model_base_path=str(models_root / "letters"), grpc_max_threads=4,
+                                   rest_api_num_threads=1) as server, \
+            grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as opened:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(opened)
+        started = time.monotonic()
+        calls = [stub.Predict.future(predict_request(images=[testing.png_bytes(200)] * 3), timeout=30)
+                 for _ in range(4)]
+        assert all(call.result().outputs for call in calls) and time.monotonic() - started < 4
+    # With one batch thread: a call queued behind a slow batch whose deadline passes is dropped, not run.
+    (tmp_path / "batching.config").write_text("max_batch_size { value: 3 }\nbatch_timeout_micros { value: 0 }\n"
+                                              "num_batch_threads { value: 1 }\n")
+    sizes.clear()
+    with testing.start_grpc_server(model_base_path=str(models_root / "letters"), enable_batching=True,
+                                   batching_parameters_file=str(tmp_path / "batching.config")) as server, \
+            grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as opened:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(opened)
+        slow = stub.Predict.future(predict_request(images=[testing.png_bytes(200)] * 3), timeout=30)
+        time.sleep(0.3)   # the slow batch is running
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(predict_request(), timeout=0.3)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert slow.result().outputs
+        time.sleep(0.3)
+        assert [size for size in sizes if size in (1, 3)] == [3]   # warm-up aside: the dropped call never ran
+
+
 # ------------------------------------------------------------------------------------------- reload
 def test_handle_reload_config_request(models_root, tmp_path):
     with testing.start_grpc_server(model_base_path=str(models_root / "letters"), model_name="letters") as server, \
