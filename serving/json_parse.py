@@ -95,8 +95,9 @@ def _parse(body: bytes):
                        else "Invalid escape character in string.")
         if exc.msg.startswith("Expecting ',' delimiter"):
             message = _comma_message(text, exc.pos)
-            if 0 < exc.pos < len(text) and text[exc.pos - 1].isdigit() and text[exc.pos] in ".eE":   # "1." or "1e":
-                message, exc.pos = _number_tail(text, exc.pos)   # a number rapidjson cannot finish
+            tail = _number_tail(text, exc.pos)   # "1." or "1e": a number rapidjson cannot finish
+            if tail:
+                message, exc.pos = tail
         raise invalid(f"JSON Parse error: {message} at offset: {exc.pos}") from None
     return value
 
@@ -113,9 +114,20 @@ def _lone_high_surrogate(text: str):
     return None
 
 
-def _number_tail(text: str, pos: int) -> tuple[str, int]:
-    """rapidjson's error for a number whose fraction or exponent has no digit (ParseNumber): where the digit
-    should be."""
+_NUMBER_CHARS = frozenset("0123456789.eE+-")
+
+
+def _number_tail(text: str, pos: int) -> tuple[str, int] | None:
+    """rapidjson's error (ParseNumber) and its offset where a number ends at ``pos`` with a "." it has no fraction
+    for yet, or an "e" it has no exponent for yet; None otherwise ("1.5." is a complete number, then a stray ".")."""
+    if not 0 < pos < len(text) or not text[pos - 1].isdigit() or text[pos] not in ".eE":
+        return None
+    start = pos
+    while start and text[start - 1] in _NUMBER_CHARS:
+        start -= 1
+    number = text[start:pos].lower()
+    if "e" in number or (text[pos] == "." and "." in number):
+        return None
     if text[pos] == ".":
         return "Miss fraction part in number.", pos + 1
     pos += 1

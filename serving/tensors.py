@@ -97,8 +97,7 @@ def _is_element_object(value) -> bool:
     return isinstance(value, dict) and not is_b64(value)
 
 
-_B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-_ASCII_SPACE = frozenset(" \t\n\v\f\r")   # absl::ascii_isspace
+_NO_SPACE = str.maketrans("", "", " \t\n\v\f\r")   # absl::ascii_isspace
 
 
 def b64decode(text: str) -> bytes:
@@ -111,18 +110,16 @@ def b64decode(text: str) -> bytes:
             return binascii.a2b_base64(text, strict_mode=True)
         except (ValueError, binascii.Error):
             pass
-    data, pad, padding = [], False, 0   # absl's rules: ASCII whitespace skipped anywhere, "=" or "." pads
-    for char in text:
-        if char in _B64_ALPHABET and not pad:
-            data.append(char)
-        elif char in "=.":
-            pad, padding = True, padding + 1
-        elif char not in _ASCII_SPACE:
-            raise invalid("Unable to base64 decode")
-    left = len(data) % 4
-    if left == 1 or (padding and padding != {0: 0, 2: 2, 3: 1}[left]):   # no padding, or exactly what is missing
+    # absl's rules: ASCII whitespace skipped anywhere; "=" or "." pads, none or exactly what the last group misses
+    cleaned = text.translate(_NO_SPACE)
+    data = cleaned.rstrip("=.")
+    left, padding = len(data) % 4, len(cleaned) - len(data)
+    if left == 1 or (padding and padding != {0: 0, 2: 2, 3: 1}[left]):
         raise invalid("Unable to base64 decode")
-    return binascii.a2b_base64("".join(data) + "=" * (-len(data) % 4))
+    try:   # strict: a character outside the alphabet, or padding inside the data, is refused
+        return binascii.a2b_base64(data + "=" * (-len(data) % 4), strict_mode=True)
+    except (ValueError, binascii.Error):
+        raise invalid("Unable to base64 decode") from None
 
 
 def dtype_name(dtype: int) -> str:
@@ -253,7 +250,7 @@ def instances_to_arrays(instances: list, inputs: dict) -> dict:
                           f"Error: {exc.to_string()}") from None
         columns.setdefault(key, []).append(array)
 
-    if type(instances[0]) is not dict and len(names) > 1:
+    if not isinstance(instances[0], dict) and len(names) > 1:
         raise invalid("instances is a plain list, but expecting list of objects as multiple input tensors "
                       "required as per tensorinfo_map")
     if _is_element_object(instances[0]):

@@ -69,6 +69,11 @@ def test_nesting_deeper_than_python_parses_is_a_400():
     (b'[1.5e]', "Miss exponent in number. at offset: 5"),
     (b'{"a":1e+}', "Miss exponent in number. at offset: 8"),
     (b'{"a":1x}', "Missing a comma or '}' after an object member. at offset: 6"),
+    # a complete number followed by a stray "." or "e" is rapidjson's comma error
+    (b'[1.5.]', "Missing a comma or ']' after an array element. at offset: 4"),
+    (b'[1e5.]', "Missing a comma or ']' after an array element. at offset: 4"),
+    (b'{"a":1.5e3e}', "Missing a comma or '}' after an object member. at offset: 10"),
+    (b'[10.5E+2.0]', "Missing a comma or ']' after an array element. at offset: 8"),
     # a UTF-8 byte-order mark is skipped (rapidjson's UTF-8 input stream), and counted in the offsets
     (b'\xef\xbb\xbf', "The document is empty. at offset: 3"),
     (b'\xef\xbb\xbf{"a":}', "Invalid value. at offset: 8"),

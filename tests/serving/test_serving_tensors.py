@@ -139,6 +139,10 @@ def test_instance_objects_follow_json_tensor_cc(instances, inputs, message):
 def test_instance_objects_any_key_order():
     arrays = tensors.instances_to_arrays([{"b": 1.0, "a": "x"}, {"a": {"b64": "eQ=="}, "b": 2.0}], TWO)
     assert arrays["a"].tolist() == [b"x", b"y"] and arrays["b"].tolist() == [1.0, 2.0]
+    # an object that repeats a name is still an object (read with its first value)
+    from serving.json_parse import parse_json
+    repeated = parse_json(b'{"instances": [{"b": 1.0, "a": "x", "b": 3.0}]}')["instances"]
+    assert tensors.instances_to_arrays(repeated, TWO)["b"].tolist() == [1.0]
 
 
 @pytest.mark.parametrize("value, message", [
