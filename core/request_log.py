@@ -140,6 +140,8 @@ def _delete_unless_open(path: str) -> bool:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
+        except OSError:   # no locks on this file system: pruned as before locks were taken
+            pass
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -248,7 +250,10 @@ class RequestLogWriter:
                 self._file = open(path, "xb", buffering=0)   # never appends to another writer's file
             except FileExistsError:
                 continue
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_SH)   # in use: another writer's pruning leaves it
+            try:   # in use: another writer's pruning leaves it (best effort: some file systems have no locks)
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_SH)
+            except OSError:
+                pass
             break
         self._path, self._size = path, 0
 

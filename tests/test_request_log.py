@@ -176,6 +176,22 @@ def test_pruning_leaves_a_file_another_writer_has_open(tmp_path):
     assert set(range(21, 41)) <= seen and 1 not in seen  # the second one's oldest went
 
 
+def test_a_file_system_without_locks_still_logs_and_prunes(tmp_path, monkeypatch):
+    import errno
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(request_log.fcntl, "flock", no_locks)
+    prefix = str(tmp_path / "req")
+    frame = len(request_log.tfrecord(_record(0, size=1000)))
+    writer = request_log.RequestLogWriter(prefix, max_file_bytes=3 * frame, max_total_bytes=6 * frame)
+    assert all(writer.log(lambda i=i: _record(i, size=1000)) for i in range(20))
+    writer.close()
+    sizes = [os.path.getsize(path) for path in request_log.log_files(prefix)]
+    assert sum(sizes) <= 6 * frame and len(list(request_log.read_logs(prefix))) >= 4
+
+
 def test_write_errors_are_logged_once_and_do_not_raise_from_log(tmp_path, caplog):
     import shutil
 
