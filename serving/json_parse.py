@@ -6,8 +6,10 @@ What the two decoders do differently is mended here: rapidjson's error messages 
 surrogate escape (an error for rapidjson); ``Inf``, ``-Inf`` and ``-NaN`` (rapidjson takes them as numbers,
 Python does not know them); numbers too big for a double (``1e309``, or an integer of 310 digits), which
 rapidjson refuses with "Number too big to be stored in double." where Python gives ``inf`` or a huge integer;
-and arrays nested thousands deep, which rapidjson parses iteratively and Python's recursive decoder cannot (a 400
-of its own here).
+arrays nested thousands deep, which rapidjson parses iteratively and Python's recursive decoder cannot (a 400
+of its own here); an object that repeats a name, where Python keeps the last value and rapidjson's look-ups find
+the first (:class:`JsonObject`); a UTF-8 byte-order mark, which rapidjson's input stream skips; and rapidjson 1.1's
+words for a raw control character or NUL in a string and for a number missing its fraction or exponent digits.
 """
 from __future__ import annotations
 
