@@ -7,7 +7,9 @@ One policy, used by the ExampleGen and by the web client's backend:
 * keep the original bytes when TensorFlow's ``tf.io.decode_image`` (which the model's serving graph runs)
   decodes them faithfully: PNG (1, L, LA, RGB, RGBA, P, 16-bit), JPEG (L, RGB, CMYK), GIF, BMP (L, RGB);
 * re-encode to PNG only what that decoder rejects or reads wrongly (WebP, TIFF, palette and 1-bit BMP,
-  transparent GIF), preserving transparency as alpha. ``tests/test_image_io.py`` pins that
+  transparent GIF, a 32-bit BMP whose fourth byte TensorFlow takes for alpha), preserving transparency as
+  alpha, and an animated GIF as its first frame (TensorFlow decodes every frame: a decompression bomb of many
+  small frames); ``tests/test_image_io.py`` pins that
   these formats are indeed the ones TensorFlow mis-decodes or rejects;
 * re-encode also what TensorFlow decodes but reads otherwise than a viewer shows it: a PNG whose transparency is
   one key colour (tRNS on a grey or RGB image: TensorFlow reads it opaque, so a transparent background became
@@ -127,7 +129,8 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         except Exception as err:
             raise ImageRejected("truncated_or_corrupt", f"EXIF orientation: {type(err).__name__}: {err}") from None
         width, height = img.size
-    if (fmt, mode) in TF_NATIVE and not turned and not _animated_with_alpha(img) and not _key_colour_alpha(img):
+    if (fmt, mode) in TF_NATIVE and not turned and not _animated_with_alpha(img) and not _key_colour_alpha(img) \
+            and not _bmp_with_fourth_byte(fmt, data) and not _animated_gif(fmt, img):
         return CheckedImage(data, fmt, mode, width, height, reencoded=False)
     if (fmt == "JPEG" or fmt == "WEBP" and _lossy_webp(data)) and img.mode in ("RGB", "L", "CMYK") \
             and "transparency" not in img.info:
@@ -141,6 +144,23 @@ def _orientation(img: Image.Image) -> int | None:
         return img.getexif().get(_EXIF_ORIENTATION)
     except Exception:   # a damaged EXIF block: TensorFlow ignores EXIF, so the pixels are read as stored
         return None
+
+
+def _bmp_with_fourth_byte(fmt: str, data: bytes) -> bool:
+    """A 32-bit BMP that Pillow reads as RGB (its fourth byte unused, often 0): TensorFlow's decoder reads that
+    byte as alpha, and a letter whose alpha is 0 reaches the model blank."""
+    if fmt != "BMP" or len(data) < 30:
+        return False
+    header = int.from_bytes(data[14:18], "little")
+    bits = int.from_bytes(data[24:26] if header == 12 else data[28:30], "little")
+    return bits == 32
+
+
+def _animated_gif(fmt: str, img: Image.Image) -> bool:
+    """A GIF of more than one frame: TensorFlow's decoder decodes every frame to keep the first, so a few
+    megabytes of small frames take gigabytes and seconds; only the first frame, as a PNG, is kept. (A JPEG's
+    further pictures and an APNG's frames are not decoded.)"""
+    return fmt == "GIF" and getattr(img, "n_frames", 1) > 1
 
 
 def _key_colour_alpha(img: Image.Image) -> bool:

@@ -77,6 +77,38 @@ def test_reencoded_formats_are_exactly_those_tensorflow_misreads(key):
         np.abs(tf_pixels - _gray(data)).max() > 6
 
 
+def _bmp32(img: Image.Image) -> bytes:
+    """A 32-bit BI_RGB BMP whose fourth byte is 0, as many Windows tools write it (Pillow writes 24 bits)."""
+    width, height = img.size
+    pixels = np.asarray(img.convert("RGB"))[::-1, :, ::-1]            # bottom-up rows, BGR
+    body = np.concatenate([pixels, np.zeros((height, width, 1), np.uint8)], axis=2).tobytes()
+    info = (40).to_bytes(4, "little") + width.to_bytes(4, "little") + height.to_bytes(4, "little") \
+        + (1).to_bytes(2, "little") + (32).to_bytes(2, "little") + bytes(4) + len(body).to_bytes(4, "little") \
+        + bytes(16)
+    return b"BM" + (54 + len(body)).to_bytes(4, "little") + bytes(4) + (54).to_bytes(4, "little") + info + body
+
+
+def test_a_32_bit_bmp_is_reencoded_so_that_tensorflow_does_not_read_its_fourth_byte_as_alpha():
+    data = _bmp32(RGB)
+    assert Image.open(io.BytesIO(data)).mode == "RGB"
+    assert tf.io.decode_image(data, expand_animations=False).numpy()[..., 3].max() == 0   # all transparent to TF
+    checked = image_io.check_image(data)
+    assert checked.reencoded and checked.reencoded_as == "PNG" and (checked.format, checked.mode) == ("BMP", "RGB")
+    assert np.abs(_tf_gray(checked.data) - _gray(data)).max() == 0
+
+
+def test_an_animated_gif_keeps_its_first_frame_only():
+    """TensorFlow decodes every frame of a GIF to return the first: many small frames were a decompression bomb
+    under the pixel limit (300 frames of 2000 x 2000: 1.1 GB and 8 s)."""
+    frames = [RGB.convert("P")] + [letter_image(30, 20, "RGB").rotate(90).convert("P")] * 5
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    checked = image_io.check_image(buf.getvalue())
+    assert checked.reencoded and checked.format == "GIF" and Image.open(io.BytesIO(checked.data)).format == "PNG"
+    assert getattr(Image.open(io.BytesIO(checked.data)), "n_frames", 1) == 1
+    assert np.abs(_tf_gray(checked.data) - _gray(buf.getvalue())).max() == 0   # Pillow's first frame
+
+
 def test_a_jpeg_with_a_second_picture_is_a_jpeg():
     """Phones write photos as JPEG with further pictures after the first (MPO: depth maps, gain maps); Pillow
     names them MPO. They are kept as JPEG: TensorFlow decodes the first picture, as Pillow does."""
