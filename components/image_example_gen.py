@@ -30,6 +30,7 @@ and the Evaluator's per-class slices will show the gap).
 from __future__ import annotations
 
 import collections
+import glob
 import hashlib
 import itertools
 import json
@@ -83,6 +84,9 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
     label_name = rel.split(os.sep)[0]
     beside = os.sep not in rel
     rel = prefix + rel
+    if not utf8(rel):
+        return ("skip", printable(rel), "name_not_utf8", "the file name is not UTF-8 (a zip from another system?): "
+                "rename it")
     if beside:
         return ("skip", rel, "not_in_a_class_folder", "files beside the class folders are not read")
     if fileio.isdir(path):
@@ -104,7 +108,25 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
 
 
 def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
-    return sorted(fileio.glob(pattern_under(input_base, pattern)))
+    """The paths ``pattern`` matches under ``input_base``, hidden names too. A local folder is listed by Python,
+    so that a name that is not UTF-8 is listed (and skipped by :func:`read_one`) where TensorFlow's glob fails."""
+    where = pattern_under(input_base, pattern)
+    if "://" in input_base:
+        return sorted(fileio.glob(where))
+    return sorted(glob.glob(where, include_hidden=True))
+
+
+def utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:   # a byte that is not UTF-8, kept by Python as a surrogate escape
+        return False
+    return True
+
+
+def printable(name: str) -> str:
+    """A file name as it can be printed and stored in JSON (bytes that are not UTF-8 replaced)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def in_class_folder(path: str) -> bool:
@@ -129,7 +151,8 @@ def count_candidates(input_base: str | None, pattern: str = INPUT_PATTERN) -> in
     them: a cheap upper bound of the examples, for sizing the training budget before the pipeline runs."""
     if not input_base or not fileio.exists(input_base):
         return 0
-    return sum(1 for path in list_inputs(input_base, pattern) if in_class_folder(path) and not fileio.isdir(path))
+    return sum(1 for path in list_inputs(input_base, pattern)
+               if in_class_folder(path) and utf8(path) and not fileio.isdir(path))
 
 
 def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
@@ -138,8 +161,12 @@ def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
         return ""
     digest = hashlib.sha256()
     for path in list_inputs(root, pattern):
-        stat = fileio.stat(path)
-        digest.update(f"{os.path.relpath(path, root)}\0{stat.length}\0{stat.mtime_nsec}\n".encode())
+        try:
+            stat = fileio.stat(path)
+            state = f"{stat.length}\0{stat.mtime_nsec}"
+        except Exception:  # noqa: BLE001 - a broken link, a link loop, a name TensorFlow cannot take: the
+            state = "unreadable"   # executor skips and reports it; here it only has to be named
+        digest.update(f"{os.path.relpath(path, root)}\0{state}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 
@@ -174,7 +201,7 @@ def describe_layout_problem(input_base: str) -> str | None:
     files = list_inputs(input_base)
     if not files:
         return _layout_hint(input_base, INPUT_PATTERN)
-    folders = sorted({os.path.basename(os.path.dirname(path)) for path in files})
+    folders = sorted({printable(os.path.basename(os.path.dirname(path))) for path in files})
     if not set(folders) & set(CLASS_INDEX):
         shown = ", ".join(folders[:5]) + (", …" if len(folders) > 5 else "")
         return (f"none of the folders in {input_base} ({shown}) is a class folder: the data root must hold one "
@@ -302,8 +329,9 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     main_files = list_inputs(input_base, split_pattern)
     if not main_files:
         raise EmptyDatasetError(_layout_hint(input_base, split_pattern))
-    beside = [path for path in fileio.glob(pattern_under(input_base, "*"))   # reported as skipped, not read
-              if not fileio.isdir(path) and not is_hidden(path) and os.path.basename(path) != GENERATED_MANIFEST]
+    beside = [path for path in list_inputs(input_base, "*")   # reported as skipped, not read
+              if not is_hidden(path) and os.path.basename(path) != GENERATED_MANIFEST
+              and (not utf8(path) or not fileio.isdir(path))]
     inputs = [(path, input_base, "") for path in sorted(beside) + main_files]
     feedback_root = custom.get("feedback_root")
     repeat = 1
@@ -315,10 +343,15 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
         repeat = feedback_copies(int(custom.get("feedback_repeat", 0)), main_files, feedback_files,
                                  exec_properties[TRAIN_SHARE_KEY])
     split_of = exec_properties.get(SPLIT_OF_KEY)
+    # A name that is not UTF-8 cannot pass Beam's string coder: its skip is decided here, by name alone.
+    unnamed = [read_one(path, base, max_bytes, max_pixels, prefix) for path, base, prefix in inputs
+               if not utf8(path)]
     outcomes = (pipeline
-                | "ListFiles" >> beam.Create(inputs)
+                | "ListFiles" >> beam.Create([item for item in inputs if utf8(item[0])])
                 | "Reshuffle" >> beam.Reshuffle()
                 | "ReadImage" >> beam.Map(lambda item: read_one(item[0], item[1], max_bytes, max_pixels, item[2])))
+    if unnamed:
+        outcomes = (outcomes, pipeline | "NamesNotUtf8" >> beam.Create(unnamed)) | "AllOutcomes" >> beam.Flatten()
     _ = (outcomes
          | "Summarise" >> beam.Map(lambda o: ("ok", o[2], o[3], is_feedback(o[1]))
                                    + ((split_of(o[1]),) if split_of else ()) if o[0] == "ok" else o)

@@ -298,6 +298,25 @@ def test_the_data_roots_fingerprint_is_in_the_cache_key_and_sees_relabelled_imag
                                                            fingerprint_folders=False).exec_properties["custom_config"]
 
 
+def test_broken_links_loops_and_names_that_are_not_utf8_are_skipped_not_fatal(tmp_path, tiny_dataset):
+    """A broken symlink or a link loop in a class folder, and a file name that is not UTF-8 (a cp1255 Hebrew name
+    from a zip), had crashed the run before it started (the cache key's fingerprint, TensorFlow's glob)."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    (root / "bet" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (root / "bet" / "loop.png").symlink_to(root / "bet" / "loop.png")
+    bad = os.path.join(os.fsencode(root / "alef"), b"\xe1\xeb.png")
+    with open(bad, "wb") as f:
+        f.write(png_bytes(letter_image(24, 24)))
+    assert ieg.folder_fingerprint(str(root)) and ieg.describe_layout_problem(str(root)) is None
+    assert ieg.count_candidates(str(root)) == ieg.count_candidates(str(tiny_dataset)) + 2
+    splits, report = run_example_gen(root, tmp_path / "out")
+    assert report["skipped_by_reason"].get("name_not_utf8") == 1 and report["skipped_by_reason"]["unreadable"] == 2
+    assert "alef/\ufffd\ufffd.png" in json.dumps(report["skipped_files"]["name_not_utf8"], ensure_ascii=False)
+    assert sum(len(examples) for examples in splits.values()) == report["kept"] > 0
+    assert "name_not_utf8" in ieg.format_report(report)
+
+
 def test_an_empty_split_stops_the_run_with_one_sentence(tmp_path):
     """Three images that all hash into train left the eval split empty: SchemaGen then deprecated every feature
     and the Transform failed with a KeyError deep in a traceback."""
