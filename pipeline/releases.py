@@ -214,7 +214,13 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     model.model_version_policy.specific.ClearField("versions")
     model.model_version_policy.specific.versions.extend(sorted(keep))
     server = RestConnection(server_url, timeout=5) if server_url else None
-    if server and version_state(server, model_name, version) not in (None, "AVAILABLE"):
+    state = version_state(server, model_name, version) if server else "AVAILABLE"
+    if state is None:   # the file alone would name a version the server may not have: it refuses such a config
+        raise ValueError(f"cannot reach the model server at {server_url} to check that version {version} is "
+                         f"loaded (TF Serving refuses a whole config whose label names a version it has not "
+                         f"loaded): start it or give its --server-url; --server-url '' edits the file alone; "
+                         f"label {label!r} left unchanged")
+    if state != "AVAILABLE":
         _write_config(config_file, config)
         deadline = time.monotonic() + timeout
         while (state := version_state(server, model_name, version)) != "AVAILABLE":

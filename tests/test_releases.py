@@ -26,7 +26,13 @@ def test_cli_edits_the_config_beside_the_given_serving_dir(tmp_path, capsys):
     v1, _ = atomic_pusher.push_model(fake_model(tmp_path / "m1", b"one"), str(serving_dir))
     v2, _ = atomic_pusher.push_model(fake_model(tmp_path / "m2", b"two"), str(serving_dir))
     no_server = f"http://127.0.0.1:{testing.free_port()}"
-    common = ["--serving-dir", str(serving_dir), "--server-url", no_server]
+    # A server that cannot be reached is not taken for none: the label would name a version it may not have
+    # loaded, and TF Serving would then refuse the whole config.
+    assert releases.main(["promote", str(v1), "--label", "stable", "--serving-dir", str(serving_dir),
+                          "--server-url", no_server]) == 2
+    assert f"cannot reach the model server at {no_server}" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere" / "models.config").exists()
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]   # no server: the file alone
     assert releases.main(["promote", str(v1), "--label", "stable", *common]) == 0
     assert releases.main(["promote", str(v2), "--label", "stable", *common]) == 0
     config_file = tmp_path / "elsewhere" / "models.config"
@@ -53,7 +59,7 @@ def run(argv, capsys):
 
 def test_a_damaged_history_stops_promote_and_rollback_and_is_kept(tmp_path, capsys):
     serving_dir, (v1,) = pushed(tmp_path)
-    common = ["--serving-dir", str(serving_dir), "--server-url", f"http://127.0.0.1:{testing.free_port()}"]
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
     history = tmp_path / "models" / "models.config.history.json"
     for damaged in ("this is not json", '{"1": 2}'):
         history.write_text(damaged)
@@ -83,7 +89,7 @@ def test_a_version_folder_with_leading_zeros_is_the_version_the_server_serves(tm
     # (and so the push records) take the last by name.
     serving_dir, (v1,) = pushed(tmp_path)
     (serving_dir / str(v1)).rename(serving_dir / f"00{v1}")
-    common = ["--serving-dir", str(serving_dir), "--server-url", f"http://127.0.0.1:{testing.free_port()}"]
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
     code, err = run(["promote", str(v1), "--label", "stable", *common], capsys)
     assert code == 0, err
     (model,) = releases.load_config(str(tmp_path / "models" / "models.config")).model_config_list.config
@@ -180,7 +186,7 @@ def test_rollback_refuses_when_the_label_and_its_history_are_out_of_step(tmp_pat
     import json
 
     serving_dir, (v1, v2, v3) = pushed(tmp_path, n=3)
-    common = ["--serving-dir", str(serving_dir), "--server-url", f"http://127.0.0.1:{testing.free_port()}"]
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
     for version in (v1, v2, v3):
         assert releases.main(["promote", str(version), "--label", "stable", *common]) == 0
     history_file = tmp_path / "models" / "models.config.history.json"
