@@ -68,6 +68,9 @@ def main(argv=None) -> int:
     stop_on_signals(lambda _signum: server.shutdown())    # from a watcher thread, not the serving one
     try:
         server.serve_forever(poll_interval=0.2)
+        # SIGTERM / SIGINT: no new connections; requests being answered finish (feedback is stored and answered)
+        if not server.drain(config.idle_timeout + config.serving_timeout):
+            print("letters web client: stopping with requests still unanswered", file=sys.stderr)
     finally:
         server.server_close()
         server.backend.close()

@@ -329,11 +329,14 @@ class Handler(BaseHTTPRequestHandler):
         return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
     def _dispatch(self, routes: dict):
+        self.server.request_started()
         try:
             self._route(routes)
         except ConnectionError as err:   # the client went away (a closed tab, a cancelled upload): nobody to answer
             self.close_connection = True
             log.info("%s %s: the client closed the connection (%s)", self.command, self.path, type(err).__name__)
+        finally:
+            self.server.request_finished()
 
     def _route(self, routes: dict):
         path = urllib.parse.urlsplit(self.path).path
@@ -448,7 +451,24 @@ class WebServer(ThreadingHTTPServer):
 
     def __init__(self, address, handler, max_threads: int):
         self._slots = threading.BoundedSemaphore(max_threads)
+        self._busy = 0                       # requests being answered (not idle keep-alive connections)
+        self._quiet = threading.Condition()
         super().__init__(address, handler)
+
+    def request_started(self) -> None:
+        with self._quiet:
+            self._busy += 1
+
+    def request_finished(self) -> None:
+        with self._quiet:
+            self._busy -= 1
+            self._quiet.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """After shutdown(): waits until the requests being answered are answered (a body still arriving too,
+        within the idle timeout); idle keep-alive connections are not waited for. True when none is left."""
+        with self._quiet:
+            return self._quiet.wait_for(lambda: self._busy == 0, timeout)
 
     def process_request(self, request, client_address):
         self._slots.acquire()
@@ -478,6 +498,7 @@ class RunningWeb:
 
     def stop(self):
         self.server.shutdown()
+        self.server.drain(5)
         self.server.server_close()
         self.thread.join(10)
         self.backend.close()

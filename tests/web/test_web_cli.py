@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.web.conftest import Api, letter_png
+from tests.web.conftest import Api, b64, letter_png
 from web.config import DEFAULT_FEEDBACK_DIR, WebConfig, default_feedback_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,6 +48,39 @@ def test_command_line_serves_and_stops(tmp_path, serving_labelled):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     assert (tmp_path / "fb" / "feedback.sqlite").exists()
+
+
+def test_sigterm_lets_a_request_being_received_finish_and_be_stored(tmp_path):
+    """SIGTERM while a feedback body is still arriving: the request is answered and its row stored, then the
+    process exits (an idle keep-alive connection is not waited for)."""
+    import json
+    import socket
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "web", "--port", "0", "--feedback-dir", str(tmp_path / "fb"), "--log-level", "WARNING"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        match = re.search(r"at http://(127\.0\.0\.1):(\d+)/", proc.stdout.readline())
+        assert match, proc.stderr.read() if proc.poll() is not None else "no address printed"
+        address = (match.group(1), int(match.group(2)))
+        idle = socket.create_connection(address)            # a browser's idle keep-alive connection
+        body = json.dumps({"image": b64(letter_png()), "label": "bet"}).encode()
+        with socket.create_connection(address, timeout=30) as sock:
+            sock.sendall(b"POST /api/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:len(body) // 2])
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            sock.sendall(body[len(body) // 2:])
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 201 Created"), answer[:200]
+        assert proc.wait(30) == 0
+        idle.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    from core.feedback import read_records
+    assert [record.true_label for record in read_records(tmp_path / "fb")] == ["bet"]
 
 
 def test_command_line_rejects_bad_flags():
