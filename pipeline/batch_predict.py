@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import csv
+import os
+import signal
 import sys
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -161,39 +165,47 @@ def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, p
     root = Path(folder)
     counts = {"images": 0, "errors": 0}
     started = time.monotonic()
-    tmp = Path(out_csv).with_suffix(".csv.partial")
+    out = os.path.abspath(out_csv)   # a temporary file of this run's own: two runs on one --out do not mix rows
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), prefix=f".{os.path.basename(out)}.", suffix=".partial")
     try:
-        _write_rows(predictor, files, root, tmp, batch_size, progress, counts)
-        tmp.replace(out_csv)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            _write_rows(predictor, files, root, f, batch_size, progress, counts)
+        os.replace(tmp, out)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
     counts["seconds"] = round(time.monotonic() - started, 2)
     return counts
 
 
-def _write_rows(predictor, files: list[Path], root: Path, tmp: Path, batch_size: int, progress: bool,
-                counts: dict) -> None:
-    with open(tmp, "w", newline="", encoding="utf-8") as f, \
-            tqdm(total=len(files), desc="predict", unit="file", disable=not progress, file=sys.stderr) as bar:
+def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, progress: bool, counts: dict) -> None:
+    """One row per file, in the order of ``files`` (an unreadable one's reason in its place)."""
+    with tqdm(total=len(files), desc="predict", unit="file", disable=not progress, file=sys.stderr) as bar:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for start in range(0, len(files), batch_size):
-            batch, rels = [], []
+            rows, batch, places = [], [], []
             for path in files[start:start + batch_size]:
                 rel = path.relative_to(root).as_posix()
                 try:
                     batch.append(image_io.read_checked(str(path)).data)
-                    rels.append(rel)
+                    places.append(len(rows))
+                    rows.append(rel)
                 except (image_io.ImageRejected, OSError) as err:
-                    writer.writerow(_row(rel, "", None, str(err)))
+                    rows.append(_row(rel, "", None, str(err)))
                     counts["errors"] += 1
             if batch:
                 probs, version = predictor(batch)
-                for rel, p in zip(rels, probs):
-                    writer.writerow(_row(rel, version, p))
+                for place, p in zip(places, probs):
+                    rows[place] = _row(rows[place], version, p)
                 counts["images"] += len(batch)
+            writer.writerows(rows)
             bar.update(len(files[start:start + batch_size]))
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv=None) -> int:
@@ -221,9 +233,16 @@ def main(argv=None) -> int:
             predictor = RestPredictor(args.server_url or "http://127.0.0.1:8501", args.model_name, version)
         else:
             predictor = GrpcPredictor(args.server_url or "127.0.0.1:8500", args.model_name, version)
+        signal.signal(signal.SIGTERM, _interrupt)   # a stopped job (timeout, kill) cleans up as Ctrl-C does
         counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files)
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out} not written (left as it was)", file=sys.stderr)
+        return 130
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:   # the output cannot be written (permissions, a name too long, a full disk)
+        print(f"error: cannot write {args.out}: {err.strerror or err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {counts['images']} images predicted by version {predictor.version}, "
           f"{counts['errors']} unreadable, in {counts['seconds']} s")

@@ -114,5 +114,63 @@ def test_broken_links_and_pipes_get_an_error_row(image_folder, tmp_path):
         return np.full((len(images), 27), 1 / 27, np.float32), "1"
 
     counts = batch_predict.predict_folder(predictor, str(folder), str(tmp_path / "out.csv"), progress=False)
-    errors = {path: row["error"] for path, row in read_rows(tmp_path / "out.csv").items() if row["error"]}
+    rows = read_rows(tmp_path / "out.csv")
+    errors = {path: row["error"] for path, row in rows.items() if row["error"]}
     assert "No such file" in errors["dangling.png"] and "not_a_file" in errors["fifo.png"]
+    assert list(rows) == [path.relative_to(folder).as_posix() for path in files]   # the input's order
+
+
+def test_two_runs_on_one_output_do_not_mix_their_rows(image_folder, tmp_path):
+    """Each run writes a temporary file of its own: the second run's file is complete, the first one's rows
+    never reach it (a shared ".partial" name had mixed both runs and failed the first)."""
+    out = tmp_path / "same.csv"
+    seen = []
+
+    def second_run_meanwhile(images):
+        if not seen:
+            seen.append(1)
+            batch_predict.predict_folder(lambda more: (np.full((len(more), 27), 1 / 27, np.float32), "2"),
+                                         str(image_folder), str(out), progress=False)
+        return np.full((len(images), 27), 1 / 27, np.float32), "1"
+
+    first = batch_predict.predict_folder(second_run_meanwhile, str(image_folder), str(out), batch_size=2,
+                                         progress=False)
+    rows = read_rows(out)
+    assert first["images"] > 2 and {row["model_version"] for row in rows.values() if not row["error"]} == {"1"}
+    assert len(rows) == len(batch_predict.list_images(str(image_folder))) and list(tmp_path.iterdir()) == [out]
+
+
+def test_an_output_that_cannot_be_written_and_a_stop_are_one_line(image_folder, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+
+    class Fake:
+        version = "1"
+
+        def __init__(self, *args):
+            pass
+
+        def __call__(self, images):
+            return np.full((len(images), 27), 1 / 27, np.float32), "1"
+
+    monkeypatch.setattr(batch_predict, "RestPredictor", Fake)
+    long_name = tmp_path / ("a" * 250 + ".csv")   # its temporary file's name is too long for the file system
+    assert batch_predict.main(["--images", str(image_folder), "--out", str(long_name), "--via", "rest"]) == 2
+    assert f"error: cannot write {long_name}: File name too long" in capsys.readouterr().err
+    # SIGTERM mid-run: exit 130, no CSV and no temporary file left
+    code = ("import sys, time, numpy as np\nfrom pipeline import batch_predict\n"
+            "def slow(images):\n    print('running', flush=True)\n    time.sleep(0.2)\n"
+            "    return np.full((len(images), 27), 1 / 27, np.float32), '1'\n"
+            "batch_predict.RestPredictor = lambda *args: slow\nslow.version = '1'\n"
+            "sys.exit(batch_predict.main(['--images', sys.argv[1], '--out', sys.argv[2], '--via', 'rest', "
+            "'--batch-size', '1']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(image_folder), str(tmp_path / "stopped.csv")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "running", proc.stderr.read() if proc.poll() is not None else ""
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 130
+    assert "interrupted: " in proc.stderr.read()
+    assert not any("stopped.csv" in name for name in os.listdir(tmp_path))
