@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from core import configs
+from core.model_dirs import resolve_model_dir
 from pipeline import releases
 from pipeline.flags import defaults_from_env
 from serving.client import RestConnection, ServingUnavailable, version_states
@@ -61,13 +62,21 @@ def _port(text: str) -> int:
     return port
 
 
+def _known_port(text: str) -> int:
+    """argparse type: a port this command can wait on (not 0, "any free port": it would not know which)."""
+    port = _port(text)
+    if port == 0:
+        raise argparse.ArgumentTypeError("0 (any free port) cannot be waited on here: give a port number")
+    return port
+
+
 def _default_web_port() -> int:
     """LETTERS_WEB_PORT, which the web client reads too (web/config.py), or 8080; a usage error if it is no port."""
     text = os.environ.get("LETTERS_WEB_PORT", "8080")
     try:
-        return _port(text)
+        return _known_port(text)
     except (ValueError, argparse.ArgumentTypeError):
-        print(f"error: LETTERS_WEB_PORT={text!r} is not a port (0..65535)", file=sys.stderr)
+        print(f"error: LETTERS_WEB_PORT={text!r} is not a port (1..65535)", file=sys.stderr)
         sys.exit(2)
 
 
@@ -88,16 +97,18 @@ def main(argv=None) -> int:
     defaults = defaults_from_env()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--serving-dir", default=defaults.serving_dir)
-    p.add_argument("--serving-port", type=_port, default=8501, help="the model server's REST port")
+    p.add_argument("--serving-port", type=_known_port, default=8501, help="the model server's REST port")
     p.add_argument("--grpc-port", type=_port, default=8500, help="the model server's gRPC port (0 = no gRPC)")
-    p.add_argument("--web-port", type=_port, default=_default_web_port(),
+    p.add_argument("--web-port", type=_known_port, default=_default_web_port(),
                    help="the web client's port ($LETTERS_WEB_PORT)")
     p.add_argument("--model-config-file", default=None,
                    help="the models.config to serve from and poll (default: the one beside the serving dir, which "
                         "`letters-releases promote` edits; written to serve the latest version if absent)")
     args = p.parse_args(argv)
     serving_dir = Path(args.serving_dir)
-    if not serving_dir.is_dir() or not any(d.name.isdigit() for d in serving_dir.iterdir()):
+    try:   # a version folder with its saved_model.pb (an empty or half-written one is no model to serve)
+        resolve_model_dir(str(serving_dir))
+    except (FileNotFoundError, NotADirectoryError):
         print(f"error: no pushed model in {serving_dir}; run the pipeline first (make demo)", file=sys.stderr)
         return 2
     serving_url = f"http://127.0.0.1:{args.serving_port}"

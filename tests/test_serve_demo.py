@@ -63,6 +63,19 @@ def test_a_busy_port_is_said_before_anything_starts(tmp_path):
     assert "Web client" not in out
 
 
+def test_what_cannot_start_is_a_usage_error_at_once(tmp_path):
+    """Port 0 for the model server's REST or the web client (this command waits on them), and a serving dir whose
+    only version folder holds no model, had been accepted and failed after one to three minutes of waiting."""
+    base = tmp_path / "models" / "letters"
+    (base / "123").mkdir(parents=True)   # a version folder without saved_model.pb
+    for args, message in ((["--serving-dir", str(base)], f"no pushed model in {base}"),
+                          (["--web-port", "0"], "0 (any free port) cannot be waited on here"),
+                          (["--serving-port", "0"], "0 (any free port) cannot be waited on here")):
+        proc = subprocess.run([sys.executable, "-m", "pipeline.serve_demo", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_sigterm_while_starting_leaves_no_model_server_behind(tmp_path):
     proc = launch(tmp_path)
     (server,) = wait_for(lambda: children(proc.pid))                    # the model server, still loading
