@@ -27,6 +27,12 @@ def font(size: int, hebrew: bool = False):
         return ImageFont.load_default()
 
 
+def matrix_heading(title: str = "") -> str:
+    """The confusion matrix's heading: the caller's title, and always which axis is which."""
+    legend = "confusion matrix (rows: true, columns: predicted)"
+    return f"{title}: {legend}" if title else legend
+
+
 def confusion_matrix_png(matrix: np.ndarray, path: str, title: str = "") -> None:
     """Row = true class, column = predicted; cells shaded by the row-normalised share, counts written."""
     n = len(CLASS_NAMES)
@@ -36,7 +42,7 @@ def confusion_matrix_png(matrix: np.ndarray, path: str, title: str = "") -> None
     small, glyph_font = font(11), font(18, hebrew=True)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
-    draw.text((10, 8), title or "confusion matrix (rows: true, columns: predicted)", fill="black", font=font(14))
+    draw.text((10, 8), matrix_heading(title), fill="black", font=font(14))
     for i in range(n):
         y = top + i * cell
         draw.text((8, y + 8), CLASS_NAMES[i], fill="black", font=small)
@@ -76,7 +82,11 @@ def contact_sheet_png(items: list[dict], path: str, columns: int = 8, thumb: int
             draw.text((x + 4, y + 40), "unreadable", fill="red", font=small)
         draw.rectangle([x - 1, y - 1, x + thumb, y + thumb], outline=(200, 200, 200))
         t, p = item["true"], item["pred"]
-        draw.text((x, y + thumb + 2), f"{GLYPHS[t]}  {GLYPHS[p]}", fill="black", font=glyph_font)
+        # each letter drawn apart, true then predicted from left to right as the label under them (drawn as one
+        # string, a right-to-left layout put the predicted letter first)
+        draw.text((x, y + thumb + 2), GLYPHS[t], fill="black", font=glyph_font)
+        draw.text((x + 16, y + thumb + 5), ">", fill="black", font=small)
+        draw.text((x + 30, y + thumb + 2), GLYPHS[p], fill="black", font=glyph_font)
         draw.text((x + 50, y + thumb + 5), f"{item['confidence']:.0%}", fill="red", font=small)
         draw.text((x, y + thumb + 24), f"{CLASS_NAMES[t]}->{CLASS_NAMES[p]}"[:19], fill="black", font=small)
     img.save(path)

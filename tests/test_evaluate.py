@@ -25,6 +25,13 @@ def test_metrics_by_hand():
     assert np.array(m["confusion_matrix"]).sum() == 4 and m["confusion_matrix"][2][5] == 1
 
 
+def test_the_confusion_matrix_says_which_axis_is_which_whatever_its_title():
+    from pipeline import plots
+    assert plots.matrix_heading("7 on data: top-1 0.9") == ("7 on data: top-1 0.9: confusion matrix (rows: true, "
+                                                             "columns: predicted)")
+    assert "rows: true, columns: predicted" in plots.matrix_heading()
+
+
 def test_command_scores_a_pushed_model_and_writes_the_report(pipeline_runs, tiny_dataset, tmp_path):
     serving = pipeline_runs["work"] / "serving"
     out = tmp_path / "report"
