@@ -79,7 +79,10 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
 
 def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: ImportSummary, max_bytes: int,
                  max_pixels: int, progress: bool) -> None:
-    stored = {(r.true_label, r.image_sha256) for r in store.records()}
+    records = store.records()
+    stored = {(r.true_label, r.image_sha256) for r in records}
+    # letters-feedback export writes <label>/<id>.png, a PNG even of a JPEG row: by its id it is that row again
+    exported = {(r.true_label, f"{r.id}.png") for r in records}
     if progress:
         from tqdm import tqdm
         files = tqdm(files, desc="importing", unit="image")
@@ -107,7 +110,7 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             summary.skipped.setdefault("unreadable", []).append(f"{rel}: {type(err).__name__}: {err}")
             continue
         key = (label, hashlib.sha256(checked.data).hexdigest())
-        if key in stored:
+        if key in stored or (label, os.path.basename(rel)) in exported:
             summary.already_present += 1
         else:
             store.add(checked.data, checked.data_format, label, width=checked.width, height=checked.height)

@@ -62,6 +62,19 @@ def test_importing_again_adds_nothing_twice_and_new_images_are_added(folder, tmp
     assert len(stored(tmp_path / "store")) == 6
 
 
+def test_an_export_imported_back_adds_nothing_even_for_a_jpeg_row(tmp_path):
+    """Export writes every row as <label>/<id>.png, a JPEG row's too: its bytes are new, its id is not."""
+    from tests.conftest import letter_image, png_bytes
+    store = FeedbackStore(tmp_path / "store")
+    store.add(png_bytes(letter_image(30, 30, "RGB"), "JPEG"), "JPEG", "bet")
+    store.add(png_bytes(letter_image(30, 30)), "PNG", "alef")
+    store.close()
+    export_feedback(tmp_path / "store", tmp_path / "export")
+    summary = import_folder(tmp_path / "store", tmp_path / "export")
+    assert (summary.imported, summary.already_present) == (0, 2)
+    assert len(FeedbackStore(tmp_path / "store").records()) == 2
+
+
 def test_imported_letters_reach_the_pipelines_export(folder, tmp_path):
     import_folder(tmp_path / "store", folder)
     summary = export_feedback(tmp_path / "store", tmp_path / "export")
