@@ -174,21 +174,46 @@ def is_feedback(example: tf.train.Example) -> bool:
     return example.features.feature[configs.SOURCE_KEY].bytes_list.value[0].startswith(FEEDBACK_PREFIX.encode())
 
 
-def partition(example, num_partitions: int, buckets: list[int], split_config, train_index: int) -> int:
-    """Corrections to train; everything else by TFX's hash partitioning."""
-    if is_feedback(example):
+def partition(example, num_partitions: int, buckets: list[int], split_config, train_index: int,
+              trained: frozenset = frozenset()) -> int:
+    """Corrections to train, and a data-root image with the same bytes as one of them (``trained``: their
+    sha256), so that no image trained on as feedback is scored in eval; everything else by TFX's hash
+    partitioning."""
+    if is_feedback(example) or (trained and _digest(example) in trained):
         return train_index
     return base_example_gen_executor._PartitionFn(example, num_partitions, buckets, split_config)
+
+
+def _digest(example) -> str:
+    return hashlib.sha256(example.features.feature[configs.IMAGE_KEY].bytes_list.value[0]).hexdigest()
+
+
+def feedback_digests(feedback_root: str | None, max_bytes: int, max_pixels: int) -> frozenset:
+    """sha256 of each feedback image as the ExampleGen keeps it (its checked bytes)."""
+    digests = set()
+    if feedback_root and fileio.exists(feedback_root):
+        for path in list_inputs(feedback_root):
+            if in_class_folder(path) and utf8(path):
+                try:
+                    data = image_io.read_checked(path, max_bytes, max_pixels, opener=fileio.open,
+                                                 size=lambda p: fileio.stat(p).length).data
+                except (image_io.ImageRejected, OSError, tf.errors.OpError):
+                    continue
+                digests.add(hashlib.sha256(data).hexdigest())
+    return frozenset(digests)
 
 
 class SplitOf:
     """The name of the split :func:`partition` puts an example into (for the report: images per split)."""
 
-    def __init__(self, names: list[str], buckets: list[int], split_config, train_index: int):
+    def __init__(self, names: list[str], buckets: list[int], split_config, train_index: int,
+                 trained: frozenset = frozenset()):
         self.names, self.buckets, self.split_config, self.train_index = names, buckets, split_config, train_index
+        self.trained = trained
 
     def __call__(self, example) -> str:
-        return self.names[partition(example, len(self.buckets), self.buckets, self.split_config, self.train_index)]
+        return self.names[partition(example, len(self.buckets), self.buckets, self.split_config, self.train_index,
+                                    self.trained)]
 
 
 def _layout_hint(input_base: str, pattern: str) -> str:
@@ -383,11 +408,15 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         exec_properties["_beam_pipeline_args"] = self._beam_pipeline_args or []
         exec_properties[TRAIN_SHARE_KEY] = splits[names.index(configs.TRAIN_SPLIT)].hash_buckets / buckets[-1]
         train_index = names.index(configs.TRAIN_SPLIT)
-        exec_properties[SPLIT_OF_KEY] = SplitOf(names, buckets, output_config.split_config, train_index)
+        custom = _custom_config(exec_properties)
+        trained = feedback_digests(custom.get("feedback_root"),
+                                   int(custom.get("max_file_bytes", image_io.DEFAULT_MAX_BYTES)),
+                                   int(custom.get("max_image_pixels", image_io.DEFAULT_MAX_PIXELS)))
+        exec_properties[SPLIT_OF_KEY] = SplitOf(names, buckets, output_config.split_config, train_index, trained)
         partitions = (pipeline
                       | "InputToRecord" >> _ImagesToExample(exec_properties, input_config.splits[0].pattern)
                       | "SplitData" >> beam.Partition(partition, len(buckets), buckets, output_config.split_config,
-                                                      train_index))
+                                                      train_index, trained))
         return dict(zip(names, partitions))
 
     def Do(self, input_dict, output_dict, exec_properties):

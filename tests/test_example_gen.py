@@ -231,6 +231,21 @@ def test_a_feedback_folder_that_is_not_there_is_said(tmp_path, tiny_dataset, cap
             in capsys.readouterr().out)
 
 
+def test_a_data_root_image_sent_again_as_feedback_is_not_scored_in_eval(tmp_path, tiny_dataset):
+    """A user uploads a letter of the data root and confirms it: trained on as feedback, its data-root copy must
+    not stay in the eval split the gate scores models on."""
+    without, _ = run_example_gen(tiny_dataset, tmp_path / "a")
+    in_eval = sorted(_feature(e, configs.SOURCE_KEY).decode() for e in without["eval"])[:3]
+    feedback = tmp_path / "feedback"
+    for rel in in_eval:
+        (feedback / rel.split("/")[0]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny_dataset / rel, feedback / rel.split("/")[0] / f"sent_{rel.split('/')[1]}")
+    with_fb, _ = run_example_gen(tiny_dataset, tmp_path / "b", feedback_root=feedback)
+    sources = {name: {_feature(e, configs.SOURCE_KEY).decode() for e in exs} for name, exs in with_fb.items()}
+    assert set(in_eval) <= sources["train"] and not set(in_eval) & sources["eval"]
+    assert sources["eval"] == {_feature(e, configs.SOURCE_KEY).decode() for e in without["eval"]} - set(in_eval)
+
+
 def test_feedback_repeat_oversamples_the_corrections_in_train_only(tmp_path, tiny_dataset, corrections):
     once, _ = run_example_gen(tiny_dataset, tmp_path / "a", feedback_root=corrections, feedback_repeat=1)
     thrice, report = run_example_gen(tiny_dataset, tmp_path / "b", feedback_root=corrections, feedback_repeat=3)
