@@ -184,6 +184,10 @@ def partition(example, num_partitions: int, buckets: list[int], split_config, tr
     return base_example_gen_executor._PartitionFn(example, num_partitions, buckets, split_config)
 
 
+def _feature_text(example, key: str) -> str:
+    return example.features.feature[key].bytes_list.value[0].decode("utf-8", "replace")
+
+
 def _digest(example) -> str:
     return hashlib.sha256(example.features.feature[configs.IMAGE_KEY].bytes_list.value[0]).hexdigest()
 
@@ -244,18 +248,23 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
     per_split = collections.defaultdict(collections.Counter, {split: collections.Counter() for split in splits})
     reencoded = feedback = 0
     skipped = collections.defaultdict(list)
+    same_bytes = collections.defaultdict(list)   # digest -> [(label, source)]
     for outcome in outcomes:
         if outcome[0] == "ok":
             kept[outcome[1]] += 1
             reencoded += int(outcome[2])
             feedback += int(outcome[3]) if len(outcome) > 3 else 0
-            if len(outcome) > 4:
+            if len(outcome) > 4 and outcome[4] is not None:
                 per_split[outcome[4]][outcome[1]] += 1
+            if len(outcome) > 5:
+                same_bytes[outcome[5][0]].append((outcome[1], outcome[5][1]))
         else:
             _, rel, reason, detail = outcome
             skipped[reason].append({"file": rel, "detail": detail})
     for files in skipped.values():
         files.sort(key=lambda item: item["file"])
+    groups = [sorted(group, key=lambda item: item[1]) for group in same_bytes.values() if len(group) > 1]
+    conflicts = sorted(([source for _, source in group] for group in groups if len({l for l, _ in group}) > 1))
     return {
         "input_base": input_base,
         "kept": sum(kept.values()),
@@ -271,6 +280,10 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
         # classes with images, none of them in a split: trained without, or never judged
         "classes_missing_from_split": {split: [name for name in CLASS_NAMES if kept.get(name) and not counts.get(name)]
                                        for split, counts in sorted(per_split.items())},
+        # the same image bytes more than once: extra copies under one label, and images under several labels
+        # (a mislabelled copy: trained on both ways, and one of them always wrong in the split they share)
+        "duplicate_copies": sum(len(group) - 1 for group in groups if len({l for l, _ in group}) == 1),
+        "conflicting_labels": conflicts,
     }
 
 
@@ -293,6 +306,16 @@ def format_report(report: dict, max_files: int = 10) -> str:
         if missing:
             lines.append(f"  WARNING: no {split} images for {len(missing)} classes (all of theirs fell in the other "
                          f"split): " + ", ".join(missing))
+    conflicts = report.get("conflicting_labels", [])
+    if conflicts:
+        lines.append(f"  WARNING: {len(conflicts)} image(s) under more than one label (the same bytes; one label is "
+                     "wrong):")
+        lines += [f"    {' = '.join(files)}" for files in conflicts[:max_files]]
+        if len(conflicts) > max_files:
+            lines.append(f"    … {len(conflicts) - max_files} more (see ingest_report.json)")
+    if report.get("duplicate_copies"):
+        lines.append(f"  note: {report['duplicate_copies']} extra cop(ies) of images already in the same class "
+                     "(trained on that many more times)")
     return "\n".join(lines)
 
 
@@ -378,8 +401,10 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     if unnamed:
         outcomes = (outcomes, pipeline | "NamesNotUtf8" >> beam.Create(unnamed)) | "AllOutcomes" >> beam.Flatten()
     _ = (outcomes
-         | "Summarise" >> beam.Map(lambda o: ("ok", o[2], o[3], is_feedback(o[1]))
-                                   + ((split_of(o[1]),) if split_of else ()) if o[0] == "ok" else o)
+         | "Summarise" >> beam.Map(lambda o: ("ok", o[2], o[3], is_feedback(o[1]),
+                                              split_of(o[1]) if split_of else None,
+                                              (_digest(o[1]), _feature_text(o[1], configs.SOURCE_KEY)))
+                                   if o[0] == "ok" else o)
          | "Collect" >> beam.combiners.ToList()
          | "WriteReport" >> beam.Map(_write_report, input_base, exec_properties.get(REPORT_URI_KEY), repeat,
                                      split_of.names if split_of else ()))

@@ -246,6 +246,20 @@ def test_a_data_root_image_sent_again_as_feedback_is_not_scored_in_eval(tmp_path
     assert sources["eval"] == {_feature(e, configs.SOURCE_KEY).decode() for e in without["eval"]} - set(in_eval)
 
 
+def test_the_same_image_under_two_labels_and_extra_copies_are_reported(tmp_path, tiny_dataset):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    bet = sorted((root / "bet").iterdir())[0]
+    shutil.copy(bet, root / "dalet" / "copy_of_bet.png")          # a mislabelled copy
+    he = sorted((root / "he").iterdir())[0]
+    shutil.copy(he, root / "he" / "again.png")                    # an extra copy in its own class
+    _, report = run_example_gen(root, tmp_path / "out")
+    assert report["conflicting_labels"] == [[f"bet/{bet.name}", "dalet/copy_of_bet.png"]]
+    assert report["duplicate_copies"] == 1
+    text = ieg.format_report(report)
+    assert "WARNING: 1 image(s) under more than one label" in text and f"bet/{bet.name} = dalet/copy_of_bet.png" in text
+
+
 def test_feedback_repeat_oversamples_the_corrections_in_train_only(tmp_path, tiny_dataset, corrections):
     once, _ = run_example_gen(tiny_dataset, tmp_path / "a", feedback_root=corrections, feedback_repeat=1)
     thrice, report = run_example_gen(tiny_dataset, tmp_path / "b", feedback_root=corrections, feedback_repeat=3)
