@@ -25,10 +25,9 @@ def test_models_config():
     (model,) = config.model_config_list.config
     assert model.name == configs.MODEL_NAME and model.model_platform == "tensorflow"
     assert model.base_path == "/models/letters"
-    # the labelled versions are served (a new push waits for its promotion; a latest policy would unload stable)
-    assert model.model_version_policy.WhichOneof("policy_choice") == "specific"
+    assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
+    assert model.model_version_policy.latest.num_versions == 2
     assert set(model.version_labels) == {"stable", "canary"}
-    assert set(model.model_version_policy.specific.versions) == set(model.version_labels.values())
     assert config_lib.load_model_server_config(str(DEPLOY / "models.config")) == config
 
 
