@@ -20,8 +20,9 @@ import csv
 import os
 import signal
 import sys
-import tempfile
+import threading
 import time
+import uuid
 import urllib.parse
 from pathlib import Path
 
@@ -166,9 +167,9 @@ def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, p
     counts = {"images": 0, "errors": 0}
     started = time.monotonic()
     out = os.path.abspath(out_csv)   # a temporary file of this run's own: two runs on one --out do not mix rows
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), prefix=f".{os.path.basename(out)}.", suffix=".partial")
+    tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        with open(tmp, "x", newline="", encoding="utf-8") as f:   # created as any file is (umask), not 0600
             _write_rows(predictor, files, root, f, batch_size, progress, counts)
         os.replace(tmp, out)
     except BaseException:
@@ -208,6 +209,20 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt for the ``with`` block, then the previous handler is back; nothing changes
+    outside the main thread (where Python allows no handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
@@ -233,8 +248,8 @@ def main(argv=None) -> int:
             predictor = RestPredictor(args.server_url or "http://127.0.0.1:8501", args.model_name, version)
         else:
             predictor = GrpcPredictor(args.server_url or "127.0.0.1:8500", args.model_name, version)
-        signal.signal(signal.SIGTERM, _interrupt)   # a stopped job (timeout, kill) cleans up as Ctrl-C does
-        counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files)
+        with _sigterm_as_interrupt():   # a stopped job (timeout, kill) cleans up as Ctrl-C does
+            counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files)
     except KeyboardInterrupt:
         print(f"interrupted: {args.out} not written (left as it was)", file=sys.stderr)
         return 130

@@ -123,6 +123,7 @@ def test_broken_links_and_pipes_get_an_error_row(image_folder, tmp_path):
 def test_two_runs_on_one_output_do_not_mix_their_rows(image_folder, tmp_path):
     """Each run writes a temporary file of its own: the second run's file is complete, the first one's rows
     never reach it (a shared ".partial" name had mixed both runs and failed the first)."""
+    import os
     out = tmp_path / "same.csv"
     seen = []
 
@@ -138,6 +139,34 @@ def test_two_runs_on_one_output_do_not_mix_their_rows(image_folder, tmp_path):
     rows = read_rows(out)
     assert first["images"] > 2 and {row["model_version"] for row in rows.values() if not row["error"]} == {"1"}
     assert len(rows) == len(batch_predict.list_images(str(image_folder))) and list(tmp_path.iterdir()) == [out]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask   # as any file the user writes, not private
+
+
+def test_main_leaves_the_callers_signal_handlers_as_they_were(image_folder, tmp_path, monkeypatch):
+    import signal
+    import threading
+
+    class Fake:
+        version = "1"
+
+        def __init__(self, *args):
+            pass
+
+        def __call__(self, images):
+            return np.full((len(images), 27), 1 / 27, np.float32), "1"
+
+    monkeypatch.setattr(batch_predict, "RestPredictor", Fake)
+    before = signal.getsignal(signal.SIGTERM)
+    argv = ["--images", str(image_folder), "--out", str(tmp_path / "a.csv"), "--via", "rest"]
+    assert batch_predict.main(argv) == 0 and signal.getsignal(signal.SIGTERM) == before
+    results = []
+    worker = threading.Thread(target=lambda: results.append(batch_predict.main(argv[:3] + [str(tmp_path / "b.csv"),
+                                                                                          "--via", "rest"])))
+    worker.start()
+    worker.join(60)
+    assert results == [0] and (tmp_path / "b.csv").exists()   # outside the main thread too
 
 
 def test_an_output_that_cannot_be_written_and_a_stop_are_one_line(image_folder, tmp_path, monkeypatch, capsys):
