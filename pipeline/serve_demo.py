@@ -106,6 +106,10 @@ def main(argv=None) -> int:
                         "`letters-releases promote` edits; written to serve the latest version if absent)")
     args = p.parse_args(argv)
     serving_dir = Path(args.serving_dir)
+    if (serving_dir / "saved_model.pb").exists():   # a version folder: the server serves the folder above it
+        print(f"error: {serving_dir} is a version folder; give its serving dir, {serving_dir.parent}",
+              file=sys.stderr)
+        return 2
     try:   # a version folder with its saved_model.pb (an empty or half-written one is no model to serve)
         resolve_model_dir(str(serving_dir))
     except (FileNotFoundError, NotADirectoryError):

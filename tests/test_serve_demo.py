@@ -68,7 +68,10 @@ def test_what_cannot_start_is_a_usage_error_at_once(tmp_path):
     only version folder holds no model, had been accepted and failed after one to three minutes of waiting."""
     base = tmp_path / "models" / "letters"
     (base / "123").mkdir(parents=True)   # a version folder without saved_model.pb
+    version = tmp_path / "other" / "letters" / "7"
+    testing.publish_version(str(version.parent), 7)
     for args, message in ((["--serving-dir", str(base)], f"no pushed model in {base}"),
+                          (["--serving-dir", str(version)], f"{version} is a version folder; give its serving dir"),
                           (["--web-port", "0"], "0 (any free port) cannot be waited on here"),
                           (["--serving-port", "0"], "0 (any free port) cannot be waited on here")):
         proc = subprocess.run([sys.executable, "-m", "pipeline.serve_demo", *args], cwd=ROOT, capture_output=True,
