@@ -18,7 +18,7 @@ import hashlib
 import os
 
 from core import image_io
-from core.feedback import FeedbackStore
+from core.feedback import FeedbackStore, to_png
 from core.files import exclusive
 from core.labels import CLASS_INDEX, CLASS_NAMES
 
@@ -81,8 +81,9 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
                  max_pixels: int, progress: bool) -> None:
     records = store.records()
     stored = {(r.true_label, r.image_sha256) for r in records}
-    # letters-feedback export writes <label>/<id>.png, a PNG even of a JPEG row: by its id it is that row again
-    exported = {(r.true_label, f"{r.id}.png") for r in records}
+    # letters-feedback export writes <label>/<id>.png, a PNG even of a JPEG row: a file of that name whose bytes are
+    # that row's export is the row again (one edited since is not)
+    exported = {(r.true_label, f"{r.id}.png"): r for r in records}
     if progress:
         from tqdm import tqdm
         files = tqdm(files, desc="importing", unit="image")
@@ -110,13 +111,24 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             summary.skipped.setdefault("unreadable", []).append(f"{rel}: {type(err).__name__}: {err}")
             continue
         key = (label, hashlib.sha256(checked.data).hexdigest())
-        if key in stored or (label, os.path.basename(rel)) in exported:
+        if key in stored or _is_export_of(store, exported.get((label, os.path.basename(rel))), checked.data):
             summary.already_present += 1
         else:
             store.add(checked.data, checked.data_format, label, width=checked.width, height=checked.height)
             stored.add(key)
             summary.imported += 1
         summary.per_class[label] = summary.per_class.get(label, 0) + 1
+
+
+def _is_export_of(store: FeedbackStore, record, data: bytes) -> bool:
+    """Whether ``data`` is what letters-feedback export wrote for ``record`` (None: no row of that name)."""
+    if record is None:
+        return False
+    try:
+        with open(store.image_path(record), "rb") as handle:
+            return to_png(handle.read(), record.image_format) == data
+    except (OSError, ValueError):
+        return False
 
 
 def describe(summary: ImportSummary, max_files: int = 10) -> str:

@@ -73,6 +73,11 @@ def test_an_export_imported_back_adds_nothing_even_for_a_jpeg_row(tmp_path):
     summary = import_folder(tmp_path / "store", tmp_path / "export")
     assert (summary.imported, summary.already_present) == (0, 2)
     assert len(FeedbackStore(tmp_path / "store").records()) == 2
+    # an exported letter redrawn in place is a new letter, whatever its name
+    (edited,) = (tmp_path / "export" / "alef").iterdir()
+    edited.write_bytes(png_bytes(letter_image(40, 22)))
+    summary = import_folder(tmp_path / "store", tmp_path / "export")
+    assert (summary.imported, summary.already_present) == (1, 1)
 
 
 def test_imported_letters_reach_the_pipelines_export(folder, tmp_path):
