@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import glob
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -39,6 +40,7 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 import tensorflow as tf
+from PIL import Image
 from absl import logging
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -176,10 +178,10 @@ def is_feedback(example: tf.train.Example) -> bool:
 
 def partition(example, num_partitions: int, buckets: list[int], split_config, train_index: int,
               trained: frozenset = frozenset()) -> int:
-    """Corrections to train, and a data-root image with the same bytes as one of them (``trained``: their
-    sha256), so that no image trained on as feedback is scored in eval; everything else by TFX's hash
-    partitioning."""
-    if is_feedback(example) or (trained and _digest(example) in trained):
+    """Corrections to train, and a data-root image with the same pixels as one of them (``trained``: their
+    :func:`pixel_digest`; the feedback export writes PNGs, of JPEG uploads too), so that no image trained on as
+    feedback is scored in eval; everything else by TFX's hash partitioning."""
+    if is_feedback(example) or (trained and pixel_digest(_image(example)) in trained):
         return train_index
     return base_example_gen_executor._PartitionFn(example, num_partitions, buckets, split_config)
 
@@ -188,12 +190,26 @@ def _feature_text(example, key: str) -> str:
     return example.features.feature[key].bytes_list.value[0].decode("utf-8", "replace")
 
 
+def _image(example) -> bytes:
+    return example.features.feature[configs.IMAGE_KEY].bytes_list.value[0]
+
+
 def _digest(example) -> str:
-    return hashlib.sha256(example.features.feature[configs.IMAGE_KEY].bytes_list.value[0]).hexdigest()
+    return hashlib.sha256(_image(example)).hexdigest()
+
+
+def pixel_digest(data: bytes) -> str:
+    """sha256 of an image's size and RGBA pixels as Pillow decodes them: a JPEG and its PNG copy agree."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            pixels = img.convert("RGBA")
+            return hashlib.sha256(f"{pixels.size}".encode() + pixels.tobytes()).hexdigest()
+    except Exception:  # noqa: BLE001 - it was checked, so it decodes; a digest of the bytes otherwise
+        return hashlib.sha256(data).hexdigest()
 
 
 def feedback_digests(feedback_root: str | None, max_bytes: int, max_pixels: int) -> frozenset:
-    """sha256 of each feedback image as the ExampleGen keeps it (its checked bytes)."""
+    """:func:`pixel_digest` of each feedback image as the ExampleGen keeps it (its checked bytes)."""
     digests = set()
     if feedback_root and fileio.exists(feedback_root):
         for path in list_inputs(feedback_root):
@@ -203,7 +219,7 @@ def feedback_digests(feedback_root: str | None, max_bytes: int, max_pixels: int)
                                                  size=lambda p: fileio.stat(p).length).data
                 except (image_io.ImageRejected, OSError, tf.errors.OpError):
                     continue
-                digests.add(hashlib.sha256(data).hexdigest())
+                digests.add(pixel_digest(data))
     return frozenset(digests)
 
 

@@ -246,6 +246,27 @@ def test_a_data_root_image_sent_again_as_feedback_is_not_scored_in_eval(tmp_path
     assert sources["eval"] == {_feature(e, configs.SOURCE_KEY).decode() for e in without["eval"]} - set(in_eval)
 
 
+def test_a_jpeg_of_the_data_root_sent_as_feedback_is_matched_by_its_pixels(tmp_path):
+    """The feedback export writes a JPEG upload as PNG: its bytes differ from the data root's JPEG, its pixels
+    do not."""
+    from core.feedback import FeedbackStore, export_feedback
+    root = tmp_path / "data"
+    for i, name in enumerate(CLASS_NAMES[:3] * 10):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / f"{i}.jpg").write_bytes(png_bytes(letter_image(40 + i, 50, "RGB"), "JPEG"))
+    without, _ = run_example_gen(root, tmp_path / "a")
+    in_eval = sorted(_feature(e, configs.SOURCE_KEY).decode() for e in without["eval"])[:2]
+    assert len(without["eval"]) > 2
+    store = FeedbackStore(tmp_path / "store")
+    for rel in in_eval:
+        store.add((root / rel).read_bytes(), "JPEG", rel.split("/")[0])
+    store.close()
+    export_feedback(tmp_path / "store", tmp_path / "export")
+    with_fb, _ = run_example_gen(root, tmp_path / "b", feedback_root=tmp_path / "export")
+    eval_sources = {_feature(e, configs.SOURCE_KEY).decode() for e in with_fb["eval"]}
+    assert not set(in_eval) & eval_sources
+
+
 def test_the_same_image_under_two_labels_and_extra_copies_are_reported(tmp_path, tiny_dataset):
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset, root)
