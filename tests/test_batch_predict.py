@@ -22,6 +22,17 @@ def image_folder(tiny_dataset, tmp_path_factory):
     return folder
 
 
+class FakePredictor:
+    """A predictor of uniform answers in place of a model server's."""
+    version = "1"
+
+    def __init__(self, *args):
+        pass
+
+    def __call__(self, images):
+        return np.full((len(images), 27), 1 / 27, np.float32), "1"
+
+
 def read_rows(path):
     with open(path, newline="", encoding="utf-8") as f:
         return {row["path"]: row for row in csv.DictReader(f)}
@@ -148,16 +159,7 @@ def test_main_leaves_the_callers_signal_handlers_as_they_were(image_folder, tmp_
     import signal
     import threading
 
-    class Fake:
-        version = "1"
-
-        def __init__(self, *args):
-            pass
-
-        def __call__(self, images):
-            return np.full((len(images), 27), 1 / 27, np.float32), "1"
-
-    monkeypatch.setattr(batch_predict, "RestPredictor", Fake)
+    monkeypatch.setattr(batch_predict, "RestPredictor", FakePredictor)
     before = signal.getsignal(signal.SIGTERM)
     argv = ["--images", str(image_folder), "--out", str(tmp_path / "a.csv"), "--via", "rest"]
     assert batch_predict.main(argv) == 0 and signal.getsignal(signal.SIGTERM) == before
@@ -176,16 +178,7 @@ def test_an_output_that_cannot_be_written_and_a_stop_are_one_line(image_folder, 
     import sys
     from tests.conftest import ROOT
 
-    class Fake:
-        version = "1"
-
-        def __init__(self, *args):
-            pass
-
-        def __call__(self, images):
-            return np.full((len(images), 27), 1 / 27, np.float32), "1"
-
-    monkeypatch.setattr(batch_predict, "RestPredictor", Fake)
+    monkeypatch.setattr(batch_predict, "RestPredictor", FakePredictor)
     long_name = tmp_path / ("a" * 250 + ".csv")   # its temporary file's name is too long for the file system
     assert batch_predict.main(["--images", str(image_folder), "--out", str(long_name), "--via", "rest"]) == 2
     assert f"error: cannot write {long_name}: File name too long" in capsys.readouterr().err
