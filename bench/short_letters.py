@@ -8,7 +8,7 @@ For every image of the three classes this measures the box of its ink as the Tra
 its aspect, the ink's share of the box, the stroke's width relative to its length (ink area / height²) and the
 share of ink in the top quarter (the head); and, which a crop of a scanned form also carries but a drawing or a
 photo does not, the box's size in pixels. A logistic regression on these features is cross-validated with folds
-grouped by writer (the form number of ``bench/writer_split.py``'s pattern), once on the shape alone and once with
+of ``bench/writer_split.py``'s writer blocks (each class's form numbers cut in equal runs), once on the shape alone and once with
 the size: the accuracy a classifier of the crop's outline reaches on writers it never saw.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from bench.writer_split import DEFAULT_PATTERN
+from bench.writer_split import DEFAULT_PATTERN, form_blocks
 from models import preprocessing
 from pipeline import evaluate
 
@@ -46,36 +46,37 @@ def ink_features(data: bytes) -> np.ndarray | None:
                      np.log(height), np.log(width), np.log(area)])
 
 
-def load(data_root: str, pattern: str = DEFAULT_PATTERN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features [N, 7], labels [N] as indices into CLASSES, writer groups [N]) of the three classes' images."""
+def load(data_root: str, folds: int = 5, pattern: str = DEFAULT_PATTERN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features [N, 7], labels [N] as indices into CLASSES, writer blocks [N]) of the three classes' images: each
+    letter's block of ``bench.writer_split`` (its class's form numbers cut in ``folds`` equal runs; a file's
+    number counts one class's letters, it is no writer id shared by the classes)."""
     items, _ = evaluate.load_labelled_images(data_root)
     regex = re.compile(pattern)
-    features, labels, groups = [], [], []
+    features, labels, rels = [], [], []
     for rel, _, data in items:
         folder, name = rel.split("/", 1)
-        match = regex.match(name)
-        if folder not in CLASSES or not match:
+        if folder not in CLASSES or not regex.match(name):
             continue
         row = ink_features(data)
         if row is not None:
             features.append(row)
             labels.append(CLASSES.index(folder))
-            groups.append(int(match.group(1)))
+            rels.append(rel)
     missing = [c for i, c in enumerate(CLASSES) if i not in labels]
     if missing:
         raise ValueError(f"{data_root}: no images named like {pattern!r} in {', '.join(missing)}/")
-    return np.array(features), np.array(labels), np.array(groups)
+    return np.array(features), np.array(labels), np.array(form_blocks(rels, folds, pattern))
 
 
-def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int = 5) -> dict:
-    """Accuracy and per-class recall of a logistic regression, folds grouped by writer."""
+def cross_validate(features: np.ndarray, labels: np.ndarray, blocks: np.ndarray) -> dict:
+    """Accuracy and per-class recall of a logistic regression, each writer block held out in turn."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    predicted = cross_val_predict(model, features, labels, groups=groups, cv=GroupKFold(folds))
+    predicted = cross_val_predict(model, features, labels, cv=PredefinedSplit(blocks))
     return {"accuracy": float(np.mean(predicted == labels)),
             "recall": {c: float(np.mean(predicted[labels == i] == i)) for i, c in enumerate(CLASSES)}}
 
@@ -86,13 +87,14 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=5, help="writer-grouped folds (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        features, labels, groups = load(args.data_root)
+        features, labels, blocks = load(args.data_root, args.folds)
     except ValueError as err:
         parser.error(str(err))
     counts = ", ".join(f"{c} {int(np.sum(labels == i))}" for i, c in enumerate(CLASSES))
-    print(f"{len(labels)} letters ({counts}) of {len(set(groups))} writers; {args.folds} folds grouped by writer")
+    print(f"{len(labels)} letters ({counts}); {args.folds} folds, each one block of every class's form numbers "
+          "(bench.writer_split's writer hold-out)")
     for name, columns in (("shape of the ink box", len(SHAPE)), ("shape + size in pixels", len(SHAPE) + len(SIZE))):
-        result = cross_validate(features[:, :columns], labels, groups, args.folds)
+        result = cross_validate(features[:, :columns], labels, blocks)
         recall = ", ".join(f"{c} {r:.2f}" for c, r in result["recall"].items())
         print(f"{name:24} accuracy {result['accuracy']:.3f}  recall {recall}")
     print("reproduce: " + shlex.join(["python", "-m", "bench.short_letters", *(sys.argv[1:] if argv is None else argv)]))

@@ -55,7 +55,7 @@ def writer_split(data_root: str, out: str, val_share: float = 0.2, pattern: str 
         if fold is None:
             start, end = int(round(len(numbered) * (1 - val_share))), len(numbered)
         else:
-            start, end = (int(round(len(numbered) * k / folds)) for k in (fold, fold + 1))
+            start, end = block_bounds(len(numbered), fold, folds)
         val = {f for _, f in numbered[start:end]}
         for f in files:
             split = "val" if f in val else "train"
@@ -64,6 +64,29 @@ def writer_split(data_root: str, out: str, val_share: float = 0.2, pattern: str 
             os.symlink(f, target)
             counts[split] += 1
     return counts
+
+
+def block_bounds(count: int, k: int, folds: int) -> tuple[int, int]:
+    """Positions (in form-number order) of the K-th of ``folds`` equal blocks of a class's ``count`` letters."""
+    return int(round(count * k / folds)), int(round(count * (k + 1) / folds))
+
+
+def form_blocks(paths: list[str], folds: int, pattern: str = DEFAULT_PATTERN) -> list[int]:
+    """The block (0 .. folds-1) of each ``<class>/<file>`` path, the one ``--fold K`` holds it out in; -1 for a
+    name that does not match ``pattern`` (always trained on). The blocks are a writer-grouped cross-validation."""
+    regex = re.compile(pattern)
+    by_class: dict[str, list[tuple[int, int]]] = {}
+    blocks = [-1] * len(paths)
+    for i, path in enumerate(paths):
+        if m := regex.match(Path(path).name):
+            by_class.setdefault(Path(path).parent.name, []).append((int(m.group(1)), i))
+    for numbered in by_class.values():
+        numbered.sort()
+        for k in range(folds):
+            start, end = block_bounds(len(numbered), k, folds)
+            for _, i in numbered[start:end]:
+                blocks[i] = k
+    return blocks
 
 
 def first_forms(paths: list[str], share: float, pattern: str = DEFAULT_PATTERN) -> list[bool]:

@@ -43,13 +43,14 @@ def write_set(root, writers: int = 10):
 
 def test_clearly_different_strokes_are_told_apart_across_writers(tmp_path, capsys):
     write_set(tmp_path)
-    features, labels, groups = short_letters.load(str(tmp_path))
-    assert features.shape == (30, 7) and sorted(set(groups)) == list(range(1, 11))
-    result = short_letters.cross_validate(features[:, :4], labels, groups)
+    features, labels, blocks = short_letters.load(str(tmp_path))
+    # writer_split's blocks: each class's 10 form numbers in 5 runs of 2, the same block for the same forms
+    assert features.shape == (30, 7) and sorted(np.bincount(blocks)) == [6] * 5
+    result = short_letters.cross_validate(features[:, :4], labels, blocks)
     assert result["accuracy"] == 1.0 and set(result["recall"]) == {"vav", "nun_final", "yod"}
     assert short_letters.main(["--data-root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "30 letters (vav 10, nun_final 10, yod 10) of 10 writers" in out
+    assert "30 letters (vav 10, nun_final 10, yod 10); 5 folds, each one block" in out
     assert "shape of the ink box     accuracy 1.000" in out and "reproduce: python -m bench.short_letters" in out
 
 
