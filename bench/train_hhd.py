@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 import psutil
+
+
+def _runner_seed() -> int:
+    """The training seed the runner used: LETTERS_SEED, which it reads from the environment, or the default."""
+    from core.configs import Config
+    return Config.from_env().seed
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -163,6 +170,8 @@ def main(argv=None) -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))   # made once the arguments are known good
     work.mkdir(parents=True, exist_ok=True)
     reproduce = shlex.join([sys.executable, "-m", "bench.train_hhd", *(sys.argv[1:] if argv is None else argv)])
+    if "LETTERS_SEED" in os.environ:   # the runner's seed comes from the environment: part of the command
+        reproduce = f"LETTERS_SEED={shlex.quote(os.environ['LETTERS_SEED'])} {reproduce}"
     if args.folds is None:
         return run(args, work, None, reproduce)
     from bench.writer_split import check_fold
@@ -225,6 +234,8 @@ def run(args, work: Path, fold: int | None, reproduce: str) -> int:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.symlink(path.resolve(), target)
     summary_path = work / "summary.json"
+    for old in (work / "pipeline", work / "serving"):   # a fresh pipeline root: nothing cached, no earlier baseline
+        shutil.rmtree(old, ignore_errors=True)           # (a --work used before would time a cache hit)
     cmd = [sys.executable, str(ROOT / "local_runner.py"), "--pipeline-root", str(work / "pipeline"),
            "--serving-dir", str(work / "serving"), "--summary-json", str(summary_path), *args.runner_args]
     if feedback_store is not None:
@@ -242,6 +253,7 @@ def run(args, work: Path, fold: int | None, reproduce: str) -> int:
     overall = summary.get("evaluation", {}).get("overall", {})
     result = {
         "data_root": original_root or "generated",
+        "seed": _runner_seed(),
         "wall_seconds": round(wall, 1),
         "peak_rss_mib": round(peak / 2**20),
         "train_seconds": summary.get("training", {}).get("train_seconds"),

@@ -1,5 +1,6 @@
 """bench/train_hhd.py --folds: the pipeline run once per writer fold, the held-out scores pooled image by image."""
 import json
+import os
 
 import pytest
 
@@ -94,6 +95,23 @@ def test_run_holds_out_the_folds_block_of_forms_and_passes_the_rest_to_the_pipel
     assert val == ["0_3.png", "0_4.png"]                          # the second fifth of the forms, 1..10
     assert len(train) == 8 and not set(val) & set(train)
     assert launched[0][launched[0].index("--data-root") + 1] == str(tmp_path / "w" / "fold-1" / "split" / "train")
+
+
+def test_a_work_folder_used_before_gives_a_fresh_pipeline_root(data, tmp_path, monkeypatch):
+    """A --work of an earlier run had its pipeline root reused: the run was a cache hit, timed as a measurement."""
+    seen = []
+
+    def no_pipeline(cmd, log_path):
+        root = cmd[cmd.index("--pipeline-root") + 1]
+        seen.append(os.path.exists(os.path.join(root, "metadata.sqlite")))
+        os.makedirs(root, exist_ok=True)
+        open(os.path.join(root, "metadata.sqlite"), "w").close()   # what a finished run leaves
+        return 1, 0.0, 0
+
+    monkeypatch.setattr(train_hhd, "run_with_peak_rss", no_pipeline)
+    for _ in range(2):
+        train_hhd.main(["--data-root", str(data), "--work", str(tmp_path / "w")])
+    assert seen == [False, False]
 
 
 def test_train_share_keeps_the_first_writers_of_each_class_and_the_same_hold_out(data, tmp_path, monkeypatch,
