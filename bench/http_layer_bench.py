@@ -4,8 +4,8 @@ h11 (the library pinned in the stack), both with a trivial handler, under the sa
     python -m bench.http_layer_bench [--duration 5] [--concurrency 32] [--rounds 3]
 
 Each layer runs in its own process; wrk (Debian's ``wrk``) POSTs a body of the size of a one-image predict request
-over keep-alive connections. Prints requests/s, wrk's p50 and the CPU seconds of server and wrk per request (their
-medians over the rounds) and the command. This measures what a port could gain at most: the layer's own cost per
+over keep-alive connections. Prints requests/s, wrk's p50, the server's CPU time per request and the load
+generator's share of the machine's CPU (their medians over the rounds) and the command. This measures what a port could gain at most: the layer's own cost per
 request, without JSON, tensors or the model.
 """
 from __future__ import annotations
@@ -106,7 +106,7 @@ def measure(layer: str, duration: float, concurrency: int) -> load.Result:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--duration", type=load.whole_seconds, default=5, help="whole seconds of load per round")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)

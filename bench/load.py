@@ -2,6 +2,7 @@
 its latency percentiles and its own CPU use, so a report can show the load generator was not the bottleneck."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -36,6 +37,17 @@ class Result:
     client_cpu_share: float          # the load generator's CPU seconds / (wall seconds x CPUs)
     server_cpu_per_request_us: float | None = None
 
+
+
+def whole_seconds(text: str) -> int:
+    """argparse type of a load's duration: wrk's ``-d`` takes whole seconds only (2.5 stops it with its usage)."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number of seconds, got {text!r}") from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 second, got {seconds}")
+    return seconds
 
 def require_wrk() -> str:
     path = shutil.which("wrk")

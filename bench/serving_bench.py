@@ -119,7 +119,8 @@ def main(argv=None):
     parser.add_argument("--stand-in", choices=("tiny", "network"), default="tiny",
                         help="model without --model-base-path: the tiny test model, or the configured letters "
                              "network with random weights")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per measurement")
+    parser.add_argument("--duration", type=load.whole_seconds, default=5,
+                        help="whole seconds of load per measurement (wrk takes no fraction)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=32)
