@@ -62,7 +62,7 @@ serve: venv
 	$(PY) -m pipeline.serve_demo
 
 retrain: venv fonts
-	$(PY) local_runner.py --feedback-dir $${LETTERS_FEEDBACK_DIR:-outputs/feedback} $(ARGS)
+	$(PY) local_runner.py --feedback-dir "$${LETTERS_FEEDBACK_DIR:-outputs/feedback}" $(ARGS)
 
 monitor: venv
 	$(PY) -m pipeline.monitor $(ARGS)

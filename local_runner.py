@@ -64,11 +64,11 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     args = p.parse_args(argv)
     changes = flags.training_changes(p, args, defaults)
     config = defaults.replace(
-        data_root=os.path.abspath(os.path.expanduser(args.data_root)) if args.data_root else defaults.data_root,
-        pipeline_root=os.path.abspath(args.pipeline_root),
-        metadata_path=os.path.abspath(args.metadata_path) if args.metadata_path else defaults.metadata_path,
-        serving_dir=os.path.abspath(args.serving_dir),
-        feedback_dir="" if args.no_feedback else os.path.abspath(args.feedback_dir),
+        data_root=flags.absolute(args.data_root) if args.data_root else defaults.data_root,
+        pipeline_root=flags.absolute(args.pipeline_root),   # "~" expanded in every path, as the shell would
+        metadata_path=flags.absolute(args.metadata_path) if args.metadata_path else defaults.metadata_path,
+        serving_dir=flags.absolute(args.serving_dir),
+        feedback_dir="" if args.no_feedback else flags.absolute(args.feedback_dir),
         generate_per_class=args.generate_per_class, **changes)
     return config, args
 

@@ -28,7 +28,7 @@ from components.atomic_pusher import pushed_versions
 from core import configs
 from core.files import atomic_write, exclusive
 from core.configs import Config
-from pipeline.flags import defaults_from_env
+from pipeline.flags import absolute, defaults_from_env
 from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_states
 
@@ -292,7 +292,9 @@ def main(argv=None) -> int:
     back = sub.add_parser("rollback", parents=[common], help="move a label back to its previous version")
     back.add_argument("--label", default="stable", choices=LABELS)
     args = p.parse_args(argv)
-    args.config = args.config or default_config_file(defaults.replace(serving_dir=args.serving_dir))
+    args.serving_dir, args.metadata_path = absolute(args.serving_dir), absolute(args.metadata_path)   # "~" too
+    args.config = absolute(args.config) if args.config else default_config_file(
+        defaults.replace(serving_dir=args.serving_dir))
     try:
         if args.command == "list":
             print(format_versions(list_versions(args.serving_dir, args.metadata_path, args.config)))

@@ -20,7 +20,7 @@ from pathlib import Path
 from core import configs
 from core.model_dirs import resolve_model_dir
 from pipeline import releases
-from pipeline.flags import defaults_from_env
+from pipeline.flags import absolute, defaults_from_env
 from serving.client import RestConnection, ServingUnavailable, version_states
 
 
@@ -72,7 +72,7 @@ def _known_port(text: str) -> int:
 
 def _default_web_port() -> int:
     """LETTERS_WEB_PORT, which the web client reads too (web/config.py), or 8080; a usage error if it is no port."""
-    text = os.environ.get("LETTERS_WEB_PORT", "8080")
+    text = os.environ.get("LETTERS_WEB_PORT") or "8080"   # empty = unset, as every LETTERS_* setting
     try:
         return _known_port(text)
     except (ValueError, argparse.ArgumentTypeError):
@@ -105,7 +105,10 @@ def main(argv=None) -> int:
                    help="the models.config to serve from and poll (default: the one beside the serving dir, which "
                         "`letters-releases promote` edits; written to serve the latest version if absent)")
     args = p.parse_args(argv)
-    serving_dir = Path(args.serving_dir)
+    # absolute ("~" expanded): the servers run in the project root, the paths were given from here
+    serving_dir = Path(absolute(args.serving_dir))
+    if args.model_config_file:
+        args.model_config_file = absolute(args.model_config_file)
     if (serving_dir / "saved_model.pb").exists():   # a version folder: the server serves the folder above it
         print(f"error: {serving_dir} is a version folder; give its serving dir, {serving_dir.parent}",
               file=sys.stderr)
@@ -125,8 +128,8 @@ def main(argv=None) -> int:
                    "--allow_version_labels_for_unavailable_models=true",   # labels in the startup config
                    f"--monitoring_config_file={MONITORING_CONFIG}"]          # Prometheus, for letters-monitor
     web_cmd = [sys.executable, "-m", "web", f"--port={args.web_port}", f"--tf-serving-url={serving_url}",
-               f"--request-log-dir={defaults.request_log_dir}",
-               f"--model-name={configs.MODEL_NAME}"]
+               f"--request-log-dir={absolute(defaults.request_log_dir)}",
+               f"--feedback-dir={absolute(defaults.feedback_dir)}", f"--model-name={configs.MODEL_NAME}"]
     busy = [f"{what} port {port} (--{flag})" for what, port, flag in
             (("the model server's REST", args.serving_port, "serving-port"),
              ("the model server's gRPC", args.grpc_port, "grpc-port"), ("the web client's", args.web_port, "web-port"))

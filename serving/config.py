@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 
@@ -56,6 +57,10 @@ class ServerOptions:
         if self.port and self.port == self.rest_api_port:
             raise ValueError("server_options.http_port cannot be same as grpc_port. Please use a different port "
                              "for HTTP/REST API.")
+        for name in ("file_system_poll_wait_seconds", "model_config_file_poll_wait_seconds"):
+            value = getattr(self, name)   # int32 flags in TF Serving: inf, nan or 1e10 do not parse there
+            if not math.isfinite(value) or abs(value) > 2 ** 31 - 1:
+                raise ValueError(f"--{name}={value:g} is not a number of seconds TF Serving takes (an int32)")
 
 
 HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_model_server's)

@@ -121,6 +121,24 @@ def test_the_metadata_path_comes_from_the_environment_unless_a_flag_says(monkeyp
         str(tmp_path / "x.sqlite")
 
 
+def test_every_path_flag_expands_a_tilde_as_the_shell_would(monkeypatch, tmp_path):
+    """--pipeline-root=~/p (no shell expands it there, nor in an env file) had made a folder named "~"."""
+    import local_runner
+    from pipeline import releases, serve_demo
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    config = local_runner.parse_args(["--pipeline-root=~/p", "--serving-dir=~/s", "--feedback-dir=~/f",
+                                      "--metadata-path=~/m.sqlite"])[0]
+    assert (config.pipeline_root, config.serving_dir, config.feedback_dir, config.metadata_file) == (
+        str(tmp_path / "p"), str(tmp_path / "s"), str(tmp_path / "f"), str(tmp_path / "m.sqlite"))
+    assert releases.main(["list", "--serving-dir=~/nothing"]) == 2          # looked for where "~" points
+    assert not (tmp_path / "~").exists()
+    # letters-demo-serve: a relative or "~" serving dir is found from here, though its servers run elsewhere
+    assert serve_demo.main(["--serving-dir=~/nothing"]) == 2
+    monkeypatch.setenv("LETTERS_WEB_PORT", "")                              # empty = unset, as everywhere
+    assert serve_demo._default_web_port() == 8080
+
+
 def test_the_training_budget_grows_with_the_training_images_within_bounds():
     assert configs.Config().epochs == 0                       # the default: sized from the data
     epochs = [configs.sized_epochs(n) for n in range(0, 20_000, 50)]

@@ -98,3 +98,14 @@ def test_model_server_flags_are_read_as_tensorflow_model_server_reads_them(capsy
     assert "--enable_model_warmup is a tensorflow_model_server flag the embedded server does not implement" in err
     parse_flags(["--model_base=/m", "--model_config_file=/c"])                  # an abbreviation is not the flag
     assert "unknown argument: --model_base=/m" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", ["--file_system_poll_wait_seconds=inf", "--file_system_poll_wait_seconds=1e10",
+                                  "--model_config_file_poll_wait_seconds=nan"])
+def test_a_poll_interval_tf_serving_cannot_take_is_refused_at_start(flag, capsys):
+    """TF Serving's poll intervals are int32 flags: inf had started the server and killed its pollers with an
+    OverflowError, so new versions were never loaded."""
+    from serving.config import parse_flags
+    with pytest.raises(SystemExit):
+        parse_flags(["--model_base_path=/m", flag])
+    assert "is not a number of seconds TF Serving takes (an int32)" in capsys.readouterr().err
