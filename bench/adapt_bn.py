@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import json
 import pickle
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench.select_model import config_with, fit_model, load_split
+from bench import reproduce
 from bench.synthetic_vs_real import positive_ints
 from bench.writer_split import writer_split
 from components.image_example_gen import folder_fingerprint as generated_fingerprint
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     print(f"\n{'seed':>4} {'statistics of':48} {'top-1':>6} {'top-3':>6} {'generated':>9}")
     for seed, name, top1, top3, generated_top1 in rows:
         print(f"{seed:4d} {name:48} {top1:6.4f} {top3:6.4f} {generated_top1:9.4f}")
-    print("reproduce: " + shlex.join(["python", "-m", "bench.adapt_bn", *(sys.argv[1:] if argv is None else argv)]))
+    print("reproduce: " + reproduce.command("bench.adapt_bn", argv))
     return 0
 
 

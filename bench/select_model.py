@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench.writer_split import check_fold, first_forms, writer_split
+from bench import reproduce
 from models import preprocessing, trainer
 from pipeline import evaluate
 from core import configs
@@ -370,8 +370,7 @@ def main(argv=None) -> int:
               f"held-out writers: top-1 {result['pretrained_top1']:.4f}, top-3 {result['pretrained_top3']:.4f}; "
               "the scores above are after fine-tuning")
     print(recall_line(result["recall"]))
-    print("reproduce: " + shlex.join(["python", "-m", "bench.select_model",
-                                      *(sys.argv[1:] if argv is None else argv)]))
+    print("reproduce: " + reproduce.command("bench.select_model", argv))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shlex
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from scipy import ndimage
 ROOT = Path(__file__).resolve().parent.parent
 
 from bench.select_model import config_with, load_split, train_once
+from bench import reproduce
 from core.labels import CLASS_NAMES
 from pipeline import evaluate, generate_letters, skeleton
 from pipeline.pipeline import TRAINING_FIELDS
@@ -156,8 +156,7 @@ def main(argv=None) -> int:
         print(f"{r['style']:8} {r['per_class']:9d} {r['images']:6d} {r['seed']:4d} {r['top1']:6.4f} "
               f"{r['top3']:6.4f} {r['seconds']:7.0f}")
     print(f"scored on {scored_on}")
-    print("reproduce: " + shlex.join(["python", "-m", "bench.synthetic_vs_real",
-                                      *(sys.argv[1:] if argv is None else argv)]))
+    print("reproduce: " + reproduce.command("bench.synthetic_vs_real", argv))
     if args.json:
         settings = {k: v for k, v in dataclasses.asdict(hp).items() if k in TRAINING_FIELDS}
         Path(args.json).write_text(json.dumps({"settings": settings, "redraw_strokes": args.redraw_strokes,

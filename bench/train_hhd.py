@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import psutil
 
+from bench.reproduce import command as reproduce_command
+
 
 def _runner_seed() -> int:
     """The training seed the runner used: LETTERS_SEED, which it reads from the environment, or the default."""
@@ -169,9 +171,7 @@ def main(argv=None) -> int:
         parser.error("--as-feedback trains on its own feedback store, not the local one: drop --with-feedback")
     work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))   # made once the arguments are known good
     work.mkdir(parents=True, exist_ok=True)
-    reproduce = shlex.join([sys.executable, "-m", "bench.train_hhd", *(sys.argv[1:] if argv is None else argv)])
-    if "LETTERS_SEED" in os.environ:   # the runner's seed comes from the environment: part of the command
-        reproduce = f"LETTERS_SEED={shlex.quote(os.environ['LETTERS_SEED'])} {reproduce}"
+    reproduce = reproduce_command("bench.train_hhd", argv, python=sys.executable)   # LETTERS_SEED … too
     if args.folds is None:
         return run(args, work, None, reproduce)
     from bench.writer_split import check_fold
