@@ -30,6 +30,7 @@ and the Evaluator's per-class slices will show the gap).
 from __future__ import annotations
 
 import collections
+import functools
 import glob
 import hashlib
 import io
@@ -198,6 +199,7 @@ def _digest(example) -> str:
     return hashlib.sha256(_image(example)).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)   # the split of an example is asked twice: by Partition and by the report
 def pixel_digest(data: bytes) -> str:
     """sha256 of an image's size and RGBA pixels as Pillow decodes them: a JPEG and its PNG copy agree."""
     try:

@@ -8,6 +8,7 @@ C-level handler) and a watcher thread of its own calls ``on_stop`` from there.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -42,3 +43,22 @@ def stop_on_signals(on_stop: Callable[[int], None], signals=STOP_SIGNALS) -> thr
 
 def _ignore(_signum, _frame) -> None:
     """The Python-level handler: nothing (the watcher thread acts on the signal)."""
+
+
+def raise_interrupt(_signum=None, _frame=None) -> None:
+    """A handler for a command line tool: SIGTERM (a timeout, a kill, a service stop) acts as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt for the ``with`` block, then the previous handler is back; nothing changes
+    outside the main thread (where Python allows no handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -18,9 +18,7 @@ import base64
 import contextlib
 import csv
 import os
-import signal
 import sys
-import threading
 import time
 import uuid
 import urllib.parse
@@ -31,6 +29,7 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io
+from core.signals import sigterm_as_interrupt
 from pipeline.flags import defaults_from_env, non_negative_int, output_file, positive_int
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
@@ -205,24 +204,6 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
             bar.update(len(files[start:start + batch_size]))
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt for the ``with`` block, then the previous handler is back; nothing changes
-    outside the main thread (where Python allows no handler)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
@@ -248,7 +229,7 @@ def main(argv=None) -> int:
             predictor = RestPredictor(args.server_url or "http://127.0.0.1:8501", args.model_name, version)
         else:
             predictor = GrpcPredictor(args.server_url or "127.0.0.1:8500", args.model_name, version)
-        with _sigterm_as_interrupt():   # a stopped job (timeout, kill) cleans up as Ctrl-C does
+        with sigterm_as_interrupt():   # a stopped job (timeout, kill) cleans up as Ctrl-C does
             counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files)
     except KeyboardInterrupt:
         print(f"interrupted: {args.out} not written (left as it was)", file=sys.stderr)

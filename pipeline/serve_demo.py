@@ -19,6 +19,7 @@ from pathlib import Path
 
 from core import configs
 from core.model_dirs import resolve_model_dir
+from core.signals import raise_interrupt
 from pipeline import releases
 from pipeline.flags import absolute, defaults_from_env
 from serving.client import RestConnection, ServingUnavailable, version_states
@@ -80,10 +81,6 @@ def _default_web_port() -> int:
         sys.exit(2)
 
 
-def _interrupt(*_):
-    raise KeyboardInterrupt
-
-
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -139,7 +136,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     procs, names = [], ["the model server", "the web client"]
-    signal.signal(signal.SIGTERM, _interrupt)   # before the first child, so that no child outlives us
+    signal.signal(signal.SIGTERM, raise_interrupt)   # before the first child, so that no child outlives us
     try:
         procs.append(subprocess.Popen(serving_cmd, cwd=configs.PROJECT_ROOT))
         body = _wait_until_up(serving_url, f"/v1/models/{configs.MODEL_NAME}", procs[0], "the model server", 180)

@@ -193,8 +193,7 @@ def check_model_server_config(config, source: str) -> None:
 
 def _platform(model) -> str:
     """ServerCore's GetPlatform: model_platform, or the deprecated model_type; exactly one of them is set."""
-    from tensorflow_serving.config import model_server_config_pb2 as pb
-
+    pb = model_server_config_pb2
     if model.model_type != pb.MODEL_TYPE_UNSPECIFIED:
         if model.model_platform:
             raise ValueError("Illegal setting both ModelServerConfig::model_type (deprecated) and "
