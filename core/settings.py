@@ -48,7 +48,23 @@ def from_env(cls, variables: Mapping[str, str], environ: Mapping[str, str] | Non
     environ = os.environ if environ is None else environ
     changes = {name: parse(kind(cls, name), environ[variable], variable)
                for name, variable in variables.items() if environ.get(variable, "") != ""}
-    return dataclasses.replace(cls(), **changes)
+    try:
+        return dataclasses.replace(cls(), **changes)
+    except ValueError as err:
+        raise ValueError(f"{_culprits(cls, changes, variables, environ)}: {err}") from None
+
+
+def _culprits(cls, changes: Mapping, variables: Mapping[str, str], environ: Mapping[str, str]) -> str:
+    """The variables behind a refused set of ``changes``: those refused on their own, else (values that are
+    wrong only together) every variable that was set."""
+    def refused(name):
+        try:
+            dataclasses.replace(cls(), **{name: changes[name]})
+        except ValueError:
+            return True
+        return False
+    names = [name for name in changes if refused(name)] or list(changes)
+    return ", ".join(f"{variables[name]}={environ[variables[name]]!r}" for name in names)
 
 
 def flag_name(name: str, dashes: bool = True) -> str:

@@ -17,6 +17,8 @@ class Example:
     def __post_init__(self):
         if self.count < 0:
             raise ValueError(f"count must be >= 0, got {self.count}")
+        if self.enabled and self.name == "off":
+            raise ValueError("an enabled example needs a name")
 
 
 ENV = {"count": "EX_COUNT", "rate": "EX_RATE", "name": "EX_NAME", "enabled": "EX_ENABLED"}
@@ -31,7 +33,9 @@ def test_environment_values_take_the_field_types():
 @pytest.mark.parametrize("environ, message", [
     ({"EX_COUNT": "many"}, "EX_COUNT='many' is not a valid int"),
     ({"EX_ENABLED": "perhaps"}, "EX_ENABLED='perhaps' is not a valid bool"),
-    ({"EX_COUNT": "-1"}, "count must be >= 0, got -1"),                        # the class's own check
+    ({"EX_COUNT": "-1", "EX_RATE": "2"}, "^EX_COUNT='-1': count must be >= 0, got -1$"),   # the class's own check
+    ({"EX_ENABLED": "1", "EX_NAME": "off", "EX_RATE": "2"},                     # wrong only together: all named
+     "^EX_RATE='2', EX_NAME='off', EX_ENABLED='1': an enabled example needs a name$"),
 ])
 def test_bad_environment_values_are_errors_naming_the_variable(environ, message):
     with pytest.raises(ValueError, match=message):
