@@ -48,14 +48,20 @@ def parse_args(argv=None) -> WebConfig:
 def main(argv=None) -> int:
     config = parse_args(argv)
     from core.feedback import FeedbackStoreError
-    from web.server import make_server
+    from web.server import Backend, make_server
 
     try:
-        server = make_server(config)
+        backend = Backend(config)
     except FeedbackStoreError as err:
         print(f"error: {err} (--feedback-dir names another store)", file=sys.stderr)
         return 2
+    except OSError as err:   # a folder it cannot create or read: the page's own files, the request log's
+        print(f"error: cannot start the web client: {err.strerror or err}: {err.filename}", file=sys.stderr)
+        return 2
+    try:
+        server = make_server(config, backend)
     except OSError as err:   # the port is taken, or the address is not this machine's
+        backend.close()
         print(f"error: cannot listen on {config.host}:{config.port}: {err.strerror or err} (--port chooses "
               "another)", file=sys.stderr)
         return 2

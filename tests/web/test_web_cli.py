@@ -87,3 +87,13 @@ def test_command_line_rejects_bad_flags():
     proc = subprocess.run([sys.executable, "-m", "web", "--canary-share", "2"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "canary share must be between 0 and 1" in proc.stderr
+
+
+def test_missing_page_files_are_not_reported_as_a_port_problem(tmp_path, monkeypatch, capsys):
+    import web.__main__ as cli
+    from web import server
+    monkeypatch.setattr(server, "STATIC_DIR", str(tmp_path / "static"))   # an install without the page's files
+    status = cli.main(["--host", "127.0.0.1", "--port", "0", "--feedback-dir", str(tmp_path / "feedback")])
+    err = capsys.readouterr().err
+    assert status == 2 and "cannot start the web client" in err and str(tmp_path / "static") in err
+    assert "listen" not in err
