@@ -8,7 +8,8 @@
 # and installs every library from requirements/constraints.txt, as local runs and CI do, so the image holds the
 # same versions that were tested. The official tensorflow/tensorflow image would bring its own Python and
 # TensorFlow build (which pip would then replace to honour the pins) and a much larger base for nothing the
-# pipeline uses: training is a small convolutional network on CPU. Debian slim already has the C++ runtime TensorFlow needs.
+# pipeline uses: training is a small convolutional network on CPU. Debian slim already has the C++ runtime TensorFlow needs;
+# g++ is there only while the stack installs (pyfarmhash 0.3.2, TFDV's pin, has no wheel and is compiled).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:2.60.0
 
@@ -28,10 +29,12 @@ WORKDIR /opt/letters
 #    tfx 1.16's metadata says Python < 3.11 although every library ships cp311 wheels: --ignore-requires-python.
 COPY pyproject.toml README.md ./
 COPY requirements/constraints.txt requirements/constraints.txt
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN apt-get update && apt-get install -y --no-install-recommends g++ \
+ && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
  && pip install --ignore-requires-python -c requirements/constraints.txt -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+ && rm /tmp/requirements.txt \
+ && apt-get purge -y --auto-remove g++ && rm -rf /var/lib/apt/lists/*
 
 # 2. The project: Transform and Trainer name their code by module path (models.preprocessing.preprocessing_fn,
 #    models.trainer.run_fn) and the custom executors live in components/, so the packages are installed.

@@ -10,6 +10,16 @@ PIP_FLAGS := --ignore-requires-python --disable-pip-version-check -c requirement
 FONT_PACKAGES := culmus culmus-fancy fonts-ldco
 APT_PACKAGES := $(FONT_PACKAGES) fontconfig
 
+# What creating the venv and installing the stack need from Debian, printed as the packages that are missing:
+# python3-venv (ensurepip) to create it; g++ and python3-dev (Python.h) because pyfarmhash 0.3.2, which TFDV 1.16
+# pins, ships no wheel and is compiled by pip. Arguments: "venv-exists", "farmhash-installed" when so.
+export BUILD_CHECK := import importlib.util, os, shutil, sys, sysconfig; \
+  build = "farmhash-installed" not in sys.argv; \
+  needs = [("python3-venv", "venv-exists" in sys.argv or importlib.util.find_spec("ensurepip")), \
+           ("g++", not build or shutil.which("g++")), \
+           ("python3-dev", not build or os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))]; \
+  print(" ".join(package for package, ok in needs if not ok))
+
 .PHONY: demo test test-fast venv fonts browser pipeline serve retrain monitor clean-outputs help
 
 help:
@@ -28,10 +38,15 @@ help:
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
 	  echo "error: Python 3.11 is needed ($(PYTHON) is $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11"; exit 1; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	@$(PY) -m pip --version >/dev/null 2>&1 || rm -rf $(VENV)   # none yet, or left without pip by a failed try
+	@missing=$$($(PYTHON) -c "$$BUILD_CHECK" "$$(test -x $(PY) && echo venv-exists)" \
+	                          "$$($(PY) -c 'import farmhash' 2>/dev/null && echo farmhash-installed)"); \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
-	  else echo "error: cannot create a virtualenv: install python3-venv (sudo apt-get install python3-venv)"; exit 1; fi; }
+	    echo "Installing what the install needs: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else echo "error: the install needs Debian's $$missing: sudo apt-get install $$missing"; exit 1; fi; fi
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(PIP_FLAGS) pip setuptools wheel
 	$(PY) -m pip install -q $(PIP_FLAGS) -e '.[test]'
 	@touch $(STAMP)
