@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -86,6 +87,26 @@ def read_checked(path: str, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int 
     return check_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
 
 
+_PILLOW_LIMIT = threading.Lock()
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """``Image.open`` (lazy: no pixel is decoded). Pillow refuses to open an image over twice its own
+    ``MAX_IMAGE_PIXELS``; where ``max_pixels`` allows more, the image is opened again without Pillow's limit
+    (the caller checks ``max_pixels`` before anything is decoded)."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        if Image.MAX_IMAGE_PIXELS is None or max_pixels < 2 * Image.MAX_IMAGE_PIXELS:
+            raise
+    with _PILLOW_LIMIT:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
 def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedImage:
     """Validates encoded image bytes and returns what to keep; raises :class:`ImageRejected`."""
@@ -94,13 +115,13 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     if len(data) > max_bytes:
         raise ImageRejected("too_large", f"{len(data)} bytes is over the {max_bytes}-byte limit")
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Pillow's own limit (Image.MAX_IMAGE_PIXELS) is not this one: ``max_pixels`` is checked below
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as err:
-            raise ImageRejected("decompression_bomb", str(err)) from None
-        except Image.DecompressionBombWarning as err:
-            raise ImageRejected("decompression_bomb", str(err)) from None
+            img = _open(data, max_pixels)
+        except Image.DecompressionBombError:
+            raise ImageRejected("decompression_bomb", f"more than {2 * Image.MAX_IMAGE_PIXELS} pixels is over "
+                                f"the {max_pixels} limit") from None
         except Exception as err:  # Pillow raises UnidentifiedImageError, but also others on odd headers
             raise ImageRejected("not_an_image", f"cannot identify image data ({type(err).__name__})") from None
         fmt = (img.format or "").upper()

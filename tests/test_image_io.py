@@ -189,3 +189,14 @@ def test_oversize_file_is_rejected():
     with pytest.raises(image_io.ImageRejected) as err:
         image_io.check_image(png_bytes(RGB), max_bytes=100)
     assert err.value.reason == "too_large"
+
+
+@pytest.mark.parametrize("side", [45, 100])     # over Pillow's limit (its warning), over twice it (its error)
+def test_the_pixel_limit_is_max_pixels_not_pillows(monkeypatch, side):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    image = png_bytes(Image.new("L", (side, side), 255))
+    assert image_io.check_image(image, max_pixels=side * side).width == side      # allowed: Pillow's limit is not
+    with pytest.raises(image_io.ImageRejected) as err:
+        image_io.check_image(image, max_pixels=1500)
+    assert err.value.reason == "decompression_bomb" and "1500 limit" in err.value.detail
+    assert Image.MAX_IMAGE_PIXELS == 1000                                         # left as it was
