@@ -343,13 +343,14 @@ class Handler(BaseHTTPRequestHandler):
         try:
             handler = routes.get(path)
             if handler is None:
-                if path.startswith("/static/") and path[len("/static/"):] in self.backend.static:
+                if self.command in ("GET", "HEAD") and path.startswith("/static/") \
+                        and path[len("/static/"):] in self.backend.static:
                     return self._static(path[len("/static/"):])
                 self.close_connection = True      # its body is not read: it must not be taken for the next request
-                if any(path == p for p in self._all_routes()):
+                allowed = self._allowed(path)
+                if allowed:
                     raise ApiError(405, "method_not_allowed", f"{self.command} is not allowed on {path}",
-                                   headers=[("Allow", "GET, HEAD" if path in self._get_routes() else "POST"),
-                                            ("Connection", "close")])
+                                   headers=[("Allow", allowed), ("Connection", "close")])
                 raise ApiError(404, "not_found", f"no such route: {path[:100]}", headers=[("Connection", "close")])
             return handler()
         except ApiError as err:
@@ -368,8 +369,11 @@ class Handler(BaseHTTPRequestHandler):
     def _post_routes(self):
         return {"/api/predict": self._predict, "/api/feedback": self._feedback}
 
-    def _all_routes(self):
-        return list(self._get_routes()) + list(self._post_routes())
+    def _allowed(self, path: str) -> str:
+        """The methods ``path`` answers (a 405's Allow header); "" for no such route."""
+        if path in self._get_routes() or path.startswith("/static/") and path[len("/static/"):] in self.backend.static:
+            return "GET, HEAD"
+        return "POST" if path in self._post_routes() else ""
 
     def do_GET(self):
         self._dispatch(self._get_routes())
@@ -380,9 +384,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch(self._post_routes())
 
     def _reject_method(self):
-        self.close_connection = True              # its body is not read (see _dispatch)
-        self._error(ApiError(405, "method_not_allowed", f"{self.command} is not allowed",
-                             headers=[("Connection", "close")]))
+        self._dispatch({})                        # no route takes this method: 405 with Allow, or 404
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _reject_method
 

@@ -96,6 +96,12 @@ def test_unknown_routes_and_methods(api):
     status, headers, body = api.request("GET", "/api/predict")
     assert status == 405 and headers["allow"] == "POST" and body["reason"] == "method_not_allowed"
     assert api.request("DELETE", "/api/feedback")[0] == 405
+    for method, path, allowed in [("DELETE", "/api/predict", "POST"), ("OPTIONS", "/", "GET, HEAD"),
+                                  ("PUT", "/static/app.js", "GET, HEAD")]:
+        status, headers, body = api.request(method, path)     # a 405 names the methods the route takes
+        assert (status, headers.get("allow"), body["reason"]) == (405, allowed, "method_not_allowed"), path
+    status, headers, body = api.request("DELETE", "/nope")
+    assert status == 404 and "allow" not in headers
 
 
 # ----------------------------------------------------------------------------------------------- predict
