@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS feedback (
     height          INTEGER
 );
 CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_unix);
+CREATE INDEX IF NOT EXISTS feedback_image ON feedback (image_sha256);
 """
 
 
@@ -195,8 +196,13 @@ class FeedbackStore:
     # -- writing -------------------------------------------------------------------------------------------
     def add(self, image: bytes, image_format: str, true_label: str, *, predicted_label: str | None = None,
             probability: float | None = None, model_version: int | str | None = None, route: str | None = None,
-            width: int | None = None, height: int | None = None, now: float | None = None) -> Feedback:
-        """Stores one feedback. ``image`` must already be checked (core.image_io.check_image)."""
+            width: int | None = None, height: int | None = None, now: float | None = None,
+            once: bool = False) -> Feedback:
+        """Stores one feedback. ``image`` must already be checked (core.image_io.check_image).
+
+        ``once``: an image (the same bytes) already stored is not stored again. Under the same label the stored
+        record is returned; under another one it is a FeedbackError (reason ``already_stored``): one of the two
+        labels is wrong, and both would be trained on."""
         true_index = _check_label(true_label, "label")
         predicted_index = None if predicted_label is None else _check_label(predicted_label, "predicted label")
         if probability is not None:
@@ -231,20 +237,42 @@ class FeedbackStore:
             confirmed=predicted_label is not None and predicted_label == true_label, image_path=rel,
             image_format=image_format.upper(), image_sha256=hashlib.sha256(image).hexdigest(),
             image_bytes=len(image), width=width, height=height)
+        stored = None
         try:
             with self._connection() as conn:
-                conn.execute(
-                    "INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, predicted_label, "
-                    "predicted_index, probability, model_version, route, confirmed, image_path, image_format, "
-                    "image_sha256, image_bytes, width, height) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (record.id, record.created_at, now, true_label, true_index, predicted_label, predicted_index,
-                     probability, model_version, route, int(record.confirmed), rel, record.image_format,
-                     record.image_sha256, record.image_bytes, width, height))
+                conn.execute("BEGIN IMMEDIATE")       # the look-up and the insert as one: two sends of one image
+                try:
+                    if once:
+                        stored = conn.execute("SELECT * FROM feedback WHERE image_sha256 = ? ORDER BY "
+                                              "created_unix, id LIMIT 1", (record.image_sha256,)).fetchone()
+                    if stored is None:
+                        conn.execute(
+                            "INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, "
+                            "predicted_label, predicted_index, probability, model_version, route, confirmed, "
+                            "image_path, image_format, image_sha256, image_bytes, width, height) "
+                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (record.id, record.created_at, now, true_label, true_index, predicted_label,
+                             predicted_index, probability, model_version, route, int(record.confirmed), rel,
+                             record.image_format, record.image_sha256, record.image_bytes, width, height))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:   # (a failed COMMIT may have rolled back already)
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
-        return record
+        if stored is None:
+            return record
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        stored = _record(stored)
+        if stored.true_label != true_label:
+            raise FeedbackError(f"this image is already stored as {stored.true_label} ({stored.id[:8]}); "
+                                f"a second label for it is not stored", reason="already_stored")
+        return stored
 
     # -- reading -------------------------------------------------------------------------------------------
     def count(self) -> int:

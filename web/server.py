@@ -160,9 +160,9 @@ class Backend:
                                     predicted_label=payload.get("predicted_label"),
                                     probability=payload.get("probability"),
                                     model_version=payload.get("model_version"), route=payload.get("route"),
-                                    width=checked.width, height=checked.height)
+                                    width=checked.width, height=checked.height, once=True)
         except FeedbackError as err:   # the store checks the labels (unknown_label) and the other fields
-            raise ApiError(400, err.reason, str(err)) from None
+            raise ApiError(409 if err.reason == "already_stored" else 400, err.reason, str(err)) from None
         except (OSError, FeedbackStoreError) as err:   # a full disk, a read-only or lost mount, a damaged
             log.error("feedback not stored: %s", err)     # database: nothing was kept
             if isinstance(err, OSError):

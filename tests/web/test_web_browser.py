@@ -309,3 +309,30 @@ def test_undo_while_drawing_leaves_no_ink_behind(web, open_page):
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
         for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++; return n; }""")
     assert dark == 0 and page.locator("#send").is_disabled()
+
+
+def test_an_image_gets_one_feedback_and_a_failed_one_shows_no_earlier_answer(web, open_page):
+    page = open_page(web.url)
+    page.check("#feedback-mode")
+    draw_letter(page)
+    page.click("#send")
+    answer_of(page)
+    page.click("#confirm")
+    expect(page.locator("#feedback-result")).to_contain_text("saved as")
+    page.click("#send")                      # the same drawing asked about again: its feedback was given
+    expect(page.locator("#meta-version")).to_have_text(str(STABLE_VERSION))
+    page.wait_for_selector("#feedback:not([hidden])")
+    expect(page.locator("#feedback-result")).to_contain_text("saved as")
+    assert page.locator("#confirm").is_disabled() and page.locator("#letter-grid button[data-class=alef]").is_disabled()
+    assert len(web.backend.store.records()) == 1
+
+    # A corrupt upload after it: the error in both languages, and the drawing's answer no longer on show.
+    page.set_input_files("#file", files=[{"name": "cut.png", "mimeType": "image/png",
+                                          "buffer": letter_png(size=64, seed=2)[:60]}])
+    page.wait_for_selector("#error:not([hidden])")
+    parts = page.eval_on_selector_all("#error bdi", "bs => bs.map(b => b.textContent)")
+    assert parts[0] == "התמונה קטועה או פגומה" and parts[1].startswith("The image is truncated or corrupt.")
+    assert page.locator("#result").is_hidden() and page.locator("#result-empty").is_visible()
+    # The letters' buttons are named by what they show.
+    assert page.locator("#letter-grid button[data-class=kaf_final]").get_attribute("aria-label") == "ך kaf final"
+    assert page.problems == [] or all("400" in problem for problem in page.problems), page.problems

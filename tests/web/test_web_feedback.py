@@ -24,6 +24,16 @@ def image_files(store_dir):
     return found
 
 
+def unique_png(number: int) -> bytes:
+    """A 32-px letter with ``number`` written in the grey of its first row's pixels: one image per number."""
+    img = Image.open(io.BytesIO(letter_png(size=32, seed=number)))
+    for bit in range(16):
+        img.putpixel((bit, 0), 200 if number >> bit & 1 else 255)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 @pytest.fixture
 def web(start_web, serving_labelled):
     return start_web(serving_labelled.url)
@@ -47,10 +57,41 @@ def test_feedback_is_stored_with_its_image(web):
     with open(web.backend.store.image_path(record), "rb") as handle:
         assert handle.read() == png
 
-    status, stored = api.feedback(png, STABLE_CLASS, predicted_label=STABLE_CLASS, probability=0.6,
+    other = letter_png(seed=4)
+    status, stored = api.feedback(other, STABLE_CLASS, predicted_label=STABLE_CLASS, probability=0.6,
                                   model_version="1")
     assert status == 201 and stored["confirmed"] is True
     assert web.backend.store.count() == 2
+
+
+def test_an_image_is_stored_once(web):
+    """The same image sent again (a second Recognise of an unchanged drawing, the same file uploaded twice) is not
+    a second training example: under its label it is the stored record, under another label a 409."""
+    api = Api(web.url)
+    png = letter_png(seed=5)
+    first = api.feedback(png, "alef", predicted_label="bet", probability=0.5, model_version=1)
+    again = api.feedback(png, "alef", predicted_label="alef", probability=0.9, model_version=1)
+    assert first[0] == again[0] == 201 and again[1]["id"] == first[1]["id"] and again[1]["label"] == "alef"
+    status, refused = api.feedback(png, "bet", predicted_label="alef", probability=0.9, model_version=1)
+    assert status == 409 and refused["reason"] == "already_stored"
+    assert f"already stored as alef ({first[1]['id'][:8]})" in refused["error"]
+    assert web.backend.store.count() == 1 and len(image_files(web.backend.store.root)) == 1
+
+    results = []                                   # sent at once, many times, under two labels: one row
+    barrier = threading.Barrier(40)
+    other = letter_png(seed=6)
+
+    def send(i):
+        barrier.wait()
+        results.append(api.feedback(other, ("gimel", "dalet")[i % 2], predicted_label="bet", probability=0.5)[0])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(set(results)) == [201, 409] and len(results) == 40
+    assert web.backend.store.count() == 2 and len(image_files(web.backend.store.root)) == 2
 
 
 @pytest.mark.parametrize("payload, reason", [
@@ -91,7 +132,7 @@ def test_thousand_concurrent_feedback_posts(web):
     barrier = threading.Barrier(threads_count)
     results, errors = [], []
     lock = threading.Lock()
-    images = [letter_png(size=32, seed=i) for i in range(8)]
+    images = [unique_png(i) for i in range(total)]   # each image once (the store keeps one record per image)
 
     def worker(w):
         barrier.wait()
@@ -308,7 +349,7 @@ def test_a_database_that_cannot_grow_is_507_and_keeps_no_image(web):
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count = {pages}")
     images = len(image_files(store.root))
-    answers = [Api(web.url).feedback(letter_png(seed=i), "alef") for i in range(40)]
+    answers = [Api(web.url).feedback(unique_png(i), "alef") for i in range(40)]
     full = [answer for status, answer in answers if status != 201]
     assert full and all(answer["reason"] == "not_stored" and "the disk is full" in answer["error"] for answer in full)
     assert {status for status, _ in answers} == {201, 507}   # the connection that failed is replaced

@@ -18,7 +18,9 @@
     classes: [],
     busy: false,
     seq: 0,               // the number of the newest image asked about (older answers are not shown)
+    saved: new Map(),     // image (base64) -> what its feedback was saved as: one feedback per image
   };
+  const SAVED_KEPT = 50;
 
   // ---------------------------------------------------------------- drawing pad (Pointer Events)
   function paintBackground() {
@@ -204,6 +206,26 @@
     });
   }
 
+  // The server's reasons for refusing an image or a feedback, in Hebrew; its English message follows.
+  const REASONS_HE = {
+    empty: "התמונה ריקה",
+    too_large: "התמונה גדולה מדי",
+    decompression_bomb: "בתמונה יש יותר מדי פיקסלים",
+    not_an_image: "זו אינה תמונה שהשרת יכול לקרוא",
+    unsupported_format: "סוג התמונה אינו נתמך",
+    corrupt: "התמונה פגומה",
+    truncated_or_corrupt: "התמונה קטועה או פגומה",
+    bad_base64: "התמונה לא הגיעה שלמה",
+    already_stored: "התמונה הזאת כבר נשמרה",
+    unknown_label: "אות לא מוכרת",
+    not_stored: "המשוב לא נשמר",
+  };
+  const serverMessage = (body, status) => {
+    const english = (body && body.error) || `HTTP ${status}`;
+    const hebrew = body && REASONS_HE[body.reason];
+    return hebrew ? `${hebrew} · ${english}` : english;
+  };
+
   async function postPredict(init) {
     let response;
     try {
@@ -214,7 +236,7 @@
     let body = null;
     try { body = await response.json(); } catch (err) { body = null; }
     if (!response.ok) {
-      const message = (body && body.error) || `HTTP ${response.status}`;
+      const message = serverMessage(body, response.status);
       if (response.status === 503 || response.status === 504) {
         const text = downText((body && body.error) || `The model server is down (HTTP ${response.status}).`);
         setServingStatus(false, text);
@@ -238,7 +260,11 @@
     try {
       await task(current);
     } catch (err) {
-      if (current()) showError(err.message || String(err));
+      if (current()) {
+        showError(err.message || String(err));
+        $("result").hidden = true;             // an earlier image's answer is not this one's
+        $("result-empty").hidden = false;
+      }
     } finally {
       if (current()) {
         state.busy = false;
@@ -361,11 +387,14 @@
     $("meta-latency").textContent = `${Math.round(answer.latency_ms)} ms`;
     const fallback = $("meta-fallback");
     fallback.hidden = !answer.fallback_reason;
-    fallback.textContent = answer.fallback_reason
-      ? `requested ${answer.requested_route}; answered by the latest version: ${answer.fallback_reason}` : "";
+    setBidiText(fallback, answer.fallback_reason
+      ? `ענתה הגרסה האחרונה · requested ${answer.requested_route}; answered by the latest version: ` +
+        answer.fallback_reason : "");
     $("result-empty").hidden = true;
     $("result").hidden = false;
     setServingStatus(true, `שרת המודל פעיל · Model server up — version ${answer.model_version} (${answer.route})`);
+    const saved = state.image && state.saved.get(state.image.b64);
+    if (saved) answer.feedback = { message: saved };   // this image's feedback was given already
     prepareFeedback();
     if (window.matchMedia("(max-width: 759px)").matches) {
       $("result-card").scrollIntoView({ behavior: "smooth", block: "start" });
@@ -397,6 +426,7 @@
   async function sendFeedback(label, button) {
     if (!state.prediction || !state.image || state.prediction.feedback) return;
     const prediction = state.prediction;
+    const image = state.image;
     const best = prediction.top[0];
     prediction.feedback = { message: "שומר… · saving…" };
     setFeedbackEnabled(false);
@@ -409,7 +439,7 @@
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({
-          image: state.image.b64,
+          image: image.b64,
           label,
           predicted_label: best.class,
           probability: best.probability,
@@ -418,8 +448,16 @@
         }),
       }).catch(() => { throw new Error(`${NOT_ANSWERING}.`); });
       const body = await response.json().catch(() => null);
-      if (!response.ok) throw new Error((body && body.error) || `HTTP ${response.status}`);
-      prediction.feedback.message = `תודה! נשמר · Thanks, saved as ${label} (${body.id.slice(0, 8)})`;
+      if (response.status === 409 && body && body.reason === "already_stored") {   // given before, another label
+        prediction.feedback.message = serverMessage(body, response.status);
+        state.saved.set(image.b64, prediction.feedback.message);
+        if (state.prediction === prediction) setBidiText(out, prediction.feedback.message);
+        return;
+      }
+      if (!response.ok) throw new Error(serverMessage(body, response.status));
+      prediction.feedback.message = `תודה! נשמר · Thanks, saved as ${body.label} (${body.id.slice(0, 8)})`;
+      state.saved.set(image.b64, prediction.feedback.message);
+      if (state.saved.size > SAVED_KEPT) state.saved.delete(state.saved.keys().next().value);
       if (state.prediction === prediction) setBidiText(out, prediction.feedback.message);
     } catch (err) {
       prediction.feedback = null;              // not saved: it may be sent again
@@ -446,7 +484,7 @@
       button.dataset.class = c.class;
       button.title = c.class;
       button.lang = "he";
-      button.setAttribute("aria-label", c.class);
+      button.setAttribute("aria-label", `${c.letter} ${c.class.replace("_", " ")}`);   // the name holds what it shows
       button.setAttribute("aria-pressed", "false");
       button.textContent = c.letter;
       button.addEventListener("click", () => sendFeedback(c.class, button));
