@@ -116,14 +116,9 @@ class GrpcApi:
         spec = _model_spec(request)
         servable = inference.resolve_spec(self.core, spec)
         signature_name = spec.signature_name or inference.DEFAULT_SIGNATURE
-        signature = servable.signature_defs.get(signature_name)
-        if signature is None:
-            raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{signature_name}" not found.')
         response = predict_pb2.PredictResponse()
+        arrays, aliases = inference.predict_request(servable, signature_name, request)
         _make_model_spec(response.model_spec, spec.name, signature_name, servable.version)
-        arrays = _predict_inputs(signature, request.inputs)
-        aliases = _output_aliases(signature, request.output_filter)
-        inference.check_feeds(signature, arrays)
         outputs = self._run(servable, signature_name, arrays, context, "Predict", spec.name)
         for alias in aliases:
             response.outputs[alias].CopyFrom(tensor_proto.to_proto(outputs[alias]))
@@ -228,45 +223,6 @@ class GrpcApi:
         for name in request.metric_names:   # TF's metric registry is not kept here: no increase to report
             response.metric.add(name=name, int64_value_increase=0)
         return response
-
-
-def _predict_inputs(signature, inputs) -> dict:
-    """VerifyRequestInputsSize + saved_model::GetInputValues: the request's tensors, one per signature input."""
-    requested, expected = set(inputs), set(signature.inputs)
-    if len(requested) > len(expected) or (len(requested) < len(expected) and not signature.defaults):
-        raise invalid(f"input size does not match signature: {len(requested)}!={len(expected)} "
-                      f"len({{{','.join(sorted(requested))}}}) != len({{{','.join(sorted(expected))}}}). "
-                      f"Sent extra: {{{','.join(sorted(requested - expected))}}}. "
-                      f"Missing but required: {{{','.join(sorted(expected - requested))}}}.")
-    arrays = {}
-    for alias in sorted(expected):
-        if alias in inputs:
-            proto = inputs[alias]
-        elif alias in signature.defaults:
-            proto = signature.defaults[alias]
-        else:
-            raise invalid(f"Signature input alias: {alias}(feed name: {signature.inputs[alias].name}) not found in "
-                          f"request and no default value provided. Inputs expected to be in the request "
-                          f"{{{','.join(sorted(requested))}}}, or default input alias set: "
-                          f"{','.join(sorted(signature.defaults))}")
-        arrays[alias] = tensor_proto.to_array(proto, alias)
-    if requested - expected:
-        raise invalid(f"Inputs contains invalid name. Used request inputs: {','.join(sorted(requested & expected))}"
-                      f", request input: {','.join(sorted(requested))}")
-    return arrays
-
-
-def _output_aliases(signature, output_filter) -> list:
-    """The outputs to return: ``output_filter`` (checked) or every output of the signature."""
-    aliases = []
-    for alias in output_filter:
-        if alias not in signature.outputs:
-            raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
-                          f"{{{','.join(sorted(signature.outputs))}}}.")
-        if alias in aliases:
-            raise invalid(f"duplicate output tensor alias: {alias}")
-        aliases.append(alias)
-    return aliases or sorted(signature.outputs)
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
+from serving import tensor_proto
 from serving.status import ServingError, invalid
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -58,6 +59,57 @@ def signature_def_map(servable) -> get_model_metadata_pb2.SignatureDefMap:
 
 
 # ------------------------------------------------------------------------------------------ predict
+def predict_request(servable, signature_name: str, request) -> tuple[dict, list]:
+    """A PredictRequest checked as RunPredict checks it (predict_util.cc): its signature, inputs (count, names,
+    defaults), output filter and feed types; (the input arrays, the output aliases to return)."""
+    signature = servable.signature_defs.get(signature_name)
+    if signature is None:
+        raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{signature_name}" not found.')
+    arrays = predict_inputs(signature, request.inputs)
+    aliases = output_aliases(signature, request.output_filter)
+    check_feeds(signature, arrays)
+    return arrays, aliases
+
+
+def predict_inputs(signature, inputs) -> dict:
+    """VerifyRequestInputsSize + saved_model::GetInputValues: the request's tensors, one per signature input."""
+    requested, expected = set(inputs), set(signature.inputs)
+    if len(requested) > len(expected) or (len(requested) < len(expected) and not signature.defaults):
+        raise invalid(f"input size does not match signature: {len(requested)}!={len(expected)} "
+                      f"len({{{','.join(sorted(requested))}}}) != len({{{','.join(sorted(expected))}}}). "
+                      f"Sent extra: {{{','.join(sorted(requested - expected))}}}. "
+                      f"Missing but required: {{{','.join(sorted(expected - requested))}}}.")
+    arrays = {}
+    for alias in sorted(expected):
+        if alias in inputs:
+            proto = inputs[alias]
+        elif alias in signature.defaults:
+            proto = signature.defaults[alias]
+        else:
+            raise invalid(f"Signature input alias: {alias}(feed name: {signature.inputs[alias].name}) not found in "
+                          f"request and no default value provided. Inputs expected to be in the request "
+                          f"{{{','.join(sorted(requested))}}}, or default input alias set: "
+                          f"{','.join(sorted(signature.defaults))}")
+        arrays[alias] = tensor_proto.to_array(proto, alias)
+    if requested - expected:
+        raise invalid(f"Inputs contains invalid name. Used request inputs: {','.join(sorted(requested & expected))}"
+                      f", request input: {','.join(sorted(requested))}")
+    return arrays
+
+
+def output_aliases(signature, output_filter) -> list:
+    """The outputs to return: ``output_filter`` (checked) or every output of the signature."""
+    aliases = []
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                          f"{{{','.join(sorted(signature.outputs))}}}.")
+        if alias in aliases:
+            raise invalid(f"duplicate output tensor alias: {alias}")
+        aliases.append(alias)
+    return aliases or sorted(signature.outputs)
+
+
 def check_feeds(signature, arrays: dict) -> None:
     """Feeds of the signature's dtypes, before the signature runs: TensorFlow's message for a mistyped feed (the
     session's call frame). Shapes are not checked, as TF Serving's Predict checks none: a mis-shaped feed fails

@@ -24,7 +24,8 @@ CODE_NAMES = {
 
 _EAGER_PREFIX = re.compile(r"^Graph execution error:\s*(?:Detected at node .*? defined at \(most recent call last\):\n"
                            r"(?:.*\n)*?<stack traces unavailable>\n)?", re.DOTALL)
-_EAGER_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
+_EAGER_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](?: name: [^\n]*)?\s*$")
+_EAGER_WRAPPER = re.compile(r"\{\{function_node __wrapped__[^}]*\}\} ?")   # Python's wrapping of one eager op
 
 
 _FUNCTION_TAG = re.compile(r"\{\{function_node [^}]*\}\} ?")
@@ -51,8 +52,9 @@ def undecodable_runtime_message(raw: bytes) -> str:
 
 def runtime_message(message: str) -> str:
     """A TF runtime error as the C++ session reports it: without Python eager's "Graph execution error" and
-    "Detected at node" preamble or its trailing ``[Op:...]``."""
-    return _EAGER_SUFFIX.sub("", _EAGER_PREFIX.sub("", message)).strip("\n")
+    "Detected at node" preamble, its ``{{function_node __wrapped__…}}`` tag of an eager op, or its trailing
+    ``[Op:...] name: ...``."""
+    return _EAGER_SUFFIX.sub("", _EAGER_WRAPPER.sub("", _EAGER_PREFIX.sub("", message))).strip("\n")
 
 
 class ServingError(Exception):

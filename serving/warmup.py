@@ -12,7 +12,7 @@ import os
 
 from core import warmup
 from serving import inference
-from serving.status import ServingError, invalid
+from serving.status import ServingError, invalid, runtime_message
 
 # PredictionLog.log_type field numbers: TF Serving's message quotes the oneof case as its number.
 _UNSUPPORTED = {"predict_streamed_log": 7, "session_run_log": 5}
@@ -40,22 +40,22 @@ def replay(servable) -> int:
             count += 1
             if count > warmup.MAX_RECORDS:
                 raise invalid(f"Number of warmup records exceeds the maximum ({warmup.MAX_RECORDS}) at {path}")
-    except tf.errors.DataLossError as exc:
-        raise ServingError("DATA_LOSS", f"{exc.message}. Please verify your warmup data is in TFRecord format.") \
-            from None
+    except tf.errors.DataLossError as exc:   # the record reader's message, without Python eager's wrapping
+        raise ServingError("DATA_LOSS", f"{runtime_message(exc.message)}. Please verify your warmup data is in "
+                                        f"TFRecord format.") from None
     return count
 
 
 def run_record(servable, log) -> None:
     """One record (RunWarmupRequest): its request run on ``servable``, the answer checked as the API checks it."""
-    import tensorflow as tf
     from tensorflow_serving.apis import classification_pb2, regression_pb2
 
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
         request = log.predict_log.request
-        servable.run(request.model_spec.signature_name or inference.DEFAULT_SIGNATURE,
-                     {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()})
+        signature_name = request.model_spec.signature_name or inference.DEFAULT_SIGNATURE
+        arrays, _ = inference.predict_request(servable, signature_name, request)
+        servable.run(signature_name, arrays)
     elif kind in ("classify_log", "regress_log"):
         request = getattr(log, kind).request
         method = inference.CLASSIFY if kind == "classify_log" else inference.REGRESS

@@ -125,3 +125,38 @@ def test_a_warmup_file_that_is_not_tfrecords_fails_the_load(tmp_path):
         versions.Servable("m", 1, path)
     assert raised.value.code == "DATA_LOSS"
     assert raised.value.message.endswith(". Please verify your warmup data is in TFRecord format.")
+    assert raised.value.message.startswith("corrupted record at 0")      # the record reader's words alone
+    assert "function_node" not in raised.value.message and "[Op:" not in raised.value.message
+
+
+def predict_log(signature: str = configs.IMAGE_SIGNATURE, inputs=None, output_filter=()):
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    if inputs is None:
+        inputs = {configs.IMAGE_INPUT: np.array([testing.png_bytes(90)], dtype=object)}
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name=signature),
+                                         output_filter=list(output_filter))
+    for alias, value in inputs.items():
+        request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+    return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+
+
+@pytest.mark.parametrize("log, code, message", [
+    (lambda: predict_log(output_filter=["nosuch"]), "INVALID_ARGUMENT", "output tensor alias not found in signature: "
+                                                                         "nosuch"),
+    (lambda: predict_log("nope"), "FAILED_PRECONDITION", 'Serving signature key "nope" not found.'),
+    (lambda: predict_log(inputs={configs.IMAGE_INPUT: np.array([b"x"], dtype=object),
+                                 "foo": np.array([1.0], np.float32)}),
+     "INVALID_ARGUMENT", "input size does not match signature: 2!=1"),
+    (lambda: predict_log(inputs={configs.IMAGE_INPUT: np.array([1.5], np.float32)}),
+     "INVALID_ARGUMENT", "Expects arg[0] to be string but float is provided"),
+])
+def test_a_predict_record_is_checked_as_its_request_would_be(tmp_path, log, code, message):
+    """RunWarmupRequest sends a predict_log through RunPredict (predict_util.cc): its signature, inputs, output
+    filter and feed types are checked, so a record the Predict API would refuse fails the load."""
+    path = write_logs(testing.build_tiny_model(str(tmp_path / "1")), [log()])
+    with pytest.raises(ServingError) as raised:
+        versions.Servable(configs.MODEL_NAME, 1, path)
+    assert raised.value.code == code and message in raised.value.message, raised.value.message
+    good = write_logs(testing.build_tiny_model(str(tmp_path / "2")), [predict_log()])
+    assert versions.Servable(configs.MODEL_NAME, 2, good).warmup_requests == 1
