@@ -23,7 +23,7 @@ from serving.metrics import Metrics
 from serving.request_logging import ServerRequestLogger
 from serving.rest import RestApi
 from serving.status import ServingError, invalid
-from serving.versions import ServerCore
+from serving.versions import ServerCore, not_available
 
 log = logging.getLogger("serving")
 
@@ -245,11 +245,9 @@ class Server:
         while not all(m.startup_settled() for m in added):
             if self.stop_event.wait(0.05) or (deadline is not None and time.monotonic() > deadline):
                 raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
-        failures = [f"{{name: {m.name} version: {v}}} due to error: {r.error_code}: {r.error_message}"
-                    for m in added for v, r in m.startup_failures()]
-        if failures:
-            raise ServingError("UNKNOWN", f"{len(failures)} servable(s) did not become available: "
-                                          f"{{{', '.join(failures)}, }}")
+        failures = [(m.name, m.reload_failure()) for m in added]
+        if any(failure for _, failure in failures):
+            raise not_available("model(s)", failures)
 
     def _make_batcher(self, servable, signature_name):
         labels = {"model_name": servable.name, "op_name": signature_name}

@@ -21,7 +21,7 @@ from serving.status import ServingError, from_exception, undecodable_runtime_mes
 
 log = logging.getLogger("serving.versions")
 
-_VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$")   # absl::SimpleAtoi
+_VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$", re.ASCII)   # absl::SimpleAtoi: ASCII digits and spaces only
 _INT64_MAX = 2 ** 63 - 1
 State = get_model_status_pb2.ModelVersionStatus.State
 
@@ -44,8 +44,8 @@ class Servable:
         with open(pb_path, "rb") as handle:
             try:
                 saved_model.ParseFromString(handle.read())
-            except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError
-                raise ServingError("DATA_LOSS", f"Could not parse SavedModel proto at {pb_path}: {exc}") from None
+            except Exception:  # noqa: BLE001 - protobuf raises DecodeError
+                raise ServingError("DATA_LOSS", f"Can't parse {pb_path} as binary proto") from None   # ReadBinaryProto
         meta_graph = next((m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags), None)
         if meta_graph is None:
             raise ServingError("NOT_FOUND", "Could not find meta graph def matching supplied tags: { serve }. "
@@ -112,6 +112,16 @@ class _VersionRecord:
         self.attempts = 0
         self.retry_at = 0.0
         self.last_error = None    # (code, message) of the last failed attempt, shown once the retries stop
+
+
+def not_available(what: str, failures) -> ServingError:
+    """TF Serving's error when servables it waited for did not load (load_servables_fast.cc at start-up,
+    "servable(s)"; ServerCore::WaitUntilModelsAvailable after a reload, "model(s)"): ``failures`` is
+    [(model name, (version, record) or None)]."""
+    entries = [f"{{{{name: {name} version: {version}}} due to error: {record.error_code}: {record.error_message}}}, "
+               for name, failure in sorted(failures, key=lambda item: item[0]) if failure
+               for version, record in [failure]]
+    return ServingError("UNKNOWN", f"{len(entries)} {what} did not become available: {{{''.join(entries)}}}")
 
 
 def version_number(name: str) -> int | None:
@@ -227,11 +237,23 @@ class ModelManager:
                 return False
             return all(self.records[v].state in (State.AVAILABLE, State.END) for v in self.aspired)
 
-    def startup_failures(self) -> list:
+    def startup_failure(self):
+        """At start-up (versions loaded side by side, as TF Serving's initial load is): (version, record) of the
+        newest failed version when none is serving, else None. TF Serving waits for Latest(model): one per model."""
         with self._lock:
             if self.servables:
-                return []
-            return [(v, self.records[v]) for v in self.aspired if self.records[v].error_code != "OK"]
+                return None
+            failed = [v for v in self.aspired if self.records[v].error_code != "OK"]
+            return (max(failed), self.records[max(failed)]) if failed else None
+
+    def reload_failure(self):
+        """After a config reload: (version, record) of the newest aspired version if it failed, else None. After
+        start-up TF Serving loads one version at a time, newest first (--num_load_threads=0), so its wait for
+        Latest(model) ends on the newest version's outcome, even if an older one would load."""
+        with self._lock:
+            newest = max(self.aspired)
+            record = self.records[newest]
+            return (newest, record) if record.state == State.END and record.error_code != "OK" else None
 
     # -------------------------------------------------------------------------------------- polling
     def poll(self) -> None:
@@ -399,14 +421,9 @@ class ServerCore:
             self.poll()
             managers = [m for m in self.managers.values() if not m.removed]
             if all(m.startup_settled() for m in managers):
-                failures = []
-                for manager in managers:
-                    for version, record in manager.startup_failures():
-                        failures.append(f"{{name: {manager.name} version: {version}}} due to error: "
-                                        f"{record.error_code}: {record.error_message}")
-                if failures:
-                    raise ServingError("UNKNOWN", f"{len(failures)} servable(s) did not become available: "
-                                                  f"{{{', '.join(failures)}, }}")
+                failures = [(m.name, m.startup_failure()) for m in managers]
+                if any(failure for _, failure in failures):
+                    raise not_available("servable(s)", failures)
                 return
             stop.wait(max(poll_seconds, 0.05))   # one poll (and one "Could not find base path") per interval
 

@@ -161,7 +161,8 @@ def test_startup_fails_when_the_only_version_is_broken(tmp_path):
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1, broken=True)
     with pytest.raises(RuntimeError, match=r"Failed to start server\. Error: UNKNOWN: 1 servable\(s\) did not become "
-                                           r"available: \{\{name: letters version: 1\} due to error"):
+                                           r"available: \{\{\{name: letters version: 1\} due to error: DATA_LOSS: Can't parse [^\n]*/1/"
+                                           r"saved_model\.pb as binary proto\}, \}\n"):
         testing.start_server(base, subprocess=True, startup_timeout=120, **FAST)
 
 
@@ -318,3 +319,33 @@ def test_a_version_whose_retries_are_cut_short_ends_with_its_error(tmp_path):
     assert versions.State.Name(record.state) == "END" and record.error_code != "OK" and record.error_message
     assert manager.available_versions() == [3]
     manager.unload_all()
+
+
+def test_version_folders_are_named_by_ascii_digits_alone():
+    """absl::SimpleAtoi: ASCII digits and whitespace; fullwidth or Arabic-Indic digits are no version."""
+    assert versions.version_number(" 12 ") == 12 and versions.version_number("+7") == 7
+    assert versions.version_number("\uff11\uff12") is None and versions.version_number("\u0661") is None
+    assert versions.version_number("12\u00a0") is None
+
+
+def test_a_reload_that_adds_a_model_fails_on_its_newest_version(tmp_path):
+    """After start-up TF Serving loads one version at a time, newest first, and the reload waits for
+    Latest(model): a broken newest version fails the reload even though an older one loads."""
+    from serving.status import ServingError
+    from tensorflow_serving.config import model_server_config_pb2
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    other = str(tmp_path / "other")
+    testing.publish_version(other, 1)
+    testing.publish_version(other, 2, broken=True)
+    with testing.start_server(base, **FAST) as server:
+        config = model_server_config_pb2.ModelServerConfig()
+        config.model_config_list.config.add(name="letters", base_path=base, model_platform="tensorflow")
+        added = config.model_config_list.config.add(name="other", base_path=other, model_platform="tensorflow")
+        added.model_version_policy.all.SetInParent()
+        with pytest.raises(ServingError) as raised:
+            server.server.reload_config(config, timeout=60)
+        assert raised.value.code == "UNKNOWN"
+        assert raised.value.message == (
+            "1 model(s) did not become available: {{{name: other version: 2} due to error: DATA_LOSS: Can't parse "
+            f"{other}/2/saved_model.pb as binary proto}}, }}")
