@@ -53,6 +53,7 @@ from tfx.utils import proto_utils
 
 from core import configs, image_io
 from core.configs import GENERATED_MANIFEST
+from core.manifest import unfinished_generation
 from core.files import pattern_under
 from core.labels import CLASS_INDEX, CLASS_NAMES
 
@@ -245,6 +246,9 @@ def _layout_hint(input_base: str, pattern: str) -> str:
 
 def describe_layout_problem(input_base: str) -> str | None:
     """A sentence saying why ``input_base`` cannot be read, or None when it holds files to read."""
+    unfinished = None if "://" in input_base else unfinished_generation(input_base)
+    if unfinished:
+        return unfinished
     files = list_inputs(input_base)
     if not files:
         return _layout_hint(input_base, INPUT_PATTERN)

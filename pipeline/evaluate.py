@@ -23,6 +23,7 @@ from core import configs, image_io
 from core.model_dirs import resolve_model_dir
 from pipeline.flags import non_negative_int, output_dir
 from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
+from core.manifest import unfinished_generation
 
 
 def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]:
@@ -74,8 +75,12 @@ def load_image_signature(model_dir: str):
 
 
 def predict(model_dir: str, images: list[bytes], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    return predict_with(load_image_signature(model_dir), images, batch_size, progress)
+
+
+def predict_with(fn, images: list[bytes], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """The probabilities of ``images`` (encoded) from a loaded image signature ``fn``."""
     import tensorflow as tf
-    fn = load_image_signature(model_dir)
     out = []
     with tqdm(total=len(images), desc="evaluate", unit="img", disable=not progress, file=sys.stderr) as bar:
         for start in range(0, len(images), batch_size):
@@ -129,12 +134,16 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
     model_dir = resolve_model_dir(model)
     if not os.path.isdir(data_root):
         raise FileNotFoundError(f"{data_root} is not a folder")
+    unfinished = unfinished_generation(data_root)
+    if unfinished:
+        raise ValueError(unfinished)
     items, skipped = load_labelled_images(data_root)
     if not items:
         raise ValueError(f"no usable labelled image under {data_root} (expected <class_folder>/<image>)"
                          + (f"; skipped {len(skipped)}: " + _skip_summary(skipped) if skipped else ""))
-    started = time.monotonic()
-    probs = predict(model_dir, [data for _, _, data in items], progress=progress)
+    fn = load_image_signature(model_dir)
+    started = time.monotonic()           # images per second: the model's answers, not its loading
+    probs = predict_with(fn, [data for _, _, data in items], progress=progress)
     seconds = time.monotonic() - started
     labels = np.array([label for _, label, _ in items])
     metrics = compute_metrics(labels, probs)

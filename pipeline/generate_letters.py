@@ -302,8 +302,14 @@ def main(argv=None) -> int:
         return 2
     print(f"generate: {len(faces)} fonts ({sum(f.script for f in faces)} handwriting-like): "
           + ", ".join(f.name for f in faces))
+    from core.signals import sigterm_as_interrupt
     try:
-        generate(args.out, args.per_class, args.seed, faces, style=args.style)
+        with sigterm_as_interrupt():
+            generate(args.out, args.per_class, args.seed, faces, style=args.style)
+    except KeyboardInterrupt:
+        print(f"\ngenerate: interrupted; {args.out} is unfinished ({MANIFEST} says so, and the pipeline and "
+              f"letters-evaluate refuse it): run the same command again to finish it", file=sys.stderr)
+        return 130
     except (NotGeneratedFolder, NoHebrewFontError, OSError) as err:
         print(f"generate: error: {err}", file=sys.stderr)
         return 2

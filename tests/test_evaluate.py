@@ -104,6 +104,9 @@ def test_data_with_nothing_usable_says_why(pipeline_runs, tmp_path, capsys):
     assert "skipped 2" in err and "unknown class folder (Alef/1.png)" in err and "bet/2.png" in err
     assert evaluate.main(["--model", serving, "--data-root", str(tmp_path / "missing")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "data" / "generated.json").write_text('{"per_class": 9, "seed": 1, "incomplete": true}')
+    assert evaluate.main(["--model", serving, "--data-root", str(tmp_path / "data")]) == 2   # an interrupted run's
+    assert "generation did not finish" in capsys.readouterr().err
 
 
 def test_every_file_it_does_not_score_is_listed_with_its_reason(tmp_path):
@@ -132,3 +135,54 @@ def test_every_file_it_does_not_score_is_listed_with_its_reason(tmp_path):
     assert reasons["bet/loop"].startswith("unreadable: OSError")
     assert reasons["bet/pipe.png"].startswith("not_a_file")
     assert evaluate.load_labelled_images(str(tmp_path / "nowhere")) == ([], [])
+
+
+def test_images_per_second_counts_the_answers_not_the_model_loading(tmp_path, monkeypatch):
+    import time
+
+    import tensorflow as tf
+
+    from core import configs
+    for name in ("alef", "bet"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        (tmp_path / "data" / name / "1.png").write_bytes(png_bytes(letter_image(30, 40)))
+
+    def slow_load(_model_dir):
+        time.sleep(1.0)                                      # a SavedModel's load and tracing
+        return lambda **inputs: {configs.PROBABILITIES_OUTPUT: tf.fill(
+            [int(tf.size(inputs[configs.IMAGE_INPUT])), len(CLASS_NAMES)], 1.0 / len(CLASS_NAMES))}
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "load_image_signature", slow_load)
+    metrics = evaluate.evaluate(str(tmp_path), str(tmp_path / "data"), progress=False)
+    assert metrics["images_per_second"] > 20                 # 2 images in well under 0.1 s; with the load: < 2
+
+
+def test_plot_labels_draw_hebrew_letters_without_the_culmus_faces(monkeypatch, capsys):
+    import shutil
+
+    from pipeline import generate_letters, plots
+    if not shutil.which("fc-match"):
+        pytest.skip("fontconfig (fc-match) is not installed")
+    monkeypatch.setattr(generate_letters, "find_faces", lambda: [])        # a machine without Culmus
+    plots.font.cache_clear()
+    try:
+        face = plots.font(18, hebrew=True)
+        masks = {bytes(face.getmask(letter)) for letter in "אבגד"}
+    finally:
+        plots.font.cache_clear()
+    if plots._fontconfig_hebrew_face() is None:
+        assert "no font with Hebrew letters" in capsys.readouterr().err
+    else:
+        assert len(masks) == 4                                               # four letters, not four boxes
+
+
+def test_error_captions_fit_under_their_picture():
+    from PIL import Image, ImageDraw
+
+    from pipeline import plots
+    draw, small = ImageDraw.Draw(Image.new("RGB", (10, 10))), plots.font(11)
+    for text in ("tsadi_final->mem_final", "alef->bet", "tsadi_final->tsadi_final"):
+        shown = plots.fitted(draw, text, small, 102)
+        assert draw.textlength(shown, font=small) <= 102 and shown[:3] == text[:3]
+    assert plots.fitted(draw, "alef->bet", small, 102) == "alef->bet"
+    assert plots.fitted(draw, "tsadi_final->mem_final", small, 102).startswith("tsadi_f->mem_f")

@@ -109,3 +109,26 @@ def test_an_interrupted_run_is_redone_not_refused(tmp_path):
     next((tmp_path / "bet").glob("*.png")).unlink()
     result = generate_letters.generate(tmp_path, per_class=2, seed=1, classes=classes, progress=False)
     assert "incomplete" not in result and len(list((tmp_path / "bet").glob("*.png"))) == 2
+
+
+def test_an_interrupted_generation_says_so_and_is_not_taken_for_data(tmp_path):
+    """Ctrl-C or SIGTERM mid-way: one line (no traceback), and the folder, some classes missing, is refused by the
+    pipeline's layout check until the same command finishes it."""
+    import os
+    import signal
+    import time
+
+    from components.image_example_gen import describe_layout_problem
+    out = tmp_path / "letters"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.generate_letters", "--out", str(out), "--per-class",
+                             "200", "--seed", "3"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("alef/*.png")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert not (out / "tav").exists() or len(os.listdir(out / "tav")) < 200
+    problem = describe_layout_problem(str(out))
+    assert problem and "generation did not finish" in problem and "per class 200, seed 3" in problem
