@@ -34,6 +34,21 @@ def tile(rows: list[list[Path]], cell: int) -> Image.Image:
     return sheet
 
 
+def real_images(folder: Path, count: int) -> list[Path]:
+    """The first ``count`` files of ``folder`` (by name) that are images; hidden files and others are passed over."""
+    found = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        try:
+            with Image.open(path) as img:
+                img.verify()
+        except Exception:  # noqa: BLE001 - Pillow raises many kinds for what is not an image
+            continue
+        found.append(path)
+        if len(found) == count:
+            break
+    return found
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="PNG file to write")
@@ -47,10 +62,16 @@ def main(argv=None) -> int:
         parser.error("--writers must be at least 1, --cell at least 8, --seed not negative")
     with tempfile.TemporaryDirectory() as tmp:
         generate_letters.generate(tmp, args.writers, args.seed, progress=False, style=args.style)
-        rows = [[sorted((Path(tmp) / name).glob("*.png"))[i] for name in CLASS_NAMES] for i in range(args.writers)]
+        # writer i's letter of each class: the file numbered i (the names' middle part is the face or "hand")
+        rows = [[next((Path(tmp) / name).glob(f"{name}_*_{i:04d}.png")) for name in CLASS_NAMES]
+                for i in range(args.writers)]
         sheet = tile(rows, args.cell)
     if args.real_root:
-        real = [sorted(p for p in (Path(args.real_root) / name).iterdir() if p.is_file()) for name in CLASS_NAMES]
+        missing = [name for name in CLASS_NAMES if not (Path(args.real_root) / name).is_dir()]
+        if missing:
+            parser.error(f"--real-root {args.real_root} has no class folder {', '.join(missing[:5])}"
+                         + (", …" if len(missing) > 5 else ""))
+        real = [real_images(Path(args.real_root) / name, args.writers) for name in CLASS_NAMES]
         if any(len(files) < args.writers for files in real):
             parser.error(f"--real-root needs at least {args.writers} images in every class folder")
         below = tile([[files[i] for files in real] for i in range(args.writers)], args.cell)

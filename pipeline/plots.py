@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import io
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -15,16 +17,39 @@ LABEL_FACES = ("MiriamCLM-Book", "SimpleCLM-Medium", "DavidCLM-Medium", "Nachlie
 
 @functools.lru_cache(maxsize=None)   # finding the Hebrew face scans every font folder
 def font(size: int, hebrew: bool = False):
+    """Pillow's own font, or with ``hebrew`` one that draws the Hebrew letters: a Culmus face, else any font
+    fontconfig knows for Hebrew (DejaVu Sans has them); without one, a warning (the letters would be boxes)."""
     if hebrew:
         from pipeline.generate_letters import find_faces
         faces = {f.name: f for f in find_faces()}
         for name in LABEL_FACES:
             if name in faces:
                 return ImageFont.truetype(faces[name].path, size)
+        path = _fontconfig_hebrew_face()
+        if path:
+            return ImageFont.truetype(path, size)
+        print("plots: no font with Hebrew letters was found (sudo apt-get install culmus): the letters are drawn "
+              "as boxes; the class names beside them still say which is which", file=sys.stderr)
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # older Pillow
         return ImageFont.load_default()
+
+
+def _fontconfig_hebrew_face() -> str | None:
+    """The file of fontconfig's best font for Hebrew, if it really has the letters (fc-match answers a font
+    even when none covers the language)."""
+    try:
+        found = subprocess.run(["fc-match", "--format=%{file}", ":lang=he"], capture_output=True, text=True,
+                               timeout=10)
+        path = found.stdout.strip()
+        if found.returncode or not path:
+            return None
+        face = ImageFont.truetype(path, 24)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    shapes = {bytes(face.getmask(letter)) for letter in GLYPHS[:4]}
+    return path if len(shapes) == 4 else None
 
 
 def matrix_heading(title: str = "") -> str:
@@ -62,6 +87,16 @@ def confusion_matrix_png(matrix: np.ndarray, path: str, title: str = "") -> None
     img.save(path)
 
 
+def fitted(draw: ImageDraw.ImageDraw, text: str, text_font, width: float) -> str:
+    """``text`` as drawn in at most ``width`` pixels: final forms' "_final" shortened to "_f", then cut with "…"."""
+    if draw.textlength(text, font=text_font) <= width:
+        return text
+    text = text.replace("_final", "_f")
+    while len(text) > 1 and draw.textlength(text, font=text_font) > width:
+        text = text[:-2] + "…"
+    return text
+
+
 def contact_sheet_png(items: list[dict], path: str, columns: int = 8, thumb: int = 96) -> None:
     """Each item: {'image': bytes, 'true': idx, 'pred': idx, 'confidence': float, 'source': str}."""
     rows = max(1, -(-len(items) // columns))
@@ -88,7 +123,8 @@ def contact_sheet_png(items: list[dict], path: str, columns: int = 8, thumb: int
         draw.text((x + 16, y + thumb + 5), ">", fill="black", font=small)
         draw.text((x + 30, y + thumb + 2), GLYPHS[p], fill="black", font=glyph_font)
         draw.text((x + 50, y + thumb + 5), f"{item['confidence']:.0%}", fill="red", font=small)
-        draw.text((x, y + thumb + 24), f"{CLASS_NAMES[t]}->{CLASS_NAMES[p]}"[:19], fill="black", font=small)
+        draw.text((x, y + thumb + 24), fitted(draw, f"{CLASS_NAMES[t]}->{CLASS_NAMES[p]}", small, thumb + 6),
+                  fill="black", font=small)
     img.save(path)
 
 

@@ -1,0 +1,36 @@
+"""bench.contact_sheet: one row per simulated writer, and real letters beside them from an ordinary folder."""
+import pytest
+from PIL import Image
+
+from bench import contact_sheet
+from core.labels import CLASS_NAMES
+from tests.conftest import letter_image, png_bytes
+
+
+def test_a_row_is_one_writer_in_every_style(tmp_path, monkeypatch):
+    rows_seen = []
+    real_tile = contact_sheet.tile
+    monkeypatch.setattr(contact_sheet, "tile", lambda rows, cell: rows_seen.append(rows) or real_tile(rows, cell))
+    assert contact_sheet.main(["--out", str(tmp_path / "sheet.png"), "--writers", "3", "--style", "mixed"]) == 0
+    (rows,) = rows_seen
+    for i, row in enumerate(rows):
+        assert [p.parent.name for p in row] == list(CLASS_NAMES)
+        assert all(p.name.endswith(f"_{i:04d}.png") for p in row), [p.name for p in row]
+
+
+def test_real_letters_pass_over_hidden_and_non_image_files_and_name_a_missing_class(tmp_path, capsys):
+    real = tmp_path / "real"
+    for name in CLASS_NAMES:
+        (real / name).mkdir(parents=True)
+        (real / name / "1.png").write_bytes(png_bytes(letter_image(20, 30)))
+    (real / "alef" / ".DS_Store").write_bytes(b"\0\1")
+    (real / "alef" / "0_notes.txt").write_text("not a letter")
+    assert contact_sheet.real_images(real / "alef", 2) == [real / "alef" / "1.png"]
+    out = tmp_path / "sheet.png"
+    assert contact_sheet.main(["--out", str(out), "--writers", "1", "--real-root", str(real)]) == 0
+    assert Image.open(out).height > 2 * 48
+    (real / "tav" / "1.png").unlink()
+    (real / "tav").rmdir()
+    with pytest.raises(SystemExit) as stopped:
+        contact_sheet.main(["--out", str(out), "--writers", "1", "--real-root", str(real)])
+    assert stopped.value.code == 2 and "has no class folder tav" in capsys.readouterr().err
