@@ -90,6 +90,12 @@ def read_checked(path: str, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int 
 _PILLOW_LIMIT = threading.Lock()
 
 
+def _why(err: Exception) -> str:
+    """A decoder's words for a refusal, for the person who sent the image (its exception's name only if it has
+    no words)."""
+    return str(err) or type(err).__name__
+
+
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """``Image.open`` (lazy: no pixel is decoded). Pillow refuses to open an image over twice its own
     ``MAX_IMAGE_PIXELS``; where ``max_pixels`` allows more, the image is opened again without Pillow's limit
@@ -123,7 +129,7 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
             raise ImageRejected("decompression_bomb", f"more than {2 * Image.MAX_IMAGE_PIXELS} pixels is over "
                                 f"the {max_pixels} limit") from None
         except Exception as err:  # Pillow raises UnidentifiedImageError, but also others on odd headers
-            raise ImageRejected("not_an_image", f"cannot identify image data ({type(err).__name__})") from None
+            raise ImageRejected("not_an_image", "cannot identify image data") from None
         fmt = (img.format or "").upper()
         if fmt == "MPO":   # a JPEG with more pictures after it (phones' depth maps, Ultra HDR gain maps): the
             fmt = "JPEG"   # first is the photo, the one both Pillow and TensorFlow's decode_image read
@@ -141,14 +147,14 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         except Image.DecompressionBombError as err:
             raise ImageRejected("decompression_bomb", str(err)) from None
         except Exception as err:
-            raise ImageRejected("truncated_or_corrupt", f"{type(err).__name__}: {err}") from None
+            raise ImageRejected("truncated_or_corrupt", _why(err)) from None
     mode = img.mode
     turned = _orientation(img) not in (1, None)
     if turned:   # a phone photo held sideways: shown upright, it would reach the model on its side
         try:
             img = ImageOps.exif_transpose(img)
         except Exception as err:
-            raise ImageRejected("truncated_or_corrupt", f"EXIF orientation: {type(err).__name__}: {err}") from None
+            raise ImageRejected("truncated_or_corrupt", f"EXIF orientation: {_why(err)}") from None
         width, height = img.size
     if (fmt, mode) in TF_NATIVE and not turned and not _animated_with_alpha(img) and not _key_colour_alpha(img) \
             and not _bmp_with_fourth_byte(fmt, data) and not _animated_gif(fmt, img):
