@@ -68,10 +68,9 @@ class BatchOutputs(dict):
 class Batcher:
     """The queue of one (servable, signature)."""
 
-    def __init__(self, scheduler: "BatchScheduler", run, labels: dict):
+    def __init__(self, scheduler: "BatchScheduler", run):
         self.scheduler = scheduler
         self.run = run                  # callable(dict of arrays) -> dict of arrays
-        self.labels = labels
         self.tasks: collections.deque = collections.deque()
         self.pending = 0
         self.closed = False
@@ -84,13 +83,13 @@ class Batcher:
             raise ServingError("INVALID_ARGUMENT", "Batching session Run() input tensors must have equal 0th-"
                                                    "dimension size")
         size = sizes.pop()
+        if self.scheduler.metrics is not None:   # ComputeInputSize records it before the task is scheduled
+            self.scheduler.metrics.batch_input(size, tensors=len(arrays))
         settings = self.scheduler.settings
         if size > settings.max_batch_size:
             raise ServingError("INVALID_ARGUMENT", f"Task size {size} is larger than maximum input batch size "
                                                    f"{settings.max_batch_size}")
         task = _Task(arrays, size, loop)
-        if self.scheduler.metrics is not None:
-            self.scheduler.metrics.batch_input(self.labels, size)
         return self.scheduler.enqueue(self, task)
 
     def close(self):
@@ -110,8 +109,8 @@ class BatchScheduler:
         for thread in self._threads:
             thread.start()
 
-    def batcher(self, run, labels: dict) -> Batcher:
-        batcher = Batcher(self, run, labels)
+    def batcher(self, run) -> Batcher:
+        batcher = Batcher(self, run)
         with self._cond:
             self._queues.append(batcher)
         return batcher
@@ -192,6 +191,9 @@ class BatchScheduler:
             self._process(*batch)
 
     def _process(self, batcher: Batcher, tasks: list) -> None:
+        if self.metrics is not None:
+            started = time.monotonic()
+            self.metrics.batch_queued([(started - task.enqueued) * 1e6 for task in tasks])
         live = [task for task in tasks if _still_wanted(task)]   # a task whose caller's deadline passed is not run
         if live:
             _deliver(self._results(batcher, live))
@@ -207,8 +209,6 @@ class BatchScheduler:
             for task in tasks:          # isolate the failing request(s)
                 results += self._results(batcher, [task])
             return results
-        if self.metrics is not None:
-            self.metrics.batch_processed(batcher.labels, total, padded)
         batch = _Batch(outputs if padded == total else {alias: array[:total] for alias, array in outputs.items()})
         results, start = [], 0
         for task in tasks:
@@ -232,7 +232,13 @@ class BatchScheduler:
                 if padded > total:
                     parts.append(np.repeat(parts[0][:1], padded - total, axis=0))
                 arrays[name] = np.concatenate(parts)
-        outputs = batcher.run(arrays)
+        if self.metrics is not None:
+            self.metrics.batch_merged(total, padded)
+        try:
+            outputs = batcher.run(arrays)
+        finally:
+            if self.metrics is not None:
+                self.metrics.batch_run()
         for array in outputs.values():
             if array.ndim == 0 or array.shape[0] != padded:
                 raise ServingError("FAILED_PRECONDITION", "Batched output tensor's 0th dimension does not equal the "

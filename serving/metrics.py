@@ -5,11 +5,12 @@
 * ``:tensorflow:serving:request_latency{model_name,API,entrypoint}`` - successful requests (entrypoint ``REST`` or
   ``GRPC``), microseconds,
   buckets Exponential(10, 1.8, 33) as in TF Serving.
-* batching, with TF's batch-op names (``op_name`` = the signature name here):
-  ``:tensorflow:serving:batching:input_batch_size_v2{model_name,op_name}`` (rows per request, histogram),
-  ``:tensorflow:serving:batching:batch_size{model_name,op_name}`` (rows per processed batch, histogram),
-  ``:tensorflow:serving:batching:processed_batch_size_v2{model_name,op_name,batch_size}`` (batches run, by padded
-  size).
+* with ``--enable_batching``, the BatchingSession's (batching/batching_session.cc, batching_util.h; no model name,
+  as there): ``:tensorflow:serving:batching_session:input_batch_size`` (rows of each request's input tensors,
+  histogram), ``...:processed_batch_size`` (rows of each batch run, padding included), ``...:padding_size
+  {execution_batch_size}`` (padding rows of each batch), ``...:queuing_latency{thread_pool_name}`` (each request's
+  wait in the queue, microseconds; the pool name is "" as CreateBatchingSession gives it) and
+  ``...:wrapped_run_count`` (batches run).
 * ``:tensorflow:serving:runtime_latency{model_name,API,runtime="TF1"}`` - the model run alone of Predict, Classify
   and Regress (RecordRuntimeLatency), microseconds.
 * ``:tensorflow:serving:request_example_counts{model}`` (histogram) and
@@ -33,8 +34,9 @@ from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = [10 * 1.8 ** i for i in range(33)]    # Buckets::Exponential(10, 1.8, 33)
 INPUT_BATCH_BUCKETS = [2 ** i for i in range(14)]        # Buckets::Exponential(1, 2, 14)
-BATCH_SIZE_BUCKETS = [1.5 ** i for i in range(20)]       # Buckets::Exponential(1, 1.5, 20)
 EXAMPLE_COUNT_BUCKETS = [2 ** i for i in range(15)]      # Buckets::Exponential(1, 2, 15)
+QUEUING_BUCKETS = [100 * 1.2 ** i for i in range(52)]    # Buckets::Exponential(100, 1.2, 52)
+BATCHING_THREAD_POOL = ""                                # CreateBatchingSession's thread_pool_name
 
 
 def prometheus_name(name: str) -> str:
@@ -85,9 +87,11 @@ class Metrics:
         self._lock = threading.Lock()
         self.request_count: dict[tuple, int] = {}
         self.request_latency: dict[tuple, _Histogram] = {}
-        self.processed_batch_size: dict[tuple, int] = {}
-        self.batch_size: dict[tuple, _Histogram] = {}
         self.input_batch_size: dict[tuple, _Histogram] = {}
+        self.processed_batch_size: dict[tuple, _Histogram] = {}
+        self.padding_size: dict[tuple, _Histogram] = {}
+        self.queuing_latency: dict[tuple, _Histogram] = {}
+        self.wrapped_run_count: dict[tuple, int] = {}
         self.runtime_latency: dict[tuple, _Histogram] = {}
         self.example_counts: dict[tuple, _Histogram] = {}
         self.example_count_total: dict[tuple, int] = {}
@@ -117,17 +121,30 @@ class Metrics:
             self._observe(self.example_counts, key, EXAMPLE_COUNT_BUCKETS, count)
             self.example_count_total[key] = self.example_count_total.get(key, 0) + count
 
-    def batch_input(self, labels: dict, size: int) -> None:
+    def batch_input(self, size: int, tensors: int = 1) -> None:
+        """RecordInputBatchSize: a request's rows, once per input tensor (ComputeInputSize)."""
         with self._lock:
-            key = (("model_name", labels.get("model_name", "")), ("op_name", labels.get("op_name", "")))
-            self._observe(self.input_batch_size, key, INPUT_BATCH_BUCKETS, size)
+            for _ in range(tensors):
+                self._observe(self.input_batch_size, (), INPUT_BATCH_BUCKETS, size)
 
-    def batch_processed(self, labels: dict, size: int, padded: int) -> None:
+    def batch_queued(self, waits_us: list) -> None:
+        """queuing_latency: each task's wait from its enqueueing to its batch's start (ProcessBatch)."""
         with self._lock:
-            key = (("model_name", labels.get("model_name", "")), ("op_name", labels.get("op_name", "")))
-            self._observe(self.batch_size, key, BATCH_SIZE_BUCKETS, size)
-            key = key + (("batch_size", str(padded)),)
-            self.processed_batch_size[key] = self.processed_batch_size.get(key, 0) + 1
+            for wait in waits_us:
+                self._observe(self.queuing_latency, (("thread_pool_name", BATCHING_THREAD_POOL),),
+                              QUEUING_BUCKETS, int(wait))
+
+    def batch_merged(self, size: int, padded: int) -> None:
+        """RecordPaddingSize and RecordProcessedBatchSize (MergeInputTensors): the batch's padded size and padding."""
+        with self._lock:
+            self._observe(self.padding_size, (("execution_batch_size", str(padded)),), INPUT_BATCH_BUCKETS,
+                          padded - size)
+            self._observe(self.processed_batch_size, (), INPUT_BATCH_BUCKETS, padded)
+
+    def batch_run(self) -> None:
+        """wrapped_run_count: one more run of the wrapped session, whatever its outcome."""
+        with self._lock:
+            self.wrapped_run_count[()] = self.wrapped_run_count.get((), 0) + 1
 
     @staticmethod
     def _observe(table, key, buckets, value):
@@ -144,10 +161,12 @@ class Metrics:
             yield from self._histogram("/tensorflow/serving/runtime_latency", self.runtime_latency)
             yield from self._histogram("/tensorflow/serving/request_example_counts", self.example_counts)
             yield from self._counter("/tensorflow/serving/request_example_count_total", self.example_count_total)
-            yield from self._histogram("/tensorflow/serving/batching/input_batch_size_v2", self.input_batch_size)
-            yield from self._histogram("/tensorflow/serving/batching/batch_size", self.batch_size)
-            yield from self._counter("/tensorflow/serving/batching/processed_batch_size_v2",
-                                     self.processed_batch_size)
+            session = "/tensorflow/serving/batching_session"
+            yield from self._histogram(f"{session}/input_batch_size", self.input_batch_size)
+            yield from self._histogram(f"{session}/processed_batch_size", self.processed_batch_size)
+            yield from self._histogram(f"{session}/padding_size", self.padding_size)
+            yield from self._histogram(f"{session}/queuing_latency", self.queuing_latency)
+            yield from self._counter(f"{session}/wrapped_run_count", self.wrapped_run_count)
 
     def render(self) -> str:
         lines = []

@@ -250,8 +250,7 @@ class Server:
             raise not_available("model(s)", failures)
 
     def _make_batcher(self, servable, signature_name):
-        labels = {"model_name": servable.name, "op_name": signature_name}
-        return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays), labels)
+        return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays))
 
 
 def _seconds(milliseconds: int) -> float | None:

@@ -48,14 +48,17 @@ def test_concurrent_requests_are_batched(tmp_path):
             results = list(pool.map(lambda _: client.post("/v1/models/letters:predict", body), range(32)))
         assert all(status == 200 for status, _ in results)
         metrics = client.request("GET", "/monitoring/prometheus/metrics")[2].decode()
-        labels = '{model_name="letters",op_name="predict_images"}'
-        name = ":tensorflow:serving:batching:batch_size"
-        total = float(re.search(rf"{name}_sum{labels} (\S+)", metrics).group(1))
-        batches = int(re.search(rf"{name}_count{labels} (\d+)", metrics).group(1))
-        assert total == 32 and batches < 32, metrics   # requests shared batches
-        assert f":tensorflow:serving:batching:input_batch_size_v2_count{labels} 32" in metrics
-        assert re.search(r':tensorflow:serving:batching:processed_batch_size_v2\{model_name="letters",'
-                         r'op_name="predict_images",batch_size="\d+"\} \d+', metrics)
+        # the BatchingSession's metrics (batching_session.cc), which carry no model name
+        session = ":tensorflow:serving:batching_session"
+        batches = int(re.search(rf"{session}:processed_batch_size_count (\d+)", metrics).group(1))
+        rows = float(re.search(rf"{session}:processed_batch_size_sum (\S+)", metrics).group(1))
+        assert rows >= 32 and batches < 32, metrics   # requests shared batches (padded to allowed sizes)
+        assert f"{session}:wrapped_run_count {batches}\n" in metrics
+        assert f"{session}:input_batch_size_count 32\n" in metrics and f"{session}:input_batch_size_sum 32\n" in metrics
+        assert f'{session}:queuing_latency_count{{thread_pool_name=""}} 32\n' in metrics
+        padding = sum(float(value) for value in re.findall(
+            rf'{session}:padding_size_sum{{execution_batch_size="\d+"}} (\S+)', metrics))
+        assert padding == rows - 32
         big = {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())] * 9}
         assert client.post("/v1/models/letters:predict", big) == (
             400, {"error": "Task size 9 is larger than maximum input batch size 8"})
@@ -87,7 +90,7 @@ def test_batch_mates_get_their_own_rows(tmp_path):
 
 def test_tasks_of_an_event_loop_are_completed_together_and_share_batch_work():
     scheduler = BatchScheduler(Batching(max_batch_size=8, batch_timeout_micros=200_000, num_batch_threads=1))
-    batcher = scheduler.batcher(lambda arrays: {"y": arrays["x"] * 2}, {})
+    batcher = scheduler.batcher(lambda arrays: {"y": arrays["x"] * 2})
     computed = []
 
     def rows(outputs):
@@ -157,7 +160,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
     try:
         thread.start()
         client = testing.RestClient(server.url)
-        queued = ':tensorflow:serving:batching:input_batch_size_v2_count{model_name="letters",op_name="predict_images"} 1'
+        queued = ":tensorflow:serving:batching_session:input_batch_size_count 1\n"
         deadline = time.monotonic() + 30
         while queued not in client.request("GET", "/monitoring/prometheus/metrics")[2].decode():
             assert time.monotonic() < deadline
