@@ -13,13 +13,18 @@
   ``...:wrapped_run_count`` (batches run).
 * ``:tensorflow:serving:runtime_latency{model_name,API,runtime="TF1"}`` - the model run alone of Predict, Classify
   and Regress (RecordRuntimeLatency), microseconds.
+* ``:tensorflow:serving:model_warmup_latency{model_path,status}`` (histogram, microseconds) and
+  ``:tensorflow:serving:model_warmup_records_read{model_path,status}``: each version's warm-up that read its records
+  to the end (a record that fails ends the load without them, as TF Serving's one warm-up thread does); its
+  records count as requests in ``runtime_latency`` (and MultiInference ones in the example counts).
 * ``:tensorflow:serving:request_example_counts{model}`` (histogram) and
   ``:tensorflow:serving:request_example_count_total{model}`` - the tf.Examples of each MultiInference request
   (RecordRequestExampleCount).
 
 Each server has its own ``prometheus_client`` CollectorRegistry (``Metrics.registry``) holding one collector that
 yields these metric families. ``render`` writes them as TF Serving's exporter does (util/prometheus_exporter.cc):
-``# TYPE`` lines only, labels in declared order, whole counts. ``prometheus_client.generate_latest`` would name a
+``# TYPE`` lines only (also for a metric with no sample yet), labels in declared order (``{}`` for none), whole
+counts, families in name order. ``prometheus_client.generate_latest`` would name a
 counter's TYPE line ``..._total``, sort the labels and add HELP lines.
 """
 
@@ -44,10 +49,8 @@ def prometheus_name(name: str) -> str:
 
 
 def _labels(pairs) -> str:
-    if not pairs:
-        return ""
-    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in pairs)
-    return "{" + inner + "}"
+    """``{name="value",...}``; ``{}`` for none, as TF Serving's exporter writes every sample's braces."""
+    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in pairs) + "}"
 
 
 def _escape(value) -> str:
@@ -92,6 +95,8 @@ class Metrics:
         self.padding_size: dict[tuple, _Histogram] = {}
         self.queuing_latency: dict[tuple, _Histogram] = {}
         self.wrapped_run_count: dict[tuple, int] = {}
+        self.warmup_latency: dict[tuple, _Histogram] = {}
+        self.warmup_records: dict[tuple, int] = {}
         self.runtime_latency: dict[tuple, _Histogram] = {}
         self.example_counts: dict[tuple, _Histogram] = {}
         self.example_count_total: dict[tuple, int] = {}
@@ -146,6 +151,14 @@ class Metrics:
         with self._lock:
             self.wrapped_run_count[()] = self.wrapped_run_count.get((), 0) + 1
 
+    def warmup(self, model_path: str, status: str, latency_us: float, records: int) -> None:
+        """model_warmup_latency and model_warmup_records_read (saved_model_warmup_util.cc): a version's warm-up
+        that read its records to the end, by its folder and its status's text ("OK", "DATA_LOSS: ...")."""
+        with self._lock:
+            key = (("model_path", model_path), ("status", status))
+            self._observe(self.warmup_latency, key, LATENCY_BUCKETS, int(latency_us))
+            self.warmup_records[key] = self.warmup_records.get(key, 0) + records
+
     @staticmethod
     def _observe(table, key, buckets, value):
         histogram = table.get(key)
@@ -154,19 +167,27 @@ class Metrics:
         histogram.observe(value)
 
     def collect(self):
-        """prometheus_client's collector protocol: one metric family per metric that has been recorded."""
+        """prometheus_client's collector protocol: the metric families in name order, as TF Serving's exporter
+        walks its registry. A metric TF Serving registers when its library loads has its family (its TYPE line)
+        before any sample; the BatchingSession's size metrics register on their first sample (batching_util.h)."""
+        session = "/tensorflow/serving/batching_session"
         with self._lock:
-            yield from self._counter("/tensorflow/serving/request_count", self.request_count)
-            yield from self._histogram("/tensorflow/serving/request_latency", self.request_latency)
-            yield from self._histogram("/tensorflow/serving/runtime_latency", self.runtime_latency)
-            yield from self._histogram("/tensorflow/serving/request_example_counts", self.example_counts)
-            yield from self._counter("/tensorflow/serving/request_example_count_total", self.example_count_total)
-            session = "/tensorflow/serving/batching_session"
-            yield from self._histogram(f"{session}/input_batch_size", self.input_batch_size)
-            yield from self._histogram(f"{session}/processed_batch_size", self.processed_batch_size)
-            yield from self._histogram(f"{session}/padding_size", self.padding_size)
-            yield from self._histogram(f"{session}/queuing_latency", self.queuing_latency)
-            yield from self._counter(f"{session}/wrapped_run_count", self.wrapped_run_count)
+            families = [
+                ("/tensorflow/serving/request_count", self.request_count, "counter", True),
+                ("/tensorflow/serving/request_latency", self.request_latency, "histogram", True),
+                ("/tensorflow/serving/runtime_latency", self.runtime_latency, "histogram", True),
+                ("/tensorflow/serving/request_example_counts", self.example_counts, "histogram", True),
+                ("/tensorflow/serving/request_example_count_total", self.example_count_total, "counter", True),
+                ("/tensorflow/serving/model_warmup_latency", self.warmup_latency, "histogram", True),
+                ("/tensorflow/serving/model_warmup_records_read", self.warmup_records, "counter", True),
+                (f"{session}/queuing_latency", self.queuing_latency, "histogram", True),
+                (f"{session}/wrapped_run_count", self.wrapped_run_count, "counter", True),
+                (f"{session}/input_batch_size", self.input_batch_size, "histogram", False),
+                (f"{session}/processed_batch_size", self.processed_batch_size, "histogram", False),
+                (f"{session}/padding_size", self.padding_size, "histogram", False)]
+            for raw_name, values, kind, registered in sorted(families):
+                if values or registered:
+                    yield (self._counter if kind == "counter" else self._histogram)(raw_name, values)
 
     def render(self) -> str:
         lines = []
@@ -177,18 +198,14 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _counter(raw_name, values):
-        if not values:
-            return
+    def _counter(raw_name, values) -> Metric:
         family = Metric(prometheus_name(raw_name), "", "counter")
         for key, value in sorted(values.items()):
             family.add_sample(family.name, dict(key), value)
-        yield family
+        return family
 
     @staticmethod
-    def _histogram(raw_name, values):
-        if not values:
-            return
+    def _histogram(raw_name, values) -> Metric:
         family = Metric(prometheus_name(raw_name), "", "histogram")
         name = family.name
         for key, histogram in sorted(values.items()):
@@ -199,4 +216,4 @@ class Metrics:
             family.add_sample(f"{name}_bucket", dict(key + (("le", "+Inf"),)), histogram.count)
             family.add_sample(f"{name}_sum", dict(key), histogram.sum)
             family.add_sample(f"{name}_count", dict(key), histogram.count)
-        yield family
+        return family

@@ -33,7 +33,7 @@ class Server:
         options.validate()
         self.options = options
         self.metrics = Metrics()
-        self.core = ServerCore(options)
+        self.core = ServerCore(options, metrics=self.metrics)
         self.request_logger = ServerRequestLogger()
         self.monitoring = (config_lib.load_monitoring_config(options.monitoring_config_file)
                            if options.monitoring_config_file else None)

@@ -29,7 +29,7 @@ State = get_model_status_pb2.ModelVersionStatus.State
 class Servable:
     """One loaded version: the SavedModel's SignatureDefs (for metadata) and its callable signatures."""
 
-    def __init__(self, name: str, version: int, path: str):
+    def __init__(self, name: str, version: int, path: str, metrics=None):
         import tensorflow as tf
 
         self.name = name
@@ -62,7 +62,7 @@ class Servable:
         self.batchers = {}          # signature name -> serving.batching.Batcher (set by the server)
         self._batchers_lock = threading.Lock()
         self.closed = False
-        self.warmup_requests = warmup.replay(self)   # before AVAILABLE, as TF Serving does
+        self.warmup_requests = warmup.replay(self, metrics)   # before AVAILABLE, as TF Serving does
 
     def run(self, signature_name: str, arrays: dict) -> dict:
         """Calls one signature on numpy inputs; returns {output alias: numpy array}."""
@@ -177,8 +177,9 @@ def aspired_versions(policy, available: dict, model_name: str) -> dict:
 class ModelManager:
     """Versions of one model: what is aspired, loading, serving, and every state seen (for status)."""
 
-    def __init__(self, model_config, options, on_loaded=None):
+    def __init__(self, model_config, options, on_loaded=None, metrics=None):
         self.name = model_config.name
+        self.metrics = metrics                 # serving.metrics.Metrics: the warm-up's metrics
         self.model_config = model_config
         self.options = options
         self.labels = dict(model_config.version_labels)
@@ -292,7 +293,7 @@ class ModelManager:
         log.info("Loading servable: {name: %s version: %d} from %s", self.name, version, path)
         started = time.monotonic()
         try:
-            servable = Servable(self.name, version, path)
+            servable = Servable(self.name, version, path, self.metrics)
         except Exception as exc:  # noqa: BLE001 - any load failure is reported in status
             error = from_exception(exc)
             with self._lock:
@@ -369,8 +370,9 @@ def check_labels(model_config, manager: ModelManager | None, allow_unavailable: 
 class ServerCore:
     """All models of a ``ModelServerConfig``; (re)applies configs and polls the file system."""
 
-    def __init__(self, options, on_loaded=None):
+    def __init__(self, options, on_loaded=None, metrics=None):
         self.options = options
+        self.metrics = metrics
         self.managers: dict[str, ModelManager] = {}
         self._lock = threading.RLock()
         self._on_loaded = on_loaded
@@ -399,7 +401,7 @@ class ServerCore:
             for model in models:
                 manager = self.managers.get(model.name)
                 if manager is None or manager.removed:
-                    self.managers[model.name] = ModelManager(model, self.options, self._on_loaded)
+                    self.managers[model.name] = ModelManager(model, self.options, self._on_loaded, self.metrics)
                     if manager is not None:   # keep the states seen so far, as the state monitor does
                         self.managers[model.name].records = manager.records
                 else:

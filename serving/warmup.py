@@ -9,6 +9,7 @@ predict and session-run records are UNIMPLEMENTED; a record with no request in i
 from __future__ import annotations
 
 import os
+import time
 
 from core import warmup
 from serving import inference
@@ -18,9 +19,10 @@ from serving.status import ServingError, invalid, runtime_message
 _UNSUPPORTED = {"predict_streamed_log": 7, "session_run_log": 5}
 
 
-def replay(servable) -> int:
+def replay(servable, metrics=None) -> int:
     """Runs the warm-up records on ``servable``; returns how many ran (0 without a file). ServingError if the
-    load must fail."""
+    load must fail. ``metrics`` (serving.metrics.Metrics) gets the records' runtime latencies and, for a warm-up
+    that read its file to the end, its latency and record count (RunSavedModelWarmup)."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -28,6 +30,7 @@ def replay(servable) -> int:
     if not tf.io.gfile.exists(path):
         return 0
     count = 0
+    started = time.perf_counter()
     try:
         for record in tf.data.TFRecordDataset(path):
             raw = record.numpy()
@@ -36,18 +39,24 @@ def replay(servable) -> int:
             except Exception:  # noqa: BLE001 - protobuf's DecodeError
                 raise invalid(f"Failed to parse warmup record: {raw.decode('utf-8', 'backslashreplace')} from "
                               f"{path}") from None
-            run_record(servable, log)
+            run_record(servable, log, metrics)
             count += 1
             if count > warmup.MAX_RECORDS:
                 raise invalid(f"Number of warmup records exceeds the maximum ({warmup.MAX_RECORDS}) at {path}")
     except tf.errors.DataLossError as exc:   # the record reader's message, without Python eager's wrapping
-        raise ServingError("DATA_LOSS", f"{runtime_message(exc.message)}. Please verify your warmup data is in "
-                                        f"TFRecord format.") from None
+        message = runtime_message(exc.message)
+        if metrics is not None:
+            metrics.warmup(servable.path, f"DATA_LOSS: {message}", (time.perf_counter() - started) * 1e6, count)
+        raise ServingError("DATA_LOSS", f"{message}. Please verify your warmup data is in TFRecord format.") \
+            from None
+    if metrics is not None:
+        metrics.warmup(servable.path, "OK", (time.perf_counter() - started) * 1e6, count)
     return count
 
 
-def run_record(servable, log) -> None:
-    """One record (RunWarmupRequest): its request run on ``servable``, the answer checked as the API checks it."""
+def run_record(servable, log, metrics=None) -> None:
+    """One record (RunWarmupRequest): its request run on ``servable``, the answer checked as the API checks it;
+    ``metrics`` gets the run's latency as RunPredict / RunClassify / RunRegress record it."""
     from tensorflow_serving.apis import classification_pb2, regression_pb2
 
     kind = log.WhichOneof("log_type")
@@ -55,12 +64,12 @@ def run_record(servable, log) -> None:
         request = log.predict_log.request
         signature_name = request.model_spec.signature_name or inference.DEFAULT_SIGNATURE
         arrays, _ = inference.predict_request(servable, signature_name, request)
-        servable.run(signature_name, arrays)
+        _timed(metrics, request.model_spec.name, "Predict", lambda: servable.run(signature_name, arrays))
     elif kind in ("classify_log", "regress_log"):
         request = getattr(log, kind).request
         method = inference.CLASSIFY if kind == "classify_log" else inference.REGRESS
         _run_examples(servable, [(request.model_spec.signature_name, method)], request.input,
-                      classification_pb2, regression_pb2)
+                      classification_pb2, regression_pb2, metrics, request.model_spec.name)
     elif kind == "multi_inference_log":
         request = log.multi_inference_log.request
         tasks = []
@@ -69,20 +78,34 @@ def run_record(servable, log) -> None:
             if method is None:
                 raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
             tasks.append((task.model_spec.signature_name, method))
-        _run_examples(servable, tasks, request.input, classification_pb2, regression_pb2)
+        examples = _run_examples(servable, tasks, request.input, classification_pb2, regression_pb2)
+        if metrics is not None and request.tasks:       # RunMultiInference's RecordRequestExampleCount
+            metrics.examples(request.tasks[0].model_spec.name, len(examples))
     elif kind in _UNSUPPORTED:
         raise ServingError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {_UNSUPPORTED[kind]}")
 
 
-def _run_examples(servable, tasks, input_proto, classification_pb2, regression_pb2) -> None:
+def _timed(metrics, model_name: str, api: str, run):
+    started = time.perf_counter()
+    outputs = run()
+    if metrics is not None:
+        metrics.runtime(model_name, api, (time.perf_counter() - started) * 1e6)
+    return outputs
+
+
+def _run_examples(servable, tasks, input_proto, classification_pb2, regression_pb2, metrics=None,
+                  model_name: str = "") -> list:
+    """Classify or Regress tasks on one input (with ``metrics``, each run timed as its API); the examples."""
     examples = None
     for signature_name, method in tasks:
         signature_name = signature_name or inference.DEFAULT_SIGNATURE
         inference.example_signature(servable, signature_name, method)
         if examples is None:
             examples = inference.input_examples(input_proto)
-        outputs = servable.run(signature_name, inference.examples_batch(examples))
+        batch = inference.examples_batch(examples)
+        outputs = _timed(metrics, model_name, method.capitalize(), lambda: servable.run(signature_name, batch))
         if method == inference.CLASSIFY:
             inference.classification_result(outputs, len(examples), classification_pb2.ClassificationResult())
         else:
             inference.regression_result(outputs, len(examples), regression_pb2.RegressionResult())
+    return examples

@@ -50,11 +50,11 @@ def test_concurrent_requests_are_batched(tmp_path):
         metrics = client.request("GET", "/monitoring/prometheus/metrics")[2].decode()
         # the BatchingSession's metrics (batching_session.cc), which carry no model name
         session = ":tensorflow:serving:batching_session"
-        batches = int(re.search(rf"{session}:processed_batch_size_count (\d+)", metrics).group(1))
-        rows = float(re.search(rf"{session}:processed_batch_size_sum (\S+)", metrics).group(1))
+        batches = int(re.search(rf"{session}:processed_batch_size_count{{}} (\d+)", metrics).group(1))
+        rows = float(re.search(rf"{session}:processed_batch_size_sum{{}} (\S+)", metrics).group(1))
         assert rows >= 32 and batches < 32, metrics   # requests shared batches (padded to allowed sizes)
-        assert f"{session}:wrapped_run_count {batches}\n" in metrics
-        assert f"{session}:input_batch_size_count 32\n" in metrics and f"{session}:input_batch_size_sum 32\n" in metrics
+        assert f"{session}:wrapped_run_count{{}} {batches}\n" in metrics
+        assert f"{session}:input_batch_size_count{{}} 32\n" in metrics and f"{session}:input_batch_size_sum{{}} 32\n" in metrics
         assert f'{session}:queuing_latency_count{{thread_pool_name=""}} 32\n' in metrics
         padding = sum(float(value) for value in re.findall(
             rf'{session}:padding_size_sum{{execution_batch_size="\d+"}} (\S+)', metrics))
@@ -160,7 +160,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
     try:
         thread.start()
         client = testing.RestClient(server.url)
-        queued = ":tensorflow:serving:batching_session:input_batch_size_count 1\n"
+        queued = ":tensorflow:serving:batching_session:input_batch_size_count{} 1\n"
         deadline = time.monotonic() + 30
         while queued not in client.request("GET", "/monitoring/prometheus/metrics")[2].decode():
             assert time.monotonic() < deadline

@@ -11,16 +11,25 @@ def test_each_server_has_its_own_registry_and_prometheus_parses_the_page():
     first.request('odd "name"\\', "NOT_FOUND")
     first.batch_input(3)
     first.batch_merged(3, 4)
-    assert first.registry is not second.registry and second.render() == "\n"
+    assert first.registry is not second.registry
+    # before any sample: the TYPE lines of the metrics TF Serving registers when it starts, in name order
+    assert second.render() == "".join(f"# TYPE :tensorflow:serving:{name} {kind}\n" for name, kind in [
+        ("batching_session:queuing_latency", "histogram"), ("batching_session:wrapped_run_count", "counter"),
+        ("model_warmup_latency", "histogram"), ("model_warmup_records_read", "counter"),
+        ("request_count", "counter"), ("request_example_count_total", "counter"),
+        ("request_example_counts", "histogram"), ("request_latency", "histogram"),
+        ("runtime_latency", "histogram")])
     text = first.render()
     assert "# HELP" not in text and ":tensorflow:serving:request_count_total" not in text   # TF Serving's exporter
     assert ':tensorflow:serving:request_count{model_name="odd \\"name\\"\\\\",status="NOT_FOUND"} 1\n' in text
-    families = {family.name: family for family in text_string_to_metric_families(text)}
+    families = {family.name: family for family in text_string_to_metric_families(text) if family.samples}
     assert {name: family.type for name, family in families.items()} == {
         ":tensorflow:serving:request_count": "counter", ":tensorflow:serving:request_latency": "histogram",
         ":tensorflow:serving:batching_session:input_batch_size": "histogram",
         ":tensorflow:serving:batching_session:processed_batch_size": "histogram",
         ":tensorflow:serving:batching_session:padding_size": "histogram"}
+    # a sample without labels keeps its braces, as TF Serving's exporter writes it
+    assert ":tensorflow:serving:batching_session:processed_batch_size_count{} 1\n" in text
     latency = {(s.name, s.labels.get("le")): s.value for s in families[":tensorflow:serving:request_latency"].samples}
     # bucket limits and sums as absl::StrCat(double) writes them (six significant digits); whole microseconds
     assert latency[(":tensorflow:serving:request_latency_bucket", "1102")] == 0
@@ -36,7 +45,7 @@ def test_each_server_has_its_own_registry_and_prometheus_parses_the_page():
     assert 'entrypoint="REST"} 2.50123e+06\n' in second.render()
     padding = families[":tensorflow:serving:batching_session:padding_size"].samples
     assert [(s.labels, s.value) for s in padding if s.name.endswith("_sum")] == [({"execution_batch_size": "4"}, 1)]
-    assert ":tensorflow:serving:batching_session:processed_batch_size_sum 4\n" in text
+    assert ":tensorflow:serving:batching_session:processed_batch_size_sum{} 4\n" in text
     # the registry is an ordinary prometheus_client one: its standard exposition has the same samples
     assert (':tensorflow:serving:request_count{model_name="letters",status="OK"} 1.0'
             in generate_latest(first.registry).decode())

@@ -1,5 +1,6 @@
 """Warm-up records (assets.extra/tf_serving_warmup_requests) are replayed on load, as TF Serving does."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -160,3 +161,27 @@ def test_a_predict_record_is_checked_as_its_request_would_be(tmp_path, log, code
     assert raised.value.code == code and message in raised.value.message, raised.value.message
     good = write_logs(testing.build_tiny_model(str(tmp_path / "2")), [predict_log()])
     assert versions.Servable(configs.MODEL_NAME, 2, good).warmup_requests == 1
+
+
+def test_warmup_shows_in_the_metrics_as_tf_servings_does(tmp_path):
+    """RunSavedModelWarmup: model_warmup_latency and model_warmup_records_read by the version's folder and status;
+    each record's run is a runtime_latency sample of its request's model name and API (RunPredict)."""
+    from serving.metrics import Metrics
+    metrics = Metrics()
+    path = write_logs(testing.build_tiny_model(str(tmp_path / "1")), [predict_log(), predict_log()])
+    assert versions.Servable(configs.MODEL_NAME, 1, path, metrics).warmup_requests == 2
+    text = metrics.render()
+    labels = f'model_path="{path}",status="OK"'
+    assert f":tensorflow:serving:model_warmup_records_read{{{labels}}} 2\n" in text
+    assert f":tensorflow:serving:model_warmup_latency_count{{{labels}}} 1\n" in text
+    assert ':tensorflow:serving:runtime_latency_count{model_name="",API="Predict",runtime="TF1"} 2\n' in text
+
+    bad = str(tmp_path / "2")
+    testing.save_scorer(bad)
+    os.makedirs(os.path.join(bad, "assets.extra"))
+    with open(os.path.join(bad, warmup.WARMUP_FILE), "wb") as handle:
+        handle.write(b"this is not a TFRecord file at all, just some bytes")
+    with pytest.raises(ServingError):
+        versions.Servable("m", 2, bad, metrics)
+    assert re.search(rf':tensorflow:serving:model_warmup_records_read\{{model_path="{re.escape(bad)}",'
+                     r'status="DATA_LOSS: corrupted record at 0[^"]*"\} 0\n', metrics.render())
