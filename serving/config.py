@@ -222,7 +222,16 @@ def single_model_config(name: str, base_path: str) -> model_server_config_pb2.Mo
 
 
 def load_monitoring_config(path: str) -> MonitoringConfig:
-    return text_format.Parse(read_text(path), MonitoringConfig())
+    return _parse_text_file(path, MonitoringConfig())
+
+
+def _parse_text_file(path: str, message):
+    """A text proto file, as TF Serving's ParseProtoTextFile reads it: "Invalid protobuf file: '<file>'" when it
+    does not parse (the parser's words follow in brackets)."""
+    try:
+        return text_format.Parse(read_text(path), message)
+    except text_format.ParseError as err:
+        raise ValueError(f"Invalid protobuf file: '{path}' ({err})") from None
 
 
 def prometheus_path(config) -> str | None:
@@ -268,4 +277,4 @@ class Batching:
 
 
 def load_batching_parameters(path: str) -> Batching:
-    return Batching.from_proto(text_format.Parse(read_text(path), BatchingParameters()))
+    return Batching.from_proto(_parse_text_file(path, BatchingParameters()))

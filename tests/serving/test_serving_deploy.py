@@ -156,3 +156,13 @@ def test_monitor_cronjob_runs_the_monitor_against_the_serving_service():
     assert {args.out, config.feedback_dir, os.path.dirname(args.logs)} <= mounts
     claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
     assert set(claims) == {m["name"] for m in container["volumeMounts"]}
+
+
+def test_monitoring_and_batching_files_that_do_not_parse_are_named_as_tf_serving_names_them(tmp_path):
+    import pytest
+    for load, text in ((config_lib.load_monitoring_config, 'prometheus_config { enable: true pth: "/x" }'),
+                       (config_lib.load_batching_parameters, "max_batch_size { value: 'many' }")):
+        path = tmp_path / "bad.config"
+        path.write_text(text)
+        with pytest.raises(ValueError, match=rf"^Invalid protobuf file: '{path}' \("):
+            load(str(path))
