@@ -418,3 +418,18 @@ def test_the_reference_is_read_from_a_kubeflow_pipelines_v2_store_too(tmp_path, 
     metadata = fake_pipeline.build(tmp_path, train, eval_items, pushed_version=9, kfp_v2=True)
     ref = reference.load(metadata)
     assert ref.examples_uri.endswith("examples/1") and ref.last_run_time and ref.eval_statistics.datasets
+
+
+def test_accuracy_rows_name_each_version_whole(tmp_path):
+    """Pushed versions are ten-digit timestamps: two of one push session differ only in their last digits, and
+    a name cut short would show both (and a wrong version) as the same."""
+    from PIL import Image
+
+    from pipeline.monitor import charts
+    path = str(tmp_path / "live.png")
+    charts.intervals(path, [("version 1796477035", 0.8, 0.7, 0.9), ("version 1796477036", 0.6, 0.5, 0.7)], 0.75,
+                     "live accuracy")
+    img = Image.open(path).convert("L")
+    top, row_h = 40, 28
+    labels = [img.crop((0, top + i * row_h, 8 + 200, top + (i + 1) * row_h - 8)) for i in range(2)]
+    assert labels[0].tobytes() != labels[1].tobytes()

@@ -83,12 +83,15 @@ def histogram(path: str, values: list[float], reference: list[float] | None, bin
 
 def intervals(path: str, rows: list[tuple[str, float, float, float]], threshold: float, title: str) -> None:
     """One row per (name, estimate, low, high) on a 0..1 axis, with the threshold as a vertical line."""
-    left, top, plot_w, row_h = 120, 40, 400, 28
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # names whole, however long: a cut "version 1796477035" would name another version
+    left = max([120] + [16 + int(measure.textlength(name, font=font(11))) for name, *_ in rows])
+    top, plot_w, row_h = 40, 400, 28
     img, draw = _frame(left + plot_w + 40, top + row_h * max(1, len(rows)) + 30, title)
     x_of = lambda v: left + v * plot_w   # noqa: E731
     for i, (name, estimate, low, high) in enumerate(rows):
         y = top + i * row_h + row_h // 2
-        draw.text((8, y - 7), name[:16], fill="black", font=font(11))
+        draw.text((8, y - 7), name, fill="black", font=font(11))
         draw.line([x_of(low), y, x_of(high), y], fill=REFERENCE, width=3)
         draw.ellipse([x_of(estimate) - 4, y - 4, x_of(estimate) + 4, y + 4], fill=SERVED)
     bottom = top + row_h * max(1, len(rows))
