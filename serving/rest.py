@@ -52,8 +52,9 @@ def _parse_version(text: str | None):
 class RestApi:
     """Turns (method, target, headers, body) into (status, headers, body) the way TF Serving does."""
 
-    def __init__(self, core, options, metrics, prometheus_path: str | None, runner, request_logger):
+    def __init__(self, core, options, metrics, prometheus_path: str | None, runner, request_logger, handlers):
         self.core = core
+        self.handlers = handlers      # threads for the work of large requests (see _off_loop)
         self.request_logger = request_logger   # serving.request_logging.ServerRequestLogger
         self.options = options
         self.metrics = metrics
@@ -66,7 +67,8 @@ class RestApi:
     async def handle(self, method: str, target: str, headers: dict, body: bytes):
         if method not in ALLOWED_METHODS:   # evhttp_set_allowed_methods: libevent answers the rest itself
             return 501, ERROR_PAGE_HEADERS, error_page(501)
-        body = gunzipped(body, headers)
+        if body and "gzip" in headers.get("content-encoding", ""):   # its size is known only once inflated
+            body = await self._off_loop(gunzipped, body, headers)
         if self.prometheus_path is not None and target.split("?", 1)[0] == self.prometheus_path:
             if "?" in target:
                 return 400, [("Content-Type", "text/plain")], \
@@ -149,7 +151,24 @@ class RestApi:
                           f"'signature_name' key must be a string value.")
         return document
 
+    async def _off_loop(self, function, *args):
+        """``function(*args)`` on a handler thread (TF Serving answers every request on one of its executor's
+        threads): the decompression, parsing and conversion of a large body, and the formatting of its answer,
+        would otherwise hold the connections' loop, so that health checks and other requests wait for them."""
+        return await asyncio.get_running_loop().run_in_executor(self.handlers, function, *args)
+
     async def predict(self, name: str, version, label, body: bytes) -> str:
+        large = len(body) > LARGE_BODY
+        prepared = (await self._off_loop(self._predict_inputs, name, version, label, body) if large
+                    else self._predict_inputs(name, version, label, body))
+        servable, signature_name, arrays = prepared[:3]
+        outputs = await self._run(servable, signature_name, arrays, "Predict", name)
+        if large:
+            return await self._off_loop(self._predict_answer, name, version, label, prepared, outputs)
+        return self._predict_answer(name, version, label, prepared, outputs)
+
+    def _predict_inputs(self, name: str, version, label, body: bytes) -> tuple:
+        """(servable, signature name, input arrays, requested signature name, row format?) of a predict body."""
         document = self._document(body)
         servable = self.resolve(name, version, label)
         requested = document.get("signature_name", "")
@@ -175,7 +194,10 @@ class RestApi:
             arrays = tensors.columnar_to_arrays(document["inputs"], dtypes)
         else:
             raise invalid("Missing 'inputs' or 'instances' key")
-        outputs = await self._run(servable, signature_name, arrays, "Predict", name)
+        return servable, signature_name, arrays, requested, has_instances
+
+    def _predict_answer(self, name: str, version, label, prepared: tuple, outputs) -> str:
+        servable, signature_name, arrays, requested, has_instances = prepared
         if not has_instances:
             answer = tensors.columnar_response(outputs)
         elif isinstance(outputs, BatchOutputs):     # the JSON rows of the whole batch, formatted once
@@ -189,8 +211,8 @@ class RestApi:
         return answer
 
     async def classify_or_regress(self, verb: str, name: str, version, label, body: bytes) -> str:
-        document = self._document(body)
-        examples = tensors.examples_from_json(document, verb)
+        document, examples = (await self._off_loop(self._examples, verb, body) if len(body) > LARGE_BODY
+                              else self._examples(verb, body))
         servable = self.resolve(name, version, label)
         signature_name = document.get("signature_name", "") or inference.DEFAULT_SIGNATURE
         inference.example_signature(servable, signature_name, verb)
@@ -205,6 +227,10 @@ class RestApi:
             verb, request_logging.model_spec(name, document.get("signature_name", ""), version, label), spec,
             examples, outputs))
         return answer
+
+    def _examples(self, verb: str, body: bytes) -> tuple:
+        document = self._document(body)
+        return document, tensors.examples_from_json(document, verb)
 
     async def _run(self, servable, signature_name: str, arrays: dict, api: str, model_name: str) -> dict:
         """The model run (Predict, Classify or Regress); its wall time is the runtime latency metric."""
@@ -240,6 +266,7 @@ def _signature(servable, name: str):
     return servable.signature_defs[name] if name in servable.input_dtypes else None
 
 
+LARGE_BODY = 256 * 1024   # bytes: a larger body is read into tensors, and answered, on a handler thread
 MAX_UNCOMPRESSED_BYTES = 100 * 1024 * 1024   # net_http/compression/gzip_zlib.h kMaxUncompressedBytes
 
 

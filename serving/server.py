@@ -47,6 +47,8 @@ class Server:
         self.scheduler = None
         threads = options.rest_api_num_threads or 4 * (os.cpu_count() or 1)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="run")
+        # the work of large REST requests, off the connections' loop (RestApi._off_loop)
+        self.handlers = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rest")
         self.stop_event = threading.Event()
         self.loop = None
         self.http = None
@@ -95,7 +97,7 @@ class Server:
             self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self.loop)
             api = RestApi(self.core, self.options, self.metrics, config_lib.prometheus_path(self.monitoring),
-                          self._run, self.request_logger)
+                          self._run, self.request_logger, self.handlers)
             self.http = HttpServer(api.handle, self.options.rest_api_host, self.options.rest_api_port,
                                    self.options.max_request_bytes,
                                    header_timeout=_seconds(self.options.rest_api_header_timeout_in_ms),
@@ -187,6 +189,7 @@ class Server:
         if self.scheduler is not None:
             self.scheduler.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.handlers.shutdown(wait=False, cancel_futures=True)
         if self.grpc_executor is not None:
             self.grpc_executor.shutdown(wait=False, cancel_futures=True)
         self.core.unload_all()

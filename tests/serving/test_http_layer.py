@@ -372,3 +372,33 @@ def test_parse_head(head, status):
     with pytest.raises(RequestError) as caught:
         parse_head(head)
     assert caught.value.status == status
+
+
+def test_a_large_body_being_parsed_does_not_hold_up_other_requests(models_root):
+    """TF Serving answers each request on a handler thread (http_server.cc's RequestExecutor): while one large
+    JSON body is parsed and converted, other clients (a readiness probe) are answered. The server runs in its own
+    process, so that only its threads compete."""
+    row = "[" + ",".join(["0.123456"] * 28) + "]"
+    one = "[" + ",".join([row] * 28) + "]"
+    body = ('{"signature_name": "no_such_signature", "instances": [' + ",".join([one] * 1500) + "]}").encode()
+    with testing.start_server(models_root / "letters", subprocess=True) as running:
+        done, answered = threading.Event(), []
+
+        def prober():
+            while not done.is_set():
+                started = time.monotonic()
+                status, _ = testing.RestClient(running.url, timeout=30).get("/v1/models/letters")
+                answered.append((started, time.monotonic(), status))
+                time.sleep(0.02)
+
+        thread = threading.Thread(target=prober, daemon=True)
+        thread.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        status, answer = testing.RestClient(running.url, timeout=120).post(PREDICT, body)
+        ended = time.monotonic()
+        done.set()
+        thread.join(30)
+    assert status == 400 and "no_such_signature" in answer["error"]       # parsed to the end, then refused
+    during = [a for a in answered if started < a[0] and a[1] < ended and a[2] == 200]
+    assert len(during) >= 5, (ended - started, answered)
