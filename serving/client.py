@@ -15,6 +15,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 import urllib.parse
 
 
@@ -37,6 +38,39 @@ def error_text(body) -> str:
 
 _CLOSED = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
            http.client.BadStatusLine, http.client.IncompleteRead)
+
+
+class _Deadline:
+    """The end of one exchange's time: its socket is shut down then, so that the read waiting on it ends at once
+    (a cut answer can look whole to http.client, so ``expired`` is what tells); nothing once it has finished."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float):
+        self.conn = conn
+        self.expired = False
+        self._finished = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self.expired = True
+        sock = self.conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def finish(self) -> bool:
+        """Stops the clock; whether the exchange finished in time."""
+        self._timer.cancel()
+        with self._lock:
+            self._finished = True
+            return not self.expired
 
 
 class RestConnection:
@@ -86,35 +120,51 @@ class RestConnection:
     def exchange(self, method: str, path: str, payload: bytes | None = None,
                  headers: dict | None = None) -> tuple[int, dict, bytes]:
         """One HTTP exchange: (status, headers with lower-case names, raw body); raises
-        :class:`ServingUnavailable` when the server does not answer."""
+        :class:`ServingUnavailable` when the server does not answer, also when its answer does not arrive whole
+        within ``timeout`` seconds (a server trickling its answer resets every read's own timeout)."""
+        deadline = time.monotonic() + self.timeout
         for attempt in (0, 1):
             conn, reused = self._take() if attempt == 0 else (self._open(), False)
+            clock = _Deadline(conn, max(0.0, deadline - time.monotonic()))
             try:
                 conn.request(method, self.prefix + path, body=payload, headers=headers or {})
                 response = conn.getresponse()
                 raw = response.read()
             except (socket.timeout, TimeoutError):
+                clock.finish()
                 conn.close()
-                raise ServingUnavailable("serving_timeout", f"TF Serving at {self.base_url} did not answer "
-                                         f"within {self.timeout:g} s", status=504) from None
+                raise self._timed_out() from None
             except _CLOSED as err:
                 conn.close()
+                if not clock.finish():
+                    raise self._timed_out() from None
                 if reused:   # a kept-alive connection the server closed meanwhile: retry once on a new one
                     continue
                 raise ServingUnavailable("serving_unreachable", f"TF Serving at {self.base_url} closed the "
                                          f"connection ({type(err).__name__})") from None
             except OSError as err:
                 conn.close()
+                if not clock.finish():
+                    raise self._timed_out() from None
                 what = "connection refused" if isinstance(err, ConnectionRefusedError) else (
                     err.strerror or type(err).__name__)
                 raise ServingUnavailable("serving_unreachable",
                                          f"TF Serving at {self.base_url} is not reachable ({what})") from None
+            finally:
+                clock.finish()
+            if not clock.finish():     # cut at the deadline: what arrived is not the whole answer
+                conn.close()
+                raise self._timed_out()
             if response.will_close:
                 conn.close()
             else:
                 self._give_back(conn)
             return response.status, {k.lower(): v for k, v in response.getheaders()}, raw
         raise AssertionError("unreachable")
+
+    def _timed_out(self) -> ServingUnavailable:
+        return ServingUnavailable("serving_timeout", f"TF Serving at {self.base_url} did not answer within "
+                                  f"{self.timeout:g} s", status=504)
 
     def request(self, method: str, path: str, body=None) -> tuple[int, object]:
         """Returns (HTTP status, decoded JSON body or None); raises :class:`ServingUnavailable`."""

@@ -131,3 +131,40 @@ def test_only_http_urls():
     for bad in ("127.0.0.1:8501", "ftp://host/", "http://"):
         with pytest.raises(ValueError, match="not an http"):
             RestConnection(bad)
+
+
+def test_a_trickled_answer_ends_at_the_timeout():
+    """The timeout bounds the whole exchange: a server sending its answer a byte at a time (each read well within
+    the socket's own timeout) is cut off at it, as a silent one is."""
+    import time
+
+    with socket.socket() as trickler:
+        trickler.bind(("127.0.0.1", 0))
+        trickler.listen(1)
+        stop = threading.Event()
+
+        def serve():
+            conn, _ = trickler.accept()
+            with conn:
+                conn.recv(65536)
+                answer = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n' + \
+                    b'{"ok": true}' + b" " * 188
+                for byte in answer:
+                    if stop.is_set():
+                        return
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        return
+                    time.sleep(0.05)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        started = time.monotonic()
+        with pytest.raises(ServingUnavailable) as caught:
+            RestConnection(f"http://127.0.0.1:{trickler.getsockname()[1]}", timeout=1.0).request("GET", M)
+        took = time.monotonic() - started
+        stop.set()
+        thread.join(5)
+    assert caught.value.reason == "serving_timeout" and caught.value.status == 504
+    assert took < 3, took          # the answer alone takes 14 s at this pace
