@@ -169,10 +169,15 @@ class Server:
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
 
-    def stop(self, grace_seconds: float = 10.0) -> None:
-        """Graceful: stop accepting, finish in-flight requests, stop pollers and batch threads, unload."""
+    def stop(self, grace_seconds: float | None = None) -> None:
+        """Graceful: stop accepting, finish in-flight requests, stop pollers and batch threads, unload. The
+        requests get ``grace_seconds``, by default as long as a REST request may run (--rest_api_timeout_in_ms, and
+        a second to answer; 30 s without a timeout)."""
         if self._stopped.is_set():
             return
+        if grace_seconds is None:
+            timeout = self.options.rest_api_timeout_in_ms / 1000.0
+            grace_seconds = timeout + 1.0 if timeout > 0 else 30.0
         self.stop_event.set()
         if self.grpc is not None:
             self.grpc.stop(grace_seconds)

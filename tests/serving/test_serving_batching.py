@@ -146,9 +146,11 @@ def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
     testing.publish_version(base, 1)
     monitoring = tmp_path / "monitoring.config"
     monitoring.write_text("prometheus_config { enable: true }\n")
-    # A request waits 1 s in the batcher: SIGTERM arrives while it is in flight.
+    # A request waits 11 s in the batcher: SIGTERM arrives while it is in flight, and the stop waits for it as long
+    # as --rest_api_timeout_in_ms lets a request run (a fixed 10 s had cut it with no answer at all).
     server = testing.start_server(base, subprocess=True, enable_batching=True, monitoring_config_file=str(monitoring),
-                                  batching_parameters_file=batching_file(tmp_path, 64, 1_000_000))
+                                  batching_parameters_file=batching_file(tmp_path, 64, 11_000_000),
+                                  rest_api_timeout_in_ms=15_000)
     result = {}
 
     def call():
@@ -166,7 +168,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         server.process.send_signal(signal.SIGTERM)
-        thread.join(30)
+        thread.join(40)
         assert result.get("status") == 200, result
         assert server.process.wait(30) == 0
     finally:
