@@ -21,6 +21,8 @@ FLAGS = {   # WebConfig field -> help
     "max_image_pixels": "decompression-bomb guard, width*height",
     "serving_timeout": "seconds per TF Serving call",
     "idle_timeout": "seconds a connection may send nothing before it is closed (idle keep-alive, stalled body)",
+    "request_timeout": "seconds a request may take to arrive whole, from its first byte (head and body), before a 408 "
+                       "and the connection closed (a client trickling its request holds a handler thread no longer)",
     "request_log_dir": "write the predictions as TF Serving PredictionLog TFRecords to this folder ('' = off)",
     "request_log_sampling": "share of the predictions written to the request log, 0..1",
 }
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
     try:
         server.serve_forever(poll_interval=0.2)
         # SIGTERM / SIGINT: no new connections; requests being answered finish (feedback is stored and answered)
-        if not server.drain(config.idle_timeout + config.serving_timeout):
+        if not server.drain(config.request_timeout + config.serving_timeout):
             print("letters web client: stopping with requests still unanswered", file=sys.stderr)
     finally:
         server.server_close()

@@ -42,13 +42,14 @@ class WebConfig:
     version_cache_seconds: float = 2.0   # how long a resolved label -> version is reused
     max_handler_threads: int = 64        # requests handled at once; more wait in the listen queue
     idle_timeout: float = 30.0           # seconds a connection may send nothing (idle keep-alive, stalled body)
+    request_timeout: float = 30.0        # seconds from a request's first byte to its last (head and body), then 408
     request_log_dir: str = ""            # PredictionLog TFRecords of the predictions ("" = no request log)
     request_log_sampling: float = 1.0    # share of the predictions logged (0..1)
 
     def __post_init__(self):
         if not 0.0 <= self.canary_share <= 1.0:
             raise ValueError(f"canary share must be between 0 and 1, got {self.canary_share}")
-        for name in ("idle_timeout", "serving_timeout", "version_cache_seconds"):
+        for name in ("idle_timeout", "request_timeout", "serving_timeout", "version_cache_seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and (value > 0 or name == "version_cache_seconds" and value == 0)):
                 raise ValueError(f"{name.replace('_', ' ')} must be a finite number of seconds > 0, got {value}")

@@ -261,6 +261,32 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self):
         return self.server_version
 
+    request_timeout: float = 30.0   # set on the server class (WebConfig.request_timeout)
+
+    def handle_one_request(self):
+        """One request, which must arrive whole (head and body) within ``request_timeout`` of its first byte:
+        the socket's own timeout (the idle timeout) restarts with every byte, so a client trickling its request
+        would hold this handler thread for as long as it likes. The wait for a request's first byte is the idle
+        timeout's."""
+        try:
+            if not self.rfile.peek(1):                # (a pipelined request may be in the buffer already)
+                self.close_connection = True          # the client closed its keep-alive connection
+                return
+        except (TimeoutError, OSError):
+            self.close_connection = True
+            return
+        self._arrival = _Arrival(self.connection, self.request_timeout)
+        try:
+            super().handle_one_request()
+        finally:
+            self._arrival.done()
+
+    def _arrived(self) -> bool:
+        """The request has arrived whole: its deadline no longer applies (the answer may take longer). False if
+        the deadline had passed (the connection is cut, a 408 sent)."""
+        arrival = getattr(self, "_arrival", None)
+        return arrival is None or arrival.done()
+
     # -- plumbing ------------------------------------------------------------------------------------------
     def log_message(self, fmt, *args):
         log.debug("%s %s", self.address_string(), fmt % args)
@@ -320,6 +346,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise ApiError(408, "timeout", f"the request body did not arrive within {self.timeout:g} s",
                            headers=[("Connection", "close")]) from None
+        if not self._arrived():            # cut at the request timeout: the 408 has been sent
+            self.close_connection = True
+            raise ConnectionAbortedError(f"the request did not arrive whole within {self.request_timeout:g} s")
         if len(body) != length:
             self.close_connection = True
             raise ApiError(400, "bad_request", "the request body is shorter than its Content-Length")
@@ -329,6 +358,8 @@ class Handler(BaseHTTPRequestHandler):
         return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
     def _dispatch(self, routes: dict):
+        if self.command != "POST":
+            self._arrived()
         self.server.request_started()
         try:
             self._route(routes)
@@ -444,6 +475,45 @@ class Handler(BaseHTTPRequestHandler):
         self._json(201, self.backend.feedback(payload))
 
 
+_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json; charset=utf-8\r\n"
+              b"Content-Length: %d\r\nConnection: close\r\n\r\n%s")
+
+
+class _Arrival:
+    """The deadline of one request's arrival: past it, a 408 is sent and the connection shut down (the handler's
+    read then ends at once); :meth:`done` stops it."""
+
+    def __init__(self, connection: socket.socket, seconds: float):
+        self.connection = connection
+        self.seconds = seconds
+        self.expired = False
+        self._finished = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self.expired = True
+        body = json.dumps({"error": f"the request did not arrive whole within {self.seconds:g} s",
+                           "reason": "timeout"}).encode()
+        try:
+            self.connection.sendall(_TIMED_OUT % (len(body), body))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def done(self) -> bool:
+        """Stops the deadline; whether the request arrived in time."""
+        self._timer.cancel()
+        with self._lock:
+            self._finished = True
+            return not self.expired
+
+
 class WebServer(ThreadingHTTPServer):
     """ThreadingHTTPServer with a bound on the threads handling requests at once and a deep listen queue."""
 
@@ -516,7 +586,8 @@ def make_server(config: WebConfig, backend: Backend | None = None) -> WebServer:
     backend = backend or Backend(config)
     # ``timeout``: an idle keep-alive connection or a stalled request is closed after it, so that clients that
     # send nothing cannot hold all of the handler threads.
-    handler = type("LettersHandler", (Handler,), {"backend": backend, "timeout": config.idle_timeout})
+    handler = type("LettersHandler", (Handler,), {"backend": backend, "timeout": config.idle_timeout,
+                                                   "request_timeout": config.request_timeout})
     server_class = WebServer
     if ":" in config.host:
         server_class = type("WebServer6", (WebServer,), {"address_family": socket.AF_INET6})

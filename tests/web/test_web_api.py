@@ -3,6 +3,7 @@ import io
 import json
 import re
 import socket
+import threading
 import struct
 import time
 import zlib
@@ -307,6 +308,45 @@ def test_idle_connections_are_closed_and_do_not_block_others(start_web, serving_
         assert read_until_closed(idle[1]).startswith(b"HTTP/1.1 408")  # the stalled body is told why
     finally:
         for sock in idle:
+            sock.close()
+
+
+def test_a_trickled_request_is_cut_at_the_request_timeout(start_web, serving_labelled):
+    """A byte every 0.3 s keeps the idle timeout from firing; the request timeout bounds the whole arrival, so
+    such clients (slowloris) hold a handler thread no longer than it, head or body, and are told with a 408."""
+    web = start_web(serving_labelled.url, max_handler_threads=2, idle_timeout=5.0, request_timeout=1.5)
+
+    def trickle(sock, data: bytes, stop_after: float) -> None:
+        started = time.monotonic()
+        for byte in data:
+            if time.monotonic() - started > stop_after:
+                return
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                return
+            time.sleep(0.3)
+
+    head = b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100 + b"\r\n\r\n"
+    post = (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100"
+            b"\r\n\r\n")
+    clients = [socket.create_connection(("127.0.0.1", web.port), timeout=20) for _ in range(2)]
+    try:
+        clients[1].sendall(post)
+        threads = [threading.Thread(target=trickle, args=(clients[0], head, 10), daemon=True),
+                   threading.Thread(target=trickle, args=(clients[1], b'{"image": "' + b"A" * 88, 10), daemon=True)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        replies = [read_until_closed(sock) for sock in clients]
+        took = time.monotonic() - started
+        for reply in replies:
+            assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive whole within 1.5 s" in reply, reply[:200]
+        assert took < 5, took
+        status, _, body = Api(web.url, timeout=20).request("GET", "/healthz")      # both threads free again
+        assert status == 200 and body == {"status": "ok"}
+    finally:
+        for sock in clients:
             sock.close()
 
 
