@@ -17,6 +17,8 @@ import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import time
 
 from absl import logging
@@ -51,7 +53,9 @@ def model_fingerprint(model_dir: str) -> str:
     return digest.hexdigest()
 
 
-_RECORD_TYPES = {"version": int, "fingerprint": str, "model": str, "pushed_at": str, "model_artifact_id": int}
+COPIED_KEY = "copied"   # the pushed_model artifact's custom property: 1 copied now, 0 already served as that version
+_RECORD_TYPES = {"version": int, "fingerprint": str, "model": str, "pushed_at": str, "model_artifact_id": int,
+                 "blessing_artifact_id": int}
 
 
 def _checked_record(record) -> dict:
@@ -85,8 +89,44 @@ def pushed_versions(base: str) -> dict[int, dict]:
     return versions
 
 
+def serving_dir_state(base: str) -> str:
+    """The versions under ``base`` and their push records' fingerprints, as a digest: the Pusher's cache key holds
+    it, so that a run whose serving dir changed (its pushed version removed, another pushed) pushes again rather
+    than reporting an earlier run's push."""
+    digest = hashlib.sha256()
+    for version, record in sorted(pushed_versions(base).items()):
+        digest.update(f"{version}\0{record.get('fingerprint', '')}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def sweep_staging(base: str) -> list[str]:
+    """Removes the staging folders of pushes whose process is gone (a kill or a crash mid-copy leaves them;
+    nothing else ever would); the removed names."""
+    removed = []
+    if "://" in base or not os.path.isdir(base):
+        return removed
+    for name in os.listdir(base):
+        match = re.fullmatch(rf"{re.escape(INCOMING_PREFIX)}\d+-(\d+)", name)
+        if match and not _process_alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # another user's process: alive
+        return True
+    return True
+
+
 def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> tuple[int, bool]:
     """Publishes ``model_dir`` under ``base``; returns (version, copied). Atomic on local filesystems."""
+    for name in sweep_staging(base):
+        print(f"Pusher: removed {name}, left in {base} by an interrupted push", flush=True)
     fingerprint = model_fingerprint(model_dir)
     existing = pushed_versions(base)
     # Not pushed again only when it is the newest version, the one TF Serving's latest policy serves; a model
@@ -155,7 +195,9 @@ class Executor(pusher_executor.Executor):
         base = destination.filesystem.base_directory
         model_path = self.GetModelPath(input_dict)
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
-        version, copied = push_model(model_path, base, {"model_artifact_id": model.id})
+        blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
+        version, copied = push_model(model_path, base, {"model_artifact_id": model.id,
+                                                        "blessing_artifact_id": blessing.id})
         serving_path = os.path.join(base, str(version))
         if copied:
             print(f"Pusher: pushed version {version} to {serving_path}", flush=True)
@@ -164,10 +206,16 @@ class Executor(pusher_executor.Executor):
                   flush=True)
         logging.info("pushed %s (copied=%s)", serving_path, copied)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))
+        model_push.set_int_custom_property(COPIED_KEY, int(copied))
 
 
-def AtomicPusher(model, model_blessing, base_directory: str, infra_blessing=None) -> Pusher:
+def AtomicPusher(model, model_blessing, base_directory: str, infra_blessing=None,
+                 fingerprint_serving_dir: bool = True) -> Pusher:
+    """``fingerprint_serving_dir``: the serving dir's state (:func:`serving_dir_state`) in the cache key; False
+    when the dir is known only at run time (a compiled Kubeflow spec)."""
+    custom_config = {"serving_dir_state": serving_dir_state(base_directory)} if fingerprint_serving_dir else None
     return Pusher(
+        custom_config=custom_config,
         model=model,
         model_blessing=model_blessing,
         infra_blessing=infra_blessing,

@@ -16,7 +16,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from components import serving_validator
+from components import atomic_pusher, serving_validator
 from core import configs
 from core.files import pattern_under
 from pipeline.pipeline import ACCURACY_METRIC, PRETRAINER_NODE
@@ -217,6 +217,12 @@ def summarize(metadata_file: str) -> dict:
         summary["pushed"] = bool(artifact_property(pushed[0], "pushed"))
         summary["pushed_version"] = artifact_property(pushed[0], "pushed_version")
         summary["pushed_destination"] = artifact_property(pushed[0], "pushed_destination")
+        copied = artifact_property(pushed[0], atomic_pusher.COPIED_KEY)
+        summary["pushed_copied"] = None if copied is None else bool(copied)   # False: already served as it was
+        summary["pushed_earlier"] = summary["components"].get("Pusher") == "cached"
+        destination = summary["pushed_destination"] or ""
+        summary["pushed_present"] = (None if not destination or "://" in destination   # a bucket: not checked here
+                                     else os.path.isfile(os.path.join(destination, "saved_model.pb")))
     return summary
 
 
@@ -284,7 +290,18 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
             lines.append(f"  serving check: FAILED — {check.get('failure') or 'see the ServingValidator log'}")
     if "pushed" in summary:
         if summary["pushed"]:
-            lines.append(f"  pushed: version {summary['pushed_version']} → {summary['pushed_destination']}")
+            version, destination = summary["pushed_version"], summary["pushed_destination"]
+            if summary.get("pushed_present") is False:
+                lines.append(f"  pushed: version {version} by an earlier run; it is no longer in {destination}: "
+                             "nothing of this model is served (--no-cache trains and pushes again)")
+            elif summary.get("pushed_earlier"):
+                lines.append(f"  pushed: version {version} → {destination}, by an earlier run (the Pusher's "
+                             "inputs and the serving dir are unchanged)")
+            elif summary.get("pushed_copied") is False:
+                lines.append(f"  pushed: nothing new; this model is already served as version {version} "
+                             f"→ {destination}")
+            else:
+                lines.append(f"  pushed: version {version} → {destination}")
         elif not summary.get("blessed", True):
             lines.append("  pushed: nothing (model not blessed)")
         else:

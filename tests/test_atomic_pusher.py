@@ -94,3 +94,30 @@ def test_failed_push_leaves_no_staging_folder_and_huge_names_are_not_versions(tm
     else:
         raise AssertionError("the push should have failed")
     assert os.listdir(base) == ["99999999999999999999"]
+
+
+def test_the_serving_dir_state_changes_with_its_versions(tmp_path):
+    """The Pusher's cache key holds it: a removed or added version makes the next run push (or say it is served)."""
+    base = str(tmp_path / "serving")
+    empty = atomic_pusher.serving_dir_state(base)
+    version, _ = atomic_pusher.push_model(fake_model(tmp_path / "m1", b"one"), base)
+    one = atomic_pusher.serving_dir_state(base)
+    assert one != empty and atomic_pusher.serving_dir_state(base) == one
+    import shutil
+    shutil.rmtree(os.path.join(base, str(version)))
+    assert atomic_pusher.serving_dir_state(base) == empty
+
+
+def test_a_killed_push_leaves_nothing_after_the_next_push(tmp_path, capsys):
+    import subprocess
+    import sys
+    base = tmp_path / "serving"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()             # a process id that is gone
+    stale = base / f"{atomic_pusher.INCOMING_PREFIX}1796000000-{dead}"
+    alive = base / f"{atomic_pusher.INCOMING_PREFIX}1796000001-{os.getpid()}"   # a push in progress: kept
+    for folder in (stale, alive):
+        (folder / "variables").mkdir(parents=True)
+    atomic_pusher.push_model(fake_model(tmp_path / "m1", b"one"), str(base))
+    assert not stale.exists() and alive.exists()
+    assert f"removed {stale.name}" in capsys.readouterr().out

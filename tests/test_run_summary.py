@@ -108,3 +108,14 @@ def test_the_split_of_the_last_blessed_model_decides_whether_it_gates(tmp_path, 
     changed = local_runner.gate_after_a_split_change(config)   # the default 4:1
     assert changed.max_regression == 1.0 and changed.accuracy_floor == config.accuracy_floor
     assert "The split changed since the last blessed model (9:1 then, 4:1 now)" in capsys.readouterr().out
+
+
+def test_a_push_of_an_earlier_run_or_of_a_model_already_served_is_said_so():
+    pushed = dict(blessed=True, pushed=True, pushed_version="17", pushed_destination="/s/17")
+    text = format_summary(summary(**pushed, pushed_earlier=True, pushed_present=True,
+                                  components={"Trainer": "cached", "Pusher": "cached"}))
+    assert "pushed: version 17 → /s/17, by an earlier run" in text
+    text = format_summary(summary(**pushed, pushed_earlier=True, pushed_present=False))
+    assert "pushed: version 17 by an earlier run; it is no longer in /s/17: nothing of this model is served" in text
+    text = format_summary(summary(**pushed, pushed_copied=False, pushed_present=True))
+    assert "pushed: nothing new; this model is already served as version 17 → /s/17" in text
