@@ -37,7 +37,8 @@ LABELS = ("stable", "canary")
 
 # ---------------------------------------------------------------------------------------------- list
 def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
-    """Model artifact id → {'blessed', 'top1', 'top3', 'evaluated_at'} from the newest Evaluator run on it."""
+    """Model artifact id → {'uri', 'runs': [{'blessing_id', 'blessed', 'top1', 'top3', 'evaluated_at'}, ...]},
+    one per Evaluator run on it, oldest first."""
     from ml_metadata.proto import metadata_store_pb2
     from pipeline.run_summary import evaluation_metrics, open_store
     if not os.path.exists(metadata_file):
@@ -50,6 +51,7 @@ def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
         raise ValueError(f"cannot read the ML Metadata store {metadata_file}: {str(err).splitlines()[0]}") from None
     result: dict[int, dict] = {}
     by_id = {a.id: a for a in evaluations + blessings}
+    blessing_ids = {a.id for a in blessings}
     events = store.get_events_by_artifact_ids(list(by_id)) if by_id else []
     executions = {}
     for ev in events:
@@ -63,7 +65,8 @@ def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
             continue
         entry = {}
         for artifact in outputs:
-            if artifact.id in {a.id for a in blessings}:
+            if artifact.id in blessing_ids:
+                entry["blessing_id"] = artifact.id
                 entry["blessed"] = bool(artifact.custom_properties["blessed"].int_value) \
                     if "blessed" in artifact.custom_properties else None
             else:
@@ -75,8 +78,23 @@ def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
                 entry["top3"] = overall.get("sparse_top_k_categorical_accuracy")
                 entry["evaluated_at"] = time.strftime(
                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime(artifact.create_time_since_epoch / 1000))
-        result[model_ids[0]] = entry  # executions are sorted by id: the newest evaluation wins
+        result.setdefault(model_ids[0], {"runs": []})["runs"].append(entry)   # executions sorted by id: oldest first
+    for model in store.get_artifacts_by_id(list(result)) if result else []:
+        result[model.id]["uri"] = model.uri
     return result
+
+
+def push_evaluation(record: dict, evaluations: dict[int, dict]) -> dict:
+    """The evaluation a pushed version went out under: its push record's blessing, else (an older record) the
+    newest run that blessed its model, else the newest. {} when this store did not train it: artifact ids restart
+    in every ML Metadata store, so the record's model folder must be the artifact's."""
+    model = evaluations.get(record.get("model_artifact_id"))
+    if not model or not model.get("uri") or not str(record.get("model", "")).startswith(model["uri"].rstrip("/") + "/"):
+        return {}
+    runs = model["runs"]
+    chosen = ([run for run in runs if run.get("blessing_id") == record.get("blessing_artifact_id")]
+              or [run for run in runs if run.get("blessed")] or runs)
+    return {key: value for key, value in chosen[-1].items() if key != "blessing_id"}
 
 
 def list_versions(serving_dir: str, metadata_file: str, config_file: str | None = None) -> list[dict]:
@@ -90,9 +108,9 @@ def list_versions(serving_dir: str, metadata_file: str, config_file: str | None 
     evaluations = evaluations_by_model(metadata_file)
     rows = []
     for version, record in sorted(pushed_versions(serving_dir).items()):
-        evaluation = evaluations.get(record.get("model_artifact_id"), {})
         rows.append({"version": version, "pushed_at": record.get("pushed_at"),
-                     "labels": sorted(l for l, v in labels.items() if v == version), **evaluation})
+                     "labels": sorted(l for l, v in labels.items() if v == version),
+                     **push_evaluation(record, evaluations)})
     return rows
 
 

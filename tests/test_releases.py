@@ -196,3 +196,18 @@ def test_rollback_refuses_when_the_label_and_its_history_are_out_of_step(tmp_pat
     assert code == 2 and f"is on version {v3}" in err and f"put it on {v2}" in err
     (model,) = releases.load_config(str(tmp_path / "models" / "models.config")).model_config_list.config
     assert model.version_labels["stable"] == v3                 # unchanged
+
+
+def test_a_version_shows_the_evaluation_it_was_pushed_under_and_only_this_stores():
+    from pipeline.releases import push_evaluation
+    runs = [{"blessing_id": 20, "blessed": True, "top1": 0.9, "top3": 0.99, "evaluated_at": "t1"},
+            {"blessing_id": 30, "blessed": False, "top1": 0.9, "top3": 0.99, "evaluated_at": "t2"}]   # re-judged
+    evaluations = {13: {"uri": "/p/Trainer/model/7", "runs": runs}}
+    record = {"model_artifact_id": 13, "model": "/p/Trainer/model/7/Format-Serving", "blessing_artifact_id": 20}
+    assert push_evaluation(record, evaluations)["blessed"] is True and "blessing_id" not in push_evaluation(
+        record, evaluations)
+    older = {"model_artifact_id": 13, "model": "/p/Trainer/model/7/Format-Serving"}   # a record without its blessing
+    assert push_evaluation(older, evaluations)["evaluated_at"] == "t1"
+    other_store = {"model_artifact_id": 13, "model": "/elsewhere/Trainer/model/7/Format-Serving"}
+    assert push_evaluation(other_store, evaluations) == {}
+    assert push_evaluation({"model_artifact_id": 99, "model": "/p/x"}, evaluations) == {}
