@@ -57,6 +57,7 @@ from core.manifest import unfinished_generation
 from core.files import pattern_under
 from core.labels import CLASS_INDEX, CLASS_NAMES
 
+FEEDBACK_IMAGES_KEY = "feedback_images"   # the examples artifact's custom property: feedback images among them
 REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
 INPUT_PATTERN = "*/*"
 FEEDBACK_PREFIX = "feedback/"
@@ -269,6 +270,7 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
     kept = collections.Counter()
     per_split = collections.defaultdict(collections.Counter, {split: collections.Counter() for split in splits})
     reencoded = feedback = 0
+    feedback_files = []
     skipped = collections.defaultdict(list)
     same_bytes = collections.defaultdict(list)   # digest -> [(label, source)]
     for outcome in outcomes:
@@ -280,6 +282,8 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
                 per_split[outcome[4]][outcome[1]] += 1
             if len(outcome) > 5:
                 same_bytes[outcome[5][0]].append((outcome[1], outcome[5][1]))
+                if len(outcome) > 3 and outcome[3]:
+                    feedback_files.append(outcome[5][1])
         else:
             _, rel, reason, detail = outcome
             skipped[reason].append({"file": rel, "detail": detail})
@@ -294,6 +298,8 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
         "reencoded_to_png": reencoded,
         "feedback": feedback,
         "feedback_repeat": feedback_repeat,
+        # the feedback images trained on: feedback/<true class>/<feedback store id>.png (the model's lineage)
+        "feedback_files": sorted(feedback_files),
         "skipped": sum(len(v) for v in skipped.values()),
         "skipped_by_reason": {reason: len(files) for reason, files in sorted(skipped.items())},
         "skipped_files": dict(sorted(skipped.items())),
@@ -471,6 +477,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         exec_properties = dict(exec_properties)
         exec_properties[REPORT_URI_KEY] = os.path.join(examples.uri, configs.INGEST_REPORT_FILE)
         super().Do(input_dict, output_dict, exec_properties)
+        try:   # in ML Metadata: how many feedback images these examples hold (the report lists them)
+            with fileio.open(exec_properties[REPORT_URI_KEY], "r") as f:
+                report = json.loads(f.read())
+        except (OSError, ValueError, tf.errors.OpError):
+            return
+        examples.set_int_custom_property(FEEDBACK_IMAGES_KEY, int(report.get("feedback", 0)))
 
 
 def output_config(train_buckets: int, eval_buckets: int) -> example_gen_pb2.Output:

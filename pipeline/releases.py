@@ -81,7 +81,29 @@ def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
         result.setdefault(model_ids[0], {"runs": []})["runs"].append(entry)   # executions sorted by id: oldest first
     for model in store.get_artifacts_by_id(list(result)) if result else []:
         result[model.id]["uri"] = model.uri
+        result[model.id]["feedback_images"] = _feedback_images(store, model.id)
     return result
+
+
+def _feedback_images(store, model_id: int) -> int | None:
+    """How many feedback images the model was trained on: its Trainer's examples, back through the Transform to
+    the ExampleGen's (their ``feedback_images`` property); None when the lineage does not say."""
+    from ml_metadata.proto import metadata_store_pb2
+    from components.image_example_gen import FEEDBACK_IMAGES_KEY
+
+    def producer_input(artifact_id: int, key: str) -> list[int]:
+        made = [ev.execution_id for ev in store.get_events_by_artifact_ids([artifact_id])
+                if ev.type == metadata_store_pb2.Event.OUTPUT]
+        events = store.get_events_by_execution_ids(made) if made else []
+        return [ev.artifact_id for ev in events if ev.type == metadata_store_pb2.Event.INPUT
+                and ev.path.steps and ev.path.steps[0].key == key]
+
+    for transformed in producer_input(model_id, "examples"):          # the Trainer's (transformed) examples
+        for examples in producer_input(transformed, "examples"):       # the Transform's examples
+            (artifact,) = store.get_artifacts_by_id([examples])
+            if FEEDBACK_IMAGES_KEY in artifact.custom_properties:
+                return artifact.custom_properties[FEEDBACK_IMAGES_KEY].int_value
+    return None
 
 
 def push_evaluation(record: dict, evaluations: dict[int, dict]) -> dict:
@@ -94,7 +116,8 @@ def push_evaluation(record: dict, evaluations: dict[int, dict]) -> dict:
     runs = model["runs"]
     chosen = ([run for run in runs if run.get("blessing_id") == record.get("blessing_artifact_id")]
               or [run for run in runs if run.get("blessed")] or runs)
-    return {key: value for key, value in chosen[-1].items() if key != "blessing_id"}
+    return {**{key: value for key, value in chosen[-1].items() if key != "blessing_id"},
+            "feedback_images": model.get("feedback_images")}
 
 
 def list_versions(serving_dir: str, metadata_file: str, config_file: str | None = None) -> list[dict]:
@@ -117,12 +140,15 @@ def list_versions(serving_dir: str, metadata_file: str, config_file: str | None 
 def format_versions(rows: list[dict]) -> str:
     if not rows:
         return "no pushed version"
-    lines = [f"{'version':>12}  {'pushed (UTC)':<20}  {'top-1':>6}  {'top-3':>6}  {'blessed':<7}  labels"]
+    lines = [f"{'version':>12}  {'pushed (UTC)':<20}  {'top-1':>6}  {'top-3':>6}  {'blessed':<7}  {'feedback':>8}  "
+             f"labels"]
     for r in rows:
         fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "   -  "  # noqa: E731
         blessed = {True: "yes", False: "no"}.get(r.get("blessed"), "-")
+        feedback = r.get("feedback_images")
         lines.append(f"{r['version']:>12}  {r.get('pushed_at') or '-':<20}  {fmt(r.get('top1'))}  "
-                     f"{fmt(r.get('top3'))}  {blessed:<7}  {', '.join(r['labels'])}")
+                     f"{fmt(r.get('top3'))}  {blessed:<7}  {'-' if feedback is None else feedback:>8}  "
+                     f"{', '.join(r['labels'])}")
     return "\n".join(lines)
 
 

@@ -397,3 +397,24 @@ def test_a_change_to_the_example_gens_code_changes_its_cache_key():
     code = json.loads(gen.exec_properties["custom_config"])["code"]
     assert code and code == pipeline.fingerprint(pipeline.EXAMPLE_GEN_MODULE)
     assert {"components/image_example_gen.py", "core/image_io.py"} <= set(import_closure(pipeline.EXAMPLE_GEN_MODULE))
+
+
+def test_the_report_names_the_feedback_images_a_model_trains_on():
+    """The model's lineage: its ExampleGen's report lists the feedback images (by their store ids), and the
+    examples artifact carries their number in ML Metadata (``feedback_images``, read by letters-releases)."""
+    from components.image_example_gen import build_report
+    outcomes = [("ok", "alef", False, True, "train", ("d1", "feedback/alef/aa11.png")),
+                ("ok", "bet", False, False, "eval", ("d2", "bet/1.png")),
+                ("ok", "bet", False, True, "train", ("d3", "feedback/bet/bb22.png")),
+                ("skip", "gimel/x.png", "not_an_image", "cannot identify image data")]
+    report = build_report(outcomes, "/data", feedback_repeat=8, splits=("train", "eval"))
+    assert report["feedback"] == 2 and report["feedback_files"] == ["feedback/alef/aa11.png", "feedback/bet/bb22.png"]
+
+
+def test_releases_list_shows_the_feedback_each_version_trained_on():
+    from pipeline.releases import format_versions
+    text = format_versions([{"version": 7, "pushed_at": "t", "labels": ["stable"], "top1": 0.9, "top3": 0.99,
+                             "blessed": True, "feedback_images": 130},
+                            {"version": 8, "pushed_at": "t", "labels": [], "blessed": None}])
+    header, first, second = text.splitlines()
+    assert "feedback" in header and first.split()[5] == "130" and second.split()[5] == "-"
