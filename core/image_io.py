@@ -25,8 +25,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import threading
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,30 +85,18 @@ def read_checked(path: str, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int 
     return check_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
 
 
-_PILLOW_LIMIT = threading.Lock()
+# The pixel limit is ``max_pixels`` (the max_image_pixels setting), checked on the header before any pixel is
+# decoded, for every image the project takes from outside (check_image; the monitor's image features and the
+# store's own images check theirs). Pillow's global limit would override it (a warning past 89 M pixels, a refusal
+# past 179 M, and again when a GIF seeks a frame or a TIFF loads), and Pillow reads that global in every thread
+# without a lock, so it is off rather than raised and lowered around each image.
+Image.MAX_IMAGE_PIXELS = None
 
 
 def _why(err: Exception) -> str:
     """A decoder's words for a refusal, for the person who sent the image (its exception's name only if it has
     no words)."""
     return str(err) or type(err).__name__
-
-
-def _open(data: bytes, max_pixels: int) -> Image.Image:
-    """``Image.open`` (lazy: no pixel is decoded). Pillow refuses to open an image over twice its own
-    ``MAX_IMAGE_PIXELS``; where ``max_pixels`` allows more, the image is opened again without Pillow's limit
-    (the caller checks ``max_pixels`` before anything is decoded)."""
-    try:
-        return Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
-        if Image.MAX_IMAGE_PIXELS is None or max_pixels < 2 * Image.MAX_IMAGE_PIXELS:
-            raise
-    with _PILLOW_LIMIT:
-        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-        try:
-            return Image.open(io.BytesIO(data))
-        finally:
-            Image.MAX_IMAGE_PIXELS = limit
 
 
 def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -120,34 +106,26 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         raise ImageRejected("empty", "zero-byte file")
     if len(data) > max_bytes:
         raise ImageRejected("too_large", f"{len(data)} bytes is over the {max_bytes}-byte limit")
-    with warnings.catch_warnings():
-        # Pillow's own limit (Image.MAX_IMAGE_PIXELS) is not this one: ``max_pixels`` is checked below
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = _open(data, max_pixels)
-        except Image.DecompressionBombError:
-            raise ImageRejected("decompression_bomb", f"more than {2 * Image.MAX_IMAGE_PIXELS} pixels is over "
-                                f"the {max_pixels} limit") from None
-        except Exception as err:  # Pillow raises UnidentifiedImageError, but also others on odd headers
-            raise ImageRejected("not_an_image", "cannot identify image data") from None
-        fmt = (img.format or "").upper()
-        if fmt == "MPO":   # a JPEG with more pictures after it (phones' depth maps, Ultra HDR gain maps): the
-            fmt = "JPEG"   # first is the photo, the one both Pillow and TensorFlow's decode_image read
-        width, height = img.size
-        if fmt not in ACCEPTED_FORMATS:
-            raise ImageRejected("unsupported_format", f"{fmt or 'unknown'} images are not accepted "
-                                f"(accepted: {', '.join(sorted(ACCEPTED_FORMATS))})")
-        if width < 1 or height < 1:
-            raise ImageRejected("corrupt", f"image has size {width}x{height}")
-        if width * height > max_pixels:
-            raise ImageRejected("decompression_bomb",
-                                f"{width}x{height} = {width * height} pixels is over the {max_pixels} limit")
-        try:
-            img.load()
-        except Image.DecompressionBombError as err:
-            raise ImageRejected("decompression_bomb", str(err)) from None
-        except Exception as err:
-            raise ImageRejected("truncated_or_corrupt", _why(err)) from None
+    try:
+        img = Image.open(io.BytesIO(data))     # lazy: the header only, no pixel decoded yet
+    except Exception:  # Pillow raises UnidentifiedImageError, but also others on odd headers
+        raise ImageRejected("not_an_image", "cannot identify image data") from None
+    fmt = (img.format or "").upper()
+    if fmt == "MPO":   # a JPEG with more pictures after it (phones' depth maps, Ultra HDR gain maps): the
+        fmt = "JPEG"   # first is the photo, the one both Pillow and TensorFlow's decode_image read
+    width, height = img.size
+    if fmt not in ACCEPTED_FORMATS:
+        raise ImageRejected("unsupported_format", f"{fmt or 'unknown'} images are not accepted "
+                            f"(accepted: {', '.join(sorted(ACCEPTED_FORMATS))})")
+    if width < 1 or height < 1:
+        raise ImageRejected("corrupt", f"image has size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageRejected("decompression_bomb",
+                            f"{width}x{height} = {width * height} pixels is over the {max_pixels} limit")
+    try:
+        img.load()
+    except Exception as err:
+        raise ImageRejected("truncated_or_corrupt", _why(err)) from None
     mode = img.mode
     turned = _orientation(img) not in (1, None)
     if turned:   # a phone photo held sideways: shown upright, it would reach the model on its side

@@ -192,12 +192,17 @@ def test_oversize_file_is_rejected():
     assert err.value.reason == "too_large"
 
 
-@pytest.mark.parametrize("side", [45, 100])     # over Pillow's limit (its warning), over twice it (its error)
-def test_the_pixel_limit_is_max_pixels_not_pillows(monkeypatch, side):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    image = png_bytes(Image.new("L", (side, side), 255))
-    assert image_io.check_image(image, max_pixels=side * side).width == side      # allowed: Pillow's limit is not
-    with pytest.raises(image_io.ImageRejected) as err:
-        image_io.check_image(image, max_pixels=1500)
-    assert err.value.reason == "decompression_bomb" and "1500 limit" in err.value.detail
-    assert Image.MAX_IMAGE_PIXELS == 1000                                         # left as it was
+def test_the_pixel_limit_is_max_pixels_alone():
+    """Pillow's own limit is off (it would override the setting: a refusal past 179 M pixels, again when a GIF
+    seeks a frame or a TIFF loads); every format is held to ``max_pixels``, checked before decoding."""
+    assert Image.MAX_IMAGE_PIXELS is None
+    frames = [Image.new("L", (60, 60), value) for value in (255, 0, 128)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], disposal=2)
+    tiff = io.BytesIO()
+    Image.new("1", (60, 60), 1).save(tiff, format="TIFF", compression="group4")
+    for data in (png_bytes(Image.new("L", (60, 60), 255)), buffer.getvalue(), tiff.getvalue()):
+        assert image_io.check_image(data, max_pixels=3600).width == 60
+        with pytest.raises(image_io.ImageRejected) as err:
+            image_io.check_image(data, max_pixels=3599)
+        assert err.value.reason == "decompression_bomb" and "3599 limit" in err.value.detail
