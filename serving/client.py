@@ -18,6 +18,8 @@ import threading
 import time
 import urllib.parse
 
+from core.deadlines import WATCHDOG
+
 
 class ServingUnavailable(Exception):
     """TF Serving cannot answer (down, unreachable, timing out, or the model is not loaded)."""
@@ -42,22 +44,13 @@ _CLOSED = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError
 
 class _Deadline:
     """The end of one exchange's time: its socket is shut down then, so that the read waiting on it ends at once
-    (a cut answer can look whole to http.client, so ``expired`` is what tells); nothing once it has finished."""
+    (a cut answer can look whole to http.client, so :meth:`finish` is what tells); nothing once it has finished."""
 
     def __init__(self, conn: http.client.HTTPConnection, seconds: float):
         self.conn = conn
-        self.expired = False
-        self._finished = False
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._cut)
-        self._timer.daemon = True
-        self._timer.start()
+        self._deadline = WATCHDOG.call_later(seconds, self._cut)
 
     def _cut(self) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            self.expired = True
         sock = self.conn.sock
         if sock is not None:
             try:
@@ -67,10 +60,7 @@ class _Deadline:
 
     def finish(self) -> bool:
         """Stops the clock; whether the exchange finished in time."""
-        self._timer.cancel()
-        with self._lock:
-            self._finished = True
-            return not self.expired
+        return self._deadline.cancel()
 
 
 class RestConnection:

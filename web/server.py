@@ -37,6 +37,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from core import configs, prediction_log
+from core.deadlines import WATCHDOG
 from core.image_io import ImageRejected, check_image
 from core.request_log import RequestLogWriter
 from core.labels import CLASS_NAMES, GLYPHS
@@ -358,8 +359,9 @@ class Handler(BaseHTTPRequestHandler):
         return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
     def _dispatch(self, routes: dict):
-        if self.command != "POST":
-            self._arrived()
+        if self.command != "POST" and not self._arrived():   # cut while its head arrived: the 408 is sent
+            self.close_connection = True
+            return
         self.server.request_started()
         try:
             self._route(routes)
@@ -486,18 +488,9 @@ class _Arrival:
     def __init__(self, connection: socket.socket, seconds: float):
         self.connection = connection
         self.seconds = seconds
-        self.expired = False
-        self._finished = False
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._cut)
-        self._timer.daemon = True
-        self._timer.start()
+        self._deadline = WATCHDOG.call_later(seconds, self._cut)
 
     def _cut(self) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            self.expired = True
         body = json.dumps({"error": f"the request did not arrive whole within {self.seconds:g} s",
                            "reason": "timeout"}).encode()
         try:
@@ -508,10 +501,7 @@ class _Arrival:
 
     def done(self) -> bool:
         """Stops the deadline; whether the request arrived in time."""
-        self._timer.cancel()
-        with self._lock:
-            self._finished = True
-            return not self.expired
+        return self._deadline.cancel()
 
 
 class WebServer(ThreadingHTTPServer):

@@ -1,0 +1,30 @@
+"""core.deadlines: one thread keeps the deadlines of many short waits."""
+import threading
+import time
+
+from core.deadlines import COMPACT_EVERY, Watchdog
+
+
+def test_callbacks_run_at_their_deadlines_in_order_unless_cancelled():
+    watchdog, fired, done = Watchdog(), [], threading.Event()
+    started = time.monotonic()
+    watchdog.call_later(0.3, lambda: (fired.append(("late", time.monotonic() - started)), done.set()))
+    watchdog.call_later(0.1, lambda: fired.append(("early", time.monotonic() - started)))
+    cancelled = watchdog.call_later(0.2, lambda: fired.append(("cancelled", 0)))
+    assert cancelled.cancel() and cancelled.cancel()            # stopped in time (and stays so)
+    assert done.wait(5)
+    assert [name for name, _ in fired] == ["early", "late"]
+    assert 0.1 <= fired[0][1] < 0.3 <= fired[1][1] < 2
+
+
+def test_a_deadline_that_fired_cannot_be_cancelled():
+    watchdog, ran = Watchdog(), threading.Event()
+    deadline = watchdog.call_later(0.0, ran.set)
+    assert ran.wait(5) and not deadline.cancel()
+
+
+def test_cancelled_deadlines_do_not_pile_up():
+    watchdog = Watchdog()
+    for _ in range(3 * COMPACT_EVERY):
+        watchdog.call_later(3600, lambda: None).cancel()
+    assert len(watchdog._heap) <= COMPACT_EVERY
