@@ -89,38 +89,35 @@ def pushed_versions(base: str) -> dict[int, dict]:
     return versions
 
 
-def serving_dir_state(base: str) -> str:
-    """The versions under ``base`` and their push records' fingerprints, as a digest: the Pusher's cache key holds
-    it, so that a run whose serving dir changed (its pushed version removed, another pushed) pushes again rather
-    than reporting an earlier run's push."""
-    digest = hashlib.sha256()
-    for version, record in sorted(pushed_versions(base).items()):
-        digest.update(f"{version}\0{record.get('fingerprint', '')}\n".encode())
-    return digest.hexdigest()[:16]
+STALE_STAGING_SECONDS = 3600   # a staging folder nothing was written into for this long is an interrupted push's
 
 
-def sweep_staging(base: str) -> list[str]:
-    """Removes the staging folders of pushes whose process is gone (a kill or a crash mid-copy leaves them;
-    nothing else ever would); the removed names."""
+def sweep_staging(base: str, now: float | None = None) -> list[str]:
+    """Removes the staging folders of interrupted pushes (a kill or a crash mid-copy leaves them; nothing else
+    ever would): those nothing was written into for :data:`STALE_STAGING_SECONDS`. By age, not by process id: a
+    push in another container shares the serving dir but not the process ids. The removed names."""
     removed = []
     if "://" in base or not os.path.isdir(base):
         return removed
+    now = time.time() if now is None else now
     for name in os.listdir(base):
-        match = re.fullmatch(rf"{re.escape(INCOMING_PREFIX)}\d+-(\d+)", name)
-        if match and not _process_alive(int(match.group(1))):
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        folder = os.path.join(base, name)
+        if name.startswith(INCOMING_PREFIX) and os.path.isdir(folder) and now - _newest_write(folder) > \
+                STALE_STAGING_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
             removed.append(name)
     return removed
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:      # another user's process: alive
-        return True
-    return True
+def _newest_write(folder: str) -> float:
+    newest = os.stat(folder).st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            try:
+                newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+            except OSError:
+                pass
+    return newest
 
 
 def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> tuple[int, bool]:
@@ -210,10 +207,11 @@ class Executor(pusher_executor.Executor):
 
 
 def AtomicPusher(model, model_blessing, base_directory: str, infra_blessing=None,
-                 fingerprint_serving_dir: bool = True) -> Pusher:
-    """``fingerprint_serving_dir``: the serving dir's state (:func:`serving_dir_state`) in the cache key; False
-    when the dir is known only at run time (a compiled Kubeflow spec)."""
-    custom_config = {"serving_dir_state": serving_dir_state(base_directory)} if fingerprint_serving_dir else None
+                 every_run: bool = True) -> Pusher:
+    """``every_run``: a value of this run in its configuration, so that the Pusher is never a cache hit: it looks
+    at the serving dir each time (cheap: a model already served is not copied again) instead of reporting an
+    earlier run's push of a version that may have been removed since. False for a spec compiled once (Kubeflow)."""
+    custom_config = {"run": time.time_ns()} if every_run else None
     return Pusher(
         custom_config=custom_config,
         model=model,

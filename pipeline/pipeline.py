@@ -191,7 +191,7 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
                                        model_blessing=evaluator.outputs["blessing"],
                                        infra_blessing=infra_blessing,
                                        base_directory=config.serving_dir,
-                                       fingerprint_serving_dir=fingerprint_folders))
+                                       every_run=fingerprint_folders))
     return Pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=config.pipeline_root,

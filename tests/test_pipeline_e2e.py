@@ -72,6 +72,23 @@ def test_unchanged_rerun_uses_the_cache_and_compares_against_the_blessed_model(p
     assert version_dirs(serving) == [first["pushed_version"]]   # the same model is not pushed twice
 
 
+def test_a_removed_version_is_pushed_again_by_the_next_run(pipeline_runs, tiny_dataset, own_work):
+    """The Pusher is never a cache hit: the re-run found the model served and said so; with its version removed,
+    a run pushes it again (every other component cached) instead of reporting the earlier push."""
+    second = pipeline_runs["second"]
+    assert second["components"]["Pusher"] == "complete" and second["pushed_copied"] is False
+    serving = own_work / "serving"
+    for version in version_dirs(serving):
+        shutil.rmtree(serving / version)
+    for _ in range(2):                                   # the same emptied serving dir twice: pushed both times
+        summary, _ = run_pipeline(tiny_dataset, own_work, "--epochs", "3", "--accuracy-floor", "0.0",
+                                  "--max-regression", "1.0")
+        assert summary["components"]["Trainer"] == "cached" and summary["components"]["Pusher"] == "complete"
+        assert summary["pushed"] is True and summary["pushed_copied"] is True
+        assert version_dirs(serving) == [summary["pushed_version"]]
+        shutil.rmtree(serving / summary["pushed_version"])
+
+
 def test_gate_refuses_a_model_below_the_floor(pipeline_runs, tiny_dataset, own_work):
     work = own_work
     summary, _ = run_pipeline(tiny_dataset, work, "--epochs", "3", "--accuracy-floor", "1.0",
