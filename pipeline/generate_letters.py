@@ -233,25 +233,27 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     digest = hashlib.sha256()
     total = len(classes) * per_class
     bar = tqdm(total=total, desc="generate", unit="img", disable=not progress, file=sys.stderr)
-    for name in classes:
-        glyph = GLYPHS[CLASS_NAMES.index(name)]
-        class_dir = out / name
-        class_dir.mkdir(parents=True, exist_ok=True)
-        for old_file in _generated_files(out, name):
-            old_file.unlink()
-        for i in range(per_class):
-            rng = np.random.default_rng([seed, CLASS_NAMES.index(name), i])
-            if writers and (style == "strokes" or rng.random() < MIXED_STROKE_SHARE):
-                img, source = handwriting.write_letter(glyph, writers[i], rng), "hand"
-            else:
-                pool = script if rng.random() < SCRIPT_SHARE else others
-                face = pool[int(rng.integers(len(pool)))]
-                img, source = render_letter(glyph, face, rng), face.name
-            data = _png_bytes(img)
-            digest.update(data)
-            (class_dir / f"{name}_{source}_{i:04d}.png").write_bytes(data)
-            bar.update()
-    bar.close()
+    try:
+        for name in classes:
+            glyph = GLYPHS[CLASS_NAMES.index(name)]
+            class_dir = out / name
+            class_dir.mkdir(parents=True, exist_ok=True)
+            for old_file in _generated_files(out, name):
+                old_file.unlink()
+            for i in range(per_class):
+                rng = np.random.default_rng([seed, CLASS_NAMES.index(name), i])
+                if writers and (style == "strokes" or rng.random() < MIXED_STROKE_SHARE):
+                    img, source = handwriting.write_letter(glyph, writers[i], rng), "hand"
+                else:
+                    pool = script if rng.random() < SCRIPT_SHARE else others
+                    face = pool[int(rng.integers(len(pool)))]
+                    img, source = render_letter(glyph, face, rng), face.name
+                data = _png_bytes(img)
+                digest.update(data)
+                (class_dir / f"{name}_{source}_{i:04d}.png").write_bytes(data)
+                bar.update()
+    finally:
+        bar.close()            # (interrupted too: the bar's line ends before the message that follows)
     manifest["sha256"] = digest.hexdigest()
     manifest["images"] = total
     atomic_write(str(manifest_path), json.dumps(manifest, indent=2).encode())
