@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.support import serving as testing
+from tests.support.trickle import trickle
 from serving.client import RestConnection, ServingUnavailable, error_text
 
 M = "/v1/models/letters"
@@ -149,14 +150,7 @@ def test_a_trickled_answer_ends_at_the_timeout():
                 conn.recv(65536)
                 answer = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n' + \
                     b'{"ok": true}' + b" " * 188
-                for byte in answer:
-                    if stop.is_set():
-                        return
-                    try:
-                        conn.sendall(bytes([byte]))
-                    except OSError:
-                        return
-                    time.sleep(0.05)
+                trickle(conn, answer, 0.05, stop=stop)
 
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from core.labels import CLASS_NAMES, GLYPH_OF
+from tests.support.trickle import trickle
 from tests.web.conftest import (CANARY_CLASS, CANARY_VERSION, STABLE_CLASS, STABLE_VERSION, Api, b64,
                                 letter_png)
 
@@ -318,17 +319,6 @@ def test_a_trickled_request_is_cut_at_the_request_timeout(start_web, serving_lab
     caplog.set_level(logging.INFO, logger="web")
     web = start_web(serving_labelled.url, max_handler_threads=2, idle_timeout=5.0, request_timeout=1.5)
 
-    def trickle(sock, data: bytes, stop_after: float) -> None:
-        started = time.monotonic()
-        for byte in data:
-            if time.monotonic() - started > stop_after:
-                return
-            try:
-                sock.sendall(bytes([byte]))
-            except OSError:
-                return
-            time.sleep(0.3)
-
     head = b"X-Slow: " + b"a" * 100 + b"\r\n\r\n"     # after a whole request line and Host header
     post = (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100"
             b"\r\n\r\n")
@@ -336,8 +326,9 @@ def test_a_trickled_request_is_cut_at_the_request_timeout(start_web, serving_lab
     try:
         clients[0].sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
         clients[1].sendall(post)
-        threads = [threading.Thread(target=trickle, args=(clients[0], head, 10), daemon=True),
-                   threading.Thread(target=trickle, args=(clients[1], b'{"image": "' + b"A" * 88, 10), daemon=True)]
+        threads = [threading.Thread(target=trickle, args=(clients[0], head, 0.3, 10), daemon=True),
+                   threading.Thread(target=trickle, args=(clients[1], b'{"image": "' + b"A" * 88, 0.3, 10),
+                                    daemon=True)]
         started = time.monotonic()
         for thread in threads:
             thread.start()

@@ -145,13 +145,19 @@ def test_upload_png_and_phone_layout(web, open_page):
     assert "not an image" in page.locator("#error").inner_text()
 
 
-def test_feedback_is_stored(web, open_page):
-    page = open_page(web.url)
+def answered_in_feedback_mode(open_page, url: str):
+    """A page in feedback mode showing the answer to a drawn letter."""
+    page = open_page(url)
     page.check("#feedback-mode")
     draw_letter(page)
     page.click("#send")
     answer_of(page)
     page.wait_for_selector("#feedback:not([hidden])")
+    return page
+
+
+def test_feedback_is_stored(web, open_page):
+    page = answered_in_feedback_mode(open_page, web.url)
     page.click("#letter-grid button[data-class=alef]")
     expect(page.locator("#feedback-result")).to_contain_text("saved")
     records = web.backend.store.records()
@@ -312,11 +318,7 @@ def test_undo_while_drawing_leaves_no_ink_behind(web, open_page):
 
 
 def test_an_image_gets_one_feedback_and_a_failed_one_shows_no_earlier_answer(web, open_page):
-    page = open_page(web.url)
-    page.check("#feedback-mode")
-    draw_letter(page)
-    page.click("#send")
-    answer_of(page)
+    page = answered_in_feedback_mode(open_page, web.url)
     page.click("#confirm")
     expect(page.locator("#feedback-result")).to_contain_text("saved as")
     page.click("#send")                      # the same drawing asked about again: its feedback was given
