@@ -14,6 +14,7 @@ uploading the spec and running it.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -138,6 +139,14 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     if dataflow_only and not args.dataflow:
         parser.error(f"{', '.join(dataflow_only)} only apply with --dataflow (the Beam work would run in the "
                      "pods' DirectRunner and they would be ignored)")
+    direct_only = [flag for flag, given in (("--beam-mode", args.beam_mode != defaults.beam_mode),
+                                            ("--beam-workers", args.beam_workers != defaults.beam_workers))
+                   if given]
+    if args.dataflow and direct_only:
+        parser.error(f"{', '.join(direct_only)} set the pods' DirectRunner; with --dataflow the Beam work runs on "
+                     "Dataflow and they would be ignored")
+    if args.dataflow and any(arg.startswith("--runner") for arg in args.beam_arg):
+        parser.error("--dataflow chooses the DataflowRunner; a --beam-arg naming another --runner contradicts it")
     config = defaults.replace(
         pipeline_root=flags.absolute(args.pipeline_root), data_root=flags.absolute(args.data_root),
         pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root else "",
@@ -175,6 +184,14 @@ def compile_spec(config: Config, image: str, beam: list[str], resources: dict, t
     if display_name:   # TFX puts it on the PipelineJob only, which YAML output (the PipelineSpec) drops
         spec["pipelineInfo"]["displayName"] = display_name
     notes = spec_lib.adapt_for_target(spec, target)
+    if target == "vertex":   # Vertex runs TFX's driver, whose fingerprint globs the root unescaped
+        roots = {"ImageExampleGen": config.data_root, "pretrain_example_gen": config.pretrain_root}
+        for name in spec_lib.example_gen_tasks(spec):
+            if glob.has_magic(roots.get(name) or "") and \
+                    spec_lib.tasks(spec)[name].get("cachingOptions", {}).get("enableCache"):
+                spec_lib.disable_cache(spec, name)
+                notes.append(f"{name}: cache off ({roots[name]} has glob characters: the driver's fingerprint of "
+                             "its files would match none, and a cached ExampleGen would never see new images)")
     if feedback_root:
         for name in spec_lib.example_gen_tasks(spec):
             if name != "ImageExampleGen":   # the pretraining one does not read the feedback

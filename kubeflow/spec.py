@@ -138,9 +138,8 @@ def combine_resources(overrides: Iterable[tuple[str, Resources]], defaults: bool
     for name, resources in overrides:
         if name == ALL:
             table = ResourceTable({component: default.merged(resources) for component, default in table.items()})
-    for name, resources in overrides:
-        if name != ALL or name not in table:
-            table[name] = table.get(name, Resources()).merged(resources)
+    for name, resources in overrides:   # (a "*" override again merges into the "*" entry: merging is idempotent)
+        table[name] = table.get(name, Resources()).merged(resources)
     table.named = frozenset(name for name, _ in overrides)
     return table
 

@@ -221,7 +221,14 @@ def test_command_line_errors_and_help():
                  ["--project", "p", "--region", "r"],                  # Dataflow flags without --dataflow
                  ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "gs://b/t",
                   "--max-num-workers", "-5"],
-                 ["--conv-widths", "32"], ["--architecture", "vgg", "--image-size", "4"]):   # unbuildable networks
+                 ["--conv-widths", "32"], ["--architecture", "vgg", "--image-size", "4"],   # unbuildable networks
+                 # DirectRunner settings, or another runner, with --dataflow: they would be ignored
+                 ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "gs://b/t", "--beam-mode",
+                  "multi_processing"],
+                 ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "gs://b/t", "--beam-workers",
+                  "8"],
+                 ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "gs://b/t",
+                  "--beam-arg=--runner=DirectRunner"]):
         with pytest.raises(SystemExit):
             kubeflow_runner.parse_args(argv)
     config, args, _, _ = kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data",
@@ -345,3 +352,25 @@ def test_display_name_reaches_the_yaml_and_feedback_turns_off_only_its_example_g
         "ImageExampleGen: cache off (it reads the feedback at gs://bucket/root/feedback at run time)"]
     kubeflow_runner.write_spec(job, str(tmp_path / "spec.yaml"))
     assert "displayName: Letters staging" in (tmp_path / "spec.yaml").read_text()
+
+
+def test_every_star_override_merges_without_the_defaults_too():
+    table = spec_lib.combine_resources([spec_lib.parse_resources("*=cpu=2"), spec_lib.parse_resources("*=memory=4Gi"),
+                                        spec_lib.parse_resources("Trainer=cpu=4")], defaults=False)
+    assert (table["*"].cpu, table["*"].memory) == ("2", "4Gi")
+    assert (table["Trainer"].cpu, table["Trainer"].memory) == ("4", None)
+
+
+def test_a_vertex_example_gen_whose_root_has_glob_characters_is_not_cached(kfp_data, tmp_path):
+    """Vertex's driver fingerprints the root with an unescaped glob: "letters [v2]" matches no file, so a cached
+    ExampleGen would never see new images."""
+    import shutil
+
+    import kubeflow_runner
+    from core.configs import Config
+    root = tmp_path / "letters [v2]"
+    shutil.copytree(kfp_data, root)
+    config = Config(pipeline_root="gs://bucket/root", data_root=str(root), serving_dir="gs://bucket/serving")
+    job, notes = kubeflow_runner.compile_spec(config, IMAGE, BEAM, {}, target="vertex")
+    assert not spec_lib.tasks(job["pipelineSpec"])["ImageExampleGen"]["cachingOptions"].get("enableCache")
+    assert any("glob characters" in note for note in notes)

@@ -97,7 +97,7 @@ def test_the_whole_open_source_kfp_spec_runs_and_pushes(compiled, image_env, tmp
     spec, paths, _ = compiled
     launcher = LocalLauncher(spec, workdir=str(tmp_path / "launcher"), env=image_env)
     assert launcher.run() == ["ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-                              "Trainer", "Evaluator", "Pusher"]
+                              "Trainer", "Evaluator", "ServingValidator", "Pusher"]
     assert launcher.outputs["Evaluator"]["blessing"]["metadata"]["blessed"] == 1
     pushed = launcher.outputs["Pusher"]["pushed_model"]["metadata"]
     assert pushed["pushed"] == 1
