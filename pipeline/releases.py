@@ -192,16 +192,18 @@ def _read_history(config_file: str) -> list[dict]:
 
 
 def version_state(server: str | RestConnection, model_name: str, version: int) -> str | None:
-    """The version's state on a running server (AVAILABLE, LOADING, END, …), or None if unreachable.
-    ``server`` is its URL or a RestConnection (whose kept-alive connection repeated polls reuse)."""
+    """The version's state on a running server (AVAILABLE, LOADING, END, …; NOT_TRACKED before the server has
+    seen it), or None if unreachable. ``server`` is its URL or a RestConnection (whose kept-alive connection
+    repeated polls reuse). It asks for the model's status, not the version's: a version not loaded yet would
+    answer 404, which the server counts as a failed request (and the monitor would alarm on a promote's polls)."""
     connection = server if isinstance(server, RestConnection) else RestConnection(server, timeout=5)
     try:
-        status, body = connection.request("GET", f"/v1/models/{model_name}/versions/{version}")
+        status, body = connection.request("GET", f"/v1/models/{model_name}")
     except ServingUnavailable:
         return None
     if status != 200:
         return f"HTTP {status}"
-    return version_states(body).get(str(version), "UNKNOWN")
+    return version_states(body).get(str(version), "NOT_TRACKED")
 
 
 def _write_config(config_file: str, config) -> None:

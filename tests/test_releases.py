@@ -144,6 +144,8 @@ def test_promote_on_a_live_server_waits_for_the_version_over_one_connection(tmp_
         (connection,) = made
         assert connection.requests >= 2 and connection.opened == 1     # polled until AVAILABLE over one connection
         assert releases.version_state(server.url, "letters", 1) == "AVAILABLE"
+        # the polls asked for the model's status: none was a failed request in the server's metrics
+        assert not [key for key in server.server.metrics.request_count if ("status", "OK") not in key]
         client, deadline = testing.RestClient(server.url), time.monotonic() + 60
         while (answer := client.get("/v1/models/letters/labels/stable/metadata"))[0] != 200:   # next config poll
             assert time.monotonic() < deadline, answer
