@@ -248,7 +248,8 @@ def export_feedback(config: Config) -> str | None:
               "confirmed or corrected; --no-feedback to leave feedback out)", flush=True)
         return None
     out = os.path.join(config.pipeline_root, "feedback")
-    summary = export(store, out, prune=True)   # exactly the store's images: none of another store's or a cut export
+    summary = export(store, out, prune=True,   # exactly the store's images: none of another store's or a cut export
+                     max_file_bytes=config.max_file_bytes)
     total = summary.exported + summary.already_present
     damaged = summary.missing_images + summary.corrupt_images
     print(f"Feedback: {total} user-labelled images from {store} ({summary.exported} new"

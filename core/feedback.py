@@ -356,9 +356,11 @@ def to_png(data: bytes, image_format: str) -> bytes:
 
 
 def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-                    overwrite: bool = False, prune: bool = False) -> ExportSummary:
+                    overwrite: bool = False, prune: bool = False,
+                    max_file_bytes: int = image_io.DEFAULT_MAX_BYTES) -> ExportSummary:
     """Writes every stored feedback image to ``out_dir/<true class folder>/<id>.png`` (the pipeline's
-    ``--data-root`` layout; all 27 class folders are created). Files already there are kept unless
+    ``--data-root`` layout; all 27 class folders are created); a JPEG (or GIF, BMP) whose PNG would be over
+    ``max_file_bytes``, the pipeline's file limit, keeps its own format (``<id>.jpg``), so that it is trained on. Files already there are kept unless
     ``overwrite``. ``prune``: the class folders are made to hold exactly the store's images, every other file in
     them removed (left by another store, by a row no longer there, or by an export cut short); for a folder that
     is the pipeline's own. Safe to run while the web client is adding feedback (it exports what is committed)."""
@@ -377,8 +379,11 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
             if record.true_label not in CLASS_INDEX:   # cannot happen through add(); guards hand-edited stores
                 continue
             target = os.path.join(out_dir, record.true_label, f"{record.id}.png")
-            if os.path.exists(target) and not overwrite:
+            as_is = os.path.join(out_dir, record.true_label, f"{record.id}.{EXTENSIONS.get(record.image_format, 'png')}")
+            present = next((path for path in (target, as_is) if os.path.exists(path)), None)
+            if present and not overwrite:
                 summary.already_present += 1
+                target = present
             else:
                 try:
                     with open(store.image_path(record), "rb") as handle:
@@ -393,6 +398,8 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 except (ValueError, OSError):   # PIL's UnidentifiedImageError is an OSError
                     summary.corrupt_images += 1
                     continue
+                if len(png) > max_file_bytes and as_is != target:   # (a noisy photo's PNG: several times its JPEG)
+                    target, png = as_is, data
                 atomic_write(target, png)
                 summary.exported += 1
             summary.per_class[record.true_label] = summary.per_class.get(record.true_label, 0) + 1
