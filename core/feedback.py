@@ -381,6 +381,8 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
             target = os.path.join(out_dir, record.true_label, f"{record.id}.png")
             as_is = os.path.join(out_dir, record.true_label, f"{record.id}.{EXTENSIONS.get(record.image_format, 'png')}")
             present = next((path for path in (target, as_is) if os.path.exists(path)), None)
+            if present == target != as_is and os.path.getsize(present) > max_file_bytes:
+                present = None     # a PNG an earlier export wrote over the limit: the photo is written as it is
             if present and not overwrite:
                 summary.already_present += 1
                 target = present
@@ -399,6 +401,8 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
                     summary.corrupt_images += 1
                     continue
                 if len(png) > max_file_bytes and as_is != target:   # (a noisy photo's PNG: several times its JPEG)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(target)
                     target, png = as_is, data
                 atomic_write(target, png)
                 summary.exported += 1

@@ -193,3 +193,9 @@ def test_a_photo_whose_png_is_over_the_file_limit_is_exported_as_it_is(tmp_path)
     again = export_feedback(tmp_path / "store", tmp_path / "out", prune=True, max_file_bytes=3 * len(buffer.getvalue()))
     assert (again.exported, again.already_present, again.removed) == (0, 1, 0)
     assert import_folder(tmp_path / "store", tmp_path / "out").already_present == 1
+    # an export made before (or with a higher limit) left the PNG: the next export puts the photo in its place
+    (tmp_path / "out" / "shin" / f"{record.id}.jpg").unlink()
+    export_feedback(tmp_path / "store", tmp_path / "out", max_file_bytes=10 ** 9)
+    assert [p.name for p in (tmp_path / "out" / "shin").iterdir()] == [f"{record.id}.png"]
+    export_feedback(tmp_path / "store", tmp_path / "out", prune=True, max_file_bytes=3 * len(buffer.getvalue()))
+    assert [p.name for p in (tmp_path / "out" / "shin").iterdir()] == [f"{record.id}.jpg"]

@@ -394,3 +394,30 @@ def test_a_client_that_goes_away_before_its_answer_is_not_a_server_error(web, ap
     assert "internal error" not in caplog.text and "Traceback" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert api.get("/healthz")[0] == 200
+
+
+def test_a_client_that_reads_nothing_does_not_hold_up_other_deadlines():
+    """The 408 of a cut request is sent without waiting: deadlines are kept by one thread, and a client whose
+    receive buffer is full would otherwise stop every other connection's deadline for the idle timeout."""
+    from web.server import _Arrival
+    stuck, stuck_peer = socket.socketpair()
+    other, other_peer = socket.socketpair()
+    try:
+        stuck.settimeout(10)
+        stuck.setblocking(False)
+        try:
+            while True:
+                stuck.send(b"x" * 65536)            # the peer reads nothing: its buffer fills
+        except BlockingIOError:
+            pass
+        stuck.settimeout(10)                        # as the server's sockets: a timeout (the idle timeout)
+        other.settimeout(10)
+        _Arrival(stuck, 0.2)
+        started = time.monotonic()
+        _Arrival(other, 0.5)
+        other_peer.settimeout(10)
+        reply = other_peer.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 3
+    finally:
+        for sock in (stuck, stuck_peer, other, other_peer):
+            sock.close()
