@@ -146,10 +146,10 @@ def test_as_feedback_stores_the_training_letters_as_feedback_and_trains_on_gener
     from core.feedback import FeedbackStore
     from tests.conftest import letter_image, png_bytes
     root = tmp_path / "data"
-    for name in ("alef", "bet"):
+    for seed, name in enumerate(("alef", "bet")):     # each letter its own image (the store keeps one label each)
         (root / name).mkdir(parents=True)
         for form in range(1, 11):
-            (root / name / f"0_{form}.png").write_bytes(png_bytes(letter_image(30 + form, 40)))
+            (root / name / f"0_{form}.png").write_bytes(png_bytes(letter_image(30 + form, 40, seed=seed)))
     launched = []
     monkeypatch.setattr(train_hhd, "run_with_peak_rss", lambda cmd, log_path: launched.append(cmd) or (1, 0.0, 0))
     work = tmp_path / "w"
