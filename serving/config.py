@@ -161,10 +161,7 @@ def read_text(path: str) -> str:
 
 def parse_model_server_config(text: str, source: str = "model config") -> model_server_config_pb2.ModelServerConfig:
     """A ModelServerConfig from its text form; refuses what this server cannot serve (at start and on reload)."""
-    try:
-        config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
-    except text_format.ParseError as err:   # TF Serving: InvalidArgument "Invalid protobuf file: '<file>'"
-        raise ValueError(f"Invalid protobuf file: '{source}' ({err})") from None
+    config = parse_text_proto(text, model_server_config_pb2.ModelServerConfig(), source)
     check_model_server_config(config, source)
     return config
 
@@ -222,16 +219,16 @@ def single_model_config(name: str, base_path: str) -> model_server_config_pb2.Mo
 
 
 def load_monitoring_config(path: str) -> MonitoringConfig:
-    return _parse_text_file(path, MonitoringConfig())
+    return parse_text_proto(read_text(path), MonitoringConfig(), path)
 
 
-def _parse_text_file(path: str, message):
-    """A text proto file, as TF Serving's ParseProtoTextFile reads it: "Invalid protobuf file: '<file>'" when it
-    does not parse (the parser's words follow in brackets)."""
+def parse_text_proto(text: str, message, source: str):
+    """``message`` filled from its text form, as TF Serving's ParseProtoTextFile reads a file: "Invalid protobuf
+    file: '<source>'" when it does not parse (the parser's words follow in brackets)."""
     try:
-        return text_format.Parse(read_text(path), message)
+        return text_format.Parse(text, message)
     except text_format.ParseError as err:
-        raise ValueError(f"Invalid protobuf file: '{path}' ({err})") from None
+        raise ValueError(f"Invalid protobuf file: '{source}' ({err})") from None
 
 
 def prometheus_path(config) -> str | None:
@@ -277,4 +274,4 @@ class Batching:
 
 
 def load_batching_parameters(path: str) -> Batching:
-    return Batching.from_proto(_parse_text_file(path, BatchingParameters()))
+    return Batching.from_proto(parse_text_proto(read_text(path), BatchingParameters(), path))
