@@ -50,7 +50,8 @@ def main(argv=None) -> int:
         return 1
     if server.grpc_port:
         print(f"Running gRPC ModelServer at {address(options.grpc_host, server.grpc_port)} ...", flush=True)
-    print(f"Exporting HTTP/REST API at:{options.rest_api_host}:{server.port} ...", flush=True)
+    if server.port is not None:
+        print(f"Exporting HTTP/REST API at:{options.rest_api_host}:{server.port} ...", flush=True)
     while not stopping.wait(0.5):
         pass
     server.stop()

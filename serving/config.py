@@ -48,15 +48,18 @@ class ServerOptions:
     rest_api_header_timeout_in_ms: int = 10000   # embedded server only: a request head's time after its first byte
     rest_api_idle_timeout_in_ms: int = 60000     # embedded server only: an idle connection's (or stalled body's) time
 
+    @property
+    def rest_skipped(self) -> bool:
+        """TF Serving starts no REST server when its port is the gRPC port (server.cc: an error logged, gRPC
+        served)."""
+        return bool(self.port) and self.port == self.rest_api_port
+
     def validate(self) -> None:
         if not self.model_config_file and not self.model_base_path:
             raise ValueError("Both server_options.model_base_path and server_options.model_config_file are "
                              "empty!")
         if self.batching_parameters_file and not self.enable_batching:
             raise ValueError("--batching_parameters_file is set without setting --enable_batching=true.")
-        if self.port and self.port == self.rest_api_port:
-            raise ValueError("server_options.http_port cannot be same as grpc_port. Please use a different port "
-                             "for HTTP/REST API.")
         for name in ("file_system_poll_wait_seconds", "model_config_file_poll_wait_seconds"):
             value = getattr(self, name)   # int32 flags in TF Serving: inf, nan or 1e10 do not parse there
             if not math.isfinite(value) or abs(value) > 2 ** 31 - 1:
@@ -259,6 +262,12 @@ class Batching:
         batching = cls(**values)
         batching.validate()
         return batching
+
+    @property
+    def rest_skipped(self) -> bool:
+        """TF Serving starts no REST server when its port is the gRPC port (server.cc: an error logged, gRPC
+        served)."""
+        return bool(self.port) and self.port == self.rest_api_port
 
     def validate(self) -> None:
         if self.max_batch_size < 1:

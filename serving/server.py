@@ -90,6 +90,18 @@ class Server:
             raise RuntimeError("stopped before the models finished loading")
         if self.options.port:
             self._start_grpc()
+        if self.options.rest_skipped:
+            log.error("server_options.http_port cannot be same as grpc_port. Please use a different port for "
+                      "HTTP/REST API. Skipped exporting HTTP/REST API.")
+        else:
+            self._start_rest()
+        if self.options.file_system_poll_wait_seconds > 0:
+            self._spawn(self._poll_models, "fs-poller")
+        if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
+            self._spawn(self._poll_config, "config-poller")
+        return self
+
+    def _start_rest(self) -> None:
         ready = threading.Event()
         failure = []
 
@@ -118,11 +130,6 @@ class Server:
         if failure:
             raise failure[0]
         log.info("Exporting HTTP/REST API at:%s:%d ...", self.options.rest_api_host, self.port)
-        if self.options.file_system_poll_wait_seconds > 0:
-            self._spawn(self._poll_models, "fs-poller")
-        if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
-            self._spawn(self._poll_config, "config-poller")
-        return self
 
     def _start_grpc(self) -> None:
         api = GrpcApi(self.core, self.metrics, self.run_blocking, self.reload_config, self.request_logger)

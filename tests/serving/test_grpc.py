@@ -465,3 +465,22 @@ def test_handle_reload_config_request(models_root, tmp_path):
         error = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest())
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error.details().startswith("ServerModelConfig type not supported by HandleReloadConfigRequest.")
+
+
+def test_a_rest_port_equal_to_the_grpc_port_serves_grpc_only_as_tf_serving_does(models_root, caplog):
+    """server.cc: with --rest_api_port equal to --port the REST server is skipped (an error logged), the gRPC
+    server serves; the process does not exit."""
+    port = testing.free_port()
+    with caplog.at_level("ERROR", logger="serving"):
+        server = testing.start_server(models_root / "letters", grpc_port=port, port=port)
+    try:
+        assert server.server.http is None and server.port is None
+        assert ("server_options.http_port cannot be same as grpc_port. Please use a different port for HTTP/REST "
+                "API. Skipped exporting HTTP/REST API.") in caplog.text
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = "letters"
+            status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=TIMEOUT)
+        assert [s.version for s in status.model_version_status] == [2]
+    finally:
+        server.stop()
