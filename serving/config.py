@@ -162,15 +162,18 @@ def read_text(path: str) -> str:
         return handle.read()
 
 
-def parse_model_server_config(text: str, source: str = "model config") -> model_server_config_pb2.ModelServerConfig:
-    """A ModelServerConfig from its text form; refuses what this server cannot serve (at start and on reload)."""
+def parse_model_server_config(text: str, source: str = "model config",
+                              served=()) -> model_server_config_pb2.ModelServerConfig:
+    """A ModelServerConfig from its text form; refuses what this server cannot serve (at start and on reload,
+    ``served`` naming the models it would replace)."""
     config = parse_text_proto(text, model_server_config_pb2.ModelServerConfig(), source)
-    check_model_server_config(config, source)
+    check_model_server_config(config, source, served)
     return config
 
 
-def check_model_server_config(config, source: str) -> None:
-    """Refuses what this server cannot serve (a config file at start and on reload, a gRPC reload request)."""
+def check_model_server_config(config, source: str, served=()) -> None:
+    """Refuses what this server cannot serve (a config file at start and on reload, a gRPC reload request);
+    ``served``: the names of the models the config replaces (ServerCore's current config)."""
     if config.HasField("custom_model_config"):
         raise ValueError(f"{source}: custom_model_config is not supported; use model_config_list")
     # ServerCore's ValidateModelConfigList (there is no --model_config_list_root_dir here): unique names, and base
@@ -184,6 +187,10 @@ def check_model_server_config(config, source: str) -> None:
         if "://" not in model.base_path and not os.path.isabs(model.base_path):
             raise ValueError(f"Expected model {model.name} to have an absolute path or URI; "
                              f"got base_path()={model.base_path}")
+    for model in config.model_config_list.config:   # ValidateNoModelsChangePlatforms; every served one is tensorflow
+        if model.name in served and (platform := _platform(model)) != "tensorflow":
+            raise ValueError(f"Illegal to change a model's platform. For model {model.name} platform was tensorflow "
+                             f"and new platform requested is {platform}")
     for model in config.model_config_list.config:
         platform = _platform(model)
         if platform != "tensorflow":   # ServerCore::CreateStoragePathRoutes: no source adapter for it

@@ -163,7 +163,8 @@ class Server:
             if text == self._config_text:
                 continue
             try:   # a config that cannot be applied yet (e.g. a label ahead of its version) is retried
-                self._apply_config(config_lib.parse_model_server_config(text, self.options.model_config_file),
+                self._apply_config(config_lib.parse_model_server_config(text, self.options.model_config_file,
+                                                                        self._served()),
                                    self.options.model_config_file)
             except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
                 if text != rejected:
@@ -242,11 +243,11 @@ class Server:
     def reload_config(self, config, timeout: float | None = None) -> None:
         """ModelService.HandleReloadConfigRequest: applies ``config`` and, like ServerCore::ReloadConfig, waits
         until the models it adds have loaded (or failed)."""
+        known = self._served()
         try:
-            config_lib.check_model_server_config(config, "ReloadConfigRequest")
+            config_lib.check_model_server_config(config, "ReloadConfigRequest", known)
         except ValueError as exc:
             raise invalid(str(exc)) from None
-        known = {name for name, manager in self.core.managers.items() if not manager.removed}
         try:
             self._apply_config(config, "ReloadConfigRequest")
         except ValueError as exc:   # a log folder that cannot be made
@@ -263,6 +264,10 @@ class Server:
         failures = [(m.name, m.reload_failure()) for m in added]
         if any(failure for _, failure in failures):
             raise not_available("model(s)", failures)
+
+    def _served(self) -> set:
+        """The names of the models in the config being served."""
+        return {name for name, manager in self.core.managers.items() if not manager.removed}
 
     def _make_batcher(self, servable, signature_name):
         return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays))

@@ -462,6 +462,17 @@ def test_handle_reload_config_request(models_root, tmp_path):
         assert (error.code(), error.details()) == (
             grpc.StatusCode.INVALID_ARGUMENT,
             "Expected model second to have an absolute path or URI; got base_path()=relative/second")
+        config.model_config_list.config[1].base_path = str(models_root / "letters")
+        # ValidateNoModelsChangePlatforms: a served model's platform cannot change; a new one's is unsupported
+        config.model_config_list.config[1].model_platform = "onnx"
+        error = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest(config=config))
+        assert (error.code(), error.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "Illegal to change a model's platform. For model second platform was "
+                                              "tensorflow and new platform requested is onnx")
+        config.model_config_list.config[1].name = "third"
+        error = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest(config=config))
+        assert (error.code(), error.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "Model third requests unsupported platform onnx")
         error = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest())
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error.details().startswith("ServerModelConfig type not supported by HandleReloadConfigRequest.")
