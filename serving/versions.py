@@ -26,6 +26,17 @@ _INT64_MAX = 2 ** 63 - 1
 State = get_model_status_pb2.ModelVersionStatus.State
 
 
+def _undecodable(exc: BaseException) -> UnicodeDecodeError | None:
+    """The UnicodeDecodeError of undecodable bytes that ``exc`` is or was raised from, if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 class Servable:
     """One loaded version: the SavedModel's SignatureDefs (for metadata) and its callable signatures."""
 
@@ -77,10 +88,13 @@ class Servable:
             outputs = function(**feeds)
         except tf.errors.OpError as exc:  # TF runtime errors pass through with their code
             raise from_exception(exc) from None
-        except UnicodeDecodeError as exc:  # a TF error quoting input bytes that are not UTF-8; its code is lost
-            if not isinstance(exc.object, bytes):
+        except (UnicodeDecodeError, TypeError) as exc:
+            # A TF error quoting input bytes that are not UTF-8 (its code is lost), raised as it is or, when the
+            # inputs did not fit the signature's shapes and TF retried on the flat signature, inside a TypeError.
+            undecodable = _undecodable(exc)
+            if undecodable is None:
                 raise
-            raise ServingError("INVALID_ARGUMENT", undecodable_runtime_message(exc.object)) from None
+            raise ServingError("INVALID_ARGUMENT", undecodable_runtime_message(undecodable.object)) from None
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
 
     def batcher(self, signature_name: str, factory):

@@ -229,8 +229,9 @@ def test_unparsable_examples_are_400_with_tf_message(client, signature, value, s
     for instances in ([b64(value)], [example(testing.png_bytes()), b64(value)]):   # alone and in a batch
         status, body = client.post(PREDICT, {"signature_name": signature, "instances": instances})
         assert (status, body) == (400, {"error": message})
-    status, body = client.post(PREDICT, {"signature_name": signature, "inputs": [b64(value)]})
-    assert (status, body) == (400, {"error": message})
+    for inputs in ([b64(value)], b64(value)):   # a scalar is parsed too (TF Serving does not check shapes)
+        status, body = client.post(PREDICT, {"signature_name": signature, "inputs": inputs})
+        assert (status, body) == (400, {"error": message})
 
 
 @pytest.mark.parametrize("body, message", [
