@@ -33,31 +33,92 @@ _FIELDS = {
     np.dtype(np.complex64): (types_pb2.DT_COMPLEX64, "scomplex_val"),
     np.dtype(np.complex128): (types_pb2.DT_COMPLEX128, "dcomplex_val"),
 }
+MAX_DIMS = 254                 # TensorShape's kMaxDimensions
+INT64_MAX = 2 ** 63 - 1
 # DataType -> (typed field, values per element) for the request side
 _VALUES = {dtype: (field, 2 if "complex" in field else 1) for dtype, field in _FIELDS.values()}
 _VALUES[types_pb2.DT_STRING] = ("string_val", 1)
 
 
 def to_array(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
-    """A request's TensorProto as a numpy array (strings: an object array of bytes)."""
+    """A request's TensorProto as a numpy array (strings: an object array of bytes), or ``tensor parsing error``
+    where ``Tensor::FromProto`` fails."""
     import tensorflow as tf
 
-    if proto.dtype == types_pb2.DT_INVALID or any(d.size < 0 for d in proto.tensor_shape.dim) \
-            or proto.tensor_shape.unknown_rank:
+    if proto.dtype == types_pb2.DT_INVALID or not _valid_shape(proto.tensor_shape):
         raise invalid(f"tensor parsing error: {alias}")
+    shape = [d.size for d in proto.tensor_shape.dim]
+    elements = math.prod(shape)
     typed = _VALUES.get(proto.dtype)
-    if typed and not proto.tensor_content:
+    if elements == 0 and proto.tensor_content:       # no element: FromProto reads no value
+        proto = _copy(proto)
+        proto.ClearField("tensor_content")
+    elif proto.dtype == types_pb2.DT_STRING and proto.tensor_content:
+        values = _string_list(proto.tensor_content, elements)
+        if values is None:
+            raise invalid(f"tensor parsing error: {alias}")
+        array = np.empty(elements, dtype=object)
+        array[:] = values
+        return array.reshape(shape)
+    elif typed and not proto.tensor_content:
         values, per_element = getattr(proto, typed[0]), typed[1]
-        wanted = math.prod(d.size for d in proto.tensor_shape.dim) * per_element
+        wanted = elements * per_element
         if len(values) > wanted:          # FromProtoField copies the first n values and ignores the rest
-            trimmed = tensor_pb2.TensorProto()
-            trimmed.CopyFrom(proto)
-            del getattr(trimmed, typed[0])[wanted:]
-            proto = trimmed
+            proto = _copy(proto)
+            del getattr(proto, typed[0])[wanted:]
     try:
         return tf.make_ndarray(proto)
     except Exception:  # noqa: BLE001 - any malformed proto (bad content size, unsupported dtype, ...)
         raise invalid(f"tensor parsing error: {alias}") from None
+
+
+def _copy(proto: tensor_pb2.TensorProto) -> tensor_pb2.TensorProto:
+    copied = tensor_pb2.TensorProto()
+    copied.CopyFrom(proto)
+    return copied
+
+
+def _valid_shape(shape: tensor_shape_pb2.TensorShapeProto) -> bool:
+    """TensorShape::IsValid for a fully defined shape: ``unknown_rank`` is not looked at; no negative size, at most
+    254 dimensions, an element count that fits an int64."""
+    if len(shape.dim) > MAX_DIMS:
+        return False
+    elements = 1
+    for dim in shape.dim:
+        if dim.size < 0:
+            return False
+        elements *= dim.size
+        if elements > INT64_MAX:
+            return False
+    return True
+
+
+def _string_list(content: bytes, count: int) -> list | None:
+    """DecodeStringList (tensor_coding.cc): ``count`` varint32 lengths, then exactly that many bytes; None if the
+    content is not that."""
+    if count > len(content):       # every length takes a byte at least
+        return None
+    sizes, at = [], 0
+    for _ in range(count):
+        value = 0
+        for shift in range(0, 35, 7):                 # GetVarint32: at most five bytes
+            if at >= len(content):
+                return None
+            byte = content[at]
+            at += 1
+            value |= ((byte & 0x7F) << shift)
+            if byte < 0x80:
+                break
+        else:
+            return None
+        sizes.append(value & 0xFFFFFFFF)
+    if sum(sizes) != len(content) - at:
+        return None
+    values = []
+    for size in sizes:
+        values.append(bytes(content[at:at + size]))
+        at += size
+    return values
 
 
 def dtype_enum(array: np.ndarray) -> int:

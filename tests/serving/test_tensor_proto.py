@@ -42,3 +42,43 @@ def test_more_typed_values_than_the_shape_holds_are_cut_and_fewer_repeat_the_las
     proto.tensor_shape.dim.add(size=2)                              # a content of the wrong size is refused
     with pytest.raises(ServingError, match="tensor parsing error: x"):
         tensor_proto.to_array(proto, "x")
+
+
+def _proto(dtype, dims, unknown_rank=False, **fields):
+    proto = tensor_pb2.TensorProto(dtype=dtype, **fields)
+    for size in dims:
+        proto.tensor_shape.dim.add(size=size)
+    proto.tensor_shape.unknown_rank = unknown_rank
+    return proto
+
+
+@pytest.mark.parametrize("proto", [
+    _proto(types_pb2.DT_STRING, [2], tensor_content=b"\x03\x01abcd"),   # C++ AsProtoTensorContent's strings
+    _proto(types_pb2.DT_STRING, [], tensor_content=b"\x00"),
+    _proto(types_pb2.DT_STRING, [1], tensor_content=b"\x80\x80\x80\x80\x10"),   # a varint32's fifth byte
+    _proto(types_pb2.DT_STRING, [1], True, string_val=[b"x"]),          # unknown_rank beside a full shape
+    _proto(types_pb2.DT_FLOAT, [], True, float_val=[1.0]),
+    _proto(types_pb2.DT_FLOAT, [0], tensor_content=b"abc"),             # no element: the content is not read
+    _proto(types_pb2.DT_STRING, [0, 3], tensor_content=b"abc"),
+    _proto(types_pb2.DT_FLOAT, [2], tensor_content=np.array([1, 2], np.float32).tobytes()),
+], ids=lambda proto: str(proto).replace("\n", " "))
+def test_parsed_as_tensorflow_parses_it(proto):
+    expected = np.asarray(tf.io.parse_tensor(proto.SerializeToString(), tf.as_dtype(proto.dtype)))  # FromProto
+    parsed = tensor_proto.to_array(proto, "x")
+    assert parsed.shape == expected.shape and parsed.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("proto", [
+    _proto(types_pb2.DT_STRING, [2], tensor_content=b"\x03\x01abc"),    # a byte short
+    _proto(types_pb2.DT_STRING, [1], tensor_content=b"\x03abcd"),       # a byte over
+    _proto(types_pb2.DT_STRING, [1], tensor_content=b"\x80\x80\x80\x80\x80\x00"),   # a six-byte varint
+    _proto(types_pb2.DT_STRING, [3], tensor_content=b"\x00\x00"),
+    _proto(types_pb2.DT_FLOAT, [-1], float_val=[1]),
+    _proto(types_pb2.DT_FLOAT, [2 ** 40, 2 ** 40], float_val=[1]),      # more elements than an int64 counts
+    _proto(types_pb2.DT_FLOAT, [1] * 255, float_val=[1]),               # more than 254 dimensions
+], ids=lambda proto: str(proto).replace("\n", " ")[:80])
+def test_refused_where_tensorflow_refuses_it(proto):
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.parse_tensor(proto.SerializeToString(), tf.as_dtype(proto.dtype))
+    with pytest.raises(ServingError, match="^tensor parsing error: x$"):
+        tensor_proto.to_array(proto, "x")
