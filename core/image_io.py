@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +127,10 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         img.load()
     except Exception as err:
         raise ImageRejected("truncated_or_corrupt", _why(err)) from None
+    if fmt == "PNG":
+        damaged = _damaged_png_chunk(data)
+        if damaged:
+            raise ImageRejected("truncated_or_corrupt", f"PNG chunk {damaged} fails its checksum (damaged data)")
     mode = img.mode
     turned = _orientation(img) not in (1, None)
     if turned:   # a phone photo held sideways: shown upright, it would reach the model on its side
@@ -141,6 +146,28 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
             and "transparency" not in img.info:
         return CheckedImage(to_jpeg(img), fmt, mode, width, height, reencoded=True, reencoded_as="JPEG")
     return CheckedImage(to_png(img), fmt, mode, width, height, reencoded=True)
+
+
+_PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
+
+
+def _damaged_png_chunk(data: bytes) -> str | None:
+    """The first critical chunk (IHDR, PLTE, IDAT, IEND) whose CRC does not match, or None. libpng, which
+    TensorFlow's decoder runs, refuses such a file; Pillow does not check the image data's chunks, so a PNG it reads
+    would reach the model and fail its whole batch there."""
+    view, at = memoryview(data), 8                    # after the signature
+    while at + 12 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        kind = data[at + 4:at + 8]
+        end = at + 8 + length
+        if end + 4 > len(data):
+            return None                               # truncated: Pillow's load has judged what it could read
+        if kind in _PNG_CRITICAL and zlib.crc32(view[at + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+            return kind.decode("ascii")
+        if kind == b"IEND":
+            return None
+        at = end + 4
+    return None
 
 
 def _orientation(img: Image.Image) -> int | None:

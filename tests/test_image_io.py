@@ -167,6 +167,27 @@ def test_bad_data_is_rejected_with_a_reason(data, reason):
     assert "Error" not in err.value.detail     # the decoder's words for the sender, not its exception class
 
 
+def _crc_flipped(data: bytes, kind: bytes) -> bytes:
+    """``data`` (a PNG) with the CRC of its first ``kind`` chunk wrong."""
+    data, at = bytearray(data), 8
+    while data[at + 4:at + 8] != kind:
+        at += 12 + int.from_bytes(data[at:at + 4], "big")
+    data[at + 8 + int.from_bytes(data[at:at + 4], "big")] ^= 0xFF
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind", [b"IDAT", b"IEND"])
+def test_a_png_whose_image_data_fails_its_checksum_is_refused_as_tensorflow_refuses_it(kind):
+    """Pillow reads such a PNG; TensorFlow's decoder (libpng) does not, so it had failed its whole batch at the
+    model (a batch prediction or an evaluation ended with a traceback)."""
+    damaged = _crc_flipped(png_bytes(RGB), kind)
+    Image.open(io.BytesIO(damaged)).load()
+    assert _tf_gray(damaged) is None
+    with pytest.raises(image_io.ImageRejected, match=f"PNG chunk {kind.decode()} fails its checksum") as err:
+        image_io.check_image(damaged)
+    assert err.value.reason == "truncated_or_corrupt"
+
+
 def test_decompression_bomb_is_rejected_before_decoding():
     bomb = png_bytes(Image.new("L", (5000, 5000), 255))  # tiny file, 25 Mpx
     with pytest.raises(image_io.ImageRejected) as err:
