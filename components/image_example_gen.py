@@ -54,7 +54,7 @@ from tfx.utils import proto_utils
 from core import configs, image_io
 from core.configs import GENERATED_MANIFEST
 from core.manifest import unfinished_generation
-from core.files import pattern_under
+from core.files import pattern_under, printable
 from core.labels import CLASS_INDEX, CLASS_NAMES
 
 FEEDBACK_IMAGES_KEY = "feedback_images"   # the examples artifact's custom property: feedback images among them
@@ -127,11 +127,6 @@ def utf8(name: str) -> bool:
     except UnicodeEncodeError:   # a byte that is not UTF-8, kept by Python as a surrogate escape
         return False
     return True
-
-
-def printable(name: str) -> str:
-    """A file name as it can be printed and stored in JSON (bytes that are not UTF-8 replaced)."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def in_class_folder(path: str) -> bool:

@@ -57,3 +57,9 @@ def exclusive(lock_path: str):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def printable(name: str) -> str:
+    """A file name as it can be printed and stored in JSON or CSV: bytes that are not UTF-8 (Python keeps them as
+    surrogate escapes) shown as ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -29,7 +29,9 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io
+from core.files import printable
 from core.signals import sigterm_as_interrupt
+from pipeline.evaluate import ImageRefused, answers_each
 from pipeline.flags import defaults_from_env, non_negative_int, output_file, positive_int
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
@@ -41,17 +43,14 @@ COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 
 
 class LocalPredictor:
     def __init__(self, model: str):
-        import tensorflow as tf
         from core.model_dirs import resolve_model_dir
-        from pipeline.evaluate import load_image_signature
+        from pipeline.evaluate import load_image_signature, signature_call
         self.model_dir = resolve_model_dir(model)
         self.version = Path(self.model_dir).name
-        self._fn = load_image_signature(self.model_dir)
-        self._tf = tf
+        self._call = signature_call(load_image_signature(self.model_dir))
 
     def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:
-        out = self._fn(**{configs.IMAGE_INPUT: self._tf.constant(images)})
-        return out[configs.PROBABILITIES_OUTPUT].numpy(), self.version
+        return self._call(images), self.version
 
 
 class RestPredictor:
@@ -69,6 +68,8 @@ class RestPredictor:
             status, answer = self.connection.request("POST" if body is not None else "GET", path, body)
         except ServingUnavailable as err:
             raise RuntimeError(f"the model server cannot be reached: {err.message}") from None
+        if status == 400 and body is not None:   # the server's decoder refused an image of the request
+            raise ImageRefused(error_text(answer) or str(answer))
         if status != 200:
             raise RuntimeError(f"{url}: HTTP {status}: {error_text(answer) or answer}")
         return answer
@@ -109,6 +110,8 @@ class GrpcPredictor:
         try:
             return method(request, timeout=self.timeout)
         except self._grpc.RpcError as err:
+            if err.code() == self._grpc.StatusCode.INVALID_ARGUMENT and method is self._predictions.Predict:
+                raise ImageRefused(err.details()) from None
             raise RuntimeError(f"{self.target}: {err.code().name}: {err.details()}") from None
 
     def _latest_available(self) -> str:
@@ -187,7 +190,7 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
         for start in range(0, len(files), batch_size):
             rows, batch, places = [], [], []
             for path in files[start:start + batch_size]:
-                rel = path.relative_to(root).as_posix()
+                rel = printable(path.relative_to(root).as_posix())   # a name that is not UTF-8 shown, not fatal
                 try:
                     batch.append(image_io.read_checked(str(path)).data)
                     places.append(len(rows))
@@ -196,12 +199,23 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
                     rows.append(_row(rel, "", None, str(err)))
                     counts["errors"] += 1
             if batch:
-                probs, version = predictor(batch)
-                for place, p in zip(places, probs):
-                    rows[place] = _row(rows[place], version, p)
-                counts["images"] += len(batch)
+                for place, (answer, why) in zip(places, answers_each(_each(predictor), batch)):
+                    if why is None:
+                        rows[place] = _row(rows[place], answer[1], answer[0])
+                        counts["images"] += 1
+                    else:
+                        rows[place] = _row(rows[place], "", None, why)
+                        counts["errors"] += 1
             writer.writerows(rows)
             bar.update(len(files[start:start + batch_size]))
+
+
+def _each(predictor):
+    """``predictor`` as answers_each calls it: one (probabilities, version) per image."""
+    def call(images: list[bytes]) -> list:
+        probs, version = predictor(images)
+        return [(p, version) for p in probs]
+    return call
 
 
 def main(argv=None) -> int:
@@ -241,7 +255,7 @@ def main(argv=None) -> int:
         print(f"error: cannot write {args.out}: {err.strerror or err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {counts['images']} images predicted by version {predictor.version}, "
-          f"{counts['errors']} unreadable, in {counts['seconds']} s")
+          f"{counts['errors']} unreadable or refused, in {counts['seconds']} s")
     return 0
 
 

@@ -9,6 +9,7 @@ precision/recall/F1, confusion matrix), ``confusion_matrix.png`` and ``worst_err
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -20,6 +21,8 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io
+from core.files import atomic_write, printable
+from core.signals import sigterm_as_interrupt
 from core.model_dirs import resolve_model_dir
 from pipeline.flags import non_negative_int, output_dir
 from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
@@ -39,10 +42,10 @@ def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], 
         if folder.name == configs.GENERATED_MANIFEST and folder.is_file():   # the generator's record, not an image
             continue
         if not folder.is_dir():
-            skipped.append((folder.name, "not in a class folder"))
+            skipped.append((printable(folder.name), "not in a class folder"))
             continue
         for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
-            rel = f"{folder.name}/{path.name}"
+            rel = printable(f"{folder.name}/{path.name}")   # a name that is not UTF-8 shown, not fatal
             if folder.name not in CLASS_INDEX:
                 skipped.append((rel, "unknown class folder"))
             elif path.is_dir():
@@ -57,6 +60,44 @@ def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], 
                 else:
                     items.append((rel, CLASS_INDEX[folder.name], checked.data))
     return items, skipped
+
+
+SAME_REFUSAL = 8
+
+
+class ImageRefused(Exception):
+    """The model refused a batch: an image in it that its decoder cannot read (one the image check let through)."""
+
+
+def answers_each(call, images: list) -> list:
+    """[(answer, None) or (None, why)] per image: ``call(images)`` gives one answer per image or raises
+    :class:`ImageRefused`; a refused batch is asked again one image at a time, so an image the model cannot read
+    costs its own answer only. ValueError when each image of a batch of SAME_REFUSAL or more is refused with the
+    same words (a server's model without the image signature, say: no image's fault)."""
+    try:
+        return [(answer, None) for answer in call(images)]
+    except ImageRefused as err:
+        if len(images) == 1:
+            return [(None, f"refused by the model: {err}")]
+    pairs = [pair for image in images for pair in answers_each(call, [image])]
+    reasons = {why for _, why in pairs}
+    if len(pairs) >= SAME_REFUSAL and len(reasons) == 1 and None not in reasons:   # the model answers nothing
+        raise ValueError(f"the model refused each of {len(images)} images with the same words: {reasons.pop()}")
+    return pairs
+
+
+def signature_call(fn):
+    """``images`` (encoded) → their probabilities from a loaded image signature; ImageRefused with the
+    decoder's words where TensorFlow refuses an image."""
+    import tensorflow as tf
+    from serving.status import runtime_message
+
+    def call(images: list[bytes]) -> np.ndarray:
+        try:
+            return fn(**{configs.IMAGE_INPUT: tf.constant(images)})[configs.PROBABILITIES_OUTPUT].numpy()
+        except tf.errors.InvalidArgumentError as err:
+            raise ImageRefused(runtime_message(err.message).splitlines()[0]) from None
+    return call
 
 
 def load_image_signature(model_dir: str):
@@ -75,19 +116,29 @@ def load_image_signature(model_dir: str):
 
 
 def predict(model_dir: str, images: list[bytes], batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    return predict_with(load_image_signature(model_dir), images, batch_size, progress)
+    probs, refused = predict_with(load_image_signature(model_dir), images, batch_size, progress)
+    if refused:
+        index, why = next(iter(refused.items()))
+        raise ValueError(f"image {index}: {why}")
+    return probs
 
 
-def predict_with(fn, images: list[bytes], batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """The probabilities of ``images`` (encoded) from a loaded image signature ``fn``."""
-    import tensorflow as tf
-    out = []
+def predict_with(fn, images: list[bytes], batch_size: int = 64, progress: bool = True) -> tuple[np.ndarray, dict]:
+    """(the probabilities of ``images`` (encoded) from a loaded image signature ``fn``, {index: why} of the images
+    the model refused, whose rows are NaN)."""
+    call = signature_call(fn)
+    probs = np.full((len(images), NUM_CLASSES), np.nan, np.float32)
+    refused = {}
     with tqdm(total=len(images), desc="evaluate", unit="img", disable=not progress, file=sys.stderr) as bar:
         for start in range(0, len(images), batch_size):
-            batch = tf.constant(images[start:start + batch_size])
-            out.append(fn(**{configs.IMAGE_INPUT: batch})[configs.PROBABILITIES_OUTPUT].numpy())
+            batch = images[start:start + batch_size]
+            for k, (answer, why) in enumerate(answers_each(call, batch), start=start):
+                if why is None:
+                    probs[k] = answer
+                else:
+                    refused[k] = why
             bar.update(len(batch))
-    return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
+    return probs, refused
 
 
 def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -142,9 +193,17 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
         raise ValueError(f"no usable labelled image under {data_root} (expected <class_folder>/<image>)"
                          + (f"; skipped {len(skipped)}: " + _skip_summary(skipped) if skipped else ""))
     fn = load_image_signature(model_dir)
+    with contextlib.suppress(ImageRefused):   # its first call builds the function: not one of the answers timed
+        signature_call(fn)([items[0][2]])
     started = time.monotonic()           # images per second: the model's answers, not its loading
-    probs = predict_with(fn, [data for _, _, data in items], progress=progress)
+    probs, refused = predict_with(fn, [data for _, _, data in items], progress=progress)
     seconds = time.monotonic() - started
+    if refused:
+        skipped += [(items[k][0], why) for k, why in refused.items()]
+        items = [item for k, item in enumerate(items) if k not in refused]
+        probs = np.delete(probs, list(refused), axis=0)
+        if not items:
+            raise ValueError(f"the model refused every image under {data_root}: " + _skip_summary(skipped))
     labels = np.array([label for _, label, _ in items])
     metrics = compute_metrics(labels, probs)
     metrics.update({"model_dir": model_dir, "data_root": str(data_root), "skipped": len(skipped),
@@ -158,8 +217,8 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
     if out_dir:
         from pipeline import plots
         os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=2, ensure_ascii=False)
+        atomic_write(os.path.join(out_dir, "metrics.json"),
+                     json.dumps(metrics, indent=2, ensure_ascii=False).encode("utf-8"))
         plots.confusion_matrix_png(np.array(metrics["confusion_matrix"]), os.path.join(out_dir, "confusion_matrix.png"),
                                    f"{Path(model_dir).name} on {data_root}: top-1 {metrics['top1']:.3f}")
         plots.contact_sheet_png([{"image": items[k][2], "true": int(labels[k]), "pred": int(pred[k]),
@@ -176,7 +235,11 @@ def main(argv=None) -> int:
     parser.add_argument("--worst", type=non_negative_int, default=40, help="errors on the contact sheet")
     args = parser.parse_args(argv)
     try:
-        metrics = evaluate(args.model, args.data_root, args.out, args.worst)
+        with sigterm_as_interrupt():   # a stopped job (timeout, kill) ends as Ctrl-C does
+            metrics = evaluate(args.model, args.data_root, args.out, args.worst)
+    except KeyboardInterrupt:
+        print("interrupted: " + (f"{args.out} left as it was" if args.out else "nothing written"), file=sys.stderr)
+        return 130
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

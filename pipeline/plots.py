@@ -9,7 +9,15 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from core.files import atomic_write
 from core.labels import CLASS_NAMES, GLYPHS
+
+
+def save_png(img: Image.Image, path: str) -> None:
+    """Written whole or not at all: an interrupted run leaves the earlier picture, not half of a new one."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write(path, buf.getvalue())
 
 
 LABEL_FACES = ("MiriamCLM-Book", "SimpleCLM-Medium", "DavidCLM-Medium", "NachlieliCLM-Light")
@@ -84,7 +92,7 @@ def confusion_matrix_png(matrix: np.ndarray, path: str, title: str = "") -> None
             draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=colour, outline=(220, 220, 220))
             if matrix[i, j]:
                 draw.text((x + 4, y + 9), str(int(matrix[i, j])), fill="black", font=small)
-    img.save(path)
+    save_png(img, path)
 
 
 def fitted(draw: ImageDraw.ImageDraw, text: str, text_font, width: float) -> str:
@@ -125,7 +133,7 @@ def contact_sheet_png(items: list[dict], path: str, columns: int = 8, thumb: int
         draw.text((x + 50, y + thumb + 5), f"{item['confidence']:.0%}", fill="red", font=small)
         draw.text((x, y + thumb + 24), fitted(draw, f"{CLASS_NAMES[t]}->{CLASS_NAMES[p]}", small, thumb + 6),
                   fill="black", font=small)
-    img.save(path)
+    save_png(img, path)
 
 
 SERIES_COLOURS = ((67, 147, 195), (214, 96, 77), (77, 172, 38), (128, 100, 162))
@@ -195,4 +203,4 @@ def line_chart_png(path: str, series: dict[str, list[tuple[float, float]]], titl
         draw.rectangle([legend_x, 26, legend_x + 10, 36], fill=colour)
         draw.text((legend_x + 14, 24), name, fill="black", font=font(11))
         legend_x += 30 + int(draw.textlength(name, font=font(11)))
-    img.save(path)
+    save_png(img, path)

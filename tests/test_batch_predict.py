@@ -196,3 +196,58 @@ def test_an_output_that_cannot_be_written_and_a_stop_are_one_line(image_folder, 
     assert proc.wait(60) == 130
     assert "interrupted: " in proc.stderr.read()
     assert not any("stopped.csv" in name for name in os.listdir(tmp_path))
+
+
+class Refusing:
+    """Refuses a request that holds ``bad`` (as a model server's decoder refuses an image), else uniform answers."""
+    version = "1"
+
+    def __init__(self, bad: bytes, why: str = "Invalid PNG data, size 99"):
+        self.bad, self.why, self.calls = bad, why, []
+
+    def __call__(self, images):
+        self.calls.append(len(images))
+        if self.bad in images or self.bad == b"*":
+            raise batch_predict.ImageRefused(self.why)
+        return np.full((len(images), 27), 1 / 27, np.float32), "1"
+
+
+def test_an_image_the_model_refuses_costs_its_own_row_not_its_batch(tmp_path):
+    """One image among many that the model cannot decode (bytes the image check let through) had ended the whole
+    run with a traceback and no CSV."""
+    import os
+    folder = tmp_path / "images"
+    folder.mkdir()
+    images = [png_bytes(letter_image(20 + i, 30)) for i in range(5)]
+    for i, data in enumerate(images):
+        (folder / f"{i}.png").write_bytes(data)
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.png"), "wb") as f:   # a name that is not UTF-8
+        f.write(images[0])
+    predictor = Refusing(images[3])
+    counts = batch_predict.predict_folder(predictor, str(folder), str(tmp_path / "out.csv"), batch_size=4,
+                                          progress=False)
+    rows = read_rows(tmp_path / "out.csv")
+    assert sorted(rows) == ["0.png", "1.png", "2.png", "3.png", "4.png", "caf\\xe9.png"]
+    assert rows["3.png"]["error"] == "refused by the model: Invalid PNG data, size 99"
+    assert not rows["3.png"]["class_1"] and rows["3.png"]["model_version"] == ""
+    assert all(rows[name]["class_1"] and not rows[name]["error"] for name in rows if name != "3.png")
+    assert (counts["images"], counts["errors"]) == (5, 1)
+    assert predictor.calls == [4, 1, 1, 1, 1, 2]     # the refused batch asked again image by image
+
+
+def test_a_model_that_refuses_every_image_alike_is_one_error_not_a_row_each(image_folder, tmp_path, monkeypatch,
+                                                                             capsys):
+    monkeypatch.setattr(batch_predict, "RestPredictor", lambda *a: Refusing(b"*", 'Serving signature name: '
+                                                                                  '"predict_images" not found'))
+    assert batch_predict.main(["--images", str(image_folder), "--out", str(tmp_path / "o.csv"), "--via", "rest"]) == 2
+    assert "the model refused each of" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()
+
+
+def test_the_local_model_refuses_what_it_cannot_decode_image_by_image(pipeline_runs):
+    from pipeline import evaluate
+    serving = pipeline_runs["work"] / "serving"
+    version = max((p for p in serving.iterdir()), key=lambda p: int(p.name))
+    call = evaluate.signature_call(evaluate.load_image_signature(str(version)))
+    (good, _), (none, why) = evaluate.answers_each(call, [png_bytes(letter_image(30, 40)), b"\x89PNG\r\n\x1a\n junk"])
+    assert good.shape == (27,) and none is None and why.startswith("refused by the model: ")
+    assert "function_node" not in why and "\n" not in why      # the decoder's words, one line

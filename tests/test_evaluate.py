@@ -137,7 +137,7 @@ def test_every_file_it_does_not_score_is_listed_with_its_reason(tmp_path):
     assert evaluate.load_labelled_images(str(tmp_path / "nowhere")) == ([], [])
 
 
-def test_images_per_second_counts_the_answers_not_the_model_loading(tmp_path, monkeypatch):
+def test_images_per_second_counts_the_answers_not_the_model_loading_or_first_call(tmp_path, monkeypatch):
     import time
 
     import tensorflow as tf
@@ -147,14 +147,79 @@ def test_images_per_second_counts_the_answers_not_the_model_loading(tmp_path, mo
         (tmp_path / "data" / name).mkdir(parents=True)
         (tmp_path / "data" / name / "1.png").write_bytes(png_bytes(letter_image(30, 40)))
 
+    calls = []
+
+    def signature(**inputs):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(1.0)                                  # the loaded function's first call builds it
+        return {configs.PROBABILITIES_OUTPUT: tf.fill([int(tf.size(inputs[configs.IMAGE_INPUT])), len(CLASS_NAMES)],
+                                                      1.0 / len(CLASS_NAMES))}
+
     def slow_load(_model_dir):
-        time.sleep(1.0)                                      # a SavedModel's load and tracing
-        return lambda **inputs: {configs.PROBABILITIES_OUTPUT: tf.fill(
-            [int(tf.size(inputs[configs.IMAGE_INPUT])), len(CLASS_NAMES)], 1.0 / len(CLASS_NAMES))}
+        time.sleep(1.0)                                      # a SavedModel's load
+        return signature
     monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
     monkeypatch.setattr(evaluate, "load_image_signature", slow_load)
     metrics = evaluate.evaluate(str(tmp_path), str(tmp_path / "data"), progress=False)
     assert metrics["images_per_second"] > 20                 # 2 images in well under 0.1 s; with the load: < 2
+
+
+def _fake_signature(refuse: bytes = b""):
+    """A stand-in image signature: uniform answers, and TensorFlow's InvalidArgumentError for a batch that holds
+    ``refuse`` (an image its decoder cannot read)."""
+    import tensorflow as tf
+
+    from core import configs
+
+    def signature(**inputs):
+        images = inputs[configs.IMAGE_INPUT].numpy().tolist()
+        if refuse in images:
+            raise tf.errors.InvalidArgumentError(None, None, "{{function_node __wrapped__DecodeImage}} Invalid PNG "
+                                                             "data, size 99 [Op:DecodeImage]")
+        return {configs.PROBABILITIES_OUTPUT: tf.fill([len(images), len(CLASS_NAMES)], 1.0 / len(CLASS_NAMES))}
+    return lambda _model_dir: signature
+
+
+def test_an_image_the_model_refuses_is_skipped_with_its_reason_and_odd_names_are_shown(tmp_path, monkeypatch):
+    """An image the model could not decode had ended the run with a traceback; a file name that is not UTF-8 had
+    ended it half-way through writing metrics.json over the earlier report."""
+    import json
+    import os
+    root = tmp_path / "data"
+    for name in ("alef", "bet"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            (root / name / f"{i}.png").write_bytes(png_bytes(letter_image(30 + i, 40)))
+    bad = png_bytes(letter_image(33, 41))
+    (root / "bet" / "bad.png").write_bytes(bad)
+    with open(os.path.join(os.fsencode(root / "bet"), b"caf\xe9.png"), "wb") as f:   # read as alef: an error
+        f.write(png_bytes(letter_image(34, 40)))
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"earlier": true}')
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature(bad))
+    metrics = evaluate.evaluate(str(tmp_path), str(root), str(out), progress=False)
+    assert metrics["examples"] == 7 and metrics["skipped"] == 1
+    assert metrics["skipped_files"] == [{"file": "bet/bad.png",
+                                         "why": "refused by the model: Invalid PNG data, size 99"}]
+    written = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert "bet/caf\\xe9.png" in {e["file"] for e in written["worst_errors"]} and written["examples"] == 7
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "metrics.json", "worst_errors.png"]
+
+
+def test_a_stop_is_one_line_and_leaves_the_report_as_it_was(tmp_path, tiny_dataset, monkeypatch, capsys):
+    import signal
+
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+
+    def stopped(_model_dir):
+        signal.raise_signal(signal.SIGTERM)      # a stopped job: as Ctrl-C
+    monkeypatch.setattr(evaluate, "load_image_signature", stopped)
+    assert evaluate.main(["--model", str(tmp_path), "--data-root", str(tiny_dataset),
+                          "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err == f"interrupted: {tmp_path / 'out'} left as it was\n"
 
 
 def test_plot_labels_draw_hebrew_letters_without_the_culmus_faces(monkeypatch, capsys):
