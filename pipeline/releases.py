@@ -33,6 +33,7 @@ from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_states
 
 LABELS = ("stable", "canary")
+WAIT_REPORT_SECONDS = 5   # promote: how often a wait for the server to load the version is reported
 
 
 # ---------------------------------------------------------------------------------------------- list
@@ -268,11 +269,17 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
                          f"label {label!r} left unchanged")
     if state != "AVAILABLE":
         _write_config(config_file, config)
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        told = None
         while (state := version_state(server, model_name, version)) != "AVAILABLE":
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if waited > timeout:
                 raise ValueError(f"version {version} did not become AVAILABLE on {server_url} within "
                                  f"{timeout:.0f} s (state: {state}); label {label!r} left unchanged")
+            if told is None or waited - told >= WAIT_REPORT_SECONDS:   # a long wait is shown, with its state
+                told = waited
+                print(f"waiting for version {version} to become AVAILABLE on {server_url} (state: {state}; "
+                      f"{waited:.0f} of {timeout:.0f} s)", file=sys.stderr, flush=True)
             time.sleep(0.5)
     model.version_labels[label] = version
     _write_config(config_file, config)

@@ -244,6 +244,19 @@ def test_watch_runs_until_max_runs(tmp_path, pipeline_root, monkeypatch):
     assert calls == [1, 3, 1, 3, 1]
 
 
+def test_a_watch_stopped_by_ctrl_c_or_sigterm_ends_with_one_line(tmp_path, pipeline_root, monkeypatch, capsys):
+    import os
+    import signal
+
+    passes = []
+    monkeypatch.setattr(cli, "once", lambda *a: passes.append(1) or cli.OK)
+    monkeypatch.setattr(cli.time, "sleep", lambda s: os.kill(os.getpid(), signal.SIGTERM))
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["--watch", "600"]) == cli.INTERRUPTED == 130
+    assert passes == [1] and capsys.readouterr().err == "monitor: stopped after 1 pass(es)\n"
+    assert signal.getsignal(signal.SIGTERM) == before     # the handler put back
+
+
 def test_wilson_windows_and_policies():
     low, high = live_accuracy.wilson(30, 50)
     assert round(low, 3) == 0.462 and round(high, 3) == 0.724

@@ -118,7 +118,7 @@ def test_incomplete_versions_bad_configs_and_paths_are_one_line_errors(tmp_path,
     assert code == 2 and "cannot read the ML Metadata store" in err and len(err.splitlines()) == 1
 
 
-def test_promote_on_a_live_server_waits_for_the_version_over_one_connection(tmp_path, monkeypatch):
+def test_promote_on_a_live_server_waits_for_the_version_over_one_connection(tmp_path, monkeypatch, capsys):
     serving_dir, config_file = tmp_path / "letters", tmp_path / "models.config"
     testing.publish_version(str(serving_dir), 1)
     testing.publish_version(str(serving_dir), 2)
@@ -143,6 +143,8 @@ def test_promote_on_a_live_server_waits_for_the_version_over_one_connection(tmp_
         assert releases.set_label(str(config_file), "stable", 1, str(serving_dir), server_url=server.url) is None
         (connection,) = made
         assert connection.requests >= 2 and connection.opened == 1     # polled until AVAILABLE over one connection
+        waiting = capsys.readouterr().err   # the wait is shown, with the state it saw
+        assert f"waiting for version 1 to become AVAILABLE on {server.url} (state: " in waiting
         assert releases.version_state(server.url, "letters", 1) == "AVAILABLE"
         # the polls asked for the model's status: none was a failed request in the server's metrics
         assert not [key for key in server.server.metrics.request_count if ("status", "OK") not in key]

@@ -18,10 +18,11 @@ import sys
 import time
 
 from core import settings
+from core.signals import sigterm_as_interrupt
 from core.configs import Config
 from pipeline import flags
 
-OK, CROSSED, USAGE, RETRAIN_FAILED = 0, 1, 2, 3
+OK, CROSSED, USAGE, RETRAIN_FAILED, INTERRUPTED = 0, 1, 2, 3, 130
 THRESHOLD_FLAGS = {
     "monitor_label_js": "predicted classes vs eval labels: Jensen-Shannon divergence above this is drift",
     "monitor_label_linf": "predicted classes vs eval labels: L-infinity distance above this is drift",
@@ -41,7 +42,8 @@ THRESHOLD_FLAGS = {
 def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="letters-monitor", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                epilog="exit status: 0 ok, 1 threshold crossed, 2 usage error, 3 retraining failed")
+                                epilog="exit status: 0 ok, 1 threshold crossed, 2 usage error, 3 retraining failed, "
+                                       "130 stopped (Ctrl-C or SIGTERM)")
     p.add_argument("--logs", default=defaults.request_log_dir if os.path.isdir(defaults.request_log_dir) else None,
                    help="request log: a folder of TFRecord PredictionLog files or a file prefix (gs:// too); default: "
                         "where make demo's web client logs, if it exists; without one only feedback and metrics "
@@ -156,9 +158,14 @@ def once(config: Config, args, extra: list[str]) -> int:
 def main(argv=None) -> int:
     config, args, extra = parse_args(argv)
     runs, status = 0, OK
-    while True:
-        status = once(config, args, extra)
-        runs += 1
-        if not args.watch or status == USAGE or (args.max_runs and runs >= args.max_runs):
-            return status
-        time.sleep(args.watch)
+    try:
+        with sigterm_as_interrupt():   # --watch runs until stopped: Ctrl-C or a service manager's SIGTERM
+            while True:
+                status = once(config, args, extra)
+                runs += 1
+                if not args.watch or status == USAGE or (args.max_runs and runs >= args.max_runs):
+                    return status
+                time.sleep(args.watch)
+    except KeyboardInterrupt:
+        print(f"monitor: stopped after {runs} pass(es)", file=sys.stderr)
+        return INTERRUPTED

@@ -9,6 +9,7 @@ import os
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
+from core.files import atomic_write
 from core.labels import CLASS_NAMES
 from pipeline.monitor import charts
 
@@ -27,8 +28,7 @@ def public(value):
 
 def write_json(result: dict, out_dir: str) -> str:
     path = os.path.join(out_dir, JSON_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(public(result), f, indent=2, default=str)
+    atomic_write(path, json.dumps(public(result), indent=2, default=str).encode("utf-8"))
     return path
 
 
@@ -193,8 +193,7 @@ def write_html(result: dict, out_dir: str) -> str:
         parts.append(f"<h2>Retraining</h2><p>{_esc(retrain['text'])}</p>")
     parts.append("</body></html>")
     path = os.path.join(out_dir, HTML_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
+    atomic_write(path, "\n".join(parts).encode("utf-8"))   # a reader (a browser, a watch pass) sees a whole page
     return path
 
 
