@@ -33,7 +33,7 @@ class Server:
         options.validate()
         self.options = options
         self.metrics = Metrics()
-        self.core = ServerCore(options, metrics=self.metrics)
+        self.core = ServerCore(options, metrics=self.metrics, runner=self._warmup_run)
         self.request_logger = ServerRequestLogger()
         self.monitoring = (config_lib.load_monitoring_config(options.monitoring_config_file)
                            if options.monitoring_config_file else None)
@@ -268,6 +268,14 @@ class Server:
     def _served(self) -> set:
         """The names of the models in the config being served."""
         return {name for name, manager in self.core.managers.items() if not manager.removed}
+
+    def _warmup_run(self, servable, signature_name: str, arrays: dict) -> dict:
+        """A warm-up record's run: through the batch queue as requests go (TF Serving warms up the BatchingSession
+        that wraps the model's session, so its batching metrics count the records)."""
+        batcher = self._batcher(servable, signature_name, arrays)
+        if batcher is None:
+            return servable.run(signature_name, arrays)
+        return batcher.submit(arrays).result()
 
     def _make_batcher(self, servable, signature_name):
         return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays))

@@ -7,6 +7,7 @@ while the previous version keeps serving, and every state a version went through
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -40,7 +41,7 @@ def _undecodable(exc: BaseException) -> UnicodeDecodeError | None:
 class Servable:
     """One loaded version: the SavedModel's SignatureDefs (for metadata) and its callable signatures."""
 
-    def __init__(self, name: str, version: int, path: str, metrics=None):
+    def __init__(self, name: str, version: int, path: str, metrics=None, runner=None):
         import tensorflow as tf
 
         self.name = name
@@ -73,7 +74,12 @@ class Servable:
         self.batchers = {}          # signature name -> serving.batching.Batcher (set by the server)
         self._batchers_lock = threading.Lock()
         self.closed = False
-        self.warmup_requests = warmup.replay(self, metrics)   # before AVAILABLE, as TF Serving does
+        run = None if runner is None else functools.partial(runner, self)
+        try:
+            self.warmup_requests = warmup.replay(self, metrics, run)   # before AVAILABLE, as TF Serving does
+        except BaseException:
+            self.close()          # the batch queues its records went through
+            raise
 
     def run(self, signature_name: str, arrays: dict) -> dict:
         """Calls one signature on numpy inputs; returns {output alias: numpy array}."""
@@ -191,9 +197,10 @@ def aspired_versions(policy, available: dict, model_name: str) -> dict:
 class ModelManager:
     """Versions of one model: what is aspired, loading, serving, and every state seen (for status)."""
 
-    def __init__(self, model_config, options, on_loaded=None, metrics=None):
+    def __init__(self, model_config, options, on_loaded=None, metrics=None, runner=None):
         self.name = model_config.name
         self.metrics = metrics                 # serving.metrics.Metrics: the warm-up's metrics
+        self.runner = runner                   # runner(servable, signature name, arrays): the warm-up's runs
         self.model_config = model_config
         self.options = options
         self.labels = dict(model_config.version_labels)
@@ -307,7 +314,7 @@ class ModelManager:
         log.info("Loading servable: {name: %s version: %d} from %s", self.name, version, path)
         started = time.monotonic()
         try:
-            servable = Servable(self.name, version, path, self.metrics)
+            servable = Servable(self.name, version, path, self.metrics, self.runner)
         except Exception as exc:  # noqa: BLE001 - any load failure is reported in status
             error = from_exception(exc)
             with self._lock:
@@ -384,9 +391,10 @@ def check_labels(model_config, manager: ModelManager | None, allow_unavailable: 
 class ServerCore:
     """All models of a ``ModelServerConfig``; (re)applies configs and polls the file system."""
 
-    def __init__(self, options, on_loaded=None, metrics=None):
+    def __init__(self, options, on_loaded=None, metrics=None, runner=None):
         self.options = options
         self.metrics = metrics
+        self.runner = runner
         self.managers: dict[str, ModelManager] = {}
         self._lock = threading.RLock()
         self._on_loaded = on_loaded
@@ -415,7 +423,8 @@ class ServerCore:
             for model in models:
                 manager = self.managers.get(model.name)
                 if manager is None or manager.removed:
-                    self.managers[model.name] = ModelManager(model, self.options, self._on_loaded, self.metrics)
+                    self.managers[model.name] = ModelManager(model, self.options, self._on_loaded, self.metrics,
+                                                                self.runner)
                     if manager is not None:   # keep the states seen so far, as the state monitor does
                         self.managers[model.name].records = manager.records
                 else:

@@ -19,10 +19,12 @@ from serving.status import ServingError, invalid, runtime_message
 _UNSUPPORTED = {"predict_streamed_log": 7, "session_run_log": 5}
 
 
-def replay(servable, metrics=None) -> int:
+def replay(servable, metrics=None, run=None) -> int:
     """Runs the warm-up records on ``servable``; returns how many ran (0 without a file). ServingError if the
     load must fail. ``metrics`` (serving.metrics.Metrics) gets the records' runtime latencies and, for a warm-up
-    that read its file to the end, its latency and record count (RunSavedModelWarmup)."""
+    that read its file to the end, its latency and record count (RunSavedModelWarmup). ``run(signature name,
+    arrays)`` runs a record's signature (``servable.run`` by default; the server's batch queue with batching on,
+    as TF Serving warms up the BatchingSession that wraps the model's session)."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -39,7 +41,7 @@ def replay(servable, metrics=None) -> int:
             except Exception:  # noqa: BLE001 - protobuf's DecodeError
                 raise invalid(f"Failed to parse warmup record: {raw.decode('utf-8', 'backslashreplace')} from "
                               f"{path}") from None
-            run_record(servable, log, metrics)
+            run_record(servable, log, metrics, run)
             count += 1
             if count > warmup.MAX_RECORDS:
                 raise invalid(f"Number of warmup records exceeds the maximum ({warmup.MAX_RECORDS}) at {path}")
@@ -54,21 +56,23 @@ def replay(servable, metrics=None) -> int:
     return count
 
 
-def run_record(servable, log, metrics=None) -> None:
-    """One record (RunWarmupRequest): its request run on ``servable``, the answer checked as the API checks it;
-    ``metrics`` gets the run's latency as RunPredict / RunClassify / RunRegress record it."""
+def run_record(servable, log, metrics=None, run=None) -> None:
+    """One record (RunWarmupRequest): its request run on ``servable`` (by ``run``, as in :func:`replay`), the
+    answer checked as the API checks it; ``metrics`` gets the run's latency as RunPredict / RunClassify /
+    RunRegress record it."""
     from tensorflow_serving.apis import classification_pb2, regression_pb2
 
+    run = run or servable.run
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
         request = log.predict_log.request
         signature_name = request.model_spec.signature_name or inference.DEFAULT_SIGNATURE
         arrays, _ = inference.predict_request(servable, signature_name, request)
-        _timed(metrics, request.model_spec.name, "Predict", lambda: servable.run(signature_name, arrays))
+        _timed(metrics, request.model_spec.name, "Predict", lambda: run(signature_name, arrays))
     elif kind in ("classify_log", "regress_log"):
         request = getattr(log, kind).request
         method = inference.CLASSIFY if kind == "classify_log" else inference.REGRESS
-        _run_examples(servable, [(request.model_spec.signature_name, method)], request.input,
+        _run_examples(servable, run, [(request.model_spec.signature_name, method)], request.input,
                       classification_pb2, regression_pb2, metrics, request.model_spec.name)
     elif kind == "multi_inference_log":
         request = log.multi_inference_log.request
@@ -78,7 +82,7 @@ def run_record(servable, log, metrics=None) -> None:
             if method is None:
                 raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
             tasks.append((task.model_spec.signature_name, method))
-        examples = _run_examples(servable, tasks, request.input, classification_pb2, regression_pb2)
+        examples = _run_examples(servable, run, tasks, request.input, classification_pb2, regression_pb2)
         if metrics is not None and request.tasks:       # RunMultiInference's RecordRequestExampleCount
             metrics.examples(request.tasks[0].model_spec.name, len(examples))
     elif kind in _UNSUPPORTED:
@@ -93,7 +97,7 @@ def _timed(metrics, model_name: str, api: str, run):
     return outputs
 
 
-def _run_examples(servable, tasks, input_proto, classification_pb2, regression_pb2, metrics=None,
+def _run_examples(servable, run, tasks, input_proto, classification_pb2, regression_pb2, metrics=None,
                   model_name: str = "") -> list:
     """Classify or Regress tasks on one input (with ``metrics``, each run timed as its API); the examples."""
     examples = None
@@ -103,7 +107,7 @@ def _run_examples(servable, tasks, input_proto, classification_pb2, regression_p
         if examples is None:
             examples = inference.input_examples(input_proto)
         batch = inference.examples_batch(examples)
-        outputs = _timed(metrics, model_name, method.capitalize(), lambda: servable.run(signature_name, batch))
+        outputs = _timed(metrics, model_name, method.capitalize(), lambda: run(signature_name, batch))
         if method == inference.CLASSIFY:
             inference.classification_result(outputs, len(examples), classification_pb2.ClassificationResult())
         else:

@@ -1,6 +1,7 @@
 """Warm-up records (assets.extra/tf_serving_warmup_requests) are replayed on load, as TF Serving does."""
 import os
 import re
+import time
 
 import numpy as np
 import pytest
@@ -185,3 +186,24 @@ def test_warmup_shows_in_the_metrics_as_tf_servings_does(tmp_path):
         versions.Servable("m", 2, bad, metrics)
     assert re.search(rf':tensorflow:serving:model_warmup_records_read\{{model_path="{re.escape(bad)}",'
                      r'status="DATA_LOSS: corrupted record at 0[^"]*"\} 0\n', metrics.render())
+
+
+def test_with_batching_the_records_go_through_the_batch_queue_as_in_tf_serving(tmp_path):
+    """TF Serving warms up the BatchingSession that wraps the model's session: its batching_session metrics count
+    the records. A version whose warm-up fails leaves no batch queue behind."""
+    base = tmp_path / "m"
+    write_logs(testing.build_tiny_model(str(base / "1")), [predict_log(), predict_log()])
+    with testing.start_server(str(base), "m", enable_batching=True, max_num_load_retries=0,
+                              file_system_poll_wait_seconds=0.2) as server:
+        text = server.server.metrics.render()
+        assert ":tensorflow:serving:batching_session:wrapped_run_count{} 2\n" in text
+        assert ":tensorflow:serving:batching_session:input_batch_size_count{} 2\n" in text
+        assert ':tensorflow:serving:runtime_latency_count{model_name="",API="Predict",runtime="TF1"} 2\n' in text
+        write_logs(testing.build_tiny_model(str(base / "2")), [
+            predict_log(), predict_log(inputs={configs.IMAGE_INPUT: np.array([b"not an image"], dtype=object)})])
+        manager, deadline = server.server.core.manager("m"), time.monotonic() + 60
+        while getattr(manager.records.get(2), "state", None) != versions.State.END:
+            assert time.monotonic() < deadline, manager.records
+            time.sleep(0.1)
+        (kept,) = manager.servables[1].batchers.values()
+        assert [queue for queue in server.server.scheduler._queues if not queue.closed] == [kept]
