@@ -206,7 +206,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
             raise ValueError(f"the model refused every image under {data_root}: " + _skip_summary(skipped))
     labels = np.array([label for _, label, _ in items])
     metrics = compute_metrics(labels, probs)
-    metrics.update({"model_dir": model_dir, "data_root": str(data_root), "skipped": len(skipped),
+    metrics.update({"model_dir": printable(model_dir), "data_root": printable(str(data_root)), "skipped": len(skipped),
                     "skipped_files": [{"file": f, "why": w} for f, w in skipped],
                     "images_per_second": round(len(items) / seconds, 1)})
     pred = probs.argmax(axis=1)
