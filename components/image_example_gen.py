@@ -156,14 +156,22 @@ def count_candidates(input_base: str | None, pattern: str = INPUT_PATTERN) -> in
 
 
 def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
-    """Names, sizes and modification times of the files under ``root`` (as TFX fingerprints input_base)."""
+    """Names, sizes and times of the files under ``root``: a local file's modification and status-change times in
+    nanoseconds and its inode, so that a file replaced in place is seen even with its size and modification time
+    kept (``cp -p``, ``rsync -a``, ``touch -r``, or within the same second: TensorFlow's local stat, which TFX's
+    own fingerprint uses, has whole seconds); another file system's size and modification time."""
     if not root or not fileio.exists(root):
         return ""
     digest = hashlib.sha256()
+    local = "://" not in root
     for path in list_inputs(root, pattern):
         try:
-            stat = fileio.stat(path)
-            state = f"{stat.length}\0{stat.mtime_nsec}"
+            if local:
+                stat = os.stat(path)
+                state = f"{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0{stat.st_ino}"
+            else:
+                stat = fileio.stat(path)
+                state = f"{stat.length}\0{stat.mtime_nsec}"
         except Exception:  # noqa: BLE001 - a broken link, a link loop, a name TensorFlow cannot take: the
             state = "unreadable"   # executor skips and reports it; here it only has to be named
         digest.update(f"{os.path.relpath(path, root)}\0{state}\n".encode("utf-8", "surrogateescape"))

@@ -323,6 +323,21 @@ def test_feedback_fingerprint_changes_with_new_corrections(tmp_path):
     assert one != empty and ieg.folder_fingerprint(str(tmp_path)) == one
 
 
+def test_an_image_replaced_in_place_with_its_size_and_time_kept_is_seen(tmp_path):
+    """The fingerprint had TensorFlow's whole-second mtime: a same-size image replaced within the same second (or
+    with its time kept, as cp -p and rsync -a keep it) went unseen, and the old examples were trained on."""
+    (tmp_path / "alef").mkdir()
+    image = tmp_path / "alef" / "1.png"
+    image.write_bytes(png_bytes(letter_image(20, 20)))
+    before, kept = ieg.folder_fingerprint(str(tmp_path)), os.stat(image)
+    other = bytearray(image.read_bytes())
+    other[len(other) // 2] ^= 0xFF                                       # other bytes, the same size
+    image.write_bytes(other)
+    os.utime(image, ns=(kept.st_atime_ns, kept.st_mtime_ns))            # the same modification time
+    assert os.stat(image).st_size == kept.st_size and os.stat(image).st_mtime_ns == kept.st_mtime_ns
+    assert ieg.folder_fingerprint(str(tmp_path)) != before
+
+
 def _cache_key_fingerprint(root) -> str:
     component = ieg.ImageExampleGen(input_base=str(root))
     return json.loads(component.exec_properties["custom_config"])["input_fingerprint"]
