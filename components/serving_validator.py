@@ -62,6 +62,7 @@ MODEL_NAME_KEY = "model_name"
 NUM_EXAMPLES_KEY = "num_examples"
 MAX_LATENCY_KEY = "max_latency_ms"
 SPLIT_KEY = "split"
+CODE_KEY = "code"        # a fingerprint of the check's code (and the server's): a change re-runs it
 
 BATCH = 8                # images per predict request
 PROBABILITY_TOLERANCE = 1e-3
@@ -73,6 +74,7 @@ class ServingValidatorSpec(types.ComponentSpec):
         NUM_EXAMPLES_KEY: ExecutionParameter(type=int),
         MAX_LATENCY_KEY: ExecutionParameter(type=float),
         SPLIT_KEY: ExecutionParameter(type=str),
+        CODE_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -294,8 +296,11 @@ class ServingValidator(base_component.BaseComponent):
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
                  model_blessing: types.BaseChannel | None = None, model_name: str = configs.MODEL_NAME,
-                 num_examples: int = 16, max_latency_ms: float = 0.0, split: str = configs.EVAL_SPLIT):
+                 num_examples: int = 16, max_latency_ms: float = 0.0, split: str = configs.EVAL_SPLIT,
+                 code: str | None = None):
+        """``code``: a fingerprint of this module's code (pipeline.code_fingerprint, which follows its imports into
+        the embedded server), so that a fixed check runs again instead of its cached verdict being reused."""
         super().__init__(spec=ServingValidatorSpec(
             model=model, examples=examples, model_blessing=model_blessing,
             model_name=model_name, num_examples=num_examples, max_latency_ms=float(max_latency_ms), split=split,
-            blessing=types.Channel(type=standard_artifacts.InfraBlessing)))
+            code=code, blessing=types.Channel(type=standard_artifacts.InfraBlessing)))

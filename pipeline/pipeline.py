@@ -44,6 +44,7 @@ ACCURACY_METRIC = "sparse_categorical_accuracy"
 TRANSFORM_MODULE = "models.preprocessing"
 TRAINER_MODULE = "models.trainer"
 EXAMPLE_GEN_MODULE = "components.image_example_gen"   # its executor: how images are read and split
+SERVING_VALIDATOR_MODULE = "components.serving_validator"   # the check, and the embedded server it runs
 PRETRAINER_NODE = "pretrainer"   # the Trainer whose network the run's own Trainer starts from (pretrain_root)
 
 
@@ -183,7 +184,8 @@ def create_pipeline(config: Config, beam_pipeline_args: list[str] | None = None,
     if with_serving_validation:
         serving_validator = ServingValidator(model=trainer.outputs["model"],
                                              examples=example_gen.outputs["examples"],
-                                             model_blessing=evaluator.outputs["blessing"])
+                                             model_blessing=evaluator.outputs["blessing"],
+                                             code=fingerprint(SERVING_VALIDATOR_MODULE))
         components.append(serving_validator)
         infra_blessing = serving_validator.outputs["blessing"]
     if with_pusher:

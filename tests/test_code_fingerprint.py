@@ -59,3 +59,14 @@ def test_follows_function_level_relative_and_package_imports(tmp_path):
     assert cf.import_closure("app.main", root=tmp_path) == tuple(sorted(set(files) - {"lib/unused.py"}))
     with pytest.raises(ValueError, match="no module 'app.missing'"):
         cf.import_closure("app.missing", root=tmp_path)
+
+
+def test_the_serving_checks_key_covers_the_check_and_the_embedded_server():
+    """The ServingValidator's verdict was cached across a fix to its code: a blessed model stayed unpushed."""
+    from core.configs import Config
+    closure = cf.import_closure(pl.SERVING_VALIDATOR_MODULE)
+    assert {"components/serving_validator.py", "serving/server.py", "serving/rest.py", "serving/versions.py"} <= \
+        set(closure)
+    (validator,) = [c for c in pl.create_pipeline(Config(data_root="/data")).components
+                    if c.id == "ServingValidator"]
+    assert validator.exec_properties["code"] == cf.fingerprint(pl.SERVING_VALIDATOR_MODULE)
