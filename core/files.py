@@ -6,7 +6,8 @@ import contextlib
 import fcntl
 import glob
 import os
-import tempfile
+import secrets
+import stat
 
 
 def pattern_under(folder: str, pattern: str) -> str:
@@ -29,12 +30,29 @@ def fsync_dir(path: str) -> None:
 
 
 def atomic_write(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` so that readers see the old file or the whole new one, even after a crash."""
-    folder = os.path.dirname(os.path.abspath(path))
+    """Writes ``data`` to ``path`` so that readers see the old file or the whole new one, even after a crash. A
+    symbolic link keeps pointing where it did: its target is the file replaced. The file keeps its permissions, or
+    a new one gets the umask's (as ``open`` would give it), not a temporary file's 0600."""
+    path = os.path.realpath(path)
+    folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    for _ in range(100):
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}.part")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)   # the umask applies
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name in {folder}")
     try:
         with os.fdopen(fd, "wb") as handle:
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -63,6 +63,9 @@ def test_compose():
     assert "127.0.0.1:8501:8501" in service["ports"] and "127.0.0.1:8500:8500" in service["ports"]
     check_args(server_args(service["command"]))
     assert any(v.startswith("../models/letters:/models/letters") for v in service["volumes"])
+    # the configs' folder, not single files: a models.config replaced by a rename (letters-releases) is seen
+    assert ".:/config:ro" in service["volumes"]
+    assert not any(v.split(":")[0].endswith(".config") for v in service["volumes"])
     assert "/v1/models/letters" in " ".join(service["healthcheck"]["test"])
 
 

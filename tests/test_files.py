@@ -1,0 +1,50 @@
+"""core/files.py: atomic_write replaces a file whole, keeps its permissions and a symbolic link to it."""
+import os
+import stat
+
+import pytest
+
+from core.files import atomic_write, printable
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_a_new_file_gets_the_umasks_permissions_and_a_replaced_one_keeps_its_own(tmp_path):
+    """The temporary file's 0600 had become the file's: a released models.config, the monitor's report and
+    exported feedback could not be read by a server or web server running as another user."""
+    old = os.umask(0o022)
+    try:
+        atomic_write(str(tmp_path / "new.txt"), b"one")
+        assert mode(tmp_path / "new.txt") == 0o644
+        (tmp_path / "kept.txt").write_bytes(b"old")
+        os.chmod(tmp_path / "kept.txt", 0o640)
+        atomic_write(str(tmp_path / "kept.txt"), b"new")
+        assert (tmp_path / "kept.txt").read_bytes() == b"new" and mode(tmp_path / "kept.txt") == 0o640
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt", "new.txt"]   # no temporary file left
+
+
+def test_a_symbolic_link_keeps_pointing_at_the_file_it_named(tmp_path):
+    (tmp_path / "real.config").write_bytes(b"old")
+    (tmp_path / "models.config").symlink_to("real.config")
+    atomic_write(str(tmp_path / "models.config"), b"new")
+    assert os.readlink(tmp_path / "models.config") == "real.config"
+    assert (tmp_path / "real.config").read_bytes() == b"new"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    (tmp_path / "f").write_bytes(b"old")
+
+    def full(*_):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError):
+        atomic_write(str(tmp_path / "f"), b"new")
+    assert os.listdir(tmp_path) == ["f"] and (tmp_path / "f").read_bytes() == b"old"
+
+
+def test_printable_shows_bytes_that_are_not_utf8():
+    assert printable(os.fsdecode(b"caf\xe9.png")) == "caf\\xe9.png" and printable("שלום.png") == "שלום.png"
