@@ -21,6 +21,7 @@ TensorFlow's ``tf.data.TFRecordDataset`` reads the files too. Nothing here impor
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -217,11 +218,14 @@ class RequestLogWriter:
             return self._path
 
     def _abandon(self) -> None:
-        """After a write that failed part-way (a full disk): the partial record cut off where the disk lets
-        it be, and the file closed, so the next record starts a new file instead of following the garbage
-        (a reader stops at a damaged record)."""
+        """After a write that failed part-way (a full disk): the partial record cut off, and the next record
+        written where it began, in the same file (a full disk had left one new empty file per dropped record).
+        If it cannot be cut off, the file is closed, so the next record starts a new file instead of following
+        the garbage (a reader stops at a damaged record); an empty one is removed."""
         try:
             os.ftruncate(self._file.fileno(), self._size)
+            self._file.seek(self._size)
+            return
         except OSError:
             pass
         try:
@@ -229,6 +233,9 @@ class RequestLogWriter:
         except OSError:
             pass
         self._file = None
+        if self._size == 0:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path)
 
     def close(self) -> None:
         with self._lock:

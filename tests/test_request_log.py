@@ -130,33 +130,52 @@ def test_concurrent_writers_interleave_whole_records(tmp_path):
     assert seen == list(range(200))
 
 
-def test_a_write_cut_short_by_a_full_disk_loses_only_its_record(tmp_path):
+def test_a_full_disk_loses_only_the_records_it_refuses_and_makes_no_new_files(tmp_path):
+    """Each record the full disk cut short had closed the file, and the next opened a new one: a full disk left
+    an empty file per dropped request."""
     prefix = str(tmp_path / "req")
     writer = request_log.RequestLogWriter(prefix)
     for i in range(5):
         writer.write(_record(i))
 
-    class FullDisk:   # writes part of the frame, then the disk is full
+    class FullDisk:   # while full: part of the frame written, then no space left
         def __init__(self, file):
-            self.file, self.calls = file, 0
+            self.file, self.full = file, True
 
         def write(self, data):
-            self.calls += 1
-            if self.calls > 1:
+            if self.full:
+                self.file.write(bytes(data[:10]))
                 raise OSError(28, "No space left on device")
-            return self.file.write(bytes(data[:10]))
+            return self.file.write(data)
 
         def __getattr__(self, name):
             return getattr(self.file, name)
 
-    writer._file = FullDisk(writer._file)
-    assert not writer.log(lambda: _record(5))
-    for i in range(6, 50):
+    disk = writer._file = FullDisk(writer._file)
+    for i in range(5, 25):
+        assert not writer.log(lambda i=i: _record(i))
+    assert len(request_log.log_files(prefix)) == 1
+    disk.full = False
+    for i in range(25, 50):
         assert writer.log(lambda i=i: _record(i))
     writer.close()
     seen = [r.log_metadata.timestamp_secs for r in request_log.read_logs(prefix)]
-    assert seen == [i for i in range(50) if i != 5]   # the partial record cut off, the later ones in a new file
-    assert len(request_log.log_files(prefix)) == 2
+    assert seen == [*range(5), *range(25, 50)]    # each partial record cut off, the later ones after them
+    assert len(request_log.log_files(prefix)) == 1
+
+    # where the partial record cannot be cut off, the next record starts a new file; an empty one is removed
+    writer = request_log.RequestLogWriter(str(tmp_path / "other"))
+    writer.write(_record(1))
+    writer._file = FullDisk(writer._file)
+    real_truncate = os.ftruncate
+    try:
+        os.ftruncate = lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error"))
+        assert not writer.log(lambda: _record(2))
+    finally:
+        os.ftruncate = real_truncate
+    assert writer._file is None and writer.log(lambda: _record(3))
+    writer.close()
+    assert len(request_log.log_files(str(tmp_path / "other"))) == 2
 
 
 def test_pruning_leaves_a_file_another_writer_has_open(tmp_path):
