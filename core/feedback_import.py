@@ -20,7 +20,7 @@ import hashlib
 import os
 
 from core import image_io
-from core.feedback import FeedbackStore, to_png
+from core.feedback import FeedbackError, FeedbackStore, to_png
 from core.files import exclusive
 from core.labels import CLASS_INDEX, CLASS_NAMES
 
@@ -119,8 +119,15 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
         if there:
             summary.already_present += 1
         else:
-            store.add(checked.data, checked.data_format, label, width=checked.width, height=checked.height,
-                      once=True)
+            try:
+                store.add(checked.data, checked.data_format, label, width=checked.width, height=checked.height,
+                          once=True)
+            except FeedbackError as err:
+                if err.reason != "already_stored":
+                    raise
+                # stored meanwhile (the web client's feedback) under another label
+                summary.skipped.setdefault("conflicting_label", []).append(f"{rel}: {err}")
+                continue
             labels[digest] = label
             summary.imported += 1
         summary.per_class[label] = summary.per_class.get(label, 0) + 1

@@ -199,3 +199,20 @@ def test_a_photo_whose_png_is_over_the_file_limit_is_exported_as_it_is(tmp_path)
     assert [p.name for p in (tmp_path / "out" / "shin").iterdir()] == [f"{record.id}.png"]
     export_feedback(tmp_path / "store", tmp_path / "out", prune=True, max_file_bytes=3 * len(buffer.getvalue()))
     assert [p.name for p in (tmp_path / "out" / "shin").iterdir()] == [f"{record.id}.jpg"]
+
+
+def test_an_image_the_web_client_stores_meanwhile_under_another_label_is_a_conflict_not_the_end(folder, tmp_path,
+                                                                                                 monkeypatch):
+    """The labels are read once, at the start: a feedback stored meanwhile under another label had stopped the
+    import with exit 2 and no summary, the rest of the folder not imported."""
+    real_add, raced = FeedbackStore.add, []
+
+    def racing(self, image, image_format, label, **kwargs):
+        if not raced:
+            raced.append(label)   # the web client, meanwhile: the same image, another label
+            real_add(self, image, image_format, "bet" if label != "bet" else "gimel", once=True)
+        return real_add(self, image, image_format, label, **kwargs)
+    monkeypatch.setattr(FeedbackStore, "add", racing)
+    summary = import_folder(tmp_path / "store", folder)
+    assert summary.imported == 3 and len(summary.skipped["conflicting_label"]) == 1
+    assert "is already stored as bet" in summary.skipped["conflicting_label"][0]
