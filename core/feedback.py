@@ -18,6 +18,7 @@ already has (the same layout) as feedback: :mod:`core.feedback_import`.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime as _dt
@@ -293,14 +294,25 @@ class FeedbackStore:
         return os.path.join(self.root, *record.image_path.split("/"))
 
     def stats(self) -> dict:
-        with self._connection() as conn:
-            per_class = dict(conn.execute("SELECT true_label, COUNT(*) FROM feedback GROUP BY true_label").fetchall())
-            confirmed = conn.execute("SELECT COUNT(*) FROM feedback WHERE confirmed = 1").fetchone()[0]
-            unanswered = conn.execute("SELECT COUNT(*) FROM feedback WHERE predicted_label IS NULL").fetchone()[0]
-        records = sum(per_class.values())
-        return {"records": records, "confirmed": confirmed, "corrected": records - confirmed - unanswered,
-                "without_answer": unanswered,   # labelled without a model's answer (letters-feedback import)
-                "per_class": {name: per_class.get(name, 0) for name in CLASS_NAMES}}
+        return summarize(self.records())
+
+
+def summarize(records: list[Feedback]) -> dict:
+    """Counts of stored feedback: all, confirmed, corrected, labelled without an answer, and per class."""
+    per_class = collections.Counter(r.true_label for r in records)
+    confirmed = sum(r.confirmed for r in records)
+    unanswered = sum(r.predicted_label is None for r in records)
+    return {"records": len(records), "confirmed": confirmed, "corrected": len(records) - confirmed - unanswered,
+            "without_answer": unanswered,   # labelled without a model's answer (letters-feedback import)
+            "per_class": {name: per_class.get(name, 0) for name in CLASS_NAMES}}
+
+
+def stored_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
+    """:func:`read_records`, or none where no store was made yet (nothing is created: the folder may be a
+    read-only mount)."""
+    if not os.path.exists(os.path.join(os.fspath(feedback_dir), DB_FILE)):
+        return []
+    return read_records(feedback_dir)
 
 
 def read_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
@@ -369,49 +381,46 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
                          "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
     out_dir = os.path.abspath(os.fspath(out_dir))
     summary = ExportSummary(out_dir=out_dir)
+    records = stored_records(feedback_dir)   # read-only: a store on a read-only mount exports too
+    root = os.path.abspath(os.fspath(feedback_dir))
     for name in CLASS_NAMES:
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
-    store = FeedbackStore(feedback_dir)
     written: set[str] = set()
-    try:
-        records = store.records()
-        for record in records:
-            if record.true_label not in CLASS_INDEX:   # cannot happen through add(); guards hand-edited stores
+    for record in records:
+        if record.true_label not in CLASS_INDEX:   # cannot happen through add(); guards hand-edited stores
+            continue
+        target = os.path.join(out_dir, record.true_label, f"{record.id}.png")
+        as_is = os.path.join(out_dir, record.true_label, f"{record.id}.{EXTENSIONS.get(record.image_format, 'png')}")
+        present = next((path for path in (target, as_is) if os.path.exists(path)), None)
+        if present == target != as_is and os.path.getsize(present) > max_file_bytes:
+            present = None     # a PNG an earlier export wrote over the limit: the photo is written as it is
+        if present and not overwrite:
+            summary.already_present += 1
+            target = present
+        else:
+            try:
+                with open(os.path.join(root, *record.image_path.split("/")), "rb") as handle:
+                    data = handle.read()
+            except FileNotFoundError:
+                summary.missing_images += 1
                 continue
-            target = os.path.join(out_dir, record.true_label, f"{record.id}.png")
-            as_is = os.path.join(out_dir, record.true_label, f"{record.id}.{EXTENSIONS.get(record.image_format, 'png')}")
-            present = next((path for path in (target, as_is) if os.path.exists(path)), None)
-            if present == target != as_is and os.path.getsize(present) > max_file_bytes:
-                present = None     # a PNG an earlier export wrote over the limit: the photo is written as it is
-            if present and not overwrite:
-                summary.already_present += 1
-                target = present
-            else:
-                try:
-                    with open(store.image_path(record), "rb") as handle:
-                        data = handle.read()
-                except FileNotFoundError:
-                    summary.missing_images += 1
-                    continue
-                try:
-                    if hashlib.sha256(data).hexdigest() != record.image_sha256:
-                        raise ValueError("checksum mismatch")
-                    png = to_png(data, record.image_format)
-                except (ValueError, OSError):   # PIL's UnidentifiedImageError is an OSError
-                    summary.corrupt_images += 1
-                    continue
-                if len(png) > max_file_bytes and as_is != target:   # (a noisy photo's PNG: several times its JPEG)
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(target)
-                    target, png = as_is, data
-                atomic_write(target, png)
-                summary.exported += 1
-            summary.per_class[record.true_label] = summary.per_class.get(record.true_label, 0) + 1
-            written.add(target)
-        if prune:
-            summary.removed = _prune(out_dir, written)
-    finally:
-        store.close()
+            try:
+                if hashlib.sha256(data).hexdigest() != record.image_sha256:
+                    raise ValueError("checksum mismatch")
+                png = to_png(data, record.image_format)
+            except (ValueError, OSError):   # PIL's UnidentifiedImageError is an OSError
+                summary.corrupt_images += 1
+                continue
+            if len(png) > max_file_bytes and as_is != target:   # (a noisy photo's PNG: several times its JPEG)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
+                target, png = as_is, data
+            atomic_write(target, png)
+            summary.exported += 1
+        summary.per_class[record.true_label] = summary.per_class.get(record.true_label, 0) + 1
+        written.add(target)
+    if prune:
+        summary.removed = _prune(out_dir, written)
     summary.per_class = {name: summary.per_class.get(name, 0) for name in CLASS_NAMES}
     return summary
 

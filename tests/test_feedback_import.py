@@ -216,3 +216,21 @@ def test_an_image_the_web_client_stores_meanwhile_under_another_label_is_a_confl
     summary = import_folder(tmp_path / "store", folder)
     assert summary.imported == 3 and len(summary.skipped["conflicting_label"]) == 1
     assert "is already stored as bet" in summary.skipped["conflicting_label"][0]
+
+
+def test_stats_and_export_only_read_the_store(folder, tmp_path, monkeypatch, capsys):
+    """They had opened it for writing (tables made, journal mode set): a store on a read-only mount could be
+    neither counted nor exported."""
+    import core.feedback
+    import_folder(tmp_path / "store", folder)
+    names = lambda: sorted(p.name for p in (tmp_path / "store").iterdir() if not p.name.endswith(("-wal", "-shm")))
+    before = names()
+
+    def no_writer(*args, **kwargs):
+        raise AssertionError("opened for writing")
+    monkeypatch.setattr(core.feedback.FeedbackStore, "__init__", no_writer)
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "stats"]) == 0
+    assert json.loads(capsys.readouterr().out)["per_class"]["alef"] == 2
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "export", "--out", str(tmp_path / "o")]) == 0
+    assert len(list((tmp_path / "o").rglob("*.png"))) == 4
+    assert names() == before

@@ -289,7 +289,7 @@ def test_a_store_whose_database_is_damaged_is_a_clear_error(tmp_path):
     for command in (["stats"], ["export", "--out", str(tmp_path / "out")]):
         proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "--feedback-dir", str(tmp_path / "fb"),
                                *command], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2 and proc.stderr.startswith("error: cannot open the feedback store"), proc.stderr
+        assert proc.returncode == 2 and proc.stderr.startswith("error: cannot read the feedback store"), proc.stderr
         assert "Traceback" not in proc.stderr
 
 
