@@ -178,7 +178,7 @@ def test_runner_stops_on_a_damaged_feedback_store(tiny_dataset, tmp_path):
     (tmp_path / "fb" / "feedback.sqlite").write_bytes(b"not a database" * 100)
     summary, proc = run_pipeline(tiny_dataset, tmp_path, "--feedback-dir", str(tmp_path / "fb"), check=False)
     assert proc.returncode == 2 and summary is None
-    assert "cannot open the feedback store" in proc.stderr and "--no-feedback" in proc.stderr
+    assert "cannot read the feedback store" in proc.stderr and "--no-feedback" in proc.stderr
 
 
 def test_runner_explains_a_data_root_where_every_file_is_skipped(tmp_path):
