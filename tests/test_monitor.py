@@ -446,3 +446,27 @@ def test_accuracy_rows_name_each_version_whole(tmp_path):
     top, row_h = 40, 28
     labels = [img.crop((0, top + i * row_h, 8 + 200, top + (i + 1) * row_h - 8)) for i in range(2)]
     assert labels[0].tobytes() != labels[1].tobytes()
+
+
+def test_records_dated_after_now_are_shown_not_judged(tmp_path, letters, pipeline_root, capsys):
+    """A writer's clock ahead: its window after the current one had been judged (and alarmed on every run until
+    that date came), and its feedback had counted as new after every pipeline run, retraining each time."""
+    now = time.time()
+    ahead = traffic(letters, transform=inverted)
+    log_traffic(tmp_path / "logs" / "a", ahead, version=6, mtime=now + 3 * DAY)
+    log_traffic(tmp_path / "logs" / "b", traffic(letters), version=7, mtime=now)
+    store = FeedbackStore(tmp_path / "feedback")
+    _, served = letters
+    for i, when in enumerate([now - 7 * DAY] * 25 + [now + 365 * DAY] * 5):   # version 5: every answer corrected
+        true = CLASS_NAMES[i % 27]
+        store.add(served[true][0], "PNG", true, predicted_label=CLASS_NAMES[(i + 1) % 27], probability=0.8,
+                  model_version=5, now=when)
+    store.close()
+    for policy in ("drift", "accuracy", "feedback>=5"):
+        status, result, out = monitor(tmp_path, pipeline_root, "--retrain-when", policy, "--dry-run",
+                                      logs=tmp_path / "logs", feedback=tmp_path / "feedback")
+        assert status == cli.OK and result["alarms"] == [] and not result["retrain"]["fires"], result["retrain"]
+        assert result["future_dated"] == {"answers": len(ahead), "feedback": 5}
+        assert next(g for g in result["groups"] if g["version"] == 6)["input_skew"]["crossed"]   # shown as judged
+        assert f"warning: {len(ahead)} answers and 5 feedback rows are dated after now" in capsys.readouterr().err
+    assert "dated after this report" in (out / "report.html").read_text()

@@ -56,11 +56,20 @@ def judge_group(version, begin: float, answers, seconds, reference, training_sta
 
 
 def recent_groups(groups: list[dict], seconds: int | None, now: float) -> list[dict]:
-    """The groups alarms judge: those of the current window and the one before it (with ``all``, every group)."""
+    """The groups alarms judge: those of the current window and the one before it (with ``all``, every group); a
+    window after the current one (answers dated by a clock ahead) is not judged."""
     if seconds is None:
         return list(groups)
-    since = windows.start(now, seconds) - seconds
-    return [group for group in groups if group["window_start"] >= since]
+    current = windows.start(now, seconds)
+    return [group for group in groups if current - seconds <= group["window_start"] <= current]
+
+
+def future_dated(answers, feedback_records, now: float) -> dict:
+    """How many answers and feedback rows are dated after ``now`` (beyond the clock skew allowed): a writer's clock
+    ahead. They are shown, not judged."""
+    latest = now + live_accuracy.CLOCK_SKEW_SECONDS
+    return {"answers": sum(1 for a in answers if a.time > latest),
+            "feedback": sum(1 for r in feedback_records if live_accuracy.unix_time(r.created_at) > latest)}
 
 
 def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Config, seconds: int | None = None,
@@ -87,7 +96,8 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
     since = None if seconds is None else windows.start(now, seconds) - seconds
     serving = {str(group["version"]) for group in recent}
     for version, row in accuracy.items():
-        if row["crossed"] and (since is None or version in serving or row["last_feedback_at"] >= since):
+        recently = since is None or (row["last_feedback_at"] is not None and row["last_feedback_at"] >= since)
+        if row["crossed"] and (version in serving or recently):
             found.append({"kind": "accuracy", "version": version, "window": "all feedback",
                           "text": f"version {version}: live accuracy {row['accuracy']:.3f} (95% interval "
                                   f"{row['interval'][0]:.3f}–{row['interval'][1]:.3f}, {row['feedback']} feedback) "
@@ -117,9 +127,12 @@ def run(answers, feedback_records, reference, server, config: Config, seconds: i
     groups = [judge_group(version, begin, items, seconds, reference, training_stats, schema, config)
               for (version, begin), items in sorted(group_answers(answers, seconds).items(),
                                                     key=lambda kv: (str(kv[0][0]), kv[0][1]))]
-    accuracy = live_accuracy.by_version(feedback_records, config.monitor_min_accuracy, config.monitor_min_feedback)
-    found = alarms(groups, accuracy, server, config, seconds)
-    return {"generated_at": time.time(), "groups": groups, "live_accuracy": accuracy, "server": server,
+    now = time.time()
+    accuracy = live_accuracy.by_version(feedback_records, config.monitor_min_accuracy, config.monitor_min_feedback,
+                                        now)
+    found = alarms(groups, accuracy, server, config, seconds, now)
+    return {"generated_at": now, "groups": groups, "live_accuracy": accuracy, "server": server,
+            "future_dated": future_dated(answers, feedback_records, now),
             "reference": reference.to_json() if reference is not None else None,
             "eval_label_shares": (drift.category_shares(reference.eval_statistics, configs.LABEL_NAME_KEY)
                                   if reference is not None else {}),

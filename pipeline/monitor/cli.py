@@ -130,7 +130,8 @@ def once(config: Config, args, extra: list[str]) -> int:
     result = checks.run(logs.answers if logs else [], records, ref, server, config, args.window_seconds)
     result["logs"] = logs.to_json() if logs else None
     if args.policy:
-        fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None)
+        fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None,
+                                    result["generated_at"])
         cmd = retrain.command(config.pipeline_root, config.feedback_dir, extra)
         result["retrain"] = {"policy": str(args.policy), "fires": fires, "why": why, "command": cmd,
                              "text": f"{args.policy}: {'fires' if fires else 'does not fire'} — {why}"}
@@ -146,6 +147,10 @@ def once(config: Config, args, extra: list[str]) -> int:
         print(f"ALARM {alarm['text']}")
     if logs and logs.problems:
         print("unusable log data: " + ", ".join(f"{n} × {r}" for r, n in logs.problems.items()))
+    ahead = result["future_dated"]
+    if ahead["answers"] or ahead["feedback"]:
+        print(f"warning: {ahead['answers']} answers and {ahead['feedback']} feedback rows are dated after now "
+              "(a clock ahead?): shown, not judged", file=sys.stderr)
     answers = len(logs.answers) if logs else 0
     print(f"monitor: {answers} answers, {len(records)} feedback rows, {len(result['alarms'])} alarm(s); "
           f"report {paths['html']}", flush=True)

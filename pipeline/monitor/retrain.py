@@ -13,6 +13,9 @@ import dataclasses
 import re
 import subprocess
 import sys
+import time
+
+from pipeline.monitor.live_accuracy import CLOCK_SKEW_SECONDS, unix_time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,20 +37,18 @@ def parse(text: str) -> Policy:
     raise ValueError(f"--retrain-when must be drift, accuracy or feedback>=N (N > 0), got {text!r}")
 
 
-def decide(policy: Policy, result: dict, feedback_records, last_run_time: float | None) -> tuple[bool, str]:
-    """(fires, why)."""
+def decide(policy: Policy, result: dict, feedback_records, last_run_time: float | None,
+           now: float | None = None) -> tuple[bool, str]:
+    """(fires, why). Feedback dated after ``now`` (a clock ahead) is not new feedback: it would count as new after
+    every pipeline run until its date."""
     if policy.kind in ("drift", "accuracy"):
         kinds = ("label_drift", "input_skew") if policy.kind == "drift" else ("accuracy",)
         hits = [a["text"] for a in result["alarms"] if a["kind"] in kinds]
         return bool(hits), "; ".join(hits) if hits else f"no {policy.kind} threshold crossed"
     since = last_run_time or 0.0
-    new = sum(1 for r in feedback_records if _unix(r.created_at) > since)
+    latest = (time.time() if now is None else now) + CLOCK_SKEW_SECONDS
+    new = sum(1 for r in feedback_records if since < unix_time(r.created_at) <= latest)
     return new >= policy.minimum, f"{new} feedback rows since the last pipeline run (policy: {policy})"
-
-
-def _unix(iso: str) -> float:
-    import datetime as dt
-    return dt.datetime.fromisoformat(iso).timestamp()
 
 
 def command(pipeline_root: str, feedback_dir: str, extra: list[str]) -> list[str]:
