@@ -83,10 +83,11 @@ def log_traffic(path, items, version=7, mtime=None, examples_form=False):
 
 
 def monitor(tmp_path, pipeline_root, *extra, logs=None, feedback=None):
+    """The monitor's run; windows of 50 answers judged (the tests' traffic is 81 answers, three per class)."""
     out = tmp_path / "report"
     argv = ["--pipeline-root", str(pipeline_root), "--out", str(out),
             "--feedback-dir", str(feedback or tmp_path / "no-feedback"), *(["--logs", str(logs)] if logs else []),
-            *extra]
+            *([] if "--monitor-min-requests" in extra else ["--monitor-min-requests", "50"]), *extra]
     status = cli.main(argv)
     return status, json.loads((out / "monitor.json").read_text()) if (out / "monitor.json").exists() else None, out
 
@@ -470,3 +471,18 @@ def test_records_dated_after_now_are_shown_not_judged(tmp_path, letters, pipelin
         assert next(g for g in result["groups"] if g["version"] == 6)["input_skew"]["crossed"]   # shown as judged
         assert f"warning: {len(ahead)} answers and 5 feedback rows are dated after now" in capsys.readouterr().err
     assert "dated after this report" in (out / "report.html").read_text()
+
+
+def test_a_window_is_judged_only_with_answers_enough_for_tfdvs_statistics(pipeline_root):
+    """TFDV's Jensen-Shannon over 27 classes counts every class a small window misses: at the 50 answers judged
+    before, answers drawn exactly like the eval labels crossed the 0.1 threshold most of the time (a false label
+    drift alarm, and a retraining with --retrain-when drift, nearly every day)."""
+    import random
+
+    from core.configs import Config
+    from pipeline.monitor import drift, reference
+    config = Config()
+    ref = reference.load(str(pipeline_root / "metadata.sqlite"))
+    crossed = {n: sum(drift.compare_labels(random.Random(seed).choices(CLASS_NAMES, k=n), ref.eval_statistics,
+                                           config).crossed for seed in range(10)) for n in (50, config.monitor_min_requests)}
+    assert crossed[50] >= 5 and crossed[config.monitor_min_requests] == 0
