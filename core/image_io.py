@@ -7,10 +7,12 @@ One policy, used by the ExampleGen and by the web client's backend:
 * keep the original bytes when TensorFlow's ``tf.io.decode_image`` (which the model's serving graph runs)
   decodes them faithfully: PNG (1, L, LA, RGB, RGBA, P, 16-bit), JPEG (L, RGB, CMYK), GIF, BMP (L, RGB);
 * re-encode to PNG only what that decoder rejects or reads wrongly (WebP, TIFF, palette and 1-bit BMP,
-  transparent GIF, a 32-bit BMP whose fourth byte TensorFlow takes for alpha), preserving transparency as
-  alpha, and an animated GIF as its first frame (TensorFlow decodes every frame: a decompression bomb of many
-  small frames); ``tests/test_image_io.py`` pins that
-  these formats are indeed the ones TensorFlow mis-decodes or rejects;
+  transparent GIF, a 32-bit BMP whose fourth byte TensorFlow takes for alpha, a 16-bit BMP it refuses), preserving
+  transparency as alpha, and an animated GIF as its first frame (TensorFlow decodes every frame: a decompression
+  bomb of many small frames); ``tests/test_image_io.py`` pins that these formats are indeed the ones TensorFlow
+  mis-decodes or rejects;
+* refuse a PNG that Pillow reads and TensorFlow's libpng does not: a critical chunk failing its CRC, or the file
+  cut short before its IEND chunk;
 * re-encode also what TensorFlow decodes but reads otherwise than a viewer shows it: a PNG whose transparency is
   one key colour (tRNS on a grey or RGB image: TensorFlow reads it opaque, so a transparent background became
   ink), and a photo with an EXIF orientation (turned upright first; TensorFlow ignores EXIF, so a phone's sideways
@@ -130,7 +132,7 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     if fmt == "PNG":
         damaged = _damaged_png_chunk(data)
         if damaged:
-            raise ImageRejected("truncated_or_corrupt", f"PNG chunk {damaged} fails its checksum (damaged data)")
+            raise ImageRejected("truncated_or_corrupt", f"PNG {damaged}")
     mode = img.mode
     turned = _orientation(img) not in (1, None)
     if turned:   # a phone photo held sideways: shown upright, it would reach the model on its side
@@ -140,7 +142,7 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
             raise ImageRejected("truncated_or_corrupt", f"EXIF orientation: {_why(err)}") from None
         width, height = img.size
     if (fmt, mode) in TF_NATIVE and not turned and not _animated_with_alpha(img) and not _key_colour_alpha(img) \
-            and not _bmp_with_fourth_byte(fmt, data) and not _animated_gif(fmt, img):
+            and not _bmp_tensorflow_misreads(fmt, data) and not _animated_gif(fmt, img):
         return CheckedImage(data, fmt, mode, width, height, reencoded=False)
     if (fmt == "JPEG" or fmt == "WEBP" and _lossy_webp(data)) and img.mode in ("RGB", "L", "CMYK") \
             and "transparency" not in img.info:
@@ -152,22 +154,22 @@ _PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
 
 
 def _damaged_png_chunk(data: bytes) -> str | None:
-    """The first critical chunk (IHDR, PLTE, IDAT, IEND) whose CRC does not match, or None. libpng, which
-    TensorFlow's decoder runs, refuses such a file; Pillow does not check the image data's chunks, so a PNG it reads
-    would reach the model and fail its whole batch there."""
+    """What libpng, which TensorFlow's decoder runs, refuses and Pillow reads: a critical chunk (IHDR, PLTE, IDAT,
+    IEND) whose CRC does not match, or a file cut short before its IEND chunk ends (Pillow's load stops when the
+    pixels are complete). None for a whole PNG; bytes after IEND are not read by either."""
     view, at = memoryview(data), 8                    # after the signature
     while at + 12 <= len(data):
         length = int.from_bytes(data[at:at + 4], "big")
         kind = data[at + 4:at + 8]
         end = at + 8 + length
         if end + 4 > len(data):
-            return None                               # truncated: Pillow's load has judged what it could read
+            break
         if kind in _PNG_CRITICAL and zlib.crc32(view[at + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
-            return kind.decode("ascii")
+            return f"chunk {kind.decode('ascii', 'replace')} fails its checksum (damaged data)"
         if kind == b"IEND":
             return None
         at = end + 4
-    return None
+    return "data ends before its IEND chunk (the file is cut short)"
 
 
 def _orientation(img: Image.Image) -> int | None:
@@ -178,14 +180,15 @@ def _orientation(img: Image.Image) -> int | None:
         return None
 
 
-def _bmp_with_fourth_byte(fmt: str, data: bytes) -> bool:
-    """A 32-bit BMP that Pillow reads as RGB (its fourth byte unused, often 0): TensorFlow's decoder reads that
-    byte as alpha, and a letter whose alpha is 0 reaches the model blank."""
+def _bmp_tensorflow_misreads(fmt: str, data: bytes) -> bool:
+    """A BMP that Pillow reads as RGB but TensorFlow's decoder does not: 32 bits (its fourth byte, unused and
+    often 0, read as alpha: a letter whose alpha is 0 reaches the model blank) or 16 bits (5-5-5 or 5-6-5 colour,
+    refused as an image of 2 channels)."""
     if fmt != "BMP" or len(data) < 30:
         return False
     header = int.from_bytes(data[14:18], "little")
     bits = int.from_bytes(data[24:26] if header == 12 else data[28:30], "little")
-    return bits == 32
+    return bits in (16, 32)
 
 
 def _animated_gif(fmt: str, img: Image.Image) -> bool:

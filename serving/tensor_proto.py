@@ -50,9 +50,10 @@ def to_array(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     shape = [d.size for d in proto.tensor_shape.dim]
     elements = math.prod(shape)
     typed = _VALUES.get(proto.dtype)
-    if elements == 0 and proto.tensor_content:       # no element: FromProto reads no value
-        proto = _copy(proto)
-        proto.ClearField("tensor_content")
+    if elements == 0:                                 # no element: FromProto reads no value, content nor typed
+        proto = tensor_pb2.TensorProto(dtype=proto.dtype, tensor_shape=proto.tensor_shape)
+    elif proto.dtype == types_pb2.DT_BOOL and proto.tensor_content.strip(b"\x00\x01"):
+        raise invalid(f"tensor parsing error: {alias}")   # a bool's byte is 0 or 1 (FromProto's Decode)
     elif proto.dtype == types_pb2.DT_STRING and proto.tensor_content:
         values = _string_list(proto.tensor_content, elements)
         if values is None:

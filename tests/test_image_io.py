@@ -97,6 +97,23 @@ def test_a_32_bit_bmp_is_reencoded_so_that_tensorflow_does_not_read_its_fourth_b
     assert np.abs(_tf_gray(checked.data) - _gray(data)).max() == 0
 
 
+def test_a_16_bit_bmp_is_reencoded_as_tensorflow_refuses_it():
+    """TensorFlow's BMP decoder takes 16 bits per pixel for 2 channels and refuses the image: it had passed the
+    check as it was, and failed its whole batch at the model."""
+    width, height = 24, 20
+    rows = [b"".join((((x * 3 + y) % 32) << 10 | 0x1F).to_bytes(2, "little") for x in range(width))
+            for y in range(height)]
+    body = b"".join(row + bytes(-len(row) % 4) for row in rows)
+    info = (40).to_bytes(4, "little") + width.to_bytes(4, "little") + height.to_bytes(4, "little") \
+        + (1).to_bytes(2, "little") + (16).to_bytes(2, "little") + bytes(4) + len(body).to_bytes(4, "little") \
+        + bytes(16)
+    data = b"BM" + (54 + len(body)).to_bytes(4, "little") + bytes(4) + (54).to_bytes(4, "little") + info + body
+    assert Image.open(io.BytesIO(data)).mode == "RGB" and _tf_gray(data) is None
+    checked = image_io.check_image(data)
+    assert checked.reencoded and checked.reencoded_as == "PNG"
+    assert np.abs(_tf_gray(checked.data) - _gray(data)).max() == 0
+
+
 def test_an_animated_gif_keeps_its_first_frame_only():
     """TensorFlow decodes every frame of a GIF to return the first: many small frames were a decompression bomb
     under the pixel limit (300 frames of 2000 x 2000: 1.1 GB and 8 s)."""
@@ -186,6 +203,18 @@ def test_a_png_whose_image_data_fails_its_checksum_is_refused_as_tensorflow_refu
     with pytest.raises(image_io.ImageRejected, match=f"PNG chunk {kind.decode()} fails its checksum") as err:
         image_io.check_image(damaged)
     assert err.value.reason == "truncated_or_corrupt"
+
+
+@pytest.mark.parametrize("cut", [1, 12, 16, 18])
+def test_a_png_cut_short_before_its_end_is_refused_as_tensorflow_refuses_it(cut):
+    """Pillow reads the pixels of a PNG whose IEND (or last CRC) is missing, an upload cut short; libpng does not."""
+    short = png_bytes(RGB)[:-cut]
+    Image.open(io.BytesIO(short)).load()
+    assert _tf_gray(short) is None
+    with pytest.raises(image_io.ImageRejected, match="PNG data ends before its IEND chunk"):
+        image_io.check_image(short)
+    whole = png_bytes(RGB) + b"trailing bytes after IEND"             # read by neither: accepted
+    assert image_io.check_image(whole).data == whole
 
 
 def test_decompression_bomb_is_rejected_before_decoding():

@@ -60,6 +60,9 @@ def _proto(dtype, dims, unknown_rank=False, **fields):
     _proto(types_pb2.DT_FLOAT, [], True, float_val=[1.0]),
     _proto(types_pb2.DT_FLOAT, [0], tensor_content=b"abc"),             # no element: the content is not read
     _proto(types_pb2.DT_STRING, [0, 3], tensor_content=b"abc"),
+    _proto(types_pb2.DT_FLOAT, [0], tensor_content=b"abc", float_val=[1, 2]),   # nor its typed values
+    _proto(types_pb2.DT_STRING, [0], tensor_content=b"\x00", string_val=[b"a", b"b"]),
+    _proto(types_pb2.DT_BOOL, [2], tensor_content=b"\x01\x00"),
     _proto(types_pb2.DT_FLOAT, [2], tensor_content=np.array([1, 2], np.float32).tobytes()),
 ], ids=lambda proto: str(proto).replace("\n", " "))
 def test_parsed_as_tensorflow_parses_it(proto):
@@ -76,6 +79,7 @@ def test_parsed_as_tensorflow_parses_it(proto):
     _proto(types_pb2.DT_FLOAT, [-1], float_val=[1]),
     _proto(types_pb2.DT_FLOAT, [2 ** 40, 2 ** 40], float_val=[1]),      # more elements than an int64 counts
     _proto(types_pb2.DT_FLOAT, [1] * 255, float_val=[1]),               # more than 254 dimensions
+    _proto(types_pb2.DT_BOOL, [2], tensor_content=b"\x02\x00"),         # a bool byte other than 0 or 1
 ], ids=lambda proto: str(proto).replace("\n", " ")[:80])
 def test_refused_where_tensorflow_refuses_it(proto):
     with pytest.raises(tf.errors.InvalidArgumentError):
