@@ -61,6 +61,13 @@ class RestPredictor:
         self.connection = RestConnection(server_url, timeout=timeout)   # ValueError for a URL that is not http(s)
         self.model_path = "/v1/models/" + urllib.parse.quote(model_name, safe="")
         self.version = version or self._latest_available()
+        # A 400 to a prediction is taken for an image the server's decoder refused: a model without the image
+        # signature (also a 400 over REST) is found here instead, before any image is sent.
+        signatures = self._request(f"{self.model_path}/versions/{self.version}/metadata").get("metadata", {}).get(
+            "signature_def", {}).get("signature_def", {})
+        if configs.IMAGE_SIGNATURE not in signatures:
+            raise RuntimeError(f"{self.connection.base_url}{self.model_path} version {self.version} has no "
+                               f"{configs.IMAGE_SIGNATURE!r} signature (it has {', '.join(sorted(signatures)) or 'none'})")
 
     def _request(self, path: str, body: dict | None = None) -> dict:
         url = self.connection.base_url + path

@@ -62,9 +62,6 @@ def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], 
     return items, skipped
 
 
-SAME_REFUSAL = 8
-
-
 class ImageRefused(Exception):
     """The model refused a batch: an image in it that its decoder cannot read (one the image check let through)."""
 
@@ -72,18 +69,13 @@ class ImageRefused(Exception):
 def answers_each(call, images: list) -> list:
     """[(answer, None) or (None, why)] per image: ``call(images)`` gives one answer per image or raises
     :class:`ImageRefused`; a refused batch is asked again one image at a time, so an image the model cannot read
-    costs its own answer only. ValueError when each image of a batch of SAME_REFUSAL or more is refused with the
-    same words (a server's model without the image signature, say: no image's fault)."""
+    costs its own answer only."""
     try:
         return [(answer, None) for answer in call(images)]
     except ImageRefused as err:
         if len(images) == 1:
             return [(None, f"refused by the model: {err}")]
-    pairs = [pair for image in images for pair in answers_each(call, [image])]
-    reasons = {why for _, why in pairs}
-    if len(pairs) >= SAME_REFUSAL and len(reasons) == 1 and None not in reasons:   # the model answers nothing
-        raise ValueError(f"the model refused each of {len(images)} images with the same words: {reasons.pop()}")
-    return pairs
+    return [pair for image in images for pair in answers_each(call, [image])]
 
 
 def signature_call(fn):

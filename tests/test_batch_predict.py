@@ -235,12 +235,23 @@ def test_an_image_the_model_refuses_costs_its_own_row_not_its_batch(tmp_path):
     assert predictor.calls == [4, 1, 1, 1, 1, 2]     # the refused batch asked again image by image
 
 
-def test_a_model_that_refuses_every_image_alike_is_one_error_not_a_row_each(image_folder, tmp_path, monkeypatch,
-                                                                             capsys):
-    monkeypatch.setattr(batch_predict, "RestPredictor", lambda *a: Refusing(b"*", 'Serving signature name: '
-                                                                                  '"predict_images" not found'))
-    assert batch_predict.main(["--images", str(image_folder), "--out", str(tmp_path / "o.csv"), "--via", "rest"]) == 2
-    assert "the model refused each of" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()
+def test_every_image_refused_alike_is_a_row_each_whatever_the_batch_size(image_folder, tmp_path):
+    """Ten scans of one kind the model cannot read are ten rows with the reason; the other files are answered."""
+    for size in (1, 4, 64):
+        predictor = Refusing(b"*", "Number of channels inherent in the image must be 1, 3 or 4, was 2")
+        counts = batch_predict.predict_folder(predictor, str(image_folder), str(tmp_path / f"{size}.csv"),
+                                              batch_size=size, progress=False)
+        rows = read_rows(tmp_path / f"{size}.csv")
+        assert counts["images"] == 0 and counts["errors"] == len(rows)
+        assert {row["error"].split(": ")[0] for row in rows.values()} >= {"refused by the model"}
+
+
+def test_a_server_model_without_the_image_signature_is_one_error_before_any_image(tmp_path):
+    from tests.support.serving import save_scorer, start_server
+    save_scorer(str(tmp_path / "scorer" / "1"))
+    with start_server(tmp_path / "scorer", "scorer") as server:
+        with pytest.raises(RuntimeError, match="version 1 has no 'predict_images' signature"):
+            batch_predict.RestPredictor(server.url, "scorer")
 
 
 def test_the_local_model_refuses_what_it_cannot_decode_image_by_image(pipeline_runs):
