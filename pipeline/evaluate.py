@@ -62,6 +62,9 @@ def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], 
     return items, skipped
 
 
+REPORT_FILES = ("metrics.json", "confusion_matrix.png", "worst_errors.png")
+
+
 class ImageRefused(Exception):
     """The model refused a batch: an image in it that its decoder cannot read (one the image check let through)."""
 
@@ -171,7 +174,11 @@ def _skip_summary(skipped: list[tuple[str, str]]) -> str:
                      for why, files in sorted(by_reason.items(), key=lambda kv: -len(kv[1])))
 
 
-def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int = 40, progress: bool = True) -> dict:
+def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int = 40, progress: bool = True,
+             report: dict | None = None) -> dict:
+    """Scores the model; with ``out_dir`` writes its report there (REPORT_FILES), counting in ``report["replaced"]``
+    the files written so far (what a stop leaves: the earlier report, a mix of the two, or the new one)."""
+    report = {} if report is None else report
     if worst < 0:
         raise ValueError(f"worst must not be negative, got {worst}")
     model_dir = resolve_model_dir(model)
@@ -208,14 +215,17 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
                                 "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]]
     if out_dir:
         from pipeline import plots
+        files = {REPORT_FILES[0]: json.dumps(metrics, indent=2, ensure_ascii=False).encode("utf-8"),
+                 REPORT_FILES[1]: plots.confusion_matrix_png(
+                     np.array(metrics["confusion_matrix"]),
+                     f"{Path(model_dir).name} on {printable(str(data_root))}: top-1 {metrics['top1']:.3f}"),
+                 REPORT_FILES[2]: plots.contact_sheet_png([
+                     {"image": items[k][2], "true": int(labels[k]), "pred": int(pred[k]),
+                      "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]])}
         os.makedirs(out_dir, exist_ok=True)
-        atomic_write(os.path.join(out_dir, "metrics.json"),
-                     json.dumps(metrics, indent=2, ensure_ascii=False).encode("utf-8"))
-        plots.confusion_matrix_png(np.array(metrics["confusion_matrix"]), os.path.join(out_dir, "confusion_matrix.png"),
-                                   f"{Path(model_dir).name} on {data_root}: top-1 {metrics['top1']:.3f}")
-        plots.contact_sheet_png([{"image": items[k][2], "true": int(labels[k]), "pred": int(pred[k]),
-                                  "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]],
-                                os.path.join(out_dir, "worst_errors.png"))
+        for name, data in files.items():   # drawn first: a stop while drawing leaves the earlier report whole
+            atomic_write(os.path.join(out_dir, name), data)
+            report["replaced"] = report.get("replaced", 0) + 1
     return metrics
 
 
@@ -226,11 +236,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, type=output_dir, help="write metrics.json and the PNGs here")
     parser.add_argument("--worst", type=non_negative_int, default=40, help="errors on the contact sheet")
     args = parser.parse_args(argv)
+    report = {}
     try:
         with sigterm_as_interrupt():   # a stopped job (timeout, kill) ends as Ctrl-C does
-            metrics = evaluate(args.model, args.data_root, args.out, args.worst)
+            metrics = evaluate(args.model, args.data_root, args.out, args.worst, report=report)
     except KeyboardInterrupt:
-        print("interrupted: " + (f"{args.out} left as it was" if args.out else "nothing written"), file=sys.stderr)
+        replaced = report.get("replaced", 0)
+        print("interrupted: " + ("nothing written" if not args.out else f"{args.out} left as it was" if not replaced
+                                 else f"{args.out} written" if replaced == len(REPORT_FILES) else
+                                 f"{args.out} holds {replaced} of its files new, the others of the report before"),
+              file=sys.stderr)
         return 130
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -13,11 +13,15 @@ from core.files import atomic_write
 from core.labels import CLASS_NAMES, GLYPHS
 
 
-def save_png(img: Image.Image, path: str) -> None:
-    """Written whole or not at all: an interrupted run leaves the earlier picture, not half of a new one."""
+def png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_png(img: Image.Image, path: str) -> None:
+    """Written whole or not at all: an interrupted run leaves the earlier picture, not half of a new one."""
+    atomic_write(path, png_bytes(img))
 
 
 LABEL_FACES = ("MiriamCLM-Book", "SimpleCLM-Medium", "DavidCLM-Medium", "NachlieliCLM-Light")
@@ -66,8 +70,8 @@ def matrix_heading(title: str = "") -> str:
     return f"{title}: {legend}" if title else legend
 
 
-def confusion_matrix_png(matrix: np.ndarray, path: str, title: str = "") -> None:
-    """Row = true class, column = predicted; cells shaded by the row-normalised share, counts written."""
+def confusion_matrix_png(matrix: np.ndarray, title: str = "") -> bytes:
+    """Row = true class, column = predicted; cells shaded by the row-normalised share, counts written (PNG bytes)."""
     n = len(CLASS_NAMES)
     cell, left, top = 30, 130, 110
     img = Image.new("RGB", (left + n * cell + 20, top + n * cell + 40), "white")
@@ -92,7 +96,7 @@ def confusion_matrix_png(matrix: np.ndarray, path: str, title: str = "") -> None
             draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=colour, outline=(220, 220, 220))
             if matrix[i, j]:
                 draw.text((x + 4, y + 9), str(int(matrix[i, j])), fill="black", font=small)
-    save_png(img, path)
+    return png_bytes(img)
 
 
 def fitted(draw: ImageDraw.ImageDraw, text: str, text_font, width: float) -> str:
@@ -105,8 +109,9 @@ def fitted(draw: ImageDraw.ImageDraw, text: str, text_font, width: float) -> str
     return text
 
 
-def contact_sheet_png(items: list[dict], path: str, columns: int = 8, thumb: int = 96) -> None:
-    """Each item: {'image': bytes, 'true': idx, 'pred': idx, 'confidence': float, 'source': str}."""
+def contact_sheet_png(items: list[dict], columns: int = 8, thumb: int = 96) -> bytes:
+    """The errors' thumbnails (PNG bytes); each item: {'image': bytes, 'true': idx, 'pred': idx, 'confidence': float,
+    'source': str}."""
     rows = max(1, -(-len(items) // columns))
     label_h = 44
     img = Image.new("RGB", (columns * (thumb + 8) + 8, rows * (thumb + label_h + 8) + 30), "white")
@@ -133,7 +138,7 @@ def contact_sheet_png(items: list[dict], path: str, columns: int = 8, thumb: int
         draw.text((x + 50, y + thumb + 5), f"{item['confidence']:.0%}", fill="red", font=small)
         draw.text((x, y + thumb + 24), fitted(draw, f"{CLASS_NAMES[t]}->{CLASS_NAMES[p]}", small, thumb + 6),
                   fill="black", font=small)
-    save_png(img, path)
+    return png_bytes(img)
 
 
 SERIES_COLOURS = ((67, 147, 195), (214, 96, 77), (77, 172, 38), (128, 100, 162))

@@ -222,6 +222,39 @@ def test_a_stop_is_one_line_and_leaves_the_report_as_it_was(tmp_path, tiny_datas
     assert capsys.readouterr().err == f"interrupted: {tmp_path / 'out'} left as it was\n"
 
 
+def test_a_stop_while_the_report_is_made_says_what_it_left(tmp_path, tiny_dataset, monkeypatch, capsys):
+    """A stop while the pictures were drawn had left a new metrics.json beside the earlier pictures, and said the
+    folder was left as it was."""
+    import signal
+
+    from pipeline import plots
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in evaluate.REPORT_FILES:
+        (out / name).write_bytes(b"earlier")
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
+    argv = ["--model", str(tmp_path), "--data-root", str(tiny_dataset), "--out", str(out)]
+    drawn = plots.contact_sheet_png
+    monkeypatch.setattr(plots, "contact_sheet_png", lambda *a, **k: (signal.raise_signal(signal.SIGTERM), drawn(*a, **k)))
+    assert evaluate.main(argv) == 130
+    assert capsys.readouterr().err.endswith(f"\ninterrupted: {out} left as it was\n")   # after the progress bar
+    assert {(out / name).read_bytes() for name in evaluate.REPORT_FILES} == {b"earlier"}
+    monkeypatch.setattr(plots, "contact_sheet_png", drawn)
+    written, real_write = [], evaluate.atomic_write
+
+    def stopped_after_one(path, data):
+        if written:
+            signal.raise_signal(signal.SIGTERM)
+        real_write(path, data)
+        written.append(path)
+    monkeypatch.setattr(evaluate, "atomic_write", stopped_after_one)
+    assert evaluate.main(argv) == 130
+    assert capsys.readouterr().err.endswith(f"\ninterrupted: {out} holds 1 of its files new, the others of the "
+                                            "report before\n")
+    assert [(out / name).read_bytes() == b"earlier" for name in evaluate.REPORT_FILES] == [False, True, True]
+
+
 def test_plot_labels_draw_hebrew_letters_without_the_culmus_faces(monkeypatch, capsys):
     import shutil
 
