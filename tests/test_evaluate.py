@@ -236,7 +236,8 @@ def test_a_stop_while_the_report_is_made_says_what_it_left(tmp_path, tiny_datase
     monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
     argv = ["--model", str(tmp_path), "--data-root", str(tiny_dataset), "--out", str(out)]
     drawn = plots.contact_sheet_png
-    monkeypatch.setattr(plots, "contact_sheet_png", lambda *a, **k: (signal.raise_signal(signal.SIGTERM), drawn(*a, **k)))
+    monkeypatch.setattr(plots, "contact_sheet_png",
+                        lambda *a, **k: (signal.raise_signal(signal.SIGTERM), drawn(*a, **k)))
     assert evaluate.main(argv) == 130
     assert capsys.readouterr().err.endswith(f"\ninterrupted: {out} left as it was\n")   # after the progress bar
     assert {(out / name).read_bytes() for name in evaluate.REPORT_FILES} == {b"earlier"}
