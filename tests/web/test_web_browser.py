@@ -322,6 +322,7 @@ def test_an_image_gets_one_feedback_and_a_failed_one_shows_no_earlier_answer(web
     page.click("#confirm")
     expect(page.locator("#feedback-result")).to_contain_text("saved as")
     page.click("#send")                      # the same drawing asked about again: its feedback was given
+    page.wait_for_selector("#send:not([aria-busy])")   # its new answer shown (the earlier one matched already)
     expect(page.locator("#meta-version")).to_have_text(str(STABLE_VERSION))
     page.wait_for_selector("#feedback:not([hidden])")
     expect(page.locator("#feedback-result")).to_contain_text("saved as")
