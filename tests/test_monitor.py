@@ -449,27 +449,29 @@ def test_accuracy_rows_name_each_version_whole(tmp_path):
     assert labels[0].tobytes() != labels[1].tobytes()
 
 
-def test_records_dated_after_now_are_shown_not_judged(tmp_path, letters, pipeline_root, capsys):
-    """A writer's clock ahead: its window after the current one had been judged (and alarmed on every run until
-    that date came), and its feedback had counted as new after every pipeline run, retraining each time."""
+@pytest.mark.parametrize("ahead_by, window", [(3 * DAY, "day"), (2 * 3600, "day"), (3 * DAY, "all")])
+def test_records_dated_after_now_are_counted_not_checked(tmp_path, letters, pipeline_root, capsys, ahead_by, window):
+    """A writer's clock ahead: its answers had been judged (and alarmed on every run until their date came), and
+    its feedback had counted as new after every pipeline run (retraining each time) and in live accuracy."""
     now = time.time()
     ahead = traffic(letters, transform=inverted)
-    log_traffic(tmp_path / "logs" / "a", ahead, version=6, mtime=now + 3 * DAY)
+    log_traffic(tmp_path / "logs" / "a", ahead, version=7, mtime=now + ahead_by)
     log_traffic(tmp_path / "logs" / "b", traffic(letters), version=7, mtime=now)
     store = FeedbackStore(tmp_path / "feedback")
     _, served = letters
-    for i, when in enumerate([now - 7 * DAY] * 25 + [now + 365 * DAY] * 5):   # version 5: every answer corrected
+    for i in range(25):   # version 7: every answer corrected, by a clock a year ahead
         true = CLASS_NAMES[i % 27]
         store.add(served[true][0], "PNG", true, predicted_label=CLASS_NAMES[(i + 1) % 27], probability=0.8,
-                  model_version=5, now=when)
+                  model_version=7, now=now + 365 * DAY)
     store.close()
     for policy in ("drift", "accuracy", "feedback>=5"):
-        status, result, out = monitor(tmp_path, pipeline_root, "--retrain-when", policy, "--dry-run",
-                                      logs=tmp_path / "logs", feedback=tmp_path / "feedback")
-        assert status == cli.OK and result["alarms"] == [] and not result["retrain"]["fires"], result["retrain"]
-        assert result["future_dated"] == {"answers": len(ahead), "feedback": 5}
-        assert next(g for g in result["groups"] if g["version"] == 6)["input_skew"]["crossed"]   # shown as judged
-        assert f"warning: {len(ahead)} answers and 5 feedback rows are dated after now" in capsys.readouterr().err
+        status, result, out = monitor(tmp_path, pipeline_root, "--window", window, "--retrain-when", policy,
+                                      "--dry-run", logs=tmp_path / "logs", feedback=tmp_path / "feedback")
+        assert status == cli.OK and result["alarms"] == [] and not result["retrain"]["fires"], result["alarms"]
+        assert result["future_dated"] == {"answers": len(ahead), "feedback": 25}
+        assert [g["requests"] for g in result["groups"]] == [81] and result["live_accuracy"] == {}
+        assert (f"warning: {len(ahead)} answers and 25 feedback rows are dated after now (a clock ahead?): left out "
+                "of the checks") in capsys.readouterr().err
     assert "dated after this report" in (out / "report.html").read_text()
 
 

@@ -64,12 +64,15 @@ def recent_groups(groups: list[dict], seconds: int | None, now: float) -> list[d
     return [group for group in groups if current - seconds <= group["window_start"] <= current]
 
 
-def future_dated(answers, feedback_records, now: float) -> dict:
-    """How many answers and feedback rows are dated after ``now`` (beyond the clock skew allowed): a writer's clock
-    ahead. They are shown, not judged."""
+def split_future(answers, feedback_records, now: float) -> tuple[list, list, dict]:
+    """(answers, feedback rows) not dated after ``now`` (beyond the clock skew allowed), and how many are: a
+    writer's clock ahead. Those are counted, not checked: judged, they would alarm (and retrain) on every run
+    until their date came."""
     latest = now + live_accuracy.CLOCK_SKEW_SECONDS
-    return {"answers": sum(1 for a in answers if a.time > latest),
-            "feedback": sum(1 for r in feedback_records if live_accuracy.unix_time(r.created_at) > latest)}
+    kept_answers = [a for a in answers if a.time <= latest]
+    kept_feedback = [r for r in feedback_records if live_accuracy.unix_time(r.created_at) <= latest]
+    return kept_answers, kept_feedback, {"answers": len(answers) - len(kept_answers),
+                                         "feedback": len(feedback_records) - len(kept_feedback)}
 
 
 def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Config, seconds: int | None = None,
@@ -96,8 +99,7 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
     since = None if seconds is None else windows.start(now, seconds) - seconds
     serving = {str(group["version"]) for group in recent}
     for version, row in accuracy.items():
-        recently = since is None or (row["last_feedback_at"] is not None and row["last_feedback_at"] >= since)
-        if row["crossed"] and (version in serving or recently):
+        if row["crossed"] and (since is None or version in serving or row["last_feedback_at"] >= since):
             found.append({"kind": "accuracy", "version": version, "window": "all feedback",
                           "text": f"version {version}: live accuracy {row['accuracy']:.3f} (95% interval "
                                   f"{row['interval'][0]:.3f}–{row['interval'][1]:.3f}, {row['feedback']} feedback) "
@@ -118,6 +120,8 @@ def run(answers, feedback_records, reference, server, config: Config, seconds: i
     """Everything the report shows; ``reference`` None skips the drift checks (no pipeline run to compare with)."""
     from pipeline.monitor import reference as reference_lib
 
+    now = time.time()
+    answers, feedback_records, ahead = split_future(answers, feedback_records, now)
     training_stats = schema = None
     training_rows: tuple = ()
     if reference is not None and answers:
@@ -127,12 +131,10 @@ def run(answers, feedback_records, reference, server, config: Config, seconds: i
     groups = [judge_group(version, begin, items, seconds, reference, training_stats, schema, config)
               for (version, begin), items in sorted(group_answers(answers, seconds).items(),
                                                     key=lambda kv: (str(kv[0][0]), kv[0][1]))]
-    now = time.time()
-    accuracy = live_accuracy.by_version(feedback_records, config.monitor_min_accuracy, config.monitor_min_feedback,
-                                        now)
+    accuracy = live_accuracy.by_version(feedback_records, config.monitor_min_accuracy, config.monitor_min_feedback)
     found = alarms(groups, accuracy, server, config, seconds, now)
     return {"generated_at": now, "groups": groups, "live_accuracy": accuracy, "server": server,
-            "future_dated": future_dated(answers, feedback_records, now),
+            "future_dated": ahead,
             "reference": reference.to_json() if reference is not None else None,
             "eval_label_shares": (drift.category_shares(reference.eval_statistics, configs.LABEL_NAME_KEY)
                                   if reference is not None else {}),

@@ -150,7 +150,7 @@ def once(config: Config, args, extra: list[str]) -> int:
     ahead = result["future_dated"]
     if ahead["answers"] or ahead["feedback"]:
         print(f"warning: {ahead['answers']} answers and {ahead['feedback']} feedback rows are dated after now "
-              "(a clock ahead?): shown, not judged", file=sys.stderr)
+              "(a clock ahead?): left out of the checks", file=sys.stderr)
     answers = len(logs.answers) if logs else 0
     print(f"monitor: {answers} answers, {len(records)} feedback rows, {len(result['alarms'])} alarm(s); "
           f"report {paths['html']}", flush=True)

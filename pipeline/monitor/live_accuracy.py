@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import math
-import time
 
 from core.feedback import Feedback
 
@@ -30,12 +29,9 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
 CLOCK_SKEW_SECONDS = 300   # a record this far ahead of the monitor's clock is still "now"; further is the future
 
 
-def by_version(records: list[Feedback], min_accuracy: float, min_feedback: int, now: float | None = None) -> dict:
+def by_version(records: list[Feedback], min_accuracy: float, min_feedback: int) -> dict:
     """version ("unknown" when not recorded) -> counts, accuracy, interval, whether it is confidently below
-    ``min_accuracy`` (the whole interval under it, with at least ``min_feedback`` rows). ``last_feedback_at``: the
-    newest row not dated after ``now`` (a clock ahead; None if every row is), which says whether the version is
-    still being corrected."""
-    latest = (time.time() if now is None else now) + CLOCK_SKEW_SECONDS
+    ``min_accuracy`` (the whole interval under it, with at least ``min_feedback`` rows)."""
     groups: dict = collections.defaultdict(list)
     for record in records:
         if record.predicted_label is not None:   # without the model's answer there is nothing to score
@@ -46,8 +42,7 @@ def by_version(records: list[Feedback], min_accuracy: float, min_feedback: int, 
         low, high = wilson(correct, len(rows))
         judged = len(rows) >= min_feedback
         out[str(version)] = {"feedback": len(rows), "confirmed": correct, "corrected": len(rows) - correct,
-                             "last_feedback_at": max((t for r in rows if (t := unix_time(r.created_at)) <= latest),
-                                                     default=None),
+                             "last_feedback_at": max(unix_time(r.created_at) for r in rows),
                              "accuracy": correct / len(rows), "interval": [low, high], "threshold": min_accuracy,
                              "judged": judged, "crossed": judged and high < min_accuracy,
                              "confusions": confusions(rows)}

@@ -151,7 +151,7 @@ def write_html(result: dict, out_dir: str) -> str:
     ahead = result.get("future_dated") or {}
     if ahead.get("answers") or ahead.get("feedback"):
         parts.append(f"<p>{ahead['answers']} answers and {ahead['feedback']} feedback rows are dated after this report "
-                     "(a clock ahead?): shown, not judged.</p>")
+                     "(a clock ahead?): left out of the checks.</p>")
     parts.append("<h2>Traffic per version and window</h2>")
     parts.append(_table(["version", "window", "answers", "judged", "mean top-1", "low-confidence share", "sources",
                          "formats"],
