@@ -181,14 +181,18 @@ def _orientation(img: Image.Image) -> int | None:
 
 
 def _bmp_tensorflow_misreads(fmt: str, data: bytes) -> bool:
-    """A BMP that Pillow reads as RGB but TensorFlow's decoder does not: 32 bits (its fourth byte, unused and
-    often 0, read as alpha: a letter whose alpha is 0 reaches the model blank) or 16 bits (5-5-5 or 5-6-5 colour,
-    refused as an image of 2 channels)."""
+    """A BMP that Pillow reads (as RGB or L) but TensorFlow's decoder does not: 32 bits (its fourth byte, unused
+    and often 0, read as alpha: a letter whose alpha is 0 reaches the model blank), 16 bits (5-5-5 or 5-6-5
+    colour, refused as an image of 2 channels), an OS/2 header (its 16-bit sizes misread) or run-length
+    compression (its size taken for rows of pixels)."""
     if fmt != "BMP" or len(data) < 30:
         return False
     header = int.from_bytes(data[14:18], "little")
-    bits = int.from_bytes(data[24:26] if header == 12 else data[28:30], "little")
-    return bits in (16, 32)
+    if header == 12:
+        return True
+    bits = int.from_bytes(data[28:30], "little")
+    compression = int.from_bytes(data[30:34], "little") if len(data) >= 34 else 0
+    return bits in (16, 32) or compression in (1, 2)
 
 
 def _animated_gif(fmt: str, img: Image.Image) -> bool:

@@ -223,6 +223,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
                      {"image": items[k][2], "true": int(labels[k]), "pred": int(pred[k]),
                       "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]])}
         os.makedirs(out_dir, exist_ok=True)
+        report["earlier"] = sum(os.path.exists(os.path.join(out_dir, name)) for name in files)
         for name, data in files.items():   # drawn first: a stop while drawing leaves the earlier report whole
             atomic_write(os.path.join(out_dir, name), data)
             report["replaced"] = report.get("replaced", 0) + 1
@@ -241,9 +242,10 @@ def main(argv=None) -> int:
         with sigterm_as_interrupt():   # a stopped job (timeout, kill) ends as Ctrl-C does
             metrics = evaluate(args.model, args.data_root, args.out, args.worst, report=report)
     except KeyboardInterrupt:
-        replaced = report.get("replaced", 0)
+        replaced, earlier = report.get("replaced", 0), report.get("earlier", 0)
         print("interrupted: " + ("nothing written" if not args.out else f"{args.out} left as it was" if not replaced
                                  else f"{args.out} written" if replaced == len(REPORT_FILES) else
+                                 f"{args.out} holds {replaced} of its {len(REPORT_FILES)} files" if not earlier else
                                  f"{args.out} holds {replaced} of its files new, the others of the report before"),
               file=sys.stderr)
         return 130

@@ -254,6 +254,10 @@ def test_a_stop_while_the_report_is_made_says_what_it_left(tmp_path, tiny_datase
     assert capsys.readouterr().err.endswith(f"\ninterrupted: {out} holds 1 of its files new, the others of the "
                                             "report before\n")
     assert [(out / name).read_bytes() == b"earlier" for name in evaluate.REPORT_FILES] == [False, True, True]
+    written.clear()
+    argv[-1] = str(tmp_path / "new")                                    # no report there before
+    assert evaluate.main(argv) == 130
+    assert capsys.readouterr().err.endswith(f"\ninterrupted: {tmp_path / 'new'} holds 1 of its 3 files\n")
 
 
 def test_plot_labels_draw_hebrew_letters_without_the_culmus_faces(monkeypatch, capsys):

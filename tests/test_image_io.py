@@ -97,21 +97,34 @@ def test_a_32_bit_bmp_is_reencoded_so_that_tensorflow_does_not_read_its_fourth_b
     assert np.abs(_tf_gray(checked.data) - _gray(data)).max() == 0
 
 
-def test_a_16_bit_bmp_is_reencoded_as_tensorflow_refuses_it():
-    """TensorFlow's BMP decoder takes 16 bits per pixel for 2 channels and refuses the image: it had passed the
-    check as it was, and failed its whole batch at the model."""
+def _bmp(bits: int, os2: bool = False) -> bytes:
+    """A 24 × 20 BMP TensorFlow's decoder refuses and Pillow reads: 16 bits per pixel (5-5-5), or 24 bits under an
+    OS/2 header."""
+    import struct
     width, height = 24, 20
-    rows = [b"".join((((x * 3 + y) % 32) << 10 | 0x1F).to_bytes(2, "little") for x in range(width))
-            for y in range(height)]
-    body = b"".join(row + bytes(-len(row) % 4) for row in rows)
-    info = (40).to_bytes(4, "little") + width.to_bytes(4, "little") + height.to_bytes(4, "little") \
-        + (1).to_bytes(2, "little") + (16).to_bytes(2, "little") + bytes(4) + len(body).to_bytes(4, "little") \
-        + bytes(16)
-    data = b"BM" + (54 + len(body)).to_bytes(4, "little") + bytes(4) + (54).to_bytes(4, "little") + info + body
+    rows = []
+    for y in range(height):
+        if bits == 16:
+            row = b"".join((((x * 3 + y) % 32) << 10 | 0x1F).to_bytes(2, "little") for x in range(width))
+        else:
+            row = b"".join(bytes([(x * 9) % 256, (y * 11) % 256, 200]) for x in range(width))
+        rows.append(row + bytes(-len(row) % 4))
+    body = b"".join(rows)
+    info = struct.pack("<IHHHH", 12, width, height, 1, bits) if os2 else \
+        struct.pack("<IiiHHIIiiII", 40, width, height, 1, bits, 0, len(body), 2835, 2835, 0, 0)
+    offset = 14 + len(info)
+    return b"BM" + struct.pack("<IHHI", offset + len(body), 0, 0, offset) + info + body
+
+
+@pytest.mark.parametrize("data", [_bmp(16), _bmp(24, os2=True)], ids=["16-bit", "OS/2 header"])
+def test_a_bmp_tensorflow_refuses_is_reencoded(data):
+    """TensorFlow's BMP decoder takes 16 bits per pixel for 2 channels, and misreads an OS/2 header's sizes: such
+    a file had passed the check as it was, and failed its whole batch at the model."""
     assert Image.open(io.BytesIO(data)).mode == "RGB" and _tf_gray(data) is None
     checked = image_io.check_image(data)
     assert checked.reencoded and checked.reencoded_as == "PNG"
-    assert np.abs(_tf_gray(checked.data) - _gray(data)).max() == 0
+    model_sees = tf.io.decode_image(checked.data, channels=3, expand_animations=False).numpy()
+    assert (model_sees == np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))).all()   # the pixels Pillow reads
 
 
 def test_an_animated_gif_keeps_its_first_frame_only():
