@@ -270,12 +270,6 @@ class Batching:
         batching.validate()
         return batching
 
-    @property
-    def rest_skipped(self) -> bool:
-        """TF Serving starts no REST server when its port is the gRPC port (server.cc: an error logged, gRPC
-        served)."""
-        return bool(self.port) and self.port == self.rest_api_port
-
     def validate(self) -> None:
         if self.max_batch_size < 1:
             raise ValueError("max_batch_size must be positive")
