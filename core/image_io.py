@@ -7,9 +7,10 @@ One policy, used by the ExampleGen and by the web client's backend:
 * keep the original bytes when TensorFlow's ``tf.io.decode_image`` (which the model's serving graph runs)
   decodes them faithfully: PNG (1, L, LA, RGB, RGBA, P, 16-bit), JPEG (L, RGB, CMYK), GIF, BMP (L, RGB);
 * re-encode to PNG only what that decoder rejects or reads wrongly (WebP, TIFF, palette and 1-bit BMP,
-  transparent GIF, a 32-bit BMP whose fourth byte TensorFlow takes for alpha, a 16-bit, OS/2 or run-length BMP it refuses or misreads), preserving
-  transparency as alpha, and an animated GIF as its first frame (TensorFlow decodes every frame: a decompression
-  bomb of many small frames); ``tests/test_image_io.py`` pins that these formats are indeed the ones TensorFlow
+  transparent GIF, a 32-bit BMP whose fourth byte TensorFlow takes for alpha, a 16-bit, OS/2 or run-length BMP it
+  refuses or misreads), preserving transparency as alpha, and an animated GIF as its first frame (TensorFlow
+  decodes every frame: a decompression bomb of many small frames); ``tests/test_image_io.py`` pins that these
+  formats are indeed the ones TensorFlow
   mis-decodes or rejects;
 * refuse a PNG that Pillow reads and TensorFlow's libpng does not: a critical chunk failing its CRC, or the file
   cut short before its IEND chunk;
