@@ -212,10 +212,13 @@ class FeedbackStore:
                 raise FeedbackError("probability must be a number between 0 and 1")
             probability = float(probability)
         if model_version is not None:
-            try:
-                model_version = int(str(model_version))
-            except ValueError:
-                raise FeedbackError(f"model version must be an integer, got {str(model_version)[:40]!r}") from None
+            # An int, or its ASCII digits (TF Serving's JSON gives a version as a string): int() would also read
+            # "1_0" as 10, "+5", " 7" or other scripts' digits.
+            if isinstance(model_version, bool) or not isinstance(model_version, int) and not (
+                    isinstance(model_version, str) and model_version.isascii() and model_version.isdigit()):
+                raise FeedbackError(f"model version must be an integer, got {str(model_version)[:40]!r}")
+            if isinstance(model_version, str):   # (int() refuses past 4,300 digits)
+                model_version = int(model_version) if len(model_version.lstrip("0")) <= 19 else INT64_MAX + 1
             if not 0 <= model_version <= INT64_MAX:
                 raise FeedbackError(f"model version must be between 0 and {INT64_MAX}")
         if route is not None and route not in ("stable", "canary", "latest"):

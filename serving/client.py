@@ -175,5 +175,7 @@ def version_states(body) -> dict[str, str]:
     """``{version: state}`` of a GetModelStatus JSON body (``model_version_status``), newest first as sent;
     entries that are not well-formed are left out."""
     entries = body.get("model_version_status", []) if isinstance(body, dict) else []
+    if not isinstance(entries, list):   # not a status answer at all: no version in it
+        entries = []
     return {str(entry["version"]): str(entry.get("state", "UNKNOWN"))
             for entry in entries if isinstance(entry, dict) and "version" in entry}

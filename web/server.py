@@ -222,9 +222,11 @@ def _parse_json(body: bytes) -> dict:
         raise ApiError(400, "bad_json", "the request body is not UTF-8 JSON") from None
     except RecursionError:
         raise ApiError(400, "bad_json", "the request body nests arrays or objects too deeply") from None
-    except ValueError as err:
+    except json.JSONDecodeError as err:
         raise ApiError(400, "bad_json", f"the request body is not valid JSON ({err.msg} at offset {err.pos})") \
             from None
+    except ValueError as err:   # an integer past Python's digit limit, say
+        raise ApiError(400, "bad_json", f"the request body is not valid JSON ({err})") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "bad_json", "the request body must be a JSON object")
     return payload
@@ -309,6 +311,18 @@ class Handler(BaseHTTPRequestHandler):
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         self._send(status, body, "application/json; charset=utf-8", headers)
 
+    def send_error(self, code, message=None, explain=None):
+        """The standard library's own refusals (a request line or version it cannot read, an unknown method, a URI
+        or headers too long) as JSON with the security headers, as every other answer; the connection closed."""
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":   # a request line it could not read:
+            self.request_version = "HTTP/1.1"   # answered with a status line and headers, not a bare HTTP/0.9 body
+        reason = {404: "not_found", 405: "method_not_allowed", 408: "timeout", 414: "uri_too_long",
+                  431: "headers_too_large", 501: "not_implemented", 505: "http_version_not_supported"}
+        short = self.responses.get(code, ("error",))[0]
+        self._json(code, {"error": message or short, "reason": reason.get(code, "bad_request")},
+                   [("Connection", "close")])
+
     def _error(self, err: ApiError):
         if err.status >= 500:
             log.warning("%s %s -> %d %s", self.command, self.path, err.status, err.message)
@@ -318,16 +332,16 @@ class Handler(BaseHTTPRequestHandler):
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True
             raise ApiError(411, "length_required", "send the body with a Content-Length (chunked is not accepted)")
-        raw = self.headers.get("Content-Length")
-        if raw is None:
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
             raise ApiError(411, "length_required", "a Content-Length header is required")
-        try:
-            length = int(raw)
-            if length < 0:
-                raise ValueError
-        except ValueError:
+        # RFC 9112 6.3: digits only, and several headers only if they agree; anything else could let a proxy and
+        # this server frame the message differently (a request smuggled in a body).
+        lengths = {v.strip() for value in values for v in value.split(",")}
+        if len(lengths) != 1 or not all(v.isascii() and v.isdigit() for v in lengths):
             self.close_connection = True
-            raise ApiError(400, "bad_request", "invalid Content-Length") from None
+            raise ApiError(400, "bad_request", "invalid Content-Length", headers=[("Connection", "close")])
+        length = int(lengths.pop())
         limit = self.backend.config.max_body_bytes
         if length > limit:
             self.close_connection = True

@@ -13,6 +13,7 @@ back to the latest loaded version (``GET /v1/models/{m}/metadata``) and says so 
 from __future__ import annotations
 
 import base64
+import math
 import random
 import threading
 import time
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from core import configs
 from core.labels import CLASS_NAMES, GLYPHS, NUM_CLASSES
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
+
+PROBABILITY_SLACK = 1e-4   # a softmax's float32 rounding past 0 or 1
 
 ROUTES = ("stable", "canary", "latest")
 UNKNOWN_LABEL = "Unrecognized servable version label"
@@ -125,9 +128,12 @@ class ModelRouter:
 
     def _version_of(self, metadata) -> int:
         try:
-            return int(metadata["model_spec"]["version"])
-        except (KeyError, TypeError, ValueError):
+            version = int(metadata["model_spec"]["version"])
+        except (KeyError, TypeError, ValueError, OverflowError):   # OverflowError: an Infinity
             raise BadServingResponse("TF Serving's metadata has no model_spec.version") from None
+        if version < 0:
+            raise BadServingResponse(f"TF Serving's metadata names version {version}")
+        return version
 
     def _raise_for(self, status: int, body) -> None:
         message = error_text(body) or f"HTTP {status}"
@@ -188,14 +194,18 @@ def parse_probabilities(answer) -> list | None:
         values = answer["predictions"][0][configs.PROBABILITIES_OUTPUT]
     except (KeyError, IndexError, TypeError):
         return None
-    if not isinstance(values, list) or len(values) != NUM_CLASSES \
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if not isinstance(values, list) or len(values) != NUM_CLASSES or not all(_is_probability(v) for v in values):
         return None
     return [float(v) for v in values]
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite JSON number (TF Serving writes a non-finite float as a bare NaN or Infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_probability(value) -> bool:
+    return _is_number(value) and -PROBABILITY_SLACK <= value <= 1 + PROBABILITY_SLACK
 
 
 def parse_top3(answer) -> list[dict]:
@@ -211,14 +221,14 @@ def parse_top3(answer) -> list[dict]:
     if indices is None or scores is None:
         probabilities = row.get(configs.PROBABILITIES_OUTPUT)
         if not isinstance(probabilities, list) or len(probabilities) != NUM_CLASSES \
-                or not all(_is_number(p) for p in probabilities):
+                or not all(_is_probability(p) for p in probabilities):
             raise BadServingResponse("the prediction has neither top_indices/top_scores nor 27 probabilities")
         indices = sorted(range(NUM_CLASSES), key=lambda i: -float(probabilities[i]))[:3]
         scores = [probabilities[i] for i in indices]
     top = []
     try:
         for index, score in list(zip(indices, scores))[:3]:
-            if not (_is_number(score) and _is_number(index)):
+            if not (_is_probability(score) and _is_number(index)):
                 raise ValueError(score)
             index = int(index)
             if not 0 <= index < NUM_CLASSES:
@@ -226,7 +236,8 @@ def parse_top3(answer) -> list[dict]:
             top.append({"class": CLASS_NAMES[index], "letter": GLYPHS[index], "index": index,
                         "probability": float(score)})
     except (TypeError, ValueError):
-        raise BadServingResponse("the prediction's top classes are outside the class list or its scores are not numbers") from None
+        raise BadServingResponse("the prediction's top classes are outside the class list or its scores are not "
+                                 "probabilities") from None
     if not top:
         raise BadServingResponse("the prediction has no classes")
     return top

@@ -162,3 +162,13 @@ def test_a_trickled_answer_ends_at_the_timeout():
         thread.join(5)
     assert caught.value.reason == "serving_timeout" and caught.value.status == 504
     assert took < 3, took          # the answer alone takes 14 s at this pace
+
+
+def test_version_states_of_an_answer_that_is_not_a_status_are_none():
+    """A model_version_status that is not a list (a proxy's or a broken server's answer) had raised a TypeError:
+    the web client's status page answered 500."""
+    from serving.client import version_states
+    assert version_states({"model_version_status": [{"version": "3", "state": "AVAILABLE"}, "junk"]}) == {
+        "3": "AVAILABLE"}
+    for body in ({"model_version_status": None}, {"model_version_status": 5}, {"model_version_status": "x"}, [], None):
+        assert version_states(body) == {}

@@ -294,6 +294,35 @@ def test_an_unread_body_is_not_taken_for_the_next_request(web, head):
     assert reply.startswith((b"HTTP/1.1 404", b"HTTP/1.1 405")) and b'"classes"' not in reply
 
 
+@pytest.mark.parametrize("lengths", [(b"2", b"41"), (b"0_2",), (b"+2",), (b"2, 41",)])
+def test_a_content_length_that_is_not_one_number_is_refused_and_the_connection_closed(web, lengths):
+    """RFC 9112 6.3: two Content-Length headers that differ had framed the message by the first, so the rest of
+    the body was answered as a second request; int() had read "0_2" and "+2" as 2."""
+    body = b'{}GET /api/classes HTTP/1.1\r\nHost: x\r\n\r\n'
+    headers = b"".join(b"Content-Length: " + value + b"\r\n" for value in lengths)
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+        sock.sendall(b"POST /api/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + headers
+                     + b"\r\n" + body)
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 400") and reply.count(b"HTTP/1.1 ") == 1 and b'"classes"' not in reply
+    assert b'"reason": "bad_request"' in reply and b"Connection: close" in reply
+
+
+@pytest.mark.parametrize("request_line, status", [(b"FOO / HTTP/1.1", 501), (b"GET / HTTP/9.9", 505),
+                                                  (b"GARBAGE", 400), (b"GET /" + b"a" * 70000 + b" HTTP/1.1", 414)])
+def test_the_http_layers_own_refusals_are_json_with_the_security_headers(web, request_line, status):
+    """The standard library's error page had been HTML without the Content-Security-Policy and the other headers
+    every answer carries."""
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+        sock.sendall(request_line + b"\r\nHost: x\r\n\r\n")
+        reply = read_until_closed(sock)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode(), head
+    assert b"Content-Type: application/json" in head and b"Content-Security-Policy:" in head
+    assert b"X-Content-Type-Options: nosniff" in head and b"X-Frame-Options: DENY" in head
+    assert set(json.loads(body)) == {"error", "reason"}
+
+
 def test_idle_connections_are_closed_and_do_not_block_others(start_web, serving_labelled):
     """Clients that connect and send nothing (or stop half-way through a body) hold a handler thread only for
     the idle timeout; with every thread held, a new request is answered once they are dropped."""

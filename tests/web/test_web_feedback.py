@@ -107,6 +107,11 @@ def test_an_image_is_stored_once(web):
     ({"image": b64(letter_png()), "label": "alef", "probability": 10 ** 400}, "invalid_feedback"),
     ({"image": b64(letter_png()), "label": "alef", "model_version": str(2 ** 63)}, "invalid_feedback"),
     ({"image": b64(letter_png()), "label": "alef", "model_version": "9" * 5000}, "invalid_feedback"),
+    ({"image": b64(letter_png()), "label": "alef", "model_version": "1_0"}, "invalid_feedback"),   # int() reads 10
+    ({"image": b64(letter_png()), "label": "alef", "model_version": "\u0663"}, "invalid_feedback"),   # Arabic 3
+    ({"image": b64(letter_png()), "label": "alef", "model_version": " 7"}, "invalid_feedback"),
+    ({"image": b64(letter_png()), "label": "alef", "model_version": 2.0}, "invalid_feedback"),
+    ('{"label": "alef", "x": ' + "9" * 5000 + "}", "bad_json"),   # an integer past Python's digit limit
     ({"image": b64(letter_png()), "label": "alef", "route": "beta"}, "invalid_feedback"),
     ({"label": "alef"}, "missing_field"),
     ({"image": "%%%", "label": "alef"}, "bad_base64"),

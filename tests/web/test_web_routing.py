@@ -73,6 +73,8 @@ def test_version_unloaded_after_resolution_is_resolved_again():
     ((503, {"error": "overloaded"}), ServingUnavailable, "serving_error"),
     ((500, None), ServingUnavailable, "serving_error"),
     ((200, {"model_spec": {}}), BadServingResponse, None),
+    ((200, {"model_spec": {"version": float("inf")}}), BadServingResponse, None),
+    ((200, {"model_spec": {"version": -1}}), BadServingResponse, None),
     (ServingUnavailable("serving_unreachable", "refused"), ServingUnavailable, "serving_unreachable"),
 ])
 def test_resolution_errors(answer, error, reason):
@@ -107,6 +109,11 @@ def test_parse_top3_checks_the_contract():
                 {"predictions": [{"top_indices": [27], "top_scores": [1.0]}]},
                 {"predictions": [{"probabilities": [0.5, 0.5]}]},
                 {"predictions": [{"probabilities": ["0.5"] * 27}]}, {"predictions": [{"probabilities": [True] * 27}]},
-                {"predictions": [{"top_indices": [1, 2, 3], "top_scores": ["0.5", 0.2, 0.1]}]}):
+                {"predictions": [{"top_indices": [1, 2, 3], "top_scores": ["0.5", 0.2, 0.1]}]},
+                # TF Serving writes a non-finite float as a bare NaN or Infinity: no probability, no class index
+                {"predictions": [{"top_indices": [1, 2, 3], "top_scores": [float("nan"), 0.1, 0.1]}]},
+                {"predictions": [{"top_indices": [1, 2, 3], "top_scores": [-5, 7, 0.1]}]},
+                {"predictions": [{"top_indices": [float("inf"), 2, 3], "top_scores": [0.5, 0.2, 0.1]}]},
+                {"predictions": [{"probabilities": [float("inf")] + [0.0] * 26}]}):
         with pytest.raises(BadServingResponse):
             parse_top3(bad)
