@@ -315,6 +315,8 @@ class Handler(BaseHTTPRequestHandler):
         """The standard library's own refusals (a request line or version it cannot read, an unknown method, a URI
         or headers too long) as JSON with the security headers, as every other answer; the connection closed."""
         self.close_connection = True
+        if not self._arrived():   # the request's deadline cut the connection: its 408 was the answer
+            return
         if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":   # a request line it could not read:
             self.request_version = "HTTP/1.1"   # answered with a status line and headers, not a bare HTTP/0.9 body
         reason = {404: "not_found", 405: "method_not_allowed", 408: "timeout", 414: "uri_too_long",
@@ -337,11 +339,12 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(411, "length_required", "a Content-Length header is required")
         # RFC 9112 6.3: digits only, and several headers only if they agree; anything else could let a proxy and
         # this server frame the message differently (a request smuggled in a body).
-        lengths = {v.strip() for value in values for v in value.split(",")}
+        lengths = {v.strip().lstrip("0") or "0" for value in values for v in value.split(",")}
         if len(lengths) != 1 or not all(v.isascii() and v.isdigit() for v in lengths):
             self.close_connection = True
             raise ApiError(400, "bad_request", "invalid Content-Length", headers=[("Connection", "close")])
-        length = int(lengths.pop())
+        digits = lengths.pop()
+        length = int(digits) if len(digits) <= 18 else 10 ** 18   # (int() refuses past 4,300 digits)
         limit = self.backend.config.max_body_bytes
         if length > limit:
             self.close_connection = True

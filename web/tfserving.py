@@ -196,7 +196,7 @@ def parse_probabilities(answer) -> list | None:
         return None
     if not isinstance(values, list) or len(values) != NUM_CLASSES or not all(_is_probability(v) for v in values):
         return None
-    return [float(v) for v in values]
+    return [min(1.0, max(0.0, float(v))) for v in values]
 
 
 def _is_number(value) -> bool:
@@ -234,7 +234,7 @@ def parse_top3(answer) -> list[dict]:
             if not 0 <= index < NUM_CLASSES:
                 raise ValueError(index)
             top.append({"class": CLASS_NAMES[index], "letter": GLYPHS[index], "index": index,
-                        "probability": float(score)})
+                        "probability": min(1.0, max(0.0, float(score)))})   # (feedback takes it back: 0..1)
     except (TypeError, ValueError):
         raise BadServingResponse("the prediction's top classes are outside the class list or its scores are not "
                                  "probabilities") from None

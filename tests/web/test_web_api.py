@@ -294,7 +294,7 @@ def test_an_unread_body_is_not_taken_for_the_next_request(web, head):
     assert reply.startswith((b"HTTP/1.1 404", b"HTTP/1.1 405")) and b'"classes"' not in reply
 
 
-@pytest.mark.parametrize("lengths", [(b"2", b"41"), (b"0_2",), (b"+2",), (b"2, 41",)])
+@pytest.mark.parametrize("lengths", [(b"2", b"41"), (b"0_2",), (b"+2",), (b"2, 41",), (b"9" * 5000,)])
 def test_a_content_length_that_is_not_one_number_is_refused_and_the_connection_closed(web, lengths):
     """RFC 9112 6.3: two Content-Length headers that differ had framed the message by the first, so the rest of
     the body was answered as a second request; int() had read "0_2" and "+2" as 2."""
@@ -304,8 +304,8 @@ def test_a_content_length_that_is_not_one_number_is_refused_and_the_connection_c
         sock.sendall(b"POST /api/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + headers
                      + b"\r\n" + body)
         reply = read_until_closed(sock)
-    assert reply.startswith(b"HTTP/1.1 400") and reply.count(b"HTTP/1.1 ") == 1 and b'"classes"' not in reply
-    assert b'"reason": "bad_request"' in reply and b"Connection: close" in reply
+    assert reply.startswith((b"HTTP/1.1 400", b"HTTP/1.1 413")) and reply.count(b"HTTP/1.1 ") == 1
+    assert b'"classes"' not in reply and b"Connection: close" in reply
 
 
 @pytest.mark.parametrize("request_line, status", [(b"FOO / HTTP/1.1", 501), (b"GET / HTTP/9.9", 505),

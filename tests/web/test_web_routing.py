@@ -102,6 +102,8 @@ def test_predict_errors():
 
 def test_parse_top3_checks_the_contract():
     assert [e["class"] for e in parse_top3(prediction(26)[1])] == ["tav", "alef", "gimel"]
+    rounded = parse_top3({"predictions": [{"top_indices": [1, 2, 3], "top_scores": [1.00005, 0.0, -0.00001]}]})
+    assert [e["probability"] for e in rounded] == [1.0, 0.0, 0.0]   # a float's rounding, which feedback takes back
     probabilities = [0.01] * 27
     probabilities[5] = 0.6
     assert parse_top3({"predictions": [{"probabilities": probabilities}]})[0]["class"] == "vav"
