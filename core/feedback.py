@@ -294,7 +294,7 @@ class FeedbackStore:
         return None if row is None else _record(row)
 
     def image_path(self, record: Feedback) -> str:
-        return os.path.join(self.root, *record.image_path.split("/"))
+        return image_file(self.root, record)
 
     def stats(self) -> dict:
         return summarize(self.records())
@@ -308,6 +308,11 @@ def summarize(records: list[Feedback]) -> dict:
     return {"records": len(records), "confirmed": confirmed, "corrected": len(records) - confirmed - unanswered,
             "without_answer": unanswered,   # labelled without a model's answer (letters-feedback import)
             "per_class": {name: per_class.get(name, 0) for name in CLASS_NAMES}}
+
+
+def image_file(feedback_dir: str | os.PathLike, record: Feedback) -> str:
+    """The path of ``record``'s image in the store at ``feedback_dir``."""
+    return os.path.join(os.path.abspath(os.fspath(feedback_dir)), *record.image_path.split("/"))
 
 
 def stored_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
@@ -385,7 +390,6 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     out_dir = os.path.abspath(os.fspath(out_dir))
     summary = ExportSummary(out_dir=out_dir)
     records = stored_records(feedback_dir)   # read-only: a store on a read-only mount exports too
-    root = os.path.abspath(os.fspath(feedback_dir))
     for name in CLASS_NAMES:
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
     written: set[str] = set()
@@ -402,7 +406,7 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
             target = present
         else:
             try:
-                with open(os.path.join(root, *record.image_path.split("/")), "rb") as handle:
+                with open(image_file(feedback_dir, record), "rb") as handle:
                     data = handle.read()
             except FileNotFoundError:
                 summary.missing_images += 1

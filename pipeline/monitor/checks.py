@@ -68,9 +68,8 @@ def split_future(answers, feedback_records, now: float) -> tuple[list, list, dic
     """(answers, feedback rows) not dated after ``now`` (beyond the clock skew allowed), and how many are: a
     writer's clock ahead. Those are counted, not checked: judged, they would alarm (and retrain) on every run
     until their date came."""
-    latest = now + live_accuracy.CLOCK_SKEW_SECONDS
-    kept_answers = [a for a in answers if a.time <= latest]
-    kept_feedback = [r for r in feedback_records if live_accuracy.unix_time(r.created_at) <= latest]
+    kept_answers = [a for a in answers if a.time <= now + live_accuracy.CLOCK_SKEW_SECONDS]
+    kept_feedback = live_accuracy.not_ahead(feedback_records, now)
     return kept_answers, kept_feedback, {"answers": len(answers) - len(kept_answers),
                                          "feedback": len(feedback_records) - len(kept_feedback)}
 

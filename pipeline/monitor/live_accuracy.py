@@ -29,6 +29,12 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
 CLOCK_SKEW_SECONDS = 300   # a record this far ahead of the monitor's clock is still "now"; further is the future
 
 
+def not_ahead(records: list[Feedback], now: float) -> list[Feedback]:
+    """The feedback rows not dated after ``now`` (beyond the clock skew allowed): a writer's clock ahead."""
+    latest = now + CLOCK_SKEW_SECONDS
+    return [r for r in records if unix_time(r.created_at) <= latest]
+
+
 def by_version(records: list[Feedback], min_accuracy: float, min_feedback: int) -> dict:
     """version ("unknown" when not recorded) -> counts, accuracy, interval, whether it is confidently below
     ``min_accuracy`` (the whole interval under it, with at least ``min_feedback`` rows)."""

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from pipeline.monitor.live_accuracy import CLOCK_SKEW_SECONDS, unix_time
+from pipeline.monitor.live_accuracy import not_ahead, unix_time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +46,8 @@ def decide(policy: Policy, result: dict, feedback_records, last_run_time: float 
         hits = [a["text"] for a in result["alarms"] if a["kind"] in kinds]
         return bool(hits), "; ".join(hits) if hits else f"no {policy.kind} threshold crossed"
     since = last_run_time or 0.0
-    latest = (time.time() if now is None else now) + CLOCK_SKEW_SECONDS
-    new = sum(1 for r in feedback_records if since < unix_time(r.created_at) <= latest)
+    current = not_ahead(feedback_records, time.time() if now is None else now)
+    new = sum(1 for r in current if unix_time(r.created_at) > since)
     return new >= policy.minimum, f"{new} feedback rows since the last pipeline run (policy: {policy})"
 
 
