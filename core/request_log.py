@@ -186,8 +186,9 @@ class RequestLogWriter:
         rate = self.sampling_rate
         return rate >= 1.0 or (rate > 0.0 and self._random() < rate)
 
-    def log(self, build) -> bool:
-        """Writes ``build()`` if this request is sampled; True when a record was written."""
+    def log(self, build, outcome=None) -> bool:
+        """Writes ``build()`` if this request is sampled; True when a record was written. ``outcome``, if given,
+        is called for each sampled record with the error that dropped it, or None when it was written."""
         if not self.sample():
             return False
         try:
@@ -198,7 +199,11 @@ class RequestLogWriter:
                 self._last_error = message
                 log.error("Could not write the request log under %s: %s (records are dropped)", self.prefix,
                           message)
+            if outcome is not None:
+                outcome(exc)
             return False
+        if outcome is not None:
+            outcome(None)
         return True
 
     def write(self, record) -> str:

@@ -17,6 +17,8 @@
   ``:tensorflow:serving:model_warmup_records_read{model_path,status}``: each version's warm-up that read its records
   to the end (a record that fails ends the load without them, as TF Serving's one warm-up thread does); its
   records count as requests in ``runtime_latency`` (and MultiInference ones in the example counts).
+* ``:tensorflow:serving:request_log_count{model_name,status_code}`` - each record a model's ``logging_config``
+  sampled, by the status of its writing (RequestLogger::Log: ``OK``, or e.g. ``RESOURCE_EXHAUSTED`` for a full disk).
 * ``:tensorflow:serving:request_example_counts{model}`` (histogram) and
   ``:tensorflow:serving:request_example_count_total{model}`` - the tf.Examples of each MultiInference request
   (RecordRequestExampleCount).
@@ -100,6 +102,7 @@ class Metrics:
         self.runtime_latency: dict[tuple, _Histogram] = {}
         self.example_counts: dict[tuple, _Histogram] = {}
         self.example_count_total: dict[tuple, int] = {}
+        self.request_log_count: dict[tuple, int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -112,6 +115,12 @@ class Metrics:
                 key = (("model_name", model_name), ("API", api), ("entrypoint", entrypoint))
                 # RecordRequestLatency takes absl::ToInt64Microseconds(latency): whole microseconds
                 self._observe(self.request_latency, key, LATENCY_BUCKETS, int(latency_us))
+
+    def request_logged(self, model_name: str, status_code: str) -> None:
+        """request_log_count: one sampled record of the model's request log, by its writing's status."""
+        with self._lock:
+            key = (("model_name", model_name), ("status_code", status_code))
+            self.request_log_count[key] = self.request_log_count.get(key, 0) + 1
 
     def runtime(self, model_name: str, api: str, latency_us: float) -> None:
         """RecordRuntimeLatency: the model run's wall time, for Predict, Classify and Regress (runtime "TF1")."""
@@ -176,6 +185,7 @@ class Metrics:
                 ("/tensorflow/serving/request_count", self.request_count, "counter", True),
                 ("/tensorflow/serving/request_latency", self.request_latency, "histogram", True),
                 ("/tensorflow/serving/runtime_latency", self.runtime_latency, "histogram", True),
+                ("/tensorflow/serving/request_log_count", self.request_log_count, "counter", True),
                 ("/tensorflow/serving/request_example_counts", self.example_counts, "histogram", True),
                 ("/tensorflow/serving/request_example_count_total", self.example_count_total, "counter", True),
                 ("/tensorflow/serving/model_warmup_latency", self.warmup_latency, "histogram", True),

@@ -23,6 +23,7 @@ from tensorflow_serving.apis import (classification_pb2, model_pb2, predict_pb2,
 
 from core import request_log
 from serving import inference, tensor_proto
+from serving.status import error_code
 
 COLLECTOR_TYPE = "tfrecord"   # TFRecord files of PredictionLog, <filename_prefix>-<UTC time>-<n>.tfrecord
 LOG_KINDS = {"predict": "predict_log", "classify": "classify_log", "regress": "regress_log",
@@ -48,7 +49,8 @@ class ServerRequestLogger:
     """{model name: writer} of the applied config. ``prepare`` + ``apply`` replace it (a config's writers are
     made before the models change, so a folder that cannot be created refuses the config); ``log`` writes."""
 
-    def __init__(self):
+    def __init__(self, metrics=None):
+        self._metrics = metrics           # serving.metrics.Metrics: request_log_count
         self._writers: dict = {}          # model name -> (RequestLogWriter, its SamplingConfig)
         self._by_config: dict = {}        # serialized LoggingConfig -> RequestLogWriter
         self._lock = threading.Lock()
@@ -110,7 +112,8 @@ class ServerRequestLogger:
             entry.log_metadata.sampling_config.CopyFrom(sampling_config)   # all of it, as RequestLogger::Log
             return entry
 
-        writer.log(record)
+        writer.log(record, None if self._metrics is None else
+                   lambda error: self._metrics.request_logged(spec.name, error_code(error)))
 
 
 # ------------------------------------------------------------------------ REST calls as their gRPC protos

@@ -34,7 +34,7 @@ class Server:
         self.options = options
         self.metrics = Metrics()
         self.core = ServerCore(options, metrics=self.metrics, runner=self._warmup_run)
-        self.request_logger = ServerRequestLogger()
+        self.request_logger = ServerRequestLogger(self.metrics)
         self.monitoring = (config_lib.load_monitoring_config(options.monitoring_config_file)
                            if options.monitoring_config_file else None)
         self.batching = None

@@ -1,6 +1,7 @@
 """Canonical status codes, the error type every module raises, and TF Serving's code -> HTTP mapping."""
 from __future__ import annotations
 
+import errno
 import logging
 import re
 
@@ -20,6 +21,34 @@ CODE_NAMES = {
     10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
     15: "DATA_LOSS", 16: "UNAUTHENTICATED",
 }
+
+# errno -> code, as TensorFlow's IOError status has it (tsl/platform/errors.cc ErrnoToCode); others UNKNOWN
+_ERRNO_CODES = {
+    **dict.fromkeys(("EINVAL", "ENAMETOOLONG", "E2BIG", "EFAULT", "EILSEQ", "ENOTTY", "ESPIPE"), "INVALID_ARGUMENT"),
+    **dict.fromkeys(("ETIMEDOUT", "ETIME"), "DEADLINE_EXCEEDED"),
+    **dict.fromkeys(("ENODEV", "ENOENT", "ENXIO", "ESRCH"), "NOT_FOUND"),
+    **dict.fromkeys(("EEXIST",), "ALREADY_EXISTS"),
+    **dict.fromkeys(("EPERM", "EACCES", "EROFS"), "PERMISSION_DENIED"),
+    **dict.fromkeys(("ENOTEMPTY", "EISDIR", "ENOTDIR", "EBADF", "EBUSY", "EPIPE", "ETXTBSY"), "FAILED_PRECONDITION"),
+    **dict.fromkeys(("ENOSPC", "EDQUOT", "EMFILE", "EMLINK", "ENFILE", "ENOBUFS", "ENOMEM"), "RESOURCE_EXHAUSTED"),
+    **dict.fromkeys(("EFBIG", "EOVERFLOW", "ERANGE"), "OUT_OF_RANGE"),
+    **dict.fromkeys(("ENOSYS", "ENOTSUP", "EXDEV"), "UNIMPLEMENTED"),
+    **dict.fromkeys(("EAGAIN", "EINTR", "ENOLCK"), "UNAVAILABLE"),
+    **dict.fromkeys(("EDEADLK", "ESTALE"), "ABORTED"),
+    "ECANCELED": "CANCELLED",
+}
+
+
+def error_code(exc: BaseException | None) -> str:
+    """The status code name of a failure (``OK`` for None): a ServingError's own code, an OSError's as
+    TensorFlow maps its errno, otherwise UNKNOWN."""
+    if exc is None:
+        return "OK"
+    if isinstance(exc, ServingError):
+        return exc.code
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _ERRNO_CODES.get(errno.errorcode.get(exc.errno, ""), "UNKNOWN")
+    return "UNKNOWN"
 
 
 _EAGER_PREFIX = re.compile(r"^Graph execution error:\s*(?:Detected at node .*? defined at \(most recent call last\):\n"

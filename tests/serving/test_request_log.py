@@ -287,3 +287,32 @@ def test_a_killed_server_leaves_files_whose_complete_records_all_parse(root, tmp
     assert logged == sent   # every answered request was in the file before its answer left
     assert sum(1 for path in files for _ in tf.data.TFRecordDataset(path)) == len(sent)
 
+
+
+def test_each_logged_record_is_counted_by_the_status_of_its_writing(root, tmp_path, monkeypatch):
+    """request_log_count{model_name,status_code} (RequestLogger::Log): OK for a record written, the errno's
+    code for one the disk refused (a full disk: RESOURCE_EXHAUSTED); a call not sampled is not counted."""
+    import errno
+
+    from serving.metrics import Metrics
+    from serving.request_logging import ServerRequestLogger
+    from serving.request_logging import model_spec as spec_of
+
+    metrics = Metrics()
+    logger = ServerRequestLogger(metrics)
+    config = model_config(root, (tmp_path / "on" / "req", 1.0), (tmp_path / "off" / "req", 0.0))
+    logger.apply(logger.prepare(config, "x.config"))
+    message = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
+    logger.log("predict", spec_of("letters", "serving_default", 1), lambda: message)
+    logger.log("predict", spec_of("scorer", "serving_default", 1), lambda: message)   # rate 0: not sampled
+    writer = logger._writers["letters"][0]
+
+    def full_disk(record):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(writer, "write", full_disk)
+    logger.log("predict", spec_of("letters", "serving_default", 1), lambda: message)
+    logger.close()
+    text = metrics.render()
+    assert ':tensorflow:serving:request_log_count{model_name="letters",status_code="OK"} 1\n' in text
+    assert ':tensorflow:serving:request_log_count{model_name="letters",status_code="RESOURCE_EXHAUSTED"} 1\n' in text
+    assert 'model_name="scorer"' not in text

@@ -18,6 +18,7 @@ def test_each_server_has_its_own_registry_and_prometheus_parses_the_page():
         ("model_warmup_latency", "histogram"), ("model_warmup_records_read", "counter"),
         ("request_count", "counter"), ("request_example_count_total", "counter"),
         ("request_example_counts", "histogram"), ("request_latency", "histogram"),
+        ("request_log_count", "counter"),
         ("runtime_latency", "histogram")])
     text = first.render()
     assert "# HELP" not in text and ":tensorflow:serving:request_count_total" not in text   # TF Serving's exporter
