@@ -323,6 +323,12 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
 
 def main(argv=None) -> int:
     config, args = parse_args(argv)
+    for flag, folder in (("--pipeline-root", config.pipeline_root), ("--serving-dir", config.serving_dir),
+                         ("--metadata-path", os.path.dirname(os.path.abspath(config.metadata_file)))):
+        problem = None if flags.is_url(folder) else flags.folder_problem(folder)
+        if problem:   # found now, not after the data is read and the model trained
+            print(f"error: {flag}: {problem}", file=sys.stderr)
+            return 2
     builtin_root = flags.defaults_from_env().data_root   # LETTERS_DATA_ROOT's or data/generated
     if args.data_root is None and os.environ.get("LETTERS_DATA_ROOT"):
         from pipeline.generate_letters import generated_or_new

@@ -199,9 +199,11 @@ class Config:
     @classmethod
     def from_env(cls, environ=None) -> "Config":
         """Defaults overridden by ``LETTERS_<FIELD>`` environment variables."""
-        return settings.from_env(cls, ENV, environ)
+        return settings.from_env(cls, ENV, environ, PATH_FIELDS)
 
 
+PATH_FIELDS = ("data_root", "pipeline_root", "metadata_path", "serving_dir", "feedback_dir", "request_log_dir",
+               "base_model", "pretrain_root")   # local paths ("~" expanded), or URLs
 ENV = {field.name: f"LETTERS_{field.name.upper()}" for field in dataclasses.fields(Config)}
 
 

@@ -42,12 +42,16 @@ def parse(kind_name: str, raw, source: str):
         raise ValueError(f"{source}={raw!r} is not a valid {kind_name}") from None
 
 
-def from_env(cls, variables: Mapping[str, str], environ: Mapping[str, str] | None = None):
-    """``cls()`` with each field of ``variables`` (field name -> variable) that is set and not empty replaced.
-    The class checks the values (``__post_init__``); both kinds of error are ValueErrors naming the problem."""
+def from_env(cls, variables: Mapping[str, str], environ: Mapping[str, str] | None = None, paths=()):
+    """``cls()`` with each field of ``variables`` (field name -> variable) that is set and not empty replaced;
+    in the fields named in ``paths`` a leading ``~`` is expanded, as the shell expands a flag's (a variable's
+    ``~/letters`` is not a folder named ``~``). The class checks the values (``__post_init__``); both kinds of
+    error are ValueErrors naming the problem."""
     environ = os.environ if environ is None else environ
     changes = {name: parse(kind(cls, name), environ[variable], variable)
                for name, variable in variables.items() if environ.get(variable, "") != ""}
+    changes.update({name: os.path.expanduser(changes[name]) for name in paths
+                    if isinstance(changes.get(name), str) and changes[name].startswith("~")})
     try:
         return dataclasses.replace(cls(), **changes)
     except ValueError as err:

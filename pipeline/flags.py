@@ -56,6 +56,22 @@ def output_file(path: str) -> str:
     return path
 
 
+def folder_problem(path: str) -> str | None:
+    """Why a run could not create or write into the local folder ``path`` (None when it can), said before the
+    run starts instead of when its last step writes there. Nothing is created."""
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            return f"{path} is not a folder"
+        return None if os.access(path, os.W_OK | os.X_OK) else f"cannot write into {path}"
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot create {path}: {parent} is not a folder"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot create {path}: cannot write into {parent}"
+
+
 def output_dir(path: str) -> str:
     """argparse type: a folder that exists or can be created (made now, so the long work that follows can
     write its results)."""

@@ -165,12 +165,19 @@ def test_runner_refuses_a_data_root_with_no_class_folder_before_running(tmp_path
 def test_runner_refuses_unwritable_output_paths_before_running(tiny_dataset, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    for flags, message in ((["--pipeline-root", str(a_file / "root")], "cannot create --pipeline-root"),
-                           (["--summary-json", str(tmp_path / "no" / "s.json")], "does not exist")):
+    serving = ["--serving-dir", str(tmp_path / "serving")]
+    for flags, message in ((["--pipeline-root", str(a_file / "root"), *serving],
+                            f"--pipeline-root: cannot create {a_file / 'root'}: {a_file} is not a folder"),
+                           (["--summary-json", str(tmp_path / "no" / "s.json"), *serving], "does not exist"),
+                           # found before the run, not by the Pusher after training
+                           (["--serving-dir", str(a_file)], f"--serving-dir: {a_file} is not a folder"),
+                           (["--metadata-path", str(a_file / "m.sqlite"), *serving],
+                            f"--metadata-path: {a_file} is not a folder")):
         proc = subprocess.run([sys.executable, str(ROOT / "local_runner.py"), "--data-root", str(tiny_dataset),
-                               "--serving-dir", str(tmp_path / "serving"), *flags],
+                               "--pipeline-root", str(tmp_path / "pipeline"), *flags],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert not (tmp_path / "pipeline").exists()
 
 
 def test_runner_stops_on_a_damaged_feedback_store(tiny_dataset, tmp_path):

@@ -30,6 +30,23 @@ def test_environment_values_take_the_field_types():
     assert settings.from_env(Example, ENV, {"EX_COUNT": ""}) == Example()       # empty = unset
 
 
+def test_a_home_relative_path_is_expanded_in_path_fields_only(monkeypatch, tmp_path):
+    """LETTERS_DATA_ROOT=~/letters names the folder in the home, as the flag's ~/letters does; other fields keep
+    a "~" as written."""
+    from core import configs
+    from web.config import WebConfig
+    monkeypatch.setenv("HOME", str(tmp_path))
+    got = settings.from_env(Example, ENV, {"EX_NAME": "~/x"}, paths=("name",))
+    assert got.name == str(tmp_path / "x")
+    assert settings.from_env(Example, ENV, {"EX_NAME": "~/x"}).name == "~/x"
+    config = configs.Config.from_env({"LETTERS_DATA_ROOT": "~/letters", "LETTERS_FEEDBACK_DIR": "~",
+                                      "LETTERS_CONV_WIDTHS": "", "LETTERS_BASE_MODEL": "gs://b/~m"})
+    assert (config.data_root, config.feedback_dir, config.base_model) == (str(tmp_path / "letters"), str(tmp_path),
+                                                                          "gs://b/~m")
+    web = WebConfig.from_env({"LETTERS_FEEDBACK_DIR": "~/fb", "LETTERS_REQUEST_LOG_DIR": "~/logs"})
+    assert (web.feedback_dir, web.request_log_dir) == (str(tmp_path / "fb"), str(tmp_path / "logs"))
+
+
 @pytest.mark.parametrize("environ, message", [
     ({"EX_COUNT": "many"}, "EX_COUNT='many' is not a valid int"),
     ({"EX_ENABLED": "perhaps"}, "EX_ENABLED='perhaps' is not a valid bool"),

@@ -25,7 +25,7 @@ ENV = {   # field -> environment variable
 
 def default_feedback_dir(environ=None) -> str:
     environ = os.environ if environ is None else environ
-    return environ.get(FEEDBACK_DIR_ENV) or DEFAULT_FEEDBACK_DIR
+    return os.path.expanduser(environ.get(FEEDBACK_DIR_ENV) or DEFAULT_FEEDBACK_DIR)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,4 +75,4 @@ class WebConfig:
     @classmethod
     def from_env(cls, environ=None) -> "WebConfig":
         """Defaults overridden by the environment variables of :data:`ENV`."""
-        return settings.from_env(cls, ENV, environ)
+        return settings.from_env(cls, ENV, environ, ("feedback_dir", "request_log_dir"))
