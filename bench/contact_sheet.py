@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 from PIL import Image, ImageDraw
 
 from pipeline import generate_letters
+from pipeline.flags import output_file
 from core.labels import CLASS_NAMES
 
 GAP = 8   # pixels between the generated and the real rows
@@ -49,9 +50,16 @@ def real_images(folder: Path, count: int) -> list[Path]:
     return found
 
 
+def png_file(path: str) -> str:
+    """argparse type: a .png file that can be written (checked before any letter is drawn)."""
+    if not path.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"{path} does not end in .png: the sheet is a PNG image")
+    return output_file(path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="PNG file to write")
+    parser.add_argument("--out", required=True, type=png_file, help="PNG file to write")
     parser.add_argument("--writers", type=int, default=6, help="rows of generated letters (default: %(default)s)")
     parser.add_argument("--style", choices=generate_letters.STYLES, default=generate_letters.DEFAULT_STYLE)
     parser.add_argument("--seed", type=int, default=1234)

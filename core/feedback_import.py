@@ -23,6 +23,7 @@ from core import image_io
 from core.feedback import FeedbackError, FeedbackStore, to_png
 from core.files import exclusive
 from core.labels import CLASS_INDEX, CLASS_NAMES
+from core.manifest import unfinished_generation
 
 IMPORT_LOCK = "import.lock"   # in the store: one import at a time
 
@@ -62,6 +63,9 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
     folder = os.path.abspath(os.fspath(folder))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is not a folder")
+    unfinished = unfinished_generation(folder)
+    if unfinished:   # not read as data: classes may be missing, old and new images mixed
+        raise ValueError(unfinished)
     summary = ImportSummary(source=folder)
     files = candidate_files(folder)
     if not any(os.path.dirname(rel) in CLASS_INDEX for rel in files):

@@ -211,7 +211,7 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     faces = faces if faces is not None else require_faces()
     script = [f for f in faces if f.script] or faces
     others = [f for f in faces if not f.script] or faces
-    writers = _writers(style, per_class, seed, faces)
+    writer = _writers(style, seed, faces)
     manifest = {
         "per_class": per_class, "seed": seed, "classes": list(classes), "style": style,
         "faces": [f.name for f in faces], "version": GENERATOR_VERSION,
@@ -242,8 +242,8 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
                 old_file.unlink()
             for i in range(per_class):
                 rng = np.random.default_rng([seed, CLASS_NAMES.index(name), i])
-                if writers and (style == "strokes" or rng.random() < MIXED_STROKE_SHARE):
-                    img, source = handwriting.write_letter(glyph, writers[i], rng), "hand"
+                if writer and (style == "strokes" or rng.random() < MIXED_STROKE_SHARE):
+                    img, source = handwriting.write_letter(glyph, writer(i), rng), "hand"
                 else:
                     pool = script if rng.random() < SCRIPT_SHARE else others
                     face = pool[int(rng.integers(len(pool)))]
@@ -260,15 +260,17 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     return manifest
 
 
-def _writers(style: str, count: int, seed: int, faces: list[Face]) -> list:
-    """The simulated writers (one per image index, shared by all classes); none for the fonts style."""
+def _writers(style: str, seed: int, faces: list[Face]):
+    """The simulated writers: writer ``i`` (of image ``i`` of every class) as a function of ``i``, made when an
+    image needs it (not all before the first image: a huge --per-class starts at once, in bounded memory);
+    None for the fonts style."""
     if style == "fonts":
-        return []
+        return None
     hands = [f for f in faces if f.name in STROKE_FACES] or [f for f in faces if f.script]
     if not hands:
         raise NoHebrewFontError(f"no handwriting-like font ({', '.join(STROKE_FACES)}) to take strokes from. "
                                 f"Install Debian's Hebrew fonts: sudo apt-get install {FONT_PACKAGES}")
-    return [handwriting.sample_writer(np.random.default_rng([seed, WRITER_STREAM, i]), hands) for i in range(count)]
+    return lambda i: handwriting.sample_writer(np.random.default_rng([seed, WRITER_STREAM, i]), hands)
 
 
 def _generated_files(out: Path, name: str) -> list[Path]:
@@ -284,7 +286,10 @@ def _complete(out: Path, classes, per_class: int) -> bool:
 def main(argv=None) -> int:
     from pipeline.flags import defaults_from_env
     config = defaults_from_env()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="letters-generate", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.rsplit("\n\n", 1)[0].replace("``", "'"),   # all but the usage line
+        epilog="Defaults come from LETTERS_DATA_ROOT, LETTERS_GENERATE_PER_CLASS and LETTERS_GENERATE_SEED when set.")
     parser.add_argument("--out", default=config.data_root, help="output folder (default: %(default)s)")
     parser.add_argument("--per-class", type=int, default=config.generate_per_class,
                         help="images per class (default: %(default)s)")

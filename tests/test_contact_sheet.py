@@ -34,3 +34,14 @@ def test_real_letters_pass_over_hidden_and_non_image_files_and_name_a_missing_cl
     with pytest.raises(SystemExit) as stopped:
         contact_sheet.main(["--out", str(out), "--writers", "1", "--real-root", str(real)])
     assert stopped.value.code == 2 and "has no class folder tav" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out, message", [("sheet", "does not end in .png"), ("missing/s.png", "does not exist"),
+                                          ("a_dir.png", "is a folder")])
+def test_a_bad_out_is_refused_before_any_letter_is_drawn(tmp_path, capsys, monkeypatch, out, message):
+    (tmp_path / "a_dir.png").mkdir()
+    monkeypatch.setattr(contact_sheet.generate_letters, "generate",
+                        lambda *a, **k: pytest.fail("generated before --out was checked"))
+    with pytest.raises(SystemExit) as caught:
+        contact_sheet.main(["--out", str(tmp_path / out), "--writers", "1"])
+    assert caught.value.code == 2 and message in capsys.readouterr().err

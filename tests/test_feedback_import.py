@@ -117,6 +117,14 @@ def test_a_folder_without_class_folders_is_refused_and_creates_no_store(tmp_path
     assert "is not a folder" in capsys.readouterr().err and not (tmp_path / "store").exists()
 
 
+def test_an_unfinished_generation_is_refused_and_creates_no_store(folder, tmp_path, capsys):
+    """An interrupted letters-generate (its manifest says incomplete) is not data: the pipeline refuses it, and so
+    does the import that would otherwise store its half for the next run."""
+    (folder / "generated.json").write_text('{"per_class": 30, "seed": 1, "style": "strokes", "incomplete": true}')
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "import", str(folder)]) == 2
+    assert "generation did not finish" in capsys.readouterr().err and not (tmp_path / "store").exists()
+
+
 def test_a_folder_of_unusable_files_only_is_an_error(tmp_path, capsys):
     root = tmp_path / "bad"
     (root / "alef").mkdir(parents=True)

@@ -133,3 +133,24 @@ def test_an_interrupted_generation_says_so_and_is_not_taken_for_data(tmp_path):
     assert not (out / "tav").exists() or len(os.listdir(out / "tav")) < 200
     problem = describe_layout_problem(str(out))
     assert problem and "generation did not finish" in problem and "per class 200, seed 3" in problem
+
+
+def test_the_help_says_what_the_generator_promises(capsys):
+    """letters-generate --help (which the README points to) says it is deterministic and never replaces what it
+    did not write, and which variables set its defaults."""
+    with pytest.raises(SystemExit):
+        generate_letters.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "byte-identical" in out and "It never replaces files it did not write" in out
+    assert "LETTERS_DATA_ROOT" in out and "LETTERS_GENERATE_PER_CLASS" in out
+
+
+def test_writers_are_made_as_their_images_need_them(tmp_path, monkeypatch):
+    """A huge --per-class starts writing at once: writer i is made for image i, not every writer first."""
+    from pipeline import handwriting
+    made, written = [], []
+    real_sample, real_write = handwriting.sample_writer, handwriting.write_letter
+    monkeypatch.setattr(handwriting, "sample_writer", lambda *a: made.append(len(written)) or real_sample(*a))
+    monkeypatch.setattr(handwriting, "write_letter", lambda *a: written.append(1) or real_write(*a))
+    generate_letters.generate(tmp_path, per_class=3, seed=1, classes=CLASS_NAMES[:1], progress=False)
+    assert made == [0, 1, 2]   # each writer made just before its image, none ahead
