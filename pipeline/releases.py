@@ -7,7 +7,7 @@
 ``list`` joins the serving directory (what the Pusher wrote, with its push records) with ML Metadata (the
 Evaluator's metrics and blessing for the same model). ``promote`` points a version label (``stable``,
 ``canary``) at a pushed version in a TF Serving ``models.config`` and keeps every labelled version loaded,
-plus the version the label left (``specific`` version policy); with a running server the label moves only once that server has loaded the
+plus the version the label left and what the config served before (``specific`` version policy); with a running server the label moves only once that server has loaded the
 version; the file is replaced atomically, and both TF Serving and the embedded server
 re-read it (``--model_config_file_poll_wait_seconds``). ``rollback`` moves the label back to the version it
 pointed at before its last promotion (recorded in ``<config>.history.json``).
@@ -15,6 +15,7 @@ pointed at before its last promotion (recorded in ``<config>.history.json``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from components.atomic_pusher import pushed_versions
 from core import configs
 from core.files import atomic_write, exclusive
+from core.signals import sigterm_as_interrupt
 from core.configs import Config
 from pipeline.flags import absolute, defaults_from_env
 from serving import versions as serving_versions
@@ -130,12 +132,30 @@ def list_versions(serving_dir: str, metadata_file: str, config_file: str | None 
         if model is not None:
             labels = {label: version for label, version in model.version_labels.items()}
     evaluations = evaluations_by_model(metadata_file)
+    folders = serving_versions.list_versions(serving_dir, configs.MODEL_NAME) or {}
     rows = []
     for version, record in sorted(pushed_versions(serving_dir).items()):
         rows.append({"version": version, "pushed_at": record.get("pushed_at"),
                      "labels": sorted(l for l, v in labels.items() if v == version),
+                     "problem": version_problem(folders[version]) if version in folders else None,
                      **push_evaluation(record, evaluations)})
     return rows
+
+
+def version_problem(folder: str) -> str | None:
+    """Why a server could not load the version folder (no or a damaged saved_model.pb), or None."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    path = os.path.join(folder, "saved_model.pb")
+    if not os.path.isfile(path):
+        return "incomplete (no saved_model.pb)"
+    try:
+        with open(path, "rb") as handle:
+            graphs = len(saved_model_pb2.SavedModel.FromString(handle.read()).meta_graphs)
+    except OSError as err:
+        return f"unreadable saved_model.pb ({err.strerror or err})"
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError, whatever its module
+        graphs = 0
+    return None if graphs else "damaged (saved_model.pb does not parse)"
 
 
 def format_versions(rows: list[dict]) -> str:
@@ -149,7 +169,7 @@ def format_versions(rows: list[dict]) -> str:
         feedback = r.get("feedback_images")
         lines.append(f"{r['version']:>12}  {r.get('pushed_at') or '-':<20}  {fmt(r.get('top1'))}  "
                      f"{fmt(r.get('top3'))}  {blessed:<7}  {'-' if feedback is None else feedback:>8}  "
-                     f"{', '.join(r['labels'])}")
+                     + ", ".join(r["labels"] + ([f"not loadable: {r['problem']}"] if r.get("problem") else [])))
     return "\n".join(lines)
 
 
@@ -197,14 +217,26 @@ def version_state(server: str | RestConnection, model_name: str, version: int) -
     seen it), or None if unreachable. ``server`` is its URL or a RestConnection (whose kept-alive connection
     repeated polls reuse). It asks for the model's status, not the version's: a version not loaded yet would
     answer 404, which the server counts as a failed request (and the monitor would alarm on a promote's polls)."""
+    return version_status(server, model_name, version)[0]
+
+
+def version_status(server: str | RestConnection, model_name: str, version: int) -> tuple:
+    """(:func:`version_state`, the server's error for it or None): a version that failed to load is END with
+    its status's error code and message."""
     connection = server if isinstance(server, RestConnection) else RestConnection(server, timeout=5)
     try:
         status, body = connection.request("GET", f"/v1/models/{model_name}")
     except ServingUnavailable:
-        return None
+        return None, None
     if status != 200:
-        return f"HTTP {status}"
-    return version_states(body).get(str(version), "NOT_TRACKED")
+        return f"HTTP {status}", None
+    for entry in body.get("model_version_status", []) if isinstance(body, dict) else []:
+        if isinstance(entry, dict) and str(entry.get("version")) == str(version):
+            error = entry.get("status") if isinstance(entry.get("status"), dict) else {}
+            code = str(error.get("error_code", "OK"))
+            failed = code not in ("OK", "0") and f"{code}: {error.get('error_message', '')}"
+            return str(entry.get("state", "UNKNOWN")), failed or None
+    return version_states(body).get(str(version), "NOT_TRACKED"), None
 
 
 def _write_config(config_file: str, config) -> None:
@@ -252,12 +284,22 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
         raise ValueError(f"version {version} in {serving_dir} ({os.path.basename(folder)}/) is incomplete (no "
                          "saved_model.pb): a server cannot load it")
     history = _read_history(config_file) if record else []   # a damaged history stops us before any change
-    config = load_config(config_file) if os.path.exists(config_file) else model_server_config_pb2.ModelServerConfig()
+    before = Path(config_file).read_bytes() if os.path.exists(config_file) else None
+    config = load_config(config_file) if before is not None else model_server_config_pb2.ModelServerConfig()
     model = _model_config(config, model_name, base_path=os.path.abspath(serving_dir))
     previous = model.version_labels[label] if label in model.version_labels else None
-    # Serve every labelled version, the new one, and the one this label leaves (it keeps answering until the
-    # label moves, and makes a rollback instant).
-    keep = set(model.version_labels.values()) | {version} | ({previous} if previous is not None else set())
+    if previous == version:   # a repeated promote: nothing to change, and no X -> X step for a rollback to undo
+        return previous
+    # Serve every labelled version, the new one, the one this label leaves (it keeps answering until the label
+    # moves, and makes a rollback instant), and what the current policy serves: all of it the first time
+    # ("latest" or "all" becomes "specific"), after that the newest, which requests without a label or version get.
+    served = serving_versions.aspired_versions(model.model_version_policy,
+                                               serving_versions.list_versions(serving_dir, model_name) or {},
+                                               model_name)
+    if model.model_version_policy.WhichOneof("policy_choice") == "specific":
+        served = set(sorted(served)[-1:])
+    keep = set(model.version_labels.values()) | {version} | ({previous} if previous is not None else set()) \
+        | set(served)
     model.model_version_policy.specific.ClearField("versions")
     model.model_version_policy.specific.versions.extend(sorted(keep))
     server = RestConnection(server_url, timeout=5) if server_url else None
@@ -269,18 +311,14 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
                          f"label {label!r} left unchanged")
     if state != "AVAILABLE":
         _write_config(config_file, config)
-        started = time.monotonic()
-        told = None
-        while (state := version_state(server, model_name, version)) != "AVAILABLE":
-            waited = time.monotonic() - started
-            if waited > timeout:
-                raise ValueError(f"version {version} did not become AVAILABLE on {server_url} within "
-                                 f"{timeout:.0f} s (state: {state}); label {label!r} left unchanged")
-            if told is None or waited - told >= WAIT_REPORT_SECONDS:   # a long wait is shown, with its state
-                told = waited
-                print(f"waiting for version {version} to become AVAILABLE on {server_url} (state: {state}; "
-                      f"{waited:.0f} of {timeout:.0f} s)", file=sys.stderr, flush=True)
-            time.sleep(0.5)
+        try:
+            _wait_available(server, server_url, model_name, version, timeout)
+        except BaseException as err:   # refused, too slow, or Ctrl-C: the config the server had is put back
+            _restore(config_file, before)
+            if isinstance(err, ValueError):
+                raise ValueError(f"{err}; label {label!r} left unchanged and {config_file} put back as it "
+                                 "was") from None
+            raise
     model.version_labels[label] = version
     _write_config(config_file, config)
     if record:
@@ -288,6 +326,37 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
                         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
     return previous
+
+
+def _wait_available(server: RestConnection, server_url: str, model_name: str, version: int, timeout: float) -> None:
+    """Returns once the server reports ``version`` AVAILABLE; ValueError when it failed to load (END with an
+    error: the server's own message) or ``timeout`` passed. A long wait is shown, with the state it sees."""
+    started = time.monotonic()
+    told = None
+    while True:
+        state, error = version_status(server, model_name, version)
+        if state == "AVAILABLE":
+            return
+        if state == "END" and error:
+            raise ValueError(f"version {version} failed to load on {server_url}: {error}")
+        waited = time.monotonic() - started
+        if waited > timeout:
+            raise ValueError(f"version {version} did not become AVAILABLE on {server_url} within {timeout:.0f} s "
+                             f"(state: {state})")
+        if told is None or waited - told >= WAIT_REPORT_SECONDS:
+            told = waited
+            print(f"waiting for version {version} to become AVAILABLE on {server_url} (state: {state}; "
+                  f"{waited:.0f} of {timeout:.0f} s)", file=sys.stderr, flush=True)
+        time.sleep(0.5)
+
+
+def _restore(config_file: str, before: bytes | None) -> None:
+    """Puts ``config_file`` back as it was (``before``: its bytes, None when there was none)."""
+    if before is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(config_file)
+    else:
+        atomic_write(config_file, before)
 
 
 def rollback(config_file: str, label: str, serving_dir: str, model_name: str = configs.MODEL_NAME,
@@ -355,12 +424,22 @@ def main(argv=None) -> int:
                 print(f"note: no ML Metadata store at {args.metadata_path} (--metadata-path): evaluations and "
                       "blessings are not shown", file=sys.stderr)
         elif args.command == "promote":
-            previous = set_label(args.config, args.label, args.version, args.serving_dir,
-                                 server_url=args.server_url)
-            print(f"{args.label}: {previous if previous is not None else '(unset)'} -> {args.version} in {args.config}")
+            with sigterm_as_interrupt():
+                previous = set_label(args.config, args.label, args.version, args.serving_dir,
+                                     server_url=args.server_url)
+            if previous == args.version:
+                print(f"{args.label}: already on {args.version} in {args.config} (nothing changed)")
+            else:
+                print(f"{args.label}: {previous if previous is not None else '(unset)'} -> {args.version} in "
+                      f"{args.config}")
         else:
-            version = rollback(args.config, args.label, args.serving_dir, server_url=args.server_url)
+            with sigterm_as_interrupt():
+                version = rollback(args.config, args.label, args.serving_dir, server_url=args.server_url)
             print(f"{args.label} rolled back to {version} in {args.config}")
+    except KeyboardInterrupt:
+        print("interrupted" + (f": label {args.label!r} left unchanged and {args.config} as it was"
+                               if args.command != "list" else ""), file=sys.stderr)
+        return 130
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,6 +1,9 @@
 """pipeline.releases: the config beside the serving dir, created for the demo server and then edited by
 promote/rollback; with a running server, promote waits for the version over one kept-alive connection."""
+import json
 import time
+
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from components import atomic_pusher
 from pipeline import releases
@@ -215,3 +218,71 @@ def test_a_version_shows_the_evaluation_it_was_pushed_under_and_only_this_stores
     other_store = {"model_artifact_id": 13, "model": "/elsewhere/Trainer/model/7/Format-Serving"}
     assert push_evaluation(other_store, evaluations) == {}
     assert push_evaluation({"model_artifact_id": 99, "model": "/p/x"}, evaluations) == {}
+
+
+def test_the_first_promote_keeps_what_the_latest_policy_serves(tmp_path, capsys):
+    """A "latest" config turned "specific" by a promote still serves the versions it served: the newest answers
+    every request without a label, and the shipped config's latest two both stay."""
+    serving_dir, (v1, v2, v3) = pushed(tmp_path, 3)
+    config_file = tmp_path / "models" / "models.config"
+    releases.ensure_config(str(config_file), str(serving_dir))          # latest: serves v3 alone
+    code, err = run(["promote", str(v2), "--label", "canary", "--serving-dir", str(serving_dir), "--server-url", ""],
+                    capsys)
+    assert code == 0, err
+    (model,) = releases.load_config(str(config_file)).model_config_list.config
+    assert sorted(model.model_version_policy.specific.versions) == [v2, v3]
+    # later promotes keep the newest served version (requests without a label), not every earlier one
+    assert run(["promote", str(v1), "--label", "canary", "--serving-dir", str(serving_dir), "--server-url", ""],
+               capsys)[0] == 0
+    (model,) = releases.load_config(str(config_file)).model_config_list.config
+    assert sorted(model.model_version_policy.specific.versions) == [v1, v2, v3]
+    shipped = tmp_path / "shipped.config"
+    shipped.write_text(f"model_config_list {{ config {{ name: 'letters' base_path: '{serving_dir}' "
+                       "model_platform: 'tensorflow' model_version_policy { latest { num_versions: 2 } } } }")
+    assert releases.set_label(str(shipped), "stable", v1, str(serving_dir)) is None
+    (model,) = releases.load_config(str(shipped)).model_config_list.config
+    assert sorted(model.model_version_policy.specific.versions) == [v1, v2, v3]
+
+
+def test_promoting_the_version_a_label_is_on_changes_nothing_and_rollback_goes_back_past_it(tmp_path, capsys):
+    serving_dir, (v1, v2) = pushed(tmp_path, 2)
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
+    for version in (v1, v2, v2):
+        assert run(["promote", str(version), "--label", "stable", *common], capsys)[0] == 0
+    assert run(["promote", str(v2), "--label", "stable", *common], capsys)[0] == 0
+    history = json.loads((tmp_path / "models" / "models.config.history.json").read_text())
+    assert [(e["previous"], e["version"]) for e in history] == [(None, v1), (v1, v2)]
+    assert run(["rollback", "--label", "stable", *common], capsys)[0] == 0
+    (model,) = releases.load_config(str(tmp_path / "models" / "models.config")).model_config_list.config
+    assert model.version_labels["stable"] == v1
+
+
+def test_list_marks_versions_a_server_cannot_load(tmp_path, capsys):
+    serving_dir, (v1, v2, v3) = pushed(tmp_path, 3)
+    (serving_dir / str(v1) / "saved_model.pb").unlink()
+    (serving_dir / str(v2) / "saved_model.pb").write_bytes(b"\xff" * 64)
+    (serving_dir / str(v3) / "saved_model.pb").write_bytes(saved_model_pb2.SavedModel(
+        meta_graphs=[meta_graph_pb2.MetaGraphDef()]).SerializeToString())
+    assert releases.main(["list", "--serving-dir", str(serving_dir), "--metadata-path", str(tmp_path / "n.db")]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows[str(v1)].endswith("not loadable: incomplete (no saved_model.pb)")
+    assert rows[str(v2)].endswith("not loadable: damaged (saved_model.pb does not parse)")
+    assert "not loadable" not in rows[str(v3)]
+
+
+def test_a_version_the_server_fails_to_load_ends_the_wait_with_its_error_and_the_config_is_put_back(tmp_path,
+                                                                                                    capsys):
+    serving_dir, config_file = tmp_path / "letters", tmp_path / "models.config"
+    testing.publish_version(str(serving_dir), 1)
+    testing.publish_version(str(serving_dir), 2)
+    releases.ensure_config(str(config_file), str(serving_dir))
+    before = config_file.read_bytes()
+    with testing.start_server(model_config_file=str(config_file), model_config_file_poll_wait_seconds=0.5,
+                              file_system_poll_wait_seconds=0.2, max_num_load_retries=0) as server:
+        (serving_dir / "1" / "saved_model.pb").write_bytes(b"\xff" * 64)   # damaged after the push
+        started = time.monotonic()
+        code, err = run(["promote", "1", "--label", "stable", "--serving-dir", str(serving_dir), "--config",
+                         str(config_file), "--server-url", server.url], capsys)
+        assert code == 2 and time.monotonic() - started < 60, err
+        assert "version 1 failed to load on" in err and "saved_model.pb" in err and "put back as it was" in err
+        assert config_file.read_bytes() == before
