@@ -62,7 +62,7 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
 """)
     p.add_argument("--output", default=DEFAULT_OUTPUT,
                    help="spec file to write: .yaml (PipelineSpec, for KFP upload) or .json (PipelineJob)")
-    p.add_argument("--image", default=os.environ.get("LETTERS_KUBEFLOW_IMAGE", DEFAULT_IMAGE),
+    p.add_argument("--image", default=os.environ.get("LETTERS_KUBEFLOW_IMAGE") or DEFAULT_IMAGE,   # empty = unset
                    help="pipeline image built from the Dockerfile (env LETTERS_KUBEFLOW_IMAGE)")
     p.add_argument("--target", choices=("kfp", "vertex"), default="kfp", help="backend the spec is for")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
@@ -147,11 +147,23 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
                      "Dataflow and they would be ignored")
     if args.dataflow and any(arg.startswith("--runner") for arg in args.beam_arg):
         parser.error("--dataflow chooses the DataflowRunner; a --beam-arg naming another --runner contradicts it")
+    if direct_only and any(arg.startswith("--runner") for arg in args.beam_arg):
+        parser.error(f"{', '.join(direct_only)} set the DirectRunner; a --beam-arg naming a --runner replaces it, and "
+                     "they would be ignored")
+    if not args.image.strip() or any(c.isspace() for c in args.image):
+        # TFX would put its own public image (gcr.io/tfx-oss-public/tfx) in place of an empty one: it has none of
+        # this project's components
+        parser.error(f"--image must name the pipeline image built from the Dockerfile, got {args.image!r}")
+    if args.feedback_root is None and args.feedback_repeat != defaults.feedback_repeat:
+        parser.error("--feedback-repeat sets how often the feedback is trained on: it needs --feedback-root")
     config = defaults.replace(
         pipeline_root=flags.absolute(args.pipeline_root), data_root=flags.absolute(args.data_root),
         pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root else "",
         serving_dir=flags.absolute(args.serving_dir), **flags.training_changes(parser, args, defaults))
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
+    if config.base_model and config.pretrain_root:   # the Trainer would start from the base model, unpretrained
+        parser.error(f"--base-model ({config.base_model}) gives the network to start from: --pretrain-root "
+                     f"({config.pretrain_root}) would be ignored; give one of the two")
     try:
         beam = beam_pipeline_args(args, config)
         overrides = [spec_lib.parse_resources(text) for text in args.resources]
@@ -160,6 +172,11 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         parser.error(str(err))
     if args.output.endswith((".yaml", ".yml", ".json")) is False:
         parser.error("--output must end in .yaml, .yml or .json")
+    if not flags.is_url(args.output):   # found now, not after the compile
+        problem = "is a folder" if os.path.isdir(args.output) else \
+            flags.folder_problem(os.path.dirname(os.path.abspath(args.output)))
+        if problem:
+            parser.error(f"--output {args.output}: {problem}")
     return config, args, beam, resources
 
 

@@ -210,8 +210,22 @@ def main(argv=None) -> int:
         os.path.abspath(__file__))), "Dockerfile"), help="take the environment from this Dockerfile's ENV lines")
     args = p.parse_args(argv)
     env = dict(os.environ)
-    env.update(dockerfile_env(args.dockerfile))
-    launcher = LocalLauncher(load_spec(args.spec), pipeline_root=args.pipeline_root, env=env)
+    try:
+        env.update(dockerfile_env(args.dockerfile))
+        try:
+            spec = load_spec(args.spec)
+        except (yaml.YAMLError, ValueError) as err:   # ValueError: JSON's
+            raise ValueError(f"{args.spec} is not a compiled pipeline spec ({str(err).splitlines()[0]})") from None
+        if not isinstance(spec, dict) or "root" not in spec:
+            raise ValueError(f"{args.spec} is not a compiled pipeline spec (kubeflow_runner.py writes one)")
+        launcher = LocalLauncher(spec, pipeline_root=args.pipeline_root, env=env)
+        if args.until is not None and args.until not in spec["root"].get("dag", {}).get("tasks", {}):
+            raise ValueError(f"no task {args.until!r} in {args.spec}: its tasks are "
+                             + ", ".join(sorted(spec["root"].get("dag", {}).get("tasks", {}))))
+    except (OSError, ValueError) as err:   # a bad path or spec: one line, a usage error
+        print(f"error: {getattr(err, 'strerror', None) and f'{err.filename}: {err.strerror}' or err}",
+              file=sys.stderr)
+        return 2
     try:
         launcher.run(until=args.until, run_driver=args.driver, progress=lambda m: print(m, flush=True))
     except TaskFailed as err:

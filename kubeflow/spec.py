@@ -30,9 +30,11 @@ RESOLVER_NOTE = ("the latest-blessed-model resolver runs only on Vertex AI Pipel
                  "Evaluator gates on the absolute accuracy floor only")
 
 _CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
-_MEMORY = re.compile(r"^\d+(\.\d+)?(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
+# Kubernetes' quantity grammar (apimachinery resource/quantity.go) for memory: a binary-SI suffix, a decimal-SI one
+# (kilo is a lower-case k: "K" is refused by Kubernetes, though the kfp SDK's own check takes it) or an exponent.
+_MEMORY = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|[eE][+-]?\d+)?$")
 _MEMORY_UNITS = {"E": 10 ** 18, "Ei": 2 ** 60, "P": 10 ** 15, "Pi": 2 ** 50, "T": 10 ** 12, "Ti": 2 ** 40,
-                 "G": 10 ** 9, "Gi": 2 ** 30, "M": 10 ** 6, "Mi": 2 ** 20, "K": 10 ** 3, "Ki": 2 ** 10, "": 1}
+                 "G": 10 ** 9, "Gi": 2 ** 30, "M": 10 ** 6, "Mi": 2 ** 20, "k": 10 ** 3, "Ki": 2 ** 10, "": 1}
 RESOURCE_KEYS = ("cpu", "memory", "cpu_request", "memory_request")
 
 
@@ -47,9 +49,11 @@ def memory_to_float(memory: str) -> float:
     """Kubernetes memory quantity ("8Gi", "512M", "2G") → GB (10^9 bytes), as KFP's ``memoryLimit``."""
     match = _MEMORY.match(memory)
     if not match:
-        raise ValueError(f"{memory!r} is not a memory quantity (e.g. 8Gi, 512Mi or 2G)")
-    unit = match.group(2) or ""
-    return float(memory[:len(memory) - len(unit)]) * _MEMORY_UNITS[unit] / 10 ** 9
+        hint = " (kilo is a lower-case k in Kubernetes: 512k, or 512Ki)" if memory.endswith("K") else ""
+        raise ValueError(f"{memory!r} is not a memory quantity (e.g. 8Gi, 512Mi or 2G){hint}")
+    number, unit = match.group(1), match.group(2) or ""
+    scale = 10 ** int(unit[1:]) if unit[:1] in ("e", "E") and unit[1:] else _MEMORY_UNITS[unit]
+    return float(number) * scale / 10 ** 9
 
 
 @dataclasses.dataclass(frozen=True)

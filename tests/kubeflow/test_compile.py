@@ -149,6 +149,12 @@ def test_resource_quantities_match_the_kfp_sdk():
         assert spec_lib.cpu_to_float(cpu) == compiler_utils._cpu_to_float(cpu)
     for memory in ("8Gi", "512Mi", "2G", "1500M", "1Ti", "1024"):
         assert spec_lib.memory_to_float(memory) == pytest.approx(compiler_utils._memory_to_float(memory))
+    # Kubernetes' own grammar, which the cluster applies to the string written: kilo is "k" (the kfp SDK takes "K",
+    # which Kubernetes refuses), decimals and exponents are quantities too
+    for memory, gb in (("16000000k", 16.0), ("1e9", 1.0), ("1.5G", 1.5), ("2E3", 2e-6)):
+        assert spec_lib.memory_to_float(memory) == pytest.approx(gb)
+    with pytest.raises(ValueError, match="kilo is a lower-case k"):
+        spec_lib.memory_to_float("16000000K")
     name, resources = spec_lib.parse_resources("Transform=cpu=2,memory-request=4Gi")
     assert name == "Transform" and resources == spec_lib.Resources(cpu="2", memory_request="4Gi")
     for bad in ("Trainer", "Trainer=gpu=1", "Trainer=cpu=two", "Trainer=memory=8GB", "=cpu=1"):
@@ -212,6 +218,40 @@ def test_dataflow_args_reach_every_beam_command(config):
         assert spec_lib.executor_of(spec, name)[1]["container"]["args"][-len(beam):] == beam, name
 
 
+@pytest.mark.parametrize("argv, message", [
+    # TFX would write its own public image in place of an empty one
+    (["--image="], "--image must name the pipeline image"), (["--image", "reg/letters:1 extra"], "--image must"),
+    # settings the spec would silently leave out
+    (["--feedback-repeat", "3"], "it needs --feedback-root"),
+    (["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"], "--pretrain-root (gs://b/pre) would be ignored"),
+    (["--beam-mode", "multi_processing", "--beam-arg=--runner=PortableRunner"], "--beam-mode set the DirectRunner"),
+    # an output that cannot be written, found before the compile
+    (["--output", "{tmp}"], "--output {tmp}.yaml: is a folder"),
+    (["--output", "{tmp}/a_file/spec.yaml"], "a_file is not a folder"),
+])
+def test_flags_the_spec_would_ignore_or_could_not_hold_are_usage_errors(argv, message, tmp_path, capsys,
+                                                                           monkeypatch):
+    import kubeflow_runner
+
+    monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE", raising=False)
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path.parent / f"{tmp_path.name}.yaml").mkdir(exist_ok=True)
+    argv = [a.replace("{tmp}", str(tmp_path)) if a != "{tmp}" else f"{tmp_path}.yaml" for a in argv]
+    with pytest.raises(SystemExit) as caught:
+        kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data",
+                                    "--serving-dir", "gs://b/serving", *argv])
+    assert caught.value.code == 2 and message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
+
+
+def test_an_empty_image_variable_is_unset(monkeypatch):
+    import kubeflow_runner
+
+    monkeypatch.setenv("LETTERS_KUBEFLOW_IMAGE", "")
+    _, args, _, _ = kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data",
+                                                "--serving-dir", "gs://b/serving"])
+    assert args.image == kubeflow_runner.DEFAULT_IMAGE
+
+
 def test_command_line_errors_and_help():
     import kubeflow_runner
 
@@ -233,6 +273,7 @@ def test_command_line_errors_and_help():
             kubeflow_runner.parse_args(argv)
     config, args, _, _ = kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data",
                                                      "--serving-dir", "gs://b/serving", "--pretrain-root", "/tmp/pre"])
+    assert args.image == kubeflow_runner.DEFAULT_IMAGE
     assert kubeflow_runner.local_path_notes(config, args) == [
         "note: --pretrain-root /tmp/pre is a local path: pods can only use it if it is mounted there"]
     with pytest.raises(ValueError, match="no component named Trainr"):
@@ -374,3 +415,15 @@ def test_a_vertex_example_gen_whose_root_has_glob_characters_is_not_cached(kfp_d
     job, notes = kubeflow_runner.compile_spec(config, IMAGE, BEAM, {}, target="vertex")
     assert not spec_lib.tasks(job["pipelineSpec"])["ImageExampleGen"]["cachingOptions"].get("enableCache")
     assert any("glob characters" in note for note in notes)
+
+
+def test_the_local_launcher_answers_a_bad_spec_or_task_in_one_line(compiled, tmp_path, capsys):
+    from kubeflow import local_launcher
+
+    spec_path = str(compiled[1]["output"])
+    for argv, message in (([str(tmp_path / "missing.yaml")], "No such file or directory"),
+                          ([spec_path, "--until", "Trainr"], "no task 'Trainr' in"),
+                          ([str(ROOT / "README.md")], "is not a compiled pipeline spec")):
+        assert local_launcher.main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
