@@ -31,6 +31,7 @@ from core.files import atomic_write, exclusive
 from core.signals import sigterm_as_interrupt
 from core.configs import Config
 from pipeline.flags import absolute, defaults_from_env
+from serving import protos
 from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_states
 
@@ -175,12 +176,12 @@ def format_versions(rows: list[dict]) -> str:
 
 # ------------------------------------------------------------------------------------ promote/rollback
 def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
-    config = model_server_config_pb2.ModelServerConfig()
+    """The config file, read as the servers read it (TF Serving 2.20.0's fields too, kept when it is written)."""
     try:
-        text_format.Parse(Path(path).read_text(), config)
+        config = text_format.Parse(Path(path).read_text(), protos.ModelServerConfig())
     except (OSError, UnicodeDecodeError, text_format.ParseError) as err:
         raise ValueError(f"cannot read the model config {path}: {getattr(err, 'strerror', None) or err}") from None
-    return config
+    return model_server_config_pb2.ModelServerConfig.FromString(config.SerializeToString())
 
 
 def _model_config(config, name: str, create: bool = True, base_path: str | None = None):
@@ -240,8 +241,9 @@ def version_status(server: str | RestConnection, model_name: str, version: int) 
 
 
 def _write_config(config_file: str, config) -> None:
-    atomic_write(config_file, text_format.MessageToString(model_server_config_pb2.ModelServerConfig(
-        model_config_list=config.model_config_list)).encode())
+    atomic_write(config_file, text_format.MessageToString(protos.ModelServerConfig.FromString(
+        model_server_config_pb2.ModelServerConfig(model_config_list=config.model_config_list).SerializeToString()))
+                 .encode())
 
 
 def ensure_config(config_file: str, serving_dir: str, model_name: str = configs.MODEL_NAME) -> bool:

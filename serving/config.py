@@ -15,6 +15,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from core import settings
+from serving import protos
 from serving.protos import BatchingParameters, MonitoringConfig
 from serving.request_logging import check_logging_config
 
@@ -166,7 +167,9 @@ def parse_model_server_config(text: str, source: str = "model config",
                               served=()) -> model_server_config_pb2.ModelServerConfig:
     """A ModelServerConfig from its text form; refuses what this server cannot serve (at start and on reload,
     ``served`` naming the models it would replace)."""
-    config = parse_text_proto(text, model_server_config_pb2.ModelServerConfig(), source)
+    # parsed as 2.20.0 has the message (per-task sampling rates too), then read as the wheel's, which keeps them
+    config = model_server_config_pb2.ModelServerConfig.FromString(
+        parse_text_proto(text, protos.ModelServerConfig(), source).SerializeToString())
     check_model_server_config(config, source, served)
     return config
 

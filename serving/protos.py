@@ -1,11 +1,12 @@
-"""TF Serving config messages that the ``tensorflow-serving-api`` wheel does not ship.
+"""TF Serving config messages that the ``tensorflow-serving-api`` wheel does not ship (or ships older).
 
 ``tensorflow_serving.config.model_server_config_pb2`` comes with the wheel; ``MonitoringConfig``
 (tensorflow_serving/config/monitoring_config.proto) and ``BatchingParameters``
 (tensorflow_serving/servables/tensorflow/session_bundle_config.proto) do not. They are declared here with
 the same package, message names, field names, numbers and types as upstream (the ``BatchingParameters``
 fields 1-7 that ``--batching_parameters_file`` documents), so text written for tensorflow_model_server parses
-here unchanged. They live in a private descriptor pool so they can never clash with generated modules.
+here unchanged. ``ModelServerConfig`` and ``SamplingConfig`` are the wheel's with 2.20.0's per-task sampling
+rates added (a config file is parsed with them, then read as the wheel's message, which keeps the new field). They live in a private descriptor pool so they can never clash with generated modules.
 """
 from __future__ import annotations
 
@@ -53,11 +54,42 @@ def _build():
     ])
     pool.Add(batching)
 
+    # ModelServerConfig as 2.20.0 has it: the wheel's (2.16.1) files, with SamplingConfig's per-task rates
+    # (logging_config.proto: ``repeated PerTaskSamplingConfig per_task_sampling_configs = 3``) added.
+    from tensorflow_serving.config import model_server_config_pb2
+
+    def add_with_dependencies(file_descriptor):
+        for dependency in file_descriptor.dependencies:
+            add_with_dependencies(dependency)
+        try:
+            pool.FindFileByName(file_descriptor.name)
+            return
+        except KeyError:
+            pass
+        proto = descriptor_pb2.FileDescriptorProto()
+        file_descriptor.CopyToProto(proto)
+        if proto.name == "tensorflow_serving/config/logging_config.proto":
+            per_task = proto.message_type.add(name="PerTaskSamplingConfig", field=[
+                _field("dc", 1, _F.TYPE_STRING),
+                _field("task_index", 2, _F.TYPE_INT32),
+                _field("sampling_rate", 3, _F.TYPE_DOUBLE),
+            ])
+            per_task.field[1].proto3_optional = True          # ``optional int32 task_index``: has_task_index()
+            per_task.field[1].oneof_index = 0
+            per_task.oneof_decl.add(name="_task_index")
+            sampling = next(m for m in proto.message_type if m.name == "SamplingConfig")
+            sampling.field.append(_field("per_task_sampling_configs", 3, _F.TYPE_MESSAGE, _F.LABEL_REPEATED,
+                                         ".tensorflow.serving.PerTaskSamplingConfig"))
+        pool.Add(proto)
+
+    add_with_dependencies(model_server_config_pb2.DESCRIPTOR)
+
     def cls(name):
         return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
 
     return (cls("tensorflow.serving.PrometheusConfig"), cls("tensorflow.serving.MonitoringConfig"),
-            cls("tensorflow.serving.BatchingParameters"))
+            cls("tensorflow.serving.BatchingParameters"), cls("tensorflow.serving.ModelServerConfig"),
+            cls("tensorflow.serving.SamplingConfig"))
 
 
-PrometheusConfig, MonitoringConfig, BatchingParameters = _build()
+PrometheusConfig, MonitoringConfig, BatchingParameters, ModelServerConfig, SamplingConfig = _build()

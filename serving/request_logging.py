@@ -1,7 +1,7 @@
 """``ModelConfig.logging_config``: request logs of the embedded server, as TF Serving's ServerRequestLogger.
 
 A model whose config has a ``logging_config`` gets a :class:`core.request_log.RequestLogWriter` on its
-``log_collector_config.filename_prefix`` with its ``sampling_config.sampling_rate`` (models with the same
+``log_collector_config.filename_prefix`` with its sampling rate (:func:`sampling_rate`; models with the same
 logging_config share one, as ServerRequestLogger::FindOrCreateLogger does). Successful Predict, Classify,
 Regress and MultiInference calls, over gRPC and REST alike, become ``predict_log``, ``classify_log``,
 ``regress_log`` and ``multi_inference_log`` records (request + response); a REST call is logged as the gRPC
@@ -22,7 +22,7 @@ from tensorflow_serving.apis import (classification_pb2, model_pb2, predict_pb2,
                                      regression_pb2)
 
 from core import request_log
-from serving import inference, tensor_proto
+from serving import inference, protos, tensor_proto
 from serving.status import error_code
 
 COLLECTOR_TYPE = "tfrecord"   # TFRecord files of PredictionLog, <filename_prefix>-<UTC time>-<n>.tfrecord
@@ -43,6 +43,20 @@ def check_logging_config(model, source: str) -> None:
     if not config.log_collector_config.filename_prefix:
         raise ValueError(f"{where}: log_collector_config.filename_prefix is empty")
     request_log.check_sampling_rate(config.sampling_config.sampling_rate, f"{where}: sampling_config.sampling_rate")
+    for i, per_task in enumerate(protos.SamplingConfig.FromString(
+            config.sampling_config.SerializeToString()).per_task_sampling_configs):
+        request_log.check_sampling_rate(per_task.sampling_rate,
+                                        f"{where}: sampling_config.per_task_sampling_configs[{i}].sampling_rate")
+
+
+def sampling_rate(sampling_config) -> float:
+    """The rate this server samples at: the first of 2.20.0's ``per_task_sampling_configs`` that matches it, else
+    ``sampling_rate`` (RequestLogger's constructor). The server has no data centre and no task index, so a rule
+    matches when it names neither."""
+    for per_task in protos.SamplingConfig.FromString(sampling_config.SerializeToString()).per_task_sampling_configs:
+        if not per_task.dc and not per_task.HasField("task_index"):
+            return per_task.sampling_rate
+    return sampling_config.sampling_rate
 
 
 class ServerRequestLogger:
@@ -70,7 +84,7 @@ class ServerRequestLogger:
                 logging_config = model.logging_config
                 try:
                     writer = request_log.RequestLogWriter(logging_config.log_collector_config.filename_prefix,
-                                                          logging_config.sampling_config.sampling_rate)
+                                                          sampling_rate(logging_config.sampling_config))
                 except OSError as exc:
                     raise ValueError(f"{source}: model {model.name}: logging_config: cannot write under "
                                      f"{logging_config.log_collector_config.filename_prefix!r}: {exc}") from None
@@ -109,7 +123,8 @@ class ServerRequestLogger:
             log.request.CopyFrom(request)
             log.response.CopyFrom(response)
             request_log.fill_metadata(entry, spec.name, spec.signature_name, spec.version.value, writer.sampling_rate)
-            entry.log_metadata.sampling_config.CopyFrom(sampling_config)   # all of it, as RequestLogger::Log
+            entry.log_metadata.sampling_config.CopyFrom(sampling_config)   # all of it, as RequestLogger::Log,
+            entry.log_metadata.sampling_config.sampling_rate = writer.sampling_rate   # with the rate it applies
             return entry
 
         writer.log(record, None if self._metrics is None else

@@ -286,3 +286,15 @@ def test_a_version_the_server_fails_to_load_ends_the_wait_with_its_error_and_the
         assert code == 2 and time.monotonic() - started < 60, err
         assert "version 1 failed to load on" in err and "saved_model.pb" in err and "put back as it was" in err
         assert config_file.read_bytes() == before
+
+
+def test_a_config_with_tf_serving_2_20_fields_is_promoted_on_and_keeps_them(tmp_path, capsys):
+    serving_dir, (v1,) = pushed(tmp_path)
+    config_file = tmp_path / "models" / "models.config"
+    config_file.write_text(f"model_config_list {{ config {{ name: 'letters' base_path: '{serving_dir}' "
+                           "model_platform: 'tensorflow' logging_config { sampling_config { sampling_rate: 0.1 "
+                           "per_task_sampling_configs { dc: 'aa' sampling_rate: 1.0 } } } } }")
+    code, err = run(["promote", str(v1), "--serving-dir", str(serving_dir), "--server-url", ""], capsys)
+    assert code == 0, err
+    text = config_file.read_text()
+    assert "per_task_sampling_configs" in text and 'dc: "aa"' in text and "stable" in text

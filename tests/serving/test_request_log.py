@@ -316,3 +316,34 @@ def test_each_logged_record_is_counted_by_the_status_of_its_writing(root, tmp_pa
     assert ':tensorflow:serving:request_log_count{model_name="letters",status_code="OK"} 1\n' in text
     assert ':tensorflow:serving:request_log_count{model_name="letters",status_code="RESOURCE_EXHAUSTED"} 1\n' in text
     assert 'model_name="scorer"' not in text
+
+
+def test_per_task_sampling_rates_of_tf_serving_2_20_are_read_and_the_first_matching_one_applies(root, tmp_path):
+    """2.20.0's SamplingConfig.per_task_sampling_configs (the wheel's 2.16 message has no such field): a file using
+    it parses; the first rule naming no data centre and no task index (this server has neither) gives the rate, as
+    in RequestLogger's constructor; the records carry the whole sampling config with the rate applied."""
+    from serving import protos
+    from serving.request_logging import ServerRequestLogger
+    from serving.request_logging import model_spec as spec_of
+
+    prefix = tmp_path / "logs" / "req"
+    text = text_format.MessageToString(model_config(root, None)).replace(
+        'name: "letters"', f'''name: "letters" logging_config {{
+          log_collector_config {{ type: "tfrecord" filename_prefix: "{prefix}" }}
+          sampling_config {{ sampling_rate: 0.0
+            per_task_sampling_configs {{ dc: "aa" sampling_rate: 0.0 }}
+            per_task_sampling_configs {{ task_index: 0 sampling_rate: 0.0 }}
+            per_task_sampling_configs {{ sampling_rate: 1.0 }} }} }}''', 1)
+    config = config_lib.parse_model_server_config(text, "x.config")
+    logger = ServerRequestLogger()
+    logger.apply(logger.prepare(config, "x.config"))
+    message = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
+    logger.log("predict", spec_of("letters", "serving_default", 1), lambda: message)
+    logger.close()
+    (record,) = logs(prefix)
+    sampling = protos.SamplingConfig.FromString(record.log_metadata.sampling_config.SerializeToString())
+    assert sampling.sampling_rate == 1.0 and len(sampling.per_task_sampling_configs) == 3
+    bad = text.replace("per_task_sampling_configs { sampling_rate: 1.0", "per_task_sampling_configs { sampling_rate: 2")
+    assert bad != text
+    with pytest.raises(ValueError, match=r"per_task_sampling_configs\[2\]\.sampling_rate"):
+        config_lib.parse_model_server_config(bad, "x.config")
