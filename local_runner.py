@@ -322,6 +322,18 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
 
 
 def main(argv=None) -> int:
+    from core.signals import sigterm_as_interrupt
+    try:
+        with sigterm_as_interrupt():
+            return _main(argv)
+    except KeyboardInterrupt:   # Ctrl-C or SIGTERM: one line, not a traceback from wherever the run was
+        print("\ninterrupted: the run stopped where it was (a model is pushed whole or not at all); run the same "
+              "command again: finished steps are reused from the cache, and unfinished generated letters are "
+              "completed first", file=sys.stderr)
+        return 130
+
+
+def _main(argv=None) -> int:
     config, args = parse_args(argv)
     for flag, folder in (("--pipeline-root", config.pipeline_root), ("--serving-dir", config.serving_dir),
                          ("--metadata-path", os.path.dirname(os.path.abspath(config.metadata_file)))):

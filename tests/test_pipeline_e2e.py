@@ -1,4 +1,5 @@
 """The whole pipeline on tiny generated data, run several times: blessing, push, caching, versions."""
+import os
 import shutil
 import subprocess
 import sys
@@ -197,3 +198,24 @@ def test_runner_explains_a_data_root_where_every_file_is_skipped(tmp_path):
     assert "skipped 2 × not_an_image" in proc.stdout
     assert proc.stderr.strip().splitlines()[-1].startswith("error: no usable image found under")
     assert not (tmp_path / "pipeline").exists()        # found before the pipeline started
+
+
+def test_an_interrupted_run_says_so_in_one_line(tmp_path):
+    """Ctrl-C (or SIGTERM) while the runner generates its default letters: exit 130 and one line saying what to do,
+    not a traceback; the letters are marked unfinished (completed by the next run)."""
+    import signal
+    import time
+
+    data = tmp_path / "generated"
+    env = dict(os.environ, LETTERS_DATA_ROOT=str(data), LETTERS_GENERATE_PER_CLASS="300")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "local_runner.py"), "--pipeline-root", str(tmp_path / "p"),
+                             "--serving-dir", str(tmp_path / "s"), "--no-feedback"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not list(data.glob("alef/*.png")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted: the run stopped where it was"), err[-500:]
+    assert '"incomplete": true' in (data / "generated.json").read_text()
