@@ -339,3 +339,63 @@ def test_an_image_gets_one_feedback_and_a_failed_one_shows_no_earlier_answer(web
     # The letters' buttons are named by what they show.
     assert page.locator("#letter-grid button[data-class=kaf_final]").get_attribute("aria-label") == "ך kaf final"
     assert page.problems == [] or all("400" in problem for problem in page.problems), page.problems
+
+
+def test_a_hebrew_first_message_reads_right_to_left_with_the_hebrew_at_the_right(web, open_page):
+    """Each part keeps its own direction and the line's runs right to left from the Hebrew: with only isolated
+    parts, the browser had laid the line out left to right, the Hebrew at its far (left) end."""
+    page = open_page(web.url, viewport={"width": 900, "height": 800})
+    page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+    expect(page.locator("#error")).to_contain_text("not an image")
+    hebrew, english = (page.locator("#error bdi").nth(i).bounding_box() for i in range(2))
+    assert page.eval_on_selector("#error", "e => getComputedStyle(e).direction") == "rtl"
+    assert hebrew["x"] > english["x"], (hebrew, english)
+
+
+def test_on_a_phone_an_error_is_shown_where_the_user_is(web, open_page):
+    page = open_page(web.url, viewport={"width": 360, "height": 640}, is_mobile=True, has_touch=True)
+    draw_letter(page)
+    page.click("#send")
+    answer_of(page)                                    # the page scrolls down to the answer
+    page.evaluate("document.getElementById('pad').scrollIntoView({block: 'start'})")   # back to the pad, then
+    assert page.evaluate("window.scrollY") > 0                                          # a refused upload
+    page.set_input_files("#file", files=[{"name": "cut.png", "mimeType": "image/png",
+                                          "buffer": letter_png(size=64, seed=2)[:60]}])
+    page.wait_for_selector("#error:not([hidden])")
+    page.wait_for_function("""() => { const b = document.getElementById('error').getBoundingClientRect();
+        return b.top >= 0 && b.bottom <= window.innerHeight; }""", timeout=5000)
+
+
+def test_while_a_new_image_is_asked_about_the_old_answer_is_dimmed_and_keyboard_focus_stays(web, open_page):
+    page = open_page(web.url)
+    draw_letter(page)
+    page.focus("#send")
+    page.keyboard.press("Enter")
+    answer_of(page)
+    # Recognise disables itself while it works: focus had fallen back to <body>, now it is on the answer
+    assert page.evaluate("() => document.activeElement.id") == "result-card"
+    held = []
+    page.route("**/api/predict", lambda route: held.append(route))
+    page.click("#clear")
+    draw_letter(page)
+    page.click("#send")
+    while not held:
+        page.wait_for_timeout(20)
+    assert "stale" in page.locator("#result").get_attribute("class")
+    assert page.locator("#result-card").get_attribute("aria-busy") == "true"
+    held[0].continue_()
+    page.wait_for_selector("#result-card:not([aria-busy])")
+    assert "stale" not in (page.locator("#result").get_attribute("class") or "")
+
+
+def test_feedback_by_keyboard_keeps_focus_and_an_image_stored_before_unmarks_the_letter(web, open_page):
+    page = answered_in_feedback_mode(open_page, web.url)
+    page.focus("#letter-grid button[data-class=alef]")
+    page.keyboard.press("Enter")
+    expect(page.locator("#feedback-result")).to_contain_text("saved as alef")
+    assert page.evaluate("() => document.activeElement.id") == "feedback-result"
+    # the same drawing on a fresh page: stored already under alef, so a 409 for bet, and bet is not left chosen
+    again = answered_in_feedback_mode(open_page, web.url)
+    again.click("#letter-grid button[data-class=bet]")
+    expect(again.locator("#feedback-result")).to_contain_text("already stored as alef")
+    assert again.eval_on_selector_all("#letter-grid button[aria-pressed=true]", "bs => bs.length") == 0

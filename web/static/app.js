@@ -144,6 +144,10 @@
   // each part is isolated in its own direction, so the English part keeps its full stop at its end.
   function setBidiText(element, text) {
     element.replaceChildren();
+    // The box's direction is set from its first strong letter: isolated parts do not count in the browser's
+    // own choice of a paragraph's direction, which then fell back to left-to-right with Hebrew first.
+    const first = String(text).match(/[A-Za-z\u0590-\u05FF]/);
+    element.dir = first && /[\u0590-\u05FF]/.test(first[0]) ? "rtl" : "ltr";
     String(text).split(/( · |\n)/).forEach((part, i) => {
       if (i % 2 === 1) {
         element.append(part);
@@ -159,6 +163,16 @@
     const box = $("error");
     setBidiText(box, message);
     box.hidden = false;
+    if (!isVisible(box)) box.scrollIntoView({ behavior: "smooth", block: "center" });   // a phone scrolled away
+  }
+  function isVisible(element) {
+    const box = element.getBoundingClientRect();
+    return box.top >= 0 && box.bottom <= window.innerHeight;
+  }
+  // Focus leaving a control about to be disabled goes to ``target`` (keyboard and screen-reader users keep
+  // their place instead of being sent back to the top of the page).
+  function keepFocus(controls, target) {
+    if (controls.includes(document.activeElement)) target.focus({ preventScroll: true });
   }
   function clearError() {
     $("error").hidden = true;
@@ -255,6 +269,7 @@
     const current = () => seq === state.seq;
     state.busy = true;
     clearError();
+    keepFocus([$("send")], $("result-card"));
     $("send").disabled = true;
     $("send").setAttribute("aria-busy", "true");
     try {
@@ -263,6 +278,8 @@
       if (current()) {
         showError(err.message || String(err));
         $("result").hidden = true;             // an earlier image's answer is not this one's
+        $("result").classList.remove("stale");
+        $("result-card").removeAttribute("aria-busy");
         $("result-empty").hidden = false;
       }
     } finally {
@@ -332,6 +349,8 @@
     state.image = image;
     state.prediction = null;
     prepareFeedback();   // the last answer's feedback belongs to the last image: hidden until the new answer
+    $("result").classList.add("stale");   // the answer shown is the last image's: dimmed until the new one
+    $("result-card").setAttribute("aria-busy", "true");
   }
 
   // ---------------------------------------------------------------- answer
@@ -392,6 +411,8 @@
         answer.fallback_reason : "");
     $("result-empty").hidden = true;
     $("result").hidden = false;
+    $("result").classList.remove("stale");
+    $("result-card").removeAttribute("aria-busy");
     setServingStatus(true, `שרת המודל פעיל · Model server up — version ${answer.model_version} (${answer.route})`);
     const saved = state.image && state.saved.get(state.image.b64);
     if (saved) answer.feedback = { message: saved };   // this image's feedback was given already
@@ -429,6 +450,7 @@
     const image = state.image;
     const best = prediction.top[0];
     prediction.feedback = { message: "שומר… · saving…" };
+    keepFocus([$("confirm"), ...document.querySelectorAll("#letter-grid button")], $("feedback-result"));
     setFeedbackEnabled(false);
     if (button) button.setAttribute("aria-pressed", "true");
     const out = $("feedback-result");
@@ -449,6 +471,7 @@
       }).catch(() => { throw new Error(`${NOT_ANSWERING}.`); });
       const body = await response.json().catch(() => null);
       if (response.status === 409 && body && body.reason === "already_stored") {   // given before, another label
+        if (button) button.setAttribute("aria-pressed", "false");   // not stored under the letter just chosen
         prediction.feedback.message = serverMessage(body, response.status);
         state.saved.set(image.b64, prediction.feedback.message);
         if (state.prediction === prediction) setBidiText(out, prediction.feedback.message);
