@@ -43,7 +43,8 @@ import apache_beam as beam
 import tensorflow as tf
 from PIL import Image
 from absl import logging
-from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import base_example_gen_executor, input_processor
+from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.io import fileio
@@ -497,6 +498,26 @@ def output_config(train_buckets: int, eval_buckets: int) -> example_gen_pb2.Outp
         partition_feature_name=configs.IMAGE_KEY))
 
 
+class _FolderInputProcessor(input_processor.FileBasedInputProcessor):
+    """TFX's input processor, but a local folder's fingerprint is :func:`folder_fingerprint`'s: TFX's own globs and
+    stats every file through TensorFlow, and one file name that is not UTF-8, one broken link or one link loop
+    ended the whole run there, before the executor (which skips and reports such files) ever ran."""
+
+    def resolve_span_and_version(self):
+        if "://" in self._input_base_uri:   # a bucket: TFX's own (its object names are UTF-8, it has no links)
+            return super().resolve_span_and_version()
+        self._fingerprint = "\n".join(f"split:{split.name},files:{folder_fingerprint(self._input_base_uri, split.pattern)}"
+                                      for split in self._splits)
+        return 0, None   # this component's patterns name no span or version
+
+
+class Driver(example_gen_driver.FileBasedDriver):
+    """FileBasedExampleGen's driver with :class:`_FolderInputProcessor`."""
+
+    def get_input_processor(self, splits, range_config=None, input_base_uri=None):
+        return _FolderInputProcessor(input_base_uri, splits, range_config)
+
+
 def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int = 1,
                     max_file_bytes: int = image_io.DEFAULT_MAX_BYTES,
                     max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS,
@@ -525,7 +546,7 @@ def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int =
         custom_config["feedback_repeat"] = feedback_repeat
         if fingerprint_folders:
             custom_config["feedback_fingerprint"] = folder_fingerprint(feedback_root)
-    return FileBasedExampleGen(
+    component = FileBasedExampleGen(
         input_base=input_base,
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="images", pattern=INPUT_PATTERN)]),
@@ -533,3 +554,5 @@ def ImageExampleGen(input_base: str, train_buckets: int = 4, eval_buckets: int =
         custom_config=custom_config,
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
     ).with_id("ImageExampleGen")
+    component.driver_class = Driver   # the compiler reads the instance's (Kubeflow's spec runs its own driver)
+    return component

@@ -433,3 +433,40 @@ def test_releases_list_shows_the_feedback_each_version_trained_on():
                             {"version": 8, "pushed_at": "t", "labels": [], "blessed": None}])
     header, first, second = text.splitlines()
     assert "feedback" in header and first.split()[5] == "130" and second.split()[5] == "-"
+
+
+def test_a_run_through_tfx_s_driver_takes_broken_links_and_names_that_are_not_utf8(tmp_path, tiny_dataset):
+    """The component's driver fingerprints the data root for the cache key before the executor runs: TFX's own
+    fingerprint (TensorFlow's glob and stat of every file) ended the run on a broken link or a name that is not
+    UTF-8, which the executor skips and reports. The component alone, run by the LocalDagRunner as the pipeline
+    runs it (in a subprocess: a run installs logging handlers)."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    (root / "bet" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with open(os.path.join(os.fsencode(root / "alef"), b"\xe1\xeb.png"), "wb") as f:
+        f.write(png_bytes(letter_image(24, 24)))
+    from tfx.components.example_gen import input_processor
+    from tfx.proto import example_gen_pb2
+    splits = [example_gen_pb2.Input.Split(name="images", pattern=ieg.INPUT_PATTERN)]
+    with pytest.raises(Exception):   # what TFX's own driver does with this folder
+        input_processor.FileBasedInputProcessor(str(root), splits).resolve_span_and_version()
+    ours = ieg._FolderInputProcessor(str(root), splits)
+    assert ours.resolve_span_and_version() == (0, None)
+    assert ieg.folder_fingerprint(str(root)) in ours.get_input_fingerprint(0, None)
+    script = f"""
+from tfx.orchestration import metadata, pipeline
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from components import image_example_gen as ieg
+component = ieg.ImageExampleGen({str(root)!r})
+assert component.driver_class is ieg.Driver
+LocalDagRunner().run(pipeline.Pipeline(
+    pipeline_name="driver", pipeline_root={str(tmp_path / "root")!r}, components=[component],
+    metadata_connection_config=metadata.sqlite_metadata_connection_config({str(tmp_path / "m.sqlite")!r}),
+    beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (report,) = (tmp_path / "root").glob("ImageExampleGen/*/*/ingest_report.json")
+    skipped = json.loads(report.read_text())["skipped_by_reason"]
+    assert skipped == {"name_not_utf8": 1, "unreadable": 1}
