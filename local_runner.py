@@ -165,12 +165,26 @@ def gate_after_a_split_change(config: Config) -> Config:
 
     baseline = last_blessed_training(config.metadata_file) or {}
     before, now = baseline.get("split"), split_text(config)
-    if before is None or before == now or config.max_regression >= 1:
+    if config.max_regression >= 1:
         return config
-    print(f"The split changed since the last blessed model ({before} then, {now} now): part of this run's eval "
-          "split trained that model, so this run is gated by the accuracy floor only, not compared with it",
-          flush=True)
-    return config.replace(max_regression=1.0)
+    if before is not None and before != now:
+        print(f"The split changed since the last blessed model ({before} then, {now} now): part of this run's eval "
+              "split trained that model, so this run is gated by the accuracy floor only, not compared with it",
+              flush=True)
+        return config.replace(max_regression=1.0)
+    if baseline.get("feedback_images") and not feedback_store_exists(config):
+        # an image hashed into eval whose pixels were also feedback went to train then; without the feedback it
+        # is back in eval, where the last blessed model scores high for having trained on it
+        print(f"The last blessed model trained on {baseline['feedback_images']} feedback images and this run has "
+              "none: eval images that were feedback then trained that model, so this run is gated by the accuracy "
+              "floor only, not compared with it", flush=True)
+        return config.replace(max_regression=1.0)
+    return config
+
+
+def feedback_store_exists(config: Config) -> bool:
+    from core.feedback import DB_FILE
+    return bool(config.feedback_dir) and os.path.exists(os.path.join(config.feedback_dir, DB_FILE))
 
 
 def choose_pretraining(config: Config, args: argparse.Namespace, builtin_root: str) -> Config:
@@ -239,11 +253,11 @@ def pinned_base_model(config: Config, given: str | None) -> Config:
 
 def export_feedback(config: Config) -> str | None:
     """Exports the feedback store's images to <pipeline_root>/feedback (folder per class); None if none."""
-    from core.feedback import DB_FILE, export_feedback as export
+    from core.feedback import export_feedback as export
     store = config.feedback_dir
     if not store:
         return None
-    if not os.path.exists(os.path.join(store, DB_FILE)):   # a mistyped folder trains without feedback: say so
+    if not feedback_store_exists(config):   # a mistyped folder trains without feedback: say so
         print(f"Feedback: none, no feedback store at {store} (the web client makes it with the first answer "
               "confirmed or corrected; --no-feedback to leave feedback out)", flush=True)
         return None

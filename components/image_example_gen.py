@@ -9,8 +9,8 @@ Input layout: ``<input_base>/<class_folder>/<image file>``, class folders named 
 * ``label_name`` the class folder name,
 * ``source``     the path relative to the input base.
 
-Splits are made by a hash of ``image_raw`` (TFX's ``partition_feature_name``): a file keeps its split when it
-is renamed or moved.
+Splits are made by a hash of each image's pixels (:func:`partition`), in TFX's buckets: a file keeps its split when
+it is renamed, moved or saved again in another format, and two copies of one picture share a split.
 
 A second, optional input is the users' corrections exported from the web client's feedback store
 (``feedback_root``, same layout; their ``source`` starts with ``feedback/``). **Corrections always go to the
@@ -29,14 +29,15 @@ and the Evaluator's per-class slices will show the gap).
 """
 from __future__ import annotations
 
+import bisect
 import collections
-import functools
 import glob
 import hashlib
 import io
 import itertools
 import json
 import os
+import threading
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -187,10 +188,16 @@ def partition(example, num_partitions: int, buckets: list[int], split_config, tr
               trained: frozenset = frozenset()) -> int:
     """Corrections to train, and a data-root image with the same pixels as one of them (``trained``: their
     :func:`pixel_digest`; the feedback export writes PNGs, of JPEG uploads too), so that no image trained on as
-    feedback is scored in eval; everything else by TFX's hash partitioning."""
-    if is_feedback(example) or (trained and pixel_digest(_image(example)) in trained):
+    feedback is scored in eval; everything else into hash buckets as TFX's partitioning does, but of the image's
+    pixels, not its bytes: a picture saved twice (another PNG compression, a WebP or BMP copy) lands in one split,
+    never trained on in one and scored in the other."""
+    if is_feedback(example):
         return train_index
-    return base_example_gen_executor._PartitionFn(example, num_partitions, buckets, split_config)
+    digest = pixel_digest(_image(example))
+    if trained and digest in trained:
+        return train_index
+    assert num_partitions == len(buckets), "partitions do not match the buckets"
+    return bisect.bisect(buckets, int(digest, 16) % buckets[-1])
 
 
 def _feature_text(example, key: str) -> str:
@@ -201,19 +208,32 @@ def _image(example) -> bytes:
     return example.features.feature[configs.IMAGE_KEY].bytes_list.value[0]
 
 
-def _digest(example) -> str:
-    return hashlib.sha256(_image(example)).hexdigest()
-
-
-@functools.lru_cache(maxsize=1024)   # the split of an example is asked twice: by Partition and by the report
 def pixel_digest(data: bytes) -> str:
-    """sha256 of an image's size and RGBA pixels as Pillow decodes them: a JPEG and its PNG copy agree."""
+    """sha256 of an image's size and RGBA pixels as Pillow decodes them: a JPEG and its PNG copy agree. Kept per
+    sha256 of the bytes (an example's split is asked twice: by Partition and by the report), not per bytes: a
+    cache keyed on whole image files held up to a thousand of them in memory."""
+    key = hashlib.sha256(data).digest()
+    with _PIXEL_LOCK:
+        digest = _PIXEL_DIGESTS.get(key)
+        if digest is not None:
+            _PIXEL_DIGESTS.move_to_end(key)
+            return digest
     try:
         with Image.open(io.BytesIO(data)) as img:
             pixels = img.convert("RGBA")
-            return hashlib.sha256(f"{pixels.size}".encode() + pixels.tobytes()).hexdigest()
+            digest = hashlib.sha256(f"{pixels.size}".encode() + pixels.tobytes()).hexdigest()
     except Exception:  # noqa: BLE001 - it was checked, so it decodes; a digest of the bytes otherwise
-        return hashlib.sha256(data).hexdigest()
+        digest = key.hex()
+    with _PIXEL_LOCK:
+        _PIXEL_DIGESTS[key] = digest
+        if len(_PIXEL_DIGESTS) > PIXEL_DIGESTS_KEPT:
+            _PIXEL_DIGESTS.popitem(last=False)
+    return digest
+
+
+PIXEL_DIGESTS_KEPT = 8192   # 32-byte keys, 64-character digests: about a megabyte
+_PIXEL_DIGESTS: collections.OrderedDict = collections.OrderedDict()
+_PIXEL_LOCK = threading.Lock()
 
 
 def feedback_digests(feedback_root: str | None, max_bytes: int, max_pixels: int) -> frozenset:
@@ -312,7 +332,7 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
         # classes with images, none of them in a split: trained without, or never judged
         "classes_missing_from_split": {split: [name for name in CLASS_NAMES if kept.get(name) and not counts.get(name)]
                                        for split, counts in sorted(per_split.items())},
-        # the same image bytes more than once: extra copies under one label, and images under several labels
+        # the same picture (pixels) more than once: extra copies under one label, and images under several labels
         # (a mislabelled copy: trained on both ways, and one of them always wrong in the split they share)
         "duplicate_copies": sum(len(group) - 1 for group in groups if len({l for l, _ in group}) == 1),
         "conflicting_labels": conflicts,
@@ -340,7 +360,7 @@ def format_report(report: dict, max_files: int = 10) -> str:
                          f"split): " + ", ".join(missing))
     conflicts = report.get("conflicting_labels", [])
     if conflicts:
-        lines.append(f"  WARNING: {len(conflicts)} image(s) under more than one label (the same bytes; one label is "
+        lines.append(f"  WARNING: {len(conflicts)} image(s) under more than one label (the same pixels; one label is "
                      "wrong):")
         lines += [f"    {' = '.join(files)}" for files in conflicts[:max_files]]
         if len(conflicts) > max_files:
@@ -435,7 +455,7 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     _ = (outcomes
          | "Summarise" >> beam.Map(lambda o: ("ok", o[2], o[3], is_feedback(o[1]),
                                               split_of(o[1]) if split_of else None,
-                                              (_digest(o[1]), _feature_text(o[1], configs.SOURCE_KEY)))
+                                              (pixel_digest(_image(o[1])), _feature_text(o[1], configs.SOURCE_KEY)))
                                    if o[0] == "ok" else o)
          | "Collect" >> beam.combiners.ToList()
          | "WriteReport" >> beam.Map(_write_report, input_base, exec_properties.get(REPORT_URI_KEY), repeat,

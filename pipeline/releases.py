@@ -44,7 +44,7 @@ def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
     """Model artifact id → {'uri', 'runs': [{'blessing_id', 'blessed', 'top1', 'top3', 'evaluated_at'}, ...]},
     one per Evaluator run on it, oldest first."""
     from ml_metadata.proto import metadata_store_pb2
-    from pipeline.run_summary import evaluation_metrics, open_store
+    from pipeline.run_summary import evaluation_metrics, feedback_images, open_store
     if not os.path.exists(metadata_file):
         return {}
     try:
@@ -85,29 +85,8 @@ def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
         result.setdefault(model_ids[0], {"runs": []})["runs"].append(entry)   # executions sorted by id: oldest first
     for model in store.get_artifacts_by_id(list(result)) if result else []:
         result[model.id]["uri"] = model.uri
-        result[model.id]["feedback_images"] = _feedback_images(store, model.id)
+        result[model.id]["feedback_images"] = feedback_images(store, model.id)
     return result
-
-
-def _feedback_images(store, model_id: int) -> int | None:
-    """How many feedback images the model was trained on: its Trainer's examples, back through the Transform to
-    the ExampleGen's (their ``feedback_images`` property); None when the lineage does not say."""
-    from ml_metadata.proto import metadata_store_pb2
-    from components.image_example_gen import FEEDBACK_IMAGES_KEY
-
-    def producer_input(artifact_id: int, key: str) -> list[int]:
-        made = [ev.execution_id for ev in store.get_events_by_artifact_ids([artifact_id])
-                if ev.type == metadata_store_pb2.Event.OUTPUT]
-        events = store.get_events_by_execution_ids(made) if made else []
-        return [ev.artifact_id for ev in events if ev.type == metadata_store_pb2.Event.INPUT
-                and ev.path.steps and ev.path.steps[0].key == key]
-
-    for transformed in producer_input(model_id, "examples"):          # the Trainer's (transformed) examples
-        for examples in producer_input(transformed, "examples"):       # the Transform's examples
-            (artifact,) = store.get_artifacts_by_id([examples])
-            if FEEDBACK_IMAGES_KEY in artifact.custom_properties:
-                return artifact.custom_properties[FEEDBACK_IMAGES_KEY].int_value
-    return None
 
 
 def push_evaluation(record: dict, evaluations: dict[int, dict]) -> dict:

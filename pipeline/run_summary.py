@@ -42,8 +42,9 @@ def _node_name(store, execution_id: int) -> str:
 
 def last_blessed_training(metadata_file: str) -> dict | None:
     """The Trainer settings (its custom_config) of the newest blessed model, the baseline of the Evaluator's
-    "no worse than the last blessed model" gate (as TFX's LatestBlessedModelStrategy picks it); None without one
-    or without a readable store."""
+    "no worse than the last blessed model" gate (as TFX's LatestBlessedModelStrategy picks it), with
+    ``feedback_images``: how many feedback images it trained on (None when its lineage does not say); None
+    without one or without a readable store."""
     if not os.path.exists(metadata_file):
         return None
     try:
@@ -56,9 +57,30 @@ def last_blessed_training(metadata_file: str) -> dict | None:
         producer = [ev.execution_id for ev in store.get_events_by_artifact_ids([max(models)])
                     if ev.type == metadata_store_pb2.Event.OUTPUT]
         (execution,) = store.get_executions_by_id(producer[:1])
-        return json.loads(execution.custom_properties["custom_config"].string_value or "{}")
+        settings = json.loads(execution.custom_properties["custom_config"].string_value or "{}")
+        return {**settings, "feedback_images": feedback_images(store, max(models))}
     except Exception:  # noqa: BLE001 - an old or foreign store: no baseline settings to compare with
         return None
+
+
+def feedback_images(store, model_id: int) -> int | None:
+    """How many feedback images the model was trained on: its Trainer's examples, back through the Transform to
+    the ExampleGen's (their ``feedback_images`` property); None when the lineage does not say."""
+    from components.image_example_gen import FEEDBACK_IMAGES_KEY
+
+    def producer_input(artifact_id: int, key: str) -> list[int]:
+        made = [ev.execution_id for ev in store.get_events_by_artifact_ids([artifact_id])
+                if ev.type == metadata_store_pb2.Event.OUTPUT]
+        events = store.get_events_by_execution_ids(made) if made else []
+        return [ev.artifact_id for ev in events if ev.type == metadata_store_pb2.Event.INPUT
+                and ev.path.steps and ev.path.steps[0].key == key]
+
+    for transformed in producer_input(model_id, "examples"):          # the Trainer's (transformed) examples
+        for examples in producer_input(transformed, "examples"):       # the Transform's examples
+            (artifact,) = store.get_artifacts_by_id([examples])
+            if FEEDBACK_IMAGES_KEY in artifact.custom_properties:
+                return artifact.custom_properties[FEEDBACK_IMAGES_KEY].int_value
+    return None
 
 
 def last_run(metadata_file: str) -> dict:

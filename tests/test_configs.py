@@ -337,3 +337,32 @@ def test_the_feedback_import_applies_the_pipelines_file_limits(tmp_path, monkeyp
     code = feedback_cli.main(["--feedback-dir", str(tmp_path / "fb"), "import", str(tmp_path / "mine")])
     out, err = capsys.readouterr()
     assert code == 2 and "skipped 1 × decompression_bomb" in out   # as the ExampleGen would drop it in training
+
+
+def test_the_gate_passes_a_model_exactly_at_its_bounds_whatever_the_float32_rounding():
+    """TFMA compares the candidate's accuracy with the floor, and its difference from the last blessed model's
+    with -max_regression; both come from float32 sums. 180/200 against 182/200 is exactly 0.01 worse (what the
+    default allows) but had been refused, as had been an accuracy of exactly the floor computed a bit under it."""
+    import numpy as np
+    import tensorflow_model_analysis as tfma
+    from tensorflow_model_analysis.evaluators import metrics_validator
+    from tensorflow_model_analysis.metrics import metric_types
+
+    from core.configs import Config
+    from pipeline.pipeline import eval_config
+
+    config = tfma.utils.update_eval_config_with_defaults(eval_config(Config()), has_baseline=True,
+                                                         rubber_stamp=False)
+
+    def blessed(candidate, baseline):
+        key = dict(name="sparse_categorical_accuracy")
+        metrics = {metric_types.MetricKey(**key, model_name=tfma.CANDIDATE_KEY): candidate,
+                   metric_types.MetricKey(**key, model_name=tfma.BASELINE_KEY): baseline,
+                   metric_types.MetricKey(**key, model_name=tfma.CANDIDATE_KEY, is_diff=True): candidate - baseline}
+        return metrics_validator.validate_metrics(((), metrics), config).validation_ok
+
+    exactly = (float(np.float32(180) / np.float32(200)), float(np.float32(182) / np.float32(200)))
+    assert exactly[0] - exactly[1] < -0.01                 # the rounding that refused it
+    assert blessed(*exactly)
+    assert blessed(float(np.float32(0.5) - np.float32(1e-8)), 0.4)   # the floor, 0.5, as float32 left it
+    assert not blessed(0.89, 0.91) and not blessed(0.49, 0.40)         # really worse, really under the floor

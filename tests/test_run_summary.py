@@ -99,15 +99,22 @@ def test_the_split_of_the_last_blessed_model_decides_whether_it_gates(tmp_path, 
     from pipeline.run_summary import last_blessed_training
 
     assert last_blessed_training(str(tmp_path / "none.sqlite")) is None
-    _store_with_blessings(tmp_path / "metadata.sqlite", [("4:1", True), ("9:1", True), ("3:1", False)])
-    assert last_blessed_training(str(tmp_path / "metadata.sqlite"))["split"] == "9:1"   # newest blessed
+    _store_with_blessings(tmp_path / "metadata.sqlite", [("4:1 by pixels", True), ("9:1 by pixels", True),
+                                                         ("3:1 by pixels", False)])
+    assert last_blessed_training(str(tmp_path / "metadata.sqlite"))["split"] == "9:1 by pixels"   # newest blessed
     config = Config(pipeline_root=str(tmp_path))
     assert config.metadata_file == str(tmp_path / "metadata.sqlite")
     same = config.replace(train_buckets=9, eval_buckets=1)
     assert local_runner.gate_after_a_split_change(same) == same and capsys.readouterr().out == ""
     changed = local_runner.gate_after_a_split_change(config)   # the default 4:1
     assert changed.max_regression == 1.0 and changed.accuracy_floor == config.accuracy_floor
-    assert "The split changed since the last blessed model (9:1 then, 4:1 now)" in capsys.readouterr().out
+    assert "The split changed since the last blessed model (9:1 by pixels then, 4:1 by pixels now)" \
+        in capsys.readouterr().out
+    # a model split by the images' bytes (recorded as "9:1"): the same buckets hold other images now
+    _store_with_blessings(tmp_path / "bytes.sqlite", [("9:1", True)])
+    bytes_config = same.replace(pipeline_root=str(tmp_path / "x"), metadata_path=str(tmp_path / "bytes.sqlite"))
+    assert local_runner.gate_after_a_split_change(bytes_config).max_regression == 1.0
+    assert "(9:1 then, 9:1 by pixels now)" in capsys.readouterr().out
 
 
 def test_a_push_of_an_earlier_run_or_of_a_model_already_served_is_said_so():
@@ -119,3 +126,25 @@ def test_a_push_of_an_earlier_run_or_of_a_model_already_served_is_said_so():
     assert "pushed: version 17 by an earlier run; it is no longer in /s/17: nothing of this model is served" in text
     text = format_summary(summary(**pushed, pushed_copied=False, pushed_present=True))
     assert "pushed: nothing new; this model is already served as version 17 → /s/17" in text
+
+
+def test_a_run_without_the_feedback_the_last_blessed_model_trained_on_is_gated_by_the_floor_only(
+        tmp_path, capsys, monkeypatch):
+    """An image hashed into eval whose pixels were also feedback is trained on while the feedback is there; with
+    --no-feedback it is back in the eval split, where the last blessed model scores high for having trained on it."""
+    import local_runner
+    from core.configs import Config
+    from core.feedback import DB_FILE
+    from pipeline import run_summary
+
+    config = Config(pipeline_root=str(tmp_path), feedback_dir="")
+    monkeypatch.setattr(run_summary, "last_blessed_training", lambda _: {"split": "4:1 by pixels", "feedback_images": 3})
+    gated = local_runner.gate_after_a_split_change(config)
+    assert gated.max_regression == 1.0
+    assert "trained on 3 feedback images and this run has none" in capsys.readouterr().out
+    (tmp_path / "fb").mkdir()
+    (tmp_path / "fb" / DB_FILE).write_bytes(b"")
+    with_feedback = config.replace(feedback_dir=str(tmp_path / "fb"))
+    assert local_runner.gate_after_a_split_change(with_feedback) == with_feedback
+    monkeypatch.setattr(run_summary, "last_blessed_training", lambda _: {"split": "4:1 by pixels", "feedback_images": 0})
+    assert local_runner.gate_after_a_split_change(config) == config and capsys.readouterr().out == ""
