@@ -1,11 +1,12 @@
 """A Pusher whose model server never sees a half-written version, and that does not push a model twice.
 
 TFX's own Pusher copies straight into ``<base>/<version>`` (``saved_model.pb`` last), so a server polling
-the base directory can catch a version mid-copy. This executor copies into ``<base>/.incoming-<version>``
+the base directory can catch a version mid-copy. This executor copies into ``<base>/.incoming-<version>-<pid>``
 (not an integer, so TF Serving ignores it), writes a small push record into ``assets.extra/``, and renames
 the whole directory to ``<base>/<version>`` in one step. Versions are UNIX timestamps, made larger than any
-version already there. A model whose files are identical to an already-pushed version is not copied
-again: the push is recorded against that version.
+version already there. A model whose files are identical to the newest pushed version is not copied again:
+the push is recorded against that version (one identical to an older version is pushed as a new version, so
+that it is served again).
 
 On object stores (``gs://``, ``s3://``) a directory rename is a copy, so there the model is copied straight
 into ``<base>/<version>`` with ``saved_model.pb`` written last, as TFX's Pusher does: a server that lists the

@@ -219,11 +219,19 @@ class HttpServer:
         if self.header_timeout:
             self._expect(connection, self.header_timeout,
                          f"The request head did not arrive within {self.header_timeout:g} s")
+        # Line by line to the empty line, each ended by CRLF or a bare LF, as libevent reads them
+        # (evbuffer_readln with EVBUFFER_EOL_CRLF): a head of bare LFs had waited for a CRLFCRLF until its 408.
+        head = first
         try:
-            return first + await reader.readuntil(b"\r\n\r\n")
+            while True:
+                line = await reader.readuntil(b"\n")
+                head += line
+                if len(head) > MAX_HEAD_BYTES:
+                    raise asyncio.LimitOverrunError("head too long", 0)
+                if line in (b"\n", b"\r\n") and head.count(b"\n") > 1:
+                    return head
         except asyncio.LimitOverrunError:
-            start = await reader.read(MAX_HEAD_BYTES)
-            if b"\n" not in first + start:
+            if b"\n" not in head:   # still in the request line
                 raise RequestError(414, f"Request line longer than {MAX_HEAD_BYTES} bytes") from None
             raise RequestError(431, f"Request header fields larger than {MAX_HEAD_BYTES} bytes") from None
 

@@ -402,3 +402,16 @@ def test_a_large_body_being_parsed_does_not_hold_up_other_requests(models_root):
     assert status == 400 and "no_such_signature" in answer["error"]       # parsed to the end, then refused
     during = [a for a in answered if started < a[0] and a[1] < ended and a[2] == 200]
     assert len(during) >= 5, (ended - started, answered)
+
+
+def test_lines_ended_by_a_bare_lf_are_read_as_libevent_reads_them(bare):
+    """evbuffer_readln(EVBUFFER_EOL_CRLF): a request line, headers and chunk lines may end in LF alone. A head of
+    bare LFs had waited for a CRLFCRLF until the header timeout's 408."""
+    with connect(bare.port) as sock, sock.makefile("rb") as stream:
+        started = time.monotonic()
+        sock.sendall(b"GET /lf HTTP/1.1\nHost: x\n\n")
+        assert read_response(stream)[::2] == (200, b"GET /lf 0") and time.monotonic() - started < 0.9
+        sock.sendall(b"POST /mixed HTTP/1.1\r\nHost: x\nTransfer-Encoding: chunked\r\n\n2\n{}\n0\n\n")
+        assert read_response(stream)[::2] == (200, b"POST /mixed 2")
+        sock.sendall(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")       # the connection goes on
+        assert read_response(stream)[::2] == (200, b"GET /after 0")
