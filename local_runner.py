@@ -172,14 +172,31 @@ def gate_after_a_split_change(config: Config) -> Config:
               "split trained that model, so this run is gated by the accuracy floor only, not compared with it",
               flush=True)
         return config.replace(max_regression=1.0)
-    if baseline.get("feedback_images") and not feedback_store_exists(config):
-        # an image hashed into eval whose pixels were also feedback went to train then; without the feedback it
+    missing = feedback_left_out(config, baseline)
+    if missing:
+        # an image hashed into eval whose pixels were also feedback went to train then; without that feedback it
         # is back in eval, where the last blessed model scores high for having trained on it
-        print(f"The last blessed model trained on {baseline['feedback_images']} feedback images and this run has "
-              "none: eval images that were feedback then trained that model, so this run is gated by the accuracy "
-              "floor only, not compared with it", flush=True)
+        print(f"{missing} of the feedback images the last blessed model trained on are not in this run's feedback: "
+              "eval images with the same pixels trained that model, so this run is gated by the accuracy floor "
+              "only, not compared with it", flush=True)
         return config.replace(max_regression=1.0)
     return config
+
+
+def feedback_left_out(config: Config, baseline: dict) -> int:
+    """How many of the feedback images the last blessed model trained on this run leaves out (feedback off, an
+    empty or another store, deleted rows); by their feedback store id, which the ingest report names."""
+    from core.feedback import FeedbackStoreError, stored_records
+    trained = baseline.get("feedback_files")
+    if not baseline.get("feedback_images") and not trained:
+        return 0
+    try:
+        now = {record.id for record in stored_records(config.feedback_dir)} if config.feedback_dir else set()
+    except FeedbackStoreError:   # the run stops on it with its own message
+        return 0
+    if trained is None:   # an older report without the file names: the count alone
+        return baseline["feedback_images"] if not now else 0
+    return sum(1 for path in trained if os.path.splitext(os.path.basename(path))[0] not in now)
 
 
 def feedback_store_exists(config: Config) -> bool:

@@ -41,6 +41,7 @@ import threading
 from typing import Any, Iterable
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 from PIL import Image
 from absl import logging
@@ -220,8 +221,7 @@ def pixel_digest(data: bytes) -> str:
             return digest
     try:
         with Image.open(io.BytesIO(data)) as img:
-            pixels = img.convert("RGBA")
-            digest = hashlib.sha256(f"{pixels.size}".encode() + pixels.tobytes()).hexdigest()
+            digest = _digest_of_pixels(img)
     except Exception:  # noqa: BLE001 - it was checked, so it decodes; a digest of the bytes otherwise
         digest = key.hex()
     with _PIXEL_LOCK:
@@ -229,6 +229,23 @@ def pixel_digest(data: bytes) -> str:
         if len(_PIXEL_DIGESTS) > PIXEL_DIGESTS_KEPT:
             _PIXEL_DIGESTS.popitem(last=False)
     return digest
+
+
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")   # 16- and 32-bit values
+_BAND_ROWS = 256
+
+
+def _digest_of_pixels(img: Image.Image) -> str:
+    """sha256 of the size and the pixels as RGBA (gray, palette, RGB alike: a PNG and its WebP or BMP copy agree),
+    or, for 16- and 32-bit images, as numbers (RGBA would clip every value over 255: different 16-bit pictures had
+    one digest). Converted a band of rows at a time: a whole 40-megapixel image converted and copied at once had
+    taken three times its decoded size in memory."""
+    digest = hashlib.sha256(f"{img.size}".encode() + (b"wide" if img.mode in _WIDE_MODES else b""))
+    for top in range(0, img.height, _BAND_ROWS):
+        band = img.crop((0, top, img.width, min(img.height, top + _BAND_ROWS)))
+        digest.update(np.asarray(band).astype("<f8").tobytes() if img.mode in _WIDE_MODES
+                      else band.convert("RGBA").tobytes())
+    return digest.hexdigest()
 
 
 PIXEL_DIGESTS_KEPT = 8192   # 32-byte keys, 64-character digests: about a megabyte

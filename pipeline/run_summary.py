@@ -58,16 +58,16 @@ def last_blessed_training(metadata_file: str) -> dict | None:
                     if ev.type == metadata_store_pb2.Event.OUTPUT]
         (execution,) = store.get_executions_by_id(producer[:1])
         settings = json.loads(execution.custom_properties["custom_config"].string_value or "{}")
-        return {**settings, "feedback_images": feedback_images(store, max(models))}
+        examples = ingested_examples(store, max(models))
+        return {**settings, "feedback_images": feedback_images(store, max(models)),
+                "feedback_files": _report(examples).get("feedback_files") if examples is not None else None}
     except Exception:  # noqa: BLE001 - an old or foreign store: no baseline settings to compare with
         return None
 
 
-def feedback_images(store, model_id: int) -> int | None:
-    """How many feedback images the model was trained on: its Trainer's examples, back through the Transform to
-    the ExampleGen's (their ``feedback_images`` property); None when the lineage does not say."""
-    from components.image_example_gen import FEEDBACK_IMAGES_KEY
-
+def ingested_examples(store, model_id: int):
+    """The ExampleGen's examples artifact the model was trained on: its Trainer's examples, back through the
+    Transform; None when the lineage does not say."""
     def producer_input(artifact_id: int, key: str) -> list[int]:
         made = [ev.execution_id for ev in store.get_events_by_artifact_ids([artifact_id])
                 if ev.type == metadata_store_pb2.Event.OUTPUT]
@@ -78,9 +78,28 @@ def feedback_images(store, model_id: int) -> int | None:
     for transformed in producer_input(model_id, "examples"):          # the Trainer's (transformed) examples
         for examples in producer_input(transformed, "examples"):       # the Transform's examples
             (artifact,) = store.get_artifacts_by_id([examples])
-            if FEEDBACK_IMAGES_KEY in artifact.custom_properties:
-                return artifact.custom_properties[FEEDBACK_IMAGES_KEY].int_value
+            return artifact
     return None
+
+
+def feedback_images(store, model_id: int) -> int | None:
+    """How many feedback images the model was trained on (its examples' ``feedback_images`` property); None when
+    the lineage does not say."""
+    from components.image_example_gen import FEEDBACK_IMAGES_KEY
+    examples = ingested_examples(store, model_id)
+    if examples is None or FEEDBACK_IMAGES_KEY not in examples.custom_properties:
+        return None
+    return examples.custom_properties[FEEDBACK_IMAGES_KEY].int_value
+
+
+def _report(examples) -> dict:
+    """The ingest report beside an examples artifact ({} when it cannot be read)."""
+    try:
+        with tf.io.gfile.GFile(os.path.join(examples.uri, configs.INGEST_REPORT_FILE)) as handle:
+            report = json.loads(handle.read())
+    except (OSError, ValueError, tf.errors.OpError):
+        return {}
+    return report if isinstance(report, dict) else {}
 
 
 def last_run(metadata_file: str) -> dict:

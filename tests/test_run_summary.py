@@ -131,20 +131,34 @@ def test_a_push_of_an_earlier_run_or_of_a_model_already_served_is_said_so():
 def test_a_run_without_the_feedback_the_last_blessed_model_trained_on_is_gated_by_the_floor_only(
         tmp_path, capsys, monkeypatch):
     """An image hashed into eval whose pixels were also feedback is trained on while the feedback is there; with
-    --no-feedback it is back in the eval split, where the last blessed model scores high for having trained on it."""
+    that feedback left out (--no-feedback, an empty or another store, deleted rows) it is back in the eval split,
+    where the last blessed model scores high for having trained on it."""
+    import types
+
     import local_runner
+    from core import feedback
     from core.configs import Config
-    from core.feedback import DB_FILE
     from pipeline import run_summary
 
     config = Config(pipeline_root=str(tmp_path), feedback_dir="")
-    monkeypatch.setattr(run_summary, "last_blessed_training", lambda _: {"split": "4:1 by pixels", "feedback_images": 3})
-    gated = local_runner.gate_after_a_split_change(config)
-    assert gated.max_regression == 1.0
-    assert "trained on 3 feedback images and this run has none" in capsys.readouterr().out
-    (tmp_path / "fb").mkdir()
-    (tmp_path / "fb" / DB_FILE).write_bytes(b"")
-    with_feedback = config.replace(feedback_dir=str(tmp_path / "fb"))
-    assert local_runner.gate_after_a_split_change(with_feedback) == with_feedback
-    monkeypatch.setattr(run_summary, "last_blessed_training", lambda _: {"split": "4:1 by pixels", "feedback_images": 0})
-    assert local_runner.gate_after_a_split_change(config) == config and capsys.readouterr().out == ""
+    trained = {"split": "4:1 by pixels", "feedback_images": 2,
+               "feedback_files": ["feedback/alef/aaaa.png", "feedback/bet/bbbb.jpg"]}
+    monkeypatch.setattr(run_summary, "last_blessed_training", lambda _: trained)
+    store = []
+    monkeypatch.setattr(feedback, "stored_records", lambda _: [types.SimpleNamespace(id=i) for i in store])
+    with_store = config.replace(feedback_dir=str(tmp_path / "fb"))
+    for cfg, ids, left_out in ((config, [], 2), (with_store, [], 2), (with_store, ["aaaa"], 1),
+                               (with_store, ["aaaa", "bbbb", "cccc"], 0)):
+        store[:] = ids
+        gated = local_runner.gate_after_a_split_change(cfg)
+        out = capsys.readouterr().out
+        if left_out:
+            assert gated.max_regression == 1.0 and f"{left_out} of the feedback images the last blessed" in out
+        else:
+            assert gated == cfg and out == ""
+    # an older report without the file names: the count alone, gated when this run has no feedback at all
+    trained.pop("feedback_files")
+    store[:] = []
+    assert local_runner.gate_after_a_split_change(with_store).max_regression == 1.0
+    store[:] = ["zzzz"]
+    assert local_runner.gate_after_a_split_change(with_store) == with_store
