@@ -9,6 +9,7 @@ eye. A sheet with real letters shows the real data set's images: keep it local, 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 from PIL import Image, ImageDraw
 
 from pipeline import generate_letters
-from pipeline.flags import output_file
+from pipeline.flags import folder_problem
 from core.labels import CLASS_NAMES
 
 GAP = 8   # pixels between the generated and the real rows
@@ -54,7 +55,12 @@ def png_file(path: str) -> str:
     """argparse type: a .png file that can be written (checked before any letter is drawn)."""
     if not path.lower().endswith(".png"):
         raise argparse.ArgumentTypeError(f"{path} does not end in .png: the sheet is a PNG image")
-    return output_file(path)
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name")
+    problem = folder_problem(os.path.dirname(os.path.abspath(path)))   # a new folder is made for it
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return path
 
 
 def main(argv=None) -> int:

@@ -53,7 +53,10 @@ def memory_to_float(memory: str) -> float:
         raise ValueError(f"{memory!r} is not a memory quantity (e.g. 8Gi, 512Mi or 2G){hint}")
     number, unit = match.group(1), match.group(2) or ""
     scale = 10 ** int(unit[1:]) if unit[:1] in ("e", "E") and unit[1:] else _MEMORY_UNITS[unit]
-    return float(number) * scale / 10 ** 9
+    try:
+        return float(number) * scale / 10 ** 9
+    except OverflowError:
+        raise ValueError(f"{memory!r} is too large a memory quantity") from None
 
 
 @dataclasses.dataclass(frozen=True)

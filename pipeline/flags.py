@@ -60,12 +60,16 @@ def folder_problem(path: str) -> str | None:
     """Why a run could not create or write into the local folder ``path`` (None when it can), said before the
     run starts instead of when its last step writes there. Nothing is created."""
     path = os.path.abspath(path)
+    if os.path.islink(path) and not os.path.exists(path):   # a link to a volume not mounted, say
+        return f"{path} is a link to {os.readlink(path)}, which does not exist"
     if os.path.exists(path):
         if not os.path.isdir(path):
             return f"{path} is not a folder"
         return None if os.access(path, os.W_OK | os.X_OK) else f"cannot write into {path}"
     parent = os.path.dirname(path)
     while not os.path.exists(parent):
+        if os.path.islink(parent):
+            return f"cannot create {path}: {parent} is a link to {os.readlink(parent)}, which does not exist"
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         return f"cannot create {path}: {parent} is not a folder"

@@ -112,7 +112,7 @@ def list_versions(serving_dir: str, metadata_file: str, config_file: str | None 
         if model is not None:
             labels = {label: version for label, version in model.version_labels.items()}
     evaluations = evaluations_by_model(metadata_file)
-    folders = serving_versions.list_versions(serving_dir, configs.MODEL_NAME) or {}
+    folders = serving_versions.list_versions(serving_dir, configs.MODEL_NAME, warn=False) or {}
     rows = []
     for version, record in sorted(pushed_versions(serving_dir).items()):
         rows.append({"version": version, "pushed_at": record.get("pushed_at"),
@@ -219,10 +219,12 @@ def version_status(server: str | RestConnection, model_name: str, version: int) 
     return version_states(body).get(str(version), "NOT_TRACKED"), None
 
 
-def _write_config(config_file: str, config) -> None:
-    atomic_write(config_file, text_format.MessageToString(protos.ModelServerConfig.FromString(
+def _write_config(config_file: str, config) -> bytes:
+    """Writes ``config`` (its model list) to ``config_file``; returns the bytes written."""
+    text = text_format.MessageToString(protos.ModelServerConfig.FromString(
         model_server_config_pb2.ModelServerConfig(model_config_list=config.model_config_list).SerializeToString()))
-                 .encode())
+    atomic_write(config_file, text.encode())
+    return text.encode()
 
 
 def ensure_config(config_file: str, serving_dir: str, model_name: str = configs.MODEL_NAME) -> bool:
@@ -284,21 +286,24 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     model.model_version_policy.specific.ClearField("versions")
     model.model_version_policy.specific.versions.extend(sorted(keep))
     server = RestConnection(server_url, timeout=5) if server_url else None
-    state = version_state(server, model_name, version) if server else "AVAILABLE"
+    state, stale_error = version_status(server, model_name, version) if server else ("AVAILABLE", None)
     if state is None:   # the file alone would name a version the server may not have: it refuses such a config
         raise ValueError(f"cannot reach the model server at {server_url} to check that version {version} is "
                          f"loaded (TF Serving refuses a whole config whose label names a version it has not "
                          f"loaded): start it or give its --server-url; --server-url '' edits the file alone; "
                          f"label {label!r} left unchanged")
     if state != "AVAILABLE":
-        _write_config(config_file, config)
+        written = _write_config(config_file, config)
         try:
-            _wait_available(server, server_url, model_name, version, timeout)
+            _wait_available(server, server_url, model_name, version, timeout,
+                            stale_error if state == "END" else None)
         except BaseException as err:   # refused, too slow, or Ctrl-C: the config the server had is put back
-            _restore(config_file, before)
+            restored = _restore(config_file, before, written)
             if isinstance(err, ValueError):
-                raise ValueError(f"{err}; label {label!r} left unchanged and {config_file} put back as it "
-                                 "was") from None
+                raise ValueError(f"{err}; label {label!r} left unchanged and " + (
+                    f"{config_file} put back as it was" if restored else
+                    f"{config_file} left as it is now (it was changed meanwhile; it still lists version {version})")
+                ) from None
             raise
     model.version_labels[label] = version
     _write_config(config_file, config)
@@ -309,21 +314,28 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     return previous
 
 
-def _wait_available(server: RestConnection, server_url: str, model_name: str, version: int, timeout: float) -> None:
+def _wait_available(server: RestConnection, server_url: str, model_name: str, version: int, timeout: float,
+                    stale_error: str | None = None) -> None:
     """Returns once the server reports ``version`` AVAILABLE; ValueError when it failed to load (END with an
-    error: the server's own message) or ``timeout`` passed. A long wait is shown, with the state it sees."""
+    error: the server's own message) or ``timeout`` passed. A long wait is shown, with the state it sees.
+    ``stale_error``: the error the version already ended with before this wait (a server keeps a failed load's
+    END in its status): it ends the wait only once the server has tried again (a state other than END seen)."""
     started = time.monotonic()
     told = None
+    retried = stale_error is None
     while True:
         state, error = version_status(server, model_name, version)
         if state == "AVAILABLE":
             return
-        if state == "END" and error:
+        retried = retried or state != "END"
+        if state == "END" and error and retried:
             raise ValueError(f"version {version} failed to load on {server_url}: {error}")
         waited = time.monotonic() - started
         if waited > timeout:
             raise ValueError(f"version {version} did not become AVAILABLE on {server_url} within {timeout:.0f} s "
-                             f"(state: {state})")
+                             f"(state: {state}" + (f"; its last load failed: {error}" if error else "") + ")" + (
+                                 "; a server loads a version that failed again only once it has applied a config "
+                                 "without it (its next config poll after the one put back)" if not retried else ""))
         if told is None or waited - told >= WAIT_REPORT_SECONDS:
             told = waited
             print(f"waiting for version {version} to become AVAILABLE on {server_url} (state: {state}; "
@@ -331,13 +343,21 @@ def _wait_available(server: RestConnection, server_url: str, model_name: str, ve
         time.sleep(0.5)
 
 
-def _restore(config_file: str, before: bytes | None) -> None:
-    """Puts ``config_file`` back as it was (``before``: its bytes, None when there was none)."""
+def _restore(config_file: str, before: bytes | None, written: bytes) -> bool:
+    """Puts ``config_file`` back as it was (``before``: its bytes, None when there was none), unless it no longer
+    holds what this promote ``written`` (an edit made meanwhile is not undone); returns whether it did."""
+    try:
+        now = Path(config_file).read_bytes()
+    except FileNotFoundError:
+        now = None
+    if now != written:
+        return False
     if before is None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(config_file)
     else:
         atomic_write(config_file, before)
+    return True
 
 
 def rollback(config_file: str, label: str, serving_dir: str, model_name: str = configs.MODEL_NAME,

@@ -152,13 +152,15 @@ def version_number(name: str) -> int | None:
     return version if -_INT64_MAX - 1 <= version <= _INT64_MAX else None
 
 
-def list_versions(base_path: str, model_name: str) -> dict | None:
+def list_versions(base_path: str, model_name: str, warn: bool = True) -> dict | None:
     """{version: path} of the integer-named children, or None if the base path cannot be read. Of two names for
-    one version ("2" and "002") the last in sorted order is served, as in TF Serving."""
+    one version ("2" and "002") the last in sorted order is served, as in TF Serving, which logs what it finds
+    amiss (``warn``; a tool listing versions for its user does not)."""
+    warning = log.warning if warn else (lambda *args: None)
     try:
         names = sorted(os.listdir(base_path))
     except OSError as exc:
-        log.warning("Could not find base path %s for servable %s with error %s", base_path, model_name, exc)
+        warning("Could not find base path %s for servable %s with error %s", base_path, model_name, exc)
         return None
     versions = {}
     for name in names:   # sorted, and the last of two names for one version wins (IndexChildrenByVersion)
@@ -166,11 +168,11 @@ def list_versions(base_path: str, model_name: str) -> dict | None:
         if version is None:
             continue
         if version in versions:
-            log.warning("Duplicate version directories detected. Version %d will be loaded from %s, %s will be "
+            warning("Duplicate version directories detected. Version %d will be loaded from %s, %s will be "
                         "ignored.", version, name, os.path.basename(versions[version]))
         versions[version] = os.path.join(base_path, name)
     if not versions:
-        log.warning("No versions of servable %s found under base path %s. Did you forget to name your leaf "
+        warning("No versions of servable %s found under base path %s. Did you forget to name your leaf "
                     "directory as a number (eg. '/1/')?", model_name, base_path)
     return versions
 

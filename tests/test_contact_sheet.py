@@ -11,7 +11,9 @@ def test_a_row_is_one_writer_in_every_style(tmp_path, monkeypatch):
     rows_seen = []
     real_tile = contact_sheet.tile
     monkeypatch.setattr(contact_sheet, "tile", lambda rows, cell: rows_seen.append(rows) or real_tile(rows, cell))
-    assert contact_sheet.main(["--out", str(tmp_path / "sheet.png"), "--writers", "3", "--style", "mixed"]) == 0
+    # into a folder not made yet: it is made
+    assert contact_sheet.main(["--out", str(tmp_path / "new" / "sheet.png"), "--writers", "3", "--style", "mixed"]) == 0
+    assert (tmp_path / "new" / "sheet.png").is_file()
     (rows,) = rows_seen
     for i, row in enumerate(rows):
         assert [p.parent.name for p in row] == list(CLASS_NAMES)
@@ -36,10 +38,11 @@ def test_real_letters_pass_over_hidden_and_non_image_files_and_name_a_missing_cl
     assert stopped.value.code == 2 and "has no class folder tav" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("out, message", [("sheet", "does not end in .png"), ("missing/s.png", "does not exist"),
+@pytest.mark.parametrize("out, message", [("sheet", "does not end in .png"), ("a_file/s.png", "is not a folder"),
                                           ("a_dir.png", "is a folder")])
 def test_a_bad_out_is_refused_before_any_letter_is_drawn(tmp_path, capsys, monkeypatch, out, message):
     (tmp_path / "a_dir.png").mkdir()
+    (tmp_path / "a_file").write_text("x")
     monkeypatch.setattr(contact_sheet.generate_letters, "generate",
                         lambda *a, **k: pytest.fail("generated before --out was checked"))
     with pytest.raises(SystemExit) as caught:

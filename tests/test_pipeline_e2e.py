@@ -166,6 +166,7 @@ def test_runner_refuses_a_data_root_with_no_class_folder_before_running(tmp_path
 def test_runner_refuses_unwritable_output_paths_before_running(tiny_dataset, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     serving = ["--serving-dir", str(tmp_path / "serving")]
     for flags, message in ((["--pipeline-root", str(a_file / "root"), *serving],
                             f"--pipeline-root: cannot create {a_file / 'root'}: {a_file} is not a folder"),
@@ -173,7 +174,11 @@ def test_runner_refuses_unwritable_output_paths_before_running(tiny_dataset, tmp
                            # found before the run, not by the Pusher after training
                            (["--serving-dir", str(a_file)], f"--serving-dir: {a_file} is not a folder"),
                            (["--metadata-path", str(a_file / "m.sqlite"), *serving],
-                            f"--metadata-path: {a_file} is not a folder")):
+                            f"--metadata-path: {a_file} is not a folder"),
+                           # a link to a volume not mounted: TensorFlow's makedirs took it, the Pusher did not
+                           (["--serving-dir", str(tmp_path / "dangling")],
+                            f"--serving-dir: {tmp_path / 'dangling'} is a link to {tmp_path / 'gone'}, which does not "
+                            "exist")):
         proc = subprocess.run([sys.executable, str(ROOT / "local_runner.py"), "--data-root", str(tiny_dataset),
                                "--pipeline-root", str(tmp_path / "pipeline"), *flags],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)

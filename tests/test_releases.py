@@ -286,6 +286,39 @@ def test_a_version_the_server_fails_to_load_ends_the_wait_with_its_error_and_the
         assert code == 2 and time.monotonic() - started < 60, err
         assert "version 1 failed to load on" in err and "saved_model.pb" in err and "put back as it was" in err
         assert config_file.read_bytes() == before
+        # fixed, then promoted again: the END the failed load left in the server's status does not end this wait.
+        # (A server retries an errored version once a config without it was applied, as TF Serving's
+        # AspiredVersionsManager: the put-back config's poll comes first.)
+        time.sleep(1.5)
+        testing.publish_version(str(tmp_path / "fixed"), 1)
+        (serving_dir / "1" / "saved_model.pb").write_bytes((tmp_path / "fixed" / "1" / "saved_model.pb").read_bytes())
+        code, err = run(["promote", "1", "--label", "stable", "--serving-dir", str(serving_dir), "--config",
+                         str(config_file), "--server-url", server.url], capsys)
+        assert code == 0, err
+
+
+def test_a_config_edited_during_the_wait_is_not_put_back_over_the_edit(tmp_path, monkeypatch, capsys):
+    serving_dir, (v1,) = pushed(tmp_path)
+    config_file = tmp_path / "models" / "models.config"
+    releases.ensure_config(str(config_file), str(serving_dir))
+    monkeypatch.setattr(releases, "version_status", lambda *args: ("NOT_TRACKED", None))
+
+    def edited_meanwhile(*args, **kwargs):
+        config_file.write_text(config_file.read_text() + "\n# another model added by hand\n")
+        raise ValueError("version did not become AVAILABLE")
+    monkeypatch.setattr(releases, "_wait_available", edited_meanwhile)
+    code, err = run(["promote", str(v1), "--serving-dir", str(serving_dir), "--server-url", "http://127.0.0.1:9"],
+                    capsys)
+    assert code == 2 and "left as it is now (it was changed meanwhile" in err
+    assert config_file.read_text().endswith("# another model added by hand\n")
+
+
+def test_list_of_an_empty_serving_dir_says_only_that(tmp_path, capsys, caplog):
+    (tmp_path / "letters").mkdir()
+    assert releases.main(["list", "--serving-dir", str(tmp_path / "letters"), "--metadata-path",
+                          str(tmp_path / "n.db")]) == 0
+    assert capsys.readouterr().out.strip() == "no pushed version"
+    assert not [r for r in caplog.records if r.name == "serving.versions"]
 
 
 def test_a_config_with_tf_serving_2_20_fields_is_promoted_on_and_keeps_them(tmp_path, capsys):

@@ -155,6 +155,8 @@ def test_resource_quantities_match_the_kfp_sdk():
         assert spec_lib.memory_to_float(memory) == pytest.approx(gb)
     with pytest.raises(ValueError, match="kilo is a lower-case k"):
         spec_lib.memory_to_float("16000000K")
+    with pytest.raises(ValueError, match="too large"):
+        spec_lib.memory_to_float("1e400")
     name, resources = spec_lib.parse_resources("Transform=cpu=2,memory-request=4Gi")
     assert name == "Transform" and resources == spec_lib.Resources(cpu="2", memory_request="4Gi")
     for bad in ("Trainer", "Trainer=gpu=1", "Trainer=cpu=two", "Trainer=memory=8GB", "=cpu=1"):
