@@ -37,6 +37,8 @@ _ERRNO_CODES = {
     **dict.fromkeys(("EDEADLK", "ESTALE"), "ABORTED"),
     "ECANCELED": "CANCELLED",
 }
+# by number: names share numbers (EDEADLK and EDEADLOCK), and errno.errorcode keeps one name each
+_CODE_OF_ERRNO = {getattr(errno, name): code for name, code in _ERRNO_CODES.items() if hasattr(errno, name)}
 
 
 def error_code(exc: BaseException | None) -> str:
@@ -47,7 +49,7 @@ def error_code(exc: BaseException | None) -> str:
     if isinstance(exc, ServingError):
         return exc.code
     if isinstance(exc, OSError) and exc.errno is not None:
-        return _ERRNO_CODES.get(errno.errorcode.get(exc.errno, ""), "UNKNOWN")
+        return _CODE_OF_ERRNO.get(exc.errno, "UNKNOWN")
     return "UNKNOWN"
 
 

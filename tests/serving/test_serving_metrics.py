@@ -62,3 +62,14 @@ def test_a_value_on_a_bucket_limit_counts_in_the_bucket_above_as_tensorflows_his
     buckets = {s.labels["le"]: s.value for s in families[":tensorflow:serving:batching_session:input_batch_size"].samples
                if s.name.endswith("_bucket")}
     assert (buckets["1"], buckets["2"], buckets["4"], buckets["+Inf"]) == (0, 1, 3, 3)
+
+
+def test_an_os_error_has_the_code_tensorflow_gives_its_errno():
+    import errno
+
+    from serving.status import ServingError, error_code
+    assert error_code(None) == "OK" and error_code(ServingError("NOT_FOUND", "x")) == "NOT_FOUND"
+    assert error_code(OSError(errno.ENOSPC, "full")) == "RESOURCE_EXHAUSTED"
+    assert error_code(OSError(errno.EACCES, "no")) == "PERMISSION_DENIED"
+    assert error_code(OSError(errno.EDEADLK, "x")) == "ABORTED"      # errno.errorcode names it EDEADLOCK
+    assert error_code(OSError(errno.EIO, "x")) == "UNKNOWN" and error_code(ValueError("x")) == "UNKNOWN"
