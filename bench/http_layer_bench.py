@@ -20,6 +20,7 @@ import sys
 import time
 
 from bench import load
+from pipeline.flags import positive_int
 
 BODY_BYTES = 3300            # a one-image predict_images request of a 48x48 PNG, base64 in JSON
 ANSWER = b'{"predictions": [{"top_scores": [0.5, 0.2, 0.1], "top_letters": ["a", "b", "c"]}]}' * 6
@@ -107,8 +108,8 @@ def measure(layer: str, duration: float, concurrency: int) -> load.Result:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=load.whole_seconds, default=5, help="whole seconds of load per round")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=positive_int, default=32)
+    parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:

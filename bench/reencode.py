@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from core import image_io
+from pipeline.flags import positive_int
 
 
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -27,10 +28,10 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--width", type=int, default=4000)
-    p.add_argument("--height", type=int, default=3000)
+    p.add_argument("--width", type=positive_int, default=4000)
+    p.add_argument("--height", type=positive_int, default=3000)
     p.add_argument("--quality", type=int, default=90, help="the WebP's quality")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=positive_int, default=3)
     args = p.parse_args(argv)
     buf = io.BytesIO()
     photo(args.width, args.height).save(buf, format="WEBP", quality=args.quality)

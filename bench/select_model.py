@@ -35,7 +35,7 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from bench.writer_split import check_fold, first_forms, writer_split
+from bench.writer_split import check_fold, first_forms, held_out_names, writer_split
 from bench import reproduce
 from models import preprocessing, trainer
 from pipeline import evaluate
@@ -301,6 +301,9 @@ def main(argv=None) -> int:
         parser.error(f"--holdout-share must be in (0, 1), got {args.holdout_share}")
     if not 0 <= args.distil <= 1:
         parser.error(f"--distil must be in [0, 1], got {args.distil}")
+    problem = held_out_names(args.data_root)   # before any training: the hold-out needs HHD-like names
+    if problem:
+        parser.error(problem)
     try:
         folds = [None] if args.folds is None else [int(f) for f in args.folds.split(",")]
         seeds = [int(s) for s in args.seeds.split(",")]

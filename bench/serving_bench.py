@@ -33,6 +33,7 @@ import time
 import urllib.request
 
 from bench import load
+from pipeline.flags import positive_int
 from core import configs
 from tests.support import serving as testing
 
@@ -121,8 +122,8 @@ def main(argv=None):
                              "network with random weights")
     parser.add_argument("--duration", type=load.whole_seconds, default=5,
                         help="whole seconds of load per measurement (wrk takes no fraction)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds; medians are reported")
+    parser.add_argument("--concurrency", type=positive_int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--grpc-max-threads", type=int, default=None,
                         help="the server's --grpc_max_threads (default: --concurrency)")
@@ -161,12 +162,14 @@ def main(argv=None):
                          f"max_enqueued_batches {{ value: 1000 }}\n")
         grpc_port = testing.free_port()
         grpc_threads = args.grpc_max_threads or args.concurrency
-        server = testing.start_server(base, subprocess=True, enable_batching=True, batching_parameters_file=batching,
-                                      grpc_port=grpc_port, grpc_max_threads=grpc_threads)
-        grpc_address = f"127.0.0.1:{grpc_port}"
-        flask, flask_url, flask_command = start_flask(model_dir, args.flask_workers, args.flask_threads,
+        server = flask = None
+        try:   # both servers are stopped whatever happens once either was started (a failed start, Ctrl-C)
+            server = testing.start_server(base, subprocess=True, enable_batching=True,
+                                          batching_parameters_file=batching, grpc_port=grpc_port,
+                                          grpc_max_threads=grpc_threads)
+            grpc_address = f"127.0.0.1:{grpc_port}"
+            flask, flask_url, flask_command = start_flask(model_dir, args.flask_workers, args.flask_threads,
                                                           payload)
-        try:
             rest_url = f"{server.url}/v1/models/letters:predict"
             load.wrk(rest_url, payload, args.concurrency, 1.0)          # warm-up
             load.wrk(flask_url, payload, args.concurrency, 3.0)      # (and every gunicorn worker has loaded)
@@ -183,8 +186,10 @@ def main(argv=None):
                       f"Flask {runs['flask'][-1].rps:.0f}/s, in-process {runs['in_process'][-1]:.0f} images/s",
                       flush=True)
         finally:
-            stop(flask)
-            server.stop()
+            if flask is not None:
+                stop(flask)
+            if server is not None:
+                server.stop()
 
     median = statistics.median
     rest_rps, flask_rps = median(r.rps for r in runs["rest"]), median(r.rps for r in runs["flask"])

@@ -25,6 +25,7 @@ import tensorflow as tf
 from bench.writer_split import DEFAULT_PATTERN, form_blocks
 from models import preprocessing
 from pipeline import evaluate
+from pipeline.flags import positive_int
 
 CLASSES = ("vav", "nun_final", "yod")
 SHAPE = ("log aspect (height / width)", "log ink share of the box", "log ink area / height²", "top-quarter ink share")
@@ -81,10 +82,18 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, blocks: np.ndarray)
             "recall": {c: float(np.mean(predicted[labels == i] == i)) for i, c in enumerate(CLASSES)}}
 
 
+def at_least_two(text: str) -> int:
+    """argparse type: a number of folds (at least 2: one is held out, the others train)."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"at least 2 folds (one held out, the others trained on), got {value}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="folder-per-class images named <class>_<form>.<ext>")
-    parser.add_argument("--folds", type=int, default=5, help="writer-grouped folds (default: %(default)s)")
+    parser.add_argument("--folds", type=at_least_two, default=5, help="writer-grouped folds (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         features, labels, blocks = load(args.data_root, args.folds)

@@ -18,6 +18,7 @@ pen of radius R (at that size), then halved, so pen width, ink tone, paper and s
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import json
 import sys
@@ -117,6 +118,8 @@ def main(argv=None) -> int:
         parser.error("--seed must not be negative")
     if args.redraw_strokes is not None and args.redraw_strokes <= 0:
         parser.error("--redraw-strokes must be a positive radius")
+    if args.real_root and not os.path.isdir(args.real_root):
+        parser.error(f"--real-root {args.real_root} is not a folder")
     hp = config_with(args.set)
 
     def load(root: Path, cache: Path) -> tuple:

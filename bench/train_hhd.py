@@ -42,7 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import psutil
 
+from bench import workdir
 from bench.reproduce import command as reproduce_command
+from bench.writer_split import held_out_names
 
 
 def _runner_seed() -> int:
@@ -169,8 +171,17 @@ def main(argv=None) -> int:
                      "(the data root)")
     if args.as_feedback and args.with_feedback:
         parser.error("--as-feedback trains on its own feedback store, not the local one: drop --with-feedback")
-    work = Path(args.work or tempfile.mkdtemp(prefix="letters-bench-"))   # made once the arguments are known good
-    work.mkdir(parents=True, exist_ok=True)
+    if args.data_root and args.holdout_share > 0:
+        problem = held_out_names(args.data_root)
+        if problem:
+            parser.error(problem)
+    elif args.data_root and not os.path.isdir(args.data_root):
+        parser.error(f"the data root {args.data_root} is not a folder")
+    try:   # --work's pipeline/ and serving/ are emptied before each run: never a folder this bench did not make
+        work = workdir.claim(args.work, "bench.train_hhd") if args.work else \
+            Path(tempfile.mkdtemp(prefix="letters-bench-"))
+    except ValueError as err:
+        parser.error(f"--work: {err}")
     reproduce = reproduce_command("bench.train_hhd", argv, python=sys.executable)   # LETTERS_SEED … too
     if args.folds is None:
         return run(args, work, None, reproduce)

@@ -30,6 +30,8 @@ import tempfile
 import time
 
 from core import configs
+from bench import reproduce
+from pipeline.flags import non_negative_int, positive_int
 from serving.client import RestConnection
 from tests.support import serving as testing
 
@@ -67,7 +69,8 @@ def percentile(values, q):
 
 
 def start_web(serving_url: str, feedback_dir: str):
-    proc = subprocess.Popen([sys.executable, "-m", "web", "--port", "0", "--tf-serving-url", serving_url,
+    proc = subprocess.Popen([sys.executable, "-m", "web", "--host", "127.0.0.1", "--port", "0",   # loopback only
+                             "--tf-serving-url", serving_url,
                              "--feedback-dir", feedback_dir, "--log-level", "WARNING"],
                             cwd=str(configs.PROJECT_ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
@@ -81,9 +84,10 @@ def start_web(serving_url: str, feedback_dir: str):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base-path", default=configs.Config.from_env().serving_dir)
-    parser.add_argument("--requests", type=int, default=200, help="measured requests per path")
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--image-size", type=int, default=320, help="side of the drawn PNG (the canvas is 320)")
+    parser.add_argument("--requests", type=positive_int, default=200, help="measured requests per path")
+    parser.add_argument("--warmup", type=non_negative_int, default=20)
+    parser.add_argument("--image-size", type=positive_int, default=320,
+                        help="side of the drawn PNG (the canvas is 320)")
     args = parser.parse_args(argv)
 
     base, found, note = testing.pushed_or_stand_in(args.model_base_path, "web-bench-")
@@ -131,9 +135,7 @@ def main(argv=None):
     if note:
         print(note)
     shown = os.path.relpath(sys.executable) if sys.executable.startswith(str(configs.PROJECT_ROOT)) else sys.executable
-    command = " ".join(shlex.quote(a) for a in [shown, "-m", "bench.web_bench"] +
-                       (argv if argv is not None else sys.argv[1:]))
-    print(f"reproduce: cd {configs.PROJECT_ROOT} && {command}")
+    print(f"reproduce: cd {configs.PROJECT_ROOT} && {reproduce.command('bench.web_bench', argv, python=shown)}")
     return 0
 
 

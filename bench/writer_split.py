@@ -22,6 +22,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from bench import workdir
+
 DEFAULT_PATTERN = r"^\d+_(\d+)\.\w+$"
 
 
@@ -38,16 +40,32 @@ def check_fold(fold: int | None, val_share: float) -> None:
         raise ValueError(f"fold must be in 0..{fold_count(val_share) - 1} for a share of {val_share:g}, got {fold}")
 
 
+def held_out_names(data_root: str, pattern: str = DEFAULT_PATTERN) -> str | None:
+    """Why no letter of ``data_root`` can be held out as another writer's (no class folder, or no file named like
+    ``pattern``, e.g. the generated letters' ``alef_hand_0000.png``); None when some can."""
+    root = Path(data_root)
+    if not root.is_dir():
+        return f"the data root {data_root} is not a folder"
+    regex = re.compile(pattern)
+    if not any(regex.match(f.name) for d in root.iterdir() if d.is_dir() for f in d.iterdir()):
+        return (f"no file in the class folders of {data_root} is named like {pattern!r} (HHD's <class>_<form>.png), "
+                "so no writer can be held out")
+    return None
+
+
 def writer_split(data_root: str, out: str, val_share: float = 0.2, pattern: str = DEFAULT_PATTERN,
                  fold: int | None = None) -> dict:
     """Links ``out/train`` and ``out/val``. ``fold`` None holds out the last ``val_share`` of each class's forms;
     ``fold`` K holds out the K-th of the ``fold_count(val_share)`` equal blocks of form numbers."""
-    root, out_dir = Path(data_root).resolve(), Path(out)
+    root = Path(data_root).resolve()
     regex = re.compile(pattern)
     check_fold(fold, val_share)
     folds = None if fold is None else fold_count(val_share)   # a share of 0 (nothing held out) is fine without one
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    if not root.is_dir():
+        raise ValueError(f"the data root {data_root} is not a folder")
+    out_dir = workdir.claim(out, "bench.writer_split", protect=(root,))   # never the data, nor another folder
+    for split in ("train", "val"):
+        shutil.rmtree(out_dir / split, ignore_errors=True)
     counts = {"train": 0, "val": 0}
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         files = sorted(p for p in class_dir.iterdir() if p.is_file())
@@ -115,6 +133,9 @@ def main(argv=None) -> int:
     parser.add_argument("--fold", type=int, default=None,
                         help="hold out the K-th block of forms (0-based) instead of the last --val-share")
     args = parser.parse_args(argv)
+    problem = held_out_names(args.data_root, args.pattern) if args.val_share > 0 else None
+    if problem:
+        parser.error(problem)
     try:
         counts = writer_split(args.data_root, args.out, args.val_share, args.pattern, args.fold)
     except ValueError as err:

@@ -235,3 +235,35 @@ def test_fit_model_starts_from_the_given_weights(numbered_dataset, tmp_path):
         assert np.allclose(began.numpy(), ended.numpy(), atol=1e-6)
     assert not all(np.allclose(a.numpy(), b.numpy(), atol=1e-6)
                    for a, b in zip(start.trainable_weights, fresh.trainable_weights))
+
+
+def test_writer_split_never_replaces_a_folder_it_did_not_make(numbered_dataset, tmp_path, capsys):
+    """--out is emptied before the links are made: pointed at the data itself (or any folder of the user's) it had
+    deleted it. Only a new or empty folder, or a split it made before, is written into."""
+    from bench.writer_split import main, writer_split
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(numbered_dataset, data)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    for out in (data, data.parent):                    # the data, a folder holding it
+        with pytest.raises(SystemExit):
+            main(["--data-root", str(data), "--out", str(out)])
+        assert "which bench.writer_split reads" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(SystemExit):
+        main(["--data-root", str(data), "--out", str(tmp_path / "mine")])
+    assert "was not made by bench.writer_split" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    first = writer_split(str(data), str(tmp_path / "split"), 0.2)
+    assert writer_split(str(data), str(tmp_path / "split"), 0.2, fold=0) == first   # its own split: replaced
+
+
+def test_a_data_root_without_hhd_names_is_refused_before_any_training(tmp_path, capsys):
+    from bench import select_model
+    (tmp_path / "alef").mkdir()
+    (tmp_path / "alef" / "alef_hand_0000.png").write_bytes(b"x")
+    with pytest.raises(SystemExit):
+        select_model.main(["--data-root", str(tmp_path), "--set", "epochs=1"])
+    assert "so no writer can be held out" in capsys.readouterr().err

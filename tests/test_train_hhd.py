@@ -21,14 +21,16 @@ def test_pooled_counts_each_image_once():
     (["--folds", "0,a", "--data-root", "x"], "--folds"),
     (["--folds", "1"], "--folds needs --data-root"),
 ])
-def test_bad_folds_are_refused(argv, message, capsys):
+def test_bad_folds_are_refused(argv, message, capsys, tmp_path):
+    (tmp_path / "alef").mkdir()
+    (tmp_path / "alef" / "1_1.png").write_bytes(b"x")          # an HHD-like name: the hold-out is possible
     with pytest.raises(SystemExit) as exit_info:
-        train_hhd.main(argv)
+        train_hhd.main([str(tmp_path) if a == "x" else a for a in argv])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
 
-def test_each_fold_runs_in_its_own_root_and_the_scores_are_pooled(tmp_path, monkeypatch, capsys):
+def test_each_fold_runs_in_its_own_root_and_the_scores_are_pooled(data, tmp_path, monkeypatch, capsys):
     scores = {0: (0.8, 0.9, 100), 3: (0.7, 1.0, 300)}
     calls = []
 
@@ -42,32 +44,34 @@ def test_each_fold_runs_in_its_own_root_and_the_scores_are_pooled(tmp_path, monk
         return 0
 
     monkeypatch.setattr(train_hhd, "run", fake_run)
-    assert train_hhd.main(["--folds", "0,3", "--data-root", "/data", "--work", str(tmp_path)]) == 0
-    assert calls == [(0, tmp_path / "fold-0", "/data"), (3, tmp_path / "fold-3", "/data")]
-    result = json.loads((tmp_path / "bench.json").read_text())
+    work = tmp_path / "work"
+    assert train_hhd.main(["--folds", "0,3", "--data-root", str(data), "--work", str(work)]) == 0
+    assert calls == [(0, work / "fold-0", str(data)), (3, work / "fold-3", str(data))]
+    result = json.loads((work / "bench.json").read_text())
     assert result["val_unseen_writers_top1"] == pytest.approx((0.8 * 100 + 0.7 * 300) / 400, abs=1e-4)
     assert result["val_unseen_writers_top3"] == pytest.approx((0.9 * 100 + 1.0 * 300) / 400, abs=1e-4)
     assert result["per_fold_top1"] == [0.8, 0.7] and result["val_images"] == 400
     assert "--folds 0,3" in capsys.readouterr().out
 
 
-def test_a_failed_fold_stops_the_cross_validation(tmp_path, monkeypatch):
+def test_a_failed_fold_stops_the_cross_validation(data, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(train_hhd, "run", lambda args, work, fold, reproduce: calls.append(fold) or 3)
-    assert train_hhd.main(["--folds", "1,2", "--data-root", "/data", "--work", str(tmp_path)]) == 3
-    assert calls == [1] and not (tmp_path / "bench.json").exists()
+    assert train_hhd.main(["--folds", "1,2", "--data-root", str(data), "--work", str(tmp_path / "work")]) == 3
+    assert calls == [1] and not (tmp_path / "work" / "bench.json").exists()
 
 
-def test_a_fold_without_a_pushed_model_stops_the_cross_validation(tmp_path, monkeypatch, capsys):
+def test_a_fold_without_a_pushed_model_stops_the_cross_validation(data, tmp_path, monkeypatch, capsys):
     def unblessed(args, work, fold, reproduce):
         work.mkdir(parents=True)
         (work / "bench.json").write_text(json.dumps({"blessed": False, "wall_seconds": 1.0}))
         return 0
 
     monkeypatch.setattr(train_hhd, "run", unblessed)
-    assert train_hhd.main(["--folds", "2,4", "--data-root", "/data", "--work", str(tmp_path)]) == 1
+    work = tmp_path / "work"
+    assert train_hhd.main(["--folds", "2,4", "--data-root", str(data), "--work", str(work)]) == 1
     assert "fold 2: the pipeline pushed no model (blessed: False)" in capsys.readouterr().out
-    assert not (tmp_path / "bench.json").exists() and not (tmp_path / "fold-4").exists()
+    assert not (work / "bench.json").exists() and not (work / "fold-4").exists()
 
 
 @pytest.fixture
@@ -168,3 +172,14 @@ def test_as_feedback_stores_the_training_letters_as_feedback_and_trains_on_gener
         store.close()
     trained = sorted((p.parent.name, p.read_bytes()) for p in (fold / "split" / "train").glob("*/*"))
     assert len(trained) == 8 and stored == trained          # forms 3..6 of each class, with their labels
+
+
+def test_a_work_folder_the_bench_did_not_make_is_refused(tmp_path, capsys):
+    """Each run empties --work's pipeline/ and serving/: pointed at the project (--work .) it had deleted the
+    source packages of those names."""
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "code.py").write_text("x = 1\n")
+    with pytest.raises(SystemExit):
+        train_hhd.main(["--work", str(tmp_path), "--", "--epochs", "1"])
+    assert "was not made by bench.train_hhd" in capsys.readouterr().err
+    assert (tmp_path / "pipeline" / "code.py").exists()
