@@ -33,7 +33,7 @@ help:
 	@echo "make serve  start the embedded model server and the web client on the pushed model"
 	@echo "make retrain  run the pipeline again with the web client's feedback (confirmations and corrections)"
 	@echo "make monitor  report drift, confidence and live accuracy of the served model (outputs/monitor/report.html)"
-	@echo "make clean-outputs  remove pipeline outputs, pushed models and generated letters (the feedback store stays)"
+	@echo "make clean-outputs  remove pipeline outputs, request logs, pushed models and generated letters (the feedback store, \$$LETTERS_FEEDBACK_DIR or outputs/feedback, stays)"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
@@ -95,8 +95,12 @@ test: venv fonts
 test-fast: venv fonts
 	$(PY) -m pytest -m "not slow" $(PARALLEL) $(PYTEST_ARGS)
 
-clean-outputs:  # pipeline outputs, pushed models and their label config, generated letters; not the users' feedback
-	find outputs -mindepth 1 -maxdepth 1 ! -name feedback -exec rm -rf {} + 2>/dev/null || true
+clean-outputs:  # pipeline outputs, request logs, pushed models and their label config, generated letters; not the users' feedback
+	@keep=$$(realpath -m "$${LETTERS_FEEDBACK_DIR:-outputs/feedback}"); \
+	for entry in outputs/* outputs/.[!.]*; do \
+	  [ -e "$$entry" ] || continue; \
+	  case "$$keep/" in "$$(realpath -m "$$entry")/"*) echo "kept $$keep (the users' confirmations and corrections; rm -rf it yourself)"; continue;; esac; \
+	  rm -rf "$$entry"; \
+	done
 	rm -rf serving/models/letters serving/models/models.config serving/models/models.config.history.json \
 	  serving/models/models.config.lock data/generated
-	@test ! -d outputs/feedback || echo "kept outputs/feedback (the users' confirmations and corrections; rm -rf it yourself)"

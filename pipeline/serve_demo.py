@@ -90,6 +90,23 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
+def config_problem(config_file: str, serving_dir: Path) -> str | None:
+    """Why ``config_file`` would not serve the letters model of ``serving_dir`` (the folder just checked for a
+    pushed model), or None."""
+    try:
+        config = releases.load_config(config_file)
+    except ValueError as err:
+        return str(err)
+    model = next((m for m in config.model_config_list.config if m.name == configs.MODEL_NAME), None)
+    if model is None:
+        return (f"{config_file} serves no model named {configs.MODEL_NAME!r}, the name the web client asks for: "
+                "fix it, or remove it and a new one is written")
+    if os.path.realpath(model.base_path) != os.path.realpath(serving_dir):
+        return (f"{config_file} serves {configs.MODEL_NAME} from {model.base_path}, not from {serving_dir}: give "
+                f"--serving-dir {model.base_path}, or fix its base_path (or remove it and a new one is written)")
+    return None
+
+
 def main(argv=None) -> int:
     defaults = defaults_from_env()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -119,6 +136,10 @@ def main(argv=None) -> int:
     config_file = args.model_config_file or releases.default_config_file(defaults.replace(serving_dir=str(serving_dir)))
     if not args.model_config_file and releases.ensure_config(config_file, str(serving_dir)):
         print(f"Wrote {config_file} (the latest version; `letters-releases promote` adds labels)")
+    problem = config_problem(config_file, serving_dir)
+    if problem:   # it would serve another folder (a moved or renamed serving dir), or another name
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     serving_cmd = [sys.executable, "-m", "serving", f"--rest_api_port={args.serving_port}", f"--port={args.grpc_port}",
                    "--file_system_poll_wait_seconds=2", "--enable_batching=true",
                    f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=2",

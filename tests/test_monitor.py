@@ -488,3 +488,61 @@ def test_a_window_is_judged_only_with_answers_enough_for_tfdvs_statistics(pipeli
     crossed = {n: sum(drift.compare_labels(random.Random(seed).choices(CLASS_NAMES, k=n), ref.eval_statistics,
                                            config).crossed for seed in range(10)) for n in (50, config.monitor_min_requests)}
     assert crossed[50] >= 5 and crossed[config.monitor_min_requests] == 0
+
+
+def test_each_version_shows_its_own_evaluation_not_a_later_run_that_compared_with_it(tmp_path, monkeypatch):
+    """A model is the Evaluator's ``model`` in its own run and ``baseline_model`` in the next: the version's
+    accuracy had been the next candidate's (even an unblessed one's), as the newest evaluation linked to it."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from pipeline.monitor import reference
+
+    cfg = pb.ConnectionConfig()
+    cfg.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
+    cfg.sqlite.connection_mode = 3
+    store = metadata_store.MetadataStore(cfg)
+    types = {name: store.put_artifact_type(pb.ArtifactType(name=name, properties={}))
+             for name in ("Model", "ModelEvaluation", "ModelBlessing", "PushedModel", "Examples", "ExampleStatistics")}
+    run_type = store.put_execution_type(pb.ExecutionType(name="Run"))
+
+    def artifact(kind, uri="", **props):
+        a = pb.Artifact(type_id=types[kind], uri=uri)
+        for key, value in props.items():
+            if isinstance(value, str):
+                a.custom_properties[key].string_value = value
+            else:
+                a.custom_properties[key].int_value = value
+        return store.put_artifacts([a])[0]
+
+    def execution(inputs, outputs):
+        [e] = store.put_executions([pb.Execution(type_id=run_type)])
+        events = [pb.Event(artifact_id=a, execution_id=e, type=pb.Event.INPUT,
+                           path=pb.Event.Path(steps=[pb.Event.Path.Step(key=k)])) for k, a in inputs.items()]
+        events += [pb.Event(artifact_id=a, execution_id=e, type=pb.Event.OUTPUT,
+                            path=pb.Event.Path(steps=[pb.Event.Path.Step(key=k)])) for k, a in outputs.items()]
+        store.put_events(events)
+
+    examples, statistics = artifact("Examples", "/ex"), artifact("ExampleStatistics", "/stats")
+    execution({"examples": examples}, {"statistics": statistics})
+    first, second, third = artifact("Model", "/m1"), artifact("Model", "/m2"), artifact("Model", "/m3")
+    for model, baseline, uri, blessed, version in ((first, None, "/e1", 1, "11"), (second, first, "/e2", 1, "22"),
+                                                    (third, second, "/e3", 0, None)):
+        inputs = {"examples": examples, "model": model, **({"baseline_model": baseline} if baseline else {})}
+        blessing = artifact("ModelBlessing", blessed=blessed)
+        execution(inputs, {"evaluation": artifact("ModelEvaluation", uri), "blessing": blessing})
+        if version:
+            execution({"model": model}, {"pushed_model": artifact("PushedModel", pushed=1, pushed_version=version)})
+    monkeypatch.setattr(reference, "_accuracy", lambda uri: {"/e1": 0.27, "/e2": 0.18, "/e3": 0.36}[uri])
+    monkeypatch.setattr(reference, "_eval_statistics", lambda uri: None)
+    monkeypatch.setattr(reference, "evaluation_metrics", lambda uri: {})
+    loaded = reference._load(str(tmp_path / "metadata.sqlite"))
+    assert loaded.version_accuracy == {11: 0.27, 22: 0.18}
+
+
+def test_a_relative_feedback_dir_names_the_same_store_for_the_retraining_run(tmp_path, monkeypatch):
+    """The retraining command runs in the project's folder: a relative store had named another folder there."""
+    from pipeline.monitor import cli
+    monkeypatch.chdir(tmp_path)
+    config, _, _ = cli.parse_args(["--feedback-dir", "feedback", "--pipeline-root", "pipeline"])
+    assert config.feedback_dir == str(tmp_path / "feedback") and config.pipeline_root == str(tmp_path / "pipeline")

@@ -97,3 +97,21 @@ def test_a_child_that_dies_is_named_and_the_other_stopped(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "error: the web client exited with code -9; stopping the other" in err
     wait_for(lambda: not alive(server), timeout=60)
+
+
+def test_a_models_config_that_serves_another_folder_or_name_is_refused_before_anything_starts(tmp_path):
+    """The models.config beside the serving dir is kept once written: after the folder was moved or renamed it
+    served the old folder (new pushes never seen); with another model name the wait ran out after 180 s."""
+    base = tmp_path / "models" / "letters_b"
+    testing.publish_version(str(base), 1)
+    config = tmp_path / "models" / "models.config"
+    for text, message in (
+            (f"model_config_list {{ config {{ name: 'letters' base_path: '{tmp_path / 'models' / 'letters'}' "
+             "model_platform: 'tensorflow' } }", f"serves letters from {tmp_path / 'models' / 'letters'}, not from"),
+            (f"model_config_list {{ config {{ name: 'hebrew' base_path: '{base}' model_platform: 'tensorflow' }} }}",
+             "serves no model named 'letters'")):
+        config.write_text(text)
+        proc = subprocess.run([sys.executable, "-m", "pipeline.serve_demo", "--serving-dir", str(base),
+                               "--serving-port", str(testing.free_port()), "--web-port", str(testing.free_port())],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

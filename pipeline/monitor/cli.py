@@ -90,8 +90,8 @@ def parse_args(argv=None):
         parser.error("--max-runs needs --watch")
     args.pipeline_root = flags.absolute(args.pipeline_root)
     metadata = flags.absolute(args.metadata_path) if args.metadata_path else config.metadata_path
-    config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,
-                            feedback_dir=args.feedback_dir)
+    config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,   # absolute: the retraining
+                            feedback_dir=flags.absolute(args.feedback_dir) if args.feedback_dir else "")   # runs elsewhere
     return config, args, extra
 
 

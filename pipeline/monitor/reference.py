@@ -65,9 +65,12 @@ def _events(store, artifact_ids=None, execution_ids=None):
     return store.get_events_by_execution_ids(list(execution_ids))
 
 
-def _linked(store, artifact_id: int, own_kinds, other_kinds, key: str, type_name: str | None = None) -> list:
-    """Artifacts at ``key`` on the other side of the executions that have ``artifact_id`` as ``own_kinds``."""
-    executions = {e.execution_id for e in _events(store, artifact_ids=[artifact_id]) if e.type in own_kinds}
+def _linked(store, artifact_id: int, own_kinds, other_kinds, key: str, type_name: str | None = None,
+            own_key: str | None = None) -> list:
+    """Artifacts at ``key`` on the other side of the executions that have ``artifact_id`` as ``own_kinds`` (at
+    ``own_key`` only, when given)."""
+    executions = {e.execution_id for e in _events(store, artifact_ids=[artifact_id]) if e.type in own_kinds
+                  and (not own_key or (e.path.steps and e.path.steps[0].key == own_key))}
     if not executions:
         return []
     ids = {e.artifact_id for e in _events(store, execution_ids=executions)
@@ -137,7 +140,8 @@ def _load(metadata: str) -> Reference:
         if not artifact_property(pushed, "pushed") or not version:
             continue
         for model in _linked(store, pushed.id, _OUTPUTS, _INPUTS, "model"):
-            evaluated = _linked(store, model.id, _INPUTS, _OUTPUTS, "evaluation")
+            # its own evaluations as the candidate, not later runs' that compared it as their baseline_model
+            evaluated = _linked(store, model.id, _INPUTS, _OUTPUTS, "evaluation", own_key="model")
             if evaluated:
                 version_accuracy[int(version)] = _accuracy(evaluated[-1].uri)
     runs = store.get_contexts_by_type("pipeline_run") + store.get_contexts_by_type("system.PipelineRun")
