@@ -96,11 +96,15 @@ test-fast: venv fonts
 	$(PY) -m pytest -m "not slow" $(PARALLEL) $(PYTEST_ARGS)
 
 clean-outputs:  # pipeline outputs, request logs, pushed models and their label config, generated letters; not the users' feedback
-	@keep=$$(realpath -m "$${LETTERS_FEEDBACK_DIR:-outputs/feedback}"); \
+	@store="$${LETTERS_FEEDBACK_DIR:-outputs/feedback}"; case "$$store" in "~"*) store="$$HOME$${store#\~}";; esac; \
+	keep=$$(realpath -m "$$store"); \
+	if [ "$$(realpath -m outputs)" = "$$keep" ]; then echo "kept outputs/: it is the feedback store ($$store)"; else \
 	for entry in outputs/* outputs/.[!.]*; do \
 	  [ -e "$$entry" ] || continue; \
-	  case "$$keep/" in "$$(realpath -m "$$entry")/"*) echo "kept $$keep (the users' confirmations and corrections; rm -rf it yourself)"; continue;; esac; \
+	  case "$$keep/" in "$$(realpath -m "$$entry")/"*) echo "kept $$entry (it holds the feedback store $$keep: the users' confirmations and corrections)"; continue;; esac; \
+	  if find "$$entry" -name feedback.sqlite -print -quit 2>/dev/null | grep -q .; then \
+	    echo "kept $$entry (it holds a feedback store: the users' confirmations and corrections; rm -rf it yourself)"; continue; fi; \
 	  rm -rf "$$entry"; \
-	done
+	done; fi
 	rm -rf serving/models/letters serving/models/models.config serving/models/models.config.history.json \
 	  serving/models/models.config.lock data/generated

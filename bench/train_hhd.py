@@ -236,6 +236,7 @@ def run(args, work: Path, fold: int | None, reproduce: str) -> int:
         generate_letters.generate(gen, args.mix_generated, seed=4321, progress=False)
         if args.as_feedback:
             feedback_store = work / "feedback_store"
+            shutil.rmtree(feedback_store, ignore_errors=True)   # a new store each run: this run's training letters
             stored = store_as_feedback(Path(args.data_root), feedback_store)
             print(f"the training letters stored as feedback: {stored} in {feedback_store}", flush=True)
             args.data_root = str(gen)

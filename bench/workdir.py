@@ -17,6 +17,8 @@ def claim(folder: str | Path, tool: str, protect: tuple = ()) -> Path:
         kept = Path(kept).expanduser().resolve()
         if path == kept or path in kept.parents:
             raise ValueError(f"{path} holds {kept}, which {tool} reads: give another folder")
+        if kept in path.parents:   # it would write into the data (and read itself as a class folder)
+            raise ValueError(f"{path} is inside {kept}, which {tool} reads: give a folder outside it")
     marker = path / f".{tool.replace('.', '_')}"
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} is a file, not a folder")

@@ -236,15 +236,16 @@ _BAND_ROWS = 256
 
 
 def _digest_of_pixels(img: Image.Image) -> str:
-    """sha256 of the size and the pixels as RGBA (gray, palette, RGB alike: a PNG and its WebP or BMP copy agree),
-    or, for 16- and 32-bit images, as numbers (RGBA would clip every value over 255: different 16-bit pictures had
-    one digest). Converted a band of rows at a time: a whole 40-megapixel image converted and copied at once had
-    taken three times its decoded size in memory."""
-    digest = hashlib.sha256(f"{img.size}".encode() + (b"wide" if img.mode in _WIDE_MODES else b""))
+    """sha256 of the size and the pixels as RGBA (gray, palette, RGB alike: a PNG and its WebP or BMP copy agree).
+    16- and 32-bit images are first made 8-bit as TensorFlow reads them (``image_io.as_read``: the high byte of a
+    16-bit value), so a 16-bit PNG, its TIFF and its 8-bit copy agree; made RGBA directly, every value over 255
+    had been 255, and different 16-bit letters had shared one digest. Converted a band of rows at a time: a whole
+    40-megapixel image converted and copied at once had taken three times its decoded size in memory."""
+    if img.mode in _WIDE_MODES:
+        img = image_io.as_read(img)
+    digest = hashlib.sha256(f"{img.size}".encode())
     for top in range(0, img.height, _BAND_ROWS):
-        band = img.crop((0, top, img.width, min(img.height, top + _BAND_ROWS)))
-        digest.update(np.asarray(band).astype("<f8").tobytes() if img.mode in _WIDE_MODES
-                      else band.convert("RGBA").tobytes())
+        digest.update(img.crop((0, top, img.width, min(img.height, top + _BAND_ROWS))).convert("RGBA").tobytes())
     return digest.hexdigest()
 
 

@@ -234,6 +234,13 @@ def _animated_with_alpha(img: Image.Image) -> bool:
 def to_png(img: Image.Image) -> bytes:
     """PNG bytes of a decoded image as TensorFlow will read it (16-bit and float scaled to 8 bits, alpha kept, a
     key colour's transparency made alpha)."""
+    buf = io.BytesIO()
+    as_read(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def as_read(img: Image.Image) -> Image.Image:
+    """The decoded image as TensorFlow will read it, in an 8-bit mode (:func:`to_png`'s conversion)."""
     mode = img.mode
     key = img.info.get("transparency") if mode in ("1", "L", "I;16", "I;16B", "I", "RGB") else None
     alpha = None
@@ -264,6 +271,4 @@ def to_png(img: Image.Image) -> bytes:
     if alpha is not None:
         img = img.convert("LA" if img.mode == "L" else "RGBA")
         img.putalpha(alpha)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    return img

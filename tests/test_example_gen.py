@@ -525,6 +525,8 @@ def test_different_16_bit_pictures_have_different_pixel_digests_and_one_picture_
     other[20:28, :] = 20000
     assert Image.open(io.BytesIO(png16(bar))).mode.startswith("I")
     assert ieg.pixel_digest(png16(bar)) != ieg.pixel_digest(png16(other))
+    # as TensorFlow reads it (the high byte): a 16-bit PNG and its 8-bit copy are one picture
+    assert ieg.pixel_digest(png16(bar)) == ieg.pixel_digest(png_bytes(Image.fromarray((bar >> 8).astype(np.uint8))))
     gray = letter_image(70, 300, seed=3)                   # more rows than one band
     digests = {ieg.pixel_digest(png_bytes(gray.convert(mode))) for mode in ("L", "RGB", "RGBA")}
     assert len(digests) == 1

@@ -34,21 +34,25 @@ def test_nothing_is_asked_for_where_everything_is_there(tmp_path):
     assert missing(tmp_path, "venv-exists", "") == ""
 
 
-@pytest.mark.parametrize("store", ["outputs/feedback", "outputs/team_feedback", "outputs/stores/main"])
+@pytest.mark.parametrize("store", ["outputs/feedback", "outputs/team_feedback", "outputs/stores/main", "~/fb"])
 def test_clean_outputs_keeps_the_feedback_store_the_settings_name(tmp_path, store):
-    """The store is $LETTERS_FEEDBACK_DIR (outputs/feedback when unset), as make retrain reads it: a store under
-    outputs/ with another name had been deleted with the pipeline's outputs."""
+    """The store is $LETTERS_FEEDBACK_DIR (outputs/feedback when unset; "~" is the home, as the commands read it),
+    as make retrain reads it: a store under outputs/ with another name had been deleted with the pipeline's
+    outputs. A folder holding any other feedback store is kept too."""
     shutil.copy(os.path.join(ROOT, "Makefile"), tmp_path / "Makefile")
-    for folder in ("outputs/pipeline", "outputs/request_logs", store, "serving/models/letters/1", "data/generated"):
+    where = store.replace("~", "outputs")                       # HOME is outputs/ below
+    for folder in ("outputs/pipeline", "outputs/request_logs", where, "outputs/old_store", "serving/models/letters/1",
+                   "data/generated"):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)
-    (tmp_path / store / "feedback.sqlite").write_text("x")
-    env = {**os.environ, "LETTERS_FEEDBACK_DIR": store}
+    (tmp_path / where / "feedback.sqlite").write_text("x")
+    (tmp_path / "outputs" / "old_store" / "feedback.sqlite").write_text("x")
+    env = {**os.environ, "LETTERS_FEEDBACK_DIR": store, "HOME": str(tmp_path / "outputs")}
     if store == "outputs/feedback":
         env.pop("LETTERS_FEEDBACK_DIR")
     proc = subprocess.run([shutil.which("make"), "-s", "clean-outputs"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / store / "feedback.sqlite").exists() and "kept" in proc.stdout
+    assert (tmp_path / where / "feedback.sqlite").exists() and "kept" in proc.stdout
     left = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "outputs").rglob("*") if p.is_dir())
-    assert left == sorted({store, *[os.path.dirname(store)] * (store.count("/") > 1)})
+    assert left == sorted({where, "outputs/old_store", *[os.path.dirname(where)] * (where.count("/") > 1)})
     assert not (tmp_path / "serving" / "models" / "letters").exists() and not (tmp_path / "data" / "generated").exists()

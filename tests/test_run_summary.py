@@ -91,11 +91,12 @@ def _store_with_blessings(path, blessings):
         store.put_artifacts([blessing])
 
 
-def test_the_split_of_the_last_blessed_model_decides_whether_it_gates(tmp_path, capsys):
+def test_the_split_of_the_last_blessed_model_decides_whether_it_gates(tmp_path, capsys, monkeypatch):
     """A new --split moves images the last blessed model trained on into the eval split it is compared on:
     that run is gated by the accuracy floor only, and says so."""
     import local_runner
     from core.configs import Config
+    from pipeline import run_summary
     from pipeline.run_summary import last_blessed_training
 
     assert last_blessed_training(str(tmp_path / "none.sqlite")) is None
@@ -115,6 +116,10 @@ def test_the_split_of_the_last_blessed_model_decides_whether_it_gates(tmp_path, 
     bytes_config = same.replace(pipeline_root=str(tmp_path / "x"), metadata_path=str(tmp_path / "bytes.sqlite"))
     assert local_runner.gate_after_a_split_change(bytes_config).max_regression == 1.0
     assert "(9:1 then, 9:1 by pixels now)" in capsys.readouterr().out
+    # a model from before the split was recorded: split by bytes too
+    monkeypatch.setattr(run_summary, "last_blessed_training", lambda _: {"epochs": 3})
+    assert local_runner.gate_after_a_split_change(same).max_regression == 1.0
+    assert "(unrecorded, by bytes then, 9:1 by pixels now)" in capsys.readouterr().out
 
 
 def test_a_push_of_an_earlier_run_or_of_a_model_already_served_is_said_so():

@@ -245,10 +245,11 @@ def test_writer_split_never_replaces_a_folder_it_did_not_make(numbered_dataset, 
     data = tmp_path / "data"
     shutil.copytree(numbered_dataset, data)
     before = sorted(p.relative_to(data) for p in data.rglob("*"))
-    for out in (data, data.parent):                    # the data, a folder holding it
+    for out in (data, data.parent, data / "split"):     # the data, a folder holding it, one inside it
         with pytest.raises(SystemExit):
             main(["--data-root", str(data), "--out", str(out)])
         assert "which bench.writer_split reads" in capsys.readouterr().err
+    assert not (data / "split").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     with pytest.raises(SystemExit):

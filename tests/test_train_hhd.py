@@ -172,6 +172,14 @@ def test_as_feedback_stores_the_training_letters_as_feedback_and_trains_on_gener
         store.close()
     trained = sorted((p.parent.name, p.read_bytes()) for p in (fold / "split" / "train").glob("*/*"))
     assert len(trained) == 8 and stored == trained          # forms 3..6 of each class, with their labels
+    # the same --work again with another share: a new store of this run's letters, not the last run's as well
+    assert train_hhd.main(["--folds", "0", "--train-share", "0.25", "--mix-generated", "1", "--as-feedback",
+                           "--data-root", str(root), "--work", str(work)]) == 1
+    store = FeedbackStore(fold / "feedback_store")
+    try:
+        assert len(store.records()) == len(list((fold / "split" / "train").glob("*/*"))) == 4
+    finally:
+        store.close()
 
 
 def test_a_work_folder_the_bench_did_not_make_is_refused(tmp_path, capsys):
