@@ -96,7 +96,10 @@ test-fast: venv fonts
 	$(PY) -m pytest -m "not slow" $(PARALLEL) $(PYTEST_ARGS)
 
 clean-outputs:  # pipeline outputs, request logs, pushed models and their label config, generated letters; not the users' feedback
-	@store="$${LETTERS_FEEDBACK_DIR:-outputs/feedback}"; case "$$store" in "~"*) store="$$HOME$${store#\~}";; esac; \
+	@store="$${LETTERS_FEEDBACK_DIR:-outputs/feedback}"; \
+	case "$$store" in "~"*) user="$${store%%/*}"; user="$${user#\~}"; \
+	  home="$$HOME"; [ -z "$$user" ] || home=$$(getent passwd "$$user" | cut -d: -f6); \
+	  [ -z "$$home" ] || store="$$home$${store#\~$$user}";; esac; \
 	keep=$$(realpath -m "$$store"); \
 	if [ "$$(realpath -m outputs)" = "$$keep" ]; then echo "kept outputs/: it is the feedback store ($$store)"; else \
 	for entry in outputs/* outputs/.[!.]*; do \

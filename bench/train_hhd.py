@@ -178,7 +178,8 @@ def main(argv=None) -> int:
     elif args.data_root and not os.path.isdir(args.data_root):
         parser.error(f"the data root {args.data_root} is not a folder")
     try:   # --work's pipeline/ and serving/ are emptied before each run: never a folder this bench did not make
-        work = workdir.claim(args.work, "bench.train_hhd") if args.work else \
+        work = workdir.claim(args.work, "bench.train_hhd", protect=[args.data_root] if args.data_root else []) \
+            if args.work else \
             Path(tempfile.mkdtemp(prefix="letters-bench-"))
     except ValueError as err:
         parser.error(f"--work: {err}")

@@ -191,3 +191,10 @@ def test_a_work_folder_the_bench_did_not_make_is_refused(tmp_path, capsys):
         train_hhd.main(["--work", str(tmp_path), "--", "--epochs", "1"])
     assert "was not made by bench.train_hhd" in capsys.readouterr().err
     assert (tmp_path / "pipeline" / "code.py").exists()
+
+
+def test_a_work_folder_inside_the_data_is_refused_before_anything_is_made(data, capsys):
+    with pytest.raises(SystemExit) as caught:
+        train_hhd.main(["--data-root", str(data), "--work", str(data / "bench"), "--", "--epochs", "1"])
+    assert caught.value.code == 2 and "is inside" in capsys.readouterr().err
+    assert not (data / "bench").exists()
