@@ -79,9 +79,20 @@ def test_what_cannot_start_is_a_usage_error_at_once(tmp_path):
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
+def model_servers(pid: int) -> list[int]:
+    """The children of ``pid`` that run the model server (not a short-lived child an import may start)."""
+    def command(child):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                return f.read().split(b"\0")
+        except OSError:
+            return []
+    return [child for child in children(pid) if b"serving" in command(child)]
+
+
 def test_sigterm_while_starting_leaves_no_model_server_behind(tmp_path):
     proc = launch(tmp_path)
-    (server,) = wait_for(lambda: children(proc.pid))                    # the model server, still loading
+    (server,) = wait_for(lambda: model_servers(proc.pid))               # the model server, still loading
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     wait_for(lambda: not alive(server), timeout=60)
