@@ -33,7 +33,7 @@ from core.configs import Config
 from pipeline.flags import absolute, defaults_from_env
 from serving import protos
 from serving import versions as serving_versions
-from serving.client import RestConnection, ServingUnavailable, version_states
+from serving.client import RestConnection, ServingUnavailable, version_errors, version_states
 
 LABELS = ("stable", "canary")
 WAIT_REPORT_SECONDS = 5   # promote: how often a wait for the server to load the version is reported
@@ -160,7 +160,7 @@ def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
         config = text_format.Parse(Path(path).read_text(), protos.ModelServerConfig())
     except (OSError, UnicodeDecodeError, text_format.ParseError) as err:
         raise ValueError(f"cannot read the model config {path}: {getattr(err, 'strerror', None) or err}") from None
-    return model_server_config_pb2.ModelServerConfig.FromString(config.SerializeToString())
+    return protos.wheel_config(config)
 
 
 def _model_config(config, name: str, create: bool = True, base_path: str | None = None):
@@ -210,19 +210,12 @@ def version_status(server: str | RestConnection, model_name: str, version: int) 
         return None, None
     if status != 200:
         return f"HTTP {status}", None
-    for entry in body.get("model_version_status", []) if isinstance(body, dict) else []:
-        if isinstance(entry, dict) and str(entry.get("version")) == str(version):
-            error = entry.get("status") if isinstance(entry.get("status"), dict) else {}
-            code = str(error.get("error_code", "OK"))
-            failed = code not in ("OK", "0") and f"{code}: {error.get('error_message', '')}"
-            return str(entry.get("state", "UNKNOWN")), failed or None
-    return version_states(body).get(str(version), "NOT_TRACKED"), None
+    return version_states(body).get(str(version), "NOT_TRACKED"), version_errors(body).get(str(version))
 
 
 def _write_config(config_file: str, config) -> bytes:
     """Writes ``config`` (its model list) to ``config_file``; returns the bytes written."""
-    text = text_format.MessageToString(protos.ModelServerConfig.FromString(
-        model_server_config_pb2.ModelServerConfig(model_config_list=config.model_config_list).SerializeToString()))
+    text = protos.config_text(model_server_config_pb2.ModelServerConfig(model_config_list=config.model_config_list))
     atomic_write(config_file, text.encode())
     return text.encode()
 

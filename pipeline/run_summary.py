@@ -59,8 +59,8 @@ def last_blessed_training(metadata_file: str) -> dict | None:
         (execution,) = store.get_executions_by_id(producer[:1])
         settings = json.loads(execution.custom_properties["custom_config"].string_value or "{}")
         examples = ingested_examples(store, max(models))
-        return {**settings, "feedback_images": feedback_images(store, max(models)),
-                "feedback_files": _report(examples).get("feedback_files") if examples is not None else None}
+        return {**settings, "feedback_images": _feedback_count(examples),
+                "feedback_files": ingest_report(examples.uri).get("feedback_files") if examples is not None else None}
     except Exception:  # noqa: BLE001 - an old or foreign store: no baseline settings to compare with
         return None
 
@@ -85,17 +85,20 @@ def ingested_examples(store, model_id: int):
 def feedback_images(store, model_id: int) -> int | None:
     """How many feedback images the model was trained on (its examples' ``feedback_images`` property); None when
     the lineage does not say."""
+    return _feedback_count(ingested_examples(store, model_id))
+
+
+def _feedback_count(examples) -> int | None:
     from components.image_example_gen import FEEDBACK_IMAGES_KEY
-    examples = ingested_examples(store, model_id)
     if examples is None or FEEDBACK_IMAGES_KEY not in examples.custom_properties:
         return None
     return examples.custom_properties[FEEDBACK_IMAGES_KEY].int_value
 
 
-def _report(examples) -> dict:
-    """The ingest report beside an examples artifact ({} when it cannot be read)."""
+def ingest_report(examples_uri: str) -> dict:
+    """The ExampleGen's ingest report beside its examples ({} when there is none or it cannot be read)."""
     try:
-        with tf.io.gfile.GFile(os.path.join(examples.uri, configs.INGEST_REPORT_FILE)) as handle:
+        with tf.io.gfile.GFile(os.path.join(examples_uri, configs.INGEST_REPORT_FILE)) as handle:
             report = json.loads(handle.read())
     except (OSError, ValueError, tf.errors.OpError):
         return {}
@@ -210,11 +213,8 @@ def summarize(metadata_file: str) -> dict:
     summary = {"run_id": run["run_id"], "components": {name: c["state"] for name, c in ordered}}
     gen = comps.get("ImageExampleGen", {}).get("outputs", {}).get("examples")
     if gen:
-        uri = gen[0].uri
-        report_path = os.path.join(uri, configs.INGEST_REPORT_FILE)
-        if os.path.exists(report_path):
-            with open(report_path) as f:
-                report = json.load(f)
+        report = ingest_report(gen[0].uri)
+        if report:
             summary["ingest"] = {k: report.get(k, 0) for k in ("kept", "skipped", "skipped_by_reason", "empty_classes",
                                                                "reencoded_to_png", "feedback")}
             summary["ingest"]["classes_missing_from_split"] = report.get("classes_missing_from_split", {})

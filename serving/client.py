@@ -174,8 +174,22 @@ class RestConnection:
 def version_states(body) -> dict[str, str]:
     """``{version: state}`` of a GetModelStatus JSON body (``model_version_status``), newest first as sent;
     entries that are not well-formed are left out."""
+    return {str(entry["version"]): str(entry.get("state", "UNKNOWN")) for entry in _status_entries(body)}
+
+
+def version_errors(body) -> dict[str, str]:
+    """``{version: "CODE: message"}`` of the versions whose status is an error (a load that failed: state END)."""
+    errors = {}
+    for entry in _status_entries(body):
+        status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
+        code = str(status.get("error_code", "OK"))
+        if code not in ("OK", "0"):
+            errors[str(entry["version"])] = f"{code}: {status.get('error_message', '')}"
+    return errors
+
+
+def _status_entries(body) -> list[dict]:
     entries = body.get("model_version_status", []) if isinstance(body, dict) else []
     if not isinstance(entries, list):   # not a status answer at all: no version in it
-        entries = []
-    return {str(entry["version"]): str(entry.get("state", "UNKNOWN"))
-            for entry in entries if isinstance(entry, dict) and "version" in entry}
+        return []
+    return [entry for entry in entries if isinstance(entry, dict) and "version" in entry]

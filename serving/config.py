@@ -168,8 +168,7 @@ def parse_model_server_config(text: str, source: str = "model config",
     """A ModelServerConfig from its text form; refuses what this server cannot serve (at start and on reload,
     ``served`` naming the models it would replace)."""
     # parsed as 2.20.0 has the message (per-task sampling rates too), then read as the wheel's, which keeps them
-    config = model_server_config_pb2.ModelServerConfig.FromString(
-        parse_text_proto(text, protos.ModelServerConfig(), source).SerializeToString())
+    config = protos.wheel_config(parse_text_proto(text, protos.ModelServerConfig(), source))
     check_model_server_config(config, source, served)
     return config
 

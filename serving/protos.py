@@ -6,11 +6,14 @@
 the same package, message names, field names, numbers and types as upstream (the ``BatchingParameters``
 fields 1-7 that ``--batching_parameters_file`` documents), so text written for tensorflow_model_server parses
 here unchanged. ``ModelServerConfig`` and ``SamplingConfig`` are the wheel's with 2.20.0's per-task sampling
-rates added (a config file is parsed with them, then read as the wheel's message, which keeps the new field). They live in a private descriptor pool so they can never clash with generated modules.
+rates added (a config file is parsed with them, then read as the wheel's message, which keeps the new field:
+:func:`wheel_config`, :func:`config_text`). They live in a private descriptor pool so they can never clash with
+generated modules.
 """
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from tensorflow_serving.config import model_server_config_pb2
 
 _F = descriptor_pb2.FieldDescriptorProto
 
@@ -56,8 +59,6 @@ def _build():
 
     # ModelServerConfig as 2.20.0 has it: the wheel's (2.16.1) files, with SamplingConfig's per-task rates
     # (logging_config.proto: ``repeated PerTaskSamplingConfig per_task_sampling_configs = 3``) added.
-    from tensorflow_serving.config import model_server_config_pb2
-
     def add_with_dependencies(file_descriptor):
         for dependency in file_descriptor.dependencies:
             add_with_dependencies(dependency)
@@ -93,3 +94,19 @@ def _build():
 
 
 PrometheusConfig, MonitoringConfig, BatchingParameters, ModelServerConfig, SamplingConfig = _build()
+
+
+def wheel_config(config):
+    """This module's ``ModelServerConfig`` as the wheel's message, which the servers use (2.20.0's fields ride
+    along as unknown fields, so they are kept when it is written again)."""
+    return model_server_config_pb2.ModelServerConfig.FromString(config.SerializeToString())
+
+
+def config_text(config) -> str:
+    """The wheel's ``ModelServerConfig`` as text, 2.20.0's fields included."""
+    return text_format.MessageToString(ModelServerConfig.FromString(config.SerializeToString()))
+
+
+def per_task_sampling_configs(sampling_config) -> list:
+    """2.20.0's ``per_task_sampling_configs`` of the wheel's ``SamplingConfig``."""
+    return list(SamplingConfig.FromString(sampling_config.SerializeToString()).per_task_sampling_configs)

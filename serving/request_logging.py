@@ -43,8 +43,7 @@ def check_logging_config(model, source: str) -> None:
     if not config.log_collector_config.filename_prefix:
         raise ValueError(f"{where}: log_collector_config.filename_prefix is empty")
     request_log.check_sampling_rate(config.sampling_config.sampling_rate, f"{where}: sampling_config.sampling_rate")
-    for i, per_task in enumerate(protos.SamplingConfig.FromString(
-            config.sampling_config.SerializeToString()).per_task_sampling_configs):
+    for i, per_task in enumerate(protos.per_task_sampling_configs(config.sampling_config)):
         request_log.check_sampling_rate(per_task.sampling_rate,
                                         f"{where}: sampling_config.per_task_sampling_configs[{i}].sampling_rate")
 
@@ -53,7 +52,7 @@ def sampling_rate(sampling_config) -> float:
     """The rate this server samples at: the first of 2.20.0's ``per_task_sampling_configs`` that matches it, else
     ``sampling_rate`` (RequestLogger's constructor). The server has no data centre and no task index, so a rule
     matches when it names neither."""
-    for per_task in protos.SamplingConfig.FromString(sampling_config.SerializeToString()).per_task_sampling_configs:
+    for per_task in protos.per_task_sampling_configs(sampling_config):
         if not per_task.dc and not per_task.HasField("task_index"):
             return per_task.sampling_rate
     return sampling_config.sampling_rate
