@@ -65,6 +65,21 @@ class BatchOutputs(dict):
         return rows[self._start:self._stop]
 
 
+def batch_size(arrays: dict) -> int:
+    """The request's batch size, its inputs' common 0th dimension; TF Serving's errors (batching_util.h,
+    ComputeTensorBatchSize, which a batching session runs on every request before queuing it) otherwise."""
+    if not arrays:
+        raise ServingError("INVALID_ARGUMENT", "Batching Run() must have at least one input tensor")
+    sizes = set()
+    for array in arrays.values():
+        if array.ndim == 0:
+            raise ServingError("INVALID_ARGUMENT", "Batching Run() input tensors must have at least one dimension")
+        sizes.add(array.shape[0])
+        if len(sizes) > 1:
+            raise ServingError("INVALID_ARGUMENT", "Batching Run() input tensors must have equal 0th-dimension size")
+    return sizes.pop()
+
+
 class Batcher:
     """The queue of one (servable, signature)."""
 
@@ -78,11 +93,7 @@ class Batcher:
     def submit(self, arrays: dict, loop=None):
         """Queues ``arrays``; a concurrent.futures.Future of the outputs, or an asyncio future of ``loop`` (which
         must be the running loop of the calling thread)."""
-        sizes = {array.shape[0] if array.ndim else -1 for array in arrays.values()}
-        if len(sizes) != 1 or -1 in sizes:
-            raise ServingError("INVALID_ARGUMENT", "Batching session Run() input tensors must have equal 0th-"
-                                                   "dimension size")
-        size = sizes.pop()
+        size = batch_size(arrays)
         if self.scheduler.metrics is not None:   # ComputeInputSize records it before the task is scheduled
             self.scheduler.metrics.batch_input(size, tensors=len(arrays))
         settings = self.scheduler.settings

@@ -11,6 +11,7 @@ counts its tf.Examples (``request_example_counts``); the other methods record no
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import grpc
@@ -47,6 +48,14 @@ def _model_spec(request):
 
 
 GRPC_MESSAGE_LIMIT = 1024   # ToGRPCStatus (model_servers/grpc_status_util.cc)
+
+
+def _deadline(context) -> float | None:
+    """Seconds left of the call, or None when it has no deadline: grpcio then reports an infinite one as about
+    9.2e9 s, past what a thread can wait (OverflowError; every Predict sent without a timeout had failed INTERNAL).
+    TF Serving runs such a call with no run timeout."""
+    remaining = context.time_remaining()
+    return None if remaining is None or remaining >= threading.TIMEOUT_MAX else remaining
 
 
 def grpc_message(message: str) -> str:
@@ -106,7 +115,7 @@ class GrpcApi:
              model_name: str = "") -> dict:
         """The model run; with ``api`` (Predict, Classify, Regress) its wall time is the runtime latency metric."""
         started = time.perf_counter()
-        outputs = self.run(servable, signature_name, arrays, context.time_remaining())
+        outputs = self.run(servable, signature_name, arrays, _deadline(context))
         if api:
             self.metrics.runtime(model_name, api, (time.perf_counter() - started) * 1e6)
         return outputs
@@ -217,7 +226,7 @@ class GrpcApi:
         if request.config.WhichOneof("config") != "model_config_list":
             raise invalid("ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
                           "ModelConfigList is currently supported")
-        self.reload(request.config, context.time_remaining())
+        self.reload(request.config, _deadline(context))
         response = model_management_pb2.ReloadConfigResponse()
         response.status.error_code = _CODE_NUMBERS["OK"]
         for name in request.metric_names:   # TF's metric registry is not kept here: no increase to report

@@ -15,7 +15,7 @@ import threading
 import time
 
 from serving import config as config_lib
-from serving.batching import BatchScheduler
+from serving.batching import BatchScheduler, batch_size
 from serving.grpc_api import GrpcApi
 from serving.grpcserver import GrpcServer, address
 from serving.httpserver import HttpServer
@@ -212,12 +212,12 @@ class Server:
 
     # ---------------------------------------------------------------------------------------- requests
     def _batcher(self, servable, signature_name: str, arrays: dict):
-        """The batch queue a request goes through, or None (batching off, no common batch size, unloaded)."""
-        if self.scheduler is not None and arrays and all(a.ndim >= 1 for a in arrays.values()):
-            sizes = {a.shape[0] for a in arrays.values()}
-            if len(sizes) == 1 and sizes.pop() > 0:
-                return servable.batcher(signature_name, self._make_batcher)
-        return None
+        """The batch queue a request goes through, or None (batching off, an empty batch, unloaded). With batching
+        on, inputs of no common batch size are refused as TF Serving's batching session refuses them (a scalar
+        input, or 0th dimensions that differ, had run alone: a model error, or an answer)."""
+        if self.scheduler is None or batch_size(arrays) == 0:
+            return None
+        return servable.batcher(signature_name, self._make_batcher)
 
     def _run(self, servable, signature_name: str, arrays: dict) -> asyncio.Future:
         """The REST runner (in the REST loop's thread): an asyncio future of the outputs, from the batcher or the

@@ -141,6 +141,33 @@ def test_a_bad_request_does_not_fail_its_batch_mates(tmp_path):
         assert results[3][1]["error"]
 
 
+def test_inputs_without_a_common_batch_size_are_refused_as_a_batching_session_refuses_them(tmp_path):
+    """TF Serving's batching session computes every request's batch size before queuing it (batching_util.h,
+    ComputeTensorBatchSize): a scalar input, or inputs whose 0th dimensions differ, are refused. They had run
+    alone: a model error (or, for two scalars, an answer)."""
+    import tensorflow as tf
+
+    class Two(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="a"),
+                                      tf.TensorSpec(None, tf.float32, name="b")])
+        def add(self, a, b):
+            return {"sum": a + b}
+
+    tf.saved_model.save(Two(), str(tmp_path / "two" / "1"), signatures={"serving_default": Two().add})
+    with testing.start_server(str(tmp_path / "two"), "two", enable_batching=True,
+                              batching_parameters_file=batching_file(tmp_path, 16, 1000)) as server:
+        client = testing.RestClient(server.url)
+        for inputs, error in (({"a": 1.0, "b": 2.0}, "must have at least one dimension"),
+                              ({"a": [1.0, 2.0], "b": [3.0, 4.0, 5.0]}, "must have equal 0th-dimension size")):
+            assert client.post("/v1/models/two:predict", {"inputs": inputs}) == (
+                400, {"error": f"Batching Run() input tensors {error}"})
+        assert client.post("/v1/models/two:predict", {"inputs": {"a": [1.0, 2.0], "b": [3.0, 4.0]}}) == (200, {"outputs": [4.0, 6.0]})
+    with batching_client(tmp_path, 16, 1000) as client:   # the letters model: one scalar image
+        assert client.post("/v1/models/letters:predict", {"signature_name": configs.IMAGE_SIGNATURE,
+                                                          "inputs": b64(testing.png_bytes())}) == (
+            400, {"error": "Batching Run() input tensors must have at least one dimension"})
+
+
 def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1)
