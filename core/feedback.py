@@ -137,8 +137,22 @@ class FeedbackStore:
                 # process creating the tables beside another would get "database is locked" without waiting.
                 conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             os.makedirs(os.path.join(self.root, IMAGES_DIR), exist_ok=True)
+            self._identity = _file_identity(self.db_path)
         except (sqlite3.DatabaseError, OSError, FeedbackStoreError) as err:
             raise FeedbackStoreError(f"cannot open the feedback store {self.root}: {err}") from None
+
+    def _check_database(self) -> None:
+        """FeedbackStoreError if the database file opened is no longer at its path (the folder deleted, moved or
+        replaced while in use): an open connection would go on writing into the deleted file, every feedback
+        answered "stored" and lost."""
+        try:
+            same = _file_identity(self.db_path) == self._identity
+        except OSError:
+            same = False
+        if not same:
+            self.close()
+            raise FeedbackStoreError(f"the feedback store {self.root} cannot be used: its database {DB_FILE} was "
+                                     f"removed or replaced while in use (restart to open the store found there)")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout, isolation_level=None,
@@ -165,6 +179,8 @@ class FeedbackStore:
     @contextlib.contextmanager
     def _connection(self):
         """A pooled connection; SQLite's errors (a damaged database, a full disk) leave as FeedbackStoreError."""
+        if hasattr(self, "_identity"):   # (not while __init__ creates the database)
+            self._check_database()
         try:
             try:
                 conn = self._pool.get_nowait()
@@ -230,6 +246,7 @@ class FeedbackStore:
             raise FeedbackError("empty image")
 
         now = time.time() if now is None else now
+        self._check_database()           # before its image is written: a removed store is not made again
         record_id = uuid.uuid4().hex
         rel = f"{IMAGES_DIR}/{record_id[:2]}/{record_id}.{ext}"
         path = os.path.join(self.root, *rel.split("/"))
@@ -346,6 +363,11 @@ def read_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
                 continue
             raise FeedbackStoreError(f"cannot read the feedback store {os.path.dirname(db_path)}: {err}") from None
     raise AssertionError("unreachable")
+
+
+def _file_identity(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
 
 
 def _check_label(name, what: str) -> int:

@@ -46,6 +46,7 @@ TF_NATIVE = frozenset({
 _EXIF_ORIENTATION = 0x0112
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+PNG_MAX_SIDE = 1_000_000   # libpng's default user limit, kept by TensorFlow's PNG decoder: a longer side is refused
 
 
 class ImageRejected(ValueError):
@@ -126,6 +127,8 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     if width * height > max_pixels:
         raise ImageRejected("decompression_bomb",
                             f"{width}x{height} = {width * height} pixels is over the {max_pixels} limit")
+    if fmt == "PNG":
+        _check_png_side(width, height)
     try:
         img.load()
     except Exception as err:
@@ -148,7 +151,16 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     if (fmt == "JPEG" or fmt == "WEBP" and _lossy_webp(data)) and img.mode in ("RGB", "L", "CMYK") \
             and "transparency" not in img.info:
         return CheckedImage(to_jpeg(img), fmt, mode, width, height, reencoded=True, reencoded_as="JPEG")
+    _check_png_side(width, height)
     return CheckedImage(to_png(img), fmt, mode, width, height, reencoded=True)
+
+
+def _check_png_side(width: int, height: int) -> None:
+    """Refuses what would be kept as a PNG with a side TensorFlow's decoder refuses (a 1 x 2,000,000 strip passed
+    the pixel limit, and one such image failed a whole training batch)."""
+    if max(width, height) > PNG_MAX_SIDE:
+        raise ImageRejected("side_too_long", f"{width}x{height}: as a PNG, the model's decoder (libpng) reads at most "
+                                             f"{PNG_MAX_SIDE:,} px a side")
 
 
 _PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")

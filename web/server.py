@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.message
 import email.parser
 import email.policy
 import errno
@@ -66,12 +67,12 @@ SOURCES = ("canvas", "upload")   # where the page's image came from; "unknown" w
 REQUEST_LOG_NAME = "web"         # request log files: <request_log_dir>/web-<UTC time>-<n>.tfrecord
 MAX_DRAIN_BYTES = 64 * 1024 * 1024   # an oversize body up to this size is read and dropped so the 413 arrives
 MAX_MULTIPART_PARTS = 16
-_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
 _REJECTION_MESSAGES = {
     "empty": "The image is empty.",
     "too_large": "The image is too large.",
     "decompression_bomb": "The image has too many pixels (possible decompression bomb).",
+    "side_too_long": "The image is too long or too wide.",
     "not_an_image": "This is not an image the server can read (PNG, JPEG, GIF, BMP, WebP or TIFF).",
     "unsupported_format": "This image format is not accepted (use PNG, JPEG, GIF, BMP, WebP or TIFF).",
     "corrupt": "The image is corrupt.",
@@ -127,8 +128,8 @@ class Backend:
             raise ApiError(err.status, err.reason, _unavailable(err) + ("" if err.reason == "model_not_loaded"
                                                                          else " Try again later.")) from None
         except ServingRejected as err:
-            raise ApiError(400, "model_rejected_image", f"The model could not read this image: {err.message}") \
-                from None
+            raise ApiError(400, "model_rejected_image",
+                           f"The model could not read this image: {_tensorflow_words(err.message)}") from None
         except BadServingResponse as err:
             raise ApiError(502, "bad_serving_response", f"The model server answered unexpectedly: {err}") from None
         if self.request_log is not None:
@@ -153,7 +154,7 @@ class Backend:
     def feedback(self, payload: dict) -> dict:
         data = _image_from_json(payload)
         label = payload.get("label")
-        if not isinstance(label, str) or not label:
+        if label is None or label == "":   # (a number, the class's index, is an unknown label: the store says so)
             raise ApiError(400, "missing_field", "'label' (the true class, e.g. \"alef\") is required")
         checked = self.check(data)
         try:
@@ -188,6 +189,13 @@ class Backend:
             return 503, dict(base, serving="down", reason="model_not_loaded", versions=info["versions"],
                              error=f"The model server is down: it has no available version of {self.config.model_name!r}.")
         return 200, dict(base, serving="up", versions=info["versions"])
+
+
+def _tensorflow_words(message: str) -> str:
+    """A TensorFlow error's own words, without the graph node it names (``\\n\\t [[{{node …}}]]``) or the
+    function it ran in (``{{function_node …}}``)."""
+    message = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", message)
+    return re.sub(r"\s*\[\[\{\{node .*", "", message, flags=re.DOTALL).strip() or message
 
 
 def _unavailable(err: ServingUnavailable) -> str:
@@ -234,10 +242,12 @@ def _parse_json(body: bytes) -> dict:
 
 def _parse_multipart(content_type: str, body: bytes) -> dict:
     """Fields of a multipart/form-data body: name -> bytes (files) or str (text)."""
-    if "boundary=" not in content_type:
+    header = email.message.Message()
+    header["Content-Type"] = content_type
+    boundary = header.get_boundary()      # the parameter the parser below splits by (not any "boundary=" text)
+    if not boundary:
         raise ApiError(400, "bad_multipart", "multipart/form-data without a boundary")
-    boundary = _BOUNDARY.search(content_type)
-    if boundary and body.count(b"--" + boundary.group(1).encode("latin-1", "replace")) > MAX_MULTIPART_PARTS + 1:
+    if body.count(b"--" + boundary.encode("latin-1", "replace")) > MAX_MULTIPART_PARTS + 1:
         # The email parser takes seconds of CPU over a few megabytes of tiny parts; the page sends two or three.
         raise ApiError(400, "bad_multipart", f"more than {MAX_MULTIPART_PARTS} parts in the multipart body")
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
@@ -303,6 +313,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         for key, value in headers:
             self.send_header(key, value)
+        if self.close_connection and not any(key.lower() == "connection" for key, _ in headers):
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -390,6 +402,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self, routes: dict):
         path = urllib.parse.urlsplit(self.path).path
+        if self.command != "POST" and (self.headers.get("Transfer-Encoding") is not None
+                                       or self.headers.get("Content-Length", "0").strip() not in ("", "0")):
+            self.close_connection = True   # a body no route reads must not be taken for the next request
         try:
             handler = routes.get(path)
             if handler is None:

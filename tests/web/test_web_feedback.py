@@ -34,6 +34,12 @@ def unique_png(number: int) -> bytes:
     return buffer.getvalue()
 
 
+def png_of(img) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 @pytest.fixture
 def web(start_web, serving_labelled):
     return start_web(serving_labelled.url)
@@ -99,7 +105,9 @@ def test_an_image_is_stored_once(web):
     ({"image": b64(letter_png()), "label": ""}, "missing_field"),
     ({"image": b64(letter_png()), "label": "omega"}, "unknown_label"),
     ({"image": b64(letter_png()), "label": "Alef"}, "unknown_label"),
-    ({"image": b64(letter_png()), "label": ["alef"]}, "missing_field"),
+    ({"image": b64(letter_png()), "label": ["alef"]}, "unknown_label"),
+    ({"image": b64(letter_png()), "label": 0}, "unknown_label"),   # /api/classes' index: not a missing label
+    ({"image": b64(letter_png()), "label": ""}, "missing_field"),
     ({"image": b64(letter_png()), "label": "alef", "predicted_label": "zeta"}, "unknown_label"),
     ({"image": b64(letter_png()), "label": "alef", "probability": 1.5}, "invalid_feedback"),
     ({"image": b64(letter_png()), "label": "alef", "probability": "high"}, "invalid_feedback"),
@@ -117,6 +125,8 @@ def test_an_image_is_stored_once(web):
     ({"image": "%%%", "label": "alef"}, "bad_base64"),
     ({"image": b64(letter_png()[:60]), "label": "alef"}, "truncated_or_corrupt"),
     ({"image": b64(b"plain text"), "label": "alef"}, "not_an_image"),
+    # 4 kB, under every limit, and past the side TensorFlow's PNG decoder reads: stored, it failed a training batch
+    ({"image": b64(png_of(Image.new("L", (1, 1_000_001), 255))), "label": "vav"}, "side_too_long"),
 ])
 def test_malformed_feedback_is_rejected(web, payload, reason):
     status, answer = Api(web.url).post_json("/api/feedback", payload)
@@ -194,6 +204,24 @@ def test_store_is_wal_and_a_failed_insert_leaves_no_image(tmp_path):
     assert len(image_files(store.root)) == 1   # the one committed record only
     reopened = FeedbackStore(tmp_path / "fb")
     assert reopened.count() == 1
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_a_store_removed_or_replaced_while_in_use_stores_nothing_and_says_so(web, how):
+    """Its open connections had gone on writing into the deleted database: each feedback answered 201 "stored"
+    and lost, its image left in a folder made again without a database."""
+    api, store = Api(web.url), web.backend.store
+    assert api.post_json("/api/feedback", {"image": b64(unique_png(1)), "label": "alef"})[0] == 201
+    moved = store.root + ".old"
+    os.rename(store.root, moved)
+    if how == "replaced":
+        FeedbackStore(store.root).close()            # another, empty store where the first one was
+    status, answer = api.post_json("/api/feedback", {"image": b64(unique_png(2)), "label": "bet"})
+    assert (status, answer["reason"]) == (503, "not_stored") and "nothing was saved" in answer["error"], answer
+    assert os.path.isdir(store.root) == (how == "replaced") and image_files(store.root) == []
+    with pytest.raises(FeedbackStoreError, match="removed or replaced while in use"):
+        store.count()
+    assert [r.true_label for r in FeedbackStore(moved).records()] == ["alef"]
 
 
 def test_export_for_the_pipeline(tmp_path):

@@ -225,6 +225,7 @@
     empty: "התמונה ריקה",
     too_large: "התמונה גדולה מדי",
     decompression_bomb: "בתמונה יש יותר מדי פיקסלים",
+    side_too_long: "התמונה ארוכה או רחבה מדי",
     not_an_image: "זו אינה תמונה שהשרת יכול לקרוא",
     unsupported_format: "סוג התמונה אינו נתמך",
     corrupt: "התמונה פגומה",
