@@ -102,7 +102,8 @@ def test_traffic_like_the_training_data_raises_nothing(tmp_path, letters, pipeli
     assert group["version"] == 7 and group["requests"] == 81 and group["judged"]
     assert group["label_drift"]["anomalies"] == {} and group["input_skew"]["anomalies"] == {}
     measured = {(m["feature"], m["measure"]) for m in group["input_skew"]["measurements"]}
-    assert {("ink_share", "jensen_shannon"), ("width", "jensen_shannon"), ("format", "l_infinity")} <= measured
+    assert {("ink_share", "jensen_shannon"), ("aspect", "jensen_shannon"), ("format", "l_infinity")} <= measured
+    assert not {feature for feature, _ in measured} & {"width", "height"}   # shown, not judged
     assert group["sources"] == {"upload": 81} and group["formats"] == {"PNG": 81}
     assert result["logs"]["problems"] == {}
     prom = (out / "monitor.prom").read_text()
@@ -114,15 +115,39 @@ def test_traffic_like_the_training_data_raises_nothing(tmp_path, letters, pipeli
     assert "No threshold crossed" in html
 
 
+def on_pad(data: bytes) -> bytes:
+    """The letter as the web client's pad sends a drawing: dark ink on white (no scanned paper), its longer side
+    240 px, in the middle of 320 x 320."""
+    letter = ImageOps.autocontrast(Image.open(io.BytesIO(data)).convert("L"))
+    scale = 240 / max(letter.size)
+    letter = letter.resize((max(1, round(letter.width * scale)), max(1, round(letter.height * scale))))
+    pad = Image.new("L", (320, 320), 255)
+    pad.paste(letter, ((320 - letter.width) // 2, (320 - letter.height) // 2))
+    return _png(pad)
+
+
+@pytest.mark.parametrize("transform", [on_pad, rescaled])
+def test_letters_drawn_on_the_pad_or_at_another_scale_are_not_input_skew(tmp_path, letters, pipeline_root,
+                                                                        transform):
+    """The features are the ink crop's, which the model scales to its input size: measured on the whole image,
+    every drawing from the web client's 320 x 320 pad had crossed the size, aspect, ink share and grey-level
+    thresholds (jensen_shannon 1.0), and --retrain-when drift would retrain on every run."""
+    log_traffic(tmp_path / "logs" / "requests", traffic(letters, transform=transform))
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    (group,) = result["groups"]
+    assert status == cli.OK and not group["input_skew"]["crossed"], group["input_skew"]
+    assert group["sources"] == {"canvas" if transform is on_pad else "upload": 81}
+
+
 @pytest.mark.parametrize("case, features", [
     ("one letter", {"label_name"}),
     ("inverted", {"ink_share", "mean_intensity"}),
-    ("another scale", {"width", "height"}),
+    ("inverted on the pad", {"ink_share", "mean_intensity"}),
 ])
 def test_changed_traffic_raises_the_right_anomaly(tmp_path, letters, pipeline_root, case, features):
     items = {"one letter": lambda: traffic(letters, only="shin", repeat=20),
              "inverted": lambda: traffic(letters, transform=inverted),
-             "another scale": lambda: traffic(letters, transform=rescaled)}[case]()
+             "inverted on the pad": lambda: traffic(letters, transform=lambda b: inverted(on_pad(b)))}[case]()
     log_traffic(tmp_path / "logs" / "requests", items)
     status, result, out = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
     assert status == cli.CROSSED

@@ -72,7 +72,7 @@ def feature_schema(training_statistics, config: Config) -> schema_pb2.Schema:
     for feature in schema.feature:
         feature.ClearField("domain")
         feature.ClearField("presence")
-        if feature.name in image_features.NUMERIC:
+        if feature.name in image_features.JUDGED:
             feature.skew_comparator.jensen_shannon_divergence.threshold = config.monitor_feature_js
         elif feature.name == "format":
             feature.skew_comparator.infinity_norm.threshold = config.monitor_feature_linf
