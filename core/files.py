@@ -30,16 +30,27 @@ def fsync_dir(path: str) -> None:
 
 
 def atomic_write(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` so that readers see the old file or the whole new one, even after a crash. A
-    symbolic link keeps pointing where it did: its target is the file replaced. The file keeps its permissions, or
-    a new one gets the umask's (as ``open`` would give it), not a temporary file's 0600."""
+    """Writes ``data`` to ``path`` so that readers see the old file or the whole new one, even after a crash (as
+    :func:`atomic_output` does)."""
+    with atomic_output(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, mode: str = "wb", **open_args):
+    """A new file to write in the ``with`` block, which replaces ``path`` when the block ends, so that readers see
+    the old file or the whole new one, even after a crash; an exception (Ctrl-C too) leaves ``path`` as it was and
+    no temporary file. A symbolic link keeps pointing where it did: its target is the file replaced. The file keeps
+    its permissions, or a new one gets the umask's (as ``open`` would give it), not a temporary file's 0600.
+    ``mode`` and ``open_args`` as for ``open`` (a CSV: ``"w", newline="", encoding="utf-8"``), for output too
+    large to hold in memory: it streams to the temporary file."""
     path = os.path.realpath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        permissions = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
-        mode = None
+        permissions = None
     for _ in range(100):
         tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}.part")
         try:
@@ -50,10 +61,10 @@ def atomic_write(path: str, data: bytes) -> None:
     else:
         raise FileExistsError(f"no free temporary name in {folder}")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            if mode is not None:
-                os.fchmod(handle.fileno(), mode)
-            handle.write(data)
+        with os.fdopen(fd, mode, **open_args) as handle:
+            if permissions is not None:
+                os.fchmod(handle.fileno(), permissions)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

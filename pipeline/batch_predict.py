@@ -4,23 +4,25 @@
     letters-batch-predict --images DIR --out p.csv --via rest --server-url http://127.0.0.1:8501
     letters-batch-predict --images DIR --out p.csv --via grpc --server-url 127.0.0.1:8500
 
-Every image file under ``--images`` (recursively) gets a row: path, the top-3 classes with their letters and
-probabilities, and the model version that answered. Unreadable files get a row with the reason instead
-(nothing is silently dropped). ``--via local`` loads the SavedModel (``--model``: a serving directory, whose
-highest version is used, or a version directory); ``--via rest`` sends the same bytes to a TF Serving REST
-endpoint (real or embedded) and records the version it reports; ``--via grpc`` does the same through TF Serving's
-gRPC PredictionService. All give the same answers.
+Every image file under ``--images`` (recursively, into folders reached through symbolic links too, each real
+folder once) gets a row: path, the top-3 classes with their letters and probabilities, and the model version that
+answered. Unreadable files get a row with the reason instead (nothing is silently dropped). ``--via local`` loads
+the SavedModel (``--model``: a serving directory, whose ``--version`` or else highest version is used, or a
+version directory); ``--via rest`` sends the same bytes to a TF Serving REST endpoint (real or embedded) and
+records the version it reports; ``--via grpc`` does the same through TF Serving's gRPC PredictionService. All give
+the same answers. A batch (``--batch-size`` images) goes to a server in requests of at most ``REQUEST_BUDGET``
+bytes (32 MiB: half the embedded server's default bound on a request), as many as it needs. ``--out`` is replaced
+whole at the end, as ``core.files.atomic_write`` replaces a file (a link to it keeps pointing there, the file keeps
+its permissions); a stop leaves it as it was.
 """
 from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import csv
 import os
 import sys
 import time
-import uuid
 import urllib.parse
 from pathlib import Path
 
@@ -29,24 +31,56 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io
-from core.files import printable
+from core.files import atomic_output, printable
 from core.signals import sigterm_as_interrupt
 from pipeline.evaluate import ImageRefused, answers_each
 from pipeline.flags import defaults_from_env, non_negative_int, output_file, positive_int
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
+from serving.config import DEFAULT_MAX_REQUEST_BYTES
 
 TOP_K = 3
 COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 1)
                                          for kind in ("class", "letter", "probability")] + ["error"])
+# One request to a model server stays within this many bytes: half the bound the server puts on one (the embedded
+# server's --max_request_bytes, which bounds its gRPC messages too: 64 MiB by default), the rest headroom for the
+# JSON around the images. A batch is sent in as many requests as it needs.
+REQUEST_BUDGET = DEFAULT_MAX_REQUEST_BYTES // 2
+JSON_PER_IMAGE = 64   # {"images": {"b64": "..."}} and the comma between instances
+
+
+def request_size(length: int) -> int:
+    """What an image of ``length`` bytes adds to a request: its base64 (4 bytes for each 3) and the JSON around it
+    (more than the few bytes that frame it in a gRPC tensor)."""
+    return 4 * ((length + 2) // 3) + JSON_PER_IMAGE   # one image of the file limit (20 MiB) fits the budget alone
+
+
+def in_requests(images: list[bytes], budget: int | None) -> list[list[bytes]]:
+    """``images``, in order, in runs of at most ``budget`` bytes of request each (``request_size``); without a
+    budget, one run."""
+    if budget is None:
+        return [images] if images else []
+    runs, size = [], 0
+    for image in images:
+        cost = request_size(len(image))
+        if not runs or size + cost > budget:
+            runs.append([])
+            size = 0
+        runs[-1].append(image)
+        size += cost
+    return runs
 
 
 class LocalPredictor:
-    def __init__(self, model: str):
+    """The SavedModel in process: ``model`` a version directory, or a serving directory whose ``version`` (default:
+    the highest) is used (FileNotFoundError naming its versions if it has no such one)."""
+    request_budget = None   # no request: a batch is one call
+
+    def __init__(self, model: str, version: str | None = None):
         from core.model_dirs import resolve_model_dir
         from pipeline.evaluate import load_image_signature, signature_call
-        self.model_dir = resolve_model_dir(model)
-        self.version = Path(self.model_dir).name
+        self.model_dir = resolve_model_dir(model, version=None if version is None else int(version))
+        self.version = Path(os.path.abspath(self.model_dir)).name   # "." (run inside a version folder) has no name
         self._call = signature_call(load_image_signature(self.model_dir))
 
     def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:
@@ -54,10 +88,12 @@ class LocalPredictor:
 
 
 class RestPredictor:
-    """Calls ``POST {url}/v1/models/{name}[/versions/N]:predict`` with the image signature, b64 instances."""
+    """Calls ``POST {url}/v1/models/{name}[/versions/N]:predict`` with the image signature, b64 instances, in
+    requests of at most ``request_bytes`` each."""
 
     def __init__(self, server_url: str, model_name: str = configs.MODEL_NAME, version: str | None = None,
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, request_bytes: int = REQUEST_BUDGET):
+        self.request_budget = request_bytes
         self.connection = RestConnection(server_url, timeout=timeout)   # ValueError for a URL that is not http(s)
         self.model_path = "/v1/models/" + urllib.parse.quote(model_name, safe="")
         self.version = version or self._latest_available()
@@ -77,6 +113,9 @@ class RestPredictor:
             raise RuntimeError(f"the model server cannot be reached: {err.message}") from None
         if status == 400 and body is not None:   # the server's decoder refused an image of the request
             raise ImageRefused(error_text(answer) or str(answer))
+        if status == 413:   # a server whose bound on a request is below this tool's (a batch's requests' size)
+            raise RuntimeError(f"{url}: HTTP 413: the model server refused a request of up to {self.request_budget} "
+                               f"bytes as too large: {error_text(answer) or answer}")
         if status != 200:
             raise RuntimeError(f"{url}: HTTP {status}: {error_text(answer) or answer}")
         return answer
@@ -99,13 +138,15 @@ class RestPredictor:
 
 
 class GrpcPredictor:
-    """Calls ``PredictionService.Predict`` on the image signature (the version pinned, as ``RestPredictor``)."""
+    """Calls ``PredictionService.Predict`` on the image signature (the version pinned and the requests' size bounded,
+    as ``RestPredictor``)."""
 
     def __init__(self, target: str, model_name: str = configs.MODEL_NAME, version: str | None = None,
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, request_bytes: int = REQUEST_BUDGET):
         import grpc
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+        self.request_budget = request_bytes
         self._grpc, self.target, self.model_name, self.timeout = grpc, target, model_name, timeout
         channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 2 ** 31 - 1),
                                                          ("grpc.max_send_message_length", 2 ** 31 - 1)])
@@ -146,13 +187,29 @@ class GrpcPredictor:
 
 
 def list_images(folder: str) -> list[Path]:
+    """Every file under ``folder``, sorted, each to get a row. Folders reached through symbolic links are walked
+    too (pathlib's rglob does not enter them), each real folder once: a link back to a folder above, or a second
+    link to a folder walked already, adds nothing. Everything but folders: a broken link, a link to itself or a
+    pipe gets an error row rather than going unmentioned. Not hidden names, nor the generator's manifest beside
+    generated class folders (as the ExampleGen leaves it)."""
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    # Everything but folders: a broken link or a pipe gets an error row rather than going unmentioned. Not the
-    # generator's manifest beside generated class folders (as the ExampleGen leaves it).
-    return sorted(p for p in root.rglob("*") if not p.is_dir() and not p.name.startswith(".")
-                  and p != root / configs.GENERATED_MANIFEST)
+    found, walked, pending = [], set(), [root]
+    while pending:   # depth first in sorted order: of two ways to one folder, the first in the rows' order is walked
+        here = pending.pop()
+        real = os.path.realpath(here)
+        if real in walked:
+            continue
+        walked.add(real)
+        try:
+            entries = sorted(here.iterdir())
+        except PermissionError:   # as rglob leaves a folder it may not read
+            continue
+        pending.extend(reversed([p for p in entries if p.is_dir()]))
+        found.extend(p for p in entries if not p.is_dir() and not p.name.startswith(".")
+                     and p != root / configs.GENERATED_MANIFEST)
+    return sorted(found)
 
 
 def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> dict:
@@ -167,24 +224,17 @@ def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> d
 
 def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, progress: bool = True,
                    files: list[Path] | None = None) -> dict:
-    """Writes ``out_csv`` (complete, or not at all: rows go to a ``.partial`` file renamed at the end).
-    ``files``: ``list_images(folder)`` when the caller has it already."""
+    """Writes ``out_csv`` (complete, or not at all: rows stream to a temporary file of this run's own, which
+    replaces it at the end as core.files.atomic_write does: a link to it keeps pointing there, the file keeps its
+    permissions). ``files``: ``list_images(folder)`` when the caller has it already."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     files = list_images(folder) if files is None else files
     root = Path(folder)
     counts = {"images": 0, "errors": 0}
     started = time.monotonic()
-    out = os.path.abspath(out_csv)   # a temporary file of this run's own: two runs on one --out do not mix rows
-    tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        with open(tmp, "x", newline="", encoding="utf-8") as f:   # created as any file is (umask), not 0600
-            _write_rows(predictor, files, root, f, batch_size, progress, counts)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_output(out_csv, "w", newline="", encoding="utf-8") as f:
+        _write_rows(predictor, files, root, f, batch_size, progress, counts)
     counts["seconds"] = round(time.monotonic() - started, 2)
     return counts
 
@@ -205,8 +255,10 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
                 except (image_io.ImageRejected, OSError) as err:
                     rows.append(_row(rel, "", None, str(err)))
                     counts["errors"] += 1
-            if batch:
-                for place, (answer, why) in zip(places, answers_each(_each(predictor), batch)):
+            if batch:   # in requests a model server accepts (~1 MB photos: 64 are over 64 MiB in JSON)
+                answers = [pair for run in in_requests(batch, getattr(predictor, "request_budget", None))
+                           for pair in answers_each(_each(predictor), run)]
+                for place, (answer, why) in zip(places, answers):
                     if why is None:
                         rows[place] = _row(rows[place], answer[1], answer[0])
                         counts["images"] += 1
@@ -231,12 +283,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, type=output_file, help="CSV file to write")
     p.add_argument("--via", choices=("local", "rest", "grpc"), default="local")
     p.add_argument("--model", default=defaults_from_env().serving_dir,
-                   help="--via local: serving directory or version directory (default: %(default)s)")
+                   help="--via local: serving directory (its --version, default the highest) or version "
+                   "directory (default: %(default)s)")
     p.add_argument("--server-url", default=None, help="--via rest: TF Serving REST address (default: "
                    "http://127.0.0.1:8501); --via grpc: host:port (default: 127.0.0.1:8500)")
     p.add_argument("--model-name", default=configs.MODEL_NAME, help="--via rest/grpc: model name")
     p.add_argument("--version", type=non_negative_int, default=None,
-                   help="--via rest/grpc: a version (default: the latest AVAILABLE)")
+                   help="a version: --via rest/grpc, one the server serves (default: the latest AVAILABLE); "
+                   "--via local, a version folder of --model (default: the highest)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     args = p.parse_args(argv)
     version = None if args.version is None else str(args.version)
@@ -245,7 +299,7 @@ def main(argv=None) -> int:
         if not files:   # before the model loads
             raise FileNotFoundError(f"no files under {args.images}")
         if args.via == "local":
-            predictor = LocalPredictor(args.model)
+            predictor = LocalPredictor(args.model, version)
         elif args.via == "rest":
             predictor = RestPredictor(args.server_url or "http://127.0.0.1:8501", args.model_name, version)
         else:

@@ -3,11 +3,12 @@ web backend, batch prediction, the ServingValidator component and the demo launc
 
 ``RestConnection.request(method, path, body)`` returns ``(HTTP status, decoded JSON body)``. Anything that
 keeps the server from answering (refused, reset, timed out, a 5xx that is not JSON) raises
-:class:`ServingUnavailable` with a short ``reason`` and a message naming the server. Keep-alive connections
-are pooled: a request takes an idle connection (or opens one) and gives it back when the answer has been read,
-so a thread-per-request caller (the web backend's ThreadingHTTPServer) reuses connections across requests
-instead of opening one per request. A kept-alive connection the server closed meanwhile is retried once on a
-fresh connection.
+:class:`ServingUnavailable` with a short ``reason`` and a message naming the server; an answer the server sent
+before it closed on a body it did not read to the end (413, a body over its limit) is returned. Keep-alive
+connections are pooled: a request takes an idle connection (or opens one) and gives it back when the answer has
+been read, so a thread-per-request caller (the web backend's ThreadingHTTPServer) reuses connections across
+requests instead of opening one per request. A kept-alive connection the server closed meanwhile is retried once
+on a fresh connection.
 """
 from __future__ import annotations
 
@@ -61,6 +62,20 @@ class _Deadline:
     def finish(self) -> bool:
         """Stops the clock; whether the exchange finished in time."""
         return self._deadline.cancel()
+
+
+def _send(conn: http.client.HTTPConnection, method: str, target: str, payload, headers: dict):
+    """Sends one request and returns its response. A server that refuses a request before reading all its body (a
+    413 for a body over its limit) answers and closes the connection: the send fails, yet its answer is there to
+    read. The send's own error when there is none (a server that went away)."""
+    try:
+        conn.request(method, target, body=payload, headers=headers)
+    except _CLOSED as err:
+        try:
+            return conn.getresponse()
+        except (http.client.HTTPException, OSError):
+            raise err from None
+    return conn.getresponse()
 
 
 class RestConnection:
@@ -117,8 +132,7 @@ class RestConnection:
             conn, reused = self._take() if attempt == 0 else (self._open(), False)
             clock = _Deadline(conn, max(0.0, deadline - time.monotonic()))
             try:
-                conn.request(method, self.prefix + path, body=payload, headers=headers or {})
-                response = conn.getresponse()
+                response = _send(conn, method, self.prefix + path, payload, headers or {})
                 raw = response.read()
             except (socket.timeout, TimeoutError):
                 clock.finish()

@@ -179,7 +179,7 @@ def test_an_output_that_cannot_be_written_and_a_stop_are_one_line(image_folder, 
     from tests.conftest import ROOT
 
     monkeypatch.setattr(batch_predict, "RestPredictor", FakePredictor)
-    long_name = tmp_path / ("a" * 250 + ".csv")   # its temporary file's name is too long for the file system
+    long_name = tmp_path / ("a" * 252 + ".csv")   # a name too long for the file system (255 bytes)
     assert batch_predict.main(["--images", str(image_folder), "--out", str(long_name), "--via", "rest"]) == 2
     assert f"error: cannot write {long_name}: File name too long" in capsys.readouterr().err
     # SIGTERM mid-run: exit 130, no CSV and no temporary file left
@@ -262,3 +262,105 @@ def test_the_local_model_refuses_what_it_cannot_decode_image_by_image(pipeline_r
     (good, _), (none, why) = evaluate.answers_each(call, [png_bytes(letter_image(30, 40)), b"\x89PNG\r\n\x1a\n junk"])
     assert good.shape == (27,) and none is None and why.startswith("refused by the model: ")
     assert "function_node" not in why and "\n" not in why      # the decoder's words, one line
+
+
+def uniform(images):
+    return np.full((len(images), 27), 1 / 27, np.float32), "1"
+
+
+def test_images_in_linked_folders_get_rows_each_real_folder_once(tmp_path):
+    """rglob did not enter a symbolically linked folder, and the link, a folder, was left out: its images had no
+    row at all (pipeline.evaluate reads a linked class folder)."""
+    folder, elsewhere = tmp_path / "images", tmp_path / "elsewhere"
+    (folder / "alef").mkdir(parents=True)
+    elsewhere.mkdir()
+    for i in range(2):
+        (folder / "alef" / f"{i}.png").write_bytes(png_bytes(letter_image(20, 30, seed=i)))
+    for i in range(3):
+        (elsewhere / f"{i}.png").write_bytes(png_bytes(letter_image(30, 20, seed=i)))
+    (folder / "bet").symlink_to(elsewhere)             # its images get rows
+    (folder / "bet_again").symlink_to(elsewhere)       # the same folder by another name: walked once
+    (folder / "alef" / "up").symlink_to("..")          # a loop: adds nothing, and the walk ends
+    (folder / "itself.png").symlink_to("itself.png")   # a link to itself: an error row, as before
+    files = batch_predict.list_images(str(folder))
+    assert [p.relative_to(folder).as_posix() for p in files] == [
+        "alef/0.png", "alef/1.png", "bet/0.png", "bet/1.png", "bet/2.png", "itself.png"]
+    counts = batch_predict.predict_folder(uniform, str(folder), str(tmp_path / "out.csv"), progress=False)
+    rows = read_rows(tmp_path / "out.csv")
+    assert list(rows) == [p.relative_to(folder).as_posix() for p in files]
+    assert "Too many levels of symbolic links" in rows["itself.png"]["error"]
+    assert (counts["images"], counts["errors"]) == (5, 1)
+
+
+def test_out_keeps_a_link_to_it_and_its_permissions(image_folder, tmp_path):
+    """--out had been replaced by a new file of the umask's permissions: a link to it became a regular file and
+    a private (0600) CSV became readable by all, where core.files.atomic_write keeps both."""
+    import os
+    (tmp_path / "real.csv").write_text("old\n")
+    os.chmod(tmp_path / "real.csv", 0o600)
+    (tmp_path / "link.csv").symlink_to("real.csv")
+    batch_predict.predict_folder(uniform, str(image_folder), str(tmp_path / "link.csv"), progress=False)
+    assert os.readlink(tmp_path / "link.csv") == "real.csv"
+    assert (tmp_path / "real.csv").stat().st_mode & 0o777 == 0o600
+    assert len(read_rows(tmp_path / "real.csv")) == len(batch_predict.list_images(str(image_folder)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "real.csv"]   # no temporary file left
+
+
+def test_a_batch_is_split_into_requests_within_the_budget():
+    sizes = [10, 10, 200, 10, 10, 10]
+    images = [bytes(n) for n in sizes]
+    cost = batch_predict.request_size
+    runs = batch_predict.in_requests(images, cost(10) * 2)
+    assert [[len(i) for i in run] for run in runs] == [[10, 10], [200], [10, 10], [10]]   # in order; too big: alone
+    assert batch_predict.in_requests(images, None) == [images] and batch_predict.in_requests([], 100) == []
+    assert cost(3) == 4 + batch_predict.JSON_PER_IMAGE and cost(4) == 8 + batch_predict.JSON_PER_IMAGE
+    assert cost(batch_predict.image_io.DEFAULT_MAX_BYTES) <= batch_predict.REQUEST_BUDGET
+
+
+def test_requests_stay_under_the_servers_bound_and_a_413_says_so(tmp_path):
+    """A batch of 64 photos of ~1 MB is 85 MB of JSON: the server refused it (413, over its 64 MiB) and closed
+    the connection, and the whole run ended as "the model server cannot be reached". Here the same at a small
+    scale: a server whose bound is below one batch, over REST and gRPC."""
+    from tests.support import serving as testing
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(8):
+        (folder / f"{i}.png").write_bytes(testing.png_bytes(noise_seed=i, size=100))   # ~10 kB each
+    base = tmp_path / "models"
+    testing.publish_version(str(base), 1)
+    with testing.start_server(base, "letters", grpc_port=testing.free_port(), max_request_bytes=60_000) as server:
+        for predictor in (batch_predict.RestPredictor(server.url, request_bytes=30_000),
+                          batch_predict.GrpcPredictor(f"127.0.0.1:{server.server.grpc_port}", request_bytes=30_000)):
+            counts = batch_predict.predict_folder(predictor, str(folder), str(tmp_path / "out.csv"), progress=False)
+            assert (counts["images"], counts["errors"]) == (8, 0), type(predictor).__name__
+        too_much = batch_predict.RestPredictor(server.url, request_bytes=200_000)   # more than the server takes
+        with pytest.raises(RuntimeError, match="HTTP 413: the model server refused a request of up to 200000 "
+                                               "bytes as too large: Request body of .* exceeds the limit of 60000"):
+            batch_predict.predict_folder(too_much, str(folder), str(tmp_path / "out.csv"), progress=False)
+
+
+def test_local_version_is_the_version_folder_asked_for(tmp_path, monkeypatch, capsys):
+    """--version had been ignored with --via local: the highest version answered, and a version that does not
+    exist was no error. Run inside a version folder (--model .), the rows had no model_version."""
+    from tests.support import serving as testing
+    base = tmp_path / "models"
+    for version in (1, 2):
+        testing.publish_version(str(base), version)   # version v ranks class v first
+    image = png_bytes(letter_image(20, 30))
+    for version, expected in ((None, "2"), ("1", "1"), ("2", "2")):
+        predictor = batch_predict.LocalPredictor(str(base), version)
+        probs, answered = predictor([image])
+        assert answered == predictor.version == expected and int(probs[0].argmax()) == int(expected)
+    monkeypatch.chdir(base / "1")
+    assert batch_predict.LocalPredictor(".").version == "1"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(image)
+    out = tmp_path / "out.csv"
+    assert batch_predict.main(["--images", str(folder), "--out", str(out), "--model", str(base),
+                               "--version", "5"]) == 2
+    assert f"error: {base} has no version 5 (versions there: 1, 2)" in capsys.readouterr().err
+    assert not out.exists()
+    assert batch_predict.main(["--images", str(folder), "--out", str(out), "--model", str(base),
+                               "--version", "1"]) == 0
+    assert read_rows(out)["a.png"]["model_version"] == "1"

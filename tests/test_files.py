@@ -48,3 +48,19 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monke
 
 def test_printable_shows_bytes_that_are_not_utf8():
     assert printable(os.fsdecode(b"caf\xe9.png")) == "caf\\xe9.png" and printable("שלום.png") == "שלום.png"
+
+
+def test_atomic_output_streams_and_a_stop_midway_leaves_the_old_file(tmp_path):
+    from core.files import atomic_output
+    (tmp_path / "rows.csv").write_text("old\n")
+    os.chmod(tmp_path / "rows.csv", 0o640)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(str(tmp_path / "rows.csv"), "w", newline="", encoding="utf-8") as handle:
+            handle.write("half\n")
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == ["rows.csv"] and (tmp_path / "rows.csv").read_text() == "old\n"
+    with atomic_output(str(tmp_path / "rows.csv"), "w", newline="", encoding="utf-8") as handle:
+        handle.write("א,1\r\n")
+        handle.write("ב,2\r\n")
+    assert (tmp_path / "rows.csv").read_bytes() == "א,1\r\nב,2\r\n".encode() and mode(tmp_path / "rows.csv") == 0o640
+    assert os.listdir(tmp_path) == ["rows.csv"]

@@ -172,3 +172,29 @@ def test_version_states_of_an_answer_that_is_not_a_status_are_none():
         "3": "AVAILABLE"}
     for body in ({"model_version_status": None}, {"model_version_status": 5}, {"model_version_status": "x"}, [], None):
         assert version_states(body) == {}
+
+
+def test_an_answer_before_the_body_was_read_is_returned():
+    """A server refuses a body over its limit (413) from its headers and closes the connection: the client's send
+    failed (connection reset) and the answer was taken for a server that cannot be reached."""
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        refusing.listen(1)
+
+        def serve():
+            conn, _ = refusing.accept()
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(65536)
+                body = b'{"error": "Request body of 33554432 bytes exceeds the limit of 1024 bytes"}'
+                conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+                             b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            # closed with the body unread: the client's send is reset
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        rest = RestConnection(f"http://127.0.0.1:{refusing.getsockname()[1]}", timeout=10)
+        status, answer = rest.request("POST", M + ":predict", {"instances": ["x" * 32 * 1024 * 1024]})
+        thread.join(5)
+    assert status == 413 and error_text(answer).startswith("Request body of 33554432 bytes exceeds")
