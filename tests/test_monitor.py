@@ -178,14 +178,15 @@ def test_versions_and_days_are_reported_apart(tmp_path, letters, pipeline_root):
     assert [g["window"] for g in result["groups"]] == ["all", "all"]
 
 
-def add_feedback(store_dir, letters, corrected_share: float, version: int = 7, n: int = 50):
+def add_feedback(store_dir, letters, corrected_share: float, version: int = 7, n: int = 50, now=None):
     _, served = letters
     store = FeedbackStore(store_dir)
     wrong = int(n * corrected_share)
     for i in range(n):
         true = CLASS_NAMES[i % 27]
         predicted = CLASS_NAMES[(i + 1) % 27] if i < wrong else true
-        store.add(served[true][0], "PNG", true, predicted_label=predicted, probability=0.8, model_version=version)
+        store.add(served[true][0], "PNG", true, predicted_label=predicted, probability=0.8, model_version=version,
+                  now=now)
     store.close()
 
 
@@ -571,3 +572,123 @@ def test_a_relative_feedback_dir_names_the_same_store_for_the_retraining_run(tmp
     monkeypatch.chdir(tmp_path)
     config, _, _ = cli.parse_args(["--feedback-dir", "feedback", "--pipeline-root", "pipeline"])
     assert config.feedback_dir == str(tmp_path / "feedback") and config.pipeline_root == str(tmp_path / "pipeline")
+
+
+def test_a_metrics_page_that_cannot_be_read_is_an_alarm_not_an_all_clear(tmp_path, pipeline_root, capsys):
+    """The CronJob alerts on a failed Job: a server that could not be reached had been a warning line, then
+    "0 alarm(s)" and exit 0, with nothing of it in report.html, monitor.json or monitor.prom."""
+    from tests.support.serving import free_port
+    url = f"http://127.0.0.1:{free_port()}/monitoring/prometheus/metrics"   # nothing listens there
+    status, result, out = monitor(tmp_path, pipeline_root, "--metrics-url", url)
+    assert status == cli.CROSSED
+    assert result["server"] == {"url": url, "error": "Connection refused"}
+    assert [a["kind"] for a in result["alarms"]] == ["server_metrics"]
+    assert f"ALARM server: no metrics from {url}: Connection refused" in capsys.readouterr().out
+    prom = (out / "monitor.prom").read_text()
+    assert "letters_monitor_threshold_crossed 1.0" in prom and "letters_monitor_server_metrics_up 0.0" in prom
+    html = (out / "report.html").read_text()
+    assert "Thresholds crossed" in html and "<h2>Server</h2>" in html and "Connection refused" in html
+    for bad in ("127.0.0.1:8501/monitoring/prometheus/metrics", "file:///etc/passwd", "http:///metrics"):
+        with pytest.raises(SystemExit) as exit_info:                 # before anything is read
+            cli.parse_args(["--metrics-url", bad, "--out", str(tmp_path / "o")])
+        assert exit_info.value.code == cli.USAGE
+
+
+@pytest.mark.parametrize("page", ['{"status": "ok"}\n', "<!doctype html>\n<title>Not here</title>\n"])
+def test_a_page_that_is_not_prometheus_text_says_so(page):
+    """The parser's own message for a JSON page is empty: the warning had said nothing."""
+    with pytest.raises(server_metrics.Unreadable, match=r"^not Prometheus text \(first line '[{<]"):
+        server_metrics.summarize(page)
+
+
+def pipeline_run_at(tmp_path, pipeline_root, when: float):
+    """A copy of the pipeline root whose pipeline run started at ``when``."""
+    import sqlite3
+    root = tmp_path / "root"
+    shutil.copytree(pipeline_root, root)
+    db = sqlite3.connect(root / "metadata.sqlite")
+    with db:
+        db.execute("UPDATE Context SET create_time_since_epoch = ? WHERE type_id IN "
+                   "(SELECT id FROM Type WHERE name = 'pipeline_run')", (int(when * 1000),))
+    db.close()
+    return root
+
+
+def test_drift_retrains_only_on_answers_after_the_last_pipeline_run(tmp_path, letters, pipeline_root, capsys):
+    """The run --retrain-when drift started had those answers already: judged again, the same window had started
+    another full retraining on every pass (--watch, the hourly CronJob) for as long as it stayed current."""
+    now = time.time()
+    hour = windows.start(now, 3600)
+    root = pipeline_run_at(tmp_path, pipeline_root, hour - 1800)
+    log_traffic(tmp_path / "logs" / "before", traffic(letters, transform=inverted), mtime=hour - 2400)
+    args = ("--window", "1h", "--retrain-when", "drift", "--dry-run")
+    status, result, _ = monitor(tmp_path, root, *args, logs=tmp_path / "logs")
+    assert status == cli.CROSSED and {a["kind"] for a in result["alarms"]} == {"input_skew"}   # still an alarm
+    assert not result["retrain"]["fires"]
+    assert "retrain (drift): no — the last pipeline run (" in capsys.readouterr().out
+    assert "came after this evidence: version 7, " in result["retrain"]["why"]
+    log_traffic(tmp_path / "logs" / "after", traffic(letters, transform=inverted), mtime=now)
+    status, result, _ = monitor(tmp_path, root, *args, logs=tmp_path / "logs")
+    assert result["retrain"]["fires"] and len(result["alarms"]) == 2
+    assert result["retrain"]["why"].startswith(f"version 7, {windows.label(hour, 3600)}: input skew")
+    assert windows.label(hour - 3600, 3600) not in result["retrain"]["why"]   # only the window after the run
+
+
+def test_accuracy_retrains_only_on_feedback_after_the_last_pipeline_run(tmp_path, letters, pipeline_root):
+    now = time.time()
+    root = pipeline_run_at(tmp_path, pipeline_root, now - 600)
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.4, now=now - 1200)
+    args = ("--retrain-when", "accuracy", "--dry-run")
+    status, result, _ = monitor(tmp_path, root, *args, feedback=tmp_path / "feedback")
+    assert status == cli.CROSSED and [a["kind"] for a in result["alarms"]] == ["accuracy"]
+    assert not result["retrain"]["fires"]
+    assert result["retrain"]["why"].startswith("the last pipeline run (") and "version 7: live accuracy 0.600" in \
+        result["retrain"]["why"]
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.5)
+    status, result, _ = monitor(tmp_path, root, *args, feedback=tmp_path / "feedback")
+    assert result["retrain"]["fires"]
+    assert result["retrain"]["why"].startswith("version 7: live accuracy 0.500 ")   # the 50 rows after the run
+    assert result["retrain"]["why"].endswith("since the last pipeline run")
+
+
+def test_outputs_that_cannot_be_written_end_the_pass_with_status_4(tmp_path, letters, pipeline_root, capsys):
+    """A traceback and exit 1 ("threshold crossed") had ended the pass, monitor.json and monitor.prom unwritten."""
+    log_traffic(tmp_path / "logs" / "r", traffic(letters))
+    (tmp_path / "report" / "report.html").mkdir(parents=True)          # a folder where the page goes
+    status, result, out = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    err = capsys.readouterr().err
+    assert status == cli.NOT_FINISHED == 4 and "Traceback" not in err
+    assert f"error: could not write into {out}: report.html and its charts: Is a directory" in err
+    assert result["groups"] and (out / "monitor.prom").is_file()        # the others are written all the same
+    assert not list(out.glob(".tmp-*"))
+
+
+def test_a_full_disk_leaves_no_part_of_any_output(tmp_path, letters, pipeline_root, capsys, monkeypatch):
+    import errno
+    log_traffic(tmp_path / "logs" / "r", traffic(letters))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "fsync", full)                              # each file's data reaching the disk
+    status, _, out = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    assert status == cli.NOT_FINISHED and os.listdir(out) == []         # no empty PNG, no part of a file
+    err = capsys.readouterr().err
+    assert "monitor.json: No space left on device; monitor.prom: No space left" in err and "Traceback" not in err
+
+
+def test_a_watch_pass_that_fails_is_reported_and_the_next_pass_runs(tmp_path, monkeypatch, capsys):
+    """An unexpected error had exited 1 (documented as a threshold crossed) and ended the --watch loop."""
+    outcomes = iter([RuntimeError("boom"), cli.NOT_FINISHED, cli.OK])
+
+    def once(*args):
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+    monkeypatch.setattr(cli, "once", once)
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    assert cli.main(["--watch", "3", "--max-runs", "3", "--out", str(tmp_path / "o")]) == cli.OK
+    err = capsys.readouterr().err
+    assert "RuntimeError: boom" in err and "error: the monitoring pass failed" in err
+    monkeypatch.setattr(cli, "once", lambda *args: 1 / 0)
+    assert cli.main(["--out", str(tmp_path / "o")]) == cli.NOT_FINISHED

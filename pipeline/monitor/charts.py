@@ -1,9 +1,13 @@
 """The report's pictures, drawn with Pillow like pipeline/plots.py (matplotlib is not part of the stack):
-paired bars (served vs reference shares), histograms and accuracy intervals."""
+paired bars (served vs reference shares), histograms and accuracy intervals. Each PNG is written whole or not at
+all (a full disk had left empty pictures)."""
 from __future__ import annotations
+
+import io
 
 from PIL import Image, ImageDraw
 
+from core.files import atomic_write
 from pipeline.plots import font
 
 SERVED, REFERENCE, LINE = (214, 96, 77), (67, 147, 195), (120, 120, 120)
@@ -14,6 +18,12 @@ def _frame(width: int, height: int, title: str):
     draw = ImageDraw.Draw(img)
     draw.text((10, 6), title, fill="black", font=font(14))
     return img, draw
+
+
+def _save(img: Image.Image, path: str) -> None:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write(path, buf.getvalue())
 
 
 def _legend(draw, x: int, y: int, names: tuple[str, str]) -> None:
@@ -44,7 +54,7 @@ def paired_bars(path: str, labels: list[str], served: list[float], reference: li
         text = Image.new("RGBA", (70, 14), (255, 255, 255, 0))
         ImageDraw.Draw(text).text((0, 0), label[:11], fill="black", font=font(10))
         img.paste(text.rotate(60, expand=True), (x - 8, top + plot_h + 4), text.rotate(60, expand=True))
-    img.save(path)
+    _save(img, path)
 
 
 def histogram(path: str, values: list[float], reference: list[float] | None, bins: int, low: float, high: float,
@@ -78,7 +88,7 @@ def histogram(path: str, values: list[float], reference: list[float] | None, bin
         x = left + (mark - low) / (high - low) * plot_w
         draw.line([x, top, x, top + plot_h], fill="black", width=2)
         draw.text((x + 3, top), f"{mark:g}", fill="black", font=font(10))
-    img.save(path)
+    _save(img, path)
 
 
 def intervals(path: str, rows: list[tuple[str, float, float, float]], threshold: float, title: str) -> None:
@@ -99,4 +109,4 @@ def intervals(path: str, rows: list[tuple[str, float, float, float]], threshold:
     draw.text((x_of(threshold) + 3, bottom + 2), f"threshold {threshold:g}", fill="black", font=font(10))
     for v in (0, 0.5, 1):
         draw.text((x_of(v) - 6, bottom + 14), f"{v:g}", fill=LINE, font=font(10))
-    img.save(path)
+    _save(img, path)

@@ -2,7 +2,7 @@
 reference (TFDV drift and skew, confidence), live accuracy per version from feedback, the server's metrics,
 and the alarms: thresholds crossed in a judged window of the current period or the one before it (a run shortly
 after a window ends still judges it whole; a version that no longer gets answers stops alarming), by live accuracy
-or by the server."""
+or by the server (its metrics page too: one that cannot be read is an alarm)."""
 from __future__ import annotations
 
 import collections
@@ -40,7 +40,7 @@ def judge_group(version, begin: float, answers, seconds, reference, training_sta
     rows = [image_features.features(a.image, a.origin) for a in answers]
     judged = len(answers) >= config.monitor_min_requests
     group = {"version": version, "window_start": begin, "window": windows.label(begin, seconds),
-             "requests": len(answers), "judged": judged,
+             "requests": len(answers), "judged": judged, "first_answer_at": min(a.time for a in answers),
              "sources": dict(collections.Counter(r["source"] for r in rows)),
              "formats": dict(collections.Counter(r["format"] for r in rows)),
              "confidence": _confidence([a.score for a in answers], config, judged)}
@@ -85,6 +85,7 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
             if group.get(key, {}).get("crossed"):
                 crossed = [m for m in group[key]["measurements"] if m["crossed"]]
                 found.append({"kind": key, "version": group["version"], "window": group["window"],
+                              "evidence_from": group["first_answer_at"],   # --retrain-when drift: after a run?
                               "text": f"{where}: {key.replace('_', ' ')} — " + "; ".join(
                                   f"{m['feature']} {m['measure']} {m['value']:.3f} > {m['threshold']:g}"
                                   for m in crossed)})
@@ -100,10 +101,11 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
     for version, row in accuracy.items():
         if row["crossed"] and (since is None or version in serving or row["last_feedback_at"] >= since):
             found.append({"kind": "accuracy", "version": version, "window": "all feedback",
-                          "text": f"version {version}: live accuracy {row['accuracy']:.3f} (95% interval "
-                                  f"{row['interval'][0]:.3f}–{row['interval'][1]:.3f}, {row['feedback']} feedback) "
-                                  f"is below {row['threshold']:g}"})
-    if server:
+                          "text": live_accuracy.alarm_text(version, row)})
+    if server and server.get("error"):   # a server that cannot be read reports no errors: not an all-clear
+        found.append({"kind": "server_metrics", "version": None, "window": "now",
+                      "text": f"server: no metrics from {server['url']}: {server['error']}"})
+    elif server:
         if server["error_share"] > config.monitor_max_error_share:
             found.append({"kind": "errors", "version": None, "window": "server lifetime",
                           "text": f"server: {server['errors']} of {server['requests']} requests failed "
@@ -116,7 +118,9 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
 
 
 def run(answers, feedback_records, reference, server, config: Config, seconds: int | None) -> dict:
-    """Everything the report shows; ``reference`` None skips the drift checks (no pipeline run to compare with)."""
+    """Everything the report shows; ``reference`` None skips the drift checks (no pipeline run to compare with);
+    ``server`` is None (no metrics URL), server_metrics.summarize()'s dict with its ``url``, or ``{'url',
+    'error'}`` when the page could not be read."""
     from pipeline.monitor import reference as reference_lib
 
     now = time.time()

@@ -6,9 +6,12 @@
                                                                                           # local_runner
     letters-monitor ... --watch 3600                                                      # every hour
 
-Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json), 2 usage error (bad
-flag or setting, missing request log or pipeline metadata), 3 the retraining run it started failed. Thresholds are core/configs.py's ``monitor_*``
-fields: LETTERS_MONITOR_<NAME> environment variables or the flags below.
+Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page
+that cannot be read is one), 2 usage error (bad flag or setting, missing request log or pipeline metadata), 3 the
+retraining run it started failed, 4 the pass could not finish: its outputs could not be written (a full disk, say;
+each file is whole or left as it was) or an unexpected error (shown with its traceback). With --watch a pass that
+ends 3 or 4 is reported and the next pass runs. Thresholds are core/configs.py's ``monitor_*`` fields:
+LETTERS_MONITOR_<NAME> environment variables or the flags below.
 """
 from __future__ import annotations
 
@@ -16,13 +19,14 @@ import argparse
 import os
 import sys
 import time
+import traceback
 
 from core import settings
 from core.signals import sigterm_as_interrupt
 from core.configs import Config
 from pipeline import flags
 
-OK, CROSSED, USAGE, RETRAIN_FAILED, INTERRUPTED = 0, 1, 2, 3, 130
+OK, CROSSED, USAGE, RETRAIN_FAILED, NOT_FINISHED, INTERRUPTED = 0, 1, 2, 3, 4, 130
 THRESHOLD_FLAGS = {
     "monitor_label_js": "predicted classes vs eval labels: Jensen-Shannon divergence above this is drift",
     "monitor_label_linf": "predicted classes vs eval labels: L-infinity distance above this is drift",
@@ -42,8 +46,9 @@ THRESHOLD_FLAGS = {
 def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="letters-monitor", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                epilog="exit status: 0 ok, 1 threshold crossed, 2 usage error, 3 retraining failed, "
-                                       "130 stopped (Ctrl-C or SIGTERM)")
+                                epilog="exit status: 0 ok, 1 threshold crossed (a metrics page that cannot be read "
+                                       "too), 2 usage error, 3 retraining failed, 4 outputs not written or an "
+                                       "unexpected error, 130 stopped (Ctrl-C or SIGTERM)")
     p.add_argument("--logs", default=defaults.request_log_dir if os.path.isdir(defaults.request_log_dir) else None,
                    help="request log: a folder of TFRecord PredictionLog files or a file prefix (gs:// too); default: "
                         "where make demo's web client logs, if it exists; without one only feedback and metrics "
@@ -55,13 +60,15 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                         "(Kubeflow's metadata-grpc-service)")
     p.add_argument("--feedback-dir", default=defaults.feedback_dir, help="the web client's feedback store")
     p.add_argument("--metrics-url", default=None,
-                   help="a model server's Prometheus page (…/monitoring/prometheus/metrics) for latency and errors")
+                   help="a model server's Prometheus page (http(s)://…/monitoring/prometheus/metrics) for latency "
+                        "and errors; a page that cannot be read, or is not Prometheus text, is an alarm")
     p.add_argument("--out", default=os.path.join(os.path.dirname(defaults.pipeline_root), "monitor"),
                    type=flags.output_dir,
                    help="folder for report.html, its PNGs, monitor.json and monitor.prom")
     p.add_argument("--window", default="day", help="group answers by day, all, or a duration (6h, 30m, 2d)")
     p.add_argument("--retrain-when", default=None, metavar="POLICY",
-                   help="run the pipeline with the feedback when: drift, accuracy or feedback>=N")
+                   help="run the pipeline with the feedback when: drift, accuracy or feedback>=N, judged on the "
+                        "answers and feedback newer than the last pipeline run only")
     p.add_argument("--dry-run", action="store_true", help="with --retrain-when: print the command, do not run it")
     p.add_argument("--watch", type=flags.positive_int, default=None, metavar="SECONDS",
                    help="run again every SECONDS (until stopped or --max-runs)")
@@ -72,7 +79,7 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None):
-    from pipeline.monitor import retrain, windows
+    from pipeline.monitor import retrain, server_metrics, windows
 
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -88,6 +95,8 @@ def parse_args(argv=None):
         parser.error(str(err))
     if args.max_runs and not args.watch:
         parser.error("--max-runs needs --watch")
+    if args.metrics_url and server_metrics.url_problem(args.metrics_url):
+        parser.error(server_metrics.url_problem(args.metrics_url))
     args.pipeline_root = flags.absolute(args.pipeline_root)
     metadata = flags.absolute(args.metadata_path) if args.metadata_path else config.metadata_path
     config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,   # absolute: the retraining
@@ -124,13 +133,13 @@ def once(config: Config, args, extra: list[str]) -> int:
     server = None
     if args.metrics_url:
         try:
-            server = server_metrics.summarize(server_metrics.fetch(args.metrics_url))
-        except (OSError, ValueError) as err:
-            print(f"warning: no server metrics from {args.metrics_url}: {err}", file=sys.stderr)
+            server = {"url": args.metrics_url, **server_metrics.read(args.metrics_url)}
+        except server_metrics.Unreadable as err:   # an alarm (checks.alarms), not a pass without a server
+            server = {"url": args.metrics_url, "error": str(err)}
     result = checks.run(logs.answers if logs else [], records, ref, server, config, args.window_seconds)
     result["logs"] = logs.to_json() if logs else None
     if args.policy:
-        fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None,
+        fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None, config,
                                     result["generated_at"])
         cmd = retrain.command(config.pipeline_root, config.feedback_dir, extra)
         result["retrain"] = {"policy": str(args.policy), "fires": fires, "why": why, "command": cmd,
@@ -142,7 +151,11 @@ def once(config: Config, args, extra: list[str]) -> int:
                 from core.configs import PROJECT_ROOT
                 result["retrain"]["returncode"] = retrain.run(cmd, cwd=str(PROJECT_ROOT))
                 reference.training_features.cache_clear()
-    paths = report.write_all(result, args.out)
+    try:
+        html = report.write_all(result, args.out)["html"]
+    except report.NotWritten as err:
+        print(f"error: {err}", file=sys.stderr)
+        html = None
     for alarm in result["alarms"]:
         print(f"ALARM {alarm['text']}")
     if logs and logs.problems:
@@ -153,11 +166,24 @@ def once(config: Config, args, extra: list[str]) -> int:
               "(a clock ahead?): left out of the checks", file=sys.stderr)
     answers = len(logs.answers) if logs else 0
     print(f"monitor: {answers} answers, {len(records)} feedback rows, {len(result['alarms'])} alarm(s); "
-          f"report {paths['html']}", flush=True)
+          + (f"report {html}" if html else "report NOT written"), flush=True)
     if result.get("retrain", {}).get("returncode", 0) != 0:
         print(f"error: the retraining run failed (exit {result['retrain']['returncode']})", file=sys.stderr)
         return RETRAIN_FAILED
+    if html is None:
+        return NOT_FINISHED
     return CROSSED if result["crossed"] else OK
+
+
+def guarded(config: Config, args, extra: list[str]) -> int:
+    """:func:`once`, with an unexpected error shown (traceback, then one line) as status 4: Python's own exit
+    status for it, 1, means a threshold crossed, and under --watch it had ended the loop."""
+    try:
+        return once(config, args, extra)
+    except Exception:   # noqa: BLE001 - a bug or an environment failure; KeyboardInterrupt still stops
+        traceback.print_exc()
+        print("error: the monitoring pass failed (the traceback above)", file=sys.stderr, flush=True)
+        return NOT_FINISHED
 
 
 def main(argv=None) -> int:
@@ -166,7 +192,7 @@ def main(argv=None) -> int:
     try:
         with sigterm_as_interrupt():   # --watch runs until stopped: Ctrl-C or a service manager's SIGTERM
             while True:
-                status = once(config, args, extra)
+                status = guarded(config, args, extra)
                 runs += 1
                 if not args.watch or status == USAGE or (args.max_runs and runs >= args.max_runs):
                     return status

@@ -55,6 +55,12 @@ def by_version(records: list[Feedback], min_accuracy: float, min_feedback: int) 
     return out
 
 
+def alarm_text(version: str, row: dict) -> str:
+    """An accuracy alarm's words for :func:`by_version`'s ``row`` of ``version``."""
+    return (f"version {version}: live accuracy {row['accuracy']:.3f} (95% interval {row['interval'][0]:.3f}–"
+            f"{row['interval'][1]:.3f}, {row['feedback']} feedback) is below {row['threshold']:g}")
+
+
 def unix_time(created_at: str) -> float:
     """A feedback row's ISO 8601 time as seconds since the epoch (0 for one that cannot be read)."""
     try:

@@ -4,7 +4,7 @@
   split's label distribution) and the Evaluator's metrics;
 * per pushed version, the Evaluator's top-1 accuracy of the model pushed as that version;
 * the image features of the ExampleGen's training split (``image_raw``), as :mod:`.image_features` computes them;
-* when the last pipeline run started (for ``--retrain-when feedback>=N``).
+* when the last pipeline run started (``--retrain-when`` judges only evidence newer than it).
 """
 from __future__ import annotations
 

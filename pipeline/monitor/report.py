@@ -1,5 +1,9 @@
 """Writes a monitoring pass: ``monitor.json``, ``report.html`` with PNG charts beside it (no script, no
-network), and Prometheus gauges as a textfile (node_exporter's textfile collector reads it)."""
+network), and Prometheus gauges as a textfile (node_exporter's textfile collector reads it).
+
+Each file is written whole or not at all (core.files.atomic_write: a reader, or the next pass, never sees half a
+file). One that cannot be written (a full disk, a folder in its place) does not keep the others from being
+written; :class:`NotWritten` then names each that was not."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,7 +11,7 @@ import html
 import json
 import os
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from core.files import atomic_write
 from core.labels import CLASS_NAMES
@@ -15,6 +19,10 @@ from pipeline.monitor import charts
 
 JSON_FILE, HTML_FILE, PROM_FILE = "monitor.json", "report.html", "monitor.prom"
 FEATURE_RANGES = {"ink_share": (0.0, 1.0), "mean_intensity": (0.0, 1.0), "aspect": (0.0, 3.0)}
+
+
+class NotWritten(Exception):
+    """Outputs of a pass that could not be written; the message names each with the reason."""
 
 
 def public(value):
@@ -40,6 +48,9 @@ def write_prometheus(result: dict, out_dir: str) -> str:
     gauge("last_run_timestamp_seconds", "when the monitor last ran").set(result["generated_at"])
     gauge("log_problems", "request-log records or files that could not be used").set(
         sum((result.get("logs") or {}).get("problems", {}).values()))
+    if result.get("server"):   # only with --metrics-url: 0 when the page could not be read (an alarm)
+        gauge("server_metrics_up", "1 when the model server's metrics page was read").set(
+            int(not result["server"].get("error")))
     requests = gauge("requests", "answers in the version's newest window", ["version"])
     low = gauge("low_confidence_share", "share of answers below the confidence threshold", ["version"])
     measure = gauge("distribution_distance", "TFDV drift/skew measurement", ["version", "check", "feature", "measure"])
@@ -56,7 +67,7 @@ def write_prometheus(result: dict, out_dir: str) -> str:
         accuracy.labels(version, "low").set(row["interval"][0])
         accuracy.labels(version, "high").set(row["interval"][1])
     path = os.path.join(out_dir, PROM_FILE)
-    write_to_textfile(path, registry)
+    atomic_write(path, generate_latest(registry))
     return path
 
 
@@ -184,7 +195,10 @@ def write_html(result: dict, out_dir: str) -> str:
     else:
         parts.append("<p>No feedback.</p>")
     server = result.get("server")
-    if server:
+    if server and server.get("error"):
+        parts.append(f'<h2>Server</h2><p class="bad">No metrics from <code>{_esc(server["url"])}</code>: '
+                     f"{_esc(server['error'])}</p>")
+    elif server:
         lat = server["latency_ms"]
         fmt = lambda x: "-" if x is None else f"{x:.2f} ms"   # noqa: E731
         parts.append(f"<h2>Server</h2><p>{server['requests']} requests (and {server.get('status_checks', 0)} "
@@ -208,6 +222,16 @@ def _evaluator_accuracy(result: dict, version: str) -> str:
 
 
 def write_all(result: dict, out_dir: str) -> dict:
-    os.makedirs(out_dir, exist_ok=True)
-    return {"html": write_html(result, out_dir), "json": write_json(result, out_dir),
-            "prometheus": write_prometheus(result, out_dir)}
+    """{'json', 'prometheus', 'html'}: the paths written. The small files the alerting reads come first (a disk
+    with little room left still gets them); :class:`NotWritten` when any could not be written."""
+    paths, failed = {}, []
+    for key, name, write in (("json", JSON_FILE, write_json), ("prometheus", PROM_FILE, write_prometheus),
+                             ("html", f"{HTML_FILE} and its charts", write_html)):
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            paths[key] = write(result, out_dir)
+        except OSError as err:
+            failed.append(f"{name}: {err.strerror or err}")
+    if failed:
+        raise NotWritten(f"could not write into {out_dir}: " + "; ".join(failed))
+    return paths

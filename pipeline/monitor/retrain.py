@@ -1,8 +1,14 @@
 """``--retrain-when``: when the monitor runs the pipeline again with the users' feedback.
 
-* ``drift``: a label-drift or input-skew threshold was crossed;
-* ``accuracy``: a version's live accuracy is confidently below ``monitor_min_accuracy``;
+* ``drift``: a label-drift or input-skew threshold was crossed in a window whose answers all came after the last
+  pipeline run started;
+* ``accuracy``: a version's live accuracy is confidently below ``monitor_min_accuracy`` (an alarm), and so is its
+  accuracy from the feedback stored since the last pipeline run started alone;
 * ``feedback>=N``: at least N feedback rows were stored since the last pipeline run started.
+
+Each judges only evidence newer than the last run: the run had it already, and judged again (by --watch or the
+hourly CronJob) the same old windows and feedback would start another full retraining on every pass. So with
+``--window all`` (one window, old answers always in it) drift fires only before the first run.
 
 The pipeline runs as ``python -m local_runner --pipeline-root … --feedback-dir …`` (plus the arguments given
 after ``--``): the same create_pipeline(), so the Evaluator still gates and the Pusher still pushes atomically.
@@ -10,12 +16,14 @@ after ``--``): the same create_pipeline(), so the Evaluator still gates and the 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 import subprocess
 import sys
 import time
 
-from pipeline.monitor.live_accuracy import not_ahead, unix_time
+from core.configs import Config
+from pipeline.monitor import live_accuracy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,18 +45,31 @@ def parse(text: str) -> Policy:
     raise ValueError(f"--retrain-when must be drift, accuracy or feedback>=N (N > 0), got {text!r}")
 
 
-def decide(policy: Policy, result: dict, feedback_records, last_run_time: float | None,
+def decide(policy: Policy, result: dict, feedback_records, last_run_time: float | None, config: Config,
            now: float | None = None) -> tuple[bool, str]:
-    """(fires, why). Feedback dated after ``now`` (a clock ahead) is not new feedback: it would count as new after
-    every pipeline run until its date."""
-    if policy.kind in ("drift", "accuracy"):
-        kinds = ("label_drift", "input_skew") if policy.kind == "drift" else ("accuracy",)
-        hits = [a["text"] for a in result["alarms"] if a["kind"] in kinds]
-        return bool(hits), "; ".join(hits) if hits else f"no {policy.kind} threshold crossed"
+    """(fires, why), on the evidence since ``last_run_time`` (all of it without a run). Feedback dated after
+    ``now`` (a clock ahead) is not new feedback: it would count as new after every pipeline run until its date."""
     since = last_run_time or 0.0
-    current = not_ahead(feedback_records, time.time() if now is None else now)
-    new = sum(1 for r in current if unix_time(r.created_at) > since)
-    return new >= policy.minimum, f"{new} feedback rows since the last pipeline run (policy: {policy})"
+    current = live_accuracy.not_ahead(feedback_records, time.time() if now is None else now)
+    newer = [r for r in current if live_accuracy.unix_time(r.created_at) > since]
+    if policy.kind == "feedback":
+        return len(newer) >= policy.minimum, (f"{len(newer)} feedback rows since the last pipeline run "
+                                              f"(policy: {policy})")
+    if policy.kind == "drift":
+        hits = [a for a in result["alarms"] if a["kind"] in ("label_drift", "input_skew")]
+        fresh = [a["text"] for a in hits if a["evidence_from"] > since]
+    else:   # the versions alarming, judged again on the feedback since the run alone
+        hits = [a for a in result["alarms"] if a["kind"] == "accuracy"]
+        rows = live_accuracy.by_version(newer, config.monitor_min_accuracy, config.monitor_min_feedback)
+        fresh = [live_accuracy.alarm_text(a["version"], rows[a["version"]]) + " since the last pipeline run"
+                 for a in hits if rows.get(a["version"], {}).get("crossed")]
+    if fresh:
+        return True, "; ".join(fresh)
+    if hits:
+        when = dt.datetime.fromtimestamp(since, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return False, (f"the last pipeline run ({when}) came after this evidence: "
+                       + "; ".join(a["text"] for a in hits))
+    return False, f"no {policy.kind} threshold crossed"
 
 
 def command(pipeline_root: str, feedback_dir: str, extra: list[str]) -> list[str]:

@@ -1,8 +1,15 @@
 """Latency and errors from a model server's Prometheus metrics (TF Serving's names, which the embedded server
 uses too: ``:tensorflow:serving:request_count{status}``, ``:tensorflow:serving:request_latency`` histogram in
-microseconds)."""
+microseconds).
+
+A page that cannot be read (nothing listening, an HTTP error, a timeout) or is not Prometheus text is an alarm in
+the monitor (:func:`read` says why), not an all-clear: a server that is down reports no errors.
+"""
 from __future__ import annotations
 
+import http.client
+import urllib.error
+import urllib.parse
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,9 +22,41 @@ REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 CLIENT_ERRORS = frozenset({"INVALID_ARGUMENT"})
 
 
+SCHEMES = ("http", "https")
+
+
+class Unreadable(Exception):
+    """The metrics page could not be read, or is not Prometheus text; the message says why."""
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not a metrics page's address (None when it is one): an http:// or https:// URL with a host.
+    Said before the pass starts; urllib would otherwise read a ``file://`` path, or refuse ``host:8501/…`` only
+    once the pass reaches it."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in SCHEMES or not parts.hostname:
+        return f"--metrics-url must be an http:// or https:// URL with a host, got {url!r}"
+    return None
+
+
 def fetch(url: str, timeout: float = 10.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read().decode("utf-8", "replace")
+    """The page's text; :class:`Unreadable` when the server cannot be reached or answers with an HTTP error."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as err:   # before URLError, its base class
+        raise Unreadable(f"HTTP {err.code} {err.reason}") from None
+    except urllib.error.URLError as err:
+        reason = err.reason
+        raise Unreadable(getattr(reason, "strerror", None) or str(reason)) from None
+    except (OSError, http.client.HTTPException) as err:   # a timeout, a connection closed mid-answer
+        raise Unreadable(getattr(err, "strerror", None) or str(err) or type(err).__name__) from None
+
+
+def read(url: str, timeout: float = 10.0) -> dict:
+    """:func:`summarize` of the page at ``url``; :class:`Unreadable` when it cannot be read or is not Prometheus
+    text."""
+    return summarize(fetch(url, timeout))
 
 
 def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
@@ -36,6 +75,17 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
     return lower
 
 
+def _families(text: str) -> list:
+    """The page's metric families; :class:`Unreadable` for a page that is not Prometheus text (an HTML or JSON
+    page, say: the parser's own message can be empty, so the page's first line is quoted)."""
+    try:
+        return list(text_string_to_metric_families(text))
+    except ValueError as err:
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        detail = f": {err}" if str(err) else ""
+        raise Unreadable(f"not Prometheus text (first line {first[:80]!r}){detail}") from None
+
+
 def summarize(text: str) -> dict:
     """{'requests', 'status_checks', 'errors', 'rejected', 'errors_by_status', 'error_share',
     'latency_ms': {'p50', 'p95', 'mean'}}: ``errors`` the requests that failed on the server's side, ``rejected``
@@ -49,7 +99,7 @@ def summarize(text: str) -> dict:
     by_status: dict = {}
     buckets: dict[float, float] = {}
     latency_sum = latency_count = 0.0
-    for family in text_string_to_metric_families(text):
+    for family in _families(text):
         for sample in family.samples:
             if sample.name.startswith(REQUEST_LATENCY) and sample.labels.get("API", "predict") == "":
                 if sample.name == REQUEST_LATENCY + "_count":
