@@ -60,6 +60,7 @@ class Server:
         self._loop_thread = None
         self._stopped = threading.Event()
         self._config_text = None
+        self._reload_lock = threading.Lock()   # ServerCore's config_mu_: one config reload at a time, waits included
 
     # ---------------------------------------------------------------------------------------- lifecycle
     @property
@@ -162,17 +163,22 @@ class Server:
                 continue
             if text == self._config_text:
                 continue
-            try:   # a config that cannot be applied yet (e.g. a label ahead of its version) is retried
-                self._apply_config(config_lib.parse_model_server_config(text, self.options.model_config_file,
-                                                                        self._served()),
-                                   self.options.model_config_file)
-            except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
-                if text != rejected:
-                    log.error("Not applying %s: %s", self.options.model_config_file, exc)
-                    rejected = text
-                continue
-            self._config_text = text
-            log.info("Applied the new model config from %s", self.options.model_config_file)
+            with self._reload_lock:
+                known = self._served()
+                try:   # a config that cannot be applied yet (e.g. a label ahead of its version) is retried
+                    config = config_lib.parse_model_server_config(text, self.options.model_config_file, known)
+                    self._apply_config(config, self.options.model_config_file)
+                except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
+                    if text != rejected:
+                        log.error("Not applying %s: %s", self.options.model_config_file, exc)
+                        rejected = text
+                    continue
+                self._config_text = text
+                log.info("Applied the new model config from %s", self.options.model_config_file)
+                try:
+                    self._wait_for_added(config, known, None)
+                except ServingError as exc:   # a failed load is in the model's status; stopping ends the wait
+                    log.info("Model config from %s: %s", self.options.model_config_file, exc.message)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -243,21 +249,34 @@ class Server:
     def reload_config(self, config, timeout: float | None = None) -> None:
         """ModelService.HandleReloadConfigRequest: applies ``config`` and, like ServerCore::ReloadConfig, waits
         until the models it adds have loaded (or failed)."""
-        known = self._served()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._reload_lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
         try:
-            config_lib.check_model_server_config(config, "ReloadConfigRequest", known)
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
-        try:
-            self._apply_config(config, "ReloadConfigRequest")
-        except ValueError as exc:   # a log folder that cannot be made
-            raise invalid(str(exc)) from None
+            known = self._served()
+            try:
+                config_lib.check_model_server_config(config, "ReloadConfigRequest", known)
+            except ValueError as exc:
+                raise invalid(str(exc)) from None
+            try:
+                self._apply_config(config, "ReloadConfigRequest")
+            except ValueError as exc:   # a log folder that cannot be made
+                raise invalid(str(exc)) from None
+            self._wait_for_added(config, known, deadline)
+        finally:
+            self._reload_lock.release()
+
+    def _wait_for_added(self, config, known: set, deadline: float | None) -> None:
+        """Until the models of ``config`` not in ``known`` have loaded or failed (ServerCore's
+        WaitUntilModelsAvailable), under the reload lock: a second reload, from ModelService or the config file
+        poller, waits for this one, as ServerCore::ReloadConfig holds config_mu_ through its wait. (Applied at once,
+        a second reload that removed a model had left the first waiting for it forever, and one that added the same
+        model had answered OK before it loaded.)"""
         added = [self.core.manager(m.name) for m in config.model_config_list.config if m.name not in known]
         if not added:
             return
         if self.options.file_system_poll_wait_seconds <= 0:   # no poller thread: load them here
             self.core.poll()
-        deadline = None if timeout is None else time.monotonic() + timeout
         while not all(m.startup_settled() for m in added):
             if self.stop_event.wait(0.05) or (deadline is not None and time.monotonic() > deadline):
                 raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")

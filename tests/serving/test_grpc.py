@@ -6,6 +6,7 @@ One module-scoped server: ``letters`` (versions 1 and 2 of the tiny model, label
 import core  # noqa: F401  (before TensorFlow)
 
 import re
+import threading
 import time
 
 import grpc
@@ -491,6 +492,53 @@ def test_handle_reload_config_request(models_root, tmp_path):
         error = rpc_error(models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest())
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error.details().startswith("ServerModelConfig type not supported by HandleReloadConfigRequest.")
+
+
+@pytest.mark.parametrize("second", ["removes it", "adds it too"])
+def test_config_reloads_run_one_at_a_time_waits_included(models_root, tmp_path, monkeypatch, second):
+    """ServerCore::ReloadConfig holds config_mu_ through its wait for the models it adds. Applied at once, a second
+    reload that removed the model the first was waiting for left the first waiting forever (DEADLINE_EXCEEDED after
+    the whole deadline, or a gRPC thread held for good without one); one that added the same model answered OK
+    before it had loaded."""
+    from serving import versions
+
+    (tmp_path / "slow").symlink_to(models_root / "letters")
+    release = threading.Event()
+    original = versions.Servable.__init__
+
+    def slow_init(self, name, *args, **kwargs):   # the added model loads when the test says so
+        if name == "slow":
+            assert release.wait(60)
+        original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(versions.Servable, "__init__", slow_init)
+    with testing.start_grpc_server(model_base_path=str(models_root / "letters"), model_name="letters") as server:
+        base = text_format.Parse(testing.labelled_config_text(models_root / "letters", {}),
+                                 model_server_config_pb2.ModelServerConfig())
+        with_slow = model_server_config_pb2.ModelServerConfig()
+        with_slow.CopyFrom(base)
+        with_slow.model_config_list.config.add(name="slow", base_path=str(tmp_path / "slow"),
+                                               model_platform="tensorflow")
+        done = {}
+
+        def reload(name, config):
+            server.server.reload_config(config, timeout=TIMEOUT)
+            done[name] = time.monotonic()
+
+        first = threading.Thread(target=reload, args=("first", with_slow))
+        first.start()
+        deadline = time.monotonic() + 30
+        while "slow" not in server.server.core.managers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        other = threading.Thread(target=reload, args=("second", base if second == "removes it" else with_slow))
+        other.start()
+        other.join(0.5)
+        assert other.is_alive() and not done      # the second waits for the first, which waits for its model
+        release.set()
+        first.join(TIMEOUT)
+        other.join(TIMEOUT)
+        assert set(done) == {"first", "second"} and done["first"] <= done["second"]
+        assert ("slow" in server.server._served()) == (second == "adds it too")
 
 
 def test_a_rest_port_equal_to_the_grpc_port_serves_grpc_only_as_tf_serving_does(models_root, caplog):
