@@ -351,10 +351,20 @@ def test_reads_what_the_web_backend_writes_with_its_time_and_origin(tmp_path, le
     assert [image_features.features(a.image, a.origin)["source"] for a in read.answers] == ["canvas", "upload"]
 
 
+def clear_of_the_hour(margin: float = 60.0) -> float:
+    """time.time(), at least ``margin`` seconds before the next hour begins (waiting for it if need be): a test
+    that places answers in this hour's window and the one before must not see the windows move while it runs."""
+    now = time.time()
+    left = windows.start(now, 3600) + 3600 - now
+    if left < margin:
+        time.sleep(left + 1)
+    return time.time()
+
+
 def test_a_window_too_small_to_judge_does_not_hide_the_one_before(tmp_path, letters, pipeline_root):
     """An hourly run at :17 sees 17 minutes of the current hour (too few answers) and the whole hour before it:
     the hour before is judged, as the CronJob in serving/deploy/k8s expects."""
-    now = time.time()
+    now = clear_of_the_hour()
     before = windows.start(now, 3600) - 1800                             # the middle of the previous hour
     log_traffic(tmp_path / "logs" / "a", traffic(letters, transform=inverted), mtime=before)
     log_traffic(tmp_path / "logs" / "b", traffic(letters)[:10], mtime=now)
@@ -617,7 +627,7 @@ def pipeline_run_at(tmp_path, pipeline_root, when: float):
 def test_drift_retrains_only_on_answers_after_the_last_pipeline_run(tmp_path, letters, pipeline_root, capsys):
     """The run --retrain-when drift started had those answers already: judged again, the same window had started
     another full retraining on every pass (--watch, the hourly CronJob) for as long as it stayed current."""
-    now = time.time()
+    now = clear_of_the_hour()
     hour = windows.start(now, 3600)
     root = pipeline_run_at(tmp_path, pipeline_root, hour - 1800)
     log_traffic(tmp_path / "logs" / "before", traffic(letters, transform=inverted), mtime=hour - 2400)
