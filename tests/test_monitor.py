@@ -3,6 +3,7 @@ ML Metadata built without running the pipeline (tests/support/fake_pipeline.py),
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -582,6 +583,72 @@ def test_a_relative_feedback_dir_names_the_same_store_for_the_retraining_run(tmp
     monkeypatch.chdir(tmp_path)
     config, _, _ = cli.parse_args(["--feedback-dir", "feedback", "--pipeline-root", "pipeline"])
     assert config.feedback_dir == str(tmp_path / "feedback") and config.pipeline_root == str(tmp_path / "pipeline")
+
+
+def retraining_config(cmd: list[str]):
+    """The local runner's settings for the monitor's retraining command."""
+    import local_runner
+    assert cmd[1:3] == ["-m", "local_runner"]
+    return local_runner.parse_args(cmd[3:])[0]
+
+
+def test_retraining_runs_the_monitored_pipeline_as_ml_metadata_records_it(tmp_path, letters, pipeline_root, capsys):
+    """The command had named only --pipeline-root and --feedback-dir: the retraining dropped --metadata-path and
+    trained the runner's default data into its default serving dir, not what the monitored pipeline read and the
+    server loads. Now ML Metadata's last ImageExampleGen and Pusher runs say; arguments after -- win."""
+    metadata = tmp_path / "elsewhere" / "other.sqlite"
+    metadata.parent.mkdir()
+    shutil.copy(pipeline_root / "metadata.sqlite", metadata)
+    data, serving = tmp_path / "my letters", tmp_path / "served"
+    fake_pipeline.record_run_folders(str(metadata), str(data), str(serving))
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.04)
+    common = ("--metadata-path", str(metadata), "--retrain-when", "feedback>=1", "--dry-run")
+    status, result, _ = monitor(tmp_path, pipeline_root, *common, feedback=tmp_path / "feedback")
+    assert status == cli.OK and result["retrain"]["fires"]
+    config = retraining_config(result["retrain"]["command"])
+    assert (config.metadata_file, config.data_root, config.serving_dir) == (str(metadata), str(data), str(serving))
+    assert result["retrain"]["defaults"] is None   # all of them recorded
+    assert (config.pipeline_root, config.feedback_dir) == (str(pipeline_root), str(tmp_path / "feedback"))
+    assert f"retrain command: {shlex.join(result['retrain']['command'])}" in capsys.readouterr().out
+
+    status, result, _ = monitor(tmp_path, pipeline_root, *common, "--", f"--serving-dir={tmp_path / 'canary'}",
+                                feedback=tmp_path / "feedback")
+    cmd = result["retrain"]["command"]
+    assert retraining_config(cmd).serving_dir == str(tmp_path / "canary") and "--serving-dir" not in cmd
+    assert retraining_config(cmd).data_root == str(data)
+
+
+def test_retraining_without_recorded_folders_names_the_defaults(tmp_path, letters, pipeline_root, capsys):
+    """A store without the ImageExampleGen's and Pusher's exec properties: the runner's defaults, said."""
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.04)
+    status, result, _ = monitor(tmp_path, pipeline_root, "--retrain-when", "feedback>=1000", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert status == cli.OK and not result["retrain"]["fires"]
+    defaults = cli.parse_args([])[0]
+    config = retraining_config(result["retrain"]["command"])
+    assert (config.data_root, config.serving_dir) == (defaults.data_root, defaults.serving_dir)
+    assert config.metadata_file == str(pipeline_root / "metadata.sqlite")
+    out = capsys.readouterr().out
+    assert (f"retrain: {pipeline_root / 'metadata.sqlite'} records no data root (no ImageExampleGen run) and no "
+            f"serving dir (no Pusher run): the runner's default data root {defaults.data_root}, serving dir "
+            f"{defaults.serving_dir}") in out
+    assert "retrain command (when it fires): " in out
+
+
+def test_a_recorded_default_data_root_is_left_to_the_runner():
+    """The runner reads its own default folder as the built-in generated letters (made or completed, their
+    epochs); as --data-root it would train them as the user's letters."""
+    config = cli.parse_args(["--pipeline-root", "/p"])[0]
+    cmd, defaults = retrain.command(config, retrain.Folders(config.data_root, "/served"), [])
+    assert "--data-root" not in cmd and defaults is None and cmd[cmd.index("--serving-dir") + 1] == "/served"
+
+
+def test_retraining_refuses_kubeflow_metadata():
+    """The local runner's ML Metadata is a SQLite file: a grpc:// store cannot be passed on to it."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(["--metadata-path", "grpc://metadata-grpc-service:8080", "--retrain-when", "accuracy"])
+    assert exit_info.value.code == cli.USAGE
+    cli.parse_args(["--metadata-path", "grpc://metadata-grpc-service:8080"])   # monitoring alone reads it
 
 
 def test_a_metrics_page_that_cannot_be_read_is_an_alarm_not_an_all_clear(tmp_path, pipeline_root, capsys):

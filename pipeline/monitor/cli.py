@@ -2,9 +2,9 @@
 
     letters-monitor --logs /var/log/letters/requests --pipeline-root outputs/pipeline --out outputs/monitor
     letters-monitor ... --metrics-url http://127.0.0.1:8501/monitoring/prometheus/metrics --window 6h
-    letters-monitor ... --retrain-when accuracy -- --serving-dir serving/models/letters   # args after -- go to
-                                                                                          # local_runner
-    letters-monitor ... --watch 3600                                                      # every hour
+    letters-monitor ... --retrain-when accuracy -- --epochs 8   # local_runner on the monitored pipeline (its
+                                                                # data and serving dir); args after -- go to it
+    letters-monitor ... --watch 3600                            # every hour
 
 Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page
 that cannot be read is one), 2 usage error (bad flag or setting, missing request log or pipeline metadata), 3 the
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -68,8 +69,11 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--window", default="day", help="group answers by day, all, or a duration (6h, 30m, 2d)")
     p.add_argument("--retrain-when", default=None, metavar="POLICY",
                    help="run the pipeline with the feedback when: drift, accuracy or feedback>=N, judged on the "
-                        "answers and feedback newer than the last pipeline run only")
-    p.add_argument("--dry-run", action="store_true", help="with --retrain-when: print the command, do not run it")
+                        "answers and feedback newer than the last pipeline run only; it runs local_runner on this "
+                        "pipeline root and ML Metadata (a SQLite file) with the data root and serving dir its last "
+                        "run used, as ML Metadata records them (arguments after -- win)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --retrain-when: print the command (fired or not), do not run it")
     p.add_argument("--watch", type=flags.positive_int, default=None, metavar="SECONDS",
                    help="run again every SECONDS (until stopped or --max-runs)")
     p.add_argument("--max-runs", type=flags.positive_int, default=None, help="with --watch: stop after this many")
@@ -101,6 +105,10 @@ def parse_args(argv=None):
     metadata = flags.absolute(args.metadata_path) if args.metadata_path else config.metadata_path
     config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,   # absolute: the retraining
                             feedback_dir=flags.absolute(args.feedback_dir) if args.feedback_dir else "")   # runs elsewhere
+    if args.policy and config.metadata_file.startswith("grpc://"):
+        parser.error(f"--retrain-when runs the local runner, whose ML Metadata is a SQLite file, not "
+                     f"{config.metadata_file}: retrain a Kubeflow pipeline by running it there "
+                     "(kubeflow_runner.py --feedback-root)")
     return config, args, extra
 
 
@@ -141,12 +149,15 @@ def once(config: Config, args, extra: list[str]) -> int:
     if args.policy:
         fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None, config,
                                     result["generated_at"])
-        cmd = retrain.command(config.pipeline_root, config.feedback_dir, extra)
+        cmd, defaults = retrain.command(config, retrain.recorded_folders(config.metadata_file), extra)
         result["retrain"] = {"policy": str(args.policy), "fires": fires, "why": why, "command": cmd,
+                             "defaults": defaults,
                              "text": f"{args.policy}: {'fires' if fires else 'does not fire'} — {why}"}
         print(f"retrain ({args.policy}): {'fires' if fires else 'no'} — {why}")
-        if fires:
-            print("retrain command: " + " ".join(cmd), flush=True)
+        if fires or args.dry_run:
+            if defaults:
+                print(f"retrain: {defaults}")
+            print(f"retrain command{'' if fires else ' (when it fires)'}: {shlex.join(cmd)}", flush=True)
             if not args.dry_run:
                 from core.configs import PROJECT_ROOT
                 result["retrain"]["returncode"] = retrain.run(cmd, cwd=str(PROJECT_ROOT))

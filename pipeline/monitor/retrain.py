@@ -10,18 +10,24 @@ Each judges only evidence newer than the last run: the run had it already, and j
 hourly CronJob) the same old windows and feedback would start another full retraining on every pass. So with
 ``--window all`` (one window, old answers always in it) drift fires only before the first run.
 
-The pipeline runs as ``python -m local_runner --pipeline-root … --feedback-dir …`` (plus the arguments given
-after ``--``): the same create_pipeline(), so the Evaluator still gates and the Pusher still pushes atomically.
+The pipeline runs as ``python -m local_runner --pipeline-root … --feedback-dir … --metadata-path …`` with the
+data root and serving dir the monitored pipeline's last run used, read from its ML Metadata (:func:`recorded_folders`),
+plus the arguments given after ``--`` (a flag given there wins: it is not added): the same create_pipeline() over
+the same data, so the Evaluator still gates against the same store and the Pusher pushes where the server looks.
+Training settings (--epochs, --no-pretrain, --base-model …) are not read back: give them after ``--``. The local
+runner's ML Metadata is a SQLite file: with Kubeflow's (grpc://) the monitor refuses --retrain-when.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 import subprocess
 import sys
 import time
 
+from core import configs
 from core.configs import Config
 from pipeline.monitor import live_accuracy
 
@@ -72,9 +78,68 @@ def decide(policy: Policy, result: dict, feedback_records, last_run_time: float 
     return False, f"no {policy.kind} threshold crossed"
 
 
-def command(pipeline_root: str, feedback_dir: str, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "local_runner", "--pipeline-root", pipeline_root, "--feedback-dir", feedback_dir,
-            *extra]
+@dataclasses.dataclass(frozen=True)
+class Folders:
+    """The folders the monitored pipeline's last run read and pushed into; None where ML Metadata does not say."""
+    data_root: str | None = None     # the ImageExampleGen's input_base
+    serving_dir: str | None = None   # the Pusher's push destination (its base_directory)
+
+
+def recorded_folders(metadata_file: str) -> Folders:
+    """The data root and serving dir of the newest ImageExampleGen and Pusher executions in a local run's ML
+    Metadata (their exec properties, recorded for cached executions too)."""
+    from tfx.types import standard_component_specs as specs
+    from pipeline.run_summary import open_store
+
+    store = open_store(metadata_file)
+
+    def newest(node: str, key: str) -> str | None:
+        context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{node}")
+        executions = store.get_executions_by_context(context.id) if context else []
+        for execution in sorted(executions, key=lambda e: e.id, reverse=True):
+            value = execution.custom_properties[key].string_value if key in execution.custom_properties else ""
+            if value:
+                return value
+        return None
+
+    destination = newest("Pusher", specs.PUSH_DESTINATION_KEY)
+    try:   # PushDestination as JSON: {"filesystem": {"base_directory": …}}
+        serving_dir = json.loads(destination)["filesystem"]["base_directory"] if destination else None
+    except (ValueError, KeyError, TypeError):
+        serving_dir = None
+    return Folders(newest("ImageExampleGen", specs.INPUT_BASE_KEY), serving_dir or None)
+
+
+def given(extra: list[str], flag: str) -> bool:
+    """Whether the arguments after ``--`` set ``flag`` (``--flag VALUE`` or ``--flag=VALUE``)."""
+    return any(arg == flag or arg.startswith(flag + "=") for arg in extra)
+
+
+def command(config: Config, recorded: Folders, extra: list[str]) -> tuple[list[str], str | None]:
+    """(``python -m local_runner`` for the monitored pipeline, a sentence naming the runner's defaults used where ML
+    Metadata records no folder, or None). The arguments after ``--`` (``extra``) come last, and a flag given
+    there is not added. A recorded data root that is the runner's own default is left to it: it reads that folder
+    as the built-in generated letters, as the recorded run did (as --data-root it would train them as the user's
+    own letters: pretrained first, epochs sized otherwise)."""
+    folders = []   # (flag, what, the node that records it, recorded value, the runner's default)
+    if recorded.data_root != config.data_root:
+        folders.append(("--data-root", "data root", "ImageExampleGen", recorded.data_root, config.data_root))
+    folders.append(("--serving-dir", "serving dir", "Pusher", recorded.serving_dir, config.serving_dir))
+    ours = [("--pipeline-root", config.pipeline_root), ("--feedback-dir", config.feedback_dir),
+            ("--metadata-path", config.metadata_file)] + [(flag, value) for flag, _, _, value, _ in folders if value]
+    cmd = [sys.executable, "-m", "local_runner"]
+    for flag, value in ours:
+        if not given(extra, flag):
+            cmd += [flag, value]
+    unrecorded = [(what, node, default) for flag, what, node, value, default in folders
+                  if not value and not given(extra, flag)]
+    note = None
+    if unrecorded:
+        note = (f"{config.metadata_file} records no "
+                + " and no ".join(f"{what} (no {node} run)" for what, node, _ in unrecorded)
+                + ": the runner's default " + ", ".join(f"{what} {default}" for what, _, default in unrecorded)
+                + " (give another after --)")
+    return [*cmd, *extra], note
 
 
 def run(cmd: list[str], cwd: str | None = None) -> int:

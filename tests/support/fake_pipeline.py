@@ -3,6 +3,7 @@ TFRecords per split), StatisticsGen's eval statistics, and the ML Metadata links
 blessing and a Pusher's pushed version (TFX's type names, event keys and properties)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -81,3 +82,22 @@ def build(root: Path, train: list[tuple[bytes, str]], eval_items: list[tuple[byt
     run_type = store.put_context_type(mlmd.ContextType(name="system.PipelineRun" if kfp_v2 else "pipeline_run"))
     store.put_contexts([mlmd.Context(type_id=run_type, name="run-1")])
     return str(root / "metadata.sqlite")
+
+
+def record_run_folders(metadata_file: str, data_root: str, serving_dir: str) -> None:
+    """Adds an ImageExampleGen and a Pusher execution as TFX's local runner records them: in their node contexts
+    (``letters.<node>``), with the exec properties ``input_base`` and ``push_destination`` (PushDestination as
+    JSON) naming the data root and serving dir."""
+    cfg = mlmd.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_file
+    cfg.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READWRITE
+    store = metadata_store.MetadataStore(cfg)
+    node_type = store.put_context_type(mlmd.ContextType(name="node"))
+    destination = json.dumps({"filesystem": {"base_directory": serving_dir}}, indent=2)
+    for node, key, value in (("ImageExampleGen", "input_base", data_root), ("Pusher", "push_destination", destination)):
+        execution = mlmd.Execution(type_id=store.put_execution_type(mlmd.ExecutionType(name=f"tfx.{node}")))
+        execution.custom_properties[key].string_value = value
+        (execution_id,) = store.put_executions([execution])
+        (context_id,) = store.put_contexts([mlmd.Context(type_id=node_type, name=f"{configs.PIPELINE_NAME}.{node}")])
+        store.put_attributions_and_associations([], [mlmd.Association(execution_id=execution_id,
+                                                                      context_id=context_id)])
