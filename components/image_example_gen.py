@@ -33,17 +33,13 @@ import bisect
 import collections
 import glob
 import hashlib
-import io
 import itertools
 import json
 import os
-import threading
 from typing import Any, Iterable
 
 import apache_beam as beam
-import numpy as np
 import tensorflow as tf
-from PIL import Image
 from absl import logging
 from tfx.components.example_gen import base_example_gen_executor, input_processor
 from tfx.components.example_gen import driver as example_gen_driver
@@ -55,6 +51,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from core import configs, image_io
+from core.image_io import pixel_digest
 from core.configs import GENERATED_MANIFEST
 from core.manifest import unfinished_generation
 from core.files import pattern_under, printable
@@ -207,51 +204,6 @@ def _feature_text(example, key: str) -> str:
 
 def _image(example) -> bytes:
     return example.features.feature[configs.IMAGE_KEY].bytes_list.value[0]
-
-
-def pixel_digest(data: bytes) -> str:
-    """sha256 of an image's size and RGBA pixels as Pillow decodes them: a JPEG and its PNG copy agree. Kept per
-    sha256 of the bytes (an example's split is asked twice: by Partition and by the report), not per bytes: a
-    cache keyed on whole image files held up to a thousand of them in memory."""
-    key = hashlib.sha256(data).digest()
-    with _PIXEL_LOCK:
-        digest = _PIXEL_DIGESTS.get(key)
-        if digest is not None:
-            _PIXEL_DIGESTS.move_to_end(key)
-            return digest
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            digest = _digest_of_pixels(img)
-    except Exception:  # noqa: BLE001 - it was checked, so it decodes; a digest of the bytes otherwise
-        digest = key.hex()
-    with _PIXEL_LOCK:
-        _PIXEL_DIGESTS[key] = digest
-        if len(_PIXEL_DIGESTS) > PIXEL_DIGESTS_KEPT:
-            _PIXEL_DIGESTS.popitem(last=False)
-    return digest
-
-
-_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")   # 16- and 32-bit values
-_BAND_ROWS = 256
-
-
-def _digest_of_pixels(img: Image.Image) -> str:
-    """sha256 of the size and the pixels as RGBA (gray, palette, RGB alike: a PNG and its WebP or BMP copy agree).
-    16- and 32-bit images are first made 8-bit as TensorFlow reads them (``image_io.as_read``: the high byte of a
-    16-bit value), so a 16-bit PNG, its TIFF and its 8-bit copy agree; made RGBA directly, every value over 255
-    had been 255, and different 16-bit letters had shared one digest. Converted a band of rows at a time: a whole
-    40-megapixel image converted and copied at once had taken three times its decoded size in memory."""
-    if img.mode in _WIDE_MODES:
-        img = image_io.as_read(img)
-    digest = hashlib.sha256(f"{img.size}".encode())
-    for top in range(0, img.height, _BAND_ROWS):
-        digest.update(img.crop((0, top, img.width, min(img.height, top + _BAND_ROWS))).convert("RGBA").tobytes())
-    return digest.hexdigest()
-
-
-PIXEL_DIGESTS_KEPT = 8192   # 32-byte keys, 64-character digests: about a megabyte
-_PIXEL_DIGESTS: collections.OrderedDict = collections.OrderedDict()
-_PIXEL_LOCK = threading.Lock()
 
 
 def feedback_digests(feedback_root: str | None, max_bytes: int, max_pixels: int) -> frozenset:

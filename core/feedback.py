@@ -10,6 +10,13 @@ fsynced and renamed into place (``os.replace``) and the folder fsynced, and only
 a crash in between leaves at most an orphan image that no row points at (never a row without its image).
 SQLite's WAL journal and busy timeout let many threads and processes add rows at once.
 
+Each row keeps the digest of its image's pixels (``pixel_digest``, :func:`core.image_io.pixel_digest`, the digest
+the ExampleGen judges duplicates by) beside the sha256 of its bytes: a picture is stored once, whatever file it
+came in (a re-compressed PNG, a BMP copy), so that it is not trained on under two labels. Schema 2 added the
+column: a store written before (schema 1) is upgraded when it is opened, each row's digest made from its stored
+image; code of schema 1 still reads and adds to an upgraded store (its rows, without a digest, get one at the next
+opening, and are matched by their bytes until then); a store of a newer schema than this code's is refused.
+
 The pipeline reads the store itself (``local_runner.py --feedback-dir``): each run exports it with
 :func:`export_feedback` to ``<pipeline-root>/feedback/<class_folder>/<id>.png`` and adds those images to the
 train split only. ``letters-feedback export --out DIR`` writes the same layout for other uses. It is
@@ -37,7 +44,7 @@ from core.labels import CLASS_INDEX, CLASS_NAMES, label_index
 
 DB_FILE = "feedback.sqlite"
 IMAGES_DIR = "images"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2           # 2: pixel_digest (a store of schema 1 is upgraded when opened)
 INT64_MAX = 2 ** 63 - 1      # model versions are SQLite INTEGERs
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "BMP": "bmp"}
 
@@ -59,11 +66,13 @@ CREATE TABLE IF NOT EXISTS feedback (
     image_sha256    TEXT NOT NULL,
     image_bytes     INTEGER NOT NULL,
     width           INTEGER,
-    height          INTEGER
+    height          INTEGER,
+    pixel_digest    TEXT               -- core.image_io.pixel_digest of the image (NULL: added by schema-1 code)
 );
 CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_unix);
 CREATE INDEX IF NOT EXISTS feedback_image ON feedback (image_sha256);
 """
+_PIXELS_INDEX = "CREATE INDEX IF NOT EXISTS feedback_pixels ON feedback (pixel_digest)"   # (after the upgrade)
 
 
 _RECORDS_QUERY = "SELECT * FROM feedback ORDER BY created_unix, id"   # every row, oldest first
@@ -103,6 +112,7 @@ class Feedback:
     image_bytes: int
     width: int | None
     height: int | None
+    pixel_digest: str | None = None   # None: read from a store of schema 1 not yet upgraded
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -133,13 +143,34 @@ class FeedbackStore:
         try:
             os.makedirs(self.root, exist_ok=True)
             with self._connection() as conn:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise FeedbackStoreError(f"its database has schema {version}, written by a newer version of "
+                                             f"letters (this one reads schema {SCHEMA_VERSION} and older)")
                 # The write lock first (waits for other writers), so that no read turns into a write midway: a
                 # process creating the tables beside another would get "database is locked" without waiting.
-                conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+                self._upgrade(conn)
             os.makedirs(os.path.join(self.root, IMAGES_DIR), exist_ok=True)
             self._identity = _file_identity(self.db_path)
         except (sqlite3.DatabaseError, OSError, FeedbackStoreError) as err:
             raise FeedbackStoreError(f"cannot open the feedback store {self.root}: {err}") from None
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """Brings a store of schema 1 to this schema: the pixel_digest column and its index, and a digest for each
+        row without one (every row of a store written before; a row that schema-1 code added since), made from its
+        stored image outside the write lock (one decode each), so that adds go on meanwhile; an image gone or no
+        longer its bytes keeps the digest of its bytes, by which it was matched before."""
+        with _write_transaction(conn):
+            if "pixel_digest" not in {row["name"] for row in conn.execute("PRAGMA table_info(feedback)")}:
+                conn.execute("ALTER TABLE feedback ADD COLUMN pixel_digest TEXT")
+            conn.execute(_PIXELS_INDEX)
+        rows = conn.execute("SELECT id, image_path, image_sha256 FROM feedback WHERE pixel_digest IS NULL").fetchall()
+        digests = [(_stored_pixel_digest(self.root, row["image_path"], row["image_sha256"]), row["id"])
+                   for row in rows]
+        with _write_transaction(conn):
+            conn.executemany("UPDATE feedback SET pixel_digest = ? WHERE id = ? AND pixel_digest IS NULL", digests)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _check_database(self) -> None:
         """FeedbackStoreError if the database file opened is no longer at its path (the folder deleted, moved or
@@ -217,9 +248,10 @@ class FeedbackStore:
             once: bool = False) -> Feedback:
         """Stores one feedback. ``image`` must already be checked (core.image_io.check_image).
 
-        ``once``: an image (the same bytes) already stored is not stored again. Under the same label the stored
-        record is returned; under another one it is a FeedbackError (reason ``already_stored``): one of the two
-        labels is wrong, and both would be trained on."""
+        ``once``: an image already stored (the same pixels, :func:`core.image_io.pixel_digest`: the same bytes, or
+        the picture re-saved in another file) is not stored again. Under the same label the stored record is
+        returned; under another one it is a FeedbackError (reason ``already_stored``): one of the two labels is
+        wrong, and both would be trained on (the ExampleGen takes the two files for one picture)."""
         true_index = _check_label(true_label, "label")
         predicted_index = None if predicted_label is None else _check_label(predicted_label, "predicted label")
         if probability is not None:
@@ -245,6 +277,7 @@ class FeedbackStore:
         if not image:
             raise FeedbackError("empty image")
 
+        pixels = image_io.pixel_digest(image)   # (one decode, before the write lock is taken)
         now = time.time() if now is None else now
         self._check_database()           # before its image is written: a removed store is not made again
         record_id = uuid.uuid4().hex
@@ -257,30 +290,24 @@ class FeedbackStore:
             model_version=model_version, route=route,
             confirmed=predicted_label is not None and predicted_label == true_label, image_path=rel,
             image_format=image_format.upper(), image_sha256=hashlib.sha256(image).hexdigest(),
-            image_bytes=len(image), width=width, height=height)
+            image_bytes=len(image), width=width, height=height, pixel_digest=pixels)
         stored = None
         try:
             with self._connection() as conn:
-                conn.execute("BEGIN IMMEDIATE")       # the look-up and the insert as one: two sends of one image
-                try:
-                    if once:
-                        stored = conn.execute("SELECT * FROM feedback WHERE image_sha256 = ? ORDER BY "
-                                              "created_unix, id LIMIT 1", (record.image_sha256,)).fetchone()
+                with _write_transaction(conn):   # the look-up and the insert as one: two sends of one image
+                    if once:   # (by its bytes too: a row schema-1 code added has no pixel digest yet)
+                        stored = conn.execute("SELECT * FROM feedback WHERE pixel_digest = ? OR image_sha256 = ? "
+                                              "ORDER BY created_unix, id LIMIT 1",
+                                              (pixels, record.image_sha256)).fetchone()
                     if stored is None:
                         conn.execute(
                             "INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, "
                             "predicted_label, predicted_index, probability, model_version, route, confirmed, "
-                            "image_path, image_format, image_sha256, image_bytes, width, height) "
-                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            "image_path, image_format, image_sha256, image_bytes, width, height, pixel_digest) "
+                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                             (record.id, record.created_at, now, true_label, true_index, predicted_label,
                              predicted_index, probability, model_version, route, int(record.confirmed), rel,
-                             record.image_format, record.image_sha256, record.image_bytes, width, height))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:   # (a failed COMMIT may have rolled back already)
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
+                             record.image_format, record.image_sha256, record.image_bytes, width, height, pixels))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -365,6 +392,21 @@ def read_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
     raise AssertionError("unreachable")
 
 
+@contextlib.contextmanager
+def _write_transaction(conn: sqlite3.Connection):
+    """A transaction holding the write lock from its start (BEGIN IMMEDIATE: no read in it turns into a write
+    midway), committed, or rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:   # (a failed COMMIT may have rolled back already)
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
 def _file_identity(path: str) -> tuple[int, int]:
     info = os.stat(path)
     return info.st_dev, info.st_ino
@@ -383,7 +425,18 @@ def _record(row: sqlite3.Row) -> Feedback:
         predicted_label=row["predicted_label"], probability=row["probability"],
         model_version=row["model_version"], route=row["route"], confirmed=bool(row["confirmed"]),
         image_path=row["image_path"], image_format=row["image_format"], image_sha256=row["image_sha256"],
-        image_bytes=row["image_bytes"], width=row["width"], height=row["height"])
+        image_bytes=row["image_bytes"], width=row["width"], height=row["height"],
+        pixel_digest=row["pixel_digest"] if "pixel_digest" in row.keys() else None)
+
+
+def _stored_pixel_digest(root: str, image_path: str, image_sha256: str) -> str:
+    """The pixel digest of a stored image, or the digest of its bytes where it is gone or no longer those bytes."""
+    try:
+        with open(os.path.join(root, *image_path.split("/")), "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return image_sha256
+    return image_io.pixel_digest(data) if hashlib.sha256(data).hexdigest() == image_sha256 else image_sha256
 
 
 def to_png(data: bytes, image_format: str) -> bytes:

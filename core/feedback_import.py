@@ -7,20 +7,20 @@ trains on them as on all feedback: in the train split only, each written as many
 copies say. Measured (README, "A handful of real letters"): about five letters per class from real writers, as
 feedback of ``make demo``'s letters, read other writers' letters better than the same letters as a data root.
 
-Re-importing a folder adds nothing twice: an image already stored with the same class (the same bytes, or the PNG
-that ``letters-feedback export`` writes of a stored JPEG, whichever store exported it) is counted as already there;
-one stored under another class is skipped as a conflict (the store keeps one label per image, as the web client's
-feedback does). Files that cannot be stored are skipped with their reason, never fatal: a folder that is not
-a class, a nested folder, an empty, oversize, truncated or non-image file.
+Re-importing a folder adds nothing twice: an image already stored with the same class (the same pixels,
+:func:`core.image_io.pixel_digest`: the same bytes, the picture saved again as another PNG or a BMP, or the PNG that
+``letters-feedback export`` writes of a stored JPEG, whichever store exported it) is counted as already there; one
+stored under another class is skipped as a conflict (the store keeps one label per picture, as the web client's
+feedback does, and the pipeline would train on both). Files that cannot be stored are skipped with their reason,
+never fatal: a folder that is not a class, a nested folder, an empty, oversize, truncated or non-image file.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 
 from core import image_io
-from core.feedback import FeedbackError, FeedbackStore, to_png
+from core.feedback import FeedbackError, FeedbackStore
 from core.files import exclusive
 from core.labels import CLASS_INDEX, CLASS_NAMES
 from core.manifest import unfinished_generation
@@ -85,9 +85,7 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
 
 def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: ImportSummary, max_bytes: int,
                  max_pixels: int, progress: bool) -> None:
-    records = store.records()
-    labels = {r.image_sha256: r.true_label for r in records}   # image (sha256) -> its label in the store
-    exports = _ExportDigests(store, [r for r in records if r.image_format != "PNG"])
+    labels = {r.pixel_digest: r.true_label for r in store.records()}   # picture (its pixels) -> its label in the store
     if progress:
         from tqdm import tqdm
         files = tqdm(files, desc="importing", unit="image")
@@ -114,8 +112,8 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
         except OSError as err:
             summary.skipped.setdefault("unreadable", []).append(f"{rel}: {type(err).__name__}: {err}")
             continue
-        digest = hashlib.sha256(checked.data).hexdigest()
-        there = labels.get(digest) or exports.label(digest)
+        digest = image_io.pixel_digest(checked.data)   # (cached: the store's add finds it there)
+        there = labels.get(digest)
         if there and there != label:
             summary.skipped.setdefault("conflicting_label", []).append(
                 f"{rel}: this image is stored as {there} already (one of the two labels is wrong)")
@@ -135,26 +133,6 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             labels[digest] = label
             summary.imported += 1
         summary.per_class[label] = summary.per_class.get(label, 0) + 1
-
-
-class _ExportDigests:
-    """The sha256 of the PNG that letters-feedback export writes of each stored JPEG (GIF, BMP) row, made on first
-    need: an export of this store, or of another store that imported this one's export, is those rows again."""
-
-    def __init__(self, store: FeedbackStore, records: list):
-        self.store, self.records, self._labels = store, records, None
-
-    def label(self, digest: str) -> str | None:
-        if self._labels is None:
-            self._labels = {}
-            for record in self.records:
-                try:
-                    with open(self.store.image_path(record), "rb") as handle:
-                        png = to_png(handle.read(), record.image_format)
-                except (OSError, ValueError):
-                    continue
-                self._labels[hashlib.sha256(png).hexdigest()] = record.true_label
-        return self._labels.get(digest)
 
 
 def describe(summary: ImportSummary, max_files: int = 10) -> str:

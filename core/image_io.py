@@ -22,12 +22,18 @@ One policy, used by the ExampleGen and by the web client's backend:
   95 without chroma subsampling, not a PNG: as a PNG it grew about 14 times, past the upload limit it had passed,
   into every request to the model (``python -m bench.reencode``: a 0.5 MB WebP of 12 megapixels is a 7.4 MB PNG in
   2.7 s, a 2.0 MB JPEG in 0.05 s).
+
+Two files are one picture when their pixels are (:func:`pixel_digest`: a PNG, its re-compression and its BMP copy
+alike): the ExampleGen splits and reports duplicates by it, and the feedback store keeps one label per picture by it.
 """
 from __future__ import annotations
 
+import collections
+import hashlib
 import io
 import os
 import stat
+import threading
 import zlib
 from dataclasses import dataclass
 
@@ -284,3 +290,51 @@ def as_read(img: Image.Image) -> Image.Image:
         img = img.convert("LA" if img.mode == "L" else "RGBA")
         img.putalpha(alpha)
     return img
+
+
+def pixel_digest(data: bytes) -> str:
+    """sha256 of an image's size and RGBA pixels as Pillow decodes them: a JPEG and its PNG copy agree. The one
+    identity of a picture: the ExampleGen's splits and duplicate report, and the feedback store's one label per image
+    (core.feedback), judge by it, so that what the store refuses as the same picture is what training sees as one.
+    A digest of the bytes where they do not decode (not checked images only). Kept per
+    sha256 of the bytes (an example's split is asked twice: by Partition and by the report), not per bytes: a
+    cache keyed on whole image files held up to a thousand of them in memory."""
+    key = hashlib.sha256(data).digest()
+    with _PIXEL_LOCK:
+        digest = _PIXEL_DIGESTS.get(key)
+        if digest is not None:
+            _PIXEL_DIGESTS.move_to_end(key)
+            return digest
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            digest = _digest_of_pixels(img)
+    except Exception:  # noqa: BLE001 - it was checked, so it decodes; a digest of the bytes otherwise
+        digest = key.hex()
+    with _PIXEL_LOCK:
+        _PIXEL_DIGESTS[key] = digest
+        if len(_PIXEL_DIGESTS) > PIXEL_DIGESTS_KEPT:
+            _PIXEL_DIGESTS.popitem(last=False)
+    return digest
+
+
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")   # 16- and 32-bit values
+_BAND_ROWS = 256
+
+
+def _digest_of_pixels(img: Image.Image) -> str:
+    """sha256 of the size and the pixels as RGBA (gray, palette, RGB alike: a PNG and its WebP or BMP copy agree).
+    16- and 32-bit images are first made 8-bit as TensorFlow reads them (``as_read``: the high byte of a
+    16-bit value), so a 16-bit PNG, its TIFF and its 8-bit copy agree; made RGBA directly, every value over 255
+    had been 255, and different 16-bit letters had shared one digest. Converted a band of rows at a time: a whole
+    40-megapixel image converted and copied at once had taken three times its decoded size in memory."""
+    if img.mode in _WIDE_MODES:
+        img = as_read(img)
+    digest = hashlib.sha256(f"{img.size}".encode())
+    for top in range(0, img.height, _BAND_ROWS):
+        digest.update(img.crop((0, top, img.width, min(img.height, top + _BAND_ROWS))).convert("RGBA").tobytes())
+    return digest.hexdigest()
+
+
+PIXEL_DIGESTS_KEPT = 8192   # 32-byte keys, 64-character digests: about a megabyte
+_PIXEL_DIGESTS: collections.OrderedDict = collections.OrderedDict()
+_PIXEL_LOCK = threading.Lock()

@@ -502,31 +502,3 @@ def test_one_picture_saved_in_two_formats_is_in_one_split_and_two_labels_for_it_
     assert len(set(split_of.values())) == 2                       # both splits are used
     assert ["alef/1.png", "alef/1_again.png", "bet/0_mislabelled.png"] in report["conflicting_labels"]
     assert report["duplicate_copies"] == 12   # seed 0: its copy and the WebP; seeds 2-11: one copy each
-
-
-def test_pixel_digests_are_kept_by_a_digest_of_the_bytes_not_the_bytes():
-    ieg._PIXEL_DIGESTS.clear()
-    data = png_bytes(letter_image(30, 30))
-    assert ieg.pixel_digest(data) == ieg.pixel_digest(bytes(data))
-    (key,) = ieg._PIXEL_DIGESTS
-    assert len(key) == 32                                         # not the image file itself
-
-
-def test_different_16_bit_pictures_have_different_pixel_digests_and_one_picture_one_digest_in_any_mode():
-    """16-bit gray PNGs (kept as they are: TensorFlow reads them) are hashed as numbers: made RGBA, every value over
-    255 became 255, and two different letters had one digest (one split, one "image under two labels")."""
-    def png16(array):
-        buffer = io.BytesIO()
-        Image.fromarray(array.astype(np.uint16)).save(buffer, "PNG")
-        return buffer.getvalue()
-    bar = np.full((48, 48), 60000)
-    bar[:, 20:28] = 20000                                   # no zero: clipped to 255, all alike
-    other = np.full((48, 48), 60000)
-    other[20:28, :] = 20000
-    assert Image.open(io.BytesIO(png16(bar))).mode.startswith("I")
-    assert ieg.pixel_digest(png16(bar)) != ieg.pixel_digest(png16(other))
-    # as TensorFlow reads it (the high byte): a 16-bit PNG and its 8-bit copy are one picture
-    assert ieg.pixel_digest(png16(bar)) == ieg.pixel_digest(png_bytes(Image.fromarray((bar >> 8).astype(np.uint8))))
-    gray = letter_image(70, 300, seed=3)                   # more rows than one band
-    digests = {ieg.pixel_digest(png_bytes(gray.convert(mode))) for mode in ("L", "RGB", "RGBA")}
-    assert len(digests) == 1

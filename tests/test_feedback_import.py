@@ -64,6 +64,23 @@ def test_importing_again_adds_nothing_twice_and_new_images_are_added(folder, tmp
     assert len(stored(tmp_path / "store")) == 5
 
 
+def test_a_stored_picture_saved_again_is_already_there_or_a_conflict(folder, tmp_path):
+    """The same picture in another file (a PNG compressed again, a BMP copy) had been imported as a new letter,
+    under another class too, and trained on under both: it is judged by its pixels, as the ExampleGen judges."""
+    from PIL import Image
+    import_folder(tmp_path / "store", folder)
+    picture = Image.open(folder / "alef" / "0.png")
+    (folder / "bet").mkdir()
+    (folder / "bet" / "0_again.png").write_bytes(png_bytes(picture, compress_level=9))
+    (folder / "alef" / "0_copy.bmp").write_bytes(png_bytes(picture, "BMP"))
+    (folder / "alef" / "0_again.png").write_bytes(png_bytes(picture, compress_level=1))
+    again = import_folder(tmp_path / "store", folder)
+    assert again.imported == 0 and again.already_present == 6
+    assert again.skipped["conflicting_label"] == ["bet/0_again.png: this image is stored as alef already (one of "
+                                                  "the two labels is wrong)"]
+    assert len(stored(tmp_path / "store")) == 4
+
+
 def test_an_export_imported_back_adds_nothing_even_for_a_jpeg_row(tmp_path):
     """Export writes every row as <label>/<id>.png, a JPEG row's too: its bytes are new, its id is not."""
     from tests.conftest import letter_image, png_bytes

@@ -287,3 +287,32 @@ def test_the_pixel_limit_is_max_pixels_alone():
         with pytest.raises(image_io.ImageRejected) as err:
             image_io.check_image(data, max_pixels=3599)
         assert err.value.reason == "decompression_bomb" and "3599 limit" in err.value.detail
+
+
+def test_pixel_digests_are_kept_by_a_digest_of_the_bytes_not_the_bytes():
+    image_io._PIXEL_DIGESTS.clear()
+    data = png_bytes(letter_image(30, 30))
+    assert image_io.pixel_digest(data) == image_io.pixel_digest(bytes(data))
+    (key,) = image_io._PIXEL_DIGESTS
+    assert len(key) == 32                                         # not the image file itself
+
+
+def test_different_16_bit_pictures_have_different_pixel_digests_and_one_picture_one_digest_in_any_mode():
+    """16-bit gray PNGs (kept as they are: TensorFlow reads them) are hashed as numbers: made RGBA, every value over
+    255 became 255, and two different letters had one digest (one split, one "image under two labels")."""
+    def png16(array):
+        buffer = io.BytesIO()
+        Image.fromarray(array.astype(np.uint16)).save(buffer, "PNG")
+        return buffer.getvalue()
+    bar = np.full((48, 48), 60000)
+    bar[:, 20:28] = 20000                                   # no zero: clipped to 255, all alike
+    other = np.full((48, 48), 60000)
+    other[20:28, :] = 20000
+    assert Image.open(io.BytesIO(png16(bar))).mode.startswith("I")
+    assert image_io.pixel_digest(png16(bar)) != image_io.pixel_digest(png16(other))
+    # as TensorFlow reads it (the high byte): a 16-bit PNG and its 8-bit copy are one picture
+    eight_bit = png_bytes(Image.fromarray((bar >> 8).astype(np.uint8)))
+    assert image_io.pixel_digest(png16(bar)) == image_io.pixel_digest(eight_bit)
+    gray = letter_image(70, 300, seed=3)                   # more rows than one band
+    digests = {image_io.pixel_digest(png_bytes(gray.convert(mode))) for mode in ("L", "RGB", "RGBA")}
+    assert len(digests) == 1

@@ -100,6 +100,117 @@ def test_an_image_is_stored_once(web):
     assert web.backend.store.count() == 2 and len(image_files(web.backend.store.root)) == 2
 
 
+def resaved(png: bytes, fmt: str = "PNG", **options) -> bytes:
+    """The picture of ``png`` in another file: other bytes, the same pixels."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(png)).save(buffer, format=fmt, **options)
+    assert buffer.getvalue() != png
+    return buffer.getvalue()
+
+
+def test_the_same_picture_in_another_file_is_the_stored_image(web):
+    """One picture re-saved (another PNG compression, a BMP) had been stored once per file, under two labels too,
+    and the pipeline trained on it under both: the store judges by the pixels, as the ExampleGen does."""
+    api = Api(web.url)
+    png = letter_png(seed=7)
+    status, first = api.feedback(png, "bet")
+    assert status == 201
+    status, refused = api.feedback(resaved(png, compress_level=9), "kaf")
+    assert status == 409 and refused["reason"] == "already_stored"
+    assert f"already stored as bet ({first['id'][:8]})" in refused["error"]
+    for copy in (resaved(png, "BMP"), resaved(png, compress_level=1)):
+        status, again = api.feedback(copy, "bet")
+        assert status == 201 and again["id"] == first["id"]
+    assert web.backend.store.count() == 1 and len(image_files(web.backend.store.root)) == 1
+    with open(web.backend.store.image_path(web.backend.store.get(first["id"])), "rb") as handle:
+        assert handle.read() == png                             # the first file, as it came
+
+
+SCHEMA_1 = """
+CREATE TABLE feedback (
+    id TEXT PRIMARY KEY, created_at TEXT NOT NULL, created_unix REAL NOT NULL, true_label TEXT NOT NULL,
+    true_index INTEGER NOT NULL, predicted_label TEXT, predicted_index INTEGER, probability REAL,
+    model_version INTEGER, route TEXT, confirmed INTEGER NOT NULL, image_path TEXT NOT NULL,
+    image_format TEXT NOT NULL, image_sha256 TEXT NOT NULL, image_bytes INTEGER NOT NULL, width INTEGER,
+    height INTEGER);
+CREATE INDEX feedback_created ON feedback (created_unix);
+CREATE INDEX feedback_image ON feedback (image_sha256);
+PRAGMA user_version = 1;
+"""
+
+
+def insert_as_schema_1(store_dir, record_id: str, image: bytes, label: str, write_image: bool = True) -> None:
+    """A row as the code of schema 1 adds it (no pixel digest), with its image."""
+    import hashlib
+    import sqlite3
+
+    rel = f"images/{record_id[:2]}/{record_id}.png"
+    if write_image:
+        os.makedirs(os.path.join(store_dir, "images", record_id[:2]), exist_ok=True)
+        Path(store_dir, rel).write_bytes(image)
+    with sqlite3.connect(os.path.join(store_dir, DB_FILE)) as conn:
+        conn.execute("INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, confirmed, "
+                     "image_path, image_format, image_sha256, image_bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                     (record_id, "2024-01-01T00:00:00.000+00:00", 1.0, label, CLASS_NAMES.index(label), 0, rel,
+                      "PNG", hashlib.sha256(image).hexdigest(), len(image)))
+        conn.execute("PRAGMA user_version = 1")   # (schema-1 code sets it at each opening)
+    conn.close()
+
+
+def test_a_store_of_schema_1_is_upgraded_and_its_pictures_known_by_their_pixels(tmp_path):
+    """A store written before the pixel digest: each row gets its image's digest when the store is opened, so a
+    picture stored then is refused under another label in any file; a row whose image is gone keeps the digest
+    of its bytes. A row that schema-1 code adds to the upgraded store is matched by its bytes, then upgraded."""
+    import sqlite3
+
+    from core import image_io
+
+    store_dir = tmp_path / "fb"
+    store_dir.mkdir()
+    with sqlite3.connect(store_dir / DB_FILE) as conn:
+        conn.executescript(SCHEMA_1)
+    conn.close()
+    old, gone = letter_png(seed=8), letter_png(seed=9)
+    insert_as_schema_1(store_dir, "a" * 32, old, "bet")
+    insert_as_schema_1(store_dir, "b" * 32, gone, "gimel", write_image=False)
+    store = FeedbackStore(store_dir)
+    with sqlite3.connect(store_dir / DB_FILE) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
+    digests = {r.id: r.pixel_digest for r in store.records()}
+    assert digests == {"a" * 32: image_io.pixel_digest(old), "b" * 32: store.get("b" * 32).image_sha256}
+    with pytest.raises(FeedbackError, match=r"already stored as bet \(aaaaaaaa\)") as caught:
+        store.add(resaved(old, "BMP"), "BMP", "kaf", once=True)
+    assert caught.value.reason == "already_stored"
+    assert store.add(resaved(old, compress_level=9), "PNG", "bet", once=True).id == "a" * 32
+
+    newer = letter_png(seed=10)                               # schema-1 code, on the upgraded store
+    insert_as_schema_1(store_dir, "c" * 32, newer, "dalet")
+    assert store.get("c" * 32).pixel_digest is None
+    with pytest.raises(FeedbackError, match="already stored as dalet"):
+        store.add(newer, "PNG", "he", once=True)               # the same bytes: as schema-1 code judged
+    store.close()
+    reopened = FeedbackStore(store_dir)
+    assert reopened.get("c" * 32).pixel_digest == image_io.pixel_digest(newer)
+    with pytest.raises(FeedbackError, match="already stored as dalet"):
+        reopened.add(resaved(newer, compress_level=1), "PNG", "he", once=True)
+    assert reopened.count() == 3 and len(image_files(store_dir)) == 2
+
+
+def test_a_store_of_a_newer_schema_is_refused_and_left_as_it_is(tmp_path):
+    import sqlite3
+
+    FeedbackStore(tmp_path / "fb").close()
+    with sqlite3.connect(tmp_path / "fb" / DB_FILE) as conn:
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    with pytest.raises(FeedbackStoreError, match="schema 3, written by a newer version of letters"):
+        FeedbackStore(tmp_path / "fb")
+    with sqlite3.connect(tmp_path / "fb" / DB_FILE) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    conn.close()
+
+
 @pytest.mark.parametrize("payload, reason", [
     ({"image": b64(letter_png())}, "missing_field"),
     ({"image": b64(letter_png()), "label": ""}, "missing_field"),
