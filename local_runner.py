@@ -155,49 +155,82 @@ def small_data_hint(config: Config) -> str | None:
             'README, "A handful of real letters")')
 
 
-def gate_after_a_split_change(config: Config) -> Config:
-    """The "no worse than the last blessed model" gate compares both models on this run's eval split. Images are
-    split by hash over train + eval buckets, so a new --split moves images the last blessed model trained on into
-    the eval split, where it scores high for having seen them: after a split change the run is gated by the
-    accuracy floor only, and says so."""
+def gate_after_a_split_change(config: Config, feedback_root: str | None = None) -> tuple[Config, str | None]:
+    """The "no worse than the last blessed model" gate compares both models on this run's eval split, so that
+    split must hold no image the last blessed model trained on. Images are split by hash over train + eval
+    buckets, so a new --split moves images it trained on into the eval split; and feedback it trained on that
+    this run leaves out can put images with the same pixels back there (:func:`eval_images_trained_as_feedback`).
+    Either way it scores high for having seen them: the run is gated by the accuracy floor only, and says so.
+    ``feedback_root``: this run's exported feedback (None without). Returns the config to run and why it is not
+    compared with the last blessed model (None when it is, or when --max-regression already allows any drop)."""
     from pipeline.pipeline import split_text
     from pipeline.run_summary import last_blessed_training
 
+    if config.max_regression >= 1:
+        return config, None
     baseline = last_blessed_training(config.metadata_file) or {}
     # a model that recorded no split came before the split was recorded, when images were split by their bytes
     before, now = baseline.get("split", "unrecorded, by bytes" if baseline else None), split_text(config)
-    if config.max_regression >= 1:
-        return config
     if before is not None and before != now:
-        print(f"The split changed since the last blessed model ({before} then, {now} now): part of this run's eval "
-              "split trained that model, so this run is gated by the accuracy floor only, not compared with it",
-              flush=True)
-        return config.replace(max_regression=1.0)
-    missing = feedback_left_out(config, baseline)
-    if missing:
-        # an image hashed into eval whose pixels were also feedback went to train then; without that feedback it
-        # is back in eval, where the last blessed model scores high for having trained on it
-        print(f"{missing} of the feedback images the last blessed model trained on are not in this run's feedback: "
-              "eval images with the same pixels trained that model, so this run is gated by the accuracy floor "
-              "only, not compared with it", flush=True)
-        return config.replace(max_regression=1.0)
-    return config
+        reason = (f"the split changed since the last blessed model ({before} then, {now} now): part of this run's "
+                  "eval split trained that model")
+    else:
+        reason = eval_images_trained_as_feedback(config, baseline, feedback_root)
+    if reason is None:
+        return config, None
+    print(f"{reason[0].upper()}{reason[1:]}, so this run is gated by the accuracy floor only, not compared with it",
+          flush=True)
+    return config.replace(max_regression=1.0), reason
 
 
-def feedback_left_out(config: Config, baseline: dict) -> int:
+def eval_images_trained_as_feedback(config: Config, baseline: dict, feedback_root: str | None) -> str | None:
+    """Why this run's eval split holds images the last blessed model trained on as feedback, or None. A data-root
+    image with the pixels of a feedback image goes to train with it (components.image_example_gen.partition);
+    when this run leaves that feedback out (--no-feedback, another store, deleted rows), an image with its pixels
+    hashed into eval is scored there. Only such feedback turns the comparison off: a row deleted for its wrong
+    label, its picture not in the data root, keeps it. Found by pixel digest (the ingest report's
+    ``feedback_digests``); the data root is read only when a left-out picture hashes into eval, until each such
+    picture is found. A report from before the digests were recorded: any feedback image left out, by its store
+    id (:func:`feedback_left_out`), since which of them have twins in the data root is not known."""
+    from components import image_example_gen as gen
+    trained = baseline.get("feedback_digests")
+    if trained is None:
+        missing = feedback_left_out(baseline, feedback_root)
+        return (f"{missing} of the feedback images the last blessed model trained on are not in this run's feedback "
+                "and its ingest report does not record their pixels: eval images with the same pixels may have "
+                "trained that model") if missing else None
+    kept = gen.feedback_digests(feedback_root, config.max_file_bytes, config.max_image_pixels)
+    hashed_into_eval = {digest for digest in trained if digest not in kept and gen.hashed_split(
+        digest, config.train_buckets, config.eval_buckets) == configs.EVAL_SPLIT}
+    found = set()
+    if hashed_into_eval:
+        for digest in gen.kept_pixel_digests(config.data_root, config.max_file_bytes, config.max_image_pixels):
+            if digest in hashed_into_eval:
+                found.add(digest)
+                if found == hashed_into_eval:
+                    break
+    if not found:
+        return None
+    return (f"{len(found)} of the feedback images the last blessed model trained on are not in this run's feedback "
+            "and images with their pixels are in this run's eval split: that model trained on those eval images")
+
+
+def feedback_left_out(baseline: dict, feedback_root: str | None) -> int:
     """How many of the feedback images the last blessed model trained on this run leaves out (feedback off, an
-    empty or another store, deleted rows); by their feedback store id, which the ingest report names."""
-    from core.feedback import FeedbackStoreError, stored_records
+    empty or another store, deleted rows); by their feedback store id, which names the files of its ingest report
+    and of this run's export (``feedback_root``)."""
+    from components.image_example_gen import list_inputs
     trained = baseline.get("feedback_files")
     if not baseline.get("feedback_images") and not trained:
         return 0
-    try:
-        now = {record.id for record in stored_records(config.feedback_dir)} if config.feedback_dir else set()
-    except FeedbackStoreError:   # the run stops on it with its own message
-        return 0
+
+    def store_id(path: str) -> str:
+        return os.path.splitext(os.path.basename(path))[0]
+
+    now = {store_id(path) for path in list_inputs(feedback_root)} if feedback_root else set()
     if trained is None:   # an older report without the file names: the count alone
         return baseline["feedback_images"] if not now else 0
-    return sum(1 for path in trained if os.path.splitext(os.path.basename(path))[0] not in now)
+    return sum(1 for path in trained if store_id(path) not in now)
 
 
 def feedback_store_exists(config: Config) -> bool:
@@ -342,12 +375,13 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     feedback_root = export_feedback(config)
     if feedback_root:
         print(describe_feedback_copies(config, feedback_root), flush=True)
+    config, not_compared = gate_after_a_split_change(config, feedback_root)   # on the feedback this run trains on
     print(estimated_budget(config, feedback_root).describe(estimated=True), flush=True)
     LocalDagRunner().run(create_pipeline(
         config, beam_pipeline_args=configs.beam_pipeline_args(config),
         metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root))
     wall = time.monotonic() - started
-    summary = summarize(config.metadata_file)
+    summary = summarize(config.metadata_file, not_compared=not_compared)
     summary["wall_seconds"] = round(wall, 1)
     print(format_summary(summary, wall), flush=True)
     return summary
@@ -403,7 +437,6 @@ def _main(argv=None) -> int:
         return 2
     config = pinned_base_model(config, args.base_model)
     config = choose_pretraining(config, args, builtin_root)
-    config = gate_after_a_split_change(config)
     if args.pretrain_root and config.pretrain_root and not usable_letters("--pretrain-root", config.pretrain_root,
                                                                           config):
         return 2

@@ -36,7 +36,7 @@ import hashlib
 import itertools
 import json
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 import tensorflow as tf
@@ -195,7 +195,19 @@ def partition(example, num_partitions: int, buckets: list[int], split_config, tr
     if trained and digest in trained:
         return train_index
     assert num_partitions == len(buckets), "partitions do not match the buckets"
+    return _bucket_index(digest, buckets)
+
+
+def _bucket_index(digest: str, buckets: list[int]) -> int:
+    """The index of the split whose hash buckets (``buckets``: their running totals) take ``digest``."""
     return bisect.bisect(buckets, int(digest, 16) % buckets[-1])
+
+
+def hashed_split(digest: str, train_buckets: int, eval_buckets: int) -> str:
+    """The split :func:`partition` puts a data-root image with this :func:`pixel_digest` into when no feedback
+    image has its pixels (one that has goes to train with it)."""
+    splits = output_config(train_buckets, eval_buckets).split_config.splits
+    return splits[_bucket_index(digest, list(itertools.accumulate(split.hash_buckets for split in splits)))].name
 
 
 def _feature_text(example, key: str) -> str:
@@ -204,6 +216,15 @@ def _feature_text(example, key: str) -> str:
 
 def _image(example) -> bytes:
     return example.features.feature[configs.IMAGE_KEY].bytes_list.value[0]
+
+
+def kept_pixel_digests(input_base: str, max_bytes: int, max_pixels: int) -> Iterator[str]:
+    """:func:`pixel_digest` of each image the ExampleGen keeps from ``input_base`` (read as :func:`read_one` reads
+    it), one file at a time: a caller looking for a few pictures stops when it has found them."""
+    for path in list_inputs(input_base):
+        outcome = read_one(path, input_base, max_bytes, max_pixels)
+        if outcome[0] == "ok":
+            yield pixel_digest(_image(outcome[1]))
 
 
 def feedback_digests(feedback_root: str | None, max_bytes: int, max_pixels: int) -> frozenset:
@@ -264,7 +285,7 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
     kept = collections.Counter()
     per_split = collections.defaultdict(collections.Counter, {split: collections.Counter() for split in splits})
     reencoded = feedback = 0
-    feedback_files = []
+    feedback_files, feedback_pixels = [], set()
     skipped = collections.defaultdict(list)
     same_bytes = collections.defaultdict(list)   # digest -> [(label, source)]
     for outcome in outcomes:
@@ -278,6 +299,7 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
                 same_bytes[outcome[5][0]].append((outcome[1], outcome[5][1]))
                 if len(outcome) > 3 and outcome[3]:
                     feedback_files.append(outcome[5][1])
+                    feedback_pixels.add(outcome[5][0])
         else:
             _, rel, reason, detail = outcome
             skipped[reason].append({"file": rel, "detail": detail})
@@ -292,8 +314,10 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
         "reencoded_to_png": reencoded,
         "feedback": feedback,
         "feedback_repeat": feedback_repeat,
-        # the feedback images trained on: feedback/<true class>/<feedback store id>.png (the model's lineage)
+        # the feedback images trained on: feedback/<true class>/<feedback store id>.png (the model's lineage), and
+        # their pixel digests: the next run's gate finds the eval images this model trained on as feedback by them
         "feedback_files": sorted(feedback_files),
+        "feedback_digests": sorted(feedback_pixels),
         "skipped": sum(len(v) for v in skipped.values()),
         "skipped_by_reason": {reason: len(files) for reason, files in sorted(skipped.items())},
         "skipped_files": dict(sorted(skipped.items())),

@@ -43,8 +43,9 @@ def _node_name(store, execution_id: int) -> str:
 def last_blessed_training(metadata_file: str) -> dict | None:
     """The Trainer settings (its custom_config) of the newest blessed model, the baseline of the Evaluator's
     "no worse than the last blessed model" gate (as TFX's LatestBlessedModelStrategy picks it), with
-    ``feedback_images``: how many feedback images it trained on (None when its lineage does not say); None
-    without one or without a readable store."""
+    ``feedback_images``: how many feedback images it trained on (None when its lineage does not say), and from its
+    ExampleGen's ingest report ``feedback_files`` and ``feedback_digests``, their names and pixel digests (None in
+    a report from before they were recorded); None without one or without a readable store."""
     if not os.path.exists(metadata_file):
         return None
     try:
@@ -59,8 +60,9 @@ def last_blessed_training(metadata_file: str) -> dict | None:
         (execution,) = store.get_executions_by_id(producer[:1])
         settings = json.loads(execution.custom_properties["custom_config"].string_value or "{}")
         examples = ingested_examples(store, max(models))
+        report = ingest_report(examples.uri) if examples is not None else {}
         return {**settings, "feedback_images": _feedback_count(examples),
-                "feedback_files": ingest_report(examples.uri).get("feedback_files") if examples is not None else None}
+                "feedback_files": report.get("feedback_files"), "feedback_digests": report.get("feedback_digests")}
     except Exception:  # noqa: BLE001 - an old or foreign store: no baseline settings to compare with
         return None
 
@@ -206,7 +208,12 @@ def _failure_text(failure) -> str:
     return f"{failure.metric_key.name}: {failure.message or value}"
 
 
-def summarize(metadata_file: str) -> dict:
+def summarize(metadata_file: str, not_compared: str | None = None) -> dict:
+    """The newest run's summary. ``not_compared``: why the runner gated it by the accuracy floor alone, not
+    compared with the last blessed model (local_runner.gate_after_a_split_change). The Evaluator still scores
+    that model, so the summary says so: ``compared_with_last_blessed`` (False without a last blessed model or with
+    ``not_compared``) and ``not_compared_because``, and :func:`format_summary` shows that model's accuracy with
+    the reason, not a change as if the gate had judged it."""
     run = last_run(metadata_file)
     comps = run["components"]
     ordered = sorted(comps.items(), key=lambda kv: kv[1]["execution_id"])
@@ -244,6 +251,8 @@ def summarize(metadata_file: str) -> dict:
     if evaluator.get("blessing"):
         summary["blessed"] = bool(artifact_property(evaluator["blessing"][0], "blessed"))
         summary["had_baseline"] = bool(metrics.get("baseline")) if evaluator.get("evaluation") else False
+        summary["compared_with_last_blessed"] = summary["had_baseline"] and not not_compared
+        summary["not_compared_because"] = not_compared if summary["had_baseline"] else None
     validator = comps.get("ServingValidator", {}).get("outputs", {}).get("blessing")
     if validator:
         summary["serving_validated"] = bool(artifact_property(validator[0], serving_validator.BLESSED_KEY))
@@ -308,7 +317,9 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
         if top3 is not None:
             line += f", top-3 {top3:.4f}"
         base = ev["baseline"].get(ACCURACY_METRIC)
-        if base is not None:
+        if base is not None and summary.get("not_compared_because"):
+            line += f"; last blessed model {base:.4f} (compared: no — {summary['not_compared_because']})"
+        elif base is not None:
             line += f"; last blessed model {base:.4f} (change {ev['diff'].get(ACCURACY_METRIC, acc - base):+.4f})"
         else:
             line += "; no blessed model before this one"
@@ -319,8 +330,9 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
                 f"{name} {m.get(ACCURACY_METRIC, float('nan')):.2f}" for name, m in worst))
     if "blessed" in summary:
         verdict = "BLESSED" if summary["blessed"] else "NOT BLESSED"
-        lines.append(f"  gate: {verdict}" + ("" if summary["blessed"] else
-                                             " — " + "; ".join(summary.get("validation_failures", []))))
+        floor_only = " by the accuracy floor only" if summary.get("not_compared_because") else ""
+        lines.append(f"  gate: {verdict}{floor_only}" + ("" if summary["blessed"] else
+                                                         " — " + "; ".join(summary.get("validation_failures", []))))
     if "serving_validated" in summary:
         check = summary.get("serving_validation", {})
         if summary["serving_validated"]:

@@ -268,6 +268,29 @@ def test_a_jpeg_of_the_data_root_sent_as_feedback_is_matched_by_its_pixels(tmp_p
     assert not set(in_eval) & eval_sources
 
 
+def test_the_runner_finds_a_pictures_split_and_the_feedback_a_model_trained_on_as_the_executor_does(
+        tmp_path, tiny_dataset):
+    """local_runner's gate asks, without running the ExampleGen, which data-root pictures the eval split holds
+    (kept_pixel_digests, hashed_split) and which pictures the last blessed model trained on as feedback (the
+    report's feedback_digests): the executor's own answers. A data-root picture also sent as feedback is in train
+    whatever its hash."""
+    sent = [path for path in sorted(tiny_dataset.glob("*/*.png"))
+            if ieg.hashed_split(ieg.pixel_digest(path.read_bytes()), 4, 1) == configs.EVAL_SPLIT][:2]
+    for i, path in enumerate(sent):
+        (tmp_path / "feedback" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, tmp_path / "feedback" / path.parent.name / f"id{i}.png")
+    splits, report = run_example_gen(tiny_dataset, tmp_path / "out", feedback_root=tmp_path / "feedback")
+    sent_digests = {ieg.pixel_digest(path.read_bytes()) for path in sent}
+    assert report["feedback_digests"] == sorted(sent_digests)
+    data_root = {name: {ieg.pixel_digest(_feature(e, configs.IMAGE_KEY)) for e in exs
+                        if not ieg.is_feedback(e)} for name, exs in splits.items()}
+    for name, digests in data_root.items():
+        assert all(ieg.hashed_split(d, 4, 1) == name for d in digests - sent_digests)
+    assert set(ieg.kept_pixel_digests(str(tiny_dataset), MAX_BYTES, MAX_PIXELS)) == \
+        data_root[configs.TRAIN_SPLIT] | data_root[configs.EVAL_SPLIT]
+    assert len(sent_digests) == 2 and sent_digests <= data_root[configs.TRAIN_SPLIT]
+
+
 def test_the_same_image_under_two_labels_and_extra_copies_are_reported(tmp_path, tiny_dataset):
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset, root)
@@ -425,6 +448,7 @@ def test_the_report_names_the_feedback_images_a_model_trains_on():
                 ("skip", "gimel/x.png", "not_an_image", "cannot identify image data")]
     report = build_report(outcomes, "/data", feedback_repeat=8, splits=("train", "eval"))
     assert report["feedback"] == 2 and report["feedback_files"] == ["feedback/alef/aa11.png", "feedback/bet/bb22.png"]
+    assert report["feedback_digests"] == ["d1", "d3"]   # their pixels: the next run's gate looks for them in eval
 
 
 def test_releases_list_shows_the_feedback_each_version_trained_on():

@@ -66,6 +66,9 @@ def test_unchanged_rerun_uses_the_cache_and_compares_against_the_blessed_model(p
     assert {name for name, state in states.items() if state == "cached"} >= UPSTREAM
     assert states["Evaluator"] == "complete"               # a new baseline exists now
     assert second["had_baseline"] is True
+    # the same split and no feedback either time: compared, and the summary says so (not the floor alone)
+    assert second["compared_with_last_blessed"] is True and second["not_compared_because"] is None
+    assert pipeline_runs["first"]["compared_with_last_blessed"] is False
     base = second["evaluation"]["baseline"]["sparse_categorical_accuracy"]
     assert base == first["evaluation"]["overall"]["sparse_categorical_accuracy"]
     assert second["blessed"] is True                       # the same model is no worse than itself

@@ -106,19 +106,20 @@ def test_the_split_of_the_last_blessed_model_decides_whether_it_gates(tmp_path, 
     config = Config(pipeline_root=str(tmp_path))
     assert config.metadata_file == str(tmp_path / "metadata.sqlite")
     same = config.replace(train_buckets=9, eval_buckets=1)
-    assert local_runner.gate_after_a_split_change(same) == same and capsys.readouterr().out == ""
-    changed = local_runner.gate_after_a_split_change(config)   # the default 4:1
+    assert local_runner.gate_after_a_split_change(same) == (same, None) and capsys.readouterr().out == ""
+    changed, why = local_runner.gate_after_a_split_change(config)   # the default 4:1
     assert changed.max_regression == 1.0 and changed.accuracy_floor == config.accuracy_floor
+    assert why.startswith("the split changed since the last blessed model (9:1 by pixels then, 4:1 by pixels now)")
     assert "The split changed since the last blessed model (9:1 by pixels then, 4:1 by pixels now)" \
         in capsys.readouterr().out
     # a model split by the images' bytes (recorded as "9:1"): the same buckets hold other images now
     _store_with_blessings(tmp_path / "bytes.sqlite", [("9:1", True)])
     bytes_config = same.replace(pipeline_root=str(tmp_path / "x"), metadata_path=str(tmp_path / "bytes.sqlite"))
-    assert local_runner.gate_after_a_split_change(bytes_config).max_regression == 1.0
+    assert local_runner.gate_after_a_split_change(bytes_config)[0].max_regression == 1.0
     assert "(9:1 then, 9:1 by pixels now)" in capsys.readouterr().out
     # a model from before the split was recorded: split by bytes too
     monkeypatch.setattr(run_summary, "last_blessed_training", lambda _: {"epochs": 3})
-    assert local_runner.gate_after_a_split_change(same).max_regression == 1.0
+    assert local_runner.gate_after_a_split_change(same)[0].max_regression == 1.0
     assert "(unrecorded, by bytes then, 9:1 by pixels now)" in capsys.readouterr().out
 
 
@@ -133,37 +134,91 @@ def test_a_push_of_an_earlier_run_or_of_a_model_already_served_is_said_so():
     assert "pushed: nothing new; this model is already served as version 17 → /s/17" in text
 
 
-def test_a_run_without_the_feedback_the_last_blessed_model_trained_on_is_gated_by_the_floor_only(
+def _picture(seed: int) -> bytes:
+    from tests.conftest import letter_image, png_bytes
+    return png_bytes(letter_image(28, 28, seed=seed))
+
+
+def _pictures_hashed_into(split: str, count: int, first_seed: int = 0) -> list[bytes]:
+    """``count`` different pictures the default 4:1 split hashes into ``split``."""
+    from components.image_example_gen import hashed_split, pixel_digest
+    found, seed = [], first_seed
+    while len(found) < count:
+        if hashed_split(pixel_digest(_picture(seed)), 4, 1) == split:
+            found.append(_picture(seed))
+        seed += 1
+    return found
+
+
+def test_only_feedback_left_out_whose_pixels_are_in_this_runs_eval_split_turns_the_comparison_off(
         tmp_path, capsys, monkeypatch):
-    """An image hashed into eval whose pixels were also feedback is trained on while the feedback is there; with
-    that feedback left out (--no-feedback, an empty or another store, deleted rows) it is back in the eval split,
-    where the last blessed model scores high for having trained on it."""
-    import types
+    """An image with the pixels of a feedback image is in train with it; with that feedback left out (--no-feedback,
+    another store, deleted rows) it is back in the eval split, where the last blessed model scores high for having
+    trained on it: that run is gated by the floor only. Feedback left out without such an eval twin (a row deleted
+    for its wrong label, its picture not in the data root; or its twin hashed into train) keeps the comparison
+    on: the eval split is the one the last blessed model was judged on."""
+    import itertools
 
     import local_runner
-    from core import feedback
+    from components import image_example_gen as gen
     from core.configs import Config
     from pipeline import run_summary
 
-    config = Config(pipeline_root=str(tmp_path), feedback_dir="")
-    trained = {"split": "4:1 by pixels", "feedback_images": 2,
-               "feedback_files": ["feedback/alef/aaaa.png", "feedback/bet/bbbb.jpg"]}
+    twin_in_eval, not_in_data_root = _pictures_hashed_into("eval", 2)
+    (twin_in_train,) = _pictures_hashed_into("train", 1)
+    data = tmp_path / "data"
+    for i, picture in enumerate([twin_in_eval, twin_in_train, *_pictures_hashed_into("eval", 3, first_seed=100)]):
+        (data / "alef").mkdir(parents=True, exist_ok=True)
+        (data / "alef" / f"{i}.png").write_bytes(picture)
+    feedback = {"aaaa": twin_in_eval, "bbbb": twin_in_train, "cccc": not_in_data_root}
+    trained = {"split": "4:1 by pixels", "feedback_images": 3,
+               "feedback_files": [f"feedback/alef/{i}.png" for i in feedback],
+               "feedback_digests": sorted(gen.pixel_digest(picture) for picture in feedback.values())}
     monkeypatch.setattr(run_summary, "last_blessed_training", lambda _: trained)
-    store = []
-    monkeypatch.setattr(feedback, "stored_records", lambda _: [types.SimpleNamespace(id=i) for i in store])
-    with_store = config.replace(feedback_dir=str(tmp_path / "fb"))
-    for cfg, ids, left_out in ((config, [], 2), (with_store, [], 2), (with_store, ["aaaa"], 1),
-                               (with_store, ["aaaa", "bbbb", "cccc"], 0)):
-        store[:] = ids
-        gated = local_runner.gate_after_a_split_change(cfg)
-        out = capsys.readouterr().out
-        if left_out:
-            assert gated.max_regression == 1.0 and f"{left_out} of the feedback images the last blessed" in out
-        else:
-            assert gated == cfg and out == ""
-    # an older report without the file names: the count alone, gated when this run has no feedback at all
+    reads = []
+    digests = gen.kept_pixel_digests
+    monkeypatch.setattr(gen, "kept_pixel_digests", lambda *a: reads.append(a[0]) or digests(*a))
+    config = Config(pipeline_root=str(tmp_path), data_root=str(data))
+    exports = itertools.count()
+
+    def gate(rows: dict | None):
+        """(max_regression, reason, printed) of a run whose exported feedback holds ``rows`` (None: no feedback)."""
+        root = None
+        if rows is not None:
+            root = tmp_path / f"export{next(exports)}"
+            (root / "alef").mkdir(parents=True)
+            for store_id, picture in rows.items():
+                (root / "alef" / f"{store_id}.png").write_bytes(picture)
+        gated, why = local_runner.gate_after_a_split_change(config, str(root) if root else None)
+        return gated.max_regression, why, capsys.readouterr().out
+
+    assert gate(feedback) == (config.max_regression, None, "")
+    assert gate({"aaaa": twin_in_eval, "bbbb": twin_in_train}) == (config.max_regression, None, "")   # a wrong label
+    assert reads == [str(data)]    # its picture hashes into eval: the data root was read, and holds no twin
+    assert gate({"aaaa": twin_in_eval, "cccc": not_in_data_root}) == (config.max_regression, None, "")
+    assert reads == [str(data)]    # its twin hashes into train: nothing to look for in the data root
+    assert gate({"bbbb": twin_in_train, "dddd": twin_in_eval}) == (config.max_regression, None, "")   # same pixels
+    for rows in ({"bbbb": twin_in_train, "cccc": not_in_data_root}, {}, None):   # deleted, an empty store, none
+        regression, why, out = gate(rows)
+        assert regression == 1.0 and why.startswith("1 of the feedback images the last blessed model trained on")
+        assert f"{why[0].upper()}{why[1:]}, so this run is gated by the accuracy floor only" in out
+    # an older report without the digests: any feedback image left out, by its store id
+    trained.pop("feedback_digests")
+    assert gate({"aaaa": twin_in_eval, "bbbb": twin_in_train})[0] == 1.0
+    assert gate(feedback)[0] == config.max_regression
+    # without the file names either: the count alone, gated when this run has no feedback at all
     trained.pop("feedback_files")
-    store[:] = []
-    assert local_runner.gate_after_a_split_change(with_store).max_regression == 1.0
-    store[:] = ["zzzz"]
-    assert local_runner.gate_after_a_split_change(with_store) == with_store
+    assert gate({})[0] == 1.0 and gate(None)[0] == 1.0
+    assert gate({"zzzz": not_in_data_root})[0] == config.max_regression
+
+
+def test_a_run_not_compared_with_the_last_blessed_model_says_so_instead_of_a_change():
+    accuracy = {"sparse_categorical_accuracy": 0.0145}
+    evaluation = {"overall": accuracy, "baseline": accuracy, "diff": {"sparse_categorical_accuracy": 0.0},
+                  "per_class": {}}
+    why = "1 of the feedback images the last blessed model trained on are not in this run's feedback"
+    text = format_summary(summary(evaluation=evaluation, blessed=True, not_compared_because=why))
+    assert f"eval accuracy: top-1 0.0145; last blessed model 0.0145 (compared: no — {why})" in text
+    assert "(change " not in text and "gate: BLESSED by the accuracy floor only" in text
+    compared = format_summary(summary(evaluation=evaluation, blessed=True, not_compared_because=None))
+    assert "last blessed model 0.0145 (change +0.0000)" in compared and "floor only" not in compared
