@@ -17,7 +17,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components import image_example_gen as ieg
-from core import configs
+from core import configs, image_io
 from core.labels import CLASS_INDEX, CLASS_NAMES
 from tests.conftest import ROOT, letter_image, png_bytes
 
@@ -275,14 +275,14 @@ def test_the_runner_finds_a_pictures_split_and_the_feedback_a_model_trained_on_a
     report's feedback_digests): the executor's own answers. A data-root picture also sent as feedback is in train
     whatever its hash."""
     sent = [path for path in sorted(tiny_dataset.glob("*/*.png"))
-            if ieg.hashed_split(ieg.pixel_digest(path.read_bytes()), 4, 1) == configs.EVAL_SPLIT][:2]
+            if ieg.hashed_split(image_io.pixel_digest(path.read_bytes()), 4, 1) == configs.EVAL_SPLIT][:2]
     for i, path in enumerate(sent):
         (tmp_path / "feedback" / path.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, tmp_path / "feedback" / path.parent.name / f"id{i}.png")
     splits, report = run_example_gen(tiny_dataset, tmp_path / "out", feedback_root=tmp_path / "feedback")
-    sent_digests = {ieg.pixel_digest(path.read_bytes()) for path in sent}
+    sent_digests = {image_io.pixel_digest(path.read_bytes()) for path in sent}
     assert report["feedback_digests"] == sorted(sent_digests)
-    data_root = {name: {ieg.pixel_digest(_feature(e, configs.IMAGE_KEY)) for e in exs
+    data_root = {name: {image_io.pixel_digest(_feature(e, configs.IMAGE_KEY)) for e in exs
                         if not ieg.is_feedback(e)} for name, exs in splits.items()}
     for name, digests in data_root.items():
         assert all(ieg.hashed_split(d, 4, 1) == name for d in digests - sent_digests)

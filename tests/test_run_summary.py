@@ -141,7 +141,8 @@ def _picture(seed: int) -> bytes:
 
 def _pictures_hashed_into(split: str, count: int, first_seed: int = 0) -> list[bytes]:
     """``count`` different pictures the default 4:1 split hashes into ``split``."""
-    from components.image_example_gen import hashed_split, pixel_digest
+    from components.image_example_gen import hashed_split
+    from core.image_io import pixel_digest
     found, seed = [], first_seed
     while len(found) < count:
         if hashed_split(pixel_digest(_picture(seed)), 4, 1) == split:
