@@ -12,10 +12,15 @@ LOCAL_FILES = types.SimpleNamespace(exists=os.path.exists, isdir=os.path.isdir, 
 def resolve_model_dir(path: str, files=LOCAL_FILES, version: int | None = None) -> str:
     """A version directory as given, or the highest integer version under a serving directory (of two folders
     for one version, "7" and "007", the last name in sorted order, as the server serves); with ``version``, that
-    version of a serving directory (FileNotFoundError naming the versions there if it has no such one).
-    ``files``: the file system's ``exists``, ``isdir`` and ``listdir`` (``tf.io.gfile`` for a gs:// path)."""
-    if version is None and files.exists(os.path.join(path, SAVED_MODEL)):
-        return path
+    version of a serving directory, or a version directory named for it (FileNotFoundError naming the versions
+    there if it has no such one). ``files``: the file system's ``exists``, ``isdir`` and ``listdir``
+    (``tf.io.gfile`` for a gs:// path)."""
+    if files.exists(os.path.join(path, SAVED_MODEL)):
+        name = os.path.basename(os.path.normpath(os.path.abspath(path) if "://" not in path else path))
+        if version is None or name.isascii() and name.isdigit() and int(name) == version:
+            return path
+        raise FileNotFoundError(f"{path} is a version folder ({name}), not version {version}: give its serving "
+                                f"directory, or no version")
     names = [name.rstrip("/") for name in files.listdir(path)] if files.isdir(path) else []
     versions = dict(sorted((int(name), name) for name in names   # sorted: the last of two names for one wins
                            if name.isascii() and name.isdigit()

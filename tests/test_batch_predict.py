@@ -353,6 +353,11 @@ def test_local_version_is_the_version_folder_asked_for(tmp_path, monkeypatch, ca
         assert answered == predictor.version == expected and int(probs[0].argmax()) == int(expected)
     monkeypatch.chdir(base / "1")
     assert batch_predict.LocalPredictor(".").version == "1"
+    # a version folder is its own version: asked for it, it answers (it had been refused: "versions there: none")
+    assert batch_predict.LocalPredictor(".", "1").version == "1"
+    assert batch_predict.LocalPredictor(str(base / "2"), "2").version == "2"
+    with pytest.raises(FileNotFoundError, match=r"is a version folder \(1\), not version 2"):
+        batch_predict.LocalPredictor(".", "2")
     folder = tmp_path / "images"
     folder.mkdir()
     (folder / "a.png").write_bytes(image)

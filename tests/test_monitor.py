@@ -665,7 +665,8 @@ def test_a_metrics_page_that_cannot_be_read_is_an_alarm_not_an_all_clear(tmp_pat
     assert "letters_monitor_threshold_crossed 1.0" in prom and "letters_monitor_server_metrics_up 0.0" in prom
     html = (out / "report.html").read_text()
     assert "Thresholds crossed" in html and "<h2>Server</h2>" in html and "Connection refused" in html
-    for bad in ("127.0.0.1:8501/monitoring/prometheus/metrics", "file:///etc/passwd", "http:///metrics"):
+    for bad in ("127.0.0.1:8501/monitoring/prometheus/metrics", "file:///etc/passwd", "http:///metrics",
+                "http://[::1/metrics", "http://127.0.0.1:port/metrics"):   # (urllib raises ValueError on these)
         with pytest.raises(SystemExit) as exit_info:                 # before anything is read
             cli.parse_args(["--metrics-url", bad, "--out", str(tmp_path / "o")])
         assert exit_info.value.code == cli.USAGE

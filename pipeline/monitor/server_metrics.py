@@ -33,7 +33,11 @@ def url_problem(url: str) -> str | None:
     """Why ``url`` is not a metrics page's address (None when it is one): an http:// or https:// URL with a host.
     Said before the pass starts; urllib would otherwise read a ``file://`` path, or refuse ``host:8501/…`` only
     once the pass reaches it."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port   # noqa: B018 - read for its ValueError: a port that is not a number
+    except ValueError as err:   # also an unclosed [IPv6 address
+        return f"--metrics-url is not a URL ({err}): {url!r}"
     if parts.scheme.lower() not in SCHEMES or not parts.hostname:
         return f"--metrics-url must be an http:// or https:// URL with a host, got {url!r}"
     return None
