@@ -275,9 +275,13 @@ class Server:
         added = [self.core.manager(m.name) for m in config.model_config_list.config if m.name not in known]
         if not added:
             return
-        if self.options.file_system_poll_wait_seconds <= 0:   # no poller thread: load them here
-            self.core.poll()
-        while not all(m.startup_settled() for m in added):
+        polled = None   # without a poller thread the loads, and their retries, are run here, a poll a second
+        while True:     # (one poll had loaded them once: a load to retry stayed LOADING, and the wait never ended)
+            if self.options.file_system_poll_wait_seconds <= 0 and (polled is None or time.monotonic() > polled + 1):
+                self.core.poll()
+                polled = time.monotonic()
+            if all(m.startup_settled() for m in added):
+                break
             if self.stop_event.wait(0.05) or (deadline is not None and time.monotonic() > deadline):
                 raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
         failures = [(m.name, m.reload_failure()) for m in added]

@@ -21,6 +21,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.status import ServingError
 from tests.support import serving as testing
 
 TIMEOUT = 60
@@ -539,6 +540,28 @@ def test_config_reloads_run_one_at_a_time_waits_included(models_root, tmp_path, 
         other.join(TIMEOUT)
         assert set(done) == {"first", "second"} and done["first"] <= done["second"]
         assert ("slow" in server.server._served()) == (second == "adds it too")
+
+
+def test_a_reload_without_a_file_system_poller_retries_a_failed_load_and_reports_it(models_root, tmp_path):
+    """With --file_system_poll_wait_seconds=0 the reload's wait runs the loads: it had run one poll, so a load to
+    retry stayed LOADING and the wait (the config file poller's has no deadline) never ended. TF Serving retries
+    inside the load (loader_harness.cc) and its wait ends on the outcome."""
+    (tmp_path / "broken" / "1").mkdir(parents=True)
+    (tmp_path / "broken" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    with testing.start_grpc_server(model_base_path=str(models_root / "letters"), model_name="letters",
+                                   file_system_poll_wait_seconds=0, max_num_load_retries=1,
+                                   load_retry_interval_micros=200_000) as server:
+        config = text_format.Parse(testing.labelled_config_text(models_root / "letters", {}),
+                                   model_server_config_pb2.ModelServerConfig())
+        config.model_config_list.config.add(name="broken", base_path=str(tmp_path / "broken"),
+                                            model_platform="tensorflow")
+        started = time.monotonic()
+        with pytest.raises(ServingError) as caught:
+            server.server.reload_config(config, timeout=30)
+        assert caught.value.code == "UNKNOWN" and caught.value.message.startswith(
+            "1 model(s) did not become available: {{{name: broken version: 1} due to error: DATA_LOSS")
+        assert time.monotonic() - started < 20
+        assert server.server.core.managers["broken"].records[1].attempts == 2
 
 
 def test_a_rest_port_equal_to_the_grpc_port_serves_grpc_only_as_tf_serving_does(models_root, caplog):
