@@ -133,8 +133,7 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     if width * height > max_pixels:
         raise ImageRejected("decompression_bomb",
                             f"{width}x{height} = {width * height} pixels is over the {max_pixels} limit")
-    if fmt == "PNG":
-        _check_png_side(width, height)
+    _check_side(width, height)
     try:
         img.load()
     except Exception as err:
@@ -157,16 +156,16 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     if (fmt == "JPEG" or fmt == "WEBP" and _lossy_webp(data)) and img.mode in ("RGB", "L", "CMYK") \
             and "transparency" not in img.info:
         return CheckedImage(to_jpeg(img), fmt, mode, width, height, reencoded=True, reencoded_as="JPEG")
-    _check_png_side(width, height)
     return CheckedImage(to_png(img), fmt, mode, width, height, reencoded=True)
 
 
-def _check_png_side(width: int, height: int) -> None:
-    """Refuses what would be kept as a PNG with a side TensorFlow's decoder refuses (a 1 x 2,000,000 strip passed
-    the pixel limit, and one such image failed a whole training batch)."""
+def _check_side(width: int, height: int) -> None:
+    """Refuses a side TensorFlow's PNG decoder refuses, whatever the format: a 1 x 2,000,000 strip passed the pixel
+    limit, and one such image failed a whole training batch; a BMP, which TensorFlow reads at any length, becomes a
+    PNG when the feedback store exports it for training, and a TIFF or WebP when it is re-encoded."""
     if max(width, height) > PNG_MAX_SIDE:
-        raise ImageRejected("side_too_long", f"{width}x{height}: as a PNG, the model's decoder (libpng) reads at most "
-                                             f"{PNG_MAX_SIDE:,} px a side")
+        raise ImageRejected("side_too_long", f"{width}x{height}: the model's PNG decoder (libpng), which reads the "
+                                             f"images trained on, takes at most {PNG_MAX_SIDE:,} px a side")
 
 
 _PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
