@@ -81,6 +81,15 @@ def undecodable_runtime_message(raw: bytes) -> str:
     return runtime_message(_STRAY_BYTE.sub(lambda m: c_escape(m.group().encode("utf-8", "surrogateescape")), text))
 
 
+_NODE_CONTEXT = re.compile(r"\s*\[\[\{\{node .*", re.DOTALL)
+
+
+def own_words(message: str) -> str:
+    """A TF error's own words, for a person rather than a TF Serving client: without the ``{{function_node …}}``
+    tag of the function it ran in or the ``[[{{node …}}]]`` graph context after it."""
+    return _NODE_CONTEXT.sub("", _FUNCTION_TAG.sub("", message)).strip() or message
+
+
 def runtime_message(message: str) -> str:
     """A TF runtime error as the C++ session reports it: without Python eager's "Graph execution error" and
     "Detected at node" preamble, its ``{{function_node __wrapped__…}}`` tag of an eager op, or its trailing

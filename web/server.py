@@ -43,6 +43,7 @@ from core.image_io import ImageRejected, check_image
 from core.request_log import RequestLogWriter
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable
+from serving.status import own_words
 from web.config import WebConfig
 from core.feedback import FeedbackError, FeedbackStore, FeedbackStoreError
 from web.tfserving import ROUTES, BadServingResponse, ModelRouter, ServingRejected
@@ -129,7 +130,7 @@ class Backend:
                                                                          else " Try again later.")) from None
         except ServingRejected as err:
             raise ApiError(400, "model_rejected_image",
-                           f"The model could not read this image: {_tensorflow_words(err.message)}") from None
+                           f"The model could not read this image: {own_words(err.message)}") from None
         except BadServingResponse as err:
             raise ApiError(502, "bad_serving_response", f"The model server answered unexpectedly: {err}") from None
         if self.request_log is not None:
@@ -189,13 +190,6 @@ class Backend:
             return 503, dict(base, serving="down", reason="model_not_loaded", versions=info["versions"],
                              error=f"The model server is down: it has no available version of {self.config.model_name!r}.")
         return 200, dict(base, serving="up", versions=info["versions"])
-
-
-def _tensorflow_words(message: str) -> str:
-    """A TensorFlow error's own words, without the graph node it names (``\\n\\t [[{{node …}}]]``) or the
-    function it ran in (``{{function_node …}}``)."""
-    message = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", message)
-    return re.sub(r"\s*\[\[\{\{node .*", "", message, flags=re.DOTALL).strip() or message
 
 
 def _unavailable(err: ServingUnavailable) -> str:

@@ -101,13 +101,13 @@ def test_predict_errors():
 
 
 def test_a_refusal_by_the_model_is_said_in_tensorflows_words_without_graph_nodes():
-    from web.server import _tensorflow_words
-    assert _tensorflow_words("Invalid PNG. Failed to initialize decoder.\n\t [[{{node map/while/decode_image/"
+    from serving.status import own_words
+    assert own_words("Invalid PNG. Failed to initialize decoder.\n\t [[{{node map/while/decode_image/"
                              "DecodeImage}}]]") == "Invalid PNG. Failed to initialize decoder."
-    assert _tensorflow_words("{{function_node __wrapped__DecodeImage_device_/job:localhost/replica:0/task:0/device:"
+    assert own_words("{{function_node __wrapped__DecodeImage_device_/job:localhost/replica:0/task:0/device:"
                              "CPU:0}} Invalid JPEG data or crop window. [Op:DecodeImage] name: ") \
         == "Invalid JPEG data or crop window. [Op:DecodeImage] name:"
-    assert _tensorflow_words("Invalid PNG data") == "Invalid PNG data"
+    assert own_words("Invalid PNG data") == "Invalid PNG data"
 
 
 def test_parse_top3_checks_the_contract():
