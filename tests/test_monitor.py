@@ -666,7 +666,8 @@ def test_a_metrics_page_that_cannot_be_read_is_an_alarm_not_an_all_clear(tmp_pat
     html = (out / "report.html").read_text()
     assert "Thresholds crossed" in html and "<h2>Server</h2>" in html and "Connection refused" in html
     for bad in ("127.0.0.1:8501/monitoring/prometheus/metrics", "file:///etc/passwd", "http:///metrics",
-                "http://[::1/metrics", "http://127.0.0.1:port/metrics"):   # (urllib raises ValueError on these)
+                "http://[::1/metrics", "http://127.0.0.1:port/metrics",   # (urllib raises ValueError on these)
+                "http://letters-serving..svc:8501/metrics", f"http://{'a' * 64}.example/metrics"):   # (IDNA too)
         with pytest.raises(SystemExit) as exit_info:                 # before anything is read
             cli.parse_args(["--metrics-url", bad, "--out", str(tmp_path / "o")])
         assert exit_info.value.code == cli.USAGE

@@ -40,6 +40,10 @@ def url_problem(url: str) -> str | None:
         return f"--metrics-url is not a URL ({err}): {url!r}"
     if parts.scheme.lower() not in SCHEMES or not parts.hostname:
         return f"--metrics-url must be an http:// or https:// URL with a host, got {url!r}"
+    try:
+        parts.hostname.encode("idna")   # as the connection will: an empty or over-long label, an unusable character
+    except UnicodeError as err:
+        return f"--metrics-url's host {parts.hostname!r} is not a host name ({err})"
     return None
 
 
@@ -53,7 +57,7 @@ def fetch(url: str, timeout: float = 10.0) -> str:
     except urllib.error.URLError as err:
         reason = err.reason
         raise Unreadable(getattr(reason, "strerror", None) or str(reason)) from None
-    except (OSError, http.client.HTTPException) as err:   # a timeout, a connection closed mid-answer
+    except (OSError, http.client.HTTPException, UnicodeError) as err:   # a timeout, a connection closed mid-answer
         raise Unreadable(getattr(err, "strerror", None) or str(err) or type(err).__name__) from None
 
 
