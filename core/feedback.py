@@ -31,6 +31,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import io
+import logging
 import os
 import queue
 import sqlite3
@@ -41,6 +42,8 @@ import uuid
 from core import image_io
 from core.files import atomic_write
 from core.labels import CLASS_INDEX, CLASS_NAMES, label_index
+
+log = logging.getLogger(__name__)
 
 DB_FILE = "feedback.sqlite"
 IMAGES_DIR = "images"
@@ -143,10 +146,7 @@ class FeedbackStore:
         try:
             os.makedirs(self.root, exist_ok=True)
             with self._connection() as conn:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise FeedbackStoreError(f"its database has schema {version}, written by a newer version of "
-                                             f"letters (this one reads schema {SCHEMA_VERSION} and older)")
+                _check_schema(conn)
                 # The write lock first (waits for other writers), so that no read turns into a write midway: a
                 # process creating the tables beside another would get "database is locked" without waiting.
                 conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
@@ -166,11 +166,19 @@ class FeedbackStore:
                 conn.execute("ALTER TABLE feedback ADD COLUMN pixel_digest TEXT")
             conn.execute(_PIXELS_INDEX)
         rows = conn.execute("SELECT id, image_path, image_sha256 FROM feedback WHERE pixel_digest IS NULL").fetchall()
-        digests = [(_stored_pixel_digest(self.root, row["image_path"], row["image_sha256"]), row["id"])
-                   for row in rows]
+        digests = [(digest, row["id"]) for row in rows
+                   for digest in [_stored_pixel_digest(self.root, row["image_path"], row["image_sha256"])]
+                   if digest is not None]
         with _write_transaction(conn):
             conn.executemany("UPDATE feedback SET pixel_digest = ? WHERE id = ? AND pixel_digest IS NULL", digests)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if digests:   # pictures stored twice before the store knew pixels: said once, when their digests are made
+            twice = two_label_pictures([_record(row) for row in conn.execute(_RECORDS_QUERY)])
+            if twice:
+                log.warning("%d picture(s) in the feedback store %s are stored under more than one label (one of "
+                            "each is wrong, and both are trained on): %s", len(twice), self.root,
+                            "; ".join(" = ".join(f"{label} {record_id[:8]}" for record_id, label in group)
+                                      for group in twice[:5]))
 
     def _check_database(self) -> None:
         """FeedbackStoreError if the database file opened is no longer at its path (the folder deleted, moved or
@@ -345,13 +353,25 @@ class FeedbackStore:
 
 
 def summarize(records: list[Feedback]) -> dict:
-    """Counts of stored feedback: all, confirmed, corrected, labelled without an answer, and per class."""
+    """Counts of stored feedback: all, confirmed, corrected, labelled without an answer, per class, and the
+    pictures stored under more than one label (by store id and label; stored before the store knew pixels)."""
     per_class = collections.Counter(r.true_label for r in records)
     confirmed = sum(r.confirmed for r in records)
     unanswered = sum(r.predicted_label is None for r in records)
     return {"records": len(records), "confirmed": confirmed, "corrected": len(records) - confirmed - unanswered,
             "without_answer": unanswered,   # labelled without a model's answer (letters-feedback import)
-            "per_class": {name: per_class.get(name, 0) for name in CLASS_NAMES}}
+            "per_class": {name: per_class.get(name, 0) for name in CLASS_NAMES},
+            "under_two_labels": [[f"{label} {record_id}" for record_id, label in group]
+                                 for group in two_label_pictures(records)]}
+
+
+def two_label_pictures(records: list[Feedback]) -> list[list[tuple[str, str]]]:
+    """[(store id, label), ...] of each picture (its pixels) stored under more than one label, oldest first."""
+    groups = collections.defaultdict(list)
+    for record in records:
+        if record.pixel_digest is not None:
+            groups[record.pixel_digest].append((record.id, record.true_label))
+    return [group for group in groups.values() if len({label for _, label in group}) > 1]
 
 
 def image_file(feedback_dir: str | os.PathLike, record: Feedback) -> str:
@@ -381,15 +401,27 @@ def read_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
             conn = sqlite3.connect(f"{uri}?{options}", uri=True, timeout=60.0)
             try:
                 conn.row_factory = sqlite3.Row
+                _check_schema(conn)
                 rows = conn.execute(_RECORDS_QUERY).fetchall()
             finally:
                 conn.close()
             return [_record(row) for row in rows]
+        except FeedbackStoreError as err:
+            raise FeedbackStoreError(f"cannot read the feedback store {os.path.dirname(db_path)}: {err}") from None
         except sqlite3.DatabaseError as err:
             if getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN and "immutable" not in options:
                 continue
             raise FeedbackStoreError(f"cannot read the feedback store {os.path.dirname(db_path)}: {err}") from None
     raise AssertionError("unreachable")
+
+
+def _check_schema(conn: sqlite3.Connection) -> None:
+    """FeedbackStoreError for a store of a newer schema than this code's, which no reader or writer here uses (the
+    pipeline's export and ``stats`` had read what the web client and import refused)."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise FeedbackStoreError(f"its database has schema {version}, written by a newer version of letters (this "
+                                 f"one reads schema {SCHEMA_VERSION} and older)")
 
 
 @contextlib.contextmanager
@@ -429,14 +461,16 @@ def _record(row: sqlite3.Row) -> Feedback:
         pixel_digest=row["pixel_digest"] if "pixel_digest" in row.keys() else None)
 
 
-def _stored_pixel_digest(root: str, image_path: str, image_sha256: str) -> str:
-    """The pixel digest of a stored image, or the digest of its bytes where it is gone or no longer those bytes."""
+def _stored_pixel_digest(root: str, image_path: str, image_sha256: str) -> str | None:
+    """The pixel digest of a stored image; None where it cannot be read now or is no longer its bytes (the row is
+    matched by its bytes meanwhile, and tried again at the next opening: a digest of the bytes kept for good had let
+    a re-saved copy of the picture in under another label once its image was back)."""
     try:
         with open(os.path.join(root, *image_path.split("/")), "rb") as handle:
             data = handle.read()
     except OSError:
-        return image_sha256
-    return image_io.pixel_digest(data) if hashlib.sha256(data).hexdigest() == image_sha256 else image_sha256
+        return None
+    return image_io.pixel_digest(data) if hashlib.sha256(data).hexdigest() == image_sha256 else None
 
 
 def to_png(data: bytes, image_format: str) -> bytes:

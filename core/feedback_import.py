@@ -17,6 +17,7 @@ never fatal: a folder that is not a class, a nested folder, an empty, oversize, 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 from core import image_io
@@ -85,7 +86,9 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
 
 def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: ImportSummary, max_bytes: int,
                  max_pixels: int, progress: bool) -> None:
-    labels = {r.pixel_digest: r.true_label for r in store.records()}   # picture (its pixels) -> its label in the store
+    # picture -> its label in the store, by its pixels and by its bytes, as add(once=True) matches a row (one whose
+    # image could not be read yet has no pixel digest: an "imported" copy of it had added nothing)
+    labels = {key: r.true_label for r in store.records() for key in (r.pixel_digest, r.image_sha256) if key}
     if progress:
         from tqdm import tqdm
         files = tqdm(files, desc="importing", unit="image")
@@ -113,7 +116,7 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             summary.skipped.setdefault("unreadable", []).append(f"{rel}: {type(err).__name__}: {err}")
             continue
         digest = image_io.pixel_digest(checked.data)   # (cached: the store's add finds it there)
-        there = labels.get(digest)
+        there = labels.get(digest) or labels.get(hashlib.sha256(checked.data).hexdigest())
         if there and there != label:
             summary.skipped.setdefault("conflicting_label", []).append(
                 f"{rel}: this image is stored as {there} already (one of the two labels is wrong)")

@@ -81,6 +81,23 @@ def test_a_stored_picture_saved_again_is_already_there_or_a_conflict(folder, tmp
     assert len(stored(tmp_path / "store")) == 4
 
 
+def test_a_stored_row_without_a_pixel_digest_is_already_there_not_imported(folder, tmp_path):
+    """A row whose image could not be read when the store was upgraded has no pixel digest yet: the store matches
+    it by its bytes, and the import had counted its copy as imported while nothing was added."""
+    import sqlite3
+
+    from core.feedback import DB_FILE, read_records
+    import_folder(tmp_path / "store", folder)
+    records = read_records(tmp_path / "store")
+    (tmp_path / "store" / records[0].image_path).unlink()        # its image unreadable: no digest is made again
+    with sqlite3.connect(tmp_path / "store" / DB_FILE) as conn:
+        conn.execute("UPDATE feedback SET pixel_digest = NULL WHERE id = ?", (records[0].id,))
+    conn.close()
+    again = import_folder(tmp_path / "store", folder)
+    assert (again.imported, again.already_present) == (0, len(records))
+    assert len(read_records(tmp_path / "store")) == len(records)
+
+
 def test_an_export_imported_back_adds_nothing_even_for_a_jpeg_row(tmp_path):
     """Export writes every row as <label>/<id>.png, a JPEG row's too: its bytes are new, its id is not."""
     from tests.conftest import letter_image, png_bytes

@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     try:
         backend = Backend(config)
     except FeedbackStoreError as err:
-        print(f"error: {err} (--feedback-dir names another store)", file=sys.stderr)
+        print(f"error: {err} (the web client writes the store: --feedback-dir must name a writable store)",
+              file=sys.stderr)
         return 2
     except OSError as err:   # a folder it cannot create or read: the page's own files, the request log's
         print(f"error: cannot start the web client: {err.strerror or err}: {err.filename}", file=sys.stderr)
