@@ -18,7 +18,8 @@ image; code of schema 1 still reads and adds to an upgraded store (its rows, wit
 opening, and are matched by their bytes until then); a store of a newer schema than this code's is refused.
 
 The pipeline reads the store itself (``local_runner.py --feedback-dir``): each run exports it with
-:func:`export_feedback` to ``<pipeline-root>/feedback/<class_folder>/<id>.png`` and adds those images to the
+:func:`export_feedback` to ``<pipeline-root>/feedback/<class_folder>/<id>.png`` (``.jpg``: a photo whose PNG
+would be over the file limit) and adds those images to the
 train split only. ``letters-feedback export --out DIR`` writes the same layout for other uses. It is
 idempotent: files already exported are left as they are. ``letters-feedback import DIR`` stores letters one
 already has (the same layout) as feedback: :mod:`core.feedback_import`.

@@ -75,7 +75,7 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="with --retrain-when: print the command (fired or not), do not run it")
     p.add_argument("--watch", type=flags.positive_int, default=None, metavar="SECONDS",
-                   help="run again every SECONDS (until stopped or --max-runs)")
+                   help="run again every SECONDS (until stopped or --max-runs; a pass that cannot read its inputs, status 2, ends it)")
     p.add_argument("--max-runs", type=flags.positive_int, default=None, help="with --watch: stop after this many")
     settings.add_flags(p.add_argument_group("thresholds (core/configs.py, LETTERS_MONITOR_*)"), Config,
                        THRESHOLD_FLAGS, defaults)

@@ -4,9 +4,10 @@ comparators carry the thresholds (core/configs.py ``monitor_*``).
 * predicted classes against the eval split's labels (StatisticsGen's ``label_name``): a **drift** comparator
   (Jensen-Shannon divergence and L-infinity distance) with the eval statistics as the previous statistics;
 * image features (:mod:`.image_features`) against the same features of the training split: a **skew**
-  comparator (training statistics vs serving statistics): Jensen-Shannon divergence on the numeric features,
-  L-infinity distance on the image format. ``source`` is reported, not compared: training data are never drawn on
-  the web client's pad.
+  comparator (training statistics vs serving statistics): Jensen-Shannon divergence on the judged numeric features
+  (``image_features.JUDGED``: aspect, ink share, mean intensity; the crop's width and height are shown, not
+  judged), L-infinity distance on the image format. ``source`` is reported, not compared: training data are never
+  drawn on the web client's pad.
 """
 from __future__ import annotations
 
