@@ -40,6 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from core import configs
+
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF"})
 # (format, mode) pairs that TensorFlow's decode_image reads exactly as Pillow does.
 TF_NATIVE = frozenset({
@@ -133,7 +135,7 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     if width * height > max_pixels:
         raise ImageRejected("decompression_bomb",
                             f"{width}x{height} = {width * height} pixels is over the {max_pixels} limit")
-    _check_side(width, height)
+    _check_side(width, height, max_pixels)
     try:
         img.load()
     except Exception as err:
@@ -159,13 +161,24 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     return CheckedImage(to_png(img), fmt, mode, width, height, reencoded=True)
 
 
-def _check_side(width: int, height: int) -> None:
+def _check_side(width: int, height: int, max_pixels: int) -> None:
     """Refuses a side TensorFlow's PNG decoder refuses, whatever the format: a 1 x 2,000,000 strip passed the pixel
     limit, and one such image failed a whole training batch; a BMP, which TensorFlow reads at any length, becomes a
-    PNG when the feedback store exports it for training, and a TIFF or WebP when it is re-encoded."""
-    if max(width, height) > PNG_MAX_SIDE:
+    PNG when the feedback store exports it for training, and a TIFF or WebP when it is re-encoded. And a strip so
+    thin that the model's padding (``models.preprocessing.pad_to_aspect``: the short side at least 1/48 of the
+    long one, at the default input size) makes it more than ``max_pixels``: 1 x 1,000,000 px became a
+    1,000,000 x 20,834 tensor, which the model ran out of memory on."""
+    long, short = max(width, height), min(width, height)
+    if long > PNG_MAX_SIDE:
         raise ImageRejected("side_too_long", f"{width}x{height}: the model's PNG decoder (libpng), which reads the "
                                              f"images trained on, takes at most {PNG_MAX_SIDE:,} px a side")
+    padded = long * max(short, -(-long // _MODEL_SIDE))
+    if padded > max_pixels:
+        raise ImageRejected("side_too_long", f"{width}x{height}: so thin a strip is padded by the model to "
+                                             f"{padded:,} pixels, over the {max_pixels:,} limit")
+
+
+_MODEL_SIDE = configs.Config().image_size   # the default model input side, which pad_to_aspect pads strips to
 
 
 _PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")

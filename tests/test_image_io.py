@@ -246,14 +246,33 @@ def test_a_side_tensorflow_png_decoder_refuses_is_refused_when_kept_as_a_png():
     limit = image_io.PNG_MAX_SIDE
     at_limit = png_bytes(Image.new("L", (1, limit), 255))
     assert tf.io.decode_image(at_limit).shape == (limit, 1, 1)
-    assert image_io.check_image(at_limit).data == at_limit
+    unbounded = 10 ** 12   # (the padding rule below aside)
+    assert image_io.check_image(at_limit, max_pixels=unbounded).data == at_limit
     for fmt, size in (("PNG", (1, limit + 1)), ("PNG", (limit + 1, 1)), ("TIFF", (limit + 1, 1)),
                       ("BMP", (1, limit + 1))):
         data = png_bytes(Image.new("L", size, 255), fmt)
         with pytest.raises(image_io.ImageRejected, match="takes at most 1,000,000 px a side") as err:
-            image_io.check_image(data)
+            image_io.check_image(data, max_pixels=unbounded)
         assert err.value.reason == "side_too_long"
     assert _tf_gray(png_bytes(Image.new("L", (1, limit + 1), 255))) is None
+
+
+def test_a_strip_the_models_padding_would_make_too_large_is_refused():
+    """The Transform pads a strip so that its short side is at least 1/48 of its long one (pad_to_aspect): a
+    1 x 1,000,000 PNG (1 M pixels, under every other limit) became a 1,000,000 x 20,834 tensor the model ran out of
+    memory on, and was stored as feedback. Held to the pixel limit as padded; a long image that needs no padding
+    is held to it as it is."""
+    from models.preprocessing import pad_to_aspect
+
+    assert tf.shape(pad_to_aspect(tf.zeros([4800, 1]), 48)).numpy().tolist() == [4800, 100]   # what is padded
+    for size in ((1, 1_000_000), (1_000_000, 1), (1, 44_000)):
+        with pytest.raises(image_io.ImageRejected, match="so thin a strip is padded by the model to") as err:
+            image_io.check_image(png_bytes(Image.new("L", size, 255)))
+        assert err.value.reason == "side_too_long"
+    for size in ((1, 43_000), (20_000, 500)):   # 43,000 x 896 and 20,000 x 500: under 40 M pixels
+        assert image_io.check_image(png_bytes(Image.new("L", size, 255))).width == size[0]
+    with pytest.raises(image_io.ImageRejected, match="padded by the model to 1,920,000 pixels"):
+        image_io.check_image(png_bytes(Image.new("L", (1, 9_600), 255)), max_pixels=1_000_000)
 
 
 def test_a_pipe_is_refused_without_being_read(tmp_path):
