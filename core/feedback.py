@@ -84,11 +84,12 @@ _RECORDS_QUERY = "SELECT * FROM feedback ORDER BY created_unix, id"   # every ro
 
 class FeedbackStoreError(RuntimeError):
     """The store cannot be opened, read or written (its database is damaged, not a database, not accessible, or
-    its disk is full: ``full``)."""
+    its disk is full: ``full``; its database removed or replaced while in use: ``gone``)."""
 
-    def __init__(self, message: str, full: bool = False):
+    def __init__(self, message: str, full: bool = False, gone: bool = False):
         super().__init__(message)
         self.full = full
+        self.gone = gone
 
 
 class FeedbackError(ValueError):
@@ -192,7 +193,8 @@ class FeedbackStore:
         if not same:
             self.close()
             raise FeedbackStoreError(f"the feedback store {self.root} cannot be used: its database {DB_FILE} was "
-                                     f"removed or replaced while in use (restart to open the store found there)")
+                                     f"removed or replaced while in use (restart to open the store found there)",
+                                     gone=True)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=self.busy_timeout, isolation_level=None,
@@ -306,8 +308,8 @@ class FeedbackStore:
                 with _write_transaction(conn):   # the look-up and the insert as one: two sends of one image
                     if once:   # (by its bytes too: a row schema-1 code added has no pixel digest yet)
                         stored = conn.execute("SELECT * FROM feedback WHERE pixel_digest = ? OR image_sha256 = ? "
-                                              "ORDER BY created_unix, id LIMIT 1",
-                                              (pixels, record.image_sha256)).fetchone()
+                                              "ORDER BY created_unix, id",
+                                              (pixels, record.image_sha256)).fetchall() or None
                     if stored is None:
                         conn.execute(
                             "INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, "
@@ -325,11 +327,13 @@ class FeedbackStore:
             return record
         with contextlib.suppress(OSError):
             os.unlink(path)
-        stored = _record(stored)
-        if stored.true_label != true_label:
-            raise FeedbackError(f"this image is already stored as {stored.true_label} ({stored.id[:8]}); "
-                                f"a second label for it is not stored", reason="already_stored")
-        return stored
+        stored = [_record(row) for row in stored]   # (more than one where an earlier store took it twice)
+        same = [record for record in stored if record.true_label == true_label]
+        if same:
+            return same[0]
+        raise FeedbackError(f"this image is already stored as "
+                            f"{' and '.join(f'{r.true_label} ({r.id[:8]})' for r in stored)}; "
+                            f"a second label for it is not stored", reason="already_stored")
 
     # -- reading -------------------------------------------------------------------------------------------
     def count(self) -> int:

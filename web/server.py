@@ -168,6 +168,10 @@ class Backend:
             raise ApiError(409 if err.reason == "already_stored" else 400, err.reason, str(err)) from None
         except (OSError, FeedbackStoreError) as err:   # a full disk, a read-only or lost mount, a damaged
             log.error("feedback not stored: %s", err)     # database: nothing was kept
+            if getattr(err, "gone", False):   # no retry helps: the store this client opened is no longer there
+                raise ApiError(503, "not_stored", "the feedback could not be stored: the feedback store was removed "
+                                                  "or replaced while the web client runs; nothing was saved, and "
+                                                  "nothing will be until the web client is restarted") from None
             if isinstance(err, OSError):
                 full, why = err.errno in (errno.ENOSPC, errno.EDQUOT), err.strerror or err
             else:

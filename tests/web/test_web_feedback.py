@@ -181,6 +181,10 @@ def test_a_store_of_schema_1_is_upgraded_and_its_pictures_known_by_their_pixels(
         store = FeedbackStore(store_dir)
     assert "1 picture(s) in the feedback store" in caplog.text and "vav dddddddd = nun_final eeeeeeee" in caplog.text
     assert store.stats()["under_two_labels"] == [[f"vav {'d' * 32}", f"nun_final {'e' * 32}"]]
+    # the picture under either of its stored labels is the row of that label; under a third, both are named
+    assert store.add(twice, "PNG", "nun_final", once=True).id == "e" * 32
+    with pytest.raises(FeedbackError, match=r"already stored as vav \(dddddddd\) and nun_final \(eeeeeeee\)"):
+        store.add(twice, "PNG", "zayin", once=True)
     with sqlite3.connect(store_dir / DB_FILE) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     conn.close()
@@ -347,6 +351,7 @@ def test_a_store_removed_or_replaced_while_in_use_stores_nothing_and_says_so(web
         FeedbackStore(store.root).close()            # another, empty store where the first one was
     status, answer = api.post_json("/api/feedback", {"image": b64(unique_png(2)), "label": "bet"})
     assert (status, answer["reason"]) == (503, "not_stored") and "nothing was saved" in answer["error"], answer
+    assert "until the web client is restarted" in answer["error"] and "try again later" not in answer["error"]
     assert os.path.isdir(store.root) == (how == "replaced") and image_files(store.root) == []
     with pytest.raises(FeedbackStoreError, match="removed or replaced while in use"):
         store.count()

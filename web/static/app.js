@@ -226,6 +226,7 @@
     too_large: "התמונה גדולה מדי",
     decompression_bomb: "בתמונה יש יותר מדי פיקסלים",
     side_too_long: "התמונה ארוכה או רחבה מדי",
+    model_rejected_image: "המודל לא הצליח לקרוא את התמונה",
     not_an_image: "זו אינה תמונה שהשרת יכול לקרוא",
     unsupported_format: "סוג התמונה אינו נתמך",
     corrupt: "התמונה פגומה",
