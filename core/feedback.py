@@ -168,6 +168,9 @@ class FeedbackStore:
                 conn.execute("ALTER TABLE feedback ADD COLUMN pixel_digest TEXT")
             conn.execute(_PIXELS_INDEX)
         rows = conn.execute("SELECT id, image_path, image_sha256 FROM feedback WHERE pixel_digest IS NULL").fetchall()
+        if len(rows) >= 100:   # a store of schema 1: seconds per thousand images, before the web client listens
+            log.warning("upgrading the feedback store %s: the pixel digests of %d stored images (one decode each)",
+                        self.root, len(rows))
         digests = [(digest, row["id"]) for row in rows
                    for digest in [_stored_pixel_digest(self.root, row["image_path"], row["image_sha256"])]
                    if digest is not None]

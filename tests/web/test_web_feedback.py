@@ -180,6 +180,7 @@ def test_a_store_of_schema_1_is_upgraded_and_its_pictures_known_by_their_pixels(
     with caplog.at_level("WARNING", logger="core.feedback"):
         store = FeedbackStore(store_dir)
     assert "1 picture(s) in the feedback store" in caplog.text and "vav dddddddd = nun_final eeeeeeee" in caplog.text
+    assert "upgrading the feedback store" not in caplog.text   # said for a store of 100 rows or more
     assert store.stats()["under_two_labels"] == [[f"vav {'d' * 32}", f"nun_final {'e' * 32}"]]
     # the picture under either of its stored labels is the row of that label; under a third, both are named
     assert store.add(twice, "PNG", "nun_final", once=True).id == "e" * 32
@@ -216,6 +217,21 @@ def test_a_store_of_schema_1_is_upgraded_and_its_pictures_known_by_their_pixels(
     with pytest.raises(FeedbackError, match="already stored as dalet"):
         reopened.add(resaved(newer, compress_level=1), "PNG", "he", once=True)
     assert reopened.count() == 5 and len(image_files(store_dir)) == 5
+
+
+def test_a_long_upgrade_is_announced_before_it_starts(tmp_path, caplog):
+    import sqlite3
+
+    store_dir = tmp_path / "fb"
+    store_dir.mkdir()
+    with sqlite3.connect(store_dir / DB_FILE) as conn:
+        conn.executescript(SCHEMA_1)
+    conn.close()
+    for number in range(100):
+        insert_as_schema_1(store_dir, f"{number:032x}", unique_png(number), "alef")
+    with caplog.at_level("WARNING", logger="core.feedback"):
+        FeedbackStore(store_dir).close()
+    assert "the pixel digests of 100 stored images (one decode each)" in caplog.text
 
 
 def test_a_store_of_a_newer_schema_is_refused_and_left_as_it_is(tmp_path):
