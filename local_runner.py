@@ -199,9 +199,10 @@ def eval_images_trained_as_feedback(config: Config, baseline: dict, feedback_roo
         return (f"{missing} of the feedback images the last blessed model trained on are not in this run's feedback "
                 "and its ingest report does not record their pixels: eval images with the same pixels may have "
                 "trained that model") if missing else None
-    kept = gen.feedback_digests(feedback_root, config.max_file_bytes, config.max_image_pixels)
-    hashed_into_eval = {digest for digest in trained if digest not in kept and gen.hashed_split(
-        digest, config.train_buckets, config.eval_buckets) == configs.EVAL_SPLIT}
+    hashed_into_eval = {digest for digest in trained
+                        if gen.hashed_split(digest, config.train_buckets, config.eval_buckets) == configs.EVAL_SPLIT}
+    if hashed_into_eval:   # (this run's feedback is decoded only then: the ExampleGen decodes it again)
+        hashed_into_eval -= gen.feedback_digests(feedback_root, config.max_file_bytes, config.max_image_pixels)
     found = set()
     if hashed_into_eval:
         for digest in gen.kept_pixel_digests(config.data_root, config.max_file_bytes, config.max_image_pixels):

@@ -75,7 +75,8 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="with --retrain-when: print the command (fired or not), do not run it")
     p.add_argument("--watch", type=flags.positive_int, default=None, metavar="SECONDS",
-                   help="run again every SECONDS (until stopped or --max-runs; a pass that cannot read its inputs, status 2, ends it)")
+                   help="run again every SECONDS (until stopped or --max-runs; a pass that cannot read its inputs, "
+                        "status 2, ends it)")
     p.add_argument("--max-runs", type=flags.positive_int, default=None, help="with --watch: stop after this many")
     settings.add_flags(p.add_argument_group("thresholds (core/configs.py, LETTERS_MONITOR_*)"), Config,
                        THRESHOLD_FLAGS, defaults)
@@ -99,8 +100,8 @@ def parse_args(argv=None):
         parser.error(str(err))
     if args.max_runs and not args.watch:
         parser.error("--max-runs needs --watch")
-    if args.metrics_url and server_metrics.url_problem(args.metrics_url):
-        parser.error(server_metrics.url_problem(args.metrics_url))
+    if args.metrics_url and (problem := server_metrics.url_problem(args.metrics_url)):
+        parser.error(problem)
     args.pipeline_root = flags.absolute(args.pipeline_root)
     metadata = flags.absolute(args.metadata_path) if args.metadata_path else config.metadata_path
     config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,   # absolute: the retraining
