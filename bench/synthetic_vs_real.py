@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1234, help="generator seed (default: %(default)s)")
     parser.add_argument("--seeds", type=positive_ints, default=[42], help="training seeds (default: 42)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a pipeline.configs.Config field (repeatable), e.g. epochs=20")
+                        help="override a core.configs.Config field (repeatable), e.g. epochs=20")
     parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"),
                         help="where the real data's preprocessed arrays are cached")
     parser.add_argument("--json", default=None, help="also write the results here")
