@@ -8,6 +8,7 @@ get_model_status_impl.cc, classifier.cc / regressor.cc (PreProcess*/PostProcess*
 from __future__ import annotations
 
 import numpy as np
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from serving import tensor_proto
@@ -185,13 +186,13 @@ def _shape_text(array) -> str:
 def classification_result(outputs: dict, num_examples: int, result) -> None:
     """Fills a ``ClassificationResult`` from the ``classes``/``scores`` outputs (PostProcessClassificationResult)."""
     classes, scores = outputs.get("classes"), outputs.get("scores")
-    for name, array, kind, wanted in (("classes", classes, "O", "DT_STRING"), ("scores", scores, "f", "DT_FLOAT")):
+    for name, array, wanted in (("classes", classes, types_pb2.DT_STRING), ("scores", scores, types_pb2.DT_FLOAT)):
         if array is None:
             continue
         if array.ndim != 2:
             raise invalid(f"Expected Tensor shape: [batch_size num_classes] but got {_shape_text(array)}")
-        if array.dtype.kind != kind or (kind == "f" and array.dtype != np.float32):
-            raise invalid(f"Expected {name} Tensor of {wanted}. Got: {_dtype_name(array)}")
+        if tensor_proto.dtype_enum(array) != wanted:
+            raise invalid(f"Expected {name} Tensor of {types_pb2.DataType.Name(wanted)}. Got: {_dtype_name(array)}")
         if array.shape[0] != num_examples:
             raise invalid(f"Expected {name} output batch size of {num_examples}. Got: {array.shape[0]}")
     if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
@@ -216,15 +217,13 @@ def regression_result(outputs: dict, num_examples: int, result) -> None:
                       f"{_shape_text(values)}")
     if values.shape[0] != num_examples:
         raise invalid(f"Input batch size did not match output batch size: {num_examples} vs. {values.shape[0]}")
-    if values.dtype != np.float32:
+    if tensor_proto.dtype_enum(values) != types_pb2.DT_FLOAT:
         raise invalid(f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_name(values)}")
     for value in values.reshape(-1).tolist():
         result.regressions.add(value=value)
 
 
 def _dtype_name(array) -> str:
-    import tensorflow as tf
-
-    if array.dtype == object:
-        return "DT_STRING"
-    return "DT_" + tf.dtypes.as_dtype(array.dtype).name.upper()
+    """The array's DataType as TensorFlow's DataType_Name writes it in these messages: the enum's name (DT_DOUBLE,
+    DT_HALF; numpy's and tf.DType's names, float64 and float16, are not TensorFlow's)."""
+    return types_pb2.DataType.Name(tensor_proto.dtype_enum(array))

@@ -153,16 +153,16 @@ def predict_messages(request_spec, response_spec, arrays: dict, outputs: dict):
     return request, response
 
 
-def example_messages(verb: str, request_spec, response_spec, examples: list, outputs: dict):
+def example_messages(verb: str, request_spec, response_spec, examples: list, result):
     """A REST classify/regress as (Classification|RegressionRequest, ...Response): the examples as an
-    ``example_list`` (a REST ``context`` is already merged into each, as the server runs them)."""
+    ``example_list`` (a REST ``context`` is already merged into each, as the server runs them), the response
+    holding ``result`` (the Classification|RegressionResult the REST answer was written from)."""
     if verb == inference.CLASSIFY:
         request, response = classification_pb2.ClassificationRequest(), classification_pb2.ClassificationResponse()
-        inference.classification_result(outputs, len(examples), response.result)
     else:
         request, response = regression_pb2.RegressionRequest(), regression_pb2.RegressionResponse()
-        inference.regression_result(outputs, len(examples), response.result)
     request.model_spec.CopyFrom(request_spec)
     request.input.example_list.examples.extend(example_pb2.Example.FromString(e) for e in examples)
     response.model_spec.CopyFrom(response_spec)
+    response.result.CopyFrom(result)
     return request, response

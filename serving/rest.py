@@ -12,7 +12,7 @@ import urllib.parse
 import zlib
 
 from google.protobuf import json_format
-from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.apis import classification_pb2, model_pb2, regression_pb2
 
 from serving import inference, request_logging, tensors
 from serving.httpserver import reason
@@ -218,14 +218,20 @@ class RestApi:
         inference.example_signature(servable, signature_name, verb)
         outputs = await self._run(servable, signature_name, inference.examples_batch(examples), verb.capitalize(),
                                   name)
-        if verb == "classify":
-            answer = tensors.classify_response(outputs.get("classes"), outputs.get("scores"))
+        # the outputs checked and read as over gRPC (PostProcessClassificationResult / PostProcessRegressionResult),
+        # then written from the result, as TF Serving's handler writes the response's result
+        if verb == inference.CLASSIFY:
+            result = classification_pb2.ClassificationResult()
+            inference.classification_result(outputs, len(examples), result)
+            answer = tensors.classify_response(result)
         else:
-            answer = tensors.regress_response(outputs["outputs"])
+            result = regression_pb2.RegressionResult()
+            inference.regression_result(outputs, len(examples), result)
+            answer = tensors.regress_response(result)
         spec = request_logging.model_spec(name, signature_name, servable.version)
         self.request_logger.log(verb, spec, lambda: request_logging.example_messages(
             verb, request_logging.model_spec(name, document.get("signature_name", ""), version, label), spec,
-            examples, outputs))
+            examples, result))
         return answer
 
     def _examples(self, verb: str, body: bytes) -> tuple:

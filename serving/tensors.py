@@ -555,29 +555,17 @@ def columnar_response(outputs: dict) -> str:
     return '{\n    "outputs": ' + body + "\n}"
 
 
-def classify_response(classes, scores) -> str:
-    """``{"results": [[[label, score], ...], ...]}``."""
-    reference = classes if classes is not None else scores
-    rows = []
-    for i in range(reference.shape[0]):
-        width = reference.shape[1] if reference.ndim > 1 else 1
-        pairs = []
-        for j in range(width):
-            label = ""
-            if classes is not None:
-                raw = classes[i, j] if classes.ndim > 1 else classes[i]
-                label = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-            score = 0.0
-            if scores is not None:
-                score = float(scores[i, j] if scores.ndim > 1 else scores[i])
-            pairs.append(f"[{_name(label)}, {format_float(score)}]")
-        rows.append("[" + ", ".join(pairs) + "]")
-    return '{\n    "results": [' + ", ".join(rows) + "]\n}"
+def classify_response(result) -> str:
+    """``{"results": [[[label, score], ...], ...]}`` of a ``ClassificationResult`` (MakeJsonFromClassificationResult:
+    rapidjson's PrettyWriter, each example's classes on one line, the outer array closed on a line of its own)."""
+    rows = ["[" + ", ".join(f"[{_name(entry.label)}, {format_float(entry.score)}]" for entry in row.classes) + "]"
+            for row in result.classifications]
+    return '{\n    "results": [' + ", ".join(rows) + "\n    ]\n}"
 
 
-def regress_response(values: np.ndarray) -> str:
-    flat = values.reshape(values.shape[0], -1)[:, 0] if values.ndim > 1 else values
-    return '{\n    "results": [' + ", ".join(format_float(float(v)) for v in flat.tolist()) + "]\n}"
+def regress_response(result) -> str:
+    """``{"results": [value, ...]}`` of a ``RegressionResult`` (MakeJsonFromRegressionResult)."""
+    return '{\n    "results": [' + ", ".join(format_float(r.value) for r in result.regressions) + "]\n}"
 
 
 def error_body(message: str) -> bytes:

@@ -1,16 +1,50 @@
 """classify / regress on signatures shaped for them (one input named "inputs"; classes/scores, outputs)."""
+import grpc
 import pytest
+from tensorflow_serving.apis import classification_pb2, prediction_service_pb2_grpc, regression_pb2
 
 from tests.support import serving as testing
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("scorer") / "scorer"
+def save_misshapen(path: str) -> None:
+    """A model whose classify/regress signatures pass the signature checks but whose outputs TF Serving refuses."""
+    import tensorflow as tf
 
-    testing.save_scorer(str(base / "1"))
-    with testing.start_server(str(base), model_name="scorer") as running:
-        yield testing.RestClient(running.url)
+    def x_of(inputs):
+        return tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([], tf.float32)})["x"]
+
+    spec = [tf.TensorSpec([None], tf.string, name="inputs")]
+    signatures = {
+        "wide": lambda inputs: {"outputs": tf.stack([x_of(inputs), x_of(inputs) + 1.0], axis=1)},
+        "regress_double": lambda inputs: {"outputs": tf.cast(x_of(inputs), tf.float64)},
+        "flat_scores": lambda inputs: {"scores": x_of(inputs)},
+        "double_scores": lambda inputs: {"scores": tf.cast(tf.stack([x_of(inputs)] * 2, axis=1), tf.float64)},
+        "half_scores": lambda inputs: {"scores": tf.cast(tf.stack([x_of(inputs)] * 2, axis=1), tf.float16)},
+        "one_row_of_classes": lambda inputs: {"classes": tf.constant([["a", "b", "c"]]),
+                                              "scores": tf.stack([x_of(inputs)] * 3, axis=1)},
+        "narrow_classes": lambda inputs: {"classes": tf.tile(tf.constant([["a"]]), [tf.shape(inputs)[0], 1]),
+                                          "scores": tf.stack([x_of(inputs)] * 2, axis=1)},
+    }
+    module = tf.Module()
+    tf.saved_model.save(module, path, signatures={name: tf.function(body, input_signature=spec)
+                                                  for name, body in signatures.items()})
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scorer")
+    testing.save_scorer(str(root / "scorer" / "1"))
+    save_misshapen(str(root / "misshapen" / "1"))
+    (root / "models.config").write_text("model_config_list {\n" + "".join(
+        f'  config {{ name: "{name}" base_path: "{root / name}" model_platform: "tensorflow" }}\n'
+        for name in ("scorer", "misshapen")) + "}\n")
+    with testing.start_grpc_server(model_config_file=str(root / "models.config")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def server(running):
+    return testing.RestClient(running.url)
 
 
 def test_classify(server):
@@ -32,3 +66,47 @@ def test_wrong_shapes(server):
     assert status == 400
     status, body = server.post("/v1/models/scorer:classify", {"examples": [{"x": [1.0, "a"]}]})
     assert (status, body) == (400, {"error": "Unexpected element type in feature: x expecting type: float"})
+
+
+def test_classify_and_regress_bodies_as_tf_serving_writes_them(server):
+    """MakeJsonFromClassificationResult closes the results array on a line of its own (the format of the inner
+    arrays is reset to rapidjson's default before it ends); the regressions stay on one line."""
+    status, _, raw = server.request("POST", "/v1/models/scorer:classify", {"examples": [{"x": 0.25}, {"x": 1.0}]})
+    assert (status, raw) == (200, b'{\n    "results": [[["yes", 0.25], ["no", 0.75]], [["yes", 1.0], ["no", 0.0]]'
+                                  b'\n    ]\n}')
+    status, _, raw = server.request("POST", "/v1/models/scorer:regress",
+                                    {"signature_name": "regress_x", "examples": [{"x": 1.5}, {"x": 2.0}]})
+    assert (status, raw) == (200, b'{\n    "results": [3.0, 4.0]\n}')
+
+
+def _grpc_error(running, verb: str, signature: str, count: int) -> str:
+    """The gRPC Classify/Regress answer's INVALID_ARGUMENT message for ``count`` examples of ``x``."""
+    request = (classification_pb2.ClassificationRequest() if verb == "classify"
+               else regression_pb2.RegressionRequest())
+    request.model_spec.name, request.model_spec.signature_name = "misshapen", signature
+    for i in range(count):
+        request.input.example_list.examples.add().features.feature["x"].float_list.value.append(i / 4)
+    with grpc.insecure_channel(f"127.0.0.1:{running.server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            (stub.Classify if verb == "classify" else stub.Regress)(request, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return caught.value.details()
+
+
+@pytest.mark.parametrize("verb, signature, message", [
+    ("regress", "wide", "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got [2,2]"),
+    ("regress", "regress_double", "Expected output Tensor of DT_FLOAT.  Got: DT_DOUBLE"),
+    ("classify", "flat_scores", "Expected Tensor shape: [batch_size num_classes] but got [2]"),
+    ("classify", "double_scores", "Expected scores Tensor of DT_FLOAT. Got: DT_DOUBLE"),
+    ("classify", "half_scores", "Expected scores Tensor of DT_FLOAT. Got: DT_HALF"),
+    ("classify", "one_row_of_classes", "Expected classes output batch size of 2. Got: 1"),
+    ("classify", "narrow_classes", "Tensors class and score should match in dim_size(1). Got 1 vs. 2"),
+])
+def test_outputs_are_checked_over_rest_as_over_grpc(running, server, verb, signature, message):
+    """PostProcessClassificationResult / PostProcessRegressionResult: one check, REST's 400 and gRPC's
+    INVALID_ARGUMENT with the same words (DataType_Name's DT_DOUBLE, DT_HALF)."""
+    status, body = server.post(f"/v1/models/misshapen:{verb}",
+                               {"signature_name": signature, "examples": [{"x": 0.0}, {"x": 0.25}]})
+    assert (status, body) == (400, {"error": message})
+    assert _grpc_error(running, verb, signature, 2) == message
