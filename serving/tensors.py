@@ -19,6 +19,7 @@ from tensorflow.core.example import feature_pb2
 from tensorflow.core.framework import types_pb2
 
 from serving.json_debug import debug_string
+from serving.tensor_proto import dtype_enum
 from serving.status import ServingError, invalid
 
 # DataType enum -> (numpy dtype, DataTypeString name)
@@ -123,6 +124,7 @@ def b64decode(text: str) -> bytes:
 
 
 def dtype_name(dtype: int) -> str:
+    """A DataType enum as TensorFlow's DataTypeString names it (float, double, half, uint16...)."""
     if dtype in _DTYPES:
         return _DTYPES[dtype][1]
     return _UNSUPPORTED_NAMES.get(dtype, types_pb2.DataType.Name(dtype).lower().replace("dt_", ""))
@@ -459,20 +461,26 @@ def _float_strings(flat: np.ndarray) -> list:
 
 
 def _leaf_strings(array: np.ndarray, alias: str) -> list:
-    kind = array.dtype.kind
+    """The JSON text of each value (AddSingleValueAndAdvance). Only the dtypes a request may carry are written;
+    another (uint16, half, bfloat16, complex...) fails at its first value with DataTypeString's name, so an empty
+    tensor of it is still written."""
     flat = array.reshape(-1)
-    if kind == "f" and array.dtype in (np.float32, np.float64):
+    dtype = dtype_enum(array)
+    if dtype not in _DTYPES:
+        if not flat.size:
+            return []
+        raise invalid(f"Failed to write JSON value for tensor type: {dtype_name(dtype)}")
+    kind = array.dtype.kind
+    if kind == "f":          # float32, float64
         return _float_strings(flat)
     if kind in "iu":
         return [str(v) for v in flat.tolist()]
     if kind == "b":
         return ["true" if v else "false" for v in flat.tolist()]
-    if kind in "OSU":
-        values = [v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist()]
-        if alias.endswith("_bytes"):
-            return ['{"b64": "' + base64.b64encode(v).decode("ascii") + '"}' for v in values]
-        return [_json_string(v) for v in values]
-    raise invalid(f"Failed to write JSON value for tensor type: {array.dtype}")
+    values = [v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist()]   # strings
+    if alias.endswith("_bytes"):
+        return ['{"b64": "' + base64.b64encode(v).decode("ascii") + '"}' for v in values]
+    return [_json_string(v) for v in values]
 
 
 _JSON_STRINGS: dict = {}     # string outputs repeat (class names, letters): their JSON text, by value

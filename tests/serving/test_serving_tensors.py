@@ -231,3 +231,25 @@ def test_example_features_as_tf_serving_fills_them():
     assert list(features["flag"].int64_list.value) == [1]
     assert list(features["big"].float_list.value) == [float(2 ** 64)]   # past uint64 rapidjson has a double
     assert list(features["s"].bytes_list.value) == [b"a", b"b"] and list(features["f"].float_list.value) == [0.5]
+
+
+@pytest.mark.parametrize("dtype, name", [
+    (np.uint16, "uint16"), (np.float16, "half"), ("bfloat16", "bfloat16"), (np.complex64, "complex64"),
+])
+def test_outputs_tf_serving_cannot_write_are_refused_with_datatypestring_names(dtype, name):
+    """AddSingleValueAndAdvance writes only the dtypes a request may carry; another fails at its first value."""
+    import ml_dtypes
+
+    array = np.ones((2, 1), ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+    for respond in (tensors.row_response, tensors.columnar_response):
+        with pytest.raises(ServingError) as caught:
+            respond({"y": array})
+        assert str(caught.value) == f"Failed to write JSON value for tensor type: {name}"
+    assert tensors.columnar_response({"y": array[:, :0]}) == '{\n    "outputs": [[], []]\n}'   # no value to fail on
+
+
+def test_unsigned_outputs_tf_serving_writes():
+    outputs = {"a": np.array([4294967295], np.uint32), "b": np.array([18446744073709551615], np.uint64),
+               "c": np.array([255], np.uint8)}
+    assert tensors.row_response(outputs) == ('{\n    "predictions": [\n        {"a": 4294967295, '
+                                             '"b": 18446744073709551615, "c": 255}\n    ]\n}')
