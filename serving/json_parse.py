@@ -5,7 +5,9 @@ later; ``serving/deploy`` runs 2.20.0), on Python's JSON decoder.
 What the two decoders do differently is mended here: rapidjson's error messages and offsets; a lone high
 surrogate escape (an error for rapidjson); ``Inf``, ``-Inf`` and ``-NaN`` (rapidjson takes them as numbers,
 Python does not know them); numbers too big for a double (``1e309``, or an integer of 310 digits), which
-rapidjson refuses with "Number too big to be stored in double." where Python gives ``inf`` or a huge integer;
+rapidjson refuses with "Number too big to be stored in double." where Python gives ``inf`` or a huge integer, and
+which rapidjson's digit-by-digit checks refuse even where the value is finite (``0e309``, or 400 digits then
+``e-300``);
 arrays nested thousands deep, which rapidjson parses iteratively and Python's recursive decoder cannot (a 400
 of its own here); an object that repeats a name, where Python keeps the last value and rapidjson's look-ups find
 the first (:class:`JsonObject`); a UTF-8 byte-order mark, which rapidjson's input stream skips; and rapidjson 1.1's
@@ -215,8 +217,13 @@ def too_big(token: str) -> bool:
 
 
 def _float(token: str) -> float:
+    """A JSON number with a fraction or an exponent. rapidjson refuses some that are finite, so :func:`too_big`
+    judges every token that could be one: an infinite value; a token of 309 characters or more (an integer part
+    that passes DBL_MAX / 10 while read, then scaled down: 400 digits then ``e-300``); a zero with an exponent
+    (``0e309``: the exponent's bound ignores the digits; a mantissa that is not zero, past that bound, is ``inf``)."""
     value = float(token)
-    if math.isinf(value) and too_big(token):
+    if (math.isinf(value) or len(token) > 308 or (not value and ("e" in token or "E" in token))) \
+            and too_big(token):
         raise _NumberTooBig(token)
     return value
 

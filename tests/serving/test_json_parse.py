@@ -22,6 +22,12 @@ def error(body: bytes) -> str:
     (b'{"instances": [[1]], "ignored": ' + b"9" * 5000 + b"}", 32),   # a key nobody reads still parses
     (b'{"a": "1e999", "b": 1e999}', 20),                               # inside a string it is only text
     (b"[2" + b"0" * 308 + b"]", 1),
+    # finite values rapidjson refuses all the same: the exponent bound does not look at the digits, and the
+    # integer part is read (past DBL_MAX / 10) before the exponent that would scale it down
+    (b'{"instances": [[0e309]]}', 16),
+    (b"[1.5, -0E+0309]", 6),
+    (b"[1" + b"0" * 400 + b"e-300]", 1),
+    (b"[1" + b"0" * 400 + b".5e-300]", 1),
 ])
 def test_numbers_too_big_for_a_double_are_refused(body, offset):
     assert error(body) == TOO_BIG + str(offset)
@@ -34,6 +40,9 @@ def test_numbers_too_big_for_a_double_are_refused(body, offset):
     ("0.0000000001e317", 1e307),
     ("1e-400", 0.0),
     ("1" + "0" * 308, 1e308),            # 309 digits still fit
+    ("0.0e309", 0.0),                    # one fraction digit: the bound is 309
+    ("1" + "0" * 307 + "e-300", 1e7),    # 308 integer digits, below DBL_MAX / 10 while read
+    ("1.5e100", 1.5e100),
 ])
 def test_numbers_rapidjson_accepts(token, value):
     assert not too_big(token)
