@@ -22,6 +22,11 @@
 * ``:tensorflow:serving:request_example_counts{model}`` (histogram) and
   ``:tensorflow:serving:request_example_count_total{model}`` - the tf.Examples of each MultiInference request
   (RecordRequestExampleCount).
+* ``:tensorflow:serving:mlmd_map{model_name,version}`` (a string gauge, machine_learning_metadata.cc, linked into
+  tensorflow_model_server through saved_model_bundle_source_adapter): its TYPE line only. TF Serving sets a cell
+  (written as ``0``, its exporter printing a gauge's int64 value) for a version with ``assets.extra/mlmd_uuid``
+  only when the SessionBundleConfig enables session metadata, which no tensorflow_model_server flag does (a
+  --platform_config_file can, and the embedded server ignores that flag).
 
 Each server has its own ``prometheus_client`` CollectorRegistry (``Metrics.registry``) holding one collector that
 yields these metric families. ``render`` writes them as TF Serving's exporter does (util/prometheus_exporter.cc):
@@ -194,10 +199,12 @@ class Metrics:
                 (f"{session}/wrapped_run_count", self.wrapped_run_count, "counter", True),
                 (f"{session}/input_batch_size", self.input_batch_size, "histogram", False),
                 (f"{session}/processed_batch_size", self.processed_batch_size, "histogram", False),
-                (f"{session}/padding_size", self.padding_size, "histogram", False)]
+                (f"{session}/padding_size", self.padding_size, "histogram", False),
+                ("/tensorflow/serving/mlmd_map", {}, "gauge", True)]   # see the module docstring
             for raw_name, values, kind, registered in sorted(families):
                 if values or registered:
-                    yield (self._counter if kind == "counter" else self._histogram)(raw_name, values)
+                    yield (self._histogram(raw_name, values) if kind == "histogram"
+                           else self._scalar(raw_name, values, kind))
 
     def render(self) -> str:
         lines = []
@@ -208,8 +215,8 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _counter(raw_name, values) -> Metric:
-        family = Metric(prometheus_name(raw_name), "", "counter")
+    def _scalar(raw_name, values, kind: str) -> Metric:
+        family = Metric(prometheus_name(raw_name), "", kind)
         for key, value in sorted(values.items()):
             family.add_sample(family.name, dict(key), value)
         return family

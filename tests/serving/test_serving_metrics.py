@@ -15,6 +15,7 @@ def test_each_server_has_its_own_registry_and_prometheus_parses_the_page():
     # before any sample: the TYPE lines of the metrics TF Serving registers when it starts, in name order
     assert second.render() == "".join(f"# TYPE :tensorflow:serving:{name} {kind}\n" for name, kind in [
         ("batching_session:queuing_latency", "histogram"), ("batching_session:wrapped_run_count", "counter"),
+        ("mlmd_map", "gauge"),   # machine_learning_metadata.cc: cells only with session metadata, never here
         ("model_warmup_latency", "histogram"), ("model_warmup_records_read", "counter"),
         ("request_count", "counter"), ("request_example_count_total", "counter"),
         ("request_example_counts", "histogram"), ("request_latency", "histogram"),
