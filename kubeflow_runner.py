@@ -68,11 +68,12 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
                    help="where artifacts are written (gs://BUCKET/…); becomes the spec's defaultPipelineRoot")
     p.add_argument("--data-root", default=defaults.data_root,
-                   help="folder of <class_folder>/<image> files the ImageExampleGen reads (gs://…)")
+                   help="folder of <class_folder>/<image> files the ImageExampleGen reads (gs://…; empty: the "
+                        "default)")
     p.add_argument("--pretrain-root", default=defaults.pretrain_root or None,
                    help="letters (folder per class, gs://…) the network first trains on, generate_epochs epochs, "
                         "before --data-root's: e.g. the built-in generated ones (python -m pipeline.generate_letters "
-                        "--out DIR, then copied to the bucket); default: none, a random start")
+                        "--out DIR, then copied to the bucket); default, or empty: none, a random start")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the Pusher writes <version>/ into (gs://…/letters)")
     p.add_argument("--feedback-root", default=None,
@@ -157,13 +158,14 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     if args.feedback_root is None and args.feedback_repeat != defaults.feedback_repeat:
         parser.error("--feedback-repeat sets how often the feedback is trained on: it needs --feedback-root")
     config = defaults.replace(
-        pipeline_root=flags.absolute(args.pipeline_root), data_root=flags.absolute(args.data_root),
+        pipeline_root=flags.absolute(args.pipeline_root),
+        data_root=flags.absolute(args.data_root or defaults.data_root),   # empty = the default, as for local runs
         pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root else "",
         serving_dir=flags.absolute(args.serving_dir), **flags.training_changes(parser, args, defaults))
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
     if config.base_model and config.pretrain_root:   # the Trainer would start from the base model, unpretrained
-        parser.error(f"--base-model ({config.base_model}) gives the network to start from: --pretrain-root "
-                     f"({config.pretrain_root}) would be ignored; give one of the two")
+        flags.refuse_ignored(parser, f"--pretrain-root ({config.pretrain_root})", f"--base-model ({config.base_model})",
+                             "gives the network to start from")
     try:
         beam = beam_pipeline_args(args, config)
         overrides = [spec_lib.parse_resources(text) for text in args.resources]

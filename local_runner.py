@@ -36,11 +36,12 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
                     "transform → train → evaluate (blessing gate) → push to a TF Serving model directory.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-root", default=None,
-                   help="folder of <class_folder>/<image> files (default: generated data in "
+                   help="folder of <class_folder>/<image> files (default, or empty: generated data in "
                         f"{defaults.data_root}, made if missing; a LETTERS_DATA_ROOT holding letters the generator "
                         "did not write is read as this flag)")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root, help="where artifacts are written")
-    p.add_argument("--metadata-path", default=None, help="ML Metadata SQLite file (default: <pipeline-root>/metadata.sqlite)")
+    p.add_argument("--metadata-path", default=None,
+                   help="ML Metadata SQLite file, not a folder (default: <pipeline-root>/metadata.sqlite)")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the Pusher writes <version>/ into")
     p.add_argument("--feedback-dir", default=defaults.feedback_dir,
@@ -53,15 +54,24 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--pretrain-root", default=defaults.pretrain_root or None,
                    help="letters (folder per class) the network first trains on, generate_epochs epochs, in the same "
                         "run, before --data-root's (default with --data-root: the built-in generated letters, made "
-                        "if missing)")
+                        "if missing; empty: none, as --no-pretrain)")
     p.add_argument("--no-pretrain", action="store_true", help="train --data-root's letters from a random start")
     p.add_argument("--no-cache", action="store_true", help="re-run every component even if its inputs are unchanged")
     p.add_argument("--summary-json", default=None, type=flags.output_file,
                    help="also write the final summary to this file")
-    p.add_argument("--quiet", action="store_true", help="only the final summary")
+    p.add_argument("--quiet", action="store_true",
+                   help="leave out the log: the per-component progress lines and TFX's warnings (absl logging below "
+                        "ERROR); the runner's and the components' own lines and the final summary are still printed")
     flags.add_training_flags(p, defaults)
     flags.add_beam_flags(p.add_argument_group("Beam"), defaults)
     args = p.parse_args(argv)
+    args.data_root = args.data_root or None   # empty = the default, as an empty LETTERS_DATA_ROOT
+    if args.no_pretrain and args.pretrain_root and args.pretrain_root != defaults.pretrain_root:
+        flags.refuse_ignored(p, f"--pretrain-root ({args.pretrain_root})", "--no-pretrain",
+                             "starts the network at random")
+    if args.no_feedback and args.feedback_repeat != defaults.feedback_repeat:
+        flags.refuse_ignored(p, f"--feedback-repeat ({args.feedback_repeat})", "--no-feedback",
+                             "leaves the feedback out")
     changes = flags.training_changes(p, args, defaults)
     config = defaults.replace(
         data_root=flags.absolute(args.data_root) if args.data_root else defaults.data_root,
@@ -243,9 +253,9 @@ def choose_pretraining(config: Config, args: argparse.Namespace, builtin_root: s
     """``config`` with the folder its network first trains on, and a line saying so. Your data (--data-root)
     starts from a network of the built-in generated letters (``builtin_root``) unless --no-pretrain or
     --base-model (measured: about a point more on writers never seen, README); the built-in letters themselves
-    start at random."""
+    start at random. An empty --pretrain-root is none, as an empty ``Config.pretrain_root``."""
     given = args.pretrain_root
-    if args.no_pretrain or config.base_model or (given is None and args.data_root is None):
+    if args.no_pretrain or given == "" or config.base_model or (given is None and args.data_root is None):
         if given and config.base_model and not args.no_pretrain:
             print("Pretraining: none, --base-model gives the network to start from", flush=True)
         return config.replace(pretrain_root="")
@@ -402,9 +412,10 @@ def main(argv=None) -> int:
 
 def _main(argv=None) -> int:
     config, args = parse_args(argv)
-    for flag, folder in (("--pipeline-root", config.pipeline_root), ("--serving-dir", config.serving_dir),
-                         ("--metadata-path", os.path.dirname(os.path.abspath(config.metadata_file)))):
-        problem = None if flags.is_url(folder) else flags.folder_problem(folder)
+    for flag, path, problem_of in (("--pipeline-root", config.pipeline_root, flags.folder_problem),
+                                   ("--serving-dir", config.serving_dir, flags.folder_problem),
+                                   ("--metadata-path", config.metadata_file, flags.file_problem)):
+        problem = None if flags.is_url(path) else problem_of(path)
         if problem:   # found now, not after the data is read and the model trained
             print(f"error: {flag}: {problem}", file=sys.stderr)
             return 2

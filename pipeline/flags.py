@@ -76,6 +76,21 @@ def folder_problem(path: str) -> str | None:
     return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot create {path}: cannot write into {parent}"
 
 
+def file_problem(path: str) -> str | None:
+    """Why a run could not create or write the local file ``path`` (None when it can): a folder of that name (SQLite
+    cannot open it as its database), or :func:`folder_problem` of the folder it goes into. Nothing is created."""
+    if os.path.isdir(path):
+        return f"{os.path.abspath(path)} is a folder; give a file name"
+    return folder_problem(os.path.dirname(os.path.abspath(path)))
+
+
+def refuse_ignored(parser: argparse.ArgumentParser, ignored: str, by: str, why: str) -> None:
+    """A usage error (status 2) for a flag that another flag on the same command line makes the run ignore: said
+    before anything runs, instead of a run that does something else than one of the two flags asked for.
+    ``ignored`` and ``by`` name the flags (with their values), ``why`` says what ``by`` does."""
+    parser.error(f"{by} {why}: {ignored} would be ignored; give one of the two")
+
+
 def output_dir(path: str) -> str:
     """argparse type: a folder that exists or can be created (made now, so the long work that follows can
     write its results)."""
@@ -107,7 +122,9 @@ TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runne
     "conv_widths": "channels per stage, comma-separated; empty = the architecture's own",
     "base_model": "an exported letters model whose network training starts from (same architecture and channel "
                   "widths): a version folder, or a serving dir such as make demo's serving/models/letters (its "
-                  "newest version); empty = a random start",
+                  "newest version); empty = none: the network starts at random, or from one pretrained in the "
+                  "same run (--pretrain-root; local runs on a --data-root pretrain on the built-in generated "
+                  "letters unless --no-pretrain)",
     "feedback_repeat": f"each feedback image (a confirmed or corrected answer) this many times in the train split; "
                        f"0 = {configs.feedback_rule()}",
     "accuracy_floor": "blessing needs at least this top-1 accuracy on the eval split",

@@ -60,6 +60,11 @@ def test_local_runner_help_documents_the_flags():
                          text=True, cwd=ROOT)
     for flag in ("--data-root", "--pipeline-root", "--serving-dir", "--epochs", "--beam-mode", "--beam-workers"):
         assert flag in out.stdout
+    text = " ".join(out.stdout.split())
+    # --quiet drops the log, not the runner's own lines (it had said "only the final summary")
+    assert "the runner's and the components' own lines and the final summary are still printed" in text
+    # an empty --base-model on a --data-root pretrains on the built-in letters (it had said "a random start")
+    assert "local runs on a --data-root pretrain on the built-in generated letters unless --no-pretrain" in text
 
 
 @pytest.mark.parametrize("runner", ["local_runner", "kubeflow_runner"])
@@ -205,6 +210,57 @@ def test_the_built_in_generated_letters_train_their_own_epochs_unless_some_are_c
     assert local_runner.main(common + ["--data-root", str(tmp_path / "mine"),
                                        "--pretrain-root", str(tmp_path / "no")]) == 2
     assert f"error: --pretrain-root {tmp_path / 'no'} is not a folder" in capsys.readouterr().err
+
+
+def test_an_empty_data_or_pretrain_root_means_what_an_empty_setting_means(tmp_path, monkeypatch, capsys):
+    """--data-root "" is the default (the built-in letters, made if missing, generate_epochs epochs), as an empty
+    LETTERS_DATA_ROOT; --pretrain-root "" is none, as an empty Config.pretrain_root. Both had been read as the
+    current directory (or the built-in letters as the user's own, not made, sized epochs)."""
+    import kubeflow_runner
+    import local_runner
+    from pipeline import generate_letters
+    ran = []
+    monkeypatch.setattr(local_runner, "run", lambda config, **_: ran.append(config) or {})
+    monkeypatch.setenv("LETTERS_DATA_ROOT", str(tmp_path / "generated"))
+    monkeypatch.setenv("LETTERS_GENERATE_PER_CLASS", "1")
+    monkeypatch.setenv("LETTERS_GENERATE_EPOCHS", "3")
+    generate_letters.generate(tmp_path / "cwd", per_class=1, seed=3, progress=False)   # letters where it runs
+    generate_letters.generate(tmp_path / "mine", per_class=1, seed=4, progress=False)
+    monkeypatch.chdir(tmp_path / "cwd")
+    common = ["--pipeline-root", str(tmp_path / "p"), "--no-feedback", "--quiet"]
+    assert local_runner.main(common + ["--data-root", ""]) == 0
+    assert (ran[-1].data_root, ran[-1].epochs) == (str(tmp_path / "generated"), 3)
+    assert len(list((tmp_path / "generated").glob("*/*.png"))) == 27                  # made
+    capsys.readouterr()
+    assert local_runner.main(common + ["--data-root", str(tmp_path / "mine"), "--pretrain-root", ""]) == 0
+    assert ran[-1].pretrain_root == "" and "Pretraining" not in capsys.readouterr().out
+    kubeflow = kubeflow_runner.parse_args(["--data-root", "", "--pretrain-root", ""])[0]
+    assert (kubeflow.data_root, kubeflow.pretrain_root) == (str(tmp_path / "generated"), "")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--no-pretrain", "--pretrain-root", "{tmp}/other"],
+     "--no-pretrain starts the network at random: --pretrain-root ({tmp}/other) would be ignored"),
+    (["--no-feedback", "--feedback-repeat", "5"],
+     "--no-feedback leaves the feedback out: --feedback-repeat (5) would be ignored"),
+])
+def test_local_flags_one_another_would_make_ignored_are_usage_errors(argv, message, tmp_path, monkeypatch, capsys):
+    """As kubeflow_runner refuses --base-model with --pretrain-root: both had been taken, one silently dropped (the
+    --pretrain-root folder not even checked)."""
+    import local_runner
+    ran = []
+    monkeypatch.setattr(local_runner, "run", lambda config, **_: ran.append(config) or {})
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+    with pytest.raises(SystemExit) as caught:
+        local_runner.main(["--pipeline-root", str(tmp_path / "p"), *argv])
+    assert caught.value.code == 2 and message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
+    assert not ran and not (tmp_path / "p").exists()
+    # the same flags saying the same thing, or a standing LETTERS_* setting the flag overrides, are no conflict
+    monkeypatch.setenv("LETTERS_FEEDBACK_REPEAT", "5")
+    monkeypatch.setenv("LETTERS_PRETRAIN_ROOT", str(tmp_path / "other"))
+    for agreeing in (["--no-pretrain", "--pretrain-root", ""], ["--no-feedback", "--feedback-repeat", "5"],
+                     ["--no-pretrain", "--no-feedback"]):
+        local_runner.parse_args(agreeing)
 
 
 def test_a_small_data_root_is_pointed_to_the_feedback_route(tmp_path):

@@ -178,6 +178,9 @@ def test_runner_refuses_unwritable_output_paths_before_running(tiny_dataset, tmp
                            (["--serving-dir", str(a_file)], f"--serving-dir: {a_file} is not a folder"),
                            (["--metadata-path", str(a_file / "m.sqlite"), *serving],
                             f"--metadata-path: {a_file} is not a folder"),
+                           # SQLite cannot open a folder: it had failed after the pipeline started
+                           (["--metadata-path", str(tmp_path), *serving],
+                            f"--metadata-path: {tmp_path} is a folder; give a file name"),
                            # a link to a volume not mounted: TensorFlow's makedirs took it, the Pusher did not
                            (["--serving-dir", str(tmp_path / "dangling")],
                             f"--serving-dir: {tmp_path / 'dangling'} is a link to {tmp_path / 'gone'}, which does not "
