@@ -66,7 +66,8 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
                    help="pipeline image built from the Dockerfile (env LETTERS_KUBEFLOW_IMAGE)")
     p.add_argument("--target", choices=("kfp", "vertex"), default="kfp", help="backend the spec is for")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
-                   help="where artifacts are written (gs://BUCKET/…); becomes the spec's defaultPipelineRoot")
+                   help="where artifacts are written (gs://BUCKET/…); becomes the spec's defaultPipelineRoot "
+                        "(empty: the default)")
     p.add_argument("--data-root", default=defaults.data_root,
                    help="folder of <class_folder>/<image> files the ImageExampleGen reads (gs://…; empty: the "
                         "default)")
@@ -75,7 +76,8 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
                         "before --data-root's: e.g. the built-in generated ones (python -m pipeline.generate_letters "
                         "--out DIR, then copied to the bucket); default, or empty: none, a random start")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
-                   help="TF Serving model base directory the Pusher writes <version>/ into (gs://…/letters)")
+                   help="TF Serving model base directory the Pusher writes <version>/ into (gs://…/letters; "
+                        "empty: the default)")
     p.add_argument("--feedback-root", default=None,
                    help="the users' feedback exported as <class>/<id>.png (letters-feedback export --out DIR, then "
                         "copied to the bucket, or <pipeline-root>/feedback as local runs write it): read by "
@@ -158,10 +160,12 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     if args.feedback_root is None and args.feedback_repeat != defaults.feedback_repeat:
         parser.error("--feedback-repeat sets how often the feedback is trained on: it needs --feedback-root")
     config = defaults.replace(
-        pipeline_root=flags.absolute(args.pipeline_root),
-        data_root=flags.absolute(args.data_root or defaults.data_root),   # empty = the default, as for local runs
+        # an empty path is the default, as an empty LETTERS_<FIELD> and as for local runs; an empty pretrain root none
+        pipeline_root=flags.path_or_default(args.pipeline_root, defaults.pipeline_root),
+        data_root=flags.path_or_default(args.data_root, defaults.data_root),
         pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root else "",
-        serving_dir=flags.absolute(args.serving_dir), **flags.training_changes(parser, args, defaults))
+        serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir),
+        **flags.training_changes(parser, args, defaults))
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
     if config.base_model and config.pretrain_root:   # the Trainer would start from the base model, unpretrained
         flags.refuse_ignored(parser, f"--pretrain-root ({config.pretrain_root})", f"--base-model ({config.base_model})",

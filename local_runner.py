@@ -39,14 +39,15 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
                    help="folder of <class_folder>/<image> files (default, or empty: generated data in "
                         f"{defaults.data_root}, made if missing; a LETTERS_DATA_ROOT holding letters the generator "
                         "did not write is read as this flag)")
-    p.add_argument("--pipeline-root", default=defaults.pipeline_root, help="where artifacts are written")
+    p.add_argument("--pipeline-root", default=defaults.pipeline_root,
+                   help="where artifacts are written (empty: the default)")
     p.add_argument("--metadata-path", default=None,
-                   help="ML Metadata SQLite file, not a folder (default: <pipeline-root>/metadata.sqlite)")
+                   help="ML Metadata SQLite file, not a folder (default, or empty: <pipeline-root>/metadata.sqlite)")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
-                   help="TF Serving model base directory the Pusher writes <version>/ into")
+                   help="TF Serving model base directory the Pusher writes <version>/ into (empty: the default)")
     p.add_argument("--feedback-dir", default=defaults.feedback_dir,
                    help="the web client's feedback store: its images (confirmed and corrected answers) are trained on, "
-                        "always in the train split")
+                        "always in the train split (empty: the default; --no-feedback to leave it out)")
     p.add_argument("--no-feedback", action="store_true", help="ignore the feedback store")
     p.add_argument("--generate-per-class", type=flags.positive_int, default=defaults.generate_per_class,
                    help="images per class (simulated writers) when generating the default data; it trains "
@@ -75,10 +76,11 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     changes = flags.training_changes(p, args, defaults)
     config = defaults.replace(
         data_root=flags.absolute(args.data_root) if args.data_root else defaults.data_root,
-        pipeline_root=flags.absolute(args.pipeline_root),   # "~" expanded in every path, as the shell would
-        metadata_path=flags.absolute(args.metadata_path) if args.metadata_path else defaults.metadata_path,
-        serving_dir=flags.absolute(args.serving_dir),
-        feedback_dir="" if args.no_feedback else flags.absolute(args.feedback_dir),
+        # "~" expanded in every path, as the shell would; an empty one is the default, as an empty LETTERS_<FIELD>
+        pipeline_root=flags.path_or_default(args.pipeline_root, defaults.pipeline_root),
+        metadata_path=flags.path_or_default(args.metadata_path, defaults.metadata_path),
+        serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir),
+        feedback_dir="" if args.no_feedback else flags.path_or_default(args.feedback_dir, defaults.feedback_dir),
         generate_per_class=args.generate_per_class, **changes)
     return config, args
 

@@ -44,6 +44,15 @@ def absolute(path: str) -> str:
     return path if is_url(path) else os.path.abspath(os.path.expanduser(path))
 
 
+def path_or_default(value: str | None, default: str) -> str:
+    """A path flag's value made :func:`absolute`; an empty one is ``default``, as an empty LETTERS_<FIELD> is the
+    field's default (``abspath("")`` is the current directory: a run would have written its artifacts, pushed its
+    models or read its feedback wherever it was started). An empty ``default`` (none, or one derived from another
+    field) stays empty."""
+    path = value or default
+    return absolute(path) if path else ""
+
+
 def output_file(path: str) -> str:
     """argparse type: a file that can be created (its folder exists, and it is not a folder itself)."""
     folder = os.path.dirname(os.path.abspath(path))

@@ -238,6 +238,29 @@ def test_an_empty_data_or_pretrain_root_means_what_an_empty_setting_means(tmp_pa
     assert (kubeflow.data_root, kubeflow.pretrain_root) == (str(tmp_path / "generated"), "")
 
 
+@pytest.mark.parametrize("runner, flag, field", [
+    ("local_runner", "--pipeline-root", "pipeline_root"), ("local_runner", "--serving-dir", "serving_dir"),
+    ("local_runner", "--feedback-dir", "feedback_dir"), ("local_runner", "--metadata-path", "metadata_path"),
+    ("kubeflow_runner", "--pipeline-root", "pipeline_root"), ("kubeflow_runner", "--serving-dir", "serving_dir"),
+    ("kubeflow_runner", "--data-root", "data_root"),
+])
+def test_an_empty_path_flag_is_the_default_not_the_current_directory(runner, flag, field, tmp_path, monkeypatch):
+    """--pipeline-root "" (--serving-dir, --feedback-dir) had been abspath(""), the current directory: a run wrote its
+    artifacts, pushed its models or read its feedback wherever it was started. It is the default, as an empty
+    LETTERS_<FIELD> is: the built-in one, or a LETTERS_<FIELD> set to a path."""
+    import importlib
+    module = importlib.import_module(runner)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    variable = configs.ENV[field]
+    for setting, default in (("", getattr(configs.Config(), field)), (str(tmp_path / "set"), str(tmp_path / "set"))):
+        monkeypatch.setenv(variable, setting)
+        config = module.parse_args([flag, ""])[0]
+        assert getattr(config, field) == default and getattr(config, field) == getattr(module.parse_args([])[0], field)
+        if field == "metadata_path":
+            assert config.metadata_file == (default or os.path.join(config.pipeline_root, "metadata.sqlite"))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--no-pretrain", "--pretrain-root", "{tmp}/other"],
      "--no-pretrain starts the network at random: --pretrain-root ({tmp}/other) would be ignored"),
