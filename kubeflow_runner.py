@@ -74,7 +74,8 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
     p.add_argument("--pretrain-root", default=defaults.pretrain_root or None,
                    help="letters (folder per class, gs://…) the network first trains on, generate_epochs epochs, "
                         "before --data-root's: e.g. the built-in generated ones (python -m pipeline.generate_letters "
-                        "--out DIR, then copied to the bucket); default, or empty: none, a random start")
+                        "--out DIR, then copied to the bucket); default, or empty: none, a random start; with "
+                        "--base-model: a usage error")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the Pusher writes <version>/ into (gs://…/letters; "
                         "empty: the default)")
@@ -159,17 +160,16 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         parser.error(f"--image must name the pipeline image built from the Dockerfile, got {args.image!r}")
     if args.feedback_root is None and args.feedback_repeat != defaults.feedback_repeat:
         parser.error("--feedback-repeat sets how often the feedback is trained on: it needs --feedback-root")
+    changes = flags.training_changes(parser, args, defaults)
+    flags.refuse_pretraining_beside_base_model(parser, args, defaults, changes["base_model"])
     config = defaults.replace(
-        # an empty path is the default, as an empty LETTERS_<FIELD> and as for local runs; an empty pretrain root none
+        # an empty path is the default, as an empty LETTERS_<FIELD> and as for local runs; an empty pretrain root none,
+        # and so is a LETTERS_PRETRAIN_ROOT beside a --base-model (the Trainer starts from the base model)
         pipeline_root=flags.path_or_default(args.pipeline_root, defaults.pipeline_root),
         data_root=flags.path_or_default(args.data_root, defaults.data_root),
-        pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root else "",
-        serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir),
-        **flags.training_changes(parser, args, defaults))
+        pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root and not changes["base_model"] else "",
+        serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir), **changes)
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
-    if config.base_model and config.pretrain_root:   # the Trainer would start from the base model, unpretrained
-        flags.refuse_ignored(parser, f"--pretrain-root ({config.pretrain_root})", f"--base-model ({config.base_model})",
-                             "gives the network to start from")
     try:
         beam = beam_pipeline_args(args, config)
         overrides = [spec_lib.parse_resources(text) for text in args.resources]

@@ -55,7 +55,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--pretrain-root", default=defaults.pretrain_root or None,
                    help="letters (folder per class) the network first trains on, generate_epochs epochs, in the same "
                         "run, before --data-root's (default with --data-root: the built-in generated letters, made "
-                        "if missing; empty: none, as --no-pretrain)")
+                        "if missing; empty: none, as --no-pretrain; with --base-model: a usage error)")
     p.add_argument("--no-pretrain", action="store_true", help="train --data-root's letters from a random start")
     p.add_argument("--no-cache", action="store_true", help="re-run every component even if its inputs are unchanged")
     p.add_argument("--summary-json", default=None, type=flags.output_file,
@@ -74,6 +74,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         flags.refuse_ignored(p, f"--feedback-repeat ({args.feedback_repeat})", "--no-feedback",
                              "leaves the feedback out")
     changes = flags.training_changes(p, args, defaults)
+    flags.refuse_pretraining_beside_base_model(p, args, defaults, changes["base_model"])
     config = defaults.replace(
         data_root=flags.absolute(args.data_root) if args.data_root else defaults.data_root,
         # "~" expanded in every path, as the shell would; an empty one is the default, as an empty LETTERS_<FIELD>
@@ -255,11 +256,13 @@ def choose_pretraining(config: Config, args: argparse.Namespace, builtin_root: s
     """``config`` with the folder its network first trains on, and a line saying so. Your data (--data-root)
     starts from a network of the built-in generated letters (``builtin_root``) unless --no-pretrain or
     --base-model (measured: about a point more on writers never seen, README); the built-in letters themselves
-    start at random. An empty --pretrain-root is none, as an empty ``Config.pretrain_root``."""
+    start at random. An empty --pretrain-root is none, as an empty ``Config.pretrain_root``; beside a base model
+    only a LETTERS_PRETRAIN_ROOT gets here (parse_args refuses a --pretrain-root), and it is none too."""
     given = args.pretrain_root
     if args.no_pretrain or given == "" or config.base_model or (given is None and args.data_root is None):
         if given and config.base_model and not args.no_pretrain:
-            print("Pretraining: none, --base-model gives the network to start from", flush=True)
+            print(f"Pretraining: none, --base-model gives the network to start from (LETTERS_PRETRAIN_ROOT={given} "
+                  "is not used)", flush=True)
         return config.replace(pretrain_root="")
     if given is None:
         root = os.path.abspath(builtin_root)

@@ -100,6 +100,21 @@ def refuse_ignored(parser: argparse.ArgumentParser, ignored: str, by: str, why: 
     parser.error(f"{by} {why}: {ignored} would be ignored; give one of the two")
 
 
+def refuse_pretraining_beside_base_model(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                                         defaults: Config, base_model: str) -> None:
+    """Both runners: the Trainer starts from ``base_model`` (--base-model, resolved), so letters to pretrain on
+    would be ignored: :func:`refuse_ignored` when a --pretrain-root is given beside it, and when both come from
+    LETTERS_* settings. A LETTERS_PRETRAIN_ROOT that a --base-model on the command line overrides is no conflict, as
+    for the other refusals: the run starts from the base model, unpretrained."""
+    pretrain_root = None if getattr(args, "no_pretrain", False) else args.pretrain_root
+    if not (base_model and pretrain_root):
+        return
+    if pretrain_root == defaults.pretrain_root and args.base_model != defaults.base_model:
+        return
+    refuse_ignored(parser, f"--pretrain-root ({absolute(pretrain_root)})", f"--base-model ({base_model})",
+                   "gives the network to start from")
+
+
 def output_dir(path: str) -> str:
     """argparse type: a folder that exists or can be created (made now, so the long work that follows can
     write its results)."""

@@ -286,6 +286,37 @@ def test_local_flags_one_another_would_make_ignored_are_usage_errors(argv, messa
         local_runner.parse_args(agreeing)
 
 
+@pytest.mark.parametrize("runner", ["local_runner", "kubeflow_runner"])
+def test_both_runners_refuse_pretraining_beside_a_base_model_unless_a_flag_overrides_a_setting(runner, monkeypatch,
+                                                                                                 capsys):
+    """The Trainer starts from --base-model's network, so letters to pretrain on would be ignored. kubeflow_runner
+    refused the pair, the local runner took it and dropped --pretrain-root ("Pretraining: none"); both refuse it now,
+    with one message, whether either comes from the command line or a LETTERS_* setting, except a standing
+    LETTERS_PRETRAIN_ROOT that a --base-model on the command line overrides (no pretraining then)."""
+    import importlib
+    import local_runner
+    module = importlib.import_module(runner)
+    monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE", raising=False)
+    common = ["--pipeline-root", "gs://b/root", "--serving-dir", "gs://b/serving"] if runner == "kubeflow_runner" \
+        else []
+    message = "--base-model (gs://b/m/1) gives the network to start from: --pretrain-root (gs://b/pre) would be ignored"
+    for environ, argv in (({}, ["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"]),
+                          ({"LETTERS_BASE_MODEL": "gs://b/m/1"}, ["--pretrain-root", "gs://b/pre"]),
+                          ({"LETTERS_BASE_MODEL": "gs://b/m/1", "LETTERS_PRETRAIN_ROOT": "gs://b/pre"}, [])):
+        with monkeypatch.context() as env:
+            for variable, value in environ.items():
+                env.setenv(variable, value)
+            with pytest.raises(SystemExit) as caught:
+                module.parse_args(common + argv)
+        assert caught.value.code == 2 and message in capsys.readouterr().err, (environ, argv)
+    monkeypatch.setenv("LETTERS_PRETRAIN_ROOT", "gs://b/pre")
+    config, args = module.parse_args(common + ["--base-model", "gs://b/m/1"])[:2]
+    if runner == "local_runner":
+        config = local_runner.choose_pretraining(config, args, "unused")
+        assert "LETTERS_PRETRAIN_ROOT=gs://b/pre is not used" in capsys.readouterr().out
+    assert (config.base_model, config.pretrain_root) == ("gs://b/m/1", "")
+
+
 def test_a_small_data_root_is_pointed_to_the_feedback_route(tmp_path):
     import local_runner
     from core.labels import CLASS_NAMES
