@@ -6,10 +6,13 @@
 
 ``list`` joins the serving directory (what the Pusher wrote, with its push records) with ML Metadata (the
 Evaluator's metrics and blessing for the same model). ``promote`` points a version label (``stable``,
-``canary``) at a pushed version in a TF Serving ``models.config`` and keeps every labelled version loaded,
-plus the version the label left and what the config served before (``specific`` version policy); with a running server the label moves only once that server has loaded the
-version; the file is replaced atomically, and both TF Serving and the embedded server
-re-read it (``--model_config_file_poll_wait_seconds``). ``rollback`` moves the label back to the version it
+``canary``) at a pushed version in a TF Serving ``models.config`` (refused for a version ``list`` marks not
+loadable) and keeps every labelled version loaded, plus the version the label left, the version each label's
+rollback would go back to, and what the config served before (``specific`` version policy, only versions the
+serving dir holds; a label on a version it does not hold, such as the shipped config's placeholders, is removed
+with a note); with a running server the label moves only once that server has loaded the version; the file is
+replaced atomically, and both TF Serving and the embedded server re-read it
+(``--model_config_file_poll_wait_seconds``). ``rollback`` moves the label back to the version it
 pointed at before its last promotion (recorded in ``<config>.history.json``).
 """
 from __future__ import annotations
@@ -36,6 +39,11 @@ from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_errors, version_states
 
 LABELS = ("stable", "canary")
+# A failed load is retried --max_num_load_retries times, --load_retry_interval_micros apart (5 x 60 s by default),
+# and meanwhile the version's status is LOADING with an OK status in TF Serving (its LoaderHarness publishes the
+# error only with END), so a promote's wait cannot see why: this says where to look.
+RETRYING_NOTE = ("; a server whose load failed retries it (--max_num_load_retries, --load_retry_interval_micros: "
+                 "5 x 60 s by default) and reports LOADING without the error meanwhile: its log says why")
 WAIT_REPORT_SECONDS = 5   # promote: how often a wait for the server to load the version is reported
 
 
@@ -250,32 +258,45 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
 
 
 def _set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str, record: bool,
-               server_url: str | None, timeout: float = 120.0) -> int | None:
+               server_url: str | None, timeout: float = 120.0, history: list[dict] | None = None) -> int | None:
+    """``history``: the label history (a rollback's, its entry already marked rolled back); read from the file
+    when None. With ``record`` this change is appended to it."""
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
-    folder = (serving_versions.list_versions(serving_dir, model_name) or {}).get(version)   # "007" is 7 too
+    found = serving_versions.list_versions(serving_dir, model_name) or {}
+    folder = found.get(version)   # "007" is 7 too
     if folder is None:
         raise ValueError(f"version {version} is not in {serving_dir}")
-    if not os.path.isfile(os.path.join(folder, "saved_model.pb")):
-        raise ValueError(f"version {version} in {serving_dir} ({os.path.basename(folder)}/) is incomplete (no "
-                         "saved_model.pb): a server cannot load it")
-    history = _read_history(config_file) if record else []   # a damaged history stops us before any change
+    problem = version_problem(folder)   # what `list` marks "not loadable": no server would load it
+    if problem:
+        raise ValueError(f"version {version} in {serving_dir} ({os.path.basename(folder)}/) is {problem}: a server "
+                         "cannot load it")
+    if history is None:
+        history = _read_history(config_file)   # a damaged history stops us before any change
     before = Path(config_file).read_bytes() if os.path.exists(config_file) else None
     config = load_config(config_file) if before is not None else model_server_config_pb2.ModelServerConfig()
     model = _model_config(config, model_name, base_path=os.path.abspath(serving_dir))
+    # A label on a version the serving dir does not hold (the shipped config's placeholders) is dropped: no server
+    # can answer it, TF Serving refuses a config that names one unless --allow_version_labels_for_unavailable_models
+    # and the label is unchanged (ServerCore::UpdateModelVersionLabelMap), and it is nothing to roll back to.
+    dropped = {name: v for name, v in model.version_labels.items() if v not in found}
+    for name in dropped:
+        del model.version_labels[name]
     previous = model.version_labels[label] if label in model.version_labels else None
     if previous == version:   # a repeated promote: nothing to change, and no X -> X step for a rollback to undo
         return previous
+    promotion = {"label": label, "version": version, "previous": previous,
+                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     # Serve every labelled version, the new one, the one this label leaves (it keeps answering until the label
-    # moves, and makes a rollback instant), and what the current policy serves: all of it the first time
-    # ("latest" or "all" becomes "specific"), after that the newest, which requests without a label or version get.
-    served = serving_versions.aspired_versions(model.model_version_policy,
-                                               serving_versions.list_versions(serving_dir, model_name) or {},
-                                               model_name)
+    # moves), the version each label's rollback would go back to (so that a rollback is instant), and what the
+    # current policy serves: all of it the first time ("latest" or "all" becomes "specific"), after that the
+    # newest, which requests without a label or version get. Only versions in the serving dir: TF Serving logs a
+    # missing "specific" version on every poll.
+    served = serving_versions.aspired_versions(model.model_version_policy, found, model_name, warn=False)
     if model.model_version_policy.WhichOneof("policy_choice") == "specific":
         served = set(sorted(served)[-1:])
-    keep = set(model.version_labels.values()) | {version} | ({previous} if previous is not None else set()) \
-        | set(served)
+    keep = (set(model.version_labels.values()) | {version, previous} | set(served)
+            | _rollback_targets(history + [promotion] if record else history)) & set(found)
     model.model_version_policy.specific.ClearField("versions")
     model.model_version_policy.specific.versions.extend(sorted(keep))
     server = RestConnection(server_url, timeout=5) if server_url else None
@@ -300,17 +321,27 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
             raise
     model.version_labels[label] = version
     _write_config(config_file, config)
+    for name, missing in sorted(dropped.items()):
+        print(f"note: label {name!r} named version {missing}, which is not in {serving_dir}: removed from "
+              f"{config_file}", file=sys.stderr)
     if record:
-        history.append({"label": label, "version": version, "previous": previous,
-                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        history.append(promotion)
         atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
     return previous
+
+
+def _rollback_targets(history: list[dict]) -> set[int]:
+    """The versions the labels' rollbacks would go back to: of each label, the ``previous`` of its newest promotion
+    not rolled back yet (one per label)."""
+    targets = {entry["label"]: entry["previous"] for entry in history if not entry.get("rolled_back")}
+    return {version for version in targets.values() if version is not None}
 
 
 def _wait_available(server: RestConnection, server_url: str, model_name: str, version: int, timeout: float,
                     stale_error: str | None = None) -> None:
     """Returns once the server reports ``version`` AVAILABLE; ValueError when it failed to load (END with an
-    error: the server's own message) or ``timeout`` passed. A long wait is shown, with the state it sees.
+    error: the server's own message, once it has given up retrying) or ``timeout`` passed. A long wait is shown,
+    with the state it sees.
     ``stale_error``: the error the version already ended with before this wait (a server keeps a failed load's
     END in its status): it ends the wait only once the server has tried again (a state other than END seen)."""
     started = time.monotonic()
@@ -328,7 +359,8 @@ def _wait_available(server: RestConnection, server_url: str, model_name: str, ve
             raise ValueError(f"version {version} did not become AVAILABLE on {server_url} within {timeout:.0f} s "
                              f"(state: {state}" + (f"; its last load failed: {error}" if error else "") + ")" + (
                                  "; a server loads a version that failed again only once it has applied a config "
-                                 "without it (its next config poll after the one put back)" if not retried else ""))
+                                 "without it (its next config poll after the one put back)" if not retried else
+                                 RETRYING_NOTE if state == "LOADING" else ""))
         if told is None or waited - told >= WAIT_REPORT_SECONDS:
             told = waited
             print(f"waiting for version {version} to become AVAILABLE on {server_url} (state: {state}; "
@@ -376,9 +408,9 @@ def _rollback(config_file: str, label: str, serving_dir: str, model_name: str, s
                 raise ValueError(f"label {label!r} is on version {current} in {config_file}, but its last promotion "
                                  f"in {_history_path(config_file)} put it on {entry['version']}: the two are out of "
                                  "step (an interrupted or hand-made change); promote the version you want instead")
+            entry["rolled_back"] = True   # in the history the new config is made from (what it keeps loaded)
             _set_label(config_file, label, entry["previous"], serving_dir, model_name, record=False,
-                       server_url=server_url)
-            entry["rolled_back"] = True
+                       server_url=server_url, history=history)
             atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
             return entry["previous"]
     raise ValueError(f"label {label!r} has no promotion to roll back in {_history_path(config_file)}")

@@ -3,8 +3,11 @@
     letters-demo-serve [--serving-port 8501] [--web-port 8080]
 
 Both bind 127.0.0.1. The model server reads ``models.config`` beside the serving dir (written to serve the
-latest version if absent) and polls it, so ``letters-releases promote`` moves its labels. Prints the
-page's URL, then runs until Ctrl-C (or SIGTERM), which stops both cleanly.
+latest version if absent) and polls it, so ``letters-releases promote`` moves its labels. A version it fails to
+load is not retried (``--max_num_load_retries=0``: the Pusher renames complete versions into place, so a retry
+would fail again), so a promote to it ends at once with the server's error. Refused before anything starts: a
+busy or repeated port, and a config that would serve a version folder a server cannot load or none at all.
+Prints the page's URL, then runs until Ctrl-C (or SIGTERM), which stops both cleanly.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from core.model_dirs import resolve_model_dir
 from core.signals import raise_interrupt
 from pipeline import releases
 from pipeline.flags import absolute, defaults_from_env
+from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_states
 
 
@@ -104,6 +108,26 @@ def config_problem(config_file: str, serving_dir: Path) -> str | None:
     if os.path.realpath(model.base_path) != os.path.realpath(serving_dir):
         return (f"{config_file} serves {configs.MODEL_NAME} from {model.base_path}, not from {serving_dir}: give "
                 f"--serving-dir {model.base_path}, or fix its base_path (or remove it and a new one is written)")
+    return served_version_problem(model, config_file, serving_dir)
+
+
+def served_version_problem(model, config_file: str, serving_dir: Path) -> str | None:
+    """Why the versions ``model``'s policy picks from ``serving_dir`` would not serve, or None: none at all (its
+    ``specific`` versions are all missing), or one the server cannot load (``releases.version_problem``: the newest
+    folder half-written, say, which the ``latest`` policy picks even when an older one is complete)."""
+    found = serving_versions.list_versions(str(serving_dir), configs.MODEL_NAME, warn=False) or {}
+    served = serving_versions.aspired_versions(model.model_version_policy, found, configs.MODEL_NAME, warn=False)
+    if not served:
+        wanted = ", ".join(map(str, model.model_version_policy.specific.versions))
+        return (f"{config_file} serves versions {wanted} of {configs.MODEL_NAME} (specific), none of which is in "
+                f"{serving_dir}: promote a pushed version (letters-releases promote --server-url ''), or remove it "
+                "and a new one is written")
+    for version in sorted(served, reverse=True):
+        folder = served[version]
+        problem = releases.version_problem(folder)
+        if problem:
+            return (f"version folder {folder}, which {config_file} serves, is {problem}: a server cannot load it; "
+                    "finish or remove it")
     return None
 
 
@@ -112,13 +136,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--serving-dir", default=defaults.serving_dir)
     p.add_argument("--serving-port", type=_known_port, default=8501, help="the model server's REST port")
-    p.add_argument("--grpc-port", type=_port, default=8500, help="the model server's gRPC port (0 = no gRPC)")
+    p.add_argument("--grpc-port", type=_port, default=8500,
+                   help="the model server's gRPC port (0 = no gRPC; not the REST port: the server would skip REST)")
     p.add_argument("--web-port", type=_known_port, default=_default_web_port(),
                    help="the web client's port ($LETTERS_WEB_PORT)")
     p.add_argument("--model-config-file", default=None,
                    help="the models.config to serve from and poll (default: the one beside the serving dir, which "
                         "`letters-releases promote` edits; written to serve the latest version if absent)")
     args = p.parse_args(argv)
+    flags = {"serving-port": args.serving_port, "grpc-port": args.grpc_port, "web-port": args.web_port}
+    same = [f"--{flag}" for flag, port in flags.items() if port and list(flags.values()).count(port) > 1]
+    if same:   # the model server would skip its REST API (as server.cc does), or the web client fail to bind
+        print(f"error: {' and '.join(same)} are the same port ({flags[same[0][2:]]}); give each its own",
+              file=sys.stderr)
+        return 2
     # absolute ("~" expanded): the servers run in the project root, the paths were given from here
     serving_dir = Path(absolute(args.serving_dir))
     if args.model_config_file:
@@ -144,6 +175,7 @@ def main(argv=None) -> int:
                    "--file_system_poll_wait_seconds=2", "--enable_batching=true",
                    f"--model_config_file={config_file}", "--model_config_file_poll_wait_seconds=2",
                    "--allow_version_labels_for_unavailable_models=true",   # labels in the startup config
+                   "--max_num_load_retries=0",   # a failed load ends at once (END with its error): see the docstring
                    f"--monitoring_config_file={MONITORING_CONFIG}"]          # Prometheus, for letters-monitor
     web_cmd = [sys.executable, "-m", "web", f"--port={args.web_port}", f"--tf-serving-url={serving_url}",
                f"--request-log-dir={absolute(defaults.request_log_dir)}",

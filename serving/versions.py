@@ -177,8 +177,9 @@ def list_versions(base_path: str, model_name: str, warn: bool = True) -> dict | 
     return versions
 
 
-def aspired_versions(policy, available: dict, model_name: str) -> dict:
-    """Applies a ``FileSystemStoragePathSourceConfig.ServableVersionPolicy`` to {version: path}."""
+def aspired_versions(policy, available: dict, model_name: str, warn: bool = True) -> dict:
+    """Applies a ``FileSystemStoragePathSourceConfig.ServableVersionPolicy`` to {version: path}; a ``specific``
+    version not found is logged, as TF Serving does (``warn``; a tool reading the config for its user does not)."""
     which = policy.WhichOneof("policy_choice")
     if which == "all":
         return dict(available)
@@ -187,7 +188,7 @@ def aspired_versions(policy, available: dict, model_name: str) -> dict:
         for version in policy.specific.versions:
             if version in available:
                 chosen[version] = available[version]
-            else:
+            elif warn:
                 log.warning("Version %d of servable %s, which was requested to be served as a 'specific' version "
                             "in the servable's version policy, was not found in the file system",
                             version, model_name)

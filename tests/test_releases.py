@@ -11,6 +11,14 @@ from tests.support import serving as testing
 from tests.test_atomic_pusher import fake_model
 
 
+def model_folder(path, name: bytes) -> str:
+    """A pushable model folder whose saved_model.pb parses (promote refuses one that does not), told apart by
+    ``name``."""
+    graph = meta_graph_pb2.MetaGraphDef(meta_info_def=meta_graph_pb2.MetaGraphDef.MetaInfoDef(
+        meta_graph_version=name.decode()))
+    return fake_model(path, saved_model_pb2.SavedModel(meta_graphs=[graph]).SerializeToString())
+
+
 def test_ensure_config_serves_the_latest_version_and_never_overwrites(tmp_path):
     serving_dir, config_file = tmp_path / "models" / "letters", tmp_path / "models" / "models.config"
     serving_dir.mkdir(parents=True)
@@ -26,8 +34,8 @@ def test_ensure_config_serves_the_latest_version_and_never_overwrites(tmp_path):
 
 def test_cli_edits_the_config_beside_the_given_serving_dir(tmp_path, capsys):
     serving_dir = tmp_path / "elsewhere" / "letters"
-    v1, _ = atomic_pusher.push_model(fake_model(tmp_path / "m1", b"one"), str(serving_dir))
-    v2, _ = atomic_pusher.push_model(fake_model(tmp_path / "m2", b"two"), str(serving_dir))
+    v1, _ = atomic_pusher.push_model(model_folder(tmp_path / "m1", b"one"), str(serving_dir))
+    v2, _ = atomic_pusher.push_model(model_folder(tmp_path / "m2", b"two"), str(serving_dir))
     no_server = f"http://127.0.0.1:{testing.free_port()}"
     # A server that cannot be reached is not taken for none: the label would name a version it may not have
     # loaded, and TF Serving would then refuse the whole config.
@@ -50,7 +58,7 @@ def test_cli_edits_the_config_beside_the_given_serving_dir(tmp_path, capsys):
 
 def pushed(tmp_path, n=1):
     serving_dir = tmp_path / "models" / "letters"
-    versions = [atomic_pusher.push_model(fake_model(tmp_path / f"m{i}", b"m%d" % i), str(serving_dir))[0]
+    versions = [atomic_pusher.push_model(model_folder(tmp_path / f"m{i}", b"m%d" % i), str(serving_dir))[0]
                 for i in range(n)]
     return serving_dir, versions
 
@@ -279,12 +287,15 @@ def test_a_version_the_server_fails_to_load_ends_the_wait_with_its_error_and_the
     before = config_file.read_bytes()
     with testing.start_server(model_config_file=str(config_file), model_config_file_poll_wait_seconds=0.5,
                               file_system_poll_wait_seconds=0.2, max_num_load_retries=0) as server:
-        (serving_dir / "1" / "saved_model.pb").write_bytes(b"\xff" * 64)   # damaged after the push
+        # changed after the push into a SavedModel that parses (so promote's own check passes) without a serving
+        # graph, which only a load finds
+        (serving_dir / "1" / "saved_model.pb").write_bytes(saved_model_pb2.SavedModel(
+            meta_graphs=[meta_graph_pb2.MetaGraphDef()]).SerializeToString())
         started = time.monotonic()
         code, err = run(["promote", "1", "--label", "stable", "--serving-dir", str(serving_dir), "--config",
                          str(config_file), "--server-url", server.url], capsys)
         assert code == 2 and time.monotonic() - started < 60, err
-        assert "version 1 failed to load on" in err and "saved_model.pb" in err and "put back as it was" in err
+        assert "version 1 failed to load on" in err and "{ serve }" in err and "put back as it was" in err
         assert config_file.read_bytes() == before
         # fixed, then promoted again: the END the failed load left in the server's status does not end this wait.
         # (A server retries an errored version once a config without it was applied, as TF Serving's
@@ -331,3 +342,76 @@ def test_a_config_with_tf_serving_2_20_fields_is_promoted_on_and_keeps_them(tmp_
     assert code == 0, err
     text = config_file.read_text()
     assert "per_task_sampling_configs" in text and 'dc: "aa"' in text and "stable" in text
+
+
+def test_the_shipped_placeholder_labels_are_removed_never_served_nor_rolled_back_to(tmp_path, capsys, caplog):
+    """serving/deploy/models.config ships ``stable: 1`` and ``canary: 2``: the first promote put versions 1 and 2
+    into the specific versions (the server then logged them missing twice a second), kept ``canary: 2``, and
+    recorded 1 as stable's previous version, so that a rollback could only fail."""
+    from core import configs
+
+    serving_dir, (v1, v2) = pushed(tmp_path, 2)
+    config_file = tmp_path / "models" / "models.config"
+    shipped = (configs.PROJECT_ROOT / "serving" / "deploy" / "models.config").read_text()
+    config_file.write_text(shipped.replace('"/models/letters"', f'"{serving_dir}"'))
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
+    code, err = run(["promote", str(v1), "--label", "stable", *common], capsys)
+    assert code == 0, err
+    assert f"label 'canary' named version 2, which is not in {serving_dir}: removed" in err
+    assert f"label 'stable' named version 1, which is not in {serving_dir}: removed" in err
+    (model,) = releases.load_config(str(config_file)).model_config_list.config
+    assert sorted(model.model_version_policy.specific.versions) == [v1, v2]   # v2: the latest policy served it
+    assert dict(model.version_labels) == {"stable": v1}
+    history = json.loads((tmp_path / "models" / "models.config.history.json").read_text())
+    assert [(e["label"], e["previous"]) for e in history] == [("stable", None)]
+    code, err = run(["rollback", "--label", "stable", *common], capsys)
+    assert code == 2 and "had no version before" in err
+    caplog.clear()
+    assert run(["promote", str(v2), "--label", "canary", *common], capsys)[0] == 0
+    assert not [r for r in caplog.records if "was not found in the file system" in r.getMessage()]
+
+
+def test_a_version_list_marks_not_loadable_is_refused_without_a_server_too(tmp_path, capsys):
+    """Without a server (--server-url '') a truncated saved_model.pb was promoted, though `list` said a server
+    cannot load it."""
+    serving_dir, (v1, v2) = pushed(tmp_path, 2)
+    pb = serving_dir / str(v2) / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[:len(pb.read_bytes()) // 2])
+    code, err = run(["promote", str(v2), "--serving-dir", str(serving_dir), "--server-url", ""], capsys)
+    assert code == 2 and f"version {v2} in {serving_dir} ({v2}/) is damaged (saved_model.pb does not parse)" in err
+    assert not (tmp_path / "models" / "models.config").exists()
+
+
+def test_a_wait_that_runs_out_while_loading_says_the_error_is_in_the_servers_log(monkeypatch):
+    """A server retrying a failed load reports LOADING with no error (TF Serving does too): the wait cannot show
+    the error, and says where it is instead of leaving the user to think the load is slow."""
+    monkeypatch.setattr(releases, "version_status", lambda *args: ("LOADING", None))
+    try:
+        releases._wait_available(None, "http://127.0.0.1:9", "letters", 7, timeout=-1)
+    except ValueError as err:
+        assert "(state: LOADING)" in str(err) and "reports LOADING without the error meanwhile: its log says why" \
+            in str(err)
+    else:
+        raise AssertionError("the wait did not end")
+
+
+def test_every_version_a_rollback_goes_back_to_stays_served(tmp_path, capsys):
+    """promote A --label canary, then promote B --label stable had dropped the version canary left, so a rollback
+    of canary waited for it to load again instead of being instant."""
+    serving_dir, (v1, v2, v3, v4) = pushed(tmp_path, 4)
+    config_file = tmp_path / "models" / "models.config"
+    releases.ensure_config(str(config_file), str(serving_dir))          # latest: v4
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
+
+    def served():
+        (model,) = releases.load_config(str(config_file)).model_config_list.config
+        return sorted(model.model_version_policy.specific.versions)
+    for version, label in ((v1, "canary"), (v2, "canary"), (v3, "stable")):
+        assert run(["promote", str(version), "--label", label, *common], capsys)[0] == 0
+    assert served() == [v1, v2, v3, v4]          # v1: canary's rollback goes back to it
+    assert run(["promote", str(v4), "--label", "stable", *common], capsys)[0] == 0
+    assert served() == [v1, v2, v3, v4]          # and v3: stable's
+    assert run(["rollback", "--label", "stable", *common], capsys)[0] == 0
+    assert run(["rollback", "--label", "canary", *common], capsys)[0] == 0
+    (model,) = releases.load_config(str(config_file)).model_config_list.config
+    assert dict(model.version_labels) == {"stable": v3, "canary": v1}

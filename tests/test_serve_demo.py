@@ -126,3 +126,55 @@ def test_a_models_config_that_serves_another_folder_or_name_is_refused_before_an
                                "--serving-port", str(testing.free_port()), "--web-port", str(testing.free_port())],
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_repeated_ports_and_versions_that_cannot_serve_are_refused_before_anything_starts(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """Each had been accepted, and the wait for the model server ran out after 180 s: one port for REST and gRPC
+    (the server skips its REST API, as server.cc does), a half-written newest version folder (the latest policy
+    picks it although an older one is complete), a models.config whose specific versions are all gone."""
+    from pipeline import serve_demo
+
+    def no_start(*args, **kwargs):
+        raise AssertionError("a child was started")
+    monkeypatch.setattr(serve_demo.subprocess, "Popen", no_start)
+    base = tmp_path / "models" / "letters"
+    testing.publish_version(str(base), 1)
+    serving_port, web_port = testing.free_port(), testing.free_port()
+    common = ["--serving-dir", str(base), "--serving-port", str(serving_port), "--web-port", str(web_port)]
+
+    def refused(*argv):
+        code = serve_demo.main([*common, *argv])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        return err
+    assert refused("--grpc-port", str(serving_port)) == (
+        f"error: --serving-port and --grpc-port are the same port ({serving_port}); give each its own")
+    testing.publish_version(str(base), 2, half_written=True)
+    err = refused()
+    assert f"version folder {base / '2'}, which" in err and "is incomplete (no saved_model.pb)" in err
+    (tmp_path / "models" / "models.config").write_text(
+        f"model_config_list {{ config {{ name: 'letters' base_path: '{base}' model_platform: 'tensorflow' "
+        "model_version_policy { specific { versions: 5 versions: 6 } } } }")
+    assert f"serves versions 5, 6 of letters (specific), none of which is in {base}" in refused("--grpc-port", "0")
+
+
+def test_the_model_server_does_not_retry_a_failed_load(tmp_path, capsys, monkeypatch):
+    """With TF Serving's 5 retries a minute apart a promote to a version the demo's server cannot load waited
+    out its two minutes in LOADING (the status shows no error while retrying) instead of ending with the error."""
+    from pipeline import serve_demo
+    from serving.config import parse_flags
+
+    started = []
+
+    def record(command, **kwargs):
+        started.append(command)
+        raise RuntimeError("not started in this test")
+    monkeypatch.setattr(serve_demo.subprocess, "Popen", record)
+    monkeypatch.setattr(serve_demo.signal, "signal", lambda *args: None)   # this process's handlers stay
+    base = tmp_path / "models" / "letters"
+    testing.publish_version(str(base), 1)
+    assert serve_demo.main(["--serving-dir", str(base), "--serving-port", str(testing.free_port()), "--grpc-port",
+                            "0", "--web-port", str(testing.free_port())]) == 1
+    (command,) = started
+    assert command[1:3] == ["-m", "serving"] and parse_flags(command[3:]).max_num_load_retries == 0
