@@ -32,15 +32,6 @@ def grpc_code(name: str) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, name, grpc.StatusCode.UNKNOWN)
 
 
-def _make_model_spec(spec, name: str, signature_name: str | None, version: int) -> None:
-    """util.cc MakeModelSpec: the response's spec names the model, the signature run and the version."""
-    spec.Clear()
-    spec.name = name
-    if signature_name is not None:
-        spec.signature_name = signature_name or inference.DEFAULT_SIGNATURE
-    spec.version.value = version
-
-
 def _model_spec(request):
     if not request.HasField("model_spec"):
         raise invalid("Missing ModelSpec")
@@ -127,7 +118,7 @@ class GrpcApi:
         signature_name = spec.signature_name or inference.DEFAULT_SIGNATURE
         response = predict_pb2.PredictResponse()
         arrays, aliases = inference.predict_request(servable, signature_name, request)
-        _make_model_spec(response.model_spec, spec.name, signature_name, servable.version)
+        inference.make_model_spec(response.model_spec, spec.name, signature_name, servable.version)
         outputs = self._run(servable, signature_name, arrays, context, "Predict", spec.name)
         for alias in aliases:
             response.outputs[alias].CopyFrom(tensor_proto.to_proto(outputs[alias]))
@@ -144,7 +135,8 @@ class GrpcApi:
     def _examples_call(self, request, context, method: str, response, fill_result):
         """Classify or Regress: run the tf.Examples, fill ``response`` (its model spec and result), log it."""
         examples, outputs, version = self._run_examples(request, method, context)
-        _make_model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, version)
+        inference.make_model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name,
+                                  version)
         fill_result(outputs, len(examples), response.result)
         return self._logged(method, request, response, response.model_spec)
 
@@ -159,43 +151,13 @@ class GrpcApi:
         return examples, outputs, servable.version
 
     def multi_inference(self, request, context) -> inference_pb2.MultiInferenceResponse:
+        """The model the first task names (RunMultiInferenceWithServerCore), then inference.multi_inference."""
         tasks = request.tasks
         spec = tasks[0].model_spec if tasks and tasks[0].HasField("model_spec") else model_pb2.ModelSpec()
         servable = inference.resolve_spec(self.core, spec)
-        model_name, seen, plan = "", set(), []
-        for task in tasks:
-            name = task.model_spec.name
-            if not name:
-                raise invalid("Found ModelSpec with an empty model name.")
-            if model_name and name != model_name:
-                raise invalid("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
-            model_name = name
-            signature_name = task.model_spec.signature_name or inference.DEFAULT_SIGNATURE
-            if signature_name in seen:
-                raise invalid(f"Duplicate evaluation of signature: {signature_name}")
-            seen.add(signature_name)
-            signature = servable.signature_defs.get(signature_name)
-            if signature is None:
-                raise invalid(f"Requested signature not found in model graph: {signature_name}")
-            method = inference.METHOD_NAMES.get(task.method_name)
-            if method is None:
-                raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
-            inference.check_example_signature(signature, method)
-            plan.append((task, signature_name, method))
-        examples = inference.input_examples(request.input)
-        batch = inference.examples_batch(examples)
-        outputs = {name: self._run(servable, name, batch, context) for _, name, _ in plan}
-        self.metrics.examples(model_name, len(examples))
-        response = inference_pb2.MultiInferenceResponse()
-        for task, signature_name, method in plan:
-            result = response.results.add()
-            if method == inference.CLASSIFY:
-                inference.classification_result(outputs[signature_name], len(examples),
-                                                result.classification_result)
-            else:
-                inference.regression_result(outputs[signature_name], len(examples), result.regression_result)
-            _make_model_spec(result.model_spec, task.model_spec.name, task.model_spec.signature_name,
-                             servable.version)
+        response = inference.multi_inference(
+            servable, request, lambda signature_name, arrays: self._run(servable, signature_name, arrays, context),
+            self.metrics, servable.version)
         return self._logged("multi_inference", request, response, response.results[0].model_spec)
 
     def _logged(self, kind: str, request, response, spec):

@@ -1,15 +1,16 @@
-"""What the REST and gRPC APIs share: which servable a request names, model status, signature maps, the
-classify/regress signature checks and their tf.Example inputs, and the classify/regress results.
+"""What the REST and gRPC APIs and warm-up share: which servable a request names, model status, signature maps,
+the classify/regress signature checks and their tf.Example inputs, the classify/regress results, and a whole
+MultiInference request (the gRPC call and a warm-up ``multi_inference_log`` record run the same checks).
 
 The behaviour and messages are TF Serving's: ServerCore::ServableRequestFromModelSpec and GetServableHandle,
-get_model_status_impl.cc, classifier.cc / regressor.cc (PreProcess*/PostProcess*) and util.cc
-(InputToSerializedExampleTensor).
+get_model_status_impl.cc, classifier.cc / regressor.cc (PreProcess*/PostProcess*), util.cc
+(InputToSerializedExampleTensor, MakeModelSpec) and multi_inference.cc (TensorFlowMultiInferenceRunner::Infer).
 """
 from __future__ import annotations
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, inference_pb2
 
 from serving import tensor_proto
 from serving.status import ServingError, invalid
@@ -57,6 +58,16 @@ def signature_def_map(servable) -> get_model_metadata_pb2.SignatureDefMap:
     for key, signature in servable.signature_defs.items():
         signatures.signature_def[key].CopyFrom(signature)
     return signatures
+
+
+def make_model_spec(spec, name: str, signature_name: str | None, version: int | None) -> None:
+    """util.cc MakeModelSpec: a response's spec names the model, the signature run and (when known) the version."""
+    spec.Clear()
+    spec.name = name
+    if signature_name is not None:
+        spec.signature_name = signature_name or DEFAULT_SIGNATURE
+    if version is not None:
+        spec.version.value = version
 
 
 # ------------------------------------------------------------------------------------------ predict
@@ -177,6 +188,52 @@ def input_examples(input_proto) -> list:
     if not examples:
         raise invalid("Input is empty.")
     return examples
+
+
+def multi_inference(servable, request, run, metrics=None,
+                    version: int | None = None) -> inference_pb2.MultiInferenceResponse:
+    """A MultiInferenceRequest on ``servable`` as TensorFlowMultiInferenceRunner::Infer runs it: every task names
+    the same, non-empty model and a distinct signature of the graph that can classify or regress; then the input's
+    tf.Examples ("Input is empty." without any) go through each task's signature, ``run(signature name, arrays)``
+    -> outputs; ``metrics`` (serving.metrics.Metrics) counts the examples. The gRPC MultiInference call and a
+    warm-up ``multi_inference_log`` record both come here, so that a record the API refuses fails the load as in
+    TF Serving. ``version`` goes into the results' model specs (warm-up runs without one)."""
+    model_name, plan = "", {}
+    for task in request.tasks:
+        name = task.model_spec.name
+        if not name:
+            raise invalid("Found ModelSpec with an empty model name.")
+        if model_name and name != model_name:
+            raise invalid("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        model_name = name
+        signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        if signature_name in plan:
+            raise invalid(f"Duplicate evaluation of signature: {signature_name}")
+        signature = servable.signature_defs.get(signature_name)
+        if signature is None:
+            raise invalid(f"Requested signature not found in model graph: {signature_name}")
+        method = METHOD_NAMES.get(task.method_name)
+        if method is None:
+            raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
+        check_example_signature(signature, method)
+        plan[signature_name] = method
+    examples = input_examples(request.input)
+    if not plan:    # the session run with nothing to fetch (only a warm-up record gets here: the API needs a model)
+        raise invalid("Must specify at least one target to fetch or execute.")
+    batch = examples_batch(examples)
+    outputs = {signature_name: run(signature_name, batch) for signature_name in plan}
+    if metrics is not None:
+        metrics.examples(model_name, len(examples))
+    response = inference_pb2.MultiInferenceResponse()
+    for task in request.tasks:
+        signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        result = response.results.add()
+        if plan[signature_name] == CLASSIFY:
+            classification_result(outputs[signature_name], len(examples), result.classification_result)
+        else:
+            regression_result(outputs[signature_name], len(examples), result.regression_result)
+        make_model_spec(result.model_spec, task.model_spec.name, task.model_spec.signature_name, version)
+    return response
 
 
 def _shape_text(array) -> str:

@@ -3,7 +3,9 @@
 
 Every record of ``assets.extra/tf_serving_warmup_requests`` runs, in order, on the freshly loaded version, and the
 load fails on the first record that fails, on one that is not a PredictionLog, on the 1,001st, and on a file that is
-not TFRecords. Predict, classify, regress and multi-inference records run as their requests would; streamed
+not TFRecords. Predict, classify, regress and multi-inference records run as their requests would, with the
+API's checks and statuses (a multi-inference record through serving.inference.multi_inference, the gRPC
+MultiInference call's own code, as TF Serving's RunWarmupRequest calls RunMultiInference); streamed
 predict and session-run records are UNIMPLEMENTED; a record with no request in it runs nothing.
 """
 from __future__ import annotations
@@ -59,7 +61,7 @@ def replay(servable, metrics=None, run=None) -> int:
 def run_record(servable, log, metrics=None, run=None) -> None:
     """One record (RunWarmupRequest): its request run on ``servable`` (by ``run``, as in :func:`replay`), the
     answer checked as the API checks it; ``metrics`` gets the run's latency as RunPredict / RunClassify /
-    RunRegress record it."""
+    RunRegress record it, and a multi-inference record's tf.Examples as RunMultiInference counts them."""
     from tensorflow_serving.apis import classification_pb2, regression_pb2
 
     run = run or servable.run
@@ -72,19 +74,17 @@ def run_record(servable, log, metrics=None, run=None) -> None:
     elif kind in ("classify_log", "regress_log"):
         request = getattr(log, kind).request
         method = inference.CLASSIFY if kind == "classify_log" else inference.REGRESS
-        _run_examples(servable, run, [(request.model_spec.signature_name, method)], request.input,
-                      classification_pb2, regression_pb2, metrics, request.model_spec.name)
-    elif kind == "multi_inference_log":
-        request = log.multi_inference_log.request
-        tasks = []
-        for task in request.tasks:
-            method = inference.METHOD_NAMES.get(task.method_name)
-            if method is None:
-                raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
-            tasks.append((task.model_spec.signature_name, method))
-        examples = _run_examples(servable, run, tasks, request.input, classification_pb2, regression_pb2)
-        if metrics is not None and request.tasks:       # RunMultiInference's RecordRequestExampleCount
-            metrics.examples(request.tasks[0].model_spec.name, len(examples))
+        signature_name = request.model_spec.signature_name or inference.DEFAULT_SIGNATURE
+        inference.example_signature(servable, signature_name, method)
+        examples = inference.input_examples(request.input)
+        outputs = _timed(metrics, request.model_spec.name, method.capitalize(),
+                         lambda: run(signature_name, inference.examples_batch(examples)))
+        if method == inference.CLASSIFY:
+            inference.classification_result(outputs, len(examples), classification_pb2.ClassificationResult())
+        else:
+            inference.regression_result(outputs, len(examples), regression_pb2.RegressionResult())
+    elif kind == "multi_inference_log":     # RunMultiInference: the gRPC MultiInference call's checks and run
+        inference.multi_inference(servable, log.multi_inference_log.request, run, metrics)
     elif kind in _UNSUPPORTED:
         raise ServingError("UNIMPLEMENTED", f"Unsupported log_type for warmup: {_UNSUPPORTED[kind]}")
 
@@ -96,20 +96,3 @@ def _timed(metrics, model_name: str, api: str, run):
         metrics.runtime(model_name, api, (time.perf_counter() - started) * 1e6)
     return outputs
 
-
-def _run_examples(servable, run, tasks, input_proto, classification_pb2, regression_pb2, metrics=None,
-                  model_name: str = "") -> list:
-    """Classify or Regress tasks on one input (with ``metrics``, each run timed as its API); the examples."""
-    examples = None
-    for signature_name, method in tasks:
-        signature_name = signature_name or inference.DEFAULT_SIGNATURE
-        inference.example_signature(servable, signature_name, method)
-        if examples is None:
-            examples = inference.input_examples(input_proto)
-        batch = inference.examples_batch(examples)
-        outputs = _timed(metrics, model_name, method.capitalize(), lambda: run(signature_name, batch))
-        if method == inference.CLASSIFY:
-            inference.classification_result(outputs, len(examples), classification_pb2.ClassificationResult())
-        else:
-            inference.regression_result(outputs, len(examples), regression_pb2.RegressionResult())
-    return examples

@@ -117,6 +117,38 @@ def test_records_tf_serving_refuses_fail_the_load(tmp_path, case, code, message)
     assert raised.value.code == code and message in raised.value.message, raised.value.message
 
 
+def multi_inference_log(tasks, with_input=True):
+    """A multi_inference_log record: ``tasks`` are (model name, signature name, method) triples."""
+    from tensorflow_serving.apis import inference_pb2, model_pb2, prediction_log_pb2
+    request = inference_pb2.MultiInferenceRequest(tasks=[
+        inference_pb2.InferenceTask(model_spec=model_pb2.ModelSpec(name=name, signature_name=signature),
+                                    method_name=f"tensorflow/serving/{method}") for name, signature, method in tasks])
+    if with_input:
+        request.input.CopyFrom(example_input(0.5))
+    return prediction_log_pb2.PredictionLog(multi_inference_log=prediction_log_pb2.MultiInferenceLog(request=request))
+
+
+@pytest.mark.parametrize("tasks, with_input, message", [
+    ([("", "serving_default", "classify")], True, "Found ModelSpec with an empty model name."),
+    ([("m", "serving_default", "classify"), ("other", "regress_x", "regress")], True,
+     "All ModelSpecs in a MultiInferenceRequest must access the same model name."),
+    ([("m", "serving_default", "classify"), ("m", "", "classify")], True,
+     "Duplicate evaluation of signature: serving_default"),
+    ([("m", "nope", "predict")], True, "Requested signature not found in model graph: nope"),
+    ([], False, "Input is empty."),
+    ([], True, "Must specify at least one target to fetch or execute."),
+], ids=["empty model name", "two models", "a signature twice", "unknown signature", "no tasks, no input",
+        "no tasks"])
+def test_multi_inference_records_fail_the_load_as_the_grpc_call_fails(tmp_path, tasks, with_input, message):
+    """A multi_inference_log record runs as TF Serving's RunMultiInference (multi_inference.cc), through the gRPC
+    MultiInference call's own checks; these records had loaded, the model names and duplicate signatures unchecked
+    and a record without tasks running nothing."""
+    path = scorer_with(tmp_path, [multi_inference_log(tasks, with_input)])
+    with pytest.raises(ServingError) as raised:
+        versions.Servable("m", 1, path)
+    assert (raised.value.code, raised.value.message) == ("INVALID_ARGUMENT", message)
+
+
 def test_a_warmup_file_that_is_not_tfrecords_fails_the_load(tmp_path):
     path = str(tmp_path / "1")
     testing.save_scorer(path)
