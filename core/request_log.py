@@ -15,9 +15,9 @@ One writer for the embedded model server (``ModelConfig.logging_config``) and th
 * after a write that fails part-way (a full disk) cuts the partial record off and goes on in a new file;
 * is thread-safe (one lock around rotation and the write).
 
-Readers: :func:`log_files` (a prefix's files, oldest first), :func:`read_records` (a file's complete records,
-checksums verified) and :func:`read_logs` (parsed ``PredictionLog`` protos; imports tensorflow-serving-api).
-TensorFlow's ``tf.data.TFRecordDataset`` reads the files too. Nothing here imports TensorFlow.
+Readers: :func:`log_files` (a prefix's files, oldest first; :func:`name_pattern`, their names), :func:`read_records`
+(a file's complete records, checksums verified) and :func:`read_logs` (parsed ``PredictionLog`` protos; imports
+tensorflow-serving-api). TensorFlow's ``tf.data.TFRecordDataset`` reads the files too. Nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
@@ -92,10 +92,17 @@ def _split(prefix: str) -> tuple[str, str]:
     return folder, base + "-" if base else ""
 
 
+def name_pattern(prefix: str) -> re.Pattern:
+    """The names (without their folder) the writer gives the files of ``prefix``: ``requests-<UTC time>-<n>.tfrecord``
+    for ``/logs/requests``, and not another prefix's that starts alike (``requests_canary-…``). Only the prefix's
+    last part counts, so a URL (``gs://bucket/logs/requests``) gets the same pattern as a path."""
+    return re.compile(re.escape(_split(prefix)[1]) + _NAME)
+
+
 def log_files(prefix: str) -> list[str]:
     """The log files written under ``prefix``, oldest first (names hold the UTC time they were opened)."""
-    folder, start = _split(prefix)
-    pattern = re.compile(re.escape(start) + _NAME)
+    folder, _ = _split(prefix)
+    pattern = name_pattern(prefix)
     try:
         names = os.listdir(folder)
     except FileNotFoundError:

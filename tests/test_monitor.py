@@ -352,6 +352,27 @@ def test_reads_what_the_web_backend_writes_with_its_time_and_origin(tmp_path, le
     assert [image_features.features(a.image, a.origin)["source"] for a in read.answers] == ["canvas", "upload"]
 
 
+def test_a_file_name_prefix_reads_its_writers_files_only(tmp_path):
+    """``--logs DIR/requests`` reads what a writer given that filename_prefix wrote (requests-<time>-<n>.tfrecord),
+    not the files of another model logging beside it as ``requests_canary`` (they had been read as ``requests*``,
+    their traffic mixed into the drift and live accuracy); the folder still reads them all."""
+    from core import prediction_log, request_log
+    from pipeline.monitor import request_logs
+
+    for name, version in (("requests", 1), ("requests_canary", 2)):
+        writer = request_log.RequestLogWriter(str(tmp_path / "logs" / name), sampling_rate=1.0)
+        writer.write(prediction_log.predict_log(
+            "letters", "predict_images", version, {"images": prediction_log.bytes_tensor([b"image"])},
+            {"probabilities": prediction_log.float_tensor([confident(version).tolist()])}, 1.0, "canvas", 1.0))
+        writer.close()
+    versions = lambda prefix: sorted(a.version for a in request_logs.read_logs(str(prefix)).answers)  # noqa: E731
+    assert versions(tmp_path / "logs" / "requests") == [1]
+    assert versions(tmp_path / "logs" / "requests_canary") == [2]
+    assert versions(tmp_path / "logs") == [1, 2]
+    with pytest.raises(request_logs.LogNotFound):     # a start of the name is not the writer's prefix
+        request_logs.log_files(str(tmp_path / "logs" / "req"))
+
+
 def clear_of_the_hour(margin: float = 60.0) -> float:
     """time.time(), at least ``margin`` seconds before the next hour begins (waiting for it if need be): a test
     that places answers in this hour's window and the one before must not see the windows move while it runs."""

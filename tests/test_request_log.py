@@ -242,3 +242,17 @@ def test_the_tensorflow_free_messages_match_the_real_ones():
                     assert real.fields_by_name[field.name].enum_type.values_by_name[value.name].number == value.number
 
     check(prediction_log.PredictionLog.DESCRIPTOR, prediction_log_pb2.PredictionLog.DESCRIPTOR)
+
+
+def test_name_pattern_is_the_writers_names_of_a_prefix_path_or_url(tmp_path):
+    """The monitor reads a prefix's files (gs:// too) by the pattern the writer names them with: its own names only."""
+    writer = request_log.RequestLogWriter(str(tmp_path / "requests"), 1.0)
+    writer.write(_record(1))
+    writer.close()
+    (path,) = request_log.log_files(str(tmp_path / "requests"))
+    name = os.path.basename(path)
+    for prefix in (str(tmp_path / "requests"), "gs://bucket/logs/requests"):
+        pattern = request_log.name_pattern(prefix)
+        assert pattern.fullmatch(name)
+        assert not pattern.fullmatch(name.replace("requests-", "requests_canary-"))
+        assert not pattern.fullmatch(name + ".tmp")

@@ -1,7 +1,9 @@
 """Reads request logs: TFRecord files of TF Serving ``PredictionLog`` protos (what ``core/request_log.py`` writes).
 
-A log is named by a **prefix**: a folder (every file in it, recursively) or a file-name prefix
-(``/var/log/letters/requests`` → ``requests*``), gs:// included. Each ``predict_log`` holds the request —
+A log is named by a **prefix**: a folder (every file in it, recursively) or the ``filename_prefix`` its writer
+was given (``/var/log/letters/requests`` → the files ``requests-<UTC time>-<n>.tfrecord`` that
+``core/request_log.py`` names, not ``requests_canary-…`` of another model logging into the same folder), gs://
+included. Each ``predict_log`` holds the request —
 ``inputs["images"]`` (encoded image bytes, signature ``predict_images``) or ``inputs["examples"]`` (serialized
 tf.Examples whose ``image_raw`` is the image, signature ``serving_default``) — the response's
 ``outputs["probabilities"]`` [N, 27] and, in ``log_metadata.model_spec.version``, the version that answered.
@@ -23,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from core import configs
+from core import configs, request_log
 from core.labels import CLASS_NAMES
 
 
@@ -75,14 +77,18 @@ def has_logs(prefix: str) -> bool:
 
 
 def log_files(prefix: str) -> list[str]:
-    """The files a prefix names (sorted); LogNotFound when there are none."""
+    """The files a prefix names (sorted): a folder's files, or the writer's files of a file-name prefix (the
+    pattern of core.request_log, read through tf.io.gfile for gs://); LogNotFound when there are none."""
     gfile = tf.io.gfile
     if gfile.isdir(prefix):
         found = [os.path.join(root, name) for root, _, names in gfile.walk(prefix) for name in names]
     else:
-        found = [path for path in gfile.glob(glob.escape(prefix) + "*") if not gfile.isdir(path)]
+        pattern = request_log.name_pattern(prefix)
+        found = [path for path in gfile.glob(glob.escape(prefix) + "*")
+                 if pattern.fullmatch(os.path.basename(path)) and not gfile.isdir(path)]
     if not found:
-        raise LogNotFound(f"no request log at {prefix} (a folder of TFRecord files or a file-name prefix)")
+        raise LogNotFound(f"no request log at {prefix} (a folder of TFRecord files, or the filename_prefix of files "
+                          f"named <prefix>-<UTC time>-<n>.tfrecord)")
     return sorted(found)
 
 
