@@ -5,19 +5,24 @@ One policy, used by the ExampleGen and by the web client's backend:
 * reject what is not a readable image: empty, oversize, unidentifiable, truncated or corrupt data, and
   images whose pixel count marks a decompression bomb;
 * keep the original bytes when TensorFlow's ``tf.io.decode_image`` (which the model's serving graph runs)
-  decodes them faithfully: PNG (1, L, LA, RGB, RGBA, P, 16-bit), JPEG (L, RGB, CMYK), GIF, BMP (L, RGB);
+  decodes them faithfully: PNG (1, L, LA, RGB, RGBA, P, 16-bit), JPEG (L, RGB, CMYK; baseline, extended or
+  progressive, Huffman or arithmetic coded), GIF (one opaque frame filling its screen), BMP (L, RGB);
 * re-encode to PNG only what that decoder rejects or reads wrongly (WebP, TIFF, palette and 1-bit BMP,
   transparent GIF, a 32-bit BMP whose fourth byte TensorFlow takes for alpha, a 16-bit, OS/2 or run-length BMP it
-  refuses or misreads), preserving transparency as alpha, and an animated GIF as its first frame (TensorFlow
-  decodes every frame: a decompression bomb of many small frames); ``tests/test_image_io.py`` pins that these
-  formats are indeed the ones TensorFlow
-  mis-decodes or rejects;
-* refuse a PNG that Pillow reads and TensorFlow's libpng does not: a critical chunk failing its CRC, or the file
-  cut short before its IEND chunk;
+  refuses or misreads, a lossless JPEG, whose process TensorFlow's libjpeg refuses), preserving transparency as
+  alpha, and an animated GIF as its first frame (TensorFlow decodes every frame: a decompression bomb of many
+  small frames); ``tests/test_image_io.py`` pins that these formats are indeed the ones TensorFlow mis-decodes or
+  rejects;
+* refuse what Pillow reads and TensorFlow's decoders refuse as damaged: a PNG with a critical chunk failing its
+  CRC, or cut short before its IEND chunk; a GIF whose pixels use a colour its colour table lacks (or that has no
+  colour table), which viewers show each their own way;
 * re-encode also what TensorFlow decodes but reads otherwise than a viewer shows it: a PNG whose transparency is
   one key colour (tRNS on a grey or RGB image: TensorFlow reads it opaque, so a transparent background became
-  ink), and a photo with an EXIF orientation (turned upright first; TensorFlow ignores EXIF, so a phone's sideways
-  photo reached the model on its side while the page showed it upright);
+  ink), a photo with an EXIF orientation (turned upright first; TensorFlow ignores EXIF, so a phone's sideways
+  photo reached the model on its side while the page showed it upright), and a GIF whose frame does not cover
+  its logical screen (TensorFlow reads the frame's rectangle alone and draws it as if at the top left, so a frame
+  set off from the corner came out black): kept as a viewer shows it, the frame in its place and the rest of the
+  screen transparent;
 * a re-encoded lossy WebP or JPEG without transparency (a phone's or a browser's photo) becomes a JPEG of quality
   95 without chroma subsampling, not a PNG: as a PNG it grew about 14 times, past the upload limit it had passed,
   into every request to the model (``python -m bench.reencode``: a 0.5 MB WebP of 12 megapixels is a 7.4 MB PNG in
@@ -145,6 +150,12 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         if damaged:
             raise ImageRejected("truncated_or_corrupt", f"PNG {damaged}")
     mode = img.mode
+    uncovered = False
+    if fmt == "GIF":
+        box = _gif_first_frame_box(data, img)
+        uncovered = box != (0, 0, *img.size)
+        if uncovered:   # TensorFlow would read the frame alone, at the top left
+            img = _on_transparent_screen(img, box)
     turned = _orientation(img) not in (1, None)
     if turned:   # a phone photo held sideways: shown upright, it would reach the model on its side
         try:
@@ -152,11 +163,13 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         except Exception as err:
             raise ImageRejected("truncated_or_corrupt", f"EXIF orientation: {_why(err)}") from None
         width, height = img.size
-    if (fmt, mode) in TF_NATIVE and not turned and not _animated_with_alpha(img) and not _key_colour_alpha(img) \
-            and not _bmp_tensorflow_misreads(fmt, data) and not _animated_gif(fmt, img):
+    jpeg_refused = fmt == "JPEG" and _jpeg_process(data) not in _TF_JPEG_PROCESSES
+    if (fmt, mode) in TF_NATIVE and not turned and not uncovered and not _animated_with_alpha(img) \
+            and not _key_colour_alpha(img) and not _bmp_tensorflow_misreads(fmt, data) \
+            and not _animated_gif(fmt, img) and not jpeg_refused:
         return CheckedImage(data, fmt, mode, width, height, reencoded=False)
-    if (fmt == "JPEG" or fmt == "WEBP" and _lossy_webp(data)) and img.mode in ("RGB", "L", "CMYK") \
-            and "transparency" not in img.info:
+    if (fmt == "JPEG" and not jpeg_refused or fmt == "WEBP" and _lossy_webp(data)) \
+            and img.mode in ("RGB", "L", "CMYK") and "transparency" not in img.info:
         return CheckedImage(to_jpeg(img), fmt, mode, width, height, reencoded=True, reencoded_as="JPEG")
     return CheckedImage(to_png(img), fmt, mode, width, height, reencoded=True)
 
@@ -201,6 +214,70 @@ def _damaged_png_chunk(data: bytes) -> str | None:
             return None
         at = end + 4
     return "data ends before its IEND chunk (the file is cut short)"
+
+
+# The JPEG processes (start-of-frame markers) TensorFlow's libjpeg decodes: baseline, extended and progressive DCT,
+# Huffman or arithmetic coded. It refuses the others; of those Pillow reads only the lossless one (SOF3).
+_TF_JPEG_PROCESSES = frozenset({0xC0, 0xC1, 0xC2, 0xC9, 0xCA})
+_JPEG_NOT_SOF = frozenset({0xC4, 0xC8, 0xCC})   # DHT, JPG, DAC: C0-CF markers that start no frame
+
+
+def _jpeg_process(data: bytes) -> int | None:
+    """The start-of-frame marker of a JPEG's first picture (0xC0 baseline ... 0xC3 lossless), walking the marker
+    segments from its start as Pillow does; None when none is found before the data ends."""
+    at = 2                                            # after SOI
+    while at + 4 <= len(data):
+        if data[at] != 0xFF or data[at + 1] == 0xFF:  # fill bytes (or junk, which Pillow skips as well)
+            at += 1
+            continue
+        marker = data[at + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in _JPEG_NOT_SOF:
+            return marker
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return None
+
+
+def _gif_first_frame_box(data: bytes, img: Image.Image) -> tuple[int, int, int, int]:
+    """The box (left, top, right, bottom) of a loaded GIF's first frame on its logical screen, read from the file's
+    blocks. Refuses a frame whose pixels use a colour its colour table (its own, else the global one) lacks, or
+    that has no colour table: TensorFlow's decoder refuses it, and Pillow and viewers each draw it their own way.
+    (The transparent colour is no colour: TensorFlow skips it before that check.)"""
+    flags = data[10]
+    colours = 2 << (flags & 7) if flags & 0x80 else 0
+    at = 13 + 3 * colours                             # after the header, the screen and the global colour table
+    while at + 10 <= len(data) and data[at] != 0x2C:  # up to the first image descriptor
+        if data[at] == 0x21:                          # an extension: its label, then sub-blocks up to an empty one
+            at += 2
+            while at < len(data) and data[at]:
+                at += 1 + data[at]
+        at += 1                                       # (an unknown byte is skipped, as Pillow skips it)
+    if at + 10 > len(data):
+        raise ImageRejected("truncated_or_corrupt", "GIF has no image descriptor")
+    left, top, width, height = (int.from_bytes(data[at + i:at + i + 2], "little") for i in (1, 3, 5, 7))
+    if data[at + 9] & 0x80:
+        colours = 2 << (data[at + 9] & 7)
+    box = (left, top, left + width, top + height)
+    if not colours:
+        raise ImageRejected("truncated_or_corrupt", "GIF has no colour table for its image")
+    frame = img.crop(box)
+    if frame.getextrema()[1] < colours:               # (Pillow's C: the common case costs next to nothing)
+        return box
+    used = np.flatnonzero(np.bincount(np.asarray(frame).ravel(), minlength=256)[colours:]) + colours
+    used = used[used != img.info.get("transparency", -1)]
+    if used.size:
+        raise ImageRejected("truncated_or_corrupt", f"GIF pixels use colour {used[0]}, outside its colour table "
+                                                    f"of {colours} colours")
+    return box
+
+
+def _on_transparent_screen(img: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """A GIF's first frame as a viewer shows it: its pixels in their box, the rest of the screen transparent (the
+    model, as for any transparency, takes it for white paper), as LA or RGBA."""
+    frame = as_read(img)
+    frame = frame.convert("LA" if frame.mode in ("L", "LA") else "RGBA")
+    shown = Image.new(frame.mode, frame.size)        # all zero: transparent
+    shown.paste(frame.crop(box), box[:2])
+    return shown
 
 
 def _orientation(img: Image.Image) -> int | None:

@@ -139,6 +139,90 @@ def test_an_animated_gif_keeps_its_first_frame_only():
     assert np.abs(_tf_gray(checked.data) - _gray(buf.getvalue())).max() == 0   # Pillow's first frame
 
 
+def _jpeg_of_process(marker: int) -> bytes:
+    """A grey JPEG of ``RGB`` whose start-of-frame marker is ``marker``: Pillow writes baseline (0xC0) or progressive
+    (0xC2); its baseline data is also a valid extended-sequential (0xC1) picture, and, its scan told to predict
+    each pixel from its left neighbour, a valid lossless (0xC3) one."""
+    data = bytearray(png_bytes(RGB.convert("L"), "JPEG", progressive=marker == 0xC2))
+    if marker in (0xC1, 0xC3):
+        data[data.index(b"\xff\xc0") + 1] = marker
+    if marker == 0xC3:
+        sos = data.index(b"\xff\xda")
+        end = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
+        data[end - 3:end - 1] = b"\x01\x00"                  # predictor 1 (Ss), Se 0
+    return bytes(data)
+
+
+@pytest.mark.parametrize("marker, kept", [(0xC0, True), (0xC1, True), (0xC2, True), (0xC3, False)],
+                         ids=["baseline", "extended", "progressive", "lossless"])
+def test_a_jpeg_process_tensorflow_refuses_is_reencoded_as_a_png(marker, kept):
+    """TensorFlow's libjpeg refuses a lossless JPEG ("Unsupported JPEG process: SOF type 0xc3") that Pillow reads:
+    it had been kept as it was, and failed the Transform of a whole pipeline run. Re-encoded as a PNG (lossless,
+    as it was), the model reads the pixels Pillow reads; the processes TensorFlow decodes are kept."""
+    data = _jpeg_of_process(marker)
+    Image.open(io.BytesIO(data)).load()
+    assert (_tf_gray(data) is not None) == kept
+    checked = image_io.check_image(data)
+    assert (checked.format, checked.reencoded, checked.data_format) == ("JPEG", not kept, "JPEG" if kept else "PNG")
+    assert np.abs(_tf_gray(checked.data) - _gray(data)).max() <= (6 if kept else 0)
+
+
+def _gif_indices(table: int, used=(0, 1, 2, 3), transparency: int | None = None) -> bytes:
+    """A 30 × 20 GIF in bands of the colours ``used`` (of 0-3), whose colour table has ``table`` of them (0: none);
+    Pillow writes a table of 4, whose tail is cut off here."""
+    img = Image.fromarray(np.array(used, np.uint8)[np.arange(30) * len(used) // 30][None].repeat(20, 0), "P")
+    img.putpalette([255, 255, 255, 170, 170, 170, 85, 85, 85, 0, 0, 0])
+    data = png_bytes(img, "GIF", optimize=False, **({} if transparency is None else {"transparency": transparency}))
+    assert data[10] & 0x87 == 0x81                                  # a global table of 4 colours
+    bits = {0: 0, 2: 0x80, 4: 0x81}[table]
+    return data[:10] + bytes([data[10] & 0x78 | bits]) + data[11:13 + 3 * table] + data[13 + 12:]
+
+
+@pytest.mark.parametrize("table", [2, 0], ids=["short-table", "no-table"])
+def test_a_gif_using_a_colour_its_table_lacks_is_refused_as_tensorflow_refuses_it(table):
+    """Pillow reads a GIF whose pixels use a colour index past its colour table (each viewer draws those its own
+    way); TensorFlow refuses it ("found color index 2 outside of color map range 2", or "missing color map"): it
+    had been kept, and stored as feedback that the model then refused, or failed a pipeline run's Transform."""
+    data = _gif_indices(table)
+    Image.open(io.BytesIO(data)).load()
+    assert _tf_gray(data) is None
+    with pytest.raises(image_io.ImageRejected, match="GIF") as err:
+        image_io.check_image(data)
+    assert err.value.reason == "truncated_or_corrupt"
+    whole = _gif_indices(4)
+    assert image_io.check_image(whole).data == whole                # a whole table: kept as it is
+
+
+def test_a_gif_transparent_colour_past_its_table_is_no_colour():
+    """TensorFlow skips a GIF's transparent colour before it checks the table, so it reads such a GIF; the check
+    re-encodes it as any transparent GIF (its transparency as alpha)."""
+    data = _gif_indices(2, used=(0, 1, 3), transparency=3)
+    assert _tf_gray(data) is not None
+    checked = image_io.check_image(data)
+    alpha = tf.io.decode_image(checked.data, channels=4).numpy()[..., 3]
+    assert checked.reencoded and (alpha[:, :20] == 255).all() and (alpha[:, 20:] == 0).all()
+
+
+@pytest.mark.parametrize("offset", [(0, 0), (12, 7)], ids=["top-left", "offset"])
+def test_a_gif_frame_that_does_not_cover_its_screen_is_kept_as_a_viewer_shows_it(offset):
+    """A GIF's frame may cover part of its logical screen only, anywhere on it. TensorFlow reads the frame alone, as
+    if at the top left (set off from the corner, it came out black, which the model read as a yod), and Pillow
+    paints the rest with a colour of the palette; a viewer shows the frame in its place and the rest transparent,
+    which the model takes for white paper. It is re-encoded as that: alpha 0 outside the frame."""
+    data = bytearray(png_bytes(RGB.convert("P"), "GIF"))
+    descriptor = data.index(b"\x2c\x00\x00\x00\x00" + (30).to_bytes(2, "little") + (20).to_bytes(2, "little"))
+    data[6:10] = (50).to_bytes(2, "little") + (40).to_bytes(2, "little")   # the screen: 50 x 40
+    data[descriptor + 1:descriptor + 5] = offset[0].to_bytes(2, "little") + offset[1].to_bytes(2, "little")
+    data = bytes(data)
+    checked = image_io.check_image(data)
+    assert (checked.format, checked.width, checked.height, checked.reencoded) == ("GIF", 50, 40, True)
+    model_sees = tf.io.decode_image(checked.data, channels=4, expand_animations=False).numpy()
+    shown = Image.new("RGBA", (50, 40))                                      # transparent
+    shown.paste(RGB.convert("P").convert("RGBA"), offset)
+    assert (model_sees == np.asarray(shown)).all()
+    assert image_io.pixel_digest(checked.data) == image_io.pixel_digest(png_bytes(shown))
+
+
 def test_a_jpeg_with_a_second_picture_is_a_jpeg():
     """Phones write photos as JPEG with further pictures after the first (MPO: depth maps, gain maps); Pillow
     names them MPO. They are kept as JPEG: TensorFlow decodes the first picture, as Pillow does."""
