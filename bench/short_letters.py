@@ -32,14 +32,22 @@ SHAPE = ("log aspect (height / width)", "log ink share of the box", "log ink are
 SIZE = ("log height px", "log width px", "log ink area px")
 
 
-def ink_features(data: bytes) -> np.ndarray | None:
-    """Shape then size features of one encoded image (see SHAPE and SIZE), None for a blank one. The ink is the
+def ink_box(data: bytes) -> np.ndarray | None:
+    """The ink of one encoded image as a boolean mask cut to its box, None for a blank one. The ink is the
     Transform's own (``models.preprocessing.ink_crop``: decoded, composited, contrast stretched, cropped)."""
     mask = preprocessing.ink_crop(tf.constant(data)).numpy() > preprocessing.INK_THRESHOLD
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if not rows.size:
         return None
-    box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def ink_features(data: bytes) -> np.ndarray | None:
+    """Shape then size features of one encoded image (see SHAPE and SIZE) measured on its :func:`ink_box`, None for
+    a blank one."""
+    box = ink_box(data)
+    if box is None:
+        return None
     height, width = box.shape
     area = float(box.sum())
     top = float(box[:max(1, height // 4)].sum()) / area

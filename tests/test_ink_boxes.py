@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from bench import ink_boxes
 from tests.conftest import png_bytes
@@ -24,7 +25,8 @@ def test_medians_and_ratios_of_each_class(tmp_path, capsys):
     write(real, "yod", 16, 8)
     write(real, "tav", 20, 20)          # only in one folder: not compared
     (real / "notes").mkdir()             # not a class folder: ignored
-    rows = ink_boxes.compare(ink_boxes.medians(str(generated)), ink_boxes.medians(str(real)))
+    rows = ink_boxes.compare(ink_boxes.medians(ink_boxes.measure(str(generated))),
+                             ink_boxes.medians(ink_boxes.measure(str(real))))
     assert [r["class"] for r in rows] == ["vav", "yod"]   # the classes' order, not the folders'
     vav = rows[0]
     assert vav["aspect"]["generated"] == pytest.approx(41 / 8)
@@ -32,13 +34,38 @@ def test_medians_and_ratios_of_each_class(tmp_path, capsys):
     assert vav["aspect"]["ratio"] == pytest.approx(61 / 41)
     assert vav["ink/h²"]["ratio"] == pytest.approx((8 / 61) / (8 / 41))
     assert rows[1]["aspect"]["ratio"] == pytest.approx(1.0)
+    assert vav["lean"] == {"generated": 0.0, "real": 0.0, "difference": 0.0}   # upright bars
 
     out_json = tmp_path / "rows.json"
     assert ink_boxes.main(["--real-root", str(real), "--generated", str(generated), "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     assert "vav" in out and "tav" not in out and "reproduce: python -m bench.ink_boxes" in out
     assert f"median |log ratio| of the aspect: {np.median([abs(np.log(61 / 41)), 0.0]):.3f}" in out
-    assert json.loads(out_json.read_text()) == rows
+    assert "mean lean of all the letters: generated 0.000, real 0.000" in out
+    assert json.loads(out_json.read_text()) == {"classes": rows, "mean_lean": {"generated": 0.0, "real": 0.0}}
+
+
+def sheared_bar(lean: float) -> Image.Image:
+    """A 60 px bar 6 px wide whose centre line moves ``lean`` px right per px of height going up."""
+    image = Image.new("L", (80, 70), 255)
+    draw = ImageDraw.Draw(image)
+    for y in range(5, 65):
+        x = 40 + lean * (35 - y)
+        draw.line([(x - 3, y), (x + 3, y)], fill=0)
+    return image
+
+
+def test_the_lean_is_the_ink_s_slope_and_its_difference_is_real_minus_generated(tmp_path):
+    for root, slope in (("generated", 0.0), ("real", 0.25)):
+        folder = tmp_path / root / "vav"
+        folder.mkdir(parents=True)
+        (folder / "a.png").write_bytes(png_bytes(sheared_bar(slope)))
+        (folder / "b.png").write_bytes(png_bytes(sheared_bar(-slope).transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    generated, real = ink_boxes.measure(str(tmp_path / "generated")), ink_boxes.measure(str(tmp_path / "real"))
+    assert ink_boxes.mean_lean(real) == pytest.approx(0.25, abs=0.02)    # a mirrored left lean leans right
+    assert ink_boxes.mean_lean(generated) == pytest.approx(0.0, abs=0.02)
+    row = ink_boxes.compare(ink_boxes.medians(generated), ink_boxes.medians(real))[0]
+    assert row["lean"]["difference"] == pytest.approx(0.25, abs=0.02)
 
 
 def test_no_shared_class_or_no_images_is_a_clear_error(tmp_path, capsys):
@@ -57,4 +84,4 @@ def test_without_a_folder_it_writes_the_generated_letters(tmp_path, capsys):
     write(tmp_path / "real", "vav", 40, 8)
     assert ink_boxes.main(["--real-root", str(tmp_path / "real"), "--writers", "1", "--seed", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split()[0] == "vav" and len(lines) == 4   # header, vav, the median line, reproduce
+    assert lines[1].split()[0] == "vav" and len(lines) == 5   # header, vav, the median line, the mean lean, reproduce
