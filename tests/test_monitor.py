@@ -371,6 +371,8 @@ def test_a_file_name_prefix_reads_its_writers_files_only(tmp_path):
     assert versions(tmp_path / "logs") == [1, 2]
     with pytest.raises(request_logs.LogNotFound):     # a start of the name is not the writer's prefix
         request_logs.log_files(str(tmp_path / "logs" / "req"))
+    one_file = request_log.log_files(str(tmp_path / "logs" / "requests_canary"))[0]
+    assert versions(one_file) == [2]                   # a file named whole is read
 
 
 def clear_of_the_hour(margin: float = 60.0) -> float:

@@ -51,7 +51,7 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                                        "too), 2 usage error, 3 retraining failed, 4 outputs not written or an "
                                        "unexpected error, 130 stopped (Ctrl-C or SIGTERM)")
     p.add_argument("--logs", default=defaults.request_log_dir if os.path.isdir(defaults.request_log_dir) else None,
-                   help="request log: a folder of TFRecord PredictionLog files (all of them) or a writer's "
+                   help="request log: a folder of TFRecord PredictionLog files (all of them), one such file, or a writer's "
                         "filename_prefix (PREFIX-<UTC time>-<n>.tfrecord files only; gs:// too); default: "
                         "where make demo's web client logs, if it exists; without one only feedback and metrics "
                         "are read")

@@ -1,6 +1,6 @@
 """Reads request logs: TFRecord files of TF Serving ``PredictionLog`` protos (what ``core/request_log.py`` writes).
 
-A log is named by a **prefix**: a folder (every file in it, recursively) or the ``filename_prefix`` its writer
+A log is named by a **prefix**: a folder (every file in it, recursively), one file, or the ``filename_prefix`` its writer
 was given (``/var/log/letters/requests`` → the files ``requests-<UTC time>-<n>.tfrecord`` that
 ``core/request_log.py`` names, not ``requests_canary-…`` of another model logging into the same folder), gs://
 included. Each ``predict_log`` holds the request —
@@ -77,18 +77,21 @@ def has_logs(prefix: str) -> bool:
 
 
 def log_files(prefix: str) -> list[str]:
-    """The files a prefix names (sorted): a folder's files, or the writer's files of a file-name prefix (the
-    pattern of core.request_log, read through tf.io.gfile for gs://); LogNotFound when there are none."""
+    """The files a prefix names (sorted): a folder's files, one file named whole, or the writer's files of a
+    file-name prefix (the pattern of core.request_log, read through tf.io.gfile for gs://); LogNotFound when there
+    are none."""
     gfile = tf.io.gfile
     if gfile.isdir(prefix):
         found = [os.path.join(root, name) for root, _, names in gfile.walk(prefix) for name in names]
+    elif gfile.exists(prefix):
+        found = [prefix]
     else:
         pattern = request_log.name_pattern(prefix)
         found = [path for path in gfile.glob(glob.escape(prefix) + "*")
                  if pattern.fullmatch(os.path.basename(path)) and not gfile.isdir(path)]
     if not found:
-        raise LogNotFound(f"no request log at {prefix} (a folder of TFRecord files, or the filename_prefix of files "
-                          f"named <prefix>-<UTC time>-<n>.tfrecord)")
+        raise LogNotFound(f"no request log at {prefix} (a folder of TFRecord files, a TFRecord file, or the "
+                          f"filename_prefix of files named <prefix>-<UTC time>-<n>.tfrecord)")
     return sorted(found)
 
 
