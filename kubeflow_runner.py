@@ -158,7 +158,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         # TFX would put its own public image (gcr.io/tfx-oss-public/tfx) in place of an empty one: it has none of
         # this project's components
         parser.error(f"--image must name the pipeline image built from the Dockerfile, got {args.image!r}")
-    if args.feedback_root is None and args.feedback_repeat != defaults.feedback_repeat:
+    if not args.feedback_root and args.feedback_repeat != defaults.feedback_repeat:   # "" is none too
         parser.error("--feedback-repeat sets how often the feedback is trained on: it needs --feedback-root")
     changes = flags.training_changes(parser, args, defaults)
     flags.refuse_pretraining_beside_base_model(parser, args, defaults, changes["base_model"])

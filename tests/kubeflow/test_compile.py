@@ -225,6 +225,7 @@ def test_dataflow_args_reach_every_beam_command(config):
     (["--image="], "--image must name the pipeline image"), (["--image", "reg/letters:1 extra"], "--image must"),
     # settings the spec would silently leave out
     (["--feedback-repeat", "3"], "it needs --feedback-root"),
+    (["--feedback-root", "", "--feedback-repeat", "3"], "it needs --feedback-root"),   # an empty root is none
     (["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"], "--pretrain-root (gs://b/pre) would be ignored"),
     (["--beam-mode", "multi_processing", "--beam-arg=--runner=PortableRunner"], "--beam-mode set the DirectRunner"),
     # an output that cannot be written, found before the compile
