@@ -56,9 +56,10 @@ def medians(measured: dict) -> dict:
     return {c: (*np.median(v, axis=0).tolist(), len(v)) for c, v in measured.items()}
 
 
-def mean_lean(measured: dict) -> float:
-    """The mean lean of all the letters measured."""
-    return float(np.concatenate([v[:, 2] for v in measured.values()]).mean())
+def mean_lean(measured: dict) -> tuple[float, float]:
+    """The mean lean of all the letters measured, and its standard deviation."""
+    leans = np.concatenate([v[:, 2] for v in measured.values()])
+    return float(leans.mean()), float(leans.std())
 
 
 def compare(generated: dict, real: dict) -> list[dict]:
@@ -113,10 +114,11 @@ def main(argv=None) -> int:
         parser.error("the two folders share no class")
     leans = {"generated": mean_lean(generated), "real": mean_lean(real)}
     print(table(rows))
-    print(f"mean lean of all the letters: generated {leans['generated']:.3f}, real {leans['real']:.3f}")
+    print("mean lean of all the letters: " + ", ".join(
+        f"{name} {mean:.3f} (sd {sd:.3f})" for name, (mean, sd) in leans.items()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"classes": rows, "mean_lean": leans}, f, indent=2)
+            json.dump({"classes": rows, "lean_mean_sd": leans}, f, indent=2)
     print("reproduce: " + shlex.join(["python", "-m", "bench.ink_boxes", *(sys.argv[1:] if argv is None else argv)]))
     return 0
 

@@ -53,7 +53,7 @@ SCRIPT_SHARE = 0.6
 # leaving YamSuf out lost 6 points, adding a print-like face (Neo, Ellinia's light italic) lost 5, and Lilach,
 # whose thinned letters are partly broken, gained 1-2 points of top-1 and 2 of top-3 on two seeds.
 STROKE_FACES = SCRIPT_FACES
-GENERATOR_VERSION = 2   # in the manifest: data written by an earlier generator is written again
+GENERATOR_VERSION = 3   # in the manifest: data written by an earlier generator is written again
 STYLES = ("strokes", "fonts", "mixed")
 DEFAULT_STYLE = "strokes"
 MIXED_STROKE_SHARE = 0.5

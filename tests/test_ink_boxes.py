@@ -41,8 +41,9 @@ def test_medians_and_ratios_of_each_class(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "vav" in out and "tav" not in out and "reproduce: python -m bench.ink_boxes" in out
     assert f"median |log ratio| of the aspect: {np.median([abs(np.log(61 / 41)), 0.0]):.3f}" in out
-    assert "mean lean of all the letters: generated 0.000, real 0.000" in out
-    assert json.loads(out_json.read_text()) == {"classes": rows, "mean_lean": {"generated": 0.0, "real": 0.0}}
+    assert "mean lean of all the letters: generated 0.000 (sd 0.000), real 0.000 (sd 0.000)" in out
+    assert json.loads(out_json.read_text()) == {"classes": rows, "lean_mean_sd": {"generated": [0.0, 0.0],
+                                                                                  "real": [0.0, 0.0]}}
 
 
 def sheared_bar(lean: float) -> Image.Image:
@@ -62,8 +63,9 @@ def test_the_lean_is_the_ink_s_slope_and_its_difference_is_real_minus_generated(
         (folder / "a.png").write_bytes(png_bytes(sheared_bar(slope)))
         (folder / "b.png").write_bytes(png_bytes(sheared_bar(-slope).transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
     generated, real = ink_boxes.measure(str(tmp_path / "generated")), ink_boxes.measure(str(tmp_path / "real"))
-    assert ink_boxes.mean_lean(real) == pytest.approx(0.25, abs=0.02)    # a mirrored left lean leans right
-    assert ink_boxes.mean_lean(generated) == pytest.approx(0.0, abs=0.02)
+    assert ink_boxes.mean_lean(real)[0] == pytest.approx(0.25, abs=0.02)   # a mirrored left lean leans right
+    assert ink_boxes.mean_lean(real)[1] == pytest.approx(0.0, abs=0.02)    # both lean alike
+    assert ink_boxes.mean_lean(generated) == pytest.approx((0.0, 0.0), abs=0.02)
     row = ink_boxes.compare(ink_boxes.medians(generated), ink_boxes.medians(real))[0]
     assert row["lean"]["difference"] == pytest.approx(0.25, abs=0.02)
 
