@@ -21,9 +21,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from pipeline import skeleton
 
 SUPERSAMPLE = 2   # strokes are drawn at this multiple of the output size, then reduced (anti-aliasing)
-# Writers lean right: the scanned letters' ink leans 0.114 on average (x shift per unit of height, from its second
-# moments; `python -m bench.ink_boxes`), the faces' letters taken upright 0.009, and the scans' leans spread wider
-# (sd 0.34 against 0.22). Measured on real writers (README): +1 point of top-1 over three seeds.
+# Writers lean right: the scanned letters' ink leans 0.114 on average (sd 0.360; x shift per unit of height, from
+# its second moments, `python -m bench.ink_boxes`), the letters of writers leaning N(0, 0.12) 0.009 (sd 0.317); with
+# these 0.102 (sd 0.384). Measured on real writers (README): +1 point of top-1 on each of three seeds; an sd of 0.18
+# scored the same.
 WRITER_LEAN = 0.10
 WRITER_LEAN_SD = 0.25
 
