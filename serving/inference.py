@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, inference_pb2
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     inference_pb2, regression_pb2)
 
 from serving import tensor_proto
 from serving.status import ServingError, invalid
@@ -278,6 +279,18 @@ def regression_result(outputs: dict, num_examples: int, result) -> None:
         raise invalid(f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_name(values)}")
     for value in values.reshape(-1).tolist():
         result.regressions.add(value=value)
+
+
+def examples_result(method: str, outputs: dict, num_examples: int):
+    """A Classify or Regress run's outputs as a new ``ClassificationResult`` / ``RegressionResult`` (``method``:
+    CLASSIFY or REGRESS), checked as :func:`classification_result` / :func:`regression_result` check them."""
+    if method == CLASSIFY:
+        result = classification_pb2.ClassificationResult()
+        classification_result(outputs, num_examples, result)
+    else:
+        result = regression_pb2.RegressionResult()
+        regression_result(outputs, num_examples, result)
+    return result
 
 
 def _dtype_name(array) -> str:

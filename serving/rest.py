@@ -12,7 +12,7 @@ import urllib.parse
 import zlib
 
 from google.protobuf import json_format
-from tensorflow_serving.apis import classification_pb2, model_pb2, regression_pb2
+from tensorflow_serving.apis import model_pb2
 
 from serving import inference, request_logging, tensors
 from serving.httpserver import reason
@@ -220,14 +220,8 @@ class RestApi:
                                   name)
         # the outputs checked and read as over gRPC (PostProcessClassificationResult / PostProcessRegressionResult),
         # then written from the result, as TF Serving's handler writes the response's result
-        if verb == inference.CLASSIFY:
-            result = classification_pb2.ClassificationResult()
-            inference.classification_result(outputs, len(examples), result)
-            answer = tensors.classify_response(result)
-        else:
-            result = regression_pb2.RegressionResult()
-            inference.regression_result(outputs, len(examples), result)
-            answer = tensors.regress_response(result)
+        result = inference.examples_result(verb, outputs, len(examples))
+        answer = (tensors.classify_response if verb == inference.CLASSIFY else tensors.regress_response)(result)
         spec = request_logging.model_spec(name, signature_name, servable.version)
         self.request_logger.log(verb, spec, lambda: request_logging.example_messages(
             verb, request_logging.model_spec(name, document.get("signature_name", ""), version, label), spec,

@@ -62,8 +62,6 @@ def run_record(servable, log, metrics=None, run=None) -> None:
     """One record (RunWarmupRequest): its request run on ``servable`` (by ``run``, as in :func:`replay`), the
     answer checked as the API checks it; ``metrics`` gets the run's latency as RunPredict / RunClassify /
     RunRegress record it, and a multi-inference record's tf.Examples as RunMultiInference counts them."""
-    from tensorflow_serving.apis import classification_pb2, regression_pb2
-
     run = run or servable.run
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
@@ -79,10 +77,7 @@ def run_record(servable, log, metrics=None, run=None) -> None:
         examples = inference.input_examples(request.input)
         outputs = _timed(metrics, request.model_spec.name, method.capitalize(),
                          lambda: run(signature_name, inference.examples_batch(examples)))
-        if method == inference.CLASSIFY:
-            inference.classification_result(outputs, len(examples), classification_pb2.ClassificationResult())
-        else:
-            inference.regression_result(outputs, len(examples), regression_pb2.RegressionResult())
+        inference.examples_result(method, outputs, len(examples))   # checked as the API checks them
     elif kind == "multi_inference_log":     # RunMultiInference: the gRPC MultiInference call's checks and run
         inference.multi_inference(servable, log.multi_inference_log.request, run, metrics)
     elif kind in _UNSUPPORTED:
