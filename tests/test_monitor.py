@@ -375,6 +375,34 @@ def test_a_file_name_prefix_reads_its_writers_files_only(tmp_path):
     assert versions(one_file) == [2]                   # a file named whole is read
 
 
+def test_only_the_monitored_models_records_are_judged(tmp_path, letters, pipeline_root, capsys):
+    """Models with the same logging_config share one writer (TF Serving's ServerRequestLogger): the records of
+    another model in the log are counted and left out, not judged as the monitored model's traffic."""
+    from core import prediction_log, request_log
+
+    writer = request_log.RequestLogWriter(str(tmp_path / "logs" / "requests"), sampling_rate=1.0)
+    items, now = traffic(letters), time.time()
+    for model, served, index in (("letters", items[:50], None), ("experiment", (items * 3)[:200], 0)):
+        for image, name in served:   # the experiment answers one class only: label drift, judged as letters'
+            writer.write(prediction_log.predict_log(
+                model, "predict_images", 2, {"images": prediction_log.bytes_tensor([image])},
+                {"probabilities": prediction_log.float_tensor([confident(
+                    CLASS_INDEX[name] if index is None else index).tolist()])}, 1.0, "upload", now))
+    writer.close()
+    status, result, out = monitor(tmp_path, pipeline_root, "--monitor-min-requests", "150", logs=tmp_path / "logs")
+    (group,) = result["groups"]
+    assert status == cli.OK and result["alarms"] == []
+    assert group["version"] == 2 and group["requests"] == 50 and not group["judged"]   # shown, too few to judge
+    assert result["logs"]["records"] == 250 and result["logs"]["other_models"] == {"experiment": 200}
+    assert "other models' records left out (model letters is judged): 200 × experiment" in capsys.readouterr().out
+    assert "200 × experiment" in (out / "report.html").read_text()
+    status, result, _ = monitor(tmp_path, pipeline_root, "--monitor-min-requests", "150", "--model", "experiment",
+                                logs=tmp_path / "logs")
+    assert status == cli.CROSSED and result["groups"][0]["requests"] == 200
+    assert result["logs"]["other_models"] == {"letters": 50}
+    assert {a["kind"] for a in result["alarms"]} == {"label_drift"}
+
+
 def clear_of_the_hour(margin: float = 60.0) -> float:
     """time.time(), at least ``margin`` seconds before the next hour begins (waiting for it if need be): a test
     that places answers in this hour's window and the one before must not see the windows move while it runs."""

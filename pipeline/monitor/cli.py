@@ -22,7 +22,7 @@ import sys
 import time
 import traceback
 
-from core import settings
+from core import configs, settings
 from core.signals import sigterm_as_interrupt
 from core.configs import Config
 from pipeline import flags
@@ -55,6 +55,9 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                         "filename_prefix (PREFIX-<UTC time>-<n>.tfrecord files only; gs:// too); default: "
                         "where make demo's web client logs, if it exists; without one only feedback and metrics "
                         "are read")
+    p.add_argument("--model", default=configs.MODEL_NAME,
+                   help="the served model judged: the log's records of other models (log_metadata.model_spec.name; "
+                        "models with the same logging_config share one writer) are counted and left out")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
                    help="the pipeline root whose ML Metadata and artifacts are the reference")
     p.add_argument("--metadata-path", default=None,
@@ -101,6 +104,8 @@ def parse_args(argv=None):
         parser.error(str(err))
     if args.max_runs and not args.watch:
         parser.error("--max-runs needs --watch")
+    if not args.model:
+        parser.error("--model must name the served model")
     if args.metrics_url and (problem := server_metrics.url_problem(args.metrics_url)):
         parser.error(problem)
     args.pipeline_root = flags.absolute(args.pipeline_root)
@@ -134,7 +139,7 @@ def once(config: Config, args, extra: list[str]) -> int:
         print(f"monitor: no request log (the default, {config.request_log_dir}, {why}; --logs names one): "
               "served answers are not judged, only feedback and server metrics", file=sys.stderr)
     try:
-        logs = request_logs.read_logs(path) if path else None
+        logs = request_logs.read_logs(path, args.model) if path else None
         ref = reference.load(config.metadata_file) if logs and logs.answers or args.policy else None
         records = _feedback(config)
     except (request_logs.LogNotFound, reference.NoReference, FeedbackStoreError) as err:
@@ -173,6 +178,9 @@ def once(config: Config, args, extra: list[str]) -> int:
         print(f"ALARM {alarm['text']}")
     if logs and logs.problems:
         print("unusable log data: " + ", ".join(f"{n} × {r}" for r, n in logs.problems.items()))
+    if logs and logs.other_models:
+        print(f"other models' records left out (model {logs.model} is judged): "
+              + ", ".join(f"{n} × {name}" for name, n in sorted(logs.other_models.items())))
     ahead = result["future_dated"]
     if ahead["answers"] or ahead["feedback"]:
         print(f"warning: {ahead['answers']} answers and {ahead['feedback']} feedback rows are dated after now "

@@ -149,8 +149,11 @@ def write_html(result: dict, out_dir: str) -> str:
     logs = result.get("logs")
     if logs:
         problems = ", ".join(f"{n} × {r}" for r, n in logs["problems"].items()) or "none"
+        others = ", ".join(f"{n} × {name}" for name, n in sorted(logs.get("other_models", {}).items())) or "none"
         parts.append(f"<h2>Request log</h2><p>{logs['files']} files, {logs['records']} records, {logs['answers']} "
-                     f"answered images from <code>{_esc(logs['prefix'])}</code>; unusable: {_esc(problems)}</p>")
+                     f"answered images of model <code>{_esc(logs.get('model', ''))}</code> from "
+                     f"<code>{_esc(logs['prefix'])}</code>; unusable: {_esc(problems)}; other models' records, "
+                     f"left out: {_esc(others)}</p>")
     if result["reference"]:
         ref = result["reference"]
         acc = ref["eval_accuracy"]

@@ -6,7 +6,10 @@ was given (``/var/log/letters/requests`` → the files ``requests-<UTC time>-<n>
 included. Each ``predict_log`` holds the request —
 ``inputs["images"]`` (encoded image bytes, signature ``predict_images``) or ``inputs["examples"]`` (serialized
 tf.Examples whose ``image_raw`` is the image, signature ``serving_default``) — the response's
-``outputs["probabilities"]`` [N, 27] and, in ``log_metadata.model_spec.version``, the version that answered.
+``outputs["probabilities"]`` [N, 27] and, in ``log_metadata.model_spec``, the model (``name``) and version that
+answered. Models whose ``logging_config`` is the same share one writer (as TF Serving's ServerRequestLogger), so a
+log may hold other models' records: only the monitored model's are read (a record naming no model counts as its),
+the others are counted by model name and left out.
 
 A record is dated by ``log_metadata.timestamp_secs`` (which the project's writer sets) or, without it, by its
 file's last modification (log files rotate, so a file spans minutes, not days); ``log_metadata.request_origin``
@@ -54,8 +57,10 @@ class Answer:
 @dataclasses.dataclass
 class LogRead:
     prefix: str
+    model: str = configs.MODEL_NAME   # the model whose records are read
     files: list[str] = dataclasses.field(default_factory=list)
     records: int = 0
+    other_models: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # name -> records
     answers: list[Answer] = dataclasses.field(default_factory=list)
     problems: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason -> count
     examples: dict = dataclasses.field(default_factory=dict)   # reason -> first "file: detail"
@@ -65,8 +70,9 @@ class LogRead:
         self.examples.setdefault(reason, f"{where}: {detail}"[:300])
 
     def to_json(self) -> dict:
-        return {"prefix": self.prefix, "files": len(self.files), "records": self.records,
-                "answers": len(self.answers), "problems": dict(self.problems), "problem_examples": self.examples}
+        return {"prefix": self.prefix, "model": self.model, "files": len(self.files), "records": self.records,
+                "other_models": dict(self.other_models), "answers": len(self.answers), "problems": dict(self.problems),
+                "problem_examples": self.examples}
 
 
 def has_logs(prefix: str) -> bool:
@@ -133,6 +139,10 @@ def _add_record(raw: bytes, when: float, where: str, read: LogRead) -> None:
     except Exception as err:   # protobuf's DecodeError; any other failure to parse counts the same
         read.problem("unparsable_record", where, type(err).__name__)
         return
+    name = log.log_metadata.model_spec.name
+    if name and name != read.model:   # another model logging through the same writer
+        read.other_models[name] += 1
+        return
     kind = log.WhichOneof("log_type")
     if kind != "predict_log":
         read.problem(f"not_predict_log:{kind}", where)
@@ -156,9 +166,9 @@ def _add_record(raw: bytes, when: float, where: str, read: LogRead) -> None:
                                    origin=metadata.request_origin))
 
 
-def read_logs(prefix: str) -> LogRead:
-    """Every answer in the log (LogNotFound if the prefix names nothing)."""
-    read = LogRead(prefix=prefix, files=log_files(prefix))
+def read_logs(prefix: str, model: str = configs.MODEL_NAME) -> LogRead:
+    """Every answer of ``model`` in the log (LogNotFound if the prefix names nothing)."""
+    read = LogRead(prefix=prefix, model=model, files=log_files(prefix))
     for path in read.files:
         try:
             when = _mtime(path)
