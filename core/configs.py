@@ -100,7 +100,7 @@ _RANGES = (
     + [(name, 0, 1, False) for name in ("monitor_label_js", "monitor_label_linf", "monitor_feature_js",
                                         "monitor_feature_linf", "monitor_low_confidence",
                                         "monitor_max_low_confidence_share", "monitor_min_accuracy",
-                                        "monitor_max_error_share")]
+                                        "monitor_max_unusable", "monitor_max_error_share")]
     + [(name, 1, None, False) for name in ("monitor_min_requests", "monitor_min_feedback")]
     + [("monitor_max_latency_ms", 0, None, True)])
 
@@ -169,6 +169,9 @@ class Config:
     # draws (median 0.116), 100 in none (0.050); image features 13 of 40 at 50, none at 100.
     monitor_min_requests: int = 150
     monitor_min_feedback: int = 20       # fewer feedback rows for a version: its accuracy is shown, not judged
+    # Answers the model gave that cannot be used (none, the wrong shape, NaN or infinity): the served model's fault,
+    # so a window's share above this is an alarm whatever the window's size.
+    monitor_max_unusable: float = 0.05
     monitor_max_error_share: float = 0.05   # failed requests / all requests (server metrics)
     monitor_max_latency_ms: float = 500.0   # 95th percentile of successful requests (server metrics)
 

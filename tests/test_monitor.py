@@ -470,6 +470,27 @@ def test_an_answer_that_is_not_a_number_is_counted_as_unusable(tmp_path, letters
     status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
     assert status == cli.OK and result["logs"]["problems"] == {"non_finite_answer": 1}
     assert "1 × non_finite_answer" in capsys.readouterr().out
+    (row,) = result["unusable"]                                         # 1 of 82: under monitor_max_unusable
+    assert (row["version"], row["answers"], row["unusable"], row["crossed"]) == (7, 82, 1, False)
+
+
+@pytest.mark.parametrize("answer", ["not a number", "none", "the wrong shape"])
+def test_a_model_whose_answers_cannot_be_used_is_an_alarm(tmp_path, letters, pipeline_root, capsys, answer):
+    """No usable answer is not an all-clear: the share of a window's answers that cannot be used is judged
+    (monitor_max_unusable), a window of them only, however small, always crosses it."""
+    import numpy as np
+    probabilities = {"not a number": np.full((1, 27), np.nan), "none": None, "the wrong shape": np.ones((1, 5))}
+    items = traffic(letters)[:10]
+    write_log(tmp_path / "logs" / "requests", [prediction_log([image], probabilities[answer], 7) for image, _ in items])
+    status, result, out = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    assert status == cli.CROSSED and result["logs"]["answers"] == 0
+    (alarm,) = result["alarms"]
+    assert (alarm["kind"], alarm["version"]) == ("unusable_answers", 7) and "10 of 10 answers unusable" in alarm["text"]
+    assert "ALARM version 7" in capsys.readouterr().out
+    assert "letters_monitor_threshold_crossed 1.0" in (out / "monitor.prom").read_text()
+    assert "No threshold crossed" not in (out / "report.html").read_text()
+    status, result, _ = monitor(tmp_path, pipeline_root, "--monitor-max-unusable", "1", logs=tmp_path / "logs")
+    assert status == cli.OK and result["alarms"] == []                 # a share of 1 allows every answer
 
 
 @pytest.mark.parametrize("damage", ["not a database", "a metadata service that does not answer"])

@@ -2,7 +2,8 @@
 reference (TFDV drift and skew, confidence), live accuracy per version from feedback, the server's metrics,
 and the alarms: thresholds crossed in a judged window of the current period or the one before it (a run shortly
 after a window ends still judges it whole; a version that no longer gets answers stops alarming), by live accuracy
-or by the server (its metrics page too: one that cannot be read is an alarm)."""
+or by the server (its metrics page too: one that cannot be read is an alarm); answers the model gave that cannot be
+used are judged per version and window too."""
 from __future__ import annotations
 
 import collections
@@ -32,6 +33,22 @@ def group_answers(answers, seconds: int | None) -> dict:
     for answer in answers:
         groups[(answer.version, windows.start(answer.time, seconds))].append(answer)
     return groups
+
+
+def unusable_shares(answers, unusable, seconds: int | None, config: Config) -> list[dict]:
+    """Per (version, window) of the answers, usable or not: the share that cannot be used (none, the wrong shape,
+    not finite), crossed above ``monitor_max_unusable`` whatever the window's size (a model that answers NaN is
+    broken, not noisy: every answer unusable always crosses)."""
+    key = lambda item: (item.version, windows.start(item.time, seconds))   # noqa: E731
+    usable, bad = collections.Counter(map(key, answers)), collections.Counter(map(key, unusable))
+    rows = []
+    for version, begin in sorted(usable.keys() | bad.keys(), key=lambda k: (str(k[0]), k[1])):
+        total = usable[(version, begin)] + bad[(version, begin)]
+        share = bad[(version, begin)] / total
+        rows.append({"version": version, "window_start": begin, "window": windows.label(begin, seconds),
+                     "answers": total, "unusable": bad[(version, begin)], "share": share,
+                     "threshold": config.monitor_max_unusable, "crossed": share > config.monitor_max_unusable})
+    return rows
 
 
 def judge_group(version, begin: float, answers, seconds, reference, training_stats, schema, config: Config):
@@ -64,21 +81,24 @@ def recent_groups(groups: list[dict], seconds: int | None, now: float) -> list[d
     return [group for group in groups if current - seconds <= group["window_start"] <= current]
 
 
-def split_future(answers, feedback_records, now: float) -> tuple[list, list, dict]:
-    """(answers, feedback rows) not dated after ``now`` (beyond the clock skew allowed), and how many are: a
-    writer's clock ahead. Those are counted, not checked: judged, they would alarm (and retrain) on every run
-    until their date came."""
-    kept_answers = [a for a in answers if a.time <= now + live_accuracy.CLOCK_SKEW_SECONDS]
+def split_future(answers, unusable, feedback_records, now: float) -> tuple[list, list, list, dict]:
+    """(answers, unusable answers, feedback rows) not dated after ``now`` (beyond the clock skew allowed), and how
+    many are: a writer's clock ahead. Those are counted, not checked: judged, they would alarm (and retrain) on
+    every run until their date came."""
+    not_ahead = lambda items: [a for a in items if a.time <= now + live_accuracy.CLOCK_SKEW_SECONDS]  # noqa: E731
+    kept_answers, kept_unusable = not_ahead(answers), not_ahead(unusable)
     kept_feedback = live_accuracy.not_ahead(feedback_records, now)
-    return kept_answers, kept_feedback, {"answers": len(answers) - len(kept_answers),
-                                         "feedback": len(feedback_records) - len(kept_feedback)}
+    return kept_answers, kept_unusable, kept_feedback, {
+        "answers": len(answers) + len(unusable) - len(kept_answers) - len(kept_unusable),
+        "feedback": len(feedback_records) - len(kept_feedback)}
 
 
 def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Config, seconds: int | None = None,
-           now: float | None = None) -> list[dict]:
+           now: float | None = None, unusable: list[dict] = ()) -> list[dict]:
     found = []
     now = time.time() if now is None else now
     recent = recent_groups(groups, seconds, now)
+    recent_unusable = recent_groups(unusable, seconds, now)
     for group in recent:
         where = f"version {group['version']}, {group['window']}"
         for key in ("label_drift", "input_skew"):
@@ -94,10 +114,16 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
             found.append({"kind": "low_confidence", "version": group["version"], "window": group["window"],
                           "text": f"{where}: {c['low_share']:.1%} of answers below {c['low_below']:g} "
                                   f"(allowed {c['threshold']:.0%})"})
+    for row in recent_unusable:
+        if row["crossed"]:
+            found.append({"kind": "unusable_answers", "version": row["version"], "window": row["window"],
+                          "text": f"version {row['version']}, {row['window']}: {row['unusable']} of {row['answers']} "
+                                  f"answers unusable (none, the wrong shape or not finite; {row['share']:.1%} > "
+                                  f"{row['threshold']:.1%})"})
     # A version judged by its feedback alarms while it still serves: answers or feedback in the current window
     # or the one before it (a retired version's old corrections would otherwise alarm, and retrain, forever).
     since = None if seconds is None else windows.start(now, seconds) - seconds
-    serving = {str(group["version"]) for group in recent}
+    serving = {str(group["version"]) for group in recent + recent_unusable}
     for version, row in accuracy.items():
         if row["crossed"] and (since is None or version in serving or row["last_feedback_at"] >= since):
             found.append({"kind": "accuracy", "version": version, "window": "all feedback",
@@ -117,14 +143,15 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
     return found
 
 
-def run(answers, feedback_records, reference, server, config: Config, seconds: int | None) -> dict:
-    """Everything the report shows; ``reference`` None skips the drift checks (no pipeline run to compare with);
+def run(answers, feedback_records, reference, server, config: Config, seconds: int | None, unusable=()) -> dict:
+    """Everything the report shows; ``unusable``: request_logs.Unusable answers (judged by their share of each
+    version's window); ``reference`` None skips the drift checks (no pipeline run to compare with);
     ``server`` is None (no metrics URL), server_metrics.summarize()'s dict with its ``url``, or ``{'url',
     'error'}`` when the page could not be read."""
     from pipeline.monitor import reference as reference_lib
 
     now = time.time()
-    answers, feedback_records, ahead = split_future(answers, feedback_records, now)
+    answers, unusable, feedback_records, ahead = split_future(answers, unusable, feedback_records, now)
     training_stats = schema = None
     training_rows: tuple = ()
     if reference is not None and answers:
@@ -135,8 +162,9 @@ def run(answers, feedback_records, reference, server, config: Config, seconds: i
               for (version, begin), items in sorted(group_answers(answers, seconds).items(),
                                                     key=lambda kv: (str(kv[0][0]), kv[0][1]))]
     accuracy = live_accuracy.by_version(feedback_records, config.monitor_min_accuracy, config.monitor_min_feedback)
-    found = alarms(groups, accuracy, server, config, seconds, now)
-    return {"generated_at": now, "groups": groups, "live_accuracy": accuracy, "server": server,
+    shares = unusable_shares(answers, unusable, seconds, config)
+    found = alarms(groups, accuracy, server, config, seconds, now, shares)
+    return {"generated_at": now, "groups": groups, "unusable": shares, "live_accuracy": accuracy, "server": server,
             "future_dated": ahead,
             "reference": reference.to_json() if reference is not None else None,
             "eval_label_shares": (drift.category_shares(reference.eval_statistics, configs.LABEL_NAME_KEY)

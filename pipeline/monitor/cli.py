@@ -38,6 +38,8 @@ THRESHOLD_FLAGS = {
     "monitor_min_accuracy": "live accuracy floor (alarm when the 95% interval is entirely below)",
     "monitor_min_requests": "a window with fewer answers is shown but not judged",
     "monitor_min_feedback": "a version with fewer feedback rows is shown but not judged",
+    "monitor_max_unusable": "a window's share of answers that cannot be used (none, the wrong shape, not finite: the "
+                            "served model's fault) above this is an alarm",
     "monitor_max_error_share": "server: share of requests that failed on the server's side above this is an alarm "
                                "(INVALID_ARGUMENT, the client's mistake, is counted apart)",
     "monitor_max_latency_ms": "server: p95 latency above this (ms) is an alarm",
@@ -151,7 +153,8 @@ def once(config: Config, args, extra: list[str]) -> int:
             server = {"url": args.metrics_url, **server_metrics.read(args.metrics_url)}
         except server_metrics.Unreadable as err:   # an alarm (checks.alarms), not a pass without a server
             server = {"url": args.metrics_url, "error": str(err)}
-    result = checks.run(logs.answers if logs else [], records, ref, server, config, args.window_seconds)
+    result = checks.run(logs.answers if logs else [], records, ref, server, config, args.window_seconds,
+                        logs.unusable if logs else [])
     result["logs"] = logs.to_json() if logs else None
     if args.policy:
         fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None, config,

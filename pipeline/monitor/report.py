@@ -51,6 +51,10 @@ def write_prometheus(result: dict, out_dir: str) -> str:
     if result.get("server"):   # only with --metrics-url: 0 when the page could not be read (an alarm)
         gauge("server_metrics_up", "1 when the model server's metrics page was read").set(
             int(not result["server"].get("error")))
+    unusable = gauge("unusable_share", "share of answers in the version's newest window that cannot be used",
+                     ["version"])
+    for row in newest_groups(result.get("unusable", [])):
+        unusable.labels(str(row["version"])).set(row["share"])
     requests = gauge("requests", "answers in the version's newest window", ["version"])
     low = gauge("low_confidence_share", "share of answers below the confidence threshold", ["version"])
     measure = gauge("distribution_distance", "TFDV drift/skew measurement", ["version", "check", "feature", "measure"])
@@ -173,6 +177,13 @@ def write_html(result: dict, out_dir: str) -> str:
                           "-" if g["confidence"]["mean"] is None else f"{g['confidence']['mean']:.3f}",
                           f"{g['confidence']['low_share']:.1%}", _esc(g["sources"]), _esc(g["formats"])]
                          for g in result["groups"]]))
+    faulty = [row for row in result.get("unusable", []) if row["unusable"]]
+    if faulty:
+        parts.append("<h2>Unusable answers (none, the wrong shape or not finite)</h2>")
+        parts.append(_table(["version", "window", "answers", "unusable", "share", "threshold", ""],
+                            [[_esc(r["version"]), _esc(r["window"]), r["answers"], r["unusable"], f"{r['share']:.1%}",
+                              f"{r['threshold']:.1%}", '<span class="bad">crossed</span>' if r["crossed"] else "ok"]
+                             for r in faulty]))
     for group in newest_groups(result["groups"]):
         v = str(group["version"])
         parts.append(f"<h2>Version {_esc(v)} — newest window {_esc(group['window'])}</h2>")

@@ -15,7 +15,8 @@ A record is dated by ``log_metadata.timestamp_secs`` (which the project's writer
 file's last modification (log files rotate, so a file spans minutes, not days); ``log_metadata.request_origin``
 says whether the web client's image came from the drawing pad or an upload. Nothing here raises on bad data: a record that does not parse, a file that
 is truncated or cannot be opened, a record that is not a predict log or holds no image or no answer, is
-counted in :class:`LogRead` and reported.
+counted in :class:`LogRead` and reported. An answer that cannot be used (none, the wrong shape, not finite) is the
+served model's fault: each is also kept, dated and versioned, as :class:`Unusable` (checks.unusable_shares).
 """
 from __future__ import annotations
 
@@ -54,6 +55,13 @@ class Answer:
         return float(np.max(self.probabilities))
 
 
+@dataclasses.dataclass(frozen=True)
+class Unusable:
+    """One image the server answered with probabilities that cannot be used: which version, when."""
+    time: float
+    version: int | None
+
+
 @dataclasses.dataclass
 class LogRead:
     prefix: str
@@ -62,6 +70,7 @@ class LogRead:
     records: int = 0
     other_models: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # name -> records
     answers: list[Answer] = dataclasses.field(default_factory=list)
+    unusable: list[Unusable] = dataclasses.field(default_factory=list)   # one per image answered unusably
     problems: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason -> count
     examples: dict = dataclasses.field(default_factory=dict)   # reason -> first "file: detail"
 
@@ -155,12 +164,13 @@ def _add_record(raw: bytes, when: float, where: str, read: LogRead) -> None:
     except Exception as err:   # a tensor or tf.Example that does not decode
         read.problem("bad_tensor", where, f"{type(err).__name__}: {err}")
         return
-    if probs is None:
-        return
     metadata = log.log_metadata
     spec = metadata.model_spec
     version = spec.version.value if spec.HasField("version") else None
     when = metadata.timestamp_secs or when   # the writer's time of the request; else the file's
+    if probs is None:   # the model answered, unusably: counted against its version's window
+        read.unusable.extend([Unusable(time=when, version=version)] * max(1, len(images)))
+        return
     for image, row in zip(images, probs):
         read.answers.append(Answer(time=when, version=version, image=image, probabilities=row,
                                    origin=metadata.request_origin))
