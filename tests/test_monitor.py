@@ -352,6 +352,23 @@ def test_reads_what_the_web_backend_writes_with_its_time_and_origin(tmp_path, le
     assert [image_features.features(a.image, a.origin)["source"] for a in read.answers] == ["canvas", "upload"]
 
 
+@pytest.mark.parametrize("cut", [0, 1, 4, 8, 11, 12, 20])
+def test_a_record_cut_short_anywhere_is_a_truncated_tail(tmp_path, cut):
+    """The last record cut ``cut`` bytes in: counted as a truncated tail, the records before it read. TensorFlow
+    reads a length header cut short (1-11 of its 12 bytes) as the file's clean end: it had been dropped unsaid."""
+    from pipeline.monitor import request_logs
+
+    logs = [prediction_log([b"image %d" % n], confident(n)[None, :], 7) for n in range(3)]
+    path = write_log(tmp_path / "logs" / "requests", logs)
+    whole = open(path, "rb").read()
+    last = len(whole) - 12 - len(logs[-1].SerializeToString()) - 4   # the last record: header, data, CRC
+    if cut:
+        open(path, "wb").write(whole[:last + cut])
+    read = request_logs.read_logs(str(tmp_path / "logs"))
+    assert read.records == (2 if cut else 3) and len(read.answers) == read.records
+    assert read.problems == ({"truncated_tail": 1} if cut else {})
+
+
 def test_a_file_name_prefix_reads_its_writers_files_only(tmp_path):
     """``--logs DIR/requests`` reads what a writer given that filename_prefix wrote (requests-<time>-<n>.tfrecord),
     not the files of another model logging beside it as ``requests_canary`` (they had been read as ``requests*``,

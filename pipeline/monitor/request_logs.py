@@ -37,6 +37,10 @@ class LogNotFound(FileNotFoundError):
     """The prefix names no folder and matches no file."""
 
 
+FRAMING_BYTES = 8 + 4 + 4   # around each TFRecord's data: its length, the length's CRC, the data's CRC
+TRUNCATED = "the last record is cut short (its writer stopped or is writing it); the records before it were read"
+
+
 @dataclasses.dataclass(frozen=True)
 class Answer:
     """One image the server answered: what was sent, what came back, which version, when."""
@@ -110,10 +114,6 @@ def log_files(prefix: str) -> list[str]:
     return sorted(found)
 
 
-def _mtime(path: str) -> float:
-    return tf.io.gfile.stat(path).mtime_nsec / 1e9
-
-
 def _images(request, where: str, read: LogRead) -> list[bytes] | None:
     if configs.IMAGE_INPUT in request.inputs:
         return list(request.inputs[configs.IMAGE_INPUT].string_val)
@@ -181,15 +181,19 @@ def read_logs(prefix: str, model: str = configs.MODEL_NAME) -> LogRead:
     read = LogRead(prefix=prefix, model=model, files=log_files(prefix))
     for path in read.files:
         try:
-            when = _mtime(path)
+            stat = tf.io.gfile.stat(path)
+            when, used = stat.mtime_nsec / 1e9, 0   # the file's time; the bytes of the records read
             for n, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
                 read.records += 1
+                used += FRAMING_BYTES + len(record)
                 _add_record(record, when, f"{path}#{n}", read)
         except (tf.errors.DataLossError, tf.errors.OpError, OSError) as err:   # truncated or unreadable file
             text = str(err).splitlines()[0] if str(err) else type(err).__name__
             if isinstance(err, tf.errors.DataLossError) and "truncated record" in text:
-                read.problem("truncated_tail", path, "the last record is cut short (its writer stopped or is "
-                                                     "writing it); the records before it were read")
+                read.problem("truncated_tail", path, TRUNCATED)
             else:
                 read.problem("unreadable_file", path, text)
+            continue
+        if used < stat.length:   # a record cut inside its 12-byte header: TensorFlow reads it as the file's end
+            read.problem("truncated_tail", path, TRUNCATED)
     return read
