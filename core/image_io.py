@@ -26,7 +26,9 @@ One policy, used by the ExampleGen and by the web client's backend:
 * a re-encoded lossy WebP or JPEG without transparency (a phone's or a browser's photo) becomes a JPEG of quality
   95 without chroma subsampling, not a PNG: as a PNG it grew about 14 times, past the upload limit it had passed,
   into every request to the model (``python -m bench.reencode``: a 0.5 MB WebP of 12 megapixels is a 7.4 MB PNG in
-  2.7 s, a 2.0 MB JPEG in 0.05 s).
+  2.7 s, a 2.0 MB JPEG in 0.05 s);
+* refuse a re-encoding over the size limit as the original over it is refused (``too_large``): a lossless WebP
+  of 50 kB, 4000 x 4000 px of three noise rows repeated, is a PNG of 48 MB.
 
 Two files are one picture when their pixels are (:func:`pixel_digest`: a PNG, its re-compression and its BMP copy
 alike): the ExampleGen splits and reports duplicates by it, and the feedback store keeps one label per picture by it.
@@ -119,7 +121,8 @@ def _why(err: Exception) -> str:
 
 def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedImage:
-    """Validates encoded image bytes and returns what to keep; raises :class:`ImageRejected`."""
+    """Validates encoded image bytes and returns what to keep; raises :class:`ImageRejected`. ``max_bytes`` bounds
+    what is kept, the re-encoding too: kept bytes over it are refused as ``too_large``."""
     if not data:
         raise ImageRejected("empty", "zero-byte file")
     if len(data) > max_bytes:
@@ -170,8 +173,14 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         return CheckedImage(data, fmt, mode, width, height, reencoded=False)
     if (fmt == "JPEG" and not jpeg_refused or fmt == "WEBP" and _lossy_webp(data)) \
             and img.mode in ("RGB", "L", "CMYK") and "transparency" not in img.info:
-        return CheckedImage(to_jpeg(img), fmt, mode, width, height, reencoded=True, reencoded_as="JPEG")
-    return CheckedImage(to_png(img), fmt, mode, width, height, reencoded=True)
+        reencoded, reencoded_as = to_jpeg(img), "JPEG"
+    else:
+        reencoded, reencoded_as = to_png(img), "PNG"
+    if len(reencoded) > max_bytes:   # (a small lossless WebP of repeated noise rows: a PNG of 48 MB)
+        raise ImageRejected("too_large", f"{len(data)} bytes as {fmt}, but {len(reencoded)} bytes as the "
+                                         f"{reencoded_as} it is re-encoded to for the model, over the "
+                                         f"{max_bytes}-byte limit")
+    return CheckedImage(reencoded, fmt, mode, width, height, reencoded=True, reencoded_as=reencoded_as)
 
 
 def _check_side(width: int, height: int, max_pixels: int) -> None:

@@ -38,6 +38,13 @@ def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
     return buf.getvalue()
 
 
+def noise_rows_webp(width: int = 4000, height: int = 40) -> bytes:
+    """A lossless WebP of three rows of noise repeated: a few kilobytes (WebP finds the repetition), as many bytes
+    as pixels times three as the PNG it is re-encoded to (three rows of 4000 px are past zlib's 32 KiB window)."""
+    rows = np.random.default_rng(0).integers(0, 256, (3, width, 3), dtype=np.uint8)
+    return png_bytes(Image.fromarray(np.resize(rows, (height, width, 3)), "RGB"), "WEBP", lossless=True)
+
+
 def letter_image(width: int, height: int, mode: str = "L", seed: int = 0) -> Image.Image:
     """Dark strokes on light paper, any size and mode."""
     rng = np.random.default_rng(seed)

@@ -6,7 +6,7 @@ import pytest
 from core import feedback_cli
 from core.feedback import FeedbackStore, export_feedback
 from core.feedback_import import import_folder
-from tests.conftest import letter_image, png_bytes
+from tests.conftest import letter_image, noise_rows_webp, png_bytes
 
 
 @pytest.fixture
@@ -177,6 +177,15 @@ def test_an_oversize_file_is_skipped_as_the_pipeline_skips_it(folder, tmp_path):
     assert summary.skipped["too_large"] == [f"alef/big.png: {big.stat().st_size} bytes is over the "
                                             f"{big.stat().st_size - 1}-byte limit"]
     assert summary.imported == 4
+
+
+def test_a_file_whose_reencoding_is_oversize_is_skipped_not_stored_for_the_pipeline_to_skip(folder, tmp_path):
+    """What is stored is the re-encoding; over the pipeline's file limit, the ExampleGen would skip it."""
+    (folder / "alef" / "noise.webp").write_bytes(noise_rows_webp())
+    summary = import_folder(tmp_path / "store", folder, max_bytes=100_000)
+    assert [item.split(":")[0] for item in summary.skipped["too_large"]] == ["alef/noise.webp"]
+    assert "as the PNG it is re-encoded to for the model, over the 100000-byte limit" in summary.skipped["too_large"][0]
+    assert summary.imported == 4 and all(len(data) <= 100_000 for *_, data in stored(tmp_path / "store"))
 
 
 def test_two_imports_at_once_store_each_image_once(folder, tmp_path):

@@ -7,7 +7,7 @@ import tensorflow as tf
 from PIL import Image
 
 from core import image_io
-from tests.conftest import letter_image, png_bytes
+from tests.conftest import letter_image, noise_rows_webp, png_bytes
 
 RGB = letter_image(30, 20, "RGB")
 
@@ -374,6 +374,20 @@ def test_oversize_file_is_rejected():
     with pytest.raises(image_io.ImageRejected) as err:
         image_io.check_image(png_bytes(RGB), max_bytes=100)
     assert err.value.reason == "too_large"
+
+
+def test_a_reencoding_over_the_size_limit_is_refused_as_an_oversize_file_is():
+    """A file under the limit whose re-encoding for the model is over it: the re-encoding is what is kept, stored
+    and sent, so the limit is its limit too (a 50 kB lossless WebP had become a 48 MB PNG)."""
+    webp = noise_rows_webp()
+    png = image_io.check_image(webp).data
+    assert len(webp) * 10 < len(png)
+    with pytest.raises(image_io.ImageRejected) as err:
+        image_io.check_image(webp, max_bytes=len(png) - 1)
+    assert err.value.reason == "too_large"
+    assert err.value.detail == (f"{len(webp)} bytes as WEBP, but {len(png)} bytes as the PNG it is re-encoded to "
+                                f"for the model, over the {len(png) - 1}-byte limit")
+    assert image_io.check_image(webp, max_bytes=len(png)).data == png
 
 
 def test_the_pixel_limit_is_max_pixels_alone():

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from core.labels import CLASS_NAMES, GLYPH_OF
+from tests.conftest import noise_rows_webp
 from tests.support.trickle import trickle
 from tests.web.conftest import (CANARY_CLASS, CANARY_VERSION, STABLE_CLASS, STABLE_VERSION, Api, b64,
                                 letter_png)
@@ -253,6 +254,16 @@ def test_oversize_requests_are_413(start_web, serving_labelled):
     assert status == 413
     status, answer = api.predict(letter_png())           # small images still pass
     assert status == 200
+
+
+def test_an_upload_whose_reencoding_is_oversize_is_413_and_neither_sent_nor_stored(start_web, serving_labelled):
+    webp = noise_rows_webp()                            # 36 kB; its PNG for the model, 480 kB
+    web = start_web(serving_labelled.url, max_upload_bytes=100_000)
+    api = Api(web.url)
+    for status, answer in (api.predict(webp), api.feedback(webp, "alef")):
+        assert (status, answer["reason"]) == (413, "too_large"), answer
+        assert "re-encoded to for the model, over the 100000-byte limit" in answer["error"]
+    assert web.backend.store.count() == 0
 
 
 def test_pixel_limit_guards_decoding(start_web, serving_labelled):
