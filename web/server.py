@@ -197,9 +197,12 @@ class Backend:
 
 
 def _unavailable(err: ServingUnavailable) -> str:
-    """The model server is down, or up without the model asked for (a mistyped name, nothing pushed yet)."""
+    """The model server is down, busy (429), or up without the model asked for (a mistyped name, nothing pushed
+    yet)."""
     if err.reason == "model_not_loaded":
         return f"The model server answers but cannot serve the model: {err.message}."
+    if err.status == 429:
+        return f"The model server is busy: {err.message}."
     return f"The model server is down: {err.message}."
 
 

@@ -31,7 +31,8 @@ UNKNOWN_LABEL = "Unrecognized servable version label"
 
 
 class ServingRejected(Exception):
-    """TF Serving answered a prediction with a client error (e.g. the model cannot decode the image)."""
+    """TF Serving answered a prediction with a 400, an error about its input (e.g. the model cannot decode the
+    image)."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -136,15 +137,18 @@ class ModelRouter:
         return version
 
     def _raise_for(self, status: int, body) -> None:
+        """The error of a refused call other than a 400 about its input: 404, the model not loaded; another 4xx
+        (TF Serving's 429 RESOURCE_EXHAUSTED, 409 ABORTED, 499 CANCELLED, 403/401 or 413 from it or a proxy) or a
+        5xx, the server in trouble, which a later try may not be (429 kept, 504 kept, the others 503)."""
         message = error_text(body) or f"HTTP {status}"
         if status == 404:
             raise ServingUnavailable("model_not_loaded",
                                      f"TF Serving has no loaded version of model {self.model_name!r} ({message}); "
                                      f"check the model name (--model-name, LETTERS_WEB_MODEL_NAME) and that a "
                                      f"version was pushed, or wait if it is still loading")
-        if status >= 500:
-            raise ServingUnavailable("serving_error", f"TF Serving failed: {message}",
-                                     status=504 if status == 504 else 503)
+        if status > 400:
+            raise ServingUnavailable("serving_error", f"TF Serving failed (HTTP {status}): {message}",
+                                     status=status if status in (429, 504) else 503)
         raise BadServingResponse(f"TF Serving answered HTTP {status}: {message}")
 
     # -- prediction ----------------------------------------------------------------------------------------
@@ -166,11 +170,9 @@ class ModelRouter:
             break
         if status != 200:
             message = error_text(answer) or f"HTTP {status}"
-            if status == 404:
-                self._raise_for(status, answer)
             if status == 400 and "signature name" in message:
                 raise BadServingResponse(f"the model has no {configs.IMAGE_SIGNATURE!r} signature: {message}")
-            if 400 <= status < 500:
+            if status == 400:   # INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE: about the image sent
                 raise ServingRejected(status, message)
             self._raise_for(status, answer)
         return Prediction(top=parse_top3(answer), version=resolution.version, route=resolution.route,

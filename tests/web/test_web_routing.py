@@ -2,6 +2,7 @@
 import pytest
 
 from serving.client import ServingUnavailable
+from tests.conftest import letter_image, png_bytes
 from web.tfserving import BadServingResponse, ModelRouter, ServingRejected, parse_top3
 
 
@@ -72,6 +73,7 @@ def test_version_unloaded_after_resolution_is_resolved_again():
     ((404, {"error": "Could not find any versions of model letters"}), ServingUnavailable, "model_not_loaded"),
     ((503, {"error": "overloaded"}), ServingUnavailable, "serving_error"),
     ((500, None), ServingUnavailable, "serving_error"),
+    ((429, {"error": "Resource exhausted"}), ServingUnavailable, "serving_error"),
     ((200, {"model_spec": {}}), BadServingResponse, None),
     ((200, {"model_spec": {"version": float("inf")}}), BadServingResponse, None),
     ((200, {"model_spec": {"version": -1}}), BadServingResponse, None),
@@ -98,6 +100,34 @@ def test_predict_errors():
     with pytest.raises(ServingUnavailable) as caught:
         r.predict(b"png")
     assert caught.value.status == 504
+
+
+@pytest.mark.parametrize("status, error, answered", [
+    (429, "Resource exhausted: the batch queue is full", 429),   # RESOURCE_EXHAUSTED
+    (409, "Aborted", 503),                                       # ABORTED
+    (499, "Cancelled", 503),                                     # CANCELLED
+    (403, "Forbidden", 503),                                     # a proxy in front of it
+    (401, "Unauthorized", 503),
+    (413, "Request body of 72041976 bytes exceeds the limit", 503),
+])
+def test_only_a_400_blames_the_image_other_refusals_are_the_servers_trouble(tmp_path, status, error, answered):
+    """TF Serving's 4xx other than 400 (INVALID_ARGUMENT and the like, about the input) and 404 say nothing of the
+    image: the web client answers as for a server in trouble (try again), not "the model could not read this
+    image"."""
+    from web.config import WebConfig
+    from web.server import ApiError, Backend
+
+    r = router({("GET", f"{M}/labels/stable/metadata"): [metadata(1)],
+                ("POST", f"{M}/versions/1:predict"): [(status, {"error": error})]})
+    backend = Backend(WebConfig(feedback_dir=str(tmp_path / "feedback")), router=r)
+    try:
+        with pytest.raises(ApiError) as caught:
+            backend.predict(png_bytes(letter_image(40, 40)), "stable")
+    finally:
+        backend.close()
+    assert (caught.value.status, caught.value.reason) == (answered, "serving_error")
+    assert error in caught.value.message and "Try again later." in caught.value.message
+    assert "could not read this image" not in caught.value.message
 
 
 def test_a_refusal_by_the_model_is_said_in_tensorflows_words_without_graph_nodes():
