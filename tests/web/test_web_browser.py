@@ -213,6 +213,39 @@ def test_feedback_of_a_reencoded_upload_sends_the_upload(web, open_page):
     assert page.locator("#feedback").is_hidden()
 
 
+def test_a_file_that_is_not_an_image_leaves_no_feedback_for_the_earlier_answer(web, open_page):
+    """The page refuses a file whose type is not an image before sending it; the answer shown before is hidden,
+    and so is its feedback: a letter pressed then was stored for an image no longer shown. Chosen or dropped."""
+    page = open_page(web.url)
+    page.check("#feedback-mode")
+    upload = {"name": "c.png", "mimeType": "image/png", "buffer": letter_png(size=64, seed=5)}
+    note = {"name": "note.txt", "mimeType": "text/plain", "buffer": b"a shopping list"}
+
+    def answered():
+        page.set_input_files("#file", files=[upload])
+        answer_of(page)
+        page.wait_for_selector("#feedback:not([hidden])")
+
+    def refused():
+        page.wait_for_selector("#error:not([hidden])")
+        assert "This is not an image file." in page.locator("#error").inner_text()
+        assert page.locator("#result").is_hidden() and page.locator("#feedback").is_hidden()
+        alef = page.locator("#letter-grid button[data-class=alef]")
+        alef.dispatch_event("click")         # (hidden: no user can press it; a feedback would start at once)
+        assert alef.get_attribute("aria-pressed") == "false" and page.locator("#feedback-result").inner_text() == ""
+
+    answered()
+    page.set_input_files("#file", files=[note])
+    refused()
+    answered()
+    dropped = page.evaluate_handle("""() => { const t = new DataTransfer();
+        t.items.add(new File(["a shopping list"], "note.txt", {type: "text/plain"})); return t; }""")
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+    refused()
+    assert web.backend.store.count() == 0
+    assert page.problems == [], page.problems
+
+
 def test_serving_down_is_said_plainly(start_web, dead_url, open_page):
     web = start_web(dead_url)
     page = open_page(web.url)

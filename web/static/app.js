@@ -281,6 +281,8 @@
         showError(err.message || String(err));
         $("result").hidden = true;             // an earlier image's answer is not this one's
         $("result").classList.remove("stale");
+        state.prediction = null;               // nor its feedback: no answer shown, none offered
+        prepareFeedback();
         $("result-card").removeAttribute("aria-busy");
         $("result-empty").hidden = false;
       }
