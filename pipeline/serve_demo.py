@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from core import configs
+from core import configs, settings
 from core.model_dirs import resolve_model_dir
 from core.signals import raise_interrupt
 from pipeline import releases
@@ -132,6 +132,7 @@ def served_version_problem(model, config_file: str, serving_dir: Path) -> str | 
 
 
 def main(argv=None) -> int:
+    unknown = settings.warn_unknown_variables()
     defaults = defaults_from_env()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--serving-dir", default=defaults.serving_dir)
@@ -188,13 +189,15 @@ def main(argv=None) -> int:
         print(f"error: something already listens on {', '.join(busy)}; stop it or choose another port",
               file=sys.stderr)
         return 2
+    # the children read none of the variables warned of: left out, they are not warned of twice more
+    env = {name: value for name, value in os.environ.items() if name not in unknown}
     procs, names = [], ["the model server", "the web client"]
     signal.signal(signal.SIGTERM, raise_interrupt)   # before the first child, so that no child outlives us
     try:
-        procs.append(subprocess.Popen(serving_cmd, cwd=configs.PROJECT_ROOT))
+        procs.append(subprocess.Popen(serving_cmd, cwd=configs.PROJECT_ROOT, env=env))
         body = _wait_until_up(serving_url, f"/v1/models/{configs.MODEL_NAME}", procs[0], "the model server", 180)
         versions = ", ".join(v for v, state in version_states(body).items() if state == "AVAILABLE")
-        procs.append(subprocess.Popen(web_cmd, cwd=configs.PROJECT_ROOT))
+        procs.append(subprocess.Popen(web_cmd, cwd=configs.PROJECT_ROOT, env=env))
         web_url = f"http://127.0.0.1:{args.web_port}/"
         _wait_until_up(web_url, "/healthz", procs[1], "the web client", 60)
         grpc = f", gRPC 127.0.0.1:{args.grpc_port}" if args.grpc_port else ""

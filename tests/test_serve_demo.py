@@ -178,3 +178,24 @@ def test_the_model_server_does_not_retry_a_failed_load(tmp_path, capsys, monkeyp
                             "0", "--web-port", str(testing.free_port())]) == 1
     (command,) = started
     assert command[1:3] == ["-m", "serving"] and parse_flags(command[3:]).max_num_load_retries == 0
+
+
+def test_a_misspelled_setting_is_warned_of_once_not_again_by_each_child(tmp_path, capsys, monkeypatch):
+    from pipeline import serve_demo
+
+    environments = []
+
+    def record(command, env=None, **kwargs):
+        environments.append(env)
+        raise RuntimeError("not started in this test")
+    monkeypatch.setattr(serve_demo.subprocess, "Popen", record)
+    monkeypatch.setattr(serve_demo.signal, "signal", lambda *args: None)   # this process's handlers stay
+    monkeypatch.setenv("LETTERS_EPOCS", "30")
+    monkeypatch.setenv("LETTERS_CANARY_SHARE", "0.1")
+    base = tmp_path / "models" / "letters"
+    testing.publish_version(str(base), 1)
+    assert serve_demo.main(["--serving-dir", str(base), "--serving-port", "18550", "--grpc-port", "0",
+                            "--web-port", "18551"]) == 1
+    assert capsys.readouterr().err.count("warning: LETTERS_EPOCS is not a setting") == 1
+    (env,) = environments   # the model server's: the child warns of nothing; the settings it reads it keeps
+    assert "LETTERS_EPOCS" not in env and env["LETTERS_CANARY_SHARE"] == "0.1" and env["PATH"] == os.environ["PATH"]

@@ -1,10 +1,14 @@
 """core.settings: the one way settings classes read environment variables and flags."""
 import argparse
 import dataclasses
+import json
+import re
+import subprocess
 
 import pytest
 
-from core import settings
+from core import configs, settings
+from tests.conftest import ROOT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,3 +81,69 @@ def test_flags_with_defaults_and_underscored_names(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--rate=fast"])
     assert "--rate='fast' is not a valid float" in capsys.readouterr().err
+
+
+# --- LETTERS_* variables that no setting reads ---------------------------------------------------------------
+
+SOURCE_NAME = re.compile(r"\bLETTERS_[A-Z0-9_]+")   # a name ending in "_" is a prefix in prose: LETTERS_MONITOR_*
+
+
+def tracked(*patterns) -> dict[str, str]:
+    """The project's tracked files matching ``patterns``: path -> text."""
+    paths = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    return {path: (ROOT / path).read_text(encoding="utf-8") for path in paths}
+
+
+def test_every_letters_variable_the_code_names_is_a_known_one():
+    """A variable read directly (os.environ, the Makefile) must be a settings class's or in settings.DIRECT, or
+    every command would warn that it is ignored."""
+    sources = {path: text for path, text in tracked("*.py", "Makefile").items() if not path.startswith("tests/")}
+    named = {(name, path) for path, text in sources.items() for name in SOURCE_NAME.findall(text)
+             if not name.endswith("_")}
+    assert {name for name, _ in named} >= {"LETTERS_DATA_ROOT", "LETTERS_WEB_PORT", "LETTERS_KUBEFLOW_IMAGE",
+                                           "LETTERS_FEEDBACK_DIR"}          # the scan sees them
+    known = settings.known_variables()
+    assert sorted((name, path) for name, path in named if name not in known) == []
+
+
+def test_each_direct_variable_is_read_somewhere_and_each_settings_module_reads_its_own():
+    sources = tracked("*.py", "Makefile")
+    elsewhere = "".join(text for path, text in sources.items() if path != "core/settings.py")
+    assert [name for name in settings.DIRECT if name not in elsewhere] == []
+    readers = {path for path, text in sources.items() if "settings.from_env(" in text and not path.startswith("tests/")}
+    assert readers == {module.replace(".", "/") + ".py" for module in settings.SETTINGS_MODULES}
+
+
+def test_a_misspelled_variable_is_warned_of_with_the_name_meant(capsys):
+    assert settings.warn_unknown_variables({"LETTERS_EPOCS": "30", "LETTERS_WEB_PROT": "9000"}) == {
+        "LETTERS_EPOCS": "LETTERS_EPOCHS", "LETTERS_WEB_PROT": "LETTERS_WEB_PORT"}
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: LETTERS_EPOCS is not a setting (did you mean LETTERS_EPOCHS?); it is ignored",
+        "warning: LETTERS_WEB_PROT is not a setting (did you mean LETTERS_WEB_PORT?); it is ignored"]
+
+
+def test_a_variable_like_no_setting_is_warned_of_without_a_suggestion(capsys):
+    assert settings.unknown_variables({"LETTERS_XYZZY": "1"}) == {"LETTERS_XYZZY": None}
+    settings.warn_unknown_variables({"LETTERS_XYZZY": "1"})
+    assert capsys.readouterr().err == "warning: LETTERS_XYZZY is not a setting; it is ignored\n"
+
+
+def test_known_names_other_variables_and_empty_ones_are_not_warned_of(capsys):
+    environ = {"LETTERS_EPOCHS": "30", "LETTERS_MONITOR_MIN_ACCURACY": "0.9", "LETTERS_WEB_PORT": "9000",
+               "LETTERS_KUBEFLOW_IMAGE": "x", "EPOCS": "30", "MY_LETTERS_EPOCS": "1", "letters_epocs": "1",
+               "LETTERS_EPOCS": "", "PATH": "/bin"}
+    assert settings.warn_unknown_variables(environ) == {}
+    assert capsys.readouterr().err == ""
+
+
+def test_a_misspelled_variable_changes_no_setting_and_stops_nothing(monkeypatch, tmp_path, capsys):
+    from core import feedback_cli
+    from core.feedback import FeedbackStore
+    FeedbackStore(tmp_path / "store").close()   # an empty store
+    monkeypatch.setenv("LETTERS_EPOCS", "30")
+    assert configs.Config.from_env() == configs.Config()
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "stats"]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("warning: LETTERS_EPOCS is not a setting (did you mean LETTERS_EPOCHS?)")
+    assert json.loads(out)["records"] == 0

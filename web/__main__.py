@@ -48,6 +48,7 @@ def parse_args(argv=None) -> WebConfig:
 
 
 def main(argv=None) -> int:
+    settings.warn_unknown_variables()
     config = parse_args(argv)
     from core.feedback import FeedbackStoreError
     from web.server import Backend, make_server
