@@ -172,3 +172,18 @@ def test_the_trainer_trains_for_its_budget_and_says_so(tmp_path, capsys):
     assert f"Trainer: training budget: {plan.epochs} epochs × 3 steps = {plan.steps} steps (sized from 70 " \
            "training images; --epochs N to choose)" in out
     assert f"Trainer: epoch {plan.epochs}/{plan.epochs} " in out
+
+
+def test_one_seed_draws_the_same_augmented_batches_every_time(tmp_path):
+    size = 32
+    train = write_transformed(tmp_path / "train.gz", 200, size)
+    hp = configs.Config(image_size=size, augment_erase=0.5, augment_thickness=0.5)
+
+    def batches():
+        tf.keras.utils.set_random_seed(hp.seed)   # as the Trainer does before it builds its data
+        return [x.numpy() for x, _ in trainer.make_dataset([train], _TransformOutput(size), 8, True, hp)]
+
+    first, second = batches(), batches()
+    assert len(first) == 25
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not np.array_equal(first[0], first[1])   # augmented: no two batches the same

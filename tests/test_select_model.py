@@ -268,3 +268,12 @@ def test_a_data_root_without_hhd_names_is_refused_before_any_training(tmp_path, 
     with pytest.raises(SystemExit):
         select_model.main(["--data-root", str(tmp_path), "--set", "epochs=1"])
     assert "so no writer can be held out" in capsys.readouterr().err
+
+
+def test_one_seed_trains_one_network(numbered_dataset, tmp_path):
+    hp = select_model.config_with(["epochs=2", "conv_widths=8,16", "seed=3"])
+    images = select_model.load_split(numbered_dataset, hp.image_size, tmp_path / "cache")
+    first, _ = select_model.fit_model(hp, images, images)
+    second, _ = select_model.fit_model(hp, images, images)
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        assert np.array_equal(a, b)
