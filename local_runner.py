@@ -168,6 +168,30 @@ def small_data_hint(config: Config) -> str | None:
             'README, "A handful of real letters")')
 
 
+def forget_removed_models(config: Config) -> list[str]:
+    """Marks the last blessed model DELETED in ML Metadata when its folder is gone (removed by hand, say), and the
+    one blessed before it while that is gone too, each with a line naming it; returns their folders. TFX's
+    resolver reads live artifacts only, so the gate then compares with the last blessed model still there, or,
+    with none left, applies the first run's rule (the accuracy floor alone): the Evaluator had failed on the
+    missing folder after the Trainer, whatever the flags. A Trainer cached with that model trains again."""
+    import tensorflow as tf
+    from ml_metadata.proto import metadata_store_pb2
+    from pipeline.run_summary import latest_blessed_model, open_store
+
+    if not os.path.exists(config.metadata_file):
+        return []
+    store = open_store(config.metadata_file, writable=True)
+    gone = []
+    while (model := latest_blessed_model(store)) is not None and not tf.io.gfile.exists(model.uri):
+        model.state = metadata_store_pb2.Artifact.DELETED
+        store.put_artifacts([model])
+        gone.append(model.uri)
+        print(f"Last blessed model: {model.uri} is gone; marked deleted in ML Metadata (artifact {model.id}), so "
+              "this run is compared with the blessed model before it that is still there, or, with none, gated by "
+              "the accuracy floor alone", flush=True)
+    return gone
+
+
 def gate_after_a_split_change(config: Config, feedback_root: str | None = None) -> tuple[Config, str | None]:
     """The "no worse than the last blessed model" gate compares both models on this run's eval split, so that
     split must hold no image the last blessed model trained on. Images are split by hash over train + eval
@@ -391,6 +415,7 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     feedback_root = export_feedback(config)
     if feedback_root:
         print(describe_feedback_copies(config, feedback_root), flush=True)
+    forget_removed_models(config)   # before anything reads the last blessed model
     config, not_compared = gate_after_a_split_change(config, feedback_root)   # on the feedback this run trains on
     print(estimated_budget(config, feedback_root).describe(estimated=True), flush=True)
     LocalDagRunner().run(create_pipeline(

@@ -25,12 +25,25 @@ STATS_FILE = "FeatureStats.pb"   # StatisticsGen's binary DatasetFeatureStatisti
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
 
-def open_store(metadata_file: str) -> metadata_store.MetadataStore:
-    """The ML Metadata store of a local run, opened read-only."""
+def open_store(metadata_file: str, writable: bool = False) -> metadata_store.MetadataStore:
+    """The ML Metadata store of a local run, opened read-only unless ``writable``."""
     cfg = metadata_store_pb2.ConnectionConfig()
     cfg.sqlite.filename_uri = metadata_file
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    cfg.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE if writable
+                                  else metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
     return metadata_store.MetadataStore(cfg)
+
+
+def latest_blessed_model(store) -> metadata_store_pb2.Artifact | None:
+    """The model a candidate is compared with, as TFX's LatestBlessedModelStrategy picks it: the newest Model
+    artifact a ModelBlessing blessed, both LIVE (TFX's input resolution reads live artifacts only, locally and in
+    Kubeflow Pipelines alike); None without one."""
+    live = metadata_store_pb2.Artifact.LIVE
+    blessed = {b.custom_properties["current_model_id"].int_value for b in store.get_artifacts_by_type("ModelBlessing")
+               if b.state == live and b.custom_properties["blessed"].int_value == 1
+               and "current_model_id" in b.custom_properties}
+    models = [m for m in store.get_artifacts_by_id(sorted(blessed)) if m.state == live] if blessed else []
+    return max(models, key=lambda m: m.id, default=None)
 
 
 def _node_name(store, execution_id: int) -> str:
@@ -50,16 +63,14 @@ def last_blessed_training(metadata_file: str) -> dict | None:
         return None
     try:
         store = open_store(metadata_file)
-        models = [b.custom_properties["current_model_id"].int_value
-                  for b in store.get_artifacts_by_type("ModelBlessing")
-                  if b.custom_properties["blessed"].int_value == 1 and "current_model_id" in b.custom_properties]
-        if not models:
+        model = latest_blessed_model(store)
+        if model is None:
             return None
-        producer = [ev.execution_id for ev in store.get_events_by_artifact_ids([max(models)])
+        producer = [ev.execution_id for ev in store.get_events_by_artifact_ids([model.id])
                     if ev.type == metadata_store_pb2.Event.OUTPUT]
         (execution,) = store.get_executions_by_id(producer[:1])
         settings = json.loads(execution.custom_properties["custom_config"].string_value or "{}")
-        examples = ingested_examples(store, max(models))
+        examples = ingested_examples(store, model.id)
         report = ingest_report(examples.uri) if examples is not None else {}
         return {**settings, "feedback_images": _feedback_count(examples),
                 "feedback_files": report.get("feedback_files"), "feedback_digests": report.get("feedback_digests")}

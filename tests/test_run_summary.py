@@ -66,7 +66,8 @@ def test_the_example_validators_anomalies_are_read_and_printed(tmp_path):
 
 
 def _store_with_blessings(path, blessings):
-    """An ML Metadata store where each (split, blessed) is a Trainer run, its Model and a ModelBlessing."""
+    """An ML Metadata store where each (split, blessed[, model folder]) is a Trainer run, its Model and a
+    ModelBlessing, live as TFX records them."""
     import json
 
     from ml_metadata.metadata_store import metadata_store
@@ -79,13 +80,14 @@ def _store_with_blessings(path, blessings):
     model_type = store.put_artifact_type(pb.ArtifactType(name="Model"))
     blessing_type = store.put_artifact_type(pb.ArtifactType(name="ModelBlessing"))
     trainer_type = store.put_execution_type(pb.ExecutionType(name="Trainer"))
-    for split, blessed in blessings:
+    for split, blessed, *folder in blessings:
         trainer = pb.Execution(type_id=trainer_type)
         trainer.custom_properties["custom_config"].string_value = json.dumps({"epochs": 2, "split": split})
         [execution_id] = store.put_executions([trainer])
-        [model_id] = store.put_artifacts([pb.Artifact(type_id=model_type, uri=f"/m/{split}")])
+        [model_id] = store.put_artifacts([pb.Artifact(type_id=model_type, uri=str(folder[0]) if folder
+                                                      else f"/m/{split}", state=pb.Artifact.LIVE)])
         store.put_events([pb.Event(artifact_id=model_id, execution_id=execution_id, type=pb.Event.OUTPUT)])
-        blessing = pb.Artifact(type_id=blessing_type)
+        blessing = pb.Artifact(type_id=blessing_type, state=pb.Artifact.LIVE)
         blessing.custom_properties["blessed"].int_value = int(blessed)
         blessing.custom_properties["current_model_id"].int_value = model_id
         store.put_artifacts([blessing])
@@ -121,6 +123,39 @@ def test_the_split_of_the_last_blessed_model_decides_whether_it_gates(tmp_path, 
     monkeypatch.setattr(run_summary, "last_blessed_training", lambda _: {"epochs": 3})
     assert local_runner.gate_after_a_split_change(same)[0].max_regression == 1.0
     assert "(unrecorded, by bytes then, 9:1 by pixels now)" in capsys.readouterr().out
+
+
+def test_a_blessed_model_whose_folder_is_gone_is_marked_deleted_before_the_run(tmp_path, capsys):
+    """The resolver picks the last blessed model from ML Metadata alone: with its folder removed, every later run
+    failed in the Evaluator, after training, whatever the flags. Marked deleted first (the resolver reads live
+    artifacts only), the gate compares with the last blessed model still there, or with none."""
+    import shutil
+
+    import local_runner
+    from core.configs import Config
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    from pipeline.run_summary import last_blessed_training, latest_blessed_model, open_store
+
+    kept, refused, removed, newest = (tmp_path / "Trainer" / "model" / str(n) for n in (1, 2, 3, 4))
+    kept.mkdir(parents=True)
+    refused.mkdir()
+    _store_with_blessings(tmp_path / "metadata.sqlite", [("4:1 by pixels", True, kept), ("3:1 by pixels", False, refused),
+                                                         ("9:1 by pixels", True, removed), ("2:1 by pixels", True, newest)])
+    config = Config(pipeline_root=str(tmp_path))
+    assert local_runner.forget_removed_models(config) == [str(newest), str(removed)]
+    out = capsys.readouterr().out
+    assert f"Last blessed model: {newest} is gone; marked deleted in ML Metadata" in out
+    assert f"Last blessed model: {removed} is gone" in out
+    store = open_store(config.metadata_file)
+    assert latest_blessed_model(store).uri == str(kept)
+    assert [m.state for m in store.get_artifacts_by_type("Model")] == [pb.Artifact.LIVE, pb.Artifact.LIVE,
+                                                                       pb.Artifact.DELETED, pb.Artifact.DELETED]
+    assert last_blessed_training(config.metadata_file)["split"] == "4:1 by pixels"   # the gate's baseline
+    assert local_runner.forget_removed_models(config) == [] and capsys.readouterr().out == ""
+    shutil.rmtree(kept)                                  # none left: the first run's rule
+    assert local_runner.forget_removed_models(config) == [str(kept)]
+    assert last_blessed_training(config.metadata_file) is None
+    assert local_runner.forget_removed_models(Config(pipeline_root=str(tmp_path / "new"))) == []
 
 
 def test_a_push_of_an_earlier_run_or_of_a_model_already_served_is_said_so():
