@@ -142,6 +142,37 @@ def last_run(metadata_file: str) -> dict:
     return {"run_id": run.name, "components": components}
 
 
+def not_pushed_because(store, model_id: int) -> str | None:
+    """Why a model was never pushed: "it failed the serving check" (a ServingValidator refused it) or "the Pusher
+    did not push it"; None when a Pusher pushed it. The gate's baseline is the last model the Evaluator blessed
+    (TFX's LatestBlessedModelStrategy reads the Evaluator's blessings only), pushed or not."""
+    takers = [ev.execution_id for ev in store.get_events_by_artifact_ids([model_id])
+              if ev.type == metadata_store_pb2.Event.INPUT and ev.path.steps and ev.path.steps[0].key == "model"]
+    made = [ev.artifact_id for ev in (store.get_events_by_execution_ids(takers) if takers else [])
+            if ev.type == metadata_store_pb2.Event.OUTPUT]
+    artifacts = store.get_artifacts_by_id(made) if made else []
+    types = {t.id: t.name for t in store.get_artifact_types_by_id(list({a.type_id for a in artifacts}))}
+    if any(types[a.type_id] == "PushedModel" and artifact_property(a, "pushed") == 1 for a in artifacts):
+        return None
+    if any(types[a.type_id] == "InfraBlessing" and artifact_property(a, serving_validator.BLESSED_KEY) == 0
+           for a in artifacts):
+        return "it failed the serving check"
+    return "the Pusher did not push it"
+
+
+def compared_model(metadata_file: str, evaluator_execution_id: int) -> dict | None:
+    """The model the Evaluator compared the candidate with (its ``baseline_model`` input): {'uri', 'not_pushed':
+    why it was never pushed, or None}; None without one."""
+    store = open_store(metadata_file)
+    baseline = [ev.artifact_id for ev in store.get_events_by_execution_ids([evaluator_execution_id])
+                if ev.type == metadata_store_pb2.Event.INPUT and ev.path.steps
+                and ev.path.steps[0].key == "baseline_model"]
+    if not baseline:
+        return None
+    (model,) = store.get_artifacts_by_id(baseline[:1])
+    return {"uri": model.uri, "not_pushed": not_pushed_because(store, model.id)}
+
+
 def examples_per_split(statistics_uri: str) -> dict:
     """{split: number of examples} from StatisticsGen's output (it counts every example; nothing is re-read)."""
     counts = {}
@@ -251,6 +282,10 @@ def summarize(metadata_file: str, not_compared: str | None = None) -> dict:
         if path and os.path.exists(path):
             with open(path) as f:
                 summary[key] = json.load(f)
+    if "Evaluator" in comps:
+        baseline = compared_model(metadata_file, comps["Evaluator"]["execution_id"])
+        summary["baseline_model"] = baseline and baseline["uri"]
+        summary["baseline_not_pushed"] = baseline and baseline["not_pushed"]
     evaluator = comps.get("Evaluator", {}).get("outputs", {})
     if evaluator.get("evaluation"):
         metrics = evaluation_metrics(evaluator["evaluation"][0].uri)
@@ -335,6 +370,9 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
         else:
             line += "; no blessed model before this one"
         lines.append(line)
+        if base is not None and summary.get("baseline_not_pushed"):
+            lines.append(f"  WARNING the last blessed model ({summary['baseline_model']}) was never pushed "
+                         f"({summary['baseline_not_pushed']}): compared with it, not with the model served")
         worst = sorted(ev["per_class"].items(), key=lambda kv: kv[1].get(ACCURACY_METRIC, 1.0))[:3]
         if worst:
             lines.append("  weakest classes: " + ", ".join(

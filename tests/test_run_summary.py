@@ -158,6 +158,62 @@ def test_a_blessed_model_whose_folder_is_gone_is_marked_deleted_before_the_run(t
     assert local_runner.forget_removed_models(Config(pipeline_root=str(tmp_path / "new"))) == []
 
 
+def test_a_baseline_the_serving_check_refused_is_named_as_never_pushed(tmp_path):
+    """The gate's baseline is the last model the Evaluator blessed (TFX's LatestBlessedModelStrategy), pushed or
+    not: one the serving check refused was compared with as "last blessed model", the summary silent that the
+    model served is another."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    from pipeline.run_summary import compared_model
+
+    cfg = pb.ConnectionConfig()
+    cfg.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
+    store = metadata_store.MetadataStore(cfg)
+    types = {name: store.put_artifact_type(pb.ArtifactType(name=name))
+             for name in ("Model", "InfraBlessing", "PushedModel")}
+    step = store.put_execution_type(pb.ExecutionType(name="step"))
+
+    def run_step(inputs: dict, outputs: dict) -> int:
+        [execution] = store.put_executions([pb.Execution(type_id=step)])
+        events = []
+        for kind, artifacts in ((pb.Event.INPUT, inputs), (pb.Event.OUTPUT, outputs)):
+            for key, artifact_id in artifacts.items():
+                event = pb.Event(artifact_id=artifact_id, execution_id=execution, type=kind)
+                event.path.steps.add().key = key
+                events.append(event)
+        store.put_events(events)
+        return execution
+
+    def artifact(kind: str, uri: str = "", **properties) -> int:
+        made = pb.Artifact(type_id=types[kind], uri=uri, state=pb.Artifact.LIVE)
+        for name, value in properties.items():
+            made.custom_properties[name].int_value = value
+        return store.put_artifacts([made])[0]
+
+    served, refused, unpushed = (artifact("Model", f"/p/Trainer/model/{n}") for n in (1, 2, 3))
+    run_step({"model": served}, {"blessing": artifact("InfraBlessing", blessed=1)})
+    run_step({"model": served}, {"pushed_model": artifact("PushedModel", pushed=1)})
+    run_step({"model": refused}, {"blessing": artifact("InfraBlessing", blessed=0)})
+    run_step({"model": refused}, {"pushed_model": artifact("PushedModel", pushed=0)})
+    metadata = str(tmp_path / "metadata.sqlite")
+    assert compared_model(metadata, run_step({"baseline_model": served}, {})) == {
+        "uri": "/p/Trainer/model/1", "not_pushed": None}
+    assert compared_model(metadata, run_step({"baseline_model": refused}, {})) == {
+        "uri": "/p/Trainer/model/2", "not_pushed": "it failed the serving check"}
+    assert compared_model(metadata, run_step({"baseline_model": unpushed}, {}))["not_pushed"] == \
+        "the Pusher did not push it"
+    assert compared_model(metadata, run_step({}, {})) is None   # the first run: none
+
+    evaluation = {"overall": {"sparse_categorical_accuracy": 0.9}, "baseline": {"sparse_categorical_accuracy": 0.95},
+                  "diff": {"sparse_categorical_accuracy": -0.05}, "per_class": {}}
+    text = format_summary(summary(evaluation=evaluation, baseline_model="/p/Trainer/model/2",
+                                  baseline_not_pushed="it failed the serving check", blessed=False, pushed=False))
+    assert ("WARNING the last blessed model (/p/Trainer/model/2) was never pushed (it failed the serving check): "
+            "compared with it, not with the model served") in text
+    assert "never pushed" not in format_summary(summary(evaluation=evaluation, baseline_model="/p/Trainer/model/1",
+                                                        baseline_not_pushed=None, blessed=True, pushed=False))
+
+
 def test_a_push_of_an_earlier_run_or_of_a_model_already_served_is_said_so():
     pushed = dict(blessed=True, pushed=True, pushed_version="17", pushed_destination="/s/17")
     text = format_summary(summary(**pushed, pushed_earlier=True, pushed_present=True,
