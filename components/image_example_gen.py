@@ -159,12 +159,16 @@ def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
     """Names, sizes and times of the files under ``root``: a local file's modification and status-change times in
     nanoseconds and its inode, so that a file replaced in place is seen even with its size and modification time
     kept (``cp -p``, ``rsync -a``, ``touch -r``, or within the same second: TensorFlow's local stat, which TFX's
-    own fingerprint uses, has whole seconds); another file system's size and modification time."""
+    own fingerprint uses, has whole seconds); another file system's size and modification time. Hidden names are
+    left out as :func:`read_one` leaves them out (:func:`is_hidden`): a ``.DS_Store`` written beside the images
+    is no new data, and the cache key it is stays the same."""
     if not root or not fileio.exists(root):
         return ""
     digest = hashlib.sha256()
     local = "://" not in root
     for path in list_inputs(root, pattern):
+        if is_hidden(path):
+            continue
         try:
             if local:
                 stat = os.stat(path)

@@ -347,6 +347,19 @@ def test_feedback_fingerprint_changes_with_new_corrections(tmp_path):
     assert one != empty and ieg.folder_fingerprint(str(tmp_path)) == one
 
 
+def test_a_hidden_file_leaves_the_fingerprint_and_a_new_image_changes_it(tmp_path):
+    """The executor skips hidden names (hidden_file); a ``.DS_Store`` in a class folder had changed the cache key,
+    and the whole pipeline trained and pushed a new version of the same model."""
+    (tmp_path / "alef").mkdir()
+    (tmp_path / "alef" / "1.png").write_bytes(png_bytes(letter_image(20, 20)))
+    before = ieg.folder_fingerprint(str(tmp_path))
+    (tmp_path / "alef" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    assert ieg.folder_fingerprint(str(tmp_path)) == before == _cache_key_fingerprint(tmp_path)
+    (tmp_path / "alef" / "2.png").write_bytes(png_bytes(letter_image(24, 20)))
+    assert ieg.folder_fingerprint(str(tmp_path)) != before
+
+
 def test_an_image_replaced_in_place_with_its_size_and_time_kept_is_seen(tmp_path):
     """The fingerprint had TensorFlow's whole-second mtime: a same-size image replaced within the same second (or
     with its time kept, as cp -p and rsync -a keep it) went unseen, and the old examples were trained on."""
