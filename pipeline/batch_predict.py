@@ -33,7 +33,7 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
 from core.files import atomic_output, printable
 from core.signals import sigterm_as_interrupt
-from pipeline.evaluate import ImageRefused, answers_each
+from pipeline.evaluate import ImageRefused, answers_each, top_classes
 from pipeline.flags import defaults_from_env, non_negative_int, output_file, positive_int
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
@@ -215,7 +215,7 @@ def list_images(folder: str) -> list[Path]:
 def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> dict:
     row = {"path": rel, "model_version": version, "error": error}
     if probs is not None:
-        for rank, idx in enumerate(np.argsort(-probs)[:TOP_K], start=1):
+        for rank, idx in enumerate(top_classes(probs, TOP_K), start=1):
             row[f"class_{rank}"] = CLASS_NAMES[idx]
             row[f"letter_{rank}"] = GLYPHS[idx]
             row[f"probability_{rank}"] = f"{float(probs[idx]):.6f}"

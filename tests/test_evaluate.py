@@ -25,6 +25,19 @@ def test_metrics_by_hand():
     assert np.array(m["confusion_matrix"]).sum() == 4 and m["confusion_matrix"][2][5] == 1
 
 
+def test_equal_probabilities_rank_as_the_served_top_k_so_a_top1_hit_is_a_top3_hit():
+    import tensorflow as tf
+    m = evaluate.compute_metrics(np.array([0, 1, 2, 26]), np.full((4, 27), 1 / 27, np.float32))
+    assert m["top1"] == 0.25 and m["top3"] == 0.75       # ranked alef, bet, gimel: tav (26) is not among them
+    rng = np.random.default_rng(0)
+    probs = rng.integers(0, 4, (200, 27)).astype(np.float32) / 4    # many equal values in each row
+    assert (evaluate.top_classes(probs, 3) == tf.math.top_k(probs, k=3).indices.numpy()).all()
+    labels = rng.integers(0, 27, 200)
+    m = evaluate.compute_metrics(labels, probs)
+    assert m["top1"] <= m["top3"]
+    assert m["top3"] == np.mean([label in row for label, row in zip(labels, tf.math.top_k(probs, k=3).indices.numpy())])
+
+
 def test_the_confusion_matrix_says_which_axis_is_which_whatever_its_title():
     from pipeline import plots
     assert plots.matrix_heading("7 on data: top-1 0.9") == ("7 on data: top-1 0.9: confusion matrix (rows: true, "
