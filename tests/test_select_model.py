@@ -277,3 +277,24 @@ def test_one_seed_trains_one_network(numbered_dataset, tmp_path):
     second, _ = select_model.fit_model(hp, images, images)
     for a, b in zip(first.get_weights(), second.get_weights()):
         assert np.array_equal(a, b)
+
+
+def test_the_training_seconds_leave_out_the_scoring_of_the_validation_images(monkeypatch):
+    """A scoring that takes 1,000 s (on a clock moved by the scoring alone) is not counted as training."""
+    import types
+    clock = {"scoring": 0.0}
+    real_monotonic, real_metrics = select_model.time.monotonic, select_model.evaluate.compute_metrics
+
+    def slow_metrics(labels, probs):
+        clock["scoring"] += 1000.0
+        return real_metrics(labels, probs)
+
+    monkeypatch.setattr(select_model, "time", types.SimpleNamespace(monotonic=lambda: real_monotonic() + clock["scoring"]))
+    monkeypatch.setattr(select_model.evaluate, "compute_metrics", slow_metrics)
+    hp = select_model.config_with(["epochs=1", "conv_widths=8,16", "seed=1"])
+    rng = np.random.default_rng(0)
+    images = rng.random((54, hp.image_size, hp.image_size, 1), dtype=np.float32)
+    labels = np.arange(54) % 27
+    _, record = select_model.fit_model(hp, (images, labels), (images[:27], labels[:27]))
+    assert record["seconds"] < 1000 <= record["score_seconds"]
+    assert record["history"][-1]["seconds"] == record["seconds"]
