@@ -35,7 +35,7 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from bench.writer_split import check_fold, first_forms, held_out_names, writer_split
+from bench.writer_split import check_fold, first_forms, held_out_files, held_out_names, shared_pictures, writer_split
 from bench import reproduce
 from models import preprocessing, trainer
 from pipeline import evaluate
@@ -289,10 +289,12 @@ def main(argv=None) -> int:
     parser.add_argument("--student-seed", type=int, default=7, help="the distilled network's seed")
     parser.add_argument("--extra-root", default=None, metavar="DIR",
                         help="folder-per-class images (e.g. from python -m pipeline.generate_letters) appended to "
-                             "every fold's training split, never to validation")
+                             "every fold's training split, never to validation (refused when it is, holds or lies "
+                             "in --data-root, or holds a picture of a held-out letter)")
     parser.add_argument("--pretrain-root", default=None, metavar="DIR",
                         help="folder-per-class images (e.g. generated letters) each seed's network is trained on "
-                             "first, for --pretrain-epochs, before the usual training on each fold starts from it")
+                             "first, for --pretrain-epochs, before the usual training on each fold starts from it "
+                             "(refused as --extra-root is)")
     parser.add_argument("--pretrain-epochs", type=int, default=12, help="epochs of pretraining (default: 12)")
     parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"))
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -322,6 +324,12 @@ def main(argv=None) -> int:
         parser.error("--distil wants at least two --seeds to average")
     if args.pretrain_epochs < 1:
         parser.error(f"--pretrain-epochs must be at least 1, got {args.pretrain_epochs}")
+
+    held_out = set().union(*(held_out_files(args.data_root, args.holdout_share, fold=fold) for fold in folds))
+    for flag, root in (("--extra-root", args.extra_root), ("--pretrain-root", args.pretrain_root)):
+        problem = root and os.path.isdir(root) and shared_pictures(root, args.data_root, held_out)
+        if problem:
+            parser.error(f"{flag} would train on letters of the held-out writers of --data-root: {problem}")
 
     def images_of(flag: str, root: str | None):
         try:

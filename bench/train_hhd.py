@@ -13,7 +13,8 @@ per class as its data root (the feedback loop: ``make demo``'s letters plus user
 ``--train-share S`` trains on the first S of each class's training forms only (fewer writers; the held-out
 writers stay the same): how well a small set of one's own letters does.
 ``--score-root DIR`` also scores the pushed model on every image of DIR (e.g. real letters, when the pipeline
-trained on generated ones); DIR is never trained on.
+trained on generated ones); DIR is never trained on: one that is, holds or lies in ``--data-root``, or holds the
+picture of a letter the pipeline trains on (``core.image_io.pixel_digest``), is refused.
 
 ``--folds 0,1,2,3,4`` runs the whole pipeline once per writer fold instead (``bench/writer_split.py``'s blocks of
 form numbers, each held out in turn, each run in its own pipeline root under ``--work``/fold-K) and pools the
@@ -44,7 +45,7 @@ import psutil
 
 from bench import workdir
 from bench.reproduce import command as reproduce_command
-from bench.writer_split import held_out_names
+from bench.writer_split import check_fold, class_files, held_out_files, held_out_names, shared_pictures
 
 
 def _runner_seed() -> int:
@@ -139,6 +140,16 @@ def pooled(runs: list[dict]) -> dict:
             for m in ("top1", "top3")} | {"val_images": images}
 
 
+def trained_files(args, folds: list[int] | None) -> set[Path]:
+    """The files of ``--data-root`` some run of ``folds`` (None: the default hold-out) trains on: all but those
+    every run holds out."""
+    if args.holdout_share <= 0:
+        return set(class_files(args.data_root))
+    held_out = set.intersection(*(held_out_files(args.data_root, args.holdout_share, fold=fold)
+                                  for fold in folds or [None]))
+    return set(class_files(args.data_root)) - held_out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=None, help="folder-per-class images (default: generated data)")
@@ -157,7 +168,8 @@ def main(argv=None) -> int:
                         help="also train on the local feedback store, as local_runner.py does by default (off: "
                              "whatever the web client stored on this machine would change the measured data)")
     parser.add_argument("--score-root", default=None,
-                        help="also score the pushed model on every image of this folder-per-class set")
+                        help="also score the pushed model on every image of this folder-per-class set (refused when "
+                             "it is, holds or lies in --data-root, or holds a picture of a letter trained on)")
     parser.add_argument("--folds", default=None, metavar="K,K,…",
                         help="writer cross-validation: one pipeline run per fold (with --data-root), scores pooled")
     parser.add_argument("runner_args", nargs="*", help="extra local_runner.py flags (after --)")
@@ -177,6 +189,18 @@ def main(argv=None) -> int:
             parser.error(problem)
     elif args.data_root and not os.path.isdir(args.data_root):
         parser.error(f"the data root {args.data_root} is not a folder")
+    try:
+        folds = None if args.folds is None else [int(k) for k in args.folds.split(",")]
+        for fold in folds or []:
+            check_fold(fold, args.holdout_share)
+    except ValueError as e:
+        parser.error(f"--folds: {e}")
+    if folds and not args.data_root:
+        parser.error("--folds needs --data-root (the folds are of its writers)")
+    if args.score_root and args.data_root and os.path.isdir(args.score_root):
+        problem = shared_pictures(args.score_root, args.data_root, trained_files(args, folds))
+        if problem:
+            parser.error(f"--score-root would score letters the pipeline trains on (of --data-root): {problem}")
     try:   # --work's pipeline/ and serving/ are emptied before each run: never a folder this bench did not make
         work = workdir.claim(args.work, "bench.train_hhd", protect=[args.data_root] if args.data_root else []) \
             if args.work else \
@@ -184,17 +208,8 @@ def main(argv=None) -> int:
     except ValueError as err:
         parser.error(f"--work: {err}")
     reproduce = reproduce_command("bench.train_hhd", argv, python=sys.executable)   # LETTERS_SEED … too
-    if args.folds is None:
+    if folds is None:
         return run(args, work, None, reproduce)
-    from bench.writer_split import check_fold
-    try:
-        folds = [int(k) for k in args.folds.split(",")]
-        for fold in folds:
-            check_fold(fold, args.holdout_share)
-    except ValueError as e:
-        parser.error(f"--folds: {e}")
-    if not args.data_root:
-        parser.error("--folds needs --data-root (the folds are of its writers)")
     runs = []
     for fold in folds:
         print(f"fold {fold}: writers of block {fold} held out", flush=True)

@@ -58,30 +58,67 @@ def writer_split(data_root: str, out: str, val_share: float = 0.2, pattern: str 
     """Links ``out/train`` and ``out/val``. ``fold`` None holds out the last ``val_share`` of each class's forms;
     ``fold`` K holds out the K-th of the ``fold_count(val_share)`` equal blocks of form numbers."""
     root = Path(data_root).resolve()
-    regex = re.compile(pattern)
     check_fold(fold, val_share)
-    folds = None if fold is None else fold_count(val_share)   # a share of 0 (nothing held out) is fine without one
     if not root.is_dir():
         raise ValueError(f"the data root {data_root} is not a folder")
     out_dir = workdir.claim(out, "bench.writer_split", protect=(root,))   # never the data, nor another folder
     for split in ("train", "val"):
         shutil.rmtree(out_dir / split, ignore_errors=True)
     counts = {"train": 0, "val": 0}
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in class_dir.iterdir() if p.is_file())
-        numbered = sorted((int(m.group(1)), f) for f in files if (m := regex.match(f.name)))
+    val = held_out_files(str(root), val_share, pattern, fold)
+    for f in class_files(str(root)):
+        split = "val" if f in val else "train"
+        target = out_dir / split / f.parent.name / f.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(f, target)
+        counts[split] += 1
+    return counts
+
+
+def class_files(data_root: str) -> list[Path]:
+    """The files of ``data_root``'s folders (resolved paths), the ones a split divides."""
+    root = Path(data_root).resolve()
+    return [f for class_dir in sorted(p for p in root.iterdir() if p.is_dir())
+            for f in sorted(p for p in class_dir.iterdir() if p.is_file())]
+
+
+def held_out_files(data_root: str, val_share: float, pattern: str = DEFAULT_PATTERN,
+                   fold: int | None = None) -> set[Path]:
+    """The files of ``class_files(data_root)`` that :func:`writer_split` puts in val/: the last ``val_share`` of
+    each class's forms, or with ``fold`` K the K-th of the ``fold_count(val_share)`` blocks."""
+    regex = re.compile(pattern)
+    check_fold(fold, val_share)
+    folds = None if fold is None else fold_count(val_share)   # a share of 0 (nothing held out) is fine without one
+    by_class: dict[str, list[tuple[int, Path]]] = {}
+    for f in class_files(data_root):
+        if m := regex.match(f.name):
+            by_class.setdefault(f.parent.name, []).append((int(m.group(1)), f))
+    held = set()
+    for numbered in by_class.values():
+        numbered.sort()
         if fold is None:
             start, end = int(round(len(numbered) * (1 - val_share))), len(numbered)
         else:
             start, end = block_bounds(len(numbered), fold, folds)
-        val = {f for _, f in numbered[start:end]}
-        for f in files:
-            split = "val" if f in val else "train"
-            target = out_dir / split / class_dir.name / f.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(f, target)
-            counts[split] += 1
-    return counts
+        held.update(f for _, f in numbered[start:end])
+    return held
+
+
+def shared_pictures(root: str, folder: str, files: set[Path]) -> str | None:
+    """Why the images of ``root``'s class folders are not kept apart from ``files`` (images of ``folder``):
+    ``root`` is ``folder``, lies inside it or holds it; or one of its images is the picture of one of ``files``
+    (core.image_io.pixel_digest: a copy, renamed or re-encoded, too). None when they are apart."""
+    from core.image_io import pixel_digest
+    mine, theirs = Path(root).resolve(), Path(folder).resolve()
+    if mine == theirs or mine.is_relative_to(theirs) or theirs.is_relative_to(mine):
+        return f"{root} is {folder}, lies inside it or holds it"
+    digests = {pixel_digest(f.read_bytes()): f for f in files}
+    same = [(f, digests[d]) for f in class_files(root) if (d := pixel_digest(f.read_bytes())) in digests]
+    if not same:
+        return None
+    (mine_file, their_file), more = same[0], len(same) - 1
+    return (f"{len(same)} of the images of {root} are pictures of {folder} (e.g. {mine_file.parent.name}/"
+            f"{mine_file.name} is {their_file.parent.name}/{their_file.name}" + (f", and {more} more)" if more else ")"))
 
 
 def block_bounds(count: int, k: int, folds: int) -> tuple[int, int]:

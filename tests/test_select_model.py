@@ -298,3 +298,24 @@ def test_the_training_seconds_leave_out_the_scoring_of_the_validation_images(mon
     _, record = select_model.fit_model(hp, (images, labels), (images[:27], labels[:27]))
     assert record["seconds"] < 1000 <= record["score_seconds"]
     assert record["history"][-1]["seconds"] == record["seconds"]
+
+
+@pytest.mark.parametrize("flag", ["--extra-root", "--pretrain-root"])
+def test_extra_or_pretraining_letters_of_the_held_out_writers_are_refused(numbered_dataset, tmp_path, flag, monkeypatch,
+                                                                         capsys):
+    """The held-out writers are never trained on: not as the data root itself, nor as a copy of one letter."""
+    monkeypatch.setattr(select_model, "run_fold", lambda *a, **k: pytest.fail("a fold was trained"))
+    from PIL import Image
+    from tests.conftest import png_bytes
+    copy = tmp_path / "copy" / "vav"
+    copy.mkdir(parents=True)
+    with Image.open(numbered_dataset / "vav" / "7_1.png") as img:        # fold 0 holds out forms 0 and 1
+        (copy / "renamed.png").write_bytes(png_bytes(img.convert("RGB")))
+    for root, folds, says in ((numbered_dataset, "4", "lies inside it or holds it"),
+                              (tmp_path / "copy", "3,0", "vav/renamed.png is vav/7_1.png")):
+        with pytest.raises(SystemExit) as caught:
+            select_model.main(one_epoch_args(numbered_dataset, tmp_path, "--folds", folds, flag, str(root)))
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and says in err
+        assert f"{flag} would train on letters of the held-out writers of --data-root" in err
+    assert not (tmp_path / "result.json").exists()

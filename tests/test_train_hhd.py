@@ -198,3 +198,51 @@ def test_a_work_folder_inside_the_data_is_refused_before_anything_is_made(data, 
         train_hhd.main(["--data-root", str(data), "--work", str(data / "bench"), "--", "--epochs", "1"])
     assert caught.value.code == 2 and "is inside" in capsys.readouterr().err
     assert not (data / "bench").exists()
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    """Two class folders of forms 1..10, each a different picture, named as HHD names them."""
+    from tests.conftest import letter_image, png_bytes
+    root = tmp_path / "pictures"
+    for c, name in enumerate(("alef", "bet")):
+        (root / name).mkdir(parents=True)
+        for form in range(1, 11):
+            (root / name / f"0_{form}.png").write_bytes(png_bytes(letter_image(12, 12, seed=100 * c + form)))
+    return root
+
+
+def copy_of(files, folder):
+    """``files`` copied into ``folder``'s class folders, re-encoded (an RGB PNG of each) under new names."""
+    from PIL import Image
+    from tests.conftest import png_bytes
+    for f in files:
+        (folder / f.parent.name).mkdir(parents=True, exist_ok=True)
+        with Image.open(f) as img:
+            (folder / f.parent.name / f"copy_{f.name}").write_bytes(png_bytes(img.convert("RGB")))
+    return folder
+
+
+@pytest.mark.parametrize("score_root", ["same", "inside", "copy of a trained letter"])
+def test_a_score_root_holding_letters_it_trains_on_is_refused(pictures, tmp_path, score_root, monkeypatch, capsys):
+    monkeypatch.setattr(train_hhd, "run", lambda *a: pytest.fail("the pipeline ran"))
+    root = {"same": pictures, "inside": pictures / "alef",
+            "copy of a trained letter": copy_of([pictures / "bet" / "0_2.png"], tmp_path / "copy")}[score_root]
+    with pytest.raises(SystemExit) as caught:
+        train_hhd.main(["--data-root", str(pictures), "--score-root", str(root), "--work", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and "--score-root would score letters the pipeline trains on" in err
+    assert ("copy_0_2.png is bet/0_2.png" in err) if score_root.startswith("copy") else "lies inside it" in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_score_root_holding_only_held_out_letters_is_scored(pictures, tmp_path, monkeypatch):
+    """The held-out writers' letters are never trained on: scoring copies of them is what --score-root is for;
+    with folds each fold trains on the others' blocks, so only what every fold holds out may be scored."""
+    launched = []
+    monkeypatch.setattr(train_hhd, "run", lambda args, work, fold, reproduce: launched.append(fold) or 1)
+    held_out = copy_of([pictures / "alef" / "0_9.png", pictures / "bet" / "0_10.png"], tmp_path / "held")
+    args = ["--data-root", str(pictures), "--score-root", str(held_out), "--work", str(tmp_path / "w")]
+    assert train_hhd.main(args) == 1 and launched == [None]
+    with pytest.raises(SystemExit):
+        train_hhd.main(args + ["--folds", "3,4"])
