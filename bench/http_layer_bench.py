@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shlex
 import statistics
 import subprocess
 import sys
 import time
 
-from bench import load
+from bench import load, reproduce
 from pipeline.flags import positive_int
 
 BODY_BYTES = 3300            # a one-image predict_images request of a 48x48 PNG, base64 in JSON
@@ -125,8 +124,7 @@ def main(argv=None) -> int:
     own, h11 = (statistics.median(r.rps for r in results[layer]) for layer in LAYERS)
     print(f"own / h11 requests/s: {own / h11:.2f} (medians of {args.rounds} rounds of {args.duration:g} s, "
           f"{args.concurrency} connections; {os.cpu_count()} CPUs shared with whatever else runs)")
-    print("reproduce: " + " ".join(shlex.quote(a) for a in [sys.executable, "-m", "bench.http_layer_bench"]
-                                   + (argv if argv is not None else sys.argv[1:])))
+    print("reproduce: " + reproduce.command("bench.http_layer_bench", argv, python=sys.executable))
     return 0
 
 

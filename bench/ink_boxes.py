@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 
 import numpy as np
 
+from bench import reproduce
 from bench.short_letters import ink_box
 from core.labels import CLASS_NAMES
 from pipeline import evaluate, generate_letters
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"classes": rows, "lean_mean_sd": leans}, f, indent=2)
-    print("reproduce: " + shlex.join(["python", "-m", "bench.ink_boxes", *(sys.argv[1:] if argv is None else argv)]))
+    print("reproduce: " + reproduce.command("bench.ink_boxes", argv))
     return 0
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import shlex
 import statistics
 import sys
 
+from bench import reproduce
 from core.labels import CLASS_NAMES
 from pipeline.plots import line_chart_png
 
@@ -64,8 +64,7 @@ def main(argv=None) -> int:
     for name, points in series.items():
         print(f"{name}: " + ", ".join(f"{x:g} per class → {y:.4f}" for x, y in points))
     print(f"wrote {args.out}")
-    print("reproduce:", shlex.join([sys.executable, "-m", "bench.learning_curve",
-                                    *(sys.argv[1:] if argv is None else argv)]))
+    print("reproduce:", reproduce.command("bench.learning_curve", argv, python=sys.executable))
     return 0
 
 

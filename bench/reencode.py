@@ -13,6 +13,7 @@ import time
 import numpy as np
 from PIL import Image, ImageFilter
 
+from bench import reproduce
 from core import image_io
 from pipeline.flags import positive_int
 
@@ -53,8 +54,8 @@ def main(argv=None) -> int:
     png, jpeg = (statistics.median(t for t, _ in results[n]) for n in ("PNG", "JPEG"))
     print(f"JPEG against PNG: {results['JPEG'][0][1] / results['PNG'][0][1]:.2f}× the bytes, "
           f"{jpeg / png:.2f}× the time")
-    print(f"reproduce: python -m bench.reencode --width {args.width} --height {args.height} "
-          f"--quality {args.quality} --rounds {args.rounds}")
+    chosen = ["--width", args.width, "--height", args.height, "--quality", args.quality, "--rounds", args.rounds]
+    print("reproduce: " + reproduce.command("bench.reencode", [str(a) for a in chosen]))
     return 0
 
 

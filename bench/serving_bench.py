@@ -32,7 +32,7 @@ import tempfile
 import time
 import urllib.request
 
-from bench import load
+from bench import load, reproduce
 from pipeline.flags import positive_int
 from core import configs
 from tests.support import serving as testing
@@ -211,9 +211,7 @@ def main(argv=None):
     print(f"Flask peer: {flask_command}")
     if note:
         print(note)
-    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "bench.serving_bench"]
-                       + (argv if argv is not None else sys.argv[1:]))
-    print(f"reproduce: cd {configs.PROJECT_ROOT} && {command}")
+    print(f"reproduce: cd {configs.PROJECT_ROOT} && {reproduce.command('bench.serving_bench', argv, python=sys.executable)}")
     errors = sum(r.errors for rs in (runs["rest"], runs["grpc"], runs["flask"]) for r in rs)
     return 0 if not errors else 1
 

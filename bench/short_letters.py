@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import sys
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
+from bench import reproduce
 from bench.writer_split import DEFAULT_PATTERN, form_blocks
 from models import preprocessing
 from pipeline import evaluate
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         result = cross_validate(features[:, :columns], labels, blocks)
         recall = ", ".join(f"{c} {r:.2f}" for c, r in result["recall"].items())
         print(f"{name:24} accuracy {result['accuracy']:.3f}  recall {recall}")
-    print("reproduce: " + shlex.join(["python", "-m", "bench.short_letters", *(sys.argv[1:] if argv is None else argv)]))
+    print("reproduce: " + reproduce.command("bench.short_letters", argv))
     return 0
 
 
