@@ -31,8 +31,7 @@ One policy, used by the ExampleGen and by the web client's backend:
   of 50 kB, 4000 x 4000 px of three noise rows repeated, is a PNG of 48 MB.
 
 Two files are one picture when their pixels are (:func:`pixel_digest`: a PNG, its re-compression and its BMP copy
-alike; the colour under a fully transparent pixel does not count): the ExampleGen splits and reports duplicates by it,
-and the feedback store keeps one label per picture by it.
+alike): the ExampleGen splits and reports duplicates by it, and the feedback store keeps one label per picture by it.
 """
 from __future__ import annotations
 
@@ -392,8 +391,7 @@ def as_read(img: Image.Image) -> Image.Image:
 
 
 def pixel_digest(data: bytes) -> str:
-    """sha256 of an image's size and RGBA pixels as Pillow decodes them (a fully transparent pixel as transparent
-    black, whatever colour it holds): a JPEG and its PNG copy agree. The one
+    """sha256 of an image's size and RGBA pixels as Pillow decodes them: a JPEG and its PNG copy agree. The one
     identity of a picture: the ExampleGen's splits and duplicate report, and the feedback store's one label per image
     (core.feedback), judge by it, so that what the store refuses as the same picture is what training sees as one.
     A digest of the bytes where they do not decode (not checked images only). Kept per
@@ -422,31 +420,17 @@ _BAND_ROWS = 256
 
 
 def _digest_of_pixels(img: Image.Image) -> str:
-    """sha256 of the size and the pixels as RGBA (gray, palette, RGB alike: a PNG and its WebP or BMP copy agree),
-    a fully transparent pixel as transparent black whatever colour it holds (:func:`_shown_rgba`). 16- and 32-bit
-    images are first made 8-bit as TensorFlow reads them (``as_read``: the high byte of a 16-bit value), so a
-    16-bit PNG, its TIFF and its 8-bit copy agree; made RGBA directly, every value over 255 had been 255, and
-    different 16-bit letters had shared one digest. Converted a band of rows at a time: a whole 40-megapixel image
-    converted and copied at once had taken three times its decoded size in memory."""
+    """sha256 of the size and the pixels as RGBA (gray, palette, RGB alike: a PNG and its WebP or BMP copy agree).
+    16- and 32-bit images are first made 8-bit as TensorFlow reads them (``as_read``: the high byte of a
+    16-bit value), so a 16-bit PNG, its TIFF and its 8-bit copy agree; made RGBA directly, every value over 255
+    had been 255, and different 16-bit letters had shared one digest. Converted a band of rows at a time: a whole
+    40-megapixel image converted and copied at once had taken three times its decoded size in memory."""
     if img.mode in _WIDE_MODES:
         img = as_read(img)
     digest = hashlib.sha256(f"{img.size}".encode())
     for top in range(0, img.height, _BAND_ROWS):
-        digest.update(_shown_rgba(img.crop((0, top, img.width, min(img.height, top + _BAND_ROWS))).convert("RGBA")))
+        digest.update(img.crop((0, top, img.width, min(img.height, top + _BAND_ROWS))).convert("RGBA").tobytes())
     return digest.hexdigest()
-
-
-def _shown_rgba(band: Image.Image) -> bytes:
-    """An RGBA image's bytes with every fully transparent pixel made transparent black (0, 0, 0, 0): the colour
-    under alpha 0 is seen by no viewer and by no model (``models.preprocessing`` composites over white), and two
-    copies of a letter differing only there had been two pictures, stored under two labels. The bytes as they are
-    when no pixel is fully transparent, or when those are transparent black already (a canvas's): digests as
-    before."""
-    if band.getextrema()[3][0] > 0:   # (Pillow's C: no fully transparent pixel, nothing to look at)
-        return band.tobytes()
-    pixels = np.array(band)
-    pixels[pixels[..., 3] == 0] = 0
-    return pixels.tobytes()
 
 
 PIXEL_DIGESTS_KEPT = 8192   # 32-byte keys, 64-character digests: about a megabyte

@@ -433,27 +433,3 @@ def test_different_16_bit_pictures_have_different_pixel_digests_and_one_picture_
     gray = letter_image(70, 300, seed=3)                   # more rows than one band
     digests = {image_io.pixel_digest(png_bytes(gray.convert(mode))) for mode in ("L", "RGB", "RGBA")}
     assert len(digests) == 1
-
-
-def test_the_colour_under_fully_transparent_pixels_is_no_part_of_the_picture():
-    """Two RGBA files alike where they are seen, grey under the transparent paper in one and black in the other,
-    are one picture (the model composites over white: one input); the pixels that are seen, partly transparent
-    ones too, still count; and the digest of an image with no pixel to clear is the digest of its RGBA bytes."""
-    import hashlib
-
-    ink = np.asarray(letter_image(40, 60, seed=4))
-    alpha = np.where(ink < 128, 255, 0).astype(np.uint8)
-    alpha[0, 0] = 1                                          # all but invisible: seen all the same
-    def rgba(under):
-        rgb = np.where(alpha[..., None] == 0, under, ink[..., None]).repeat(3, axis=2)
-        return np.dstack([rgb, alpha]).astype(np.uint8)
-    grey, black = rgba(128), rgba(0)
-    assert image_io.pixel_digest(png_bytes(Image.fromarray(grey, "RGBA"))) \
-        == image_io.pixel_digest(png_bytes(Image.fromarray(black, "RGBA")))
-    seen = grey.copy()
-    seen[0, 0, :3] = 7                                       # the colour of the pixel of alpha 1
-    assert image_io.pixel_digest(png_bytes(Image.fromarray(seen, "RGBA"))) \
-        != image_io.pixel_digest(png_bytes(Image.fromarray(grey, "RGBA")))
-    for kept in (black, np.dstack([grey[..., :3], np.full_like(alpha, 255)])):   # transparent black, opaque
-        assert image_io.pixel_digest(png_bytes(Image.fromarray(kept, "RGBA"))) == \
-            hashlib.sha256(f"{(40, 60)}".encode() + kept.tobytes()).hexdigest()

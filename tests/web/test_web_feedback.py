@@ -126,23 +126,6 @@ def test_the_same_picture_in_another_file_is_the_stored_image(web):
         assert handle.read() == png                             # the first file, as it came
 
 
-def test_a_copy_differing_only_under_its_transparent_pixels_is_the_stored_image(web):
-    """The colour under alpha 0 is not seen, nor read by the model (it composites over white): a copy whose
-    transparent paper is grey, not black, is the picture stored already, not a second one under another label."""
-    api = Api(web.url)
-    ink = Image.open(io.BytesIO(letter_png(seed=8))).convert("L")
-    alpha = ink.point(lambda value: 255 if value < 128 else 0)
-    copies = []
-    for under in (128, 0):
-        img = Image.merge("RGBA", (*[Image.composite(ink, Image.new("L", ink.size, under), alpha)] * 3, alpha))
-        copies.append(png_of(img))
-    status, first = api.feedback(copies[0], "pe")
-    assert status == 201, first
-    status, refused = api.feedback(copies[1], "kaf")
-    assert (status, refused.get("reason")) == (409, "already_stored"), refused
-    assert "already stored as pe" in refused["error"] and web.backend.store.count() == 1
-
-
 SCHEMA_1 = """
 CREATE TABLE feedback (
     id TEXT PRIMARY KEY, created_at TEXT NOT NULL, created_unix REAL NOT NULL, true_label TEXT NOT NULL,
