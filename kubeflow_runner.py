@@ -22,7 +22,7 @@ import sys
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from kubeflow import beam_args as beam_args_lib
 from kubeflow import spec as spec_lib
-from core import configs, settings
+from core import configs
 from pipeline import flags
 from core.configs import Config
 
@@ -256,7 +256,7 @@ def local_path_notes(config: Config, args: argparse.Namespace) -> list[str]:
 
 
 def main(argv=None) -> int:
-    settings.warn_unknown_variables()
+    configs.warn_unknown_variables()
     config, args, beam, resources = parse_args(argv)
     for note in local_path_notes(config, args):
         print(note, file=sys.stderr)

@@ -19,7 +19,7 @@ import sys
 import time
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
-from core import configs, settings
+from core import configs
 from pipeline import flags
 from core.configs import Config
 
@@ -430,7 +430,7 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
 
 def main(argv=None) -> int:
     from core.signals import sigterm_as_interrupt
-    settings.warn_unknown_variables()
+    configs.warn_unknown_variables()
     try:
         with sigterm_as_interrupt():
             return _main(argv)

@@ -209,6 +209,35 @@ class Config:
 PATH_FIELDS = ("data_root", "pipeline_root", "metadata_path", "serving_dir", "feedback_dir", "request_log_dir",
                "base_model", "pretrain_root")   # local paths ("~" expanded), or URLs
 ENV = {field.name: f"LETTERS_{field.name.upper()}" for field in dataclasses.fields(Config)}
+# The web client's settings (web.config.WebConfig), field -> environment variable: declared here, beside Config's,
+# so that every variable the project reads is known at the bottom layer (core.settings warns of the others).
+WEB_ENV = {
+    "host": "LETTERS_WEB_HOST",
+    "port": "LETTERS_WEB_PORT",
+    "tf_serving_url": "LETTERS_TF_SERVING_URL",
+    "model_name": "LETTERS_WEB_MODEL_NAME",
+    "feedback_dir": ENV["feedback_dir"],   # the same store as the pipeline's Config.feedback_dir
+    "canary_share": "LETTERS_CANARY_SHARE",
+    "max_upload_bytes": "LETTERS_MAX_UPLOAD_BYTES",
+    "request_log_dir": "LETTERS_REQUEST_LOG_DIR",
+    "request_log_sampling": "LETTERS_REQUEST_LOG_SAMPLING",
+}
+# The variables read outside the settings classes that none of them reads too (LETTERS_DATA_ROOT, which
+# local_runner.py reads, is Config's; LETTERS_WEB_PORT, which pipeline/serve_demo.py reads, WebConfig's);
+# serving.config's ServerOptions takes flags only.
+DIRECT_ENV = (
+    "LETTERS_KUBEFLOW_IMAGE",   # kubeflow_runner.py: the pipeline image (--image)
+    "LETTERS_KUBEFLOW_FULL",    # tests/kubeflow/test_local_run.py: runs the whole compiled pipeline too
+    "LETTERS_WEB_SCREENSHOT",   # tests/web/test_web_browser.py: where the page's screenshot goes
+    "LETTERS_CHROMIUM",         # tests/web/test_web_browser.py: the browser
+)
+KNOWN_ENV = frozenset(DIRECT_ENV).union(ENV.values(), WEB_ENV.values())   # every LETTERS_* variable read
+
+
+def warn_unknown_variables(environ=None) -> dict:
+    """A warning on stderr for each ``LETTERS_*`` variable set that no setting reads (a misspelt name, with the known
+    one it is closest to: did you mean LETTERS_EPOCHS?), returned so; every command calls it first."""
+    return settings.warn_unknown_variables(KNOWN_ENV, environ)
 
 
 # The training budget when Config.epochs is 0 (the default): one epoch per IMAGES_PER_EPOCH training images,

@@ -11,14 +11,16 @@ import json
 import os
 import sys
 
-from core import image_io, settings
+from core import image_io
 from core.feedback import DB_FILE, FeedbackStoreError, export_feedback, read_records, summarize
 from core.feedback_import import describe, import_folder
 
 
 def main(argv=None) -> int:
-    settings.warn_unknown_variables()
+    from core import configs
     from core.configs import Config
+
+    configs.warn_unknown_variables()
 
     parser = argparse.ArgumentParser(prog="letters-feedback", description=__doc__.split("\n\n")[0])
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import importlib
 import os
 import sys
 from typing import Mapping
@@ -20,18 +19,6 @@ TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
 
 PREFIX = "LETTERS_"
-# The modules whose ENV (field -> variable) a settings class reads through from_env: core.configs (Config) and
-# web.config (WebConfig); serving.config's ServerOptions takes flags only. Named, not imported: this module sits
-# below them.
-SETTINGS_MODULES = ("core.configs", "web.config")
-# The variables read outside the settings classes that none of them reads too (LETTERS_DATA_ROOT, which
-# local_runner.py reads, is Config's; LETTERS_WEB_PORT, which pipeline/serve_demo.py reads, WebConfig's).
-DIRECT = (
-    "LETTERS_KUBEFLOW_IMAGE",   # kubeflow_runner.py: the pipeline image (--image)
-    "LETTERS_KUBEFLOW_FULL",    # tests/kubeflow/test_local_run.py: runs the whole compiled pipeline too
-    "LETTERS_WEB_SCREENSHOT",   # tests/web/test_web_browser.py: where the page's screenshot goes
-    "LETTERS_CHROMIUM",         # tests/web/test_web_browser.py: the browser
-)
 
 
 def kind(cls, name: str) -> str:
@@ -122,27 +109,21 @@ def flag_values(args: argparse.Namespace, names) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def known_variables() -> frozenset[str]:
-    """Every ``LETTERS_*`` variable the project reads: each settings class's and :data:`DIRECT`."""
-    maps = [importlib.import_module(module).ENV for module in SETTINGS_MODULES]
-    return frozenset(DIRECT).union(*(variables.values() for variables in maps))
-
-
-def unknown_variables(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
-    """The ``LETTERS_*`` variables set in ``environ`` (not empty: an empty one is unset) that no setting reads,
-    each with the known variable its name is closest to (None: none is close), in name order."""
+def unknown_variables(known_names, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """The ``LETTERS_*`` variables set in ``environ`` (not empty: an empty one is unset) that are not among
+    ``known_names``, each with the known variable its name is closest to (None: none is close), in name order."""
     environ = os.environ if environ is None else environ
-    known = {name[len(PREFIX):]: name for name in known_variables()}
+    known = {name[len(PREFIX):]: name for name in known_names}
     unknown = sorted(name for name, value in environ.items()
                      if name.startswith(PREFIX) and value != "" and name not in known.values())
     return {name: next((known[close] for close in difflib.get_close_matches(name[len(PREFIX):], known, n=1)), None)
             for name in unknown}
 
 
-def warn_unknown_variables(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+def warn_unknown_variables(known_names, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
     """One warning line on stderr per :func:`unknown_variables` name, which it returns. Only a warning: a variable
     of another tool that shares the prefix is no reason to stop."""
-    unknown = unknown_variables(environ)
+    unknown = unknown_variables(known_names, environ)
     for name, close in unknown.items():
         hint = f" (did you mean {close}?)" if close else ""
         print(f"warning: {name} is not a setting{hint}; it is ignored", file=sys.stderr, flush=True)

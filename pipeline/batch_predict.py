@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
-from core import configs, image_io, settings
+from core import configs, image_io
 from core.files import atomic_output, printable
 from core.signals import sigterm_as_interrupt
 from pipeline.evaluate import ImageRefused, answers_each, top_classes
@@ -278,7 +278,7 @@ def _each(predictor):
 
 
 def main(argv=None) -> int:
-    settings.warn_unknown_variables()
+    configs.warn_unknown_variables()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, type=output_file, help="CSV file to write")

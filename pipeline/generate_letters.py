@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 from tqdm import tqdm
 
-from core import configs, settings
+from core import configs
 from core.files import atomic_write
 from core.labels import CLASS_NAMES, GLYPHS
 from pipeline import handwriting
@@ -284,7 +284,7 @@ def _complete(out: Path, classes, per_class: int) -> bool:
 
 
 def main(argv=None) -> int:
-    settings.warn_unknown_variables()
+    configs.warn_unknown_variables()
     from pipeline.flags import defaults_from_env
     config = defaults_from_env()
     parser = argparse.ArgumentParser(

@@ -29,7 +29,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from components.atomic_pusher import pushed_versions
-from core import configs, settings
+from core import configs
 from core.files import atomic_write, exclusive
 from core.signals import sigterm_as_interrupt
 from core.configs import Config
@@ -422,7 +422,7 @@ def default_config_file(config: Config) -> str:
 
 
 def main(argv=None) -> int:
-    settings.warn_unknown_variables()
+    configs.warn_unknown_variables()
     defaults = defaults_from_env()
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--serving-dir", default=defaults.serving_dir, help="(default: %(default)s)")

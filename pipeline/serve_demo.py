@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from core import configs, settings
+from core import configs
 from core.model_dirs import resolve_model_dir
 from core.signals import raise_interrupt
 from pipeline import releases
@@ -132,7 +132,7 @@ def served_version_problem(model, config_file: str, serving_dir: Path) -> str | 
 
 
 def main(argv=None) -> int:
-    unknown = settings.warn_unknown_variables()
+    unknown = configs.warn_unknown_variables()
     defaults = defaults_from_env()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--serving-dir", default=defaults.serving_dir)

@@ -13,14 +13,14 @@ import threading
 
 
 def main(argv=None) -> int:
-    from core import settings
+    from core import configs
     from core.signals import stop_on_signals
     from serving.config import parse_flags
     from serving.grpcserver import address
     from serving.server import Server
     from serving.status import ServingError
 
-    settings.warn_unknown_variables()
+    configs.warn_unknown_variables()
     options = parse_flags(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -96,27 +97,38 @@ def tracked(*patterns) -> dict[str, str]:
 
 
 def test_every_letters_variable_the_code_names_is_a_known_one():
-    """A variable read directly (os.environ, the Makefile) must be a settings class's or in settings.DIRECT, or
+    """A variable read directly (os.environ, the Makefile) must be a settings class's or in configs.DIRECT_ENV, or
     every command would warn that it is ignored."""
     sources = {path: text for path, text in tracked("*.py", "Makefile").items() if not path.startswith("tests/")}
     named = {(name, path) for path, text in sources.items() for name in SOURCE_NAME.findall(text)
              if not name.endswith("_")}
     assert {name for name, _ in named} >= {"LETTERS_DATA_ROOT", "LETTERS_WEB_PORT", "LETTERS_KUBEFLOW_IMAGE",
                                            "LETTERS_FEEDBACK_DIR"}          # the scan sees them
-    known = settings.known_variables()
+    known = configs.KNOWN_ENV
     assert sorted((name, path) for name, path in named if name not in known) == []
 
 
 def test_each_direct_variable_is_read_somewhere_and_each_settings_module_reads_its_own():
     sources = tracked("*.py", "Makefile")
-    elsewhere = "".join(text for path, text in sources.items() if path != "core/settings.py")
-    assert [name for name in settings.DIRECT if name not in elsewhere] == []
+    elsewhere = "".join(text for path, text in sources.items() if path != "core/configs.py")
+    assert [name for name in configs.DIRECT_ENV if name not in elsewhere] == []
     readers = {path for path, text in sources.items() if "settings.from_env(" in text and not path.startswith("tests/")}
-    assert readers == {module.replace(".", "/") + ".py" for module in settings.SETTINGS_MODULES}
+    assert readers == {"core/configs.py", "web/config.py"}   # whose maps are core.configs' ENV and WEB_ENV
+    from web import config as web_config
+
+    assert web_config.ENV is configs.WEB_ENV
+
+
+def test_the_known_variables_are_read_without_importing_the_web_client():
+    """core sits below web: knowing the web client's variables must not load it."""
+    code = ("import sys; from core import configs; known = configs.KNOWN_ENV; "
+            "print('LETTERS_WEB_PORT' in known, 'web.config' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.stdout.split() == ["True", "False"], result.stderr
 
 
 def test_a_misspelled_variable_is_warned_of_with_the_name_meant(capsys):
-    assert settings.warn_unknown_variables({"LETTERS_EPOCS": "30", "LETTERS_WEB_PROT": "9000"}) == {
+    assert configs.warn_unknown_variables({"LETTERS_EPOCS": "30", "LETTERS_WEB_PROT": "9000"}) == {
         "LETTERS_EPOCS": "LETTERS_EPOCHS", "LETTERS_WEB_PROT": "LETTERS_WEB_PORT"}
     assert capsys.readouterr().err.splitlines() == [
         "warning: LETTERS_EPOCS is not a setting (did you mean LETTERS_EPOCHS?); it is ignored",
@@ -124,8 +136,8 @@ def test_a_misspelled_variable_is_warned_of_with_the_name_meant(capsys):
 
 
 def test_a_variable_like_no_setting_is_warned_of_without_a_suggestion(capsys):
-    assert settings.unknown_variables({"LETTERS_XYZZY": "1"}) == {"LETTERS_XYZZY": None}
-    settings.warn_unknown_variables({"LETTERS_XYZZY": "1"})
+    assert settings.unknown_variables(configs.KNOWN_ENV, {"LETTERS_XYZZY": "1"}) == {"LETTERS_XYZZY": None}
+    configs.warn_unknown_variables({"LETTERS_XYZZY": "1"})
     assert capsys.readouterr().err == "warning: LETTERS_XYZZY is not a setting; it is ignored\n"
 
 
@@ -133,7 +145,7 @@ def test_known_names_other_variables_and_empty_ones_are_not_warned_of(capsys):
     environ = {"LETTERS_EPOCHS": "30", "LETTERS_MONITOR_MIN_ACCURACY": "0.9", "LETTERS_WEB_PORT": "9000",
                "LETTERS_KUBEFLOW_IMAGE": "x", "EPOCS": "30", "MY_LETTERS_EPOCS": "1", "letters_epocs": "1",
                "LETTERS_EPOCS": "", "PATH": "/bin"}
-    assert settings.warn_unknown_variables(environ) == {}
+    assert configs.warn_unknown_variables(environ) == {}
     assert capsys.readouterr().err == ""
 
 

@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from core import settings
+from core import configs, settings
 from core.signals import stop_on_signals
 from web.config import ENV, WebConfig
 
@@ -48,7 +48,7 @@ def parse_args(argv=None) -> WebConfig:
 
 
 def main(argv=None) -> int:
-    settings.warn_unknown_variables()
+    configs.warn_unknown_variables()
     config = parse_args(argv)
     from core.feedback import FeedbackStoreError
     from web.server import Backend, make_server

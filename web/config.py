@@ -8,19 +8,8 @@ import os
 from core import configs, request_log, settings
 
 DEFAULT_FEEDBACK_DIR = configs.Config().feedback_dir
-FEEDBACK_DIR_ENV = "LETTERS_FEEDBACK_DIR"   # = the pipeline's Config.feedback_dir override
-
-ENV = {   # field -> environment variable
-    "host": "LETTERS_WEB_HOST",
-    "port": "LETTERS_WEB_PORT",
-    "tf_serving_url": "LETTERS_TF_SERVING_URL",
-    "model_name": "LETTERS_WEB_MODEL_NAME",
-    "feedback_dir": FEEDBACK_DIR_ENV,
-    "canary_share": "LETTERS_CANARY_SHARE",
-    "max_upload_bytes": "LETTERS_MAX_UPLOAD_BYTES",
-    "request_log_dir": "LETTERS_REQUEST_LOG_DIR",
-    "request_log_sampling": "LETTERS_REQUEST_LOG_SAMPLING",
-}
+ENV = configs.WEB_ENV   # field -> environment variable (declared in core, where every variable is known)
+FEEDBACK_DIR_ENV = ENV["feedback_dir"]   # = the pipeline's Config.feedback_dir override
 
 
 def default_feedback_dir(environ=None) -> str:

@@ -211,7 +211,7 @@ def guarded(config: Config, args, extra: list[str]) -> int:
 
 
 def main(argv=None) -> int:
-    settings.warn_unknown_variables()
+    configs.warn_unknown_variables()
     config, args, extra = parse_args(argv)
     runs, status = 0, OK
     try:
