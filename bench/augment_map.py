@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import reproduce
-from bench.select_model import load_split
+from bench.select_model import config_with, load_split
 from core import configs
 from core.labels import NUM_CLASSES
 from models import trainer
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.repeats < 1:
         parser.error("--epochs and --repeats must be at least 1")
-    hp = configs.Config().replace(epochs=args.epochs)
+    hp = config_with([f"epochs={args.epochs}"])   # the LETTERS_* settings too, as the reproduce line says
     with tempfile.TemporaryDirectory(prefix="augment-map-") as tmp:
         root = Path(args.data_root) if args.data_root else Path(tmp) / "letters"
         if args.data_root is None:
