@@ -165,6 +165,7 @@ def test_a_baseline_the_serving_check_refused_is_named_as_never_pushed(tmp_path)
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
     from pipeline.run_summary import compared_model
+    from tests.support import fake_pipeline
 
     cfg = pb.ConnectionConfig()
     cfg.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
@@ -175,13 +176,7 @@ def test_a_baseline_the_serving_check_refused_is_named_as_never_pushed(tmp_path)
 
     def run_step(inputs: dict, outputs: dict) -> int:
         [execution] = store.put_executions([pb.Execution(type_id=step)])
-        events = []
-        for kind, artifacts in ((pb.Event.INPUT, inputs), (pb.Event.OUTPUT, outputs)):
-            for key, artifact_id in artifacts.items():
-                event = pb.Event(artifact_id=artifact_id, execution_id=execution, type=kind)
-                event.path.steps.add().key = key
-                events.append(event)
-        store.put_events(events)
+        fake_pipeline.link(store, execution, inputs, outputs)
         return execution
 
     def artifact(kind: str, uri: str = "", **properties) -> int:

@@ -26,6 +26,17 @@ def _write_split(uri: Path, split: str, items: list[tuple[bytes, str]]) -> None:
             writer.write(make_example(image, label, f"{label}/{n}.png").SerializeToString())
 
 
+def link(store, execution_id: int, inputs: dict, outputs: dict) -> None:
+    """The execution's input and output events, each artifact id under its key, as TFX records them."""
+    events = []
+    for kind, table in ((mlmd.Event.INPUT, inputs), (mlmd.Event.OUTPUT, outputs)):
+        for key, artifact_id in table.items():
+            event = mlmd.Event(artifact_id=artifact_id, execution_id=execution_id, type=kind)
+            event.path.steps.add().key = key
+            events.append(event)
+    store.put_events(events)
+
+
 def build(root: Path, train: list[tuple[bytes, str]], eval_items: list[tuple[bytes, str]],
           pushed_version: int = 7, kfp_v2: bool = False) -> str:
     """Writes the artifacts and ``root/metadata.sqlite``; returns the metadata file. ``kfp_v2``: the store as
@@ -61,13 +72,7 @@ def build(root: Path, train: list[tuple[bytes, str]], eval_items: list[tuple[byt
     def execution(name: str, inputs: dict, outputs: dict) -> None:
         type_id = store.put_execution_type(mlmd.ExecutionType(name=name))
         (execution_id,) = store.put_executions([mlmd.Execution(type_id=type_id)])
-        events = []
-        for kind, table in ((mlmd.Event.INPUT, inputs), (mlmd.Event.OUTPUT, outputs)):
-            for key, artifact_id in table.items():
-                event = mlmd.Event(artifact_id=artifact_id, execution_id=execution_id, type=kind)
-                event.path.steps.add().key = key
-                events.append(event)
-        store.put_events(events)
+        link(store, execution_id, inputs, outputs)
 
     examples = artifact("Examples", examples_uri)
     statistics = artifact("ExampleStatistics", stats_uri)
