@@ -6,7 +6,7 @@ Routes::
     GET  /                 the page (web/static/index.html)
     GET  /static/<file>    its CSS and JavaScript
     GET  /healthz          liveness: 200 {"status": "ok"} while this process serves
-    GET  /api/status       TF Serving reachability and model versions (200, or 503 with the reason)
+    GET  /api/status       TF Serving reachability and model versions (200; 429 while it is busy; 503 with the reason)
     GET  /api/classes      the 27 classes in label order: [{"index", "class", "letter"}]
     POST /api/predict      an image -> top 3 letters, the model version and route that answered, latency
     POST /api/feedback     an image and its true label (plus what the model said) -> stored, 201
@@ -187,6 +187,8 @@ class Backend:
         try:
             info = self.router.status()
         except ServingUnavailable as err:
+            if err.status == 429:   # TF Serving is up and refusing work for now, as predict says (429, busy)
+                return 429, dict(base, serving="busy", reason=err.reason, error=_unavailable(err))
             return 503, dict(base, serving="down", reason=err.reason, error=_unavailable(err))
         except BadServingResponse as err:
             return 502, dict(base, serving="error", reason="bad_serving_response", error=str(err))

@@ -260,6 +260,23 @@ def test_serving_down_is_said_plainly(start_web, dead_url, open_page):
     page.screenshot(path=os.path.join(os.path.dirname(SCREENSHOT), "web-serving-down.png"))
 
 
+def test_a_busy_model_server_is_said_busy_not_down(web, browser):
+    """While TF Serving answers 429 the status line says busy, in neither the up nor the down colour."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.route("**/api/status", lambda route: route.fulfill(
+            status=429, content_type="application/json",
+            body='{"serving": "busy", "reason": "serving_error", "error": "The model server is busy: queue full."}'))
+        page.goto(web.url)
+        page.wait_for_selector("#serving-status.status-unknown:has-text('busy')")
+        text = page.locator("#serving-status").inner_text()
+        assert "שרת המודל עמוס" in text and "The model server is busy: queue full." in text
+        assert "down" not in text
+    finally:
+        context.close()
+
+
 def test_an_upload_while_an_answer_is_coming_is_the_one_answered(web, open_page):
     """The newest image wins: an upload made while the drawing's answer is on its way is sent, and the drawing's
     late answer is not shown over it (the upload had been dropped without a word)."""

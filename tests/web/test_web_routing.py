@@ -130,6 +130,25 @@ def test_only_a_400_blames_the_image_other_refusals_are_the_servers_trouble(tmp_
     assert "could not read this image" not in caught.value.message
 
 
+@pytest.mark.parametrize("status, error, answered, serving", [
+    (429, "Resource exhausted: the batch queue is full", 429, "busy"),
+    (503, "overloaded", 503, "down"),
+])
+def test_the_status_route_says_busy_when_tf_serving_is(tmp_path, status, error, answered, serving):
+    """TF Serving's 429 on the status route is a busy server, as predict says, not one that is down."""
+    from web.config import WebConfig
+    from web.server import Backend
+
+    backend = Backend(WebConfig(feedback_dir=str(tmp_path / "feedback")),
+                      router=router({("GET", M): [(status, {"error": error})]}))
+    try:
+        code, body = backend.status()
+    finally:
+        backend.close()
+    assert (code, body["serving"]) == (answered, serving)
+    assert error in body["error"] and ("is busy" in body["error"]) == (serving == "busy")
+
+
 def test_a_refusal_by_the_model_is_said_in_tensorflows_words_without_graph_nodes():
     from serving.status import own_words
     assert own_words("Invalid PNG. Failed to initialize decoder.\n\t [[{{node map/while/decode_image/"

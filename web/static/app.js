@@ -187,6 +187,7 @@
   }
 
   const DOWN_HE = "שרת המודל אינו זמין";   // "the model server is unavailable"
+  const BUSY_HE = "שרת המודל עמוס";   // "the model server is busy"
   const NOT_ANSWERING = "השרת אינו עונה · This page's server is not answering";
   const downText = (message) => `${DOWN_HE}\n${message || "The model server is down."}`;
 
@@ -194,7 +195,9 @@
     try {
       const response = await fetch("/api/status", { cache: "no-store" });
       const body = await response.json();
-      if (response.ok) {
+      if (response.status === 429) {
+        setServingStatus(null, `${BUSY_HE}\n${body.error || "The model server is busy."}`);
+      } else if (response.ok) {
         const available = (body.versions || []).filter((v) => v.state === "AVAILABLE").map((v) => v.version);
         setServingStatus(true, `שרת המודל פעיל · Model server up — ${body.model}, versions ${available.join(", ")}`);
       } else {
