@@ -187,15 +187,22 @@ class GrpcPredictor:
 
 
 def list_images(folder: str) -> list[Path]:
-    """Every file under ``folder``, sorted, each to get a row. Folders reached through symbolic links are walked
-    too (pathlib's rglob does not enter them), each real folder once: a link back to a folder above, or a second
-    link to a folder walked already, adds nothing. Everything but folders: a broken link, a link to itself or a
-    pipe gets an error row rather than going unmentioned. Not hidden names, nor the generator's manifest beside
-    generated class folders (as the ExampleGen leaves it)."""
+    """:func:`walk_images`' files."""
+    return walk_images(folder)[0]
+
+
+def walk_images(folder: str) -> tuple[list[Path], list[Path]]:
+    """(every file under ``folder``, sorted, each to get a row; the hidden names left out). Folders reached
+    through symbolic links are walked too (pathlib's rglob does not enter them), each real folder once: a link
+    back to a folder above, or a second link to a folder walked already, adds nothing. Everything but folders: a
+    broken link, a link to itself or a pipe gets an error row rather than going unmentioned. Hidden names (a
+    file or a folder whose name starts with a dot: ``.DS_Store``, ``.git``), as the ExampleGen leaves them, are
+    left out and returned apart, so they are counted; so is the generator's manifest beside generated class
+    folders, without a count."""
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    found, walked, pending = [], set(), [root]
+    found, hidden, walked, pending = [], [], set(), [root]
     while pending:   # depth first in sorted order: of two ways to one folder, the first in the rows' order is walked
         here = pending.pop()
         real = os.path.realpath(here)
@@ -206,10 +213,11 @@ def list_images(folder: str) -> list[Path]:
             entries = sorted(here.iterdir())
         except PermissionError:   # as rglob leaves a folder it may not read
             continue
+        hidden.extend(p for p in entries if p.name.startswith("."))
+        entries = [p for p in entries if not p.name.startswith(".")]
         pending.extend(reversed([p for p in entries if p.is_dir()]))
-        found.extend(p for p in entries if not p.is_dir() and not p.name.startswith(".")
-                     and p != root / configs.GENERATED_MANIFEST)
-    return sorted(found)
+        found.extend(p for p in entries if not p.is_dir() and p != root / configs.GENERATED_MANIFEST)
+    return sorted(found), sorted(hidden)
 
 
 def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> dict:
@@ -296,9 +304,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     version = None if args.version is None else str(args.version)
     try:
-        files = list_images(args.images)
+        files, hidden = walk_images(args.images)
+        if hidden:
+            print(f"left out {len(hidden)} hidden name(s) (starting with a dot), e.g. "
+                  f"{printable(hidden[0].relative_to(args.images).as_posix())}", file=sys.stderr)
         if not files:   # before the model loads
-            raise FileNotFoundError(f"no files under {args.images}")
+            raise FileNotFoundError(f"no files under {args.images}" + (" but hidden ones" if hidden else ""))
         if args.via == "local":
             predictor = LocalPredictor(args.model, version)
         elif args.via == "rest":

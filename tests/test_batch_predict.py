@@ -292,6 +292,26 @@ def test_images_in_linked_folders_get_rows_each_real_folder_once(tmp_path):
     assert (counts["images"], counts["errors"]) == (5, 1)
 
 
+def test_hidden_files_and_folders_are_left_out_alike_and_counted(tmp_path, monkeypatch, capsys):
+    """A hidden file had been dropped without a word while a hidden folder's files got rows: both are left out now
+    (as the ExampleGen leaves them), and the run says how many."""
+    folder = tmp_path / "images"
+    for rel in (".b.png", ".hidden/a.png", "vis/c.png"):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(png_bytes(letter_image(20, 30)))
+    files, hidden = batch_predict.walk_images(str(folder))
+    assert [p.relative_to(folder).as_posix() for p in files] == ["vis/c.png"]
+    assert [p.relative_to(folder).as_posix() for p in hidden] == [".b.png", ".hidden"]
+    uniform.version = "1"
+    monkeypatch.setattr(batch_predict, "LocalPredictor", lambda model, version: uniform)
+    assert batch_predict.main(["--images", str(folder), "--out", str(tmp_path / "p.csv")]) == 0
+    assert "left out 2 hidden name(s) (starting with a dot), e.g. .b.png" in capsys.readouterr().err
+    assert list(read_rows(tmp_path / "p.csv")) == ["vis/c.png"]
+    (folder / "vis" / "c.png").unlink()
+    assert batch_predict.main(["--images", str(folder), "--out", str(tmp_path / "q.csv")]) == 2
+    assert "no files under" in capsys.readouterr().err
+
+
 def test_out_keeps_a_link_to_it_and_its_permissions(image_folder, tmp_path):
     """--out had been replaced by a new file of the umask's permissions: a link to it became a regular file and
     a private (0600) CSV became readable by all, where core.files.atomic_write keeps both."""
