@@ -224,6 +224,10 @@ def compile_spec(config: Config, image: str, beam: list[str], resources: dict, t
                 notes.append(f"{name}: cache off (it reads the feedback at {feedback_root} at run time)")
     spec_lib.set_pipeline_root(spec, config.pipeline_root)
     spec_lib.apply_resources(spec, resources)
+    workers = spec_lib.set_direct_workers(spec)
+    if workers:
+        notes.append("--direct_num_workers=0 became each task's CPU limit (Beam would start one worker per CPU of the "
+                     "node): " + ", ".join(f"{name} {n}" for name, n in sorted(workers.items())))
     spec_lib.check(spec)
     return job, notes
 

@@ -178,7 +178,7 @@ class Config:
 
     # Beam (DirectRunner).
     beam_mode: str = "in_memory"         # or multi_processing / multi_threading
-    beam_workers: int = 0                # 0 = number of CPU cores
+    beam_workers: int = 0                # 0 = number of CPU cores (Kubeflow: the pod's CPU limit)
 
     def __post_init__(self):
         for name, low, high, low_open in _RANGES:
@@ -343,8 +343,8 @@ DIRECT_RUNNER_IMAGE = "this-environment"   # read by no DirectRunner mode; see b
 
 def beam_pipeline_args(config: Config) -> list[str]:
     """Beam DirectRunner options (local runs, and in-pod runs of the Kubeflow spec)."""
-    # in_memory runs in this process: more workers would only be ignored. 0 = Beam uses the machine's CPU count,
-    # which for a Kubeflow pod is known only in the pod.
+    # in_memory runs in this process: more workers would only be ignored. 0 = Beam uses the machine's CPU count;
+    # kubeflow_runner.py replaces it with each pod's CPU limit (a pod sees the whole node's CPUs).
     workers = 1 if config.beam_mode == "in_memory" else config.beam_workers
     return [
         "--runner=DirectRunner",

@@ -10,6 +10,9 @@ TFX 1.16's compiler leaves a few things to do after compiling:
   ``deploymentSpec.executors.<label>.container.resources`` directly, for every container executor alike, filling
   both the string fields newer KFP backends read (``resourceCpuLimit`` …) and the numeric fields older backends
   and Vertex read (``cpuLimit`` in cores, ``memoryLimit`` in GB), the way the kfp 2.13 SDK compiler does.
+* **DirectRunner workers.** ``--direct_num_workers=0`` (``--beam-workers`` 0, the default) makes Beam start one
+  worker per CPU of the *node* (``multiprocessing.cpu_count()``), not of the pod: :func:`set_direct_workers`
+  replaces it in every executor with that executor's CPU limit.
 * **Open-source KFP backend** (``target="kfp"``). Its compiler only implements container and importer executors
   (``backend/src/v2/compiler/visitor.go``: "non-container and non-importer executor not implemented"), so the
   ``latest_blessed_model_resolver`` (two MLMD-query *resolver* executors, a Vertex AI Pipelines feature) is
@@ -204,6 +207,34 @@ def apply_resources(spec: dict, table: dict[str, Resources]) -> dict[str, dict]:
     return written
 
 
+def command_lines(container: dict) -> list[list[str]]:
+    """The argument lists of a container executor: its own and its ExampleGen driver's (``preCacheCheck``)."""
+    return [container.get("args", []), container.get("lifecycle", {}).get("preCacheCheck", {}).get("args", [])]
+
+
+DIRECT_WORKERS_FLAG = "--direct_num_workers"
+
+
+def set_direct_workers(spec: dict) -> dict[str, int]:
+    """Replaces ``--direct_num_workers=0`` in every container task's arguments (its ExampleGen driver's too) with
+    the task's CPU limit, a whole number of at least 1; returns task → workers. A task without a CPU limit keeps
+    0: its pod may use every CPU of the node."""
+    unset = f"{DIRECT_WORKERS_FLAG}=0"
+    written = {}
+    for name in container_tasks(spec):
+        container = executor_of(spec, name)[1]["container"]
+        limit = container.get("resources", {}).get("cpuLimit")
+        if limit is None:
+            continue
+        workers = max(1, int(limit))
+        for args in command_lines(container):
+            for i, arg in enumerate(args):
+                if arg == unset:
+                    args[i] = f"{DIRECT_WORKERS_FLAG}={workers}"
+                    written[name] = workers
+    return written
+
+
 def strip_resolvers(spec: dict) -> list[str]:
     """Removes resolver tasks (and the inputs that consume them); returns the removed task names."""
     removed = [name for name in tasks(spec) if "resolver" in executor_of(spec, name)[1]]
@@ -239,7 +270,7 @@ def refresh_inputs_spec_args(spec: dict, task_name: str) -> None:
     component = spec["components"][tasks(spec)[task_name]["componentRef"]["name"]]
     text = json.dumps(component.get("inputDefinitions", {}), indent=2, sort_keys=True)
     container = executor_of(spec, task_name)[1].get("container", {})
-    for args in (container.get("args", []), container.get("lifecycle", {}).get("preCacheCheck", {}).get("args", [])):
+    for args in command_lines(container):
         for i, arg in enumerate(args[:-1]):
             if arg == INPUTS_SPEC_FLAG:
                 args[i + 1] = text

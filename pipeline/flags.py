@@ -157,7 +157,8 @@ TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runne
 BEAM_FLAGS = {
     "beam_mode": "Beam DirectRunner running mode",
     "beam_workers": "DirectRunner workers for --beam-mode multi_processing / multi_threading (in_memory runs in one "
-                    "process and ignores it); 0 = CPU count",
+                    "process and ignores it); 0 = the machine's CPU count (kubeflow_runner.py: each task's CPU limit, "
+                    "see --resources)",
 }
 CHOICES = {"architecture": configs.ARCHITECTURES, "beam_mode": BEAM_MODES}
 

@@ -43,6 +43,16 @@ def _constant(spec, task, name):
     return spec_lib.tasks(spec)[task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
 
 
+def _direct_workers(spec):
+    """task → the --direct_num_workers values in its argument lists (its ExampleGen driver's too)."""
+    def values(name):
+        container = spec_lib.executor_of(spec, name)[1]["container"]
+        return [arg.split("=", 1)[1] for args in spec_lib.command_lines(container) for arg in args
+                if arg.startswith("--direct_num_workers=")]
+
+    return {name: values(name) for name in spec_lib.container_tasks(spec)}
+
+
 def test_spec_loads_with_the_kfp_client(compiled):
     from kfp import components
     from kfp.client import client
@@ -218,6 +228,33 @@ def test_dataflow_args_reach_every_beam_command(config):
     spec = job["pipelineSpec"]
     for name in spec_lib.container_tasks(spec):
         assert spec_lib.executor_of(spec, name)[1]["container"]["args"][-len(beam):] == beam, name
+    assert not any(_direct_workers(spec).values())   # the DataflowRunner sizes its own workers
+
+
+def test_beam_workers_0_is_each_pods_cpu_limit(config):
+    """Beam turns --direct_num_workers=0 into the node's CPU count, whatever the pod's CPU limit."""
+    import kubeflow_runner
+    from core import configs
+
+    def compile_with(*argv):
+        _, args, beam, resources = kubeflow_runner.parse_args(
+            ["--image", IMAGE, "--beam-mode", "multi_processing", *argv])
+        job, notes = kubeflow_runner.compile_spec(config, args.image, beam, resources, target="kfp")
+        return beam, _direct_workers(job["pipelineSpec"]), notes
+
+    beam, workers, notes = compile_with("--resources", "StatisticsGen=cpu=3500m",
+                                        "--resources", "Pusher=cpu=250m,cpu_request=250m")
+    assert "--direct_num_workers=0" in beam   # the DirectRunner set local runs use, unchanged
+    assert "--direct_num_workers=0" in configs.beam_pipeline_args(configs.Config(beam_mode="multi_processing"))
+    assert workers == {"ImageExampleGen": ["2", "2"], "StatisticsGen": ["3"], "SchemaGen": ["1"],
+                       "ExampleValidator": ["1"], "Transform": ["2"], "Trainer": ["4"], "Evaluator": ["2"],
+                       "ServingValidator": ["1"], "Pusher": ["1"]}   # ImageExampleGen: the executor and the driver
+    assert any(note.startswith("--direct_num_workers=0 became each task's CPU limit") for note in notes)
+    _, workers, _ = compile_with("--beam-workers", "3")   # a number chosen is kept
+    assert set(map(tuple, workers.values())) == {("3",), ("3", "3")}
+    _, workers, notes = compile_with("--no-default-resources", "--resources", "Trainer=memory=8Gi")
+    assert set(map(tuple, workers.values())) == {("0",), ("0", "0")}   # no CPU limit: the pod may use the node's
+    assert not any("direct_num_workers" in note for note in notes)
 
 
 @pytest.mark.parametrize("argv, message", [
