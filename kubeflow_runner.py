@@ -44,7 +44,9 @@ storage:
   Every component reads and writes its artifacts directly through TensorFlow's filesystems, so the pipeline
   root, data root and serving dir must be URLs TensorFlow can open from the pods: gs://… works out of the box
   (credentials from the pod's service account / Workload Identity). The serving dir is what tensorflow/serving
-  reads (--model_base_path=gs://…/letters, or a volume both share): see kubeflow/README.md.
+  reads: set base_path in the models.config of its ConfigMap (serving/deploy/k8s/configmap.yaml) to the gs://…
+  serving dir (--model_base_path is ignored beside the --model_config_file it runs with), or share a volume:
+  see kubeflow/README.md.
 
 resources (--resources COMPONENT=key=value[,key=value…], repeatable):
   keys: cpu, memory (limits), cpu_request, memory_request; Kubernetes quantities (2, 500m, 8Gi).
