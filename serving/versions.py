@@ -217,16 +217,19 @@ class ModelManager:
 
     # -------------------------------------------------------------------------------------- lookups
     def resolve(self, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable asked for; none of a model removed from the config (a load that was running when it
+        was removed finishes, and is then unloaded, unserved)."""
         with self._lock:
+            servables = {} if self.removed else self.servables
             if label is not None:
                 if label not in self.labels:
                     raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
                 version = self.labels[label]
             if version is None:
-                if not self.servables:
+                if not servables:
                     raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({self.name})")
-                return self.servables[max(self.servables)]
-            servable = self.servables.get(version)
+                return servables[max(servables)]
+            servable = servables.get(version)
             if servable is None:
                 raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({self.name}, {version})")
             return servable
@@ -306,10 +309,19 @@ class ModelManager:
         now = time.monotonic()
         for version in sorted(aspired, reverse=True):
             record = self.records[version]
+            if not self._still_aspired(version):
+                continue
             if record.state == State.START or (record.state == State.LOADING and now >= record.retry_at):
                 self._load(version, aspired[version], record)
         self._unload_unaspired()
         self.polled_once = True
+
+    def _still_aspired(self, version: int) -> bool:
+        """Whether ``version`` may still start loading: TF Serving loads only aspired versions
+        (AspiredVersionPolicy::GetHighestAspiredNewServableId), and a model removed from the config, or a poll
+        since, withdraws them; a version never started stays in START, as FlushServables publishes no event."""
+        with self._lock:
+            return not self.removed and version in self.aspired
 
     def _load(self, version: int, path: str, record: _VersionRecord) -> None:
         with self._lock:

@@ -349,3 +349,47 @@ def test_a_reload_that_adds_a_model_fails_on_its_newest_version(tmp_path):
         assert raised.value.message == (
             "1 model(s) did not become available: {{{name: other version: 2} due to error: DATA_LOSS: Can't parse "
             f"{other}/2/saved_model.pb as binary proto}}, }}")
+
+
+def test_a_model_removed_while_a_version_loads_starts_no_other_load_and_serves_nothing(tmp_path, monkeypatch):
+    """As in TF Serving, a version no longer aspired never starts loading (AspiredVersionsManager sets
+    is_aspired=false): the load running when the model leaves the config finishes and is unloaded, the versions
+    never started stay in START (FlushServables publishes no event), and nothing is served. (The poll had gone on
+    loading every version it had listed, and served each.)"""
+    base = tmp_path / "letters"
+    for version in (2, 3, 4):
+        (base / str(version)).mkdir(parents=True)
+    core = _core(str(base), f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+                            'model_platform: "tensorflow" model_version_policy { all {} } } }')
+    manager = core.manager("letters")
+    loads, served = [], []
+
+    class LoadingServable:
+        """A version whose load runs while the model is removed from the config."""
+
+        def __init__(self, name, version, path, metrics=None, runner=None):
+            self.name, self.version, self.warmup_requests = name, version, 0
+            loads.append(version)
+            if len(loads) == 1:
+                manager.unload_all()
+
+        def close(self):
+            pass
+
+    def request_then_unload(unload=manager._unload_unaspired):
+        """A request in the moment between the finished load and its unload."""
+        try:
+            served.append(manager.resolve().version)
+        except versions.ServingError as error:
+            served.append(error.message)
+        unload()
+
+    monkeypatch.setattr(versions, "Servable", LoadingServable)
+    monkeypatch.setattr(manager, "_unload_unaspired", request_then_unload)
+    manager.poll()
+    assert loads == [4]
+    assert served == ["Servable not found for request: Latest(letters)"]
+    assert {s.version: versions.State.Name(s.state) for s in manager.status().model_version_status} == \
+        {4: "END", 3: "START", 2: "START"}
+    with pytest.raises(versions.ServingError, match=r"Servable not found for request: Specific\(letters, 4\)"):
+        manager.resolve(version=4)
