@@ -103,7 +103,7 @@ def predict_inputs(signature, inputs) -> dict:
                           f"request and no default value provided. Inputs expected to be in the request "
                           f"{{{','.join(sorted(requested))}}}, or default input alias set: "
                           f"{','.join(sorted(signature.defaults))}")
-        arrays[alias] = tensor_proto.to_array(proto, alias)
+        arrays[alias] = tensor_proto.to_array(proto, alias, signature.inputs[alias].dtype)
     if requested - expected:
         raise invalid(f"Inputs contains invalid name. Used request inputs: {','.join(sorted(requested & expected))}"
                       f", request input: {','.join(sorted(requested))}")

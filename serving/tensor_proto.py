@@ -40,9 +40,18 @@ _VALUES = {dtype: (field, 2 if "complex" in field else 1) for dtype, field in _F
 _VALUES[types_pb2.DT_STRING] = ("string_val", 1)
 
 
-def to_array(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
+class Unheld:
+    """A request tensor that TensorFlow parses but numpy cannot hold (``DT_VARIANT``, ``DT_RESOURCE``), of a dtype
+    the signature does not take: its DataType alone, which the feed check refuses as TensorFlow does."""
+
+    def __init__(self, datatype: int):
+        self.datatype = datatype
+
+
+def to_array(proto: tensor_pb2.TensorProto, alias: str, wanted: int | None = None) -> np.ndarray | Unheld:
     """A request's TensorProto as a numpy array (strings: an object array of bytes), or ``tensor parsing error``
-    where ``Tensor::FromProto`` fails."""
+    where ``Tensor::FromProto`` fails; a parsed tensor numpy cannot hold is :class:`Unheld` when its dtype is not
+    ``wanted`` (the signature's), else a parsing error too (this server cannot feed it)."""
     import tensorflow as tf
 
     if proto.dtype == types_pb2.DT_INVALID or not _valid_shape(proto.tensor_shape):
@@ -70,7 +79,20 @@ def to_array(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     try:
         return tf.make_ndarray(proto)
     except Exception:  # noqa: BLE001 - any malformed proto (bad content size, unsupported dtype, ...)
+        if wanted is not None and proto.dtype != wanted and _parses(proto):
+            return Unheld(proto.dtype)
         raise invalid(f"tensor parsing error: {alias}") from None
+
+
+def _parses(proto: tensor_pb2.TensorProto) -> bool:
+    """Whether ``Tensor::FromProto`` reads ``proto`` (through the ParseTensor op, which calls it)."""
+    import tensorflow as tf
+
+    try:
+        tf.io.parse_tensor(proto.SerializeToString(), out_type=proto.dtype)
+    except Exception:  # noqa: BLE001 - InvalidArgumentError, or a dtype TensorFlow does not know
+        return False
+    return True
 
 
 def _copy(proto: tensor_pb2.TensorProto) -> tensor_pb2.TensorProto:
@@ -122,7 +144,9 @@ def _string_list(content: bytes, count: int) -> list | None:
     return values
 
 
-def dtype_enum(array: np.ndarray) -> int:
+def dtype_enum(array: np.ndarray | Unheld) -> int:
+    if isinstance(array, Unheld):
+        return array.datatype
     if array.dtype == object or array.dtype.kind in "SU":
         return types_pb2.DT_STRING
     entry = _FIELDS.get(array.dtype)

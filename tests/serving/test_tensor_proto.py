@@ -1,11 +1,15 @@
 """serving/tensor_proto.py: TensorProto <-> numpy as TF Serving's Tensor::FromProto / AsProtoField convert them."""
+from types import SimpleNamespace
+
 import ml_dtypes
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import predict_pb2
 
-from serving import tensor_proto
+from serving import inference, tensor_proto
 from serving.status import ServingError
 
 
@@ -86,3 +90,32 @@ def test_refused_where_tensorflow_refuses_it(proto):
         tf.io.parse_tensor(proto.SerializeToString(), tf.as_dtype(proto.dtype))
     with pytest.raises(ServingError, match="^tensor parsing error: x$"):
         tensor_proto.to_array(proto, "x")
+
+
+@pytest.mark.parametrize("dtype, name", [(types_pb2.DT_VARIANT, "variant"), (types_pb2.DT_RESOURCE, "resource")])
+def test_a_tensor_numpy_cannot_hold_is_refused_for_its_dtype_as_tensorflow_refuses_it(dtype, name):
+    """A variant or resource TensorProto that Tensor::FromProto reads is fed, and the signature's dtype refuses it
+    (it was a parsing error, which tf.make_ndarray's failure had made it); after the output filter's check, as
+    RunPredict checks them. One FromProto refuses, or fed to a signature that takes its dtype, stays a parsing
+    error."""
+    def predict(proto, takes=types_pb2.DT_STRING, output_filter=()):
+        signature = meta_graph_pb2.SignatureDef()
+        signature.inputs["images"].dtype = takes
+        signature.outputs["scores"].dtype = types_pb2.DT_FLOAT
+        request = predict_pb2.PredictRequest(output_filter=output_filter)
+        request.inputs["images"].CopyFrom(proto)
+        return inference.predict_request(SimpleNamespace(signature_defs={"s": signature}), "s", request)
+
+    parsed = _proto(dtype, [2])
+    tf.io.parse_tensor(parsed.SerializeToString(), tf.as_dtype(dtype))     # FromProto reads it
+    with pytest.raises(ServingError, match=rf"^Expects arg\[0\] to be string but {name} is provided$"):
+        predict(parsed)
+    with pytest.raises(ServingError, match="^output tensor alias not found in signature: nope "):
+        predict(parsed, output_filter=["nope"])
+    with pytest.raises(ServingError, match="^tensor parsing error: images$"):
+        predict(parsed, takes=dtype)
+    refused = _proto(dtype, [1], tensor_content=b"abc")
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.parse_tensor(refused.SerializeToString(), tf.as_dtype(dtype))
+    with pytest.raises(ServingError, match="^tensor parsing error: images$"):
+        predict(refused)
