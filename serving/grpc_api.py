@@ -191,7 +191,9 @@ class GrpcApi:
         self.reload(request.config, _deadline(context))
         response = model_management_pb2.ReloadConfigResponse()
         response.status.error_code = _CODE_NUMBERS["OK"]
-        for name in request.metric_names:   # TF's metric registry is not kept here: no increase to report
+        # One entry per name, as TF Serving's map of them (RecordMetricsIncrease); TF's metric registry is not kept
+        # here: no increase to report.
+        for name in dict.fromkeys(request.metric_names):
             response.metric.add(name=name, int64_value_increase=0)
         return response
 
