@@ -84,10 +84,17 @@ def to_array(proto: tensor_pb2.TensorProto, alias: str, wanted: int | None = Non
         raise invalid(f"tensor parsing error: {alias}") from None
 
 
+MAX_UNHELD_ELEMENTS = 1 << 20   # FromProto allocates every element first: a shape of 2^40 took 10 s to refuse
+
+
 def _parses(proto: tensor_pb2.TensorProto) -> bool:
-    """Whether ``Tensor::FromProto`` reads ``proto`` (through the ParseTensor op, which calls it)."""
+    """Whether ``Tensor::FromProto`` reads ``proto`` (through the ParseTensor op, which calls it). A shape of more
+    than :data:`MAX_UNHELD_ELEMENTS` elements is not tried: no request a letters model takes is that, and
+    TensorFlow would allocate them all before answering."""
     import tensorflow as tf
 
+    if math.prod(dim.size for dim in proto.tensor_shape.dim) > MAX_UNHELD_ELEMENTS:
+        return False
     try:
         tf.io.parse_tensor(proto.SerializeToString(), out_type=proto.dtype)
     except Exception:  # noqa: BLE001 - InvalidArgumentError, or a dtype TensorFlow does not know

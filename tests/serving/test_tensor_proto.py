@@ -93,7 +93,7 @@ def test_refused_where_tensorflow_refuses_it(proto):
 
 
 @pytest.mark.parametrize("dtype, name", [(types_pb2.DT_VARIANT, "variant"), (types_pb2.DT_RESOURCE, "resource")])
-def test_a_tensor_numpy_cannot_hold_is_refused_for_its_dtype_as_tensorflow_refuses_it(dtype, name):
+def test_a_tensor_numpy_cannot_hold_is_refused_for_its_dtype_as_tensorflow_refuses_it(dtype, name, monkeypatch):
     """A variant or resource TensorProto that Tensor::FromProto reads is fed, and the signature's dtype refuses it
     (it was a parsing error, which tf.make_ndarray's failure had made it); after the output filter's check, as
     RunPredict checks them. One FromProto refuses, or fed to a signature that takes its dtype, stays a parsing
@@ -114,6 +114,13 @@ def test_a_tensor_numpy_cannot_hold_is_refused_for_its_dtype_as_tensorflow_refus
         predict(parsed, output_filter=["nope"])
     with pytest.raises(ServingError, match="^tensor parsing error: images$"):
         predict(parsed, takes=dtype)
+    huge = _proto(dtype, [1 << 40])   # not handed to TensorFlow, which would allocate 2^40 elements first
+    parsed_here = []
+    monkeypatch.setattr(tf.io, "parse_tensor", lambda *args, **kw: parsed_here.append(args))
+    with pytest.raises(ServingError, match="^tensor parsing error: images$"):
+        predict(huge)
+    assert parsed_here == []
+    monkeypatch.undo()
     refused = _proto(dtype, [1], tensor_content=b"abc")
     with pytest.raises(tf.errors.InvalidArgumentError):
         tf.io.parse_tensor(refused.SerializeToString(), tf.as_dtype(dtype))
