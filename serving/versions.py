@@ -212,6 +212,7 @@ class ModelManager:
         self.aspired: dict[int, str] = {}
         self.polled_once = False
         self.removed = False
+        self.loading: int | None = None        # the version whose load attempt is running (one at a time)
         self._lock = threading.RLock()
         self._on_loaded = on_loaded
 
@@ -297,10 +298,7 @@ class ModelManager:
             for version in list(self.records):
                 record = self.records[version]
                 if version not in aspired and version not in self.servables and record.state != State.END:
-                    record.state = State.END        # aspiration withdrawn while loading/retrying: the retries stop
-                    record.attempts = 0             # and, as LoaderHarness::ErrorInternal, END carries the error
-                    if record.last_error is not None:
-                        record.error_code, record.error_message = record.last_error
+                    self._end_with_last_error(record)   # aspiration withdrawn while loading/retrying
             for version in aspired:
                 record = self.records.get(version)
                 if record is None or (record.state == State.END and version not in self.aspired):
@@ -323,9 +321,19 @@ class ModelManager:
         with self._lock:
             return not self.removed and version in self.aspired
 
+    @staticmethod
+    def _end_with_last_error(record: _VersionRecord) -> None:
+        """Stops the retries of a version not loaded: its retries ran out, or it is no longer aspired
+        (AspiredVersionsManager's CancelLoadServableRetry), and, as LoaderHarness::ErrorInternal publishes it, it
+        ends in END with the error of its last attempt. The caller holds the lock."""
+        record.state = State.END
+        if record.last_error is not None:
+            record.error_code, record.error_message = record.last_error
+
     def _load(self, version: int, path: str, record: _VersionRecord) -> None:
         with self._lock:
             record.state = State.LOADING
+            self.loading = version
         log.info("Loading servable: {name: %s version: %d} from %s", self.name, version, path)
         started = time.monotonic()
         try:
@@ -333,12 +341,11 @@ class ModelManager:
         except Exception as exc:  # noqa: BLE001 - any load failure is reported in status
             error = from_exception(exc)
             with self._lock:
+                self.loading = None
                 record.attempts += 1
                 record.last_error = (error.code, error.message)
-                if record.attempts > self.options.max_num_load_retries:
-                    record.state = State.END
-                    record.error_code = error.code
-                    record.error_message = error.message
+                if record.attempts > self.options.max_num_load_retries or not self._still_aspired(version):
+                    self._end_with_last_error(record)
                     log.error("Failed to load servable {name: %s version: %d}: %s", self.name, version,
                               error.message)
                 else:
@@ -349,6 +356,7 @@ class ModelManager:
         if self._on_loaded is not None:
             self._on_loaded(servable)
         with self._lock:
+            self.loading = None
             self.servables[version] = servable
             record.state = State.AVAILABLE
             record.error_code, record.error_message = "OK", ""
@@ -379,10 +387,15 @@ class ModelManager:
             log.info("Unloaded servable version {name: %s version: %d}", self.name, version)
 
     def unload_all(self) -> None:
+        """Removes the model: nothing is aspired, the loaded versions are unloaded and the versions waiting to
+        retry a load end with its error; a load attempt running finishes (and is then unloaded, or ends)."""
         self.removed = True
         with self._lock:
             versions = list(self.servables)
             self.aspired = {}
+            for version, record in self.records.items():
+                if record.state == State.LOADING and version != self.loading:
+                    self._end_with_last_error(record)
         for version in versions:
             self._unload(version)
 

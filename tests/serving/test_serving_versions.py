@@ -393,3 +393,38 @@ def test_a_model_removed_while_a_version_loads_starts_no_other_load_and_serves_n
         {4: "END", 3: "START", 2: "START"}
     with pytest.raises(versions.ServingError, match=r"Servable not found for request: Specific\(letters, 4\)"):
         manager.resolve(version=4)
+
+
+def test_a_model_removed_while_its_versions_retry_ends_them_with_their_errors(tmp_path, monkeypatch):
+    """As in TF Serving, a version no longer aspired has its load retries cancelled (AspiredVersionsManager:
+    is_aspired=false and CancelLoadServableRetry): the attempt running when the model leaves the config is its
+    last, and each version waiting to retry ends, as LoaderHarness::ErrorInternal publishes it: END with the error
+    of its last attempt. (A removed model is polled no more, and both had stayed LOADING.)"""
+    base = tmp_path / "letters"
+    for version in (2, 3):
+        (base / str(version)).mkdir(parents=True)
+    core = _core(str(base), f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+                            'model_platform: "tensorflow" model_version_policy { all {} } } }',
+                 max_num_load_retries=5, load_retry_interval_micros=0)
+    manager = core.manager("letters")
+    loads = []
+
+    class BrokenServable:
+        """A version whose every load fails; the model leaves the config during the third load."""
+
+        def __init__(self, name, version, path, metrics=None, runner=None):
+            loads.append(version)
+            if len(loads) == 3:
+                manager.unload_all()
+            raise versions.ServingError("DATA_LOSS", f"attempt {len(loads)} of version {version}")
+
+    monkeypatch.setattr(versions, "Servable", BrokenServable)
+    manager.poll()
+    assert {v: versions.State.Name(r.state) for v, r in manager.records.items()} == {3: "LOADING", 2: "LOADING"}
+    manager.poll()
+    core.poll()
+    assert loads == [3, 2, 3]
+    from tensorflow.core.protobuf import error_codes_pb2
+    assert {(s.version, versions.State.Name(s.state), error_codes_pb2.Code.Name(s.status.error_code),
+             s.status.error_message) for s in manager.status().model_version_status} == {
+        (3, "END", "DATA_LOSS", "attempt 3 of version 3"), (2, "END", "DATA_LOSS", "attempt 2 of version 2")}
