@@ -322,7 +322,7 @@ class HttpServer:
                         _error_body("Internal server error")
                 keep_alive = head.keep_alive and not self._closing
                 await self._send(connection, status, response_headers, payload, close=not keep_alive,
-                                 head=head.method == "HEAD")
+                                 head=head.method == "HEAD", version=head.version)
                 connection.busy = False
                 if not keep_alive:
                     return
@@ -336,24 +336,30 @@ class HttpServer:
                 pass
 
     async def _send(self, connection: _Connection, status, headers, body: bytes, close: bool,
-                    head: bool = False) -> None:
+                    head: bool = False, version: str = "HTTP/1.1") -> None:
         writer = connection.writer
-        writer.write(_response(status, headers, b"" if head else body, close, len(body), head=head))
+        writer.write(_response(status, headers, b"" if head else body, close, len(body), head=head, version=version))
         if writer.transport.get_write_buffer_size():     # the client is not reading: wait, but not forever
             self._expect(connection, self.idle_timeout)
             await writer.drain()
             self._expect(connection, None)
 
 
-def _response(status: int, headers, body: bytes, close: bool, length: int | None = None, head: bool = False) -> bytes:
-    """The response as libevent's evhttp_make_header_response writes it: a ``Date``; ``Content-Length`` and, when
+def _response(status: int, headers, body: bytes, close: bool, length: int | None = None, head: bool = False,
+              version: str = "HTTP/1.1") -> bytes:
+    """The response as libevent's evhttp_make_header_response writes it: the request's HTTP version; a ``Date``
+    (not to HTTP/1.0); ``Connection: keep-alive`` to an HTTP/1.0 request kept alive; ``Content-Length`` and, when
     none was given, the server's default ``Content-Type`` only on a response that has a body (not to HEAD, not
-    204, 304 or 1xx: evhttp_response_needs_body)."""
-    lines = [f"HTTP/1.1 {status} {reason(status)}"]
+    204, 304 or 1xx: evhttp_response_needs_body). Unlike libevent, an HTTP/1.0 answer after which the connection is
+    closed keeps its ``Content-Length`` (the client can tell a whole answer from a cut connection) and says
+    ``Connection: close`` even when the request did not ask for it."""
+    lines = [f"{version} {status} {reason(status)}"]
     lines += [f"{name}: {value}" for name, value in headers]
     names = {name.lower() for name, _ in headers}
-    if "date" not in names:
+    if "date" not in names and version != "HTTP/1.0":
         lines.append(f"Date: {email.utils.formatdate(usegmt=True)}")
+    if version == "HTTP/1.0" and not close:
+        lines.append("Connection: keep-alive")
     if not head and status not in (204, 304) and status >= 200:
         lines.append(f"Content-Length: {len(body) if length is None else length}")
         if "content-type" not in names:

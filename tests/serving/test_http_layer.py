@@ -45,12 +45,18 @@ def connect(port) -> socket.socket:
 def read_response(stream) -> tuple[int, dict, bytes]:
     """One response from a socket's ``makefile("rb")``."""
     status_line = stream.readline()
-    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    assert status_line.startswith(b"HTTP/1."), status_line
+    headers = read_headers(stream)
+    return int(status_line.split()[1]), headers, stream.read(int(headers.get("content-length", 0)))
+
+
+def read_headers(stream) -> dict:
+    """The header fields of a response whose status line has been read, by lower-case name."""
     headers = {}
     while (line := stream.readline()) not in (b"\r\n", b""):
         name, _, value = line.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
-    return int(status_line.split()[1]), headers, stream.read(int(headers.get("content-length", 0)))
+    return headers
 
 
 def read_until_closed(sock) -> bytes:
@@ -352,7 +358,22 @@ def test_http_1_0_and_leading_empty_lines(bare):
     with connect(bare.port) as sock:
         sock.sendall(b"\r\n\r\nGET /b HTTP/1.0\r\n\r\n")
         raw = read_until_closed(sock)               # HTTP/1.0 without keep-alive: closed after the answer
-    assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and raw.endswith(b"\r\n\r\nGET /b 0")
+    assert raw.startswith(b"HTTP/1.0 200 OK\r\n") and raw.endswith(b"\r\n\r\nGET /b 0")
+
+
+def test_http_1_0_is_answered_in_its_own_version(bare):
+    """evhttp_make_header_response writes the request's version: an HTTP/1.0 answer has no Date; one to a request
+    with ``Connection: keep-alive`` says so and the connection stays open for the next request."""
+    with connect(bare.port) as sock, sock.makefile("rb") as stream:
+        sock.sendall(b"GET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        assert stream.readline() == b"HTTP/1.0 200 OK\r\n"
+        headers = read_headers(stream)
+        assert stream.read(int(headers["content-length"])) == b"GET /k 0"
+        sock.sendall(b"GET /k2 HTTP/1.0\r\n\r\n")    # the same connection: a plain HTTP/1.0 request
+        raw = stream.read()                                # the server closes after its answer
+    assert headers["connection"] == "keep-alive" and "date" not in headers
+    assert raw.startswith(b"HTTP/1.0 200 OK\r\n") and raw.endswith(b"\r\n\r\nGET /k2 0")
+    assert b"\r\nDate:" not in raw and b"\r\nContent-Length: 9\r\n" in raw
 
 
 @pytest.mark.parametrize("head, status", [
