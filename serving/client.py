@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import threading
 import time
@@ -182,7 +183,17 @@ class RestConnection:
         except ValueError:
             if status >= 500:
                 raise ServingUnavailable("serving_error", f"TF Serving answered HTTP {status}") from None
-            return status, {"error": raw[:200].decode("utf-8", "replace")}
+            return status, {"error": _page_text(raw)}
+
+
+_TITLE = re.compile(rb"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _page_text(raw: bytes) -> str:
+    """A body that is not JSON as a short text: an HTML page's title (libevent's error page, a proxy's), else its
+    first 200 bytes."""
+    title = _TITLE.search(raw)
+    return (title.group(1).strip() if title else raw[:200]).decode("utf-8", "replace")
 
 
 def version_states(body) -> dict[str, str]:

@@ -4,17 +4,17 @@ the request head and body, read timeouts, and a graceful stop that lets in-fligh
 It knows nothing about TF Serving: every request goes to ``handler(method, target, headers, body)``, a
 coroutine returning ``(status, [(header, value), ...], body bytes)``. ``headers`` maps lower-case names to values.
 
-What it refuses (a JSON ``{"error": ...}`` answer, then the connection is closed):
+What it refuses (libevent's evhttp_send_error page, ``error_page``, then the connection is closed):
 
-* 400 - a malformed request line, header line or chunk; obsolete line folding; ``Content-Length`` together with
-  ``Transfer-Encoding`` or two different ``Content-Length`` values (request smuggling); a ``Transfer-Encoding``
-  whose last coding is not ``chunked``;
+* 400 - a malformed request line (an HTTP major version above 1 too) or header line; obsolete line folding;
+  ``Content-Length`` together with ``Transfer-Encoding`` or two different ``Content-Length`` values (request
+  smuggling); a ``Transfer-Encoding`` whose last coding is not ``chunked``;
 * 408 - a request head (request line + headers) that has not fully arrived ``header_timeout`` seconds after its
   first byte (slow-header clients such as slowloris);
-* 413 - a body larger than ``max_body_bytes``;
+* 413 - a body larger than ``max_body_bytes``; a malformed chunk (libevent's EVREQ_HTTP_DATA_TOO_LONG);
 * 417 - an ``Expect`` other than ``100-continue`` (which is answered ``100 Continue`` before the body is read);
 * 414 / 431 - a request line / request head larger than ``MAX_HEAD_BYTES``, or more than ``MAX_HEADERS`` headers;
-* 501 - a transfer coding other than ``chunked``; 505 - an HTTP version other than 1.0 and 1.1.
+* 501 - a transfer coding other than ``chunked``; 505 - HTTP/0.x.
 
 Timeouts: ``header_timeout`` (above); ``idle_timeout`` closes a keep-alive connection on which no new request
 starts, a body that stops arriving and a client that stops reading its answers. ``None`` disables either.
@@ -36,9 +36,11 @@ SWEEP_SECONDS = 0.25              # how often expired waits are ended (the timeo
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DIGITS = re.compile(rb"[0-9]+")
+_VERSION = re.compile(r"HTTP/([0-9]{1,9})\.([0-9]{1,9})")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
 _REASONS: dict[int, str] = {499: "Client Closed Request"}
 DEFAULT_CONTENT_TYPE = "text/html; charset=ISO-8859-1"   # evhttp_new: evhttp_set_default_content_type
+PAGE_HEADERS = [("Content-Type", "text/html"), ("Connection", "close")]   # evhttp_send_page_
 
 
 def reason(status: int) -> str:
@@ -88,10 +90,12 @@ def parse_head(head: bytes) -> RequestHead:
     if len(parts) != 3 or not parts[0] or not parts[1] or not _TOKEN.fullmatch(parts[0]):
         raise RequestError(400, "Malformed request line")
     method, target, version = (part.decode("latin-1") for part in parts)
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        if re.fullmatch(r"HTTP/[0-9]\.[0-9]", version):
-            raise RequestError(505, f"HTTP version {version} is not supported")
+    numbers = _VERSION.fullmatch(version)
+    if numbers is None or int(numbers.group(1)) > 1:    # evhttp_parse_http_version: HTTP/2.0 is malformed
         raise RequestError(400, "Malformed request line")
+    if int(numbers.group(1)) == 0:
+        raise RequestError(505, f"HTTP version {version} is not supported")
+    version = f"HTTP/1.{int(numbers.group(2))}"        # HTTP/1.2 is served as libevent serves it
     header_lines = [line.rstrip(b"\r") for line in lines[1:]]
     while header_lines and not header_lines[-1]:
         header_lines.pop()
@@ -141,8 +145,8 @@ class _Connection:
     def expire(self) -> None:
         self.deadline = None
         if self.expiry_message is not None:
-            self.writer.write(_response(408, [("Content-Type", "application/json")],
-                                        _error_body(self.expiry_message), close=True))
+            log.debug("408: %s", self.expiry_message)
+            self.writer.write(_response(408, PAGE_HEADERS, error_page(408), close=True))
             self.writer.close()
         else:
             self.writer.transport.abort()
@@ -252,7 +256,7 @@ class HttpServer:
         try:
             return await reader.readuntil(b"\n")
         except asyncio.LimitOverrunError:
-            raise RequestError(400, "Chunk line too long") from None
+            raise RequestError(413, "Chunk line too long") from None
 
     def _check_size(self, size: int) -> None:
         if size > self.max_body_bytes:
@@ -263,14 +267,14 @@ class HttpServer:
         answered ``100 Continue`` (unless body bytes have already arrived) once the declared size is known to fit
         (413 if not); any other expectation is 417."""
         expect = head.headers.get("expect")
-        if expect is None or head.version != "HTTP/1.1" or not (head.chunked or head.length):
+        if expect is None or head.version == "HTTP/1.0" or not (head.chunked or head.length):
             return
         if expect.lower() != "100-continue":
             raise RequestError(417, f"Expectation {expect!r} is not supported")
         if not head.chunked:
             self._check_size(head.length)
         if not len(getattr(reader, "_buffer", b"")):
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            writer.write(f"{head.version} 100 Continue\r\n\r\n".encode())
 
     async def _read_body(self, reader: asyncio.StreamReader, connection: _Connection, head: RequestHead) -> bytes:
         if not head.chunked:
@@ -280,7 +284,7 @@ class HttpServer:
         while True:
             match = _CHUNK_SIZE.fullmatch(await self._read_line(reader, connection))
             if match is None:
-                raise RequestError(400, "bad chunk size")
+                raise RequestError(413, "bad chunk size")
             size = int(match.group(1), 16)
             if size == 0:
                 break
@@ -289,7 +293,7 @@ class HttpServer:
                 raise RequestError(413, f"Request body exceeds the limit of {self.max_body_bytes} bytes")
             chunks.append(await self._read(reader, connection, size))
             if await self._read_line(reader, connection) not in (b"\r\n", b"\n"):
-                raise RequestError(400, "bad chunk end")
+                raise RequestError(413, "bad chunk end")
         trailer = 0
         while (line := await self._read_line(reader, connection)) not in (b"\r\n", b"\n"):
             trailer += len(line)
@@ -302,6 +306,7 @@ class HttpServer:
         connection = self._connections[writer] = _Connection(writer)
         try:
             while not self._closing:
+                head = None
                 try:
                     raw = await self._read_head(reader, connection)
                     head = parse_head(raw)
@@ -309,8 +314,7 @@ class HttpServer:
                     body = await self._read_body(reader, connection, head)
                 except RequestError as exc:
                     self._expect(connection, None)
-                    await self._send(connection, exc.status, [("Content-Type", "application/json")],
-                                     _error_body(exc.message), close=True)
+                    await self._refuse(connection, exc, head)
                     return
                 self._expect(connection, None)          # the model run has its own deadline
                 try:
@@ -334,6 +338,15 @@ class HttpServer:
                 writer.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    async def _refuse(self, connection: _Connection, refusal: RequestError, head: RequestHead | None) -> None:
+        """libevent's page for a refused request (evhttp_send_error; the reason only in the log), with
+        ``Connection: close``, answered HTTP/1.1 to a request whose version was not read or is HTTP/1.0
+        (evhttp_send_page_)."""
+        log.debug("%d: %s", refusal.status, refusal.message)
+        version = head.version if head is not None and head.version != "HTTP/1.0" else "HTTP/1.1"
+        await self._send(connection, refusal.status, PAGE_HEADERS, error_page(refusal.status), close=True,
+                         head=head is not None and head.method == "HEAD", version=version)
 
     async def _send(self, connection: _Connection, status, headers, body: bytes, close: bool,
                     head: bool = False, version: str = "HTTP/1.1") -> None:
@@ -364,9 +377,16 @@ def _response(status: int, headers, body: bytes, close: bool, length: int | None
         lines.append(f"Content-Length: {len(body) if length is None else length}")
         if "content-type" not in names:
             lines.append(f"Content-Type: {DEFAULT_CONTENT_TYPE}")
-    if close:
+    if close and "connection" not in names:
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def error_page(status: int) -> bytes:
+    """libevent's evhttp_send_error page (ERR_FORMAT)."""
+    phrase = reason(status)
+    return (f"<HTML><HEAD>\n<TITLE>{status} {phrase}</TITLE>\n</HEAD><BODY>\n<H1>{phrase}</H1>\n"
+            f"</BODY></HTML>\n").encode("latin-1")
 
 
 def _error_body(message: str) -> bytes:

@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from serving import inference, request_logging, tensors
-from serving.httpserver import reason
+from serving.httpserver import error_page
 from serving.batching import BatchOutputs
 from serving.json_parse import parse_json
 from serving.status import ServingError, invalid, request_error
@@ -289,11 +289,3 @@ def gunzipped(body: bytes, headers: dict) -> bytes:
 # The methods TF Serving lets through (EvHTTPServer::Initialize); libevent answers any other with 501.
 ALLOWED_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"})
 ERROR_PAGE_HEADERS = [("Content-Type", "text/html")]   # evhttp_send_page_
-
-
-def error_page(status: int) -> bytes:
-    """libevent's evhttp_send_error page (ERR_FORMAT), as TF Serving sends it for a path no handler takes (404)
-    and a method it does not allow (501)."""
-    phrase = reason(status)
-    return (f"<HTML><HEAD>\n<TITLE>{status} {phrase}</TITLE>\n</HEAD><BODY>\n<H1>{phrase}</H1>\n"
-            f"</BODY></HTML>\n").encode("latin-1")

@@ -111,6 +111,10 @@ def test_bodies_that_are_not_json():
     with http_server(answer=(400, b"not json")) as (_, url):
         status, body = RestConnection(url, timeout=5).request("GET", M)
         assert status == 400 and error_text(body) == "not json"
+    page = b"<HTML><HEAD>\n<TITLE>413 Request Entity Too Large</TITLE>\n</HEAD><BODY>\n<H1>Request Entity Too Large"
+    with http_server(answer=(413, page)) as (_, url):      # libevent's error page reads as its title
+        status, body = RestConnection(url, timeout=5).request("GET", M)
+        assert status == 413 and error_text(body) == "413 Request Entity Too Large"
     with http_server(answer=(404, {"error": "Could not find any versions of model letters"})) as (_, url):
         status, body = RestConnection(url, timeout=5).request("GET", M)
         assert status == 404 and error_text(body).startswith("Could not find")
