@@ -3,6 +3,7 @@ the request head and body, read timeouts, and a graceful stop that lets in-fligh
 
 It knows nothing about TF Serving: every request goes to ``handler(method, target, headers, body)``, a
 coroutine returning ``(status, [(header, value), ...], body bytes)``. ``headers`` maps lower-case names to values.
+A handler that raises ``RequestError`` refuses the request as the layer itself does (below).
 
 What it refuses (libevent's evhttp_send_error page, ``error_page``, then the connection is closed):
 
@@ -53,7 +54,8 @@ def reason(status: int) -> str:
 
 
 class RequestError(Exception):
-    """A request the server refuses before it reaches the handler; the connection is closed after the answer."""
+    """A request the server refuses (before it reaches the handler, or by the handler): libevent's page answers
+    it and the connection is closed after the answer."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -320,6 +322,9 @@ class HttpServer:
                 try:
                     status, response_headers, payload = await self.handler(head.method, head.target, head.headers,
                                                                             body)
+                except RequestError as exc:
+                    await self._refuse(connection, exc, head)
+                    return
                 except Exception:  # noqa: BLE001 - a handler bug must not kill the connection loop
                     log.exception("Unhandled error serving %s %s", head.method, head.target)
                     status, response_headers, payload = 500, [("Content-Type", "application/json")], \

@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from serving import inference, request_logging, tensors
-from serving.httpserver import error_page
+from serving.httpserver import RequestError
 from serving.batching import BatchOutputs
 from serving.json_parse import parse_json
 from serving.status import ServingError, invalid, request_error
@@ -50,7 +50,8 @@ def _parse_version(text: str | None):
 
 
 class RestApi:
-    """Turns (method, target, headers, body) into (status, headers, body) the way TF Serving does."""
+    """Turns (method, target, headers, body) into (status, headers, body) the way TF Serving does; what libevent
+    answers itself (a method it does not allow, a path outside /v1/) raises RequestError, its page."""
 
     def __init__(self, core, options, metrics, prometheus_path: str | None, runner, request_logger, handlers):
         self.core = core
@@ -66,7 +67,7 @@ class RestApi:
     # ------------------------------------------------------------------------------------ dispatch
     async def handle(self, method: str, target: str, headers: dict, body: bytes):
         if method not in ALLOWED_METHODS:   # evhttp_set_allowed_methods: libevent answers the rest itself
-            return 501, ERROR_PAGE_HEADERS, error_page(501)
+            raise RequestError(501, f"Method {method} is not allowed")
         if body and "gzip" in headers.get("content-encoding", ""):   # its size is known only once inflated
             body = await self._off_loop(gunzipped, body, headers)
         if self.prometheus_path is not None and target.split("?", 1)[0] == self.prometheus_path:
@@ -74,8 +75,8 @@ class RestApi:
                 return 400, [("Content-Type", "text/plain")], \
                     f"Unexpected path: {target}. Should be {self.prometheus_path}".encode()
             return 200, [("Content-Type", "text/plain")], self.metrics.render().encode("utf-8", "surrogateescape")
-        if not V1.fullmatch(target):
-            return 404, ERROR_PAGE_HEADERS, error_page(404)
+        if not V1.fullmatch(target):        # EvHTTPServer::DispatchEvRequest: no handler takes it
+            raise RequestError(404, f"No handler for {target}")
         extra = CORS if self.cors else []
         started = time.perf_counter()
         if method == "OPTIONS":   # counted as any request is, with no model name (http_server.cc)
@@ -288,4 +289,3 @@ def gunzipped(body: bytes, headers: dict) -> bytes:
 
 # The methods TF Serving lets through (EvHTTPServer::Initialize); libevent answers any other with 501.
 ALLOWED_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"})
-ERROR_PAGE_HEADERS = [("Content-Type", "text/html")]   # evhttp_send_page_

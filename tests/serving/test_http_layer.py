@@ -241,6 +241,18 @@ def test_refused_requests_get_libevents_error_page(server, request_bytes, status
     assert body == error_page(status)
 
 
+@pytest.mark.parametrize("first, status", [
+    (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    (b"TRACE /v1/models/letters HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    (b"GET /nope HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 404),
+])
+def test_libevents_own_404_and_501_close_the_connection(server, first, status):
+    """evhttp_send_page_ sets Connection: close and evhttp_send_done then frees the connection: a request pipelined
+    after libevent's own 404 (a path outside /v1/) or 501 (a method it does not allow) is never answered."""
+    raw = refused(server, first + b"GET /v1/models/letters HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 %d " % status) and raw.endswith(b"\r\n\r\n" + error_page(status))
+
+
 def test_http_1_2_is_served_in_its_own_version(bare):
     """evhttp_parse_http_version takes any HTTP/1.x; the answer carries the request's version."""
     with connect(bare.port) as sock, sock.makefile("rb") as stream:
