@@ -272,17 +272,21 @@ MAX_UNCOMPRESSED_BYTES = 100 * 1024 * 1024   # net_http/compression/gzip_zlib.h 
 
 
 def gunzipped(body: bytes, headers: dict) -> bytes:
-    """The request body as TF Serving's handler reads it (EvHTTPRequest::ReadRequestBytes): a body whose
-    Content-Encoding contains "gzip" is uncompressed whole, up to 100 MiB; one that does not uncompress (or would
-    be larger) reads as empty."""
+    """The request body as TF Serving's handler reads it (EvHTTPRequest::ReadRequestGzipBytes,
+    ZLib::UncompressGzipAndAllocate): a body whose Content-Encoding contains "gzip" is inflated into exactly the size
+    its last 4 bytes give (the gzip trailer's), up to 100 MiB. One that does not inflate to exactly that size, or
+    has bytes after its first gzip member (garbage or a second member), reads as empty."""
     if not body or "gzip" not in headers.get("content-encoding", ""):
         return body
+    size = int.from_bytes(body[-4:], "little") if len(body) > 4 else 0   # GzipUncompressedLength
+    if size > MAX_UNCOMPRESSED_BYTES:
+        return b""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        plain = inflater.decompress(body, MAX_UNCOMPRESSED_BYTES + 1)
+        plain = inflater.decompress(body, size + 1)
     except zlib.error:
         return b""
-    if len(plain) > MAX_UNCOMPRESSED_BYTES or not inflater.eof:
+    if len(plain) != size or not inflater.eof or inflater.unused_data:   # Z_BUF_ERROR, Z_DATA_ERROR
         return b""
     return plain
 

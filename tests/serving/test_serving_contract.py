@@ -423,3 +423,14 @@ def test_a_gzip_body_is_uncompressed_as_tf_serving_does(client, png):
     assert json.loads(raw) == json.loads(plain[2])
     status, _, raw = client.request("POST", PREDICT, b"\x1f\x8b not gzip at all", headers={"Content-Encoding": "gzip"})
     assert (status, json.loads(raw)) == (400, {"error": "JSON Parse error: The document is empty"})
+
+
+@pytest.mark.parametrize("after", [b"garbage", b"second member"], ids=["garbage", "second-member"])
+def test_a_gzip_body_with_bytes_after_its_first_member_reads_as_empty(client, png, after):
+    """UncompressGzipAndAllocate inflates into the size the body's last 4 bytes give and fails on input left over
+    (Z_DATA_ERROR) or a size that does not match: the body reads as empty, whatever the first member holds."""
+    import gzip
+    body = gzip.compress(json.dumps({"instances": [example(png)]}).encode())
+    body += gzip.compress(b'{"instances": []}') if after == b"second member" else after
+    status, _, raw = client.request("POST", PREDICT, body, headers={"Content-Encoding": "gzip"})
+    assert (status, json.loads(raw)) == (400, {"error": "JSON Parse error: The document is empty"})
