@@ -57,10 +57,11 @@ class RequestError(Exception):
     """A request the server refuses (before it reaches the handler, or by the handler): libevent's page answers
     it and the connection is closed after the answer."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, limit: bool = False):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.limit = limit   # this server's own limit (libevent has none): its page says which, as a reason
 
 
 class RequestHead:
@@ -102,7 +103,7 @@ def parse_head(head: bytes) -> RequestHead:
     while header_lines and not header_lines[-1]:
         header_lines.pop()
     if len(header_lines) > MAX_HEADERS:
-        raise RequestError(431, f"More than {MAX_HEADERS} header fields")
+        raise RequestError(431, f"More than {MAX_HEADERS} header fields", limit=True)
     headers: dict[str, str] = {}
     lengths = set()
     for line in header_lines:
@@ -148,7 +149,7 @@ class _Connection:
         self.deadline = None
         if self.expiry_message is not None:
             log.debug("408: %s", self.expiry_message)
-            self.writer.write(_response(408, PAGE_HEADERS, error_page(408), close=True))
+            self.writer.write(_response(408, PAGE_HEADERS, error_page(408, self.expiry_message), close=True))
             self.writer.close()
         else:
             self.writer.transport.abort()
@@ -238,8 +239,8 @@ class HttpServer:
                     return head
         except asyncio.LimitOverrunError:
             if b"\n" not in head:   # still in the request line
-                raise RequestError(414, f"Request line longer than {MAX_HEAD_BYTES} bytes") from None
-            raise RequestError(431, f"Request header fields larger than {MAX_HEAD_BYTES} bytes") from None
+                raise RequestError(414, f"Request line longer than {MAX_HEAD_BYTES} bytes", limit=True) from None
+            raise RequestError(431, f"Request header fields larger than {MAX_HEAD_BYTES} bytes", limit=True) from None
 
     async def _read(self, reader: asyncio.StreamReader, connection: _Connection, count: int) -> bytes:
         """Exactly ``count`` body bytes; gives up if none arrive for ``idle_timeout``."""
@@ -262,7 +263,7 @@ class HttpServer:
 
     def _check_size(self, size: int) -> None:
         if size > self.max_body_bytes:
-            raise RequestError(413, f"Request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes")
+            raise RequestError(413, f"Request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes", limit=True)
 
     def _answer_expect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: RequestHead) -> None:
         """``Expect`` on an HTTP/1.1 request with a body, as libevent's ``evhttp_get_body``: ``100-continue`` is
@@ -292,7 +293,7 @@ class HttpServer:
                 break
             total += size
             if total > self.max_body_bytes:
-                raise RequestError(413, f"Request body exceeds the limit of {self.max_body_bytes} bytes")
+                raise RequestError(413, f"Request body exceeds the limit of {self.max_body_bytes} bytes", limit=True)
             chunks.append(await self._read(reader, connection, size))
             if await self._read_line(reader, connection) not in (b"\r\n", b"\n"):
                 raise RequestError(413, "bad chunk end")
@@ -300,7 +301,7 @@ class HttpServer:
         while (line := await self._read_line(reader, connection)) not in (b"\r\n", b"\n"):
             trailer += len(line)
             if trailer > MAX_HEAD_BYTES:
-                raise RequestError(431, f"Trailer fields larger than {MAX_HEAD_BYTES} bytes")
+                raise RequestError(431, f"Trailer fields larger than {MAX_HEAD_BYTES} bytes", limit=True)
         return b"".join(chunks)
 
     # ------------------------------------------------------------------------------------------ a connection
@@ -345,12 +346,14 @@ class HttpServer:
                 pass
 
     async def _refuse(self, connection: _Connection, refusal: RequestError, head: RequestHead | None) -> None:
-        """libevent's page for a refused request (evhttp_send_error; the reason only in the log), with
+        """libevent's page for a refused request (evhttp_send_error: the reason only in the log, but for a limit of
+        this server's own, which libevent does not have, named in the page), with
         ``Connection: close``, answered HTTP/1.1 to a request whose version was not read or is HTTP/1.0
         (evhttp_send_page_)."""
         log.debug("%d: %s", refusal.status, refusal.message)
         version = head.version if head is not None and head.version != "HTTP/1.0" else "HTTP/1.1"
-        await self._send(connection, refusal.status, PAGE_HEADERS, error_page(refusal.status), close=True,
+        page = error_page(refusal.status, refusal.message if refusal.limit else None)
+        await self._send(connection, refusal.status, PAGE_HEADERS, page, close=True,
                          head=head is not None and head.method == "HEAD", version=version)
 
     async def _send(self, connection: _Connection, status, headers, body: bytes, close: bool,
@@ -387,9 +390,10 @@ def _response(status: int, headers, body: bytes, close: bool, length: int | None
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def error_page(status: int) -> bytes:
-    """libevent's evhttp_send_error page (ERR_FORMAT)."""
-    phrase = reason(status)
+def error_page(status: int, why: str | None = None) -> bytes:
+    """libevent's evhttp_send_error page (ERR_FORMAT), with ``why`` as its reason when given (as evhttp_send_error
+    puts its reason argument in the title and the heading): a limit of this server's own says which it is."""
+    phrase = why or reason(status)
     return (f"<HTML><HEAD>\n<TITLE>{status} {phrase}</TITLE>\n</HEAD><BODY>\n<H1>{phrase}</H1>\n"
             f"</BODY></HTML>\n").encode("latin-1")
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from serving.config import DEFAULT_MAX_REQUEST_BYTES
-from serving.httpserver import HttpServer, RequestError, error_page, parse_head
+from serving.httpserver import MAX_HEAD_BYTES, HttpServer, RequestError, error_page, parse_head, reason
 from tests.support import serving as testing
 
 PREDICT = "/v1/models/letters:predict"
@@ -112,7 +112,8 @@ def test_slow_headers_are_cut_by_the_header_timeout(server):
         elapsed = time.monotonic() - started
         sock.settimeout(SOCKET_TIMEOUT_S)
         rest = read_until_closed(sock) if answer else b""
-    assert status_of(answer) == 408 and b"<TITLE>408 Request Timeout</TITLE>" in answer + rest
+    assert status_of(answer) == 408
+    assert b"<TITLE>408 The request head did not arrive within %g s</TITLE>" % HEADER_TIMEOUT_S in answer + rest
     assert HEADER_TIMEOUT_S - 0.2 <= elapsed < HEADER_TIMEOUT_S + 4
     probe(server)
 
@@ -224,21 +225,25 @@ def test_ambiguous_framing_is_refused(server, framing, status):
                              + b"\r\n12345")) == status
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    (b"GET /v1/models/letters HTTP/1.1\r\nHost: x\r\nNo colon\r\n\r\n", 400),
-    (b"POST %s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n" % PREDICT.encode(), 413),
-    (b"GET /v1/models/letters HTTP/2.0\r\nHost: x\r\n\r\n", 400),
-    (b"POST %s HTTP/1.1\r\nExpect: foo\r\nContent-Length: 2\r\n\r\n{}" % PREDICT.encode(), 417),
-    (b"POST %s HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % (PREDICT.encode(), DEFAULT_MAX_REQUEST_BYTES + 1), 413),
-    (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+@pytest.mark.parametrize("request_bytes, status, why", [
+    (b"GET /v1/models/letters HTTP/1.1\r\nHost: x\r\nNo colon\r\n\r\n", 400, None),
+    (b"POST %s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n" % PREDICT.encode(), 413,
+     None),
+    (b"GET /v1/models/letters HTTP/2.0\r\nHost: x\r\n\r\n", 400, None),
+    (b"POST %s HTTP/1.1\r\nExpect: foo\r\nContent-Length: 2\r\n\r\n{}" % PREDICT.encode(), 417, None),
+    (b"POST %s HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % (PREDICT.encode(), DEFAULT_MAX_REQUEST_BYTES + 1), 413,
+     f"Request body of {DEFAULT_MAX_REQUEST_BYTES + 1} bytes exceeds the limit of {DEFAULT_MAX_REQUEST_BYTES} bytes"),
+    (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, f"Request line longer than {MAX_HEAD_BYTES} bytes"),
 ], ids=["header-without-colon", "bad-chunk-size", "http-2.0", "expect-foo", "body-too-large", "line-too-long"])
-def test_refused_requests_get_libevents_error_page(server, request_bytes, status):
+def test_refused_requests_get_libevents_error_page(server, request_bytes, status, why):
     """What the HTTP parser refuses is answered as libevent's evhttp_send_error answers it: its HTML page (no JSON),
     Content-Type text/html, Connection: close, HTTP/1.1 also to an HTTP/1.0 request (evhttp_send_page_); a corrupt
-    chunk size is libevent's EVREQ_HTTP_DATA_TOO_LONG (413), an HTTP major version above 1 a bad request (400)."""
+    chunk size is libevent's EVREQ_HTTP_DATA_TOO_LONG (413), an HTTP major version above 1 a bad request (400).
+    A limit of this server's own (libevent has none) is named in the page, as evhttp_send_error's reason."""
     head, _, body = refused(server, request_bytes).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 %d " % status) and b"\r\nContent-Type: text/html\r\n" in head + b"\r\n"
-    assert body == error_page(status)
+    assert body == error_page(status, why)
+    assert (why is None) == (b"<TITLE>%d %s</TITLE>" % (status, reason(status).encode()) in body)
 
 
 @pytest.mark.parametrize("first, status", [
