@@ -403,6 +403,7 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
     from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
+    from core.signals import stop_if_requested
     from pipeline.pipeline import create_pipeline
     from pipeline.run_summary import format_summary, summarize
 
@@ -421,6 +422,7 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     LocalDagRunner().run(create_pipeline(
         config, beam_pipeline_args=configs.beam_pipeline_args(config),
         metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root))
+    stop_if_requested()   # a stop whose KeyboardInterrupt was lost inside a component still ends the run as stopped
     wall = time.monotonic() - started
     summary = summarize(config.metadata_file, not_compared=not_compared)
     summary["wall_seconds"] = round(wall, 1)

@@ -31,6 +31,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from core.signals import stop_if_requested
 from serving.versions import version_number
 
 PUSH_RECORD = os.path.join("assets.extra", "push_record.json")
@@ -122,7 +123,9 @@ def _newest_write(folder: str) -> float:
 
 
 def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> tuple[int, bool]:
-    """Publishes ``model_dir`` under ``base``; returns (version, copied). Atomic on local filesystems."""
+    """Publishes ``model_dir`` under ``base``; returns (version, copied). Atomic on local filesystems. A process
+    asked to stop (core.signals) publishes nothing, its KeyboardInterrupt lost or not."""
+    stop_if_requested()
     for name in sweep_staging(base):
         print(f"Pusher: removed {name}, left in {base} by an interrupted push", flush=True)
     fingerprint = model_fingerprint(model_dir)
@@ -147,6 +150,7 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
     try:
         io_utils.copy_dir(model_dir, target, deny_regex_patterns=[r"saved_model\.pb"])
         _write_record(target, record)
+        stop_if_requested()   # the last moment before the version is visible
         io_utils.copy_file(os.path.join(model_dir, "saved_model.pb"), os.path.join(target, "saved_model.pb"))
         if not object_store:
             version = _rename_to_free_version(target, base, version, record)

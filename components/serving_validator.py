@@ -47,6 +47,7 @@ from tfx.utils import io_utils, path_utils
 from core import configs
 from core.files import pattern_under
 from core.labels import CLASS_NAMES, NUM_CLASSES
+from core.signals import stop_if_requested
 from serving.client import RestConnection, ServingUnavailable, version_states
 
 BLESSED_KEY = "blessed"                       # the custom property the Pusher reads (model_utils)
@@ -279,6 +280,7 @@ class Executor(base_executor.BaseExecutor):
             report = validate(model_dir, samples,
                               model_name=exec_properties.get(MODEL_NAME_KEY) or configs.MODEL_NAME,
                               max_latency_ms=float(exec_properties.get(MAX_LATENCY_KEY) or 0.0))
+        stop_if_requested()   # a run stopped meanwhile blesses nothing (its interrupt may have been lost in the server)
         write_blessing(blessing, report)
         summary = ("blessed" if report["blessed"] else f"NOT blessed: {report.get('failure')}")
         print(f"ServingValidator: {summary} ({model_dir})", flush=True)

@@ -45,20 +45,46 @@ def _ignore(_signum, _frame) -> None:
     """The Python-level handler: nothing (the watcher thread acts on the signal)."""
 
 
-def raise_interrupt(_signum=None, _frame=None) -> None:
-    """A handler for a command line tool: SIGTERM (a timeout, a kill, a service stop) acts as Ctrl-C does."""
+_stop_requested: int | None = None   # the signal that asked this process to stop, once raise_interrupt has run
+
+
+def raise_interrupt(signum=None, _frame=None) -> None:
+    """A handler for a command line tool: SIGTERM (a timeout, a kill, a service stop) acts as Ctrl-C does. The stop
+    is recorded before the KeyboardInterrupt is raised: one raised inside a weakref callback or a ``__del__`` is
+    printed as "Exception ignored" and lost, the record is not (:func:`stop_if_requested`)."""
+    global _stop_requested
+    _stop_requested = int(signum or signal.SIGINT)
     raise KeyboardInterrupt
+
+
+def stop_requested() -> int | None:
+    """The signal that asked this process to stop (through :func:`raise_interrupt`), or None."""
+    return _stop_requested
+
+
+def stop_if_requested() -> None:
+    """Raises KeyboardInterrupt when a stop was asked for, even if its own KeyboardInterrupt was lost: called by
+    what commits a result (a blessing, a push), so that a stopped run commits nothing."""
+    if _stop_requested is not None:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt for the ``with`` block, then the previous handler is back; nothing changes
-    outside the main thread (where Python allows no handler)."""
+    """SIGTERM raises KeyboardInterrupt for the ``with`` block as Ctrl-C (SIGINT, when Python's own handler is
+    installed) does, both recorded (:func:`stop_requested`) for the block only; then the previous handlers are
+    back. Nothing changes outside the main thread (where Python allows no handler)."""
+    global _stop_requested
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    _stop_requested = None
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_interrupt)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _stop_requested = None

@@ -112,3 +112,26 @@ def test_a_killed_push_leaves_nothing_after_a_later_push(tmp_path, capsys):
     atomic_pusher.push_model(fake_model(tmp_path / "m1", b"one"), str(base))
     assert not stale.exists() and live.exists()
     assert f"removed {stale.name}" in capsys.readouterr().out
+
+
+def test_a_process_asked_to_stop_pushes_nothing_even_if_its_interrupt_was_lost(tmp_path, monkeypatch):
+    import signal
+    import pytest
+    from core import signals
+    base = tmp_path / "serving"
+    monkeypatch.setattr(signals, "_stop_requested", int(signal.SIGTERM))   # recorded; no KeyboardInterrupt came
+    with pytest.raises(KeyboardInterrupt):
+        atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
+    assert not base.exists() or os.listdir(base) == []
+    # and when the stop comes while the files are copied: the staging folder goes, no version appears
+    monkeypatch.setattr(signals, "_stop_requested", None)
+    real_record = atomic_pusher._write_record
+
+    def record_then_stop(folder, record):
+        real_record(folder, record)
+        monkeypatch.setattr(signals, "_stop_requested", int(signal.SIGINT))
+
+    monkeypatch.setattr(atomic_pusher, "_write_record", record_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
+    assert os.listdir(base) == []

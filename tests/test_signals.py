@@ -37,3 +37,49 @@ def test_a_stop_signal_inside_the_waited_events_lock_still_stops():
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["stopped ['SIGTERM']", "calls 1 watcher alive False"]
+
+
+# SIGTERM lands while a weakref callback runs (as it did while the embedded server loaded a model): CPython prints
+# "Exception ignored" and drops the KeyboardInterrupt, so the process carries on; the recorded stop still ends it.
+LOST = r"""
+import signal, sys, weakref
+from core.signals import sigterm_as_interrupt, stop_if_requested, stop_requested
+
+class Thing:
+    pass
+
+with sigterm_as_interrupt():
+    thing = Thing()
+    ref = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGTERM))
+    del thing                                  # the callback runs; its KeyboardInterrupt is ignored
+    print("carried on", signal.Signals(stop_requested()).name, flush=True)
+    try:
+        stop_if_requested()
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+        sys.exit(130)
+"""
+
+
+def test_a_stop_whose_interrupt_was_lost_in_a_weakref_callback_is_still_recorded():
+    done = subprocess.run([sys.executable, "-c", LOST], cwd=str(configs.PROJECT_ROOT), capture_output=True,
+                          text=True, timeout=60)
+    assert "Exception ignored" in done.stderr and "KeyboardInterrupt" in done.stderr
+    assert done.stdout.splitlines() == ["carried on SIGTERM", "stopped"] and done.returncode == 130
+
+
+def test_ctrl_c_is_recorded_too_and_the_record_lasts_for_its_block_only():
+    import signal
+    from core import signals
+    with signals.sigterm_as_interrupt():
+        assert signals.stop_requested() is None
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        assert signals.stop_requested() == signal.SIGINT
+    assert signals.stop_requested() is None   # the code run after the block (or the next test) is not stopped
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with signals.sigterm_as_interrupt():
+        assert signals.stop_requested() is None
+        signals.stop_if_requested()   # nothing asked: carries on

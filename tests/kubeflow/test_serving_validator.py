@@ -160,3 +160,24 @@ def test_compiles_to_a_kfp_container_and_runs_through_the_entrypoint(tmp_path, e
     assert outputs["blessing"]["metadata"]["blessed"] == 1
     assert os.path.exists(os.path.join(outputs["blessing"]["uri"], "INFRA_BLESSED"))
     assert "ServingValidator: blessed" in launcher.logs["ServingValidator"]
+
+
+def test_a_run_stopped_during_the_check_blesses_nothing_even_if_its_interrupt_was_lost(tmp_path, examples,
+                                                                                       monkeypatch):
+    import signal
+
+    from components import serving_validator
+    from core import signals
+    from tests.support import serving as testing
+
+    real_validate = serving_validator.validate
+
+    def stopped_while_loading(*args, **kwargs):   # SIGTERM recorded; its KeyboardInterrupt died in a weakref callback
+        monkeypatch.setattr(signals, "_stop_requested", int(signal.SIGTERM))
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(serving_validator, "validate", stopped_while_loading)
+    model = _model_artifact(tmp_path / "model", testing.build_tiny_model)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, model, examples)
+    assert not os.path.exists(tmp_path / "blessing")
