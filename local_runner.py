@@ -399,8 +399,29 @@ def describe_feedback_copies(config: Config, feedback_root: str) -> str:
     return f"Feedback: each image trained {copies} time{'s' if copies != 1 else ''} per epoch ({why}{share})"
 
 
-def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
+def run_dag(pipeline) -> str:
+    """Runs the pipeline with TFX's LocalDagRunner; returns the run id, the name of the run's pipeline_run context
+    in ML Metadata. LocalDagRunner names the run from the time as it starts and does not say it: it is chosen here
+    and substituted first (LocalDagRunner's substitution then finds nothing left to fill)."""
+    import datetime
+
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.orchestration.portable import runtime_parameter_utils
+    from tfx.dsl.compiler import constants
+
+    run_id = datetime.datetime.now().isoformat()
+
+    class _NamedRun(LocalDagRunner):
+        def run_with_ir(self, ir, run_options=None):
+            runtime_parameter_utils.substitute_runtime_parameter(
+                ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+            return super().run_with_ir(ir, run_options)
+
+    _NamedRun().run(pipeline)
+    return run_id
+
+
+def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
     from core.signals import stop_if_requested
@@ -419,12 +440,12 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     forget_removed_models(config)   # before anything reads the last blessed model
     config, not_compared = gate_after_a_split_change(config, feedback_root)   # on the feedback this run trains on
     print(estimated_budget(config, feedback_root).describe(estimated=True), flush=True)
-    LocalDagRunner().run(create_pipeline(
+    run_id = run_dag(create_pipeline(
         config, beam_pipeline_args=configs.beam_pipeline_args(config),
         metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root))
     stop_if_requested()   # a stop whose KeyboardInterrupt was lost inside a component still ends the run as stopped
     wall = time.monotonic() - started
-    summary = summarize(config.metadata_file, not_compared=not_compared)
+    summary = summarize(config.metadata_file, not_compared=not_compared, run_id=run_id)   # this run's, not a later one's
     summary["wall_seconds"] = round(wall, 1)
     print(format_summary(summary, wall), flush=True)
     return summary
@@ -480,6 +501,22 @@ def _main(argv=None) -> int:
     except OSError as err:
         print(f"error: cannot create --pipeline-root {config.pipeline_root}: {err.strerror or err}", file=sys.stderr)
         return 2
+    from core.files import LockHeld, exclusive
+    try:
+        with exclusive(os.path.join(config.pipeline_root, RUN_LOCK), wait=False):
+            return _run_alone(config, args, builtin_root)
+    except LockHeld as err:   # two runs would read and write one ML Metadata store and one cache at once
+        holder = f"process {err.holder}" if err.holder else "another process"
+        print(f"error: --pipeline-root {config.pipeline_root} is in use by another run ({holder}); wait for it to "
+              "end or give another --pipeline-root", file=sys.stderr)
+        return 2
+
+
+RUN_LOCK = ".run.lock"   # in the pipeline root: held (flock) by the run using it, released by the OS when it ends
+
+
+def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> int:
+    """The run itself, the pipeline root held by this process."""
     config = pinned_base_model(config, args.base_model)
     config = choose_pretraining(config, args, builtin_root)
     if args.pretrain_root and config.pretrain_root and not usable_letters("--pretrain-root", config.pretrain_root,

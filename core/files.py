@@ -75,13 +75,29 @@ def atomic_output(path: str, mode: str = "wb", **open_args):
     fsync_dir(folder)
 
 
+class LockHeld(Exception):
+    """Another process holds the lock; ``holder``: the process id it wrote into the lock file ("" if unknown)."""
+
+    def __init__(self, lock_path: str, holder: str):
+        super().__init__(f"{lock_path} is held by {f'process {holder}' if holder else 'another process'}")
+        self.lock_path, self.holder = lock_path, holder
+
+
 @contextlib.contextmanager
-def exclusive(lock_path: str):
+def exclusive(lock_path: str, wait: bool = True):
     """Holds an exclusive lock (flock) on ``lock_path`` (created if missing) for the ``with`` block: one process at
-    a time, the others wait; released if the process dies."""
+    a time, the others wait (or, not ``wait``, get :class:`LockHeld`); released if the process dies. The holder's
+    process id is written into the file."""
     os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise LockHeld(lock_path, lock.read().strip()) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
         try:
             yield
         finally:

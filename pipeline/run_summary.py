@@ -1,6 +1,6 @@
 """What a pipeline run did, read back from ML Metadata and the artifacts: the runner's final summary.
 
-For the newest run in the metadata store: each component's state (complete or cached), examples per split and
+For one run in the metadata store (the newest, or the one named): each component's state (complete or cached), examples per split and
 skipped, training time, the Evaluator's metrics (candidate and baseline) and verdict, the ServingValidator's
 verdict, and what the Pusher published.
 """
@@ -118,13 +118,19 @@ def ingest_report(examples_uri: str) -> dict:
     return report if isinstance(report, dict) else {}
 
 
-def last_run(metadata_file: str) -> dict:
-    """{'run_id', 'components': {node: {'state', 'outputs': {key: [artifact]}}}} for the newest run."""
+def last_run(metadata_file: str, run_id: str | None = None) -> dict:
+    """{'run_id', 'components': {node: {'state', 'outputs': {key: [artifact]}}}} for the run ``run_id`` (the name
+    of its pipeline_run context), or the newest run."""
     store = open_store(metadata_file)
-    runs = store.get_contexts_by_type("pipeline_run")
-    if not runs:
-        raise LookupError(f"no pipeline run recorded in {metadata_file}")
-    run = max(runs, key=lambda c: c.create_time_since_epoch)
+    if run_id is not None:
+        run = store.get_context_by_type_and_name("pipeline_run", run_id)
+        if run is None:
+            raise LookupError(f"no pipeline run {run_id} recorded in {metadata_file}")
+    else:
+        runs = store.get_contexts_by_type("pipeline_run")
+        if not runs:
+            raise LookupError(f"no pipeline run recorded in {metadata_file}")
+        run = max(runs, key=lambda c: c.create_time_since_epoch)
     executions = store.get_executions_by_context(run.id)
     events = store.get_events_by_execution_ids([e.id for e in executions])
     artifacts = {a.id: a for a in store.get_artifacts_by_id(list({ev.artifact_id for ev in events}))}
@@ -250,13 +256,13 @@ def _failure_text(failure) -> str:
     return f"{failure.metric_key.name}: {failure.message or value}"
 
 
-def summarize(metadata_file: str, not_compared: str | None = None) -> dict:
-    """The newest run's summary. ``not_compared``: why the runner gated it by the accuracy floor alone, not
+def summarize(metadata_file: str, not_compared: str | None = None, run_id: str | None = None) -> dict:
+    """The summary of the run ``run_id`` (the newest without). ``not_compared``: why the runner gated it by the accuracy floor alone, not
     compared with the last blessed model (local_runner.gate_after_a_split_change). The Evaluator still scores
     that model, so the summary says so: ``compared_with_last_blessed`` (False without a last blessed model or with
     ``not_compared``) and ``not_compared_because``, and :func:`format_summary` shows that model's accuracy with
     the reason, not a change as if the gate had judged it."""
-    run = last_run(metadata_file)
+    run = last_run(metadata_file, run_id)
     comps = run["components"]
     ordered = sorted(comps.items(), key=lambda kv: kv[1]["execution_id"])
     summary = {"run_id": run["run_id"], "components": {name: c["state"] for name, c in ordered}}

@@ -34,3 +34,61 @@ def test_a_stop_whose_interrupt_was_lost_inside_the_pipeline_ends_the_run_as_sto
                               "--epochs", "1", "--summary-json", str(tmp_path / "summary.json")]) == 130
     assert "interrupted: the run stopped where it was" in capsys.readouterr().err
     assert summarized == [] and not (tmp_path / "summary.json").exists()
+
+
+def test_the_summary_is_of_the_runners_own_run_not_the_newest_one(tmp_path):
+    from tfx.dsl.components.common.importer import Importer
+    from tfx.orchestration import pipeline as tfx_pipeline
+    from tfx.orchestration.metadata import sqlite_metadata_connection_config
+    from tfx.types import standard_artifacts
+
+    from pipeline.run_summary import last_run
+    metadata = str(tmp_path / "metadata.sqlite")
+
+    def pipeline(uri):
+        return tfx_pipeline.Pipeline(
+            pipeline_name="p", pipeline_root=str(tmp_path / "root"), metadata_connection_config=(
+                sqlite_metadata_connection_config(metadata)),
+            components=[Importer(source_uri=uri, artifact_type=standard_artifacts.Model).with_id("importer")])
+
+    first = local_runner.run_dag(pipeline(str(tmp_path / "one")))
+    second = local_runner.run_dag(pipeline(str(tmp_path / "two")))   # another run, started after the first
+    imported = {run_id: last_run(metadata, run_id)["components"]["importer"]["outputs"]["result"][0].uri
+                for run_id in (first, second)}
+    assert imported == {first: str(tmp_path / "one"), second: str(tmp_path / "two")}
+    assert last_run(metadata)["run_id"] == second != first
+
+
+HOLD = r"""
+import sys
+from core.files import exclusive
+with exclusive(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_run_on_a_pipeline_root_in_use_is_refused_until_the_first_ends(tiny_letters, tmp_path,
+                                                                                 monkeypatch, capsys):
+    import subprocess
+    import sys
+
+    from core import configs
+    root = tmp_path / "p"
+    root.mkdir()
+    ran = []
+    monkeypatch.setattr(local_runner, "run", lambda config, **_: ran.append(config) or {})
+    argv = ["--data-root", str(tiny_letters), "--pipeline-root", str(root), "--serving-dir", str(tmp_path / "s"),
+            "--no-feedback", "--no-pretrain", "--quiet"]
+    other = subprocess.Popen([sys.executable, "-c", HOLD, str(root / local_runner.RUN_LOCK)],
+                             cwd=str(configs.PROJECT_ROOT), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "held\n"
+        assert local_runner.main(argv) == 2 and ran == []
+        assert capsys.readouterr().err == (f"error: --pipeline-root {root} is in use by another run (process "
+                                           f"{other.pid}); wait for it to end or give another --pipeline-root\n")
+    finally:
+        other.kill()   # a crash: the OS drops its lock
+        other.wait()
+    assert local_runner.main(argv) == 0 and len(ran) == 1
+    assert local_runner.main(argv) == 0 and len(ran) == 2   # a run's own lock is gone once it ends
