@@ -524,10 +524,14 @@ def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> i
         return 2
     from components import image_example_gen as gen
     from core.feedback import FeedbackStoreError
+    from pipeline.run_summary import MetadataInUse
     try:
         summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet)
     except FeedbackStoreError as err:
         print(f"error: {err}; --no-feedback runs without it", file=sys.stderr)
+        return 2
+    except MetadataInUse as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except gen.EmptyDatasetError as err:   # every file was skipped: the ExampleGen report above says why
         print(f"error: {str(err).split(' [while running')[0]}", file=sys.stderr)

@@ -25,13 +25,24 @@ STATS_FILE = "FeatureStats.pb"   # StatisticsGen's binary DatasetFeatureStatisti
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
 
+class MetadataInUse(Exception):
+    """The ML Metadata SQLite file is locked by another process."""
+
+
 def open_store(metadata_file: str, writable: bool = False) -> metadata_store.MetadataStore:
-    """The ML Metadata store of a local run, opened read-only unless ``writable``."""
+    """The ML Metadata store of a local run, opened read-only unless ``writable``. :class:`MetadataInUse` when
+    another process holds the file's lock (ML Metadata retries, then says only "Concurrent writes aborted")."""
     cfg = metadata_store_pb2.ConnectionConfig()
     cfg.sqlite.filename_uri = metadata_file
     cfg.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE if writable
                                   else metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
-    return metadata_store.MetadataStore(cfg)
+    try:
+        return metadata_store.MetadataStore(cfg)
+    except RuntimeError as err:
+        if "Concurrent writes aborted" not in str(err) and "database is locked" not in str(err):
+            raise
+        raise MetadataInUse(f"ML Metadata {metadata_file} is locked by another process (another run on it, an open "
+                            "sqlite3 session); run again once it lets go") from None
 
 
 def latest_blessed_model(store) -> metadata_store_pb2.Artifact | None:

@@ -92,3 +92,34 @@ def test_a_second_run_on_a_pipeline_root_in_use_is_refused_until_the_first_ends(
         other.wait()
     assert local_runner.main(argv) == 0 and len(ran) == 1
     assert local_runner.main(argv) == 0 and len(ran) == 2   # a run's own lock is gone once it ends
+
+
+LOCK_DB = r"""
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_metadata_file_another_process_holds_is_a_one_line_error(tiny_letters, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from ml_metadata.metadata_store import metadata_store
+    from tfx.orchestration.metadata import sqlite_metadata_connection_config
+    metadata = tmp_path / "md.sqlite"
+    metadata_store.MetadataStore(sqlite_metadata_connection_config(str(metadata)))   # as a first run leaves it
+    other = subprocess.Popen([sys.executable, "-c", LOCK_DB, str(metadata)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "locked\n"
+        assert local_runner.main(["--data-root", str(tiny_letters), "--pipeline-root", str(tmp_path / "p"),
+                                  "--metadata-path", str(metadata), "--serving-dir", str(tmp_path / "s"),
+                                  "--no-feedback", "--no-pretrain", "--quiet"]) == 2
+    finally:
+        other.kill()
+        other.wait()
+    assert capsys.readouterr().err == (f"error: ML Metadata {metadata} is locked by another process (another run "
+                                       "on it, an open sqlite3 session); run again once it lets go\n")
