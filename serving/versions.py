@@ -307,19 +307,23 @@ class ModelManager:
         now = time.monotonic()
         for version in sorted(aspired, reverse=True):
             record = self.records[version]
-            if not self._still_aspired(version):
-                continue
-            if record.state == State.START or (record.state == State.LOADING and now >= record.retry_at):
+            if self._begin_load(version, record, now):
                 self._load(version, aspired[version], record)
         self._unload_unaspired()
         self.polled_once = True
 
-    def _still_aspired(self, version: int) -> bool:
-        """Whether ``version`` may still start loading: TF Serving loads only aspired versions
+    def _begin_load(self, version: int, record: _VersionRecord, now: float) -> bool:
+        """Whether ``version`` starts (or retries) its load now, marked LOADING if so, in one hold of the lock, so a
+        removal cannot come between the check and the load. TF Serving loads only aspired versions
         (AspiredVersionPolicy::GetHighestAspiredNewServableId), and a model removed from the config, or a poll
         since, withdraws them; a version never started stays in START, as FlushServables publishes no event."""
         with self._lock:
-            return not self.removed and version in self.aspired
+            due = record.state == State.START or (record.state == State.LOADING and now >= record.retry_at)
+            if self.removed or version not in self.aspired or not due:
+                return False
+            record.state = State.LOADING
+            self.loading = version
+            return True
 
     @staticmethod
     def _end_with_last_error(record: _VersionRecord) -> None:
@@ -331,9 +335,7 @@ class ModelManager:
             record.error_code, record.error_message = record.last_error
 
     def _load(self, version: int, path: str, record: _VersionRecord) -> None:
-        with self._lock:
-            record.state = State.LOADING
-            self.loading = version
+        """Loads a version :meth:`_begin_load` marked LOADING."""
         log.info("Loading servable: {name: %s version: %d} from %s", self.name, version, path)
         started = time.monotonic()
         try:
@@ -344,7 +346,8 @@ class ModelManager:
                 self.loading = None
                 record.attempts += 1
                 record.last_error = (error.code, error.message)
-                if record.attempts > self.options.max_num_load_retries or not self._still_aspired(version):
+                if record.attempts > self.options.max_num_load_retries or self.removed or \
+                        version not in self.aspired:   # no longer aspired: no retry
                     self._end_with_last_error(record)
                     log.error("Failed to load servable {name: %s version: %d}: %s", self.name, version,
                               error.message)

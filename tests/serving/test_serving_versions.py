@@ -395,6 +395,61 @@ def test_a_model_removed_while_a_version_loads_starts_no_other_load_and_serves_n
         manager.resolve(version=4)
 
 
+def test_a_removal_between_the_polls_check_and_its_load_cannot_start_the_load(tmp_path, monkeypatch):
+    """Whether a version is still aspired and its LOADING are decided in one hold of the lock: a removal arriving
+    at any moment the poll lets the lock go finds the version either not started (it then never loads) or already
+    loading (that load finishes and is unloaded). (The check had let the lock go before the load marked itself, and
+    a removal in between had left START, then a load of a model no longer in the config.)"""
+    base = tmp_path / "letters"
+    (base / "2").mkdir(parents=True)
+    core = _core(str(base), f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+                            'model_platform: "tensorflow" model_version_policy { all {} } } }')
+    manager = core.manager("letters")
+    seen = {}
+
+    class Lock:
+        """The manager's lock, removing the model the first time the poll lets it go once the loop has begun."""
+
+        def __init__(self, lock):
+            self.lock, self.armed, self.fired = lock, False, False
+
+        def __enter__(self):
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            self.lock.__exit__(*exc)
+            if self.armed and not self.fired:
+                self.fired = True
+                manager.unload_all()
+                seen["at removal"] = {s.version: versions.State.Name(s.state)
+                                      for s in manager.status().model_version_status}
+
+    class Recorded:
+        def __init__(self, name, version, path, metrics=None, runner=None):
+            self.name, self.version, self.warmup_requests = name, version, 0
+            seen["load"] = seen["at removal"]
+
+        def close(self):
+            pass
+
+    lock = Lock(manager._lock)
+    monkeypatch.setattr(manager, "_lock", lock)
+    monkeypatch.setattr(versions, "Servable", Recorded)
+    monkeypatch.setattr(time, "monotonic", _armed_clock(lock))
+    manager.poll()
+    assert seen["at removal"] == {2: "LOADING"}           # the version was loading, not START, when it was removed
+    assert seen.get("load") == {2: "LOADING"}
+    assert {s.version: versions.State.Name(s.state) for s in manager.status().model_version_status} == {2: "END"}
+
+
+def _armed_clock(lock, clock=time.monotonic):
+    """time.monotonic that arms ``lock`` when the poll reads the time just before its load loop."""
+    def monotonic():
+        lock.armed = True
+        return clock()
+    return monotonic
+
+
 def test_a_model_removed_while_its_versions_retry_ends_them_with_their_errors(tmp_path, monkeypatch):
     """As in TF Serving, a version no longer aspired has its load retries cancelled (AspiredVersionsManager:
     is_aspired=false and CancelLoadServableRetry): the attempt running when the model leaves the config is its
