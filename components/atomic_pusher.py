@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 
 from absl import logging
@@ -31,6 +30,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from core.files import remove_stale_folders
 from core.signals import stop_if_requested
 from serving.versions import version_number
 
@@ -96,30 +96,10 @@ STALE_STAGING_SECONDS = 3600   # a staging folder nothing was written into for t
 
 def sweep_staging(base: str, now: float | None = None) -> list[str]:
     """Removes the staging folders of interrupted pushes (a kill or a crash mid-copy leaves them; nothing else
-    ever would): those nothing was written into for :data:`STALE_STAGING_SECONDS`. By age, not by process id: a
-    push in another container shares the serving dir but not the process ids. The removed names."""
-    removed = []
-    if "://" in base or not os.path.isdir(base):
-        return removed
-    now = time.time() if now is None else now
-    for name in os.listdir(base):
-        folder = os.path.join(base, name)
-        if name.startswith(INCOMING_PREFIX) and os.path.isdir(folder) and now - _newest_write(folder) > \
-                STALE_STAGING_SECONDS:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(name)
-    return removed
-
-
-def _newest_write(folder: str) -> float:
-    newest = os.stat(folder).st_mtime
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            try:
-                newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
-            except OSError:
-                pass
-    return newest
+    ever would): those nothing was written into for :data:`STALE_STAGING_SECONDS`. The removed names."""
+    if "://" in base:
+        return []
+    return remove_stale_folders(base, INCOMING_PREFIX, STALE_STAGING_SECONDS, now)
 
 
 def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> tuple[int, bool]:

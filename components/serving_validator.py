@@ -45,7 +45,7 @@ from tfx.components.util import model_utils
 from tfx.utils import io_utils, path_utils
 
 from core import configs
-from core.files import pattern_under
+from core.files import pattern_under, remove_stale_folders
 from core.labels import CLASS_NAMES, NUM_CLASSES
 from core.signals import stop_if_requested
 from serving.client import RestConnection, ServingUnavailable, version_states
@@ -208,6 +208,8 @@ def _check_predictions(rest: _TimedRest, name: str, samples: list[tuple[bytes, b
 
 
 # ------------------------------------------------------------------------------------------ validation
+WORK_PREFIX = "serving-validation-"   # the check's copy of the model, in the temporary folder
+STALE_WORK_SECONDS = 3600              # one nothing was written into for this long is a killed check's
 def validate(model_dir: str, samples: list[tuple[bytes, bytes, int]], model_name: str = configs.MODEL_NAME,
              max_latency_ms: float = 0.0, startup_timeout: float = 300.0) -> dict:
     """Serves ``model_dir`` as version 1 in the embedded server and runs the checks; returns the report."""
@@ -215,7 +217,9 @@ def validate(model_dir: str, samples: list[tuple[bytes, bytes, int]], model_name
     from serving.server import Server
 
     report: dict[str, Any] = {"model": model_dir, "model_name": model_name, "checks": {}, "blessed": False}
-    base = tempfile.mkdtemp(prefix="serving-validation-")
+    for name in remove_stale_folders(tempfile.gettempdir(), WORK_PREFIX, STALE_WORK_SECONDS):
+        print(f"ServingValidator: removed {name}, left in {tempfile.gettempdir()} by a killed check", flush=True)
+    base = tempfile.mkdtemp(prefix=WORK_PREFIX)
     server = rest = None
     try:
         # As the Pusher publishes it: a complete copy under an integer version directory.

@@ -1,5 +1,6 @@
 """Crash-safe file writes (readers see the old file or the whole new one, never a part), a lock file for one
-read-modify-write at a time across processes, and glob patterns under a folder whose name is taken literally."""
+read-modify-write at a time across processes, glob patterns under a folder whose name is taken literally, and the
+removal of work folders a killed process left behind."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +8,9 @@ import fcntl
 import glob
 import os
 import secrets
+import shutil
 import stat
+import time
 
 
 def pattern_under(folder: str, pattern: str) -> str:
@@ -108,3 +111,33 @@ def printable(name: str) -> str:
     """A file name as it can be printed and stored in JSON or CSV: bytes that are not UTF-8 (Python keeps them as
     surrogate escapes) shown as ``\\xNN``."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def remove_stale_folders(parent: str, prefix: str, max_age_seconds: float, now: float | None = None) -> list[str]:
+    """Removes the folders in ``parent`` whose name starts with ``prefix`` and that nothing was written into for
+    ``max_age_seconds``: work folders of a process killed before it could remove its own (a kill -9 or a crash;
+    nothing else would ever remove them). By age, not by process id: a process in another container may share the
+    folder but not the process ids. The removed names."""
+    removed = []
+    if not os.path.isdir(parent):
+        return removed
+    now = time.time() if now is None else now
+    for name in os.listdir(parent):
+        folder = os.path.join(parent, name)
+        if name.startswith(prefix) and os.path.isdir(folder) and not os.path.islink(folder) and \
+                now - newest_write(folder) > max_age_seconds:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def newest_write(folder: str) -> float:
+    """The latest modification time of ``folder`` and everything in it."""
+    newest = os.stat(folder).st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            try:
+                newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+            except OSError:
+                pass
+    return newest

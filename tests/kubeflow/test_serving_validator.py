@@ -79,6 +79,32 @@ def test_a_servable_model_is_blessed(tmp_path, examples):
     assert model_utils.is_infra_validated(blessing)
 
 
+def test_a_killed_checks_copy_of_the_model_is_removed_by_a_later_check(tmp_path, examples, monkeypatch, capsys):
+    """The check serves a copy of the model from the temporary folder and removes it when done; a kill -9 left it
+    there (about 9 MB each). A later check removes such copies nothing was written into for an hour; one in use
+    by a check in progress stays."""
+    import tempfile
+    import time
+    from components import serving_validator
+    from tests.support import serving as testing
+
+    temp = tmp_path / "temp"
+    stale, live = temp / f"{serving_validator.WORK_PREFIX}killed", temp / f"{serving_validator.WORK_PREFIX}running"
+    for folder in (stale, live):
+        (folder / "letters" / "1").mkdir(parents=True)
+        (folder / "letters" / "1" / "saved_model.pb").write_bytes(b"model")
+    old = time.time() - serving_validator.STALE_WORK_SECONDS - 60
+    for path in (stale, stale / "letters", stale / "letters" / "1", stale / "letters" / "1" / "saved_model.pb"):
+        os.utime(path, (old, old))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    model = _model_artifact(tmp_path / "model", testing.build_tiny_model)
+    _, report = _run(tmp_path, model, examples)
+    assert report["blessed"], report
+    left = sorted(name for name in os.listdir(temp) if name.startswith(serving_validator.WORK_PREFIX))
+    assert left == [live.name]   # the stale copy, and the check's own, are gone
+    assert f"removed {stale.name}" in capsys.readouterr().out
+
+
 def test_a_model_without_the_image_signature_is_not_blessed(tmp_path, examples):
     import tensorflow as tf
 
