@@ -272,6 +272,7 @@ class Executor(base_executor.BaseExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        stop_if_requested()   # a stop lost earlier in the run (in a weakref callback) does not start the check
         model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
         model_blessings = input_dict.get(MODEL_BLESSING_KEY) or []
         if model_blessings and not model_utils.is_model_blessed(model_blessings[0]):

@@ -19,6 +19,7 @@ from models import export, network, warm_start
 from core import configs
 from core.configs import Config
 from core.labels import NUM_CLASSES
+from core.signals import stop_if_requested
 
 TRAINING_SUMMARY_FILE = "training_summary.json"
 
@@ -88,12 +89,17 @@ def compiled_model(hp: Config, steps: int) -> tf.keras.Model:
 
 
 class _EpochLog(tf.keras.callbacks.Callback):
-    """One line per epoch, visible in the runner's output."""
+    """One line per epoch, visible in the runner's output; and the end of training at the next batch once a stop
+    was asked for (Ctrl-C, SIGTERM), also when its KeyboardInterrupt was lost in a weakref callback, where CPython
+    drops it: training had run on to its last epoch, and the run past the Evaluator."""
 
     def __init__(self, epochs: int, name: str = "Trainer"):
         super().__init__()
         self.epochs, self.name = epochs, name
         self.started = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        stop_if_requested()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

@@ -174,6 +174,32 @@ def test_the_trainer_trains_for_its_budget_and_says_so(tmp_path, capsys):
     assert f"Trainer: epoch {plan.epochs}/{plan.epochs} " in out
 
 
+def test_training_ends_at_the_next_batch_once_a_stop_was_asked_for(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C whose KeyboardInterrupt CPython dropped (in a weakref callback) is recorded: training stops at the
+    next batch instead of running on to its last epoch."""
+    import signal
+    from core import signals
+
+    size = 16
+    train = write_transformed(tmp_path / "train.gz", 70, size)
+    evaluation = write_transformed(tmp_path / "eval.gz", 27, size)
+    hp = configs.Config(image_size=size, conv_widths="4,8,8", augment=False, epochs=3)
+    batches = []
+
+    class Recorded(tf.keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            batches.append(batch)
+            if len(batches) == 2:
+                monkeypatch.setattr(signals, "_stop_requested", int(signal.SIGINT))
+
+    real_fit = tf.keras.Model.fit
+    monkeypatch.setattr(tf.keras.Model, "fit", lambda self, *a, callbacks=(), **kw: real_fit(
+        self, *a, callbacks=[Recorded(), *callbacks], **kw))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train([train], [evaluation], _TransformOutput(size), hp)
+    assert batches == [0, 1] and "epoch 1/3" not in capsys.readouterr().out
+
+
 def test_one_seed_draws_the_same_augmented_batches_every_time(tmp_path):
     size = 32
     train = write_transformed(tmp_path / "train.gz", 200, size)

@@ -207,3 +207,19 @@ def test_a_run_stopped_during_the_check_blesses_nothing_even_if_its_interrupt_wa
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, model, examples)
     assert not os.path.exists(tmp_path / "blessing")
+
+
+def test_a_stop_lost_before_the_check_does_not_start_it(tmp_path, examples, monkeypatch):
+    import signal
+
+    from components import serving_validator
+    from core import signals
+    from tests.support import serving as testing
+
+    started = []
+    monkeypatch.setattr(serving_validator, "validate", lambda *args, **kwargs: started.append(args))
+    monkeypatch.setattr(signals, "_stop_requested", int(signal.SIGINT))   # recorded during the Trainer, then lost
+    model = _model_artifact(tmp_path / "model", testing.build_tiny_model)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, model, examples)
+    assert started == [] and not os.path.exists(tmp_path / "blessing")
