@@ -445,7 +445,7 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
         metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root))
     stop_if_requested()   # a stop whose KeyboardInterrupt was lost inside a component still ends the run as stopped
     wall = time.monotonic() - started
-    summary = summarize(config.metadata_file, not_compared=not_compared, run_id=run_id)   # this run's, not a later one's
+    summary = summarize(config.metadata_file, not_compared=not_compared, run_id=run_id)   # not a later run's
     summary["wall_seconds"] = round(wall, 1)
     print(format_summary(summary, wall), flush=True)
     return summary

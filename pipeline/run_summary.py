@@ -1,8 +1,8 @@
 """What a pipeline run did, read back from ML Metadata and the artifacts: the runner's final summary.
 
-For one run in the metadata store (the newest, or the one named): each component's state (complete or cached), examples per split and
-skipped, training time, the Evaluator's metrics (candidate and baseline) and verdict, the ServingValidator's
-verdict, and what the Pusher published.
+For one run in the metadata store (the newest, or the one named): each component's state (complete or cached),
+examples per split and skipped, training time, the Evaluator's metrics (candidate and baseline) and verdict, the
+ServingValidator's verdict, and what the Pusher published.
 """
 from __future__ import annotations
 
@@ -268,11 +268,11 @@ def _failure_text(failure) -> str:
 
 
 def summarize(metadata_file: str, not_compared: str | None = None, run_id: str | None = None) -> dict:
-    """The summary of the run ``run_id`` (the newest without). ``not_compared``: why the runner gated it by the accuracy floor alone, not
-    compared with the last blessed model (local_runner.gate_after_a_split_change). The Evaluator still scores
-    that model, so the summary says so: ``compared_with_last_blessed`` (False without a last blessed model or with
-    ``not_compared``) and ``not_compared_because``, and :func:`format_summary` shows that model's accuracy with
-    the reason, not a change as if the gate had judged it."""
+    """The summary of the run ``run_id`` (the newest without). ``not_compared``: why the runner gated it by the
+    accuracy floor alone, not compared with the last blessed model (local_runner.gate_after_a_split_change). The
+    Evaluator still scores that model, so the summary says so: ``compared_with_last_blessed`` (False without a last
+    blessed model or with ``not_compared``) and ``not_compared_because``, and :func:`format_summary` shows that
+    model's accuracy with the reason, not a change as if the gate had judged it."""
     run = last_run(metadata_file, run_id)
     comps = run["components"]
     ordered = sorted(comps.items(), key=lambda kv: kv[1]["execution_id"])

@@ -263,7 +263,8 @@ class HttpServer:
 
     def _check_size(self, size: int) -> None:
         if size > self.max_body_bytes:
-            raise RequestError(413, f"Request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes", limit=True)
+            raise RequestError(413, f"Request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes",
+                               limit=True)
 
     def _answer_expect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: RequestHead) -> None:
         """``Expect`` on an HTTP/1.1 request with a body, as libevent's ``evhttp_get_body``: ``100-continue`` is
