@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import http
 import logging
 import re
 
@@ -39,18 +38,33 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DIGITS = re.compile(rb"[0-9]+")
 _VERSION = re.compile(r"HTTP/([0-9]{1,9})\.([0-9]{1,9})")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
-_REASONS: dict[int, str] = {499: "Client Closed Request"}
+# libevent's reason phrases (http.c, evhttp_response_phrase_internal), which TF Serving's status lines and error
+# pages carry (it replies with no reason of its own): indexed by the code's last two digits within its class, a code
+# past the end of its class's list gets the class's name ("Client Error" for 429, 431 and 499).
+_PHRASES = {
+    1: ("Informational", ["Continue", "Switching Protocols"]),
+    2: ("Success", ["OK", "Created", "Accepted", "Non-Authoritative Information", "No Content", "Reset Content",
+                    "Partial Content"]),
+    3: ("Redirection", ["Multiple Choices", "Moved Permanently", "Found", "See Other", "Not Modified", "Use Proxy",
+                        "Temporary Redirect"]),
+    4: ("Client Error", ["Bad Request", "Unauthorized", "Payment Required", "Forbidden", "Not Found",
+                         "Method Not Allowed", "Not Acceptable", "Proxy Authentication Required", "Request Time-out",
+                         "Conflict", "Gone", "Length Required", "Precondition Failed", "Request Entity Too Large",
+                         "Request-URI Too Large", "Unsupported Media Type", "Requested range not satisfiable",
+                         "Expectation Failed"]),
+    5: ("Server Error", ["Internal Server Error", "Not Implemented", "Bad Gateway", "Service Unavailable",
+                         "Gateway Time-out", "HTTP Version not supported"]),
+}
 DEFAULT_CONTENT_TYPE = "text/html; charset=ISO-8859-1"   # evhttp_new: evhttp_set_default_content_type
 PAGE_HEADERS = [("Content-Type", "text/html"), ("Connection", "close")]   # evhttp_send_page_
 
 
 def reason(status: int) -> str:
-    if status not in _REASONS:
-        try:
-            _REASONS[status] = http.HTTPStatus(status).phrase
-        except ValueError:
-            return "Unknown"
-    return _REASONS[status]
+    """The reason phrase libevent gives ``status`` (evhttp_response_phrase_internal)."""
+    if status // 100 not in _PHRASES:
+        return "Unknown Status Class"
+    name, phrases = _PHRASES[status // 100]
+    return phrases[status % 100] if status % 100 < len(phrases) else name
 
 
 class RequestError(Exception):

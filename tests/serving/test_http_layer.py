@@ -258,6 +258,20 @@ def test_libevents_own_404_and_501_close_the_connection(server, first, status):
     assert raw.startswith(b"HTTP/1.1 %d " % status) and raw.endswith(b"\r\n\r\n" + error_page(status))
 
 
+@pytest.mark.parametrize("status, phrase", [
+    (200, "OK"), (400, "Bad Request"), (404, "Not Found"), (408, "Request Time-out"),
+    (413, "Request Entity Too Large"), (414, "Request-URI Too Large"), (429, "Client Error"), (431, "Client Error"),
+    (499, "Client Error"), (500, "Internal Server Error"), (503, "Service Unavailable"), (504, "Gateway Time-out"),
+    (505, "HTTP Version not supported"), (306, "Temporary Redirect"), (307, "Redirection"),
+    (600, "Unknown Status Class"),
+])
+def test_reason_phrases_are_libevents(status, phrase):
+    """TF Serving replies with no reason of its own, so its status lines carry libevent's phrases
+    (evhttp_response_phrase_internal), indexed within each class: 429, 431 and 499 are past the end of the 4xx list
+    ("Client Error"), and the 3xx list puts "Temporary Redirect" at 306."""
+    assert reason(status) == phrase
+
+
 def test_http_1_2_is_served_in_its_own_version(bare):
     """evhttp_parse_http_version takes any HTTP/1.x; the answer carries the request's version."""
     with connect(bare.port) as sock, sock.makefile("rb") as stream:
