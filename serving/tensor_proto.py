@@ -72,14 +72,14 @@ def to_array(proto: tensor_pb2.TensorProto, alias: str, wanted: int | None = Non
         return array.reshape(shape)
     elif typed and not proto.tensor_content:
         values, per_element = getattr(proto, typed[0]), typed[1]
-        wanted = elements * per_element
-        if len(values) > wanted:          # FromProtoField copies the first n values and ignores the rest
+        read = elements * per_element
+        if len(values) > read:            # FromProtoField copies the first n values and ignores the rest
             proto = _copy(proto)
-            del getattr(proto, typed[0])[wanted:]
+            del getattr(proto, typed[0])[read:]
     try:
         return tf.make_ndarray(proto)
     except Exception:  # noqa: BLE001 - any malformed proto (bad content size, unsupported dtype, ...)
-        if wanted is not None and proto.dtype != wanted and _parses(proto):
+        if wanted is not None and proto.dtype != wanted and _parses(proto, elements):
             return Unheld(proto.dtype)
         raise invalid(f"tensor parsing error: {alias}") from None
 
@@ -87,13 +87,13 @@ def to_array(proto: tensor_pb2.TensorProto, alias: str, wanted: int | None = Non
 MAX_UNHELD_ELEMENTS = 1 << 20   # FromProto allocates every element first: a shape of 2^40 took 10 s to refuse
 
 
-def _parses(proto: tensor_pb2.TensorProto) -> bool:
-    """Whether ``Tensor::FromProto`` reads ``proto`` (through the ParseTensor op, which calls it). A shape of more
-    than :data:`MAX_UNHELD_ELEMENTS` elements is not tried: no request a letters model takes is that, and
-    TensorFlow would allocate them all before answering."""
+def _parses(proto: tensor_pb2.TensorProto, elements: int) -> bool:
+    """Whether ``Tensor::FromProto`` reads ``proto`` of ``elements`` elements (through the ParseTensor op, which
+    calls it). More than :data:`MAX_UNHELD_ELEMENTS` elements are not tried: no request a letters model takes is
+    that, and TensorFlow would allocate them all before answering."""
     import tensorflow as tf
 
-    if math.prod(dim.size for dim in proto.tensor_shape.dim) > MAX_UNHELD_ELEMENTS:
+    if elements > MAX_UNHELD_ELEMENTS:
         return False
     try:
         tf.io.parse_tensor(proto.SerializeToString(), out_type=proto.dtype)

@@ -319,11 +319,16 @@ class ModelManager:
         since, withdraws them; a version never started stays in START, as FlushServables publishes no event."""
         with self._lock:
             due = record.state == State.START or (record.state == State.LOADING and now >= record.retry_at)
-            if self.removed or version not in self.aspired or not due:
+            if not due or not self._aspired(version):
                 return False
             record.state = State.LOADING
             self.loading = version
             return True
+
+    def _aspired(self, version: int) -> bool:
+        """Whether ``version`` is still aspired: its model is in the config and the last poll listed it. The caller
+        holds the lock."""
+        return not self.removed and version in self.aspired
 
     @staticmethod
     def _end_with_last_error(record: _VersionRecord) -> None:
@@ -346,8 +351,7 @@ class ModelManager:
                 self.loading = None
                 record.attempts += 1
                 record.last_error = (error.code, error.message)
-                if record.attempts > self.options.max_num_load_retries or self.removed or \
-                        version not in self.aspired:   # no longer aspired: no retry
+                if record.attempts > self.options.max_num_load_retries or not self._aspired(version):
                     self._end_with_last_error(record)
                     log.error("Failed to load servable {name: %s version: %d}: %s", self.name, version,
                               error.message)
