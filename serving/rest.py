@@ -26,6 +26,8 @@ PREDICT_ROUTE = re.compile(
     r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 GET_ROUTE = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?")
 V1 = re.compile(r"(?i)/v1/.*", re.DOTALL)
+SCHEME_AUTHORITY = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?://[^/?#]*)?")   # evhttp_uri_parse's steps 1, 2
+PATH_END = re.compile(r"[?#]")
 INT64_MAX = 2 ** 63 - 1
 JSON = [("Content-Type", "application/json")]
 CORS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "POST, GET"),
@@ -37,6 +39,13 @@ class _EmptyBody(Exception):
 
 def _decode_component(text: str) -> str:
     return urllib.parse.unquote(text, errors="surrogateescape")
+
+
+def uri_path(target: str) -> str:
+    """The request target as TF Serving's handlers see it (EvHTTPRequest::uri_path): the path libevent parses
+    from it (evhttp_uri_parse) with its ``?query`` and ``#fragment``, without the scheme and authority of an
+    absolute-form target (``http://host:8501/v1/models/letters`` is ``/v1/models/letters``)."""
+    return target[SCHEME_AUTHORITY.match(target).end():]
 
 
 def _parse_version(text: str | None):
@@ -70,12 +79,15 @@ class RestApi:
             raise RequestError(501, f"Method {method} is not allowed")
         if body and "gzip" in headers.get("content-encoding", ""):   # its size is known only once inflated
             body = await self._off_loop(gunzipped, body, headers)
-        if self.prometheus_path is not None and target.split("?", 1)[0] == self.prometheus_path:
-            if "?" in target:
+        path = uri_path(target)
+        # EvHTTPServer::DispatchEvRequest finds the Prometheus handler by the path alone (evhttp_uri_get_path);
+        # ProcessPrometheusRequest then compares the path with its query and fragment
+        if self.prometheus_path is not None and PATH_END.split(path, 1)[0] == self.prometheus_path:
+            if path != self.prometheus_path:
                 return 400, [("Content-Type", "text/plain")], \
-                    f"Unexpected path: {target}. Should be {self.prometheus_path}".encode()
+                    f"Unexpected path: {path}. Should be {self.prometheus_path}".encode()
             return 200, [("Content-Type", "text/plain")], self.metrics.render().encode("utf-8", "surrogateescape")
-        if not V1.fullmatch(target):        # EvHTTPServer::DispatchEvRequest: no handler takes it
+        if not V1.fullmatch(path):          # EvHTTPServer::DispatchEvRequest: no handler takes it
             raise RequestError(404, f"No handler for {target}")
         extra = CORS if self.cors else []
         started = time.perf_counter()
@@ -89,19 +101,19 @@ class RestApi:
             return 400, extra, b""
         model_name, api = "", ""
         try:
-            if method == "POST" and (match := PREDICT_ROUTE.fullmatch(target)):
+            if method == "POST" and (match := PREDICT_ROUTE.fullmatch(path)):
                 name, version, label, verb = match.groups()
                 model_name = _decode_component(name)   # ParseModelInfo, before the verb is compared
                 version = _parse_version(version)
                 label = _decode_component(label) if label is not None else None
                 if verb not in ("predict", "classify", "regress"):
-                    raise invalid(f"Malformed request: {method} {target}")
+                    raise invalid(f"Malformed request: {method} {path}")
                 api = verb
                 if verb == "predict":
                     text = await self.predict(model_name, version, label, body)
                 else:
                     text = await self.classify_or_regress(verb, model_name, version, label, body)
-            elif method == "GET" and (match := GET_ROUTE.fullmatch(target)):
+            elif method == "GET" and (match := GET_ROUTE.fullmatch(path)):
                 name, version, label, metadata = match.groups()
                 if name is None:
                     raise invalid("Missing model name in request.")
@@ -113,7 +125,7 @@ class RestApi:
                 else:
                     text = self.model_status(model_name, version)
             else:
-                raise invalid(f"Malformed request: {method} {target}")
+                raise invalid(f"Malformed request: {method} {path}")
         except _EmptyBody:
             self.metrics.request(model_name, "INVALID_ARGUMENT")
             return 400, JSON + extra, b""

@@ -294,8 +294,23 @@ def test_non_v1_paths_get_html_404(client):
         assert status == 404 and b"404 Not Found" in raw and "json" not in headers.get("content-type", "")
 
 
-def test_query_string_is_part_of_model_name(client):
+def test_query_string_and_fragment_are_part_of_model_name(client):
     assert client.get("/v1/models/letters?x=1") == (404, {"error": "Could not find any versions of model letters?x=1"})
+    assert client.get("/v1/models/letters#x") == (404, {"error": "Could not find any versions of model letters#x"})
+
+
+def test_an_absolute_form_target_is_routed_by_its_path(client, server):
+    """libevent parses the target (evhttp_uri_parse): the handlers see its path with its query and fragment, not
+    its scheme and authority (EvHTTPRequest::uri_path); the Prometheus handler is found by the path alone."""
+    assert client.get(server.url + "/v1/models/letters")[0] == 200
+    assert client.get("http://other.test/v1/models/letters:bad") == (
+        400, {"error": "Malformed request: GET /v1/models/letters:bad"})
+    assert client.request("GET", "http://other.test/monitoring/prometheus/metrics")[0] == 200
+    status, _, raw = client.request("GET", "http://other.test/monitoring/prometheus/metrics?x=1#y")
+    assert status == 400 and raw.decode() == ("Unexpected path: /monitoring/prometheus/metrics?x=1#y. "
+                                              "Should be /monitoring/prometheus/metrics")
+    status, _, raw = client.request("GET", "http://other.test/v2/models/letters")
+    assert status == 404 and b"404 Not Found" in raw
 
 
 def test_cors_preflight(client):
@@ -382,6 +397,9 @@ def test_prometheus_metrics(client, png):
     assert text.endswith("\n")
     status, _, raw = client.request("GET", "/monitoring/prometheus/metrics?x=1")
     assert status == 400 and raw.decode() == ("Unexpected path: /monitoring/prometheus/metrics?x=1. "
+                                              "Should be /monitoring/prometheus/metrics")
+    status, _, raw = client.request("GET", "/monitoring/prometheus/metrics#frag")
+    assert status == 400 and raw.decode() == ("Unexpected path: /monitoring/prometheus/metrics#frag. "
                                               "Should be /monitoring/prometheus/metrics")
 
 
