@@ -6,13 +6,13 @@
 the same package, message names, field names, numbers and types as upstream (the ``BatchingParameters``
 fields 1-7 that ``--batching_parameters_file`` documents), so text written for tensorflow_model_server parses
 here unchanged. ``ModelServerConfig`` and ``SamplingConfig`` are the wheel's with 2.20.0's per-task sampling
-rates added (a config file is parsed with them, then read as the wheel's message, which keeps the new field:
-:func:`wheel_config`, :func:`config_text`). They live in a private descriptor pool so they can never clash with
-generated modules.
+rates and ``LoggingConfig.custom_logging_config`` added (a config file is parsed with them, then read as the
+wheel's message, which keeps the new fields: :func:`wheel_config`, :func:`config_text`). They live in a private
+descriptor pool so they can never clash with generated modules.
 """
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -27,9 +27,10 @@ def _field(name, number, type_, label=_F.LABEL_OPTIONAL, type_name=None):
 
 def _build():
     pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
+    for module in (wrappers_pb2, any_pb2):
+        well_known = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(well_known)
+        pool.Add(well_known)
 
     monitoring = descriptor_pb2.FileDescriptorProto(
         name="tensorflow_serving/config/monitoring_config.proto", package="tensorflow.serving", syntax="proto3")
@@ -58,7 +59,8 @@ def _build():
     pool.Add(batching)
 
     # ModelServerConfig as 2.20.0 has it: the wheel's (2.16.1) files, with SamplingConfig's per-task rates
-    # (logging_config.proto: ``repeated PerTaskSamplingConfig per_task_sampling_configs = 3``) added.
+    # (logging_config.proto: ``repeated PerTaskSamplingConfig per_task_sampling_configs = 3``) and LoggingConfig's
+    # ``google.protobuf.Any custom_logging_config = 3`` added.
     def add_with_dependencies(file_descriptor):
         for dependency in file_descriptor.dependencies:
             add_with_dependencies(dependency)
@@ -81,6 +83,10 @@ def _build():
             sampling = next(m for m in proto.message_type if m.name == "SamplingConfig")
             sampling.field.append(_field("per_task_sampling_configs", 3, _F.TYPE_MESSAGE, _F.LABEL_REPEATED,
                                          ".tensorflow.serving.PerTaskSamplingConfig"))
+            proto.dependency.append("google/protobuf/any.proto")
+            logging_config = next(m for m in proto.message_type if m.name == "LoggingConfig")
+            logging_config.field.append(_field("custom_logging_config", 3, _F.TYPE_MESSAGE,
+                                               type_name=".google.protobuf.Any"))
         pool.Add(proto)
 
     add_with_dependencies(model_server_config_pb2.DESCRIPTOR)

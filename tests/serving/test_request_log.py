@@ -347,3 +347,34 @@ def test_per_task_sampling_rates_of_tf_serving_2_20_are_read_and_the_first_match
     assert bad != text
     with pytest.raises(ValueError, match=r"per_task_sampling_configs\[2\]\.sampling_rate"):
         config_lib.parse_model_server_config(bad, "x.config")
+
+
+def test_custom_logging_config_of_tf_serving_2_20_is_accepted_and_otherwise_ignored(root, tmp_path):
+    """2.20.0's LoggingConfig.custom_logging_config (a google.protobuf.Any for a logger's own settings; the wheel's
+    2.16 message has no such field): a file using it parses and keeps it, and the model logs as it would without it
+    (this server's logger reads nothing from it)."""
+    from google.protobuf import wrappers_pb2
+    from serving import protos
+    from serving.request_logging import ServerRequestLogger
+    from serving.request_logging import model_spec as spec_of
+
+    prefix = tmp_path / "logs" / "req"
+    text = text_format.MessageToString(model_config(root, None)).replace(
+        'name: "letters"', f'''name: "letters" logging_config {{
+          log_collector_config {{ type: "tfrecord" filename_prefix: "{prefix}" }}
+          sampling_config {{ sampling_rate: 1.0 }}
+          custom_logging_config {{ [type.googleapis.com/google.protobuf.StringValue] {{ value: "mine" }} }} }}''', 1)
+    config = config_lib.parse_model_server_config(text, "x.config")
+    (custom,) = [model.logging_config.custom_logging_config
+                 for model in protos.ModelServerConfig.FromString(config.SerializeToString()).model_config_list.config
+                 if model.logging_config.HasField("custom_logging_config")]
+    assert custom.type_url == "type.googleapis.com/google.protobuf.StringValue"
+    assert wrappers_pb2.StringValue.FromString(custom.value).value == "mine"
+    assert "custom_logging_config" in protos.config_text(config)
+    logger = ServerRequestLogger()
+    logger.apply(logger.prepare(config, "x.config"))
+    message = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
+    logger.log("predict", spec_of("letters", "serving_default", 1), lambda: message)
+    logger.close()
+    (record,) = logs(prefix)
+    assert record.log_metadata.sampling_config.sampling_rate == 1.0
