@@ -29,7 +29,8 @@ class WebConfig:
     max_image_pixels: int = dataclasses.field(default_factory=lambda: configs.Config.from_env().max_image_pixels)
     serving_timeout: float = 15.0        # seconds, per call to TF Serving
     version_cache_seconds: float = 2.0   # how long a resolved label -> version is reused
-    max_handler_threads: int = 64        # requests handled at once; more wait in the listen queue
+    max_handler_threads: int = 64        # connections handled at once (a new one closes an idle keep-alive one;
+                                         # with none idle, it waits in the listen queue)
     idle_timeout: float = 30.0           # seconds a connection may send nothing (idle keep-alive, stalled body)
     request_timeout: float = 30.0        # seconds from a request's first byte to its last (head and body), then 408
     request_log_dir: str = ""            # PredictionLog TFRecords of the predictions ("" = no request log)

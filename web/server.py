@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import select
 import socket
 import threading
 import time
@@ -278,17 +279,22 @@ class Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     request_timeout: float = 30.0   # set on the server class (WebConfig.request_timeout)
+    kept_alive = False              # a request was answered on this connection, which waits for the next
 
     def handle_one_request(self):
         """One request, which must arrive whole (head and body) within ``request_timeout`` of its first byte:
         the socket's own timeout (the idle timeout) restarts with every byte, so a client trickling its request
         would hold this handler thread for as long as it likes. The wait for a request's first byte is the idle
-        timeout's."""
+        timeout's; a kept-alive connection is idle during it, and the server may close it to make room for a new
+        one (not a new connection, whose first request may be on its way)."""
+        if self.kept_alive:
+            self.server.connection_idle(self.connection)
         try:
-            if not self.rfile.peek(1):                # (a pipelined request may be in the buffer already)
-                self.close_connection = True          # the client closed its keep-alive connection
-                return
+            arrived = bool(self.rfile.peek(1))        # (a pipelined request may be in the buffer already)
         except (TimeoutError, OSError):
+            arrived = False
+        # Busy before the request is parsed; unless the server closed it meanwhile, or the client did.
+        if not self.server.connection_busy(self.connection) or not arrived:
             self.close_connection = True
             return
         self._arrival = _Arrival(self.connection, self.request_timeout)
@@ -296,6 +302,7 @@ class Handler(BaseHTTPRequestHandler):
             super().handle_one_request()
         finally:
             self._arrival.done()
+        self.kept_alive = True
 
     def _arrived(self) -> bool:
         """The request has arrived whole: its deadline no longer applies (the answer may take longer). False if
@@ -546,15 +553,28 @@ class _Arrival:
         return self._deadline.cancel()
 
 
+def _readable(connection: socket.socket) -> bool:
+    """Whether bytes, or the client's close, wait to be read on ``connection`` (without waiting)."""
+    poller = select.poll()
+    poller.register(connection, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class WebServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a bound on the threads handling requests at once and a deep listen queue."""
+    """ThreadingHTTPServer with a bound on the connections handled at once (a thread each) and a deep listen
+    queue. When every slot is taken, a new connection closes the longest idle keep-alive connection (waiting for
+    its next request, as nginx reuses connections), or, with none idle, waits in the listen queue."""
 
     daemon_threads = True
     request_queue_size = 1024
     allow_reuse_address = True
 
     def __init__(self, address, handler, max_threads: int):
-        self._slots = threading.BoundedSemaphore(max_threads)
+        self._max_threads = max_threads
+        self._room = threading.Condition()   # guards the three below
+        self._open = 0                       # connections with a handler thread
+        self._idle = {}                      # kept-alive sockets waiting for a request, longest idle first
+        self._closing = set()                # idle sockets shut down to make room, their threads not yet ended
         self._busy = 0                       # requests being answered (not idle keep-alive connections)
         self._quiet = threading.Condition()
         super().__init__(address, handler)
@@ -574,19 +594,58 @@ class WebServer(ThreadingHTTPServer):
         with self._quiet:
             return self._quiet.wait_for(lambda: self._busy == 0, timeout)
 
+    def connection_idle(self, connection: socket.socket) -> None:
+        """The handler of a kept-alive ``connection`` waits for its next request: it may be closed for room."""
+        with self._room:
+            self._idle[connection] = None
+            self._room.notify_all()
+
+    def connection_busy(self, connection: socket.socket) -> bool:
+        """The wait for a request on ``connection`` is over: it is no longer closed for room. False when it was
+        closed already."""
+        with self._room:
+            self._idle.pop(connection, None)
+            return connection not in self._closing
+
+    def _take_slot(self) -> None:
+        """Waits until a new connection may have a thread, closing the longest idle connection when every slot
+        is taken (one at a time: its thread ends and frees the slot). One on which bytes wait is left alone: its
+        next request is arriving (or the client closed it, and its thread ends anyway)."""
+        with self._room:
+            while self._open >= self._max_threads:
+                connection = None if self._closing else next(
+                    (idle for idle in self._idle if not _readable(idle)), None)
+                if connection is not None:
+                    del self._idle[connection]
+                    self._closing.add(connection)
+                    try:
+                        connection.shutdown(socket.SHUT_RDWR)   # its handler's wait returns, and it ends
+                    except OSError:
+                        pass
+                self._room.wait()
+            self._open += 1
+
+    def _free_slot(self, connection: socket.socket) -> None:
+        """The thread of ``connection`` has ended (or never started): its slot is free."""
+        with self._room:
+            self._open -= 1
+            self._idle.pop(connection, None)
+            self._closing.discard(connection)
+            self._room.notify_all()
+
     def process_request(self, request, client_address):
-        self._slots.acquire()
+        self._take_slot()
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._free_slot(request)
             raise
 
     def process_request_thread(self, request, client_address):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._free_slot(request)
 
 
 class RunningWeb:
@@ -616,8 +675,8 @@ class RunningWeb:
 
 def make_server(config: WebConfig, backend: Backend | None = None) -> WebServer:
     backend = backend or Backend(config)
-    # ``timeout``: an idle keep-alive connection or a stalled request is closed after it, so that clients that
-    # send nothing cannot hold all of the handler threads.
+    # ``timeout``: an idle keep-alive connection or a stalled request is closed after it (an idle one sooner when
+    # a new connection needs its thread), so that clients that send nothing cannot hold all of the handler threads.
     handler = type("LettersHandler", (Handler,), {"backend": backend, "timeout": config.idle_timeout,
                                                    "request_timeout": config.request_timeout})
     server_class = WebServer

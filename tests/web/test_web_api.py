@@ -369,6 +369,65 @@ def test_idle_connections_are_closed_and_do_not_block_others(start_web, serving_
             sock.close()
 
 
+def test_a_new_connection_closes_an_idle_keep_alive_one_when_every_thread_is_taken(start_web, serving_labelled,
+                                                                                   monkeypatch):
+    """With every handler thread taken, a new connection is answered at once: an idle keep-alive connection is
+    closed to make room (it had held its thread for the idle timeout), never one whose request is being read or
+    answered."""
+    import http.client
+
+    web = start_web(serving_labelled.url, max_handler_threads=4, idle_timeout=60.0)
+    answer, entered, release = web.backend.predict, threading.Event(), threading.Event()
+    monkeypatch.setattr(web.backend, "predict", lambda *a, **k: (entered.set(), release.wait(30), answer(*a, **k))[2])
+    reading = threading.Event()                 # the server is reading the request sent half-way
+    handler = web.server.RequestHandlerClass    # (this server's own class)
+    parse = handler.parse_request
+    kept_alive = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)   # its 2nd request sent half-way
+
+    def parse_request(self):
+        if kept_alive.sock and self.connection.getpeername() == kept_alive.sock.getsockname() \
+                and self.raw_requestline.startswith(b"POST"):
+            reading.set()
+        return parse(self)
+
+    monkeypatch.setattr(handler, "parse_request", parse_request)
+    body = json.dumps({"image": b64(letter_png())}).encode()
+    post = (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode())
+    answering = socket.create_connection(("127.0.0.1", web.port), timeout=10)
+    idle = [http.client.HTTPConnection("127.0.0.1", web.port, timeout=10) for _ in range(2)]
+    try:
+        answering.sendall(post + body)
+        assert entered.wait(10)                 # answered slowly
+        kept_alive.request("GET", "/api/classes")
+        assert kept_alive.getresponse().read()
+        half_way = kept_alive.sock
+        half_way.sendall(post + body[:10])
+        assert reading.wait(10)
+        for connection in idle:                 # then left idle, kept alive
+            connection.request("GET", "/api/classes")
+            assert connection.getresponse().read()
+        status, _, answer_body = Api(web.url, timeout=10).request("GET", "/healthz")   # a 5th connection
+        assert status == 200 and answer_body == {"status": "ok"}
+        release.set()
+        half_way.sendall(body[10:])
+        for sock in (answering, half_way):      # neither was cut
+            reply = read_until_closed(sock)
+            assert reply.startswith(b"HTTP/1.1 200") and b'"model_version"' in reply, reply[:200]
+        still_open = 0                          # one idle connection was closed, the other still serves
+        for connection in idle:
+            try:
+                connection.request("GET", "/healthz")
+                still_open += connection.getresponse().status == 200
+            except (http.client.HTTPException, ConnectionError):
+                pass
+        assert still_open == 1
+    finally:
+        release.set()
+        for sock in (answering, kept_alive, *idle):
+            sock.close()
+
+
 def test_a_trickled_request_is_cut_at_the_request_timeout(start_web, serving_labelled, caplog):
     """A byte every 0.3 s keeps the idle timeout from firing; the request timeout bounds the whole arrival, so
     such clients (slowloris) hold a handler thread no longer than it, head or body, and are told with a 408."""
