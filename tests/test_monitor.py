@@ -1,5 +1,6 @@
 """pipeline.monitor on generated letters: request logs written as the servers write them, a pipeline root with
 ML Metadata built without running the pipeline (tests/support/fake_pipeline.py), a real feedback store."""
+import contextlib
 import io
 import json
 import os
@@ -7,7 +8,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image, ImageOps
@@ -18,6 +21,7 @@ from pipeline.monitor import cli, live_accuracy, retrain, server_metrics, window
 from tests.conftest import ROOT
 from tests.support import fake_pipeline
 from tests.support.request_logs import confident, prediction_log, write_log
+from tests.support.trickle import trickle
 
 pytestmark = pytest.mark.slow   # TFDV statistics of a pipeline root and Chromium
 
@@ -767,6 +771,64 @@ def test_a_page_that_is_not_prometheus_text_says_so(page):
     """The parser's own message for a JSON page is empty: the warning had said nothing."""
     with pytest.raises(server_metrics.Unreadable, match=r"^not Prometheus text \(first line '[{<]"):
         server_metrics.summarize(page)
+
+
+class _MetricsPage(BaseHTTPRequestHandler):
+    def do_GET(self):   # HTTP/1.0: the page ends when the connection closes
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        if self.server.length is not None:
+            self.send_header("Content-Length", str(self.server.length))
+        self.end_headers()
+        if self.server.pause:
+            trickle(self.connection, self.server.page, self.server.pause, seconds=10, stop=self.server.stop)
+        else:
+            self.wfile.write(self.server.page)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def metrics_page(page: bytes, pause: float = 0.0, length: int | None = None):
+    """A server on 127.0.0.1 answering every GET with ``page`` (a byte every ``pause`` seconds, for at most 10 s,
+    when given: each read well within the socket's timeout; with a Content-Length of ``length`` when given), then
+    closing the connection; yields the page's URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MetricsPage)
+    server.daemon_threads = True
+    server.page, server.pause, server.length, server.stop = page, pause, length, threading.Event()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/monitoring/prometheus/metrics"
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_page_trickled_in_ends_at_the_timeout():
+    """The timeout bounds the whole page: a server sending a comment line every few seconds without end (each read
+    well within the socket's own timeout) had kept the monitor, and --watch, waiting forever."""
+    with metrics_page(b"# x\n" * 1000, pause=0.01) as url:
+        with pytest.raises(server_metrics.Unreadable, match=r"^timed out: the page was not whole within 1 s$"):
+            server_metrics.fetch(url, timeout=1.0)
+
+
+def test_a_page_cut_short_of_its_content_length_cannot_be_read():
+    with metrics_page(b"# x\n", length=100) as url:
+        with pytest.raises(server_metrics.Unreadable, match=r"^IncompleteRead\(4 bytes read, 96 more expected\)$"):
+            server_metrics.fetch(url)
+
+
+def test_a_page_over_the_size_limit_is_an_alarm(tmp_path, pipeline_root, capsys):
+    """A page without end (or not a metrics page) is not read into memory whole: past MAX_PAGE_BYTES it is a page
+    that cannot be read."""
+    with metrics_page(b"# x\n" * (2 << 20) + b"# y\n") as url:
+        status, result, _ = monitor(tmp_path, pipeline_root, "--metrics-url", url)
+    assert status == cli.CROSSED
+    assert result["server"] == {"url": url, "error": "the page is larger than 8 MiB"}
+    assert f"ALARM server: no metrics from {url}: the page is larger than 8 MiB" in capsys.readouterr().out
 
 
 def pipeline_run_at(tmp_path, pipeline_root, when: float):

@@ -2,12 +2,14 @@
 uses too: ``:tensorflow:serving:request_count{status}``, ``:tensorflow:serving:request_latency`` histogram in
 microseconds).
 
-A page that cannot be read (nothing listening, an HTTP error, a timeout) or is not Prometheus text is an alarm in
-the monitor (:func:`read` says why), not an all-clear: a server that is down reports no errors.
+A page that cannot be read (nothing listening, an HTTP error, a timeout, a page larger than
+:data:`MAX_PAGE_BYTES`) or is not Prometheus text is an alarm in the monitor (:func:`read` says why), not an
+all-clear: a server that is down reports no errors.
 """
 from __future__ import annotations
 
 import http.client
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +25,9 @@ CLIENT_ERRORS = frozenset({"INVALID_ARGUMENT"})
 
 
 SCHEMES = ("http", "https")
+# TF Serving's page is tens of KiB for a few models; a page beyond this is not a metrics page (or never ends).
+MAX_PAGE_BYTES = 8 << 20
+CHUNK_BYTES = 64 << 10
 
 
 class Unreadable(Exception):
@@ -48,10 +53,12 @@ def url_problem(url: str) -> str | None:
 
 
 def fetch(url: str, timeout: float = 10.0) -> str:
-    """The page's text; :class:`Unreadable` when the server cannot be reached or answers with an HTTP error."""
+    """The page's text; :class:`Unreadable` when the server cannot be reached, answers with an HTTP error, has not
+    sent the whole page within ``timeout`` seconds or sends more than :data:`MAX_PAGE_BYTES`."""
+    deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read().decode("utf-8", "replace")
+            return _body(response, deadline, timeout).decode("utf-8", "replace")
     except urllib.error.HTTPError as err:   # before URLError, its base class
         raise Unreadable(f"HTTP {err.code} {err.reason}") from None
     except urllib.error.URLError as err:
@@ -59,6 +66,23 @@ def fetch(url: str, timeout: float = 10.0) -> str:
         raise Unreadable(getattr(reason, "strerror", None) or str(reason)) from None
     except (OSError, http.client.HTTPException, UnicodeError) as err:   # a timeout, a connection closed mid-answer
         raise Unreadable(getattr(err, "strerror", None) or str(err) or type(err).__name__) from None
+
+
+def _body(response, deadline: float, timeout: float) -> bytes:
+    """The response's body, read a socket read at a time (``read1``: each waits at most the socket's timeout) up to
+    ``deadline`` (time.monotonic()) and :data:`MAX_PAGE_BYTES`: a page trickled in resets each read's own timeout,
+    so only the deadline ends it; :class:`Unreadable` past either."""
+    chunks, size = [], 0
+    while chunk := response.read1(CHUNK_BYTES):
+        size += len(chunk)
+        if size > MAX_PAGE_BYTES:
+            raise Unreadable(f"the page is larger than {MAX_PAGE_BYTES / 2 ** 20:g} MiB")
+        if time.monotonic() > deadline:
+            raise Unreadable(f"timed out: the page was not whole within {timeout:g} s")
+        chunks.append(chunk)
+    if response.length:   # read1 ends quietly where read raises: a connection closed before its Content-Length
+        raise http.client.IncompleteRead(b"".join(chunks), response.length)
+    return b"".join(chunks)
 
 
 def read(url: str, timeout: float = 10.0) -> dict:
