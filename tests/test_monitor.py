@@ -831,6 +831,37 @@ def test_a_page_over_the_size_limit_is_an_alarm(tmp_path, pipeline_root, capsys)
     assert f"ALARM server: no metrics from {url}: the page is larger than 8 MiB" in capsys.readouterr().out
 
 
+def test_only_the_monitored_models_server_metrics_are_judged(tmp_path, pipeline_root, capsys):
+    """TF Serving labels its series by model_name: another model's errors and latency had raised the monitored
+    model's alarms ("200 of 1400 requests failed", a p95 of seconds for a model answering in 5 ms)."""
+    from serving.metrics import Metrics
+
+    metrics = Metrics()
+    for _ in range(1000):
+        metrics.request("letters", "OK", api="predict", latency_us=5000)
+    for _ in range(200):
+        metrics.request("other", "INTERNAL")
+        metrics.request("other", "OK", api="predict", latency_us=2_000_000)
+    for _ in range(30):   # the other model's readiness probes: not requests, as the monitored model's are not
+        metrics.request("other", "OK", api="", latency_us=300)
+    with metrics_page(metrics.render().encode()) as url:
+        status, result, out = monitor(tmp_path, pipeline_root, "--metrics-url", url)
+        assert status == cli.OK and result["alarms"] == []
+        server = result["server"]
+        assert (server["model"], server["requests"], server["errors"], server["status_checks"]) == ("letters", 1000,
+                                                                                                    0, 0)
+        assert server["latency_ms"]["p95"] < 10 and server["other_models"] == {"other": 400}
+        assert ("other models' server requests left out (model letters is judged): 400 × other"
+                in capsys.readouterr().out)
+        assert "other models' requests, left out: 400 × other" in (out / "report.html").read_text()
+        status, result, _ = monitor(tmp_path, pipeline_root, "--metrics-url", url, "--model", "other")
+    assert status == cli.CROSSED and {a["kind"] for a in result["alarms"]} == {"errors", "latency"}
+    assert (result["server"]["requests"], result["server"]["errors"]) == (400, 200)
+    assert result["server"]["other_models"] == {"letters": 1000}
+    unlabelled = server_metrics.summarize(':tensorflow:serving:request_count{status="UNAVAILABLE"} 3\n', "letters")
+    assert (unlabelled["requests"], unlabelled["errors"], unlabelled["other_models"]) == (3, 3, {})
+
+
 def pipeline_run_at(tmp_path, pipeline_root, when: float):
     """A copy of the pipeline root whose pipeline run started at ``when``."""
     import sqlite3

@@ -59,7 +59,8 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                         "are read")
     p.add_argument("--model", default=configs.MODEL_NAME,
                    help="the served model judged: the log's records of other models (log_metadata.model_spec.name; "
-                        "models with the same logging_config share one writer) are counted and left out")
+                        "models with the same logging_config share one writer) and the metrics page's requests of "
+                        "other models (model_name) are counted and left out")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
                    help="the pipeline root whose ML Metadata and artifacts are the reference")
     p.add_argument("--metadata-path", default=None,
@@ -150,7 +151,7 @@ def once(config: Config, args, extra: list[str]) -> int:
     server = None
     if args.metrics_url:
         try:
-            server = {"url": args.metrics_url, **server_metrics.read(args.metrics_url)}
+            server = {"url": args.metrics_url, **server_metrics.read(args.metrics_url, args.model)}
         except server_metrics.Unreadable as err:   # an alarm (checks.alarms), not a pass without a server
             server = {"url": args.metrics_url, "error": str(err)}
     result = checks.run(logs.answers if logs else [], records, ref, server, config, args.window_seconds,
@@ -184,6 +185,9 @@ def once(config: Config, args, extra: list[str]) -> int:
     if logs and logs.other_models:
         print(f"other models' records left out (model {logs.model} is judged): "
               + ", ".join(f"{n} × {name}" for name, n in sorted(logs.other_models.items())))
+    if server and server.get("other_models"):
+        print(f"other models' server requests left out (model {server['model']} is judged): "
+              + ", ".join(f"{n} × {name}" for name, n in server["other_models"].items()))
     ahead = result["future_dated"]
     if ahead["answers"] or ahead["feedback"]:
         print(f"warning: {ahead['answers']} answers and {ahead['feedback']} feedback rows are dated after now "

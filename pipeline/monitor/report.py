@@ -215,11 +215,14 @@ def write_html(result: dict, out_dir: str) -> str:
     elif server:
         lat = server["latency_ms"]
         fmt = lambda x: "-" if x is None else f"{x:.2f} ms"   # noqa: E731
-        parts.append(f"<h2>Server</h2><p>{server['requests']} requests (and {server.get('status_checks', 0)} "
+        others = ", ".join(f"{n} × {name}" for name, n in server.get("other_models", {}).items()) or "none"
+        parts.append(f"<h2>Server</h2><p>{server['requests']} requests of model "
+                     f"<code>{_esc(server.get('model') or 'any')}</code> (and {server.get('status_checks', 0)} "
                      f"model-status checks), {server['errors']} failed on the server "
                      f"({server['error_share']:.2%}), {server.get('rejected', 0)} refused as invalid; by status "
                      f"{_esc(server['errors_by_status'])}; latency p50 {fmt(lat['p50'])}, "
-                     f"p95 {fmt(lat['p95'])}, mean {fmt(lat['mean'])}</p>")
+                     f"p95 {fmt(lat['p95'])}, mean {fmt(lat['mean'])}; other models' requests, left out: "
+                     f"{_esc(others)}</p>")
     retrain = result.get("retrain")
     if retrain:
         parts.append(f"<h2>Retraining</h2><p>{_esc(retrain['text'])}</p>")

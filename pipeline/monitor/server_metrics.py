@@ -1,6 +1,7 @@
 """Latency and errors from a model server's Prometheus metrics (TF Serving's names, which the embedded server
-uses too: ``:tensorflow:serving:request_count{status}``, ``:tensorflow:serving:request_latency`` histogram in
-microseconds).
+uses too: ``:tensorflow:serving:request_count{model_name,status}``, ``:tensorflow:serving:request_latency
+{model_name,API,entrypoint}`` histogram in microseconds). Only the monitored model's series are judged; other
+models' requests are counted by name and left out.
 
 A page that cannot be read (nothing listening, an HTTP error, a timeout, a page larger than
 :data:`MAX_PAGE_BYTES`) or is not Prometheus text is an alarm in the monitor (:func:`read` says why), not an
@@ -85,10 +86,10 @@ def _body(response, deadline: float, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-def read(url: str, timeout: float = 10.0) -> dict:
-    """:func:`summarize` of the page at ``url``; :class:`Unreadable` when it cannot be read or is not Prometheus
-    text."""
-    return summarize(fetch(url, timeout))
+def read(url: str, model: str | None = None, timeout: float = 10.0) -> dict:
+    """:func:`summarize` of the page at ``url`` for ``model``; :class:`Unreadable` when it cannot be read or is not
+    Prometheus text."""
+    return summarize(fetch(url, timeout), model)
 
 
 def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
@@ -118,10 +119,24 @@ def _families(text: str) -> list:
         raise Unreadable(f"not Prometheus text (first line {first[:80]!r}){detail}") from None
 
 
-def summarize(text: str) -> dict:
-    """{'requests', 'status_checks', 'errors', 'rejected', 'errors_by_status', 'error_share',
-    'latency_ms': {'p50', 'p95', 'mean'}}: ``errors`` the requests that failed on the server's side, ``rejected``
-    those refused as the client's mistake (:data:`CLIENT_ERRORS`); ``errors_by_status`` lists both.
+def _requests(sample) -> float:
+    """What ``sample`` adds to its model's ``requests``: its count of requests, less the status checks answered."""
+    if sample.name in (REQUEST_COUNT, REQUEST_COUNT + "_total"):
+        return sample.value
+    if sample.name == REQUEST_LATENCY + "_count" and sample.labels.get("API", "predict") == "":
+        return -sample.value
+    return 0.0
+
+
+def summarize(text: str, model: str | None = None) -> dict:
+    """{'model', 'requests', 'status_checks', 'errors', 'rejected', 'errors_by_status', 'error_share',
+    'latency_ms': {'p50', 'p95', 'mean'}, 'other_models'}: ``errors`` the requests that failed on the server's
+    side, ``rejected`` those refused as the client's mistake (:data:`CLIENT_ERRORS`); ``errors_by_status`` lists
+    both.
+
+    Only ``model``'s series are judged (every model's when None; a series without ``model_name`` counts as the
+    model's): another model's requests (status checks left out) are ``other_models`` {name: requests}, in nothing
+    else.
 
     ``request_count`` counts every REST request, the model-status and metadata GETs (readiness and liveness
     probes) too; TF Serving labels their latency ``API=""``. Those answered are ``status_checks``, left out of
@@ -131,8 +146,13 @@ def summarize(text: str) -> dict:
     by_status: dict = {}
     buckets: dict[float, float] = {}
     latency_sum = latency_count = 0.0
+    others: dict[str, float] = {}
     for family in _families(text):
         for sample in family.samples:
+            owner = sample.labels.get("model_name")
+            if model is not None and owner is not None and owner != model:
+                others[owner] = others.get(owner, 0) + _requests(sample)
+                continue
             if sample.name.startswith(REQUEST_LATENCY) and sample.labels.get("API", "predict") == "":
                 if sample.name == REQUEST_LATENCY + "_count":
                     status_checks += sample.value
@@ -156,8 +176,9 @@ def summarize(text: str) -> dict:
     pairs = list(buckets.items())
     p50, p95 = _quantile(pairs, 0.5), _quantile(pairs, 0.95)
     requests = max(requests - status_checks, 0)
-    return {"requests": int(requests), "status_checks": int(status_checks), "errors": int(errors),
+    return {"model": model, "requests": int(requests), "status_checks": int(status_checks), "errors": int(errors),
             "rejected": int(rejected), "errors_by_status": by_status,
             "error_share": errors / requests if requests else 0.0,
             "latency_ms": {"p50": None if p50 is None else p50 / 1000, "p95": None if p95 is None else p95 / 1000,
-                           "mean": latency_sum / latency_count / 1000 if latency_count else None}}
+                           "mean": latency_sum / latency_count / 1000 if latency_count else None},
+            "other_models": {name: int(n) for name, n in sorted(others.items()) if n > 0}}
