@@ -495,6 +495,29 @@ def test_an_answer_that_is_not_a_number_is_counted_as_unusable(tmp_path, letters
     assert (row["version"], row["answers"], row["unusable"], row["crossed"]) == (7, 82, 1, False)
 
 
+def test_an_answer_whose_request_filtered_out_the_probabilities_is_not_unusable(tmp_path, letters, pipeline_root,
+                                                                                capsys):
+    """TF Serving returns only the outputs a request's output_filter names: those answers had been counted as the
+    model's unusable ones (no_answer) and raised the alarm. With top_scores and a class output they are answers;
+    with neither, answers counted apart, in no check."""
+    items = traffic(letters)
+    filters = [()] * 61 + [("top_letters",)] * 10 + [("top_scores", "top_classes")] * 10
+    logs = [prediction_log([image], confident(CLASS_INDEX[name])[None, :], 7, output_filter=kept)
+            for (image, name), kept in zip(items, filters)]
+    write_log(tmp_path / "logs" / "requests", logs)
+    status, result, out = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    assert status == cli.OK and result["alarms"] == [] and result["logs"]["problems"] == {}
+    assert (result["logs"]["answers"], result["logs"]["filtered"]) == (71, 10)
+    (group,) = result["groups"]
+    assert group["requests"] == 71 and group["confidence"]["mean"] == pytest.approx(0.9)
+    assert group["predicted_shares"][CLASS_NAMES[-1]] == pytest.approx(3 / 71)   # a class top_classes answered
+    (row,) = result["unusable"]
+    assert (row["answers"], row["unusable"]) == (71, 0)
+    assert "10 answers without probabilities (filtered by the request" in capsys.readouterr().out
+    assert "answers without probabilities (filtered by the request), not checked: 10" in \
+        (out / "report.html").read_text()
+
+
 @pytest.mark.parametrize("answer", ["not a number", "none", "the wrong shape"])
 def test_a_model_whose_answers_cannot_be_used_is_an_alarm(tmp_path, letters, pipeline_root, capsys, answer):
     """No usable answer is not an all-clear: the share of a window's answers that cannot be used is judged

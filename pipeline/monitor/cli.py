@@ -192,6 +192,9 @@ def once(config: Config, args, extra: list[str]) -> int:
     if ahead["answers"] or ahead["feedback"]:
         print(f"warning: {ahead['answers']} answers and {ahead['feedback']} feedback rows are dated after now "
               "(a clock ahead?): left out of the checks", file=sys.stderr)
+    if logs and logs.filtered:
+        print(f"{logs.filtered} answers without probabilities (filtered by the request: its output_filter left "
+              "them out): not checked")
     answers = len(logs.answers) if logs else 0
     print(f"monitor: {answers} answers, {len(records)} feedback rows, {len(result['alarms'])} alarm(s); "
           + (f"report {html}" if html else "report NOT written"), flush=True)

@@ -17,6 +17,11 @@ says whether the web client's image came from the drawing pad or an upload. Noth
 is truncated or cannot be opened, a record that is not a predict log or holds no image or no answer, is
 counted in :class:`LogRead` and reported. An answer that cannot be used (none, the wrong shape, not finite) is the
 served model's fault: each is also kept, dated and versioned, as :class:`Unusable` (checks.unusable_shares).
+
+A request's ``output_filter`` names the only outputs TF Serving runs and returns: an answer to one that left the
+probabilities out is the answer asked for, not the model's fault. Its top-1 class and score are read from
+``top_scores`` and a class output (``top_indices``, ``top_classes`` or ``top_letters``) when the filter kept them;
+otherwise it is counted apart (:attr:`LogRead.filtered`), in no statistic and no alarm.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from core import configs, request_log
-from core.labels import CLASS_NAMES
+from core.labels import CLASS_NAMES, GLYPHS
 
 
 class LogNotFound(FileNotFoundError):
@@ -43,20 +48,14 @@ TRUNCATED = "the last record is cut short (its writer stopped or is writing it);
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
-    """One image the server answered: what was sent, what came back, which version, when."""
+    """One image the server answered: what was sent, what came back (its top-1 class and score), which version,
+    when."""
     time: float
     version: int | None
     image: bytes
-    probabilities: np.ndarray   # [27]
+    top1: int                   # index into CLASS_NAMES
+    score: float                # the top-1 probability
     origin: str = ""            # log_metadata.request_origin: canvas / upload / unknown (web client logs)
-
-    @property
-    def top1(self) -> int:
-        return int(np.argmax(self.probabilities))
-
-    @property
-    def score(self) -> float:
-        return float(np.max(self.probabilities))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +74,7 @@ class LogRead:
     other_models: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # name -> records
     answers: list[Answer] = dataclasses.field(default_factory=list)
     unusable: list[Unusable] = dataclasses.field(default_factory=list)   # one per image answered unusably
+    filtered: int = 0   # images answered without probabilities or top-1 score: the request's output_filter
     problems: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason -> count
     examples: dict = dataclasses.field(default_factory=dict)   # reason -> first "file: detail"
 
@@ -84,7 +84,7 @@ class LogRead:
 
     def to_json(self) -> dict:
         return {"prefix": self.prefix, "model": self.model, "files": len(self.files), "records": self.records,
-                "other_models": dict(self.other_models), "answers": len(self.answers), "problems": dict(self.problems),
+                "other_models": dict(self.other_models), "answers": len(self.answers), "filtered": self.filtered, "problems": dict(self.problems),
                 "problem_examples": self.examples}
 
 
@@ -128,18 +128,64 @@ def _images(request, where: str, read: LogRead) -> list[bytes] | None:
     return None
 
 
+FILTERED = "filtered"   # _top1's answer to a request whose output_filter left out what the monitor reads
+
+# the image signature's class outputs [N, k], best first: each value -> its index into CLASS_NAMES
+_CLASS_OUTPUTS = {configs.TOP_INDICES_OUTPUT: int,
+                  configs.TOP_CLASSES_OUTPUT: lambda value: CLASS_NAMES.index(value.decode()),
+                  configs.TOP_LETTERS_OUTPUT: lambda value: GLYPHS.index(value.decode())}
+
+
+def _finite(values: np.ndarray, what: str, where: str, read: LogRead) -> bool:
+    """Whether ``values`` are all finite (if not, a non_finite_answer problem)."""
+    finite = bool(np.isfinite(values).all())
+    if not finite:
+        read.problem("non_finite_answer", where, f"{what} hold NaN or infinity")
+    return finite
+
+
 def _probabilities(response, count: int, where: str, read: LogRead) -> np.ndarray | None:
-    if configs.PROBABILITIES_OUTPUT not in response.outputs:
-        read.problem("no_answer", where, "the response has no probabilities (a failed request?)")
-        return None
     probs = tf.make_ndarray(response.outputs[configs.PROBABILITIES_OUTPUT]).astype(np.float64)
     if probs.shape != (count, len(CLASS_NAMES)):
         read.problem("bad_answer_shape", where, f"probabilities {probs.shape} for {count} image(s)")
         return None
-    if not np.isfinite(probs).all():
-        read.problem("non_finite_answer", where, "probabilities hold NaN or infinity")
+    return probs if _finite(probs, "probabilities", where, read) else None
+
+
+def _top_outputs(response, count: int, where: str, read: LogRead) -> tuple[np.ndarray, np.ndarray] | None:
+    """(top-1 class indices, top-1 scores) from ``top_scores`` and the first class output the response holds."""
+    name = next(name for name in _CLASS_OUTPUTS if name in response.outputs)
+    scores = tf.make_ndarray(response.outputs[configs.TOP_SCORES_OUTPUT]).astype(np.float64)
+    classes = tf.make_ndarray(response.outputs[name])
+    if scores.ndim != 2 or scores.shape[0] != count or not scores.shape[1] or classes.shape != scores.shape:
+        read.problem("bad_answer_shape", where, f"{configs.TOP_SCORES_OUTPUT} {scores.shape} and {name} "
+                                                f"{classes.shape} for {count} image(s)")
         return None
-    return probs
+    try:
+        top1 = np.array([_CLASS_OUTPUTS[name](value) for value in classes[:, 0]], dtype=np.int64)
+    except (ValueError, UnicodeDecodeError):
+        read.problem("unknown_class", where, f"{name} {classes[:, 0].tolist()!r}"[:200])
+        return None
+    if ((top1 < 0) | (top1 >= len(CLASS_NAMES))).any():
+        read.problem("unknown_class", where, f"{name} {top1.tolist()}")
+        return None
+    return (top1, scores[:, 0]) if _finite(scores, configs.TOP_SCORES_OUTPUT, where, read) else None
+
+
+def _top1(request, response, count: int, where: str, read: LogRead):
+    """(top-1 class indices, top-1 scores) of the answer; None when it cannot be used (the model's fault, a
+    problem counted); FILTERED when the request's output_filter left out the probabilities and what stands for
+    them (``top_scores`` and a class output): TF Serving returned what was asked."""
+    if configs.PROBABILITIES_OUTPUT in response.outputs:
+        probs = _probabilities(response, count, where, read)
+        return None if probs is None else (probs.argmax(axis=1), probs.max(axis=1))
+    filtered = request.output_filter and configs.PROBABILITIES_OUTPUT not in request.output_filter
+    if not filtered:
+        read.problem("no_answer", where, "the response has no probabilities (a failed request?)")
+        return None
+    if configs.TOP_SCORES_OUTPUT in response.outputs and any(name in response.outputs for name in _CLASS_OUTPUTS):
+        return _top_outputs(response, count, where, read)
+    return FILTERED
 
 
 def _add_record(raw: bytes, when: float, where: str, read: LogRead) -> None:
@@ -160,7 +206,7 @@ def _add_record(raw: bytes, when: float, where: str, read: LogRead) -> None:
         images = _images(log.predict_log.request, where, read)
         if images is None:
             return
-        probs = _probabilities(log.predict_log.response, len(images), where, read)
+        top = _top1(log.predict_log.request, log.predict_log.response, len(images), where, read)
     except Exception as err:   # a tensor or tf.Example that does not decode
         read.problem("bad_tensor", where, f"{type(err).__name__}: {err}")
         return
@@ -168,11 +214,14 @@ def _add_record(raw: bytes, when: float, where: str, read: LogRead) -> None:
     spec = metadata.model_spec
     version = spec.version.value if spec.HasField("version") else None
     when = metadata.timestamp_secs or when   # the writer's time of the request; else the file's
-    if probs is None:   # the model answered, unusably: counted against its version's window
+    if top is None:   # the model answered, unusably: counted against its version's window
         read.unusable.extend([Unusable(time=when, version=version)] * max(1, len(images)))
         return
-    for image, row in zip(images, probs):
-        read.answers.append(Answer(time=when, version=version, image=image, probabilities=row,
+    if top is FILTERED:   # the answer asked for, without what the checks read
+        read.filtered += len(images)
+        return
+    for image, top1, score in zip(images, *top):
+        read.answers.append(Answer(time=when, version=version, image=image, top1=int(top1), score=float(score),
                                    origin=metadata.request_origin))
 
 

@@ -11,13 +11,14 @@ from core import configs
 
 
 def prediction_log(images: list[bytes], probabilities: np.ndarray | None, version: int | None,
-                   examples_form: bool = False) -> prediction_log_pb2.PredictionLog:
-    """One logged request: images through predict_images (or serialized tf.Examples through serving_default)."""
+                   examples_form: bool = False, output_filter=()) -> prediction_log_pb2.PredictionLog:
+    """One logged request: images through predict_images (or serialized tf.Examples through serving_default); with
+    an ``output_filter``, the response holds those of predict_images' outputs for ``probabilities`` only."""
     signature = configs.SERVING_DEFAULT_SIGNATURE if examples_form else configs.IMAGE_SIGNATURE
     spec = model_pb2.ModelSpec(name=configs.MODEL_NAME, signature_name=signature)
     if version is not None:
         spec.version.value = version
-    request = predict_pb2.PredictRequest(model_spec=spec)
+    request = predict_pb2.PredictRequest(model_spec=spec, output_filter=list(output_filter))
     if examples_form:
         values = [tf.train.Example(features=tf.train.Features(feature={configs.IMAGE_KEY: tf.train.Feature(
             bytes_list=tf.train.BytesList(value=[image]))})).SerializeToString() for image in images]
@@ -25,7 +26,13 @@ def prediction_log(images: list[bytes], probabilities: np.ndarray | None, versio
     else:
         request.inputs[configs.IMAGE_INPUT].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
     response = predict_pb2.PredictResponse(model_spec=spec)
-    if probabilities is not None:
+    if output_filter:
+        from models.export import image_outputs
+
+        outputs = image_outputs(tf.constant(probabilities, tf.float32))
+        for name in output_filter:
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name].numpy()))
+    elif probabilities is not None:
         response.outputs[configs.PROBABILITIES_OUTPUT].CopyFrom(
             tf.make_tensor_proto(np.asarray(probabilities, np.float32)))
     log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request,
