@@ -935,6 +935,33 @@ def test_accuracy_retrains_only_on_feedback_after_the_last_pipeline_run(tmp_path
     assert result["retrain"]["why"].endswith("since the last pipeline run")
 
 
+@pytest.mark.parametrize("stopped", ["RUNNING", "FAILED", "CANCELED"])
+def test_a_run_stopped_before_its_trainer_ended_leaves_the_evidence_to_the_next(tmp_path, letters, pipeline_root,
+                                                                               stopped):
+    """A retraining killed or failed during its Trainer had used up the feedback stored before it: the next pass
+    judged only rows newer than that run, so --retrain-when never fired on them again. A run whose Trainer ended
+    (its model then refused by the gate, or reused from the cache) did train on them."""
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    now = time.time()
+    root = tmp_path / "root"
+    shutil.copytree(pipeline_root, root)
+    metadata = str(root / "metadata.sqlite")
+    fake_pipeline.record_trainer_run(metadata, "run-1", now - 3600)                  # the run that trained
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, n=3, now=now - 1200)
+    fake_pipeline.record_trainer_run(metadata, "run-2", now - 600, getattr(mlmd.Execution, stopped))
+    args = ("--retrain-when", "feedback>=3", "--dry-run")
+    status, result, _ = monitor(tmp_path, root, *args, feedback=tmp_path / "feedback")
+    assert result["retrain"]["fires"] and result["retrain"]["why"].startswith("3 feedback rows since")
+    assert result["reference"]["last_run_time"] == pytest.approx(now - 3600, abs=0.01)
+    for run, started, state in (("run-3", now - 300, mlmd.Execution.COMPLETE), ("run-4", now - 100,
+                                                                             mlmd.Execution.CACHED)):
+        add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, n=3, now=started - 50)
+        fake_pipeline.record_trainer_run(metadata, run, started, state)
+        status, result, _ = monitor(tmp_path, root, *args, feedback=tmp_path / "feedback")
+        assert not result["retrain"]["fires"] and result["retrain"]["why"].startswith("0 feedback rows since")
+
+
 def test_outputs_that_cannot_be_written_end_the_pass_with_status_4(tmp_path, letters, pipeline_root, capsys):
     """A traceback and exit 1 ("threshold crossed") had ended the pass, monitor.json and monitor.prom unwritten."""
     log_traffic(tmp_path / "logs" / "r", traffic(letters))

@@ -76,9 +76,10 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--window", default="day", help="group answers by day, all, or a duration (6h, 30m, 2d)")
     p.add_argument("--retrain-when", default=None, metavar="POLICY",
                    help="run the pipeline with the feedback when: drift, accuracy or feedback>=N, judged on the "
-                        "answers and feedback newer than the last pipeline run only; it runs local_runner on this "
-                        "pipeline root and ML Metadata (a SQLite file) with the data root and serving dir its last "
-                        "run used, as ML Metadata records them (arguments after -- win)")
+                        "answers and feedback newer than the last pipeline run that trained (its Trainer ended) "
+                        "only; it runs local_runner on this pipeline root and ML Metadata (a SQLite file) with the "
+                        "data root and serving dir its last run used, as ML Metadata records them (arguments after "
+                        "-- win)")
     p.add_argument("--dry-run", action="store_true",
                    help="with --retrain-when: print the command (fired or not), do not run it")
     p.add_argument("--watch", type=flags.positive_int, default=None, metavar="SECONDS",

@@ -4,7 +4,11 @@
   split's label distribution) and the Evaluator's metrics;
 * per pushed version, the Evaluator's top-1 accuracy of the model pushed as that version;
 * the image features of the ExampleGen's training split (``image_raw``), as :mod:`.image_features` computes them;
-* when the last pipeline run started (``--retrain-when`` judges only evidence newer than it).
+* when the last pipeline run that trained started (``--retrain-when`` judges only evidence newer than it): the
+  newest run whose Trainer ended (its execution COMPLETE, or CACHED: the model of the same data reused), whether
+  or not the gate then blessed the model, since it was trained on the evidence stored before the run; a run stopped
+  or failed before its Trainer ended did not use it. A store that records no Trainer node (Kubeflow Pipelines
+  v2's, which ``--retrain-when`` does not run on) gives the newest run's start.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from pipeline.run_summary import STATS_FILE, artifact_property, evaluation_metri
 
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 _INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+_TRAINED = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)   # a Trainer that ended
 
 
 def _type_names(name: str) -> tuple[str, str]:
@@ -47,7 +52,7 @@ class Reference:
     eval_statistics: statistics_pb2.DatasetFeatureStatisticsList
     eval_metrics: dict                  # run_summary.evaluation_metrics() of the blessed model
     version_accuracy: dict              # pushed version -> Evaluator top-1 accuracy of that model
-    last_run_time: float | None         # seconds since the epoch
+    last_run_time: float | None         # the last run that trained started: seconds since the epoch
 
     @property
     def eval_accuracy(self) -> float | None:
@@ -80,6 +85,19 @@ def _linked(store, artifact_id: int, own_kinds, other_kinds, key: str, type_name
         type_ids = {t.id for t in store.get_artifact_types() if t.name in _type_names(type_name)}
         found = [a for a in found if a.type_id in type_ids]
     return sorted(found, key=lambda a: a.id)
+
+
+def _last_run_time(store) -> float | None:
+    """When the newest pipeline run that trained started (seconds since the epoch): its Trainer's execution
+    ended (COMPLETE or CACHED); every run's newest when the store records no Trainer node; None without one."""
+    runs = store.get_contexts_by_type("pipeline_run") + store.get_contexts_by_type("system.PipelineRun")
+    trainer = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.Trainer")
+    if trainer is not None:
+        run_types = {c.type_id for c in runs}
+        ended = [e for e in store.get_executions_by_context(trainer.id) if e.last_known_state in _TRAINED]
+        trained = {c.id for e in ended for c in store.get_contexts_by_execution(e.id) if c.type_id in run_types}
+        runs = [c for c in runs if c.id in trained]
+    return max(c.create_time_since_epoch for c in runs) / 1000 if runs else None
 
 
 def _eval_statistics(statistics_uri: str) -> statistics_pb2.DatasetFeatureStatisticsList:
@@ -144,12 +162,10 @@ def _load(metadata: str) -> Reference:
             evaluated = _linked(store, model.id, _INPUTS, _OUTPUTS, "evaluation", own_key="model")
             if evaluated:
                 version_accuracy[int(version)] = _accuracy(evaluated[-1].uri)
-    runs = store.get_contexts_by_type("pipeline_run") + store.get_contexts_by_type("system.PipelineRun")
     return Reference(
         examples_uri=examples[-1].uri, eval_statistics=_eval_statistics(statistics[-1].uri),
         eval_metrics=evaluation_metrics(evaluations[-1].uri) if evaluations else {},
-        version_accuracy=version_accuracy,
-        last_run_time=max(c.create_time_since_epoch for c in runs) / 1000 if runs else None)
+        version_accuracy=version_accuracy, last_run_time=_last_run_time(store))
 
 
 def split_images(examples_uri: str, split: str = configs.TRAIN_SPLIT):

@@ -1,14 +1,17 @@
 """``--retrain-when``: when the monitor runs the pipeline again with the users' feedback.
 
 * ``drift``: a label-drift or input-skew threshold was crossed in a window whose answers all came after the last
-  pipeline run started;
+  pipeline run that trained started;
 * ``accuracy``: a version's live accuracy is confidently below ``monitor_min_accuracy`` (an alarm), and so is its
-  accuracy from the feedback stored since the last pipeline run started alone;
-* ``feedback>=N``: at least N feedback rows were stored since the last pipeline run started.
+  accuracy from the feedback stored since the last pipeline run that trained started alone;
+* ``feedback>=N``: at least N feedback rows were stored since the last pipeline run that trained started.
 
 Each judges only evidence newer than the last run: the run had it already, and judged again (by --watch or the
 hourly CronJob) the same old windows and feedback would start another full retraining on every pass. So with
-``--window all`` (one window, old answers always in it) drift fires only before the first run.
+``--window all`` (one window, old answers always in it) drift fires only before the first run. The last run is
+the last that trained (reference.Reference.last_run_time): its Trainer ended, whether or not the gate then
+blessed the model; a run that failed or was stopped before its Trainer ended used none of the evidence, which
+the next pass judges again.
 
 The pipeline runs as ``python -m local_runner --pipeline-root … --feedback-dir … --metadata-path …`` with the
 data root and serving dir the monitored pipeline's last run used, read from its ML Metadata (:func:`recorded_folders`),

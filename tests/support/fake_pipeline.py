@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import tensorflow as tf
@@ -106,3 +107,28 @@ def record_run_folders(metadata_file: str, data_root: str, serving_dir: str) -> 
         (context_id,) = store.put_contexts([mlmd.Context(type_id=node_type, name=f"{configs.PIPELINE_NAME}.{node}")])
         store.put_attributions_and_associations([], [mlmd.Association(execution_id=execution_id,
                                                                       context_id=context_id)])
+
+
+def record_trainer_run(metadata_file: str, run: str, started: float, state: int = mlmd.Execution.COMPLETE) -> None:
+    """Adds the pipeline run ``run`` (or uses the one of that name) started at ``started``, with a Trainer execution
+    in ``state`` as TFX's local runner records it: in the run's context and the node context ``letters.Trainer``."""
+    cfg = mlmd.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_file
+    cfg.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READWRITE
+    store = metadata_store.MetadataStore(cfg)
+    node_type = store.put_context_type(mlmd.ContextType(name="node"))
+    run_type = store.put_context_type(mlmd.ContextType(name="pipeline_run"))
+    node = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.Trainer")
+    node_id = node.id if node else store.put_contexts([mlmd.Context(type_id=node_type,
+                                                                    name=f"{configs.PIPELINE_NAME}.Trainer")])[0]
+    context = store.get_context_by_type_and_name("pipeline_run", run)
+    run_id = context.id if context else store.put_contexts([mlmd.Context(type_id=run_type, name=run)])[0]
+    trainer_type = store.put_execution_type(mlmd.ExecutionType(name="tfx.components.trainer.component.Trainer"))
+    (execution_id,) = store.put_executions([mlmd.Execution(type_id=trainer_type, last_known_state=state)])
+    store.put_attributions_and_associations([], [mlmd.Association(execution_id=execution_id, context_id=node_id),
+                                                 mlmd.Association(execution_id=execution_id, context_id=run_id)])
+    del store
+    db = sqlite3.connect(metadata_file)   # ML Metadata sets a context's create time itself
+    with db:
+        db.execute("UPDATE Context SET create_time_since_epoch = ? WHERE name = ?", (int(started * 1000), run))
+    db.close()
