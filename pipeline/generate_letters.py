@@ -274,8 +274,9 @@ def _writers(style: str, seed: int, faces: list[Face]):
 
 
 def _generated_files(out: Path, name: str) -> list[Path]:
-    """The files of class ``name`` named as :func:`generate` names them (``<class>_<font>_<NNNN>.png``)."""
-    pattern = re.compile(rf"{re.escape(name)}_.+_\d{{4}}\.png")
+    """The files of class ``name`` named as :func:`generate` names them (``<class>_<font>_<NNNN>.png``, five digits
+    and more from image 10000 on)."""
+    pattern = re.compile(rf"{re.escape(name)}_.+_\d{{4,}}\.png")
     return [p for p in (out / name).glob("*.png") if pattern.fullmatch(p.name)]
 
 

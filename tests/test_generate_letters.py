@@ -87,6 +87,17 @@ def test_never_replaces_files_it_did_not_write(tmp_path):
     assert len(list((ours / "bet").glob("*.png"))) == 1
 
 
+def test_images_from_the_ten_thousandth_on_are_its_own(tmp_path):
+    """Above --per-class 10000 an image's number has five digits: it counts toward a complete data set (a second
+    identical run finds it there) and is removed when the folder is regenerated, not left behind to be trained on."""
+    generate_letters.generate(tmp_path, per_class=1, seed=1, classes=("alef",), progress=False)
+    ten_thousandth = tmp_path / "alef" / "alef_hand_10000.png"
+    ten_thousandth.write_bytes(b"image 10000 of a larger run")
+    assert generate_letters._complete(tmp_path, ("alef",), 2)
+    generate_letters.generate(tmp_path, per_class=1, seed=2, classes=("alef",), progress=False)
+    assert not ten_thousandth.exists() and len(list((tmp_path / "alef").glob("*.png"))) == 1
+
+
 @pytest.mark.parametrize("per_class, seed", [(0, 1), (1, -1), (1.5, 1), (2, "x")])
 def test_bad_counts_and_seeds_fail_before_touching_the_folder(tmp_path, per_class, seed):
     generate_letters.generate(tmp_path, per_class=1, seed=1, classes=CLASS_NAMES[:1], progress=False)
