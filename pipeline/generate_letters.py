@@ -30,7 +30,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from core import configs
-from core.files import atomic_write
+from core.files import LockHeld, atomic_write, exclusive
 from core.labels import CLASS_NAMES, GLYPHS
 from pipeline import handwriting
 
@@ -61,6 +61,7 @@ FONT_EXTENSIONS = (".ttf", ".otf", ".pfa", ".pfb")  # preference order when a fa
 
 
 MANIFEST = configs.GENERATED_MANIFEST
+LOCK = ".generate.lock"   # in the output folder: held (flock) by the generation writing it, dropped when it ends
 WRITER_STREAM = 1_000_003   # keeps the writers' random numbers apart from the letters' ([seed, class, i])
 
 
@@ -181,9 +182,11 @@ def _png_bytes(img: Image.Image) -> bytes:
 
 
 def generated_or_new(folder: str | os.PathLike) -> bool:
-    """Whether ``folder`` is this generator's to write: missing, empty, or written by it before (its manifest)."""
+    """Whether ``folder`` is this generator's to write: missing, empty (but for a generation's lock file), or
+    written by it before (its manifest)."""
     out = Path(folder)
-    return not out.exists() or (out.is_dir() and ((out / MANIFEST).exists() or not any(out.iterdir())))
+    return not out.exists() or (out.is_dir() and ((out / MANIFEST).exists()
+                                                  or not any(p.name != LOCK for p in out.iterdir())))
 
 
 def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[Face] | None = None,
@@ -204,11 +207,32 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     if out.exists() and not out.is_dir():
         raise NotGeneratedFolder(f"{out} is a file, not a folder")
-    manifest_path = out / MANIFEST
     if not generated_or_new(out):
         raise NotGeneratedFolder(f"{out} is not empty and was not written by this generator (no {MANIFEST}): "
                                  "refusing to replace what is there; choose a new or empty folder")
     faces = faces if faces is not None else require_faces()
+    out.mkdir(parents=True, exist_ok=True)
+    with _alone(out):
+        return _generate(out, per_class, seed, faces, classes, progress, style)
+
+
+def _alone(out: Path):
+    """Holds ``out``'s lock file for one generation: a second one in the folder waits for the first to end (and
+    then finds its data set there, or replaces it whole), where both had written and one's manifest had described
+    a mix of their images."""
+    lock = str(out / LOCK)
+    try:
+        with exclusive(lock, wait=False):
+            pass
+    except LockHeld as err:
+        holder = f"process {err.holder}" if err.holder else "another process"
+        print(f"generate: waiting for another generation in {out} ({holder}) to finish", flush=True)
+    return exclusive(lock)
+
+
+def _generate(out: Path, per_class: int, seed: int, faces: list[Face], classes, progress: bool, style: str) -> dict:
+    """:func:`generate`'s work, with the arguments checked and the folder's lock held."""
+    manifest_path = out / MANIFEST
     script = [f for f in faces if f.script] or faces
     others = [f for f in faces if not f.script] or faces
     writer = _writers(style, seed, faces)
@@ -227,7 +251,6 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
                 print(f"generate: {out} already holds this data set ({per_class} per class, seed {seed})")
             return old
     # Marks the folder as ours (and unfinished) before anything in it changes.
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write(str(manifest_path), json.dumps({**manifest, "incomplete": True}, indent=2).encode())
 
     digest = hashlib.sha256()

@@ -1,5 +1,6 @@
 """The built-in data generator: deterministic, laid out for --data-root, and clear when fonts are missing."""
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -144,6 +145,54 @@ def test_an_interrupted_generation_says_so_and_is_not_taken_for_data(tmp_path):
     assert not (out / "tav").exists() or len(os.listdir(out / "tav")) < 200
     problem = describe_layout_problem(str(out))
     assert problem and "generation did not finish" in problem and "per class 200, seed 3" in problem
+
+
+@pytest.mark.parametrize("second_style", ["fonts", "strokes"])
+def test_a_second_generation_in_the_folder_waits_for_the_first(tmp_path, monkeypatch, capsys, second_style):
+    """Two generations in one folder at once (two pipelines sharing a data root, or a manual run beside one): the
+    second waits for the first to end, then finds the same data set there or replaces it whole; both had written
+    at once, leaving classes of the one style, of the other, or of both under a manifest saying complete."""
+    import threading
+    import time
+
+    from pipeline import handwriting
+    classes, first_started, first_go, results = CLASS_NAMES[:3], threading.Event(), threading.Event(), {}
+    real_write = handwriting.write_letter
+
+    def write_letter(*args):   # the first generation stops at its first image until told to go on
+        if threading.current_thread().name == "first" and not first_started.is_set():
+            first_started.set()
+            assert first_go.wait(120)
+        return real_write(*args)
+
+    monkeypatch.setattr(handwriting, "write_letter", write_letter)
+
+    def run(name, style, progress):
+        results[name] = generate_letters.generate(tmp_path, per_class=2, seed=1, classes=classes,
+                                                  progress=progress, style=style)
+
+    first = threading.Thread(target=run, args=("first", "strokes", False), name="first")
+    first.start()
+    assert first_started.wait(120)
+    second = threading.Thread(target=run, args=("second", second_style, True), name="second")
+    second.start()
+    printed, deadline = "", time.monotonic() + 120   # until the second waits (or, not waiting, has written)
+    while second.is_alive() and "waiting for another generation" not in printed and time.monotonic() < deadline:
+        time.sleep(0.01)
+        printed += capsys.readouterr().out
+    first_go.set()
+    first.join()
+    second.join()
+    printed += capsys.readouterr().out
+    assert results["first"]["style"] == "strokes" and results["second"]["style"] == second_style
+    manifest = json.loads((tmp_path / generate_letters.MANIFEST).read_text())
+    assert manifest == results["second"]
+    for name in classes:
+        files = [p.name for p in (tmp_path / name).iterdir()]
+        assert len(files) == 2 and all(("_hand_" in f) == (second_style == "strokes") for f in files), files
+    assert f"waiting for another generation in {tmp_path}" in printed
+    if second_style == "strokes":
+        assert "already holds this data set" in printed
 
 
 def test_the_help_says_what_the_generator_promises(capsys):
