@@ -31,8 +31,8 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from core.files import remove_stale_folders
+from core.model_dirs import version_number
 from core.signals import stop_if_requested
-from serving.versions import version_number
 
 PUSH_RECORD = os.path.join("assets.extra", "push_record.json")
 INCOMING_PREFIX = ".incoming-"

@@ -2,28 +2,41 @@
 from __future__ import annotations
 
 import os
+import re
 import types
 
 SAVED_MODEL = "saved_model.pb"
+_VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$", re.ASCII)   # absl::SimpleAtoi: ASCII digits and spaces only
+_INT64_MAX = 2 ** 63 - 1
 
 LOCAL_FILES = types.SimpleNamespace(exists=os.path.exists, isdir=os.path.isdir, listdir=os.listdir)
 
 
+def version_number(name: str) -> int | None:
+    """The version a folder name stands for, as TF Serving's ParseVersionNumber reads it (absl::SimpleAtoi into
+    int64), or None: a name it does not read (``v2``, or above 2^63 - 1) is no version it serves."""
+    if not _VERSION_NAME.match(name):
+        return None
+    version = int(name)
+    return version if -_INT64_MAX - 1 <= version <= _INT64_MAX else None
+
+
 def resolve_model_dir(path: str, files=LOCAL_FILES, version: int | None = None) -> str:
-    """A version directory as given, or the highest integer version under a serving directory (of two folders
-    for one version, "7" and "007", the last name in sorted order, as the server serves); with ``version``, that
-    version of a serving directory, or a version directory named for it (FileNotFoundError naming the versions
-    there if it has no such one). ``files``: the file system's ``exists``, ``isdir`` and ``listdir``
-    (``tf.io.gfile`` for a gs:// path)."""
+    """A version directory as given, or the highest version under a serving directory, its folders' names read as
+    the server reads them (:func:`version_number`: a folder named above 2^63 - 1 is none; of two folders for one
+    version, "7" and "007", the last name in sorted order, as the server serves); with ``version``, that version
+    of a serving directory, or a version directory named for it (FileNotFoundError naming the versions there if
+    it has no such one). ``files``: the file system's ``exists``, ``isdir`` and ``listdir`` (``tf.io.gfile`` for
+    a gs:// path)."""
     if files.exists(os.path.join(path, SAVED_MODEL)):
         name = os.path.basename(os.path.normpath(os.path.abspath(path) if "://" not in path else path))
-        if version is None or name.isascii() and name.isdigit() and int(name) == version:
+        if version is None or version_number(name) == version:
             return path
         raise FileNotFoundError(f"{path} is a version folder ({name}), not version {version}: give its serving "
                                 f"directory, or no version")
     names = [name.rstrip("/") for name in files.listdir(path)] if files.isdir(path) else []
-    versions = dict(sorted((int(name), name) for name in names   # sorted: the last of two names for one wins
-                           if name.isascii() and name.isdigit()
+    versions = dict(sorted((version_number(name), name) for name in names   # sorted: the last of two names wins
+                           if version_number(name) is not None
                            and files.exists(os.path.join(path, name, SAVED_MODEL))))
     if version is not None:
         if version not in versions:

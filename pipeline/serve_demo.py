@@ -112,11 +112,15 @@ def config_problem(config_file: str, serving_dir: Path) -> str | None:
 
 
 def served_version_problem(model, config_file: str, serving_dir: Path) -> str | None:
-    """Why the versions ``model``'s policy picks from ``serving_dir`` would not serve, or None: none at all (its
-    ``specific`` versions are all missing), or one the server cannot load (``releases.version_problem``: the newest
-    folder half-written, say, which the ``latest`` policy picks even when an older one is complete)."""
+    """Why the versions ``model``'s policy picks from ``serving_dir`` would not serve, or None: none at all (no
+    version folder, or its ``specific`` versions are all missing), or one the server cannot load
+    (``releases.version_problem``: the newest folder half-written, say, which the ``latest`` policy picks even when
+    an older one is complete)."""
     found = serving_versions.list_versions(str(serving_dir), configs.MODEL_NAME, warn=False) or {}
     served = serving_versions.aspired_versions(model.model_version_policy, found, configs.MODEL_NAME, warn=False)
+    if not served and model.model_version_policy.WhichOneof("policy_choice") != "specific":   # latest or all
+        return (f"no pushed model in {serving_dir} (no folder named for a version the server reads, an integer "
+                "below 2^63): run the pipeline first (make demo)")
     if not served:
         wanted = ", ".join(map(str, model.model_version_policy.specific.versions))
         return (f"{config_file} serves versions {wanted} of {configs.MODEL_NAME} (specific), none of which is in "

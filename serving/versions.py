@@ -10,20 +10,18 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import threading
 import time
 
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
+from core.model_dirs import version_number
 from serving import warmup
 from serving.status import ServingError, from_exception, undecodable_runtime_message
 
 log = logging.getLogger("serving.versions")
 
-_VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$", re.ASCII)   # absl::SimpleAtoi: ASCII digits and spaces only
-_INT64_MAX = 2 ** 63 - 1
 State = get_model_status_pb2.ModelVersionStatus.State
 
 
@@ -142,14 +140,6 @@ def not_available(what: str, failures) -> ServingError:
                for name, failure in sorted(failures, key=lambda item: item[0]) if failure
                for version, record in [failure]]
     return ServingError("UNKNOWN", f"{len(entries)} {what} did not become available: {{{''.join(entries)}}}")
-
-
-def version_number(name: str) -> int | None:
-    """The version a folder name stands for, as ParseVersionNumber reads it (absl::SimpleAtoi into int64), or None."""
-    if not _VERSION_NAME.match(name):
-        return None
-    version = int(name)
-    return version if -_INT64_MAX - 1 <= version <= _INT64_MAX else None
 
 
 def list_versions(base_path: str, model_name: str, warn: bool = True) -> dict | None:

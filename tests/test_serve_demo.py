@@ -159,6 +159,28 @@ def test_repeated_ports_and_versions_that_cannot_serve_are_refused_before_anythi
     assert f"serves versions 5, 6 of letters (specific), none of which is in {base}" in refused("--grpc-port", "0")
 
 
+def test_a_version_folder_named_beyond_int64_is_no_model_to_serve(tmp_path, capsys, monkeypatch):
+    """TF Serving reads no version from a folder named above 2^63 - 1 (absl::SimpleAtoi into int64): the demo had
+    taken it for a pushed model, then said the models.config it wrote (the latest policy) served 'versions  of
+    letters (specific)'."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from pipeline import serve_demo
+
+    def no_start(*args, **kwargs):
+        raise AssertionError("a child was started")
+    monkeypatch.setattr(serve_demo.subprocess, "Popen", no_start)
+    base = tmp_path / "models" / "letters"
+    os.rename(testing.publish_version(str(base), 1), base / "99999999999999999999")
+    assert serve_demo.main(["--serving-dir", str(base), "--serving-port", "18650", "--grpc-port", "18651",
+                            "--web-port", "18652"]) == 2
+    err = capsys.readouterr().err
+    assert f"no pushed model in {base}" in err and "specific" not in err, err
+    latest = model_server_config_pb2.ModelConfig(name="letters", base_path=str(base), model_platform="tensorflow")
+    problem = serve_demo.served_version_problem(latest, str(tmp_path / "models" / "models.config"), base)
+    assert problem.startswith(f"no pushed model in {base}") and "specific" not in problem, problem
+
+
 def test_the_model_server_does_not_retry_a_failed_load(tmp_path, capsys, monkeypatch):
     """With TF Serving's 5 retries a minute apart a promote to a version the demo's server cannot load waited
     out its two minutes in LOADING (the status shows no error while retrying) instead of ending with the error."""

@@ -1,0 +1,25 @@
+"""A serving directory's versions as the model server reads them (core.model_dirs)."""
+from core.model_dirs import SAVED_MODEL, resolve_model_dir
+
+
+def test_a_serving_dir_stands_for_the_newest_version_the_server_would_serve(tmp_path):
+    """A folder named above 2^63 - 1 is no version to TF Serving (ParseVersionNumber: absl::SimpleAtoi into
+    int64), nor to the project's server: letters-evaluate --model DIR and letters-demo-serve had taken it as the
+    newest. The names the server reads are the versions; the server's own listing agrees."""
+    from serving import versions
+    for name in ("5", "+7", "9223372036854775808", "99999999999999999999", "v9"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / SAVED_MODEL).write_bytes(b"")
+    assert resolve_model_dir(str(tmp_path)) == str(tmp_path / "+7")
+    served = versions.list_versions(str(tmp_path), "letters", warn=False)
+    assert sorted(served) == [5, 7] and served[7] == resolve_model_dir(str(tmp_path))
+    assert resolve_model_dir(str(tmp_path), version=7) == str(tmp_path / "+7")
+    (tmp_path / "9223372036854775807").mkdir()        # int64's largest: a version
+    (tmp_path / "9223372036854775807" / SAVED_MODEL).write_bytes(b"")
+    assert resolve_model_dir(str(tmp_path)) == str(tmp_path / "9223372036854775807")
+
+
+def test_version_names_are_read_as_absl_simple_atoi_reads_them_into_int64():
+    from core.model_dirs import version_number
+    assert version_number(" 12 ") == 12 and version_number("-9223372036854775808") == -2 ** 63
+    assert version_number("-9223372036854775809") is None and version_number("\uff11\uff12") is None
