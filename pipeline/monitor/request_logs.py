@@ -84,7 +84,8 @@ class LogRead:
 
     def to_json(self) -> dict:
         return {"prefix": self.prefix, "model": self.model, "files": len(self.files), "records": self.records,
-                "other_models": dict(self.other_models), "answers": len(self.answers), "filtered": self.filtered, "problems": dict(self.problems),
+                "other_models": dict(self.other_models), "answers": len(self.answers), "filtered": self.filtered,
+                "problems": dict(self.problems),
                 "problem_examples": self.examples}
 
 
