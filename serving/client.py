@@ -79,18 +79,25 @@ def _send(conn: http.client.HTTPConnection, method: str, target: str, payload, h
     return conn.getresponse()
 
 
+def parse_base_url(base_url: str) -> tuple[str, str, int, str]:
+    """The scheme, host, port and path prefix of a TF Serving base URL (``http://host:8501``, the port 80 or 443
+    when none is given); ValueError unless it is an http(s) URL with a host and a port of 0..65535."""
+    try:
+        parsed = urllib.parse.urlsplit(base_url)
+        port = parsed.port
+    except ValueError as err:   # a port that is no number or above 65535, an unclosed [IPv6 address
+        raise ValueError(f"{base_url!r} is not an http(s) URL ({err})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{base_url!r} is not an http(s) URL")
+    return parsed.scheme, parsed.hostname, port or (443 if parsed.scheme == "https" else 80), parsed.path.rstrip("/")
+
+
 class RestConnection:
     """JSON over HTTP/1.1 to one TF Serving base URL, with a pool of up to ``max_idle`` keep-alive connections."""
 
     def __init__(self, base_url: str, timeout: float = 15.0, max_idle: int = 8):
-        parsed = urllib.parse.urlsplit(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.scheme, self.host, self.port, self.prefix = parse_base_url(base_url)
         self.base_url = base_url.rstrip("/")
-        self.scheme = parsed.scheme
-        self.host = parsed.hostname
-        self.port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        self.prefix = parsed.path.rstrip("/")
         self.timeout = timeout
         self.max_idle = max_idle
         self._idle: list[http.client.HTTPConnection] = []

@@ -6,6 +6,7 @@ import math
 import os
 
 from core import configs, request_log, settings
+from serving import client
 
 DEFAULT_FEEDBACK_DIR = configs.Config().feedback_dir
 ENV = configs.WEB_ENV   # field -> environment variable (declared in core, where every variable is known)
@@ -48,8 +49,10 @@ class WebConfig:
         for name in ("max_upload_bytes", "max_image_pixels", "max_handler_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
-        if not self.tf_serving_url.startswith(("http://", "https://")):
-            raise ValueError(f"TF Serving URL must start with http:// or https://, got {self.tf_serving_url!r}")
+        try:
+            client.parse_base_url(self.tf_serving_url)   # what the backend's connection to TF Serving accepts
+        except ValueError as err:
+            raise ValueError(f"TF Serving URL {err}") from None
         if not self.model_name or "/" in self.model_name or ":" in self.model_name:
             raise ValueError(f"invalid model name {self.model_name!r}")
         request_log.check_sampling_rate(self.request_log_sampling, "request log sampling")

@@ -89,6 +89,28 @@ def test_command_line_rejects_bad_flags():
     assert proc.returncode == 2 and "canary share must be between 0 and 1" in proc.stderr
 
 
+@pytest.mark.parametrize("url, why", [("http://127.0.0.1:x", "Port could not be cast to integer value as 'x'"),
+                                       ("http://", ""), ("http://127.0.0.1:99999", "Port out of range 0-65535"),
+                                       ("ftp://127.0.0.1", "")])
+def test_a_malformed_tf_serving_url_is_a_usage_error_from_the_flag_and_the_variable(tmp_path, monkeypatch, capsys,
+                                                                                     url, why):
+    """The URL is read as the connection to TF Serving reads it, with the other settings: one line naming the flag's
+    setting or the variable, exit 2 (it had been a traceback when the backend was built)."""
+    import web.__main__ as cli
+    from serving.client import RestConnection
+    problem = f"TF Serving URL {url!r} is not an http(s) URL" + (f" ({why})" if why else "")
+    argv = ["--port", "0", "--feedback-dir", str(tmp_path / "feedback")]
+    for flags, variable, shown in ((["--tf-serving-url", url], "", problem),
+                                   ([], url, f"LETTERS_TF_SERVING_URL={url!r}: {problem}")):
+        monkeypatch.setenv("LETTERS_TF_SERVING_URL", variable)
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv + flags)
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == f"letters-web: error: {shown}"
+    with pytest.raises(ValueError, match=re.escape(f"{url!r} is not an http(s) URL")):
+        RestConnection(url)   # the same rules
+
+
 def test_missing_page_files_are_not_reported_as_a_port_problem(tmp_path, monkeypatch, capsys):
     import web.__main__ as cli
     from web import server
