@@ -219,6 +219,7 @@ WEB_ENV = {
     "feedback_dir": ENV["feedback_dir"],   # the same store as the pipeline's Config.feedback_dir
     "canary_share": "LETTERS_CANARY_SHARE",
     "max_upload_bytes": "LETTERS_MAX_UPLOAD_BYTES",
+    "max_image_pixels": ENV["max_image_pixels"],   # the same decompression-bomb guard as the pipeline's
     "request_log_dir": "LETTERS_REQUEST_LOG_DIR",
     "request_log_sampling": "LETTERS_REQUEST_LOG_SAMPLING",
 }

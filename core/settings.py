@@ -57,18 +57,19 @@ def from_env(cls, variables: Mapping[str, str], environ: Mapping[str, str] | Non
                for name, variable in variables.items() if environ.get(variable, "") != ""}
     changes.update({name: os.path.expanduser(changes[name]) for name in paths
                     if isinstance(changes.get(name), str) and changes[name].startswith("~")})
+    defaults = cls()   # outside the try: the defaults are no variable's doing
     try:
-        return dataclasses.replace(cls(), **changes)
+        return dataclasses.replace(defaults, **changes)
     except ValueError as err:
-        raise ValueError(f"{_culprits(cls, changes, variables, environ)}: {err}") from None
+        raise ValueError(f"{_culprits(defaults, changes, variables, environ)}: {err}") from None
 
 
-def _culprits(cls, changes: Mapping, variables: Mapping[str, str], environ: Mapping[str, str]) -> str:
-    """The variables behind a refused set of ``changes``: those refused on their own, else (values that are
-    wrong only together) every variable that was set."""
+def _culprits(defaults, changes: Mapping, variables: Mapping[str, str], environ: Mapping[str, str]) -> str:
+    """The variables behind a refused set of ``changes`` to ``defaults``: those refused on their own, else (values
+    that are wrong only together) every variable that was set."""
     def refused(name):
         try:
-            dataclasses.replace(cls(), **{name: changes[name]})
+            dataclasses.replace(defaults, **{name: changes[name]})
         except ValueError:
             return True
         return False

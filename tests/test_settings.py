@@ -64,6 +64,31 @@ def test_bad_environment_values_are_errors_naming_the_variable(environ, message)
         settings.from_env(Example, ENV, environ)
 
 
+@pytest.mark.parametrize("environ", [{"LETTERS_MAX_IMAGE_PIXELS": "-3"},
+                                     {"LETTERS_CANARY_SHARE": "0.5", "LETTERS_MAX_IMAGE_PIXELS": "-3"}])
+def test_the_web_clients_variables_at_fault_are_named_once_and_no_other(monkeypatch, environ):
+    """LETTERS_MAX_IMAGE_PIXELS is one of the web client's variables like the others (its default had read it, so a
+    bad value was blamed on whichever variables were set, or on none)."""
+    from web.config import WebConfig
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError) as refused:
+        WebConfig.from_env()
+    assert str(refused.value) == "LETTERS_MAX_IMAGE_PIXELS='-3': max image pixels must be at least 1, got -3"
+    assert WebConfig.from_env({"LETTERS_MAX_IMAGE_PIXELS": "100"}).max_image_pixels == 100   # the environ given
+    assert WebConfig().max_image_pixels == configs.Config().max_image_pixels
+
+
+def test_defaults_refused_are_blamed_on_no_variable():
+    @dataclasses.dataclass(frozen=True)
+    class BadDefault(Example):
+        def __post_init__(self):
+            raise ValueError("the defaults are wrong")
+
+    with pytest.raises(ValueError, match="^the defaults are wrong$"):
+        settings.from_env(BadDefault, ENV, {"EX_RATE": "2"})
+
+
 def test_flags_are_typed_like_the_fields_and_only_given_ones_are_changes():
     parser = argparse.ArgumentParser()
     settings.add_flags(parser, Example, {"count": "how many", "enabled": "switch", "name": "label"},

@@ -27,7 +27,7 @@ class WebConfig:
     feedback_dir: str = DEFAULT_FEEDBACK_DIR
     canary_share: float = 0.0            # share of predictions sent to the "canary" label (0..1)
     max_upload_bytes: int = 4 * 1024 * 1024   # encoded image size cap (the request body may be base64: 4/3 of it)
-    max_image_pixels: int = dataclasses.field(default_factory=lambda: configs.Config.from_env().max_image_pixels)
+    max_image_pixels: int = configs.Config().max_image_pixels   # decompression-bomb guard, as the pipeline's
     serving_timeout: float = 15.0        # seconds, per call to TF Serving
     version_cache_seconds: float = 2.0   # how long a resolved label -> version is reused
     max_handler_threads: int = 64        # connections handled at once (a new one closes an idle keep-alive one;
