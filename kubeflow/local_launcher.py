@@ -28,6 +28,7 @@ import uuid
 import yaml
 
 from kubeflow import spec as spec_lib
+from pipeline import flags
 
 EXECUTOR_INPUT_PLACEHOLDER = "{{$}}"
 _PLACEHOLDER = re.compile(r"\{\{\$[^}]*\}\}")
@@ -68,11 +69,12 @@ class LocalLauncher:
                  env: dict[str, str] | None = None, python: str = sys.executable, run_id: str | None = None,
                  timeout: float = 1200.0):
         self.spec = copy.deepcopy(spec)
-        self.pipeline_root = pipeline_root or spec.get("defaultPipelineRoot")
+        # Absolute: each executor runs in its own task folder, where a relative URI would lead elsewhere.
+        self.pipeline_root = flags.path_or_default(pipeline_root, spec.get("defaultPipelineRoot") or "")
         if not self.pipeline_root:
             raise ValueError("no pipeline root: the spec has no defaultPipelineRoot and none was given")
         self.run_id = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        self.workdir = workdir or os.path.join(self.pipeline_root, ".launcher", self.run_id)
+        self.workdir = flags.path_or_default(workdir, os.path.join(self.pipeline_root, ".launcher", self.run_id))
         self.env = dict(os.environ if env is None else env)
         self.python = python
         self.timeout = timeout
