@@ -27,11 +27,14 @@ import uuid
 
 import yaml
 
+from core import keras_mode
 from kubeflow import spec as spec_lib
 from pipeline import flags
 
 EXECUTOR_INPUT_PLACEHOLDER = "{{$}}"
 _PLACEHOLDER = re.compile(r"\{\{\$[^}]*\}\}")
+# The image's recipe, in a source checkout; an installed copy (the wheel, the image) has none.
+DOCKERFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Dockerfile")
 
 
 def load_spec(path: str) -> dict:
@@ -56,6 +59,16 @@ def dockerfile_env(dockerfile: str) -> dict[str, str]:
             if sep:
                 env[key] = value.strip('"')
     return env
+
+
+def image_env(dockerfile: str | None) -> dict[str, str]:
+    """The image's ``ENV`` settings: those of ``dockerfile``, by default :data:`DOCKERFILE`. Without that file
+    (an installed copy), the Keras mode of ``core.keras_mode`` (the Dockerfile sets the same values), saying so."""
+    if dockerfile is None and not os.path.exists(DOCKERFILE):
+        print(f"note: no Dockerfile at {DOCKERFILE} (an installed copy): the tasks get the Keras mode from "
+              "core/keras_mode.py and this environment, without the Dockerfile's other ENV lines", flush=True)
+        return dict(keras_mode.ENV)
+    return dockerfile_env(dockerfile or DOCKERFILE)
 
 
 class TaskFailed(RuntimeError):
@@ -208,12 +221,13 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline-root", default=None, help="local pipeline root (default: the spec's)")
     p.add_argument("--until", default=None, help="run this task and what it needs (default: every task)")
     p.add_argument("--driver", action="store_true", help="run ExampleGen's preCacheCheck driver (as Vertex)")
-    p.add_argument("--dockerfile", default=os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "Dockerfile"), help="take the environment from this Dockerfile's ENV lines")
+    p.add_argument("--dockerfile", default=None, help="take the environment from this Dockerfile's ENV lines "
+                   "(default: the source checkout's; an installed copy, which has none, takes the Keras mode from "
+                   "core/keras_mode.py)")
     args = p.parse_args(argv)
     env = dict(os.environ)
     try:
-        env.update(dockerfile_env(args.dockerfile))
+        env.update(image_env(args.dockerfile))
         try:
             spec = load_spec(args.spec)
         except (yaml.YAMLError, ValueError) as err:   # ValueError: JSON's

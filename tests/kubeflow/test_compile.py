@@ -457,13 +457,14 @@ def test_a_vertex_example_gen_whose_root_has_glob_characters_is_not_cached(kfp_d
     assert any("glob characters" in note for note in notes)
 
 
-def test_the_local_launcher_answers_a_bad_spec_or_task_in_one_line(compiled, tmp_path, capsys):
+def test_the_local_launcher_answers_a_bad_spec_task_or_dockerfile_in_one_line(compiled, tmp_path, capsys):
     from kubeflow import local_launcher
 
     spec_path = str(compiled[1]["output"])
     for argv, message in (([str(tmp_path / "missing.yaml")], "No such file or directory"),
                           ([spec_path, "--until", "Trainr"], "no task 'Trainr' in"),
-                          ([str(ROOT / "README.md")], "is not a compiled pipeline spec")):
+                          ([str(ROOT / "README.md")], "is not a compiled pipeline spec"),
+                          ([spec_path, "--dockerfile", str(tmp_path / "Dockerfile")], "No such file or directory")):
         assert local_launcher.main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -3,18 +3,24 @@ outputs, what it reads back."""
 import copy
 import json
 import os
+import shutil
+import subprocess
+import sys
 
+from core import keras_mode
 from kubeflow import spec as spec_lib
 from kubeflow.local_launcher import EXECUTOR_INPUT_PLACEHOLDER, LocalLauncher
+from tests.kubeflow.conftest import ROOT
 
 # Writes what an executor writes, at the paths its ExecutorInput gives, resolved from the folder it runs in (as
-# the TFX executor resolves them): a file in its examples artifact and the output metadata file.
+# the TFX executor resolves them): its environment in its examples artifact and the output metadata file.
 STAND_IN = """
 import json, os, sys
 executor_input = json.loads(sys.argv[1])
 examples = executor_input["outputs"]["artifacts"]["examples"]["artifacts"][0]
 os.makedirs(examples["uri"])
-open(os.path.join(examples["uri"], "data"), "w").close()
+with open(os.path.join(examples["uri"], "env.json"), "w") as f:
+    json.dump(dict(os.environ), f)
 with open(executor_input["outputs"]["outputFile"], "w") as f:
     json.dump({"artifacts": {"examples": {"artifacts": [{"metadata": {"split_names": '["train"]'}}]}}}, f)
 """
@@ -34,5 +40,25 @@ def test_a_relative_pipeline_root_is_taken_from_where_the_launcher_runs(compiled
     assert launcher.run(until="ImageExampleGen") == ["ImageExampleGen"]
     examples = launcher.outputs["ImageExampleGen"]["examples"]
     assert examples["uri"] == str(tmp_path / "rel" / "letters" / launcher.run_id / "ImageExampleGen" / "examples")
-    assert os.path.exists(os.path.join(examples["uri"], "data"))
+    assert os.path.exists(os.path.join(examples["uri"], "env.json"))
     assert json.loads(examples["metadata"]["split_names"]) == ["train"]   # the output metadata file was read
+
+
+def test_an_installed_copy_without_the_dockerfile_runs_its_tasks_in_the_keras_mode(compiled, tmp_path):
+    """The wheel and the image hold the package but not the Dockerfile: the tasks get the Keras mode it would
+    have given them from core/keras_mode.py, and the launcher says the Dockerfile was not read."""
+    installed = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "kubeflow", installed / "kubeflow", ignore=shutil.ignore_patterns("__pycache__"))
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(with_stand_in(compiled[0], "ImageExampleGen")), encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if key not in keras_mode.ENV}
+    env["PYTHONPATH"] = os.pathsep.join([str(installed), str(ROOT)])
+    proc = subprocess.run([sys.executable, "-m", "kubeflow.local_launcher", str(spec_path), "--pipeline-root",
+                           str(tmp_path / "root"), "--until", "ImageExampleGen"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"note: no Dockerfile at {installed / 'Dockerfile'} (an installed copy)" in proc.stdout
+    examples = proc.stdout.splitlines()[-1].removeprefix("ImageExampleGen.examples: ")
+    with open(os.path.join(examples, "env.json"), encoding="utf-8") as f:
+        task_env = json.load(f)
+    assert {key: task_env.get(key) for key in keras_mode.ENV} == keras_mode.ENV
