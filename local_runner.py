@@ -165,7 +165,7 @@ def small_data_hint(config: Config) -> str | None:
     return (f"Data: {images} images in {config.data_root}, about {per_class} per class. So few read other writers "
             f"better as feedback beside the built-in generated letters: `letters-feedback import {config.data_root}`, "
             "then `make retrain` (measured with 130 real letters: 0.821 against 0.800 trained from their own folder; "
-            'README, "A handful of real letters")')
+            'docs/measurements.md, "A handful of real letters")')
 
 
 def forget_removed_models(config: Config) -> list[str]:
@@ -278,9 +278,9 @@ def feedback_store_exists(config: Config) -> bool:
 
 def choose_pretraining(config: Config, args: argparse.Namespace, builtin_root: str) -> Config:
     """``config`` with the folder its network first trains on, and a line saying so. Your data (--data-root)
-    starts from a network of the built-in generated letters (``builtin_root``) unless --no-pretrain or
-    --base-model (measured: about a point more on writers never seen, README); the built-in letters themselves
-    start at random. An empty --pretrain-root is none, as an empty ``Config.pretrain_root``; beside a base model
+    starts from a network of the built-in generated letters (``builtin_root``) unless --no-pretrain or --base-model
+    (measured: about a point more on writers never seen, docs/measurements.md); the built-in letters themselves start
+    at random. An empty --pretrain-root is none, as an empty ``Config.pretrain_root``; beside a base model
     only a LETTERS_PRETRAIN_ROOT gets here (parse_args refuses a --pretrain-root), and it is none too."""
     given = args.pretrain_root
     if args.no_pretrain or given == "" or config.base_model or (given is None and args.data_root is None):

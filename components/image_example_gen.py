@@ -19,7 +19,7 @@ learnt from; and keeping them out of eval keeps the eval split (a hash split of 
 from one run to the next, so the Evaluator compares successive models on the same images. With
 ``feedback_repeat`` N each of them is written N times into the train split, so that a few hundred corrections
 among thousands of other letters are not drowned (0, the default: :func:`core.configs.feedback_copies` chooses N
-from the numbers of images; measured in the README's feedback section). The
+from the numbers of images; measured in docs/measurements.md, "A handful of real letters"). The
 feedback folder's fingerprint is part of the component's configuration, so new corrections invalidate the cache.
 Files that are not usable (empty, oversize, not an image, truncated, decompression
 bombs, unknown class folder, nested folders) are skipped, never fatal, and counted in a report written

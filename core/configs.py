@@ -118,9 +118,10 @@ class Config:
 
     # Data generation (built-in default data).
     generate_per_class: int = 200        # simulated writers, each writing all 27 letters: the 4:1 split trains
-                                         # on about 160 (make demo's model +0.6 on real letters against 160, README)
+                                         # on about 160 (make demo's model +0.6 on real letters against 160;
+                                         # 250 no more: docs/measurements.md)
     generate_seed: int = 1234
-    generate_epochs: int = 12            # their epochs unless chosen: more do not help on them (README)
+    generate_epochs: int = 12            # their epochs unless chosen: more do not help on them (docs/measurements.md)
 
     # Ingestion.
     train_buckets: int = 4          # train:eval = 4:1, by a hash of the image bytes
@@ -134,7 +135,7 @@ class Config:
 
     # Trainer.
     epochs: int = 0                      # 0 = sized from the number of training images (training_budget)
-    batch_size: int = 32                 # twice the steps of 64 at about the same cost per epoch (README)
+    batch_size: int = 32                 # twice the steps of 64 at about the same cost per epoch (docs/measurements.md)
     learning_rate: float = 2e-3
     dropout: float = 0.3
     architecture: str = "resnet"         # one of ARCHITECTURES
@@ -241,10 +242,11 @@ def warn_unknown_variables(environ=None) -> dict:
     return settings.warn_unknown_variables(KNOWN_ENV, environ)
 
 
-# The training budget when Config.epochs is 0 (the default): one epoch per IMAGES_PER_EPOCH training images,
-# within [MIN_EPOCHS, MAX_EPOCHS]. The cosine learning-rate decay always ends with the budget. Measured (README):
-# the HHD writer hold-out's 2,508 training letters get 18 epochs, within seed noise of 40 epochs at less than half
-# the time. The built-in generated letters are not sized: they train Config.generate_epochs (generated_budget).
+# The training budget when Config.epochs is 0 (the default): one epoch per IMAGES_PER_EPOCH training images, within
+# [MIN_EPOCHS, MAX_EPOCHS]. The cosine learning-rate decay always ends with the budget. Measured
+# (docs/measurements.md): the HHD writer hold-out's 2,508 training letters get 18 epochs, within seed noise of 40
+# epochs at less than half the time. The built-in generated letters are not sized: they train Config.generate_epochs
+# (generated_budget).
 IMAGES_PER_EPOCH = 140
 MIN_EPOCHS = 12
 MAX_EPOCHS = 40
@@ -302,15 +304,15 @@ def training_budget(train_images: int, batch_size: int, epochs: int = 0) -> Trai
                           train_images=train_images, sized=not epochs)
 
 
-# Feedback oversampling when Config.feedback_repeat is 0 (the default): each feedback image is written into the
-# train split as many times as make the feedback about FEEDBACK_SHARE of the training images, 1 to
-# MAX_FEEDBACK_REPEAT times. Measured (README, "A handful of real letters"): 130 real letters (five per class) as
-# the feedback of make demo's 160 simulated writers get 8 copies and read other writers at 0.821 against 0.797 once
-# each (three seeds). Beside 80 simulated writers they get 7: 0.817 over two seeds, against 0.806 with the 4 that a
-# quarter gave (once 0.776; 8 copies 0.815), the gate's eval split as high. 374 letters beside 160 writers get 4
-# copies: 0.837 over two seeds, as with the 3 of a quarter (0.835; once 0.817), the eval split 0.932 against 0.934.
-# More than that would outweigh the letters the gate's eval split is made of (374 letters with 8 copies: its top-1
-# 0.930 against 0.940 once).
+# Feedback oversampling when Config.feedback_repeat is 0 (the default): each feedback image is written into the train
+# split as many times as make the feedback about FEEDBACK_SHARE of the training images, 1 to MAX_FEEDBACK_REPEAT
+# times. Measured (docs/measurements.md, "A handful of real letters"): 130 real letters (five per class) as the
+# feedback of make demo's 160 simulated writers get 8 copies and read other writers at 0.821 against 0.797 once each
+# (three seeds). Beside 80 simulated writers they get 7: 0.817 over two seeds, against 0.806 with the 4 that a quarter
+# gave (once 0.776; 8 copies 0.815), the gate's eval split as high. 374 letters beside 160 writers get 4 copies: 0.837
+# over two seeds, as with the 3 of a quarter (0.835; once 0.817), the eval split 0.932 against 0.934. More than that
+# would outweigh the letters the gate's eval split is made of (374 letters with 8 copies: its top-1 0.930 against
+# 0.940 once).
 FEEDBACK_SHARE = 0.35
 MAX_FEEDBACK_REPEAT = 8
 
@@ -333,9 +335,10 @@ def feedback_rule() -> str:
             f"{MAX_FEEDBACK_REPEAT} each")
 
 
-# A data root with fewer images than this per class on average is small: the runner says that such letters do
-# better as feedback beside the built-in generated letters. Measured (README, "A handful of real letters"): 130 real
-# letters (five per class) read other writers at 0.821 that way against 0.800 as the data root (three seeds each).
+# A data root with fewer images than this per class on average is small: the runner says that such letters do better
+# as feedback beside the built-in generated letters. Measured (docs/measurements.md, "A handful of real letters"): 130
+# real letters (five per class) read other writers at 0.821 that way against 0.800 as the data root (three seeds
+# each).
 SMALL_DATA_PER_CLASS = 10
 
 

@@ -2,9 +2,9 @@
 
 ``DIR`` holds one folder per class (the pipeline's ``--data-root`` layout). Each image is checked as the web client
 checks an upload (:func:`core.image_io.check_image`) and stored as a user's labelled answer without a model's
-answer (no predicted label or version: the monitor's live accuracy leaves such rows out). The next pipeline run
-trains on them as on all feedback: in the train split only, each written as many times as the run's feedback
-copies say. Measured (README, "A handful of real letters"): about five letters per class from real writers, as
+answer (no predicted label or version: the monitor's live accuracy leaves such rows out). The next pipeline run trains
+on them as on all feedback: in the train split only, each written as many times as the run's feedback copies say.
+Measured (docs/measurements.md, "A handful of real letters"): about five letters per class from real writers, as
 feedback of ``make demo``'s letters, read other writers' letters better than the same letters as a data root.
 
 Re-importing a folder adds nothing twice: an image already stored with the same class (the same pixels,

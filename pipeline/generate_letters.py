@@ -49,9 +49,9 @@ PRINT_FACES = (
     "FrankRuehlCLM-Medium", "MiriamCLM-Book", "NachlieliCLM-Light", "SimpleCLM-Medium", "KeterYG-Medium",
 )
 SCRIPT_SHARE = 0.6
-# The faces whose strokes the simulated writers learn: all the script faces. Measured on real letters (README):
-# leaving YamSuf out lost 6 points, adding a print-like face (Neo, Ellinia's light italic) lost 5, and Lilach,
-# whose thinned letters are partly broken, gained 1-2 points of top-1 and 2 of top-3 on two seeds.
+# The faces whose strokes the simulated writers learn: all the script faces. Measured on real letters
+# (docs/measurements.md): leaving YamSuf out lost 6 points, adding a print-like face (Neo, Ellinia's light italic)
+# lost 5, and Lilach, whose thinned letters are partly broken, gained 1-2 points of top-1 and 2 of top-3 on two seeds.
 STROKE_FACES = SCRIPT_FACES
 GENERATOR_VERSION = 3   # in the manifest: data written by an earlier generator is written again
 STYLES = ("strokes", "fonts", "mixed")

@@ -23,8 +23,8 @@ from pipeline import skeleton
 SUPERSAMPLE = 2   # strokes are drawn at this multiple of the output size, then reduced (anti-aliasing)
 # Writers lean right: the scanned letters' ink leans 0.114 on average (sd 0.360; x shift per unit of height, from
 # its second moments, `python -m bench.ink_boxes`), the letters of writers leaning N(0, 0.12) 0.009 (sd 0.317); with
-# these 0.102 (sd 0.384). Measured on real writers (README): +1 point of top-1 on each of three seeds; an sd of 0.18
-# scored the same.
+# these 0.102 (sd 0.384). Measured on real writers (docs/measurements.md): +1 point of top-1 on each of three
+# seeds; an sd of 0.18 scored the same.
 WRITER_LEAN = 0.10
 WRITER_LEAN_SD = 0.25
 

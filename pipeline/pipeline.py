@@ -124,8 +124,8 @@ def image_examples(config: Config, input_base: str, **options) -> ImageExampleGe
 def pretraining(config: Config, fingerprint_folders: bool = True) -> list:
     """ExampleGen → StatisticsGen → SchemaGen → Transform → Trainer over ``config.pretrain_root``
     (``generate_epochs`` epochs): the network the run's own Trainer starts from. Its own schema, so that new data
-    of the run's own (feedback, another data root) leaves it cached. Measured (README): starting from a network
-    of the built-in generated letters gained about a point on writers never seen."""
+    of the run's own (feedback, another data root) leaves it cached. Measured (docs/measurements.md): starting
+    from a network of the built-in generated letters gained about a point on writers never seen."""
     examples = image_examples(config, config.pretrain_root,
                               fingerprint_folders=fingerprint_folders).with_id("pretrain_example_gen")
     statistics, schema = statistics_and_schema(examples, id_prefix="pretrain_")
