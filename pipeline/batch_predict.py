@@ -10,10 +10,11 @@ answered. Unreadable files get a row with the reason instead (nothing is silentl
 the SavedModel (``--model``: a serving directory, whose ``--version`` or else highest version is used, or a
 version directory); ``--via rest`` sends the same bytes to a TF Serving REST endpoint (real or embedded) and
 records the version it reports; ``--via grpc`` does the same through TF Serving's gRPC PredictionService. All give
-the same answers. A batch (``--batch-size`` images) goes to a server in requests of at most ``REQUEST_BUDGET``
-bytes (32 MiB: half the embedded server's default bound on a request), as many as it needs. ``--out`` is replaced
-whole at the end, as ``core.files.atomic_write`` replaces a file (a link to it keeps pointing there, the file keeps
-its permissions); a stop leaves it as it was.
+the same answers. A flag the ``--via`` does not read is a usage error: ``--server-url`` or ``--model-name`` with
+``--via local`` (also the default), ``--model`` with ``--via rest`` or ``grpc``. A batch (``--batch-size`` images)
+goes to a server in requests of at most ``REQUEST_BUDGET`` bytes (32 MiB: half the embedded server's default bound
+on a request), as many as it needs. ``--out`` is replaced whole at the end, as ``core.files.atomic_write``
+replaces a file (a link to it keeps pointing there, the file keeps its permissions); a stop leaves it as it was.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from core import configs, image_io
 from core.files import atomic_output, printable
 from core.signals import sigterm_as_interrupt
 from pipeline.evaluate import ImageRefused, answers_each, top_classes
-from pipeline.flags import defaults_from_env, non_negative_int, output_file, positive_int
+from pipeline.flags import defaults_from_env, non_negative_int, output_file, positive_int, refuse_ignored
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
 from serving.config import DEFAULT_MAX_REQUEST_BYTES
@@ -285,24 +286,48 @@ def _each(predictor):
     return call
 
 
+def refuse_flags_the_via_ignores(parser: argparse.ArgumentParser, args: argparse.Namespace, via_given: bool) -> None:
+    """A usage error (status 2) for a flag given beside a ``--via`` that does not read it: ``--server-url`` or
+    ``--model-name`` with ``--via local`` (given or the default), ``--model`` with ``--via rest`` or ``grpc``;
+    said before the model loads, instead of predictions from another model than the one asked for."""
+    local = args.via == "local"
+    for dest in ("server_url", "model_name") if local else ("model",):
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        ignored = f"--{dest.replace('_', '-')} ({value})"
+        if local:
+            refuse_ignored(parser, ignored, "--via local" + ("" if via_given else " (the default)"),
+                           "predicts in process, with the SavedModel of --model",
+                           "give --via rest or --via grpc to ask a model server")
+        refuse_ignored(parser, ignored, f"--via {args.via}", "asks the model server at --server-url",
+                       "leave it out, or give --via local to predict in process")
+
+
 def main(argv=None) -> int:
     configs.warn_unknown_variables()
+    serving_dir = defaults_from_env().serving_dir
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, type=output_file, help="CSV file to write")
-    p.add_argument("--via", choices=("local", "rest", "grpc"), default="local")
-    p.add_argument("--model", default=defaults_from_env().serving_dir,
-                   help="--via local: serving directory (its --version, default the highest) or version "
-                   "directory (default: %(default)s)")
+    p.add_argument("--via", choices=("local", "rest", "grpc"), default=None,
+                   help="local: the SavedModel of --model, in process (the default); rest, grpc: a model server "
+                   "(--server-url, --model-name). A flag of the other kind is a usage error")
+    p.add_argument("--model", default=None,
+                   help=f"--via local: serving directory (its --version, default the highest) or version "
+                   f"directory (default: {serving_dir.replace('%', '%%')})")
     p.add_argument("--server-url", default=None, help="--via rest: TF Serving REST address (default: "
                    "http://127.0.0.1:8501); --via grpc: host:port (default: 127.0.0.1:8500)")
-    p.add_argument("--model-name", default=configs.MODEL_NAME, help="--via rest/grpc: model name")
+    p.add_argument("--model-name", default=None, help=f"--via rest/grpc: model name (default: {configs.MODEL_NAME})")
     p.add_argument("--version", type=non_negative_int, default=None,
                    help="a version: --via rest/grpc, one the server serves (default: the latest AVAILABLE); "
                    "--via local, a version folder of --model (default: the highest)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     args = p.parse_args(argv)
+    via_given, args.via = args.via is not None, args.via or "local"
+    refuse_flags_the_via_ignores(p, args, via_given)
     version = None if args.version is None else str(args.version)
+    model_name = configs.MODEL_NAME if args.model_name is None else args.model_name
     try:
         files, hidden = walk_images(args.images)
         if hidden:
@@ -311,11 +336,11 @@ def main(argv=None) -> int:
         if not files:   # before the model loads
             raise FileNotFoundError(f"no files under {args.images}" + (" but hidden ones" if hidden else ""))
         if args.via == "local":
-            predictor = LocalPredictor(args.model, version)
+            predictor = LocalPredictor(serving_dir if args.model is None else args.model, version)
         elif args.via == "rest":
-            predictor = RestPredictor(args.server_url or "http://127.0.0.1:8501", args.model_name, version)
+            predictor = RestPredictor(args.server_url or "http://127.0.0.1:8501", model_name, version)
         else:
-            predictor = GrpcPredictor(args.server_url or "127.0.0.1:8500", args.model_name, version)
+            predictor = GrpcPredictor(args.server_url or "127.0.0.1:8500", model_name, version)
         with sigterm_as_interrupt():   # a stopped job (timeout, kill) cleans up as Ctrl-C does
             counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files)
     except KeyboardInterrupt:

@@ -93,11 +93,13 @@ def file_problem(path: str) -> str | None:
     return folder_problem(os.path.dirname(os.path.abspath(path)))
 
 
-def refuse_ignored(parser: argparse.ArgumentParser, ignored: str, by: str, why: str) -> None:
+def refuse_ignored(parser: argparse.ArgumentParser, ignored: str, by: str, why: str,
+                   remedy: str = "give one of the two") -> None:
     """A usage error (status 2) for a flag that another flag on the same command line makes the run ignore: said
     before anything runs, instead of a run that does something else than one of the two flags asked for.
-    ``ignored`` and ``by`` name the flags (with their values), ``why`` says what ``by`` does."""
-    parser.error(f"{by} {why}: {ignored} would be ignored; give one of the two")
+    ``ignored`` and ``by`` name the flags (with their values), ``why`` says what ``by`` does, ``remedy`` what to
+    give instead."""
+    parser.error(f"{by} {why}: {ignored} would be ignored; {remedy}")
 
 
 def refuse_pretraining_beside_base_model(parser: argparse.ArgumentParser, args: argparse.Namespace,

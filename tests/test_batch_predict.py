@@ -389,3 +389,45 @@ def test_local_version_is_the_version_folder_asked_for(tmp_path, monkeypatch, ca
     assert batch_predict.main(["--images", str(folder), "--out", str(out), "--model", str(base),
                                "--version", "1"]) == 0
     assert read_rows(out)["a.png"]["model_version"] == "1"
+
+
+def test_a_flag_the_via_does_not_read_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    """--server-url and --model-name had been ignored without --via rest or grpc (the local model answered), and
+    --model with them (the server answered): each is a usage error now, before any model loads, saying which --via
+    reads it. A LETTERS_SERVING_DIR setting is no flag: it is --model's default, and no conflict with a server."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_bytes(letter_image(20, 30)))
+    calls = []
+
+    def predictor(kind):
+        def make(*args):
+            calls.append((kind, *args))
+            return uniform
+        return make
+    uniform.version = "1"
+    for kind, name in (("local", "LocalPredictor"), ("rest", "RestPredictor"), ("grpc", "GrpcPredictor")):
+        monkeypatch.setattr(batch_predict, name, predictor(kind))
+    base = ["--images", str(folder), "--out", str(tmp_path / "p.csv")]
+    for argv, message in (
+            (["--server-url", "http://prod:8501"], "--via local (the default) predicts in process, with the "
+             "SavedModel of --model: --server-url (http://prod:8501) would be ignored; give --via rest or --via "
+             "grpc to ask a model server"),
+            (["--via", "local", "--model-name", "nosuch"], "--via local predicts in process, with the SavedModel "
+             "of --model: --model-name (nosuch) would be ignored; give --via rest or --via grpc to ask a model "
+             "server"),
+            (["--via", "rest", "--model", "models/letters"], "--via rest asks the model server at --server-url: "
+             "--model (models/letters) would be ignored; leave it out, or give --via local to predict in process"),
+            (["--via", "grpc", "--server-url", "h:8500", "--model", "m"], "--via grpc asks the model server at "
+             "--server-url: --model (m) would be ignored; leave it out, or give --via local to predict in process")):
+        with pytest.raises(SystemExit) as caught:
+            batch_predict.main(base + argv)
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and err.endswith(f"error: {message}\n"), err
+    assert calls == [] and not (tmp_path / "p.csv").exists()
+    monkeypatch.setenv("LETTERS_SERVING_DIR", str(tmp_path / "served"))
+    assert batch_predict.main(base) == 0
+    assert batch_predict.main(base + ["--via", "rest"]) == 0
+    assert batch_predict.main(base + ["--via", "grpc", "--server-url", "h:8500", "--model-name", "other"]) == 0
+    assert calls == [("local", str(tmp_path / "served"), None), ("rest", "http://127.0.0.1:8501", "letters", None),
+                     ("grpc", "h:8500", "other", None)]
