@@ -56,6 +56,7 @@ class ServerOptions:
         return bool(self.port) and self.port == self.rest_api_port
 
     def validate(self) -> None:
+        """ValueError for flags the server cannot start with (each message names its flag)."""
         if not self.model_config_file and not self.model_base_path:
             raise ValueError("Both server_options.model_base_path and server_options.model_config_file are "
                              "empty!")
@@ -65,6 +66,13 @@ class ServerOptions:
             value = getattr(self, name)   # int32 flags in TF Serving: inf, nan or 1e10 do not parse there
             if not math.isfinite(value) or abs(value) > 2 ** 31 - 1:
                 raise ValueError(f"--{name}={value:g} is not a number of seconds TF Serving takes (an int32)")
+        for name in ("rest_api_num_threads", "grpc_max_threads"):
+            # 0: TF Serving's default, 4 x CPUs (server.h); its REST ThreadPool CHECKs for at least 1
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name}={getattr(self, name)} is not a number of threads (0 = 4 x CPUs)")
+        if self.max_request_bytes < 1:   # a limit below 1 byte refuses every gRPC call and every REST request
+            raise ValueError(f"--max_request_bytes={self.max_request_bytes} is not a number of bytes a request "
+                             "may have (at least 1)")
 
 
 HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_model_server's)

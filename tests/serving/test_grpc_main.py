@@ -109,3 +109,21 @@ def test_a_poll_interval_tf_serving_cannot_take_is_refused_at_start(flag, capsys
     with pytest.raises(SystemExit):
         parse_flags(["--model_base_path=/m", flag])
     assert "is not a number of seconds TF Serving takes (an int32)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--max_request_bytes=-1", "--max_request_bytes=0", "--rest_api_num_threads=-1",
+                                  "--grpc_max_threads=-1"])
+def test_a_request_limit_or_thread_count_that_cannot_work_is_refused_at_start(flag, capsys):
+    """--max_request_bytes=-1 had started a server that answered every request 413 (a GET too), and a negative
+    thread count failed only after the models loaded, in words that did not name the flag."""
+    from serving.config import parse_flags
+    with pytest.raises(SystemExit) as exit_info:
+        parse_flags(["--model_base_path=/m", flag])
+    assert exit_info.value.code == 2 and f"error: {flag} is not a number of" in capsys.readouterr().err
+
+
+def test_zero_threads_are_tf_servings_default(capsys):
+    """0 threads: 4 x CPUs, the number TF Serving starts with."""
+    from serving.config import parse_flags
+    options = parse_flags(["--model_base_path=/m", "--rest_api_num_threads=0", "--grpc_max_threads=0"])
+    assert (options.rest_api_num_threads, options.grpc_max_threads) == (0, 0)
