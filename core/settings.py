@@ -82,8 +82,9 @@ def flag_name(name: str, dashes: bool = True) -> str:
 
 
 def add_flags(parser, cls, helps: Mapping[str, str], defaults=None, dashes: bool = True,
-              choices: Mapping[str, tuple] | None = None) -> None:
-    """One flag per field named in ``helps`` (field -> help text), typed like the field.
+              choices: Mapping[str, tuple] | None = None, parse_value=parse) -> None:
+    """One flag per field named in ``helps`` (field -> help text), typed like the field and read by
+    ``parse_value`` (:func:`parse` unless a command reads its flags as another parser does).
 
     With ``defaults`` (an instance) the flags default to its values (``argparse.ArgumentDefaultsHelpFormatter``
     shows them); without, they default to None so that :func:`flag_values` returns only the flags given. Booleans take an optional value
@@ -95,7 +96,7 @@ def add_flags(parser, cls, helps: Mapping[str, str], defaults=None, dashes: bool
 
         def convert(raw, field_kind=field_kind, flag=flag):
             try:
-                return parse(field_kind, raw, flag)
+                return parse_value(field_kind, raw, flag)
             except ValueError as err:
                 raise argparse.ArgumentTypeError(str(err)) from None
 

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 import sys
 
 from google.protobuf import text_format
@@ -37,8 +38,8 @@ class ServerOptions:
     model_name: str = "default"
     model_base_path: str = ""
     model_config_file: str = ""
-    model_config_file_poll_wait_seconds: float = 0
-    file_system_poll_wait_seconds: float = 1
+    model_config_file_poll_wait_seconds: int = 0     # whole seconds on the command line, as TF Serving's int32
+    file_system_poll_wait_seconds: int = 1
     allow_version_labels_for_unavailable_models: bool = False
     max_num_load_retries: int = 5
     load_retry_interval_micros: int = 60_000_000
@@ -119,15 +120,59 @@ OTHER_TF_SERVING_FLAGS = frozenset("""
     xla_gpu_compilation_enabled""".split())
 
 
+TF_TYPES = {"bool": "bool", "int": "int32", "str": "string"}   # a field's type as Flags::Usage names it
+INT64_FLAGS = frozenset({"load_retry_interval_micros", "max_request_bytes"})
+SCANF_INT = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")    # what sscanf's "%d%c" reads as one whole number
+
+
+def tf_type(name: str) -> str:
+    """The flag's type as TensorFlow's Flags::Usage shows it (int32, int64, bool, string)."""
+    return "int64" if name in INT64_FLAGS else TF_TYPES[settings.kind(ServerOptions, name)]
+
+
+def parse_tf_flag_value(kind_name: str, raw: str, source: str):
+    """``raw`` read as TensorFlow's command_line_flags reads a value: a bool is true or false (in any case), 1 or
+    0; an int is a whole decimal number (0.5, 1e3 or 1_000 are not); ValueError naming ``source`` otherwise."""
+    if kind_name == "bool" and (raw.lower() in ("true", "false") or raw in ("1", "0")):
+        return raw.lower() in ("true", "1")
+    if kind_name == "bool" or (kind_name == "int" and not SCANF_INT.fullmatch(raw)):
+        raise ValueError(f"{source}={raw!r} is not a valid {tf_type(source.removeprefix('--'))}")
+    return settings.parse(kind_name, raw, source)
+
+
+class FlagsUsageFormatter(argparse.HelpFormatter):
+    """--help as TensorFlow's Flags::Usage shows a flag: ``--name=default``, its type, then its description."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=38)   # Flags::Usage gives ``--name=default`` 33 columns
+
+    def _format_action_invocation(self, action) -> str:
+        if action.default is argparse.SUPPRESS:   # -h, --help
+            return super()._format_action_invocation(action)
+        default = action.default
+        shown = str(default).lower() if isinstance(default, bool) else \
+            f'"{default}"' if isinstance(default, str) else str(default)
+        return f"{action.option_strings[0]}={shown}"
+
+    def _get_help_string(self, action) -> str:
+        if action.default is argparse.SUPPRESS:
+            return action.help
+        return f"{tf_type(action.dest)}: {action.help}"
+
+
 def tf_flag_arguments(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
     """(arguments for argparse, tensorflow_model_server flags not implemented here, unknown arguments), read as
     TensorFlow's command_line_flags reads them: ``--name=value``; a boolean also as ``--name`` (true); so
     ``--rest_api_port 8502`` and ``--enable_batching false`` are not a port and a false (the words after are
-    unknown arguments), and no flag name is abbreviated."""
+    unknown arguments), and no flag name is abbreviated. A bare ``--`` ends the flags: it and every argument
+    after it are unknown."""
     fields = {f.name: "bool" in str(f.type) for f in dataclasses.fields(ServerOptions)}
     kept, ignored, unknown = [], [], []
-    for arg in argv:
+    for index, arg in enumerate(argv):
         name, equals, _ = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if arg == "--":
+            unknown.extend(argv[index:])
+            break
         if arg in ("-h", "--help"):
             kept.append(arg)
         elif name in fields and (equals or fields[name]):
@@ -141,12 +186,13 @@ def tf_flag_arguments(argv: list[str]) -> tuple[list[str], list[str], list[str]]
 
 def parse_flags(argv=None) -> ServerOptions:
     parser = argparse.ArgumentParser(
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, prog="letters-model-server", allow_abbrev=False,
+        formatter_class=FlagsUsageFormatter, prog="letters-model-server", allow_abbrev=False,
+        usage="%(prog)s [--flag=value ...]",
         description="TF Serving-compatible REST and gRPC server for SavedModels laid out as <base_path>/<version>/.")
     settings.add_flags(parser, ServerOptions, {f.name: HELP.get(f.name, "") for f in dataclasses.fields(ServerOptions)},
-                       ServerOptions(), dashes=False)
+                       ServerOptions(), dashes=False, parse_value=parse_tf_flag_value)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--version" in argv:   # as tensorflow_model_server --version
+    if "--version" in argv[:argv.index("--") if "--" in argv else None]:   # as tensorflow_model_server --version
         import tensorflow as tf
         print(f"TensorFlow ModelServer: letters embedded server (TF Serving 2.20.0's APIs)\n"
               f"TensorFlow Library: {tf.__version__}")
@@ -156,7 +202,7 @@ def parse_flags(argv=None) -> ServerOptions:
         print(f"warning: {arg.split('=', 1)[0]} is a tensorflow_model_server flag the embedded server does not "
               "implement; ignored", file=sys.stderr)
     if unknown:   # main.cc prints the first one and the usage, and runs
-        print(f"unknown argument: {unknown[0]}\n{parser.format_usage()}", end="")
+        print(f"unknown argument: {unknown[0]}\n{parser.format_help()}", end="")
     args = parser.parse_args(kept)
     options = ServerOptions(**vars(args))
     try:

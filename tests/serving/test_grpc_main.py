@@ -100,11 +100,53 @@ def test_model_server_flags_are_read_as_tensorflow_model_server_reads_them(capsy
     assert "unknown argument: --model_base=/m" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("flag", ["--file_system_poll_wait_seconds=inf", "--file_system_poll_wait_seconds=1e10",
-                                  "--model_config_file_poll_wait_seconds=nan"])
+@pytest.mark.parametrize("flag", ["--enable_batching=yes", "--enable_batching=on", "--enable_batching=",
+                                  "--file_system_poll_wait_seconds=0.5", "--file_system_poll_wait_seconds=inf",
+                                  "--model_config_file_poll_wait_seconds=1e3", "--port=1_000", "--port=8500 "])
+def test_a_value_tensorflows_flag_parser_refuses_is_refused(flag, capsys):
+    """command_line_flags: a bool is true/false (any case), 1 or 0; an int32 is what sscanf's "%d%c" reads whole.
+    yes/on had enabled batching, and 0.5 had been a poll interval TF Serving cannot be given."""
+    from serving.config import parse_flags
+    with pytest.raises(SystemExit) as exit_info:
+        parse_flags(["--model_base_path=/m", flag])
+    assert exit_info.value.code == 2 and f"{flag.split('=')[0]}=" in capsys.readouterr().err
+
+
+def test_values_tensorflows_flag_parser_takes():
+    from serving.config import parse_flags
+    options = parse_flags(["--model_base_path=/m", "--enable_batching=TRUE", "--rest_api_enable_cors_support=1",
+                           "--file_system_poll_wait_seconds= 7", "--port=+8500"])
+    assert options.enable_batching is options.rest_api_enable_cors_support is True
+    assert (options.file_system_poll_wait_seconds, options.port) == (7, 8500)
+    assert parse_flags(["--model_base_path=/m", "--enable_batching=False"]).enable_batching is False
+
+
+def test_a_bare_double_dash_ends_the_flags(capsys):
+    """Flags::Parse passes "--" and everything after it through unread: the first unknown argument is "--"."""
+    from serving.config import parse_flags
+    options = parse_flags(["--model_base_path=/m", "--", "--port=8500", "--version"])
+    assert options.port == 0 and capsys.readouterr().out.startswith("unknown argument: --\n")
+
+
+def test_help_shows_the_flags_as_they_are_given(capsys):
+    """--help as Flags::Usage: --name=default with its type (it had shown argparse's "--port PORT", a form the
+    parser does not read); after an unknown argument the whole usage follows, as main.cc prints it."""
+    from serving.config import parse_flags
+    with pytest.raises(SystemExit):
+        parse_flags(["--help"])
+    out = capsys.readouterr().out
+    assert "--port=0 " in out and '--model_name="default"' in out and "--enable_batching=false" in out
+    assert "int32: gRPC port" in out and "PORT" not in out and "[--enable_batching" not in out
+    parse_flags(["--model_base_path=/m", "--port", "8500"])
+    out = capsys.readouterr().out
+    assert out.startswith("unknown argument: --port\n") and "--rest_api_port=8501 " in out
+
+
+@pytest.mark.parametrize("flag", ["--file_system_poll_wait_seconds=2147483648",
+                                  "--model_config_file_poll_wait_seconds=-9999999999"])
 def test_a_poll_interval_tf_serving_cannot_take_is_refused_at_start(flag, capsys):
     """TF Serving's poll intervals are int32 flags: inf had started the server and killed its pollers with an
-    OverflowError, so new versions were never loaded."""
+    OverflowError, so new versions were never loaded (inf is not a whole number; neither are these int32s)."""
     from serving.config import parse_flags
     with pytest.raises(SystemExit):
         parse_flags(["--model_base_path=/m", flag])

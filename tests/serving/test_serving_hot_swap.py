@@ -21,7 +21,7 @@ def test_hot_swap_under_load_has_zero_failures(tmp_path):
     for version in (1, 2, 4, 5):
         testing.tiny_model_dir(version)            # build before the clock starts
     testing.publish_version(base, 1)
-    server = testing.start_server(base, subprocess=True, enable_batching=True, file_system_poll_wait_seconds=0.2,
+    server = testing.start_server(base, subprocess=True, enable_batching=True, file_system_poll_wait_seconds=1,
                                   max_num_load_retries=0)
     body = json.dumps({"signature_name": configs.IMAGE_SIGNATURE,
                        "instances": [b64(testing.png_bytes(90))]}).encode()

@@ -163,7 +163,8 @@ def test_startup_fails_when_the_only_version_is_broken(tmp_path):
     with pytest.raises(RuntimeError, match=r"Failed to start server\. Error: UNKNOWN: 1 servable\(s\) did not become "
                                            r"available: \{\{\{name: letters version: 1\} due to error: DATA_LOSS: Can't parse [^\n]*/1/"
                                            r"saved_model\.pb as binary proto\}, \}\n"):
-        testing.start_server(base, subprocess=True, startup_timeout=120, **FAST)
+        testing.start_server(base, subprocess=True, startup_timeout=120,
+                             **dict(FAST, file_system_poll_wait_seconds=1))   # whole seconds on a command line
 
 
 def test_startup_waits_for_a_version_and_sigterm_ends_the_wait(tmp_path):
@@ -176,7 +177,7 @@ def test_startup_waits_for_a_version_and_sigterm_ends_the_wait(tmp_path):
     import threading
 
     process = subprocess.Popen([sys.executable, "-m", "serving", "--model_name=letters", f"--model_base_path={base}",
-                                "--rest_api_port=0", "--file_system_poll_wait_seconds=0.1"],
+                                "--rest_api_port=0", "--file_system_poll_wait_seconds=1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=str(configs.PROJECT_ROOT))
     err_lines = []

@@ -274,7 +274,8 @@ def start_server(model_base_path: str | None = None, model_name: str = "letters"
 
     ``flags`` are any other ``python -m serving`` flags by name (e.g. ``enable_batching=True``,
     ``model_config_file=...``, ``monitoring_config_file=...``, ``file_system_poll_wait_seconds=0.2``);
-    ``grpc_port`` is ``--port`` (0: gRPC off).
+    ``grpc_port`` is ``--port`` (0: gRPC off). With ``subprocess`` they are flags, read as TF Serving reads them: a
+    poll interval is then whole seconds.
     """
     flags.setdefault("file_system_poll_wait_seconds", 1)
     values = dict(flags, rest_api_host=host, rest_api_port=port, port=grpc_port)
