@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from core import image_io
+from core import image_io, settings
 from core.feedback import DB_FILE, FeedbackStoreError, export_feedback, read_records, summarize
 from core.feedback_import import describe, import_folder
 
@@ -33,21 +33,22 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write DIR/<class_folder>/<id>.png (the pipeline reads the store "
                                                  "itself: local_runner.py --feedback-dir)")
-    export.add_argument("--out", required=True, help="output folder (created; local: copy it to a bucket after)")
+    export.add_argument("--out", required=True, type=settings.path,
+                        help="output folder (created; local: copy it to a bucket after)")
     export.add_argument("--overwrite", action="store_true", help="rewrite files already exported")
     commands.add_parser("stats", help="print counts per class as JSON")
     imports = commands.add_parser("import", help="store the images of DIR/<class_folder>/ as labelled feedback "
                                                  "(the store is created if missing; nothing is stored twice)")
     imports.add_argument("folder", metavar="DIR", help="one folder per class, as the pipeline's --data-root")
     args = parser.parse_args(argv)
-    feedback_dir = args.feedback_dir or default_feedback_dir
+    feedback_dir = settings.path_or_default(args.feedback_dir, default_feedback_dir)
     if args.command == "import":   # with the pipeline's file limits, so that nothing stored is dropped in training
         return import_command(feedback_dir, args.folder, config.max_file_bytes, config.max_image_pixels,
                               default_feedback_dir)
     if not os.path.exists(os.path.join(feedback_dir, DB_FILE)):
         print(f"error: no feedback store at {feedback_dir} (expected {DB_FILE} there)", file=sys.stderr)
         return 2
-    if args.command == "export" and "://" in args.out:
+    if args.command == "export" and settings.is_url(args.out):
         parser.error(f"--out {args.out}: the export is written to a local folder; copy that to the bucket "
                      "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
     if args.command == "export":

@@ -3,8 +3,10 @@
 Every settings class of the project (:class:`core.configs.Config`, ``web.config.WebConfig``,
 ``serving.config.ServerOptions``) is a dataclass. This module turns the text of an environment variable or a
 flag into the field's type (bad text is an error naming the variable or the flag), reads a class's variables,
-adds flags for chosen fields to an ``argparse`` parser and maps the parsed flags back onto the fields. Each
-command warns at its start of the ``LETTERS_*`` variables that no setting reads (:func:`warn_unknown_variables`).
+adds flags for chosen fields to an ``argparse`` parser and maps the parsed flags back onto the fields. Every
+command reads its path flags one way (:func:`absolute`, :func:`path_or_default`, :func:`path`): ``~`` expanded,
+an empty one its default, never the current folder. Each command warns at its start of the ``LETTERS_*``
+variables that no setting reads (:func:`warn_unknown_variables`).
 """
 from __future__ import annotations
 
@@ -75,6 +77,34 @@ def _culprits(defaults, changes: Mapping, variables: Mapping[str, str], environ:
         return False
     names = [name for name in changes if refused(name)] or list(changes)
     return ", ".join(f"{variables[name]}={environ[variables[name]]!r}" for name in names)
+
+
+def is_url(path: str) -> bool:
+    """gs://…, s3://…: read where the command or the pipeline runs, not checked here."""
+    return "://" in path
+
+
+def absolute(path: str) -> str:
+    """A path flag's value: URLs as given; local paths made absolute, a leading ``~`` expanded (the shell does not
+    expand it after ``=``, in ``--feedback-dir=~/letters``, nor within quotes)."""
+    return path if is_url(path) else os.path.abspath(os.path.expanduser(path))
+
+
+def path_or_default(value: str | None, default: str) -> str:
+    """A path flag's value made :func:`absolute`; an empty one is ``default``, as an empty LETTERS_<FIELD> is the
+    field's default (``abspath("")`` is the current directory: a command would have written its artifacts, pushed
+    its models or read its feedback wherever it was started). An empty ``default`` (none, or one derived from
+    another field) stays empty."""
+    path = value or default
+    return absolute(path) if path else ""
+
+
+def path(text: str) -> str:
+    """argparse type of a path flag that has no default: :func:`absolute`; an empty one is refused (it would have
+    been the current directory)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names nothing (give . for the current folder)")
+    return absolute(text)
 
 
 def flag_name(name: str, dashes: bool = True) -> str:

@@ -31,11 +31,12 @@ import numpy as np
 from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
-from core import configs, image_io
+from core import configs, image_io, settings
 from core.files import atomic_output, printable
 from core.signals import sigterm_as_interrupt
 from pipeline.evaluate import ImageRefused, answers_each, top_classes
-from pipeline.flags import defaults_from_env, non_negative_int, output_file, positive_int, refuse_ignored
+from pipeline.flags import (defaults_from_env, non_negative_int, output_file, path_or_default, positive_int,
+                            refuse_ignored)
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
 from serving.config import DEFAULT_MAX_REQUEST_BYTES
@@ -308,7 +309,7 @@ def main(argv=None) -> int:
     configs.warn_unknown_variables()
     serving_dir = defaults_from_env().serving_dir
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--images", required=True, type=settings.path, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, type=output_file, help="CSV file to write")
     p.add_argument("--via", choices=("local", "rest", "grpc"), default=None,
                    help="local: the SavedModel of --model, in process (the default); rest, grpc: a model server "
@@ -326,6 +327,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     via_given, args.via = args.via is not None, args.via or "local"
     refuse_flags_the_via_ignores(p, args, via_given)
+    args.model = path_or_default(args.model, serving_dir)
     version = None if args.version is None else str(args.version)
     model_name = configs.MODEL_NAME if args.model_name is None else args.model_name
     try:
@@ -336,7 +338,7 @@ def main(argv=None) -> int:
         if not files:   # before the model loads
             raise FileNotFoundError(f"no files under {args.images}" + (" but hidden ones" if hidden else ""))
         if args.via == "local":
-            predictor = LocalPredictor(serving_dir if args.model is None else args.model, version)
+            predictor = LocalPredictor(args.model, version)
         elif args.via == "rest":
             predictor = RestPredictor(args.server_url or "http://127.0.0.1:8501", model_name, version)
         else:

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
-from core import configs, image_io
+from core import configs, image_io, settings
 from core.files import atomic_write, printable
 from core.signals import sigterm_as_interrupt
 from core.model_dirs import resolve_model_dir
@@ -242,8 +242,10 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
 def main(argv=None) -> int:
     configs.warn_unknown_variables()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="serving directory or one version directory")
-    parser.add_argument("--data-root", required=True, help="folder of <class_folder>/<image> files")
+    parser.add_argument("--model", required=True, type=settings.path,
+                        help="serving directory or one version directory")
+    parser.add_argument("--data-root", required=True, type=settings.path,
+                        help="folder of <class_folder>/<image> files")
     parser.add_argument("--out", default=None, type=output_dir, help="write metrics.json and the PNGs here")
     parser.add_argument("--worst", type=non_negative_int, default=40, help="errors on the contact sheet")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ import sys
 
 from core import configs, settings
 from core.configs import Config
+from core.settings import absolute, is_url, path_or_default   # noqa: F401  (the commands' one way to read paths)
 
 BEAM_MODES = configs.BEAM_MODES
 
@@ -34,27 +35,10 @@ def _int_at_least(text: str, low: int) -> int:
     return value
 
 
-def is_url(path: str) -> bool:
-    """gs://…, s3://…: read where the pipeline runs, not checked here."""
-    return "://" in path
-
-
-def absolute(path: str) -> str:
-    """URLs as given; local paths made absolute (``~`` expanded)."""
-    return path if is_url(path) else os.path.abspath(os.path.expanduser(path))
-
-
-def path_or_default(value: str | None, default: str) -> str:
-    """A path flag's value made :func:`absolute`; an empty one is ``default``, as an empty LETTERS_<FIELD> is the
-    field's default (``abspath("")`` is the current directory: a run would have written its artifacts, pushed its
-    models or read its feedback wherever it was started). An empty ``default`` (none, or one derived from another
-    field) stays empty."""
-    path = value or default
-    return absolute(path) if path else ""
-
-
 def output_file(path: str) -> str:
-    """argparse type: a file that can be created (its folder exists, and it is not a folder itself)."""
+    """argparse type: a file that can be created (its folder exists, and it is not a folder itself), its name
+    read as :func:`core.settings.path` reads it."""
+    path = settings.path(path)
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name")
@@ -119,7 +103,8 @@ def refuse_pretraining_beside_base_model(parser: argparse.ArgumentParser, args: 
 
 def output_dir(path: str) -> str:
     """argparse type: a folder that exists or can be created (made now, so the long work that follows can
-    write its results)."""
+    write its results), read as :func:`core.settings.path` reads it."""
+    path = settings.path(path)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:

@@ -309,8 +309,8 @@ def _complete(out: Path, classes, per_class: int) -> bool:
 
 def main(argv=None) -> int:
     configs.warn_unknown_variables()
-    from pipeline.flags import defaults_from_env
-    config = defaults_from_env()
+    from pipeline import flags
+    config = flags.defaults_from_env()
     parser = argparse.ArgumentParser(
         prog="letters-generate", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.rsplit("\n\n", 1)[0].replace("``", "'"),   # all but the usage line
@@ -323,6 +323,7 @@ def main(argv=None) -> int:
                         help="strokes: simulated writers (one per image of a class); fonts: augmented font glyphs; "
                              "mixed: half each (default: %(default)s)")
     args = parser.parse_args(argv)
+    args.out = flags.path_or_default(args.out, config.data_root)
     if args.per_class < 1:
         parser.error("--per-class must be at least 1")
     if args.seed < 0:

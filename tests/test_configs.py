@@ -144,6 +144,24 @@ def test_every_path_flag_expands_a_tilde_as_the_shell_would(monkeypatch, tmp_pat
     assert serve_demo._default_web_port() == 8080
 
 
+def test_the_commands_around_the_pipeline_expand_a_tilde_too(monkeypatch, tmp_path, capsys):
+    """letters-evaluate --out=~/r, letters-batch-predict --out=~/p.csv and letters-generate --out=~/g had made or
+    looked for a folder named "~" in the current one."""
+    from pipeline import batch_predict, evaluate, generate_letters
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images").mkdir()
+    assert evaluate.main(["--model=~/nothing", "--data-root=~/images", "--out=~/report"]) == 2
+    assert (tmp_path / "report").is_dir() and str(tmp_path / "nothing") in capsys.readouterr().err
+    assert batch_predict.main(["--images=~/images", "--out=~/p.csv"]) == 2
+    assert f"no files under {tmp_path / 'images'}" in capsys.readouterr().err
+    written = []
+    monkeypatch.setattr(generate_letters, "require_faces", lambda: [])
+    monkeypatch.setattr(generate_letters, "generate", lambda out, *args, **kwargs: written.append(out))
+    assert generate_letters.main(["--out=~/generated"]) == 0 and written == [str(tmp_path / "generated")]
+    assert not (tmp_path / "~").exists()
+
+
 def test_the_training_budget_grows_with_the_training_images_within_bounds():
     assert configs.Config().epochs == 0                       # the default: sized from the data
     epochs = [configs.sized_epochs(n) for n in range(0, 20_000, 50)]

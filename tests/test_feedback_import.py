@@ -137,6 +137,18 @@ def test_the_command_imports_and_says_what_comes_next(folder, tmp_path, capsys):
     assert (stats["records"], stats["confirmed"], stats["corrected"], stats["without_answer"]) == (4, 0, 0, 4)
 
 
+def test_a_tilde_after_the_equals_sign_names_the_home_folder(folder, tmp_path, monkeypatch, capsys):
+    """--feedback-dir=~/store (no shell expands ~ after =) had written ./~/store, then advised --feedback-dir
+    ~/store, which the shell expands: another store."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert feedback_cli.main(["--feedback-dir=~/store", "import", str(folder)]) == 0
+    store = tmp_path / "home" / "store"
+    assert f"--feedback-dir {store} " in capsys.readouterr().out and len(stored(store)) == 4
+    assert feedback_cli.main(["--feedback-dir=~/store", "export", "--out=~/export"]) == 0
+    assert len(list((tmp_path / "home" / "export").glob("*/*.png"))) == 4 and not (tmp_path / "~").exists()
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda root: (root / "x.png").write_bytes(b"x"), "no file in a class folder"),
     (lambda root: None, "no file in a class folder"),

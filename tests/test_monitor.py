@@ -701,6 +701,19 @@ def test_a_relative_feedback_dir_names_the_same_store_for_the_retraining_run(tmp
     assert config.feedback_dir == str(tmp_path / "feedback") and config.pipeline_root == str(tmp_path / "pipeline")
 
 
+def test_every_path_flag_expands_a_tilde(tmp_path, monkeypatch):
+    """--out=~/mon and --logs=~/logs (no shell expands ~ after =) had made ./~/mon and looked for ./~/logs, while
+    --pipeline-root=~/p and --feedback-dir=~/f in the same command named the home folder's."""
+    from pipeline.monitor import cli
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    config, args, _ = cli.parse_args(["--out=~/mon", "--logs=~/logs", "--pipeline-root=~/p", "--feedback-dir=~/f"])
+    home = tmp_path / "home"
+    assert (args.out, args.logs) == (str(home / "mon"), str(home / "logs")) and (home / "mon").is_dir()
+    assert (config.pipeline_root, config.feedback_dir) == (str(home / "p"), str(home / "f"))
+    assert not (tmp_path / "~").exists()
+
+
 def retraining_config(cmd: list[str]):
     """The local runner's settings for the monitor's retraining command."""
     import local_runner

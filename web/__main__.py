@@ -26,6 +26,12 @@ FLAGS = {   # WebConfig field -> help
     "request_log_dir": "write the predictions as TF Serving PredictionLog TFRecords to this folder ('' = off)",
     "request_log_sampling": "share of the predictions written to the request log, 0..1",
 }
+PATHS = ("feedback_dir", "request_log_dir")
+
+
+def path_values(args: argparse.Namespace) -> dict:
+    """The path flags read as every command reads them (``~`` expanded, made absolute)."""
+    return {name: settings.absolute(getattr(args, name)) for name in PATHS if getattr(args, name)}
 
 
 def parse_args(argv=None) -> WebConfig:
@@ -42,7 +48,7 @@ def parse_args(argv=None) -> WebConfig:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return defaults.replace(**settings.flag_values(args, FLAGS))
+        return defaults.replace(**{**settings.flag_values(args, FLAGS), **path_values(args)})
     except ValueError as err:
         parser.error(str(err))
 

@@ -113,9 +113,11 @@ def parse_args(argv=None):
     if args.metrics_url and (problem := server_metrics.url_problem(args.metrics_url)):
         parser.error(problem)
     args.pipeline_root = flags.absolute(args.pipeline_root)
+    args.logs = flags.absolute(args.logs) if args.logs else args.logs
     metadata = flags.absolute(args.metadata_path) if args.metadata_path else config.metadata_path
     config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,   # absolute: the retraining
-                            feedback_dir=flags.absolute(args.feedback_dir) if args.feedback_dir else "")   # runs elsewhere
+                            feedback_dir=flags.absolute(args.feedback_dir) if args.feedback_dir else "",   # runs
+                            request_log_dir=flags.path_or_default(config.request_log_dir, ""))   # elsewhere
     if args.policy and config.metadata_file.startswith("grpc://"):
         parser.error(f"--retrain-when runs the local runner, whose ML Metadata is a SQLite file, not "
                      f"{config.metadata_file}: retrain a Kubeflow pipeline by running it there "

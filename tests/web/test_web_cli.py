@@ -30,6 +30,15 @@ def test_config_defaults_and_environment(tmp_path):
             WebConfig(**bad)
 
 
+def test_path_flags_expand_a_tilde(tmp_path, monkeypatch):
+    """--feedback-dir=~/fb (no shell expands ~ after =) had named a folder "~" in the current one; the same
+    LETTERS_FEEDBACK_DIR was expanded."""
+    from web.__main__ import parse_args
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = parse_args(["--feedback-dir=~/fb", "--request-log-dir=~/logs"])
+    assert (config.feedback_dir, config.request_log_dir) == (str(tmp_path / "fb"), str(tmp_path / "logs"))
+
+
 def test_command_line_serves_and_stops(tmp_path, serving_labelled):
     proc = subprocess.Popen(
         [sys.executable, "-m", "web", "--port", "0", "--tf-serving-url", serving_labelled.url,
