@@ -33,7 +33,7 @@ from core import configs
 from core.files import atomic_write, exclusive
 from core.signals import sigterm_as_interrupt
 from core.configs import Config
-from pipeline.flags import absolute, defaults_from_env
+from pipeline.flags import defaults_from_env, path_or_default
 from serving import protos
 from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_errors, version_states
@@ -441,9 +441,9 @@ def main(argv=None) -> int:
     back = sub.add_parser("rollback", parents=[common], help="move a label back to its previous version")
     back.add_argument("--label", default="stable", choices=LABELS)
     args = p.parse_args(argv)
-    args.serving_dir, args.metadata_path = absolute(args.serving_dir), absolute(args.metadata_path)   # "~" too
-    args.config = absolute(args.config) if args.config else default_config_file(
-        defaults.replace(serving_dir=args.serving_dir))
+    args.serving_dir = path_or_default(args.serving_dir, defaults.serving_dir)   # "~" too; empty: the default
+    args.metadata_path = path_or_default(args.metadata_path, defaults.metadata_file)
+    args.config = path_or_default(args.config, default_config_file(defaults.replace(serving_dir=args.serving_dir)))
     try:
         if args.command == "list":
             print(format_versions(list_versions(args.serving_dir, args.metadata_path, args.config)))

@@ -24,7 +24,7 @@ from core import configs
 from core.model_dirs import resolve_model_dir
 from core.signals import raise_interrupt
 from pipeline import releases
-from pipeline.flags import absolute, defaults_from_env
+from pipeline.flags import absolute, defaults_from_env, path_or_default
 from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_states
 
@@ -155,10 +155,9 @@ def main(argv=None) -> int:
         print(f"error: {' and '.join(same)} are the same port ({flags[same[0][2:]]}); give each its own",
               file=sys.stderr)
         return 2
-    # absolute ("~" expanded): the servers run in the project root, the paths were given from here
-    serving_dir = Path(absolute(args.serving_dir))
-    if args.model_config_file:
-        args.model_config_file = absolute(args.model_config_file)
+    # absolute ("~" expanded; empty: the default): the servers run in the project root, the paths were given here
+    serving_dir = Path(path_or_default(args.serving_dir, defaults.serving_dir))
+    args.model_config_file = path_or_default(args.model_config_file, "")
     if (serving_dir / "saved_model.pb").exists():   # a version folder: the server serves the folder above it
         print(f"error: {serving_dir} is a version folder; give its serving dir, {serving_dir.parent}",
               file=sys.stderr)

@@ -279,6 +279,18 @@ def test_an_empty_path_flag_is_the_default_not_the_current_directory(runner, fla
             assert config.metadata_file == (default or os.path.join(config.pipeline_root, "metadata.sqlite"))
 
 
+def test_an_empty_serving_dir_is_the_default_for_the_release_commands_too(tmp_path, monkeypatch, capsys):
+    """letters-releases and letters-demo-serve --serving-dir= had listed and served the current directory."""
+    from pipeline import releases, serve_demo
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("LETTERS_SERVING_DIR", str(tmp_path / "served"))
+    assert releases.main(["list", "--serving-dir=", "--metadata-path=", "--config="]) == 2
+    assert f"the serving dir {tmp_path / 'served'} does not exist" in capsys.readouterr().err
+    assert serve_demo.main(["--serving-dir=", "--model-config-file="]) == 2
+    assert f"no pushed model in {tmp_path / 'served'};" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--no-pretrain", "--pretrain-root", "{tmp}/other"],
      "--no-pretrain starts the network at random: --pretrain-root ({tmp}/other) would be ignored"),

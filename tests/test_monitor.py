@@ -714,6 +714,22 @@ def test_every_path_flag_expands_a_tilde(tmp_path, monkeypatch):
     assert not (tmp_path / "~").exists()
 
 
+def test_an_empty_path_flag_is_the_default_not_the_current_directory(tmp_path, monkeypatch):
+    """--pipeline-root= had been abspath(""), the current directory, --feedback-dir= no store at all and --out= a
+    usage error: each is its default, as in the runners."""
+    from core import configs
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "logs").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    for field, folder in (("pipeline_root", "root/pipeline"), ("feedback_dir", "store"), ("request_log_dir", "logs")):
+        monkeypatch.setenv(configs.ENV[field], str(tmp_path / folder))
+    config, args, _ = cli.parse_args(["--pipeline-root=", "--feedback-dir=", "--metadata-path=", "--out=", "--logs="])
+    assert (config.pipeline_root, config.feedback_dir) == (str(tmp_path / "root/pipeline"), str(tmp_path / "store"))
+    assert config.metadata_file == str(tmp_path / "root/pipeline/metadata.sqlite")
+    assert (args.out, args.logs) == (str(tmp_path / "root/monitor"), str(tmp_path / "logs"))
+    assert os.listdir(tmp_path / "cwd") == []
+
+
 def retraining_config(cmd: list[str]):
     """The local runner's settings for the monitor's retraining command."""
     import local_runner

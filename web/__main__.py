@@ -26,12 +26,13 @@ FLAGS = {   # WebConfig field -> help
     "request_log_dir": "write the predictions as TF Serving PredictionLog TFRecords to this folder ('' = off)",
     "request_log_sampling": "share of the predictions written to the request log, 0..1",
 }
-PATHS = ("feedback_dir", "request_log_dir")
 
 
-def path_values(args: argparse.Namespace) -> dict:
-    """The path flags read as every command reads them (``~`` expanded, made absolute)."""
-    return {name: settings.absolute(getattr(args, name)) for name in PATHS if getattr(args, name)}
+def path_values(args: argparse.Namespace, defaults: WebConfig) -> dict:
+    """The path flags read as every command reads them (:func:`core.settings.path_or_default`): an empty
+    --feedback-dir is the default store, an empty --request-log-dir no request log."""
+    return {"feedback_dir": settings.path_or_default(args.feedback_dir, defaults.feedback_dir),
+            "request_log_dir": settings.path_or_default(args.request_log_dir, "")}
 
 
 def parse_args(argv=None) -> WebConfig:
@@ -48,7 +49,7 @@ def parse_args(argv=None) -> WebConfig:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return defaults.replace(**{**settings.flag_values(args, FLAGS), **path_values(args)})
+        return defaults.replace(**{**settings.flag_values(args, FLAGS), **path_values(args, defaults)})
     except ValueError as err:
         parser.error(str(err))
 

@@ -70,8 +70,8 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--metrics-url", default=None,
                    help="a model server's Prometheus page (http(s)://…/monitoring/prometheus/metrics) for latency "
                         "and errors; a page that cannot be read, or is not Prometheus text, is an alarm")
-    p.add_argument("--out", default=os.path.join(os.path.dirname(defaults.pipeline_root), "monitor"),
-                   type=flags.output_dir,
+    out = os.path.join(os.path.dirname(defaults.pipeline_root), "monitor")
+    p.add_argument("--out", default=out, type=flags.output_dir_or(out),
                    help="folder for report.html, its PNGs, monitor.json and monitor.prom")
     p.add_argument("--window", default="day", help="group answers by day, all, or a duration (6h, 30m, 2d)")
     p.add_argument("--retrain-when", default=None, metavar="POLICY",
@@ -112,12 +112,13 @@ def parse_args(argv=None):
         parser.error("--model must name the served model")
     if args.metrics_url and (problem := server_metrics.url_problem(args.metrics_url)):
         parser.error(problem)
-    args.pipeline_root = flags.absolute(args.pipeline_root)
-    args.logs = flags.absolute(args.logs) if args.logs else args.logs
-    metadata = flags.absolute(args.metadata_path) if args.metadata_path else config.metadata_path
-    config = config.replace(pipeline_root=args.pipeline_root, metadata_path=metadata,   # absolute: the retraining
-                            feedback_dir=flags.absolute(args.feedback_dir) if args.feedback_dir else "",   # runs
-                            request_log_dir=flags.path_or_default(config.request_log_dir, ""))   # elsewhere
+    # an empty path flag is its default; absolute: the retraining runs elsewhere
+    args.pipeline_root = flags.path_or_default(args.pipeline_root, defaults.pipeline_root)
+    args.logs = flags.path_or_default(args.logs, parser.get_default("logs") or "")
+    config = config.replace(pipeline_root=args.pipeline_root,
+                            metadata_path=flags.path_or_default(args.metadata_path, config.metadata_path),
+                            feedback_dir=flags.path_or_default(args.feedback_dir, defaults.feedback_dir),
+                            request_log_dir=flags.path_or_default(config.request_log_dir, ""))
     if args.policy and config.metadata_file.startswith("grpc://"):
         parser.error(f"--retrain-when runs the local runner, whose ML Metadata is a SQLite file, not "
                      f"{config.metadata_file}: retrain a Kubeflow pipeline by running it there "

@@ -39,6 +39,19 @@ def test_path_flags_expand_a_tilde(tmp_path, monkeypatch):
     assert (config.feedback_dir, config.request_log_dir) == (str(tmp_path / "fb"), str(tmp_path / "logs"))
 
 
+def test_an_empty_path_flag_is_the_default_not_the_current_directory(tmp_path, monkeypatch):
+    """--feedback-dir= had stored the feedback in the current folder (abspath("")), while local_runner.py
+    --feedback-dir "" reads the default store; an empty --request-log-dir is no request log, as its help says."""
+    from web.__main__ import parse_args
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LETTERS_REQUEST_LOG_DIR", str(tmp_path / "logs"))
+    for setting, store in (("", DEFAULT_FEEDBACK_DIR), (str(tmp_path / "store"), str(tmp_path / "store"))):
+        monkeypatch.setenv("LETTERS_FEEDBACK_DIR", setting)
+        config = parse_args(["--feedback-dir=", "--request-log-dir="])
+        assert (config.feedback_dir, config.request_log_dir) == (store, "")
+        assert parse_args([]).request_log_dir == str(tmp_path / "logs")
+
+
 def test_command_line_serves_and_stops(tmp_path, serving_labelled):
     proc = subprocess.Popen(
         [sys.executable, "-m", "web", "--port", "0", "--tf-serving-url", serving_labelled.url,
