@@ -286,15 +286,22 @@ class Handler(BaseHTTPRequestHandler):
         the socket's own timeout (the idle timeout) restarts with every byte, so a client trickling its request
         would hold this handler thread for as long as it likes. The wait for a request's first byte is the idle
         timeout's; a kept-alive connection is idle during it, and the server may close it to make room for a new
-        one (not a new connection, whose first request may be on its way)."""
-        if self.kept_alive:
+        one (not a new connection, whose first request may be on its way). Idle means nothing of the next request
+        at hand (read ahead with the last one, a pipelined request, or in the socket), and the wait reads nothing:
+        bytes that arrive stay in the socket, where the server sees them and leaves the connection alone until the
+        handler has said it is busy."""
+        if self.kept_alive and not self._at_hand():
             self.server.connection_idle(self.connection)
+            ready = _readable(self.connection, self.timeout)
+            # Busy before a byte is read; unless the server closed it meanwhile (its next request had not begun).
+            if not self.server.connection_busy(self.connection) or not ready:
+                self.close_connection = True
+                return
         try:
-            arrived = bool(self.rfile.peek(1))        # (a pipelined request may be in the buffer already)
+            arrived = bool(self.rfile.peek(1))
         except (TimeoutError, OSError):
             arrived = False
-        # Busy before the request is parsed; unless the server closed it meanwhile, or the client did.
-        if not self.server.connection_busy(self.connection) or not arrived:
+        if not arrived:                               # the client closed it, or sent nothing within the timeout
             self.close_connection = True
             return
         self._arrival = _Arrival(self.connection, self.request_timeout)
@@ -303,6 +310,18 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self._arrival.done()
         self.kept_alive = True
+
+    def _at_hand(self) -> bool:
+        """Whether bytes of a next request are at hand without waiting: read ahead with the last request (a
+        pipelined one) or in the socket."""
+        timeout = self.connection.gettimeout()
+        self.connection.settimeout(0)                 # peek returns b"" where it would wait
+        try:
+            return bool(self.rfile.peek(1))
+        except OSError:                               # (the read that follows meets it and ends the connection)
+            return True
+        finally:
+            self.connection.settimeout(timeout)
 
     def _arrived(self) -> bool:
         """The request has arrived whole: its deadline no longer applies (the answer may take longer). False if
@@ -553,11 +572,12 @@ class _Arrival:
         return self._deadline.cancel()
 
 
-def _readable(connection: socket.socket) -> bool:
-    """Whether bytes, or the client's close, wait to be read on ``connection`` (without waiting)."""
+def _readable(connection: socket.socket, timeout: float | None = 0.0) -> bool:
+    """Whether bytes, or the client's close, wait to be read on ``connection``, waiting for them up to ``timeout``
+    seconds (None: without end); nothing is read."""
     poller = select.poll()
     poller.register(connection, select.POLLIN)
-    return bool(poller.poll(0))
+    return bool(poller.poll(None if timeout is None else timeout * 1000))
 
 
 class WebServer(ThreadingHTTPServer):
@@ -595,7 +615,8 @@ class WebServer(ThreadingHTTPServer):
             return self._quiet.wait_for(lambda: self._busy == 0, timeout)
 
     def connection_idle(self, connection: socket.socket) -> None:
-        """The handler of a kept-alive ``connection`` waits for its next request: it may be closed for room."""
+        """The handler of a kept-alive ``connection`` waits for its next request, nothing of which it has read:
+        it may be closed for room while no byte waits on it."""
         with self._room:
             self._idle[connection] = None
             self._room.notify_all()

@@ -428,6 +428,92 @@ def test_a_new_connection_closes_an_idle_keep_alive_one_when_every_thread_is_tak
             sock.close()
 
 
+class _Room(threading.Condition):
+    """The server's condition for handler slots: ``chosen`` is set when the acceptor waits on it, having chosen
+    which idle connection (if any) to close for room."""
+
+    def __init__(self):
+        super().__init__()
+        self.chosen = threading.Event()
+
+    def wait(self, timeout=None):
+        self.chosen.set()
+        return super().wait(timeout)
+
+
+def _hold_after_the_wait(web, monkeypatch, client: socket.socket):
+    """Watches the acceptor's choices (returned, a :class:`_Room`) and holds the handler of ``client``'s kept-alive
+    connection, once its wait for the next request is over (before it says it is busy), until the acceptor next
+    waits; ``room.held`` is set while it is held."""
+    room = _Room()
+    room.held = threading.Event()
+    monkeypatch.setattr(web.server, "_room", room)
+    busy = web.server.connection_busy
+
+    def connection_busy(connection):
+        try:
+            mine = connection in web.server._idle and connection.getpeername() == client.getsockname()
+        except OSError:
+            mine = False
+        if mine:
+            room.held.set()
+            assert room.chosen.wait(10)
+        return busy(connection)
+
+    monkeypatch.setattr(web.server, "connection_busy", connection_busy)
+    return room
+
+
+def test_a_request_arriving_on_an_idle_connection_is_answered_though_a_new_one_needs_its_thread(start_web, dead_url,
+                                                                                              monkeypatch):
+    """The next request arrives on an idle keep-alive connection; before its handler says it is busy, a new
+    connection needs its thread. Reading the request's first bytes had emptied the socket, so the acceptor took the
+    connection for idle and closed it unanswered; the bytes stay in the socket until the handler is busy."""
+    import http.client
+
+    web = start_web(dead_url, max_handler_threads=1, idle_timeout=20.0)
+    kept_alive = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
+    kept_alive.connect()
+    room = _hold_after_the_wait(web, monkeypatch, kept_alive.sock)
+    new = None
+    try:
+        kept_alive.request("GET", "/healthz")
+        assert kept_alive.getresponse().read()
+        kept_alive.request("GET", "/api/classes")
+        assert room.held.wait(10)                 # its request has arrived, the handler not yet busy
+        new = socket.create_connection(("127.0.0.1", web.port), timeout=10)
+        new.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        response = kept_alive.getresponse()       # (had been closed unanswered)
+        assert response.status == 200 and len(json.loads(response.read())["classes"]) == len(CLASS_NAMES)
+        assert read_until_closed(new).startswith(b"HTTP/1.1 200")   # its thread free once that was answered
+    finally:
+        kept_alive.close()
+        if new is not None:
+            new.close()
+
+
+def test_a_pipelined_request_is_answered_though_a_new_connection_needs_its_thread(start_web, dead_url, monkeypatch):
+    """A request sent right behind the last one is read with it, so it is no longer in the socket: the acceptor,
+    waiting for a thread, had taken the connection for idle once the first was answered and closed it with the
+    second unanswered. A request at hand is answered before the connection is idle."""
+    web = start_web(dead_url, max_handler_threads=1, idle_timeout=20.0)
+    pipelining = socket.create_connection(("127.0.0.1", web.port), timeout=10)
+    room = _hold_after_the_wait(web, monkeypatch, pipelining)
+    new = socket.create_connection(("127.0.0.1", web.port), timeout=10)
+    try:
+        pipelining.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")            # its thread is reading it
+        new.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert room.chosen.wait(10)               # every thread taken, none idle: the new connection waits
+        room.chosen.clear()
+        pipelining.sendall(b"\r\nGET /api/classes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = read_until_closed(pipelining)
+        assert reply.count(b"HTTP/1.1 200 ") == 2 and b'"classes"' in reply, reply[-300:]
+        assert read_until_closed(new).startswith(b"HTTP/1.1 200")
+    finally:
+        pipelining.close()
+        new.close()
+
+
 def test_a_trickled_request_is_cut_at_the_request_timeout(start_web, serving_labelled, caplog):
     """A byte every 0.3 s keeps the idle timeout from firing; the request timeout bounds the whole arrival, so
     such clients (slowloris) hold a handler thread no longer than it, head or body, and are told with a 408."""
