@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.parse
 
-from core.deadlines import WATCHDOG
+from core.deadlines import ExchangeDeadline
 
 
 class ServingUnavailable(Exception):
@@ -42,27 +42,6 @@ def error_text(body) -> str:
 
 _CLOSED = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
            http.client.BadStatusLine, http.client.IncompleteRead)
-
-
-class _Deadline:
-    """The end of one exchange's time: its socket is shut down then, so that the read waiting on it ends at once
-    (a cut answer can look whole to http.client, so :meth:`finish` is what tells); nothing once it has finished."""
-
-    def __init__(self, conn: http.client.HTTPConnection, seconds: float):
-        self.conn = conn
-        self._deadline = WATCHDOG.call_later(seconds, self._cut)
-
-    def _cut(self) -> None:
-        sock = self.conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def finish(self) -> bool:
-        """Stops the clock; whether the exchange finished in time."""
-        return self._deadline.cancel()
 
 
 def _send(conn: http.client.HTTPConnection, method: str, target: str, payload, headers: dict):
@@ -138,7 +117,7 @@ class RestConnection:
         deadline = time.monotonic() + self.timeout
         for attempt in (0, 1):
             conn, reused = self._take() if attempt == 0 else (self._open(), False)
-            clock = _Deadline(conn, max(0.0, deadline - time.monotonic()))
+            clock = ExchangeDeadline(conn, max(0.0, deadline - time.monotonic()))
             try:
                 response = _send(conn, method, self.prefix + path, payload, headers or {})
                 raw = response.read()

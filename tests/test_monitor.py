@@ -827,6 +827,17 @@ def test_a_page_that_is_not_prometheus_text_says_so(page):
 
 class _MetricsPage(BaseHTTPRequestHandler):
     def do_GET(self):   # HTTP/1.0: the page ends when the connection closes
+        if self.server.head_pause:   # the status line, then its header lines a byte at a time
+            self.wfile.write(b"HTTP/1.0 200 OK\r\n")
+            if trickle(self.connection, b"X-Wait: 0\r\n" * 50, self.server.head_pause, 10, self.server.stop):
+                self.server.head_sent.set()
+                self.wfile.write(b"\r\n" + self.server.page)
+            return
+        if self.server.location and self.path.endswith("/metrics"):
+            self.send_response(302)
+            self.send_header("Location", self.server.location)
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         if self.server.length is not None:
@@ -842,13 +853,17 @@ class _MetricsPage(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def metrics_page(page: bytes, pause: float = 0.0, length: int | None = None):
+def metrics_page(page: bytes, pause: float = 0.0, length: int | None = None, head_pause: float = 0.0,
+                 head_sent: threading.Event | None = None, location: str = ""):
     """A server on 127.0.0.1 answering every GET with ``page`` (a byte every ``pause`` seconds, for at most 10 s,
     when given: each read well within the socket's timeout; with a Content-Length of ``length`` when given), then
-    closing the connection; yields the page's URL."""
+    closing the connection; yields the page's URL. With ``head_pause``, fifty header lines come a byte every
+    ``head_pause`` seconds instead (for at most 10 s; ``head_sent`` is set if they were all sent); with
+    ``location``, the page's URL is redirected there."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _MetricsPage)
     server.daemon_threads = True
     server.page, server.pause, server.length, server.stop = page, pause, length, threading.Event()
+    server.head_pause, server.head_sent, server.location = head_pause, head_sent or threading.Event(), location
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -865,6 +880,24 @@ def test_a_page_trickled_in_ends_at_the_timeout():
     with metrics_page(b"# x\n" * 1000, pause=0.01) as url:
         with pytest.raises(server_metrics.Unreadable, match=r"^timed out: the page was not whole within 1 s$"):
             server_metrics.fetch(url, timeout=1.0)
+
+
+def test_headers_trickled_in_end_at_the_timeout():
+    """The timeout bounds the status line and the headers too: each header line had had the socket's own timeout
+    anew (up to 100 lines: some 16 minutes with the 10 s timeout) before the page's deadline applied."""
+    head_sent = threading.Event()
+    with metrics_page(b"# x\n", head_pause=0.01, head_sent=head_sent) as url:   # (some 6 s of header lines)
+        with pytest.raises(server_metrics.Unreadable, match=r"^timed out: the page was not whole within 1 s$"):
+            server_metrics.fetch(url, timeout=1.0)
+        assert not head_sent.is_set()   # ended while they still came
+
+
+def test_a_redirected_page_cannot_be_read_and_says_where_it_points():
+    """A Prometheus page is served where it is asked for: a redirect (to a login page, say) is not followed."""
+    with metrics_page(b"# x\n", location="/login?next=metrics") as url:
+        with pytest.raises(server_metrics.Unreadable) as info:
+            server_metrics.fetch(url)
+    assert str(info.value) == f"HTTP 302 Found to {url.rsplit('/monitoring', 1)[0]}/login?next=metrics"
 
 
 def test_a_page_cut_short_of_its_content_length_cannot_be_read():

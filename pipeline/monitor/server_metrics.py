@@ -3,19 +3,19 @@ uses too: ``:tensorflow:serving:request_count{model_name,status}``, ``:tensorflo
 {model_name,API,entrypoint}`` histogram in microseconds). Only the monitored model's series are judged; other
 models' requests are counted by name and left out.
 
-A page that cannot be read (nothing listening, an HTTP error, a timeout, a page larger than
-:data:`MAX_PAGE_BYTES`) or is not Prometheus text is an alarm in the monitor (:func:`read` says why), not an
-all-clear: a server that is down reports no errors.
+A page that cannot be read (nothing listening, an HTTP error or a redirect, an answer not whole within the
+timeout, a page larger than :data:`MAX_PAGE_BYTES`) or is not Prometheus text is an alarm in the monitor
+(:func:`read` says why), not an all-clear: a server that is down reports no errors.
 """
 from __future__ import annotations
 
 import http.client
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from core.deadlines import ExchangeDeadline
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
@@ -37,7 +37,7 @@ class Unreadable(Exception):
 
 def url_problem(url: str) -> str | None:
     """Why ``url`` is not a metrics page's address (None when it is one): an http:// or https:// URL with a host.
-    Said before the pass starts; urllib would otherwise read a ``file://`` path, or refuse ``host:8501/…`` only
+    Said before the pass starts; :func:`fetch` would otherwise refuse a ``file://`` path or ``host:8501/…`` only
     once the pass reaches it."""
     try:
         parts = urllib.parse.urlsplit(url)
@@ -54,32 +54,59 @@ def url_problem(url: str) -> str | None:
 
 
 def fetch(url: str, timeout: float = 10.0) -> str:
-    """The page's text; :class:`Unreadable` when the server cannot be reached, answers with an HTTP error, has not
-    sent the whole page within ``timeout`` seconds or sends more than :data:`MAX_PAGE_BYTES`."""
-    deadline = time.monotonic() + timeout
+    """The page's text; :class:`Unreadable` when the server cannot be reached, answers with an HTTP error or a
+    redirect, has not sent the whole answer (status line, headers and page) within ``timeout`` seconds of the first
+    connection attempt or sends more than :data:`MAX_PAGE_BYTES`."""
+    if problem := url_problem(url):
+        raise Unreadable(problem)
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme.lower() == "https"
+    connection = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(
+        parts.hostname, parts.port or (443 if https else 80), timeout=timeout)
+    clock = None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return _body(response, deadline, timeout).decode("utf-8", "replace")
-    except urllib.error.HTTPError as err:   # before URLError, its base class
-        raise Unreadable(f"HTTP {err.code} {err.reason}") from None
-    except urllib.error.URLError as err:
-        reason = err.reason
-        raise Unreadable(getattr(reason, "strerror", None) or str(reason)) from None
-    except (OSError, http.client.HTTPException, UnicodeError) as err:   # a timeout, a connection closed mid-answer
+        ends = time.monotonic() + timeout
+        connection.connect()   # (each of the host's addresses tried for at most the timeout)
+        clock = ExchangeDeadline(connection, max(0.0, ends - time.monotonic()))
+        page = _page(connection, url, urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")))
+        if not clock.finish():   # cut at the deadline: a page without a Content-Length looks whole
+            raise _timed_out(timeout)
+        return page.decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException, UnicodeError) as err:   # also a read ended by the clock
+        if isinstance(err, TimeoutError) or clock is not None and not clock.finish():
+            raise _timed_out(timeout) from None
         raise Unreadable(getattr(err, "strerror", None) or str(err) or type(err).__name__) from None
+    finally:
+        if clock is not None:
+            clock.finish()
+        connection.close()
 
 
-def _body(response, deadline: float, timeout: float) -> bytes:
-    """The response's body, read a socket read at a time (``read1``: each waits at most the socket's timeout) up to
-    ``deadline`` (time.monotonic()) and :data:`MAX_PAGE_BYTES`: a page trickled in resets each read's own timeout,
-    so only the deadline ends it; :class:`Unreadable` past either."""
+def _timed_out(timeout: float) -> Unreadable:
+    return Unreadable(f"timed out: the page was not whole within {timeout:g} s")
+
+
+def _page(connection: http.client.HTTPConnection, url: str, target: str) -> bytes:
+    """The body of a GET of ``target`` (``url``'s path and query) on ``connection``; :class:`Unreadable` for an
+    answer that is not 2xx: an HTTP error, or a redirect, said with where it points (a Prometheus page is served
+    where it is asked for, not redirected)."""
+    connection.request("GET", target)
+    response = connection.getresponse()
+    if not 200 <= response.status < 300:
+        location = response.getheader("Location") if 300 <= response.status < 400 else None
+        where = f" to {urllib.parse.urljoin(url, location)[:200]}" if location else ""
+        raise Unreadable(f"HTTP {response.status} {response.reason}{where}")
+    return _body(response)
+
+
+def _body(response: http.client.HTTPResponse) -> bytes:
+    """The response's body, read a socket read at a time (``read1``) up to :data:`MAX_PAGE_BYTES`; :class:`Unreadable`
+    past it."""
     chunks, size = [], 0
     while chunk := response.read1(CHUNK_BYTES):
         size += len(chunk)
         if size > MAX_PAGE_BYTES:
             raise Unreadable(f"the page is larger than {MAX_PAGE_BYTES / 2 ** 20:g} MiB")
-        if time.monotonic() > deadline:
-            raise Unreadable(f"timed out: the page was not whole within {timeout:g} s")
         chunks.append(chunk)
     if response.length:   # read1 ends quietly where read raises: a connection closed before its Content-Length
         raise http.client.IncompleteRead(b"".join(chunks), response.length)

@@ -3,15 +3,16 @@ its socket timeout, so only a deadline on the whole exchange stops it (slowloris
 import time
 
 
-def trickle(sock, data: bytes, pause: float, seconds: float = float("inf"), stop=None) -> None:
+def trickle(sock, data: bytes, pause: float, seconds: float = float("inf"), stop=None) -> bool:
     """Sends ``data`` a byte every ``pause`` seconds, for at most ``seconds`` or until ``stop`` (an Event) is set
-    or the socket is closed."""
+    or the socket is closed; whether all of it was sent."""
     started = time.monotonic()
     for byte in data:
         if time.monotonic() - started > seconds or (stop is not None and stop.is_set()):
-            return
+            return False
         try:
             sock.sendall(bytes([byte]))
         except OSError:
-            return
+            return False
         time.sleep(pause)
+    return True
