@@ -441,6 +441,24 @@ class _Room(threading.Condition):
         return super().wait(timeout)
 
 
+def _wait_until_idle(web, client: socket.socket) -> None:
+    """Returns once the server counts ``client``'s kept-alive connection as idle (its handler waits for the next
+    request); fails after 10 s."""
+    def idle():
+        for connection in list(web.server._idle):
+            try:
+                if connection.getpeername() == client.getsockname():
+                    return True
+            except OSError:
+                pass
+        return False
+
+    deadline = time.monotonic() + 10
+    while not idle():
+        assert time.monotonic() < deadline, "the handler never waited for the next request"
+        time.sleep(0.01)
+
+
 def _hold_after_the_wait(web, monkeypatch, client: socket.socket):
     """Watches the acceptor's choices (returned, a :class:`_Room`) and holds the handler of ``client``'s kept-alive
     connection, once its wait for the next request is over (before it says it is busy), until the acceptor next
@@ -479,6 +497,7 @@ def test_a_request_arriving_on_an_idle_connection_is_answered_though_a_new_one_n
     try:
         kept_alive.request("GET", "/healthz")
         assert kept_alive.getresponse().read()
+        _wait_until_idle(web, kept_alive.sock)    # (a request sent sooner would be at hand: answered, never idle)
         kept_alive.request("GET", "/api/classes")
         assert room.held.wait(10)                 # its request has arrived, the handler not yet busy
         new = socket.create_connection(("127.0.0.1", web.port), timeout=10)
