@@ -130,6 +130,24 @@ def list_versions(serving_dir: str, metadata_file: str, config_file: str | None 
     return rows
 
 
+def served_label_notes(config_file: str, server_url: str, model_name: str = configs.MODEL_NAME) -> list[str]:
+    """Of the labels in ``config_file``, those a running server serves at another version (or not at all), one note
+    each: the server has not applied the file (yet). None when it cannot be reached."""
+    model = _model_config(load_config(config_file), model_name, create=False) if os.path.exists(config_file) else None
+    if model is None or not model.version_labels:
+        return []
+    server = RestConnection(server_url, timeout=5)
+    if version_state(server, model_name, 0) is None:
+        return []
+    notes = []
+    for label, version in sorted(model.version_labels.items()):
+        served = label_version(server, model_name, label)
+        if served != version:
+            notes.append(f"note: the server at {server_url} serves label {label!r} at "
+                         f"{'version %d' % served if served is not None else 'no version'} ({config_file}: {version})")
+    return notes
+
+
 def version_problem(folder: str) -> str | None:
     """Why a server could not load the version folder (no or a damaged saved_model.pb), or None."""
     from tensorflow.core.protobuf import saved_model_pb2
@@ -221,6 +239,34 @@ def version_status(server: str | RestConnection, model_name: str, version: int) 
     return version_states(body).get(str(version), "NOT_TRACKED"), version_errors(body).get(str(version))
 
 
+def label_version(server: str | RestConnection, model_name: str, label: str) -> int | None:
+    """The version a running server serves ``label`` at (its label metadata's ``model_spec.version``), or None when
+    it serves no such label or cannot be reached. (The model's status, with or without a label, lists every
+    version: TF Serving ignores the label there.)"""
+    connection = server if isinstance(server, RestConnection) else RestConnection(server, timeout=5)
+    try:
+        status, body = connection.request("GET", f"/v1/models/{model_name}/labels/{label}/metadata")
+    except ServingUnavailable:
+        return None
+    spec = body.get("model_spec") if status == 200 and isinstance(body, dict) else None
+    try:
+        return int(spec["version"])
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def unavailable_labels(server: RestConnection, model_name: str, labels: dict[str, int]) -> list[str]:
+    """Each of ``labels`` (label → version) on a version the server has not loaded, said in a few words: TF Serving
+    refuses a whole config with one such label (ServerCore::UpdateModelVersionLabelMap)."""
+    found = []
+    for name, version in sorted(labels.items()):
+        state, error = version_status(server, model_name, version)
+        if state not in ("AVAILABLE", None):
+            found.append(f"label {name!r} names version {version}, {state} on the server"
+                         + (f" ({error})" if error else ""))
+    return found
+
+
 def _write_config(config_file: str, config) -> bytes:
     """Writes ``config`` (its model list) to ``config_file``; returns the bytes written."""
     text = protos.config_text(model_server_config_pb2.ModelServerConfig(model_config_list=config.model_config_list))
@@ -251,7 +297,8 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
 
     A server accepts a label only on a version it has loaded, so with a running server (``server_url``)
     this happens in two steps, as TF Serving's documentation describes: first the version is added to the
-    served versions and the label change waits until the server reports it AVAILABLE, then the label moves.
+    served versions and the label change waits until the server reports it AVAILABLE, then the label moves, and
+    it returns once the server serves the label at ``version`` (ValueError if not within ``timeout``).
     """
     with _exclusive(config_file):
         return _set_label(config_file, label, version, serving_dir, model_name, record, server_url, timeout)
@@ -283,7 +330,11 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     for name in dropped:
         del model.version_labels[name]
     previous = model.version_labels[label] if label in model.version_labels else None
+    server = RestConnection(server_url, timeout=5) if server_url else None
     if previous == version:   # a repeated promote: nothing to change, and no X -> X step for a rollback to undo
+        if server:
+            _wait_label(server, server_url, model_name, label, version, timeout, config_file,
+                        dict(model.version_labels))
         return previous
     promotion = {"label": label, "version": version, "previous": previous,
                  "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -299,7 +350,6 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
             | _rollback_targets(history + [promotion] if record else history)) & set(found)
     model.model_version_policy.specific.ClearField("versions")
     model.model_version_policy.specific.versions.extend(sorted(keep))
-    server = RestConnection(server_url, timeout=5) if server_url else None
     state, stale_error = version_status(server, model_name, version) if server else ("AVAILABLE", None)
     if state is None:   # the file alone would name a version the server may not have: it refuses such a config
         raise ValueError(f"cannot reach the model server at {server_url} to check that version {version} is "
@@ -327,6 +377,8 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     if record:
         history.append(promotion)
         atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
+    if server:
+        _wait_label(server, server_url, model_name, label, version, timeout, config_file, dict(model.version_labels))
     return previous
 
 
@@ -365,6 +417,32 @@ def _wait_available(server: RestConnection, server_url: str, model_name: str, ve
             told = waited
             print(f"waiting for version {version} to become AVAILABLE on {server_url} (state: {state}; "
                   f"{waited:.0f} of {timeout:.0f} s)", file=sys.stderr, flush=True)
+        time.sleep(0.5)
+
+
+def _wait_label(server: RestConnection, server_url: str, model_name: str, label: str, version: int, timeout: float,
+                config_file: str, labels: dict[str, int]) -> None:
+    """Returns once the server serves ``label`` at ``version`` (it has applied the config that puts it there);
+    ValueError saying what it serves instead, and why when one of the config's ``labels`` names a version it has
+    not loaded, once ``timeout`` passed. A long wait is shown."""
+    started = time.monotonic()
+    told = None
+    while (served := label_version(server, model_name, label)) != version:
+        waited = time.monotonic() - started
+        if waited > timeout:
+            refused = unavailable_labels(server, model_name, labels)
+            raise ValueError(
+                f"label {label!r} is on version {version} in {config_file}, but the server at {server_url} still "
+                f"serves it at {'version %d' % served if served is not None else 'no version'} after {timeout:.0f} s: "
+                "it has not applied that config" + (
+                    " (TF Serving refuses a whole config with a label on a version it has not loaded: "
+                    + "; ".join(refused) + ")" if refused else
+                    " (it re-reads it every --model_config_file_poll_wait_seconds, when set; its log says why not)"))
+        if told is None or waited - told >= WAIT_REPORT_SECONDS:
+            told = waited
+            print(f"waiting for the server at {server_url} to serve label {label!r} at version {version} (it serves "
+                  f"{'version %d' % served if served is not None else 'no version'}; {waited:.0f} of "
+                  f"{timeout:.0f} s)", file=sys.stderr, flush=True)
         time.sleep(0.5)
 
 
@@ -447,6 +525,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             print(format_versions(list_versions(args.serving_dir, args.metadata_path, args.config)))
+            for note in served_label_notes(args.config, args.server_url) if args.server_url else []:
+                print(note, file=sys.stderr)
             if not os.path.exists(args.metadata_path):
                 print(f"note: no ML Metadata store at {args.metadata_path} (--metadata-path): evaluations and "
                       "blessings are not shown", file=sys.stderr)

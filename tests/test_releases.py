@@ -134,7 +134,7 @@ def test_promote_on_a_live_server_waits_for_the_version_over_one_connection(tmp_
     testing.publish_version(str(serving_dir), 1)
     testing.publish_version(str(serving_dir), 2)
     releases.ensure_config(str(config_file), str(serving_dir))    # serves the latest version, 2, only
-    made = []
+    made, failed = [], []
 
     class Counting(releases.RestConnection):
         def __init__(self, *args, **kwargs):
@@ -142,9 +142,11 @@ def test_promote_on_a_live_server_waits_for_the_version_over_one_connection(tmp_
             self.requests = 0
             made.append(self)
 
-        def request(self, *args, **kwargs):
+        def request(self, method, path, *args, **kwargs):
             self.requests += 1
-            return super().request(*args, **kwargs)
+            answer = super().request(method, path, *args, **kwargs)
+            failed.extend([path] if answer[0] != 200 else [])
+            return answer
 
     monkeypatch.setattr(releases, "RestConnection", Counting)
     with testing.start_server(model_config_file=str(config_file), model_config_file_poll_wait_seconds=1,
@@ -157,13 +159,13 @@ def test_promote_on_a_live_server_waits_for_the_version_over_one_connection(tmp_
         waiting = capsys.readouterr().err   # the wait is shown, with the state it saw
         assert f"waiting for version 1 to become AVAILABLE on {server.url} (state: " in waiting
         assert releases.version_state(server.url, "letters", 1) == "AVAILABLE"
-        # the polls asked for the model's status: none was a failed request in the server's metrics
-        assert not [key for key in server.server.metrics.request_count if ("status", "OK") not in key]
-        client, deadline = testing.RestClient(server.url), time.monotonic() + 60
-        while (answer := client.get("/v1/models/letters/labels/stable/metadata"))[0] != 200:   # next config poll
-            assert time.monotonic() < deadline, answer
-            time.sleep(0.2)
-        assert answer[1]["model_spec"]["version"] == "1"
+        # the polls for the version asked for the model's status: the only failed requests in the server's
+        # metrics asked for the new label before the server had applied it (then it answered the label's version)
+        assert set(failed) <= {"/v1/models/letters/labels/stable/metadata"}
+        assert sum(count for key, count in server.server.metrics.request_count.items()
+                   if ("status", "OK") not in key) == len(failed)
+        answer = testing.RestClient(server.url).get("/v1/models/letters/labels/stable/metadata")
+        assert answer[1]["model_spec"]["version"] == "1"      # set_label returned once the server served it
 
 
 def test_two_promotes_at_once_both_land(tmp_path, monkeypatch):
@@ -415,3 +417,36 @@ def test_every_version_a_rollback_goes_back_to_stays_served(tmp_path, capsys):
     assert run(["rollback", "--label", "canary", *common], capsys)[0] == 0
     (model,) = releases.load_config(str(config_file)).model_config_list.config
     assert dict(model.version_labels) == {"stable": v3, "canary": v1}
+
+
+def test_promote_fails_when_the_server_does_not_serve_the_label_at_the_new_version(tmp_path, capsys):
+    """The label was written and promote said so (rc 0) though the server never applied that config (here one that
+    does not re-read it; TF Serving refusing it does the same): it now waits until the server serves the label at
+    the version, then says the truth. `list` tells what the server serves beside the file's labels."""
+    serving_dir, config_file = tmp_path / "letters", tmp_path / "models.config"
+    testing.publish_version(str(serving_dir), 1)
+    testing.publish_version(str(serving_dir), 2)
+    releases.ensure_config(str(config_file), str(serving_dir))
+    assert releases.set_label(str(config_file), "stable", 1, str(serving_dir)) is None   # the file alone
+    with testing.start_server(model_config_file=str(config_file), file_system_poll_wait_seconds=0.2,
+                              model_config_file_poll_wait_seconds=0,   # never re-reads it
+                              allow_version_labels_for_unavailable_models=True) as server:
+        assert releases.label_version(server.url, "letters", "stable") == 1
+        try:
+            releases.set_label(str(config_file), "stable", 2, str(serving_dir), server_url=server.url, timeout=2)
+        except ValueError as err:
+            assert (f"label 'stable' is on version 2 in {config_file}, but the server at {server.url} still serves "
+                    "it at version 1 after 2 s: it has not applied that config") in str(err)
+        else:
+            raise AssertionError("promote reported success though the server serves label 'stable' at version 1")
+        try:   # a repeated promote checks the server too
+            releases.set_label(str(config_file), "stable", 2, str(serving_dir), server_url=server.url, timeout=0)
+        except ValueError as err:
+            assert "still serves it at version 1" in str(err)
+        else:
+            raise AssertionError("a repeated promote reported success")
+        capsys.readouterr()
+        assert releases.main(["list", "--serving-dir", str(serving_dir), "--config", str(config_file),
+                              "--metadata-path", str(tmp_path / "n.db"), "--server-url", server.url]) == 0
+        assert (f"note: the server at {server.url} serves label 'stable' at version 1 ({config_file}: 2)"
+                in capsys.readouterr().err)
