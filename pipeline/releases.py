@@ -47,6 +47,10 @@ RETRYING_NOTE = ("; a server whose load failed retries it (--max_num_load_retrie
 WAIT_REPORT_SECONDS = 5   # promote: how often a wait for the server to load the version is reported
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop (Ctrl-C, SIGTERM) during a label change, saying what it left as it was and what not."""
+
+
 # ---------------------------------------------------------------------------------------------- list
 def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
     """Model artifact id → {'uri', 'runs': [{'blessing_id', 'blessed', 'top1', 'top3', 'evaluated_at'}, ...]},
@@ -362,12 +366,13 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
             _wait_available(server, server_url, model_name, version, timeout,
                             stale_error if state == "END" else None)
         except BaseException as err:   # refused, too slow, or Ctrl-C: the config the server had is put back
-            restored = _restore(config_file, before, written)
+            left = f"label {label!r} left unchanged and " + (
+                f"{config_file} put back as it was" if _restore(config_file, before, written) else
+                f"{config_file} left as it is now (it was changed meanwhile; it still lists version {version})")
             if isinstance(err, ValueError):
-                raise ValueError(f"{err}; label {label!r} left unchanged and " + (
-                    f"{config_file} put back as it was" if restored else
-                    f"{config_file} left as it is now (it was changed meanwhile; it still lists version {version})")
-                ) from None
+                raise ValueError(f"{err}; {left}") from None
+            if isinstance(err, KeyboardInterrupt):
+                raise Interrupted(left) from None
             raise
     model.version_labels[label] = version
     _write_config(config_file, config)
@@ -543,8 +548,9 @@ def main(argv=None) -> int:
             with sigterm_as_interrupt():
                 version = rollback(args.config, args.label, args.serving_dir, server_url=args.server_url)
             print(f"{args.label} rolled back to {version} in {args.config}")
-    except KeyboardInterrupt:
-        print("interrupted" + (f": label {args.label!r} left unchanged and {args.config} as it was"
+    except KeyboardInterrupt as err:
+        print("interrupted" + (f": {err}" if isinstance(err, Interrupted) else
+                               f": label {args.label!r} left unchanged and {args.config} as it was"
                                if args.command != "list" else ""), file=sys.stderr)
         return 130
     except (ValueError, OSError) as err:

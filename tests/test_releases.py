@@ -326,6 +326,33 @@ def test_a_config_edited_during_the_wait_is_not_put_back_over_the_edit(tmp_path,
     assert config_file.read_text().endswith("# another model added by hand\n")
 
 
+def test_an_interrupted_wait_says_a_config_edited_meanwhile_was_left_as_it_is(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM) during the wait had said the config was as it was, though an edit made meanwhile kept
+    this promote's version in it."""
+    serving_dir, (v1,) = pushed(tmp_path)
+    config_file = tmp_path / "models" / "models.config"
+    releases.ensure_config(str(config_file), str(serving_dir))
+    monkeypatch.setattr(releases, "version_status", lambda *args: ("NOT_TRACKED", None))
+
+    def edited_then_interrupted(*args, **kwargs):
+        config_file.write_text(config_file.read_text() + "\n# another model added by hand\n")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(releases, "_wait_available", edited_then_interrupted)
+    code, err = run(["promote", str(v1), "--serving-dir", str(serving_dir), "--server-url", "http://127.0.0.1:9"],
+                    capsys)
+    assert code == 130 and err == (f"interrupted: label 'stable' left unchanged and {config_file} left as it is now "
+                                   f"(it was changed meanwhile; it still lists version {v1})"), err
+    assert config_file.read_text().endswith("# another model added by hand\n")
+    monkeypatch.setattr(releases, "_wait_available", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    config_file.unlink()
+    releases.ensure_config(str(config_file), str(serving_dir))
+    before = config_file.read_bytes()
+    code, err = run(["promote", str(v1), "--serving-dir", str(serving_dir), "--server-url", "http://127.0.0.1:9"],
+                    capsys)
+    assert code == 130 and err == f"interrupted: label 'stable' left unchanged and {config_file} put back as it was"
+    assert config_file.read_bytes() == before
+
+
 def test_list_of_an_empty_serving_dir_says_only_that(tmp_path, capsys, caplog):
     (tmp_path / "letters").mkdir()
     assert releases.main(["list", "--serving-dir", str(tmp_path / "letters"), "--metadata-path",
