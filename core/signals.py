@@ -88,3 +88,23 @@ def sigterm_as_interrupt():
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _stop_requested = None
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """A stop that would raise KeyboardInterrupt inside the block (SIGTERM under :func:`sigterm_as_interrupt`, SIGINT
+    under it or Python's own handler) is held until the block has ended, then raised (and recorded): what the block
+    writes is written whole. Nothing changes outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = {signum: signal.signal(signum, lambda signum, _frame: held.append(signum))
+                for signum in STOP_SIGNALS if signal.getsignal(signum) in (raise_interrupt, signal.default_int_handler)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if held:
+        raise_interrupt(held[0])

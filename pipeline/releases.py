@@ -31,7 +31,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from components.atomic_pusher import pushed_versions
 from core import configs
 from core.files import atomic_write, exclusive
-from core.signals import sigterm_as_interrupt
+from core.signals import interrupts_held, sigterm_as_interrupt
 from core.configs import Config
 from pipeline.flags import defaults_from_env, path_or_default
 from serving import protos
@@ -311,7 +311,8 @@ def set_label(config_file: str, label: str, version: int, serving_dir: str, mode
 def _set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str, record: bool,
                server_url: str | None, timeout: float = 120.0, history: list[dict] | None = None) -> int | None:
     """``history``: the label history (a rollback's, its entry already marked rolled back); read from the file
-    when None. With ``record`` this change is appended to it."""
+    when None. With ``record`` this change is appended to it; a given or changed one is written with the config,
+    a stop held meanwhile, so that the two agree."""
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
     found = serving_versions.list_versions(serving_dir, model_name) or {}
@@ -322,6 +323,7 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     if problem:
         raise ValueError(f"version {version} in {serving_dir} ({os.path.basename(folder)}/) is {problem}: a server "
                          "cannot load it")
+    write_history = record or history is not None
     if history is None:
         history = _read_history(config_file)   # a damaged history stops us before any change
     before = Path(config_file).read_bytes() if os.path.exists(config_file) else None
@@ -375,15 +377,24 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
                 raise Interrupted(left) from None
             raise
     model.version_labels[label] = version
-    _write_config(config_file, config)
-    for name, missing in sorted(dropped.items()):
-        print(f"note: label {name!r} named version {missing}, which is not in {serving_dir}: removed from "
-              f"{config_file}", file=sys.stderr)
-    if record:
-        history.append(promotion)
-        atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
-    if server:
-        _wait_label(server, server_url, model_name, label, version, timeout, config_file, dict(model.version_labels))
+    try:
+        with interrupts_held():   # a stop between the two writes would leave a change no rollback can follow
+            _write_config(config_file, config)
+            for name, missing in sorted(dropped.items()):
+                print(f"note: label {name!r} named version {missing}, which is not in {serving_dir}: removed from "
+                      f"{config_file}", file=sys.stderr)
+            if record:
+                history.append(promotion)
+            if write_history:
+                atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
+        if server:
+            _wait_label(server, server_url, model_name, label, version, timeout, config_file,
+                        dict(model.version_labels))
+    except KeyboardInterrupt:
+        raise Interrupted(f"label {label!r} moved to {version} in {config_file}"
+                          + (f" (recorded in {_history_path(config_file)})" if write_history else "")
+                          + (f"; the server at {server_url} was not seen serving it there yet" if server else "")
+                          ) from None
     return previous
 
 
@@ -482,19 +493,18 @@ def _rollback(config_file: str, label: str, serving_dir: str, model_name: str, s
     for i in range(len(history) - 1, -1, -1):
         entry = history[i]
         if entry["label"] == label and not entry.get("rolled_back"):
-            if entry["previous"] is None:
-                raise ValueError(f"label {label!r} had no version before {entry['version']}: nothing to roll back to")
             model = _model_config(load_config(config_file), model_name, create=False) \
                 if os.path.exists(config_file) else None
             current = model.version_labels.get(label) if model is not None else None
-            if current != entry["version"]:
+            if current != entry["version"]:   # first: "no version before" would name the wrong promotion
                 raise ValueError(f"label {label!r} is on version {current} in {config_file}, but its last promotion "
                                  f"in {_history_path(config_file)} put it on {entry['version']}: the two are out of "
                                  "step (an interrupted or hand-made change); promote the version you want instead")
+            if entry["previous"] is None:
+                raise ValueError(f"label {label!r} had no version before {entry['version']}: nothing to roll back to")
             entry["rolled_back"] = True   # in the history the new config is made from (what it keeps loaded)
             _set_label(config_file, label, entry["previous"], serving_dir, model_name, record=False,
-                       server_url=server_url, history=history)
-            atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
+                       server_url=server_url, history=history)   # which writes the history with the config
             return entry["previous"]
     raise ValueError(f"label {label!r} has no promotion to roll back in {_history_path(config_file)}")
 

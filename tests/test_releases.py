@@ -477,3 +477,34 @@ def test_promote_fails_when_the_server_does_not_serve_the_label_at_the_new_versi
                               "--metadata-path", str(tmp_path / "n.db"), "--server-url", server.url]) == 0
         assert (f"note: the server at {server.url} serves label 'stable' at version 1 ({config_file}: 2)"
                 in capsys.readouterr().err)
+
+
+def test_a_stop_between_the_label_and_its_history_is_held_until_both_are_written(tmp_path, monkeypatch, capsys):
+    """SIGTERM (or Ctrl-C) right after the label was written had lost the history entry and said "left unchanged";
+    a rollback then said the label had no version before, from the wrong promotion."""
+    import os
+    import signal
+
+    serving_dir, (v1, v2) = pushed(tmp_path, n=2)
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
+    config_file = tmp_path / "models" / "models.config"
+    history_file = tmp_path / "models" / "models.config.history.json"
+    assert releases.main(["promote", str(v1), "--label", "stable", *common]) == 0
+    real_write = releases.atomic_write
+
+    def stopped_after_the_config(path, data):
+        real_write(path, data)
+        if path == str(config_file):
+            os.kill(os.getpid(), signal.SIGTERM)   # as `kill` would, between the config and the history
+    monkeypatch.setattr(releases, "atomic_write", stopped_after_the_config)
+    code, err = run(["promote", str(v2), "--label", "stable", *common], capsys)
+    assert code == 130 and err.splitlines()[-1] == (f"interrupted: label 'stable' moved to {v2} in {config_file} "
+                                                    f"(recorded in {history_file})"), err
+    monkeypatch.setattr(releases, "atomic_write", real_write)
+    (model,) = releases.load_config(str(config_file)).model_config_list.config
+    assert model.version_labels["stable"] == v2
+    assert [(e["previous"], e["version"]) for e in json.loads(history_file.read_text())] == [(None, v1), (v1, v2)]
+    # a history cut short anyway (by hand, or by an older version): rollback says the two are out of step
+    history_file.write_text(json.dumps(json.loads(history_file.read_text())[:1]))
+    code, err = run(["rollback", "--label", "stable", *common], capsys)
+    assert code == 2 and f"is on version {v2}" in err and f"put it on {v1}" in err and "out of step" in err, err
