@@ -362,6 +362,12 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
                          f"loaded (TF Serving refuses a whole config whose label names a version it has not "
                          f"loaded): start it or give its --server-url; --server-url '' edits the file alone; "
                          f"label {label!r} left unchanged")
+    refused = unavailable_labels(server, model_name, {name: v for name, v in model.version_labels.items()
+                                                      if name != label}) if server else []
+    if refused:   # the server would refuse every config carrying them, this one's first step too
+        raise ValueError("; ".join(refused) + f": TF Serving refuses a whole config with a label on a version it has "
+                         f"not loaded; promote or roll back that label first (--server-url '' edits the file alone); "
+                         f"label {label!r} left unchanged")
     if state != "AVAILABLE":
         written = _write_config(config_file, config)
         try:

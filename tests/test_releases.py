@@ -508,3 +508,28 @@ def test_a_stop_between_the_label_and_its_history_is_held_until_both_are_written
     history_file.write_text(json.dumps(json.loads(history_file.read_text())[:1]))
     code, err = run(["rollback", "--label", "stable", *common], capsys)
     assert code == 2 and f"is on version {v2}" in err and f"put it on {v1}" in err and "out of step" in err, err
+
+
+def test_promote_is_refused_up_front_when_another_label_names_a_version_the_server_has_not_loaded(tmp_path, capsys):
+    """canary on a version that failed to load (set with the file alone): the server refuses every config carrying
+    it, so promoting stable had waited its whole timeout, then blamed stable's version."""
+    serving_dir, config_file = tmp_path / "letters", tmp_path / "models.config"
+    testing.publish_version(str(serving_dir), 1)
+    testing.publish_version(str(serving_dir), 2)
+    releases.ensure_config(str(config_file), str(serving_dir))                       # serves 2
+    with testing.start_server(model_config_file=str(config_file), model_config_file_poll_wait_seconds=0.5,
+                              file_system_poll_wait_seconds=0.2, max_num_load_retries=0) as server:
+        (serving_dir / "3").mkdir()   # a SavedModel that parses, without a serving graph: only a load fails
+        (serving_dir / "3" / "saved_model.pb").write_bytes(saved_model_pb2.SavedModel(
+            meta_graphs=[meta_graph_pb2.MetaGraphDef()]).SerializeToString())
+        assert releases.set_label(str(config_file), "canary", 3, str(serving_dir)) is None   # the file alone
+        before, history = config_file.read_bytes(), (tmp_path / "models.config.history.json").read_bytes()
+        try:
+            releases.set_label(str(config_file), "stable", 1, str(serving_dir), server_url=server.url, timeout=5)
+        except ValueError as err:
+            assert str(err).startswith("label 'canary' names version 3, ") and " on the server" in str(err)
+            assert "TF Serving refuses a whole config" in str(err) and "label 'stable' left unchanged" in str(err)
+        else:
+            raise AssertionError("promote did not refuse")
+        assert config_file.read_bytes() == before
+        assert (tmp_path / "models.config.history.json").read_bytes() == history
