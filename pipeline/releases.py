@@ -232,7 +232,7 @@ def version_state(server: str | RestConnection, model_name: str, version: int) -
 
 def version_status(server: str | RestConnection, model_name: str, version: int) -> tuple:
     """(:func:`version_state`, the server's error for it or None): a version that failed to load is END with
-    its status's error code and message."""
+    its status's error code and message (its lines joined: it is shown in one line)."""
     connection = server if isinstance(server, RestConnection) else RestConnection(server, timeout=5)
     try:
         status, body = connection.request("GET", f"/v1/models/{model_name}")
@@ -240,7 +240,9 @@ def version_status(server: str | RestConnection, model_name: str, version: int) 
         return None, None
     if status != 200:
         return f"HTTP {status}", None
-    return version_states(body).get(str(version), "NOT_TRACKED"), version_errors(body).get(str(version))
+    error = version_errors(body).get(str(version))
+    return (version_states(body).get(str(version), "NOT_TRACKED"),
+            " ".join(line.strip() for line in error.splitlines() if line.strip()) if error else None)
 
 
 def label_version(server: str | RestConnection, model_name: str, label: str) -> int | None:

@@ -533,3 +533,17 @@ def test_promote_is_refused_up_front_when_another_label_names_a_version_the_serv
             raise AssertionError("promote did not refuse")
         assert config_file.read_bytes() == before
         assert (tmp_path / "models.config.history.json").read_bytes() == history
+
+
+def test_a_failed_load_error_of_several_lines_is_shown_in_one(monkeypatch):
+    connection = releases.RestConnection("http://127.0.0.1:9")
+    body = {"model_version_status": [{"version": "7", "state": "END", "status": {
+        "error_code": "INVALID_ARGUMENT", "error_message": "Loading failed:\n\t [[{{node serve}}]]\n"}}]}
+    monkeypatch.setattr(connection, "request", lambda *args: (200, body))
+    try:
+        releases._wait_available(connection, "http://127.0.0.1:9", "letters", 7, timeout=60)
+    except ValueError as err:
+        assert str(err).endswith("failed to load on http://127.0.0.1:9: INVALID_ARGUMENT: Loading failed: "
+                                 "[[{{node serve}}]]"), err
+    else:
+        raise AssertionError("the wait did not end")
