@@ -310,7 +310,9 @@ def test_a_version_the_server_fails_to_load_ends_the_wait_with_its_error_and_the
         assert code == 0, err
 
 
-def test_a_config_edited_during_the_wait_is_not_put_back_over_the_edit(tmp_path, monkeypatch, capsys):
+def _promote_edited_during_the_wait(tmp_path, monkeypatch, capsys, ending: BaseException):
+    """Promotes v1 against a server that never loads it; the config is edited by hand during the wait, which then
+    ends with ``ending``. Returns (exit code, stderr, config file, serving dir, v1)."""
     serving_dir, (v1,) = pushed(tmp_path)
     config_file = tmp_path / "models" / "models.config"
     releases.ensure_config(str(config_file), str(serving_dir))
@@ -318,10 +320,16 @@ def test_a_config_edited_during_the_wait_is_not_put_back_over_the_edit(tmp_path,
 
     def edited_meanwhile(*args, **kwargs):
         config_file.write_text(config_file.read_text() + "\n# another model added by hand\n")
-        raise ValueError("version did not become AVAILABLE")
+        raise ending
     monkeypatch.setattr(releases, "_wait_available", edited_meanwhile)
     code, err = run(["promote", str(v1), "--serving-dir", str(serving_dir), "--server-url", "http://127.0.0.1:9"],
                     capsys)
+    return code, err, config_file, serving_dir, v1
+
+
+def test_a_config_edited_during_the_wait_is_not_put_back_over_the_edit(tmp_path, monkeypatch, capsys):
+    code, err, config_file, _, _ = _promote_edited_during_the_wait(tmp_path, monkeypatch, capsys,
+                                                                   ValueError("version did not become AVAILABLE"))
     assert code == 2 and "left as it is now (it was changed meanwhile" in err
     assert config_file.read_text().endswith("# another model added by hand\n")
 
@@ -329,17 +337,8 @@ def test_a_config_edited_during_the_wait_is_not_put_back_over_the_edit(tmp_path,
 def test_an_interrupted_wait_says_a_config_edited_meanwhile_was_left_as_it_is(tmp_path, monkeypatch, capsys):
     """Ctrl-C (or SIGTERM) during the wait had said the config was as it was, though an edit made meanwhile kept
     this promote's version in it."""
-    serving_dir, (v1,) = pushed(tmp_path)
-    config_file = tmp_path / "models" / "models.config"
-    releases.ensure_config(str(config_file), str(serving_dir))
-    monkeypatch.setattr(releases, "version_status", lambda *args: ("NOT_TRACKED", None))
-
-    def edited_then_interrupted(*args, **kwargs):
-        config_file.write_text(config_file.read_text() + "\n# another model added by hand\n")
-        raise KeyboardInterrupt
-    monkeypatch.setattr(releases, "_wait_available", edited_then_interrupted)
-    code, err = run(["promote", str(v1), "--serving-dir", str(serving_dir), "--server-url", "http://127.0.0.1:9"],
-                    capsys)
+    code, err, config_file, serving_dir, v1 = _promote_edited_during_the_wait(tmp_path, monkeypatch, capsys,
+                                                                              KeyboardInterrupt())
     assert code == 130 and err == (f"interrupted: label 'stable' left unchanged and {config_file} left as it is now "
                                    f"(it was changed meanwhile; it still lists version {v1})"), err
     assert config_file.read_text().endswith("# another model added by hand\n")

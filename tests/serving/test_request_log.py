@@ -323,8 +323,6 @@ def test_per_task_sampling_rates_of_tf_serving_2_20_are_read_and_the_first_match
     it parses; the first rule naming no data centre and no task index (this server has neither) gives the rate, as
     in RequestLogger's constructor; the records carry the whole sampling config with the rate applied."""
     from serving import protos
-    from serving.request_logging import ServerRequestLogger
-    from serving.request_logging import model_spec as spec_of
 
     prefix = tmp_path / "logs" / "req"
     text = text_format.MessageToString(model_config(root, None)).replace(
@@ -335,12 +333,7 @@ def test_per_task_sampling_rates_of_tf_serving_2_20_are_read_and_the_first_match
             per_task_sampling_configs {{ task_index: 0 sampling_rate: 0.0 }}
             per_task_sampling_configs {{ sampling_rate: 1.0 }} }} }}''', 1)
     config = config_lib.parse_model_server_config(text, "x.config")
-    logger = ServerRequestLogger()
-    logger.apply(logger.prepare(config, "x.config"))
-    message = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
-    logger.log("predict", spec_of("letters", "serving_default", 1), lambda: message)
-    logger.close()
-    (record,) = logs(prefix)
+    record = _log_one_predict(config, prefix)
     sampling = protos.SamplingConfig.FromString(record.log_metadata.sampling_config.SerializeToString())
     assert sampling.sampling_rate == 1.0 and len(sampling.per_task_sampling_configs) == 3
     bad = text.replace("per_task_sampling_configs { sampling_rate: 1.0", "per_task_sampling_configs { sampling_rate: 2")
@@ -349,14 +342,26 @@ def test_per_task_sampling_rates_of_tf_serving_2_20_are_read_and_the_first_match
         config_lib.parse_model_server_config(bad, "x.config")
 
 
+def _log_one_predict(config, prefix):
+    """The one record a request logger set up from ``config`` writes under ``prefix`` for one Predict."""
+    from serving.request_logging import ServerRequestLogger
+    from serving.request_logging import model_spec as spec_of
+
+    logger = ServerRequestLogger()
+    logger.apply(logger.prepare(config, "x.config"))
+    message = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
+    logger.log("predict", spec_of("letters", "serving_default", 1), lambda: message)
+    logger.close()
+    (record,) = logs(prefix)
+    return record
+
+
 def test_custom_logging_config_of_tf_serving_2_20_is_accepted_and_otherwise_ignored(root, tmp_path):
     """2.20.0's LoggingConfig.custom_logging_config (a google.protobuf.Any for a logger's own settings; the wheel's
     2.16 message has no such field): a file using it parses and keeps it, and the model logs as it would without it
     (this server's logger reads nothing from it)."""
     from google.protobuf import wrappers_pb2
     from serving import protos
-    from serving.request_logging import ServerRequestLogger
-    from serving.request_logging import model_spec as spec_of
 
     prefix = tmp_path / "logs" / "req"
     text = text_format.MessageToString(model_config(root, None)).replace(
@@ -371,10 +376,5 @@ def test_custom_logging_config_of_tf_serving_2_20_is_accepted_and_otherwise_igno
     assert custom.type_url == "type.googleapis.com/google.protobuf.StringValue"
     assert wrappers_pb2.StringValue.FromString(custom.value).value == "mine"
     assert "custom_logging_config" in protos.config_text(config)
-    logger = ServerRequestLogger()
-    logger.apply(logger.prepare(config, "x.config"))
-    message = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
-    logger.log("predict", spec_of("letters", "serving_default", 1), lambda: message)
-    logger.close()
-    (record,) = logs(prefix)
+    record = _log_one_predict(config, prefix)
     assert record.log_metadata.sampling_config.sampling_rate == 1.0
