@@ -339,6 +339,11 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
         del model.version_labels[name]
     previous = model.version_labels[label] if label in model.version_labels else None
     server = RestConnection(server_url, timeout=5) if server_url else None
+    state, stale_error = version_status(server, model_name, version) if server else ("AVAILABLE", None)
+    if state is None:   # the file alone would name a version the server may not have: it refuses such a config
+        raise ValueError(_unreachable(server_url, f"check that version {version} is loaded (TF Serving refuses a "
+                                                  f"whole config whose label names a version it has not loaded)")
+                         + f"; label {label!r} left unchanged")
     if previous == version:   # a repeated promote: nothing to change, and no X -> X step for a rollback to undo
         if server:
             _wait_label(server, server_url, model_name, label, version, timeout, config_file,
@@ -358,12 +363,6 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
             | _rollback_targets(history + [promotion] if record else history)) & set(found)
     model.model_version_policy.specific.ClearField("versions")
     model.model_version_policy.specific.versions.extend(sorted(keep))
-    state, stale_error = version_status(server, model_name, version) if server else ("AVAILABLE", None)
-    if state is None:   # the file alone would name a version the server may not have: it refuses such a config
-        raise ValueError(f"cannot reach the model server at {server_url} to check that version {version} is "
-                         f"loaded (TF Serving refuses a whole config whose label names a version it has not "
-                         f"loaded): start it or give its --server-url; --server-url '' edits the file alone; "
-                         f"label {label!r} left unchanged")
     refused = unavailable_labels(server, model_name, {name: v for name, v in model.version_labels.items()
                                                       if name != label}) if server else []
     if refused:   # the server would refuse every config carrying them, this one's first step too
@@ -452,6 +451,9 @@ def _wait_label(server: RestConnection, server_url: str, model_name: str, label:
     started = time.monotonic()
     told = None
     while (served := label_version(server, model_name, label)) != version:
+        if served is None and version_state(server, model_name, version) is None:   # no label, or no server?
+            raise ValueError(_unreachable(server_url, f"see it serve label {label!r} at version {version}")
+                             + f"; {config_file} puts it there")
         waited = time.monotonic() - started
         if waited > timeout:
             refused = unavailable_labels(server, model_name, labels)
@@ -468,6 +470,12 @@ def _wait_label(server: RestConnection, server_url: str, model_name: str, label:
                   f"{'version %d' % served if served is not None else 'no version'}; {waited:.0f} of "
                   f"{timeout:.0f} s)", file=sys.stderr, flush=True)
         time.sleep(0.5)
+
+
+def _unreachable(server_url: str, to_do: str) -> str:
+    """The error for a server that cannot be reached ``to_do`` something, saying what to do instead."""
+    return (f"cannot reach the model server at {server_url} to {to_do}: start it or give its --server-url; "
+            "--server-url '' edits the file alone")
 
 
 def _restore(config_file: str, before: bytes | None, written: bytes) -> bool:

@@ -546,3 +546,24 @@ def test_a_failed_load_error_of_several_lines_is_shown_in_one(monkeypatch):
                                  "[[{{node serve}}]]"), err
     else:
         raise AssertionError("the wait did not end")
+
+
+def test_a_repeated_promote_with_no_server_running_says_so_at_once(tmp_path, monkeypatch, capsys):
+    """The label already on the version, no server: the wait for the label had taken an unreachable server for one
+    not serving the label, waited its whole timeout (120 s) and said the server had not applied the config."""
+    serving_dir, (v1,) = pushed(tmp_path)
+    assert run(["promote", str(v1), "--label", "stable", "--serving-dir", str(serving_dir), "--server-url", ""],
+               capsys)[0] == 0
+    no_server = f"http://127.0.0.1:{testing.free_port()}"
+    monkeypatch.setattr(releases.time, "sleep", lambda seconds: (_ for _ in ()).throw(AssertionError("waited")))
+    code, err = run(["promote", str(v1), "--label", "stable", "--serving-dir", str(serving_dir),
+                     "--server-url", no_server], capsys)
+    assert code == 2 and f"cannot reach the model server at {no_server}" in err, err
+    try:   # the wait after the label moved tells an unreachable server apart too
+        releases._wait_label(releases.RestConnection(no_server, timeout=5), no_server, "letters", "stable", v1, 120,
+                             "models.config", {"stable": v1})
+    except ValueError as err:
+        assert str(err).startswith(f"cannot reach the model server at {no_server} to see it serve label 'stable' "
+                                   f"at version {v1}"), err
+    else:
+        raise AssertionError("the wait did not end")
