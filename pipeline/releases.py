@@ -263,7 +263,7 @@ def label_version(server: str | RestConnection, model_name: str, label: str) -> 
 
 def unavailable_labels(server: RestConnection, model_name: str, labels: dict[str, int]) -> list[str]:
     """Each of ``labels`` (label → version) on a version the server has not loaded, said in a few words: TF Serving
-    refuses a whole config with one such label (ServerCore::UpdateModelVersionLabelMap)."""
+    may refuse a whole config with one such label (:func:`_refusal`)."""
     found = []
     for name, version in sorted(labels.items()):
         state, error = version_status(server, model_name, version)
@@ -271,6 +271,14 @@ def unavailable_labels(server: RestConnection, model_name: str, labels: dict[str
             found.append(f"label {name!r} names version {version}, {state} on the server"
                          + (f" ({error})" if error else ""))
     return found
+
+
+def _refusal(refused: list[str]) -> str:
+    """Why a server may not apply a config whose labels ``refused`` (:func:`unavailable_labels`) name versions it
+    has not loaded. The server's flag cannot be asked for: it is said as a condition."""
+    return ("; ".join(refused) + ": TF Serving refuses a whole config with a label on a version it has not loaded, "
+            "unless it runs with --allow_version_labels_for_unavailable_models and the label is new to it or already "
+            "on that version (ServerCore::UpdateModelVersionLabelMap)")
 
 
 def _write_config(config_file: str, config) -> bytes:
@@ -365,15 +373,14 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     model.model_version_policy.specific.versions.extend(sorted(keep))
     refused = unavailable_labels(server, model_name, {name: v for name, v in model.version_labels.items()
                                                       if name != label}) if server else []
-    if refused:   # the server would refuse every config carrying them, this one's first step too
-        raise ValueError("; ".join(refused) + f": TF Serving refuses a whole config with a label on a version it has "
-                         f"not loaded; promote or roll back that label first (--server-url '' edits the file alone); "
-                         f"label {label!r} left unchanged")
+    if refused:   # the server may refuse every config carrying them, this one's first step too
+        print(f"note: {_refusal(refused)}; if the server does, this label change waits its whole timeout "
+              f"({timeout:.0f} s): promote or roll back that label first", file=sys.stderr)
     if state != "AVAILABLE":
         written = _write_config(config_file, config)
         try:
             _wait_available(server, server_url, model_name, version, timeout,
-                            stale_error if state == "END" else None)
+                            stale_error if state == "END" else None, dict(model.version_labels))
         except BaseException as err:   # refused, too slow, or Ctrl-C: the config the server had is put back
             left = f"label {label!r} left unchanged and " + (
                 f"{config_file} put back as it was" if _restore(config_file, before, written) else
@@ -413,12 +420,13 @@ def _rollback_targets(history: list[dict]) -> set[int]:
 
 
 def _wait_available(server: RestConnection, server_url: str, model_name: str, version: int, timeout: float,
-                    stale_error: str | None = None) -> None:
+                    stale_error: str | None = None, labels: dict[str, int] | None = None) -> None:
     """Returns once the server reports ``version`` AVAILABLE; ValueError when it failed to load (END with an
     error: the server's own message, once it has given up retrying) or ``timeout`` passed. A long wait is shown,
     with the state it sees.
     ``stale_error``: the error the version already ended with before this wait (a server keeps a failed load's
-    END in its status): it ends the wait only once the server has tried again (a state other than END seen)."""
+    END in its status): it ends the wait only once the server has tried again (a state other than END seen).
+    ``labels``: the labels of the config waited on; a timeout says which name a version the server has not loaded."""
     started = time.monotonic()
     told = None
     retried = stale_error is None
@@ -431,11 +439,13 @@ def _wait_available(server: RestConnection, server_url: str, model_name: str, ve
             raise ValueError(f"version {version} failed to load on {server_url}: {error}")
         waited = time.monotonic() - started
         if waited > timeout:
+            refused = unavailable_labels(server, model_name, labels) if labels else []
             raise ValueError(f"version {version} did not become AVAILABLE on {server_url} within {timeout:.0f} s "
                              f"(state: {state}" + (f"; its last load failed: {error}" if error else "") + ")" + (
                                  "; a server loads a version that failed again only once it has applied a config "
                                  "without it (its next config poll after the one put back)" if not retried else
-                                 RETRYING_NOTE if state == "LOADING" else ""))
+                                 RETRYING_NOTE if state == "LOADING" else "")
+                             + (f"; it may not have applied the config: {_refusal(refused)}" if refused else ""))
         if told is None or waited - told >= WAIT_REPORT_SECONDS:
             told = waited
             print(f"waiting for version {version} to become AVAILABLE on {server_url} (state: {state}; "
@@ -461,8 +471,7 @@ def _wait_label(server: RestConnection, server_url: str, model_name: str, label:
                 f"label {label!r} is on version {version} in {config_file}, but the server at {server_url} still "
                 f"serves it at {'version %d' % served if served is not None else 'no version'} after {timeout:.0f} s: "
                 "it has not applied that config" + (
-                    " (TF Serving refuses a whole config with a label on a version it has not loaded: "
-                    + "; ".join(refused) + ")" if refused else
+                    f" ({_refusal(refused)})" if refused else
                     " (it re-reads it every --model_config_file_poll_wait_seconds, when set; its log says why not)"))
         if told is None or waited - told >= WAIT_REPORT_SECONDS:
             told = waited

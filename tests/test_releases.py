@@ -1,6 +1,7 @@
 """pipeline.releases: the config beside the serving dir, created for the demo server and then edited by
 promote/rollback; with a running server, promote waits for the version over one kept-alive connection."""
 import json
+import shutil
 import time
 
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
@@ -509,29 +510,48 @@ def test_a_stop_between_the_label_and_its_history_is_held_until_both_are_written
     assert code == 2 and f"is on version {v2}" in err and f"put it on {v1}" in err and "out of step" in err, err
 
 
-def test_promote_is_refused_up_front_when_another_label_names_a_version_the_server_has_not_loaded(tmp_path, capsys):
-    """canary on a version that failed to load (set with the file alone): the server refuses every config carrying
-    it, so promoting stable had waited its whole timeout, then blamed stable's version."""
+def test_a_label_on_a_version_the_server_has_not_loaded_is_explained_with_the_servers_flag(tmp_path, capsys):
+    """canary on a version that failed to load (set with the file alone). A server without
+    --allow_version_labels_for_unavailable_models refuses every config carrying it: the wait runs out and says why
+    (it had blamed stable's own version). One with the flag applies it (a label new to it): promote had been refused
+    up front, saying TF Serving refuses such a config, though this server would not."""
     serving_dir, config_file = tmp_path / "letters", tmp_path / "models.config"
     testing.publish_version(str(serving_dir), 1)
     testing.publish_version(str(serving_dir), 2)
     releases.ensure_config(str(config_file), str(serving_dir))                       # serves 2
-    with testing.start_server(model_config_file=str(config_file), model_config_file_poll_wait_seconds=0.5,
-                              file_system_poll_wait_seconds=0.2, max_num_load_retries=0) as server:
-        (serving_dir / "3").mkdir()   # a SavedModel that parses, without a serving graph: only a load fails
+    base = config_file.read_bytes()
+    why = ("TF Serving refuses a whole config with a label on a version it has not loaded, unless it "
+           "runs with --allow_version_labels_for_unavailable_models")   # after "label 'canary' names version 3, <state> (..):"
+    started = dict(model_config_file=str(config_file), model_config_file_poll_wait_seconds=0.2,
+                   file_system_poll_wait_seconds=0.2, max_num_load_retries=0)
+
+    def canary_on_a_version_that_fails_to_load():
+        (serving_dir / "3").mkdir(exist_ok=True)   # a SavedModel that parses, without a serving graph: a load fails
         (serving_dir / "3" / "saved_model.pb").write_bytes(saved_model_pb2.SavedModel(
             meta_graphs=[meta_graph_pb2.MetaGraphDef()]).SerializeToString())
+        (tmp_path / "models.config.history.json").unlink(missing_ok=True)
         assert releases.set_label(str(config_file), "canary", 3, str(serving_dir)) is None   # the file alone
-        before, history = config_file.read_bytes(), (tmp_path / "models.config.history.json").read_bytes()
+        return config_file.read_bytes()
+    with testing.start_server(**started) as server:
+        before = canary_on_a_version_that_fails_to_load()
+        capsys.readouterr()
         try:
-            releases.set_label(str(config_file), "stable", 1, str(serving_dir), server_url=server.url, timeout=5)
+            releases.set_label(str(config_file), "stable", 1, str(serving_dir), server_url=server.url, timeout=1)
         except ValueError as err:
-            assert str(err).startswith("label 'canary' names version 3, ") and " on the server" in str(err)
-            assert "TF Serving refuses a whole config" in str(err) and "label 'stable' left unchanged" in str(err)
+            assert str(err).startswith(f"version 1 did not become AVAILABLE on {server.url} within 1 s") and \
+                "it may not have applied the config: label 'canary' names version 3, " in str(err) and \
+                why in str(err) and "put back as it was" in str(err), err
         else:
-            raise AssertionError("promote did not refuse")
+            raise AssertionError("the server applied a config it refuses")
+        assert "note: label 'canary' names version 3, " in capsys.readouterr().err
         assert config_file.read_bytes() == before
-        assert (tmp_path / "models.config.history.json").read_bytes() == history
+    config_file.write_bytes(base)
+    shutil.rmtree(serving_dir / "3")   # the latest version: the base config would serve it at start
+    with testing.start_server(**started, allow_version_labels_for_unavailable_models=True) as server:
+        canary_on_a_version_that_fails_to_load()
+        assert releases.set_label(str(config_file), "stable", 1, str(serving_dir), server_url=server.url,
+                                  timeout=60) is None
+        assert releases.label_version(server.url, "letters", "stable") == 1
 
 
 def test_a_failed_load_error_of_several_lines_is_shown_in_one(monkeypatch):
