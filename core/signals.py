@@ -93,8 +93,10 @@ def sigterm_as_interrupt():
 @contextlib.contextmanager
 def interrupts_held():
     """A stop that would raise KeyboardInterrupt inside the block (SIGTERM under :func:`sigterm_as_interrupt`, SIGINT
-    under it or Python's own handler) is held until the block has ended, then raised (and recorded): what the block
-    writes is written whole. Nothing changes outside the main thread."""
+    under it or Python's own handler) is held until the block has ended, then raised by the handler it was held from:
+    recorded (:func:`stop_requested`) under :func:`sigterm_as_interrupt` only, as it would have been. What the block
+    writes is written whole. A held stop wins over an error the block ends with (that error is its ``__context__``):
+    the stop is not lost. Nothing changes outside the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -106,5 +108,5 @@ def interrupts_held():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if held:
-        raise_interrupt(held[0])
+        if held:   # here, not after the finally: a block that raised would have lost the stop
+            previous[held[0]](held[0], None)

@@ -83,3 +83,50 @@ def test_ctrl_c_is_recorded_too_and_the_record_lasts_for_its_block_only():
     with signals.sigterm_as_interrupt():
         assert signals.stop_requested() is None
         signals.stop_if_requested()   # nothing asked: carries on
+
+
+def test_a_stop_held_outside_sigterm_as_interrupt_is_raised_but_not_recorded():
+    """Python's own Ctrl-C handler records nothing: a Ctrl-C held by interrupts_held alone had been recorded for the
+    rest of the process, so every later stop_if_requested raised again."""
+    import os
+    import signal
+    from core import signals
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    held = False
+    try:
+        with signals.interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            held = True   # reached: the stop waits for the block's end
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the held Ctrl-C was not raised")
+    assert held and signals.stop_requested() is None
+    signals.stop_if_requested()   # nothing recorded: carries on
+    with signals.sigterm_as_interrupt():   # under it the held stop is recorded, as its handler records it
+        try:
+            with signals.interrupts_held():
+                os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt:
+            assert signals.stop_requested() == signal.SIGTERM
+        else:
+            raise AssertionError("the held SIGTERM was not raised")
+
+
+def test_a_stop_held_while_the_block_fails_is_raised_with_the_failure_as_its_context():
+    """An error ending the block (a history that cannot be written) had dropped the held stop: the process carried
+    on as if no one had asked it to stop."""
+    import os
+    import signal
+    from core import signals
+    with signals.sigterm_as_interrupt():
+        try:
+            with signals.interrupts_held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                raise OSError("disk full")
+        except KeyboardInterrupt as err:
+            assert isinstance(err.__context__, OSError) and str(err.__context__) == "disk full"
+        except OSError:
+            raise AssertionError("the held stop was lost") from None
+        assert signals.stop_requested() == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is not signals.raise_interrupt
