@@ -376,24 +376,25 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     if refused:   # the server may refuse every config carrying them, this one's first step too
         print(f"note: {_refusal(refused)}; if the server does, this label change waits its whole timeout "
               f"({timeout:.0f} s): promote or roll back that label first", file=sys.stderr)
+    written = None   # the first step's config, once written
     if state != "AVAILABLE":
         written = _write_config(config_file, config)
         try:
             _wait_available(server, server_url, model_name, version, timeout,
                             stale_error if state == "END" else None, dict(model.version_labels))
         except BaseException as err:   # refused, too slow, or Ctrl-C: the config the server had is put back
-            left = f"label {label!r} left unchanged and " + (
-                f"{config_file} put back as it was" if _restore(config_file, before, written) else
-                f"{config_file} left as it is now (it was changed meanwhile; it still lists version {version})")
+            left = _put_back(config_file, before, written, label, version)
             if isinstance(err, ValueError):
                 raise ValueError(f"{err}; {left}") from None
             if isinstance(err, KeyboardInterrupt):
                 raise Interrupted(left) from None
             raise
     model.version_labels[label] = version
+    moved = recorded = False   # the label written; its history too
     try:
         with interrupts_held():   # a stop between the two writes would leave a change no rollback can follow
             _write_config(config_file, config)
+            moved = True
             for name, missing in sorted(dropped.items()):
                 print(f"note: label {name!r} named version {missing}, which is not in {serving_dir}: removed from "
                       f"{config_file}", file=sys.stderr)
@@ -401,12 +402,19 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
                 history.append(promotion)
             if write_history:
                 atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
+                recorded = True
         if server:
             _wait_label(server, server_url, model_name, label, version, timeout, config_file,
                         dict(model.version_labels))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        if not moved:   # a stop just before the stops were held: the label was not written
+            if written is None:
+                raise   # nothing written: "left unchanged and as it was"
+            raise Interrupted(_put_back(config_file, before, written, label, version)) from None
         raise Interrupted(f"label {label!r} moved to {version} in {config_file}"
-                          + (f" (recorded in {_history_path(config_file)})" if write_history else "")
+                          + (f" (recorded in {_history_path(config_file)})" if recorded else
+                             f" (not recorded in {_history_path(config_file)}: {err.__context__})" if write_history
+                             else "")
                           + (f"; the server at {server_url} was not seen serving it there yet" if server else "")
                           ) from None
     return previous
@@ -485,6 +493,13 @@ def _unreachable(server_url: str, to_do: str) -> str:
     """The error for a server that cannot be reached ``to_do`` something, saying what to do instead."""
     return (f"cannot reach the model server at {server_url} to {to_do}: start it or give its --server-url; "
             "--server-url '' edits the file alone")
+
+
+def _put_back(config_file: str, before: bytes | None, written: bytes, label: str, version: int) -> str:
+    """Puts back the config a label change wrote as its first step (:func:`_restore`); says what it left."""
+    return f"label {label!r} left unchanged and " + (
+        f"{config_file} put back as it was" if _restore(config_file, before, written) else
+        f"{config_file} left as it is now (it was changed meanwhile; it still lists version {version})")
 
 
 def _restore(config_file: str, before: bytes | None, written: bytes) -> bool:

@@ -587,3 +587,37 @@ def test_a_repeated_promote_with_no_server_running_says_so_at_once(tmp_path, mon
                                    f"at version {v1}"), err
     else:
         raise AssertionError("the wait did not end")
+
+
+def test_a_stop_before_the_label_is_written_says_it_is_left_unchanged(tmp_path, monkeypatch, capsys):
+    """SIGTERM just before the stops are held (interrupts_held not yet in force): nothing of the label's change is
+    written, promote had said the label moved (and recorded)."""
+    import contextlib
+    import os
+    import signal
+
+    serving_dir, (v1, v2) = pushed(tmp_path, n=2)
+    config_file = tmp_path / "models" / "models.config"
+    history_file = tmp_path / "models" / "models.config.history.json"
+    assert releases.main(["promote", str(v1), "--label", "stable", "--serving-dir", str(serving_dir),
+                          "--server-url", ""]) == 0
+    before, history = config_file.read_bytes(), history_file.read_bytes()
+
+    @contextlib.contextmanager
+    def stopped_before_holding():
+        os.kill(os.getpid(), signal.SIGTERM)   # raises here, as the stop arriving before the handlers would
+        yield
+    monkeypatch.setattr(releases, "interrupts_held", stopped_before_holding)
+    code, err = run(["promote", str(v2), "--label", "stable", "--serving-dir", str(serving_dir), "--server-url", ""],
+                    capsys)
+    assert code == 130 and err.splitlines()[-1] == (f"interrupted: label 'stable' left unchanged and {config_file} "
+                                                    "as it was"), err
+    assert config_file.read_bytes() == before and history_file.read_bytes() == history
+    # with a server, the first step's config (v2 loaded beside) is put back
+    monkeypatch.setattr(releases, "version_status", lambda *args: ("NOT_TRACKED", None))
+    monkeypatch.setattr(releases, "_wait_available", lambda *args, **kwargs: None)
+    code, err = run(["promote", str(v2), "--label", "stable", "--serving-dir", str(serving_dir),
+                     "--server-url", "http://127.0.0.1:9"], capsys)
+    assert code == 130 and err.splitlines()[-1] == (f"interrupted: label 'stable' left unchanged and {config_file} "
+                                                    "put back as it was"), err
+    assert config_file.read_bytes() == before and history_file.read_bytes() == history
