@@ -427,6 +427,20 @@ def _rollback_targets(history: list[dict]) -> set[int]:
     return {version for version in targets.values() if version is not None}
 
 
+def _polls():
+    """A wait's rounds, 0.5 s apart: (seconds waited so far, whether to show the wait: at its start, then every
+    WAIT_REPORT_SECONDS). The caller ends it."""
+    started = time.monotonic()
+    told = None
+    while True:
+        waited = time.monotonic() - started
+        show = told is None or waited - told >= WAIT_REPORT_SECONDS
+        if show:
+            told = waited
+        yield waited, show
+        time.sleep(0.5)
+
+
 def _wait_available(server: RestConnection, server_url: str, model_name: str, version: int, timeout: float,
                     stale_error: str | None = None, labels: dict[str, int] | None = None) -> None:
     """Returns once the server reports ``version`` AVAILABLE; ValueError when it failed to load (END with an
@@ -435,17 +449,14 @@ def _wait_available(server: RestConnection, server_url: str, model_name: str, ve
     ``stale_error``: the error the version already ended with before this wait (a server keeps a failed load's
     END in its status): it ends the wait only once the server has tried again (a state other than END seen).
     ``labels``: the labels of the config waited on; a timeout says which name a version the server has not loaded."""
-    started = time.monotonic()
-    told = None
     retried = stale_error is None
-    while True:
+    for waited, show in _polls():
         state, error = version_status(server, model_name, version)
         if state == "AVAILABLE":
             return
         retried = retried or state != "END"
         if state == "END" and error and retried:
             raise ValueError(f"version {version} failed to load on {server_url}: {error}")
-        waited = time.monotonic() - started
         if waited > timeout:
             refused = unavailable_labels(server, model_name, labels) if labels else []
             raise ValueError(f"version {version} did not become AVAILABLE on {server_url} within {timeout:.0f} s "
@@ -454,11 +465,9 @@ def _wait_available(server: RestConnection, server_url: str, model_name: str, ve
                                  "without it (its next config poll after the one put back)" if not retried else
                                  RETRYING_NOTE if state == "LOADING" else "")
                              + (f"; it may not have applied the config: {_refusal(refused)}" if refused else ""))
-        if told is None or waited - told >= WAIT_REPORT_SECONDS:
-            told = waited
+        if show:
             print(f"waiting for version {version} to become AVAILABLE on {server_url} (state: {state}; "
                   f"{waited:.0f} of {timeout:.0f} s)", file=sys.stderr, flush=True)
-        time.sleep(0.5)
 
 
 def _wait_label(server: RestConnection, server_url: str, model_name: str, label: str, version: int, timeout: float,
@@ -466,13 +475,12 @@ def _wait_label(server: RestConnection, server_url: str, model_name: str, label:
     """Returns once the server serves ``label`` at ``version`` (it has applied the config that puts it there);
     ValueError saying what it serves instead, and why when one of the config's ``labels`` names a version it has
     not loaded, once ``timeout`` passed. A long wait is shown."""
-    started = time.monotonic()
-    told = None
-    while (served := label_version(server, model_name, label)) != version:
+    for waited, show in _polls():
+        if (served := label_version(server, model_name, label)) == version:
+            return
         if served is None and version_state(server, model_name, version) is None:   # no label, or no server?
             raise ValueError(_unreachable(server_url, f"see it serve label {label!r} at version {version}")
                              + f"; {config_file} puts it there")
-        waited = time.monotonic() - started
         if waited > timeout:
             refused = unavailable_labels(server, model_name, labels)
             raise ValueError(
@@ -481,12 +489,10 @@ def _wait_label(server: RestConnection, server_url: str, model_name: str, label:
                 "it has not applied that config" + (
                     f" ({_refusal(refused)})" if refused else
                     " (it re-reads it every --model_config_file_poll_wait_seconds, when set; its log says why not)"))
-        if told is None or waited - told >= WAIT_REPORT_SECONDS:
-            told = waited
+        if show:
             print(f"waiting for the server at {server_url} to serve label {label!r} at version {version} (it serves "
                   f"{'version %d' % served if served is not None else 'no version'}; {waited:.0f} of "
                   f"{timeout:.0f} s)", file=sys.stderr, flush=True)
-        time.sleep(0.5)
 
 
 def _unreachable(server_url: str, to_do: str) -> str:
