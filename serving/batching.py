@@ -5,7 +5,8 @@ batch is processed when it is full (``max_batch_size``) or its oldest task has w
 ``batch_timeout_micros``; with a timeout of 0 a free thread takes whatever is queued, so batches grow
 exactly as fast as requests pile up behind a busy thread. Tasks whose inputs have different inner shapes
 never share a batch. ``allowed_batch_sizes`` pads a batch (with copies of its first row) to the next allowed
-size. A task larger than ``max_batch_size`` and a full queue are rejected, as TF Serving's batcher does.
+size. A task larger than ``max_batch_size`` and a full queue (``max_enqueued_batches`` batches; 0 is taken as 1, as
+TensorFlow's SharedBatchScheduler takes it) are rejected, as TF Serving's batcher does.
 Unlike TF Serving, a batch that fails is re-run task by task, so one bad request (e.g. a corrupt image)
 fails alone instead of failing the requests that happened to share its batch.
 
@@ -126,8 +127,13 @@ class BatchScheduler:
             self._queues.append(batcher)
         return batcher
 
+    def capacity(self) -> int:
+        """The rows a queue holds: ``max_enqueued_batches`` full batches, 0 of them taken as 1 (SharedBatchScheduler's
+        AddQueue rewrites 0 to 1 when large batches are not split, as here: models with very low QPS rely on it)."""
+        return (self.settings.max_enqueued_batches or 1) * self.settings.max_batch_size
+
     def enqueue(self, batcher: Batcher, task: _Task):
-        limit = self.settings.max_enqueued_batches * self.settings.max_batch_size
+        limit = self.capacity()
         with self._cond:
             if self._stopped:
                 raise ServingError("UNAVAILABLE", "Batch scheduler is shutting down")

@@ -13,6 +13,7 @@ import pytest
 from core import configs
 from serving.batching import BatchOutputs, BatchScheduler
 from serving.config import Batching
+from serving.status import ServingError
 from tests.support import serving as testing
 from tests.support.serving import b64
 
@@ -115,6 +116,33 @@ def test_tasks_of_an_event_loop_are_completed_together_and_share_batch_work():
     assert [result["y"].tolist() for result in results] == [[0], [2, 22], [4]]
     assert [result.shared(rows) for result in results] == [["row 0"], ["row 2", "row 22"], ["row 4"]]
     assert computed == [4]
+
+
+def test_max_enqueued_batches_0_holds_one_batch_as_in_tensorflow():
+    """SharedBatchScheduler's AddQueue takes max_enqueued_batches 0 as 1 (models with very low QPS rely on it): a
+    request is served, and while the thread is busy the queue holds one full batch. Every task had been refused
+    as a full queue."""
+    running, release = threading.Event(), threading.Event()
+
+    def run(arrays):
+        running.set()
+        release.wait(30)
+        return {"y": arrays["x"] * 2}
+
+    scheduler = BatchScheduler(Batching(max_batch_size=4, max_enqueued_batches=0, num_batch_threads=1))
+    batcher = scheduler.batcher(run)
+    try:
+        busy = batcher.submit({"x": np.array([1])})
+        assert running.wait(30)
+        queued = batcher.submit({"x": np.arange(4)})
+        with pytest.raises(ServingError, match="The batch scheduling queue to which this task was submitted is full"):
+            batcher.submit({"x": np.array([9])})
+        release.set()
+        assert busy.result(30)["y"].tolist() == [2]
+        assert queued.result(30)["y"].tolist() == [0, 2, 4, 6]
+    finally:
+        release.set()
+        scheduler.stop()
 
 
 def test_a_run_past_the_rest_deadline_is_504(tmp_path):

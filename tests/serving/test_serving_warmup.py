@@ -239,3 +239,15 @@ def test_with_batching_the_records_go_through_the_batch_queue_as_in_tf_serving(t
             time.sleep(0.1)
         (kept,) = manager.servables[1].batchers.values()
         assert [queue for queue in server.server.scheduler._queues if not queue.closed] == [kept]
+
+
+def test_with_max_enqueued_batches_0_the_records_are_queued_as_in_tf_serving(tmp_path):
+    """TensorFlow's batch scheduler takes max_enqueued_batches 0 as 1, so the version warms up and loads; each
+    record had been refused as a full queue, failing the load."""
+    base = tmp_path / "m"
+    write_logs(testing.build_tiny_model(str(base / "1")), [predict_log()])
+    parameters = tmp_path / "batching.config"
+    parameters.write_text("max_enqueued_batches { value: 0 }\nnum_batch_threads { value: 1 }\n")
+    with testing.start_server(str(base), "m", enable_batching=True, batching_parameters_file=str(parameters),
+                              max_num_load_retries=0, file_system_poll_wait_seconds=0.2) as server:
+        assert ":tensorflow:serving:batching_session:wrapped_run_count{} 1\n" in server.server.metrics.render()
