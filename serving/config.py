@@ -310,7 +310,7 @@ class Batching:
     max_batch_size: int = 1000
     batch_timeout_micros: int = 0
     max_enqueued_batches: int = 10
-    num_batch_threads: int = 0   # 0: number of CPUs
+    num_batch_threads: int | None = None   # None (unset): number of CPUs
     allowed_batch_sizes: tuple = ()
     pad_variable_length_inputs: bool = False
 
@@ -327,8 +327,13 @@ class Batching:
         return batching
 
     def validate(self) -> None:
+        """Raises ValueError for settings TF Serving refuses (SharedBatchScheduler's in TensorFlow's words)."""
         if self.max_batch_size < 1:
             raise ValueError("max_batch_size must be positive")
+        if self.num_batch_threads is not None and self.num_batch_threads < 1:
+            raise ValueError(f"num_batch_threads must be positive; was {self.num_batch_threads}")
+        if self.batch_timeout_micros < 0:
+            raise ValueError(f"batch_timeout_micros must be non-negative; was {self.batch_timeout_micros}")
         if self.allowed_batch_sizes:
             sizes = list(self.allowed_batch_sizes)
             if sizes != sorted(sizes) or sizes[-1] != self.max_batch_size:
@@ -336,7 +341,8 @@ class Batching:
 
     @property
     def threads(self) -> int:
-        return self.num_batch_threads or os.cpu_count() or 1
+        """The batch threads: ``num_batch_threads``, unset the number of CPUs (SharedBatchScheduler's default)."""
+        return self.num_batch_threads if self.num_batch_threads is not None else os.cpu_count() or 1
 
 
 def load_batching_parameters(path: str) -> Batching:

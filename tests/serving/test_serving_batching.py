@@ -2,6 +2,7 @@
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import re
 import signal
 import threading
@@ -143,6 +144,28 @@ def test_max_enqueued_batches_0_holds_one_batch_as_in_tensorflow():
     finally:
         release.set()
         scheduler.stop()
+
+
+@pytest.mark.parametrize("text, error", [
+    ("num_batch_threads { value: 0 }", "num_batch_threads must be positive; was 0"),
+    ("num_batch_threads { value: -1 }", "num_batch_threads must be positive; was -1"),
+    ("batch_timeout_micros { value: -5 }", "batch_timeout_micros must be non-negative; was -5")])
+def test_batching_parameters_tensorflow_refuses_stop_the_server_at_start(tmp_path, text, error):
+    """SharedBatchScheduler refuses them (Create, AddQueue), so TF Serving does not start. 0 threads had meant one
+    per CPU, -1 none at all (every request and warm-up waited for ever, and SIGTERM could not stop the server)."""
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    parameters = tmp_path / "batching.config"
+    parameters.write_text(text + "\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(error)}$"):
+        testing.start_server(base, enable_batching=True, batching_parameters_file=str(parameters))
+
+
+def test_unset_num_batch_threads_is_one_per_cpu_as_in_tensorflow():
+    """SharedBatchScheduler's default (port::MaxParallelism) when the file does not set the field."""
+    from serving.protos import BatchingParameters
+    assert Batching.from_proto(BatchingParameters()).threads == os.cpu_count()
+    assert Batching.from_proto(BatchingParameters(num_batch_threads={"value": 3})).threads == 3
 
 
 def test_a_run_past_the_rest_deadline_is_504(tmp_path):
