@@ -6,11 +6,13 @@ the base directory can catch a version mid-copy. This executor copies into ``<ba
 the whole directory to ``<base>/<version>`` in one step. Versions are UNIX timestamps, made larger than any
 version already there. A model whose files are identical to the newest pushed version is not copied again:
 the push is recorded against that version (one identical to an older version is pushed as a new version, so
-that it is served again).
+that it is served again). That version must hold all the model's files: one that lacks some (an unfinished
+push, files removed since) is left as it is and the model pushed as a newer version.
 
 On object stores (``gs://``, ``s3://``) a directory rename is a copy, so there the model is copied straight
 into ``<base>/<version>`` with ``saved_model.pb`` written last, as TFX's Pusher does: a server that lists the
-version early fails to load it and retries once the copy is complete.
+version early fails to load it and retries once the copy is complete. A push that fails removes the version it
+was writing, as far as it can.
 """
 from __future__ import annotations
 
@@ -69,26 +71,34 @@ def _checked_record(record) -> dict:
             if key not in _RECORD_TYPES or (isinstance(value, _RECORD_TYPES[key]) and not isinstance(value, bool))}
 
 
-def pushed_versions(base: str) -> dict[int, dict]:
-    """Integer version → its push record ({} when it has none or it is damaged). Of two folders that name one
-    version (``007`` and ``7``), the record is the one of the folder the server serves: the last by name."""
-    versions = {}
+def version_folders(base: str) -> dict[int, str]:
+    """Integer version → its folder under ``base``. Of two folders that name one version (``007`` and ``7``), the
+    one the server serves: the last by name."""
+    folders = {}
     if not fileio.exists(base):
-        return versions
+        return folders
     for name in sorted(name.rstrip("/") for name in fileio.listdir(base)):
         version = version_number(name)   # the server's own reading of a folder name (int64: larger never served)
-        if version is None:
-            continue
-        record_path = os.path.join(base, name, PUSH_RECORD)
-        record = {}
-        if fileio.exists(record_path):
-            try:
-                with fileio.open(record_path, "r") as f:
-                    record = _checked_record(json.loads(f.read()))
-            except ValueError:
-                record = {}
-        versions[version] = record
-    return versions
+        if version is not None:
+            folders[version] = os.path.join(base, name)
+    return folders
+
+
+def pushed_versions(base: str) -> dict[int, dict]:
+    """Integer version → its push record ({} when it has none or it is damaged), read from the folder the server
+    serves (:func:`version_folders`)."""
+    return {version: _read_record(folder) for version, folder in version_folders(base).items()}
+
+
+def _read_record(folder: str) -> dict:
+    record_path = os.path.join(folder, PUSH_RECORD)
+    if not fileio.exists(record_path):
+        return {}
+    try:
+        with fileio.open(record_path, "r") as f:
+            return _checked_record(json.loads(f.read()))
+    except ValueError:
+        return {}
 
 
 STALE_STAGING_SECONDS = 3600   # a staging folder nothing was written into for this long is an interrupted push's
@@ -112,7 +122,7 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
     existing = pushed_versions(base)
     # Not pushed again only when it is the newest version, the one TF Serving's latest policy serves; a model
     # identical to an older version (blessed again after another one) is pushed as a new version.
-    if existing and existing[max(existing)].get("fingerprint") == fingerprint:
+    if existing and _holds_model(base, max(existing), existing[max(existing)], fingerprint):
         return max(existing), False
     version = max([int(time.time())] + [v + 1 for v in existing])
     if version_number(str(version)) is None:
@@ -135,10 +145,41 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
         if not object_store:
             version = _rename_to_free_version(target, base, version, record)
     except BaseException:
-        if not object_store and fileio.exists(target):   # a staging folder nobody else would ever remove
-            fileio.rmtree(target)
+        _remove_unfinished(target, object_store)
         raise
     return version, True
+
+
+def _holds_model(base: str, version: int, record: dict, fingerprint: str) -> bool:
+    """Whether ``version`` holds the model of ``fingerprint`` whole: its push record names the model and its files
+    are the model's. One whose record names the model but whose files are not all there (a push on an object store
+    stopped before ``saved_model.pb``, files removed since) is said so and left as it is: the model is pushed as a
+    newer version, which a server serves instead (it never loads an incomplete one)."""
+    if record.get("fingerprint") != fingerprint:
+        return False
+    folder = version_folders(base).get(version, os.path.join(base, str(version)))
+    if model_fingerprint(folder) == fingerprint:
+        return True
+    print(f"Pusher: version {version} ({folder}) lacks files of the model its push record names (an unfinished "
+          f"push, or files removed since); left as it is, the model is pushed again as a newer version", flush=True)
+    return False
+
+
+def _remove_unfinished(target: str, object_store: bool) -> None:
+    """Removes what a failed push wrote: its staging folder (nobody else ever would) or, on an object store, the
+    version folder it was writing into, as far as it can: a version left there has no ``saved_model.pb`` (a server
+    does not load it) and the next push pushes the model as a newer version (:func:`_holds_model`)."""
+    if not object_store:
+        if fileio.exists(target):
+            fileio.rmtree(target)
+        return
+    try:
+        if fileio.exists(target):
+            fileio.rmtree(target)
+            print(f"Pusher: the push did not finish; removed its unfinished version {target}", flush=True)
+    except Exception as err:  # noqa: BLE001 - best effort: the push's own error is the one to raise
+        print(f"Pusher: the push did not finish and its unfinished version {target} could not be removed ({err}); "
+              f"the next push pushes the model as a newer version", flush=True)
 
 
 def _write_record(folder: str, record: dict) -> None:

@@ -135,3 +135,52 @@ def test_a_process_asked_to_stop_pushes_nothing_even_if_its_interrupt_was_lost(t
     with pytest.raises(KeyboardInterrupt):
         atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
     assert os.listdir(base) == []
+
+
+def test_an_unfinished_object_store_push_is_removed_and_the_next_push_copies_the_model(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Stopped before saved_model.pb, the push removes the version it was writing; one it could not remove (a
+    kill, a failing store) holds the push record but not the model, and the next push pushes a newer version."""
+    import pytest
+    base = f"ram://letters-unfinished-push/{tmp_path.name}"
+    model = fake_model(tmp_path / "m")
+    real_copy, real_rmtree = atomic_pusher.io_utils.copy_file, atomic_pusher.fileio.rmtree
+
+    def stopped_at_saved_model(src, dst, *args, **kwargs):
+        if os.path.basename(src) == "saved_model.pb":
+            raise KeyboardInterrupt
+        return real_copy(src, dst, *args, **kwargs)
+
+    def rmtree_fails(path):
+        raise OSError("the store refused")
+
+    monkeypatch.setattr(atomic_pusher.io_utils, "copy_file", stopped_at_saved_model)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_pusher.push_model(model, base)
+    assert tf.io.gfile.listdir(base) == []
+    assert "removed its unfinished version" in capsys.readouterr().out
+    monkeypatch.setattr(atomic_pusher.fileio, "rmtree", rmtree_fails)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_pusher.push_model(model, base)
+    (broken,) = atomic_pusher.pushed_versions(base)
+    assert "could not be removed" in capsys.readouterr().out
+    monkeypatch.setattr(atomic_pusher.io_utils, "copy_file", real_copy)
+    monkeypatch.setattr(atomic_pusher.fileio, "rmtree", real_rmtree)
+    version, copied = atomic_pusher.push_model(model, base)
+    assert copied and version > broken
+    assert tf.io.gfile.exists(f"{base}/{version}/saved_model.pb")
+    assert f"version {broken} ({base}/{broken}) lacks files" in capsys.readouterr().out
+
+
+def test_a_version_whose_files_were_removed_does_not_count_as_holding_the_model(tmp_path, capsys):
+    import shutil
+    base = tmp_path / "serving"
+    model = fake_model(tmp_path / "m")
+    v1, _ = atomic_pusher.push_model(model, str(base))
+    shutil.rmtree(base / str(v1) / "variables")
+    v2, copied = atomic_pusher.push_model(model, str(base))
+    assert copied and v2 > v1
+    assert (base / str(v2) / "variables" / "variables.index").read_bytes() == b"index"
+    assert sorted(os.listdir(base)) == sorted([str(v1), str(v2)])        # the damaged one left as it is
+    assert f"version {v1} ({base / str(v1)}) lacks files" in capsys.readouterr().out
+    assert atomic_pusher.push_model(model, str(base)) == (v2, False)
