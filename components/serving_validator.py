@@ -16,7 +16,7 @@ What it checks, on the model exactly as the Pusher would publish it (copied as v
    ``serving_default`` (input ``examples``) with their outputs;
 3. ``POST :predict`` on ``predict_images`` with up to ``num_examples`` real images from the eval split (base64,
    as web clients send them) answers one row per image with ``probabilities`` over the 27 classes summing to 1
-   and ``top_classes`` among the class names;
+   (numbers, [N, 27]) and ``top_classes`` among the class names (strings, [N, k]);
 4. ``POST :predict`` on ``serving_default`` with the same images as serialized tf.Examples answers the same
    probabilities (the two signatures must agree);
 5. optionally, the slowest request stays under ``max_latency_ms``.
@@ -167,9 +167,32 @@ def _check_metadata(rest: _TimedRest, name: str) -> dict:
     return {"signatures": sorted(signatures)}
 
 
+def _json_shape(value: Any) -> list[int]:
+    """The shape of a tensor as JSON writes it (nested lists; [] for a scalar), read along first elements."""
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        value = value[0] if value else None
+    return shape
+
+
+def _tensor_ok(rows: list, name: str, where: str, width: int | None, kind: type | tuple[type, ...],
+               kind_name: str) -> None:
+    """``rows`` (one per image) of output ``name`` make an [N, ``width``] tensor (any width when None) of
+    ``kind`` values; a wrong shape or type is said as such."""
+    expected = f"[N, {width if width is not None else 'k'}]"
+    for row in rows:
+        shape = [len(rows), *_json_shape(row)]
+        _expect(len(shape) == 2 and width in (None, shape[1]),
+                f"{where}: {name} has shape {shape}, expected {expected}")
+        kinds = sorted({type(value).__name__ for value in row
+                        if not isinstance(value, kind) or isinstance(value, bool)})
+        _expect(not kinds, f"{where}: {name} holds {', '.join(kinds)} values, expected {kind_name}")
+
+
 def _probabilities_ok(rows: list, where: str) -> None:
+    _tensor_ok(rows, configs.PROBABILITIES_OUTPUT, where, NUM_CLASSES, (int, float), "numbers")
     for i, row in enumerate(rows):
-        _expect(len(row) == NUM_CLASSES, f"{where}: row {i} has {len(row)} probabilities, not {NUM_CLASSES}")
         _expect(abs(sum(row) - 1.0) < PROBABILITY_TOLERANCE and min(row) >= 0.0,
                 f"{where}: row {i} is not a probability distribution (sum {sum(row):.4f})")
 
@@ -184,8 +207,10 @@ def _check_predictions(rest: _TimedRest, name: str, samples: list[tuple[bytes, b
         predictions = body.get("predictions", [])
         _expect(len(predictions) == len(batch),
                 f"{configs.IMAGE_SIGNATURE}: {len(predictions)} predictions for {len(batch)} images")
+        _tensor_ok([prediction.get(configs.TOP_CLASSES_OUTPUT) for prediction in predictions],
+                   configs.TOP_CLASSES_OUTPUT, configs.IMAGE_SIGNATURE, None, str, "strings")
         for prediction, (_, _, label) in zip(predictions, batch):
-            top = prediction.get(configs.TOP_CLASSES_OUTPUT, [])
+            top = prediction[configs.TOP_CLASSES_OUTPUT]
             _expect(bool(top) and all(c in CLASS_NAMES for c in top),
                     f"{configs.IMAGE_SIGNATURE}: top classes {top} are not class names")
             correct += int(label >= 0 and top[0] == CLASS_NAMES[label])

@@ -223,3 +223,43 @@ def test_a_stop_lost_before_the_check_does_not_start_it(tmp_path, examples, monk
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, model, examples)
     assert started == [] and not os.path.exists(tmp_path / "blessing")
+
+
+def _model_with_probabilities(shape_after_n, value):
+    """A model with both signatures whose ``probabilities`` for n images is ``value`` in the shape
+    [n, *shape_after_n] (its top_classes valid), built as a small tf.Module."""
+    import tensorflow as tf
+
+    def build(path):
+        class WrongProbabilities(tf.Module):
+            def probabilities(self, inputs):
+                return tf.fill([tf.shape(inputs)[0], *shape_after_n], value)
+
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.EXAMPLES_INPUT)])
+            def serving_default(self, examples):
+                return {configs.PROBABILITIES_OUTPUT: self.probabilities(examples)}
+
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.IMAGE_INPUT)])
+            def predict_images(self, images):
+                return {configs.PROBABILITIES_OUTPUT: self.probabilities(images),
+                        configs.TOP_CLASSES_OUTPUT: tf.fill([tf.shape(images)[0], 3], "alef")}
+
+        module = WrongProbabilities()
+        tf.saved_model.save(module, path, signatures={configs.SERVING_DEFAULT_SIGNATURE: module.serving_default,
+                                                      configs.IMAGE_SIGNATURE: module.predict_images})
+
+    return build
+
+
+@pytest.mark.parametrize("shape_after_n, value, reason", [
+    ([], 1.0, "probabilities has shape [10], expected [N, 27]"),
+    ([27, 1], 1.0 / 27, "probabilities has shape [10, 27, 1], expected [N, 27]"),
+    ([27], "0.037", "probabilities holds str values, expected numbers"),
+], ids=["one per image", "a column per class", "strings"])
+def test_a_model_whose_probabilities_are_not_n_by_27_numbers_is_not_blessed(tmp_path, examples, shape_after_n, value,
+                                                                             reason):
+    model = _model_artifact(tmp_path / "model", _model_with_probabilities(shape_after_n, value))
+    blessing, report = _run(tmp_path, model, examples)
+    assert not report["blessed"] and reason in report["failure"], report
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert os.path.exists(os.path.join(blessing.uri, "INFRA_NOT_BLESSED"))
