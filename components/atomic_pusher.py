@@ -73,10 +73,12 @@ def _checked_record(record) -> dict:
 
 def version_folders(base: str) -> dict[int, str]:
     """Integer version → its folder under ``base``. Of two folders that name one version (``007`` and ``7``), the
-    one the server serves: the last by name."""
+    one the server serves: the last by name. NotADirectoryError when ``base`` is a file."""
     folders = {}
     if not fileio.exists(base):
         return folders
+    if not fileio.isdir(base):
+        raise NotADirectoryError(f"{base} is not a directory: versions are folders in a directory")
     for name in sorted(name.rstrip("/") for name in fileio.listdir(base)):
         version = version_number(name)   # the server's own reading of a folder name (int64: larger never served)
         if version is not None:

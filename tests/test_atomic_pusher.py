@@ -184,3 +184,13 @@ def test_a_version_whose_files_were_removed_does_not_count_as_holding_the_model(
     assert sorted(os.listdir(base)) == sorted([str(v1), str(v2)])        # the damaged one left as it is
     assert f"version {v1} ({base / str(v1)}) lacks files" in capsys.readouterr().out
     assert atomic_pusher.push_model(model, str(base)) == (v2, False)
+
+
+def test_a_push_into_a_file_names_it(tmp_path):
+    import re
+
+    import pytest
+    base = tmp_path / "serving"
+    base.write_text("not a directory")
+    with pytest.raises(NotADirectoryError, match=re.escape(f"{base} is not a directory")):
+        atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
