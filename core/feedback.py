@@ -21,8 +21,14 @@ The pipeline reads the store itself (``local_runner.py --feedback-dir``): each r
 :func:`export_feedback` to ``<pipeline-root>/feedback/<class_folder>/<id>.png`` (``.jpg``: a photo whose PNG
 would be over the file limit) and adds those images to the
 train split only. ``letters-feedback export --out DIR`` writes the same layout for other uses. It is
-idempotent: files already exported are left as they are. ``letters-feedback import DIR`` stores letters one
-already has (the same layout) as feedback: :mod:`core.feedback_import`.
+idempotent: files already exported are left as they are, and the files of rows relabelled or removed since are
+moved or removed. ``letters-feedback import DIR`` stores letters one already has (the same layout) as feedback:
+:mod:`core.feedback_import`.
+
+A wrong label is corrected with ``letters-feedback relabel ID LABEL`` (:meth:`FeedbackStore.relabel`) or removed
+with ``letters-feedback remove ID`` (:meth:`FeedbackStore.remove`: the row first, then its image; its id is kept in
+the ``removed`` table, which schema-2 code of before ignores, so that an export made before drops its file);
+``letters-feedback list`` shows the rows and their ids.
 """
 from __future__ import annotations
 
@@ -41,7 +47,7 @@ import urllib.parse
 import uuid
 
 from core import image_io
-from core.files import atomic_write
+from core.files import atomic_write, fsync_dir
 from core.labels import CLASS_INDEX, CLASS_NAMES, label_index
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,10 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_unix);
 CREATE INDEX IF NOT EXISTS feedback_image ON feedback (image_sha256);
+CREATE TABLE IF NOT EXISTS removed (   -- the ids of rows removed (FeedbackStore.remove): an export drops their files
+    id              TEXT PRIMARY KEY,
+    removed_unix    REAL NOT NULL
+);
 """
 _PIXELS_INDEX = "CREATE INDEX IF NOT EXISTS feedback_pixels ON feedback (pixel_digest)"   # (after the upgrade)
 
@@ -94,7 +104,8 @@ class FeedbackStoreError(RuntimeError):
 
 class FeedbackError(ValueError):
     """A feedback record that cannot be stored (bad label, probability, version ...). ``reason`` is
-    ``unknown_label`` for a label outside the class list, ``invalid_feedback`` otherwise."""
+    ``unknown_label`` for a label outside the class list, ``invalid_feedback`` otherwise; for an id that names no
+    row (:meth:`FeedbackStore.find`) ``unknown_id``, or several ``ambiguous_id``."""
 
     def __init__(self, message: str, reason: str = "invalid_feedback"):
         super().__init__(message)
@@ -130,7 +141,8 @@ class ExportSummary:
     already_present: int = 0     # files left as they were (exported before)
     missing_images: int = 0      # rows whose image file is gone (skipped)
     corrupt_images: int = 0      # rows whose image file no longer matches its checksum or cannot be decoded (skipped)
-    removed: int = 0             # files removed from the class folders by ``prune`` (not the store's)
+    removed: int = 0             # files removed from the class folders: of rows relabelled or removed since, and
+                                 # the others ``prune`` removes (not the store's)
     per_class: dict = dataclasses.field(default_factory=dict)   # class -> files now in DIR/<class>/ from the store
 
     def to_json(self) -> dict:
@@ -181,7 +193,8 @@ class FeedbackStore:
             twice = two_label_pictures([_record(row) for row in conn.execute(_RECORDS_QUERY)])
             if twice:
                 log.warning("%d picture(s) in the feedback store %s are stored under more than one label (one of "
-                            "each is wrong, and both are trained on): %s", len(twice), self.root,
+                            "each is wrong, and both are trained on; letters-feedback remove the wrong one's id): "
+                            "%s", len(twice), self.root,
                             "; ".join(" = ".join(f"{label} {record_id[:8]}" for record_id, label in group)
                                       for group in twice[:5]))
 
@@ -336,7 +349,66 @@ class FeedbackStore:
             return same[0]
         raise FeedbackError(f"this image is already stored as "
                             f"{' and '.join(f'{r.true_label} ({r.id[:8]})' for r in stored)}; "
-                            f"a second label for it is not stored", reason="already_stored")
+                            f"a second label for it is not stored ({relabel_hint([r.id for r in stored], true_label)})",
+                            reason="already_stored")
+
+    def find(self, record_id: str) -> Feedback:
+        """The row whose id is ``record_id`` or starts with it (the 8 characters the store's messages show).
+        FeedbackError: ``unknown_id`` when no row's does, ``ambiguous_id`` naming the rows when several do."""
+        prefix = record_id.strip().lower() if isinstance(record_id, str) else ""
+        rows = []
+        if prefix and all(c in "0123456789abcdef" for c in prefix):   # (ids are hex: no GLOB wildcard gets in)
+            with self._connection() as conn:
+                rows = conn.execute("SELECT * FROM feedback WHERE id GLOB ? ORDER BY created_unix, id LIMIT 11",
+                                    (prefix + "*",)).fetchall()
+        if not rows:
+            raise FeedbackError(f"no feedback with id {str(record_id)[:40]!r} in {self.root}", reason="unknown_id")
+        if len(rows) > 1:
+            shown = ", ".join(f"{row['id']} ({row['true_label']})" for row in rows[:10])
+            raise FeedbackError(f"id {prefix!r} is the start of {'more than 10' if len(rows) > 10 else len(rows)} "
+                                f"feedback ids: {shown}; give more of it", reason="ambiguous_id")
+        return _record(rows[0])
+
+    def relabel(self, record_id: str, label: str) -> Feedback:
+        """Gives the row ``record_id`` (a whole id) the label ``label``, a class folder name; whether it confirmed the
+        model's answer follows from the new label. Returns the row as it now is. The next export moves its image
+        to the new class folder. FeedbackError for an unknown label (``unknown_label``) or id (``unknown_id``)."""
+        index = _check_label(label, "label")
+        with self._connection() as conn:
+            with _write_transaction(conn):
+                updated = conn.execute("UPDATE feedback SET true_label = ?, true_index = ?, "
+                                       "confirmed = (predicted_label IS NOT NULL AND predicted_label = ?) WHERE id = ?",
+                                       (label, index, label, record_id)).rowcount
+        if not updated:
+            raise FeedbackError(f"no feedback with id {record_id!r} in {self.root}", reason="unknown_id")
+        return self.get(record_id)
+
+    def remove(self, record_ids: list[str]) -> list[Feedback]:
+        """Removes the rows ``record_ids`` (whole ids) and their images; returns the rows removed. The rows go first,
+        in one transaction that also notes their ids (the ``removed`` table, by which an export drops their files),
+        then each image, its folder fsynced: a crash in between leaves images no row points at, as an interrupted
+        :meth:`add` does, never a row without its image. FeedbackError (``unknown_id``) when one of them is not
+        stored: nothing is removed."""
+        record_ids = list(dict.fromkeys(record_ids))
+        now = time.time()
+        with self._connection() as conn:
+            with _write_transaction(conn):
+                rows = [conn.execute("SELECT * FROM feedback WHERE id = ?", (record_id,)).fetchone()
+                        for record_id in record_ids]
+                missing = [record_id for record_id, row in zip(record_ids, rows) if row is None]
+                if missing:
+                    raise FeedbackError(f"no feedback with id {', '.join(map(repr, missing))} in {self.root}; "
+                                        "nothing removed", reason="unknown_id")
+                conn.executemany("DELETE FROM feedback WHERE id = ?", [(record_id,) for record_id in record_ids])
+                conn.executemany("INSERT OR REPLACE INTO removed (id, removed_unix) VALUES (?, ?)",
+                                 [(record_id, now) for record_id in record_ids])
+        removed = [_record(row) for row in rows]
+        for record in removed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.image_path(record))
+        for folder in {os.path.dirname(self.image_path(record)) for record in removed}:
+            fsync_dir(folder)
+        return removed
 
     # -- reading -------------------------------------------------------------------------------------------
     def count(self) -> int:
@@ -373,6 +445,13 @@ def summarize(records: list[Feedback]) -> dict:
                                  for group in two_label_pictures(records)]}
 
 
+def relabel_hint(record_ids: list[str], label: str) -> str:
+    """What to run when the rows ``record_ids`` of one picture have the wrong label and ``label`` is right."""
+    ids = [record_id[:8] for record_id in record_ids]
+    return (f"if {label} is right: letters-feedback relabel {ids[0]} {label}"
+            + (f", then letters-feedback remove {' '.join(ids[1:])}" if ids[1:] else ""))
+
+
 def two_label_pictures(records: list[Feedback]) -> list[list[tuple[str, str]]]:
     """[(store id, label), ...] of each picture (its pixels) stored under more than one label, oldest first."""
     groups = collections.defaultdict(list)
@@ -390,9 +469,15 @@ def image_file(feedback_dir: str | os.PathLike, record: Feedback) -> str:
 def stored_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
     """:func:`read_records`, or none where no store was made yet (nothing is created: the folder may be a
     read-only mount)."""
+    return stored_rows_and_removals(feedback_dir)[0]
+
+
+def stored_rows_and_removals(feedback_dir: str | os.PathLike) -> tuple[list[Feedback], set[str]]:
+    """The store's rows and the ids of the rows removed from it (:meth:`FeedbackStore.remove`), read at one moment
+    as :func:`read_records` reads; none of either where no store was made yet."""
     if not os.path.exists(os.path.join(os.fspath(feedback_dir), DB_FILE)):
-        return []
-    return read_records(feedback_dir)
+        return [], set()
+    return _read_only(feedback_dir, lambda conn: (_all_records(conn), _removed_ids(conn)))
 
 
 def read_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
@@ -400,6 +485,23 @@ def read_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
     monitor's CronJob has one) can be read: no tables are made and no journal mode is set, as
     :class:`FeedbackStore` does.
     FeedbackStoreError when it cannot be read."""
+    return _read_only(feedback_dir, _all_records)
+
+
+def _all_records(conn: sqlite3.Connection) -> list[Feedback]:
+    return [_record(row) for row in conn.execute(_RECORDS_QUERY).fetchall()]
+
+
+def _removed_ids(conn: sqlite3.Connection) -> set[str]:
+    """The ids in the ``removed`` table (none where code of before made the store and nothing was removed)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'removed'").fetchone() is None:
+        return set()
+    return {row[0] for row in conn.execute("SELECT id FROM removed")}
+
+
+def _read_only(feedback_dir: str | os.PathLike, read):
+    """``read(connection)`` in one read transaction of a read-only connection to the store (see
+    :func:`read_records`)."""
     db_path = os.path.join(os.path.abspath(os.fspath(feedback_dir)), DB_FILE)
     uri = "file:" + urllib.parse.quote(db_path)
     # A WAL database opens read-only while its -wal and -shm files exist (a writer has it open); after the last
@@ -410,10 +512,10 @@ def read_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
             try:
                 conn.row_factory = sqlite3.Row
                 _check_schema(conn)
-                rows = conn.execute(_RECORDS_QUERY).fetchall()
+                conn.execute("BEGIN")   # (what read() reads in several queries is of one moment)
+                return read(conn)
             finally:
                 conn.close()
-            return [_record(row) for row in rows]
         except FeedbackStoreError as err:
             raise FeedbackStoreError(f"cannot read the feedback store {os.path.dirname(db_path)}: {err}") from None
         except sqlite3.DatabaseError as err:
@@ -498,7 +600,8 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     """Writes every stored feedback image to ``out_dir/<true class folder>/<id>.png`` (the pipeline's
     ``--data-root`` layout; all 27 class folders are created); a JPEG (or GIF, BMP) whose PNG would be over
     ``max_file_bytes``, the pipeline's file limit, keeps its own format (``<id>.jpg``), so that it is trained on. Files already there are kept unless
-    ``overwrite``. ``prune``: the class folders are made to hold exactly the store's images, every other file in
+    ``overwrite``; those of rows relabelled since are moved to their new class folder, those of rows removed are
+    removed. ``prune``: the class folders are made to hold exactly the store's images, every other file in
     them removed (left by another store, by a row no longer there, or by an export cut short); for a folder that
     is the pipeline's own. Safe to run while the web client is adding feedback (it exports what is committed)."""
     if "://" in os.fspath(out_dir):
@@ -506,9 +609,10 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
                          "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
     out_dir = os.path.abspath(os.fspath(out_dir))
     summary = ExportSummary(out_dir=out_dir)
-    records = stored_records(feedback_dir)   # read-only: a store on a read-only mount exports too
+    records, removed = stored_rows_and_removals(feedback_dir)   # read-only: a store on a read-only mount exports too
     for name in CLASS_NAMES:
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+    summary.removed = _drop_relabelled_and_removed(out_dir, records, removed)
     written: set[str] = set()
     for record in records:
         if record.true_label not in CLASS_INDEX:   # cannot happen through add(); guards hand-edited stores
@@ -544,9 +648,25 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
         summary.per_class[record.true_label] = summary.per_class.get(record.true_label, 0) + 1
         written.add(target)
     if prune:
-        summary.removed = _prune(out_dir, written)
+        summary.removed += _prune(out_dir, written)
     summary.per_class = {name: summary.per_class.get(name, 0) for name in CLASS_NAMES}
     return summary
+
+
+def _drop_relabelled_and_removed(out_dir: str, records: list[Feedback], removed: set[str]) -> int:
+    """Removes the files an earlier export wrote of rows since removed from the store (their ids in ``removed``) or
+    relabelled (a row's file in another class folder than its label's); returns how many. Other files are left:
+    ``out_dir`` may hold another store's export too."""
+    label_of = {record.id: record.true_label for record in records}
+    dropped = 0
+    for name in CLASS_NAMES:
+        for entry in os.scandir(os.path.join(out_dir, name)):
+            record_id, ext = os.path.splitext(entry.name)
+            stale = label_of[record_id] != name if record_id in label_of else record_id in removed
+            if stale and ext[1:] in EXTENSIONS.values() and not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
+                dropped += 1
+    return dropped
 
 
 def _prune(out_dir: str, keep: set[str]) -> int:

@@ -1,8 +1,13 @@
-"""``letters-feedback``: export, count or import the feedback store's letters (:mod:`core.feedback`).
+"""``letters-feedback``: export, count, import, list, relabel or remove the feedback store's letters.
 
     letters-feedback export --out DIR     # DIR/<class_folder>/<id>.png, the pipeline's --data-root layout
     letters-feedback stats                # counts per class, as JSON
     letters-feedback import DIR           # store the letters of DIR/<class_folder>/ (core.feedback_import)
+    letters-feedback list [--label L]     # the rows: id, label, predicted label, time, source
+    letters-feedback relabel ID LABEL     # correct a row's label (ID: the whole id or its start, e.g. 8 characters)
+    letters-feedback remove ID [ID ...]   # remove rows and their images
+
+The store: :mod:`core.feedback`.
 """
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ import os
 import sys
 
 from core import image_io, settings
-from core.feedback import DB_FILE, FeedbackStoreError, export_feedback, read_records, summarize
+from core.feedback import (DB_FILE, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
+                           read_records, summarize)
 from core.feedback_import import describe, import_folder
+from core.labels import CLASS_NAMES, label_index
 
 
 def main(argv=None) -> int:
@@ -40,7 +47,20 @@ def main(argv=None) -> int:
     imports = commands.add_parser("import", help="store the images of DIR/<class_folder>/ as labelled feedback "
                                                  "(the store is created if missing; nothing is stored twice)")
     imports.add_argument("folder", metavar="DIR", help="one folder per class, as the pipeline's --data-root")
+    listing = commands.add_parser("list", help="print the rows, oldest first: id, label, predicted label, time, "
+                                               "source (the model version and route that answered)")
+    listing.add_argument("--label", help="only the rows of this class")
+    relabel = commands.add_parser("relabel", help="correct a row's label (the next export moves its image)")
+    relabel.add_argument("id", metavar="ID", help="the row's id, or its start (the 8 characters messages show)")
+    relabel.add_argument("label", metavar="LABEL", help="the right class folder name")
+    remove = commands.add_parser("remove", help="remove rows and their images (the next export drops them)")
+    remove.add_argument("ids", nargs="+", metavar="ID", help="a row's id, or its start")
     args = parser.parse_args(argv)
+    if getattr(args, "label", None) is not None:   # (list --label, relabel's LABEL)
+        try:
+            label_index(args.label, "label")
+        except ValueError as err:
+            parser.error(str(err))
     feedback_dir = settings.path_or_default(args.feedback_dir, default_feedback_dir)
     if args.command == "import":   # with the pipeline's file limits, so that nothing stored is dropped in training
         return import_command(feedback_dir, args.folder, config.max_file_bytes, config.max_image_pixels,
@@ -59,14 +79,58 @@ def main(argv=None) -> int:
             return 2
         print(f"exported {summary.exported} new image(s) to {summary.out_dir} "
               f"({summary.already_present} already there, {summary.missing_images} missing, "
-              f"{summary.corrupt_images} corrupt)")
+              f"{summary.corrupt_images} corrupt"
+              + (f"; {summary.removed} file(s) of relabelled or removed rows taken out" if summary.removed else "")
+              + ")")
         print(f"the next pipeline run trains on the store itself: python local_runner.py --feedback-dir {feedback_dir}")
         return 0
-    try:   # read-only: a store on a read-only mount is counted too
-        print(json.dumps(summarize(read_records(feedback_dir)), indent=2))
+    if args.command in ("relabel", "remove"):
+        return change_command(feedback_dir, args)
+    try:   # read-only: a store on a read-only mount is counted and listed too
+        records = read_records(feedback_dir)
     except FeedbackStoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.command == "list":
+        print("\n".join(list_lines([r for r in records if args.label in (None, r.true_label)])))
+    else:
+        print(json.dumps(summarize(records), indent=2))
+    return 0
+
+
+def list_lines(records: list[Feedback]) -> list[str]:
+    """A header and a line per row: id, label, predicted label (- for none), time, source (the model version and
+    route that answered; - for a letter stored without a model's answer, as ``import`` stores them)."""
+    width = max(map(len, CLASS_NAMES))
+    lines = [f"{'id':32}  {'label':{width}}  {'predicted':{width}}  {'time':29}  source"]
+    for r in records:
+        source = " ".join(part for part in (r.model_version is not None and f"v{r.model_version}", r.route) if part)
+        lines.append(f"{r.id:32}  {r.true_label:{width}}  {r.predicted_label or '-':{width}}  {r.created_at:29}  "
+                     f"{source or '-'}")
+    return lines
+
+
+def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
+    """``letters-feedback relabel`` and ``remove``: each id (or its start) is found first, and nothing is changed
+    when one names no row or several."""
+    try:
+        store = FeedbackStore(feedback_dir)
+        try:
+            if args.command == "relabel":
+                before = store.find(args.id)
+                after = store.relabel(before.id, args.label)
+                print(f"{after.id}: {before.true_label} -> {after.true_label}" if after.true_label != before.true_label
+                      else f"{after.id}: already {after.true_label}, nothing changed")
+            else:
+                for record in store.remove([store.find(record_id).id for record_id in args.ids]):
+                    print(f"removed {record.id} ({record.true_label}) and its image")
+        finally:
+            store.close()
+    except (FeedbackError, FeedbackStoreError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"the next pipeline run trains on the store as it is now (python local_runner.py --feedback-dir "
+          f"{feedback_dir}); an export made before is brought up to date by letters-feedback export again")
     return 0
 
 

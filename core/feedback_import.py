@@ -21,7 +21,7 @@ import hashlib
 import os
 
 from core import image_io
-from core.feedback import FeedbackError, FeedbackStore
+from core.feedback import FeedbackError, FeedbackStore, relabel_hint
 from core.files import exclusive
 from core.labels import CLASS_INDEX, CLASS_NAMES
 from core.manifest import unfinished_generation
@@ -86,9 +86,9 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
 
 def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: ImportSummary, max_bytes: int,
                  max_pixels: int, progress: bool) -> None:
-    # picture -> its label in the store, by its pixels and by its bytes, as add(once=True) matches a row (one whose
+    # picture -> its label and store id, by its pixels and by its bytes, as add(once=True) matches a row (one whose
     # image could not be read yet has no pixel digest: an "imported" copy of it had added nothing)
-    labels = {key: r.true_label for r in store.records() for key in (r.pixel_digest, r.image_sha256) if key}
+    labels = {key: (r.true_label, r.id) for r in store.records() for key in (r.pixel_digest, r.image_sha256) if key}
     if progress:
         from tqdm import tqdm
         files = tqdm(files, desc="importing", unit="image")
@@ -116,24 +116,25 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             summary.skipped.setdefault("unreadable", []).append(f"{rel}: {type(err).__name__}: {err}")
             continue
         digest = image_io.pixel_digest(checked.data)   # (cached: the store's add finds it there)
-        there = labels.get(digest) or labels.get(hashlib.sha256(checked.data).hexdigest())
+        there, there_id = labels.get(digest) or labels.get(hashlib.sha256(checked.data).hexdigest()) or (None, None)
         if there and there != label:
             summary.skipped.setdefault("conflicting_label", []).append(
-                f"{rel}: this image is stored as {there} already (one of the two labels is wrong)")
+                f"{rel}: this image is stored as {there} ({there_id[:8]}) already (one of the two labels is wrong; "
+                f"{relabel_hint([there_id], label)})")
             continue
         if there:
             summary.already_present += 1
         else:
             try:
-                store.add(checked.data, checked.data_format, label, width=checked.width, height=checked.height,
-                          once=True)
+                record = store.add(checked.data, checked.data_format, label, width=checked.width,
+                                   height=checked.height, once=True)
             except FeedbackError as err:
                 if err.reason != "already_stored":
                     raise
                 # stored meanwhile (the web client's feedback) under another label
                 summary.skipped.setdefault("conflicting_label", []).append(f"{rel}: {err}")
                 continue
-            labels[digest] = label
+            labels[digest] = label, record.id
             summary.imported += 1
         summary.per_class[label] = summary.per_class.get(label, 0) + 1
 

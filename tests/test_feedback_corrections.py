@@ -1,0 +1,139 @@
+"""letters-feedback list, relabel and remove: a wrong label stored (a mis-click in the web client) is corrected or
+removed, and the exports made before follow (the pipeline's and letters-feedback export's)."""
+import os
+import sqlite3
+import uuid
+
+import pytest
+
+import core.feedback
+from core import feedback_cli
+from core.feedback import DB_FILE, FeedbackError, FeedbackStore, export_feedback
+from tests.conftest import letter_image, png_bytes
+
+
+def letter(seed: int) -> bytes:
+    return png_bytes(letter_image(30, 44, seed=seed))
+
+
+def cli(store_dir, *args) -> int:
+    return feedback_cli.main(["--feedback-dir", str(store_dir), *args])
+
+
+def files(folder) -> list[str]:
+    """The files of an export's class folders, as class/name."""
+    return sorted(f"{path.parent.name}/{path.name}" for path in folder.glob("*/*"))
+
+
+@pytest.fixture
+def mis_click(tmp_path):
+    """A store holding alef's image as bet, the web client's answer alef (the user clicked the wrong class), and
+    a shin; their exports made before the correction (one as letters-feedback export, one as the pipeline's)."""
+    store = FeedbackStore(tmp_path / "store")
+    wrong = store.add(letter(1), "PNG", "bet", predicted_label="alef", probability=0.8, model_version=3,
+                      route="stable", once=True)
+    shin = store.add(letter(2), "PNG", "shin", once=True)
+    store.close()
+    export_feedback(tmp_path / "store", tmp_path / "export")
+    export_feedback(tmp_path / "store", tmp_path / "pipeline", prune=True)
+    return tmp_path / "store", wrong, shin
+
+
+def test_a_wrong_label_is_relabelled_by_its_id_and_every_export_moves_its_image(mis_click, tmp_path, capsys):
+    """The right label had been refused for good (409, import's conflicting_label) and no command changed a row:
+    the pipeline trained on the wrong label for every run."""
+    store_dir, wrong, shin = mis_click
+    store = FeedbackStore(store_dir)
+    with pytest.raises(FeedbackError, match=f"if alef is right: letters-feedback relabel {wrong.id[:8]} alef"):
+        store.add(letter(1), "PNG", "alef", once=True)   # what the web client answers with 409
+    store.close()
+    assert cli(store_dir, "relabel", wrong.id[:8], "alef") == 0
+    assert f"{wrong.id}: bet -> alef" in capsys.readouterr().out
+    store = FeedbackStore(store_dir)
+    relabelled = store.get(wrong.id)
+    assert (relabelled.true_label, relabelled.confirmed) == ("alef", True)   # the model's answer was right
+    assert store.add(letter(1), "PNG", "alef", once=True).id == wrong.id    # the right label: already there
+    store.close()
+    for folder, prune in ((tmp_path / "export", False), (tmp_path / "pipeline", True)):
+        summary = export_feedback(store_dir, folder, prune=prune)
+        assert (summary.exported, summary.removed) == (1, 1)
+        assert files(folder) == [f"alef/{wrong.id}.png", f"shin/{shin.id}.png"]
+
+
+def test_removed_rows_lose_their_image_and_leave_every_export(mis_click, tmp_path, capsys):
+    store_dir, wrong, shin = mis_click
+    (tmp_path / "export" / "bet" / f"{uuid.uuid4().hex}.png").write_bytes(letter(3))   # another store's export
+    assert cli(store_dir, "remove", wrong.id[:8], wrong.id) == 0
+    assert f"removed {wrong.id} (bet)" in capsys.readouterr().out
+    assert not (store_dir / wrong.image_path).exists() and (store_dir / shin.image_path).exists()
+    store = FeedbackStore(store_dir)
+    assert [r.id for r in store.records()] == [shin.id]
+    assert store.add(letter(1), "PNG", "alef", once=True).true_label == "alef"   # the right label is stored now
+    store.close()
+    assert export_feedback(store_dir, tmp_path / "export").removed == 1
+    assert f"bet/{wrong.id}.png" not in files(tmp_path / "export") and len(files(tmp_path / "export")) == 3
+    assert export_feedback(store_dir, tmp_path / "pipeline", prune=True).removed == 1
+    assert f"bet/{wrong.id}.png" not in files(tmp_path / "pipeline")
+
+
+def test_a_crash_after_the_rows_are_removed_leaves_only_an_orphan_image(mis_click, monkeypatch):
+    """The rows go first: stopped before its image is removed, no row points at a missing image."""
+    store_dir, wrong, shin = mis_click
+
+    def crash(path):
+        raise KeyboardInterrupt
+    store = FeedbackStore(store_dir)
+    monkeypatch.setattr(core.feedback.os, "unlink", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.remove([wrong.id])
+    monkeypatch.undo()
+    assert [r.id for r in store.records()] == [shin.id]
+    assert all(os.path.exists(store.image_path(r)) for r in store.records())
+    store.close()
+
+
+def test_an_id_naming_no_row_or_several_changes_nothing(tmp_path, monkeypatch, capsys):
+    ids = iter(["abcd0001" + "0" * 24, "abcd0002" + "0" * 24])
+    monkeypatch.setattr(core.feedback.uuid, "uuid4", lambda: uuid.UUID(next(ids)))
+    store = FeedbackStore(tmp_path / "store")
+    first, second = store.add(letter(1), "PNG", "bet"), store.add(letter(2), "PNG", "gimel")
+    store.close()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert cli(tmp_path / "store", "remove", "abcd") == 2
+    err = capsys.readouterr().err
+    assert "'abcd' is the start of 2 feedback ids" in err
+    assert f"{first.id} (bet)" in err and f"{second.id} (gimel)" in err
+    assert cli(tmp_path / "store", "remove", "abcd0001", "abcd9") == 2        # one unknown: nothing removed
+    assert "no feedback with id 'abcd9'" in capsys.readouterr().err
+    assert cli(tmp_path / "store", "relabel", "abcd%", "alef") == 2          # (no wildcard reaches the query)
+    with pytest.raises(SystemExit) as usage:
+        cli(tmp_path / "store", "relabel", "abcd0001", "aleph")
+    assert usage.value.code == 2 and "unknown label 'aleph'" in capsys.readouterr().err
+    assert cli(tmp_path / "store", "relabel", "ABCD0002", "dalet") == 0      # (ids are hex: any case)
+    store = FeedbackStore(tmp_path / "store")
+    assert [(r.id, r.true_label) for r in store.records()] == [(first.id, "bet"), (second.id, "dalet")]
+    assert all(os.path.exists(store.image_path(r)) for r in store.records())
+    store.close()
+    assert cli(tmp_path / "missing", "remove", "abcd0001") == 2 and not (tmp_path / "missing").exists()
+
+
+def test_list_shows_each_row_with_its_id_labels_time_and_source(mis_click, capsys):
+    store_dir, wrong, shin = mis_click
+    capsys.readouterr()
+    assert cli(store_dir, "list") == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["id", "label", "predicted", "time", "source"]
+    assert [row.split() for row in rows] == [[wrong.id, "bet", "alef", wrong.created_at, "v3", "stable"],
+                                             [shin.id, "shin", "-", shin.created_at, "-"]]
+    assert cli(store_dir, "list", "--label", "shin") == 0
+    assert [row.split()[0] for row in capsys.readouterr().out.splitlines()[1:]] == [shin.id]
+
+
+def test_a_store_whose_code_of_before_made_no_removed_table_is_exported(mis_click, tmp_path):
+    """Schema-2 code of before adds rows without the removed table; a read-only export reads such a store."""
+    store_dir, wrong, shin = mis_click
+    conn = sqlite3.connect(store_dir / DB_FILE)
+    conn.execute("DROP TABLE removed")
+    conn.close()
+    assert export_feedback(store_dir, tmp_path / "again").exported == 2
