@@ -73,7 +73,8 @@ def main(argv=None) -> int:
                      "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
     if args.command == "export":
         try:
-            summary = export_feedback(feedback_dir, args.out, overwrite=args.overwrite)
+            summary = export_feedback(feedback_dir, args.out, overwrite=args.overwrite,   # the pipeline's file limit
+                                      max_file_bytes=config.max_file_bytes)
         except (FeedbackStoreError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

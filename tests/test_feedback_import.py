@@ -238,9 +238,8 @@ def test_an_export_round_trip_through_another_store_adds_nothing(tmp_path):
     assert (back.imported, back.already_present) == (0, 2)
 
 
-def test_a_photo_whose_png_is_over_the_file_limit_is_exported_as_it_is(tmp_path):
-    """A noisy JPEG's PNG can be several times its size: over the pipeline's file limit it would be skipped in
-    training, so the export keeps the JPEG."""
+def noisy_jpeg():
+    """A 200x200 JPEG of noise (BytesIO): its PNG is several times its size."""
     import io
 
     import numpy as np
@@ -248,6 +247,13 @@ def test_a_photo_whose_png_is_over_the_file_limit_is_exported_as_it_is(tmp_path)
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8), "RGB")
     buffer = io.BytesIO()
     noise.save(buffer, format="JPEG", quality=20)
+    return buffer
+
+
+def test_a_photo_whose_png_is_over_the_file_limit_is_exported_as_it_is(tmp_path):
+    """A noisy JPEG's PNG can be several times its size: over the pipeline's file limit it would be skipped in
+    training, so the export keeps the JPEG."""
+    buffer = noisy_jpeg()
     store = FeedbackStore(tmp_path / "store")
     record = store.add(buffer.getvalue(), "JPEG", "shin")
     store.close()
@@ -264,6 +270,18 @@ def test_a_photo_whose_png_is_over_the_file_limit_is_exported_as_it_is(tmp_path)
     assert [p.name for p in (tmp_path / "out" / "shin").iterdir()] == [f"{record.id}.png"]
     export_feedback(tmp_path / "store", tmp_path / "out", prune=True, max_file_bytes=3 * len(buffer.getvalue()))
     assert [p.name for p in (tmp_path / "out" / "shin").iterdir()] == [f"{record.id}.jpg"]
+
+
+def test_the_commands_export_keeps_under_the_configured_file_limit(tmp_path, monkeypatch, capsys):
+    """letters-feedback export reads LETTERS_MAX_FILE_BYTES as the pipeline does: it had written the PNG over the
+    limit, which the ExampleGen fed that export (kubeflow_runner.py --feedback-root) then skips."""
+    buffer = noisy_jpeg()
+    store = FeedbackStore(tmp_path / "store")
+    record = store.add(buffer.getvalue(), "JPEG", "shin")
+    store.close()
+    monkeypatch.setenv("LETTERS_MAX_FILE_BYTES", str(3 * len(buffer.getvalue())))
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "export", "--out", str(tmp_path / "o")]) == 0
+    assert [p.name for p in (tmp_path / "o" / "shin").iterdir()] == [f"{record.id}.jpg"]
 
 
 def test_an_image_the_web_client_stores_meanwhile_under_another_label_is_a_conflict_not_the_end(folder, tmp_path,
