@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from core import image_io, settings
@@ -24,6 +25,19 @@ from core.labels import CLASS_NAMES, label_index
 
 
 def main(argv=None) -> int:
+    """Runs the command; a reader that stops reading its output (``| head``) ends it quietly, as Unix tools end:
+    exit status 141 (128 + SIGPIPE), no traceback."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()   # (what is still buffered: a reader gone is found here, not at exit)
+        return status
+    except BrokenPipeError:
+        # Nothing more reaches the reader: stdout goes to devnull, so that Python's flush at exit raises no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv) -> int:
     from core import configs
     from core.configs import Config
 

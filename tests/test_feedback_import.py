@@ -284,6 +284,29 @@ def test_the_commands_export_keeps_under_the_configured_file_limit(tmp_path, mon
     assert [p.name for p in (tmp_path / "o" / "shin").iterdir()] == [f"{record.id}.jpg"]
 
 
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_reader_that_stops_reading_ends_each_command_quietly(folder, tmp_path, unbuffered):
+    """letters-feedback stats | head: a reader gone before the output is written had ended each command in a
+    BrokenPipeError traceback; it ends as Unix tools end (exit 141, 128 + SIGPIPE), saying nothing."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": unbuffered}
+    try:
+        for command in (["import", str(folder)], ["stats"], ["export", "--out", str(tmp_path / "out")]):
+            proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "--feedback-dir",
+                                   str(tmp_path / "store"), *command], stdout=write, stderr=subprocess.PIPE,
+                                  text=True, cwd=ROOT, env=env, timeout=120)
+            assert (proc.returncode, proc.stderr) == (141, ""), command
+    finally:
+        os.close(write)
+    assert len(stored(tmp_path / "store")) == 4   # (the work is done before the output)
+
+
 def test_an_image_the_web_client_stores_meanwhile_under_another_label_is_a_conflict_not_the_end(folder, tmp_path,
                                                                                                  monkeypatch):
     """The labels are read once, at the start: a feedback stored meanwhile under another label had stopped the
