@@ -269,11 +269,22 @@ class FeedbackStore:
                 return
 
     # -- writing -------------------------------------------------------------------------------------------
-    def add(self, image: bytes, image_format: str, true_label: str, *, predicted_label: str | None = None,
-            probability: float | None = None, model_version: int | str | None = None, route: str | None = None,
-            width: int | None = None, height: int | None = None, now: float | None = None,
-            once: bool = False) -> Feedback:
-        """Stores one feedback. ``image`` must already be checked (core.image_io.check_image).
+    def add(self, image: bytes, image_format: str, true_label: str, **fields) -> Feedback:
+        """Stores one feedback (the fields and ``once``: :meth:`_add`) and returns its record; with ``once``, the
+        record stored already where the picture is stored under ``true_label``."""
+        return self._add(image, image_format, true_label, **fields)[0]
+
+    def add_once(self, image: bytes, image_format: str, true_label: str, **fields) -> tuple[Feedback, bool]:
+        """``add(..., once=True)``, and whether this call added the row: False where the picture was stored already
+        under ``true_label`` (by an earlier call, or by another process meanwhile), its stored record returned."""
+        return self._add(image, image_format, true_label, once=True, **fields)
+
+    def _add(self, image: bytes, image_format: str, true_label: str, *, predicted_label: str | None = None,
+             probability: float | None = None, model_version: int | str | None = None, route: str | None = None,
+             width: int | None = None, height: int | None = None, now: float | None = None,
+             once: bool = False) -> tuple[Feedback, bool]:
+        """Stores one feedback; returns its record and True, or the record stored already and False. ``image`` must
+        already be checked (core.image_io.check_image).
 
         ``once``: an image already stored (the same pixels, :func:`core.image_io.pixel_digest`: the same bytes, or
         the picture re-saved in another file) is not stored again. Under the same label the stored record is
@@ -340,13 +351,13 @@ class FeedbackStore:
                 os.unlink(path)
             raise
         if stored is None:
-            return record
+            return record, True
         with contextlib.suppress(OSError):
             os.unlink(path)
         stored = [_record(row) for row in stored]   # (more than one where an earlier store took it twice)
         same = [record for record in stored if record.true_label == true_label]
         if same:
-            return same[0]
+            return same[0], False
         raise FeedbackError(f"this image is already stored as "
                             f"{' and '.join(f'{r.true_label} ({r.id[:8]})' for r in stored)}; "
                             f"a second label for it is not stored ({relabel_hint([r.id for r in stored], true_label)})",

@@ -126,8 +126,8 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             summary.already_present += 1
         else:
             try:
-                record = store.add(checked.data, checked.data_format, label, width=checked.width,
-                                   height=checked.height, once=True)
+                record, added = store.add_once(checked.data, checked.data_format, label, width=checked.width,
+                                                height=checked.height)
             except FeedbackError as err:
                 if err.reason != "already_stored":
                     raise
@@ -135,7 +135,10 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
                 summary.skipped.setdefault("conflicting_label", []).append(f"{rel}: {err}")
                 continue
             labels[digest] = label, record.id
-            summary.imported += 1
+            if added:
+                summary.imported += 1
+            else:   # stored meanwhile (the web client's feedback) under this label
+                summary.already_present += 1
         summary.per_class[label] = summary.per_class.get(label, 0) + 1
 
 

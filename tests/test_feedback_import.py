@@ -311,14 +311,14 @@ def test_an_image_the_web_client_stores_meanwhile_under_another_label_is_a_confl
                                                                                                  monkeypatch):
     """The labels are read once, at the start: a feedback stored meanwhile under another label had stopped the
     import with exit 2 and no summary, the rest of the folder not imported."""
-    real_add, raced = FeedbackStore.add, []
+    real_add, raced = FeedbackStore.add_once, []
 
     def racing(self, image, image_format, label, **kwargs):
         if not raced:
             raced.append(label)   # the web client, meanwhile: the same image, another label
-            real_add(self, image, image_format, "bet" if label != "bet" else "gimel", once=True)
+            real_add(self, image, image_format, "bet" if label != "bet" else "gimel")
         return real_add(self, image, image_format, label, **kwargs)
-    monkeypatch.setattr(FeedbackStore, "add", racing)
+    monkeypatch.setattr(FeedbackStore, "add_once", racing)
     summary = import_folder(tmp_path / "store", folder)
     assert summary.imported == 3 and len(summary.skipped["conflicting_label"]) == 1
     assert "is already stored as bet" in summary.skipped["conflicting_label"][0]
@@ -340,3 +340,26 @@ def test_stats_and_export_only_read_the_store(folder, tmp_path, monkeypatch, cap
     assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "export", "--out", str(tmp_path / "o")]) == 0
     assert len(list((tmp_path / "o").rglob("*.png"))) == 4
     assert names() == before
+
+
+def test_images_the_web_client_stores_meanwhile_under_the_same_label_are_already_there_not_imported(folder, tmp_path,
+                                                                                                    monkeypatch):
+    """The store returns the row already there for such an image: the import had counted each as imported
+    ("imported 4 image(s)") while it added none."""
+    from core.image_io import read_checked
+    real_records = FeedbackStore.records
+
+    def then_the_web_client_stores_them(self):
+        records = real_records(self)   # the labels the import starts from; then the web client, meanwhile:
+        web = FeedbackStore(self.root)
+        for path in ("alef/0.png", "alef/1.png", "shin/0.png"):
+            checked = read_checked(str(folder / path), 10 ** 7, 10 ** 7)
+            web.add(checked.data, checked.data_format, path.split("/")[0], once=True)
+        web.close()
+        return records
+    monkeypatch.setattr(FeedbackStore, "records", then_the_web_client_stores_them)
+    summary = import_folder(tmp_path / "store", folder)
+    assert (summary.imported, summary.already_present) == (1, 3)
+    assert summary.per_class["alef"] == 2 and summary.per_class["shin"] == 2
+    monkeypatch.undo()
+    assert len(stored(tmp_path / "store")) == 4
