@@ -1,6 +1,7 @@
 """The feedback store: images users labelled in the web client, kept so the pipeline can train on them.
 
-Layout of a store (``--feedback-dir``, default ``outputs/feedback`` or ``$LETTERS_FEEDBACK_DIR``)::
+Layout of a store (``--feedback-dir``, default ``outputs/feedback`` or ``$LETTERS_FEEDBACK_DIR``; a folder on a local or
+mounted disk, not a URL: :func:`store_folder`)::
 
     feedback.sqlite            one row per feedback (SQLite, WAL mode, synchronous=FULL)
     images/<id[:2]>/<id>.<ext> the image bytes as checked by core.image_io (original or PNG)
@@ -46,7 +47,7 @@ import time
 import urllib.parse
 import uuid
 
-from core import image_io
+from core import image_io, settings
 from core.files import atomic_write, fsync_dir
 from core.labels import CLASS_INDEX, CLASS_NAMES, label_index
 
@@ -153,7 +154,7 @@ class FeedbackStore:
     """A folder holding the feedback database and images. Thread-safe; several processes may share it."""
 
     def __init__(self, root: str | os.PathLike, busy_timeout: float = 60.0):
-        self.root = os.path.abspath(os.fspath(root))
+        self.root = store_folder(root, "open")
         self.db_path = os.path.join(self.root, DB_FILE)
         self.busy_timeout = busy_timeout
         self._pool: queue.LifoQueue = queue.LifoQueue()
@@ -477,6 +478,18 @@ def image_file(feedback_dir: str | os.PathLike, record: Feedback) -> str:
     return os.path.join(os.path.abspath(os.fspath(feedback_dir)), *record.image_path.split("/"))
 
 
+def store_folder(feedback_dir: str | os.PathLike, what: str = "read") -> str:
+    """``feedback_dir`` made absolute; FeedbackStoreError ("cannot ``what`` the feedback store …") for a URL
+    (gs://…, as :func:`core.settings.is_url` tells one): the store is SQLite on a local (or mounted) disk, and a
+    URL made absolute is a local folder named ``gs:``."""
+    path = os.fspath(feedback_dir)
+    if settings.is_url(path):
+        raise FeedbackStoreError(f"cannot {what} the feedback store {path}: it is an SQLite database in a folder on a "
+                                 "local (or mounted) disk, not a URL (a bucket gets an export of it: "
+                                 "letters-feedback export --out DIR, then gsutil -m rsync -r DIR gs://…/feedback)")
+    return os.path.abspath(path)
+
+
 def stored_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
     """:func:`read_records`, or none where no store was made yet (nothing is created: the folder may be a
     read-only mount)."""
@@ -486,7 +499,7 @@ def stored_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
 def stored_rows_and_removals(feedback_dir: str | os.PathLike) -> tuple[list[Feedback], set[str]]:
     """The store's rows and the ids of the rows removed from it (:meth:`FeedbackStore.remove`), read at one moment
     as :func:`read_records` reads; none of either where no store was made yet."""
-    if not os.path.exists(os.path.join(os.fspath(feedback_dir), DB_FILE)):
+    if not os.path.exists(os.path.join(store_folder(feedback_dir), DB_FILE)):
         return [], set()
     return _read_only(feedback_dir, lambda conn: (_all_records(conn), _removed_ids(conn)))
 
@@ -513,7 +526,7 @@ def _removed_ids(conn: sqlite3.Connection) -> set[str]:
 def _read_only(feedback_dir: str | os.PathLike, read):
     """``read(connection)`` in one read transaction of a read-only connection to the store (see
     :func:`read_records`)."""
-    db_path = os.path.join(os.path.abspath(os.fspath(feedback_dir)), DB_FILE)
+    db_path = os.path.join(store_folder(feedback_dir), DB_FILE)
     uri = "file:" + urllib.parse.quote(db_path)
     # A WAL database opens read-only while its -wal and -shm files exist (a writer has it open); after the last
     # writer closed them, a read-only folder opens only as immutable, and no writer can be changing it then.
@@ -615,7 +628,7 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     removed. ``prune``: the class folders are made to hold exactly the store's images, every other file in
     them removed (left by another store, by a row no longer there, or by an export cut short); for a folder that
     is the pipeline's own. Safe to run while the web client is adding feedback (it exports what is committed)."""
-    if "://" in os.fspath(out_dir):
+    if settings.is_url(os.fspath(out_dir)):
         raise ValueError(f"{os.fspath(out_dir)}: the export is written to a local folder; copy that to the bucket "
                          "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
     out_dir = os.path.abspath(os.fspath(out_dir))

@@ -363,3 +363,17 @@ def test_images_the_web_client_stores_meanwhile_under_the_same_label_are_already
     assert summary.per_class["alef"] == 2 and summary.per_class["shin"] == 2
     monkeypatch.undo()
     assert len(stored(tmp_path / "store")) == 4
+
+
+def test_a_url_for_the_store_is_refused_and_nothing_is_written_in_the_current_folder(folder, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """The store is SQLite on a local (or mounted) disk: --feedback-dir gs://… had been made absolute, a folder
+    ./gs:/… made and filled, and the import said done."""
+    from core.feedback import FeedbackStoreError, read_records
+    monkeypatch.chdir(tmp_path)
+    refusal = "cannot open the feedback store gs://my-bucket/feedback: it is an SQLite database in a folder on a local"
+    assert feedback_cli.main(["--feedback-dir", "gs://my-bucket/feedback", "import", str(folder)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {refusal}")
+    with pytest.raises(FeedbackStoreError, match="cannot read the feedback store gs://my-bucket/feedback: it is an"):
+        read_records("gs://my-bucket/feedback")
+    assert not (tmp_path / "gs:").exists()

@@ -141,3 +141,15 @@ def test_missing_page_files_are_not_reported_as_a_port_problem(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert status == 2 and "cannot start the web client" in err and str(tmp_path / "static") in err
     assert "listen" not in err
+
+
+def test_a_url_for_the_feedback_store_is_refused_at_start(tmp_path, monkeypatch, capsys):
+    """--feedback-dir gs://… had made a folder ./gs:/… and stored the feedback there ("feedback in gs://…")."""
+    import web.__main__ as cli
+    from web import server
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(server, "make_server", lambda *args: pytest.fail("the web client started"))
+    assert cli.main(["--port", "0", "--feedback-dir", "gs://my-bucket/feedback"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot open the feedback store gs://my-bucket/feedback: it is an SQLite database")
+    assert not (tmp_path / "gs:").exists()
