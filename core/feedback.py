@@ -42,7 +42,9 @@ import io
 import logging
 import os
 import queue
+import shutil
 import sqlite3
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -526,27 +528,40 @@ def _removed_ids(conn: sqlite3.Connection) -> set[str]:
 def _read_only(feedback_dir: str | os.PathLike, read):
     """``read(connection)`` in one read transaction of a read-only connection to the store (see
     :func:`read_records`)."""
-    db_path = os.path.join(store_folder(feedback_dir), DB_FILE)
-    uri = "file:" + urllib.parse.quote(db_path)
-    # A WAL database opens read-only while its -wal and -shm files exist (a writer has it open); after the last
-    # writer closed them, a read-only folder opens only as immutable, and no writer can be changing it then.
-    for options in ("mode=ro", "mode=ro&immutable=1"):
-        try:
-            conn = sqlite3.connect(f"{uri}?{options}", uri=True, timeout=60.0)
-            try:
-                conn.row_factory = sqlite3.Row
-                _check_schema(conn)
-                conn.execute("BEGIN")   # (what read() reads in several queries is of one moment)
-                return read(conn)
-            finally:
-                conn.close()
-        except FeedbackStoreError as err:
-            raise FeedbackStoreError(f"cannot read the feedback store {os.path.dirname(db_path)}: {err}") from None
+    root = store_folder(feedback_dir)
+    db_path = os.path.join(root, DB_FILE)
+    try:
+        try:   # a WAL database opens read-only while its -shm file exists or can be made (a writer has it open)
+            return _read_with(db_path, read)
         except sqlite3.DatabaseError as err:
-            if getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN and "immutable" not in options:
-                continue
-            raise FeedbackStoreError(f"cannot read the feedback store {os.path.dirname(db_path)}: {err}") from None
-    raise AssertionError("unreachable")
+            if getattr(err, "sqlite_errorcode", None) != sqlite3.SQLITE_CANTOPEN:
+                raise
+        # A read-only folder without it: after the last writer closed the store (no -wal left either), it opens as
+        # immutable, and no writer can be changing it then. A -wal without it (a writer killed before it
+        # checkpointed) holds rows immutable would not read: a copy of the two is read, which SQLite replays.
+        if not os.path.exists(db_path + "-wal"):
+            return _read_with(db_path, read, immutable=True)
+        with tempfile.TemporaryDirectory(prefix="letters-feedback-") as folder:
+            copy = os.path.join(folder, DB_FILE)
+            for suffix in ("-wal", ""):   # (the -wal first: a writer starting meanwhile checkpoints only its pages)
+                shutil.copyfile(db_path + suffix, copy + suffix)
+            return _read_with(copy, read)
+    except (FeedbackStoreError, sqlite3.DatabaseError, OSError) as err:
+        raise FeedbackStoreError(f"cannot read the feedback store {root}: {err}") from None
+
+
+def _read_with(db_path: str, read, immutable: bool = False):
+    """``read(connection)`` in one read transaction of the database at ``db_path``, opened read-only
+    (``immutable``: without its -wal and -shm files, which SQLite then neither reads nor makes)."""
+    uri = f"file:{urllib.parse.quote(db_path)}?mode=ro" + ("&immutable=1" if immutable else "")
+    conn = sqlite3.connect(uri, uri=True, timeout=60.0)
+    try:
+        conn.row_factory = sqlite3.Row
+        _check_schema(conn)
+        conn.execute("BEGIN")   # (what read() reads in several queries is of one moment)
+        return read(conn)
+    finally:
+        conn.close()
 
 
 def _check_schema(conn: sqlite3.Connection) -> None:

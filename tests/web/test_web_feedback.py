@@ -596,6 +596,25 @@ def test_the_store_is_read_from_a_read_only_mount_while_written_and_after(tmp_pa
     assert [r.id for r in cli._feedback(config)] == ids
 
 
+def test_rows_in_the_wal_of_a_read_only_store_without_its_shm_file_are_read(tmp_path, read_only_view):
+    """A writer killed before it checkpointed leaves rows in feedback.sqlite-wal; a read-only folder without the
+    -shm file opens only as immutable, which ignores the WAL: those rows had been left out without a word (the
+    table too, in a store whose WAL held it: "no such table")."""
+    import shutil
+    store = FeedbackStore(tmp_path / "fb")
+    ids = [store.add(letter_png(seed=0), "PNG", "alef").id]
+    store.close()                                                      # checkpointed into feedback.sqlite
+    store = FeedbackStore(tmp_path / "fb")
+    ids += [store.add(letter_png(seed=i), "PNG", "bet").id for i in (1, 2)]
+    (tmp_path / "killed").mkdir()
+    for name in (DB_FILE, DB_FILE + "-wal"):   # as a writer killed now leaves them, the -shm file gone
+        shutil.copyfile(tmp_path / "fb" / name, tmp_path / "killed" / name)
+    store.close()
+    view = read_only_view(tmp_path / "killed")
+    assert [r.id for r in read_records(view)] == ids
+    assert sorted(os.listdir(view)) == [DB_FILE, DB_FILE + "-wal"]
+
+
 def test_reading_the_store_changes_nothing_and_a_damaged_one_is_an_error(tmp_path):
     from core.feedback import read_records
     store = FeedbackStore(tmp_path / "fb")
