@@ -13,7 +13,8 @@ records the version it reports; ``--via grpc`` does the same through TF Serving'
 the same answers. A flag the ``--via`` does not read is a usage error: ``--server-url`` or ``--model-name`` with
 ``--via local`` (also the default), ``--model`` with ``--via rest`` or ``grpc``. A batch (``--batch-size`` images)
 goes to a server in requests of at most ``REQUEST_BUDGET`` bytes (32 MiB: half the embedded server's default bound
-on a request), as many as it needs. ``--out`` is replaced whole at the end, as ``core.files.atomic_write``
+on a request), as many as it needs, and of at most the images a server's batching takes (its max_batch_size, learnt
+from its refusal of more, said once). ``--out`` is replaced whole at the end, as ``core.files.atomic_write``
 replaces a file (a link to it keeps pointing there, the file keeps its permissions); a stop leaves it as it was.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import base64
 import csv
 import os
+import re
 import sys
 import time
 import urllib.parse
@@ -49,6 +51,24 @@ COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 
 # JSON around the images. A batch is sent in as many requests as it needs.
 REQUEST_BUDGET = DEFAULT_MAX_REQUEST_BYTES // 2
 JSON_PER_IMAGE = 64   # {"images": {"b64": "..."}} and the comma between instances
+# TF Serving's words (shared_batch_scheduler.h; serving/batching.py) for a request of more images than its batching's
+# max_batch_size: INVALID_ARGUMENT, HTTP 400, as for an image its decoder refuses.
+BATCH_LIMIT = re.compile(r"Task size (\d+) is larger than maximum input batch size (\d+)")
+
+
+class BatchTooLarge(Exception):
+    """The model server refused a request of more images than its batching takes: ``limit``, the most it takes."""
+
+    def __init__(self, limit: int, message: str):
+        super().__init__(message)
+        self.limit = limit
+
+
+def refusal(message: str) -> Exception:
+    """What a model server's INVALID_ARGUMENT to a prediction is: :class:`BatchTooLarge` when its message names its
+    batching's limit, else :class:`ImageRefused` (an image its decoder refused)."""
+    found = BATCH_LIMIT.search(message)
+    return BatchTooLarge(int(found.group(2)), message) if found else ImageRefused(message)
 
 
 def request_size(length: int) -> int:
@@ -57,15 +77,13 @@ def request_size(length: int) -> int:
     return 4 * ((length + 2) // 3) + JSON_PER_IMAGE   # one image of the file limit (20 MiB) fits the budget alone
 
 
-def in_requests(images: list[bytes], budget: int | None) -> list[list[bytes]]:
-    """``images``, in order, in runs of at most ``budget`` bytes of request each (``request_size``); without a
-    budget, one run."""
-    if budget is None:
-        return [images] if images else []
+def in_requests(images: list[bytes], budget: int | None, most: int | None = None) -> list[list[bytes]]:
+    """``images``, in order, in runs of at most ``budget`` bytes of request each (``request_size``) and at most
+    ``most`` images; without either, one run."""
     runs, size = [], 0
     for image in images:
-        cost = request_size(len(image))
-        if not runs or size + cost > budget:
+        cost = 0 if budget is None else request_size(len(image))
+        if not runs or (budget is not None and size + cost > budget) or len(runs[-1]) == most:
             runs.append([])
             size = 0
         runs[-1].append(image)
@@ -93,6 +111,8 @@ class RestPredictor:
     """Calls ``POST {url}/v1/models/{name}[/versions/N]:predict`` with the image signature, b64 instances, in
     requests of at most ``request_bytes`` each."""
 
+    max_images = None   # the most images a request the server takes (its batching's limit), once it said so
+
     def __init__(self, server_url: str, model_name: str = configs.MODEL_NAME, version: str | None = None,
                  timeout: float = 60.0, request_bytes: int = REQUEST_BUDGET):
         self.request_budget = request_bytes
@@ -113,8 +133,8 @@ class RestPredictor:
             status, answer = self.connection.request("POST" if body is not None else "GET", path, body)
         except ServingUnavailable as err:
             raise RuntimeError(f"the model server cannot be reached: {err.message}") from None
-        if status == 400 and body is not None:   # the server's decoder refused an image of the request
-            raise ImageRefused(error_text(answer) or str(answer))
+        if status == 400 and body is not None:   # an image its decoder refused, or a batch over its batching's limit
+            raise refusal(error_text(answer) or str(answer))
         if status == 413:   # a server whose bound on a request is below this tool's (a batch's requests' size)
             raise RuntimeError(f"{url}: HTTP 413: the model server refused a request of up to {self.request_budget} "
                                f"bytes as too large: {error_text(answer) or answer}")
@@ -142,6 +162,7 @@ class RestPredictor:
 class GrpcPredictor:
     """Calls ``PredictionService.Predict`` on the image signature (the version pinned and the requests' size bounded,
     as ``RestPredictor``)."""
+    max_images = None
 
     def __init__(self, target: str, model_name: str = configs.MODEL_NAME, version: str | None = None,
                  timeout: float = 60.0, request_bytes: int = REQUEST_BUDGET):
@@ -161,7 +182,7 @@ class GrpcPredictor:
             return method(request, timeout=self.timeout)
         except self._grpc.RpcError as err:
             if err.code() == self._grpc.StatusCode.INVALID_ARGUMENT and method is self._predictions.Predict:
-                raise ImageRefused(err.details()) from None
+                raise refusal(err.details()) from None
             raise RuntimeError(f"{self.target}: {err.code().name}: {err.details()}") from None
 
     def _latest_available(self) -> str:
@@ -265,9 +286,8 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
                 except (image_io.ImageRejected, OSError) as err:
                     rows.append(_row(rel, "", None, str(err)))
                     counts["errors"] += 1
-            if batch:   # in requests a model server accepts (~1 MB photos: 64 are over 64 MiB in JSON)
-                answers = [pair for run in in_requests(batch, getattr(predictor, "request_budget", None))
-                           for pair in answers_each(_each(predictor), run)]
+            if batch:
+                answers = _answers(predictor, batch)
                 for place, (answer, why) in zip(places, answers):
                     if why is None:
                         rows[place] = _row(rows[place], answer[1], answer[0])
@@ -277,6 +297,24 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
                         counts["errors"] += 1
             writer.writerows(rows)
             bar.update(len(files[start:start + batch_size]))
+
+
+def _answers(predictor, images: list[bytes]) -> list:
+    """:func:`answers_each`' pairs for ``images``, in requests a model server takes: within the predictor's
+    ``request_budget`` (~1 MB photos: 64 are over 64 MiB in JSON) and its ``max_images``, the limit the server's
+    batching names when it refuses a request over it (said once, and kept for the rest of the run)."""
+    pairs = []
+    for run in in_requests(images, getattr(predictor, "request_budget", None), getattr(predictor, "max_images", None)):
+        try:
+            pairs += answers_each(_each(predictor), run)
+        except BatchTooLarge as err:
+            if not 0 < err.limit < len(run):   # no smaller request would be taken
+                raise RuntimeError(f"the model server refused a request of {len(run)} images: {err}") from None
+            predictor.max_images = err.limit
+            tqdm.write(f"the model server takes at most {err.limit} images a request (its batching's "
+                       f"max_batch_size): sending {err.limit} at a time", file=sys.stderr)
+            pairs += _answers(predictor, run)
+    return pairs
 
 
 def _each(predictor):

@@ -431,3 +431,45 @@ def test_a_flag_the_via_does_not_read_is_a_usage_error(tmp_path, monkeypatch, ca
     assert batch_predict.main(base + ["--via", "grpc", "--server-url", "h:8500", "--model-name", "other"]) == 0
     assert calls == [("local", str(tmp_path / "served"), None), ("rest", "http://127.0.0.1:8501", "letters", None),
                      ("grpc", "h:8500", "other", None)]
+
+
+def test_a_batch_over_the_servers_batching_limit_goes_in_requests_of_that_size(tmp_path, capsys):
+    """A server batching at most 3 images a request refuses 8 with INVALID_ARGUMENT ("Task size 8 is larger than
+    maximum input batch size 3"): that had been taken for a refused image and every image sent alone. The batch goes
+    in requests of 3 now, for the rest of the run, said once; no image is counted refused."""
+    from tests.support import serving as testing
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(16):
+        (folder / f"{i:02}.png").write_bytes(testing.png_bytes(noise_seed=i, size=20))
+    config = tmp_path / "batching.config"
+    config.write_text("max_batch_size { value: 3 }\nbatch_timeout_micros { value: 1000 }\n"
+                      "num_batch_threads { value: 2 }\n")
+    base = tmp_path / "models"
+    testing.publish_version(str(base), 1)
+    with testing.start_server(base, "letters", grpc_port=testing.free_port(), enable_batching=True,
+                              batching_parameters_file=str(config)) as server:
+        for predictor in (batch_predict.RestPredictor(server.url),
+                          batch_predict.GrpcPredictor(f"127.0.0.1:{server.server.grpc_port}")):
+            sizes = []
+            sent = predictor._request if isinstance(predictor, batch_predict.RestPredictor) else predictor._call
+
+            def spy(*args, sent=sent):
+                if len(args) == 2 and args[1] is not None:   # a prediction: REST's body, gRPC's request
+                    body = args[1]
+                    sizes.append(len(body["instances"]) if isinstance(body, dict)
+                                 else len(body.inputs["images"].string_val))
+                return sent(*args)
+            if isinstance(predictor, batch_predict.RestPredictor):
+                predictor._request = spy
+            else:
+                predictor._call = spy
+            counts = batch_predict.predict_folder(predictor, str(folder), str(tmp_path / "out.csv"), batch_size=8,
+                                                  progress=False)
+            name = type(predictor).__name__
+            assert (counts["images"], counts["errors"]) == (16, 0), name
+            assert sizes == [8, 3, 3, 2, 3, 3, 2], (name, sizes)   # the first refused, then at most 3 a request
+            assert predictor.max_images == 3
+            err = capsys.readouterr().err
+            assert err.count("the model server takes at most 3 images a request") == 1, err
+            assert all(not row["error"] for row in read_rows(tmp_path / "out.csv").values())
