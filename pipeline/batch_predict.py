@@ -16,6 +16,8 @@ goes to a server in requests of at most ``REQUEST_BUDGET`` bytes (32 MiB: half t
 on a request), as many as it needs, and of at most the images a server's batching takes (its max_batch_size, learnt
 from its refusal of more, said once). ``--out`` is replaced whole at the end, as ``core.files.atomic_write``
 replaces a file (a link to it keeps pointing there, the file keeps its permissions); a stop leaves it as it was.
+An ``--out`` under ``--images`` is no input: an earlier run's CSV there gets no row, and an input file is a usage
+error rather than replaced.
 """
 from __future__ import annotations
 
@@ -325,6 +327,26 @@ def _each(predictor):
     return call
 
 
+def leave_out_output(parser: argparse.ArgumentParser, files: list[Path], out: str) -> list[Path]:
+    """``files`` without ``out`` when it is among them (``--out`` under ``--images``): an earlier run's CSV (its
+    header this tool's) is no input; any other file there is, and a usage error (status 2) names it instead of
+    replacing it with the CSV."""
+    real = os.path.realpath(out)
+    inputs = [path for path in files if os.path.realpath(path) != real]
+    if len(inputs) < len(files) and not _is_predictions_csv(out):
+        parser.error(f"--out {printable(out)} is one of the input files under --images; give another file")
+    return inputs
+
+
+def _is_predictions_csv(path: str) -> bool:
+    """Whether ``path`` begins with this tool's CSV header."""
+    try:
+        with open(path, "rb") as f:
+            return f.readline().rstrip(b"\r\n") == ",".join(COLUMNS).encode()
+    except OSError:
+        return False
+
+
 def refuse_flags_the_via_ignores(parser: argparse.ArgumentParser, args: argparse.Namespace, via_given: bool) -> None:
     """A usage error (status 2) for a flag given beside a ``--via`` that does not read it: ``--server-url`` or
     ``--model-name`` with ``--via local`` (given or the default), ``--model`` with ``--via rest`` or ``grpc``;
@@ -370,6 +392,7 @@ def main(argv=None) -> int:
     model_name = configs.MODEL_NAME if args.model_name is None else args.model_name
     try:
         files, hidden = walk_images(args.images)
+        files = leave_out_output(p, files, args.out)
         if hidden:
             print(f"left out {len(hidden)} hidden name(s) (starting with a dot), e.g. "
                   f"{printable(hidden[0].relative_to(args.images).as_posix())}", file=sys.stderr)

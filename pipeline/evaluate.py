@@ -4,7 +4,8 @@
 
 ``--model`` is a serving directory (its highest integer version is used) or one version directory.
 ``--data-root`` is any ``<class_folder>/<image>`` folder. Writes ``metrics.json`` (top-1, top-3, per-class
-precision/recall/F1, confusion matrix), ``confusion_matrix.png`` and ``worst_errors.png`` into ``--out``.
+precision/recall/F1, confusion matrix), ``confusion_matrix.png`` and ``worst_errors.png`` into ``--out``, a folder outside
+``--data-root``.
 """
 from __future__ import annotations
 
@@ -239,6 +240,14 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
     return metrics
 
 
+def refuse_report_in_data(parser: argparse.ArgumentParser, out: str, data_root: str) -> None:
+    """A usage error (status 2) for an ``--out`` that is ``data_root`` or lies in it: its PNGs would replace a class
+    folder's images of those names, or be read as data by the next run."""
+    if os.path.commonpath([os.path.realpath(out), os.path.realpath(data_root)]) == os.path.realpath(data_root):
+        parser.error(f"--out {printable(out)} lies in --data-root {printable(data_root)}: the report would be read "
+                     "as data next time (or replace images); give a folder outside it")
+
+
 def main(argv=None) -> int:
     configs.warn_unknown_variables()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -246,9 +255,16 @@ def main(argv=None) -> int:
                         help="serving directory or one version directory")
     parser.add_argument("--data-root", required=True, type=settings.path,
                         help="folder of <class_folder>/<image> files")
-    parser.add_argument("--out", default=None, type=output_dir, help="write metrics.json and the PNGs here")
+    parser.add_argument("--out", default=None, type=settings.path,
+                        help="write metrics.json and the PNGs here (a folder outside --data-root)")
     parser.add_argument("--worst", type=non_negative_int, default=40, help="errors on the contact sheet")
     args = parser.parse_args(argv)
+    if args.out is not None:
+        refuse_report_in_data(parser, args.out, args.data_root)
+        try:
+            output_dir(args.out)   # made now, before the work: as the flag's type, once it is known to be outside
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"argument --out: {err}")
     report = {}
     try:
         with sigterm_as_interrupt():   # a stopped job (timeout, kill) ends as Ctrl-C does

@@ -473,3 +473,23 @@ def test_a_batch_over_the_servers_batching_limit_goes_in_requests_of_that_size(t
             err = capsys.readouterr().err
             assert err.count("the model server takes at most 3 images a request") == 1, err
             assert all(not row["error"] for row in read_rows(tmp_path / "out.csv").values())
+
+
+def test_out_among_the_inputs_is_refused_or_left_out(tmp_path, monkeypatch, capsys):
+    """--out naming an input image had replaced it with the CSV, and a CSV written under --images was read by the
+    next run as an input ("not_an_image"). An input file is a usage error now, naming it, and left as it was; an
+    earlier run's CSV there gets no row."""
+    folder = tmp_path / "images"
+    (folder / "alef").mkdir(parents=True)
+    image = png_bytes(letter_image(20, 30))
+    (folder / "alef" / "x.png").write_bytes(image)
+    uniform.version = "1"
+    monkeypatch.setattr(batch_predict, "LocalPredictor", lambda model, version: uniform)
+    with pytest.raises(SystemExit) as caught:
+        batch_predict.main(["--images", str(folder), "--out", str(folder / "alef" / "x.png")])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and f"--out {folder / 'alef' / 'x.png'} is one of the input files" in err, err
+    assert (folder / "alef" / "x.png").read_bytes() == image
+    for run in range(2):   # the second run reads the folder the first one wrote its CSV into
+        assert batch_predict.main(["--images", str(folder), "--out", str(folder / "pred.csv")]) == 0
+        assert list(read_rows(folder / "pred.csv")) == ["alef/x.png"], run

@@ -302,3 +302,14 @@ def test_error_captions_fit_under_their_picture():
         assert draw.textlength(shown, font=small) <= 102 and shown[:3] == text[:3]
     assert plots.fitted(draw, "alef->bet", small, 102) == "alef->bet"
     assert plots.fitted(draw, "tsadi_final->mem_final", small, 102).startswith("tsadi_f->mem_f")
+
+
+def test_a_report_folder_in_the_data_is_refused(tmp_path, tiny_dataset, capsys):
+    """--out inside --data-root had put the report's PNGs among the images (a class folder's: read as its images by
+    the next run, or replacing images of those names): a usage error now, before any work."""
+    for out in (tiny_dataset, tiny_dataset / "alef", tiny_dataset / "report"):
+        with pytest.raises(SystemExit) as caught:
+            evaluate.main(["--model", str(tmp_path / "none"), "--data-root", str(tiny_dataset), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and f"--out {out} lies in --data-root" in err, err
+    assert not (tiny_dataset / "report").exists() and not (tiny_dataset / "alef" / "worst_errors.png").exists()
