@@ -9,7 +9,8 @@ folder once) gets a row: path, the top-3 classes with their letters and probabil
 answered. Unreadable files get a row with the reason instead (nothing is silently dropped). ``--via local`` loads
 the SavedModel (``--model``: a serving directory, whose ``--version`` or else highest version is used, or a
 version directory); ``--via rest`` sends the same bytes to a TF Serving REST endpoint (real or embedded) and
-records the version it reports; ``--via grpc`` does the same through TF Serving's gRPC PredictionService. All give
+records the version it reports (a newer one once the server stops serving the one pinned at the start; a
+server away mid-run is waited for, up to ``RECONNECT_SECONDS``); ``--via grpc`` does the same through TF Serving's gRPC PredictionService. All give
 the same answers. A flag the ``--via`` does not read is a usage error: ``--server-url`` or ``--model-name`` with
 ``--via local`` (also the default), ``--model`` with ``--via rest`` or ``grpc``. A batch (``--batch-size`` images)
 goes to a server in requests of at most ``REQUEST_BUDGET`` bytes (32 MiB: half the embedded server's default bound
@@ -109,62 +110,133 @@ class LocalPredictor:
         return self._call(images), self.version
 
 
-class RestPredictor:
-    """Calls ``POST {url}/v1/models/{name}[/versions/N]:predict`` with the image signature, b64 instances, in
-    requests of at most ``request_bytes`` each."""
+class ServerAway(RuntimeError):
+    """The model server cannot answer just now (unreachable, timing out, UNAVAILABLE)."""
 
+
+class VersionGone(RuntimeError):
+    """The model server does not serve the version asked for (404, NOT_FOUND: ``Servable not found for request``)."""
+
+
+RECONNECT_SECONDS = 30.0   # how long a run waits for a model server that went away (a restart) before it fails
+
+
+class ServerPredictor:
+    """What ``RestPredictor`` and ``GrpcPredictor`` share. The version is pinned, so every row names the version
+    that really answered: the one asked for, or the latest AVAILABLE at the start. When the server stops serving it
+    (a newer version pushed: the default policy serves the latest only), the latest it serves then is pinned, said
+    once; a version asked for is not replaced. A server that cannot answer (a restart) is asked again, with pauses
+    growing from 0.5 s to 5 s, for up to ``reconnect_seconds``, said when the wait begins."""
     max_images = None   # the most images a request the server takes (its batching's limit), once it said so
+    reconnect_seconds = RECONNECT_SECONDS
+
+    def __init__(self, version: str | None):
+        self.asked = version
+        self._pin(version or self._latest_available())
+
+    def _latest_available(self) -> str:
+        available = self._available()
+        if not available:
+            raise RuntimeError(f"{self.where}: no AVAILABLE version")
+        return str(max(available))
+
+    def _repin(self) -> bool:
+        """Pins the version the server serves now, once it has stopped serving the pinned one; False when there is
+        no other (the server loading, or the pinned version AVAILABLE again)."""
+        try:
+            available = self._available()
+        except VersionGone:   # the model itself not (yet) served
+            return False
+        if not available or int(self.version) in available:
+            return False
+        if self.asked is not None:
+            raise RuntimeError(f"{self.where}: version {self.asked} is no longer served (the server serves "
+                               f"{', '.join(map(str, sorted(available)))})")
+        gone = self.version
+        self._pin(str(max(available)))
+        tqdm.write(f"version {gone} is no longer served by {self.where}: going on with version {self.version} "
+                   "(each row names the version that answered it)", file=sys.stderr)
+        return True
+
+    def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:
+        deadline, pause = None, 0.5
+        while True:
+            try:
+                try:
+                    probs = self._predict(images)
+                    if deadline is not None:
+                        tqdm.write(f"{self.where} answers again", file=sys.stderr)
+                    return probs, self.version
+                except VersionGone as err:
+                    if self._repin():
+                        continue
+                    raise ServerAway(str(err)) from None   # waited for, as a server away
+            except ServerAway as err:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.reconnect_seconds
+                    tqdm.write(f"{err}: asking again for up to {self.reconnect_seconds:g} s", file=sys.stderr)
+                if now >= deadline:
+                    raise RuntimeError(f"{err} (asked again for {self.reconnect_seconds:g} s)") from None
+                time.sleep(min(pause, deadline - now))
+                pause = min(2 * pause, 5.0)
+
+
+class RestPredictor(ServerPredictor):
+    """Calls ``POST {url}/v1/models/{name}/versions/N:predict`` with the image signature, b64 instances, in
+    requests of at most ``request_bytes`` each."""
 
     def __init__(self, server_url: str, model_name: str = configs.MODEL_NAME, version: str | None = None,
                  timeout: float = 60.0, request_bytes: int = REQUEST_BUDGET):
         self.request_budget = request_bytes
         self.connection = RestConnection(server_url, timeout=timeout)   # ValueError for a URL that is not http(s)
         self.model_path = "/v1/models/" + urllib.parse.quote(model_name, safe="")
-        self.version = version or self._latest_available()
+        self.where = self.connection.base_url + self.model_path
+        super().__init__(version)
+
+    def _pin(self, version: str) -> None:
         # A 400 to a prediction is taken for an image the server's decoder refused: a model without the image
         # signature (also a 400 over REST) is found here instead, before any image is sent.
-        signatures = self._request(f"{self.model_path}/versions/{self.version}/metadata").get("metadata", {}).get(
+        signatures = self._request(f"{self.model_path}/versions/{version}/metadata").get("metadata", {}).get(
             "signature_def", {}).get("signature_def", {})
         if configs.IMAGE_SIGNATURE not in signatures:
-            raise RuntimeError(f"{self.connection.base_url}{self.model_path} version {self.version} has no "
-                               f"{configs.IMAGE_SIGNATURE!r} signature (it has {', '.join(sorted(signatures)) or 'none'})")
+            raise RuntimeError(f"{self.where} version {version} has no {configs.IMAGE_SIGNATURE!r} signature "
+                               f"(it has {', '.join(sorted(signatures)) or 'none'})")
+        self.version = version
 
     def _request(self, path: str, body: dict | None = None) -> dict:
         url = self.connection.base_url + path
         try:
             status, answer = self.connection.request("POST" if body is not None else "GET", path, body)
         except ServingUnavailable as err:
-            raise RuntimeError(f"the model server cannot be reached: {err.message}") from None
+            raise ServerAway(f"the model server cannot be reached: {err.message}") from None
         if status == 400 and body is not None:   # an image its decoder refused, or a batch over its batching's limit
             raise refusal(error_text(answer) or str(answer))
         if status == 413:   # a server whose bound on a request is below this tool's (a batch's requests' size)
             raise RuntimeError(f"{url}: HTTP 413: the model server refused a request of up to {self.request_budget} "
                                f"bytes as too large: {error_text(answer) or answer}")
+        if status in (404, 503):
+            raise (VersionGone if status == 404 else ServerAway)(f"{url}: HTTP {status}: {error_text(answer) or answer}")
         if status != 200:
             raise RuntimeError(f"{url}: HTTP {status}: {error_text(answer) or answer}")
         return answer
 
-    def _latest_available(self) -> str:
+    def _available(self) -> list[int]:
         states = version_states(self._request(self.model_path))
-        available = [int(version) for version, state in states.items() if state == "AVAILABLE"]
-        if not available:
-            raise RuntimeError(f"{self.connection.base_url}{self.model_path}: no AVAILABLE version")
-        return str(max(available))
+        return [int(version) for version, state in states.items() if state == "AVAILABLE"]
 
-    def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:
+    def _predict(self, images: list[bytes]) -> np.ndarray:
         body = {"signature_name": configs.IMAGE_SIGNATURE,
                 "instances": [{configs.IMAGE_INPUT: {"b64": base64.b64encode(i).decode()}} for i in images]}
-        # Pin the version so every row names the version that really answered.
         out = self._request(f"{self.model_path}/versions/{self.version}:predict", body)
         preds = out["predictions"]
         probs = [p[configs.PROBABILITIES_OUTPUT] if isinstance(p, dict) else p for p in preds]
-        return np.asarray(probs, dtype=np.float32), self.version
+        return np.asarray(probs, dtype=np.float32)
 
 
-class GrpcPredictor:
+class GrpcPredictor(ServerPredictor):
     """Calls ``PredictionService.Predict`` on the image signature (the version pinned and the requests' size bounded,
     as ``RestPredictor``)."""
-    max_images = None
 
     def __init__(self, target: str, model_name: str = configs.MODEL_NAME, version: str | None = None,
                  timeout: float = 60.0, request_bytes: int = REQUEST_BUDGET):
@@ -173,32 +245,36 @@ class GrpcPredictor:
 
         self.request_budget = request_bytes
         self._grpc, self.target, self.model_name, self.timeout = grpc, target, model_name, timeout
+        self.where = f"{target}: model {model_name}"
         channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 2 ** 31 - 1),
                                                          ("grpc.max_send_message_length", 2 ** 31 - 1)])
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(channel)
-        self.version = version or self._latest_available()
+        super().__init__(version)
+
+    def _pin(self, version: str) -> None:
+        self.version = version
 
     def _call(self, method, request):
         try:
             return method(request, timeout=self.timeout)
         except self._grpc.RpcError as err:
-            if err.code() == self._grpc.StatusCode.INVALID_ARGUMENT and method is self._predictions.Predict:
+            code = err.code()
+            if code == self._grpc.StatusCode.INVALID_ARGUMENT and method is self._predictions.Predict:
                 raise refusal(err.details()) from None
-            raise RuntimeError(f"{self.target}: {err.code().name}: {err.details()}") from None
+            kind = {self._grpc.StatusCode.NOT_FOUND: VersionGone,
+                    self._grpc.StatusCode.UNAVAILABLE: ServerAway}.get(code, RuntimeError)
+            raise kind(f"{self.target}: {code.name}: {err.details()}") from None
 
-    def _latest_available(self) -> str:
+    def _available(self) -> list[int]:
         from tensorflow_serving.apis import get_model_status_pb2
 
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = self.model_name
         status = self._call(self._models.GetModelStatus, request).model_version_status
-        available = [s.version for s in status if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
-        if not available:
-            raise RuntimeError(f"{self.target}: model {self.model_name}: no AVAILABLE version")
-        return str(max(available))
+        return [s.version for s in status if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
 
-    def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:
+    def _predict(self, images: list[bytes]) -> np.ndarray:
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
@@ -208,7 +284,7 @@ class GrpcPredictor:
         request.model_spec.version.value = int(self.version)
         request.inputs[configs.IMAGE_INPUT].CopyFrom(tf.make_tensor_proto(images))
         out = self._call(self._predictions.Predict, request)
-        return tf.make_ndarray(out.outputs[configs.PROBABILITIES_OUTPUT]).astype(np.float32), self.version
+        return tf.make_ndarray(out.outputs[configs.PROBABILITIES_OUTPUT]).astype(np.float32)
 
 
 def list_images(folder: str) -> list[Path]:
@@ -264,7 +340,7 @@ def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, p
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     files = list_images(folder) if files is None else files
     root = Path(folder)
-    counts = {"images": 0, "errors": 0}
+    counts = {"images": 0, "errors": 0, "versions": {}}
     started = time.monotonic()
     with atomic_output(out_csv, "w", newline="", encoding="utf-8") as f:
         _write_rows(predictor, files, root, f, batch_size, progress, counts)
@@ -294,6 +370,7 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
                     if why is None:
                         rows[place] = _row(rows[place], answer[1], answer[0])
                         counts["images"] += 1
+                        counts["versions"].setdefault(answer[1])   # in the order they answered
                     else:
                         rows[place] = _row(rows[place], "", None, why)
                         counts["errors"] += 1
@@ -415,7 +492,9 @@ def main(argv=None) -> int:
     except OSError as err:   # the output cannot be written (permissions, a name too long, a full disk)
         print(f"error: cannot write {args.out}: {err.strerror or err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}: {counts['images']} images predicted by version {predictor.version}, "
+    versions = list(counts["versions"]) or [predictor.version]
+    print(f"wrote {args.out}: {counts['images']} images predicted by version{'s' * (len(versions) > 1)} "
+          f"{', '.join(versions)}, "
           f"{counts['errors']} unreadable or refused, in {counts['seconds']} s")
     return 0
 

@@ -493,3 +493,135 @@ def test_out_among_the_inputs_is_refused_or_left_out(tmp_path, monkeypatch, caps
     for run in range(2):   # the second run reads the folder the first one wrote its CSV into
         assert batch_predict.main(["--images", str(folder), "--out", str(folder / "pred.csv")]) == 0
         assert list(read_rows(folder / "pred.csv")) == ["alef/x.png"], run
+
+
+def _images(folder, count):
+    from tests.support import serving as testing
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"{i}.png").write_bytes(testing.png_bytes(noise_seed=i, size=16))
+    return folder
+
+
+def _after_the_first_call(predictor, then):
+    """``predictor``, calling ``then()`` once its first answer is in."""
+    def call(images):
+        answer = predictor(images)
+        if not call.done:
+            call.done = True
+            then()
+        return answer
+    call.done, call.request_budget = False, predictor.request_budget
+    return call
+
+
+def test_a_version_pushed_during_a_run_answers_the_rest_of_it(tmp_path, capsys):
+    """The version was pinned at the start: once the server unloaded it for a newer one (the latest policy), every
+    later request was a 404 (NOT_FOUND) "Servable not found for request: Specific(letters, 1)", the run failed and
+    its finished rows were lost. The newer version is pinned now, said once, and each row names the version that
+    answered it (version v of the test model ranks class v first)."""
+    import time
+    from core.labels import CLASS_NAMES
+    from serving.client import version_states
+    from tests.support import serving as testing
+    folder = _images(tmp_path / "images", 6)
+    base = tmp_path / "models"
+    testing.publish_version(str(base), 1)
+    with testing.start_server(base, "letters", grpc_port=testing.free_port(),
+                              file_system_poll_wait_seconds=0.2) as server:
+        client = testing.RestClient(server.url)
+
+        def push(version):
+            testing.publish_version(str(base), version)
+            deadline = time.monotonic() + 120
+            while [version_states(client.get("/v1/models/letters")[1]).get(str(v)) for v in (version, version - 1)] \
+                    != ["AVAILABLE", "END"]:
+                assert time.monotonic() < deadline, client.get("/v1/models/letters")
+                time.sleep(0.1)
+
+        for old, make in ((1, lambda: batch_predict.RestPredictor(server.url)),
+                          (2, lambda: batch_predict.GrpcPredictor(f"127.0.0.1:{server.server.grpc_port}"))):
+            predictor = make()
+            assert predictor.version == str(old)
+            out = tmp_path / f"{old}.csv"
+            counts = batch_predict.predict_folder(_after_the_first_call(predictor, lambda: push(old + 1)),
+                                                  str(folder), str(out), batch_size=2, progress=False)
+            name = type(predictor).__name__
+            assert (counts["images"], counts["errors"]) == (6, 0) and list(counts["versions"]) == [str(old),
+                                                                                                 str(old + 1)], name
+            rows = list(read_rows(out).values())
+            assert [row["model_version"] for row in rows] == [str(old)] * 2 + [str(old + 1)] * 4, name
+            assert all(row["class_1"] == CLASS_NAMES[int(row["model_version"])] for row in rows), name
+            err = capsys.readouterr().err
+            assert err.count(f"version {old} is no longer served") == 1 and f"version {old + 1}" in err, err
+
+
+def test_a_version_asked_for_that_is_no_longer_served_ends_the_run(tmp_path):
+    import time
+    from serving.client import version_states
+    from tests.support import serving as testing
+    folder = _images(tmp_path / "images", 4)
+    base = tmp_path / "models"
+    testing.publish_version(str(base), 1)
+    with testing.start_server(base, "letters", file_system_poll_wait_seconds=0.2) as server:
+        client = testing.RestClient(server.url)
+
+        def push():
+            testing.publish_version(str(base), 2)
+            deadline = time.monotonic() + 120
+            while version_states(client.get("/v1/models/letters")[1]).get("1") != "END":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+
+        predictor = batch_predict.RestPredictor(server.url, version="1")
+        with pytest.raises(RuntimeError, match=r"version 1 is no longer served \(the server serves 2\)"):
+            batch_predict.predict_folder(_after_the_first_call(predictor, push), str(folder),
+                                         str(tmp_path / "out.csv"), batch_size=2, progress=False)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_server_that_restarts_during_a_run_is_waited_for(tmp_path, capsys):
+    """A server away for a moment (a restart) had ended the run at once, its finished rows lost: it is asked again
+    now, for a bounded time, said once; one that stays away ends the run as before, no CSV written."""
+    import threading
+    from serving.client import ServingUnavailable
+    from tests.support import serving as testing
+    folder = _images(tmp_path / "images", 6)
+    base = tmp_path / "models"
+    testing.publish_version(str(base), 1)
+    port = testing.free_port()
+    servers = [testing.start_server(base, "letters", port=port)]
+    away = threading.Event()
+    predictor = batch_predict.RestPredictor(servers[0].url)
+    predictor.reconnect_seconds = 300   # generous: the restart loads the model meanwhile
+    real_request = predictor.connection.request
+
+    def request(*args):
+        try:
+            return real_request(*args)
+        except ServingUnavailable:   # the server is away: it may start again
+            away.set()
+            raise
+    predictor.connection.request = request
+
+    def restart():
+        servers[0].stop()
+        threading.Thread(target=lambda: away.wait(120) and servers.append(
+            testing.start_server(base, "letters", port=port)), daemon=True).start()
+
+    try:
+        counts = batch_predict.predict_folder(_after_the_first_call(predictor, restart), str(folder),
+                                              str(tmp_path / "out.csv"), batch_size=2, progress=False)
+    finally:
+        for server in servers:
+            server.stop()
+    assert away.is_set() and (counts["images"], counts["errors"]) == (6, 0)
+    assert {row["model_version"] for row in read_rows(tmp_path / "out.csv").values()} == {"1"}
+    err = capsys.readouterr().err
+    assert err.count("the model server cannot be reached") == 1 and "asking again for up to 300 s" in err, err
+    assert "answers again" in err
+    # away for good: the run ends once the time is up
+    predictor.reconnect_seconds = 0.5
+    with pytest.raises(RuntimeError, match=r"cannot be reached.*\(asked again for 0.5 s\)"):
+        batch_predict.predict_folder(predictor, str(folder), str(tmp_path / "gone.csv"), progress=False)
+    assert not (tmp_path / "gone.csv").exists()
