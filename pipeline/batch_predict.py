@@ -39,7 +39,7 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
 from core.files import atomic_output, printable
 from core.signals import sigterm_as_interrupt
-from pipeline.evaluate import ImageRefused, answers_each, top_classes
+from pipeline.evaluate import ImageRefused, answers_each, read_batches, top_classes
 from pipeline.flags import (defaults_from_env, non_negative_int, output_file, path_or_default, positive_int,
                             refuse_ignored)
 from core.labels import CLASS_NAMES, GLYPHS
@@ -353,15 +353,15 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
     with tqdm(total=len(files), desc="predict", unit="file", disable=not progress, file=sys.stderr) as bar:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
-        for start in range(0, len(files), batch_size):
+        for start, read in zip(range(0, len(files), batch_size), read_batches(files, batch_size)):
             rows, batch, places = [], [], []
-            for path in files[start:start + batch_size]:
+            for path, (data, err) in zip(files[start:start + batch_size], read):
                 rel = printable(path.relative_to(root).as_posix())   # a name that is not UTF-8 shown, not fatal
-                try:
-                    batch.append(image_io.read_checked(str(path)).data)
+                if err is None:
+                    batch.append(data)
                     places.append(len(rows))
                     rows.append(rel)
-                except (image_io.ImageRejected, OSError) as err:
+                else:
                     rows.append(_row(rel, "", None, str(err)))
                     counts["errors"] += 1
             if batch:

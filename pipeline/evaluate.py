@@ -5,7 +5,8 @@
 ``--model`` is a serving directory (its highest integer version is used) or one version directory.
 ``--data-root`` is any ``<class_folder>/<image>`` folder. Writes ``metrics.json`` (top-1, top-3, per-class
 precision/recall/F1, confusion matrix), ``confusion_matrix.png`` and ``worst_errors.png`` into ``--out``, a folder outside
-``--data-root``.
+``--data-root``. The images are read a batch at a time, as the model answers them (the few on the contact sheet
+again at the end), so a large folder is never all in memory.
 """
 from __future__ import annotations
 
@@ -30,11 +31,10 @@ from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
 from core.manifest import unfinished_generation
 
 
-def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]:
-    """([(relative path, label, bytes)], [(relative path, why skipped)]) for every file under data_root: the
-    images of the class folders; everything else (files beside the class folders, folders inside them, unknown
-    class folders, unreadable files, broken links) is listed as skipped, with the reason. Hidden names and the
-    generator's manifest are not read."""
+def labelled_files(data_root: str) -> tuple[list[tuple[str, int, Path]], list[tuple[str, str]]]:
+    """([(relative path, label, path)], [(relative path, why skipped)]) for every file under data_root, nothing read:
+    the files of the class folders; everything else (files beside the class folders, folders inside them, unknown
+    class folders) is listed as skipped, with the reason. Hidden names and the generator's manifest are left out."""
     root = Path(data_root)
     items, skipped = [], []
     if not root.is_dir():
@@ -52,15 +52,44 @@ def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], 
             elif path.is_dir():
                 skipped.append((rel, "a folder inside a class folder (not read)"))
             else:
-                try:
-                    checked = image_io.read_checked(str(path))
-                except image_io.ImageRejected as err:
-                    skipped.append((rel, str(err)))
-                except OSError as err:
-                    skipped.append((rel, f"unreadable: {type(err).__name__}: {err.strerror or err}"))
-                else:
-                    items.append((rel, CLASS_INDEX[folder.name], checked.data))
+                items.append((rel, CLASS_INDEX[folder.name], path))
     return items, skipped
+
+
+def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]:
+    """([(relative path, label, bytes)], [(relative path, why skipped)]): :func:`labelled_files`, every image read
+    at once (unreadable files, broken links skipped, with the reason)."""
+    files, skipped = labelled_files(data_root)
+    items = []
+    for rel, label, path in files:
+        data, err = read_image(path)
+        if err is None:
+            items.append((rel, label, data))
+        else:
+            skipped.append((rel, unread_reason(err)))
+    return items, skipped
+
+
+def read_image(path) -> tuple[bytes | None, Exception | None]:
+    """(the checked image's bytes, None), or (None, the ImageRejected or OSError that kept it from being read)."""
+    try:
+        return image_io.read_checked(str(path)).data, None
+    except (image_io.ImageRejected, OSError) as err:
+        return None, err
+
+
+def read_batches(paths: list, batch_size: int):
+    """``paths`` read ``batch_size`` at a time, as the caller asks for the next batch (so only one batch's bytes
+    are held): each batch a list of :func:`read_image` pairs."""
+    for start in range(0, len(paths), batch_size):
+        yield [read_image(path) for path in paths[start:start + batch_size]]
+
+
+def unread_reason(err: Exception) -> str:
+    """Why a file was not scored, from :func:`read_image`'s error."""
+    if isinstance(err, image_io.ImageRejected):
+        return str(err)
+    return f"unreadable: {type(err).__name__}: {err.strerror or err}"
 
 
 REPORT_FILES = ("metrics.json", "confusion_matrix.png", "worst_errors.png")
@@ -122,19 +151,37 @@ def predict(model_dir: str, images: list[bytes], batch_size: int = 64, progress:
 def predict_with(fn, images: list[bytes], batch_size: int = 64, progress: bool = True) -> tuple[np.ndarray, dict]:
     """(the probabilities of ``images`` (encoded) from a loaded image signature ``fn``, {index: why} of the images
     the model refused, whose rows are NaN)."""
+    batches = ([(image, None) for image in images[start:start + batch_size]]
+               for start in range(0, len(images), batch_size))
+    return predict_read(fn, batches, len(images), progress)[:2]
+
+
+def predict_read(fn, batches, total: int, progress: bool = True) -> tuple[np.ndarray, dict, float]:
+    """(the probabilities of the ``total`` images of ``batches`` (lists of :func:`read_image` pairs, each taken when
+    the one before is answered), {index: why} of those unread or refused (rows of NaN), the seconds the model took to
+    answer: its first call, which builds the function, not timed)."""
     call = signature_call(fn)
-    probs = np.full((len(images), NUM_CLASSES), np.nan, np.float32)
-    refused = {}
-    with tqdm(total=len(images), desc="evaluate", unit="img", disable=not progress, file=sys.stderr) as bar:
-        for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size]
-            for k, (answer, why) in enumerate(answers_each(call, batch), start=start):
+    probs = np.full((total, NUM_CLASSES), np.nan, np.float32)
+    unscored, seconds, start, built = {}, 0.0, 0, False
+    with tqdm(total=total, desc="evaluate", unit="img", disable=not progress, file=sys.stderr) as bar:
+        for batch in batches:
+            places = [k for k, (data, _) in enumerate(batch, start) if data is not None]
+            unscored.update((k, unread_reason(err)) for k, (data, err) in enumerate(batch, start) if data is None)
+            images = [data for data, _ in batch if data is not None]
+            if images and not built:
+                built = True
+                with contextlib.suppress(ImageRefused):
+                    call(images[:1])
+            started = time.monotonic()
+            for k, (answer, why) in zip(places, answers_each(call, images) if images else []):
                 if why is None:
                     probs[k] = answer
                 else:
-                    refused[k] = why
+                    unscored[k] = why
+            seconds += time.monotonic() - started
+            start += len(batch)
             bar.update(len(batch))
-    return probs, refused
+    return probs, unscored, seconds
 
 
 def top_classes(probs: np.ndarray, k: int) -> np.ndarray:
@@ -184,6 +231,11 @@ def _skip_summary(skipped: list[tuple[str, str]]) -> str:
                      for why, files in sorted(by_reason.items(), key=lambda kv: -len(kv[1])))
 
 
+def _nothing_usable(data_root: str, skipped: list[tuple[str, str]]) -> str:
+    return (f"no usable labelled image under {data_root} (expected <class_folder>/<image>)"
+            + (f"; skipped {len(skipped)}: " + _skip_summary(skipped) if skipped else ""))
+
+
 def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int = 40, progress: bool = True,
              report: dict | None = None) -> dict:
     """Scores the model; with ``out_dir`` writes its report there (REPORT_FILES), counting in ``report["replaced"]``
@@ -197,22 +249,20 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
     unfinished = unfinished_generation(data_root)
     if unfinished:
         raise ValueError(unfinished)
-    items, skipped = load_labelled_images(data_root)
+    items, skipped = labelled_files(data_root)
     if not items:
-        raise ValueError(f"no usable labelled image under {data_root} (expected <class_folder>/<image>)"
-                         + (f"; skipped {len(skipped)}: " + _skip_summary(skipped) if skipped else ""))
+        raise ValueError(_nothing_usable(data_root, skipped))
     fn = load_image_signature(model_dir)
-    with contextlib.suppress(ImageRefused):   # its first call builds the function: not one of the answers timed
-        signature_call(fn)([items[0][2]])
-    started = time.monotonic()           # images per second: the model's answers, not its loading
-    probs, refused = predict_with(fn, [data for _, _, data in items], progress=progress)
-    seconds = time.monotonic() - started
-    if refused:
-        skipped += [(items[k][0], why) for k, why in refused.items()]
-        items = [item for k, item in enumerate(items) if k not in refused]
-        probs = np.delete(probs, list(refused), axis=0)
+    paths = [path for _, _, path in items]   # read a batch at a time: the folder's images are never all in memory
+    probs, unscored, seconds = predict_read(fn, read_batches(paths, 64), len(paths), progress)
+    if unscored:
+        skipped += [(items[k][0], why) for k, why in sorted(unscored.items())]
+        refused = any(why.startswith("refused by the model") for why in unscored.values())
+        items = [item for k, item in enumerate(items) if k not in unscored]
+        probs = np.delete(probs, list(unscored), axis=0)
         if not items:
-            raise ValueError(f"the model refused every image under {data_root}: " + _skip_summary(skipped))
+            raise ValueError(f"the model refused every image under {data_root}: " + _skip_summary(skipped)
+                             if refused else _nothing_usable(data_root, skipped))
     labels = np.array([label for _, label, _ in items])
     metrics = compute_metrics(labels, probs)
     metrics.update({"model_dir": printable(model_dir), "data_root": printable(str(data_root)), "skipped": len(skipped),
@@ -230,7 +280,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
                      np.array(metrics["confusion_matrix"]),
                      f"{Path(model_dir).name} on {printable(str(data_root))}: top-1 {metrics['top1']:.3f}"),
                  REPORT_FILES[2]: plots.contact_sheet_png([
-                     {"image": items[k][2], "true": int(labels[k]), "pred": int(pred[k]),
+                     {"image": read_image(items[k][2])[0] or b"", "true": int(labels[k]), "pred": int(pred[k]),
                       "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]])}
         os.makedirs(out_dir, exist_ok=True)
         report["earlier"] = sum(os.path.exists(os.path.join(out_dir, name)) for name in files)

@@ -313,3 +313,34 @@ def test_a_report_folder_in_the_data_is_refused(tmp_path, tiny_dataset, capsys):
         err = capsys.readouterr().err
         assert caught.value.code == 2 and f"--out {out} lies in --data-root" in err, err
     assert not (tiny_dataset / "report").exists() and not (tiny_dataset / "alef" / "worst_errors.png").exists()
+
+
+def test_images_are_read_a_batch_at_a_time_and_the_worst_again_for_the_sheet(tmp_path, monkeypatch):
+    """Every image's bytes had been held at once (a folder of large photos: its whole size in memory). The images are
+    read a batch at a time now, as the model answers them, and the few on the contact sheet again at the end."""
+    from core import image_io
+    root = tmp_path / "data"
+    for name in ("alef", "bet"):
+        (root / name).mkdir(parents=True)
+        for i in range(40):
+            (root / name / f"{i}.png").write_bytes(png_bytes(letter_image(20 + i % 5, 30)))
+    reads, held = [], []
+    real_read = image_io.read_checked
+
+    def read_checked(path, *args, **kwargs):
+        reads.append(path)
+        return real_read(path, *args, **kwargs)
+    monkeypatch.setattr(image_io, "read_checked", read_checked)
+    signature = _fake_signature()(None)
+
+    def counting(**inputs):
+        held.append(len(reads))   # files read so far, at each call of the model
+        return signature(**inputs)
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "load_image_signature", lambda _model_dir: counting)
+    metrics = evaluate.evaluate(str(tmp_path), str(root), str(tmp_path / "report"), worst=3, progress=False)
+    assert metrics["examples"] == 80 and len(metrics["worst_errors"]) == 3
+    assert held[0] <= 64 and held[-1] == 80   # the first call before the second batch is read, the last after all
+    assert len(reads) == 80 + 3 and reads[80:] == [str(root / e["file"]) for e in metrics["worst_errors"]]
+    items, _ = evaluate.labelled_files(str(root))   # the listing holds no image
+    assert len(items) == 80 and not any(isinstance(part, bytes) for item in items for part in item)
