@@ -210,6 +210,14 @@ class Config:
 PATH_FIELDS = ("data_root", "pipeline_root", "metadata_path", "serving_dir", "feedback_dir", "request_log_dir",
                "base_model", "pretrain_root")   # local paths ("~" expanded), or URLs
 ENV = {field.name: f"LETTERS_{field.name.upper()}" for field in dataclasses.fields(Config)}
+
+
+def default_feedback_dir(environ=None) -> str:
+    """The feedback store a command reads without ``--feedback-dir``: ``$LETTERS_FEEDBACK_DIR`` or Config's."""
+    environ = os.environ if environ is None else environ
+    return os.path.expanduser(environ.get(ENV["feedback_dir"]) or Config().feedback_dir)
+
+
 # The web client's settings (web.config.WebConfig), field -> environment variable: declared here, beside Config's,
 # so that every variable the project reads is known at the bottom layer (core.settings warns of the others).
 WEB_ENV = {

@@ -42,6 +42,7 @@ import io
 import logging
 import os
 import queue
+import shlex
 import shutil
 import sqlite3
 import tempfile
@@ -49,7 +50,7 @@ import time
 import urllib.parse
 import uuid
 
-from core import image_io, settings
+from core import configs, image_io, settings
 from core.files import atomic_write, fsync_dir
 from core.labels import CLASS_INDEX, CLASS_NAMES, label_index
 
@@ -361,10 +362,10 @@ class FeedbackStore:
         same = [record for record in stored if record.true_label == true_label]
         if same:
             return same[0], False
+        hint = relabel_hint([r.id for r in stored], true_label, self.root)
         raise FeedbackError(f"this image is already stored as "
                             f"{' and '.join(f'{r.true_label} ({r.id[:8]})' for r in stored)}; "
-                            f"a second label for it is not stored ({relabel_hint([r.id for r in stored], true_label)})",
-                            reason="already_stored")
+                            f"a second label for it is not stored ({hint})", reason="already_stored")
 
     def find(self, record_id: str) -> Feedback:
         """The row whose id is ``record_id`` or starts with it (the 8 characters the store's messages show).
@@ -459,11 +460,22 @@ def summarize(records: list[Feedback]) -> dict:
                                  for group in two_label_pictures(records)]}
 
 
-def relabel_hint(record_ids: list[str], label: str) -> str:
-    """What to run when the rows ``record_ids`` of one picture have the wrong label and ``label`` is right."""
+def relabel_hint(record_ids: list[str], label: str, feedback_dir: str | os.PathLike) -> str:
+    """What to run when the rows ``record_ids`` of one picture, in the store at ``feedback_dir``, have the wrong
+    label and ``label`` is right."""
     ids = [record_id[:8] for record_id in record_ids]
-    return (f"if {label} is right: letters-feedback relabel {ids[0]} {label}"
-            + (f", then letters-feedback remove {' '.join(ids[1:])}" if ids[1:] else ""))
+    command = "letters-feedback" + _store_flag(feedback_dir)
+    return (f"if {label} is right: {command} relabel {ids[0]} {label}"
+            + (f", then {command} remove {' '.join(ids[1:])}" if ids[1:] else ""))
+
+
+def _store_flag(feedback_dir: str | os.PathLike) -> str:
+    """`` --feedback-dir DIR`` (quoted for the shell) naming the store at ``feedback_dir``; none for the store
+    letters-feedback reads without it."""
+    store = os.path.abspath(os.fspath(feedback_dir))
+    if store == os.path.abspath(configs.default_feedback_dir()):
+        return ""
+    return f" --feedback-dir {shlex.quote(store)}"
 
 
 def two_label_pictures(records: list[Feedback]) -> list[list[tuple[str, str]]]:

@@ -120,7 +120,7 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
         if there and there != label:
             summary.skipped.setdefault("conflicting_label", []).append(
                 f"{rel}: this image is stored as {there} ({there_id[:8]}) already (one of the two labels is wrong; "
-                f"{relabel_hint([there_id], label)})")
+                f"{relabel_hint([there_id], label, store.root)})")
             continue
         if there:
             summary.already_present += 1

@@ -1,6 +1,7 @@
 """letters-feedback list, relabel and remove: a wrong label stored (a mis-click in the web client) is corrected or
 removed, and the exports made before follow (the pipeline's and letters-feedback export's)."""
 import os
+import re
 import sqlite3
 import uuid
 
@@ -44,7 +45,8 @@ def test_a_wrong_label_is_relabelled_by_its_id_and_every_export_moves_its_image(
     the pipeline trained on the wrong label for every run."""
     store_dir, wrong, shin = mis_click
     store = FeedbackStore(store_dir)
-    with pytest.raises(FeedbackError, match=f"if alef is right: letters-feedback relabel {wrong.id[:8]} alef"):
+    with pytest.raises(FeedbackError, match=re.escape(f"if alef is right: letters-feedback --feedback-dir {store_dir} "
+                                                      f"relabel {wrong.id[:8]} alef")):
         store.add(letter(1), "PNG", "alef", once=True)   # what the web client answers with 409
     store.close()
     assert cli(store_dir, "relabel", wrong.id[:8], "alef") == 0

@@ -62,7 +62,8 @@ def test_importing_again_adds_nothing_twice_and_new_images_are_added(folder, tmp
     assert third.imported == 1 and third.already_present == 4           # one label per image, as the web's
     [conflict] = third.skipped["conflicting_label"]
     assert re.fullmatch(r"bet/0\.png: this image is stored as alef \(([0-9a-f]{8})\) already \(one of the two labels "
-                        r"is wrong; if bet is right: letters-feedback relabel \1 bet\)", conflict)
+                        r"is wrong; if bet is right: letters-feedback --feedback-dir "
+                        + re.escape(str(tmp_path / "store")) + r" relabel \1 bet\)", conflict)
     assert len(stored(tmp_path / "store")) == 5
 
 

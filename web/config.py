@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 
 from core import configs, request_log, settings
 from serving import client
@@ -11,11 +10,7 @@ from serving import client
 DEFAULT_FEEDBACK_DIR = configs.Config().feedback_dir
 ENV = configs.WEB_ENV   # field -> environment variable (declared in core, where every variable is known)
 FEEDBACK_DIR_ENV = ENV["feedback_dir"]   # = the pipeline's Config.feedback_dir override
-
-
-def default_feedback_dir(environ=None) -> str:
-    environ = os.environ if environ is None else environ
-    return os.path.expanduser(environ.get(FEEDBACK_DIR_ENV) or DEFAULT_FEEDBACK_DIR)
+default_feedback_dir = configs.default_feedback_dir
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,8 @@
 import errno
 import io
 import os
+import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core import feedback_cli
 from core.labels import CLASS_NAMES
 from tests.web.conftest import STABLE_CLASS, Api, b64, letter_png
 from core.feedback import DB_FILE, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback, read_records
@@ -98,6 +101,29 @@ def test_an_image_is_stored_once(web):
         thread.join(60)
     assert sorted(set(results)) == [201, 409] and len(results) == 40
     assert web.backend.store.count() == 2 and len(image_files(web.backend.store.root)) == 2
+
+
+def test_the_409_says_the_command_that_corrects_this_store(start_web, serving_labelled, tmp_path, monkeypatch):
+    """The command the 409 names, run as shown, relabels the row: it names the web client's store when that is not
+    the one letters-feedback reads by default (it had not, and the command said there was no store there)."""
+    monkeypatch.delenv("LETTERS_FEEDBACK_DIR", raising=False)
+    store_dir = tmp_path / "my store"                          # (a space: quoted for the shell)
+    web = start_web(serving_labelled.url, feedback_dir=str(store_dir))
+    api = Api(web.url)
+    png = letter_png(seed=8)
+    status, first = api.feedback(png, "nun_final")
+    assert status == 201
+    status, refused = api.feedback(png, "bet")
+    assert status == 409
+    command = re.search(r"\(if bet is right: (.*)\)$", refused["error"]).group(1)
+    assert command == f"letters-feedback --feedback-dir '{store_dir}' relabel {first['id'][:8]} bet"
+    _, *args = shlex.split(command)
+    assert feedback_cli.main(args) == 0
+    assert web.backend.store.get(first["id"]).true_label == "bet"
+    monkeypatch.setenv("LETTERS_FEEDBACK_DIR", str(store_dir))  # the store letters-feedback reads: not named
+    status, refused = api.feedback(png, "alef")
+    assert status == 409
+    assert refused["error"].endswith(f"(if alef is right: letters-feedback relabel {first['id'][:8]} alef)")
 
 
 def resaved(png: bytes, fmt: str = "PNG", **options) -> bytes:
