@@ -7,6 +7,7 @@ and one at phone size next to it (web-phone.png).
 import base64
 import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.slow   # drives Chromium
 CHROMIUM = os.environ.get("LETTERS_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update"]
+BAD, OK = "rgb(179, 38, 30)", "rgb(31, 122, 61)"   # the page's --bad (not saved) and --ok colours
 SCREENSHOT = os.environ.get("LETTERS_WEB_SCREENSHOT") or str(configs.PROJECT_ROOT / "outputs" / "screenshots" /
                                                               "web.png")
 
@@ -449,3 +451,25 @@ def test_feedback_by_keyboard_keeps_focus_and_an_image_stored_before_unmarks_the
     again.click("#letter-grid button[data-class=bet]")
     expect(again.locator("#feedback-result")).to_contain_text("already stored as alef")
     assert again.eval_on_selector_all("#letter-grid button[aria-pressed=true]", "bs => bs.length") == 0
+
+
+def test_a_picture_stored_before_under_another_letter_is_said_in_red_not_as_saved(web, open_page):
+    """The 409 (the picture is stored under another letter: nothing was stored now) had been shown in the green of
+    "Thanks, saved": it is in the red of the other feedback not saved, also when the mode is turned off and on."""
+    page = answered_in_feedback_mode(open_page, web.url)
+    page.click("#letter-grid button[data-class=alef]")
+    expect(page.locator("#feedback-result")).to_contain_text("saved as alef")
+    expect(page.locator("#feedback-result")).to_have_css("color", OK)
+    again = answered_in_feedback_mode(open_page, web.url)        # the same drawing on a fresh page, sent as bet
+    result = again.locator("#feedback-result")
+    again.click("#letter-grid button[data-class=bet]")
+    expect(result).to_contain_text("already stored as alef")
+    expect(result).to_have_class(re.compile(r"\bfailed\b"))
+    expect(result).to_have_css("color", BAD)
+    again.uncheck("#feedback-mode")
+    again.check("#feedback-mode")
+    expect(result).to_contain_text("already stored as alef")
+    expect(result).to_have_css("color", BAD)
+    assert web.backend.store.count() == 1
+    problems = page.problems + [p for p in again.problems if "status of 409" not in p]   # (the refusal's log line)
+    assert problems == [], problems

@@ -18,7 +18,7 @@
     classes: [],
     busy: false,
     seq: 0,               // the number of the newest image asked about (older answers are not shown)
-    saved: new Map(),     // image (base64) -> what its feedback was saved as: one feedback per image
+    saved: new Map(),     // image (base64) -> its feedback {message, failed}: saved (or refused), one per image
   };
   const SAVED_KEPT = 50;
 
@@ -422,7 +422,7 @@
     $("result-card").removeAttribute("aria-busy");
     setServingStatus(true, `שרת המודל פעיל · Model server up — version ${answer.model_version} (${answer.route})`);
     const saved = state.image && state.saved.get(state.image.b64);
-    if (saved) answer.feedback = { message: saved };   // this image's feedback was given already
+    if (saved) answer.feedback = saved;   // this image's feedback was given already (or refused: stored before)
     prepareFeedback();
     if (window.matchMedia("(max-width: 759px)").matches) {
       $("result-card").scrollIntoView({ behavior: "smooth", block: "start" });
@@ -436,14 +436,20 @@
     // One answer gets one feedback: once it is sent (or on its way), turning the mode off and on again
     // shows what was saved instead of asking again.
     const sent = state.prediction && state.prediction.feedback;
-    setBidiText($("feedback-result"), sent ? sent.message : "");
-    $("feedback-result").classList.remove("failed");
+    showFeedback(sent);
     setFeedbackEnabled(!sent);
     document.querySelectorAll("#letter-grid button").forEach((b) => b.setAttribute("aria-pressed", "false"));
     if (state.prediction) {
       const best = state.prediction.top[0];
       $("confirm-letter").textContent = `${best.letter} (${best.class})`;
     }
+  }
+
+  // What became of an answer's feedback ({message, failed}), red when nothing was stored; none: nothing shown.
+  function showFeedback(feedback) {
+    const out = $("feedback-result");
+    out.classList.toggle("failed", Boolean(feedback && feedback.failed));
+    setBidiText(out, feedback ? feedback.message : "");
   }
 
   function setFeedbackEnabled(enabled) {
@@ -460,9 +466,7 @@
     keepFocus([$("confirm"), ...document.querySelectorAll("#letter-grid button")], $("feedback-result"));
     setFeedbackEnabled(false);
     if (button) button.setAttribute("aria-pressed", "true");
-    const out = $("feedback-result");
-    out.classList.remove("failed");
-    setBidiText(out, "שומר… · saving…");
+    showFeedback(prediction.feedback);
     try {
       const response = await fetch("/api/feedback", {
         method: "POST",
@@ -479,22 +483,19 @@
       const body = await response.json().catch(() => null);
       if (response.status === 409 && body && body.reason === "already_stored") {   // given before, another label
         if (button) button.setAttribute("aria-pressed", "false");   // not stored under the letter just chosen
-        prediction.feedback.message = serverMessage(body, response.status);
-        state.saved.set(image.b64, prediction.feedback.message);
-        if (state.prediction === prediction) setBidiText(out, prediction.feedback.message);
-        return;
+        prediction.feedback = { message: serverMessage(body, response.status), failed: true };
+      } else {
+        if (!response.ok) throw new Error(serverMessage(body, response.status));
+        prediction.feedback = { message: `תודה! נשמר · Thanks, saved as ${body.label} (${body.id.slice(0, 8)})` };
       }
-      if (!response.ok) throw new Error(serverMessage(body, response.status));
-      prediction.feedback.message = `תודה! נשמר · Thanks, saved as ${body.label} (${body.id.slice(0, 8)})`;
-      state.saved.set(image.b64, prediction.feedback.message);
+      state.saved.set(image.b64, prediction.feedback);
       if (state.saved.size > SAVED_KEPT) state.saved.delete(state.saved.keys().next().value);
-      if (state.prediction === prediction) setBidiText(out, prediction.feedback.message);
+      if (state.prediction === prediction) showFeedback(prediction.feedback);
     } catch (err) {
       prediction.feedback = null;              // not saved: it may be sent again
       if (button) button.setAttribute("aria-pressed", "false");
       if (state.prediction === prediction) {
-        out.classList.add("failed");
-        setBidiText(out, `לא נשמר · Not saved: ${err.message}`);
+        showFeedback({ message: `לא נשמר · Not saved: ${err.message}`, failed: true });
         setFeedbackEnabled(true);
       }
     }
