@@ -6,7 +6,7 @@ Routes::
     GET  /                 the page (web/static/index.html)
     GET  /static/<file>    its CSS and JavaScript
     GET  /healthz          liveness: 200 {"status": "ok"} while this process serves
-    GET  /api/status       TF Serving reachability and model versions (200; 429 while it is busy; 503 with the reason)
+    GET  /api/status       TF Serving reachability and model versions (200; 429 busy, 504 slow; 503 with the reason)
     GET  /api/classes      the 27 classes in label order: [{"index", "class", "letter"}]
     POST /api/predict      an image -> top 3 letters, the model version and route that answered, latency
     POST /api/feedback     an image and its true label (plus what the model said) -> stored, 201
@@ -190,6 +190,8 @@ class Backend:
         except ServingUnavailable as err:
             if err.status == 429:   # TF Serving is up and refusing work for now, as predict says (429, busy)
                 return 429, dict(base, serving="busy", reason=err.reason, error=_unavailable(err))
+            if err.status == 504:   # no answer in time: a busy server is slow, not down (as predict says)
+                return 504, dict(base, serving="slow", reason=err.reason, error=_unavailable(err))
             return 503, dict(base, serving="down", reason=err.reason, error=_unavailable(err))
         except BadServingResponse as err:
             return 502, dict(base, serving="error", reason="bad_serving_response", error=str(err))
@@ -200,12 +202,14 @@ class Backend:
 
 
 def _unavailable(err: ServingUnavailable) -> str:
-    """The model server is down, busy (429), or up without the model asked for (a mistyped name, nothing pushed
-    yet)."""
+    """The model server is down, busy (429), slow (504: no answer within --serving-timeout, or TF Serving's own
+    deadline), or up without the model asked for (a mistyped name, nothing pushed yet)."""
     if err.reason == "model_not_loaded":
         return f"The model server answers but cannot serve the model: {err.message}."
     if err.status == 429:
         return f"The model server is busy: {err.message}."
+    if err.status == 504:
+        return f"The model server is slow: {err.message}; it may be busy."
     return f"The model server is down: {err.message}."
 
 

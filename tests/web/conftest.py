@@ -46,6 +46,52 @@ def dead_url():
 
 
 @pytest.fixture
+def slow_predict(serving_labelled):
+    """The URL of a TF Serving whose predictions are not answered until the test ends (too slow for the web
+    client's --serving-timeout), while its status and label routes answer at once: a local server that passes
+    GETs on to ``serving_labelled`` and holds every POST."""
+    import http.server
+    import threading
+    import urllib.error
+    import urllib.request
+
+    released = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            try:
+                with urllib.request.urlopen(serving_labelled.url + self.path, timeout=30) as answer:
+                    status, body = answer.status, answer.read()
+            except urllib.error.HTTPError as err:
+                status, body = err.code, err.read()
+            self.answer(status, body)
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            released.wait(60)
+            self.answer(503, b'{"error": "released"}')
+
+        def answer(self, status, body):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    released.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
 def start_web(tmp_path):
     """Starts web backends (in-process, free port); stops them after the test."""
     from web import server as web_server

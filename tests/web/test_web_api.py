@@ -207,6 +207,19 @@ def test_serving_down_is_a_clear_503(start_web, dead_url):
     assert api.get("/healthz") == (200, {"status": "ok"})   # liveness does not depend on TF Serving
 
 
+def test_a_model_server_too_slow_is_a_504_said_slow_not_down(start_web, slow_predict):
+    """A prediction TF Serving does not answer within --serving-timeout had been said "The model server is down",
+    while the status route said up: it is slow, maybe busy."""
+    web = start_web(slow_predict, serving_timeout=0.5)
+    api = Api(web.url)
+    status, answer = api.predict(letter_png())
+    assert (status, answer["reason"]) == (504, "serving_timeout")
+    assert answer["error"] == (f"The model server is slow: TF Serving at {slow_predict} did not answer within 0.5 s; "
+                               "it may be busy. Try again later.")
+    status, answer = api.get("/api/status")
+    assert (status, answer["serving"]) == (200, "up")
+
+
 def test_unknown_model_is_a_503(start_web, serving_labelled):
     api = Api(start_web(serving_labelled.url, model_name="nope").url)
     status, answer = api.predict(letter_png())

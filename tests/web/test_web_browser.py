@@ -279,6 +279,39 @@ def test_a_busy_model_server_is_said_busy_not_down(web, browser):
         context.close()
 
 
+def test_a_status_route_answering_504_says_slow_in_neither_colour(web, browser):
+    """A 504 from /api/status (TF Serving did not answer in time) is a slow server, not one that is down."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.route("**/api/status", lambda route: route.fulfill(
+            status=504, content_type="application/json",
+            body='{"serving": "slow", "reason": "serving_timeout", "error": "The model server is slow: TF Serving '
+                 'at http://x did not answer within 15 s; it may be busy."}'))
+        page.goto(web.url)
+        page.wait_for_selector("#serving-status.status-unknown:has-text('slow')")
+        text = page.locator("#serving-status").inner_text()
+        assert "שרת המודל איטי" in text and "did not answer within 15 s; it may be busy." in text
+    finally:
+        context.close()
+
+
+def test_a_model_server_too_slow_is_said_slow_and_not_marked_down(start_web, slow_predict, open_page):
+    """A prediction not answered within --serving-timeout (504) had been said "The model server is down" and the
+    status line turned down: it is said slow, in Hebrew and English, and the status line stays as it was."""
+    web = start_web(slow_predict, serving_timeout=0.5)
+    page = open_page(web.url)
+    page.wait_for_selector("#serving-status.status-up")
+    draw_letter(page)
+    page.click("#send")
+    page.wait_for_selector("#error:not([hidden])")
+    message = page.locator("#error").inner_text()
+    assert "שרת המודל איטי" in message and "The model server is slow" in message and "it may be busy" in message
+    assert "down" not in message and "אינו זמין" not in message
+    assert "status-up" in page.locator("#serving-status").get_attribute("class")
+    assert "down" not in page.locator("#serving-status").inner_text()
+
+
 def test_an_upload_while_an_answer_is_coming_is_the_one_answered(web, open_page):
     """The newest image wins: an upload made while the drawing's answer is on its way is sent, and the drawing's
     late answer is not shown over it (the upload had been dropped without a word)."""

@@ -133,9 +133,11 @@ def test_only_a_400_blames_the_image_other_refusals_are_the_servers_trouble(tmp_
 @pytest.mark.parametrize("status, error, answered, serving", [
     (429, "Resource exhausted: the batch queue is full", 429, "busy"),
     (503, "overloaded", 503, "down"),
+    (504, "Timed out waiting for notification", 504, "slow"),   # DEADLINE_EXCEEDED
 ])
 def test_the_status_route_says_busy_when_tf_serving_is(tmp_path, status, error, answered, serving):
-    """TF Serving's 429 on the status route is a busy server, as predict says, not one that is down."""
+    """TF Serving's 429 on the status route is a busy server, as predict says, not one that is down; its 504 (no
+    answer in time) a slow one."""
     from web.config import WebConfig
     from web.server import Backend
 
@@ -147,6 +149,7 @@ def test_the_status_route_says_busy_when_tf_serving_is(tmp_path, status, error, 
         backend.close()
     assert (code, body["serving"]) == (answered, serving)
     assert error in body["error"] and ("is busy" in body["error"]) == (serving == "busy")
+    assert ("is slow" in body["error"]) == (serving == "slow") and ("down" in body["error"]) == (serving == "down")
 
 
 def test_a_refusal_by_the_model_is_said_in_tensorflows_words_without_graph_nodes():

@@ -188,8 +188,10 @@
 
   const DOWN_HE = "שרת המודל אינו זמין";   // "the model server is unavailable"
   const BUSY_HE = "שרת המודל עמוס";   // "the model server is busy"
+  const SLOW_HE = "שרת המודל איטי";   // "the model server is slow"
   const NOT_ANSWERING = "השרת אינו עונה · This page's server is not answering";
   const downText = (message) => `${DOWN_HE}\n${message || "The model server is down."}`;
+  const slowText = (message) => `${SLOW_HE}\n${message || "The model server is slow."}`;
 
   async function checkStatus() {
     try {
@@ -197,6 +199,8 @@
       const body = await response.json();
       if (response.status === 429) {
         setServingStatus(null, `${BUSY_HE}\n${body.error || "The model server is busy."}`);
+      } else if (response.status === 504) {   // no answer in time: slow, maybe busy, not known to be down
+        setServingStatus(null, slowText(body.error));
       } else if (response.ok) {
         const available = (body.versions || []).filter((v) => v.state === "AVAILABLE").map((v) => v.version);
         setServingStatus(true, `שרת המודל פעיל · Model server up — ${body.model}, versions ${available.join(", ")}`);
@@ -256,11 +260,12 @@
     try { body = await response.json(); } catch (err) { body = null; }
     if (!response.ok) {
       const message = serverMessage(body, response.status);
-      if (response.status === 503 || response.status === 504) {
+      if (response.status === 503) {
         const text = downText((body && body.error) || `The model server is down (HTTP ${response.status}).`);
         setServingStatus(false, text);
         throw new Error(text);
       }
+      if (response.status === 504) throw new Error(slowText(body && body.error));   // slow: not marked down
       throw new Error(message);
     }
     return body;
