@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import threading
 
 import grpc
 
@@ -73,8 +74,12 @@ class GrpcServer:
         self.port = bound
         return bound
 
-    def stop(self, grace_seconds: float = 10.0) -> None:
-        """Refuses new calls at once, lets in-flight calls finish for up to ``grace_seconds``."""
-        if self._server is not None:
-            self._server.stop(grace_seconds).wait(grace_seconds + 5)
-            self._server = None
+    def stop(self, grace_seconds: float = 10.0) -> threading.Event:
+        """Refuses new calls at once, lets in-flight calls finish for up to ``grace_seconds`` (then cancels them).
+        Returns at once: the event is set when the last call has ended."""
+        stopped = threading.Event()
+        if self._server is None:
+            stopped.set()
+            return stopped
+        stopped, self._server = self._server.stop(grace_seconds), None
+        return stopped

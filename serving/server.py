@@ -193,16 +193,7 @@ class Server:
             timeout = self.options.rest_api_timeout_in_ms / 1000.0
             grace_seconds = timeout + 1.0 if timeout > 0 else 30.0
         self.stop_event.set()
-        if self.grpc is not None:
-            self.grpc.stop(grace_seconds)
-        if self.loop is not None and self.http is not None and self.loop.is_running():
-            future = asyncio.run_coroutine_threadsafe(self.http.stop(grace_seconds), self.loop)
-            try:
-                future.result(grace_seconds + 5)
-            except Exception:  # noqa: BLE001
-                log.exception("Error while stopping the REST server")
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._loop_thread.join(timeout=5)
+        self._stop_listeners(grace_seconds)
         for thread in self._threads:
             thread.join(timeout=30)
         if self.scheduler is not None:
@@ -215,6 +206,25 @@ class Server:
         self.request_logger.close()
         self._stopped.set()
         log.info("Server stopped")
+
+    def _stop_listeners(self, grace_seconds: float) -> None:
+        """Both listeners refuse new connections and calls at once, then their in-flight requests finish within
+        the same ``grace_seconds`` (one after the other, the REST port had taken requests while gRPC calls
+        finished, and the stop had taken a grace period for each)."""
+        deadline = time.monotonic() + grace_seconds + 5
+        grpc_stopped = self.grpc.stop(grace_seconds) if self.grpc is not None else None
+        rest_stopped = None
+        if self.loop is not None and self.http is not None and self.loop.is_running():
+            rest_stopped = asyncio.run_coroutine_threadsafe(self.http.stop(grace_seconds), self.loop)
+        if grpc_stopped is not None:
+            grpc_stopped.wait(_left(deadline))
+        if rest_stopped is not None:
+            try:
+                rest_stopped.result(_left(deadline))
+            except Exception:  # noqa: BLE001
+                log.exception("Error while stopping the REST server")
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._loop_thread.join(timeout=5)
 
     # ---------------------------------------------------------------------------------------- requests
     def _batcher(self, servable, signature_name: str, arrays: dict):
@@ -302,6 +312,11 @@ class Server:
 
     def _make_batcher(self, servable, signature_name):
         return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays))
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline`` (a time.monotonic() value), 0 once it passed."""
+    return max(deadline - time.monotonic(), 0.0)
 
 
 def _seconds(milliseconds: int) -> float | None:

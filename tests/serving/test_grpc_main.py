@@ -1,9 +1,12 @@
-"""``python -m serving --port=N``: the gRPC line TF Serving prints, answers on both APIs, a clean SIGTERM stop;
-and ``letters-batch-predict --via grpc`` giving the answers ``--via rest`` gives."""
+"""``python -m serving --port=N``: the gRPC line TF Serving prints, answers on both APIs, a clean SIGTERM stop (both
+listeners closed at once, in-flight calls finishing); and ``letters-batch-predict --via grpc`` giving the answers
+``--via rest`` gives."""
 import core  # noqa: F401  (before TensorFlow)
 
 import csv
 import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -11,7 +14,8 @@ import time
 
 import grpc
 import pytest
-from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
 
 from core import configs
 from tests.support import serving as testing
@@ -80,6 +84,65 @@ def test_sigterm_stops_cleanly(process):
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         with pytest.raises(grpc.FutureTimeoutError):
             grpc.channel_ready_future(channel).result(timeout=1)
+
+
+def _gate_server(tmp_path, **flags):
+    """``python -m serving`` with gRPC serving the gate model (tests.support.serving.save_gate) as ``gate``: the
+    RunningServer and its gRPC port."""
+    testing.save_gate(str(tmp_path / "gate" / "1"))
+    grpc_port = testing.free_port()
+    return testing.start_server(str(tmp_path / "gate"), "gate", subprocess=True, grpc_port=grpc_port,
+                                **flags), grpc_port
+
+
+def _held_call(channel, folder):
+    """A gate model Predict whose run goes on until ``folder/release`` exists: its future, once the run started."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "gate"
+    tensor = request.inputs["folder"]
+    tensor.dtype = types_pb2.DT_STRING
+    tensor.tensor_shape.dim.add(size=1)
+    tensor.string_val.append(str(folder).encode())
+    call = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict.future(request, timeout=10 * TIMEOUT)
+    _wait_for(lambda: (folder / "started").exists() or call.done(), "the gate model's run did not start")
+    assert not call.done(), call.exception()
+    return call
+
+
+def _wait_for(condition, message: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.1)
+
+
+def _refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_sigterm_closes_both_listeners_at_once_while_a_grpc_call_finishes(tmp_path):
+    """SIGTERM: the REST port refuses new connections at once, not once the gRPC calls in flight have finished (it
+    had answered predictions all that time); the call in flight still gets its answer."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    server, grpc_port = _gate_server(tmp_path, rest_api_timeout_in_ms=300_000)   # a grace far past the waits here
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            call = _held_call(channel, folder)
+            server.process.send_signal(signal.SIGTERM)
+            _wait_for(lambda: _refuses_connections(server.port), "the REST port still takes connections")
+            assert not call.done()
+            (folder / "release").touch()
+            assert list(call.result(timeout=TIMEOUT).outputs["released"].bool_val) == [True]
+        assert server.process.wait(TIMEOUT) == 0
+    finally:
+        (folder / "release").touch()
+        server.stop()
+    assert "Received SIGTERM" in server.log() and "Server stopped" in server.log()
 
 
 def test_model_server_flags_are_read_as_tensorflow_model_server_reads_them(capsys):

@@ -349,6 +349,25 @@ def save_scorer(path: str) -> None:
     tf.saved_model.save(module, path, signatures={"serving_default": module.classify, "regress_x": module.regress})
 
 
+def save_gate(path: str) -> None:
+    """A model whose run lasts until the test lets it go: ``serving_default`` (input ``folder``, one string) writes
+    ``<folder>/started``, then runs until ``<folder>/release`` exists, and answers ``released`` [True]."""
+    import tensorflow as tf
+
+    class Gate(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="folder")])
+        def wait(self, folder):
+            with tf.control_dependencies([tf.io.write_file(folder[0] + "/started", "")]):
+                released = tf.identity(False)
+            released, = tf.while_loop(lambda done: tf.logical_not(done),
+                                      lambda done: (tf.size(tf.io.matching_files(folder[0] + "/release")) > 0,),
+                                      (released,))
+            return {"released": tf.reshape(released, [1])}
+
+    module = Gate()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.wait})
+
+
 def start_grpc_server(**flags) -> RunningServer:
     """The embedded server in-process with gRPC on a free loopback port too (``.server.grpc_port``)."""
     return start_server(grpc_port=free_port(), **flags)
