@@ -7,6 +7,7 @@ tensorflow_model_server's).
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -60,5 +61,24 @@ def main(argv=None) -> int:
     return 0
 
 
+def end(status: int) -> int:
+    """``status``, once main() has stopped the server; but with model runs still going (cut off by the stop's grace
+    period: a TensorFlow function cannot be stopped) the process ends here and now, its logs, stdout and stderr
+    flushed and the count of those runs logged: at its exit the interpreter joins their threads, and the process
+    had kept their CPU and memory until the last run ended, long after "Server stopped". Only the command ends
+    this way: Server.stop() leaves the runs of a library user's process alone."""
+    from serving.versions import runs_in_progress
+
+    abandoned = runs_in_progress()
+    if not abandoned:
+        return status
+    logging.getLogger("serving").warning("Exiting with %d model run(s) still going: the shutdown's grace period "
+                                         "cut them off, their answers are not sent", abandoned)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(end(main()))

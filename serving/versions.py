@@ -24,6 +24,21 @@ log = logging.getLogger("serving.versions")
 
 State = get_model_status_pb2.ModelVersionStatus.State
 
+_runs = 0                          # Servable.run calls going on in this process
+_runs_lock = threading.Lock()
+
+
+def runs_in_progress() -> int:
+    """The model runs (:meth:`Servable.run` calls) going on in this process. A TensorFlow function cannot be
+    stopped: a run whose call ended at its deadline, or that a server's stop cut off, goes on to its end."""
+    return _runs
+
+
+def _count_run(step: int) -> None:
+    global _runs
+    with _runs_lock:
+        _runs += step
+
 
 def _undecodable(exc: BaseException) -> UnicodeDecodeError | None:
     """The UnicodeDecodeError of undecodable bytes that ``exc`` is or was raised from, if any."""
@@ -80,7 +95,15 @@ class Servable:
             raise
 
     def run(self, signature_name: str, arrays: dict) -> dict:
-        """Calls one signature on numpy inputs; returns {output alias: numpy array}."""
+        """Calls one signature on numpy inputs; returns {output alias: numpy array}. Counted in
+        :func:`runs_in_progress` until it ends."""
+        _count_run(1)
+        try:
+            return self._run(signature_name, arrays)
+        finally:
+            _count_run(-1)
+
+    def _run(self, signature_name: str, arrays: dict) -> dict:
         import tensorflow as tf
 
         function = self.functions.get(signature_name)

@@ -145,6 +145,26 @@ def test_sigterm_closes_both_listeners_at_once_while_a_grpc_call_finishes(tmp_pa
     assert "Received SIGTERM" in server.log() and "Server stopped" in server.log()
 
 
+def test_the_process_ends_after_the_stop_while_a_model_run_goes_on(tmp_path):
+    """A model run the grace period cut off (one that would never end here) does not keep the process: it exits
+    once the server has stopped, saying so (the interpreter had waited at exit for the run to end, with its CPU and
+    memory, long after "Server stopped")."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    server, grpc_port = _gate_server(tmp_path, rest_api_timeout_in_ms=1000)   # a grace period of 2 s
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            _held_call(channel, folder)
+            server.process.send_signal(signal.SIGTERM)
+            _wait_for(lambda: "Server stopped" in server.log(), "the server did not stop")
+            assert server.process.wait(TIMEOUT) == 0
+        assert not (folder / "release").exists()   # the run was still going
+        assert "Exiting with 1 model run(s) still going" in server.log()
+    finally:
+        (folder / "release").touch()
+        server.stop()
+
+
 def test_model_server_flags_are_read_as_tensorflow_model_server_reads_them(capsys):
     """TensorFlow's command_line_flags: --name=value, a boolean also as --name; anything else is an unknown
     argument, printed with the usage, and the server still starts; real tensorflow_model_server flags the embedded
