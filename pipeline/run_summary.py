@@ -57,6 +57,13 @@ def latest_blessed_model(store) -> metadata_store_pb2.Artifact | None:
     return max(models, key=lambda m: m.id, default=None)
 
 
+def takes_as(event, key: str) -> bool:
+    """Whether the INPUT ``event`` gives its artifact under ``key``: TFX records one event per artifact, its path
+    holding every key the execution took it under (``['model', 0, 'baseline_model', 0]`` for a candidate compared
+    with itself)."""
+    return event.type == metadata_store_pb2.Event.INPUT and any(step.key == key for step in event.path.steps)
+
+
 def _node_name(store, execution_id: int) -> str:
     for ctx in store.get_contexts_by_execution(execution_id):
         if store.get_context_types_by_id([ctx.type_id])[0].name == "node":
@@ -96,8 +103,7 @@ def ingested_examples(store, model_id: int):
         made = [ev.execution_id for ev in store.get_events_by_artifact_ids([artifact_id])
                 if ev.type == metadata_store_pb2.Event.OUTPUT]
         events = store.get_events_by_execution_ids(made) if made else []
-        return [ev.artifact_id for ev in events if ev.type == metadata_store_pb2.Event.INPUT
-                and ev.path.steps and ev.path.steps[0].key == key]
+        return [ev.artifact_id for ev in events if takes_as(ev, key)]
 
     for transformed in producer_input(model_id, "examples"):          # the Trainer's (transformed) examples
         for examples in producer_input(transformed, "examples"):       # the Transform's examples
@@ -163,8 +169,7 @@ def not_pushed_because(store, model_id: int) -> str | None:
     """Why a model was never pushed: "it failed the serving check" (a ServingValidator refused it) or "the Pusher
     did not push it"; None when a Pusher pushed it. The gate's baseline is the last model the Evaluator blessed
     (TFX's LatestBlessedModelStrategy reads the Evaluator's blessings only), pushed or not."""
-    takers = [ev.execution_id for ev in store.get_events_by_artifact_ids([model_id])
-              if ev.type == metadata_store_pb2.Event.INPUT and ev.path.steps and ev.path.steps[0].key == "model"]
+    takers = [ev.execution_id for ev in store.get_events_by_artifact_ids([model_id]) if takes_as(ev, "model")]
     made = [ev.artifact_id for ev in (store.get_events_by_execution_ids(takers) if takers else [])
             if ev.type == metadata_store_pb2.Event.OUTPUT]
     artifacts = store.get_artifacts_by_id(made) if made else []
@@ -178,12 +183,11 @@ def not_pushed_because(store, model_id: int) -> str | None:
 
 
 def compared_model(metadata_file: str, evaluator_execution_id: int) -> dict | None:
-    """The model the Evaluator compared the candidate with (its ``baseline_model`` input): {'uri', 'not_pushed':
-    why it was never pushed, or None}; None without one."""
+    """The model the Evaluator compared the candidate with (its ``baseline_model`` input, the candidate itself when
+    it is the last blessed model): {'uri', 'not_pushed': why it was never pushed, or None}; None without one."""
     store = open_store(metadata_file)
     baseline = [ev.artifact_id for ev in store.get_events_by_execution_ids([evaluator_execution_id])
-                if ev.type == metadata_store_pb2.Event.INPUT and ev.path.steps
-                and ev.path.steps[0].key == "baseline_model"]
+                if takes_as(ev, "baseline_model")]
     if not baseline:
         return None
     (model,) = store.get_artifacts_by_id(baseline[:1])

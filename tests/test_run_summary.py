@@ -309,3 +309,31 @@ def test_a_run_not_compared_with_the_last_blessed_model_says_so_instead_of_a_cha
     assert "(change " not in text and "gate: BLESSED by the accuracy floor only" in text
     compared = format_summary(summary(evaluation=evaluation, blessed=True, not_compared_because=None))
     assert "last blessed model 0.0145 (change +0.0000)" in compared and "floor only" not in compared
+
+
+def test_a_candidate_compared_with_itself_is_named_as_the_baseline(tmp_path):
+    """A Trainer cached with the last blessed model gives the Evaluator that model as both inputs: TFX records
+    one INPUT event whose path holds both keys. Its baseline had read as none, and the never-pushed warning
+    could not fire."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    from pipeline.run_summary import compared_model
+
+    cfg = pb.ConnectionConfig()
+    cfg.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
+    store = metadata_store.MetadataStore(cfg)
+    model_type = store.put_artifact_type(pb.ArtifactType(name="Model"))
+    step = store.put_execution_type(pb.ExecutionType(name="Evaluator"))
+
+    def evaluated_against_itself(uri: str) -> int:
+        [model] = store.put_artifacts([pb.Artifact(type_id=model_type, uri=uri, state=pb.Artifact.LIVE)])
+        [execution] = store.put_executions([pb.Execution(type_id=step)])
+        event = pb.Event(artifact_id=model, execution_id=execution, type=pb.Event.INPUT)
+        for key in ("model", "baseline_model"):   # as TFX's event_lib.add_event_path adds them
+            event.path.steps.add().key = key
+            event.path.steps.add().index = 0
+        store.put_events([event])
+        return execution
+
+    assert compared_model(str(tmp_path / "metadata.sqlite"), evaluated_against_itself("/p/Trainer/model/5")) == {
+        "uri": "/p/Trainer/model/5", "not_pushed": "the Pusher did not push it"}
