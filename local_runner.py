@@ -426,7 +426,7 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
 
     from core.signals import stop_if_requested
     from pipeline.pipeline import create_pipeline
-    from pipeline.run_summary import format_summary, summarize
+    from pipeline.run_summary import format_summary, served_model, summarize
 
     started = time.monotonic()
     _quiet_logging(started, quiet)
@@ -440,12 +440,14 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     forget_removed_models(config)   # before anything reads the last blessed model
     config, not_compared = gate_after_a_split_change(config, feedback_root)   # on the feedback this run trains on
     print(estimated_budget(config, feedback_root).describe(estimated=True), flush=True)
+    served = served_model(config.serving_dir)   # before the Pusher: the model the gate's baseline may differ from
     run_id = run_dag(create_pipeline(
         config, beam_pipeline_args=configs.beam_pipeline_args(config),
         metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root))
     stop_if_requested()   # a stop whose KeyboardInterrupt was lost inside a component still ends the run as stopped
     wall = time.monotonic() - started
-    summary = summarize(config.metadata_file, not_compared=not_compared, run_id=run_id)   # not a later run's
+    summary = summarize(config.metadata_file, not_compared=not_compared, run_id=run_id,   # not a later run's
+                        served=served)
     summary["wall_seconds"] = round(wall, 1)
     print(format_summary(summary, wall), flush=True)
     return summary

@@ -15,6 +15,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
+from tfx.utils import path_constants
 
 from components import atomic_pusher, serving_validator
 from core import configs
@@ -167,7 +168,7 @@ def last_run(metadata_file: str, run_id: str | None = None) -> dict:
 
 def not_pushed_because(store, model_id: int) -> str | None:
     """Why a model was never pushed: "it failed the serving check" (a ServingValidator refused it) or "the Pusher
-    did not push it"; None when a Pusher pushed it. The gate's baseline is the last model the Evaluator blessed
+    did not push it"; None when a Pusher pushed it. The gate's baseline is the newest model the Evaluator blessed
     (TFX's LatestBlessedModelStrategy reads the Evaluator's blessings only), pushed or not."""
     takers = [ev.execution_id for ev in store.get_events_by_artifact_ids([model_id]) if takes_as(ev, "model")]
     made = [ev.artifact_id for ev in (store.get_events_by_execution_ids(takers) if takers else [])
@@ -180,6 +181,30 @@ def not_pushed_because(store, model_id: int) -> str | None:
            for a in artifacts):
         return "it failed the serving check"
     return "the Pusher did not push it"
+
+
+def served_model(serving_dir: str) -> dict | None:
+    """The model a model server serves from ``serving_dir``: its newest version (the latest policy's) and the
+    Trainer's model folder its push record names (components.atomic_pusher), {'version', 'model'}; None without
+    a version, with one whose record names no model (copied there by hand, say), or a serving dir not readable."""
+    try:
+        versions = atomic_pusher.pushed_versions(serving_dir)
+    except (OSError, tf.errors.OpError):
+        return None
+    newest = max(versions, default=None)
+    pushed = newest is not None and versions[newest].get("model")
+    if not pushed:
+        return None
+    folder, export = os.path.split(pushed.rstrip("/"))   # the Pusher pushes <model>/Format-Serving
+    return {"version": newest, "model": folder if export == path_constants.SERVING_MODEL_DIR else pushed}
+
+
+def not_served(baseline_uri: str, served: dict | None) -> dict | None:
+    """``served`` (:func:`served_model`) when it is not the model at ``baseline_uri``; None when it is, or when
+    what is served is not known."""
+    if served is None or served["model"].rstrip("/") == baseline_uri.rstrip("/"):
+        return None
+    return served
 
 
 def compared_model(metadata_file: str, evaluator_execution_id: int) -> dict | None:
@@ -271,12 +296,16 @@ def _failure_text(failure) -> str:
     return f"{failure.metric_key.name}: {failure.message or value}"
 
 
-def summarize(metadata_file: str, not_compared: str | None = None, run_id: str | None = None) -> dict:
+def summarize(metadata_file: str, not_compared: str | None = None, run_id: str | None = None,
+              served: dict | None = None) -> dict:
     """The summary of the run ``run_id`` (the newest without). ``not_compared``: why the runner gated it by the
     accuracy floor alone, not compared with the last blessed model (local_runner.gate_after_a_split_change). The
     Evaluator still scores that model, so the summary says so: ``compared_with_last_blessed`` (False without a last
     blessed model or with ``not_compared``) and ``not_compared_because``, and :func:`format_summary` shows that
-    model's accuracy with the reason, not a change as if the gate had judged it."""
+    model's accuracy with the reason, not a change as if the gate had judged it. ``served``: the model served when
+    the run started (:func:`served_model`, read before its Pusher); ``baseline_not_served`` is it when the last
+    blessed model is another (TFX's LatestBlessedModelStrategy takes the newest model blessed, by artifact id: an
+    older one blessed again and pushed since does not become the baseline)."""
     run = last_run(metadata_file, run_id)
     comps = run["components"]
     ordered = sorted(comps.items(), key=lambda kv: kv[1]["execution_id"])
@@ -307,6 +336,7 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
         baseline = compared_model(metadata_file, comps["Evaluator"]["execution_id"])
         summary["baseline_model"] = baseline and baseline["uri"]
         summary["baseline_not_pushed"] = baseline and baseline["not_pushed"]
+        summary["baseline_not_served"] = baseline and not_served(baseline["uri"], served)
     evaluator = comps.get("Evaluator", {}).get("outputs", {})
     if evaluator.get("evaluation"):
         metrics = evaluation_metrics(evaluator["evaluation"][0].uri)
@@ -394,6 +424,12 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
         if base is not None and summary.get("baseline_not_pushed"):
             lines.append(f"  WARNING the last blessed model ({summary['baseline_model']}) was never pushed "
                          f"({summary['baseline_not_pushed']}): compared with it, not with the model served")
+        elif base is not None and summary.get("baseline_not_served"):
+            served = summary["baseline_not_served"]
+            lines.append(f"  WARNING the last blessed model ({summary['baseline_model']}) is not the one served "
+                         f"(version {served['version']}, {served['model']}): TFX's LatestBlessedModelStrategy takes "
+                         "the newest model blessed, not the one blessed or pushed last: compared with it, not with "
+                         "the model served")
         worst = sorted(ev["per_class"].items(), key=lambda kv: kv[1].get(ACCURACY_METRIC, 1.0))[:3]
         if worst:
             lines.append("  weakest classes: " + ", ".join(

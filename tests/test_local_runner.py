@@ -123,3 +123,22 @@ def test_a_metadata_file_another_process_holds_is_a_one_line_error(tiny_letters,
         other.wait()
     assert capsys.readouterr().err == (f"error: ML Metadata {metadata} is locked by another process (another run "
                                        "on it, an open sqlite3 session); run again once it lets go\n")
+
+
+def test_the_summary_is_told_the_model_served_before_the_run_pushed(tiny_letters, tmp_path, monkeypatch):
+    """The run's summary warns of a gate baseline that is not the model served: the one served when the run
+    started, read before its Pusher pushes the candidate."""
+    from components.atomic_pusher import push_model
+
+    served_model = tmp_path / "p" / "Trainer" / "model" / "7"
+    (served_model / "Format-Serving").mkdir(parents=True)
+    (served_model / "Format-Serving" / "saved_model.pb").write_text("7")
+    version, _ = push_model(str(served_model / "Format-Serving"), str(tmp_path / "s"))
+    told = []
+    monkeypatch.setattr(local_runner, "run_dag", lambda pipeline: "r1")
+    monkeypatch.setattr("pipeline.run_summary.summarize", lambda *a, **k: told.append(k) or {})
+    monkeypatch.setattr("pipeline.run_summary.format_summary", lambda *a: "")
+    assert local_runner.main(["--data-root", str(tiny_letters), "--pipeline-root", str(tmp_path / "p"),
+                              "--serving-dir", str(tmp_path / "s"), "--no-feedback", "--no-pretrain", "--quiet",
+                              "--epochs", "1"]) == 0
+    assert [k["served"] for k in told] == [{"version": version, "model": str(served_model)}]

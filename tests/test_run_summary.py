@@ -159,7 +159,7 @@ def test_a_blessed_model_whose_folder_is_gone_is_marked_deleted_before_the_run(t
 
 
 def test_a_baseline_the_serving_check_refused_is_named_as_never_pushed(tmp_path):
-    """The gate's baseline is the last model the Evaluator blessed (TFX's LatestBlessedModelStrategy), pushed or
+    """The gate's baseline is the newest model the Evaluator blessed (TFX's LatestBlessedModelStrategy), pushed or
     not: one the serving check refused was compared with as "last blessed model", the summary silent that the
     model served is another."""
     from ml_metadata.metadata_store import metadata_store
@@ -337,3 +337,42 @@ def test_a_candidate_compared_with_itself_is_named_as_the_baseline(tmp_path):
 
     assert compared_model(str(tmp_path / "metadata.sqlite"), evaluated_against_itself("/p/Trainer/model/5")) == {
         "uri": "/p/Trainer/model/5", "not_pushed": "the Pusher did not push it"}
+
+
+def test_a_baseline_other_than_the_model_served_is_named_with_the_one_served(tmp_path):
+    """TFX's LatestBlessedModelStrategy takes the newest model blessed (by artifact id): an older model blessed
+    again (its Trainer cached) and pushed since is served, yet the gate compared later candidates with the newer
+    one, the summary calling it "last blessed model" without a word."""
+    from components.atomic_pusher import push_model
+    from pipeline.run_summary import not_served, served_model
+
+    newer, older = tmp_path / "p" / "Trainer" / "model" / "19", tmp_path / "p" / "Trainer" / "model" / "13"
+    for model in (newer, older):
+        (model / "Format-Serving").mkdir(parents=True)
+        (model / "Format-Serving" / "saved_model.pb").write_text(model.name)
+    serving = tmp_path / "serving"
+    assert served_model(str(serving)) is None                       # nothing pushed yet
+    push_model(str(newer / "Format-Serving"), str(serving))
+    version, _ = push_model(str(older / "Format-Serving"), str(serving))   # blessed again, pushed as the newest
+    served = served_model(str(serving))
+    assert served == {"version": version, "model": str(older)}
+    assert not_served(str(newer), served) == served and not_served(f"{older}/", served) is None
+    assert not_served(str(newer), None) is None
+    (serving / str(version + 1)).mkdir()                            # a version copied by hand: no push record
+    assert served_model(str(serving)) is None
+
+    evaluation = {"overall": {"sparse_categorical_accuracy": 0.0149},
+                  "baseline": {"sparse_categorical_accuracy": 0.1642},
+                  "diff": {"sparse_categorical_accuracy": -0.1493}, "per_class": {}}
+    text = format_summary(summary(evaluation=evaluation, baseline_model=str(newer), baseline_not_pushed=None,
+                                  baseline_not_served=served, blessed=False, pushed=False))
+    assert (f"WARNING the last blessed model ({newer}) is not the one served (version {version}, {older}): TFX's "
+            "LatestBlessedModelStrategy takes the newest model blessed, not the one blessed or pushed last: "
+            "compared with it, not with the model served") in text
+    never_pushed = format_summary(summary(evaluation=evaluation, baseline_model=str(newer), blessed=False,
+                                          baseline_not_pushed="it failed the serving check",
+                                          baseline_not_served=served, pushed=False))
+    assert "was never pushed" in never_pushed and "is not the one served" not in never_pushed   # one warning
+    assert "WARNING" not in format_summary(summary(evaluation=evaluation, baseline_model=str(older),
+                                                   baseline_not_pushed=None, baseline_not_served=None,
+                                                   blessed=True, pushed=False))
