@@ -94,6 +94,46 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
+def no_model_problem(serving_dir: Path, detail: str = "") -> str:
+    """Why ``serving_dir`` holds no model to serve (``make demo`` serves it even when the run before pushed
+    nothing, as a run whose model was not blessed ends well): the pipeline pushes a model only when the gate blesses
+    it and the serving check passes it; what the last run of the pipeline root that pushes here (the runner's
+    default, as make demo runs it) decided, when ML Metadata says."""
+    how = ("the pipeline pushes a model only when the gate blesses it (top-1 accuracy at least --accuracy-floor, "
+           "and no worse than the last blessed model by more than --max-regression) and the serving check passes it")
+    none = f"no pushed model in {serving_dir}" + (f" ({detail})" if detail else "")
+    verdict = last_run_verdict(serving_dir)
+    if verdict:
+        return f"{none}; {verdict}: {how} (the run's closing summary says more)"
+    return f"{none}; {how}: run it (make pipeline); a run that pushes nothing says why in its closing summary"
+
+
+def last_run_verdict(serving_dir: Path) -> str | None:
+    """What kept the newest run of the default pipeline root from pushing into ``serving_dir``: "the last pipeline
+    run (…) did not bless its model (<the gate's failures>)" or "… blessed its model; the serving check refused it
+    (…)"; None when that root records no run, pushes elsewhere, pushed, or cannot be read."""
+    metadata = defaults_from_env().metadata_file
+    if not os.path.exists(metadata):
+        return None
+    try:
+        from pipeline.monitor.retrain import recorded_folders
+        from pipeline.run_summary import summarize
+        pushed_to = recorded_folders(metadata).serving_dir
+        if not pushed_to or os.path.realpath(pushed_to) != os.path.realpath(serving_dir):
+            return None
+        summary = summarize(metadata)
+    except Exception:  # noqa: BLE001 - an old, foreign or busy store: the general advice stands
+        return None
+    run = f"the last pipeline run ({summary['run_id']}, {metadata})"
+    if summary.get("blessed") is False:
+        failures = "; ".join(summary.get("validation_failures") or [])
+        return f"{run} did not bless its model" + (f" ({failures})" if failures else "")
+    if summary.get("serving_validated") is False:
+        failure = summary.get("serving_validation", {}).get("failure")
+        return f"{run} blessed its model; the serving check refused it" + (f" ({failure})" if failure else "")
+    return None
+
+
 def config_problem(config_file: str, serving_dir: Path) -> str | None:
     """Why ``config_file`` would not serve the letters model of ``serving_dir`` (the folder just checked for a
     pushed model), or None."""
@@ -119,8 +159,7 @@ def served_version_problem(model, config_file: str, serving_dir: Path) -> str | 
     found = serving_versions.list_versions(str(serving_dir), configs.MODEL_NAME, warn=False) or {}
     served = serving_versions.aspired_versions(model.model_version_policy, found, configs.MODEL_NAME, warn=False)
     if not served and model.model_version_policy.WhichOneof("policy_choice") != "specific":   # latest or all
-        return (f"no pushed model in {serving_dir} (no folder named for a version the server reads, an integer "
-                "below 2^63): run the pipeline first (make demo)")
+        return no_model_problem(serving_dir, "no folder named for a version the server reads, an integer below 2^63")
     if not served:
         wanted = ", ".join(map(str, model.model_version_policy.specific.versions))
         return (f"{config_file} serves versions {wanted} of {configs.MODEL_NAME} (specific), none of which is in "
@@ -165,7 +204,7 @@ def main(argv=None) -> int:
     try:   # a version folder with its saved_model.pb (an empty or half-written one is no model to serve)
         resolve_model_dir(str(serving_dir))
     except (FileNotFoundError, NotADirectoryError):
-        print(f"error: no pushed model in {serving_dir}; run the pipeline first (make demo)", file=sys.stderr)
+        print(f"error: {no_model_problem(serving_dir)}", file=sys.stderr)
         return 2
     serving_url = f"http://127.0.0.1:{args.serving_port}"
     config_file = args.model_config_file or releases.default_config_file(defaults.replace(serving_dir=str(serving_dir)))

@@ -221,3 +221,56 @@ def test_a_misspelled_setting_is_warned_of_once_not_again_by_each_child(tmp_path
     assert capsys.readouterr().err.count("warning: LETTERS_EPOCS is not a setting") == 1
     (env,) = environments   # the model server's: the child warns of nothing; the settings it reads it keeps
     assert "LETTERS_EPOCS" not in env and env["LETTERS_CANARY_SHARE"] == "0.1" and env["PATH"] == os.environ["PATH"]
+
+
+def _unblessed_run(metadata_file, serving_dir) -> None:
+    """A pipeline run (``r1``) whose Evaluator did not bless the model, its Pusher pushing into ``serving_dir``, as
+    TFX's local runner records them in ML Metadata (node and pipeline_run contexts)."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from core import configs
+    from tests.support import fake_pipeline
+
+    cfg = pb.ConnectionConfig()
+    cfg.sqlite.filename_uri = str(metadata_file)
+    store = metadata_store.MetadataStore(cfg)
+    fake_pipeline.record_run_folders(str(metadata_file), "/data", str(serving_dir))
+    fake_pipeline.record_trainer_run(str(metadata_file), "r1", time.time())
+    [node] = store.put_contexts([pb.Context(type_id=store.get_context_type("node").id,
+                                            name=f"{configs.PIPELINE_NAME}.Evaluator")])
+    run = store.get_context_by_type_and_name("pipeline_run", "r1").id
+    blessing = pb.Artifact(type_id=store.put_artifact_type(pb.ArtifactType(name="ModelBlessing")),
+                           uri="/p/Evaluator/blessing/9")
+    blessing.custom_properties["blessed"].int_value = 0
+    [execution] = store.put_executions([pb.Execution(
+        type_id=store.put_execution_type(pb.ExecutionType(name="tfx.components.evaluator.component.Evaluator")),
+        last_known_state=pb.Execution.COMPLETE)])
+    store.put_attributions_and_associations([], [pb.Association(execution_id=execution, context_id=node),
+                                                 pb.Association(execution_id=execution, context_id=run)])
+    fake_pipeline.link(store, execution, {}, {"blessing": store.put_artifacts([blessing])[0]})
+
+
+def test_no_pushed_model_after_a_run_whose_model_was_not_blessed_says_so(tmp_path, capsys, monkeypatch):
+    """make demo serves after a run that blessed nothing (it ends well): the error had said to run the pipeline
+    first (make demo), which had just run. It says the pipeline pushes only a blessed model, and, when the
+    default pipeline root's last run pushes into this serving dir, that its model was not blessed."""
+    from pipeline import serve_demo
+
+    serving = tmp_path / "models" / "letters"
+    monkeypatch.setenv("LETTERS_PIPELINE_ROOT", str(tmp_path / "pipeline"))
+    monkeypatch.setenv("LETTERS_SERVING_DIR", str(serving))
+    assert serve_demo.main([]) == 2                                       # no run yet
+    err = capsys.readouterr().err
+    assert f"error: no pushed model in {serving}; the pipeline pushes a model only when the gate blesses it" in err
+    assert "run the pipeline first" not in err and "last pipeline run" not in err
+
+    (tmp_path / "pipeline").mkdir()
+    _unblessed_run(tmp_path / "pipeline" / "metadata.sqlite", serving)
+    assert serve_demo.main([]) == 2
+    err = capsys.readouterr().err
+    assert (f"error: no pushed model in {serving}; the last pipeline run (r1, {tmp_path / 'pipeline'}/metadata.sqlite) "
+            "did not bless its model: the pipeline pushes a model only when the gate blesses it (top-1 accuracy at "
+            "least --accuracy-floor") in err
+    assert "run the pipeline first" not in err
+    assert "last pipeline run" not in serve_demo.no_model_problem(tmp_path / "elsewhere")   # another serving dir
