@@ -127,23 +127,26 @@ def list_lines(records: list[Feedback]) -> list[str]:
 
 def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
     """``letters-feedback relabel`` and ``remove``: each id (or its start) is found first, and nothing is changed
-    when one names no row or several."""
+    when one names no row or several. What was changed is printed after the store's work: an error writing it (a
+    reader gone, BrokenPipeError) is not the store's, and reaches :func:`main`."""
     try:
         store = FeedbackStore(feedback_dir)
         try:
             if args.command == "relabel":
                 before = store.find(args.id)
                 after = store.relabel(before.id, args.label)
-                print(f"{after.id}: {before.true_label} -> {after.true_label}" if after.true_label != before.true_label
-                      else f"{after.id}: already {after.true_label}, nothing changed")
+                lines = [f"{after.id}: {before.true_label} -> {after.true_label}"
+                         if after.true_label != before.true_label
+                         else f"{after.id}: already {after.true_label}, nothing changed"]
             else:
-                for record in store.remove([store.find(record_id).id for record_id in args.ids]):
-                    print(f"removed {record.id} ({record.true_label}) and its image")
+                lines = [f"removed {record.id} ({record.true_label}) and its image"
+                         for record in store.remove([store.find(record_id).id for record_id in args.ids])]
         finally:
             store.close()
     except (FeedbackError, FeedbackStoreError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print("\n".join(lines))
     print(f"the next pipeline run trains on the store as it is now (python local_runner.py --feedback-dir "
           f"{feedback_dir}); an export made before is brought up to date by letters-feedback export again")
     return 0

@@ -288,24 +288,37 @@ def test_the_commands_export_keeps_under_the_configured_file_limit(tmp_path, mon
 @pytest.mark.parametrize("unbuffered", ["1", ""])
 def test_a_reader_that_stops_reading_ends_each_command_quietly(folder, tmp_path, unbuffered):
     """letters-feedback stats | head: a reader gone before the output is written had ended each command in a
-    BrokenPipeError traceback; it ends as Unix tools end (exit 141, 128 + SIGPIPE), saying nothing."""
+    BrokenPipeError traceback; it ends as Unix tools end (exit 141, 128 + SIGPIPE), saying nothing. relabel and
+    remove had said 'error: [Errno 32] Broken pipe' and exited 2, their change made."""
     import os
     import subprocess
     import sys
 
+    from core.feedback import read_records
     from tests.conftest import ROOT
     read, write = os.pipe()
     os.close(read)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": unbuffered}
+
+    def run(*command):
+        proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "--feedback-dir", str(tmp_path / "store"),
+                               *command], stdout=write, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+                              timeout=120)
+        assert (proc.returncode, proc.stderr) == (141, ""), command
     try:
         for command in (["import", str(folder)], ["stats"], ["export", "--out", str(tmp_path / "out")]):
-            proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "--feedback-dir",
-                                   str(tmp_path / "store"), *command], stdout=write, stderr=subprocess.PIPE,
-                                  text=True, cwd=ROOT, env=env, timeout=120)
-            assert (proc.returncode, proc.stderr) == (141, ""), command
+            run(*command)
+        assert len(stored(tmp_path / "store")) == 4   # (the work is done before the output)
+        first, second, *rest = read_records(tmp_path / "store")
+        run("relabel", first.id, "gimel")
+        store = FeedbackStore(tmp_path / "store")   # rows enough that remove's lines fill more than stdout's buffer
+        more = [store.add(png_bytes(letter_image(30, 44, seed=100 + i)), "PNG", "bet").id for i in range(150)]
+        store.close()
+        run("remove", second.id, *more)
     finally:
         os.close(write)
-    assert len(stored(tmp_path / "store")) == 4   # (the work is done before the output)
+    assert [(r.id, r.true_label) for r in read_records(tmp_path / "store")] == [
+        (first.id, "gimel"), *((r.id, r.true_label) for r in rest)]
 
 
 def test_an_image_the_web_client_stores_meanwhile_under_another_label_is_a_conflict_not_the_end(folder, tmp_path,
