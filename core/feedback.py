@@ -362,10 +362,7 @@ class FeedbackStore:
         same = [record for record in stored if record.true_label == true_label]
         if same:
             return same[0], False
-        hint = relabel_hint([r.id for r in stored], true_label, self.root)
-        raise FeedbackError(f"this image is already stored as "
-                            f"{' and '.join(f'{r.true_label} ({r.id[:8]})' for r in stored)}; "
-                            f"a second label for it is not stored ({hint})", reason="already_stored")
+        raise already_stored(stored, true_label, self.root)
 
     def find(self, record_id: str) -> Feedback:
         """The row whose id is ``record_id`` or starts with it (the 8 characters the store's messages show).
@@ -467,6 +464,15 @@ def relabel_hint(record_ids: list[str], label: str, feedback_dir: str | os.PathL
     command = "letters-feedback" + _store_flag(feedback_dir)
     return (f"if {label} is right: {command} relabel {ids[0]} {label}"
             + (f", then {command} remove {' '.join(ids[1:])}" if ids[1:] else ""))
+
+
+def already_stored(stored: list[Feedback], label: str, feedback_dir: str | os.PathLike) -> FeedbackError:
+    """The error (reason ``already_stored``) for a picture stored as the rows ``stored`` (oldest first, none of them
+    under ``label``) and given again as ``label``: its labels and ids, and the commands that leave ``label`` alone."""
+    hint = relabel_hint([r.id for r in stored], label, feedback_dir)
+    return FeedbackError(f"this image is already stored as "
+                         f"{' and '.join(f'{r.true_label} ({r.id[:8]})' for r in stored)}; "
+                         f"a second label for it is not stored ({hint})", reason="already_stored")
 
 
 def _store_flag(feedback_dir: str | os.PathLike) -> str:

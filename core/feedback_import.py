@@ -11,17 +11,22 @@ Re-importing a folder adds nothing twice: an image already stored with the same 
 :func:`core.image_io.pixel_digest`: the same bytes, the picture saved again as another PNG or a BMP, or the PNG that
 ``letters-feedback export`` writes of a stored JPEG, whichever store exported it) is counted as already there; one
 stored under another class is skipped as a conflict (the store keeps one label per picture, as the web client's
-feedback does, and the pipeline would train on both). Files that cannot be stored are skipped with their reason,
-never fatal: a folder that is not a class, a nested folder, an empty, oversize, truncated or non-image file.
+feedback does, and the pipeline would train on both), its message naming every row of the picture and the commands
+that leave the right label alone. A picture a store holds under several classes already (stored before the store
+knew pixels, or by ``FeedbackStore.add`` without ``once``) is judged as the web client's feedback judges it: already
+there when one of them is the class imported (``letters-feedback stats`` names it in ``under_two_labels``), a
+conflict otherwise. Files that cannot be stored are skipped with their reason, never fatal: a folder that is not a
+class, a nested folder, an empty, oversize, truncated or non-image file.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import os
 
 from core import image_io
-from core.feedback import FeedbackError, FeedbackStore, relabel_hint
+from core.feedback import FeedbackError, FeedbackStore, already_stored
 from core.files import exclusive
 from core.labels import CLASS_INDEX, CLASS_NAMES
 from core.manifest import unfinished_generation
@@ -86,9 +91,12 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
 
 def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: ImportSummary, max_bytes: int,
                  max_pixels: int, progress: bool) -> None:
-    # picture -> its label and store id, by its pixels and by its bytes, as add(once=True) matches a row (one whose
+    # picture -> its rows, oldest first, by its pixels and by its bytes, as add(once=True) matches rows (one whose
     # image could not be read yet has no pixel digest: an "imported" copy of it had added nothing)
-    labels = {key: (r.true_label, r.id) for r in store.records() for key in (r.pixel_digest, r.image_sha256) if key}
+    pictures = collections.defaultdict(list)
+    for record in store.records():
+        for key in {record.pixel_digest, record.image_sha256} - {None}:
+            pictures[key].append(record)
     if progress:
         from tqdm import tqdm
         files = tqdm(files, desc="importing", unit="image")
@@ -116,13 +124,13 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             summary.skipped.setdefault("unreadable", []).append(f"{rel}: {type(err).__name__}: {err}")
             continue
         digest = image_io.pixel_digest(checked.data)   # (cached: the store's add finds it there)
-        there, there_id = labels.get(digest) or labels.get(hashlib.sha256(checked.data).hexdigest()) or (None, None)
-        if there and there != label:
+        stored = sorted({r.id: r for key in (digest, hashlib.sha256(checked.data).hexdigest())
+                         for r in pictures.get(key, [])}.values(), key=lambda r: (r.created_at, r.id))
+        if stored and label not in {r.true_label for r in stored}:
             summary.skipped.setdefault("conflicting_label", []).append(
-                f"{rel}: this image is stored as {there} ({there_id[:8]}) already (one of the two labels is wrong; "
-                f"{relabel_hint([there_id], label, store.root)})")
+                f"{rel}: {already_stored(stored, label, store.root)}")
             continue
-        if there:
+        if stored:   # (under this label, maybe under others too: as add(once=True) judges it)
             summary.already_present += 1
         else:
             try:
@@ -134,7 +142,7 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
                 # stored meanwhile (the web client's feedback) under another label
                 summary.skipped.setdefault("conflicting_label", []).append(f"{rel}: {err}")
                 continue
-            labels[digest] = label, record.id
+            pictures[digest].append(record)
             if added:
                 summary.imported += 1
             else:   # stored meanwhile (the web client's feedback) under this label

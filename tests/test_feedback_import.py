@@ -61,8 +61,8 @@ def test_importing_again_adds_nothing_twice_and_new_images_are_added(folder, tmp
     third = import_folder(tmp_path / "store", folder)
     assert third.imported == 1 and third.already_present == 4           # one label per image, as the web's
     [conflict] = third.skipped["conflicting_label"]
-    assert re.fullmatch(r"bet/0\.png: this image is stored as alef \(([0-9a-f]{8})\) already \(one of the two labels "
-                        r"is wrong; if bet is right: letters-feedback --feedback-dir "
+    assert re.fullmatch(r"bet/0\.png: this image is already stored as alef \(([0-9a-f]{8})\); a second label for it "
+                        r"is not stored \(if bet is right: letters-feedback --feedback-dir "
                         + re.escape(str(tmp_path / "store")) + r" relabel \1 bet\)", conflict)
     assert len(stored(tmp_path / "store")) == 5
 
@@ -80,7 +80,7 @@ def test_a_stored_picture_saved_again_is_already_there_or_a_conflict(folder, tmp
     again = import_folder(tmp_path / "store", folder)
     assert again.imported == 0 and again.already_present == 6
     [conflict] = again.skipped["conflicting_label"]
-    assert conflict.startswith("bet/0_again.png: this image is stored as alef (") and "relabel" in conflict
+    assert conflict.startswith("bet/0_again.png: this image is already stored as alef (") and "relabel" in conflict
     assert len(stored(tmp_path / "store")) == 4
 
 
