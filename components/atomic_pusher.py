@@ -4,10 +4,11 @@ TFX's own Pusher copies straight into ``<base>/<version>`` (``saved_model.pb`` l
 the base directory can catch a version mid-copy. This executor copies into ``<base>/.incoming-<version>-<pid>``
 (not an integer, so TF Serving ignores it), writes a small push record into ``assets.extra/``, and renames
 the whole directory to ``<base>/<version>`` in one step. Versions are UNIX timestamps, made larger than any
-version already there. A model whose files are identical to the newest pushed version is not copied again:
-the push is recorded against that version (one identical to an older version is pushed as a new version, so
-that it is served again). That version must hold all the model's files: one that lacks some (an unfinished
-push, files removed since) is left as it is and the model pushed as a newer version.
+version already there. A model whose files the newest pushed version holds, each the same, is not copied
+again (files added to that version since, such as warm-up requests, do not count): the push is recorded against
+that version (one identical to an older version is pushed as a new version, so that it is served again). That
+version must hold all the model's files: one that lacks some (an unfinished push, files removed or changed since)
+is left as it is and the model pushed as a newer version.
 
 On object stores (``gs://``, ``s3://``) a directory rename is a copy, so there the model is copied straight
 into ``<base>/<version>`` with ``saved_model.pb`` written last, as TFX's Pusher does: a server that lists the
@@ -40,19 +41,20 @@ PUSH_RECORD = os.path.join("assets.extra", "push_record.json")
 INCOMING_PREFIX = ".incoming-"
 
 
-def model_fingerprint(model_dir: str) -> str:
-    """sha256 over the model's files (relative path + content), ignoring the push record."""
+def model_files(model_dir: str) -> list[str]:
+    """The model's files as paths relative to ``model_dir``, sorted, without the push record."""
+    return sorted(rel for rel in (os.path.relpath(os.path.join(root, name), model_dir)
+                                  for root, _, files in fileio.walk(model_dir) for name in files)
+                  if rel != PUSH_RECORD)
+
+
+def model_fingerprint(model_dir: str, files: list[str] | None = None) -> str:
+    """sha256 over the model's files (relative path + content), ignoring the push record; over ``files`` only (paths
+    relative to ``model_dir``, as :func:`model_files` gives them) when given."""
     digest = hashlib.sha256()
-    entries = []
-    for root, _, files in fileio.walk(model_dir):
-        for name in files:
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, model_dir)
-            if rel != PUSH_RECORD:
-                entries.append((rel, path))
-    for rel, path in sorted(entries):
+    for rel in model_files(model_dir) if files is None else files:
         digest.update(rel.encode() + b"\0")
-        with fileio.open(path, "rb") as f:
+        with fileio.open(os.path.join(model_dir, rel), "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()
 
@@ -124,7 +126,7 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
     existing = pushed_versions(base)
     # Not pushed again only when it is the newest version, the one TF Serving's latest policy serves; a model
     # identical to an older version (blessed again after another one) is pushed as a new version.
-    if existing and _holds_model(base, max(existing), existing[max(existing)], fingerprint):
+    if existing and _holds_model(base, max(existing), existing[max(existing)], model_dir, fingerprint):
         return max(existing), False
     version = max([int(time.time())] + [v + 1 for v in existing])
     if version_number(str(version)) is None:
@@ -152,18 +154,22 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
     return version, True
 
 
-def _holds_model(base: str, version: int, record: dict, fingerprint: str) -> bool:
-    """Whether ``version`` holds the model of ``fingerprint`` whole: its push record names the model and its files
-    are the model's. One whose record names the model but whose files are not all there (a push on an object store
-    stopped before ``saved_model.pb``, files removed since) is said so and left as it is: the model is pushed as a
-    newer version, which a server serves instead (it never loads an incomplete one)."""
+def _holds_model(base: str, version: int, record: dict, model_dir: str, fingerprint: str) -> bool:
+    """Whether ``version`` holds the model in ``model_dir`` (of ``fingerprint``) whole: its push record names the
+    model and each of the model's files is there, the same; files added to the version since (warm-up requests) do
+    not count. One whose record names the model but whose files are not all there (a push on an object store
+    stopped before ``saved_model.pb``, files removed or changed since) is said so and left as it is: the model is
+    pushed as a newer version, which a server serves instead (it never loads an incomplete one)."""
     if record.get("fingerprint") != fingerprint:
         return False
     folder = version_folders(base).get(version, os.path.join(base, str(version)))
-    if model_fingerprint(folder) == fingerprint:
+    files = model_files(model_dir)
+    if all(fileio.exists(os.path.join(folder, rel)) for rel in files) and \
+            model_fingerprint(folder, files) == fingerprint:
         return True
     print(f"Pusher: version {version} ({folder}) lacks files of the model its push record names (an unfinished "
-          f"push, or files removed since); left as it is, the model is pushed again as a newer version", flush=True)
+          f"push, or files removed or changed since); left as it is, the model is pushed again as a newer version",
+          flush=True)
     return False
 
 

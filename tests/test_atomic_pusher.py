@@ -186,6 +186,22 @@ def test_a_version_whose_files_were_removed_does_not_count_as_holding_the_model(
     assert atomic_pusher.push_model(model, str(base)) == (v2, False)
 
 
+def test_files_added_to_the_served_version_do_not_push_the_model_again(tmp_path, capsys):
+    """A file added to the newest version by hand (warm-up requests) is no reason to push the model again; one of
+    the model's own files changed there is."""
+    base = tmp_path / "serving"
+    model = fake_model(tmp_path / "m")
+    v1, _ = atomic_pusher.push_model(model, str(base))
+    (base / str(v1) / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"requests")
+    assert atomic_pusher.push_model(model, str(base)) == (v1, False)
+    assert os.listdir(base) == [str(v1)]
+    assert "lacks files" not in capsys.readouterr().out
+    (base / str(v1) / "variables" / "variables.index").write_bytes(b"changed")
+    v2, copied = atomic_pusher.push_model(model, str(base))
+    assert copied and v2 > v1
+    assert f"version {v1} ({base / str(v1)}) lacks files" in capsys.readouterr().out
+
+
 def test_a_push_into_a_file_names_it(tmp_path):
     import re
 
