@@ -46,12 +46,20 @@ def test_non_integer_entries_are_not_versions(tmp_path):
 
 
 def test_object_store_push_writes_saved_model_last_into_the_version(tmp_path):
+    """Pushed again, the model is found served: an ``assets/`` folder beside ``assets.extra/`` (which a listing by
+    prefix shows as a file ``assets/.extra``) is no file of the model to read."""
     base = "ram://letters-push-test/serving"
-    version, copied = atomic_pusher.push_model(fake_model(tmp_path / "m"), base)
+    model = fake_model(tmp_path / "m")
+    os.makedirs(os.path.join(model, "assets"))
+    with open(os.path.join(model, "assets", "labels.txt"), "wb") as f:
+        f.write(b"letters")
+    version, copied = atomic_pusher.push_model(model, base)
     assert copied
     assert tf.io.gfile.listdir(base) == [str(version)] or tf.io.gfile.listdir(base) == [f"{version}/"]
     assert tf.io.gfile.exists(f"{base}/{version}/saved_model.pb")
     assert tf.io.gfile.exists(f"{base}/{version}/variables/variables.index")
+    assert tf.io.gfile.exists(f"{base}/{version}/assets/labels.txt")
+    assert atomic_pusher.push_model(model, base) == (version, False)
 
 
 def test_a_version_taken_meanwhile_moves_the_push_to_the_next_number(tmp_path, monkeypatch):
