@@ -334,6 +334,8 @@ class Batching:
             raise ValueError(f"num_batch_threads must be positive; was {self.num_batch_threads}")
         if self.batch_timeout_micros < 0:
             raise ValueError(f"batch_timeout_micros must be non-negative; was {self.batch_timeout_micros}")
+        if self.max_enqueued_batches < 0:
+            raise ValueError(f"max_enqueued_batches must be non-negative; was {self.max_enqueued_batches}")
         if self.allowed_batch_sizes:
             sizes = list(self.allowed_batch_sizes)
             if sizes != sorted(sizes) or sizes[-1] != self.max_batch_size:

@@ -149,10 +149,13 @@ def test_max_enqueued_batches_0_holds_one_batch_as_in_tensorflow():
 @pytest.mark.parametrize("text, error", [
     ("num_batch_threads { value: 0 }", "num_batch_threads must be positive; was 0"),
     ("num_batch_threads { value: -1 }", "num_batch_threads must be positive; was -1"),
-    ("batch_timeout_micros { value: -5 }", "batch_timeout_micros must be non-negative; was -5")])
+    ("batch_timeout_micros { value: -5 }", "batch_timeout_micros must be non-negative; was -5"),
+    ("max_enqueued_batches { value: -1 }", "max_enqueued_batches must be non-negative; was -1")])
 def test_batching_parameters_tensorflow_refuses_stop_the_server_at_start(tmp_path, text, error):
     """SharedBatchScheduler refuses them (Create, AddQueue), so TF Serving does not start. 0 threads had meant one
-    per CPU, -1 none at all (every request and warm-up waited for ever, and SIGTERM could not stop the server)."""
+    per CPU, -1 none at all (every request and warm-up waited for ever, and SIGTERM could not stop the server); a
+    negative max_enqueued_batches had made a queue that holds nothing (every request and warm-up record refused as a
+    full queue, the version never loaded)."""
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1)
     parameters = tmp_path / "batching.config"
