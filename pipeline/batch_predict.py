@@ -119,6 +119,10 @@ class VersionGone(RuntimeError):
 
 
 RECONNECT_SECONDS = 30.0   # how long a run waits for a model server that went away (a restart) before it fails
+# A gRPC channel whose server went away tries to connect again after pauses growing from 1 s to 2 min, and calls
+# meanwhile fail at once ("Connection refused", said again): a server back within the wait above had not been
+# reached. With these options it tries again every second at most, so each call asking again reaches it.
+RECONNECT_AT_ONCE = (("grpc.initial_reconnect_backoff_ms", 1000), ("grpc.max_reconnect_backoff_ms", 1000))
 
 
 class ServerPredictor:
@@ -247,7 +251,8 @@ class GrpcPredictor(ServerPredictor):
         self._grpc, self.target, self.model_name, self.timeout = grpc, target, model_name, timeout
         self.where = f"{target}: model {model_name}"
         channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 2 ** 31 - 1),
-                                                         ("grpc.max_send_message_length", 2 ** 31 - 1)])
+                                                         ("grpc.max_send_message_length", 2 ** 31 - 1),
+                                                         *RECONNECT_AT_ONCE])
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(channel)
         super().__init__(version)

@@ -625,3 +625,32 @@ def test_a_server_that_restarts_during_a_run_is_waited_for(tmp_path, capsys):
     with pytest.raises(RuntimeError, match=r"cannot be reached.*\(asked again for 0.5 s\)"):
         batch_predict.predict_folder(predictor, str(folder), str(tmp_path / "gone.csv"), progress=False)
     assert not (tmp_path / "gone.csv").exists()
+
+
+def test_a_grpc_server_back_on_its_port_is_reached_by_the_next_ask(tmp_path):
+    """A gRPC channel whose server went away tries to connect again after pauses growing to minutes (1 s, 1.6 s,
+    2.6 s, ...), and calls meanwhile failed at once with its last
+    "Connection refused": a server back within the run's wait was not reached, the run failed. The channel tries
+    every second at most now, so the asking again reaches a server back for a moment."""
+    import time
+    from tests.support import serving as testing
+    base = tmp_path / "models"
+    testing.publish_version(str(base), 1)
+    port = testing.free_port()
+    image = testing.png_bytes(noise_seed=1, size=16)
+    server = testing.start_server(base, "letters", grpc_port=port)
+    try:
+        predictor = batch_predict.GrpcPredictor(f"127.0.0.1:{port}")
+        assert predictor([image])[1] == "1"
+        server.stop()
+        away = time.monotonic()
+        while time.monotonic() - away < 11:   # asked meanwhile, as a run waiting for it asks
+            with pytest.raises(batch_predict.ServerAway, match="UNAVAILABLE"):
+                predictor._available()
+            time.sleep(0.1)
+        server = testing.start_server(base, "letters", grpc_port=port)   # back: its models loaded
+        predictor.reconnect_seconds = 2.5   # twice the longest pause between the channel's tries
+        probs, version = predictor([image])
+    finally:
+        server.stop()
+    assert version == "1" and probs.shape == (1, 27)
