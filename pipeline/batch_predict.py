@@ -10,7 +10,8 @@ answered. Unreadable files get a row with the reason instead (nothing is silentl
 the SavedModel (``--model``: a serving directory, whose ``--version`` or else highest version is used, or a
 version directory); ``--via rest`` sends the same bytes to a TF Serving REST endpoint (real or embedded) and
 records the version it reports (a newer one once the server stops serving the one pinned at the start; a
-server away mid-run is waited for, up to ``RECONNECT_SECONDS``); ``--via grpc`` does the same through TF Serving's gRPC PredictionService. All give
+server away mid-run is waited for, up to ``RECONNECT_SECONDS``; one that does not answer a request within its
+timeout, 60 s, ends the run); ``--via grpc`` does the same through TF Serving's gRPC PredictionService. All give
 the same answers. A flag the ``--via`` does not read is a usage error: ``--server-url`` or ``--model-name`` with
 ``--via local`` (also the default), ``--model`` with ``--via rest`` or ``grpc``. A batch (``--batch-size`` images)
 goes to a server in requests of at most ``REQUEST_BUDGET`` bytes (32 MiB: half the embedded server's default bound
@@ -111,7 +112,8 @@ class LocalPredictor:
 
 
 class ServerAway(RuntimeError):
-    """The model server cannot answer just now (unreachable, timing out, UNAVAILABLE)."""
+    """The model server cannot answer just now (unreachable, UNAVAILABLE). One reached that does not answer within
+    the timeout is no such thing: the run ends (a RuntimeError), its request not sent again."""
 
 
 class VersionGone(RuntimeError):
@@ -213,6 +215,8 @@ class RestPredictor(ServerPredictor):
         try:
             status, answer = self.connection.request("POST" if body is not None else "GET", path, body)
         except ServingUnavailable as err:
+            if err.reason == "serving_timeout":   # reached, but no answer in time: not away, and not asked again
+                raise RuntimeError(err.message) from None
             raise ServerAway(f"the model server cannot be reached: {err.message}") from None
         if status == 400 and body is not None:   # an image its decoder refused, or a batch over its batching's limit
             raise refusal(error_text(answer) or str(answer))
@@ -267,6 +271,8 @@ class GrpcPredictor(ServerPredictor):
             code = err.code()
             if code == self._grpc.StatusCode.INVALID_ARGUMENT and method is self._predictions.Predict:
                 raise refusal(err.details()) from None
+            if code == self._grpc.StatusCode.DEADLINE_EXCEEDED:   # as RestPredictor's timeout: not asked again
+                raise RuntimeError(f"{self.target} did not answer within {self.timeout:g} s") from None
             kind = {self._grpc.StatusCode.NOT_FOUND: VersionGone,
                     self._grpc.StatusCode.UNAVAILABLE: ServerAway}.get(code, RuntimeError)
             raise kind(f"{self.target}: {code.name}: {err.details()}") from None
