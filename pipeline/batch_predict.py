@@ -18,8 +18,8 @@ goes to a server in requests of at most ``REQUEST_BUDGET`` bytes (32 MiB: half t
 on a request), as many as it needs, and of at most the images a server's batching takes (its max_batch_size, learnt
 from its refusal of more, said once). ``--out`` is replaced whole at the end, as ``core.files.atomic_write``
 replaces a file (a link to it keeps pointing there, the file keeps its permissions); a stop leaves it as it was.
-An ``--out`` under ``--images`` is no input: an earlier run's CSV there gets no row, and an input file is a usage
-error rather than replaced.
+This tool's CSVs under ``--images`` are no input: an earlier run's CSV there, under any name (known by its
+header), gets no row; an ``--out`` naming any other file there is a usage error rather than replacing it.
 """
 from __future__ import annotations
 
@@ -416,21 +416,23 @@ def _each(predictor):
 
 
 def leave_out_output(parser: argparse.ArgumentParser, files: list[Path], out: str) -> list[Path]:
-    """``files`` without ``out`` when it is among them (``--out`` under ``--images``): an earlier run's CSV (its
-    header this tool's) is no input; any other file there is, and a usage error (status 2) names it instead of
-    replacing it with the CSV."""
+    """``files`` without this tool's CSVs (an earlier run's, under any name: their header this tool's), which are
+    no input; ``out`` among them as any other file (``--out`` under ``--images``) is a usage error (status 2)
+    naming it instead of replacing it with the CSV."""
     real = os.path.realpath(out)
-    inputs = [path for path in files if os.path.realpath(path) != real]
-    if len(inputs) < len(files) and not _is_predictions_csv(out):
+    if any(os.path.realpath(path) == real for path in files) and not _is_predictions_csv(out):
         parser.error(f"--out {printable(out)} is one of the input files under --images; give another file")
-    return inputs
+    return [path for path in files if not _is_predictions_csv(path)]
 
 
-def _is_predictions_csv(path: str) -> bool:
-    """Whether ``path`` begins with this tool's CSV header."""
+def _is_predictions_csv(path) -> bool:
+    """Whether ``path`` is a regular file that begins with this tool's CSV header (a pipe is not opened)."""
+    header = ",".join(COLUMNS).encode()
     try:
+        if not os.path.isfile(path):
+            return False
         with open(path, "rb") as f:
-            return f.readline().rstrip(b"\r\n") == ",".join(COLUMNS).encode()
+            return f.read(len(header) + 2).splitlines()[:1] == [header]
     except OSError:
         return False
 

@@ -493,6 +493,9 @@ def test_out_among_the_inputs_is_refused_or_left_out(tmp_path, monkeypatch, caps
     for run in range(2):   # the second run reads the folder the first one wrote its CSV into
         assert batch_predict.main(["--images", str(folder), "--out", str(folder / "pred.csv")]) == 0
         assert list(read_rows(folder / "pred.csv")) == ["alef/x.png"], run
+    # an earlier run's CSV under another name than --out's: known by its header, no row either
+    assert batch_predict.main(["--images", str(folder), "--out", str(folder / "pred2.csv")]) == 0
+    assert list(read_rows(folder / "pred2.csv")) == ["alef/x.png"]
 
 
 def _images(folder, count):
