@@ -663,44 +663,32 @@ def test_a_server_that_does_not_answer_in_time_ends_the_run_asked_once(tmp_path)
     """A REST request not answered within the timeout had been taken for a server away: the same batch was sent
     again (the server running it twice) and the run ended after twice the timeout, 'asked again for 30 s'. It ends
     the run at once now, saying the server did not answer in time, as a gRPC DEADLINE_EXCEEDED does."""
-    import http.server
     import json
     import threading
     from tests.support import serving as testing
+    from tests.support.http_stub import JsonHandler, serving
     posts, released = [], threading.Event()
 
-    class Slow(http.server.BaseHTTPRequestHandler):
+    class Slow(JsonHandler):
         def do_GET(self):   # the model's status (version 1 AVAILABLE) and its metadata (the image signature)
-            self.answer(json.dumps({"metadata": {"signature_def": {"signature_def": {"predict_images": {}}}}}
-                                   if self.path.endswith("/metadata") else
-                                   {"model_version_status": [{"version": "1", "state": "AVAILABLE"}]}).encode())
+            self.answer(200, json.dumps({"metadata": {"signature_def": {"signature_def": {"predict_images": {}}}}}
+                                        if self.path.endswith("/metadata") else
+                                        {"model_version_status": [{"version": "1", "state": "AVAILABLE"}]}).encode())
 
         def do_POST(self):   # a prediction: held past the client's timeout
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             posts.append(self.path)
             released.wait(30)
-            self.answer(b'{"error": "released"}')
+            self.answer(200, b'{"error": "released"}')
 
-        def answer(self, body):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    slow = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=slow.serve_forever, daemon=True).start()
     folder = _images(tmp_path / "images", 2)
-    try:
-        predictor = batch_predict.RestPredictor(f"http://127.0.0.1:{slow.server_port}", timeout=0.5)
-        with pytest.raises(RuntimeError, match=r"did not answer within 0.5 s") as caught:
-            batch_predict.predict_folder(predictor, str(folder), str(tmp_path / "out.csv"), progress=False)
-    finally:
-        released.set()
-        slow.shutdown()
+    with serving(Slow) as slow:
+        try:
+            predictor = batch_predict.RestPredictor(f"http://127.0.0.1:{slow.server_port}", timeout=0.5)
+            with pytest.raises(RuntimeError, match=r"did not answer within 0.5 s") as caught:
+                batch_predict.predict_folder(predictor, str(folder), str(tmp_path / "out.csv"), progress=False)
+        finally:
+            released.set()
     assert len(posts) == 1 and "asked again" not in str(caught.value)
     assert not (tmp_path / "out.csv").exists()
     base = tmp_path / "models"

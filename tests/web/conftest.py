@@ -50,14 +50,14 @@ def slow_predict(serving_labelled):
     """The URL of a TF Serving whose predictions are not answered until the test ends (too slow for the web
     client's --serving-timeout), while its status and label routes answer at once: a local server that passes
     GETs on to ``serving_labelled`` and holds every POST."""
-    import http.server
     import threading
     import urllib.error
     import urllib.request
+    from tests.support.http_stub import JsonHandler, serving
 
     released = threading.Event()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self):
             try:
                 with urllib.request.urlopen(serving_labelled.url + self.path, timeout=30) as answer:
@@ -71,24 +71,9 @@ def slow_predict(serving_labelled):
             released.wait(60)
             self.answer(503, b'{"error": "released"}')
 
-        def answer(self, status, body):
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    released.set()
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as server:
+        yield f"http://127.0.0.1:{server.server_port}"
+        released.set()
 
 
 @pytest.fixture

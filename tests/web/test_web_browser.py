@@ -6,6 +6,7 @@ and one at phone size next to it (web-phone.png).
 """
 import base64
 import io
+import json
 import os
 import re
 
@@ -262,36 +263,25 @@ def test_serving_down_is_said_plainly(start_web, dead_url, open_page):
     page.screenshot(path=os.path.join(os.path.dirname(SCREENSHOT), "web-serving-down.png"))
 
 
-def test_a_busy_model_server_is_said_busy_not_down(web, browser):
-    """While TF Serving answers 429 the status line says busy, in neither the up nor the down colour."""
+@pytest.mark.parametrize("status, state, reason, error, hebrew", [
+    (429, "busy", "serving_error", "The model server is busy: queue full.", "שרת המודל עמוס"),
+    (504, "slow", "serving_timeout", "The model server is slow: TF Serving at http://x did not answer within 15 s; "
+                                     "it may be busy.", "שרת המודל איטי"),
+])
+def test_a_busy_or_slow_model_server_is_said_so_in_neither_colour(web, browser, status, state, reason, error, hebrew):
+    """While /api/status answers 429 (TF Serving busy) or 504 (it did not answer in time) the status line says
+    busy or slow, in neither the up nor the down colour: the server is not down."""
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.route("**/api/status", lambda route: route.fulfill(
-            status=429, content_type="application/json",
-            body='{"serving": "busy", "reason": "serving_error", "error": "The model server is busy: queue full."}'))
+        body = json.dumps({"serving": state, "reason": reason, "error": error})
+        page.route("**/api/status", lambda route: route.fulfill(status=status, content_type="application/json",
+                                                                 body=body))
         page.goto(web.url)
-        page.wait_for_selector("#serving-status.status-unknown:has-text('busy')")
+        page.wait_for_selector(f"#serving-status.status-unknown:has-text('{state}')")
         text = page.locator("#serving-status").inner_text()
-        assert "שרת המודל עמוס" in text and "The model server is busy: queue full." in text
+        assert hebrew in text and error in text
         assert "down" not in text
-    finally:
-        context.close()
-
-
-def test_a_status_route_answering_504_says_slow_in_neither_colour(web, browser):
-    """A 504 from /api/status (TF Serving did not answer in time) is a slow server, not one that is down."""
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.route("**/api/status", lambda route: route.fulfill(
-            status=504, content_type="application/json",
-            body='{"serving": "slow", "reason": "serving_timeout", "error": "The model server is slow: TF Serving '
-                 'at http://x did not answer within 15 s; it may be busy."}'))
-        page.goto(web.url)
-        page.wait_for_selector("#serving-status.status-unknown:has-text('slow')")
-        text = page.locator("#serving-status").inner_text()
-        assert "שרת המודל איטי" in text and "did not answer within 15 s; it may be busy." in text
     finally:
         context.close()
 
