@@ -91,10 +91,11 @@ def version_folders(base: str) -> dict[int, str]:
 def pushed_versions(base: str) -> dict[int, dict]:
     """Integer version → its push record ({} when it has none or it is damaged), read from the folder the server
     serves (:func:`version_folders`)."""
-    return {version: _read_record(folder) for version, folder in version_folders(base).items()}
+    return {version: read_record(folder) for version, folder in version_folders(base).items()}
 
 
-def _read_record(folder: str) -> dict:
+def read_record(folder: str) -> dict:
+    """The push record in the version ``folder`` ({} when it has none or it is damaged)."""
     record_path = os.path.join(folder, PUSH_RECORD)
     if not fileio.exists(record_path):
         return {}
@@ -122,16 +123,19 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
     stop_if_requested()
     for name in sweep_staging(base):
         print(f"Pusher: removed {name}, left in {base} by an interrupted push", flush=True)
-    fingerprint = model_fingerprint(model_dir)
-    existing = pushed_versions(base)
+    files = model_files(model_dir)
+    fingerprint = model_fingerprint(model_dir, files)
+    folders = version_folders(base)
     # Not pushed again only when it is the newest version, the one TF Serving's latest policy serves; a model
     # identical to an older version (blessed again after another one) is pushed as a new version.
-    if existing and _holds_model(base, max(existing), existing[max(existing)], model_dir, fingerprint):
-        return max(existing), False
-    version = max([int(time.time())] + [v + 1 for v in existing])
+    newest = max(folders, default=None)
+    if newest is not None and _holds_model(newest, folders[newest], read_record(folders[newest]), files,
+                                           fingerprint):
+        return newest, False
+    version = max([int(time.time())] + [v + 1 for v in folders])
     if version_number(str(version)) is None:
         raise ValueError(f"{base}: no version number left below 2^63 (TF Serving's limit) after "
-                         f"{max(existing)}; remove that version folder")
+                         f"{newest}; remove that version folder")
     fileio.makedirs(base)
     object_store = "://" in base
     target = os.path.join(base, str(version)) if object_store else \
@@ -154,16 +158,15 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
     return version, True
 
 
-def _holds_model(base: str, version: int, record: dict, model_dir: str, fingerprint: str) -> bool:
-    """Whether ``version`` holds the model in ``model_dir`` (of ``fingerprint``) whole: its push record names the
-    model and each of the model's files is there, the same; files added to the version since (warm-up requests) do
-    not count. One whose record names the model but whose files are not all there (a push on an object store
-    stopped before ``saved_model.pb``, files removed or changed since) is said so and left as it is: the model is
-    pushed as a newer version, which a server serves instead (it never loads an incomplete one)."""
+def _holds_model(version: int, folder: str, record: dict, files: list[str], fingerprint: str) -> bool:
+    """Whether ``version`` (its ``folder``) holds the model of ``files`` (:func:`model_files`) and ``fingerprint``
+    whole: its push record names the model and each of the model's files is there, the same; files added to the
+    version since (warm-up requests) do not count. One whose record names the model but whose files are not all
+    there (a push on an object store stopped before ``saved_model.pb``, files removed or changed since) is said so
+    and left as it is: the model is pushed as a newer version, which a server serves instead (it never loads an
+    incomplete one)."""
     if record.get("fingerprint") != fingerprint:
         return False
-    folder = version_folders(base).get(version, os.path.join(base, str(version)))
-    files = model_files(model_dir)
     if all(fileio.exists(os.path.join(folder, rel)) for rel in files) and \
             model_fingerprint(folder, files) == fingerprint:
         return True
@@ -206,7 +209,7 @@ def _rename_to_free_version(staging: str, base: str, version: int, record: dict,
         except OSError as err:
             if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
-        version = max([version + 1] + [v + 1 for v in pushed_versions(base)])
+        version = max([version + 1] + [v + 1 for v in version_folders(base)])
         _write_record(staging, dict(record, version=version))
     raise RuntimeError(f"{base}: could not find a free version number after {attempts} attempts")
 

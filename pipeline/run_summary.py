@@ -188,11 +188,11 @@ def served_model(serving_dir: str) -> dict | None:
     Trainer's model folder its push record names (components.atomic_pusher), {'version', 'model'}; None without
     a version, with one whose record names no model (copied there by hand, say), or a serving dir not readable."""
     try:
-        versions = atomic_pusher.pushed_versions(serving_dir)
+        folders = atomic_pusher.version_folders(serving_dir)
+        newest = max(folders, default=None)
+        pushed = newest is not None and atomic_pusher.read_record(folders[newest]).get("model")
     except (OSError, tf.errors.OpError):
         return None
-    newest = max(versions, default=None)
-    pushed = newest is not None and versions[newest].get("model")
     if not pushed:
         return None
     folder, export = os.path.split(pushed.rstrip("/"))   # the Pusher pushes <model>/Format-Serving
