@@ -28,7 +28,9 @@ from core.configs import Config
 
 DEFAULT_OUTPUT = os.path.join(configs.PROJECT_ROOT, "outputs", "kubeflow", "letters_pipeline.yaml")
 DEFAULT_IMAGE = "letters-pipeline:latest"
-CLUSTER_SCHEMES = ("gs://", "s3://")
+CLUSTER_SCHEMES = ("gs://",)      # TensorFlow in the pipeline image opens them (tensorflow-io-gcs-filesystem)
+PLUGIN_SCHEMES = ("s3://",)       # only with an S3 filesystem plugin added to the image (the Dockerfile adds none)
+LOCAL_SCHEMES = ("file://",)      # a local path written as a URL
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -42,11 +44,14 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
         epilog=f"""
 storage:
   Every component reads and writes its artifacts directly through TensorFlow's filesystems, so the pipeline
-  root, data root and serving dir must be URLs TensorFlow can open from the pods: gs://… works out of the box
-  (credentials from the pod's service account / Workload Identity). The serving dir is what tensorflow/serving
-  reads: set base_path in the models.config of its ConfigMap (serving/deploy/k8s/configmap.yaml) to the gs://…
-  serving dir (--model_base_path is ignored beside the --model_config_file it runs with), or share a volume:
-  see kubeflow/README.md.
+  root, data root and serving dir must be where TensorFlow can open them from the pods: gs://… works out of the box
+  (credentials from the pod's service account / Workload Identity); s3://… needs an S3 filesystem plugin added to
+  the image; other schemes, KFP's default minio://… among them, are refused (TensorFlow in the image cannot open
+  them). A KFP cluster refuses a local pipeline root (a spec compiled with one runs under python -m
+  kubeflow.local_launcher only); local data and serving paths must be mounted in the pods. The serving dir is
+  what tensorflow/serving reads: set base_path in the models.config of its ConfigMap
+  (serving/deploy/k8s/configmap.yaml) to the gs://… serving dir (--model_base_path is ignored beside the
+  --model_config_file it runs with), or share a volume: see kubeflow/README.md.
 
 resources (--resources COMPONENT=key=value[,key=value…], repeatable):
   keys: cpu, memory (limits), cpu_request, memory_request; Kubernetes quantities (2, 500m, 8Gi).
@@ -172,6 +177,11 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root and not changes["base_model"] else "",
         serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir), **changes)
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
+    unreadable = [f"{name} {value}" for name, value in pod_paths(config, args) if unreadable_url(value)]
+    if unreadable:
+        parser.error(f"{', '.join(unreadable)}: TensorFlow in the pipeline image cannot open such URLs, and every "
+                     "component reads and writes its artifacts through it: use gs://BUCKET/… (s3://… with an S3 "
+                     "filesystem plugin added to the image)")
     try:
         beam = beam_pipeline_args(args, config)
         overrides = [spec_lib.parse_resources(text) for text in args.resources]
@@ -252,19 +262,42 @@ def write_spec(job: dict, path: str) -> None:
             yaml.safe_dump(spec, f, sort_keys=True)
 
 
-def local_path_notes(config: Config, args: argparse.Namespace) -> list[str]:
-    """A note for every path the pods read or write that is not a cluster URL."""
-    return [f"note: {name} {value} is a local path: pods can only use it if it is mounted there"
-            for name, value in (("--pipeline-root", config.pipeline_root), ("--data-root", config.data_root),
-                                ("--serving-dir", config.serving_dir), ("--feedback-root", args.feedback_root),
-                                ("--pretrain-root", config.pretrain_root), ("--base-model", config.base_model))
-            if value and not value.startswith(CLUSTER_SCHEMES)]
+def pod_paths(config: Config, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, value) of every path given that the pods read or write."""
+    return [(name, value) for name, value in (
+        ("--pipeline-root", config.pipeline_root), ("--data-root", config.data_root),
+        ("--serving-dir", config.serving_dir), ("--feedback-root", args.feedback_root),
+        ("--pretrain-root", config.pretrain_root), ("--base-model", config.base_model)) if value]
+
+
+def unreadable_url(value: str) -> bool:
+    """A URL of a scheme TensorFlow in the pipeline image has no filesystem for (minio://, hdfs://, …)."""
+    return flags.is_url(value) and not value.startswith(CLUSTER_SCHEMES + PLUGIN_SCHEMES + LOCAL_SCHEMES)
+
+
+def storage_notes(config: Config, args: argparse.Namespace) -> list[str]:
+    """A note for every path the pods read or write that is not a gs:// URL: an s3:// one needs a plugin in the
+    image; a local pipeline root is refused by a cluster; other local paths must be mounted in the pods."""
+    notes = []
+    for name, value in pod_paths(config, args):
+        if value.startswith(CLUSTER_SCHEMES):
+            continue
+        if value.startswith(PLUGIN_SCHEMES):
+            notes.append(f"note: {name} {value}: TensorFlow in the pipeline image opens s3:// only with an S3 "
+                         "filesystem plugin added to the image (kubeflow/README.md, Storage)")
+        elif name == "--pipeline-root":
+            notes.append(f"note: {name} {value} is a local path: a Kubeflow Pipelines cluster refuses it as the "
+                         "pipeline root (its backend takes bucket URLs only: gs://BUCKET/…); the spec runs as compiled only under "
+                         "python -m kubeflow.local_launcher")
+        else:
+            notes.append(f"note: {name} {value} is a local path: pods can only use it if it is mounted there")
+    return notes
 
 
 def main(argv=None) -> int:
     configs.warn_unknown_variables()
     config, args, beam, resources = parse_args(argv)
-    for note in local_path_notes(config, args):
+    for note in storage_notes(config, args):
         print(note, file=sys.stderr)
     try:
         job, notes = compile_spec(config, args.image, beam, resources, target=args.target,

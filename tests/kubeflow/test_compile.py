@@ -265,6 +265,13 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--feedback-root", "", "--feedback-repeat", "3"], "it needs --feedback-root"),   # an empty root is none
     (["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"], "--pretrain-root (gs://b/pre) would be ignored"),
     (["--beam-mode", "multi_processing", "--beam-arg=--runner=PortableRunner"], "--beam-mode set the DirectRunner"),
+    # URLs TensorFlow in the image has no filesystem for (KFP's default minio:// root among them): no task could
+    # read or write there
+    (["--pipeline-root", "minio://mlpipeline/root"],
+     "--pipeline-root minio://mlpipeline/root: TensorFlow in the pipeline image cannot open such URLs"),
+    (["--data-root", "hdfs://nn/data", "--serving-dir", "minio://b/serving"],
+     "--data-root hdfs://nn/data, --serving-dir minio://b/serving: TensorFlow in the pipeline image cannot open"),
+    (["--feedback-root", "http://host/feedback"], "--feedback-root http://host/feedback: TensorFlow in the"),
     # an output that cannot be written, found before the compile
     (["--output", "{tmp}"], "--output {tmp}.yaml: is a folder"),
     (["--output", "{tmp}/a_file/spec.yaml"], "a_file is not a folder"),
@@ -281,6 +288,28 @@ def test_flags_the_spec_would_ignore_or_could_not_hold_are_usage_errors(argv, me
         kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data",
                                     "--serving-dir", "gs://b/serving", *argv])
     assert caught.value.code == 2 and message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
+
+
+def test_each_path_the_pods_use_that_is_not_gs_gets_the_note_true_of_it(tmp_path):
+    """s3:// needs a plugin the image has not; a local pipeline root is refused by a cluster's backend (only
+    the local launcher runs such a spec); local data and serving paths (file:// too) must be mounted."""
+    import kubeflow_runner
+
+    def notes(*argv):
+        return kubeflow_runner.storage_notes(*kubeflow_runner.parse_args(list(argv))[:2])
+
+    assert notes("--pipeline-root", "gs://b/root", "--data-root", "gs://b/data", "--serving-dir", "gs://b/s") == []
+    assert notes("--pipeline-root", "s3://b/root", "--data-root", "gs://b/data", "--serving-dir", "s3://b/s") == [
+        "note: --pipeline-root s3://b/root: TensorFlow in the pipeline image opens s3:// only with an S3 filesystem "
+        "plugin added to the image (kubeflow/README.md, Storage)",
+        "note: --serving-dir s3://b/s: TensorFlow in the pipeline image opens s3:// only with an S3 filesystem "
+        "plugin added to the image (kubeflow/README.md, Storage)"]
+    assert notes("--pipeline-root", str(tmp_path / "root"), "--data-root", f"file://{tmp_path}/data",
+                 "--serving-dir", "gs://b/s") == [
+        f"note: --pipeline-root {tmp_path}/root is a local path: a Kubeflow Pipelines cluster refuses it as the "
+        "pipeline root (its backend takes bucket URLs only: gs://BUCKET/…); the spec runs as compiled only under "
+        "python -m kubeflow.local_launcher",
+        f"note: --data-root file://{tmp_path}/data is a local path: pods can only use it if it is mounted there"]
 
 
 def test_an_empty_image_variable_is_unset(monkeypatch):
@@ -314,7 +343,7 @@ def test_command_line_errors_and_help():
     config, args, _, _ = kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data",
                                                      "--serving-dir", "gs://b/serving", "--pretrain-root", "/tmp/pre"])
     assert args.image == kubeflow_runner.DEFAULT_IMAGE
-    assert kubeflow_runner.local_path_notes(config, args) == [
+    assert kubeflow_runner.storage_notes(config, args) == [
         "note: --pretrain-root /tmp/pre is a local path: pods can only use it if it is mounted there"]
     with pytest.raises(ValueError, match="no component named Trainr"):
         spec_lib.apply_resources({"root": {"dag": {"tasks": {}}}}, {"Trainr": spec_lib.Resources(cpu="1")})
