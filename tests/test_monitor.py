@@ -224,15 +224,17 @@ def test_good_feedback_does_not_fire(tmp_path, letters, pipeline_root):
     assert result["retrain"]["fires"] and status == cli.OK
 
 
-def test_bad_log_data_is_counted_not_fatal(tmp_path, letters, pipeline_root):
+def test_bad_log_data_is_counted_not_fatal(tmp_path, letters, pipeline_root, capsys):
     items = traffic(letters)
     log_traffic(tmp_path / "logs" / "good", items)
     write_log(tmp_path / "logs" / "junk", [b"not a protobuf \xff\xff\xff", prediction_log([b"xx"], None, 7)])
     truncated = log_traffic(tmp_path / "logs" / "truncated", items[:5])
     with open(truncated, "r+b") as f:
         f.truncate(os.path.getsize(truncated) - 7)
-    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    status, result, out = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
     problems = result["logs"]["problems"]
+    assert "1 × unparsable_record" in capsys.readouterr().out   # judged, the problems said
+    assert "1 × unparsable_record" in (out / "report.html").read_text()
     assert problems.get("unparsable_record") == 1 and problems.get("no_answer") == 1
     assert problems.get("truncated_tail") == 1 and "unreadable_file" not in problems   # its 4 whole records read
     assert result["logs"]["answers"] == 81 + 4 and status == cli.OK
@@ -241,6 +243,26 @@ def test_bad_log_data_is_counted_not_fatal(tmp_path, letters, pipeline_root):
     open(truncated, "wb").write(bytes(damaged))
     status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
     assert result["logs"]["problems"].get("unreadable_file") == 1
+
+
+@pytest.mark.parametrize("content", ["not_tfrecord", "not_prediction_logs", "empty"])
+def test_a_log_from_which_no_answer_can_be_read_is_a_usage_error_not_an_all_clear(tmp_path, pipeline_root, capsys,
+                                                                                  content):
+    """A log of another format, of records that are not PredictionLogs, or of empty files gives no answer to judge:
+    status 2 naming the files and what was found, as a missing log, where it had been 0 (no threshold crossed)."""
+    from core.request_log import tfrecord
+    data = {"not_tfrecord": b'{"not": "a tfrecord"}\n',
+            "not_prediction_logs": b"".join(tfrecord(b"\xff\xff\xff garbage %d" % i) for i in range(500)),
+            "empty": b""}[content]
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "requests.log").write_bytes(data)
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    err = capsys.readouterr().err
+    assert status == cli.USAGE and result is None, err
+    assert f"error: no answer could be read from the request log {tmp_path / 'logs'}" in err
+    assert str(tmp_path / "logs" / "requests.log") in err
+    assert {"not_tfrecord": "1 × unreadable_file", "not_prediction_logs": "500 × unparsable_record",
+            "empty": "its files hold no record"}[content] in err
 
 
 def test_usage_errors_exit_2(tmp_path, pipeline_root, capsys):

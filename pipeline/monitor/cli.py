@@ -7,7 +7,8 @@
     letters-monitor ... --watch 3600                            # every hour
 
 Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page
-that cannot be read is one), 2 usage error (bad flag or setting, missing request log or pipeline metadata), 3 the
+that cannot be read is one), 2 usage error (bad flag or setting, missing request log or pipeline metadata, a request
+log from which no answer could be read: its files empty, or their data unreadable or not PredictionLogs), 3 the
 retraining run it started failed, 4 the pass could not finish: its outputs could not be written (a full disk, say;
 each file is whole or left as it was) or an unexpected error (shown with its traceback). With --watch a pass that
 ends 3 or 4 is reported and the next pass runs. Thresholds are core/configs.py's ``monitor_*`` fields:
@@ -134,6 +135,18 @@ def _feedback(config: Config) -> list:
     return read_records(config.feedback_dir)   # read-only: the CronJob mounts the store so
 
 
+def _nothing_read(logs) -> str | None:
+    """What a request log read gave instead of answers — its files empty, or every record unreadable, unparsable
+    or not a predict log — or None when it gave any (answers, unusable ones, filtered ones, other models' records).
+    Such a log is a corrupt file or another format, not a quiet day: judged, it would be an all-clear."""
+    if logs.answers or logs.unusable or logs.filtered or logs.other_models:
+        return None
+    files = ", ".join(logs.files[:5]) + (f" and {len(logs.files) - 5} more" if len(logs.files) > 5 else "")
+    found = "; ".join(f"{n} × {reason} (first: {logs.examples[reason]})" for reason, n in logs.problems.items())
+    return (f"no answer could be read from the request log {logs.prefix} ({len(logs.files)} file(s): {files}): "
+            + (found or "its files hold no record"))
+
+
 def once(config: Config, args, extra: list[str]) -> int:
     """One pass: read, judge, write the report, maybe retrain. Returns the exit status."""
     from core.feedback import FeedbackStoreError
@@ -147,6 +160,9 @@ def once(config: Config, args, extra: list[str]) -> int:
               "served answers are not judged, only feedback and server metrics", file=sys.stderr)
     try:
         logs = request_logs.read_logs(path, args.model) if path else None
+        if logs and (unread := _nothing_read(logs)):
+            print(f"error: {unread}", file=sys.stderr)
+            return USAGE
         ref = reference.load(config.metadata_file) if logs and logs.answers or args.policy else None
         records = _feedback(config)
     except (request_logs.LogNotFound, reference.NoReference, FeedbackStoreError) as err:
