@@ -463,10 +463,31 @@ def test_a_window_too_small_to_judge_does_not_hide_the_one_before(tmp_path, lett
     before = windows.start(now, 3600) - 1800                             # the middle of the previous hour
     log_traffic(tmp_path / "logs" / "a", traffic(letters, transform=inverted), mtime=before)
     log_traffic(tmp_path / "logs" / "b", traffic(letters)[:10], mtime=now)
-    status, result, _ = monitor(tmp_path, pipeline_root, "--window", "1h", logs=tmp_path / "logs")
+    status, result, out = monitor(tmp_path, pipeline_root, "--window", "1h", logs=tmp_path / "logs")
     assert status == cli.CROSSED
+    alarmed = windows.label(windows.start(before, 3600), 3600)
     assert {a["kind"] for a in result["alarms"]} == {"input_skew"}
-    assert {a["window"] for a in result["alarms"]} == {windows.label(windows.start(before, 3600), 3600)}
+    assert {a["window"] for a in result["alarms"]} == {alarmed}
+    old, small = result["groups"]
+    assert (old["window"], old["judged"], old["recent"], small["requests"], small["judged"]) == (alarmed, True, True,
+                                                                                               10, False)
+    measured = [m for check in ("label_drift", "input_skew") for m in small[check]["measurements"]]
+    assert any(m["value"] > m["threshold"] for m in measured)          # 10 answers measure far off: not judged
+    assert not any(m["crossed"] for m in measured)
+    html = (out / "report.html").read_text()                            # the window that alarmed, and the newest
+    assert f"Version 7 — window {alarmed}</h2>" in html
+    assert f"Version 7 — newest window {small['window']} (too few answers: shown, not judged)</h2>" in html
+    assert "not judged (too few answers)" in html and html.count('<span class="bad">crossed</span>') == sum(
+        m["crossed"] for check in ("label_drift", "input_skew") for m in old[check]["measurements"])
+    assert {"classes_v7.png", "classes_v7_before.png", "ink_share_v7_before.png"} <= {
+        part.split('"')[0] for part in html.split('<img src="')[1:]}
+    assert (out / "classes_v7_before.png").is_file()
+    prom = (out / "monitor.prom").read_text()                           # the judged window's numbers
+    assert 'letters_monitor_requests{version="7"} 81.0' in prom
+    assert 'letters_monitor_window_judged{version="7"} 1.0' in prom
+    ink = next(m for m in old["input_skew"]["measurements"] if m["feature"] == "ink_share")
+    assert (f'letters_monitor_distribution_distance{{check="input_skew",feature="ink_share",measure="jensen_shannon",'
+            f'version="7"}} {ink["value"]!r}') in prom
 
 
 def test_a_version_that_no_longer_gets_answers_stops_alarming(tmp_path, letters, pipeline_root):

@@ -66,7 +66,9 @@ def judge_group(version, begin: float, answers, seconds, reference, training_sta
     if reference is not None:
         group["label_drift"] = drift.compare_labels(predicted, reference.eval_statistics, config).to_json()
         group["input_skew"] = drift.compare_features(rows, training_stats, schema).to_json()
-        for key in ("label_drift", "input_skew"):
+        for key in ("label_drift", "input_skew"):   # a window too small is shown, not judged: nothing in it crossed
+            for measurement in group[key]["measurements"]:
+                measurement["crossed"] = judged and measurement["crossed"]
             group[key]["crossed"] = judged and group[key]["crossed"]
     group["_values"] = {name: [r[name] for r in rows if name in r] for name in image_features.NUMERIC}
     return group
@@ -79,6 +81,13 @@ def recent_groups(groups: list[dict], seconds: int | None, now: float) -> list[d
         return list(groups)
     current = windows.start(now, seconds)
     return [group for group in groups if current - seconds <= group["window_start"] <= current]
+
+
+def mark_recent(groups: list[dict], seconds: int | None, now: float) -> None:
+    """Sets each group's ``recent``: whether alarms judge its window (:func:`recent_groups`)."""
+    recent = {id(group) for group in recent_groups(groups, seconds, now)}
+    for group in groups:
+        group["recent"] = id(group) in recent
 
 
 def split_future(answers, unusable, feedback_records, now: float) -> tuple[list, list, list, dict]:
@@ -161,6 +170,7 @@ def run(answers, feedback_records, reference, server, config: Config, seconds: i
     groups = [judge_group(version, begin, items, seconds, reference, training_stats, schema, config)
               for (version, begin), items in sorted(group_answers(answers, seconds).items(),
                                                     key=lambda kv: (str(kv[0][0]), kv[0][1]))]
+    mark_recent(groups, seconds, now)
     accuracy = live_accuracy.by_version(feedback_records, config.monitor_min_accuracy, config.monitor_min_feedback)
     shares = unusable_shares(answers, unusable, seconds, config)
     found = alarms(groups, accuracy, server, config, seconds, now, shares)

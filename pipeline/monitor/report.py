@@ -55,12 +55,18 @@ def write_prometheus(result: dict, out_dir: str) -> str:
                      ["version"])
     for row in newest_groups(result.get("unusable", [])):
         unusable.labels(str(row["version"])).set(row["share"])
-    requests = gauge("requests", "answers in the version's newest window", ["version"])
-    low = gauge("low_confidence_share", "share of answers below the confidence threshold", ["version"])
-    measure = gauge("distribution_distance", "TFDV drift/skew measurement", ["version", "check", "feature", "measure"])
-    for group in newest_groups(result["groups"]):
+    exported = ("in the version's window exported: its newest judged one of the current window and the one before "
+                "it, else its newest window")
+    requests = gauge("requests", f"answers {exported}", ["version"])
+    judged = gauge("window_judged", f"1 when the version's window exported had answers enough to be judged (else "
+                                    f"its numbers are shown, not judged): {exported}", ["version"])
+    low = gauge("low_confidence_share", f"share of answers below the confidence threshold {exported}", ["version"])
+    measure = gauge("distribution_distance", f"TFDV drift/skew measurement {exported}",
+                    ["version", "check", "feature", "measure"])
+    for group in exported_groups(result["groups"]):
         version = str(group["version"])
         requests.labels(version).set(group["requests"])
+        judged.labels(version).set(int(group["judged"]))
         low.labels(version).set(group["confidence"]["low_share"])
         for check in ("label_drift", "input_skew"):
             for m in group.get(check, {}).get("measurements", []):
@@ -83,6 +89,23 @@ def newest_groups(groups: list[dict]) -> list[dict]:
     return [newest[v] for v in sorted(newest, key=str)]
 
 
+def shown_groups(groups: list[dict]) -> list[dict]:
+    """The groups shown in detail, in their order: each version's newest window, judged or not, and each window
+    alarms judged (the current one and the one before it, checks.recent_groups) that had answers enough to be."""
+    newest = {id(group) for group in newest_groups(groups)}
+    return [group for group in groups if id(group) in newest or (group.get("recent") and group["judged"])]
+
+
+def exported_groups(groups: list[dict]) -> list[dict]:
+    """Per version, the shown group monitor.prom exports: the newest judged one, else the newest."""
+    chosen = {}
+    for group in shown_groups(groups):   # oldest first within a version
+        held = chosen.get(group["version"])
+        if held is None or group["judged"] or not held["judged"]:
+            chosen[group["version"]] = group
+    return [chosen[v] for v in sorted(chosen, key=str)]
+
+
 def _esc(value) -> str:
     return html.escape(str(value))
 
@@ -97,36 +120,41 @@ def _measure_rows(group: dict) -> list:
     rows = []
     for check in ("label_drift", "input_skew"):
         for m in group.get(check, {}).get("measurements", []):
-            flag = '<span class="bad">crossed</span>' if m["crossed"] else "ok"
+            flag = ('<span class="bad">crossed</span>' if m["crossed"] else
+                    "ok" if group["judged"] else "not judged (too few answers)")
             rows.append([_esc(check), _esc(m["feature"]), _esc(m["measure"]), f"{m['value']:.4f}",
                          f"{m['threshold']:g}", flag])
     return rows
 
 
 def _charts(result: dict, out_dir: str) -> dict:
-    """Draws the PNGs; {version: [(file, alt text)]}."""
+    """Draws the PNGs of each shown group; {id(group): [(file, alt text)]}, "_accuracy" for live accuracy. A
+    version's newest window is drawn as ``<chart>_v<version>.png``, the window before it (shown when judged) as
+    ``<chart>_v<version>_before.png``: the names a pass writes are the next one's."""
     pictures = {}
     eval_shares = result.get("eval_label_shares", {})
     training = result.get("_training_values", {})
-    for group in newest_groups(result["groups"]):
+    newest = {id(group) for group in newest_groups(result["groups"])}
+    for group in shown_groups(result["groups"]):
         v = str(group["version"])
-        files = pictures.setdefault(v, [])
-        name = f"classes_v{v}.png"
+        files = pictures.setdefault(id(group), [])
+        suffix = "" if id(group) in newest else "_before"
+        name = f"classes_v{v}{suffix}.png"
         charts.paired_bars(os.path.join(out_dir, name), list(CLASS_NAMES),
                            [group["predicted_shares"][c] for c in CLASS_NAMES],
                            [eval_shares.get(c, 0.0) for c in CLASS_NAMES],
                            f"version {v}, {group['window']}: predicted classes vs eval labels", ("predicted", "eval"))
         files.append((name, "predicted class shares against the eval split's labels"))
-        name = f"confidence_v{v}.png"
+        name = f"confidence_v{v}{suffix}.png"
         values = [(i + 0.5) / len(group["confidence"]["histogram"])
                   for i, n in enumerate(group["confidence"]["histogram"]) for _ in range(n)]
         charts.histogram(os.path.join(out_dir, name), values, None, len(group["confidence"]["histogram"]), 0, 1,
-                         f"version {v}: top-1 score", mark=group["confidence"]["low_below"])
+                         f"version {v}, {group['window']}: top-1 score", mark=group["confidence"]["low_below"])
         files.append((name, "distribution of top-1 scores"))
         for feature, (low, high) in FEATURE_RANGES.items():
-            name = f"{feature}_v{v}.png"
+            name = f"{feature}_v{v}{suffix}.png"
             charts.histogram(os.path.join(out_dir, name), group["_values"].get(feature, []), training.get(feature, []),
-                             20, low, high, f"version {v}: {feature} (served vs training)")
+                             20, low, high, f"version {v}, {group['window']}: {feature} (served vs training)")
             files.append((name, f"{feature} of served images against the training split"))
     if result["live_accuracy"]:
         rows = [(f"version {v}", r["accuracy"], *r["interval"]) for v, r in result["live_accuracy"].items()]
@@ -185,16 +213,19 @@ def write_html(result: dict, out_dir: str) -> str:
                             [[_esc(r["version"]), _esc(r["window"]), r["answers"], r["unusable"], f"{r['share']:.1%}",
                               f"{r['threshold']:.1%}", '<span class="bad">crossed</span>' if r["crossed"] else "ok"]
                              for r in faulty]))
-    for group in newest_groups(result["groups"]):
+    newest = {id(group) for group in newest_groups(result["groups"])}
+    for group in shown_groups(result["groups"]):
         v = str(group["version"])
-        parts.append(f"<h2>Version {_esc(v)} — newest window {_esc(group['window'])}</h2>")
+        parts.append(f"<h2>Version {_esc(v)} — {'newest window' if id(group) in newest else 'window'} "
+                     f"{_esc(group['window'])}{'' if group['judged'] else ' (too few answers: shown, not judged)'}"
+                     "</h2>")
         rows = _measure_rows(group)
         if rows:
             parts.append(_table(["check", "feature", "measure", "value", "threshold", ""], rows))
         for check in ("label_drift", "input_skew"):
             for feature, text in group.get(check, {}).get("anomalies", {}).items():
                 parts.append(f"<p><b>{_esc(check)} {_esc(feature)}</b>: {_esc(text)}</p>")
-        parts += [f'<img src="{_esc(f)}" alt="{_esc(alt)}">' for f, alt in pictures.get(v, [])]
+        parts += [f'<img src="{_esc(f)}" alt="{_esc(alt)}">' for f, alt in pictures.get(id(group), [])]
     parts.append("<h2>Live accuracy (feedback)</h2>")
     if result["live_accuracy"]:
         parts.append(_table(["version", "feedback", "corrected", "accuracy", "95% interval", "evaluator top-1",
