@@ -55,7 +55,7 @@ from core.image_io import pixel_digest
 from core.configs import GENERATED_MANIFEST
 from core.manifest import unfinished_generation
 from core.files import pattern_under, printable
-from core.labels import CLASS_INDEX, CLASS_NAMES
+from core.labels import CLASS_INDEX, CLASS_NAMES, likely_class
 
 FEEDBACK_IMAGES_KEY = "feedback_images"   # the examples artifact's custom property: feedback images among them
 REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
@@ -100,7 +100,8 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
         return ("skip", rel, "hidden_file", "names starting with a dot are not read (temporary files of "
                 "interrupted writes and editors, macOS's ._ files)")
     if label_name not in CLASS_INDEX:
-        return ("skip", rel, "unknown_class", f"folder {label_name!r} is not one of the 27 classes")
+        return ("skip", rel, "unknown_class", f"folder {label_name!r} is not one of the 27 classes"
+                + did_you_mean(label_name))
     try:
         checked = image_io.read_checked(path, max_bytes, max_pixels, opener=fileio.open,
                                         size=lambda p: fileio.stat(p).length)
@@ -264,8 +265,24 @@ def _layout_hint(input_base: str, pattern: str) -> str:
             f"({', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]}) with the images inside")
 
 
+def did_you_mean(folder: str) -> str:
+    """``: did you mean 'bet'?`` for a folder ``folder`` that is not a class name, naming its
+    :func:`core.labels.likely_class`; empty when none is likely."""
+    likely = likely_class(folder)
+    return f": did you mean {likely!r}?" if likely else ""
+
+
+def misnamed_folders(folders: Iterable[str]) -> list[str]:
+    """The ``folders`` (names) that are no class but likely meant as one that has no folder among them: their
+    images would be skipped and that class left empty (``Bet`` beside no ``bet``)."""
+    folders = set(folders)
+    return sorted(folder for folder in folders if likely_class(folder) not in folders | {None})
+
+
 def describe_layout_problem(input_base: str) -> str | None:
-    """A sentence saying why ``input_base`` cannot be read, or None when it holds files to read."""
+    """A sentence saying why ``input_base`` cannot be read, or None when it holds files to read: no class folder,
+    or a folder likely meant as a class that has no folder (:func:`misnamed_folders`). Other folders (``misc``)
+    are no problem: the ExampleGen skips their files and reports them."""
     unfinished = None if "://" in input_base else unfinished_generation(input_base)
     if unfinished:
         return unfinished
@@ -278,6 +295,14 @@ def describe_layout_problem(input_base: str) -> str | None:
         return (f"none of the folders in {input_base} ({shown}) is a class folder: the data root must hold one "
                 f"folder per class, named exactly {', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]} "
                 f"(core/labels.py)")
+    misnamed = misnamed_folders(os.path.basename(os.path.dirname(path)) for path in files)
+    if misnamed:
+        return (f"{input_base} has {len(misnamed)} folder(s) likely meant as a class that has no folder, whose "
+                f"images would not be read:\n"
+                + "".join(f"  {printable(folder)!r} is not a class folder{did_you_mean(folder)}\n"
+                          for folder in misnamed)
+                + f"Folder names are the class names in lower case: {', '.join(CLASS_NAMES)} (core/labels.py). "
+                f"Rename each (or move it out of {input_base})")
     return None
 
 

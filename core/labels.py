@@ -1,5 +1,7 @@
 """The 27 classes, in the canonical HHD order (index = label). Never derive this by sorting folders."""
 
+import difflib
+
 CLASS_NAMES = (
     "alef", "bet", "gimel", "dalet", "he", "vav", "zayin", "het", "tet", "yod",
     "kaf", "kaf_final", "lamed", "mem", "mem_final", "nun", "nun_final", "samekh", "ayin", "pe",
@@ -28,3 +30,15 @@ def label_index(name, what: str = "class") -> int:
         raise ValueError(f"unknown {what} {shown!r:.60}; expected one of the {NUM_CLASSES} classes: "
                          f"{', '.join(CLASS_NAMES)}")
     return index
+
+
+def likely_class(name: str) -> str | None:
+    """The class a folder ``name`` that is not a class name was likely meant to be: the class of that name in lower
+    case (``Bet``), else the closest class name (``bett``, ``shim``, ``aleph``); None for a class name, a hidden name
+    and a name close to none (``misc``)."""
+    if name in CLASS_INDEX or name.startswith("."):
+        return None
+    lowered = name.lower()
+    if lowered in CLASS_INDEX:
+        return lowered
+    return next(iter(difflib.get_close_matches(lowered, CLASS_NAMES, n=1)), None)

@@ -11,7 +11,7 @@ from components.atomic_pusher import PUSH_RECORD, pushed_versions
 from core import configs
 from pipeline import generate_letters
 from core.labels import CLASS_NAMES
-from tests.conftest import ROOT, run_pipeline
+from tests.conftest import ROOT, letter_image, png_bytes, run_pipeline
 from tests.support import serving as testing
 
 pytestmark = pytest.mark.slow   # each test runs local_runner
@@ -163,6 +163,18 @@ def test_runner_refuses_a_data_root_with_no_class_folder_before_running(tmp_path
     summary, proc = run_pipeline(tmp_path / "data", tmp_path, check=False)
     assert proc.returncode == 2 and summary is None
     assert "(Alef, aleph) is a class folder" in proc.stderr and "named exactly alef" in proc.stderr
+    assert not (tmp_path / "pipeline").exists()        # refused before the pipeline started
+
+
+def test_runner_refuses_a_folder_named_like_a_class_that_has_none_before_running(tmp_path):
+    """alef beside Bet, Gimel: the run had trained and gated a model of alef alone, the rest skipped."""
+    for folder in ("alef", "Bet", "Gimel", "misc"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        (tmp_path / "data" / folder / "x.png").write_bytes(png_bytes(letter_image(40, 50)))
+    summary, proc = run_pipeline(tmp_path / "data", tmp_path, check=False)
+    assert proc.returncode == 2 and summary is None, proc.stderr[-2000:]
+    assert "'Bet' is not a class folder: did you mean 'bet'?" in proc.stderr
+    assert "'Gimel' is not a class folder: did you mean 'gimel'?" in proc.stderr and "misc" not in proc.stderr
     assert not (tmp_path / "pipeline").exists()        # refused before the pipeline started
 
 
