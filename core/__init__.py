@@ -1,4 +1,5 @@
-"""The letters TFX pipeline.
+"""The bottom layer of letters: what every part shares (the class labels, the settings, the image checks, the
+feedback store, the request log, model folders, warm-up records), importing nothing else of the project.
 
 Importing this package fixes the Keras mode for the whole process. It must happen before TensorFlow is
 imported anywhere, so every entry point (runners, tests, the trainer module, the serving and web servers)
