@@ -22,7 +22,7 @@ import sys
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from kubeflow import beam_args as beam_args_lib
 from kubeflow import spec as spec_lib
-from core import configs
+from core import configs, settings
 from pipeline import flags
 from core.configs import Config
 
@@ -146,13 +146,14 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     defaults = flags.defaults_from_env()
     parser = build_parser(defaults)
     args = parser.parse_args(argv)
+    given = settings.given_flags(parser, argv, ("pretrain_root", "base_model", "beam_mode", "beam_workers",
+                                                "feedback_repeat"))
     dataflow_only = [f"--{name.replace('_', '-')}" for name in DATAFLOW_ONLY if getattr(args, name) is not None]
     if dataflow_only and not args.dataflow:
         parser.error(f"{', '.join(dataflow_only)} only apply with --dataflow (the Beam work would run in the "
                      "pods' DirectRunner and they would be ignored)")
-    direct_only = [flag for flag, given in (("--beam-mode", args.beam_mode != defaults.beam_mode),
-                                            ("--beam-workers", args.beam_workers != defaults.beam_workers))
-                   if given]
+    direct_only = [flag for flag, dest in (("--beam-mode", "beam_mode"), ("--beam-workers", "beam_workers"))
+                   if dest in given]
     if args.dataflow and direct_only:
         parser.error(f"{', '.join(direct_only)} set the pods' DirectRunner; with --dataflow the Beam work runs on "
                      "Dataflow and they would be ignored")
@@ -165,10 +166,10 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         # TFX would put its own public image (gcr.io/tfx-oss-public/tfx) in place of an empty one: it has none of
         # this project's components
         parser.error(f"--image must name the pipeline image built from the Dockerfile, got {args.image!r}")
-    if not args.feedback_root and args.feedback_repeat != defaults.feedback_repeat:   # "" is none too
+    if not args.feedback_root and "feedback_repeat" in given:   # "" is none too
         parser.error("--feedback-repeat sets how often the feedback is trained on: it needs --feedback-root")
     changes = flags.training_changes(parser, args, defaults)
-    flags.refuse_pretraining_beside_base_model(parser, args, defaults, changes["base_model"])
+    flags.refuse_pretraining_beside_base_model(parser, args, given, changes["base_model"])
     config = defaults.replace(
         # an empty path is the default, as an empty LETTERS_<FIELD> and as for local runs; an empty pretrain root none,
         # and so is a LETTERS_PRETRAIN_ROOT beside a --base-model (the Trainer starts from the base model)

@@ -19,7 +19,7 @@ import sys
 import time
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
-from core import configs
+from core import configs, settings
 from pipeline import flags
 from core.configs import Config
 
@@ -66,15 +66,17 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     flags.add_training_flags(p, defaults)
     flags.add_beam_flags(p.add_argument_group("Beam"), defaults)
     args = p.parse_args(argv)
+    # a flag given, told from its default (a LETTERS_<FIELD> setting it overrides, which may hold the same value)
+    given = settings.given_flags(p, argv, ("pretrain_root", "feedback_repeat", "base_model"))
     args.data_root = args.data_root or None   # empty = the default, as an empty LETTERS_DATA_ROOT
-    if args.no_pretrain and args.pretrain_root and args.pretrain_root != defaults.pretrain_root:
+    if args.no_pretrain and args.pretrain_root and "pretrain_root" in given:
         flags.refuse_ignored(p, f"--pretrain-root ({args.pretrain_root})", "--no-pretrain",
                              "starts the network at random")
-    if args.no_feedback and args.feedback_repeat != defaults.feedback_repeat:
+    if args.no_feedback and "feedback_repeat" in given:
         flags.refuse_ignored(p, f"--feedback-repeat ({args.feedback_repeat})", "--no-feedback",
                              "leaves the feedback out")
     changes = flags.training_changes(p, args, defaults)
-    flags.refuse_pretraining_beside_base_model(p, args, defaults, changes["base_model"])
+    flags.refuse_pretraining_beside_base_model(p, args, given, changes["base_model"])
     config = defaults.replace(
         data_root=flags.absolute(args.data_root) if args.data_root else defaults.data_root,
         # "~" expanded in every path, as the shell would; an empty one is the default, as an empty LETTERS_<FIELD>

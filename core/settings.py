@@ -141,6 +141,16 @@ def flag_values(args: argparse.Namespace, names) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
+def given_flags(parser: argparse.ArgumentParser, argv, dests) -> set[str]:
+    """Which of ``dests`` (``pretrain_root``, …) an option on the command line ``argv`` sets, whatever its value: a
+    flag given its default, which a LETTERS_<FIELD> variable may have set, is given too. ``argv`` is parsed again
+    into a namespace holding a marker in each of ``dests``, which argparse keeps where no option sets it (so each of
+    them must be an option that stores its value, not one that appends or counts)."""
+    unset = object()
+    probe = parser.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(dests, unset)))
+    return {dest for dest in dests if getattr(probe, dest) is not unset}
+
+
 def unknown_variables(known_names, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
     """The ``LETTERS_*`` variables set in ``environ`` (not empty: an empty one is unset) that are not among
     ``known_names``, each with the known variable its name is closest to (None: none is close), in name order."""

@@ -87,15 +87,16 @@ def refuse_ignored(parser: argparse.ArgumentParser, ignored: str, by: str, why: 
 
 
 def refuse_pretraining_beside_base_model(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                                         defaults: Config, base_model: str) -> None:
+                                         given: set[str], base_model: str) -> None:
     """Both runners: the Trainer starts from ``base_model`` (--base-model, resolved), so letters to pretrain on
     would be ignored: :func:`refuse_ignored` when a --pretrain-root is given beside it, and when both come from
     LETTERS_* settings. A LETTERS_PRETRAIN_ROOT that a --base-model on the command line overrides is no conflict, as
-    for the other refusals: the run starts from the base model, unpretrained."""
+    for the other refusals: the run starts from the base model, unpretrained. ``given``: the flags the command line
+    gave (:func:`core.settings.given_flags`), whatever their values."""
     pretrain_root = None if getattr(args, "no_pretrain", False) else args.pretrain_root
     if not (base_model and pretrain_root):
         return
-    if pretrain_root == defaults.pretrain_root and args.base_model != defaults.base_model:
+    if "pretrain_root" not in given and "base_model" in given:
         return
     refuse_ignored(parser, f"--pretrain-root ({absolute(pretrain_root)})", f"--base-model ({base_model})",
                    "gives the network to start from")

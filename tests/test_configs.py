@@ -311,9 +311,41 @@ def test_local_flags_one_another_would_make_ignored_are_usage_errors(argv, messa
     # the same flags saying the same thing, or a standing LETTERS_* setting the flag overrides, are no conflict
     monkeypatch.setenv("LETTERS_FEEDBACK_REPEAT", "5")
     monkeypatch.setenv("LETTERS_PRETRAIN_ROOT", str(tmp_path / "other"))
-    for agreeing in (["--no-pretrain", "--pretrain-root", ""], ["--no-feedback", "--feedback-repeat", "5"],
-                     ["--no-pretrain", "--no-feedback"]):
+    for agreeing in (["--no-pretrain", "--pretrain-root", ""], ["--no-feedback"], ["--no-pretrain", "--no-feedback"]):
         local_runner.parse_args(agreeing)
+
+
+@pytest.mark.parametrize("runner, environ, argv, message", [
+    ("local_runner", {"LETTERS_PRETRAIN_ROOT": "gs://b/pre"}, ["--no-pretrain", "--pretrain-root", "gs://b/pre"],
+     "--no-pretrain starts the network at random: --pretrain-root (gs://b/pre) would be ignored"),
+    ("local_runner", {"LETTERS_FEEDBACK_REPEAT": "5"}, ["--no-feedback", "--feedback-repeat", "5"],
+     "--no-feedback leaves the feedback out: --feedback-repeat (5) would be ignored"),
+    ("local_runner", {}, ["--no-feedback", "--feedback-repeat", "0"],
+     "--no-feedback leaves the feedback out: --feedback-repeat (0) would be ignored"),
+    ("local_runner", {"LETTERS_PRETRAIN_ROOT": "gs://b/pre"},
+     ["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"], "--pretrain-root (gs://b/pre) would be ignored"),
+    ("kubeflow_runner", {"LETTERS_PRETRAIN_ROOT": "gs://b/pre"},
+     ["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"], "--pretrain-root (gs://b/pre) would be ignored"),
+    ("kubeflow_runner", {"LETTERS_FEEDBACK_REPEAT": "3"}, ["--feedback-repeat", "3"], "it needs --feedback-root"),
+    ("kubeflow_runner", {"LETTERS_BEAM_MODE": "multi_threading"},
+     ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "gs://b/t", "--beam-mode", "multi_threading"],
+     "--beam-mode set the pods' DirectRunner"),
+])
+def test_a_flag_given_is_told_from_a_setting_holding_its_value(runner, environ, argv, message, monkeypatch, capsys):
+    """A flag another flag makes ignored is refused whatever its value: LETTERS_PRETRAIN_ROOT=/w/pr beside
+    --no-pretrain --pretrain-root /w/pr had been taken, the flag dropped, as it was told from its default by its
+    value, which the variable had set (with /w/pr/ it was refused); --feedback-repeat, and kubeflow_runner's
+    --feedback-repeat without --feedback-root and --beam-mode with --dataflow, likewise."""
+    import importlib
+    module = importlib.import_module(runner)
+    monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE", raising=False)
+    for variable, value in environ.items():
+        monkeypatch.setenv(variable, value)
+    common = ["--pipeline-root", "gs://b/root", "--serving-dir", "gs://b/serving"] if runner == "kubeflow_runner" \
+        else []
+    with pytest.raises(SystemExit) as caught:
+        module.parse_args(common + argv)
+    assert caught.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("runner", ["local_runner", "kubeflow_runner"])
