@@ -75,6 +75,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     if args.no_feedback and "feedback_repeat" in given:
         flags.refuse_ignored(p, f"--feedback-repeat ({args.feedback_repeat})", "--no-feedback",
                              "leaves the feedback out")
+    if args.no_pretrain and "base_model" not in given:
+        args.base_model = ""   # a LETTERS_BASE_MODEL the flag overrides: the network starts at random
     changes = flags.training_changes(p, args, defaults)
     flags.refuse_pretraining_beside_base_model(p, args, given, changes["base_model"])
     config = defaults.replace(

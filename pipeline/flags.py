@@ -92,7 +92,10 @@ def refuse_pretraining_beside_base_model(parser: argparse.ArgumentParser, args: 
     would be ignored: :func:`refuse_ignored` when a --pretrain-root is given beside it, and when both come from
     LETTERS_* settings. A LETTERS_PRETRAIN_ROOT that a --base-model on the command line overrides is no conflict, as
     for the other refusals: the run starts from the base model, unpretrained. ``given``: the flags the command line
-    gave (:func:`core.settings.given_flags`), whatever their values."""
+    gave (:func:`core.settings.given_flags`), whatever their values. A --no-pretrain (local runs) beside a base model
+    is refused too: the run would not start at random (the local runner lets it override a LETTERS_BASE_MODEL)."""
+    if base_model and getattr(args, "no_pretrain", False):
+        refuse_ignored(parser, "--no-pretrain", f"--base-model ({base_model})", "gives the network to start from")
     pretrain_root = None if getattr(args, "no_pretrain", False) else args.pretrain_root
     if not (base_model and pretrain_root):
         return

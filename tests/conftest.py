@@ -67,11 +67,11 @@ def tiny_dataset(tmp_path_factory):
 def run_pipeline(data_root, work, *extra, check=True):
     """Runs local_runner.py in a subprocess; returns (summary dict, completed process). Without --feedback-dir it
     runs with --no-feedback: the developer's own feedback store (outputs/feedback) never reaches a test; without
-    --pretrain-root, with --no-pretrain (no test waits for the built-in letters' pretraining)."""
+    --pretrain-root or --base-model, with --no-pretrain (no test waits for the built-in letters' pretraining)."""
     summary = Path(work) / f"summary-{len(list(Path(work).glob('summary-*')))}.json"
     if "--feedback-dir" not in extra:
         extra = (*extra, "--no-feedback")
-    if "--pretrain-root" not in extra:   # a test's own data trains from a random start unless it asks
+    if not {"--pretrain-root", "--base-model"} & set(extra):   # a random start unless a test asks for another
         extra = (*extra, "--no-pretrain")
     cmd = [sys.executable, str(ROOT / "local_runner.py"), "--data-root", str(data_root),
            "--pipeline-root", str(Path(work) / "pipeline"), "--serving-dir", str(Path(work) / "serving"),

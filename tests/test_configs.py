@@ -379,6 +379,21 @@ def test_both_runners_refuse_pretraining_beside_a_base_model_unless_a_flag_overr
     assert (config.base_model, config.pretrain_root) == ("gs://b/m/1", "")
 
 
+def test_no_pretrain_beside_a_base_model_is_refused_and_overrides_a_setting(tmp_path, monkeypatch, capsys):
+    """--no-pretrain --base-model M had been taken, --no-pretrain silently ignored: the Trainer started from M. A
+    standing LETTERS_BASE_MODEL that --no-pretrain overrides is no conflict: the network starts at random (the
+    model is not even read)."""
+    import local_runner
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args(["--no-pretrain", "--base-model", "gs://b/m/1"])
+    assert caught.value.code == 2 and ("--base-model (gs://b/m/1) gives the network to start from: --no-pretrain "
+                                       "would be ignored; give one of the two") in capsys.readouterr().err
+    monkeypatch.setenv("LETTERS_BASE_MODEL", str(tmp_path / "none"))
+    config, args = local_runner.parse_args(["--data-root", str(tmp_path), "--no-pretrain"])
+    config = local_runner.choose_pretraining(config, args, "unused")
+    assert (config.base_model, config.pretrain_root) == ("", "")
+
+
 def test_a_small_data_root_is_pointed_to_the_feedback_route(tmp_path):
     import local_runner
     from core.labels import CLASS_NAMES
