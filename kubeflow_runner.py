@@ -168,7 +168,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         parser.error(f"--image must name the pipeline image built from the Dockerfile, got {args.image!r}")
     if not args.feedback_root and "feedback_repeat" in given:   # "" is none too
         parser.error("--feedback-repeat sets how often the feedback is trained on: it needs --feedback-root")
-    changes = flags.training_changes(parser, args, defaults)
+    changes = flags.training_changes(parser, args, defaults, given)
     flags.refuse_pretraining_beside_base_model(parser, args, given, changes["base_model"])
     config = defaults.replace(
         # an empty path is the default, as an empty LETTERS_<FIELD> and as for local runs; an empty pretrain root none,

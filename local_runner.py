@@ -77,7 +77,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
                              "leaves the feedback out")
     if args.no_pretrain and "base_model" not in given:
         args.base_model = ""   # a LETTERS_BASE_MODEL the flag overrides: the network starts at random
-    changes = flags.training_changes(p, args, defaults)
+    changes = flags.training_changes(p, args, defaults, given)
     flags.refuse_pretraining_beside_base_model(p, args, given, changes["base_model"])
     config = defaults.replace(
         data_root=flags.absolute(args.data_root) if args.data_root else defaults.data_root,

@@ -76,7 +76,13 @@ def _culprits(defaults, changes: Mapping, variables: Mapping[str, str], environ:
             return True
         return False
     names = [name for name in changes if refused(name)] or list(changes)
-    return ", ".join(f"{variables[name]}={environ[variables[name]]!r}" for name in names)
+    return ", ".join(variable_text(variables[name], environ) for name in names)
+
+
+def variable_text(variable: str, environ: Mapping[str, str] | None = None) -> str:
+    """A variable as an error names it, with its text: ``LETTERS_EPOCHS='many'``."""
+    environ = os.environ if environ is None else environ
+    return f"{variable}={environ.get(variable, '')!r}"
 
 
 def is_url(path: str) -> bool:
@@ -139,6 +145,16 @@ def add_flags(parser, cls, helps: Mapping[str, str], defaults=None, dashes: bool
 def flag_values(args: argparse.Namespace, names) -> dict:
     """The fields among ``names`` whose flag was given (or has a non-None default)."""
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def named(name: str, given, variables: Mapping[str, str], value=None, dashes: bool = True) -> str:
+    """How an error names the setting of field ``name``: its flag (with ``value``: ``--base-model (M)``) when the
+    command line gave it (``given``: :func:`given_flags`), else the variable among ``variables`` (field -> variable)
+    it came from, with its text (``LETTERS_BASE_MODEL='M'``), as :func:`from_env` names a refused variable: an
+    error a variable alone caused names no flag that was never given."""
+    if name in given or name not in variables:
+        return flag_name(name, dashes) + ("" if value is None else f" ({value})")
+    return variable_text(variables[name])
 
 
 def given_flags(parser: argparse.ArgumentParser, argv, dests) -> set[str]:

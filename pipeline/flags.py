@@ -92,17 +92,25 @@ def refuse_pretraining_beside_base_model(parser: argparse.ArgumentParser, args: 
     would be ignored: :func:`refuse_ignored` when a --pretrain-root is given beside it, and when both come from
     LETTERS_* settings. A LETTERS_PRETRAIN_ROOT that a --base-model on the command line overrides is no conflict, as
     for the other refusals: the run starts from the base model, unpretrained. ``given``: the flags the command line
-    gave (:func:`core.settings.given_flags`), whatever their values. A --no-pretrain (local runs) beside a base model
-    is refused too: the run would not start at random (the local runner lets it override a LETTERS_BASE_MODEL)."""
+    gave (:func:`core.settings.given_flags`), whatever their values; a setting that is no flag given is named by
+    its variable (:func:`named`). A --no-pretrain (local runs) beside a base model is refused too: the run would
+    not start at random (the local runner lets it override a LETTERS_BASE_MODEL)."""
     if base_model and getattr(args, "no_pretrain", False):
-        refuse_ignored(parser, "--no-pretrain", f"--base-model ({base_model})", "gives the network to start from")
+        refuse_ignored(parser, "--no-pretrain", named("base_model", given, base_model),
+                       "gives the network to start from")
     pretrain_root = None if getattr(args, "no_pretrain", False) else args.pretrain_root
     if not (base_model and pretrain_root):
         return
     if "pretrain_root" not in given and "base_model" in given:
         return
-    refuse_ignored(parser, f"--pretrain-root ({absolute(pretrain_root)})", f"--base-model ({base_model})",
-                   "gives the network to start from")
+    refuse_ignored(parser, named("pretrain_root", given, absolute(pretrain_root)),
+                   named("base_model", given, base_model), "gives the network to start from")
+
+
+def named(name: str, given: set[str], value=None) -> str:
+    """How an error names the Config field ``name``'s setting: its flag when the command line gave it, else its
+    LETTERS_<FIELD> variable (:func:`core.settings.named`)."""
+    return settings.named(name, given, configs.ENV, value)
 
 
 def output_dir(path: str) -> str:
@@ -172,8 +180,10 @@ def add_beam_flags(group, defaults: Config) -> None:
     settings.add_flags(group, Config, BEAM_FLAGS, defaults, choices=CHOICES)
 
 
-def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, defaults: Config) -> dict:
-    """The Config fields the shared flags set; bad values end in ``parser.error`` (a usage error)."""
+def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, defaults: Config,
+                     given: set[str]) -> dict:
+    """The Config fields the shared flags set; bad values end in ``parser.error`` (a usage error). ``given``: the
+    flags the command line gave (:func:`core.settings.given_flags`), base_model among those asked about."""
     try:
         train_buckets, eval_buckets = (int(part) for part in args.split.split(":"))
     except ValueError:
@@ -188,21 +198,21 @@ def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     except ValueError as err:
         parser.error(str(err))
     if config.base_model and not is_url(config.base_model):   # a remote one is read only at run time
-        changes["base_model"] = local_base_model(parser, config)
+        changes["base_model"] = local_base_model(parser, config, named("base_model", given))
     return changes
 
 
-def local_base_model(parser: argparse.ArgumentParser, config: Config) -> str:
+def local_base_model(parser: argparse.ArgumentParser, config: Config, source: str) -> str:
     """Before anything runs: the version folder --base-model stands for, holding a letters model whose network
-    this run can start from; otherwise a usage error."""
+    this run can start from; otherwise a usage error naming ``source`` (the flag, or LETTERS_BASE_MODEL='…')."""
     from core.model_dirs import resolve_model_dir
     from models import warm_start
     try:
         folder = resolve_model_dir(absolute(config.base_model))
     except FileNotFoundError as err:
-        parser.error(f"--base-model: {err}; {warm_start.WHAT_TO_GIVE}")
+        parser.error(f"{source}: {err}; {warm_start.WHAT_TO_GIVE}")
     try:
         warm_start.network_weights(folder, config)
     except warm_start.BaseModelError as err:
-        parser.error(f"--base-model: {err}")
+        parser.error(f"{source}: {err}")
     return folder

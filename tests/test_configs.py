@@ -361,10 +361,16 @@ def test_both_runners_refuse_pretraining_beside_a_base_model_unless_a_flag_overr
     monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE", raising=False)
     common = ["--pipeline-root", "gs://b/root", "--serving-dir", "gs://b/serving"] if runner == "kubeflow_runner" \
         else []
-    message = "--base-model (gs://b/m/1) gives the network to start from: --pretrain-root (gs://b/pre) would be ignored"
-    for environ, argv in (({}, ["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"]),
-                          ({"LETTERS_BASE_MODEL": "gs://b/m/1"}, ["--pretrain-root", "gs://b/pre"]),
-                          ({"LETTERS_BASE_MODEL": "gs://b/m/1", "LETTERS_PRETRAIN_ROOT": "gs://b/pre"}, [])):
+    # each named as it was given: a flag, or a variable with its text (a flag never given had been named)
+    for environ, argv, message in (
+            ({}, ["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"],
+             "--base-model (gs://b/m/1) gives the network to start from: --pretrain-root (gs://b/pre) would be ignored"),
+            ({"LETTERS_BASE_MODEL": "gs://b/m/1"}, ["--pretrain-root", "gs://b/pre"],
+             "LETTERS_BASE_MODEL='gs://b/m/1' gives the network to start from: --pretrain-root (gs://b/pre) would be "
+             "ignored"),
+            ({"LETTERS_BASE_MODEL": "gs://b/m/1", "LETTERS_PRETRAIN_ROOT": "gs://b/pre"}, [],
+             "LETTERS_BASE_MODEL='gs://b/m/1' gives the network to start from: LETTERS_PRETRAIN_ROOT='gs://b/pre' "
+             "would be ignored")):
         with monkeypatch.context() as env:
             for variable, value in environ.items():
                 env.setenv(variable, value)
@@ -377,6 +383,24 @@ def test_both_runners_refuse_pretraining_beside_a_base_model_unless_a_flag_overr
         config = local_runner.choose_pretraining(config, args, "unused")
         assert "LETTERS_PRETRAIN_ROOT=gs://b/pre is not used" in capsys.readouterr().out
     assert (config.base_model, config.pretrain_root) == ("gs://b/m/1", "")
+
+
+@pytest.mark.parametrize("runner", ["local_runner", "kubeflow_runner"])
+def test_a_base_model_setting_that_holds_no_model_is_named_by_its_variable(runner, tmp_path, monkeypatch, capsys):
+    """LETTERS_BASE_MODEL=/nonexistent had been "error: --base-model: … holds no SavedModel", a flag never given;
+    every other bad LETTERS_* value is named by its variable."""
+    import importlib
+    module = importlib.import_module(runner)
+    monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE", raising=False)
+    common = ["--pipeline-root", "gs://b/root", "--serving-dir", "gs://b/serving"] if runner == "kubeflow_runner" \
+        else []
+    for given, named in (([], f"LETTERS_BASE_MODEL='{tmp_path / 'none'}'"), (["--base-model", str(tmp_path / "none")],
+                                                                           "--base-model")):
+        monkeypatch.setenv("LETTERS_BASE_MODEL", str(tmp_path / "none"))
+        with pytest.raises(SystemExit) as caught:
+            module.parse_args(common + given)
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and f"error: {named}: {tmp_path / 'none'} holds no SavedModel" in err, err
 
 
 def test_no_pretrain_beside_a_base_model_is_refused_and_overrides_a_setting(tmp_path, monkeypatch, capsys):
