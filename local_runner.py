@@ -87,7 +87,24 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir),
         feedback_dir="" if args.no_feedback else flags.path_or_default(args.feedback_dir, defaults.feedback_dir),
         generate_per_class=args.generate_per_class, **changes)
+    problem = flags.overlap(run_paths(config, args), OVERLAPS)
+    if problem:
+        p.error(problem)
     return config, args
+
+
+def run_paths(config: Config, args: argparse.Namespace) -> dict[str, str]:
+    """The paths a run reads and writes, by flag ("" for one it does not use)."""
+    return {"--summary-json": args.summary_json or "", "--metadata-path": config.metadata_file,
+            "--pipeline-root": config.pipeline_root, "--serving-dir": config.serving_dir}
+
+
+_ARTIFACTS = "the pipeline writes its artifacts in its folders"
+OVERLAPS = (   # (flag, other flag, relation, what would happen): paths a run refuses (flags.overlap)
+    ("--summary-json", "--metadata-path", flags.same, "the summary would be written over ML Metadata's database"),
+    ("--summary-json", "--pipeline-root", flags.in_a_folder_of, _ARTIFACTS),
+    ("--summary-json", "--serving-dir", flags.in_a_folder_of, "its folders are the model versions served"),
+)
 
 
 class _ProgressFilter(pylogging.Filter):

@@ -77,6 +77,34 @@ def file_problem(path: str) -> str | None:
     return folder_problem(os.path.dirname(os.path.abspath(path)))
 
 
+def same(path: str, other: str) -> bool:
+    """:func:`overlap` relation: one path."""
+    return path == other
+
+
+def within(path: str, folder: str) -> bool:
+    """:func:`overlap` relation: ``folder`` itself or anything under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def in_a_folder_of(path: str, folder: str) -> bool:
+    """:func:`overlap` relation: ``folder`` itself or anything in its folders (not a file directly in it)."""
+    return within(path, folder) and os.path.dirname(path) != folder
+
+
+def overlap(paths: dict[str, str], refused) -> str | None:
+    """Why a run cannot use ``paths`` (flag -> local path; empty ones and URLs left out) together, or None: the
+    first of ``refused`` ((flag, other flag, relation, why), …) whose paths, links resolved, stand in that relation
+    (:func:`same`, :func:`within`, :func:`in_a_folder_of`), said naming both flags and what ``why`` says would
+    happen. Found before the run, instead of a run that reads what it writes or writes over what it keeps."""
+    real = {flag: os.path.realpath(path) for flag, path in paths.items() if path and not is_url(path)}
+    for flag, other, relation, why in refused:
+        if flag in real and other in real and relation(real[flag], real[other]):
+            where = ("the same path as" if real[flag] == real[other] else "inside") + f" {other} ({paths[other]})"
+            return f"{flag} ({paths[flag]}) is {where}: {why}; give it another"
+    return None
+
+
 def refuse_ignored(parser: argparse.ArgumentParser, ignored: str, by: str, why: str,
                    remedy: str = "give one of the two") -> None:
     """A usage error (status 2) for a flag that another flag on the same command line makes the run ignore: said

@@ -142,3 +142,26 @@ def test_the_summary_is_told_the_model_served_before_the_run_pushed(tiny_letters
                               "--serving-dir", str(tmp_path / "s"), "--no-feedback", "--no-pretrain", "--quiet",
                               "--epochs", "1"]) == 0
     assert [k["served"] for k in told] == [{"version": version, "model": str(served_model)}]
+
+
+def test_a_summary_json_on_a_file_the_run_keeps_is_a_usage_error(tmp_path, capsys):
+    """--summary-json <pipeline-root>/metadata.sqlite had been taken: the summary was written over ML Metadata's
+    database after the run, and the next run ended in a traceback (file is not a database). A file in the
+    pipeline root's or the serving dir's folders (artifacts, model versions) is refused too; one beside them is not."""
+    root, serving = tmp_path / "p", tmp_path / "s"
+    (root / "Trainer").mkdir(parents=True)
+    (serving / "1").mkdir(parents=True)
+    common = ["--pipeline-root", str(root), "--serving-dir", str(serving)]
+    for summary, other, why in (
+            (root / "metadata.sqlite", "is the same path as --metadata-path",
+             "the summary would be written over ML Metadata's database"),
+            (root / "Trainer" / "s.json", f"is inside --pipeline-root ({root})", "the pipeline writes its artifacts"),
+            (serving / "1" / "s.json", f"is inside --serving-dir ({serving})", "its folders are the model versions")):
+        with pytest.raises(SystemExit) as caught:
+            local_runner.parse_args([*common, "--summary-json", str(summary)])
+        assert caught.value.code == 2 and f"error: --summary-json ({summary}) {other}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):   # another --metadata-path: the same file
+        local_runner.parse_args(["--metadata-path", str(tmp_path / "m.sqlite"), "--summary-json",
+                                 str(tmp_path / "m.sqlite")])
+    for summary in (root / "summary.json", serving / "summary.json", tmp_path / "summary.json"):
+        assert local_runner.parse_args([*common, "--summary-json", str(summary)])[1].summary_json == str(summary)
