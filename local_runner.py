@@ -94,16 +94,27 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
 
 
 def run_paths(config: Config, args: argparse.Namespace) -> dict[str, str]:
-    """The paths a run reads and writes, by flag ("" for one it does not use)."""
+    """The paths a run reads and writes, by flag ("" for one it does not use): a --pretrain-root only when it
+    pretrains on it, the data root and the feedback store as given or by default."""
+    pretrain_root = "" if args.no_pretrain or config.base_model else args.pretrain_root or ""
     return {"--summary-json": args.summary_json or "", "--metadata-path": config.metadata_file,
-            "--pipeline-root": config.pipeline_root, "--serving-dir": config.serving_dir}
+            "--pipeline-root": config.pipeline_root, "--serving-dir": config.serving_dir,
+            "--data-root": config.data_root, "--pretrain-root": pretrain_root, "--feedback-dir": config.feedback_dir}
 
 
+_WRITTEN = ("--pipeline-root", "--serving-dir", "--metadata-path", "--summary-json")   # what the run writes
+_READ = "every file under it is read as letters, so each run would read what is written there"
 _ARTIFACTS = "the pipeline writes its artifacts in its folders"
 OVERLAPS = (   # (flag, other flag, relation, what would happen): paths a run refuses (flags.overlap)
     ("--summary-json", "--metadata-path", flags.same, "the summary would be written over ML Metadata's database"),
     ("--summary-json", "--pipeline-root", flags.in_a_folder_of, _ARTIFACTS),
     ("--summary-json", "--serving-dir", flags.in_a_folder_of, "its folders are the model versions served"),
+    ("--serving-dir", "--pipeline-root", flags.same, "the versions pushed would be among its artifacts"),
+    *((flag, letters, flags.within, _READ) for letters in ("--data-root", "--pretrain-root")
+      for flag in (*_WRITTEN, "--feedback-dir")),
+    *((flag, "--feedback-dir", flags.within, "it is the web client's feedback store") for flag in _WRITTEN),
+    *((flag, "--pipeline-root", flags.within, _ARTIFACTS) for flag in ("--data-root", "--pretrain-root",
+                                                                      "--feedback-dir")),
 )
 
 

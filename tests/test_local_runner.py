@@ -165,3 +165,36 @@ def test_a_summary_json_on_a_file_the_run_keeps_is_a_usage_error(tmp_path, capsy
                                  str(tmp_path / "m.sqlite")])
     for summary in (root / "summary.json", serving / "summary.json", tmp_path / "summary.json"):
         assert local_runner.parse_args([*common, "--summary-json", str(summary)])[1].summary_json == str(summary)
+
+
+def test_paths_of_two_roles_that_overlap_are_a_usage_error_naming_both(tmp_path, monkeypatch, capsys):
+    """A --serving-dir in (or equal to) the --data-root had been taken: each re-run read the version pushed as an
+    unknown class, its data changed, and it trained and pushed again; a --pipeline-root equal to the --data-root
+    filled it with component folders. Such paths are refused before the run, naming both flags; the defaults,
+    and folders side by side in one project folder, are not."""
+    data = tmp_path / "data"
+    monkeypatch.delenv("LETTERS_DATA_ROOT", raising=False)
+    common = ["--data-root", str(data), "--pipeline-root", str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s"),
+              "--feedback-dir", str(tmp_path / "f")]
+    for argv, message in (
+            (["--serving-dir", str(data)], f"--serving-dir ({data}) is the same path as --data-root ({data})"),
+            (["--serving-dir", str(data / "s")], f"--serving-dir ({data / 's'}) is inside --data-root ({data})"),
+            (["--pipeline-root", str(data)], f"--pipeline-root ({data}) is the same path as --data-root ({data})"),
+            (["--metadata-path", str(data / "m.sqlite")], f"--metadata-path ({data / 'm.sqlite'}) is inside --data-root"),
+            (["--pretrain-root", str(tmp_path / "s")], f"--serving-dir ({tmp_path / 's'}) is the same path as "
+                                                        f"--pretrain-root"),
+            (["--serving-dir", str(tmp_path / "p")], f"--serving-dir ({tmp_path / 'p'}) is the same path as "
+                                                      f"--pipeline-root"),
+            (["--feedback-dir", str(tmp_path / "p" / "feedback")],   # where the runner exports the store's images
+             f"--feedback-dir ({tmp_path / 'p' / 'feedback'}) is inside --pipeline-root ({tmp_path / 'p'})"),
+            (["--pipeline-root", str(tmp_path / "f")], f"--pipeline-root ({tmp_path / 'f'}) is the same path as "
+                                                        f"--feedback-dir")):
+        with pytest.raises(SystemExit) as caught:
+            local_runner.parse_args(common + argv)
+        assert caught.value.code == 2 and message in capsys.readouterr().err, argv
+    # side by side in one folder, a serving dir or a summary in the pipeline root, or the defaults: taken
+    local_runner.parse_args(common + ["--summary-json", str(tmp_path / "p.json")])
+    local_runner.parse_args(common + ["--serving-dir", str(tmp_path / "p" / "serving")])
+    local_runner.parse_args(common + ["--pretrain-root", str(tmp_path / "pre"), "--no-feedback"])
+    local_runner.parse_args(["--data-root", str(data), "--no-pretrain", "--pretrain-root", ""])
+    local_runner.parse_args([])
