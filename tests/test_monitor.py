@@ -378,6 +378,45 @@ def test_reads_what_the_web_backend_writes_with_its_time_and_origin(tmp_path, le
     assert [image_features.features(a.image, a.origin)["source"] for a in read.answers] == ["canvas", "upload"]
 
 
+def test_a_pass_holds_the_answer_being_read_not_every_answers_image(tmp_path, letters, pipeline_root, monkeypatch):
+    """The log is read as a stream: an answer's image features are computed as its record is read and its image let
+    go. Every answer had been held with its image until the checks ran: 2 GB of memory for a full log (1 GiB), the
+    monitor CronJob's limit."""
+    import weakref
+
+    from pipeline.monitor import image_features, request_logs
+
+    alive, seen = weakref.WeakSet(), []   # the answers not yet let go; how many there were at each image's features
+    answer, features = request_logs.Answer, image_features.features
+    monkeypatch.setattr(request_logs, "Answer", lambda **fields: (made := answer(**fields), alive.add(made))[0])
+    monkeypatch.setattr(image_features, "features", lambda *args: (seen.append(len(alive)), features(*args))[1])
+    log_traffic(tmp_path / "logs", traffic(letters))
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    assert status == cli.OK and result["logs"]["answers"] == 81 and [g["requests"] for g in result["groups"]] == [81]
+    assert max(seen) == 1, seen
+
+
+def test_the_windows_the_report_draws_keep_their_chart_values_and_no_other(letters):
+    """Read as a stream, a window keeps its image features as columns; the raw values of the charts are taken for
+    the windows the report draws (the newest, and a judged one the alarms judge), not for every window of a long
+    log."""
+    from core.configs import Config
+    from pipeline.monitor import checks, image_features, request_logs
+
+    now = 10 * DAY + 1800   # the middle of an hour
+    items = traffic(letters)
+    answers = [request_logs.Answer(time=now - hours * 3600, version=7, image=image, top1=CLASS_INDEX[name],
+                                   score=0.9, origin="")
+               for hours, count in ((3, 81), (1, 81), (0, 10)) for image, name in items[:count]]
+    result = checks.run(checks.Traffic(3600, now).add_all(answers), [], None, None,
+                        Config().replace(monitor_min_requests=50))
+    assert [(g["requests"], g["judged"], g["recent"]) for g in result["groups"]] == [
+        (81, True, False), (81, True, True), (10, False, True)]
+    ink = lambda images: [image_features.features(i, "")["ink_share"] for i in images]  # noqa: E731
+    assert [g.get("_values", {}).get("ink_share") for g in result["groups"]] == [
+        None, ink(image for image, _ in items), ink(image for image, _ in items[:10])]
+
+
 @pytest.mark.parametrize("cut", [0, 1, 4, 8, 11, 12, 20])
 def test_a_record_cut_short_anywhere_is_a_truncated_tail(tmp_path, cut):
     """The last record cut ``cut`` bytes in: counted as a truncated tail, the records before it read. TensorFlow

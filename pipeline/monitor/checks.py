@@ -3,16 +3,23 @@ reference (TFDV drift and skew, confidence), live accuracy per version from feed
 and the alarms: thresholds crossed in a judged window of the current period or the one before it (a run shortly
 after a window ends still judges it whole; a version that no longer gets answers stops alarming), by live accuracy
 or by the server (its metrics page too: one that cannot be read is an alarm); answers the model gave that cannot be
-used are judged per version and window too."""
+used are judged per version and window too.
+
+The answers are read as a stream (:class:`Traffic`): each answer's image features are computed as it is read and
+its image let go, so that a pass's memory grows by a few dozen bytes an answer, not by the log's size."""
 from __future__ import annotations
 
+import array
 import collections
+import math
 import time
+
+import numpy as np
 
 from core import configs
 from core.configs import Config
 from core.labels import CLASS_NAMES
-from pipeline.monitor import drift, image_features, live_accuracy, windows
+from pipeline.monitor import drift, image_features, live_accuracy, report, windows
 
 CONFIDENCE_BINS = 10
 
@@ -28,19 +35,70 @@ def _confidence(scores: list[float], config: Config, judged: bool) -> dict:
             "histogram": counts, "crossed": judged and share > config.monitor_max_low_confidence_share}
 
 
-def group_answers(answers, seconds: int | None) -> dict:
-    groups = collections.defaultdict(list)
-    for answer in answers:
-        groups[(answer.version, windows.start(answer.time, seconds))].append(answer)
-    return groups
+class Group:
+    """The answers of one (version, window) as the checks read them, column by column: each one's top-1 class and
+    score and its image's features (:func:`image_features.features`), not the image."""
+
+    def __init__(self):
+        self.first_answer_at = math.inf
+        self.top1 = array.array("B")
+        self.scores = array.array("d")
+        self.numeric = {name: array.array("d") for name in image_features.NUMERIC}   # NaN: the image did not decode
+        self.categorical = {name: [] for name in image_features.CATEGORICAL}
+
+    def __len__(self) -> int:
+        return len(self.top1)
+
+    def add(self, answer) -> None:
+        features = image_features.features(answer.image, answer.origin)
+        self.first_answer_at = min(self.first_answer_at, answer.time)
+        self.top1.append(answer.top1)
+        self.scores.append(answer.score)
+        for name, values in self.numeric.items():
+            values.append(features.get(name, math.nan))
+        for name, values in self.categorical.items():
+            values.append(features[name])
+
+    def feature_columns(self) -> dict:
+        """The image features, name -> a value per answer (drift.column_statistics)."""
+        return {**{name: np.frombuffer(values) for name, values in self.numeric.items()}, **self.categorical}
+
+    def chart_values(self) -> dict:
+        """The numeric image features of the images that decoded, name -> values (the report's histograms)."""
+        return {name: [value for value in values if not math.isnan(value)] for name, values in self.numeric.items()}
 
 
-def unusable_shares(answers, unusable, seconds: int | None, config: Config) -> list[dict]:
-    """Per (version, window) of the answers, usable or not: the share that cannot be used (none, the wrong shape,
-    not finite), crossed above ``monitor_max_unusable`` whatever the window's size (a model that answers NaN is
-    broken, not noisy: every answer unusable always crosses)."""
+class Traffic:
+    """The answers of a request log grouped by (version, window) as they are read (:meth:`add`); those dated after
+    ``now`` (beyond the clock skew allowed: a writer's clock ahead) are counted in ``ahead``, not checked."""
+
+    def __init__(self, seconds: int | None, now: float | None = None):
+        self.seconds = seconds
+        self.now = time.time() if now is None else now
+        self.groups: dict[tuple, Group] = {}   # (version, window start) -> its answers
+        self.ahead = 0
+
+    def add(self, answer) -> None:
+        if answer.time > self.now + live_accuracy.CLOCK_SKEW_SECONDS:
+            self.ahead += 1
+            return
+        key = (answer.version, windows.start(answer.time, self.seconds))
+        if key not in self.groups:
+            self.groups[key] = Group()
+        self.groups[key].add(answer)
+
+    def add_all(self, answers) -> Traffic:
+        for answer in answers:
+            self.add(answer)
+        return self
+
+
+def unusable_shares(answered: dict, unusable, seconds: int | None, config: Config) -> list[dict]:
+    """Per (version, window) of the answers, usable (``answered``: (version, window start) -> count) or not: the
+    share that cannot be used (none, the wrong shape, not finite), crossed above ``monitor_max_unusable`` whatever
+    the window's size (a model that answers NaN is broken, not noisy: every answer unusable always crosses)."""
     key = lambda item: (item.version, windows.start(item.time, seconds))   # noqa: E731
-    usable, bad = collections.Counter(map(key, answers)), collections.Counter(map(key, unusable))
+    usable, bad = collections.Counter(answered), collections.Counter(map(key, unusable))
     rows = []
     for version, begin in sorted(usable.keys() | bad.keys(), key=lambda k: (str(k[0]), k[1])):
         total = usable[(version, begin)] + bad[(version, begin)]
@@ -51,26 +109,26 @@ def unusable_shares(answers, unusable, seconds: int | None, config: Config) -> l
     return rows
 
 
-def judge_group(version, begin: float, answers, seconds, reference, training_stats, schema, config: Config):
-    """The checks of one (version, window) group; raw values for the charts under ``_values``."""
-    predicted = [CLASS_NAMES[a.top1] for a in answers]
-    rows = [image_features.features(a.image, a.origin) for a in answers]
+def judge_group(version, begin: float, answers: Group, seconds, reference, training_stats, schema, config: Config):
+    """The checks of one (version, window) group (no chart values: :func:`run` adds those of the groups the report
+    draws)."""
+    predicted = [CLASS_NAMES[top1] for top1 in answers.top1]
+    columns = answers.feature_columns()
     judged = len(answers) >= config.monitor_min_requests
     group = {"version": version, "window_start": begin, "window": windows.label(begin, seconds),
-             "requests": len(answers), "judged": judged, "first_answer_at": min(a.time for a in answers),
-             "sources": dict(collections.Counter(r["source"] for r in rows)),
-             "formats": dict(collections.Counter(r["format"] for r in rows)),
-             "confidence": _confidence([a.score for a in answers], config, judged)}
+             "requests": len(answers), "judged": judged, "first_answer_at": answers.first_answer_at,
+             "sources": dict(collections.Counter(columns["source"])),
+             "formats": dict(collections.Counter(columns["format"])),
+             "confidence": _confidence(answers.scores, config, judged)}
     counts = collections.Counter(predicted)
     group["predicted_shares"] = {name: counts.get(name, 0) / len(answers) for name in CLASS_NAMES}
     if reference is not None:
         group["label_drift"] = drift.compare_labels(predicted, reference.eval_statistics, config).to_json()
-        group["input_skew"] = drift.compare_features(rows, training_stats, schema).to_json()
+        group["input_skew"] = drift.compare_features(columns, training_stats, schema).to_json()
         for key in ("label_drift", "input_skew"):   # a window too small is shown, not judged: nothing in it crossed
             for measurement in group[key]["measurements"]:
                 measurement["crossed"] = judged and measurement["crossed"]
             group[key]["crossed"] = judged and group[key]["crossed"]
-    group["_values"] = {name: [r[name] for r in rows if name in r] for name in image_features.NUMERIC}
     return group
 
 
@@ -90,16 +148,15 @@ def mark_recent(groups: list[dict], seconds: int | None, now: float) -> None:
         group["recent"] = id(group) in recent
 
 
-def split_future(answers, unusable, feedback_records, now: float) -> tuple[list, list, list, dict]:
-    """(answers, unusable answers, feedback rows) not dated after ``now`` (beyond the clock skew allowed), and how
-    many are: a writer's clock ahead. Those are counted, not checked: judged, they would alarm (and retrain) on
-    every run until their date came."""
-    not_ahead = lambda items: [a for a in items if a.time <= now + live_accuracy.CLOCK_SKEW_SECONDS]  # noqa: E731
-    kept_answers, kept_unusable = not_ahead(answers), not_ahead(unusable)
+def split_future(traffic: Traffic, unusable, feedback_records) -> tuple[list, list, dict]:
+    """(unusable answers, feedback rows) not dated after the traffic's ``now`` (beyond the clock skew allowed), and
+    how many answers (``traffic.ahead`` too) and rows are: a writer's clock ahead. Those are counted, not checked:
+    judged, they would alarm (and retrain) on every run until their date came."""
+    now = traffic.now
+    kept_unusable = [a for a in unusable if a.time <= now + live_accuracy.CLOCK_SKEW_SECONDS]
     kept_feedback = live_accuracy.not_ahead(feedback_records, now)
-    return kept_answers, kept_unusable, kept_feedback, {
-        "answers": len(answers) + len(unusable) - len(kept_answers) - len(kept_unusable),
-        "feedback": len(feedback_records) - len(kept_feedback)}
+    return kept_unusable, kept_feedback, {"answers": traffic.ahead + len(unusable) - len(kept_unusable),
+                                          "feedback": len(feedback_records) - len(kept_feedback)}
 
 
 def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Config, seconds: int | None = None,
@@ -152,27 +209,29 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
     return found
 
 
-def run(answers, feedback_records, reference, server, config: Config, seconds: int | None, unusable=()) -> dict:
-    """Everything the report shows; ``unusable``: request_logs.Unusable answers (judged by their share of each
-    version's window); ``reference`` None skips the drift checks (no pipeline run to compare with);
+def run(traffic: Traffic, feedback_records, reference, server, config: Config, unusable=()) -> dict:
+    """Everything the report shows, of the answers read into ``traffic`` (its window and ``now``); ``unusable``:
+    request_logs.Unusable answers (judged by their share of each version's window); ``reference`` None skips the
+    drift checks (no pipeline run to compare with);
     ``server`` is None (no metrics URL), server_metrics.summarize()'s dict with its ``url``, or ``{'url',
     'error'}`` when the page could not be read."""
     from pipeline.monitor import reference as reference_lib
 
-    now = time.time()
-    answers, unusable, feedback_records, ahead = split_future(answers, unusable, feedback_records, now)
+    now, seconds = traffic.now, traffic.seconds
+    unusable, feedback_records, ahead = split_future(traffic, unusable, feedback_records)
     training_stats = schema = None
     training_rows: tuple = ()
-    if reference is not None and answers:
+    if reference is not None and traffic.groups:
         training_rows = reference_lib.training_features(reference.examples_uri)
         training_stats = drift.feature_statistics(list(training_rows))
         schema = drift.feature_schema(training_stats, config)
     groups = [judge_group(version, begin, items, seconds, reference, training_stats, schema, config)
-              for (version, begin), items in sorted(group_answers(answers, seconds).items(),
-                                                    key=lambda kv: (str(kv[0][0]), kv[0][1]))]
+              for (version, begin), items in sorted(traffic.groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))]
     mark_recent(groups, seconds, now)
+    for group in report.shown_groups(groups):   # only the windows the report draws keep their values for the charts
+        group["_values"] = traffic.groups[(group["version"], group["window_start"])].chart_values()
     accuracy = live_accuracy.by_version(feedback_records, config.monitor_min_accuracy, config.monitor_min_feedback)
-    shares = unusable_shares(answers, unusable, seconds, config)
+    shares = unusable_shares({key: len(items) for key, items in traffic.groups.items()}, unusable, seconds, config)
     found = alarms(groups, accuracy, server, config, seconds, now, shares)
     return {"generated_at": now, "groups": groups, "unusable": shares, "live_accuracy": accuracy, "server": server,
             "future_dated": ahead,

@@ -138,8 +138,9 @@ def _feedback(config: Config) -> list:
 def _nothing_read(logs) -> str | None:
     """What a request log read gave instead of answers — its files empty, or every record unreadable, unparsable
     or not a predict log — or None when it gave any (answers, unusable ones, filtered ones, other models' records).
-    Such a log is a corrupt file or another format, not a quiet day: judged, it would be an all-clear."""
-    if logs.answers or logs.unusable or logs.filtered or logs.other_models:
+    Such a log is a corrupt file or another format, not a quiet day: judged, it would be an all-clear. ``logs``
+    has been read (request_logs.each_answer): its counts say what it gave."""
+    if logs.answered or logs.unusable or logs.filtered or logs.other_models:
         return None
     files = ", ".join(logs.files[:5]) + (f" and {len(logs.files) - 5} more" if len(logs.files) > 5 else "")
     found = "; ".join(f"{n} × {reason} (first: {logs.examples[reason]})" for reason, n in logs.problems.items())
@@ -158,12 +159,15 @@ def once(config: Config, args, extra: list[str]) -> int:
     if not path:   # no default log: say so rather than report an all-clear on nothing
         print(f"monitor: no request log (the default, {config.request_log_dir}, {why}; --logs names one): "
               "served answers are not judged, only feedback and server metrics", file=sys.stderr)
+    traffic = checks.Traffic(args.window_seconds)
     try:
-        logs = request_logs.read_logs(path, args.model) if path else None
-        if logs and (unread := _nothing_read(logs)):
-            print(f"error: {unread}", file=sys.stderr)
-            return USAGE
-        ref = reference.load(config.metadata_file) if logs and logs.answers or args.policy else None
+        logs = request_logs.open_logs(path, args.model) if path else None
+        if logs:   # read as a stream: each answer's image features, not its image, are kept
+            traffic.add_all(request_logs.each_answer(logs))
+            if unread := _nothing_read(logs):
+                print(f"error: {unread}", file=sys.stderr)
+                return USAGE
+        ref = reference.load(config.metadata_file) if logs and logs.answered or args.policy else None
         records = _feedback(config)
     except (request_logs.LogNotFound, reference.NoReference, FeedbackStoreError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -174,8 +178,7 @@ def once(config: Config, args, extra: list[str]) -> int:
             server = {"url": args.metrics_url, **server_metrics.read(args.metrics_url, args.model)}
         except server_metrics.Unreadable as err:   # an alarm (checks.alarms), not a pass without a server
             server = {"url": args.metrics_url, "error": str(err)}
-    result = checks.run(logs.answers if logs else [], records, ref, server, config, args.window_seconds,
-                        logs.unusable if logs else [])
+    result = checks.run(traffic, records, ref, server, config, logs.unusable if logs else [])
     result["logs"] = logs.to_json() if logs else None
     if args.policy:
         fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None, config,
@@ -215,7 +218,7 @@ def once(config: Config, args, extra: list[str]) -> int:
     if logs and logs.filtered:
         print(f"{logs.filtered} answers without probabilities (filtered by the request: its output_filter left "
               "them out): not checked")
-    answers = len(logs.answers) if logs else 0
+    answers = logs.answered if logs else 0
     print(f"monitor: {answers} answers, {len(records)} feedback rows, {len(result['alarms'])} alarm(s); "
           + (f"report {html}" if html else "report NOT written"), flush=True)
     if result.get("retrain", {}).get("returncode", 0) != 0:

@@ -42,7 +42,13 @@ class Comparison:
 
 def statistics(rows: list[dict], columns) -> "tfdv.DatasetFeatureStatisticsList":
     """TFDV statistics of a list of feature dicts (missing numeric values are NaN)."""
-    frame = pd.DataFrame([{column: row.get(column) for column in columns} for row in rows], columns=list(columns))
+    return column_statistics({column: [row.get(column) for row in rows] for column in columns})
+
+
+def column_statistics(columns: dict) -> "tfdv.DatasetFeatureStatisticsList":
+    """TFDV statistics of feature columns: name -> its values, a row each (a missing numeric value is None or
+    NaN)."""
+    frame = pd.DataFrame({column: pd.Series(values) for column, values in columns.items()})
     for column in columns:
         if column in image_features.NUMERIC:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
@@ -101,9 +107,10 @@ def compare_labels(predicted: list[str], eval_statistics, config: Config) -> Com
     return _comparison("label_drift", anomalies, skew=False)
 
 
-def compare_features(rows: list[dict], training_statistics, schema: schema_pb2.Schema) -> Comparison:
+def compare_features(columns: dict, training_statistics, schema: schema_pb2.Schema) -> Comparison:
+    """Served image features (columns of :func:`column_statistics`) against the training ones."""
     anomalies = tfdv.validate_statistics(training_statistics, schema,
-                                         serving_statistics=feature_statistics(rows))
+                                         serving_statistics=column_statistics(columns))
     return _comparison("input_skew", anomalies, skew=True)
 
 

@@ -29,10 +29,12 @@ import collections
 import dataclasses
 import glob
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
+from tqdm import tqdm
 
 from core import configs, request_log
 from core.labels import CLASS_NAMES, GLYPHS
@@ -72,6 +74,7 @@ class LogRead:
     files: list[str] = dataclasses.field(default_factory=list)
     records: int = 0
     other_models: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # name -> records
+    answered: int = 0   # the answers read (each_answer yields them; read_logs keeps them in answers)
     answers: list[Answer] = dataclasses.field(default_factory=list)
     unusable: list[Unusable] = dataclasses.field(default_factory=list)   # one per image answered unusably
     filtered: int = 0   # images answered without probabilities or top-1 score: the request's output_filter
@@ -84,7 +87,7 @@ class LogRead:
 
     def to_json(self) -> dict:
         return {"prefix": self.prefix, "model": self.model, "files": len(self.files), "records": self.records,
-                "other_models": dict(self.other_models), "answers": len(self.answers), "filtered": self.filtered,
+                "other_models": dict(self.other_models), "answers": self.answered, "filtered": self.filtered,
                 "problems": dict(self.problems),
                 "problem_examples": self.examples}
 
@@ -189,61 +192,92 @@ def _top1(request, response, count: int, where: str, read: LogRead):
     return FILTERED
 
 
-def _add_record(raw: bytes, when: float, where: str, read: LogRead) -> None:
+def _record_answers(raw: bytes, when: float, where: str, read: LogRead) -> list[Answer]:
+    """The answers of one record; whatever else it holds is counted in ``read``."""
     try:
         log = prediction_log_pb2.PredictionLog.FromString(raw)
     except Exception as err:   # protobuf's DecodeError; any other failure to parse counts the same
         read.problem("unparsable_record", where, type(err).__name__)
-        return
+        return []
     name = log.log_metadata.model_spec.name
     if name and name != read.model:   # another model logging through the same writer
         read.other_models[name] += 1
-        return
+        return []
     kind = log.WhichOneof("log_type")
     if kind != "predict_log":
         read.problem(f"not_predict_log:{kind}", where)
-        return
+        return []
     try:
         images = _images(log.predict_log.request, where, read)
         if images is None:
-            return
+            return []
         top = _top1(log.predict_log.request, log.predict_log.response, len(images), where, read)
     except Exception as err:   # a tensor or tf.Example that does not decode
         read.problem("bad_tensor", where, f"{type(err).__name__}: {err}")
-        return
+        return []
     metadata = log.log_metadata
     spec = metadata.model_spec
     version = spec.version.value if spec.HasField("version") else None
     when = metadata.timestamp_secs or when   # the writer's time of the request; else the file's
     if top is None:   # the model answered, unusably: counted against its version's window
         read.unusable.extend([Unusable(time=when, version=version)] * max(1, len(images)))
-        return
+        return []
     if top is FILTERED:   # the answer asked for, without what the checks read
         read.filtered += len(images)
+        return []
+    return [Answer(time=when, version=version, image=image, top1=int(top1), score=float(score),
+                   origin=metadata.request_origin) for image, top1, score in zip(images, *top)]
+
+
+def open_logs(prefix: str, model: str = configs.MODEL_NAME) -> LogRead:
+    """The log's files, nothing read yet (LogNotFound if the prefix names nothing)."""
+    return LogRead(prefix=prefix, model=model, files=log_files(prefix))
+
+
+def each_answer(read: LogRead, progress: bool | None = None):
+    """Every answer of ``read.model`` in ``read.files``, one at a time as its record is read (a log's images are not
+    held at once: it may be a gigabyte); the rest is counted in ``read`` as it goes. ``progress``: a bar of the bytes
+    read on stderr (None: when stderr is a terminal)."""
+    with tqdm(total=sum(map(_size, read.files)), desc="read log", unit="B", unit_scale=True,
+              disable=None if progress is None else not progress, file=sys.stderr) as bar:
+        for path in read.files:
+            yield from _file_answers(path, read, bar)
+
+
+def _size(path: str) -> int:
+    """The file's size in bytes (0 when it cannot be read: said as it is read)."""
+    try:
+        return tf.io.gfile.stat(path).length
+    except (tf.errors.OpError, OSError):
+        return 0
+
+
+def _file_answers(path: str, read: LogRead, bar):
+    """:func:`each_answer` of one file; a file cut short or unreadable is counted in ``read``."""
+    try:
+        stat = tf.io.gfile.stat(path)
+        when, used = stat.mtime_nsec / 1e9, 0   # the file's time; the bytes of the records read
+        for n, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+            read.records += 1
+            used += FRAMING_BYTES + len(record)
+            bar.update(FRAMING_BYTES + len(record))
+            for answer in _record_answers(record, when, f"{path}#{n}", read):
+                read.answered += 1
+                yield answer
+    except (tf.errors.DataLossError, tf.errors.OpError, OSError) as err:   # truncated or unreadable file
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if isinstance(err, tf.errors.DataLossError) and "truncated record" in text:
+            read.problem("truncated_tail", path, TRUNCATED)
+        else:
+            read.problem("unreadable_file", path, text)
         return
-    for image, top1, score in zip(images, *top):
-        read.answers.append(Answer(time=when, version=version, image=image, top1=int(top1), score=float(score),
-                                   origin=metadata.request_origin))
+    if used < stat.length:   # a record cut inside its 12-byte header: TensorFlow reads it as the file's end
+        read.problem("truncated_tail", path, TRUNCATED)
 
 
 def read_logs(prefix: str, model: str = configs.MODEL_NAME) -> LogRead:
-    """Every answer of ``model`` in the log (LogNotFound if the prefix names nothing)."""
-    read = LogRead(prefix=prefix, model=model, files=log_files(prefix))
-    for path in read.files:
-        try:
-            stat = tf.io.gfile.stat(path)
-            when, used = stat.mtime_nsec / 1e9, 0   # the file's time; the bytes of the records read
-            for n, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
-                read.records += 1
-                used += FRAMING_BYTES + len(record)
-                _add_record(record, when, f"{path}#{n}", read)
-        except (tf.errors.DataLossError, tf.errors.OpError, OSError) as err:   # truncated or unreadable file
-            text = str(err).splitlines()[0] if str(err) else type(err).__name__
-            if isinstance(err, tf.errors.DataLossError) and "truncated record" in text:
-                read.problem("truncated_tail", path, TRUNCATED)
-            else:
-                read.problem("unreadable_file", path, text)
-            continue
-        if used < stat.length:   # a record cut inside its 12-byte header: TensorFlow reads it as the file's end
-            read.problem("truncated_tail", path, TRUNCATED)
+    """Every answer of ``model`` in the log, kept in ``answers`` with its image (LogNotFound if the prefix names
+    nothing)."""
+    read = open_logs(prefix, model)
+    read.answers = list(each_answer(read, progress=False))
     return read

@@ -1,0 +1,122 @@
+"""Peak memory and wall time of ``python -m pipeline.monitor`` on a request log of a given size.
+
+Writes a synthetic log into a temporary folder — PredictionLog records of 10 generated letters each (the PNGs of
+``--images``, ``make demo``'s generated letters by default; ``pipeline.generate_letters`` makes more), answered
+confidently by version 1, dated over the last 50 minutes, in 32 MiB files as ``core/request_log.py`` rotates them —
+then runs the monitor on it in a subprocess, ``--repeat`` times, and prints its peak RSS (``getrusage`` of the
+children), CPU time (user and system, of every thread: on a shared machine the wall time follows the other load)
+and wall time, with the medians and the command to reproduce them::
+
+    python -m bench.monitor_memory --size-mib 100 --pipeline-root outputs/pipeline
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from core import configs, request_log
+
+IMAGES_PER_RECORD = 10
+SPAN_SECONDS = 50 * 60
+
+
+def letter_images(folder: str) -> list[tuple[bytes, int]]:
+    """(PNG bytes, class index) of every letter under ``folder`` (a folder per class)."""
+    from core.labels import CLASS_NAMES
+
+    found = [(path.read_bytes(), CLASS_NAMES.index(path.parent.name))
+             for path in sorted(Path(folder).glob("*/*.png")) if path.parent.name in CLASS_NAMES]
+    if not found:
+        raise SystemExit(f"no letters under {folder} (a folder per class of PNGs; python -m "
+                         "pipeline.generate_letters --out FOLDER makes them)")
+    return found
+
+
+def records(images: list[tuple[bytes, int]]) -> list[bytes]:
+    """Serialized PredictionLogs of IMAGES_PER_RECORD letters each (their timestamp set later), every letter once."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from core.labels import CLASS_NAMES
+
+    made = []
+    for start in range(0, len(images) - IMAGES_PER_RECORD + 1, IMAGES_PER_RECORD):
+        batch = images[start:start + IMAGES_PER_RECORD]
+        probs = np.full((len(batch), len(CLASS_NAMES)), 0.1 / (len(CLASS_NAMES) - 1), dtype=np.float32)
+        probs[np.arange(len(batch)), [label for _, label in batch]] = 0.9
+        log = prediction_log_pb2.PredictionLog()
+        log.predict_log.request.inputs[configs.IMAGE_INPUT].CopyFrom(
+            tf.make_tensor_proto([data for data, _ in batch], dtype=tf.string))
+        log.predict_log.response.outputs[configs.PROBABILITIES_OUTPUT].CopyFrom(tf.make_tensor_proto(probs))
+        request_log.fill_metadata(log, configs.MODEL_NAME, configs.IMAGE_SIGNATURE, 1, 1.0, "upload")
+        made.append(log)
+    return made
+
+
+def write_log(folder: Path, size: int, images: list[tuple[bytes, int]]) -> int:
+    """Writes about ``size`` bytes of records under ``folder``/requests; the number of answers written."""
+    logs = records(images)
+    per_record = sum(len(request_log.tfrecord(log.SerializeToString())) for log in logs) / len(logs)
+    count = max(1, int(size / per_record))
+    writer = request_log.RequestLogWriter(str(folder / "requests"),
+                                          max_total_bytes=2 * max(size, request_log.DEFAULT_MAX_FILE_BYTES))
+    now = time.time()
+    for n in range(count):
+        log = logs[n % len(logs)]
+        log.log_metadata.timestamp_secs = int(now - SPAN_SECONDS + SPAN_SECONDS * n / count)
+        writer.write(log)
+    writer.close()
+    return count * IMAGES_PER_RECORD
+
+
+def run_once(cmd: list[str]) -> tuple[float, float, float, int]:
+    """(peak RSS in MiB, CPU seconds, wall seconds, exit status) of one monitor run, in a fresh process so that the
+    children's peak RSS and CPU time are this run's alone."""
+    probe = ("import resource, subprocess, sys, time; start = time.monotonic(); "
+             "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
+             "used = resource.getrusage(resource.RUSAGE_CHILDREN); "
+             "print(used.ru_maxrss / 1024, used.ru_utime + used.ru_stime, time.monotonic() - start, code)")
+    out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True).stdout
+    rss, cpu, seconds, code = out.split()
+    return float(rss), float(cpu), float(seconds), int(code)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size-mib", type=float, default=100, help="the log's size")
+    p.add_argument("--images", default=str(configs.Config().data_root),
+                   help="generated letters, a folder per class (python -m pipeline.generate_letters)")
+    p.add_argument("--pipeline-root", default=configs.Config().pipeline_root,
+                   help="a pipeline root whose last run is the monitor's reference")
+    p.add_argument("--window", default="1h")
+    p.add_argument("--repeat", type=int, default=1)
+    args = p.parse_args(argv)
+    images = letter_images(args.images)
+    with tempfile.TemporaryDirectory(prefix="monitor-memory-") as tmp:
+        answers = write_log(Path(tmp) / "logs", int(args.size_mib * 1024 * 1024), images)
+        cmd = [sys.executable, "-m", "pipeline.monitor", "--logs", str(Path(tmp) / "logs"), "--pipeline-root",
+               args.pipeline_root, "--out", str(Path(tmp) / "report"), "--feedback-dir", str(Path(tmp) / "none"),
+               "--window", args.window]
+        runs = [run_once(cmd) for _ in range(args.repeat)]
+    for rss, cpu, seconds, code in runs:
+        print(f"peak RSS {rss:.0f} MiB, CPU {cpu:.1f} s, wall {seconds:.1f} s (exit {code})")
+    median = lambda n: statistics.median(run[n] for run in runs)   # noqa: E731
+    print(f"{args.size_mib:g} MiB log, {answers} answers: median peak RSS {median(0):.0f} MiB, median CPU "
+          f"{median(1):.1f} s, median wall {median(2):.1f} s over {len(runs)} run(s)")
+    print("reproduce: python -m bench.monitor_memory " + shlex.join(
+        ["--size-mib", f"{args.size_mib:g}", "--images", args.images, "--pipeline-root", args.pipeline_root,
+         "--window", args.window, "--repeat", str(args.repeat)]))
+    return 0 if all(code in (0, 1) for *_, code in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
