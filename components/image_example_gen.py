@@ -273,10 +273,12 @@ def did_you_mean(folder: str) -> str:
 
 
 def misnamed_folders(folders: Iterable[str]) -> list[str]:
-    """The ``folders`` (names) that are no class but likely meant as one that has no folder among them: their
-    images would be skipped and that class left empty (``Bet`` beside no ``bet``)."""
+    """The ``folders`` (names) that spell a class that has no folder among them in another case or with other
+    separators: their images would be skipped and that class left empty (``Bet`` beside no ``bet``). A name only
+    close to a class (``test``, ``trash``, ``val`` beside no tet, resh, vav) is another folder: skipped, its skip
+    naming the class it may have meant."""
     folders = set(folders)
-    return sorted(folder for folder in folders if likely_class(folder) not in folders | {None})
+    return sorted(folder for folder in folders if likely_class(folder, close=False) not in folders | {None})
 
 
 def describe_layout_problem(input_base: str) -> str | None:
@@ -297,7 +299,7 @@ def describe_layout_problem(input_base: str) -> str | None:
                 f"(core/labels.py)")
     misnamed = misnamed_folders(os.path.basename(os.path.dirname(path)) for path in files)
     if misnamed:
-        return (f"{input_base} has {len(misnamed)} folder(s) likely meant as a class that has no folder, whose "
+        return (f"{input_base} has {len(misnamed)} folder(s) named as a class that has no folder, whose "
                 f"images would not be read:\n"
                 + "".join(f"  {printable(folder)!r} is not a class folder{did_you_mean(folder)}\n"
                           for folder in misnamed)

@@ -1,6 +1,7 @@
 """The 27 classes, in the canonical HHD order (index = label). Never derive this by sorting folders."""
 
 import difflib
+import re
 
 CLASS_NAMES = (
     "alef", "bet", "gimel", "dalet", "he", "vav", "zayin", "het", "tet", "yod",
@@ -32,13 +33,14 @@ def label_index(name, what: str = "class") -> int:
     return index
 
 
-def likely_class(name: str) -> str | None:
-    """The class a folder ``name`` that is not a class name was likely meant to be: the class of that name in lower
-    case (``Bet``), else the closest class name (``bett``, ``shim``, ``aleph``); None for a class name, a hidden name
-    and a name close to none (``misc``)."""
+def likely_class(name: str, close: bool = True) -> str | None:
+    """The class a folder ``name`` that is not a class name was likely meant to be: the class it spells in another
+    case or with other separators (``Bet``, ``Pe-Final``, ``pe final``), else, when ``close``, the closest class
+    name (``bett``, ``shim``, ``aleph``, but also ``test`` for tet: only a guess); None for a class name, a hidden
+    name and a name close to none (``misc``)."""
     if name in CLASS_INDEX or name.startswith("."):
         return None
-    lowered = name.lower()
-    if lowered in CLASS_INDEX:
-        return lowered
-    return next(iter(difflib.get_close_matches(lowered, CLASS_NAMES, n=1)), None)
+    spelled = re.sub(r"[\s-]+", "_", name.strip().lower())
+    if spelled in CLASS_INDEX:
+        return spelled
+    return next(iter(difflib.get_close_matches(spelled, CLASS_NAMES, n=1)), None) if close else None

@@ -203,31 +203,35 @@ def test_folder_without_class_folders_is_a_clear_error(tmp_path):
 
 
 def test_a_folder_named_like_a_class_that_has_no_folder_is_refused_naming_the_class(tmp_path):
-    """Bet (capital first letter) or shim beside alef: their images had been skipped as unknown_class and the run
-    had trained on alef alone; a folder close to no class (misc) or beside its class's folder stays a skip."""
+    """Bet (capital first letter) or Pe-Final beside alef: their images had been skipped as unknown_class and the
+    run had trained on alef alone. A folder only close to a class that has no folder (test, trash, val beside no
+    tet, resh, vav: ordinary folders of a data root still missing classes), close to none (misc) or beside its
+    class's folder stays a skip."""
     data = tmp_path / "data"
-    for rel in ("alef/a.png", "Bet/b.png", "shim/c.png", "misc/d.png"):
+    for rel in ("alef/a.png", "Bet/b.png", "Pe-Final/c.png", "misc/d.png", "test/e.png", "trash/f.png", "val/g.png"):
         (data / rel).parent.mkdir(parents=True, exist_ok=True)
         (data / rel).write_bytes(png_bytes(letter_image(40, 50)))
     problem = ieg.describe_layout_problem(str(data))
     assert problem and "'Bet' is not a class folder: did you mean 'bet'?" in problem, problem
-    assert "'shim' is not a class folder: did you mean 'shin'?" in problem and "misc" not in problem
+    assert "'Pe-Final' is not a class folder: did you mean 'pe_final'?" in problem, problem
+    assert not any(f"'{name}'" in problem for name in ("misc", "test", "trash", "val")), problem
     assert "Folder names are the class names in lower case: alef, bet, gimel" in problem
     (data / "Bet").rename(data / "bet")
-    (data / "shim").rename(data / "shin")
-    (data / "bett").mkdir()
-    (data / "bett" / "e.png").write_bytes(png_bytes(letter_image(40, 50)))   # bet has its folder: a skip
+    (data / "Pe-Final").rename(data / "pe_final")
+    (data / "BET").mkdir()
+    (data / "BET" / "e.png").write_bytes(png_bytes(letter_image(40, 50)))   # bet has its folder: a skip
     assert ieg.describe_layout_problem(str(data)) is None
 
 
 def test_an_unknown_class_folders_skip_names_the_class_it_is_likely_meant_as(tmp_path):
-    for rel in ("Bet/b.png", "misc/d.png"):
+    for rel in ("Bet/b.png", "shim/c.png", "misc/d.png"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(png_bytes(letter_image(40, 50)))
     outcomes = [ieg.read_one(str(tmp_path / rel), str(tmp_path), MAX_BYTES, MAX_PIXELS)
-                for rel in ("Bet/b.png", "misc/d.png")]
+                for rel in ("Bet/b.png", "shim/c.png", "misc/d.png")]
     text = ieg.format_report(ieg.build_report(outcomes, str(tmp_path)))
     assert "Bet/b.png: folder 'Bet' is not one of the 27 classes: did you mean 'bet'?" in text, text
+    assert "shim/c.png: folder 'shim' is not one of the 27 classes: did you mean 'shin'?" in text, text
     assert "misc/d.png: folder 'misc' is not one of the 27 classes\n" in text, text
 
 
