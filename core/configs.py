@@ -94,6 +94,7 @@ _RANGES = (
     + [(name, 0, None, False) for name in ("generate_seed", "seed", "feedback_repeat", "beam_workers",
                                            "augment_rotation_deg", "epochs")]
     + [("learning_rate", 0, None, True), ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
+       ("sam_rho", 0, 1, False),
        ("augment_scale", 0, 0.9, False), ("augment_shift", 0, 0.5, False), ("augment_aspect", 0, 0.9, False),
        ("augment_thickness", 0, 1, False), ("augment_erase", 0, 1, False), ("augment_cutmix", 0, 1, False),
        ("accuracy_floor", 0, 1, False), ("max_regression", 0, 1, False)]
@@ -152,6 +153,7 @@ class Config:
     augment_erase: float = 0.3           # share of training images with a random square blanked out
     augment_cutmix: float = 0.0          # share of training images given a box of another one (CutMix, labels mixed)
     label_smoothing: float = 0.1
+    sam_rho: float = 0.0                 # > 0: sharpness-aware steps (each gradient taken this far uphill; 2× cost)
     seed: int = 42
 
     # Evaluator gate.

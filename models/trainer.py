@@ -78,9 +78,43 @@ def augment(images: tf.Tensor, labels: tf.Tensor, hp: Config) -> tuple[tf.Tensor
     return network.cut_mix(images, labels, hp.augment_cutmix)
 
 
+class SharpnessAware(tf.keras.Model):
+    """A network trained by sharpness-aware minimisation (SAM, Foret et al. 2021): each step takes the gradient
+    where the loss is ``rho`` (in weight norm) uphill of the weights, so training settles where the loss is flat
+    around them. Two forward and backward passes a step. Built as ``SharpnessAware(inputs, outputs, rho=…)``;
+    it saves, loads and predicts as the plain network."""
+
+    def __init__(self, *args, rho: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rho = rho
+
+    def train_step(self, data):
+        images, labels = data
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            predicted = self(images, training=True)
+            loss = self.compiled_loss(labels, predicted, regularization_losses=self.losses)
+        gradients = tape.gradient(loss, variables)
+        scale = self.rho / (tf.linalg.global_norm(gradients) + 1e-12)
+        uphill = [g * scale for g in gradients]
+        for variable, step in zip(variables, uphill):
+            variable.assign_add(step)
+        with tf.GradientTape() as tape:   # the loss object itself: the loss reported is the step's own
+            there = self.loss(labels, self(images, training=True)) + tf.add_n([0.0] + self.losses)
+        gradients = tape.gradient(there, variables)
+        for variable, step in zip(variables, uphill):
+            variable.assign_sub(step)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.compiled_metrics.update_state(labels, predicted)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+
 def compiled_model(hp: Config, steps: int) -> tf.keras.Model:
-    """The network with its optimizer (Adam, cosine decay over ``steps`` batches) and label-smoothed loss."""
+    """The network with its optimizer (Adam, cosine decay over ``steps`` batches) and label-smoothed loss;
+    trained sharpness-aware (:class:`SharpnessAware`) when ``hp.sam_rho`` > 0."""
     model = network.build_model(hp.architecture, hp.image_size, hp.dropout, hp.conv_widths)
+    if hp.sam_rho:
+        model = SharpnessAware(model.inputs, model.outputs, name=model.name, rho=hp.sam_rho)
     schedule = tf.keras.optimizers.schedules.CosineDecay(hp.learning_rate, decay_steps=max(1, steps))
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
                   loss=tf.keras.losses.CategoricalCrossentropy(label_smoothing=hp.label_smoothing),

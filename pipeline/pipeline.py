@@ -38,7 +38,7 @@ from core.configs import Config
 # Trainer hyperparameters passed through custom_config (models.trainer.hyperparameters reads them back).
 TRAINING_FIELDS = ("image_size", "epochs", "batch_size", "learning_rate", "dropout", "architecture", "conv_widths",
                    "augment", "augment_rotation_deg", "augment_scale", "augment_shift", "augment_aspect",
-                   "augment_thickness", "augment_erase", "augment_cutmix", "label_smoothing", "seed")
+                   "augment_thickness", "augment_erase", "augment_cutmix", "label_smoothing", "sam_rho", "seed")
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 # The modules Transform and Trainer run; their import closures are the components' code cache keys.
 TRANSFORM_MODULE = "models.preprocessing"

@@ -102,12 +102,56 @@ def test_cut_mix_mixes_labels_by_the_pasted_area():
 
 
 def test_every_training_setting_reaches_the_trainer():
-    config = configs.Config(epochs=7, label_smoothing=0.05, augment_erase=0.0, augment_cutmix=0.4, conv_widths="8,16",
+    config = configs.Config(epochs=7, label_smoothing=0.05, sam_rho=0.1, augment_erase=0.0, augment_cutmix=0.4, conv_widths="8,16",
                             architecture="vgg")
     custom = {name: getattr(config, name) for name in TRAINING_FIELDS}
     custom["code"] = "abc"
     hp = trainer.hyperparameters(custom)
     assert all(getattr(hp, name) == getattr(config, name) for name in TRAINING_FIELDS)
+
+
+def test_a_sharpness_aware_step_takes_the_gradient_rho_uphill_and_keeps_the_weights_it_had():
+    """One step of SGD (learning rate 0.5) on a one-layer network: the update is the gradient at the weights moved
+    rho along the normalised gradient, applied to the weights as they were (not to the moved ones)."""
+    tf.keras.utils.set_random_seed(3)
+    inputs = tf.keras.Input(shape=(4,))
+    outputs = tf.keras.layers.Dense(3, activation="softmax")(inputs)
+    model = trainer.SharpnessAware(inputs, outputs, rho=0.3)
+    loss = tf.keras.losses.CategoricalCrossentropy()
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.5), loss=loss)
+    x = tf.constant(np.random.default_rng(0).normal(size=(6, 4)), tf.float32)
+    y = tf.one_hot([0, 1, 2, 0, 1, 2], 3)
+    before = [v.numpy() for v in model.trainable_variables]
+
+    def gradient_at(weights):
+        for variable, value in zip(model.trainable_variables, weights):
+            variable.assign(value)
+        with tf.GradientTape() as tape:
+            value = loss(y, model(x, training=True))
+        return [g.numpy() for g in tape.gradient(value, model.trainable_variables)]
+
+    g = gradient_at(before)
+    norm = np.sqrt(sum((gi ** 2).sum() for gi in g))
+    uphill = gradient_at([w + 0.3 * gi / norm for w, gi in zip(before, g)])
+    expected = [w - 0.5 * gi for w, gi in zip(before, uphill)]
+    plain = [w - 0.5 * gi for w, gi in zip(before, g)]
+    for variable, value in zip(model.trainable_variables, before):
+        variable.assign(value)
+    model.train_on_batch(x, y)
+    after = [v.numpy() for v in model.trainable_variables]
+    for got, want in zip(after, expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert max(np.abs(a - p).max() for a, p in zip(after, plain)) > 1e-3   # not the plain step
+
+
+def test_the_trainer_trains_sharpness_aware_only_when_asked():
+    plain = trainer.compiled_model(configs.Config(conv_widths="8,16"), steps=10)
+    sam = trainer.compiled_model(configs.Config(conv_widths="8,16", sam_rho=0.05), steps=10)
+    assert not isinstance(plain, trainer.SharpnessAware)
+    assert isinstance(sam, trainer.SharpnessAware) and sam.rho == 0.05
+    assert [w.shape for w in sam.get_weights()] == [w.shape for w in plain.get_weights()]
+    with pytest.raises(ValueError, match="sam_rho"):
+        configs.Config(sam_rho=-0.1)
 
 
 def test_autograph_leaves_keras_alone_and_still_converts_project_code():
