@@ -417,6 +417,31 @@ def test_the_windows_the_report_draws_keep_their_chart_values_and_no_other(lette
         None, ink(image for image, _ in items), ink(image for image, _ in items[:10])]
 
 
+def test_each_window_the_report_shows_has_its_own_charts(tmp_path, letters):
+    """Answers dated a little ahead (within the clock skew allowed) open a window after the current one: shown as
+    the newest beside the two judged ones. Every earlier shown window had been drawn as ``*_before.png``, the judged
+    window before the current one shown with the current one's charts."""
+    from core.configs import Config
+    from pipeline.monitor import checks, report, request_logs
+
+    now = 10 * DAY + 50   # 10 s before the next minute: answers 65 s ahead are in the window after the current one
+    items = traffic(letters)
+    answers = [request_logs.Answer(time=now + offset, version=7, image=image, top1=CLASS_INDEX[name], score=0.9,
+                                   origin="")
+               for offset, count in ((-60, 10), (0, 10), (65, 3)) for image, name in items[:count]]
+    result = checks.run(checks.Traffic(60, now).add_all(answers), [], None, None,
+                        Config().replace(monitor_min_requests=5))
+    assert [(g["requests"], g["judged"], g["recent"]) for g in result["groups"]] == [
+        (10, True, True), (10, True, True), (3, False, False)]
+    out = tmp_path / "report"
+    out.mkdir()
+    html = report.write_html(result, str(out))
+    pictures = [part.split('"')[0] for part in open(html).read().split('<img src="')[1:]]
+    classes = [name for name in pictures if name.startswith("classes_")]
+    assert classes == ["classes_v7_before2.png", "classes_v7_before.png", "classes_v7.png"]
+    assert len(set(pictures)) == len(pictures) and all((out / name).is_file() for name in pictures)
+
+
 @pytest.mark.parametrize("cut", [0, 1, 4, 8, 11, 12, 20])
 def test_a_record_cut_short_anywhere_is_a_truncated_tail(tmp_path, cut):
     """The last record cut ``cut`` bytes in: counted as a truncated tail, the records before it read. TensorFlow

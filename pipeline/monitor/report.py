@@ -96,6 +96,17 @@ def shown_groups(groups: list[dict]) -> list[dict]:
     return [group for group in groups if id(group) in newest or (group.get("recent") and group["judged"])]
 
 
+def chart_suffixes(groups: list[dict]) -> dict:
+    """{id(group): the suffix of its chart files} for each shown group: within a version, its newest window "", the
+    shown one before it "_before", the one before that "_before2" (and so on): each window its own files, named the
+    same from one pass to the next."""
+    suffixes, earlier = {}, {}
+    for group in sorted(shown_groups(groups), key=lambda g: g["window_start"], reverse=True):
+        n = earlier[group["version"]] = earlier.get(group["version"], -1) + 1
+        suffixes[id(group)] = "" if n == 0 else "_before" if n == 1 else f"_before{n}"
+    return suffixes
+
+
 def exported_groups(groups: list[dict]) -> list[dict]:
     """Per version, the shown group monitor.prom exports: the newest judged one, else the newest."""
     chosen = {}
@@ -129,16 +140,17 @@ def _measure_rows(group: dict) -> list:
 
 def _charts(result: dict, out_dir: str) -> dict:
     """Draws the PNGs of each shown group; {id(group): [(file, alt text)]}, "_accuracy" for live accuracy. A
-    version's newest window is drawn as ``<chart>_v<version>.png``, the window before it (shown when judged) as
-    ``<chart>_v<version>_before.png``: the names a pass writes are the next one's."""
+    version's newest window is drawn as ``<chart>_v<version>.png``, the shown window before it (judged) as
+    ``<chart>_v<version>_before.png``, the one before that as ``…_before2.png`` (:func:`chart_suffixes`): the
+    names a pass writes are the next one's."""
     pictures = {}
     eval_shares = result.get("eval_label_shares", {})
     training = result.get("_training_values", {})
-    newest = {id(group) for group in newest_groups(result["groups"])}
+    suffixes = chart_suffixes(result["groups"])
     for group in shown_groups(result["groups"]):
         v = str(group["version"])
         files = pictures.setdefault(id(group), [])
-        suffix = "" if id(group) in newest else "_before"
+        suffix = suffixes[id(group)]
         name = f"classes_v{v}{suffix}.png"
         charts.paired_bars(os.path.join(out_dir, name), list(CLASS_NAMES),
                            [group["predicted_shares"][c] for c in CLASS_NAMES],
