@@ -67,7 +67,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     flags.add_beam_flags(p.add_argument_group("Beam"), defaults)
     args = p.parse_args(argv)
     # a flag given, told from its default (a LETTERS_<FIELD> setting it overrides, which may hold the same value)
-    given = settings.given_flags(p, argv, ("pretrain_root", "feedback_repeat", "base_model"))
+    given = settings.given_flags(p, argv, ("pretrain_root", "feedback_repeat", "base_model", *_PATHS))
     args.data_root = args.data_root or None   # empty = the default, as an empty LETTERS_DATA_ROOT
     if args.no_pretrain and args.pretrain_root and "pretrain_root" in given:
         flags.refuse_ignored(p, f"--pretrain-root ({args.pretrain_root})", "--no-pretrain",
@@ -87,7 +87,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir),
         feedback_dir="" if args.no_feedback else flags.path_or_default(args.feedback_dir, defaults.feedback_dir),
         generate_per_class=args.generate_per_class, **changes)
-    problem = flags.overlap(run_paths(config, args), OVERLAPS)
+    paths = run_paths(config, args)
+    problem = flags.overlap(paths, OVERLAPS, path_names(paths, given))
     if problem:
         p.error(problem)
     return config, args
@@ -100,6 +101,23 @@ def run_paths(config: Config, args: argparse.Namespace) -> dict[str, str]:
     return {"--summary-json": args.summary_json or "", "--metadata-path": config.metadata_file,
             "--pipeline-root": config.pipeline_root, "--serving-dir": config.serving_dir,
             "--data-root": config.data_root, "--pretrain-root": pretrain_root, "--feedback-dir": config.feedback_dir}
+
+
+_PATHS = {"data_root": "the default data root", "pipeline_root": "the default pipeline root",
+          "metadata_path": "ML Metadata's file", "serving_dir": "the default serving dir",
+          "feedback_dir": "the default feedback store"}   # Config path field -> what it is when no setting gave it
+
+
+def path_names(paths: dict[str, str], given: set[str]) -> dict[str, str]:
+    """How a usage error names each of ``paths`` (:func:`run_paths`), with its path: by its flag when the command
+    line gave it, else by the LETTERS_<FIELD> variable that set it, else as what it is by default (``the default
+    serving dir (…)``, ``ML Metadata's file (<pipeline root>/metadata.sqlite)``): never by a flag not given."""
+    names = {}
+    for flag, path in paths.items():
+        field = flag[2:].replace("-", "_")
+        default = f"{_PATHS[field]} ({path})" if field in _PATHS else None
+        names[flag] = flags.named(field, given, path, default)
+    return names
 
 
 _WRITTEN = ("--pipeline-root", "--serving-dir", "--metadata-path", "--summary-json")   # what the run writes

@@ -147,13 +147,17 @@ def flag_values(args: argparse.Namespace, names) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def named(name: str, given, variables: Mapping[str, str], value=None, dashes: bool = True) -> str:
+def named(name: str, given, variables: Mapping[str, str], value=None, dashes: bool = True,
+          default: str | None = None) -> str:
     """How an error names the setting of field ``name``: its flag (with ``value``: ``--base-model (M)``) when the
     command line gave it (``given``: :func:`given_flags`), else the variable among ``variables`` (field -> variable)
     it came from, with its text (``LETTERS_BASE_MODEL='M'``), as :func:`from_env` names a refused variable: an
-    error a variable alone caused names no flag that was never given."""
+    error a variable alone caused names no flag that was never given. With ``default`` (``the default serving dir
+    (…)``), a setting neither gave (its variable unset or empty, as unset) is named by it."""
     if name in given or name not in variables:
         return flag_name(name, dashes) + ("" if value is None else f" ({value})")
+    if default is not None and not os.environ.get(variables[name]):
+        return default
     return variable_text(variables[name])
 
 

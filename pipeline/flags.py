@@ -92,16 +92,19 @@ def in_a_folder_of(path: str, folder: str) -> bool:
     return within(path, folder) and os.path.dirname(path) != folder
 
 
-def overlap(paths: dict[str, str], refused) -> str | None:
+def overlap(paths: dict[str, str], refused, names: dict[str, str] | None = None) -> str | None:
     """Why a run cannot use ``paths`` (flag -> local path; empty ones and URLs left out) together, or None: the
     first of ``refused`` ((flag, other flag, relation, why), …) whose paths, links resolved, stand in that relation
-    (:func:`same`, :func:`within`, :func:`in_a_folder_of`), said naming both flags and what ``why`` says would
-    happen. Found before the run, instead of a run that reads what it writes or writes over what it keeps."""
+    (:func:`same`, :func:`within`, :func:`in_a_folder_of`), said naming both paths and what ``why`` says would
+    happen. ``names`` (flag -> text) says how the error names a path (``LETTERS_SERVING_DIR='…'``: :func:`named`);
+    one it leaves out is named by its flag and path. Found before the run, instead of a run that reads what it
+    writes or writes over what it keeps."""
     real = {flag: os.path.realpath(path) for flag, path in paths.items() if path and not is_url(path)}
+    name = {flag: f"{flag} ({path})" for flag, path in paths.items()} | (names or {})
     for flag, other, relation, why in refused:
         if flag in real and other in real and relation(real[flag], real[other]):
-            where = ("the same path as" if real[flag] == real[other] else "inside") + f" {other} ({paths[other]})"
-            return f"{flag} ({paths[flag]}) is {where}: {why}; give it another"
+            where = "the same path as" if real[flag] == real[other] else "inside"
+            return f"{name[flag]} is {where} {name[other]}: {why}; give it another"
     return None
 
 
@@ -135,10 +138,10 @@ def refuse_pretraining_beside_base_model(parser: argparse.ArgumentParser, args: 
                    named("base_model", given, base_model), "gives the network to start from")
 
 
-def named(name: str, given: set[str], value=None) -> str:
+def named(name: str, given: set[str], value=None, default: str | None = None) -> str:
     """How an error names the Config field ``name``'s setting: its flag when the command line gave it, else its
-    LETTERS_<FIELD> variable (:func:`core.settings.named`)."""
-    return settings.named(name, given, configs.ENV, value)
+    LETTERS_<FIELD> variable, else ``default`` if given (:func:`core.settings.named`)."""
+    return settings.named(name, given, configs.ENV, value, default=default)
 
 
 def output_dir(path: str) -> str:

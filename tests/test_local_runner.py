@@ -153,7 +153,7 @@ def test_a_summary_json_on_a_file_the_run_keeps_is_a_usage_error(tmp_path, capsy
     (serving / "1").mkdir(parents=True)
     common = ["--pipeline-root", str(root), "--serving-dir", str(serving)]
     for summary, other, why in (
-            (root / "metadata.sqlite", "is the same path as --metadata-path",
+            (root / "metadata.sqlite", f"is the same path as ML Metadata's file ({root / 'metadata.sqlite'})",
              "the summary would be written over ML Metadata's database"),
             (root / "Trainer" / "s.json", f"is inside --pipeline-root ({root})", "the pipeline writes its artifacts"),
             (serving / "1" / "s.json", f"is inside --serving-dir ({serving})", "its folders are the model versions")):
@@ -170,7 +170,7 @@ def test_a_summary_json_on_a_file_the_run_keeps_is_a_usage_error(tmp_path, capsy
 def test_paths_of_two_roles_that_overlap_are_a_usage_error_naming_both(tmp_path, monkeypatch, capsys):
     """A --serving-dir in (or equal to) the --data-root had been taken: each re-run read the version pushed as an
     unknown class, its data changed, and it trained and pushed again; a --pipeline-root equal to the --data-root
-    filled it with component folders. Such paths are refused before the run, naming both flags; the defaults,
+    filled it with component folders. Such paths are refused before the run, naming both flags given; the defaults,
     and folders side by side in one project folder, are not."""
     data = tmp_path / "data"
     monkeypatch.delenv("LETTERS_DATA_ROOT", raising=False)
@@ -198,3 +198,29 @@ def test_paths_of_two_roles_that_overlap_are_a_usage_error_naming_both(tmp_path,
     local_runner.parse_args(common + ["--pretrain-root", str(tmp_path / "pre"), "--no-feedback"])
     local_runner.parse_args(["--data-root", str(data), "--no-pretrain", "--pretrain-root", ""])
     local_runner.parse_args([])
+
+
+def test_overlapping_paths_no_flag_gave_are_named_by_their_variable_or_as_defaults(tmp_path, monkeypatch, capsys):
+    """Paths that clash because LETTERS_* variables, or the defaults, set them had been named by flags never given
+    (--serving-dir (…) is the same path as --pipeline-root (…)): each side is named by what set it, the flag if
+    given, else the variable, else what it is by default."""
+    for variable in ("DATA_ROOT", "PIPELINE_ROOT", "METADATA_PATH", "SERVING_DIR", "FEEDBACK_DIR", "PRETRAIN_ROOT"):
+        monkeypatch.delenv(f"LETTERS_{variable}", raising=False)
+    root = tmp_path / "p"
+    root.mkdir()
+    for environ, argv, message in (
+            ({"LETTERS_SERVING_DIR": str(root), "LETTERS_PIPELINE_ROOT": str(root)}, [],
+             f"error: LETTERS_SERVING_DIR='{root}' is the same path as LETTERS_PIPELINE_ROOT='{root}': "),
+            ({"LETTERS_DATA_ROOT": str(tmp_path)}, ["--pipeline-root", str(root)],
+             f"error: --pipeline-root ({root}) is inside LETTERS_DATA_ROOT='{tmp_path}': "),
+            ({"LETTERS_PIPELINE_ROOT": str(tmp_path / "elsewhere")}, ["--data-root", str(tmp_path), "--serving-dir",
+                                                                      str(tmp_path / "s")],
+             f"error: LETTERS_PIPELINE_ROOT='{tmp_path / 'elsewhere'}' is inside --data-root ({tmp_path}): "),
+            ({}, ["--data-root", str(local_runner.Config().serving_dir)],
+             f"error: the default serving dir ({local_runner.Config().serving_dir}) is the same path as --data-root")):
+        with monkeypatch.context() as env:
+            for name, value in environ.items():
+                env.setenv(name, value)
+            with pytest.raises(SystemExit) as caught:
+                local_runner.parse_args(["--no-feedback", *argv])
+        assert caught.value.code == 2 and message in capsys.readouterr().err, argv
