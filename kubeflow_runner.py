@@ -288,8 +288,8 @@ def storage_notes(config: Config, args: argparse.Namespace) -> list[str]:
                          "filesystem plugin added to the image (kubeflow/README.md, Storage)")
         elif name == "--pipeline-root":
             notes.append(f"note: {name} {value} is a local path: a Kubeflow Pipelines cluster refuses it as the "
-                         "pipeline root (its backend takes bucket URLs only: gs://BUCKET/…); the spec runs as compiled only under "
-                         "python -m kubeflow.local_launcher")
+                         "pipeline root (its backend takes bucket URLs only: gs://BUCKET/…); the spec runs as "
+                         "compiled only under python -m kubeflow.local_launcher")
         else:
             notes.append(f"note: {name} {value} is a local path: pods can only use it if it is mounted there")
     return notes

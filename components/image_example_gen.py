@@ -283,21 +283,22 @@ def misnamed_folders(folders: Iterable[str]) -> list[str]:
 
 def describe_layout_problem(input_base: str) -> str | None:
     """A sentence saying why ``input_base`` cannot be read, or None when it holds files to read: no class folder,
-    or a folder likely meant as a class that has no folder (:func:`misnamed_folders`). Other folders (``misc``)
-    are no problem: the ExampleGen skips their files and reports them."""
+    or a folder named as a class that has no folder, in another case (:func:`misnamed_folders`). Other folders
+    (``misc``, ``test``) are no problem: the ExampleGen skips their files and reports them."""
     unfinished = None if "://" in input_base else unfinished_generation(input_base)
     if unfinished:
         return unfinished
     files = list_inputs(input_base)
     if not files:
         return _layout_hint(input_base, INPUT_PATTERN)
-    folders = sorted({printable(os.path.basename(os.path.dirname(path))) for path in files})
-    if not set(folders) & set(CLASS_INDEX):
+    names = {os.path.basename(os.path.dirname(path)) for path in files}
+    if not names & set(CLASS_INDEX):
+        folders = sorted({printable(name) for name in names})
         shown = ", ".join(folders[:5]) + (", …" if len(folders) > 5 else "")
         return (f"none of the folders in {input_base} ({shown}) is a class folder: the data root must hold one "
                 f"folder per class, named exactly {', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]} "
                 f"(core/labels.py)")
-    misnamed = misnamed_folders(os.path.basename(os.path.dirname(path)) for path in files)
+    misnamed = misnamed_folders(names)
     if misnamed:
         return (f"{input_base} has {len(misnamed)} folder(s) named as a class that has no folder, whose "
                 f"images would not be read:\n"
