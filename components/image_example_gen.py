@@ -55,7 +55,7 @@ from core.image_io import pixel_digest
 from core.configs import GENERATED_MANIFEST
 from core.manifest import unfinished_generation
 from core.files import pattern_under, printable
-from core.labels import CLASS_INDEX, CLASS_NAMES, likely_class
+from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, likely_class
 
 FEEDBACK_IMAGES_KEY = "feedback_images"   # the examples artifact's custom property: feedback images among them
 REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
@@ -263,13 +263,6 @@ class SplitOf:
 def _layout_hint(input_base: str, pattern: str) -> str:
     return (f"no files match {os.path.join(input_base, pattern)}: the data root must hold one folder per class "
             f"({', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]}) with the images inside")
-
-
-def did_you_mean(folder: str) -> str:
-    """``: did you mean 'bet'?`` for a folder ``folder`` that is not a class name, naming its
-    :func:`core.labels.likely_class`; empty when none is likely."""
-    likely = likely_class(folder)
-    return f": did you mean {likely!r}?" if likely else ""
 
 
 def misnamed_folders(folders: Iterable[str]) -> list[str]:

@@ -28,7 +28,7 @@ import os
 from core import image_io
 from core.feedback import FeedbackError, FeedbackStore, already_stored
 from core.files import exclusive
-from core.labels import CLASS_INDEX, CLASS_NAMES
+from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean
 from core.manifest import unfinished_generation
 
 IMPORT_LOCK = "import.lock"   # in the store: one import at a time
@@ -75,8 +75,10 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
     summary = ImportSummary(source=folder)
     files = candidate_files(folder)
     if not any(os.path.dirname(rel) in CLASS_INDEX for rel in files):
+        hints = [f"; {name!r} is not a class folder{did_you_mean(name)}" for name in
+                 sorted({os.path.dirname(rel) for rel in files} - {""}) if did_you_mean(name)]
         raise ValueError(f"no file in a class folder of {folder} (expected DIR/<class_folder>/<image>, class "
-                         f"folders named: {', '.join(CLASS_NAMES)})")
+                         f"folders named: {', '.join(CLASS_NAMES)})" + "".join(hints))
     store = FeedbackStore(feedback_dir)
     try:
         # One import at a time per store: two at once each read what was stored before either wrote, and stored
@@ -107,7 +109,8 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             continue
         if label not in CLASS_INDEX:
             summary.skipped.setdefault("unknown_class_folder", []).append(
-                f"{rel}: {label!r} is not a class folder ({', '.join(CLASS_NAMES[:3])}, …)")
+                f"{rel}: {label!r} is not a class folder"
+                + (did_you_mean(label) or f" ({', '.join(CLASS_NAMES[:3])}, …)"))
             continue
         if os.path.isdir(path):
             summary.skipped.setdefault("nested_folder", []).append(f"{rel}: a folder inside a class folder")

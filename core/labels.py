@@ -44,3 +44,10 @@ def likely_class(name: str, close: bool = True) -> str | None:
     if spelled in CLASS_INDEX:
         return spelled
     return next(iter(difflib.get_close_matches(spelled, CLASS_NAMES, n=1)), None) if close else None
+
+
+def did_you_mean(folder: str) -> str:
+    """``: did you mean 'bet'?`` for a folder ``folder`` that is not a class name, naming its :func:`likely_class`;
+    empty when none is likely."""
+    likely = likely_class(folder)
+    return f": did you mean {likely!r}?" if likely else ""

@@ -391,3 +391,18 @@ def test_a_url_for_the_store_is_refused_and_nothing_is_written_in_the_current_fo
     with pytest.raises(FeedbackStoreError, match="cannot read the feedback store gs://my-bucket/feedback: it is an"):
         read_records("gs://my-bucket/feedback")
     assert not (tmp_path / "gs:").exists()
+
+
+def test_a_folder_spelling_a_class_otherwise_is_named_with_the_class_it_means(tmp_path):
+    root = tmp_path / "mine"
+    for name in ("Tsadi-Final", "alef"):
+        (root / name).mkdir(parents=True)
+        (root / name / "a.png").write_bytes(png_bytes(letter_image(30, 30, seed=len(name))))
+    summary = import_folder(tmp_path / "store", root)
+    assert summary.imported == 1
+    assert summary.skipped["unknown_class_folder"] == [
+        "Tsadi-Final/a.png: 'Tsadi-Final' is not a class folder: did you mean 'tsadi_final'?"]
+    (root / "alef" / "a.png").unlink()   # no class folder left: refused, the error naming the class meant
+    with pytest.raises(ValueError, match=r"no file in a class folder .*; 'Tsadi-Final' is not a class folder: "
+                                         r"did you mean 'tsadi_final'\?$"):
+        import_folder(tmp_path / "store2", root)
