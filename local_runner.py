@@ -87,17 +87,20 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir),
         feedback_dir="" if args.no_feedback else flags.path_or_default(args.feedback_dir, defaults.feedback_dir),
         generate_per_class=args.generate_per_class, **changes)
-    paths = run_paths(config, args)
+    paths = run_paths(config, args, defaults.data_root)
     problem = flags.overlap(paths, OVERLAPS, path_names(paths, given))
     if problem:
         p.error(problem)
     return config, args
 
 
-def run_paths(config: Config, args: argparse.Namespace) -> dict[str, str]:
-    """The paths a run reads and writes, by flag ("" for one it does not use): a --pretrain-root only when it
-    pretrains on it, the data root and the feedback store as given or by default."""
-    pretrain_root = "" if args.no_pretrain or config.base_model else args.pretrain_root or ""
+def run_paths(config: Config, args: argparse.Namespace, builtin_root: str) -> dict[str, str]:
+    """The paths a run reads and writes, by flag ("" for one it does not use): the folder it pretrains on, if any
+    (a --pretrain-root, or for a --data-root without one, the built-in generated letters at ``builtin_root``), the
+    data root and the feedback store as given or by default."""
+    pretrain_root = "" if args.no_pretrain or config.base_model else args.pretrain_root
+    if pretrain_root is None:
+        pretrain_root = flags.absolute(builtin_root) if args.data_root else ""
     return {"--summary-json": args.summary_json or "", "--metadata-path": config.metadata_file,
             "--pipeline-root": config.pipeline_root, "--serving-dir": config.serving_dir,
             "--data-root": config.data_root, "--pretrain-root": pretrain_root, "--feedback-dir": config.feedback_dir}
@@ -105,7 +108,8 @@ def run_paths(config: Config, args: argparse.Namespace) -> dict[str, str]:
 
 _PATHS = {"data_root": "the default data root", "pipeline_root": "the default pipeline root",
           "metadata_path": "ML Metadata's file", "serving_dir": "the default serving dir",
-          "feedback_dir": "the default feedback store"}   # Config path field -> what it is when no setting gave it
+          "feedback_dir": "the default feedback store",
+          "pretrain_root": "the built-in generated letters pretrained on"}   # Config path field -> what it is when no setting gave it
 
 
 def path_names(paths: dict[str, str], given: set[str]) -> dict[str, str]:

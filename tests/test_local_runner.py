@@ -200,6 +200,24 @@ def test_paths_of_two_roles_that_overlap_are_a_usage_error_naming_both(tmp_path,
     local_runner.parse_args([])
 
 
+def test_a_path_written_among_the_built_in_letters_a_data_root_pretrains_on_is_a_usage_error(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """A --data-root without --pretrain-root first trains on the built-in generated letters: a serving dir or
+    pipeline root written among them is refused as among a --pretrain-root's, the folder named as what it is."""
+    builtin = tmp_path / "generated"
+    monkeypatch.setenv("LETTERS_DATA_ROOT", str(builtin))
+    monkeypatch.delenv("LETTERS_PRETRAIN_ROOT", raising=False)
+    common = ["--data-root", str(tmp_path / "mine"), "--pipeline-root", str(tmp_path / "p"), "--no-feedback"]
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args([*common, "--serving-dir", str(builtin / "models")])
+    assert caught.value.code == 2 and (
+        f"error: --serving-dir ({builtin / 'models'}) is inside the built-in generated letters pretrained on "
+        f"({builtin}): every file under it is read as letters") in capsys.readouterr().err
+    for unused in (["--no-pretrain"], ["--pretrain-root", str(tmp_path / "pre")], ["--pretrain-root", ""]):
+        local_runner.parse_args([*common, "--serving-dir", str(builtin / "models"), *unused])   # not read: taken
+    local_runner.parse_args(["--serving-dir", str(tmp_path / "s"), "--pipeline-root", str(tmp_path / "p")])
+
+
 def test_overlapping_paths_no_flag_gave_are_named_by_their_variable_or_as_defaults(tmp_path, monkeypatch, capsys):
     """Paths that clash because LETTERS_* variables, or the defaults, set them had been named by flags never given
     (--serving-dir (…) is the same path as --pipeline-root (…)): each side is named by what set it, the flag if
