@@ -1,6 +1,6 @@
-"""Crash-safe file writes (readers see the old file or the whole new one, never a part), a lock file for one
-read-modify-write at a time across processes, glob patterns under a folder whose name is taken literally, and the
-removal of work folders a killed process left behind."""
+"""Crash-safe file writes (readers see the old file or the whole new one, never a part; new folders synced into
+their parents), a lock file for one read-modify-write at a time across processes, glob patterns under a folder whose
+name is taken literally, and the removal of work folders a killed process left behind."""
 from __future__ import annotations
 
 import contextlib
@@ -32,6 +32,18 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def make_dirs(folder: str) -> None:
+    """``os.makedirs(folder, exist_ok=True)``, each folder it creates synced into its parent (the parent fsynced),
+    so that after a crash a file written and synced in a new folder is found by its path."""
+    missing, path = [], folder
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    for created in reversed(missing):
+        fsync_dir(os.path.dirname(created))
+
+
 def atomic_write(path: str, data: bytes) -> None:
     """Writes ``data`` to ``path`` so that readers see the old file or the whole new one, even after a crash (as
     :func:`atomic_output` does)."""
@@ -49,7 +61,7 @@ def atomic_output(path: str, mode: str = "wb", **open_args):
     large to hold in memory: it streams to the temporary file."""
     path = os.path.realpath(path)
     folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
+    make_dirs(folder)
     try:
         permissions = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:

@@ -64,3 +64,19 @@ def test_atomic_output_streams_and_a_stop_midway_leaves_the_old_file(tmp_path):
         handle.write("ב,2\r\n")
     assert (tmp_path / "rows.csv").read_bytes() == "א,1\r\nב,2\r\n".encode() and mode(tmp_path / "rows.csv") == 0o640
     assert os.listdir(tmp_path) == ["rows.csv"]
+
+
+def test_each_folder_a_write_creates_is_synced_into_its_parent(tmp_path, monkeypatch):
+    """Only the new file's own folder had been synced: after a power cut a new folder's entry in its parent (the
+    feedback store's images/<xx>/, say) could be missing, and with it a file whose row the store had committed."""
+    synced, real_fsync = [], os.fsync
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    atomic_write(str(tmp_path / "a" / "b" / "new.txt"), b"one")
+    assert (tmp_path / "a" / "b" / "new.txt").read_bytes() == b"one"
+    assert {str(tmp_path), str(tmp_path / "a"), str(tmp_path / "a" / "b")} <= set(synced)
+    synced.clear()
+    atomic_write(str(tmp_path / "a" / "b" / "new.txt"), b"two")   # no new folder: the file's folder alone
+    assert [path for path in synced if os.path.isdir(path)] == [str(tmp_path / "a" / "b")]
