@@ -56,6 +56,7 @@ def error_code(exc: BaseException | None) -> str:
 _EAGER_PREFIX = re.compile(r"^Graph execution error:\s*(?:Detected at node .*? defined at \(most recent call last\):\n"
                            r"(?:.*\n)*?<stack traces unavailable>\n)?", re.DOTALL)
 _EAGER_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](?: name: [^\n]*)?\s*$")
+_OP_SUFFIX = re.compile(rb" \[Op:[^\]]*\](?: name: [^\n]*)?$")        # the one Python eager appends, exactly
 _EAGER_WRAPPER = re.compile(r"\{\{function_node __wrapped__[^}]*\}\} ?")   # Python's wrapping of one eager op
 
 
@@ -79,6 +80,40 @@ def undecodable_runtime_message(raw: bytes) -> str:
     if first < last:
         text = text[:first + 1] + c_escape(text[first + 1:last].encode("utf-8", "surrogateescape")) + text[last:]
     return runtime_message(_STRAY_BYTE.sub(lambda m: c_escape(m.group().encode("utf-8", "surrogateescape")), text))
+
+
+# TF errors that quote an input value's bytes, by the op type that raises them: (the words just before the value,
+# those just after it). TF's Python binding cuts such a message at the value's first NUL byte.
+QUOTING_OPS = {
+    **dict.fromkeys(("ParseExample", "ParseExampleV2", "ParseSingleExample", "ParseSequenceExample",
+                     "ParseSequenceExampleV2", "ParseSingleSequenceExample"),
+                    ("Could not parse example input, value: '", "'")),
+    "StringToNumber": ("StringToNumberOp could not correctly convert string: ", ""),
+}
+
+
+def whole_message(raw: bytes, values, quoting_nodes: dict) -> str | None:
+    """The message of a TF runtime error (``raw``: its bytes as TF's Python binding got them) that the binding cut at
+    the first NUL byte of an input value it quoted, made whole again from that value, its quoted bytes rendered as
+    ``undecodable_runtime_message`` renders them when they are not UTF-8, then the words after the value
+    (QUOTING_OPS) and the node context the whole message has. ``values`` are the run's input bytes, and
+    ``quoting_nodes`` {node name: op type} the nodes of its function that may quote them. None (the message stands)
+    when the message does not end in a quoting op's opening words and a value's bytes before its NUL, or when which
+    value or op it was is not sure: two distinct values, or ops with other closing words, end it alike."""
+    cut = _OP_SUFFIX.sub(b"", raw)   # as it ended at the NUL, its trailing whitespace kept
+    ends = {(value, QUOTING_OPS[op][1], node) for value in set(values) if b"\0" in value
+            for node, op in quoting_nodes.items()
+            if cut.endswith(QUOTING_OPS[op][0].encode() + value[:value.index(b"\0")])}
+    if len({(value, closing) for value, closing, _ in ends}) != 1:
+        return None
+    value, closing, _ = next(iter(ends))
+    nodes = {node for *_, node in ends}
+    context = f"\n\t [[{{{{node {nodes.pop()}}}}}]]" if len(nodes) == 1 else ""   # not sure which: none
+    whole = cut + value[value.index(b"\0"):] + closing.encode() + context.encode()
+    try:
+        return runtime_message(whole.decode("utf-8"))
+    except UnicodeDecodeError:
+        return undecodable_runtime_message(whole)
 
 
 _NODE_CONTEXT = re.compile(r"\s*\[\[\{\{node .*", re.DOTALL)

@@ -18,7 +18,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from core.model_dirs import version_number
 from serving import warmup
-from serving.status import ServingError, from_exception, undecodable_runtime_message
+from serving.status import QUOTING_OPS, ServingError, from_exception, undecodable_runtime_message, whole_message
 
 log = logging.getLogger("serving.versions")
 
@@ -84,6 +84,7 @@ class Servable:
                                  for name, inputs in self.input_dtypes.items()}
         self.module = tf.saved_model.load(path, tags=["serve"])
         self.functions = dict(self.module.signatures)
+        self._quoting_nodes = {}    # signature name -> quoting_nodes(), read when first needed
         self.batchers = {}          # signature name -> serving.batching.Batcher (set by the server)
         self._batchers_lock = threading.Lock()
         self.closed = False
@@ -114,15 +115,36 @@ class Servable:
         try:
             outputs = function(**feeds)
         except tf.errors.OpError as exc:  # TF runtime errors pass through with their code
-            raise from_exception(exc) from None
+            error = from_exception(exc)
+            raise ServingError(error.code, self._whole_message(signature_name, arrays, exc.message.encode())
+                               or error.message) from None
         except (UnicodeDecodeError, TypeError) as exc:
             # A TF error quoting input bytes that are not UTF-8 (its code is lost), raised as it is or, when the
             # inputs did not fit the signature's shapes and TF retried on the flat signature, inside a TypeError.
             undecodable = _undecodable(exc)
             if undecodable is None:
                 raise
-            raise ServingError("INVALID_ARGUMENT", undecodable_runtime_message(undecodable.object)) from None
+            raise ServingError("INVALID_ARGUMENT", self._whole_message(signature_name, arrays, undecodable.object)
+                               or undecodable_runtime_message(undecodable.object)) from None
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+
+    def _whole_message(self, signature_name: str, arrays: dict, raw: bytes) -> str | None:
+        """A runtime error's message (``raw``) that TF's Python binding cut at a NUL byte of an input value it
+        quoted, made whole again from the value (:func:`serving.status.whole_message`); None if it was not cut."""
+        values = [value for array in arrays.values() if array.dtype.kind in "OS" for value in array.flat
+                  if isinstance(value, bytes) and b"\0" in value]
+        return whole_message(raw, values, self.quoting_nodes(signature_name)) if values else None
+
+    def quoting_nodes(self, signature_name: str) -> dict:
+        """{node name: op type} of the signature's nodes whose errors quote an input value's bytes
+        (serving.status.QUOTING_OPS), in its function and the functions it calls; read once, when first needed."""
+        nodes = self._quoting_nodes.get(signature_name)
+        if nodes is None:
+            graph = self.functions[signature_name].graph.as_graph_def()
+            nodes = self._quoting_nodes[signature_name] = {
+                node.name: node.op for node in [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+                if node.op in QUOTING_OPS}
+        return nodes
 
     def batcher(self, signature_name: str, factory):
         """The batch queue of one signature, or None once the version is unloaded (requests that resolved it

@@ -21,7 +21,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.status import ServingError
+from serving.status import ServingError, c_escape
 from tests.support import serving as testing
 
 TIMEOUT = 60
@@ -211,6 +211,25 @@ def test_bad_input_has_tf_serving_codes_and_messages(predict_stub, running):
                                                'Serving signature key "nope" not found.')
     error = rpc_error(predict_stub.Predict, predict_pb2.PredictRequest())
     assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+
+
+def test_a_tf_message_cut_at_a_nul_byte_is_made_whole_over_grpc_as_over_rest(predict_stub, running):
+    """TF's Python binding cuts an error at the first NUL byte of the value it quotes (image bytes sent as
+    tf.Examples: every PNG has some); the message is made whole from the request's value, and over gRPC cut at
+    1024 bytes as TF Serving cuts every message."""
+    rest = testing.RestClient(running.url)
+    png = testing.png_bytes(size=28, noise_seed=1)
+    for value, shown in ((b"ab\x00cd", "ab\x00cd"), (png, c_escape(png))):
+        message = ("Could not parse example input, value: '" + shown + "'\n\t [[{{node ParseExample/ParseExampleV2}}]]")
+        request = predict_request(signature="serving_default")
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto([value]))
+        error = rpc_error(predict_stub.Predict, request)
+        status, body = rest.post("/v1/models/letters:predict",
+                                 {"signature_name": "serving_default", "instances": [testing.b64(value)]})
+        assert (status, body) == (400, {"error": message})
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.details() == (message if len(message) <= 1024 else message[:1024] + "...TRUNCATED")
+    assert len(message) > 1024
 
 
 # --------------------------------------------------------------------------- Classify, Regress, MultiInference

@@ -177,6 +177,34 @@ def test_undecodable_runtime_message_is_rebuilt_with_the_quoted_value_escaped():
     assert undecodable_runtime_message(b"{{function_node f}} bad \xff byte") == "bad \\377 byte"
 
 
+def test_a_message_cut_at_a_nul_byte_is_made_whole_from_the_one_value_it_quoted():
+    from serving.status import whole_message
+    parse = {"ParseExample/ParseExampleV2": "ParseExampleV2"}
+    node = "\n\t [[{{node ParseExample/ParseExampleV2}}]]"
+    cut = b"Graph execution error:\n\nCould not parse example input, value: 'ab  [Op:__inference_signature_wrapper_9]"
+    whole = "Could not parse example input, value: 'ab \x00cd'" + node
+    assert whole_message(cut, [b"ab \x00cd", b"ab \x00cd", b"x\x00"], parse) == whole
+    # not UTF-8 (its code lost, the function's tag kept): the quoted value C-escaped, as any such value
+    cut = b"{{function_node __inference_f_7}} Could not parse example input, value: '\x89PNG\r\n [Op:f]"
+    whole = "Could not parse example input, value: '\\211PNG\\r\\n\\000\\032\\''"
+    assert whole_message(cut, [b"\x89PNG\r\n\x00\x1a'"], parse) == whole + node
+    # of two ops that quote alike, which one did is not known: no node context
+    both = {**parse, "ParseExample_1/ParseExampleV2": "ParseExampleV2"}
+    assert whole_message(cut, [b"\x89PNG\r\n\x00\x1a'"], both) == whole
+    number = {"StringToNumber": "StringToNumber"}
+    assert whole_message(b"StringToNumberOp could not correctly convert string: 1 [Op:f]", [b"1\x002"], number) == (
+        "StringToNumberOp could not correctly convert string: 1\x002\n\t [[{{node StringToNumber}}]]")
+    # not sure which value: the message stands
+    cut = b"Could not parse example input, value: 'ab [Op:f]"
+    assert whole_message(cut, [b"ab\x00cd", b"ab\x00ef"], parse) is None
+    assert whole_message(cut, [b"ab"], parse) is None                                  # no NUL: not cut
+    assert whole_message(cut, [b"b\x00cd"], parse) is None                            # other bytes before it
+    assert whole_message(b"value: 'ab [Op:f]", [b"ab\x00cd"], parse) is None          # other words before it
+    assert whole_message(cut, [b"ab\x00cd"], {}) is None                              # no op that quotes
+    uncut = b"Could not parse example input, value: 'ab'" + node.encode() + b" [Op:f]"
+    assert whole_message(uncut, [b"ab\x00cd"], parse) is None
+
+
 def test_request_errors_never_carry_python_text():
     from serving.status import request_error
     error = request_error(KeyError("secret internals"))
