@@ -161,7 +161,7 @@ class Server:
             except OSError as exc:
                 log.error("Could not read %s: %s", self.options.model_config_file, exc)
                 continue
-            if text == self._config_text:
+            if text == self._config_text:   # the config served: reloading it, as TF Serving does, changes nothing
                 continue
             with self._reload_lock:
                 known = self._served()
@@ -258,7 +258,8 @@ class Server:
 
     def reload_config(self, config, timeout: float | None = None) -> None:
         """ModelService.HandleReloadConfigRequest: applies ``config`` and, like ServerCore::ReloadConfig, waits
-        until the models it adds have loaded (or failed)."""
+        until the models it adds have loaded (or failed). With a config file poller, the file's config replaces it
+        at the next poll, as TF Serving's poller reloads the file at every poll."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._reload_lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
             raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
@@ -272,6 +273,7 @@ class Server:
                 self._apply_config(config, "ReloadConfigRequest")
             except ValueError as exc:   # a log folder that cannot be made
                 raise invalid(str(exc)) from None
+            self._config_text = None   # the config file poller applies the file's config again at its next poll
             self._wait_for_added(config, known, deadline)
         finally:
             self._reload_lock.release()

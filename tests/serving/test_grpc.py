@@ -516,6 +516,37 @@ def test_handle_reload_config_request(models_root, tmp_path):
         assert error.details().startswith("ServerModelConfig type not supported by HandleReloadConfigRequest.")
 
 
+def test_a_reloaded_config_serves_until_the_config_file_poller_applies_the_file_again(models_root, tmp_path):
+    """TF Serving's config file poller reloads the file at every poll (server.cc PollFilesystemAndReloadConfig): a
+    HandleReloadConfigRequest config serves until the next poll, then the file's config, its text unchanged, does
+    again. The poller had skipped a file whose text it had applied before, so the reloaded config had stayed until
+    the file's text changed."""
+    config_file = tmp_path / "models.config"
+    config_file.write_text(testing.labelled_config_text(models_root / "letters", {}))   # latest 2: versions 1, 2
+    with testing.start_grpc_server(model_config_file=str(config_file), model_config_file_poll_wait_seconds=0.1,
+                                   file_system_poll_wait_seconds=3600) as server:   # the test polls the versions
+        applied = []
+        reapplied = threading.Event()
+        apply_config = server.server._apply_config
+
+        def recording(config, source):
+            apply_config(config, source)
+            policy = config.model_config_list.config[0].model_version_policy.WhichOneof("policy_choice")
+            applied.append((source, policy))
+            if source == str(config_file):
+                reapplied.set()
+
+        server.server._apply_config = recording
+        pinned = text_format.Parse(config_file.read_text(), model_server_config_pb2.ModelServerConfig())
+        pinned.model_config_list.config[0].model_version_policy.specific.versions.append(1)
+        server.server.reload_config(pinned, timeout=TIMEOUT)
+        assert reapplied.wait(TIMEOUT), applied
+        assert applied == [("ReloadConfigRequest", "specific"), (str(config_file), "latest")]
+        server.server.core.poll()
+        manager = server.server.core.manager("letters")
+        assert manager.available_versions() == [1, 2] and manager.resolve().version == 2
+
+
 @pytest.mark.parametrize("second", ["removes it", "adds it too"])
 def test_config_reloads_run_one_at_a_time_waits_included(models_root, tmp_path, monkeypatch, second):
     """ServerCore::ReloadConfig holds config_mu_ through its wait for the models it adds. Applied at once, a second

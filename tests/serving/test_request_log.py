@@ -85,6 +85,14 @@ def reload(channel, config) -> None:
         model_management_pb2.ReloadConfigRequest(config=config), timeout=TIMEOUT)
 
 
+def reload_served(channel, root, config) -> None:
+    """Applies ``config`` through HandleReloadConfigRequest and writes it to the config file the server polls: the
+    poller applies the file's config at each poll after a reload, as TF Serving's does, so a reloaded config lasts
+    only while the file says the same."""
+    (root / "models.config").write_text(text_format.MessageToString(config))
+    reload(channel, config)
+
+
 def predict_images(rest, images, path="/v1/models/letters/versions/1:predict"):
     status, body = rest.post(path, {"signature_name": configs.IMAGE_SIGNATURE,
                                     "instances": [testing.b64(image) for image in images]})
@@ -179,7 +187,7 @@ def test_classify_regress_and_multi_inference_are_logged_with_their_kinds(rest, 
 def test_sampling_rates_0_and_one_half_and_a_reload_to_a_new_prefix(rest, channel, root, prefixes):
     images = [testing.png_bytes(100)]
     try:
-        reload(channel, model_config(root, (prefixes["letters"], 0.0), (prefixes["scorer"], 1.0)))
+        reload_served(channel, root, model_config(root, (prefixes["letters"], 0.0), (prefixes["scorer"], 1.0)))
         before = len(logs(prefixes["letters"]))
         for _ in range(20):
             predict_images(rest, images)
@@ -188,7 +196,7 @@ def test_sampling_rates_0_and_one_half_and_a_reload_to_a_new_prefix(rest, channe
         half = root / "logs" / "half"
         config = model_config(root, (half, 0.5), (prefixes["scorer"], 1.0))
         config.model_config_list.config[0].logging_config.sampling_config.attributes = 1   # ATTR_REQUEST_ORIGIN
-        reload(channel, config)
+        reload_served(channel, root, config)
         n = 200
         for _ in range(n):
             predict_images(rest, images)
@@ -199,7 +207,7 @@ def test_sampling_rates_0_and_one_half_and_a_reload_to_a_new_prefix(rest, channe
         # the whole SamplingConfig is copied into each record, as RequestLogger::Log copies it
         assert {r.log_metadata.sampling_config.attributes for r in logs(half)} == {1}
     finally:
-        reload(channel, model_config(root, (prefixes["letters"], 1.0), (prefixes["scorer"], 1.0)))
+        reload_served(channel, root, model_config(root, (prefixes["letters"], 1.0), (prefixes["scorer"], 1.0)))
 
 
 def wait_until_logged(rest, prefix) -> None:
