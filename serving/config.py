@@ -90,8 +90,10 @@ HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_mode
     "model_name": "model name (with --model_base_path)",
     "model_base_path": "folder of numbered versions <base>/<version>/saved_model.pb",
     "model_config_file": "a ModelServerConfig text proto (several models, versions, labels)",
-    "model_config_file_poll_wait_seconds": "re-read --model_config_file this often (0 = never)",
-    "file_system_poll_wait_seconds": "look for new versions this often",
+    "model_config_file_poll_wait_seconds": "re-read --model_config_file this often (0 or less: read once, at "
+                                           "start-up)",
+    "file_system_poll_wait_seconds": "look for new versions this often (0: once, at start-up; less: never, and "
+                                     "the start waits forever)",
     "allow_version_labels_for_unavailable_models": "allow a label on a version that is not loaded yet",
     "max_num_load_retries": "retries of a failed version load",
     "load_retry_interval_micros": "wait between load retries",

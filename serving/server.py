@@ -283,17 +283,11 @@ class Server:
         WaitUntilModelsAvailable), under the reload lock: a second reload, from ModelService or the config file
         poller, waits for this one, as ServerCore::ReloadConfig holds config_mu_ through its wait. (Applied at once,
         a second reload that removed a model had left the first waiting for it forever, and one that added the same
-        model had answered OK before it loaded.)"""
+        model had answered OK before it loaded.) The file-system poller loads them; with
+        --file_system_poll_wait_seconds 0 or less there is none, and, as in TF Serving, whose one poll ran at
+        start-up, they are never polled: the wait lasts until the deadline, or until the server stops."""
         added = [self.core.manager(m.name) for m in config.model_config_list.config if m.name not in known]
-        if not added:
-            return
-        polled = None   # without a poller thread the loads, and their retries, are run here, a poll a second
-        while True:     # (one poll had loaded them once: a load to retry stayed LOADING, and the wait never ended)
-            if self.options.file_system_poll_wait_seconds <= 0 and (polled is None or time.monotonic() > polled + 1):
-                self.core.poll()
-                polled = time.monotonic()
-            if all(m.startup_settled() for m in added):
-                break
+        while not all(m.startup_settled() for m in added):
             if self.stop_event.wait(0.05) or (deadline is not None and time.monotonic() > deadline):
                 raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
         failures = [(m.name, m.reload_failure()) for m in added]

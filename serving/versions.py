@@ -339,13 +339,27 @@ class ModelManager:
                 if record is None or (record.state == State.END and version not in self.aspired):
                     self.records[version] = _VersionRecord()
             self.aspired = aspired
+        self.load_due()
+        self.polled_once = True
+
+    def load_due(self) -> None:
+        """Loads the aspired versions whose load is due (not started, or a failed one whose retry interval has
+        passed), newest first, then unloads what is no longer aspired. TF Serving's manager retries a failed load
+        on its own, whether the file system is polled or not."""
+        with self._lock:
+            aspired = dict(self.aspired)
         now = time.monotonic()
         for version in sorted(aspired, reverse=True):
             record = self.records[version]
             if self._begin_load(version, record, now):
                 self._load(version, aspired[version], record)
         self._unload_unaspired()
-        self.polled_once = True
+
+    def next_retry(self) -> float | None:
+        """When (time.monotonic()) the next retry of a failed load is due, None if no load waits for one."""
+        with self._lock:
+            return min((self.records[v].retry_at for v in self.aspired
+                        if self.records[v].state == State.LOADING and v != self.loading), default=None)
 
     def _begin_load(self, version: int, record: _VersionRecord, now: float) -> bool:
         """Whether ``version`` starts (or retries) its load now, marked LOADING if so, in one hold of the lock, so a
@@ -502,25 +516,52 @@ class ServerCore:
                     manager.labels = dict(model.version_labels)
 
     def poll(self) -> None:
-        with self._lock:
-            managers = [m for m in self.managers.values() if not m.removed]
-        for manager in managers:
+        """One file-system poll of every model (:meth:`ModelManager.poll`)."""
+        self._each_model(ModelManager.poll)
+
+    def load_due(self) -> None:
+        """The loads due in every model, their versions not polled (:meth:`ModelManager.load_due`)."""
+        self._each_model(ModelManager.load_due)
+
+    def _each_model(self, step) -> None:
+        """Runs ``step(manager)`` for every model in the config; an error is logged, and the others go on."""
+        for manager in self._models():
             try:
-                manager.poll()
+                step(manager)
             except Exception:  # noqa: BLE001 - a poll error must never stop the poller
                 log.exception("Polling model %s failed", manager.name)
 
+    def _models(self) -> list:
+        """The managers of the models in the config."""
+        with self._lock:
+            return [m for m in self.managers.values() if not m.removed]
+
     def wait_until_settled(self, stop: threading.Event, poll_seconds: float) -> None:
-        """Initial load: returns once every model has loaded or failed; raises if one has nothing to serve."""
+        """Initial load: returns once every model has loaded or failed; raises if one has nothing to serve. The file
+        system is polled every ``poll_seconds`` (--file_system_poll_wait_seconds; one poll and one "Could not find
+        base path" per interval), with 0 once, with a negative value never, as TF Serving's
+        FileSystemStoragePathSource: a version found by no poll is never loaded, and the wait for it lasts until
+        ``stop``. A poll runs the loads due, failed loads' retries too; once no poll follows, a retry runs when it is
+        due."""
+        step = self.poll if poll_seconds >= 0 else self.load_due
         while not stop.is_set():
-            self.poll()
-            managers = [m for m in self.managers.values() if not m.removed]
+            step()
+            managers = self._models()
             if all(m.startup_settled() for m in managers):
                 failures = [(m.name, m.startup_failure()) for m in managers]
                 if any(failure for _, failure in failures):
                     raise not_available("servable(s)", failures)
                 return
-            stop.wait(max(poll_seconds, 0.05))   # one poll (and one "Could not find base path") per interval
+            if poll_seconds > 0:
+                stop.wait(poll_seconds)
+            else:   # no more polls: until a failed load is due to be retried, or until stopped
+                step = self.load_due
+                stop.wait(self._until_retry())
+
+    def _until_retry(self) -> float | None:
+        """Seconds until a failed load is due to be retried, None if none waits for a retry."""
+        due = [when for when in (m.next_retry() for m in self._models()) if when is not None]
+        return max(min(due) - time.monotonic(), 0.0) if due else None
 
     def unload_all(self) -> None:
         for manager in list(self.managers.values()):

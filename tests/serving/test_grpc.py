@@ -594,26 +594,23 @@ def test_config_reloads_run_one_at_a_time_waits_included(models_root, tmp_path, 
         assert ("slow" in server.server._served()) == (second == "adds it too")
 
 
-def test_a_reload_without_a_file_system_poller_retries_a_failed_load_and_reports_it(models_root, tmp_path):
-    """With --file_system_poll_wait_seconds=0 the reload's wait runs the loads: it had run one poll, so a load to
-    retry stayed LOADING and the wait (the config file poller's has no deadline) never ended. TF Serving retries
-    inside the load (loader_harness.cc) and its wait ends on the outcome."""
-    (tmp_path / "broken" / "1").mkdir(parents=True)
-    (tmp_path / "broken" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
+def test_a_reload_without_a_file_system_poller_never_polls_the_models_it_adds(models_root):
+    """With --file_system_poll_wait_seconds=0 TF Serving polls the versions once, at start-up (the storage path
+    source's one-shot thread; a reload only updates its config): a model a reload adds is never polled, and
+    ServerCore::ReloadConfig waits for it until the call's deadline. The reload's wait had polled once a second,
+    loading the model."""
     with testing.start_grpc_server(model_base_path=str(models_root / "letters"), model_name="letters",
-                                   file_system_poll_wait_seconds=0, max_num_load_retries=1,
-                                   load_retry_interval_micros=200_000) as server:
+                                   file_system_poll_wait_seconds=0) as server:
         config = text_format.Parse(testing.labelled_config_text(models_root / "letters", {}),
                                    model_server_config_pb2.ModelServerConfig())
-        config.model_config_list.config.add(name="broken", base_path=str(tmp_path / "broken"),
+        config.model_config_list.config.add(name="second", base_path=str(models_root / "letters"),
                                             model_platform="tensorflow")
-        started = time.monotonic()
         with pytest.raises(ServingError) as caught:
-            server.server.reload_config(config, timeout=30)
-        assert caught.value.code == "UNKNOWN" and caught.value.message.startswith(
-            "1 model(s) did not become available: {{{name: broken version: 1} due to error: DATA_LOSS")
-        assert time.monotonic() - started < 20
-        assert server.server.core.managers["broken"].records[1].attempts == 2
+            server.server.reload_config(config, timeout=1)
+        assert caught.value.code == "DEADLINE_EXCEEDED"
+        with pytest.raises(ServingError, match="^Could not find any versions of model second$"):
+            server.server.core.manager("second").status()
+        assert server.server.core.manager("letters").available_versions() == [2]
 
 
 def test_a_rest_port_equal_to_the_grpc_port_serves_grpc_only_as_tf_serving_does(models_root, caplog):

@@ -1,6 +1,7 @@
 """Version handling: policies, polling, availability-preserving swaps, broken versions, labels, startup."""
 import logging
 import os
+import threading
 import time
 
 import pytest
@@ -229,6 +230,83 @@ def test_startup_polls_a_missing_base_path_once_per_poll_interval(tmp_path, capl
     assert waits == [7, 7, 7]
     warnings = [r for r in caplog.records if "Could not find base path" in r.getMessage()]
     assert len(warnings) == 3
+
+
+class StopAfter:
+    """A stop event for ServerCore.wait_until_settled that records each wait (None: until stopped), runs
+    ``on_wait`` at the first and is set after ``waits`` of them."""
+
+    def __init__(self, waits: int, on_wait=lambda: None):
+        self.waits, self.on_wait, self.seen = waits, on_wait, []
+
+    def is_set(self):
+        return len(self.seen) >= self.waits
+
+    def wait(self, seconds):
+        if not self.seen:
+            self.on_wait()
+        self.seen.append(seconds)
+        return self.is_set()
+
+
+def startup_core(base, poll_seconds, **flags):
+    options = config_lib.ServerOptions(model_name="letters", model_base_path=str(base),
+                                       file_system_poll_wait_seconds=poll_seconds, **flags)
+    core = versions.ServerCore(options)
+    core.apply_config(config_lib.single_model_config("letters", str(base)))
+    return core
+
+
+def test_startup_with_a_poll_wait_of_0_polls_once_and_waits_for_ever(tmp_path, caplog):
+    """--file_system_poll_wait_seconds=0: TF Serving's FileSystemStoragePathSource polls exactly once (its one-shot
+    thread): with no version then, one warning is logged, a version published later is never seen, and the
+    initial load waits until stopped. The start had polled 20 times a second and loaded the later version."""
+    base = tmp_path / "letters"
+    base.mkdir()
+    core = startup_core(base, 0)
+    stop = StopAfter(2, on_wait=lambda: testing.publish_version(str(base), 1))
+    with caplog.at_level("INFO", logger=versions.log.name):
+        core.wait_until_settled(stop, 0)
+    assert stop.seen == [None, None]   # no poll interval: each wait lasts until stopped
+    warnings = [r for r in caplog.records if "No versions of servable letters found" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "Loading servable" not in caplog.text and core.manager("letters").records == {}
+
+
+def test_startup_with_a_negative_poll_wait_never_polls(tmp_path, caplog):
+    """A negative --file_system_poll_wait_seconds disables polling (TF Serving starts no polling thread): even a
+    version there at start-up is never loaded, and the initial load waits until stopped."""
+    base = tmp_path / "letters"
+    testing.publish_version(str(base), 1)
+    core = startup_core(base, -1)
+    stop = StopAfter(2)
+    with caplog.at_level("INFO", logger=versions.log.name):
+        core.wait_until_settled(stop, -1)
+    assert stop.seen == [None, None]
+    assert caplog.records == [] and core.manager("letters").records == {}
+
+
+def test_startup_with_a_poll_wait_of_0_retries_a_failed_load_without_polling(tmp_path, caplog):
+    """TF Serving's manager retries a failed load whether the file system is polled or not: with one poll, the
+    retry runs when due (the wait until it), and the start then fails on the last attempt's error."""
+    base = tmp_path / "letters"
+    testing.publish_version(str(base), 1, broken=True)
+    core = startup_core(base, 0, max_num_load_retries=1, load_retry_interval_micros=100_000)
+    waits = []
+
+    class Stop(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            assert timeout is not None, "waiting until stopped with a retry to run"
+            return super().wait(timeout)
+
+    with caplog.at_level("WARNING", logger=versions.log.name), pytest.raises(versions.ServingError) as caught:
+        core.wait_until_settled(Stop(), 0)
+    assert caught.value.message.startswith("1 servable(s) did not become available: {{{name: letters version: 1} "
+                                           "due to error: DATA_LOSS")
+    assert core.manager("letters").records[1].attempts == 2
+    assert waits and all(0 <= timeout <= 0.1 for timeout in waits)   # until the retry was due
+    assert "No versions of servable" not in caplog.text
 
 
 def test_one_old_version_keeps_serving_while_newer_ones_fail(tmp_path):
