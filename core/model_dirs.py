@@ -6,6 +6,7 @@ import re
 import types
 
 SAVED_MODEL = "saved_model.pb"
+SAVED_MODEL_TEXT = "saved_model.pbtxt"   # the text form TensorFlow's loader also reads
 _VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$", re.ASCII)   # absl::SimpleAtoi: ASCII digits and spaces only
 _INT64_MAX = 2 ** 63 - 1
 
@@ -19,6 +20,36 @@ def version_number(name: str) -> int | None:
         return None
     version = int(name)
     return version if -_INT64_MAX - 1 <= version <= _INT64_MAX else None
+
+
+def saved_model_file(folder: str) -> str | None:
+    """The file a SavedModel folder keeps its graphs in, as TensorFlow's loader looks for it (MaybeSavedModelDirectory,
+    ReadSavedModel): saved_model.pb, else saved_model.pbtxt; None if it has neither."""
+    for name in (SAVED_MODEL, SAVED_MODEL_TEXT):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def read_saved_model(path: str):
+    """The SavedModel proto in ``path`` (a :func:`saved_model_file`), binary or text by its name. OSError if it
+    cannot be read; ValueError, in TensorFlow's words, if it does not parse (Can't parse <path> as binary proto)."""
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    saved_model = saved_model_pb2.SavedModel()
+    text = path.endswith(SAVED_MODEL_TEXT)
+    try:
+        if text:
+            text_format.Parse(data.decode("utf-8"), saved_model)
+        else:
+            saved_model.ParseFromString(data)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError or ParseError, a text not UTF-8
+        raise ValueError(f"Can't parse {path} as {'text' if text else 'binary'} proto") from None
+    return saved_model
 
 
 def resolve_model_dir(path: str, files=LOCAL_FILES, version: int | None = None) -> str:

@@ -29,7 +29,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from components.atomic_pusher import pushed_versions
-from core import configs
+from core import configs, model_dirs
 from core.files import atomic_write, exclusive
 from core.signals import interrupts_held, sigterm_as_interrupt
 from core.configs import Config
@@ -153,19 +153,18 @@ def served_label_notes(config_file: str, server_url: str, model_name: str = conf
 
 
 def version_problem(folder: str) -> str | None:
-    """Why a server could not load the version folder (no or a damaged saved_model.pb), or None."""
-    from tensorflow.core.protobuf import saved_model_pb2
-    path = os.path.join(folder, "saved_model.pb")
-    if not os.path.isfile(path):
+    """Why a server could not load the version folder (no, or a damaged, saved_model.pb or .pbtxt), or None."""
+    path = model_dirs.saved_model_file(folder)
+    if path is None:
         return "incomplete (no saved_model.pb)"
+    name = os.path.basename(path)
     try:
-        with open(path, "rb") as handle:
-            graphs = len(saved_model_pb2.SavedModel.FromString(handle.read()).meta_graphs)
+        graphs = len(model_dirs.read_saved_model(path).meta_graphs)
     except OSError as err:
-        return f"unreadable saved_model.pb ({err.strerror or err})"
-    except Exception:  # noqa: BLE001 - protobuf's DecodeError, whatever its module
+        return f"unreadable {name} ({err.strerror or err})"
+    except ValueError:
         graphs = 0
-    return None if graphs else "damaged (saved_model.pb does not parse)"
+    return None if graphs else f"damaged ({name} does not parse)"
 
 
 def format_versions(rows: list[dict]) -> str:

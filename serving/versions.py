@@ -13,10 +13,9 @@ import os
 import threading
 import time
 
-from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
-from core.model_dirs import version_number
+from core.model_dirs import read_saved_model, saved_model_file, version_number
 from serving import warmup
 from serving.status import QUOTING_OPS, ServingError, from_exception, undecodable_runtime_message, whole_message
 
@@ -60,17 +59,15 @@ class Servable:
         self.name = name
         self.version = version
         self.path = path
-        pb_path = os.path.join(path, "saved_model.pb")
-        if not os.path.isfile(pb_path):
+        graph_path = saved_model_file(path)   # saved_model.pb or .pbtxt, as TF Serving's MaybeSavedModelDirectory
+        if graph_path is None:
             raise ServingError("NOT_FOUND", "Specified file path does not appear to contain a SavedModel bundle "
                                             "(should have a file called `saved_model.pb`)\n"
                                             f"Specified file path: {path}")
-        saved_model = saved_model_pb2.SavedModel()
-        with open(pb_path, "rb") as handle:
-            try:
-                saved_model.ParseFromString(handle.read())
-            except Exception:  # noqa: BLE001 - protobuf raises DecodeError
-                raise ServingError("DATA_LOSS", f"Can't parse {pb_path} as binary proto") from None   # ReadBinaryProto
+        try:
+            saved_model = read_saved_model(graph_path)
+        except ValueError as exc:   # ReadBinaryProto / ReadTextProto
+            raise ServingError("DATA_LOSS", str(exc)) from None
         meta_graph = next((m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags), None)
         if meta_graph is None:
             raise ServingError("NOT_FOUND", "Could not find meta graph def matching supplied tags: { serve }. "

@@ -281,6 +281,16 @@ def test_list_marks_versions_a_server_cannot_load(tmp_path, capsys):
     assert "not loadable" not in rows[str(v3)]
 
 
+def test_a_version_stored_as_text_is_loadable(tmp_path):
+    """A SavedModel in saved_model.pbtxt is one a server loads (TF Serving reads .pb or .pbtxt): it had been marked
+    incomplete (no saved_model.pb); text that does not parse is damaged, naming the file."""
+    text = testing.store_as_text(testing.publish_version(str(tmp_path / "letters"), 1))
+    assert releases.version_problem(str(tmp_path / "letters" / "1")) is None
+    with open(text, "a") as handle:
+        handle.write("not a field {")
+    assert releases.version_problem(str(tmp_path / "letters" / "1")) == "damaged (saved_model.pbtxt does not parse)"
+
+
 def test_a_version_the_server_fails_to_load_ends_the_wait_with_its_error_and_the_config_is_put_back(tmp_path,
                                                                                                     capsys):
     serving_dir, config_file = tmp_path / "letters", tmp_path / "models.config"

@@ -93,6 +93,30 @@ def test_new_versions_swap_and_broken_versions_never_replace_working_ones(tmp_pa
             404, {"error": "Servable not found for request: Specific(letters, 1)"})
 
 
+def test_a_saved_model_stored_as_text_is_served(tmp_path):
+    """TF Serving loads a version folder holding saved_model.pbtxt instead of saved_model.pb (session_bundle_util.cc's
+    MaybeSavedModelDirectory, TensorFlow's ReadSavedModel); it had been refused NOT_FOUND, as a folder with
+    neither file still is. Text that does not parse is ReadTextProto's DATA_LOSS."""
+    base = str(tmp_path / "letters")
+    testing.store_as_text(testing.publish_version(base, 1))
+    with testing.start_server(base, **FAST) as server:
+        client = testing.RestClient(server.url)
+        assert statuses(client)[1] == ("AVAILABLE", "OK", "")
+        assert top_index(client) == 1
+    damaged = testing.store_as_text(testing.publish_version(base, 2))
+    with open(damaged, "a") as handle:
+        handle.write("not a field {")
+    with pytest.raises(versions.ServingError) as caught:
+        versions.Servable("letters", 2, os.path.dirname(damaged))
+    assert (caught.value.code, caught.value.message) == ("DATA_LOSS", f"Can't parse {damaged} as text proto")
+    os.remove(damaged)
+    with pytest.raises(versions.ServingError) as caught:
+        versions.Servable("letters", 2, os.path.dirname(damaged))
+    assert (caught.value.code, caught.value.message) == (
+        "NOT_FOUND", "Specified file path does not appear to contain a SavedModel bundle (should have a file called "
+                     f"`saved_model.pb`)\nSpecified file path: {os.path.dirname(damaged)}")
+
+
 def test_all_version_dirs_removed_unloads_everything(tmp_path):
     base = str(tmp_path / "letters")
     path = testing.publish_version(base, 2)

@@ -145,6 +145,22 @@ def publish_version(base_path: str, version: int, broken: bool = False, half_wri
     return target
 
 
+def store_as_text(version_dir: str) -> str:
+    """Rewrites a version folder's saved_model.pb as saved_model.pbtxt, the text form TensorFlow also loads, and
+    removes the .pb; returns the .pbtxt's path."""
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    binary = os.path.join(version_dir, "saved_model.pb")
+    with open(binary, "rb") as handle:
+        saved_model = saved_model_pb2.SavedModel.FromString(handle.read())
+    text = os.path.join(version_dir, "saved_model.pbtxt")
+    with open(text, "w") as handle:
+        handle.write(text_format.MessageToString(saved_model))
+    os.remove(binary)
+    return text
+
+
 TINY_MODEL_NOTE = "the tiny test model (its per-image cost is far below the real network's: a worst case for the ratio)"
 
 
