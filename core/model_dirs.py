@@ -32,6 +32,12 @@ def saved_model_file(folder: str) -> str | None:
     return None
 
 
+def holds_saved_model(folder: str, files=LOCAL_FILES) -> bool:
+    """Whether ``folder`` holds a SavedModel's graphs file (:func:`saved_model_file`'s names), looked for with
+    ``files.exists`` (``tf.io.gfile`` for a gs:// path)."""
+    return any(files.exists(os.path.join(folder, name)) for name in (SAVED_MODEL, SAVED_MODEL_TEXT))
+
+
 def read_saved_model(path: str):
     """The SavedModel proto in ``path`` (a :func:`saved_model_file`), binary or text by its name. OSError if it
     cannot be read; ValueError, in TensorFlow's words, if it does not parse (Can't parse <path> as binary proto)."""
@@ -59,7 +65,7 @@ def resolve_model_dir(path: str, files=LOCAL_FILES, version: int | None = None) 
     of a serving directory, or a version directory named for it (FileNotFoundError naming the versions there if
     it has no such one). ``files``: the file system's ``exists``, ``isdir`` and ``listdir`` (``tf.io.gfile`` for
     a gs:// path)."""
-    if files.exists(os.path.join(path, SAVED_MODEL)):
+    if holds_saved_model(path, files):
         name = os.path.basename(os.path.normpath(os.path.abspath(path) if "://" not in path else path))
         if version is None or version_number(name) == version:
             return path
@@ -68,7 +74,7 @@ def resolve_model_dir(path: str, files=LOCAL_FILES, version: int | None = None) 
     names = [name.rstrip("/") for name in files.listdir(path)] if files.isdir(path) else []
     versions = dict(sorted((version_number(name), name) for name in names   # sorted: the last of two names wins
                            if version_number(name) is not None
-                           and files.exists(os.path.join(path, name, SAVED_MODEL))))
+                           and holds_saved_model(os.path.join(path, name), files)))
     if version is not None:
         if version not in versions:
             raise FileNotFoundError(f"{path} has no version {version} (versions there: "

@@ -1,5 +1,5 @@
 """A serving directory's versions as the model server reads them (core.model_dirs)."""
-from core.model_dirs import SAVED_MODEL, resolve_model_dir
+from core.model_dirs import SAVED_MODEL, SAVED_MODEL_TEXT, resolve_model_dir
 
 
 def test_a_serving_dir_stands_for_the_newest_version_the_server_would_serve(tmp_path):
@@ -17,6 +17,17 @@ def test_a_serving_dir_stands_for_the_newest_version_the_server_would_serve(tmp_
     (tmp_path / "9223372036854775807").mkdir()        # int64's largest: a version
     (tmp_path / "9223372036854775807" / SAVED_MODEL).write_bytes(b"")
     assert resolve_model_dir(str(tmp_path)) == str(tmp_path / "9223372036854775807")
+
+
+def test_a_version_stored_as_text_is_a_version_as_the_server_serves_it(tmp_path):
+    """The server serves a version holding saved_model.pbtxt (TensorFlow's loader reads either form):
+    letters-evaluate --model DIR and letters-batch-predict must take the version it serves, not an older one."""
+    for name, graphs in (("3", SAVED_MODEL), ("4", SAVED_MODEL_TEXT)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / graphs).write_bytes(b"")
+    assert resolve_model_dir(str(tmp_path)) == str(tmp_path / "4")
+    assert resolve_model_dir(str(tmp_path / "4")) == str(tmp_path / "4")   # a version folder as given
+    assert resolve_model_dir(str(tmp_path), version=4) == str(tmp_path / "4")
 
 
 def test_version_names_are_read_as_absl_simple_atoi_reads_them_into_int64():
