@@ -197,7 +197,9 @@ def main(argv=None) -> int:
         parser.error(f"--folds: {e}")
     if folds and not args.data_root:
         parser.error("--folds needs --data-root (the folds are of its writers)")
-    if args.score_root and args.data_root and os.path.isdir(args.score_root):
+    if args.score_root and not os.path.isdir(args.score_root):   # said now, not after the pipeline has run
+        parser.error(f"--score-root {args.score_root} is not a folder")
+    if args.score_root and args.data_root:
         problem = shared_pictures(args.score_root, args.data_root, trained_files(args, folds))
         if problem:
             parser.error(f"--score-root would score letters the pipeline trains on (of --data-root): {problem}")

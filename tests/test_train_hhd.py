@@ -246,3 +246,18 @@ def test_a_score_root_holding_only_held_out_letters_is_scored(pictures, tmp_path
     assert train_hhd.main(args) == 1 and launched == [None]
     with pytest.raises(SystemExit):
         train_hhd.main(args + ["--folds", "3,4"])
+
+
+@pytest.mark.parametrize("with_data_root", [False, True])
+def test_a_score_root_that_is_no_folder_is_refused_before_the_pipeline_runs(pictures, tmp_path, with_data_root,
+                                                                           monkeypatch, capsys):
+    """A missing --score-root had been found by the scoring, after the whole pipeline: a traceback, no result."""
+    monkeypatch.setattr(train_hhd, "run", lambda *a: pytest.fail("the pipeline ran"))
+    (tmp_path / "a_file").write_text("x")
+    for score_root in (tmp_path / "missing", tmp_path / "a_file"):
+        with pytest.raises(SystemExit) as caught:
+            train_hhd.main(["--score-root", str(score_root), "--work", str(tmp_path / "w")]
+                           + (["--data-root", str(pictures)] if with_data_root else []))
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and f"--score-root {score_root} is not a folder" in err
+    assert not (tmp_path / "w").exists()
