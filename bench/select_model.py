@@ -41,6 +41,7 @@ from models import preprocessing, trainer
 from pipeline import evaluate
 from core import configs
 from pipeline.code_fingerprint import fingerprint
+from pipeline.flags import output_file
 from pipeline.pipeline import TRAINING_FIELDS
 from core.labels import CLASS_NAMES, NUM_CLASSES
 
@@ -297,7 +298,8 @@ def main(argv=None) -> int:
                              "(refused as --extra-root is)")
     parser.add_argument("--pretrain-epochs", type=int, default=12, help="epochs of pretraining (default: 12)")
     parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"))
-    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--json", default=None, type=output_file,
+                        help="also write the results here (its folder checked before any training)")
     args = parser.parse_args(argv)
 
     if not 0 < args.train_share <= 1:

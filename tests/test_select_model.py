@@ -319,3 +319,16 @@ def test_extra_or_pretraining_letters_of_the_held_out_writers_are_refused(number
         assert caught.value.code == 2 and says in err
         assert f"{flag} would train on letters of the held-out writers of --data-root" in err
     assert not (tmp_path / "result.json").exists()
+
+
+@pytest.mark.parametrize("json_path, message", [("missing/result.json", "does not exist"), ("a_dir", "is a folder")])
+def test_a_json_that_cannot_be_written_is_refused_before_any_training(tmp_path, json_path, message, monkeypatch,
+                                                                      capsys):
+    """--json had been opened after all the training: a folder not made yet lost the results in a traceback."""
+    monkeypatch.setattr(select_model, "run_fold", lambda *a, **k: pytest.fail("a fold was trained"))
+    (tmp_path / "data" / "alef").mkdir(parents=True)
+    (tmp_path / "data" / "alef" / "1_1.png").write_bytes(b"x")   # an HHD-like name: the hold-out is possible
+    (tmp_path / "a_dir").mkdir()
+    with pytest.raises(SystemExit) as caught:
+        select_model.main(["--data-root", str(tmp_path / "data"), "--json", str(tmp_path / json_path)])
+    assert caught.value.code == 2 and message in capsys.readouterr().err
