@@ -35,7 +35,8 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from bench.writer_split import check_fold, first_forms, held_out_files, held_out_names, shared_pictures, writer_split
+from bench.writer_split import (check_fold, first_forms, held_out_files, held_out_names, share_flag, shared_pictures,
+                                writer_split)
 from bench import reproduce
 from models import preprocessing, trainer
 from pipeline import evaluate
@@ -272,7 +273,7 @@ def config_with(pairs: list[str]) -> configs.Config:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="folder-per-class images named <class>_<form>.<ext>")
-    parser.add_argument("--holdout-share", type=float, default=0.2)
+    parser.add_argument("--holdout-share", type=share_flag(), default=0.2)
     parser.add_argument("--folds", default=None,
                         help="comma-separated blocks of forms to hold out in turn (bench/writer_split.py --fold; "
                              "0..4 with the default share): a writer-grouped cross-validation. Default: the last "
@@ -304,8 +305,6 @@ def main(argv=None) -> int:
 
     if not 0 < args.train_share <= 1:
         parser.error(f"--train-share must be in (0, 1], got {args.train_share}")
-    if not 0 < args.holdout_share < 1:
-        parser.error(f"--holdout-share must be in (0, 1), got {args.holdout_share}")
     if not 0 <= args.distil <= 1:
         parser.error(f"--distil must be in [0, 1], got {args.distil}")
     problem = held_out_names(args.data_root)   # before any training: the hold-out needs HHD-like names

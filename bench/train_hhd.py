@@ -45,7 +45,8 @@ import psutil
 
 from bench import workdir
 from bench.reproduce import command as reproduce_command
-from bench.writer_split import check_fold, class_files, held_out_files, held_out_names, shared_pictures
+from bench.writer_split import check_fold, class_files, held_out_files, held_out_names, share_flag, shared_pictures
+from pipeline.flags import positive_int
 
 
 def _runner_seed() -> int:
@@ -155,12 +156,13 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None, help="folder-per-class images (default: generated data)")
     parser.add_argument("--work", default=None, help="where to put the pipeline root and serving dir "
                                                      "(default: a new temporary folder)")
-    parser.add_argument("--holdout-share", type=float, default=0.2,
+    parser.add_argument("--holdout-share", type=share_flag(none=True), default=0.2,
                         help="share of each class's writers held out for validation (0: none)")
     parser.add_argument("--train-share", type=float, default=1.0,
                         help="train on the first share of each class's training forms only, e.g. 0.04 "
                              "(with --data-root)")
-    parser.add_argument("--mix-generated", type=int, default=0, help="generated images per class added to training")
+    parser.add_argument("--mix-generated", type=positive_int, default=None, metavar="N",
+                        help="generated images per class added to training (default: none)")
     parser.add_argument("--as-feedback", action="store_true",
                         help="the training letters as feedback (a fresh feedback store), the data root the "
                              "--mix-generated letters only (with --data-root and --mix-generated)")

@@ -27,10 +27,28 @@ from bench import workdir
 DEFAULT_PATTERN = r"^\d+_(\d+)\.\w+$"
 
 
+def check_share(share: float, none: bool = False) -> None:
+    """ValueError unless ``share``, the share of each class's forms held out, is in (0, 1), or is 0 (nothing held
+    out) when ``none``."""
+    if not (0 < share < 1 or none and share == 0):
+        raise ValueError(f"the validation share must be in {'[0, 1)' if none else '(0, 1)'}, got {share}")
+
+
+def share_flag(none: bool = False):
+    """argparse type of a flag giving the share held out (:func:`check_share`): the benches' one range for it."""
+    def parse(text: str) -> float:
+        try:
+            share = float(text)
+            check_share(share, none)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return share
+    return parse
+
+
 def fold_count(val_share: float) -> int:
     """How many disjoint hold-out blocks of ``val_share`` the forms make (0.2 → 5)."""
-    if not 0 < val_share < 1:
-        raise ValueError(f"the validation share must be in (0, 1), got {val_share}")
+    check_share(val_share)
     return max(1, int(round(1 / val_share)))
 
 
@@ -165,7 +183,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--val-share", type=float, default=0.2)
+    parser.add_argument("--val-share", type=share_flag(none=True), default=0.2)
     parser.add_argument("--pattern", default=DEFAULT_PATTERN, help="regex whose group 1 is the form number")
     parser.add_argument("--fold", type=int, default=None,
                         help="hold out the K-th block of forms (0-based) instead of the last --val-share")

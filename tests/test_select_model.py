@@ -332,3 +332,27 @@ def test_a_json_that_cannot_be_written_is_refused_before_any_training(tmp_path, 
     with pytest.raises(SystemExit) as caught:
         select_model.main(["--data-root", str(tmp_path / "data"), "--json", str(tmp_path / json_path)])
     assert caught.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("share", ["0", "1", "1.5", "-0.5"])
+def test_a_holdout_share_out_of_range_is_refused_as_train_hhd_refuses_it(tmp_path, share, monkeypatch, capsys):
+    """One check for both benches (bench.writer_split.share_flag); here a hold-out is needed, so 0 is refused too."""
+    monkeypatch.setattr(select_model, "run_fold", lambda *a, **k: pytest.fail("a fold was trained"))
+    (tmp_path / "alef").mkdir()
+    (tmp_path / "alef" / "1_1.png").write_bytes(b"x")
+    with pytest.raises(SystemExit) as caught:
+        select_model.main(["--data-root", str(tmp_path), "--holdout-share", share])
+    assert caught.value.code == 2
+    assert f"argument --holdout-share: the validation share must be in (0, 1), got {float(share)}" in \
+        capsys.readouterr().err
+
+
+def test_writer_split_refuses_a_val_share_out_of_range(tmp_path, capsys):
+    from bench.writer_split import main
+    (tmp_path / "alef").mkdir()
+    (tmp_path / "alef" / "1_1.png").write_bytes(b"x")
+    with pytest.raises(SystemExit) as caught:
+        main(["--data-root", str(tmp_path), "--out", str(tmp_path.parent / "split"), "--val-share", "1.5"])
+    assert caught.value.code == 2 and "--val-share: the validation share must be in [0, 1), got 1.5" in \
+        capsys.readouterr().err
+    assert not (tmp_path.parent / "split").exists()

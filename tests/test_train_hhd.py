@@ -261,3 +261,27 @@ def test_a_score_root_that_is_no_folder_is_refused_before_the_pipeline_runs(pict
         err = capsys.readouterr().err
         assert caught.value.code == 2 and f"--score-root {score_root} is not a folder" in err
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--holdout-share", "1.5"], "argument --holdout-share: the validation share must be in [0, 1), got 1.5"),
+    (["--holdout-share", "-0.5"], "argument --holdout-share: the validation share must be in [0, 1), got -0.5"),
+    (["--holdout-share", "1"], "must be in [0, 1)"),
+    (["--mix-generated", "-3"], "argument --mix-generated: must be at least 1, got -3"),
+    (["--mix-generated", "0"], "argument --mix-generated: must be at least 1, got 0"),
+])
+def test_a_share_or_count_out_of_range_is_refused_before_the_pipeline_runs(data, argv, message, tmp_path,
+                                                                          monkeypatch, capsys):
+    """A share of 1.5 had held out half the forms, -0.5 none (nothing scored), and -3 generated letters had ended in
+    a traceback; each had been taken silently."""
+    monkeypatch.setattr(train_hhd, "run", lambda *a: pytest.fail("the pipeline ran"))
+    with pytest.raises(SystemExit) as caught:
+        train_hhd.main(argv + ["--data-root", str(data), "--work", str(tmp_path / "w")])
+    assert caught.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_no_hold_out_is_a_share_of_zero(data, tmp_path, monkeypatch):
+    shares = []
+    monkeypatch.setattr(train_hhd, "run", lambda args, work, fold, reproduce: shares.append(args.holdout_share) or 1)
+    assert train_hhd.main(["--holdout-share", "0", "--data-root", str(data), "--work", str(tmp_path / "w")]) == 1
+    assert shares == [0.0]
