@@ -35,8 +35,8 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-from bench.writer_split import (check_fold, first_forms, held_out_files, held_out_names, share_flag, shared_pictures,
-                                writer_split)
+from bench.writer_split import (first_forms, held_out_files, held_out_names, parse_folds, share_flag,
+                                shared_pictures, writer_split)
 from bench import reproduce
 from models import preprocessing, trainer
 from pipeline import evaluate
@@ -310,16 +310,14 @@ def main(argv=None) -> int:
     problem = held_out_names(args.data_root)   # before any training: the hold-out needs HHD-like names
     if problem:
         parser.error(problem)
-    try:
-        folds = [None] if args.folds is None else [int(f) for f in args.folds.split(",")]
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        parser.error("--folds and --seeds want comma-separated integers")
-    try:
-        for fold in folds:   # every fold is checked before the first one trains
-            check_fold(fold, args.holdout_share)
+    try:   # every fold is checked before the first one trains
+        folds = [None] if args.folds is None else parse_folds(args.folds, args.holdout_share)
     except ValueError as err:
         parser.error(f"--folds: {err}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error("--seeds wants comma-separated integers")
     hp = config_with(args.set)
     if args.distil and len(seeds) < 2:
         parser.error("--distil wants at least two --seeds to average")

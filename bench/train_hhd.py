@@ -45,7 +45,7 @@ import psutil
 
 from bench import workdir
 from bench.reproduce import command as reproduce_command
-from bench.writer_split import check_fold, class_files, held_out_files, held_out_names, share_flag, shared_pictures
+from bench.writer_split import class_files, held_out_files, held_out_names, parse_folds, share_flag, shared_pictures
 from pipeline.flags import positive_int
 
 
@@ -192,9 +192,7 @@ def main(argv=None) -> int:
     elif args.data_root and not os.path.isdir(args.data_root):
         parser.error(f"the data root {args.data_root} is not a folder")
     try:
-        folds = None if args.folds is None else [int(k) for k in args.folds.split(",")]
-        for fold in folds or []:
-            check_fold(fold, args.holdout_share)
+        folds = None if args.folds is None else parse_folds(args.folds, args.holdout_share)
     except ValueError as e:
         parser.error(f"--folds: {e}")
     if folds and not args.data_root:

@@ -58,6 +58,22 @@ def check_fold(fold: int | None, val_share: float) -> None:
         raise ValueError(f"fold must be in 0..{fold_count(val_share) - 1} for a share of {val_share:g}, got {fold}")
 
 
+def parse_folds(text: str, val_share: float) -> list[int]:
+    """The folds of a ``--folds K,K,…`` flag, each one of the ``fold_count(val_share)`` blocks and none twice (a
+    writer cross-validation scores every letter once); ValueError otherwise."""
+    try:
+        folds = [int(k) for k in text.split(",")]
+    except ValueError:
+        raise ValueError(f"want comma-separated integers, got {text!r}") from None
+    for fold in folds:
+        check_fold(fold, val_share)
+    repeated = sorted({fold for fold in folds if folds.count(fold) > 1})
+    if repeated:
+        raise ValueError(f"fold {', '.join(map(str, repeated))} given more than once: each fold's writers are held "
+                         "out, and their letters scored, once")
+    return folds
+
+
 def held_out_names(data_root: str, pattern: str = DEFAULT_PATTERN) -> str | None:
     """Why no letter of ``data_root`` can be held out as another writer's (no class folder, or no file named like
     ``pattern``, e.g. the generated letters' ``alef_hand_0000.png``); None when some can."""

@@ -356,3 +356,13 @@ def test_writer_split_refuses_a_val_share_out_of_range(tmp_path, capsys):
     assert caught.value.code == 2 and "--val-share: the validation share must be in [0, 1), got 1.5" in \
         capsys.readouterr().err
     assert not (tmp_path.parent / "split").exists()
+
+
+def test_a_fold_given_twice_is_refused_before_any_training(tmp_path, monkeypatch, capsys):
+    """--folds 0,0 had trained fold 0 twice and pooled its letters twice into the cross-validated score."""
+    monkeypatch.setattr(select_model, "run_fold", lambda *a, **k: pytest.fail("a fold was trained"))
+    (tmp_path / "alef").mkdir()
+    (tmp_path / "alef" / "1_1.png").write_bytes(b"x")
+    with pytest.raises(SystemExit) as caught:
+        select_model.main(["--data-root", str(tmp_path), "--folds", "2,0,2"])
+    assert caught.value.code == 2 and "--folds: fold 2 given more than once" in capsys.readouterr().err

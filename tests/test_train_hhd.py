@@ -20,6 +20,7 @@ def test_pooled_counts_each_image_once():
     (["--folds", "0,5", "--data-root", "x"], "fold must be in 0..4"),
     (["--folds", "0,a", "--data-root", "x"], "--folds"),
     (["--folds", "1"], "--folds needs --data-root"),
+    (["--folds", "0,3,0", "--data-root", "x"], "--folds: fold 0 given more than once"),
 ])
 def test_bad_folds_are_refused(argv, message, capsys, tmp_path):
     (tmp_path / "alef").mkdir()
