@@ -3,8 +3,8 @@
     python -m bench.contact_sheet --out docs/generated_letters.png --writers 6
     python -m bench.contact_sheet --out /tmp/generated_vs_real.png --real-root /path/to/hhd_train   # local only
 
-``--real-root`` adds as many rows of real letters below (the first files of each class folder), to compare by
-eye. A sheet with real letters shows the real data set's images: keep it local, never commit it.
+``--real-root`` adds as many rows of real letters below (the first readable images of each class folder), to
+compare by eye. A sheet with real letters shows the real data set's images: keep it local, never commit it.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from PIL import Image, ImageDraw
 
+from core.image_io import ImageRejected, read_checked
 from pipeline import generate_letters
 from pipeline.flags import folder_problem
 from core.labels import CLASS_NAMES
@@ -37,13 +38,13 @@ def tile(rows: list[list[Path]], cell: int) -> Image.Image:
 
 
 def real_images(folder: Path, count: int) -> list[Path]:
-    """The first ``count`` files of ``folder`` (by name) that are images; hidden files and others are passed over."""
+    """The first ``count`` files of ``folder`` (by name) that are images the pipeline would read
+    (core.image_io.read_checked: every pixel decoded); hidden files, damaged images and others are passed over."""
     found = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         try:
-            with Image.open(path) as img:
-                img.verify()
-        except Exception:  # noqa: BLE001 - Pillow raises many kinds for what is not an image
+            read_checked(str(path))
+        except (ImageRejected, OSError):
             continue
         found.append(path)
         if len(found) == count:

@@ -48,3 +48,31 @@ def test_a_bad_out_is_refused_before_any_letter_is_drawn(tmp_path, capsys, monke
     with pytest.raises(SystemExit) as caught:
         contact_sheet.main(["--out", str(tmp_path / out), "--writers", "1"])
     assert caught.value.code == 2 and message in capsys.readouterr().err
+
+
+def damaged_image_data(png: bytes) -> bytes:
+    """``png`` with its image data (IDAT) replaced by bytes that are no zlib stream, under a correct CRC: only
+    decoding the pixels finds it."""
+    import zlib
+    at = 8
+    while png[at + 4:at + 8] != b"IDAT":
+        at += 12 + int.from_bytes(png[at:at + 4], "big")
+    size = int.from_bytes(png[at:at + 4], "big")
+    junk = bytes((7 + i) % 256 for i in range(size))
+    chunk = size.to_bytes(4, "big") + b"IDAT" + junk + zlib.crc32(b"IDAT" + junk).to_bytes(4, "big")
+    return png[:at] + chunk + png[at + 12 + size:]
+
+
+def test_real_letters_pass_over_an_image_whose_pixels_cannot_be_decoded(tmp_path, capsys):
+    """Such a file passed Pillow's verify() (which checks the chunks, not the pixels) and the sheet ended in a
+    traceback when it was drawn."""
+    real = tmp_path / "real"
+    for name in CLASS_NAMES:
+        (real / name).mkdir(parents=True)
+        for n in (1, 2):
+            (real / name / f"{n}.png").write_bytes(png_bytes(letter_image(20, 30, seed=n)))
+    (real / "bet" / "0_damaged.png").write_bytes(damaged_image_data(png_bytes(letter_image(20, 30))))
+    assert contact_sheet.real_images(real / "bet", 2) == [real / "bet" / "1.png", real / "bet" / "2.png"]
+    out = tmp_path / "sheet.png"
+    assert contact_sheet.main(["--out", str(out), "--writers", "2", "--real-root", str(real)]) == 0
+    assert Image.open(out).height > 4 * 48
