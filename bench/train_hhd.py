@@ -199,6 +199,11 @@ def main(argv=None) -> int:
         parser.error("--folds needs --data-root (the folds are of its writers)")
     if args.score_root and not os.path.isdir(args.score_root):   # said now, not after the pipeline has run
         parser.error(f"--score-root {args.score_root} is not a folder")
+    if args.score_root:
+        from pipeline.evaluate import layout_problem
+        problem = layout_problem(args.score_root)
+        if problem:
+            parser.error(f"--score-root: {problem}")
     if args.score_root and args.data_root:
         problem = shared_pictures(args.score_root, args.data_root, trained_files(args, folds))
         if problem:

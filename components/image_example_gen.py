@@ -55,7 +55,7 @@ from core.image_io import pixel_digest
 from core.configs import GENERATED_MANIFEST
 from core.manifest import unfinished_generation
 from core.files import pattern_under, printable
-from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, likely_class
+from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, misnamed_problem
 
 FEEDBACK_IMAGES_KEY = "feedback_images"   # the examples artifact's custom property: feedback images among them
 REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
@@ -265,19 +265,10 @@ def _layout_hint(input_base: str, pattern: str) -> str:
             f"({', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]}) with the images inside")
 
 
-def misnamed_folders(folders: Iterable[str]) -> list[str]:
-    """The ``folders`` (names) that spell a class that has no folder among them in another case or with other
-    separators: their images would be skipped and that class left empty (``Bet`` beside no ``bet``). A name only
-    close to a class (``test``, ``trash``, ``val`` beside no tet, resh, vav) is another folder: skipped, its skip
-    naming the class it may have meant."""
-    folders = set(folders)
-    return sorted(folder for folder in folders if likely_class(folder, close=False) not in folders | {None})
-
-
 def describe_layout_problem(input_base: str) -> str | None:
     """A sentence saying why ``input_base`` cannot be read, or None when it holds files to read: no class folder,
-    or a folder named as a class that has no folder, in another case (:func:`misnamed_folders`). Other folders
-    (``misc``, ``test``) are no problem: the ExampleGen skips their files and reports them."""
+    or a folder named as a class that has no folder, in another case (:func:`core.labels.misnamed_folders`). Other
+    folders (``misc``, ``test``) are no problem: the ExampleGen skips their files and reports them."""
     unfinished = None if "://" in input_base else unfinished_generation(input_base)
     if unfinished:
         return unfinished
@@ -291,15 +282,7 @@ def describe_layout_problem(input_base: str) -> str | None:
         return (f"none of the folders in {input_base} ({shown}) is a class folder: the data root must hold one "
                 f"folder per class, named exactly {', '.join(CLASS_NAMES[:3])}, …, {CLASS_NAMES[-1]} "
                 f"(core/labels.py)")
-    misnamed = misnamed_folders(names)
-    if misnamed:
-        return (f"{input_base} has {len(misnamed)} folder(s) named as a class that has no folder, whose "
-                f"images would not be read:\n"
-                + "".join(f"  {printable(folder)!r} is not a class folder{did_you_mean(folder)}\n"
-                          for folder in misnamed)
-                + f"Folder names are the class names in lower case: {', '.join(CLASS_NAMES)} (core/labels.py). "
-                f"Rename each (or move it out of {input_base})")
-    return None
+    return misnamed_problem(input_base, names)
 
 
 def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: int = 1,

@@ -2,6 +2,9 @@
 
 import difflib
 import re
+from typing import Iterable
+
+from core.files import printable
 
 CLASS_NAMES = (
     "alef", "bet", "gimel", "dalet", "he", "vav", "zayin", "het", "tet", "yod",
@@ -51,3 +54,26 @@ def did_you_mean(folder: str) -> str:
     empty when none is likely."""
     likely = likely_class(folder)
     return f": did you mean {likely!r}?" if likely else ""
+
+
+def misnamed_folders(folders: Iterable[str]) -> list[str]:
+    """The ``folders`` (names) that spell a class that has no folder among them in another case or with other
+    separators: their images would be skipped and that class left empty (``Bet`` beside no ``bet``). A name only
+    close to a class (``test``, ``trash``, ``val`` beside no tet, resh, vav) is another folder: skipped, its skip
+    naming the class it may have meant."""
+    folders = set(folders)
+    return sorted(folder for folder in folders if likely_class(folder, close=False) not in folders | {None})
+
+
+def misnamed_problem(root: str, folders: Iterable[str]) -> str | None:
+    """Why the folder ``root``, holding the folders named ``folders``, is refused as a data root: the
+    :func:`misnamed_folders` among them, each named with its class; None when there is none. The one message of
+    every command that reads a data root (the pipeline's ExampleGen, letters-evaluate)."""
+    misnamed = misnamed_folders(folders)
+    if not misnamed:
+        return None
+    return (f"{root} has {len(misnamed)} folder(s) named as a class that has no folder, whose images would not be "
+            f"read:\n"
+            + "".join(f"  {printable(folder)!r} is not a class folder{did_you_mean(folder)}\n" for folder in misnamed)
+            + f"Folder names are the class names in lower case: {', '.join(CLASS_NAMES)} (core/labels.py). "
+            f"Rename each (or move it out of {root})")

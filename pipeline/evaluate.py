@@ -3,7 +3,8 @@
     letters-evaluate --model serving/models/letters --data-root DIR [--out DIR]
 
 ``--model`` is a serving directory (its highest integer version is used) or one version directory.
-``--data-root`` is any ``<class_folder>/<image>`` folder. Writes ``metrics.json`` (top-1, top-3, per-class
+``--data-root`` is any ``<class_folder>/<image>`` folder; one with a folder named as a class that has no folder
+(``Gimel``, ``Pe-Final``) is refused, as the pipeline refuses it. Writes ``metrics.json`` (top-1, top-3, per-class
 precision/recall/F1, confusion matrix), ``confusion_matrix.png`` and ``worst_errors.png`` into ``--out``, a folder outside
 ``--data-root``. The images are read a batch at a time, as the model answers them (the few on the contact sheet
 again at the end), so a large folder is never all in memory.
@@ -27,7 +28,7 @@ from core.files import atomic_write, printable
 from core.signals import sigterm_as_interrupt
 from core.model_dirs import resolve_model_dir
 from pipeline.flags import non_negative_int, output_dir
-from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES
+from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES, misnamed_problem
 from core.manifest import unfinished_generation
 
 
@@ -54,6 +55,20 @@ def labelled_files(data_root: str) -> tuple[list[tuple[str, int, Path]], list[tu
             else:
                 items.append((rel, CLASS_INDEX[folder.name], path))
     return items, skipped
+
+
+def folder_names(data_root: str) -> set[str]:
+    """The names of ``data_root``'s folders that hold something (hidden names left out): the folders the
+    ExampleGen reads."""
+    return {folder.name for folder in Path(data_root).iterdir() if folder.is_dir() and not folder.name.startswith(".")
+            and any(not p.name.startswith(".") for p in folder.iterdir())}
+
+
+def layout_problem(data_root: str) -> str | None:
+    """Why the folder ``data_root`` is refused before any image is read, as the pipeline refuses it: a generation
+    that did not finish, or a folder named as a class that has no folder (``Gimel``: core.labels.misnamed_problem),
+    whose images would be skipped and that class left out of the score. None when there is nothing to refuse."""
+    return unfinished_generation(data_root) or misnamed_problem(data_root, folder_names(data_root))
 
 
 def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]:
@@ -246,9 +261,9 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
     model_dir = resolve_model_dir(model)
     if not os.path.isdir(data_root):
         raise FileNotFoundError(f"{data_root} is not a folder")
-    unfinished = unfinished_generation(data_root)
-    if unfinished:
-        raise ValueError(unfinished)
+    problem = layout_problem(data_root)
+    if problem:
+        raise ValueError(problem)
     items, skipped = labelled_files(data_root)
     if not items:
         raise ValueError(_nothing_usable(data_root, skipped))

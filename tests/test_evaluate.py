@@ -108,13 +108,13 @@ def test_bad_arguments_fail_before_any_work(tmp_path, tiny_dataset, capsys):
 
 def test_data_with_nothing_usable_says_why(pipeline_runs, tmp_path, capsys):
     serving = str(pipeline_runs["work"] / "serving")
-    (tmp_path / "data" / "Alef").mkdir(parents=True)
-    (tmp_path / "data" / "Alef" / "1.png").write_bytes(b"x")
+    (tmp_path / "data" / "misc").mkdir(parents=True)   # (Alef, named as a class with no folder, is refused)
+    (tmp_path / "data" / "misc" / "1.png").write_bytes(b"x")
     (tmp_path / "data" / "bet").mkdir()
     (tmp_path / "data" / "bet" / "2.png").write_bytes(b"not an image")
     assert evaluate.main(["--model", serving, "--data-root", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
-    assert "skipped 2" in err and "unknown class folder (Alef/1.png)" in err and "bet/2.png" in err
+    assert "skipped 2" in err and "unknown class folder (misc/1.png)" in err and "bet/2.png" in err
     assert evaluate.main(["--model", serving, "--data-root", str(tmp_path / "missing")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     (tmp_path / "data" / "generated.json").write_text('{"per_class": 9, "seed": 1, "incomplete": true}')
@@ -344,3 +344,23 @@ def test_images_are_read_a_batch_at_a_time_and_the_worst_again_for_the_sheet(tmp
     assert len(reads) == 80 + 3 and reads[80:] == [str(root / e["file"]) for e in metrics["worst_errors"]]
     items, _ = evaluate.labelled_files(str(root))   # the listing holds no image
     assert len(items) == 80 and not any(isinstance(part, bytes) for item in items for part in item)
+
+
+def test_a_folder_named_as_a_class_that_has_no_folder_is_refused_as_the_pipeline_refuses_it(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """Gimel/ beside no gimel/ had been skipped as an unknown class folder and the model scored without that class,
+    where the pipeline's ExampleGen refuses such a data root before it starts: the same refusal, the same words."""
+    from components.image_example_gen import describe_layout_problem
+    monkeypatch.setattr(evaluate, "load_image_signature", lambda *a: pytest.fail("the model was loaded"))
+    (tmp_path / "model" / "1").mkdir(parents=True)
+    (tmp_path / "model" / "1" / "saved_model.pb").write_bytes(b"")
+    data = tmp_path / "data"
+    for rel in ("alef/1.png", "Gimel/2.png", "misc/3.png"):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_bytes(png_bytes(letter_image(30, 40)))
+    assert evaluate.main(["--model", str(tmp_path / "model"), "--data-root", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "'Gimel' is not a class folder: did you mean 'gimel'?" in err and "'misc'" not in err
+    assert err == f"error: {describe_layout_problem(str(data))}\n"
+    with pytest.raises(ValueError, match="'Gimel' is not a class folder"):
+        evaluate.evaluate(str(tmp_path / "model"), str(data))

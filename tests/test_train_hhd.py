@@ -286,3 +286,14 @@ def test_no_hold_out_is_a_share_of_zero(data, tmp_path, monkeypatch):
     monkeypatch.setattr(train_hhd, "run", lambda args, work, fold, reproduce: shares.append(args.holdout_share) or 1)
     assert train_hhd.main(["--holdout-share", "0", "--data-root", str(data), "--work", str(tmp_path / "w")]) == 1
     assert shares == [0.0]
+
+
+def test_a_score_root_letters_evaluate_would_refuse_is_refused_before_the_pipeline_runs(tmp_path, monkeypatch,
+                                                                                       capsys):
+    monkeypatch.setattr(train_hhd, "run", lambda *a: pytest.fail("the pipeline ran"))
+    (tmp_path / "real" / "Gimel").mkdir(parents=True)
+    (tmp_path / "real" / "Gimel" / "1.png").write_bytes(b"x")
+    with pytest.raises(SystemExit) as caught:
+        train_hhd.main(["--score-root", str(tmp_path / "real"), "--work", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and "--score-root: " in err and "did you mean 'gimel'?" in err
