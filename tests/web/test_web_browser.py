@@ -496,3 +496,91 @@ def test_a_picture_stored_before_under_another_letter_is_said_in_red_not_as_save
     assert web.backend.store.count() == 1
     problems = page.problems + [p for p in again.problems if "status of 409" not in p]   # (the refusal's log line)
     assert problems == [], problems
+
+
+def feedback_withheld(page):
+    """Whether the answer shown is dimmed and its feedback withheld, saying why (every button disabled)."""
+    return ("stale" in (page.locator("#result").get_attribute("class") or "")
+            and page.locator("#feedback-withheld").is_visible()
+            and page.eval_on_selector_all("#confirm, #letter-grid button", "bs => bs.every(b => b.disabled)"))
+
+
+def test_a_changed_drawing_withholds_the_answers_feedback_until_it_is_recognised(web, open_page):
+    """The answer's feedback goes with the image sent: after a stroke, Undo or Clear, a letter pressed had stored
+    the earlier drawing under the new one's letter. The answer is dimmed and its feedback withheld, saying why,
+    until Recognise answers the drawing on the pad; then the letter is stored with that drawing."""
+    page = answered_in_feedback_mode(open_page, web.url)
+    offered = page.locator("#letter-grid button[data-class=alef]")
+    assert not feedback_withheld(page) and page.locator("#feedback-withheld").is_hidden() and offered.is_enabled()
+
+    page.click("#undo")                                                   # one stroke of two
+    assert feedback_withheld(page)
+    page.click("#send")
+    page.wait_for_selector("#result-card:not([aria-busy])")
+    assert not feedback_withheld(page) and offered.is_enabled()
+
+    page.click("#clear")
+    assert feedback_withheld(page)
+    draw_letter(page)                                                     # another letter, not recognised yet
+    assert feedback_withheld(page) and page.locator("#feedback-result").inner_text() == ""
+    page.click("#send")
+    page.wait_for_selector("#result-card:not([aria-busy])")
+    assert not feedback_withheld(page)
+
+    draw_letter(page)                                                     # a stroke added: the pad changed again
+    assert feedback_withheld(page)
+    held = []
+    page.route("**/api/predict", lambda route: held.append(route))
+    page.click("#send")
+    while not held:
+        page.wait_for_timeout(20)
+    page.click("#undo")                                                   # while the answer is coming
+    held[0].continue_()
+    page.wait_for_selector("#result-card:not([aria-busy])")
+    page.unroute("**/api/predict")
+    assert feedback_withheld(page)                                        # the answer came for the pad before
+    with page.expect_request("**/api/predict") as asked:
+        page.click("#send")
+    page.wait_for_selector("#result-card:not([aria-busy])")
+    with page.expect_request("**/api/feedback") as given:
+        offered.click()
+    expect(page.locator("#feedback-result")).to_contain_text("saved as alef")
+    assert given.value.post_data_json["image"] == asked.value.post_data_json["image"]   # the drawing on the pad
+    assert [r.true_label for r in web.backend.store.records()] == ["alef"]
+    assert page.problems == [], page.problems
+
+
+def test_a_feedback_on_its_way_when_the_drawing_changes_is_kept_for_its_image(web, open_page):
+    """A feedback sent before the pad changed is the answered image's: it is stored, said and its letter stays
+    chosen; one that fails is not offered again for the changed pad."""
+    page = answered_in_feedback_mode(open_page, web.url)
+    held = []
+    page.route("**/api/feedback", lambda route: held.append(route))
+    alef = page.locator("#letter-grid button[data-class=alef]")
+
+    alef.click()
+    while not held:
+        page.wait_for_timeout(20)
+    page.click("#undo")
+    assert feedback_withheld(page) and alef.get_attribute("aria-pressed") == "true"
+    expect(page.locator("#feedback-result")).to_contain_text("saving")
+    held.pop().fulfill(status=507, content_type="application/json",
+                       body='{"error": "the disk is full", "reason": "not_stored"}')
+    expect(page.locator("#feedback-result")).to_contain_text("Not saved")
+    assert feedback_withheld(page) and alef.get_attribute("aria-pressed") == "false"
+
+    page.click("#send")                                                   # the pad as it is now, answered
+    page.wait_for_selector("#result-card:not([aria-busy])")
+    alef.click()
+    while not held:
+        page.wait_for_timeout(20)
+    sent = held[0].request.post_data_json["image"]
+    draw_letter(page)
+    assert feedback_withheld(page)
+    held.pop().continue_()
+    expect(page.locator("#feedback-result")).to_contain_text("saved as alef")
+    assert feedback_withheld(page) and alef.get_attribute("aria-pressed") == "true"
+    records = web.backend.store.records()
+    assert [r.true_label for r in records] == ["alef"]
+    with open(os.path.join(web.backend.store.root, records[0].image_path), "rb") as stored:
+        assert stored.read() == base64.b64decode(sent)

@@ -13,7 +13,8 @@
     current: null,
     pointerId: null,
     strokeWidth: Number($("stroke-width").value),
-    image: null,          // {b64, url, source: "drawing"|"upload"} of the last image sent
+    image: null,          // {b64, url, source: "drawing"|"upload", edits} of the last image sent
+    edits: 0,             // the pad's changes so far (strokes begun, undone, cleared)
     prediction: null,     // the last /api/predict answer
     classes: [],
     busy: false,
@@ -81,7 +82,7 @@
     state.current = { width: state.strokeWidth, pen: event.pointerType === "pen", points: [padPoint(event)] };
     state.strokes.push(state.current);
     drawStroke(state.current);
-    updateToolbar();
+    padChanged();
   });
 
   pad.addEventListener("pointermove", (event) => {
@@ -115,12 +116,14 @@
   pad.addEventListener("contextmenu", (event) => event.preventDefault());
 
   function undo() {
-    if (state.current) return;   // mid-stroke: the stroke being drawn would stay on the canvas, unrecorded
+    // Mid-stroke: the stroke being drawn would stay on the canvas, unrecorded; none drawn: the pad is unchanged.
+    if (state.current || state.strokes.length === 0) return;
     state.strokes.pop();
     redraw();
+    padChanged();
   }
   $("undo").addEventListener("click", undo);
-  $("clear").addEventListener("click", () => { state.strokes = []; redraw(); });
+  $("clear").addEventListener("click", () => { state.strokes = []; redraw(); padChanged(); });
   $("stroke-width").addEventListener("input", (event) => {
     state.strokeWidth = Number(event.target.value);
     $("stroke-width-value").textContent = String(state.strokeWidth);
@@ -131,6 +134,19 @@
       undo();
     }
   });
+
+  // The pad no longer holds the image last sent: its answer, shown or on its way, is dimmed and its feedback
+  // withheld (a letter chosen now would be stored with the earlier image) until the new drawing is answered.
+  function padChanged() {
+    state.edits++;
+    updateToolbar();
+    $("result").classList.add("stale");
+    offerFeedback();
+  }
+  // Whether the pad changed after the last image was sent (its edits are those when it was taken).
+  function changedSinceSent() {
+    return state.image !== null && state.image.edits !== state.edits;
+  }
 
   function updateToolbar() {
     const empty = state.strokes.length === 0;
@@ -305,11 +321,12 @@
 
   $("send").addEventListener("click", () => run(async (current) => {
     if (state.strokes.length === 0) throw new Error("כתבו אות קודם · Draw a letter first.");
+    const edits = state.edits;   // the pad as exported now: a stroke begun while it is encoded is not in it
     const blob = await padBlob();
     const bytes = new Uint8Array(await blob.arrayBuffer());
     const b64 = bytesToBase64(bytes);
     if (!current()) return;
-    setImage({ b64, url: URL.createObjectURL(blob), source: "drawing" });
+    setImage({ b64, url: URL.createObjectURL(blob), source: "drawing", edits });
     const answer = await postPredict({
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ image: b64, source: "canvas" }),
@@ -325,7 +342,7 @@
       }
       const bytes = new Uint8Array(await file.arrayBuffer());
       if (!current()) return;
-      setImage({ b64: bytesToBase64(bytes), url: URL.createObjectURL(file), source: "upload" });
+      setImage({ b64: bytesToBase64(bytes), url: URL.createObjectURL(file), source: "upload", edits: state.edits });
       const form = new FormData();
       form.append("image", file, file.name || "upload");
       form.append("source", "upload");
@@ -423,7 +440,7 @@
         answer.fallback_reason : "");
     $("result-empty").hidden = true;
     $("result").hidden = false;
-    $("result").classList.remove("stale");
+    $("result").classList.toggle("stale", changedSinceSent());   // the pad changed while it was coming
     $("result-card").removeAttribute("aria-busy");
     setServingStatus(true, `שרת המודל פעיל · Model server up — version ${answer.model_version} (${answer.route})`);
     const saved = state.image && state.saved.get(state.image.b64);
@@ -440,14 +457,22 @@
     $("feedback").hidden = !on;
     // One answer gets one feedback: once it is sent (or on its way), turning the mode off and on again
     // shows what was saved instead of asking again.
-    const sent = state.prediction && state.prediction.feedback;
-    showFeedback(sent);
-    setFeedbackEnabled(!sent);
+    showFeedback(state.prediction && state.prediction.feedback);
+    offerFeedback();
     document.querySelectorAll("#letter-grid button").forEach((b) => b.setAttribute("aria-pressed", "false"));
     if (state.prediction) {
       const best = state.prediction.top[0];
       $("confirm-letter").textContent = `${best.letter} (${best.class})`;
     }
+  }
+
+  // Feedback is offered for the answer shown unless it was given (or is on its way), or the pad changed after its
+  // image was sent, which is said.
+  function offerFeedback() {
+    const changed = changedSinceSent();
+    $("feedback-withheld").hidden = !changed;
+    if (changed) keepFocus(feedbackControls(), $("feedback-withheld"));
+    setFeedbackEnabled(!(state.prediction && state.prediction.feedback) && !changed);
   }
 
   // What became of an answer's feedback ({message, failed}), red when nothing was stored; none: nothing shown.
@@ -457,18 +482,20 @@
     setBidiText(out, feedback ? feedback.message : "");
   }
 
+  function feedbackControls() {
+    return [$("confirm"), ...document.querySelectorAll("#letter-grid button")];
+  }
   function setFeedbackEnabled(enabled) {
-    $("confirm").disabled = !enabled;
-    document.querySelectorAll("#letter-grid button").forEach((b) => { b.disabled = !enabled; });
+    feedbackControls().forEach((b) => { b.disabled = !enabled; });
   }
 
   async function sendFeedback(label, button) {
-    if (!state.prediction || !state.image || state.prediction.feedback) return;
+    if (!state.prediction || !state.image || state.prediction.feedback || changedSinceSent()) return;
     const prediction = state.prediction;
     const image = state.image;
     const best = prediction.top[0];
     prediction.feedback = { message: "שומר… · saving…" };
-    keepFocus([$("confirm"), ...document.querySelectorAll("#letter-grid button")], $("feedback-result"));
+    keepFocus(feedbackControls(), $("feedback-result"));
     setFeedbackEnabled(false);
     if (button) button.setAttribute("aria-pressed", "true");
     showFeedback(prediction.feedback);
@@ -501,7 +528,7 @@
       if (button) button.setAttribute("aria-pressed", "false");
       if (state.prediction === prediction) {
         showFeedback({ message: `לא נשמר · Not saved: ${err.message}`, failed: true });
-        setFeedbackEnabled(true);
+        offerFeedback();
       }
     }
   }
