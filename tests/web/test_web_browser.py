@@ -386,10 +386,35 @@ def test_undo_while_drawing_leaves_no_ink_behind(web, open_page):
     page.mouse.up()
     assert page.locator("#send").is_enabled() and page.locator("#clear").is_enabled()
     page.keyboard.press("Control+z")                                      # the stroke, once drawn
-    dark = page.evaluate("""() => { const c = document.getElementById('pad');
+    assert dark_pixels(page) == 0 and page.locator("#send").is_disabled()
+
+
+def dark_pixels(page):
+    """The number of the pad's pixels inked."""
+    return page.evaluate("""() => { const c = document.getElementById('pad');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
         for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++; return n; }""")
-    assert dark == 0 and page.locator("#send").is_disabled()
+
+
+def test_the_redo_shortcut_undoes_nothing(web, open_page):
+    """Ctrl+Shift+Z (Cmd+Shift+Z), the usual redo, had undone a stroke as Ctrl+Z does (pressed twice after an
+    undo of three strokes, the pad was empty); the pad has no redo, so it leaves the pad as it is."""
+    page = open_page(web.url)
+    draw_letter(page)                                                     # two strokes
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 20)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 20, box["y"] + 200, steps=6)
+    page.mouse.up()
+    three = dark_pixels(page)
+    page.keyboard.press("Control+z")
+    two = dark_pixels(page)
+    assert 0 < two < three
+    for redo in ("Control+Shift+Z", "Meta+Shift+Z", "Control+Shift+Z"):
+        page.keyboard.press(redo)
+        assert dark_pixels(page) == two, redo
+    page.keyboard.press("Meta+z")                                         # Cmd+Z undoes
+    assert 0 < dark_pixels(page) < two and page.locator("#undo").is_enabled()
 
 
 def test_an_image_gets_one_feedback_and_a_failed_one_shows_no_earlier_answer(web, open_page):

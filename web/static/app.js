@@ -128,8 +128,9 @@
     state.strokeWidth = Number(event.target.value);
     $("stroke-width-value").textContent = String(state.strokeWidth);
   });
+  // Ctrl+Z (Cmd+Z) undoes a stroke. With Shift it is the usual redo, which the pad does not have: nothing is done.
   document.addEventListener("keydown", (event) => {
-    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+    if ((event.ctrlKey || event.metaKey) && !event.shiftKey && event.key.toLowerCase() === "z") {
       event.preventDefault();
       undo();
     }
