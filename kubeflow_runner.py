@@ -147,7 +147,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     parser = build_parser(defaults)
     args = parser.parse_args(argv)
     given = settings.given_flags(parser, argv, ("pretrain_root", "base_model", "beam_mode", "beam_workers",
-                                                "feedback_repeat"))
+                                                "feedback_repeat", "pipeline_root"))
     dataflow_only = [f"--{name.replace('_', '-')}" for name in DATAFLOW_ONLY if getattr(args, name) is not None]
     if dataflow_only and not args.dataflow:
         parser.error(f"{', '.join(dataflow_only)} only apply with --dataflow (the Beam work would run in the "
@@ -177,6 +177,9 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         data_root=flags.path_or_default(args.data_root, defaults.data_root),
         pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root and not changes["base_model"] else "",
         serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir), **changes)
+    flags.refuse_pattern_root(parser, flags.named("pipeline_root", given, config.pipeline_root,
+                                                  f"the default pipeline root ({config.pipeline_root})"),
+                              config.pipeline_root)
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
     unreadable = [f"{name} {value}" for name, value in pod_paths(config, args) if unreadable_url(value)]
     if unreadable:

@@ -88,7 +88,9 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         feedback_dir="" if args.no_feedback else flags.path_or_default(args.feedback_dir, defaults.feedback_dir),
         generate_per_class=args.generate_per_class, **changes)
     paths = run_paths(config, args, defaults.data_root)
-    problem = flags.overlap(paths, OVERLAPS, path_names(paths, given))
+    names = path_names(paths, given)
+    flags.refuse_pattern_root(p, names["--pipeline-root"], config.pipeline_root)
+    problem = flags.overlap(paths, OVERLAPS, names)
     if problem:
         p.error(problem)
     return config, args

@@ -5,6 +5,7 @@ Defaults come from core/configs.py and its LETTERS_<FIELD> environment variables
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 
@@ -67,6 +68,17 @@ def folder_problem(path: str) -> str | None:
     if not os.path.isdir(parent):
         return f"cannot create {path}: {parent} is not a folder"
     return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot create {path}: cannot write into {parent}"
+
+
+def refuse_pattern_root(parser: argparse.ArgumentParser, name: str, pipeline_root: str) -> None:
+    """Both runners: a usage error (status 2) for a pipeline root whose path holds a glob character (``*``, ``?``,
+    ``[``), ``name`` saying what gave it (:func:`named`). Beam, which writes the pipeline's artifacts under it, finds
+    the files it wrote by matching ``<its temporary folder>/*`` with the folder's name unescaped: under ``w/p [v2]``
+    the ExampleGen's write fails (BeamIOError: src and dst files do not exist), under ``w/p*`` its temporary
+    folders are left among the examples and a later step fails reading one. Said before anything runs."""
+    if glob.has_magic(pipeline_root):
+        parser.error(f"{name} holds a glob character (*, ? or [): Beam, which writes the pipeline's artifacts "
+                     "there, reads such a folder name as a pattern; give another")
 
 
 def file_problem(path: str) -> str | None:

@@ -242,3 +242,29 @@ def test_overlapping_paths_no_flag_gave_are_named_by_their_variable_or_as_defaul
             with pytest.raises(SystemExit) as caught:
                 local_runner.parse_args(["--no-feedback", *argv])
         assert caught.value.code == 2 and message in capsys.readouterr().err, argv
+
+
+def test_a_pipeline_root_holding_a_glob_character_is_a_usage_error_naming_what_set_it(tmp_path, monkeypatch, capsys):
+    """Beam matches the files it wrote under the pipeline root with the folder's name unescaped: under "p [v2]" the
+    ExampleGen had failed mid-run in a Beam traceback (src and dst files do not exist), under "p*" a later step read
+    a temporary folder Beam left among the examples. Such a root is refused before anything runs, named by what
+    set it; a data root, serving dir or ML Metadata folder with such a name, spaces and other letters are taken."""
+    monkeypatch.delenv("LETTERS_PIPELINE_ROOT", raising=False)
+    common = ["--data-root", str(tmp_path / "data [v2]"), "--serving-dir", str(tmp_path / "s [v2]"), "--no-feedback"]
+    why = "holds a glob character (*, ? or [): Beam, which writes the pipeline's artifacts there, reads such a " \
+          "folder name as a pattern"
+    for environ, argv, name in (
+            ({}, ["--pipeline-root", str(tmp_path / "p [v2]")], f"--pipeline-root ({tmp_path / 'p [v2]'})"),
+            ({}, ["--pipeline-root", str(tmp_path / "p*")], f"--pipeline-root ({tmp_path / 'p*'})"),
+            ({}, ["--pipeline-root", str(tmp_path / "p?")], f"--pipeline-root ({tmp_path / 'p?'})"),
+            ({"LETTERS_PIPELINE_ROOT": str(tmp_path / "p[1]")}, [], f"LETTERS_PIPELINE_ROOT='{tmp_path / 'p[1]'}'")):
+        with monkeypatch.context() as env:
+            for variable, value in environ.items():
+                env.setenv(variable, value)
+            with pytest.raises(SystemExit) as caught:
+                local_runner.parse_args([*common, *argv])
+        assert caught.value.code == 2 and f"error: {name} {why}" in capsys.readouterr().err, argv
+    for root in ("p v2", "p ]v2", "p שׁ"):
+        config, _ = local_runner.parse_args([*common, "--pipeline-root", str(tmp_path / root),
+                                             "--metadata-path", str(tmp_path / "m [v2]" / "metadata.sqlite")])
+        assert config.pipeline_root == str(tmp_path / root)

@@ -272,6 +272,10 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--data-root", "hdfs://nn/data", "--serving-dir", "minio://b/serving"],
      "--data-root hdfs://nn/data, --serving-dir minio://b/serving: TensorFlow in the pipeline image cannot open"),
     (["--feedback-root", "http://host/feedback"], "--feedback-root http://host/feedback: TensorFlow in the"),
+    # Beam, in the tasks, matches what it wrote under the pipeline root with the folder's name as a pattern
+    (["--pipeline-root", "gs://b/root [v2]"], "--pipeline-root (gs://b/root [v2]) holds a glob character (*, ? or "
+                                              "[): Beam, which writes the pipeline's artifacts there, reads such"),
+    (["--pipeline-root", "{tmp}/root*"], "--pipeline-root ({tmp}/root*) holds a glob character"),
     # an output that cannot be written, found before the compile
     (["--output", "{tmp}"], "--output {tmp}.yaml: is a folder"),
     (["--output", "{tmp}/a_file/spec.yaml"], "a_file is not a folder"),
