@@ -296,6 +296,9 @@ def _failure_text(failure) -> str:
     return f"{failure.metric_key.name}: {failure.message or value}"
 
 
+TRAINERS = (("pretraining", PRETRAINER_NODE), ("training", "Trainer"))   # summary key, the node that trains
+
+
 def summarize(metadata_file: str, not_compared: str | None = None, run_id: str | None = None,
               served: dict | None = None) -> dict:
     """The summary of the run ``run_id`` (the newest without). ``not_compared``: why the runner gated it by the
@@ -326,12 +329,13 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
     anomalies = comps.get("ExampleValidator", {}).get("outputs", {}).get("anomalies")
     if anomalies:
         summary["anomalies"] = data_anomalies(anomalies[0].uri)
-    for key, node in (("pretraining", PRETRAINER_NODE), ("training", "Trainer")):
+    for key, node in TRAINERS:
         model_run = comps.get(node, {}).get("outputs", {}).get("model_run")
         path = os.path.join(model_run[0].uri, "training_summary.json") if model_run else ""
         if path and os.path.exists(path):
             with open(path) as f:
                 summary[key] = json.load(f)
+            summary[key]["trained_earlier"] = summary["components"].get(node) == "cached"   # its time is not this run's
     if "Evaluator" in comps:
         baseline = compared_model(metadata_file, comps["Evaluator"]["execution_id"])
         summary["baseline_model"] = baseline and baseline["uri"]
@@ -395,7 +399,7 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
             if missing:
                 lines.append(f"  WARNING classes with no {name} images (all theirs are in the other split): "
                              f"{', '.join(missing)}")
-    for key in ("pretraining", "training"):
+    for key, node in TRAINERS:
         if key in summary:
             t = summary[key]
             budget = (f" ({t['steps']:,} steps, {'sized from' if t.get('budget') == 'sized' else 'chosen;'} "
@@ -404,8 +408,9 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
             if key == "training" and t.get("base_model"):
                 start = (", starting from the pretrained network" if "pretraining" in summary
                          else f", starting from the network of {t['base_model']}")
+            earlier = f", by an earlier run (the {node}'s inputs are unchanged)" if t.get("trained_earlier") else ""
             lines.append(f"  {key}: {t['epochs']} epochs{budget} in {t['train_seconds']} s, "
-                         f"{t['parameters']:,} parameters{start}")
+                         f"{t['parameters']:,} parameters{start}{earlier}")
     if "evaluation" in summary:
         ev = summary["evaluation"]
         acc = ev["overall"].get(ACCURACY_METRIC)

@@ -220,6 +220,33 @@ def test_a_push_of_an_earlier_run_or_of_a_model_already_served_is_said_so():
     assert "pushed: nothing new; this model is already served as version 17 → /s/17" in text
 
 
+def test_a_cached_trainers_training_is_said_to_be_an_earlier_runs(tmp_path, monkeypatch):
+    """A re-run with nothing changed had printed the cached Trainer's training time as if this run had trained
+    (and --summary-json's "training" had said nothing else), where its push line says "by an earlier run"."""
+    import json
+    from types import SimpleNamespace
+
+    from pipeline import run_summary
+    from pipeline.pipeline import PRETRAINER_NODE
+
+    (tmp_path / "training_summary.json").write_text(json.dumps(
+        {"epochs": 1, "steps": 4, "train_examples": 123, "budget": "chosen", "train_seconds": 24.4,
+         "parameters": 690875, "base_model": "/p/pretrainer/model/3"}))
+    trained = {"outputs": {"model_run": [SimpleNamespace(uri=str(tmp_path))]}}
+    for state, earlier in (("cached", True), ("complete", False)):
+        run = {"run_id": "r2", "components": {PRETRAINER_NODE: {**trained, "state": state, "execution_id": 1},
+                                              "Trainer": {**trained, "state": state, "execution_id": 2}}}
+        monkeypatch.setattr(run_summary, "last_run", lambda *_, **__: run)
+        found = run_summary.summarize(str(tmp_path / "metadata.sqlite"))
+        assert found["training"]["trained_earlier"] is earlier and found["pretraining"]["trained_earlier"] is earlier
+        text = format_summary(found)
+        line = ("training: 1 epochs (4 steps, chosen; 123 training images) in 24.4 s, 690,875 parameters, starting "
+                "from the pretrained network")
+        assert (f"{line}, by an earlier run (the Trainer's inputs are unchanged)\n" in text) is earlier
+        assert f"{line}\n" in text or earlier
+        assert ("690,875 parameters, by an earlier run (the pretrainer's inputs are unchanged)" in text) is earlier
+
+
 def _picture(seed: int) -> bytes:
     from tests.conftest import letter_image, png_bytes
     return png_bytes(letter_image(28, 28, seed=seed))
