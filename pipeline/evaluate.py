@@ -58,10 +58,16 @@ def labelled_files(data_root: str) -> tuple[list[tuple[str, int, Path]], list[tu
 
 
 def folder_names(data_root: str) -> set[str]:
-    """The names of ``data_root``'s folders that hold something (hidden names left out): the folders the
-    ExampleGen reads."""
-    return {folder.name for folder in Path(data_root).iterdir() if folder.is_dir() and not folder.name.startswith(".")
-            and any(not p.name.startswith(".") for p in folder.iterdir())}
+    """The names of ``data_root``'s folders that hold anything, a hidden file too: the folders whose names the
+    ExampleGen's layout check reads (``<root>/*/*``, hidden names included; an unreadable folder lists nothing)."""
+    names = set()
+    for folder in Path(data_root).iterdir():
+        try:
+            if folder.is_dir() and any(folder.iterdir()):
+                names.add(folder.name)
+        except OSError:
+            continue
+    return names
 
 
 def layout_problem(data_root: str) -> str | None:

@@ -364,3 +364,16 @@ def test_a_folder_named_as_a_class_that_has_no_folder_is_refused_as_the_pipeline
     assert err == f"error: {describe_layout_problem(str(data))}\n"
     with pytest.raises(ValueError, match="'Gimel' is not a class folder"):
         evaluate.evaluate(str(tmp_path / "model"), str(data))
+
+
+@pytest.mark.parametrize("files", [("alef/1.png", "Gimel/.DS_Store"), ("alef/1.png", "Gimel/2.png", "gimel/.DS_Store"),
+                                   ("alef/1.png", "empty/")])
+def test_the_misnamed_folder_check_reads_the_folders_the_pipelines_check_reads(tmp_path, files):
+    """A folder holding hidden files alone counts, as in the ExampleGen's check: a Gimel/ beside a gimel/ holding
+    only .DS_Store had been refused as beside no gimel/, and a Gimel/ of hidden files alone let through."""
+    from components.image_example_gen import describe_layout_problem
+    for rel in files:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        if not rel.endswith("/"):
+            (tmp_path / rel).write_bytes(png_bytes(letter_image(30, 40)))
+    assert evaluate.layout_problem(str(tmp_path)) == describe_layout_problem(str(tmp_path))
