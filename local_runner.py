@@ -87,7 +87,14 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir),
         feedback_dir="" if args.no_feedback else flags.path_or_default(args.feedback_dir, defaults.feedback_dir),
         generate_per_class=args.generate_per_class, **changes)
-    paths = run_paths(config, args, defaults.data_root)
+    # A LETTERS_DATA_ROOT of letters the generator did not write is trained on as a --data-root is (after the
+    # built-in generated letters, at the default data root); kubeflow_runner reads it the same way.
+    args.builtin_root, args.data_root_from_env = defaults.data_root, False
+    if args.data_root is None and os.environ.get("LETTERS_DATA_ROOT"):
+        from pipeline.generate_letters import generated_or_new
+        if flags.is_url(config.data_root) or not generated_or_new(config.data_root):
+            args.data_root, args.builtin_root, args.data_root_from_env = config.data_root, Config().data_root, True
+    paths = run_paths(config, args, args.builtin_root)
     names = path_names(paths, given)
     flags.refuse_pattern_root(p, names["--pipeline-root"], config.pipeline_root)
     problem = flags.overlap(paths, OVERLAPS, names)
@@ -531,13 +538,10 @@ def _main(argv=None) -> int:
         if problem:   # found now, not after the data is read and the model trained
             print(f"error: {flag}: {problem}", file=sys.stderr)
             return 2
-    builtin_root = flags.defaults_from_env().data_root   # LETTERS_DATA_ROOT's or data/generated
-    if args.data_root is None and os.environ.get("LETTERS_DATA_ROOT"):
-        from pipeline.generate_letters import generated_or_new
-        if flags.is_url(config.data_root) or not generated_or_new(config.data_root):   # as kubeflow_runner reads it
-            print(f"Data: LETTERS_DATA_ROOT={config.data_root} holds letters the generator did not write: they are "
-                  "trained on as with --data-root", flush=True)
-            args.data_root, builtin_root = config.data_root, Config().data_root
+    builtin_root = args.builtin_root   # LETTERS_DATA_ROOT's or data/generated
+    if args.data_root_from_env:
+        print(f"Data: LETTERS_DATA_ROOT={config.data_root} holds letters the generator did not write: they are "
+              "trained on as with --data-root", flush=True)
     if args.data_root is None:
         from pipeline.generate_letters import NoHebrewFontError, NotGeneratedFolder
         try:

@@ -1,4 +1,5 @@
 """local_runner: how a run ends when it is stopped, and what it refuses before it starts."""
+import os
 import signal
 
 import pytest
@@ -215,6 +216,17 @@ def test_a_path_written_among_the_built_in_letters_a_data_root_pretrains_on_is_a
         f"({builtin}): every file under it is read as letters") in capsys.readouterr().err
     for unused in (["--no-pretrain"], ["--pretrain-root", str(tmp_path / "pre")], ["--pretrain-root", ""]):
         local_runner.parse_args([*common, "--serving-dir", str(builtin / "models"), *unused])   # not read: taken
+    # letters of one's own as LETTERS_DATA_ROOT are trained on as a --data-root, after the default data root's
+    mine = tmp_path / "mine"
+    (mine / "alef").mkdir(parents=True)
+    (mine / "alef" / "1.png").write_bytes(b"not written by the generator")
+    monkeypatch.setenv("LETTERS_DATA_ROOT", str(mine))
+    default_root = local_runner.Config().data_root
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args(["--pipeline-root", str(tmp_path / "p"), "--no-feedback", "--serving-dir",
+                                 os.path.join(default_root, "models")])
+    assert caught.value.code == 2 and (
+        f"is inside the built-in generated letters pretrained on ({default_root})") in capsys.readouterr().err
     local_runner.parse_args(["--serving-dir", str(tmp_path / "s"), "--pipeline-root", str(tmp_path / "p")])
 
 
