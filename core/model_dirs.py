@@ -22,20 +22,21 @@ def version_number(name: str) -> int | None:
     return version if -_INT64_MAX - 1 <= version <= _INT64_MAX else None
 
 
-def saved_model_file(folder: str) -> str | None:
+def saved_model_file(folder: str, files=None) -> str | None:
     """The file a SavedModel folder keeps its graphs in, as TensorFlow's loader looks for it (MaybeSavedModelDirectory,
-    ReadSavedModel): saved_model.pb, else saved_model.pbtxt; None if it has neither."""
+    ReadSavedModel): saved_model.pb, else saved_model.pbtxt; None if it has neither. Looked for as local files, or
+    with ``files.exists`` (``tf.io.gfile`` for a gs:// path)."""
     for name in (SAVED_MODEL, SAVED_MODEL_TEXT):
         path = os.path.join(folder, name)
-        if os.path.isfile(path):
+        if os.path.isfile(path) if files is None else files.exists(path):
             return path
     return None
 
 
 def holds_saved_model(folder: str, files=LOCAL_FILES) -> bool:
-    """Whether ``folder`` holds a SavedModel's graphs file (:func:`saved_model_file`'s names), looked for with
-    ``files.exists`` (``tf.io.gfile`` for a gs:// path)."""
-    return any(files.exists(os.path.join(folder, name)) for name in (SAVED_MODEL, SAVED_MODEL_TEXT))
+    """Whether ``folder`` holds a SavedModel's graphs file (:func:`saved_model_file`), looked for with
+    ``files.exists``."""
+    return saved_model_file(folder, files) is not None
 
 
 def read_saved_model(path: str):

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.configs import Config
-from core.model_dirs import SAVED_MODEL, resolve_model_dir
+from core.model_dirs import SAVED_MODEL, holds_saved_model, resolve_model_dir, saved_model_file
 from models import network
 
 _VARIABLES = os.path.join("variables", "variables")
@@ -33,7 +33,7 @@ def model_dir(path: str) -> str:
     either as a serving dir stands for its newest version (a remote --base-model is first read here, at run time)."""
     candidates = (path, os.path.dirname(path.rstrip("/")))
     for candidate in candidates:
-        if tf.io.gfile.exists(os.path.join(candidate, SAVED_MODEL)):
+        if holds_saved_model(candidate, tf.io.gfile):
             return candidate
     for candidate in candidates:
         try:
@@ -47,7 +47,7 @@ def digest(path: str) -> str:
     """A hash of the model's files (the graph and its variables), so a changed model at the same path is not
     mistaken for the one a cached Trainer run started from."""
     folder = model_dir(path)
-    files = [os.path.join(folder, SAVED_MODEL)] + sorted(tf.io.gfile.glob(os.path.join(folder, _VARIABLES) + "*"))
+    files = [saved_model_file(folder, tf.io.gfile)] + sorted(tf.io.gfile.glob(os.path.join(folder, _VARIABLES) + "*"))
     sha = hashlib.sha256()
     for name in files:
         with tf.io.gfile.GFile(name, "rb") as f:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from core import configs
-from core.model_dirs import resolve_model_dir
+from core.model_dirs import holds_saved_model, resolve_model_dir
 from core.signals import raise_interrupt
 from pipeline import releases
 from pipeline.flags import absolute, defaults_from_env, path_or_default
@@ -197,11 +197,11 @@ def main(argv=None) -> int:
     # absolute ("~" expanded; empty: the default): the servers run in the project root, the paths were given here
     serving_dir = Path(path_or_default(args.serving_dir, defaults.serving_dir))
     args.model_config_file = path_or_default(args.model_config_file, "")
-    if (serving_dir / "saved_model.pb").exists():   # a version folder: the server serves the folder above it
+    if holds_saved_model(str(serving_dir)):   # a version folder: the server serves the folder above it
         print(f"error: {serving_dir} is a version folder; give its serving dir, {serving_dir.parent}",
               file=sys.stderr)
         return 2
-    try:   # a version folder with its saved_model.pb (an empty or half-written one is no model to serve)
+    try:   # a version folder with its saved_model.pb or .pbtxt (an empty or half-written one is no model to serve)
         resolve_model_dir(str(serving_dir))
     except (FileNotFoundError, NotADirectoryError):
         print(f"error: {no_model_problem(serving_dir)}", file=sys.stderr)

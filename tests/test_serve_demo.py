@@ -70,13 +70,18 @@ def test_what_cannot_start_is_a_usage_error_at_once(tmp_path):
     (base / "123").mkdir(parents=True)   # a version folder without saved_model.pb
     version = tmp_path / "other" / "letters" / "7"
     testing.publish_version(str(version.parent), 7)
+    as_text = tmp_path / "text" / "letters" / "7"   # its graphs in saved_model.pbtxt, which the server loads too
+    testing.publish_version(str(as_text.parent), 7)
+    testing.store_as_text(str(as_text))
     for args, message in ((["--serving-dir", str(base)], f"no pushed model in {base}"),
                           (["--serving-dir", str(version)], f"{version} is a version folder; give its serving dir"),
+                          (["--serving-dir", str(as_text)], f"{as_text} is a version folder; give its serving dir"),
                           (["--web-port", "0"], "0 (any free port) cannot be waited on here"),
                           (["--serving-port", "0"], "0 (any free port) cannot be waited on here")):
         proc = subprocess.run([sys.executable, "-m", "pipeline.serve_demo", *args], cwd=ROOT, capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (as_text.parent / "models.config").exists()   # nothing written for a folder refused
 
 
 def model_servers(pid: int) -> list[int]:

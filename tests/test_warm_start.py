@@ -90,6 +90,20 @@ def test_the_digest_follows_the_models_variables(pushed_model_dir, tmp_path):
     assert warm_start.digest(str(copy)) != warm_start.digest(pushed_model_dir)
 
 
+def test_a_model_whose_graphs_are_stored_as_text_is_a_base_model(pushed_model_dir, tmp_path):
+    """A version holding saved_model.pbtxt is served, and a serving dir stands for it: as a --base-model it had
+    passed the runner's check, then building the pipeline failed reading its saved_model.pb."""
+    from tests.support.serving import store_as_text
+    shutil.copytree(pushed_model_dir, tmp_path / "5")
+    store_as_text(str(tmp_path / "5"))
+    assert warm_start.model_dir(str(tmp_path)) == str(tmp_path / "5")
+    assert warm_start.model_dir(f"file://{tmp_path}/5/Format-Serving") == f"file://{tmp_path}/5"
+    assert warm_start.digest(str(tmp_path)) == warm_start.digest(str(tmp_path / "5")) != warm_start.digest(
+        pushed_model_dir)
+    assert all(np.array_equal(a, b) for a, b in zip(warm_start.network_weights(str(tmp_path), Config()),
+                                                     warm_start.network_weights(pushed_model_dir, Config())))
+
+
 def test_the_pipeline_trains_from_the_base_models_network(tiny_dataset, pushed_model_dir, tmp_path):
     # A learning rate too small to move a weight: the new model's kernels are still the base model's.
     serving_dir = str(Path(pushed_model_dir).parent)   # its newest version is the one the run starts from
