@@ -121,8 +121,9 @@ def exclusive(lock_path: str, wait: bool = True):
 
 def printable(name: str) -> str:
     """A file name as it can be printed and stored in JSON or CSV: bytes that are not UTF-8 (Python keeps them as
-    surrogate escapes) shown as ``\\xNN``."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    surrogate escapes) shown as ``\\xNN``, and a backslash of the name doubled, so that two names never print alike
+    (the byte 0xFF and the four characters ``\\xff``)."""
+    return name.replace("\\", "\\\\").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def remove_stale_folders(parent: str, prefix: str, max_age_seconds: float, now: float | None = None) -> list[str]:

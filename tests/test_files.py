@@ -50,6 +50,14 @@ def test_printable_shows_bytes_that_are_not_utf8():
     assert printable(os.fsdecode(b"caf\xe9.png")) == "caf\\xe9.png" and printable("שלום.png") == "שלום.png"
 
 
+def test_two_names_never_print_alike():
+    """A name holding the byte 0xFF and one holding the characters backslash, x, f, f had printed alike (bad\\xff.png),
+    so a batch prediction's CSV gave one an answer and the other an error under the same path."""
+    names = [os.fsdecode(b"bad\xffname.png"), "bad\\xffname.png", "a\\b.png", "a\\\\b.png"]
+    assert len({printable(name) for name in names}) == 4
+    assert printable("a\\b.png") == "a\\\\b.png"
+
+
 def test_atomic_output_streams_and_a_stop_midway_leaves_the_old_file(tmp_path):
     from core.files import atomic_output
     (tmp_path / "rows.csv").write_text("old\n")
