@@ -575,6 +575,26 @@ def test_a_changed_drawing_withholds_the_answers_feedback_until_it_is_recognised
     assert page.problems == [], page.problems
 
 
+def test_drawing_after_an_uploads_answer_leaves_its_feedback_offered(web, open_page):
+    """An upload's answer is not the pad's: a stroke drawn after it had dimmed it and withheld its feedback, saying
+    to Recognise the drawing, which would not send the upload. The upload is stored with the letter chosen."""
+    page = open_page(web.url)
+    page.check("#feedback-mode")
+    upload = letter_png(size=64, seed=3)
+    page.set_input_files("#file", files=[{"name": "c.png", "mimeType": "image/png", "buffer": upload}])
+    answer_of(page)
+    page.wait_for_selector("#feedback:not([hidden])")
+    draw_letter(page)
+    page.click("#undo")
+    assert not feedback_withheld(page) and page.locator("#feedback-withheld").is_hidden()
+    assert "stale" not in (page.locator("#result").get_attribute("class") or "")
+    with page.expect_request("**/api/feedback") as given:
+        page.click("#letter-grid button[data-class=alef]")
+    expect(page.locator("#feedback-result")).to_contain_text("saved as alef")
+    assert base64.b64decode(given.value.post_data_json["image"]) == upload
+    assert page.problems == [], page.problems
+
+
 def test_a_feedback_on_its_way_when_the_drawing_changes_is_kept_for_its_image(web, open_page):
     """A feedback sent before the pad changed is the answered image's: it is stored, said and its letter stays
     chosen; one that fails is not offered again for the changed pad."""

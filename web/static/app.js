@@ -13,7 +13,7 @@
     current: null,
     pointerId: null,
     strokeWidth: Number($("stroke-width").value),
-    image: null,          // {b64, url, source: "drawing"|"upload", edits} of the last image sent
+    image: null,          // {b64, url, source: "drawing"|"upload", edits (a drawing's)} of the last image sent
     edits: 0,             // the pad's changes so far (strokes begun, undone, cleared)
     prediction: null,     // the last /api/predict answer
     classes: [],
@@ -136,17 +136,19 @@
     }
   });
 
-  // The pad no longer holds the image last sent: its answer, shown or on its way, is dimmed and its feedback
-  // withheld (a letter chosen now would be stored with the earlier image) until the new drawing is answered.
+  // The pad no longer holds the drawing last sent: its answer, shown or on its way, is dimmed and its feedback
+  // withheld (a letter chosen now would be stored with the earlier drawing) until the new drawing is answered.
+  // An upload's answer is not the pad's: drawing leaves it as it is.
   function padChanged() {
     state.edits++;
     updateToolbar();
-    $("result").classList.add("stale");
+    if (changedSinceSent()) $("result").classList.add("stale");
     offerFeedback();
   }
-  // Whether the pad changed after the last image was sent (its edits are those when it was taken).
+  // Whether the pad changed after the drawing last sent was taken from it (its edits are those of that moment);
+  // false for an upload.
   function changedSinceSent() {
-    return state.image !== null && state.image.edits !== state.edits;
+    return state.image !== null && state.image.source === "drawing" && state.image.edits !== state.edits;
   }
 
   function updateToolbar() {
@@ -343,7 +345,7 @@
       }
       const bytes = new Uint8Array(await file.arrayBuffer());
       if (!current()) return;
-      setImage({ b64: bytesToBase64(bytes), url: URL.createObjectURL(file), source: "upload", edits: state.edits });
+      setImage({ b64: bytesToBase64(bytes), url: URL.createObjectURL(file), source: "upload" });
       const form = new FormData();
       form.append("image", file, file.name || "upload");
       form.append("source", "upload");
