@@ -392,7 +392,8 @@ def pinned_base_model(config: Config, given: str | None) -> Config:
     except (OSError, ValueError):
         record = {}
     pinned = record.get(given)
-    if isinstance(pinned, str) and os.path.isfile(os.path.join(pinned, "saved_model.pb")):
+    from core.model_dirs import holds_saved_model
+    if isinstance(pinned, str) and holds_saved_model(pinned):   # saved_model.pb or .pbtxt
         print(f"Base model: {pinned}, the newest version of {given} when {config.pipeline_root} first started "
               f"from it (give a version folder to start from another; delete {record_path} for the newest)",
               flush=True)

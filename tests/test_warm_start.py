@@ -163,6 +163,23 @@ def test_the_pipeline_trains_from_a_pretrainers_network_and_keeps_it_cached(tiny
     assert "Pretrainer:" not in proc.stdout and f"starting from the network of {pretrainer}/" in proc.stdout
 
 
+def test_a_version_whose_graphs_are_stored_as_text_is_kept_as_the_one_first_stood_for(tmp_path):
+    """A pinned version holding saved_model.pbtxt (a --base-model since the server serves it) had not been found:
+    the next run started from the serving dir's newest version instead, and recorded that."""
+    import local_runner
+    from core import configs
+
+    serving = tmp_path / "serving"
+    for version in (1, 2, 3):
+        (serving / str(version)).mkdir(parents=True)
+        (serving / str(version) / "saved_model.pbtxt").write_text("meta_graphs {}")
+        if version == 2:
+            config = configs.Config(pipeline_root=str(tmp_path), base_model=str(serving / "2"))   # as resolved
+            assert local_runner.pinned_base_model(config, str(serving)).base_model == str(serving / "2")
+    newest = config.replace(base_model=str(serving / "3"))
+    assert local_runner.pinned_base_model(newest, str(serving)).base_model == str(serving / "2")
+
+
 def test_a_serving_dir_as_base_model_keeps_the_version_it_first_stood_for(tmp_path, capsys):
     """Each run pushed into the serving dir it started from, so the next unchanged run started from that new
     version, trained and pushed again; the version a serving dir stands for is now kept per pipeline root."""
