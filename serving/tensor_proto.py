@@ -34,6 +34,7 @@ _FIELDS = {
     np.dtype(np.complex128): (types_pb2.DT_COMPLEX128, "dcomplex_val"),
 }
 MAX_DIMS = 254                 # TensorShape's kMaxDimensions
+MAX_HELD_DIMS = 32             # the most numpy and TensorFlow's Python API hold (NPY_MAXDIMS)
 INT64_MAX = 2 ** 63 - 1
 # DataType -> (typed field, values per element) for the request side
 _VALUES = {dtype: (field, 2 if "complex" in field else 1) for dtype, field in _FIELDS.values()}
@@ -56,6 +57,7 @@ def to_array(proto: tensor_pb2.TensorProto, alias: str, wanted: int | None = Non
 
     if proto.dtype == types_pb2.DT_INVALID or not _valid_shape(proto.tensor_shape):
         raise invalid(f"tensor parsing error: {alias}")
+    check_rank(alias, len(proto.tensor_shape.dim))
     shape = [d.size for d in proto.tensor_shape.dim]
     elements = math.prod(shape)
     typed = _VALUES.get(proto.dtype)
@@ -80,6 +82,17 @@ def to_array(proto: tensor_pb2.TensorProto, alias: str, wanted: int | None = Non
         if wanted is not None and proto.dtype != wanted and _parses(proto, elements):
             return Unheld(proto.dtype)
         raise invalid(f"tensor parsing error: {alias}") from None
+
+
+def check_rank(alias: str, rank: int) -> None:
+    """A 400 for input ``alias`` of ``rank`` dimensions where this server cannot feed it: above :data:`MAX_DIMS`,
+    TensorFlow's ``tensor parsing error``; above :data:`MAX_HELD_DIMS`, a message of its own, as neither numpy nor
+    TensorFlow's Python API holds such a tensor (TF Serving feeds it to the model, whose ops answer)."""
+    if rank > MAX_DIMS:
+        raise invalid(f"tensor parsing error: {alias}")
+    if rank > MAX_HELD_DIMS:
+        raise invalid(f"Input {alias} has {rank} dimensions: this server feeds tensors of at most {MAX_HELD_DIMS} "
+                      "dimensions.")
 
 
 MAX_UNHELD_ELEMENTS = 1 << 20   # FromProto allocates every element first: a shape of 2^40 took 10 s to refuse

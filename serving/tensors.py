@@ -19,7 +19,7 @@ from tensorflow.core.example import feature_pb2
 from tensorflow.core.framework import types_pb2
 
 from serving.json_debug import debug_string
-from serving.tensor_proto import dtype_enum
+from serving.tensor_proto import MAX_HELD_DIMS, check_rank, dtype_enum
 from serving.status import ServingError, invalid
 
 # DataType enum -> (numpy dtype, DataTypeString name)
@@ -174,7 +174,17 @@ def _leaf_converter(dtype: int):
     return convert
 
 
-def to_ndarray(value, dtype: int) -> np.ndarray:
+class _Unheld:
+    """A request tensor of more than :data:`MAX_HELD_DIMS` dimensions, which numpy cannot hold: its shape alone,
+    kept until every value of the request is converted (a mistyped value is TF Serving's first error), then
+    refused by :func:`_held`."""
+
+    def __init__(self, shape: tuple):
+        self.shape = shape
+        self.size = math.prod(shape)
+
+
+def to_ndarray(value, dtype: int) -> np.ndarray | _Unheld:
     """One JSON value (scalar, nested list or b64 object) -> a dense array of the signature dtype."""
     if dtype not in _DTYPES:
         raise ServingError("UNIMPLEMENTED", f"Conversion of JSON Value: {dump(value)} to type: {dtype_name(dtype)}")
@@ -206,6 +216,8 @@ def to_ndarray(value, dtype: int) -> np.ndarray:
                                   f"DOM. Expected at level: {rank}")
                 flat.append(convert(node))
         fill(value, 0)
+    if rank > MAX_HELD_DIMS:
+        return _Unheld(tuple(shape))
     np_dtype = _DTYPES[dtype][0]
     if np_dtype is object:
         array = np.empty(len(flat), dtype=object)
@@ -222,7 +234,9 @@ def _check_same_shape(first: np.ndarray, other: np.ndarray) -> None:
         raise invalid(f"Expecting shape {_shape_text(first.shape)} but got: {_shape_text(other.shape)}")
 
 
-def _stack(elements: list, dtype: int) -> np.ndarray:
+def _stack(elements: list, dtype: int) -> np.ndarray | _Unheld:
+    if len(elements[0].shape) >= MAX_HELD_DIMS:
+        return _Unheld((len(elements),) + elements[0].shape)
     if _DTYPES[dtype][0] is object:
         out = np.empty((len(elements),) + elements[0].shape, dtype=object)
         for i, element in enumerate(elements):
@@ -264,7 +278,7 @@ def instances_to_arrays(instances: list, inputs: dict) -> dict:
             if set(element) != set(names):
                 raise invalid(f"Failed to process element: {i} of 'instances' list. JSON object: {dump(element)} "
                               f"keys must be equal to: {','.join(names)}")
-        return {name: _stack(column, inputs[name]) for name, column in columns.items()}
+        return _held({name: _stack(column, inputs[name]) for name, column in columns.items()})
 
     name = names[0]
     dtype = inputs[name]
@@ -285,7 +299,7 @@ def instances_to_arrays(instances: list, inputs: dict) -> dict:
         raise invalid(f"input size does not match signature: 1!={len(names)} len({{{name}}}) != "
                       f"len({{{','.join(names)}}}). Sent extra: {{}}. "
                       f"Missing but required: {{{','.join(names[1:])}}}.")
-    return {name: _stack(columns[name], dtype)}
+    return _held({name: _stack(columns[name], dtype)})
 
 
 class _NotFlat(Exception):
@@ -311,12 +325,19 @@ def columnar_to_arrays(value, inputs: dict) -> dict:
             if name not in value:
                 raise invalid(f"Missing named input: {name} in 'inputs' object.")
             arrays[name] = to_ndarray(value[name], inputs[name])
-        return arrays
+        return _held(arrays)
     if len(inputs) > 1:
         raise invalid("inputs is a plain value/list, but expecting an object as multiple input tensors required "
                       "as per tensorinfo_map")
     (name, dtype), = inputs.items()
-    return {name: to_ndarray(value, dtype)}
+    return _held({name: to_ndarray(value, dtype)})
+
+
+def _held(arrays: dict) -> dict:
+    """``arrays``, once every one is of a rank this server feeds (:func:`serving.tensor_proto.check_rank`)."""
+    for name in sorted(arrays):
+        check_rank(name, len(arrays[name].shape))
+    return arrays
 
 
 # -------------------------------------------------------------------------------- tf.Example (classify)

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.example import example_pb2
+from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      inference_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
@@ -211,6 +212,23 @@ def test_bad_input_has_tf_serving_codes_and_messages(predict_stub, running):
                                                'Serving signature key "nope" not found.')
     error = rpc_error(predict_stub.Predict, predict_pb2.PredictRequest())
     assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+
+
+def test_a_tensor_of_more_than_32_dimensions_is_refused_over_grpc_as_over_rest(predict_stub, running):
+    rest = testing.RestClient(running.url)
+    for rank, message in ((33, "Input images has 33 dimensions: this server feeds tensors of at most 32 dimensions."),
+                          (254, "Input images has 254 dimensions: this server feeds tensors of at most 32 dimensions."),
+                          (255, "tensor parsing error: images")):
+        request = predict_request()
+        request.inputs["images"].tensor_shape.Clear()
+        request.inputs["images"].tensor_shape.dim.extend([tensor_shape_pb2.TensorShapeProto.Dim(size=1)] * rank)
+        error = rpc_error(predict_stub.Predict, request)
+        assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+        value = testing.b64(testing.png_bytes(1))
+        for _ in range(rank):
+            value = [value]
+        assert rest.post("/v1/models/letters:predict", {"signature_name": "predict_images", "inputs": value}) == (
+            400, {"error": message})
 
 
 def test_a_tf_message_cut_at_a_nul_byte_is_made_whole_over_grpc_as_over_rest(predict_stub, running):

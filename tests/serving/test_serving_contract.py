@@ -240,6 +240,28 @@ def test_unparsable_examples_are_400_with_tf_message(client, signature, value, s
     assert (status, body) == (400, {"error": "Batching Run() input tensors must have at least one dimension"})
 
 
+def nested(value, depth: int):
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_a_tensor_of_more_than_32_dimensions_is_400(client, key):
+    """Up to 32 dimensions the model runs and its op answers; numpy and TensorFlow's Python API hold no more, so
+    33 to 254 (which TF Serving feeds to the model) have a message of this server's, and above 254 TensorFlow
+    refuses the tensor, as TF Serving's Predict says."""
+    shape = ",".join(["1"] * 32)
+    assert client.post(PREDICT, {key: nested("a", 32)}) == (400, {
+        "error": f"Expected serialized to be a scalar or vector, got shape: [{shape}]{PARSE_EXAMPLE_NODE}"})
+    for depth in (33, 254):
+        assert client.post(PREDICT, {key: nested("a", depth)}) == (400, {
+            "error": f"Input examples has {depth} dimensions: this server feeds tensors of at most 32 dimensions."})
+    assert client.post(PREDICT, {key: nested("a", 255)}) == (400, {"error": "tensor parsing error: examples"})
+    status, body = client.post(PREDICT, {key: [nested("a", 32), nested(1, 32)]})   # a mistyped value comes first
+    assert status == 400 and "Type: Number is not of expected type: string" in body["error"], body
+
+
 def test_a_message_cut_at_a_nul_byte_stays_cut_when_two_values_begin_alike_before_it(client):
     """Two distinct values alike up to their NUL byte: which one TF quoted is not known, so nothing is added."""
     for signature in ("serving_default", configs.TRANSFORM_SIGNATURE):
