@@ -86,6 +86,10 @@ def _parse(body: bytes):
     except json.JSONDecodeError as exc:
         if exc.msg != "surrogate":
             exc.pos = _original_offset(exc.pos, edits)
+            if exc.msg.startswith("Expecting value"):
+                exc.pos = _invalid_value_offset(text, exc.pos)
+            elif exc.msg.startswith("Invalid \\uXXXX escape"):   # Python: at the "u"; rapidjson: at the backslash
+                exc.pos -= 1
         if surrogate is not None and surrogate <= exc.pos:
             raise invalid(f"JSON Parse error: The surrogate pair in string is invalid. at offset: {surrogate}") \
                 from None
@@ -119,6 +123,35 @@ def _lone_high_surrogate(text: str):
 
 
 _NUMBER_CHARS = frozenset("0123456789.eE+-")
+_LITERALS = {"n": "null", "t": "true", "f": "false"}
+
+
+def _consumed(text: str, pos: int, expected: str) -> tuple[int, bool]:
+    """rapidjson's ``Consume(is, c) && ...`` chain: the offset after the characters of ``expected`` that match
+    from ``pos`` on, and whether all of them did."""
+    for char in expected:
+        if text[pos:pos + 1] != char:
+            return pos, False
+        pos += 1
+    return pos, True
+
+
+def _invalid_value_offset(text: str, pos: int) -> int:
+    """The offset rapidjson 1.1 reports "Invalid value." at for a value starting at ``pos`` that Python refuses
+    there: ParseNull, ParseTrue and ParseFalse take the letters that match and fail where the next one does not;
+    ParseNumber takes a "-", then ``NaN`` or ``Inf`` (``Infinity`` once an "i" follows) as far as they match."""
+    literal = _LITERALS.get(text[pos:pos + 1])
+    if literal:
+        return _consumed(text, pos + 1, literal[1:])[0]
+    if text[pos:pos + 1] == "-":
+        pos += 1
+    if text[pos:pos + 1] in ("N", "I"):
+        pos, nan = _consumed(text, pos, "NaN")
+        if not nan:
+            pos, inf = _consumed(text, pos, "Inf")
+            if inf and text[pos:pos + 1] == "i":
+                pos = _consumed(text, pos, "inity")[0]
+    return pos
 
 
 def _number_tail(text: str, pos: int) -> tuple[str, int] | None:
@@ -163,7 +196,7 @@ def _comma_message(text: str, pos: int) -> str:
 
 
 # Outside strings, the tokens rapidjson reads as numbers and Python's decoder does not.
-_CONSTANTS = re.compile(r'"(?:[^"\\]|\\.)*"|-?Inf(?:inity)?|-NaN', re.DOTALL)
+_CONSTANTS = re.compile(r'"(?:[^"\\]|\\.)*"|-?Inf(?:inity|(?!i))|-NaN', re.DOTALL)   # "Infin" is no number
 _NUMBERS = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?', re.DOTALL)
 _NUMBER = re.compile(r"(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?)(\d+))?")
 _DBL_MAX_TENTH = 1.7976931348623157e307

@@ -91,6 +91,36 @@ def test_rapidjson_1_1_messages(body, message):
     assert error(body) == "JSON Parse error: " + message
 
 
+INVALID = "Invalid value. at offset: "
+HEX = "Incorrect hex digit after \\u escape in string. at offset: "
+
+
+@pytest.mark.parametrize("body, message", [
+    # null, true and false: the letters that match are taken, the error is where the next one does not
+    (b"[tru]", INVALID + "4"),
+    (b"[nul]", INVALID + "4"),
+    (b"[fals]", INVALID + "5"),
+    (b'{"a": nulx}', INVALID + "9"),
+    # a number: its "-" is taken, then NaN or Inf as far as they match, Infinity once an "i" follows Inf
+    (b"[-]", INVALID + "2"),
+    (b"[-x]", INVALID + "2"),
+    (b"[NaX]", INVALID + "3"),
+    (b"[Nan]", INVALID + "3"),
+    (b"[-Nx]", INVALID + "3"),
+    (b"[Infinit]", INVALID + "8"),
+    (b"[Infinix]", INVALID + "7"),
+    (b"[-Infinix]", INVALID + "8"),
+    (b"[Inf, Infinix]", INVALID + "12"),
+    (b"[1, -NaN, nulx]", INVALID + "13"),
+    (b"\xef\xbb\xbf[tru]", INVALID + "7"),
+    # a \u escape without four hex digits: at its backslash
+    (b'{"a":"\\u12"}', HEX + "6"),
+    (b'["\\uZZZZ"]', HEX + "2"),
+])
+def test_invalid_values_and_escapes_have_rapidjsons_offsets(body, message):
+    assert error(body) == "JSON Parse error: " + message
+
+
 def test_a_byte_order_mark_is_skipped():
     assert parse_json(b'\xef\xbb\xbf{"instances": [1]}') == {"instances": [1]}
 
