@@ -22,6 +22,7 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, settings
 from pipeline import flags
 from core.configs import Config
+from core.model_dirs import holds_saved_model
 
 _PROGRESS = re.compile(r"^Component (\S+) is (running|finished)")
 # Warnings TFX and Beam print on every run that say nothing about this run.
@@ -115,10 +116,10 @@ def run_paths(config: Config, args: argparse.Namespace, builtin_root: str) -> di
             "--data-root": config.data_root, "--pretrain-root": pretrain_root, "--feedback-dir": config.feedback_dir}
 
 
+# Config path field -> what it is when no setting gave it
 _PATHS = {"data_root": "the default data root", "pipeline_root": "the default pipeline root",
           "metadata_path": "ML Metadata's file", "serving_dir": "the default serving dir",
-          "feedback_dir": "the default feedback store",
-          "pretrain_root": "the built-in generated letters pretrained on"}   # Config path field -> what it is when no setting gave it
+          "feedback_dir": "the default feedback store", "pretrain_root": "the built-in generated letters pretrained on"}
 
 
 def path_names(paths: dict[str, str], given: set[str]) -> dict[str, str]:
@@ -392,7 +393,6 @@ def pinned_base_model(config: Config, given: str | None) -> Config:
     except (OSError, ValueError):
         record = {}
     pinned = record.get(given)
-    from core.model_dirs import holds_saved_model
     if isinstance(pinned, str) and holds_saved_model(pinned):   # saved_model.pb or .pbtxt
         print(f"Base model: {pinned}, the newest version of {given} when {config.pipeline_root} first started "
               f"from it (give a version folder to start from another; delete {record_path} for the newest)",
