@@ -58,23 +58,24 @@ def main(argv=None) -> int:
     configs.warn_unknown_variables()
     config = parse_args(argv)
     from core.feedback import FeedbackStoreError
-    from web.server import Backend, make_server
+    from web.server import Backend, bind
 
+    try:   # the port first: a port that is taken leaves no new feedback store or request log behind
+        server = bind(config)
+    except OSError as err:   # the port is taken, or the address is not this machine's
+        print(f"error: cannot listen on {config.host}:{config.port}: {err.strerror or err} (--port chooses "
+              "another)", file=sys.stderr)
+        return 2
     try:
-        backend = Backend(config)
+        server.attach(Backend(config))
     except FeedbackStoreError as err:
+        server.server_close()
         print(f"error: {err} (the web client writes the store: --feedback-dir must name a writable store)",
               file=sys.stderr)
         return 2
     except OSError as err:   # a folder it cannot create or read: the page's own files, the request log's
+        server.server_close()
         print(f"error: cannot start the web client: {err.strerror or err}: {err.filename}", file=sys.stderr)
-        return 2
-    try:
-        server = make_server(config, backend)
-    except OSError as err:   # the port is taken, or the address is not this machine's
-        backend.close()
-        print(f"error: cannot listen on {config.host}:{config.port}: {err.strerror or err} (--port chooses "
-              "another)", file=sys.stderr)
         return 2
     host, port = server.server_address[:2]
     print(f"letters web client at http://{host}:{port}/ -> TF Serving {config.tf_serving_url} "

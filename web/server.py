@@ -277,7 +277,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True   # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
     server_version = "letters-web"
     sys_version = ""
-    backend: Backend   # set on the server class
+    backend: Backend   # set by WebServer.attach
 
     def version_string(self):
         return self.server_version
@@ -603,6 +603,11 @@ class WebServer(ThreadingHTTPServer):
         self._quiet = threading.Condition()
         super().__init__(address, handler)
 
+    def attach(self, backend: "Backend") -> None:
+        """The backend the handlers answer with; before the first request is served."""
+        self.backend = backend
+        self.RequestHandlerClass.backend = backend
+
     def request_started(self) -> None:
         with self._quiet:
             self._busy += 1
@@ -698,17 +703,28 @@ class RunningWeb:
         self.stop()
 
 
-def make_server(config: WebConfig, backend: Backend | None = None) -> WebServer:
-    backend = backend or Backend(config)
+def bind(config: WebConfig) -> WebServer:
+    """A server listening on ``config.host``:``config.port``, its backend not yet attached (:meth:`WebServer.attach`):
+    a port that is taken is found before the backend creates its feedback store or opens its request log."""
     # ``timeout``: an idle keep-alive connection or a stalled request is closed after it (an idle one sooner when
     # a new connection needs its thread), so that clients that send nothing cannot hold all of the handler threads.
-    handler = type("LettersHandler", (Handler,), {"backend": backend, "timeout": config.idle_timeout,
+    handler = type("LettersHandler", (Handler,), {"timeout": config.idle_timeout,
                                                    "request_timeout": config.request_timeout})
     server_class = WebServer
     if ":" in config.host:
         server_class = type("WebServer6", (WebServer,), {"address_family": socket.AF_INET6})
-    server = server_class((config.host, config.port), handler, config.max_handler_threads)
-    server.backend = backend
+    return server_class((config.host, config.port), handler, config.max_handler_threads)
+
+
+def make_server(config: WebConfig, backend: Backend | None = None) -> WebServer:
+    """:func:`bind`, then the backend (``Backend(config)`` when none is given) attached; the socket is closed
+    when the backend cannot be made."""
+    server = bind(config)
+    try:
+        server.attach(backend or Backend(config))
+    except BaseException:
+        server.server_close()
+        raise
     return server
 
 

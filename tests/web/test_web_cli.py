@@ -148,8 +148,25 @@ def test_a_url_for_the_feedback_store_is_refused_at_start(tmp_path, monkeypatch,
     import web.__main__ as cli
     from web import server
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(server, "make_server", lambda *args: pytest.fail("the web client started"))
+    monkeypatch.setattr(server.WebServer, "serve_forever", lambda *_, **__: pytest.fail("the web client started"))
     assert cli.main(["--port", "0", "--feedback-dir", "gs://my-bucket/feedback"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot open the feedback store gs://my-bucket/feedback: it is an SQLite database")
     assert not (tmp_path / "gs:").exists()
+
+
+def test_a_port_that_is_taken_leaves_no_feedback_store_or_request_log_behind(tmp_path, capsys):
+    """The port is bound first: the store's folder and database and the request log's folder had been created,
+    empty, before the web client found it could not listen."""
+    import socket
+
+    import web.__main__ as cli
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = cli.main(["--host", "127.0.0.1", "--port", str(port), "--feedback-dir", str(tmp_path / "feedback"),
+                           "--request-log-dir", str(tmp_path / "log")])
+    err = capsys.readouterr().err
+    assert status == 2 and f"cannot listen on 127.0.0.1:{port}" in err
+    assert sorted(os.listdir(tmp_path)) == []
