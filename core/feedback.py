@@ -651,6 +651,21 @@ def to_png(data: bytes, image_format: str) -> bytes:
         return image_io.to_png(img)
 
 
+def check_export_folder(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike) -> None:
+    """ValueError for a folder :func:`export_feedback` cannot write to: a URL (it writes local files), or the store
+    itself or a folder in it (links resolved), where class folders of copies would sit beside the store's own
+    images and go wherever the store is copied or backed up."""
+    out, store = os.fspath(out_dir), os.fspath(feedback_dir)
+    if settings.is_url(out):
+        raise ValueError(f"{out}: the export is written to a local folder; copy that to the bucket "
+                         "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
+    real_out, real_store = os.path.realpath(out), os.path.realpath(store)
+    if settings.within(real_out, real_store):
+        where = "the feedback store" if real_out == real_store else "inside the feedback store"
+        raise ValueError(f"{out} is {where} {store}: the export is a copy for training elsewhere; give a folder "
+                         "outside it")
+
+
 def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                     overwrite: bool = False, prune: bool = False,
                     max_file_bytes: int = image_io.DEFAULT_MAX_BYTES) -> ExportSummary:
@@ -661,9 +676,7 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     removed. ``prune``: the class folders are made to hold exactly the store's images, every other file in
     them removed (left by another store, by a row no longer there, or by an export cut short); for a folder that
     is the pipeline's own. Safe to run while the web client is adding feedback (it exports what is committed)."""
-    if settings.is_url(os.fspath(out_dir)):
-        raise ValueError(f"{os.fspath(out_dir)}: the export is written to a local folder; copy that to the bucket "
-                         "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
+    check_export_folder(feedback_dir, out_dir)
     out_dir = os.path.abspath(os.fspath(out_dir))
     summary = ExportSummary(out_dir=out_dir)
     records, removed = stored_rows_and_removals(feedback_dir)   # read-only: a store on a read-only mount exports too

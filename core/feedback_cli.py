@@ -18,8 +18,8 @@ import signal
 import sys
 
 from core import image_io, settings
-from core.feedback import (DB_FILE, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
-                           read_records, summarize)
+from core.feedback import (DB_FILE, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError, check_export_folder,
+                           export_feedback, read_records, summarize)
 from core.feedback_import import describe, import_folder
 from core.labels import CLASS_NAMES, label_index
 
@@ -82,10 +82,11 @@ def _main(argv) -> int:
     if not os.path.exists(os.path.join(feedback_dir, DB_FILE)):
         print(f"error: no feedback store at {feedback_dir} (expected {DB_FILE} there)", file=sys.stderr)
         return 2
-    if args.command == "export" and settings.is_url(args.out):
-        parser.error(f"--out {args.out}: the export is written to a local folder; copy that to the bucket "
-                     "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
     if args.command == "export":
+        try:
+            check_export_folder(feedback_dir, args.out)
+        except ValueError as err:
+            parser.error(f"--out {err}")
         try:
             summary = export_feedback(feedback_dir, args.out, overwrite=args.overwrite,   # the pipeline's file limit
                                       max_file_bytes=config.max_file_bytes)

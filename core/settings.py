@@ -96,6 +96,11 @@ def absolute(path: str) -> str:
     return path if is_url(path) else os.path.abspath(os.path.expanduser(path))
 
 
+def within(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` itself or anything under it (both absolute, links resolved by the caller)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def path_or_default(value: str | None, default: str) -> str:
     """A path flag's value made :func:`absolute`; an empty one is ``default``, as an empty LETTERS_<FIELD> is the
     field's default (``abspath("")`` is the current directory: a command would have written its artifacts, pushed

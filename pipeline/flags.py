@@ -11,7 +11,8 @@ import sys
 
 from core import configs, settings
 from core.configs import Config
-from core.settings import absolute, is_url, path_or_default   # noqa: F401  (the commands' one way to read paths)
+from core.settings import absolute, is_url, path_or_default, within   # noqa: F401  (the commands' one way to read
+#                                                                       paths; within: an :func:`overlap` relation)
 
 BEAM_MODES = configs.BEAM_MODES
 
@@ -92,11 +93,6 @@ def file_problem(path: str) -> str | None:
 def same(path: str, other: str) -> bool:
     """:func:`overlap` relation: one path."""
     return path == other
-
-
-def within(path: str, folder: str) -> bool:
-    """:func:`overlap` relation: ``folder`` itself or anything under it."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def in_a_folder_of(path: str, folder: str) -> bool:

@@ -458,6 +458,27 @@ def test_export_command_line(tmp_path):
     assert proc.returncode == 2 and "LETTERS_BATCH_SIZE='abc'" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_export_into_the_store_is_refused(tmp_path, capsys):
+    """--out the store's own folder, or one in it, had been accepted: 27 class folders of copies beside the
+    store's database and images, carried along wherever the store is copied or backed up."""
+    from core import feedback_cli
+    store = FeedbackStore(tmp_path / "fb")
+    store.add(letter_png(), "PNG", "shin")
+    store.close()
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    os.symlink(tmp_path / "fb", tmp_path / "link")
+    for out, where in ((tmp_path / "fb", "is the feedback"), (tmp_path / "fb" / "export", "is inside the feedback"),
+                       (tmp_path / "link" / "export", "is inside the feedback")):
+        with pytest.raises(SystemExit) as stop:
+            feedback_cli.main(["--feedback-dir", str(tmp_path / "fb"), "export", "--out", str(out)])
+        assert stop.value.code == 2
+        assert f"--out {out} {where} store {tmp_path / 'fb'}: " in capsys.readouterr().err
+        with pytest.raises(ValueError, match="give a folder outside it"):
+            export_feedback(tmp_path / "fb", out)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.name != "link") == before
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "fb"), "export", "--out", str(tmp_path / "out")]) == 0
+
+
 def test_processes_share_a_store(tmp_path):
     """Several processes (e.g. backends behind one proxy) add to the same store at once."""
     code = ("import core, sys\n"
