@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import logging
 import threading
 import time
 
 import numpy as np
 
+from core.deadlines import join_all
 from serving.status import ServingError
+
+log = logging.getLogger("serving")
 
 
 class _Task:
@@ -154,12 +158,15 @@ class BatchScheduler:
             if not batcher.tasks and batcher in self._queues:
                 self._queues.remove(batcher)
 
-    def stop(self) -> None:
+    def stop(self, seconds: float = 10.0) -> None:
+        """No new tasks; the queued ones are run at once, each thread ending when none is left. Waits for the
+        threads ``seconds`` in all; one still running a batch then is left to finish it (a daemon thread)."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        running = join_all(self._threads, seconds)
+        if running:
+            log.warning("%d batch thread(s) still running a batch %g s after the stop", len(running), seconds)
 
     # ----------------------------------------------------------------------------------------- workers
     def _take(self, batcher: Batcher) -> list:

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 
+from core.deadlines import join_all, seconds_left
 from serving import config as config_lib
 from serving.batching import BatchScheduler, batch_size
 from serving.grpc_api import GrpcApi
@@ -194,8 +195,7 @@ class Server:
             grace_seconds = timeout + 1.0 if timeout > 0 else 30.0
         self.stop_event.set()
         self._stop_listeners(grace_seconds)
-        for thread in self._threads:
-            thread.join(timeout=30)
+        join_all(self._threads, 30)   # the version and config-file pollers
         if self.scheduler is not None:
             self.scheduler.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -217,10 +217,10 @@ class Server:
         if self.loop is not None and self.http is not None and self.loop.is_running():
             rest_stopped = asyncio.run_coroutine_threadsafe(self.http.stop(grace_seconds), self.loop)
         if grpc_stopped is not None:
-            grpc_stopped.wait(_left(deadline))
+            grpc_stopped.wait(seconds_left(deadline))
         if rest_stopped is not None:
             try:
-                rest_stopped.result(_left(deadline))
+                rest_stopped.result(seconds_left(deadline))
             except Exception:  # noqa: BLE001
                 log.exception("Error while stopping the REST server")
             self.loop.call_soon_threadsafe(self.loop.stop)
@@ -308,11 +308,6 @@ class Server:
 
     def _make_batcher(self, servable, signature_name):
         return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays))
-
-
-def _left(deadline: float) -> float:
-    """Seconds until ``deadline`` (a time.monotonic() value), 0 once it passed."""
-    return max(deadline - time.monotonic(), 0.0)
 
 
 def _seconds(milliseconds: int) -> float | None:

@@ -2,7 +2,8 @@
 import threading
 import time
 
-from core.deadlines import COMPACT_EVERY, Watchdog
+from core import deadlines
+from core.deadlines import COMPACT_EVERY, Watchdog, join_all
 
 
 def test_callbacks_run_at_their_deadlines_in_order_unless_cancelled():
@@ -28,3 +29,26 @@ def test_cancelled_deadlines_do_not_pile_up():
     for _ in range(3 * COMPACT_EVERY):
         watchdog.call_later(3600, lambda: None).cancel()
     assert len(watchdog._heap) <= COMPACT_EVERY
+
+
+def test_join_all_waits_for_its_threads_within_one_shared_deadline(monkeypatch):
+    """Threads that do not end are waited for ``seconds`` in all, not ``seconds`` each: the scheduler's and the
+    server's stops had joined each busy thread for the whole timeout, one after the other."""
+    clock, waits = [100.0], []
+
+    class Stuck:   # a thread that never ends: each join waits out its timeout, on a clock of its own
+        def join(self, timeout=None):
+            waits.append(timeout)
+            clock[0] += timeout
+
+        def is_alive(self):
+            return True
+
+    monkeypatch.setattr(deadlines.time, "monotonic", lambda: clock[0])
+    stuck = [Stuck(), Stuck(), Stuck()]
+    assert join_all(stuck, 10) == stuck
+    assert waits == [10, 0, 0] and clock[0] == 110.0
+    done = [threading.Thread(target=lambda: None) for _ in range(3)]
+    for thread in done:
+        thread.start()
+    assert join_all(done, 10) == []

@@ -146,6 +146,31 @@ def test_max_enqueued_batches_0_holds_one_batch_as_in_tensorflow():
         scheduler.stop()
 
 
+def test_stop_waits_for_busy_batch_threads_once_in_all_not_once_each(caplog):
+    """Three threads each running a batch that does not end: stop() returns after its wait, with a warning, where
+    it had waited that long for each thread in turn."""
+    running, release = threading.Semaphore(0), threading.Event()
+
+    def run(arrays):
+        running.release()
+        release.wait(60)
+        return {"y": arrays["x"]}
+
+    scheduler = BatchScheduler(Batching(max_batch_size=1, num_batch_threads=3))
+    batcher = scheduler.batcher(run)
+    try:
+        futures = [batcher.submit({"x": np.array([i])}) for i in range(3)]
+        for _ in range(3):
+            assert running.acquire(timeout=30)
+        started = time.monotonic()
+        scheduler.stop(seconds=2.0)
+        assert time.monotonic() - started < 4.5   # (three waits of 2 s each had taken 6)
+        assert "3 batch thread(s) still running a batch 2 s after the stop" in caplog.text
+    finally:
+        release.set()
+    assert [future.result(30)["y"].tolist() for future in futures] == [[0], [1], [2]]   # left to finish
+
+
 @pytest.mark.parametrize("text, error", [
     ("num_batch_threads { value: 0 }", "num_batch_threads must be positive; was 0"),
     ("num_batch_threads { value: -1 }", "num_batch_threads must be positive; was -1"),
