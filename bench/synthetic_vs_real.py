@@ -9,7 +9,7 @@ For every style and count, ``pipeline.generate_letters`` writes ``N`` images per
 ``N`` writers each writing all 27 letters) into a temporary folder; the network is trained on them alone exactly
 as select_model trains (the pipeline's Transform graph, ``models.trainer``'s augmentation and optimiser, the Config's
 settings plus ``--set FIELD=VALUE``), and scored top-1/top-3 on every image of ``--real-root`` (used only to score,
-never to train or to generate). The demo trains on 80 per class.
+never to train or to generate). ``make demo`` generates 200 per class (its 4:1 split trains on about 160).
 
 ``--redraw-strokes R`` is an experiment on the gap between the two: every image, generated and real, is taken
 through the Transform at twice the input size, binarised, thinned to its centre lines and re-drawn with one round

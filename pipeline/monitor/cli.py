@@ -7,11 +7,12 @@
     letters-monitor ... --watch 3600                            # every hour
 
 Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page
-that cannot be read is one), 2 usage error (bad flag or setting, missing request log or pipeline metadata, a request
-log from which no answer could be read: its files empty, or their data unreadable or not PredictionLogs), 3 the
-retraining run it started failed, 4 the pass could not finish: its outputs could not be written (a full disk, say;
-each file is whole or left as it was) or an unexpected error (shown with its traceback). With --watch a pass that
-ends 3 or 4 is reported and the next pass runs. Thresholds are core/configs.py's ``monitor_*`` fields:
+that cannot be read is one), 2 usage error (bad flag or setting, a --logs that does not exist, pipeline metadata
+missing when answers are to be judged or --retrain-when decides, a request log from which no answer could be read:
+its files empty, or their data unreadable or not PredictionLogs; with no request log at all, said on stderr, only
+feedback and server metrics are judged), 3 the retraining run it started failed, 4 the pass could not finish: its
+outputs could not be written (a full disk, say; each file is whole or left as it was) or an unexpected error (shown
+with its traceback). With --watch a pass that ends 3 or 4 is reported and the next pass runs. Thresholds are core/configs.py's ``monitor_*`` fields:
 LETTERS_MONITOR_<NAME> environment variables or the flags below.
 """
 from __future__ import annotations
