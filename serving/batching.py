@@ -1,12 +1,15 @@
 """Dynamic batching of concurrent requests (TF Serving's --enable_batching / BatchingParameters).
 
-One :class:`BatchScheduler` (``num_batch_threads`` threads) serves a queue per (servable, signature). A
-batch is processed when it is full (``max_batch_size``) or its oldest task has waited
-``batch_timeout_micros``; with a timeout of 0 a free thread takes whatever is queued, so batches grow
-exactly as fast as requests pile up behind a busy thread. Tasks whose inputs have different inner shapes
-never share a batch. ``allowed_batch_sizes`` pads a batch (with copies of its first row) to the next allowed
-size. A task larger than ``max_batch_size`` and a full queue (``max_enqueued_batches`` batches; 0 is taken as 1, as
-TensorFlow's SharedBatchScheduler takes it) are rejected, as TF Serving's batcher does.
+One :class:`BatchScheduler` (``num_batch_threads`` threads) serves a queue per (servable, signature). As in
+TensorFlow's SharedBatchScheduler, a queue is a line of batches formed as tasks arrive: a task joins the last
+(open) batch, or starts a new one when it does not fit there (``max_batch_size`` rows; here also when its inputs'
+inner shapes differ from the batch's, so such tasks never share a batch). The front batch is processed when a
+batch follows it, when it is full, or when its first task has waited ``batch_timeout_micros``; with a timeout
+of 0 a free thread takes whatever is queued, so batches grow exactly as fast as requests pile up behind a busy
+thread. ``allowed_batch_sizes`` pads a batch (with copies of its first row) to the first allowed size that holds
+it. A task larger than ``max_batch_size`` is rejected, and so is a task that needs a new batch while the queue
+holds ``max_enqueued_batches`` batches (0 is taken as 1, as SharedBatchScheduler takes it), as TF Serving's
+batcher does.
 Unlike TF Serving, a batch that fails is re-run task by task, so one bad request (e.g. a corrupt image)
 fails alone instead of failing the requests that happened to share its batch.
 
@@ -41,6 +44,22 @@ class _Task:
         self.loop = loop
         self.future = concurrent.futures.Future() if loop is None else loop.create_future()
         self.enqueued = time.monotonic()
+
+
+class _Forming:
+    """A batch of a queue, formed as its tasks arrive."""
+    __slots__ = ("tasks", "size", "key")
+
+    def __init__(self, task: _Task):
+        self.tasks, self.size, self.key = [task], task.size, task.key
+
+    def holds(self, task: _Task, limit: int) -> bool:
+        """Whether ``task`` fits in this batch of at most ``limit`` rows."""
+        return task.key == self.key and self.size + task.size <= limit
+
+    def add(self, task: _Task) -> None:
+        self.tasks.append(task)
+        self.size += task.size
 
 
 class _Batch:
@@ -91,8 +110,7 @@ class Batcher:
     def __init__(self, scheduler: "BatchScheduler", run):
         self.scheduler = scheduler
         self.run = run                  # callable(dict of arrays) -> dict of arrays
-        self.tasks: collections.deque = collections.deque()
-        self.pending = 0
+        self.batches: collections.deque = collections.deque()   # of _Forming; the last one open
         self.closed = False
 
     def submit(self, arrays: dict, loop=None):
@@ -132,22 +150,26 @@ class BatchScheduler:
         return batcher
 
     def capacity(self) -> int:
-        """The rows a queue holds: ``max_enqueued_batches`` full batches, 0 of them taken as 1 (SharedBatchScheduler's
-        AddQueue rewrites 0 to 1 when large batches are not split, as here: models with very low QPS rely on it)."""
-        return (self.settings.max_enqueued_batches or 1) * self.settings.max_batch_size
+        """The batches a queue holds: ``max_enqueued_batches``, 0 taken as 1 (SharedBatchScheduler's AddQueue
+        rewrites 0 to 1 when large batches are not split, as here: models with very low QPS rely on it)."""
+        return self.settings.max_enqueued_batches or 1
 
     def enqueue(self, batcher: Batcher, task: _Task):
-        limit = self.capacity()
+        """Adds ``task`` to the queue's open batch, or to a new batch when it does not fit there; a new batch
+        that the queue has no room for is refused (Queue::ValidateBatchTaskQueueCapacity)."""
         with self._cond:
             if self._stopped:
                 raise ServingError("UNAVAILABLE", "Batch scheduler is shutting down")
             if batcher.closed and batcher not in self._queues:
                 self._queues.append(batcher)    # a request that resolved the version just before its unload
-            if batcher.pending + task.size > limit:
-                raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is "
-                                                  "full")
-            batcher.tasks.append(task)
-            batcher.pending += task.size
+            batches = batcher.batches
+            if batches and batches[-1].holds(task, self.settings.max_batch_size):
+                batches[-1].add(task)
+            else:
+                if len(batches) >= self.capacity():
+                    raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is "
+                                                      "full")
+                batches.append(_Forming(task))
             self._cond.notify()
         return task.future
 
@@ -155,7 +177,7 @@ class BatchScheduler:
         """Stops taking tasks for ``batcher``; tasks already queued are still processed."""
         with self._cond:
             batcher.closed = True
-            if not batcher.tasks and batcher in self._queues:
+            if not batcher.batches and batcher in self._queues:
                 self._queues.remove(batcher)
 
     def stop(self, seconds: float = 10.0) -> None:
@@ -170,24 +192,19 @@ class BatchScheduler:
 
     # ----------------------------------------------------------------------------------------- workers
     def _take(self, batcher: Batcher) -> list:
-        max_size = self.settings.max_batch_size
-        batch, total = [], 0
-        key = batcher.tasks[0].key
-        while batcher.tasks and batcher.tasks[0].key == key and total + batcher.tasks[0].size <= max_size:
-            task = batcher.tasks.popleft()
-            batch.append(task)
-            total += task.size
-        batcher.pending -= total
-        if batcher.closed and not batcher.tasks and batcher in self._queues:
+        """The tasks of the queue's front batch, which leaves the queue."""
+        batch = batcher.batches.popleft()
+        if batcher.closed and not batcher.batches and batcher in self._queues:
             self._queues.remove(batcher)
-        return batch
+        return batch.tasks
 
     def _ready(self, batcher: Batcher, now: float) -> float:
-        """0 if a batch can go now, else seconds until the oldest task's timeout."""
-        first = batcher.tasks[0]
-        if batcher.pending >= self.settings.max_batch_size or self._stopped:
+        """0 if the front batch can go now (closed by a batch behind it, full, or stopping), else seconds until
+        its first task's timeout."""
+        front = batcher.batches[0]
+        if len(batcher.batches) > 1 or front.size >= self.settings.max_batch_size or self._stopped:
             return 0.0
-        wait = first.enqueued + self.settings.batch_timeout_micros / 1e6 - now
+        wait = front.tasks[0].enqueued + self.settings.batch_timeout_micros / 1e6 - now
         return max(wait, 0.0)
 
     def _work(self) -> None:
@@ -200,7 +217,7 @@ class BatchScheduler:
                     count = len(self._queues)
                     for i in range(count):
                         batcher = self._queues[(self._next + i) % count]
-                        if not batcher.tasks:
+                        if not batcher.batches:
                             continue
                         wait = self._ready(batcher, now)
                         if wait == 0.0:

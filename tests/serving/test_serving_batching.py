@@ -119,31 +119,55 @@ def test_tasks_of_an_event_loop_are_completed_together_and_share_batch_work():
     assert computed == [4]
 
 
-def test_max_enqueued_batches_0_holds_one_batch_as_in_tensorflow():
-    """SharedBatchScheduler's AddQueue takes max_enqueued_batches 0 as 1 (models with very low QPS rely on it): a
-    request is served, and while the thread is busy the queue holds one full batch. Every task had been refused
-    as a full queue."""
-    running, release = threading.Event(), threading.Event()
+@contextlib.contextmanager
+def busy_batcher(**settings):
+    """A batcher of one batch thread kept busy by a first batch of 4 rows; yields (batcher, release, runs): release
+    lets the runs go on, runs lists the rows of each batch run."""
+    running, release, runs = threading.Event(), threading.Event(), []
 
     def run(arrays):
+        runs.append(len(arrays["x"]))
         running.set()
         release.wait(30)
         return {"y": arrays["x"] * 2}
 
-    scheduler = BatchScheduler(Batching(max_batch_size=4, max_enqueued_batches=0, num_batch_threads=1))
+    scheduler = BatchScheduler(Batching(max_batch_size=4, num_batch_threads=1, **settings))
     batcher = scheduler.batcher(run)
     try:
-        busy = batcher.submit({"x": np.array([1])})
+        busy = batcher.submit({"x": np.arange(4)})
         assert running.wait(30)
+        yield batcher, release, runs
+        release.set()
+        assert busy.result(30)["y"].tolist() == [0, 2, 4, 6]
+    finally:
+        release.set()
+        scheduler.stop()
+
+
+def test_the_queue_holds_max_enqueued_batches_batches_packed_in_arrival_order_as_in_tensorflow():
+    """SharedBatchScheduler packs tasks into batches as they arrive (one that does not fit the open batch starts a
+    new one) and refuses a task that needs a new batch when max_enqueued_batches are queued: 3, 3, 1 make the
+    batches [3] and [3, 1], and another 1 is refused. The queue had held max_enqueued_batches x max_batch_size rows
+    (8): all four were queued."""
+    with busy_batcher(max_enqueued_batches=2, batch_timeout_micros=10_000_000) as (batcher, release, runs):
+        queued = [batcher.submit({"x": np.arange(size)}) for size in (3, 3, 1)]
+        with pytest.raises(ServingError, match="The batch scheduling queue to which this task was submitted is full"):
+            batcher.submit({"x": np.array([9])})
+        release.set()
+        assert [future.result(30)["y"].tolist() for future in queued] == [[0, 2, 4], [0, 2, 4], [0]]
+    assert runs == [4, 3, 4]
+
+
+def test_max_enqueued_batches_0_holds_one_batch_as_in_tensorflow():
+    """SharedBatchScheduler's AddQueue takes max_enqueued_batches 0 as 1 (models with very low QPS rely on it): a
+    request is served, and while the thread is busy the queue holds one full batch. Every task had been refused
+    as a full queue."""
+    with busy_batcher(max_enqueued_batches=0) as (batcher, release, _):
         queued = batcher.submit({"x": np.arange(4)})
         with pytest.raises(ServingError, match="The batch scheduling queue to which this task was submitted is full"):
             batcher.submit({"x": np.array([9])})
         release.set()
-        assert busy.result(30)["y"].tolist() == [2]
         assert queued.result(30)["y"].tolist() == [0, 2, 4, 6]
-    finally:
-        release.set()
-        scheduler.stop()
 
 
 def test_stop_waits_for_busy_batch_threads_once_in_all_not_once_each(caplog):
