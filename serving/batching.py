@@ -168,7 +168,8 @@ class BatchScheduler:
             else:
                 if len(batches) >= self.capacity():
                     raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is "
-                                                      "full")
+                                                      f"full; currently {len(batches)} batches enqueued and "
+                                                      f"max_enqueued_batches is {self.capacity()}")
                 batches.append(_Forming(task))
             self._cond.notify()
         return task.future

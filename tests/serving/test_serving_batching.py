@@ -119,6 +119,12 @@ def test_tasks_of_an_event_loop_are_completed_together_and_share_batch_work():
     assert computed == [4]
 
 
+def full_queue(batches: int, limit: int) -> str:
+    """The pattern of SharedBatchScheduler's refusal of a task (Queue::ValidateBatchTaskQueueCapacity)."""
+    return re.escape(f"The batch scheduling queue to which this task was submitted is full; currently {batches} "
+                     f"batches enqueued and max_enqueued_batches is {limit}") + "$"
+
+
 @contextlib.contextmanager
 def busy_batcher(**settings):
     """A batcher of one batch thread kept busy by a first batch of 4 rows; yields (batcher, release, runs): release
@@ -147,11 +153,11 @@ def busy_batcher(**settings):
 def test_the_queue_holds_max_enqueued_batches_batches_packed_in_arrival_order_as_in_tensorflow():
     """SharedBatchScheduler packs tasks into batches as they arrive (one that does not fit the open batch starts a
     new one) and refuses a task that needs a new batch when max_enqueued_batches are queued: 3, 3, 1 make the
-    batches [3] and [3, 1], and another 1 is refused. The queue had held max_enqueued_batches x max_batch_size rows
-    (8): all four were queued."""
+    batches [3] and [3, 1], and another 1 is refused, in TF's words (the batches queued and the limit). The queue had
+    held max_enqueued_batches x max_batch_size rows (8): all four were queued."""
     with busy_batcher(max_enqueued_batches=2, batch_timeout_micros=10_000_000) as (batcher, release, runs):
         queued = [batcher.submit({"x": np.arange(size)}) for size in (3, 3, 1)]
-        with pytest.raises(ServingError, match="The batch scheduling queue to which this task was submitted is full"):
+        with pytest.raises(ServingError, match=full_queue(2, 2)):
             batcher.submit({"x": np.array([9])})
         release.set()
         assert [future.result(30)["y"].tolist() for future in queued] == [[0, 2, 4], [0, 2, 4], [0]]
@@ -160,11 +166,11 @@ def test_the_queue_holds_max_enqueued_batches_batches_packed_in_arrival_order_as
 
 def test_max_enqueued_batches_0_holds_one_batch_as_in_tensorflow():
     """SharedBatchScheduler's AddQueue takes max_enqueued_batches 0 as 1 (models with very low QPS rely on it): a
-    request is served, and while the thread is busy the queue holds one full batch. Every task had been refused
-    as a full queue."""
+    request is served, and while the thread is busy the queue holds one full batch (the refusal says 1, as TF's
+    does). Every task had been refused as a full queue, which had said no more than "is full"."""
     with busy_batcher(max_enqueued_batches=0) as (batcher, release, _):
         queued = batcher.submit({"x": np.arange(4)})
-        with pytest.raises(ServingError, match="The batch scheduling queue to which this task was submitted is full"):
+        with pytest.raises(ServingError, match=full_queue(1, 1)):
             batcher.submit({"x": np.array([9])})
         release.set()
         assert queued.result(30)["y"].tolist() == [0, 2, 4, 6]
