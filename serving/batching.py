@@ -119,10 +119,9 @@ class Batcher:
         size = batch_size(arrays)
         if self.scheduler.metrics is not None:   # ComputeInputSize records it before the task is scheduled
             self.scheduler.metrics.batch_input(size, tensors=len(arrays))
-        settings = self.scheduler.settings
-        if size > settings.max_batch_size:
-            raise ServingError("INVALID_ARGUMENT", f"Task size {size} is larger than maximum input batch size "
-                                                   f"{settings.max_batch_size}")
+        limit = self.scheduler.settings.input_batch_size_limit
+        if size > limit:
+            raise ServingError("INVALID_ARGUMENT", f"Task size {size} is larger than maximum input batch size {limit}")
         task = _Task(arrays, size, loop)
         return self.scheduler.enqueue(self, task)
 
@@ -149,11 +148,6 @@ class BatchScheduler:
             self._queues.append(batcher)
         return batcher
 
-    def capacity(self) -> int:
-        """The batches a queue holds: ``max_enqueued_batches``, 0 taken as 1 (SharedBatchScheduler's AddQueue
-        rewrites 0 to 1 when large batches are not split, as here: models with very low QPS rely on it)."""
-        return self.settings.max_enqueued_batches or 1
-
     def enqueue(self, batcher: Batcher, task: _Task):
         """Adds ``task`` to the queue's open batch, or to a new batch when it does not fit there; a new batch
         that the queue has no room for is refused (Queue::ValidateBatchTaskQueueCapacity)."""
@@ -163,13 +157,14 @@ class BatchScheduler:
             if batcher.closed and batcher not in self._queues:
                 self._queues.append(batcher)    # a request that resolved the version just before its unload
             batches = batcher.batches
-            if batches and batches[-1].holds(task, self.settings.max_batch_size):
+            if batches and batches[-1].holds(task, self.settings.input_batch_size_limit):
                 batches[-1].add(task)
             else:
-                if len(batches) >= self.capacity():
+                limit = self.settings.queue_batches
+                if len(batches) >= limit:
                     raise ServingError("UNAVAILABLE", "The batch scheduling queue to which this task was submitted is "
                                                       f"full; currently {len(batches)} batches enqueued and "
-                                                      f"max_enqueued_batches is {self.capacity()}")
+                                                      f"max_enqueued_batches is {limit}")
                 batches.append(_Forming(task))
             self._cond.notify()
         return task.future
@@ -203,7 +198,7 @@ class BatchScheduler:
         """0 if the front batch can go now (closed by a batch behind it, full, or stopping), else seconds until
         its first task's timeout."""
         front = batcher.batches[0]
-        if len(batcher.batches) > 1 or front.size >= self.settings.max_batch_size or self._stopped:
+        if len(batcher.batches) > 1 or front.size >= self.settings.input_batch_size_limit or self._stopped:
             return 0.0
         wait = front.tasks[0].enqueued + self.settings.batch_timeout_micros / 1e6 - now
         return max(wait, 0.0)

@@ -306,6 +306,11 @@ def prometheus_path(config) -> str | None:
     return config.prometheus_config.path or DEFAULT_PROMETHEUS_PATH
 
 
+def size_t(value: int) -> int:
+    """``value`` as C++ stores it in a size_t (TF's queue options): a negative one becomes a huge count."""
+    return value % 2 ** 64
+
+
 @dataclasses.dataclass(frozen=True)
 class Batching:
     """Effective batching settings: the file's values, else the batcher defaults TF Serving uses."""
@@ -315,11 +320,14 @@ class Batching:
     num_batch_threads: int | None = None   # None (unset): number of CPUs
     allowed_batch_sizes: tuple = ()
     pad_variable_length_inputs: bool = False
+    enable_large_batch_splitting: bool = False
+    max_execution_batch_size: int | None = None   # read by TF Serving only with enable_large_batch_splitting
 
     @classmethod
     def from_proto(cls, params) -> "Batching":
         values = {}
-        for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
+        for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
+                     "enable_large_batch_splitting", "max_execution_batch_size"):
             if params.HasField(name):
                 values[name] = getattr(params, name).value
         values["allowed_batch_sizes"] = tuple(params.allowed_batch_sizes)
@@ -329,19 +337,35 @@ class Batching:
         return batching
 
     def validate(self) -> None:
-        """Raises ValueError for settings TF Serving refuses (SharedBatchScheduler's in TensorFlow's words)."""
-        if self.max_batch_size < 1:
-            raise ValueError("max_batch_size must be positive")
+        """Raises ValueError for settings TF Serving refuses, in TF Serving 2.16's words and order
+        (SharedBatchScheduler::Create, WrapSessionForBatching, AddQueue), and for large batch splitting, which this
+        server does not do. Only the last allowed batch size is checked, as there; a negative max_batch_size or
+        max_enqueued_batches is taken as TF's size_t takes it, a count too large ever to be reached."""
         if self.num_batch_threads is not None and self.num_batch_threads < 1:
             raise ValueError(f"num_batch_threads must be positive; was {self.num_batch_threads}")
+        if self.allowed_batch_sizes and self.allowed_batch_sizes[-1] != self.max_batch_size:
+            raise ValueError("Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
+                             f"{self.allowed_batch_sizes[-1]}; expected {self.max_batch_size}")
+        if self.max_batch_size == 0:
+            raise ValueError("input_batch_size_limit must be positive; was 0")
         if self.batch_timeout_micros < 0:
             raise ValueError(f"batch_timeout_micros must be non-negative; was {self.batch_timeout_micros}")
-        if self.max_enqueued_batches < 0:
-            raise ValueError(f"max_enqueued_batches must be non-negative; was {self.max_enqueued_batches}")
-        if self.allowed_batch_sizes:
-            sizes = list(self.allowed_batch_sizes)
-            if sizes != sorted(sizes) or sizes[-1] != self.max_batch_size:
-                raise ValueError("allowed_batch_sizes must be increasing and end with max_batch_size")
+        if self.enable_large_batch_splitting:
+            raise ValueError("enable_large_batch_splitting is not supported by this server, which never splits a "
+                             "request across batches: leave it out or set it false (every batch then holds at most "
+                             "max_batch_size rows, and max_execution_batch_size is not used, as in TF Serving)")
+
+    @property
+    def input_batch_size_limit(self) -> int:
+        """The rows of a request and of a batch: ``max_batch_size`` as TF's queue option takes it."""
+        return size_t(self.max_batch_size)
+
+    @property
+    def queue_batches(self) -> int:
+        """The batches a queue holds: ``max_enqueued_batches`` as TF's queue option takes it, 0 as 1
+        (SharedBatchScheduler's AddQueue rewrites 0 to 1 when large batches are not split, as here: models with
+        very low QPS rely on it)."""
+        return size_t(self.max_enqueued_batches) or 1
 
     @property
     def threads(self) -> int:

@@ -3,8 +3,8 @@
 ``tensorflow_serving.config.model_server_config_pb2`` comes with the wheel; ``MonitoringConfig``
 (tensorflow_serving/config/monitoring_config.proto) and ``BatchingParameters``
 (tensorflow_serving/servables/tensorflow/session_bundle_config.proto) do not. They are declared here with
-the same package, message names, field names, numbers and types as upstream (the ``BatchingParameters``
-fields 1-7 that ``--batching_parameters_file`` documents), so text written for tensorflow_model_server parses
+the same package, message names, field names, numbers and types as upstream (``BatchingParameters`` as
+2.16.1 has it, fields 1-9), so text written for tensorflow_model_server parses
 here unchanged. ``ModelServerConfig`` and ``SamplingConfig`` are the wheel's with 2.20.0's per-task sampling
 rates and ``LoggingConfig.custom_logging_config`` added (a config file is parsed with them, then read as the
 wheel's message, which keeps the new fields: :func:`wheel_config`, :func:`config_text`). They live in a private
@@ -55,6 +55,8 @@ def _build():
         _field("thread_pool_name", 5, _F.TYPE_MESSAGE, type_name=".google.protobuf.StringValue"),
         _field("allowed_batch_sizes", 6, _F.TYPE_INT64, label=_F.LABEL_REPEATED),
         _field("pad_variable_length_inputs", 7, _F.TYPE_BOOL),
+        _field("enable_large_batch_splitting", 8, _F.TYPE_MESSAGE, type_name=".google.protobuf.BoolValue"),
+        _field("max_execution_batch_size", 9, _F.TYPE_MESSAGE, type_name=int64),
     ])
     pool.Add(batching)
 

@@ -13,7 +13,7 @@ import pytest
 
 from core import configs
 from serving.batching import BatchOutputs, BatchScheduler
-from serving.config import Batching
+from serving.config import Batching, load_batching_parameters
 from serving.status import ServingError
 from tests.support import serving as testing
 from tests.support.serving import b64
@@ -205,18 +205,45 @@ def test_stop_waits_for_busy_batch_threads_once_in_all_not_once_each(caplog):
     ("num_batch_threads { value: 0 }", "num_batch_threads must be positive; was 0"),
     ("num_batch_threads { value: -1 }", "num_batch_threads must be positive; was -1"),
     ("batch_timeout_micros { value: -5 }", "batch_timeout_micros must be non-negative; was -5"),
-    ("max_enqueued_batches { value: -1 }", "max_enqueued_batches must be non-negative; was -1")])
+    ("max_batch_size { value: 0 }", "input_batch_size_limit must be positive; was 0"),
+    ("max_batch_size { value: 4 } allowed_batch_sizes: [2, 3]",
+     "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 3; expected 4"),
+    ("allowed_batch_sizes: 8", "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 8; "
+                               "expected 1000"),
+    ("enable_large_batch_splitting { value: true }", "enable_large_batch_splitting is not supported by this server, "
+     "which never splits a request across batches: leave it out or set it false (every batch then holds at most "
+     "max_batch_size rows, and max_execution_batch_size is not used, as in TF Serving)")])
 def test_batching_parameters_tensorflow_refuses_stop_the_server_at_start(tmp_path, text, error):
-    """SharedBatchScheduler refuses them (Create, AddQueue), so TF Serving does not start. 0 threads had meant one
-    per CPU, -1 none at all (every request and warm-up waited for ever, and SIGTERM could not stop the server); a
-    negative max_enqueued_batches had made a queue that holds nothing (every request and warm-up record refused as a
-    full queue, the version never loaded)."""
+    """SharedBatchScheduler and WrapSessionForBatching refuse them, in TF Serving 2.16's words, and this server does
+    not split requests across batches. 0 threads had meant one per CPU, -1 none at all (every request and warm-up
+    waited for ever, and SIGTERM could not stop the server); max_batch_size 0 and a last allowed batch size other
+    than max_batch_size had been refused in words of their own, and enable_large_batch_splitting as an unknown
+    field."""
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1)
     parameters = tmp_path / "batching.config"
     parameters.write_text(text + "\n")
     with pytest.raises(ValueError, match=f"^{re.escape(error)}$"):
         testing.start_server(base, enable_batching=True, batching_parameters_file=str(parameters))
+
+
+def test_batching_parameters_tensorflow_accepts_are_served_as_there(tmp_path):
+    """TF Serving 2.16.1 takes these: only the last allowed batch size is checked (4, 2, 4; a batch of 3, and one of
+    2, is padded to the first size that holds it, 4), a negative max_enqueued_batches is a size_t too large to reach (many
+    batches queue), and max_execution_batch_size goes unread without enable_large_batch_splitting (false). They had
+    been refused: the sizes as not increasing, -1 as a negative count, fields 8 and 9 as unknown."""
+    parameters = tmp_path / "batching.config"
+    parameters.write_text("max_batch_size { value: 4 }\nallowed_batch_sizes: [4, 2, 4]\n"
+                          "max_enqueued_batches { value: -1 }\nenable_large_batch_splitting { value: false }\n"
+                          "max_execution_batch_size { value: 2 }\n")
+    assert load_batching_parameters(str(parameters)) == Batching(
+        max_batch_size=4, allowed_batch_sizes=(4, 2, 4), max_enqueued_batches=-1, max_execution_batch_size=2)
+    with busy_batcher(allowed_batch_sizes=(4, 2, 4), max_enqueued_batches=-1,
+                      batch_timeout_micros=10_000_000) as (batcher, release, runs):
+        queued = [batcher.submit({"x": np.arange(size)}) for size in (3, 3, 3, 3, 3, 2)]
+        release.set()
+        assert [future.result(30)["y"].tolist() for future in queued] == [[0, 2, 4]] * 5 + [[0, 2]]
+    assert runs == [4] * 7
 
 
 def test_unset_num_batch_threads_is_one_per_cpu_as_in_tensorflow():
