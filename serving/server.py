@@ -196,8 +196,6 @@ class Server:
         self.stop_event.set()
         self._stop_listeners(grace_seconds)
         join_all(self._threads, 30)   # the version and config-file pollers
-        if self.scheduler is not None:
-            self.scheduler.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.handlers.shutdown(wait=False, cancel_futures=True)
         if self.grpc_executor is not None:
@@ -210,12 +208,17 @@ class Server:
     def _stop_listeners(self, grace_seconds: float) -> None:
         """Both listeners refuse new connections and calls at once, then their in-flight requests finish within
         the same ``grace_seconds`` (one after the other, the REST port had taken requests while gRPC calls
-        finished, and the stop had taken a grace period for each)."""
+        finished, and the stop had taken a grace period for each). The batch scheduler stops as soon as they
+        refuse: the requests it holds run at once instead of waiting out their batch timeout (a long one had
+        outlasted the grace period, and they had ended 504 and UNAVAILABLE); a request already read but not yet
+        queued is refused UNAVAILABLE."""
         deadline = time.monotonic() + grace_seconds + 5
         grpc_stopped = self.grpc.stop(grace_seconds) if self.grpc is not None else None
         rest_stopped = None
         if self.loop is not None and self.http is not None and self.loop.is_running():
             rest_stopped = asyncio.run_coroutine_threadsafe(self.http.stop(grace_seconds), self.loop)
+        if self.scheduler is not None:
+            self.scheduler.stop(grace_seconds)
         if grpc_stopped is not None:
             grpc_stopped.wait(seconds_left(deadline))
         if rest_stopped is not None:

@@ -304,13 +304,44 @@ def test_inputs_without_a_common_batch_size_are_refused_as_a_batching_session_re
             400, {"error": "Batching Run() input tensors must have at least one dimension"})
 
 
+def test_a_stop_runs_the_queued_batches_at_once(tmp_path):
+    """The batch scheduler stops as soon as the listeners refuse new requests: a REST request and a gRPC call
+    waiting for a batch timeout longer than the stop's grace period are answered (they had waited out the grace
+    period, then ended 504 Deadline Exceeded and UNAVAILABLE)."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    server = testing.start_grpc_server(model_base_path=base, enable_batching=True, rest_api_timeout_in_ms=5000,
+                                       batching_parameters_file=batching_file(tmp_path, 8, 600_000_000))
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "letters", configs.IMAGE_SIGNATURE
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto([testing.png_bytes()]))
+    body = {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())]}
+    with grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as channel, \
+            concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            rest = pool.submit(testing.RestClient(server.url).post, "/v1/models/letters:predict", body)
+            call = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict.future(request, timeout=60)
+            queued = ":tensorflow:serving:batching_session:input_batch_size_count{} 2\n"
+            while queued not in server.server.metrics.render():
+                assert not rest.done() and not call.done()
+                time.sleep(0.02)
+        finally:
+            server.stop()
+        assert rest.result()[0] == 200 and call.result().outputs
+
+
 def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1)
     monitoring = tmp_path / "monitoring.config"
     monitoring.write_text("prometheus_config { enable: true }\n")
-    # A request waits 11 s in the batcher: SIGTERM arrives while it is in flight, and the stop waits for it as long
-    # as --rest_api_timeout_in_ms lets a request run (a fixed 10 s had cut it with no answer at all).
+    # A request queued for an 11 s batch timeout: SIGTERM arrives while it is in flight, and it is answered (the stop
+    # runs queued batches at once and waits as long as --rest_api_timeout_in_ms lets a request run; a fixed 10 s had
+    # cut it with no answer at all).
     server = testing.start_server(base, subprocess=True, enable_batching=True, monitoring_config_file=str(monitoring),
                                   batching_parameters_file=batching_file(tmp_path, 64, 11_000_000),
                                   rest_api_timeout_in_ms=15_000)
