@@ -28,22 +28,25 @@ import time
 
 import numpy as np
 
-from core.deadlines import join_all
+from core.deadlines import WATCHDOG, join_all
 from serving.status import ServingError
 
 log = logging.getLogger("serving")
 
+QUEUE_TIMEOUT = "Run() timeout exceeded while waiting in batching queue"   # batching_session.cc ProcessBatch
+
 
 class _Task:
-    __slots__ = ("arrays", "size", "key", "future", "loop", "enqueued")
+    __slots__ = ("arrays", "size", "key", "future", "loop", "enqueued", "deadline")
 
-    def __init__(self, arrays: dict, size: int, loop=None):
+    def __init__(self, arrays: dict, size: int, loop=None, timeout: float | None = None):
         self.arrays = arrays
         self.size = size
         self.key = tuple(sorted((name, array.shape[1:], array.dtype.str) for name, array in arrays.items()))
         self.loop = loop
         self.future = concurrent.futures.Future() if loop is None else loop.create_future()
         self.enqueued = time.monotonic()
+        self.deadline = None if timeout is None else self.enqueued + timeout   # its run's (RunOptions.timeout_in_ms)
 
 
 class _Forming:
@@ -113,16 +116,17 @@ class Batcher:
         self.batches: collections.deque = collections.deque()   # of _Forming; the last one open
         self.closed = False
 
-    def submit(self, arrays: dict, loop=None):
+    def submit(self, arrays: dict, loop=None, timeout: float | None = None):
         """Queues ``arrays``; a concurrent.futures.Future of the outputs, or an asyncio future of ``loop`` (which
-        must be the running loop of the calling thread)."""
+        must be the running loop of the calling thread). ``timeout`` (seconds, None: none) is the run's, as TF
+        Serving's RunOptions.timeout_in_ms: see :meth:`BatchScheduler._process`."""
         size = batch_size(arrays)
         if self.scheduler.metrics is not None:   # ComputeInputSize records it before the task is scheduled
             self.scheduler.metrics.batch_input(size, tensors=len(arrays))
         limit = self.scheduler.settings.input_batch_size_limit
         if size > limit:
             raise ServingError("INVALID_ARGUMENT", f"Task size {size} is larger than maximum input batch size {limit}")
-        task = _Task(arrays, size, loop)
+        task = _Task(arrays, size, loop, timeout)
         return self.scheduler.enqueue(self, task)
 
     def close(self):
@@ -228,12 +232,27 @@ class BatchScheduler:
             self._process(*batch)
 
     def _process(self, batcher: Batcher, tasks: list) -> None:
+        """Runs a batch taken from the queue as TF Serving's BatchingSession::ProcessBatch does: when every task's
+        deadline passed while it was queued, none runs and each fails RESOURCE_EXHAUSTED; otherwise the batch
+        runs (its expired tasks answered too) within the latest deadline of its tasks, after which the tasks still
+        waiting for it fail DEADLINE_EXCEEDED (the run, which cannot be stopped, finishes unseen)."""
+        started = time.monotonic()
         if self.metrics is not None:
-            started = time.monotonic()
             self.metrics.batch_queued([(started - task.enqueued) * 1e6 for task in tasks])
-        live = [task for task in tasks if _still_wanted(task)]   # a task whose caller's deadline passed is not run
-        if live:
-            _deliver(self._results(batcher, live))
+        live = [task for task in tasks if _still_wanted(task)]   # a gRPC caller gone at its deadline is not run
+        if not live:
+            return
+        deadlines = [task.deadline for task in live]
+        if all(deadline is not None and deadline <= started for deadline in deadlines):
+            _deliver([(task, None, ServingError("RESOURCE_EXHAUSTED", QUEUE_TIMEOUT)) for task in live])
+            return
+        timer = None
+        if None not in deadlines:
+            timer = WATCHDOG.call_later(max(deadlines) - started, lambda: _deliver(_timed_out(live)))
+        results = self._results(batcher, live)
+        if timer is not None:
+            timer.cancel()
+        _deliver(results)               # (to the tasks the timer has not failed)
 
     def _results(self, batcher: Batcher, tasks: list) -> list:
         """[(task, outputs or None, exception or None)] of one batch."""
@@ -281,6 +300,13 @@ class BatchScheduler:
                 raise ServingError("FAILED_PRECONDITION", "Batched output tensor's 0th dimension does not equal the "
                                                           "sum of the 0th dimension sizes of the input tensors")
         return outputs, total, padded
+
+
+def _timed_out(tasks: list) -> list:
+    """The results of ``tasks`` whose batch ran past its deadline: DEADLINE_EXCEEDED for those awaited in a loop (a
+    gRPC caller stops waiting at its own deadline)."""
+    return [(task, None, ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")) for task in tasks
+            if task.loop is not None]
 
 
 def _still_wanted(task) -> bool:

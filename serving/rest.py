@@ -18,7 +18,7 @@ from serving import inference, request_logging, tensors
 from serving.httpserver import RequestError
 from serving.batching import BatchOutputs
 from serving.json_parse import parse_json
-from serving.status import ServingError, invalid, request_error
+from serving.status import invalid, request_error
 
 log = logging.getLogger("serving.rest")
 
@@ -69,7 +69,7 @@ class RestApi:
         self.options = options
         self.metrics = metrics
         self.prometheus_path = prometheus_path
-        self.runner = runner          # (servable, signature_name, arrays) -> asyncio future of the outputs
+        self.runner = runner          # async (servable, signature_name, arrays, timeout in s or None) -> outputs
         self.cors = bool(options.rest_api_enable_cors_support)
         self.timeout = options.rest_api_timeout_in_ms / 1000.0 if options.rest_api_timeout_in_ms > 0 else None
 
@@ -248,30 +248,9 @@ class RestApi:
     async def _run(self, servable, signature_name: str, arrays: dict, api: str, model_name: str) -> dict:
         """The model run (Predict, Classify or Regress); its wall time is the runtime latency metric."""
         started = time.perf_counter()
-        outputs = await self._run_within_timeout(servable, signature_name, arrays)
+        outputs = await self.runner(servable, signature_name, arrays, self.timeout)
         self.metrics.runtime(model_name, api, (time.perf_counter() - started) * 1e6)
         return outputs
-
-    async def _run_within_timeout(self, servable, signature_name: str, arrays: dict) -> dict:
-        future = self.runner(servable, signature_name, arrays)
-        if self.timeout is None:
-            return await future
-        expired = []     # one timer that cancels the run's future (wait_for would start a task per request)
-        timer = asyncio.get_running_loop().call_later(self.timeout, _expire, future, expired)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if expired:
-                raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
-            raise
-        finally:
-            timer.cancel()
-
-
-def _expire(future, expired: list) -> None:
-    if not future.done():
-        expired.append(True)
-        future.cancel()
 
 
 def _signature(servable, name: str):

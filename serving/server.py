@@ -238,20 +238,22 @@ class Server:
             return None
         return servable.batcher(signature_name, self._make_batcher)
 
-    def _run(self, servable, signature_name: str, arrays: dict) -> asyncio.Future:
-        """The REST runner (in the REST loop's thread): an asyncio future of the outputs, from the batcher or the
-        signature run in an executor thread."""
+    async def _run(self, servable, signature_name: str, arrays: dict, timeout: float | None) -> dict:
+        """The REST runner (in the REST loop's thread): the outputs, from the signature run in an executor thread,
+        DEADLINE_EXCEEDED after ``timeout`` seconds (None: none), or from the batcher, which keeps ``timeout`` as TF
+        Serving's batching session keeps a run's (BatchScheduler._process: RESOURCE_EXHAUSTED when the deadlines of
+        all the requests of a batch passed in the queue; a timer here had ended a queued request 504 at its own)."""
         batcher = self._batcher(servable, signature_name, arrays)
         if batcher is not None:
-            return batcher.submit(arrays, loop=self.loop)
-        return self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays)
+            return await batcher.submit(arrays, loop=self.loop, timeout=timeout)
+        return await _within(self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays), timeout)
 
     def run_blocking(self, servable, signature_name: str, arrays: dict, timeout: float | None = None) -> dict:
         """The gRPC threads' runner: the batcher, or gRPC's own run threads, waited on until the call's deadline
         (TF Serving's run timeout): after it the call ends DEADLINE_EXCEEDED and its gRPC thread is free; a run not
         started yet is dropped, one already running finishes unseen (a TensorFlow function cannot be stopped)."""
         batcher = self._batcher(servable, signature_name, arrays)
-        future = (batcher.submit(arrays) if batcher is not None
+        future = (batcher.submit(arrays, timeout=timeout) if batcher is not None
                   else self.grpc_executor.submit(servable.run, signature_name, arrays))
         try:
             return future.result(timeout)
@@ -311,6 +313,28 @@ class Server:
 
     def _make_batcher(self, servable, signature_name):
         return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays))
+
+
+async def _within(future: asyncio.Future, seconds: float | None):
+    """``future``'s result, DEADLINE_EXCEEDED if it is not done ``seconds`` from now (then cancelled)."""
+    if seconds is None:
+        return await future
+    expired = []     # one timer that cancels the future (wait_for would start a task per request)
+    timer = asyncio.get_running_loop().call_later(seconds, _expire, future, expired)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        if expired:
+            raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+        raise
+    finally:
+        timer.cancel()
+
+
+def _expire(future, expired: list) -> None:
+    if not future.done():
+        expired.append(True)
+        future.cancel()
 
 
 def _seconds(milliseconds: int) -> float | None:

@@ -253,14 +253,68 @@ def test_unset_num_batch_threads_is_one_per_cpu_as_in_tensorflow():
     assert Batching.from_proto(BatchingParameters(num_batch_threads={"value": 3})).threads == 3
 
 
-def test_a_run_past_the_rest_deadline_is_504(tmp_path):
+def test_a_rest_request_whose_deadline_passes_in_the_batch_queue_is_429_when_its_batch_is_taken(tmp_path):
+    """As TF Serving's BatchingSession (ProcessBatch) answers a request whose RunOptions timeout
+    (--rest_api_timeout_in_ms) passed while it was queued: it had been cut 504 Deadline Exceeded at its deadline."""
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1)
     with testing.start_server(base, enable_batching=True, rest_api_timeout_in_ms=200,
-                              batching_parameters_file=batching_file(tmp_path, 64, 2_000_000)) as server:
+                              batching_parameters_file=batching_file(tmp_path, 64, 1_000_000)) as server:
         body = {"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())]}
         assert testing.RestClient(server.url).post("/v1/models/letters:predict", body) == (
-            504, {"error": "Deadline Exceeded"})
+            429, {"error": "Run() timeout exceeded while waiting in batching queue"})
+
+
+def test_a_batch_runs_when_one_of_its_tasks_is_within_its_deadline_and_ends_at_the_latest():
+    """BatchingSession::ProcessBatch: a batch taken after the deadlines of all its tasks fails them
+    RESOURCE_EXHAUSTED, unrun; one task within its deadline runs the whole batch, the expired tasks answered too;
+    a run past the latest deadline of its tasks fails those awaited in a loop DEADLINE_EXCEEDED then."""
+    started, gate, runs = threading.Event(), threading.Event(), []
+
+    def run(arrays):
+        runs.append(arrays["x"].tolist())
+        started.set()
+        gate.wait(30)
+        return {"y": arrays["x"] * 2}
+
+    scheduler = BatchScheduler(Batching(max_batch_size=4, batch_timeout_micros=0, num_batch_threads=1))
+    batcher = scheduler.batcher(run)
+
+    def behind_a_busy_batch(timeouts):
+        """Futures of tasks queued while the thread runs a batch, taken together once their short deadlines passed."""
+        started.clear()
+        gate.clear()
+        busy = batcher.submit({"x": np.array([0])})
+        assert started.wait(30)
+        futures = [batcher.submit({"x": np.array([i])}, timeout=timeout) for i, timeout in enumerate(timeouts, 1)]
+        time.sleep(0.05)    # past the deadlines of 0.01 s
+        gate.set()
+        busy.result(30)
+        return futures
+
+    try:
+        for future in behind_a_busy_batch([0.01, 0.01]):
+            with pytest.raises(ServingError) as caught:
+                future.result(30)
+            assert (caught.value.code, caught.value.message) == (
+                "RESOURCE_EXHAUSTED", "Run() timeout exceeded while waiting in batching queue")
+        assert [future.result(30)["y"].tolist() for future in behind_a_busy_batch([0.01, 60])] == [[2], [4]]
+        assert runs == [[0], [0], [1, 2]]
+
+        async def past_its_deadline():
+            gate.clear()
+            future = batcher.submit({"x": np.array([5])}, loop=asyncio.get_running_loop(), timeout=0.1)
+            try:
+                await future
+            finally:
+                gate.set()
+
+        with pytest.raises(ServingError) as caught:
+            asyncio.run(past_its_deadline())
+        assert (caught.value.code, caught.value.message) == ("DEADLINE_EXCEEDED", "Deadline Exceeded")
+    finally:
+        gate.set()
+        scheduler.stop()
 
 
 def test_a_bad_request_does_not_fail_its_batch_mates(tmp_path):
