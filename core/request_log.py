@@ -16,8 +16,9 @@ One writer for the embedded model server (``ModelConfig.logging_config``) and th
 * is thread-safe (one lock around rotation and the write).
 
 Readers: :func:`log_files` (a prefix's files, oldest first; :func:`name_pattern`, their names), :func:`read_records`
-(a file's complete records, checksums verified) and :func:`read_logs` (parsed ``PredictionLog`` protos; imports
-tensorflow-serving-api). TensorFlow's ``tf.data.TFRecordDataset`` reads the files too. Nothing here imports TensorFlow.
+(a file's complete records, checksums verified), :func:`frames` (the records of any stream, a record whose checksum
+fails told apart) and :func:`read_logs` (parsed ``PredictionLog`` protos; imports tensorflow-serving-api).
+TensorFlow's ``tf.data.TFRecordDataset`` reads the files too. Nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
@@ -62,26 +63,56 @@ def tfrecord(data: bytes) -> bytes:
     return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
 
 
+class TruncatedRecord(ValueError):
+    """A TFRecord stream's last record is cut short (its writer stopped or is writing it): nothing follows it."""
+
+    def __init__(self, offset: int):
+        super().__init__(f"the record at offset {offset} is cut short")
+        self.offset = offset
+
+
+class CorruptLength(ValueError):
+    """A record's length does not match its checksum: where the record ends, and so the rest of the stream, is
+    unknown."""
+
+    def __init__(self, offset: int):
+        super().__init__(f"corrupt record length at offset {offset}")
+        self.offset = offset
+
+
+def frames(handle):
+    """The records of a binary TFRecord stream (``handle.read(n)``), one at a time: ``(offset, data, intact)``,
+    ``intact`` False for a record whose data do not match their checksum (its length, which does, says where the
+    next record starts). A stream ending inside a record raises TruncatedRecord, a length that does not match its
+    checksum CorruptLength."""
+    offset = 0
+    while header := handle.read(_HEADER):
+        if len(header) < _HEADER:
+            raise TruncatedRecord(offset)
+        length, crc = struct.unpack("<QI", header)
+        if _masked_crc(header[:8]) != crc:
+            raise CorruptLength(offset)
+        body = handle.read(length + 4)
+        if len(body) < length + 4:
+            raise TruncatedRecord(offset)
+        data = body[:length]
+        yield offset, data, _masked_crc(data) == struct.unpack("<I", body[length:])[0]
+        offset += _HEADER + length + 4
+
+
 def read_records(path: str):
     """The complete records of one file, in order. A truncated last record (the writer was killed while
     writing it) ends the file quietly; a checksum that does not match raises ValueError naming file and offset."""
     with open(path, "rb") as handle:
-        offset = 0
-        while True:
-            header = handle.read(_HEADER)
-            if len(header) < _HEADER:
-                return
-            length, crc = struct.unpack("<QI", header)
-            if _masked_crc(header[:8]) != crc:
-                raise ValueError(f"{path}: corrupt record length at offset {offset}")
-            body = handle.read(length + 4)
-            if len(body) < length + 4:
-                return
-            data = body[:length]
-            if _masked_crc(data) != struct.unpack("<I", body[length:])[0]:
-                raise ValueError(f"{path}: corrupt record at offset {offset}")
-            yield data
-            offset += _HEADER + length + 4
+        try:
+            for offset, data, intact in frames(handle):
+                if not intact:
+                    raise ValueError(f"{path}: corrupt record at offset {offset}")
+                yield data
+        except TruncatedRecord:
+            return
+        except CorruptLength as err:
+            raise ValueError(f"{path}: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------ files

@@ -239,10 +239,12 @@ def test_bad_log_data_is_counted_not_fatal(tmp_path, letters, pipeline_root, cap
     assert problems.get("truncated_tail") == 1 and "unreadable_file" not in problems   # its 4 whole records read
     assert result["logs"]["answers"] == 81 + 4 and status == cli.OK
     damaged = bytearray(open(truncated, "rb").read())
-    damaged[20] ^= 0xFF                                                     # a damaged record: unreadable
+    damaged[20] ^= 0xFF                                                     # a damaged record: skipped
     open(truncated, "wb").write(bytes(damaged))
     status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
-    assert result["logs"]["problems"].get("unreadable_file") == 1
+    problems = result["logs"]["problems"]
+    assert problems.get("corrupt_record") == 1 and problems.get("truncated_tail") == 1
+    assert "unreadable_file" not in problems and result["logs"]["answers"] == 81 + 3
 
 
 @pytest.mark.parametrize("content", ["not_tfrecord", "not_prediction_logs", "empty"])
@@ -261,7 +263,7 @@ def test_a_log_from_which_no_answer_can_be_read_is_a_usage_error_not_an_all_clea
     assert status == cli.USAGE and result is None, err
     assert f"error: no answer could be read from the request log {tmp_path / 'logs'}" in err
     assert str(tmp_path / "logs" / "requests.log") in err
-    assert {"not_tfrecord": "1 × unreadable_file", "not_prediction_logs": "500 × unparsable_record",
+    assert {"not_tfrecord": "1 × corrupt_length", "not_prediction_logs": "500 × unparsable_record",
             "empty": "its files hold no record"}[content] in err
 
 
@@ -457,6 +459,40 @@ def test_a_record_cut_short_anywhere_is_a_truncated_tail(tmp_path, cut):
     read = request_logs.read_logs(str(tmp_path / "logs"))
     assert read.records == (2 if cut else 3) and len(read.answers) == read.records
     assert read.problems == ({"truncated_tail": 1} if cut else {})
+
+
+def _frame_offsets(path: str) -> list[int]:
+    """Where each record of a TFRecord file starts (its length, 8 bytes, then 4 of checksum, the data and 4 more)."""
+    data, offsets = open(path, "rb").read(), [0]
+    while offsets[-1] < len(data):
+        offsets.append(offsets[-1] + 16 + int.from_bytes(data[offsets[-1]:offsets[-1] + 8], "little"))
+    return offsets[:-1]
+
+
+@pytest.mark.parametrize("damage", ["data", "length"])
+def test_a_corrupt_record_is_skipped_and_its_damaged_length_ends_the_file(tmp_path, letters, pipeline_root, capsys,
+                                                                          damage):
+    """One byte of record #10's data damaged (its length and the length's checksum whole): that record is skipped,
+    counted as corrupt_record, and every record after it read and judged. TensorFlow's reader had stopped there: the
+    file counted as unreadable, its 10 first records read, the window too small to judge and the pass an all-clear.
+    A damaged length leaves the rest of the file unframed: counted as corrupt_length, the records before it read."""
+    items = traffic(letters)
+    path = log_traffic(tmp_path / "logs" / "requests", items)
+    offset = _frame_offsets(path)[10]
+    damaged = bytearray(open(path, "rb").read())
+    damaged[offset + (12 + 5 if damage == "data" else 3)] ^= 0xFF
+    open(path, "wb").write(bytes(damaged))
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    logs = result["logs"]
+    if damage == "data":
+        assert logs["problems"] == {"corrupt_record": 1} and logs["records"] == logs["answers"] == len(items) - 1
+        assert f"{path}#10: " in logs["problem_examples"]["corrupt_record"]
+        assert "1 × corrupt_record" in capsys.readouterr().out
+        (group,) = result["groups"]
+        assert group["requests"] == len(items) - 1 and group["judged"] and status == cli.OK
+    else:
+        assert logs["problems"] == {"corrupt_length": 1} and logs["records"] == logs["answers"] == 10
+        assert f"at byte {offset}" in logs["problem_examples"]["corrupt_length"]
 
 
 def test_a_file_name_prefix_reads_its_writers_files_only(tmp_path):

@@ -11,12 +11,17 @@ answered. Models whose ``logging_config`` is the same share one writer (as TF Se
 log may hold other models' records: only the monitored model's are read (a record naming no model counts as its),
 the others are counted by model name and left out.
 
-A record is dated by ``log_metadata.timestamp_secs`` (which the project's writer sets) or, without it, by its
-file's last modification (log files rotate, so a file spans minutes, not days); ``log_metadata.request_origin``
-says whether the web client's image came from the drawing pad or an upload. Nothing here raises on bad data: a record that does not parse, a file that
-is truncated or cannot be opened, a record that is not a predict log or holds no image or no answer, is
-counted in :class:`LogRead` and reported. An answer that cannot be used (none, the wrong shape, not finite) is the
-served model's fault: each is also kept, dated and versioned, as :class:`Unusable` (checks.unusable_shares).
+A record is dated by ``log_metadata.timestamp_secs`` (which the project's writer sets) or, without it, by its file's
+last modification (log files rotate, so a file spans minutes, not days); ``log_metadata.request_origin`` says
+whether the web client's image came from the drawing pad or an upload. Nothing here raises on bad data: each problem
+is counted in :class:`LogRead` by its kind and reported. A file is read one record at a time (TFRecord framing:
+length, its checksum, data, their checksum): a record whose data fail their checksum is skipped (``corrupt_record``;
+its length, checked apart, says where the next one starts), a length that fails its checksum ends the file's reading
+(``corrupt_length``: the rest cannot be framed; a file that is not TFRecords too), and so does a last record cut
+short (``truncated_tail``) or a file that cannot be opened or read (``unreadable_file``); a record that does not
+parse (``unparsable_record``), is not a predict log or holds no image or no answer is counted too. An answer that
+cannot be used (none, the wrong shape, not finite) is the served model's fault: each is also kept, dated and
+versioned, as :class:`Unusable` (checks.unusable_shares).
 
 A request's ``output_filter`` names the only outputs TF Serving runs and returns: an answer to one that left the
 probabilities out is the answer asked for, not the model's fault. Its top-1 class and score are read from
@@ -46,6 +51,9 @@ class LogNotFound(FileNotFoundError):
 
 FRAMING_BYTES = 8 + 4 + 4   # around each TFRecord's data: its length, the length's CRC, the data's CRC
 TRUNCATED = "the last record is cut short (its writer stopped or is writing it); the records before it were read"
+CORRUPT = "its data do not match their checksum: skipped, the records after it read"
+CORRUPT_LENGTH = ("a record's length does not match its checksum (or the file is not TFRecords): the records before "
+                  "it were read, not the rest of the file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,26 +261,27 @@ def _size(path: str) -> int:
 
 
 def _file_answers(path: str, read: LogRead, bar):
-    """:func:`each_answer` of one file; a file cut short or unreadable is counted in ``read``."""
+    """:func:`each_answer` of one file, its records read one at a time; a record whose checksum fails is skipped,
+    and a file cut short, whose rest cannot be framed, or unreadable is counted in ``read``."""
     try:
-        stat = tf.io.gfile.stat(path)
-        when, used = stat.mtime_nsec / 1e9, 0   # the file's time; the bytes of the records read
-        for n, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
-            read.records += 1
-            used += FRAMING_BYTES + len(record)
-            bar.update(FRAMING_BYTES + len(record))
-            for answer in _record_answers(record, when, f"{path}#{n}", read):
-                read.answered += 1
-                yield answer
-    except (tf.errors.DataLossError, tf.errors.OpError, OSError) as err:   # truncated or unreadable file
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if isinstance(err, tf.errors.DataLossError) and "truncated record" in text:
-            read.problem("truncated_tail", path, TRUNCATED)
-        else:
-            read.problem("unreadable_file", path, text)
-        return
-    if used < stat.length:   # a record cut inside its 12-byte header: TensorFlow reads it as the file's end
+        when = tf.io.gfile.stat(path).mtime_nsec / 1e9   # the file's time
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            for n, (offset, record, intact) in enumerate(request_log.frames(handle)):
+                bar.update(FRAMING_BYTES + len(record))
+                if not intact:   # its length, checked apart, still frames the next record
+                    read.problem("corrupt_record", f"{path}#{n}", f"{CORRUPT} (at byte {offset})")
+                    continue
+                read.records += 1
+                for answer in _record_answers(record, when, f"{path}#{n}", read):
+                    read.answered += 1
+                    yield answer
+    except request_log.TruncatedRecord:
         read.problem("truncated_tail", path, TRUNCATED)
+    except request_log.CorruptLength as err:
+        read.problem("corrupt_length", path, f"{CORRUPT_LENGTH} (at byte {err.offset})")
+    except (tf.errors.OpError, OSError) as err:   # a file that cannot be opened or read
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        read.problem("unreadable_file", path, text)
 
 
 def read_logs(prefix: str, model: str = configs.MODEL_NAME) -> LogRead:
