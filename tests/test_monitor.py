@@ -697,6 +697,29 @@ def test_metadata_that_cannot_be_read_is_a_usage_error_not_an_alarm(tmp_path, le
     assert status == cli.USAGE and "cannot be read" in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("missing", ["ImageExampleGen", "StatisticsGen"])
+def test_a_missing_artifact_of_the_reference_is_a_usage_error_naming_it(tmp_path, letters, monkeypatch, capsys,
+                                                                         missing):
+    """The training split (read when answers are judged) or the eval statistics that ML Metadata records, deleted:
+    status 2 saying what is missing, and a --watch loop ends, as for a missing store. The training split had been
+    read outside the pass's input errors (a traceback, status 4, the loop going on); the statistics had been said to
+    be a store that cannot be read."""
+    data, _ = letters
+    train = [(image, name) for name in CLASS_NAMES for image in data[name][:2]]
+    eval_items = [(image, name) for name in CLASS_NAMES for image in data[name][2:3]]
+    fake_pipeline.build(tmp_path / "root", train, eval_items)
+    shutil.rmtree(tmp_path / "root" / missing)
+    log_traffic(tmp_path / "logs" / "requests", traffic(letters))
+    sleeps = []
+    monkeypatch.setattr(cli.time, "sleep", sleeps.append)
+    status, result, _ = monitor(tmp_path, tmp_path / "root", "--watch", "1", "--max-runs", "2", logs=tmp_path / "logs")
+    err = capsys.readouterr().err
+    assert status == cli.USAGE and result is None and sleeps == [] and "Traceback" not in err, err
+    assert {"ImageExampleGen": f"error: no train examples under {tmp_path / 'root' / 'ImageExampleGen'}",
+            "StatisticsGen": f"error: no eval statistics at {tmp_path / 'root' / 'StatisticsGen'}"}[missing] in err
+    assert "cannot be read" not in err
+
+
 def test_window_labels_give_the_windows_own_width():
     when = 1700000000                                                    # 2023-11-14 22:13:20 UTC
     assert windows.label(windows.start(when, 5400), 5400) == "2023-11-14 21:00 +90m"

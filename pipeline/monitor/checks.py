@@ -212,7 +212,8 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
 def run(traffic: Traffic, feedback_records, reference, server, config: Config, unusable=()) -> dict:
     """Everything the report shows, of the answers read into ``traffic`` (its window and ``now``); ``unusable``:
     request_logs.Unusable answers (judged by their share of each version's window); ``reference`` None skips the
-    drift checks (no pipeline run to compare with);
+    drift checks (no pipeline run to compare with), else its training split is read when there are answers
+    (reference.NoReference when it is missing);
     ``server`` is None (no metrics URL), server_metrics.summarize()'s dict with its ``url``, or ``{'url',
     'error'}`` when the page could not be read."""
     from pipeline.monitor import reference as reference_lib

@@ -6,13 +6,14 @@
                                                                 # data and serving dir); args after -- go to it
     letters-monitor ... --watch 3600                            # every hour
 
-Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page
-that cannot be read is one), 2 usage error (bad flag or setting, a --logs that does not exist, pipeline metadata
-missing when answers are to be judged or --retrain-when decides, a request log from which no answer could be read:
-its files empty, or their data unreadable or not PredictionLogs; with no request log at all, said on stderr, only
-feedback and server metrics are judged), 3 the retraining run it started failed, 4 the pass could not finish: its
-outputs could not be written (a full disk, say; each file is whole or left as it was) or an unexpected error (shown
-with its traceback). With --watch a pass that ends 3 or 4 is reported and the next pass runs. Thresholds are core/configs.py's ``monitor_*`` fields:
+Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page that
+cannot be read is one), 2 usage error (bad flag or setting, a --logs that does not exist, pipeline metadata or an
+artifact it records (the training split, the eval statistics) missing when answers are to be judged or --retrain-when
+decides, a request log from which no answer could be read: its files empty, or their data unreadable or not
+PredictionLogs; with no request log at all, said on stderr, only feedback and server metrics are judged), 3 the
+retraining run it started failed, 4 the pass could not finish: its outputs could not be written (a full disk, say;
+each file is whole or left as it was) or an unexpected error (shown with its traceback). With --watch a pass that
+ends 3 or 4 is reported and the next pass runs. Thresholds are core/configs.py's ``monitor_*`` fields:
 LETTERS_MONITOR_<NAME> environment variables or the flags below.
 """
 from __future__ import annotations
@@ -149,10 +150,23 @@ def _nothing_read(logs) -> str | None:
             + (found or "its files hold no record"))
 
 
+def _server(args) -> dict | None:
+    """The --metrics-url page's summary with its ``url``, ``{'url', 'error'}`` when it cannot be read, None
+    without one."""
+    from pipeline.monitor import server_metrics
+
+    if not args.metrics_url:
+        return None
+    try:
+        return {"url": args.metrics_url, **server_metrics.read(args.metrics_url, args.model)}
+    except server_metrics.Unreadable as err:   # an alarm (checks.alarms), not a pass without a server
+        return {"url": args.metrics_url, "error": str(err)}
+
+
 def once(config: Config, args, extra: list[str]) -> int:
     """One pass: read, judge, write the report, maybe retrain. Returns the exit status."""
     from core.feedback import FeedbackStoreError
-    from pipeline.monitor import checks, reference, report, request_logs, retrain, server_metrics
+    from pipeline.monitor import checks, reference, report, request_logs, retrain
 
     path, why = args.logs, "does not exist"
     if path == config.request_log_dir and not request_logs.has_logs(path):
@@ -170,16 +184,12 @@ def once(config: Config, args, extra: list[str]) -> int:
                 return USAGE
         ref = reference.load(config.metadata_file) if logs and logs.answered or args.policy else None
         records = _feedback(config)
+        server = _server(args)
+        # judging answers reads the reference's training split: missing, it is a reference that cannot be read too
+        result = checks.run(traffic, records, ref, server, config, logs.unusable if logs else [])
     except (request_logs.LogNotFound, reference.NoReference, FeedbackStoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE
-    server = None
-    if args.metrics_url:
-        try:
-            server = {"url": args.metrics_url, **server_metrics.read(args.metrics_url, args.model)}
-        except server_metrics.Unreadable as err:   # an alarm (checks.alarms), not a pass without a server
-            server = {"url": args.metrics_url, "error": str(err)}
-    result = checks.run(traffic, records, ref, server, config, logs.unusable if logs else [])
     result["logs"] = logs.to_json() if logs else None
     if args.policy:
         fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None, config,

@@ -43,7 +43,7 @@ def _artifacts_of_type(store, name: str) -> list:
 
 
 class NoReference(LookupError):
-    """The metadata store holds no blessed model (or cannot be read)."""
+    """The metadata store holds no blessed model (or cannot be read, or an artifact it records is missing)."""
 
 
 @dataclasses.dataclass
@@ -101,9 +101,14 @@ def _last_run_time(store) -> float | None:
 
 
 def _eval_statistics(statistics_uri: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """The eval split's statistics in a StatisticsGen output; NoReference naming the file when it is missing."""
     path = os.path.join(statistics_uri, f"Split-{configs.EVAL_SPLIT}", STATS_FILE)
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
+    except tf.errors.NotFoundError:   # the store was read: the artifact it records is gone
+        raise NoReference(f"no eval statistics at {path}: the StatisticsGen output ML Metadata records for the "
+                          "blessed model's examples is missing") from None
 
 
 def _accuracy(uri: str) -> float | None:
