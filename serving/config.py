@@ -80,7 +80,8 @@ HELP = {   # ServerOptions field -> help (the flags are named as tensorflow_mode
     "rest_api_port": "REST port (0 = any free port)",
     "rest_api_host": "REST address to bind",
     "rest_api_num_threads": "request threads (0 = 4 x CPUs)",
-    "rest_api_timeout_in_ms": "deadline of the model run of one REST request (504 after it), as TF Serving's "
+    "rest_api_timeout_in_ms": "deadline of the model run of one REST request (504 after it; with batching, 429 "
+                              "when it passed while the request waited in the batch queue), as TF Serving's "
                               "RunOptions.timeout_in_ms",
     "rest_api_enable_cors_support": "answer CORS preflights and add CORS headers",
     "port": "gRPC port (0 = gRPC off)",
