@@ -140,6 +140,17 @@ class ServerPredictor:
         self.asked = version
         self._pin(version or self._latest_available())
 
+    def _pin(self, version: str) -> None:
+        """Pins ``version`` once the server says it serves it with the image signature (its model metadata): a
+        version it does not serve is its NOT_FOUND (VersionGone), and a model without the image signature an
+        error, both before any image is sent (an INVALID_ARGUMENT to a prediction is taken for an image the
+        server's decoder refused)."""
+        signatures = self._signatures(version)
+        if configs.IMAGE_SIGNATURE not in signatures:
+            raise RuntimeError(f"{self.where} version {version} has no {configs.IMAGE_SIGNATURE!r} signature "
+                               f"(it has {', '.join(sorted(signatures)) or 'none'})")
+        self.version = version
+
     def _latest_available(self) -> str:
         available = self._available()
         if not available:
@@ -200,15 +211,10 @@ class RestPredictor(ServerPredictor):
         self.where = self.connection.base_url + self.model_path
         super().__init__(version)
 
-    def _pin(self, version: str) -> None:
-        # A 400 to a prediction is taken for an image the server's decoder refused: a model without the image
-        # signature (also a 400 over REST) is found here instead, before any image is sent.
-        signatures = self._request(f"{self.model_path}/versions/{version}/metadata").get("metadata", {}).get(
-            "signature_def", {}).get("signature_def", {})
-        if configs.IMAGE_SIGNATURE not in signatures:
-            raise RuntimeError(f"{self.where} version {version} has no {configs.IMAGE_SIGNATURE!r} signature "
-                               f"(it has {', '.join(sorted(signatures)) or 'none'})")
-        self.version = version
+    def _signatures(self, version: str) -> list[str]:
+        """The signatures of ``version``'s model, from its metadata (``GET .../versions/N/metadata``)."""
+        return list(self._request(f"{self.model_path}/versions/{version}/metadata").get("metadata", {}).get(
+            "signature_def", {}).get("signature_def", {}))
 
     def _request(self, path: str, body: dict | None = None) -> dict:
         url = self.connection.base_url + path
@@ -261,8 +267,16 @@ class GrpcPredictor(ServerPredictor):
         self._models = model_service_pb2_grpc.ModelServiceStub(channel)
         super().__init__(version)
 
-    def _pin(self, version: str) -> None:
-        self.version = version
+    def _signatures(self, version: str) -> list[str]:
+        """The signatures of ``version``'s model, from its metadata (``PredictionService.GetModelMetadata``)."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model_name
+        request.model_spec.version.value = int(version)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        self._call(self._predictions.GetModelMetadata, request).metadata["signature_def"].Unpack(signatures)
+        return list(signatures.signature_def)
 
     def _call(self, method, request):
         try:

@@ -583,6 +583,33 @@ def test_a_version_asked_for_that_is_no_longer_served_ends_the_run(tmp_path):
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_a_version_the_server_does_not_serve_is_its_answer_before_any_file(tmp_path, capsys):
+    """Over gRPC a --version the server never served had been taken unasked: the run started, then ended saying
+    it was "no longer served". Over REST and gRPC alike it is the server's NOT_FOUND now, before any file is read;
+    and a model without the image signature is refused over gRPC as over REST."""
+    from tests.support import serving as testing
+    folder = _images(tmp_path / "images", 2)
+    base = tmp_path / "models"
+    testing.publish_version(str(base), 1)
+    testing.save_scorer(str(tmp_path / "scorer" / "1"))
+    config = tmp_path / "models.config"
+    config.write_text("model_config_list {\n" + "".join(
+        f'  config {{ name: "{name}" base_path: "{path}" model_platform: "tensorflow" }}\n'
+        for name, path in (("letters", base), ("scorer", tmp_path / "scorer"))) + "}\n")
+    with testing.start_server(grpc_port=testing.free_port(), model_config_file=str(config)) as server:
+        grpc_target = f"127.0.0.1:{server.server.grpc_port}"
+        for via, url, where in (("rest", server.url, f"{server.url}/v1/models/letters/versions/2/metadata: HTTP 404"),
+                                ("grpc", grpc_target, f"{grpc_target}: NOT_FOUND")):
+            out = tmp_path / f"{via}.csv"
+            assert batch_predict.main(["--images", str(folder), "--out", str(out), "--via", via,
+                                       "--server-url", url, "--version", "2"]) == 2, via
+            err = capsys.readouterr().err
+            assert f"error: {where}: Servable not found for request: Specific(letters, 2)\n" in err, err
+            assert "predict:" not in err and not out.exists(), err   # no progress bar: no file read
+        with pytest.raises(RuntimeError, match="version 1 has no 'predict_images' signature"):
+            batch_predict.GrpcPredictor(grpc_target, "scorer")
+
+
 def test_a_server_that_restarts_during_a_run_is_waited_for(tmp_path, capsys):
     """A server away for a moment (a restart) had ended the run at once, its finished rows lost: it is asked again
     now, for a bounded time, said once; one that stays away ends the run as before, no CSV written."""
