@@ -40,7 +40,7 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
 from core.files import atomic_output, printable
 from core.signals import sigterm_as_interrupt
-from pipeline.evaluate import ImageRefused, answers_each, read_batches, top_classes
+from pipeline.evaluate import ImageRefused, answers_each, read_batches, top_classes, unread_reason
 from pipeline.flags import (defaults_from_env, non_negative_int, output_file, path_or_default, positive_int,
                             refuse_ignored)
 from core.labels import CLASS_NAMES, GLYPHS
@@ -387,7 +387,7 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
                     places.append(len(rows))
                     rows.append(rel)
                 else:
-                    rows.append(_row(rel, "", None, str(err)))
+                    rows.append(_row(rel, "", None, unread_reason(err)))   # as letters-evaluate words it
                     counts["errors"] += 1
             if batch:
                 answers = _answers(predictor, batch)

@@ -131,6 +131,21 @@ def test_broken_links_and_pipes_get_an_error_row(image_folder, tmp_path):
     assert list(rows) == [path.relative_to(folder).as_posix() for path in files]   # the input's order
 
 
+def test_an_unreadable_files_reason_is_worded_as_letters_evaluate_words_it(tmp_path):
+    """The error column had been the OSError's text, with the file's absolute path and a name that is not UTF-8
+    as a surrogate (br\\udcffoken.png) where the path column shows it as br\\xffoken.png: it is the reason
+    letters-evaluate gives now (evaluate.unread_reason), without the path."""
+    import os
+    from pipeline import evaluate
+    folder = tmp_path / "images"
+    (folder / "odd2").mkdir(parents=True)
+    os.symlink(tmp_path / "gone.png", os.path.join(os.fsencode(folder / "odd2"), b"br\xffoken.png"))
+    batch_predict.predict_folder(uniform, str(folder), str(tmp_path / "out.csv"), progress=False)
+    _, err = evaluate.read_image(next((folder / "odd2").iterdir()))
+    assert read_rows(tmp_path / "out.csv")["odd2/br\\xffoken.png"]["error"] == evaluate.unread_reason(err) \
+        == "unreadable: FileNotFoundError: No such file or directory"
+
+
 def test_two_runs_on_one_output_do_not_mix_their_rows(image_folder, tmp_path):
     """Each run writes a temporary file of its own: the second run's file is complete, the first one's rows
     never reach it (a shared ".partial" name had mixed both runs and failed the first)."""
