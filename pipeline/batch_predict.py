@@ -101,10 +101,12 @@ class LocalPredictor:
     request_budget = None   # no request: a batch is one call
 
     def __init__(self, model: str, version: str | None = None):
-        from core.model_dirs import resolve_model_dir
+        from core.model_dirs import resolve_model_dir, version_number
         from pipeline.evaluate import load_image_signature, signature_call
         self.model_dir = resolve_model_dir(model, version=None if version is None else int(version))
-        self.version = Path(os.path.abspath(self.model_dir)).name   # "." (run inside a version folder) has no name
+        name = Path(os.path.abspath(self.model_dir)).name   # "." (run inside a version folder) has no name
+        number = version_number(name)   # the folder 005 is version 5, as a server reads it
+        self.version = name if number is None else str(number)   # a folder not named for a version: its name
         self._call = signature_call(load_image_signature(self.model_dir))
 
     def __call__(self, images: list[bytes]) -> tuple[np.ndarray, str]:

@@ -406,6 +406,27 @@ def test_local_version_is_the_version_folder_asked_for(tmp_path, monkeypatch, ca
     assert read_rows(out)["a.png"]["model_version"] == "1"
 
 
+def test_local_version_is_the_version_folders_number_as_a_server_reports_it(tmp_path, monkeypatch):
+    """With --via local, the rows had named the version folder (005), where a server serving it, letters-releases
+    and --via rest or grpc say version 5: it is the number the folder's name stands for now."""
+    import os
+    from tests.support import serving as testing
+    base = tmp_path / "models"
+    testing.publish_version(str(base), 5)
+    os.rename(base / "5", base / "005")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_bytes(letter_image(20, 30)))
+    out = tmp_path / "out.csv"
+    assert batch_predict.main(["--images", str(folder), "--out", str(out), "--model", str(base),
+                               "--version", "5"]) == 0
+    assert read_rows(out)["a.png"]["model_version"] == "5"
+    monkeypatch.chdir(base / "005")
+    assert batch_predict.LocalPredictor(str(base)).version == batch_predict.LocalPredictor(".").version == "5"
+    with testing.start_server(base, "letters") as server:
+        assert batch_predict.RestPredictor(server.url).version == "5"
+
+
 def test_a_flag_the_via_does_not_read_is_a_usage_error(tmp_path, monkeypatch, capsys):
     """--server-url and --model-name had been ignored without --via rest or grpc (the local model answered), and
     --model with them (the server answered): each is a usage error now, before any model loads, saying which --via
