@@ -167,6 +167,13 @@ def version_problem(folder: str) -> str | None:
     return None if graphs else f"damaged ({name} does not parse)"
 
 
+def loadable_versions(found: dict[int, str]) -> dict[int, str]:
+    """Of ``found`` ({version: folder}), the versions a server can load (no :func:`version_problem`): what a
+    version policy can serve. A "latest" policy aspires a half-written newest folder too, but the server never
+    loads it and keeps serving the version before."""
+    return {version: folder for version, folder in found.items() if version_problem(folder) is None}
+
+
 def format_versions(rows: list[dict]) -> str:
     if not rows:
         return "no pushed version"
@@ -361,9 +368,10 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     # Serve every labelled version, the new one, the one this label leaves (it keeps answering until the label
     # moves), the version each label's rollback would go back to (so that a rollback is instant), and what the
     # current policy serves: all of it the first time ("latest" or "all" becomes "specific"), after that the
-    # newest, which requests without a label or version get. Only versions in the serving dir: TF Serving logs a
-    # missing "specific" version on every poll.
-    served = serving_versions.aspired_versions(model.model_version_policy, found, model_name, warn=False)
+    # newest, which requests without a label or version get; of the versions a server can load, as a server serves
+    # them. Only versions in the serving dir: TF Serving logs a missing "specific" version on every poll.
+    served = serving_versions.aspired_versions(model.model_version_policy, loadable_versions(found), model_name,
+                                               warn=False)
     if model.model_version_policy.WhichOneof("policy_choice") == "specific":
         served = set(sorted(served)[-1:])
     keep = (set(model.version_labels.values()) | {version, previous} | set(served)

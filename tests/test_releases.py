@@ -255,6 +255,26 @@ def test_the_first_promote_keeps_what_the_latest_policy_serves(tmp_path, capsys)
     assert sorted(model.model_version_policy.specific.versions) == [v1, v2, v3]
 
 
+def test_a_newest_folder_no_server_can_load_is_not_taken_for_the_version_served(tmp_path, capsys):
+    """A "latest" config with a half-written newest folder (or a damaged one): the server tries it and keeps serving
+    the version before. The first promote had kept the broken folder as the served version and dropped the one
+    served, which the server then unloaded; later promotes kept the broken folder again."""
+    serving_dir, (v1, v2, v3) = pushed(tmp_path, 3)
+    testing.publish_version(str(serving_dir), v3 + 1, broken=True)
+    testing.publish_version(str(serving_dir), v3 + 2, half_written=True)
+    config_file = tmp_path / "models" / "models.config"
+    releases.ensure_config(str(config_file), str(serving_dir))          # latest: tries v3 + 2, serves v3
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
+
+    def served():
+        (model,) = releases.load_config(str(config_file)).model_config_list.config
+        return sorted(model.model_version_policy.specific.versions)
+    assert run(["promote", str(v1), "--label", "stable", *common], capsys)[0] == 0
+    assert served() == [v1, v3]
+    assert run(["promote", str(v2), "--label", "canary", *common], capsys)[0] == 0
+    assert served() == [v1, v2, v3]
+
+
 def test_promoting_the_version_a_label_is_on_changes_nothing_and_rollback_goes_back_past_it(tmp_path, capsys):
     serving_dir, (v1, v2) = pushed(tmp_path, 2)
     common = ["--serving-dir", str(serving_dir), "--server-url", ""]
