@@ -546,9 +546,7 @@ def _rollback(config_file: str, label: str, serving_dir: str, model_name: str, s
     for i in range(len(history) - 1, -1, -1):
         entry = history[i]
         if entry["label"] == label and not entry.get("rolled_back"):
-            model = _model_config(load_config(config_file), model_name, create=False) \
-                if os.path.exists(config_file) else None
-            current = model.version_labels.get(label) if model is not None else None
+            current = _config_label(config_file, model_name, label, entry["version"])
             if current != entry["version"]:   # first: "no version before" would name the wrong promotion
                 raise ValueError(f"label {label!r} is on version {current} in {config_file}, but its last promotion "
                                  f"in {_history_path(config_file)} put it on {entry['version']}: the two are out of "
@@ -560,6 +558,21 @@ def _rollback(config_file: str, label: str, serving_dir: str, model_name: str, s
                        server_url=server_url, history=history)   # which writes the history with the config
             return entry["previous"]
     raise ValueError(f"label {label!r} has no promotion to roll back in {_history_path(config_file)}")
+
+
+def _config_label(config_file: str, model_name: str, label: str, promoted: int) -> int:
+    """The version ``label`` is on in ``config_file``; ValueError saying why there is none (no such file, no such
+    model in it, the label not set there) and what to do, its last promotion having put it on ``promoted``."""
+    exists = os.path.exists(config_file)
+    model = _model_config(load_config(config_file), model_name, create=False) if exists else None
+    missing = ("does not exist" if not exists else
+               f"has no model {model_name!r}" if model is None else
+               f"does not set label {label!r}" if label not in model.version_labels else None)
+    if missing:
+        raise ValueError(f"cannot roll back label {label!r}: {config_file} {missing} (its last promotion in "
+                         f"{_history_path(config_file)} put it on {promoted}); promote the version you want "
+                         f"(letters-releases promote VERSION --label {label})")
+    return model.version_labels[label]
 
 
 def default_config_file(config: Config) -> str:

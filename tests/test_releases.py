@@ -216,6 +216,29 @@ def test_rollback_refuses_when_the_label_and_its_history_are_out_of_step(tmp_pat
     assert model.version_labels["stable"] == v3                 # unchanged
 
 
+def test_rollback_without_the_label_in_the_config_says_what_is_missing(tmp_path, capsys):
+    """The config gone, without the model, or without the label: rollback had said the label "is on version None"
+    and called the config and its history out of step."""
+    serving_dir, (v1, v2) = pushed(tmp_path, n=2)
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
+    for version in (v1, v2):
+        assert releases.main(["promote", str(version), "--label", "stable", *common]) == 0
+    config_file = tmp_path / "models" / "models.config"
+    history_file = tmp_path / "models" / "models.config.history.json"
+    promoted, history = config_file.read_text(), history_file.read_text()
+    other_model = promoted.replace('name: "letters"', 'name: "other"')
+    for config, missing in ((None, "does not exist"), (other_model, "has no model 'letters'"),
+                            (promoted.replace('"stable"', '"canary"'), "does not set label 'stable'")):
+        config_file.unlink(missing_ok=True)
+        if config is not None:
+            config_file.write_text(config)
+        code, err = run(["rollback", "--label", "stable", *common], capsys)
+        assert code == 2 and err == (f"error: cannot roll back label 'stable': {config_file} {missing} (its last "
+                                     f"promotion in {history_file} put it on {v2}); promote the version you want "
+                                     "(letters-releases promote VERSION --label stable)"), err
+        assert history_file.read_text() == history and (config is None or config_file.read_text() == config)
+
+
 def test_a_version_shows_the_evaluation_it_was_pushed_under_and_only_this_stores():
     from pipeline.releases import push_evaluation
     runs = [{"blessing_id": 20, "blessed": True, "top1": 0.9, "top3": 0.99, "evaluated_at": "t1"},
