@@ -2,6 +2,7 @@
 directly or not, re-runs them (TFX's cache would not notice code named by module path); other changes do not."""
 import shutil
 import textwrap
+import tomllib
 
 import pytest
 
@@ -46,19 +47,38 @@ def test_follows_function_level_relative_and_package_imports(tmp_path):
     files = {
         "app/__init__.py": "",
         "app/main.py": "import json\nfrom . import helper\n\ndef run():\n    from lib.deep import value\n",
-        "app/helper.py": "from lib import shallow\n",
+        "app/helper.py": "from lib import shallow\nimport vendor\n",   # vendor: not the project's, not followed
         "lib/__init__.py": "import lib.setup_mode\n",
         "lib/setup_mode.py": "",
         "lib/shallow.py": "",
         "lib/deep.py": "value = 1\n",
         "lib/unused.py": "",
+        "vendor/__init__.py": "",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(textwrap.dedent(text))
-    assert cf.import_closure("app.main", root=tmp_path) == tuple(sorted(set(files) - {"lib/unused.py"}))
-    with pytest.raises(ValueError, match="no module 'app.missing'"):
-        cf.import_closure("app.missing", root=tmp_path)
+    assert cf.import_closure("app.main", root=tmp_path, project=("app", "lib")) == \
+        tuple(sorted(set(files) - {"lib/unused.py", "vendor/__init__.py"}))
+    with pytest.raises(ValueError, match="no project module 'app.missing'"):
+        cf.import_closure("app.missing", root=tmp_path, project=("app", "lib"))
+
+
+def test_an_installed_copy_follows_only_the_project_modules(tmp_path):
+    """Installed, the project sits in site-packages beside tensorflow and the rest: they are not its code, and the
+    fingerprint is the checkout's."""
+    root = copy_closure(tmp_path, pl.TRAINER_MODULE)
+    before = cf.import_closure(pl.TRAINER_MODULE)
+    for name in ("tensorflow/__init__.py", "tensorflow_transform/__init__.py", "absl/logging.py", "json.py"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("import core\n")
+    assert cf.import_closure(pl.TRAINER_MODULE, root=root) == before
+    assert cf.fingerprint(pl.TRAINER_MODULE, root=root) == cf.fingerprint(pl.TRAINER_MODULE)
+
+
+def test_the_project_modules_are_those_the_package_installs():
+    setuptools = tomllib.loads((cf.PROJECT_DIR / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert sorted(cf.PROJECT_MODULES) == sorted(setuptools["packages"] + setuptools["py-modules"])
 
 
 def test_the_serving_checks_key_covers_the_check_and_the_embedded_server():
