@@ -26,7 +26,7 @@ from core import configs, settings
 from pipeline import flags
 from core.configs import Config
 
-DEFAULT_OUTPUT = os.path.join(configs.PROJECT_ROOT, "outputs", "kubeflow", "letters_pipeline.yaml")
+DEFAULT_OUTPUT = os.path.join(configs.WORK_ROOT, "outputs", "kubeflow", "letters_pipeline.yaml")
 DEFAULT_IMAGE = "letters-pipeline:latest"
 CLUSTER_SCHEMES = ("gs://",)      # TensorFlow in the pipeline image opens them (tensorflow-io-gcs-filesystem)
 PLUGIN_SCHEMES = ("s3://",)       # only with an S3 filesystem plugin added to the image (the Dockerfile adds none)

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from core import settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent   # the checkout; site-packages in an installed copy
+# Where the default folders are (data/generated, outputs/…, serving/models/letters): the checkout, or in an
+# installed copy (no pyproject.toml beside the packages: `pip install .`, the image) the current directory.
+WORK_ROOT = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd()
 
 PIPELINE_NAME = "letters"
 MODEL_NAME = "letters"
@@ -110,12 +113,12 @@ _RANGES = (
 class Config:
     """Run settings. Defaults are sized so ``make demo`` finishes in a few minutes on 2 CPU cores."""
 
-    data_root: str = str(PROJECT_ROOT / "data" / "generated")
-    pipeline_root: str = str(PROJECT_ROOT / "outputs" / "pipeline")
+    data_root: str = str(WORK_ROOT / "data" / "generated")
+    pipeline_root: str = str(WORK_ROOT / "outputs" / "pipeline")
     metadata_path: str = ""  # default: <pipeline_root>/metadata.sqlite
-    serving_dir: str = str(PROJECT_ROOT / "serving" / "models" / MODEL_NAME)
-    feedback_dir: str = str(PROJECT_ROOT / "outputs" / "feedback")   # the web client's feedback store
-    request_log_dir: str = str(PROJECT_ROOT / "outputs" / "request_logs")   # make demo's web client logs here
+    serving_dir: str = str(WORK_ROOT / "serving" / "models" / MODEL_NAME)
+    feedback_dir: str = str(WORK_ROOT / "outputs" / "feedback")   # the web client's feedback store
+    request_log_dir: str = str(WORK_ROOT / "outputs" / "request_logs")   # make demo's web client logs here
 
     # Data generation (built-in default data).
     generate_per_class: int = 200        # simulated writers, each writing all 27 letters: the 4:1 split trains

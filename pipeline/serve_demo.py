@@ -236,10 +236,10 @@ def main(argv=None) -> int:
     procs, names = [], ["the model server", "the web client"]
     signal.signal(signal.SIGTERM, raise_interrupt)   # before the first child, so that no child outlives us
     try:
-        procs.append(subprocess.Popen(serving_cmd, cwd=configs.PROJECT_ROOT, env=env))
+        procs.append(subprocess.Popen(serving_cmd, cwd=configs.WORK_ROOT, env=env))
         body = _wait_until_up(serving_url, f"/v1/models/{configs.MODEL_NAME}", procs[0], "the model server", 180)
         versions = ", ".join(v for v, state in version_states(body).items() if state == "AVAILABLE")
-        procs.append(subprocess.Popen(web_cmd, cwd=configs.PROJECT_ROOT, env=env))
+        procs.append(subprocess.Popen(web_cmd, cwd=configs.WORK_ROOT, env=env))
         web_url = f"http://127.0.0.1:{args.web_port}/"
         _wait_until_up(web_url, "/healthz", procs[1], "the web client", 60)
         grpc = f", gRPC 127.0.0.1:{args.grpc_port}" if args.grpc_port else ""

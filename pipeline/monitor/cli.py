@@ -204,8 +204,8 @@ def once(config: Config, args, extra: list[str]) -> int:
                 print(f"retrain: {defaults}")
             print(f"retrain command{'' if fires else ' (when it fires)'}: {shlex.join(cmd)}", flush=True)
             if not args.dry_run:
-                from core.configs import PROJECT_ROOT
-                result["retrain"]["returncode"] = retrain.run(cmd, cwd=str(PROJECT_ROOT))
+                from core.configs import WORK_ROOT
+                result["retrain"]["returncode"] = retrain.run(cmd, cwd=str(WORK_ROOT))
                 reference.training_features.cache_clear()
     try:
         html = report.write_all(result, args.out)["html"]
