@@ -47,11 +47,11 @@ storage:
   root, data root and serving dir must be where TensorFlow can open them from the pods: gs://… works out of the box
   (credentials from the pod's service account / Workload Identity); s3://… needs an S3 filesystem plugin added to
   the image; other schemes, KFP's default minio://… among them, are refused (TensorFlow in the image cannot open
-  them). A KFP cluster refuses a local pipeline root (a spec compiled with one runs under python -m
-  kubeflow.local_launcher only); local data and serving paths must be mounted in the pods. The serving dir is
-  what tensorflow/serving reads: set base_path in the models.config of its ConfigMap
-  (serving/deploy/k8s/configmap.yaml) to the gs://… serving dir (--model_base_path is ignored beside the
-  --model_config_file it runs with), or share a volume: see kubeflow/README.md.
+  them). A KFP cluster and Vertex refuse a local pipeline root (a spec compiled with one runs under python -m
+  kubeflow.local_launcher only, with --target vertex up to the Trainer); local data and serving paths must be
+  mounted in the pods. The serving dir is what tensorflow/serving reads: set base_path in the models.config of
+  its ConfigMap (serving/deploy/k8s/configmap.yaml) to the gs://… serving dir (--model_base_path is ignored
+  beside the --model_config_file it runs with), or share a volume: see kubeflow/README.md.
 
 resources (--resources COMPONENT=key=value[,key=value…], repeatable):
   keys: cpu, memory (limits), cpu_request, memory_request; Kubernetes quantities (2, 500m, 8Gi).
@@ -279,6 +279,18 @@ def unreadable_url(value: str) -> bool:
     return flags.is_url(value) and not value.startswith(CLUSTER_SCHEMES + PLUGIN_SCHEMES + LOCAL_SCHEMES)
 
 
+# What runs a spec compiled with a local pipeline root, by target: the backends take bucket URLs only, and the local
+# launcher runs container and importer tasks, not the resolver that only Vertex runs.
+LOCAL_ROOT_NOTES = {
+    "kfp": "a Kubeflow Pipelines cluster refuses it as the pipeline root (its backend takes bucket URLs only: "
+           "gs://BUCKET/…); the spec runs as compiled only under python -m kubeflow.local_launcher",
+    "vertex": "Vertex AI Pipelines refuses it as the pipeline root (it takes gs://BUCKET/… only), and nothing runs "
+              "this spec whole: python -m kubeflow.local_launcher runs its tasks up to the Trainer (--until Trainer), "
+              "not the latest-blessed-model resolver the Evaluator reads, which queries Vertex ML Metadata; compiled "
+              "with --target kfp (no resolver), the spec runs whole under the launcher",
+}
+
+
 def storage_notes(config: Config, args: argparse.Namespace) -> list[str]:
     """A note for every path the pods read or write that is not a gs:// URL: an s3:// one needs a plugin in the
     image; a local pipeline root is refused by a cluster; other local paths must be mounted in the pods."""
@@ -290,9 +302,7 @@ def storage_notes(config: Config, args: argparse.Namespace) -> list[str]:
             notes.append(f"note: {name} {value}: TensorFlow in the pipeline image opens s3:// only with an S3 "
                          "filesystem plugin added to the image (kubeflow/README.md, Storage)")
         elif name == "--pipeline-root":
-            notes.append(f"note: {name} {value} is a local path: a Kubeflow Pipelines cluster refuses it as the "
-                         "pipeline root (its backend takes bucket URLs only: gs://BUCKET/…); the spec runs as "
-                         "compiled only under python -m kubeflow.local_launcher")
+            notes.append(f"note: {name} {value} is a local path: {LOCAL_ROOT_NOTES[args.target]}")
         else:
             notes.append(f"note: {name} {value} is a local path: pods can only use it if it is mounted there")
     return notes

@@ -6,6 +6,9 @@ parameters, its upstream tasks' output artifacts with their metadata, output art
 the ``{{$}}`` placeholder in the executor's ``args``, and runs the executor's ``command`` + ``args`` in a
 subprocess with the image's environment. Afterwards it reads the ``ExecutorOutput`` the executor wrote and merges
 its artifact metadata into the outputs (as the launcher's ``mergeRuntimeArtifacts`` does) for downstream tasks.
+An importer task runs no container: its output is the artifact at the URI it names, with the metadata it gives,
+as the KFP importer launcher records it. A resolver task (a query of ML Metadata for earlier runs' artifacts, which
+only Vertex AI Pipelines runs) cannot run here: a run that needs one is refused before its first task.
 
 ``python`` at the head of a command is this interpreter (the image's ``python`` is the one holding the stack).
 With ``run_driver=True`` an ExampleGen's ``lifecycle.preCacheCheck`` driver runs first, as Vertex AI Pipelines
@@ -103,12 +106,17 @@ class LocalLauncher:
         return "/".join([self.pipeline_root.rstrip("/"), self.spec["pipelineInfo"]["name"], self.run_id,
                          task_name, key])
 
-    def executor_input(self, task_name: str) -> dict:
-        """The ``ExecutorInput`` (JSON) for a task whose upstream tasks have run."""
+    def artifact(self, task_name: str, key: str, uri: str, metadata: dict | None = None) -> dict:
+        """The runtime artifact (JSON) of the task's output ``key`` at ``uri``."""
+        definition = self._component(task_name)["outputDefinitions"]["artifacts"][key]
+        return {"name": f"{self.run_id}/{task_name}/{key}", "type": definition["artifactType"], "uri": uri,
+                "metadata": copy.deepcopy(metadata or {})}
+
+    def parameter_values(self, task_name: str) -> dict:
+        """The task's input parameters: the component's defaults, then the task's constants."""
         task = spec_lib.tasks(self.spec)[task_name]
-        component = self._component(task_name)
         parameter_values = {}
-        for key, definition in component.get("inputDefinitions", {}).get("parameters", {}).items():
+        for key, definition in self._component(task_name).get("inputDefinitions", {}).get("parameters", {}).items():
             if "defaultValue" in definition:
                 parameter_values[key] = definition["defaultValue"]
         for key, source in task.get("inputs", {}).get("parameters", {}).items():
@@ -116,6 +124,13 @@ class LocalLauncher:
             if "constant" not in runtime:
                 raise NotImplementedError(f"{task_name}.{key}: only constant parameters are supported ({source})")
             parameter_values[key] = runtime["constant"]
+        return parameter_values
+
+    def executor_input(self, task_name: str) -> dict:
+        """The ``ExecutorInput`` (JSON) for a task whose upstream tasks have run."""
+        task = spec_lib.tasks(self.spec)[task_name]
+        component = self._component(task_name)
+        parameter_values = self.parameter_values(task_name)
         input_artifacts = {}
         for key, source in task.get("inputs", {}).get("artifacts", {}).items():
             upstream = source.get("taskOutputArtifact")
@@ -125,14 +140,8 @@ class LocalLauncher:
             if producer not in self.outputs:
                 raise RuntimeError(f"{task_name} needs {producer}, which has not run")
             input_artifacts[key] = {"artifacts": [copy.deepcopy(self.outputs[producer][out_key])]}
-        output_artifacts = {}
-        for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items():
-            output_artifacts[key] = {"artifacts": [{
-                "name": f"{self.run_id}/{task_name}/{key}",
-                "type": definition["artifactType"],
-                "uri": self.output_uri(task_name, key),
-                "metadata": {},
-            }]}
+        output_artifacts = {key: {"artifacts": [self.artifact(task_name, key, self.output_uri(task_name, key))]}
+                            for key in component.get("outputDefinitions", {}).get("artifacts", {})}
         return {
             "inputs": {"parameterValues": parameter_values, "artifacts": input_artifacts},
             "outputs": {"artifacts": output_artifacts,
@@ -163,10 +172,37 @@ class LocalLauncher:
         if proc.returncode != 0:
             raise TaskFailed(task_name, proc.returncode, proc.stdout[-3000:] + proc.stderr)
 
-    def run_task(self, task_name: str, run_driver: bool = False) -> dict[str, dict]:
+    def cannot_run(self, task_name: str) -> str | None:
+        """Why this launcher cannot run the task (None when it can): it runs container and importer executors."""
         label, executor = spec_lib.executor_of(self.spec, task_name)
-        if "container" not in executor:
-            raise NotImplementedError(f"{task_name}: executor {label} is not a container ({sorted(executor)})")
+        if "container" in executor:
+            return None
+        if "importer" in executor:
+            uri = executor["importer"].get("artifactUri", {})
+            if "constant" in uri or uri.get("runtimeParameter") in self.parameter_values(task_name):
+                return None
+            return f"imports from {uri}, neither a constant URI nor one of its parameters"
+        if "resolver" in executor:
+            return ("is a resolver: it queries ML Metadata for earlier runs' artifacts, which only Vertex AI "
+                    "Pipelines does (this launcher runs container and importer tasks)")
+        return f"has an executor ({label}) of a kind this launcher does not run: {', '.join(sorted(executor))}"
+
+    def imported(self, task_name: str, importer: dict) -> dict[str, dict]:
+        """An importer task's output: the artifact at the URI its spec names (a constant, or the task's parameter
+        it names), with the spec's metadata, as the KFP importer launcher records it; nothing is run or copied."""
+        uri = importer["artifactUri"]
+        uri = uri["constant"] if "constant" in uri else self.parameter_values(task_name)[uri["runtimeParameter"]]
+        (key,) = self._component(task_name)["outputDefinitions"]["artifacts"]
+        return {key: self.artifact(task_name, key, uri, importer.get("metadata"))}
+
+    def run_task(self, task_name: str, run_driver: bool = False) -> dict[str, dict]:
+        why = self.cannot_run(task_name)
+        if why:
+            raise ValueError(f"task {task_name} {why}")
+        _, executor = spec_lib.executor_of(self.spec, task_name)
+        if "importer" in executor:
+            self.outputs[task_name] = self.imported(task_name, executor["importer"])
+            return self.outputs[task_name]
         container = executor["container"]
         executor_input = self.executor_input(task_name)
         output_file = executor_input["outputs"]["outputFile"]
@@ -190,9 +226,9 @@ class LocalLauncher:
         self.outputs[task_name] = outputs
         return outputs
 
-    def run(self, until: str | None = None, only: list[str] | None = None, run_driver: bool = False,
-            progress=None) -> list[str]:
-        """Runs the root DAG's tasks in dependency order, up to and including ``until``; returns those run."""
+    def plan(self, until: str | None = None, only: list[str] | None = None) -> list[str]:
+        """The root DAG's tasks to run, in dependency order, up to and including ``until`` (of them, those in
+        ``only``); ValueError if one of them is a task this launcher cannot run (:meth:`cannot_run`)."""
         order = spec_lib.topological_order(self.spec)
         if until is not None:
             if until not in order:
@@ -206,6 +242,17 @@ class LocalLauncher:
             order = [name for name in order if name in needed]
         if only is not None:
             order = [name for name in order if name in only]
+        for name in order:
+            why = self.cannot_run(name)
+            if why:
+                raise ValueError(f"task {name} {why}: give --until a task that does not need it")
+        return order
+
+    def run(self, until: str | None = None, only: list[str] | None = None, run_driver: bool = False,
+            progress=None) -> list[str]:
+        """Runs the root DAG's tasks in dependency order, up to and including ``until``; returns those run.
+        A task this launcher cannot run is refused before the first runs (:meth:`plan`)."""
+        order = self.plan(until, only)
         for name in order:
             started = time.monotonic()
             self.run_task(name, run_driver=run_driver)
@@ -238,6 +285,7 @@ def main(argv=None) -> int:
         if args.until is not None and args.until not in spec["root"].get("dag", {}).get("tasks", {}):
             raise ValueError(f"no task {args.until!r} in {args.spec}: its tasks are "
                              + ", ".join(sorted(spec["root"].get("dag", {}).get("tasks", {}))))
+        launcher.plan(args.until)   # a task it cannot run, found before any runs
     except (OSError, ValueError) as err:   # a bad path or spec: one line, a usage error
         print(f"error: {getattr(err, 'strerror', None) and f'{err.filename}: {err.strerror}' or err}",
               file=sys.stderr)

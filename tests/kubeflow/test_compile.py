@@ -316,6 +316,19 @@ def test_each_path_the_pods_use_that_is_not_gs_gets_the_note_true_of_it(tmp_path
         f"note: --data-root file://{tmp_path}/data is a local path: pods can only use it if it is mounted there"]
 
 
+def test_a_local_root_vertex_spec_is_not_promised_to_the_local_launcher(tmp_path):
+    """Vertex takes gs:// roots only, and the launcher does not run the resolver the Evaluator reads: the note says
+    how far the launcher runs such a spec, and that the kfp spec runs whole under it."""
+    import kubeflow_runner
+
+    config, args, _, _ = kubeflow_runner.parse_args(["--target", "vertex", "--pipeline-root", str(tmp_path / "root"),
+                                                     "--data-root", "gs://b/data", "--serving-dir", "gs://b/s"])
+    (note,) = kubeflow_runner.storage_notes(config, args)
+    assert note.startswith(f"note: --pipeline-root {tmp_path}/root is a local path: Vertex AI Pipelines refuses it")
+    assert "runs its tasks up to the Trainer (--until Trainer)" in note and "runs as compiled only" not in note
+    assert "compiled with --target kfp (no resolver), the spec runs whole under the launcher" in note
+
+
 def test_an_empty_image_variable_is_unset(monkeypatch):
     import kubeflow_runner
 
