@@ -47,11 +47,12 @@ storage:
   root, data root and serving dir must be where TensorFlow can open them from the pods: gs://… works out of the box
   (credentials from the pod's service account / Workload Identity); s3://… needs an S3 filesystem plugin added to
   the image; other schemes, KFP's default minio://… among them, are refused (TensorFlow in the image cannot open
-  them). A KFP cluster and Vertex refuse a local pipeline root (a spec compiled with one runs under python -m
-  kubeflow.local_launcher only, with --target vertex up to the Trainer); local data and serving paths must be
-  mounted in the pods. The serving dir is what tensorflow/serving reads: set base_path in the models.config of
-  its ConfigMap (serving/deploy/k8s/configmap.yaml) to the gs://… serving dir (--model_base_path is ignored
-  beside the --model_config_file it runs with), or share a volume: see kubeflow/README.md.
+  them), and so is a file:// pipeline root (Beam has no filesystem for it: give the path). A KFP cluster and
+  Vertex refuse a local pipeline root (a spec compiled with one runs under python -m kubeflow.local_launcher only,
+  with --target vertex up to the Trainer); local data and serving paths must be mounted in the pods. The serving
+  dir is what tensorflow/serving reads: set base_path in the models.config of its ConfigMap
+  (serving/deploy/k8s/configmap.yaml) to the gs://… serving dir (--model_base_path is ignored beside the
+  --model_config_file it runs with), or share a volume: see kubeflow/README.md.
 
 resources (--resources COMPONENT=key=value[,key=value…], repeatable):
   keys: cpu, memory (limits), cpu_request, memory_request; Kubernetes quantities (2, 500m, 8Gi).
@@ -177,9 +178,12 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         data_root=flags.path_or_default(args.data_root, defaults.data_root),
         pretrain_root=flags.absolute(args.pretrain_root) if args.pretrain_root and not changes["base_model"] else "",
         serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir), **changes)
-    flags.refuse_pattern_root(parser, flags.named("pipeline_root", given, config.pipeline_root,
-                                                  f"the default pipeline root ({config.pipeline_root})"),
-                              config.pipeline_root)
+    root_name = flags.named("pipeline_root", given, config.pipeline_root,
+                            f"the default pipeline root ({config.pipeline_root})")
+    flags.refuse_pattern_root(parser, root_name, config.pipeline_root)
+    if config.pipeline_root.startswith(LOCAL_SCHEMES):   # (a file:// data root, read by TensorFlow, works)
+        parser.error(f"{root_name} is a file:// URL: Beam, which writes the pipeline's artifacts there, has no "
+                     "filesystem for file:// (the ImageExampleGen's write would fail); give the local path itself")
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
     unreadable = [f"{name} {value}" for name, value in pod_paths(config, args) if unreadable_url(value)]
     if unreadable:

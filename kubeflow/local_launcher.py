@@ -91,6 +91,9 @@ class LocalLauncher:
             raise ValueError("no pipeline root: the spec has no defaultPipelineRoot and none was given")
         self.run_id = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.workdir = flags.path_or_default(workdir, os.path.join(self.pipeline_root, ".launcher", self.run_id))
+        if flags.is_url(self.workdir):   # os.makedirs would make a relative folder named after the URL
+            raise ValueError(f"the tasks run in local folders, and {self.workdir} (under the pipeline root) is a URL: "
+                             "give --pipeline-root a local folder")
         self.env = dict(os.environ if env is None else env)
         self.python = python
         self.timeout = timeout

@@ -276,6 +276,9 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--pipeline-root", "gs://b/root [v2]"], "--pipeline-root (gs://b/root [v2]) holds a glob character (*, ? or "
                                               "[): Beam, which writes the pipeline's artifacts there, reads such"),
     (["--pipeline-root", "{tmp}/root*"], "--pipeline-root ({tmp}/root*) holds a glob character"),
+    # Beam has no file:// filesystem: the ImageExampleGen's write would fail (a file:// data root is read, and works)
+    (["--pipeline-root", "file://{tmp}/root"], "--pipeline-root (file://{tmp}/root) is a file:// URL: Beam, which "
+                                               "writes the pipeline's artifacts there, has no filesystem for file://"),
     # an output that cannot be written, found before the compile
     (["--output", "{tmp}"], "--output {tmp}.yaml: is a folder"),
     (["--output", "{tmp}/a_file/spec.yaml"], "a_file is not a folder"),

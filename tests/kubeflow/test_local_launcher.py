@@ -70,6 +70,23 @@ def test_a_relative_pipeline_root_is_taken_from_where_the_launcher_runs(compiled
     assert json.loads(examples["metadata"]["split_names"]) == ["train"]   # the output metadata file was read
 
 
+def test_a_url_work_folder_is_refused_before_any_task_runs_and_nothing_is_made_where_it_runs(compiled, tmp_path,
+                                                                                               monkeypatch, capsys):
+    """The tasks run in local folders under the pipeline root: a spec's gs:// root, or a file:// one given, had made
+    relative gs:/… and file:/… folders in the current directory before the first task failed."""
+    from kubeflow import local_launcher
+
+    monkeypatch.chdir(tmp_path)
+    spec = with_stand_in(compiled[0], "ImageExampleGen")
+    spec["defaultPipelineRoot"] = "gs://bucket/root"
+    (tmp_path / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+    for argv in (["spec.json"], ["spec.json", "--pipeline-root", f"file://{tmp_path}/root"]):
+        assert local_launcher.main([*argv, "--until", "ImageExampleGen"]) == 2
+        err = capsys.readouterr().err
+        assert "is a URL: give --pipeline-root a local folder" in err and len(err.strip().splitlines()) == 1, err
+    assert os.listdir(tmp_path) == ["spec.json"]
+
+
 def test_an_installed_copy_without_the_dockerfile_runs_its_tasks_in_the_keras_mode(compiled, tmp_path):
     """The wheel and the image hold the package but not the Dockerfile: the tasks get the Keras mode it would
     have given them from core/keras_mode.py, and the launcher says the Dockerfile was not read."""
