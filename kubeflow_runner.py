@@ -180,10 +180,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir), **changes)
     root_name = flags.named("pipeline_root", given, config.pipeline_root,
                             f"the default pipeline root ({config.pipeline_root})")
-    flags.refuse_pattern_root(parser, root_name, config.pipeline_root)
-    if config.pipeline_root.startswith(LOCAL_SCHEMES):   # (a file:// data root, read by TensorFlow, works)
-        parser.error(f"{root_name} is a file:// URL: Beam, which writes the pipeline's artifacts there, has no "
-                     "filesystem for file:// (the ImageExampleGen's write would fail); give the local path itself")
+    flags.refuse_root_beam_cannot_write(parser, root_name, config.pipeline_root)
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
     unreadable = [f"{name} {value}" for name, value in pod_paths(config, args) if unreadable_url(value)]
     if unreadable:

@@ -97,7 +97,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
             args.data_root, args.builtin_root, args.data_root_from_env = config.data_root, Config().data_root, True
     paths = run_paths(config, args, args.builtin_root)
     names = path_names(paths, given)
-    flags.refuse_pattern_root(p, names["--pipeline-root"], config.pipeline_root)
+    flags.refuse_root_beam_cannot_write(p, names["--pipeline-root"], config.pipeline_root)
     problem = flags.overlap(paths, OVERLAPS, names)
     if problem:
         p.error(problem)

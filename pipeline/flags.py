@@ -71,12 +71,19 @@ def folder_problem(path: str) -> str | None:
     return None if os.access(parent, os.W_OK | os.X_OK) else f"cannot create {path}: cannot write into {parent}"
 
 
-def refuse_pattern_root(parser: argparse.ArgumentParser, name: str, pipeline_root: str) -> None:
-    """Both runners: a usage error (status 2) for a pipeline root whose path holds a glob character (``*``, ``?``,
-    ``[``), ``name`` saying what gave it (:func:`named`). Beam, which writes the pipeline's artifacts under it, finds
-    the files it wrote by matching ``<its temporary folder>/*`` with the folder's name unescaped: under ``w/p [v2]``
-    the ExampleGen's write fails (BeamIOError: src and dst files do not exist), under ``w/p*`` its temporary
-    folders are left among the examples and a later step fails reading one. Said before anything runs."""
+def refuse_root_beam_cannot_write(parser: argparse.ArgumentParser, name: str, pipeline_root: str) -> None:
+    """Both runners: a usage error (status 2) for a pipeline root Beam, which writes the pipeline's artifacts under
+    it, cannot write, ``name`` saying what gave it (:func:`named`); said before anything runs.
+
+    - A path holding a glob character (``*``, ``?``, ``[``): Beam finds the files it wrote by matching ``<its
+      temporary folder>/*`` with the folder's name unescaped: under ``w/p [v2]`` the ExampleGen's write fails
+      (BeamIOError: src and dst files do not exist), under ``w/p*`` its temporary folders are left among the
+      examples and a later step fails reading one.
+    - A ``file://`` URL: Beam has no filesystem for it (the ExampleGen's write fails, after the local runner had
+      made a relative ``file:/…`` folder where it ran); a ``file://`` data root, read by TensorFlow, works."""
+    if pipeline_root.startswith("file://"):
+        parser.error(f"{name} is a file:// URL: Beam, which writes the pipeline's artifacts there, has no "
+                     "filesystem for file:// (the ImageExampleGen's write would fail); give the local path itself")
     if glob.has_magic(pipeline_root):
         parser.error(f"{name} holds a glob character (*, ? or [): Beam, which writes the pipeline's artifacts "
                      "there, reads such a folder name as a pattern; give another")

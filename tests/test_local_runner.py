@@ -280,3 +280,17 @@ def test_a_pipeline_root_holding_a_glob_character_is_a_usage_error_naming_what_s
         config, _ = local_runner.parse_args([*common, "--pipeline-root", str(tmp_path / root),
                                              "--metadata-path", str(tmp_path / "m [v2]" / "metadata.sqlite")])
         assert config.pipeline_root == str(tmp_path / root)
+
+
+def test_a_file_url_pipeline_root_is_a_usage_error_and_leaves_no_folder_where_it_runs(tmp_path, monkeypatch, capsys):
+    """Beam has no file:// filesystem: the run had made a relative file:/… folder in the current directory, then
+    failed in the ImageExampleGen's write with a Beam traceback. A file:// data root, read by TensorFlow, works."""
+    monkeypatch.delenv("LETTERS_PIPELINE_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    root = f"file://{tmp_path / 'p'}"
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args(["--data-root", str(tmp_path / "data"), "--no-feedback", "--pipeline-root", root])
+    assert caught.value.code == 2
+    assert (f"error: --pipeline-root ({root}) is a file:// URL: Beam, which writes the pipeline's artifacts there, "
+            "has no filesystem for file://") in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
