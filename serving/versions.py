@@ -318,14 +318,29 @@ class ModelManager:
 
     # -------------------------------------------------------------------------------------- polling
     def poll(self) -> None:
-        """One file-system poll: aspire, load (with retries), then unload what is no longer aspired."""
+        """One file-system poll of this model alone: aspire what it finds (:meth:`find`), load (with retries), then
+        unload what is no longer aspired."""
         if self.removed:
             return
-        found = list_versions(self.model_config.base_path, self.name)
-        if found is None:        # base path missing: nothing changes
+        aspired = self.find()
+        if aspired is None:        # base path missing: nothing changes
             self.polled_once = True
             return
-        aspired = aspired_versions(self.model_config.model_version_policy, found, self.name)
+        self.aspire(aspired)
+
+    def find(self) -> dict | None:
+        """What one poll of the base path finds: the {version: path} the version policy aspires to, or None if the
+        base path cannot be read (FileSystemStoragePathSource's PollFileSystemForServable)."""
+        found = list_versions(self.model_config.base_path, self.name)
+        if found is None:
+            return None
+        return aspired_versions(self.model_config.model_version_policy, found, self.name)
+
+    def aspire(self, aspired: dict) -> None:
+        """Takes ``aspired`` ({version: path}, from :meth:`find`) as the versions to serve: loads (with retries),
+        then unloads what is no longer aspired."""
+        if self.removed:
+            return
         with self._lock:
             for version in list(self.records):
                 record = self.records[version]
@@ -511,18 +526,45 @@ class ServerCore:
                 else:
                     manager.model_config = model
                     manager.labels = dict(model.version_labels)
+            order = {model.name: index for index, model in enumerate(models)}   # the file-system poll's order
+            self.managers = dict(sorted(self.managers.items(), key=lambda item: order.get(item[0], len(order))))
 
     def poll(self) -> None:
-        """One file-system poll of every model (:meth:`ModelManager.poll`)."""
-        self._each_model(ModelManager.poll)
+        """One file-system poll of every model, as TF Serving's FileSystemStoragePathSource polls: every base path is
+        read (:meth:`ModelManager.find`), in the config's order, before any model's versions change, and one that
+        cannot be read ends the poll there (PollFileSystemForConfig's TF_RETURN_IF_ERROR): while a model's base path
+        is missing, no model's aspired versions change (the retries of failed loads, the manager's, still run)."""
+        managers = self._models()
+        found = self._find_all(managers)
+        if found is None:
+            self.load_due()
+            return
+        self._each_model(lambda manager: manager.aspire(found[manager.name]), managers)
+
+    @staticmethod
+    def _find_all(managers: list) -> dict | None:
+        """{model name: what :meth:`ModelManager.find` finds} for ``managers``, found in turn; None at the first
+        base path that cannot be read, or the first error (logged)."""
+        found = {}
+        for manager in managers:
+            try:
+                aspired = manager.find()
+            except Exception:  # noqa: BLE001 - a poll error must never stop the poller
+                log.exception("Polling model %s failed", manager.name)
+                return None
+            if aspired is None:
+                return None
+            found[manager.name] = aspired
+        return found
 
     def load_due(self) -> None:
         """The loads due in every model, their versions not polled (:meth:`ModelManager.load_due`)."""
         self._each_model(ModelManager.load_due)
 
-    def _each_model(self, step) -> None:
-        """Runs ``step(manager)`` for every model in the config; an error is logged, and the others go on."""
-        for manager in self._models():
+    def _each_model(self, step, managers=None) -> None:
+        """Runs ``step(manager)`` for every model in the config (or of ``managers``); an error is logged, and the
+        others go on."""
+        for manager in self._models() if managers is None else managers:
             try:
                 step(manager)
             except Exception:  # noqa: BLE001 - a poll error must never stop the poller

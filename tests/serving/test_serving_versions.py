@@ -586,3 +586,58 @@ def test_a_model_removed_while_its_versions_retry_ends_them_with_their_errors(tm
     assert {(s.version, versions.State.Name(s.state), error_codes_pb2.Code.Name(s.status.error_code),
              s.status.error_message) for s in manager.status().model_version_status} == {
         (3, "END", "DATA_LOSS", "attempt 3 of version 3"), (2, "END", "DATA_LOSS", "attempt 2 of version 2")}
+
+
+class FakeServable:
+    """A version that loads at once (no TensorFlow)."""
+
+    def __init__(self, name, version, path, metrics=None, runner=None):
+        self.name, self.version, self.warmup_requests = name, version, 0
+
+    def close(self):
+        pass
+
+
+def _two_models_core(tmp_path, first: str, second: str):
+    """A core serving models ``first`` and ``second`` (in that config order), each at tmp_path/<name>."""
+    return _core(str(tmp_path), "model_config_list { " + "".join(
+        f'config {{ name: "{name}" base_path: "{tmp_path / name}" model_platform: "tensorflow" }} '
+        for name in (first, second)) + "}")
+
+
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
+def test_a_missing_base_path_freezes_every_models_versions(tmp_path, monkeypatch, caplog, order):
+    """TF Serving's FileSystemStoragePathSource reads every base path before it aspires any version, and a base path
+    that cannot be read ends the poll (PollFileSystemForConfig's TF_RETURN_IF_ERROR): while model a's is missing,
+    model b's new version is not loaded, nor its old one unloaded, whether b comes before a in the config or
+    after; they are once a's base path is back. (Each model had been polled on its own: b swapped to version 2.)"""
+    monkeypatch.setattr(versions, "Servable", FakeServable)
+    for name in ("a", "b"):
+        (tmp_path / name / "1").mkdir(parents=True)
+    core = _two_models_core(tmp_path, *order)
+    core.poll()
+    assert core.manager("a").available_versions() == core.manager("b").available_versions() == [1]
+    os.rename(tmp_path / "a", tmp_path / "a.away")
+    (tmp_path / "b" / "2").mkdir()
+    (tmp_path / "b" / "1").rename(tmp_path / "b" / "retired")
+    with caplog.at_level(logging.INFO, logger="serving"):
+        core.poll()
+    assert core.manager("a").available_versions() == core.manager("b").available_versions() == [1]
+    assert "Loading servable" not in caplog.text and "Unloaded" not in caplog.text
+    os.rename(tmp_path / "a.away", tmp_path / "a")
+    core.poll()
+    assert core.manager("a").available_versions() == [1] and core.manager("b").available_versions() == [2]
+
+
+def test_a_missing_base_path_at_start_up_loads_no_model(tmp_path, monkeypatch, caplog):
+    """At start-up too, one model's missing base path ends each poll before any version is aspired: the other
+    model loads nothing, and the start waits (tensorflow_model_server sets neither fail_if_zero_versions_at_startup
+    nor servable_versions_always_present, which would fail it)."""
+    monkeypatch.setattr(versions, "Servable", FakeServable)
+    (tmp_path / "b" / "1").mkdir(parents=True)
+    core = _two_models_core(tmp_path, "a", "b")
+    stop = StopAfter(3)
+    with caplog.at_level(logging.INFO, logger="serving"):
+        core.wait_until_settled(stop, 1)
+    assert stop.seen == [1, 1, 1]
+    assert core.manager("b").records == {} and "Loading servable" not in caplog.text
