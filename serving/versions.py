@@ -192,7 +192,9 @@ def list_versions(base_path: str, model_name: str, warn: bool = True) -> dict | 
     try:
         names = sorted(os.listdir(base_path))
     except OSError as exc:
-        warning("Could not find base path %s for servable %s with error %s", base_path, model_name, exc)
+        if warn:
+            log.error("FileSystemStoragePathSource encountered a filesystem access error: %s",
+                      base_path_error(base_path, model_name, exc))
         return None
     versions = {}
     for name in names:   # sorted, and the last of two names for one version wins (IndexChildrenByVersion)
@@ -203,10 +205,16 @@ def list_versions(base_path: str, model_name: str, warn: bool = True) -> dict | 
             warning("Duplicate version directories detected. Version %d will be loaded from %s, %s will be "
                         "ignored.", version, name, os.path.basename(versions[version]))
         versions[version] = os.path.join(base_path, name)
-    if not versions:
-        warning("No versions of servable %s found under base path %s. Did you forget to name your leaf "
-                    "directory as a number (eg. '/1/')?", model_name, base_path)
     return versions
+
+
+def base_path_error(base_path: str, model_name: str, exc: OSError) -> str:
+    """TF Serving's words for a base path it cannot read (PollFileSystemForServable): FileExists' NOT_FOUND when
+    there is nothing at the path, else GetChildren's error (its IOError: the path and the errno's text)."""
+    if not os.access(base_path, os.F_OK):
+        return (f"Could not find base path {base_path} for servable {model_name} with error "
+                f"NOT_FOUND: {base_path} not found")
+    return f"{base_path}; {os.strerror(exc.errno)}" if exc.errno else str(exc)
 
 
 def aspired_versions(policy, available: dict, model_name: str, warn: bool = True) -> dict:
@@ -331,10 +339,15 @@ class ModelManager:
     def find(self) -> dict | None:
         """What one poll of the base path finds: the {version: path} the version policy aspires to, or None if the
         base path cannot be read (FileSystemStoragePathSource's PollFileSystemForServable)."""
-        found = list_versions(self.model_config.base_path, self.name)
+        base_path = self.model_config.base_path
+        found = list_versions(base_path, self.name)
         if found is None:
             return None
-        return aspired_versions(self.model_config.model_version_policy, found, self.name)
+        aspired = aspired_versions(self.model_config.model_version_policy, found, self.name)
+        if not aspired:   # no numeric folder, or none of the 'specific' versions
+            log.warning("No versions of servable %s found under base path %s. Did you forget to name your leaf "
+                        "directory as a number (eg. '/1/')?", self.name, base_path)
+        return aspired
 
     def aspire(self, aspired: dict) -> None:
         """Takes ``aspired`` ({version: path}, from :meth:`find`) as the versions to serve: loads (with retries),

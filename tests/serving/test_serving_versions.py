@@ -641,3 +641,55 @@ def test_a_missing_base_path_at_start_up_loads_no_model(tmp_path, monkeypatch, c
         core.wait_until_settled(stop, 1)
     assert stop.seen == [1, 1, 1]
     assert core.manager("b").records == {} and "Loading servable" not in caplog.text
+
+
+def _messages(caplog, level=None):
+    return [r.getMessage() for r in caplog.records if level is None or r.levelname == level]
+
+
+def test_a_base_path_that_cannot_be_read_is_logged_in_tf_servings_words(tmp_path, monkeypatch, caplog):
+    """FileSystemStoragePathSource's ERROR, once per poll, for the first base path in the config's order that cannot
+    be read: FileExists' NOT_FOUND for a missing one, GetChildren's error for one that is not a folder. (It had been
+    a WARNING with Python's error, for every missing base path.)"""
+    monkeypatch.setattr(versions, "Servable", FakeServable)
+    (tmp_path / "b").write_text("not a folder")
+    core = _two_models_core(tmp_path, "a", "b")
+    with caplog.at_level(logging.INFO, logger="serving"):
+        core.poll()
+    a = tmp_path / "a"
+    assert _messages(caplog, "ERROR") == ["FileSystemStoragePathSource encountered a filesystem access error: Could not "
+                                          f"find base path {a} for servable a with error NOT_FOUND: {a} not found"]
+    caplog.clear()
+    core = _two_models_core(tmp_path, "b", "a")
+    with caplog.at_level(logging.INFO, logger="serving"):
+        core.poll()
+    assert _messages(caplog, "ERROR") == ["FileSystemStoragePathSource encountered a filesystem access error: "
+                                          f"{tmp_path / 'b'}; Not a directory"]
+
+
+@pytest.mark.parametrize("policy, folders, logged", [
+    ("specific { versions: 7 }", ["1"], [
+        "Version 7 of servable letters, which was requested to be served as a 'specific' version in the servable's "
+        "version policy, was not found in the file system", "No versions of servable letters found"]),
+    ("specific { versions: 1 versions: 7 }", ["1"], ["Version 7 of servable letters"]),
+    ("latest {}", ["incoming", "v2"], ["No versions of servable letters found"]),
+    ("all {}", ["incoming"], ["No versions of servable letters found"]),
+    ("all {}", ["3"], []),
+])
+def test_a_poll_that_aspires_no_version_says_so(tmp_path, monkeypatch, caplog, policy, folders, logged):
+    """TF Serving warns "No versions of servable … found under base path …" whenever a poll aspires no version:
+    a 'specific' policy none of whose versions is there too (AspireSpecificVersions' !aspired_versions.empty()),
+    which had only said that version 7 was not found."""
+    monkeypatch.setattr(versions, "Servable", FakeServable)
+    base = tmp_path / "letters"
+    for name in folders:
+        (base / name).mkdir(parents=True)
+    core = _core(str(base), f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+                            f'model_platform: "tensorflow" model_version_policy {{ {policy} }} }} }}')
+    with caplog.at_level(logging.INFO, logger="serving"):
+        core.poll()
+    warnings = _messages(caplog, "WARNING")
+    assert len(warnings) == len(logged) and all(w.startswith(part) for w, part in zip(warnings, logged))
+    if "No versions of servable letters found" in logged:
+        assert warnings[-1] == (f"No versions of servable letters found under base path {base}. Did you forget to "
+                                "name your leaf directory as a number (eg. '/1/')?")
