@@ -224,10 +224,16 @@ def parse_model_server_config(text: str, source: str = "model config",
                               served=()) -> model_server_config_pb2.ModelServerConfig:
     """A ModelServerConfig from its text form; refuses what this server cannot serve (at start and on reload,
     ``served`` naming the models it would replace)."""
-    # parsed as 2.20.0 has the message (per-task sampling rates too), then read as the wheel's, which keeps them
-    config = protos.wheel_config(parse_text_proto(text, protos.ModelServerConfig(), source))
+    config = read_model_server_config(text, source)
     check_model_server_config(config, source, served)
     return config
+
+
+def read_model_server_config(text: str, source: str = "model config") -> model_server_config_pb2.ModelServerConfig:
+    """A ModelServerConfig from its text form, not checked (TF Serving's ParseProtoTextFile: ValueError "Invalid
+    protobuf file: …" when it does not parse)."""
+    # parsed as 2.20.0 has the message (per-task sampling rates too), then read as the wheel's, which keeps them
+    return protos.wheel_config(parse_text_proto(text, protos.ModelServerConfig(), source))
 
 
 def check_model_server_config(config, source: str, served=()) -> None:

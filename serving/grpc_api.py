@@ -185,10 +185,14 @@ class GrpcApi:
         return inference.model_status(self.core, spec.name, version)
 
     def handle_reload_config_request(self, request, context) -> model_management_pb2.ReloadConfigResponse:
-        if request.config.WhichOneof("config") != "model_config_list":
-            raise invalid("ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
-                          "ModelConfigList is currently supported")
-        self.reload(request.config, _deadline(context))
+        """Logs each entry of the config and, at ERROR, why it failed (ReloadConfig failed: …), as TF Serving's
+        ModelServiceImpl does; not a call that ended at its deadline (TF's ReloadConfig has none and waits on)."""
+        try:
+            self._reload(request.config, context)
+        except ServingError as exc:
+            if exc.code != "DEADLINE_EXCEEDED":
+                log.error("ReloadConfig failed: %s", exc.message)
+            raise
         response = model_management_pb2.ReloadConfigResponse()
         response.status.error_code = _CODE_NUMBERS["OK"]
         # One entry per name, as TF Serving's map of them (RecordMetricsIncrease); TF's metric registry is not kept
@@ -196,6 +200,16 @@ class GrpcApi:
         for name in dict.fromkeys(request.metric_names):
             response.metric.add(name=name, int64_value_increase=0)
         return response
+
+    def _reload(self, config, context) -> None:
+        """Applies a ModelConfigList (logging its entries) and waits for the models it adds."""
+        if config.WhichOneof("config") != "model_config_list":
+            raise invalid("ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                          "ModelConfigList is currently supported")
+        for index, model in enumerate(config.model_config_list.config):
+            log.info("\nConfig entry\n\tindex : %d\n\tpath : %s\n\tname : %s\n\tplatform : %s", index,
+                     model.base_path, model.name, model.model_platform)
+        self.reload(config, _deadline(context))
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):

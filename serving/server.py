@@ -23,7 +23,7 @@ from serving.httpserver import HttpServer
 from serving.metrics import Metrics
 from serving.request_logging import ServerRequestLogger
 from serving.rest import RestApi
-from serving.status import ServingError, invalid
+from serving.status import ServingError, invalid, io_error_message
 from serving.versions import ServerCore, not_available
 
 log = logging.getLogger("serving")
@@ -155,24 +155,27 @@ class Server:
             self.core.poll()
 
     def _poll_config(self):
-        rejected = None
+        """Server::PollFilesystemAndReloadConfig at every interval, with its ERROR lines: a file that cannot be read
+        or parsed, and a config that cannot be applied (retried, and logged, at every poll: e.g. a label ahead of
+        its version, applied once the version is loaded)."""
+        path = self.options.model_config_file
         while not self.stop_event.wait(self.options.model_config_file_poll_wait_seconds):
             try:
-                text = config_lib.read_text(self.options.model_config_file)
-            except OSError as exc:
-                log.error("Could not read %s: %s", self.options.model_config_file, exc)
-                continue
-            if text == self._config_text:   # the config served: reloading it, as TF Serving does, changes nothing
+                text = config_lib.read_text(path)
+                if text == self._config_text:   # the config served: reloading it, as TF Serving does, changes nothing
+                    continue
+                config = config_lib.read_model_server_config(text, path)
+            except (OSError, ValueError) as exc:
+                log.error("Failed to read ModelServerConfig file: %s",
+                          io_error_message(path, exc) if isinstance(exc, OSError) else exc)
                 continue
             with self._reload_lock:
                 known = self._served()
-                try:   # a config that cannot be applied yet (e.g. a label ahead of its version) is retried
-                    config = config_lib.parse_model_server_config(text, self.options.model_config_file, known)
-                    self._apply_config(config, self.options.model_config_file)
+                try:
+                    config_lib.check_model_server_config(config, path, known)
+                    self._apply_config(config, path)
                 except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
-                    if text != rejected:
-                        log.error("Not applying %s: %s", self.options.model_config_file, exc)
-                        rejected = text
+                    log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc)
                     continue
                 self._config_text = text
                 log.info("Applied the new model config from %s", self.options.model_config_file)

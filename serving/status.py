@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import re
 
 log = logging.getLogger("serving.status")
@@ -51,6 +52,12 @@ def error_code(exc: BaseException | None) -> str:
     if isinstance(exc, OSError) and exc.errno is not None:
         return _CODE_OF_ERRNO.get(exc.errno, "UNKNOWN")
     return "UNKNOWN"
+
+
+def io_error_message(path: str, exc: OSError) -> str:
+    """TensorFlow's IOError message for an OSError on ``path`` (tsl/platform/errors.cc: the path and the errno's
+    text, as "models.config; No such file or directory"); the error's own text if it has no errno."""
+    return f"{path}; {os.strerror(exc.errno)}" if exc.errno else str(exc)
 
 
 _EAGER_PREFIX = re.compile(r"^Graph execution error:\s*(?:Detected at node .*? defined at \(most recent call last\):\n"

@@ -17,7 +17,8 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from core.model_dirs import read_saved_model, saved_model_file, version_number
 from serving import warmup
-from serving.status import QUOTING_OPS, ServingError, from_exception, undecodable_runtime_message, whole_message
+from serving.status import (QUOTING_OPS, ServingError, from_exception, io_error_message,
+                            undecodable_runtime_message, whole_message)
 
 log = logging.getLogger("serving.versions")
 
@@ -214,7 +215,7 @@ def base_path_error(base_path: str, model_name: str, exc: OSError) -> str:
     if not os.access(base_path, os.F_OK):
         return (f"Could not find base path {base_path} for servable {model_name} with error "
                 f"NOT_FOUND: {base_path} not found")
-    return f"{base_path}; {os.strerror(exc.errno)}" if exc.errno else str(exc)
+    return io_error_message(base_path, exc)
 
 
 def aspired_versions(policy, available: dict, model_name: str, warn: bool = True) -> dict:

@@ -534,6 +534,35 @@ def test_handle_reload_config_request(models_root, tmp_path):
         assert error.details().startswith("ServerModelConfig type not supported by HandleReloadConfigRequest.")
 
 
+def test_a_failed_reload_is_logged_as_tf_serving_logs_it(tmp_path, caplog):
+    """ModelServiceImpl::HandleReloadConfigRequest logs each entry of the config (INFO) and, when it fails,
+    ReloadConfig failed: <message> (ERROR); a failed reload had logged nothing."""
+    from serving import config as config_lib
+    from serving.grpc_api import GrpcApi
+    from serving.server import Server
+
+    class Context:
+        def time_remaining(self):
+            return None
+
+    server = Server(config_lib.ServerOptions(model_name="letters", model_base_path=str(tmp_path)))
+    api = GrpcApi(server.core, server.metrics, server.run_blocking, server.reload_config, server.request_logger)
+    config = text_format.Parse(testing.labelled_config_text(tmp_path, {"stable": 9}),
+                               model_server_config_pb2.ModelServerConfig())
+    with caplog.at_level("INFO", logger="serving"):
+        for request in (model_management_pb2.ReloadConfigRequest(config=config),
+                        model_management_pb2.ReloadConfigRequest()):
+            with pytest.raises(ServingError):
+                api.handle_reload_config_request(request, Context())
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "ReloadConfig failed: Request to assign label to version 9 of model letters, which is not currently "
+        "available for inference",
+        "ReloadConfig failed: ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+        "ModelConfigList is currently supported"]
+    assert f"\nConfig entry\n\tindex : 0\n\tpath : {tmp_path}\n\tname : letters\n\tplatform : tensorflow" in [
+        r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+
+
 def test_a_reloaded_config_serves_until_the_config_file_poller_applies_the_file_again(models_root, tmp_path):
     """TF Serving's config file poller reloads the file at every poll (server.cc PollFilesystemAndReloadConfig): a
     HandleReloadConfigRequest config serves until the next poll, then the file's config, its text unchanged, does

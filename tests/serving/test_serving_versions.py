@@ -155,16 +155,46 @@ def test_labels_reload_from_config_file(tmp_path, caplog):
             return lambda: any(all(p in r.getMessage() for p in parts) for r in caplog.records)
 
         write({"stable": 1, "canary": 7})  # 7 is not available: the whole config is refused
-        wait_for(logged("Not applying", "version 7"))
+        wait_for(logged("PollFilesystemAndReloadConfig failed to ReloadConfig: ", "version 7"))
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
         # A config refused at start-up is refused on reload too, and the current one keeps serving.
         config.write_text(config.read_text().replace('model_platform: "tensorflow"', 'model_platform: "pytorch"')
                           .replace("value: 7", "value: 1"))
-        wait_for(logged("Not applying", "pytorch"))
+        wait_for(logged("PollFilesystemAndReloadConfig failed to ReloadConfig: ", "pytorch"))
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
         config.write_text("")   # an empty config (a file caught mid-rewrite) changes nothing
         wait_for(logged("Taking no action for empty config"))
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
+
+
+def test_the_config_file_poller_logs_each_failed_poll_in_tf_servings_words(tmp_path, caplog):
+    """Server::PollFilesystemAndReloadConfig's ERROR lines, at every poll that fails: a file that cannot be read or
+    parsed (Failed to read ModelServerConfig file: …), a config that cannot be applied (PollFilesystemAndReloadConfig
+    failed to ReloadConfig: …). (They had been Could not read … and Not applying …, the latter once per text.)"""
+    from serving.server import Server
+
+    config = tmp_path / "models.config"
+    server = Server(config_lib.ServerOptions(model_config_file=str(config), model_config_file_poll_wait_seconds=0.01))
+    poller = threading.Thread(target=server._poll_config, daemon=True)
+
+    def errors(start):   # the ERROR lines logged that begin with ``start``
+        return lambda: [m for m in _messages(caplog, "ERROR") if m.startswith(start)]
+
+    with caplog.at_level(logging.INFO, logger="serving"):
+        poller.start()
+        try:
+            assert set(wait_for(lambda: len(errors("Failed")()) >= 2 and errors("Failed")())) == {
+                f"Failed to read ModelServerConfig file: {config}; No such file or directory"}
+            config.write_text("model_config_list { config {")
+            wait_for(errors(f"Failed to read ModelServerConfig file: Invalid protobuf file: '{config}'"))
+            config.write_text(f'model_config_list {{ config {{ name: "letters" base_path: "{tmp_path}" '
+                              'model_platform: "tensorflow" version_labels { key: "stable" value: 7 } } }')
+            assert set(wait_for(lambda: len(errors("Poll")()) >= 2 and errors("Poll")())) == {
+                "PollFilesystemAndReloadConfig failed to ReloadConfig: Request to assign label to version 7 of model "
+                "letters, which is not currently available for inference"}
+        finally:
+            server.stop_event.set()
+            poller.join(10)
 
 
 def test_labels_in_startup_config_need_the_flag(tmp_path):
