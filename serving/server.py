@@ -1,9 +1,9 @@
 """The embedded server: model core + pollers + (optional) batcher + REST and gRPC listeners, started and stopped
 as one.
 
-Like tensorflow_model_server, the gRPC (``--port``) and REST ports open only after the initial load of every
-configured model finished; it then keeps polling the model directories (--file_system_poll_wait_seconds) and the
-config file (--model_config_file_poll_wait_seconds) until stopped.
+Like tensorflow_model_server, the gRPC (``--port``) and REST ports open only once a version of every configured
+model has loaded (or the start fails; ServerCore.wait_until_settled); it then keeps polling the model directories
+(--file_system_poll_wait_seconds) and the config file (--model_config_file_poll_wait_seconds) until stopped.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from serving.metrics import Metrics
 from serving.request_logging import ServerRequestLogger
 from serving.rest import RestApi
 from serving.status import ServingError, invalid, io_error_message
-from serving.versions import ServerCore, not_available
+from serving.versions import ModelManager, ServerCore, not_available, settled_failures
 
 log = logging.getLogger("serving")
 
@@ -99,6 +99,8 @@ class Server:
             self._start_rest()
         if self.options.file_system_poll_wait_seconds > 0:
             self._spawn(self._poll_models, "fs-poller")
+        else:   # the retries of failed loads the start did not wait for (TF Serving's manager runs them)
+            self._spawn(lambda: self.core.retry_loads(self.stop_event), "load-retries")
         if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
             self._spawn(self._poll_config, "config-poller")
         return self
@@ -287,18 +289,17 @@ class Server:
             self._reload_lock.release()
 
     def _wait_for_added(self, config, known: set, deadline: float | None) -> None:
-        """Until the models of ``config`` not in ``known`` have loaded or failed (ServerCore's
-        WaitUntilModelsAvailable), under the reload lock: a second reload, from ModelService or the config file
-        poller, waits for this one, as ServerCore::ReloadConfig holds config_mu_ through its wait. (Applied at once,
-        a second reload that removed a model had left the first waiting for it forever, and one that added the same
-        model had answered OK before it loaded.) The file-system poller loads them; with
-        --file_system_poll_wait_seconds 0 or less there is none, and, as in TF Serving, whose one poll ran at
-        start-up, they are never polled: the wait lasts until the deadline, or until the server stops."""
+        """Until the newest aspired version of each model of ``config`` not in ``known`` has loaded or failed
+        (ServerCore's WaitUntilModelsAvailable; ModelManager.newest_settled), under the reload lock: a second reload,
+        from ModelService or the config file poller, waits for this one, as ServerCore::ReloadConfig holds config_mu_
+        through its wait. (Applied at once, a second reload that removed a model had left the first waiting for it
+        forever, and one that added the same model had answered OK before it loaded.) The file-system poller loads
+        them; with --file_system_poll_wait_seconds 0 or less there is none, and, as in TF Serving, whose one poll ran
+        at start-up, they are never polled: the wait lasts until the deadline, or until the server stops."""
         added = [self.core.manager(m.name) for m in config.model_config_list.config if m.name not in known]
-        while not all(m.startup_settled() for m in added):
+        while (failures := settled_failures(added, ModelManager.newest_settled)) is None:
             if self.stop_event.wait(0.05) or (deadline is not None and time.monotonic() > deadline):
                 raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
-        failures = [(m.name, m.reload_failure()) for m in added]
         if any(failure for _, failure in failures):
             raise not_available("model(s)", failures)
 

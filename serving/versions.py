@@ -178,11 +178,29 @@ class _VersionRecord:
 def not_available(what: str, failures) -> ServingError:
     """TF Serving's error when servables it waited for did not load (load_servables_fast.cc at start-up,
     "servable(s)"; ServerCore::WaitUntilModelsAvailable after a reload, "model(s)"): ``failures`` is
-    [(model name, (version, record) or None)]."""
-    entries = [f"{{{{name: {name} version: {version}}} due to error: {record.error_code}: {record.error_message}}}, "
+    [(model name, (version, record) or None)], as :func:`settled_failures` gives them; a version that ended without
+    an error is named without one."""
+    entries = [f"{{{{name: {name} version: {version}}}{_due_to(record)}}}, "
                for name, failure in sorted(failures, key=lambda item: item[0]) if failure
                for version, record in [failure]]
     return ServingError("UNKNOWN", f"{len(entries)} {what} did not become available: {{{''.join(entries)}}}")
+
+
+def _due_to(record: _VersionRecord) -> str:
+    """" due to error: CODE: message" of a version that ended with an error, "" of one that ended without."""
+    return "" if record.error_code == "OK" else f" due to error: {record.error_code}: {record.error_message}"
+
+
+def settled_failures(managers, settled) -> list | None:
+    """Where TF Serving's wait for Latest(model) of each of ``managers`` ends: None while ``settled(manager)``
+    (:meth:`ModelManager.latest_settled` at start-up, :meth:`ModelManager.newest_settled` after a reload) gives
+    nothing for one of them, else [(model name, (version, record) of the version it ended on if that one ended
+    (END) rather than became AVAILABLE, else None)], for :func:`not_available`."""
+    outcomes = [(manager.name, settled(manager)) for manager in managers]
+    if not all(outcome for _, outcome in outcomes):
+        return None
+    return [(name, None if record.state == State.AVAILABLE else (version, record))
+            for name, (version, record) in outcomes]
 
 
 def list_versions(base_path: str, model_name: str, warn: bool = True) -> dict | None:
@@ -300,30 +318,26 @@ class ModelManager:
         with self._lock:
             return sorted(self.servables)
 
-    def startup_settled(self) -> bool:
-        """True once the first poll found versions and none of them is still loading."""
+    def latest_settled(self):
+        """At start-up: (version, record) of the highest version that reached AVAILABLE or END, None while none has.
+        TF Serving's wait for Latest(model) ends on it (ServableStateMonitor's HasAnyServableInStreamReachedState:
+        the highest version of the stream in either state), as soon as one version settles, a higher one still
+        loading or retrying. TF Serving starts the loads newest first; so does :meth:`load_due`."""
         with self._lock:
-            if not self.polled_once or not self.aspired:
-                return False
-            return all(self.records[v].state in (State.AVAILABLE, State.END) for v in self.aspired)
+            settled = [v for v, record in self.records.items() if record.state in (State.AVAILABLE, State.END)]
+            return (max(settled), self.records[max(settled)]) if settled else None
 
-    def startup_failure(self):
-        """At start-up (versions loaded side by side, as TF Serving's initial load is): (version, record) of the
-        newest failed version when none is serving, else None. TF Serving waits for Latest(model): one per model."""
+    def newest_settled(self):
+        """After a config reload: (version, record) of the newest aspired version once it is AVAILABLE or END, else
+        None. After start-up TF Serving loads one version at a time, newest first, a failed load's retries holding
+        the others (--num_load_threads=0), so the first version to settle, the one its wait for Latest(model) ends
+        on, is the newest, even if an older one would load."""
         with self._lock:
-            if self.servables:
+            if not self.aspired:
                 return None
-            failed = [v for v in self.aspired if self.records[v].error_code != "OK"]
-            return (max(failed), self.records[max(failed)]) if failed else None
-
-    def reload_failure(self):
-        """After a config reload: (version, record) of the newest aspired version if it failed, else None. After
-        start-up TF Serving loads one version at a time, newest first (--num_load_threads=0), so its wait for
-        Latest(model) ends on the newest version's outcome, even if an older one would load."""
-        with self._lock:
             newest = max(self.aspired)
             record = self.records[newest]
-            return (newest, record) if record.state == State.END and record.error_code != "OK" else None
+            return (newest, record) if record.state in (State.AVAILABLE, State.END) else None
 
     # -------------------------------------------------------------------------------------- polling
     def poll(self) -> None:
@@ -590,18 +604,20 @@ class ServerCore:
             return [m for m in self.managers.values() if not m.removed]
 
     def wait_until_settled(self, stop: threading.Event, poll_seconds: float) -> None:
-        """Initial load: returns once every model has loaded or failed; raises if one has nothing to serve. The file
-        system is polled every ``poll_seconds`` (--file_system_poll_wait_seconds; one poll and one "Could not find
-        base path" per interval), with 0 once, with a negative value never, as TF Serving's
+        """Initial load: returns once a version of every model has settled (:meth:`ModelManager.latest_settled`),
+        the highest settled version of each AVAILABLE; raises if one of them ended instead, as TF Serving's start
+        fails, even though an older version loaded. A failed version still retrying is retried after the start,
+        by the file-system poller or, without one, by :meth:`retry_loads`. The file system is polled every
+        ``poll_seconds`` (--file_system_poll_wait_seconds; one poll and one "Could not find base path" per
+        interval), with 0 once, with a negative value never, as TF Serving's
         FileSystemStoragePathSource: a version found by no poll is never loaded, and the wait for it lasts until
         ``stop``. A poll runs the loads due, failed loads' retries too; once no poll follows, a retry runs when it is
         due."""
         step = self.poll if poll_seconds >= 0 else self.load_due
         while not stop.is_set():
             step()
-            managers = self._models()
-            if all(m.startup_settled() for m in managers):
-                failures = [(m.name, m.startup_failure()) for m in managers]
+            failures = settled_failures(self._models(), ModelManager.latest_settled)
+            if failures is not None:
                 if any(failure for _, failure in failures):
                     raise not_available("servable(s)", failures)
                 return
@@ -610,6 +626,12 @@ class ServerCore:
             else:   # no more polls: until a failed load is due to be retried, or until stopped
                 step = self.load_due
                 stop.wait(self._until_retry())
+
+    def retry_loads(self, stop: threading.Event) -> None:
+        """Without file-system polls after start-up (--file_system_poll_wait_seconds 0 or less): the retries of the
+        failed loads the start did not wait for, each when it is due, until none waits for one or ``stop``."""
+        while (delay := self._until_retry()) is not None and not stop.wait(delay):
+            self.load_due()
 
     def _until_retry(self) -> float | None:
         """Seconds until a failed load is due to be retried, None if none waits for a retry."""

@@ -723,3 +723,62 @@ def test_a_poll_that_aspires_no_version_says_so(tmp_path, monkeypatch, caplog, p
     if "No versions of servable letters found" in logged:
         assert warnings[-1] == (f"No versions of servable letters found under base path {base}. Did you forget to "
                                 "name your leaf directory as a number (eg. '/1/')?")
+
+
+def _two_versions(tmp_path, broken: int, **options):
+    """ServerCore of a model whose newest two versions, 2 and 3, are served (latest 2), ``broken`` unloadable."""
+    base = str(tmp_path / "letters")
+    for version in (2, 3):
+        testing.publish_version(base, version, broken=version == broken)
+    return _core(base, testing.labelled_config_text(base, {}, num_versions=2), **options)
+
+
+def test_startup_ends_once_the_newest_version_that_settles_is_available(tmp_path):
+    """TF Serving's start waits for Latest(model): it ends as soon as the highest version that is AVAILABLE or END
+    is AVAILABLE (HasAnyServableInStreamReachedState), an older version still retrying its load. The start had
+    waited for every aspired version to settle (a broken version 2's retries, 20 s with 4 retries 5 s apart).
+    Without polls, the retries run after the start (ServerCore.retry_loads)."""
+    core = _two_versions(tmp_path, broken=2, max_num_load_retries=1, load_retry_interval_micros=100_000)
+    stop = StopAfter(1)
+    core.wait_until_settled(stop, 0)
+    manager = core.manager("letters")
+    assert stop.seen == []   # no wait: the start ended on version 3, version 2 not due to retry yet
+    assert manager.available_versions() == [3]
+    assert versions.State.Name(manager.records[2].state) == "LOADING" and manager.records[2].attempts == 1
+    core.retry_loads(threading.Event())
+    record = manager.records[2]
+    assert (versions.State.Name(record.state), record.error_code, record.attempts) == ("END", "DATA_LOSS", 2)
+    manager.unload_all()
+
+
+def test_startup_fails_when_the_newest_version_that_settles_ended(tmp_path):
+    """Newest first, as TF Serving loads them: a broken version 3 without retries ends first, and the start fails
+    on it, as TF Serving's does, though version 2 loads (it had started and served version 2)."""
+    core = _two_versions(tmp_path, broken=3, max_num_load_retries=0)
+    with pytest.raises(versions.ServingError) as caught:
+        core.wait_until_settled(StopAfter(1), 0)
+    assert caught.value.code == "UNKNOWN"
+    assert caught.value.message.startswith("1 servable(s) did not become available: {{{name: letters version: 3} "
+                                           "due to error: DATA_LOSS: Can't parse ")
+    core.unload_all()
+
+
+def test_a_reload_that_adds_a_model_answers_once_its_newest_version_is_available(tmp_path):
+    """HandleReloadConfigRequest waits for Latest(model) of the model it adds: once the newest version is
+    AVAILABLE it answers OK, an older broken version still retrying (it had waited for the retries, past the
+    client's deadline)."""
+    from tensorflow_serving.config import model_server_config_pb2
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    other = str(tmp_path / "other")
+    testing.publish_version(other, 2, broken=True)
+    testing.publish_version(other, 3)
+    with testing.start_server(base, **dict(FAST, max_num_load_retries=4,
+                                           load_retry_interval_micros=600_000_000)) as server:
+        config = model_server_config_pb2.ModelServerConfig()
+        config.model_config_list.config.add(name="letters", base_path=base, model_platform="tensorflow")
+        added = config.model_config_list.config.add(name="other", base_path=other, model_platform="tensorflow")
+        added.model_version_policy.latest.num_versions = 2
+        server.server.reload_config(config, timeout=30)
+        seen = statuses(testing.RestClient(server.url), "other")
+        assert seen[3] == ("AVAILABLE", "OK", "") and seen[2][0] == "LOADING"
