@@ -40,6 +40,8 @@ _ERRNO_CODES = {
 }
 # by number: names share numbers (EDEADLK and EDEADLOCK), and errno.errorcode keeps one name each
 _CODE_OF_ERRNO = {getattr(errno, name): code for name, code in _ERRNO_CODES.items() if hasattr(errno, name)}
+# by its text: TensorFlow's IOError message is "<context>; <strerror(errno)>" (tsl/platform/errors.cc IOError)
+_CODE_OF_STRERROR = {os.strerror(number): code for number, code in _CODE_OF_ERRNO.items()}
 
 
 def error_code(exc: BaseException | None) -> str:
@@ -58,6 +60,14 @@ def io_error_message(path: str, exc: OSError) -> str:
     """TensorFlow's IOError message for an OSError on ``path`` (tsl/platform/errors.cc: the path and the errno's
     text, as "models.config; No such file or directory"); the error's own text if it has no errno."""
     return f"{path}; {os.strerror(exc.errno)}" if exc.errno else str(exc)
+
+
+def io_error_code(message: str) -> str | None:
+    """The code of a TensorFlow IOError (``<context>; <strerror(errno)>``) as ErrnoToCode gives it, from its message
+    alone (a Python layer that lost the code, such as the checkpoint reader's, which raises UNKNOWN); None for a
+    message that does not end in a known errno's text."""
+    context, _, reason = message.rpartition("; ")
+    return _CODE_OF_STRERROR.get(reason) if context else None
 
 
 _EAGER_PREFIX = re.compile(r"^Graph execution error:\s*(?:Detected at node .*? defined at \(most recent call last\):\n"
@@ -164,13 +174,16 @@ def invalid(message: str) -> ServingError:
 
 
 def from_exception(exc: BaseException) -> ServingError:
-    """Maps a TensorFlow (or any) exception to a status, keeping TF's code and message."""
+    """Maps a TensorFlow (or any) exception to a status, keeping TF's code and message; an UNKNOWN one that is
+    TensorFlow's IOError in words gets its errno's code (:func:`io_error_code`)."""
     if isinstance(exc, ServingError):
         return exc
     code = getattr(exc, "error_code", None)
     message = getattr(exc, "message", None) or str(exc)
     if isinstance(code, int):
-        return ServingError(CODE_NAMES.get(code, "UNKNOWN"), runtime_message(message))
+        name = CODE_NAMES.get(code, "UNKNOWN")
+        message = runtime_message(message)
+        return ServingError(name if name != "UNKNOWN" else io_error_code(message) or name, message)
     return ServingError("UNKNOWN", message or type(exc).__name__)
 
 

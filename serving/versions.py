@@ -51,6 +51,22 @@ def _undecodable(exc: BaseException) -> UnicodeDecodeError | None:
     return None
 
 
+def _restore_error(path: str, exc: BaseException) -> ServingError:
+    """A SavedModel's failed load, as TF Serving's would fail. Without ``variables/variables.index`` TensorFlow's
+    C++ LoadSavedModel restores nothing and loads the model, whose every run then fails FAILED_PRECONDITION (Could
+    not find variable …), its warm-up first: the load is refused so, in the words TF logs. Otherwise TF's own error:
+    tf.saved_model.load raises a restore's NotFoundError again as a FileNotFoundError, with advice for Python's
+    LoadOptions (the error it was raised from is taken), and the checkpoint reader's UNKNOWN IOError is given its
+    errno's code by :func:`serving.status.from_exception`."""
+    index = os.path.join(path, "variables", "variables.index")
+    if isinstance(exc, FileNotFoundError) and not os.path.exists(index):
+        return ServingError("FAILED_PRECONDITION", "The specified SavedModel has no variables; no checkpoints were "
+                                                   f"restored. File does not exist: {index}")
+    if isinstance(exc, FileNotFoundError) and exc.errno is None and exc.__context__ is not None:
+        exc = exc.__context__
+    return from_exception(exc)
+
+
 class Servable:
     """One loaded version: the SavedModel's SignatureDefs (for metadata) and its callable signatures."""
 
@@ -80,7 +96,10 @@ class Servable:
                              for name, sig in self.signature_defs.items()}
         self._tf_input_dtypes = {name: {alias: tf.dtypes.as_dtype(dtype) for alias, dtype in inputs.items()}
                                  for name, inputs in self.input_dtypes.items()}
-        self.module = tf.saved_model.load(path, tags=["serve"])
+        try:
+            self.module = tf.saved_model.load(path, tags=["serve"])
+        except (FileNotFoundError, tf.errors.OpError) as exc:
+            raise _restore_error(path, exc) from None
         self.functions = dict(self.module.signatures)
         self._quoting_nodes = {}    # signature name -> quoting_nodes(), read when first needed
         self.batchers = {}          # signature name -> serving.batching.Batcher (set by the server)

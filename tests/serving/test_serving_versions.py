@@ -1,6 +1,7 @@
 """Version handling: policies, polling, availability-preserving swaps, broken versions, labels, startup."""
 import logging
 import os
+import shutil
 import threading
 import time
 
@@ -115,6 +116,30 @@ def test_a_saved_model_stored_as_text_is_served(tmp_path):
     assert (caught.value.code, caught.value.message) == (
         "NOT_FOUND", "Specified file path does not appear to contain a SavedModel bundle (should have a file called "
                      f"`saved_model.pb`)\nSpecified file path: {os.path.dirname(damaged)}")
+
+
+def test_a_version_missing_its_variables_is_refused_with_tf_servings_codes(tmp_path):
+    """Without variables/variables.index TF Serving's LoadSavedModel restores nothing ("The specified SavedModel has
+    no variables; no checkpoints were restored") and every run, the warm-up's first, then fails FAILED_PRECONDITION
+    (Could not find variable …): the load is refused so. Without the data file TF's restore fails NOT_FOUND
+    (ENOENT). Both had been UNKNOWN, the first with tf.saved_model.LoadOptions advice for Python."""
+    base = str(tmp_path / "letters")
+    for variables_removed in (["variables.index", "variables.data-00000-of-00001"], ["variables.index"]):
+        folder = testing.publish_version(base, 1)
+        for name in variables_removed:
+            os.remove(os.path.join(folder, "variables", name))
+        with pytest.raises(versions.ServingError) as caught:
+            versions.Servable("letters", 1, folder)
+        assert (caught.value.code, caught.value.message) == (
+            "FAILED_PRECONDITION", "The specified SavedModel has no variables; no checkpoints were restored. File "
+                                   f"does not exist: {folder}/variables/variables.index")
+        shutil.rmtree(folder)
+    folder = testing.publish_version(base, 2)
+    os.remove(os.path.join(folder, "variables", "variables.data-00000-of-00001"))
+    with pytest.raises(versions.ServingError) as caught:
+        versions.Servable("letters", 2, folder)
+    assert (caught.value.code, caught.value.message) == (
+        "NOT_FOUND", f"{folder}/variables/variables.data-00000-of-00001; No such file or directory")
 
 
 def test_all_version_dirs_removed_unloads_everything(tmp_path):
