@@ -25,7 +25,7 @@ from tqdm import tqdm
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
 from core.files import atomic_write, printable
-from core.signals import sigterm_as_interrupt
+from core.signals import interrupts_held, sigterm_as_interrupt
 from core.model_dirs import resolve_model_dir
 from pipeline.flags import non_negative_int, output_dir
 from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES, misnamed_problem
@@ -259,8 +259,8 @@ def _nothing_usable(data_root: str, skipped: list[tuple[str, str]]) -> str:
 
 def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int = 40, progress: bool = True,
              report: dict | None = None) -> dict:
-    """Scores the model; with ``out_dir`` writes its report there (REPORT_FILES), counting in ``report["replaced"]``
-    the files written so far (what a stop leaves: the earlier report, a mix of the two, or the new one)."""
+    """Scores the model; with ``out_dir`` writes its report there (REPORT_FILES), its files replaced together:
+    ``report["written"]`` is set once they all are (a stop leaves the earlier report or the new one, whole)."""
     report = {} if report is None else report
     if worst < 0:
         raise ValueError(f"worst must not be negative, got {worst}")
@@ -304,10 +304,10 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
                      {"image": read_image(items[k][2])[0] or b"", "true": int(labels[k]), "pred": int(pred[k]),
                       "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]])}
         os.makedirs(out_dir, exist_ok=True)
-        report["earlier"] = sum(os.path.exists(os.path.join(out_dir, name)) for name in files)
-        for name, data in files.items():   # drawn first: a stop while drawing leaves the earlier report whole
-            atomic_write(os.path.join(out_dir, name), data)
-            report["replaced"] = report.get("replaced", 0) + 1
+        with interrupts_held():   # drawn first, then replaced together: a stop is held until all three are
+            for name, data in files.items():
+                atomic_write(os.path.join(out_dir, name), data)
+            report["written"] = True
     return metrics
 
 
@@ -341,12 +341,8 @@ def main(argv=None) -> int:
         with sigterm_as_interrupt():   # a stopped job (timeout, kill) ends as Ctrl-C does
             metrics = evaluate(args.model, args.data_root, args.out, args.worst, report=report)
     except KeyboardInterrupt:
-        replaced, earlier = report.get("replaced", 0), report.get("earlier", 0)
-        print("interrupted: " + ("nothing written" if not args.out else f"{args.out} left as it was" if not replaced
-                                 else f"{args.out} written" if replaced == len(REPORT_FILES) else
-                                 f"{args.out} holds {replaced} of its {len(REPORT_FILES)} files" if not earlier else
-                                 f"{args.out} holds {replaced} of its files new, the others of the report before"),
-              file=sys.stderr)
+        print("interrupted: " + ("nothing written" if not args.out else f"{args.out} holds the new report" if
+                                 report.get("written") else f"{args.out} left as it was"), file=sys.stderr)
         return 130
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

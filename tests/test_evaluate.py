@@ -255,22 +255,34 @@ def test_a_stop_while_the_report_is_made_says_what_it_left(tmp_path, tiny_datase
     assert capsys.readouterr().err.endswith(f"\ninterrupted: {out} left as it was\n")   # after the progress bar
     assert {(out / name).read_bytes() for name in evaluate.REPORT_FILES} == {b"earlier"}
     monkeypatch.setattr(plots, "contact_sheet_png", drawn)
-    written, real_write = [], evaluate.atomic_write
 
-    def stopped_after_one(path, data):
-        if written:
-            signal.raise_signal(signal.SIGTERM)
-        real_write(path, data)
-        written.append(path)
-    monkeypatch.setattr(evaluate, "atomic_write", stopped_after_one)
+
+def test_a_stop_while_the_report_is_replaced_is_held_until_it_is_whole(tmp_path, tiny_dataset, monkeypatch, capsys):
+    """A stop after the first of the three files had been replaced had left a new metrics.json beside the earlier
+    pictures (and, stopped in that file's folder sync, said the folder was left as it was): the stop is held until
+    all three are replaced, and said to have left the new report."""
+    import signal
+
+    from core import files
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in evaluate.REPORT_FILES:
+        (out / name).write_bytes(b"earlier")
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
+    synced, real_sync = [], files.fsync_dir
+
+    def stopped_in_the_first_sync(path):
+        if not synced:
+            signal.raise_signal(signal.SIGTERM)        # a stopped job, once the first file is in place
+        synced.append(path)
+        real_sync(path)
+    monkeypatch.setattr(files, "fsync_dir", stopped_in_the_first_sync)
+    argv = ["--model", str(tmp_path), "--data-root", str(tiny_dataset), "--out", str(out)]
     assert evaluate.main(argv) == 130
-    assert capsys.readouterr().err.endswith(f"\ninterrupted: {out} holds 1 of its files new, the others of the "
-                                            "report before\n")
-    assert [(out / name).read_bytes() == b"earlier" for name in evaluate.REPORT_FILES] == [False, True, True]
-    written.clear()
-    argv[-1] = str(tmp_path / "new")                                    # no report there before
-    assert evaluate.main(argv) == 130
-    assert capsys.readouterr().err.endswith(f"\ninterrupted: {tmp_path / 'new'} holds 1 of its 3 files\n")
+    assert capsys.readouterr().err.endswith(f"\ninterrupted: {out} holds the new report\n")
+    assert not any((out / name).read_bytes() == b"earlier" for name in evaluate.REPORT_FILES)
+    assert json.loads((out / "metrics.json").read_text())["examples"] == len(list(tiny_dataset.glob("*/*.png")))
 
 
 def test_plot_labels_draw_hebrew_letters_without_the_culmus_faces(monkeypatch, capsys):
