@@ -90,6 +90,20 @@ def atomic_output(path: str, mode: str = "wb", **open_args):
     fsync_dir(folder)
 
 
+@contextlib.contextmanager
+def atomic_outputs(paths: list[str], mode: str = "wb", **open_args):
+    """:func:`atomic_output` for several files that belong together: their new files to write in the ``with``
+    block (a list, in the order of ``paths``), each written and synced before the first replaces its path, then
+    replaced in that order. An exception in the block or while they are synced (a full disk; Ctrl-C too) leaves
+    every path as it was."""
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(atomic_output(path, mode, **open_args)) for path in reversed(paths)][::-1]
+        yield handles   # (entered last to first: the first path's is replaced first)
+        for handle in handles:
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
 class LockHeld(Exception):
     """Another process holds the lock; ``holder``: the process id it wrote into the lock file ("" if unknown)."""
 

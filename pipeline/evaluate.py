@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
-from core.files import atomic_write, printable
+from core.files import atomic_outputs, printable
 from core.signals import interrupts_held, sigterm_as_interrupt
 from core.model_dirs import resolve_model_dir
 from pipeline.flags import non_negative_int, output_dir
@@ -114,6 +114,19 @@ def unread_reason(err: Exception) -> str:
 
 
 REPORT_FILES = ("metrics.json", "confusion_matrix.png", "worst_errors.png")
+
+
+class ReportNotWritten(Exception):
+    """The report's files could not be written into its folder (a full disk, no permission): none was replaced."""
+
+
+def report_problem(out_dir: str) -> str | None:
+    """Why the report cannot replace its files in ``out_dir`` (a folder in a file's place), said before the work."""
+    for name in REPORT_FILES:
+        if os.path.isdir(os.path.join(out_dir, name)):
+            return (f"{printable(os.path.join(out_dir, name))} is a folder, where the report writes its {name}; "
+                    "move it or give another --out")
+    return None
 
 
 class ImageRefused(Exception):
@@ -265,6 +278,9 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
     if worst < 0:
         raise ValueError(f"worst must not be negative, got {worst}")
     model_dir = resolve_model_dir(model)
+    problem = out_dir and report_problem(out_dir)
+    if problem:
+        raise ValueError(problem)
     if not os.path.isdir(data_root):
         raise FileNotFoundError(f"{data_root} is not a folder")
     problem = layout_problem(data_root)
@@ -303,11 +319,15 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
                  REPORT_FILES[2]: plots.contact_sheet_png([
                      {"image": read_image(items[k][2])[0] or b"", "true": int(labels[k]), "pred": int(pred[k]),
                       "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]])}
-        os.makedirs(out_dir, exist_ok=True)
-        with interrupts_held():   # drawn first, then replaced together: a stop is held until all three are
-            for name, data in files.items():
-                atomic_write(os.path.join(out_dir, name), data)
-            report["written"] = True
+        try:   # drawn first, then written and replaced together: a stop is held until all three are
+            with interrupts_held():
+                with atomic_outputs([os.path.join(out_dir, name) for name in files]) as handles:
+                    for handle, data in zip(handles, files.values()):
+                        handle.write(data)
+                report["written"] = True
+        except OSError as err:
+            raise ReportNotWritten(f"cannot write the report into {printable(out_dir)}: {err.strerror or err} "
+                                   "(the files there are left as they were)") from None
     return metrics
 
 
@@ -344,7 +364,7 @@ def main(argv=None) -> int:
         print("interrupted: " + ("nothing written" if not args.out else f"{args.out} holds the new report" if
                                  report.get("written") else f"{args.out} left as it was"), file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, ReportNotWritten) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     weakest = lowest_recall({n: m["recall"] for n, m in metrics["per_class"].items()}, 5)

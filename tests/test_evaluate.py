@@ -285,6 +285,44 @@ def test_a_stop_while_the_report_is_replaced_is_held_until_it_is_whole(tmp_path,
     assert json.loads((out / "metrics.json").read_text())["examples"] == len(list(tiny_dataset.glob("*/*.png")))
 
 
+def test_a_report_that_cannot_be_written_is_one_line_and_leaves_the_files_as_they_were(tmp_path, tiny_dataset,
+                                                                                        monkeypatch, capsys):
+    """A full disk had ended the run in a traceback (status 1) with a new metrics.json beside the earlier PNGs, and
+    a folder in a PNG's place had done the same after the work: one line, status 2, nothing replaced; the folder
+    is said before the model is loaded."""
+    import errno
+    import os
+    import stat
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in evaluate.REPORT_FILES:
+        (out / name).write_bytes(b"earlier")
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
+    synced, real_fsync = [], os.fsync
+
+    def full_at_the_second_file(fd):
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            synced.append(fd)
+            if len(synced) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", full_at_the_second_file)
+    assert evaluate.main(["--model", str(tmp_path), "--data-root", str(tiny_dataset), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.endswith(f"\nerror: cannot write the report into {out}: No space left on device "
+                                            "(the files there are left as they were)\n")
+    assert sorted(p.name for p in out.iterdir()) == sorted(evaluate.REPORT_FILES)
+    assert {(out / name).read_bytes() for name in evaluate.REPORT_FILES} == {b"earlier"}
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    (tmp_path / "other" / "worst_errors.png").mkdir(parents=True)
+    monkeypatch.setattr(evaluate, "load_image_signature", lambda *a: pytest.fail("the model was loaded"))
+    assert evaluate.main(["--model", str(tmp_path), "--data-root", str(tiny_dataset),
+                          "--out", str(tmp_path / "other")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'other' / 'worst_errors.png'} is a folder, where the "
+                                       "report writes its worst_errors.png; move it or give another --out\n")
+    assert os.listdir(tmp_path / "other") == ["worst_errors.png"]
+
+
 def test_plot_labels_draw_hebrew_letters_without_the_culmus_faces(monkeypatch, capsys):
     import shutil
 
