@@ -334,7 +334,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
 def refuse_report_in_data(parser: argparse.ArgumentParser, out: str, data_root: str) -> None:
     """A usage error (status 2) for an ``--out`` that is ``data_root`` or lies in it: its PNGs would replace a class
     folder's images of those names, or be read as data by the next run."""
-    if settings.within(os.path.realpath(out), os.path.realpath(data_root)):
+    if not settings.is_url(out) and settings.within(os.path.realpath(out), os.path.realpath(data_root)):
         parser.error(f"--out {printable(out)} lies in --data-root {printable(data_root)}: the report would be read "
                      "as data next time (or replace images); give a folder outside it")
 

@@ -534,6 +534,19 @@ def test_out_among_the_inputs_is_refused_or_left_out(tmp_path, monkeypatch, caps
     assert list(read_rows(folder / "pred2.csv")) == ["alef/x.png"]
 
 
+def test_out_that_is_a_url_is_refused(tmp_path, monkeypatch, capsys):
+    """--out gs://b/pred.csv had been read as ./gs:/b/pred.csv: written there when that folder existed and said
+    written to gs://b/pred.csv, else refused as a missing local folder. A usage error now, saying to copy it after."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gs:" / "b").mkdir(parents=True)
+    with pytest.raises(SystemExit) as caught:
+        batch_predict.main(["--images", str(tmp_path), "--out", "gs://b/pred.csv"])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and ("argument --out: gs://b/pred.csv: the output is written to a local file, not "
+                                       "a URL; give one and copy it to the bucket after (gsutil cp FILE") in err, err
+    assert not (tmp_path / "gs:" / "b" / "pred.csv").exists()
+
+
 def _images(folder, count):
     from tests.support import serving as testing
     folder.mkdir()

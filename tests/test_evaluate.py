@@ -365,6 +365,20 @@ def test_a_report_folder_in_the_data_is_refused(tmp_path, tiny_dataset, capsys):
     assert not (tiny_dataset / "report").exists() and not (tiny_dataset / "alef" / "worst_errors.png").exists()
 
 
+def test_a_report_folder_that_is_a_url_is_refused(tmp_path, tiny_dataset, monkeypatch, capsys):
+    """--out gs://my-bucket/report had written a local ./gs:/my-bucket/report folder and said it wrote
+    gs://my-bucket/report/metrics.json: a usage error now, before any work, saying to copy the folder after."""
+    monkeypatch.chdir(tmp_path)
+    for data_root in (str(tiny_dataset), "."):   # (a URL is not inside the current folder's data)
+        with pytest.raises(SystemExit) as caught:
+            evaluate.main(["--model", str(tmp_path / "none"), "--data-root", data_root,
+                           "--out", "gs://my-bucket/report"])
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and ("argument --out: gs://my-bucket/report: the output is written to a local "
+                                           "folder, not a URL; give one and copy it to the bucket after") in err, err
+    assert not (tmp_path / "gs:").exists()
+
+
 def test_images_are_read_a_batch_at_a_time_and_the_worst_again_for_the_sheet(tmp_path, monkeypatch):
     """Every image's bytes had been held at once (a folder of large photos: its whole size in memory). The images are
     read a batch at a time now, as the model answers them, and the few on the contact sheet again at the end."""

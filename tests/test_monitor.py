@@ -880,6 +880,17 @@ def test_every_path_flag_expands_a_tilde(tmp_path, monkeypatch):
     assert not (tmp_path / "~").exists()
 
 
+def test_an_out_folder_that_is_a_url_is_refused(tmp_path, monkeypatch, capsys):
+    """--out gs://b/monitor had made a local ./gs:/b/monitor folder for the report: a usage error now."""
+    from pipeline.monitor import cli
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as caught:
+        cli.parse_args(["--out", "gs://b/monitor", "--pipeline-root", str(tmp_path / "p")])
+    assert caught.value.code == 2 and "gs://b/monitor: the output is written to a local folder" in \
+        capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_empty_path_flag_is_the_default_not_the_current_directory(tmp_path, monkeypatch):
     """--pipeline-root= had been abspath(""), the current directory, --feedback-dir= no store at all and --out= a
     usage error: each is its default, as in the runners."""
