@@ -70,6 +70,26 @@ def matrix_heading(title: str = "") -> str:
     return f"{title}: {legend}" if title else legend
 
 
+def heading_lines(draw: ImageDraw.ImageDraw, title: str, text_font, width: float) -> list[str]:
+    """:func:`matrix_heading` as drawn in at most ``width`` pixels: one line when it fits, else the title (its
+    middle cut, "…", when too long: a long data-root path) above the axis legend, which is never cut."""
+    heading = matrix_heading(title)
+    if not title or draw.textlength(heading, font=text_font) <= width:
+        return [heading]
+    return [fitted_middle(draw, title, text_font, width), matrix_heading()]
+
+
+def fitted_middle(draw: ImageDraw.ImageDraw, text: str, text_font, width: float) -> str:
+    """``text`` as drawn in at most ``width`` pixels: characters taken from its middle for "…" (so that both ends,
+    a model's version and a score, stay)."""
+    keep = len(text)
+    shown = text
+    while keep > 1 and draw.textlength(shown, font=text_font) > width:
+        keep -= 1
+        shown = text[:(keep + 1) // 2] + "…" + text[len(text) - keep // 2:]
+    return shown
+
+
 def confusion_matrix_png(matrix: np.ndarray, title: str = "") -> bytes:
     """Row = true class, column = predicted; cells shaded by the row-normalised share, counts written (PNG bytes)."""
     n = len(CLASS_NAMES)
@@ -79,7 +99,8 @@ def confusion_matrix_png(matrix: np.ndarray, title: str = "") -> bytes:
     small, glyph_font = font(11), font(18, hebrew=True)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
-    draw.text((10, 8), matrix_heading(title), fill="black", font=font(14))
+    for k, line in enumerate(heading_lines(draw, title, font(14), img.width - 20)):   # above the column letters
+        draw.text((10, 8 + 20 * k), line, fill="black", font=font(14))
     for i in range(n):
         y = top + i * cell
         draw.text((8, y + 8), CLASS_NAMES[i], fill="black", font=small)

@@ -45,6 +45,30 @@ def test_the_confusion_matrix_says_which_axis_is_which_whatever_its_title():
     assert "rows: true, columns: predicted" in plots.matrix_heading()
 
 
+def test_the_axis_legend_fits_in_the_picture_whatever_the_length_of_the_data_root(tmp_path):
+    """A data root of some 57 characters or more had pushed "predicted)" past the picture's right edge: a heading
+    too long for one line is the title (cut in its middle when too long itself) above the whole legend."""
+    import io
+
+    from PIL import ImageDraw
+
+    from pipeline import plots
+    for path in ("/data", "/tmp/review-shared/a-rather-long-folder-name/data/test_writers_unseen",
+                 "/tmp/" + "very-long-folder/" * 20 + "test_writers_unseen"):
+        title = f"1796533605 on {path}: top-1 0.074"
+        img = Image.open(io.BytesIO(plots.confusion_matrix_png(np.eye(27, dtype=int), title))).convert("L")
+        draw, heading_font = ImageDraw.Draw(img), plots.font(14)
+        lines = plots.heading_lines(draw, title, heading_font, img.width - 20)
+        assert lines[-1].endswith("confusion matrix (rows: true, columns: predicted)")
+        assert lines[0].startswith("1796533605 on /") and lines[0].endswith(": top-1 0.074" if len(lines) > 1 else
+                                                                            "predicted)")
+        for k, line in enumerate(lines):
+            assert draw.textbbox((10, 8 + 20 * k), line, font=heading_font)[2] <= img.width - 10, line
+        ink = np.nonzero((np.array(img)[:70] < 128).any(axis=0))[0]   # the heading's band, above the column letters
+        assert ink.max() < img.width - 10, (path, ink.max())
+    assert len(lines) == 2 and "…" in lines[0]
+
+
 def test_command_scores_a_pushed_model_and_writes_the_report(pipeline_runs, tiny_dataset, tmp_path):
     serving = pipeline_runs["work"] / "serving"
     out = tmp_path / "report"
