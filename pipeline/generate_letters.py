@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 from tqdm import tqdm
 
-from core import configs
+from core import configs, settings
 from core.files import LockHeld, atomic_write, exclusive
 from core.labels import CLASS_NAMES, GLYPHS
 from pipeline import handwriting
@@ -189,6 +189,15 @@ def generated_or_new(folder: str | os.PathLike) -> bool:
                                                   or not any(p.name != LOCK for p in out.iterdir())))
 
 
+def check_out_folder(out_dir: str | os.PathLike) -> None:
+    """ValueError for a folder :func:`generate` cannot write to: a URL (gs://…; it writes local files, and a URL
+    taken for a path is a relative ``gs:/…`` folder where it ran)."""
+    out = os.fspath(out_dir)
+    if settings.is_url(out):
+        raise ValueError(f"{out}: the letters are generated into a local folder; copy that to the bucket after "
+                         "(e.g. gsutil -m rsync -r DIR gs://…/letters)")
+
+
 def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[Face] | None = None,
              classes=CLASS_NAMES, progress=True, style: str = DEFAULT_STYLE) -> dict:
     """Writes ``per_class`` images for each class; returns the manifest. Re-uses an identical earlier run.
@@ -198,6 +207,7 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     Only replaces what it wrote itself: a non-empty ``out_dir`` without ``generated.json`` is refused
     (:class:`NotGeneratedFolder`), and in a folder it made, only files named as it names them are deleted.
     """
+    check_out_folder(out_dir)
     out = Path(out_dir)
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
         raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
@@ -324,6 +334,11 @@ def main(argv=None) -> int:
                              "mixed: half each (default: %(default)s)")
     args = parser.parse_args(argv)
     args.out = flags.path_or_default(args.out, config.data_root)
+    try:
+        check_out_folder(args.out)
+    except ValueError as err:
+        given = "out" in settings.given_flags(parser, argv, {"out"})
+        parser.error(f"{'--out' if given else configs.ENV['data_root'] + ' (the default --out)'} {err}")
     if args.per_class < 1:
         parser.error("--per-class must be at least 1")
     if args.seed < 0:

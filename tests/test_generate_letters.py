@@ -214,3 +214,22 @@ def test_writers_are_made_as_their_images_need_them(tmp_path, monkeypatch):
     monkeypatch.setattr(handwriting, "write_letter", lambda *a: written.append(1) or real_write(*a))
     generate_letters.generate(tmp_path, per_class=3, seed=1, classes=CLASS_NAMES[:1], progress=False)
     assert made == [0, 1, 2]   # each writer made just before its image, none ahead
+
+
+@pytest.mark.parametrize("out_flag, env, named", [
+    (["--out", "gs://my-bucket/letters"], {}, "--out gs://my-bucket/letters"),
+    ([], {"LETTERS_DATA_ROOT": "gs://my-bucket/data"}, "LETTERS_DATA_ROOT (the default --out) gs://my-bucket/data")])
+def test_a_bucket_is_refused_as_the_output_folder(tmp_path, monkeypatch, out_flag, env, named):
+    """The letters are written to a local folder, copied to a bucket after: a gs:// --out (or LETTERS_DATA_ROOT) is a
+    usage error naming what gave it, where a relative gs:/… folder had been made where the command ran."""
+    import os
+    proc = subprocess.run([sys.executable, "-m", "pipeline.generate_letters", *out_flag, "--per-class", "1"],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    assert proc.returncode == 2 and f"error: {named}: the letters are generated into a local folder" in proc.stderr
+    assert "gsutil -m rsync -r" in proc.stderr and list(tmp_path.iterdir()) == []
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="generated into a local folder"):
+        generate_letters.generate("gs://my-bucket/letters", per_class=1, seed=1, classes=CLASS_NAMES[:1],
+                                  progress=False)
+    assert list(tmp_path.iterdir()) == []
