@@ -7,8 +7,10 @@ image one way or the other, half and half.
 
 Writes ``OUT/<class_folder>/<class>_<font or "hand">_<n>.png`` (the layout ``--data-root`` expects). Deterministic: the
 same fonts, seed and count give byte-identical files. A manifest (``OUT/generated.json``) records what was
-made, so a second run with the same settings leaves the files (and their mtimes, which TFX fingerprints for
-caching) untouched. It never replaces files it did not write: a non-empty folder without the manifest is refused.
+made and its digest, so a second run with the same settings leaves the files (and their mtimes, which TFX fingerprints
+for caching) untouched, unless an image is missing, changed or emptied: then it writes the data set again. It never
+replaces files it did not write: a non-empty folder without the manifest is refused, and other files in the class
+folders of one it wrote are kept (and named: they are trained on too).
 
     letters-generate --out data/generated --per-class 80 --seed 1234 [--style strokes]
 """
@@ -30,7 +32,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from core import configs, settings
-from core.files import LockHeld, atomic_write, exclusive
+from core.files import LockHeld, atomic_write, exclusive, printable, sync_filesystem
 from core.labels import CLASS_NAMES, GLYPHS
 from pipeline import handwriting
 
@@ -255,11 +257,16 @@ def _generate(out: Path, per_class: int, seed: int, faces: list[Face], classes, 
             old = json.loads(manifest_path.read_text())
         except ValueError:
             old = None
-        if isinstance(old, dict) and not old.get("incomplete") and {k: old.get(k) for k in manifest} == manifest \
-                and _complete(out, classes, per_class):
+        if isinstance(old, dict) and not old.get("incomplete") and {k: old.get(k) for k in manifest} == manifest:
+            problem = _dataset_problem(out, classes, per_class, old.get("sha256"))
+            if not problem:
+                if progress:
+                    print(f"generate: {out} already holds this data set ({per_class} per class, seed {seed})")
+                    _note_others(out, classes, per_class)
+                return old
             if progress:
-                print(f"generate: {out} already holds this data set ({per_class} per class, seed {seed})")
-            return old
+                print(f"generate: {out} no longer holds the data set {MANIFEST} describes ({problem}): writing it "
+                      "again", flush=True)
     # Marks the folder as ours (and unfinished) before anything in it changes.
     atomic_write(str(manifest_path), json.dumps({**manifest, "incomplete": True}, indent=2).encode())
 
@@ -287,9 +294,12 @@ def _generate(out: Path, per_class: int, seed: int, faces: list[Face], classes, 
                 bar.update()
     finally:
         bar.close()            # (interrupted too: the bar's line ends before the message that follows)
+    sync_filesystem(str(out))   # the images are on disk before the manifest says they are all there
     manifest["sha256"] = digest.hexdigest()
     manifest["images"] = total
     atomic_write(str(manifest_path), json.dumps(manifest, indent=2).encode())
+    if progress:
+        _note_others(out, classes, per_class)
     return manifest
 
 
@@ -313,8 +323,45 @@ def _generated_files(out: Path, name: str) -> list[Path]:
     return [p for p in (out / name).glob("*.png") if pattern.fullmatch(p.name)]
 
 
-def _complete(out: Path, classes, per_class: int) -> bool:
-    return all(len(_generated_files(out, c)) == per_class for c in classes)
+def _number(path: Path) -> int:
+    """The image number ``n`` of a file :func:`_generated_files` finds (``<class>_<font>_<n>.png``)."""
+    return int(path.stem.rsplit("_", 1)[1])
+
+
+def _dataset_problem(out: Path, classes, per_class: int, sha256) -> str | None:
+    """Why ``out`` does not hold the data set its manifest records (``per_class`` images of each class, numbered
+    from 0, their bytes in that order hashed to ``sha256``), or None when it does: an image missing or added, or
+    one changed (emptied, replaced)."""
+    digest = hashlib.sha256()
+    for name in classes:
+        files = sorted(_generated_files(out, name), key=_number)
+        if [_number(p) for p in files] != list(range(per_class)):
+            return (f"{name} holds {len(files)} images named as it names them, not the {per_class} it wrote, numbered "
+                    f"from 0")
+        for path in files:
+            try:
+                digest.update(path.read_bytes())
+            except OSError as err:
+                return f"{name}/{printable(path.name)} cannot be read: {err.strerror or err}"
+    if digest.hexdigest() != sha256:
+        return "the images' sha256 is not the one recorded: one was changed, emptied or replaced since it was written"
+    return None
+
+
+def _others(out: Path, classes, per_class: int) -> list[str]:
+    """The files in the class folders that are not images of the data set (the pipeline trains on them too)."""
+    ours = {p for name in classes for p in _generated_files(out, name) if _number(p) < per_class}
+    return sorted(f"{name}/{p.name}" for name in classes if (out / name).is_dir()
+                  for p in (out / name).iterdir() if p not in ours)
+
+
+def _note_others(out: Path, classes, per_class: int) -> None:
+    """Says which files of the class folders this generator did not write (it never removes them)."""
+    others = _others(out, classes, per_class)
+    if others:
+        shown = ", ".join(printable(name) for name in others[:5]) + (", …" if len(others) > 5 else "")
+        print(f"generate: note: {len(others)} file(s) in the class folders of {out} were not written by this "
+              f"generator and are trained on with its images: {shown}")
 
 
 def main(argv=None) -> int:

@@ -94,7 +94,7 @@ def test_images_from_the_ten_thousandth_on_are_its_own(tmp_path):
     generate_letters.generate(tmp_path, per_class=1, seed=1, classes=("alef",), progress=False)
     ten_thousandth = tmp_path / "alef" / "alef_hand_10000.png"
     ten_thousandth.write_bytes(b"image 10000 of a larger run")
-    assert generate_letters._complete(tmp_path, ("alef",), 2)
+    assert ten_thousandth in generate_letters._generated_files(tmp_path, "alef")
     generate_letters.generate(tmp_path, per_class=1, seed=2, classes=("alef",), progress=False)
     assert not ten_thousandth.exists() and len(list((tmp_path / "alef").glob("*.png"))) == 1
 
@@ -233,3 +233,42 @@ def test_a_bucket_is_refused_as_the_output_folder(tmp_path, monkeypatch, out_fla
         generate_letters.generate("gs://my-bucket/letters", per_class=1, seed=1, classes=CLASS_NAMES[:1],
                                   progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_or_altered_data_set_is_written_again_not_taken_for_complete(tmp_path, capsys):
+    """A second run with the same settings checks the images against the digest the manifest records: an image
+    emptied (as a crash can leave an unsynced one) or replaced by another class's has the data set written again,
+    and a file it did not write in a class folder is kept and named; it had said the folder held the data set."""
+    classes, data = CLASS_NAMES[:3], tmp_path / "gv"
+    generate_letters.generate(data, per_class=2, seed=5, classes=classes, progress=False)
+    written = {p.relative_to(data): p.read_bytes() for p in data.glob("*/*.png")}
+    (data / "alef" / "alef_hand_0000.png").write_bytes(b"")
+    (data / "gimel" / "gimel_hand_0001.png").write_bytes((data / "bet" / "bet_hand_0000.png").read_bytes())
+    (data / "alef" / "my_extra.png").write_bytes(b"a user's image")
+    capsys.readouterr()
+    generate_letters.generate(data, per_class=2, seed=5, classes=classes, progress=True)
+    printed = capsys.readouterr().out
+    assert f"generate: {data} no longer holds the data set generated.json describes (the images' sha256" in printed
+    assert "already holds" not in printed and "1 file(s) in the class folders" in printed
+    assert "alef/my_extra.png" in printed and (data / "alef" / "my_extra.png").read_bytes() == b"a user's image"
+    assert {p.relative_to(data): p.read_bytes() for p in data.glob("*/*.png") if p.name != "my_extra.png"} == written
+
+    mtimes = {p: p.stat().st_mtime_ns for p in data.glob("*/*.png")}
+    generate_letters.generate(data, per_class=2, seed=5, classes=classes, progress=True)
+    printed = capsys.readouterr().out
+    assert "already holds this data set" in printed and "alef/my_extra.png" in printed
+    assert {p: p.stat().st_mtime_ns for p in data.glob("*/*.png")} == mtimes
+    (data / "bet" / "bet_hand_0001.png").unlink()
+    generate_letters.generate(data, per_class=2, seed=5, classes=classes, progress=True)
+    assert "bet holds 1 images named as it names them, not the 2 it wrote" in capsys.readouterr().out
+    assert {p.relative_to(data): p.read_bytes() for p in data.glob("*/*.png") if p.name != "my_extra.png"} == written
+
+
+def test_the_images_are_synced_before_the_manifest_says_they_are_complete(tmp_path, monkeypatch):
+    """A crash after the manifest says the data set is complete cannot leave an image empty: the images' filesystem
+    is synced first."""
+    manifest, synced = tmp_path / generate_letters.MANIFEST, []
+    monkeypatch.setattr(generate_letters, "sync_filesystem",
+                        lambda path: synced.append((path, json.loads(manifest.read_text()).get("incomplete"))))
+    generate_letters.generate(tmp_path, per_class=1, seed=1, classes=CLASS_NAMES[:2], progress=False)
+    assert synced == [(str(tmp_path), True)] and "incomplete" not in json.loads(manifest.read_text())
