@@ -17,6 +17,7 @@ folders of one it wrote are kept (and named: they are trained on too).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -73,6 +74,26 @@ class NotGeneratedFolder(ValueError):
 
 class NoHebrewFontError(RuntimeError):
     pass
+
+
+class Interrupted(KeyboardInterrupt):
+    """:func:`generate` stopped by Ctrl-C (or SIGTERM as one); ``left`` says what it leaves in the folder: "waiting"
+    (stopped waiting for another generation's lock: this run wrote nothing), "nothing" (it wrote nothing),
+    "unfinished" (its manifest says so) or "complete" (the manifest says the data set is, and it is)."""
+
+    def __init__(self, left: str):
+        super().__init__(left)
+        self.left = left
+
+
+INTERRUPTED = {   # what letters-generate says for each Interrupted.left
+    "waiting": "interrupted while waiting for another generation in {out} to finish: this run wrote nothing there "
+               "(the other one goes on)",
+    "nothing": "interrupted before writing anything: {out} is as it was",
+    "unfinished": f"interrupted; {{out}} is unfinished ({MANIFEST} says so, and the pipeline and letters-evaluate "
+                  "refuse it): run the same command again to finish it",
+    "complete": f"interrupted once {{out}} was complete: its data set is all there ({MANIFEST} says so)",
+}
 
 
 @dataclass(frozen=True)
@@ -224,34 +245,57 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
                                  "refusing to replace what is there; choose a new or empty folder")
     faces = faces if faces is not None else require_faces()
     out.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "per_class": per_class, "seed": seed, "classes": list(classes), "style": style,
+        "faces": [f.name for f in faces], "version": GENERATOR_VERSION,
+    }
     with _alone(out):
-        return _generate(out, per_class, seed, faces, classes, progress, style)
+        try:
+            return _generate(out, manifest, faces, classes, progress)
+        except KeyboardInterrupt as err:
+            raise Interrupted(_left(out, manifest)) from err
+
+
+def _left(out: Path, manifest: dict) -> str:
+    """What an interrupted :func:`_generate` writing ``manifest`` left in ``out`` (:class:`Interrupted`): read from
+    the manifest there, this run's whole one (sha256 and all) once it was written."""
+    try:
+        found = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        found = None
+    if found == manifest:
+        return "complete"
+    return "unfinished" if isinstance(found, dict) and found.get("incomplete") else "nothing"
 
 
 def _alone(out: Path):
     """Holds ``out``'s lock file for one generation: a second one in the folder waits for the first to end (and
     then finds its data set there, or replaces it whole), where both had written and one's manifest had described
-    a mix of their images."""
-    lock = str(out / LOCK)
+    a mix of their images. An interrupt while it waits is :class:`Interrupted` ("waiting")."""
+    lock, holder = str(out / LOCK), None
     try:
         with exclusive(lock, wait=False):
             pass
     except LockHeld as err:
         holder = f"process {err.holder}" if err.holder else "another process"
-        print(f"generate: waiting for another generation in {out} ({holder}) to finish", flush=True)
-    return exclusive(lock)
+    held = contextlib.ExitStack()
+    try:
+        if holder:
+            print(f"generate: waiting for another generation in {out} ({holder}) to finish", flush=True)
+        held.enter_context(exclusive(lock))
+    except KeyboardInterrupt as err:
+        raise Interrupted("waiting" if holder else "nothing") from err
+    return held
 
 
-def _generate(out: Path, per_class: int, seed: int, faces: list[Face], classes, progress: bool, style: str) -> dict:
-    """:func:`generate`'s work, with the arguments checked and the folder's lock held."""
+def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: bool) -> dict:
+    """:func:`generate`'s work, with the arguments checked (in ``manifest``, completed here once the data set is
+    written) and the folder's lock held."""
     manifest_path = out / MANIFEST
+    per_class, seed, style = manifest["per_class"], manifest["seed"], manifest["style"]
     script = [f for f in faces if f.script] or faces
     others = [f for f in faces if not f.script] or faces
     writer = _writers(style, seed, faces)
-    manifest = {
-        "per_class": per_class, "seed": seed, "classes": list(classes), "style": style,
-        "faces": [f.name for f in faces], "version": GENERATOR_VERSION,
-    }
     if manifest_path.exists():
         try:
             old = json.loads(manifest_path.read_text())
@@ -401,9 +445,8 @@ def main(argv=None) -> int:
     try:
         with sigterm_as_interrupt():
             generate(args.out, args.per_class, args.seed, faces, style=args.style)
-    except KeyboardInterrupt:
-        print(f"\ngenerate: interrupted; {args.out} is unfinished ({MANIFEST} says so, and the pipeline and "
-              f"letters-evaluate refuse it): run the same command again to finish it", file=sys.stderr)
+    except KeyboardInterrupt as err:   # one before the folder's lock is taken is no Interrupted: nothing written
+        print(f"\ngenerate: {INTERRUPTED[getattr(err, 'left', 'nothing')].format(out=args.out)}", file=sys.stderr)
         return 130
     except (NotGeneratedFolder, NoHebrewFontError, OSError) as err:
         print(f"generate: error: {err}", file=sys.stderr)

@@ -272,3 +272,48 @@ def test_the_images_are_synced_before_the_manifest_says_they_are_complete(tmp_pa
                         lambda path: synced.append((path, json.loads(manifest.read_text()).get("incomplete"))))
     generate_letters.generate(tmp_path, per_class=1, seed=1, classes=CLASS_NAMES[:2], progress=False)
     assert synced == [(str(tmp_path), True)] and "incomplete" not in json.loads(manifest.read_text())
+
+
+def test_an_interrupt_while_waiting_for_another_generation_says_this_run_wrote_nothing(tmp_path):
+    """Ctrl-C or SIGTERM while another generation holds the folder's lock: this run wrote nothing, and the other
+    goes on; it had said the folder was unfinished and to run the command again."""
+    import signal
+
+    from core.files import exclusive
+    out = tmp_path / "letters"
+    out.mkdir()
+    with exclusive(str(out / generate_letters.LOCK)):   # another generation's
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.generate_letters", "--out", str(out), "--per-class",
+                                 "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = ""
+        while "waiting for another generation" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.rstrip("\n").splitlines()[-1] == (f"generate: interrupted while waiting for another generation in "
+                                                 f"{out} to finish: this run wrote nothing there (the other one "
+                                                 "goes on)")
+    assert [p.name for p in out.iterdir()] == [generate_letters.LOCK]
+
+
+def test_an_interrupt_once_the_data_set_is_complete_says_it_is(tmp_path, monkeypatch, capsys):
+    """An interrupt after the manifest saying the data set is complete was written (while its folder is synced) says
+    the data set is complete; it had said it was unfinished."""
+    from core import files
+    out, real_fsync_dir = tmp_path / "letters", files.fsync_dir
+
+    def fsync_dir(path):
+        real_fsync_dir(path)
+        manifest = out / generate_letters.MANIFEST
+        if path == str(out) and manifest.exists() and "incomplete" not in json.loads(manifest.read_text()):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(files, "fsync_dir", fsync_dir)
+    assert generate_letters.main(["--out", str(out), "--per-class", "1", "--seed", "2"]) == 130
+    assert capsys.readouterr().err.rstrip("\n").splitlines()[-1] == (
+        f"generate: interrupted once {out} was complete: its data set is all there (generated.json says so)")
+    monkeypatch.setattr(files, "fsync_dir", real_fsync_dir)
+    assert generate_letters.main(["--out", str(out), "--per-class", "1", "--seed", "2"]) == 0
+    assert "already holds this data set" in capsys.readouterr().out
