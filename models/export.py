@@ -21,7 +21,7 @@ import tensorflow as tf
 from core import warmup
 
 from core import configs
-from core.labels import CLASS_NAMES, GLYPHS
+from core.labels import CLASS_NAMES, GLYPHS, NUM_CLASSES
 
 TOP_K = 3
 _NOT_SERVED = (configs.LABEL_KEY, configs.LABEL_NAME_KEY, configs.SOURCE_KEY)
@@ -50,8 +50,11 @@ class LettersModule(tf.Module):
         self._top_k = top_k
 
     def _predict(self, raw_features):
-        transformed = self.tft_layer(raw_features)
-        return self.model(transformed[configs.TRANSFORMED_IMAGE_KEY], training=False)
+        """The probabilities [N, 27] for the raw features; no rows for an empty batch, which does not reach the
+        network (with oneDNN a convolution returns an empty batch unchanged, and the next layer rejects its depth)."""
+        images = self.tft_layer(raw_features)[configs.TRANSFORMED_IMAGE_KEY]
+        return tf.cond(tf.shape(images)[0] > 0, lambda: self.model(images, training=False),
+                       lambda: tf.zeros([0, NUM_CLASSES]))
 
     def _image_feature(self, images):
         """Raw image bytes [N] shaped like the parsed ``image_raw`` feature the TFT graph expects."""

@@ -83,3 +83,29 @@ def test_the_pushed_model_carries_warmup_requests_that_replay(pushed_model_dir):
     requests = warmup.read_requests(pushed_model_dir)
     assert [name for name, _ in requests] == [configs.IMAGE_SIGNATURE, configs.SERVING_DEFAULT_SIGNATURE]
     assert versions.Servable(configs.MODEL_NAME, 1, pushed_model_dir).warmup_requests == 2
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small network trained one step and exported as the Trainer exports it (no pipeline run)."""
+    from tests.support import exports
+    export_dir = str(tmp_path_factory.mktemp("export") / "1")
+    exports.export_trained(export_dir)
+    return export_dir
+
+
+def test_an_empty_batch_gives_no_rows_through_both_signatures(exported, images):
+    """The signatures take DT_STRING [-1]: an empty batch is answered with no rows. With oneDNN (TensorFlow's
+    default) a convolution had returned the empty batch unchanged and the next layer failed on its depth."""
+    served = tf.saved_model.load(exported)
+    empty = tf.constant([], tf.string)
+    out = served.signatures[configs.IMAGE_SIGNATURE](images=empty)
+    assert out[configs.PROBABILITIES_OUTPUT].shape == (0, 27)
+    for name in (configs.TOP_CLASSES_OUTPUT, configs.TOP_LETTERS_OUTPUT, configs.TOP_SCORES_OUTPUT,
+                 configs.TOP_INDICES_OUTPUT):
+        assert out[name].shape == (0, 3)
+    out = served.signatures[configs.SERVING_DEFAULT_SIGNATURE](examples=empty)
+    assert out[configs.PROBABILITIES_OUTPUT].shape == (0, 27)
+    # A batch with rows still runs the network.
+    out = served.signatures[configs.IMAGE_SIGNATURE](images=tf.constant(images[:2]))
+    assert out[configs.PROBABILITIES_OUTPUT].shape == (2, 27)
