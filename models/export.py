@@ -39,10 +39,16 @@ def image_outputs(probabilities: tf.Tensor, top_k: int = TOP_K) -> dict[str, tf.
     }
 
 
+def serving_network(model: tf.keras.Model) -> tf.keras.Model:
+    """The trained network without what only training uses (its optimizer's state, loss and metrics): a model over
+    the same layers, so the export holds the same weights under the same paths (``model/layer_with_weights-N/…``)."""
+    return tf.keras.Model(model.inputs, model.outputs, name=model.name)
+
+
 class LettersModule(tf.Module):
     def __init__(self, model: tf.keras.Model, tf_transform_output, top_k: int = TOP_K):
         super().__init__()
-        self.model = model
+        self.model = serving_network(model)
         self.tft_layer = tf_transform_output.transform_features_layer()
         raw_spec = tf_transform_output.raw_feature_spec()
         self._image_spec = raw_spec[configs.IMAGE_KEY]

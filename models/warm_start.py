@@ -1,9 +1,11 @@
 """Starting the Trainer's network from an exported letters model (``--base-model``) instead of a random one.
 
 The export (models.export) keeps the Keras network as the ``model`` attribute of the saved module, so its
-variables sit in the SavedModel's checkpoint under ``model/…``. Only the network's weights are taken: the
-optimizer starts afresh, so the new run's learning-rate schedule runs over its own budget. Typical use: train
-on generated letters (``make demo``), then on your own data starting from that network (README, "Your own data").
+variables sit in the SavedModel's checkpoint under ``model/…``: its weights only (models exported before
+``export.serving_network`` also hold the optimizer's state there, left unread). Only the network's weights are
+taken: the optimizer starts afresh, so the new run's learning-rate schedule runs over its own budget. Typical use:
+train on generated letters (``make demo``), then on your own data starting from that network (README, "Your own
+data").
 """
 from __future__ import annotations
 
@@ -72,7 +74,8 @@ def network_weights(path: str, hp: Config) -> list[np.ndarray]:
                              f"{len(wanted)}, {_count(wanted):,}")
     try:
         status = tf.train.Checkpoint(model=donor).read(prefix)
-        status.expect_partial()   # the rest of the export (optimizer, metrics, the TFT graph) is not the network
+        status.expect_partial()   # the rest of the export (the TFT graph; in older exports also the optimizer's
+                                  # state and the metrics, now left out) is not the network
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -90,14 +90,13 @@ def exported(tmp_path_factory):
     """A small network trained one step and exported as the Trainer exports it (no pipeline run)."""
     from tests.support import exports
     export_dir = str(tmp_path_factory.mktemp("export") / "1")
-    exports.export_trained(export_dir)
-    return export_dir
+    return export_dir, exports.export_trained(export_dir)
 
 
 def test_an_empty_batch_gives_no_rows_through_both_signatures(exported, images):
     """The signatures take DT_STRING [-1]: an empty batch is answered with no rows. With oneDNN (TensorFlow's
     default) a convolution had returned the empty batch unchanged and the next layer failed on its depth."""
-    served = tf.saved_model.load(exported)
+    served = tf.saved_model.load(exported[0])
     empty = tf.constant([], tf.string)
     out = served.signatures[configs.IMAGE_SIGNATURE](images=empty)
     assert out[configs.PROBABILITIES_OUTPUT].shape == (0, 27)
@@ -109,3 +108,21 @@ def test_an_empty_batch_gives_no_rows_through_both_signatures(exported, images):
     # A batch with rows still runs the network.
     out = served.signatures[configs.IMAGE_SIGNATURE](images=tf.constant(images[:2]))
     assert out[configs.PROBABILITIES_OUTPUT].shape == (2, 27)
+
+
+def test_the_export_holds_the_networks_weights_only(exported, tmp_path):
+    """Not the optimizer's state (Adam's step, learning rate and two slots per weight) nor the training metrics:
+    they had made the export three times the network's size. The weights keep their paths in the checkpoint."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    export_dir, model = exported
+    reader = tf.train.load_checkpoint(f"{export_dir}/variables/variables")
+    stored = {name: shape for name, shape in reader.get_variable_to_shape_map().items()
+              if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    trained = tf.train.load_checkpoint(tf.train.Checkpoint(model=model).write(str(tmp_path / "trained")))
+    assert any(name.startswith("model/optimizer/") for name in trained.get_variable_to_shape_map())
+    assert set(stored) == {name for name in trained.get_variable_to_shape_map()
+                           if name.startswith("model/layer_with_weights-")}
+    assert all(np.array_equal(reader.get_tensor(name), trained.get_tensor(name)) for name in stored)
+    assert sum(int(np.prod(shape)) for shape in stored.values()) == model.count_params()
+    saved = saved_model_pb2.SavedModel.FromString(open(f"{export_dir}/saved_model.pb", "rb").read())
+    assert sum(node.op == "VarHandleOp" for node in saved.meta_graphs[0].graph_def.node) == len(model.weights)

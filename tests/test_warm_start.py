@@ -205,3 +205,21 @@ def test_a_serving_dir_as_base_model_keeps_the_version_it_first_stood_for(tmp_pa
     other_root = newest.replace(pipeline_root=str(tmp_path / "q"))
     (tmp_path / "q").mkdir()
     assert local_runner.pinned_base_model(other_root, str(serving)).base_model == str(serving / "3")
+
+
+def test_a_base_model_exported_with_or_without_the_optimizers_state_gives_its_network(tmp_path, monkeypatch):
+    """The export holds the network's weights only; a model exported before, with the optimizer's state beside
+    them (the compiled model as the module's ``model``), still gives its network. One seed, one network."""
+    import tensorflow as tf
+    from models import export
+    from tests.support import exports
+    trained = exports.export_trained(str(tmp_path / "weights_only"))
+    with monkeypatch.context() as patched:
+        patched.setattr(export, "serving_network", lambda model: model)
+        exports.export_trained(str(tmp_path / "with_optimizer"))
+    for name, optimizer in (("weights_only", False), ("with_optimizer", True)):
+        stored = tf.train.load_checkpoint(str(tmp_path / name / "variables" / "variables")).get_variable_to_shape_map()
+        assert any(key.startswith("model/optimizer/") for key in stored) == optimizer
+        weights = warm_start.network_weights(str(tmp_path / name), exports.SMALL)
+        assert len(weights) == len(trained.get_weights())
+        assert all(np.array_equal(a, b) for a, b in zip(weights, trained.get_weights()))
