@@ -141,6 +141,7 @@ class BatchScheduler:
         self._queues: list[Batcher] = []
         self._next = 0
         self._stopped = False
+        self._draining = False     # stopping: each batch goes as soon as it is formed, tasks still taken
         self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
                          for i in range(settings.threads)]
         for thread in self._threads:
@@ -180,6 +181,13 @@ class BatchScheduler:
             if not batcher.batches and batcher in self._queues:
                 self._queues.remove(batcher)
 
+    def drain(self) -> None:
+        """The server is stopping: the batches queued run at once, and so does each batch of the tasks still
+        arriving (requests being received when the stop began) instead of waiting for its batch timeout."""
+        with self._cond:
+            self._draining = True
+            self._cond.notify_all()
+
     def stop(self, seconds: float = 10.0) -> None:
         """No new tasks; the queued ones are run at once, each thread ending when none is left. Waits for the
         threads ``seconds`` in all; one still running a batch then is left to finish it (a daemon thread)."""
@@ -202,7 +210,8 @@ class BatchScheduler:
         """0 if the front batch can go now (closed by a batch behind it, full, or stopping), else seconds until
         its first task's timeout."""
         front = batcher.batches[0]
-        if len(batcher.batches) > 1 or front.size >= self.settings.input_batch_size_limit or self._stopped:
+        if len(batcher.batches) > 1 or front.size >= self.settings.input_batch_size_limit or self._draining \
+                or self._stopped:
             return 0.0
         wait = front.tasks[0].enqueued + self.settings.batch_timeout_micros / 1e6 - now
         return max(wait, 0.0)

@@ -200,6 +200,8 @@ class Server:
             grace_seconds = timeout + 1.0 if timeout > 0 else 30.0
         self.stop_event.set()
         self._stop_listeners(grace_seconds)
+        if self.scheduler is not None:
+            self.scheduler.stop()
         join_all(self._threads, 30)   # the version and config-file pollers
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.handlers.shutdown(wait=False, cancel_futures=True)
@@ -213,17 +215,17 @@ class Server:
     def _stop_listeners(self, grace_seconds: float) -> None:
         """Both listeners refuse new connections and calls at once, then their in-flight requests finish within
         the same ``grace_seconds`` (one after the other, the REST port had taken requests while gRPC calls
-        finished, and the stop had taken a grace period for each). The batch scheduler stops as soon as they
-        refuse: the requests it holds run at once instead of waiting out their batch timeout (a long one had
-        outlasted the grace period, and they had ended 504 and UNAVAILABLE); a request already read but not yet
-        queued is refused UNAVAILABLE."""
+        finished, and the stop had taken a grace period for each). The batch scheduler drains as soon as they
+        refuse: the requests it holds, and those still being received, run at once instead of waiting out their
+        batch timeout (a long one had outlasted the grace period, and they had ended 504 and UNAVAILABLE); it
+        stops once the listeners have finished."""
         deadline = time.monotonic() + grace_seconds + 5
         grpc_stopped = self.grpc.stop(grace_seconds) if self.grpc is not None else None
         rest_stopped = None
         if self.loop is not None and self.http is not None and self.loop.is_running():
             rest_stopped = asyncio.run_coroutine_threadsafe(self.http.stop(grace_seconds), self.loop)
         if self.scheduler is not None:
-            self.scheduler.stop(grace_seconds)
+            self.scheduler.drain()
         if grpc_stopped is not None:
             grpc_stopped.wait(seconds_left(deadline))
         if rest_stopped is not None:

@@ -388,6 +388,39 @@ def test_a_stop_runs_the_queued_batches_at_once(tmp_path):
         assert rest.result()[0] == 200 and call.result().outputs
 
 
+def test_a_request_still_being_received_when_the_stop_begins_is_batched_and_answered(tmp_path):
+    """A request whose body arrives after the stop began (in flight, its connection taken before) is queued and run
+    at once: the stop had refused it 503 Batch scheduler is shutting down, as the scheduler stopped taking tasks
+    as soon as the listeners refused new connections."""
+    import json
+    import socket
+    import threading
+
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    server = testing.start_server(base, enable_batching=True,
+                                  batching_parameters_file=batching_file(tmp_path, 8, 600_000_000))
+    body = json.dumps({"signature_name": configs.IMAGE_SIGNATURE, "instances": [b64(testing.png_bytes())]}).encode()
+    host, port = server.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/models/letters:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+        time.sleep(0.3)                                   # (the head read: the request is in flight)
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        time.sleep(0.5)
+        sock.sendall(body[10:])
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    stopping.join(60)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b'"predictions"' in answer
+
+
 def test_sigterm_finishes_in_flight_requests_then_exits(tmp_path):
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1)
