@@ -183,8 +183,9 @@ class Server:
                 log.info("Applied the new model config from %s", self.options.model_config_file)
                 try:
                     self._wait_for_added(config, known, None)
-                except ServingError as exc:   # a failed load is in the model's status; stopping ends the wait
-                    log.info("Model config from %s: %s", self.options.model_config_file, exc.message)
+                except ServingError as exc:   # ReloadConfig's error: a model added whose newest version failed
+                    if not self.stop_event.is_set():   # (stopping ends the wait: nothing failed)
+                        log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc.message)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)

@@ -192,6 +192,29 @@ def test_labels_reload_from_config_file(tmp_path, caplog):
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
 
 
+def test_a_polled_config_adding_a_model_that_fails_to_load_is_logged_as_tf_serving_logs_it(tmp_path, caplog):
+    """ServerCore's ReloadConfig returns WaitUntilModelsAvailable's error, which Server::PollFilesystemAndReloadConfig
+    logs at ERROR: PollFilesystemAndReloadConfig failed to ReloadConfig: 1 model(s) did not become available: …
+    (it had been an INFO line in the server's own words, Model config from …)."""
+    base, other = str(tmp_path / "letters"), str(tmp_path / "other")
+    testing.publish_version(base, 1)
+    testing.publish_version(other, 1, broken=True)
+    config = tmp_path / "models.config"
+
+    def entry(name, path):
+        return f'config {{ name: "{name}" base_path: "{path}" model_platform: "tensorflow" }} '
+
+    config.write_text(f"model_config_list {{ {entry('letters', base)} }}\n")
+    with testing.start_server(model_config_file=str(config), model_config_file_poll_wait_seconds=0.1,
+                              **dict(FAST, max_num_load_retries=0)):
+        caplog.set_level(logging.INFO, logger="serving")
+        config.write_text(f"model_config_list {{ {entry('letters', base)} {entry('other', other)} }}\n")
+        failed = "PollFilesystemAndReloadConfig failed to ReloadConfig: 1 model(s) did not become available: " \
+                 "{{{name: other version: 1} due to error: "
+        wait_for(lambda: any(r.levelno == logging.ERROR and r.getMessage().startswith(failed) for r in caplog.records))
+    assert not any(r.getMessage().startswith("Model config from") for r in caplog.records)
+
+
 def test_the_config_file_poller_logs_each_failed_poll_in_tf_servings_words(tmp_path, caplog):
     """Server::PollFilesystemAndReloadConfig's ERROR lines, at every poll that fails: a file that cannot be read or
     parsed (Failed to read ModelServerConfig file: …), a config that cannot be applied (PollFilesystemAndReloadConfig
