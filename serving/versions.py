@@ -288,7 +288,6 @@ class ModelManager:
         self.records: dict[int, _VersionRecord] = {}
         self.servables: dict[int, Servable] = {}
         self.aspired: dict[int, str] = {}
-        self.polled_once = False
         self.removed = False
         self.loading: int | None = None        # the version whose load attempt is running (one at a time)
         self._lock = threading.RLock()
@@ -359,17 +358,6 @@ class ModelManager:
             return (newest, record) if record.state in (State.AVAILABLE, State.END) else None
 
     # -------------------------------------------------------------------------------------- polling
-    def poll(self) -> None:
-        """One file-system poll of this model alone: aspire what it finds (:meth:`find`), load (with retries), then
-        unload what is no longer aspired."""
-        if self.removed:
-            return
-        aspired = self.find()
-        if aspired is None:        # base path missing: nothing changes
-            self.polled_once = True
-            return
-        self.aspire(aspired)
-
     def find(self) -> dict | None:
         """What one poll of the base path finds: the {version: path} the version policy aspires to, or None if the
         base path cannot be read (FileSystemStoragePathSource's PollFileSystemForServable)."""
@@ -399,7 +387,6 @@ class ModelManager:
                     self.records[version] = _VersionRecord()
             self.aspired = aspired
         self.load_due()
-        self.polled_once = True
 
     def load_due(self) -> None:
         """Loads the aspired versions whose load is due (not started, or a failed one whose retry interval has

@@ -567,7 +567,7 @@ def test_a_model_removed_while_a_version_loads_starts_no_other_load_and_serves_n
 
     monkeypatch.setattr(versions, "Servable", LoadingServable)
     monkeypatch.setattr(manager, "_unload_unaspired", request_then_unload)
-    manager.poll()
+    core.poll()
     assert loads == [4]
     assert served == ["Servable not found for request: Latest(letters)"]
     assert {s.version: versions.State.Name(s.state) for s in manager.status().model_version_status} == \
@@ -617,7 +617,7 @@ def test_a_removal_between_the_polls_check_and_its_load_cannot_start_the_load(tm
     monkeypatch.setattr(manager, "_lock", lock)
     monkeypatch.setattr(versions, "Servable", Recorded)
     monkeypatch.setattr(time, "monotonic", _armed_clock(lock))
-    manager.poll()
+    core.poll()
     assert seen["at removal"] == {2: "LOADING"}           # the version was loading, not START, when it was removed
     assert seen.get("load") == {2: "LOADING"}
     assert {s.version: versions.State.Name(s.state) for s in manager.status().model_version_status} == {2: "END"}
@@ -655,9 +655,9 @@ def test_a_model_removed_while_its_versions_retry_ends_them_with_their_errors(tm
             raise versions.ServingError("DATA_LOSS", f"attempt {len(loads)} of version {version}")
 
     monkeypatch.setattr(versions, "Servable", BrokenServable)
-    manager.poll()
+    core.poll()
     assert {v: versions.State.Name(r.state) for v, r in manager.records.items()} == {3: "LOADING", 2: "LOADING"}
-    manager.poll()
+    core.poll()
     core.poll()
     assert loads == [3, 2, 3]
     from tensorflow.core.protobuf import error_codes_pb2
