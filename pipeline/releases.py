@@ -331,7 +331,7 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     a stop held meanwhile, so that the two agree."""
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
-    found = serving_versions.list_versions(serving_dir, model_name) or {}
+    found = serving_versions.list_versions(serving_dir, model_name, warn=False) or {}
     folder = found.get(version)   # "007" is 7 too
     if folder is None:
         raise ValueError(f"version {version} is not in {serving_dir}")

@@ -674,3 +674,16 @@ def test_a_stop_before_the_label_is_written_says_it_is_left_unchanged(tmp_path, 
     assert code == 130 and err.splitlines()[-1] == (f"interrupted: label 'stable' left unchanged and {config_file} "
                                                     "put back as it was"), err
     assert config_file.read_bytes() == before and history_file.read_bytes() == history
+
+
+def test_promote_into_a_serving_dir_that_does_not_exist_says_so_without_the_servers_log_lines(tmp_path, caplog,
+                                                                                               capsys):
+    """A tool listing versions for its user does not log as the model server's poller does: promote had logged ERROR
+    FileSystemStoragePathSource encountered a filesystem access error before its own error."""
+    import logging
+    caplog.set_level(logging.DEBUG, logger="serving")
+    missing = tmp_path / "missing"
+    assert releases.main(["promote", "3", "--serving-dir", str(missing), "--config", str(tmp_path / "models.config"),
+                          "--server-url", ""]) == 2
+    assert f"version 3 is not in {missing}" in capsys.readouterr().err
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("serving")] == []
