@@ -656,9 +656,9 @@ def check_export_folder(feedback_dir: str | os.PathLike, out_dir: str | os.PathL
     itself or a folder in it (links resolved), where class folders of copies would sit beside the store's own
     images and go wherever the store is copied or backed up."""
     out, store = os.fspath(out_dir), os.fspath(feedback_dir)
-    if settings.is_url(out):
-        raise ValueError(f"{out}: the export is written to a local folder; copy that to the bucket "
-                         "(e.g. gsutil -m rsync -r DIR gs://…/feedback)")
+    refusal = settings.url_refusal(out)
+    if refusal:
+        raise ValueError(refusal)
     real_out, real_store = os.path.realpath(out), os.path.realpath(store)
     if settings.within(real_out, real_store):
         where = "the feedback store" if real_out == real_store else "inside the feedback store"

@@ -18,8 +18,8 @@ import signal
 import sys
 
 from core import image_io, settings
-from core.feedback import (DB_FILE, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError, check_export_folder,
-                           export_feedback, read_records, summarize)
+from core.feedback import (DB_FILE, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
+                           read_records, summarize)
 from core.feedback_import import describe, import_folder
 from core.labels import CLASS_NAMES, label_index
 
@@ -84,12 +84,10 @@ def _main(argv) -> int:
         return 2
     if args.command == "export":
         try:
-            check_export_folder(feedback_dir, args.out)
-        except ValueError as err:
-            parser.error(f"--out {err}")
-        try:
             summary = export_feedback(feedback_dir, args.out, overwrite=args.overwrite,   # the pipeline's file limit
                                       max_file_bytes=config.max_file_bytes)
+        except ValueError as err:   # an --out it cannot write to (check_export_folder), found before anything is done
+            parser.error(f"--out {err}")
         except (FeedbackStoreError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -96,6 +96,17 @@ def absolute(path: str) -> str:
     return path if is_url(path) else os.path.abspath(os.path.expanduser(path))
 
 
+def url_refusal(path: str, kind: str = "folder") -> str | None:
+    """Why a command that writes a local ``kind`` ("file" or "folder") cannot take ``path``, or None: a URL
+    (``gs://…``) had been taken for a relative path, a ``./gs:/…`` folder made where the command ran and said to be
+    written. The one wording of every such refusal."""
+    if not is_url(path):
+        return None
+    copy = "gsutil cp FILE" if kind == "file" else "gsutil -m rsync -r FOLDER"
+    return (f"{path}: the output is written to a local {kind}, not a URL; give one and copy it to the bucket after "
+            f"({copy} {path})")
+
+
 def within(path: str, folder: str) -> bool:
     """``path`` is ``folder`` itself or anything under it (both absolute, links resolved by the caller)."""
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

@@ -37,20 +37,19 @@ def _int_at_least(text: str, low: int) -> int:
     return value
 
 
-def refuse_url(path: str, kind: str, copy: str) -> None:
+def refuse_url(path: str, kind: str) -> None:
     """ArgumentTypeError for an output flag given a URL (``gs://…``): the command writes a local ``kind`` (file or
-    folder), which ``copy`` (a command) takes to the bucket after; the URL had been taken for a relative path
-    (a ``./gs:/…`` folder), said to be written."""
-    if is_url(path):
-        raise argparse.ArgumentTypeError(f"{path}: the output is written to a local {kind}, not a URL; give one and "
-                                         f"copy it to the bucket after ({copy} {path})")
+    folder), to be copied to the bucket after (:func:`core.settings.url_refusal`)."""
+    refusal = settings.url_refusal(path, kind)
+    if refusal:
+        raise argparse.ArgumentTypeError(refusal)
 
 
 def output_file(path: str) -> str:
     """argparse type: a local file that can be created (its folder exists, and it is not a folder itself), its
     name read as :func:`core.settings.path` reads it; a URL is refused (:func:`refuse_url`)."""
     path = settings.path(path)
-    refuse_url(path, "file", "gsutil cp FILE")
+    refuse_url(path, "file")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name")
@@ -173,7 +172,7 @@ def output_dir(path: str) -> str:
     """argparse type: a local folder that exists or can be created (made now, so the long work that follows can
     write its results), read as :func:`core.settings.path` reads it; a URL is refused (:func:`refuse_url`)."""
     path = settings.path(path)
-    refuse_url(path, "folder", "gsutil -m rsync -r FOLDER")
+    refuse_url(path, "folder")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:

@@ -215,10 +215,9 @@ def generated_or_new(folder: str | os.PathLike) -> bool:
 def check_out_folder(out_dir: str | os.PathLike) -> None:
     """ValueError for a folder :func:`generate` cannot write to: a URL (gs://…; it writes local files, and a URL
     taken for a path is a relative ``gs:/…`` folder where it ran)."""
-    out = os.fspath(out_dir)
-    if settings.is_url(out):
-        raise ValueError(f"{out}: the letters are generated into a local folder; copy that to the bucket after "
-                         "(e.g. gsutil -m rsync -r DIR gs://…/letters)")
+    refusal = settings.url_refusal(os.fspath(out_dir))
+    if refusal:
+        raise ValueError(refusal)
 
 
 def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[Face] | None = None,

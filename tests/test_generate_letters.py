@@ -226,10 +226,10 @@ def test_a_bucket_is_refused_as_the_output_folder(tmp_path, monkeypatch, out_fla
     proc = subprocess.run([sys.executable, "-m", "pipeline.generate_letters", *out_flag, "--per-class", "1"],
                           capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(ROOT), **env})
-    assert proc.returncode == 2 and f"error: {named}: the letters are generated into a local folder" in proc.stderr
+    assert proc.returncode == 2 and f"error: {named}: the output is written to a local folder, not a URL" in proc.stderr
     assert "gsutil -m rsync -r" in proc.stderr and list(tmp_path.iterdir()) == []
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match="generated into a local folder"):
+    with pytest.raises(ValueError, match="written to a local folder, not a URL"):
         generate_letters.generate("gs://my-bucket/letters", per_class=1, seed=1, classes=CLASS_NAMES[:1],
                                   progress=False)
     assert list(tmp_path.iterdir()) == []

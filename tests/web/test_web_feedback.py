@@ -449,7 +449,7 @@ def test_export_command_line(tmp_path):
     # A bucket is not written through a local path (it had made ./gs:/bucket/... and said it exported there).
     proc = subprocess.run([sys.executable, "-m", "core.feedback_cli", "export", "--out", "gs://bucket/feedback"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "written to a local folder; copy that to the bucket" in proc.stderr
+    assert proc.returncode == 2 and "--out gs://bucket/feedback: the output is written to a local folder, not a URL" in proc.stderr
     assert not (tmp_path / "gs:").exists()
     with pytest.raises(ValueError, match="local folder"):
         export_feedback(tmp_path / "fb", "gs://bucket/feedback")
