@@ -259,18 +259,24 @@ def test_a_stop_is_one_line_and_leaves_the_report_as_it_was(tmp_path, tiny_datas
     assert capsys.readouterr().err == f"interrupted: {tmp_path / 'out'} left as it was\n"
 
 
-def test_a_stop_while_the_report_is_made_says_what_it_left(tmp_path, tiny_dataset, monkeypatch, capsys):
-    """A stop while the pictures were drawn had left a new metrics.json beside the earlier pictures, and said the
-    folder was left as it was."""
-    import signal
-
-    from pipeline import plots
+def _earlier_report(tmp_path, monkeypatch):
+    """tmp_path/out holding an earlier report (each file b"earlier"), and evaluate given a fake model."""
     out = tmp_path / "out"
     out.mkdir()
     for name in evaluate.REPORT_FILES:
         (out / name).write_bytes(b"earlier")
     monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
     monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
+    return out
+
+
+def test_a_stop_while_the_report_is_made_says_what_it_left(tmp_path, tiny_dataset, monkeypatch, capsys):
+    """A stop while the pictures were drawn had left a new metrics.json beside the earlier pictures, and said the
+    folder was left as it was."""
+    import signal
+
+    from pipeline import plots
+    out = _earlier_report(tmp_path, monkeypatch)
     argv = ["--model", str(tmp_path), "--data-root", str(tiny_dataset), "--out", str(out)]
     drawn = plots.contact_sheet_png
     monkeypatch.setattr(plots, "contact_sheet_png",
@@ -288,12 +294,7 @@ def test_a_stop_while_the_report_is_replaced_is_held_until_it_is_whole(tmp_path,
     import signal
 
     from core import files
-    out = tmp_path / "out"
-    out.mkdir()
-    for name in evaluate.REPORT_FILES:
-        (out / name).write_bytes(b"earlier")
-    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
-    monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
+    out = _earlier_report(tmp_path, monkeypatch)
     synced, real_sync = [], files.fsync_dir
 
     def stopped_in_the_first_sync(path):
@@ -314,30 +315,17 @@ def test_a_report_that_cannot_be_written_is_one_line_and_leaves_the_files_as_the
     """A full disk had ended the run in a traceback (status 1) with a new metrics.json beside the earlier PNGs, and
     a folder in a PNG's place had done the same after the work: one line, status 2, nothing replaced; the folder
     is said before the model is loaded."""
-    import errno
     import os
-    import stat
-    out = tmp_path / "out"
-    out.mkdir()
-    for name in evaluate.REPORT_FILES:
-        (out / name).write_bytes(b"earlier")
-    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
-    monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
-    synced, real_fsync = [], os.fsync
 
-    def full_at_the_second_file(fd):
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            synced.append(fd)
-            if len(synced) == 2:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_fsync(fd)
-    monkeypatch.setattr(os, "fsync", full_at_the_second_file)
-    assert evaluate.main(["--model", str(tmp_path), "--data-root", str(tiny_dataset), "--out", str(out)]) == 2
+    from tests.support.faults import disk_full_at_file
+    out = _earlier_report(tmp_path, monkeypatch)
+    with monkeypatch.context() as patch:
+        disk_full_at_file(patch, 2)
+        assert evaluate.main(["--model", str(tmp_path), "--data-root", str(tiny_dataset), "--out", str(out)]) == 2
     assert capsys.readouterr().err.endswith(f"\nerror: cannot write the report into {out}: No space left on device "
                                             "(the files there are left as they were)\n")
     assert sorted(p.name for p in out.iterdir()) == sorted(evaluate.REPORT_FILES)
     assert {(out / name).read_bytes() for name in evaluate.REPORT_FILES} == {b"earlier"}
-    monkeypatch.setattr(os, "fsync", real_fsync)
     (tmp_path / "other" / "worst_errors.png").mkdir(parents=True)
     monkeypatch.setattr(evaluate, "load_image_signature", lambda *a: pytest.fail("the model was loaded"))
     assert evaluate.main(["--model", str(tmp_path), "--data-root", str(tiny_dataset),

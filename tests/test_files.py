@@ -92,28 +92,19 @@ def test_each_folder_a_write_creates_is_synced_into_its_parent(tmp_path, monkeyp
 
 def test_files_written_together_are_all_replaced_or_none_when_one_cannot_be_written(tmp_path, monkeypatch):
     """A full disk while the second of a report's files was written had left the first new beside the others old."""
-    import errno
-
     from core.files import atomic_outputs
+    from tests.support.faults import disk_full_at_file
     paths = [str(tmp_path / name) for name in ("a.json", "b.png", "c.png")]
     for path in paths:
         open(path, "wb").write(b"old")
-    synced, real_fsync = [], os.fsync
-
-    def full_at_the_second_file(fd):
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            synced.append(fd)
-            if len(synced) == 2:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_fsync(fd)
-    monkeypatch.setattr(os, "fsync", full_at_the_second_file)
-    with pytest.raises(OSError, match="No space left"):
-        with atomic_outputs(paths) as handles:
-            for handle in handles:
-                handle.write(b"new")
+    with monkeypatch.context() as patch:
+        disk_full_at_file(patch, 2)
+        with pytest.raises(OSError, match="No space left"):
+            with atomic_outputs(paths) as handles:
+                for handle in handles:
+                    handle.write(b"new")
     assert sorted(os.listdir(tmp_path)) == ["a.json", "b.png", "c.png"]
     assert [open(path, "rb").read() for path in paths] == [b"old"] * 3
-    monkeypatch.setattr(os, "fsync", real_fsync)
     with atomic_outputs(paths) as handles:
         for handle, data in zip(handles, (b"1", b"2", b"3")):
             handle.write(data)
