@@ -267,6 +267,23 @@ def test_a_log_from_which_no_answer_can_be_read_is_a_usage_error_not_an_all_clea
             "empty": "its files hold no record"}[content] in err
 
 
+@pytest.mark.parametrize("unparsable", [0, 3])
+def test_a_log_without_a_record_of_the_monitored_model_is_a_usage_error_naming_the_models_it_holds(
+        tmp_path, pipeline_root, capsys, unparsable):
+    """A --model mistyped (Letters for letters) left every record out as another model's: the pass had reported
+    "0 answers, 0 feedback rows, 0 alarm(s)" and exit 0, an all-clear on nothing."""
+    logs = [prediction_log([b"x"], confident(0)[None, :], 1) for _ in range(216)]
+    write_log(tmp_path / "logs" / "requests-20260101T000000Z-000001.tfrecord",
+              logs + [b"\xff\xff\xff garbage"] * unparsable)
+    status, result, _ = monitor(tmp_path, pipeline_root, "--model", "Letters", logs=tmp_path / "logs")
+    err = capsys.readouterr().err
+    assert status == cli.USAGE and result is None, err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: no answer could be read from the request log {tmp_path / 'logs'} (1 file(s): ")
+    assert err.rstrip().endswith("no record of model Letters (--model), other models' only: 216 × letters")
+    assert (f"{unparsable} × unparsable_record (first: " in err) == bool(unparsable)
+
+
 def test_usage_errors_exit_2(tmp_path, pipeline_root, capsys):
     status, _, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "nowhere")
     assert status == cli.USAGE and "no request log at" in capsys.readouterr().err
@@ -1122,6 +1139,28 @@ def test_only_the_monitored_models_server_metrics_are_judged(tmp_path, pipeline_
     assert result["server"]["other_models"] == {"letters": 1000}
     unlabelled = server_metrics.summarize(':tensorflow:serving:request_count{status="UNAVAILABLE"} 3\n', "letters")
     assert (unlabelled["requests"], unlabelled["errors"], unlabelled["other_models"]) == (3, 3, {})
+
+
+def test_a_metrics_page_without_the_monitored_model_is_a_usage_error_unless_its_answers_are_read(
+        tmp_path, letters, pipeline_root, capsys):
+    """A page holding other models' requests only (a --model mistyped, another model's server) had been an
+    all-clear on 0 requests; with the model's answers read from the request log, they are judged."""
+    from serving.metrics import Metrics
+
+    metrics = Metrics()
+    for _ in range(400):
+        metrics.request("other", "OK", api="predict", latency_us=5000)
+    metrics.request("experiment", "INTERNAL")
+    with metrics_page(metrics.render().encode()) as url:
+        status, result, _ = monitor(tmp_path, pipeline_root, "--metrics-url", url)
+        err = capsys.readouterr().err
+        assert status == cli.USAGE and result is None, err
+        assert err.strip().splitlines()[-1] == (f"error: no request of model letters (--model) on the metrics page "
+                                               f"{url}, other models' only: 1 × experiment, 400 × other")
+        log_traffic(tmp_path / "logs" / "r", traffic(letters))
+        status, result, _ = monitor(tmp_path, pipeline_root, "--metrics-url", url, logs=tmp_path / "logs")
+    assert status == cli.OK and result["logs"]["answers"] == 81, capsys.readouterr()
+    assert result["server"]["requests"] == 0 and result["server"]["other_models"] == {"experiment": 1, "other": 400}
 
 
 def pipeline_run_at(tmp_path, pipeline_root, when: float):

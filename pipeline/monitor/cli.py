@@ -9,8 +9,9 @@
 Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page that
 cannot be read is one), 2 usage error (bad flag or setting, a --logs that does not exist, pipeline metadata or an
 artifact it records (the training split, the eval statistics) missing when answers are to be judged or --retrain-when
-decides, a request log from which no answer could be read: its files empty, or their data unreadable or not
-PredictionLogs; with no request log at all, said on stderr, only feedback and server metrics are judged), 3 the
+decides, a request log from which no answer could be read: its files empty, their data unreadable or not
+PredictionLogs, or other models' records only, named; with no request log at all, said on stderr, only feedback and
+server metrics are judged, and a --metrics-url page of other models' requests only is an error naming them), 3 the
 retraining run it started failed, 4 the pass could not finish: its outputs could not be written (a full disk, say;
 each file is whole or left as it was) or an unexpected error (shown with its traceback). With --watch a pass that
 ends 3 or 4 is reported and the next pass runs. Thresholds are core/configs.py's ``monitor_*`` fields:
@@ -63,7 +64,8 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--model", default=configs.MODEL_NAME,
                    help="the served model judged: the log's records of other models (log_metadata.model_spec.name; "
                         "models with the same logging_config share one writer) and the metrics page's requests of "
-                        "other models (model_name) are counted and left out")
+                        "other models (model_name) are counted and left out; a log, or without one a page, of other "
+                        "models only is an error (status 2) naming them")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
                    help="the pipeline root whose ML Metadata and artifacts are the reference")
     p.add_argument("--metadata-path", default=None,
@@ -137,17 +139,35 @@ def _feedback(config: Config) -> list:
     return read_records(config.feedback_dir)   # read-only: the CronJob mounts the store so
 
 
+def _counts(by_model: dict) -> str:
+    """Other models' records or requests, as said: ``216 × letters, 3 × other``."""
+    return ", ".join(f"{n} × {name}" for name, n in sorted(by_model.items()))
+
+
 def _nothing_read(logs) -> str | None:
-    """What a request log read gave instead of answers — its files empty, or every record unreadable, unparsable
-    or not a predict log — or None when it gave any (answers, unusable ones, filtered ones, other models' records).
-    Such a log is a corrupt file or another format, not a quiet day: judged, it would be an all-clear. ``logs``
-    has been read (request_logs.each_answer): its counts say what it gave."""
-    if logs.answered or logs.unusable or logs.filtered or logs.other_models:
+    """What a request log read gave instead of the model's answers — its files empty, every record unreadable,
+    unparsable or not a predict log, or other models' records only (a --model mistyped, say) — or None when it gave
+    any (answers, unusable ones, filtered ones). Such a log is a corrupt file, another format or another model's,
+    not a quiet day: judged, it would be an all-clear. ``logs`` has been read (request_logs.each_answer): its
+    counts say what it gave."""
+    if logs.answered or logs.unusable or logs.filtered:
         return None
     files = ", ".join(logs.files[:5]) + (f" and {len(logs.files) - 5} more" if len(logs.files) > 5 else "")
-    found = "; ".join(f"{n} × {reason} (first: {logs.examples[reason]})" for reason, n in logs.problems.items())
+    found = [f"{n} × {reason} (first: {logs.examples[reason]})" for reason, n in logs.problems.items()]
+    if logs.other_models:
+        found.append(f"no record of model {logs.model} (--model), other models' only: {_counts(logs.other_models)}")
     return (f"no answer could be read from the request log {logs.prefix} ({len(logs.files)} file(s): {files}): "
-            + (found or "its files hold no record"))
+            + ("; ".join(found) or "its files hold no record"))
+
+
+def _nothing_served(server: dict) -> str | None:
+    """Why the --metrics-url page's summary holds nothing of the model when it holds other models' requests only
+    (none of the model's, not even a status check), else None: judged without the model's answers, it would be an
+    all-clear on another model's server or a --model mistyped."""
+    if server.get("error") or server["requests"] or server["status_checks"] or not server["other_models"]:
+        return None
+    return (f"no request of model {server['model']} (--model) on the metrics page {server['url']}, other models' "
+            f"only: {_counts(server['other_models'])}")
 
 
 def _server(args) -> dict | None:
@@ -185,6 +205,9 @@ def once(config: Config, args, extra: list[str]) -> int:
         ref = reference.load(config.metadata_file) if logs and logs.answered or args.policy else None
         records = _feedback(config)
         server = _server(args)
+        if server and not logs and (unserved := _nothing_served(server)):   # (a log read gave the model's answers)
+            print(f"error: {unserved}", file=sys.stderr)
+            return USAGE
         # judging answers reads the reference's training split: missing, it is a reference that cannot be read too
         result = checks.run(traffic, records, ref, server, config, logs.unusable if logs else [])
     except (request_logs.LogNotFound, reference.NoReference, FeedbackStoreError) as err:
@@ -217,11 +240,10 @@ def once(config: Config, args, extra: list[str]) -> int:
     if logs and logs.problems:
         print("unusable log data: " + ", ".join(f"{n} × {r}" for r, n in logs.problems.items()))
     if logs and logs.other_models:
-        print(f"other models' records left out (model {logs.model} is judged): "
-              + ", ".join(f"{n} × {name}" for name, n in sorted(logs.other_models.items())))
+        print(f"other models' records left out (model {logs.model} is judged): {_counts(logs.other_models)}")
     if server and server.get("other_models"):
         print(f"other models' server requests left out (model {server['model']} is judged): "
-              + ", ".join(f"{n} × {name}" for name, n in server["other_models"].items()))
+              f"{_counts(server['other_models'])}")
     ahead = result["future_dated"]
     if ahead["answers"] or ahead["feedback"]:
         print(f"warning: {ahead['answers']} answers and {ahead['feedback']} feedback rows are dated after now "
