@@ -144,9 +144,9 @@ class GrpcApi:
         spec = _model_spec(request)
         servable = inference.resolve_spec(self.core, spec)
         signature_name = spec.signature_name or inference.DEFAULT_SIGNATURE
-        inference.example_signature(servable, signature_name, method)
+        signature = inference.example_signature(servable, signature_name, method)
         examples = inference.input_examples(request.input)
-        outputs = self._run(servable, signature_name, inference.examples_batch(examples), context,
+        outputs = self._run(servable, signature_name, inference.examples_batch(examples, signature), context,
                             method.capitalize(), spec.name)
         return examples, outputs, servable.version
 

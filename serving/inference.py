@@ -127,14 +127,19 @@ def check_feeds(signature, arrays: dict) -> None:
     """Feeds of the signature's dtypes, before the signature runs: TensorFlow's message for a mistyped feed (the
     session's call frame). Shapes are not checked, as TF Serving's Predict checks none: a mis-shaped feed fails
     in the first op that minds, with that op's error, over gRPC as over REST."""
-    from serving.tensors import dtype_name
     from serving.tensor_proto import dtype_enum
 
     for index, alias in enumerate(sorted(arrays)):
         given = dtype_enum(arrays[alias])
         if given != signature.inputs[alias].dtype:
-            raise invalid(f"Expects arg[{index}] to be {dtype_name(signature.inputs[alias].dtype)} but "
-                          f"{dtype_name(given)} is provided")
+            raise mistyped_feed(index, signature.inputs[alias].dtype, given)
+
+
+def mistyped_feed(index: int, expected: int, given: int) -> ServingError:
+    """The session's INVALID_ARGUMENT for feed ``index`` of DataType ``given`` where ``expected`` is wanted."""
+    from serving.tensors import dtype_name
+
+    return invalid(f"Expects arg[{index}] to be {dtype_name(expected)} but {dtype_name(given)} is provided")
 
 
 # ------------------------------------------------------------------------------- classify / regress
@@ -169,8 +174,16 @@ def check_example_signature(signature, method: str) -> None:
             raise invalid(f"No regression outputs found in SignatureDef: {text}")
 
 
-def examples_batch(examples: list) -> dict:
-    """Serialized tf.Examples -> the ``{"inputs": [N] string}`` feed of a classify/regress signature."""
+def examples_batch(examples: list, *signatures) -> dict:
+    """Serialized tf.Examples -> the ``{"inputs": [N] string}`` feed of the classify/regress ``signatures`` (those
+    of a MultiInference, or one). TF Serving does not check the input's dtype: the session refuses a string feed
+    for an input of another dtype, in :func:`check_feeds`' words, its feeds (one per input tensor name) in the
+    order of their names."""
+    feeds = sorted({signature.inputs["inputs"].name: signature.inputs["inputs"].dtype
+                    for signature in signatures}.items())
+    for index, (_, dtype) in enumerate(feeds):
+        if dtype != types_pb2.DT_STRING:
+            raise mistyped_feed(index, dtype, types_pb2.DT_STRING)
     array = np.empty(len(examples), dtype=object)
     array[:] = examples
     return {"inputs": array}
@@ -221,7 +234,7 @@ def multi_inference(servable, request, run, metrics=None,
     examples = input_examples(request.input)
     if not plan:    # the session run with nothing to fetch (only a warm-up record gets here: the API needs a model)
         raise invalid("Must specify at least one target to fetch or execute.")
-    batch = examples_batch(examples)
+    batch = examples_batch(examples, *(servable.signature_defs[signature_name] for signature_name in plan))
     outputs = {signature_name: run(signature_name, batch) for signature_name in plan}
     if metrics is not None:
         metrics.examples(model_name, len(examples))

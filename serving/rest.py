@@ -228,9 +228,9 @@ class RestApi:
                               else self._examples(verb, body))
         servable = self.resolve(name, version, label)
         signature_name = document.get("signature_name", "") or inference.DEFAULT_SIGNATURE
-        inference.example_signature(servable, signature_name, verb)
-        outputs = await self._run(servable, signature_name, inference.examples_batch(examples), verb.capitalize(),
-                                  name)
+        signature = inference.example_signature(servable, signature_name, verb)
+        outputs = await self._run(servable, signature_name, inference.examples_batch(examples, signature),
+                                  verb.capitalize(), name)
         # the outputs checked and read as over gRPC (PostProcessClassificationResult / PostProcessRegressionResult),
         # then written from the result, as TF Serving's handler writes the response's result
         result = inference.examples_result(verb, outputs, len(examples))

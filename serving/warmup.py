@@ -73,10 +73,10 @@ def run_record(servable, log, metrics=None, run=None) -> None:
         request = getattr(log, kind).request
         method = inference.CLASSIFY if kind == "classify_log" else inference.REGRESS
         signature_name = request.model_spec.signature_name or inference.DEFAULT_SIGNATURE
-        inference.example_signature(servable, signature_name, method)
+        signature = inference.example_signature(servable, signature_name, method)
         examples = inference.input_examples(request.input)
-        outputs = _timed(metrics, request.model_spec.name, method.capitalize(),
-                         lambda: run(signature_name, inference.examples_batch(examples)))
+        batch = inference.examples_batch(examples, signature)
+        outputs = _timed(metrics, request.model_spec.name, method.capitalize(), lambda: run(signature_name, batch))
         inference.examples_result(method, outputs, len(examples))   # checked as the API checks them
     elif kind == "multi_inference_log":     # RunMultiInference: the gRPC MultiInference call's checks and run
         inference.multi_inference(servable, log.multi_inference_log.request, run, metrics)

@@ -1,7 +1,8 @@
 """classify / regress on signatures shaped for them (one input named "inputs"; classes/scores, outputs)."""
 import grpc
 import pytest
-from tensorflow_serving.apis import classification_pb2, prediction_service_pb2_grpc, regression_pb2
+from tensorflow_serving.apis import (classification_pb2, inference_pb2, prediction_service_pb2_grpc,
+                                     regression_pb2)
 
 from tests.support import serving as testing
 
@@ -30,14 +31,27 @@ def save_misshapen(path: str) -> None:
                                                   for name, body in signatures.items()})
 
 
+def save_float_inputs(path: str) -> None:
+    """A model whose classify/regress signatures take their "inputs" as float, not the serialized tf.Examples."""
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([None], tf.float32, name="inputs")]
+    signatures = {"serving_default": lambda inputs: {"outputs": inputs * 2.0},
+                  "scores": lambda inputs: {"scores": tf.stack([inputs, 1.0 - inputs], axis=1)}}
+    module = tf.Module()
+    tf.saved_model.save(module, path, signatures={name: tf.function(body, input_signature=spec)
+                                                  for name, body in signatures.items()})
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
     root = tmp_path_factory.mktemp("scorer")
     testing.save_scorer(str(root / "scorer" / "1"))
     save_misshapen(str(root / "misshapen" / "1"))
+    save_float_inputs(str(root / "odd" / "1"))
     (root / "models.config").write_text("model_config_list {\n" + "".join(
         f'  config {{ name: "{name}" base_path: "{root / name}" model_platform: "tensorflow" }}\n'
-        for name in ("scorer", "misshapen")) + "}\n")
+        for name in ("scorer", "misshapen", "odd")) + "}\n")
     with testing.start_grpc_server(model_config_file=str(root / "models.config")) as started:
         yield started
 
@@ -110,3 +124,29 @@ def test_outputs_are_checked_over_rest_as_over_grpc(running, server, verb, signa
                                {"signature_name": signature, "examples": [{"x": 0.0}, {"x": 0.25}]})
     assert (status, body) == (400, {"error": message})
     assert _grpc_error(running, verb, signature, 2) == message
+
+
+def test_examples_fed_to_an_input_that_is_not_a_string_are_refused(running, server):
+    """TF Serving does not check a classify/regress input's dtype: the session refuses the serialized tf.Examples
+    fed to a float input, in the words a mistyped predict feed gets (400; INVALID_ARGUMENT over gRPC)."""
+    message = "Expects arg[0] to be float but string is provided"
+    assert server.post("/v1/models/odd:regress", {"examples": [{"x": 0.5}]}) == (400, {"error": message})
+    assert server.post("/v1/models/odd:classify", {"signature_name": "scores", "examples": [{"x": 0.5}]}) == \
+        (400, {"error": message})
+    multi = inference_pb2.MultiInferenceRequest()
+    multi.input.example_list.examples.add().features.feature["x"].float_list.value.append(0.5)
+    for signature, method in (("serving_default", "regress"), ("scores", "classify")):
+        task = multi.tasks.add()
+        task.model_spec.name, task.model_spec.signature_name = "odd", signature
+        task.method_name = f"tensorflow/serving/{method}"
+    with grpc.insecure_channel(f"127.0.0.1:{running.server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for call, request in ((stub.Regress, regression_pb2.RegressionRequest()),
+                              (stub.Classify, classification_pb2.ClassificationRequest()), (stub.MultiInference, multi)):
+            if call is not stub.MultiInference:
+                request.model_spec.name = "odd"
+                request.model_spec.signature_name = "scores" if call is stub.Classify else ""
+                request.input.CopyFrom(multi.input)
+            with pytest.raises(grpc.RpcError) as caught:
+                call(request, timeout=60)
+            assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
