@@ -170,15 +170,16 @@ class RestApi:
         would otherwise hold the connections' loop, so that health checks and other requests wait for them."""
         return await asyncio.get_running_loop().run_in_executor(self.handlers, function, *args)
 
+    async def _for_body(self, body: bytes, function, *args):
+        """``function(*args)``, work on ``body`` or its answer: on a handler thread (:meth:`_off_loop`) for a body
+        over LARGE_BODY, else here (a handler thread's round trip costs more than a small body's work)."""
+        return await self._off_loop(function, *args) if len(body) > LARGE_BODY else function(*args)
+
     async def predict(self, name: str, version, label, body: bytes) -> str:
-        large = len(body) > LARGE_BODY
-        prepared = (await self._off_loop(self._predict_inputs, name, version, label, body) if large
-                    else self._predict_inputs(name, version, label, body))
+        prepared = await self._for_body(body, self._predict_inputs, name, version, label, body)
         servable, signature_name, arrays = prepared[:3]
         outputs = await self._run(servable, signature_name, arrays, "Predict", name)
-        if large:
-            return await self._off_loop(self._predict_answer, name, version, label, prepared, outputs)
-        return self._predict_answer(name, version, label, prepared, outputs)
+        return await self._for_body(body, self._predict_answer, name, version, label, prepared, outputs)
 
     def _predict_inputs(self, name: str, version, label, body: bytes) -> tuple:
         """(servable, signature name, input arrays, requested signature name, row format?) of a predict body."""
@@ -224,13 +225,22 @@ class RestApi:
         return answer
 
     async def classify_or_regress(self, verb: str, name: str, version, label, body: bytes) -> str:
-        document, examples = (await self._off_loop(self._examples, verb, body) if len(body) > LARGE_BODY
-                              else self._examples(verb, body))
+        prepared = await self._for_body(body, self._examples_inputs, verb, name, version, label, body)
+        servable, signature_name, batch = prepared[:3]
+        outputs = await self._run(servable, signature_name, batch, verb.capitalize(), name)
+        return await self._for_body(body, self._examples_answer, verb, name, version, label, prepared, outputs)
+
+    def _examples_inputs(self, verb: str, name: str, version, label, body: bytes) -> tuple:
+        """(servable, signature name, the examples' feed, document, examples) of a classify or regress body."""
+        document = self._document(body)
+        examples = tensors.examples_from_json(document, verb)
         servable = self.resolve(name, version, label)
         signature_name = document.get("signature_name", "") or inference.DEFAULT_SIGNATURE
         signature = inference.example_signature(servable, signature_name, verb)
-        outputs = await self._run(servable, signature_name, inference.examples_batch(examples, signature),
-                                  verb.capitalize(), name)
+        return servable, signature_name, inference.examples_batch(examples, signature), document, examples
+
+    def _examples_answer(self, verb: str, name: str, version, label, prepared: tuple, outputs) -> str:
+        servable, signature_name, _, document, examples = prepared
         # the outputs checked and read as over gRPC (PostProcessClassificationResult / PostProcessRegressionResult),
         # then written from the result, as TF Serving's handler writes the response's result
         result = inference.examples_result(verb, outputs, len(examples))
@@ -240,10 +250,6 @@ class RestApi:
             verb, request_logging.model_spec(name, document.get("signature_name", ""), version, label), spec,
             examples, result))
         return answer
-
-    def _examples(self, verb: str, body: bytes) -> tuple:
-        document = self._document(body)
-        return document, tensors.examples_from_json(document, verb)
 
     async def _run(self, servable, signature_name: str, arrays: dict, api: str, model_name: str) -> dict:
         """The model run (Predict, Classify or Regress); its wall time is the runtime latency metric."""

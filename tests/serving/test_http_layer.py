@@ -446,6 +446,29 @@ def test_parse_head(head, status):
     assert caught.value.status == status
 
 
+def _polled_while_posting(running, model: str, path: str, body: bytes) -> tuple:
+    """POSTs ``body`` to ``path`` while another client GETs /v1/models/<model> every 20 ms: (status, answer,
+    [(start, end) of each poll answered 200 while the POST was being answered])."""
+    done, answered = threading.Event(), []
+
+    def prober():
+        while not done.is_set():
+            started = time.monotonic()
+            status, _ = testing.RestClient(running.url, timeout=30).get(f"/v1/models/{model}")
+            answered.append((started, time.monotonic(), status))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=prober, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    status, answer = testing.RestClient(running.url, timeout=120).post(path, body)
+    ended = time.monotonic()
+    done.set()
+    thread.join(30)
+    return status, answer, [a[:2] for a in answered if started < a[0] and a[1] < ended and a[2] == 200]
+
+
 def test_a_large_body_being_parsed_does_not_hold_up_other_requests(models_root):
     """TF Serving answers each request on a handler thread (http_server.cc's RequestExecutor): while one large
     JSON body is parsed and converted, other clients (a readiness probe) are answered. The server runs in its own
@@ -454,26 +477,20 @@ def test_a_large_body_being_parsed_does_not_hold_up_other_requests(models_root):
     one = "[" + ",".join([row] * 28) + "]"
     body = ('{"signature_name": "no_such_signature", "instances": [' + ",".join([one] * 1500) + "]}").encode()
     with testing.start_server(models_root / "letters", subprocess=True) as running:
-        done, answered = threading.Event(), []
-
-        def prober():
-            while not done.is_set():
-                started = time.monotonic()
-                status, _ = testing.RestClient(running.url, timeout=30).get("/v1/models/letters")
-                answered.append((started, time.monotonic(), status))
-                time.sleep(0.02)
-
-        thread = threading.Thread(target=prober, daemon=True)
-        thread.start()
-        time.sleep(0.3)
-        started = time.monotonic()
-        status, answer = testing.RestClient(running.url, timeout=120).post(PREDICT, body)
-        ended = time.monotonic()
-        done.set()
-        thread.join(30)
+        status, answer, during = _polled_while_posting(running, "letters", PREDICT, body)
     assert status == 400 and "no_such_signature" in answer["error"]       # parsed to the end, then refused
-    during = [a for a in answered if started < a[0] and a[1] < ended and a[2] == 200]
-    assert len(during) >= 5, (ended - started, answered)
+    assert len(during) >= 5, during
+
+
+def test_a_large_classify_answer_does_not_hold_up_other_requests(tmp_path):
+    """A classify body over 256 KiB is read, and its answer (100,000 results) made and written, on a handler
+    thread, as predict's: a readiness probe meanwhile waits for no more than a moment."""
+    testing.save_scorer(str(tmp_path / "scorer" / "1"))
+    body = ('{"examples": [' + ",".join(['{"x": 0.5}'] * 100_000) + "]}").encode()
+    with testing.start_server(tmp_path / "scorer", "scorer", subprocess=True) as running:
+        status, answer, during = _polled_while_posting(running, "scorer", "/v1/models/scorer:classify", body)
+    assert status == 200 and answer["results"][-1] == [["yes", 0.5], ["no", 0.5]]
+    assert len(during) >= 5 and max(end - start for start, end in during) < 1.0, during
 
 
 def test_lines_ended_by_a_bare_lf_are_read_as_libevent_reads_them(bare):
