@@ -3,7 +3,8 @@ kParseNanAndInfFlag | kParseStopWhenDoneFlag`` (``ParseJson`` in util/json_tenso
 later; ``serving/deploy`` runs 2.20.0), on Python's JSON decoder.
 
 What the two decoders do differently is mended here: rapidjson's error messages and offsets; a lone high
-surrogate escape (an error for rapidjson); ``Inf``, ``-Inf`` and ``-NaN`` (rapidjson takes them as numbers,
+surrogate escape (an error for rapidjson); a lone low one in \uDC80-\uDCFF (rapidjson's 3 UTF-8 bytes, where
+Python's character would be read as one undecodable body byte); ``Inf``, ``-Inf`` and ``-NaN`` (rapidjson takes them as numbers,
 Python does not know them); numbers too big for a double (``1e309``, or an integer of 310 digits), which
 rapidjson refuses with "Number too big to be stored in double." where Python gives ``inf`` or a huge integer, and
 which rapidjson's digit-by-digit checks refuse even where the value is finite (``0e309``, or 400 digits then
@@ -107,7 +108,24 @@ def _parse(body: bytes):
             if tail:
                 message, exc.pos = tail
         raise invalid(f"JSON Parse error: {message} at offset: {exc.pos}") from None
+    if "\\u" in text and _BYTE_SURROGATE_ESCAPE.search(text):   # a lone one, not a pair's or "\\\\udc80"
+        escaped = _LOW_ESCAPE.sub(_utf8_of_low_escape, body)
+        if escaped != body:
+            return _parse(escaped)
     return value
+
+
+_BYTE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][cC][89a-fA-F][0-9a-fA-F]")
+_LOW_ESCAPE = re.compile(rb"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"   # a pair, as it is
+                         rb"|(u[dD][cC][89a-fA-F][0-9a-fA-F])|.)", re.DOTALL)
+
+
+def _utf8_of_low_escape(match) -> bytes:
+    """A lone \\uDC80-\\uDCFF escape as the 3 bytes rapidjson 1.1 stores for it (UTF-8 of the code point; other
+    escapes as they are). Parsed from the bytes, an escaped U+DC80-U+DCFF is three characters, as undecodable
+    body bytes are, where Python's decoder would have made it the one character a raw byte 0x80-0xFF is."""
+    escape = match.group(1)
+    return chr(int(escape[1:], 16)).encode("utf-8", "surrogatepass") if escape else match.group()
 
 
 _ESCAPE = re.compile(r"\\(?:(u[dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?|.)", re.DOTALL)

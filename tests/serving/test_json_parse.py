@@ -130,3 +130,16 @@ def test_a_repeated_name_keeps_its_first_value_and_every_member():
     assert parsed["signature_name"] == "a"                  # rapidjson's FindMember: the first
     assert [key for key, _ in parsed.pairs] == ["signature_name", "instances", "signature_name"]
     assert type(parse_json(b'{"a": 1}')) is dict            # the common case stays a plain dict
+
+
+def test_an_escaped_lone_low_surrogate_keeps_rapidjsons_three_bytes():
+    """rapidjson 1.1 stores a lone low-surrogate escape as its code point's 3-byte UTF-8 (\\udc80: ED B2 80), in
+    U+DC80-U+DCFF too, while a raw byte that is not UTF-8 stays that one byte; names as values, for predict's
+    strings and the examples' features alike."""
+    from serving.tensors import to_bytes
+
+    document = parse_json(b'{"\\udc80": ["\\udc80", "\\uDCFF", "\\udc7f", "\x80", "a\\\\udc80", "\\ud800\\udc80"]}')
+    (name, values), = document.items()
+    assert to_bytes(name) == b"\xed\xb2\x80"
+    assert [to_bytes(value) for value in values] == [
+        b"\xed\xb2\x80", b"\xed\xb3\xbf", b"\xed\xb1\xbf", b"\x80", b"a\\udc80", "\U00010080".encode()]
