@@ -134,7 +134,7 @@ class RestApi:
             self.metrics.request(model_name, error.code)
             return error.http_status, JSON + extra, tensors.error_body(error.message)
         self.metrics.request(model_name, "OK", api, (time.perf_counter() - started) * 1e6)
-        return 200, JSON + extra, text.encode("utf-8", "replace")
+        return 200, JSON + extra, tensors.to_bytes(text)    # a label's bytes that are not UTF-8 as they are
 
     # ------------------------------------------------------------------------------------ handlers
     def resolve(self, name: str, version, label):
@@ -244,7 +244,8 @@ class RestApi:
         # the outputs checked and read as over gRPC (PostProcessClassificationResult / PostProcessRegressionResult),
         # then written from the result, as TF Serving's handler writes the response's result
         result = inference.examples_result(verb, outputs, len(examples))
-        answer = (tensors.classify_response if verb == inference.CLASSIFY else tensors.regress_response)(result)
+        answer = (tensors.classify_response(result, outputs.get("classes")) if verb == inference.CLASSIFY
+                  else tensors.regress_response(result))
         spec = request_logging.model_spec(name, signature_name, servable.version)
         self.request_logger.log(verb, spec, lambda: request_logging.example_messages(
             verb, request_logging.model_spec(name, document.get("signature_name", ""), version, label), spec,

@@ -584,11 +584,18 @@ def columnar_response(outputs: dict) -> str:
     return '{\n    "outputs": ' + body + "\n}"
 
 
-def classify_response(result) -> str:
+def classify_response(result, classes=None) -> str:
     """``{"results": [[[label, score], ...], ...]}`` of a ``ClassificationResult`` (MakeJsonFromClassificationResult:
-    rapidjson's PrettyWriter, each example's classes on one line, the outer array closed on a line of its own)."""
-    rows = ["[" + ", ".join(f"[{_name(entry.label)}, {format_float(entry.score)}]" for entry in row.classes) + "]"
-            for row in result.classifications]
+    rapidjson's PrettyWriter, each example's classes on one line, the outer array closed on a line of its own).
+    The labels are the bytes of the run's ``classes`` output when given, as TF Serving sets them (set_label(data,
+    size)) and rapidjson writes them (no kWriteValidateEncodingFlag): bytes that are not UTF-8 come as they are,
+    undecoded characters (surrogateescape) for :func:`to_bytes`, where the result's string labels hold U+FFFD."""
+    def label(i: int, c: int, entry) -> str:
+        return _name(entry.label if classes is None else classes[i, c].decode("utf-8", "surrogateescape"))
+
+    rows = ["[" + ", ".join(f"[{label(i, c, entry)}, {format_float(entry.score)}]"
+                            for c, entry in enumerate(row.classes)) + "]"
+            for i, row in enumerate(result.classifications)]
     return '{\n    "results": [' + ", ".join(rows) + "\n    ]\n}"
 
 

@@ -43,15 +43,29 @@ def save_float_inputs(path: str) -> None:
                                                   for name, body in signatures.items()})
 
 
+def save_raw_labels(path: str) -> None:
+    """A model whose classes are bytes that are not all UTF-8: "caf\\xe9" (Latin-1), "\\xff", "é"."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(inputs):
+        rows = tf.shape(inputs)[0]
+        return {"classes": tf.tile(tf.constant([[b"caf\xe9", b"\xff", "é".encode()]]), [rows, 1]),
+                "scores": tf.fill([rows, 3], 0.5)}
+
+    tf.saved_model.save(tf.Module(), path, signatures={"serving_default": classify})
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
     root = tmp_path_factory.mktemp("scorer")
     testing.save_scorer(str(root / "scorer" / "1"))
     save_misshapen(str(root / "misshapen" / "1"))
     save_float_inputs(str(root / "odd" / "1"))
+    save_raw_labels(str(root / "labels" / "1"))
     (root / "models.config").write_text("model_config_list {\n" + "".join(
         f'  config {{ name: "{name}" base_path: "{root / name}" model_platform: "tensorflow" }}\n'
-        for name in ("scorer", "misshapen", "odd")) + "}\n")
+        for name in ("scorer", "misshapen", "odd", "labels")) + "}\n")
     with testing.start_grpc_server(model_config_file=str(root / "models.config")) as started:
         yield started
 
@@ -150,3 +164,18 @@ def test_examples_fed_to_an_input_that_is_not_a_string_are_refused(running, serv
             with pytest.raises(grpc.RpcError) as caught:
                 call(request, timeout=60)
             assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def test_labels_that_are_not_utf8_come_as_their_bytes(running, server):
+    """TF Serving sets a label from the classes' bytes and rapidjson writes them unchecked: the REST body carries
+    them as they are. A gRPC label is a proto string, which Python's protobuf holds only as UTF-8 (and a client's
+    parse refuses otherwise): there bytes that are not UTF-8 are U+FFFD."""
+    status, _, raw = server.request("POST", "/v1/models/labels:classify", {"examples": [{"x": 0.5}]})
+    assert (status, raw) == (200, b'{\n    "results": [[["caf\xe9", 0.5], ["\xff", 0.5], ["\xc3\xa9", 0.5]]'
+                                  b'\n    ]\n}')
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "labels"
+    request.input.example_list.examples.add().features.feature["x"].float_list.value.append(0.5)
+    with grpc.insecure_channel(f"127.0.0.1:{running.server.grpc_port}") as channel:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Classify(request, timeout=60)
+    assert [c.label for c in response.result.classifications[0].classes] == ["caf\ufffd", "\ufffd", "é"]
