@@ -14,7 +14,7 @@ import zlib
 from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
-from serving import inference, request_logging, tensors
+from serving import inference, request_logging, tensors, uri
 from serving.httpserver import RequestError
 from serving.batching import BatchOutputs
 from serving.json_parse import parse_json
@@ -26,7 +26,6 @@ PREDICT_ROUTE = re.compile(
     r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 GET_ROUTE = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?")
 V1 = re.compile(r"(?i)/v1/.*", re.DOTALL)
-SCHEME_AUTHORITY = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?://[^/?#]*)?")   # evhttp_uri_parse's steps 1, 2
 PATH_END = re.compile(r"[?#]")
 INT64_MAX = 2 ** 63 - 1
 JSON = [("Content-Type", "application/json")]
@@ -42,10 +41,12 @@ def _decode_component(text: str) -> str:
 
 
 def uri_path(target: str) -> str:
-    """The request target as TF Serving's handlers see it (EvHTTPRequest::uri_path): the path libevent parses
-    from it (evhttp_uri_parse) with its ``?query`` and ``#fragment``, without the scheme and authority of an
-    absolute-form target (``http://host:8501/v1/models/letters`` is ``/v1/models/letters``)."""
-    return target[SCHEME_AUTHORITY.match(target).end():]
+    """The request target as TF Serving's handlers see it (EvHTTPRequest::uri_path, serving.uri.path_and_query);
+    a target libevent's strict parse refuses is libevent's 400 page (EvHTTPServer::DispatchEvRequest)."""
+    path = uri.path_and_query(target)
+    if path is None:
+        raise RequestError(400, f"Malformed request target {target}")
+    return path
 
 
 def _parse_version(text: str | None):
@@ -77,9 +78,9 @@ class RestApi:
     async def handle(self, method: str, target: str, headers: dict, body: bytes):
         if method not in ALLOWED_METHODS:   # evhttp_set_allowed_methods: libevent answers the rest itself
             raise RequestError(501, f"Method {method} is not allowed")
+        path = uri_path(target)   # parsed before the request is dispatched, its body read by no handler
         if body and "gzip" in headers.get("content-encoding", ""):   # its size is known only once inflated
             body = await self._off_loop(gunzipped, body, headers)
-        path = uri_path(target)
         # EvHTTPServer::DispatchEvRequest finds the Prometheus handler by the path alone (evhttp_uri_get_path);
         # ProcessPrometheusRequest then compares the path with its query and fragment
         if self.prometheus_path is not None and PATH_END.split(path, 1)[0] == self.prometheus_path:

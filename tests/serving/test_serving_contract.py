@@ -346,6 +346,36 @@ def test_an_absolute_form_target_is_routed_by_its_path(client, server):
     assert status == 404 and b"404 Not Found" in raw
 
 
+@pytest.mark.parametrize("target", [
+    b"/v1/models/letters|x/metadata", b"/v1/models/letters%zz/metadata", b"/v1/models/{letters}/metadata",
+    b"/v1/models/\xc3\xa9/metadata", b"/v1/models/letters%2", b"/v1/models/letters#a#b", b"/v1/models/letters?a^b",
+    b"1a:b/v1/models/letters", b"http://[zz]/v1/models/letters", b'http://us"er@host/v1/models/letters',
+    b"http://host:8a/v1/models/letters",
+    b"/monitoring/prometheus/metrics?x|y"])
+def test_a_target_libevents_strict_parse_refuses_is_its_400_page(server, target):
+    """ParsedEvRequest::decode parses the target with evhttp_uri_parse (flags 0, strict): a byte outside unreserved,
+    sub-delims, ':' '@' '/' (and '?' in the query and fragment), a '%' without two hex digits, a second '#', a
+    colon in a relative path's first segment, an authority that is no host[:port] refuse it, and
+    EvHTTPServer::DispatchEvRequest answers libevent's 400 page before any handler, Prometheus's too, sees it."""
+    from serving.httpserver import error_page
+
+    raw = raw_exchange(server, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and body == error_page(400), raw
+
+
+def test_targets_libevents_strict_parse_takes(client, server):
+    """Percent escapes, sub-delims, '@' and ':' in the path, '?' in the query and fragment, a user and an IPv6
+    literal in the authority: the handlers see them as before."""
+    assert client.get("/v1/models/letters%20x/metadata") == (
+        404, {"error": "Servable not found for request: Latest(letters x)"})
+    assert client.get("/v1/models/l!$&'()*+,;=@:x") == (
+        400, {"error": "Malformed request: GET /v1/models/l!$&'()*+,;=@:x"})
+    assert client.get("/v1/models/letters?a?b#c?d") == (
+        404, {"error": "Could not find any versions of model letters?a?b#c?d"})
+    assert client.get("http://user:pw@[::1]:8501/v1/models/letters")[0] == 200
+
+
 def test_cors_preflight(client):
     status, headers, raw = client.request("OPTIONS", PREDICT, headers={"Origin": "http://example.test"})
     assert (status, raw) == (200, b"")
