@@ -389,6 +389,28 @@ def test_undo_while_drawing_leaves_no_ink_behind(web, open_page):
     assert dark_pixels(page) == 0 and page.locator("#send").is_disabled()
 
 
+def test_clear_while_drawing_leaves_no_ink_behind(web, open_page):
+    """Clear pressed mid-stroke (the mouse held, Enter on the focused Clear) had left the rest of the stroke drawn
+    onto the pad, recorded nowhere, with Undo, Clear and Recognise disabled: the stroke goes with the others."""
+    page = open_page(web.url)
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + 50, box["y"] + 50)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 150, box["y"] + 120, steps=6)
+    page.focus("#clear")
+    page.keyboard.press("Enter")
+    page.mouse.move(box["x"] + 200, box["y"] + 220, steps=6)             # the same press, still held
+    page.mouse.up()
+    assert dark_pixels(page) == 0
+    assert page.eval_on_selector_all("#undo, #clear, #send", "bs => bs.every(b => b.disabled)")
+    draw_letter(page)                                                     # the pad draws again as before
+    assert dark_pixels(page) > 0 and page.locator("#send").is_enabled()
+    page.click("#undo")
+    page.click("#undo")
+    assert dark_pixels(page) == 0 and page.locator("#send").is_disabled()
+    assert page.problems == [], page.problems
+
+
 def dark_pixels(page):
     """The number of the pad's pixels inked."""
     return page.evaluate("""() => { const c = document.getElementById('pad');

@@ -104,11 +104,15 @@
     });
   });
 
-  function endStroke(event) {
-    if (!state.current || event.pointerId !== state.pointerId) return;
+  // The stroke being drawn is over: its pointer's further moves draw nothing.
+  function stopStroke() {
+    if (pad.hasPointerCapture(state.pointerId)) pad.releasePointerCapture(state.pointerId);
     state.current = null;
     state.pointerId = null;
-    if (pad.hasPointerCapture(event.pointerId)) pad.releasePointerCapture(event.pointerId);
+  }
+  function endStroke(event) {
+    if (!state.current || event.pointerId !== state.pointerId) return;
+    stopStroke();
     updateToolbar();
   }
   pad.addEventListener("pointerup", endStroke);
@@ -123,7 +127,15 @@
     padChanged();
   }
   $("undo").addEventListener("click", undo);
-  $("clear").addEventListener("click", () => { state.strokes = []; redraw(); padChanged(); });
+  function clear() {
+    // Mid-stroke (Clear pressed by keyboard, the pointer still down): the stroke being drawn goes with the others,
+    // and the rest of its press draws nothing, which would stay on the canvas unrecorded.
+    if (state.current) stopStroke();
+    state.strokes = [];
+    redraw();
+    padChanged();
+  }
+  $("clear").addEventListener("click", clear);
   $("stroke-width").addEventListener("input", (event) => {
     state.strokeWidth = Number(event.target.value);
     $("stroke-width-value").textContent = String(state.strokeWidth);
