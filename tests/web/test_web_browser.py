@@ -286,6 +286,45 @@ def test_a_busy_or_slow_model_server_is_said_so_in_neither_colour(web, browser, 
         context.close()
 
 
+# Every reason the backend gives for an error (web/server.py, web/tfserving.py, serving/client.py, the image check's
+# and the feedback store's), with a status it is sent with; the model server's own by each status it can come with.
+REASONS = [(400, r) for r in ("empty", "decompression_bomb", "side_too_long", "not_an_image", "unsupported_format",
+                              "corrupt", "truncated_or_corrupt", "model_rejected_image", "bad_base64", "missing_field",
+                              "bad_json", "bad_multipart", "bad_request", "bad_route", "bad_source", "unknown_label",
+                              "invalid_feedback")] + [
+    (404, "not_found"), (405, "method_not_allowed"), (408, "timeout"), (409, "already_stored"),
+    (411, "length_required"), (413, "too_large"), (414, "uri_too_long"), (415, "unsupported_media_type"),
+    (431, "headers_too_large"), (500, "internal_error"), (501, "not_implemented"), (505, "http_version_not_supported"),
+    (507, "not_stored"), (502, "bad_serving_response"),
+    (429, "serving_error"), (503, "serving_error"), (504, "serving_error"), (503, "serving_unreachable"),
+    (504, "serving_timeout"), (503, "model_not_loaded")]
+
+
+def test_every_error_the_backend_gives_is_said_in_hebrew_too(web, open_page):
+    """429 (busy), 408 (the request did not arrive whole in time) and 502 (an unexpected answer of the model server)
+    had been said in English only: every reason has its Hebrew line first, then the server's English message."""
+    page = open_page(web.url)
+    answers = iter(REASONS)
+
+    def refuse(route):
+        status, reason = next(answers)
+        route.fulfill(status=status, content_type="application/json",
+                      body=json.dumps({"error": f"English {status} {reason}.", "reason": reason}))
+    page.route("**/api/predict", refuse)
+    draw_letter(page)
+    english_only = []
+    for status, reason in REASONS:
+        expect(page.locator("#send")).to_be_enabled()
+        page.dispatch_event("#send", "click")       # (not a pointer's click: the error box may be scrolling in)
+        expect(page.locator("#error")).to_contain_text(f"English {status} {reason}.")
+        first = page.locator("#error bdi").first.inner_text()
+        if not re.search("[\u0590-\u05FF]", first):
+            english_only.append((status, reason))
+        elif status == 429:
+            assert first == "שרת המודל עמוס", first                        # busy, as the status line says
+    assert english_only == []
+
+
 def test_a_model_server_too_slow_is_said_slow_and_not_marked_down(start_web, slow_predict, open_page):
     """A prediction not answered within --serving-timeout (504) had been said "The model server is down" and the
     status line turned down: it is said slow, in Hebrew and English, and the status line stays as it was."""

@@ -222,6 +222,7 @@
   const SLOW_HE = "שרת המודל איטי";   // "the model server is slow"
   const NOT_ANSWERING = "השרת אינו עונה · This page's server is not answering";
   const downText = (message) => `${DOWN_HE}\n${message || "The model server is down."}`;
+  const busyText = (message) => `${BUSY_HE}\n${message || "The model server is busy."}`;
   const slowText = (message) => `${SLOW_HE}\n${message || "The model server is slow."}`;
 
   async function checkStatus() {
@@ -229,7 +230,7 @@
       const response = await fetch("/api/status", { cache: "no-store" });
       const body = await response.json();
       if (response.status === 429) {
-        setServingStatus(null, `${BUSY_HE}\n${body.error || "The model server is busy."}`);
+        setServingStatus(null, busyText(body.error));
       } else if (response.status === 504) {   // no answer in time: slow, maybe busy, not known to be down
         setServingStatus(null, slowText(body.error));
       } else if (response.ok) {
@@ -258,7 +259,9 @@
     });
   }
 
-  // The server's reasons for refusing an image or a feedback, in Hebrew; its English message follows.
+  // The server's reasons for refusing a request, in Hebrew; its English message follows. The model server's own
+  // (serving_unreachable, serving_timeout, serving_error, model_not_loaded) are said by their status, 429 busy,
+  // 504 slow, 503 down (postPredict).
   const REASONS_HE = {
     empty: "התמונה ריקה",
     too_large: "התמונה גדולה מדי",
@@ -272,7 +275,25 @@
     bad_base64: "התמונה לא הגיעה שלמה",
     already_stored: "התמונה הזאת כבר נשמרה",
     unknown_label: "אות לא מוכרת",
+    invalid_feedback: "המשוב אינו תקין",
     not_stored: "המשוב לא נשמר",
+    bad_serving_response: "שרת המודל ענה תשובה לא צפויה",
+    timeout: "הבקשה לא הגיעה שלמה בזמן",
+    missing_field: "בבקשה חסר שדה",
+    bad_json: "גוף הבקשה אינו תקין",
+    bad_multipart: "טופס ההעלאה אינו תקין",
+    bad_request: "הבקשה אינה תקינה",
+    bad_route: "מסלול לא מוכר",
+    bad_source: "מקור תמונה לא מוכר",
+    length_required: "בבקשה חסר אורך הגוף",
+    unsupported_media_type: "סוג התוכן של הבקשה אינו נתמך",
+    uri_too_long: "כתובת הבקשה ארוכה מדי",
+    headers_too_large: "כותרות הבקשה גדולות מדי",
+    not_found: "הנתיב לא נמצא",
+    method_not_allowed: "הפעולה אינה מותרת בנתיב הזה",
+    not_implemented: "הפעולה אינה נתמכת",
+    http_version_not_supported: "גרסת HTTP אינה נתמכת",
+    internal_error: "שגיאה פנימית בשרת",
   };
   const serverMessage = (body, status) => {
     const english = (body && body.error) || `HTTP ${status}`;
@@ -297,6 +318,7 @@
         throw new Error(text);
       }
       if (response.status === 504) throw new Error(slowText(body && body.error));   // slow: not marked down
+      if (response.status === 429) throw new Error(busyText(body && body.error));   // busy: not marked down
       throw new Error(message);
     }
     return body;
