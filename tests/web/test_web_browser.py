@@ -286,6 +286,38 @@ def test_a_busy_or_slow_model_server_is_said_so_in_neither_colour(web, browser, 
         context.close()
 
 
+def test_the_status_line_is_rewritten_only_when_it_changes(web, browser):
+    """The status line (role=status) was rewritten at every 30 s check, its text unchanged, and screen readers read it
+    out again each time: the check touches it only when what it says changes."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.clock.install()
+        page.goto(web.url)
+        page.wait_for_selector("#serving-status.status-up")
+        page.evaluate("""() => { window.statusChanges = 0;
+            new MutationObserver((records) => { window.statusChanges += records.length; }).observe(
+                document.getElementById('serving-status'),
+                {subtree: true, childList: true, characterData: true, attributes: true}); }""")
+
+        def checked():
+            with page.expect_response("**/api/status"):
+                page.clock.run_for(30_000)
+            page.wait_for_timeout(300)                                    # its answer read and shown
+            return page.evaluate("window.statusChanges")
+
+        assert checked() == 0 and checked() == 0
+        page.route("**/api/status", lambda route: route.fulfill(
+            status=429, content_type="application/json",
+            body=json.dumps({"serving": "busy", "reason": "serving_error", "error": "The model server is busy: x."})))
+        assert checked() > 0
+        expect(page.locator("#serving-status.status-unknown")).to_contain_text("busy")
+        changes = page.evaluate("window.statusChanges")
+        assert checked() == changes
+    finally:
+        context.close()
+
+
 # Every reason the backend gives for an error (web/server.py, web/tfserving.py, serving/client.py, the image check's
 # and the feedback store's), with a status it is sent with; the model server's own by each status it can come with.
 REASONS = [(400, r) for r in ("empty", "decompression_bomb", "side_too_long", "not_an_image", "unsupported_format",

@@ -173,7 +173,10 @@
   // ---------------------------------------------------------------- messages
   // A message in two languages ("עברית · English." or lines) in a box whose direction follows its first words:
   // each part is isolated in its own direction, so the English part keeps its full stop at its end.
+  // Unchanged text leaves the box as it is: a live region (the status line, a feedback's result) rewritten with the
+  // same words is read out again by screen readers.
   function setBidiText(element, text) {
+    if (element.textContent === String(text)) return;
     element.replaceChildren();
     // The box's direction is set from its first strong letter: isolated parts do not count in the browser's
     // own choice of a paragraph's direction, which then fell back to left-to-right with Hebrew first.
@@ -212,8 +215,9 @@
 
   function setServingStatus(up, text) {
     const line = $("serving-status");
-    line.classList.remove("status-up", "status-down", "status-unknown");
-    line.classList.add(up === null ? "status-unknown" : up ? "status-up" : "status-down");
+    line.classList.toggle("status-unknown", up === null);   // (toggle, not remove and add: a class kept is not
+    line.classList.toggle("status-up", up === true);        // written again)
+    line.classList.toggle("status-down", up === false);
     setBidiText($("serving-status-text"), text);
   }
 
