@@ -217,8 +217,8 @@ def test_feedback_of_a_reencoded_upload_sends_the_upload(web, open_page):
 
 
 def test_a_file_that_is_not_an_image_leaves_no_feedback_for_the_earlier_answer(web, open_page):
-    """The page refuses a file whose type is not an image before sending it; the answer shown before is hidden,
-    and so is its feedback: a letter pressed then was stored for an image no longer shown. Chosen or dropped."""
+    """The server refuses a file that is not an image; the answer shown before is hidden, and so is its feedback:
+    a letter pressed then was stored for an image no longer shown. Chosen or dropped."""
     page = open_page(web.url)
     page.check("#feedback-mode")
     upload = {"name": "c.png", "mimeType": "image/png", "buffer": letter_png(size=64, seed=5)}
@@ -231,7 +231,7 @@ def test_a_file_that_is_not_an_image_leaves_no_feedback_for_the_earlier_answer(w
 
     def refused():
         page.wait_for_selector("#error:not([hidden])")
-        assert "This is not an image file." in page.locator("#error").inner_text()
+        assert "This is not an image the server can read" in page.locator("#error").inner_text()
         assert page.locator("#result").is_hidden() and page.locator("#feedback").is_hidden()
         alef = page.locator("#letter-grid button[data-class=alef]")
         alef.dispatch_event("click")         # (hidden: no user can press it; a feedback would start at once)
@@ -246,6 +246,26 @@ def test_a_file_that_is_not_an_image_leaves_no_feedback_for_the_earlier_answer(w
     page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
     refused()
     assert web.backend.store.count() == 0
+    assert all("status of 400" in problem for problem in page.problems), page.problems   # (the refusals' log lines)
+
+
+def test_an_image_is_judged_by_its_bytes_not_its_name(web, open_page):
+    """A PNG named bet.img (typed by the browser from its name as a disk image) had been refused by the page as
+    not an image file, unsent, and the answer shown hidden: the server reads what it is, chosen or dropped."""
+    page = open_page(web.url)
+    png = letter_png(size=64, seed=4)
+    page.set_input_files("#file", files=[{"name": "bet.img", "mimeType": "application/x-raw-disk-image",
+                                          "buffer": png}])
+    answer = answer_of(page)
+    assert answer["classes"][0] == STABLE_CLASS and "PNG 64×64" in page.locator("#image-info").inner_text()
+    page.evaluate("document.getElementById('top3').replaceChildren()")
+    dropped = page.evaluate_handle("""(bytes) => { const t = new DataTransfer();
+        t.items.add(new File([new Uint8Array(bytes)], "bet.img", {type: "application/x-raw-disk-image"}));
+        return t; }""", list(letter_png(size=48, seed=4)))
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+    answer_of(page)
+    expect(page.locator("#image-info")).to_contain_text("PNG 48×48")
+    assert page.locator("#error").is_hidden()
     assert page.problems == [], page.problems
 
 
@@ -443,7 +463,8 @@ def test_keyboard_focus_on_upload_is_visible_and_messages_keep_each_languages_di
     page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
     expect(page.locator("#error")).to_contain_text("not an image")
     parts = page.eval_on_selector_all("#error bdi", "bs => bs.map(b => [b.textContent, getComputedStyle(b).direction])")
-    assert parts == [["זה אינו קובץ תמונה", "rtl"], ["This is not an image file.", "ltr"]]
+    assert parts[0] == ["זו אינה תמונה שהשרת יכול לקרוא", "rtl"]
+    assert parts[1][0].startswith("This is not an image the server can read") and parts[1][1] == "ltr"
 
 
 def test_undo_while_drawing_leaves_no_ink_behind(web, open_page):
