@@ -5,7 +5,7 @@ parse, and EvHTTPServer::DispatchEvRequest answers a target it refuses with libe
 
 The steps are those of libevent 2.1.8's http.c (evhttp_uri_parse_with_flags, scheme_ok, end_of_authority,
 parse_authority, userinfo_ok, regname_ok, bracket_addr_ok, parse_port, end_of_path, path_matches_noscheme),
-written from that release's source as it is known, not read here: its source is not among TF Serving's.
+the release TF Serving 2.16.1's workspace.bzl builds.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ _PATH = re.compile(rf"(?:[{_UNRESERVED}{_SUBDELIMS}:@/]|{_PERCENT})*")      # en
 _QUERY = re.compile(rf"(?:[{_UNRESERVED}{_SUBDELIMS}:@/?]|{_PERCENT})*")    # PART_QUERY, PART_FRAGMENT: '?' too
 _USERINFO = re.compile(rf"(?:[{_UNRESERVED}{_SUBDELIMS}:]|{_PERCENT})*")
 _REGNAME = re.compile(rf"(?:[{_UNRESERVED}{_SUBDELIMS}]|{_PERCENT})*")
-_IP_FUTURE = re.compile(rf"v[0-9A-Fa-f]+\.[{_UNRESERVED}{_SUBDELIMS}:]+")
+_IP_FUTURE = re.compile(rf"v[0-9A-Fa-f]+\.[{_UNRESERVED}{_SUBDELIMS}:]*")   # none after the dot, as bracket_addr_ok
 _AUTHORITY_END = re.compile(r"[/?#]")
 _PORT = re.compile(r":([0-9]*)$")
 _MAX_PORT = 65535

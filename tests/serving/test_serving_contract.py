@@ -376,6 +376,17 @@ def test_targets_libevents_strict_parse_takes(client, server):
     assert client.get("http://user:pw@[::1]:8501/v1/models/letters")[0] == 200
 
 
+@pytest.mark.parametrize("host, taken", [
+    ("[v1.]", True), ("[v1.a:b]", True), ("[vF.x]", True), ("[v.x]", False), ("[v1]", False), ("[vz.x]", False),
+    ("[V1.x]", False), ("[]", False), ("[::1%25eth0]", False), ("host:65535", True), ("host:65536", False)])
+def test_an_authority_is_read_as_libevents_bracket_addr_ok_and_parse_port_read_it(host, taken):
+    """libevent 2.1.8's bracket_addr_ok: an IPvFuture is 'v', hex digits, '.', then any number of unreserved,
+    sub-delims and ':' (none too, though RFC 3986 wants one); parse_port refuses a port above 65535."""
+    from serving import uri
+
+    assert (uri.path_and_query(f"http://{host}/v1/models/letters") == "/v1/models/letters") is taken
+
+
 def test_cors_preflight(client):
     status, headers, raw = client.request("OPTIONS", PREDICT, headers={"Origin": "http://example.test"})
     assert (status, raw) == (200, b"")
