@@ -512,7 +512,9 @@ _MAX_CACHED_STRING = 256
 def _json_string(value: bytes) -> str:
     text = _JSON_STRINGS.get(value)
     if text is None:
-        text = json.dumps(value.decode("utf-8", "replace"), ensure_ascii=False)
+        # rapidjson's Writer::String writes the bytes unchecked: bytes that are not UTF-8 kept as undecoded
+        # characters, which to_bytes writes back as they were
+        text = json.dumps(value.decode("utf-8", "surrogateescape"), ensure_ascii=False)
         if len(value) <= _MAX_CACHED_STRING:
             if len(_JSON_STRINGS) >= _MAX_JSON_STRINGS:
                 _JSON_STRINGS.clear()

@@ -179,3 +179,11 @@ def test_labels_that_are_not_utf8_come_as_their_bytes(running, server):
     with grpc.insecure_channel(f"127.0.0.1:{running.server.grpc_port}") as channel:
         response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Classify(request, timeout=60)
     assert [c.label for c in response.result.classifications[0].classes] == ["caf\ufffd", "\ufffd", "é"]
+
+
+def test_string_outputs_that_are_not_utf8_come_as_their_bytes(server):
+    """A predict answer's string outputs are written as rapidjson's Writer::String writes them (MakeJsonFromTensors),
+    their bytes unchecked, in the row and the columnar format alike: "caf\\xe9" had come as caf U+FFFD."""
+    for body, key in (({"instances": ["x"]}, b'"predictions"'), ({"inputs": ["x"]}, b'"outputs"')):
+        status, _, raw = server.request("POST", "/v1/models/labels:predict", body)
+        assert status == 200 and key in raw and b'["caf\xe9", "\xff", "\xc3\xa9"]' in raw, raw
