@@ -94,14 +94,14 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
                 "rename it")
     if beside:
         return ("skip", rel, "not_in_a_class_folder", "files beside the class folders are not read")
-    if fileio.isdir(path):
-        return ("skip", rel, "nested_folder", "folders inside a class folder are not read")
-    if is_hidden(path):
+    if is_hidden(path, input_base):
         return ("skip", rel, "hidden_file", "names starting with a dot are not read (temporary files of "
                 "interrupted writes and editors, macOS's ._ files)")
-    if label_name not in CLASS_INDEX:
+    if label_name not in CLASS_INDEX:   # a file or a folder in it
         return ("skip", rel, "unknown_class", f"folder {label_name!r} is not one of the 27 classes"
                 + did_you_mean(label_name))
+    if fileio.isdir(path):
+        return ("skip", rel, "nested_folder", "folders inside a class folder are not read")
     try:
         checked = image_io.read_checked(path, max_bytes, max_pixels, opener=fileio.open,
                                         size=lambda p: fileio.stat(p).length)
@@ -114,12 +114,13 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
 
 
 def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
-    """The paths ``pattern`` matches under ``input_base``, hidden names too. A local folder is listed by Python,
-    so that a name that is not UTF-8 is listed (and skipped by :func:`read_one`) where TensorFlow's glob fails."""
+    """The paths ``pattern`` matches under ``input_base``, hidden names too (:func:`read_one` reports them), but
+    none inside a hidden folder (a ``.git``): neither read nor reported, as a hidden file beside the class folders
+    is not. A local folder is listed by Python, so that a name that is not UTF-8 is listed (and skipped by
+    :func:`read_one`) where TensorFlow's glob fails."""
     where = pattern_under(input_base, pattern)
-    if "://" in input_base:
-        return sorted(fileio.glob(where))
-    return sorted(glob.glob(where, include_hidden=True))
+    paths = fileio.glob(where) if "://" in input_base else glob.glob(where, include_hidden=True)
+    return sorted(path for path in paths if not is_hidden(os.path.dirname(path), input_base))
 
 
 def utf8(name: str) -> bool:
@@ -135,8 +136,13 @@ def in_class_folder(path: str) -> bool:
     return os.path.basename(os.path.dirname(path)) in CLASS_INDEX and not is_hidden(path)
 
 
-def is_hidden(path: str) -> bool:
-    return os.path.basename(path.rstrip("/")).startswith(".")
+def is_hidden(path: str, root: str | None = None) -> bool:
+    """Whether ``path``'s name starts with a dot; given the folder ``root`` it is in, whether any name of its path
+    under ``root`` does (``.git/HEAD``, ``alef/.cache/1.png``)."""
+    if root is None:
+        return os.path.basename(path.rstrip("/")).startswith(".")
+    rel = os.path.relpath(path, root)
+    return rel != os.curdir and any(name.startswith(".") for name in rel.split(os.sep))
 
 
 def feedback_copies(repeat: int, main_files: list[str], feedback_files: list[str], train_share: float) -> int:
@@ -161,14 +167,15 @@ def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
     nanoseconds and its inode, so that a file replaced in place is seen even with its size and modification time
     kept (``cp -p``, ``rsync -a``, ``touch -r``, or within the same second: TensorFlow's local stat, which TFX's
     own fingerprint uses, has whole seconds); another file system's size and modification time. Hidden names are
-    left out as :func:`read_one` leaves them out (:func:`is_hidden`): a ``.DS_Store`` written beside the images
-    is no new data, and the cache key it is stays the same."""
+    left out as :func:`read_one` leaves them out (:func:`is_hidden`, a hidden folder's files too): a ``.DS_Store``
+    written beside the images, or a ``git commit`` in the data root, is no new data, and the cache key it is stays
+    the same."""
     if not root or not fileio.exists(root):
         return ""
     digest = hashlib.sha256()
     local = "://" not in root
     for path in list_inputs(root, pattern):
-        if is_hidden(path):
+        if is_hidden(path, root):
             continue
         try:
             if local:

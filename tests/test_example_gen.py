@@ -393,6 +393,35 @@ def test_a_hidden_file_leaves_the_fingerprint_and_a_new_image_changes_it(tmp_pat
     assert ieg.folder_fingerprint(str(tmp_path)) != before
 
 
+def test_a_hidden_folder_in_the_data_root_is_neither_read_nor_in_the_cache_key(tmp_path):
+    """A ``.git`` in the data root had been read as data (``.git/HEAD``: folder '.git' is not one of the 27 classes;
+    ``.git/objects``: folders inside a class folder are not read) and its files' times were in the cache key: a
+    ``git commit`` with no image changed re-ran every component and pushed a new version."""
+    (tmp_path / "alef").mkdir()
+    (tmp_path / "alef" / "1.png").write_bytes(png_bytes(letter_image(20, 20)))
+    before = ieg.folder_fingerprint(str(tmp_path))
+    (tmp_path / ".git" / "objects" / "ab").mkdir(parents=True)
+    (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (tmp_path / "alef" / ".cache").mkdir()
+    (tmp_path / "alef" / ".cache" / "2.png").write_bytes(png_bytes(letter_image(24, 20)))
+    assert ieg.folder_fingerprint(str(tmp_path)) == before == _cache_key_fingerprint(tmp_path)
+    (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/other\n")      # a commit, a checkout
+    assert ieg.folder_fingerprint(str(tmp_path)) == before
+    outcomes = [ieg.read_one(path, str(tmp_path), MAX_BYTES, MAX_PIXELS) for path in ieg.list_inputs(str(tmp_path))]
+    assert [o[:3] for o in outcomes] == [("skip", "alef/.cache", "hidden_file"), ("ok",) + outcomes[1][1:3]]
+    assert ieg.read_one(str(tmp_path / ".git" / "HEAD"), str(tmp_path), MAX_BYTES, MAX_PIXELS)[2] == "hidden_file"
+
+
+def test_a_folder_in_a_folder_that_is_not_a_class_is_reported_with_that_folder(tmp_path):
+    """``__MACOSX/alef`` (a macOS zip's) had been skipped as a folder inside a class folder."""
+    (tmp_path / "__MACOSX" / "alef").mkdir(parents=True)
+    (tmp_path / "alef" / "inner").mkdir(parents=True)
+    macosx = ieg.read_one(str(tmp_path / "__MACOSX" / "alef"), str(tmp_path), MAX_BYTES, MAX_PIXELS)
+    assert macosx == ("skip", "__MACOSX/alef", "unknown_class", "folder '__MACOSX' is not one of the 27 classes")
+    nested = ieg.read_one(str(tmp_path / "alef" / "inner"), str(tmp_path), MAX_BYTES, MAX_PIXELS)
+    assert nested[2] == "nested_folder"
+
+
 def test_an_image_replaced_in_place_with_its_size_and_time_kept_is_seen(tmp_path):
     """The fingerprint had TensorFlow's whole-second mtime: a same-size image replaced within the same second (or
     with its time kept, as cp -p and rsync -a keep it) went unseen, and the old examples were trained on."""
