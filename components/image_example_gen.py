@@ -369,15 +369,23 @@ def format_report(report: dict, max_files: int = 10) -> str:
                          f"split): " + ", ".join(missing))
     conflicts = report.get("conflicting_labels", [])
     if conflicts:
-        lines.append(f"  WARNING: {len(conflicts)} image(s) under more than one label (the same pixels; one label is "
-                     "wrong):")
+        lines.append(f"  WARNING: {conflicts_heading(conflicts)}:")
         lines += [f"    {' = '.join(files)}" for files in conflicts[:max_files]]
         if len(conflicts) > max_files:
             lines.append(f"    … {len(conflicts) - max_files} more (see ingest_report.json)")
     if report.get("duplicate_copies"):
-        lines.append(f"  note: {report['duplicate_copies']} extra cop(ies) of images already in the same class "
-                     "(trained on that many more times)")
+        lines.append(f"  note: {duplicates_note(report['duplicate_copies'])}")
     return "\n".join(lines)
+
+
+def conflicts_heading(conflicts: list) -> str:
+    """What the report's ``conflicting_labels`` (groups of files with the same pixels under several labels) are."""
+    return f"{len(conflicts)} image(s) under more than one label (the same pixels; one label is wrong)"
+
+
+def duplicates_note(copies: int) -> str:
+    """What the report's ``duplicate_copies`` are."""
+    return f"{copies} extra cop(ies) of images already in the same class (trained on that many more times)"
 
 
 class EmptyDatasetError(ValueError):

@@ -18,6 +18,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.utils import path_constants
 
 from components import atomic_pusher, serving_validator
+from components.image_example_gen import conflicts_heading, duplicates_note
 from core import configs
 from core.files import pattern_under
 from pipeline.pipeline import ACCURACY_METRIC, PRETRAINER_NODE
@@ -321,6 +322,9 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
                                                                "reencoded_to_png", "feedback")}
             summary["ingest"]["classes_missing_from_split"] = report.get("classes_missing_from_split", {})
             summary["ingest"]["feedback_repeat"] = report.get("feedback_repeat", 1)
+            # said by every run that trains on these examples, not only by the one that made them
+            summary["ingest"]["conflicting_labels"] = report.get("conflicting_labels", [])
+            summary["ingest"]["duplicate_copies"] = report.get("duplicate_copies", 0)
     statistics = comps.get("StatisticsGen", {}).get("outputs", {}).get("statistics")
     if statistics:
         counts = examples_per_split(statistics[0].uri)
@@ -393,6 +397,13 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
                         f"{ingest.get('feedback_repeat', 1)}× each)" if ingest.get("feedback") else ""))
         if ingest.get("empty_classes"):
             lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
+        conflicts = ingest.get("conflicting_labels")
+        if conflicts:
+            shown = "; ".join(" = ".join(files) for files in conflicts[:3])
+            lines.append(f"  WARNING {conflicts_heading(conflicts)}: {shown}"
+                         + (f"; … {len(conflicts) - 3} more (see ingest_report.json)" if len(conflicts) > 3 else ""))
+        if ingest.get("duplicate_copies"):
+            lines.append(f"  note: {duplicates_note(ingest['duplicate_copies'])}")
         for name, texts in summary.get("anomalies", {}).items():
             lines.append(f"  WARNING data anomalies in {name} (ExampleValidator): {'; '.join(texts)}")
         for name, missing in ingest.get("classes_missing_from_split", {}).items():

@@ -50,6 +50,31 @@ def test_classes_missing_from_a_split_are_warned_about():
     assert "no eval images" not in text
 
 
+def test_images_under_two_labels_and_extra_copies_are_said_by_a_run_that_reused_the_examples(tmp_path, monkeypatch):
+    """The ingest report's conflicting labels were printed by the run that built the examples only: a later run
+    reusing them, which trained and pushed a model on both labels, said nothing, nor did its --summary-json."""
+    import json
+    from types import SimpleNamespace
+
+    from pipeline import run_summary
+
+    (tmp_path / "ingest_report.json").write_text(json.dumps(
+        {"kept": 10, "skipped": 0, "skipped_by_reason": {}, "empty_classes": [],
+         "conflicting_labels": [["alef/1.png", "bet/1.png"]], "duplicate_copies": 2}))
+    run = {"run_id": "r2", "components": {"ImageExampleGen": {
+        "state": "cached", "execution_id": 1, "outputs": {"examples": [SimpleNamespace(uri=str(tmp_path))]}}}}
+    monkeypatch.setattr(run_summary, "last_run", lambda *_, **__: run)
+    found = run_summary.summarize(str(tmp_path / "metadata.sqlite"))
+    assert found["ingest"]["conflicting_labels"] == [["alef/1.png", "bet/1.png"]]
+    assert found["ingest"]["duplicate_copies"] == 2
+    text = format_summary({**found, "examples_per_split": {"train": 8, "eval": 2}})
+    assert ("WARNING 1 image(s) under more than one label (the same pixels; one label is wrong): "
+            "alef/1.png = bet/1.png") in text, text
+    assert "note: 2 extra cop(ies) of images already in the same class" in text, text
+    clean = format_summary(summary(ingest={"skipped": 0, "conflicting_labels": [], "duplicate_copies": 0}))
+    assert "more than one label" not in clean and "extra cop" not in clean
+
+
 def test_the_example_validators_anomalies_are_read_and_printed(tmp_path):
     from tensorflow_metadata.proto.v0 import anomalies_pb2
     from pipeline.run_summary import data_anomalies
