@@ -510,6 +510,30 @@ def test_export_skips_damaged_images_and_exports_the_rest(tmp_path):
     assert [p.name for p in (tmp_path / "out").rglob("*.png")] == [f"{good.id}.png"]
 
 
+def test_an_export_over_an_earlier_one_counts_the_images_damaged_since(tmp_path):
+    """An image exported before counted as already there whatever had become of the store's own: one deleted and
+    one rotten since were said to be "0 missing, 0 corrupt" by every later export, and trained on."""
+    store = FeedbackStore(tmp_path / "fb")
+    good = store.add(letter_png(seed=1), "PNG", "alef")
+    rotten = store.add(letter_png(seed=2), "PNG", "bet")
+    gone = store.add(letter_png(seed=3), "PNG", "gimel")
+    store.close()
+    for prune in (False, True):
+        out = tmp_path / f"out-{prune}"
+        assert export_feedback(tmp_path / "fb", out).exported == 3
+    with open(store.image_path(rotten), "r+b") as f:      # same size, different bytes: bit rot
+        f.seek(20)
+        f.write(b"\xff\xff\xff\xff")
+    os.unlink(store.image_path(gone))
+    for prune in (False, True):
+        summary = export_feedback(tmp_path / "fb", tmp_path / f"out-{prune}", prune=prune)
+        assert (summary.exported, summary.already_present, summary.missing_images, summary.corrupt_images) == \
+            (0, 1, 1, 1)
+        assert summary.per_class["alef"] == 1 and summary.per_class["bet"] == summary.per_class["gimel"] == 0
+    # the pipeline's own export holds exactly the store's usable images, as a first export would
+    assert [p.name for p in (tmp_path / "out-True").rglob("*.png")] == [f"{good.id}.png"]
+
+
 def test_a_store_whose_database_is_damaged_is_a_clear_error(tmp_path):
     (tmp_path / "fb").mkdir()
     (tmp_path / "fb" / DB_FILE).write_bytes(b"this is not a database" * 100)
