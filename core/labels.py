@@ -2,6 +2,7 @@
 
 import difflib
 import re
+import unicodedata
 from typing import Iterable
 
 from core.files import printable
@@ -21,6 +22,7 @@ GLYPHS = (
 NUM_CLASSES = len(CLASS_NAMES)
 CLASS_INDEX = {name: i for i, name in enumerate(CLASS_NAMES)}
 GLYPH_OF = dict(zip(CLASS_NAMES, GLYPHS))
+CLASS_OF_GLYPH = dict(zip(GLYPHS, CLASS_NAMES))
 
 assert NUM_CLASSES == 27 and len(GLYPHS) == 27 and len(set(CLASS_NAMES)) == 27
 
@@ -39,14 +41,19 @@ def label_index(name, what: str = "class") -> int:
 def likely_class(name: str, close: bool = True) -> str | None:
     """The class a folder ``name`` that is not a class name was likely meant to be: the class it spells in another
     case or with other separators (``Bet``, ``Pe-Final``, ``pe final``), else, when ``close``, the closest class
-    name (``bett``, ``shim``, ``aleph``, but also ``test`` for tet: only a guess); None for a class name, a hidden
-    name and a name close to none (``misc``)."""
+    name (``bett``, ``shim``, ``aleph``, but also ``test`` for tet: only a guess) or the class of the Hebrew letter
+    it is (``א``, ``ץ`` for tsadi_final, ``בּ`` with its points: a hint only, so that such a folder is skipped as
+    another folder is, not refused as a misspelt class); None for a class name, a hidden name and a name close to
+    none (``misc``)."""
     if name in CLASS_INDEX or name.startswith("."):
         return None
     spelled = re.sub(r"[\s-]+", "_", name.strip().lower())
     if spelled in CLASS_INDEX:
         return spelled
-    return next(iter(difflib.get_close_matches(spelled, CLASS_NAMES, n=1)), None) if close else None
+    if not close:
+        return None
+    letter = "".join(c for c in unicodedata.normalize("NFD", name.strip()) if not unicodedata.combining(c))
+    return CLASS_OF_GLYPH.get(letter) or next(iter(difflib.get_close_matches(spelled, CLASS_NAMES, n=1)), None)
 
 
 def did_you_mean(folder: str) -> str:

@@ -235,6 +235,20 @@ def test_an_unknown_class_folders_skip_names_the_class_it_is_likely_meant_as(tmp
     assert "misc/d.png: folder 'misc' is not one of the 27 classes\n" in text, text
 
 
+def test_a_folder_named_with_the_hebrew_letter_is_skipped_naming_its_class(tmp_path):
+    """A folder named ``א`` or ``ץ`` had been skipped with no hint; it is still not read as that class's images."""
+    for rel in ("א/a.png", "ץ/b.png", "alef/c.png", "בּ/d.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(png_bytes(letter_image(40, 50)))
+    outcomes = [ieg.read_one(path, str(tmp_path), MAX_BYTES, MAX_PIXELS) for path in ieg.list_inputs(str(tmp_path))]
+    text = ieg.format_report(ieg.build_report([o for o in outcomes if o[0] == "skip"], str(tmp_path)))
+    assert "א/a.png: folder 'א' is not one of the 27 classes: did you mean 'alef'?" in text, text
+    assert "ץ/b.png: folder 'ץ' is not one of the 27 classes: did you mean 'tsadi_final'?" in text, text
+    assert "בּ/d.png: folder 'בּ' is not one of the 27 classes: did you mean 'bet'?" in text, text
+    assert [o[2] for o in outcomes if o[0] == "ok"] == ["alef"]
+    assert ieg.describe_layout_problem(str(tmp_path)) is None    # a hint, not a refusal of the data root
+
+
 @pytest.fixture()
 def corrections(tmp_path):
     """Two exported corrections per class."""
