@@ -54,7 +54,7 @@ from core import configs, image_io
 from core.image_io import pixel_digest
 from core.configs import GENERATED_MANIFEST
 from core.manifest import unfinished_generation
-from core.files import pattern_under, printable
+from core.files import pattern_under, printable, read_error
 from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, misnamed_problem
 
 FEEDBACK_IMAGES_KEY = "feedback_images"   # the examples artifact's custom property: feedback images among them
@@ -108,7 +108,7 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
     except image_io.ImageRejected as err:
         return ("skip", rel, err.reason, err.detail)
     except (OSError, tf.errors.OpError) as err:
-        return ("skip", rel, "unreadable", f"{type(err).__name__}: {err}")
+        return ("skip", rel, "unreadable", read_error(path, err))
     return ("ok", make_example(checked.data, label_name, rel.replace(os.sep, "/")), label_name,
             checked.reencoded)
 

@@ -27,7 +27,7 @@ import os
 
 from core import image_io
 from core.feedback import FeedbackError, FeedbackStore, already_stored
-from core.files import exclusive
+from core.files import exclusive, read_error
 from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean
 from core.manifest import unfinished_generation
 
@@ -124,7 +124,7 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             summary.skipped.setdefault(err.reason, []).append(f"{rel}: {err.detail}")
             continue
         except OSError as err:
-            summary.skipped.setdefault("unreadable", []).append(f"{rel}: {type(err).__name__}: {err}")
+            summary.skipped.setdefault("unreadable", []).append(f"{rel}: {read_error(path, err)}")
             continue
         digest = image_io.pixel_digest(checked.data)   # (cached: the store's add finds it there)
         stored = sorted({r.id: r for key in (digest, hashlib.sha256(checked.data).hexdigest())

@@ -152,6 +152,20 @@ def exclusive(lock_path: str, wait: bool = True):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def read_error(path: str, err: BaseException) -> str:
+    """Why the file ``path`` could not be read (``err``), for a skip's report: a symbolic link whose target is not
+    there is said to be one, naming the target (``ls`` lists the link; ``No such file or directory`` of it misled)."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                return f"a symbolic link to a missing file ({printable(os.readlink(path))})"
+        except OSError:   # a link loop: the error says it
+            pass
+    return f"{type(err).__name__}: {err}"
+
+
 def printable(name: str) -> str:
     """A file name as it can be printed and stored in JSON or CSV: bytes that are not UTF-8 (Python keeps them as
     surrogate escapes) shown as ``\\xNN``, and a backslash of the name doubled, so that two names never print alike

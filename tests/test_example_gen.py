@@ -491,6 +491,9 @@ def test_broken_links_loops_and_names_that_are_not_utf8_are_skipped_not_fatal(tm
     splits, report = run_example_gen(root, tmp_path / "out")
     assert report["skipped_by_reason"].get("name_not_utf8") == 1 and report["skipped_by_reason"]["unreadable"] == 2
     assert [s["file"] for s in report["skipped_files"]["name_not_utf8"]] == ["alef/\\xe1\\xeb.png"]
+    unreadable = {item["file"]: item["detail"] for item in report["skipped_files"]["unreadable"]}
+    assert unreadable["bet/gone.png"] == f"a symbolic link to a missing file ({tmp_path / 'nowhere.png'})"
+    assert "missing file" not in unreadable["bet/loop.png"]
     assert sum(len(examples) for examples in splits.values()) == report["kept"] > 0
     assert "name_not_utf8" in ieg.format_report(report)
 

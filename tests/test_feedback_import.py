@@ -224,6 +224,14 @@ def test_hidden_files_are_not_imported(folder, tmp_path):
     assert summary.imported == 4 and len(summary.skipped["hidden_file"]) == 2
 
 
+def test_a_broken_link_is_skipped_as_a_link_to_a_missing_file(folder, tmp_path):
+    """It had been skipped as ``FileNotFoundError: [Errno 2] No such file or directory``, of a file ls lists."""
+    (folder / "alef" / "gone.png").symlink_to("../elsewhere/gone.png")
+    summary = import_folder(tmp_path / "store", folder)
+    assert summary.skipped["unreadable"] == [
+        "alef/gone.png: a symbolic link to a missing file (../elsewhere/gone.png)"]
+
+
 def test_an_export_round_trip_through_another_store_adds_nothing(tmp_path):
     """Store A's export imported into B, B's export imported back into A: A's JPEG row comes back as the PNG of a
     PNG under B's id, and is recognised by the PNG that A's export writes of it."""
