@@ -424,6 +424,8 @@ def export_feedback(config: Config) -> str | None:
     print(f"Feedback: {total} user-labelled images from {store} ({summary.exported} new"
           + (f"; {summary.missing_images} missing and {summary.corrupt_images} corrupt images skipped" if damaged
              else "")
+          + (f"; {summary.damaged_kept} images gone or corrupt in the store since an earlier export, its copies "
+             f"in {out} trained on" if summary.damaged_kept else "")
           + (f"; {summary.removed} files no longer in the store removed from {out}" if summary.removed else "")
           + ")", flush=True)
     return out if total else None

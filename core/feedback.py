@@ -145,6 +145,8 @@ class ExportSummary:
     already_present: int = 0     # files left as they were (exported before)
     missing_images: int = 0      # rows whose image file is gone (skipped)
     corrupt_images: int = 0      # rows whose image file no longer matches its checksum or cannot be decoded (skipped)
+    damaged_kept: int = 0        # rows whose image file is gone or rotten since an earlier export, whose copy is
+                                 # kept (counted in already_present, not in missing / corrupt)
     removed: int = 0             # files removed from the class folders: of rows relabelled or removed since, and
                                  # the others ``prune`` removes (not the store's)
     per_class: dict = dataclasses.field(default_factory=dict)   # class -> files now in DIR/<class>/ from the store
@@ -674,8 +676,9 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     ``max_file_bytes``, the pipeline's file limit, keeps its own format (``<id>.jpg``), so that it is trained on. Files already there are kept unless
     ``overwrite``; those of rows relabelled since are moved to their new class folder, those of rows removed are
     removed. A row whose stored image is gone or no longer its bytes (sha256) is counted as missing or corrupt and
-    left out, exported before or not. ``prune``: the class folders are made to hold exactly the store's usable
-    images, every other file in them removed (left by another store, by a row no longer there or damaged, or by an
+    left out, unless an earlier export wrote its copy: that copy, made while the image was whole and maybe the last
+    one, is kept and counted as ``damaged_kept``. ``prune``: the class folders are made to hold exactly the store's
+    usable images, every other file in them removed (left by another store, by a row no longer there, or by an
     export cut short); for a folder that
     is the pipeline's own. Safe to run while the web client is adding feedback (it exports what is committed)."""
     check_export_folder(feedback_dir, out_dir)
@@ -694,20 +697,22 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
         present = next((path for path in (target, as_is) if os.path.exists(path)), None)
         if present == target != as_is and os.path.getsize(present) > max_file_bytes:
             present = None     # a PNG an earlier export wrote over the limit: the photo is written as it is
-        # The store's image is checked whether or not an earlier export wrote it: a row whose image is gone or
-        # rotten since is counted and left out as a first export leaves it out (reading and hashing the images of
-        # 3,000 rows exported before, from the page cache: 0.5 s more for letters of 0.2 KB, 1.1 s for photos of
-        # 120 KB).
+        # The store's image is checked whether or not an earlier export wrote it, so that damage to the store is
+        # reported (reading and hashing the images of 3,000 rows exported before, from the page cache: 0.5 s more
+        # for letters of 0.2 KB, 1.1 s for photos of 120 KB)
         try:
             with open(image_file(feedback_dir, record), "rb") as handle:
                 data = handle.read()
+            damage = None if hashlib.sha256(data).hexdigest() == record.image_sha256 else "corrupt_images"
         except FileNotFoundError:
-            summary.missing_images += 1
+            damage = "missing_images"
+        keep = present and not overwrite
+        if damage and keep:
+            summary.damaged_kept += 1
+        elif damage:
+            setattr(summary, damage, getattr(summary, damage) + 1)
             continue
-        if hashlib.sha256(data).hexdigest() != record.image_sha256:
-            summary.corrupt_images += 1
-            continue
-        if present and not overwrite:
+        if keep:
             summary.already_present += 1
             target = present
         else:

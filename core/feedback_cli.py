@@ -94,6 +94,8 @@ def _main(argv) -> int:
         print(f"exported {summary.exported} new image(s) to {summary.out_dir} "
               f"({summary.already_present} already there, {summary.missing_images} missing, "
               f"{summary.corrupt_images} corrupt"
+              + (f"; {summary.damaged_kept} of those there gone or corrupt in the store, their copies here kept"
+                 if summary.damaged_kept else "")
               + (f"; {summary.removed} file(s) of relabelled or removed rows taken out" if summary.removed else "")
               + ")")
         print(f"the next pipeline run trains on the store itself: python local_runner.py --feedback-dir {feedback_dir}")

@@ -510,9 +510,11 @@ def test_export_skips_damaged_images_and_exports_the_rest(tmp_path):
     assert [p.name for p in (tmp_path / "out").rglob("*.png")] == [f"{good.id}.png"]
 
 
-def test_an_export_over_an_earlier_one_counts_the_images_damaged_since(tmp_path):
+def test_an_export_over_an_earlier_one_counts_the_images_damaged_since_and_keeps_their_copies(tmp_path):
     """An image exported before counted as already there whatever had become of the store's own: one deleted and
-    one rotten since were said to be "0 missing, 0 corrupt" by every later export, and trained on."""
+    one rotten since were said to be "0 missing, 0 corrupt" by every later export. They are counted now, and the
+    copies the earlier export made while they were whole, maybe the last ones, are kept (pruned or not); an export
+    to a new folder leaves them out as a first export does."""
     store = FeedbackStore(tmp_path / "fb")
     good = store.add(letter_png(seed=1), "PNG", "alef")
     rotten = store.add(letter_png(seed=2), "PNG", "bet")
@@ -527,11 +529,14 @@ def test_an_export_over_an_earlier_one_counts_the_images_damaged_since(tmp_path)
     os.unlink(store.image_path(gone))
     for prune in (False, True):
         summary = export_feedback(tmp_path / "fb", tmp_path / f"out-{prune}", prune=prune)
-        assert (summary.exported, summary.already_present, summary.missing_images, summary.corrupt_images) == \
-            (0, 1, 1, 1)
-        assert summary.per_class["alef"] == 1 and summary.per_class["bet"] == summary.per_class["gimel"] == 0
-    # the pipeline's own export holds exactly the store's usable images, as a first export would
-    assert [p.name for p in (tmp_path / "out-True").rglob("*.png")] == [f"{good.id}.png"]
+        assert (summary.exported, summary.already_present, summary.damaged_kept, summary.missing_images,
+                summary.corrupt_images) == (0, 3, 2, 0, 0)
+        assert summary.per_class["alef"] == summary.per_class["bet"] == summary.per_class["gimel"] == 1
+        assert sorted(p.name for p in (tmp_path / f"out-{prune}").rglob("*.png")) == sorted(
+            f"{row.id}.png" for row in (good, rotten, gone))
+    summary = export_feedback(tmp_path / "fb", tmp_path / "new", prune=True)
+    assert (summary.exported, summary.damaged_kept, summary.missing_images, summary.corrupt_images) == (1, 0, 1, 1)
+    assert [p.name for p in (tmp_path / "new").rglob("*.png")] == [f"{good.id}.png"]
 
 
 def test_a_store_whose_database_is_damaged_is_a_clear_error(tmp_path):
