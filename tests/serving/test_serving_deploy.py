@@ -169,3 +169,47 @@ def test_monitoring_and_batching_files_that_do_not_parse_are_named_as_tf_serving
         path.write_text(text)
         with pytest.raises(ValueError, match=rf"^Invalid protobuf file: '{path}' \("):
             load(str(path))
+
+
+def pod_specs(node):
+    """Every pod spec (a mapping with ``containers``) in a manifest: a Deployment's template, a CronJob's job's."""
+    if isinstance(node, dict):
+        if "containers" in node:
+            yield node
+        else:
+            for value in node.values():
+                yield from pod_specs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from pod_specs(value)
+
+
+def runs_as_non_root(pod, container):
+    """The container's settings win over the pod's; a runAsUser given is the user (0 is root)."""
+    setting = lambda name: next((context[name] for context in (container.get("securityContext") or {},  # noqa
+                                                               pod.get("securityContext") or {})
+                                 if name in context), None)
+    user = setting("runAsUser")
+    return bool(user) if user is not None else bool(setting("runAsNonRoot"))
+
+
+def test_a_non_root_pod_writing_a_claim_sets_fs_group():
+    """A freshly provisioned block volume's top folder is root's, mode 755; Kubernetes gives the pod's group
+    ownership of it only when fsGroup is set: without one a non-root pod cannot write to a claim it mounts
+    read-write (the monitor's reports: every Job would end 4)."""
+    checked = 0
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for manifest in yaml.safe_load_all(path.read_text()):
+            for pod in pod_specs(manifest):
+                claims = {v["name"]: v["persistentVolumeClaim"] for v in pod.get("volumes", [])
+                          if "persistentVolumeClaim" in v}
+                for container in pod["containers"] + pod.get("initContainers", []):
+                    written = [m["mountPath"] for m in container.get("volumeMounts", [])
+                               if m["name"] in claims and not m.get("readOnly")
+                               and not claims[m["name"]].get("readOnly")]
+                    if written and runs_as_non_root(pod, container):
+                        checked += 1
+                        assert (pod.get("securityContext") or {}).get("fsGroup"), (
+                            f"{path.name}: {container['name']} runs as a non-root user and writes {written} "
+                            "without the pod's securityContext.fsGroup")
+    assert checked   # the monitor's reports claim at least
