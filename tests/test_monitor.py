@@ -1021,6 +1021,7 @@ def test_a_page_that_is_not_prometheus_text_says_so(page):
 
 class _MetricsPage(BaseHTTPRequestHandler):
     def do_GET(self):   # HTTP/1.0: the page ends when the connection closes
+        self.server.hosts.append(self.headers["Host"])
         if self.server.head_pause:   # the status line, then its header lines a byte at a time
             self.wfile.write(b"HTTP/1.0 200 OK\r\n")
             if trickle(self.connection, b"X-Wait: 0\r\n" * 50, self.server.head_pause, 10, self.server.stop):
@@ -1048,14 +1049,17 @@ class _MetricsPage(BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def metrics_page(page: bytes, pause: float = 0.0, length: int | None = None, head_pause: float = 0.0,
-                 head_sent: threading.Event | None = None, location: str = ""):
-    """A server on 127.0.0.1 answering every GET with ``page`` (a byte every ``pause`` seconds, for at most 10 s,
-    when given: each read well within the socket's timeout; with a Content-Length of ``length`` when given), then
-    closing the connection; yields the page's URL. With ``head_pause``, fifty header lines come a byte every
-    ``head_pause`` seconds instead (for at most 10 s; ``head_sent`` is set if they were all sent); with
-    ``location``, the page's URL is redirected there."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _MetricsPage)
+                 head_sent: threading.Event | None = None, location: str = "", address: tuple = ("127.0.0.1", 0),
+                 hosts: list | None = None):
+    """A server on ``address`` (127.0.0.1, a free port) answering every GET with ``page`` (a byte every ``pause``
+    seconds, for at most 10 s, when given: each read well within the socket's timeout; with a Content-Length of
+    ``length`` when given), then closing the connection; yields the page's URL. With ``head_pause``, fifty header
+    lines come a byte every ``head_pause`` seconds instead (for at most 10 s; ``head_sent`` is set if they were all
+    sent); with ``location``, the page's URL is redirected there. Each request's Host header is added to
+    ``hosts``."""
+    server = ThreadingHTTPServer(address, _MetricsPage)
     server.daemon_threads = True
+    server.hosts = [] if hosts is None else hosts
     server.page, server.pause, server.length, server.stop = page, pause, length, threading.Event()
     server.head_pause, server.head_sent, server.location = head_pause, head_sent or threading.Event(), location
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -1281,3 +1285,110 @@ def test_a_watch_pass_that_fails_is_reported_and_the_next_pass_runs(tmp_path, mo
     assert "RuntimeError: boom" in err and "error: the monitoring pass failed" in err
     monkeypatch.setattr(cli, "once", lambda *args: 1 / 0)
     assert cli.main(["--out", str(tmp_path / "o")]) == cli.NOT_FINISHED
+
+
+PODS = "letters-serving-pods"   # the headless Service's name (serving/deploy/k8s/headless-service.yaml)
+
+
+def pods_port() -> int:
+    """A port free on both 127.0.0.1 and 127.0.0.2 (Linux answers the whole of 127/8 on the loopback)."""
+    import socket
+    for port in range(20000, 20050):
+        with socket.socket() as one, socket.socket() as two:
+            try:
+                one.bind(("127.0.0.1", port))
+                two.bind(("127.0.0.2", port))
+            except OSError:
+                continue
+            return port
+    pytest.skip("no port free on 127.0.0.1 and 127.0.0.2")
+
+
+def resolve_pods(monkeypatch, *addresses, family=None):
+    """PODS resolves to ``addresses`` (a headless Service's A records: one per pod), other names as they do."""
+    import socket
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != PODS:
+            return real(host, port, *args, **kwargs)
+        return [(family or (socket.AF_INET6 if ":" in a else socket.AF_INET), socket.SOCK_STREAM,
+                 socket.IPPROTO_TCP, "", (a, port)) for a in addresses]
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def served_pages(*pods):
+    """Metrics pages as TF Serving renders them, one per pod, and one page of every pod's requests together."""
+    from serving.metrics import Metrics
+
+    pages, together = [], Metrics()
+    for requests in pods:
+        metrics = Metrics()
+        for model, status, api, latency in requests:
+            for each in (metrics, together):
+                each.request(model, status, api=api, latency_us=latency)
+        pages.append(metrics.render().encode())
+    return pages, together.render()
+
+
+def test_a_name_of_several_addresses_is_judged_on_the_sum_of_their_pages(tmp_path, pipeline_root, monkeypatch):
+    """Each TF Serving process counts its own requests: read through the load-balanced Service, one random
+    replica's page had been judged (its half of the traffic: the other's errors and slow answers unseen, an
+    all-clear when it was the first's)."""
+    (fast, slow), together = served_pages(
+        [("letters", "OK", "predict", 1000)] * 90 + [("letters", "OK", "", 300)] * 40,
+        [("letters", "OK", "predict", 2_000_000)] * 10 + [("letters", "UNAVAILABLE", "predict", 0)] * 8
+        + [("letters", "INVALID_ARGUMENT", "predict", 0)] * 2 + [("other", "INTERNAL", "predict", 0)] * 4
+        + [("letters", "OK", "", 300)] * 40)
+    port, hosts = pods_port(), []
+    resolve_pods(monkeypatch, "127.0.0.1", "127.0.0.2")
+    with metrics_page(fast, address=("127.0.0.1", port), hosts=hosts), \
+            metrics_page(slow, address=("127.0.0.2", port), hosts=hosts):
+        url = f"http://{PODS}:{port}/monitoring/prometheus/metrics"
+        summary = server_metrics.read(url, "letters")
+        status, result, out = monitor(tmp_path, pipeline_root, "--metrics-url", url)
+    assert hosts == [f"{PODS}:{port}"] * 4   # each pod asked once a read, by the URL's name
+    assert status == cli.CROSSED and [a["kind"] for a in result["alarms"]] == ["errors", "latency"]
+    assert result["server"] == {"url": url, **summary}
+    assert (f"The sum of the pages of 2 addresses: 127.0.0.1:{port}, 127.0.0.2:{port}."
+            in (out / "report.html").read_text())
+    assert summary.pop("pages") == [f"127.0.0.1:{port}", f"127.0.0.2:{port}"]
+    assert summary == server_metrics.summarize(together, "letters")
+    assert (summary["requests"], summary["errors"], summary["rejected"], summary["status_checks"]) == (110, 8, 2, 80)
+    assert summary["latency_ms"]["p95"] > 500 and summary["other_models"] == {"other": 4}
+
+
+def test_a_name_of_one_address_is_read_as_before(monkeypatch):
+    """One address, or a dual-stack pod's two (an IPv4 and an IPv6 address of one server), is one page."""
+    (page,), together = served_pages([("letters", "OK", "predict", 1000)] * 5)
+    port = pods_port()
+    resolve_pods(monkeypatch, "127.0.0.1")
+    assert server_metrics.addresses(f"http://{PODS}:{port}/metrics") == ["127.0.0.1"]
+    with metrics_page(page, address=("127.0.0.1", port)):
+        summary = server_metrics.read(f"http://{PODS}:{port}/monitoring/prometheus/metrics", "letters")
+    assert summary == server_metrics.summarize(together, "letters") and "pages" not in summary
+    import socket
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: (
+        [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0))] + real("127.0.0.1", port, *a, **k)
+        if host == PODS else real(host, port, *a, **k)))
+    assert server_metrics.addresses(f"http://{PODS}:8501/metrics") == ["::1"]
+
+
+def test_a_pod_whose_page_cannot_be_read_is_an_alarm_naming_it(tmp_path, pipeline_root, monkeypatch, capsys):
+    """A replica that is down is not an all-clear: read through the Service, it had never been asked (a pod
+    that is not ready is no endpoint of it); of the pods' pages, each one that cannot be read is named."""
+    (page,), _ = served_pages([("letters", "OK", "predict", 1000)] * 5)
+    port = pods_port()
+    resolve_pods(monkeypatch, "127.0.0.1", "127.0.0.2")
+    url = f"http://{PODS}:{port}/monitoring/prometheus/metrics"
+    with metrics_page(page, address=("127.0.0.1", port)):   # nothing listens on 127.0.0.2
+        status, result, out = monitor(tmp_path, pipeline_root, "--metrics-url", url)
+        error = f"127.0.0.2:{port}: Connection refused (1 of the 2 addresses of {PODS})"
+        assert status == cli.CROSSED and result["server"] == {"url": url, "error": error}
+        assert [a["kind"] for a in result["alarms"]] == ["server_metrics"]
+        assert f"ALARM server: no metrics from {url}: {error}" in capsys.readouterr().out
+        assert "letters_monitor_server_metrics_up 0.0" in (out / "monitor.prom").read_text()
+        with metrics_page(b"<!doctype html>\n", address=("127.0.0.2", port)):   # not a metrics page: named too
+            with pytest.raises(server_metrics.Unreadable, match=rf"^127\.0\.0\.2:{port}: not Prometheus text "):
+                server_metrics.read(url)

@@ -6,16 +6,17 @@
                                                                 # data and serving dir); args after -- go to it
     letters-monitor ... --watch 3600                            # every hour
 
-Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page that
-cannot be read is one), 2 usage error (bad flag or setting, a --logs that does not exist, pipeline metadata or an
-artifact it records (the training split, the eval statistics) missing when answers are to be judged or --retrain-when
-decides, a request log from which no answer could be read: its files empty, their data unreadable or not
-PredictionLogs, or other models' records only, named; with no request log at all, said on stderr, only feedback and
-server metrics are judged, and a --metrics-url page of other models' requests only is an error naming them), 3 the
-retraining run it started failed, 4 the pass could not finish: its outputs could not be written (a full disk, say;
-each file is whole or left as it was) or an unexpected error (shown with its traceback). With --watch a pass that
-ends 3 or 4 is reported and the next pass runs. Thresholds are core/configs.py's ``monitor_*`` fields:
-LETTERS_MONITOR_<NAME> environment variables or the flags below.
+Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page
+that cannot be read is one, of any address of a host that has several: their pages are summed), 2 usage error (bad
+flag or setting, a --logs that does not exist, pipeline metadata or an artifact it records (the training split, the
+eval statistics) missing when answers are to be judged or --retrain-when decides, a request log from which no answer
+could be read: its files empty, their data unreadable or not PredictionLogs, or other models' records only, named;
+with no request log at all, said on stderr, only feedback and server metrics are judged, and a --metrics-url page of
+other models' requests only is an error naming them), 3 the retraining run it started failed, 4 the pass could not
+finish: its outputs could not be written (a full disk, say; each file is whole or left as it was) or an unexpected
+error (shown with its traceback). With --watch a pass that ends 3 or 4 is reported and the next pass runs.
+Thresholds are core/configs.py's ``monitor_*`` fields: LETTERS_MONITOR_<NAME> environment variables or the flags
+below.
 """
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--feedback-dir", default=defaults.feedback_dir, help="the web client's feedback store")
     p.add_argument("--metrics-url", default=None,
                    help="a model server's Prometheus page (http(s)://…/monitoring/prometheus/metrics) for latency "
-                        "and errors; a page that cannot be read, or is not Prometheus text, is an alarm")
+                        "and errors; a host with several addresses (a headless Service's pods) is each address's "
+                        "page, summed; a page that cannot be read, or is not Prometheus text, is an alarm")
     out = os.path.join(os.path.dirname(defaults.pipeline_root), "monitor")
     p.add_argument("--out", default=out, type=flags.output_dir_or(out),
                    help="folder for report.html, its PNGs, monitor.json and monitor.prom")

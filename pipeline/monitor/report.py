@@ -267,6 +267,9 @@ def write_html(result: dict, out_dir: str) -> str:
                      f"{_esc(server['errors_by_status'])}; latency p50 {fmt(lat['p50'])}, "
                      f"p95 {fmt(lat['p95'])}, mean {fmt(lat['mean'])}; other models' requests, left out: "
                      f"{_esc(others)}</p>")
+        if server.get("pages"):   # a name of several addresses: their pages summed
+            parts.append(f"<p>The sum of the pages of {len(server['pages'])} addresses: "
+                         f"{_esc(', '.join(server['pages']))}.</p>")
     retrain = result.get("retrain")
     if retrain:
         parts.append(f"<h2>Retraining</h2><p>{_esc(retrain['text'])}</p>")

@@ -6,10 +6,17 @@ models' requests are counted by name and left out.
 A page that cannot be read (nothing listening, an HTTP error or a redirect, an answer not whole within the
 timeout, a page larger than :data:`MAX_PAGE_BYTES`) or is not Prometheus text is an alarm in the monitor
 (:func:`read` says why), not an all-clear: a server that is down reports no errors.
+
+A URL whose host resolves to several addresses (a headless Service: one per pod) is every address's page, summed:
+each server process counts its own requests, so one page read through a load-balanced Service is one random
+replica's share, and a replica that is down is never asked. :func:`read` asks each address (the URL's port, path
+and Host) and judges the sum; one that cannot be read is named, and the whole is a page that cannot be read.
 """
 from __future__ import annotations
 
 import http.client
+import itertools
+import socket
 import time
 import urllib.parse
 
@@ -53,16 +60,36 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def fetch(url: str, timeout: float = 10.0) -> str:
+def _port(parts: urllib.parse.SplitResult) -> int:
+    return parts.port or (443 if parts.scheme.lower() == "https" else 80)
+
+
+def addresses(url: str) -> list[str]:
+    """The addresses ``url``'s host resolves to for TCP, each once, of the family of the first (a dual-stack pod
+    has an IPv4 and an IPv6 address: one server, asked once); [] when it does not resolve (:func:`fetch` says
+    why)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        found = socket.getaddrinfo(parts.hostname, _port(parts), type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return []
+    return list(dict.fromkeys(sockaddr[0] for family, *_, sockaddr in found if family == found[0][0]))
+
+
+def fetch(url: str, timeout: float = 10.0, address: str | None = None) -> str:
     """The page's text; :class:`Unreadable` when the server cannot be reached, answers with an HTTP error or a
     redirect, has not sent the whole answer (status line, headers and page) within ``timeout`` seconds of the first
-    connection attempt or sends more than :data:`MAX_PAGE_BYTES`."""
+    connection attempt or sends more than :data:`MAX_PAGE_BYTES`. With ``address``, asked of that address of the
+    host's only (the Host header and TLS's server name still the URL's host)."""
     if problem := url_problem(url):
         raise Unreadable(problem)
     parts = urllib.parse.urlsplit(url)
     https = parts.scheme.lower() == "https"
+    port = _port(parts)
     connection = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(
-        parts.hostname, parts.port or (443 if https else 80), timeout=timeout)
+        parts.hostname, port, timeout=timeout)
+    if address is not None:   # http.client's hook for its socket: connect() opens it to this address
+        connection._create_connection = lambda _, *rest: socket.create_connection((address, port), *rest)
     clock = None
     try:
         ends = time.monotonic() + timeout
@@ -115,8 +142,27 @@ def _body(response: http.client.HTTPResponse) -> bytes:
 
 def read(url: str, model: str | None = None, timeout: float = 10.0) -> dict:
     """:func:`summarize` of the page at ``url`` for ``model``; :class:`Unreadable` when it cannot be read or is not
-    Prometheus text."""
-    return summarize(fetch(url, timeout), model)
+    Prometheus text.
+
+    When ``url``'s host resolves to several :func:`addresses`, each address's page is read (one after the other,
+    ``timeout`` each) and their samples summed (counters, histogram buckets, sums and counts add), the summary's
+    ``pages`` naming the addresses read; a page that cannot be read makes the whole :class:`Unreadable`, naming
+    each such address."""
+    found = addresses(url)
+    if len(found) < 2:
+        return summarize(fetch(url, timeout), model)
+    port = _port(urllib.parse.urlsplit(url))
+    where = [f"[{address}]:{port}" if ":" in address else f"{address}:{port}" for address in found]
+    pages, down = [], []
+    for address, name in zip(found, where):
+        try:
+            pages.append(_families(fetch(url, timeout, address)))
+        except Unreadable as err:
+            down.append(f"{name}: {err}")
+    if down:
+        raise Unreadable(f"{'; '.join(down)} ({len(down)} of the {len(found)} addresses of "
+                         f"{urllib.parse.urlsplit(url).hostname})")
+    return {**_summary(itertools.chain.from_iterable(pages), model), "pages": where}
 
 
 def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
@@ -168,13 +214,18 @@ def summarize(text: str, model: str | None = None) -> dict:
     ``request_count`` counts every REST request, the model-status and metadata GETs (readiness and liveness
     probes) too; TF Serving labels their latency ``API=""``. Those answered are ``status_checks``, left out of
     ``requests`` (so out of the error share's denominator) and of the latency, which is the model calls'."""
+    return _summary(_families(text), model)
+
+
+def _summary(families, model: str | None) -> dict:
+    """:func:`summarize` of metric ``families``: those of one page, or of several pages, whose samples add up."""
     requests = errors = rejected = 0
     status_checks = 0.0
     by_status: dict = {}
     buckets: dict[float, float] = {}
     latency_sum = latency_count = 0.0
     others: dict[str, float] = {}
-    for family in _families(text):
+    for family in families:
         for sample in family.samples:
             owner = sample.labels.get("model_name")
             if model is not None and owner is not None and owner != model:

@@ -138,11 +138,19 @@ def test_model_config_lists_are_validated_as_server_core_validates_them():
         config_lib.single_model_config("letters", "serving/models/letters")
 
 
-def test_monitor_cronjob_runs_the_monitor_against_the_serving_service():
+def test_monitor_cronjob_runs_the_monitor_against_every_serving_pod():
+    """Through the load-balanced Service the monitor would read one ready replica's page an hour (each TF Serving
+    process counts its own requests): it reads the headless Service's name, which resolves to every serving pod,
+    ready or not, and sums their pages (a page that cannot be read, a pod down, is an alarm)."""
     from pipeline.monitor import cli
 
     cronjob = yaml.safe_load(load("k8s/monitor-cronjob.yaml"))
-    service = yaml.safe_load(load("k8s/service.yaml"))
+    service = yaml.safe_load(load("k8s/headless-service.yaml"))
+    deployment = yaml.safe_load(load("k8s/deployment.yaml"))
+    assert service["kind"] == "Service" and service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert {p["port"]: p["targetPort"] for p in service["spec"]["ports"]} == {8501: "http"}
     assert cronjob["kind"] == "CronJob" and cronjob["apiVersion"] == "batch/v1"
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid" and cronjob["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
