@@ -1293,15 +1293,16 @@ PODS = "letters-serving-pods"   # the headless Service's name (serving/deploy/k8
 def pods_port() -> int:
     """A port free on both 127.0.0.1 and 127.0.0.2 (Linux answers the whole of 127/8 on the loopback)."""
     import socket
-    for port in range(20000, 20050):
+    for _ in range(50):
         with socket.socket() as one, socket.socket() as two:
+            one.bind(("127.0.0.1", 0))
+            port = one.getsockname()[1]
             try:
-                one.bind(("127.0.0.1", port))
                 two.bind(("127.0.0.2", port))
             except OSError:
                 continue
             return port
-    pytest.skip("no port free on 127.0.0.1 and 127.0.0.2")
+    raise AssertionError("no port the system chose on 127.0.0.1 was free on 127.0.0.2 as well, in 50 tries")
 
 
 def resolve_pods(monkeypatch, *addresses, family=None):
