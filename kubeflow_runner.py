@@ -148,7 +148,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     parser = build_parser(defaults)
     args = parser.parse_args(argv)
     given = settings.given_flags(parser, argv, ("pretrain_root", "base_model", "beam_mode", "beam_workers",
-                                                "feedback_repeat", "pipeline_root"))
+                                                "feedback_repeat", "pipeline_root", "data_root", "serving_dir"))
     dataflow_only = [f"--{name.replace('_', '-')}" for name in DATAFLOW_ONLY if getattr(args, name) is not None]
     if dataflow_only and not args.dataflow:
         parser.error(f"{', '.join(dataflow_only)} only apply with --dataflow (the Beam work would run in the "
@@ -187,6 +187,10 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         parser.error(f"{', '.join(unreadable)}: TensorFlow in the pipeline image cannot open such URLs, and every "
                      "component reads and writes its artifacts through it: use gs://BUCKET/… (s3://… with an S3 "
                      "filesystem plugin added to the image)")
+    paths = {**dict(pod_paths(config, args)), "--output": flags.absolute(args.output)}
+    problem = flags.overlap(paths, OVERLAPS, flags.path_names(paths, given))
+    if problem:
+        parser.error(problem)
     try:
         beam = beam_pipeline_args(args, config)
         overrides = [spec_lib.parse_resources(text) for text in args.resources]
@@ -201,6 +205,16 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         if problem:
             parser.error(f"--output {args.output}: {problem}")
     return config, args, beam, resources
+
+
+_LETTERS = ("--data-root", "--pretrain-root", "--feedback-root")   # folders the ImageExampleGens read as letters
+OVERLAPS = (   # (flag, other flag, relation, what would happen): paths refused together (flags.overlap), as local
+    #            runs refuse them; the feedback exported into <pipeline-root>/feedback, as local runs write it, is not
+    ("--serving-dir", "--pipeline-root", flags.same, flags.PUSHED_AMONG_ARTIFACTS),
+    *((flag, letters, flags.within, flags.READ_AS_LETTERS) for letters in _LETTERS
+      for flag in ("--pipeline-root", "--serving-dir", "--output")),
+    *((flag, "--pipeline-root", flags.within, flags.AMONG_ARTIFACTS) for flag in ("--data-root", "--pretrain-root")),
+)
 
 
 def compile_spec(config: Config, image: str, beam: list[str], resources: dict, target: str = "kfp",

@@ -68,7 +68,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     flags.add_beam_flags(p.add_argument_group("Beam"), defaults)
     args = p.parse_args(argv)
     # a flag given, told from its default (a LETTERS_<FIELD> setting it overrides, which may hold the same value)
-    given = settings.given_flags(p, argv, ("pretrain_root", "feedback_repeat", "base_model", *_PATHS))
+    given = settings.given_flags(p, argv, ("pretrain_root", "feedback_repeat", "base_model", *flags.DEFAULT_PATHS))
     args.data_root = args.data_root or None   # empty = the default, as an empty LETTERS_DATA_ROOT
     if args.no_pretrain and args.pretrain_root and "pretrain_root" in given:
         flags.refuse_ignored(p, f"--pretrain-root ({args.pretrain_root})", "--no-pretrain",
@@ -96,7 +96,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         if flags.is_url(config.data_root) or not generated_or_new(config.data_root):
             args.data_root, args.builtin_root, args.data_root_from_env = config.data_root, Config().data_root, True
     paths = run_paths(config, args, args.builtin_root)
-    names = path_names(paths, given)
+    names = flags.path_names(paths, given)
     flags.refuse_root_beam_cannot_write(p, names["--pipeline-root"], config.pipeline_root)
     problem = flags.overlap(paths, OVERLAPS, names)
     if problem:
@@ -116,37 +116,17 @@ def run_paths(config: Config, args: argparse.Namespace, builtin_root: str) -> di
             "--data-root": config.data_root, "--pretrain-root": pretrain_root, "--feedback-dir": config.feedback_dir}
 
 
-# Config path field -> what it is when no setting gave it
-_PATHS = {"data_root": "the default data root", "pipeline_root": "the default pipeline root",
-          "metadata_path": "ML Metadata's file", "serving_dir": "the default serving dir",
-          "feedback_dir": "the default feedback store", "pretrain_root": "the built-in generated letters pretrained on"}
-
-
-def path_names(paths: dict[str, str], given: set[str]) -> dict[str, str]:
-    """How a usage error names each of ``paths`` (:func:`run_paths`), with its path: by its flag when the command
-    line gave it, else by the LETTERS_<FIELD> variable that set it, else as what it is by default (``the default
-    serving dir (…)``, ``ML Metadata's file (<pipeline root>/metadata.sqlite)``): never by a flag not given."""
-    names = {}
-    for flag, path in paths.items():
-        field = flag[2:].replace("-", "_")
-        default = f"{_PATHS[field]} ({path})" if field in _PATHS else None
-        names[flag] = flags.named(field, given, path, default)
-    return names
-
-
 _WRITTEN = ("--pipeline-root", "--serving-dir", "--metadata-path", "--summary-json")   # what the run writes
-_READ = "every file under it is read as letters, so each run would read what is written there"
-_ARTIFACTS = "the pipeline writes its artifacts in its folders"
 OVERLAPS = (   # (flag, other flag, relation, what would happen): paths a run refuses (flags.overlap)
     ("--summary-json", "--metadata-path", flags.same, "the summary would be written over ML Metadata's database"),
-    ("--summary-json", "--pipeline-root", flags.in_a_folder_of, _ARTIFACTS),
+    ("--summary-json", "--pipeline-root", flags.in_a_folder_of, flags.AMONG_ARTIFACTS),
     ("--summary-json", "--serving-dir", flags.in_a_folder_of, "its folders are the model versions served"),
-    ("--serving-dir", "--pipeline-root", flags.same, "the versions pushed would be among its artifacts"),
-    *((flag, letters, flags.within, _READ) for letters in ("--data-root", "--pretrain-root")
+    ("--serving-dir", "--pipeline-root", flags.same, flags.PUSHED_AMONG_ARTIFACTS),
+    *((flag, letters, flags.within, flags.READ_AS_LETTERS) for letters in ("--data-root", "--pretrain-root")
       for flag in (*_WRITTEN, "--feedback-dir")),
     *((flag, "--feedback-dir", flags.within, "it is the web client's feedback store") for flag in _WRITTEN),
-    *((flag, "--pipeline-root", flags.within, _ARTIFACTS) for flag in ("--data-root", "--pretrain-root",
-                                                                      "--feedback-dir")),
+    *((flag, "--pipeline-root", flags.within, flags.AMONG_ARTIFACTS)
+      for flag in ("--data-root", "--pretrain-root", "--feedback-dir")),
 )
 
 

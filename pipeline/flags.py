@@ -116,14 +116,50 @@ def in_a_folder_of(path: str, folder: str) -> bool:
     return within(path, folder) and os.path.dirname(path) != folder
 
 
+# Why a run refuses paths that overlap (the ``why`` of :func:`overlap`'s rules), in both runners' words
+READ_AS_LETTERS = "every file under it is read as letters, so each run would read what is written there"
+AMONG_ARTIFACTS = "the pipeline writes its artifacts in its folders"
+PUSHED_AMONG_ARTIFACTS = "the versions pushed would be among its artifacts"
+# Config path field -> what it is when no setting gave it (:func:`path_names`)
+DEFAULT_PATHS = {"data_root": "the default data root", "pipeline_root": "the default pipeline root",
+                 "metadata_path": "ML Metadata's file", "serving_dir": "the default serving dir",
+                 "feedback_dir": "the default feedback store",
+                 "pretrain_root": "the built-in generated letters pretrained on"}
+
+
+def path_names(paths: dict[str, str], given: set[str]) -> dict[str, str]:
+    """How a usage error names each of ``paths`` (flag -> path, as :func:`overlap` takes them), with its path: by
+    its flag when the command line gave it, else by the LETTERS_<FIELD> variable that set it, else as what it is by
+    default (``the default serving dir (…)``, ``ML Metadata's file (<pipeline root>/metadata.sqlite)``): never by a
+    flag not given."""
+    names = {}
+    for flag, path in paths.items():
+        field = flag[2:].replace("-", "_")
+        default = f"{DEFAULT_PATHS[field]} ({path})" if field in DEFAULT_PATHS else None
+        names[flag] = named(field, given, path, default)
+    return names
+
+
+def compared(path: str) -> str:
+    """``path`` as :func:`overlap` compares it: a local one (``file://`` URLs among them) absolute, links resolved;
+    another URL as written, trailing slashes aside (``gs://b/p/`` is ``gs://b/p``): read nowhere, only compared."""
+    if path.startswith("file://"):
+        path = path[len("file://"):]
+    if not is_url(path):
+        return os.path.realpath(path)
+    scheme, rest = path.split("://", 1)
+    return f"{scheme}://{rest.rstrip('/')}"
+
+
 def overlap(paths: dict[str, str], refused, names: dict[str, str] | None = None) -> str | None:
-    """Why a run cannot use ``paths`` (flag -> local path; empty ones and URLs left out) together, or None: the
-    first of ``refused`` ((flag, other flag, relation, why), …) whose paths, links resolved, stand in that relation
-    (:func:`same`, :func:`within`, :func:`in_a_folder_of`), said naming both paths and what ``why`` says would
-    happen. ``names`` (flag -> text) says how the error names a path (``LETTERS_SERVING_DIR='…'``: :func:`named`);
-    one it leaves out is named by its flag and path. Found before the run, instead of a run that reads what it
-    writes or writes over what it keeps."""
-    real = {flag: os.path.realpath(path) for flag, path in paths.items() if path and not is_url(path)}
+    """Why a run cannot use ``paths`` (flag -> local path or URL; empty ones left out) together, or None: the
+    first of ``refused`` ((flag, other flag, relation, why), …) whose paths (:func:`compared`: links resolved, URLs
+    as written) stand in that relation (:func:`same`, :func:`within`, :func:`in_a_folder_of`), said naming both
+    paths and what ``why`` says would happen. A URL never stands in one with a local path, nor with one of another
+    scheme or bucket. ``names`` (flag -> text) says how the error names a path (``LETTERS_SERVING_DIR='…'``:
+    :func:`named`, :func:`path_names`); one it leaves out is named by its flag and path. Found before the run,
+    instead of a run that reads what it writes or writes over what it keeps."""
+    real = {flag: compared(path) for flag, path in paths.items() if path}
     name = {flag: f"{flag} ({path})" for flag, path in paths.items()} | (names or {})
     for flag, other, relation, why in refused:
         if flag in real and other in real and relation(real[flag], real[other]):

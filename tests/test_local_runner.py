@@ -201,6 +201,30 @@ def test_paths_of_two_roles_that_overlap_are_a_usage_error_naming_both(tmp_path,
     local_runner.parse_args([])
 
 
+def test_urls_that_overlap_are_refused_as_local_paths_are(capsys):
+    """URLs had been left out of the check: --serving-dir gs://b/p beside --pipeline-root gs://b/p was taken. They
+    are compared as written (scheme, bucket and path, a trailing slash aside); a URL never overlaps a local path,
+    nor one of another bucket or scheme."""
+    from pipeline import flags
+
+    def clash(**paths):
+        return flags.overlap({f"--{flag.replace('_', '-')}": path for flag, path in paths.items()},
+                             local_runner.OVERLAPS)
+
+    assert clash(serving_dir="gs://b/p/", pipeline_root="gs://b/p") == (
+        "--serving-dir (gs://b/p/) is the same path as --pipeline-root (gs://b/p): the versions pushed would be "
+        "among its artifacts; give it another")
+    assert clash(pipeline_root="gs://b/d/root", data_root="gs://b/d/").startswith(
+        "--pipeline-root (gs://b/d/root) is inside --data-root (gs://b/d/): every file under it is read as letters")
+    for serving, root in (("gs://b/p", "gs://b/p2"), ("gs://b/p", "s3://b/p"), ("gs://a/p", "gs://b/p"),
+                          ("gs://b/p", "/b/p"), ("gs://b/p", "gs://b/p2/p")):
+        assert clash(serving_dir=serving, pipeline_root=root, data_root="gs://b/d") is None, (serving, root)
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args(["--serving-dir", "gs://b/p", "--pipeline-root", "gs://b/p", "--no-feedback"])
+    assert caught.value.code == 2 and "error: --serving-dir (gs://b/p) is the same path as --pipeline-root (gs://b/p)" \
+        in capsys.readouterr().err
+
+
 def test_a_path_written_among_the_built_in_letters_a_data_root_pretrains_on_is_a_usage_error(tmp_path, monkeypatch,
                                                                                               capsys):
     """A --data-root without --pretrain-root first trains on the built-in generated letters: a serving dir or

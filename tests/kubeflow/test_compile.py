@@ -279,6 +279,18 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     # Beam has no file:// filesystem: the ImageExampleGen's write would fail (a file:// data root is read, and works)
     (["--pipeline-root", "file://{tmp}/root"], "--pipeline-root (file://{tmp}/root) is a file:// URL: Beam, which "
                                                "writes the pipeline's artifacts there, has no filesystem for file://"),
+    # paths of two roles that overlap, refused as local runs refuse them, URLs compared as written
+    (["--serving-dir", "gs://b/root/"], "--serving-dir (gs://b/root/) is the same path as --pipeline-root "
+                                        "(gs://b/root): the versions pushed would be among its artifacts"),
+    (["--pipeline-root", "{tmp}/kq", "--serving-dir", "{tmp}/kq", "--data-root", "{tmp}/kq/data"],
+     "--serving-dir ({tmp}/kq) is the same path as --pipeline-root ({tmp}/kq)"),
+    (["--pipeline-root", "{tmp}/kq", "--data-root", "{tmp}/kq/data"],
+     "--data-root ({tmp}/kq/data) is inside --pipeline-root ({tmp}/kq): the pipeline writes its artifacts"),
+    (["--pipeline-root", "gs://b/data/root"], "--pipeline-root (gs://b/data/root) is inside --data-root (gs://b/data): "
+                                              "every file under it is read as letters"),
+    (["--feedback-root", "gs://b"], "--pipeline-root (gs://b/root) is inside --feedback-root (gs://b): every file"),
+    (["--output", "{tmp}/d/spec.yaml", "--data-root", "{tmp}/d"],
+     "--output ({tmp}/d/spec.yaml) is inside --data-root ({tmp}/d)"),
     # an output that cannot be written, found before the compile
     (["--output", "{tmp}"], "--output {tmp}.yaml: is a folder"),
     (["--output", "{tmp}/a_file/spec.yaml"], "a_file is not a folder"),
@@ -295,6 +307,21 @@ def test_flags_the_spec_would_ignore_or_could_not_hold_are_usage_errors(argv, me
         kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data",
                                     "--serving-dir", "gs://b/serving", *argv])
     assert caught.value.code == 2 and message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
+
+
+def test_overlapping_paths_are_named_by_what_set_them_and_feedback_in_the_root_is_taken(monkeypatch, capsys):
+    """A clash a LETTERS_* variable caused names the variable, not a flag never given; the feedback exported into
+    the pipeline root (<pipeline-root>/feedback, as local runs write it) is no clash."""
+    import kubeflow_runner
+
+    monkeypatch.setenv("LETTERS_SERVING_DIR", "gs://b/root")
+    with pytest.raises(SystemExit) as caught:
+        kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data"])
+    assert caught.value.code == 2 and ("error: LETTERS_SERVING_DIR='gs://b/root' is the same path as --pipeline-root "
+                                       "(gs://b/root)") in capsys.readouterr().err
+    monkeypatch.delenv("LETTERS_SERVING_DIR")
+    kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data", "--serving-dir",
+                                "gs://b/serving", "--feedback-root", "gs://b/root/feedback"])
 
 
 def test_each_path_the_pods_use_that_is_not_gs_gets_the_note_true_of_it(tmp_path):
