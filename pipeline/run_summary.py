@@ -200,10 +200,16 @@ def served_model(serving_dir: str) -> dict | None:
     return {"version": newest, "model": folder if export == path_constants.SERVING_MODEL_DIR else pushed}
 
 
+def same_model(uri: str | None, other: str | None) -> bool:
+    """Whether the model folders ``uri`` and ``other`` are one (a trailing slash aside); False when either is
+    None."""
+    return uri is not None and other is not None and uri.rstrip("/") == other.rstrip("/")
+
+
 def not_served(baseline_uri: str, served: dict | None) -> dict | None:
     """``served`` (:func:`served_model`) when it is not the model at ``baseline_uri``; None when it is, or when
     what is served is not known."""
-    if served is None or served["model"].rstrip("/") == baseline_uri.rstrip("/"):
+    if served is None or same_model(served["model"], baseline_uri):
         return None
     return served
 
@@ -306,10 +312,12 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
     accuracy floor alone, not compared with the last blessed model (local_runner.gate_after_a_split_change). The
     Evaluator still scores that model, so the summary says so: ``compared_with_last_blessed`` (False without a last
     blessed model or with ``not_compared``) and ``not_compared_because``, and :func:`format_summary` shows that
-    model's accuracy with the reason, not a change as if the gate had judged it. ``served``: the model served when
-    the run started (:func:`served_model`, read before its Pusher); ``baseline_not_served`` is it when the last
-    blessed model is another (TFX's LatestBlessedModelStrategy takes the newest model blessed, by artifact id: an
-    older one blessed again and pushed since does not become the baseline)."""
+    model's accuracy with the reason, not a change as if the gate had judged it. A last blessed model that is this
+    run's model (``baseline_is_this_model``: its Trainer cached, the Evaluator given it as candidate and baseline)
+    is not compared with either, the reason saying so. ``served``: the model served when the run started
+    (:func:`served_model`, read before its Pusher); ``baseline_not_served`` is it when the last blessed model is
+    another (TFX's LatestBlessedModelStrategy takes the newest model blessed, by artifact id: an older one blessed
+    again and pushed since does not become the baseline) or this model itself."""
     run = last_run(metadata_file, run_id)
     comps = run["components"]
     ordered = sorted(comps.items(), key=lambda kv: kv[1]["execution_id"])
@@ -342,8 +350,13 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
             summary[key]["trained_earlier"] = summary["components"].get(node) == "cached"   # its time is not this run's
     if "Evaluator" in comps:
         baseline = compared_model(metadata_file, comps["Evaluator"]["execution_id"])
+        trained = comps.get("Trainer", {}).get("outputs", {}).get("model")
+        itself = bool(baseline and trained and same_model(baseline["uri"], trained[0].uri))
         summary["baseline_model"] = baseline and baseline["uri"]
-        summary["baseline_not_pushed"] = baseline and baseline["not_pushed"]
+        summary["baseline_is_this_model"] = itself
+        if itself:   # the Trainer cached with the last blessed model: the Evaluator compared it with itself
+            not_compared = f"it is this same model ({baseline['uri']})"
+        summary["baseline_not_pushed"] = baseline and not itself and baseline["not_pushed"] or None
         summary["baseline_not_served"] = baseline and not_served(baseline["uri"], served)
     evaluator = comps.get("Evaluator", {}).get("outputs", {})
     if evaluator.get("evaluation"):
@@ -437,11 +450,16 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
         else:
             line += "; no blessed model before this one"
         lines.append(line)
-        if base is not None and summary.get("baseline_not_pushed"):
+        compared = base is not None and not summary.get("baseline_is_this_model")
+        served = summary.get("baseline_not_served")
+        if compared and summary.get("baseline_not_pushed"):
             lines.append(f"  WARNING the last blessed model ({summary['baseline_model']}) was never pushed "
                          f"({summary['baseline_not_pushed']}): compared with it, not with the model served")
-        elif base is not None and summary.get("baseline_not_served"):
-            served = summary["baseline_not_served"]
+        elif served and not compared:
+            lines.append(f"  WARNING the serving dir already served version {served['version']} ({served['model']}) "
+                         "when this run started: this model was never compared with it (the gate compared it with no "
+                         "other model)")
+        elif served:
             lines.append(f"  WARNING the last blessed model ({summary['baseline_model']}) is not the one served "
                          f"(version {served['version']}, {served['model']}): TFX's LatestBlessedModelStrategy takes "
                          "the newest model blessed, not the one blessed or pushed last: compared with it, not with "

@@ -428,3 +428,58 @@ def test_a_baseline_other_than_the_model_served_is_named_with_the_one_served(tmp
     assert "WARNING" not in format_summary(summary(evaluation=evaluation, baseline_model=str(older),
                                                    baseline_not_pushed=None, baseline_not_served=None,
                                                    blessed=True, pushed=False))
+
+
+def _evaluated_run(monkeypatch, baseline_uri, trained_uri="/p/Trainer/model/13", accuracy=(0.2, 0.2)):
+    """summarize() of a run whose Evaluator compared the Trainer's model (``trained_uri``) with ``baseline_uri``
+    (None: no blessed model before), blessed, at top-1 ``accuracy`` (candidate, baseline)."""
+    from types import SimpleNamespace
+
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from pipeline import run_summary
+
+    blessing = pb.Artifact()
+    blessing.custom_properties["blessed"].int_value = 1
+    run = {"run_id": "r2", "components": {
+        "Trainer": {"state": "cached", "execution_id": 1, "outputs": {"model": [SimpleNamespace(uri=trained_uri)]}},
+        "Evaluator": {"state": "complete", "execution_id": 2,
+                      "outputs": {"evaluation": [SimpleNamespace(uri="/p/Evaluator/evaluation/14")],
+                                  "blessing": [blessing]}}}}
+    candidate, base = accuracy
+    metrics = {"overall": {"sparse_categorical_accuracy": candidate}, "per_class": {},
+               "baseline": {} if baseline_uri is None else {"sparse_categorical_accuracy": base},
+               "diff": {} if baseline_uri is None else {"sparse_categorical_accuracy": candidate - base}}
+    monkeypatch.setattr(run_summary, "last_run", lambda *_, **__: run)
+    monkeypatch.setattr(run_summary, "compared_model", lambda *_: baseline_uri and {
+        "uri": baseline_uri, "not_pushed": "the Pusher did not push it"})
+    monkeypatch.setattr(run_summary, "evaluation_metrics", lambda _: metrics)
+    monkeypatch.setattr(run_summary.tfma, "load_validation_result",
+                        lambda _: SimpleNamespace(validation_ok=True, metric_validations_per_slice=[]))
+    return run_summary
+
+
+def test_a_baseline_that_is_this_runs_model_is_said_to_be_no_comparison(monkeypatch):
+    """A re-run with only the accuracy floor changed (the Trainer cached) gives the Evaluator the last blessed
+    model as candidate and baseline: the summary had printed "last blessed model 0.2000 (change +0.0000)", as if
+    the gate had compared two models."""
+    run_summary = _evaluated_run(monkeypatch, "/p/Trainer/model/13/")
+    served = {"version": 3, "model": "/p/Trainer/model/13"}
+    found = run_summary.summarize("/p/metadata.sqlite", served=served)
+    assert found["baseline_is_this_model"] is True and found["compared_with_last_blessed"] is False
+    assert found["not_compared_because"] == "it is this same model (/p/Trainer/model/13/)"
+    assert found["baseline_not_pushed"] is None and found["baseline_not_served"] is None
+    text = format_summary(found)
+    assert ("eval accuracy: top-1 0.2000; last blessed model 0.2000 (compared: no — it is this same model "
+            "(/p/Trainer/model/13/))") in text
+    assert "(change " not in text and "gate: BLESSED by the accuracy floor only" in text and "WARNING" not in text
+    # another model served (pushed since by hand, by another pipeline): this one was compared with none
+    found = run_summary.summarize("/p/metadata.sqlite", served={"version": 4, "model": "/q/Trainer/model/2"})
+    assert found["baseline_not_served"] == {"version": 4, "model": "/q/Trainer/model/2"}
+    assert ("WARNING the serving dir already served version 4 (/q/Trainer/model/2) when this run started: this model "
+            "was never compared with it") in format_summary(found)
+    # another model as baseline: compared, as before
+    run_summary = _evaluated_run(monkeypatch, "/p/Trainer/model/9", accuracy=(0.2, 0.15))
+    found = run_summary.summarize("/p/metadata.sqlite")
+    assert found["baseline_is_this_model"] is False and found["compared_with_last_blessed"] is True
+    assert "last blessed model 0.1500 (change +0.0500)" in format_summary(found)
