@@ -206,9 +206,10 @@ def same_model(uri: str | None, other: str | None) -> bool:
     return uri is not None and other is not None and uri.rstrip("/") == other.rstrip("/")
 
 
-def not_served(baseline_uri: str, served: dict | None) -> dict | None:
-    """``served`` (:func:`served_model`) when it is not the model at ``baseline_uri``; None when it is, or when
-    what is served is not known."""
+def not_served(baseline_uri: str | None, served: dict | None) -> dict | None:
+    """``served`` (:func:`served_model`) when it is not the model at ``baseline_uri`` (None: the run had no
+    baseline, so whatever is served was compared with nothing); None when it is, or when what is served is not
+    known."""
     if served is None or same_model(served["model"], baseline_uri):
         return None
     return served
@@ -317,7 +318,8 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
     is not compared with either, the reason saying so. ``served``: the model served when the run started
     (:func:`served_model`, read before its Pusher); ``baseline_not_served`` is it when the last blessed model is
     another (TFX's LatestBlessedModelStrategy takes the newest model blessed, by artifact id: an older one blessed
-    again and pushed since does not become the baseline) or this model itself."""
+    again and pushed since does not become the baseline), and when there is none to compare with (no blessed model
+    before, or this model itself): a serving dir another pipeline pushes into, say."""
     run = last_run(metadata_file, run_id)
     comps = run["components"]
     ordered = sorted(comps.items(), key=lambda kv: kv[1]["execution_id"])
@@ -357,7 +359,7 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
         if itself:   # the Trainer cached with the last blessed model: the Evaluator compared it with itself
             not_compared = f"it is this same model ({baseline['uri']})"
         summary["baseline_not_pushed"] = baseline and not itself and baseline["not_pushed"] or None
-        summary["baseline_not_served"] = baseline and not_served(baseline["uri"], served)
+        summary["baseline_not_served"] = not_served(baseline and baseline["uri"], served)
     evaluator = comps.get("Evaluator", {}).get("outputs", {})
     if evaluator.get("evaluation"):
         metrics = evaluation_metrics(evaluator["evaluation"][0].uri)

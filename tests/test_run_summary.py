@@ -483,3 +483,17 @@ def test_a_baseline_that_is_this_runs_model_is_said_to_be_no_comparison(monkeypa
     found = run_summary.summarize("/p/metadata.sqlite")
     assert found["baseline_is_this_model"] is False and found["compared_with_last_blessed"] is True
     assert "last blessed model 0.1500 (change +0.0500)" in format_summary(found)
+
+
+def test_a_serving_dir_that_serves_another_pipelines_model_is_warned_of_on_a_first_run(monkeypatch):
+    """A first run of a pipeline root pushing into a serving dir another pipeline fills had said only "no blessed
+    model before this one" (baseline_not_served null): the versions served there were never compared with it."""
+    run_summary = _evaluated_run(monkeypatch, None)
+    other = {"version": 7, "model": "/p1/Trainer/model/5"}
+    found = run_summary.summarize("/p2/metadata.sqlite", served=other)
+    assert found["baseline_model"] is None and found["baseline_not_served"] == other
+    text = format_summary(found)
+    assert "; no blessed model before this one\n  WARNING the serving dir already served version 7 " \
+           "(/p1/Trainer/model/5) when this run started: this model was never compared with it" in text
+    assert run_summary.summarize("/p2/metadata.sqlite")["baseline_not_served"] is None   # an empty serving dir
+    assert "WARNING" not in format_summary(run_summary.summarize("/p2/metadata.sqlite"))
