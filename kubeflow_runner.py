@@ -33,7 +33,7 @@ PLUGIN_SCHEMES = ("s3://",)       # only with an S3 filesystem plugin added to t
 LOCAL_SCHEMES = ("file://",)      # a local path written as a URL
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, settings.DefaultsHelpFormatter):
     """The epilog as written, and each flag's default after its help."""
 
 
@@ -82,8 +82,8 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
     p.add_argument("--pretrain-root", default=defaults.pretrain_root or None,
                    help="letters (folder per class, gs://…) the network first trains on, generate_epochs epochs, "
                         "before --data-root's: e.g. the built-in generated ones (python -m pipeline.generate_letters "
-                        "--out DIR, then copied to the bucket); default, or empty: none, a random start; with "
-                        "--base-model: a usage error")
+                        "--out DIR, then copied to the bucket); default (unless LETTERS_PRETRAIN_ROOT), or empty: "
+                        "none, a random start; with --base-model: a usage error")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the Pusher writes <version>/ into (gs://…/letters; "
                         "empty: the default)")
@@ -92,7 +92,8 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
                         "copied to the bucket, or <pipeline-root>/feedback as local runs write it): read by "
                         "ImageExampleGen at run time, always into the train split; its cache is turned off so new "
                         "feedback is seen")
-    p.add_argument("--display-name", default=None, help="pipeline display name (default: letters)")
+    p.add_argument("--display-name", default=None,
+                   help=f"pipeline display name (default: none, shown as the pipeline's name, {configs.PIPELINE_NAME})")
     p.add_argument("--no-cache", action="store_true", help="compile with caching off for every task")
     p.add_argument("--no-serving-validation", action="store_true",
                    help="leave out the serving validator between Evaluator and Pusher (it serves the candidate "
@@ -341,7 +342,7 @@ def main(argv=None) -> int:
     print(f"Wrote {output} ({args.target}): {len(spec_lib.tasks(spec))} tasks, image {args.image}, "
           f"root {config.pipeline_root}")
     print(f"Beam: {' '.join(beam)}")
-    print(f"Training budget: {config.epochs} epoch{'s' if config.epochs != 1 else ''} (chosen)" if config.epochs else
+    print(f"Training budget: {configs.plural(config.epochs, 'epoch')} (chosen)" if config.epochs else
           f"Training budget: sized by the Trainer from the training images it gets ({configs.budget_rule()}; "
           f"--epochs N to choose)")
     for note in notes:

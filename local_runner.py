@@ -35,7 +35,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p = argparse.ArgumentParser(
         description="Run the letters TFX pipeline locally: images → examples → statistics/schema/validation → "
                     "transform → train → evaluate (blessing gate) → push to a TF Serving model directory.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=settings.DefaultsHelpFormatter)
     p.add_argument("--data-root", default=None,
                    help="folder of <class_folder>/<image> files (default, or empty: generated data in "
                         f"{defaults.data_root}, made if missing; a LETTERS_DATA_ROOT holding letters the generator "

@@ -292,12 +292,13 @@ class TrainingBudget:
         images = f"{'about ' if estimated else ''}{self.train_images:,} training images"
         why = (f"sized from {images}; --epochs N to choose" if self.sized
                else f"epochs chosen; {images}")
-        return (f"training budget: {_plural(self.epochs, 'epoch')} × {_plural(self.steps_per_epoch, 'step')} = "
-                f"{_plural(self.steps, 'step')} "
+        return (f"training budget: {plural(self.epochs, 'epoch')} × {plural(self.steps_per_epoch, 'step')} = "
+                f"{plural(self.steps, 'step')} "
                 f"({why})")
 
 
-def _plural(count: int, noun: str) -> str:
+def plural(count: int, noun: str) -> str:
+    """``count`` ``noun``s, the noun singular for one: ``1 epoch``, ``1,200 steps``."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 

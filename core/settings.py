@@ -112,6 +112,15 @@ def within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default after its help, as ``argparse.ArgumentDefaultsHelpFormatter`` writes it, except a default
+    of None or empty: such a flag's help says what giving none means (``default: <pipeline-root>/metadata.sqlite``,
+    ``empty = none``), which a ``(default: None)`` after it had contradicted (``(default: )`` said nothing)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, "") else super()._get_help_string(action)
+
+
 def path_or_default(value: str | None, default: str) -> str:
     """A path flag's value made :func:`absolute`; an empty one is ``default``, as an empty LETTERS_<FIELD> is the
     field's default (``abspath("")`` is the current directory: a command would have written its artifacts, pushed

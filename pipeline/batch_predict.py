@@ -489,7 +489,9 @@ def main(argv=None) -> int:
     p.add_argument("--version", type=non_negative_int, default=None,
                    help="a version: --via rest/grpc, one the server serves (default: the latest AVAILABLE); "
                    "--via local, a version folder of --model (default: the highest)")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="images read and predicted at a time (--via rest/grpc: at most this many per request) "
+                        "(default: %(default)s)")
     args = p.parse_args(argv)
     via_given, args.via = args.via is not None, args.via or "local"
     refuse_flags_the_via_ignores(p, args, via_given)

@@ -596,9 +596,9 @@ def main(argv=None) -> int:
     sub.add_parser("list", parents=[common], help="pushed versions with their evaluation, blessing and labels")
     promote = sub.add_parser("promote", parents=[common], help="point a label at a version")
     promote.add_argument("version", type=int)
-    promote.add_argument("--label", default="stable", choices=LABELS)
+    promote.add_argument("--label", default="stable", choices=LABELS, help="the label (default: %(default)s)")
     back = sub.add_parser("rollback", parents=[common], help="move a label back to its previous version")
-    back.add_argument("--label", default="stable", choices=LABELS)
+    back.add_argument("--label", default="stable", choices=LABELS, help="the label (default: %(default)s)")
     args = p.parse_args(argv)
     args.serving_dir = path_or_default(args.serving_dir, defaults.serving_dir)   # "~" too; empty: the default
     args.metadata_path = path_or_default(args.metadata_path, defaults.metadata_file)

@@ -435,7 +435,7 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
                 start = (", starting from the pretrained network" if "pretraining" in summary
                          else f", starting from the network of {t['base_model']}")
             earlier = f", by an earlier run (the {node}'s inputs are unchanged)" if t.get("trained_earlier") else ""
-            lines.append(f"  {key}: {t['epochs']} epochs{budget} in {t['train_seconds']} s, "
+            lines.append(f"  {key}: {configs.plural(t['epochs'], 'epoch')}{budget} in {t['train_seconds']} s, "
                          f"{t['parameters']:,} parameters{start}{earlier}")
     if "evaluation" in summary:
         ev = summary["evaluation"]

@@ -178,7 +178,9 @@ def main(argv=None) -> int:
     unknown = configs.warn_unknown_variables()
     defaults = defaults_from_env()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--serving-dir", default=defaults.serving_dir)
+    p.add_argument("--serving-dir", default=defaults.serving_dir,
+                   help="TF Serving model base directory the pipeline pushes <version>/ into, whose models are served "
+                        "(default: %(default)s; $LETTERS_SERVING_DIR; empty: the default)")
     p.add_argument("--serving-port", type=_known_port, default=8501, help="the model server's REST port")
     p.add_argument("--grpc-port", type=_port, default=8500,
                    help="the model server's gRPC port (0 = no gRPC; not the REST port: the server would skip REST)")

@@ -1,4 +1,5 @@
 """The commands of [project.scripts] exist in the environment and point at real main functions."""
+import argparse
 import importlib
 import os
 import subprocess
@@ -35,3 +36,38 @@ def test_each_command_warns_of_a_misspelled_setting_first_and_goes_on(name, monk
     out, err = capsys.readouterr()
     assert stopped.value.code == 0 and "usage:" in out
     assert err == "warning: LETTERS_EPOCS is not a setting (did you mean LETTERS_EPOCHS?); it is ignored\n"
+
+
+def _parsers(name, monkeypatch):
+    """The argument parser of the command ``name`` (as its main builds it) and its subcommands', by command line."""
+    built = []
+
+    def caught(parser, args=None, namespace=None):
+        built.append(parser)
+        raise SystemExit(0)
+
+    module, function = SCRIPTS[name].split(":")
+    with monkeypatch.context() as patch:
+        patch.setattr(argparse.ArgumentParser, "parse_known_args", caught)
+        with pytest.raises(SystemExit):
+            getattr(importlib.import_module(module), function)(["--help"])
+    found, todo = {}, [(name, built[0])]
+    while todo:
+        line, parser = todo.pop()
+        found[line] = parser
+        todo += [(f"{line} {sub}", child) for action in parser._actions
+                 if isinstance(action, argparse._SubParsersAction) for sub, child in action.choices.items()]
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_each_flag_says_what_it_is_and_its_default_once(name, monkeypatch):
+    """--help had shown flags with no help (letters-demo-serve's --serving-dir SERVING_DIR), and a default written
+    in a flag's help followed by argparse's own of a flag whose default is None (--display-name … pipeline display
+    name (default: letters) (default: None))."""
+    for line, parser in _parsers(name, monkeypatch).items():
+        text = parser.format_help()
+        assert "(default: None)" not in text and "(default: )" not in text, line
+        for action in parser._actions:
+            if action.option_strings and not isinstance(action, argparse._HelpAction):
+                assert action.help, f"{line} {action.option_strings[0]} has no help"

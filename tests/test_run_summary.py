@@ -265,7 +265,7 @@ def test_a_cached_trainers_training_is_said_to_be_an_earlier_runs(tmp_path, monk
         found = run_summary.summarize(str(tmp_path / "metadata.sqlite"))
         assert found["training"]["trained_earlier"] is earlier and found["pretraining"]["trained_earlier"] is earlier
         text = format_summary(found)
-        line = ("training: 1 epochs (4 steps, chosen; 123 training images) in 24.4 s, 690,875 parameters, starting "
+        line = ("training: 1 epoch (4 steps, chosen; 123 training images) in 24.4 s, 690,875 parameters, starting "
                 "from the pretrained network")
         assert (f"{line}, by an earlier run (the Trainer's inputs are unchanged)\n" in text) is earlier
         assert f"{line}\n" in text or earlier

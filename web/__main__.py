@@ -36,7 +36,7 @@ def path_values(args: argparse.Namespace, defaults: WebConfig) -> dict:
 
 
 def parse_args(argv=None) -> WebConfig:
-    parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter, prog="letters-web",
+    parser = argparse.ArgumentParser(formatter_class=settings.DefaultsHelpFormatter, prog="letters-web",
                                      description=__doc__.split(":", 1)[1].strip())
     try:
         defaults = WebConfig.from_env()
@@ -45,7 +45,7 @@ def parse_args(argv=None) -> WebConfig:
     settings.add_flags(parser, WebConfig, {name: help_text + (f" (${ENV[name]})" if name in ENV else "")
                                            for name, help_text in FLAGS.items()}, defaults)
     parser.add_argument("--log-level", default="INFO", type=str.upper,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], help="the lowest level logged")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

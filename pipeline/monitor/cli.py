@@ -53,7 +53,7 @@ THRESHOLD_FLAGS = {
 
 def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="letters-monitor", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                formatter_class=settings.DefaultsHelpFormatter,
                                 epilog="exit status: 0 ok, 1 threshold crossed (a metrics page that cannot be read "
                                        "too), 2 usage error, 3 retraining failed, 4 outputs not written or an "
                                        "unexpected error, 130 stopped (Ctrl-C or SIGTERM)")
