@@ -196,20 +196,23 @@ def usable_letters(flag: str, root: str, config: Config) -> bool:
 
 
 def small_data_hint(config: Config) -> str | None:
-    """A line for a data root with fewer than ``configs.SMALL_DATA_PER_CLASS`` images per class on average: how
-    such letters do better (as feedback beside the built-in generated letters); None for a larger one."""
-    from components.image_example_gen import count_candidates
+    """A line for a data root with fewer than ``configs.SMALL_DATA_PER_CLASS`` images per class of the alphabet on
+    average: how such letters do better (as feedback beside the built-in generated letters); None for a larger one.
+    The images per class it says are those of the classes that have any, how many said when not all do."""
+    from components.image_example_gen import candidates_per_class
     from core.labels import NUM_CLASSES
     if flags.is_url(config.data_root):   # the import stores local files
         return None
-    images = count_candidates(config.data_root)
+    per_class = candidates_per_class(config.data_root)
+    images = sum(per_class.values())
     if images >= configs.SMALL_DATA_PER_CLASS * NUM_CLASSES:
         return None
-    per_class = max(1, round(images / NUM_CLASSES))
-    return (f"Data: {images} images in {config.data_root}, about {per_class} per class. So few read other writers "
-            f"better as feedback beside the built-in generated letters: `letters-feedback import {config.data_root}`, "
-            "then `make retrain` (measured with 130 real letters: 0.821 against 0.800 trained from their own folder; "
-            'docs/measurements.md, "A handful of real letters")')
+    classes = "" if len(per_class) == NUM_CLASSES else f", in {len(per_class)} of the {NUM_CLASSES} classes"
+    average = max(1, round(images / max(1, len(per_class))))   # in the classes that have images
+    return (f"Data: {images} images in {config.data_root}{classes}, about {average} per class. So few read other "
+            f"writers better as feedback beside the built-in generated letters: `letters-feedback import "
+            f"{config.data_root}`, then `make retrain` (measured with 130 real letters: 0.821 against 0.800 trained "
+            'from their own folder; docs/measurements.md, "A handful of real letters")')
 
 
 def forget_removed_models(config: Config) -> list[str]:

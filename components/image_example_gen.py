@@ -156,10 +156,15 @@ def feedback_copies(repeat: int, main_files: list[str], feedback_files: list[str
 def count_candidates(input_base: str | None, pattern: str = INPUT_PATTERN) -> int:
     """Files the executor will read as images (in a class folder, not a folder themselves), before checking
     them: a cheap upper bound of the examples, for sizing the training budget before the pipeline runs."""
+    return sum(candidates_per_class(input_base, pattern).values())
+
+
+def candidates_per_class(input_base: str | None, pattern: str = INPUT_PATTERN) -> dict[str, int]:
+    """:func:`count_candidates` by class folder (class name -> files), the classes with none left out."""
     if not input_base or not fileio.exists(input_base):
-        return 0
-    return sum(1 for path in list_inputs(input_base, pattern)
-               if in_class_folder(path) and utf8(path) and not fileio.isdir(path))
+        return {}
+    return dict(collections.Counter(os.path.basename(os.path.dirname(path)) for path in list_inputs(input_base, pattern)
+                                    if in_class_folder(path) and utf8(path) and not fileio.isdir(path)))
 
 
 def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:

@@ -434,6 +434,24 @@ def test_a_small_data_root_is_pointed_to_the_feedback_route(tmp_path):
     assert local_runner.small_data_hint(config.replace(data_root="gs://bucket/letters")) is None   # not importable
 
 
+def test_the_small_data_hint_counts_per_class_in_the_classes_that_have_images(tmp_path):
+    """100 images in 5 class folders of 20 each had read "about 4 per class" (divided by all 27 classes)."""
+    import local_runner
+    from core.labels import CLASS_NAMES
+    for name in CLASS_NAMES[:5]:
+        (tmp_path / name).mkdir()
+        for i in range(20):
+            (tmp_path / name / f"{i}.png").write_bytes(b"x")
+    (tmp_path / CLASS_NAMES[5]).mkdir()                               # an empty class folder: no images
+    hint = local_runner.small_data_hint(configs.Config(data_root=str(tmp_path)))
+    assert hint.startswith(f"Data: 100 images in {tmp_path}, in 5 of the 27 classes, about 20 per class. So few")
+    for name in CLASS_NAMES[1:5]:
+        for i in range(20):
+            (tmp_path / name / f"{i}.png").unlink()
+    hint = local_runner.small_data_hint(configs.Config(data_root=str(tmp_path)))
+    assert hint.startswith(f"Data: 20 images in {tmp_path}, in 1 of the 27 classes, about 20 per class. So few")
+
+
 def test_the_budget_line_says_what_was_chosen_and_from_what():
     assert configs.training_budget(3200, 64).describe() == (
         f"training budget: {configs.sized_epochs(3200)} epochs × 50 steps = {configs.sized_epochs(3200) * 50:,} "
