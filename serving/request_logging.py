@@ -21,7 +21,7 @@ from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import (classification_pb2, model_pb2, predict_pb2, prediction_log_pb2,
                                      regression_pb2)
 
-from core import request_log
+from core import request_log, settings
 from serving import inference, protos, tensor_proto
 from serving.status import error_code
 
@@ -31,7 +31,8 @@ LOG_KINDS = {"predict": "predict_log", "classify": "classify_log", "regress": "r
 
 
 def check_logging_config(model, source: str) -> None:
-    """Refuses a model's logging_config this server cannot honour (ValueError naming ``source``)."""
+    """Refuses a model's logging_config this server cannot honour (ValueError naming ``source``): among them a
+    ``filename_prefix`` that is a URL (``gs://…``), as the writer makes local files only."""
     if not model.HasField("logging_config"):
         return
     config = model.logging_config
@@ -40,8 +41,13 @@ def check_logging_config(model, source: str) -> None:
     if kind != COLLECTOR_TYPE:
         raise ValueError(f"{where}: Cannot find LogCollector::Factory for type: {kind!r} (this server has one: "
                          f"{COLLECTOR_TYPE!r}, TFRecord files of PredictionLog)")
-    if not config.log_collector_config.filename_prefix:
+    prefix = config.log_collector_config.filename_prefix
+    if not prefix:
         raise ValueError(f"{where}: log_collector_config.filename_prefix is empty")
+    if settings.is_url(prefix):   # gs://b/x had been written to <working folder>/gs:/b/x, silently
+        raise ValueError(f"{where}: log_collector_config.filename_prefix {prefix!r} is a URL: this server writes "
+                         f"request logs to local files only; mount a volume (the bucket through Cloud Storage FUSE, "
+                         f"say) and give a path in it")
     request_log.check_sampling_rate(config.sampling_config.sampling_rate, f"{where}: sampling_config.sampling_rate")
     for i, per_task in enumerate(protos.per_task_sampling_configs(config.sampling_config)):
         request_log.check_sampling_rate(per_task.sampling_rate,

@@ -237,6 +237,7 @@ BAD_LOGGING = [
     ('filename_prefix: "/tmp/x"', 1.0, "Cannot find LogCollector::Factory for type: ''"),
     ('type: "tfrecord"', 1.0, "filename_prefix is empty"),
     ('type: "tfrecord" filename_prefix: "/tmp/x"', 1.5, "sampling_rate must be a number between 0 and 1"),
+    ('type: "tfrecord" filename_prefix: "s3://b/req"', 1.0, "filename_prefix 's3://b/req' is a URL"),
 ]
 
 
@@ -269,6 +270,37 @@ def test_a_bad_logging_config_stops_the_start_and_a_reload_keeps_the_current_one
         reload(channel, config)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "ReloadConfigRequest: model letters: logging_config: cannot write under" in caught.value.details()
+    before = len(logs(prefixes["letters"]))
+    predict_images(rest, [testing.png_bytes(1)])   # models and logging unchanged
+    assert len(logs(prefixes["letters"])) == before + 1
+
+
+def test_a_url_filename_prefix_is_refused_at_start_and_on_a_reload_and_nothing_is_written(
+        root, tmp_path, monkeypatch, channel, rest, prefixes):
+    """gs://… had been taken for a relative path: the logs went to ./gs:/… where the server ran, silently."""
+    from serving.config import ServerOptions
+    from serving.server import Server
+
+    monkeypatch.chdir(tmp_path)
+    refusal = ("model letters: logging_config: log_collector_config.filename_prefix 'gs://letters-logs/requests' "
+               "is a URL: this server writes request logs to local files only; mount a volume")
+    config = model_config(root, ("gs://letters-logs/requests", 1.0))
+    path = tmp_path / "url.config"
+    path.write_text(text_format.MessageToString(config))
+    server = Server(ServerOptions(model_config_file=str(path), rest_api_port=0,
+                                  allow_version_labels_for_unavailable_models=True))
+    try:
+        server.start()
+    except ValueError as exc:
+        assert str(exc).startswith(f"{path}: {refusal}") and "\n" not in str(exc)
+    else:
+        server.stop()
+        pytest.fail("a server with a gs:// filename_prefix started")
+    with pytest.raises(grpc.RpcError) as caught:
+        reload(channel, config)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith(f"ReloadConfigRequest: {refusal}")
+    assert sorted(os.listdir(tmp_path)) == ["url.config"]   # no ./gs:/letters-logs folder
     before = len(logs(prefixes["letters"]))
     predict_images(rest, [testing.png_bytes(1)])   # models and logging unchanged
     assert len(logs(prefixes["letters"])) == before + 1
