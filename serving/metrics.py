@@ -15,7 +15,8 @@
   and Regress (RecordRuntimeLatency), microseconds.
 * ``:tensorflow:serving:model_warmup_latency{model_path,status}`` (histogram, microseconds) and
   ``:tensorflow:serving:model_warmup_records_read{model_path,status}``: each version's warm-up that read its records
-  to the end (a record that fails ends the load without them, as TF Serving's one warm-up thread does); its
+  to the end or to an error reading the file (``FAILED_PRECONDITION: …; Is a directory``, ``DATA_LOSS: …``); a
+  record that fails ends the load without them, as TF Serving's one warm-up thread does; its
   records count as requests in ``runtime_latency`` (and MultiInference ones in the example counts).
 * ``:tensorflow:serving:request_log_count{model_name,status_code}`` - each record a model's ``logging_config``
   sampled, by the status of its writing (RequestLogger::Log: ``OK``, or e.g. ``RESOURCE_EXHAUSTED`` for a full disk).
@@ -167,7 +168,8 @@ class Metrics:
 
     def warmup(self, model_path: str, status: str, latency_us: float, records: int) -> None:
         """model_warmup_latency and model_warmup_records_read (saved_model_warmup_util.cc): a version's warm-up
-        that read its records to the end, by its folder and its status's text ("OK", "DATA_LOSS: ...")."""
+        that read its records to the end or to an error reading them, by its folder and its status's text ("OK",
+        "DATA_LOSS: ...", "FAILED_PRECONDITION: ...")."""
         with self._lock:
             key = (("model_path", model_path), ("status", status))
             self._observe(self.warmup_latency, key, LATENCY_BUCKETS, int(latency_us))

@@ -15,7 +15,7 @@ import time
 
 from core import warmup
 from serving import inference
-from serving.status import ServingError, invalid, runtime_message
+from serving.status import ServingError, from_exception, invalid
 
 # PredictionLog.log_type field numbers: TF Serving's message quotes the oneof case as its number.
 _UNSUPPORTED = {"predict_streamed_log": 7, "session_run_log": 5}
@@ -24,9 +24,9 @@ _UNSUPPORTED = {"predict_streamed_log": 7, "session_run_log": 5}
 def replay(servable, metrics=None, run=None) -> int:
     """Runs the warm-up records on ``servable``; returns how many ran (0 without a file). ServingError if the
     load must fail. ``metrics`` (serving.metrics.Metrics) gets the records' runtime latencies and, for a warm-up
-    that read its file to the end, its latency and record count (RunSavedModelWarmup). ``run(signature name,
-    arrays)`` runs a record's signature (``servable.run`` by default; the server's batch queue with batching on,
-    as TF Serving warms up the BatchingSession that wraps the model's session)."""
+    that read its file to the end or to an error reading it, its latency and record count (:func:`_warmed_up`).
+    ``run(signature name, arrays)`` runs a record's signature (``servable.run`` by default; the server's batch
+    queue with batching on, as TF Serving warms up the BatchingSession that wraps the model's session)."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -35,27 +35,40 @@ def replay(servable, metrics=None, run=None) -> int:
         return 0
     count = 0
     started = time.perf_counter()
-    try:
-        for record in tf.data.TFRecordDataset(path):
-            raw = record.numpy()
-            try:
-                log = prediction_log_pb2.PredictionLog.FromString(raw)
-            except Exception:  # noqa: BLE001 - protobuf's DecodeError
-                raise invalid(f"Failed to parse warmup record: {raw.decode('utf-8', 'backslashreplace')} from "
-                              f"{path}") from None
-            run_record(servable, log, metrics, run)
-            count += 1
-            if count > warmup.MAX_RECORDS:
-                raise invalid(f"Number of warmup records exceeds the maximum ({warmup.MAX_RECORDS}) at {path}")
-    except tf.errors.DataLossError as exc:   # the record reader's message, without Python eager's wrapping
-        message = runtime_message(exc.message)
-        if metrics is not None:
-            metrics.warmup(servable.path, f"DATA_LOSS: {message}", (time.perf_counter() - started) * 1e6, count)
-        raise ServingError("DATA_LOSS", f"{message}. Please verify your warmup data is in TFRecord format.") \
-            from None
-    if metrics is not None:
-        metrics.warmup(servable.path, "OK", (time.perf_counter() - started) * 1e6, count)
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        handle.read(0)   # NewRandomAccessFile: a file that cannot be opened fails the load, unrecorded
+    records = iter(tf.data.TFRecordDataset(path))
+    while True:
+        try:
+            raw = next(records).numpy()
+        except StopIteration:   # OUT_OF_RANGE, the end: recorded as OK
+            break
+        except tf.errors.OpError as exc:   # ReadRecord's status, recorded whatever it is
+            status = from_exception(exc)   # the record reader's message, without Python eager's wrapping
+            _warmed_up(metrics, servable.path, status.to_string(), started, count)
+            if status.code == "DATA_LOSS":
+                raise ServingError("DATA_LOSS", f"{status.message}. Please verify your warmup data is in TFRecord "
+                                   f"format.") from None
+            raise status from None
+        try:
+            log = prediction_log_pb2.PredictionLog.FromString(raw)
+        except Exception:  # noqa: BLE001 - protobuf's DecodeError
+            raise invalid(f"Failed to parse warmup record: {raw.decode('utf-8', 'backslashreplace')} from "
+                          f"{path}") from None
+        run_record(servable, log, metrics, run)
+        count += 1
+        if count > warmup.MAX_RECORDS:
+            raise invalid(f"Number of warmup records exceeds the maximum ({warmup.MAX_RECORDS}) at {path}")
+    _warmed_up(metrics, servable.path, "OK", started, count)
     return count
+
+
+def _warmed_up(metrics, model_path: str, status: str, started: float, count: int) -> None:
+    """model_warmup_latency (and records read) of a warm-up that read its file to its end or to a read error,
+    by ``status`` (Status::ToString); a record that does not parse or fails to run is not recorded, as
+    RunSavedModelWarmup returns before its metric with one warm-up thread."""
+    if metrics is not None:
+        metrics.warmup(model_path, status, (time.perf_counter() - started) * 1e6, count)
 
 
 def run_record(servable, log, metrics=None, run=None) -> None:

@@ -220,6 +220,30 @@ def test_warmup_shows_in_the_metrics_as_tf_servings_does(tmp_path):
                      r'status="DATA_LOSS: corrupted record at 0[^"]*"\} 0\n', metrics.render())
 
 
+def test_every_error_reading_the_warmup_file_shows_in_the_metrics_and_a_record_that_fails_does_not(tmp_path):
+    """RunSavedModelWarmup records model_warmup_latency with the status of reading the file, whatever it is (a
+    warm-up file that is a folder: FAILED_PRECONDITION; only DATA_LOSS had been recorded); a record that does not
+    parse or fails to run ends the load before the metric (saved_model_warmup_util.cc, one warm-up thread)."""
+    from serving.metrics import Metrics
+    metrics = Metrics()
+    folder = str(tmp_path / "1")
+    testing.save_scorer(folder)
+    os.makedirs(os.path.join(folder, warmup.WARMUP_FILE))
+    with pytest.raises(ServingError) as raised:
+        versions.Servable("m", 1, folder, metrics)
+    status = f"FAILED_PRECONDITION: {os.path.join(folder, warmup.WARMUP_FILE)}; Is a directory"
+    assert raised.value.to_string() == status
+    labels = f'model_path="{folder}",status="{status}"'
+    assert f":tensorflow:serving:model_warmup_latency_count{{{labels}}} 1\n" in metrics.render()
+
+    unparsed = write_logs(testing.build_tiny_model(str(tmp_path / "2")), [b"not a PredictionLog"])
+    failing = write_logs(testing.build_tiny_model(str(tmp_path / "3")), [predict_log("nope")])
+    for version, path in ((2, unparsed), (3, failing)):
+        with pytest.raises(ServingError):
+            versions.Servable(configs.MODEL_NAME, version, path, metrics)
+        assert f'model_path="{path}"' not in metrics.render()
+
+
 def test_with_batching_the_records_go_through_the_batch_queue_as_in_tf_serving(tmp_path):
     """TF Serving warms up the BatchingSession that wraps the model's session: its batching_session metrics count
     the records. A version whose warm-up fails leaves no batch queue behind."""
