@@ -448,17 +448,22 @@ def describe_feedback_copies(config: Config, feedback_root: str) -> str:
     return f"Feedback: each image trained {copies} time{'s' if copies != 1 else ''} per epoch ({why}{share})"
 
 
-def run_dag(pipeline) -> str:
-    """Runs the pipeline with TFX's LocalDagRunner; returns the run id, the name of the run's pipeline_run context
-    in ML Metadata. LocalDagRunner names the run from the time as it starts and does not say it: it is chosen here
-    and substituted first (LocalDagRunner's substitution then finds nothing left to fill)."""
+def new_run_id() -> str:
+    """A run's id, the name of its pipeline_run context in ML Metadata: the time it starts, as LocalDagRunner
+    names a run."""
     import datetime
+    return datetime.datetime.now().isoformat()
 
+
+def run_dag(pipeline, run_id: str | None = None) -> str:
+    """Runs the pipeline with TFX's LocalDagRunner as the run ``run_id`` (a :func:`new_run_id` without); returns
+    the run id. LocalDagRunner names the run from the time as it starts and does not say it: it is chosen here
+    and substituted first (LocalDagRunner's substitution then finds nothing left to fill)."""
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
     from tfx.orchestration.portable import runtime_parameter_utils
     from tfx.dsl.compiler import constants
 
-    run_id = datetime.datetime.now().isoformat()
+    run_id = run_id or new_run_id()
 
     class _NamedRun(LocalDagRunner):
         def run_with_ir(self, ir, run_options=None):
@@ -471,8 +476,12 @@ def run_dag(pipeline) -> str:
 
 
 def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
+    """Runs the pipeline and prints its summary, which it returns. A Pusher that could not write to the serving
+    dir (a full disk, no permission) ends the run with the summary's ``push_failed`` saying so: the components
+    before it, the gate and the serving check, are done, and their verdicts are still the run's."""
     from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
+    from components.atomic_pusher import PushFailed
     from core.signals import stop_if_requested
     from pipeline.pipeline import create_pipeline
     from pipeline.run_summary import format_summary, served_model, summarize
@@ -490,13 +499,17 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     config, not_compared = gate_after_a_split_change(config, feedback_root)   # on the feedback this run trains on
     print(estimated_budget(config, feedback_root).describe(estimated=True), flush=True)
     served = served_model(config.serving_dir)   # before the Pusher: the model the gate's baseline may differ from
-    run_id = run_dag(create_pipeline(
-        config, beam_pipeline_args=configs.beam_pipeline_args(config),
-        metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root))
+    run_id, push_failure = new_run_id(), None
+    try:
+        run_dag(create_pipeline(
+            config, beam_pipeline_args=configs.beam_pipeline_args(config),
+            metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root), run_id)
+    except PushFailed as err:   # the last component: every other one is done
+        push_failure = f"the Pusher could not write to --serving-dir {err.base}: {err.reason}"
     stop_if_requested()   # a stop whose KeyboardInterrupt was lost inside a component still ends the run as stopped
     wall = time.monotonic() - started
     summary = summarize(config.metadata_file, not_compared=not_compared, run_id=run_id,   # not a later run's
-                        served=served)
+                        served=served, push_failure=push_failure)
     summary["wall_seconds"] = round(wall, 1)
     print(format_summary(summary, wall), flush=True)
     return summary
@@ -587,6 +600,12 @@ def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> i
     if args.summary_json:
         with open(args.summary_json, "w") as f:
             json.dump(summary, f, indent=2, default=str)
+    if summary.get("push_failed"):
+        checked = " and passed the serving check" if summary.get("serving_validated") else ""
+        print(f"error: {summary['push_failed']} (nothing was published; the model was blessed{checked}: run the "
+              "same command again once it can be written, finished steps are reused from the cache)",
+              file=sys.stderr)
+        return 2
     return 0
 
 

@@ -13,7 +13,8 @@ is left as it is and the model pushed as a newer version.
 On object stores (``gs://``, ``s3://``) a directory rename is a copy, so there the model is copied straight
 into ``<base>/<version>`` with ``saved_model.pb`` written last, as TFX's Pusher does: a server that lists the
 version early fails to load it and retries once the copy is complete. A push that fails removes the version it
-was writing, as far as it can.
+was writing, as far as it can, and raises :class:`PushFailed` when it could not write there (a full disk, no
+permission).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import os
 import re
 import time
 
+import tensorflow as tf
 from absl import logging
 from tfx.components.pusher import executor as pusher_executor
 from tfx.components.pusher.component import Pusher
@@ -39,6 +41,23 @@ from core.signals import stop_if_requested
 
 PUSH_RECORD = os.path.join("assets.extra", "push_record.json")
 INCOMING_PREFIX = ".incoming-"
+
+
+class PushFailed(Exception):
+    """The model could not be written into the serving dir (a full disk, no permission): nothing was published.
+    ``base``: the serving dir; ``reason``: the system's words (No space left on device)."""
+
+    def __init__(self, base: str, reason: str):
+        super().__init__(f"could not write to {base}: {reason}")
+        self.base, self.reason = base, reason
+
+
+def write_error_reason(err: Exception) -> str:
+    """The system's words for a failed write: an OSError's strerror, or what follows the path in TensorFlow's
+    message (``<path>; No space left on device``)."""
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    return err.message.rsplit("; ", 1)[-1]
 
 
 def model_files(model_dir: str) -> list[str]:
@@ -136,24 +155,26 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
     if version_number(str(version)) is None:
         raise ValueError(f"{base}: no version number left below 2^63 (TF Serving's limit) after "
                          f"{newest}; remove that version folder")
-    fileio.makedirs(base)
     object_store = "://" in base
     target = os.path.join(base, str(version)) if object_store else \
         os.path.join(base, f"{INCOMING_PREFIX}{version}-{os.getpid()}")
-    if fileio.exists(target):
-        fileio.rmtree(target)
     record = {"version": version, "fingerprint": fingerprint, "model": model_dir,
               "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     record.update(extra_record or {})
     try:
+        fileio.makedirs(base)
+        if fileio.exists(target):
+            fileio.rmtree(target)
         io_utils.copy_dir(model_dir, target, deny_regex_patterns=[r"saved_model\.pb"])
         _write_record(target, record)
         stop_if_requested()   # the last moment before the version is visible
         io_utils.copy_file(os.path.join(model_dir, "saved_model.pb"), os.path.join(target, "saved_model.pb"))
         if not object_store:
             version = _rename_to_free_version(target, base, version, record)
-    except BaseException:
+    except BaseException as err:
         _remove_unfinished(target, object_store)
+        if isinstance(err, (OSError, tf.errors.OpError)):
+            raise PushFailed(base, write_error_reason(err)) from err
         raise
     return version, True
 

@@ -308,7 +308,7 @@ TRAINERS = (("pretraining", PRETRAINER_NODE), ("training", "Trainer"))   # summa
 
 
 def summarize(metadata_file: str, not_compared: str | None = None, run_id: str | None = None,
-              served: dict | None = None) -> dict:
+              served: dict | None = None, push_failure: str | None = None) -> dict:
     """The summary of the run ``run_id`` (the newest without). ``not_compared``: why the runner gated it by the
     accuracy floor alone, not compared with the last blessed model (local_runner.gate_after_a_split_change). The
     Evaluator still scores that model, so the summary says so: ``compared_with_last_blessed`` (False without a last
@@ -319,7 +319,8 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
     (:func:`served_model`, read before its Pusher); ``baseline_not_served`` is it when the last blessed model is
     another (TFX's LatestBlessedModelStrategy takes the newest model blessed, by artifact id: an older one blessed
     again and pushed since does not become the baseline), and when there is none to compare with (no blessed model
-    before, or this model itself): a serving dir another pipeline pushes into, say."""
+    before, or this model itself): a serving dir another pipeline pushes into, say. ``push_failure``: why the Pusher
+    failed, as the runner caught it; a failed Pusher execution is ``pushed`` False with ``push_failed`` saying why."""
     run = last_run(metadata_file, run_id)
     comps = run["components"]
     ordered = sorted(comps.items(), key=lambda kv: kv[1]["execution_id"])
@@ -383,7 +384,10 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
             summary["serving_validation"] = {"failure": report.get("failure", ""),
                                              "latency_ms": report.get("latency_ms", {})}
     pushed = comps.get("Pusher", {}).get("outputs", {}).get("pushed_model")
-    if pushed:
+    if comps.get("Pusher", {}).get("state") == "failed":   # TFX records no output of a failed execution
+        summary["pushed"] = False
+        summary["push_failed"] = push_failure or "the Pusher failed (its log says why)"
+    elif pushed:
         summary["pushed"] = bool(artifact_property(pushed[0], "pushed"))
         summary["pushed_version"] = artifact_property(pushed[0], "pushed_version")
         summary["pushed_destination"] = artifact_property(pushed[0], "pushed_destination")
@@ -497,6 +501,8 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
                              f"→ {destination}")
             else:
                 lines.append(f"  pushed: version {version} → {destination}")
+        elif summary.get("push_failed"):
+            lines.append(f"  pushed: NOTHING — {summary['push_failed']}")
         elif not summary.get("blessed", True):
             lines.append("  pushed: nothing (model not blessed)")
         else:

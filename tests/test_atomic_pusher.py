@@ -2,6 +2,7 @@
 import os
 import time
 
+import pytest
 import tensorflow as tf
 
 from components import atomic_pusher
@@ -96,13 +97,28 @@ def test_failed_push_leaves_no_staging_folder_and_huge_names_are_not_versions(tm
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomic_pusher.io_utils, "copy_file", broken_copy)
-    try:
+    with pytest.raises(atomic_pusher.PushFailed) as failed:
         atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
-    except OSError as err:
-        assert err.errno == 28
-    else:
-        raise AssertionError("the push should have failed")
+    assert str(failed.value) == f"could not write to {base}: No space left on device"
+    assert failed.value.__cause__.errno == 28
     assert os.listdir(base) == ["99999999999999999999"]
+
+
+def test_a_write_tensorflow_refuses_is_a_push_failure_in_the_systems_words(tmp_path, monkeypatch):
+    """TensorFlow's file functions say the path, then why (``<path>; No space left on device``): the failure is
+    the serving dir and why, the path left out; the staging folder the copy had filled is removed."""
+    base = tmp_path / "serving"
+    copy_dir = atomic_pusher.io_utils.copy_dir
+
+    def full_disk(src, dst, **kwargs):
+        copy_dir(src, dst, **kwargs)
+        raise tf.errors.ResourceExhaustedError(None, None, f"{dst}/variables/variables.index; No space left on device")
+
+    monkeypatch.setattr(atomic_pusher.io_utils, "copy_dir", full_disk)
+    with pytest.raises(atomic_pusher.PushFailed) as failed:
+        atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
+    assert (failed.value.base, failed.value.reason) == (str(base), "No space left on device")
+    assert os.listdir(base) == []
 
 
 def test_a_killed_push_leaves_nothing_after_a_later_push(tmp_path, capsys):

@@ -136,13 +136,55 @@ def test_the_summary_is_told_the_model_served_before_the_run_pushed(tiny_letters
     (served_model / "Format-Serving" / "saved_model.pb").write_text("7")
     version, _ = push_model(str(served_model / "Format-Serving"), str(tmp_path / "s"))
     told = []
-    monkeypatch.setattr(local_runner, "run_dag", lambda pipeline: "r1")
+    monkeypatch.setattr(local_runner, "run_dag", lambda pipeline, run_id: run_id)
     monkeypatch.setattr("pipeline.run_summary.summarize", lambda *a, **k: told.append(k) or {})
     monkeypatch.setattr("pipeline.run_summary.format_summary", lambda *a: "")
     assert local_runner.main(["--data-root", str(tiny_letters), "--pipeline-root", str(tmp_path / "p"),
                               "--serving-dir", str(tmp_path / "s"), "--no-feedback", "--no-pretrain", "--quiet",
                               "--epochs", "1"]) == 0
     assert [k["served"] for k in told] == [{"version": version, "model": str(served_model)}]
+
+
+def test_a_push_the_serving_dir_cannot_take_ends_after_the_summary_in_one_line(tiny_letters, tmp_path, monkeypatch,
+                                                                               capsys):
+    """The Pusher, the last component, could not write (a full disk): the summary of the run is still read, told
+    why, printed and written to --summary-json, then one line, status 2 (it had been a traceback, no summary);
+    another component's failure is left as it was."""
+    import json
+
+    from components.atomic_pusher import PushFailed
+    told = []
+
+    def full_disk(pipeline, run_id):
+        raise PushFailed(str(tmp_path / "s"), "No space left on device")
+
+    def summarize(metadata_file, **kwargs):
+        told.append(kwargs)
+        return {"run_id": kwargs["run_id"], "blessed": True, "serving_validated": True, "pushed": False,
+                "push_failed": kwargs["push_failure"]}
+
+    monkeypatch.setattr(local_runner, "run_dag", full_disk)
+    monkeypatch.setattr("pipeline.run_summary.summarize", summarize)
+    monkeypatch.setattr("pipeline.run_summary.format_summary", lambda *a: "the summary")
+    argv = ["--data-root", str(tiny_letters), "--pipeline-root", str(tmp_path / "p"), "--serving-dir",
+            str(tmp_path / "s"), "--no-feedback", "--no-pretrain", "--quiet", "--epochs", "1",
+            "--summary-json", str(tmp_path / "summary.json")]
+    assert local_runner.main(argv) == 2
+    why = f"the Pusher could not write to --serving-dir {tmp_path / 's'}: No space left on device"
+    out, err = capsys.readouterr()
+    assert "the summary" in out and err == (
+        f"error: {why} (nothing was published; the model was blessed and passed the serving check: run the same "
+        "command again once it can be written, finished steps are reused from the cache)\n")
+    assert [k["push_failure"] for k in told] == [why]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["pushed"] is False and summary["push_failed"] == why and summary["run_id"] == told[0]["run_id"]
+
+    def trainer_failed(pipeline, run_id):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local_runner, "run_dag", trainer_failed)
+    with pytest.raises(OSError):
+        local_runner.main(argv)
 
 
 def test_a_summary_json_on_a_file_the_run_keeps_is_a_usage_error(tmp_path, capsys):

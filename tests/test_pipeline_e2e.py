@@ -1,4 +1,5 @@
 """The whole pipeline on tiny generated data, run several times: blessing, push, caching, versions."""
+import json
 import os
 import shutil
 import subprocess
@@ -91,6 +92,50 @@ def test_a_removed_version_is_pushed_again_by_the_next_run(pipeline_runs, tiny_d
         assert summary["pushed"] is True and summary["pushed_copied"] is True
         assert version_dirs(serving) == [summary["pushed_version"]]
         shutil.rmtree(serving / summary["pushed_version"])
+
+
+FULL_DISK_PUSH = r"""
+import sys
+import tensorflow as tf
+from tfx.utils import io_utils
+import local_runner
+
+copy_dir = io_utils.copy_dir
+
+def full_disk(src, dst, **kwargs):   # the copy gets as far as the weights, then the disk is full
+    copy_dir(src, dst, **kwargs)
+    raise tf.errors.ResourceExhaustedError(
+        None, None, f"{dst}/variables/variables.data-00000-of-00001; No space left on device")
+
+io_utils.copy_dir = full_disk
+sys.exit(local_runner.main(sys.argv[1:]))
+"""
+
+
+def test_a_push_the_serving_dir_cannot_take_is_one_line_after_the_summary(pipeline_runs, tiny_dataset, own_work):
+    """A full disk (any write error) during the Pusher's copy: the gate's and the serving check's verdicts are
+    summarized (--summary-json too) with why nothing was pushed, then one line, status 2: it had been a
+    TensorFlow traceback, no summary. The staging folder is removed."""
+    serving = own_work / "serving"
+    for version in version_dirs(serving):
+        shutil.rmtree(serving / version)
+    summary_json = own_work / "summary-full-disk.json"
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK_PUSH, "--data-root", str(tiny_dataset),
+                           "--pipeline-root", str(own_work / "pipeline"), "--serving-dir", str(serving),
+                           "--summary-json", str(summary_json), "--no-feedback", "--no-pretrain", "--quiet",
+                           "--epochs", "3", "--accuracy-floor", "0.0", "--max-regression", "1.0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    why = f"the Pusher could not write to --serving-dir {serving}: No space left on device"
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {why} (nothing was published; the model was blessed and passed the serving check: run the same "
+        "command again once it can be written, finished steps are reused from the cache)")
+    assert "gate: BLESSED" in proc.stdout and f"pushed: NOTHING — {why}" in proc.stdout
+    summary = json.loads(summary_json.read_text())
+    assert summary["components"]["Pusher"] == "failed" and summary["components"]["Trainer"] == "cached"
+    assert summary["blessed"] is True and summary["serving_validated"] is True
+    assert summary["pushed"] is False and summary["push_failed"] == why
+    assert version_dirs(serving) == []   # no version, no staging folder
 
 
 def test_gate_refuses_a_model_below_the_floor(pipeline_runs, tiny_dataset, own_work):

@@ -36,6 +36,13 @@ def test_blessed_but_refused_by_the_serving_check():
     assert "pushed: nothing (the serving check failed)" in text and "not blessed" not in text
 
 
+def test_a_push_that_failed_says_why_after_the_verdicts():
+    why = "the Pusher could not write to --serving-dir /s: No space left on device"
+    text = format_summary(summary(blessed=True, serving_validated=True, pushed=False, push_failed=why))
+    assert "gate: BLESSED" in text and "serving check: passed" in text
+    assert f"pushed: NOTHING — {why}" in text and "not blessed" not in text and "serving check failed" not in text
+
+
 def test_feedback_images_and_their_copies_are_named():
     text = format_summary(summary(ingest={"skipped": 0, "feedback": 130, "feedback_repeat": 8}, blessed=True,
                                   pushed=False))
