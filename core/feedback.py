@@ -144,7 +144,8 @@ class ExportSummary:
     exported: int = 0            # files written by this call
     already_present: int = 0     # files left as they were (exported before)
     missing_images: int = 0      # rows whose image file is gone (skipped)
-    corrupt_images: int = 0      # rows whose image file no longer matches its checksum or cannot be decoded (skipped)
+    corrupt_images: int = 0      # rows whose image file no longer matches its checksum or cannot be read or decoded
+                                 # (skipped)
     damaged_kept: int = 0        # rows whose image file is gone or rotten since an earlier export, whose copy is
                                  # kept (counted in already_present, not in missing / corrupt)
     removed: int = 0             # files removed from the class folders: of rows relabelled or removed since, and
@@ -706,6 +707,8 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
             damage = None if hashlib.sha256(data).hexdigest() == record.image_sha256 else "corrupt_images"
         except FileNotFoundError:
             damage = "missing_images"
+        except OSError:   # unreadable (EACCES, EIO on a bad sector, a link loop): damaged as a rotten one is
+            damage = "corrupt_images"
         keep = present and not overwrite
         if damage and keep:
             summary.damaged_kept += 1
@@ -736,16 +739,24 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
 
 def _drop_relabelled_and_removed(out_dir: str, records: list[Feedback], removed: set[str]) -> int:
-    """Removes the files an earlier export wrote of rows since removed from the store (their ids in ``removed``) or
-    relabelled (a row's file in another class folder than its label's); returns how many. Other files are left:
-    ``out_dir`` may hold another store's export too."""
+    """Moves the files an earlier export wrote of rows relabelled since (a row's file in another class folder than
+    its label's) to their label's folder, and removes those of rows since removed from the store (their ids in
+    ``removed``) or relabelled whose new folder has their file already; returns how many were removed. A moved
+    file is the copy an earlier export made, which the export keeps if the store's image has been damaged since.
+    Other files are left: ``out_dir`` may hold another store's export too."""
     label_of = {record.id: record.true_label for record in records}
     dropped = 0
     for name in CLASS_NAMES:
         for entry in os.scandir(os.path.join(out_dir, name)):
             record_id, ext = os.path.splitext(entry.name)
-            stale = label_of[record_id] != name if record_id in label_of else record_id in removed
-            if stale and ext[1:] in EXTENSIONS.values() and not entry.is_dir(follow_symlinks=False):
+            label = label_of.get(record_id)
+            stale = label != name if label is not None else record_id in removed
+            if not stale or ext[1:] not in EXTENSIONS.values() or entry.is_dir(follow_symlinks=False):
+                continue
+            moved_to = os.path.join(out_dir, label, entry.name) if label in CLASS_INDEX else None
+            if moved_to and not os.path.lexists(moved_to):
+                os.replace(entry.path, moved_to)
+            else:
                 os.unlink(entry.path)
                 dropped += 1
     return dropped

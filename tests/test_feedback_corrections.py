@@ -60,7 +60,7 @@ def test_a_wrong_label_is_relabelled_by_its_id_and_every_export_moves_its_image(
     store.close()
     for folder, prune in ((tmp_path / "export", False), (tmp_path / "pipeline", True)):
         summary = export_feedback(store_dir, folder, prune=prune)
-        assert (summary.exported, summary.removed) == (1, 1)
+        assert (summary.exported, summary.already_present, summary.removed) == (0, 2, 0)   # moved, not written again
         assert files(folder) == [f"alef/{wrong.id}.png", f"shin/{shin.id}.png"]
 
 

@@ -539,6 +539,40 @@ def test_an_export_over_an_earlier_one_counts_the_images_damaged_since_and_keeps
     assert [p.name for p in (tmp_path / "new").rglob("*.png")] == [f"{good.id}.png"]
 
 
+def test_a_relabelled_row_damaged_since_keeps_its_copy_moved_to_its_new_class(tmp_path):
+    """A relabelled row's earlier copy is moved to its new class folder: it had been deleted before the rows were
+    read, so a row whose stored image was gone since lost its last copy (0 kept, 1 missing, 1 removed)."""
+    store = FeedbackStore(tmp_path / "fb")
+    row = store.add(letter_png(seed=1), "PNG", "bet")
+    whole = store.add(letter_png(seed=2), "PNG", "bet")
+    assert export_feedback(tmp_path / "fb", tmp_path / "out", prune=True).exported == 2
+    os.unlink(store.image_path(row))
+    store.relabel(row.id, "kaf")
+    store.relabel(whole.id, "gimel")
+    store.close()
+    summary = export_feedback(tmp_path / "fb", tmp_path / "out", prune=True)
+    assert (summary.exported, summary.already_present, summary.damaged_kept, summary.missing_images,
+            summary.removed) == (0, 2, 1, 0, 0)
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == sorted(
+        [f"kaf/{row.id}.png", f"gimel/{whole.id}.png"])
+
+
+def test_a_stored_image_that_cannot_be_read_is_counted_and_the_rest_exported(tmp_path):
+    """An image the store cannot read (here a folder in its place: IsADirectoryError, as EACCES or EIO) had ended
+    the whole export, and with it every pipeline run, in a traceback."""
+    store = FeedbackStore(tmp_path / "fb")
+    rows = [store.add(letter_png(seed=s), "PNG", "bet") for s in (1, 2, 3)]
+    store.close()
+    assert export_feedback(tmp_path / "fb", tmp_path / "old", prune=True).exported == 3
+    for row in rows[:2]:
+        os.unlink(store.image_path(row))
+        os.mkdir(store.image_path(row))
+    summary = export_feedback(tmp_path / "fb", tmp_path / "new", prune=True)
+    assert (summary.exported, summary.corrupt_images) == (1, 2)
+    summary = export_feedback(tmp_path / "fb", tmp_path / "old", prune=True)
+    assert (summary.already_present, summary.damaged_kept, summary.corrupt_images) == (3, 2, 0)
+
+
 def test_a_store_whose_database_is_damaged_is_a_clear_error(tmp_path):
     (tmp_path / "fb").mkdir()
     (tmp_path / "fb" / DB_FILE).write_bytes(b"this is not a database" * 100)
