@@ -7,7 +7,8 @@ Routes::
     GET  /static/<file>    its CSS and JavaScript
     GET  /healthz          liveness: 200 {"status": "ok"} while this process serves
     GET  /api/status       TF Serving reachability and model versions (200; 429 busy, 504 slow; 503 with the reason)
-    GET  /api/classes      the 27 classes in label order: [{"index", "class", "letter"}]
+    GET  /api/classes      the 27 classes in label order: [{"index", "class", "letter"}], and the largest image
+                           taken (max_upload_bytes), which the page checks before it reads a file
     POST /api/predict      an image -> top 3 letters, the model version and route that answered, latency
     POST /api/feedback     an image and its true label (plus what the model said) -> stored, 201
 
@@ -506,7 +507,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _classes(self):
         self._json(200, {"classes": [{"index": i, "class": name, "letter": glyph}
-                                     for i, (name, glyph) in enumerate(zip(CLASS_NAMES, GLYPHS))]})
+                                     for i, (name, glyph) in enumerate(zip(CLASS_NAMES, GLYPHS))],
+                         "max_upload_bytes": self.backend.config.max_upload_bytes})
 
     def _predict(self):
         kind = self._content_type()

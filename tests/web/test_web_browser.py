@@ -269,6 +269,24 @@ def test_an_image_is_judged_by_its_bytes_not_its_name(web, open_page):
     assert page.problems == [], page.problems
 
 
+def test_a_file_over_the_upload_limit_is_refused_before_it_is_read_or_sent(start_web, serving_labelled, open_page):
+    """Any file is sent for the server to judge, but one over the backend's limit (/api/classes' max_upload_bytes)
+    is refused by the page at once: a video dropped by mistake had been read, base64-encoded and sent whole."""
+    web = start_web(serving_labelled.url, max_upload_bytes=50_000)
+    page = open_page(web.url)
+    page.wait_for_function("document.querySelectorAll('#letter-grid button').length === 27")
+    predictions = []
+    page.on("request", lambda request: predictions.append(request.url) if "/api/predict" in request.url else None)
+    page.set_input_files("#file", files=[{"name": "clip.mp4", "mimeType": "video/mp4", "buffer": b"\0" * 60_000}])
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.locator("#error").inner_text() == ("התמונה גדולה מדי · The image is too large: 60000 bytes, "
+                                                   "over the 50000-byte limit.")
+    assert predictions == []
+    page.set_input_files("#file", files=[{"name": "bet.png", "mimeType": "image/png",
+                                          "buffer": letter_png(size=64, seed=4)}])
+    assert answer_of(page)["classes"][0] == STABLE_CLASS and predictions
+
+
 def test_serving_down_is_said_plainly(start_web, dead_url, open_page):
     web = start_web(dead_url)
     page = open_page(web.url)

@@ -17,6 +17,7 @@
     edits: 0,             // the pad's changes so far (strokes begun, undone, cleared)
     prediction: null,     // the last /api/predict answer
     classes: [],
+    maxUploadBytes: 0,    // the largest image the backend takes (/api/classes); 0 until known
     busy: false,
     seq: 0,               // the number of the newest image asked about (older answers are not shown)
     saved: new Map(),     // image (base64) -> its feedback {message, failed}: saved (or refused), one per image
@@ -376,10 +377,15 @@
   }));
 
   // Any file is sent: the server reads what it is from its bytes (a PNG named bet.img has a type guessed from its
-  // name that is not an image's), and says so when it is not an image it accepts.
+  // name that is not an image's), and says so when it is not an image it accepts. One over the backend's limit is
+  // refused before it is read (a video dropped by mistake would be read, encoded and sent whole only to be refused).
   async function sendFile(file) {
     if (!file) return;
     await run(async (current) => {
+      if (state.maxUploadBytes && file.size > state.maxUploadBytes) {
+        throw new Error(`${REASONS_HE.too_large} · The image is too large: ${file.size} bytes, over the ` +
+                        `${state.maxUploadBytes}-byte limit.`);
+      }
       const bytes = new Uint8Array(await file.arrayBuffer());
       if (!current()) return;
       setImage({ b64: bytesToBase64(bytes), url: URL.createObjectURL(file), source: "upload" });
@@ -600,6 +606,7 @@
       const response = await fetch("/api/classes");
       const body = await response.json();
       state.classes = body.classes;
+      state.maxUploadBytes = body.max_upload_bytes || 0;
       buildLetterGrid(state.classes);
     } catch (err) {
       showError("לא ניתן לטעון את רשימת האותיות · Could not load the list of letters.");
