@@ -198,7 +198,8 @@ def usable_letters(flag: str, root: str, config: Config) -> bool:
 def small_data_hint(config: Config) -> str | None:
     """A line for a data root with fewer than ``configs.SMALL_DATA_PER_CLASS`` images per class of the alphabet on
     average: how such letters do better (as feedback beside the built-in generated letters); None for a larger one.
-    The images per class it says are those of the classes that have any, how many said when not all do."""
+    The images per class it says are the alphabet's average, the reason for the line; the classes without any are
+    said too when there are some (100 images in 5 of the classes: about 4 per class, 22 classes with none)."""
     from components.image_example_gen import candidates_per_class
     from core.labels import NUM_CLASSES
     if flags.is_url(config.data_root):   # the import stores local files
@@ -207,9 +208,10 @@ def small_data_hint(config: Config) -> str | None:
     images = sum(per_class.values())
     if images >= configs.SMALL_DATA_PER_CLASS * NUM_CLASSES:
         return None
-    classes = "" if len(per_class) == NUM_CLASSES else f", in {len(per_class)} of the {NUM_CLASSES} classes"
-    average = max(1, round(images / max(1, len(per_class))))   # in the classes that have images
-    return (f"Data: {images} images in {config.data_root}{classes}, about {average} per class. So few read other "
+    none = NUM_CLASSES - len(per_class)
+    empty = f" ({none} of the {NUM_CLASSES} classes with none)" if none else ""
+    average = max(1, round(images / NUM_CLASSES))
+    return (f"Data: {images} images in {config.data_root}, about {average} per class{empty}. So few read other "
             f"writers better as feedback beside the built-in generated letters: `letters-feedback import "
             f"{config.data_root}`, then `make retrain` (measured with 130 real letters: 0.821 against 0.800 trained "
             'from their own folder; docs/measurements.md, "A handful of real letters")')
@@ -505,7 +507,7 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
             config, beam_pipeline_args=configs.beam_pipeline_args(config),
             metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root), run_id)
     except PushFailed as err:   # the last component: every other one is done
-        push_failure = f"the Pusher could not write to --serving-dir {err.base}: {err.reason}"
+        push_failure = f"the Pusher could not write to the serving dir {err.base}: {err.reason}"
     stop_if_requested()   # a stop whose KeyboardInterrupt was lost inside a component still ends the run as stopped
     wall = time.monotonic() - started
     summary = summarize(config.metadata_file, not_compared=not_compared, run_id=run_id,   # not a later run's
@@ -602,9 +604,9 @@ def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> i
             json.dump(summary, f, indent=2, default=str)
     if summary.get("push_failed"):
         checked = " and passed the serving check" if summary.get("serving_validated") else ""
+        cached = "" if args.no_cache else ", finished steps are reused from the cache"
         print(f"error: {summary['push_failed']} (nothing was published; the model was blessed{checked}: run the "
-              "same command again once it can be written, finished steps are reused from the cache)",
-              file=sys.stderr)
+              f"same command again once it can be written{cached})", file=sys.stderr)
         return 2
     return 0
 

@@ -170,7 +170,7 @@ def test_a_push_the_serving_dir_cannot_take_ends_after_the_summary_in_one_line(t
             str(tmp_path / "s"), "--no-feedback", "--no-pretrain", "--quiet", "--epochs", "1",
             "--summary-json", str(tmp_path / "summary.json")]
     assert local_runner.main(argv) == 2
-    why = f"the Pusher could not write to --serving-dir {tmp_path / 's'}: No space left on device"
+    why = f"the Pusher could not write to the serving dir {tmp_path / 's'}: No space left on device"
     out, err = capsys.readouterr()
     assert "the summary" in out and err == (
         f"error: {why} (nothing was published; the model was blessed and passed the serving check: run the same "
@@ -178,6 +178,8 @@ def test_a_push_the_serving_dir_cannot_take_ends_after_the_summary_in_one_line(t
     assert [k["push_failure"] for k in told] == [why]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["pushed"] is False and summary["push_failed"] == why and summary["run_id"] == told[0]["run_id"]
+    assert local_runner.main(argv + ["--no-cache"]) == 2       # nothing is reused then: not said
+    assert capsys.readouterr().err.endswith("run the same command again once it can be written)\n")
 
     def trainer_failed(pipeline, run_id):
         raise OSError(28, "No space left on device")

@@ -126,7 +126,7 @@ def test_a_push_the_serving_dir_cannot_take_is_one_line_after_the_summary(pipeli
                            "--epochs", "3", "--accuracy-floor", "0.0", "--max-regression", "1.0"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    why = f"the Pusher could not write to --serving-dir {serving}: No space left on device"
+    why = f"the Pusher could not write to the serving dir {serving}: No space left on device"
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: {why} (nothing was published; the model was blessed and passed the serving check: run the same "
         "command again once it can be written, finished steps are reused from the cache)")

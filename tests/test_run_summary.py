@@ -37,7 +37,7 @@ def test_blessed_but_refused_by_the_serving_check():
 
 
 def test_a_push_that_failed_says_why_after_the_verdicts():
-    why = "the Pusher could not write to --serving-dir /s: No space left on device"
+    why = "the Pusher could not write to the serving dir /s: No space left on device"
     text = format_summary(summary(blessed=True, serving_validated=True, pushed=False, push_failed=why))
     assert "gate: BLESSED" in text and "serving check: passed" in text
     assert f"pushed: NOTHING — {why}" in text and "not blessed" not in text and "serving check failed" not in text
