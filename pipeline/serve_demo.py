@@ -75,14 +75,14 @@ def _known_port(text: str) -> int:
     return port
 
 
-def _default_web_port() -> int:
-    """LETTERS_WEB_PORT, which the web client reads too (web/config.py), or 8080; a usage error if it is no port."""
+def _default_web_port(parser: argparse.ArgumentParser) -> int:
+    """LETTERS_WEB_PORT, which the web client reads too (web/config.py), or 8080; a usage error if it is no port.
+    Read only when --web-port is not given, after the parse (so that --help and the flag are never blocked by it)."""
     text = os.environ.get("LETTERS_WEB_PORT") or "8080"   # empty = unset, as every LETTERS_* setting
     try:
         return _known_port(text)
     except (ValueError, argparse.ArgumentTypeError):
-        print(f"error: LETTERS_WEB_PORT={text!r} is not a port (1..65535)", file=sys.stderr)
-        sys.exit(2)
+        parser.error(f"LETTERS_WEB_PORT={text!r} is not a port (1..65535); --web-port chooses one")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -184,12 +184,14 @@ def main(argv=None) -> int:
     p.add_argument("--serving-port", type=_known_port, default=8501, help="the model server's REST port")
     p.add_argument("--grpc-port", type=_port, default=8500,
                    help="the model server's gRPC port (0 = no gRPC; not the REST port: the server would skip REST)")
-    p.add_argument("--web-port", type=_known_port, default=_default_web_port(),
-                   help="the web client's port ($LETTERS_WEB_PORT)")
+    p.add_argument("--web-port", type=_known_port, default=None,
+                   help="the web client's port (default: $LETTERS_WEB_PORT, else 8080)")
     p.add_argument("--model-config-file", default=None,
                    help="the models.config to serve from and poll (default: the one beside the serving dir, which "
                         "`letters-releases promote` edits; written to serve the latest version if absent)")
     args = p.parse_args(argv)
+    if args.web_port is None:
+        args.web_port = _default_web_port(p)
     flags = {"serving-port": args.serving_port, "grpc-port": args.grpc_port, "web-port": args.web_port}
     same = [f"--{flag}" for flag, port in flags.items() if port and list(flags.values()).count(port) > 1]
     if same:   # the model server would skip its REST API (as server.cc does), or the web client fail to bind
@@ -222,7 +224,8 @@ def main(argv=None) -> int:
                    "--allow_version_labels_for_unavailable_models=true",   # labels in the startup config
                    "--max_num_load_retries=0",   # a failed load ends at once (END with its error): see the docstring
                    f"--monitoring_config_file={MONITORING_CONFIG}"]          # Prometheus, for letters-monitor
-    web_cmd = [sys.executable, "-m", "web", f"--port={args.web_port}", f"--tf-serving-url={serving_url}",
+    web_cmd = [sys.executable, "-m", "web", "--host=127.0.0.1", f"--port={args.web_port}",   # whatever LETTERS_WEB_HOST
+               f"--tf-serving-url={serving_url}",
                f"--request-log-dir={absolute(defaults.request_log_dir)}",
                f"--feedback-dir={absolute(defaults.feedback_dir)}", f"--model-name={configs.MODEL_NAME}"]
     busy = [f"{what} port {port} (--{flag})" for what, port, flag in

@@ -35,7 +35,10 @@ def launch(tmp_path, *ports):
     base = tmp_path / "models" / "letters"
     testing.publish_version(str(base), 1)
     serving_port, web_port = ports or (testing.free_port(), testing.free_port())
-    env = dict(os.environ, LETTERS_REQUEST_LOG_DIR=str(tmp_path / "logs"), LETTERS_FEEDBACK_DIR=str(tmp_path / "fb"))
+    # a LETTERS_WEB_HOST set for letters-web (0.0.0.0 behind a proxy, say) is not the demo's: its web client binds
+    # 127.0.0.1 whatever it holds (it had bound it, or failed on it: a host that is no address fails to start)
+    env = dict(os.environ, LETTERS_REQUEST_LOG_DIR=str(tmp_path / "logs"), LETTERS_FEEDBACK_DIR=str(tmp_path / "fb"),
+               LETTERS_WEB_HOST="bogus.invalid")
     return subprocess.Popen([sys.executable, "-m", "pipeline.serve_demo", "--serving-dir", str(base),
                              "--serving-port", str(serving_port), "--grpc-port", "0", "--web-port", str(web_port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -205,6 +208,22 @@ def test_the_model_server_does_not_retry_a_failed_load(tmp_path, capsys, monkeyp
                             "0", "--web-port", str(testing.free_port())]) == 1
     (command,) = started
     assert command[1:3] == ["-m", "serving"] and parse_flags(command[3:]).max_num_load_retries == 0
+
+
+def test_a_bad_letters_web_port_is_read_only_when_no_web_port_is_given(tmp_path, capsys, monkeypatch):
+    """LETTERS_WEB_PORT had been read while the parser was built: a bad one stopped --help and a given --web-port."""
+    from pipeline import serve_demo
+
+    monkeypatch.setenv("LETTERS_WEB_PORT", "abc")
+    with pytest.raises(SystemExit) as done:
+        serve_demo.main(["--help"])
+    assert done.value.code == 0 and "--web-port" in capsys.readouterr().out
+    missing = tmp_path / "nothing"
+    assert serve_demo.main(["--serving-dir", str(missing), "--web-port", str(testing.free_port())]) == 2
+    assert "LETTERS_WEB_PORT" not in capsys.readouterr().err           # the flag is used, the variable not read
+    with pytest.raises(SystemExit) as done:
+        serve_demo.main(["--serving-dir", str(missing)])
+    assert done.value.code == 2 and "LETTERS_WEB_PORT='abc' is not a port (1..65535)" in capsys.readouterr().err
 
 
 def test_a_misspelled_setting_is_warned_of_once_not_again_by_each_child(tmp_path, capsys, monkeypatch):
