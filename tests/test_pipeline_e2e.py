@@ -60,15 +60,17 @@ def test_first_run_blesses_and_pushes_a_complete_version(pipeline_runs):
     assert overall == pytest.approx(weighted / first["examples_per_split"]["eval"], abs=1e-6)
 
 
-def test_unchanged_rerun_uses_the_cache_and_compares_against_the_blessed_model(pipeline_runs):
+def test_unchanged_rerun_uses_the_cache_and_says_its_baseline_is_its_own_model(pipeline_runs):
     first, second = pipeline_runs["first"], pipeline_runs["second"]
     serving = pipeline_runs["work"] / "serving"
     states = second["components"]
     assert {name for name, state in states.items() if state == "cached"} >= UPSTREAM
     assert states["Evaluator"] == "complete"               # a new baseline exists now
     assert second["had_baseline"] is True
-    # the same split and no feedback either time: compared, and the summary says so (not the floor alone)
-    assert second["compared_with_last_blessed"] is True and second["not_compared_because"] is None
+    # the Trainer cached with the last blessed model: the Evaluator was given it as candidate and baseline, so
+    # nothing was compared, and the summary says so (not a change of +0.0000 as if another model had been judged)
+    assert second["baseline_is_this_model"] is True and second["compared_with_last_blessed"] is False
+    assert second["not_compared_because"] == f"it is this same model ({second['baseline_model']})"
     assert pipeline_runs["first"]["compared_with_last_blessed"] is False
     base = second["evaluation"]["baseline"]["sparse_categorical_accuracy"]
     assert base == first["evaluation"]["overall"]["sparse_categorical_accuracy"]
