@@ -141,7 +141,7 @@ def test_every_path_flag_expands_a_tilde_as_the_shell_would(monkeypatch, tmp_pat
     # letters-demo-serve: a relative or "~" serving dir is found from here, though its servers run elsewhere
     assert serve_demo.main(["--serving-dir=~/nothing"]) == 2
     monkeypatch.setenv("LETTERS_WEB_PORT", "")                              # empty = unset, as everywhere
-    assert serve_demo._default_web_port() == 8080
+    assert serve_demo._default_web_port(None) == 8080   # (the parser only for a usage error)
 
 
 def test_the_commands_around_the_pipeline_expand_a_tilde_too(monkeypatch, tmp_path, capsys):
