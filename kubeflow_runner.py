@@ -183,12 +183,13 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
                             f"the default pipeline root ({config.pipeline_root})")
     flags.refuse_root_beam_cannot_write(parser, root_name, config.pipeline_root)
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
-    unreadable = [f"{name} {value}" for name, value in pod_paths(config, args) if unreadable_url(value)]
+    pods = pod_paths(config, args)
+    unreadable = [f"{name} {value}" for name, value in pods if unreadable_url(value)]
     if unreadable:
         parser.error(f"{', '.join(unreadable)}: TensorFlow in the pipeline image cannot open such URLs, and every "
                      "component reads and writes its artifacts through it: use gs://BUCKET/… (s3://… with an S3 "
                      "filesystem plugin added to the image)")
-    paths = {**dict(pod_paths(config, args)), "--output": flags.absolute(args.output)}
+    paths = dict(pods) | {"--output": flags.absolute(args.output)}
     problem = flags.overlap(paths, OVERLAPS, flags.path_names(paths, given))
     if problem:
         parser.error(problem)

@@ -179,8 +179,8 @@ def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
         return ""
     digest = hashlib.sha256()
     local = "://" not in root
-    for path in list_inputs(root, pattern):
-        if is_hidden(path, root):
+    for path in list_inputs(root, pattern):   # (a hidden folder's files it leaves out itself)
+        if is_hidden(path):
             continue
         try:
             if local:

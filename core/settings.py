@@ -215,3 +215,8 @@ def warn_unknown_variables(known_names, environ: Mapping[str, str] | None = None
         hint = f" (did you mean {close}?)" if close else ""
         print(f"warning: {name} is not a setting{hint}; it is ignored", file=sys.stderr, flush=True)
     return unknown
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::1]:8500``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -305,7 +305,7 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
             if not problem:
                 if progress:
                     print(f"generate: {out} already holds this data set ({per_class} per class, seed {seed})")
-                    _note_others(out, classes, per_class)
+                    _note_others(out, classes)
                 return old
             if progress:
                 print(f"generate: {out} no longer holds the data set {MANIFEST} describes ({problem}): writing it "
@@ -342,7 +342,7 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
     manifest["images"] = total
     atomic_write(str(manifest_path), json.dumps(manifest, indent=2).encode())
     if progress:
-        _note_others(out, classes, per_class)
+        _note_others(out, classes)
     return manifest
 
 
@@ -391,16 +391,17 @@ def _dataset_problem(out: Path, classes, per_class: int, sha256) -> str | None:
     return None
 
 
-def _others(out: Path, classes, per_class: int) -> list[str]:
-    """The files in the class folders that are not images of the data set (the pipeline trains on them too)."""
-    ours = {p for name in classes for p in _generated_files(out, name) if _number(p) < per_class}
+def _others(out: Path, classes) -> list[str]:
+    """The files in the class folders that are not images of the data set (the pipeline trains on them too): called
+    once the class folders hold exactly the set's numbers (checked, or just written), its files are those named."""
+    ours = {p for name in classes for p in _generated_files(out, name)}
     return sorted(f"{name}/{p.name}" for name in classes if (out / name).is_dir()
                   for p in (out / name).iterdir() if p not in ours)
 
 
-def _note_others(out: Path, classes, per_class: int) -> None:
+def _note_others(out: Path, classes) -> None:
     """Says which files of the class folders this generator did not write (it never removes them)."""
-    others = _others(out, classes, per_class)
+    others = _others(out, classes)
     if others:
         shown = ", ".join(printable(name) for name in others[:5]) + (", …" if len(others) > 5 else "")
         print(f"generate: note: {len(others)} file(s) in the class folders of {out} were not written by this "

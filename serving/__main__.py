@@ -17,7 +17,7 @@ def main(argv=None) -> int:
     from core import configs
     from core.signals import stop_on_signals
     from serving.config import parse_flags
-    from serving.grpcserver import address
+    from core.settings import host_port as address
     from serving.server import Server
     from serving.status import ServingError
 

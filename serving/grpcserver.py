@@ -19,6 +19,8 @@ import threading
 
 import grpc
 
+from core.settings import host_port as address
+
 log = logging.getLogger("serving.grpc")
 
 INT32_MAX = 2 ** 31 - 1
@@ -40,10 +42,6 @@ def parse_channel_arguments(text: str) -> list[tuple[str, object]]:
         else:
             arguments.append((key, number) if -INT32_MAX - 1 <= number <= INT32_MAX else (key, value))
     return arguments
-
-
-def address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class GrpcServer:

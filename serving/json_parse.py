@@ -2,10 +2,10 @@
 kParseNanAndInfFlag | kParseStopWhenDoneFlag`` (``ParseJson`` in util/json_tensor.cc, TF Serving 2.18.0 and
 later; ``serving/deploy`` runs 2.20.0), on Python's JSON decoder.
 
-What the two decoders do differently is mended here: rapidjson's error messages and offsets; a lone high
-surrogate escape (an error for rapidjson); a lone low one in \uDC80-\uDCFF (rapidjson's 3 UTF-8 bytes, where
-Python's character would be read as one undecodable body byte); ``Inf``, ``-Inf`` and ``-NaN`` (rapidjson takes them as numbers,
-Python does not know them); numbers too big for a double (``1e309``, or an integer of 310 digits), which
+What the two decoders do differently is mended here: rapidjson's error messages and offsets; a lone high surrogate
+escape (an error for rapidjson); a lone low one in \uDC80-\uDCFF (rapidjson's 3 UTF-8 bytes, where Python's
+character would be read as one undecodable body byte); ``Inf``, ``-Inf`` and ``-NaN`` (rapidjson takes them as
+numbers, Python does not know them); numbers too big for a double (``1e309``, or an integer of 310 digits), which
 rapidjson refuses with "Number too big to be stored in double." where Python gives ``inf`` or a huge integer, and
 which rapidjson's digit-by-digit checks refuse even where the value is finite (``0e309``, or 400 digits then
 ``e-300``);
@@ -58,7 +58,8 @@ def _parse(body: bytes):
     start = len(text) - len(text.lstrip(" \t\r\n"))
     if start == len(text):
         raise invalid(f"JSON Parse error: The document is empty. at offset: {start}")
-    surrogate = _lone_high_surrogate(text) if "\\u" in text else None
+    escapes = "\\u" in text   # (one scan of a body that may be megabytes of base64)
+    surrogate = _lone_high_surrogate(text) if escapes else None
     edits: list = []
     try:
         try:
@@ -108,7 +109,7 @@ def _parse(body: bytes):
             if tail:
                 message, exc.pos = tail
         raise invalid(f"JSON Parse error: {message} at offset: {exc.pos}") from None
-    if "\\u" in text and _BYTE_SURROGATE_ESCAPE.search(text):   # a lone one, not a pair's or "\\\\udc80"
+    if escapes and _BYTE_SURROGATE_ESCAPE.search(text):   # a low one (a pair's stays as it is)
         escaped = _LOW_ESCAPE.sub(_utf8_of_low_escape, body)
         if escaped != body:
             return _parse(escaped)

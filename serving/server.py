@@ -15,10 +15,11 @@ import threading
 import time
 
 from core.deadlines import join_all, seconds_left
+from core.settings import host_port as address
 from serving import config as config_lib
 from serving.batching import BatchScheduler, batch_size
 from serving.grpc_api import GrpcApi
-from serving.grpcserver import GrpcServer, address
+from serving.grpcserver import GrpcServer
 from serving.httpserver import HttpServer
 from serving.metrics import Metrics
 from serving.request_logging import ServerRequestLogger

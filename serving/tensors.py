@@ -593,7 +593,7 @@ def classify_response(result, classes=None) -> str:
     size)) and rapidjson writes them (no kWriteValidateEncodingFlag): bytes that are not UTF-8 come as they are,
     undecoded characters (surrogateescape) for :func:`to_bytes`, where the result's string labels hold U+FFFD."""
     def label(i: int, c: int, entry) -> str:
-        return _name(entry.label if classes is None else classes[i, c].decode("utf-8", "surrogateescape"))
+        return _name(entry.label) if classes is None else _json_string(classes[i, c])
 
     rows = ["[" + ", ".join(f"[{label(i, c, entry)}, {format_float(entry.score)}]"
                             for c, entry in enumerate(row.classes)) + "]"

@@ -23,6 +23,7 @@ import urllib.parse
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.deadlines import ExchangeDeadline
+from core.settings import host_port
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
@@ -152,7 +153,7 @@ def read(url: str, model: str | None = None, timeout: float = 10.0) -> dict:
     if len(found) < 2:
         return summarize(fetch(url, timeout), model)
     port = _port(urllib.parse.urlsplit(url))
-    where = [f"[{address}]:{port}" if ":" in address else f"{address}:{port}" for address in found]
+    where = [host_port(address, port) for address in found]
     pages, down = [], []
     for address, name in zip(found, where):
         try:
