@@ -5,8 +5,9 @@ One policy, used by the ExampleGen and by the web client's backend:
 * reject what is not a readable image: empty, oversize, unidentifiable, truncated or corrupt data, and
   images whose pixel count marks a decompression bomb;
 * keep the original bytes when TensorFlow's ``tf.io.decode_image`` (which the model's serving graph runs)
-  decodes them faithfully: PNG (1, L, LA, RGB, RGBA, P, 16-bit), JPEG (L, RGB, CMYK; baseline, extended or
-  progressive, Huffman or arithmetic coded), GIF (one opaque frame filling its screen), BMP (L, RGB);
+  decodes them faithfully: PNG (1, L, LA, RGB, RGBA, P, 16-bit), JPEG (L, RGB, CMYK with Adobe's APP14 marker;
+  baseline, extended or progressive, Huffman or arithmetic coded), GIF (one opaque frame filling its screen), BMP
+  (L, RGB);
 * re-encode to PNG only what that decoder rejects or reads wrongly (WebP, TIFF, palette and 1-bit BMP,
   transparent GIF, a 32-bit BMP whose fourth byte TensorFlow takes for alpha, a 16-bit, OS/2 or run-length BMP it
   refuses or misreads, a lossless JPEG, whose process TensorFlow's libjpeg refuses), preserving transparency as
@@ -19,10 +20,11 @@ One policy, used by the ExampleGen and by the web client's backend:
 * re-encode also what TensorFlow decodes but reads otherwise than a viewer shows it: a PNG whose transparency is
   one key colour (tRNS on a grey or RGB image: TensorFlow reads it opaque, so a transparent background became
   ink), a photo with an EXIF orientation (turned upright first; TensorFlow ignores EXIF, so a phone's sideways
-  photo reached the model on its side while the page showed it upright), and a GIF whose frame does not cover
-  its logical screen (TensorFlow reads the frame's rectangle alone and draws it as if at the top left, so a frame
-  set off from the corner came out black): kept as a viewer shows it, the frame in its place and the rest of the
-  screen transparent;
+  photo reached the model on its side while the page showed it upright), a CMYK JPEG without Adobe's APP14
+  marker (TensorFlow reads its inks as stored plainly, not inverted as Adobe writes them and viewers read them: a
+  white page came out black), and a GIF whose frame does not cover its logical screen (TensorFlow reads the frame's
+  rectangle alone and draws it as if at the top left, so a frame set off from the corner came out black): kept as
+  a viewer shows it, the frame in its place and the rest of the screen transparent;
 * a re-encoded lossy WebP or JPEG without transparency (a phone's or a browser's photo) becomes a JPEG of quality
   95 without chroma subsampling, not a PNG: as a PNG it grew about 14 times, past the upload limit it had passed,
   into every request to the model (``python -m bench.reencode``: a 0.5 MB WebP of 12 megapixels is a 7.4 MB PNG in
@@ -50,7 +52,8 @@ from PIL import Image, ImageOps
 from core import configs
 
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF"})
-# (format, mode) pairs that TensorFlow's decode_image reads exactly as Pillow does.
+# (format, mode) pairs that TensorFlow's decode_image reads exactly as Pillow does (a CMYK JPEG only with Adobe's
+# marker: _cmyk_inks_misread).
 TF_NATIVE = frozenset({
     ("PNG", "1"), ("PNG", "L"), ("PNG", "LA"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"),
     ("PNG", "I;16"), ("PNG", "I;16B"),  # 16-bit gray: TF keeps the high byte, as it should
@@ -169,7 +172,7 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     jpeg_refused = fmt == "JPEG" and _jpeg_process(data) not in _TF_JPEG_PROCESSES
     if (fmt, mode) in TF_NATIVE and not turned and not uncovered and not _animated_with_alpha(img) \
             and not _key_colour_alpha(img) and not _bmp_tensorflow_misreads(fmt, data) \
-            and not _animated_gif(fmt, img) and not jpeg_refused:
+            and not _animated_gif(fmt, img) and not jpeg_refused and not _cmyk_inks_misread(fmt, mode, img):
         return CheckedImage(data, fmt, mode, width, height, reencoded=False)
     if (fmt == "JPEG" and not jpeg_refused or fmt == "WEBP" and _lossy_webp(data)) \
             and img.mode in ("RGB", "L", "CMYK") and "transparency" not in img.info:
@@ -310,6 +313,15 @@ def _bmp_tensorflow_misreads(fmt: str, data: bytes) -> bool:
     bits = int.from_bytes(data[28:30], "little")
     compression = int.from_bytes(data[30:34], "little") if len(data) >= 34 else 0
     return bits in (16, 32) or compression in (1, 2)
+
+
+def _cmyk_inks_misread(fmt: str, mode: str, img: Image.Image) -> bool:
+    """A CMYK (or YCCK) JPEG without Adobe's APP14 marker: TensorFlow's decoder (jpeg_mem.cc) reads its inks
+    inverted, as Adobe writes them and as Pillow and viewers read every CMYK JPEG, only when libjpeg saw that
+    marker, whatever its transform flag; without it, as stored plainly, so a white page reached the model black.
+    Pillow's ``adobe_transform`` is read from the marker's twelfth byte, the length libjpeg requires of it (a
+    shorter one sets ``adobe`` alone and libjpeg ignores it)."""
+    return fmt == "JPEG" and mode == "CMYK" and "adobe_transform" not in img.info
 
 
 def _animated_gif(fmt: str, img: Image.Image) -> bool:

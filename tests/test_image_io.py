@@ -167,6 +167,34 @@ def test_a_jpeg_process_tensorflow_refuses_is_reencoded_as_a_png(marker, kept):
     assert np.abs(_tf_gray(checked.data) - _gray(data)).max() <= (6 if kept else 0)
 
 
+def _cmyk_jpeg(transform: int | None, app14_bytes: int = 12) -> bytes:
+    """A CMYK JPEG of ``RGB`` whose Adobe APP14 segment (Pillow writes one: transform 0, its inks inverted as
+    Adobe writes them) says ``transform`` and keeps its first ``app14_bytes`` bytes, or is dropped (None)."""
+    data = png_bytes(RGB.convert("CMYK"), "JPEG")
+    at = data.index(b"Adobe") - 4                          # its marker and length come first
+    end = at + 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    app14 = (data[at + 4:at + 15] + bytes([transform or 0]))[:app14_bytes]
+    segment = b"" if transform is None else b"\xff\xee" + (len(app14) + 2).to_bytes(2, "big") + app14
+    return data[:at] + segment + data[end:]
+
+
+@pytest.mark.parametrize("transform, app14_bytes, kept", [
+    (0, 12, True), (2, 12, True), (1, 12, True), (None, 0, False), (0, 7, False),
+], ids=["adobe-cmyk", "adobe-ycck", "adobe-unknown-transform", "no-adobe-marker", "adobe-marker-too-short"])
+def test_a_cmyk_jpeg_without_adobes_marker_is_reencoded_as_a_viewer_shows_it(transform, app14_bytes, kept):
+    """TensorFlow's decoder (jpeg_mem.cc) takes a CMYK JPEG's inks as inverted, as Adobe writes them and as Pillow
+    and viewers take them, only when libjpeg saw Adobe's APP14 marker (12 bytes at least), whatever its transform;
+    without it, it takes them as stored plainly: a white page became black, and had been kept so. Re-encoded, the
+    model reads what a viewer shows."""
+    data = _cmyk_jpeg(transform, app14_bytes)
+    assert Image.open(io.BytesIO(data)).mode == "CMYK"
+    assert (np.abs(_tf_gray(data) - _gray(data)).max() <= 6) == kept
+    checked = image_io.check_image(data)
+    assert (checked.format, checked.mode, checked.reencoded) == ("JPEG", "CMYK", not kept)
+    assert checked.data_format == "JPEG" and (checked.data == data) == kept
+    assert np.abs(_tf_gray(checked.data) - _gray(data)).mean() < 2.5   # what the model reads is what is shown
+
+
 def _gif_indices(table: int, used=(0, 1, 2, 3), transparency: int | None = None) -> bytes:
     """A 30 × 20 GIF in bands of the colours ``used`` (of 0-3), whose colour table has ``table`` of them (0: none);
     Pillow writes a table of 4, whose tail is cut off here."""
