@@ -7,16 +7,19 @@ import types
 
 SAVED_MODEL = "saved_model.pb"
 SAVED_MODEL_TEXT = "saved_model.pbtxt"   # the text form TensorFlow's loader also reads
-_VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$", re.ASCII)   # absl::SimpleAtoi: ASCII digits and spaces only
+# tsl::strings::safe_strto64: C-locale spaces (isspace: space, \t \n \v \f \r) either side, an optional '-' (no
+# '+'), then ASCII digits
+_VERSION_NAME = re.compile(r"\s*-?\d+\s*", re.ASCII)
 _INT64_MAX = 2 ** 63 - 1
 
 LOCAL_FILES = types.SimpleNamespace(exists=os.path.exists, isdir=os.path.isdir, listdir=os.listdir)
 
 
 def version_number(name: str) -> int | None:
-    """The version a folder name stands for, as TF Serving's ParseVersionNumber reads it (absl::SimpleAtoi into
-    int64), or None: a name it does not read (``v2``, or above 2^63 - 1) is no version it serves."""
-    if not _VERSION_NAME.match(name):
+    """The version a folder name stands for, as TF Serving's ParseVersionNumber reads it (tsl::strings::safe_strto64
+    into int64: ``007`` and `` 7`` are 7, ``-7`` is -7), or None: a name it does not read (``v2``, ``+7``, or above
+    2^63 - 1) is no version it serves."""
+    if not _VERSION_NAME.fullmatch(name):
         return None
     version = int(name)
     return version if -_INT64_MAX - 1 <= version <= _INT64_MAX else None

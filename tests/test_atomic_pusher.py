@@ -39,10 +39,14 @@ def test_push_publishes_complete_versions_and_skips_identical_models(tmp_path):
 
 
 def test_non_integer_entries_are_not_versions(tmp_path):
+    """Nor is +9999999999, which TF Serving's safe_strto64 does not read: it had been taken for the newest pushed
+    version, the next push numbered above it."""
     base = tmp_path / "serving"
     (base / ".incoming-5-1").mkdir(parents=True)
     (base / "notes").mkdir()
-    version, _ = atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
+    fake_model(base / "+9999999999")
+    version, copied = atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
+    assert copied and version < 9999999999
     assert list(atomic_pusher.pushed_versions(str(base))) == [version]
 
 

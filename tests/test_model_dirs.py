@@ -3,17 +3,17 @@ from core.model_dirs import SAVED_MODEL, SAVED_MODEL_TEXT, resolve_model_dir
 
 
 def test_a_serving_dir_stands_for_the_newest_version_the_server_would_serve(tmp_path):
-    """A folder named above 2^63 - 1 is no version to TF Serving (ParseVersionNumber: absl::SimpleAtoi into
-    int64), nor to the project's server: letters-evaluate --model DIR and letters-demo-serve had taken it as the
-    newest. The names the server reads are the versions; the server's own listing agrees."""
+    """A folder named above 2^63 - 1 is no version to TF Serving (ParseVersionNumber: tsl::strings::safe_strto64
+    into int64), nor to the project's server: letters-evaluate --model DIR and letters-demo-serve had taken it as
+    the newest. The names the server reads are the versions; the server's own listing agrees."""
     from serving import versions
-    for name in ("5", "+7", "9223372036854775808", "99999999999999999999", "v9"):
+    for name in ("5", " 7", "+8", "9223372036854775808", "99999999999999999999", "v9"):
         (tmp_path / name).mkdir()
         (tmp_path / name / SAVED_MODEL).write_bytes(b"")
-    assert resolve_model_dir(str(tmp_path)) == str(tmp_path / "+7")
+    assert resolve_model_dir(str(tmp_path)) == str(tmp_path / " 7")
     served = versions.list_versions(str(tmp_path), "letters", warn=False)
     assert sorted(served) == [5, 7] and served[7] == resolve_model_dir(str(tmp_path))
-    assert resolve_model_dir(str(tmp_path), version=7) == str(tmp_path / "+7")
+    assert resolve_model_dir(str(tmp_path), version=7) == str(tmp_path / " 7")
     (tmp_path / "9223372036854775807").mkdir()        # int64's largest: a version
     (tmp_path / "9223372036854775807" / SAVED_MODEL).write_bytes(b"")
     assert resolve_model_dir(str(tmp_path)) == str(tmp_path / "9223372036854775807")
@@ -30,7 +30,15 @@ def test_a_version_stored_as_text_is_a_version_as_the_server_serves_it(tmp_path)
     assert resolve_model_dir(str(tmp_path), version=4) == str(tmp_path / "4")
 
 
-def test_version_names_are_read_as_absl_simple_atoi_reads_them_into_int64():
+def test_version_names_are_read_as_tsl_safe_strto64_reads_them_into_int64():
+    """ParseVersionNumber is tsl::strings::safe_strto64: C-locale spaces either side, a leading '-' but no '+',
+    leading zeros, ASCII digits, int64. A folder named +1796602336 had been served, and pushed over, as version
+    1796602336; TF Serving ignores it."""
     from core.model_dirs import version_number
     assert version_number(" 12 ") == 12 and version_number("-9223372036854775808") == -2 ** 63
-    assert version_number("-9223372036854775809") is None and version_number("\uff11\uff12") is None
+    assert version_number("\t8") == 8 and version_number("\v9\f\r\n") == 9 and version_number("007") == 7
+    assert version_number("-7") == -7 and version_number("-0") == 0
+    for name in ("+1796602336", "+7", "-+7", "+-7", "--7", "- 7", "7 8", "", " ", "-", "0x10", "1e3", "7\u00a0",
+                 "\x1c7", "-9223372036854775809", "9223372036854775808", "\uff11\uff12", "\u0661"):
+        assert version_number(name) is None, repr(name)
+

@@ -168,7 +168,7 @@ def test_repeated_ports_and_versions_that_cannot_serve_are_refused_before_anythi
 
 
 def test_a_version_folder_named_beyond_int64_is_no_model_to_serve(tmp_path, capsys, monkeypatch):
-    """TF Serving reads no version from a folder named above 2^63 - 1 (absl::SimpleAtoi into int64): the demo had
+    """TF Serving reads no version from a folder named above 2^63 - 1 (safe_strto64 into int64): the demo had
     taken it for a pushed model, then said the models.config it wrote (the latest policy) served 'versions  of
     letters (specific)'."""
     from tensorflow_serving.config import model_server_config_pb2

@@ -45,9 +45,9 @@ def top_index(client, path="/v1/models/letters:predict"):
 
 # ----------------------------------------------------------------------------------------- unit level
 def test_only_integer_directory_names_count(tmp_path):
-    for name in ["1", "007", "+5", "v2", "1.0", "1a", "tmp", ".tmp123", ".staging-3"]:
+    for name in ["1", "007", " 5", "+6", "v2", "1.0", "1a", "tmp", ".tmp123", ".staging-3"]:
         (tmp_path / name).mkdir()
-    assert sorted(versions.list_versions(str(tmp_path), "m")) == [1, 5, 7]
+    assert sorted(versions.list_versions(str(tmp_path), "m")) == [1, 5, 7]   # "+6": safe_strto64 takes no '+'
     assert versions.list_versions(str(tmp_path / "missing"), "m") is None
 
 
@@ -503,8 +503,9 @@ def test_a_version_whose_retries_are_cut_short_ends_with_its_error(tmp_path):
 
 
 def test_version_folders_are_named_by_ascii_digits_alone():
-    """absl::SimpleAtoi: ASCII digits and whitespace; fullwidth or Arabic-Indic digits are no version."""
-    assert versions.version_number(" 12 ") == 12 and versions.version_number("+7") == 7
+    """tsl::strings::safe_strto64: ASCII digits and whitespace, a '-' but no '+'; fullwidth or Arabic-Indic digits
+    are no version."""
+    assert versions.version_number(" 12 ") == 12 and versions.version_number("+7") is None
     assert versions.version_number("\uff11\uff12") is None and versions.version_number("\u0661") is None
     assert versions.version_number("12\u00a0") is None
 
