@@ -156,7 +156,8 @@ def served_version_problem(model, config_file: str, serving_dir: Path) -> str | 
     version folder, or its ``specific`` versions are all missing), or one the server cannot load
     (``releases.version_problem``: the newest folder half-written, say, which the ``latest`` policy picks even when
     an older one is complete)."""
-    found = serving_versions.list_versions(str(serving_dir), configs.MODEL_NAME, warn=False) or {}
+    found = serving_versions.list_versions(str(serving_dir), configs.MODEL_NAME, warn=False,
+                                           policy=model.model_version_policy) or {}
     served = serving_versions.aspired_versions(model.model_version_policy, found, configs.MODEL_NAME, warn=False)
     if not served and model.model_version_policy.WhichOneof("policy_choice") != "specific":   # latest or all
         return no_model_problem(serving_dir, "no folder named for a version the server reads, an integer below 2^63")

@@ -222,10 +222,15 @@ def settled_failures(managers, settled) -> list | None:
             for name, (version, record) in outcomes]
 
 
-def list_versions(base_path: str, model_name: str, warn: bool = True) -> dict | None:
-    """{version: path} of the integer-named children, or None if the base path cannot be read. Of two names for
-    one version ("2" and "002") the last in sorted order is served, as in TF Serving, which logs what it finds
-    amiss (``warn``; a tool listing versions for its user does not)."""
+def list_versions(base_path: str, model_name: str, warn: bool = True, policy=None,
+                  refused: dict | None = None) -> dict | None:
+    """{version: path} of the integer-named children, or None if the base path cannot be read. The children are
+    taken as TF Serving lists them, sorted by name (PollFileSystemForServable's std::set: byte order, which is
+    code-point order for these ASCII names). Of two names for one version ("2" and "002") the last is served, as
+    IndexChildrenByVersion, which logs what it finds amiss (``warn``; a tool listing versions for its user does
+    not), picks it for the latest and specific policies; under an ``all`` ``policy`` the first: AspireAllVersions
+    aspires every child as listed, and the manager refuses the second as a version already managed. ``refused``,
+    if given, gets {version: [the paths refused so]}."""
     warning = log.warning if warn else (lambda *args: None)
     try:
         names = sorted(os.listdir(base_path))
@@ -234,6 +239,7 @@ def list_versions(base_path: str, model_name: str, warn: bool = True) -> dict | 
             log.error("FileSystemStoragePathSource encountered a filesystem access error: %s",
                       base_path_error(base_path, model_name, exc))
         return None
+    first = policy is not None and policy.WhichOneof("policy_choice") == "all"
     versions = {}
     for name in names:   # sorted, and the last of two names for one version wins (IndexChildrenByVersion)
         version = version_number(name)
@@ -242,6 +248,10 @@ def list_versions(base_path: str, model_name: str, warn: bool = True) -> dict | 
         if version in versions:
             warning("Duplicate version directories detected. Version %d will be loaded from %s, %s will be "
                         "ignored.", version, name, os.path.basename(versions[version]))
+            if first:
+                if refused is not None:
+                    refused.setdefault(version, []).append(os.path.join(base_path, name))
+                continue
         versions[version] = os.path.join(base_path, name)
     return versions
 
@@ -288,6 +298,7 @@ class ModelManager:
         self.records: dict[int, _VersionRecord] = {}
         self.servables: dict[int, Servable] = {}
         self.aspired: dict[int, str] = {}
+        self.refused: dict[int, list[str]] = {}   # the last poll's other folders of a version (all policy)
         self.removed = False
         self.loading: int | None = None        # the version whose load attempt is running (one at a time)
         self._lock = threading.RLock()
@@ -362,10 +373,12 @@ class ModelManager:
         """What one poll of the base path finds: the {version: path} the version policy aspires to, or None if the
         base path cannot be read (FileSystemStoragePathSource's PollFileSystemForServable)."""
         base_path = self.model_config.base_path
-        found = list_versions(base_path, self.name)
+        policy = self.model_config.model_version_policy
+        self.refused = {}
+        found = list_versions(base_path, self.name, policy=policy, refused=self.refused)
         if found is None:
             return None
-        aspired = aspired_versions(self.model_config.model_version_policy, found, self.name)
+        aspired = aspired_versions(policy, found, self.name)
         if not aspired:   # no numeric folder, or none of the 'specific' versions
             log.warning("No versions of servable %s found under base path %s. Did you forget to name your leaf "
                         "directory as a number (eg. '/1/')?", self.name, base_path)
@@ -385,8 +398,19 @@ class ModelManager:
                 record = self.records.get(version)
                 if record is None or (record.state == State.END and version not in self.aspired):
                     self.records[version] = _VersionRecord()
+                if version not in self.aspired:
+                    self._log_refused(version)
             self.aspired = aspired
         self.load_due()
+
+    def _log_refused(self, version: int) -> None:
+        """Logs, as AspiredVersionsManager does when a version becomes aspired, each other folder of ``version``
+        that the last poll aspired too (:meth:`find`'s ``refused``: the ``all`` policy's duplicates), refused as a
+        version already being managed."""
+        servable = f"{{name: {self.name} version: {version}}}"
+        for _ in self.refused.get(version, ()):
+            log.error("Internal error: Unable to transfer servable %s to 'basic_manager_': This servable is already "
+                      "being managed: %s", servable, servable)
 
     def load_due(self) -> None:
         """Loads the aspired versions whose load is due (not started, or a failed one whose retry interval has

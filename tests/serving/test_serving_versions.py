@@ -448,6 +448,46 @@ def test_of_two_folders_for_one_version_the_last_name_is_served(tmp_path, caplog
         caplog.text
 
 
+def test_under_the_all_policy_of_two_folders_for_one_version_the_first_name_is_served(tmp_path, caplog,
+                                                                                     monkeypatch):
+    """TF Serving's all policy aspires every child as listed (AspireAllVersions, not the index of the other
+    policies): "005" and "5" are both version 5, the first in sorted order is managed and loaded, the second refused
+    as already managed (logged when the version becomes aspired, not on every poll); latest and specific still take
+    the last. The server had loaded "5"."""
+    base = tmp_path / "letters"
+    for name in ("005", "5", "7"):
+        (base / name).mkdir(parents=True)
+    core = _core(str(base), f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+                            'model_platform: "tensorflow" model_version_policy { all {} } } }')
+    loaded = []
+
+    class RecordedServable:
+        def __init__(self, name, version, path, metrics=None, runner=None):
+            self.name, self.version, self.warmup_requests = name, version, 0
+            loaded.append(os.path.basename(path))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(versions, "Servable", RecordedServable)
+    refused = ("Internal error: Unable to transfer servable {name: letters version: 5} to 'basic_manager_': This "
+               "servable is already being managed: {name: letters version: 5}")
+    with caplog.at_level(logging.WARNING, logger="serving"):
+        core.poll()
+        core.poll()
+    assert sorted(loaded) == ["005", "7"]
+    assert caplog.text.count(refused) == 1, caplog.text
+    assert "Duplicate version directories detected. Version 5 will be loaded from 5, 005 will be ignored." in \
+        caplog.text   # IndexChildrenByVersion runs, and logs, under every policy
+    core.manager("letters").unload_all()
+    every, latest, specific = Policy(), Policy(), Policy()
+    every.all.SetInParent()
+    specific.specific.versions.append(5)
+    assert versions.list_versions(str(base), "m", policy=every) == {5: str(base / "005"), 7: str(base / "7")}
+    assert versions.list_versions(str(base), "m", policy=latest)[5] == str(base / "5")
+    assert versions.list_versions(str(base), "m", policy=specific)[5] == str(base / "5")
+
+
 def _core(base, config_text, **options):
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
