@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     try:
         server = Server(options)
     except Exception as exc:  # noqa: BLE001 - unreadable or invalid config files
-        print(f"Failed to start server. Error: {exc}", file=sys.stderr, flush=True)
+        failed_to_start(exc)
         return 1
     stopping = threading.Event()
 
@@ -40,15 +40,11 @@ def main(argv=None) -> int:
     stop_on_signals(on_stop)
     try:
         server.start()
-    except ServingError as exc:
-        print(f"Failed to start server. Error: {exc.to_string()}", file=sys.stderr, flush=True)
-        server.stop()
-        return 1
     except Exception as exc:  # noqa: BLE001 - startup errors end the process with a message
-        if stopping.is_set():
+        if stopping.is_set() and not isinstance(exc, ServingError):
             server.stop()
             return 0
-        print(f"Failed to start server. Error: {exc}", file=sys.stderr, flush=True)
+        failed_to_start(exc)
         server.stop()
         return 1
     if server.grpc_port:
@@ -59,6 +55,15 @@ def main(argv=None) -> int:
         pass
     server.stop()
     return 0
+
+
+def failed_to_start(exc: Exception) -> None:
+    """main.cc's line for a server that did not start, on stdout as it prints it: the status with its code
+    (INVALID_ARGUMENT: ...) for a ServingError, the text of any other error."""
+    from serving.status import ServingError
+
+    error = exc.to_string() if isinstance(exc, ServingError) else exc
+    print(f"Failed to start server. Error: {error}", flush=True)
 
 
 def end(status: int) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -19,6 +20,9 @@ from core import settings
 from serving import protos
 from serving.protos import BatchingParameters, MonitoringConfig
 from serving.request_logging import check_logging_config
+from serving.status import invalid, io_error
+
+log = logging.getLogger("serving.config")
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -216,8 +220,13 @@ def parse_flags(argv=None) -> ServerOptions:
 
 
 def read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+    """A config file's text; a file that cannot be read is TensorFlow's IOError status, as ParseProtoTextFile
+    returns it (NOT_FOUND: <path>; No such file or directory)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise io_error(path, exc) from None
 
 
 def parse_model_server_config(text: str, source: str = "model config",
@@ -237,29 +246,30 @@ def read_model_server_config(text: str, source: str = "model config") -> model_s
 
 
 def check_model_server_config(config, source: str, served=()) -> None:
-    """Refuses what this server cannot serve (a config file at start and on reload, a gRPC reload request);
-    ``served``: the names of the models the config replaces (ServerCore's current config)."""
+    """Refuses what this server cannot serve (a config file at start and on reload, a gRPC reload request):
+    INVALID_ARGUMENT, as ServerCore's checks (a logging_config's are ValueError); ``served``: the names of the
+    models the config replaces (ServerCore's current config)."""
     if config.HasField("custom_model_config"):
-        raise ValueError(f"{source}: custom_model_config is not supported; use model_config_list")
+        raise invalid(f"{source}: custom_model_config is not supported; use model_config_list")
     # ServerCore's ValidateModelConfigList (there is no --model_config_list_root_dir here): unique names, and base
     # paths that are absolute or URIs. Its messages, which name no source.
     names = set()
     for model in config.model_config_list.config:
         if model.name in names:
-            raise ValueError(f"Illegal to list model {model.name} multiple times in config list")
+            raise invalid(f"Illegal to list model {model.name} multiple times in config list")
         names.add(model.name)
     for model in config.model_config_list.config:
         if "://" not in model.base_path and not os.path.isabs(model.base_path):
-            raise ValueError(f"Expected model {model.name} to have an absolute path or URI; "
-                             f"got base_path()={model.base_path}")
+            raise invalid(f"Expected model {model.name} to have an absolute path or URI; "
+                          f"got base_path()={model.base_path}")
     for model in config.model_config_list.config:   # ValidateNoModelsChangePlatforms; every served one is tensorflow
         if model.name in served and (platform := _platform(model)) != "tensorflow":
-            raise ValueError(f"Illegal to change a model's platform. For model {model.name} platform was tensorflow "
-                             f"and new platform requested is {platform}")
+            raise invalid(f"Illegal to change a model's platform. For model {model.name} platform was tensorflow "
+                          f"and new platform requested is {platform}")
     for model in config.model_config_list.config:
         platform = _platform(model)
         if platform != "tensorflow":   # ServerCore::CreateStoragePathRoutes: no source adapter for it
-            raise ValueError(f"Model {model.name} requests unsupported platform {platform}")
+            raise invalid(f"Model {model.name} requests unsupported platform {platform}")
         check_logging_config(model, source)
 
 
@@ -268,14 +278,14 @@ def _platform(model) -> str:
     pb = model_server_config_pb2
     if model.model_type != pb.MODEL_TYPE_UNSPECIFIED:
         if model.model_platform:
-            raise ValueError("Illegal setting both ModelServerConfig::model_type (deprecated) and "
-                             f"ModelServerConfig::model_platform, model name is {model.name}")
+            raise invalid("Illegal setting both ModelServerConfig::model_type (deprecated) and "
+                          f"ModelServerConfig::model_platform, model name is {model.name}")
         if model.model_type != pb.TENSORFLOW:
-            raise ValueError(f"ModelServerConfig::model_type choice {model.model_type} not supported.")
+            raise invalid(f"ModelServerConfig::model_type choice {model.model_type} not supported.")
         return "tensorflow"
     if not model.model_platform:
-        raise ValueError("Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
-                         f"ModelServerConfig::model_platform, model name is {model.name}")
+        raise invalid("Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+                      f"ModelServerConfig::model_platform, model name is {model.name}")
     return model.model_platform
 
 
@@ -298,12 +308,16 @@ def load_monitoring_config(path: str) -> MonitoringConfig:
 
 
 def parse_text_proto(text: str, message, source: str):
-    """``message`` filled from its text form, as TF Serving's ParseProtoTextFile reads a file: "Invalid protobuf
-    file: '<source>'" when it does not parse (the parser's words follow in brackets)."""
+    """``message`` filled from its text form, as TF Serving's ParseProtoTextFile reads a file: INVALID_ARGUMENT
+    "Invalid protobuf file: '<source>'" when it does not parse, the parser's words only logged, as protobuf's
+    text parser logs them (Error parsing text-format <message type>: <line>:<column>: ...)."""
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as err:
-        raise ValueError(f"Invalid protobuf file: '{source}' ({err})") from None
+        where, _, words = str(err).partition(" : ")
+        log.error("Error parsing text-format %s: %s", message.DESCRIPTOR.full_name,
+                  f"{where}: {words}" if words else where)
+        raise invalid(f"Invalid protobuf file: '{source}'") from None
 
 
 def prometheus_path(config) -> str | None:

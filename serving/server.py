@@ -24,7 +24,7 @@ from serving.httpserver import HttpServer
 from serving.metrics import Metrics
 from serving.request_logging import ServerRequestLogger
 from serving.rest import RestApi
-from serving.status import ServingError, invalid, io_error_message
+from serving.status import ServingError, invalid
 from serving.versions import ModelManager, ServerCore, not_available, settled_failures
 
 log = logging.getLogger("serving")
@@ -168,9 +168,8 @@ class Server:
                 if text == self._config_text:   # the config served: reloading it, as TF Serving does, changes nothing
                     continue
                 config = config_lib.read_model_server_config(text, path)
-            except (OSError, ValueError) as exc:
-                log.error("Failed to read ModelServerConfig file: %s",
-                          io_error_message(path, exc) if isinstance(exc, OSError) else exc)
+            except (ServingError, ValueError) as exc:   # ParseProtoTextFile's status, logged without its code
+                log.error("Failed to read ModelServerConfig file: %s", exc)
                 continue
             with self._reload_lock:
                 known = self._served()

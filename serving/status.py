@@ -62,6 +62,12 @@ def io_error_message(path: str, exc: OSError) -> str:
     return f"{path}; {os.strerror(exc.errno)}" if exc.errno else str(exc)
 
 
+def io_error(path: str, exc: OSError) -> "ServingError":
+    """TensorFlow's IOError status for an OSError on ``path``: its errno's code (:func:`error_code`) and
+    :func:`io_error_message` (NOT_FOUND: models.config; No such file or directory)."""
+    return ServingError(error_code(exc), io_error_message(path, exc))
+
+
 def io_error_code(message: str) -> str | None:
     """The code of a TensorFlow IOError (``<context>; <strerror(errno)>``) as ErrnoToCode gives it, from its message
     alone (a Python layer that lost the code, such as the checkpoint reader's, which raises UNKNOWN); None for a

@@ -165,6 +165,31 @@ def test_the_process_ends_after_the_stop_while_a_model_run_goes_on(tmp_path):
         server.stop()
 
 
+def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path, capsys):
+    """main.cc prints "Failed to start server. Error: " and the status, its code first, on stdout: config files
+    that cannot be read, do not parse or name a relative base path had printed Python's text, without the code,
+    on stderr."""
+    from serving.__main__ import main
+
+    bad = tmp_path / "bad.config"
+    bad.write_text("model_config_list {\n  bogus: 1 }\n")
+    relative = tmp_path / "relative.config"
+    relative.write_text("model_config_list { config { name: 'letters' base_path: 'relative/letters' "
+                        "model_platform: 'tensorflow' } }")
+    missing = tmp_path / "nonexistent.config"
+    for flags, error in (
+            ([f"--model_config_file={relative}"], "INVALID_ARGUMENT: Expected model letters to have an absolute "
+                                                  "path or URI; got base_path()=relative/letters"),
+            (["--model_name=letters", "--model_base_path=relative/letters"],
+             "INVALID_ARGUMENT: Expected model letters to have an absolute path or URI; "
+             "got base_path()=relative/letters"),
+            ([f"--model_config_file={missing}"], f"NOT_FOUND: {missing}; No such file or directory"),
+            ([f"--model_config_file={bad}"], f"INVALID_ARGUMENT: Invalid protobuf file: '{bad}'")):
+        assert main(flags + ["--rest_api_port=0"]) == 1
+        out, err = capsys.readouterr()
+        assert out == f"Failed to start server. Error: {error}\n" and "Failed to start" not in err, (out, err)
+
+
 def test_model_server_flags_are_read_as_tensorflow_model_server_reads_them(capsys):
     """TensorFlow's command_line_flags: --name=value, a boolean also as --name; anything else is an unknown
     argument, printed with the usage, and the server still starts; real tensorflow_model_server flags the embedded

@@ -11,6 +11,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from core import configs
 from serving import config as config_lib
 from serving.protos import BatchingParameters, MonitoringConfig
+from serving.status import ServingError
 
 DEPLOY = Path(configs.PROJECT_ROOT) / "serving" / "deploy"
 IMAGE = "tensorflow/serving:2.20.0"
@@ -100,12 +101,27 @@ def test_configmap_matches_config_files():
                                                                 "batching.config")}
 
 
-def test_model_configs_the_server_cannot_use_are_refused_naming_the_file():
+def test_model_configs_the_server_cannot_use_are_refused_naming_the_file(caplog):
+    """INVALID_ARGUMENT, as TF Serving's ParseProtoTextFile and ServerCore refuse them; the parser's words are only
+    logged, as protobuf's text parser logs them (they had been added to the message, which had no code)."""
     for text, message in (("model_config_list { config { name: 'letters' ", "Invalid protobuf file: 'x.config'"),
-                          ("custom_model_config { }", "custom_model_config is not supported")):
-        with pytest.raises(ValueError) as caught:
+                          ("custom_model_config { }", "x.config: custom_model_config is not supported; use "
+                                                      "model_config_list")):
+        with pytest.raises(ServingError) as caught:
             config_lib.parse_model_server_config(text, "x.config")
-        assert message in str(caught.value) and str(caught.value).startswith(("Invalid", "x.config"))
+        assert (caught.value.code, caught.value.message) == ("INVALID_ARGUMENT", message)
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:" in caplog.text
+
+
+def test_a_config_file_that_cannot_be_read_is_tensorflows_io_error(tmp_path):
+    """ParseProtoTextFile's status: NOT_FOUND: <path>; No such file or directory (a Python FileNotFoundError
+    had been printed: [Errno 2] No such file or directory: '<path>')."""
+    missing = str(tmp_path / "nonexistent.config")
+    for load_file in (config_lib.load_model_server_config, config_lib.load_monitoring_config,
+                      config_lib.load_batching_parameters):
+        with pytest.raises(ServingError) as caught:
+            load_file(missing)
+        assert caught.value.to_string() == f"NOT_FOUND: {missing}; No such file or directory"
 
 
 def test_model_config_lists_are_validated_as_server_core_validates_them():
@@ -127,14 +143,14 @@ def test_model_config_lists_are_validated_as_server_core_validates_them():
              "ModelServerConfig::model_type choice 2 not supported."),
             ("model_config_list { config { name: 'm' base_path: '/m' model_platform: 'onnx' } }",
              "Model m requests unsupported platform onnx")):
-        with pytest.raises(ValueError) as caught:
+        with pytest.raises(ServingError) as caught:
             config_lib.parse_model_server_config(text, "x.config")
-        assert str(caught.value) == message
+        assert (caught.value.code, caught.value.message) == ("INVALID_ARGUMENT", message)
     config_lib.parse_model_server_config("model_config_list { config { name: 'm' base_path: 'gs://bucket/m' "
                                          "model_platform: 'tensorflow' } }")
     config_lib.parse_model_server_config("model_config_list { config { name: 'm' base_path: '/m' "
                                          "model_type: TENSORFLOW } }")   # the deprecated field alone is read
-    with pytest.raises(ValueError, match="absolute path or URI; got base_path\\(\\)=serving/models/letters"):
+    with pytest.raises(ServingError, match="absolute path or URI; got base_path\\(\\)=serving/models/letters"):
         config_lib.single_model_config("letters", "serving/models/letters")
 
 
@@ -175,8 +191,9 @@ def test_monitoring_and_batching_files_that_do_not_parse_are_named_as_tf_serving
                        (config_lib.load_batching_parameters, "max_batch_size { value: 'many' }")):
         path = tmp_path / "bad.config"
         path.write_text(text)
-        with pytest.raises(ValueError, match=rf"^Invalid protobuf file: '{path}' \("):
+        with pytest.raises(ServingError) as caught:
             load(str(path))
+        assert caught.value.to_string() == f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'"
 
 
 def pod_specs(node):

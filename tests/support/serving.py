@@ -316,10 +316,11 @@ def start_server(model_base_path: str | None = None, model_name: str = "letters"
     process = _subprocess.Popen(argv, stdout=_subprocess.PIPE, stderr=log_file, text=True,
                                 cwd=str(configs.PROJECT_ROOT))
     log_file.close()
-    found = {}
+    found, printed = {}, []
 
     def read_stdout():
         for line in process.stdout:
+            printed.append(line)   # main.cc's Failed to start server line is on stdout
             if "Exporting HTTP/REST API at:" in line and "port" not in found:
                 found["port"] = int(line.split("at:", 1)[1].split()[0].rsplit(":", 1)[1])
 
@@ -333,7 +334,9 @@ def start_server(model_base_path: str | None = None, model_name: str = "letters"
                 process.wait()
             with open(log_file.name, encoding="utf-8", errors="replace") as handle:
                 tail = handle.read()[-4000:]
-            raise RuntimeError(f"serving subprocess did not start (exit {process.returncode}):\n{tail}")
+            reader.join(5)
+            raise RuntimeError(f"serving subprocess did not start (exit {process.returncode}):\n{tail}"
+                               f"{''.join(printed)[-4000:]}")
         time.sleep(0.05)
     url_host = f"[{host}]" if ":" in host else host
     return RunningServer(f"http://{url_host}:{found['port']}", found["port"], process=process,
