@@ -54,7 +54,7 @@ from core import configs, image_io
 from core.image_io import pixel_digest
 from core.configs import GENERATED_MANIFEST
 from core.manifest import unfinished_generation
-from core.files import pattern_under, printable, read_error
+from core.files import is_hidden, pattern_under, printable, read_error
 from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, misnamed_problem
 
 FEEDBACK_IMAGES_KEY = "feedback_images"   # the examples artifact's custom property: feedback images among them
@@ -134,15 +134,6 @@ def utf8(name: str) -> bool:
 def in_class_folder(path: str) -> bool:
     """A file the executor may read as an image: in a class folder, its name not hidden."""
     return os.path.basename(os.path.dirname(path)) in CLASS_INDEX and not is_hidden(path)
-
-
-def is_hidden(path: str, root: str | None = None) -> bool:
-    """Whether ``path``'s name starts with a dot; given the folder ``root`` it is in, whether any name of its path
-    under ``root`` does (``.git/HEAD``, ``alef/.cache/1.png``)."""
-    if root is None:
-        return os.path.basename(path.rstrip("/")).startswith(".")
-    rel = os.path.relpath(path, root)
-    return rel != os.curdir and any(name.startswith(".") for name in rel.split(os.sep))
 
 
 def feedback_copies(repeat: int, main_files: list[str], feedback_files: list[str], train_share: float) -> int:

@@ -16,7 +16,8 @@ that leave the right label alone. A picture a store holds under several classes 
 knew pixels, or by ``FeedbackStore.add`` without ``once``) is judged as the web client's feedback judges it: already
 there when one of them is the class imported (``letters-feedback stats`` names it in ``under_two_labels``), a
 conflict otherwise. Files that cannot be stored are skipped with their reason, never fatal: a folder that is not a
-class, a nested folder, an empty, oversize, truncated or non-image file.
+class, a nested folder, a hidden name in a class folder, an empty, oversize, truncated or non-image file. Hidden
+names beside the class folders (a ``.git``, a ``.DS_Store``) are left out unreported, as the ExampleGen leaves them.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import os
 
 from core import image_io
 from core.feedback import FeedbackError, FeedbackStore, already_stored
-from core.files import exclusive, read_error
+from core.files import exclusive, is_hidden, read_error
 from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean
 from core.manifest import unfinished_generation
 
@@ -52,9 +53,12 @@ class ImportSummary:
 
 def candidate_files(folder: str) -> list[str]:
     """``folder``'s entries and those one level below its sub-folders, relative and sorted: what an import
-    reads or reports (files at the top are in no class folder)."""
+    reads or reports (files at the top are in no class folder). Hidden names at the top, a ``.git`` with all it
+    holds or a ``.DS_Store``, are left out, as the ExampleGen leaves them out (:func:`core.files.is_hidden`)."""
     entries = []
     for name in sorted(os.listdir(folder)):
+        if is_hidden(name):
+            continue
         path = os.path.join(folder, name)
         entries += sorted(os.path.join(name, inner) for inner in os.listdir(path)) if os.path.isdir(path) else [name]
     return entries
@@ -107,6 +111,9 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
         if not label:
             summary.skipped.setdefault("not_in_a_class_folder", []).append(f"{rel}: beside the class folders")
             continue
+        if is_hidden(rel):   # (before the folder's class is judged, as the ExampleGen judges it)
+            summary.skipped.setdefault("hidden_file", []).append(f"{rel}: names starting with a dot are not read")
+            continue
         if label not in CLASS_INDEX:
             summary.skipped.setdefault("unknown_class_folder", []).append(
                 f"{rel}: {label!r} is not a class folder"
@@ -114,9 +121,6 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             continue
         if os.path.isdir(path):
             summary.skipped.setdefault("nested_folder", []).append(f"{rel}: a folder inside a class folder")
-            continue
-        if os.path.basename(rel).startswith("."):
-            summary.skipped.setdefault("hidden_file", []).append(f"{rel}: names starting with a dot are not read")
             continue
         try:
             checked = image_io.read_checked(path, max_bytes, max_pixels)

@@ -1,6 +1,6 @@
 """Crash-safe file writes (readers see the old file or the whole new one, never a part; new folders synced into
 their parents), a lock file for one read-modify-write at a time across processes, glob patterns under a folder whose
-name is taken literally, and the removal of work folders a killed process left behind."""
+name is taken literally, which names are hidden, and the removal of work folders a killed process left behind."""
 from __future__ import annotations
 
 import contextlib
@@ -164,6 +164,16 @@ def read_error(path: str, err: BaseException) -> str:
         except OSError:   # a link loop: the error says it
             pass
     return f"{type(err).__name__}: {err}"
+
+
+def is_hidden(path: str, root: str | None = None) -> bool:
+    """Whether ``path``'s name starts with a dot; given the folder ``root`` it is in, whether any name of its path
+    under ``root`` does (``.git/HEAD``, ``alef/.cache/1.png``). Such names are not read as data (the ExampleGen,
+    ``letters-feedback import``)."""
+    if root is None:
+        return os.path.basename(path.rstrip("/")).startswith(".")
+    rel = os.path.relpath(path, root)
+    return rel != os.curdir and any(name.startswith(".") for name in rel.split(os.sep))
 
 
 def printable(name: str) -> str:

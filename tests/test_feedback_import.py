@@ -224,6 +224,22 @@ def test_hidden_files_are_not_imported(folder, tmp_path):
     assert summary.imported == 4 and len(summary.skipped["hidden_file"]) == 2
 
 
+def test_hidden_names_beside_the_class_folders_are_left_out_as_the_example_gen_leaves_them(folder, tmp_path):
+    """A ``.git`` beside the class folders (its files had been reported as in an unknown class folder) and a
+    ``.DS_Store`` there are neither read nor reported; a hidden folder in a class folder is a hidden name too."""
+    (folder / ".git" / "objects").mkdir(parents=True)
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "alef" / ".cache").mkdir()
+    (folder / "alef" / ".cache" / "1.png").write_bytes((folder / "alef" / "0.png").read_bytes())
+    summary = import_folder(tmp_path / "store", folder)
+    assert summary.imported == 4
+    assert {reason: len(files) for reason, files in summary.skipped.items()} == {
+        "truncated_or_corrupt": 1, "nested_folder": 1, "unknown_class_folder": 1, "not_in_a_class_folder": 1,
+        "hidden_file": 1}
+    assert summary.skipped["hidden_file"] == ["alef/.cache: names starting with a dot are not read"]
+
+
 def test_a_broken_link_is_skipped_as_a_link_to_a_missing_file(folder, tmp_path):
     """It had been skipped as ``FileNotFoundError: [Errno 2] No such file or directory``, of a file ls lists."""
     (folder / "alef" / "gone.png").symlink_to("../elsewhere/gone.png")
