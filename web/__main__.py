@@ -2,6 +2,7 @@
 import core  # noqa: F401  (first: the project's Keras mode; the backend itself never loads TensorFlow)
 
 import argparse
+import errno
 import logging
 import sys
 
@@ -62,9 +63,9 @@ def main(argv=None) -> int:
 
     try:   # the port first: a port that is taken leaves no new feedback store or request log behind
         server = bind(config)
-    except OSError as err:   # the port is taken, or the address is not this machine's
-        print(f"error: cannot listen on {config.host}:{config.port}: {err.strerror or err} (--port chooses "
-              "another)", file=sys.stderr)
+    except OSError as err:   # the port is taken, the address is not this machine's, the host does not resolve
+        hint = " (--port chooses another)" if err.errno == errno.EADDRINUSE else ""
+        print(f"error: cannot listen on {config.host}:{config.port}: {err.strerror or err}{hint}", file=sys.stderr)
         return 2
     try:
         server.attach(Backend(config))

@@ -168,5 +168,18 @@ def test_a_port_that_is_taken_leaves_no_feedback_store_or_request_log_behind(tmp
         status = cli.main(["--host", "127.0.0.1", "--port", str(port), "--feedback-dir", str(tmp_path / "feedback"),
                            "--request-log-dir", str(tmp_path / "log")])
     err = capsys.readouterr().err
-    assert status == 2 and f"cannot listen on 127.0.0.1:{port}" in err
+    assert status == 2 and f"cannot listen on 127.0.0.1:{port}: Address already in use (--port chooses another)" in err
     assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("host, why", [("10.255.255.1", "Cannot assign requested address"),
+                                       ("no-such-host.invalid", "")])
+def test_an_address_it_cannot_listen_on_is_said_without_the_port_hint(host, why, tmp_path, capsys):
+    """Only a port in use is the port's fault: an address not on this machine, a host name that does not resolve,
+    had been said with (--port chooses another) too."""
+    import web.__main__ as cli
+    status = cli.main(["--host", host, "--port", "20500", "--feedback-dir", str(tmp_path / "feedback"),
+                       "--request-log-dir", str(tmp_path / "log")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith(f"error: cannot listen on {host}:20500: {why}"), err
+    assert "--port" not in err and len(err.splitlines()) == 1, err
