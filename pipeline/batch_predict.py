@@ -384,6 +384,8 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
             rows, batch, places = [], [], []
             for path, (data, err) in zip(files[start:start + batch_size], read):
                 rel = printable(path.relative_to(root).as_posix())   # a name that is not UTF-8 shown, not fatal
+                if err is not None and is_predictions_csv_refused(path, err):   # no input: no row
+                    continue
                 if err is None:
                     batch.append(data)
                     places.append(len(rows))
@@ -432,13 +434,29 @@ def _each(predictor):
 
 
 def leave_out_output(parser: argparse.ArgumentParser, files: list[Path], out: str) -> list[Path]:
-    """``files`` without this tool's CSVs (an earlier run's, under any name: their header this tool's), which are
-    no input; ``out`` among them as any other file (``--out`` under ``--images``) is a usage error (status 2)
-    naming it instead of replacing it with the CSV."""
+    """``files`` without ``out``, when it is among them and one of this tool's CSVs; ``out`` among them as any
+    other file (``--out`` under ``--images``) is a usage error (status 2) naming it instead of replacing it with
+    the CSV. Other CSVs of this tool (an earlier run's, under any name: their header this tool's), no input either,
+    are known as they are read (:func:`is_predictions_csv_refused`), so that each image is opened once."""
     real = os.path.realpath(out)
-    if any(os.path.realpath(path) == real for path in files) and not _is_predictions_csv(out):
+    if not any(os.path.realpath(path) == real for path in files):
+        return files
+    if not _is_predictions_csv(out):
         parser.error(f"--out {printable(out)} is one of the input files under --images; give another file")
-    return [path for path in files if not _is_predictions_csv(path)]
+    return [path for path in files if os.path.realpath(path) != real]
+
+
+def any_input(files: list[Path]) -> bool:
+    """Whether ``files`` hold one that is not this tool's CSV: the files are opened, in order, up to the first
+    that is not one (its first bytes only)."""
+    return not all(map(_is_predictions_csv, files))
+
+
+def is_predictions_csv_refused(path, err: Exception) -> bool:
+    """Whether the file ``path``, refused as an image (``err``, :func:`pipeline.evaluate.read_image`'s), is one of
+    this tool's CSVs: no input, to get no row. Only a file refused as no image or as too large is opened again."""
+    return isinstance(err, image_io.ImageRejected) and err.reason in ("not_an_image", "too_large") and \
+        _is_predictions_csv(path)
 
 
 def _is_predictions_csv(path) -> bool:
@@ -504,7 +522,7 @@ def main(argv=None) -> int:
         if hidden:
             print(f"left out {len(hidden)} hidden name(s) (starting with a dot), e.g. "
                   f"{printable(hidden[0].relative_to(args.images).as_posix())}", file=sys.stderr)
-        if not files:   # before the model loads
+        if not any_input(files):   # before the model loads
             raise FileNotFoundError(f"no files under {args.images}" + (" but hidden ones" if hidden else ""))
         if args.via == "local":
             predictor = LocalPredictor(args.model, version)

@@ -534,6 +534,29 @@ def test_out_among_the_inputs_is_refused_or_left_out(tmp_path, monkeypatch, caps
     assert list(read_rows(folder / "pred2.csv")) == ["alef/x.png"]
 
 
+def test_each_image_is_opened_once(tmp_path, monkeypatch):
+    """Every file had been opened twice: once for its first bytes (an earlier run's CSV is no input), once to be
+    predicted. Now an image is opened once (one more time, for its first bytes, the first file only: whether there
+    is anything but CSVs to predict, before the model loads); a CSV is known as it is read and gets no row still."""
+    import collections
+    folder = tmp_path / "images"
+    (folder / "alef").mkdir(parents=True)
+    for i in range(5):
+        (folder / "alef" / f"{i}.png").write_bytes(png_bytes(letter_image(20, 30, seed=i)))
+    uniform.version = "1"
+    monkeypatch.setattr(batch_predict, "LocalPredictor", lambda model, version: uniform)
+    assert batch_predict.main(["--images", str(folder), "--out", str(folder / "earlier.csv")]) == 0
+    opens, counting = collections.Counter(), [True]
+    sys.addaudithook(lambda event, args: counting and event == "open" and opens.update([str(args[0])]))
+    try:
+        assert batch_predict.main(["--images", str(folder), "--batch-size", "2", "--out", str(tmp_path / "p.csv")]) == 0
+    finally:
+        counting.clear()
+    images = [str(folder / "alef" / f"{i}.png") for i in range(5)]
+    assert all(opens[image] >= 1 for image in images) and sum(opens[image] for image in images) <= len(images) + 1, opens
+    assert list(read_rows(tmp_path / "p.csv")) == [f"alef/{i}.png" for i in range(5)]   # earlier.csv: no row
+
+
 def test_out_that_is_a_url_is_refused(tmp_path, monkeypatch, capsys):
     """--out gs://b/pred.csv had been read as ./gs:/b/pred.csv: written there when that folder existed and said
     written to gs://b/pred.csv, else refused as a missing local folder. A usage error now, saying to copy it after."""
