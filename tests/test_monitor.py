@@ -826,13 +826,11 @@ def test_a_window_is_judged_only_with_answers_enough_for_tfdvs_statistics(pipeli
     assert crossed[50] >= 5 and crossed[config.monitor_min_requests] == 0
 
 
-def test_each_version_shows_its_own_evaluation_not_a_later_run_that_compared_with_it(tmp_path, monkeypatch):
-    """A model is the Evaluator's ``model`` in its own run and ``baseline_model`` in the next: the version's
-    accuracy had been the next candidate's (even an unblessed one's), as the newest evaluation linked to it."""
+def three_evaluated_runs(tmp_path) -> str:
+    """A store of three Evaluator runs (evaluations /e1, /e2, /e3), each model the next one's baseline: the first
+    two blessed and pushed as versions 11 and 22, the third not blessed. Its metadata file."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
-
-    from pipeline.monitor import reference
 
     cfg = pb.ConnectionConfig()
     cfg.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
@@ -869,11 +867,36 @@ def test_each_version_shows_its_own_evaluation_not_a_later_run_that_compared_wit
         execution(inputs, {"evaluation": artifact("ModelEvaluation", uri), "blessing": blessing})
         if version:
             execution({"model": model}, {"pushed_model": artifact("PushedModel", pushed=1, pushed_version=version)})
-    monkeypatch.setattr(reference, "_accuracy", lambda uri: {"/e1": 0.27, "/e2": 0.18, "/e3": 0.36}[uri])
+    return str(tmp_path / "metadata.sqlite")
+
+
+def test_each_version_shows_its_own_evaluation_not_a_later_run_that_compared_with_it(tmp_path, monkeypatch):
+    """A model is the Evaluator's ``model`` in its own run and ``baseline_model`` in the next: the version's
+    accuracy had been the next candidate's (even an unblessed one's), as the newest evaluation linked to it."""
+    from pipeline.monitor import reference
+
+    metadata = three_evaluated_runs(tmp_path)
+    monkeypatch.setattr(reference, "_accuracy", lambda read, uri: {"/e1": 0.27, "/e2": 0.18, "/e3": 0.36}[uri])
     monkeypatch.setattr(reference, "_eval_statistics", lambda uri: None)
     monkeypatch.setattr(reference, "evaluation_metrics", lambda uri: {})
-    loaded = reference._load(str(tmp_path / "metadata.sqlite"))
+    loaded = reference._load(metadata)
     assert loaded.version_accuracy == {11: 0.27, 22: 0.18}
+
+
+def test_the_blessed_models_evaluation_is_read_once(tmp_path, monkeypatch):
+    """The blessed model's metrics and its pushed version's accuracy are one evaluation: it had been read twice."""
+    from pipeline.monitor import reference
+    from pipeline.pipeline import ACCURACY_METRIC
+
+    metadata = three_evaluated_runs(tmp_path)
+    reads = []
+    accuracy = {"/e1": 0.27, "/e2": 0.18, "/e3": 0.36}
+    monkeypatch.setattr(reference, "_eval_statistics", lambda uri: None)
+    monkeypatch.setattr(reference, "evaluation_metrics",
+                        lambda uri: reads.append(uri) or {"overall": {ACCURACY_METRIC: accuracy[uri]}})
+    loaded = reference._load(metadata)
+    assert loaded.version_accuracy == {11: 0.27, 22: 0.18} and loaded.eval_accuracy == 0.18
+    assert sorted(reads) == ["/e1", "/e2"]
 
 
 def test_a_relative_feedback_dir_names_the_same_store_for_the_retraining_run(tmp_path, monkeypatch):

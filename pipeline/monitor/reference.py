@@ -111,9 +111,10 @@ def _eval_statistics(statistics_uri: str) -> statistics_pb2.DatasetFeatureStatis
                           "blessed model's examples is missing") from None
 
 
-def _accuracy(uri: str) -> float | None:
+def _accuracy(read, uri: str) -> float | None:
+    """The top-1 accuracy of the evaluation at ``uri``, by ``read`` (:func:`run_summary.evaluation_metrics`)."""
     try:
-        return evaluation_metrics(uri)["overall"].get(ACCURACY_METRIC)
+        return read(uri)["overall"].get(ACCURACY_METRIC)
     except Exception:   # an evaluation that was not written completely; the report shows it as unknown
         return None
 
@@ -157,6 +158,8 @@ def _load(metadata: str) -> Reference:
     statistics = _linked(store, examples[-1].id, _INPUTS, _OUTPUTS, "statistics", "ExampleStatistics")
     if not statistics:
         raise NoReference(f"no StatisticsGen output for the examples at {examples[-1].uri}")
+    # each evaluation read once: the blessed model's is its pushed version's too (a failed read is not kept)
+    read = functools.cache(evaluation_metrics)
     version_accuracy = {}
     for pushed in _artifacts_of_type(store, "PushedModel"):
         version = artifact_property(pushed, "pushed_version")
@@ -166,10 +169,10 @@ def _load(metadata: str) -> Reference:
             # its own evaluations as the candidate, not later runs' that compared it as their baseline_model
             evaluated = _linked(store, model.id, _INPUTS, _OUTPUTS, "evaluation", own_key="model")
             if evaluated:
-                version_accuracy[int(version)] = _accuracy(evaluated[-1].uri)
+                version_accuracy[int(version)] = _accuracy(read, evaluated[-1].uri)
     return Reference(
         examples_uri=examples[-1].uri, eval_statistics=_eval_statistics(statistics[-1].uri),
-        eval_metrics=evaluation_metrics(evaluations[-1].uri) if evaluations else {},
+        eval_metrics=read(evaluations[-1].uri) if evaluations else {},
         version_accuracy=version_accuracy, last_run_time=_last_run_time(store))
 
 
