@@ -12,6 +12,8 @@ import signal
 import sys
 import threading
 
+FAILED_TO_START = 255   # main.cc's `return -1;` after a failed BuildAndStart, as the process's exit status
+
 
 def main(argv=None) -> int:
     from core import configs
@@ -29,7 +31,7 @@ def main(argv=None) -> int:
         server = Server(options)
     except Exception as exc:  # noqa: BLE001 - unreadable or invalid config files
         failed_to_start(exc)
-        return 1
+        return FAILED_TO_START
     stopping = threading.Event()
 
     def on_stop(signum: int) -> None:     # in a watcher thread: setting the events here cannot deadlock the main one
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
             return 0
         failed_to_start(exc)
         server.stop()
-        return 1
+        return FAILED_TO_START
     if server.grpc_port:
         print(f"Running gRPC ModelServer at {address(options.grpc_host, server.grpc_port)} ...", flush=True)
     if server.port is not None:
@@ -59,7 +61,8 @@ def main(argv=None) -> int:
 
 def failed_to_start(exc: Exception) -> None:
     """main.cc's line for a server that did not start, on stdout as it prints it: the status with its code
-    (INVALID_ARGUMENT: ...) for a ServingError, the text of any other error."""
+    (INVALID_ARGUMENT: ...) for a ServingError, the text of any other error; main() then returns
+    :data:`FAILED_TO_START`."""
     from serving.status import ServingError
 
     error = exc.to_string() if isinstance(exc, ServingError) else exc

@@ -168,7 +168,7 @@ def test_the_process_ends_after_the_stop_while_a_model_run_goes_on(tmp_path):
 def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path, capsys):
     """main.cc prints "Failed to start server. Error: " and the status, its code first, on stdout: config files
     that cannot be read, do not parse or name a relative base path had printed Python's text, without the code,
-    on stderr."""
+    on stderr. It then returns -1, an exit status of 255 (it had been 1)."""
     from serving.__main__ import main
 
     bad = tmp_path / "bad.config"
@@ -185,7 +185,7 @@ def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path
              "got base_path()=relative/letters"),
             ([f"--model_config_file={missing}"], f"NOT_FOUND: {missing}; No such file or directory"),
             ([f"--model_config_file={bad}"], f"INVALID_ARGUMENT: Invalid protobuf file: '{bad}'")):
-        assert main(flags + ["--rest_api_port=0"]) == 1
+        assert main(flags + ["--rest_api_port=0"]) == 255   # main.cc's return -1
         out, err = capsys.readouterr()
         assert out == f"Failed to start server. Error: {error}\n" and "Failed to start" not in err, (out, err)
 
