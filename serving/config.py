@@ -247,8 +247,8 @@ def read_model_server_config(text: str, source: str = "model config") -> model_s
 
 def check_model_server_config(config, source: str, served=()) -> None:
     """Refuses what this server cannot serve (a config file at start and on reload, a gRPC reload request):
-    INVALID_ARGUMENT, as ServerCore's checks (a logging_config's are ValueError); ``served``: the names of the
-    models the config replaces (ServerCore's current config)."""
+    INVALID_ARGUMENT, as ServerCore's checks (a logging_config's: :func:`check_logging_config`); ``served``: the
+    names of the models the config replaces (ServerCore's current config)."""
     if config.HasField("custom_model_config"):
         raise invalid(f"{source}: custom_model_config is not supported; use model_config_list")
     # ServerCore's ValidateModelConfigList (there is no --model_config_list_root_dir here): unique names, and base
@@ -358,23 +358,23 @@ class Batching:
         return batching
 
     def validate(self) -> None:
-        """Raises ValueError for settings TF Serving refuses, in TF Serving 2.16's words and order
+        """Raises INVALID_ARGUMENT for settings TF Serving refuses, in TF Serving 2.16's words, code and order
         (SharedBatchScheduler::Create, WrapSessionForBatching, AddQueue), and for large batch splitting, which this
         server does not do. Only the last allowed batch size is checked, as there; a negative max_batch_size or
         max_enqueued_batches is taken as TF's size_t takes it, a count too large ever to be reached."""
         if self.num_batch_threads is not None and self.num_batch_threads < 1:
-            raise ValueError(f"num_batch_threads must be positive; was {self.num_batch_threads}")
+            raise invalid(f"num_batch_threads must be positive; was {self.num_batch_threads}")
         if self.allowed_batch_sizes and self.allowed_batch_sizes[-1] != self.max_batch_size:
-            raise ValueError("Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
-                             f"{self.allowed_batch_sizes[-1]}; expected {self.max_batch_size}")
+            raise invalid("Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
+                          f"{self.allowed_batch_sizes[-1]}; expected {self.max_batch_size}")
         if self.max_batch_size == 0:
-            raise ValueError("input_batch_size_limit must be positive; was 0")
+            raise invalid("input_batch_size_limit must be positive; was 0")
         if self.batch_timeout_micros < 0:
-            raise ValueError(f"batch_timeout_micros must be non-negative; was {self.batch_timeout_micros}")
+            raise invalid(f"batch_timeout_micros must be non-negative; was {self.batch_timeout_micros}")
         if self.enable_large_batch_splitting:
-            raise ValueError("enable_large_batch_splitting is not supported by this server, which never splits a "
-                             "request across batches: leave it out or set it false (every batch then holds at most "
-                             "max_batch_size rows, and max_execution_batch_size is not used, as in TF Serving)")
+            raise invalid("enable_large_batch_splitting is not supported by this server, which never splits a "
+                          "request across batches: leave it out or set it false (every batch then holds at most "
+                          "max_batch_size rows, and max_execution_batch_size is not used, as in TF Serving)")
 
     @property
     def input_batch_size_limit(self) -> int:

@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (classification_pb2, model_pb2, predict_pb2,
 
 from core import request_log, settings
 from serving import inference, protos, tensor_proto
-from serving.status import error_code
+from serving.status import ServingError, error_code, invalid
 
 COLLECTOR_TYPE = "tfrecord"   # TFRecord files of PredictionLog, <filename_prefix>-<UTC time>-<n>.tfrecord
 LOG_KINDS = {"predict": "predict_log", "classify": "classify_log", "regress": "regress_log",
@@ -31,27 +31,34 @@ LOG_KINDS = {"predict": "predict_log", "classify": "classify_log", "regress": "r
 
 
 def check_logging_config(model, source: str) -> None:
-    """Refuses a model's logging_config this server cannot honour (ValueError naming ``source``): among them a
-    ``filename_prefix`` that is a URL (``gs://…``), as the writer makes local files only."""
+    """Refuses a model's logging_config this server cannot honour (a ServingError naming ``source``): a ``type``
+    it has no collector for is NOT_FOUND, as LogCollector::Create has it; the rest, which TF Serving's one
+    LogCollector does not check, are INVALID_ARGUMENT, the code open-source tensorflow_model_server refuses every
+    logging_config with (No request-logger-creator provided.). Among them a ``filename_prefix`` that is a URL
+    (``gs://…``), as the writer makes local files only."""
     if not model.HasField("logging_config"):
         return
     config = model.logging_config
     where = f"{source}: model {model.name}: logging_config"
     kind = config.log_collector_config.type
     if kind != COLLECTOR_TYPE:
-        raise ValueError(f"{where}: Cannot find LogCollector::Factory for type: {kind!r} (this server has one: "
-                         f"{COLLECTOR_TYPE!r}, TFRecord files of PredictionLog)")
+        raise ServingError("NOT_FOUND", f"{where}: Cannot find LogCollector::Factory for type: {kind!r} (this server "
+                                        f"has one: {COLLECTOR_TYPE!r}, TFRecord files of PredictionLog)")
     prefix = config.log_collector_config.filename_prefix
     if not prefix:
-        raise ValueError(f"{where}: log_collector_config.filename_prefix is empty")
+        raise invalid(f"{where}: log_collector_config.filename_prefix is empty")
     if settings.is_url(prefix):   # gs://b/x had been written to <working folder>/gs:/b/x, silently
-        raise ValueError(f"{where}: log_collector_config.filename_prefix {prefix!r} is a URL: this server writes "
-                         f"request logs to local files only; mount a volume (the bucket through Cloud Storage FUSE, "
-                         f"say) and give a path in it")
-    request_log.check_sampling_rate(config.sampling_config.sampling_rate, f"{where}: sampling_config.sampling_rate")
-    for i, per_task in enumerate(protos.per_task_sampling_configs(config.sampling_config)):
-        request_log.check_sampling_rate(per_task.sampling_rate,
-                                        f"{where}: sampling_config.per_task_sampling_configs[{i}].sampling_rate")
+        raise invalid(f"{where}: log_collector_config.filename_prefix {prefix!r} is a URL: this server writes "
+                      f"request logs to local files only; mount a volume (the bucket through Cloud Storage FUSE, "
+                      f"say) and give a path in it")
+    try:
+        request_log.check_sampling_rate(config.sampling_config.sampling_rate,
+                                        f"{where}: sampling_config.sampling_rate")
+        for i, per_task in enumerate(protos.per_task_sampling_configs(config.sampling_config)):
+            request_log.check_sampling_rate(per_task.sampling_rate,
+                                            f"{where}: sampling_config.per_task_sampling_configs[{i}].sampling_rate")
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
 
 
 def sampling_rate(sampling_config) -> float:
@@ -91,8 +98,8 @@ class ServerRequestLogger:
                     writer = request_log.RequestLogWriter(logging_config.log_collector_config.filename_prefix,
                                                           sampling_rate(logging_config.sampling_config))
                 except OSError as exc:
-                    raise ValueError(f"{source}: model {model.name}: logging_config: cannot write under "
-                                     f"{logging_config.log_collector_config.filename_prefix!r}: {exc}") from None
+                    raise invalid(f"{source}: model {model.name}: logging_config: cannot write under "
+                                  f"{logging_config.log_collector_config.filename_prefix!r}: {exc}") from None
             by_config[key] = writer
             writers[model.name] = (writer, model.logging_config.sampling_config)
         return writers, by_config

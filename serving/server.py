@@ -24,7 +24,7 @@ from serving.httpserver import HttpServer
 from serving.metrics import Metrics
 from serving.request_logging import ServerRequestLogger
 from serving.rest import RestApi
-from serving.status import ServingError, invalid
+from serving.status import ServingError
 from serving.versions import ModelManager, ServerCore, not_available, settled_failures
 
 log = logging.getLogger("serving")
@@ -278,14 +278,8 @@ class Server:
             raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
         try:
             known = self._served()
-            try:
-                config_lib.check_model_server_config(config, "ReloadConfigRequest", known)
-            except ValueError as exc:
-                raise invalid(str(exc)) from None
-            try:
-                self._apply_config(config, "ReloadConfigRequest")
-            except ValueError as exc:   # a log folder that cannot be made
-                raise invalid(str(exc)) from None
+            config_lib.check_model_server_config(config, "ReloadConfigRequest", known)
+            self._apply_config(config, "ReloadConfigRequest")
             self._config_text = None   # the config file poller applies the file's config again at its next poll
             self._wait_for_added(config, known, deadline)
         finally:

@@ -168,7 +168,8 @@ def test_the_process_ends_after_the_stop_while_a_model_run_goes_on(tmp_path):
 def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path, capsys):
     """main.cc prints "Failed to start server. Error: " and the status, its code first, on stdout: config files
     that cannot be read, do not parse or name a relative base path had printed Python's text, without the code,
-    on stderr. It then returns -1, an exit status of 255 (it had been 1)."""
+    on stderr, and a bad logging_config or batching parameter its text without one. It then returns -1, an exit
+    status of 255 (it had been 1)."""
     from serving.__main__ import main
 
     bad = tmp_path / "bad.config"
@@ -177,7 +178,17 @@ def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path
     relative.write_text("model_config_list { config { name: 'letters' base_path: 'relative/letters' "
                         "model_platform: 'tensorflow' } }")
     missing = tmp_path / "nonexistent.config"
+    kafka = tmp_path / "kafka.config"
+    kafka.write_text("model_config_list { config { name: 'letters' base_path: '/m' model_platform: 'tensorflow' "
+                     "logging_config { log_collector_config { type: 'kafka' filename_prefix: '/tmp/x' } } } }")
+    batching = tmp_path / "batching.config"
+    batching.write_text("num_batch_threads { value: 0 }\n")
     for flags, error in (
+            ([f"--model_config_file={kafka}"], f"NOT_FOUND: {kafka}: model letters: logging_config: Cannot find "
+                                               "LogCollector::Factory for type: 'kafka' (this server has one: "
+                                               "'tfrecord', TFRecord files of PredictionLog)"),
+            (["--model_base_path=/m", "--enable_batching", f"--batching_parameters_file={batching}"],
+             "INVALID_ARGUMENT: num_batch_threads must be positive; was 0"),
             ([f"--model_config_file={relative}"], "INVALID_ARGUMENT: Expected model letters to have an absolute "
                                                   "path or URI; got base_path()=relative/letters"),
             (["--model_name=letters", "--model_base_path=relative/letters"],

@@ -25,6 +25,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from core import configs, request_log
 from serving import config as config_lib
+from serving.status import ServingError
 from tests.support import serving as testing
 
 TIMEOUT = 60
@@ -232,12 +233,15 @@ def test_a_changed_config_file_moves_the_log(rest, root, prefixes):
         wait_until_logged(rest, prefixes["letters"])
 
 
-BAD_LOGGING = [
-    ('type: "kafka" filename_prefix: "/tmp/x"', 1.0, "Cannot find LogCollector::Factory for type: 'kafka'"),
-    ('filename_prefix: "/tmp/x"', 1.0, "Cannot find LogCollector::Factory for type: ''"),
-    ('type: "tfrecord"', 1.0, "filename_prefix is empty"),
-    ('type: "tfrecord" filename_prefix: "/tmp/x"', 1.5, "sampling_rate must be a number between 0 and 1"),
-    ('type: "tfrecord" filename_prefix: "s3://b/req"', 1.0, "filename_prefix 's3://b/req' is a URL"),
+BAD_LOGGING = [   # LogCollector::Create's NOT_FOUND; the rest INVALID_ARGUMENT, as open-source TF Serving refuses them
+    ('type: "kafka" filename_prefix: "/tmp/x"', 1.0, "NOT_FOUND",
+     "Cannot find LogCollector::Factory for type: 'kafka'"),
+    ('filename_prefix: "/tmp/x"', 1.0, "NOT_FOUND", "Cannot find LogCollector::Factory for type: ''"),
+    ('type: "tfrecord"', 1.0, "INVALID_ARGUMENT", "filename_prefix is empty"),
+    ('type: "tfrecord" filename_prefix: "/tmp/x"', 1.5, "INVALID_ARGUMENT",
+     "sampling_rate must be a number between 0 and 1"),
+    ('type: "tfrecord" filename_prefix: "s3://b/req"', 1.0, "INVALID_ARGUMENT",
+     "filename_prefix 's3://b/req' is a URL"),
 ]
 
 
@@ -247,10 +251,12 @@ def bad_config_text(collector: str, rate: float) -> str:
             "} } }")
 
 
-@pytest.mark.parametrize("collector, rate, message", BAD_LOGGING)
-def test_bad_logging_configs_are_refused_naming_the_file(collector, rate, message):
-    with pytest.raises(ValueError) as caught:
+@pytest.mark.parametrize("collector, rate, code, message", BAD_LOGGING)
+def test_bad_logging_configs_are_refused_naming_the_file(collector, rate, code, message):
+    """With a status code, printed on a failed start (they had been ValueErrors, printed without one)."""
+    with pytest.raises(ServingError) as caught:
         config_lib.parse_model_server_config(bad_config_text(collector, rate), "x.config")
+    assert caught.value.code == code
     assert str(caught.value).startswith("x.config: model letters: logging_config: ") and message in str(caught.value)
 
 
@@ -260,7 +266,7 @@ def test_a_bad_logging_config_stops_the_start_and_a_reload_keeps_the_current_one
 
     path = tmp_path / "bad.config"
     path.write_text(bad_config_text('type: "kafka" filename_prefix: "/tmp/x"', 1.0))
-    with pytest.raises(ValueError, match=f"^{path}: model letters: logging_config: Cannot find LogCollector"):
+    with pytest.raises(ServingError, match=f"^{path}: model letters: logging_config: Cannot find LogCollector"):
         Server(ServerOptions(model_config_file=str(path), rest_api_port=0)).start()
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
@@ -291,7 +297,7 @@ def test_a_url_filename_prefix_is_refused_at_start_and_on_a_reload_and_nothing_i
                                   allow_version_labels_for_unavailable_models=True))
     try:
         server.start()
-    except ValueError as exc:
+    except ServingError as exc:
         assert str(exc).startswith(f"{path}: {refusal}") and "\n" not in str(exc)
     else:
         server.stop()
@@ -378,7 +384,7 @@ def test_per_task_sampling_rates_of_tf_serving_2_20_are_read_and_the_first_match
     assert sampling.sampling_rate == 1.0 and len(sampling.per_task_sampling_configs) == 3
     bad = text.replace("per_task_sampling_configs { sampling_rate: 1.0", "per_task_sampling_configs { sampling_rate: 2")
     assert bad != text
-    with pytest.raises(ValueError, match=r"per_task_sampling_configs\[2\]\.sampling_rate"):
+    with pytest.raises(ServingError, match=r"per_task_sampling_configs\[2\]\.sampling_rate"):
         config_lib.parse_model_server_config(bad, "x.config")
 
 

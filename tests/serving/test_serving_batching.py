@@ -223,8 +223,9 @@ def test_batching_parameters_tensorflow_refuses_stop_the_server_at_start(tmp_pat
     testing.publish_version(base, 1)
     parameters = tmp_path / "batching.config"
     parameters.write_text(text + "\n")
-    with pytest.raises(ValueError, match=f"^{re.escape(error)}$"):
+    with pytest.raises(ServingError, match=f"^{re.escape(error)}$") as caught:
         testing.start_server(base, enable_batching=True, batching_parameters_file=str(parameters))
+    assert caught.value.code == "INVALID_ARGUMENT"   # TF Serving's code for each (they had no code)
 
 
 def test_batching_parameters_tensorflow_accepts_are_served_as_there(tmp_path):
