@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import math
+import mmap
 import os
 import re
 import sys
@@ -220,13 +222,24 @@ def parse_flags(argv=None) -> ServerOptions:
 
 
 def read_text(path: str) -> str:
-    """A config file's text; a file that cannot be read is TensorFlow's IOError status, as ParseProtoTextFile
-    returns it (NOT_FOUND: <path>; No such file or directory)."""
+    """A config file's text, read as ParseProtoTextFile reads it: mapped into memory (the POSIX file system's
+    NewReadOnlyMemoryRegionFromFile: open, then mmap of the file's st_size bytes). A file that cannot be read is
+    TensorFlow's IOError status (NOT_FOUND: <path>; No such file or directory); so is an empty one, whose mapping
+    of 0 bytes fails (INVALID_ARGUMENT: <path>; Invalid argument), and a folder, which opens but cannot be mapped
+    (NOT_FOUND: <path>; No such device)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if not size:   # mmap(2) refuses a length of 0 (EINVAL); Python's mmap refuses it before asking
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            with mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ) as region:
+                data = region[:]
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise io_error(path, exc) from None
+    return data.decode("utf-8")
 
 
 def parse_model_server_config(text: str, source: str = "model config",

@@ -169,7 +169,8 @@ def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path
     """main.cc prints "Failed to start server. Error: " and the status, its code first, on stdout: config files
     that cannot be read, do not parse or name a relative base path had printed Python's text, without the code,
     on stderr, and a bad logging_config or batching parameter its text without one. It then returns -1, an exit
-    status of 255 (it had been 1)."""
+    status of 255 (it had been 1). A config file is read as ParseProtoTextFile maps it into memory: an empty one
+    (had been an empty config) and a folder (had been FAILED_PRECONDITION: ...; Is a directory) cannot be mapped."""
     from serving.__main__ import main
 
     bad = tmp_path / "bad.config"
@@ -183,6 +184,8 @@ def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path
                      "logging_config { log_collector_config { type: 'kafka' filename_prefix: '/tmp/x' } } } }")
     batching = tmp_path / "batching.config"
     batching.write_text("num_batch_threads { value: 0 }\n")
+    empty = tmp_path / "empty.config"
+    empty.write_text("")
     for flags, error in (
             ([f"--model_config_file={kafka}"], f"NOT_FOUND: {kafka}: model letters: logging_config: Cannot find "
                                                "LogCollector::Factory for type: 'kafka' (this server has one: "
@@ -195,6 +198,12 @@ def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path
              "INVALID_ARGUMENT: Expected model letters to have an absolute path or URI; "
              "got base_path()=relative/letters"),
             ([f"--model_config_file={missing}"], f"NOT_FOUND: {missing}; No such file or directory"),
+            ([f"--model_config_file={tmp_path}"], f"NOT_FOUND: {tmp_path}; No such device"),   # a folder's mmap
+            ([f"--model_config_file={empty}"], f"INVALID_ARGUMENT: {empty}; Invalid argument"),   # mmap of 0 bytes
+            (["--model_base_path=/m", f"--monitoring_config_file={empty}"], f"INVALID_ARGUMENT: {empty}; Invalid "
+                                                                             "argument"),
+            (["--model_base_path=/m", "--enable_batching", f"--batching_parameters_file={empty}"],
+             f"INVALID_ARGUMENT: {empty}; Invalid argument"),
             ([f"--model_config_file={bad}"], f"INVALID_ARGUMENT: Invalid protobuf file: '{bad}'")):
         assert main(flags + ["--rest_api_port=0"]) == 255   # main.cc's return -1
         out, err = capsys.readouterr()

@@ -187,7 +187,9 @@ def test_labels_reload_from_config_file(tmp_path, caplog):
                           .replace("value: 7", "value: 1"))
         wait_for(logged("PollFilesystemAndReloadConfig failed to ReloadConfig: ", "pytorch"))
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
-        config.write_text("")   # an empty config (a file caught mid-rewrite) changes nothing
+        config.write_text("")   # an empty file (one caught mid-rewrite) cannot be mapped: nothing is read
+        wait_for(logged("Failed to read ModelServerConfig file: ", f"{config}; Invalid argument"))
+        config.write_text("# being rewritten\n")   # a config with no models changes nothing
         wait_for(logged("Taking no action for empty config"))
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
 
