@@ -469,26 +469,37 @@ def _polled_while_posting(running, model: str, path: str, body: bytes) -> tuple:
     return status, answer, [a[:2] for a in answered if started < a[0] and a[1] < ended and a[2] == 200]
 
 
-def test_a_large_body_being_parsed_does_not_hold_up_other_requests(models_root):
+@pytest.fixture(scope="module")
+def own_process(models_root, tmp_path_factory):
+    """The server in its own process, so that only its threads compete, serving the letters model and the scorer;
+    the tests below only read from it."""
+    root = tmp_path_factory.mktemp("own_process")
+    testing.save_scorer(str(root / "scorer" / "1"))
+    config = root / "models.config"
+    config.write_text("model_config_list { " + "".join(
+        f'config {{ name: "{name}" base_path: "{path}" model_platform: "tensorflow" }} '
+        for name, path in (("letters", models_root / "letters"), ("scorer", root / "scorer"))) + "}")
+    with testing.start_server(model_config_file=str(config), subprocess=True) as running:
+        yield running
+
+
+def test_a_large_body_being_parsed_does_not_hold_up_other_requests(own_process):
     """TF Serving answers each request on a handler thread (http_server.cc's RequestExecutor): while one large
     JSON body is parsed and converted, other clients (a readiness probe) are answered. The server runs in its own
     process, so that only its threads compete."""
     row = "[" + ",".join(["0.123456"] * 28) + "]"
     one = "[" + ",".join([row] * 28) + "]"
     body = ('{"signature_name": "no_such_signature", "instances": [' + ",".join([one] * 1500) + "]}").encode()
-    with testing.start_server(models_root / "letters", subprocess=True) as running:
-        status, answer, during = _polled_while_posting(running, "letters", PREDICT, body)
+    status, answer, during = _polled_while_posting(own_process, "letters", PREDICT, body)
     assert status == 400 and "no_such_signature" in answer["error"]       # parsed to the end, then refused
     assert len(during) >= 5, during
 
 
-def test_a_large_classify_answer_does_not_hold_up_other_requests(tmp_path):
+def test_a_large_classify_answer_does_not_hold_up_other_requests(own_process):
     """A classify body over 256 KiB is read, and its answer (100,000 results) made and written, on a handler
     thread, as predict's: a readiness probe meanwhile waits for no more than a moment."""
-    testing.save_scorer(str(tmp_path / "scorer" / "1"))
     body = ('{"examples": [' + ",".join(['{"x": 0.5}'] * 100_000) + "]}").encode()
-    with testing.start_server(tmp_path / "scorer", "scorer", subprocess=True) as running:
-        status, answer, during = _polled_while_posting(running, "scorer", "/v1/models/scorer:classify", body)
+    status, answer, during = _polled_while_posting(own_process, "scorer", "/v1/models/scorer:classify", body)
     assert status == 200 and answer["results"][-1] == [["yes", 0.5], ["no", 0.5]]
     assert len(during) >= 5 and max(end - start for start, end in during) < 1.0, during
 
