@@ -1,6 +1,7 @@
 """Warm-up records (assets.extra/tf_serving_warmup_requests) are replayed on load, as TF Serving does."""
 import os
 import re
+import shutil
 import time
 
 import numpy as np
@@ -13,8 +14,14 @@ from tests.support import serving as testing
 from serving.status import ServingError
 
 
+def tiny_model(path) -> str:
+    """The tiny letters model at ``path``: a copy of the one built once per process (testing.tiny_model_dir)."""
+    shutil.copytree(testing.tiny_model_dir(1), str(path))
+    return str(path)
+
+
 def model_with_warmup(tmp_path, requests):
-    path = testing.build_tiny_model(str(tmp_path / "1"))
+    path = tiny_model(tmp_path / "1")
     warmup.write_requests(path, configs.MODEL_NAME, requests)
     return path
 
@@ -32,7 +39,7 @@ def test_records_round_trip_and_replay_on_load(tmp_path):
 
 
 def test_a_model_without_warmup_loads_without_replay(tmp_path):
-    servable = versions.Servable(configs.MODEL_NAME, 1, testing.build_tiny_model(str(tmp_path / "1")))
+    servable = versions.Servable(configs.MODEL_NAME, 1, tiny_model(tmp_path / "1"))
     assert servable.warmup_requests == 0
 
 
@@ -188,11 +195,11 @@ def predict_log(signature: str = configs.IMAGE_SIGNATURE, inputs=None, output_fi
 def test_a_predict_record_is_checked_as_its_request_would_be(tmp_path, log, code, message):
     """RunWarmupRequest sends a predict_log through RunPredict (predict_util.cc): its signature, inputs, output
     filter and feed types are checked, so a record the Predict API would refuse fails the load."""
-    path = write_logs(testing.build_tiny_model(str(tmp_path / "1")), [log()])
+    path = write_logs(tiny_model(tmp_path / "1"), [log()])
     with pytest.raises(ServingError) as raised:
         versions.Servable(configs.MODEL_NAME, 1, path)
     assert raised.value.code == code and message in raised.value.message, raised.value.message
-    good = write_logs(testing.build_tiny_model(str(tmp_path / "2")), [predict_log()])
+    good = write_logs(tiny_model(tmp_path / "2"), [predict_log()])
     assert versions.Servable(configs.MODEL_NAME, 2, good).warmup_requests == 1
 
 
@@ -201,7 +208,7 @@ def test_warmup_shows_in_the_metrics_as_tf_servings_does(tmp_path):
     each record's run is a runtime_latency sample of its request's model name and API (RunPredict)."""
     from serving.metrics import Metrics
     metrics = Metrics()
-    path = write_logs(testing.build_tiny_model(str(tmp_path / "1")), [predict_log(), predict_log()])
+    path = write_logs(tiny_model(tmp_path / "1"), [predict_log(), predict_log()])
     assert versions.Servable(configs.MODEL_NAME, 1, path, metrics).warmup_requests == 2
     text = metrics.render()
     labels = f'model_path="{path}",status="OK"'
@@ -236,8 +243,8 @@ def test_every_error_reading_the_warmup_file_shows_in_the_metrics_and_a_record_t
     labels = f'model_path="{folder}",status="{status}"'
     assert f":tensorflow:serving:model_warmup_latency_count{{{labels}}} 1\n" in metrics.render()
 
-    unparsed = write_logs(testing.build_tiny_model(str(tmp_path / "2")), [b"not a PredictionLog"])
-    failing = write_logs(testing.build_tiny_model(str(tmp_path / "3")), [predict_log("nope")])
+    unparsed = write_logs(tiny_model(tmp_path / "2"), [b"not a PredictionLog"])
+    failing = write_logs(tiny_model(tmp_path / "3"), [predict_log("nope")])
     for version, path in ((2, unparsed), (3, failing)):
         with pytest.raises(ServingError):
             versions.Servable(configs.MODEL_NAME, version, path, metrics)
@@ -248,15 +255,16 @@ def test_with_batching_the_records_go_through_the_batch_queue_as_in_tf_serving(t
     """TF Serving warms up the BatchingSession that wraps the model's session: its batching_session metrics count
     the records. A version whose warm-up fails leaves no batch queue behind."""
     base = tmp_path / "m"
-    write_logs(testing.build_tiny_model(str(base / "1")), [predict_log(), predict_log()])
+    write_logs(tiny_model(base / "1"), [predict_log(), predict_log()])
     with testing.start_server(str(base), "m", enable_batching=True, max_num_load_retries=0,
                               file_system_poll_wait_seconds=0.2) as server:
         text = server.server.metrics.render()
         assert ":tensorflow:serving:batching_session:wrapped_run_count{} 2\n" in text
         assert ":tensorflow:serving:batching_session:input_batch_size_count{} 2\n" in text
         assert ':tensorflow:serving:runtime_latency_count{model_name="",API="Predict",runtime="TF1"} 2\n' in text
-        write_logs(testing.build_tiny_model(str(base / "2")), [
+        write_logs(tiny_model(tmp_path / "staged"), [
             predict_log(), predict_log(inputs={configs.IMAGE_INPUT: np.array([b"not an image"], dtype=object)})])
+        os.rename(tmp_path / "staged", base / "2")   # the version appears whole, its warm-up file in it
         manager, deadline = server.server.core.manager("m"), time.monotonic() + 60
         while getattr(manager.records.get(2), "state", None) != versions.State.END:
             assert time.monotonic() < deadline, manager.records
@@ -269,7 +277,7 @@ def test_with_max_enqueued_batches_0_the_records_are_queued_as_in_tf_serving(tmp
     """TensorFlow's batch scheduler takes max_enqueued_batches 0 as 1, so the version warms up and loads; each
     record had been refused as a full queue, failing the load."""
     base = tmp_path / "m"
-    write_logs(testing.build_tiny_model(str(base / "1")), [predict_log()])
+    write_logs(tiny_model(base / "1"), [predict_log()])
     parameters = tmp_path / "batching.config"
     parameters.write_text("max_enqueued_batches { value: 0 }\nnum_batch_threads { value: 1 }\n")
     with testing.start_server(str(base), "m", enable_batching=True, batching_parameters_file=str(parameters),
