@@ -240,7 +240,7 @@ def test_batching_parameters_tensorflow_accepts_are_served_as_there(tmp_path):
     assert load_batching_parameters(str(parameters)) == Batching(
         max_batch_size=4, allowed_batch_sizes=(4, 2, 4), max_enqueued_batches=-1, max_execution_batch_size=2)
     with busy_batcher(allowed_batch_sizes=(4, 2, 4), max_enqueued_batches=-1,
-                      batch_timeout_micros=10_000_000) as (batcher, release, runs):
+                      batch_timeout_micros=0) as (batcher, release, runs):   # (the busy thread holds them queued)
         queued = [batcher.submit({"x": np.arange(size)}) for size in (3, 3, 3, 3, 3, 2)]
         release.set()
         assert [future.result(30)["y"].tolist() for future in queued] == [[0, 2, 4]] * 5 + [[0, 2]]
