@@ -63,10 +63,8 @@ class ServerOptions:
         return bool(self.port) and self.port == self.rest_api_port
 
     def validate(self) -> None:
-        """ValueError for flags the server cannot start with (each message names its flag)."""
-        if not self.model_config_file and not self.model_base_path:
-            raise ValueError("Both server_options.model_base_path and server_options.model_config_file are "
-                             "empty!")
+        """ValueError for flag values the server cannot take (each message names its flag): usage errors. The
+        option combinations TF Serving's BuildAndStart refuses are start failures (:class:`serving.server.Server`)."""
         if self.batching_parameters_file and not self.enable_batching:
             raise ValueError("--batching_parameters_file is set without setting --enable_batching=true.")
         for name in ("file_system_poll_wait_seconds", "model_config_file_poll_wait_seconds"):

@@ -24,7 +24,7 @@ from serving.httpserver import HttpServer
 from serving.metrics import Metrics
 from serving.request_logging import ServerRequestLogger
 from serving.rest import RestApi
-from serving.status import ServingError
+from serving.status import ServingError, invalid
 from serving.versions import ModelManager, ServerCore, not_available, settled_failures
 
 log = logging.getLogger("serving")
@@ -33,6 +33,8 @@ log = logging.getLogger("serving")
 class Server:
     def __init__(self, options: config_lib.ServerOptions):
         options.validate()
+        if not options.model_base_path and not options.model_config_file:   # BuildAndStart's check, its words
+            raise invalid("Both server_options.model_base_path and server_options.model_config_file are empty!")
         self.options = options
         self.metrics = Metrics()
         self.core = ServerCore(options, metrics=self.metrics, runner=self._warmup_run)

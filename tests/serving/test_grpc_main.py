@@ -210,6 +210,17 @@ def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path
         assert out == f"Failed to start server. Error: {error}\n" and "Failed to start" not in err, (out, err)
 
 
+def test_a_server_with_no_model_fails_to_start_as_build_and_start(capsys):
+    """Neither --model_base_path nor --model_config_file: BuildAndStart's INVALID_ARGUMENT, printed by main.cc
+    on stdout, exit status 255; it had been a usage error (the usage on stderr, exit status 2)."""
+    from serving.__main__ import main
+
+    assert main(["--rest_api_port=0"]) == 255
+    out, err = capsys.readouterr()
+    assert out == ("Failed to start server. Error: INVALID_ARGUMENT: Both server_options.model_base_path and "
+                   "server_options.model_config_file are empty!\n") and "usage:" not in err, (out, err)
+
+
 def test_model_server_flags_are_read_as_tensorflow_model_server_reads_them(capsys):
     """TensorFlow's command_line_flags: --name=value, a boolean also as --name; anything else is an unknown
     argument, printed with the usage, and the server still starts; real tensorflow_model_server flags the embedded
