@@ -65,8 +65,6 @@ class ServerOptions:
     def validate(self) -> None:
         """ValueError for flag values the server cannot take (each message names its flag): usage errors. The
         option combinations TF Serving's BuildAndStart refuses are start failures (:class:`serving.server.Server`)."""
-        if self.batching_parameters_file and not self.enable_batching:
-            raise ValueError("--batching_parameters_file is set without setting --enable_batching=true.")
         for name in ("file_system_poll_wait_seconds", "model_config_file_poll_wait_seconds"):
             value = getattr(self, name)   # int32 flags in TF Serving: inf, nan or 1e10 do not parse there
             if not math.isfinite(value) or abs(value) > 2 ** 31 - 1:

@@ -48,6 +48,9 @@ class Server:
             if self.batching.pad_variable_length_inputs:
                 log.warning("pad_variable_length_inputs is not implemented: requests whose inner shapes differ "
                             "are batched separately")
+        elif options.batching_parameters_file:   # BuildAndStart's check, its words
+            raise invalid("server_options.batching_parameters_file is set without setting "
+                          "server_options.enable_batching to true.")
         self.scheduler = None
         threads = options.rest_api_num_threads or 4 * (os.cpu_count() or 1)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="run")

@@ -221,6 +221,21 @@ def test_a_server_with_no_model_fails_to_start_as_build_and_start(capsys):
                    "server_options.model_config_file are empty!\n") and "usage:" not in err, (out, err)
 
 
+def test_batching_parameters_without_batching_fail_to_start_as_build_and_start(tmp_path, capsys):
+    """--batching_parameters_file without --enable_batching: BuildAndStart's INVALID_ARGUMENT in its words, printed
+    by main.cc on stdout, exit status 255; it had been a usage error (in other words, on stderr, exit status 2)."""
+    from serving.__main__ import main
+
+    batching = tmp_path / "batching.config"
+    batching.write_text("max_batch_size { value: 8 }\n")
+    for flags in ([], ["--enable_batching=false"]):
+        assert main(["--model_base_path=/m", f"--batching_parameters_file={batching}", "--rest_api_port=0"]
+                    + flags) == 255
+        out, err = capsys.readouterr()
+        assert out == ("Failed to start server. Error: INVALID_ARGUMENT: server_options.batching_parameters_file "
+                       "is set without setting server_options.enable_batching to true.\n") and "usage:" not in err
+
+
 def test_model_server_flags_are_read_as_tensorflow_model_server_reads_them(capsys):
     """TensorFlow's command_line_flags: --name=value, a boolean also as --name; anything else is an unknown
     argument, printed with the usage, and the server still starts; real tensorflow_model_server flags the embedded
