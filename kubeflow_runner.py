@@ -49,10 +49,12 @@ storage:
   the image; other schemes, KFP's default minio://… among them, are refused (TensorFlow in the image cannot open
   them), and so is a file:// pipeline root (Beam has no filesystem for it: give the path). A KFP cluster and
   Vertex refuse a local pipeline root (a spec compiled with one runs under python -m kubeflow.local_launcher only,
-  with --target vertex up to the Trainer); local data and serving paths must be mounted in the pods. The serving
-  dir is what tensorflow/serving reads: set base_path in the models.config of its ConfigMap
-  (serving/deploy/k8s/configmap.yaml) to the gs://… serving dir (--model_base_path is ignored beside the
-  --model_config_file it runs with), or share a volume: see kubeflow/README.md.
+  with --target vertex up to the Trainer); local data and serving paths must be mounted in the pods. With
+  --dataflow the Dataflow workers, not the pods, read the images of the data, pretrain and feedback roots: these
+  must be gs://… (a local one is refused, mounted in the pods or not). The serving dir is what tensorflow/serving
+  reads: set base_path in the models.config of its ConfigMap (serving/deploy/k8s/configmap.yaml) to the gs://…
+  serving dir (--model_base_path is ignored beside the --model_config_file it runs with), or share a volume: see
+  kubeflow/README.md.
 
 resources (--resources COMPONENT=key=value[,key=value…], repeatable):
   keys: cpu, memory (limits), cpu_request, memory_request; Kubernetes quantities (2, 500m, 8Gi).
@@ -190,7 +192,13 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
                      "component reads and writes its artifacts through it: use gs://BUCKET/… (s3://… with an S3 "
                      "filesystem plugin added to the image)")
     paths = dict(pods) | {"--output": flags.absolute(args.output)}
-    problem = flags.overlap(paths, OVERLAPS, flags.path_names(paths, given))
+    names = flags.path_names(paths, given)
+    if args.dataflow:
+        on_workers = [names[name] for name, value in pods if name in _LETTERS and local_path(value)]
+        if on_workers:
+            parser.error(f"{', '.join(on_workers)} {'is a local path' if len(on_workers) == 1 else 'are local paths'}"
+                         f": {DATAFLOW_READS_LETTERS}")
+    problem = flags.overlap(paths, OVERLAPS, names)
     if problem:
         parser.error(problem)
     try:
@@ -291,6 +299,18 @@ def pod_paths(config: Config, args: argparse.Namespace) -> list[tuple[str, str]]
         ("--pretrain-root", config.pretrain_root), ("--base-model", config.base_model)) if value]
 
 
+def local_path(value: str) -> bool:
+    """A path on the machine that opens it (a ``file://`` URL too), not in a bucket."""
+    return not flags.is_url(value) or value.startswith(LOCAL_SCHEMES)
+
+
+# Why a local data, pretrain or feedback root is refused with --dataflow: the ImageExampleGen lists the files in its
+# pod but reads each one on a Dataflow worker, where a missing file is skipped as unreadable
+DATAFLOW_READS_LETTERS = ("with --dataflow the Dataflow workers read the images there, not the pods, and a local "
+                          "path is on none of them (mounted in the pods or not, every image would be skipped as "
+                          "unreadable); use gs://BUCKET/…")
+
+
 def unreadable_url(value: str) -> bool:
     """A URL of a scheme TensorFlow in the pipeline image has no filesystem for (minio://, hdfs://, …)."""
     return flags.is_url(value) and not value.startswith(CLUSTER_SCHEMES + PLUGIN_SCHEMES + LOCAL_SCHEMES)
@@ -310,7 +330,8 @@ LOCAL_ROOT_NOTES = {
 
 def storage_notes(config: Config, args: argparse.Namespace) -> list[str]:
     """A note for every path the pods read or write that is not a gs:// URL: an s3:// one needs a plugin in the
-    image; a local pipeline root is refused by a cluster; other local paths must be mounted in the pods."""
+    image; a local pipeline root is refused by a cluster; other local paths must be mounted in the pods (with
+    --dataflow, a local data, pretrain or feedback root is refused: :data:`DATAFLOW_READS_LETTERS`)."""
     notes = []
     for name, value in pod_paths(config, args):
         if value.startswith(CLUSTER_SCHEMES):

@@ -217,7 +217,7 @@ def test_dataflow_args_reach_every_beam_command(config):
     _, args, beam, resources = kubeflow_runner.parse_args([
         "--image", "europe-docker.pkg.dev/p/r/letters:1.4", "--dataflow", "--project", "p",
         "--region", "europe-west4", "--temp-location", "gs://bucket/tmp", "--max-num-workers", "8",
-        "--beam-arg=--machine_type=n2-standard-4", "--no-default-resources"])
+        "--beam-arg=--machine_type=n2-standard-4", "--no-default-resources", "--data-root", "gs://bucket/data"])
     assert beam == ["--runner=DataflowRunner", "--project=p", "--region=europe-west4",
                     "--temp_location=gs://bucket/tmp",
                     "--sdk_container_image=europe-docker.pkg.dev/p/r/letters:1.4-dataflow",
@@ -344,6 +344,33 @@ def test_each_path_the_pods_use_that_is_not_gs_gets_the_note_true_of_it(tmp_path
         "pipeline root (its backend takes bucket URLs only: gs://BUCKET/…); the spec runs as compiled only under "
         "python -m kubeflow.local_launcher",
         f"note: --data-root file://{tmp_path}/data is a local path: pods can only use it if it is mounted there"]
+
+
+def test_with_dataflow_a_local_root_of_letters_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    """On Dataflow the workers read the images the ImageExampleGen lists (its ReadImage step), where a local data,
+    pretrain or feedback root is not: every image would be skipped as unreadable, and the note had said mounting it
+    in the pods would do. A local serving dir or base model, which the pods open, keeps its note."""
+    import kubeflow_runner
+
+    monkeypatch.delenv("LETTERS_DATA_ROOT", raising=False)
+    dataflow = ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "gs://b/t",
+                "--pipeline-root", "gs://b/root", "--serving-dir", "gs://b/s"]
+    for argv, named in (
+            (["--data-root", str(tmp_path / "data")], f"--data-root ({tmp_path}/data)"),
+            ([], f"the default data root ({kubeflow_runner.configs.Config().data_root})"),
+            (["--data-root", "gs://b/data", "--feedback-root", f"file://{tmp_path}/fb"],
+             f"--feedback-root (file://{tmp_path}/fb)"),
+            (["--data-root", "gs://b/data", "--pretrain-root", "/tmp/pre"], "--pretrain-root (/tmp/pre)")):
+        with pytest.raises(SystemExit) as caught:
+            kubeflow_runner.parse_args(dataflow + argv)
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and f"error: {named} is a local path: with --dataflow the Dataflow workers " \
+            "read the images there" in err and "use gs://BUCKET/…" in err, (argv, err)
+    config, args, _, _ = kubeflow_runner.parse_args(
+        dataflow[:-2] + ["--serving-dir", str(tmp_path / "s"), "--data-root", "gs://b/data", "--pretrain-root",
+                         "gs://b/pre", "--feedback-root", "gs://b/fb"])
+    assert kubeflow_runner.storage_notes(config, args) == [
+        f"note: --serving-dir {tmp_path}/s is a local path: pods can only use it if it is mounted there"]
 
 
 def test_a_local_root_vertex_spec_is_not_promised_to_the_local_launcher(tmp_path):
