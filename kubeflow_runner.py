@@ -73,7 +73,8 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
     p.add_argument("--output", default=DEFAULT_OUTPUT,
                    help="spec file to write: .yaml (PipelineSpec, for KFP upload) or .json (PipelineJob)")
     p.add_argument("--image", default=os.environ.get("LETTERS_KUBEFLOW_IMAGE") or DEFAULT_IMAGE,   # empty = unset
-                   help="pipeline image built from the Dockerfile (env LETTERS_KUBEFLOW_IMAGE)")
+                   help="pipeline image built from the Dockerfile (env LETTERS_KUBEFLOW_IMAGE); the default is a "
+                        "name no documented build tags (the spec compiles with a note)")
     p.add_argument("--target", choices=("kfp", "vertex"), default="kfp", help="backend the spec is for")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
                    help="where artifacts are written (gs://BUCKET/…); becomes the spec's defaultPipelineRoot "
@@ -346,10 +347,24 @@ def storage_notes(config: Config, args: argparse.Namespace) -> list[str]:
     return notes
 
 
+def image_notes(args: argparse.Namespace) -> list[str]:
+    """A note when the spec names :data:`DEFAULT_IMAGE`, which no documented build tags: which image the tasks
+    (and with --dataflow, the workers) would pull, and how to name the one built from the Dockerfile."""
+    if args.image != DEFAULT_IMAGE:
+        return []
+    workers = ""
+    if args.dataflow and not args.dataflow_image:
+        workers = f" and the Dataflow workers {beam_args_lib.dataflow_worker_image(args.image)}"
+    return [f"note: the spec names the image {args.image}{workers}, the default when neither --image nor "
+            "LETTERS_KUBEFLOW_IMAGE names one: no documented build tags it (the Dockerfile and kubeflow/README.md "
+            "build REGISTRY/letters:TAG), so a cluster runs the spec only if that name is pushed where its nodes "
+            "pull from; name the image built with --image REGISTRY/letters:TAG or LETTERS_KUBEFLOW_IMAGE"]
+
+
 def main(argv=None) -> int:
     configs.warn_unknown_variables()
     config, args, beam, resources = parse_args(argv)
-    for note in storage_notes(config, args):
+    for note in storage_notes(config, args) + image_notes(args):
         print(note, file=sys.stderr)
     try:
         job, notes = compile_spec(config, args.image, beam, resources, target=args.target,

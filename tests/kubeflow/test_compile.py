@@ -395,6 +395,35 @@ def test_an_empty_image_variable_is_unset(monkeypatch):
     assert args.image == kubeflow_runner.DEFAULT_IMAGE
 
 
+def test_the_default_image_is_noted_with_how_to_name_the_built_one(monkeypatch, capsys):
+    """letters-pipeline:latest is a name no documented build tags (they build REGISTRY/letters:TAG): a spec compiled
+    without --image or LETTERS_KUBEFLOW_IMAGE had named it without a word. It still compiles, with a note."""
+    import kubeflow_runner
+
+    monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE", raising=False)
+    paths = ["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data", "--serving-dir", "gs://b/serving"]
+    dataflow = ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "gs://b/t"]
+    howto = ("the default when neither --image nor LETTERS_KUBEFLOW_IMAGE names one: no documented build tags it (the "
+             "Dockerfile and kubeflow/README.md build REGISTRY/letters:TAG), so a cluster runs the spec only if that "
+             "name is pushed where its nodes pull from; name the image built with --image REGISTRY/letters:TAG or "
+             "LETTERS_KUBEFLOW_IMAGE")
+    notes = kubeflow_runner.image_notes
+    assert notes(kubeflow_runner.parse_args(paths)[1]) == [
+        f"note: the spec names the image letters-pipeline:latest, {howto}"]
+    assert notes(kubeflow_runner.parse_args(paths + dataflow)[1]) == [
+        "note: the spec names the image letters-pipeline:latest and the Dataflow workers "
+        f"letters-pipeline:latest-dataflow, {howto}"]
+    assert notes(kubeflow_runner.parse_args(paths + dataflow + ["--dataflow-image", "r/w:1"])[1]) == [
+        f"note: the spec names the image letters-pipeline:latest, {howto}"]
+    assert notes(kubeflow_runner.parse_args(paths + ["--image", "r/letters:1"])[1]) == []
+    monkeypatch.setenv("LETTERS_KUBEFLOW_IMAGE", "r/letters:1")
+    assert notes(kubeflow_runner.parse_args(paths)[1]) == []
+    monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE")
+    monkeypatch.setattr(kubeflow_runner, "compile_spec", lambda *a, **k: (_ for _ in ()).throw(ValueError("stop")))
+    assert kubeflow_runner.main(paths) == 2   # the notes are said before the compile
+    assert f"note: the spec names the image letters-pipeline:latest, {howto}\n" in capsys.readouterr().err
+
+
 def test_command_line_errors_and_help():
     import kubeflow_runner
 
