@@ -51,8 +51,8 @@ storage:
   Vertex refuse a local pipeline root (a spec compiled with one runs under python -m kubeflow.local_launcher only,
   with --target vertex up to the Trainer); local data and serving paths must be mounted in the pods. With
   --dataflow the Dataflow workers, not the pods, read the images of the data, pretrain and feedback roots: these
-  must be gs://… (a local one is refused, mounted in the pods or not). The serving dir is what tensorflow/serving
-  reads: set base_path in the models.config of its ConfigMap (serving/deploy/k8s/configmap.yaml) to the gs://…
+  must be gs://… (a local one is refused, mounted in the pods or not), and so must the pipeline root they
+  write. The serving dir is what tensorflow/serving reads: set base_path in the models.config of its ConfigMap (serving/deploy/k8s/configmap.yaml) to the gs://…
   serving dir (--model_base_path is ignored beside the --model_config_file it runs with), or share a volume: see
   kubeflow/README.md.
 
@@ -199,6 +199,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         if on_workers:
             parser.error(f"{', '.join(on_workers)} {'is a local path' if len(on_workers) == 1 else 'are local paths'}"
                          f": {DATAFLOW_READS_LETTERS}")
+        if local_path(dict(pods)["--pipeline-root"]):
+            parser.error(f"{names['--pipeline-root']} is a local path: {DATAFLOW_WRITES_ARTIFACTS}")
     problem = flags.overlap(paths, OVERLAPS, names)
     if problem:
         parser.error(problem)
@@ -310,6 +312,13 @@ def local_path(value: str) -> bool:
 DATAFLOW_READS_LETTERS = ("with --dataflow the Dataflow workers read the images there, not the pods, and a local "
                           "path is on none of them (mounted in the pods or not, every image would be skipped as "
                           "unreadable); use gs://BUCKET/…")
+
+
+# Why a local pipeline root is refused with --dataflow: the components' Beam work (the ExampleGen's examples, the
+# statistics, the Transform's output, the Evaluator's results) is written there by the workers
+DATAFLOW_WRITES_ARTIFACTS = ("with --dataflow the Dataflow workers write the components' examples, statistics, "
+                             "transformed data and evaluations there, and a local path is on none of them; use "
+                             "gs://BUCKET/…")
 
 
 def unreadable_url(value: str) -> bool:

@@ -217,7 +217,8 @@ def test_dataflow_args_reach_every_beam_command(config):
     _, args, beam, resources = kubeflow_runner.parse_args([
         "--image", "europe-docker.pkg.dev/p/r/letters:1.4", "--dataflow", "--project", "p",
         "--region", "europe-west4", "--temp-location", "gs://bucket/tmp", "--max-num-workers", "8",
-        "--beam-arg=--machine_type=n2-standard-4", "--no-default-resources", "--data-root", "gs://bucket/data"])
+        "--beam-arg=--machine_type=n2-standard-4", "--no-default-resources", "--data-root", "gs://bucket/data",
+        "--pipeline-root", "gs://bucket/root"])
     assert beam == ["--runner=DataflowRunner", "--project=p", "--region=europe-west4",
                     "--temp_location=gs://bucket/tmp",
                     "--sdk_container_image=europe-docker.pkg.dev/p/r/letters:1.4-dataflow",
@@ -366,6 +367,12 @@ def test_with_dataflow_a_local_root_of_letters_is_a_usage_error(tmp_path, monkey
         err = capsys.readouterr().err
         assert caught.value.code == 2 and f"error: {named} is a local path: with --dataflow the Dataflow workers " \
             "read the images there" in err and "use gs://BUCKET/…" in err, (argv, err)
+    # the workers write the components' outputs under the pipeline root too
+    with pytest.raises(SystemExit) as caught:
+        kubeflow_runner.parse_args(dataflow + ["--data-root", "gs://b/data", "--pipeline-root", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and f"error: --pipeline-root ({tmp_path}/r) is a local path: with --dataflow the " \
+        "Dataflow workers write the components' examples" in err, err
     config, args, _, _ = kubeflow_runner.parse_args(
         dataflow[:-2] + ["--serving-dir", str(tmp_path / "s"), "--data-root", "gs://b/data", "--pretrain-root",
                          "gs://b/pre", "--feedback-root", "gs://b/fb"])
