@@ -11,8 +11,8 @@ loadable) and keeps every labelled version loaded, plus the version the label le
 rollback would go back to, and what the config served before (``specific`` version policy, only versions the
 serving dir holds; a label on a version it does not hold, such as the shipped config's placeholders, is removed
 with a note); with a running server the label moves only once that server has loaded the version; the file is
-replaced atomically, and both TF Serving and the embedded server re-read it
-(``--model_config_file_poll_wait_seconds``). ``rollback`` moves the label back to the version it
+replaced atomically (of its comments, those it starts with are kept), and both TF Serving and the embedded server
+re-read it (``--model_config_file_poll_wait_seconds``). ``rollback`` moves the label back to the version it
 pointed at before its last promotion (recorded in ``<config>.history.json``).
 """
 from __future__ import annotations
@@ -288,10 +288,31 @@ def _refusal(refused: list[str]) -> str:
 
 
 def _write_config(config_file: str, config) -> bytes:
-    """Writes ``config`` (its model list) to ``config_file``; returns the bytes written."""
-    text = protos.config_text(model_server_config_pb2.ModelServerConfig(model_config_list=config.model_config_list))
+    """Writes ``config`` (its model list) to ``config_file``, after the comments the file starts with
+    (:func:`_leading_comments`); returns the bytes written."""
+    try:
+        header = _leading_comments(Path(config_file).read_text())
+    except (OSError, UnicodeDecodeError):   # no file yet
+        header = ""
+    text = header + protos.config_text(
+        model_server_config_pb2.ModelServerConfig(model_config_list=config.model_config_list))
     atomic_write(config_file, text.encode())
     return text.encode()
+
+
+def _leading_comments(text: str) -> str:
+    """The comment lines a config's text starts with (blank lines among them), "" when it starts with none: the
+    config is written from its parsed proto, which keeps no comment, so these alone are kept (serving/deploy's
+    header, say); comments further down are lost."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+        lines.append(line)
+    header = "".join(lines)
+    if "#" not in header:
+        return ""
+    return header if header.endswith("\n") else header + "\n"
 
 
 def ensure_config(config_file: str, serving_dir: str, model_name: str = configs.MODEL_NAME) -> bool:

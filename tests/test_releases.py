@@ -687,3 +687,35 @@ def test_promote_into_a_serving_dir_that_does_not_exist_says_so_without_the_serv
                           "--server-url", ""]) == 2
     assert f"version 3 is not in {missing}" in capsys.readouterr().err
     assert [r.getMessage() for r in caplog.records if r.name.startswith("serving")] == []
+
+
+def test_a_label_change_keeps_the_comments_the_config_starts_with(tmp_path, capsys):
+    """serving/README.md has promote edit the tracked serving/deploy/models.config: rewritten from its parsed proto,
+    it had lost its comment header (what the placeholders are, the server's flag for them)."""
+    from core import configs
+
+    serving_dir, (v1, v2) = pushed(tmp_path, 2)
+    config_file = tmp_path / "models" / "models.config"
+    shipped = (configs.PROJECT_ROOT / "serving" / "deploy" / "models.config").read_text()
+    header = shipped[:shipped.index("model_config_list")]
+    assert header.startswith("# ") and header.count("\n") >= 5
+    config_file.write_text(shipped.replace('"/models/letters"', f'"{serving_dir}"'))
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
+    for argv in (["promote", str(v1)], ["promote", str(v2)], ["rollback"]):
+        code, err = run([*argv, "--label", "stable", *common], capsys)
+        assert code == 0, err
+        text = config_file.read_text()
+        assert text.startswith(header) and text.count("#") == header.count("#"), text
+        assert releases.load_config(str(config_file)).model_config_list.config[0].version_labels["stable"] in (v1, v2)
+    assert releases._leading_comments("  \n# one\n\n#two\nmodel_config_list {\n# inside\n}\n") == "  \n# one\n\n#two\n"
+    assert releases._leading_comments("model_config_list {}\n# after\n") == ""
+    assert releases._leading_comments("# no newline at the end") == "# no newline at the end\n"
+
+
+def test_the_label_history_and_lock_beside_the_tracked_config_are_ignored_by_git(tmp_path):
+    import subprocess
+    from core import configs
+    deploy = "serving/deploy/models.config"
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", f"{deploy}.history.json", f"{deploy}.lock", deploy],
+                             cwd=configs.PROJECT_ROOT, capture_output=True, text=True).stdout.split()
+    assert ignored == [f"{deploy}.history.json", f"{deploy}.lock"]
