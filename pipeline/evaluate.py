@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
-from core.files import atomic_outputs, printable
+from core.files import atomic_outputs, make_dirs, printable
 from core.signals import interrupts_held, sigterm_as_interrupt
 from core.model_dirs import resolve_model_dir
 from pipeline.flags import non_negative_int, output_dir
@@ -321,6 +321,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
                       "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]])}
         try:   # drawn first, then written and replaced together: a stop is held until all three are
             with interrupts_held():
+                make_dirs(out_dir)   # only now: a run that fails on its inputs leaves no report folder
                 with atomic_outputs([os.path.join(out_dir, name) for name in files]) as handles:
                     for handle, data in zip(handles, files.values()):
                         handle.write(data)
@@ -353,7 +354,7 @@ def main(argv=None) -> int:
     if args.out is not None:
         refuse_report_in_data(parser, args.out, args.data_root)
         try:
-            output_dir(args.out)   # made now, before the work: as the flag's type, once it is known to be outside
+            output_dir(args.out)   # checked now, before the work: as the flag's type, once it is known to be outside
         except argparse.ArgumentTypeError as err:
             parser.error(f"argument --out: {err}")
     report = {}

@@ -205,16 +205,15 @@ def named(name: str, given: set[str], value=None, default: str | None = None) ->
 
 
 def output_dir(path: str) -> str:
-    """argparse type: a local folder that exists or can be created (made now, so the long work that follows can
-    write its results), read as :func:`core.settings.path` reads it; a URL is refused (:func:`refuse_url`)."""
+    """argparse type: a local folder that exists or can be created (:func:`folder_problem`, said before the long
+    work that follows), read as :func:`core.settings.path` reads it; a URL is refused (:func:`refuse_url`). Nothing
+    is created: the command makes the folder when it writes its results, so a run that fails on its inputs leaves
+    none behind."""
     path = settings.path(path)
     refuse_url(path, "folder")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as err:
-        raise argparse.ArgumentTypeError(f"cannot create the folder {path}: {err.strerror or err}") from None
-    if not os.access(path, os.W_OK):
-        raise argparse.ArgumentTypeError(f"cannot write into {path}")
+    problem = folder_problem(path)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return path
 
 

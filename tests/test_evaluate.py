@@ -123,11 +123,32 @@ def test_a_damaged_model_is_a_one_line_error(pipeline_runs, tiny_dataset, tmp_pa
 def test_bad_arguments_fail_before_any_work(tmp_path, tiny_dataset, capsys):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    for argv, message in ((["--out", str(a_file / "sub")], "cannot create the folder"),
+    for argv, message in ((["--out", str(a_file / "sub")], f"cannot create {a_file / 'sub'}: {a_file} is not a folder"),
                           (["--worst", "-1"], "must be at least 0")):
         with pytest.raises(SystemExit) as caught:
             evaluate.main(["--model", str(tmp_path), "--data-root", str(tiny_dataset), *argv])
         assert caught.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_run_that_fails_on_its_inputs_leaves_no_report_folder(tiny_dataset, tmp_path, monkeypatch, capsys):
+    """--out had been made (with its missing parents) before the data root and the model were checked: a mistyped
+    --data-root left an empty report folder tree behind."""
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "reports" / "run1"
+
+    def fails(model, data_root):
+        assert evaluate.main(["--model", str(model), "--data-root", str(data_root), "--out", str(out)]) == 2
+        assert capsys.readouterr().err.startswith("error: ")
+        assert not (tmp_path / "reports").exists()
+    fails(tmp_path / "no-model", tiny_dataset)
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    fails(tmp_path, tmp_path / "mistyped")
+    fails(tmp_path, tmp_path / "empty")
+
+    def damaged(model_dir):
+        raise ValueError(f"cannot load the SavedModel in {model_dir}: damaged")
+    monkeypatch.setattr(evaluate, "load_image_signature", damaged)
+    fails(tmp_path, tiny_dataset)
 
 
 def test_data_with_nothing_usable_says_why(pipeline_runs, tmp_path, capsys):

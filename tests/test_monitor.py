@@ -915,7 +915,8 @@ def test_every_path_flag_expands_a_tilde(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config, args, _ = cli.parse_args(["--out=~/mon", "--logs=~/logs", "--pipeline-root=~/p", "--feedback-dir=~/f"])
     home = tmp_path / "home"
-    assert (args.out, args.logs) == (str(home / "mon"), str(home / "logs")) and (home / "mon").is_dir()
+    assert (args.out, args.logs) == (str(home / "mon"), str(home / "logs"))
+    assert not (home / "mon").exists()   # made when the report is written
     assert (config.pipeline_root, config.feedback_dir) == (str(home / "p"), str(home / "f"))
     assert not (tmp_path / "~").exists()
 
@@ -928,6 +929,15 @@ def test_an_out_folder_that_is_a_url_is_refused(tmp_path, monkeypatch, capsys):
         cli.parse_args(["--out", "gs://b/monitor", "--pipeline-root", str(tmp_path / "p")])
     assert caught.value.code == 2 and "gs://b/monitor: the output is written to a local folder" in \
         capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_pass_that_cannot_read_its_inputs_leaves_no_report_folder(tmp_path, capsys):
+    """--out had been made (with its missing parents) as the flag was parsed: a pass ended by its inputs left an
+    empty report folder tree behind."""
+    argv = ["--pipeline-root", str(tmp_path / "p"), "--out", str(tmp_path / "reports" / "monitor"),
+            "--feedback-dir", str(tmp_path / "no-feedback"), "--logs", str(tmp_path / "mistyped")]
+    assert cli.main(argv) == cli.USAGE and "no request log at" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
 
 
