@@ -115,16 +115,26 @@ def push_evaluation(record: dict, evaluations: dict[int, dict]) -> dict:
             "feedback_images": model.get("feedback_images")}
 
 
-def list_versions(serving_dir: str, metadata_file: str, config_file: str | None = None) -> list[dict]:
+def serving_dir_versions(serving_dir: str, model_name: str = configs.MODEL_NAME) -> dict[int, str]:
+    """{version: folder} of ``serving_dir``; ValueError saying why it cannot be read (it does not exist, is not a
+    folder), not taken for a serving dir without versions."""
     if not os.path.isdir(serving_dir):
-        raise ValueError(f"the serving dir {serving_dir} does not exist")
+        raise ValueError(f"the serving dir {serving_dir} "
+                         + ("is not a folder" if os.path.exists(serving_dir) else "does not exist"))
+    found = serving_versions.list_versions(serving_dir, model_name, warn=False)
+    if found is None:
+        raise ValueError(f"cannot read the serving dir {serving_dir}")
+    return found
+
+
+def list_versions(serving_dir: str, metadata_file: str, config_file: str | None = None) -> list[dict]:
+    folders = serving_dir_versions(serving_dir)
     labels = {}
     if config_file and os.path.exists(config_file):
         model = _model_config(load_config(config_file), configs.MODEL_NAME, create=False)
         if model is not None:
             labels = {label: version for label, version in model.version_labels.items()}
     evaluations = evaluations_by_model(metadata_file)
-    folders = serving_versions.list_versions(serving_dir, configs.MODEL_NAME, warn=False) or {}
     rows = []
     for version, record in sorted(pushed_versions(serving_dir).items()):
         rows.append({"version": version, "pushed_at": record.get("pushed_at"),
@@ -352,7 +362,7 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
     a stop held meanwhile, so that the two agree."""
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
-    found = serving_versions.list_versions(serving_dir, model_name, warn=False) or {}
+    found = serving_dir_versions(serving_dir, model_name)
     folder = found.get(version)   # "007" is 7 too
     if folder is None:
         raise ValueError(f"version {version} is not in {serving_dir}")

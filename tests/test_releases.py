@@ -685,8 +685,25 @@ def test_promote_into_a_serving_dir_that_does_not_exist_says_so_without_the_serv
     missing = tmp_path / "missing"
     assert releases.main(["promote", "3", "--serving-dir", str(missing), "--config", str(tmp_path / "models.config"),
                           "--server-url", ""]) == 2
-    assert f"version 3 is not in {missing}" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: the serving dir {missing} does not exist\n"
     assert [r.getMessage() for r in caplog.records if r.name.startswith("serving")] == []
+
+
+def test_a_serving_dir_that_is_a_file_or_missing_is_named_so(tmp_path, capsys):
+    """list had said a regular file does not exist, and promote that version 1 is not in it (or in a missing
+    folder): a serving dir that cannot be read is no serving dir without that version."""
+    a_file = tmp_path / "letters"
+    a_file.write_text("x")
+    common = ["--config", str(tmp_path / "models.config"), "--metadata-path", str(tmp_path / "none.db"),
+              "--server-url", ""]
+    for serving_dir, why in ((a_file, "is not a folder"), (tmp_path / "missing", "does not exist")):
+        for command in (["list"], ["promote", "1"], ["rollback"]):
+            code, err = run([*command, "--serving-dir", str(serving_dir), *common], capsys)
+            if command == ["rollback"]:   # no promotion recorded: said first, as before
+                assert code == 2 and "has no promotion to roll back" in err, err
+                continue
+            assert (code, err) == (2, f"error: the serving dir {serving_dir} {why}"), (command, err)
+    assert not (tmp_path / "models.config").exists()
 
 
 def test_a_label_change_keeps_the_comments_the_config_starts_with(tmp_path, capsys):
