@@ -8,7 +8,8 @@ image one way or the other, half and half.
 Writes ``OUT/<class_folder>/<class>_<font or "hand">_<n>.png`` (the layout ``--data-root`` expects). Deterministic: the
 same fonts, seed and count give byte-identical files. A manifest (``OUT/generated.json``) records what was
 made and its digest, so a second run with the same settings leaves the files (and their mtimes, which TFX fingerprints
-for caching) untouched, unless an image is missing, changed or emptied: then it writes the data set again. It never
+for caching) untouched, unless an image is missing, changed or emptied: then it writes the data set again. A run
+with other settings replaces the data set, and says so first (its settings and image count). It never
 replaces files it did not write: a non-empty folder without the manifest is refused, and other files in the class
 folders of one it wrote are kept (and named: they are trained on too).
 
@@ -300,7 +301,8 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
             old = json.loads(manifest_path.read_text())
         except ValueError:
             old = None
-        if isinstance(old, dict) and not old.get("incomplete") and {k: old.get(k) for k in manifest} == manifest:
+        same = isinstance(old, dict) and {k: old.get(k) for k in manifest} == manifest
+        if same and not old.get("incomplete"):
             problem = _dataset_problem(out, classes, per_class, old.get("sha256"))
             if not problem:
                 if progress:
@@ -310,6 +312,10 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
             if progress:
                 print(f"generate: {out} no longer holds the data set {MANIFEST} describes ({problem}): writing it "
                       "again", flush=True)
+        elif progress and not same:
+            removed = sum(len(_generated_files(out, name)) for name in classes if (out / name).is_dir())
+            print(f"generate: replacing the {_described(old, out)}: {removed:,} images) with "
+                  f"{_settings(manifest, old)}", flush=True)
     # Marks the folder as ours (and unfinished) before anything in it changes.
     atomic_write(str(manifest_path), json.dumps({**manifest, "incomplete": True}, indent=2).encode())
 
@@ -344,6 +350,27 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
     if progress:
         _note_others(out, classes)
     return manifest
+
+
+def _settings(manifest: dict, other: dict | None = None) -> str:
+    """A manifest's settings as letters-generate is given them ("2 per class, seed 1234, strokes"), and what else
+    tells it from ``other`` when those are the same (its generator, fonts or classes)."""
+    said = ", ".join(text for key, text in (("per_class", "{} per class"), ("seed", "seed {}"), ("style", "{}"))
+                     if manifest.get(key) is not None for text in [text.format(manifest[key])])
+    if isinstance(other, dict) and all(other.get(k) == manifest.get(k) for k in ("per_class", "seed", "style")):
+        differs = [text for key, text in (("version", f"generator version {manifest.get('version')}"),
+                                          ("faces", "other fonts"), ("classes", "other classes"))
+                   if other.get(key) != manifest.get(key)]
+        said = ", ".join([said, *differs]) if said else ", ".join(differs)
+    return said or "unknown settings"
+
+
+def _described(old, out: Path) -> str:
+    """The data set in ``out`` that an earlier run's manifest ``old`` (None when it cannot be read) describes, for
+    the line that says it is being replaced: "data set in OUT (SETTINGS", its image count to follow."""
+    if not isinstance(old, dict):
+        return f"data set in {out} ({MANIFEST} unreadable"
+    return f"{'unfinished ' if old.get('incomplete') else ''}data set in {out} ({_settings(old)}"
 
 
 def _writers(style: str, seed: int, faces: list[Face]):

@@ -317,3 +317,20 @@ def test_an_interrupt_once_the_data_set_is_complete_says_it_is(tmp_path, monkeyp
     monkeypatch.setattr(files, "fsync_dir", real_fsync_dir)
     assert generate_letters.main(["--out", str(out), "--per-class", "1", "--seed", "2"]) == 0
     assert "already holds this data set" in capsys.readouterr().out
+
+
+def test_a_run_with_other_settings_says_which_data_set_it_replaces(tmp_path, capsys):
+    """letters-generate --per-class 2 on a folder holding an earlier data set of 3 per class says, before deleting
+    them, which data set it replaces (its settings and image count) and with what; it had replaced it without a word."""
+    classes, data = CLASS_NAMES[:3], tmp_path / "g"
+    generate_letters.generate(data, per_class=3, seed=7, classes=classes, progress=False)
+    generate_letters.generate(data, per_class=2, seed=7, classes=classes, progress=True)
+    printed = capsys.readouterr().out
+    assert (f"generate: replacing the data set in {data} (3 per class, seed 7, strokes: 9 images) with 2 per class, "
+            "seed 7, strokes\n") in printed
+    assert len(list(data.glob("*/*.png"))) == 6
+    generate_letters.generate(data, per_class=2, seed=7, classes=classes, progress=True)
+    assert "replacing" not in capsys.readouterr().out
+    generate_letters.generate(data, per_class=2, seed=7, classes=classes[:2], progress=True)
+    assert "(2 per class, seed 7, strokes: 4 images) with 2 per class, seed 7, strokes, other classes" in \
+        capsys.readouterr().out
