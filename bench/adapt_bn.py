@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from bench.select_model import config_with, fit_model, load_split
 from bench import reproduce
+from bench.letter_folders import letters_folder
 from bench.synthetic_vs_real import positive_ints
 from bench.writer_split import writer_split
 from components.image_example_gen import folder_fingerprint as generated_fingerprint
@@ -78,7 +79,7 @@ def _suppress_faint(x):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--real-root", required=True, help="folder-per-class real letters (scored on; without "
+    parser.add_argument("--real-root", required=True, type=letters_folder, help="folder-per-class real letters (scored on; without "
                                                              "labels, half of them give statistics)")
     parser.add_argument("--writers", type=int, default=160, help="simulated writers to train on (default: 160)")
     parser.add_argument("--seeds", type=positive_ints, default=[42], help="training seeds (default: 42)")

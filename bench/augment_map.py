@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import reproduce
+from bench.letter_folders import letters_folder
 from bench.select_model import config_with, load_split
 from core import configs
 from core.labels import NUM_CLASSES
@@ -47,7 +48,7 @@ def train_once(hp: configs.Config, images: np.ndarray, labels: np.ndarray, paral
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default=None, help="folder-per-class letters (default: 80 simulated writers)")
+    parser.add_argument("--data-root", default=None, type=letters_folder, help="folder-per-class letters (default: 80 simulated writers)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="runs each way (default: %(default)s)")
     args = parser.parse_args(argv)

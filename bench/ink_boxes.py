@@ -21,6 +21,7 @@ import tempfile
 import numpy as np
 
 from bench import reproduce
+from bench.letter_folders import letters_folder
 from bench.short_letters import ink_box
 from core.labels import CLASS_NAMES
 from pipeline import evaluate, generate_letters
@@ -92,8 +93,8 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--real-root", required=True, help="folder-per-class real letters")
-    parser.add_argument("--generated", default=None, help="folder-per-class generated letters (default: write them)")
+    parser.add_argument("--real-root", required=True, type=letters_folder, help="folder-per-class real letters")
+    parser.add_argument("--generated", default=None, type=letters_folder, help="folder-per-class generated letters (default: write them)")
     parser.add_argument("--writers", type=int, default=160, help="simulated writers when writing them (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1234, help="generator seed when writing them (default: %(default)s)")
     parser.add_argument("--json", default=None, help="also write the rows here")

@@ -38,6 +38,7 @@ import tensorflow as tf
 from bench.writer_split import (first_forms, held_out_files, held_out_names, parse_folds, share_flag,
                                 shared_pictures, writer_split)
 from bench import reproduce
+from bench.letter_folders import letters_folder
 from models import preprocessing, trainer
 from pipeline import evaluate
 from core import configs
@@ -289,11 +290,11 @@ def main(argv=None) -> int:
                              "--student-seed) towards ALPHA × the ensemble's answer on each augmented batch + "
                              "(1 − ALPHA) × the labels, e.g. 0.7; 0 = off")
     parser.add_argument("--student-seed", type=int, default=7, help="the distilled network's seed")
-    parser.add_argument("--extra-root", default=None, metavar="DIR",
+    parser.add_argument("--extra-root", default=None, metavar="DIR", type=letters_folder,
                         help="folder-per-class images (e.g. from python -m pipeline.generate_letters) appended to "
                              "every fold's training split, never to validation (refused when it is, holds or lies "
                              "in --data-root, or holds a picture of a held-out letter)")
-    parser.add_argument("--pretrain-root", default=None, metavar="DIR",
+    parser.add_argument("--pretrain-root", default=None, metavar="DIR", type=letters_folder,
                         help="folder-per-class images (e.g. generated letters) each seed's network is trained on "
                              "first, for --pretrain-epochs, before the usual training on each fold starts from it "
                              "(refused as --extra-root is)")

@@ -18,7 +18,6 @@ pen of radius R (at that size), then halved, so pen width, ink tone, paper and s
 from __future__ import annotations
 
 import argparse
-import os
 import dataclasses
 import json
 import sys
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from bench.select_model import config_with, load_split, train_once
 from bench import reproduce
+from bench.letter_folders import letters_folder
 from core.labels import CLASS_NAMES
 from pipeline import evaluate, generate_letters, skeleton
 from pipeline.pipeline import TRAINING_FIELDS
@@ -98,7 +98,7 @@ def describe_failures(run: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--real-root", default=None,
+    parser.add_argument("--real-root", default=None, type=letters_folder,
                         help="folder-per-class real letters, only scored on (default: none; other generated writers)")
     parser.add_argument("--styles", type=styles, default=["fonts", "strokes"], help="comma-separated (default: fonts,strokes)")
     parser.add_argument("--writers", type=positive_ints, default=[80],
@@ -118,8 +118,6 @@ def main(argv=None) -> int:
         parser.error("--seed must not be negative")
     if args.redraw_strokes is not None and args.redraw_strokes <= 0:
         parser.error("--redraw-strokes must be a positive radius")
-    if args.real_root and not os.path.isdir(args.real_root):
-        parser.error(f"--real-root {args.real_root} is not a folder")
     hp = config_with(args.set)
 
     def load(root: Path, cache: Path) -> tuple:

@@ -1,9 +1,12 @@
 """bench/adapt_bn.py: re-estimating a network's batch-norm statistics on other images."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
+from bench import adapt_bn
 from bench.adapt_bn import adapt_statistics
 from models import network
+from tests.support import letter_roots
 
 
 def _norms(model):
@@ -40,3 +43,14 @@ def test_scores_follow_the_new_statistics_deterministically():
     assert not np.allclose(model.predict(images, verbose=0), first, atol=1e-4)   # other statistics, other answers
     adapt_statistics(model, images)
     np.testing.assert_allclose(model.predict(images, verbose=0), first, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", letter_roots.NAMES)
+def test_a_root_without_letters_is_a_usage_error_before_any_work(tmp_path, monkeypatch, capsys, name):
+    """--real-root missing, empty or without class folders is refused as the command line is read; it had ended in a
+    traceback (ValueError: no images in the class folders of …) once the letters were generated or trained on."""
+    root, words = letter_roots.bad_root(tmp_path, name)
+    letter_roots.refuse_work(monkeypatch, adapt_bn)
+    with pytest.raises(SystemExit) as stop:
+        adapt_bn.main(["--real-root", str(root), "--writers", "1"])
+    assert stop.value.code == 2 and f"argument --real-root: {words}" in capsys.readouterr().err

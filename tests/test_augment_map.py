@@ -1,4 +1,7 @@
+import pytest
+
 from bench import augment_map
+from tests.support import letter_roots
 
 
 def test_the_benchmark_times_both_maps_and_checks_one_seed_trains_one_network(tiny_dataset, capsys, monkeypatch):
@@ -11,3 +14,14 @@ def test_the_benchmark_times_both_maps_and_checks_one_seed_trains_one_network(ti
     assert "ratio " in out
     assert "two runs one batch at a time ended with the same weights: yes" in out
     assert "reproduce: LETTERS_BATCH_SIZE=16 python -m bench.augment_map --data-root" in out
+
+
+@pytest.mark.parametrize("name", letter_roots.NAMES)
+def test_a_root_without_letters_is_a_usage_error_before_any_work(tmp_path, monkeypatch, capsys, name):
+    """--data-root missing, empty or without class folders is refused as the command line is read; it had ended in a
+    traceback (ValueError: no images in the class folders of …) once the letters were generated or trained on."""
+    root, words = letter_roots.bad_root(tmp_path, name)
+    letter_roots.refuse_work(monkeypatch, augment_map)
+    with pytest.raises(SystemExit) as stop:
+        augment_map.main(["--data-root", str(root), "--epochs", "1"])
+    assert stop.value.code == 2 and f"argument --data-root: {words}" in capsys.readouterr().err

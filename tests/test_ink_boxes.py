@@ -6,6 +6,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bench import ink_boxes
+from tests.support import letter_roots
 from tests.conftest import png_bytes
 from tests.test_short_letters import bar
 
@@ -79,7 +80,7 @@ def test_no_shared_class_or_no_images_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):
         ink_boxes.main(["--real-root", str(tmp_path / "real"), "--generated", str(tmp_path / "empty")])
-    assert "no images in class folders" in capsys.readouterr().err
+    assert "argument --generated: no images in the class folders of" in capsys.readouterr().err
 
 
 def test_without_a_folder_it_writes_the_generated_letters(tmp_path, capsys):
@@ -87,3 +88,14 @@ def test_without_a_folder_it_writes_the_generated_letters(tmp_path, capsys):
     assert ink_boxes.main(["--real-root", str(tmp_path / "real"), "--writers", "1", "--seed", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[0] == "vav" and len(lines) == 5   # header, vav, the median line, the mean lean, reproduce
+
+
+@pytest.mark.parametrize("name", letter_roots.NAMES)
+def test_a_root_without_letters_is_a_usage_error_before_any_work(tmp_path, monkeypatch, capsys, name):
+    """--real-root missing, empty or without class folders is refused as the command line is read; it had ended in a
+    traceback (ValueError: no images in the class folders of …) once the letters were generated or trained on."""
+    root, words = letter_roots.bad_root(tmp_path, name)
+    letter_roots.refuse_work(monkeypatch, ink_boxes)
+    with pytest.raises(SystemExit) as stop:
+        ink_boxes.main(["--real-root", str(root), "--writers", "1"])
+    assert stop.value.code == 2 and f"argument --real-root: {words}" in capsys.readouterr().err

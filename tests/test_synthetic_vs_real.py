@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from bench import synthetic_vs_real
+from tests.support import letter_roots
 from core.labels import CLASS_NAMES, NUM_CLASSES
 from pipeline import evaluate
 
@@ -45,3 +46,14 @@ def test_redraw_strokes_gives_every_pen_and_ink_the_same_stroke():
 def test_redraw_strokes_refuses_an_odd_size():
     with pytest.raises(ValueError, match="even image size"):
         synthetic_vs_real.redraw_strokes(np.zeros((1, 47, 47, 1), np.float32), pen_radius=2.0)
+
+
+@pytest.mark.parametrize("name", letter_roots.NAMES)
+def test_a_root_without_letters_is_a_usage_error_before_any_work(tmp_path, monkeypatch, capsys, name):
+    """--real-root missing, empty or without class folders is refused as the command line is read; it had ended in a
+    traceback (ValueError: no images in the class folders of …) once the letters were generated or trained on."""
+    root, words = letter_roots.bad_root(tmp_path, name)
+    letter_roots.refuse_work(monkeypatch, synthetic_vs_real)
+    with pytest.raises(SystemExit) as stop:
+        synthetic_vs_real.main(["--real-root", str(root), "--styles", "strokes", "--writers", "1"])
+    assert stop.value.code == 2 and f"argument --real-root: {words}" in capsys.readouterr().err
