@@ -25,6 +25,7 @@ from bench.letter_folders import letters_folder
 from bench.short_letters import ink_box
 from core.labels import CLASS_NAMES
 from pipeline import evaluate, generate_letters
+from pipeline.flags import non_negative_int
 
 MEASURES = ("aspect", "ink/h²")   # compared as ratios
 LEAN = "lean"                       # compared as a difference (it is 0 for an upright letter)
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--real-root", required=True, type=letters_folder, help="folder-per-class real letters")
     parser.add_argument("--generated", default=None, type=letters_folder, help="folder-per-class generated letters (default: write them)")
     parser.add_argument("--writers", type=int, default=160, help="simulated writers when writing them (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=1234, help="generator seed when writing them (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=1234, help="generator seed when writing them (default: %(default)s)")
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     if args.writers < 1:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from core import configs, request_log
+from pipeline.flags import positive_int
 
 IMAGES_PER_RECORD = 10
 SPAN_SECONDS = 50 * 60
@@ -98,8 +99,10 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline-root", default=configs.Config().pipeline_root,
                    help="a pipeline root whose last run is the monitor's reference")
     p.add_argument("--window", default="1h")
-    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--repeat", type=positive_int, default=1)
     args = p.parse_args(argv)
+    if not args.size_mib > 0:
+        p.error(f"--size-mib must be positive, got {args.size_mib:g}")
     images = letter_images(args.images)
     with tempfile.TemporaryDirectory(prefix="monitor-memory-") as tmp:
         answers = write_log(Path(tmp) / "logs", int(args.size_mib * 1024 * 1024), images)

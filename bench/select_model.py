@@ -43,7 +43,7 @@ from models import preprocessing, trainer
 from pipeline import evaluate
 from core import configs
 from pipeline.code_fingerprint import fingerprint
-from pipeline.flags import output_file
+from pipeline.flags import int_list, non_negative_int, output_file
 from pipeline.pipeline import TRAINING_FIELDS
 from core.labels import CLASS_NAMES, NUM_CLASSES
 
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
                         help="comma-separated blocks of forms to hold out in turn (bench/writer_split.py --fold; "
                              "0..4 with the default share): a writer-grouped cross-validation. Default: the last "
                              "block only")
-    parser.add_argument("--seeds", default="42", help="comma-separated training seeds")
+    parser.add_argument("--seeds", type=int_list(0), default=[42], help="comma-separated training seeds")
     parser.add_argument("--train-share", type=float, default=1.0,
                         help="train on the first share of each class's training forms only (fewer writers; the "
                              "validation part is unchanged): points of a learning curve")
@@ -289,7 +289,7 @@ def main(argv=None) -> int:
                         help="after the seeds, score their averaged ensemble and train one more network (seed "
                              "--student-seed) towards ALPHA × the ensemble's answer on each augmented batch + "
                              "(1 − ALPHA) × the labels, e.g. 0.7; 0 = off")
-    parser.add_argument("--student-seed", type=int, default=7, help="the distilled network's seed")
+    parser.add_argument("--student-seed", type=non_negative_int, default=7, help="the distilled network's seed")
     parser.add_argument("--extra-root", default=None, metavar="DIR", type=letters_folder,
                         help="folder-per-class images (e.g. from python -m pipeline.generate_letters) appended to "
                              "every fold's training split, never to validation (refused when it is, holds or lies "
@@ -315,10 +315,7 @@ def main(argv=None) -> int:
         folds = [None] if args.folds is None else parse_folds(args.folds, args.holdout_share)
     except ValueError as err:
         parser.error(f"--folds: {err}")
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        parser.error("--seeds wants comma-separated integers")
+    seeds = args.seeds
     hp = config_with(args.set)
     if args.distil and len(seeds) < 2:
         parser.error("--distil wants at least two --seeds to average")

@@ -35,6 +35,7 @@ from bench import reproduce
 from bench.letter_folders import letters_folder
 from core.labels import CLASS_NAMES
 from pipeline import evaluate, generate_letters, skeleton
+from pipeline.flags import int_list
 from pipeline.pipeline import TRAINING_FIELDS
 
 TOP_CONFUSIONS = 12      # the most frequent (true → predicted) pairs printed per run
@@ -42,14 +43,7 @@ SANITY_PER_CLASS = 10    # without --real-root: images per class of other writer
 INK_THRESHOLD = 0.4      # --redraw-strokes: ink (after the Transform's contrast stretch) above this is a stroke
 
 
-def positive_ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"want comma-separated positive integers, got {text!r}") from None
-    if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"want positive integers, got {text!r}")
-    return values
+positive_ints = int_list(1)   # argparse type: comma-separated counts, or seeds
 
 
 def styles(text: str) -> list[str]:

@@ -37,6 +37,19 @@ def _int_at_least(text: str, low: int) -> int:
     return value
 
 
+def int_list(low: int):
+    """argparse type of comma-separated integers, each at least ``low`` (training seeds: 0; counts: 1)."""
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"want comma-separated integers, got {text!r}") from None
+        if min(values) < low:
+            raise argparse.ArgumentTypeError(f"want integers of at least {low}, got {text!r}")
+        return values
+    return parse
+
+
 def refuse_url(path: str, kind: str) -> None:
     """ArgumentTypeError for an output flag given a URL (``gs://…``): the command writes a local ``kind`` (file or
     folder), to be copied to the bucket after (:func:`core.settings.url_refusal`)."""

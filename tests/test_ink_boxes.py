@@ -99,3 +99,12 @@ def test_a_root_without_letters_is_a_usage_error_before_any_work(tmp_path, monke
     with pytest.raises(SystemExit) as stop:
         ink_boxes.main(["--real-root", str(root), "--writers", "1"])
     assert stop.value.code == 2 and f"argument --real-root: {words}" in capsys.readouterr().err
+
+
+def test_a_negative_seed_is_refused_before_the_letters_are_written(tmp_path, monkeypatch, capsys):
+    """--seed -1 had been taken and ended in a traceback from the generator."""
+    write(tmp_path / "real", "vav", 40, 8)
+    letter_roots.refuse_work(monkeypatch, ink_boxes)
+    with pytest.raises(SystemExit) as stop:
+        ink_boxes.main(["--real-root", str(tmp_path / "real"), "--seed", "-1"])
+    assert stop.value.code == 2 and "argument --seed: must be at least 0, got -1" in capsys.readouterr().err

@@ -366,3 +366,18 @@ def test_a_fold_given_twice_is_refused_before_any_training(tmp_path, monkeypatch
     with pytest.raises(SystemExit) as caught:
         select_model.main(["--data-root", str(tmp_path), "--folds", "2,0,2"])
     assert caught.value.code == 2 and "--folds: fold 2 given more than once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--student-seed", "-5", "--seeds", "1,2", "--distil", "0.5"], "argument --student-seed: must be at least 0, got -5"),
+    (["--seeds", "-1"], "argument --seeds: want integers of at least 0, got '-1'"),
+    (["--seeds", "42,-2"], "argument --seeds: want integers of at least 0, got '42,-2'"),
+    (["--seeds", "42,x"], "argument --seeds: want comma-separated integers, got '42,x'")])
+def test_a_negative_seed_is_refused_before_any_training(tmp_path, flags, message, monkeypatch, capsys):
+    """A negative --seeds or --student-seed had been taken and ended in a traceback once a network was trained."""
+    monkeypatch.setattr(select_model, "run_fold", lambda *a, **k: pytest.fail("a fold was trained"))
+    (tmp_path / "alef").mkdir()
+    (tmp_path / "alef" / "1_1.png").write_bytes(b"x")
+    with pytest.raises(SystemExit) as caught:
+        select_model.main(["--data-root", str(tmp_path), *flags])
+    assert caught.value.code == 2 and message in capsys.readouterr().err
