@@ -25,7 +25,7 @@ from bench.letter_folders import letters_folder
 from bench.short_letters import ink_box
 from core.labels import CLASS_NAMES
 from pipeline import evaluate, generate_letters
-from pipeline.flags import non_negative_int
+from pipeline.flags import non_negative_int, output_file
 
 MEASURES = ("aspect", "ink/h²")   # compared as ratios
 LEAN = "lean"                       # compared as a difference (it is 0 for an upright letter)
@@ -98,7 +98,8 @@ def main(argv=None) -> int:
     parser.add_argument("--generated", default=None, type=letters_folder, help="folder-per-class generated letters (default: write them)")
     parser.add_argument("--writers", type=int, default=160, help="simulated writers when writing them (default: %(default)s)")
     parser.add_argument("--seed", type=non_negative_int, default=1234, help="generator seed when writing them (default: %(default)s)")
-    parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--json", default=None, type=output_file,
+                        help="also write the rows here (its folder checked before any letter is written)")
     args = parser.parse_args(argv)
     if args.writers < 1:
         parser.error("--writers must be at least 1")
@@ -118,10 +119,10 @@ def main(argv=None) -> int:
     print(table(rows))
     print("mean lean of all the letters: " + ", ".join(
         f"{name} {mean:.3f} (sd {sd:.3f})" for name, (mean, sd) in leans.items()))
+    print("reproduce: " + reproduce.command("bench.ink_boxes", argv))   # before the JSON: the checkout as it ran
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"classes": rows, "lean_mean_sd": leans}, f, indent=2)
-    print("reproduce: " + reproduce.command("bench.ink_boxes", argv))
     return 0
 
 

@@ -35,7 +35,7 @@ from bench import reproduce
 from bench.letter_folders import letters_folder
 from core.labels import CLASS_NAMES
 from pipeline import evaluate, generate_letters, skeleton
-from pipeline.flags import int_list
+from pipeline.flags import int_list, output_file
 from pipeline.pipeline import TRAINING_FIELDS
 
 TOP_CONFUSIONS = 12      # the most frequent (true → predicted) pairs printed per run
@@ -103,7 +103,8 @@ def main(argv=None) -> int:
                         help="override a core.configs.Config field (repeatable), e.g. epochs=20")
     parser.add_argument("--cache", default=str(ROOT / "outputs" / "select_model_cache"),
                         help="where the real data's preprocessed arrays are cached")
-    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--json", default=None, type=output_file,
+                        help="also write the results here (its folder checked before any training)")
     parser.add_argument("--redraw-strokes", type=float, default=None, metavar="RADIUS",
                         help="experiment: every image's strokes re-drawn with one pen of this radius in pixels at twice "
                              "the input size (see above; default: off)")

@@ -108,3 +108,26 @@ def test_a_negative_seed_is_refused_before_the_letters_are_written(tmp_path, mon
     with pytest.raises(SystemExit) as stop:
         ink_boxes.main(["--real-root", str(tmp_path / "real"), "--seed", "-1"])
     assert stop.value.code == 2 and "argument --seed: must be at least 0, got -1" in capsys.readouterr().err
+
+
+def test_a_json_in_a_missing_folder_is_refused_before_the_letters_are_written(tmp_path, monkeypatch, capsys):
+    """--json had been opened after all the work: a folder not made yet lost the rows in a traceback."""
+    write(tmp_path / "real", "vav", 40, 8)
+    letter_roots.refuse_work(monkeypatch, ink_boxes)
+    with pytest.raises(SystemExit) as stop:
+        ink_boxes.main(["--real-root", str(tmp_path / "real"), "--json", str(tmp_path / "not_made" / "rows.json")])
+    assert stop.value.code == 2
+    assert f"argument --json: the folder {tmp_path / 'not_made'} does not exist" in capsys.readouterr().err
+
+
+def test_the_reproduce_line_names_the_checkout_as_it_ran_not_with_its_json(tmp_path, monkeypatch, capsys):
+    """A --json inside the checkout had been written before the reproduce line, which then said the run had
+    uncommitted changes."""
+    from bench import reproduce
+    write(tmp_path / "real", "vav", 40, 8)
+    out_json = tmp_path / "rows.json"
+    monkeypatch.setattr(reproduce, "revision", lambda: "abc1234" + (" + uncommitted changes" if out_json.exists()
+                                                                    else ""))
+    assert ink_boxes.main(["--real-root", str(tmp_path / "real"), "--generated", str(tmp_path / "real"),
+                           "--json", str(out_json)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("  # at abc1234") and out_json.exists()

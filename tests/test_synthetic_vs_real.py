@@ -57,3 +57,12 @@ def test_a_root_without_letters_is_a_usage_error_before_any_work(tmp_path, monke
     with pytest.raises(SystemExit) as stop:
         synthetic_vs_real.main(["--real-root", str(root), "--styles", "strokes", "--writers", "1"])
     assert stop.value.code == 2 and f"argument --real-root: {words}" in capsys.readouterr().err
+
+
+def test_a_json_in_a_missing_folder_is_refused_before_any_training(tmp_path, monkeypatch, capsys):
+    """--json had been opened after all the training: a folder not made yet lost the results in a traceback."""
+    letter_roots.refuse_work(monkeypatch, synthetic_vs_real)
+    with pytest.raises(SystemExit) as stop:
+        synthetic_vs_real.main(["--styles", "strokes", "--writers", "1", "--json", str(tmp_path / "no" / "r.json")])
+    assert stop.value.code == 2
+    assert f"argument --json: the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
