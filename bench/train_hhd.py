@@ -176,6 +176,9 @@ def main(argv=None) -> int:
                         help="writer cross-validation: one pipeline run per fold (with --data-root), scores pooled")
     parser.add_argument("runner_args", nargs="*", help="extra local_runner.py flags (after --)")
     args = parser.parse_args(argv)
+    # The runner runs in the project's folder: the folders given here are read from where the bench was started.
+    args.data_root, args.score_root = (os.path.abspath(root) if root else root
+                                       for root in (args.data_root, args.score_root))
     if not 0 < args.train_share <= 1:
         parser.error(f"--train-share must be in (0, 1], got {args.train_share}")
     if args.train_share < 1 and not (args.data_root and args.holdout_share > 0):

@@ -297,3 +297,13 @@ def test_a_score_root_letters_evaluate_would_refuse_is_refused_before_the_pipeli
         train_hhd.main(["--score-root", str(tmp_path / "real"), "--work", str(tmp_path / "w")])
     err = capsys.readouterr().err
     assert caught.value.code == 2 and "--score-root: " in err and "did you mean 'gimel'?" in err
+
+
+def test_a_relative_data_root_is_read_from_where_the_bench_was_started(data, tmp_path, monkeypatch):
+    """The runner runs in the project's folder: --data-root hhd given in /tmp had been read there (failing, or
+    training on the project's folder of that name)."""
+    launched = []
+    monkeypatch.setattr(train_hhd, "run_with_peak_rss", lambda cmd, log_path: launched.append(cmd) or (1, 0.0, 0))
+    monkeypatch.chdir(data.parent)
+    assert train_hhd.main(["--data-root", data.name, "--holdout-share", "0", "--work", str(tmp_path / "w")]) == 1
+    assert launched[0][launched[0].index("--data-root") + 1] == str(data)
