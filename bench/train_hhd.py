@@ -186,6 +186,8 @@ def main(argv=None) -> int:
     if args.as_feedback and not (args.data_root and args.mix_generated):
         parser.error("--as-feedback needs --data-root (the letters stored as feedback) and --mix-generated N "
                      "(the data root)")
+    if args.mix_generated and not args.data_root:
+        parser.error("--mix-generated needs --data-root (the letters the generated ones are mixed into)")
     if args.as_feedback and args.with_feedback:
         parser.error("--as-feedback trains on its own feedback store, not the local one: drop --with-feedback")
     if args.data_root and args.holdout_share > 0:

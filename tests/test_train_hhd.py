@@ -139,8 +139,10 @@ def test_train_share_keeps_the_first_writers_of_each_class_and_the_same_hold_out
     (["--as-feedback", "--data-root", "x"], "--as-feedback needs --data-root"),
     (["--as-feedback", "--mix-generated", "5"], "--as-feedback needs --data-root"),
     (["--as-feedback", "--mix-generated", "5", "--data-root", "x", "--with-feedback"], "drop --with-feedback"),
+    (["--mix-generated", "5"], "--mix-generated needs --data-root"),   # it had been ignored
 ])
-def test_bad_train_shares_and_feedback_runs_are_refused(argv, message, capsys):
+def test_bad_train_shares_and_feedback_runs_are_refused(argv, message, capsys, monkeypatch):
+    monkeypatch.setattr(train_hhd, "run", lambda *a: pytest.fail("the pipeline ran"))
     with pytest.raises(SystemExit) as exit_info:
         train_hhd.main(argv)
     assert exit_info.value.code == 2
