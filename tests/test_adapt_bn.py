@@ -49,8 +49,4 @@ def test_scores_follow_the_new_statistics_deterministically():
 def test_a_root_without_letters_is_a_usage_error_before_any_work(tmp_path, monkeypatch, capsys, name):
     """--real-root missing, empty or without class folders is refused as the command line is read; it had ended in a
     traceback (ValueError: no images in the class folders of …) once the letters were generated or trained on."""
-    root, words = letter_roots.bad_root(tmp_path, name)
-    letter_roots.refuse_work(monkeypatch, adapt_bn)
-    with pytest.raises(SystemExit) as stop:
-        adapt_bn.main(["--real-root", str(root), "--writers", "1"])
-    assert stop.value.code == 2 and f"argument --real-root: {words}" in capsys.readouterr().err
+    letter_roots.assert_refused(adapt_bn, ["--writers", "1"], "--real-root", name, tmp_path, monkeypatch, capsys)

@@ -20,8 +20,4 @@ def test_the_benchmark_times_both_maps_and_checks_one_seed_trains_one_network(ti
 def test_a_root_without_letters_is_a_usage_error_before_any_work(tmp_path, monkeypatch, capsys, name):
     """--data-root missing, empty or without class folders is refused as the command line is read; it had ended in a
     traceback (ValueError: no images in the class folders of …) once the letters were generated or trained on."""
-    root, words = letter_roots.bad_root(tmp_path, name)
-    letter_roots.refuse_work(monkeypatch, augment_map)
-    with pytest.raises(SystemExit) as stop:
-        augment_map.main(["--data-root", str(root), "--epochs", "1"])
-    assert stop.value.code == 2 and f"argument --data-root: {words}" in capsys.readouterr().err
+    letter_roots.assert_refused(augment_map, ["--epochs", "1"], "--data-root", name, tmp_path, monkeypatch, capsys)

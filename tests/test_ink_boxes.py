@@ -94,11 +94,7 @@ def test_without_a_folder_it_writes_the_generated_letters(tmp_path, capsys):
 def test_a_root_without_letters_is_a_usage_error_before_any_work(tmp_path, monkeypatch, capsys, name):
     """--real-root missing, empty or without class folders is refused as the command line is read; it had ended in a
     traceback (ValueError: no images in the class folders of …) once the letters were generated or trained on."""
-    root, words = letter_roots.bad_root(tmp_path, name)
-    letter_roots.refuse_work(monkeypatch, ink_boxes)
-    with pytest.raises(SystemExit) as stop:
-        ink_boxes.main(["--real-root", str(root), "--writers", "1"])
-    assert stop.value.code == 2 and f"argument --real-root: {words}" in capsys.readouterr().err
+    letter_roots.assert_refused(ink_boxes, ["--writers", "1"], "--real-root", name, tmp_path, monkeypatch, capsys)
 
 
 def test_a_negative_seed_is_refused_before_the_letters_are_written(tmp_path, monkeypatch, capsys):

@@ -52,11 +52,7 @@ def test_redraw_strokes_refuses_an_odd_size():
 def test_a_root_without_letters_is_a_usage_error_before_any_work(tmp_path, monkeypatch, capsys, name):
     """--real-root missing, empty or without class folders is refused as the command line is read; it had ended in a
     traceback (ValueError: no images in the class folders of …) once the letters were generated or trained on."""
-    root, words = letter_roots.bad_root(tmp_path, name)
-    letter_roots.refuse_work(monkeypatch, synthetic_vs_real)
-    with pytest.raises(SystemExit) as stop:
-        synthetic_vs_real.main(["--real-root", str(root), "--styles", "strokes", "--writers", "1"])
-    assert stop.value.code == 2 and f"argument --real-root: {words}" in capsys.readouterr().err
+    letter_roots.assert_refused(synthetic_vs_real, ["--styles", "strokes", "--writers", "1"], "--real-root", name, tmp_path, monkeypatch, capsys)
 
 
 def test_a_json_in_a_missing_folder_is_refused_before_any_training(tmp_path, monkeypatch, capsys):

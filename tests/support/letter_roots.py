@@ -33,3 +33,15 @@ def refuse_work(monkeypatch, module) -> None:
     monkeypatch.setattr(generate_letters, "generate", no_work)
     if hasattr(module, "load_split"):
         monkeypatch.setattr(module, "load_split", no_work)
+
+
+def assert_refused(module, argv: list[str], flag: str, name: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``module.main(argv + [flag, <the folder called name>])`` exits 2 with the usage error naming ``flag``, before
+    any letter is generated or read."""
+    import pytest
+
+    root, words = bad_root(tmp_path, name)
+    refuse_work(monkeypatch, module)
+    with pytest.raises(SystemExit) as stop:
+        module.main(argv + [flag, str(root)])
+    assert stop.value.code == 2 and f"argument {flag}: {words}" in capsys.readouterr().err
