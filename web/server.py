@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.message
 import email.parser
 import email.policy
 import errno
@@ -251,16 +250,17 @@ def _parse_json(body: bytes) -> dict:
 
 def _parse_multipart(content_type: str, body: bytes) -> dict:
     """Fields of a multipart/form-data body: name -> bytes (files) or str (text)."""
-    header = email.message.Message()
-    header["Content-Type"] = content_type
-    boundary = header.get_boundary()      # the parameter the parser below splits by (not any "boundary=" text)
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    parser = email.parser.BytesParser(policy=email.policy.HTTP)
+    # The boundary the parser below splits by, read by that parser from the same head: not any "boundary=" text,
+    # and an RFC 2231 boundary*= before a plain boundary= (which a compat32 Message would have read instead).
+    boundary = parser.parsebytes(head, headersonly=True).get_boundary()
     if not boundary:
         raise ApiError(400, "bad_multipart", "multipart/form-data without a boundary")
     if body.count(b"--" + boundary.encode("latin-1", "replace")) > MAX_MULTIPART_PARTS + 1:
         # The email parser takes seconds of CPU over a few megabytes of tiny parts; the page sends two or three.
         raise ApiError(400, "bad_multipart", f"more than {MAX_MULTIPART_PARTS} parts in the multipart body")
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    message = parser.parsebytes(head + body)
     if not message.is_multipart():
         raise ApiError(400, "bad_multipart", "the multipart body could not be parsed")
     fields = {}
