@@ -7,7 +7,8 @@ mounted disk, not a URL: :func:`store_folder`)::
     images/<id[:2]>/<id>.<ext> the image bytes as checked by core.image_io (original or PNG)
 
 Writes are crash-safe and concurrency-safe: the image is written to a temporary file in its final folder,
-fsynced and renamed into place (``os.replace``) and the folder fsynced, and only then is the row committed;
+fsynced and renamed into place (``os.replace``) and the folder fsynced, and only then is the row committed (the
+image is written in the transaction that looked its picture up: a picture stored already is not written again);
 a crash in between leaves at most an orphan image that no row points at (never a row without its image).
 SQLite's WAL journal and busy timeout let many threads and processes add rows at once.
 
@@ -328,7 +329,6 @@ class FeedbackStore:
         record_id = uuid.uuid4().hex
         rel = f"{IMAGES_DIR}/{record_id[:2]}/{record_id}.{ext}"
         path = os.path.join(self.root, *rel.split("/"))
-        atomic_write(path, image)
         record = Feedback(
             id=record_id, created_at=_dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(timespec="milliseconds"),
             true_label=true_label, predicted_label=predicted_label, probability=probability,
@@ -344,7 +344,8 @@ class FeedbackStore:
                         stored = conn.execute("SELECT * FROM feedback WHERE pixel_digest = ? OR image_sha256 = ? "
                                               "ORDER BY created_unix, id",
                                               (pixels, record.image_sha256)).fetchall() or None
-                    if stored is None:
+                    if stored is None:   # only a new picture is written: one stored already needs no disk space
+                        atomic_write(path, image)
                         conn.execute(
                             "INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, "
                             "predicted_label, predicted_index, probability, model_version, route, confirmed, "
@@ -359,8 +360,6 @@ class FeedbackStore:
             raise
         if stored is None:
             return record, True
-        with contextlib.suppress(OSError):
-            os.unlink(path)
         stored = [_record(row) for row in stored]   # (more than one where an earlier store took it twice)
         same = [record for record in stored if record.true_label == true_label]
         if same:

@@ -598,6 +598,29 @@ def test_a_store_that_cannot_write_is_said_plainly(web, monkeypatch, code, statu
     assert os.strerror(code) in answer["error"] and "nothing was saved" in answer["error"]
 
 
+def test_an_image_stored_already_is_answered_though_the_disk_is_full(web, monkeypatch):
+    """Sent again while nothing can be written, a stored picture is still the stored record under its label and a
+    409 under another: nothing of it needs writing (its image had been written before the look-up: a 507)."""
+    from core import feedback
+
+    api = Api(web.url)
+    png = letter_png(seed=7)
+    status, first = api.feedback(png, "alef")
+    assert status == 201
+
+    def full(*args, **kwargs):   # (the tests may run as root, whom a read-only folder does not stop)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(feedback, "atomic_write", full)
+    status, again = api.feedback(png, "alef", predicted_label="alef")
+    assert (status, again["id"], again["label"]) == (201, first["id"], "alef")
+    status, refused = api.feedback(png, "bet")
+    assert (status, refused["reason"]) == (409, "already_stored")
+    status, answer = api.feedback(letter_png(seed=8), "alef")   # a new picture needs the disk: nothing saved
+    assert (status, answer["reason"]) == (507, "not_stored")
+    assert web.backend.store.count() == 1 and len(image_files(web.backend.store.root)) == 1
+
+
 def _damage_pages(db_path, first=2, count=20):
     """Overwrites pages of a checkpointed SQLite file, its header left intact: it opens, its reads fail."""
     with open(db_path, "r+b") as f:
