@@ -368,8 +368,19 @@ class Handler(BaseHTTPRequestHandler):
         reason = {404: "not_found", 405: "method_not_allowed", 408: "timeout", 414: "uri_too_long",
                   431: "headers_too_large", 501: "not_implemented", 505: "http_version_not_supported"}
         short = self.responses.get(code, ("error",))[0]
-        self._json(code, {"error": message or short, "reason": reason.get(code, "bad_request")},
-                   [("Connection", "close")])
+        try:
+            self._json(code, {"error": message or short, "reason": reason.get(code, "bad_request")},
+                       [("Connection", "close")])
+        except ConnectionError as err:
+            self._client_closed(err)
+
+    def _client_closed(self, err: ConnectionError) -> None:
+        """The client went away (a closed tab, a cancelled upload) before its answer was written: nobody to
+        answer, and no error of this server's."""
+        self.close_connection = True
+        request = (f"{self.command} {self.path}" if self.command and hasattr(self, "path")
+                   else getattr(self, "requestline", "")[:100] or "a request")
+        log.info("%s: the client closed the connection (%s)", request, type(err).__name__)
 
     def _error(self, err: ApiError):
         if err.status >= 500:
@@ -428,9 +439,8 @@ class Handler(BaseHTTPRequestHandler):
         self.server.request_started()
         try:
             self._route(routes)
-        except ConnectionError as err:   # the client went away (a closed tab, a cancelled upload): nobody to answer
-            self.close_connection = True
-            log.info("%s %s: the client closed the connection (%s)", self.command, self.path, type(err).__name__)
+        except ConnectionError as err:
+            self._client_closed(err)
         finally:
             self.server.request_finished()
 

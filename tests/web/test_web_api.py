@@ -364,6 +364,36 @@ def test_the_http_layers_own_refusals_are_json_with_the_security_headers(web, re
     assert set(json.loads(body)) == {"error", "reason"}
 
 
+@pytest.mark.parametrize("request_line", [b"HELLO", b"FOO / HTTP/1.1", b"GET / HTTP/9.9",
+                                          b"GET /" + b"a" * 70000 + b" HTTP/1.1"],
+                         ids=["bad_request_line", "unknown_method", "unknown_version", "uri_too_long"])
+def test_a_client_that_goes_away_before_a_refusal_of_the_http_layer_is_one_line(web, monkeypatch, caplog, capsys,
+                                                                                request_line):
+    """The standard library's refusal of a request whose client has closed its connection: the one INFO line of a
+    client that went away, as for any other answer (it had been a BrokenPipeError traceback on stderr)."""
+    import logging
+    from web import server as web_server
+
+    refuse = web_server.Handler.send_error
+
+    def refuse_late(self, *args, **kwargs):   # the client's reset arrives first
+        time.sleep(0.3)
+        return refuse(self, *args, **kwargs)
+
+    monkeypatch.setattr(web_server.Handler, "send_error", refuse_late)
+    caplog.set_level(logging.INFO, logger="web")
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+        sock.sendall(request_line + b"\r\nHost: x\r\n\r\n")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # close with a reset
+    deadline = time.monotonic() + 30
+    while "the client closed the connection" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "the client closed the connection" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Traceback" not in capsys.readouterr().err
+    assert Api(web.url).get("/healthz")[0] == 200
+
+
 def test_idle_connections_are_closed_and_do_not_block_others(start_web, serving_labelled):
     """Clients that connect and send nothing (or stop half-way through a body) hold a handler thread only for
     the idle timeout; with every thread held, a new request is answered once they are dropped."""
