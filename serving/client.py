@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.parse
 
+from core import json_text
 from core.deadlines import ExchangeDeadline
 
 
@@ -165,8 +166,8 @@ class RestConnection:
         if not raw:
             return status, None
         try:
-            return status, json.loads(raw)
-        except ValueError:
+            return status, json_text.loads(raw)
+        except ValueError:   # not JSON, or nested too deeply to decode (json_text.NestedTooDeep)
             if status >= 500:
                 raise ServingUnavailable("serving_error", f"TF Serving answered HTTP {status}") from None
             return status, {"error": _page_text(raw)}

@@ -38,7 +38,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from core import configs, prediction_log
+from core import configs, json_text, prediction_log
 from core.deadlines import WATCHDOG
 from core.image_io import ImageRejected, check_image
 from core.request_log import RequestLogWriter
@@ -233,10 +233,10 @@ def _image_from_json(payload: dict) -> bytes:
 
 def _parse_json(body: bytes) -> dict:
     try:
-        payload = json.loads(body.decode("utf-8"))
+        payload = json_text.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise ApiError(400, "bad_json", "the request body is not UTF-8 JSON") from None
-    except RecursionError:
+    except json_text.NestedTooDeep:
         raise ApiError(400, "bad_json", "the request body nests arrays or objects too deeply") from None
     except json.JSONDecodeError as err:
         raise ApiError(400, "bad_json", f"the request body is not valid JSON ({err.msg} at offset {err.pos})") \

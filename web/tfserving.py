@@ -185,6 +185,10 @@ class ModelRouter:
         status, body = self.connection.request("GET", self._model_path)
         if status != 200:
             self._raise_for(status, body)
+        if not isinstance(body, dict) or not isinstance(body.get("model_version_status"), list):
+            # (TF Serving answers a model without versions with a 404 NOT_FOUND, never with an empty 200)
+            raise BadServingResponse(f"TF Serving's model status has no model_version_status: "
+                                     f"{error_text(body) or type(body).__name__}")
         versions = [{"version": version, "state": state} for version, state in version_states(body).items()]
         return {"model": self.model_name, "versions": versions,
                 "available": any(v["state"] == "AVAILABLE" for v in versions)}

@@ -220,6 +220,34 @@ def test_a_model_server_too_slow_is_a_504_said_slow_not_down(start_web, slow_pre
     assert (status, answer["serving"]) == (200, "up")
 
 
+def test_a_model_server_answer_nested_too_deeply_is_a_502(start_web):
+    """An answer nested deeper than Python's JSON decoder follows does not follow the contract, as any other answer
+    that is not JSON: a 502 (it had been a RecursionError, a 500 internal_error, the status without its fields)."""
+    from tests.support.http_stub import JsonHandler, serving
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    class Handler(JsonHandler):
+        def do_GET(self):
+            if self.path.endswith("/metadata"):
+                self.answer(200, json.dumps({"model_spec": {"name": "letters", "version": "1"}}).encode())
+            else:
+                self.answer(200, deep)
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.answer(200, deep)
+
+    with serving(Handler) as server:
+        url = f"http://127.0.0.1:{server.server_port}"
+        api = Api(start_web(url).url)
+        status, answer = api.predict(letter_png())
+        assert (status, answer["reason"]) == (502, "bad_serving_response"), answer
+        status, body = api.get("/api/status")
+        assert (status, body["serving"], body["reason"]) == (502, "error", "bad_serving_response"), body
+        assert (body["tf_serving_url"], body["model"]) == (url, "letters") and body["error"]
+
+
 def test_unknown_model_is_a_503(start_web, serving_labelled):
     api = Api(start_web(serving_labelled.url, model_name="nope").url)
     status, answer = api.predict(letter_png())
