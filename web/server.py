@@ -195,9 +195,12 @@ class Backend:
             return 503, dict(base, serving="down", reason=err.reason, error=_unavailable(err))
         except BadServingResponse as err:
             return 502, dict(base, serving="error", reason="bad_serving_response", error=str(err))
-        if not info["available"]:
-            return 503, dict(base, serving="down", reason="model_not_loaded", versions=info["versions"],
-                             error=f"The model server is down: it has no available version of {self.config.model_name!r}.")
+        if not info["available"]:   # it answers, its versions loading (or failed to load): said as predict says it
+            states = ", ".join(f"version {v['version']} {v['state']}" for v in info["versions"])
+            err = ServingUnavailable("model_not_loaded", f"TF Serving has no available version of model "
+                                                         f"{self.config.model_name!r} ({states or 'no version'})")
+            return 503, dict(base, serving="down", reason=err.reason, versions=info["versions"],
+                             error=_unavailable(err))
         return 200, dict(base, serving="up", versions=info["versions"])
 
 

@@ -152,6 +152,25 @@ def test_the_status_route_says_busy_when_tf_serving_is(tmp_path, status, error, 
     assert ("is slow" in body["error"]) == (serving == "slow") and ("down" in body["error"]) == (serving == "down")
 
 
+def test_the_status_route_says_a_loading_model_as_predict_says_it(tmp_path):
+    """TF Serving answers, its one version LOADING: the model server is up without the model, as predict says
+    (model_not_loaded), not down (it had been "The model server is down: it has no available version")."""
+    from web.config import WebConfig
+    from web.server import Backend
+
+    loading = {"model_version_status": [{"version": "3", "state": "LOADING",
+                                         "status": {"error_code": "OK", "error_message": ""}}]}
+    backend = Backend(WebConfig(feedback_dir=str(tmp_path / "feedback")), router=router({("GET", M): [(200, loading)]}))
+    try:
+        code, body = backend.status()
+    finally:
+        backend.close()
+    assert (code, body["serving"], body["reason"]) == (503, "down", "model_not_loaded")
+    assert body["versions"] == [{"version": "3", "state": "LOADING"}]
+    assert body["error"] == ("The model server answers but cannot serve the model: TF Serving has no available "
+                             "version of model 'letters' (version 3 LOADING).")
+
+
 def test_a_refusal_by_the_model_is_said_in_tensorflows_words_without_graph_nodes():
     from serving.status import own_words
     assert own_words("Invalid PNG. Failed to initialize decoder.\n\t [[{{node map/while/decode_image/"
