@@ -12,7 +12,7 @@ Routes::
     POST /api/predict      an image -> top 3 letters, the model version and route that answered, latency
     POST /api/feedback     an image and its true label (plus what the model said) -> stored, 201
 
-``/api/predict`` takes ``application/json`` ``{"image": "<base64 or data: URL>", "route"?: "stable"|"canary"|
+``/api/predict`` takes ``application/json`` ``{"image": "<base64 or RFC 2397 data: URL>", "route"?: "stable"|"canary"|
 "latest", "source"?: "canvas"|"upload"}``, ``multipart/form-data`` with a file field ``image`` (and optional
 ``route`` and ``source`` fields), or a raw ``image/*`` body. With a request log (``request_log_dir``), each sampled
 prediction is written as a TF Serving ``PredictionLog`` (core/request_log.py): the image as sent to TF Serving,
@@ -69,7 +69,12 @@ SOURCES = ("canvas", "upload")   # where the page's image came from; "unknown" w
 REQUEST_LOG_NAME = "web"         # request log files: <request_log_dir>/web-<UTC time>-<n>.tfrecord
 MAX_DRAIN_BYTES = 64 * 1024 * 1024   # an oversize body up to this size is read and dropped so the 413 arrives
 MAX_MULTIPART_PARTS = 16
-_DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w=.+-]+)*;base64,", re.IGNORECASE)
+# RFC 2397: data:[<mediatype>][;base64],<data>, the media type optional (type/subtype, then ;attribute=value
+# parameters, a value's characters URL-escaped); a token as RFC 2045's, a value's characters RFC 2396's uric.
+_TOKEN = r"[!#$&'*+\-.^_`|~0-9A-Za-z]+"
+_VALUE = r"(?:[\w\-.!~*'()/?:@&=+$]|%[0-9A-Fa-f]{2})*"
+_DATA_URL = re.compile(rf"data:(?:{_TOKEN}/{_TOKEN})?(?:;{_TOKEN}={_VALUE})*(?P<base64>;base64)?,(?P<data>.*)",
+                       re.IGNORECASE | re.DOTALL | re.ASCII)
 _REJECTION_MESSAGES = {
     "empty": "The image is empty.",
     "too_large": "The image is too large.",
@@ -224,14 +229,29 @@ def _image_from_json(payload: dict) -> bytes:
         value = value["b64"]
     if not isinstance(value, str):
         raise ApiError(400, "bad_base64", "'image' must be a base64 string")
-    value = _DATA_URL.sub("", value.strip(), count=1)
-    try:
-        data = base64.b64decode("".join(value.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, "bad_base64", "'image' is not valid base64") from None
+    value = value.strip()
+    data = _data_url(value) if value[:5].lower() == "data:" else _base64(value)
     if not data:
         raise ApiError(400, "empty", "The image is empty.")
     return data
+
+
+def _data_url(value: str) -> bytes:
+    """The bytes of an RFC 2397 data: URL: its data base64-decoded (;base64) or as they are, URL-unescaped."""
+    data_url = _DATA_URL.fullmatch(value)
+    if data_url is None:
+        raise ApiError(400, "bad_base64", "'image' is not a valid data: URL (data:[<media type>][;base64],<data>, "
+                                          "RFC 2397)")
+    if data_url["base64"]:
+        return _base64(urllib.parse.unquote(data_url["data"]))
+    return urllib.parse.unquote_to_bytes(data_url["data"])
+
+
+def _base64(value: str) -> bytes:
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_base64", "'image' is not valid base64") from None
 
 
 def _parse_json(body: bytes) -> dict:

@@ -6,6 +6,7 @@ import socket
 import threading
 import struct
 import time
+import urllib.parse
 import zlib
 
 import pytest
@@ -133,6 +134,21 @@ def test_predict_data_url_multipart_and_raw(api):
 
     status, _, answer = api.request("POST", "/api/predict", png, {"Content-Type": "image/png"})
     assert status == 200 and answer["model_version"] == str(STABLE_VERSION)
+
+
+def test_predict_takes_the_data_urls_of_rfc_2397_and_says_a_malformed_one_is(api):
+    """A data: URL without a media type, or with a parameter whose value is URL-escaped, is a data: URL (they had
+    been refused as "'image' is not valid base64"); one that is not is said to be no valid data: URL."""
+    png = letter_png(seed=1)
+    for url in ("data:;base64," + b64(png), "data:image/png;name=a%20b.png;base64," + b64(png),
+                "data:image/png," + urllib.parse.quote(png)):
+        status, answer = api.post_json("/api/predict", {"image": url})
+        assert (status, answer["top"][0]["class"]) == (200, STABLE_CLASS), (url[:40], answer)
+    for url in ("data:image/png;name=a b.png;base64," + b64(png), "data:image/png;base64" + b64(png)):
+        status, answer = api.post_json("/api/predict", {"image": url})
+        assert (status, answer["reason"]) == (400, "bad_base64") and "not a valid data: URL" in answer["error"]
+    status, answer = api.post_json("/api/predict", {"image": "data:image/png;base64,!!"})
+    assert (status, answer["error"]) == (400, "'image' is not valid base64")
 
 
 def test_predict_reencodes_formats_tensorflow_misreads(api):
