@@ -11,13 +11,14 @@ FONT_PACKAGES := culmus culmus-fancy fonts-ldco
 APT_PACKAGES := $(FONT_PACKAGES) fontconfig
 
 # What creating the venv and installing the stack need from Debian, printed as the packages that are missing:
-# python3-venv (ensurepip) to create it; g++ and python3-dev (Python.h) because pyfarmhash 0.3.2, which TFDV 1.16
-# pins, ships no wheel and is compiled by pip. Arguments: "venv-exists", "farmhash-installed" when so.
+# python3.11-venv (ensurepip) to create it; g++ and python3.11-dev (Python.h) because pyfarmhash 0.3.2, which TFDV
+# 1.16 pins, ships no wheel and is compiled by pip. The packages of the Python that runs the check (python3-venv
+# and python3-dev are the default Python's: 3.12 on Ubuntu 24.04). Arguments: "venv-exists", "farmhash-installed".
 export BUILD_CHECK := import importlib.util, os, shutil, sys, sysconfig; \
-  build = "farmhash-installed" not in sys.argv; \
-  needs = [("python3-venv", "venv-exists" in sys.argv or importlib.util.find_spec("ensurepip")), \
+  build = "farmhash-installed" not in sys.argv; python = "python%d.%d" % sys.version_info[:2]; \
+  needs = [(python + "-venv", "venv-exists" in sys.argv or importlib.util.find_spec("ensurepip")), \
            ("g++", not build or shutil.which("g++")), \
-           ("python3-dev", not build or os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))]; \
+           (python + "-dev", not build or os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))]; \
   print(" ".join(package for package, ok in needs if not ok))
 
 .PHONY: demo test test-fast venv fonts browser pipeline serve retrain monitor clean-outputs help

@@ -10,12 +10,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
-def missing(tmp_path, *flags, path=None) -> str:
+def missing(tmp_path, *flags, path=None, env=None) -> str:
     """The packages the Makefile's BUILD_CHECK names as missing, run by this Python with ``flags``."""
     wrapper = tmp_path / "check.mk"
     wrapper.write_text(f"include {ROOT}/Makefile\ncheck:\n\t@\"{sys.executable}\" -c \"$$BUILD_CHECK\" "
                        + " ".join(f'"{flag}"' for flag in flags) + "\n")
-    env = {**os.environ, "PATH": path or os.environ["PATH"]}
+    env = {**os.environ, "PATH": path or os.environ["PATH"], **(env or {})}
     make = shutil.which("make")
     return subprocess.run([make, "-s", "-f", str(wrapper), "check"], cwd=ROOT, env=env, capture_output=True,
                           text=True, check=True, timeout=60).stdout.strip()
@@ -26,6 +26,17 @@ def test_a_compiler_is_asked_for_only_while_pyfarmhash_must_be_built(tmp_path):
     no_compiler.mkdir()                          # a PATH with no g++ on it
     assert "g++" in missing(tmp_path, "venv-exists", "", path=str(no_compiler)).split()
     assert missing(tmp_path, "venv-exists", "farmhash-installed", path=str(no_compiler)) == ""
+
+
+def test_the_packages_asked_for_are_those_of_the_python_that_builds(tmp_path):
+    """python3-venv and python3-dev are the default Python's (3.12 on Ubuntu 24.04): the building Python's are asked
+    for (python3.11-dev), so that installing them lets the next try go on."""
+    site = tmp_path / "site"
+    site.mkdir()                                 # a Python without its headers
+    (site / "sitecustomize.py").write_text("import sysconfig\nsysconfig.get_paths = lambda *a, **k: "
+                                           "{'include': '/nowhere'}\n")
+    asked = missing(tmp_path, "venv-exists", "", env={"PYTHONPATH": str(site)}).split()
+    assert "python%d.%d-dev" % sys.version_info[:2] in asked and "python3-dev" not in asked
 
 
 def test_nothing_is_asked_for_where_everything_is_there(tmp_path):
