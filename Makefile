@@ -21,6 +21,10 @@ export BUILD_CHECK := import importlib.util, os, shutil, sys, sysconfig; \
            (python + "-dev", not build or os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))]; \
   print(" ".join(package for package, ok in needs if not ok))
 
+# One step at a time, under make -j too: demo's server starts after its pipeline has pushed, and the venv's and the
+# fonts' apt-get installs do not race for dpkg's lock.
+.NOTPARALLEL:
+
 .PHONY: demo test test-fast venv fonts browser pipeline serve retrain monitor clean-outputs help
 
 help:
@@ -49,7 +53,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	  else echo "error: the install needs Debian's $$missing: sudo apt-get install $$missing"; exit 1; fi; fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(PIP_FLAGS) pip setuptools wheel
-	$(PY) -m pip install -q $(PIP_FLAGS) -e '.[test]'
+	PIP_CONSTRAINT=$(CURDIR)/requirements/constraints.txt $(PY) -m pip install -q $(PIP_FLAGS) -e '.[test]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
