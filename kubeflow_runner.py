@@ -199,7 +199,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         if on_workers:
             parser.error(f"{', '.join(on_workers)} {'is a local path' if len(on_workers) == 1 else 'are local paths'}"
                          f": {DATAFLOW_READS_LETTERS}")
-        if local_path(dict(pods)["--pipeline-root"]):
+        if local_path(config.pipeline_root):
             parser.error(f"{names['--pipeline-root']} is a local path: {DATAFLOW_WRITES_ARTIFACTS}")
     problem = flags.overlap(paths, OVERLAPS, names)
     if problem:
@@ -364,9 +364,8 @@ def image_notes(args: argparse.Namespace) -> list[str]:
     workers = ""
     if args.dataflow and not args.dataflow_image:
         workers = f" and the Dataflow workers {beam_args_lib.dataflow_worker_image(args.image)}"
-    return [f"note: the spec names the image {args.image}{workers}, the default when neither --image nor "
-            "LETTERS_KUBEFLOW_IMAGE names one: no documented build tags it (the Dockerfile and kubeflow/README.md "
-            "build REGISTRY/letters:TAG), so a cluster runs the spec only if that name is pushed where its nodes "
+    return [f"note: the spec names the image {args.image}{workers}, the default, a name no documented build tags "
+            "(the Dockerfile and kubeflow/README.md build REGISTRY/letters:TAG), so a cluster runs the spec only if that name is pushed where its nodes "
             "pull from; name the image built with --image REGISTRY/letters:TAG or LETTERS_KUBEFLOW_IMAGE"]
 
 

@@ -324,7 +324,7 @@ def main(argv=None) -> int:
 
     held_out = set().union(*(held_out_files(args.data_root, args.holdout_share, fold=fold) for fold in folds))
     for flag, root in (("--extra-root", args.extra_root), ("--pretrain-root", args.pretrain_root)):
-        problem = root and os.path.isdir(root) and shared_pictures(root, args.data_root, held_out)
+        problem = root and shared_pictures(root, args.data_root, held_out)
         if problem:
             parser.error(f"{flag} would train on letters of the held-out writers of --data-root: {problem}")
 

@@ -46,7 +46,7 @@ import psutil
 from bench import workdir
 from bench.reproduce import command as reproduce_command
 from bench.writer_split import class_files, held_out_files, held_out_names, parse_folds, share_flag, shared_pictures
-from pipeline.flags import positive_int
+from pipeline.flags import absolute, positive_int
 
 
 def _runner_seed() -> int:
@@ -177,8 +177,7 @@ def main(argv=None) -> int:
     parser.add_argument("runner_args", nargs="*", help="extra local_runner.py flags (after --)")
     args = parser.parse_args(argv)
     # The runner runs in the project's folder: the folders given here are read from where the bench was started.
-    args.data_root, args.score_root = (os.path.abspath(root) if root else root
-                                       for root in (args.data_root, args.score_root))
+    args.data_root, args.score_root = (absolute(root) if root else root for root in (args.data_root, args.score_root))
     if not 0 < args.train_share <= 1:
         parser.error(f"--train-share must be in (0, 1], got {args.train_share}")
     if args.train_share < 1 and not (args.data_root and args.holdout_share > 0):

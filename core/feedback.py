@@ -97,6 +97,10 @@ _PIXELS_INDEX = "CREATE INDEX IF NOT EXISTS feedback_pixels ON feedback (pixel_d
 _RECORDS_QUERY = "SELECT * FROM feedback ORDER BY created_unix, id"   # every row, oldest first
 
 
+# The rows of one picture, by its pixels or its bytes (a row schema-1 code added has no pixel digest yet)
+_SAME_PICTURE = "SELECT * FROM feedback WHERE pixel_digest = ? OR image_sha256 = ? ORDER BY created_unix, id"
+
+
 class FeedbackStoreError(RuntimeError):
     """The store cannot be opened, read or written (its database is damaged, not a database, not accessible, or
     its disk is full: ``full``; its database removed or replaced while in use: ``gone``)."""
@@ -336,30 +340,34 @@ class FeedbackStore:
             confirmed=predicted_label is not None and predicted_label == true_label, image_path=rel,
             image_format=image_format.upper(), image_sha256=hashlib.sha256(image).hexdigest(),
             image_bytes=len(image), width=width, height=height, pixel_digest=pixels)
-        stored = None
+        stored, same_picture = None, (pixels, record.image_sha256)
         try:
             with self._connection() as conn:
-                with _write_transaction(conn):   # the look-up and the insert as one: two sends of one image
-                    if once:   # (by its bytes too: a row schema-1 code added has no pixel digest yet)
-                        stored = conn.execute("SELECT * FROM feedback WHERE pixel_digest = ? OR image_sha256 = ? "
-                                              "ORDER BY created_unix, id",
-                                              (pixels, record.image_sha256)).fetchall() or None
-                    if stored is None:   # only a new picture is written: one stored already needs no disk space
-                        atomic_write(path, image)
-                        conn.execute(
-                            "INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, "
-                            "predicted_label, predicted_index, probability, model_version, route, confirmed, "
-                            "image_path, image_format, image_sha256, image_bytes, width, height, pixel_digest) "
-                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (record.id, record.created_at, now, true_label, true_index, predicted_label,
-                             predicted_index, probability, model_version, route, int(record.confirmed), rel,
-                             record.image_format, record.image_sha256, record.image_bytes, width, height, pixels))
+                if once:   # a picture stored already is answered without writing it (a full disk refuses no re-send)
+                    stored = conn.execute(_SAME_PICTURE, same_picture).fetchall() or None
+                if stored is None:
+                    atomic_write(path, image)   # (before the write lock: its fsyncs hold up no other writer)
+                    with _write_transaction(conn):   # the look-up and the insert as one: two sends of one image
+                        if once:
+                            stored = conn.execute(_SAME_PICTURE, same_picture).fetchall() or None
+                        if stored is None:
+                            conn.execute(
+                                "INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, "
+                                "predicted_label, predicted_index, probability, model_version, route, confirmed, "
+                                "image_path, image_format, image_sha256, image_bytes, width, height, pixel_digest) "
+                                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                (record.id, record.created_at, now, true_label, true_index, predicted_label,
+                                 predicted_index, probability, model_version, route, int(record.confirmed), rel,
+                                 record.image_format, record.image_sha256, record.image_bytes, width, height,
+                                 pixels))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
         if stored is None:
             return record, True
+        with contextlib.suppress(OSError):   # another send of it was stored between the look-ups
+            os.unlink(path)
         stored = [_record(row) for row in stored]   # (more than one where an earlier store took it twice)
         same = [record for record in stored if record.true_label == true_label]
         if same:

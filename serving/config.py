@@ -10,9 +10,9 @@ import dataclasses
 import errno
 import logging
 import math
-import mmap
 import os
 import re
+import stat
 import sys
 
 from google.protobuf import text_format
@@ -218,21 +218,20 @@ def parse_flags(argv=None) -> ServerOptions:
 
 
 def read_text(path: str) -> str:
-    """A config file's text, read as ParseProtoTextFile reads it: mapped into memory (the POSIX file system's
-    NewReadOnlyMemoryRegionFromFile: open, then mmap of the file's st_size bytes). A file that cannot be read is
-    TensorFlow's IOError status (NOT_FOUND: <path>; No such file or directory); so is an empty one, whose mapping
-    of 0 bytes fails (INVALID_ARGUMENT: <path>; Invalid argument), and a folder, which opens but cannot be mapped
-    (NOT_FOUND: <path>; No such device)."""
+    """A config file's text, with the errors ParseProtoTextFile gives, which maps it into memory (the POSIX file
+    system's NewReadOnlyMemoryRegionFromFile: open, then mmap of the file's st_size bytes). A file that cannot be
+    read is TensorFlow's IOError status (NOT_FOUND: <path>; No such file or directory); so is an empty one, whose
+    mapping of 0 bytes fails (INVALID_ARGUMENT: <path>; Invalid argument), and a folder or other file that is not a
+    regular one, which opens but cannot be mapped (NOT_FOUND: <path>; No such device). It is read, not mapped: a
+    file cut short while mapped would end the server (SIGBUS), where a short read is a bad config the poll logs."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size
-            if not size:   # mmap(2) refuses a length of 0 (EINVAL); Python's mmap refuses it before asking
+        with open(os.open(path, os.O_RDONLY), "rb") as file:
+            info = os.fstat(file.fileno())
+            if not info.st_size:   # mmap(2) refuses a length of 0, whatever the file
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-            with mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ) as region:
-                data = region[:]
-        finally:
-            os.close(fd)
+            if not stat.S_ISREG(info.st_mode):   # and a folder's (ENODEV)
+                raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
+            data = file.read()
     except OSError as exc:
         raise io_error(path, exc) from None
     return data.decode("utf-8")
@@ -248,8 +247,8 @@ def parse_model_server_config(text: str, source: str = "model config",
 
 
 def read_model_server_config(text: str, source: str = "model config") -> model_server_config_pb2.ModelServerConfig:
-    """A ModelServerConfig from its text form, not checked (TF Serving's ParseProtoTextFile: ValueError "Invalid
-    protobuf file: …" when it does not parse)."""
+    """A ModelServerConfig from its text form, not checked (TF Serving's ParseProtoTextFile: INVALID_ARGUMENT
+    "Invalid protobuf file: …" when it does not parse)."""
     # parsed as 2.20.0 has the message (per-task sampling rates too), then read as the wheel's, which keeps them
     return protos.wheel_config(parse_text_proto(text, protos.ModelServerConfig(), source))
 

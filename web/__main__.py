@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     try:   # the port first: a port that is taken leaves no new feedback store or request log behind
         server = bind(config)
     except OSError as err:   # the port is taken, the address is not this machine's, the host does not resolve
-        hint = " (--port chooses another)" if err.errno == errno.EADDRINUSE else ""
+        hint = " (--port chooses another)" if err.errno in (errno.EADDRINUSE, errno.EACCES) else ""   # the port's fault
         print(f"error: cannot listen on {config.host}:{config.port}: {err.strerror or err}{hint}", file=sys.stderr)
         return 2
     try:

@@ -410,7 +410,7 @@ def test_the_default_image_is_noted_with_how_to_name_the_built_one(monkeypatch, 
     monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE", raising=False)
     paths = ["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data", "--serving-dir", "gs://b/serving"]
     dataflow = ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "gs://b/t"]
-    howto = ("the default when neither --image nor LETTERS_KUBEFLOW_IMAGE names one: no documented build tags it (the "
+    howto = ("the default, a name no documented build tags (the "
              "Dockerfile and kubeflow/README.md build REGISTRY/letters:TAG), so a cluster runs the spec only if that "
              "name is pushed where its nodes pull from; name the image built with --image REGISTRY/letters:TAG or "
              "LETTERS_KUBEFLOW_IMAGE")

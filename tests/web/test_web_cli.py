@@ -183,3 +183,20 @@ def test_an_address_it_cannot_listen_on_is_said_without_the_port_hint(host, why,
     err = capsys.readouterr().err
     assert status == 2 and err.startswith(f"error: cannot listen on {host}:20500: {why}"), err
     assert "--port" not in err and len(err.splitlines()) == 1, err
+
+
+def test_a_port_this_user_may_not_listen_on_keeps_the_port_hint(tmp_path, capsys, monkeypatch):
+    """A port below 1024 for a user who may not bind it (EACCES) is the port's fault too: another port does."""
+    import errno
+
+    import web.__main__ as cli
+    import web.server
+
+    def refuse(config):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(web.server, "bind", refuse)
+    status = cli.main(["--host", "127.0.0.1", "--port", "80", "--feedback-dir", str(tmp_path / "feedback"),
+                       "--request-log-dir", str(tmp_path / "log")])
+    err = capsys.readouterr().err
+    assert status == 2 and "cannot listen on 127.0.0.1:80: Permission denied (--port chooses another)" in err, err
