@@ -13,6 +13,7 @@ import os
 import threading
 import time
 
+import numpy as np
 from tensorflow_serving.apis import get_model_status_pb2
 
 from core.model_dirs import read_saved_model, saved_model_file, version_number
@@ -32,6 +33,12 @@ def runs_in_progress() -> int:
     """The model runs (:meth:`Servable.run` calls) going on in this process. A TensorFlow function cannot be
     stopped: a run whose call ended at its deadline, or that a server's stop cut off, goes on to its end."""
     return _runs
+
+
+def _ndarray(tensor) -> np.ndarray:
+    """An output tensor's value as an ndarray, of object dtype for strings: ``numpy()`` gives a 0-d string tensor
+    as a Python bytes, and a 0-d tensor of another dtype as a numpy scalar."""
+    return np.asarray(tensor.numpy(), dtype=object if tensor.dtype.name == "string" else None)
 
 
 def _count_run(step: int) -> None:
@@ -143,7 +150,7 @@ class Servable:
                 raise
             raise ServingError("INVALID_ARGUMENT", self._whole_message(signature_name, arrays, undecodable.object)
                                or undecodable_runtime_message(undecodable.object)) from None
-        return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+        return {alias: _ndarray(tensor) for alias, tensor in outputs.items()}
 
     def _whole_message(self, signature_name: str, arrays: dict, raw: bytes) -> str | None:
         """A runtime error's message (``raw``) that TF's Python binding cut at a NUL byte of an input value it

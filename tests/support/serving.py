@@ -387,6 +387,30 @@ def save_gate(path: str) -> None:
     tf.saved_model.save(module, path, signatures={"serving_default": module.wait})
 
 
+def save_shapes(path: str) -> None:
+    """A model whose outputs have the shapes a batch does not: ``echo_s`` (input ``x``, strings of any shape)
+    answers it as ``y`` and ``y_bytes``; ``onlyscal`` (input ``x``, [None] floats) answers only the scalar sum
+    ``total``; ``scal`` answers ``total`` and ``y``, ``x`` as it came."""
+    import tensorflow as tf
+
+    class Shapes(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="x")])
+        def echo(self, x):
+            return {"y": tf.identity(x), "y_bytes": tf.identity(x)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def total(self, x):
+            return {"total": tf.reduce_sum(x)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def total_and_rows(self, x):
+            return {"total": tf.reduce_sum(x), "y": tf.identity(x)}
+
+    module = Shapes()
+    tf.saved_model.save(module, path, signatures={"echo_s": module.echo, "onlyscal": module.total,
+                                                  "scal": module.total_and_rows})
+
+
 def start_grpc_server(**flags) -> RunningServer:
     """The embedded server in-process with gRPC on a free loopback port too (``.server.grpc_port``)."""
     return start_server(grpc_port=free_port(), **flags)
