@@ -304,8 +304,10 @@ class BatchScheduler:
         finally:
             if self.metrics is not None:
                 self.metrics.batch_run()
-        for array in outputs.values():
-            if array.ndim == 0 or array.shape[0] != padded:
+        for array in outputs.values():   # SplitOutputTensors' checks, in its order
+            if array.ndim == 0:
+                raise ServingError("FAILED_PRECONDITION", "Batched output tensor has 0 dimensions")
+            if array.shape[0] != padded:
                 raise ServingError("FAILED_PRECONDITION", "Batched output tensor's 0th dimension does not equal the "
                                                           "sum of the 0th dimension sizes of the input tensors")
         return outputs, total, padded

@@ -359,6 +359,20 @@ def test_inputs_without_a_common_batch_size_are_refused_as_a_batching_session_re
             400, {"error": "Batching Run() input tensors must have at least one dimension"})
 
 
+
+def test_a_scalar_output_is_refused_as_the_batching_session_splits_outputs(tmp_path):
+    """batching_session.cc's SplitOutputTensors refuses an output of no dimensions before comparing 0th
+    dimensions, FAILED_PRECONDITION in words of its own; a 0th dimension other than the batch's is the other."""
+    testing.save_shapes(str(tmp_path / "shapes" / "1"))
+    with testing.start_server(str(tmp_path / "shapes"), "shapes", enable_batching=True,
+                              batching_parameters_file=batching_file(tmp_path, 16, 1000)) as server:
+        client = testing.RestClient(server.url)
+        for signature in ("onlyscal", "scal"):
+            assert client.post("/v1/models/shapes:predict", {"signature_name": signature, "instances": [1.0, 2.0]}) == (
+                400, {"error": "Batched output tensor has 0 dimensions"})
+        assert client.post("/v1/models/shapes:predict", {"signature_name": "echo_s", "inputs": [["a", "b"]]}) == (
+            200, {"outputs": {"y": [["a", "b"]], "y_bytes": [[{"b64": "YQ=="}, {"b64": "Yg=="}]]}})
+
 def test_a_stop_runs_the_queued_batches_at_once(tmp_path):
     """The batch scheduler stops as soon as the listeners refuse new requests: a REST request and a gRPC call
     waiting for a batch timeout longer than the stop's grace period are answered (they had waited out the grace
