@@ -248,8 +248,9 @@ def _stack(elements: list, dtype: int) -> np.ndarray | _Unheld:
 def instances_to_arrays(instances: list, inputs: dict) -> dict:
     """Row format: ``instances`` (non-empty list) -> {input alias: array with a leading batch dim}.
 
-    ``inputs`` maps input alias -> DataType enum. Follows FillTensorMapFromInstancesList: an object's keys are
-    converted in the order sent (the first one that is not an input fails), then its key set is compared.
+    ``inputs`` maps input alias -> DataType enum. Follows FillTensorMapFromInstancesList: an object's members are
+    converted in the order sent, a repeated name each time (the first one that is not an input, or whose value's
+    size or shape differs from the first value of its name, fails), then its key set is compared.
     """
     names = sorted(inputs)
     columns = {}
@@ -273,12 +274,14 @@ def instances_to_arrays(instances: list, inputs: dict) -> dict:
         for i, element in enumerate(instances):
             if not _is_element_object(element):
                 raise invalid(f"Expecting object but got list at item {i} of input list")
-            for key, value in element.items():
+            for key, value in getattr(element, "pairs", element.items()):   # a repeated name too, as sent
                 add(i, key, value, f" key: {key}")
             if set(element) != set(names):
                 raise invalid(f"Failed to process element: {i} of 'instances' list. JSON object: {dump(element)} "
                               f"keys must be equal to: {','.join(names)}")
-        return _held({name: _stack(column, inputs[name]) for name, column in columns.items()})
+        rows = len(instances)   # a repeated name's values are extra ones, which Tensor::FromProto ignores
+        return _held({name: _stack(column if len(column) == rows else column[:rows], inputs[name])
+                      for name, column in columns.items()})
 
     name = names[0]
     dtype = inputs[name]

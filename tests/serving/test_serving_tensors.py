@@ -145,6 +145,35 @@ def test_instance_objects_any_key_order():
     assert tensors.instances_to_arrays(repeated, TWO)["b"].tolist() == [1.0]
 
 
+@pytest.mark.parametrize("body, message", [
+    (b'{"instances": [{"zz": 1, "zz": 2, "yy": 3}]}',
+     "Failed to process element: 0 key: zz of 'instances' list. Error: INVALID_ARGUMENT: JSON object: does not "
+     "have named input: zz"),
+    (b'{"instances": [{"b": 1.0, "b": [2.0], "a": "x"}]}',
+     "Failed to process element: 0 key: b of 'instances' list. Error: INVALID_ARGUMENT: Expecting shape [] but "
+     "got: [1]"),
+    (b'{"instances": [{"a": "x", "b": 1.0}, {"b": 2.0, "a": "y", "b": "z"}]}',
+     "Failed to process element: 1 key: b of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: \"z\" Type: "
+     "String is not of expected type: float"),
+])
+def test_instance_objects_check_every_member_as_sent(body, message):
+    """FillTensorMapFromInstancesList loops over each object's members as sent (GetObject), a repeated name
+    each time, and checks each with AddInstanceItem."""
+    from serving.json_parse import parse_json
+    with pytest.raises(ServingError) as info:
+        tensors.instances_to_arrays(parse_json(body)["instances"], TWO)
+    assert (info.value.code, info.value.message) == ("INVALID_ARGUMENT", message)
+
+
+def test_a_repeated_names_values_are_extra_values_of_its_tensor():
+    """Every value of a repeated name is added to its tensor, of as many rows as objects: Tensor::FromProto
+    keeps the first values, so the repeat takes the next row's place."""
+    from serving.json_parse import parse_json
+    repeated = parse_json(b'{"instances": [{"b": 1.0, "a": "x", "b": 3.0}, {"a": "y", "b": 2.0}]}')["instances"]
+    arrays = tensors.instances_to_arrays(repeated, TWO)
+    assert arrays["b"].tolist() == [1.0, 3.0] and arrays["a"].tolist() == [b"x", b"y"]
+
+
 @pytest.mark.parametrize("value, message", [
     ({"b64": "YQ==", "extra": 1}, "Missing named input: examples in 'inputs' object."),
     ({"b64": 5}, "Missing named input: examples in 'inputs' object."),
