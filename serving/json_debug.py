@@ -15,7 +15,9 @@ from decimal import Decimal
 MAX_BYTES = 256          # kMaxJsonDebugStringBytes
 INDENT = 4
 _INT64 = (-2 ** 63, 2 ** 64 - 1)   # what rapidjson keeps as an integer (int64 or uint64); the rest are doubles
-_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+# rapidjson's Writer::WriteString: a control character as \uXXXX in uppercase hex, or its short escape
+_ESCAPES = {code: f"\\u{code:04X}" for code in range(0x20)}
+_ESCAPES.update(str.maketrans({"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}))
 
 
 class _Stop(Exception):
@@ -55,16 +57,10 @@ def double_text(value: float) -> str:
     return sign + out
 
 
-def _string_text(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch in _SHORT_ESCAPES:
-            out.append(_SHORT_ESCAPES[ch])
-        elif ch < " ":
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+def string_text(text: str) -> str:
+    """A JSON string as rapidjson writes it (``Writer::String``, also in answers): ``"``, ``\\`` and control
+    characters escaped (``\\u001F``), everything else as it is."""
+    return '"' + text.translate(_ESCAPES) + '"'
 
 
 class _PrettyWriter:
@@ -108,7 +104,7 @@ class _PrettyWriter:
             self._put("{")
             for key, item in getattr(value, "pairs", value.items()):   # a repeated name too, as written
                 self._token()
-                self._put(_string_text(key))
+                self._put(string_text(key))
                 self.value(item)
             self._end("}")
         elif isinstance(value, list):
@@ -129,7 +125,7 @@ class _PrettyWriter:
         if value is True or value is False:
             return "true" if value else "false"
         if isinstance(value, str):
-            return _string_text(value)
+            return string_text(value)
         if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
             return str(value)
         value = float(value)

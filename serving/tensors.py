@@ -11,14 +11,13 @@ import base64
 import binascii
 import codecs
 import functools
-import json
 import math
 
 import numpy as np
 from tensorflow.core.example import feature_pb2
 from tensorflow.core.framework import types_pb2
 
-from serving.json_debug import debug_string
+from serving.json_debug import debug_string, string_text
 from serving.tensor_proto import MAX_HELD_DIMS, check_rank, dtype_enum
 from serving.status import ServingError, invalid
 
@@ -517,7 +516,7 @@ def _json_string(value: bytes) -> str:
     if text is None:
         # rapidjson's Writer::String writes the bytes unchecked: bytes that are not UTF-8 kept as undecoded
         # characters, which to_bytes writes back as they were
-        text = json.dumps(value.decode("utf-8", "surrogateescape"), ensure_ascii=False)
+        text = string_text(value.decode("utf-8", "surrogateescape"))
         if len(value) <= _MAX_CACHED_STRING:
             if len(_JSON_STRINGS) >= _MAX_JSON_STRINGS:
                 _JSON_STRINGS.clear()
@@ -535,7 +534,7 @@ def _nest(strings: list, shape: tuple, start: int = 0) -> str:
 
 
 def _name(alias: str) -> str:
-    return json.dumps(alias, ensure_ascii=False)
+    return string_text(alias)
 
 
 def row_texts(outputs: dict) -> list:
@@ -610,4 +609,4 @@ def regress_response(result) -> str:
 
 
 def error_body(message: str) -> bytes:
-    return ('{\n    "error": ' + json.dumps(message, ensure_ascii=False) + "\n}").encode("utf-8", "replace")
+    return ('{\n    "error": ' + string_text(message) + "\n}").encode("utf-8", "replace")

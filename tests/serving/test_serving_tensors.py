@@ -245,6 +245,17 @@ def test_json_strings_keep_their_bytes():
     assert tensors.to_bytes("a\udc89\udc00") == b"a\x89\xed\xb0\x80"
 
 
+def test_strings_are_escaped_as_rapidjson_writes_them():
+    """rapidjson's Writer::WriteString: a control character as \\u00XX in uppercase hex (or its short escape),
+    ``"`` and ``\\``, nothing else; in string outputs, output names and error bodies alike."""
+    value = "a\x1fb\x00\n\t\"\\/\x7f\u05d0"
+    escaped = '"a\\u001Fb\\u0000\\n\\t\\"\\\\/\x7f\u05d0"'
+    for _ in range(2):   # written, then from the cache
+        assert tensors.row_texts({"y": np.array([value.encode()], dtype=object)}) == [escaped]
+    assert tensors.row_texts({"n\x1b": np.array([1]), "m": np.array([2])}) == ['{"n\\u001B": 1, "m": 2}']
+    assert tensors.error_body("key: \x1f") == b'{\n    "error": "key: \\u001F"\n}'
+
+
 def test_zero_width_rows_are_empty_lists():
     """TF Serving's MakeRowFormatJsonFromTensors writes an empty array for a row with no elements."""
     assert tensors.row_texts({"x": np.zeros((2, 0), np.float32)}) == ["[]", "[]"]
