@@ -225,13 +225,17 @@ def read_text(path: str) -> str:
     regular one, which opens but cannot be mapped (NOT_FOUND: <path>; No such device). It is read, not mapped: a
     file cut short while mapped would end the server (SIGBUS), where a short read is a bad config the poll logs."""
     try:
-        with open(os.open(path, os.O_RDONLY), "rb") as file:
-            info = os.fstat(file.fileno())
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            info = os.fstat(fd)
             if not info.st_size:   # mmap(2) refuses a length of 0, whatever the file
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
             if not stat.S_ISREG(info.st_mode):   # and a folder's (ENODEV)
                 raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
-            data = file.read()
+            with open(fd, "rb", closefd=False) as file:
+                data = file.read()
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise io_error(path, exc) from None
     return data.decode("utf-8")

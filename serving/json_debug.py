@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from json.encoder import encode_basestring   # (the C one where there is one)
 
 MAX_BYTES = 256          # kMaxJsonDebugStringBytes
 INDENT = 4
@@ -59,8 +60,10 @@ def double_text(value: float) -> str:
 
 def string_text(text: str) -> str:
     """A JSON string as rapidjson writes it (``Writer::String``, also in answers): ``"``, ``\\`` and control
-    characters escaped (``\\u001F``), everything else as it is."""
-    return '"' + text.translate(_ESCAPES) + '"'
+    characters escaped (``\\u001F``), everything else as it is. Python's C escaper escapes the same characters, a
+    control character without a short escape in lowercase hex (``\\u001f``): only then is the text translated."""
+    out = encode_basestring(text)
+    return out if "\\u00" not in out else '"' + text.translate(_ESCAPES) + '"'
 
 
 class _PrettyWriter:

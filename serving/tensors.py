@@ -533,8 +533,7 @@ def _nest(strings: list, shape: tuple, start: int = 0) -> str:
     return "[" + ", ".join(_nest(strings, shape[1:], start + i * step) for i in range(shape[0])) + "]"
 
 
-def _name(alias: str) -> str:
-    return string_text(alias)
+_name = string_text   # an output's name as rapidjson writes it
 
 
 def row_texts(outputs: dict) -> list:
