@@ -448,7 +448,7 @@ def test_parse_head(head, status):
 
 def _polled_while_posting(running, model: str, path: str, body: bytes) -> tuple:
     """POSTs ``body`` to ``path`` while another client GETs /v1/models/<model> every 20 ms: (status, answer,
-    [(start, end) of each poll answered 200 while the POST was being answered])."""
+    [(start, end) of each poll answered 200 while the POST was being answered], the POST's seconds)."""
     done, answered = threading.Event(), []
 
     def prober():
@@ -466,7 +466,7 @@ def _polled_while_posting(running, model: str, path: str, body: bytes) -> tuple:
     ended = time.monotonic()
     done.set()
     thread.join(30)
-    return status, answer, [a[:2] for a in answered if started < a[0] and a[1] < ended and a[2] == 200]
+    return status, answer, [a[:2] for a in answered if started < a[0] and a[1] < ended and a[2] == 200], ended - started
 
 
 @pytest.fixture(scope="module")
@@ -490,18 +490,20 @@ def test_a_large_body_being_parsed_does_not_hold_up_other_requests(own_process):
     row = "[" + ",".join(["0.123456"] * 28) + "]"
     one = "[" + ",".join([row] * 28) + "]"
     body = ('{"signature_name": "no_such_signature", "instances": [' + ",".join([one] * 1500) + "]}").encode()
-    status, answer, during = _polled_while_posting(own_process, "letters", PREDICT, body)
+    status, answer, during, _ = _polled_while_posting(own_process, "letters", PREDICT, body)
     assert status == 400 and "no_such_signature" in answer["error"]       # parsed to the end, then refused
     assert len(during) >= 5, during
 
 
 def test_a_large_classify_answer_does_not_hold_up_other_requests(own_process):
     """A classify body over 256 KiB is read, and its answer (100,000 results) made and written, on a handler
-    thread, as predict's: a readiness probe meanwhile waits for no more than a moment."""
+    thread, as predict's: a readiness probe meanwhile is answered, and none waits a third of the classify's time
+    (9 s on 2 cores, 11 s on a busy machine, whose slower threads have held a probe up to 2.1 s; on a quiet machine
+    0.1 s at most). A server holding other requests up while the answer is made or written fails either check."""
     body = ('{"examples": [' + ",".join(['{"x": 0.5}'] * 100_000) + "]}").encode()
-    status, answer, during = _polled_while_posting(own_process, "scorer", "/v1/models/scorer:classify", body)
+    status, answer, during, seconds = _polled_while_posting(own_process, "scorer", "/v1/models/scorer:classify", body)
     assert status == 200 and answer["results"][-1] == [["yes", 0.5], ["no", 0.5]]
-    assert len(during) >= 5 and max(end - start for start, end in during) < 1.0, during
+    assert len(during) >= 5 and max(end - start for start, end in during) < seconds / 3, (seconds, during)
 
 
 def test_lines_ended_by_a_bare_lf_are_read_as_libevent_reads_them(bare):
