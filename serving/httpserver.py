@@ -93,10 +93,11 @@ class RequestHead:
 
     @property
     def keep_alive(self) -> bool:
+        """As libevent decides: closed on exactly "close", an HTTP/1.0 connection unless "keep-alive" starts it."""
         connection = self.headers.get("connection", "").lower()
-        if self.version == "HTTP/1.0":
-            return "keep-alive" in connection
-        return "close" not in connection
+        if connection == "close":
+            return False
+        return self.version != "HTTP/1.0" or connection.startswith("keep-alive")
 
 
 def parse_head(head: bytes) -> RequestHead:

@@ -446,6 +446,19 @@ def test_parse_head(head, status):
     assert caught.value.status == status
 
 
+@pytest.mark.parametrize("version, connection, kept", [
+    ("1.1", None, True), ("1.1", "close", False), ("1.1", "Close", False), ("1.1", "keep-alive, close", True),
+    ("1.1", "close, keep-alive", True), ("1.0", None, False), ("1.0", "Keep-Alive", True),
+    ("1.0", "keep-alive, close", True), ("1.0", "upgrade, keep-alive", False), ("1.0", "close", False),
+])
+def test_a_connection_is_kept_as_libevent_keeps_it(version, connection, kept):
+    """libevent 2.1.8's http.c: a connection closes when the Connection header is exactly "close" (any case), and
+    an HTTP/1.0 one unless the header starts with "keep-alive" (evhttp_is_connection_keepalive); a list is not
+    searched for either word."""
+    head = f"GET /x HTTP/{version}\r\n" + (f"Connection: {connection}\r\n" if connection else "") + "\r\n"
+    assert parse_head(head.encode()).keep_alive is kept
+
+
 def _polled_while_posting(running, model: str, path: str, body: bytes) -> tuple:
     """POSTs ``body`` to ``path`` while another client GETs /v1/models/<model> every 20 ms: (status, answer,
     [(start, end) of each poll answered 200 while the POST was being answered], the POST's seconds)."""
