@@ -761,3 +761,27 @@ def test_a_feedback_on_its_way_when_the_drawing_changes_is_kept_for_its_image(we
     assert [r.true_label for r in records] == ["alef"]
     with open(os.path.join(web.backend.store.root, records[0].image_path), "rb") as stored:
         assert stored.read() == base64.b64decode(sent)
+
+
+def test_a_stroke_width_restored_by_going_back_is_the_one_shown_and_drawn(web, open_page):
+    """Back to the page, the browser restores the slider's value without an input event: its number had said 18
+    and the pen had drawn 18 px while the slider stood at 36. The number and the pen follow the slider."""
+    page = open_page(web.url)
+    page.focus("#stroke-width")
+    for _ in range(18):
+        page.keyboard.press("ArrowUp")
+    assert page.locator("#stroke-width").input_value() == "36"
+    page.goto(web.url + "/healthz")
+    page.go_back()
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#stroke-width").input_value() == "36"
+    expect(page.locator("#stroke-width-value")).to_have_text("36")
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + 160, box["y"] + 60)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 160, box["y"] + 260, steps=10)
+    page.mouse.up()
+    width = page.evaluate("""() => { const c = document.getElementById('pad');
+        const d = c.getContext('2d').getImageData(0, 160, c.width, 1).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++; return n; }""")
+    assert 30 <= width <= 40, width                       # 36 px (a mouse's pressure: the width as set)

@@ -12,7 +12,6 @@
     strokes: [],          // [{width, points: [[x, y, pressure], ...]}]
     current: null,
     pointerId: null,
-    strokeWidth: Number($("stroke-width").value),
     image: null,          // {b64, url, source: "drawing"|"upload", edits (a drawing's)} of the last image sent
     edits: 0,             // the pad's changes so far (strokes begun, undone, cleared)
     prediction: null,     // the last /api/predict answer
@@ -80,7 +79,7 @@
     event.preventDefault();
     pad.setPointerCapture(event.pointerId);
     state.pointerId = event.pointerId;
-    state.current = { width: state.strokeWidth, pen: event.pointerType === "pen", points: [padPoint(event)] };
+    state.current = { width: strokeWidth(), pen: event.pointerType === "pen", points: [padPoint(event)] };
     state.strokes.push(state.current);
     drawStroke(state.current);
     padChanged();
@@ -137,10 +136,14 @@
     padChanged();
   }
   $("clear").addEventListener("click", clear);
-  $("stroke-width").addEventListener("input", (event) => {
-    state.strokeWidth = Number(event.target.value);
-    $("stroke-width-value").textContent = String(state.strokeWidth);
-  });
+  // The pen draws the slider's width as it stands: going back to the page, the browser restores the slider's value
+  // without an input event (bfcache, or form state restored after this script ran), and its number follows on pageshow.
+  const strokeWidth = () => Number($("stroke-width").value);
+  function showStrokeWidth() {
+    $("stroke-width-value").textContent = String(strokeWidth());
+  }
+  $("stroke-width").addEventListener("input", showStrokeWidth);
+  window.addEventListener("pageshow", showStrokeWidth);
   // Ctrl+Z (Cmd+Z) undoes a stroke. With Shift it is the usual redo, which the pad does not have: nothing is done.
   document.addEventListener("keydown", (event) => {
     if ((event.ctrlKey || event.metaKey) && !event.shiftKey && event.key.toLowerCase() === "z") {
@@ -615,6 +618,7 @@
 
   // ---------------------------------------------------------------- start
   redraw();
+  showStrokeWidth();
   loadClasses();
   checkStatus();
   setInterval(checkStatus, 30000);
