@@ -785,3 +785,30 @@ def test_a_stroke_width_restored_by_going_back_is_the_one_shown_and_drawn(web, o
         const d = c.getContext('2d').getImageData(0, 160, c.width, 1).data; let n = 0;
         for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++; return n; }""")
     assert 30 <= width <= 40, width                       # 36 px (a mouse's pressure: the width as set)
+
+
+def test_a_probability_is_rounded_to_a_tenth_of_a_percent_up_to_100(web, open_page):
+    """0.9952 had been shown as 100% (no decimal from 99.5 % up): only what rounds to 100.0 % is 100%."""
+    page = open_page(web.url)
+    shown = []
+
+    def answer(probabilities):
+        top = [{"class": c, "letter": g, "index": i, "probability": p}
+               for (i, c, g), p in zip([(1, "bet", "ב"), (0, "alef", "א"), (2, "gimel", "ג")], probabilities)]
+        body = json.dumps({"top": top, "model_version": "1", "route": "stable", "requested_route": "stable",
+                           "fallback_reason": "", "latency_ms": 5.0,
+                           "image": {"format": "PNG", "width": 320, "height": 320, "reencoded": False}})
+        page.route("**/api/predict", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                                 body=body))
+        page.evaluate("document.getElementById('top3').replaceChildren()")
+        page.click("#send")
+        answer_of(page)
+        shown.append(page.locator("#top3 .prob").all_inner_texts())
+        page.unroute("**/api/predict")
+
+    draw_letter(page)
+    answer([0.9952, 0.0044, 0.0004])
+    answer([0.99949, 0.00046, 0.00005])
+    answer([0.99951, 0.0004, 0.00009])
+    assert shown == [["99.5%", "0.4%", "0%"], ["99.9%", "0%", "0%"], ["100%", "0%", "0%"]], shown
+

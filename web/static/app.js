@@ -432,8 +432,10 @@
   }
 
   // ---------------------------------------------------------------- answer
+  // To a tenth of a percent (0.9952 is 99.5%); what rounds to 100.0 or 0.0 is 100% or 0%.
   function percent(p) {
-    return `${(p * 100).toFixed(p >= 0.995 || p < 0.0005 ? 0 : 1)}%`;
+    const shown = (p * 100).toFixed(1);
+    return `${shown === "100.0" || shown === "0.0" ? shown.slice(0, -2) : shown}%`;
   }
 
   function showAnswer(answer) {
