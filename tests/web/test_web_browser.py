@@ -812,3 +812,32 @@ def test_a_probability_is_rounded_to_a_tenth_of_a_percent_up_to_100(web, open_pa
     answer([0.99951, 0.0004, 0.00009])
     assert shown == [["99.5%", "0.4%", "0%"], ["99.9%", "0%", "0%"], ["100%", "0%", "0%"]], shown
 
+
+def test_while_an_answer_is_coming_the_page_says_it_is_recognising(web, open_page):
+    """A slow model server can take up to --serving-timeout to answer: the page had shown no sign of the request,
+    the first one under "No answer yet: draw or upload a letter.". It says it is recognising until the answer
+    (or the error) comes."""
+    page = open_page(web.url)
+    empty, pending = page.locator("#result-empty"), page.locator("#result-pending")
+    assert empty.is_visible() and pending.is_hidden()
+    held = []
+    page.route("**/api/predict", lambda route: held.append(route))
+    draw_letter(page)
+    page.click("#send")
+    while not held:
+        page.wait_for_timeout(20)
+    expect(pending).to_be_visible()
+    assert pending.locator("bdi").all_inner_texts() == ["מזהה…", "recognising…"] and empty.is_hidden()
+    held.pop().continue_()
+    answer_of(page)
+    expect(pending).to_be_hidden()
+    assert empty.is_hidden()
+
+    page.set_input_files("#file", files=[{"name": "c.png", "mimeType": "image/png", "buffer": letter_png(size=64)}])
+    while not held:
+        page.wait_for_timeout(20)
+    expect(pending).to_be_visible()
+    held.pop().fulfill(status=504, content_type="application/json",
+                       body='{"error": "The model server is slow.", "reason": "serving_timeout"}')
+    expect(page.locator("#error")).to_contain_text("The model server is slow.")
+    assert pending.is_hidden() and empty.is_visible()

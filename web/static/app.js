@@ -358,6 +358,7 @@
     } finally {
       if (current()) {
         state.busy = false;
+        $("result-pending").hidden = true;
         $("send").removeAttribute("aria-busy");
         updateToolbar();
       }
@@ -429,6 +430,8 @@
     prepareFeedback();   // the last answer's feedback belongs to the last image: hidden until the new answer
     $("result").classList.add("stale");   // the answer shown is the last image's: dimmed until the new one
     $("result-card").setAttribute("aria-busy", "true");
+    $("result-empty").hidden = true;      // an image is asked about: the page says so until its answer or error
+    $("result-pending").hidden = false;
   }
 
   // ---------------------------------------------------------------- answer
