@@ -841,3 +841,30 @@ def test_while_an_answer_is_coming_the_page_says_it_is_recognising(web, open_pag
                        body='{"error": "The model server is slow.", "reason": "serving_timeout"}')
     expect(page.locator("#error")).to_contain_text("The model server is slow.")
     assert pending.is_hidden() and empty.is_visible()
+
+
+def test_a_dropped_folder_is_said_unreadable_in_both_languages_and_the_answer_stays(web, open_page, tmp_path):
+    """A folder (or a file gone since it was chosen) cannot be read: the page had shown the browser's English
+    DOMException ("A requested file or directory could not be found ...") and hidden the answer shown. Nothing was
+    sent: it says so in Hebrew and English, and the answer of the image shown stays."""
+    page = open_page(web.url)
+    draw_letter(page)
+    page.click("#send")
+    answer_of(page)
+    folder = tmp_path / "letters"
+    folder.mkdir()
+    (folder / "bet.png").write_bytes(letter_png(size=64))
+    cdp = page.context.new_cdp_session(page)
+    box = page.locator("#drop-zone").bounding_box()
+    drag = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2,
+            "data": {"items": [], "files": [str(folder)], "dragOperationsMask": 1}}
+    for kind in ("dragEnter", "dragOver", "drop"):
+        cdp.send("Input.dispatchDragEvent", {"type": kind, **drag})
+    page.wait_for_selector("#error:not([hidden])")
+    parts = page.eval_on_selector_all("#error bdi", "bs => bs.map(b => b.textContent)")
+    assert parts == ["לא ניתן לקרוא את הקובץ: גררו או בחרו קובץ תמונה אחד",
+                     "The file could not be read: drop or choose one image file, not a folder."], parts
+    assert page.locator("#result").is_visible() and page.locator("#result-empty").is_hidden()
+    assert "stale" not in (page.locator("#result").get_attribute("class") or "")
+    assert page.locator("#result-card").get_attribute("aria-busy") is None and page.locator("#send").is_enabled()
+    assert page.problems == [], page.problems

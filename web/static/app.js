@@ -348,12 +348,15 @@
     } catch (err) {
       if (current()) {
         showError(err.message || String(err));
-        $("result").hidden = true;             // an earlier image's answer is not this one's
-        $("result").classList.remove("stale");
-        state.prediction = null;               // nor its feedback: no answer shown, none offered
-        prepareFeedback();
-        $("result-card").removeAttribute("aria-busy");
-        $("result-empty").hidden = false;
+        // A file refused before it was sent (unreadable, too large) leaves the answer shown: it is still the answer
+        // of the image last sent. Once an image was sent (setImage), an earlier image's answer is not this one's.
+        if (state.prediction === null) {
+          $("result").hidden = true;
+          $("result").classList.remove("stale");
+          prepareFeedback();                   // nor its feedback: no answer shown, none offered
+          $("result-card").removeAttribute("aria-busy");
+          $("result-empty").hidden = false;
+        }
       }
     } finally {
       if (current()) {
@@ -380,6 +383,10 @@
     if (current()) showAnswer(answer);
   }));
 
+  // A folder dropped, or a file gone (moved, deleted) since it was chosen, cannot be read (a NotFoundError).
+  const UNREADABLE = "לא ניתן לקרוא את הקובץ: גררו או בחרו קובץ תמונה אחד · The file could not be read: drop or " +
+    "choose one image file, not a folder.";
+
   // Any file is sent: the server reads what it is from its bytes (a PNG named bet.img has a type guessed from its
   // name that is not an image's), and says so when it is not an image it accepts. One over the backend's limit is
   // refused before it is read (a video dropped by mistake would be read, encoded and sent whole only to be refused).
@@ -390,7 +397,7 @@
         throw new Error(`${REASONS_HE.too_large} · The image is too large: ${file.size} bytes, over the ` +
                         `${state.maxUploadBytes}-byte limit.`);
       }
-      const bytes = new Uint8Array(await file.arrayBuffer());
+      const bytes = new Uint8Array(await file.arrayBuffer().catch(() => { throw new Error(UNREADABLE); }));
       if (!current()) return;
       setImage({ b64: bytesToBase64(bytes), url: URL.createObjectURL(file), source: "upload" });
       const form = new FormData();
