@@ -655,6 +655,14 @@ def test_a_picture_stored_before_under_another_letter_is_said_in_red_not_as_save
     assert problems == [], problems
 
 
+def recognised(page):
+    """Clicks Recognise and waits for the answer: until the request is sent the card is not busy yet (the drawing is
+    encoded first), so waiting for it to be not busy alone could pass before the click had any effect."""
+    with page.expect_response("**/api/predict"):
+        page.click("#send")
+    page.wait_for_selector("#result-card:not([aria-busy])")
+
+
 def feedback_withheld(page):
     """Whether the answer shown is dimmed and its feedback withheld, saying why (every button disabled)."""
     return ("stale" in (page.locator("#result").get_attribute("class") or "")
@@ -672,16 +680,14 @@ def test_a_changed_drawing_withholds_the_answers_feedback_until_it_is_recognised
 
     page.click("#undo")                                                   # one stroke of two
     assert feedback_withheld(page)
-    page.click("#send")
-    page.wait_for_selector("#result-card:not([aria-busy])")
+    recognised(page)
     assert not feedback_withheld(page) and offered.is_enabled()
 
     page.click("#clear")
     assert feedback_withheld(page)
     draw_letter(page)                                                     # another letter, not recognised yet
     assert feedback_withheld(page) and page.locator("#feedback-result").inner_text() == ""
-    page.click("#send")
-    page.wait_for_selector("#result-card:not([aria-busy])")
+    recognised(page)
     assert not feedback_withheld(page)
 
     draw_letter(page)                                                     # a stroke added: the pad changed again
@@ -697,8 +703,7 @@ def test_a_changed_drawing_withholds_the_answers_feedback_until_it_is_recognised
     page.unroute("**/api/predict")
     assert feedback_withheld(page)                                        # the answer came for the pad before
     with page.expect_request("**/api/predict") as asked:
-        page.click("#send")
-    page.wait_for_selector("#result-card:not([aria-busy])")
+        recognised(page)
     with page.expect_request("**/api/feedback") as given:
         offered.click()
     expect(page.locator("#feedback-result")).to_contain_text("saved as alef")
@@ -746,8 +751,7 @@ def test_a_feedback_on_its_way_when_the_drawing_changes_is_kept_for_its_image(we
     expect(page.locator("#feedback-result")).to_contain_text("Not saved")
     assert feedback_withheld(page) and alef.get_attribute("aria-pressed") == "false"
 
-    page.click("#send")                                                   # the pad as it is now, answered
-    page.wait_for_selector("#result-card:not([aria-busy])")
+    recognised(page)                                                      # the pad as it is now, answered
     alef.click()
     while not held:
         page.wait_for_timeout(20)
