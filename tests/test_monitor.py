@@ -397,6 +397,41 @@ def test_reads_what_the_web_backend_writes_with_its_time_and_origin(tmp_path, le
     assert [image_features.features(a.image, a.origin)["source"] for a in read.answers] == ["canvas", "upload"]
 
 
+@pytest.mark.parametrize("kind", ["PNG gray", "PNG RGB", "PNG RGBA", "TIFF I;16", "TIFF I", "TIFF F"])
+def test_an_image_of_16_or_32_bit_values_is_measured_as_the_model_reads_it(kind):
+    """A 16-bit PNG is measured as the model's decoder reads it (the high byte of each value), as its 8-bit copy;
+    a TIFF, which the model gets re-encoded (core.image_io.check_image), as that re-encoding. Made RGBA directly,
+    every value over 255 had been white: a 16-bit grey letter had been measured as a blank image (ink share 0,
+    mean 1), and a stream of them had set off the input-skew alarm."""
+    import numpy as np
+    import tensorflow as tf
+
+    from core.image_io import check_image
+    from models import preprocessing
+    from pipeline.monitor import image_features
+
+    letter = np.full((64, 48), 65535, np.uint16)   # a stroke of 20000 on paper of 65535: every value over 255
+    letter[10:50, 15:30] = 20000
+    if kind.startswith("PNG"):
+        pixels = np.repeat(letter[..., None], {"PNG gray": 1, "PNG RGB": 3, "PNG RGBA": 4}[kind], axis=-1)
+        data = tf.io.encode_png(pixels).numpy()
+        read = tf.io.encode_png((pixels >> 8).astype(np.uint8)).numpy()   # as decode_image(dtype=uint8) reads it
+    else:
+        values = {"TIFF I;16": letter, "TIFF I": letter.astype(np.int32) * 1000,
+                  "TIFF F": letter.astype(np.float32) / 65535}[kind]
+        buf = io.BytesIO()
+        Image.fromarray(values).save(buf, format="TIFF")
+        data = buf.getvalue()
+        read = check_image(data).data
+    numeric = lambda image: {name: image_features.features(image)[name]  # noqa: E731
+                             for name in image_features.NUMERIC}
+    assert numeric(data) == numeric(read)
+    ink = preprocessing.ink_crop(tf.constant(read)).numpy()
+    assert (numeric(data)["height"], numeric(data)["width"]) == ink.shape
+    assert numeric(data)["ink_share"] == pytest.approx(float(np.mean(ink > 0.5)), abs=1e-6)
+    assert numeric(data)["mean_intensity"] == pytest.approx(float(1.0 - ink.mean()), abs=1e-6)
+
+
 def test_a_pass_holds_the_answer_being_read_not_every_answers_image(tmp_path, letters, pipeline_root, monkeypatch):
     """The log is read as a stream: an answer's image features are computed as its record is read and its image let
     go. Every answer had been held with its image until the checks ran: 2 GB of memory for a full log (1 GiB), the

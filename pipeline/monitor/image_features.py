@@ -3,7 +3,9 @@
 The numeric ones are measured on the ink crop the model sees (``models.preprocessing``: composited over white,
 inverted, contrast stretched, cropped to the ink with its margin), so that a letter drawn on the web client's
 320 x 320 pad compares with a training letter's tight crop (measured on the whole image, every drawing had set off
-the input-skew alarm: its size, aspect, ink share and grey level were the pad's):
+the input-skew alarm: its size, aspect, ink share and grey level were the pad's). An image of 16- or 32-bit
+values is first made 8-bit as the model gets it (``core.image_io.as_read``: a 16-bit PNG's high byte, as
+``tf.io.decode_image(dtype=uint8)`` reads it; a TIFF as ``check_image`` re-encodes it for the model):
 
 * ``width``, ``height`` (pixels of the crop): shown, not judged, since the Transform scales every crop to the
   model's input size
@@ -22,7 +24,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from core.image_io import DEFAULT_MAX_PIXELS
+from core.image_io import DEFAULT_MAX_PIXELS, as_read
 from models.preprocessing import CROP_MARGIN, INK_THRESHOLD, MIN_CONTRAST
 
 CANVAS_SIZE = (320, 320)   # the drawing pad of web/static/index.html: what the web client sends for a drawing
@@ -42,7 +44,7 @@ def features(data: bytes, origin: str = "") -> dict:
                 return dict(UNREADABLE)
             fmt = img.format or "unknown"
             size = img.size
-            rgba = img.convert("RGBA")
+            rgba = as_read(img).convert("RGBA")   # made RGBA directly, every 16-bit value over 255 was white
     except Exception:   # PIL raises many kinds for bad bytes
         return dict(UNREADABLE)
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
