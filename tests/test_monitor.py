@@ -357,8 +357,40 @@ def test_server_metrics_from_the_embedded_servers_page():
     assert (summary["requests"], summary["errors"], summary["rejected"]) == (107, 2, 5)
     assert summary["status_checks"] == 400
     assert summary["errors_by_status"] == {"INVALID_ARGUMENT": 5, "UNAVAILABLE": 2}
-    assert summary["error_share"] == 2 / 107
+    assert summary["answerable"] == 102 and summary["error_share"] == 2 / 102
     assert summary["latency_ms"]["p50"] < 2 and 10 < summary["latency_ms"]["p95"] < 100
+
+
+def test_a_version_that_does_not_exist_is_the_clients_mistake_unless_the_model_serves_none():
+    """NOT_FOUND (a 404 over REST) is a version the server does not have: counted apart with INVALID_ARGUMENT, as
+    is a status GET that failed, out of the error share's denominator; it had been counted as failed on the
+    server, and a failed status GET as one of the requests the share is of. A model that answered none of its calls
+    has no version available (loading, or failed to load: TF Serving answers it NOT_FOUND too): the server's
+    failure."""
+    from serving.metrics import Metrics
+
+    metrics = Metrics()
+    for _ in range(90):
+        metrics.request("letters", "OK", api="predict", latency_us=1000)
+    for _ in range(10):   # POST /v1/models/letters/versions/99:predict
+        metrics.request("letters", "NOT_FOUND")
+    for _ in range(20):   # GET /v1/models/letters/versions/99: failed, so no latency of API=""
+        metrics.request("letters", "NOT_FOUND")
+    metrics.request("letters", "INTERNAL")
+    for _ in range(5):
+        metrics.request("letters", "OK", api="", latency_us=300)
+    summary = server_metrics.summarize(metrics.render(), "letters")
+    assert (summary["requests"], summary["status_checks"], summary["errors"], summary["rejected"]) == (121, 5, 1, 30)
+    assert summary["answerable"] == 91 and summary["error_share"] == 1 / 91
+    assert summary["errors_by_status"] == {"NOT_FOUND": 30, "INTERNAL": 1}
+
+    failed_to_load = Metrics()
+    for _ in range(40):   # Servable not found for request: Latest(letters)
+        failed_to_load.request("letters", "NOT_FOUND")
+    for _ in range(5):   # its status GETs answer (state END, the load's error)
+        failed_to_load.request("letters", "OK", api="", latency_us=300)
+    summary = server_metrics.summarize(failed_to_load.render(), "letters")
+    assert (summary["requests"], summary["errors"], summary["rejected"], summary["error_share"]) == (40, 40, 0, 1.0)
 
 
 def test_report_renders_in_chromium(tmp_path, letters, pipeline_root):

@@ -200,7 +200,7 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
     elif server:
         if server["error_share"] > config.monitor_max_error_share:
             found.append({"kind": "errors", "version": None, "window": "server lifetime",
-                          "text": f"server: {server['errors']} of {server['requests']} requests failed "
+                          "text": f"server: {server['errors']} of {server['answerable']} requests failed "
                                   f"({server['error_share']:.1%} > {config.monitor_max_error_share:.0%})"})
         p95 = server["latency_ms"]["p95"]
         if p95 is not None and p95 > config.monitor_max_latency_ms:

@@ -46,7 +46,7 @@ THRESHOLD_FLAGS = {
     "monitor_max_unusable": "a window's share of answers that cannot be used (none, the wrong shape, not finite: the "
                             "served model's fault) above this is an alarm",
     "monitor_max_error_share": "server: share of requests that failed on the server's side above this is an alarm "
-                               "(INVALID_ARGUMENT, the client's mistake, is counted apart)",
+                               "(INVALID_ARGUMENT and NOT_FOUND, the client's mistakes, are counted apart)",
     "monitor_max_latency_ms": "server: p95 latency above this (ms) is an alarm",
 }
 

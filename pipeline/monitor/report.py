@@ -263,7 +263,8 @@ def write_html(result: dict, out_dir: str) -> str:
         parts.append(f"<h2>Server</h2><p>{server['requests']} requests of model "
                      f"<code>{_esc(server.get('model') or 'any')}</code> (and {server.get('status_checks', 0)} "
                      f"model-status checks), {server['errors']} failed on the server "
-                     f"({server['error_share']:.2%}), {server.get('rejected', 0)} refused as invalid; by status "
+                     f"({server['error_share']:.2%} of the {server['answerable']} not refused), "
+                     f"{server.get('rejected', 0)} refused as the client's mistake; by status "
                      f"{_esc(server['errors_by_status'])}; latency p50 {fmt(lat['p50'])}, "
                      f"p95 {fmt(lat['p95'])}, mean {fmt(lat['mean'])}; other models' requests, left out: "
                      f"{_esc(others)}</p>")

@@ -15,7 +15,6 @@ and Host) and judges the sum; one that cannot be read is named, and the whole is
 from __future__ import annotations
 
 import http.client
-import itertools
 import socket
 import time
 import urllib.parse
@@ -27,10 +26,17 @@ from core.settings import host_port
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
-# Requests the server refused as the client's mistake (bad input, an unknown version label: the web client asks
-# for the ``stable`` label on every few predictions and falls back to the latest version when it is not
-# configured). They are counted apart: an error share is the server failing its clients.
-CLIENT_ERRORS = frozenset({"INVALID_ARGUMENT"})
+# Requests the server refused as the client's mistake, by the status TF Serving counts them under (its code's name;
+# over REST a 400 or a 404): INVALID_ARGUMENT, bad input or an unknown version label (the web client asks for the
+# ``stable`` label on every few predictions and falls back to the latest version when it is not configured), and
+# NOT_FOUND, a version (or a model) the server does not have (BasicManager's "Servable not found for request:
+# Specific(letters, 99)", a status GET's "Could not find version 99 of model letters"). They are counted apart: an
+# error share is the server failing its clients. A model with no version available, still loading or failed to
+# load, answers NOT_FOUND too ("Servable not found for request: Latest(letters)"): on a page where the model
+# answered none of its calls, its NOT_FOUND requests are the server's failure (:func:`_client_statuses`).
+# FAILED_PRECONDITION (a 400 too) is not the client's: a model whose output cannot be batched answers it.
+CLIENT_ERRORS = frozenset({"INVALID_ARGUMENT", "NOT_FOUND"})
+UNAVAILABLE_MODEL = "NOT_FOUND"   # what a model with no available version answers every call with
 
 
 SCHEMES = ("http", "https")
@@ -163,7 +169,7 @@ def read(url: str, model: str | None = None, timeout: float = 10.0) -> dict:
     if down:
         raise Unreadable(f"{'; '.join(down)} ({len(down)} of the {len(found)} addresses of "
                          f"{urllib.parse.urlsplit(url).hostname})")
-    return {**_summary(itertools.chain.from_iterable(pages), model), "pages": where}
+    return {**_summary(pages, model), "pages": where}
 
 
 def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
@@ -203,61 +209,86 @@ def _requests(sample) -> float:
 
 
 def summarize(text: str, model: str | None = None) -> dict:
-    """{'model', 'requests', 'status_checks', 'errors', 'rejected', 'errors_by_status', 'error_share',
-    'latency_ms': {'p50', 'p95', 'mean'}, 'other_models'}: ``errors`` the requests that failed on the server's
-    side, ``rejected`` those refused as the client's mistake (:data:`CLIENT_ERRORS`); ``errors_by_status`` lists
-    both.
+    """{'model', 'requests', 'status_checks', 'errors', 'rejected', 'answerable', 'errors_by_status',
+    'error_share', 'latency_ms': {'p50', 'p95', 'mean'}, 'other_models'}: ``errors`` the requests that failed on the
+    server's side, ``rejected`` those refused as the client's mistake (:data:`CLIENT_ERRORS`); ``errors_by_status``
+    lists both. ``answerable`` is ``requests`` less ``rejected``, the requests the server had to answer: the error
+    share is ``errors`` of them.
 
     Only ``model``'s series are judged (every model's when None; a series without ``model_name`` counts as the
     model's): another model's requests (status checks left out) are ``other_models`` {name: requests}, in nothing
     else.
 
     ``request_count`` counts every REST request, the model-status and metadata GETs (readiness and liveness
-    probes) too; TF Serving labels their latency ``API=""``. Those answered are ``status_checks``, left out of
-    ``requests`` (so out of the error share's denominator) and of the latency, which is the model calls'."""
-    return _summary(_families(text), model)
+    probes) too; TF Serving labels their latency ``API=""``, and records a latency only for a request answered OK.
+    Those answered are ``status_checks``, left out of ``requests`` and of the latency, which is the model calls'.
+    One that failed is counted by its status alone (``request_count`` has no API label): NOT_FOUND or
+    INVALID_ARGUMENT, a refusal, so out of the error share's denominator too."""
+    return _summary([_families(text)], model)
 
 
-def _summary(families, model: str | None) -> dict:
-    """:func:`summarize` of metric ``families``: those of one page, or of several pages, whose samples add up."""
+def _owner(sample, model: str | None) -> str | None:
+    """The other model ``sample`` is of, or None when it is ``model``'s (or every model is judged)."""
+    owner = sample.labels.get("model_name")
+    return owner if model is not None and owner is not None and owner != model else None
+
+
+def _is_status_check(sample) -> bool:
+    return sample.name.startswith(REQUEST_LATENCY) and sample.labels.get("API", "predict") == ""
+
+
+def _client_statuses(page: list, model: str | None) -> frozenset:
+    """:data:`CLIENT_ERRORS` on one server's page, less NOT_FOUND when ``model`` answered none of its calls there
+    (no latency of a call but a status check): a model with no version available answers every call so."""
+    answered = any(sample.name == REQUEST_LATENCY + "_count" and sample.value > 0 and not _is_status_check(sample)
+                   and _owner(sample, model) is None for family in page for sample in family.samples)
+    return CLIENT_ERRORS if answered else CLIENT_ERRORS - {UNAVAILABLE_MODEL}
+
+
+def _summary(pages: list, model: str | None) -> dict:
+    """:func:`summarize` of the metric families of ``pages``: one page, or several pages (one per server), whose
+    samples add up."""
     requests = errors = rejected = 0
     status_checks = 0.0
     by_status: dict = {}
     buckets: dict[float, float] = {}
     latency_sum = latency_count = 0.0
     others: dict[str, float] = {}
-    for family in families:
-        for sample in family.samples:
-            owner = sample.labels.get("model_name")
-            if model is not None and owner is not None and owner != model:
-                others[owner] = others.get(owner, 0) + _requests(sample)
-                continue
-            if sample.name.startswith(REQUEST_LATENCY) and sample.labels.get("API", "predict") == "":
-                if sample.name == REQUEST_LATENCY + "_count":
-                    status_checks += sample.value
-                continue
-            if sample.name == REQUEST_COUNT or sample.name == REQUEST_COUNT + "_total":
-                requests += sample.value
-                status = sample.labels.get("status", "OK")
-                if status in CLIENT_ERRORS:
-                    rejected += sample.value
-                elif status != "OK":
-                    errors += sample.value
-                if status != "OK":
-                    by_status[status] = by_status.get(status, 0) + sample.value
-            elif sample.name == REQUEST_LATENCY + "_bucket":
-                bound = float(sample.labels["le"])
-                buckets[bound] = buckets.get(bound, 0) + sample.value
-            elif sample.name == REQUEST_LATENCY + "_sum":
-                latency_sum += sample.value
-            elif sample.name == REQUEST_LATENCY + "_count":
-                latency_count += sample.value
+    for page in pages:
+        client_statuses = _client_statuses(page, model)
+        for family in page:
+            for sample in family.samples:
+                owner = _owner(sample, model)
+                if owner is not None:
+                    others[owner] = others.get(owner, 0) + _requests(sample)
+                    continue
+                if _is_status_check(sample):
+                    if sample.name == REQUEST_LATENCY + "_count":
+                        status_checks += sample.value
+                    continue
+                if sample.name == REQUEST_COUNT or sample.name == REQUEST_COUNT + "_total":
+                    requests += sample.value
+                    status = sample.labels.get("status", "OK")
+                    if status in client_statuses:
+                        rejected += sample.value
+                    elif status != "OK":
+                        errors += sample.value
+                    if status != "OK":
+                        by_status[status] = by_status.get(status, 0) + sample.value
+                elif sample.name == REQUEST_LATENCY + "_bucket":
+                    bound = float(sample.labels["le"])
+                    buckets[bound] = buckets.get(bound, 0) + sample.value
+                elif sample.name == REQUEST_LATENCY + "_sum":
+                    latency_sum += sample.value
+                elif sample.name == REQUEST_LATENCY + "_count":
+                    latency_count += sample.value
     pairs = list(buckets.items())
     p50, p95 = _quantile(pairs, 0.5), _quantile(pairs, 0.95)
     requests = max(requests - status_checks, 0)
+    answerable = max(requests - rejected, 0)
     return {"model": model, "requests": int(requests), "status_checks": int(status_checks), "errors": int(errors),
-            "rejected": int(rejected), "errors_by_status": by_status,
-            "error_share": errors / requests if requests else 0.0,
+            "rejected": int(rejected), "answerable": int(answerable), "errors_by_status": by_status,
+            "error_share": errors / answerable if answerable else 0.0,
             "latency_ms": {"p50": None if p50 is None else p50 / 1000, "p95": None if p95 is None else p95 / 1000,
                            "mean": latency_sum / latency_count / 1000 if latency_count else None},
             "other_models": {name: int(n) for name, n in sorted(others.items()) if n > 0}}
