@@ -1267,6 +1267,34 @@ def test_a_metrics_page_without_the_monitored_model_is_a_usage_error_unless_its_
     assert result["server"]["requests"] == 0 and result["server"]["other_models"] == {"experiment": 1, "other": 400}
 
 
+def test_requests_that_name_no_model_are_no_other_models_traffic(tmp_path, pipeline_root, capsys):
+    """TF Serving counts a request whose path names no model (a mistyped /v1/ URL) under model_name="": listed as
+    "(no model)", left out, and no sign of another model's server. They had been another model named "" ("1 × , 1 ×
+    nosuch, 40 × other"), and a page of them alone a usage error ("other models' only: 3 × ")."""
+    from serving.metrics import Metrics
+
+    metrics = Metrics()
+    for _ in range(3):   # POST /v1/model/letters:predict
+        metrics.request("", "INVALID_ARGUMENT")
+    with metrics_page(metrics.render().encode()) as url:
+        status, result, _ = monitor(tmp_path, pipeline_root, "--metrics-url", url)
+    assert status == cli.OK and result["alarms"] == [], capsys.readouterr().err
+    assert (result["server"]["requests"], result["server"]["other_models"], result["server"]["no_model"]) == (0, {}, 3)
+    assert "left out (model letters is judged): 3 × (no model)" in capsys.readouterr().out
+
+    metrics.request("nosuch", "NOT_FOUND")
+    for _ in range(40):
+        metrics.request("other", "OK", api="predict", latency_us=5000)
+    for _ in range(10):
+        metrics.request("letters", "OK", api="predict", latency_us=5000)
+    with metrics_page(metrics.render().encode()) as url:
+        status, result, out = monitor(tmp_path, pipeline_root, "--metrics-url", url)
+    assert status == cli.OK and result["server"]["requests"] == 10
+    assert ("other models' server requests left out (model letters is judged): 3 × (no model), 1 × nosuch, "
+            "40 × other" in capsys.readouterr().out)
+    assert "left out: 3 × (no model), 1 × nosuch, 40 × other" in (out / "report.html").read_text()
+
+
 def pipeline_run_at(tmp_path, pipeline_root, when: float):
     """A copy of the pipeline root whose pipeline run started at ``when``."""
     import sqlite3

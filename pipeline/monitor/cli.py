@@ -188,7 +188,7 @@ def _server(args) -> dict | None:
 def once(config: Config, args, extra: list[str]) -> int:
     """One pass: read, judge, write the report, maybe retrain. Returns the exit status."""
     from core.feedback import FeedbackStoreError
-    from pipeline.monitor import checks, reference, report, request_logs, retrain
+    from pipeline.monitor import checks, reference, report, request_logs, retrain, server_metrics
 
     path, why = args.logs, "does not exist"
     if path == config.request_log_dir and not request_logs.has_logs(path):
@@ -243,9 +243,9 @@ def once(config: Config, args, extra: list[str]) -> int:
         print("unusable log data: " + ", ".join(f"{n} × {r}" for r, n in logs.problems.items()))
     if logs and logs.other_models:
         print(f"other models' records left out (model {logs.model} is judged): {_counts(logs.other_models)}")
-    if server and server.get("other_models"):
+    if server and server_metrics.left_out(server):
         print(f"other models' server requests left out (model {server['model']} is judged): "
-              f"{_counts(server['other_models'])}")
+              f"{_counts(server_metrics.left_out(server))}")
     ahead = result["future_dated"]
     if ahead["answers"] or ahead["feedback"]:
         print(f"warning: {ahead['answers']} answers and {ahead['feedback']} feedback rows are dated after now "

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from core.files import atomic_write
 from core.labels import CLASS_NAMES
-from pipeline.monitor import charts
+from pipeline.monitor import charts, server_metrics
 
 JSON_FILE, HTML_FILE, PROM_FILE = "monitor.json", "report.html", "monitor.prom"
 FEATURE_RANGES = {"ink_share": (0.0, 1.0), "mean_intensity": (0.0, 1.0), "aspect": (0.0, 3.0)}
@@ -259,7 +259,7 @@ def write_html(result: dict, out_dir: str) -> str:
     elif server:
         lat = server["latency_ms"]
         fmt = lambda x: "-" if x is None else f"{x:.2f} ms"   # noqa: E731
-        others = ", ".join(f"{n} × {name}" for name, n in server.get("other_models", {}).items()) or "none"
+        others = ", ".join(f"{n} × {name}" for name, n in sorted(server_metrics.left_out(server).items())) or "none"
         parts.append(f"<h2>Server</h2><p>{server['requests']} requests of model "
                      f"<code>{_esc(server.get('model') or 'any')}</code> (and {server.get('status_checks', 0)} "
                      f"model-status checks), {server['errors']} failed on the server "

@@ -37,6 +37,10 @@ REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 # FAILED_PRECONDITION (a 400 too) is not the client's: a model whose output cannot be batched answers it.
 CLIENT_ERRORS = frozenset({"INVALID_ARGUMENT", "NOT_FOUND"})
 UNAVAILABLE_MODEL = "NOT_FOUND"   # what a model with no available version answers every call with
+# How requests that name no model are listed: a REST path TF Serving's parser cannot read (a mistyped /v1/ URL, a
+# GET of /v1/models/) or a CORS preflight, counted with an empty model_name. They are no model's traffic: left out
+# as another model's are, but no sign that the page is another model's server.
+NO_MODEL = "(no model)"
 
 
 SCHEMES = ("http", "https")
@@ -216,8 +220,8 @@ def summarize(text: str, model: str | None = None) -> dict:
     share is ``errors`` of them.
 
     Only ``model``'s series are judged (every model's when None; a series without ``model_name`` counts as the
-    model's): another model's requests (status checks left out) are ``other_models`` {name: requests}, in nothing
-    else.
+    model's): another model's requests (status checks left out) are ``other_models`` {name: requests}, and those
+    that name no model (``model_name=""``) ``no_model``, in nothing else (:func:`left_out` lists both).
 
     ``request_count`` counts every REST request, the model-status and metadata GETs (readiness and liveness
     probes) too; TF Serving labels their latency ``API=""``, and records a latency only for a request answered OK.
@@ -286,9 +290,20 @@ def _summary(pages: list, model: str | None) -> dict:
     p50, p95 = _quantile(pairs, 0.5), _quantile(pairs, 0.95)
     requests = max(requests - status_checks, 0)
     answerable = max(requests - rejected, 0)
+    no_model = others.pop("", 0)
     return {"model": model, "requests": int(requests), "status_checks": int(status_checks), "errors": int(errors),
             "rejected": int(rejected), "answerable": int(answerable), "errors_by_status": by_status,
             "error_share": errors / answerable if answerable else 0.0,
             "latency_ms": {"p50": None if p50 is None else p50 / 1000, "p95": None if p95 is None else p95 / 1000,
                            "mean": latency_sum / latency_count / 1000 if latency_count else None},
-            "other_models": {name: int(n) for name, n in sorted(others.items()) if n > 0}}
+            "other_models": {name: int(n) for name, n in sorted(others.items()) if n > 0},
+            "no_model": int(no_model)}
+
+
+def left_out(summary: dict) -> dict:
+    """The requests a summary left out, {name: requests}: other models' by name, those naming no model as
+    :data:`NO_MODEL`."""
+    found = dict(summary.get("other_models", {}))
+    if summary.get("no_model"):
+        found[NO_MODEL] = summary["no_model"]
+    return found
