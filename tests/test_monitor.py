@@ -233,8 +233,10 @@ def test_bad_log_data_is_counted_not_fatal(tmp_path, letters, pipeline_root, cap
         f.truncate(os.path.getsize(truncated) - 7)
     status, result, out = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
     problems = result["logs"]["problems"]
-    assert "1 × unparsable_record" in capsys.readouterr().out   # judged, the problems said
-    assert "1 × unparsable_record" in (out / "report.html").read_text()
+    # judged, the problems said as log problems: "unusable" is the report's word for the model's bad answers
+    said, html = capsys.readouterr().out, (out / "report.html").read_text()
+    assert "log problems: " in said and "1 × unparsable_record" in said.split("log problems: ")[1].splitlines()[0]
+    assert "1 × unparsable_record" in html.split("log problems: ")[1].split("<")[0] and "unusable:" not in html
     assert problems.get("unparsable_record") == 1 and problems.get("no_answer") == 1
     assert problems.get("truncated_tail") == 1 and "unreadable_file" not in problems   # its 4 whole records read
     assert result["logs"]["answers"] == 81 + 4 and status == cli.OK

@@ -240,7 +240,7 @@ def once(config: Config, args, extra: list[str]) -> int:
     for alarm in result["alarms"]:
         print(f"ALARM {alarm['text']}")
     if logs and logs.problems:
-        print("unusable log data: " + ", ".join(f"{n} × {r}" for r, n in logs.problems.items()))
+        print("log problems: " + ", ".join(f"{n} × {r}" for r, n in logs.problems.items()))
     if logs and logs.other_models:
         print(f"other models' records left out (model {logs.model} is judged): {_counts(logs.other_models)}")
     if server and server_metrics.left_out(server):

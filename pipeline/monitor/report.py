@@ -197,7 +197,7 @@ def write_html(result: dict, out_dir: str) -> str:
         parts.append(f"<h2>Request log</h2><p>{logs['files']} files, {logs['records']} records, {logs['answers']} "
                      f"answered images of model <code>{_esc(logs.get('model', ''))}</code> from "
                      f"<code>{_esc(logs['prefix'])}</code>; answers without probabilities (filtered by the "
-                     f"request), not checked: {logs.get('filtered', 0)}; unusable: {_esc(problems)}; other models' "
+                     f"request), not checked: {logs.get('filtered', 0)}; log problems: {_esc(problems)}; other models' "
                      f"records, left out: {_esc(others)}</p>")
     if result["reference"]:
         ref = result["reference"]
