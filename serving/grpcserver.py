@@ -9,6 +9,8 @@ It knows nothing about models: the services come from :class:`serving.grpc_api.G
 * A message larger than the receive limit is refused by grpc itself with RESOURCE_EXHAUSTED. TF Serving
   sets that limit to INT32_MAX; here it defaults to ``--max_request_bytes`` (the bound REST bodies have),
   unless ``grpc.max_receive_message_length`` is among the channel arguments.
+* A port that cannot be bound fails the start in BuildAndStart's words (INVALID_ARGUMENT: Failed to BuildAndStart
+  gRPC server), gRPC's reason logged at ERROR.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import threading
 import grpc
 
 from core.settings import host_port as address
+from serving.status import invalid
 
 log = logging.getLogger("serving.grpc")
 
@@ -63,10 +66,12 @@ class GrpcServer:
         try:
             bound = server.add_insecure_port(address(self.host, self.port))
         except RuntimeError as exc:   # grpcio raises when the address cannot be bound
-            raise OSError(f"Failed to BuildAndStart gRPC server: cannot bind {address(self.host, self.port)} "
-                          f"({exc})") from None
-        if not bound:
-            raise OSError(f"Failed to BuildAndStart gRPC server: cannot bind {address(self.host, self.port)}")
+            bound, reason = 0, str(exc)
+        else:
+            reason = f"Failed to bind to address {address(self.host, self.port)}"
+        if not bound:   # gRPC logs why; BuildAndStart's status says only that it failed (server.cc)
+            log.error("%s", reason)
+            raise invalid("Failed to BuildAndStart gRPC server")
         server.start()
         self._server = server
         self.port = bound

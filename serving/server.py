@@ -101,8 +101,9 @@ class Server:
         if self.options.rest_skipped:
             log.error("server_options.http_port cannot be same as grpc_port. Please use a different port for "
                       "HTTP/REST API. Skipped exporting HTTP/REST API.")
-        else:
-            self._start_rest()
+        elif not self._start_rest() and not self.grpc_port:
+            raise OSError(f"Failed to start HTTP Server at {self._rest_address()}, and gRPC is off (--port=0): "
+                          "nothing to serve")
         if self.options.file_system_poll_wait_seconds > 0:
             self._spawn(self._poll_models, "fs-poller")
         else:   # the retries of failed loads the start did not wait for (TF Serving's manager runs them)
@@ -111,7 +112,13 @@ class Server:
             self._spawn(self._poll_config, "config-poller")
         return self
 
-    def _start_rest(self) -> None:
+    def _rest_address(self) -> str:
+        return f"{self.options.rest_api_host}:{self.options.rest_api_port}"
+
+    def _start_rest(self) -> bool:
+        """Opens the REST port; False if it cannot: as TF Serving's CreateAndStartHttpServer fails (evhttp's
+        "Couldn't bind to port" and server.cc's "Failed to start HTTP Server at" logged at ERROR), the server goes
+        on with gRPC alone (start() fails when gRPC is off: nothing would be served)."""
         ready = threading.Event()
         failure = []
 
@@ -128,6 +135,7 @@ class Server:
                 self.port = self.loop.run_until_complete(self.http.start())
             except Exception as exc:  # noqa: BLE001 - reported to start()
                 failure.append(exc)
+                self.loop.close()
                 ready.set()
                 return
             ready.set()
@@ -138,8 +146,12 @@ class Server:
         self._loop_thread.start()
         ready.wait()
         if failure:
-            raise failure[0]
+            self.http = None
+            log.error("Couldn't bind to port %d: %s", self.options.rest_api_port, failure[0])
+            log.error("Failed to start HTTP Server at %s", self._rest_address())
+            return False
         log.info("Exporting HTTP/REST API at:%s:%d ...", self.options.rest_api_host, self.port)
+        return True
 
     def _start_grpc(self) -> None:
         api = GrpcApi(self.core, self.metrics, self.run_blocking, self.reload_config, self.request_logger)

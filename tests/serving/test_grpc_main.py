@@ -4,6 +4,7 @@ listeners closed at once, in-flight calls finishing); and ``letters-batch-predic
 import core  # noqa: F401  (before TensorFlow)
 
 import csv
+import logging
 import queue
 import signal
 import socket
@@ -208,6 +209,57 @@ def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path
         assert main(flags + ["--rest_api_port=0"]) == 255   # main.cc's return -1
         out, err = capsys.readouterr()
         assert out == f"Failed to start server. Error: {error}\n" and "Failed to start" not in err, (out, err)
+
+
+def _taken_port():
+    """A loopback socket that listens (without SO_REUSEPORT, so neither listener can share its port)."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken, taken.getsockname()[1]
+
+
+def test_a_grpc_port_taken_fails_to_start_as_build_and_start(models_root):
+    """A --port that cannot be bound: BuildAndStart's INVALID_ARGUMENT in its words on stdout, exit status 255,
+    the reason logged (gRPC logs it in TF Serving); the line had been an OSError's text, without the code."""
+    taken, port = _taken_port()
+    with taken:
+        proc = subprocess.run([sys.executable, "-m", "serving", "--model_name=letters",
+                               f"--model_base_path={models_root / 'letters'}", f"--port={port}", "--rest_api_port=0"],
+                              capture_output=True, text=True, timeout=180, cwd=str(configs.PROJECT_ROOT))
+    assert proc.returncode == 255, (proc.stdout, proc.stderr[-2000:])
+    assert proc.stdout == "Failed to start server. Error: INVALID_ARGUMENT: Failed to BuildAndStart gRPC server\n"
+    assert f"Failed to bind to address 127.0.0.1:{port}" in proc.stderr
+
+
+def test_a_rest_port_taken_leaves_grpc_serving(models_root, caplog):
+    """A --rest_api_port that cannot be bound once gRPC runs: TF Serving's ERROR line (CreateAndStartHttpServer's
+    nullptr), the reason logged, and gRPC goes on serving; the start had failed, stopping gRPC with it."""
+    taken, port = _taken_port()
+    with taken, caplog.at_level(logging.INFO, logger="serving"):
+        with testing.start_grpc_server(model_base_path=models_root / "letters", port=port) as running:
+            server = running.server
+            assert server.port is None and server.http is None
+            with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+                request = get_model_status_pb2.GetModelStatusRequest()
+                request.model_spec.name = "letters"
+                status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=TIMEOUT)
+            assert [s.version for s in status.model_version_status] == [2]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"Failed to start HTTP Server at 127.0.0.1:{port}" in errors, errors
+    assert any(e.startswith(f"Couldn't bind to port {port}: ") for e in errors), errors
+    assert not any("Exporting HTTP/REST API" in r.getMessage() for r in caplog.records)
+
+
+def test_a_rest_port_taken_with_grpc_off_fails_to_start(models_root, caplog):
+    """With gRPC off (--port=0, this server's default) a REST port that cannot be bound leaves nothing to serve:
+    the start fails after TF Serving's ERROR line (TF Serving, whose --port=0 builds a gRPC server of no port,
+    would run on serving nothing)."""
+    taken, port = _taken_port()
+    with taken, pytest.raises(OSError, match=f"Failed to start HTTP Server at 127.0.0.1:{port}, and gRPC is off"):
+        testing.start_server(models_root / "letters", port=port)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"Failed to start HTTP Server at 127.0.0.1:{port}" in errors, errors
 
 
 def test_a_server_with_no_model_fails_to_start_as_build_and_start(capsys):
