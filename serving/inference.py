@@ -14,6 +14,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, regression_pb2)
 
 from serving import tensor_proto
+from serving.debug_string import debug_string
 from serving.status import ServingError, invalid
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -154,24 +155,25 @@ def example_signature(servable, signature_name: str, method: str):
 
 
 def check_example_signature(signature, method: str) -> None:
-    text = str(signature)
+    """The checks of classifier.cc's PreProcessClassification / regressor.cc's PreProcessRegression; a message
+    that quotes the signature has it as its DebugString() (:mod:`serving.debug_string`)."""
     if len(signature.inputs) != 1:
         raise invalid("Expected one input Tensor.")
     if method == CLASSIFY:
         if len(signature.outputs) not in (1, 2):
             raise invalid(f"Expected one or two output Tensors, found {len(signature.outputs)}")
         if "inputs" not in signature.inputs:
-            raise invalid(f"No classification inputs found in SignatureDef: {text}")
+            raise invalid(f"No classification inputs found in SignatureDef: {debug_string(signature)}")
         if "classes" not in signature.outputs and "scores" not in signature.outputs:
             raise invalid('Expected classification signature outputs to contain at least one of "classes" or '
-                          f'"scores". Signature was: {text}')
+                          f'"scores". Signature was: {debug_string(signature)}')
     else:
         if len(signature.outputs) != 1:
             raise invalid("Expected one output Tensor.")
         if "inputs" not in signature.inputs:
-            raise invalid(f"No regression inputs found in SignatureDef: {text}")
+            raise invalid(f"No regression inputs found in SignatureDef: {debug_string(signature)}")
         if "outputs" not in signature.outputs:
-            raise invalid(f"No regression outputs found in SignatureDef: {text}")
+            raise invalid(f"No regression outputs found in SignatureDef: {debug_string(signature)}")
 
 
 def examples_batch(examples: list, *signatures) -> dict:

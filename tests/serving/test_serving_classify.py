@@ -25,6 +25,8 @@ def save_misshapen(path: str) -> None:
                                               "scores": tf.stack([x_of(inputs)] * 3, axis=1)},
         "narrow_classes": lambda inputs: {"classes": tf.tile(tf.constant([["a"]]), [tf.shape(inputs)[0], 1]),
                                           "scores": tf.stack([x_of(inputs)] * 2, axis=1)},
+        # neither classes nor scores; its SignatureDef keeps the outputs in this order, not sorted
+        "unsorted": lambda inputs: {"y": x_of(inputs), "b": tf.strings.length(inputs)},
     }
     module = tf.Module()
     tf.saved_model.save(module, path, signatures={name: tf.function(body, input_signature=spec)
@@ -138,6 +140,35 @@ def test_outputs_are_checked_over_rest_as_over_grpc(running, server, verb, signa
                                {"signature_name": signature, "examples": [{"x": 0.0}, {"x": 0.25}]})
     assert (status, body) == (400, {"error": message})
     assert _grpc_error(running, verb, signature, 2) == message
+
+
+def test_a_signature_quoted_in_an_error_is_its_debug_string(running, server):
+    """A message that quotes the SignatureDef has it as C++ DebugString() writes it, map entries sorted by key
+    (TextFormat's MapFieldPrinterHelper::SortMap): REST, Classify and MultiInference alike; "y" had come before
+    "b", in the order the saved model has them (PartitionedCall_6: the name TensorFlow gives this signature's call
+    in save_misshapen's model)."""
+    message = ('Expected classification signature outputs to contain at least one of "classes" or "scores". '
+               'Signature was: inputs {\n  key: "inputs"\n  value {\n    name: "unsorted_inputs:0"\n'
+               '    dtype: DT_STRING\n    tensor_shape {\n      dim {\n        size: -1\n      }\n    }\n  }\n}\n'
+               'outputs {\n  key: "b"\n  value {\n    name: "PartitionedCall_6:0"\n    dtype: DT_INT32\n'
+               '    tensor_shape {\n      dim {\n        size: -1\n      }\n    }\n  }\n}\n'
+               'outputs {\n  key: "y"\n  value {\n    name: "PartitionedCall_6:1"\n    dtype: DT_FLOAT\n'
+               '    tensor_shape {\n      dim {\n        size: -1\n      }\n    }\n  }\n}\n'
+               'method_name: "tensorflow/serving/predict"\n')
+    assert server.post("/v1/models/misshapen:classify", {"signature_name": "unsorted", "examples": [{"x": 0.5}]}) \
+        == (400, {"error": message})
+    multi = inference_pb2.MultiInferenceRequest()
+    multi.input.example_list.examples.add().features.feature["x"].float_list.value.append(0.5)
+    task = multi.tasks.add(method_name="tensorflow/serving/classify")
+    task.model_spec.name, task.model_spec.signature_name = "misshapen", "unsorted"
+    classify = classification_pb2.ClassificationRequest(input=multi.input)
+    classify.model_spec.name, classify.model_spec.signature_name = "misshapen", "unsorted"
+    with grpc.insecure_channel(f"127.0.0.1:{running.server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for call, request in ((stub.Classify, classify), (stub.MultiInference, multi)):
+            with pytest.raises(grpc.RpcError) as caught:
+                call(request, timeout=60)
+            assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 def test_examples_fed_to_an_input_that_is_not_a_string_are_refused(running, server):
