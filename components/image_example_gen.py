@@ -36,7 +36,7 @@ import hashlib
 import itertools
 import json
 import os
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
 import tensorflow as tf
@@ -262,6 +262,10 @@ class SplitOf:
         return self.names[partition(example, len(self.buckets), self.buckets, self.split_config, self.train_index,
                                     self.trained)]
 
+    def hashed(self, digest: str) -> str:
+        """The split the hash puts a data-root image with this :func:`pixel_digest` into, a feedback twin or not."""
+        return self.names[_bucket_index(digest, self.buckets)]
+
 
 def _layout_hint(input_base: str, pattern: str) -> str:
     return (f"no files match {os.path.join(input_base, pattern)}: the data root must hold one folder per class "
@@ -289,16 +293,18 @@ def describe_layout_problem(input_base: str) -> str | None:
 
 
 def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: int = 1,
-                 splits: Iterable[str] = ()) -> dict:
+                 splits: Iterable[str] = (), hashed: Callable[[str], str] | None = None) -> dict:
     """Summarises per-file outcomes: kept per class (and per split, when the outcomes carry it), skipped by reason
     with the files. Counts files: a feedback image written ``feedback_repeat`` times into the train split counts
-    once."""
+    once. ``hashed`` (:meth:`SplitOf.hashed`): the split a data-root image's pixel digest hashes into, by which the
+    images of the data root that their feedback twins took to train are counted per split they left."""
     kept = collections.Counter()
     per_split = collections.defaultdict(collections.Counter, {split: collections.Counter() for split in splits})
     reencoded = feedback = 0
     feedback_files, feedback_pixels = [], set()
     skipped = collections.defaultdict(list)
     same_bytes = collections.defaultdict(list)   # digest -> [(label, source)]
+    root_pictures = []   # (digest, split) of each data-root image kept
     for outcome in outcomes:
         if outcome[0] == "ok":
             kept[outcome[1]] += 1
@@ -311,11 +317,16 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
                 if len(outcome) > 3 and outcome[3]:
                     feedback_files.append(outcome[5][1])
                     feedback_pixels.add(outcome[5][0])
+                else:
+                    root_pictures.append((outcome[5][0], outcome[4] if len(outcome) > 4 else None))
         else:
             _, rel, reason, detail = outcome
             skipped[reason].append({"file": rel, "detail": detail})
     for files in skipped.values():
         files.sort(key=lambda item: item["file"])
+    twins = [(digest, split) for digest, split in root_pictures if digest in feedback_pixels]
+    moved = collections.Counter(hashed(digest) for digest, split in twins
+                                if hashed is not None and split is not None and hashed(digest) != split)
     groups = [sorted(group, key=lambda item: item[1]) for group in same_bytes.values() if len(group) > 1]
     conflicts = sorted(([source for _, source in group] for group in groups if len({l for l, _ in group}) > 1))
     return {
@@ -329,6 +340,10 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
         # their pixel digests: the next run's gate finds the eval images this model trained on as feedback by them
         "feedback_files": sorted(feedback_files),
         "feedback_digests": sorted(feedback_pixels),
+        # data-root images with a feedback image's pixels (in train with it), and of them those the hash had put in
+        # another split, by that split
+        "feedback_twins": len(twins),
+        "moved_to_train": dict(sorted(moved.items())),
         "skipped": sum(len(v) for v in skipped.values()),
         "skipped_by_reason": {reason: len(files) for reason, files in sorted(skipped.items())},
         "skipped_files": dict(sorted(skipped.items())),
@@ -371,6 +386,10 @@ def format_report(report: dict, max_files: int = 10) -> str:
             lines.append(f"    … {len(conflicts) - max_files} more (see ingest_report.json)")
     if report.get("duplicate_copies"):
         lines.append(f"  note: {duplicates_note(report['duplicate_copies'])}")
+    moved = report.get("moved_to_train")
+    if moved:
+        lines.append(f"  note: {' and '.join(f'{count} {split}' for split, count in moved.items())} image(s) of the "
+                     "data root moved to train: the feedback store holds their pixels, and feedback always trains")
     return "\n".join(lines)
 
 
@@ -413,8 +432,9 @@ def _warn(text: str) -> None:
 
 
 def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None, feedback_repeat: int = 1,
-                  splits: Iterable[str] = ()) -> None:
-    report = build_report(outcomes, input_base, feedback_repeat, splits)
+                  split_of: SplitOf | None = None) -> None:
+    report = build_report(outcomes, input_base, feedback_repeat, split_of.names if split_of else (),
+                          split_of.hashed if split_of else None)
     text = format_report(report)
     logging.info("%s", text)
     print(text, flush=True)
@@ -426,9 +446,27 @@ def _write_report(outcomes: list[tuple], input_base: str, report_uri: str | None
         raise EmptyDatasetError(no_usable_image(input_base))
     for split, count in report["kept_per_split"].items():
         if count == 0:
-            raise EmptyDatasetError(
-                f"the {split} split is empty: the hash split of the {report['kept']} usable images of {input_base} "
-                f"put none of them there; add images (a few per class at least) or change --split")
+            raise EmptyDatasetError(empty_split(split, report))
+
+
+def empty_split(split: str, report: dict) -> str:
+    """Why ``split`` of the report's images is empty: the data root's images with a twin in the feedback store (all
+    trained on, with it) where the hash had put some of them there, else the hash split of the data root's images
+    (feedback images always train)."""
+    root, feedback, twins = report["kept"] - report["feedback"], report["feedback"], report.get("feedback_twins", 0)
+    where = f"of {report['input_base']}"
+    if report.get("moved_to_train", {}).get(split):
+        others = root - twins
+        return (f"the {split} split is empty: {'all' if not others else twins} of the {root} usable images {where} "
+                "have a twin in the feedback store (the same pixels), and a feedback image always trains, its twin "
+                "with it" + (f"; the hash split put none of the other {others} there" if others else "")
+                + "; leave that feedback out (--no-feedback) or give another --feedback-dir"
+                + (", or change --split" if others else ""))
+    trains = f" (the {feedback} feedback images always train)" if feedback else ""
+    if not root:
+        return f"the {split} split is empty: no usable image {where}{trains}; add images (a few per class at least)"
+    return (f"the {split} split is empty: the hash split of the {root} usable images {where} put none of them "
+            f"there{trains}; add images (a few per class at least) or change --split")
 
 
 @beam.ptransform_fn
@@ -472,7 +510,7 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
                                    if o[0] == "ok" else o)
          | "Collect" >> beam.combiners.ToList()
          | "WriteReport" >> beam.Map(_write_report, input_base, exec_properties.get(REPORT_URI_KEY), repeat,
-                                     split_of.names if split_of else ()))
+                                     split_of))
     return (outcomes
             | "KeepGood" >> beam.Filter(lambda o: o[0] == "ok")
             | "ToExample" >> beam.FlatMap(lambda o: [o[1]] * (repeat if is_feedback(o[1]) else 1)))

@@ -288,10 +288,40 @@ def test_a_data_root_image_sent_again_as_feedback_is_not_scored_in_eval(tmp_path
     for rel in in_eval:
         (feedback / rel.split("/")[0]).mkdir(parents=True, exist_ok=True)
         shutil.copy(tiny_dataset / rel, feedback / rel.split("/")[0] / f"sent_{rel.split('/')[1]}")
-    with_fb, _ = run_example_gen(tiny_dataset, tmp_path / "b", feedback_root=feedback)
+    with_fb, report = run_example_gen(tiny_dataset, tmp_path / "b", feedback_root=feedback)
     sources = {name: {_feature(e, configs.SOURCE_KEY).decode() for e in exs} for name, exs in with_fb.items()}
     assert set(in_eval) <= sources["train"] and not set(in_eval) & sources["eval"]
     assert sources["eval"] == {_feature(e, configs.SOURCE_KEY).decode() for e in without["eval"]} - set(in_eval)
+    assert (report["feedback_twins"], report["moved_to_train"]) == (3, {"eval": 3})   # said in one note line
+    assert [line for line in ieg.format_report(report).splitlines() if "moved to train" in line] == [
+        "  note: 3 eval image(s) of the data root moved to train: the feedback store holds their pixels, and "
+        "feedback always trains"]
+
+
+def test_feedback_holding_the_data_roots_images_names_them_as_the_cause_of_an_empty_eval_split(tmp_path):
+    """letters-feedback import of the data root, then a run on it: every image trained as its feedback twin's, and
+    the empty eval split had been blamed on the hash split of all the images, feedback counted as the data root's,
+    with --split suggested, which cannot help."""
+    root = tmp_path / "data"
+    (root / "alef").mkdir(parents=True)
+    for seed in range(10):
+        (root / "alef" / f"{seed}.png").write_bytes(png_bytes(letter_image(30, 40, seed=seed)))
+    hashed = [ieg.hashed_split(image_io.pixel_digest((root / "alef" / f"{seed}.png").read_bytes()), 4, 1)
+              for seed in range(10)]
+    assert set(hashed) == {"train", "eval"}
+    shutil.copytree(root, tmp_path / "feedback")
+    with pytest.raises(ieg.EmptyDatasetError) as caught:
+        run_example_gen(root, tmp_path / "out", feedback_root=tmp_path / "feedback")
+    assert str(caught.value).startswith(
+        f"the eval split is empty: all of the 10 usable images of {root} have a twin in the feedback store (the same "
+        "pixels), and a feedback image always trains, its twin with it; leave that feedback out (--no-feedback) or "
+        "give another --feedback-dir")
+    assert "--split" not in str(caught.value)
+    (tmp_path / "feedback" / "alef" / f"{hashed.index('train')}.png").unlink()   # one of the data root's own, in train
+    with pytest.raises(ieg.EmptyDatasetError, match=r"the eval split is empty: 9 of the 10 usable images of .*; "
+                       r"the hash split put none of the other 1 there; leave that feedback out \(--no-feedback\) "
+                       r"or give another --feedback-dir, or change --split"):
+        run_example_gen(root, tmp_path / "out2", feedback_root=tmp_path / "feedback")
 
 
 def test_a_jpeg_of_the_data_root_sent_as_feedback_is_matched_by_its_pixels(tmp_path):
@@ -512,6 +542,12 @@ def test_an_empty_split_stops_the_run_with_one_sentence(tmp_path):
         seed += 1
     with pytest.raises(ieg.EmptyDatasetError, match=r"the eval split is empty: the hash split of the 3 usable images"):
         run_example_gen(root, tmp_path / "out")
+    feedback = tmp_path / "feedback"   # feedback images are not counted as the data root's
+    (feedback / "bet").mkdir(parents=True)
+    (feedback / "bet" / "x.png").write_bytes(png_bytes(letter_image(30, 40, seed=1000)))
+    with pytest.raises(ieg.EmptyDatasetError, match=r"the hash split of the 3 usable images of .* put none of them "
+                       r"there \(the 1 feedback images always train\); add images"):
+        run_example_gen(root, tmp_path / "out-fb", feedback_root=feedback)
     # The runner in its own process: it sets up logging for the pipeline, which later tests here would inherit.
     proc = subprocess.run([sys.executable, "local_runner.py", "--data-root", str(root), "--no-pretrain",
                            "--no-feedback", "--quiet", "--pipeline-root", str(tmp_path / "p"), "--serving-dir",
