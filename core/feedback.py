@@ -9,7 +9,9 @@ mounted disk, not a URL: :func:`store_folder`)::
 Writes are crash-safe and concurrency-safe: the image is written to a temporary file in its final folder,
 fsynced and renamed into place (``os.replace``) and the folder fsynced, and only then is the row committed (the
 image is written in the transaction that looked its picture up: a picture stored already is not written again);
-a crash in between leaves at most an orphan image that no row points at (never a row without its image).
+a crash in between leaves at most an orphan image that no row points at (never a row without its image). A stored
+image lost or rotten since (no longer its sha256) is written again, the same way, when its bytes are sent or
+imported again (:meth:`FeedbackStore.restore`).
 SQLite's WAL journal and busy timeout let many threads and processes add rows at once.
 
 Each row keeps the digest of its image's pixels (``pixel_digest``, :func:`core.image_io.pixel_digest`, the digest
@@ -371,8 +373,30 @@ class FeedbackStore:
         stored = [_record(row) for row in stored]   # (more than one where an earlier store took it twice)
         same = [record for record in stored if record.true_label == true_label]
         if same:
+            self.restore(same, image)   # (its image lost or rotten since: these bytes are it again)
             return same[0], False
         raise already_stored(stored, true_label, self.root)
+
+    def restore(self, records: list[Feedback], image: bytes) -> bool:
+        """Writes ``image`` as the stored image of the one of ``records`` (rows of its picture) whose bytes it is,
+        where that file is gone or no longer those bytes (sha256): the picture sent or imported again. True where it
+        was written. Only that one file is read. It is written as :meth:`add` writes a new one (a temporary file,
+        fsynced, renamed into place), outside the write lock; a row removed meanwhile is left without it, as
+        :meth:`remove` leaves it."""
+        sha256 = hashlib.sha256(image).hexdigest()
+        record = next((record for record in records if record.image_sha256 == sha256), None)
+        if record is None or image_intact(self.image_path(record), sha256):
+            return False
+        self._check_database()   # (a removed store is not made again)
+        path = self.image_path(record)
+        atomic_write(path, image)
+        if self.get(record.id) is None:   # removed meanwhile, its image unlinked before this one was written
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return False
+        log.info("feedback %s (%s): its image, gone or corrupt, was written again from the same bytes sent again",
+                 record.id, record.true_label)
+        return True
 
     def find(self, record_id: str) -> Feedback:
         """The row whose id is ``record_id`` or starts with it (the 8 characters the store's messages show).
@@ -648,6 +672,15 @@ def _stored_pixel_digest(root: str, image_path: str, image_sha256: str) -> str |
     except OSError:
         return None
     return image_io.pixel_digest(data) if hashlib.sha256(data).hexdigest() == image_sha256 else None
+
+
+def image_intact(path: str, image_sha256: str) -> bool:
+    """Whether the file at ``path`` can be read and is the bytes whose sha256 is ``image_sha256``."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest() == image_sha256
+    except OSError:
+        return False
 
 
 def to_png(data: bytes, image_format: str) -> bytes:

@@ -15,9 +15,11 @@ feedback does, and the pipeline would train on both), its message naming every r
 that leave the right label alone. A picture a store holds under several classes already (stored before the store
 knew pixels, or by ``FeedbackStore.add`` without ``once``) is judged as the web client's feedback judges it: already
 there when one of them is the class imported (``letters-feedback stats`` names it in ``under_two_labels``), a
-conflict otherwise. Files that cannot be stored are skipped with their reason, never fatal: a folder that is not a
-class, a nested folder, a hidden name in a class folder, an empty, oversize, truncated or non-image file. Hidden
-names beside the class folders (a ``.git``, a ``.DS_Store``) are left out unreported, as the ExampleGen leaves them.
+conflict otherwise. A stored image gone or corrupt since (no longer its sha256) is written again from a file of
+the same bytes, and counted as restored. Files that cannot be stored are skipped with their reason, never fatal: a
+folder that is not a class, a nested folder, a hidden name in a class folder, an empty, oversize, truncated or
+non-image file. Hidden names beside the class folders (a ``.git``, a ``.DS_Store``) are left out unreported, as the
+ExampleGen leaves them.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ class ImportSummary:
     source: str
     imported: int = 0            # images added to the store by this call
     already_present: int = 0     # images the store held already with the same class
+    restored: int = 0            # of those, images whose stored file was gone or corrupt, written again from DIR's
     skipped: dict = dataclasses.field(default_factory=dict)    # reason -> [relative path: detail]
     per_class: dict = dataclasses.field(default_factory=dict)  # class -> images of DIR now in the store
 
@@ -139,6 +142,7 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             continue
         if stored:   # (under this label, maybe under others too: as add(once=True) judges it)
             summary.already_present += 1
+            summary.restored += store.restore([r for r in stored if r.true_label == label], checked.data)
         else:
             try:
                 record, added = store.add_once(checked.data, checked.data_format, label, width=checked.width,
@@ -158,8 +162,10 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
 
 
 def describe(summary: ImportSummary, max_files: int = 10) -> str:
+    restored = (f", {summary.restored} of them restored: their stored image was gone or corrupt"
+                if summary.restored else "")
     lines = [f"imported {summary.imported} image(s) from {summary.source} ({summary.already_present} already in the "
-             f"store, {summary.skipped_count} skipped)"]
+             f"store{restored}, {summary.skipped_count} skipped)"]
     for reason, files in sorted(summary.skipped.items()):
         lines.append(f"  skipped {len(files)} × {reason}")
         lines += [f"    {item}" for item in files[:max_files]]

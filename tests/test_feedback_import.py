@@ -67,6 +67,24 @@ def test_importing_again_adds_nothing_twice_and_new_images_are_added(folder, tmp
     assert len(stored(tmp_path / "store")) == 5
 
 
+def test_importing_again_restores_a_stored_image_lost_or_rotten_since(folder, tmp_path, capsys):
+    """A stored image deleted or rotten since had been counted as already there by every import, and skipped by
+    every pipeline run: importing its file again writes it back, and says so."""
+    import_folder(tmp_path / "store", folder)
+    store = FeedbackStore(tmp_path / "store")
+    gone, rotten = [r for r in store.records() if r.true_label == "alef"]
+    store.close()
+    (tmp_path / "store" / gone.image_path).unlink()
+    (tmp_path / "store" / rotten.image_path).write_bytes(b"rotten")
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "import", str(folder)]) == 0
+    assert "(4 already in the store, 2 of them restored: their stored image was gone or corrupt, 4 skipped)" \
+        in capsys.readouterr().out
+    again = import_folder(tmp_path / "store", folder)
+    assert (again.imported, again.already_present, again.restored) == (0, 4, 0)
+    summary = export_feedback(tmp_path / "store", tmp_path / "out")
+    assert (summary.exported, summary.missing_images, summary.corrupt_images) == (4, 0, 0)
+
+
 def test_a_stored_picture_saved_again_is_already_there_or_a_conflict(folder, tmp_path):
     """The same picture in another file (a PNG compressed again, a BMP copy) had been imported as a new letter,
     under another class too, and trained on under both: it is judged by its pixels, as the ExampleGen judges."""

@@ -557,6 +557,29 @@ def test_a_relabelled_row_damaged_since_keeps_its_copy_moved_to_its_new_class(tm
         [f"kaf/{row.id}.png", f"gimel/{whole.id}.png"])
 
 
+def test_a_lost_or_rotten_image_is_written_again_when_its_picture_is_sent_again(tmp_path):
+    """A stored image deleted or rotten since had been answered "stored" when its picture came again, and every
+    export skipped it for good: the same bytes sent again write it back (only that row's file is read), under its
+    label; another label is still refused and writes nothing."""
+    store = FeedbackStore(tmp_path / "fb")
+    gone, rotten = (store.add(letter_png(seed=s), "PNG", "alef", once=True) for s in (1, 2))
+    os.unlink(store.image_path(gone))
+    with open(store.image_path(rotten), "r+b") as f:      # same size, different bytes: bit rot
+        f.seek(20)
+        f.write(b"\xff\xff\xff\xff")
+    with pytest.raises(FeedbackError, match="already stored"):
+        store.add(letter_png(seed=1), "PNG", "bet", once=True)
+    assert not os.path.exists(store.image_path(gone))
+    for seed, row in ((1, gone), (2, rotten)):
+        again, added = store.add_once(letter_png(seed=seed), "PNG", "alef")
+        assert (again.id, added) == (row.id, False)
+        assert Path(store.image_path(row)).read_bytes() == letter_png(seed=seed)
+    assert store.count() == 2 and len(image_files(store.root)) == 2
+    store.close()
+    summary = export_feedback(tmp_path / "fb", tmp_path / "out")
+    assert (summary.exported, summary.missing_images, summary.corrupt_images) == (2, 0, 0)
+
+
 def test_a_stored_image_that_cannot_be_read_is_counted_and_the_rest_exported(tmp_path):
     """An image the store cannot read (here a folder in its place: IsADirectoryError, as EACCES or EIO) had ended
     the whole export, and with it every pipeline run, in a traceback."""
