@@ -519,11 +519,14 @@ def _store_flag(feedback_dir: str | os.PathLike) -> str:
 
 
 def two_label_pictures(records: list[Feedback]) -> list[list[tuple[str, str]]]:
-    """[(store id, label), ...] of each picture (its pixels) stored under more than one label, oldest first."""
+    """[(store id, label), ...] of each picture (its pixels) stored under more than one label, oldest first. A row
+    without a pixel digest (added by schema-1 code) is the picture of a row with its bytes, as :meth:`FeedbackStore.add`
+    matches it: grouped by its sha256 where no row of its bytes has a digest."""
+    digest_of_bytes = {record.image_sha256: record.pixel_digest for record in records if record.pixel_digest}
     groups = collections.defaultdict(list)
     for record in records:
-        if record.pixel_digest is not None:
-            groups[record.pixel_digest].append((record.id, record.true_label))
+        picture = record.pixel_digest or digest_of_bytes.get(record.image_sha256) or f"sha256:{record.image_sha256}"
+        groups[picture].append((record.id, record.true_label))
     return [group for group in groups.values() if len({label for _, label in group}) > 1]
 
 

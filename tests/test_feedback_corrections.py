@@ -148,6 +148,21 @@ def test_import_of_a_picture_stored_under_two_labels_as_a_third_names_both_rows_
     assert [(r.id, r.true_label) for r in read_records(tmp_path / "store")] == [(alef.id, "gimel")]
 
 
+def test_stats_names_the_same_bytes_under_two_labels_in_rows_without_a_pixel_digest(tmp_path, capsys):
+    """Rows schema-1 code added (no pixel digest yet) are matched by their bytes: stats had said under_two_labels []
+    for a picture such rows hold under two labels, or one of them beside a row with a digest."""
+    import json
+    store = FeedbackStore(tmp_path / "store")
+    rows = [store.add(letter(seed), "PNG", label) for seed, label in ((1, "alef"), (1, "bet"), (2, "gimel"),
+                                                                      (2, "dalet"), (3, "he"))]
+    store.close()
+    with sqlite3.connect(tmp_path / "store" / DB_FILE) as conn:
+        conn.execute("UPDATE feedback SET pixel_digest = NULL WHERE id != ?", (rows[3].id,))
+    assert cli(tmp_path / "store", "stats") == 0
+    assert json.loads(capsys.readouterr().out)["under_two_labels"] == [
+        [f"alef {rows[0].id}", f"bet {rows[1].id}"], [f"gimel {rows[2].id}", f"dalet {rows[3].id}"]]
+
+
 def test_list_shows_each_row_with_its_id_labels_time_and_source(mis_click, capsys):
     store_dir, wrong, shin = mis_click
     capsys.readouterr()
