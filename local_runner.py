@@ -95,6 +95,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         from pipeline.generate_letters import generated_or_new
         if flags.is_url(config.data_root) or not generated_or_new(config.data_root):
             args.data_root, args.builtin_root, args.data_root_from_env = config.data_root, Config().data_root, True
+    refuse_feedback_url(p, config.feedback_dir, given)
     paths = run_paths(config, args, args.builtin_root)
     names = flags.path_names(paths, given)
     flags.refuse_root_beam_cannot_write(p, names["--pipeline-root"], config.pipeline_root)
@@ -102,6 +103,18 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     if problem:
         p.error(problem)
     return config, args
+
+
+def refuse_feedback_url(parser: argparse.ArgumentParser, feedback_dir: str, given: set[str]) -> None:
+    """A usage error (status 2) for a feedback store given as a URL (gs://…, a flag or LETTERS_FEEDBACK_DIR), in
+    the store's own words (:func:`core.feedback.store_folder`): it had been said to be no store, and the run
+    trained without feedback."""
+    from core.feedback import FeedbackStoreError, store_folder
+    if feedback_dir:
+        try:
+            store_folder(feedback_dir)
+        except FeedbackStoreError as err:
+            parser.error(f"{flags.named('feedback_dir', given)}: {err} (--no-feedback to leave feedback out)")
 
 
 def run_paths(config: Config, args: argparse.Namespace, builtin_root: str) -> dict[str, str]:

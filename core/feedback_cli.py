@@ -19,7 +19,7 @@ import sys
 
 from core import image_io, settings
 from core.feedback import (DB_FILE, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
-                           read_records, summarize)
+                           read_records, store_folder, summarize)
 from core.feedback_import import describe, import_folder
 from core.labels import CLASS_NAMES, label_index
 
@@ -76,6 +76,10 @@ def _main(argv) -> int:
         except ValueError as err:
             parser.error(str(err))
     feedback_dir = settings.path_or_default(args.feedback_dir, default_feedback_dir)
+    try:   # a URL: the store's own refusal, not "no feedback store at gs://…"
+        store_folder(feedback_dir, "read" if args.command in ("export", "stats", "list") else "open")
+    except FeedbackStoreError as err:
+        parser.error(str(err))
     if args.command == "import":   # with the pipeline's file limits, so that nothing stored is dropped in training
         return import_command(feedback_dir, args.folder, config.max_file_bytes, config.max_image_pixels,
                               default_feedback_dir)

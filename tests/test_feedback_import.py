@@ -427,9 +427,17 @@ def test_a_url_for_the_store_is_refused_and_nothing_is_written_in_the_current_fo
     ./gs:/… made and filled, and the import said done."""
     from core.feedback import FeedbackStoreError, read_records
     monkeypatch.chdir(tmp_path)
-    refusal = "cannot open the feedback store gs://my-bucket/feedback: it is an SQLite database in a folder on a local"
-    assert feedback_cli.main(["--feedback-dir", "gs://my-bucket/feedback", "import", str(folder)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: {refusal}")
+    refusal = "the feedback store gs://my-bucket/feedback: it is an SQLite database in a folder on a local"
+    for command, what in ((["import", str(folder)], "open"), (["stats"], "read"), (["list"], "read"),
+                          (["export", "--out", str(tmp_path / "out")], "read"), (["remove", "1a2b"], "open")):
+        with pytest.raises(SystemExit) as caught:   # a usage error, in the store's words: it had been "no feedback
+            feedback_cli.main(["--feedback-dir", "gs://my-bucket/feedback", *command])   # store at gs://…"
+        assert caught.value.code == 2
+        assert f"letters-feedback: error: cannot {what} {refusal}" in capsys.readouterr().err, command
+    monkeypatch.setenv("LETTERS_FEEDBACK_DIR", "gs://my-bucket/feedback")
+    with pytest.raises(SystemExit):
+        feedback_cli.main(["stats"])
+    assert f"letters-feedback: error: cannot read {refusal}" in capsys.readouterr().err
     with pytest.raises(FeedbackStoreError, match="cannot read the feedback store gs://my-bucket/feedback: it is an"):
         read_records("gs://my-bucket/feedback")
     assert not (tmp_path / "gs:").exists()

@@ -362,3 +362,21 @@ def test_a_file_url_pipeline_root_is_a_usage_error_and_leaves_no_folder_where_it
     assert (f"error: --pipeline-root ({root}) is a file:// URL: Beam, which writes the pipeline's artifacts there, "
             "has no filesystem for file://") in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_a_url_feedback_store_is_a_usage_error_in_the_stores_words(tmp_path, monkeypatch, capsys):
+    """The feedback store is SQLite on a local (or mounted) disk: --feedback-dir gs://… (or LETTERS_FEEDBACK_DIR)
+    had been said to be "no feedback store at gs://…", and the run trained without feedback."""
+    common = ["--data-root", str(tmp_path / "data"), "--pipeline-root", str(tmp_path / "p")]
+    refusal = ("cannot read the feedback store gs://b/feedback: it is an SQLite database in a folder on a local (or "
+               "mounted) disk, not a URL")
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args([*common, "--feedback-dir", "gs://b/feedback"])
+    assert caught.value.code == 2 and f"error: --feedback-dir: {refusal}" in capsys.readouterr().err
+    monkeypatch.setenv("LETTERS_FEEDBACK_DIR", "gs://b/feedback")
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args(common)
+    assert caught.value.code == 2 and f"error: LETTERS_FEEDBACK_DIR='gs://b/feedback': {refusal}" \
+        in capsys.readouterr().err
+    assert local_runner.parse_args([*common, "--no-feedback"])[0].feedback_dir == ""
+    assert os.listdir(tmp_path) == []
