@@ -10,13 +10,14 @@ One policy, used by the ExampleGen and by the web client's backend:
   (L, RGB);
 * re-encode to PNG only what that decoder rejects or reads wrongly (WebP, TIFF, palette and 1-bit BMP,
   transparent GIF, a 32-bit BMP whose fourth byte TensorFlow takes for alpha, a 16-bit, OS/2 or run-length BMP it
-  refuses or misreads, a lossless JPEG, whose process TensorFlow's libjpeg refuses), preserving transparency as
-  alpha, and an animated GIF as its first frame (TensorFlow decodes every frame: a decompression bomb of many
-  small frames); ``tests/test_image_io.py`` pins that these formats are indeed the ones TensorFlow mis-decodes or
-  rejects;
+  refuses or misreads, or one with bytes after its last row, which it refuses, a lossless JPEG, whose process
+  TensorFlow's libjpeg refuses), preserving transparency as alpha, and an animated GIF as its first frame
+  (TensorFlow decodes every frame: a decompression bomb of many small frames); ``tests/test_image_io.py`` pins
+  that these formats are indeed the ones TensorFlow mis-decodes or rejects;
 * refuse what Pillow reads and TensorFlow's decoders refuse as damaged: a PNG with a critical chunk failing its
-  CRC, or cut short before its IEND chunk; a GIF whose pixels use a colour its colour table lacks (or that has no
-  colour table), which viewers show each their own way;
+  CRC, or cut short before its IEND chunk; a BMP cut short in its last row (Pillow reads it without its padding
+  bytes); a GIF whose pixels use a colour its colour table lacks (or that has no colour table), which viewers show
+  each their own way;
 * re-encode also what TensorFlow decodes but reads otherwise than a viewer shows it: a PNG whose transparency is
   one key colour (tRNS on a grey or RGB image: TensorFlow reads it opaque, so a transparent background became
   ink), a photo with an EXIF orientation (turned upright first; TensorFlow ignores EXIF, so a phone's sideways
@@ -155,6 +156,10 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         damaged = _damaged_png_chunk(data)
         if damaged:
             raise ImageRejected("truncated_or_corrupt", f"PNG {damaged}")
+    rows_end = _bmp_rows_end(data) if fmt == "BMP" else None
+    if rows_end is not None and len(data) < rows_end:   # (Pillow reads a last row without its padding)
+        raise ImageRejected("truncated_or_corrupt", f"BMP data ends {rows_end - len(data)} byte(s) before its last "
+                                                    f"row of pixels does (the file is cut short)")
     mode = img.mode
     uncovered = False
     if fmt == "GIF":
@@ -303,8 +308,9 @@ def _orientation(img: Image.Image) -> int | None:
 def _bmp_tensorflow_misreads(fmt: str, data: bytes) -> bool:
     """A BMP that Pillow reads (as RGB or L) but TensorFlow's decoder does not: 32 bits (its fourth byte, unused
     and often 0, read as alpha: a letter whose alpha is 0 reaches the model blank), 16 bits (5-5-5 or 5-6-5
-    colour, refused as an image of 2 channels), an OS/2 header (its 16-bit sizes misread) or run-length
-    compression (its size taken for rows of pixels)."""
+    colour, refused as an image of 2 channels), an OS/2 header (its 16-bit sizes misread), run-length
+    compression (its size taken for rows of pixels) or bytes after its last row (refused: the file must end
+    where its rows do)."""
     if fmt != "BMP" or len(data) < 30:
         return False
     header = int.from_bytes(data[14:18], "little")
@@ -312,7 +318,24 @@ def _bmp_tensorflow_misreads(fmt: str, data: bytes) -> bool:
         return True
     bits = int.from_bytes(data[28:30], "little")
     compression = int.from_bytes(data[30:34], "little") if len(data) >= 34 else 0
-    return bits in (16, 32) or compression in (1, 2)
+    return bits in (16, 32) or compression in (1, 2) or _bmp_rows_end(data) != len(data)
+
+
+_BMP_UNCOMPRESSED = frozenset({0, 3, 6})   # BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS: rows of pixels as stored
+
+
+def _bmp_rows_end(data: bytes) -> int | None:
+    """Where the pixel rows of a BMP with a Windows header and uncompressed rows end: its pixel data's offset plus
+    its height's rows, each padded to 4 bytes. TensorFlow's decoder (DecodeBmpV2) refuses a file that does not end
+    exactly there ("Input size should match (header_size + row_size * abs_height)"), where Pillow reads a last row
+    without its padding and ignores bytes after it. None for an OS/2 header or compressed rows."""
+    if len(data) < 34 or int.from_bytes(data[14:18], "little") == 12 \
+            or int.from_bytes(data[30:34], "little") not in _BMP_UNCOMPRESSED:
+        return None
+    offset = int.from_bytes(data[10:14], "little")
+    width, height = (int.from_bytes(data[at:at + 4], "little", signed=True) for at in (18, 22))
+    bits = int.from_bytes(data[28:30], "little")
+    return offset + (abs(width) * bits + 31) // 32 * 4 * abs(height)
 
 
 def _cmyk_inks_misread(fmt: str, mode: str, img: Image.Image) -> bool:

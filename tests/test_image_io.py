@@ -342,6 +342,51 @@ def test_a_png_cut_short_before_its_end_is_refused_as_tensorflow_refuses_it(cut)
     assert image_io.check_image(whole).data == whole
 
 
+@pytest.mark.parametrize("mode, cut", [("RGB", 1), ("RGB", 2), ("RGB", 3), ("L", 1)])
+def test_a_bmp_cut_short_in_its_last_row_is_refused_as_tensorflow_refuses_it(mode, cut):
+    """Pillow reads a BMP whose last row lacks its padding bytes; TensorFlow's decoder requires the file to end
+    exactly where its rows do, so such a file, kept as it was, had ended the pipeline's Transform."""
+    whole = png_bytes(letter_image(63, 20, mode), "BMP")   # rows of 63 px padded to 4 bytes
+    short = whole[:-cut]
+    Image.open(io.BytesIO(short)).load()
+    assert _tf_gray(short) is None
+    with pytest.raises(image_io.ImageRejected, match=f"BMP data ends {cut} byte") as err:
+        image_io.check_image(short)
+    assert err.value.reason == "truncated_or_corrupt"
+    assert image_io.check_image(whole).data == whole
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_bmp_with_bytes_after_its_last_row_is_reencoded_as_tensorflow_refuses_it(mode):
+    """Bytes after the last row (a writer's padding): Pillow reads the whole picture, TensorFlow refuses it."""
+    data = png_bytes(letter_image(63, 20, mode), "BMP") + bytes(2)
+    assert _tf_gray(data) is None
+    checked = image_io.check_image(data)
+    assert checked.reencoded and checked.reencoded_as == "PNG"
+    assert np.abs(_tf_gray(checked.data) - _gray(data)).max() == 0
+
+
+def test_every_damaged_bmp_that_is_kept_decodes_in_tensorflow():
+    """Bytes cut from the end, cut from within or added after BMPs of several widths and depths: whatever
+    check_image keeps (as it was or re-encoded), tf.io.decode_image reads."""
+    rng = np.random.default_rng(7)
+    sources = [png_bytes(letter_image(width, 9, mode), "BMP") for width in (1, 2, 3, 5, 63, 64)
+               for mode in ("L", "RGB", "P", "1")] + [_bmp32(letter_image(width, 9)) for width in (3, 63)]
+    kept = 0
+    for data in sources:
+        for _ in range(12):
+            how, at = rng.integers(3), int(rng.integers(1, len(data)))
+            count = int(rng.integers(1, 9))
+            damaged = (data[:-count], data[:at] + data[at + count:], data + rng.bytes(count))[how]
+            try:
+                checked = image_io.check_image(damaged)
+            except image_io.ImageRejected:
+                continue
+            kept += 1
+            tf.io.decode_image(checked.data, expand_animations=False)   # raises if TensorFlow refuses it
+    assert kept > 50
+
+
 def test_decompression_bomb_is_rejected_before_decoding():
     bomb = png_bytes(Image.new("L", (5000, 5000), 255))  # tiny file, 25 Mpx
     with pytest.raises(image_io.ImageRejected) as err:
