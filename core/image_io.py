@@ -17,7 +17,7 @@ One policy, used by the ExampleGen and by the web client's backend:
 * refuse what Pillow reads and TensorFlow's decoders refuse as damaged: a PNG with a critical chunk failing its
   CRC, or cut short before its IEND chunk; a BMP cut short in its last row (Pillow reads it without its padding
   bytes); a GIF whose pixels use a colour its colour table lacks (or that has no colour table), which viewers show
-  each their own way;
+  each their own way, or whose image data is cut short before its end block;
 * re-encode also what TensorFlow decodes but reads otherwise than a viewer shows it: a PNG whose transparency is
   one key colour (tRNS on a grey or RGB image: TensorFlow reads it opaque, so a transparent background became
   ink), a photo with an EXIF orientation (turned upright first; TensorFlow ignores EXIF, so a phone's sideways
@@ -257,7 +257,8 @@ def _jpeg_process(data: bytes) -> int | None:
 def _gif_first_frame_box(data: bytes, img: Image.Image) -> tuple[int, int, int, int]:
     """The box (left, top, right, bottom) of a loaded GIF's first frame on its logical screen, read from the file's
     blocks. Refuses a frame whose pixels use a colour its colour table (its own, else the global one) lacks, or
-    that has no colour table: TensorFlow's decoder refuses it, and Pillow and viewers each draw it their own way.
+    that has no colour table: TensorFlow's decoder refuses it, and Pillow and viewers each draw it their own way;
+    and a frame whose image data is cut short (:func:`_gif_image_data_end`).
     (The transparent colour is no colour: TensorFlow skips it before that check.)"""
     flags = data[10]
     colours = 2 << (flags & 7) if flags & 0x80 else 0
@@ -273,6 +274,7 @@ def _gif_first_frame_box(data: bytes, img: Image.Image) -> tuple[int, int, int, 
     left, top, width, height = (int.from_bytes(data[at + i:at + i + 2], "little") for i in (1, 3, 5, 7))
     if data[at + 9] & 0x80:
         colours = 2 << (data[at + 9] & 7)
+    _gif_image_data_end(data, at + 11 + (3 * colours if data[at + 9] & 0x80 else 0))
     box = (left, top, left + width, top + height)
     if not colours:
         raise ImageRejected("truncated_or_corrupt", "GIF has no colour table for its image")
@@ -285,6 +287,17 @@ def _gif_first_frame_box(data: bytes, img: Image.Image) -> tuple[int, int, int, 
         raise ImageRejected("truncated_or_corrupt", f"GIF pixels use colour {used[0]}, outside its colour table "
                                                     f"of {colours} colours")
     return box
+
+
+def _gif_image_data_end(data: bytes, at: int) -> None:
+    """Refuses the image data whose first block starts at ``at`` (after its LZW code size) when the file ends before
+    its empty end block (its end block cut, or a trailer read as the size of a block that runs
+    past the end): Pillow reads the pixels, TensorFlow's decoder (giflib, which reads up to the end block) does not."""
+    while at < len(data) and data[at]:
+        at += 1 + data[at]
+    if at >= len(data):
+        raise ImageRejected("truncated_or_corrupt", "GIF data ends before its image's data does (the file is cut "
+                                                    "short)")
 
 
 def _on_transparent_screen(img: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:

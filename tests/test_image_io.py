@@ -221,6 +221,44 @@ def test_a_gif_using_a_colour_its_table_lacks_is_refused_as_tensorflow_refuses_i
     assert image_io.check_image(whole).data == whole                # a whole table: kept as it is
 
 
+@pytest.mark.parametrize("mode", ["P", "L"])
+@pytest.mark.parametrize("ending", [b"", b";"], ids=["cut", "trailer"])
+def test_a_gif_whose_image_data_lacks_its_end_is_refused_as_tensorflow_refuses_it(mode, ending):
+    """A GIF cut short by its last two bytes (its image data's end block and its trailer), or with its trailer
+    right after its last data block: Pillow reads its pixels, TensorFlow's decoder (giflib) does not, so it had been
+    kept and ended the pipeline's Transform. Its trailer alone missing is read by both: kept."""
+    whole = png_bytes(letter_image(31, 17, mode), "GIF")
+    assert whole.endswith(b"\0;")
+    damaged = whole[:-2] + ending
+    Image.open(io.BytesIO(damaged)).load()
+    assert _tf_gray(damaged) is None
+    with pytest.raises(image_io.ImageRejected, match="GIF data ends before its image's data does") as err:
+        image_io.check_image(damaged)
+    assert err.value.reason == "truncated_or_corrupt"
+    assert image_io.check_image(whole[:-1]).data == whole[:-1]
+
+
+def test_every_damaged_gif_png_or_jpeg_that_is_kept_decodes_in_tensorflow():
+    """Bytes cut from the end, cut from within, added after or changed in GIFs, PNGs and JPEGs: whatever
+    check_image keeps, tf.io.decode_image reads."""
+    rng = np.random.default_rng(11)
+    sources = [png_bytes(letter_image(width, 17, mode), fmt) for width in (5, 31, 64) for mode in ("L", "RGB", "P")
+               for fmt in ("GIF", "PNG", "JPEG") if (fmt, mode) != ("JPEG", "P")]
+    kept = 0
+    for data in sources:
+        for _ in range(12):
+            how, at, count = rng.integers(4), int(rng.integers(1, len(data))), int(rng.integers(1, 9))
+            damaged = (data[:-count], data[:at] + data[at + count:], data + rng.bytes(count),
+                       data[:at] + bytes([data[at] ^ int(rng.integers(1, 256))]) + data[at + 1:])[how]
+            try:
+                checked = image_io.check_image(damaged)
+            except image_io.ImageRejected:
+                continue
+            kept += 1
+            tf.io.decode_image(checked.data, expand_animations=False)   # raises if TensorFlow refuses it
+    assert kept > 50
+
+
 def test_a_gif_transparent_colour_past_its_table_is_no_colour():
     """TensorFlow skips a GIF's transparent colour before it checks the table, so it reads such a GIF; the check
     re-encodes it as any transparent GIF (its transparency as alpha)."""
