@@ -38,16 +38,19 @@ def label_index(name, what: str = "class") -> int:
     return index
 
 
+_SEPARATORS = r"[\s._-]+"   # what separates the words of a folder name: spaces, dots, hyphens, underscores (a run)
+
+
 def likely_class(name: str, close: bool = True) -> str | None:
     """The class a folder ``name`` that is not a class name was likely meant to be: the class it spells in another
-    case or with other separators (``Bet``, ``Pe-Final``, ``pe final``), else, when ``close``, the closest class
-    name (``bett``, ``shim``, ``aleph``, but also ``test`` for tet: only a guess) or the class of the Hebrew letter
-    it is (``א``, ``ץ`` for tsadi_final, ``בּ`` with its points: a hint only, so that such a folder is skipped as
-    another folder is, not refused as a misspelt class); None for a class name, a hidden name and a name close to
-    none (``misc``)."""
+    case or with other separators (``Bet``, ``Pe-Final``, ``pe final``, ``pe.final``, ``pe__final``), else, when
+    ``close``, the closest class name (``bett``, ``shim``, ``aleph``, but also ``test`` for tet: only a guess) or
+    the class of the Hebrew letter it is (``א``, ``ץ`` for tsadi_final, ``בּ`` with its points: a hint only, so
+    that such a folder is skipped as another folder is, not refused as a misspelt class); None for a class name, a
+    hidden name and a name close to none (``misc``)."""
     if name in CLASS_INDEX or name.startswith("."):
         return None
-    spelled = re.sub(r"[\s-]+", "_", name.strip().lower())
+    spelled = re.sub(_SEPARATORS, "_", name.strip().lower())
     if spelled in CLASS_INDEX:
         return spelled
     if not close:

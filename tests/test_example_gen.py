@@ -223,6 +223,19 @@ def test_a_folder_named_like_a_class_that_has_no_folder_is_refused_naming_the_cl
     assert ieg.describe_layout_problem(str(data)) is None
 
 
+@pytest.mark.parametrize("folder", ["pe.final", "Pe.Final", "pe__final", "pe. final"])
+def test_a_class_folder_spelled_with_dots_or_repeated_separators_is_refused_as_other_separators_are(tmp_path, folder):
+    """pe.final beside no pe_final: it had only been skipped (unknown_class, did you mean 'pe_final'?), its images
+    not read, where pe-final and pe final are refused. pefinal and final_pe, which spell no class, stay a skip."""
+    data = tmp_path / "data"
+    for rel in ("alef/a.png", f"{folder}/b.png", "pefinal/c.png", "final_pe/d.png"):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_bytes(png_bytes(letter_image(40, 50)))
+    problem = ieg.describe_layout_problem(str(data))
+    assert problem and f"{folder!r} is not a class folder: did you mean 'pe_final'?" in problem, problem
+    assert "'pefinal'" not in problem and "'final_pe'" not in problem, problem
+
+
 def test_an_unknown_class_folders_skip_names_the_class_it_is_likely_meant_as(tmp_path):
     for rel in ("Bet/b.png", "shim/c.png", "misc/d.png"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
