@@ -64,7 +64,7 @@ FROM base AS dataflow-worker
 COPY --from=beam-sdk /opt/apache/beam /opt/apache/beam
 ENTRYPOINT ["/opt/apache/beam/boot"]
 
-# The monitor (serving/deploy/k8s/monitor-cronjob.yaml) runs in the pipeline image with its own command:
+# The monitor (serving/deploy/k8s/monitor/monitor-cronjob.yaml) runs in the pipeline image with its own command:
 # `letters-monitor` (python -m pipeline.monitor), installed above with the project's other commands.
 
 # The pipeline image (default target). The compiled spec names the command itself; the ENTRYPOINT is the same

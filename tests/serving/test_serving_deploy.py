@@ -1,5 +1,6 @@
 """The real TF Serving deployment files parse with TF Serving's own protos and agree with each other."""
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def test_monitor_cronjob_runs_the_monitor_against_every_serving_pod():
     ready or not, and sums their pages (a page that cannot be read, a pod down, is an alarm)."""
     from pipeline.monitor import cli
 
-    cronjob = yaml.safe_load(load("k8s/monitor-cronjob.yaml"))
+    cronjob = yaml.safe_load(load("k8s/monitor/monitor-cronjob.yaml"))
     service = yaml.safe_load(load("k8s/headless-service.yaml"))
     deployment = yaml.safe_load(load("k8s/deployment.yaml"))
     assert service["kind"] == "Service" and service["spec"]["clusterIP"] == "None"
@@ -223,7 +224,7 @@ def test_a_non_root_pod_writing_a_claim_sets_fs_group():
     ownership of it only when fsGroup is set: without one a non-root pod cannot write to a claim it mounts
     read-write (the monitor's reports: every Job would end 4)."""
     checked = 0
-    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+    for path in sorted((DEPLOY / "k8s").rglob("*.yaml")):
         for manifest in yaml.safe_load_all(path.read_text()):
             for pod in pod_specs(manifest):
                 claims = {v["name"]: v["persistentVolumeClaim"] for v in pod.get("volumes", [])
@@ -238,3 +239,31 @@ def test_a_non_root_pod_writing_a_claim_sets_fs_group():
                             f"{path.name}: {container['name']} runs as a non-root user and writes {written} "
                             "without the pod's securityContext.fsGroup")
     assert checked   # the monitor's reports claim at least
+
+
+def applied_folders():
+    """The folders serving/README.md applies (``kubectl apply -f FOLDER/``: its *.yaml, not its sub-folders)."""
+    readme = (Path(configs.PROJECT_ROOT) / "serving" / "README.md").read_text()
+    folders = re.findall(r"^kubectl apply -f (\S+?)/?(?:\s|$)", readme, re.MULTILINE)
+    return [Path(configs.PROJECT_ROOT) / folder for folder in folders]
+
+
+def test_each_applied_folder_defines_the_claims_its_pods_mount_and_holds_no_placeholder():
+    """`kubectl apply -f serving/deploy/k8s/` as the README says had applied pods mounting claims defined nowhere
+    (serving pods Pending until letters-models existed) and the monitor's CronJob with its image and bucket still
+    REGISTRY/letters:TAG and gs://BUCKET: every hourly Job Pending, then failed. The serving folder now defines its
+    claim and holds no placeholder; the monitor's folder, applied once its placeholders are filled, defines its own."""
+    folders = applied_folders()
+    assert [folder.relative_to(DEPLOY).as_posix() for folder in folders] == ["k8s", "k8s/monitor"]
+    every = {path for path in (DEPLOY / "k8s").rglob("*.yaml")}
+    assert every == {path for folder in folders for path in folder.glob("*.yaml")}   # each file applied by one
+    for folder in folders:
+        manifests = [m for path in sorted(folder.glob("*.yaml")) for m in yaml.safe_load_all(path.read_text()) if m]
+        defined = {m["metadata"]["name"] for m in manifests if m["kind"] == "PersistentVolumeClaim"}
+        mounted = {v["persistentVolumeClaim"]["claimName"] for m in manifests for pod in pod_specs(m)
+                   for v in pod.get("volumes", []) if "persistentVolumeClaim" in v}
+        assert mounted and mounted <= defined, (folder, mounted - defined)
+        for claim in (m for m in manifests if m["kind"] == "PersistentVolumeClaim"):
+            assert claim["spec"]["accessModes"] and claim["spec"]["resources"]["requests"]["storage"]
+    serving = yaml.dump([m for path in (DEPLOY / "k8s").glob("*.yaml") for m in yaml.safe_load_all(path.read_text())])
+    assert "REGISTRY" not in serving and "BUCKET" not in serving
