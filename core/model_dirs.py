@@ -75,15 +75,25 @@ def resolve_model_dir(path: str, files=LOCAL_FILES, version: int | None = None) 
             return path
         raise FileNotFoundError(f"{path} is a version folder ({name}), not version {version}: give its serving "
                                 f"directory, or no version")
-    names = [name.rstrip("/") for name in files.listdir(path)] if files.isdir(path) else []
-    versions = dict(sorted((version_number(name), name) for name in names   # sorted: the last of two names wins
-                           if version_number(name) is not None
-                           and holds_saved_model(os.path.join(path, name), files)))
+    versions = loadable_versions(path, files)
     if version is not None:
         if version not in versions:
             raise FileNotFoundError(f"{path} has no version {version} (versions there: "
                                     f"{', '.join(map(str, versions)) or 'none'})")
-        return os.path.join(path, versions[version])
+        return versions[version]
     if not versions:
         raise FileNotFoundError(f"{path} holds no SavedModel (neither saved_model.pb nor <version>/saved_model.pb)")
-    return os.path.join(path, versions[max(versions)])
+    return versions[max(versions)]
+
+
+def loadable_versions(path: str, files=LOCAL_FILES) -> dict[int, str]:
+    """{version: folder} of the versions under the serving directory ``path`` a server can load: folders whose
+    names it reads as versions (:func:`version_number`) holding a SavedModel's graphs file (a half-written
+    version, not yet holding one, is not among them); of two folders for one version, "7" and "007", the last name
+    in sorted order, as the server serves. {} when ``path`` is not a directory. ``files`` as for
+    :func:`resolve_model_dir`."""
+    names = [name.rstrip("/") for name in files.listdir(path)] if files.isdir(path) else []
+    return {version: os.path.join(path, name)
+            for version, name in sorted((version_number(name), name) for name in names   # the last of two wins
+                                        if version_number(name) is not None
+                                        and holds_saved_model(os.path.join(path, name), files))}

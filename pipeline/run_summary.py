@@ -21,6 +21,7 @@ from components import atomic_pusher, serving_validator
 from components.image_example_gen import conflicts_heading, duplicates_note
 from core import configs
 from core.files import pattern_under
+from core.model_dirs import loadable_versions
 from pipeline.pipeline import ACCURACY_METRIC, PRETRAINER_NODE
 
 STATS_FILE = "FeatureStats.pb"   # StatisticsGen's binary DatasetFeatureStatisticsList per split
@@ -185,19 +186,29 @@ def not_pushed_because(store, model_id: int) -> str | None:
 
 
 def served_model(serving_dir: str) -> dict | None:
-    """The model a model server serves from ``serving_dir``: its newest version (the latest policy's) and the
-    Trainer's model folder its push record names (components.atomic_pusher), {'version', 'model'}; None without
-    a version, with one whose record names no model (copied there by hand, say), or a serving dir not readable."""
+    """The model a model server serves from ``serving_dir``: its newest version a server can load (the latest
+    policy's; core.model_dirs.loadable_versions: a half-written newer folder, without saved_model.pb, is not
+    served) and the Trainer's model folder its push record names (components.atomic_pusher), {'version',
+    'model'}: ``model`` None for a version whose record names no model (copied there by hand, exported by another
+    tool, its record lost), still the one served; None without a version, or a serving dir not readable."""
     try:
-        folders = atomic_pusher.version_folders(serving_dir)
-        newest = max(folders, default=None)
-        pushed = newest is not None and atomic_pusher.read_record(folders[newest]).get("model")
+        versions = loadable_versions(serving_dir, tf.io.gfile)
+        newest = max(versions, default=None)
+        pushed = newest is not None and atomic_pusher.read_record(versions[newest]).get("model")
     except (OSError, tf.errors.OpError):
         return None
-    if not pushed:
+    if newest is None:
         return None
+    if not pushed:
+        return {"version": newest, "model": None}
     folder, export = os.path.split(pushed.rstrip("/"))   # the Pusher pushes <model>/Format-Serving
     return {"version": newest, "model": folder if export == path_constants.SERVING_MODEL_DIR else pushed}
+
+
+def served_origin(served: dict) -> str:
+    """Where a served version (:func:`served_model`) came from, as the summary says it: the model its push record
+    names, or that it has none."""
+    return served["model"] or "a model of unknown origin: no push record"
 
 
 def same_model(uri: str | None, other: str | None) -> bool:
@@ -462,14 +473,14 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
             lines.append(f"  WARNING the last blessed model ({summary['baseline_model']}) was never pushed "
                          f"({summary['baseline_not_pushed']}): compared with it, not with the model served")
         elif served and not compared:
-            lines.append(f"  WARNING the serving dir already served version {served['version']} ({served['model']}) "
-                         "when this run started: this model was never compared with it (the gate compared it with no "
-                         "other model)")
+            lines.append(f"  WARNING the serving dir already served version {served['version']} "
+                         f"({served_origin(served)}) when this run started: "
+                         "this model was never compared with it (the gate compared it with no other model)")
         elif served:
             lines.append(f"  WARNING the last blessed model ({summary['baseline_model']}) is not the one served "
-                         f"(version {served['version']}, {served['model']}): TFX's LatestBlessedModelStrategy takes "
-                         "the newest model blessed, not the one blessed or pushed last: compared with it, not with "
-                         "the model served")
+                         f"(version {served['version']}, {served_origin(served)}): TFX's LatestBlessedModelStrategy "
+                         "takes the newest model blessed, not the one blessed or pushed last: compared with it, not "
+                         "with the model served")
         worst = sorted(ev["per_class"].items(), key=lambda kv: kv[1].get(ACCURACY_METRIC, 1.0))[:3]
         if worst:
             lines.append("  weakest classes: " + ", ".join(

@@ -417,8 +417,8 @@ def test_a_baseline_other_than_the_model_served_is_named_with_the_one_served(tmp
     assert served == {"version": version, "model": str(older)}
     assert not_served(str(newer), served) == served and not_served(f"{older}/", served) is None
     assert not_served(str(newer), None) is None
-    (serving / str(version + 1)).mkdir()                            # a version copied by hand: no push record
-    assert served_model(str(serving)) is None
+    (serving / str(version + 1)).mkdir()                # half-written (no saved_model.pb): not served, not loadable
+    assert served_model(str(serving)) == served
 
     evaluation = {"overall": {"sparse_categorical_accuracy": 0.0149},
                   "baseline": {"sparse_categorical_accuracy": 0.1642},
@@ -504,3 +504,29 @@ def test_a_serving_dir_that_serves_another_pipelines_model_is_warned_of_on_a_fir
            "(/p1/Trainer/model/5) when this run started: this model was never compared with it" in text
     assert run_summary.summarize("/p2/metadata.sqlite")["baseline_not_served"] is None   # an empty serving dir
     assert "WARNING" not in format_summary(run_summary.summarize("/p2/metadata.sqlite"))
+
+
+def test_a_version_put_in_the_serving_dir_by_hand_is_served_and_warned_of(monkeypatch, tmp_path):
+    """A version without a push record (copied in by hand, exported by another tool, its record lost) had counted
+    as nothing served: a run with no model to compare with replaced it without a word. It is served, of unknown
+    origin; a newer folder still being written (no saved_model.pb) is not what the server serves."""
+    from pipeline.run_summary import served_model
+
+    serving = tmp_path / "serving"
+    (serving / "0012").mkdir(parents=True)
+    (serving / "0012" / "saved_model.pb").write_bytes(b"by hand")
+    (serving / "13" / "variables").mkdir(parents=True)          # a copy under way: no saved_model.pb yet
+    hand = {"version": 12, "model": None}
+    assert served_model(str(serving)) == hand
+    run_summary = _evaluated_run(monkeypatch, None)
+    found = run_summary.summarize("/p/metadata.sqlite", served=hand)
+    assert found["baseline_not_served"] == hand
+    assert ("; no blessed model before this one\n  WARNING the serving dir already served version 12 (a model of "
+            "unknown origin: no push record) when this run started: this model was never compared with it"
+            ) in format_summary(found)
+    evaluation = {"overall": {"sparse_categorical_accuracy": 0.2}, "baseline": {"sparse_categorical_accuracy": 0.15},
+                  "diff": {"sparse_categorical_accuracy": 0.05}, "per_class": {}}
+    assert ("WARNING the last blessed model (/p/Trainer/model/9) is not the one served (version 12, a model of "
+            "unknown origin: no push record)") in format_summary(summary(
+        evaluation=evaluation, baseline_model="/p/Trainer/model/9", baseline_not_pushed=None,
+        baseline_not_served=hand, blessed=True, pushed=False))
