@@ -490,16 +490,44 @@ def run_dag(pipeline, run_id: str | None = None) -> str:
     return run_id
 
 
+FAILURE_LOG = "failed_run.log"   # in the pipeline root: the traceback of the last run a step failed in
+
+
+def record_failure(config: Config, run_id: str, err: Exception) -> dict:
+    """A failed step's exception, as the run's summary says it: {'failed_because': its one line (TensorFlow's
+    or the system's words, Beam's "[while running …]" left out), 'failure_log': the file under the pipeline root
+    its whole traceback is written to (and logged at DEBUG), for its reader, not the terminal}."""
+    import traceback
+
+    from core.files import atomic_write
+    text = str(err).split(" [while running")[0].strip().splitlines()
+    reason = text[0] if text else ""
+    if not isinstance(err, (OSError, ValueError)) or not reason:   # their words say what went wrong
+        reason = f"{type(err).__name__}: {reason}" if reason else type(err).__name__
+    trace = "".join(traceback.format_exception(err))
+    pylogging.getLogger(__name__).debug("run %s failed:\n%s", run_id, trace)
+    path = os.path.join(config.pipeline_root, FAILURE_LOG)
+    try:
+        atomic_write(path, f"run {run_id}\n{trace}".encode())
+    except OSError:
+        path = None
+    return {"failed_because": reason, "failure_log": path}
+
+
 def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     """Runs the pipeline and prints its summary, which it returns. A Pusher that could not write to the serving
     dir (a full disk, no permission) ends the run with the summary's ``push_failed`` saying so: the components
-    before it, the gate and the serving check, are done, and their verdicts are still the run's."""
+    before it, the gate and the serving check, are done, and their verdicts are still the run's. Any other step
+    that fails (an exception other than an empty data set's, which its caller says) ends the run with the
+    summary's ``failed_step`` and ``failed_because`` saying which and why (:func:`record_failure`), as far as it
+    got: nothing after that step ran, the serving dir is as it was."""
     from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
     from components.atomic_pusher import PushFailed
+    from components.image_example_gen import EmptyDatasetError
     from core.signals import stop_if_requested
     from pipeline.pipeline import create_pipeline
-    from pipeline.run_summary import format_summary, served_model, summarize
+    from pipeline.run_summary import failed_before_any_step, format_summary, served_model, summarize
 
     started = time.monotonic()
     _quiet_logging(started, quiet)
@@ -514,17 +542,27 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     config, not_compared = gate_after_a_split_change(config, feedback_root)   # on the feedback this run trains on
     print(estimated_budget(config, feedback_root).describe(estimated=True), flush=True)
     served = served_model(config.serving_dir)   # before the Pusher: the model the gate's baseline may differ from
-    run_id, push_failure = new_run_id(), None
+    run_id, push_failure, failure = new_run_id(), None, None
     try:
         run_dag(create_pipeline(
             config, beam_pipeline_args=configs.beam_pipeline_args(config),
             metadata_connection_config=metadata, enable_cache=enable_cache, feedback_root=feedback_root), run_id)
     except PushFailed as err:   # the last component: every other one is done
         push_failure = f"the Pusher could not write to the serving dir {err.base}: {err.reason}"
+    except EmptyDatasetError:   # every file was skipped: the ExampleGen's report says why, its caller the error
+        raise
+    except Exception as err:  # noqa: BLE001 - any step's failure: the summary says which and why, not a traceback
+        stop_if_requested()   # one that a stop caused ends the run as stopped
+        failure = record_failure(config, run_id, err)
     stop_if_requested()   # a stop whose KeyboardInterrupt was lost inside a component still ends the run as stopped
     wall = time.monotonic() - started
-    summary = summarize(config.metadata_file, not_compared=not_compared, run_id=run_id,   # not a later run's
-                        served=served, push_failure=push_failure)
+    try:
+        summary = summarize(config.metadata_file, not_compared=not_compared, run_id=run_id,   # not a later run's
+                            served=served, push_failure=push_failure, failure=failure)
+    except LookupError:   # the run failed before ML Metadata recorded it
+        if failure is None:
+            raise
+        summary = failed_before_any_step(run_id, failure, served)
     summary["wall_seconds"] = round(wall, 1)
     print(format_summary(summary, wall), flush=True)
     return summary
@@ -615,9 +653,15 @@ def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> i
     if args.summary_json:
         with open(args.summary_json, "w") as f:
             json.dump(summary, f, indent=2, default=str)
+    cached = "" if args.no_cache else ", finished steps are reused from the cache"
+    if summary.get("failed_because"):
+        step = f"the {summary['failed_step']}" if summary.get("failed_step") else "the run"
+        log = f"; the whole traceback is in {summary['failure_log']}" if summary.get("failure_log") else ""
+        print(f"error: {step} failed: {summary['failed_because']} (nothing was pushed{log}: run the same command "
+              f"again once it is fixed{cached})", file=sys.stderr)
+        return 2
     if summary.get("push_failed"):
         checked = " and passed the serving check" if summary.get("serving_validated") else ""
-        cached = "" if args.no_cache else ", finished steps are reused from the cache"
         print(f"error: {summary['push_failed']} (nothing was published; the model was blessed{checked}: run the "
               f"same command again once it can be written{cached})", file=sys.stderr)
         return 2

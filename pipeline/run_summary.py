@@ -319,7 +319,7 @@ TRAINERS = (("pretraining", PRETRAINER_NODE), ("training", "Trainer"))   # summa
 
 
 def summarize(metadata_file: str, not_compared: str | None = None, run_id: str | None = None,
-              served: dict | None = None, push_failure: str | None = None) -> dict:
+              served: dict | None = None, push_failure: str | None = None, failure: dict | None = None) -> dict:
     """The summary of the run ``run_id`` (the newest without). ``not_compared``: why the runner gated it by the
     accuracy floor alone, not compared with the last blessed model (local_runner.gate_after_a_split_change). The
     Evaluator still scores that model, so the summary says so: ``compared_with_last_blessed`` (False without a last
@@ -331,7 +331,11 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
     another (TFX's LatestBlessedModelStrategy takes the newest model blessed, by artifact id: an older one blessed
     again and pushed since does not become the baseline), and when there is none to compare with (no blessed model
     before, or this model itself): a serving dir another pipeline pushes into, say. ``push_failure``: why the Pusher
-    failed, as the runner caught it; a failed Pusher execution is ``pushed`` False with ``push_failed`` saying why."""
+    failed, as the runner caught it; a failed Pusher execution is ``pushed`` False with ``push_failed`` saying why.
+    ``failure``: how another exception ended the run, as the runner recorded it ({'failed_because', 'failure_log'}):
+    the summary says so with the step that failed (``failed_step``, the execution ML Metadata recorded as failed;
+    None when none was), ``pushed`` False and ``still_served``, the model served when the run started (the serving
+    dir is as it was)."""
     run = last_run(metadata_file, run_id)
     comps = run["components"]
     ordered = sorted(comps.items(), key=lambda kv: kv[1]["execution_id"])
@@ -395,9 +399,11 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
             summary["serving_validation"] = {"failure": report.get("failure", ""),
                                              "latency_ms": report.get("latency_ms", {})}
     pushed = comps.get("Pusher", {}).get("outputs", {}).get("pushed_model")
+    if failure:
+        summary.update(failed(summary["components"], failure, served))
     if comps.get("Pusher", {}).get("state") == "failed":   # TFX records no output of a failed execution
         summary["pushed"] = False
-        summary["push_failed"] = push_failure or "the Pusher failed (its log says why)"
+        summary["push_failed"] = push_failure or summary.get("failed_because") or "the Pusher failed (its log says why)"
     elif pushed:
         summary["pushed"] = bool(artifact_property(pushed[0], "pushed"))
         summary["pushed_version"] = artifact_property(pushed[0], "pushed_version")
@@ -409,6 +415,17 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
         summary["pushed_present"] = (None if not destination or "://" in destination   # a bucket: not checked here
                                      else os.path.isfile(os.path.join(destination, "saved_model.pb")))
     return summary
+
+
+def failed(components: dict, failure: dict, served: dict | None) -> dict:
+    """The summary's account of a failed run (:func:`summarize`'s ``failure``), given its components' states."""
+    step = next((name for name, state in components.items() if state == "failed"), None)
+    return {**failure, "failed_step": step, "pushed": False, "still_served": served}
+
+
+def failed_before_any_step(run_id: str, failure: dict, served: dict | None) -> dict:
+    """The summary of a run that failed before ML Metadata recorded it (as :func:`summarize` gives one)."""
+    return {"run_id": run_id, "components": {}, **failed({}, failure, served)}
 
 
 def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
@@ -485,6 +502,9 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
         if worst:
             lines.append("  weakest classes: " + ", ".join(
                 f"{name} {m.get(ACCURACY_METRIC, float('nan')):.2f}" for name, m in worst))
+    stopped = f" (the run stopped at the {summary['failed_step']})" if summary.get("failed_step") else ""
+    if "blessed" not in summary and summary.get("failed_because"):
+        lines.append(f"  gate: no verdict, nothing blessed{stopped}")
     if "blessed" in summary:
         verdict = "BLESSED" if summary["blessed"] else "NOT BLESSED"
         floor_only = " by the accuracy floor only" if summary.get("not_compared_because") else ""
@@ -498,7 +518,14 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
                                                       if "p50" in latency else ""))
         elif summary.get("blessed", True):
             lines.append(f"  serving check: FAILED — {check.get('failure') or 'see the ServingValidator log'}")
-    if "pushed" in summary:
+    if summary.get("failed_because"):
+        served = summary.get("still_served")
+        lines.append(f"  FAILED: {'the ' + summary['failed_step'] if summary.get('failed_step') else 'the run'} — "
+                     f"{summary['failed_because']}")
+        lines.append("  pushed: nothing; " + (
+            f"the serving dir still serves version {served['version']} ({served_origin(served)})" if served
+            else "the serving dir is as it was (serving no model)"))
+    elif "pushed" in summary:
         if summary["pushed"]:
             version, destination = summary["pushed_version"], summary["pushed_destination"]
             if summary.get("pushed_present") is False:

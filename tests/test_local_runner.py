@@ -149,7 +149,7 @@ def test_a_push_the_serving_dir_cannot_take_ends_after_the_summary_in_one_line(t
                                                                                capsys):
     """The Pusher, the last component, could not write (a full disk): the summary of the run is still read, told
     why, printed and written to --summary-json, then one line, status 2 (it had been a traceback, no summary);
-    another component's failure is left as it was."""
+    another component's failure is said so too (test_a_step_that_fails_ends_after_the_summary_in_one_line)."""
     import json
 
     from components.atomic_pusher import PushFailed
@@ -181,12 +181,62 @@ def test_a_push_the_serving_dir_cannot_take_ends_after_the_summary_in_one_line(t
     assert local_runner.main(argv + ["--no-cache"]) == 2       # nothing is reused then: not said
     assert capsys.readouterr().err.endswith("run the same command again once it can be written)\n")
 
-    def trainer_failed(pipeline, run_id):
-        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(local_runner, "run_dag", trainer_failed)
-    with pytest.raises(OSError):
-        local_runner.main(argv)
+def test_a_step_that_fails_ends_after_the_summary_in_one_line(tiny_letters, tmp_path, monkeypatch, capsys):
+    """A step other than the Pusher that fails (an Evaluator given a damaged baseline model) had ended the run in
+    some 170 lines of chained tracebacks, status 1, no summary and no --summary-json: the summary is printed and
+    written all the same, saying which step failed and why, nothing blessed or pushed and the version still
+    served, then one line, status 2, as for a push that failed; the traceback is kept in the pipeline root."""
+    import json
+
+    from components.atomic_pusher import push_model
+    from pipeline import run_summary
+
+    served = tmp_path / "p" / "Trainer" / "model" / "7"
+    (served / "Format-Serving").mkdir(parents=True)
+    (served / "Format-Serving" / "saved_model.pb").write_text("7")
+    version, _ = push_model(str(served / "Format-Serving"), str(tmp_path / "s"))
+    damaged = f"Cannot parse file b'{served}/Format-Serving/saved_model.pb': Error parsing message."
+
+    def evaluator_failed(pipeline, run_id):
+        try:
+            raise ValueError("Error parsing message")
+        except ValueError as err:
+            raise OSError(f"{damaged} [while running 'ExtractEvaluateAndWriteResults/ExtractAndEvaluate/"
+                          "ExtractPredictions/Inference']") from err
+
+    def last_run(metadata_file, run_id=None):
+        return {"run_id": run_id, "components": {
+            "Trainer": {"state": "cached", "outputs": {}, "execution_id": 1},
+            "Evaluator": {"state": "failed", "outputs": {}, "execution_id": 2}}}
+
+    monkeypatch.setattr(local_runner, "run_dag", evaluator_failed)
+    monkeypatch.setattr(run_summary, "last_run", last_run)
+    monkeypatch.setattr(run_summary, "compared_model", lambda *_: None)
+    argv = ["--data-root", str(tiny_letters), "--pipeline-root", str(tmp_path / "p"), "--serving-dir",
+            str(tmp_path / "s"), "--no-feedback", "--no-pretrain", "--quiet", "--epochs", "1",
+            "--summary-json", str(tmp_path / "summary.json")]
+    assert local_runner.main(argv) == 2
+    out, err = capsys.readouterr()
+    log = tmp_path / "p" / local_runner.FAILURE_LOG
+    assert "gate: no verdict, nothing blessed (the run stopped at the Evaluator)" in out
+    assert f"FAILED: the Evaluator — {damaged}\n" in out
+    assert f"pushed: nothing; the serving dir still serves version {version} ({served})" in out
+    assert "Traceback" not in out + err and err == (
+        f"error: the Evaluator failed: {damaged} (nothing was pushed; the whole traceback is in {log}: run the "
+        "same command again once it is fixed, finished steps are reused from the cache)\n")
+    assert "Traceback" in log.read_text() and "ValueError: Error parsing message" in log.read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {k: summary[k] for k in ("failed_step", "failed_because", "failure_log", "pushed", "still_served")} == {
+        "failed_step": "Evaluator", "failed_because": damaged, "failure_log": str(log), "pushed": False,
+        "still_served": {"version": version, "model": str(served)}}
+
+    def interrupted(pipeline, run_id):   # Ctrl-C is a stop, not a failure
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local_runner, "run_dag", interrupted)
+    assert local_runner.main(argv) == 130
+    assert capsys.readouterr().err.startswith("\ninterrupted: the run stopped where it was")
 
 
 def test_a_summary_json_on_a_file_the_run_keeps_is_a_usage_error(tmp_path, capsys):
