@@ -253,7 +253,8 @@ class Executor(pusher_executor.Executor):
         blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
         version, copied = push_model(model_path, base, {"model_artifact_id": model.id,
                                                         "blessing_artifact_id": blessing.id})
-        serving_path = os.path.join(base, str(version))
+        # the folder the version is served from: a model already served may be in one named 0001999999999
+        serving_path = version_folders(base).get(version, os.path.join(base, str(version)))
         if copied:
             print(f"Pusher: pushed version {version} to {serving_path}", flush=True)
         else:

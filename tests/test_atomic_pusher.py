@@ -238,3 +238,35 @@ def test_a_push_into_a_file_names_it(tmp_path):
     base.write_text("not a directory")
     with pytest.raises(NotADirectoryError, match=re.escape(f"{base} is not a directory")):
         atomic_pusher.push_model(fake_model(tmp_path / "m"), str(base))
+
+
+def _push_with_the_executor(tmp_path, base):
+    """The Pusher executor's run on a blessed model (its Format-Serving a :func:`fake_model`): its PushedModel."""
+    from tfx.proto import pusher_pb2
+    from tfx.types import standard_artifacts
+    from tfx.utils import proto_utils
+
+    model, blessing, pushed = standard_artifacts.Model(), standard_artifacts.ModelBlessing(), \
+        standard_artifacts.PushedModel()
+    model.uri, blessing.uri, pushed.uri = str(tmp_path / "model"), str(tmp_path / "blessing"), str(tmp_path / "push")
+    fake_model(tmp_path / "model" / "Format-Serving", b"one")
+    blessing.set_int_custom_property("blessed", 1)
+    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base))
+    atomic_pusher.Executor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
+                                {"push_destination": proto_utils.proto_to_json(destination)})
+    return pushed
+
+
+def test_a_model_served_from_a_folder_named_with_leading_zeros_is_recorded_in_that_folder(tmp_path):
+    """A pushed version copied by hand to 0001999999999 (the same model, its push record too) is the version the
+    server serves, 1999999999: the push found the model served there, and had recorded <base>/1999999999, a folder
+    that does not exist, as its destination."""
+    base = tmp_path / "serving"
+    pushed = _push_with_the_executor(tmp_path, str(base))
+    (version,) = os.listdir(base)
+    os.rename(base / version, base / f"000{version}")
+    pushed = _push_with_the_executor(tmp_path, str(base))
+    assert pushed.get_int_custom_property(atomic_pusher.COPIED_KEY) == 0
+    assert pushed.get_string_custom_property("pushed_version") == version
+    destination = pushed.get_string_custom_property("pushed_destination")
+    assert destination == str(base / f"000{version}") and os.path.isfile(os.path.join(destination, "saved_model.pb"))
