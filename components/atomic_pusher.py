@@ -153,8 +153,8 @@ def push_model(model_dir: str, base: str, extra_record: dict | None = None) -> t
         return newest, False
     version = max([int(time.time())] + [v + 1 for v in folders])
     if version_number(str(version)) is None:
-        raise ValueError(f"{base}: no version number left below 2^63 (TF Serving's limit) after "
-                         f"{newest}; remove that version folder")
+        raise ValueError(f"{base}: no version number left below 2^63 (TF Serving's limit) after version "
+                         f"{newest}; remove its folder {folders[newest]}")
     object_store = "://" in base
     target = os.path.join(base, str(version)) if object_store else \
         os.path.join(base, f"{INCOMING_PREFIX}{version}-{os.getpid()}")

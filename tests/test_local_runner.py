@@ -430,3 +430,32 @@ def test_a_url_feedback_store_is_a_usage_error_in_the_stores_words(tmp_path, mon
         in capsys.readouterr().err
     assert local_runner.parse_args([*common, "--no-feedback"])[0].feedback_dir == ""
     assert os.listdir(tmp_path) == []
+
+
+def test_a_push_with_no_version_number_left_ends_after_the_summary_in_one_line(tiny_letters, tmp_path, monkeypatch,
+                                                                                capsys):
+    """A version folder named 2^63 - 1 (int64's largest, another tool's) leaves the Pusher no number to push as:
+    its ValueError ends the run as any failed step does, the summary then one error line, not a traceback."""
+    from components.atomic_pusher import push_model
+    from pipeline import run_summary
+
+    model = tmp_path / "p" / "Trainer" / "model" / "7" / "Format-Serving"
+    model.mkdir(parents=True)
+    (model / "saved_model.pb").write_text("7")
+    foreign = tmp_path / "s" / "9223372036854775807"
+    foreign.mkdir(parents=True)
+    (foreign / "saved_model.pb").write_text("theirs")
+    monkeypatch.setattr(local_runner, "run_dag", lambda pipeline, run_id: push_model(str(model), str(foreign.parent)))
+    monkeypatch.setattr(run_summary, "last_run", lambda metadata_file, run_id=None: {
+        "run_id": run_id, "components": {"Pusher": {"state": "failed", "outputs": {}, "execution_id": 9}}})
+    assert local_runner.main(["--data-root", str(tiny_letters), "--pipeline-root", str(tmp_path / "p"),
+                              "--serving-dir", str(foreign.parent), "--no-feedback", "--no-pretrain", "--quiet",
+                              "--epochs", "1"]) == 2
+    out, err = capsys.readouterr()
+    why = (f"{foreign.parent}: no version number left below 2^63 (TF Serving's limit) after version "
+           f"9223372036854775807; remove its folder {foreign}")
+    assert f"FAILED: the Pusher — {why}\n" in out and "pushed: NOTHING" not in out
+    assert ("pushed: nothing; the serving dir still serves version 9223372036854775807 (a model of unknown origin: "
+            "no push record)") in out
+    assert "Traceback" not in err and err.startswith(f"error: the Pusher failed: {why} (nothing was pushed; ")
+    assert os.listdir(foreign.parent) == [foreign.name]
