@@ -395,6 +395,20 @@ def test_every_error_the_backend_gives_is_said_in_hebrew_too(web, open_page):
     assert english_only == []
 
 
+def test_an_answer_that_cannot_be_shown_leaves_no_answer_or_feedback_behind(web, open_page):
+    """A 200 whose body is no answer ({} from a proxy) is an error: the earlier answer, dimmed, had stayed shown
+    and busy, and the feedback then read the empty answer as the prediction."""
+    page = answered_in_feedback_mode(open_page, web.url)
+    page.route("**/api/predict", lambda route: route.fulfill(status=200, content_type="application/json", body="{}"))
+    draw_letter(page)
+    page.click("#send")
+    expect(page.locator("#error")).to_be_visible()
+    assert page.locator("#result").is_hidden() and page.locator("#result-empty").is_visible()
+    assert page.locator("#result-card").get_attribute("aria-busy") is None
+    assert page.locator("#feedback").is_hidden()
+    assert all("top" in problem for problem in page.problems), page.problems   # the body's TypeError, said once
+
+
 def test_a_model_server_too_slow_is_said_slow_and_not_marked_down(start_web, slow_predict, open_page):
     """A prediction not answered within --serving-timeout (504) had been said "The model server is down" and the
     status line turned down: it is said slow, in Hebrew and English, and the status line stays as it was."""

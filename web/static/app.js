@@ -338,6 +338,7 @@
     if (state.busy && !supersede) return;
     const seq = ++state.seq;
     const current = () => seq === state.seq;
+    const imageBefore = state.image;
     state.busy = true;
     clearError();
     keepFocus([$("send")], $("result-card"));
@@ -349,8 +350,10 @@
       if (current()) {
         showError(err.message || String(err));
         // A file refused before it was sent (unreadable, too large) leaves the answer shown: it is still the answer
-        // of the image last sent. Once an image was sent (setImage), an earlier image's answer is not this one's.
-        if (state.prediction === null) {
+        // of the image last sent. Once an image was sent (setImage), an earlier image's answer is not this one's,
+        // nor is an answer that could not be shown (a 200 whose body is no answer).
+        if (state.image !== imageBefore || state.prediction === null) {
+          state.prediction = null;
           $("result").hidden = true;
           $("result").classList.remove("stale");
           prepareFeedback();                   // nor its feedback: no answer shown, none offered
