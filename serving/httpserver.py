@@ -81,23 +81,25 @@ class RequestError(Exception):
 class RequestHead:
     """The parsed request line and headers of one request."""
 
-    __slots__ = ("method", "target", "version", "headers", "chunked", "length")
+    __slots__ = ("method", "target", "version", "headers", "chunked", "length", "connection")
 
-    def __init__(self, method: str, target: str, version: str, headers: dict, chunked: bool, length: int):
+    def __init__(self, method: str, target: str, version: str, headers: dict, chunked: bool, length: int,
+                 connection: str = ""):
         self.method = method
         self.target = target
         self.version = version
         self.headers = headers
         self.chunked = chunked          # body framed by Transfer-Encoding: chunked
         self.length = length            # else: Content-Length (0 when absent)
+        self.connection = connection    # the first Connection header's value, lowercased (evhttp_find_header's)
 
     @property
     def keep_alive(self) -> bool:
-        """As libevent decides: closed on exactly "close", an HTTP/1.0 connection unless "keep-alive" starts it."""
-        connection = self.headers.get("connection", "").lower()
-        if connection == "close":
+        """As libevent decides by the first Connection header: closed on exactly "close", an HTTP/1.0 connection
+        unless "keep-alive" starts it."""
+        if self.connection == "close":
             return False
-        return self.version != "HTTP/1.0" or connection.startswith("keep-alive")
+        return self.version != "HTTP/1.0" or self.connection.startswith("keep-alive")
 
 
 def parse_head(head: bytes) -> RequestHead:
@@ -121,6 +123,7 @@ def parse_head(head: bytes) -> RequestHead:
         raise RequestError(431, f"More than {MAX_HEADERS} header fields", limit=True)
     headers: dict[str, str] = {}
     lengths = set()
+    connection = ""
     for line in header_lines:
         name, colon, value = line.partition(b":")
         if not colon or not _TOKEN.fullmatch(name) or b"\r" in value:   # also obs-fold, space before the colon
@@ -129,6 +132,8 @@ def parse_head(head: bytes) -> RequestHead:
         text = value.strip(b" \t").decode("latin-1")
         if key == "content-length":
             lengths.update(item.strip() for item in text.split(","))
+        elif key == "connection" and key not in headers:
+            connection = text.lower()
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     chunked = "transfer-encoding" in headers
     if chunked:
@@ -146,7 +151,7 @@ def parse_head(head: bytes) -> RequestHead:
         if len(lengths) != 1 or not _DIGITS.fullmatch(next(iter(lengths)).encode("latin-1")):
             raise RequestError(400, "bad Content-Length")
         length = int(lengths.pop())
-    return RequestHead(method, target, version, headers, chunked, length)
+    return RequestHead(method, target, version, headers, chunked, length, connection)
 
 
 class _Connection:

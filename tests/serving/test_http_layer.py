@@ -450,12 +450,15 @@ def test_parse_head(head, status):
     ("1.1", None, True), ("1.1", "close", False), ("1.1", "Close", False), ("1.1", "keep-alive, close", True),
     ("1.1", "close, keep-alive", True), ("1.0", None, False), ("1.0", "Keep-Alive", True),
     ("1.0", "keep-alive, close", True), ("1.0", "upgrade, keep-alive", False), ("1.0", "close", False),
+    ("1.1", ["close", "close"], False), ("1.1", ["close", "keep-alive"], False), ("1.1", ["x", "close"], True),
+    ("1.0", ["keep-alive", "close"], True),
 ])
 def test_a_connection_is_kept_as_libevent_keeps_it(version, connection, kept):
     """libevent 2.1.8's http.c: a connection closes when the Connection header is exactly "close" (any case), and
     an HTTP/1.0 one unless the header starts with "keep-alive" (evhttp_is_connection_keepalive); a list is not
-    searched for either word."""
-    head = f"GET /x HTTP/{version}\r\n" + (f"Connection: {connection}\r\n" if connection else "") + "\r\n"
+    searched for either word, and of repeated Connection headers the first decides (evhttp_find_header)."""
+    values = [connection] if isinstance(connection, str) else connection or []
+    head = f"GET /x HTTP/{version}\r\n" + "".join(f"Connection: {value}\r\n" for value in values) + "\r\n"
     assert parse_head(head.encode()).keep_alive is kept
 
 
