@@ -373,10 +373,17 @@ def test_store_is_wal_and_a_failed_insert_leaves_no_image(tmp_path):
     def failing_connection():
         raise Broken()
 
-    store._pool = type("Pool", (), {"get_nowait": staticmethod(failing_connection)})()
-    with pytest.raises(Broken):
-        store.add(letter_png(), "PNG", "bet")
+    with sqlite3.connect(tmp_path / "fb" / DB_FILE) as conn:   # the insert fails after the image was written
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON feedback BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with pytest.raises(Exception, match="refused"):
+        store.add(letter_png(seed=5), "PNG", "bet")
     assert len(image_files(store.root)) == 1   # the one committed record only
+    with sqlite3.connect(tmp_path / "fb" / DB_FILE) as conn:
+        conn.execute("DROP TRIGGER refuse")
+    store._pool = type("Pool", (), {"get_nowait": staticmethod(failing_connection)})()
+    with pytest.raises(Broken):                  # no connection: nothing written
+        store.add(letter_png(), "PNG", "bet")
+    assert len(image_files(store.root)) == 1
     reopened = FeedbackStore(tmp_path / "fb")
     assert reopened.count() == 1
 
