@@ -490,6 +490,11 @@ def run_dag(pipeline, run_id: str | None = None) -> str:
     return run_id
 
 
+def beam_message(err: Exception) -> str:
+    """An exception's text without the "[while running '<step>']" Beam appends to a failure inside a pipeline."""
+    return str(err).split(" [while running")[0]
+
+
 FAILURE_LOG = "failed_run.log"   # in the pipeline root: the traceback of the last run a step failed in
 
 
@@ -500,7 +505,7 @@ def record_failure(config: Config, run_id: str, err: Exception) -> dict:
     import traceback
 
     from core.files import atomic_write
-    text = str(err).split(" [while running")[0].strip().splitlines()
+    text = beam_message(err).strip().splitlines()
     reason = text[0] if text else ""
     if not isinstance(err, (OSError, ValueError)) or not reason:   # their words say what went wrong
         reason = f"{type(err).__name__}: {reason}" if reason else type(err).__name__
@@ -638,26 +643,25 @@ def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> i
         return 2
     from components import image_example_gen as gen
     from core.feedback import FeedbackStoreError
-    from pipeline.run_summary import MetadataInUse
+    from pipeline import run_summary
     try:
         summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet)
     except FeedbackStoreError as err:
         print(f"error: {err}; --no-feedback runs without it", file=sys.stderr)
         return 2
-    except MetadataInUse as err:
+    except run_summary.MetadataInUse as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except gen.EmptyDatasetError as err:   # every file was skipped: the ExampleGen report above says why
-        print(f"error: {str(err).split(' [while running')[0]}", file=sys.stderr)
+        print(f"error: {beam_message(err)}", file=sys.stderr)
         return 2
     if args.summary_json:
         with open(args.summary_json, "w") as f:
             json.dump(summary, f, indent=2, default=str)
     cached = "" if args.no_cache else ", finished steps are reused from the cache"
     if summary.get("failed_because"):
-        step = f"the {summary['failed_step']}" if summary.get("failed_step") else "the run"
         log = f"; the whole traceback is in {summary['failure_log']}" if summary.get("failure_log") else ""
-        print(f"error: {step} failed: {summary['failed_because']} (nothing was pushed{log}: run the same command "
+        print(f"error: {run_summary.failed_where(summary)} failed: {summary['failed_because']} (nothing was pushed{log}: run the same command "
               f"again once it is fixed{cached})", file=sys.stderr)
         return 2
     if summary.get("push_failed"):

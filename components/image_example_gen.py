@@ -325,8 +325,9 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
     for files in skipped.values():
         files.sort(key=lambda item: item["file"])
     twins = [(digest, split) for digest, split in root_pictures if digest in feedback_pixels]
-    moved = collections.Counter(hashed(digest) for digest, split in twins
-                                if hashed is not None and split is not None and hashed(digest) != split)
+    moved = collections.Counter(
+        to for digest, split in twins if split is not None and (to := hashed(digest)) != split) \
+        if hashed is not None else collections.Counter()
     groups = [sorted(group, key=lambda item: item[1]) for group in same_bytes.values() if len(group) > 1]
     conflicts = sorted(([source for _, source in group] for group in groups if len({l for l, _ in group}) > 1))
     return {

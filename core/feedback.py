@@ -669,21 +669,23 @@ def _stored_pixel_digest(root: str, image_path: str, image_sha256: str) -> str |
     """The pixel digest of a stored image; None where it cannot be read now or is no longer its bytes (the row is
     matched by its bytes meanwhile, and tried again at the next opening: a digest of the bytes kept for good had let
     a re-saved copy of the picture in under another label once its image was back)."""
-    try:
-        with open(os.path.join(root, *image_path.split("/")), "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    return image_io.pixel_digest(data) if hashlib.sha256(data).hexdigest() == image_sha256 else None
+    data = _intact_bytes(os.path.join(root, *image_path.split("/")), image_sha256)
+    return image_io.pixel_digest(data) if data is not None else None
 
 
 def image_intact(path: str, image_sha256: str) -> bool:
     """Whether the file at ``path`` can be read and is the bytes whose sha256 is ``image_sha256``."""
+    return _intact_bytes(path, image_sha256) is not None
+
+
+def _intact_bytes(path: str, image_sha256: str) -> bytes | None:
+    """The bytes of the file at ``path`` if it can be read and they are those whose sha256 is ``image_sha256``."""
     try:
         with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest() == image_sha256
+            data = handle.read()
     except OSError:
-        return False
+        return None
+    return data if hashlib.sha256(data).hexdigest() == image_sha256 else None
 
 
 def to_png(data: bytes, image_format: str) -> bytes:

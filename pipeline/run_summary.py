@@ -140,7 +140,9 @@ def ingest_report(examples_uri: str) -> dict:
 
 def last_run(metadata_file: str, run_id: str | None = None) -> dict:
     """{'run_id', 'components': {node: {'state', 'outputs': {key: [artifact]}}}} for the run ``run_id`` (the name
-    of its pipeline_run context), or the newest run."""
+    of its pipeline_run context), or the newest run. LookupError when none is recorded (the file not made yet)."""
+    if not os.path.exists(metadata_file):
+        raise LookupError(f"no pipeline run recorded in {metadata_file}")
     store = open_store(metadata_file)
     if run_id is not None:
         run = store.get_context_by_type_and_name("pipeline_run", run_id)
@@ -193,11 +195,11 @@ def served_model(serving_dir: str) -> dict | None:
     tool, its record lost), still the one served; None without a version, or a serving dir not readable."""
     try:
         versions = loadable_versions(serving_dir, tf.io.gfile)
-        newest = max(versions, default=None)
-        pushed = newest is not None and atomic_pusher.read_record(versions[newest]).get("model")
+        if not versions:
+            return None
+        newest = max(versions)
+        pushed = atomic_pusher.read_record(versions[newest]).get("model")
     except (OSError, tf.errors.OpError):
-        return None
-    if newest is None:
         return None
     if not pushed:
         return {"version": newest, "model": None}
@@ -428,6 +430,12 @@ def failed_before_any_step(run_id: str, failure: dict, served: dict | None) -> d
     return {"run_id": run_id, "components": {}, **failed({}, failure, served)}
 
 
+def failed_where(summary: dict) -> str:
+    """The failed step of a run that failed, as its summary and error line name it: "the Evaluator", or "the run"
+    when it failed before any step was recorded."""
+    return f"the {summary['failed_step']}" if summary.get("failed_step") else "the run"
+
+
 def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
     lines = ["", "=" * 72, f"letters pipeline run {summary['run_id']}"]
     cached = [n for n, s in summary["components"].items() if s == "cached"]
@@ -520,8 +528,7 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
             lines.append(f"  serving check: FAILED — {check.get('failure') or 'see the ServingValidator log'}")
     if summary.get("failed_because"):
         served = summary.get("still_served")
-        lines.append(f"  FAILED: {'the ' + summary['failed_step'] if summary.get('failed_step') else 'the run'} — "
-                     f"{summary['failed_because']}")
+        lines.append(f"  FAILED: {failed_where(summary)} — {summary['failed_because']}")
         lines.append("  pushed: nothing; " + (
             f"the serving dir still serves version {served['version']} ({served_origin(served)})" if served
             else "the serving dir is as it was (serving no model)"))

@@ -1,4 +1,8 @@
 """The runner's closing summary says why nothing was pushed: the gate, or the serving check after it."""
+import os
+
+import pytest
+
 from pipeline.run_summary import format_summary
 
 
@@ -530,3 +534,13 @@ def test_a_version_put_in_the_serving_dir_by_hand_is_served_and_warned_of(monkey
             "unknown origin: no push record)") in format_summary(summary(
         evaluation=evaluation, baseline_model="/p/Trainer/model/9", baseline_not_pushed=None,
         baseline_not_served=hand, blessed=True, pushed=False))
+
+
+def test_a_run_not_recorded_yet_is_a_lookup_error_and_makes_no_file(tmp_path):
+    """A run that failed before ML Metadata made its file: LookupError, as for a file without runs (the caller's
+    failed-before-any-step summary), not ML Metadata's "unable to open database file"."""
+    from pipeline import run_summary
+
+    with pytest.raises(LookupError, match="no pipeline run recorded in"):
+        run_summary.last_run(str(tmp_path / "metadata.sqlite"))
+    assert os.listdir(tmp_path) == []
