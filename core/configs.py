@@ -90,11 +90,17 @@ def parse_widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+# The largest seed and split buckets training takes: tf.keras.utils.set_random_seed seeds numpy (0..2**32-1), and
+# TFX's SplitConfig holds each split's hash buckets in a uint32.
+UINT32_MAX = 2 ** 32 - 1
+
 # (field, lowest, highest or None, lowest excluded): what Config accepts, from flags and LETTERS_<FIELD> alike.
 _RANGES = (
-    [(name, 1, None, False) for name in ("generate_per_class", "generate_epochs", "train_buckets", "eval_buckets",
-                                          "max_file_bytes", "max_image_pixels", "image_size", "batch_size")]
-    + [(name, 0, None, False) for name in ("generate_seed", "seed", "feedback_repeat", "beam_workers",
+    [(name, 1, None, False) for name in ("generate_per_class", "generate_epochs", "max_file_bytes",
+                                          "max_image_pixels", "image_size", "batch_size")]
+    + [(name, 1, UINT32_MAX, False) for name in ("train_buckets", "eval_buckets")]
+    + [("seed", 0, UINT32_MAX, False)]
+    + [(name, 0, None, False) for name in ("generate_seed", "feedback_repeat", "beam_workers",
                                            "augment_rotation_deg", "epochs")]
     + [("learning_rate", 0, None, True), ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
        ("sam_rho", 0, 1, False),

@@ -100,6 +100,29 @@ def test_values_out_of_range_are_refused_from_the_environment_too(field, value):
     assert configs.Config.from_env({"LETTERS_ACCURACY_FLOOR": "1", "LETTERS_MAX_REGRESSION": "0"}).accuracy_floor == 1
 
 
+@pytest.mark.parametrize("runner", ["local_runner", "kubeflow_runner"])
+def test_a_seed_or_split_beyond_what_training_takes_is_a_usage_error_before_anything_runs(runner, monkeypatch,
+                                                                                          capsys):
+    """The training seed goes to tf.keras.utils.set_random_seed (numpy's 0..2**32-1) and the split's buckets into
+    a uint32 field of TFX's SplitConfig: LETTERS_SEED=4294967296 had passed, the ExampleGen run, then the Trainer
+    failed with a traceback (kubeflow_runner.py compiled a spec that failed in the cluster)."""
+    import importlib
+    module = importlib.import_module(runner)
+    top = 2 ** 32 - 1
+    assert configs.Config.from_env({"LETTERS_SEED": str(top)}).seed == top
+    assert module.parse_args(["--split", f"{top}:1"])[0].train_buckets == top
+    monkeypatch.setenv("LETTERS_SEED", str(top + 1))
+    with pytest.raises(SystemExit) as caught:
+        module.parse_args([])
+    assert caught.value.code == 2
+    assert "LETTERS_SEED='4294967296': seed must be a number >= 0 and <= 4294967295" in capsys.readouterr().err
+    monkeypatch.delenv("LETTERS_SEED")
+    with pytest.raises(SystemExit) as caught:
+        module.parse_args(["--split", f"4:{top + 1}"])
+    assert caught.value.code == 2
+    assert "eval_buckets must be a number >= 1 and <= 4294967295" in capsys.readouterr().err
+
+
 def test_architecture_and_widths_are_checked_when_the_config_is_made():
     with pytest.raises(ValueError, match="unknown architecture 'lenet'"):
         configs.Config.from_env({"LETTERS_ARCHITECTURE": "lenet"})
