@@ -212,11 +212,11 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         parser.error(str(err))
     if args.output.endswith((".yaml", ".yml", ".json")) is False:
         parser.error("--output must end in .yaml, .yml or .json")
-    if not flags.is_url(args.output):   # found now, not after the compile
-        problem = "is a folder" if os.path.isdir(args.output) else \
-            flags.folder_problem(os.path.dirname(os.path.abspath(args.output)))
+    output = flags.absolute(args.output)   # the path written to, a ~ the shell left expanded
+    if not flags.is_url(output):   # found now, not after the compile
+        problem = "is a folder" if os.path.isdir(output) else flags.folder_problem(os.path.dirname(output))
         if problem:
-            parser.error(f"--output {args.output}: {problem}")
+            parser.error(f"--output {output}: {problem}")
     return config, args, beam, resources
 
 

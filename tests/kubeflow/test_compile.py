@@ -295,12 +295,15 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     # an output that cannot be written, found before the compile
     (["--output", "{tmp}"], "--output {tmp}.yaml: is a folder"),
     (["--output", "{tmp}/a_file/spec.yaml"], "a_file is not a folder"),
+    # a ~ the shell left (--output='~/…') is checked as the path written to: it had failed after the compile
+    (["--output", "~/a_file/spec.yaml"], "--output {tmp}/a_file/spec.yaml: {tmp}/a_file is not a folder"),
 ])
 def test_flags_the_spec_would_ignore_or_could_not_hold_are_usage_errors(argv, message, tmp_path, capsys,
                                                                            monkeypatch):
     import kubeflow_runner
 
     monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "a_file").write_text("x")
     (tmp_path.parent / f"{tmp_path.name}.yaml").mkdir(exist_ok=True)
     argv = [a.replace("{tmp}", str(tmp_path)) if a != "{tmp}" else f"{tmp_path}.yaml" for a in argv]
