@@ -69,6 +69,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     args = p.parse_args(argv)
     # a flag given, told from its default (a LETTERS_<FIELD> setting it overrides, which may hold the same value)
     given = settings.given_flags(p, argv, ("pretrain_root", "feedback_repeat", "base_model", *flags.DEFAULT_PATHS))
+    args.given = given   # for the errors of _main, which name what set a path (flags.named)
     args.data_root = args.data_root or None   # empty = the default, as an empty LETTERS_DATA_ROOT
     if args.no_pretrain and args.pretrain_root and "pretrain_root" in given:
         flags.refuse_ignored(p, f"--pretrain-root ({args.pretrain_root})", "--no-pretrain",
@@ -588,12 +589,13 @@ def main(argv=None) -> int:
 
 def _main(argv=None) -> int:
     config, args = parse_args(argv)
-    for flag, path, problem_of in (("--pipeline-root", config.pipeline_root, flags.folder_problem),
-                                   ("--serving-dir", config.serving_dir, flags.folder_problem),
-                                   ("--metadata-path", config.metadata_file, flags.file_problem)):
+    for field, path, problem_of in (("pipeline_root", config.pipeline_root, flags.folder_problem),
+                                    ("serving_dir", config.serving_dir, flags.folder_problem),
+                                    ("metadata_path", config.metadata_file, flags.file_problem)):
         problem = None if flags.is_url(path) else problem_of(path)
-        if problem:   # found now, not after the data is read and the model trained
-            print(f"error: {flag}: {problem}", file=sys.stderr)
+        if problem:   # found now, not after the data is read and the model trained; named by what set it
+            print(f"error: {flags.named(field, args.given, default=flags.DEFAULT_PATHS[field])}: {problem}",
+                  file=sys.stderr)
             return 2
     builtin_root = args.builtin_root   # LETTERS_DATA_ROOT's or data/generated
     if args.data_root_from_env:

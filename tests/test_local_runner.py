@@ -374,6 +374,30 @@ def test_overlapping_paths_no_flag_gave_are_named_by_their_variable_or_as_defaul
         assert caught.value.code == 2 and message in capsys.readouterr().err, argv
 
 
+def test_a_path_a_run_cannot_write_is_named_by_the_variable_that_set_it(tmp_path, monkeypatch, capsys):
+    """A serving dir, pipeline root or metadata file a LETTERS_* variable set, that the run could not write, had
+    been blamed on its flag, never given (error: --serving-dir: /tmp/afile is not a folder)."""
+    for variable in ("DATA_ROOT", "PIPELINE_ROOT", "METADATA_PATH", "SERVING_DIR", "FEEDBACK_DIR", "PRETRAIN_ROOT"):
+        monkeypatch.delenv(f"LETTERS_{variable}", raising=False)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    root, serving = ["--pipeline-root", str(tmp_path / "p")], ["--serving-dir", str(tmp_path / "s")]
+    for variable, value, argv, message in (
+            ("LETTERS_SERVING_DIR", a_file, root, f"error: LETTERS_SERVING_DIR='{a_file}': {a_file} is not a folder"),
+            ("LETTERS_PIPELINE_ROOT", a_file / "root", serving,
+             f"error: LETTERS_PIPELINE_ROOT='{a_file / 'root'}': cannot create {a_file / 'root'}: {a_file} is not a "
+             "folder"),
+            ("LETTERS_METADATA_PATH", tmp_path, root + serving,
+             f"error: LETTERS_METADATA_PATH='{tmp_path}': {tmp_path} is a folder; give a file name"),
+            ("LETTERS_SERVING_DIR", tmp_path / "s", ["--serving-dir", str(a_file), *root],
+             f"error: --serving-dir: {a_file} is not a folder")):   # the flag, when given, over its variable
+        with monkeypatch.context() as env:
+            env.setenv(variable, str(value))
+            assert local_runner.main(["--no-feedback", *argv]) == 2
+        assert message in capsys.readouterr().err, variable
+    assert not (tmp_path / "p").exists()
+
+
 def test_a_pipeline_root_holding_a_glob_character_is_a_usage_error_naming_what_set_it(tmp_path, monkeypatch, capsys):
     """Beam matches the files it wrote under the pipeline root with the folder's name unescaped: under "p [v2]" the
     ExampleGen had failed mid-run in a Beam traceback (src and dst files do not exist), under "p*" a later step read
