@@ -277,7 +277,8 @@ def add_training_flags(parser: argparse.ArgumentParser, defaults: Config) -> Non
     g.add_argument("--split", default=f"{defaults.train_buckets}:{defaults.eval_buckets}", metavar="TRAIN:EVAL",
                    help="hash buckets of the train and eval splits (9:1 keeps 90%% for training)")
     settings.add_flags(g, Config, TRAINING_FLAGS, defaults, choices=CHOICES)
-    g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
+                   help="train with augmentation (--no-augment: without)")
 
 
 def add_beam_flags(group, defaults: Config) -> None:
@@ -296,7 +297,7 @@ def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         parser.error(f"--split needs at least one bucket on each side, got {args.split!r}")
     changes = {**settings.flag_values(args, {**TRAINING_FLAGS, **BEAM_FLAGS}),
                "train_buckets": train_buckets, "eval_buckets": eval_buckets,
-               "augment": False if args.no_augment else defaults.augment}
+               "augment": args.augment}
     try:
         config = defaults.replace(**changes)   # Config checks the values it can check on its own
     except ValueError as err:

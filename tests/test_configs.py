@@ -90,6 +90,24 @@ def test_both_runners_take_the_same_training_flags(runner):
             module.parse_args(bad)
 
 
+@pytest.mark.parametrize("runner", ["local_runner", "kubeflow_runner"])
+def test_augmentation_a_setting_turned_off_is_turned_back_on_by_a_flag(runner, monkeypatch, capsys):
+    """--no-augment had been the only flag, its default always False: with LETTERS_AUGMENT=0 no flag trained with
+    augmentation, and the help said nothing of the variable's setting."""
+    import importlib
+    module = importlib.import_module(runner)
+    monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE", raising=False)
+    assert module.parse_args([])[0].augment is True and module.parse_args(["--no-augment"])[0].augment is False
+    monkeypatch.setenv("LETTERS_AUGMENT", "0")
+    assert module.parse_args([])[0].augment is False
+    assert module.parse_args(["--augment"])[0].augment is True
+    assert module.parse_args(["--augment", "--no-augment"])[0].augment is False
+    with pytest.raises(SystemExit):
+        module.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--augment, --no-augment" in text and "(default: False)" in text.split("--augment, --no-augment")[1][:120]
+
+
 @pytest.mark.parametrize("field, value", [
     ("learning_rate", "inf"), ("accuracy_floor", "1.5"), ("max_regression", "-0.1"), ("beam_workers", "-1"),
     ("generate_per_class", "0"), ("generate_seed", "-1"), ("dropout", "1"), ("augment_erase", "2"),
