@@ -827,6 +827,16 @@ def test_without_a_request_log_the_run_says_what_it_did_not_judge(tmp_path, pipe
     assert status == cli.USAGE and "no request log at" in capsys.readouterr().err
 
 
+def test_a_feedback_store_that_does_not_exist_is_said_in_a_note(tmp_path, pipeline_root, capsys):
+    """A mistyped --feedback-dir had been read as no feedback yet without a word (0 feedback rows, status 0): it is
+    said as local_runner says it, a note, not an error (a fresh deployment has no store until its first answer)."""
+    status, result, _ = monitor(tmp_path, pipeline_root, feedback=tmp_path / "typo_store")
+    captured = capsys.readouterr()
+    assert status == cli.OK and "0 feedback rows" in captured.out
+    assert captured.err.count(f"monitor: feedback: none, no feedback store at {tmp_path / 'typo_store'} (the web "
+                              "client makes it with the first answer confirmed or corrected") == 1
+
+
 def test_the_reference_is_read_from_a_kubeflow_pipelines_v2_store_too(tmp_path, letters):
     """The CronJob reads KFP's metadata service, whose launcher names types by schema title (tfx.ModelBlessing),
     writes numbers as doubles and calls runs system.PipelineRun: it had found no blessed model there (exit 2)."""

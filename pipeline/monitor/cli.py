@@ -11,7 +11,8 @@ that cannot be read is one, of any address of a host that has several: their pag
 flag or setting, a --logs that does not exist, pipeline metadata or an artifact it records (the training split, the
 eval statistics) missing when answers are to be judged or --retrain-when decides, a request log from which no answer
 could be read: its files empty, their data unreadable or not PredictionLogs, or other models' records only, named;
-with no request log at all, said on stderr, only feedback and server metrics are judged, and a --metrics-url page of
+with no request log at all, said on stderr, only feedback and server metrics are judged (no feedback store, said
+there too, is no feedback yet), and a --metrics-url page of
 other models' requests only is an error naming them), 3 the retraining run it started failed, 4 the pass could not
 finish: its outputs could not be written (a full disk, say; each file is whole or left as it was) or an unexpected
 error (shown with its traceback). With --watch a pass that ends 3 or 4 is reported and the next pass runs.
@@ -136,7 +137,11 @@ def parse_args(argv=None):
 def _feedback(config: Config) -> list:
     from core.feedback import DB_FILE, read_records
 
-    if not config.feedback_dir or not os.path.exists(os.path.join(config.feedback_dir, DB_FILE)):
+    if not config.feedback_dir:
+        return []
+    if not os.path.exists(os.path.join(config.feedback_dir, DB_FILE)):   # a note: a new deployment has none yet
+        print(f"monitor: feedback: none, no feedback store at {config.feedback_dir} (the web client makes it with "
+              "the first answer confirmed or corrected; --feedback-dir names one)", file=sys.stderr)
         return []
     return read_records(config.feedback_dir)   # read-only: the CronJob mounts the store so
 
