@@ -1131,9 +1131,31 @@ def test_a_page_that_is_not_prometheus_text_says_so(page):
         server_metrics.summarize(page)
 
 
+def model_status(*states: tuple[int, str]) -> tuple[int, bytes]:
+    """TF Serving's answer to GET /v1/models/letters with versions in these states (none: its 404)."""
+    if not states:
+        return 404, b'{ "error": "Could not find any versions of model letters" }'
+    return 200, json.dumps({"model_version_status": [
+        {"version": str(version), "state": state, "status": {"error_code": "OK", "error_message": ""}}
+        for version, state in states]}).encode()
+
+
+AVAILABLE = model_status((3, "AVAILABLE"))
+
+
 class _MetricsPage(BaseHTTPRequestHandler):
     def do_GET(self):   # HTTP/1.0: the page ends when the connection closes
         self.server.hosts.append(self.headers["Host"])
+        self.server.paths.append(self.path)
+        if self.path.startswith("/v1/models/"):   # the model's status, on the same port as the page
+            if self.server.status is None:   # a server that closes on it without an answer
+                return
+            code, body = self.server.status
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.server.head_pause:   # the status line, then its header lines a byte at a time
             self.wfile.write(b"HTTP/1.0 200 OK\r\n")
             if trickle(self.connection, b"X-Wait: 0\r\n" * 50, self.server.head_pause, 10, self.server.stop):
@@ -1162,16 +1184,20 @@ class _MetricsPage(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def metrics_page(page: bytes, pause: float = 0.0, length: int | None = None, head_pause: float = 0.0,
                  head_sent: threading.Event | None = None, location: str = "", address: tuple = ("127.0.0.1", 0),
-                 hosts: list | None = None):
-    """A server on ``address`` (127.0.0.1, a free port) answering every GET with ``page`` (a byte every ``pause``
+                 hosts: list | None = None, status: tuple | None = AVAILABLE, paths: list | None = None):
+    """A server on ``address`` (127.0.0.1, a free port) answering a GET of /v1/models/… with ``status`` ((HTTP
+    status, body): by default TF Serving's for a model with a version AVAILABLE; None closes the connection
+    unanswered) and every other GET with ``page`` (a byte every ``pause``
     seconds, for at most 10 s, when given: each read well within the socket's timeout; with a Content-Length of
     ``length`` when given), then closing the connection; yields the page's URL. With ``head_pause``, fifty header
     lines come a byte every ``head_pause`` seconds instead (for at most 10 s; ``head_sent`` is set if they were all
     sent); with ``location``, the page's URL is redirected there. Each request's Host header is added to
-    ``hosts``."""
+    ``hosts``, its path to ``paths``."""
     server = ThreadingHTTPServer(address, _MetricsPage)
     server.daemon_threads = True
     server.hosts = [] if hosts is None else hosts
+    server.paths = [] if paths is None else paths
+    server.status = status
     server.page, server.pause, server.length, server.stop = page, pause, length, threading.Event()
     server.head_pause, server.head_sent, server.location = head_pause, head_sent or threading.Event(), location
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -1481,19 +1507,22 @@ def test_a_name_of_several_addresses_is_judged_on_the_sum_of_their_pages(tmp_pat
         [("letters", "OK", "predict", 2_000_000)] * 10 + [("letters", "UNAVAILABLE", "predict", 0)] * 8
         + [("letters", "INVALID_ARGUMENT", "predict", 0)] * 2 + [("other", "INTERNAL", "predict", 0)] * 4
         + [("letters", "OK", "", 300)] * 40)
-    port, hosts = pods_port(), []
+    port, hosts, paths = pods_port(), [], []
     resolve_pods(monkeypatch, "127.0.0.1", "127.0.0.2")
-    with metrics_page(fast, address=("127.0.0.1", port), hosts=hosts), \
-            metrics_page(slow, address=("127.0.0.2", port), hosts=hosts):
+    with metrics_page(fast, address=("127.0.0.1", port), hosts=hosts, paths=paths), \
+            metrics_page(slow, address=("127.0.0.2", port), hosts=hosts, paths=paths):
         url = f"http://{PODS}:{port}/monitoring/prometheus/metrics"
         summary = server_metrics.read(url, "letters")
         status, result, out = monitor(tmp_path, pipeline_root, "--metrics-url", url)
-    assert hosts == [f"{PODS}:{port}"] * 4   # each pod asked once a read, by the URL's name
+    assert hosts == [f"{PODS}:{port}"] * 8   # each pod asked once a read, by the URL's name, for its page and status
+    assert sorted(paths) == ["/monitoring/prometheus/metrics"] * 4 + ["/v1/models/letters"] * 4
     assert status == cli.CROSSED and [a["kind"] for a in result["alarms"]] == ["errors", "latency"]
     assert result["server"] == {"url": url, **summary}
     assert (f"The sum of the pages of 2 addresses: 127.0.0.1:{port}, 127.0.0.2:{port}."
             in (out / "report.html").read_text())
     assert summary.pop("pages") == [f"127.0.0.1:{port}", f"127.0.0.2:{port}"]
+    assert summary.pop("model_status") == {f"127.0.0.{n}:{port}": {"available": True, "versions": {"3": "AVAILABLE"}}
+                                           for n in (1, 2)}
     assert summary == server_metrics.summarize(together, "letters")
     assert (summary["requests"], summary["errors"], summary["rejected"], summary["status_checks"]) == (110, 8, 2, 80)
     assert summary["latency_ms"]["p95"] > 500 and summary["other_models"] == {"other": 4}
@@ -1507,6 +1536,7 @@ def test_a_name_of_one_address_is_read_as_before(monkeypatch):
     assert server_metrics.addresses(f"http://{PODS}:{port}/metrics") == ["127.0.0.1"]
     with metrics_page(page, address=("127.0.0.1", port)):
         summary = server_metrics.read(f"http://{PODS}:{port}/monitoring/prometheus/metrics", "letters")
+    assert summary.pop("model_status") == {f"{PODS}:{port}": {"available": True, "versions": {"3": "AVAILABLE"}}}
     assert summary == server_metrics.summarize(together, "letters") and "pages" not in summary
     import socket
     real = socket.getaddrinfo
@@ -1533,3 +1563,85 @@ def test_a_pod_whose_page_cannot_be_read_is_an_alarm_naming_it(tmp_path, pipelin
         with metrics_page(b"<!doctype html>\n", address=("127.0.0.2", port)):   # not a metrics page: named too
             with pytest.raises(server_metrics.Unreadable, match=rf"^127\.0\.0\.2:{port}: not Prometheus text "):
                 server_metrics.read(url)
+
+
+def test_a_model_unloaded_after_it_served_is_an_alarm_naming_its_server(tmp_path, pipeline_root, monkeypatch,
+                                                                          capsys):
+    """TF Serving's counters are its lifetime's: a model that served, then had its versions unloaded (their folders
+    deleted), still shows its OK answers, and every call since is NOT_FOUND. They had been counted as the client's
+    mistake (an error share of 0, the p95 of the earlier answers: no alarm); by the server's model status (no
+    version AVAILABLE) they are its failures, and the model not being served there an alarm. On a server where it
+    is available, NOT_FOUND (a version 99 asked for) stays the client's."""
+    (served, unloaded), _ = served_pages(
+        [("letters", "OK", "predict", 1000)] * 100 + [("letters", "NOT_FOUND", "predict", 0)] * 10
+        + [("letters", "OK", "", 300)] * 20,
+        [("letters", "OK", "predict", 1000)] * 100 + [("letters", "NOT_FOUND", "predict", 0)] * 40)
+    port = pods_port()
+    resolve_pods(monkeypatch, "127.0.0.1", "127.0.0.2")
+    url = f"http://{PODS}:{port}/monitoring/prometheus/metrics"
+    with metrics_page(served, address=("127.0.0.1", port)), \
+            metrics_page(unloaded, address=("127.0.0.2", port), status=model_status((3, "END"))):
+        status, result, out = monitor(tmp_path, pipeline_root, "--metrics-url", url)
+    server = result["server"]
+    assert (server["requests"], server["errors"], server["rejected"], server["answerable"]) == (250, 40, 10, 240)
+    assert server["model_status"][f"127.0.0.2:{port}"] == {"available": False, "versions": {"3": "END"},
+                                                            "why": "no version AVAILABLE (version 3 END)"}
+    text = f"server: model letters is not available on 127.0.0.2:{port}: no version AVAILABLE (version 3 END)"
+    assert status == cli.CROSSED and [(a["kind"], a["text"]) for a in result["alarms"]] == [
+        ("model_unavailable", text), ("errors", "server: 40 of 240 requests failed (16.7% > 5%)")]
+    printed = capsys.readouterr().out
+    assert f"ALARM {text}\n" in printed and "model status" not in printed
+    html = (out / "report.html").read_text()
+    assert (f"Model <code>letters</code> is not available on 127.0.0.2:{port}: no version AVAILABLE (version 3 END); "
+            "its NOT_FOUND requests counted as failed on the server." in html)
+
+    (gone,), _ = served_pages([("letters", "OK", "predict", 1000)] * 100 + [("letters", "NOT_FOUND", "predict", 0)] * 5)
+    with metrics_page(gone, status=model_status()) as url:   # no version known at all: TF Serving's 404
+        summary = server_metrics.read(url, "letters")
+    name = url.split("/")[2]
+    assert summary["model_status"] == {name: {"available": False, "versions": {},
+                                              "why": "Could not find any versions of model letters"}}
+    assert (summary["errors"], summary["rejected"]) == (5, 0)
+
+
+def test_a_version_the_server_does_not_have_stays_the_clients_mistake_where_the_model_is_available():
+    """A model AVAILABLE on its server: NOT_FOUND is a version asked for that it does not have (99), even on a page
+    where the model answered none of its calls yet (loaded since its last restart, asked for version 99 only)."""
+    (page,), _ = served_pages([("letters", "OK", "predict", 1000)] * 90 + [("letters", "NOT_FOUND", "predict", 0)] * 10)
+    (only_99,), _ = served_pages([("letters", "NOT_FOUND", "predict", 0)] * 10)
+    for served, requests in ((page, 100), (only_99, 10)):
+        with metrics_page(served, status=model_status((1, "END"), (3, "AVAILABLE"))) as url:
+            summary = server_metrics.read(url, "letters")
+        assert (summary["requests"], summary["errors"], summary["rejected"]) == (requests, 0, 10)
+        assert server_metrics.unavailable(summary) == {} and server_metrics.status_unread(summary) is None
+
+
+@pytest.mark.parametrize("status, error", [
+    (None, "Remote end closed connection without response"),
+    ((503, b"<html><title>503</title></html>"), "HTTP 503 Service Unavailable"),
+    ((404, b"<html><title>Not Found</title></html>"), "HTTP 404, not a model status (first line '<html><title>Not "
+                                                      "Found</title></html>')"),
+])
+def test_a_model_status_that_cannot_be_read_leaves_the_pages_own_rule_and_says_so(tmp_path, pipeline_root, capsys,
+                                                                                  status, error):
+    """Without the server's model status, NOT_FOUND is the client's mistake on a page where the model answered
+    calls, the server's failure where it answered none; one line says the status was not read and by what rule
+    NOT_FOUND was judged: no alarm of it."""
+    from html import escape
+
+    (served,), _ = served_pages([("letters", "OK", "predict", 1000)] * 90
+                                + [("letters", "NOT_FOUND", "predict", 0)] * 10)
+    with metrics_page(served, status=status) as url:
+        code, result, out = monitor(tmp_path, pipeline_root, "--metrics-url", url)
+        (none_answered,), _ = served_pages([("letters", "NOT_FOUND", "predict", 0)] * 10)
+    name = url.split("/")[2]
+    assert code == cli.OK and result["alarms"] == []
+    assert result["server"]["model_status"] == {name: {"available": None, "error": error}}
+    assert (result["server"]["errors"], result["server"]["rejected"]) == (0, 10)
+    line = (f"model status of letters not read ({name}: {error}): NOT_FOUND judged by the metrics page alone, the "
+            "client's mistake where the model answered any of its calls, else failed on the server")
+    assert line in capsys.readouterr().out.splitlines()
+    assert f"<p>{escape(line)}.</p>" in (out / "report.html").read_text()
+    with metrics_page(none_answered, status=status) as url:
+        summary = server_metrics.read(url, "letters")
+    assert (summary["errors"], summary["rejected"]) == (10, 0)

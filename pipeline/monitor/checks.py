@@ -2,8 +2,9 @@
 reference (TFDV drift and skew, confidence), live accuracy per version from feedback, the server's metrics,
 and the alarms: thresholds crossed in a judged window of the current period or the one before it (a run shortly
 after a window ends still judges it whole; a version that no longer gets answers stops alarming), by live accuracy
-or by the server (its metrics page too: one that cannot be read is an alarm); answers the model gave that cannot be
-used are judged per version and window too.
+or by the server (its metrics page too: one that cannot be read is an alarm, as is a model with no version
+available on a server, by its model status); answers the model gave that cannot be used are judged per version and
+window too.
 
 The answers are read as a stream (:class:`Traffic`): each answer's image features are computed as it is read and
 its image let go, so that a pass's memory grows by a few dozen bytes an answer, not by the log's size."""
@@ -19,7 +20,7 @@ import numpy as np
 from core import configs
 from core.configs import Config
 from core.labels import CLASS_NAMES
-from pipeline.monitor import drift, image_features, live_accuracy, report, windows
+from pipeline.monitor import drift, image_features, live_accuracy, report, server_metrics, windows
 
 CONFIDENCE_BINS = 10
 
@@ -198,6 +199,9 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
         found.append({"kind": "server_metrics", "version": None, "window": "now",
                       "text": f"server: no metrics from {server['url']}: {server['error']}"})
     elif server:
+        for name, why in server_metrics.unavailable(server).items():   # its NOT_FOUND requests counted as errors
+            found.append({"kind": "model_unavailable", "version": None, "window": "now",
+                          "text": f"server: model {server['model']} is not available on {name}: {why}"})
         if server["error_share"] > config.monitor_max_error_share:
             found.append({"kind": "errors", "version": None, "window": "server lifetime",
                           "text": f"server: {server['errors']} of {server['answerable']} requests failed "

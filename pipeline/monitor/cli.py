@@ -248,6 +248,8 @@ def once(config: Config, args, extra: list[str]) -> int:
         print("log problems: " + ", ".join(f"{n} × {r}" for r, n in logs.problems.items()))
     if logs and logs.other_models:
         print(f"other models' records left out (model {logs.model} is judged): {_counts(logs.other_models)}")
+    if server and (unread := server_metrics.status_unread(server)):
+        print(unread)
     if server and server_metrics.left_out(server):
         print(f"other models' server requests left out (model {server['model']} is judged): "
               f"{_counts(server_metrics.left_out(server))}")

@@ -268,6 +268,11 @@ def write_html(result: dict, out_dir: str) -> str:
                      f"{_esc(server['errors_by_status'])}; latency p50 {fmt(lat['p50'])}, "
                      f"p95 {fmt(lat['p95'])}, mean {fmt(lat['mean'])}; other models' requests, left out: "
                      f"{_esc(others)}</p>")
+        for name, why in server_metrics.unavailable(server).items():
+            parts.append(f'<p class="bad">Model <code>{_esc(server["model"])}</code> is not available on '
+                         f"{_esc(name)}: {_esc(why)}; its NOT_FOUND requests counted as failed on the server.</p>")
+        if unread := server_metrics.status_unread(server):
+            parts.append(f"<p>{_esc(unread)}.</p>")
         if server.get("pages"):   # a name of several addresses: their pages summed
             parts.append(f"<p>The sum of the pages of {len(server['pages'])} addresses: "
                          f"{_esc(', '.join(server['pages']))}.</p>")

@@ -11,10 +11,19 @@ A URL whose host resolves to several addresses (a headless Service: one per pod)
 each server process counts its own requests, so one page read through a load-balanced Service is one random
 replica's share, and a replica that is down is never asked. :func:`read` asks each address (the URL's port, path
 and Host) and judges the sum; one that cannot be read is named, and the whole is a page that cannot be read.
+
+The counters cover the server's whole lifetime, so a page alone cannot tell a version the client asked for that the
+server does not have (NOT_FOUND, the client's mistake) from a model the server no longer serves (its versions
+unloaded: NOT_FOUND too, to every call, below answers it gave before). :func:`read` asks each server it read a page
+of for the model's status too (TF Serving's ``GET /v1/models/<model>``, on the page's port): a model with no version
+AVAILABLE there has its NOT_FOUND requests counted as failed on the server, and is named in the summary's
+``model_status`` (an alarm in the monitor); a status that cannot be read leaves the page's own rule
+(:func:`_client_statuses`), said by :func:`status_unread`.
 """
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import time
 import urllib.parse
@@ -23,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.deadlines import ExchangeDeadline
 from core.settings import host_port
+from serving.client import error_text, version_errors, version_states
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
@@ -32,8 +42,10 @@ REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 # NOT_FOUND, a version (or a model) the server does not have (BasicManager's "Servable not found for request:
 # Specific(letters, 99)", a status GET's "Could not find version 99 of model letters"). They are counted apart: an
 # error share is the server failing its clients. A model with no version available, still loading or failed to
-# load, answers NOT_FOUND too ("Servable not found for request: Latest(letters)"): on a page where the model
-# answered none of its calls, its NOT_FOUND requests are the server's failure (:func:`_client_statuses`).
+# load, or its versions unloaded after it served, answers NOT_FOUND too ("Servable not found for request:
+# Latest(letters)"): on a server whose model status shows no version AVAILABLE (:func:`model_status`), its NOT_FOUND
+# requests are the server's failure, and when that status cannot be read, on a page where the model answered none
+# of its calls (:func:`_client_statuses`).
 # FAILED_PRECONDITION (a 400 too) is not the client's: a model whose output cannot be batched answers it.
 CLIENT_ERRORS = frozenset({"INVALID_ARGUMENT", "NOT_FOUND"})
 UNAVAILABLE_MODEL = "NOT_FOUND"   # what a model with no available version answers every call with
@@ -41,6 +53,8 @@ UNAVAILABLE_MODEL = "NOT_FOUND"   # what a model with no available version answe
 # GET of /v1/models/) or a CORS preflight, counted with an empty model_name. They are no model's traffic: left out
 # as another model's are, but no sign that the page is another model's server.
 NO_MODEL = "(no model)"
+# TF Serving's model status over REST (GetModelStatus), on the port of its metrics page.
+STATUS_PATH = "/v1/models/{}"
 
 
 SCHEMES = ("http", "https")
@@ -92,6 +106,12 @@ def fetch(url: str, timeout: float = 10.0, address: str | None = None) -> str:
     redirect, has not sent the whole answer (status line, headers and page) within ``timeout`` seconds of the first
     connection attempt or sends more than :data:`MAX_PAGE_BYTES`. With ``address``, asked of that address of the
     host's only (the Host header and TLS's server name still the URL's host)."""
+    return _get(url, timeout, address)[1]
+
+
+def _get(url: str, timeout: float, address: str | None, accept: tuple = ()) -> tuple[int, str]:
+    """(HTTP status, text) of a GET of ``url``, as :func:`fetch` reads it; an HTTP error in ``accept`` is read as
+    an answer (its body the text) rather than raised."""
     if problem := url_problem(url):
         raise Unreadable(problem)
     parts = urllib.parse.urlsplit(url)
@@ -106,10 +126,11 @@ def fetch(url: str, timeout: float = 10.0, address: str | None = None) -> str:
         ends = time.monotonic() + timeout
         connection.connect()   # (each of the host's addresses tried for at most the timeout)
         clock = ExchangeDeadline(connection, max(0.0, ends - time.monotonic()))
-        page = _page(connection, url, urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")))
+        status, page = _page(connection, url, urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")),
+                             accept)
         if not clock.finish():   # cut at the deadline: a page without a Content-Length looks whole
             raise _timed_out(timeout)
-        return page.decode("utf-8", "replace")
+        return status, page.decode("utf-8", "replace")
     except (OSError, http.client.HTTPException, UnicodeError) as err:   # also a read ended by the clock
         if isinstance(err, TimeoutError) or clock is not None and not clock.finish():
             raise _timed_out(timeout) from None
@@ -124,17 +145,17 @@ def _timed_out(timeout: float) -> Unreadable:
     return Unreadable(f"timed out: the page was not whole within {timeout:g} s")
 
 
-def _page(connection: http.client.HTTPConnection, url: str, target: str) -> bytes:
-    """The body of a GET of ``target`` (``url``'s path and query) on ``connection``; :class:`Unreadable` for an
-    answer that is not 2xx: an HTTP error, or a redirect, said with where it points (a Prometheus page is served
-    where it is asked for, not redirected)."""
+def _page(connection: http.client.HTTPConnection, url: str, target: str, accept: tuple = ()) -> tuple[int, bytes]:
+    """(HTTP status, body) of a GET of ``target`` (``url``'s path and query) on ``connection``; :class:`Unreadable`
+    for an answer that is not 2xx nor in ``accept``: an HTTP error, or a redirect, said with where it points (a
+    Prometheus page is served where it is asked for, not redirected)."""
     connection.request("GET", target)
     response = connection.getresponse()
-    if not 200 <= response.status < 300:
+    if not 200 <= response.status < 300 and response.status not in accept:
         location = response.getheader("Location") if 300 <= response.status < 400 else None
         where = f" to {urllib.parse.urljoin(url, location)[:200]}" if location else ""
         raise Unreadable(f"HTTP {response.status} {response.reason}{where}")
-    return _body(response)
+    return response.status, _body(response)
 
 
 def _body(response: http.client.HTTPResponse) -> bytes:
@@ -158,22 +179,82 @@ def read(url: str, model: str | None = None, timeout: float = 10.0) -> dict:
     When ``url``'s host resolves to several :func:`addresses`, each address's page is read (one after the other,
     ``timeout`` each) and their samples summed (counters, histogram buckets, sums and counts add), the summary's
     ``pages`` naming the addresses read; a page that cannot be read makes the whole :class:`Unreadable`, naming
-    each such address."""
+    each such address.
+
+    With ``model``, each server whose page was read is then asked for the model's status (:func:`model_status`,
+    ``timeout`` each): the summary's ``model_status`` is {server (host:port): its answer}, and each page's NOT_FOUND
+    requests are judged by it (:func:`_client_statuses`)."""
     found = addresses(url)
-    if len(found) < 2:
-        return summarize(fetch(url, timeout), model)
-    port = _port(urllib.parse.urlsplit(url))
-    where = [host_port(address, port) for address in found]
+    parts = urllib.parse.urlsplit(url)
+    port = _port(parts)
+    servers = ([(address, host_port(address, port)) for address in found] if len(found) > 1
+               else [(None, host_port(parts.hostname, port))])
     pages, down = [], []
-    for address, name in zip(found, where):
+    for address, name in servers:
         try:
             pages.append(_families(fetch(url, timeout, address)))
         except Unreadable as err:
+            if address is None:   # the URL's one server: its reason alone
+                raise
             down.append(f"{name}: {err}")
     if down:
-        raise Unreadable(f"{'; '.join(down)} ({len(down)} of the {len(found)} addresses of "
-                         f"{urllib.parse.urlsplit(url).hostname})")
-    return {**_summary(pages, model), "pages": where}
+        raise Unreadable(f"{'; '.join(down)} ({len(down)} of the {len(found)} addresses of {parts.hostname})")
+    statuses = {name: model_status(url, model, timeout, address) for address, name in servers} if model else {}
+    summary = _summary(pages, model, [statuses[name]["available"] for _, name in servers] if model else None)
+    if model:
+        summary["model_status"] = statuses
+    if len(servers) > 1:
+        summary["pages"] = [name for _, name in servers]
+    return summary
+
+
+def model_status(url: str, model: str, timeout: float = 10.0, address: str | None = None) -> dict:
+    """What the server of ``url`` (its scheme, host and port; ``address`` as :func:`fetch`) says of ``model`` now,
+    asked once (TF Serving's GetModelStatus, :data:`STATUS_PATH`): ``{'available': True|False, 'versions':
+    {version: state}, 'why'}``, ``why`` saying, when no version is AVAILABLE, what the status shows (each version's
+    state, as ``version 3 END``, or TF Serving's 404 for a model it has no version of: "Could not find any versions
+    of model letters"); ``{'available': None, 'error'}`` when it cannot be read (:func:`fetch`'s reasons, or an
+    answer that is no model status)."""
+    parts = urllib.parse.urlsplit(url)
+    status_url = urllib.parse.urlunsplit(
+        (parts.scheme, parts.netloc, STATUS_PATH.format(urllib.parse.quote(model, safe="")), "", ""))
+    try:
+        code, text = _get(status_url, timeout, address, accept=(404,))
+    except Unreadable as err:
+        return {"available": None, "error": str(err)}
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if code == 404 and error_text(body):   # TF Serving's NOT_FOUND: no version of the model known at all
+        return {"available": False, "versions": {}, "why": error_text(body)}
+    versions = version_states(body)
+    if code == 404 or not versions:
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        return {"available": None, "error": f"HTTP {code}, not a model status (first line {first[:80]!r})"}
+    if any(state == "AVAILABLE" for state in versions.values()):
+        return {"available": True, "versions": versions}
+    errors = version_errors(body)   # a load that failed: its state END, with the load's error
+    states = ", ".join(f"version {v} {state}" + (f": {errors[v]}" if v in errors else "")
+                       for v, state in versions.items())
+    return {"available": False, "versions": versions, "why": f"no version AVAILABLE ({states})"}
+
+
+def unavailable(summary: dict) -> dict:
+    """{server: why} of the servers whose model status shows no version of the model AVAILABLE."""
+    return {name: status["why"] for name, status in summary.get("model_status", {}).items()
+            if status["available"] is False}
+
+
+def status_unread(summary: dict) -> str | None:
+    """One line naming the servers whose model status could not be read, and the rule their NOT_FOUND requests
+    were judged by instead; None when every status was read."""
+    down = [f"{name}: {status['error']}" for name, status in summary.get("model_status", {}).items()
+            if status["available"] is None]
+    if not down:
+        return None
+    return (f"model status of {summary['model']} not read ({'; '.join(down)}): NOT_FOUND judged by the metrics page "
+            "alone, the client's mistake where the model answered any of its calls, else failed on the server")
 
 
 def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
@@ -241,25 +322,30 @@ def _is_status_check(sample) -> bool:
     return sample.name.startswith(REQUEST_LATENCY) and sample.labels.get("API", "predict") == ""
 
 
-def _client_statuses(page: list, model: str | None) -> frozenset:
-    """:data:`CLIENT_ERRORS` on one server's page, less NOT_FOUND when ``model`` answered none of its calls there
-    (no latency of a call but a status check): a model with no version available answers every call so."""
-    answered = any(sample.name == REQUEST_LATENCY + "_count" and sample.value > 0 and not _is_status_check(sample)
-                   and _owner(sample, model) is None for family in page for sample in family.samples)
-    return CLIENT_ERRORS if answered else CLIENT_ERRORS - {UNAVAILABLE_MODEL}
+def _client_statuses(page: list, model: str | None, available: bool | None = None) -> frozenset:
+    """:data:`CLIENT_ERRORS` on one server's page, less NOT_FOUND when ``model`` has no version available there: a
+    model with no version available answers every call so. ``available`` is what the server's model status says
+    (:func:`model_status`); None (not read) judges by the page, whose counters are the server's lifetime's: the
+    model answered none of its calls there (no latency of a call but a status check)."""
+    if available is None:
+        available = any(sample.name == REQUEST_LATENCY + "_count" and sample.value > 0
+                        and not _is_status_check(sample) and _owner(sample, model) is None
+                        for family in page for sample in family.samples)
+    return CLIENT_ERRORS if available else CLIENT_ERRORS - {UNAVAILABLE_MODEL}
 
 
-def _summary(pages: list, model: str | None) -> dict:
+def _summary(pages: list, model: str | None, available: list | None = None) -> dict:
     """:func:`summarize` of the metric families of ``pages``: one page, or several pages (one per server), whose
-    samples add up."""
+    samples add up; ``available``, per page, whether its server has a version of the model available
+    (:func:`_client_statuses`)."""
     requests = errors = rejected = 0
     status_checks = 0.0
     by_status: dict = {}
     buckets: dict[float, float] = {}
     latency_sum = latency_count = 0.0
     others: dict[str, float] = {}
-    for page in pages:
-        client_statuses = _client_statuses(page, model)
+    for page, up in zip(pages, available or [None] * len(pages)):
+        client_statuses = _client_statuses(page, model, up)
         for family in page:
             for sample in family.samples:
                 owner = _owner(sample, model)
