@@ -265,9 +265,7 @@ def _gif_first_frame_box(data: bytes, img: Image.Image) -> tuple[int, int, int, 
     at = 13 + 3 * colours                             # after the header, the screen and the global colour table
     while at + 10 <= len(data) and data[at] != 0x2C:  # up to the first image descriptor
         if data[at] == 0x21:                          # an extension: its label, then sub-blocks up to an empty one
-            at += 2
-            while at < len(data) and data[at]:
-                at += 1 + data[at]
+            at = _gif_blocks_end(data, at + 2)
         at += 1                                       # (an unknown byte is skipped, as Pillow skips it)
     if at + 10 > len(data):
         raise ImageRejected("truncated_or_corrupt", "GIF has no image descriptor")
@@ -289,13 +287,19 @@ def _gif_first_frame_box(data: bytes, img: Image.Image) -> tuple[int, int, int, 
     return box
 
 
+def _gif_blocks_end(data: bytes, at: int) -> int:
+    """Where the GIF sub-blocks starting at ``at`` end: the offset of their empty end block (``len(data)`` or more
+    when the file ends first)."""
+    while at < len(data) and data[at]:
+        at += 1 + data[at]
+    return at
+
+
 def _gif_image_data_end(data: bytes, at: int) -> None:
     """Refuses the image data whose first block starts at ``at`` (after its LZW code size) when the file ends before
     its empty end block (its end block cut, or a trailer read as the size of a block that runs
     past the end): Pillow reads the pixels, TensorFlow's decoder (giflib, which reads up to the end block) does not."""
-    while at < len(data) and data[at]:
-        at += 1 + data[at]
-    if at >= len(data):
+    if _gif_blocks_end(data, at) >= len(data):
         raise ImageRejected("truncated_or_corrupt", "GIF data ends before its image's data does (the file is cut "
                                                     "short)")
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 import struct
 
-from google.protobuf import descriptor, text_encoding
+from google.protobuf import descriptor
+
+from serving.status import c_escape
 
 _Field = descriptor.FieldDescriptor
 
@@ -55,7 +57,7 @@ def _scalar(field, value) -> str:
     kind = field.cpp_type
     if kind == _Field.CPPTYPE_STRING:
         raw = value.encode("utf-8") if isinstance(value, str) else value
-        return f'"{text_encoding.CEscape(raw, False)}"'
+        return f'"{c_escape(raw)}"'
     if kind == _Field.CPPTYPE_ENUM:
         known = field.enum_type.values_by_number.get(value)
         return known.name if known is not None else str(value)

@@ -250,9 +250,8 @@ def once(config: Config, args, extra: list[str]) -> int:
         print(f"other models' records left out (model {logs.model} is judged): {_counts(logs.other_models)}")
     if server and (unread := server_metrics.status_unread(server)):
         print(unread)
-    if server and server_metrics.left_out(server):
-        print(f"other models' server requests left out (model {server['model']} is judged): "
-              f"{_counts(server_metrics.left_out(server))}")
+    if server and (others := server_metrics.left_out(server)):
+        print(f"other models' server requests left out (model {server['model']} is judged): {_counts(others)}")
     ahead = result["future_dated"]
     if ahead["answers"] or ahead["feedback"]:
         print(f"warning: {ahead['answers']} answers and {ahead['feedback']} feedback rows are dated after now "
