@@ -40,7 +40,8 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
 from core.files import atomic_output, printable
 from core.signals import sigterm_as_interrupt
-from pipeline.evaluate import ImageRefused, answers_each, read_batches, top_classes, unread_reason
+from pipeline.evaluate import (DEFAULT_LIMITS, ImageRefused, Limits, answers_each, read_batches, top_classes,
+                               unread_reason)
 from pipeline.flags import (defaults_from_env, non_negative_int, output_file, path_or_default, positive_int,
                             refuse_ignored)
 from core.labels import CLASS_NAMES, GLYPHS
@@ -359,10 +360,11 @@ def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> d
 
 
 def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, progress: bool = True,
-                   files: list[Path] | None = None) -> dict:
+                   files: list[Path] | None = None, limits: Limits = DEFAULT_LIMITS) -> dict:
     """Writes ``out_csv`` (complete, or not at all: rows stream to a temporary file of this run's own, which
     replaces it at the end as core.files.atomic_write does: a link to it keeps pointing there, the file keeps its
-    permissions). ``files``: ``list_images(folder)`` when the caller has it already."""
+    permissions). ``files``: ``list_images(folder)`` when the caller has it already; ``limits``: the file limits the
+    images are read with (the pipeline's, :meth:`pipeline.evaluate.Limits.of` its Config)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     files = list_images(folder) if files is None else files
@@ -370,17 +372,18 @@ def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, p
     counts = {"images": 0, "errors": 0, "versions": {}}
     started = time.monotonic()
     with atomic_output(out_csv, "w", newline="", encoding="utf-8") as f:
-        _write_rows(predictor, files, root, f, batch_size, progress, counts)
+        _write_rows(predictor, files, root, f, batch_size, progress, counts, limits)
     counts["seconds"] = round(time.monotonic() - started, 2)
     return counts
 
 
-def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, progress: bool, counts: dict) -> None:
+def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, progress: bool, counts: dict,
+                limits: Limits) -> None:
     """One row per file, in the order of ``files`` (an unreadable one's reason in its place)."""
     with tqdm(total=len(files), desc="predict", unit="file", disable=not progress, file=sys.stderr) as bar:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
-        for start, read in zip(range(0, len(files), batch_size), read_batches(files, batch_size)):
+        for start, read in zip(range(0, len(files), batch_size), read_batches(files, batch_size, limits)):
             rows, batch, places = [], [], []
             for path, (data, err) in zip(files[start:start + batch_size], read):
                 rel = printable(path.relative_to(root).as_posix())   # a name that is not UTF-8 shown, not fatal
@@ -491,7 +494,8 @@ def refuse_flags_the_via_ignores(parser: argparse.ArgumentParser, args: argparse
 
 def main(argv=None) -> int:
     configs.warn_unknown_variables()
-    serving_dir = defaults_from_env().serving_dir
+    defaults = defaults_from_env()
+    serving_dir = defaults.serving_dir
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", required=True, type=settings.path, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, type=output_file, help="CSV file to write")
@@ -531,7 +535,8 @@ def main(argv=None) -> int:
         else:
             predictor = GrpcPredictor(args.server_url or "127.0.0.1:8500", model_name, version)
         with sigterm_as_interrupt():   # a stopped job (timeout, kill) cleans up as Ctrl-C does
-            counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files)
+            counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files,
+                                    limits=Limits.of(defaults))   # the pipeline's: what it trains on
     except KeyboardInterrupt:
         print(f"interrupted: {args.out} not written (left as it was)", file=sys.stderr)
         return 130

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -27,9 +28,24 @@ from core import configs, image_io, settings
 from core.files import atomic_outputs, make_dirs, printable
 from core.signals import interrupts_held, sigterm_as_interrupt
 from core.model_dirs import resolve_model_dir
-from pipeline.flags import non_negative_int, output_dir
+from pipeline.flags import defaults_from_env, non_negative_int, output_dir
 from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES, misnamed_problem
 from core.manifest import unfinished_generation
+
+
+class Limits(NamedTuple):
+    """The file limits an image is read with: the pipeline's (Config.max_file_bytes, Config.max_image_pixels,
+    LETTERS_MAX_FILE_BYTES and LETTERS_MAX_IMAGE_PIXELS), so that what it trains on is read here too."""
+    max_bytes: int = image_io.DEFAULT_MAX_BYTES
+    max_pixels: int = image_io.DEFAULT_MAX_PIXELS
+
+    @classmethod
+    def of(cls, config: configs.Config) -> "Limits":
+        return cls(config.max_file_bytes, config.max_image_pixels)
+
+
+DEFAULT_LIMITS = Limits()
+FILE_LIMITS = ("max_file_bytes", "max_image_pixels")   # the Config fields of Limits
 
 
 def labelled_files(data_root: str) -> tuple[list[tuple[str, int, Path]], list[tuple[str, str]]]:
@@ -77,13 +93,14 @@ def layout_problem(data_root: str) -> str | None:
     return unfinished_generation(data_root) or misnamed_problem(data_root, folder_names(data_root))
 
 
-def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]:
+def load_labelled_images(data_root: str, limits: Limits = DEFAULT_LIMITS
+                          ) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, str]]]:
     """([(relative path, label, bytes)], [(relative path, why skipped)]): :func:`labelled_files`, every image read
     at once (unreadable files, broken links skipped, with the reason)."""
     files, skipped = labelled_files(data_root)
     items = []
     for rel, label, path in files:
-        data, err = read_image(path)
+        data, err = read_image(path, limits)
         if err is None:
             items.append((rel, label, data))
         else:
@@ -91,19 +108,19 @@ def load_labelled_images(data_root: str) -> tuple[list[tuple[str, int, bytes]], 
     return items, skipped
 
 
-def read_image(path) -> tuple[bytes | None, Exception | None]:
+def read_image(path, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes | None, Exception | None]:
     """(the checked image's bytes, None), or (None, the ImageRejected or OSError that kept it from being read)."""
     try:
-        return image_io.read_checked(str(path)).data, None
+        return image_io.read_checked(str(path), limits.max_bytes, limits.max_pixels).data, None
     except (image_io.ImageRejected, OSError) as err:
         return None, err
 
 
-def read_batches(paths: list, batch_size: int):
+def read_batches(paths: list, batch_size: int, limits: Limits = DEFAULT_LIMITS):
     """``paths`` read ``batch_size`` at a time, as the caller asks for the next batch (so only one batch's bytes
     are held): each batch a list of :func:`read_image` pairs."""
     for start in range(0, len(paths), batch_size):
-        yield [read_image(path) for path in paths[start:start + batch_size]]
+        yield [read_image(path, limits) for path in paths[start:start + batch_size]]
 
 
 def unread_reason(err: Exception) -> str:
@@ -271,9 +288,10 @@ def _nothing_usable(data_root: str, skipped: list[tuple[str, str]]) -> str:
 
 
 def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int = 40, progress: bool = True,
-             report: dict | None = None) -> dict:
+             report: dict | None = None, limits: Limits = DEFAULT_LIMITS) -> dict:
     """Scores the model; with ``out_dir`` writes its report there (REPORT_FILES), its files replaced together:
-    ``report["written"]`` is set once they all are (a stop leaves the earlier report or the new one, whole)."""
+    ``report["written"]`` is set once they all are (a stop leaves the earlier report or the new one, whole).
+    ``limits``: the file limits images are read with (the pipeline's, :meth:`Limits.of` its Config)."""
     report = {} if report is None else report
     if worst < 0:
         raise ValueError(f"worst must not be negative, got {worst}")
@@ -291,7 +309,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
         raise ValueError(_nothing_usable(data_root, skipped))
     fn = load_image_signature(model_dir)
     paths = [path for _, _, path in items]   # read a batch at a time: the folder's images are never all in memory
-    probs, unscored, seconds = predict_read(fn, read_batches(paths, 64), len(paths), progress)
+    probs, unscored, seconds = predict_read(fn, read_batches(paths, 64, limits), len(paths), progress)
     if unscored:
         skipped += [(items[k][0], why) for k, why in sorted(unscored.items())]
         refused = any(why.startswith("refused by the model") for why in unscored.values())
@@ -317,7 +335,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
                      np.array(metrics["confusion_matrix"]),
                      f"{Path(model_dir).name} on {printable(str(data_root))}: top-1 {metrics['top1']:.3f}"),
                  REPORT_FILES[2]: plots.contact_sheet_png([
-                     {"image": read_image(items[k][2])[0] or b"", "true": int(labels[k]), "pred": int(pred[k]),
+                     {"image": read_image(items[k][2], limits)[0] or b"", "true": int(labels[k]), "pred": int(pred[k]),
                       "confidence": float(probs[k, pred[k]])} for k in wrong[:worst]])}
         try:   # drawn first, then written and replaced together: a stop is held until all three are
             with interrupts_held():
@@ -351,6 +369,7 @@ def main(argv=None) -> int:
                         help="write metrics.json and the PNGs here (a folder outside --data-root)")
     parser.add_argument("--worst", type=non_negative_int, default=40, help="errors on the contact sheet")
     args = parser.parse_args(argv)
+    limits = Limits.of(defaults_from_env())   # the pipeline's file limits: what it trains on is scored here
     if args.out is not None:
         refuse_report_in_data(parser, args.out, args.data_root)
         try:
@@ -360,7 +379,7 @@ def main(argv=None) -> int:
     report = {}
     try:
         with sigterm_as_interrupt():   # a stopped job (timeout, kill) ends as Ctrl-C does
-            metrics = evaluate(args.model, args.data_root, args.out, args.worst, report=report)
+            metrics = evaluate(args.model, args.data_root, args.out, args.worst, report=report, limits=limits)
     except KeyboardInterrupt:
         print("interrupted: " + ("nothing written" if not args.out else f"{args.out} holds the new report" if
                                  report.get("written") else f"{args.out} left as it was"), file=sys.stderr)

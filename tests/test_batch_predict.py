@@ -797,3 +797,20 @@ def test_a_server_that_does_not_answer_in_time_ends_the_run_asked_once(tmp_path)
         predictor.timeout = 1e-6   # no answer arrives that soon
         with pytest.raises(RuntimeError, match=rf"127.0.0.1:{server.server.grpc_port} did not answer within 1e-06 s"):
             predictor([testing.png_bytes(noise_seed=1, size=16)])
+
+
+def test_the_pipelines_file_limits_are_read_as_the_pipeline_reads_them(tmp_path, monkeypatch):
+    """LETTERS_MAX_FILE_BYTES, which the pipeline trains by, is the limit images are predicted with: a smaller one
+    refuses a file the default takes (it had always been the default's 20 MiB)."""
+    from PIL import Image
+
+    monkeypatch.setattr(batch_predict, "RestPredictor", FakePredictor)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "big.png").write_bytes(png_bytes(Image.fromarray(
+        np.random.default_rng(0).integers(0, 255, (60, 60), np.uint8), "L")))
+    argv = ["--images", str(folder), "--out", str(tmp_path / "p.csv"), "--via", "rest"]
+    assert batch_predict.main(argv) == 0 and not read_rows(tmp_path / "p.csv")["big.png"]["error"]
+    monkeypatch.setenv("LETTERS_MAX_FILE_BYTES", "1000")
+    assert batch_predict.main(argv) == 0
+    assert read_rows(tmp_path / "p.csv")["big.png"]["error"].startswith("too_large")

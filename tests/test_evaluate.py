@@ -474,3 +474,27 @@ def test_the_misnamed_folder_check_reads_the_folders_the_pipelines_check_reads(t
         if not rel.endswith("/"):
             (tmp_path / rel).write_bytes(png_bytes(letter_image(30, 40)))
     assert evaluate.layout_problem(str(tmp_path)) == describe_layout_problem(str(tmp_path))
+
+
+def test_the_pipelines_file_limits_are_read_as_the_pipeline_reads_them(tmp_path, monkeypatch, capsys):
+    """LETTERS_MAX_FILE_BYTES and LETTERS_MAX_IMAGE_PIXELS, which the pipeline trains by, are the limits images are
+    scored with: letters-evaluate had read every image with the defaults, and refused as too_large letters the
+    pipeline had trained on."""
+    data = tmp_path / "data" / "alef"
+    data.mkdir(parents=True)
+    (data / "small.png").write_bytes(png_bytes(letter_image(20, 20)))
+    big = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 60), np.uint8), "L"))
+    assert len(big) > 2000
+    (data / "big.png").write_bytes(big)
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
+    argv = ["--model", str(tmp_path), "--data-root", str(tmp_path / "data")]
+    assert evaluate.main(argv) == 0
+    assert "2 images (0 skipped)" in capsys.readouterr().out
+    monkeypatch.setenv("LETTERS_MAX_FILE_BYTES", "2000")
+    assert evaluate.main(argv) == 0
+    assert "1 images (1 skipped)" in capsys.readouterr().out
+    monkeypatch.delenv("LETTERS_MAX_FILE_BYTES")
+    monkeypatch.setenv("LETTERS_MAX_IMAGE_PIXELS", "1000")   # 20 × 20 kept, 60 × 60 refused
+    assert evaluate.main(argv) == 0
+    assert "1 images (1 skipped)" in capsys.readouterr().out

@@ -1645,3 +1645,21 @@ def test_a_model_status_that_cannot_be_read_leaves_the_pages_own_rule_and_says_s
     with metrics_page(none_answered, status=status) as url:
         summary = server_metrics.read(url, "letters")
     assert (summary["errors"], summary["rejected"]) == (10, 0)
+
+
+def test_images_are_measured_with_the_pipelines_pixel_limit(tmp_path, letters, pipeline_root, monkeypatch):
+    """LETTERS_MAX_IMAGE_PIXELS, the ExampleGen's and the web client's decompression-bomb guard, is the monitor's:
+    an image over it is unreadable, the served ones and the training split's alike (it had been the default's
+    40 million pixels, whatever the setting)."""
+    from pipeline.monitor import image_features
+    from tests.conftest import letter_image, png_bytes
+
+    seen, features = set(), image_features.features
+    monkeypatch.setattr(image_features, "features",
+                        lambda *args, **kw: (seen.add(kw.get("max_pixels", args[2:])), features(*args, **kw))[1])
+    monkeypatch.setenv("LETTERS_MAX_IMAGE_PIXELS", "12345")
+    log_traffic(tmp_path / "logs", traffic(letters)[:5])
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    assert result["logs"]["answers"] == 5 and seen == {12345, (12345,)}, seen   # training, served
+    assert features(png_bytes(letter_image(200, 100)), max_pixels=19999)["format"] == "unreadable"
+    assert features(png_bytes(letter_image(200, 100)), max_pixels=20000)["format"] == "PNG"

@@ -40,7 +40,8 @@ class Group:
     """The answers of one (version, window) as the checks read them, column by column: each one's top-1 class and
     score and its image's features (:func:`image_features.features`), not the image."""
 
-    def __init__(self):
+    def __init__(self, max_pixels: int = image_features.DEFAULT_MAX_PIXELS):
+        self.max_pixels = max_pixels   # Config.max_image_pixels: an image over it is unreadable
         self.first_answer_at = math.inf
         self.top1 = array.array("B")
         self.scores = array.array("d")
@@ -51,7 +52,7 @@ class Group:
         return len(self.top1)
 
     def add(self, answer) -> None:
-        features = image_features.features(answer.image, answer.origin)
+        features = image_features.features(answer.image, answer.origin, self.max_pixels)
         self.first_answer_at = min(self.first_answer_at, answer.time)
         self.top1.append(answer.top1)
         self.scores.append(answer.score)
@@ -71,10 +72,13 @@ class Group:
 
 class Traffic:
     """The answers of a request log grouped by (version, window) as they are read (:meth:`add`); those dated after
-    ``now`` (beyond the clock skew allowed: a writer's clock ahead) are counted in ``ahead``, not checked."""
+    ``now`` (beyond the clock skew allowed: a writer's clock ahead) are counted in ``ahead``, not checked.
+    ``max_pixels``: the decompression-bomb guard the images are measured with (Config.max_image_pixels)."""
 
-    def __init__(self, seconds: int | None, now: float | None = None):
+    def __init__(self, seconds: int | None, now: float | None = None,
+                 max_pixels: int = image_features.DEFAULT_MAX_PIXELS):
         self.seconds = seconds
+        self.max_pixels = max_pixels
         self.now = time.time() if now is None else now
         self.groups: dict[tuple, Group] = {}   # (version, window start) -> its answers
         self.ahead = 0
@@ -85,7 +89,7 @@ class Traffic:
             return
         key = (answer.version, windows.start(answer.time, self.seconds))
         if key not in self.groups:
-            self.groups[key] = Group()
+            self.groups[key] = Group(self.max_pixels)
         self.groups[key].add(answer)
 
     def add_all(self, answers) -> Traffic:
@@ -227,7 +231,7 @@ def run(traffic: Traffic, feedback_records, reference, server, config: Config, u
     training_stats = schema = None
     training_rows: tuple = ()
     if reference is not None and traffic.groups:
-        training_rows = reference_lib.training_features(reference.examples_uri)
+        training_rows = reference_lib.training_features(reference.examples_uri, config.max_image_pixels)
         training_stats = drift.feature_statistics(list(training_rows))
         schema = drift.feature_schema(training_stats, config)
     groups = [judge_group(version, begin, items, seconds, reference, training_stats, schema, config)

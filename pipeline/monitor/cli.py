@@ -201,7 +201,7 @@ def once(config: Config, args, extra: list[str]) -> int:
     if not path:   # no default log: say so rather than report an all-clear on nothing
         print(f"monitor: no request log (the default, {config.request_log_dir}, {why}; --logs names one): "
               "served answers are not judged, only feedback and server metrics", file=sys.stderr)
-    traffic = checks.Traffic(args.window_seconds)
+    traffic = checks.Traffic(args.window_seconds, max_pixels=config.max_image_pixels)
     try:
         logs = request_logs.open_logs(path, args.model) if path else None
         if logs:   # read as a stream: each answer's image features, not its image, are kept

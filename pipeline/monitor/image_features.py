@@ -28,19 +28,20 @@ from core.image_io import DEFAULT_MAX_PIXELS, as_read
 from models.preprocessing import CROP_MARGIN, INK_THRESHOLD, MIN_CONTRAST
 
 CANVAS_SIZE = (320, 320)   # the drawing pad of web/static/index.html: what the web client sends for a drawing
-MAX_PIXELS = DEFAULT_MAX_PIXELS   # the ExampleGen's decompression-bomb guard, by default
 NUMERIC = ("width", "height", "aspect", "ink_share", "mean_intensity")
 JUDGED = ("aspect", "ink_share", "mean_intensity")   # the numeric features with a skew threshold
 CATEGORICAL = ("format", "source")
 UNREADABLE = {"format": "unreadable", "source": "unknown"}
 
 
-def features(data: bytes, origin: str = "") -> dict:
+def features(data: bytes, origin: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     """The features of one image; numeric ones are left out when it does not decode. ``origin`` is where the
-    web client says the image came from (canvas or upload); without it, the source is guessed from the size."""
+    web client says the image came from (canvas or upload); without it, the source is guessed from the size.
+    ``max_pixels``: the decompression-bomb guard (Config.max_image_pixels, as the ExampleGen and the web client
+    read it: LETTERS_MAX_IMAGE_PIXELS); a larger image is unreadable."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_PIXELS:
+            if img.width * img.height > max_pixels:
                 return dict(UNREADABLE)
             fmt = img.format or "unknown"
             size = img.size

@@ -189,5 +189,5 @@ def split_images(examples_uri: str, split: str = configs.TRAIN_SPLIT):
 
 
 @functools.lru_cache(maxsize=4)   # --watch runs: the training split of one ExampleGen output does not change
-def training_features(examples_uri: str) -> tuple[dict, ...]:
-    return tuple(image_features.features(image) for image in split_images(examples_uri))
+def training_features(examples_uri: str, max_pixels: int = image_features.DEFAULT_MAX_PIXELS) -> tuple[dict, ...]:
+    return tuple(image_features.features(image, max_pixels=max_pixels) for image in split_images(examples_uri))
