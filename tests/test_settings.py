@@ -184,3 +184,46 @@ def test_a_misspelled_variable_changes_no_setting_and_stops_nothing(monkeypatch,
     out, err = capsys.readouterr()
     assert err.startswith("warning: LETTERS_EPOCS is not a setting (did you mean LETTERS_EPOCHS?)")
     assert json.loads(out)["records"] == 0
+
+
+def test_a_bad_variable_blocks_neither_help_nor_its_flag_nor_a_command_that_does_not_use_it(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """A bad LETTERS_* value is said, as a usage error naming it, by a command that uses it and was given no flag
+    overriding it, after the parse: every command had refused it before parsing, so that it blocked --help, the flag
+    that overrides it and commands that never use it."""
+    import local_runner
+    from core import feedback_cli
+    from pipeline import batch_predict, releases
+    from web import __main__ as web_main
+
+    def exits(call, argv):
+        with pytest.raises(SystemExit) as caught:
+            call(argv)
+        return caught.value.code, capsys.readouterr().err
+
+    work = ["--pipeline-root", str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s"), "--no-feedback"]
+    monkeypatch.setenv("LETTERS_LEARNING_RATE", "0")
+    assert exits(local_runner.parse_args, ["--learning-rate", "0.001", "--help"])[0] == 0
+    assert local_runner.parse_args([*work, "--learning-rate", "0.001"])[0].learning_rate == 0.001
+    code, err = exits(local_runner.parse_args, work)
+    assert code == 2 and err.startswith("usage: ") and \
+        err.endswith("error: LETTERS_LEARNING_RATE='0': learning_rate must be a number > 0, got 0.0\n"), err
+    monkeypatch.delenv("LETTERS_LEARNING_RATE")
+    monkeypatch.setenv("LETTERS_EPOCHS", "abc")   # used by the runners only
+    assert exits(batch_predict.main, ["--help"])[0] == 0
+    assert exits(releases.main, ["--help"])[0] == 0
+    assert releases.main(["list", "--serving-dir", str(tmp_path / "none"), "--server-url", ""]) == 2
+    assert "serving dir" in capsys.readouterr().err
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "fb"), "stats"]) == 2
+    assert capsys.readouterr().err == f"error: no feedback store at {tmp_path / 'fb'} (expected feedback.sqlite there)\n"
+    code, err = exits(local_runner.parse_args, work)
+    assert code == 2 and err.endswith("error: LETTERS_EPOCHS='abc' is not a valid int\n"), err
+    monkeypatch.setenv("LETTERS_MAX_FILE_BYTES", "0")   # used by letters-batch-predict: a usage error there
+    code, err = exits(batch_predict.main, ["--images", str(tmp_path), "--out", str(tmp_path / "p.csv")])
+    assert code == 2 and err.startswith("usage: ") and "error: LETTERS_MAX_FILE_BYTES='0'" in err, err
+    monkeypatch.setenv("LETTERS_CANARY_SHARE", "5")
+    assert exits(web_main.parse_args, ["--help"])[0] == 0
+    assert web_main.parse_args(["--canary-share", "0.1"]).canary_share == 0.1
+    code, err = exits(web_main.parse_args, [])
+    assert code == 2 and err.endswith("letters-web: error: LETTERS_CANARY_SHARE='5': canary share must be between 0 "
+                                      "and 1, got 5.0\n"), err
