@@ -477,7 +477,8 @@ def test_a_pass_holds_the_answer_being_read_not_every_answers_image(tmp_path, le
     alive, seen = weakref.WeakSet(), []   # the answers not yet let go; how many there were at each image's features
     answer, features = request_logs.Answer, image_features.features
     monkeypatch.setattr(request_logs, "Answer", lambda **fields: (made := answer(**fields), alive.add(made))[0])
-    monkeypatch.setattr(image_features, "features", lambda *args: (seen.append(len(alive)), features(*args))[1])
+    monkeypatch.setattr(image_features, "features",
+                        lambda *args, **kwargs: (seen.append(len(alive)), features(*args, **kwargs))[1])
     log_traffic(tmp_path / "logs", traffic(letters))
     status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
     assert status == cli.OK and result["logs"]["answers"] == 81 and [g["requests"] for g in result["groups"]] == [81]
