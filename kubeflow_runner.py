@@ -151,7 +151,6 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     defaults = flags.defaults_from_env()
     parser = build_parser(defaults)
     args = parser.parse_args(argv)
-    flags.check_env(parser, flags.ALL_FIELDS, flags.given_fields(parser, argv))   # a flag given overrides its variable
     given = settings.given_flags(parser, argv, ("pretrain_root", "base_model", "beam_mode", "beam_workers",
                                                 "feedback_repeat", "pipeline_root", "data_root", "serving_dir"))
     dataflow_only = [f"--{name.replace('_', '-')}" for name in DATAFLOW_ONLY if getattr(args, name) is not None]

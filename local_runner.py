@@ -67,7 +67,6 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     flags.add_training_flags(p, defaults)
     flags.add_beam_flags(p.add_argument_group("Beam"), defaults)
     args = p.parse_args(argv)
-    flags.check_env(p, flags.ALL_FIELDS, flags.given_fields(p, argv))   # a flag given overrides its variable
     # a flag given, told from its default (a LETTERS_<FIELD> setting it overrides, which may hold the same value)
     given = settings.given_flags(p, argv, ("pretrain_root", "feedback_repeat", "base_model", *flags.DEFAULT_PATHS))
     args.given = given   # for the errors of _main, which name what set a path (flags.named)

@@ -24,9 +24,6 @@ from core.feedback_import import describe, import_folder
 from core.labels import CLASS_NAMES, label_index
 
 
-USES = {"import": ("max_file_bytes", "max_image_pixels"), "export": ("max_file_bytes",)}   # Config fields
-
-
 def main(argv=None) -> int:
     """Runs the command; a reader that stops reading its output (``| head``) ends it quietly, as Unix tools end:
     exit status 141 (128 + SIGPIPE), no traceback."""
@@ -47,7 +44,10 @@ def _main(argv) -> int:
     configs.warn_unknown_variables()
 
     parser = argparse.ArgumentParser(prog="letters-feedback", description=__doc__.split("\n\n")[0])
-    config = settings.env_defaults(Config, configs.ENV, paths=configs.PATH_FIELDS)   # checked after the parse
+    try:
+        config = Config.from_env()
+    except ValueError as err:   # a bad LETTERS_* variable: one line, as the other commands say it
+        parser.error(str(err))
     default_feedback_dir = config.feedback_dir
     parser.add_argument("--feedback-dir", default=None,
                         help=f"the store (default: $LETTERS_FEEDBACK_DIR or {Config().feedback_dir})")
@@ -70,9 +70,6 @@ def _main(argv) -> int:
     remove = commands.add_parser("remove", help="remove rows and their images (the next export drops them)")
     remove.add_argument("ids", nargs="+", metavar="ID", help="a row's id, or its start")
     args = parser.parse_args(argv)
-    # the settings the command uses (the pipeline's file limits: import and export), the others no concern of it
-    settings.check_env(parser, Config, configs.ENV, ("feedback_dir", *USES.get(args.command, ())),
-                       {"feedback_dir"} if args.feedback_dir is not None else (), paths=configs.PATH_FIELDS)
     if getattr(args, "label", None) is not None:   # (list --label, relabel's LABEL)
         try:
             label_index(args.label, "label")

@@ -11,7 +11,6 @@ variables that no setting reads (:func:`warn_unknown_variables`).
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import difflib
 import os
@@ -65,47 +64,6 @@ def from_env(cls, variables: Mapping[str, str], environ: Mapping[str, str] | Non
         return dataclasses.replace(defaults, **changes)
     except ValueError as err:
         raise ValueError(f"{_culprits(defaults, changes, variables, environ)}: {err}") from None
-
-
-def env_defaults(cls, variables: Mapping[str, str], environ: Mapping[str, str] | None = None, paths=()):
-    """:func:`from_env` as a command's flag defaults, read before its command line: each variable that ``cls``
-    accepts on its own is applied, one it refuses (``LETTERS_EPOCHS=many``) left at the field's default, so that no
-    bad variable blocks ``--help``, the flag that overrides it, or a command that never uses it; the command says a
-    refused one after its parse, if it uses it and no flag overrode it (:func:`check_env`). Values accepted one by
-    one but not together are kept all the same (the instance is then left unchecked): the command's own flags may
-    make them a valid set, and :func:`check_env` refuses those it uses otherwise."""
-    environ = os.environ if environ is None else environ
-    defaults, changes = cls(), {}
-    for name, variable in variables.items():
-        if environ.get(variable, "") == "":
-            continue
-        try:
-            value = parse(kind(cls, name), environ[variable], variable)
-            if name in paths and isinstance(value, str):
-                value = os.path.expanduser(value)
-            dataclasses.replace(defaults, **{name: value})
-        except ValueError:
-            continue
-        changes[name] = value
-    try:
-        return dataclasses.replace(defaults, **changes)
-    except ValueError:
-        unchecked = copy.copy(defaults)
-        unchecked.__dict__.update(changes)
-        return unchecked
-
-
-def check_env(parser: argparse.ArgumentParser, cls, variables: Mapping[str, str], uses, given=(),
-              environ: Mapping[str, str] | None = None, paths=()) -> None:
-    """After a command's parse: a usage error (status 2, the usage line, the variable named as :func:`from_env`
-    names it) for a variable of the fields ``uses`` that ``cls`` refuses, unless the command line gave the flag that
-    overrides it (``given``: field names, :func:`given_flags`). Variables of fields the command does not use are
-    not read: their values are no concern of it."""
-    try:
-        from_env(cls, {name: variables[name] for name in uses if name in variables and name not in given},
-                 environ, paths)
-    except ValueError as err:
-        parser.error(str(err))
 
 
 def _culprits(defaults, changes: Mapping, variables: Mapping[str, str], environ: Mapping[str, str]) -> str:

@@ -40,9 +40,9 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
 from core.files import atomic_output, printable
 from core.signals import sigterm_as_interrupt
-from pipeline.evaluate import (DEFAULT_LIMITS, FILE_LIMITS, ImageRefused, Limits, answers_each, read_batches, top_classes,
+from pipeline.evaluate import (DEFAULT_LIMITS, ImageRefused, Limits, answers_each, read_batches, top_classes,
                                unread_reason)
-from pipeline.flags import (check_env, defaults_from_env, non_negative_int, output_file, path_or_default, positive_int,
+from pipeline.flags import (defaults_from_env, non_negative_int, output_file, path_or_default, positive_int,
                             refuse_ignored)
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
@@ -515,7 +515,6 @@ def main(argv=None) -> int:
                    help="images read and predicted at a time (--via rest/grpc: at most this many per request) "
                         "(default: %(default)s)")
     args = p.parse_args(argv)
-    check_env(p, ("serving_dir", *FILE_LIMITS))
     via_given, args.via = args.via is not None, args.via or "local"
     refuse_flags_the_via_ignores(p, args, via_given)
     args.model = path_or_default(args.model, serving_dir)

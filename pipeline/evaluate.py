@@ -28,7 +28,7 @@ from core import configs, image_io, settings
 from core.files import atomic_outputs, make_dirs, printable
 from core.signals import interrupts_held, sigterm_as_interrupt
 from core.model_dirs import resolve_model_dir
-from pipeline.flags import check_env, defaults_from_env, non_negative_int, output_dir
+from pipeline.flags import defaults_from_env, non_negative_int, output_dir
 from core.labels import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES, misnamed_problem
 from core.manifest import unfinished_generation
 
@@ -369,7 +369,6 @@ def main(argv=None) -> int:
                         help="write metrics.json and the PNGs here (a folder outside --data-root)")
     parser.add_argument("--worst", type=non_negative_int, default=40, help="errors on the contact sheet")
     args = parser.parse_args(argv)
-    check_env(parser, FILE_LIMITS)
     limits = Limits.of(defaults_from_env())   # the pipeline's file limits: what it trains on is scored here
     if args.out is not None:
         refuse_report_in_data(parser, args.out, args.data_root)

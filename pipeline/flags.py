@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import sys
 
 from core import configs, settings
 from core.configs import Config
@@ -236,29 +237,12 @@ def output_dir_or(default: str):
 
 
 def defaults_from_env() -> Config:
-    """Config.from_env() as a command's flag defaults, read before its command line: a bad LETTERS_<FIELD> is left
-    at its default (:func:`core.settings.env_defaults`), so that it blocks neither --help, nor the flag that
-    overrides it, nor a command that never uses it; :func:`check_env` says it after the parse."""
-    return settings.env_defaults(Config, configs.ENV, paths=configs.PATH_FIELDS)
-
-
-ALL_FIELDS = tuple(configs.ENV)   # what a runner uses: every setting goes into its pipeline
-
-
-def check_env(parser: argparse.ArgumentParser, uses, given=()) -> None:
-    """After the parse: a usage error (status 2) naming a bad LETTERS_<FIELD> among the fields the command ``uses``
-    that no flag of the command line overrode (``given``: field names, :func:`core.settings.given_flags`); the
-    other variables are no concern of the command (:func:`core.settings.check_env`)."""
-    settings.check_env(parser, Config, configs.ENV, uses, given, paths=configs.PATH_FIELDS)
-
-
-def given_fields(parser: argparse.ArgumentParser, argv) -> set[str]:
-    """The Config fields a flag on the command line ``argv`` sets (:func:`core.settings.given_flags`), of the
-    options named as the fields (--epochs, --serving-dir, …; --split sets the two bucket counts)."""
-    dests = [action.dest for action in parser._actions
-             if action.option_strings and (action.dest in configs.ENV or action.dest == "split")]
-    given = settings.given_flags(parser, argv, dests)
-    return given | ({"train_buckets", "eval_buckets"} if "split" in given else set())
+    """Config.from_env(), or exit with a usage error (status 2) naming the bad LETTERS_<FIELD>."""
+    try:
+        return Config.from_env()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runners

@@ -451,15 +451,12 @@ def main(argv=None) -> int:
                         help="strokes: simulated writers (one per image of a class); fonts: augmented font glyphs; "
                              "mixed: half each (default: %(default)s)")
     args = parser.parse_args(argv)
-    given = settings.given_flags(parser, argv, ("out", "per_class", "seed"))
-    flags.check_env(parser, ("data_root", "generate_per_class", "generate_seed"),
-                    {field for flag, field in (("out", "data_root"), ("per_class", "generate_per_class"),
-                                               ("seed", "generate_seed")) if flag in given})
     args.out = flags.path_or_default(args.out, config.data_root)
     try:
         check_out_folder(args.out)
     except ValueError as err:
-        parser.error(f"{'--out' if 'out' in given else configs.ENV['data_root'] + ' (the default --out)'} {err}")
+        given = "out" in settings.given_flags(parser, argv, {"out"})
+        parser.error(f"{'--out' if given else configs.ENV['data_root'] + ' (the default --out)'} {err}")
     if args.per_class < 1:
         parser.error("--per-class must be at least 1")
     if args.seed < 0:

@@ -33,7 +33,7 @@ from core import configs, model_dirs
 from core.files import atomic_write, exclusive
 from core.signals import interrupts_held, sigterm_as_interrupt
 from core.configs import Config
-from pipeline.flags import check_env, defaults_from_env, path_or_default
+from pipeline.flags import defaults_from_env, path_or_default
 from serving import protos
 from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_errors, version_states
@@ -631,7 +631,6 @@ def main(argv=None) -> int:
     back = sub.add_parser("rollback", parents=[common], help="move a label back to its previous version")
     back.add_argument("--label", default="stable", choices=LABELS, help="the label (default: %(default)s)")
     args = p.parse_args(argv)
-    check_env(p, ("serving_dir", "metadata_path", "pipeline_root"))
     args.serving_dir = path_or_default(args.serving_dir, defaults.serving_dir)   # "~" too; empty: the default
     args.metadata_path = path_or_default(args.metadata_path, defaults.metadata_file)
     args.config = path_or_default(args.config, default_config_file(defaults.replace(serving_dir=args.serving_dir)))

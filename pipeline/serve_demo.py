@@ -20,14 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from core import configs, settings
+from core import configs
 from core.model_dirs import holds_saved_model, resolve_model_dir
 from core.signals import raise_interrupt
 from pipeline import releases
-from pipeline.flags import absolute, check_env, defaults_from_env, path_or_default
+from pipeline.flags import absolute, defaults_from_env, path_or_default
 from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_states
-from web import config as web_config
 
 
 MONITORING_CONFIG = configs.PROJECT_ROOT / "serving" / "deploy" / "monitoring.config"   # the deployment's own
@@ -84,11 +83,6 @@ def _default_web_port(parser: argparse.ArgumentParser) -> int:
         return _known_port(text)
     except (ValueError, argparse.ArgumentTypeError):
         parser.error(f"LETTERS_WEB_PORT={text!r} is not a port (1..65535); --web-port chooses one")
-
-
-# The web client's settings this command gives it by flag (web_cmd), whatever their LETTERS_* variables say; the port
-# is LETTERS_WEB_PORT unless --web-port is given (_default_web_port)
-WEB_CLIENT_FLAGS = ("host", "port", "tf_serving_url", "request_log_dir", "feedback_dir", "model_name")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -197,11 +191,6 @@ def main(argv=None) -> int:
                    help="the models.config to serve from and poll (default: the one beside the serving dir, which "
                         "`letters-releases promote` edits; written to serve the latest version if absent)")
     args = p.parse_args(argv)
-    check_env(p, ("serving_dir", "metadata_path", "pipeline_root", "request_log_dir", "feedback_dir"),
-              settings.given_flags(p, argv, ("serving_dir",)))
-    # the web client's settings this command does not give it by flag, checked before anything starts: a bad one had
-    # started the model server, then ended the web client (status 2) and the command (status 1)
-    web_config.check_env(p, WEB_CLIENT_FLAGS)
     if args.web_port is None:
         args.web_port = _default_web_port(p)
     flags = {"serving-port": args.serving_port, "grpc-port": args.grpc_port, "web-port": args.web_port}

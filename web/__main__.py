@@ -8,7 +8,6 @@ import sys
 
 from core import configs, settings
 from core.signals import stop_on_signals
-from web import config as web_config
 from web.config import ENV, WebConfig
 
 
@@ -40,13 +39,15 @@ def path_values(args: argparse.Namespace, defaults: WebConfig) -> dict:
 def parse_args(argv=None) -> WebConfig:
     parser = argparse.ArgumentParser(formatter_class=settings.DefaultsHelpFormatter, prog="letters-web",
                                      description=__doc__.split(":", 1)[1].strip())
-    defaults = web_config.env_defaults()   # a bad variable blocks neither --help nor the flag that overrides it
+    try:
+        defaults = WebConfig.from_env()
+    except ValueError as err:
+        parser.error(str(err))
     settings.add_flags(parser, WebConfig, {name: help_text + (f" (${ENV[name]})" if name in ENV else "")
                                            for name, help_text in FLAGS.items()}, defaults)
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], help="the lowest level logged")
     args = parser.parse_args(argv)
-    web_config.check_env(parser, settings.given_flags(parser, argv, FLAGS))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return defaults.replace(**{**settings.flag_values(args, FLAGS), **path_values(args, defaults)})

@@ -63,20 +63,4 @@ class WebConfig:
     @classmethod
     def from_env(cls, environ=None) -> "WebConfig":
         """Defaults overridden by the environment variables of :data:`ENV`."""
-        return settings.from_env(cls, ENV, environ, PATH_FIELDS)
-
-
-PATH_FIELDS = ("feedback_dir", "request_log_dir")
-
-
-def env_defaults() -> WebConfig:
-    """WebConfig.from_env() as flag defaults, read before the command line: a bad variable left at its default
-    (:func:`core.settings.env_defaults`), said after the parse by :func:`check_env` unless a flag overrode it."""
-    return settings.env_defaults(WebConfig, ENV, paths=PATH_FIELDS)
-
-
-def check_env(parser, given=()) -> None:
-    """After the parse: a usage error naming a variable of :data:`ENV` that WebConfig refuses, unless the flag of
-    its field was given (``given``: field names) — in letters-web, and in a command that starts it with flags of
-    its own (letters-demo-serve), before anything starts."""
-    settings.check_env(parser, WebConfig, ENV, ENV, given, paths=PATH_FIELDS)
+        return settings.from_env(cls, ENV, environ, ("feedback_dir", "request_log_dir"))

@@ -108,8 +108,6 @@ def parse_args(argv=None):
     defaults = flags.defaults_from_env()
     parser = build_parser(defaults)
     args = parser.parse_args(argv)
-    flags.check_env(parser, (*THRESHOLD_FLAGS, "pipeline_root", "metadata_path", "feedback_dir", "request_log_dir",
-                             "max_image_pixels"), flags.given_fields(parser, argv))
     try:
         config = defaults.replace(**settings.flag_values(args, THRESHOLD_FLAGS))
         args.window_seconds = windows.parse(args.window)
