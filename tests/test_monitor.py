@@ -1148,7 +1148,7 @@ class _MetricsPage(BaseHTTPRequestHandler):
     def do_GET(self):   # HTTP/1.0: the page ends when the connection closes
         self.server.hosts.append(self.headers["Host"])
         self.server.paths.append(self.path)
-        if self.path.startswith("/v1/models/"):   # the model's status, on the same port as the page
+        if "/v1/models/" in self.path:   # the model's status, on the same port as the page (behind a prefix too)
             if self.server.status is None:   # a server that closes on it without an answer
                 return
             code, body = self.server.status
@@ -1664,3 +1664,14 @@ def test_images_are_measured_with_the_pipelines_pixel_limit(tmp_path, letters, p
     assert result["logs"]["answers"] == 5 and seen == {12345, (12345,)}, seen   # training, served
     assert features(png_bytes(letter_image(200, 100)), max_pixels=19999)["format"] == "unreadable"
     assert features(png_bytes(letter_image(200, 100)), max_pixels=20000)["format"] == "PNG"
+
+
+def test_a_metrics_url_behind_a_path_prefix_asks_the_model_status_behind_it_too():
+    """A server behind a proxy's path prefix (https://gw/tfserving/monitoring/prometheus/metrics): its model status
+    is asked under the same prefix; it had been asked at the host's root, another server's or none."""
+    (page,), _ = served_pages([("letters", "OK", "predict", 1000)] * 5)
+    paths = []
+    with metrics_page(page, paths=paths) as url:
+        prefixed = url.replace("/monitoring/", "/tfserving/monitoring/")
+        server_metrics.read(prefixed, "letters")
+    assert sorted(paths) == ["/tfserving/monitoring/prometheus/metrics", "/tfserving/v1/models/letters"]

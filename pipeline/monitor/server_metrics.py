@@ -23,16 +23,17 @@ AVAILABLE there has its NOT_FOUND requests counted as failed on the server, and 
 from __future__ import annotations
 
 import http.client
-import json
 import socket
 import time
 import urllib.parse
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from core import json_text
 from core.deadlines import ExchangeDeadline
 from core.settings import host_port
 from serving.client import error_text, version_errors, version_states
+from serving.config import DEFAULT_PROMETHEUS_PATH
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
@@ -214,24 +215,25 @@ def model_status(url: str, model: str, timeout: float = 10.0, address: str | Non
     {version: state}, 'why'}``, ``why`` saying, when no version is AVAILABLE, what the status shows (each version's
     state, as ``version 3 END``, or TF Serving's 404 for a model it has no version of: "Could not find any versions
     of model letters"); ``{'available': None, 'error'}`` when it cannot be read (:func:`fetch`'s reasons, or an
-    answer that is no model status)."""
+    answer that is no model status). A path before the default metrics path (a proxy's prefix,
+    ``https://gw/tfserving/monitoring/prometheus/metrics``) is kept before the status path too."""
     parts = urllib.parse.urlsplit(url)
+    prefix = parts.path[:-len(DEFAULT_PROMETHEUS_PATH)] if parts.path.endswith(DEFAULT_PROMETHEUS_PATH) else ""
     status_url = urllib.parse.urlunsplit(
-        (parts.scheme, parts.netloc, STATUS_PATH.format(urllib.parse.quote(model, safe="")), "", ""))
+        (parts.scheme, parts.netloc, prefix + STATUS_PATH.format(urllib.parse.quote(model, safe="")), "", ""))
     try:
         code, text = _get(status_url, timeout, address, accept=(404,))
     except Unreadable as err:
         return {"available": None, "error": str(err)}
     try:
-        body = json.loads(text)
-    except ValueError:
+        body = json_text.loads(text)
+    except ValueError:   # (json_text: a body nested too deep too)
         body = None
-    if code == 404 and error_text(body):   # TF Serving's NOT_FOUND: no version of the model known at all
-        return {"available": False, "versions": {}, "why": error_text(body)}
+    if code == 404 and (why := error_text(body)):   # TF Serving's NOT_FOUND: no version of the model known at all
+        return {"available": False, "versions": {}, "why": why}
     versions = version_states(body)
     if code == 404 or not versions:
-        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-        return {"available": None, "error": f"HTTP {code}, not a model status (first line {first[:80]!r})"}
+        return {"available": None, "error": f"HTTP {code}, not a model status (first line {_first_line(text)!r})"}
     if any(state == "AVAILABLE" for state in versions.values()):
         return {"available": True, "versions": versions}
     errors = version_errors(body)   # a load that failed: its state END, with the load's error
@@ -279,9 +281,14 @@ def _families(text: str) -> list:
     try:
         return list(text_string_to_metric_families(text))
     except ValueError as err:
-        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
         detail = f": {err}" if str(err) else ""
-        raise Unreadable(f"not Prometheus text (first line {first[:80]!r}){detail}") from None
+        raise Unreadable(f"not Prometheus text (first line {_first_line(text)!r}){detail}") from None
+
+
+def _first_line(text: str) -> str:
+    """The first line of ``text`` that is not blank, stripped, at most 80 characters (to quote a page that is not
+    what was expected)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:80]
 
 
 def _requests(sample) -> float:
@@ -307,8 +314,9 @@ def summarize(text: str, model: str | None = None) -> dict:
     ``request_count`` counts every REST request, the model-status and metadata GETs (readiness and liveness
     probes) too; TF Serving labels their latency ``API=""``, and records a latency only for a request answered OK.
     Those answered are ``status_checks``, left out of ``requests`` and of the latency, which is the model calls'.
-    One that failed is counted by its status alone (``request_count`` has no API label): NOT_FOUND or
-    INVALID_ARGUMENT, a refusal, so out of the error share's denominator too."""
+    One that failed is counted by its status alone (``request_count`` has no API label): INVALID_ARGUMENT, or
+    NOT_FOUND where the model is available (:func:`read`'s model status), a refusal, so out of the error share's
+    denominator too; where it is not, NOT_FOUND is a failure of the server, status checks and all."""
     return _summary([_families(text)], model)
 
 
