@@ -1594,7 +1594,7 @@ def test_a_model_unloaded_after_it_served_is_an_alarm_naming_its_server(tmp_path
     assert f"ALARM {text}\n" in printed and "model status" not in printed
     html = (out / "report.html").read_text()
     assert (f"Model <code>letters</code> is not available on 127.0.0.2:{port}: no version AVAILABLE (version 3 END); "
-            "its NOT_FOUND requests counted as failed on the server." in html)
+            "any NOT_FOUND it answered counted as failed on the server." in html)
 
     (gone,), _ = served_pages([("letters", "OK", "predict", 1000)] * 100 + [("letters", "NOT_FOUND", "predict", 0)] * 5)
     with metrics_page(gone, status=model_status()) as url:   # no version known at all: TF Serving's 404

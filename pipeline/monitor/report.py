@@ -270,7 +270,7 @@ def write_html(result: dict, out_dir: str) -> str:
                      f"{_esc(others)}</p>")
         for name, why in server_metrics.unavailable(server).items():
             parts.append(f'<p class="bad">Model <code>{_esc(server["model"])}</code> is not available on '
-                         f"{_esc(name)}: {_esc(why)}; its NOT_FOUND requests counted as failed on the server.</p>")
+                         f"{_esc(name)}: {_esc(why)}; any NOT_FOUND it answered counted as failed on the server.</p>")
         if unread := server_metrics.status_unread(server):
             parts.append(f"<p>{_esc(unread)}.</p>")
         if server.get("pages"):   # a name of several addresses: their pages summed
