@@ -1,6 +1,7 @@
 """Shared fixtures. Importing ``core`` first fixes the Keras mode before TensorFlow loads."""
 import io
 import shutil
+import signal
 import subprocess
 import sys
 import json
@@ -30,6 +31,19 @@ def pytest_collection_modifyitems(items):
         else:
             group = item.path.relative_to(ROOT).as_posix()
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(autouse=True)
+def _stop_signals_as_they_were():
+    """The SIGINT / SIGTERM handlers and the wakeup fd back as they were after each test: a command's main() run
+    in-process (a server's, which installs core.signals.stop_on_signals before a start that fails) had left
+    Ctrl-C ignored for the worker's later tests."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in handlers.items():
+        if signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
+            signal.set_wakeup_fd(-1)
 
 
 def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
