@@ -1148,6 +1148,9 @@ class _MetricsPage(BaseHTTPRequestHandler):
     def do_GET(self):   # HTTP/1.0: the page ends when the connection closes
         self.server.hosts.append(self.headers["Host"])
         self.server.paths.append(self.path)
+        if self.server.together is not None:   # answered only once every server has been asked the same
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.server.together.wait()
         if "/v1/models/" in self.path:   # the model's status, on the same port as the page (behind a prefix too)
             if self.server.status is None:   # a server that closes on it without an answer
                 return
@@ -1185,7 +1188,8 @@ class _MetricsPage(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def metrics_page(page: bytes, pause: float = 0.0, length: int | None = None, head_pause: float = 0.0,
                  head_sent: threading.Event | None = None, location: str = "", address: tuple = ("127.0.0.1", 0),
-                 hosts: list | None = None, status: tuple | None = AVAILABLE, paths: list | None = None):
+                 hosts: list | None = None, status: tuple | None = AVAILABLE, paths: list | None = None,
+                 together: threading.Barrier | None = None):
     """A server on ``address`` (127.0.0.1, a free port) answering a GET of /v1/models/… with ``status`` ((HTTP
     status, body): by default TF Serving's for a model with a version AVAILABLE; None closes the connection
     unanswered) and every other GET with ``page`` (a byte every ``pause``
@@ -1193,8 +1197,10 @@ def metrics_page(page: bytes, pause: float = 0.0, length: int | None = None, hea
     ``length`` when given), then closing the connection; yields the page's URL. With ``head_pause``, fifty header
     lines come a byte every ``head_pause`` seconds instead (for at most 10 s; ``head_sent`` is set if they were all
     sent); with ``location``, the page's URL is redirected there. Each request's Host header is added to
-    ``hosts``, its path to ``paths``."""
+    ``hosts``, its path to ``paths``. With ``together`` (a barrier shared by several such servers), each request
+    waits at it before it is answered."""
     server = ThreadingHTTPServer(address, _MetricsPage)
+    server.together = together
     server.daemon_threads = True
     server.hosts = [] if hosts is None else hosts
     server.paths = [] if paths is None else paths
@@ -1545,6 +1551,24 @@ def test_a_name_of_one_address_is_read_as_before(monkeypatch):
         [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0))] + real("127.0.0.1", port, *a, **k)
         if host == PODS else real(host, port, *a, **k)))
     assert server_metrics.addresses(f"http://{PODS}:8501/metrics") == ["::1"]
+
+
+def test_the_pods_of_a_name_are_asked_at_once(monkeypatch):
+    """A pass over a headless Service's pods had asked them one after another, each page then each status with the
+    whole timeout: ten slow replicas took up to 200 s. Each pod here answers only once the other has been asked the
+    same: asked in turn, the first had timed out waiting for the second."""
+    (one, two), together = served_pages([("letters", "OK", "predict", 1000)] * 5,
+                                        [("letters", "OK", "predict", 2000)] * 3)
+    port, paths = pods_port(), []
+    both = threading.Barrier(2, timeout=10)
+    resolve_pods(monkeypatch, "127.0.0.1", "127.0.0.2")
+    with metrics_page(one, address=("127.0.0.1", port), paths=paths, together=both), \
+            metrics_page(two, address=("127.0.0.2", port), paths=paths, together=both):
+        summary = server_metrics.read(f"http://{PODS}:{port}/monitoring/prometheus/metrics", "letters", timeout=5.0)
+    assert sorted(paths) == ["/monitoring/prometheus/metrics"] * 2 + ["/v1/models/letters"] * 2
+    assert summary.pop("pages") == [f"127.0.0.1:{port}", f"127.0.0.2:{port}"]
+    assert list(summary.pop("model_status")) == [f"127.0.0.1:{port}", f"127.0.0.2:{port}"]
+    assert summary == server_metrics.summarize(together, "letters")
 
 
 def test_a_pod_whose_page_cannot_be_read_is_an_alarm_naming_it(tmp_path, pipeline_root, monkeypatch, capsys):

@@ -10,7 +10,7 @@ timeout, a page larger than :data:`MAX_PAGE_BYTES`) or is not Prometheus text is
 A URL whose host resolves to several addresses (a headless Service: one per pod) is every address's page, summed:
 each server process counts its own requests, so one page read through a load-balanced Service is one random
 replica's share, and a replica that is down is never asked. :func:`read` asks each address (the URL's port, path
-and Host) and judges the sum; one that cannot be read is named, and the whole is a page that cannot be read.
+and Host; several at once) and judges the sum; one that cannot be read is named, and the whole is a page that cannot be read.
 
 The counters cover the server's whole lifetime, so a page alone cannot tell a version the client asked for that the
 server does not have (NOT_FOUND, the client's mistake) from a model the server no longer serves (its versions
@@ -26,6 +26,7 @@ import http.client
 import socket
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -62,6 +63,9 @@ SCHEMES = ("http", "https")
 # TF Serving's page is tens of KiB for a few models; a page beyond this is not a metrics page (or never ends).
 MAX_PAGE_BYTES = 8 << 20
 CHUNK_BYTES = 64 << 10
+# The servers of a name of several addresses asked at once: a pass over N replicas takes about the slowest one's
+# two GETs (up to twice the timeout), not the sum of them all.
+MAX_SERVERS_AT_ONCE = 16
 
 
 class Unreadable(Exception):
@@ -177,30 +181,36 @@ def read(url: str, model: str | None = None, timeout: float = 10.0) -> dict:
     """:func:`summarize` of the page at ``url`` for ``model``; :class:`Unreadable` when it cannot be read or is not
     Prometheus text.
 
-    When ``url``'s host resolves to several :func:`addresses`, each address's page is read (one after the other,
-    ``timeout`` each) and their samples summed (counters, histogram buckets, sums and counts add), the summary's
+    When ``url``'s host resolves to several :func:`addresses`, each address's page is read (up to
+    :data:`MAX_SERVERS_AT_ONCE` at a time, ``timeout`` each) and their samples summed (counters, histogram buckets, sums and counts add), the summary's
     ``pages`` naming the addresses read; a page that cannot be read makes the whole :class:`Unreadable`, naming
     each such address.
 
     With ``model``, each server whose page was read is then asked for the model's status (:func:`model_status`,
-    ``timeout`` each): the summary's ``model_status`` is {server (host:port): its answer}, and each page's NOT_FOUND
+    ``timeout`` each, right after its page): the summary's ``model_status`` is {server (host:port): its answer}, and each page's NOT_FOUND
     requests are judged by it (:func:`_client_statuses`)."""
     found = addresses(url)
     parts = urllib.parse.urlsplit(url)
     port = _port(parts)
     servers = ([(address, host_port(address, port)) for address in found] if len(found) > 1
                else [(None, host_port(parts.hostname, port))])
-    pages, down = [], []
-    for address, name in servers:
+    def one(server: tuple) -> tuple:   # (its page's families or why not, its model status)
+        address, name = server
         try:
-            pages.append(_families(fetch(url, timeout, address)))
+            page = _families(fetch(url, timeout, address))
         except Unreadable as err:
             if address is None:   # the URL's one server: its reason alone
                 raise
-            down.append(f"{name}: {err}")
+            return f"{name}: {err}", None
+        return page, model_status(url, model, timeout, address) if model else None
+
+    with ThreadPoolExecutor(max_workers=min(len(servers), MAX_SERVERS_AT_ONCE)) as pool:
+        answers = list(pool.map(one, servers))
+    down = [page for page, _ in answers if isinstance(page, str)]
     if down:
         raise Unreadable(f"{'; '.join(down)} ({len(down)} of the {len(found)} addresses of {parts.hostname})")
-    statuses = {name: model_status(url, model, timeout, address) for address, name in servers} if model else {}
+    pages = [page for page, _ in answers]
+    statuses = {name: status for (_, name), (_, status) in zip(servers, answers)} if model else {}
     summary = _summary(pages, model, [statuses[name]["available"] for _, name in servers] if model else None)
     if model:
         summary["model_status"] = statuses
