@@ -350,10 +350,28 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
     return metrics
 
 
+def class_folders(data_root: str) -> list[Path]:
+    """The class folders of ``data_root`` whose files :func:`labelled_files` reads (a link to a folder elsewhere
+    among them: its files are read as the class's)."""
+    root = Path(data_root)
+    if not root.is_dir():
+        return []
+    return [folder for folder in sorted(root.iterdir()) if folder.name in CLASS_INDEX and folder.is_dir()]
+
+
+def report_in_data(out: str, data_root: str) -> bool:
+    """Whether the folder ``out`` is ``data_root`` or lies in it: by the paths as given or with links resolved, or in
+    the real folder of a class folder that is a link (whose files are read as that class's)."""
+    outs = {os.path.normpath(os.path.abspath(out)), os.path.realpath(out)}
+    roots = {os.path.normpath(os.path.abspath(data_root)), os.path.realpath(data_root)}
+    roots.update(os.path.realpath(folder) for folder in class_folders(data_root))
+    return any(settings.within(path, root) for path in outs for root in roots)
+
+
 def refuse_report_in_data(parser: argparse.ArgumentParser, out: str, data_root: str) -> None:
-    """A usage error (status 2) for an ``--out`` that is ``data_root`` or lies in it: its PNGs would replace a class
-    folder's images of those names, or be read as data by the next run."""
-    if not settings.is_url(out) and settings.within(os.path.realpath(out), os.path.realpath(data_root)):
+    """A usage error (status 2) for an ``--out`` that is ``data_root`` or lies in it (:func:`report_in_data`): its
+    PNGs would replace a class folder's images of those names, or be read as data by the next run."""
+    if not settings.is_url(out) and report_in_data(out, data_root):
         parser.error(f"--out {printable(out)} lies in --data-root {printable(data_root)}: the report would be read "
                      "as data next time (or replace images); give a folder outside it")
 

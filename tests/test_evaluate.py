@@ -1,5 +1,6 @@
 """pipeline.evaluate scores a pushed model through its image signature and writes its report."""
 import json
+import os
 import subprocess
 import sys
 
@@ -396,6 +397,32 @@ def test_a_report_folder_in_the_data_is_refused(tmp_path, tiny_dataset, capsys):
         err = capsys.readouterr().err
         assert caught.value.code == 2 and f"--out {out} lies in --data-root" in err, err
     assert not (tiny_dataset / "report").exists() and not (tiny_dataset / "alef" / "worst_errors.png").exists()
+
+
+def test_a_report_folder_in_a_linked_class_folder_or_through_a_linked_data_root_is_refused(tmp_path, capsys):
+    """A class folder that is a link to a folder elsewhere is read as the class's images: --out in it (by the link's
+    name or by the real folder's) had been taken as outside --data-root, the report's PNGs then scored as letters by
+    the next run. A --data-root given by a link is refused by the name given as well as by the real one."""
+    real_alef, data, linked_root = tmp_path / "real_alef", tmp_path / "data", tmp_path / "linked"
+    (data / "bet").mkdir(parents=True)
+    real_alef.mkdir()
+    (data / "alef").symlink_to(real_alef)
+    linked_root.symlink_to(data)
+    for root, out in ((data, data / "alef"), (data, data / "alef" / "report"), (data, real_alef),
+                      (data, real_alef / "report"), (linked_root, linked_root / "report"), (linked_root, data / "bet")):
+        with pytest.raises(SystemExit) as caught:
+            evaluate.main(["--model", str(tmp_path / "none"), "--data-root", str(root), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and f"--out {out} lies in --data-root {root}" in err, (out, err)
+    assert os.listdir(real_alef) == [] and os.listdir(data / "bet") == []
+    (tmp_path / "elsewhere").mkdir()
+    (data / "notes").symlink_to(tmp_path / "elsewhere")   # not a class folder: not read, but inside --data-root
+    with pytest.raises(SystemExit):
+        evaluate.main(["--model", str(tmp_path / "none"), "--data-root", str(data), "--out", str(data / "notes")])
+    assert "lies in --data-root" in capsys.readouterr().err
+    assert evaluate.main(["--model", str(tmp_path / "none"), "--data-root", str(data),
+                          "--out", str(tmp_path / "elsewhere")]) == 2   # outside: refused only for the missing model
+    assert "lies in" not in capsys.readouterr().err
 
 
 def test_a_report_folder_that_is_a_url_is_refused(tmp_path, tiny_dataset, monkeypatch, capsys):
