@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.files import atomic_write
+from core.image_io import as_read
 from core.labels import CLASS_NAMES, GLYPHS
 
 
@@ -144,7 +145,7 @@ def contact_sheet_png(items: list[dict], columns: int = 8, thumb: int = 96) -> b
         r, c = divmod(k, columns)
         x, y = 8 + c * (thumb + 8), 30 + r * (thumb + label_h + 8)
         try:
-            pic = Image.open(io.BytesIO(item["image"])).convert("RGB")
+            pic = as_read(Image.open(io.BytesIO(item["image"]))).convert("RGB")   # a 16-bit one by its high bytes
             pic.thumbnail((thumb, thumb))
             img.paste(pic, (x + (thumb - pic.width) // 2, y + (thumb - pic.height) // 2))
         except Exception:  # the image was scored, so it decodes; be safe in a report anyway

@@ -388,6 +388,26 @@ def test_error_captions_fit_under_their_picture():
     assert plots.fitted(draw, "tsadi_final->mem_final", small, 102).startswith("tsadi_f->mem_f")
 
 
+def test_a_16_bit_error_is_shown_on_the_contact_sheet_as_the_model_reads_it():
+    """A 16-bit grey PNG is drawn by the high byte of each value, as the model reads it (core.image_io.as_read), the
+    same thumbnail as its 8-bit copy's: made RGB directly, every value over 255 had been white, a blank thumbnail."""
+    import io
+
+    from pipeline import plots
+    letter = np.full((64, 48), 65535, np.uint16)   # a stroke of 20000 on paper of 65535: every value over 255
+    letter[10:50, 15:30] = 20000
+
+    def sheet(pixels):
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        item = {"image": buf.getvalue(), "true": 0, "pred": 1, "confidence": 0.9}
+        return np.asarray(Image.open(io.BytesIO(plots.contact_sheet_png([item]))).convert("L"))
+
+    wide = sheet(letter)
+    assert np.array_equal(wide, sheet((letter >> 8).astype(np.uint8)))
+    assert wide[30 + 16 + 10:30 + 16 + 50, 8 + 24 + 15:8 + 24 + 30].max() == 20000 >> 8   # the stroke, not white
+
+
 def test_a_report_folder_in_the_data_is_refused(tmp_path, tiny_dataset, capsys):
     """--out inside --data-root had put the report's PNGs among the images (a class folder's: read as its images by
     the next run, or replacing images of those names): a usage error now, before any work."""
