@@ -26,32 +26,47 @@ def save_png(img: Image.Image, path: str) -> None:
 
 
 LABEL_FACES = ("MiriamCLM-Book", "SimpleCLM-Medium", "DavidCLM-Medium", "NachlieliCLM-Light")
+TEXT_FACES = ("NachlieliCLM-Light", "DavidCLM-Medium")   # Culmus faces with Latin letters and "…" too (Miriam has none)
+LATIN = "abcd"   # letters a face with Latin ones draws each its own way (a face without them: one box for all)
 
 
 @functools.lru_cache(maxsize=None)   # finding the Hebrew face scans every font folder
-def font(size: int, hebrew: bool = False):
+def font(size: int, hebrew: bool = False, latin: bool = False):
     """Pillow's own font, or with ``hebrew`` one that draws the Hebrew letters: a Culmus face, else any font
-    fontconfig knows for Hebrew (DejaVu Sans has them); without one, a warning (the letters would be boxes)."""
+    fontconfig knows for Hebrew (DejaVu Sans has them); without one, a warning (the letters would be boxes). With
+    ``latin`` too, one that draws Latin text as well (a heading, in which a folder's name may be Hebrew): a Culmus
+    face that has Latin letters, else fontconfig's font for Hebrew if it has them."""
     if hebrew:
         from pipeline.generate_letters import find_faces
         faces = {f.name: f for f in find_faces()}
-        for name in LABEL_FACES:
+        for name in TEXT_FACES if latin else LABEL_FACES:
             if name in faces:
                 return ImageFont.truetype(faces[name].path, size)
-        path = _fontconfig_hebrew_face()
+        path = _fontconfig_hebrew_face(latin)
         if path:
             return ImageFont.truetype(path, size)
-        print("plots: no font with Hebrew letters was found (sudo apt-get install culmus): the letters are drawn "
-              "as boxes; the class names beside them still say which is which", file=sys.stderr)
+        print("plots: no font with Hebrew letters" + (" and Latin ones" if latin else "") + " was found (sudo apt-get "
+              "install culmus): the letters are drawn as boxes; the class names beside them still say which is which",
+              file=sys.stderr)
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # older Pillow
         return ImageFont.load_default()
 
 
-def _fontconfig_hebrew_face() -> str | None:
+def heading_font():
+    """The face of a picture's heading: one that draws Latin text and Hebrew (a data root's folder name)."""
+    return font(14, hebrew=True, latin=True)
+
+
+def draws_each(face, letters: str) -> bool:
+    """Whether ``face`` draws each of ``letters`` its own way: a face that lacks them draws one box for all."""
+    return len({bytes(face.getmask(letter)) for letter in letters}) == len(letters)
+
+
+def _fontconfig_hebrew_face(latin: bool = False) -> str | None:
     """The file of fontconfig's best font for Hebrew, if it really has the letters (fc-match answers a font
-    even when none covers the language)."""
+    even when none covers the language), and with ``latin`` the Latin ones too."""
     try:
         found = subprocess.run(["fc-match", "--format=%{file}", ":lang=he"], capture_output=True, text=True,
                                timeout=10)
@@ -61,8 +76,7 @@ def _fontconfig_hebrew_face() -> str | None:
         face = ImageFont.truetype(path, 24)
     except (OSError, subprocess.SubprocessError):
         return None
-    shapes = {bytes(face.getmask(letter)) for letter in GLYPHS[:4]}
-    return path if len(shapes) == 4 else None
+    return path if draws_each(face, GLYPHS[:4]) and (not latin or draws_each(face, LATIN)) else None
 
 
 def matrix_heading(title: str = "") -> str:
@@ -100,8 +114,8 @@ def confusion_matrix_png(matrix: np.ndarray, title: str = "") -> bytes:
     small, glyph_font = font(11), font(18, hebrew=True)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
-    for k, line in enumerate(heading_lines(draw, title, font(14), img.width - 20)):   # above the column letters
-        draw.text((10, 8 + 20 * k), line, fill="black", font=font(14))
+    for k, line in enumerate(heading_lines(draw, title, heading_font(), img.width - 20)):   # above the column letters
+        draw.text((10, 8 + 20 * k), line, fill="black", font=heading_font())
     for i in range(n):
         y = top + i * cell
         draw.text((8, y + 8), CLASS_NAMES[i], fill="black", font=small)
@@ -140,7 +154,7 @@ def contact_sheet_png(items: list[dict], columns: int = 8, thumb: int = 96) -> b
     draw = ImageDraw.Draw(img)
     small, glyph_font = font(11), font(16, hebrew=True)
     draw.text((8, 6), f"{len(items)} most confident errors (true -> predicted, confidence)", fill="black",
-              font=font(14))
+              font=heading_font())
     for k, item in enumerate(items):
         r, c = divmod(k, columns)
         x, y = 8 + c * (thumb + 8), 30 + r * (thumb + label_h + 8)

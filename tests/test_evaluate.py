@@ -46,6 +46,31 @@ def test_the_confusion_matrix_says_which_axis_is_which_whatever_its_title():
     assert "rows: true, columns: predicted" in plots.matrix_heading()
 
 
+def test_a_hebrew_folder_name_in_a_heading_is_drawn_in_letters_and_its_latin_text_too():
+    """The headings had been drawn in Pillow's own font, which has no Hebrew: a data root named in Hebrew was a row of
+    boxes, the same for every name. They are drawn in a face with Hebrew and Latin letters (Culmus' Miriam, the
+    letters' labels, has no Latin ones)."""
+    import io
+
+    from pipeline import generate_letters, plots
+    if not generate_letters.find_faces() and plots._fontconfig_hebrew_face(latin=True) is None:
+        pytest.skip("no font with Hebrew and Latin letters is installed")
+
+    def heading(title):
+        img = Image.open(io.BytesIO(plots.confusion_matrix_png(np.eye(27, dtype=int), title))).convert("L")
+        return np.asarray(img)[:70]   # the heading's band, above the column letters
+    assert not np.array_equal(heading("7 on /data/א: top-1 0.5"), heading("7 on /data/ב: top-1 0.5"))
+    assert not np.array_equal(heading("7 on /data/a: top-1 0.5"), heading("7 on /data/b: top-1 0.5"))
+    face = plots.heading_font()
+    assert plots.draws_each(face, "אבגד") and plots.draws_each(face, "abcdABCD…")
+
+    def sheet_heading(count):
+        items = [{"image": b"", "true": 0, "pred": 1, "confidence": 0.5}] * count
+        return np.asarray(Image.open(io.BytesIO(plots.contact_sheet_png(items))).convert("L"))[:28]
+    assert not np.array_equal(sheet_heading(1), sheet_heading(2))   # the contact sheet's, in the same face
+    assert (sheet_heading(1) < 128).any()
+
+
 def test_the_axis_legend_fits_in_the_picture_whatever_the_length_of_the_data_root(tmp_path):
     """A data root of some 57 characters or more had pushed "predicted)" past the picture's right edge: a heading
     too long for one line is the title (cut in its middle when too long itself) above the whole legend."""
@@ -58,7 +83,7 @@ def test_the_axis_legend_fits_in_the_picture_whatever_the_length_of_the_data_roo
                  "/tmp/" + "very-long-folder/" * 20 + "test_writers_unseen"):
         title = f"1796533605 on {path}: top-1 0.074"
         img = Image.open(io.BytesIO(plots.confusion_matrix_png(np.eye(27, dtype=int), title))).convert("L")
-        draw, heading_font = ImageDraw.Draw(img), plots.font(14)
+        draw, heading_font = ImageDraw.Draw(img), plots.heading_font()
         lines = plots.heading_lines(draw, title, heading_font, img.width - 20)
         assert lines[-1].endswith("confusion matrix (rows: true, columns: predicted)")
         assert lines[0].startswith("1796533605 on /") and lines[0].endswith(": top-1 0.074" if len(lines) > 1 else
