@@ -264,6 +264,31 @@ def test_a_model_server_answer_nested_too_deeply_is_a_502(start_web):
         assert (body["tf_serving_url"], body["model"]) == (url, "letters") and body["error"]
 
 
+@pytest.mark.parametrize("row", [
+    {"probabilities": [0.1] * 10, "top_indices": [1, 0, 2], "top_scores": [0.1, 0.1, 0.1]},   # another model's
+    {"probabilities": [1 / 27] * 27, "top_indices": [1, 1, 1], "top_scores": [1 / 27] * 3},
+    {"probabilities": [0.9] * 27, "top_indices": [1, 0, 2], "top_scores": [0.9] * 3},
+])
+def test_a_model_answer_that_breaks_the_27_class_contract_is_a_502(start_web, row):
+    """The web client shows no prediction from an answer that is not the letters model's (it had been a 200, the
+    27 letters' names put on another model's indices)."""
+    from tests.support.http_stub import JsonHandler, serving
+
+    class Handler(JsonHandler):
+        def do_GET(self):
+            self.answer(200, json.dumps({"model_spec": {"name": "letters", "version": "1"}}).encode())
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.answer(200, json.dumps({"predictions": [row]}).encode())
+
+    with serving(Handler) as server:
+        api = Api(start_web(f"http://127.0.0.1:{server.server_port}").url)
+        status, answer = api.predict(letter_png())
+        assert (status, answer["reason"]) == (502, "bad_serving_response"), answer
+        assert answer["error"].startswith("The model server answered unexpectedly: the prediction's ")
+
+
 def test_unknown_model_is_a_503(start_web, serving_labelled):
     api = Api(start_web(serving_labelled.url, model_name="nope").url)
     status, answer = api.predict(letter_png())

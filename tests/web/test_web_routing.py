@@ -11,9 +11,11 @@ def metadata(version):
 
 
 def prediction(index=1):
+    probabilities = [0.0] * 27
+    probabilities[index], probabilities[0], probabilities[2] = 0.7, 0.2, 0.1
     return 200, {"predictions": [{"top_indices": [index, 0, 2], "top_scores": [0.7, 0.2, 0.1],
                                   "top_classes": ["bet", "alef", "gimel"], "top_letters": ["ב", "א", "ג"],
-                                  "probabilities": [0.0] * 27}]}
+                                  "probabilities": probabilities}]}
 
 
 class Scripted:
@@ -186,7 +188,7 @@ def test_parse_top3_checks_the_contract():
     rounded = parse_top3({"predictions": [{"top_indices": [1, 2, 3], "top_scores": [1.00005, 0.0, -0.00001]}]})
     assert [e["probability"] for e in rounded] == [1.0, 0.0, 0.0]   # a float's rounding, which feedback takes back
     probabilities = [0.01] * 27
-    probabilities[5] = 0.6
+    probabilities[5] = 0.74
     assert parse_top3({"predictions": [{"probabilities": probabilities}]})[0]["class"] == "vav"
     for bad in ({}, {"predictions": []}, {"predictions": [[0.1, 0.2]]},
                 {"predictions": [{"top_indices": [27], "top_scores": [1.0]}]},
@@ -200,3 +202,44 @@ def test_parse_top3_checks_the_contract():
                 {"predictions": [{"probabilities": [float("inf")] + [0.0] * 26}]}):
         with pytest.raises(BadServingResponse):
             parse_top3(bad)
+
+
+def _row(probabilities, indices, scores):
+    return {"predictions": [{"probabilities": probabilities, "top_indices": indices, "top_scores": scores}]}
+
+
+def _distribution(size, best=(1, 0, 2), scores=(0.7, 0.2, 0.1)):
+    probabilities = [0.0] * size
+    for index, score in zip(best, scores):
+        probabilities[index] = score
+    return probabilities
+
+
+@pytest.mark.parametrize("answer, why", [
+    (_row(_distribution(10), [1, 0, 2], [0.7, 0.2, 0.1]), "are 10 numbers, not one for each of the 27 classes"),
+    (_row(_distribution(30), [1, 0, 2], [0.7, 0.2, 0.1]), "are 30 numbers, not one for each of the 27 classes"),
+    (_row(_distribution(27), [1, 1, 1], [0.7, 0.7, 0.7]), "repeat a class"),
+    (_row(_distribution(27, (2, 0, 1)), [2, 0, 1], [0.1, 0.2, 0.7]), "not best first"),
+    (_row([0.9] * 27, [1, 0, 2], [0.9, 0.9, 0.9]), "sum to 24.3, not 1"),
+    (_row(_distribution(27), [1.7, 0, 2], [0.7, 0.2, 0.1]), "1.7 is not an index of the 27 classes"),
+    (_row(_distribution(27), [1, 0, 2], [0.9, 0.05, 0.05]), "not the probabilities of its top classes"),
+    (_row(_distribution(27, (1, 0, 2, 3), (0.4, 0.2, 0.1, 0.3)), [1, 0, 2], [0.4, 0.2, 0.1]),
+     "leave out a class of higher probability"),
+    (_row(_distribution(27), [1, 0], [0.7, 0.2, 0.1]), "not two lists of the same length"),
+    ({"predictions": [{"top_indices": [1, 0, 2], "top_scores": [0.7, 0.6, 0.5]}]}, "sum to 1.8, over 1"),
+])
+def test_an_answer_that_breaks_the_27_class_contract_is_refused_with_the_reason(answer, why):
+    """Another model's answer (10 or 30 classes), top classes repeated, not best first, not integral, or not the
+    probabilities' top: refused (a 502), not shown as a prediction with the 27 letters' names put on its indices."""
+    with pytest.raises(BadServingResponse, match=why):
+        parse_top3(answer)
+
+
+def test_the_models_own_answer_and_float_rounding_stay_valid():
+    """A float32 softmax's sum is 1 within its rounding; top_k's ties keep the lower index first."""
+    probabilities = [0.037037037] * 27      # sums to 0.999999999
+    top = parse_top3(_row(probabilities, [0, 1, 2], [0.037037037] * 3))
+    assert [e["index"] for e in top] == [0, 1, 2]
+    probabilities = _distribution(27, (4, 9, 3), (0.5000004, 0.3, 0.19999))
+    assert [e["class"] for e in parse_top3(_row(probabilities, [4, 9, 3], [0.5000004, 0.3, 0.19999]))] == \
+        ["he", "yod", "dalet"]
