@@ -430,11 +430,16 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if length <= MAX_DRAIN_BYTES:   # read and drop it, so that the client sees the 413 and not a reset
                 remaining = length
-                while remaining > 0:
-                    chunk = self.rfile.read(min(remaining, 1 << 16))
-                    if not chunk:
-                        break
-                    remaining -= len(chunk)
+                try:
+                    while remaining > 0:
+                        chunk = self.rfile.read(min(remaining, 1 << 16))
+                        if not chunk:
+                            break
+                        remaining -= len(chunk)
+                except TimeoutError:        # stalled past the idle timeout: the 413 is its answer all the same
+                    pass
+                if not self._arrived():     # cut at the request timeout: the 408 has been sent
+                    raise ConnectionAbortedError(f"the request did not arrive whole within {self.request_timeout:g} s")
             raise ApiError(413, "too_large", f"the request body ({length} bytes) is over the {limit}-byte limit "
                            f"(images up to {self.backend.config.max_upload_bytes} bytes)",
                            headers=[("Connection", "close")])

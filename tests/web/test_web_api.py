@@ -338,6 +338,24 @@ def test_oversize_requests_are_413(start_web, serving_labelled):
     assert status == 200
 
 
+@pytest.mark.parametrize("idle_timeout, request_timeout, status", [(1.0, 20.0, b"413"), (20.0, 1.0, b"408")])
+def test_an_oversize_body_that_stalls_is_answered_without_a_server_error(start_web, dead_url, caplog, idle_timeout,
+                                                                        request_timeout, status):
+    """A body over the limit is read and dropped so that the client sees the 413; one that stalls on the way past the
+    idle timeout still gets its 413 (it had been a 500 internal_error and a traceback), one past the request timeout
+    its 408."""
+    import logging
+    caplog.set_level(logging.INFO, logger="web")
+    web = start_web(dead_url, max_upload_bytes=50_000, idle_timeout=idle_timeout, request_timeout=request_timeout)
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 1000000\r\n\r\n" + b"\0" * 1000)
+        reply = read_until_closed(sock)
+    assert reply.startswith(b"HTTP/1.1 " + status), reply[:200]
+    assert b"Connection: close" in reply
+    assert "Traceback" not in caplog.text and "internal error" not in caplog.text, caplog.text
+
+
 def test_an_upload_whose_reencoding_is_oversize_is_413_and_neither_sent_nor_stored(start_web, serving_labelled):
     webp = noise_rows_webp()                            # 36 kB; its PNG for the model, 480 kB
     web = start_web(serving_labelled.url, max_upload_bytes=100_000)
