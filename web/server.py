@@ -87,6 +87,11 @@ _REJECTION_MESSAGES = {
 }
 
 
+class ClientNotReading(ConnectionError):
+    """The client read nothing of its answer within the idle timeout (its receive buffer full): no answer can reach
+    it, as when it has closed the connection."""
+
+
 class ApiError(Exception):
     def __init__(self, status: int, reason: str, message: str, headers=()):
         super().__init__(message)
@@ -372,9 +377,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         if self.close_connection and not any(key.lower() == "connection" for key, _ in headers):
             self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        try:
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except TimeoutError:   # the client reads nothing of its answer: gone as much as one that closed
+            raise ClientNotReading(f"the client read nothing of its answer within {self.timeout:g} s") from None
 
     def _json(self, status: int, payload: dict, headers=()):
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -403,7 +411,10 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         request = (f"{self.command} {self.path}" if self.command and hasattr(self, "path")
                    else getattr(self, "requestline", "")[:100] or "a request")
-        log.info("%s: the client closed the connection (%s)", request, type(err).__name__)
+        if isinstance(err, ClientNotReading):
+            log.info("%s: %s; the connection is closed", request, err)
+        else:
+            log.info("%s: the client closed the connection (%s)", request, type(err).__name__)
 
     def _error(self, err: ApiError):
         if err.status >= 500:

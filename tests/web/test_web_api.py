@@ -759,6 +759,33 @@ def test_a_client_that_goes_away_before_its_answer_is_not_a_server_error(web, ap
     assert api.get("/healthz")[0] == 200
 
 
+def test_a_client_that_stops_reading_its_answer_is_gone_not_a_server_error(start_web, dead_url, caplog):
+    """A client whose receive buffer stays full past the idle timeout: its answer cannot be written, as when it has
+    closed the connection (it had been an ERROR with a traceback, and a 500 written into the 200's body)."""
+    import logging
+    caplog.set_level(logging.INFO, logger="web")
+    web = start_web(dead_url, idle_timeout=1.0)
+    page, content_type = web.backend.static["index.html"]
+    web.backend.static["index.html"] = (b"x" * 32_000_000, content_type)   # more than both socket buffers hold
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(20)
+        sock.connect(("127.0.0.1", web.port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 20
+        while "read nothing of its answer within 1 s" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        reply = read_until_closed(sock)
+    finally:
+        sock.close()
+        web.backend.static["index.html"] = (page, content_type)
+    assert "GET /: the client read nothing of its answer within 1 s; the connection is closed" in caplog.text
+    assert reply.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 500" not in reply and b"internal error" not in reply
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert Api(web.url).get("/healthz")[0] == 200
+
+
 def test_a_client_that_reads_nothing_does_not_hold_up_other_deadlines():
     """The 408 of a cut request is sent without waiting: deadlines are kept by one thread, and a client whose
     receive buffer is full would otherwise stop every other connection's deadline for the idle timeout."""
