@@ -313,6 +313,7 @@ class Handler(BaseHTTPRequestHandler):
 
     request_timeout: float = 30.0   # set on the server class (WebConfig.request_timeout)
     kept_alive = False              # a request was answered on this connection, which waits for the next
+    _admitted = True                # its request began before the server was stopped (else a 503 stopping)
 
     def handle_one_request(self):
         """One request, which must arrive whole (head and body) within ``request_timeout`` of its first byte:
@@ -323,26 +324,38 @@ class Handler(BaseHTTPRequestHandler):
         at hand (read ahead with the last one, a pipelined request, or in the socket), and the wait reads nothing:
         bytes that arrive stay in the socket, where the server sees them and leaves the connection alone until the
         handler has said it is busy."""
-        if self.kept_alive and not self._at_hand():
-            self.server.connection_idle(self.connection)
-            ready = _readable(self.connection, self.timeout)
-            # Busy before a byte is read; unless the server closed it meanwhile (its next request had not begun).
-            if not self.server.connection_busy(self.connection) or not ready:
+        started = False   # counted as being answered (WebServer.request_started), which drain() waits for
+        try:
+            if self.kept_alive and not self._at_hand():
+                if not self.server.connection_idle(self.connection):   # the server is stopping: no next request
+                    self.close_connection = True
+                    return
+                ready = _readable(self.connection, self.timeout)
+                # Busy before a byte is read; unless the server closed it meanwhile (its next request had not
+                # begun), or is stopping.
+                started = self.server.connection_busy(self.connection)
+                if not started or not ready:
+                    self.close_connection = True
+                    return
+            try:
+                arrived = bool(self.rfile.peek(1))
+            except (TimeoutError, OSError):
+                arrived = False
+            if not arrived:                           # the client closed it, or sent nothing within the timeout
                 self.close_connection = True
                 return
-        try:
-            arrived = bool(self.rfile.peek(1))
-        except (TimeoutError, OSError):
-            arrived = False
-        if not arrived:                               # the client closed it, or sent nothing within the timeout
-            self.close_connection = True
-            return
-        self._arrival = _Arrival(self.connection, self.request_timeout)
-        try:
-            super().handle_one_request()
+            # A request that begins after the stop is answered 503 (_dispatch), and waited for all the same.
+            self._admitted = started or self.server.request_started()
+            started = True
+            self._arrival = _Arrival(self.connection, self.request_timeout)
+            try:
+                super().handle_one_request()
+            finally:
+                self._arrival.done()
+            self.kept_alive = True
         finally:
-            self._arrival.done()
-        self.kept_alive = True
+            if started:
+                self.server.request_finished()
 
     def _at_hand(self) -> bool:
         """Whether bytes of a next request are at hand without waiting: read ahead with the last request (a
@@ -375,6 +388,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         for key, value in headers:
             self.send_header(key, value)
+        if self.server.stopping:   # no next request on this connection: the server stops once it is answered
+            self.close_connection = True
         if self.close_connection and not any(key.lower() == "connection" for key, _ in headers):
             self.send_header("Connection", "close")
         try:
@@ -475,13 +490,15 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "POST" and not self._arrived():   # cut while its head arrived: the 408 is sent
             self.close_connection = True
             return
-        self.server.request_started()
         try:
-            self._route(routes)
+            if self._admitted:
+                self._route(routes)
+            else:   # it began after the stop (the first of a connection opened before it): refused, its body unread
+                self.close_connection = True
+                self._error(ApiError(503, "stopping", "the web client is stopping; send the request again",
+                                     headers=[("Connection", "close")]))
         except ConnectionError as err:
             self._client_closed(err)
-        finally:
-            self.server.request_finished()
 
     def _route(self, routes: dict):
         path = urllib.parse.urlsplit(self.path).path
@@ -651,7 +668,8 @@ class WebServer(ThreadingHTTPServer):
         self._idle = {}                      # kept-alive sockets waiting for a request, longest idle first
         self._closing = set()                # idle sockets shut down to make room, their threads not yet ended
         self._busy = 0                       # requests being answered (not idle keep-alive connections)
-        self._quiet = threading.Condition()
+        self._quiet = threading.Condition()  # guards the one above, and stopping
+        self.stopping = False                # shutdown() was called: no new requests are taken
         super().__init__(address, handler)
 
     def attach(self, backend: "Backend") -> None:
@@ -659,34 +677,58 @@ class WebServer(ThreadingHTTPServer):
         self.backend = backend
         self.RequestHandlerClass.backend = backend
 
-    def request_started(self) -> None:
+    def request_started(self) -> bool:
+        """A request is being answered, from its first byte (until :meth:`request_finished`); False when it began
+        after :meth:`shutdown` (then to be refused, still waited for by :meth:`drain`)."""
         with self._quiet:
             self._busy += 1
+            return not self.stopping
 
     def request_finished(self) -> None:
         with self._quiet:
             self._busy -= 1
             self._quiet.notify_all()
 
+    def shutdown(self) -> None:
+        """Stops taking requests: no new connections, the idle kept-alive ones closed (their thread waits for no
+        next request), a request that arrives on one all the same refused with a 503, the requests being answered
+        answered with ``Connection: close``; then stops :meth:`serve_forever`. :meth:`drain` waits for the
+        answers."""
+        with self._room, self._quiet:   # (in this order, as connection_busy takes them)
+            self.stopping = True
+        with self._room:
+            for connection in [idle for idle in self._idle if not _readable(idle)]:
+                self._close_idle(connection)
+        super().shutdown()
+
     def drain(self, timeout: float) -> bool:
-        """After shutdown(): waits until the requests being answered are answered (a body still arriving too,
-        within the idle timeout); idle keep-alive connections are not waited for. True when none is left."""
+        """After shutdown(): waits until the requests being answered are answered (from their first byte: a head
+        or body still arriving too, within the idle and request timeouts); idle connections are not waited for.
+        True when none is left."""
         with self._quiet:
             return self._quiet.wait_for(lambda: self._busy == 0, timeout)
 
-    def connection_idle(self, connection: socket.socket) -> None:
+    def connection_idle(self, connection: socket.socket) -> bool:
         """The handler of a kept-alive ``connection`` waits for its next request, nothing of which it has read:
-        it may be closed for room while no byte waits on it."""
+        it may be closed for room while no byte waits on it. False when the server is stopping: it waits for none."""
         with self._room:
+            if self.stopping:
+                return False
             self._idle[connection] = None
             self._room.notify_all()
+            return True
 
     def connection_busy(self, connection: socket.socket) -> bool:
-        """The wait for a request on ``connection`` is over: it is no longer closed for room. False when it was
-        closed already."""
+        """The wait for a request on ``connection`` is over: it is no longer closed for room, and is counted as a
+        request being answered (:meth:`request_started`, before a stop can come between). False when it was closed
+        already, or the server is stopping (its next request is not read)."""
         with self._room:
             self._idle.pop(connection, None)
-            return connection not in self._closing
+            if connection in self._closing or self.stopping:
+                return False
+            with self._quiet:
+                self._busy += 1
+            return True
 
     def _take_slot(self) -> None:
         """Waits until a new connection may have a thread, closing the longest idle connection when every slot
@@ -697,14 +739,18 @@ class WebServer(ThreadingHTTPServer):
                 connection = None if self._closing else next(
                     (idle for idle in self._idle if not _readable(idle)), None)
                 if connection is not None:
-                    del self._idle[connection]
-                    self._closing.add(connection)
-                    try:
-                        connection.shutdown(socket.SHUT_RDWR)   # its handler's wait returns, and it ends
-                    except OSError:
-                        pass
+                    self._close_idle(connection)
                 self._room.wait()
             self._open += 1
+
+    def _close_idle(self, connection: socket.socket) -> None:
+        """Closes an idle kept-alive ``connection`` (with ``_room`` held): its handler's wait returns, and it ends."""
+        del self._idle[connection]
+        self._closing.add(connection)
+        try:
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _free_slot(self, connection: socket.socket) -> None:
         """The thread of ``connection`` has ended (or never started): its slot is free."""

@@ -105,6 +105,56 @@ def test_sigterm_lets_a_request_being_received_finish_and_be_stored(tmp_path):
     assert [record.true_label for record in read_records(tmp_path / "fb")] == ["bet"]
 
 
+def test_after_sigterm_no_new_request_is_taken_and_the_one_being_answered_gets_its_answer(tmp_path):
+    """SIGTERM: a kept-alive connection is closed, not served its next request; a connection that sends its first
+    request only after the stop is told 503 stopping with Connection: close; the feedback being received is stored
+    and answered with Connection: close, then the process exits. Kept-alive connections had been served for as long
+    as the drain lasted, and the drain had ended at the first moment no request was being answered."""
+    import json
+    import socket
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "web", "--port", "0", "--feedback-dir", str(tmp_path / "fb"), "--log-level", "WARNING"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sockets = []
+    try:
+        match = re.search(r"at http://(127\.0\.0\.1):(\d+)/", proc.stdout.readline())
+        assert match, proc.stderr.read() if proc.poll() is not None else "no address printed"
+        address = (match.group(1), int(match.group(2)))
+        kept, fresh, sending = sockets[:] = [socket.create_connection(address, timeout=30) for _ in range(3)]
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while not re.search(rb"\r\n\r\n\{.*\}", reply, re.DOTALL):
+            reply += kept.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200 OK")                  # kept alive, waiting for its next request
+        body = json.dumps({"image": b64(letter_png()), "label": "bet"}).encode()
+        sending.sendall(b"POST /api/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:len(body) // 2])
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        try:
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert kept.recv(65536) == b""                          # closed at the stop, the request not read
+        except ConnectionResetError:
+            pass
+        fresh.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        refused = b"".join(iter(lambda: fresh.recv(65536), b""))   # until it is closed
+        assert refused.startswith(b"HTTP/1.1 503") and b"Connection: close" in refused, refused[:300]
+        assert b'"reason": "stopping"' in refused
+        sending.sendall(body[len(body) // 2:])
+        answer = b"".join(iter(lambda: sending.recv(65536), b""))
+        assert answer.startswith(b"HTTP/1.1 201 Created") and b"Connection: close" in answer, answer[:300]
+        assert proc.wait(30) == 0
+    finally:
+        for sock in sockets:
+            sock.close()
+        if proc.poll() is None:
+            proc.kill()
+    from core.feedback import read_records
+    assert [record.true_label for record in read_records(tmp_path / "fb")] == ["bet"]
+
+
 def test_command_line_rejects_bad_flags():
     proc = subprocess.run([sys.executable, "-m", "web", "--canary-share", "2"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
