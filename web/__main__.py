@@ -78,8 +78,7 @@ def main(argv=None) -> int:
         server.server_close()
         print(f"error: cannot start the web client: {err.strerror or err}: {err.filename}", file=sys.stderr)
         return 2
-    host, port = server.server_address[:2]
-    print(f"letters web client at http://{host}:{port}/ -> TF Serving {config.tf_serving_url} "
+    print(f"letters web client at {server.url}/ -> TF Serving {config.tf_serving_url} "
           f"model {config.model_name!r} (canary share {config.canary_share:g}); feedback in {config.feedback_dir}"
           + (f"; request log in {config.request_log_dir} (sampling {config.request_log_sampling:g})"
              if config.request_log_dir else ""), flush=True)

@@ -672,6 +672,12 @@ class WebServer(ThreadingHTTPServer):
         self.stopping = False                # shutdown() was called: no new requests are taken
         super().__init__(address, handler)
 
+    @property
+    def url(self) -> str:
+        """``http://<host>:<port>`` of the listening socket, an IPv6 address in brackets (RFC 3986)."""
+        host, port = self.server_address[:2]
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
     def attach(self, backend: "Backend") -> None:
         """The backend the handlers answer with; before the first request is served."""
         self.backend = backend
@@ -782,9 +788,8 @@ class RunningWeb:
         self.server = server
         self.backend = backend
         self.thread = thread
-        host, port = server.server_address[:2]
-        self.port = port
-        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        self.port = server.server_address[1]
+        self.url = server.url
 
     def stop(self):
         self.server.shutdown()

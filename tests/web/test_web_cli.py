@@ -155,6 +155,21 @@ def test_after_sigterm_no_new_request_is_taken_and_the_one_being_answered_gets_i
     assert [record.true_label for record in read_records(tmp_path / "fb")] == ["bet"]
 
 
+def test_the_startup_line_brackets_an_ipv6_address(tmp_path):
+    """--host ::1: the URL printed is one a browser opens, http://[::1]:<port>/ (it had been http://::1:<port>/)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "web", "--host", "::1", "--port", "0", "--feedback-dir", str(tmp_path / "fb"),
+         "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"letters web client at (http://\[::1\]:\d+)/ -> ", line)
+        assert match, line + (proc.stderr.read() if proc.poll() is not None else "")
+        assert Api(match.group(1)).get("/healthz") == (200, {"status": "ok"})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
 def test_command_line_rejects_bad_flags():
     proc = subprocess.run([sys.executable, "-m", "web", "--canary-share", "2"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
