@@ -1,12 +1,13 @@
 """Dynamic batching of concurrent requests (TF Serving's --enable_batching / BatchingParameters).
 
-One :class:`BatchScheduler` (``num_batch_threads`` threads) serves a queue per (servable, signature). As in
-TensorFlow's SharedBatchScheduler, a queue is a line of batches formed as tasks arrive: a task joins the last
-(open) batch, or starts a new one when it does not fit there (``max_batch_size`` rows; here also when its inputs'
-inner shapes differ from the batch's, so such tasks never share a batch). The front batch is processed when a
-batch follows it, when it is full, or when its first task has waited ``batch_timeout_micros``; with a timeout
-of 0 a free thread takes whatever is queued, so batches grow exactly as fast as requests pile up behind a busy
-thread. ``allowed_batch_sizes`` pads a batch (with copies of its first row) to the first allowed size that holds
+One :class:`BatchScheduler` (``num_batch_threads`` threads) serves a queue per (servable, signature, outputs
+fetched), as TF Serving's batching session has one per TensorSignature (a Predict's output_filter names its outputs,
+and only they are split into each request's rows). As in TensorFlow's SharedBatchScheduler, a queue is a line of
+batches formed as tasks arrive: a task joins the last (open) batch, or starts a new one when it does not fit there
+(``max_batch_size`` rows; here also when its inputs' inner shapes differ from the batch's, so such tasks never share a
+batch). The front batch is processed when a batch follows it, when it is full, or when its first task has waited
+``batch_timeout_micros``; with a timeout of 0 a free thread takes whatever is queued, so batches grow exactly as fast
+as requests pile up behind a busy thread. ``allowed_batch_sizes`` pads a batch (with copies of its first row) to the first allowed size that holds
 it. A task larger than ``max_batch_size`` is rejected, and so is a task that needs a new batch while the queue
 holds ``max_enqueued_batches`` batches (0 is taken as 1, as SharedBatchScheduler takes it), as TF Serving's
 batcher does.
@@ -108,7 +109,7 @@ def batch_size(arrays: dict) -> int:
 
 
 class Batcher:
-    """The queue of one (servable, signature)."""
+    """The queue of one (servable, signature, outputs fetched)."""
 
     def __init__(self, scheduler: "BatchScheduler", run):
         self.scheduler = scheduler

@@ -61,8 +61,9 @@ def grpc_message(message: str) -> str:
 class GrpcApi:
     """The two services over the server's model core.
 
-    ``run(servable, signature_name, arrays, timeout)`` runs a signature (through the batcher when batching is
-    on) and blocks; ``reload(config, timeout)`` applies a ModelServerConfig and waits for its new models;
+    ``run(servable, signature_name, arrays, timeout, outputs)`` runs a signature for the output aliases
+    ``outputs`` (None: all; through the batcher when batching is on) and blocks; ``reload(config, timeout)``
+    applies a ModelServerConfig and waits for its new models;
     ``request_logger`` (a serving.request_logging.ServerRequestLogger) logs the inference calls."""
 
     def __init__(self, core, metrics, run, reload, request_logger):
@@ -103,10 +104,11 @@ class GrpcApi:
         context.abort(grpc_code(error.code), grpc_message(error.message))
 
     def _run(self, servable, signature_name: str, arrays: dict, context, api: str | None = None,
-             model_name: str = "") -> dict:
-        """The model run; with ``api`` (Predict, Classify, Regress) its wall time is the runtime latency metric."""
+             model_name: str = "", fetched=None) -> dict:
+        """The model run of the output aliases ``fetched`` (None: all); with ``api`` (Predict, Classify, Regress) its
+        wall time is the runtime latency metric."""
         started = time.perf_counter()
-        outputs = self.run(servable, signature_name, arrays, _deadline(context))
+        outputs = self.run(servable, signature_name, arrays, _deadline(context), fetched)
         if api:
             self.metrics.runtime(model_name, api, (time.perf_counter() - started) * 1e6)
         return outputs
@@ -119,7 +121,7 @@ class GrpcApi:
         response = predict_pb2.PredictResponse()
         arrays, aliases = inference.predict_request(servable, signature_name, request)
         inference.make_model_spec(response.model_spec, spec.name, signature_name, servable.version)
-        outputs = self._run(servable, signature_name, arrays, context, "Predict", spec.name)
+        outputs = self._run(servable, signature_name, arrays, context, "Predict", spec.name, aliases)
         for alias in aliases:
             response.outputs[alias].CopyFrom(tensor_proto.to_proto(outputs[alias]))
         return self._logged("predict", request, response, response.model_spec)

@@ -255,13 +255,20 @@ class Server:
             self._loop_thread.join(timeout=5)
 
     # ---------------------------------------------------------------------------------------- requests
-    def _batcher(self, servable, signature_name: str, arrays: dict):
+    def _batcher(self, servable, signature_name: str, arrays: dict, outputs=None):
         """The batch queue a request goes through, or None (batching off, an empty batch, unloaded). With batching
         on, inputs of no common batch size are refused as TF Serving's batching session refuses them (a scalar
-        input, or 0th dimensions that differ, had run alone: a model error, or an answer)."""
+        input, or 0th dimensions that differ, had run alone: a model error, or an answer). As TF Serving's batching
+        session queues a run by its inputs and the outputs it fetches (TensorSignature), a queue is that of a
+        signature and the aliases ``outputs`` (a Predict's output_filter; None or every output: all of them), whose
+        batches are split, and checked, on those outputs alone."""
         if self.scheduler is None or batch_size(arrays) == 0:
             return None
-        return servable.batcher(signature_name, self._make_batcher)
+        signature = servable.signature_defs.get(signature_name)
+        if outputs is not None and signature is not None and set(outputs) == set(signature.outputs):
+            outputs = None
+        return servable.batcher((signature_name, None if outputs is None else frozenset(outputs)),
+                                self._make_batcher)
 
     async def _run(self, servable, signature_name: str, arrays: dict, timeout: float | None) -> dict:
         """The REST runner (in the REST loop's thread): the outputs, from the signature run in an executor thread,
@@ -273,13 +280,15 @@ class Server:
             return await batcher.submit(arrays, loop=self.loop, timeout=timeout)
         return await _within(self.loop.run_in_executor(self.executor, servable.run, signature_name, arrays), timeout)
 
-    def run_blocking(self, servable, signature_name: str, arrays: dict, timeout: float | None = None) -> dict:
-        """The gRPC threads' runner: the batcher, or gRPC's own run threads, waited on until the call's deadline
-        (TF Serving's run timeout): after it the call ends DEADLINE_EXCEEDED and its gRPC thread is free; a run not
-        started yet is dropped, one already running finishes unseen (a TensorFlow function cannot be stopped)."""
-        batcher = self._batcher(servable, signature_name, arrays)
+    def run_blocking(self, servable, signature_name: str, arrays: dict, timeout: float | None = None,
+                     outputs=None) -> dict:
+        """The gRPC threads' runner of the aliases ``outputs`` (None: every output): the batcher, or gRPC's own run
+        threads, waited on until the call's deadline (TF Serving's run timeout): after it the call ends
+        DEADLINE_EXCEEDED and its gRPC thread is free; a run not started yet is dropped, one already running finishes
+        unseen (a TensorFlow function cannot be stopped)."""
+        batcher = self._batcher(servable, signature_name, arrays, outputs)
         future = (batcher.submit(arrays, timeout=timeout) if batcher is not None
-                  else self.grpc_executor.submit(servable.run, signature_name, arrays))
+                  else self.grpc_executor.submit(servable.run, signature_name, arrays, outputs))
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -321,16 +330,17 @@ class Server:
         """The names of the models in the config being served."""
         return {name for name, manager in self.core.managers.items() if not manager.removed}
 
-    def _warmup_run(self, servable, signature_name: str, arrays: dict) -> dict:
+    def _warmup_run(self, servable, signature_name: str, arrays: dict, outputs=None) -> dict:
         """A warm-up record's run: through the batch queue as requests go (TF Serving warms up the BatchingSession
         that wraps the model's session, so its batching metrics count the records)."""
-        batcher = self._batcher(servable, signature_name, arrays)
+        batcher = self._batcher(servable, signature_name, arrays, outputs)
         if batcher is None:
-            return servable.run(signature_name, arrays)
+            return servable.run(signature_name, arrays, outputs)
         return batcher.submit(arrays).result()
 
-    def _make_batcher(self, servable, signature_name):
-        return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays))
+    def _make_batcher(self, servable, key: tuple):
+        signature_name, outputs = key
+        return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays, outputs))
 
 
 async def _within(future: asyncio.Future, seconds: float | None):

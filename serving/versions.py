@@ -109,7 +109,7 @@ class Servable:
             raise _restore_error(path, exc) from None
         self.functions = dict(self.module.signatures)
         self._quoting_nodes = {}    # signature name -> quoting_nodes(), read when first needed
-        self.batchers = {}          # signature name -> serving.batching.Batcher (set by the server)
+        self.batchers = {}          # (signature name, outputs) -> serving.batching.Batcher (set by the server)
         self._batchers_lock = threading.Lock()
         self.closed = False
         run = None if runner is None else functools.partial(runner, self)
@@ -119,16 +119,17 @@ class Servable:
             self.close()          # the batch queues its records went through
             raise
 
-    def run(self, signature_name: str, arrays: dict) -> dict:
-        """Calls one signature on numpy inputs; returns {output alias: numpy array}. Counted in
-        :func:`runs_in_progress` until it ends."""
+    def run(self, signature_name: str, arrays: dict, outputs=None) -> dict:
+        """Calls one signature on numpy inputs; returns {output alias: numpy array} of the aliases ``outputs`` (None:
+        every output), as a session run fetches only the tensors it names. Counted in :func:`runs_in_progress` until
+        it ends."""
         _count_run(1)
         try:
-            return self._run(signature_name, arrays)
+            return self._run(signature_name, arrays, outputs)
         finally:
             _count_run(-1)
 
-    def _run(self, signature_name: str, arrays: dict) -> dict:
+    def _run(self, signature_name: str, arrays: dict, fetched=None) -> dict:
         import tensorflow as tf
 
         function = self.functions.get(signature_name)
@@ -150,7 +151,7 @@ class Servable:
                 raise
             raise ServingError("INVALID_ARGUMENT", self._whole_message(signature_name, arrays, undecodable.object)
                                or undecodable_runtime_message(undecodable.object)) from None
-        return {alias: _ndarray(tensor) for alias, tensor in outputs.items()}
+        return {alias: _ndarray(tensor) for alias, tensor in outputs.items() if fetched is None or alias in fetched}
 
     def _whole_message(self, signature_name: str, arrays: dict, raw: bytes) -> str | None:
         """A runtime error's message (``raw``) that TF's Python binding cut at a NUL byte of an input value it
@@ -170,15 +171,16 @@ class Servable:
                 if node.op in QUOTING_OPS}
         return nodes
 
-    def batcher(self, signature_name: str, factory):
-        """The batch queue of one signature, or None once the version is unloaded (requests that resolved it
-        just before are then run directly)."""
+    def batcher(self, key: tuple, factory):
+        """The batch queue of ``key`` (a signature name and the outputs its runs fetch, see
+        :meth:`serving.server.Server._batcher`), made by ``factory(self, key)`` when first asked for, or None once
+        the version is unloaded (requests that resolved it just before are then run directly)."""
         with self._batchers_lock:
             if self.closed:
                 return None
-            batcher = self.batchers.get(signature_name)
+            batcher = self.batchers.get(key)
             if batcher is None:
-                batcher = self.batchers[signature_name] = factory(self, signature_name)
+                batcher = self.batchers[key] = factory(self, key)
             return batcher
 
     def close(self):

@@ -25,8 +25,9 @@ def replay(servable, metrics=None, run=None) -> int:
     """Runs the warm-up records on ``servable``; returns how many ran (0 without a file). ServingError if the
     load must fail. ``metrics`` (serving.metrics.Metrics) gets the records' runtime latencies and, for a warm-up
     that read its file to the end or to an error reading it, its latency and record count (:func:`_warmed_up`).
-    ``run(signature name, arrays)`` runs a record's signature (``servable.run`` by default; the server's batch
-    queue with batching on, as TF Serving warms up the BatchingSession that wraps the model's session)."""
+    ``run(signature name, arrays, output aliases)`` runs a record's signature for those outputs (``servable.run`` by
+    default; the server's batch queue with batching on, as TF Serving warms up the BatchingSession that wraps the
+    model's session)."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -80,8 +81,8 @@ def run_record(servable, log, metrics=None, run=None) -> None:
     if kind == "predict_log":
         request = log.predict_log.request
         signature_name = request.model_spec.signature_name or inference.DEFAULT_SIGNATURE
-        arrays, _ = inference.predict_request(servable, signature_name, request)
-        _timed(metrics, request.model_spec.name, "Predict", lambda: run(signature_name, arrays))
+        arrays, aliases = inference.predict_request(servable, signature_name, request)   # its output_filter's outputs
+        _timed(metrics, request.model_spec.name, "Predict", lambda: run(signature_name, arrays, aliases))
     elif kind in ("classify_log", "regress_log"):
         request = getattr(log, kind).request
         method = inference.CLASSIFY if kind == "classify_log" else inference.REGRESS

@@ -411,10 +411,10 @@ def test_a_call_past_its_deadline_ends_deadline_exceeded_and_frees_its_thread(mo
 
     run = Servable.run
 
-    def slow_for_three_images(self, signature_name, arrays):
+    def slow_for_three_images(self, signature_name, arrays, outputs=None):
         if len(next(iter(arrays.values()))) == 3:
             time.sleep(3)
-        return run(self, signature_name, arrays)
+        return run(self, signature_name, arrays, outputs)
 
     monkeypatch.setattr(Servable, "run", slow_for_three_images)
     (tmp_path / "monitoring.config").write_text('prometheus_config { enable: true, path: "/metrics" }\n')
@@ -442,12 +442,12 @@ def test_grpc_runs_use_grpcs_threads_and_a_queued_batch_task_past_its_deadline_i
 
     run, sizes = Servable.run, []
 
-    def slow_for_three_images(self, signature_name, arrays):
+    def slow_for_three_images(self, signature_name, arrays, outputs=None):
         size = len(next(iter(arrays.values())))
         sizes.append(size)
         if size == 3:
             time.sleep(1.5)
-        return run(self, signature_name, arrays)
+        return run(self, signature_name, arrays, outputs)
 
     monkeypatch.setattr(Servable, "run", slow_for_three_images)
     # Without batching: four calls run at once on four gRPC threads, whatever REST's pool (one thread here).

@@ -373,6 +373,42 @@ def test_a_scalar_output_is_refused_as_the_batching_session_splits_outputs(tmp_p
         assert client.post("/v1/models/shapes:predict", {"signature_name": "echo_s", "inputs": [["a", "b"]]}) == (
             200, {"outputs": {"y": [["a", "b"]], "y_bytes": [[{"b64": "YQ=="}, {"b64": "Yg=="}]]}})
 
+
+def test_an_output_filter_splits_only_the_outputs_it_asks_for_as_the_batching_session_does(tmp_path):
+    """TF Serving's Predict runs only the outputs of its output_filter (predict_util.cc), and its batching session
+    queues a run by its inputs and those outputs (TensorSignature), splitting and checking only them: an output it
+    did not ask for that has no batch dimension does not fail it. It had failed FAILED_PRECONDITION Batched output
+    tensor has 0 dimensions (the queue was the signature's, every output run and checked). Without a filter (and
+    over REST, which has none) every output is still split, the scalar refused."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    testing.save_shapes(str(tmp_path / "shapes" / "1"))
+    server = testing.start_grpc_server(model_base_path=str(tmp_path / "shapes"), model_name="shapes",
+                                       enable_batching=True, batching_parameters_file=batching_file(tmp_path, 16, 1000))
+
+    def predict(output_filter):
+        request = predict_pb2.PredictRequest(output_filter=output_filter)
+        request.model_spec.name, request.model_spec.signature_name = "shapes", "scal"
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto([1.0, 2.0], tf.float32))
+        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as channel:
+            response = predict(["y"])
+            assert list(response.outputs) == ["y"] and tf.make_ndarray(response.outputs["y"]).tolist() == [1.0, 2.0]
+            for output_filter in (["total"], ["y", "total"], []):
+                with pytest.raises(grpc.RpcError) as caught:
+                    predict(output_filter)
+                assert (caught.value.code(), caught.value.details()) == (
+                    grpc.StatusCode.FAILED_PRECONDITION, "Batched output tensor has 0 dimensions")
+        assert testing.RestClient(server.url).post("/v1/models/shapes:predict", {
+            "signature_name": "scal", "instances": [1.0, 2.0]}) == (400, {
+                "error": "Batched output tensor has 0 dimensions"})
+    finally:
+        server.stop()
+
 def test_a_stop_runs_the_queued_batches_at_once(tmp_path):
     """The batch scheduler stops as soon as the listeners refuse new requests: a REST request and a gRPC call
     waiting for a batch timeout longer than the stop's grace period are answered (they had waited out the grace

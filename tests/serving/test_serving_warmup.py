@@ -273,6 +273,17 @@ def test_with_batching_the_records_go_through_the_batch_queue_as_in_tf_serving(t
         assert [queue for queue in server.server.scheduler._queues if not queue.closed] == [kept]
 
 
+def test_a_predict_record_with_an_output_filter_is_batched_for_its_outputs_alone(tmp_path):
+    """RunPredict runs a record's filtered outputs only, and the batching session splits only them: a scalar output
+    the record does not ask for does not fail the warm-up (it had failed the load, Batched output tensor has 0
+    dimensions)."""
+    base = tmp_path / "shapes"
+    testing.save_shapes(str(base / "1"))
+    write_logs(str(base / "1"), [predict_log("scal", {"x": np.array([1.0, 2.0], np.float32)}, output_filter=["y"])])
+    with testing.start_server(str(base), "shapes", enable_batching=True, max_num_load_retries=0) as server:
+        assert ":tensorflow:serving:batching_session:wrapped_run_count{} 1\n" in server.server.metrics.render()
+
+
 def test_with_max_enqueued_batches_0_the_records_are_queued_as_in_tf_serving(tmp_path):
     """TensorFlow's batch scheduler takes max_enqueued_batches 0 as 1, so the version warms up and loads; each
     record had been refused as a full queue, failing the load."""
