@@ -23,6 +23,12 @@ def seconds_left(deadline: float) -> float:
     return max(deadline - time.monotonic(), 0.0)
 
 
+def waitable(seconds: float | None) -> float | None:
+    """``seconds`` as a thread's wait takes it: None (no end) when there are none or more than such a wait can take
+    (threading.TIMEOUT_MAX, about 292 years: a longer one raises OverflowError)."""
+    return None if seconds is None or seconds >= threading.TIMEOUT_MAX else seconds
+
+
 def join_all(threads, seconds: float) -> list[threading.Thread]:
     """Waits for ``threads`` to end within one deadline, ``seconds`` away, shared by all of them (a join of
     ``seconds`` each, one after the other, could wait that long for each of them); the threads still running."""
@@ -94,7 +100,7 @@ class Watchdog:
                     if self._heap and self._heap[0][0] <= now:
                         deadline = heapq.heappop(self._heap)[2]
                         break
-                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+                    self._cond.wait(waitable(self._heap[0][0] - now) if self._heap else None)
             try:
                 deadline._fire()
             except Exception:  # noqa: BLE001 - one callback's failure must not stop the others

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from core.deadlines import WATCHDOG, join_all
+from core.deadlines import WATCHDOG, join_all, waitable
 from serving.status import ServingError
 
 log = logging.getLogger("serving")
@@ -209,7 +209,9 @@ class BatchScheduler:
 
     def _ready(self, batcher: Batcher, now: float) -> float:
         """0 if the front batch can go now (closed by a batch behind it, full, or stopping), else seconds until
-        its first task's timeout."""
+        its first task's timeout. A timeout past what a thread can wait (from about 9.2e15 µs; INT64_MAX, say) is
+        waited without end, as SharedBatchScheduler's NowMicros() >= start + batch_timeout_micros is never true
+        for it: the batch goes once full, once a batch follows it, or when the server stops."""
         front = batcher.batches[0]
         if len(batcher.batches) > 1 or front.size >= self.settings.input_batch_size_limit or self._draining \
                 or self._stopped:
@@ -238,7 +240,7 @@ class BatchScheduler:
                     if batch is None:
                         if self._stopped:
                             return
-                        self._cond.wait(soonest)
+                        self._cond.wait(waitable(soonest))
             self._process(*batch)
 
     def _process(self, batcher: Batcher, tasks: list) -> None:

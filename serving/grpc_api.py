@@ -11,7 +11,6 @@ counts its tf.Examples (``request_example_counts``); the other methods record no
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import grpc
@@ -19,6 +18,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      model_management_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
+from core.deadlines import waitable
 from serving import inference, tensor_proto
 from serving.status import CODE_NAMES, ServingError, from_exception, invalid
 
@@ -45,8 +45,7 @@ def _deadline(context) -> float | None:
     """Seconds left of the call, or None when it has no deadline: grpcio then reports an infinite one as about
     9.2e9 s, past what a thread can wait (OverflowError; every Predict sent without a timeout had failed INTERNAL).
     TF Serving runs such a call with no run timeout."""
-    remaining = context.time_remaining()
-    return None if remaining is None or remaining >= threading.TIMEOUT_MAX else remaining
+    return waitable(context.time_remaining())
 
 
 def grpc_message(message: str) -> str:

@@ -24,6 +24,16 @@ def test_a_deadline_that_fired_cannot_be_cancelled():
     assert ran.wait(5) and not deadline.cancel()
 
 
+def test_a_deadline_past_what_a_thread_can_wait_leaves_the_watchdog_running():
+    """A deadline further than threading.TIMEOUT_MAX (a REST timeout of 1e13 ms) is waited without end: the wait had
+    raised OverflowError, ending the watchdog's thread and every deadline after it."""
+    watchdog, ran = Watchdog(), threading.Event()
+    watchdog.call_later(threading.TIMEOUT_MAX * 2, lambda: None)
+    time.sleep(0.1)
+    watchdog.call_later(0.05, ran.set)
+    assert ran.wait(5)
+
+
 def test_cancelled_deadlines_do_not_pile_up():
     watchdog = Watchdog()
     for _ in range(3 * COMPACT_EVERY):

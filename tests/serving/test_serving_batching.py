@@ -201,6 +201,32 @@ def test_stop_waits_for_busy_batch_threads_once_in_all_not_once_each(caplog):
     assert [future.result(30)["y"].tolist() for future in futures] == [[0], [1], [2]]   # left to finish
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")   # a batch thread's failure
+@pytest.mark.parametrize("timeout_micros", [2 ** 63 - 1, 9_300_000_000_000_000])
+def test_a_batch_timeout_past_what_a_thread_can_wait_holds_a_partial_batch_until_it_fills_as_in_tensorflow(
+        timeout_micros):
+    """SharedBatchScheduler sends a partial batch once NowMicros() >= its start + batch_timeout_micros, never true
+    for INT64_MAX (a uint64 sum of it and the epoch's microseconds does not wrap): a batch goes when full, or when
+    the server stops. Such a timeout (from about 9.2e15 µs, past threading.TIMEOUT_MAX) had raised OverflowError in
+    the batch thread, which ended: every request, and a warm-up at start, waited for ever."""
+    scheduler = BatchScheduler(Batching(max_batch_size=2, batch_timeout_micros=timeout_micros, num_batch_threads=1))
+    batcher = scheduler.batcher(lambda arrays: {"y": arrays["x"] * 2})
+    try:
+        first = batcher.submit({"x": np.array([1])})
+        time.sleep(0.2)
+        assert not first.done()
+        second = batcher.submit({"x": np.array([2])})
+        assert (first.result(10)["y"].tolist(), second.result(10)["y"].tolist()) == ([2], [4])
+        partial = batcher.submit({"x": np.array([3])})
+        time.sleep(0.2)
+        assert not partial.done()
+        scheduler.drain()                  # (a stop runs it at once)
+        assert partial.result(10)["y"].tolist() == [6]
+    finally:
+        scheduler.stop(seconds=5)
+    assert not any(thread.is_alive() for thread in scheduler._threads)
+
+
 @pytest.mark.parametrize("text, error", [
     ("num_batch_threads { value: 0 }", "num_batch_threads must be positive; was 0"),
     ("num_batch_threads { value: -1 }", "num_batch_threads must be positive; was -1"),
