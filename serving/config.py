@@ -339,6 +339,16 @@ def prometheus_path(config) -> str | None:
     return config.prometheus_config.path or DEFAULT_PROMETHEUS_PATH
 
 
+def schedulable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: taskset, a container's cpuset), as TensorFlow's
+    port::NumSchedulableCPUs and port::MaxParallelism count them for TF Serving's thread defaults; every CPU of the
+    host where the platform has no affinity mask."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def size_t(value: int) -> int:
     """``value`` as C++ stores it in a size_t (TF's queue options): a negative one becomes a huge count."""
     return value % 2 ** 64
@@ -350,7 +360,7 @@ class Batching:
     max_batch_size: int = 1000
     batch_timeout_micros: int = 0
     max_enqueued_batches: int = 10
-    num_batch_threads: int | None = None   # None (unset): number of CPUs
+    num_batch_threads: int | None = None   # None (unset): the CPUs this process may run on
     allowed_batch_sizes: tuple = ()
     pad_variable_length_inputs: bool = False
     enable_large_batch_splitting: bool = False
@@ -402,8 +412,9 @@ class Batching:
 
     @property
     def threads(self) -> int:
-        """The batch threads: ``num_batch_threads``, unset the number of CPUs (SharedBatchScheduler's default)."""
-        return self.num_batch_threads if self.num_batch_threads is not None else os.cpu_count() or 1
+        """The batch threads: ``num_batch_threads``, unset the CPUs this process may run on (SharedBatchScheduler's
+        default, port::MaxParallelism)."""
+        return self.num_batch_threads if self.num_batch_threads is not None else schedulable_cpus()
 
 
 def load_batching_parameters(path: str) -> Batching:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import os
 import threading
 
 import grpc
 
 from core.settings import host_port as address
+from serving.config import schedulable_cpus
 from serving.status import invalid
 
 log = logging.getLogger("serving.grpc")
@@ -53,7 +53,7 @@ class GrpcServer:
         self.api = api
         self.host = host
         self.port = port
-        self.max_threads = max_threads or 4 * (os.cpu_count() or 1)
+        self.max_threads = max_threads or 4 * schedulable_cpus()
         options = {MAX_RECEIVE: min(max_receive_bytes, INT32_MAX), MAX_SEND: INT32_MAX}
         options.update(parse_channel_arguments(channel_arguments))
         self.options = list(options.items())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import threading
 import time
 
@@ -52,7 +51,7 @@ class Server:
             raise invalid("server_options.batching_parameters_file is set without setting "
                           "server_options.enable_batching to true.")
         self.scheduler = None
-        threads = options.rest_api_num_threads or 4 * (os.cpu_count() or 1)
+        threads = options.rest_api_num_threads or 4 * config_lib.schedulable_cpus()
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="run")
         # the work of large REST requests, off the connections' loop (RestApi._off_loop)
         self.handlers = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rest")

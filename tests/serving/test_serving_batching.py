@@ -273,11 +273,28 @@ def test_batching_parameters_tensorflow_accepts_are_served_as_there(tmp_path):
     assert runs == [4] * 7
 
 
-def test_unset_num_batch_threads_is_one_per_cpu_as_in_tensorflow():
-    """SharedBatchScheduler's default (port::MaxParallelism) when the file does not set the field."""
+def test_unset_num_batch_threads_is_one_per_cpu_as_in_tensorflow(monkeypatch, tmp_path):
+    """SharedBatchScheduler's default (port::MaxParallelism) when the file does not set the field: the CPUs this
+    process may run on (its affinity, e.g. a container's cpuset), not every CPU of the host, which it had counted;
+    so do the REST and gRPC thread defaults, 4 x port::NumSchedulableCPUs (server.h)."""
+    from serving import config as config_lib
+    from serving.grpcserver import GrpcServer
     from serving.protos import BatchingParameters
-    assert Batching.from_proto(BatchingParameters()).threads == os.cpu_count()
+    from serving.server import Server
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    assert Batching.from_proto(BatchingParameters()).threads == 3
     assert Batching.from_proto(BatchingParameters(num_batch_threads={"value": 3})).threads == 3
+    assert GrpcServer(None, "127.0.0.1", 0).max_threads == 12
+    server = Server(config_lib.ServerOptions(model_name="letters", model_base_path=str(tmp_path)))
+    try:
+        assert server.executor._max_workers == server.handlers._max_workers == 12
+    finally:
+        server.executor.shutdown()
+        server.handlers.shutdown()
+    monkeypatch.delattr(os, "sched_getaffinity")            # a platform without affinity masks
+    assert Batching.from_proto(BatchingParameters()).threads == 16
 
 
 def test_a_rest_request_whose_deadline_passes_in_the_batch_queue_is_429_when_its_batch_is_taken(tmp_path):
