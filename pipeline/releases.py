@@ -44,6 +44,12 @@ LABELS = ("stable", "canary")
 # error only with END), so a promote's wait cannot see why: this says where to look.
 RETRYING_NOTE = ("; a server whose load failed retries it (--max_num_load_retries, --load_retry_interval_micros: "
                  "5 x 60 s by default) and reports LOADING without the error meanwhile: its log says why")
+# Why a server has not applied a config, when no label of it explains it (:func:`_refusal`): one that never re-reads
+# it (--model_config_file_poll_wait_seconds 0), or reads another file, says nothing a wait can see.
+NOT_APPLIED_NOTE = "(it re-reads it every --model_config_file_poll_wait_seconds, when set; its log says why not)"
+# A version's state on a server that has not applied a config serving it: the version not in the model's status, or
+# the model not served at all (TF Serving's NOT_FOUND for its status).
+UNSEEN_STATES = ("NOT_TRACKED", "HTTP 404")
 WAIT_REPORT_SECONDS = 5   # promote: how often a wait for the server to load the version is reported
 
 
@@ -502,7 +508,9 @@ def _wait_available(server: RestConnection, server_url: str, model_name: str, ve
                                  "; a server loads a version that failed again only once it has applied a config "
                                  "without it (its next config poll after the one put back)" if not retried else
                                  RETRYING_NOTE if state == "LOADING" else "")
-                             + (f"; it may not have applied the config: {_refusal(refused)}" if refused else ""))
+                             + (f"; it may not have applied the config: {_refusal(refused)}" if refused else
+                                f"; the server has not applied the config {NOT_APPLIED_NOTE}"
+                                if state in UNSEEN_STATES else ""))
         if show:
             print(f"waiting for version {version} to become AVAILABLE on {server_url} (state: {state}; "
                   f"{waited:.0f} of {timeout:.0f} s)", file=sys.stderr, flush=True)
@@ -524,9 +532,7 @@ def _wait_label(server: RestConnection, server_url: str, model_name: str, label:
             raise ValueError(
                 f"label {label!r} is on version {version} in {config_file}, but the server at {server_url} still "
                 f"serves it at {'version %d' % served if served is not None else 'no version'} after {timeout:.0f} s: "
-                "it has not applied that config" + (
-                    f" ({_refusal(refused)})" if refused else
-                    " (it re-reads it every --model_config_file_poll_wait_seconds, when set; its log says why not)"))
+                "it has not applied that config " + (f"({_refusal(refused)})" if refused else NOT_APPLIED_NOTE))
         if show:
             print(f"waiting for the server at {server_url} to serve label {label!r} at version {version} (it serves "
                   f"{'version %d' % served if served is not None else 'no version'}; {waited:.0f} of "

@@ -532,6 +532,29 @@ def test_promote_fails_when_the_server_does_not_serve_the_label_at_the_new_versi
                 in capsys.readouterr().err)
 
 
+def test_a_version_a_server_never_saw_says_it_has_not_applied_the_config(tmp_path, capsys):
+    """A server that never re-reads its config (or reads another file) leaves the version NOT_TRACKED: the wait ran
+    out saying only the state, where the label's wait says why it may be so."""
+    serving_dir, config_file = tmp_path / "letters", tmp_path / "models.config"
+    testing.publish_version(str(serving_dir), 1)
+    testing.publish_version(str(serving_dir), 2)
+    config_file.write_text(f"model_config_list {{ config {{ name: 'letters' base_path: '{serving_dir}' "
+                           "model_platform: 'tensorflow' model_version_policy { specific { versions: 1 } } } }")
+    before = config_file.read_bytes()
+    with testing.start_server(model_config_file=str(config_file), file_system_poll_wait_seconds=0.2,
+                              model_config_file_poll_wait_seconds=0) as server:   # never re-reads it
+        try:
+            releases.set_label(str(config_file), "canary", 2, str(serving_dir), server_url=server.url, timeout=1)
+        except ValueError as err:
+            assert (f"version 2 did not become AVAILABLE on {server.url} within 1 s (state: NOT_TRACKED); the server "
+                    "has not applied the config (it re-reads it every --model_config_file_poll_wait_seconds, when "
+                    f"set; its log says why not); label 'canary' left unchanged and {config_file} put back as it "
+                    "was") == str(err), err
+        else:
+            raise AssertionError("the server loaded a version of a config it never read")
+    assert config_file.read_bytes() == before
+
+
 def test_a_stop_between_the_label_and_its_history_is_held_until_both_are_written(tmp_path, monkeypatch, capsys):
     """SIGTERM (or Ctrl-C) right after the label was written had lost the history entry and said "left unchanged";
     a rollback then said the label had no version before, from the wrong promotion."""
