@@ -135,11 +135,8 @@ def serving_dir_versions(serving_dir: str, model_name: str = configs.MODEL_NAME)
 
 def list_versions(serving_dir: str, metadata_file: str, config_file: str | None = None) -> list[dict]:
     folders = serving_dir_versions(serving_dir)
-    labels = {}
-    if config_file and os.path.exists(config_file):
-        model = _model_config(load_config(config_file), configs.MODEL_NAME, create=False)
-        if model is not None:
-            labels = {label: version for label, version in model.version_labels.items()}
+    model = _configured_model(config_file, configs.MODEL_NAME) if config_file else None
+    labels = dict(model.version_labels) if model is not None else {}
     evaluations = evaluations_by_model(metadata_file)
     rows = []
     for version, record in sorted(pushed_versions(serving_dir).items()):
@@ -153,7 +150,7 @@ def list_versions(serving_dir: str, metadata_file: str, config_file: str | None 
 def served_label_notes(config_file: str, server_url: str, model_name: str = configs.MODEL_NAME) -> list[str]:
     """Of the labels in ``config_file``, those a running server serves at another version (or not at all), one note
     each: the server has not applied the file (yet). None when it cannot be reached."""
-    model = _model_config(load_config(config_file), model_name, create=False) if os.path.exists(config_file) else None
+    model = _configured_model(config_file, model_name)
     if model is None or not model.version_labels:
         return []
     server = RestConnection(server_url, timeout=5)
@@ -215,7 +212,12 @@ def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
     return protos.wheel_config(config)
 
 
-def _model_config(config, name: str, create: bool = True, base_path: str | None = None):
+def _model_config(config, name: str, source: str, create: bool = True, base_path: str | None = None):
+    """The entry of model ``name`` in ``config`` (read from ``source``), added when ``create``, else None when there
+    is none; ValueError for a config whose models are not a list (a custom_model_config, ModelServerConfig's other
+    branch: a label change would replace it with a list)."""
+    if config.HasField("custom_model_config"):
+        raise ValueError(f"{source} holds a custom_model_config, not a model_config_list: left as it is")
     for model in config.model_config_list.config:
         if model.name == name:
             return model
@@ -223,6 +225,13 @@ def _model_config(config, name: str, create: bool = True, base_path: str | None 
         return None
     model = config.model_config_list.config.add(name=name, base_path=base_path or "", model_platform="tensorflow")
     return model
+
+
+def _configured_model(config_file: str, name: str):
+    """The entry of model ``name`` in ``config_file``; None when there is no such file or no such entry."""
+    if not os.path.exists(config_file):
+        return None
+    return _model_config(load_config(config_file), name, config_file, create=False)
 
 
 def _history_path(config_file: str) -> str:
@@ -337,7 +346,7 @@ def ensure_config(config_file: str, serving_dir: str, model_name: str = configs.
     if os.path.exists(config_file):
         return False
     config = model_server_config_pb2.ModelServerConfig()
-    _model_config(config, model_name, base_path=os.path.abspath(serving_dir))
+    _model_config(config, model_name, config_file, base_path=os.path.abspath(serving_dir))
     _write_config(config_file, config)
     return True
 
@@ -381,7 +390,7 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
         history = _read_history(config_file)   # a damaged history stops us before any change
     before = Path(config_file).read_bytes() if os.path.exists(config_file) else None
     config = load_config(config_file) if before is not None else model_server_config_pb2.ModelServerConfig()
-    model = _model_config(config, model_name, base_path=os.path.abspath(serving_dir))
+    model = _model_config(config, model_name, config_file, base_path=os.path.abspath(serving_dir))
     # A label on a version the serving dir does not hold (the shipped config's placeholders) is dropped: no server
     # can answer it, TF Serving refuses a config that names one unless --allow_version_labels_for_unavailable_models
     # and the label is unchanged (ServerCore::UpdateModelVersionLabelMap), and it is nothing to roll back to.
@@ -601,7 +610,7 @@ def _config_label(config_file: str, model_name: str, label: str, promoted: int) 
     """The version ``label`` is on in ``config_file``; ValueError saying why there is none (no such file, no such
     model in it, the label not set there) and what to do, its last promotion having put it on ``promoted``."""
     exists = os.path.exists(config_file)
-    model = _model_config(load_config(config_file), model_name, create=False) if exists else None
+    model = _configured_model(config_file, model_name)
     missing = ("does not exist" if not exists else
                f"has no model {model_name!r}" if model is None else
                f"does not set label {label!r}" if label not in model.version_labels else None)

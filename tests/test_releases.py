@@ -426,6 +426,23 @@ def test_a_config_with_tf_serving_2_20_fields_is_promoted_on_and_keeps_them(tmp_
     assert "per_task_sampling_configs" in text and 'dc: "aa"' in text and "stable" in text
 
 
+def test_a_custom_model_config_is_refused_and_left_as_it_is(tmp_path, capsys):
+    """ModelServerConfig's other branch: promote had replaced it with a model_config_list (its content lost), and
+    list showed no label."""
+    serving_dir, (v1,) = pushed(tmp_path)
+    config_file = tmp_path / "models" / "models.config"
+    config_file.write_text("custom_model_config { type_url: 'type.googleapis.com/x.Y' value: 'abc' }\n")
+    history = tmp_path / "models" / "models.config.history.json"
+    history.write_text(json.dumps([{"label": "stable", "version": v1, "previous": v1 - 1}]))
+    before = config_file.read_bytes(), history.read_bytes()
+    for argv in (["list"], ["promote", str(v1)], ["rollback"]):
+        code, err = run([*argv, "--serving-dir", str(serving_dir), "--server-url", "",
+                         "--metadata-path", str(tmp_path / "n.db")], capsys)
+        assert (code, err) == (2, f"error: {config_file} holds a custom_model_config, not a model_config_list: left "
+                                  "as it is"), (argv, err)
+    assert (config_file.read_bytes(), history.read_bytes()) == before
+
+
 def test_the_shipped_placeholder_labels_are_removed_never_served_nor_rolled_back_to(tmp_path, capsys, caplog):
     """serving/deploy/models.config ships ``stable: 1`` and ``canary: 2``: the first promote put versions 1 and 2
     into the specific versions (the server then logged them missing twice a second), kept ``canary: 2``, and
