@@ -37,6 +37,7 @@ from pipeline.flags import defaults_from_env, path_or_default
 from serving import protos
 from serving import versions as serving_versions
 from serving.client import RestConnection, ServingUnavailable, version_errors, version_states
+from serving.config import repeated_model_error
 
 LABELS = ("stable", "canary")
 # A failed load is retried --max_num_load_retries times, --load_retry_interval_micros apart (5 x 60 s by default),
@@ -215,9 +216,11 @@ def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
 def _model_config(config, name: str, source: str, create: bool = True, base_path: str | None = None):
     """The entry of model ``name`` in ``config`` (read from ``source``), added when ``create``, else None when there
     is none; ValueError for a config whose models are not a list (a custom_model_config, ModelServerConfig's other
-    branch: a label change would replace it with a list)."""
+    branch: a label change would replace it with a list) or that lists a model twice (TF Serving refuses it)."""
     if config.HasField("custom_model_config"):
         raise ValueError(f"{source} holds a custom_model_config, not a model_config_list: left as it is")
+    if repeated := repeated_model_error(config):   # TF Serving refuses the whole file: which entry to edit?
+        raise ValueError(f"{source}: {repeated}: left as it is")
     for model in config.model_config_list.config:
         if model.name == name:
             return model

@@ -265,11 +265,8 @@ def check_model_server_config(config, source: str, served=()) -> None:
         raise invalid(f"{source}: custom_model_config is not supported; use model_config_list")
     # ServerCore's ValidateModelConfigList (there is no --model_config_list_root_dir here): unique names, and base
     # paths that are absolute or URIs. Its messages, which name no source.
-    names = set()
-    for model in config.model_config_list.config:
-        if model.name in names:
-            raise invalid(f"Illegal to list model {model.name} multiple times in config list")
-        names.add(model.name)
+    if repeated := repeated_model_error(config):
+        raise invalid(repeated)
     for model in config.model_config_list.config:
         if "://" not in model.base_path and not os.path.isabs(model.base_path):
             raise invalid(f"Expected model {model.name} to have an absolute path or URI; "
@@ -283,6 +280,17 @@ def check_model_server_config(config, source: str, served=()) -> None:
         if platform != "tensorflow":   # ServerCore::CreateStoragePathRoutes: no source adapter for it
             raise invalid(f"Model {model.name} requests unsupported platform {platform}")
         check_logging_config(model, source)
+
+
+def repeated_model_error(config) -> str | None:
+    """ServerCore's ValidateModelConfigList's first check, in its words: a model the list names more than once (the
+    first), which refuses the whole config; None when each is named once."""
+    names = set()
+    for model in config.model_config_list.config:
+        if model.name in names:
+            return f"Illegal to list model {model.name} multiple times in config list"
+        names.add(model.name)
+    return None
 
 
 def _platform(model) -> str:

@@ -443,6 +443,26 @@ def test_a_custom_model_config_is_refused_and_left_as_it_is(tmp_path, capsys):
     assert (config_file.read_bytes(), history.read_bytes()) == before
 
 
+def test_a_config_listing_the_model_twice_is_refused_in_tf_servings_words(tmp_path, capsys):
+    """TF Serving refuses the whole file (ServerCore's ValidateModelConfigList): promote had edited the first entry,
+    list shown its labels alone."""
+    serving_dir, (v1, v2) = pushed(tmp_path, 2)
+    config_file = tmp_path / "models" / "models.config"
+    entry = (f"config {{ name: 'letters' base_path: '{serving_dir}' model_platform: 'tensorflow' "
+             f"model_version_policy {{ specific {{ versions: {v1} versions: {v2} }} }} version_labels {{ key: '%s' "
+             "value: %d } }")
+    config_file.write_text(f"model_config_list {{ {entry % ('stable', v1)} {entry % ('canary', v2)} }}\n")
+    history = tmp_path / "models" / "models.config.history.json"
+    history.write_text(json.dumps([{"label": "stable", "version": v1, "previous": v2}]))
+    before = config_file.read_bytes(), history.read_bytes()
+    for argv in (["list"], ["promote", str(v2)], ["rollback"]):
+        code, err = run([*argv, "--serving-dir", str(serving_dir), "--server-url", "",
+                         "--metadata-path", str(tmp_path / "n.db")], capsys)
+        assert (code, err) == (2, f"error: {config_file}: Illegal to list model letters multiple times in config "
+                                  "list: left as it is"), (argv, err)
+    assert (config_file.read_bytes(), history.read_bytes()) == before
+
+
 def test_the_shipped_placeholder_labels_are_removed_never_served_nor_rolled_back_to(tmp_path, capsys, caplog):
     """serving/deploy/models.config ships ``stable: 1`` and ``canary: 2``: the first promote put versions 1 and 2
     into the specific versions (the server then logged them missing twice a second), kept ``canary: 2``, and
