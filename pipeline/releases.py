@@ -36,7 +36,7 @@ from core.configs import Config
 from pipeline.flags import defaults_from_env, path_or_default
 from serving import protos
 from serving import versions as serving_versions
-from serving.client import RestConnection, ServingUnavailable, version_errors, version_states
+from serving.client import RestConnection, ServingUnavailable, parse_base_url, version_errors, version_states
 from serving.config import repeated_model_error
 
 LABELS = ("stable", "canary")
@@ -653,6 +653,11 @@ def main(argv=None) -> int:
     args.metadata_path = path_or_default(args.metadata_path, defaults.metadata_file)
     args.config = path_or_default(args.config, default_config_file(defaults.replace(serving_dir=args.serving_dir)))
     try:
+        if args.server_url:   # before anything is shown or changed
+            try:
+                parse_base_url(args.server_url)
+            except ValueError as err:
+                raise ValueError(f"--server-url: {err}") from None
         if args.command == "list":
             print(format_versions(list_versions(args.serving_dir, args.metadata_path, args.config)))
             for note in served_label_notes(args.config, args.server_url) if args.server_url else []:

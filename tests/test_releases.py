@@ -130,6 +130,17 @@ def test_incomplete_versions_bad_configs_and_paths_are_one_line_errors(tmp_path,
     assert code == 2 and "cannot read the ML Metadata store" in err and len(err.splitlines()) == 1
 
 
+def test_a_server_url_that_is_no_http_url_is_refused_before_anything_is_shown(tmp_path, capsys):
+    """list had printed its whole table, then the error."""
+    serving_dir, (v1,) = pushed(tmp_path)
+    for url in ("127.0.0.1:22800", "ftp://127.0.0.1:22800"):
+        for argv in (["list"], ["promote", str(v1)], ["rollback"]):
+            assert releases.main([*argv, "--serving-dir", str(serving_dir), "--server-url", url]) == 2
+            captured = capsys.readouterr()
+            assert (captured.out, captured.err) == ("", f"error: --server-url: {url!r} is not an http(s) URL\n")
+    assert not (tmp_path / "models" / "models.config").exists()
+
+
 def test_promote_on_a_live_server_waits_for_the_version_over_one_connection(tmp_path, monkeypatch, capsys):
     serving_dir, config_file = tmp_path / "letters", tmp_path / "models.config"
     testing.publish_version(str(serving_dir), 1)
