@@ -17,7 +17,10 @@ One policy, used by the ExampleGen and by the web client's backend:
 * refuse what Pillow reads and TensorFlow's decoders refuse as damaged: a PNG with a critical chunk failing its
   CRC, or cut short before its IEND chunk; a BMP cut short in its last row (Pillow reads it without its padding
   bytes); a GIF whose pixels use a colour its colour table lacks (or that has no colour table), which viewers show
-  each their own way, or whose image data is cut short before its end block;
+  each their own way, whose image data is cut short before its end block, or with a byte that begins no block
+  before its image;
+* re-encode a JPEG that lacks its end marker (FF D9), an upload cut short, when Pillow reads all its rows:
+  TensorFlow's decoder refuses it (it reads past the end of the data), and nothing is lost;
 * re-encode also what TensorFlow decodes but reads otherwise than a viewer shows it: a PNG whose transparency is
   one key colour (tRNS on a grey or RGB image: TensorFlow reads it opaque, so a transparent background became
   ink), a photo with an EXIF orientation (turned upright first; TensorFlow ignores EXIF, so a phone's sideways
@@ -42,6 +45,7 @@ import collections
 import hashlib
 import io
 import os
+import re
 import stat
 import threading
 import zlib
@@ -175,9 +179,11 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
             raise ImageRejected("truncated_or_corrupt", f"EXIF orientation: {_why(err)}") from None
         width, height = img.size
     jpeg_refused = fmt == "JPEG" and _jpeg_process(data) not in _TF_JPEG_PROCESSES
+    jpeg_unended = fmt == "JPEG" and not _jpeg_ends(data)   # (every row read: its pixels are kept)
     if (fmt, mode) in TF_NATIVE and not turned and not uncovered and not _animated_with_alpha(img) \
             and not _key_colour_alpha(img) and not _bmp_tensorflow_misreads(fmt, data) \
-            and not _animated_gif(fmt, img) and not jpeg_refused and not _cmyk_inks_misread(fmt, mode, img):
+            and not _animated_gif(fmt, img) and not jpeg_refused and not jpeg_unended \
+            and not _cmyk_inks_misread(fmt, mode, img):
         return CheckedImage(data, fmt, mode, width, height, reencoded=False)
     if (fmt == "JPEG" and not jpeg_refused or fmt == "WEBP" and _lossy_webp(data)) \
             and img.mode in ("RGB", "L", "CMYK") and "transparency" not in img.info:
@@ -254,21 +260,55 @@ def _jpeg_process(data: bytes) -> int | None:
     return None
 
 
+# In entropy-coded data a 0xFF byte is followed by 0x00 (a stuffed 0xFF), a restart marker (0xD0-0xD7) or another
+# 0xFF (fill): any other byte after it is the marker that ends the scan.
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _jpeg_ends(data: bytes) -> bool:
+    """Whether a JPEG's first picture reaches its end (EOI) marker, walking its marker segments and, after each
+    start of scan, its entropy-coded data up to the marker after it. Without it TensorFlow's decoder (jpeg_handle.cc,
+    which does not recover truncated data) may need bytes past the end of the data and refuses the image ("Input file
+    read error"), where Pillow reads every row with no error."""
+    at = 2                                            # after SOI
+    while at + 2 <= len(data):
+        if data[at] != 0xFF or data[at + 1] == 0xFF:  # fill bytes (or junk, which Pillow skips as well)
+            at += 1
+            continue
+        marker = data[at + 1]
+        if marker == 0xD9:
+            return True
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length: RSTn, TEM
+            at += 2
+            continue
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+        if marker == 0xDA:                            # start of scan: its data runs up to the next marker
+            found = _JPEG_SCAN_END.search(data, at)
+            if found is None:
+                return False
+            at = found.start()
+    return False
+
+
 def _gif_first_frame_box(data: bytes, img: Image.Image) -> tuple[int, int, int, int]:
     """The box (left, top, right, bottom) of a loaded GIF's first frame on its logical screen, read from the file's
-    blocks. Refuses a frame whose pixels use a colour its colour table (its own, else the global one) lacks, or
-    that has no colour table: TensorFlow's decoder refuses it, and Pillow and viewers each draw it their own way;
-    and a frame whose image data is cut short (:func:`_gif_image_data_end`).
+    blocks. Refuses a byte other than an extension's or an image's introducer before the first image (Pillow skips
+    it; TensorFlow's decoder, giflib, refuses the file, "Wrong record type detected", and Firefox takes it for the
+    end of the file, so no picture: whatever Pillow shows was read past damage); a frame whose pixels use a colour
+    its colour table (its own, else the global one) lacks, or that has no colour table: TensorFlow's decoder refuses
+    it, and Pillow and viewers each draw it their own way; and a frame whose image data is cut short
+    (:func:`_gif_image_data_end`).
     (The transparent colour is no colour: TensorFlow skips it before that check.)"""
     flags = data[10]
     colours = 2 << (flags & 7) if flags & 0x80 else 0
     at = 13 + 3 * colours                             # after the header, the screen and the global colour table
-    while at + 10 <= len(data) and data[at] != 0x2C:  # up to the first image descriptor
-        if data[at] == 0x21:                          # an extension: its label, then sub-blocks up to an empty one
-            at = _gif_blocks_end(data, at + 2)
-        at += 1                                       # (an unknown byte is skipped, as Pillow skips it)
+    while at < len(data) and data[at] == 0x21:       # extensions: a label, then sub-blocks up to an empty one
+        at = _gif_blocks_end(data, at + 2) + 1
     if at + 10 > len(data):
         raise ImageRejected("truncated_or_corrupt", "GIF has no image descriptor")
+    if data[at] != 0x2C:
+        raise ImageRejected("truncated_or_corrupt", f"GIF has a byte 0x{data[at]:02X} at offset {at}, where a block "
+                                                    f"(an extension or an image) begins (damaged data)")
     left, top, width, height = (int.from_bytes(data[at + i:at + i + 2], "little") for i in (1, 3, 5, 7))
     if data[at + 9] & 0x80:
         colours = 2 << (data[at + 9] & 7)

@@ -238,24 +238,61 @@ def test_a_gif_whose_image_data_lacks_its_end_is_refused_as_tensorflow_refuses_i
     assert image_io.check_image(whole[:-1]).data == whole[:-1]
 
 
+def test_a_gif_with_a_stray_byte_before_its_image_is_refused_as_tensorflow_refuses_it():
+    """A byte where a block (an extension, 0x21, or an image, 0x2C) begins: Pillow skips it and reads the pixels,
+    TensorFlow's decoder (giflib) refuses the file ("Wrong record type detected"), so it had been kept and ended the
+    pipeline's Transform."""
+    whole = png_bytes(letter_image(31, 17), "GIF")
+    at = 13 + 3 * (2 << (whole[10] & 7))                          # after the global colour table: the image
+    assert whole[at] == 0x2C
+    damaged = whole[:at] + b"\0" + whole[at:]
+    Image.open(io.BytesIO(damaged)).load()
+    assert _tf_gray(damaged) is None
+    with pytest.raises(image_io.ImageRejected, match=f"GIF has a byte 0x00 at offset {at}, where a block") as err:
+        image_io.check_image(damaged)
+    assert err.value.reason == "truncated_or_corrupt"
+
+
+def test_a_jpeg_without_its_end_marker_is_reencoded_as_tensorflow_refuses_it():
+    """Pillow reads every row of some JPEGs whose end marker (FF D9) is missing, an upload cut short; TensorFlow's
+    decoder reads past the end of the data for it and refuses them ("Input file read error"), so such a file had
+    been kept and ended the pipeline's Transform. The rows Pillow read are re-encoded (as a JPEG, as a JPEG's
+    pixels are); a whole JPEG, trailing bytes after its end marker too, is kept as it is."""
+    whole = png_bytes(letter_image(48, 17, seed=0), "JPEG")
+    damaged = whole[:-2]
+    assert (_gray(damaged) == _gray(whole)).all() and _tf_gray(damaged) is None
+    checked = image_io.check_image(damaged)
+    assert (checked.format, checked.reencoded, checked.data_format) == ("JPEG", True, "JPEG")
+    assert np.abs(_tf_gray(checked.data) - _gray(whole)).mean() < 2.5   # what the model reads is the letter
+    for kept in (whole, whole + b"trailing bytes", _jpeg_of_process(0xC2)):
+        assert image_io.check_image(kept).data == kept
+
+
 def test_every_damaged_gif_png_or_jpeg_that_is_kept_decodes_in_tensorflow():
-    """Bytes cut from the end, cut from within, added after or changed in GIFs, PNGs and JPEGs: whatever
+    """Bytes cut from the end, cut from within, added after, changed in or inserted into GIFs, PNGs and JPEGs (and
+    JPEGs of letters of several sizes and seeds, some of which Pillow reads without their end marker): whatever
     check_image keeps, tf.io.decode_image reads."""
     sources = [png_bytes(letter_image(width, 17, mode), fmt) for width in (5, 31, 64) for mode in ("L", "RGB", "P")
                for fmt in ("GIF", "PNG", "JPEG") if (fmt, mode) != ("JPEG", "P")]
-    assert _kept_damaged_copies_decode(sources, np.random.default_rng(11), ways=4) > 50
+    sources += [png_bytes(letter_image(width, height, mode, seed), "JPEG") for width in (40, 48, 96)
+                for height in (17, 48) for mode in ("L", "RGB") for seed in (0, 1)]
+    assert _kept_damaged_copies_decode(sources, np.random.default_rng(11), ways=5) > 100
 
 
 def _kept_damaged_copies_decode(sources: list[bytes], rng, ways: int) -> int:
     """Damages each of ``sources`` 12 times (the first ``ways`` of: bytes cut from the end, cut from within, added
-    after, one byte changed), decodes with TensorFlow whatever check_image keeps (raising if it refuses one), and
-    returns how many were kept."""
+    after, one byte changed, bytes inserted), and cut by its last byte and by its last two (a JPEG's end marker),
+    decodes with TensorFlow whatever check_image keeps (raising if it refuses one), and returns how many were
+    kept."""
     kept = 0
     for data in sources:
+        copies = [data[:-1], data[:-2]]
         for _ in range(12):
             how, at, count = rng.integers(ways), int(rng.integers(1, len(data))), int(rng.integers(1, 9))
-            damaged = (data[:-count], data[:at] + data[at + count:], data + rng.bytes(count),
-                       data[:at] + bytes([data[at] ^ int(rng.integers(1, 256))]) + data[at + 1:])[how]
+            copies.append((data[:-count], data[:at] + data[at + count:], data + rng.bytes(count),
+                           data[:at] + bytes([data[at] ^ int(rng.integers(1, 256))]) + data[at + 1:],
+                           data[:at] + rng.bytes(count) + data[at:])[how])
+        for damaged in copies:
             try:
                 checked = image_io.check_image(damaged)
             except image_io.ImageRejected:
