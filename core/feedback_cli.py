@@ -12,6 +12,7 @@ The store: :mod:`core.feedback`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -49,25 +50,30 @@ def _main(argv) -> int:
     except ValueError as err:   # a bad LETTERS_* variable: one line, as the other commands say it
         parser.error(str(err))
     default_feedback_dir = config.feedback_dir
-    parser.add_argument("--feedback-dir", default=None,
-                        help=f"the store (default: $LETTERS_FEEDBACK_DIR or {Config().feedback_dir})")
+    store_help = f"the store (default: $LETTERS_FEEDBACK_DIR or {Config().feedback_dir})"
+    parser.add_argument("--feedback-dir", default=None, help=store_help)
+    # --feedback-dir after the command too (the one after read when both are given): SUPPRESS, so that a command
+    # without it keeps the value given before it, which its default would overwrite.
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--feedback-dir", default=argparse.SUPPRESS, help=store_help)
     commands = parser.add_subparsers(dest="command", required=True)
-    export = commands.add_parser("export", help="write DIR/<class_folder>/<id>.png (the pipeline reads the store "
-                                                 "itself: local_runner.py --feedback-dir)")
+    add_command = functools.partial(commands.add_parser, parents=[store])
+    export = add_command("export", help="write DIR/<class_folder>/<id>.png (the pipeline reads the store "
+                                        "itself: local_runner.py --feedback-dir)")
     export.add_argument("--out", required=True, type=settings.path,
                         help="output folder (created; local: copy it to a bucket after)")
     export.add_argument("--overwrite", action="store_true", help="rewrite files already exported")
-    commands.add_parser("stats", help="print counts per class as JSON")
-    imports = commands.add_parser("import", help="store the images of DIR/<class_folder>/ as labelled feedback "
-                                                 "(the store is created if missing; nothing is stored twice)")
+    add_command("stats", help="print counts per class as JSON")
+    imports = add_command("import", help="store the images of DIR/<class_folder>/ as labelled feedback "
+                                        "(the store is created if missing; nothing is stored twice)")
     imports.add_argument("folder", metavar="DIR", help="one folder per class, as the pipeline's --data-root")
-    listing = commands.add_parser("list", help="print the rows, oldest first: id, label, predicted label, time, "
-                                               "source (the model version and route that answered)")
+    listing = add_command("list", help="print the rows, oldest first: id, label, predicted label, time, "
+                                      "source (the model version and route that answered)")
     listing.add_argument("--label", help="only the rows of this class")
-    relabel = commands.add_parser("relabel", help="correct a row's label (the next export moves its image)")
+    relabel = add_command("relabel", help="correct a row's label (the next export moves its image)")
     relabel.add_argument("id", metavar="ID", help="the row's id, or its start (the 8 characters messages show)")
     relabel.add_argument("label", metavar="LABEL", help="the right class folder name")
-    remove = commands.add_parser("remove", help="remove rows and their images (the next export drops them)")
+    remove = add_command("remove", help="remove rows and their images (the next export drops them)")
     remove.add_argument("ids", nargs="+", metavar="ID", help="a row's id, or its start")
     args = parser.parse_args(argv)
     if getattr(args, "label", None) is not None:   # (list --label, relabel's LABEL)

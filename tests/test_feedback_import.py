@@ -170,6 +170,24 @@ def test_a_tilde_after_the_equals_sign_names_the_home_folder(folder, tmp_path, m
     assert len(list((tmp_path / "home" / "export").glob("*/*.png"))) == 4 and not (tmp_path / "~").exists()
 
 
+def test_the_store_may_be_named_after_the_command_too(folder, tmp_path, monkeypatch, capsys):
+    """--feedback-dir after the command (letters-feedback stats --feedback-dir=~/fb, as web/README.md writes
+    relabel's) had been refused: unrecognized arguments. Given both before and after, the one after is read."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LETTERS_FEEDBACK_DIR", str(tmp_path / "default"))
+    assert feedback_cli.main(["import", str(folder), "--feedback-dir=~/store"]) == 0
+    store = tmp_path / "home" / "store"
+    assert f"--feedback-dir {store} " in capsys.readouterr().out and len(stored(store)) == 4
+    assert feedback_cli.main(["stats", "--feedback-dir=~/store"]) == 0
+    assert json.loads(capsys.readouterr().out)["records"] == 4
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "other"), "list", "--feedback-dir", str(store)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    assert feedback_cli.main(["--feedback-dir", str(store), "stats"]) == 0   # before it, as ever
+    assert json.loads(capsys.readouterr().out)["records"] == 4
+    assert feedback_cli.main(["stats"]) == 2   # neither: the default store, none there
+    assert f"no feedback store at {tmp_path / 'default'}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda root: (root / "x.png").write_bytes(b"x"), "no file in a class folder"),
     (lambda root: None, "no file in a class folder"),
