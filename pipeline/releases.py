@@ -639,7 +639,9 @@ def main(argv=None) -> int:
                         help="TF Serving models.config to read and edit (default: models.config beside the serving "
                              f"dir, {default_config_file(defaults)})")
     common.add_argument("--server-url", default="http://127.0.0.1:8501",
-                        help="a running model server: a label moves only once it has loaded the version")
+                        help="a running model server: promote and rollback move a label only once it has loaded the "
+                             "version, list notes the labels it serves otherwise (default: %(default)s; '' = none: "
+                             "the config file alone is read and edited)")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", parents=[common], help="pushed versions with their evaluation, blessing and labels")

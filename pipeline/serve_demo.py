@@ -182,9 +182,11 @@ def main(argv=None) -> int:
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the pipeline pushes <version>/ into, whose models are served "
                         "(default: %(default)s; $LETTERS_SERVING_DIR; empty: the default)")
-    p.add_argument("--serving-port", type=_known_port, default=8501, help="the model server's REST port")
+    p.add_argument("--serving-port", type=_known_port, default=8501,
+                   help="the model server's REST port (default: %(default)s)")
     p.add_argument("--grpc-port", type=_port, default=8500,
-                   help="the model server's gRPC port (0 = no gRPC; not the REST port: the server would skip REST)")
+                   help="the model server's gRPC port (default: %(default)s; 0 = no gRPC; not the REST port: the "
+                        "server would skip REST)")
     p.add_argument("--web-port", type=_known_port, default=None,
                    help="the web client's port (default: $LETTERS_WEB_PORT, else 8080)")
     p.add_argument("--model-config-file", default=None,

@@ -71,3 +71,18 @@ def test_each_flag_says_what_it_is_and_its_default_once(name, monkeypatch):
         for action in parser._actions:
             if action.option_strings and not isinstance(action, argparse._HelpAction):
                 assert action.help, f"{line} {action.option_strings[0]} has no help"
+
+
+@pytest.mark.parametrize("line, flag, says", [
+    *((f"letters-releases {sub}", "--server-url", ("(default: http://127.0.0.1:8501", "''"))
+      for sub in ("list", "promote", "rollback")),
+    ("letters-demo-serve", "--serving-port", ("(default: 8501)",)),
+    ("letters-demo-serve", "--grpc-port", ("(default: 8500",)),
+])
+def test_a_flag_the_readme_quotes_the_default_of_says_it(line, flag, says, monkeypatch):
+    """letters-releases' --server-url had not said its default, nor that '' edits the file alone (README: Releases),
+    and letters-demo-serve's --serving-port and --grpc-port had shown no default."""
+    parser = _parsers(line.split()[0], monkeypatch)[line]
+    action = next(action for action in parser._actions if flag in action.option_strings)
+    text = parser._get_formatter()._expand_help(action)
+    assert all(part in text for part in says), text
