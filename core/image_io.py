@@ -245,19 +245,32 @@ _TF_JPEG_PROCESSES = frozenset({0xC0, 0xC1, 0xC2, 0xC9, 0xCA})
 _JPEG_NOT_SOF = frozenset({0xC4, 0xC8, 0xCC})   # DHT, JPG, DAC: C0-CF markers that start no frame
 
 
-def _jpeg_process(data: bytes) -> int | None:
-    """The start-of-frame marker of a JPEG's first picture (0xC0 baseline ... 0xC3 lossless), walking the marker
-    segments from its start as Pillow does; None when none is found before the data ends."""
+def _jpeg_markers(data: bytes):
+    """The markers of a JPEG, in order, walking its marker segments from its start as Pillow does and, after each
+    start of scan, its entropy-coded data up to the marker after it; ends where the data does."""
     at = 2                                            # after SOI
-    while at + 4 <= len(data):
+    while at + 2 <= len(data):
         if data[at] != 0xFF or data[at + 1] == 0xFF:  # fill bytes (or junk, which Pillow skips as well)
             at += 1
             continue
         marker = data[at + 1]
-        if 0xC0 <= marker <= 0xCF and marker not in _JPEG_NOT_SOF:
-            return marker
+        yield marker
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length: RSTn, TEM
+            at += 2
+            continue
         at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
-    return None
+        if marker == 0xDA:                            # start of scan: its data runs up to the next marker
+            found = _JPEG_SCAN_END.search(data, at)
+            if found is None:
+                return
+            at = found.start()
+
+
+def _jpeg_process(data: bytes) -> int | None:
+    """The start-of-frame marker of a JPEG's first picture (0xC0 baseline ... 0xC3 lossless); None when none is
+    found before the data ends."""
+    return next((marker for marker in _jpeg_markers(data)
+                 if 0xC0 <= marker <= 0xCF and marker not in _JPEG_NOT_SOF), None)
 
 
 # In entropy-coded data a 0xFF byte is followed by 0x00 (a stuffed 0xFF), a restart marker (0xD0-0xD7) or another
@@ -266,28 +279,10 @@ _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 def _jpeg_ends(data: bytes) -> bool:
-    """Whether a JPEG's first picture reaches its end (EOI) marker, walking its marker segments and, after each
-    start of scan, its entropy-coded data up to the marker after it. Without it TensorFlow's decoder (jpeg_handle.cc,
+    """Whether a JPEG's first picture reaches its end (EOI) marker. Without it TensorFlow's decoder (jpeg_handle.cc,
     which does not recover truncated data) may need bytes past the end of the data and refuses the image ("Input file
     read error"), where Pillow reads every row with no error."""
-    at = 2                                            # after SOI
-    while at + 2 <= len(data):
-        if data[at] != 0xFF or data[at + 1] == 0xFF:  # fill bytes (or junk, which Pillow skips as well)
-            at += 1
-            continue
-        marker = data[at + 1]
-        if marker == 0xD9:
-            return True
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length: RSTn, TEM
-            at += 2
-            continue
-        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
-        if marker == 0xDA:                            # start of scan: its data runs up to the next marker
-            found = _JPEG_SCAN_END.search(data, at)
-            if found is None:
-                return False
-            at = found.start()
-    return False
+    return 0xD9 in _jpeg_markers(data)
 
 
 def _gif_first_frame_box(data: bytes, img: Image.Image) -> tuple[int, int, int, int]:
