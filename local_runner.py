@@ -623,17 +623,32 @@ def _main(argv=None) -> int:
         print(f"error: cannot create --pipeline-root {config.pipeline_root}: {err.strerror or err}", file=sys.stderr)
         return 2
     from core.files import LockHeld, exclusive
+    metadata_lock = metadata_run_lock(config)
     try:
-        with exclusive(os.path.join(config.pipeline_root, RUN_LOCK), wait=False):
+        with exclusive(os.path.join(config.pipeline_root, RUN_LOCK), wait=False), \
+                exclusive(metadata_lock, wait=False):
             return _run_alone(config, args, builtin_root)
     except LockHeld as err:   # two runs would read and write one ML Metadata store and one cache at once
         holder = f"process {err.holder}" if err.holder else "another process"
-        print(f"error: --pipeline-root {config.pipeline_root} is in use by another run ({holder}); wait for it to "
-              "end or give another --pipeline-root", file=sys.stderr)
+        if err.lock_path == metadata_lock:   # a run on another pipeline root with this ML Metadata file
+            name = flags.named("metadata_path", args.given, value=config.metadata_file,
+                               default=f"{flags.DEFAULT_PATHS['metadata_path']} ({config.metadata_file})")
+            print(f"error: {name} is in use by another run ({holder}); wait for it to end or give another "
+                  "--metadata-path", file=sys.stderr)
+        else:
+            print(f"error: --pipeline-root {config.pipeline_root} is in use by another run ({holder}); wait for it "
+                  "to end or give another --pipeline-root", file=sys.stderr)
         return 2
 
 
 RUN_LOCK = ".run.lock"   # in the pipeline root: held (flock) by the run using it, released by the OS when it ends
+
+
+def metadata_run_lock(config: Config) -> str:
+    """The lock file a run holds (flock) for its ML Metadata file, beside it (``metadata.sqlite.run.lock``), as
+    :data:`RUN_LOCK` for its pipeline root: a run on another pipeline root with the same --metadata-path would
+    read and write one store and take this run's cached steps from this run's root."""
+    return config.metadata_file + RUN_LOCK
 
 
 def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> int:

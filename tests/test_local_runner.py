@@ -95,6 +95,51 @@ def test_a_second_run_on_a_pipeline_root_in_use_is_refused_until_the_first_ends(
     assert local_runner.main(argv) == 0 and len(ran) == 2   # a run's own lock is gone once it ends
 
 
+RUN_HELD = r"""
+import sys
+import local_runner
+def held(config, **_):   # the run is under way: its locks are held until stdin closes
+    print("running", flush=True)
+    sys.stdin.read()
+    return {}
+local_runner.run = held
+sys.exit(local_runner.main(sys.argv[1:]))
+"""
+
+
+def test_a_run_on_another_pipeline_root_with_a_metadata_file_in_use_is_refused(tiny_letters, tmp_path, monkeypatch,
+                                                                                capsys):
+    """A run on a pipeline root whose ML Metadata file (--metadata-path) another run uses, on its own pipeline
+    root, is refused naming the file and that run's process: both had run on one store, the second taking the
+    first's cached steps from the first's root. A run whose metadata file is in its own root (the default) is not
+    refused by its own locks, and they are gone once it ends."""
+    import subprocess
+    import sys
+
+    from core import configs
+    ran = []
+    monkeypatch.setattr(local_runner, "run", lambda config, **_: ran.append(config) or {})
+    common = ["--data-root", str(tiny_letters), "--serving-dir", str(tmp_path / "s"), "--no-feedback",
+              "--no-pretrain", "--quiet"]
+    first = tmp_path / "p"
+    metadata = first / "metadata.sqlite"
+    other = subprocess.Popen([sys.executable, "-c", RUN_HELD, *common, "--pipeline-root", str(first)],
+                             cwd=str(configs.PROJECT_ROOT), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    argv = [*common, "--pipeline-root", str(tmp_path / "p2"), "--metadata-path", str(metadata)]
+    try:
+        assert "running\n" in iter(other.stdout.readline, "")   # after the data's lines
+        assert local_runner.main(argv) == 2 and ran == []
+        assert capsys.readouterr().err == (f"error: --metadata-path ({metadata}) is in use by another run (process "
+                                           f"{other.pid}); wait for it to end or give another --metadata-path\n")
+        other.stdin.close()   # the first run ends
+        assert other.wait() == 0
+    finally:
+        other.kill()
+        other.wait()
+    assert local_runner.main(argv) == 0 and len(ran) == 1
+    assert local_runner.main([*common, "--pipeline-root", str(first)]) == 0 and len(ran) == 2
+
+
 LOCK_DB = r"""
 import sqlite3, sys
 connection = sqlite3.connect(sys.argv[1], isolation_level=None)
