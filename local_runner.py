@@ -60,7 +60,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--no-pretrain", action="store_true", help="train --data-root's letters from a random start")
     p.add_argument("--no-cache", action="store_true", help="re-run every component even if its inputs are unchanged")
     p.add_argument("--summary-json", default=None, type=flags.output_file,
-                   help="also write the final summary to this file")
+                   help="also write the final summary to this file (a failed run's for a run ended before any step "
+                        "was done; removed as the run starts, so a run stopped or refused leaves none)")
     p.add_argument("--quiet", action="store_true",
                    help="leave out the log: the per-component progress lines and TFX's warnings (absl logging below "
                         "ERROR); the runner's and the components' own lines and the final summary are still printed")
@@ -520,13 +521,14 @@ def record_failure(config: Config, run_id: str, err: Exception) -> dict:
     return {"failed_because": reason, "failure_log": path}
 
 
-def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
+def run(config: Config, enable_cache: bool = True, quiet: bool = False, run_id: str | None = None) -> dict:
     """Runs the pipeline and prints its summary, which it returns. A Pusher that could not write to the serving
     dir (a full disk, no permission) ends the run with the summary's ``push_failed`` saying so: the components
     before it, the gate and the serving check, are done, and their verdicts are still the run's. Any other step
     that fails (an exception other than an empty data set's, which its caller says) ends the run with the
     summary's ``failed_step`` and ``failed_because`` saying which and why (:func:`record_failure`), as far as it
-    got: nothing after that step ran, the serving dir is as it was."""
+    got: nothing after that step ran, the serving dir is as it was. ``run_id``: the run's (a :func:`new_run_id`
+    without)."""
     from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
     from components.atomic_pusher import PushFailed
@@ -548,7 +550,7 @@ def run(config: Config, enable_cache: bool = True, quiet: bool = False) -> dict:
     config, not_compared = gate_after_a_split_change(config, feedback_root)   # on the feedback this run trains on
     print(estimated_budget(config, feedback_root).describe(estimated=True), flush=True)
     served = served_model(config.serving_dir)   # before the Pusher: the model the gate's baseline may differ from
-    run_id, push_failure, failure = new_run_id(), None, None
+    run_id, push_failure, failure = run_id or new_run_id(), None, None
     try:
         run_dag(create_pipeline(
             config, beam_pipeline_args=configs.beam_pipeline_args(config),
@@ -589,6 +591,8 @@ def main(argv=None) -> int:
 
 def _main(argv=None) -> int:
     config, args = parse_args(argv)
+    if args.summary_json and os.path.isfile(args.summary_json):   # a run that ends with no summary (stopped,
+        os.remove(args.summary_json)                               # refused) leaves none, not the last run's
     for field, path, problem_of in (("pipeline_root", config.pipeline_root, flags.folder_problem),
                                     ("serving_dir", config.serving_dir, flags.folder_problem),
                                     ("metadata_path", config.metadata_file, flags.file_problem)):
@@ -661,20 +665,16 @@ def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> i
     from components import image_example_gen as gen
     from core.feedback import FeedbackStoreError
     from pipeline import run_summary
+    run_id = new_run_id()
     try:
-        summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet)
+        summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet, run_id=run_id)
     except FeedbackStoreError as err:
-        print(f"error: {err}; --no-feedback runs without it", file=sys.stderr)
-        return 2
+        return ended_before_any_step(config, args, run_id, str(err), "; --no-feedback runs without it")
     except run_summary.MetadataInUse as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return ended_before_any_step(config, args, run_id, str(err))
     except gen.EmptyDatasetError as err:   # every file was skipped: the ExampleGen report above says why
-        print(f"error: {beam_message(err)}", file=sys.stderr)
-        return 2
-    if args.summary_json:
-        with open(args.summary_json, "w") as f:
-            json.dump(summary, f, indent=2, default=str)
+        return ended_before_any_step(config, args, run_id, beam_message(err))
+    write_summary(args, summary)
     cached = "" if args.no_cache else ", finished steps are reused from the cache"
     if summary.get("failed_because"):
         log = f"; the whole traceback is in {summary['failure_log']}" if summary.get("failure_log") else ""
@@ -687,6 +687,25 @@ def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> i
               f"same command again once it can be written{cached})", file=sys.stderr)
         return 2
     return 0
+
+
+def write_summary(args: argparse.Namespace, summary: dict) -> None:
+    """Writes the run's summary to --summary-json, if given."""
+    if args.summary_json:
+        with open(args.summary_json, "w") as f:
+            json.dump(summary, f, indent=2, default=str)
+
+
+def ended_before_any_step(config: Config, args: argparse.Namespace, run_id: str, reason: str, hint: str = "") -> int:
+    """Ends a run that stopped before any step was done (a feedback store it cannot read, ML Metadata locked, no
+    usable image) with one error line, ``reason`` and ``hint``, status 2; its --summary-json is a failed run's
+    (run_summary.failed_before_any_step: ``failed_because`` the reason, nothing pushed, the version still served),
+    not the last run's."""
+    from pipeline.run_summary import failed_before_any_step, served_model
+    print(f"error: {reason}{hint}", file=sys.stderr)
+    write_summary(args, failed_before_any_step(run_id, {"failed_because": reason, "failure_log": None},
+                                               served_model(config.serving_dir)))
+    return 2
 
 
 if __name__ == "__main__":

@@ -284,6 +284,47 @@ def test_a_step_that_fails_ends_after_the_summary_in_one_line(tiny_letters, tmp_
     assert capsys.readouterr().err.startswith("\ninterrupted: the run stopped where it was")
 
 
+def test_a_run_that_ends_without_its_summary_leaves_no_summary_json_of_the_last_run(tiny_letters, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """A run that ends with one error line before any step is done (a feedback store it cannot read, ML Metadata
+    locked, no usable image) writes a failed run's --summary-json (failed_because, nothing pushed, the version
+    still served), and a stopped one leaves none: the last run's, a success, had been left for a script to read."""
+    import json
+
+    from components.image_example_gen import EmptyDatasetError
+    from core.feedback import FeedbackStoreError
+    from pipeline.run_summary import MetadataInUse
+
+    summary = tmp_path / "summary.json"
+    argv = ["--data-root", str(tiny_letters), "--pipeline-root", str(tmp_path / "p"), "--serving-dir",
+            str(tmp_path / "s"), "--no-feedback", "--no-pretrain", "--quiet", "--summary-json", str(summary)]
+    for err, reason, line in (
+            (FeedbackStoreError("feedback store f: not a database"), "feedback store f: not a database",
+             "error: feedback store f: not a database; --no-feedback runs without it\n"),
+            (MetadataInUse("ML Metadata m is locked"), "ML Metadata m is locked", "error: ML Metadata m is locked\n"),
+            (EmptyDatasetError("no usable image [while running 'x']"), "no usable image",
+             "error: no usable image\n")):
+        summary.write_text(json.dumps({"pushed": True}))   # the last run's
+
+        def failing(config, err=err, **_):
+            raise err
+
+        monkeypatch.setattr(local_runner, "run", failing)
+        assert local_runner.main(argv) == 2 and capsys.readouterr().err == line
+        written = json.loads(summary.read_text())
+        assert written["run_id"] and {k: written[k] for k in ("failed_step", "failed_because", "failure_log",
+                                                              "pushed", "still_served")} == {
+            "failed_step": None, "failed_because": reason, "failure_log": None, "pushed": False,
+            "still_served": None}
+
+    def interrupted(config, **_):
+        raise KeyboardInterrupt
+
+    summary.write_text(json.dumps({"pushed": True}))
+    monkeypatch.setattr(local_runner, "run", interrupted)
+    assert local_runner.main(argv) == 130 and not summary.exists()
+
+
 def test_a_summary_json_on_a_file_the_run_keeps_is_a_usage_error(tmp_path, capsys):
     """--summary-json <pipeline-root>/metadata.sqlite had been taken: the summary was written over ML Metadata's
     database after the run, and the next run ended in a traceback (file is not a database). A file in the
