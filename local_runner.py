@@ -25,6 +25,7 @@ from core.configs import Config
 from core.model_dirs import holds_saved_model
 
 _PROGRESS = re.compile(r"^Component (\S+) is (running|finished)")
+_CACHE_HIT = re.compile(r"^A cached execution \d+ is used")   # TFX's launcher, between a step's two lines
 # Warnings TFX and Beam print on every run that say nothing about this run.
 _NOISE = ("ArtifactQuery.property_predicate is not supported", "`custom_executor_spec` is deprecated",
           "Couldn't find python-snappy", "If direct_num_workers is not equal to 1")
@@ -146,21 +147,36 @@ OVERLAPS = (   # (flag, other flag, relation, what would happen): paths a run re
 
 
 class _ProgressFilter(pylogging.Filter):
-    """Lets through the orchestrator's 'Component X is running/finished' lines and warnings, nothing else."""
+    """Lets through the orchestrator's 'Component X is running/finished' lines and warnings, nothing else; a step
+    whose cached outputs TFX's launcher reuses ends with 'X cached (inputs unchanged)', as the closing summary
+    says it, not 'X finished'."""
 
     def __init__(self, started: float):
         super().__init__()
         self.started = started
+        self.running = self.cached = None   # the step under way; the one that was a cache hit
 
     def filter(self, record):
         if record.levelno >= pylogging.WARNING:
             return not any(noise in record.getMessage() for noise in _NOISE)
-        match = _PROGRESS.match(record.getMessage())
-        if match:
-            elapsed = time.monotonic() - self.started
-            record.msg, record.args = f"[{elapsed:5.0f} s] {match.group(1)} {match.group(2)}", ()
-            return True
-        return False
+        message = record.getMessage()
+        if _CACHE_HIT.match(message) and self.running:
+            self.cached = self.running
+            return self._progress(record, f"{self.running} cached (inputs unchanged)")
+        match = _PROGRESS.match(message)
+        if not match:
+            return False
+        step, state = match.groups()
+        if state == "running":
+            self.running = step
+        elif step == self.cached:   # said already
+            return False
+        return self._progress(record, f"{step} {state}")
+
+    def _progress(self, record, text: str) -> bool:
+        elapsed = time.monotonic() - self.started
+        record.msg, record.args = f"[{elapsed:5.0f} s] {text}", ()
+        return True
 
 
 class _Formatter(pylogging.Formatter):

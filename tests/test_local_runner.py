@@ -3,6 +3,9 @@ import os
 import signal
 
 import pytest
+from tfx.dsl.component.experimental.annotations import OutputArtifact
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
 
 import local_runner
 
@@ -58,6 +61,44 @@ def test_the_summary_is_of_the_runners_own_run_not_the_newest_one(tmp_path):
                 for run_id in (first, second)}
     assert imported == {first: str(tmp_path / "one"), second: str(tmp_path / "two")}
     assert last_run(metadata)["run_id"] == second != first
+
+
+@component
+def Made(model: OutputArtifact[standard_artifacts.Model]):   # noqa: N802 - a component's name
+    """A step with no inputs: cached on every run after its first."""
+
+
+def test_a_step_whose_inputs_are_unchanged_is_said_to_be_cached_not_finished(tmp_path):
+    """A step TFX's launcher takes from the cache ends its progress lines with 'X cached (inputs unchanged)', as
+    the closing summary says it: it had been 'X finished' as a step that ran."""
+    import io
+    import logging
+    import time
+
+    from absl import logging as absl_logging
+    from tfx.orchestration import pipeline as tfx_pipeline
+    from tfx.orchestration.metadata import sqlite_metadata_connection_config
+
+    def lines_of_a_run() -> list[str]:
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        handler.addFilter(local_runner._ProgressFilter(time.monotonic()))
+        handler.setFormatter(local_runner._Formatter())
+        absl, verbosity = logging.getLogger("absl"), absl_logging.get_verbosity()   # TFX logs through absl
+        absl.addHandler(handler)   # before the root's handlers, which another test's run may have filtered
+        absl_logging.set_verbosity(absl_logging.INFO)
+        try:
+            local_runner.run_dag(tfx_pipeline.Pipeline(
+                pipeline_name="p", pipeline_root=str(tmp_path / "root"), enable_cache=True,
+                metadata_connection_config=sqlite_metadata_connection_config(str(tmp_path / "metadata.sqlite")),
+                components=[Made()]))
+        finally:
+            absl.removeHandler(handler)
+            absl_logging.set_verbosity(verbosity)
+        return [line.split("] ", 1)[1] for line in out.getvalue().splitlines() if line.startswith("[")]
+
+    assert lines_of_a_run() == ["Made running", "Made finished"]
+    assert lines_of_a_run() == ["Made running", "Made cached (inputs unchanged)"]
 
 
 HOLD = r"""
