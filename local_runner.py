@@ -651,8 +651,7 @@ def _main(argv=None) -> int:
     except LockHeld as err:   # two runs would read and write one ML Metadata store and one cache at once
         holder = f"process {err.holder}" if err.holder else "another process"
         if err.lock_path == metadata_lock:   # a run on another pipeline root with this ML Metadata file
-            name = flags.named("metadata_path", args.given, value=config.metadata_file,
-                               default=f"{flags.DEFAULT_PATHS['metadata_path']} ({config.metadata_file})")
+            name = flags.path_names({"--metadata-path": config.metadata_file}, args.given)["--metadata-path"]
             print(f"error: {name} is in use by another run ({holder}); wait for it to end or give another "
                   "--metadata-path", file=sys.stderr)
         else:

@@ -263,9 +263,10 @@ class Server:
         batches are split, and checked, on those outputs alone."""
         if self.scheduler is None or batch_size(arrays) == 0:
             return None
-        signature = servable.signature_defs.get(signature_name)
-        if outputs is not None and signature is not None and set(outputs) == set(signature.outputs):
-            outputs = None
+        if outputs is not None:
+            signature = servable.signature_defs.get(signature_name)
+            if signature is not None and set(outputs) == set(signature.outputs):
+                outputs = None
         return servable.batcher((signature_name, None if outputs is None else frozenset(outputs)),
                                 self._make_batcher)
 

@@ -38,7 +38,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from core import configs, json_text, prediction_log
+from core import configs, json_text, prediction_log, settings
 from core.deadlines import WATCHDOG
 from core.image_io import ImageRejected, check_image
 from core.request_log import RequestLogWriter
@@ -668,15 +668,14 @@ class WebServer(ThreadingHTTPServer):
         self._idle = {}                      # kept-alive sockets waiting for a request, longest idle first
         self._closing = set()                # idle sockets shut down to make room, their threads not yet ended
         self._busy = 0                       # requests being answered (not idle keep-alive connections)
-        self._quiet = threading.Condition()  # guards the one above, and stopping
-        self.stopping = False                # shutdown() was called: no new requests are taken
+        self._quiet = threading.Condition()  # guards the one above
+        self.stopping = False                # shutdown() was called (set under _room): no new requests are taken
         super().__init__(address, handler)
 
     @property
     def url(self) -> str:
         """``http://<host>:<port>`` of the listening socket, an IPv6 address in brackets (RFC 3986)."""
-        host, port = self.server_address[:2]
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        return f"http://{settings.host_port(*self.server_address[:2])}"
 
     def attach(self, backend: "Backend") -> None:
         """The backend the handlers answer with; before the first request is served."""
@@ -696,14 +695,14 @@ class WebServer(ThreadingHTTPServer):
             self._quiet.notify_all()
 
     def shutdown(self) -> None:
-        """Stops taking requests: no new connections, the idle kept-alive ones closed (their thread waits for no
-        next request), a request that arrives on one all the same refused with a 503, the requests being answered
-        answered with ``Connection: close``; then stops :meth:`serve_forever`. :meth:`drain` waits for the
-        answers."""
-        with self._room, self._quiet:   # (in this order, as connection_busy takes them)
-            self.stopping = True
+        """Stops taking requests: no new connections, the kept-alive ones waiting for their next request closed
+        (their next request is not read, its bytes at hand or not), a request that begins after the stop on a
+        connection it had not reached yet (a new connection's first, one read ahead with the last answer) refused
+        with a 503, the requests being answered answered with ``Connection: close``; then stops
+        :meth:`serve_forever`. :meth:`drain` waits for the answers."""
         with self._room:
-            for connection in [idle for idle in self._idle if not _readable(idle)]:
+            self.stopping = True
+            for connection in list(self._idle):
                 self._close_idle(connection)
         super().shutdown()
 
@@ -732,9 +731,7 @@ class WebServer(ThreadingHTTPServer):
             self._idle.pop(connection, None)
             if connection in self._closing or self.stopping:
                 return False
-            with self._quiet:
-                self._busy += 1
-            return True
+            return self.request_started()   # (True: stopping is set under _room alone)
 
     def _take_slot(self) -> None:
         """Waits until a new connection may have a thread, closing the longest idle connection when every slot

@@ -176,10 +176,11 @@ class ModelRouter:
             if status == 400:   # INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE: about the image sent
                 raise ServingRejected(status, message)
             self._raise_for(status, answer)
-        return Prediction(top=parse_top3(answer), version=resolution.version, route=resolution.route,
+        top, probabilities = parse_prediction(answer)
+        return Prediction(top=top, version=resolution.version, route=resolution.route,
                           requested_route=requested, fallback_reason=resolution.fallback_reason,
                           serving_ms=(done - resolved) * 1000, resolve_ms=(resolved - started) * 1000,
-                          probabilities=parse_probabilities(answer))
+                          probabilities=probabilities)
 
     def status(self) -> dict:
         """Model versions and states as TF Serving reports them (for the page's status line)."""
@@ -193,15 +194,6 @@ class ModelRouter:
         versions = [{"version": version, "state": state} for version, state in version_states(body).items()]
         return {"model": self.model_name, "versions": versions,
                 "available": any(v["state"] == "AVAILABLE" for v in versions)}
-
-
-def parse_probabilities(answer) -> list | None:
-    """The ``probabilities`` of a row-format ``predict_images`` response (27 numbers), or None without them
-    (an answer whose probabilities break the contract is refused by :func:`parse_top3` before this is read)."""
-    try:
-        return _probabilities(answer["predictions"][0])
-    except (KeyError, IndexError, TypeError, BadServingResponse):
-        return None
 
 
 def _is_number(value) -> bool:
@@ -242,9 +234,15 @@ def _class_index(value) -> int:
 
 
 def parse_top3(answer) -> list[dict]:
-    """The best three classes from a row-format ``predict_images`` response, checked against the model's
-    contract: the class list, the probabilities a distribution over its 27 classes, the top classes distinct and
-    best first, their scores the probabilities of those classes and none left out higher."""
+    """The best three classes of :func:`parse_prediction`."""
+    return parse_prediction(answer)[0]
+
+
+def parse_prediction(answer) -> tuple[list[dict], list | None]:
+    """(the best three classes, the 27 probabilities or None without them) from a row-format ``predict_images``
+    response, checked against the model's contract: the class list, the probabilities a distribution over its 27
+    classes, the top classes distinct and best first, their scores the probabilities of those classes and none
+    left out higher."""
     try:
         row = answer["predictions"][0]
     except (KeyError, IndexError, TypeError):
@@ -278,4 +276,4 @@ def parse_top3(answer) -> list[dict]:
         raise BadServingResponse(f"the prediction's top scores sum to {math.fsum(scores):.6g}, over 1")
     top = [{"class": CLASS_NAMES[index], "letter": GLYPHS[index], "index": index, "probability": _probability(score)}
            for index, score in list(zip(indices, scores))[:3]]
-    return top
+    return top, probabilities
