@@ -66,6 +66,7 @@ FONT_EXTENSIONS = (".ttf", ".otf", ".pfa", ".pfb")  # preference order when a fa
 
 MANIFEST = configs.GENERATED_MANIFEST
 LOCK = ".generate.lock"   # in the output folder: held (flock) by the generation writing it, dropped when it ends
+HAND = "hand"   # the source in the name of an image the simulated writers wrote (a font's name in one it rendered)
 WRITER_STREAM = 1_000_003   # keeps the writers' random numbers apart from the letters' ([seed, class, i])
 
 
@@ -296,28 +297,34 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
     script = [f for f in faces if f.script] or faces
     others = [f for f in faces if not f.script] or faces
     writer = _writers(style, seed, faces)
+    ours = set()   # the sources (fonts, "hand") named in the files of the data set in ``out``, if one is there
     if manifest_path.exists():
         try:
             old = json.loads(manifest_path.read_text())
         except ValueError:
             old = None
+        ours = _sources(old)
         same = isinstance(old, dict) and {k: old.get(k) for k in manifest} == manifest
         if same and not old.get("incomplete"):
-            problem = _dataset_problem(out, classes, per_class, old.get("sha256"))
+            problem = _dataset_problem(out, classes, per_class, old.get("sha256"), ours)
             if not problem:
                 if progress:
                     print(f"generate: {out} already holds this data set ({per_class} per class, seed {seed})")
-                    _note_others(out, classes)
+                    _note_others(out, classes, ours)
                 return old
             if progress:
                 print(f"generate: {out} no longer holds the data set {MANIFEST} describes ({problem}): writing it "
                       "again", flush=True)
         elif progress and not same:
-            removed = sum(len(_generated_files(out, name)) for name in classes if (out / name).is_dir())
+            removed = sum(len(_generated_files(out, name, ours)) for name in classes if (out / name).is_dir())
             print(f"generate: replacing the {_described(old, out)}: {removed:,} images) with "
                   f"{_settings(manifest, old)}", flush=True)
-    # Marks the folder as ours (and unfinished) before anything in it changes.
-    atomic_write(str(manifest_path), json.dumps({**manifest, "incomplete": True}, indent=2).encode())
+    # Marks the folder as ours (and unfinished) before anything in it changes: its files are those of the data set
+    # it replaces and those of this one, until the old ones are gone.
+    sources = _sources(manifest)
+    ours |= sources
+    atomic_write(str(manifest_path), json.dumps({**manifest, "sources": sorted(ours), "incomplete": True},
+                                                indent=2).encode())
 
     digest = hashlib.sha256()
     total = len(classes) * per_class
@@ -327,12 +334,12 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
             glyph = GLYPHS[CLASS_NAMES.index(name)]
             class_dir = out / name
             class_dir.mkdir(parents=True, exist_ok=True)
-            for old_file in _generated_files(out, name):
+            for old_file in _generated_files(out, name, ours):
                 old_file.unlink()
             for i in range(per_class):
                 rng = np.random.default_rng([seed, CLASS_NAMES.index(name), i])
                 if writer and (style == "strokes" or rng.random() < MIXED_STROKE_SHARE):
-                    img, source = handwriting.write_letter(glyph, writer(i), rng), "hand"
+                    img, source = handwriting.write_letter(glyph, writer(i), rng), HAND
                 else:
                     pool = script if rng.random() < SCRIPT_SHARE else others
                     face = pool[int(rng.integers(len(pool)))]
@@ -346,9 +353,10 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
     sync_filesystem(str(out))   # the images are on disk before the manifest says they are all there
     manifest["sha256"] = digest.hexdigest()
     manifest["images"] = total
+    manifest["sources"] = sorted(sources)
     atomic_write(str(manifest_path), json.dumps(manifest, indent=2).encode())
     if progress:
-        _note_others(out, classes)
+        _note_others(out, classes, sources)
     return manifest
 
 
@@ -386,10 +394,30 @@ def _writers(style: str, seed: int, faces: list[Face]):
     return lambda i: handwriting.sample_writer(np.random.default_rng([seed, WRITER_STREAM, i]), hands)
 
 
-def _generated_files(out: Path, name: str) -> list[Path]:
-    """The files of class ``name`` named as :func:`generate` names them (``<class>_<font>_<NNNN>.png``, five digits
-    and more from image 10000 on)."""
-    pattern = re.compile(rf"{re.escape(name)}_.+_\d{{4,}}\.png")
+def _sources(manifest) -> set[str]:
+    """What the names of the files of the data set a manifest describes name as their source: the fonts it drew
+    from and "hand" (the simulated writers), as its "sources" records them; for a manifest written before it did,
+    those of its style and fonts, or, when it says neither, every source this generator knows."""
+    if not isinstance(manifest, dict):
+        return {HAND, *SCRIPT_FACES, *PRINT_FACES}
+    recorded = manifest.get("sources")
+    if isinstance(recorded, list) and all(isinstance(s, str) for s in recorded):
+        return set(recorded)
+    style, faces = manifest.get("style"), manifest.get("faces")
+    if style not in STYLES or not isinstance(faces, list):
+        return {HAND, *SCRIPT_FACES, *PRINT_FACES}
+    return ({HAND} if style != "fonts" else set()) | ({f for f in faces if isinstance(f, str)}
+                                                      if style != "strokes" else set())
+
+
+def _generated_files(out: Path, name: str, sources) -> list[Path]:
+    """The files of class ``name`` named exactly as :func:`generate` names them, from one of ``sources``
+    (``<class>_<source>_<NNNN>.png``, five digits and more from image 10000 on): a user's ``alef_scan_2024.png`` is
+    not one of them."""
+    if not sources:
+        return []
+    pattern = re.compile(rf"{re.escape(name)}_(?:{'|'.join(re.escape(s) for s in sorted(sources))})_"
+                         r"(?:\d{4}|[1-9]\d{4,})\.png")
     return [p for p in (out / name).glob("*.png") if pattern.fullmatch(p.name)]
 
 
@@ -398,13 +426,13 @@ def _number(path: Path) -> int:
     return int(path.stem.rsplit("_", 1)[1])
 
 
-def _dataset_problem(out: Path, classes, per_class: int, sha256) -> str | None:
-    """Why ``out`` does not hold the data set its manifest records (``per_class`` images of each class, numbered
-    from 0, their bytes in that order hashed to ``sha256``), or None when it does: an image missing or added, or
+def _dataset_problem(out: Path, classes, per_class: int, sha256, sources) -> str | None:
+    """Why ``out`` does not hold the data set its manifest records (``per_class`` images of each class from
+    ``sources``, numbered from 0, their bytes in that order hashed to ``sha256``), or None when it does: an image missing or added, or
     one changed (emptied, replaced)."""
     digest = hashlib.sha256()
     for name in classes:
-        files = sorted(_generated_files(out, name), key=_number)
+        files = sorted(_generated_files(out, name, sources), key=_number)
         if [_number(p) for p in files] != list(range(per_class)):
             return (f"{name} holds {len(files)} images named as it names them, not the {per_class} it wrote, numbered "
                     f"from 0")
@@ -418,17 +446,17 @@ def _dataset_problem(out: Path, classes, per_class: int, sha256) -> str | None:
     return None
 
 
-def _others(out: Path, classes) -> list[str]:
+def _others(out: Path, classes, sources) -> list[str]:
     """The files in the class folders that are not images of the data set (the pipeline trains on them too): called
     once the class folders hold exactly the set's numbers (checked, or just written), its files are those named."""
-    ours = {p for name in classes for p in _generated_files(out, name)}
+    ours = {p for name in classes for p in _generated_files(out, name, sources)}
     return sorted(f"{name}/{p.name}" for name in classes if (out / name).is_dir()
                   for p in (out / name).iterdir() if p not in ours)
 
 
-def _note_others(out: Path, classes) -> None:
+def _note_others(out: Path, classes, sources) -> None:
     """Says which files of the class folders this generator did not write (it never removes them)."""
-    others = _others(out, classes)
+    others = _others(out, classes, sources)
     if others:
         shown = ", ".join(printable(name) for name in others[:5]) + (", …" if len(others) > 5 else "")
         print(f"generate: note: {len(others)} file(s) in the class folders of {out} were not written by this "

@@ -94,9 +94,38 @@ def test_images_from_the_ten_thousandth_on_are_its_own(tmp_path):
     generate_letters.generate(tmp_path, per_class=1, seed=1, classes=("alef",), progress=False)
     ten_thousandth = tmp_path / "alef" / "alef_hand_10000.png"
     ten_thousandth.write_bytes(b"image 10000 of a larger run")
-    assert ten_thousandth in generate_letters._generated_files(tmp_path, "alef")
+    assert ten_thousandth in generate_letters._generated_files(tmp_path, "alef", {"hand"})
     generate_letters.generate(tmp_path, per_class=1, seed=2, classes=("alef",), progress=False)
     assert not ten_thousandth.exists() and len(list((tmp_path / "alef").glob("*.png"))) == 1
+
+
+@pytest.mark.parametrize("old_manifest", [False, True])
+def test_a_users_file_named_like_a_generated_one_is_kept_and_named(tmp_path, capsys, old_manifest):
+    """alef/alef_scan_2024.png, a user's file, is not one of the generator's (alef_hand_0000.png): a second run with
+    the same settings finds the data set there and names the file, and a run with other settings keeps it and does
+    not count it among the images it replaces; it had been deleted, the data set rewritten. A manifest written before
+    the manifest recorded its images' sources is read by its style and fonts."""
+    data = tmp_path / "g"
+    generate_letters.generate(data, per_class=2, seed=5, classes=CLASS_NAMES[:2], progress=False)
+    manifest = data / generate_letters.MANIFEST
+    if old_manifest:
+        recorded = json.loads(manifest.read_text())
+        assert recorded.pop("sources") == ["hand"]
+        manifest.write_text(json.dumps(recorded, indent=2))
+    users = [data / "alef" / "alef_scan_2024.png", data / "alef" / "my_alef.png", data / "bet" / "bet_Noam_x_0001.png"]
+    for path in users:
+        path.write_bytes(b"a user's image")
+    mtimes = {p: p.stat().st_mtime_ns for p in data.glob("*/*.png")}
+    capsys.readouterr()
+    generate_letters.generate(data, per_class=2, seed=5, classes=CLASS_NAMES[:2], progress=True)
+    printed = capsys.readouterr().out
+    assert "already holds this data set" in printed and "3 file(s) in the class folders" in printed
+    assert "alef/alef_scan_2024.png" in printed and "bet/bet_Noam_x_0001.png" in printed
+    assert {p: p.stat().st_mtime_ns for p in data.glob("*/*.png")} == mtimes
+    generate_letters.generate(data, per_class=1, seed=5, classes=CLASS_NAMES[:2], progress=True)
+    assert "strokes: 4 images) with 1 per class" in capsys.readouterr().out
+    assert all(path.read_bytes() == b"a user's image" for path in users)
+    assert len(list(data.glob("*/*_hand_*.png"))) == 2
 
 
 @pytest.mark.parametrize("per_class, seed", [(0, 1), (1, -1), (1.5, 1), (2, "x")])
