@@ -204,6 +204,9 @@ def ensure_default_data(config: Config) -> None:
     """The built-in default: generated letters, made on first use (or when settings changed)."""
     from pipeline import generate_letters
     faces = generate_letters.require_faces()
+    missing = generate_letters.missing_script_faces(faces)
+    if missing:
+        print(f"warning: {missing}", file=sys.stderr, flush=True)
     generate_letters.generate(config.data_root, config.generate_per_class, config.generate_seed, faces)
 
 

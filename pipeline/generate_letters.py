@@ -53,6 +53,10 @@ PRINT_FACES = (
     "FrankRuehlCLM-Medium", "MiriamCLM-Book", "NachlieliCLM-Light", "SimpleCLM-Medium", "KeterYG-Medium",
 )
 SCRIPT_SHARE = 0.6
+SCRIPT_FACE_PACKAGES = {   # the Debian package of each handwriting-like face
+    "KtavYadCLM-MediumItalic": "culmus-fancy", "KtavYadCLM-BoldItalic": "culmus-fancy", "AnkaCLM-Bold": "culmus-fancy",
+    "DorianCLM-BookItalic": "culmus-fancy", "Lilach": "fonts-ldco", "YamSuf": "fonts-ldco",
+}
 # The faces whose strokes the simulated writers learn: all the script faces. Measured on real letters
 # (docs/measurements.md): leaving YamSuf out lost 6 points, adding a print-like face (Neo, Ellinia's light italic)
 # lost 5, and Lilach, whose thinned letters are partly broken, gained 1-2 points of top-1 and 2 of top-3 on two seeds.
@@ -142,6 +146,19 @@ def require_faces(font_dirs=None) -> list[Face]:
             "no Hebrew font found. Install Debian's Hebrew fonts: "
             f"sudo apt-get install {FONT_PACKAGES}  (or run `make fonts` as root)")
     return faces
+
+
+def missing_script_faces(faces: list[Face]) -> str | None:
+    """What a warning says when handwriting-like faces are not among ``faces`` (their package not installed): each
+    one with its Debian package, as the data is then made from fewer of them; None when all are there."""
+    found = {f.name for f in faces}
+    missing = [name for name in SCRIPT_FACES if name not in found]
+    if not missing:
+        return None
+    packages = sorted({SCRIPT_FACE_PACKAGES[name] for name in missing})
+    return (f"{len(missing)} of the {len(SCRIPT_FACES)} handwriting-like fonts not installed: "
+            + ", ".join(f"{name} ({SCRIPT_FACE_PACKAGES[name]})" for name in missing)
+            + f"; the data is generated without them. Install them: sudo apt-get install {' '.join(packages)}")
 
 
 def render_letter(glyph: str, face: Face, rng: np.random.Generator) -> Image.Image:
@@ -496,6 +513,9 @@ def main(argv=None) -> int:
         return 2
     print(f"generate: {len(faces)} fonts ({sum(f.script for f in faces)} handwriting-like): "
           + ", ".join(f.name for f in faces))
+    missing = missing_script_faces(faces)
+    if missing:
+        print(f"generate: warning: {missing}", file=sys.stderr, flush=True)
     from core.signals import sigterm_as_interrupt
     try:
         with sigterm_as_interrupt():

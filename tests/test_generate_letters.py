@@ -68,6 +68,27 @@ def test_missing_fonts_name_the_package_to_install(tmp_path):
     assert proc.returncode == 2 and "apt-get install culmus culmus-fancy fonts-ldco" in proc.stderr
 
 
+def test_a_missing_handwriting_font_is_named_with_its_package(tmp_path, monkeypatch, capsys):
+    """Without fonts-ldco, letters-generate and the pipeline's default data say that Lilach and YamSuf are missing
+    and which package has them: the data had been made from the other handwriting faces without a word."""
+    import local_runner
+    from core import configs
+    installed = generate_letters.find_faces()
+    monkeypatch.setattr(generate_letters, "find_faces",
+                        lambda font_dirs=None: [f for f in installed if f.name not in ("Lilach", "YamSuf")])
+    made = []
+    monkeypatch.setattr(generate_letters, "generate", lambda *args, **kwargs: made.append(args))
+    warning = ("warning: 2 of the 6 handwriting-like fonts not installed: Lilach (fonts-ldco), YamSuf (fonts-ldco); "
+               "the data is generated without them. Install them: sudo apt-get install fonts-ldco")
+    assert generate_letters.main(["--out", str(tmp_path / "g"), "--per-class", "1"]) == 0
+    assert f"generate: {warning}\n" in capsys.readouterr().err
+    local_runner.ensure_default_data(configs.Config(data_root=str(tmp_path / "d")))
+    assert capsys.readouterr().err == f"{warning}\n" and len(made) == 2
+    monkeypatch.setattr(generate_letters, "find_faces", lambda font_dirs=None: installed)
+    assert generate_letters.main(["--out", str(tmp_path / "g"), "--per-class", "1"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_never_replaces_files_it_did_not_write(tmp_path):
     users = tmp_path / "users_data"
     (users / "alef").mkdir(parents=True)
