@@ -265,7 +265,7 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     out.mkdir(parents=True, exist_ok=True)
     manifest = {
         "per_class": per_class, "seed": seed, "classes": list(classes), "style": style,
-        "faces": [f.name for f in faces], "version": GENERATOR_VERSION,
+        "faces": faces_used(style, [f.name for f in faces]), "version": GENERATOR_VERSION,
     }
     with _alone(out):
         try:
@@ -321,7 +321,8 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
         except ValueError:
             old = None
         ours = _sources(old)
-        same = isinstance(old, dict) and {k: old.get(k) for k in manifest} == manifest
+        same = isinstance(old, dict) and {**{k: old.get(k) for k in manifest},
+                                          "faces": faces_used(style, old.get("faces"))} == manifest
         if same and not old.get("incomplete"):
             problem = _dataset_problem(out, classes, per_class, old.get("sha256"), ours)
             if not problem:
@@ -385,7 +386,8 @@ def _settings(manifest: dict, other: dict | None = None) -> str:
     if isinstance(other, dict) and all(other.get(k) == manifest.get(k) for k in ("per_class", "seed", "style")):
         differs = [text for key, text in (("version", f"generator version {manifest.get('version')}"),
                                           ("faces", "other fonts"), ("classes", "other classes"))
-                   if other.get(key) != manifest.get(key)]
+                   if (faces_used(manifest.get("style"), other.get(key)) if key == "faces" else other.get(key))
+                   != manifest.get(key)]
         said = ", ".join([said, *differs]) if said else ", ".join(differs)
     return said or "unknown settings"
 
@@ -398,13 +400,28 @@ def _described(old, out: Path) -> str:
     return f"{'unfinished ' if old.get('incomplete') else ''}data set in {out} ({_settings(old)}"
 
 
+def faces_used(style: str, names):
+    """Which of the faces ``names`` (installed, in find_faces' order) images of ``style`` are made from, as the
+    manifest records them: for strokes the stroke faces (:data:`STROKE_FACES`; the script ones when none is
+    there), for fonts and mixed all of them. Anything else (an old manifest's unreadable record) is returned as it
+    is, so that it is told from every list."""
+    if not isinstance(names, list) or style != "strokes":
+        return names
+    return _stroke_faces(names)
+
+
+def _stroke_faces(names: list[str]) -> list[str]:
+    """The faces of ``names`` whose strokes the simulated writers learn."""
+    return [n for n in names if n in STROKE_FACES] or [n for n in names if n in SCRIPT_FACES]
+
+
 def _writers(style: str, seed: int, faces: list[Face]):
     """The simulated writers: writer ``i`` (of image ``i`` of every class) as a function of ``i``, made when an
     image needs it (not all before the first image: a huge --per-class starts at once, in bounded memory);
     None for the fonts style."""
     if style == "fonts":
         return None
-    hands = [f for f in faces if f.name in STROKE_FACES] or [f for f in faces if f.script]
+    hands = [f for f in faces if f.name in _stroke_faces([f.name for f in faces])]
     if not hands:
         raise NoHebrewFontError(f"no handwriting-like font ({', '.join(STROKE_FACES)}) to take strokes from. "
                                 f"Install Debian's Hebrew fonts: sudo apt-get install {FONT_PACKAGES}")

@@ -68,6 +68,31 @@ def test_missing_fonts_name_the_package_to_install(tmp_path):
     assert proc.returncode == 2 and "apt-get install culmus culmus-fancy fonts-ldco" in proc.stderr
 
 
+def test_a_font_the_style_does_not_use_leaves_the_data_set_as_it_is(tmp_path, capsys):
+    """Installing or removing a print face (Noam) leaves a strokes data set untouched (its writers learn only the
+    handwriting faces), as it does one whose manifest lists every installed face; a fonts data set is written again.
+    The strokes one had been rewritten, its mtimes changed and the pipeline retraining."""
+    faces, classes, data = generate_letters.find_faces(), CLASS_NAMES[:2], tmp_path / "g"
+    fewer = [f for f in faces if f.name != "Noam"]
+    assert len(fewer) < len(faces)
+    generate_letters.generate(data, per_class=1, seed=5, faces=faces, classes=classes, progress=False)
+    manifest = data / generate_letters.MANIFEST
+    assert json.loads(manifest.read_text())["faces"] == list(generate_letters.STROKE_FACES)
+    mtimes = {p: p.stat().st_mtime_ns for p in data.glob("*/*.png")}
+    capsys.readouterr()
+    generate_letters.generate(data, per_class=1, seed=5, faces=fewer, classes=classes, progress=True)
+    recorded = json.loads(manifest.read_text())
+    recorded["faces"] = [f.name for f in faces]                         # as a manifest of an earlier generator
+    manifest.write_text(json.dumps(recorded, indent=2))
+    generate_letters.generate(data, per_class=1, seed=5, faces=fewer, classes=classes, progress=True)
+    assert capsys.readouterr().out.count("already holds this data set") == 2
+    assert {p: p.stat().st_mtime_ns for p in data.glob("*/*.png")} == mtimes
+
+    generate_letters.generate(data, per_class=1, seed=5, faces=faces, classes=classes, style="fonts", progress=False)
+    generate_letters.generate(data, per_class=1, seed=5, faces=fewer, classes=classes, style="fonts", progress=True)
+    assert "with 1 per class, seed 5, fonts, other fonts" in capsys.readouterr().out
+
+
 def test_a_missing_handwriting_font_is_named_with_its_package(tmp_path, monkeypatch, capsys):
     """Without fonts-ldco, letters-generate and the pipeline's default data say that Lilach and YamSuf are missing
     and which package has them: the data had been made from the other handwriting faces without a word."""
