@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from PIL import Image, ImageDraw
 
-from core.image_io import ImageRejected, read_checked
+from core.image_io import ImageRejected, over_white, read_checked
 from pipeline import generate_letters
 from pipeline.flags import folder_problem
 from core.labels import CLASS_NAMES
@@ -27,11 +27,13 @@ GAP = 8   # pixels between the generated and the real rows
 
 
 def tile(rows: list[list[Path]], cell: int) -> Image.Image:
-    """Images (rows of paths) shrunk into ``cell``-pixel squares on white, keeping their aspect ratio."""
+    """Images (rows of paths) shrunk into ``cell``-pixel squares on white, keeping their aspect ratio, each shown as
+    the pipeline reads it (core.image_io.over_white: transparency over white, 16 bits by the high byte)."""
     sheet = Image.new("L", (cell * len(CLASS_NAMES), cell * len(rows)), 255)
     for r, row in enumerate(rows):
         for c, path in enumerate(row):
-            img = Image.open(path).convert("L")
+            with Image.open(path) as opened:
+                img = over_white(opened)
             img.thumbnail((cell - 2, cell - 2))
             sheet.paste(img, (c * cell + (cell - img.width) // 2, r * cell + (cell - img.height) // 2))
     return sheet
@@ -75,20 +77,23 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.writers < 1 or args.cell < 8 or args.seed < 0:
         parser.error("--writers must be at least 1, --cell at least 8, --seed not negative")
-    with tempfile.TemporaryDirectory() as tmp:
-        generate_letters.generate(tmp, args.writers, args.seed, progress=False, style=args.style)
-        # writer i's letter of each class: the file numbered i (the names' middle part is the face or "hand")
-        rows = [[next((Path(tmp) / name).glob(f"{name}_*_{i:04d}.png")) for name in CLASS_NAMES]
-                for i in range(args.writers)]
-        sheet = tile(rows, args.cell)
-    if args.real_root:
+    real = None
+    if args.real_root:   # checked before any letter is drawn
         missing = [name for name in CLASS_NAMES if not (Path(args.real_root) / name).is_dir()]
         if missing:
             parser.error(f"--real-root {args.real_root} has no class folder {', '.join(missing[:5])}"
                          + (", …" if len(missing) > 5 else ""))
         real = [real_images(Path(args.real_root) / name, args.writers) for name in CLASS_NAMES]
         if any(len(files) < args.writers for files in real):
-            parser.error(f"--real-root needs at least {args.writers} images in every class folder")
+            parser.error(f"--real-root needs at least {args.writers} image{'s' if args.writers > 1 else ''} in "
+                         "every class folder")
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_letters.generate(tmp, args.writers, args.seed, progress=False, style=args.style)
+        # writer i's letter of each class: the file numbered i (the names' middle part is the face or "hand")
+        rows = [[next((Path(tmp) / name).glob(f"{name}_*_{i:04d}.png")) for name in CLASS_NAMES]
+                for i in range(args.writers)]
+        sheet = tile(rows, args.cell)
+    if real:
         below = tile([[files[i] for files in real] for i in range(args.writers)], args.cell)
         both = Image.new("L", (sheet.width, sheet.height + GAP + below.height), 255)
         both.paste(sheet, (0, 0))

@@ -477,6 +477,13 @@ def as_read(img: Image.Image) -> Image.Image:
     return img
 
 
+def over_white(img: Image.Image) -> Image.Image:
+    """The decoded image as TensorFlow will read it (:func:`as_read`: a 16-bit one by its high bytes), laid over
+    white (its transparent pixels white, as the pipeline's preprocessing composites them), in grey ("L")."""
+    rgba = as_read(img).convert("RGBA")   # made RGBA directly, every 16-bit value over 255 was white
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("L")
+
+
 def pixel_digest(data: bytes) -> str:
     """sha256 of an image's size and RGBA pixels as Pillow decodes them: a JPEG and its PNG copy agree. The one
     identity of a picture: the ExampleGen's splits and duplicate report, and the feedback store's one label per image

@@ -76,3 +76,31 @@ def test_real_letters_pass_over_an_image_whose_pixels_cannot_be_decoded(tmp_path
     out = tmp_path / "sheet.png"
     assert contact_sheet.main(["--out", str(out), "--writers", "2", "--real-root", str(real)]) == 0
     assert Image.open(out).height > 4 * 48
+
+
+def test_a_transparent_or_16_bit_letter_is_shown_as_the_pipeline_reads_it(tmp_path):
+    """Ink on a transparent background is shown over white and a 16-bit PNG by its high byte, as the pipeline reads
+    them: they had been shown as a black square and a blank white one."""
+    import numpy as np
+    ink = np.zeros((40, 40), dtype=bool)
+    ink[10:30, 18:22] = True
+    rgba = np.zeros((40, 40, 4), dtype=np.uint8)
+    rgba[ink, 3] = 255                                                 # black ink, the rest transparent black
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "transparent.png")
+    Image.fromarray(np.where(ink, 2000, 60000).astype(np.uint16)).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I;16")
+    for name in ("transparent.png", "deep.png"):
+        cell = np.asarray(contact_sheet.tile([[tmp_path / name]], 48).crop((0, 0, 48, 48)))
+        assert cell[1, 1] > 200 and cell.min() < 60, name           # paper light, ink dark
+
+
+def test_real_root_is_checked_before_any_letter_is_drawn(tmp_path, capsys, monkeypatch):
+    real = tmp_path / "real"
+    for name in CLASS_NAMES:
+        (real / name).mkdir(parents=True)
+    monkeypatch.setattr(contact_sheet.generate_letters, "generate",
+                        lambda *a, **k: pytest.fail("generated before --real-root was checked"))
+    with pytest.raises(SystemExit) as stopped:
+        contact_sheet.main(["--out", str(tmp_path / "s.png"), "--writers", "1", "--real-root", str(real)])
+    assert stopped.value.code == 2
+    assert "--real-root needs at least 1 image in every class folder" in capsys.readouterr().err

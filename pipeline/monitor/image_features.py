@@ -24,7 +24,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from core.image_io import DEFAULT_MAX_PIXELS, as_read
+from core.image_io import DEFAULT_MAX_PIXELS, over_white
 from models.preprocessing import CROP_MARGIN, INK_THRESHOLD, MIN_CONTRAST
 
 CANVAS_SIZE = (320, 320)   # the drawing pad of web/static/index.html: what the web client sends for a drawing
@@ -45,11 +45,10 @@ def features(data: bytes, origin: str = "", max_pixels: int = DEFAULT_MAX_PIXELS
                 return dict(UNREADABLE)
             fmt = img.format or "unknown"
             size = img.size
-            rgba = as_read(img).convert("RGBA")   # made RGBA directly, every 16-bit value over 255 was white
+            grey = over_white(img)
     except Exception:   # PIL raises many kinds for bad bytes
         return dict(UNREADABLE)
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    ink = ink_crop(1.0 - np.asarray(Image.alpha_composite(white, rgba).convert("L"), dtype=np.float32) / 255.0)
+    ink = ink_crop(1.0 - np.asarray(grey, dtype=np.float32) / 255.0)
     height, width = ink.shape
     return {"width": float(width), "height": float(height), "aspect": width / height,
             "ink_share": float(np.mean(ink > 0.5)), "mean_intensity": float(1.0 - ink.mean()), "format": fmt,
