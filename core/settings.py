@@ -96,15 +96,20 @@ def absolute(path: str) -> str:
     return path if is_url(path) else os.path.abspath(os.path.expanduser(path))
 
 
+BUCKET_SCHEMES = ("gs://", "s3://")   # the URLs gsutil copies to
+
+
 def url_refusal(path: str, kind: str = "folder") -> str | None:
     """Why a command that writes a local ``kind`` ("file" or "folder") cannot take ``path``, or None: a URL
     (``gs://…``) had been taken for a relative path, a ``./gs:/…`` folder made where the command ran and said to be
-    written. The one wording of every such refusal."""
+    written. The one wording of every such refusal; for a bucket gsutil copies to (gs://, s3://) it says how."""
     if not is_url(path):
         return None
+    refusal = f"{path}: the output is written to a local {kind}, not a URL; give one"
+    if not path.lower().startswith(BUCKET_SCHEMES):
+        return refusal
     copy = "gsutil cp FILE" if kind == "file" else "gsutil -m rsync -r FOLDER"
-    return (f"{path}: the output is written to a local {kind}, not a URL; give one and copy it to the bucket after "
-            f"({copy} {path})")
+    return f"{refusal} and copy it to the bucket after ({copy} {path})"
 
 
 def within(path: str, folder: str) -> bool:

@@ -184,3 +184,14 @@ def test_a_misspelled_variable_changes_no_setting_and_stops_nothing(monkeypatch,
     out, err = capsys.readouterr()
     assert err.startswith("warning: LETTERS_EPOCS is not a setting (did you mean LETTERS_EPOCHS?)")
     assert json.loads(out)["records"] == 0
+
+
+def test_a_url_is_refused_with_a_gsutil_hint_only_for_a_bucket_gsutil_copies_to():
+    assert settings.url_refusal("out/here") is None
+    assert settings.url_refusal("gs://b/data") == ("gs://b/data: the output is written to a local folder, not a URL; "
+                                                   "give one and copy it to the bucket after (gsutil -m rsync -r "
+                                                   "FOLDER gs://b/data)")
+    assert settings.url_refusal("s3://b/s.png", "file").endswith("after (gsutil cp FILE s3://b/s.png)")
+    for url in ("http://x/y", "ftp://x/y"):
+        assert settings.url_refusal(url) == f"{url}: the output is written to a local folder, not a URL; give one"
+        assert settings.url_refusal(url, "file") == f"{url}: the output is written to a local file, not a URL; give one"
