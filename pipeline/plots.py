@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.files import atomic_write
-from core.image_io import as_read
+from core.image_io import over_white
 from core.labels import CLASS_NAMES, GLYPHS
 
 
@@ -159,7 +159,7 @@ def contact_sheet_png(items: list[dict], columns: int = 8, thumb: int = 96) -> b
         r, c = divmod(k, columns)
         x, y = 8 + c * (thumb + 8), 30 + r * (thumb + label_h + 8)
         try:
-            pic = as_read(Image.open(io.BytesIO(item["image"]))).convert("RGB")   # a 16-bit one by its high bytes
+            pic = over_white(Image.open(io.BytesIO(item["image"]))).convert("RGB")   # as the model reads it
             pic.thumbnail((thumb, thumb))
             img.paste(pic, (x + (thumb - pic.width) // 2, y + (thumb - pic.height) // 2))
         except Exception:  # the image was scored, so it decodes; be safe in a report anyway

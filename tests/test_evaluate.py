@@ -433,6 +433,26 @@ def test_a_16_bit_error_is_shown_on_the_contact_sheet_as_the_model_reads_it():
     assert wide[30 + 16 + 10:30 + 16 + 50, 8 + 24 + 15:8 + 24 + 30].max() == 20000 >> 8   # the stroke, not white
 
 
+def test_a_transparent_error_is_shown_on_the_contact_sheet_over_white_paper():
+    """A letter drawn on a transparent background whose hidden colour is black is read by the model over white
+    paper: its thumbnail had been a black square (the alpha dropped)."""
+    import io
+
+    from pipeline import plots
+    rgba = np.zeros((64, 48, 4), np.uint8)   # black everywhere, opaque only where the stroke is
+    rgba[10:50, 15:30, 3] = 255
+
+    def sheet(img):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        item = {"image": buf.getvalue(), "true": 0, "pred": 1, "confidence": 0.9}
+        return np.asarray(Image.open(io.BytesIO(plots.contact_sheet_png([item]))).convert("L"))
+
+    opaque = np.full((64, 48), 255, np.uint8)
+    opaque[10:50, 15:30] = 0
+    assert np.array_equal(sheet(Image.fromarray(rgba, "RGBA")), sheet(Image.fromarray(opaque)))
+
+
 def test_a_report_folder_in_the_data_is_refused(tmp_path, tiny_dataset, capsys):
     """--out inside --data-root had put the report's PNGs among the images (a class folder's: read as its images by
     the next run, or replacing images of those names): a usage error now, before any work."""
