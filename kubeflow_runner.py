@@ -31,6 +31,7 @@ DEFAULT_IMAGE = "letters-pipeline:latest"
 CLUSTER_SCHEMES = ("gs://",)      # TensorFlow in the pipeline image opens them (tensorflow-io-gcs-filesystem)
 PLUGIN_SCHEMES = ("s3://",)       # only with an S3 filesystem plugin added to the image (the Dockerfile adds none)
 LOCAL_SCHEMES = ("file://",)      # a local path written as a URL
+SPEC_SCHEMES = CLUSTER_SCHEMES + LOCAL_SCHEMES   # --output, written by TensorFlow on this machine (no S3 plugin loaded)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, settings.DefaultsHelpFormatter):
@@ -71,7 +72,8 @@ targets:
 Other pipeline settings come from LETTERS_<FIELD> environment variables (core/configs.py).
 """)
     p.add_argument("--output", default=DEFAULT_OUTPUT,
-                   help="spec file to write: .yaml (PipelineSpec, for KFP upload) or .json (PipelineJob)")
+                   help="spec file to write: .yaml (PipelineSpec, for KFP upload) or .json (PipelineJob); a local path or "
+                        "gs://…")
     p.add_argument("--image", default=os.environ.get("LETTERS_KUBEFLOW_IMAGE") or DEFAULT_IMAGE,   # empty = unset
                    help="pipeline image built from the Dockerfile (env LETTERS_KUBEFLOW_IMAGE); the default is a "
                         "name no documented build tags (the spec compiles with a note)")
@@ -189,9 +191,11 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     pods = pod_paths(config, args)
     unreadable = [f"{name} {value}" for name, value in pods if unreadable_url(value)]
     if unreadable:
-        parser.error(f"{', '.join(unreadable)}: TensorFlow in the pipeline image cannot open such URLs, and every "
-                     "component reads and writes its artifacts through it: use gs://BUCKET/… (s3://… with an S3 "
-                     "filesystem plugin added to the image)")
+        parser.error(unopened(unreadable, "in the pipeline image", "every component reads and writes its artifacts",
+                              "gs://BUCKET/… (s3://… with an S3 filesystem plugin added to the image)"))
+    if unreadable_url(flags.absolute(args.output), SPEC_SCHEMES):   # found now, not after the compile
+        parser.error(unopened([f"--output {args.output}"], "on this machine", "this command writes the spec",
+                              "gs://BUCKET/… or a local path"))
     paths = dict(pods) | {"--output": flags.absolute(args.output)}
     names = flags.path_names(paths, given)
     if args.dataflow:
@@ -321,9 +325,16 @@ DATAFLOW_WRITES_ARTIFACTS = ("with --dataflow the Dataflow workers write the com
                              "gs://BUCKET/…")
 
 
-def unreadable_url(value: str) -> bool:
-    """A URL of a scheme TensorFlow in the pipeline image has no filesystem for (minio://, hdfs://, …)."""
-    return flags.is_url(value) and not value.startswith(CLUSTER_SCHEMES + PLUGIN_SCHEMES + LOCAL_SCHEMES)
+def unreadable_url(value: str, opened: tuple[str, ...] = CLUSTER_SCHEMES + PLUGIN_SCHEMES + LOCAL_SCHEMES) -> bool:
+    """A URL of a scheme TensorFlow has no filesystem for: of none of ``opened``, by default the schemes TensorFlow
+    in the pipeline image may open (minio://, hdfs://, … are not)."""
+    return flags.is_url(value) and not value.startswith(opened)
+
+
+def unopened(paths: list[str], where: str, what: str, instead: str) -> str:
+    """The usage error for ``paths`` (flag and value) that are :func:`unreadable_url`: TensorFlow ``where`` it runs
+    cannot open them, and ``what`` goes through it; ``instead``: what to give."""
+    return f"{', '.join(paths)}: TensorFlow {where} cannot open such URLs, and {what} through it: use {instead}"
 
 
 # What runs a spec compiled with a local pipeline root, by target: the backends take bucket URLs only, and the local
@@ -382,7 +393,14 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     output = flags.absolute(args.output)
-    write_spec(job, output)
+    import tensorflow as tf   # loaded by the compile
+
+    try:
+        write_spec(job, output)
+    except (OSError, tf.errors.OpError) as err:   # a bucket not reached, no credentials, a full disk
+        print(f"error: --output {output}: the spec could not be written: {' '.join(str(err).split())}",
+              file=sys.stderr)
+        return 2
     spec = job["pipelineSpec"]
     print(f"Wrote {output} ({args.target}): {len(spec_lib.tasks(spec))} tasks, image {args.image}, "
           f"root {config.pipeline_root}")

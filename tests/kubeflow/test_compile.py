@@ -297,6 +297,11 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--output", "{tmp}/a_file/spec.yaml"], "a_file is not a folder"),
     # a ~ the shell left (--output='~/…') is checked as the path written to: it had failed after the compile
     (["--output", "~/a_file/spec.yaml"], "--output {tmp}/a_file/spec.yaml: {tmp}/a_file is not a folder"),
+    # a URL TensorFlow here cannot write (no S3 plugin is loaded): it had failed after the compile, a traceback
+    (["--output", "minio://b/x.yaml"], "--output minio://b/x.yaml: TensorFlow on this machine cannot open such URLs, "
+                                       "and this command writes the spec through it: use gs://BUCKET/… or a local"),
+    (["--output", "s3://b/x.yaml"], "--output s3://b/x.yaml: TensorFlow on this machine cannot open such URLs"),
+    (["--output", "hdfs://nn/x.json"], "--output hdfs://nn/x.json: TensorFlow on this machine cannot open"),
 ])
 def test_flags_the_spec_would_ignore_or_could_not_hold_are_usage_errors(argv, message, tmp_path, capsys,
                                                                            monkeypatch):
@@ -311,6 +316,25 @@ def test_flags_the_spec_would_ignore_or_could_not_hold_are_usage_errors(argv, me
         kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data",
                                     "--serving-dir", "gs://b/serving", *argv])
     assert caught.value.code == 2 and message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
+
+
+def test_a_spec_that_cannot_be_written_is_one_error_line(tmp_path, capsys, monkeypatch):
+    """A write that fails after the compile (a bucket not reached, no credentials, a folder gone meanwhile) is one
+    error line with the reason, status 2: it had been a TensorFlow traceback, status 1."""
+    import kubeflow_runner
+
+    job = {"pipelineSpec": {"pipelineInfo": {"name": "letters"}, "sdkVersion": "tfx-1"}}
+
+    def compile_spec(*args, **kwargs):   # the compile's result; meanwhile a file takes the output's folder's name
+        (tmp_path / "spec").write_text("x")
+        return job, []
+
+    monkeypatch.setattr(kubeflow_runner, "compile_spec", compile_spec)
+    assert kubeflow_runner.main(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data", "--serving-dir",
+                                 "gs://b/serving", "--output", str(tmp_path / "spec" / "letters.yaml")]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"error: --output {tmp_path}/spec/letters.yaml: the spec could not be written: "), err
+    assert "Traceback" not in err
 
 
 def test_overlapping_paths_are_named_by_what_set_them_and_feedback_in_the_root_is_taken(monkeypatch, capsys):
