@@ -225,12 +225,19 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
 
 
 _LETTERS = ("--data-root", "--pretrain-root", "--feedback-root")   # folders the ImageExampleGens read as letters
+# Why the feedback root and the data root may not overlap: the ImageExampleGen lists both, and a data-root image with a
+# feedback image's pixels always trains (components.image_example_gen.partition)
+FEEDBACK_AMONG_LETTERS = ("the ImageExampleGen would list the same files as feedback and as the data root's letters, "
+                          "and a data-root image with the pixels of a feedback image always trains (one folder for "
+                          "both leaves the eval split empty, and the run fails)")
 OVERLAPS = (   # (flag, other flag, relation, what would happen): paths refused together (flags.overlap), as local
     #            runs refuse them; the feedback exported into <pipeline-root>/feedback, as local runs write it, is not
     ("--serving-dir", "--pipeline-root", flags.same, flags.PUSHED_AMONG_ARTIFACTS),
     *((flag, letters, flags.within, flags.READ_AS_LETTERS) for letters in _LETTERS
       for flag in ("--pipeline-root", "--serving-dir", "--output")),
     *((flag, "--pipeline-root", flags.within, flags.AMONG_ARTIFACTS) for flag in ("--data-root", "--pretrain-root")),
+    *((flag, other, flags.within, FEEDBACK_AMONG_LETTERS)
+      for flag, other in (("--feedback-root", "--data-root"), ("--data-root", "--feedback-root"))),
 )
 
 

@@ -461,7 +461,8 @@ def empty_split(split: str, report: dict) -> str:
         return (f"the {split} split is empty: {'all' if not others else twins} of the {root} usable images {where} "
                 "have a twin in the feedback store (the same pixels), and a feedback image always trains, its twin "
                 "with it" + (f"; the hash split put none of the other {others} there" if others else "")
-                + "; leave that feedback out (--no-feedback) or give another --feedback-dir"
+                + "; leave that feedback out or give other feedback (local_runner.py: --no-feedback or another "
+                "--feedback-dir; kubeflow_runner.py: no --feedback-root or another)"
                 + (", or change --split" if others else ""))
     trains = f" (the {feedback} feedback images always train)" if feedback else ""
     if not root:

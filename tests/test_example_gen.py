@@ -327,13 +327,15 @@ def test_feedback_holding_the_data_roots_images_names_them_as_the_cause_of_an_em
         run_example_gen(root, tmp_path / "out", feedback_root=tmp_path / "feedback")
     assert str(caught.value).startswith(
         f"the eval split is empty: all of the 10 usable images of {root} have a twin in the feedback store (the same "
-        "pixels), and a feedback image always trains, its twin with it; leave that feedback out (--no-feedback) or "
-        "give another --feedback-dir")
+        "pixels), and a feedback image always trains, its twin with it; leave that feedback out or give other "
+        "feedback (local_runner.py: --no-feedback or another --feedback-dir; kubeflow_runner.py: no --feedback-root "
+        "or another)")
     assert "--split" not in str(caught.value)
     (tmp_path / "feedback" / "alef" / f"{hashed.index('train')}.png").unlink()   # one of the data root's own, in train
     with pytest.raises(ieg.EmptyDatasetError, match=r"the eval split is empty: 9 of the 10 usable images of .*; "
-                       r"the hash split put none of the other 1 there; leave that feedback out \(--no-feedback\) "
-                       r"or give another --feedback-dir, or change --split"):
+                       r"the hash split put none of the other 1 there; leave that feedback out or give other "
+                       r"feedback \(local_runner.py: --no-feedback or another --feedback-dir; kubeflow_runner.py: "
+                       r"no --feedback-root or another\), or change --split"):
         run_example_gen(root, tmp_path / "out2", feedback_root=tmp_path / "feedback")
 
 

@@ -290,6 +290,12 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--pipeline-root", "gs://b/data/root"], "--pipeline-root (gs://b/data/root) is inside --data-root (gs://b/data): "
                                               "every file under it is read as letters"),
     (["--feedback-root", "gs://b"], "--pipeline-root (gs://b/root) is inside --feedback-root (gs://b): every file"),
+    # the feedback read as the data root's letters too: every twin trains, and one folder for both empties eval
+    (["--feedback-root", "gs://b/data/"], "--feedback-root (gs://b/data/) is the same path as --data-root "
+                                          "(gs://b/data): the ImageExampleGen would list the same files as feedback"),
+    (["--feedback-root", "gs://b/data/fb"], "--feedback-root (gs://b/data/fb) is inside --data-root (gs://b/data)"),
+    (["--data-root", "gs://b/fb/data", "--feedback-root", "gs://b/fb"],
+     "--data-root (gs://b/fb/data) is inside --feedback-root (gs://b/fb): the ImageExampleGen would list"),
     (["--output", "{tmp}/d/spec.yaml", "--data-root", "{tmp}/d"],
      "--output ({tmp}/d/spec.yaml) is inside --data-root ({tmp}/d)"),
     # an output that cannot be written, found before the compile
