@@ -72,8 +72,8 @@ targets:
 Other pipeline settings come from LETTERS_<FIELD> environment variables (core/configs.py).
 """)
     p.add_argument("--output", default=DEFAULT_OUTPUT,
-                   help="spec file to write: .yaml (PipelineSpec, for KFP upload) or .json (PipelineJob); a local path or "
-                        "gs://…")
+                   help="spec file to write: .yaml (PipelineSpec, for KFP upload) or .json (PipelineJob); a local "
+                        "path or gs://… (empty: the default)")
     p.add_argument("--image", default=os.environ.get("LETTERS_KUBEFLOW_IMAGE") or DEFAULT_IMAGE,   # empty = unset
                    help="pipeline image built from the Dockerfile (env LETTERS_KUBEFLOW_IMAGE); the default is a "
                         "name no documented build tags (the spec compiles with a note)")
@@ -188,15 +188,16 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
                             f"the default pipeline root ({config.pipeline_root})")
     flags.refuse_root_beam_cannot_write(parser, root_name, config.pipeline_root)
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
+    args.output = flags.path_or_default(args.output, DEFAULT_OUTPUT)   # written to; a ~ the shell left, expanded
     pods = pod_paths(config, args)
     unreadable = [f"{name} {value}" for name, value in pods if unreadable_url(value)]
     if unreadable:
         parser.error(unopened(unreadable, "in the pipeline image", "every component reads and writes its artifacts",
                               "gs://BUCKET/… (s3://… with an S3 filesystem plugin added to the image)"))
-    if unreadable_url(flags.absolute(args.output), SPEC_SCHEMES):   # found now, not after the compile
+    if unreadable_url(args.output, SPEC_SCHEMES):   # found now, not after the compile
         parser.error(unopened([f"--output {args.output}"], "on this machine", "this command writes the spec",
                               "gs://BUCKET/… or a local path"))
-    paths = dict(pods) | {"--output": flags.absolute(args.output)}
+    paths = dict(pods) | {"--output": args.output}
     names = flags.path_names(paths, given)
     if args.dataflow:
         on_workers = [names[name] for name, value in pods if name in _LETTERS and local_path(value)]
@@ -216,7 +217,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         parser.error(str(err))
     if args.output.endswith((".yaml", ".yml", ".json")) is False:
         parser.error("--output must end in .yaml, .yml or .json")
-    output = flags.absolute(args.output)   # the path written to, a ~ the shell left expanded
+    output = args.output
     if not flags.is_url(output):   # found now, not after the compile
         problem = "is a folder" if os.path.isdir(output) else flags.folder_problem(os.path.dirname(output))
         if problem:
@@ -399,7 +400,7 @@ def main(argv=None) -> int:
     except ValueError as err:   # resources for a component this pipeline has not, or a request above its limit
         print(f"error: {err}", file=sys.stderr)
         return 2
-    output = flags.absolute(args.output)
+    output = args.output
     import tensorflow as tf   # loaded by the compile
 
     try:

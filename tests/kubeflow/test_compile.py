@@ -324,6 +324,16 @@ def test_flags_the_spec_would_ignore_or_could_not_hold_are_usage_errors(argv, me
     assert caught.value.code == 2 and message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
 
 
+def test_an_empty_output_is_the_default_spec_file():
+    """An empty path flag is its default, as for every command (README): --output "" had been refused as a file not
+    ending in .yaml."""
+    import kubeflow_runner
+
+    roots = ["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data", "--serving-dir", "gs://b/serving"]
+    for empty in (["--output", ""], ["--output="]):
+        assert kubeflow_runner.parse_args(roots + empty)[1].output == kubeflow_runner.DEFAULT_OUTPUT
+
+
 def test_a_spec_that_cannot_be_written_is_one_error_line(tmp_path, capsys, monkeypatch):
     """A write that fails after the compile (a bucket not reached, no credentials, a folder gone meanwhile) is one
     error line with the reason, status 2: it had been a TensorFlow traceback, status 1."""
