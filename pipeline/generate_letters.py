@@ -43,20 +43,17 @@ FONT_PACKAGES = "culmus culmus-fancy fonts-ldco"
 
 # Handwriting-like (cursive "ktav yad") faces come first and are drawn more often: real handwriting looks
 # like them. Print and hand-lettered faces add variety. Names are font file stems.
-SCRIPT_FACES = (
-    "KtavYadCLM-MediumItalic", "KtavYadCLM-BoldItalic", "AnkaCLM-Bold", "DorianCLM-BookItalic",
-    "Lilach", "YamSuf",
-)
 PRINT_FACES = (
     "ElliniaCLM-LightItalic", "ElliniaCLM-Light", "Skechers", "Strokes", "Sayphan", "Mixer", "Amit",
     "ComixNo2CLM-Medium", "HillelCLM-Medium", "Noam", "Daniel", "HarSinai", "ShmulikCLM", "DavidCLM-Medium",
     "FrankRuehlCLM-Medium", "MiriamCLM-Book", "NachlieliCLM-Light", "SimpleCLM-Medium", "KeterYG-Medium",
 )
 SCRIPT_SHARE = 0.6
-SCRIPT_FACE_PACKAGES = {   # the Debian package of each handwriting-like face
+SCRIPT_FACE_PACKAGES = {   # the handwriting-like faces, each with its Debian package
     "KtavYadCLM-MediumItalic": "culmus-fancy", "KtavYadCLM-BoldItalic": "culmus-fancy", "AnkaCLM-Bold": "culmus-fancy",
     "DorianCLM-BookItalic": "culmus-fancy", "Lilach": "fonts-ldco", "YamSuf": "fonts-ldco",
 }
+SCRIPT_FACES = tuple(SCRIPT_FACE_PACKAGES)
 # The faces whose strokes the simulated writers learn: all the script faces. Measured on real letters
 # (docs/measurements.md): leaving YamSuf out lost 6 points, adding a print-like face (Neo, Ellinia's light italic)
 # lost 5, and Lilach, whose thinned letters are partly broken, gained 1-2 points of top-1 and 2 of top-3 on two seeds.
@@ -321,8 +318,9 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
         except ValueError:
             old = None
         ours = _sources(old)
-        same = isinstance(old, dict) and {**{k: old.get(k) for k in manifest},
-                                          "faces": faces_used(style, old.get("faces"))} == manifest
+        if isinstance(old, dict):   # its fonts as this style reads them (a manifest listed every one installed)
+            old = {**old, "faces": faces_used(style, old.get("faces"))}
+        same = isinstance(old, dict) and {k: old.get(k) for k in manifest} == manifest
         if same and not old.get("incomplete"):
             problem = _dataset_problem(out, classes, per_class, old.get("sha256"), ours)
             if not problem:
@@ -386,8 +384,7 @@ def _settings(manifest: dict, other: dict | None = None) -> str:
     if isinstance(other, dict) and all(other.get(k) == manifest.get(k) for k in ("per_class", "seed", "style")):
         differs = [text for key, text in (("version", f"generator version {manifest.get('version')}"),
                                           ("faces", "other fonts"), ("classes", "other classes"))
-                   if (faces_used(manifest.get("style"), other.get(key)) if key == "faces" else other.get(key))
-                   != manifest.get(key)]
+                   if other.get(key) != manifest.get(key)]
         said = ", ".join([said, *differs]) if said else ", ".join(differs)
     return said or "unknown settings"
 
@@ -421,7 +418,8 @@ def _writers(style: str, seed: int, faces: list[Face]):
     None for the fonts style."""
     if style == "fonts":
         return None
-    hands = [f for f in faces if f.name in _stroke_faces([f.name for f in faces])]
+    stroke = set(_stroke_faces([f.name for f in faces]))
+    hands = [f for f in faces if f.name in stroke]
     if not hands:
         raise NoHebrewFontError(f"no handwriting-like font ({', '.join(STROKE_FACES)}) to take strokes from. "
                                 f"Install Debian's Hebrew fonts: sudo apt-get install {FONT_PACKAGES}")

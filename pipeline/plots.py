@@ -159,7 +159,7 @@ def contact_sheet_png(items: list[dict], columns: int = 8, thumb: int = 96) -> b
         r, c = divmod(k, columns)
         x, y = 8 + c * (thumb + 8), 30 + r * (thumb + label_h + 8)
         try:
-            pic = over_white(Image.open(io.BytesIO(item["image"]))).convert("RGB")   # as the model reads it
+            pic = over_white(Image.open(io.BytesIO(item["image"])))   # as the model reads it (grey)
             pic.thumbnail((thumb, thumb))
             img.paste(pic, (x + (thumb - pic.width) // 2, y + (thumb - pic.height) // 2))
         except Exception:  # the image was scored, so it decodes; be safe in a report anyway
