@@ -255,8 +255,10 @@ def test_runner_stops_on_a_damaged_feedback_store(tiny_dataset, tmp_path):
     (tmp_path / "fb").mkdir()
     (tmp_path / "fb" / "feedback.sqlite").write_bytes(b"not a database" * 100)
     summary, proc = run_pipeline(tiny_dataset, tmp_path, "--feedback-dir", str(tmp_path / "fb"), check=False)
-    assert proc.returncode == 2 and summary is None
-    assert "cannot read the feedback store" in proc.stderr and "--no-feedback" in proc.stderr
+    assert proc.returncode == 2 and "cannot read the feedback store" in proc.stderr and "--no-feedback" in proc.stderr
+    # the summary says the run failed before any step (not left out, which had kept an earlier run's in its place)
+    assert summary["failed_because"].startswith("cannot read the feedback store") and summary["components"] == {}
+    assert summary["pushed"] is False and summary["failed_step"] is None
 
 
 def test_runner_explains_a_data_root_where_every_file_is_skipped(tmp_path):
