@@ -223,7 +223,9 @@ def read_text(path: str) -> str:
     read is TensorFlow's IOError status (NOT_FOUND: <path>; No such file or directory); so is an empty one, whose
     mapping of 0 bytes fails (INVALID_ARGUMENT: <path>; Invalid argument), and a folder or other file that is not a
     regular one, which opens but cannot be mapped (NOT_FOUND: <path>; No such device). It is read, not mapped: a
-    file cut short while mapped would end the server (SIGBUS), where a short read is a bad config the poll logs."""
+    file cut short while mapped would end the server (SIGBUS), where a short read is a bad config the poll logs.
+    Bytes that are not UTF-8 are kept as surrogates (surrogateescape): protobuf's tokenizer skips a # comment
+    whatever its bytes, and :func:`parse_text_proto` refuses them in a string value."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -238,7 +240,7 @@ def read_text(path: str) -> str:
             os.close(fd)
     except OSError as exc:
         raise io_error(path, exc) from None
-    return data.decode("utf-8")
+    return data.decode("utf-8", "surrogateescape")
 
 
 def parse_model_server_config(text: str, source: str = "model config",
@@ -330,11 +332,15 @@ def load_monitoring_config(path: str) -> MonitoringConfig:
 def parse_text_proto(text: str, message, source: str):
     """``message`` filled from its text form, as TF Serving's ParseProtoTextFile reads a file: INVALID_ARGUMENT
     "Invalid protobuf file: '<source>'" when it does not parse, the parser's words only logged, as protobuf's
-    text parser logs them (Error parsing text-format <message type>: <line>:<column>: ...)."""
+    text parser logs them (Error parsing text-format <message type>: <line>:<column>: ...). A string value whose
+    bytes are not UTF-8 (:func:`read_text` keeps them as surrogates) is refused so: protobuf's C++ parser takes
+    the bytes as they are, a Python string cannot hold them."""
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as err:
         where, _, words = str(err).partition(" : ")
+        if "surrogates not allowed" in words:
+            words = "String field contains invalid UTF-8 data"
         log.error("Error parsing text-format %s: %s", message.DESCRIPTOR.full_name,
                   f"{where}: {words}" if words else where)
         raise invalid(f"Invalid protobuf file: '{source}'") from None

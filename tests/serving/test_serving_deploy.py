@@ -197,6 +197,24 @@ def test_monitoring_and_batching_files_that_do_not_parse_are_named_as_tf_serving
         assert caught.value.to_string() == f"INVALID_ARGUMENT: Invalid protobuf file: '{path}'"
 
 
+def test_config_files_with_bytes_not_utf8_in_a_comment_are_read_as_tf_serving_reads_them(tmp_path):
+    """ParseProtoTextFile hands protobuf's text parser the file's bytes, whose tokenizer skips a # comment to its end
+    whatever its bytes: a Latin-1 comment had refused the file ('utf-8' codec can't decode byte 0xe9, naming no
+    file), at start and at every poll. Bytes not UTF-8 inside a string value are refused naming the file."""
+    comment = "# caf\xe9 cr\xe8me\n".encode("latin-1")
+    models = tmp_path / "models.config"
+    models.write_bytes(comment + b"model_config_list { config { name: 'letters' base_path: '/srv/letters' "
+                       b"model_platform: 'tensorflow' } }  # \xff\n")
+    assert config_lib.load_model_server_config(str(models)).model_config_list.config[0].name == "letters"
+    batching = tmp_path / "batching.config"
+    batching.write_bytes(comment + b"max_batch_size { value: 4 }\n")
+    assert config_lib.load_batching_parameters(str(batching)).max_batch_size == 4
+    models.write_bytes(b"model_config_list { config { name: 'caf\xe9' base_path: '/srv/letters' } }\n")
+    with pytest.raises(ServingError) as caught:
+        config_lib.load_model_server_config(str(models))
+    assert caught.value.to_string() == f"INVALID_ARGUMENT: Invalid protobuf file: '{models}'"
+
+
 def pod_specs(node):
     """Every pod spec (a mapping with ``containers``) in a manifest: a Deployment's template, a CronJob's job's."""
     if isinstance(node, dict):
