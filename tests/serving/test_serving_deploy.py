@@ -147,8 +147,16 @@ def test_model_config_lists_are_validated_as_server_core_validates_them():
         with pytest.raises(ServingError) as caught:
             config_lib.parse_model_server_config(text, "x.config")
         assert (caught.value.code, caught.value.message) == ("INVALID_ARGUMENT", message)
-    config_lib.parse_model_server_config("model_config_list { config { name: 'm' base_path: 'gs://bucket/m' "
-                                         "model_platform: 'tensorflow' } }")
+    config_lib.parse_model_server_config("model_config_list { config { name: 'm' base_path: 'file:///srv/m' "
+                                         "model_platform: 'tensorflow' } }")   # read as /srv/m
+    for uri in ("gs://bucket/m", "s3://bucket/m"):   # TF Serving's Env reads them; this server has no such reader
+        with pytest.raises(ServingError) as caught:
+            config_lib.parse_model_server_config(f"model_config_list {{ config {{ name: 'm' base_path: '{uri}' "
+                                                 "model_platform: 'tensorflow' } }")
+        assert (caught.value.code, caught.value.message) == ("INVALID_ARGUMENT", (
+            f"Model m's base_path {uri} is a URL: this server reads local paths only (file:///… is read as the "
+            "local path); production TF Serving reads gs://, s3:// and other file systems TensorFlow has, or mount "
+            "the bucket (Cloud Storage FUSE, say) and give a path in it"))
     config_lib.parse_model_server_config("model_config_list { config { name: 'm' base_path: '/m' "
                                          "model_type: TENSORFLOW } }")   # the deprecated field alone is read
     with pytest.raises(ServingError, match="absolute path or URI; got base_path\\(\\)=serving/models/letters"):

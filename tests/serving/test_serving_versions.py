@@ -769,6 +769,19 @@ def _messages(caplog, level=None):
     return [r.getMessage() for r in caplog.records if level is None or r.levelname == level]
 
 
+def test_a_file_uri_base_path_is_read_as_its_local_path(tmp_path, monkeypatch, caplog):
+    """TF Serving reads a base path through TensorFlow's Env, whose local file system takes file:///x as /x: it
+    had been listed as a folder named file:///x, not found at every poll (the start waiting for ever)."""
+    monkeypatch.setattr(versions, "Servable", FakeServable)
+    (tmp_path / "a" / "1").mkdir(parents=True)
+    uri = f"file://{tmp_path / 'a'}"
+    core = _core(str(tmp_path), f'model_config_list {{ config {{ name: "a" base_path: "{uri}" '
+                                'model_platform: "tensorflow" } }')
+    with caplog.at_level(logging.INFO, logger="serving"):
+        core.poll()
+    assert core.manager("a").available_versions() == [1] and not _messages(caplog, "ERROR")
+
+
 def test_a_base_path_that_cannot_be_read_is_logged_in_tf_servings_words(tmp_path, monkeypatch, caplog):
     """FileSystemStoragePathSource's ERROR, once per poll, for the first base path in the config's order that cannot
     be read: FileExists' NOT_FOUND for a missing one, GetChildren's error for one that is not a folder. (It had been
