@@ -426,14 +426,17 @@ class ModelManager:
 
     def load_due(self) -> None:
         """Loads the aspired versions whose load is due (not started, or a failed one whose retry interval has
-        passed), newest first, then unloads what is no longer aspired. TF Serving's manager retries a failed load
-        on its own, whether the file system is polled or not."""
+        passed), newest first, unloading what :meth:`_unload_unaspired` lets go before each load it starts and
+        after the last: AspiredVersionsManager takes one action at a time and unloads ahead of loads, so a version
+        no longer aspired goes before a new one loads once an aspired version is ready. TF Serving's manager
+        retries a failed load on its own, whether the file system is polled or not."""
         with self._lock:
             aspired = dict(self.aspired)
         now = time.monotonic()
         for version in sorted(aspired, reverse=True):
             record = self.records[version]
             if self._begin_load(version, record, now):
+                self._unload_unaspired()
                 self._load(version, aspired[version], record)
         self._unload_unaspired()
 

@@ -612,8 +612,8 @@ def test_a_model_removed_while_a_version_loads_starts_no_other_load_and_serves_n
     monkeypatch.setattr(versions, "Servable", LoadingServable)
     monkeypatch.setattr(manager, "_unload_unaspired", request_then_unload)
     core.poll()
-    assert loads == [4]
-    assert served == ["Servable not found for request: Latest(letters)"]
+    assert loads == [4]   # nothing served before the load (where what is no longer aspired unloads) nor after
+    assert served == ["Servable not found for request: Latest(letters)"] * 2
     assert {s.version: versions.State.Name(s.state) for s in manager.status().model_version_status} == \
         {4: "END", 3: "START", 2: "START"}
     with pytest.raises(versions.ServingError, match=r"Servable not found for request: Specific\(letters, 4\)"):
@@ -767,6 +767,47 @@ def test_a_missing_base_path_at_start_up_loads_no_model(tmp_path, monkeypatch, c
 
 def _messages(caplog, level=None):
     return [r.getMessage() for r in caplog.records if level is None or r.levelname == level]
+
+
+@pytest.mark.parametrize("policies, new, before", [
+    (["latest { num_versions: 2 }"], [9], {9: [8]}),
+    (["specific { versions: 7 versions: 8 }", "specific { versions: 8 versions: 9 }"], [9], {9: [8]}),
+    # none aspired ready: the highest unaspired one keeps serving until the newest new one is ready
+    (["latest { num_versions: 2 }"], [9, 10], {10: [8], 9: [10]})])
+def test_unaspired_versions_unload_before_a_new_load_once_an_aspired_version_is_ready(
+        tmp_path, monkeypatch, policies, new, before):
+    """AvailabilityPreservingPolicy::GetNextAction unloads the lowest ready version no longer aspired before it loads
+    a new one when an aspired version is ready (AspiredVersionsManager sorts unloads first): version 9's load under
+    latest 2 starts with 8 alone in memory. 7 had been unloaded only after 9's load, three versions held meanwhile
+    and 7 answering."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    def config(policy):
+        return (f'model_config_list {{ config {{ name: "a" base_path: "{tmp_path / "a"}" model_platform: '
+                f'"tensorflow" model_version_policy {{ {policy} }} }} }}')
+
+    loaded_beside = {}
+
+    class Recording(FakeServable):
+        def __init__(self, name, version, path, metrics=None, runner=None):
+            super().__init__(name, version, path)
+            loaded_beside[version] = core.manager("a").available_versions()
+
+    monkeypatch.setattr(versions, "Servable", Recording)
+    for version in (7, 8):
+        (tmp_path / "a" / str(version)).mkdir(parents=True)
+    core = _core(str(tmp_path), config(policies[0]))
+    core.poll()
+    assert core.manager("a").available_versions() == [7, 8]
+    for version in new:
+        (tmp_path / "a" / str(version)).mkdir()
+    loaded_beside.clear()
+    if len(policies) > 1:
+        core.apply_config(text_format.Parse(config(policies[1]), model_server_config_pb2.ModelServerConfig()))
+    core.poll()
+    assert loaded_beside == before
+    assert core.manager("a").available_versions() == sorted(new if len(new) > 1 else [8] + new)
 
 
 def test_a_file_uri_base_path_is_read_as_its_local_path(tmp_path, monkeypatch, caplog):
