@@ -437,21 +437,28 @@ def test_a_config_with_tf_serving_2_20_fields_is_promoted_on_and_keeps_them(tmp_
     assert "per_task_sampling_configs" in text and 'dc: "aa"' in text and "stable" in text
 
 
+def assert_refused_and_left(tmp_path, serving_dir, version: int, previous: int, capsys, error: str) -> None:
+    """list, promote ``version`` and rollback (to ``previous``, by the history) each refuse the config file with
+    ``error`` (status 2), the file and its history left byte for byte."""
+    config_file = tmp_path / "models" / "models.config"
+    history = tmp_path / "models" / "models.config.history.json"
+    history.write_text(json.dumps([{"label": "stable", "version": version, "previous": previous}]))
+    before = config_file.read_bytes(), history.read_bytes()
+    for argv in (["list"], ["promote", str(version)], ["rollback"]):
+        code, err = run([*argv, "--serving-dir", str(serving_dir), "--server-url", "",
+                         "--metadata-path", str(tmp_path / "n.db")], capsys)
+        assert (code, err) == (2, error), (argv, err)
+    assert (config_file.read_bytes(), history.read_bytes()) == before
+
+
 def test_a_custom_model_config_is_refused_and_left_as_it_is(tmp_path, capsys):
     """ModelServerConfig's other branch: promote had replaced it with a model_config_list (its content lost), and
     list showed no label."""
     serving_dir, (v1,) = pushed(tmp_path)
     config_file = tmp_path / "models" / "models.config"
     config_file.write_text("custom_model_config { type_url: 'type.googleapis.com/x.Y' value: 'abc' }\n")
-    history = tmp_path / "models" / "models.config.history.json"
-    history.write_text(json.dumps([{"label": "stable", "version": v1, "previous": v1 - 1}]))
-    before = config_file.read_bytes(), history.read_bytes()
-    for argv in (["list"], ["promote", str(v1)], ["rollback"]):
-        code, err = run([*argv, "--serving-dir", str(serving_dir), "--server-url", "",
-                         "--metadata-path", str(tmp_path / "n.db")], capsys)
-        assert (code, err) == (2, f"error: {config_file} holds a custom_model_config, not a model_config_list: left "
-                                  "as it is"), (argv, err)
-    assert (config_file.read_bytes(), history.read_bytes()) == before
+    assert_refused_and_left(tmp_path, serving_dir, v1, v1 - 1, capsys,
+                            f"error: {config_file} holds a custom_model_config, not a model_config_list: left as it is")
 
 
 def test_a_config_listing_the_model_twice_is_refused_in_tf_servings_words(tmp_path, capsys):
@@ -463,15 +470,9 @@ def test_a_config_listing_the_model_twice_is_refused_in_tf_servings_words(tmp_pa
              f"model_version_policy {{ specific {{ versions: {v1} versions: {v2} }} }} version_labels {{ key: '%s' "
              "value: %d } }")
     config_file.write_text(f"model_config_list {{ {entry % ('stable', v1)} {entry % ('canary', v2)} }}\n")
-    history = tmp_path / "models" / "models.config.history.json"
-    history.write_text(json.dumps([{"label": "stable", "version": v1, "previous": v2}]))
-    before = config_file.read_bytes(), history.read_bytes()
-    for argv in (["list"], ["promote", str(v2)], ["rollback"]):
-        code, err = run([*argv, "--serving-dir", str(serving_dir), "--server-url", "",
-                         "--metadata-path", str(tmp_path / "n.db")], capsys)
-        assert (code, err) == (2, f"error: {config_file}: Illegal to list model letters multiple times in config "
-                                  "list: left as it is"), (argv, err)
-    assert (config_file.read_bytes(), history.read_bytes()) == before
+    assert_refused_and_left(tmp_path, serving_dir, v2, v1, capsys,
+                            f"error: {config_file}: Illegal to list model letters multiple times in config list: "
+                            "left as it is")
 
 
 def test_the_shipped_placeholder_labels_are_removed_never_served_nor_rolled_back_to(tmp_path, capsys, caplog):
