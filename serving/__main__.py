@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 
-FAILED_TO_START = 255   # main.cc's `return -1;` after a failed BuildAndStart, as the process's exit status
+from serving.config import FAILED_TO_START
 
 
 def main(argv=None) -> int:
@@ -24,9 +24,9 @@ def main(argv=None) -> int:
     from serving.status import ServingError
 
     configs.warn_unknown_variables()
-    options = parse_flags(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+                        stream=sys.stderr)   # before the flags: a value they cannot take is an ERROR line
+    options = parse_flags(argv)
     try:
         server = Server(options)
     except Exception as exc:  # noqa: BLE001 - unreadable or invalid config files

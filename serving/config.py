@@ -28,6 +28,7 @@ log = logging.getLogger("serving.config")
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+FAILED_TO_START = 255   # main.cc's `return -1;` (flags it cannot read, a failed BuildAndStart) as the exit status
 
 
 @dataclasses.dataclass
@@ -137,12 +138,37 @@ def tf_type(name: str) -> str:
 
 def parse_tf_flag_value(kind_name: str, raw: str, source: str):
     """``raw`` read as TensorFlow's command_line_flags reads a value: a bool is true or false (in any case), 1 or
-    0; an int is a whole decimal number (0.5, 1e3 or 1_000 are not); ValueError naming ``source`` otherwise."""
+    0; an int is a whole decimal number (0.5, 1e3 or 1_000 are not); otherwise a ValueError in its words
+    (``Couldn't interpret value yes for flag enable_batching.``), ``source`` being the flag."""
     if kind_name == "bool" and (raw.lower() in ("true", "false") or raw in ("1", "0")):
         return raw.lower() in ("true", "1")
     if kind_name == "bool" or (kind_name == "int" and not SCANF_INT.fullmatch(raw)):
-        raise ValueError(f"{source}={raw!r} is not a valid {tf_type(source.removeprefix('--'))}")
+        raise ValueError(f"Couldn't interpret value {raw} for flag {source.removeprefix('--')}.")
     return settings.parse(kind_name, raw, source)
+
+
+def unreadable_values(kept: list[str]) -> list[str]:
+    """TensorFlow's message for each ``--name=value`` of ``kept`` (:func:`tf_flag_arguments`) whose value its flag
+    parser cannot read: Flags::Parse reads every argument, logging each such value, before it fails."""
+    kinds = {f.name: settings.kind(ServerOptions, f.name) for f in dataclasses.fields(ServerOptions)}
+    refused = []
+    for arg in kept:
+        name, _, raw = arg[2:].partition("=")
+        if name in kinds:   # not -h, --help
+            try:
+                parse_tf_flag_value(kinds[name], raw, f"--{name}")
+            except ValueError as exc:
+                refused.append(str(exc))
+    return refused
+
+
+def refuse_flags(parser: argparse.ArgumentParser, messages: list[str]) -> None:
+    """main.cc when Flags::Parse fails: each message logged at ERROR (as command_line_flags logs it), the usage on
+    stdout, and ``return -1``: exit status :data:`FAILED_TO_START`."""
+    for message in messages:
+        log.error("%s", message)
+    print(parser.format_help(), end="", flush=True)
+    sys.exit(FAILED_TO_START)
 
 
 class FlagsUsageFormatter(argparse.HelpFormatter):
@@ -197,12 +223,15 @@ def parse_flags(argv=None) -> ServerOptions:
     settings.add_flags(parser, ServerOptions, {f.name: HELP.get(f.name, "") for f in dataclasses.fields(ServerOptions)},
                        ServerOptions(), dashes=False, parse_value=parse_tf_flag_value)
     argv = list(sys.argv[1:] if argv is None else argv)
+    kept, ignored, unknown = tf_flag_arguments(argv)
+    refused = unreadable_values(kept)
+    if refused:   # before --version, which main.cc reads once Flags::Parse has succeeded
+        refuse_flags(parser, refused)
     if "--version" in argv[:argv.index("--") if "--" in argv else None]:   # as tensorflow_model_server --version
         import tensorflow as tf
         print(f"TensorFlow ModelServer: letters embedded server (TF Serving 2.20.0's APIs)\n"
               f"TensorFlow Library: {tf.__version__}")
         sys.exit(0)
-    kept, ignored, unknown = tf_flag_arguments(argv)
     for arg in ignored:
         print(f"warning: {arg.split('=', 1)[0]} is a tensorflow_model_server flag the embedded server does not "
               "implement; ignored", file=sys.stderr)
@@ -212,8 +241,8 @@ def parse_flags(argv=None) -> ServerOptions:
     options = ServerOptions(**vars(args))
     try:
         options.validate()
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ValueError as exc:   # refused as a value TensorFlow's flag parser cannot read is
+        refuse_flags(parser, [str(exc)])
     return options
 
 

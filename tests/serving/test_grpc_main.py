@@ -306,16 +306,45 @@ def test_model_server_flags_are_read_as_tensorflow_model_server_reads_them(capsy
     assert "unknown argument: --model_base=/m" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("flag", ["--enable_batching=yes", "--enable_batching=on", "--enable_batching=",
-                                  "--file_system_poll_wait_seconds=0.5", "--file_system_poll_wait_seconds=inf",
-                                  "--model_config_file_poll_wait_seconds=1e3", "--port=1_000", "--port=8500 "])
-def test_a_value_tensorflows_flag_parser_refuses_is_refused(flag, capsys):
+@pytest.mark.parametrize("flag, value", [
+    ("--enable_batching=yes", "yes"), ("--enable_batching=on", "on"), ("--enable_batching=", ""),
+    ("--file_system_poll_wait_seconds=0.5", "0.5"), ("--file_system_poll_wait_seconds=inf", "inf"),
+    ("--model_config_file_poll_wait_seconds=1e3", "1e3"), ("--port=1_000", "1_000"), ("--port=8500 ", "8500 "),
+    ("--rest_api_port=abc", "abc")])
+def test_a_value_tensorflows_flag_parser_refuses_is_refused(flag, value, capsys, caplog):
     """command_line_flags: a bool is true/false (any case), 1 or 0; an int32 is what sscanf's "%d%c" reads whole.
-    yes/on had enabled batching, and 0.5 had been a poll interval TF Serving cannot be given."""
+    yes/on had enabled batching, and 0.5 had been a poll interval TF Serving cannot be given. As Flags::Parse and
+    main.cc: its words logged at ERROR, the usage on stdout, exit status 255 (main's -1); it had been argparse's
+    error on stderr, exit status 2."""
     from serving.config import parse_flags
     with pytest.raises(SystemExit) as exit_info:
         parse_flags(["--model_base_path=/m", flag])
-    assert exit_info.value.code == 2 and f"{flag.split('=')[0]}=" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    name = flag[2:].split("=")[0]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert exit_info.value.code == 255 and errors == [f"Couldn't interpret value {value} for flag {name}."]
+    assert out.startswith("usage: ") and "--enable_batching=false" in out and "error:" not in err
+
+
+def test_every_value_refused_is_logged_and_no_other_flag_is_read_first(caplog, capsys):
+    """Flags::Parse reads every argument before main.cc stops: each value it cannot read is its own ERROR line,
+    and a --version beside them does not print the version."""
+    from serving.config import parse_flags
+    with pytest.raises(SystemExit) as exit_info:
+        parse_flags(["--enable_batching=yes", "--model_name=x", "--rest_api_port=abc", "--version"])
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert exit_info.value.code == 255 and errors == ["Couldn't interpret value yes for flag enable_batching.",
+                                                      "Couldn't interpret value abc for flag rest_api_port."]
+    assert "TensorFlow ModelServer" not in capsys.readouterr().out
+
+
+def test_the_command_exits_255_on_a_value_it_cannot_read():
+    """python -m serving as a supervisor sees it: status 255, TF's words on stderr, the usage on stdout."""
+    proc = subprocess.run([sys.executable, "-m", "serving", "--enable_batching=yes", "--model_name=x"],
+                          capture_output=True, text=True, timeout=120, cwd=str(configs.PROJECT_ROOT))
+    assert proc.returncode == 255, proc.stderr[-2000:]
+    assert "Couldn't interpret value yes for flag enable_batching." in proc.stderr
+    assert proc.stdout.startswith("usage: ") and "Traceback" not in proc.stderr
 
 
 def test_values_tensorflows_flag_parser_takes():
@@ -350,24 +379,28 @@ def test_help_shows_the_flags_as_they_are_given(capsys):
 
 @pytest.mark.parametrize("flag", ["--file_system_poll_wait_seconds=2147483648",
                                   "--model_config_file_poll_wait_seconds=-9999999999"])
-def test_a_poll_interval_tf_serving_cannot_take_is_refused_at_start(flag, capsys):
+def test_a_poll_interval_tf_serving_cannot_take_is_refused_at_start(flag, caplog):
     """TF Serving's poll intervals are int32 flags: inf had started the server and killed its pollers with an
     OverflowError, so new versions were never loaded (inf is not a whole number; neither are these int32s)."""
     from serving.config import parse_flags
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         parse_flags(["--model_base_path=/m", flag])
-    assert "is not a number of seconds TF Serving takes (an int32)" in capsys.readouterr().err
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert exit_info.value.code == 255 and "is not a number of seconds TF Serving takes (an int32)" in errors[0]
 
 
 @pytest.mark.parametrize("flag", ["--max_request_bytes=-1", "--max_request_bytes=0", "--rest_api_num_threads=-1",
                                   "--grpc_max_threads=-1"])
-def test_a_request_limit_or_thread_count_that_cannot_work_is_refused_at_start(flag, capsys):
+def test_a_request_limit_or_thread_count_that_cannot_work_is_refused_at_start(flag, capsys, caplog):
     """--max_request_bytes=-1 had started a server that answered every request 413 (a GET too), and a negative
-    thread count failed only after the models loaded, in words that did not name the flag."""
+    thread count failed only after the models loaded, in words that did not name the flag. Refused as a value
+    TensorFlow's flag parser cannot read: logged at ERROR, the usage on stdout, exit status 255."""
     from serving.config import parse_flags
     with pytest.raises(SystemExit) as exit_info:
         parse_flags(["--model_base_path=/m", flag])
-    assert exit_info.value.code == 2 and f"error: {flag} is not a number of" in capsys.readouterr().err
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert exit_info.value.code == 255 and errors[0].startswith(f"{flag} is not a number of")
+    assert capsys.readouterr().out.startswith("usage: ")
 
 
 def test_zero_threads_are_tf_servings_default(capsys):
