@@ -608,4 +608,7 @@ def regress_response(result) -> str:
 
 
 def error_body(message: str) -> bytes:
-    return ('{\n    "error": ' + string_text(message) + "\n}").encode("utf-8", "replace")
+    """MakeJsonFromStatus's ``{"error": message}``, written by rapidjson's PrettyWriter without
+    kWriteValidateEncodingFlag: bytes of the request that are not UTF-8 (a model name or label in the URL, a body
+    string), held as undecoded characters, go out as they came (:func:`to_bytes`)."""
+    return to_bytes('{\n    "error": ' + string_text(message) + "\n}")

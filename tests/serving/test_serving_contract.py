@@ -499,9 +499,23 @@ def test_preflights_and_mis_cased_verbs_are_counted_as_tf_serving_counts_them(cl
 
 
 def test_metrics_page_keeps_model_names_that_are_not_utf8(client):
-    assert client.get("/v1/models/l%FFx")[0] == 404
+    assert client.request("GET", "/v1/models/l%FFx")[0] == 404
     status, _, raw = client.request("GET", "/monitoring/prometheus/metrics")
     assert status == 200 and b':tensorflow:serving:request_count{model_name="l\xffx",status="NOT_FOUND"} 1\n' in raw
+
+
+def test_error_messages_keep_request_bytes_that_are_not_utf8(client):
+    """MakeJsonFromStatus writes the message with rapidjson's PrettyWriter, which does not check the encoding: a
+    model name or label of the URL (curl_easy_unescape's bytes) and a body string come back as their bytes, a lone
+    low-surrogate escape as the 3 bytes rapidjson parsed it to. They had come as '?'."""
+    status, _, raw = client.request("GET", "/v1/models/%C3%28")
+    assert (status, raw) == (404, b'{\n    "error": "Could not find any versions of model \xc3("\n}')
+    status, _, raw = client.request("GET", "/v1/models/letters/labels/%FF/metadata")
+    assert (status, raw) == (400, b'{\n    "error": "Unrecognized servable version label: \xff"\n}')
+    for sent, back in ((b"\xff", b"\xff"), (b"\\udc00", b"\xed\xb0\x80")):
+        status, _, raw = client.request("POST", PREDICT, b'{"signature_name": "' + sent + b'", "instances": [1]}')
+        assert (status, raw) == (400, b'{\n    "error": "Serving signature name: \\"' + back
+                                 + b'\\" not found in signature def"\n}')
 
 
 def test_a_gzip_body_is_uncompressed_as_tf_serving_does(client, png):
