@@ -116,11 +116,11 @@ class RestApi:
                     text = await self.classify_or_regress(verb, model_name, version, label, body)
             elif method == "GET" and (match := GET_ROUTE.fullmatch(path)):
                 name, version, label, metadata = match.groups()
-                if name is None:
-                    raise invalid("Missing model name in request.")
-                model_name = _decode_component(name)
+                model_name = _decode_component(name) if name is not None else ""   # ParseModelInfo
                 version = _parse_version(version)
                 label = _decode_component(label) if label is not None else None
+                if not model_name:   # ProcessModelStatusRequest / ProcessModelMetadataRequest's first check
+                    raise invalid("Missing model name in request.")
                 if metadata == "metadata":
                     text = self.model_metadata(model_name, version, label)
                 else:

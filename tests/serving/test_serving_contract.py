@@ -39,6 +39,17 @@ def test_status_errors(client):
     assert client.get("/v1/models") == (400, {"error": "Missing model name in request."})
 
 
+def test_a_version_past_int64_fails_before_the_missing_model_name(client):
+    """ParseModelInfo converts the version before ProcessModelStatusRequest / ProcessModelMetadataRequest look for
+    the model name, and its error returns before MakeJsonFromStatus: 400 with an empty body. It had been the JSON
+    "Missing model name in request." A version that converts still gets that error."""
+    for path in ("/v1/models/versions/99999999999999999999", "/v1/models/versions/99999999999999999999/metadata"):
+        status, _, raw = client.request("GET", path)
+        assert (status, raw) == (400, b""), path
+    for path in ("/v1/models/versions/7", "/v1/models/versions/7/metadata", "/v1/models/labels/stable/metadata"):
+        assert client.get(path) == (400, {"error": "Missing model name in request."}), path
+
+
 def test_status_ignores_labels_even_unknown(client):
     status, body = client.get("/v1/models/letters/labels/whatever")
     assert status == 200 and len(body["model_version_status"]) == 2
