@@ -98,7 +98,9 @@ class Servable:
             raise ServingError("NOT_FOUND", "Could not find meta graph def matching supplied tags: { serve }. "
                                             "To inspect available tag-sets in the SavedModel, please use the "
                                             "SavedModel CLI: `saved_model_cli`")
-        self.signature_defs = meta_graph.signature_def
+        # a dict, not the proto's map: a request's signature name that is not UTF-8 (a REST body's) is looked up
+        # as any other name, not refused by the map's encoding
+        self.signature_defs = dict(meta_graph.signature_def)
         # {signature: {input alias: DataType enum}}, read once: a loaded version never changes.
         self.input_dtypes = {name: {alias: info.dtype for alias, info in sig.inputs.items()}
                              for name, sig in self.signature_defs.items()}

@@ -527,6 +527,10 @@ def test_error_messages_keep_request_bytes_that_are_not_utf8(client):
         status, _, raw = client.request("POST", PREDICT, b'{"signature_name": "' + sent + b'", "instances": [1]}')
         assert (status, raw) == (400, b'{\n    "error": "Serving signature name: \\"' + back
                                  + b'\\" not found in signature def"\n}')
+        for verb in ("classify", "regress"):
+            status, _, raw = client.request("POST", f"/v1/models/letters:{verb}",
+                                            b'{"signature_name": "' + sent + b'", "examples": [{}]}')
+            assert (status, raw) == (400, b'{\n    "error": "No signature was found with the name: ' + back + b'"\n}')
 
 
 def test_a_gzip_body_is_uncompressed_as_tf_serving_does(client, png):
