@@ -367,7 +367,7 @@ REASONS = [(400, r) for r in ("empty", "decompression_bomb", "side_too_long", "n
     (431, "headers_too_large"), (500, "internal_error"), (501, "not_implemented"), (505, "http_version_not_supported"),
     (507, "not_stored"), (502, "bad_serving_response"),
     (429, "serving_error"), (503, "serving_error"), (504, "serving_error"), (503, "serving_unreachable"),
-    (504, "serving_timeout"), (503, "model_not_loaded")]
+    (504, "serving_timeout"), (503, "model_not_loaded"), (503, "stopping")]
 
 
 def test_every_error_the_backend_gives_is_said_in_hebrew_too(web, open_page):
@@ -393,6 +393,44 @@ def test_every_error_the_backend_gives_is_said_in_hebrew_too(web, open_page):
         elif status == 429:
             assert first == "שרת המודל עמוס", first                        # busy, as the status line says
     assert english_only == []
+
+
+STOPPING = json.dumps({"error": "the web client is stopping; send the request again", "reason": "stopping"})
+
+
+def test_a_stopping_web_client_is_said_restarting_and_the_model_server_not_marked_down(web, browser):
+    """The web client's own 503 while it stops (reason stopping) had been said "the model server is unavailable"
+    and the status line turned down: it says this page's server is restarting, to try again, in Hebrew and
+    English, and the model server's status line stays as it was, for a prediction, a feedback and the status
+    check alike."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.clock.install()
+        page.goto(web.url)
+        status = page.locator("#serving-status")
+        page.check("#feedback-mode")
+        draw_letter(page)
+        page.click("#send")
+        answer_of(page)
+        before = status.inner_text()
+        page.route(re.compile(r"/api/(predict|status|feedback)$"),
+                   lambda route: route.fulfill(status=503, content_type="application/json", body=STOPPING))
+        page.click("#letter-grid button[data-class=alef]")
+        expect(page.locator("#feedback-result")).to_contain_text("שרת הדף מופעל מחדש: נסו שוב · the web client is "
+                                                                 "stopping; send the request again")
+        draw_letter(page)
+        page.click("#send")
+        expect(page.locator("#error")).to_contain_text("the web client is stopping; send the request again")
+        assert page.locator("#error bdi").all_inner_texts() == [
+            "שרת הדף מופעל מחדש: נסו שוב", "the web client is stopping; send the request again"]
+        assert "status-up" in status.get_attribute("class") and status.inner_text() == before
+        with page.expect_response(re.compile(r"/api/status$")):
+            page.clock.run_for(30_000)                                   # the next status check
+        page.wait_for_timeout(300)
+        assert "status-up" in status.get_attribute("class") and status.inner_text() == before
+    finally:
+        context.close()
 
 
 def test_an_answer_that_cannot_be_shown_leaves_no_answer_or_feedback_behind(web, open_page):

@@ -232,6 +232,9 @@
   const downText = (message) => `${DOWN_HE}\n${message || "The model server is down."}`;
   const busyText = (message) => `${BUSY_HE}\n${message || "The model server is busy."}`;
   const slowText = (message) => `${SLOW_HE}\n${message || "The model server is slow."}`;
+  // This page's own server refusing a request while it stops (503 stopping): said as such (REASONS_HE), the model
+  // server's status line left as it was.
+  const stopping = (body) => Boolean(body && body.reason === "stopping");
 
   async function checkStatus() {
     try {
@@ -241,6 +244,8 @@
         setServingStatus(null, busyText(body.error));
       } else if (response.status === 504) {   // no answer in time: slow, maybe busy, not known to be down
         setServingStatus(null, slowText(body.error));
+      } else if (stopping(body)) {   // this page's server, restarting: nothing known of the model server
+        return;
       } else if (response.ok) {
         const available = (body.versions || []).filter((v) => v.state === "AVAILABLE").map((v) => v.version);
         setServingStatus(true, `שרת המודל פעיל · Model server up — ${body.model}, versions ${available.join(", ")}`);
@@ -269,7 +274,7 @@
 
   // The server's reasons for refusing a request, in Hebrew; its English message follows. The model server's own
   // (serving_unreachable, serving_timeout, serving_error, model_not_loaded) are said by their status, 429 busy,
-  // 504 slow, 503 down (postPredict).
+  // 504 slow, 503 down (postPredict); a 503 stopping is this page's server's, said by its reason.
   const REASONS_HE = {
     empty: "התמונה ריקה",
     too_large: "התמונה גדולה מדי",
@@ -301,6 +306,7 @@
     method_not_allowed: "הפעולה אינה מותרת בנתיב הזה",
     not_implemented: "הפעולה אינה נתמכת",
     http_version_not_supported: "גרסת HTTP אינה נתמכת",
+    stopping: "שרת הדף מופעל מחדש: נסו שוב",   // "this page's server is restarting: try again"
     internal_error: "שגיאה פנימית בשרת",
   };
   const serverMessage = (body, status) => {
@@ -320,7 +326,7 @@
     try { body = await response.json(); } catch (err) { body = null; }
     if (!response.ok) {
       const message = serverMessage(body, response.status);
-      if (response.status === 503) {
+      if (response.status === 503 && !stopping(body)) {
         const text = downText((body && body.error) || `The model server is down (HTTP ${response.status}).`);
         setServingStatus(false, text);
         throw new Error(text);
