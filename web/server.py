@@ -26,6 +26,7 @@ import base64
 import binascii
 import email.parser
 import email.policy
+import email.utils
 import errno
 import json
 import logging
@@ -379,14 +380,18 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         log.debug("%s %s", self.address_string(), fmt % args)
 
+    @classmethod
+    def fields(cls, content_type: str, length: int, headers=(), cache: str = "no-store") -> list[tuple[str, str]]:
+        """The header fields of every answer of this server, after its status line: the 408 of a request cut at its
+        deadline (_Arrival, written on another thread) as every other."""
+        return [("Server", cls.server_version), ("Date", email.utils.formatdate(usegmt=True)),
+                ("Content-Type", content_type), ("Content-Length", str(length)), ("Cache-Control", cache),
+                *SECURITY_HEADERS, *headers]
+
     def _send(self, status: int, body: bytes, content_type: str, headers=(), cache: str = "no-store"):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", cache)
-        for key, value in SECURITY_HEADERS:
-            self.send_header(key, value)
-        for key, value in headers:
+        self.log_request(status)
+        self.send_response_only(status)
+        for key, value in self.fields(content_type, len(body), headers, cache):
             self.send_header(key, value)
         if self.server.stopping:   # no next request on this connection: the server stops once it is answered
             self.close_connection = True
@@ -610,10 +615,6 @@ class Handler(BaseHTTPRequestHandler):
         self._json(201, self.backend.feedback(payload))
 
 
-_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json; charset=utf-8\r\n"
-              b"Content-Length: %d\r\nConnection: close\r\n\r\n%s")
-
-
 class _Arrival:
     """The deadline of one request's arrival: past it, a 408 is sent and the connection shut down (the handler's
     read then ends at once); :meth:`done` stops it."""
@@ -626,12 +627,15 @@ class _Arrival:
     def _cut(self) -> None:
         body = json.dumps({"error": f"the request did not arrive whole within {self.seconds:g} s",
                            "reason": "timeout"}).encode()
+        fields = Handler.fields("application/json; charset=utf-8", len(body), [("Connection", "close")])
+        head = f"{Handler.protocol_version} 408 {Handler.responses[408][0]}\r\n" + \
+            "".join(f"{key}: {value}\r\n" for key, value in fields) + "\r\n"
         # Never waiting: this runs on the one thread that keeps every deadline. A socket with a timeout is
         # non-blocking underneath (Python waits in poll() for it, which socket.send would do here too), so the
         # bytes go to its descriptor directly; a client whose buffer is full gets no 408, only the close.
         if self.connection.gettimeout() is not None:
             try:
-                os.write(self.connection.fileno(), _TIMED_OUT % (len(body), body))
+                os.write(self.connection.fileno(), head.encode("latin-1") + body)
             except OSError:
                 pass
         try:

@@ -786,6 +786,30 @@ def test_a_client_that_stops_reading_its_answer_is_gone_not_a_server_error(start
     assert Api(web.url).get("/healthz")[0] == 200
 
 
+def test_the_408_of_a_request_too_slow_carries_the_headers_of_every_answer(start_web, dead_url):
+    """The 408 sent when a request does not arrive whole in time had only Content-Type, Content-Length and
+    Connection: close: it carries the security headers, Date and Server, as every other answer (a 415 here)."""
+    web = start_web(dead_url, request_timeout=2.0)
+
+    def head_of(request: bytes, wait: float = 0.0) -> dict:
+        with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+            sock.sendall(request)
+            time.sleep(wait)
+            reply = read_until_closed(sock)
+        status_line, *lines = reply.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+        return {"": status_line, **dict(line.split(": ", 1) for line in lines)}
+
+    timed_out = head_of(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc", wait=3)
+    refused = head_of(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 3"
+                      b"\r\nConnection: close\r\n\r\nabc")
+    assert timed_out[""] == "HTTP/1.1 408 Request Timeout" and refused[""].startswith("HTTP/1.1 415"), refused
+    assert set(timed_out) == set(refused), (timed_out, refused)
+    assert timed_out["X-Content-Type-Options"] == "nosniff" and timed_out["X-Frame-Options"] == "DENY"
+    assert timed_out["Referrer-Policy"] == "no-referrer" and timed_out["Connection"] == "close"
+    assert timed_out["Content-Security-Policy"].startswith("default-src 'none'")
+    assert timed_out["Server"] == refused["Server"] and timed_out["Date"].endswith(" GMT")
+
+
 def test_a_client_that_reads_nothing_does_not_hold_up_other_deadlines():
     """The 408 of a cut request is sent without waiting: deadlines are kept by one thread, and a client whose
     receive buffer is full would otherwise stop every other connection's deadline for the idle timeout."""
