@@ -899,6 +899,33 @@ def test_while_an_answer_is_coming_the_page_says_it_is_recognising(web, open_pag
     assert pending.is_hidden() and empty.is_visible()
 
 
+def test_a_disabled_button_shows_no_busy_cursor_unless_its_request_is_on_its_way(web, open_page):
+    """Every disabled button had the busy cursor (progress): Undo, Clear and Recognise on an empty pad, the letters
+    once a feedback was saved. A disabled button shows not-allowed; progress only while its request is running."""
+    page = open_page(web.url)
+    cursor = lambda selector: page.locator(selector).first.evaluate("b => getComputedStyle(b).cursor")  # noqa: E731
+    assert [cursor(b) for b in ("#undo", "#clear", "#send")] == ["not-allowed"] * 3
+    held = []
+    page.route(re.compile(r"/api/(predict|feedback)$"), lambda route: held.append(route))
+    page.check("#feedback-mode")
+    draw_letter(page)
+    page.click("#send")
+    while not held:
+        page.wait_for_timeout(20)
+    expect(page.locator("#send")).to_be_disabled()
+    assert cursor("#send") == "progress" and cursor("#undo") == "pointer"       # recognising
+    held.pop().continue_()
+    answer_of(page)
+    page.click("#letter-grid button[data-class=alef]")
+    while not held:
+        page.wait_for_timeout(20)
+    assert cursor("#letter-grid button") == "progress" and cursor("#confirm") == "progress"   # saving
+    held.pop().continue_()
+    expect(page.locator("#feedback-result")).to_contain_text("saved")
+    assert cursor("#letter-grid button") == "not-allowed" and cursor("#confirm") == "not-allowed"
+    assert page.problems == [], page.problems
+
+
 def test_a_dropped_folder_is_said_unreadable_in_both_languages_and_the_answer_stays(web, open_page, tmp_path):
     """A folder (or a file gone since it was chosen) cannot be read: the page had shown the browser's English
     DOMException ("A requested file or directory could not be found ...") and hidden the answer shown. Nothing was

@@ -18,6 +18,7 @@
     classes: [],
     maxUploadBytes: 0,    // the largest image the backend takes (/api/classes); 0 until known
     busy: false,
+    saving: 0,            // feedbacks on their way (the feedback box is marked busy meanwhile)
     seq: 0,               // the number of the newest image asked about (older answers are not shown)
     saved: new Map(),     // image (base64) -> its feedback {message, failed}: saved (or refused), one per image
   };
@@ -569,6 +570,7 @@
     setFeedbackEnabled(false);
     if (button) button.setAttribute("aria-pressed", "true");
     showFeedback(prediction.feedback);
+    setSaving(+1);
     try {
       const response = await fetch("/api/feedback", {
         method: "POST",
@@ -600,7 +602,14 @@
         showFeedback({ message: `לא נשמר · Not saved: ${err.message}`, failed: true });
         offerFeedback();
       }
+    } finally {
+      setSaving(-1);
     }
+  }
+  function setSaving(change) {
+    state.saving += change;
+    if (state.saving > 0) $("feedback").setAttribute("aria-busy", "true");
+    else $("feedback").removeAttribute("aria-busy");
   }
 
   $("confirm").addEventListener("click", () => {
