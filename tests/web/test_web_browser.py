@@ -926,6 +926,15 @@ def test_a_disabled_button_shows_no_busy_cursor_unless_its_request_is_on_its_way
     assert page.problems == [], page.problems
 
 
+def test_the_letter_group_is_named_in_hebrew_and_english(web, open_page):
+    """The 27 letters' group had been named in English only ("27 letters") on a Hebrew page whose every other name
+    is Hebrew · English."""
+    page = answered_in_feedback_mode(open_page, web.url)
+    assert page.locator("#letter-grid").get_attribute("aria-label") == "27 אותיות · 27 letters"
+    group = page.get_by_role("group", name="27 אותיות · 27 letters", exact=True)
+    assert group.count() == 1 and group.locator("button").count() == 27
+
+
 def test_a_dropped_folder_is_said_unreadable_in_both_languages_and_the_answer_stays(web, open_page, tmp_path):
     """A folder (or a file gone since it was chosen) cannot be read: the page had shown the browser's English
     DOMException ("A requested file or directory could not be found ...") and hidden the answer shown. Nothing was
