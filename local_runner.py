@@ -212,19 +212,21 @@ def ensure_default_data(config: Config) -> None:
 
 def usable_letters(flag: str, root: str, config: Config) -> bool:
     """Whether ``root`` is a folder of class folders with at least one image the ExampleGen would keep; if not,
-    says why (as the ExampleGen would) before anything starts."""
-    if not os.path.isdir(root):
+    says why (as the ExampleGen would) before anything starts. A ``file://`` root is checked as its local path
+    (:func:`core.settings.local_path`), as TensorFlow reads it; the pipeline is given the URL."""
+    local = settings.local_path(root)
+    if not os.path.isdir(local):
         print(f"error: {flag} {root} is not a folder", file=sys.stderr)
         return False
     from components import image_example_gen as gen
-    problem = gen.describe_layout_problem(root)
+    problem = gen.describe_layout_problem(local)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return False
-    usable, skips = gen.find_usable_image(root, config.max_file_bytes, config.max_image_pixels)
+    usable, skips = gen.find_usable_image(local, config.max_file_bytes, config.max_image_pixels)
     if not usable:   # every file would be skipped
-        print(gen.format_report(gen.build_report(skips, root)), flush=True)
-        print(f"error: {gen.no_usable_image(root)}", file=sys.stderr)
+        print(gen.format_report(gen.build_report(skips, local)), flush=True)
+        print(f"error: {gen.no_usable_image(local)}", file=sys.stderr)
         return False
     return True
 

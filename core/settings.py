@@ -90,6 +90,18 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
+FILE_SCHEME = "file://"
+
+
+def local_path(path: str) -> str:
+    """The local path ``path`` names: file:///x is /x, as TensorFlow's local file system reads a file URI (the path
+    io::ParseURI finds after the host, which it drops); a local path or another URL as given."""
+    if not path.startswith(FILE_SCHEME):
+        return path
+    rest = path[len(FILE_SCHEME):]
+    return rest[rest.index("/"):] if "/" in rest else ""
+
+
 def absolute(path: str) -> str:
     """A path flag's value: URLs as given; local paths made absolute, a leading ``~`` expanded (the shell does not
     expand it after ``=``, in ``--feedback-dir=~/letters``, nor within quotes)."""

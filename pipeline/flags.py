@@ -156,8 +156,7 @@ def path_names(paths: dict[str, str], given: set[str]) -> dict[str, str]:
 def compared(path: str) -> str:
     """``path`` as :func:`overlap` compares it: a local one (``file://`` URLs among them) absolute, links resolved;
     another URL as written, trailing slashes aside (``gs://b/p/`` is ``gs://b/p``): read nowhere, only compared."""
-    if path.startswith("file://"):
-        path = path[len("file://"):]
+    path = settings.local_path(path)
     if not is_url(path):
         return os.path.realpath(path)
     scheme, rest = path.split("://", 1)

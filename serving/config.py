@@ -303,7 +303,7 @@ def check_model_server_config(config, source: str, served=()) -> None:
             raise invalid(f"Expected model {model.name} to have an absolute path or URI; "
                           f"got base_path()={model.base_path}")
     for model in config.model_config_list.config:   # TF Serving's Env reads them; here the local file system only
-        if settings.is_url(model.base_path) and not model.base_path.startswith(FILE_SCHEME):
+        if settings.is_url(model.base_path) and not model.base_path.startswith(settings.FILE_SCHEME):
             raise invalid(f"Model {model.name}'s base_path {model.base_path} is a URL: this server reads local paths "
                           "only (file:///… is read as the local path); production TF Serving reads gs://, s3:// and "
                           "other file systems TensorFlow has, or mount the bucket (Cloud Storage FUSE, say) and give "
@@ -317,18 +317,6 @@ def check_model_server_config(config, source: str, served=()) -> None:
         if platform != "tensorflow":   # ServerCore::CreateStoragePathRoutes: no source adapter for it
             raise invalid(f"Model {model.name} requests unsupported platform {platform}")
         check_logging_config(model, source)
-
-
-FILE_SCHEME = "file://"
-
-
-def local_base_path(base_path: str) -> str:
-    """The local path a base path names: file:///x is /x, as TensorFlow's local file system reads a file URI (the
-    path io::ParseURI finds after the host, which it drops); any other path as given."""
-    if not base_path.startswith(FILE_SCHEME):
-        return base_path
-    rest = base_path[len(FILE_SCHEME):]
-    return rest[rest.index("/"):] if "/" in rest else ""
 
 
 def repeated_model_error(config) -> str | None:

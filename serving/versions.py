@@ -17,8 +17,8 @@ import numpy as np
 from tensorflow_serving.apis import get_model_status_pb2
 
 from core.model_dirs import read_saved_model, saved_model_file, version_number
+from core.settings import local_path
 from serving import warmup
-from serving.config import local_base_path
 from serving.status import (QUOTING_OPS, ServingError, from_exception, io_error_message,
                             undecodable_runtime_message, whole_message)
 
@@ -243,9 +243,9 @@ def list_versions(base_path: str, model_name: str, warn: bool = True, policy=Non
     not), picks it for the latest and specific policies; under an ``all`` ``policy`` the first: AspireAllVersions
     aspires every child as listed, and the manager refuses the second as a version already managed. ``refused``,
     if given, gets {version: [the paths refused so]}. A file:// base path is read as its local path, the versions'
-    paths too (:func:`serving.config.local_base_path`)."""
+    paths too (:func:`core.settings.local_path`)."""
     warning = log.warning if warn else (lambda *args: None)
-    named, base_path = base_path, local_base_path(base_path)
+    named, base_path = base_path, local_path(base_path)
     try:
         names = sorted(os.listdir(base_path))
     except OSError as exc:
@@ -273,7 +273,7 @@ def list_versions(base_path: str, model_name: str, warn: bool = True, policy=Non
 def base_path_error(base_path: str, model_name: str, exc: OSError) -> str:
     """TF Serving's words for a base path it cannot read (PollFileSystemForServable): FileExists' NOT_FOUND when
     there is nothing at the path, else GetChildren's error (its IOError: the path and the errno's text)."""
-    if not os.access(local_base_path(base_path), os.F_OK):
+    if not os.access(local_path(base_path), os.F_OK):
         return (f"Could not find base path {base_path} for servable {model_name} with error "
                 f"NOT_FOUND: {base_path} not found")
     return io_error_message(base_path, exc)

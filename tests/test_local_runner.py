@@ -475,6 +475,29 @@ def test_a_path_written_among_the_built_in_letters_a_data_root_pretrains_on_is_a
     local_runner.parse_args(["--serving-dir", str(tmp_path / "s"), "--pipeline-root", str(tmp_path / "p")])
 
 
+def test_a_file_url_data_root_is_checked_as_its_local_path_and_given_to_the_pipeline_as_written(tiny_letters, tmp_path,
+                                                                                               monkeypatch, capsys):
+    """A file:// data root works (TensorFlow reads it), as the README says: the check before the run had looked
+    for a folder named file:///… and refused it (error: --data-root file:///… is not a folder). It is checked, and
+    prechecked, as its local path; the pipeline is given the URL as written."""
+    started = []
+    monkeypatch.setattr(local_runner, "_run_alone", lambda config, args, builtin: started.append(config.data_root) or 0)
+    common = ["--pipeline-root", str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s"), "--metadata-path",
+              str(tmp_path / "m.db"), "--no-feedback", "--no-pretrain", "--quiet"]
+    url = f"file://{tiny_letters}"
+    assert local_runner.main(["--data-root", url, *common]) == 0
+    assert started == [url]
+    other = tmp_path / "other"
+    (other / "misc").mkdir(parents=True)
+    (other / "misc" / "1.png").write_bytes(b"x")
+    assert local_runner.main(["--data-root", f"file://{other}", *common]) == 2   # prechecked as the local folder
+    assert f"error: none of the folders in {other} (misc) is a class folder" in capsys.readouterr().err
+    missing = f"file://{tmp_path / 'none'}"
+    assert local_runner.main(["--data-root", missing, *common]) == 2
+    assert capsys.readouterr().err == f"error: --data-root {missing} is not a folder\n"
+    assert started == [url]
+
+
 def test_overlapping_paths_no_flag_gave_are_named_by_their_variable_or_as_defaults(tmp_path, monkeypatch, capsys):
     """Paths that clash because LETTERS_* variables, or the defaults, set them had been named by flags never given
     (--serving-dir (…) is the same path as --pipeline-root (…)): each side is named by what set it, the flag if

@@ -195,3 +195,12 @@ def test_a_url_is_refused_with_a_gsutil_hint_only_for_a_bucket_gsutil_copies_to(
     for url in ("http://x/y", "ftp://x/y"):
         assert settings.url_refusal(url) == f"{url}: the output is written to a local folder, not a URL; give one"
         assert settings.url_refusal(url, "file") == f"{url}: the output is written to a local file, not a URL; give one"
+
+
+def test_a_file_url_names_its_local_path_and_any_other_path_is_as_given():
+    """file:///x is /x as TensorFlow's local file system reads it (the host, if any, dropped); a local path and
+    another URL are as given."""
+    assert settings.local_path("file:///srv/letters") == "/srv/letters"
+    assert settings.local_path("file://localhost/srv/letters") == "/srv/letters"
+    for path in ("/srv/letters", "letters", "gs://b/letters", "s3://b/l"):
+        assert settings.local_path(path) == path
