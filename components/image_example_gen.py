@@ -54,7 +54,7 @@ from core import configs, image_io
 from core.image_io import pixel_digest
 from core.configs import GENERATED_MANIFEST
 from core.manifest import unfinished_generation
-from core.files import is_hidden, pattern_under, printable, read_error
+from core.files import NOT_UTF8, is_hidden, pattern_under, printable, read_error, utf8
 from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, misnamed_problem
 
 FEEDBACK_IMAGES_KEY = "feedback_images"   # the examples artifact's custom property: feedback images among them
@@ -90,8 +90,7 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
     beside = os.sep not in rel
     rel = prefix + rel
     if not utf8(rel):
-        return ("skip", printable(rel), "name_not_utf8", "the file name is not UTF-8 (a zip from another system?): "
-                "rename it")
+        return ("skip", printable(rel), "name_not_utf8", NOT_UTF8)
     if beside:
         return ("skip", rel, "not_in_a_class_folder", "files beside the class folders are not read")
     if is_hidden(path, input_base):
@@ -121,14 +120,6 @@ def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
     where = pattern_under(input_base, pattern)
     paths = fileio.glob(where) if "://" in input_base else glob.glob(where, include_hidden=True)
     return sorted(path for path in paths if not is_hidden(os.path.dirname(path), input_base))
-
-
-def utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:   # a byte that is not UTF-8, kept by Python as a surrogate escape
-        return False
-    return True
 
 
 def in_class_folder(path: str) -> bool:

@@ -17,9 +17,11 @@ knew pixels, or by ``FeedbackStore.add`` without ``once``) is judged as the web 
 there when one of them is the class imported (``letters-feedback stats`` names it in ``under_two_labels``), a
 conflict otherwise. A stored image gone or corrupt since (no longer its sha256) is written again from a file of
 the same bytes, and counted as restored. Files that cannot be stored are skipped with their reason, never fatal: a
-folder that is not a class, a nested folder, a hidden name in a class folder, an empty, oversize, truncated or
-non-image file. Hidden names beside the class folders (a ``.git``, a ``.DS_Store``) are left out unreported, as the
-ExampleGen leaves them.
+folder that is not a class, a nested folder, a hidden name in a class folder, a name that is not UTF-8, an empty,
+oversize, truncated or non-image file. A folder named as a class that has no folder (``Bet`` beside ``alef``) is
+refused, nothing stored, as the pipeline refuses such a data root (:func:`core.labels.misnamed_problem`). Hidden
+names beside the class folders (a ``.git``, a ``.DS_Store``) are left out unreported, as the ExampleGen leaves
+them.
 """
 from __future__ import annotations
 
@@ -30,8 +32,8 @@ import os
 
 from core import image_io
 from core.feedback import FeedbackError, FeedbackStore, already_stored
-from core.files import exclusive, is_hidden, read_error
-from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean
+from core.files import NOT_UTF8, exclusive, is_hidden, printable, read_error, utf8
+from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, misnamed_problem
 from core.manifest import unfinished_generation
 
 IMPORT_LOCK = "import.lock"   # in the store: one import at a time
@@ -81,11 +83,15 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
         raise ValueError(unfinished)
     summary = ImportSummary(source=folder)
     files = candidate_files(folder)
-    if not any(os.path.dirname(rel) in CLASS_INDEX for rel in files):
-        hints = [f"; {name!r} is not a class folder{did_you_mean(name)}" for name in
-                 sorted({os.path.dirname(rel) for rel in files} - {""}) if did_you_mean(name)]
+    folders = {os.path.dirname(rel) for rel in files} - {""}
+    if not folders & set(CLASS_INDEX):
+        hints = [f"; {name!r} is not a class folder{did_you_mean(name)}" for name in sorted(folders)
+                 if did_you_mean(name)]
         raise ValueError(f"no file in a class folder of {folder} (expected DIR/<class_folder>/<image>, class "
                          f"folders named: {', '.join(CLASS_NAMES)})" + "".join(hints))
+    misnamed = misnamed_problem(folder, folders)
+    if misnamed:   # (Bet beside alef: the pipeline refuses such a folder as a data root)
+        raise ValueError(misnamed)
     store = FeedbackStore(feedback_dir)
     try:
         # One import at a time per store: two at once each read what was stored before either wrote, and stored
@@ -111,6 +117,9 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
         files = tqdm(files, desc="importing", unit="image")
     for rel in files:
         label, path = os.path.dirname(rel), os.path.join(folder, rel)
+        if not utf8(rel):   # (before anything else, as the ExampleGen judges it)
+            summary.skipped.setdefault("name_not_utf8", []).append(f"{printable(rel)}: {NOT_UTF8}")
+            continue
         if not label:
             summary.skipped.setdefault("not_in_a_class_folder", []).append(f"{rel}: beside the class folders")
             continue

@@ -176,6 +176,19 @@ def is_hidden(path: str, root: str | None = None) -> bool:
     return rel != os.curdir and any(name.startswith(".") for name in rel.split(os.sep))
 
 
+def utf8(name: str) -> bool:
+    """Whether the file name (or path) ``name`` is UTF-8: a name that is not (a zip from another system) is skipped
+    with :data:`NOT_UTF8`, as ``name_not_utf8``, by every command that reads a data root."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:   # a byte that is not UTF-8, kept by Python as a surrogate escape
+        return False
+    return True
+
+
+NOT_UTF8 = "the file name is not UTF-8 (a zip from another system?): rename it"
+
+
 def printable(name: str) -> str:
     """A file name as it can be printed and stored in JSON or CSV: bytes that are not UTF-8 (Python keeps them as
     surrogate escapes) shown as ``\\xNN``, and a backslash of the name doubled, so that two names never print alike

@@ -78,7 +78,7 @@ def misnamed_folders(folders: Iterable[str]) -> list[str]:
 def misnamed_problem(root: str, folders: Iterable[str]) -> str | None:
     """Why the folder ``root``, holding the folders named ``folders``, is refused as a data root: the
     :func:`misnamed_folders` among them, each named with its class; None when there is none. The one message of
-    every command that reads a data root (the pipeline's ExampleGen, letters-evaluate)."""
+    every command that reads a data root (the pipeline's ExampleGen, letters-evaluate, letters-feedback import)."""
     misnamed = misnamed_folders(folders)
     if not misnamed:
         return None

@@ -461,16 +461,41 @@ def test_a_url_for_the_store_is_refused_and_nothing_is_written_in_the_current_fo
     assert not (tmp_path / "gs:").exists()
 
 
-def test_a_folder_spelling_a_class_otherwise_is_named_with_the_class_it_means(tmp_path):
+def test_a_folder_spelling_a_class_otherwise_is_refused_as_the_pipeline_refuses_it(tmp_path, capsys):
+    """A folder named as a class that has no folder (``Bet`` beside ``alef``): the pipeline refuses such a data root
+    before it starts (core.labels.misnamed_problem); the import had stored alef's images and skipped Bet's, status
+    0. It is refused in the same words, and nothing is stored."""
+    from core.labels import misnamed_problem
     root = tmp_path / "mine"
-    for name in ("Tsadi-Final", "alef"):
+    for name in ("Tsadi-Final", "alef", "Bet", "notes"):
         (root / name).mkdir(parents=True)
         (root / name / "a.png").write_bytes(png_bytes(letter_image(30, 30, seed=len(name))))
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "import", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {misnamed_problem(str(root), ['alef', 'Bet', 'Tsadi-Final', 'notes'])}\n"
+    assert "'Bet' is not a class folder: did you mean 'bet'?" in err and \
+        "'Tsadi-Final' is not a class folder: did you mean 'tsadi_final'?" in err and "notes" not in err
+    assert not (tmp_path / "store").exists()
+    (root / "Bet" / "a.png").unlink()
+    (root / "Tsadi-Final" / "a.png").unlink()   # empty folders: nothing of theirs would be skipped
     summary = import_folder(tmp_path / "store", root)
-    assert summary.imported == 1
-    assert summary.skipped["unknown_class_folder"] == [
-        "Tsadi-Final/a.png: 'Tsadi-Final' is not a class folder: did you mean 'tsadi_final'?"]
+    assert summary.imported == 1 and list(summary.skipped) == ["unknown_class_folder"]   # notes/a.png
+    (root / "Tsadi-Final" / "a.png").write_bytes(png_bytes(letter_image(30, 30, seed=3)))
     (root / "alef" / "a.png").unlink()   # no class folder left: refused, the error naming the class meant
     with pytest.raises(ValueError, match=r"no file in a class folder .*; 'Tsadi-Final' is not a class folder: "
                                          r"did you mean 'tsadi_final'\?$"):
         import_folder(tmp_path / "store2", root)
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_as_the_pipeline_skips_it(folder, tmp_path, capsys):
+    """The pipeline skips such a file (name_not_utf8: components.image_example_gen.read_one); the import had stored
+    it, for the next run to train on."""
+    import os
+    with open(os.path.join(os.fsencode(folder), b"alef", b"caf\xe9.png"), "wb") as out:
+        out.write(png_bytes(letter_image(32, 44, seed=9)))
+    summary = import_folder(tmp_path / "store", folder)
+    assert summary.imported == 4 and summary.already_present == 0
+    assert summary.skipped["name_not_utf8"] == [
+        "alef/caf\\xe9.png: the file name is not UTF-8 (a zip from another system?): rename it"]
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store2"), "import", str(folder)]) == 0
+    assert "skipped 1 × name_not_utf8\n    alef/caf\\xe9.png: the file name" in capsys.readouterr().out
