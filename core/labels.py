@@ -40,14 +40,38 @@ def label_index(name, what: str = "class") -> int:
 
 _SEPARATORS = r"[\s._-]+"   # what separates the words of a folder name: spaces, dots, hyphens, underscores (a run)
 
+# Usual spellings of letters that difflib reads as another letter or as none (kuf as kaf, vet as tet, sav as vav;
+# koph, fe, waw): looked up before it, each also with _sofit or _final for a letter that has a final form.
+TRANSLITERATIONS = {
+    "kuf": "qof", "kof": "qof", "koph": "qof", "qoph": "qof", "quf": "qof",
+    "vet": "bet", "beth": "bet", "veth": "bet",
+    "fe": "pe", "fey": "pe", "feh": "pe", "pey": "pe", "peh": "pe",
+    "chaf": "kaf", "khaf": "kaf", "kaph": "kaf",
+    "waw": "vav", "sav": "tav",
+}
+_FINAL_ENDINGS = ("_sofit", "_final")
+
+
+def transliterated(spelled: str) -> str | None:
+    """The class a lower-case, ``_``-separated folder name spells in :data:`TRANSLITERATIONS` (``koph``: qof), or
+    as a final form, its letter so spelled or a class name, then ``_sofit`` or ``_final`` (``fe_sofit``,
+    ``mem_sofit``: pe_final, mem_final); None for another name."""
+    for ending in _FINAL_ENDINGS:
+        if spelled.endswith(ending):
+            base = spelled[:-len(ending)]
+            final = f"{TRANSLITERATIONS.get(base, base)}_final"
+            return final if final in CLASS_INDEX else None
+    return TRANSLITERATIONS.get(spelled)
+
 
 def likely_class(name: str, close: bool = True) -> str | None:
     """The class a folder ``name`` that is not a class name was likely meant to be: the class it spells in another
     case or with other separators (``Bet``, ``Pe-Final``, ``pe final``, ``pe.final``, ``pe__final``), else, when
-    ``close``, the closest class name (``bett``, ``shim``, ``aleph``, but also ``test`` for tet: only a guess) or
-    the class of the Hebrew letter it is (``א``, ``ץ`` for tsadi_final, ``בּ`` with its points: a hint only, so
-    that such a folder is skipped as another folder is, not refused as a misspelt class); None for a class name, a
-    hidden name and a name close to none (``misc``)."""
+    ``close``, the class of a usual transliteration (``kuf``, ``vet``, ``fe_sofit``: :func:`transliterated`), the
+    closest class name (``bett``, ``shim``, ``aleph``, but also ``test`` for tet: only a guess) or the class of the
+    Hebrew letter it is (``א``, ``ץ`` for tsadi_final, ``בּ`` with its points: a hint only, so that such a folder is
+    skipped as another folder is, not refused as a misspelt class); None for a class name, a hidden name and a name
+    close to none (``misc``)."""
     if name in CLASS_INDEX or name.startswith("."):
         return None
     spelled = re.sub(_SEPARATORS, "_", name.strip().lower())
@@ -56,7 +80,7 @@ def likely_class(name: str, close: bool = True) -> str | None:
     if not close:
         return None
     letter = "".join(c for c in unicodedata.normalize("NFD", name.strip()) if not unicodedata.combining(c))
-    return CLASS_OF_GLYPH.get(letter) or next(iter(difflib.get_close_matches(spelled, CLASS_NAMES, n=1)), None)
+    return transliterated(spelled) or CLASS_OF_GLYPH.get(letter) or next(iter(difflib.get_close_matches(spelled, CLASS_NAMES, n=1)), None)
 
 
 def did_you_mean(folder: str) -> str:

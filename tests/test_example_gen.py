@@ -262,6 +262,26 @@ def test_a_folder_named_with_the_hebrew_letter_is_skipped_naming_its_class(tmp_p
     assert ieg.describe_layout_problem(str(tmp_path)) is None    # a hint, not a refusal of the data root
 
 
+@pytest.mark.parametrize("folder, meant", [
+    ("kuf", "qof"), ("kof", "qof"), ("koph", "qof"), ("qoph", "qof"), ("Quf", "qof"),
+    ("vet", "bet"), ("beth", "bet"), ("veth", "bet"),
+    ("fe", "pe"), ("fey", "pe"), ("feh", "pe"), ("pey", "pe"), ("peh", "pe"),
+    ("fe_sofit", "pe_final"), ("Fe-Final", "pe_final"), ("pe sofit", "pe_final"), ("chaf_sofit", "kaf_final"),
+    ("chaf", "kaf"), ("kaph", "kaf"), ("waw", "vav"), ("sav", "tav"),
+    ("aleph", "alef"), ("shim", "shin"), ("mem_sofit", "mem_final"), ("misc", None)])
+def test_a_common_transliteration_of_a_letter_is_named_as_that_letter(tmp_path, folder, meant):
+    """difflib alone had read kuf as kaf, vet as tet and sav as vav, and found nothing for koph, qoph, fe or waw: the
+    usual spellings (core.labels.TRANSLITERATIONS, and each with _sofit or _final) are looked up first. A hint for
+    a folder that is skipped, never a refusal of the data root."""
+    from core.labels import did_you_mean
+    assert did_you_mean(folder) == (f": did you mean {meant!r}?" if meant else "")
+    (tmp_path / "alef").mkdir()
+    (tmp_path / "alef" / "a.png").write_bytes(png_bytes(letter_image(40, 50)))
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "b.png").write_bytes(png_bytes(letter_image(40, 50)))
+    assert ieg.describe_layout_problem(str(tmp_path)) is None
+
+
 @pytest.fixture()
 def corrections(tmp_path):
     """Two exported corrections per class."""
