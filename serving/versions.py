@@ -18,7 +18,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from core.model_dirs import read_saved_model, saved_model_file, version_number
 from core.settings import local_path
-from serving import warmup
+from serving import graph_fetch, warmup
 from serving.status import (QUOTING_OPS, ServingError, from_exception, io_error_message,
                             undecodable_runtime_message, whole_message)
 
@@ -101,6 +101,7 @@ class Servable:
         # a dict, not the proto's map: a request's signature name that is not UTF-8 (a REST body's) is looked up
         # as any other name, not refused by the map's encoding
         self.signature_defs = dict(meta_graph.signature_def)
+        self.graph_def = meta_graph.graph_def   # what a signature with no function fetches (serving.graph_fetch)
         # {signature: {input alias: DataType enum}}, read once: a loaded version never changes.
         self.input_dtypes = {name: {alias: info.dtype for alias, info in sig.inputs.items()}
                              for name, sig in self.signature_defs.items()}
@@ -136,8 +137,9 @@ class Servable:
         import tensorflow as tf
 
         function = self.functions.get(signature_name)
-        if function is None:
-            raise ServingError("INVALID_ARGUMENT", f"Signature {signature_name} is not callable")
+        if function is None:   # outputs that are no tensors (__saved_model_init_op's NoOp), fetched as TF does
+            raise (graph_fetch.missing_output(self.signature_defs[signature_name], self.graph_def, fetched)
+                   or ServingError("INVALID_ARGUMENT", f"Signature {signature_name} is not callable"))
         dtypes = self._tf_input_dtypes[signature_name]
         feeds = {alias: tf.constant(array, dtype=dtypes[alias]) for alias, array in arrays.items()}
         try:

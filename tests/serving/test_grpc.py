@@ -210,6 +210,11 @@ def test_bad_input_has_tf_serving_codes_and_messages(predict_stub, running):
     error = rpc_error(predict_stub.Predict, predict_request(signature="nope"))
     assert (error.code(), error.details()) == (grpc.StatusCode.FAILED_PRECONDITION,
                                                'Serving signature key "nope" not found.')
+    request = predict_pb2.PredictRequest()   # no inputs: the batching session refuses it before any run
+    request.model_spec.name, request.model_spec.signature_name = "letters", "__saved_model_init_op"
+    error = rpc_error(predict_stub.Predict, request)
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                               "Batching Run() must have at least one input tensor")
     error = rpc_error(predict_stub.Predict, predict_pb2.PredictRequest())
     assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
 

@@ -37,3 +37,20 @@ def test_a_0_dim_string_output_is_written_as_a_bare_value(client, predict_stub):
         predict_stub.Predict(request, timeout=60).SerializeToString())
     for alias in ("y", "y_bytes"):
         assert response.outputs[alias].tensor_shape.dim == [] and response.outputs[alias].string_val == [b"a\0"]
+
+
+@pytest.mark.parametrize("output_filter", [(), ("__saved_model_init_op",)])
+def test_predict_of_the_init_op_signature_fails_as_tf_servings_fetch_of_its_noop(predict_stub, output_filter):
+    """``__saved_model_init_op`` (listed by GetModelMetadata, no inputs) names the op ``NoOp`` as its output: TF
+    Serving's session fetches ``NoOp:0``, which Graph::IsValidOutputTensor refuses (tf.saved_model.load gives
+    the signature no function)."""
+    import grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "shapes"
+    request.model_spec.signature_name = "__saved_model_init_op"
+    request.output_filter.extend(output_filter)
+    with pytest.raises(grpc.RpcError) as info:
+        predict_stub.Predict(request, timeout=60)
+    assert (info.value.code(), info.value.details()) == (
+        grpc.StatusCode.OUT_OF_RANGE, "Node 'NoOp' (type: 'NoOp', num of outputs: 0) does not have output 0")
