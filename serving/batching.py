@@ -7,10 +7,12 @@ batches formed as tasks arrive: a task joins the last (open) batch, or starts a 
 (``max_batch_size`` rows; here also when its inputs' inner shapes differ from the batch's, so such tasks never share a
 batch). The front batch is processed when a batch follows it, when it is full, or when its first task has waited
 ``batch_timeout_micros``; with a timeout of 0 a free thread takes whatever is queued, so batches grow exactly as fast
-as requests pile up behind a busy thread. ``allowed_batch_sizes`` pads a batch (with copies of its first row) to the first allowed size that holds
-it. A task larger than ``max_batch_size`` is rejected, and so is a task that needs a new batch while the queue
-holds ``max_enqueued_batches`` batches (0 is taken as 1, as SharedBatchScheduler takes it), as TF Serving's
-batcher does.
+as requests pile up behind a busy thread. ``allowed_batch_sizes`` pads a batch (with copies of a row of its last task
+with rows) to the first allowed size that holds it. A request of zero rows is a task like any other, as in TF
+Serving's batching session: it joins a batch (even a full one, as it adds no rows), and its outputs are its zero rows
+of the batch's, split and checked as any task's. A task larger than ``max_batch_size`` is rejected, and so is a task
+that needs a new batch while the queue holds ``max_enqueued_batches`` batches (0 is taken as 1, as
+SharedBatchScheduler takes it), as TF Serving's batcher does.
 Unlike TF Serving, a batch that fails is re-run task by task, so one bad request (e.g. a corrupt image)
 fails alone instead of failing the requests that happened to share its batch.
 
@@ -285,9 +287,13 @@ class BatchScheduler:
         return results
 
     def _run(self, batcher: Batcher, tasks: list):
+        """The batch's outputs, its size and its padded size. Padding rows copy the first row of the last task
+        that has rows (MergeInputTensors copies the last task's; TF Serving aborts, Tensor::Slice(0, 1) failing its
+        CHECK, when that task has zero rows); a batch of zero-row tasks alone has no row to copy and is not padded."""
         total = sum(task.size for task in tasks)
+        source = next((task for task in reversed(tasks) if task.size), None)
         padded = total
-        for allowed in self.settings.allowed_batch_sizes:
+        for allowed in self.settings.allowed_batch_sizes if source is not None else ():
             if allowed >= total:
                 padded = allowed
                 break
@@ -298,7 +304,7 @@ class BatchScheduler:
             for name in tasks[0].arrays:
                 parts = [task.arrays[name] for task in tasks]
                 if padded > total:
-                    parts.append(np.repeat(parts[0][:1], padded - total, axis=0))
+                    parts.append(np.repeat(source.arrays[name][:1], padded - total, axis=0))
                 arrays[name] = np.concatenate(parts)
         if self.metrics is not None:
             self.metrics.batch_merged(total, padded)

@@ -255,14 +255,16 @@ class Server:
 
     # ---------------------------------------------------------------------------------------- requests
     def _batcher(self, servable, signature_name: str, arrays: dict, outputs=None):
-        """The batch queue a request goes through, or None (batching off, an empty batch, unloaded). With batching
-        on, inputs of no common batch size are refused as TF Serving's batching session refuses them (a scalar
-        input, or 0th dimensions that differ, had run alone: a model error, or an answer). As TF Serving's batching
+        """The batch queue a request goes through, or None (batching off, unloaded). With batching on, inputs of no
+        common batch size are refused as TF Serving's batching session refuses them (a scalar input, or 0th
+        dimensions that differ, had run alone: a model error, or an answer); a request of zero rows is queued as any
+        other, as there (its batch's outputs are split and checked: a scalar one refused). As TF Serving's batching
         session queues a run by its inputs and the outputs it fetches (TensorSignature), a queue is that of a
         signature and the aliases ``outputs`` (a Predict's output_filter; None or every output: all of them), whose
         batches are split, and checked, on those outputs alone."""
-        if self.scheduler is None or batch_size(arrays) == 0:
+        if self.scheduler is None:
             return None
+        batch_size(arrays)   # the batching session's checks of the inputs (ComputeTensorBatchSize) come first
         if outputs is not None:
             signature = servable.signature_defs.get(signature_name)
             if signature is not None and set(outputs) == set(signature.outputs):

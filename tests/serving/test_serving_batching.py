@@ -417,6 +417,68 @@ def test_a_scalar_output_is_refused_as_the_batching_session_splits_outputs(tmp_p
             200, {"outputs": {"y": [["a", "b"]], "y_bytes": [[{"b64": "YQ=="}, {"b64": "Yg=="}]]}})
 
 
+def test_a_request_of_zero_rows_goes_through_the_batch_queue_as_any_other(tmp_path):
+    """TF Serving's batching session queues every request, one of zero rows too (ComputeTensorBatchSize takes 0,
+    and a batch holding it is not empty): its scalar output is refused as SplitOutputTensors refuses it, over gRPC
+    and REST alike, and its 0 rows are recorded in input_batch_size. It had skipped the queue, run alone and
+    answered the scalar 0.0 (input_batch_size not recording it)."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    testing.save_shapes(str(tmp_path / "shapes" / "1"))
+    server = testing.start_grpc_server(model_base_path=str(tmp_path / "shapes"), model_name="shapes",
+                                       enable_batching=True, batching_parameters_file=batching_file(tmp_path, 16, 1000))
+
+    def predict(signature, value, dtype):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = "shapes", signature
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(value, dtype, shape=[len(value)]))
+        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}") as channel:
+            with pytest.raises(grpc.RpcError) as caught:
+                predict("onlyscal", [], tf.float32)
+            assert (caught.value.code(), caught.value.details()) == (
+                grpc.StatusCode.FAILED_PRECONDITION, "Batched output tensor has 0 dimensions")
+            response = predict("echo_s", [], tf.string)
+            assert [dim.size for dim in response.outputs["y"].tensor_shape.dim] == [0]
+        assert testing.RestClient(server.url).post("/v1/models/shapes:predict", {
+            "signature_name": "onlyscal", "inputs": {"x": []}}) == (400, {
+                "error": "Batched output tensor has 0 dimensions"})
+        sizes = server.server.metrics.input_batch_size[()]
+        assert (sizes.count, sizes.sum, sizes.counts[0]) == (3, 0, 3)   # le="1": below 1 row
+    finally:
+        server.stop()
+
+
+def test_a_task_of_zero_rows_shares_a_batch_and_padding_copies_a_row_of_a_task_with_rows():
+    """A zero-row task joins the open batch and gets its zero rows; padding to an allowed batch size copies a row
+    of the last task with rows (TF Serving's copies the last task's, and aborts when it has
+    none); a batch of zero-row tasks alone is run unpadded."""
+    runs = []
+
+    def run(arrays):
+        runs.append(arrays["x"].tolist())
+        return {"y": arrays["x"] * 2}
+
+    scheduler = BatchScheduler(Batching(max_batch_size=4, allowed_batch_sizes=(2, 4), batch_timeout_micros=100_000,
+                                        num_batch_threads=1))
+    batcher = scheduler.batcher(run)
+    empty = np.zeros([0], np.int64)
+    try:
+        futures = [batcher.submit({"x": x}) for x in (np.array([5]), empty, np.array([7, 8]), empty)]
+        assert [future.result(30)["y"].tolist() for future in futures] == [[10], [], [14, 16], []]
+        assert [future.result(30)["y"].tolist() for future in [batcher.submit({"x": empty}) for _ in range(2)]] \
+            == [[], []]
+        futures = [batcher.submit({"x": x}) for x in (np.array([3]), empty)]
+        assert [future.result(30)["y"].tolist() for future in futures] == [[6], []]
+    finally:
+        scheduler.stop()
+    assert runs == [[5, 7, 8, 7], [], [3, 3]]
+
+
 def test_an_output_filter_splits_only_the_outputs_it_asks_for_as_the_batching_session_does(tmp_path):
     """TF Serving's Predict runs only the outputs of its output_filter (predict_util.cc), and its batching session
     queues a run by its inputs and those outputs (TensorSignature), splitting and checking only them: an output it
