@@ -21,6 +21,12 @@ column: a store written before (schema 1) is upgraded when it is opened, each ro
 image; code of schema 1 still reads and adds to an upgraded store (its rows, without a digest, get one at the next
 opening, and are matched by their bytes until then); a store of a newer schema than this code's is refused.
 
+Each row also names the served model that answered (``model_name``: the web client's ``--model``; NULL for a
+letter imported without an answer and for a row added by code of before), so that ``letters-monitor --model``
+judges a model on its own feedback. The column is added when a store is opened, every row kept, its name NULL;
+the schema stays 2 (a nullable column, as the ``removed`` table: code of schema 1 and 2 of before still read and
+add to the store, their rows without a model name).
+
 The pipeline reads the store itself (``local_runner.py --feedback-dir``): each run exports it with
 :func:`export_feedback` to ``<pipeline-root>/feedback/<class_folder>/<id>.png`` (``.jpg``: a photo whose PNG
 would be over the file limit) and adds those images to the
@@ -84,7 +90,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     image_bytes     INTEGER NOT NULL,
     width           INTEGER,
     height          INTEGER,
-    pixel_digest    TEXT               -- core.image_io.pixel_digest of the image (NULL: added by schema-1 code)
+    pixel_digest    TEXT,              -- core.image_io.pixel_digest of the image (NULL: added by schema-1 code)
+    model_name      TEXT               -- the served model that answered (NULL: imported, or added by code of before)
 );
 CREATE INDEX IF NOT EXISTS feedback_created ON feedback (created_unix);
 CREATE INDEX IF NOT EXISTS feedback_image ON feedback (image_sha256);
@@ -140,6 +147,7 @@ class Feedback:
     width: int | None
     height: int | None
     pixel_digest: str | None = None   # None: read from a store of schema 1 not yet upgraded
+    model_name: str | None = None     # the served model that answered; None: imported, or stored by code of before
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -185,13 +193,16 @@ class FeedbackStore:
             raise FeedbackStoreError(f"cannot open the feedback store {self.root}: {err}") from None
 
     def _upgrade(self, conn: sqlite3.Connection) -> None:
-        """Brings a store of schema 1 to this schema: the pixel_digest column and its index, and a digest for each
+        """Brings a store of schema 1 to this schema: the pixel_digest column and its index (and the model_name
+        column to a store without it, every row kept, its name NULL), and a digest for each
         row without one (every row of a store written before; a row that schema-1 code added since), made from its
         stored image outside the write lock (one decode each), so that adds go on meanwhile; an image gone or no
         longer its bytes keeps the digest of its bytes, by which it was matched before."""
         with _write_transaction(conn):
-            if "pixel_digest" not in {row["name"] for row in conn.execute("PRAGMA table_info(feedback)")}:
-                conn.execute("ALTER TABLE feedback ADD COLUMN pixel_digest TEXT")
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(feedback)")}
+            for column in ("pixel_digest", "model_name"):
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE feedback ADD COLUMN {column} TEXT")
             conn.execute(_PIXELS_INDEX)
         rows = conn.execute("SELECT id, image_path, image_sha256 FROM feedback WHERE pixel_digest IS NULL").fetchall()
         if len(rows) >= 100:   # a store of schema 1: seconds per thousand images, before the web client listens
@@ -295,8 +306,8 @@ class FeedbackStore:
 
     def _add(self, image: bytes, image_format: str, true_label: str, *, predicted_label: str | None = None,
              probability: float | None = None, model_version: int | str | None = None, route: str | None = None,
-             width: int | None = None, height: int | None = None, now: float | None = None,
-             once: bool = False) -> tuple[Feedback, bool]:
+             model_name: str | None = None, width: int | None = None, height: int | None = None,
+             now: float | None = None, once: bool = False) -> tuple[Feedback, bool]:
         """Stores one feedback; returns its record and True, or the record stored already and False. ``image`` must
         already be checked (core.image_io.check_image).
 
@@ -323,6 +334,8 @@ class FeedbackStore:
                 raise FeedbackError(f"model version must be between 0 and {INT64_MAX}")
         if route is not None and route not in ("stable", "canary", "latest"):
             raise FeedbackError("route must be stable, canary or latest")
+        if model_name is not None and (not isinstance(model_name, str) or not model_name):
+            raise FeedbackError(f"model name must be a non-empty string, got {str(model_name)[:40]!r}")
         ext = EXTENSIONS.get(image_format.upper())
         if ext is None:
             raise FeedbackError(f"images are stored as {', '.join(EXTENSIONS)}; got {image_format!r}")
@@ -341,7 +354,7 @@ class FeedbackStore:
             model_version=model_version, route=route,
             confirmed=predicted_label is not None and predicted_label == true_label, image_path=rel,
             image_format=image_format.upper(), image_sha256=hashlib.sha256(image).hexdigest(),
-            image_bytes=len(image), width=width, height=height, pixel_digest=pixels)
+            image_bytes=len(image), width=width, height=height, pixel_digest=pixels, model_name=model_name)
         stored, same_picture = None, (pixels, record.image_sha256)
         try:
             with self._connection() as conn:
@@ -356,12 +369,12 @@ class FeedbackStore:
                             conn.execute(
                                 "INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, "
                                 "predicted_label, predicted_index, probability, model_version, route, confirmed, "
-                                "image_path, image_format, image_sha256, image_bytes, width, height, pixel_digest) "
-                                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                "image_path, image_format, image_sha256, image_bytes, width, height, pixel_digest, "
+                                "model_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                 (record.id, record.created_at, now, true_label, true_index, predicted_label,
                                  predicted_index, probability, model_version, route, int(record.confirmed), rel,
                                  record.image_format, record.image_sha256, record.image_bytes, width, height,
-                                 pixels))
+                                 pixels, model_name))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -662,7 +675,8 @@ def _record(row: sqlite3.Row) -> Feedback:
         model_version=row["model_version"], route=row["route"], confirmed=bool(row["confirmed"]),
         image_path=row["image_path"], image_format=row["image_format"], image_sha256=row["image_sha256"],
         image_bytes=row["image_bytes"], width=row["width"], height=row["height"],
-        pixel_digest=row["pixel_digest"] if "pixel_digest" in row.keys() else None)
+        pixel_digest=row["pixel_digest"] if "pixel_digest" in row.keys() else None,
+        model_name=row["model_name"] if "model_name" in row.keys() else None)
 
 
 def _stored_pixel_digest(root: str, image_path: str, image_sha256: str) -> str | None:

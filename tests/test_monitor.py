@@ -183,7 +183,8 @@ def test_versions_and_days_are_reported_apart(tmp_path, letters, pipeline_root):
     assert [g["window"] for g in result["groups"]] == ["all", "all"]
 
 
-def add_feedback(store_dir, letters, corrected_share: float, version: int = 7, n: int = 50, now=None):
+def add_feedback(store_dir, letters, corrected_share: float, version: int = 7, n: int = 50, now=None,
+                 model_name=None):
     _, served = letters
     store = FeedbackStore(store_dir)
     wrong = int(n * corrected_share)
@@ -191,7 +192,7 @@ def add_feedback(store_dir, letters, corrected_share: float, version: int = 7, n
         true = CLASS_NAMES[i % 27]
         predicted = CLASS_NAMES[(i + 1) % 27] if i < wrong else true
         store.add(served[true][0], "PNG", true, predicted_label=predicted, probability=0.8, model_version=version,
-                  now=now)
+                  now=now, model_name=model_name)
     store.close()
 
 
@@ -631,6 +632,40 @@ def test_only_the_monitored_models_records_are_judged(tmp_path, letters, pipelin
     assert status == cli.CROSSED and result["groups"][0]["requests"] == 200
     assert result["logs"]["other_models"] == {"letters": 50}
     assert {a["kind"] for a in result["alarms"]} == {"label_drift"}
+
+
+def test_only_the_monitored_models_feedback_is_judged(tmp_path, letters, pipeline_root, capsys):
+    """The web client stores the model it asked with each feedback: another model's corrections had been judged
+    (an accuracy alarm, and --retrain-when accuracy fired) as the monitored model's."""
+    store_dir = tmp_path / "feedback"
+    add_feedback(store_dir, letters, corrected_share=1.0, n=43, model_name="letters")
+    add_feedback(store_dir, letters, corrected_share=0.0, n=3, model_name="other")
+    args = ("--retrain-when", "accuracy", "--dry-run")
+    status, result, out = monitor(tmp_path, pipeline_root, "--model", "other", *args, feedback=store_dir)
+    assert status == cli.OK and result["alarms"] == [] and not result["retrain"]["fires"]
+    assert [(v, r["feedback"], r["confirmed"]) for v, r in result["live_accuracy"].items()] == [("7", 3, 3)]
+    assert result["feedback_other_models"] == {"letters": 43}
+    printed = capsys.readouterr().out
+    assert "other models' feedback left out (model other is judged): 43 × letters" in printed
+    assert "monitor: 0 answers, 3 feedback rows" in printed
+    assert "Other models' feedback, left out: 43 × letters" in (out / "report.html").read_text()
+    status, result, _ = monitor(tmp_path, pipeline_root, "--model", "letters", *args, feedback=store_dir)
+    assert status == cli.CROSSED and [a["kind"] for a in result["alarms"]] == ["accuracy"]
+    assert result["live_accuracy"]["7"]["feedback"] == 43 and result["feedback_other_models"] == {"other": 3}
+    assert result["retrain"]["fires"]
+
+    # rows naming no model (stored before rows named it, or imported): the judged model's in a store of one model,
+    # left out, counted apart, where another model is named
+    add_feedback(store_dir, letters, corrected_share=0.0, n=2)
+    _, result, _ = monitor(tmp_path, pipeline_root, "--model", "other", feedback=store_dir)
+    assert result["live_accuracy"]["7"]["feedback"] == 3
+    assert result["feedback_other_models"] == {"letters": 43, "(no model)": 2}
+    assert "(model other is judged): 2 × (no model), 43 × letters" in capsys.readouterr().out
+    one_model = tmp_path / "one-model"
+    add_feedback(one_model, letters, corrected_share=0.0, n=5, model_name="letters")
+    add_feedback(one_model, letters, corrected_share=0.0, n=2)
+    _, result, _ = monitor(tmp_path, pipeline_root, feedback=one_model)
+    assert result["live_accuracy"]["7"]["feedback"] == 7 and result["feedback_other_models"] == {}
 
 
 def clear_of_the_hour(margin: float = 60.0) -> float:

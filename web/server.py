@@ -175,6 +175,7 @@ class Backend:
                                     predicted_label=payload.get("predicted_label"),
                                     probability=payload.get("probability"),
                                     model_version=payload.get("model_version"), route=payload.get("route"),
+                                    model_name=self.config.model_name,   # the model this client asks
                                     width=checked.width, height=checked.height, once=True)
         except FeedbackError as err:   # the store checks the labels (unknown_label) and the other fields
             raise ApiError(409 if err.reason == "already_stored" else 400, err.reason, str(err)) from None

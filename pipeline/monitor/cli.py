@@ -65,9 +65,11 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                         "are read")
     p.add_argument("--model", default=configs.MODEL_NAME,
                    help="the served model judged: the log's records of other models (log_metadata.model_spec.name; "
-                        "models with the same logging_config share one writer) and the metrics page's requests of "
-                        "other models (model_name) are counted and left out; a log, or without one a page, of other "
-                        "models only is an error (status 2) naming them")
+                        "models with the same logging_config share one writer), the metrics page's requests of "
+                        "other models (model_name) and the feedback of other models (the model the web client "
+                        "asked; a row naming no model, imported or stored before rows named it, is this model's "
+                        "only while no row names another model) are counted and left out; a log, or without one a "
+                        "page, of other models only is an error (status 2) naming them")
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
                    help="the pipeline root whose ML Metadata and artifacts are the reference")
     p.add_argument("--metadata-path", default=None,
@@ -193,7 +195,7 @@ def _server(args) -> dict | None:
 def once(config: Config, args, extra: list[str]) -> int:
     """One pass: read, judge, write the report, maybe retrain. Returns the exit status."""
     from core.feedback import FeedbackStoreError
-    from pipeline.monitor import checks, reference, report, request_logs, retrain, server_metrics
+    from pipeline.monitor import checks, live_accuracy, reference, report, request_logs, retrain, server_metrics
 
     path, why = args.logs, "does not exist"
     if path == config.request_log_dir and not request_logs.has_logs(path):
@@ -210,7 +212,7 @@ def once(config: Config, args, extra: list[str]) -> int:
                 print(f"error: {unread}", file=sys.stderr)
                 return USAGE
         ref = reference.load(config.metadata_file) if logs and logs.answered or args.policy else None
-        records = _feedback(config)
+        records, other_feedback = live_accuracy.of_model(_feedback(config), args.model)
         server = _server(args)
         if server and not logs and (unserved := _nothing_served(server)):   # (a log read gave the model's answers)
             print(f"error: {unserved}", file=sys.stderr)
@@ -221,6 +223,7 @@ def once(config: Config, args, extra: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return USAGE
     result["logs"] = logs.to_json() if logs else None
+    result["feedback_other_models"] = other_feedback
     if args.policy:
         fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None, config,
                                     result["generated_at"])
@@ -248,6 +251,8 @@ def once(config: Config, args, extra: list[str]) -> int:
         print("log problems: " + ", ".join(f"{n} × {r}" for r, n in logs.problems.items()))
     if logs and logs.other_models:
         print(f"other models' records left out (model {logs.model} is judged): {_counts(logs.other_models)}")
+    if other_feedback:
+        print(f"other models' feedback left out (model {args.model} is judged): {_counts(other_feedback)}")
     if server and (unread := server_metrics.status_unread(server)):
         print(unread)
     if server and (others := server_metrics.left_out(server)):

@@ -35,6 +35,24 @@ def not_ahead(records: list[Feedback], now: float) -> list[Feedback]:
     return [r for r in records if unix_time(r.created_at) <= latest]
 
 
+NO_MODEL = "(no model)"   # a row that names no model: imported, or stored by code of before
+
+
+def of_model(records: list[Feedback], model: str) -> tuple[list[Feedback], dict]:
+    """The feedback rows of ``model`` and, by model name, how many rows of others were left out. A row that names
+    no model (a letter imported, a row stored before rows named their model) is ``model``'s while no row of the
+    store names another model (a store of one model, as before); once one does, it cannot be told whose it is, and
+    is left out, counted as ``NO_MODEL``."""
+    others = any(r.model_name not in (None, model) for r in records)
+    kept, left_out = [], collections.Counter()
+    for record in records:
+        if record.model_name == model or record.model_name is None and not others:
+            kept.append(record)
+        else:
+            left_out[record.model_name or NO_MODEL] += 1
+    return kept, dict(left_out)
+
+
 def by_version(records: list[Feedback], min_accuracy: float, min_feedback: int) -> dict:
     """version ("unknown" when not recorded) -> counts, accuracy, interval, whether it is confidently below
     ``min_accuracy`` (the whole interval under it, with at least ``min_feedback`` rows)."""

@@ -252,6 +252,9 @@ def write_html(result: dict, out_dir: str) -> str:
         parts += [f'<img src="{_esc(f)}" alt="{_esc(alt)}">' for f, alt in pictures.get("_accuracy", [])]
     else:
         parts.append("<p>No feedback.</p>")
+    if result.get("feedback_other_models"):
+        others = ", ".join(f"{n} × {name}" for name, n in sorted(result["feedback_other_models"].items()))
+        parts.append(f"<p>Other models' feedback, left out: {_esc(others)}</p>")
     server = result.get("server")
     if server and server.get("error"):
         parts.append(f'<h2>Server</h2><p class="bad">No metrics from <code>{_esc(server["url"])}</code>: '

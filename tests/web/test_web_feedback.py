@@ -62,6 +62,7 @@ def test_feedback_is_stored_with_its_image(web):
     assert record.true_label == "alef" and record.predicted_label == STABLE_CLASS
     assert record.probability == pytest.approx(best["probability"])
     assert record.model_version == 1 and record.route == "stable" and record.image_format == "PNG"
+    assert record.model_name == "letters"   # the model the web client asks (--model): letters-monitor --model reads it
     assert record.created_at.endswith("+00:00")
     with open(web.backend.store.image_path(record), "rb") as handle:
         assert handle.read() == png
@@ -274,6 +275,42 @@ def test_a_store_of_a_newer_schema_is_refused_and_left_as_it_is(tmp_path):
     with sqlite3.connect(tmp_path / "fb" / DB_FILE) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
+
+
+def test_a_store_without_model_names_gets_the_column_and_keeps_every_row(tmp_path):
+    """A store written before rows named their model: the model_name column is added when it is opened, every row
+    kept as it was, named by no model; the schema stays 2, so that code of before still reads and adds to it."""
+    import sqlite3
+
+    store = FeedbackStore(tmp_path / "fb")
+    for number, label in enumerate(("alef", "bet", "gimel")):
+        store.add(unique_png(number), "PNG", label, predicted_label="alef", probability=0.5, model_version=3,
+                  route="stable")
+    before = [dict(r.to_json(), model_name=None) for r in store.records()]
+    store.close()
+    with sqlite3.connect(tmp_path / "fb" / DB_FILE) as conn:   # as code of before made it
+        conn.execute("ALTER TABLE feedback DROP COLUMN model_name")
+    conn.close()
+    assert [r.to_json() for r in read_records(tmp_path / "fb")] == before   # read as it is by a reader of now
+
+    store = FeedbackStore(tmp_path / "fb")
+    assert [r.to_json() for r in store.records()] == before
+    added = store.add(unique_png(9), "PNG", "dalet", predicted_label="dalet", model_version=4, model_name="other")
+    store.close()
+    with sqlite3.connect(tmp_path / "fb" / DB_FILE) as conn:
+        assert "model_name" in {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        conn.execute("INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, predicted_label, "
+                     "predicted_index, probability, model_version, route, confirmed, image_path, image_format, "
+                     "image_sha256, image_bytes, width, height, pixel_digest) "
+                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",   # code of before adds a row
+                     ("f" * 32, "2024-01-01T00:00:00.000+00:00", 1.0, "he", CLASS_NAMES.index("he"), None, None,
+                      None, None, None, 0, added.image_path, "PNG", added.image_sha256, added.image_bytes, None, None,
+                      None))
+    conn.close()
+    records = {r.id: r for r in read_records(tmp_path / "fb")}
+    assert len(records) == 5 and records[added.id].model_name == "other" and records["f" * 32].model_name is None
+    assert [records[row["id"]].to_json() for row in before] == before
 
 
 @pytest.mark.parametrize("payload, reason", [
