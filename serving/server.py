@@ -1,9 +1,10 @@
-"""The embedded server: model core + pollers + (optional) batcher + REST and gRPC listeners, started and stopped
-as one.
+"""The embedded server: model core + loader + pollers + (optional) batcher + REST and gRPC listeners, started and
+stopped as one.
 
 Like tensorflow_model_server, the gRPC (``--port``) and REST ports open only once a version of every configured
 model has loaded (or the start fails; ServerCore.wait_until_settled); it then keeps polling the model directories
-(--file_system_poll_wait_seconds) and the config file (--model_config_file_poll_wait_seconds) until stopped.
+(--file_system_poll_wait_seconds) and the config file (--model_config_file_poll_wait_seconds) until stopped. The
+versions load in a thread of their own, the loader (ServerCore.run_loader), which the polls wake.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class Server:
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="run")
         # the work of large REST requests, off the connections' loop (RestApi._off_loop)
         self.handlers = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rest")
-        self.stop_event = threading.Event()
+        self.stop_event = self.core.stop_event   # also wakes the loader and the waits for it
         self.loop = None
         self.http = None
         self.port = None
@@ -92,7 +93,8 @@ class Server:
         if self.batching is not None:
             self.scheduler = BatchScheduler(self.batching, self.metrics)
         self._apply_config(self._model_config(), self.options.model_config_file or "--model_base_path")
-        self.core.wait_until_settled(self.stop_event, self.options.file_system_poll_wait_seconds)
+        self._spawn(self.core.run_loader, "loader")
+        self.core.wait_until_settled(self.options.file_system_poll_wait_seconds)
         if self.stop_event.is_set():
             raise RuntimeError("stopped before the models finished loading")
         if self.options.port:
@@ -105,8 +107,6 @@ class Server:
                           "nothing to serve")
         if self.options.file_system_poll_wait_seconds > 0:
             self._spawn(self._poll_models, "fs-poller")
-        else:   # the retries of failed loads the start did not wait for (TF Serving's manager runs them)
-            self._spawn(lambda: self.core.retry_loads(self.stop_event), "load-retries")
         if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
             self._spawn(self._poll_config, "config-poller")
         return self
@@ -219,7 +219,7 @@ class Server:
         self._stop_listeners(grace_seconds)
         if self.scheduler is not None:
             self.scheduler.stop()
-        join_all(self._threads, 30)   # the version and config-file pollers
+        join_all(self._threads, 30)   # the loader (a load running finishes), the version and config-file pollers
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.handlers.shutdown(wait=False, cancel_futures=True)
         if self.grpc_executor is not None:
@@ -318,13 +318,15 @@ class Server:
         (ServerCore's WaitUntilModelsAvailable; ModelManager.newest_settled), under the reload lock: a second reload,
         from ModelService or the config file poller, waits for this one, as ServerCore::ReloadConfig holds config_mu_
         through its wait. (Applied at once, a second reload that removed a model had left the first waiting for it
-        forever, and one that added the same model had answered OK before it loaded.) The file-system poller loads
-        them; with --file_system_poll_wait_seconds 0 or less there is none, and, as in TF Serving, whose one poll ran
-        at start-up, they are never polled: the wait lasts until the deadline, or until the server stops."""
+        forever, and one that added the same model had answered OK before it loaded.) The file-system poller finds
+        their versions and the loader loads them; with --file_system_poll_wait_seconds 0 or less there is no poller,
+        and, as in TF Serving, whose one poll ran at start-up, they are never polled: the wait lasts until the
+        deadline, or until the server stops."""
         added = [self.core.manager(m.name) for m in config.model_config_list.config if m.name not in known]
-        while (failures := settled_failures(added, ModelManager.newest_settled)) is None:
-            if self.stop_event.wait(0.05) or (deadline is not None and time.monotonic() > deadline):
-                raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
+        failures = self.core.wait_for(lambda: settled_failures(added, ModelManager.newest_settled),
+                                      None if deadline is None else seconds_left(deadline))
+        if failures is None:   # the deadline passed, or the server stops
+            raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
         if any(failure for _, failure in failures):
             raise not_available("model(s)", failures)
 

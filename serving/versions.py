@@ -4,6 +4,12 @@ Each configured model has a :class:`ModelManager` that polls ``<base_path>/<inte
 TF Serving's guarantees: only integer-named children count, a new version is loaded before an old one is
 unloaded (availability preserving), a version whose load fails is retried, then left in ``END`` with its error
 while the previous version keeps serving, and every state a version went through stays listed in status.
+
+As in TF Serving, a poll only records the versions the policy aspires (FileSystemStoragePathSource's
+SetAspiredVersions); the loads, and the unloads beside them, run in :class:`ServerCore`'s loader thread
+(:meth:`ServerCore.run_loader`, the AspiredVersionsManager's), one at a time, woken by each poll and when a failed
+load's retry is due. Polls go on while a version loads, so a version withdrawn meanwhile (its folder removed, or a
+newer one aspired in its place) is never loaded.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import time
 import numpy as np
 from tensorflow_serving.apis import get_model_status_pb2
 
+from core.deadlines import waitable
 from core.model_dirs import read_saved_model, saved_model_file, version_number
 from core.settings import local_path
 from serving import graph_fetch, warmup
@@ -304,7 +311,7 @@ def aspired_versions(policy, available: dict, model_name: str, warn: bool = True
 class ModelManager:
     """Versions of one model: what is aspired, loading, serving, and every state seen (for status)."""
 
-    def __init__(self, model_config, options, on_loaded=None, metrics=None, runner=None):
+    def __init__(self, model_config, options, on_loaded=None, metrics=None, runner=None, on_settled=None):
         self.name = model_config.name
         self.metrics = metrics                 # serving.metrics.Metrics: the warm-up's metrics
         self.runner = runner                   # runner(servable, signature name, arrays): the warm-up's runs
@@ -319,6 +326,7 @@ class ModelManager:
         self.loading: int | None = None        # the version whose load attempt is running (one at a time)
         self._lock = threading.RLock()
         self._on_loaded = on_loaded
+        self._on_settled = on_settled          # called after each load attempt (ServerCore's waits look again)
 
     # -------------------------------------------------------------------------------------- lookups
     def resolve(self, version: int | None = None, label: str | None = None) -> Servable:
@@ -401,15 +409,18 @@ class ModelManager:
         return aspired
 
     def aspire(self, aspired: dict) -> None:
-        """Takes ``aspired`` ({version: path}, from :meth:`find`) as the versions to serve: loads (with retries),
-        then unloads what is no longer aspired."""
+        """Takes ``aspired`` ({version: path}, from :meth:`find`) as the versions to serve, as
+        AspiredVersionsManager::SetAspiredVersions records them: :meth:`load_due` (the loader's) loads them and
+        unloads what is no longer aspired. A version withdrawn while waiting to retry its load ends with its error;
+        one whose load is running finishes it (and is then unloaded, or ends)."""
         if self.removed:
             return
         with self._lock:
             for version in list(self.records):
                 record = self.records[version]
-                if version not in aspired and version not in self.servables and record.state != State.END:
-                    self._end_with_last_error(record)   # aspiration withdrawn while loading/retrying
+                if (version not in aspired and version not in self.servables and record.state != State.END
+                        and version != self.loading):
+                    self._end_with_last_error(record)   # aspiration withdrawn while retrying
             for version in aspired:
                 record = self.records.get(version)
                 if record is None or (record.state == State.END and version not in self.aspired):
@@ -417,7 +428,6 @@ class ModelManager:
                 if version not in self.aspired:
                     self._log_refused(version)
             self.aspired = aspired
-        self.load_due()
 
     def _log_refused(self, version: int) -> None:
         """Logs, as AspiredVersionsManager does when a version becomes aspired, each other folder of ``version``
@@ -433,7 +443,8 @@ class ModelManager:
         passed), newest first, unloading what :meth:`_unload_unaspired` lets go before each load it starts and
         after the last: AspiredVersionsManager takes one action at a time and unloads ahead of loads, so a version
         no longer aspired goes before a new one loads once an aspired version is ready. TF Serving's manager
-        retries a failed load on its own, whether the file system is polled or not."""
+        retries a failed load on its own, whether the file system is polled or not. Only the loader thread (or,
+        without one, a test) calls it: one load at a time."""
         with self._lock:
             aspired = dict(self.aspired)
         now = time.monotonic()
@@ -442,6 +453,8 @@ class ModelManager:
             if self._begin_load(version, record, now):
                 self._unload_unaspired()
                 self._load(version, aspired[version], record)
+                if self._on_settled is not None:
+                    self._on_settled()
         self._unload_unaspired()
 
     def next_retry(self) -> float | None:
@@ -561,8 +574,23 @@ def check_labels(model_config, manager: ModelManager | None, allow_unavailable: 
                            f"not currently available for inference")
 
 
+class StopEvent(threading.Event):
+    """A stop that, once set, also wakes what waits on ``changed`` (a threading.Condition): the loader, and the
+    waits for it (:meth:`ServerCore.wait_for`), end at the stop as at their own wake-ups."""
+
+    def __init__(self, changed: threading.Condition):
+        super().__init__()
+        self._changed = changed
+
+    def set(self) -> None:
+        super().set()
+        with self._changed:
+            self._changed.notify_all()
+
+
 class ServerCore:
-    """All models of a ``ModelServerConfig``; (re)applies configs and polls the file system."""
+    """All models of a ``ModelServerConfig``; (re)applies configs, polls the file system and, in the loader
+    thread (:meth:`run_loader`), loads and unloads versions, until ``stop_event`` is set."""
 
     def __init__(self, options, on_loaded=None, metrics=None, runner=None):
         self.options = options
@@ -571,6 +599,12 @@ class ServerCore:
         self.managers: dict[str, ModelManager] = {}
         self._lock = threading.RLock()
         self._on_loaded = on_loaded
+        # Notified when a poll wakes the loader (_woken), when a load settles, when the loader has done what it was
+        # woken for (_busy), and at the stop.
+        self._changed = threading.Condition()
+        self._woken = False
+        self._busy = False
+        self.stop_event = StopEvent(self._changed)
 
     def manager(self, name: str) -> ModelManager | None:
         return self.managers.get(name)
@@ -597,7 +631,7 @@ class ServerCore:
                 manager = self.managers.get(model.name)
                 if manager is None or manager.removed:
                     self.managers[model.name] = ModelManager(model, self.options, self._on_loaded, self.metrics,
-                                                                self.runner)
+                                                                self.runner, self._notify)
                     if manager is not None:   # keep the states seen so far, as the state monitor does
                         self.managers[model.name].records = manager.records
                 else:
@@ -610,13 +644,16 @@ class ServerCore:
         """One file-system poll of every model, as TF Serving's FileSystemStoragePathSource polls: every base path is
         read (:meth:`ModelManager.find`), in the config's order, before any model's versions change, and one that
         cannot be read ends the poll there (PollFileSystemForConfig's TF_RETURN_IF_ERROR): while a model's base path
-        is missing, no model's aspired versions change (the retries of failed loads, the manager's, still run)."""
+        is missing, no model's aspired versions change (the retries of failed loads, the loader's, still run). The
+        versions found are recorded (:meth:`ModelManager.aspire`) and the loader woken; the poll loads nothing."""
         managers = self._models()
         found = self._find_all(managers)
         if found is None:
-            self.load_due()
             return
         self._each_model(lambda manager: manager.aspire(found[manager.name]), managers)
+        with self._changed:
+            self._woken = True
+            self._changed.notify_all()
 
     @staticmethod
     def _find_all(managers: list) -> dict | None:
@@ -638,6 +675,44 @@ class ServerCore:
         """The loads due in every model, their versions not polled (:meth:`ModelManager.load_due`)."""
         self._each_model(ModelManager.load_due)
 
+    def run_loader(self) -> None:
+        """The loader thread's work, as AspiredVersionsManager's threads: the loads (and unloads) due in every model
+        (:meth:`load_due`), one at a time, each time a poll has woken it and whenever a failed load's retry is due,
+        until ``stop_event`` is set (a load running then finishes first). Polls go on meanwhile, so a version they
+        withdraw during another's load is not loaded (ModelManager._begin_load looks just before each load)."""
+        while True:
+            retry = self._until_retry()
+            with self._changed:
+                self._changed.wait_for(lambda: self._woken or self.stop_event.is_set(), waitable(retry))
+                if self.stop_event.is_set():
+                    return
+                self._woken, self._busy = False, True
+            try:
+                self.load_due()
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
+
+    def _notify(self) -> None:
+        """Wakes the waits of :meth:`wait_for`: a load has settled."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, outcome, seconds: float | None = None):
+        """``outcome()`` once it gives something other than None, looked at now and again after each poll and each
+        load the loader settles; None if ``seconds`` (None: no end) pass first, or once ``stop_event`` is set."""
+        found = None
+
+        def ready():
+            nonlocal found
+            found = None if self.stop_event.is_set() else outcome()
+            return self.stop_event.is_set() or found is not None
+
+        with self._changed:
+            self._changed.wait_for(ready, None if seconds is None else waitable(max(seconds, 0.0)))
+        return found
+
     def _each_model(self, step, managers=None) -> None:
         """Runs ``step(manager)`` for every model in the config (or of ``managers``); an error is logged, and the
         others go on."""
@@ -652,35 +727,34 @@ class ServerCore:
         with self._lock:
             return [m for m in self.managers.values() if not m.removed]
 
-    def wait_until_settled(self, stop: threading.Event, poll_seconds: float) -> None:
-        """Initial load: returns once a version of every model has settled (:meth:`ModelManager.latest_settled`),
-        the highest settled version of each AVAILABLE; raises if one of them ended instead, as TF Serving's start
-        fails, even though an older version loaded. A failed version still retrying is retried after the start,
-        by the file-system poller or, without one, by :meth:`retry_loads`. The file system is polled every
-        ``poll_seconds`` (--file_system_poll_wait_seconds; one poll and one "Could not find base path" per
-        interval), with 0 once, with a negative value never, as TF Serving's
-        FileSystemStoragePathSource: a version found by no poll is never loaded, and the wait for it lasts until
-        ``stop``. A poll runs the loads due, failed loads' retries too; once no poll follows, a retry runs when it is
-        due."""
-        step = self.poll if poll_seconds >= 0 else self.load_due
-        while not stop.is_set():
-            step()
-            failures = settled_failures(self._models(), ModelManager.latest_settled)
+    def wait_until_settled(self, poll_seconds: float) -> None:
+        """Initial load, the loader thread (:meth:`run_loader`) running: returns once the loader has run the loads
+        the polls made due and a version of every model has settled (:meth:`ModelManager.latest_settled`), the
+        highest settled version of each AVAILABLE; raises if one of them ended instead, as TF Serving's start fails,
+        even though an older version loaded. A failed version still retrying is retried by the loader after the
+        start. The file system is polled every ``poll_seconds``
+        (--file_system_poll_wait_seconds; one poll and one "Could not find base path" per interval), with 0 once,
+        with a negative value never, as TF Serving's FileSystemStoragePathSource: a version found by no poll is
+        never loaded, and the wait for it lasts until ``stop_event`` is set."""
+        next_poll = 0.0 if poll_seconds >= 0 else None
+        while not self.stop_event.is_set():
+            if next_poll is not None and time.monotonic() >= next_poll:
+                self.poll()
+                next_poll = time.monotonic() + poll_seconds if poll_seconds > 0 else None
+            failures = self.wait_for(self._settled_at_start,
+                                     None if next_poll is None else next_poll - time.monotonic())
             if failures is not None:
                 if any(failure for _, failure in failures):
                     raise not_available("servable(s)", failures)
                 return
-            if poll_seconds > 0:
-                stop.wait(poll_seconds)
-            else:   # no more polls: until a failed load is due to be retried, or until stopped
-                step = self.load_due
-                stop.wait(self._until_retry())
 
-    def retry_loads(self, stop: threading.Event) -> None:
-        """Without file-system polls after start-up (--file_system_poll_wait_seconds 0 or less): the retries of the
-        failed loads the start did not wait for, each when it is due, until none waits for one or ``stop``."""
-        while (delay := self._until_retry()) is not None and not stop.wait(delay):
-            self.load_due()
+    def _settled_at_start(self) -> list | None:
+        """:func:`settled_failures` of the start-up (:meth:`ModelManager.latest_settled`), once the loader has run
+        the loads the polls so far made due (a failed load's later retries aside), as each poll had run them before
+        the start looked: None until then. The caller holds ``_changed``."""
+        if self._woken or self._busy:
+            return None
+        return settled_failures(self._models(), ModelManager.latest_settled)
 
     def _until_retry(self) -> float | None:
         """Seconds until a failed load is due to be retried, None if none waits for a retry."""

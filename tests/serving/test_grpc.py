@@ -594,9 +594,10 @@ def test_a_reloaded_config_serves_until_the_config_file_poller_applies_the_file_
         server.server.reload_config(pinned, timeout=TIMEOUT)
         assert reapplied.wait(TIMEOUT), applied
         assert applied == [("ReloadConfigRequest", "specific"), (str(config_file), "latest")]
-        server.server.core.poll()
+        server.server.core.poll()   # the loader then loads version 1 again
         manager = server.server.core.manager("letters")
-        assert manager.available_versions() == [1, 2] and manager.resolve().version == 2
+        assert server.server.core.wait_for(lambda: manager.available_versions() == [1, 2] or None, TIMEOUT)
+        assert manager.resolve().version == 2
 
 
 @pytest.mark.parametrize("second", ["removes it", "adds it too"])

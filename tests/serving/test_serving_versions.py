@@ -1,4 +1,5 @@
 """Version handling: policies, polling, availability-preserving swaps, broken versions, labels, startup."""
+import contextlib
 import logging
 import os
 import shutil
@@ -26,6 +27,25 @@ def wait_for(predicate, timeout=60.0, interval=0.05):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def poll(core):
+    """One poll of ``core``, then the loads it made due, run here: a unit test's loader."""
+    core.poll()
+    core.load_due()
+
+
+@contextlib.contextmanager
+def loader(core):
+    """``core``'s loader thread, as the server runs it, until the block ends."""
+    thread = threading.Thread(target=core.run_loader, name="loader", daemon=True)
+    thread.start()
+    try:
+        yield core
+    finally:
+        core.stop_event.set()
+        thread.join(30)
+        assert not thread.is_alive()
 
 
 def statuses(client, name="letters"):
@@ -313,45 +333,40 @@ def test_startup_waits_for_a_version_and_sigterm_ends_the_wait(tmp_path):
     assert "Exporting HTTP/REST API" not in out
 
 
-def test_startup_polls_a_missing_base_path_once_per_poll_interval(tmp_path, caplog):
+def test_startup_polls_a_missing_base_path_once_per_poll_interval(tmp_path, caplog, monkeypatch):
     """While waiting for its first model the server polls (and warns) once per --file_system_poll_wait_seconds,
     as TF Serving does, not faster."""
-    options = config_lib.ServerOptions(model_name="letters", model_base_path=str(tmp_path / "missing"),
-                                       file_system_poll_wait_seconds=7)
-    core = versions.ServerCore(options)
-    core.apply_config(config_lib.single_model_config("letters", str(tmp_path / "missing")))
-    waits = []
-
-    class Stop:
-        def is_set(self):
-            return len(waits) >= 3
-
-        def wait(self, seconds):
-            waits.append(seconds)
-            return self.is_set()
-
+    core = startup_core(tmp_path / "missing", 7)
+    waits = StopAfter(core, monkeypatch, 3)
     with caplog.at_level("WARNING", logger=versions.log.name):
-        core.wait_until_settled(Stop(), options.file_system_poll_wait_seconds)
-    assert waits == [7, 7, 7]
+        core.wait_until_settled(7)
+    assert waits.seen == [7, 7, 7]
     warnings = [r for r in caplog.records if "Could not find base path" in r.getMessage()]
     assert len(warnings) == 3
 
 
 class StopAfter:
-    """A stop event for ServerCore.wait_until_settled that records each wait (None: until stopped), runs
-    ``on_wait`` at the first and is set after ``waits`` of them."""
+    """ServerCore.wait_for for a test of ServerCore.wait_until_settled without a loader: records each wait's
+    seconds (None: until stopped) and lets them pass on a clock of its own (time.monotonic's, meanwhile), runs
+    ``on_wait`` at the first, and stops the core after ``waits`` of them."""
 
-    def __init__(self, waits: int, on_wait=lambda: None):
-        self.waits, self.on_wait, self.seen = waits, on_wait, []
+    def __init__(self, core, monkeypatch, waits: int, on_wait=lambda: None):
+        self.core, self.waits, self.on_wait, self.seen = core, waits, on_wait, []
+        self.now = time.monotonic()
+        monkeypatch.setattr(core, "wait_for", self.wait_for)
+        monkeypatch.setattr(time, "monotonic", lambda: self.now)
 
-    def is_set(self):
-        return len(self.seen) >= self.waits
-
-    def wait(self, seconds):
+    def wait_for(self, outcome, seconds=None):
+        found = outcome()
+        if found is not None:
+            return found
         if not self.seen:
             self.on_wait()
         self.seen.append(seconds)
-        return self.is_set()
+        self.now += seconds or 0
+        if len(self.seen) >= self.waits:
+            self.core.stop_event.set()
+        return None
 
 
 def startup_core(base, poll_seconds, **flags):
@@ -362,55 +377,49 @@ def startup_core(base, poll_seconds, **flags):
     return core
 
 
-def test_startup_with_a_poll_wait_of_0_polls_once_and_waits_for_ever(tmp_path, caplog):
+def test_startup_with_a_poll_wait_of_0_polls_once_and_waits_for_ever(tmp_path, caplog, monkeypatch):
     """--file_system_poll_wait_seconds=0: TF Serving's FileSystemStoragePathSource polls exactly once (its one-shot
     thread): with no version then, one warning is logged, a version published later is never seen, and the
     initial load waits until stopped. The start had polled 20 times a second and loaded the later version."""
     base = tmp_path / "letters"
     base.mkdir()
     core = startup_core(base, 0)
-    stop = StopAfter(2, on_wait=lambda: testing.publish_version(str(base), 1))
+    stop = StopAfter(core, monkeypatch, 2, on_wait=lambda: testing.publish_version(str(base), 1))
     with caplog.at_level("INFO", logger=versions.log.name):
-        core.wait_until_settled(stop, 0)
+        core.wait_until_settled(0)
     assert stop.seen == [None, None]   # no poll interval: each wait lasts until stopped
     warnings = [r for r in caplog.records if "No versions of servable letters found" in r.getMessage()]
     assert len(warnings) == 1
     assert "Loading servable" not in caplog.text and core.manager("letters").records == {}
 
 
-def test_startup_with_a_negative_poll_wait_never_polls(tmp_path, caplog):
+def test_startup_with_a_negative_poll_wait_never_polls(tmp_path, caplog, monkeypatch):
     """A negative --file_system_poll_wait_seconds disables polling (TF Serving starts no polling thread): even a
     version there at start-up is never loaded, and the initial load waits until stopped."""
     base = tmp_path / "letters"
     testing.publish_version(str(base), 1)
     core = startup_core(base, -1)
-    stop = StopAfter(2)
+    stop = StopAfter(core, monkeypatch, 2)
     with caplog.at_level("INFO", logger=versions.log.name):
-        core.wait_until_settled(stop, -1)
+        core.wait_until_settled(-1)
     assert stop.seen == [None, None]
     assert caplog.records == [] and core.manager("letters").records == {}
 
 
-def test_startup_with_a_poll_wait_of_0_retries_a_failed_load_without_polling(tmp_path, caplog):
+def test_startup_with_a_poll_wait_of_0_retries_a_failed_load_without_polling(tmp_path, caplog, monkeypatch):
     """TF Serving's manager retries a failed load whether the file system is polled or not: with one poll, the
-    retry runs when due (the wait until it), and the start then fails on the last attempt's error."""
+    loader runs the retry when due, and the start then fails on the last attempt's error."""
     base = tmp_path / "letters"
     testing.publish_version(str(base), 1, broken=True)
     core = startup_core(base, 0, max_num_load_retries=1, load_retry_interval_micros=100_000)
-    waits = []
-
-    class Stop(threading.Event):
-        def wait(self, timeout=None):
-            waits.append(timeout)
-            assert timeout is not None, "waiting until stopped with a retry to run"
-            return super().wait(timeout)
-
-    with caplog.at_level("WARNING", logger=versions.log.name), pytest.raises(versions.ServingError) as caught:
-        core.wait_until_settled(Stop(), 0)
+    polls = []
+    monkeypatch.setattr(core, "poll", lambda poll=core.poll: polls.append(poll()))
+    with caplog.at_level("WARNING", logger=versions.log.name), pytest.raises(versions.ServingError) as caught, \
+            loader(core):
+        core.wait_until_settled(0)
     assert caught.value.message.startswith("1 servable(s) did not become available: {{{name: letters version: 1} "
                                            "due to error: DATA_LOSS")
-    assert core.manager("letters").records[1].attempts == 2
-    assert waits and all(0 <= timeout <= 0.1 for timeout in waits)   # until the retry was due
+    assert core.manager("letters").records[1].attempts == 2 and len(polls) == 1
     assert "No versions of servable" not in caplog.text
 
 
@@ -428,13 +437,13 @@ def test_one_old_version_keeps_serving_while_newer_ones_fail(tmp_path):
     core = versions.ServerCore(config_lib.ServerOptions(model_name="letters", model_base_path=base,
                                                         max_num_load_retries=0))
     core.apply_config(config)
-    core.poll()
+    poll(core)
     manager = core.manager("letters")
     assert sorted(manager.available_versions()) == [1, 2]
     testing.publish_version(base, 3, broken=True)
     testing.publish_version(base, 4, broken=True)
-    core.poll()
-    core.poll()
+    poll(core)
+    poll(core)
     assert manager.available_versions() == [2]
     assert {v: versions.State.Name(r.state) for v, r in manager.records.items()} == {
         1: "END", 2: "AVAILABLE", 3: "END", 4: "END"}
@@ -476,8 +485,8 @@ def test_under_the_all_policy_of_two_folders_for_one_version_the_first_name_is_s
     refused = ("Internal error: Unable to transfer servable {name: letters version: 5} to 'basic_manager_': This "
                "servable is already being managed: {name: letters version: 5}")
     with caplog.at_level(logging.WARNING, logger="serving"):
-        core.poll()
-        core.poll()
+        poll(core)
+        poll(core)
     assert sorted(loaded) == ["005", "7"]
     assert caplog.text.count(refused) == 1, caplog.text
     assert "Duplicate version directories detected. Version 5 will be loaded from 5, 005 will be ignored." in \
@@ -509,7 +518,7 @@ def test_a_model_removed_from_the_config_loses_its_labels_and_comes_back_with_ne
     testing.publish_version(base, 2)
     with_labels = testing.labelled_config_text(base, {"stable": 1}, num_versions=2)
     core = _core(base, with_labels, allow_version_labels_for_unavailable_models=True)
-    core.poll()
+    poll(core)
     assert core.manager("letters").resolve(label="stable").version == 1
     core.apply_config(text_format.Parse('model_config_list { config { name: "other" base_path: "/nowhere" '
                                         'model_platform: "tensorflow" } }', model_server_config_pb2.ModelServerConfig()))
@@ -519,7 +528,7 @@ def test_a_model_removed_from_the_config_loses_its_labels_and_comes_back_with_ne
     # new config's alone (it had been refused on every poll, and the model never came back).
     core.apply_config(text_format.Parse(testing.labelled_config_text(base, {"stable": 2}, num_versions=2),
                                         model_server_config_pb2.ModelServerConfig()))
-    core.poll()
+    poll(core)
     assert core.manager("letters").resolve(label="stable").version == 2
     core.manager("letters").unload_all()
 
@@ -531,14 +540,14 @@ def test_a_version_whose_retries_are_cut_short_ends_with_its_error(tmp_path):
     testing.publish_version(base, 1)
     core = _core(base, testing.labelled_config_text(base, {}, num_versions=1), max_num_load_retries=5,
                  load_retry_interval_micros=60_000_000)
-    core.poll()
+    poll(core)
     manager = core.manager("letters")
     testing.publish_version(base, 2, broken=True)
-    core.poll()
+    poll(core)
     record = manager.records[2]
     assert versions.State.Name(record.state) == "LOADING" and record.error_code == "OK"   # retrying
     testing.publish_version(base, 3)
-    core.poll()
+    poll(core)
     record = manager.records[2]
     assert versions.State.Name(record.state) == "END" and record.error_code != "OK" and record.error_message
     assert manager.available_versions() == [3]
@@ -576,6 +585,54 @@ def test_a_reload_that_adds_a_model_fails_on_its_newest_version(tmp_path):
             f"{other}/2/saved_model.pb as binary proto}}, }}")
 
 
+@pytest.mark.parametrize("policy, withdraw", [
+    ("all {}", lambda base: (base / "2").rmdir()),
+    ("latest { num_versions: 2 }", lambda base: (base / "4").mkdir())])
+def test_a_version_withdrawn_while_another_loads_is_never_loaded(tmp_path, monkeypatch, caplog, policy, withdraw):
+    """As in TF Serving, whose file-system poller runs beside the manager's loads, polls go on while a version
+    loads, and a version they withdraw meanwhile (its folder removed, or a newer one found under latest 2) is never
+    loaded: version 2 ends in END without having been AVAILABLE. (The poll had run the loads itself: while version 3
+    loaded no poll ran, and version 2 was loaded after it, then unloaded at the next poll.)"""
+    base = tmp_path / "letters"
+    (base / "1").mkdir(parents=True)
+    config = tmp_path / "models.config"
+    config.write_text(f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+                      f'model_platform: "tensorflow" model_version_policy {{ {policy} }} }} }}')
+    loads, loading_3, release_3 = [], threading.Event(), threading.Event()
+
+    class SlowServable(FakeServable):
+        """Version 3's load lasts until the test lets it end."""
+
+        def __init__(self, name, version, path, metrics=None, runner=None):
+            super().__init__(name, version, path)
+            loads.append((version, threading.current_thread().name))
+            if version == 3:
+                loading_3.set()
+                release_3.wait(60)
+
+    monkeypatch.setattr(versions, "Servable", SlowServable)
+    with caplog.at_level(logging.INFO, logger="serving"), \
+            testing.start_server(model_config_file=str(config), **FAST) as server:
+        manager = server.server.core.manager("letters")
+        try:
+            (base / "2").mkdir()
+            (base / "3").mkdir()
+            assert loading_3.wait(30)
+            withdraw(base)
+            # the polls go on during the load: version 2 is withdrawn before it starts
+            wait_for(lambda: manager.records[2].state == versions.State.END, timeout=10)
+        finally:
+            release_3.set()
+        wait_for(lambda: manager.records[3].state == versions.State.AVAILABLE)
+        time.sleep(0.5)   # a few polls and loader rounds more
+        assert 2 not in manager.available_versions()
+    assert [version for version, _ in loads if version == 2] == []
+    assert {thread for _, thread in loads} == {"loader"}
+    assert (manager.records[2].state, manager.records[2].error_code) == (versions.State.END, "OK")
+    assert "Successfully loaded servable version {name: letters version: 2}" not in caplog.text
+    assert "Successfully loaded servable version {name: letters version: 3}" in caplog.text
+
+
 def test_a_model_removed_while_a_version_loads_starts_no_other_load_and_serves_nothing(tmp_path, monkeypatch):
     """As in TF Serving, a version no longer aspired never starts loading (AspiredVersionsManager sets
     is_aspired=false): the load running when the model leaves the config finishes and is unloaded, the versions
@@ -611,7 +668,7 @@ def test_a_model_removed_while_a_version_loads_starts_no_other_load_and_serves_n
 
     monkeypatch.setattr(versions, "Servable", LoadingServable)
     monkeypatch.setattr(manager, "_unload_unaspired", request_then_unload)
-    core.poll()
+    poll(core)
     assert loads == [4]   # nothing served before the load (where what is no longer aspired unloads) nor after
     assert served == ["Servable not found for request: Latest(letters)"] * 2
     assert {s.version: versions.State.Name(s.state) for s in manager.status().model_version_status} == \
@@ -661,7 +718,7 @@ def test_a_removal_between_the_polls_check_and_its_load_cannot_start_the_load(tm
     monkeypatch.setattr(manager, "_lock", lock)
     monkeypatch.setattr(versions, "Servable", Recorded)
     monkeypatch.setattr(time, "monotonic", _armed_clock(lock))
-    core.poll()
+    poll(core)
     assert seen["at removal"] == {2: "LOADING"}           # the version was loading, not START, when it was removed
     assert seen.get("load") == {2: "LOADING"}
     assert {s.version: versions.State.Name(s.state) for s in manager.status().model_version_status} == {2: "END"}
@@ -699,10 +756,10 @@ def test_a_model_removed_while_its_versions_retry_ends_them_with_their_errors(tm
             raise versions.ServingError("DATA_LOSS", f"attempt {len(loads)} of version {version}")
 
     monkeypatch.setattr(versions, "Servable", BrokenServable)
-    core.poll()
+    poll(core)
     assert {v: versions.State.Name(r.state) for v, r in manager.records.items()} == {3: "LOADING", 2: "LOADING"}
-    core.poll()
-    core.poll()
+    poll(core)
+    poll(core)
     assert loads == [3, 2, 3]
     from tensorflow.core.protobuf import error_codes_pb2
     assert {(s.version, versions.State.Name(s.state), error_codes_pb2.Code.Name(s.status.error_code),
@@ -737,17 +794,17 @@ def test_a_missing_base_path_freezes_every_models_versions(tmp_path, monkeypatch
     for name in ("a", "b"):
         (tmp_path / name / "1").mkdir(parents=True)
     core = _two_models_core(tmp_path, *order)
-    core.poll()
+    poll(core)
     assert core.manager("a").available_versions() == core.manager("b").available_versions() == [1]
     os.rename(tmp_path / "a", tmp_path / "a.away")
     (tmp_path / "b" / "2").mkdir()
     (tmp_path / "b" / "1").rename(tmp_path / "b" / "retired")
     with caplog.at_level(logging.INFO, logger="serving"):
-        core.poll()
+        poll(core)
     assert core.manager("a").available_versions() == core.manager("b").available_versions() == [1]
     assert "Loading servable" not in caplog.text and "Unloaded" not in caplog.text
     os.rename(tmp_path / "a.away", tmp_path / "a")
-    core.poll()
+    poll(core)
     assert core.manager("a").available_versions() == [1] and core.manager("b").available_versions() == [2]
 
 
@@ -758,9 +815,9 @@ def test_a_missing_base_path_at_start_up_loads_no_model(tmp_path, monkeypatch, c
     monkeypatch.setattr(versions, "Servable", FakeServable)
     (tmp_path / "b" / "1").mkdir(parents=True)
     core = _two_models_core(tmp_path, "a", "b")
-    stop = StopAfter(3)
+    stop = StopAfter(core, monkeypatch, 3)
     with caplog.at_level(logging.INFO, logger="serving"):
-        core.wait_until_settled(stop, 1)
+        core.wait_until_settled(1)
     assert stop.seen == [1, 1, 1]
     assert core.manager("b").records == {} and "Loading servable" not in caplog.text
 
@@ -798,14 +855,14 @@ def test_unaspired_versions_unload_before_a_new_load_once_an_aspired_version_is_
     for version in (7, 8):
         (tmp_path / "a" / str(version)).mkdir(parents=True)
     core = _core(str(tmp_path), config(policies[0]))
-    core.poll()
+    poll(core)
     assert core.manager("a").available_versions() == [7, 8]
     for version in new:
         (tmp_path / "a" / str(version)).mkdir()
     loaded_beside.clear()
     if len(policies) > 1:
         core.apply_config(text_format.Parse(config(policies[1]), model_server_config_pb2.ModelServerConfig()))
-    core.poll()
+    poll(core)
     assert loaded_beside == before
     assert core.manager("a").available_versions() == sorted(new if len(new) > 1 else [8] + new)
 
@@ -819,7 +876,7 @@ def test_a_file_uri_base_path_is_read_as_its_local_path(tmp_path, monkeypatch, c
     core = _core(str(tmp_path), f'model_config_list {{ config {{ name: "a" base_path: "{uri}" '
                                 'model_platform: "tensorflow" } }')
     with caplog.at_level(logging.INFO, logger="serving"):
-        core.poll()
+        poll(core)
     assert core.manager("a").available_versions() == [1] and not _messages(caplog, "ERROR")
 
 
@@ -831,14 +888,14 @@ def test_a_base_path_that_cannot_be_read_is_logged_in_tf_servings_words(tmp_path
     (tmp_path / "b").write_text("not a folder")
     core = _two_models_core(tmp_path, "a", "b")
     with caplog.at_level(logging.INFO, logger="serving"):
-        core.poll()
+        poll(core)
     a = tmp_path / "a"
     assert _messages(caplog, "ERROR") == ["FileSystemStoragePathSource encountered a filesystem access error: Could not "
                                           f"find base path {a} for servable a with error NOT_FOUND: {a} not found"]
     caplog.clear()
     core = _two_models_core(tmp_path, "b", "a")
     with caplog.at_level(logging.INFO, logger="serving"):
-        core.poll()
+        poll(core)
     assert _messages(caplog, "ERROR") == ["FileSystemStoragePathSource encountered a filesystem access error: "
                                           f"{tmp_path / 'b'}; Not a directory"]
 
@@ -863,7 +920,7 @@ def test_a_poll_that_aspires_no_version_says_so(tmp_path, monkeypatch, caplog, p
     core = _core(str(base), f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
                             f'model_platform: "tensorflow" model_version_policy {{ {policy} }} }} }}')
     with caplog.at_level(logging.INFO, logger="serving"):
-        core.poll()
+        poll(core)
     warnings = _messages(caplog, "WARNING")
     assert len(warnings) == len(logged) and all(w.startswith(part) for w, part in zip(warnings, logged))
     if "No versions of servable letters found" in logged:
@@ -883,15 +940,14 @@ def test_startup_ends_once_the_newest_version_that_settles_is_available(tmp_path
     """TF Serving's start waits for Latest(model): it ends as soon as the highest version that is AVAILABLE or END
     is AVAILABLE (HasAnyServableInStreamReachedState), an older version still retrying its load. The start had
     waited for every aspired version to settle (a broken version 2's retries, 20 s with 4 retries 5 s apart).
-    Without polls, the retries run after the start (ServerCore.retry_loads)."""
-    core = _two_versions(tmp_path, broken=2, max_num_load_retries=1, load_retry_interval_micros=100_000)
-    stop = StopAfter(1)
-    core.wait_until_settled(stop, 0)
+    Without polls, the loader runs the retries after the start."""
+    core = _two_versions(tmp_path, broken=2, max_num_load_retries=1, load_retry_interval_micros=1_000_000)
     manager = core.manager("letters")
-    assert stop.seen == []   # no wait: the start ended on version 3, version 2 not due to retry yet
-    assert manager.available_versions() == [3]
-    assert versions.State.Name(manager.records[2].state) == "LOADING" and manager.records[2].attempts == 1
-    core.retry_loads(threading.Event())
+    with loader(core):
+        core.wait_until_settled(0)
+        assert manager.available_versions() == [3]   # the start ended on version 3, version 2 not due to retry yet
+        assert versions.State.Name(manager.records[2].state) == "LOADING" and manager.records[2].attempts == 1
+        wait_for(lambda: versions.State.Name(manager.records[2].state) == "END")
     record = manager.records[2]
     assert (versions.State.Name(record.state), record.error_code, record.attempts) == ("END", "DATA_LOSS", 2)
     manager.unload_all()
@@ -901,8 +957,8 @@ def test_startup_fails_when_the_newest_version_that_settles_ended(tmp_path):
     """Newest first, as TF Serving loads them: a broken version 3 without retries ends first, and the start fails
     on it, as TF Serving's does, though version 2 loads (it had started and served version 2)."""
     core = _two_versions(tmp_path, broken=3, max_num_load_retries=0)
-    with pytest.raises(versions.ServingError) as caught:
-        core.wait_until_settled(StopAfter(1), 0)
+    with pytest.raises(versions.ServingError) as caught, loader(core):
+        core.wait_until_settled(0)
     assert caught.value.code == "UNKNOWN"
     assert caught.value.message.startswith("1 servable(s) did not become available: {{{name: letters version: 3} "
                                            "due to error: DATA_LOSS: Can't parse ")
