@@ -1047,6 +1047,31 @@ def test_an_out_folder_that_is_a_url_is_refused(tmp_path, monkeypatch, capsys):
     assert os.listdir(tmp_path) == []
 
 
+def test_an_out_folder_among_the_logs_read_is_refused(tmp_path, monkeypatch, capsys):
+    """--out inside the --logs folder (or that folder) had been accepted: every file under it is read as a request
+    log, so each pass after the first read its own report, PNGs, monitor.json and monitor.prom as 8 corrupt_length
+    log problems. A usage error now, the logs read by the path as given or with links resolved; an --out beside
+    them, or beside the writer's files of a filename_prefix, is not."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "logs")
+    base = ["--pipeline-root", str(tmp_path / "p")]
+    refused = {(tmp_path / "logs", tmp_path / "logs"): "the same path as", (tmp_path / "logs", tmp_path / "logs" /
+               "report"): "inside", (tmp_path / "link", tmp_path / "logs" / "r"): "inside",
+               (tmp_path / "logs", tmp_path / "link"): "the same path as"}
+    for (logs, out), where in refused.items():
+        with pytest.raises(SystemExit) as caught:
+            cli.parse_args([*base, "--logs", str(logs), "--out", str(out)])
+        assert caught.value.code == cli.USAGE
+        assert f"--out ({out}) is {where} --logs ({logs}): every file under" in capsys.readouterr().err
+    for logs, out in ((tmp_path / "logs", tmp_path / "report"), (tmp_path / "logs" / "requests", tmp_path / "logs")):
+        assert cli.parse_args([*base, "--logs", str(logs), "--out", str(out)])[1].out == str(out)
+    monkeypatch.setenv("LETTERS_REQUEST_LOG_DIR", str(tmp_path / "logs"))   # the default log, named so
+    with pytest.raises(SystemExit):
+        cli.parse_args([*base, "--out", str(tmp_path / "logs" / "m")])
+    assert f"is inside LETTERS_REQUEST_LOG_DIR='{tmp_path / 'logs'}'" in capsys.readouterr().err
+    assert os.listdir(tmp_path / "logs") == []
+
+
 def test_a_pass_that_cannot_read_its_inputs_leaves_no_report_folder(tmp_path, capsys):
     """--out had been made (with its missing parents) as the flag was parsed: a pass ended by its inputs left an
     empty report folder tree behind."""

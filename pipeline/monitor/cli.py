@@ -129,11 +129,28 @@ def parse_args(argv=None):
                             metadata_path=flags.path_or_default(args.metadata_path, config.metadata_path),
                             feedback_dir=flags.path_or_default(args.feedback_dir, defaults.feedback_dir),
                             request_log_dir=flags.path_or_default(config.request_log_dir, ""))
+    _refuse_out_among_logs(parser, argv, args)
     if args.policy and config.metadata_file.startswith("grpc://"):
         parser.error(f"--retrain-when runs the local runner, whose ML Metadata is a SQLite file, not "
                      f"{config.metadata_file}: retrain a Kubeflow pipeline by running it there "
                      "(kubeflow_runner.py --feedback-root)")
     return config, args, extra
+
+
+def _refuse_out_among_logs(parser: argparse.ArgumentParser, argv: list[str], args) -> None:
+    """A usage error (status 2) for an --out that is the --logs folder or lies in it (:func:`pipeline.flags.overlap`:
+    by the paths as given or with links resolved): every file under a log folder is read as a request log, so each
+    later pass would read the report, its PNGs, monitor.json and monitor.prom as logs. Each path is named by its
+    flag when given, else as its default (the request log by LETTERS_REQUEST_LOG_DIR when that set it)."""
+    given = settings.given_flags(parser, argv, ("logs", "out"))
+    names = {"--out": f"--out ({args.out})" if "out" in given else f"the default --out ({args.out})",
+             "--logs": f"--logs ({args.logs})" if "logs" in given else
+             flags.named("request_log_dir", given, default=f"the default request log ({args.logs})")}
+    why = ("every file under a request log folder is read as a request log, so the next pass would read this one's "
+           "report")
+    if problem := flags.overlap({"--out": args.out, "--logs": args.logs}, [("--out", "--logs", flags.within, why)],
+                                names):
+        parser.error(problem)
 
 
 def _feedback(config: Config) -> list:
