@@ -2,9 +2,11 @@
 import argparse
 import importlib
 import os
+import runpy
 import subprocess
 import sys
 import tomllib
+import warnings
 
 import pytest
 
@@ -25,6 +27,18 @@ def test_a_command_runs_from_any_folder(tmp_path):
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "letters-web"), "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "usage: letters-web" in proc.stdout and "--canary-share" in proc.stdout
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_each_commands_module_runs_with_python_m(name, monkeypatch, capsys):
+    """``python -m <module>`` of each command's module runs its main: pipeline.monitor.cli had no __main__ block,
+    so any command line printed nothing and exited 0, which a cron job reads as all clear."""
+    module = SCRIPTS[name].split(":")[0]
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    with warnings.catch_warnings(), pytest.raises(SystemExit) as stopped:   # run as python -m runs it, in-process
+        warnings.simplefilter("ignore", RuntimeWarning)   # (runpy: the module is already imported)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    assert stopped.value.code == 0 and capsys.readouterr().out.startswith("usage: ")
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))

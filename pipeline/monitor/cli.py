@@ -318,3 +318,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"monitor: stopped after {runs} pass(es)", file=sys.stderr)
         return INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
