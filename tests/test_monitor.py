@@ -1072,6 +1072,25 @@ def test_an_out_folder_among_the_logs_read_is_refused(tmp_path, monkeypatch, cap
     assert os.listdir(tmp_path / "logs") == []
 
 
+def test_a_log_url_that_cannot_be_reached_is_one_error_line(tmp_path, monkeypatch, capsys):
+    """A gs:// --logs not reached (no network, no credentials) had ended the pass in TensorFlow's traceback, status
+    4 (an unexpected error): it is an input that cannot be read, said in one line with TensorFlow's reason, status
+    2, as a --logs that does not exist."""
+    import tensorflow as tf
+
+    def unreachable(path):
+        raise tf.errors.FailedPreconditionError(None, None, "Error executing an HTTP request: libcurl code 6 meaning "
+                                                f"'Couldn't resolve host name'\n\t when reading metadata of {path}")
+    for name in ("isdir", "exists", "glob"):
+        monkeypatch.setattr(tf.io.gfile, name, unreachable)
+    logs = "gs://no-such-bucket-xyz/logs/requests"
+    argv = ["--pipeline-root", str(tmp_path / "p"), "--out", str(tmp_path / "o"), "--feedback-dir",
+            str(tmp_path / "no-feedback"), "--logs", logs]
+    assert cli.main(argv) == cli.USAGE
+    assert capsys.readouterr().err == (f"error: cannot read the request log {logs}: Error executing an HTTP request: "
+                                       "libcurl code 6 meaning 'Couldn't resolve host name'\n")
+
+
 def test_a_pass_that_cannot_read_its_inputs_leaves_no_report_folder(tmp_path, capsys):
     """--out had been made (with its missing parents) as the flag was parsed: a pass ended by its inputs left an
     empty report folder tree behind."""

@@ -46,7 +46,8 @@ from core.labels import CLASS_NAMES, GLYPHS
 
 
 class LogNotFound(FileNotFoundError):
-    """The prefix names no folder and matches no file."""
+    """The prefix names no folder and matches no file, or where it points cannot be read (a bucket not reached, no
+    credentials: TensorFlow's reason said)."""
 
 
 FRAMING_BYTES = 8 + 4 + 4   # around each TFRecord's data: its length, the length's CRC, the data's CRC
@@ -110,16 +111,19 @@ def has_logs(prefix: str) -> bool:
 def log_files(prefix: str) -> list[str]:
     """The files a prefix names (sorted): a folder's files, one file named whole, or the writer's files of a
     file-name prefix (the pattern of core.request_log, read through tf.io.gfile for gs://); LogNotFound when there
-    are none."""
+    are none or they cannot be listed."""
     gfile = tf.io.gfile
-    if gfile.isdir(prefix):
-        found = [os.path.join(root, name) for root, _, names in gfile.walk(prefix) for name in names]
-    elif gfile.exists(prefix):
-        found = [prefix]
-    else:
-        pattern = request_log.name_pattern(prefix)
-        found = [path for path in gfile.glob(glob.escape(prefix) + "*")
-                 if pattern.fullmatch(os.path.basename(path)) and not gfile.isdir(path)]
+    try:
+        if gfile.isdir(prefix):
+            found = [os.path.join(root, name) for root, _, names in gfile.walk(prefix) for name in names]
+        elif gfile.exists(prefix):
+            found = [prefix]
+        else:
+            pattern = request_log.name_pattern(prefix)
+            found = [path for path in gfile.glob(glob.escape(prefix) + "*")
+                     if pattern.fullmatch(os.path.basename(path)) and not gfile.isdir(path)]
+    except tf.errors.OpError as err:   # a URL not reached, no credentials: an input that cannot be read
+        raise LogNotFound(f"cannot read the request log {prefix}: {_reason(err)}") from None
     if not found:
         raise LogNotFound(f"no request log at {prefix} (a folder of TFRecord files, a TFRecord file, or the "
                           f"filename_prefix of files named <prefix>-<UTC time>-<n>.tfrecord)")
@@ -280,8 +284,12 @@ def _file_answers(path: str, read: LogRead, bar):
     except request_log.CorruptLength as err:
         read.problem("corrupt_length", path, f"{CORRUPT_LENGTH} (at byte {err.offset})")
     except (tf.errors.OpError, OSError) as err:   # a file that cannot be opened or read
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        read.problem("unreadable_file", path, text)
+        read.problem("unreadable_file", path, _reason(err))
+
+
+def _reason(err: Exception) -> str:
+    """Why a read failed, in one line: the first of the error's (TensorFlow adds ``when reading …``)."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def read_logs(prefix: str, model: str = configs.MODEL_NAME) -> LogRead:
