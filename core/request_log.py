@@ -71,6 +71,17 @@ class TruncatedRecord(ValueError):
         self.offset = offset
 
 
+class TooShort(TruncatedRecord):
+    """A stream shorter than one record's header, not empty: no record can be framed in it. Not TFRecords, or damaged
+    (its first record cut short in its header: a writer's one write makes that rare); a TruncatedRecord at offset 0
+    told apart, as :func:`read_records` reads it."""
+
+    def __init__(self, size: int):
+        ValueError.__init__(self, f"{size} byte{'s' if size > 1 else ''}, too short to hold one record: not "
+                                  "TFRecords, or damaged (its first record cut short)")
+        self.offset = 0
+
+
 class CorruptLength(ValueError):
     """A record's length does not match its checksum: where the record ends, and so the rest of the stream, is
     unknown."""
@@ -83,12 +94,12 @@ class CorruptLength(ValueError):
 def frames(handle):
     """The records of a binary TFRecord stream (``handle.read(n)``), one at a time: ``(offset, data, intact)``,
     ``intact`` False for a record whose data do not match their checksum (its length, which does, says where the
-    next record starts). A stream ending inside a record raises TruncatedRecord, a length that does not match its
-    checksum CorruptLength."""
+    next record starts). A stream ending inside a record raises TruncatedRecord (TooShort when it is shorter than
+    one record's header), a length that does not match its checksum CorruptLength; an empty one holds no record."""
     offset = 0
     while header := handle.read(_HEADER):
         if len(header) < _HEADER:
-            raise TruncatedRecord(offset)
+            raise TooShort(len(header)) if offset == 0 else TruncatedRecord(offset)
         length, crc = struct.unpack("<QI", header)
         if _masked_crc(header[:8]) != crc:
             raise CorruptLength(offset)

@@ -250,13 +250,13 @@ def test_bad_log_data_is_counted_not_fatal(tmp_path, letters, pipeline_root, cap
     assert "unreadable_file" not in problems and result["logs"]["answers"] == 81 + 3
 
 
-@pytest.mark.parametrize("content", ["not_tfrecord", "not_prediction_logs", "empty"])
+@pytest.mark.parametrize("content", ["not_tfrecord", "short_not_tfrecord", "not_prediction_logs", "empty"])
 def test_a_log_from_which_no_answer_can_be_read_is_a_usage_error_not_an_all_clear(tmp_path, pipeline_root, capsys,
                                                                                   content):
     """A log of another format, of records that are not PredictionLogs, or of empty files gives no answer to judge:
     status 2 naming the files and what was found, as a missing log, where it had been 0 (no threshold crossed)."""
     from core.request_log import tfrecord
-    data = {"not_tfrecord": b'{"not": "a tfrecord"}\n',
+    data = {"not_tfrecord": b'{"not": "a tfrecord"}\n', "short_not_tfrecord": b"hello\n",
             "not_prediction_logs": b"".join(tfrecord(b"\xff\xff\xff garbage %d" % i) for i in range(500)),
             "empty": b""}[content]
     (tmp_path / "logs").mkdir()
@@ -266,8 +266,10 @@ def test_a_log_from_which_no_answer_can_be_read_is_a_usage_error_not_an_all_clea
     assert status == cli.USAGE and result is None, err
     assert f"error: no answer could be read from the request log {tmp_path / 'logs'}" in err
     assert str(tmp_path / "logs" / "requests.log") in err
-    assert {"not_tfrecord": "1 × corrupt_length", "not_prediction_logs": "500 × unparsable_record",
-            "empty": "its files hold no record"}[content] in err
+    assert {"not_tfrecord": "1 × corrupt_length", "short_not_tfrecord": "1 × too_short",
+            "not_prediction_logs": "500 × unparsable_record", "empty": "its files hold no record"}[content] in err
+    if content == "short_not_tfrecord":   # not a record cut short after others read (truncated_tail)
+        assert "requests.log: the file holds 6 bytes, too short to hold one record: not TFRecords, or damaged" in err
 
 
 @pytest.mark.parametrize("unparsable", [0, 3])

@@ -2,6 +2,7 @@
 and the TensorFlow-free PredictionLog against the real one."""
 import core  # noqa: F401  (before TensorFlow)
 
+import io
 import math
 import os
 import threading
@@ -110,6 +111,19 @@ def test_a_truncated_tail_ends_the_file_and_a_corrupt_record_is_an_error(tmp_pat
     open(path, "wb").write(bytes(broken))
     with pytest.raises(ValueError, match="corrupt record at offset 0"):
         list(request_log.read_records(path))
+
+
+@pytest.mark.parametrize("data", [b"hello\n", b"x", bytes(11)], ids=["text", "one_byte", "11_zeros"])
+def test_a_stream_too_short_for_one_record_is_told_apart_from_a_cut_tail(data):
+    """A stream of 1-11 bytes holds no record's 12-byte header: not TFRecords (or damaged), where it had been a last
+    record cut short, as after whole records; an empty one holds no record."""
+    with pytest.raises(request_log.TooShort, match=f"^{len(data)} bytes?, too short to hold one record: not TFRecords"):
+        list(request_log.frames(io.BytesIO(data)))
+    whole = request_log.tfrecord(_record(0))
+    with pytest.raises(request_log.TruncatedRecord) as cut:
+        list(request_log.frames(io.BytesIO(whole + data)))
+    assert type(cut.value) is request_log.TruncatedRecord and cut.value.offset == len(whole)
+    assert list(request_log.frames(io.BytesIO(b""))) == []
 
 
 def test_concurrent_writers_interleave_whole_records(tmp_path):

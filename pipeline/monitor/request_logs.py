@@ -18,10 +18,11 @@ is counted in :class:`LogRead` by its kind and reported. A file is read one reco
 length, its checksum, data, their checksum): a record whose data fail their checksum is skipped (``corrupt_record``;
 its length, checked apart, says where the next one starts), a length that fails its checksum ends the file's reading
 (``corrupt_length``: the rest cannot be framed; a file that is not TFRecords too), and so does a last record cut
-short (``truncated_tail``) or a file that cannot be opened or read (``unreadable_file``); a record that does not
-parse (``unparsable_record``), is not a predict log or holds no image or no answer is counted too. An answer that
-cannot be used (none, the wrong shape, not finite) is the served model's fault: each is also kept, dated and
-versioned, as :class:`Unusable` (checks.unusable_shares).
+short (``truncated_tail``) or a file that cannot be opened or read (``unreadable_file``); a file too short to hold
+one record, not empty, is not TFRecords or damaged (``too_short``: an empty one, a log file just opened, holds no
+record); a record that does not parse (``unparsable_record``), is not a predict log or holds no image or no answer
+is counted too. An answer that cannot be used (none, the wrong shape, not finite) is the served model's fault: each
+is also kept, dated and versioned, as :class:`Unusable` (checks.unusable_shares).
 
 A request's ``output_filter`` names the only outputs TF Serving runs and returns: an answer to one that left the
 probabilities out is the answer asked for, not the model's fault. Its top-1 class and score are read from
@@ -279,6 +280,8 @@ def _file_answers(path: str, read: LogRead, bar):
                 for answer in _record_answers(record, when, f"{path}#{n}", read):
                     read.answered += 1
                     yield answer
+    except request_log.TooShort as err:   # no record framed: not a cut tail
+        read.problem("too_short", path, f"the file holds {err}")
     except request_log.TruncatedRecord:
         read.problem("truncated_tail", path, TRUNCATED)
     except request_log.CorruptLength as err:
