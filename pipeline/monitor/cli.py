@@ -6,18 +6,17 @@
                                                                 # data and serving dir); args after -- go to it
     letters-monitor ... --watch 3600                            # every hour
 
-Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page
-that cannot be read is one, of any address of a host that has several: their pages are summed), 2 usage error (bad
-flag or setting, a --logs that does not exist, pipeline metadata or an artifact it records (the training split, the
-eval statistics) missing when answers are to be judged or --retrain-when decides, a request log from which no answer
-could be read: its files empty, their data unreadable or not PredictionLogs, or other models' records only, named;
-with no request log at all, said on stderr, only feedback and server metrics are judged (no feedback store, said
-there too, is no feedback yet), and a --metrics-url page of
-other models' requests only is an error naming them), 3 the retraining run it started failed, 4 the pass could not
-finish: its outputs could not be written (a full disk, say; each file is whole or left as it was) or an unexpected
-error (shown with its traceback). With --watch a pass that ends 3 or 4 is reported and the next pass runs.
-Thresholds are core/configs.py's ``monitor_*`` fields: LETTERS_MONITOR_<NAME> environment variables or the flags
-below.
+Exit status: 0 no threshold crossed, 1 a threshold crossed (see report.html / monitor.json; a --metrics-url page that
+cannot be read is one, of any address of a host that has several: their pages are summed), 2 usage error (bad flag or
+setting, a --logs that does not exist or cannot be listed, pipeline metadata or an artifact it records (the training
+split, the eval statistics) missing when answers are to be judged or --retrain-when decides, a request log from which
+no answer could be read: its files empty, their data unreadable or not PredictionLogs, or other models' records only,
+named; with no request log at all, said on stderr, only feedback and server metrics are judged (no feedback store,
+said there too, is no feedback yet), and a --metrics-url page of other models' requests only is an error naming
+them), 3 the retraining run it started failed, 4 the pass could not finish: its outputs could not be written (a full
+disk, say; each file is whole or left as it was) or an unexpected error (shown with its traceback). With --watch a
+pass that ends 3 or 4 is reported and the next pass runs. Thresholds are core/configs.py's ``monitor_*`` fields:
+LETTERS_MONITOR_<NAME> environment variables or the flags below.
 """
 from __future__ import annotations
 
