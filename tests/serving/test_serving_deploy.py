@@ -1,6 +1,10 @@
 """The real TF Serving deployment files parse with TF Serving's own protos and agree with each other."""
+import http.server
+import json
 import os
 import re
+import subprocess
+import threading
 import tomllib
 from pathlib import Path
 
@@ -16,6 +20,9 @@ from serving.status import ServingError
 
 DEPLOY = Path(configs.PROJECT_ROOT) / "serving" / "deploy"
 IMAGE = "tensorflow/serving:2.20.0"
+# compose's health check and the readiness probe: the image has bash, not curl; ready with a version AVAILABLE
+HEALTH_CHECK = ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8501 && "
+                "printf 'GET /v1/models/letters HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q AVAILABLE <&3"]
 
 
 def load(name):
@@ -68,7 +75,38 @@ def test_compose():
     # the configs' folder, not single files: a models.config replaced by a rename (letters-releases) is seen
     assert ".:/config:ro" in service["volumes"]
     assert not any(v.split(":")[0].endswith(".config") for v in service["volumes"])
-    assert "/v1/models/letters" in " ".join(service["healthcheck"]["test"])
+    assert service["healthcheck"]["test"] == ["CMD"] + HEALTH_CHECK
+
+
+def status_body(state):
+    return json.dumps({"model_version_status": [{"version": "1", "state": state, "status": {
+        "error_code": "OK", "error_message": ""}}]}).encode()
+
+
+@pytest.mark.parametrize("state, healthy", [("AVAILABLE", True), ("END", False), ("LOADING", False)])
+def test_the_health_check_passes_only_with_a_version_available(state, healthy):
+    """TF Serving's GET /v1/models/letters is 200 whatever its versions' state (every version END, predict 404):
+    the probe reads the state, as the compose and readiness checks run it in the tensorflow/serving image (bash)."""
+    class Status(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = status_body(state) if self.path == "/v1/models/letters" else b""
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Status)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        command = [arg.replace("/8501", f"/{server.server_port}") for arg in HEALTH_CHECK]
+        assert (subprocess.run(command, timeout=10).returncode == 0) == healthy
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_kubernetes_manifests():
@@ -82,8 +120,12 @@ def test_kubernetes_manifests():
     check_args(server_args(container["args"]))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"grpc": 8500, "http": 8501}
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/v1/models/letters", "port": "http"}
+    # ready only with a version AVAILABLE, as compose's health check: the status route answers 200 for any state
+    compose = yaml.safe_load(load("docker-compose.yml"))["services"]["letters-serving"]
+    assert container["readinessProbe"]["exec"]["command"] == compose["healthcheck"]["test"][1:] == HEALTH_CHECK
+    assert "httpGet" not in container["readinessProbe"]
+    # alive while the server answers, whatever its versions' state: a pod with none AVAILABLE leaves the Service
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v1/models/letters", "port": "http"}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {"config": "/config", "models": "/models"}
     volumes = {v["name"]: v for v in pod["volumes"]}
