@@ -16,13 +16,16 @@ What it checks, on the model exactly as the Pusher would publish it (copied as v
    ``serving_default`` (input ``examples``) with their outputs;
 3. ``POST :predict`` on ``predict_images`` with up to ``num_examples`` real images from the eval split (base64,
    as web clients send them) answers one row per image with ``probabilities`` over the 27 classes summing to 1
-   (numbers, [N, 27]) and ``top_classes`` among the class names (strings, [N, k]);
+   (numbers, [N, 27]) and ``top_classes``, ``top_letters``, ``top_scores``, ``top_indices`` ([N, k]) that follow
+   the contract the web client enforces (core.prediction_contract: distinct classes best first, their scores
+   their probabilities, the names and letters of those classes);
 4. ``POST :predict`` on ``serving_default`` with the same images as serialized tf.Examples answers the same
    probabilities (the two signatures must agree);
 5. optionally, the slowest request stays under ``max_latency_ms``.
 
 Any failure marks the model not blessed (``INFRA_NOT_BLESSED``, custom property ``blessed=0``) and the Pusher
-skips it; the report of every check is ``<blessing uri>/serving_validation.json``. A model the Evaluator did not
+skips it, the report naming the check that failed (``failed_check``) and why (``failure``); the report of every
+check is ``<blessing uri>/serving_validation.json``. A model the Evaluator did not
 bless (optional ``model_blessing`` input) is not started at all.
 """
 from __future__ import annotations
@@ -46,7 +49,8 @@ from tfx.utils import io_utils, path_utils
 
 from core import configs
 from core.files import pattern_under, remove_stale_folders
-from core.labels import CLASS_NAMES, NUM_CLASSES
+from core.labels import NUM_CLASSES
+from core.prediction_contract import BrokenContract, check_prediction, check_probabilities
 from core.signals import stop_if_requested
 from serving.client import RestConnection, ServingUnavailable, version_states
 
@@ -67,6 +71,8 @@ CODE_KEY = "code"        # a fingerprint of the check's code (and the server's):
 
 BATCH = 8                # images per predict request
 PROBABILITY_TOLERANCE = 1e-3
+IMAGE_OUTPUTS = (configs.PROBABILITIES_OUTPUT, configs.TOP_CLASSES_OUTPUT, configs.TOP_LETTERS_OUTPUT,
+                 configs.TOP_SCORES_OUTPUT, configs.TOP_INDICES_OUTPUT)   # what the web client reads
 
 
 class ServingValidatorSpec(types.ComponentSpec):
@@ -155,7 +161,7 @@ def _check_metadata(rest: _TimedRest, name: str) -> dict:
     _expect(status == 200, f"metadata: HTTP {status}: {body}")
     signatures = body.get("metadata", {}).get("signature_def", {}).get("signature_def", {})
     contract = {
-        configs.IMAGE_SIGNATURE: (configs.IMAGE_INPUT, (configs.PROBABILITIES_OUTPUT, configs.TOP_CLASSES_OUTPUT)),
+        configs.IMAGE_SIGNATURE: (configs.IMAGE_INPUT, IMAGE_OUTPUTS),
         configs.SERVING_DEFAULT_SIGNATURE: (configs.EXAMPLES_INPUT, (configs.PROBABILITIES_OUTPUT,)),
     }
     for signature, (input_name, outputs) in contract.items():
@@ -193,12 +199,32 @@ def _tensor_ok(rows: list, name: str, where: str, width: int | None, kind: type 
 def _probabilities_ok(rows: list, where: str) -> None:
     _tensor_ok(rows, configs.PROBABILITIES_OUTPUT, where, NUM_CLASSES, (int, float), "numbers")
     for i, row in enumerate(rows):
-        _expect(abs(sum(row) - 1.0) < PROBABILITY_TOLERANCE and min(row) >= 0.0,
-                f"{where}: row {i} is not a probability distribution (sum {sum(row):.4f})")
+        try:
+            check_probabilities(row)
+        except BrokenContract as err:
+            raise ValidationFailed(f"{where}: row {i}: {err}") from None
+
+
+def _predictions_ok(predictions: list) -> None:
+    """The ``predict_images`` rows (one per image) as the web client reads them: each output an [N, 27] or [N, k]
+    tensor of its type, each row following the contract of a prediction (core.prediction_contract)."""
+    _probabilities_ok([prediction.get(configs.PROBABILITIES_OUTPUT) for prediction in predictions],
+                      configs.IMAGE_SIGNATURE)
+    for output, kind, kind_name in ((configs.TOP_CLASSES_OUTPUT, str, "strings"),
+                                    (configs.TOP_LETTERS_OUTPUT, str, "strings"),
+                                    (configs.TOP_SCORES_OUTPUT, (int, float), "numbers"),
+                                    (configs.TOP_INDICES_OUTPUT, int, "integers")):
+        _tensor_ok([prediction.get(output) for prediction in predictions], output, configs.IMAGE_SIGNATURE, None,
+                   kind, kind_name)
+    for i, prediction in enumerate(predictions):
+        try:
+            check_prediction(prediction)
+        except BrokenContract as err:
+            raise ValidationFailed(f"{configs.IMAGE_SIGNATURE}: image {i}: {err}") from None
 
 
 def _check_predictions(rest: _TimedRest, name: str, samples: list[tuple[bytes, bytes, int]]) -> dict:
-    image_rows, example_rows, correct = [], [], 0
+    image_rows, example_rows = [], []
     for start in range(0, len(samples), BATCH):
         batch = samples[start:start + BATCH]
         status, body = rest.call("POST", f"/v1/models/{name}:predict", {
@@ -207,14 +233,9 @@ def _check_predictions(rest: _TimedRest, name: str, samples: list[tuple[bytes, b
         predictions = body.get("predictions", [])
         _expect(len(predictions) == len(batch),
                 f"{configs.IMAGE_SIGNATURE}: {len(predictions)} predictions for {len(batch)} images")
-        _tensor_ok([prediction.get(configs.TOP_CLASSES_OUTPUT) for prediction in predictions],
-                   configs.TOP_CLASSES_OUTPUT, configs.IMAGE_SIGNATURE, None, str, "strings")
-        for prediction, (_, _, label) in zip(predictions, batch):
-            top = prediction[configs.TOP_CLASSES_OUTPUT]
-            _expect(bool(top) and all(c in CLASS_NAMES for c in top),
-                    f"{configs.IMAGE_SIGNATURE}: top classes {top} are not class names")
-            correct += int(label >= 0 and top[0] == CLASS_NAMES[label])
-            image_rows.append(prediction[configs.PROBABILITIES_OUTPUT])
+        _expect(all(isinstance(prediction, dict) for prediction in predictions),
+                f"{configs.IMAGE_SIGNATURE}: a prediction is not a map of named outputs")
+        image_rows.extend(predictions)
         status, body = rest.call("POST", f"/v1/models/{name}:predict", {
             "signature_name": configs.SERVING_DEFAULT_SIGNATURE,
             "inputs": {configs.EXAMPLES_INPUT: [_b64(serialized) for serialized, _, _ in batch]}})
@@ -224,9 +245,12 @@ def _check_predictions(rest: _TimedRest, name: str, samples: list[tuple[bytes, b
         _expect(isinstance(rows, list) and len(rows) == len(batch),
                 f"{configs.SERVING_DEFAULT_SIGNATURE}: expected {len(batch)} rows of probabilities, got {outputs!r:.200}")
         example_rows.extend(rows)
-    _probabilities_ok(image_rows, configs.IMAGE_SIGNATURE)
+    _predictions_ok(image_rows)
     _probabilities_ok(example_rows, configs.SERVING_DEFAULT_SIGNATURE)
-    worst = max(abs(a - b) for x, y in zip(image_rows, example_rows) for a, b in zip(x, y))
+    correct = sum(int(label >= 0 and prediction[configs.TOP_INDICES_OUTPUT][0] == label)
+                  for prediction, (_, _, label) in zip(image_rows, samples))
+    worst = max(abs(a - b) for x, y in zip(image_rows, example_rows)
+                for a, b in zip(x[configs.PROBABILITIES_OUTPUT], y))
     _expect(worst < PROBABILITY_TOLERANCE,
             f"{configs.IMAGE_SIGNATURE} and {configs.SERVING_DEFAULT_SIGNATURE} disagree by up to {worst:.4f}")
     return {"images": len(samples), "top1_correct": correct, "max_signature_difference": worst}
@@ -247,6 +271,7 @@ def validate(model_dir: str, samples: list[tuple[bytes, bytes, int]], model_name
     base = tempfile.mkdtemp(prefix=WORK_PREFIX)
     server = rest = None
     try:
+        report["failed_check"] = "load"
         # As the Pusher publishes it: a complete copy under an integer version directory.
         io_utils.copy_dir(model_dir, os.path.join(base, model_name, ".incoming"))
         os.rename(os.path.join(base, model_name, ".incoming"), os.path.join(base, model_name, "1"))
@@ -265,13 +290,16 @@ def validate(model_dir: str, samples: list[tuple[bytes, bytes, int]], model_name
         for name, check in (("status", lambda: _check_status(rest, model_name)),
                             ("metadata", lambda: _check_metadata(rest, model_name)),
                             ("predict", lambda: _check_predictions(rest, model_name, samples))):
+            report["failed_check"] = name
             report["checks"][name] = check()
+        report["failed_check"] = "latency"
         latencies = sorted(rest.latencies_ms)
         report["latency_ms"] = {"p50": round(latencies[len(latencies) // 2], 1), "max": round(latencies[-1], 1)}
         if max_latency_ms > 0:
             _expect(latencies[-1] <= max_latency_ms,
                     f"slowest request took {latencies[-1]:.0f} ms (limit {max_latency_ms:.0f} ms)")
         report["blessed"] = True
+        del report["failed_check"]
     except ValidationFailed as err:
         report["failure"] = str(err)
     finally:

@@ -13,7 +13,6 @@ back to the latest loaded version (``GET /v1/models/{m}/metadata``) and says so 
 from __future__ import annotations
 
 import base64
-import math
 import random
 import threading
 import time
@@ -21,11 +20,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from core import configs
-from core.labels import CLASS_NAMES, GLYPHS, NUM_CLASSES
+from core.labels import CLASS_NAMES, GLYPHS
+from core.prediction_contract import BrokenContract, check_prediction
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
-
-PROBABILITY_SLACK = 1e-4   # a softmax's float32 rounding past 0 or 1, or of a score read twice
-DISTRIBUTION_SLACK = 1e-3  # how far from 1 the sum of the 27 float32 probabilities may round
 
 ROUTES = ("stable", "canary", "latest")
 UNKNOWN_LABEL = "Unrecognized servable version label"
@@ -196,43 +193,6 @@ class ModelRouter:
                 "available": any(v["state"] == "AVAILABLE" for v in versions)}
 
 
-def _is_number(value) -> bool:
-    """A finite JSON number (TF Serving writes a non-finite float as a bare NaN or Infinity)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_probability(value) -> bool:
-    return _is_number(value) and -PROBABILITY_SLACK <= value <= 1 + PROBABILITY_SLACK
-
-
-def _probability(value) -> float:
-    return min(1.0, max(0.0, float(value)))   # a float's rounding past 0 or 1 taken back (feedback takes 0..1)
-
-
-def _probabilities(row: dict) -> list | None:
-    """The row's ``probabilities``, a distribution over the 27 classes (as the model's softmax answers); None
-    when the row has none. BadServingResponse for any other."""
-    values = row.get(configs.PROBABILITIES_OUTPUT)
-    if values is None:
-        return None
-    if not isinstance(values, list) or len(values) != NUM_CLASSES:
-        size = f"{len(values)} numbers" if isinstance(values, list) else type(values).__name__
-        raise BadServingResponse(f"the prediction's probabilities are {size}, not one for each of the "
-                                 f"{NUM_CLASSES} classes (another model's answer?)")
-    if not all(_is_probability(v) for v in values):
-        raise BadServingResponse("the prediction's probabilities are not all numbers between 0 and 1")
-    total = math.fsum(values)
-    if abs(total - 1) > DISTRIBUTION_SLACK:
-        raise BadServingResponse(f"the prediction's probabilities sum to {total:.6g}, not 1")
-    return [_probability(v) for v in values]
-
-
-def _class_index(value) -> int:
-    if not (_is_number(value) and float(value).is_integer() and 0 <= value < NUM_CLASSES):
-        raise BadServingResponse(f"the prediction's top class {value!r} is not an index of the {NUM_CLASSES} classes")
-    return int(value)
-
-
 def parse_top3(answer) -> list[dict]:
     """The best three classes of :func:`parse_prediction`."""
     return parse_prediction(answer)[0]
@@ -240,40 +200,15 @@ def parse_top3(answer) -> list[dict]:
 
 def parse_prediction(answer) -> tuple[list[dict], list | None]:
     """(the best three classes, the 27 probabilities or None without them) from a row-format ``predict_images``
-    response, checked against the model's contract: the class list, the probabilities a distribution over its 27
-    classes, the top classes distinct and best first, their scores the probabilities of those classes and none
-    left out higher."""
+    response, checked against the model's contract (:func:`core.prediction_contract.check_prediction`)."""
     try:
         row = answer["predictions"][0]
     except (KeyError, IndexError, TypeError):
         raise BadServingResponse("TF Serving's answer has no predictions") from None
-    if not isinstance(row, dict):
-        raise BadServingResponse("the prediction is not a map of named outputs")
-    probabilities = _probabilities(row)
-    indices = row.get(configs.TOP_INDICES_OUTPUT)
-    scores = row.get(configs.TOP_SCORES_OUTPUT)
-    if indices is None or scores is None:
-        if probabilities is None:
-            raise BadServingResponse("the prediction has neither top_indices/top_scores nor 27 probabilities")
-        indices = sorted(range(NUM_CLASSES), key=lambda i: -probabilities[i])[:3]
-        scores = [probabilities[i] for i in indices]
-    if not isinstance(indices, list) or not isinstance(scores, list) or not indices or len(indices) != len(scores):
-        raise BadServingResponse("the prediction's top_indices and top_scores are not two lists of the same length")
-    indices = [_class_index(index) for index in indices]
-    if len(set(indices)) != len(indices):
-        raise BadServingResponse(f"the prediction's top classes repeat a class: {indices}")
-    if not all(_is_probability(score) for score in scores):
-        raise BadServingResponse("the prediction's top scores are not all numbers between 0 and 1")
-    if any(later > earlier + PROBABILITY_SLACK for earlier, later in zip(scores, scores[1:])):
-        raise BadServingResponse(f"the prediction's top scores are not best first: {scores}")
-    if probabilities is not None:
-        if any(abs(score - probabilities[index]) > PROBABILITY_SLACK for index, score in zip(indices, scores)):
-            raise BadServingResponse("the prediction's top scores are not the probabilities of its top classes")
-        if max((p for i, p in enumerate(probabilities) if i not in indices), default=0.0) > \
-                scores[-1] + PROBABILITY_SLACK:
-            raise BadServingResponse("the prediction's top classes leave out a class of higher probability")
-    elif math.fsum(scores) > 1 + DISTRIBUTION_SLACK:
-        raise BadServingResponse(f"the prediction's top scores sum to {math.fsum(scores):.6g}, over 1")
-    top = [{"class": CLASS_NAMES[index], "letter": GLYPHS[index], "index": index, "probability": _probability(score)}
+    try:
+        indices, scores, probabilities = check_prediction(row)
+    except BrokenContract as err:
+        raise BadServingResponse(str(err)) from None
+    top = [{"class": CLASS_NAMES[index], "letter": GLYPHS[index], "index": index, "probability": score}
            for index, score in list(zip(indices, scores))[:3]]
     return top, probabilities

@@ -227,7 +227,7 @@ def test_a_stop_lost_before_the_check_does_not_start_it(tmp_path, examples, monk
 
 def _model_with_probabilities(shape_after_n, value):
     """A model with both signatures whose ``probabilities`` for n images is ``value`` in the shape
-    [n, *shape_after_n] (its top_classes valid), built as a small tf.Module."""
+    [n, *shape_after_n] (its top classes valid), built as a small tf.Module."""
     import tensorflow as tf
 
     def build(path):
@@ -241,8 +241,12 @@ def _model_with_probabilities(shape_after_n, value):
 
             @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.IMAGE_INPUT)])
             def predict_images(self, images):
+                n = tf.shape(images)[0]
                 return {configs.PROBABILITIES_OUTPUT: self.probabilities(images),
-                        configs.TOP_CLASSES_OUTPUT: tf.fill([tf.shape(images)[0], 3], "alef")}
+                        configs.TOP_CLASSES_OUTPUT: tf.tile([["alef", "bet", "gimel"]], [n, 1]),
+                        configs.TOP_LETTERS_OUTPUT: tf.tile([["א", "ב", "ג"]], [n, 1]),
+                        configs.TOP_SCORES_OUTPUT: tf.fill([n, 3], 1.0 / 27),
+                        configs.TOP_INDICES_OUTPUT: tf.tile([[0, 1, 2]], [n, 1])}
 
         module = WrongProbabilities()
         tf.saved_model.save(module, path, signatures={configs.SERVING_DEFAULT_SIGNATURE: module.serving_default,
@@ -263,3 +267,63 @@ def test_a_model_whose_probabilities_are_not_n_by_27_numbers_is_not_blessed(tmp_
     assert not report["blessed"] and reason in report["failure"], report
     assert blessing.get_int_custom_property("blessed") == 0
     assert os.path.exists(os.path.join(blessing.uri, "INFRA_NOT_BLESSED"))
+
+
+def _model_with_top_outputs(change):
+    """A model with both signatures whose probabilities agree, its ``predict_images`` top outputs (those of
+    models.export.image_outputs) passed through ``change`` (a dict of tensors to a dict of tensors)."""
+    import tensorflow as tf
+
+    from models.export import image_outputs
+
+    def build(path):
+        class ChangedTop(tf.Module):
+            def probabilities(self, inputs):
+                return tf.nn.softmax(tf.tile(tf.range(27, dtype=tf.float32)[None, :] / 9.0,
+                                             [tf.shape(inputs)[0], 1]), axis=-1)
+
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.EXAMPLES_INPUT)])
+            def serving_default(self, examples):
+                return {configs.PROBABILITIES_OUTPUT: self.probabilities(examples)}
+
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.IMAGE_INPUT)])
+            def predict_images(self, images):
+                return change(image_outputs(self.probabilities(images)))
+
+        module = ChangedTop()
+        tf.saved_model.save(module, path, signatures={configs.SERVING_DEFAULT_SIGNATURE: module.serving_default,
+                                                      configs.IMAGE_SIGNATURE: module.predict_images})
+
+    return build
+
+
+def _shift_indices(outputs):
+    return {**outputs, configs.TOP_INDICES_OUTPUT: (outputs[configs.TOP_INDICES_OUTPUT] + 1) % 27}
+
+
+def _roll_letters(outputs):
+    import tensorflow as tf
+
+    return {**outputs, configs.TOP_LETTERS_OUTPUT: tf.roll(outputs[configs.TOP_LETTERS_OUTPUT], shift=1, axis=1)}
+
+
+def _without_scores(outputs):
+    return {name: value for name, value in outputs.items() if name != configs.TOP_SCORES_OUTPUT}
+
+
+@pytest.mark.parametrize("change, check, reason", [
+    (lambda outputs: outputs, None, None),
+    (_shift_indices, "predict", "image 0: the prediction's top scores are not the probabilities of its top classes"),
+    (_roll_letters, "predict", "image 0: the prediction's top_letters"),
+    (_without_scores, "metadata", "predict_images: output 'top_scores' missing"),
+], ids=["as exported", "top_indices shifted", "top_letters out of order", "no top_scores"])
+def test_a_model_whose_top_classes_break_the_web_clients_contract_is_not_blessed(tmp_path, examples, change, check,
+                                                                                 reason):
+    """The web client refuses (a 502) an answer whose top indices, scores, classes and letters do not agree with its
+    probabilities (core.prediction_contract): such a model is not blessed, the report naming the check and why."""
+    blessing, report = _run(tmp_path, _model_artifact(tmp_path / "model", _model_with_top_outputs(change)), examples)
+    if check is None:
+        assert report["blessed"] and "failed_check" not in report, report
+        return
+    assert not report["blessed"] and report["failed_check"] == check and reason in report["failure"], report
+    assert blessing.get_int_custom_property("blessed") == 0

@@ -1,6 +1,7 @@
 """ModelRouter against a scripted TF Serving: label fallbacks, version races, error mapping (no server needed)."""
 import pytest
 
+from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import ServingUnavailable
 from tests.conftest import letter_image, png_bytes
 from web.tfserving import BadServingResponse, ModelRouter, ServingRejected, parse_top3
@@ -14,8 +15,8 @@ def prediction(index=1):
     probabilities = [0.0] * 27
     probabilities[index], probabilities[0], probabilities[2] = 0.7, 0.2, 0.1
     return 200, {"predictions": [{"top_indices": [index, 0, 2], "top_scores": [0.7, 0.2, 0.1],
-                                  "top_classes": ["bet", "alef", "gimel"], "top_letters": ["ב", "א", "ג"],
-                                  "probabilities": probabilities}]}
+                                  "top_classes": [CLASS_NAMES[index], "alef", "gimel"],
+                                  "top_letters": [GLYPHS[index], "א", "ג"], "probabilities": probabilities}]}
 
 
 class Scripted:
@@ -227,6 +228,10 @@ def _distribution(size, best=(1, 0, 2), scores=(0.7, 0.2, 0.1)):
      "leave out a class of higher probability"),
     (_row(_distribution(27), [1, 0], [0.7, 0.2, 0.1]), "not two lists of the same length"),
     ({"predictions": [{"top_indices": [1, 0, 2], "top_scores": [0.7, 0.6, 0.5]}]}, "sum to 1.8, over 1"),
+    ({"predictions": [{**_row(_distribution(27), [1, 0, 2], [0.7, 0.2, 0.1])["predictions"][0],
+                       "top_classes": ["alef", "bet", "gimel"]}]}, "top_classes .* are not those of its top classes"),
+    ({"predictions": [{**_row(_distribution(27), [1, 0, 2], [0.7, 0.2, 0.1])["predictions"][0],
+                       "top_letters": ["ב", "א"]}]}, "top_letters .* are not those of its top classes"),
 ])
 def test_an_answer_that_breaks_the_27_class_contract_is_refused_with_the_reason(answer, why):
     """Another model's answer (10 or 30 classes), top classes repeated, not best first, not integral, or not the
