@@ -22,7 +22,7 @@ from components.image_example_gen import conflicts_heading, duplicates_note
 from core import configs
 from core.files import pattern_under
 from core.model_dirs import loadable_versions
-from pipeline.pipeline import ACCURACY_METRIC, PRETRAINER_NODE
+from pipeline.pipeline import ACCURACY_METRIC, PRETRAINER_NODE, TOP3_METRIC
 
 STATS_FILE = "FeatureStats.pb"   # StatisticsGen's binary DatasetFeatureStatisticsList per split
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
@@ -480,7 +480,7 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
     if "evaluation" in summary:
         ev = summary["evaluation"]
         acc = ev["overall"].get(ACCURACY_METRIC)
-        top3 = ev["overall"].get("sparse_top_k_categorical_accuracy")
+        top3 = ev["overall"].get(TOP3_METRIC)
         line = f"  eval accuracy: top-1 {acc:.4f}" if acc is not None else "  eval accuracy: ?"
         if top3 is not None:
             line += f", top-3 {top3:.4f}"

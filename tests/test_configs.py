@@ -640,3 +640,35 @@ def test_the_gate_passes_a_model_exactly_at_its_bounds_whatever_the_float32_roun
     assert blessed(*exactly)
     assert blessed(float(np.float32(0.5) - np.float32(1e-8)), 0.4)   # the floor, 0.5, as float32 left it
     assert not blessed(0.89, 0.91) and not blessed(0.49, 0.40)         # really worse, really under the floor
+
+
+def test_the_evaluators_top3_accuracy_counts_a_tie_once_as_the_served_top_indices_do():
+    """A model answering one class for everything (one-hot lamed, the other 26 probabilities exactly 0) had top-3
+    accuracy 1.0: Keras' SparseTopKCategoricalAccuracy (tf.math.in_top_k) counts every class tied at the 3rd
+    score. The Evaluator's metric, as TFMA builds it from the eval_config, ranks as tf.math.top_k does (ties by
+    class order: lamed, alef, bet), under the name the run summary and letters-releases read."""
+    import numpy as np
+    import tensorflow_model_analysis as tfma
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    from core.configs import Config
+    from core.labels import CLASS_INDEX
+    from pipeline.pipeline import TOP3_METRIC, eval_config
+
+    configured = [metric for spec in eval_config(Config()).metrics_specs for metric in spec.metrics
+                  if metric.class_name not in ("SparseCategoricalAccuracy", "ExampleCount")]
+    assert [(metric.class_name, metric.module) for metric in configured] == \
+        [("StrictSparseTopKCategoricalAccuracy", "models.metrics")]
+    metric = metric_specs.metric_instance(configured[0])
+    assert metric.name == TOP3_METRIC
+    labels = [CLASS_INDEX[name] for name in ("lamed", "lamed", "alef", "bet", "gimel", "he", "vav", "het", "tet",
+                                             "tav")]
+    predictions = np.zeros((len(labels), 27), np.float32)
+    predictions[:, CLASS_INDEX["lamed"]] = 1.0
+    metric.update_state(np.array(labels)[:, None], predictions)
+    assert float(metric.result()) == pytest.approx(0.4)   # lamed twice, alef, bet
+    config = tfma.utils.update_eval_config_with_defaults(eval_config(Config()), has_baseline=True,
+                                                         rubber_stamp=False)
+    computed = {key.name for computation in metric_specs.to_computations(config.metrics_specs, eval_config=config)
+                for key in computation.keys}
+    assert TOP3_METRIC in computed   # the key of TFMA's output, as before
