@@ -36,7 +36,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from core.files import remove_stale_folders
-from core.model_dirs import version_number
+from core.model_dirs import not_a_directory, version_number
 from core.signals import stop_if_requested
 
 PUSH_RECORD = os.path.join("assets.extra", "push_record.json")
@@ -99,7 +99,7 @@ def version_folders(base: str) -> dict[int, str]:
     if not fileio.exists(base):
         return folders
     if not fileio.isdir(base):
-        raise NotADirectoryError(f"{base} is not a directory: versions are folders in a directory")
+        raise NotADirectoryError(not_a_directory(base))
     for name in sorted(name.rstrip("/") for name in fileio.listdir(base)):
         version = version_number(name)   # the server's own reading of a folder name (int64: larger never served)
         if version is not None:

@@ -36,6 +36,11 @@ def saved_model_file(folder: str, files=None) -> str | None:
     return None
 
 
+def not_a_directory(path: str) -> str:
+    """Why a file at ``path`` is no serving directory (the Pusher's words, and the demo launcher's)."""
+    return f"{path} is not a directory: versions are folders in a directory"
+
+
 def holds_saved_model(folder: str, files=LOCAL_FILES) -> bool:
     """Whether ``folder`` holds a SavedModel's graphs file (:func:`saved_model_file`), looked for with
     ``files.exists``."""

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from core import configs
-from core.model_dirs import holds_saved_model, resolve_model_dir
+from core.model_dirs import holds_saved_model, not_a_directory, resolve_model_dir
 from core.signals import raise_interrupt
 from pipeline import releases
 from pipeline.flags import absolute, defaults_from_env, path_or_default
@@ -208,9 +208,13 @@ def main(argv=None) -> int:
         print(f"error: {serving_dir} is a version folder; give its serving dir, {serving_dir.parent}",
               file=sys.stderr)
         return 2
+    there = next((folder for folder in (serving_dir, *serving_dir.parents) if folder.exists()), None)
+    if there is not None and not there.is_dir():   # a file where it (or a folder above it) would be: no run pushes there
+        print(f"error: {not_a_directory(str(there))}", file=sys.stderr)
+        return 2
     try:   # a version folder with its saved_model.pb or .pbtxt (an empty or half-written one is no model to serve)
         resolve_model_dir(str(serving_dir))
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         print(f"error: {no_model_problem(serving_dir)}", file=sys.stderr)
         return 2
     serving_url = f"http://127.0.0.1:{args.serving_port}"

@@ -167,6 +167,24 @@ def test_repeated_ports_and_versions_that_cannot_serve_are_refused_before_anythi
     assert f"serves versions 5, 6 of letters (specific), none of which is in {base}" in refused("--grpc-port", "0")
 
 
+@pytest.mark.parametrize("under", ["", "letters"], ids=["the serving dir", "a folder above it"])
+def test_a_file_for_the_serving_dir_is_said_to_be_a_file(tmp_path, capsys, monkeypatch, under):
+    """A regular file given as --serving-dir (or where a folder above it would be) had been 'no pushed model',
+    with the advice to run the pipeline, which would not push into it."""
+    from pipeline import serve_demo
+
+    def no_start(*args, **kwargs):
+        raise AssertionError("a child was started")
+    monkeypatch.setattr(serve_demo.subprocess, "Popen", no_start)
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    assert serve_demo.main(["--serving-dir", str(afile / under), "--serving-port", "18650", "--grpc-port", "18651",
+                            "--web-port", "18652"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {afile} is not a directory: versions are folders in a directory" in err, err
+    assert "no pushed model" not in err and "make pipeline" not in err, err
+
+
 def test_a_version_folder_named_beyond_int64_is_no_model_to_serve(tmp_path, capsys, monkeypatch):
     """TF Serving reads no version from a folder named above 2^63 - 1 (safe_strto64 into int64): the demo had
     taken it for a pushed model, then said the models.config it wrote (the latest policy) served 'versions  of
