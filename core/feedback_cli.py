@@ -21,17 +21,25 @@ import sys
 from core import image_io, settings
 from core.feedback import (DB_FILE, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
                            read_records, store_folder, summarize)
-from core.feedback_import import describe, import_folder
+from core.feedback_import import ImportSummary, describe, import_folder
 from core.labels import CLASS_NAMES, label_index
+from core.signals import sigterm_as_interrupt
+
+INTERRUPTED = 130   # stopped by Ctrl-C or SIGTERM, as the project's other commands end
 
 
 def main(argv=None) -> int:
     """Runs the command; a reader that stops reading its output (``| head``) ends it quietly, as Unix tools end:
-    exit status 141 (128 + SIGPIPE), no traceback."""
+    exit status 141 (128 + SIGPIPE), no traceback. Ctrl-C (or SIGTERM) ends it with one ``interrupted:`` line,
+    status 130: import, export, relabel and remove say there what they had done."""
     try:
-        status = _main(argv)
-        sys.stdout.flush()   # (what is still buffered: a reader gone is found here, not at exit)
+        with sigterm_as_interrupt():   # a stopped job (timeout, kill) ends as Ctrl-C does
+            status = _main(argv)
+            sys.stdout.flush()   # (what is still buffered: a reader gone is found here, not at exit)
         return status
+    except KeyboardInterrupt:   # (stats, list, or before the command's work: nothing was changed)
+        print("interrupted: nothing changed", file=sys.stderr)
+        return INTERRUPTED
     except BrokenPipeError:
         # Nothing more reaches the reader: stdout goes to devnull, so that Python's flush at exit raises no more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -101,6 +109,10 @@ def _main(argv) -> int:
         except (FeedbackStoreError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print(f"interrupted: {args.out} holds what was exported before the stop, each file whole; letters-feedback "
+                  "export again finishes it", file=sys.stderr)
+            return INTERRUPTED
         print(f"exported {summary.exported} new image(s) to {summary.out_dir} "
               f"({summary.already_present} already there, {summary.missing_images} missing, "
               f"{summary.corrupt_images} corrupt"
@@ -157,6 +169,10 @@ def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
     except (FeedbackError, FeedbackStoreError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # (the rows are changed in one transaction: all of them or none)
+        print("interrupted: the store holds what was changed before the stop (letters-feedback list shows it)",
+              file=sys.stderr)
+        return INTERRUPTED
     print("\n".join(lines))
     print(f"the next pipeline run trains on the store as it is now (python local_runner.py --feedback-dir "
           f"{feedback_dir}); an export made before is brought up to date by letters-feedback export again")
@@ -165,11 +181,18 @@ def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
 
 def import_command(feedback_dir: str, folder: str, max_bytes: int = image_io.DEFAULT_MAX_BYTES,
                    max_pixels: int = image_io.DEFAULT_MAX_PIXELS, default_dir: str | None = None) -> int:
-    """``letters-feedback import``; ``default_dir``: the store ``make retrain`` reads."""
+    """``letters-feedback import``; ``default_dir``: the store ``make retrain`` reads. An import stopped partway
+    (Ctrl-C, a store it cannot write to) says what it had stored and skipped before it stopped."""
+    summary = ImportSummary(source=os.path.abspath(folder))
     try:
         summary = import_folder(feedback_dir, folder, max_bytes=max_bytes, max_pixels=max_pixels,
-                                progress=sys.stderr.isatty())
+                                progress=sys.stderr.isatty(), summary=summary)
+    except KeyboardInterrupt:
+        print(f"interrupted: {stored_before(summary, 'the stop')}", file=sys.stderr)
+        return INTERRUPTED
     except (FeedbackStoreError, OSError, ValueError) as err:
+        if summary.imported or summary.already_present or summary.skipped:   # (it had begun: said, then why not more)
+            print(f"stopped by the error below: {stored_before(summary, 'it')}", file=sys.stderr)
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(describe(summary))
@@ -183,6 +206,13 @@ def import_command(feedback_dir: str, folder: str, max_bytes: int = image_io.DEF
         print(f"the next pipeline run trains on them: python local_runner.py --feedback-dir {feedback_dir} "
               f"(or LETTERS_FEEDBACK_DIR={feedback_dir} make retrain)")
     return 0
+
+
+def stored_before(summary: ImportSummary, stop: str) -> str:
+    """What an import stopped partway had done (``stop``: what stopped it), and how the rest is stored."""
+    return (f"{summary.imported} image(s) of {summary.source} stored before {stop} ({summary.already_present} "
+            f"already in the store, {summary.skipped_count} skipped); the rest not looked at: import the folder "
+            "again to store them (nothing is stored twice)")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from core.feedback import FeedbackError, FeedbackStore, already_stored
 from core.files import NOT_UTF8, exclusive, is_hidden, printable, read_error, utf8
 from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, misnamed_problem
 from core.manifest import unfinished_generation
+from core.signals import interrupts_held
 
 IMPORT_LOCK = "import.lock"   # in the store: one import at a time
 
@@ -71,17 +72,20 @@ def candidate_files(folder: str) -> list[str]:
 
 def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
                   max_bytes: int = image_io.DEFAULT_MAX_BYTES, max_pixels: int = image_io.DEFAULT_MAX_PIXELS,
-                  progress: bool = False) -> ImportSummary:
+                  progress: bool = False, summary: ImportSummary | None = None) -> ImportSummary:
     """Stores every usable image of ``folder/<class>/`` in the feedback store at ``feedback_dir`` (created if
     missing); returns what was imported, found already there and skipped. A folder without any file in a class
-    folder is a ValueError, and no store is created for it."""
+    folder is a ValueError, and no store is created for it. ``summary``: counted into as the images are stored
+    (each image's row and its count together: a stop is held until both are done), so that an import stopped
+    partway (Ctrl-C, a store that cannot be written) leaves there what it had stored and skipped."""
     folder = os.path.abspath(os.fspath(folder))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is not a folder")
     unfinished = unfinished_generation(folder)
     if unfinished:   # not read as data: classes may be missing, old and new images mixed
         raise ValueError(unfinished)
-    summary = ImportSummary(source=folder)
+    summary = summary or ImportSummary(source=folder)
+    summary.source = folder
     files = candidate_files(folder)
     folders = {os.path.dirname(rel) for rel in files} - {""}
     if not folders & set(CLASS_INDEX):
@@ -149,25 +153,26 @@ def _store_files(store: FeedbackStore, folder: str, files: list[str], summary: I
             summary.skipped.setdefault("conflicting_label", []).append(
                 f"{rel}: {already_stored(stored, label, store.root)}")
             continue
-        if stored:   # (under this label, maybe under others too: as add(once=True) judges it)
-            summary.already_present += 1
-            summary.restored += store.restore([r for r in stored if r.true_label == label], checked.data)
-        else:
-            try:
-                record, added = store.add_once(checked.data, checked.data_format, label, width=checked.width,
-                                                height=checked.height)
-            except FeedbackError as err:
-                if err.reason != "already_stored":
-                    raise
-                # stored meanwhile (the web client's feedback) under another label
-                summary.skipped.setdefault("conflicting_label", []).append(f"{rel}: {err}")
-                continue
-            pictures[digest].append(record)
-            if added:
-                summary.imported += 1
-            else:   # stored meanwhile (the web client's feedback) under this label
+        with interrupts_held():   # (stored and counted, or neither: what a stopped import says it stored is so)
+            if stored:   # (under this label, maybe under others too: as add(once=True) judges it)
                 summary.already_present += 1
-        summary.per_class[label] = summary.per_class.get(label, 0) + 1
+                summary.restored += store.restore([r for r in stored if r.true_label == label], checked.data)
+            else:
+                try:
+                    record, added = store.add_once(checked.data, checked.data_format, label, width=checked.width,
+                                                    height=checked.height)
+                except FeedbackError as err:
+                    if err.reason != "already_stored":
+                        raise
+                    # stored meanwhile (the web client's feedback) under another label
+                    summary.skipped.setdefault("conflicting_label", []).append(f"{rel}: {err}")
+                    continue
+                pictures[digest].append(record)
+                if added:
+                    summary.imported += 1
+                else:   # stored meanwhile (the web client's feedback) under this label
+                    summary.already_present += 1
+            summary.per_class[label] = summary.per_class.get(label, 0) + 1
 
 
 def describe(summary: ImportSummary, max_files: int = 10) -> str:

@@ -499,3 +499,70 @@ def test_a_file_name_that_is_not_utf8_is_skipped_as_the_pipeline_skips_it(folder
         "alef/caf\\xe9.png: the file name is not UTF-8 (a zip from another system?): rename it"]
     assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store2"), "import", str(folder)]) == 0
     assert "skipped 1 × name_not_utf8\n    alef/caf\\xe9.png: the file name" in capsys.readouterr().out
+
+
+def test_a_stopped_import_is_one_line_saying_what_it_had_stored(folder, tmp_path, monkeypatch, capsys):
+    """Ctrl-C had ended the import in a traceback (through the store's COMMIT), and never said that the images
+    before it were stored: one line, status 130, the count of the rows stored (the one committed as the stop
+    came among them)."""
+    import signal
+
+    real_add, added = FeedbackStore.add_once, []
+
+    def stopped_at_the_third(self, *args, **kwargs):
+        result = real_add(self, *args, **kwargs)
+        added.append(result)
+        if len(added) == 3:
+            signal.raise_signal(signal.SIGINT)   # Ctrl-C, as the third row is committed
+        return result
+    monkeypatch.setattr(FeedbackStore, "add_once", stopped_at_the_third)
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "import", str(folder)]) == 130
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"interrupted: 3 image(s) of {folder} stored before the stop (0 already in the "
+                                 "store, 2 skipped); the rest not looked at: import the folder again to store them "
+                                 "(nothing is stored twice)\n")
+    assert len(stored(tmp_path / "store")) == 3
+    monkeypatch.undo()
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "import", str(folder)]) == 0
+    assert "imported 1 image(s)" in capsys.readouterr().out and len(stored(tmp_path / "store")) == 4
+
+
+def test_an_import_stopped_by_a_store_that_cannot_be_written_says_what_it_had_stored(folder, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """A full disk had ended the import with the error alone, status 2, the rows stored before it unsaid."""
+    from core.feedback import FeedbackStoreError
+    real_add, calls = FeedbackStore.add_once, []
+
+    def full_at_the_third(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise FeedbackStoreError(f"the feedback store {self.root} cannot be used: database or disk is full")
+        return real_add(self, *args, **kwargs)
+    monkeypatch.setattr(FeedbackStore, "add_once", full_at_the_third)
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "import", str(folder)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == [
+        f"stopped by the error below: 2 image(s) of {folder} stored before it (0 already in the store, 2 skipped); "
+        "the rest not looked at: import the folder again to store them (nothing is stored twice)",
+        f"error: the feedback store {tmp_path / 'store'} cannot be used: database or disk is full"]
+    assert len(stored(tmp_path / "store")) == 2
+
+
+@pytest.mark.parametrize("command", ["export", "stats"])
+def test_a_stop_of_the_other_commands_is_one_line(folder, tmp_path, monkeypatch, capsys, command):
+    """Ctrl-C in an export (writing a file: atomic_output's fsync) had ended it in a traceback."""
+    import signal
+
+    import core.feedback
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "import", str(folder)]) == 0
+    capsys.readouterr()
+    stop = lambda *args, **kwargs: signal.raise_signal(signal.SIGTERM)   # noqa: E731  (a stopped job: as Ctrl-C)
+    monkeypatch.setattr(core.feedback, "atomic_write", stop)
+    monkeypatch.setattr(feedback_cli, "read_records", stop)
+    args = ["export", "--out", str(tmp_path / "out")] if command == "export" else [command]
+    assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), *args]) == 130
+    out, err = capsys.readouterr()
+    assert out == "" and err == {
+        "export": f"interrupted: {tmp_path / 'out'} holds what was exported before the stop, each file whole; "
+                  "letters-feedback export again finishes it\n",
+        "stats": "interrupted: nothing changed\n"}[command]
