@@ -442,12 +442,14 @@ class FeedbackStore:
             raise FeedbackError(f"no feedback with id {record_id!r} in {self.root}", reason="unknown_id")
         return self.get(record_id)
 
-    def remove(self, record_ids: list[str]) -> list[Feedback]:
-        """Removes the rows ``record_ids`` (whole ids) and their images; returns the rows removed. The rows go first,
-        in one transaction that also notes their ids (the ``removed`` table, by which an export drops their files),
-        then each image, its folder fsynced: a crash in between leaves images no row points at, as an interrupted
-        :meth:`add` does, never a row without its image. FeedbackError (``unknown_id``) when one of them is not
-        stored: nothing is removed."""
+    def remove(self, record_ids: list[str]) -> tuple[list[Feedback], dict[str, OSError]]:
+        """Removes the rows ``record_ids`` (whole ids) and their images; returns the rows removed, and why the image
+        of each row whose image could not be deleted was not (a read-only images folder), by the row's id. The rows
+        go first, in one transaction that also notes their ids (the ``removed`` table, by which an export drops their
+        files), then each image, its folder fsynced: a crash in between, or an image that cannot be deleted, leaves
+        images no row points at, as an interrupted :meth:`add` does, never a row without its image; the other images
+        are deleted all the same. FeedbackError (``unknown_id``) when one of them is not stored: nothing is
+        removed."""
         record_ids = list(dict.fromkeys(record_ids))
         now = time.time()
         with self._connection() as conn:
@@ -461,13 +463,17 @@ class FeedbackStore:
                 conn.executemany("DELETE FROM feedback WHERE id = ?", [(record_id,) for record_id in record_ids])
                 conn.executemany("INSERT OR REPLACE INTO removed (id, removed_unix) VALUES (?, ?)",
                                  [(record_id, now) for record_id in record_ids])
-        removed = [_record(row) for row in rows]
+        removed, not_deleted = [_record(row) for row in rows], {}
         for record in removed:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(self.image_path(record))
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                not_deleted[record.id] = err
         for folder in {os.path.dirname(self.image_path(record)) for record in removed}:
             fsync_dir(folder)
-        return removed
+        return removed, not_deleted
 
     # -- reading -------------------------------------------------------------------------------------------
     def count(self) -> int:

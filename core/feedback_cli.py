@@ -151,7 +151,10 @@ def list_lines(records: list[Feedback]) -> list[str]:
 def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
     """``letters-feedback relabel`` and ``remove``: each id (or its start) is found first, and nothing is changed
     when one names no row or several. What was changed is printed after the store's work: an error writing it (a
-    reader gone, BrokenPipeError) is not the store's, and reaches :func:`main`."""
+    reader gone, BrokenPipeError) is not the store's, and reaches :func:`main`. A removed row whose image could not
+    be deleted (a read-only images folder) is said so, and the reason in an ``error:`` line: status 2, the other
+    rows' lines and images as they would have been."""
+    errors = []
     try:
         store = FeedbackStore(feedback_dir)
         try:
@@ -162,8 +165,12 @@ def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
                          if after.true_label != before.true_label
                          else f"{after.id}: already {after.true_label}, nothing changed"]
             else:
-                lines = [f"removed {record.id} ({record.true_label}) and its image"
-                         for record in store.remove([store.find(record_id).id for record_id in args.ids])]
+                removed, not_deleted = store.remove([store.find(record_id).id for record_id in args.ids])
+                lines = [f"removed {record.id} ({record.true_label})"
+                         + ("; its image not deleted" if record.id in not_deleted else " and its image")
+                         for record in removed]
+                errors = [f"error: the image of {record_id} was not deleted: {err} (its row is removed: nothing "
+                          "reads the image; delete it by hand)" for record_id, err in not_deleted.items()]
         finally:
             store.close()
     except (FeedbackError, FeedbackStoreError, OSError) as err:
@@ -176,6 +183,9 @@ def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
     print("\n".join(lines))
     print(f"the next pipeline run trains on the store as it is now (python local_runner.py --feedback-dir "
           f"{feedback_dir}); an export made before is brought up to date by letters-feedback export again")
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        return 2
     return 0
 
 

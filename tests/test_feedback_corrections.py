@@ -96,6 +96,29 @@ def test_a_crash_after_the_rows_are_removed_leaves_only_an_orphan_image(mis_clic
     store.close()
 
 
+def test_an_image_that_cannot_be_deleted_is_named_and_the_rows_removed_are_said(mis_click, monkeypatch, capsys):
+    """An images folder the command cannot write to (the web client's, another user's) had ended remove with the
+    error alone, status 2, no row said removed though both were, and the images after the first left undeleted."""
+    store_dir, wrong, shin = mis_click
+    real_unlink = os.unlink
+
+    def read_only(path, *args, **kwargs):
+        if os.path.basename(path).startswith(wrong.id):
+            raise OSError(30, "Read-only file system", path)
+        return real_unlink(path, *args, **kwargs)
+    monkeypatch.setattr(core.feedback.os, "unlink", read_only)
+    assert cli(store_dir, "remove", wrong.id, shin.id) == 2
+    monkeypatch.undo()
+    out, err = capsys.readouterr()
+    assert out.splitlines()[:2] == [f"removed {wrong.id} (bet); its image not deleted",
+                                    f"removed {shin.id} (shin) and its image"]
+    assert err == (f"error: the image of {wrong.id} was not deleted: [Errno 30] Read-only file system: "
+                   f"'{store_dir / wrong.image_path}' (its row is removed: nothing reads the image; delete it by "
+                   "hand)\n")
+    assert read_records(store_dir) == []
+    assert (store_dir / wrong.image_path).exists() and not (store_dir / shin.image_path).exists()
+
+
 def test_an_id_naming_no_row_or_several_changes_nothing(tmp_path, monkeypatch, capsys):
     ids = iter(["abcd0001" + "0" * 24, "abcd0002" + "0" * 24])
     monkeypatch.setattr(core.feedback.uuid, "uuid4", lambda: uuid.UUID(next(ids)))
