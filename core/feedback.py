@@ -156,7 +156,9 @@ class Feedback:
 @dataclasses.dataclass
 class ExportSummary:
     out_dir: str
-    exported: int = 0            # files written by this call
+    exported: int = 0            # files written by this call, one per row
+    replaced: int = 0            # of those, files written in the place of an earlier export's file of their row
+                                 # (``overwrite``, or the photo's other extension: a JPEG over the file limit as PNG)
     already_present: int = 0     # files left as they were (exported before)
     missing_images: int = 0      # rows whose image file is gone (skipped)
     corrupt_images: int = 0      # rows whose image file no longer matches its checksum or cannot be read or decoded
@@ -758,10 +760,12 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     for record in records:
         if record.true_label not in CLASS_INDEX:   # cannot happen through add(); guards hand-edited stores
             continue
-        target = os.path.join(out_dir, record.true_label, f"{record.id}.png")
+        as_png = os.path.join(out_dir, record.true_label, f"{record.id}.png")
         as_is = os.path.join(out_dir, record.true_label, f"{record.id}.{EXTENSIONS.get(record.image_format, 'png')}")
-        present = next((path for path in (target, as_is) if os.path.exists(path)), None)
-        if present == target != as_is and os.path.getsize(present) > max_file_bytes:
+        target = as_png
+        earlier = [path for path in dict.fromkeys((as_png, as_is)) if os.path.exists(path)]   # an earlier export's
+        present = earlier[0] if earlier else None
+        if present == as_png != as_is and os.path.getsize(present) > max_file_bytes:
             present = None     # a PNG an earlier export wrote over the limit: the photo is written as it is
         # The store's image is checked whether or not an earlier export wrote it, so that damage to the store is
         # reported (reading and hashing the images of 3,000 rows exported before, from the page cache: 0.5 s more
@@ -790,11 +794,15 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 summary.corrupt_images += 1
                 continue
             if len(png) > max_file_bytes and as_is != target:   # (a noisy photo's PNG: several times its JPEG)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(target)
                 target, png = as_is, data
             atomic_write(target, png)
             summary.exported += 1
+            summary.replaced += bool(earlier)
+        # One file per row: the one of the other extension (a PNG an export under a lower file limit wrote, or a
+        # photo's JPEG one under a higher limit wrote) is taken out once this one is in place, kept or written.
+        for other in {as_png, as_is} - {target}:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(other)
         summary.per_class[record.true_label] = summary.per_class.get(record.true_label, 0) + 1
         written.add(target)
     if prune:

@@ -113,8 +113,9 @@ def _main(argv) -> int:
             print(f"interrupted: {args.out} holds what was exported before the stop, each file whole; letters-feedback "
                   "export again finishes it", file=sys.stderr)
             return INTERRUPTED
-        print(f"exported {summary.exported} new image(s) to {summary.out_dir} "
-              f"({summary.already_present} already there, {summary.missing_images} missing, "
+        print(f"exported {summary.exported - summary.replaced} new image(s) to {summary.out_dir} ("
+              + (f"{summary.replaced} written again in the place of an earlier export's, " if summary.replaced else "")
+              + f"{summary.already_present} already there, {summary.missing_images} missing, "
               f"{summary.corrupt_images} corrupt"
               + (f"; {summary.damaged_kept} of those there gone or corrupt in the store, their copies here kept"
                  if summary.damaged_kept else "")

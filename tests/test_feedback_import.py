@@ -345,6 +345,33 @@ def test_the_commands_export_keeps_under_the_configured_file_limit(tmp_path, mon
     assert [p.name for p in (tmp_path / "o" / "shin").iterdir()] == [f"{record.id}.jpg"]
 
 
+def test_an_export_overwritten_under_another_file_limit_holds_one_file_per_row(tmp_path, monkeypatch, capsys):
+    """export --overwrite after the file limit was raised had written the photo's PNG beside the JPEG an export
+    under the lower limit wrote (exported 1 new image): whatever trained on the folder read the picture twice."""
+    buffer = noisy_jpeg()
+    store = FeedbackStore(tmp_path / "store")
+    photo = store.add(buffer.getvalue(), "JPEG", "shin")
+    letter = store.add(png_bytes(letter_image(30, 44)), "PNG", "alef")
+    store.close()
+    out = tmp_path / "o"
+
+    def export(limit, *flags):
+        monkeypatch.setenv("LETTERS_MAX_FILE_BYTES", str(limit))
+        assert feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), "export", "--out", str(out),
+                                  *flags]) == 0
+        return capsys.readouterr().out.splitlines()[0], sorted(p.name for p in out.glob("*/*"))
+    low, high = 3 * len(buffer.getvalue()), 10 ** 8
+    assert export(low) == (f"exported 2 new image(s) to {out} (0 already there, 0 missing, 0 corrupt)",
+                           sorted([f"{photo.id}.jpg", f"{letter.id}.png"]))
+    for limit, ext in ((high, "png"), (low, "jpg")):   # raised, then lowered again: the other extension each time
+        assert export(limit, "--overwrite") == (
+            f"exported 0 new image(s) to {out} (2 written again in the place of an earlier export's, 0 already "
+            "there, 0 missing, 0 corrupt)", sorted([f"{photo.id}.{ext}", f"{letter.id}.png"]))
+    from core.feedback import to_png
+    (out / "shin" / f"{photo.id}.png").write_bytes(to_png(buffer.getvalue(), "JPEG"))   # left by code of before
+    assert export(low)[1] == sorted([f"{photo.id}.jpg", f"{letter.id}.png"])   # the JPEG only, its PNG taken out
+
+
 @pytest.mark.parametrize("unbuffered", ["1", ""])
 def test_a_reader_that_stops_reading_ends_each_command_quietly(folder, tmp_path, unbuffered):
     """letters-feedback stats | head: a reader gone before the output is written had ended each command in a
