@@ -442,7 +442,9 @@ def export_feedback(config: Config) -> str | None:
                      max_file_bytes=config.max_file_bytes)
     total = summary.exported + summary.already_present
     damaged = summary.missing_images + summary.corrupt_images
-    print(f"Feedback: {total} user-labelled images from {store} ({summary.exported} new"
+    print(f"Feedback: {total} user-labelled images from {store} ({summary.exported - summary.replaced} new"
+          + (f"; {summary.replaced} written again in the other format under another file limit" if summary.replaced
+             else "")
           + (f"; {summary.missing_images} missing and {summary.corrupt_images} corrupt images skipped" if damaged
              else "")
           + (f"; {summary.damaged_kept} images gone or corrupt in the store since an earlier export, its copies "

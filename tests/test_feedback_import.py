@@ -1,4 +1,5 @@
 """letters-feedback import: letters one already has, stored as labelled feedback, each once, bad files reported."""
+import dataclasses
 import json
 import re
 
@@ -370,6 +371,24 @@ def test_an_export_overwritten_under_another_file_limit_holds_one_file_per_row(t
     from core.feedback import to_png
     (out / "shin" / f"{photo.id}.png").write_bytes(to_png(buffer.getvalue(), "JPEG"))   # left by code of before
     assert export(low)[1] == sorted([f"{photo.id}.jpg", f"{letter.id}.png"])   # the JPEG only, its PNG taken out
+
+
+def test_a_runs_feedback_rewritten_under_another_file_limit_is_not_counted_new(tmp_path, capsys):
+    """The pipeline's export of the store under a lowered file limit writes a photo's JPEG in the place of its PNG:
+    the run had counted it a new user-labelled image."""
+    import local_runner
+    from core.configs import Config
+    buffer = noisy_jpeg()
+    store = FeedbackStore(tmp_path / "store")
+    store.add(buffer.getvalue(), "JPEG", "shin")
+    store.close()
+    config = Config(feedback_dir=str(tmp_path / "store"), pipeline_root=str(tmp_path / "pipeline"),
+                    max_file_bytes=10 ** 8)
+    local_runner.export_feedback(config)
+    assert "(1 new)" in capsys.readouterr().out
+    local_runner.export_feedback(dataclasses.replace(config, max_file_bytes=3 * len(buffer.getvalue())))
+    assert "Feedback: 1 user-labelled images from " in (line := capsys.readouterr().out)
+    assert "(0 new; 1 written again in the other format under another file limit)" in line, line
 
 
 @pytest.mark.parametrize("unbuffered", ["1", ""])
