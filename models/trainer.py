@@ -43,7 +43,12 @@ def _files(patterns) -> list[str]:
     return sorted(files)
 
 
-def make_dataset(patterns, tf_transform_output, batch_size: int, training: bool, hp: Config) -> tf.data.Dataset:
+def make_dataset(patterns, tf_transform_output, batch_size: int, training: bool, hp: Config,
+                 examples: int | None = None) -> tf.data.Dataset:
+    """The split's (image, one-hot label) batches; for training shuffled over the whole split (``examples``
+    records, counted when not given), augmented, in an order new each epoch. The ExampleGen writes a split class
+    by class, so a shuffle buffer smaller than the split (it had been 4,096 records) gave each epoch's batches the
+    first classes first and the last ones last."""
     spec = tf_transform_output.transformed_feature_spec()
     spec = {k: spec[k] for k in (configs.TRANSFORMED_IMAGE_KEY, configs.TRANSFORMED_LABEL_KEY)}
 
@@ -55,7 +60,8 @@ def make_dataset(patterns, tf_transform_output, batch_size: int, training: bool,
     ds = tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP")
     ds = ds.batch(256).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
     if training:
-        ds = ds.shuffle(4096, seed=hp.seed, reshuffle_each_iteration=True)
+        buffer = count_examples(patterns) if examples is None else examples
+        ds = ds.shuffle(max(buffer, 1), seed=hp.seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training:
         ds = augmented(ds, hp)
@@ -162,7 +168,7 @@ def train(train_patterns, eval_patterns, tf_transform_output, hp: Config, base_m
     plan = budget(train_patterns, hp)
     print(f"{name}: {plan.describe()}", flush=True)
     logging.info("%s", plan.describe())
-    train_ds = make_dataset(train_patterns, tf_transform_output, hp.batch_size, True, hp)
+    train_ds = make_dataset(train_patterns, tf_transform_output, hp.batch_size, True, hp, plan.train_images)
     eval_ds = make_dataset(eval_patterns, tf_transform_output, 256, False, hp)
     model = compiled_model(hp, steps=plan.steps)
     if base_model:

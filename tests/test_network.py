@@ -181,14 +181,16 @@ class _TransformOutput:
                 configs.TRANSFORMED_LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
 
 
-def write_transformed(path, n, size):
-    """``n`` transformed examples (a stroke image, label i % 27) in a GZIP TFRecord file, as Transform writes."""
+def write_transformed(path, n, size, grouped=False):
+    """``n`` transformed examples (a stroke image, label i % 27, or with ``grouped`` class by class as the
+    ExampleGen writes a split) in a GZIP TFRecord file, as Transform writes."""
     image = stroke_batch(1, size).numpy().reshape(-1)
     with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
         for i in range(n):
+            label = i * 27 // n if grouped else i % 27
             example = tf.train.Example(features=tf.train.Features(feature={
                 configs.TRANSFORMED_IMAGE_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=image)),
-                configs.TRANSFORMED_LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 27]))}))
+                configs.TRANSFORMED_LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}))
             writer.write(example.SerializeToString())
     return str(path)
 
@@ -242,6 +244,18 @@ def test_training_ends_at_the_next_batch_once_a_stop_was_asked_for(tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         trainer.train([train], [evaluation], _TransformOutput(size), hp)
     assert batches == [0, 1] and "epoch 1/3" not in capsys.readouterr().out
+
+
+def test_training_batches_are_drawn_from_every_class_of_a_split_written_class_by_class(tmp_path):
+    """A split of 13,500 records written class by class (as the ExampleGen writes it) is shuffled whole: with a
+    buffer of 4,096 records the first batch held only the first 8 classes."""
+    size = 4
+    train = write_transformed(tmp_path / "train.gz", 13_500, size, grouped=True)
+    hp = configs.Config(image_size=size, augment=False)
+    tf.keras.utils.set_random_seed(hp.seed)
+    _, labels = next(iter(trainer.make_dataset([train], _TransformOutput(size), 64, True, hp)))
+    classes = set(np.argmax(labels.numpy(), axis=1))
+    assert max(classes) >= 20 and len(classes) >= 15, classes
 
 
 def test_one_seed_draws_the_same_augmented_batches_every_time(tmp_path):
