@@ -700,16 +700,20 @@ class WebServer(ThreadingHTTPServer):
             self._quiet.notify_all()
 
     def shutdown(self) -> None:
-        """Stops taking requests: no new connections, the kept-alive ones waiting for their next request closed
-        (their next request is not read, its bytes at hand or not), a request that begins after the stop on a
-        connection it had not reached yet (a new connection's first, one read ahead with the last answer) refused
-        with a 503, the requests being answered answered with ``Connection: close``; then stops
-        :meth:`serve_forever`. :meth:`drain` waits for the answers."""
+        """Stops taking requests: no new connections (the listening socket closed once :meth:`serve_forever` has
+        stopped), the kept-alive ones waiting for their next request closed (their next request is not read, its
+        bytes at hand or not), a request that begins after the stop on a connection it had not reached yet (a new
+        connection's first, one read ahead with the last answer) refused with a 503, the requests being answered
+        answered with ``Connection: close``. :meth:`drain` waits for the answers."""
         with self._room:
             self.stopping = True
             for connection in list(self._idle):
                 self._close_idle(connection)
         super().shutdown()
+        # No new connection: the listening socket closed (a connect is refused, as the model server's at its stop),
+        # where the kernel would go on completing handshakes into its queue, never accepted, reset at the exit. The
+        # connections accepted are their own sockets: the requests being answered are not disturbed.
+        self.socket.close()
 
     def drain(self, timeout: float) -> bool:
         """After shutdown(): waits until the requests being answered are answered (from their first byte: a head

@@ -155,6 +155,42 @@ def test_after_sigterm_no_new_request_is_taken_and_the_one_being_answered_gets_i
     assert [record.true_label for record in read_records(tmp_path / "fb")] == ["bet"]
 
 
+def test_after_sigterm_a_new_connection_is_refused_while_a_request_is_being_answered(tmp_path, dead_url):
+    """SIGTERM while a request is arriving: a connect made after the stop is refused at once, as the README says. The
+    listening socket had stayed open for the drain: the connect succeeded, its request was never answered, and the
+    connection was reset when the drain ended (up to --request-timeout + --serving-timeout later)."""
+    import socket
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "web", "--port", "0", "--tf-serving-url", dead_url, "--feedback-dir",
+         str(tmp_path / "fb"), "--request-timeout", "8", "--log-level", "WARNING"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        match = re.search(r"at http://(127\.0\.0\.1):(\d+)/", proc.stdout.readline())
+        assert match, proc.stderr.read() if proc.poll() is not None else "no address printed"
+        address = (match.group(1), int(match.group(2)))
+        with socket.create_connection(address, timeout=30) as sending:      # a request in flight
+            sending.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 1000\r\n\r\n" + b'{"image": ')
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            started = time.monotonic()
+            try:
+                with socket.create_connection(address, timeout=3) as late:
+                    late.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    answer = late.recv(65536)
+                    assert answer.startswith(b"HTTP/1.1 503") and b'"reason": "stopping"' in answer, answer[:300]
+            except ConnectionRefusedError:
+                pass
+            assert time.monotonic() - started < 2
+            assert proc.poll() is None                                          # still draining
+        assert proc.wait(30) == 0       # the request in flight ended (its client gone): the drain is over
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_the_startup_line_brackets_an_ipv6_address(tmp_path):
     """--host ::1: the URL printed is one a browser opens, http://[::1]:<port>/ (it had been http://::1:<port>/)."""
     proc = subprocess.Popen(
