@@ -26,7 +26,12 @@ class WebConfig:
     serving_timeout: float = 15.0        # seconds, per call to TF Serving
     version_cache_seconds: float = 2.0   # how long a resolved label -> version is reused
     max_handler_threads: int = 64        # connections handled at once (a new one closes an idle keep-alive one;
-                                         # with none idle, it waits in the listen queue)
+                                         # with none idle for idle_grace, it waits in the listen queue)
+    # Seconds a kept-alive connection must have waited for its next request before a new connection may close it for
+    # room: a client sending requests back to back sends the next one a round trip after its answer (milliseconds;
+    # the page's requests are a user's clicks apart), while a new connection waits at most this long for the room of
+    # a client really gone quiet.
+    idle_grace: float = 1.0
     idle_timeout: float = 30.0           # seconds a connection may send nothing (idle keep-alive, stalled body)
     request_timeout: float = 30.0        # seconds from a request's first byte to its last (head and body), then 408
     request_log_dir: str = ""            # PredictionLog TFRecords of the predictions ("" = no request log)
@@ -35,9 +40,10 @@ class WebConfig:
     def __post_init__(self):
         if not 0.0 <= self.canary_share <= 1.0:
             raise ValueError(f"canary share must be between 0 and 1, got {self.canary_share}")
-        for name in ("idle_timeout", "request_timeout", "serving_timeout", "version_cache_seconds"):
+        for name in ("idle_timeout", "request_timeout", "serving_timeout", "version_cache_seconds", "idle_grace"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and (value > 0 or name == "version_cache_seconds" and value == 0)):
+            if not (math.isfinite(value) and (value > 0 or name in ("version_cache_seconds", "idle_grace")
+                                              and value == 0)):
                 raise ValueError(f"{name.replace('_', ' ')} must be a finite number of seconds > 0, got {value}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535 (0 = any free port), got {self.port}")

@@ -660,17 +660,20 @@ def _readable(connection: socket.socket, timeout: float | None = 0.0) -> bool:
 class WebServer(ThreadingHTTPServer):
     """ThreadingHTTPServer with a bound on the connections handled at once (a thread each) and a deep listen
     queue. When every slot is taken, a new connection closes the longest idle keep-alive connection (waiting for
-    its next request, as nginx reuses connections), or, with none idle, waits in the listen queue."""
+    its next request, as nginx reuses connections) once it has been idle ``idle_grace`` seconds, or, with none
+    idle so long, waits in the listen queue."""
 
     daemon_threads = True
     request_queue_size = 1024
     allow_reuse_address = True
 
-    def __init__(self, address, handler, max_threads: int):
+    def __init__(self, address, handler, max_threads: int, idle_grace: float):
         self._max_threads = max_threads
+        self._idle_grace = idle_grace
         self._room = threading.Condition()   # guards the three below
         self._open = 0                       # connections with a handler thread
-        self._idle = {}                      # kept-alive sockets waiting for a request, longest idle first
+        self._idle = {}                      # kept-alive socket -> since when (monotonic) it waits for a request,
+                                             # longest idle first
         self._closing = set()                # idle sockets shut down to make room, their threads not yet ended
         self._busy = 0                       # requests being answered (not idle keep-alive connections)
         self._quiet = threading.Condition()  # guards the one above
@@ -728,7 +731,7 @@ class WebServer(ThreadingHTTPServer):
         with self._room:
             if self.stopping:
                 return False
-            self._idle[connection] = None
+            self._idle[connection] = time.monotonic()
             self._room.notify_all()
             return True
 
@@ -744,15 +747,21 @@ class WebServer(ThreadingHTTPServer):
 
     def _take_slot(self) -> None:
         """Waits until a new connection may have a thread, closing the longest idle connection when every slot
-        is taken (one at a time: its thread ends and frees the slot). One on which bytes wait is left alone: its
-        next request is arriving (or the client closed it, and its thread ends anyway)."""
+        is taken (one at a time: its thread ends and frees the slot), once it has been idle ``idle_grace`` seconds:
+        a connection is idle from the moment its answer is written, and a client sending requests back to back is
+        sending its next one then. One on which bytes wait is left alone: its next request is arriving (or the
+        client closed it, and its thread ends anyway)."""
         with self._room:
             while self._open >= self._max_threads:
-                connection = None if self._closing else next(
-                    (idle for idle in self._idle if not _readable(idle)), None)
-                if connection is not None:
-                    self._close_idle(connection)
-                self._room.wait()
+                wait = None   # until a connection is idle or a thread ends
+                if not self._closing:
+                    longest = next(((idle, since) for idle, since in self._idle.items() if not _readable(idle)), None)
+                    if longest is not None:
+                        wait = longest[1] + self._idle_grace - time.monotonic()
+                        if wait <= 0:
+                            self._close_idle(longest[0])
+                            wait = None
+                self._room.wait(wait)
             self._open += 1
 
     def _close_idle(self, connection: socket.socket) -> None:
@@ -821,7 +830,7 @@ def bind(config: WebConfig) -> WebServer:
     server_class = WebServer
     if ":" in config.host:
         server_class = type("WebServer6", (WebServer,), {"address_family": socket.AF_INET6})
-    return server_class((config.host, config.port), handler, config.max_handler_threads)
+    return server_class((config.host, config.port), handler, config.max_handler_threads, config.idle_grace)
 
 
 def make_server(config: WebConfig, backend: Backend | None = None) -> WebServer:

@@ -558,6 +558,43 @@ def test_a_new_connection_closes_an_idle_keep_alive_one_when_every_thread_is_tak
             sock.close()
 
 
+def test_clients_sending_requests_back_to_back_are_not_cut_when_they_outnumber_the_threads(start_web,
+                                                                                          serving_labelled):
+    """More keep-alive clients than handler threads, each sending its requests back to back: every request is
+    answered. A connection had been closed for room the moment its answer was written, its client's next request
+    on the way (BrokenPipeError, RemoteDisconnected): only one idle for the grace is closed, else a new connection
+    waits for a thread."""
+    import http.client
+
+    web = start_web(serving_labelled.url, max_handler_threads=3, idle_timeout=60.0)
+    body = json.dumps({"image": b64(letter_png())})
+    outcomes, lock = [], threading.Lock()
+
+    def client():
+        connection = http.client.HTTPConnection("127.0.0.1", web.port, timeout=30)
+        try:
+            for _ in range(8):
+                try:
+                    connection.request("POST", "/api/predict", body, {"Content-Type": "application/json"})
+                    response = connection.getresponse()
+                    response.read()
+                    outcome = response.status
+                except (http.client.HTTPException, OSError) as err:
+                    outcome = type(err).__name__
+                    connection.close()          # (the next request on a new connection)
+                with lock:
+                    outcomes.append(outcome)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert outcomes.count(200) == len(outcomes) == 48, {o: outcomes.count(o) for o in set(outcomes)}
+
+
 class _Room(threading.Condition):
     """The server's condition for handler slots: ``chosen`` is set when the acceptor waits on it, having chosen
     which idle connection (if any) to close for room."""
