@@ -93,6 +93,11 @@ class ClientNotReading(ConnectionError):
     it, as when it has closed the connection."""
 
 
+class ArrivalCut(ConnectionAbortedError):
+    """The request did not arrive whole within the request timeout: its 408 has been sent (:class:`_Arrival`) and the
+    connection shut down, so nothing more is read from it or answered on it."""
+
+
 class ApiError(Exception):
     def __init__(self, status: int, reason: str, message: str, headers=()):
         super().__init__(message)
@@ -427,13 +432,16 @@ class Handler(BaseHTTPRequestHandler):
             self._client_closed(err)
 
     def _client_closed(self, err: ConnectionError) -> None:
-        """The client went away (a closed tab, a cancelled upload) before its answer was written: nobody to
-        answer, and no error of this server's."""
+        """The client went away (a closed tab, a cancelled upload) before its answer was written, or its request was
+        cut at the request timeout (:class:`ArrivalCut`, its 408 sent): nothing more to answer, and no error of this
+        server's."""
         self.close_connection = True
         request = (f"{self.command} {self.path}" if self.command and hasattr(self, "path")
                    else getattr(self, "requestline", "")[:100] or "a request")
         if isinstance(err, ClientNotReading):
             log.info("%s: %s; the connection is closed", request, err)
+        elif isinstance(err, ArrivalCut):   # this server's own timeout, not the client's close
+            log.info("%s: %s (408); the connection is closed", request, err)
         else:
             log.info("%s: the client closed the connection (%s)", request, type(err).__name__)
 
@@ -471,7 +479,7 @@ class Handler(BaseHTTPRequestHandler):
                 except TimeoutError:        # stalled past the idle timeout: the 413 is its answer all the same
                     pass
                 if not self._arrived():     # cut at the request timeout: the 408 has been sent
-                    raise ConnectionAbortedError(f"the request did not arrive whole within {self.request_timeout:g} s")
+                    raise ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s")
             raise ApiError(413, "too_large", f"the request body ({length} bytes) is over the {limit}-byte limit "
                            f"(images up to {self.backend.config.max_upload_bytes} bytes)",
                            headers=[("Connection", "close")])
@@ -483,7 +491,7 @@ class Handler(BaseHTTPRequestHandler):
                            headers=[("Connection", "close")]) from None
         if not self._arrived():            # cut at the request timeout: the 408 has been sent
             self.close_connection = True
-            raise ConnectionAbortedError(f"the request did not arrive whole within {self.request_timeout:g} s")
+            raise ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s")
         if len(body) != length:
             self.close_connection = True
             raise ApiError(400, "bad_request", "the request body is shorter than its Content-Length")
