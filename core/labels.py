@@ -80,7 +80,8 @@ def likely_class(name: str, close: bool = True) -> str | None:
     if not close:
         return None
     letter = "".join(c for c in unicodedata.normalize("NFD", name.strip()) if not unicodedata.combining(c))
-    return transliterated(spelled) or CLASS_OF_GLYPH.get(letter) or next(iter(difflib.get_close_matches(spelled, CLASS_NAMES, n=1)), None)
+    return (transliterated(spelled) or CLASS_OF_GLYPH.get(letter)
+            or next(iter(difflib.get_close_matches(spelled, CLASS_NAMES, n=1)), None))
 
 
 def did_you_mean(folder: str) -> str:

@@ -209,7 +209,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     there = next((folder for folder in (serving_dir, *serving_dir.parents) if folder.exists()), None)
-    if there is not None and not there.is_dir():   # a file where it (or a folder above it) would be: no run pushes there
+    if there is not None and not there.is_dir():   # a file where it (or a folder above it) would be: none pushes there
         print(f"error: {not_a_directory(str(there))}", file=sys.stderr)
         return 2
     try:   # a version folder with its saved_model.pb or .pbtxt (an empty or half-written one is no model to serve)

@@ -86,8 +86,8 @@ def main(argv=None) -> int:
     stop_on_signals(lambda _signum: server.shutdown())    # from a watcher thread, not the serving one
     try:
         server.serve_forever(poll_interval=0.2)
-        # SIGTERM / SIGINT: no new connections (refused) or requests (WebServer.shutdown); requests being answered finish
-        # (feedback is stored and answered)
+        # SIGTERM / SIGINT: no new connections (refused) or requests (WebServer.shutdown); requests being answered
+        # finish (feedback is stored and answered)
         if not server.drain(config.request_timeout + config.serving_timeout):
             print("letters web client: stopping with requests still unanswered", file=sys.stderr)
     finally:
