@@ -271,7 +271,7 @@ def validate(model_dir: str, samples: list[tuple[bytes, bytes, int]], model_name
     base = tempfile.mkdtemp(prefix=WORK_PREFIX)
     server = rest = None
     try:
-        report["failed_check"] = "load"
+        stage = "load"
         # As the Pusher publishes it: a complete copy under an integer version directory.
         io_utils.copy_dir(model_dir, os.path.join(base, model_name, ".incoming"))
         os.rename(os.path.join(base, model_name, ".incoming"), os.path.join(base, model_name, "1"))
@@ -290,18 +290,17 @@ def validate(model_dir: str, samples: list[tuple[bytes, bytes, int]], model_name
         for name, check in (("status", lambda: _check_status(rest, model_name)),
                             ("metadata", lambda: _check_metadata(rest, model_name)),
                             ("predict", lambda: _check_predictions(rest, model_name, samples))):
-            report["failed_check"] = name
+            stage = name
             report["checks"][name] = check()
-        report["failed_check"] = "latency"
+        stage = "latency"
         latencies = sorted(rest.latencies_ms)
         report["latency_ms"] = {"p50": round(latencies[len(latencies) // 2], 1), "max": round(latencies[-1], 1)}
         if max_latency_ms > 0:
             _expect(latencies[-1] <= max_latency_ms,
                     f"slowest request took {latencies[-1]:.0f} ms (limit {max_latency_ms:.0f} ms)")
         report["blessed"] = True
-        del report["failed_check"]
     except ValidationFailed as err:
-        report["failure"] = str(err)
+        report["failed_check"], report["failure"] = stage, str(err)
     finally:
         if rest is not None:
             rest.connection.close()

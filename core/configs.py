@@ -44,6 +44,10 @@ TOP_LETTERS_OUTPUT = "top_letters"              # Hebrew glyphs, best first
 TOP_SCORES_OUTPUT = "top_scores"
 TOP_INDICES_OUTPUT = "top_indices"
 
+# The Evaluator's metrics, by their names in TFMA's output (their Keras names).
+ACCURACY_METRIC = "sparse_categorical_accuracy"
+TOP3_METRIC = "sparse_top_k_categorical_accuracy"
+
 # Example splits produced by the ExampleGen.
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"

@@ -35,14 +35,12 @@ from components.serving_validator import ServingValidator
 from pipeline.code_fingerprint import fingerprint
 from pipeline.flags import is_url
 from core import configs
-from core.configs import Config
+from core.configs import TOP3_METRIC, Config
 
 # Trainer hyperparameters passed through custom_config (models.trainer.hyperparameters reads them back).
 TRAINING_FIELDS = ("image_size", "epochs", "batch_size", "learning_rate", "dropout", "architecture", "conv_widths",
                    "augment", "augment_rotation_deg", "augment_scale", "augment_shift", "augment_aspect",
                    "augment_thickness", "augment_erase", "augment_cutmix", "label_smoothing", "sam_rho", "seed")
-ACCURACY_METRIC = "sparse_categorical_accuracy"
-TOP3_METRIC = "sparse_top_k_categorical_accuracy"   # the top-3 accuracy's name in TFMA's output (its Keras name)
 METRICS_MODULE = "models.metrics"   # the Evaluator's own Keras metrics
 # The modules Transform and Trainer run; their import closures are the components' code cache keys.
 TRANSFORM_MODULE = "models.preprocessing"

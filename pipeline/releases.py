@@ -97,8 +97,8 @@ def evaluations_by_model(metadata_file: str) -> dict[int, dict]:
                     overall = evaluation_metrics(artifact.uri)["overall"]
                 except Exception:  # an evaluation whose files are gone: list what is known
                     overall = {}
-                entry["top1"] = overall.get("sparse_categorical_accuracy")
-                entry["top3"] = overall.get("sparse_top_k_categorical_accuracy")
+                entry["top1"] = overall.get(configs.ACCURACY_METRIC)
+                entry["top3"] = overall.get(configs.TOP3_METRIC)
                 entry["evaluated_at"] = time.strftime(
                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime(artifact.create_time_since_epoch / 1000))
         result.setdefault(model_ids[0], {"runs": []})["runs"].append(entry)   # executions sorted by id: oldest first

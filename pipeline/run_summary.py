@@ -20,9 +20,10 @@ from tfx.utils import path_constants
 from components import atomic_pusher, serving_validator
 from components.image_example_gen import conflicts_heading, duplicates_note
 from core import configs
+from core.configs import ACCURACY_METRIC, TOP3_METRIC
 from core.files import pattern_under
 from core.model_dirs import loadable_versions
-from pipeline.pipeline import ACCURACY_METRIC, PRETRAINER_NODE, TOP3_METRIC
+from pipeline.pipeline import PRETRAINER_NODE
 
 STATS_FILE = "FeatureStats.pb"   # StatisticsGen's binary DatasetFeatureStatisticsList per split
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}

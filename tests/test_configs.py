@@ -653,7 +653,8 @@ def test_the_evaluators_top3_accuracy_counts_a_tie_once_as_the_served_top_indice
 
     from core.configs import Config
     from core.labels import CLASS_INDEX
-    from pipeline.pipeline import TOP3_METRIC, eval_config
+    from core.configs import TOP3_METRIC
+    from pipeline.pipeline import eval_config
 
     configured = [metric for spec in eval_config(Config()).metrics_specs for metric in spec.metrics
                   if metric.class_name not in ("SparseCategoricalAccuracy", "ExampleCount")]

@@ -1003,7 +1003,7 @@ def test_each_version_shows_its_own_evaluation_not_a_later_run_that_compared_wit
 def test_the_blessed_models_evaluation_is_read_once(tmp_path, monkeypatch):
     """The blessed model's metrics and its pushed version's accuracy are one evaluation: it had been read twice."""
     from pipeline.monitor import reference
-    from pipeline.pipeline import ACCURACY_METRIC
+    from core.configs import ACCURACY_METRIC
 
     metadata = three_evaluated_runs(tmp_path)
     reads = []

@@ -164,23 +164,20 @@ def _feedback(config: Config) -> list:
     return read_records(config.feedback_dir)   # read-only: the CronJob mounts the store so
 
 
-def _counts(by_model: dict) -> str:
-    """Other models' records or requests, as said: ``216 × letters, 3 × other``."""
-    return ", ".join(f"{n} × {name}" for name, n in sorted(by_model.items()))
-
-
 def _nothing_read(logs) -> str | None:
     """What a request log read gave instead of the model's answers — its files empty, every record unreadable,
     unparsable or not a predict log, or other models' records only (a --model mistyped, say) — or None when it gave
     any (answers, unusable ones, filtered ones). Such a log is a corrupt file, another format or another model's,
     not a quiet day: judged, it would be an all-clear. ``logs`` has been read (request_logs.each_answer): its
     counts say what it gave."""
+    from pipeline.monitor.report import counts
+
     if logs.answered or logs.unusable or logs.filtered:
         return None
     files = ", ".join(logs.files[:5]) + (f" and {len(logs.files) - 5} more" if len(logs.files) > 5 else "")
     found = [f"{n} × {reason} (first: {logs.examples[reason]})" for reason, n in logs.problems.items()]
     if logs.other_models:
-        found.append(f"no record of model {logs.model} (--model), other models' only: {_counts(logs.other_models)}")
+        found.append(f"no record of model {logs.model} (--model), other models' only: {counts(logs.other_models)}")
     return (f"no answer could be read from the request log {logs.prefix} ({len(logs.files)} file(s): {files}): "
             + ("; ".join(found) or "its files hold no record"))
 
@@ -189,10 +186,12 @@ def _nothing_served(server: dict) -> str | None:
     """Why the --metrics-url page's summary holds nothing of the model when it holds other models' requests only
     (none of the model's, not even a status check), else None: judged without the model's answers, it would be an
     all-clear on another model's server or a --model mistyped."""
+    from pipeline.monitor.report import counts
+
     if server.get("error") or server["requests"] or server["status_checks"] or not server["other_models"]:
         return None
     return (f"no request of model {server['model']} (--model) on the metrics page {server['url']}, other models' "
-            f"only: {_counts(server['other_models'])}")
+            f"only: {counts(server['other_models'])}")
 
 
 def _server(args) -> dict | None:
@@ -266,13 +265,13 @@ def once(config: Config, args, extra: list[str]) -> int:
     if logs and logs.problems:
         print("log problems: " + ", ".join(f"{n} × {r}" for r, n in logs.problems.items()))
     if logs and logs.other_models:
-        print(f"other models' records left out (model {logs.model} is judged): {_counts(logs.other_models)}")
+        print(f"other models' records left out (model {logs.model} is judged): {report.counts(logs.other_models)}")
     if other_feedback:
-        print(f"other models' feedback left out (model {args.model} is judged): {_counts(other_feedback)}")
+        print(f"other models' feedback left out (model {args.model} is judged): {report.counts(other_feedback)}")
     if server and (unread := server_metrics.status_unread(server)):
         print(unread)
     if server and (others := server_metrics.left_out(server)):
-        print(f"other models' server requests left out (model {server['model']} is judged): {_counts(others)}")
+        print(f"other models' server requests left out (model {server['model']} is judged): {report.counts(others)}")
     ahead = result["future_dated"]
     if ahead["answers"] or ahead["feedback"]:
         print(f"warning: {ahead['answers']} answers and {ahead['feedback']} feedback rows are dated after now "

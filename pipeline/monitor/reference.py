@@ -22,9 +22,9 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components.image_example_gen import is_feedback
 from core import configs
+from core.configs import ACCURACY_METRIC
 from core.files import pattern_under
 from pipeline.monitor import image_features
-from pipeline.pipeline import ACCURACY_METRIC
 from pipeline.run_summary import STATS_FILE, artifact_property, evaluation_metrics, open_store
 
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)

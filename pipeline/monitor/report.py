@@ -25,6 +25,11 @@ class NotWritten(Exception):
     """Outputs of a pass that could not be written; the message names each with the reason."""
 
 
+def counts(by_model: dict) -> str:
+    """Other models' records, feedback or requests, as said: ``216 × letters, 3 × other``."""
+    return ", ".join(f"{n} × {name}" for name, n in sorted(by_model.items()))
+
+
 def public(value):
     """The result without the raw values kept for the charts (keys starting with _)."""
     if isinstance(value, dict):
@@ -193,7 +198,7 @@ def write_html(result: dict, out_dir: str) -> str:
     logs = result.get("logs")
     if logs:
         problems = ", ".join(f"{n} × {r}" for r, n in logs["problems"].items()) or "none"
-        others = ", ".join(f"{n} × {name}" for name, n in sorted(logs.get("other_models", {}).items())) or "none"
+        others = counts(logs.get("other_models", {})) or "none"
         parts.append(f"<h2>Request log</h2><p>{logs['files']} files, {logs['records']} records, {logs['answers']} "
                      f"answered images of model <code>{_esc(logs.get('model', ''))}</code> from "
                      f"<code>{_esc(logs['prefix'])}</code>; answers without probabilities (filtered by the "
@@ -253,7 +258,7 @@ def write_html(result: dict, out_dir: str) -> str:
     else:
         parts.append("<p>No feedback.</p>")
     if result.get("feedback_other_models"):
-        others = ", ".join(f"{n} × {name}" for name, n in sorted(result["feedback_other_models"].items()))
+        others = counts(result["feedback_other_models"])
         parts.append(f"<p>Other models' feedback, left out: {_esc(others)}</p>")
     server = result.get("server")
     if server and server.get("error"):
@@ -262,7 +267,7 @@ def write_html(result: dict, out_dir: str) -> str:
     elif server:
         lat = server["latency_ms"]
         fmt = lambda x: "-" if x is None else f"{x:.2f} ms"   # noqa: E731
-        others = ", ".join(f"{n} × {name}" for name, n in sorted(server_metrics.left_out(server).items())) or "none"
+        others = counts(server_metrics.left_out(server)) or "none"
         parts.append(f"<h2>Server</h2><p>{server['requests']} requests of model "
                      f"<code>{_esc(server.get('model') or 'any')}</code> (and {server.get('status_checks', 0)} "
                      f"model-status checks), {server['errors']} failed on the server "
