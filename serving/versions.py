@@ -324,6 +324,9 @@ class ModelManager:
         self.refused: dict[int, list[str]] = {}   # the last poll's other folders of a version (all policy)
         self.removed = False
         self.loading: int | None = None        # the version whose load attempt is running (one at a time)
+        # The managers of this model removed from the config before it was added again, while they still load or
+        # hold a version (see :meth:`aspire`); they share ``records``.
+        self.predecessors: list[ModelManager] = []
         self._lock = threading.RLock()
         self._on_loaded = on_loaded
         self._on_settled = on_settled          # called after each load attempt (ServerCore's waits look again)
@@ -412,14 +415,25 @@ class ModelManager:
         """Takes ``aspired`` ({version: path}, from :meth:`find`) as the versions to serve, as
         AspiredVersionsManager::SetAspiredVersions records them: :meth:`load_due` (the loader's) loads them and
         unloads what is no longer aspired. A version withdrawn while waiting to retry its load ends with its error;
-        one whose load is running finishes it (and is then unloaded, or ends)."""
+        one whose load is running finishes it (and is then unloaded, or ends).
+
+        Of a model added again to the config, ``aspired`` is left for a later poll while it lists a version the
+        model's removed manager (:attr:`predecessors`) still loads or holds, as AspiredVersionsManager's
+        HandlePendingAspiredVersionsRequests postpones a request that aspires again a version still managed
+        (ContainsAnyReaspiredVersions) until it has been unloaded: the first poll after that aspires it afresh, its
+        END record back in START, and it loads again."""
         if self.removed:
             return
         with self._lock:
+            held = self._held_by_predecessors()
+            if held & aspired.keys():
+                log.debug("Postponing processing of aspired versions request due to re-aspired version(s) among: %s",
+                          ", ".join(f"{{name: {self.name} version: {v}}}" for v in aspired))
+                return
             for version in list(self.records):
                 record = self.records[version]
                 if (version not in aspired and version not in self.servables and record.state != State.END
-                        and version != self.loading):
+                        and version != self.loading and version not in held):
                     self._end_with_last_error(record)   # aspiration withdrawn while retrying
             for version in aspired:
                 record = self.records.get(version)
@@ -428,6 +442,20 @@ class ModelManager:
                 if version not in self.aspired:
                     self._log_refused(version)
             self.aspired = aspired
+
+    def _held_by_predecessors(self) -> set:
+        """The versions the removed managers of this model still load or hold (:meth:`held`); those that hold none
+        are forgotten."""
+        held = {predecessor: predecessor.held() for predecessor in self.predecessors}
+        self.predecessors = [predecessor for predecessor, versions in held.items() if versions]
+        return set().union(*held.values())
+
+    def held(self) -> set:
+        """The versions whose load is running here or that are loaded here, and those this manager's own
+        predecessors still load or hold."""
+        with self._lock:
+            versions = set(self.servables) | ({self.loading} if self.loading is not None else set())
+            return versions | self._held_by_predecessors()
 
     def _log_refused(self, version: int) -> None:
         """Logs, as AspiredVersionsManager does when a version becomes aspired, each other folder of ``version``
@@ -549,10 +577,10 @@ class ModelManager:
         retry a load end with its error; a load attempt running finishes (and is then unloaded, or ends)."""
         self.removed = True
         with self._lock:
-            versions = list(self.servables)
+            versions, aspired = list(self.servables), self.aspired
             self.aspired = {}
-            for version, record in self.records.items():
-                if record.state == State.LOADING and version != self.loading:
+            for version, record in self.records.items():   # shared with predecessors: their loads are theirs
+                if record.state == State.LOADING and version != self.loading and version in aspired:
                     self._end_with_last_error(record)
         for version in versions:
             self._unload(version)
@@ -634,6 +662,7 @@ class ServerCore:
                                                                 self.runner, self._notify)
                     if manager is not None:   # keep the states seen so far, as the state monitor does
                         self.managers[model.name].records = manager.records
+                        self.managers[model.name].predecessors = [manager]
                 else:
                     manager.model_config = model
                     manager.labels = dict(model.version_labels)

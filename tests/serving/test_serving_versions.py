@@ -784,6 +784,75 @@ def _two_models_core(tmp_path, first: str, second: str):
         for name in (first, second)) + "}")
 
 
+@contextlib.contextmanager
+def polling(core, seconds=0.05):
+    """``core``'s file system polled every ``seconds`` in a thread, as the server's poller polls, until the block
+    ends."""
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: [core.poll() for _ in iter(lambda: done.wait(seconds), True)],
+                              name="fs-poller", daemon=True)
+    thread.start()
+    try:
+        yield core
+    finally:
+        done.set()
+        thread.join(30)
+
+
+def test_a_model_removed_and_added_again_while_a_version_loads_loads_it_afresh(tmp_path, monkeypatch):
+    """As TF Serving's AspiredVersionsManager defers an aspired-versions request that aspires again a version it
+    still manages (ContainsAnyReaspiredVersions) until that version is gone, a model removed from the config and
+    added again while one of its versions loads aspires that version once the removed model's load has finished
+    and been unloaded, and loads it afresh: the reload that adds it answers once it is AVAILABLE. (The model added
+    again had taken the version in its first poll, still loading for the removed model, which then ended it: the
+    reload had failed with 1 model(s) did not become available: {{{name: b version: 2}}, }, and b had served
+    nothing since, polls changing nothing.)"""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    def config(*names):
+        return text_format.Parse("model_config_list { " + "".join(
+            f'config {{ name: "{name}" base_path: "{tmp_path / name}" model_platform: "tensorflow" }} '
+            for name in names) + "}", model_server_config_pb2.ModelServerConfig())
+
+    loads, loading_2, release_2 = [], threading.Event(), threading.Event()
+
+    class SlowServable(FakeServable):
+        """Version 2's first load lasts until the test lets it end."""
+
+        def __init__(self, name, version, path, metrics=None, runner=None):
+            super().__init__(name, version, path)
+            loads.append((name, version))
+            if version == 2 and not loading_2.is_set():
+                loading_2.set()
+                release_2.wait(60)
+
+    monkeypatch.setattr(versions, "Servable", SlowServable)
+    for name in ("a", "b"):
+        (tmp_path / name / "1").mkdir(parents=True)
+    core = _two_models_core(tmp_path, "a", "b")
+    with loader(core), polling(core):
+        wait_for(lambda: core.manager("b").available_versions() == [1])
+        removed = core.manager("b")
+        try:
+            (tmp_path / "b" / "2").mkdir()
+            assert loading_2.wait(30)
+            core.apply_config(config("a"))
+            core.apply_config(config("a", "b"))
+            added = core.manager("b")
+            time.sleep(0.3)   # polls of the model added again while the removed model's load runs
+        finally:
+            release_2.set()
+        failures = core.wait_for(lambda: versions.settled_failures([added], versions.ModelManager.newest_settled),
+                                 30)
+        assert failures == [("b", None)]
+        assert added.resolve().version == 2 and added.available_versions() == [2]
+        assert removed.available_versions() == [] and removed.loading is None
+    assert loads.count(("b", 2)) == 2
+    assert versions.State.Name(added.records[2].state) == "AVAILABLE"
+    core.unload_all()
+
+
 @pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
 def test_a_missing_base_path_freezes_every_models_versions(tmp_path, monkeypatch, caplog, order):
     """TF Serving's FileSystemStoragePathSource reads every base path before it aspires any version, and a base path
