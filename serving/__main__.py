@@ -71,17 +71,24 @@ def failed_to_start(exc: Exception) -> None:
 
 def end(status: int) -> int:
     """``status``, once main() has stopped the server; but with model runs still going (cut off by the stop's grace
-    period: a TensorFlow function cannot be stopped) the process ends here and now, its logs, stdout and stderr
-    flushed and the count of those runs logged: at its exit the interpreter joins their threads, and the process
-    had kept their CPU and memory until the last run ended, long after "Server stopped". Only the command ends
-    this way: Server.stop() leaves the runs of a library user's process alone."""
-    from serving.versions import runs_in_progress
+    period: a TensorFlow function cannot be stopped), or a version load the stop gave up waiting for (a SavedModel's
+    load and warm-up cannot be stopped either), the process ends here and now, its logs, stdout and stderr flushed
+    and the count of those runs and loads logged: at its exit the interpreter joins the runs' threads, and the
+    process had kept their CPU and memory until the last run ended, long after "Server stopped"; and it ends the
+    loader's thread inside TensorFlow, which aborts the process (terminate called after throwing an instance of
+    '', exit status 134). Only the command ends this way: Server.stop() leaves the runs and loads of a library
+    user's process alone."""
+    from serving.versions import loads_in_progress, runs_in_progress
 
-    abandoned = runs_in_progress()
-    if not abandoned:
+    abandoned, loading = runs_in_progress(), loads_in_progress()
+    if not abandoned and not loading:
         return status
-    logging.getLogger("serving").warning("Exiting with %d model run(s) still going: the shutdown's grace period "
-                                         "cut them off, their answers are not sent", abandoned)
+    if abandoned:
+        logging.getLogger("serving").warning("Exiting with %d model run(s) still going: the shutdown's grace period "
+                                             "cut them off, their answers are not sent", abandoned)
+    if loading:
+        logging.getLogger("serving").warning("Exiting with %d version load(s) still going: the shutdown stopped "
+                                             "waiting for them, the versions are not served", loading)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

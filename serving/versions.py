@@ -33,26 +33,45 @@ log = logging.getLogger("serving.versions")
 
 State = get_model_status_pb2.ModelVersionStatus.State
 
-_runs = 0                          # Servable.run calls going on in this process
-_runs_lock = threading.Lock()
+
+class _InProgress:
+    """A count of calls going on in this process, each counted inside ``with counter:``."""
+
+    def __init__(self):
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        self._step(1)
+
+    def __exit__(self, *exc):
+        self._step(-1)
+
+    def _step(self, step: int) -> None:
+        with self._lock:
+            self.count += step
+
+
+_runs = _InProgress()              # Servable.run calls going on in this process
+_loads = _InProgress()             # version loads (Servable constructions) going on in this process
 
 
 def runs_in_progress() -> int:
     """The model runs (:meth:`Servable.run` calls) going on in this process. A TensorFlow function cannot be
     stopped: a run whose call ended at its deadline, or that a server's stop cut off, goes on to its end."""
-    return _runs
+    return _runs.count
+
+
+def loads_in_progress() -> int:
+    """The version loads going on in this process (a loader's, :meth:`ModelManager.load_due`). A SavedModel's load
+    and warm-up cannot be stopped: one that a server's stop gave up waiting for goes on to its end."""
+    return _loads.count
 
 
 def _ndarray(tensor) -> np.ndarray:
     """An output tensor's value as an ndarray, of object dtype for strings: ``numpy()`` gives a 0-d string tensor
     as a Python bytes, and a 0-d tensor of another dtype as a numpy scalar."""
     return np.asarray(tensor.numpy(), dtype=object if tensor.dtype.name == "string" else None)
-
-
-def _count_run(step: int) -> None:
-    global _runs
-    with _runs_lock:
-        _runs += step
 
 
 def _undecodable(exc: BaseException) -> UnicodeDecodeError | None:
@@ -134,11 +153,8 @@ class Servable:
         """Calls one signature on numpy inputs; returns {output alias: numpy array} of the aliases ``outputs`` (None:
         every output), as a session run fetches only the tensors it names. Counted in :func:`runs_in_progress` until
         it ends."""
-        _count_run(1)
-        try:
+        with _runs:
             return self._run(signature_name, arrays, outputs)
-        finally:
-            _count_run(-1)
 
     def _run(self, signature_name: str, arrays: dict, fetched=None) -> dict:
         import tensorflow as tf
@@ -466,17 +482,20 @@ class ModelManager:
             log.error("Internal error: Unable to transfer servable %s to 'basic_manager_': This servable is already "
                       "being managed: %s", servable, servable)
 
-    def load_due(self) -> None:
+    def load_due(self, stop: threading.Event | None = None) -> None:
         """Loads the aspired versions whose load is due (not started, or a failed one whose retry interval has
         passed), newest first, unloading what :meth:`_unload_unaspired` lets go before each load it starts and
         after the last: AspiredVersionsManager takes one action at a time and unloads ahead of loads, so a version
         no longer aspired goes before a new one loads once an aspired version is ready. TF Serving's manager
         retries a failed load on its own, whether the file system is polled or not. Only the loader thread (or,
-        without one, a test) calls it: one load at a time."""
+        without one, a test) calls it: one load at a time. Once ``stop`` is set no load starts (one running
+        finishes)."""
         with self._lock:
             aspired = dict(self.aspired)
         now = time.monotonic()
         for version in sorted(aspired, reverse=True):
+            if stop is not None and stop.is_set():
+                return
             record = self.records[version]
             if self._begin_load(version, record, now):
                 self._unload_unaspired()
@@ -523,7 +542,8 @@ class ModelManager:
         log.info("Loading servable: {name: %s version: %d} from %s", self.name, version, path)
         started = time.monotonic()
         try:
-            servable = Servable(self.name, version, path, self.metrics, self.runner)
+            with _loads:
+                servable = Servable(self.name, version, path, self.metrics, self.runner)
         except Exception as exc:  # noqa: BLE001 - any load failure is reported in status
             error = from_exception(exc)
             with self._lock:
@@ -701,13 +721,14 @@ class ServerCore:
         return found
 
     def load_due(self) -> None:
-        """The loads due in every model, their versions not polled (:meth:`ModelManager.load_due`)."""
-        self._each_model(ModelManager.load_due)
+        """The loads due in every model, their versions not polled (:meth:`ModelManager.load_due`), none started
+        once ``stop_event`` is set."""
+        self._each_model(lambda manager: manager.load_due(self.stop_event))
 
     def run_loader(self) -> None:
         """The loader thread's work, as AspiredVersionsManager's threads: the loads (and unloads) due in every model
         (:meth:`load_due`), one at a time, each time a poll has woken it and whenever a failed load's retry is due,
-        until ``stop_event`` is set (a load running then finishes first). Polls go on meanwhile, so a version they
+        until ``stop_event`` is set: a load running then finishes, no other starts, and the loader ends. Polls go on meanwhile, so a version they
         withdraw during another's load is not loaded (ModelManager._begin_load looks just before each load)."""
         while True:
             retry = self._until_retry()

@@ -166,6 +166,22 @@ def test_the_process_ends_after_the_stop_while_a_model_run_goes_on(tmp_path):
         server.stop()
 
 
+def test_the_process_ends_at_once_while_a_version_load_the_stop_gave_up_on_goes_on(monkeypatch, caplog):
+    """A version load still going once the server has stopped (its stop gave up waiting for the loader) ends the
+    process here and now, saying so, as a model run still going does: at the interpreter's exit the loader's thread,
+    inside TensorFlow's load, had aborted it (terminate called after throwing an instance of '', exit status 134)."""
+    from serving import __main__ as command, versions
+
+    exits = []
+    monkeypatch.setattr(command.os, "_exit", exits.append)
+    monkeypatch.setattr(logging, "shutdown", lambda: None)
+    with versions._loads, caplog.at_level(logging.WARNING, logger="serving"):
+        command.end(0)
+    assert exits == [0]
+    assert "Exiting with 1 version load(s) still going" in caplog.text
+    assert command.end(0) == 0 and exits == [0]   # none going: main's status
+
+
 def test_a_server_that_cannot_start_prints_tf_servings_status_on_stdout(tmp_path, capsys):
     """main.cc prints "Failed to start server. Error: " and the status, its code first, on stdout: config files
     that cannot be read, do not parse or name a relative base path had printed Python's text, without the code,

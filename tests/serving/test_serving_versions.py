@@ -853,6 +853,47 @@ def test_a_model_removed_and_added_again_while_a_version_loads_loads_it_afresh(t
     core.unload_all()
 
 
+def test_a_stop_during_a_load_starts_no_other_load_and_the_loader_ends_once_it_returns(tmp_path, monkeypatch):
+    """As TF Serving's manager, once stopped, starts no load: a stop during a load lets that load finish and starts
+    no other, of its model or another, and the loader ends once it has returned. (The loader had looked at the stop
+    only between its passes: every version due, model y's 3, 2 and 1 after x's, loaded after the stop, and the
+    server's stop gave up waiting for it, then the process aborted with the loader inside TensorFlow.)"""
+    loads, loading, release = [], threading.Event(), threading.Event()
+
+    class SlowServable(FakeServable):
+        """The first load lasts until the test lets it end."""
+
+        def __init__(self, name, version, path, metrics=None, runner=None):
+            super().__init__(name, version, path)
+            loads.append((name, version))
+            if not loading.is_set():
+                loading.set()
+                release.wait(60)
+
+    monkeypatch.setattr(versions, "Servable", SlowServable)
+    (tmp_path / "x" / "1").mkdir(parents=True)
+    for version in (1, 2, 3):
+        (tmp_path / "y" / str(version)).mkdir(parents=True)
+    core = _core(str(tmp_path), "model_config_list { " + "".join(
+        f'config {{ name: "{name}" base_path: "{tmp_path / name}" model_platform: "tensorflow" '
+        f'model_version_policy {{ all {{}} }} }} ' for name in ("x", "y")) + "}")
+    thread = threading.Thread(target=core.run_loader, name="loader", daemon=True)
+    thread.start()
+    try:
+        core.poll()
+        assert loading.wait(30)
+        core.stop_event.set()
+        time.sleep(0.2)
+        assert thread.is_alive()   # the load running finishes
+    finally:
+        release.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert loads == [("x", 1)] and versions.loads_in_progress() == 0
+    assert [versions.State.Name(core.manager("y").records[v].state) for v in (3, 2, 1)] == ["START"] * 3
+    core.unload_all()
+
+
 @pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
 def test_a_missing_base_path_freezes_every_models_versions(tmp_path, monkeypatch, caplog, order):
     """TF Serving's FileSystemStoragePathSource reads every base path before it aspires any version, and a base path
