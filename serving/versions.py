@@ -22,7 +22,7 @@ import time
 import numpy as np
 from tensorflow_serving.apis import get_model_status_pb2
 
-from core.deadlines import waitable
+from core.deadlines import seconds_left, waitable
 from core.model_dirs import read_saved_model, saved_model_file, version_number
 from core.settings import local_path
 from serving import graph_fetch, warmup
@@ -760,7 +760,7 @@ class ServerCore:
             return self.stop_event.is_set() or found is not None
 
         with self._changed:
-            self._changed.wait_for(ready, None if seconds is None else waitable(max(seconds, 0.0)))
+            self._changed.wait_for(ready, waitable(seconds))
         return found
 
     def _each_model(self, step, managers=None) -> None:
@@ -792,7 +792,7 @@ class ServerCore:
                 self.poll()
                 next_poll = time.monotonic() + poll_seconds if poll_seconds > 0 else None
             failures = self.wait_for(self._settled_at_start,
-                                     None if next_poll is None else next_poll - time.monotonic())
+                                     None if next_poll is None else seconds_left(next_poll))
             if failures is not None:
                 if any(failure for _, failure in failures):
                     raise not_available("servable(s)", failures)
