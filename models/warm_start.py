@@ -21,6 +21,7 @@ from core.model_dirs import SAVED_MODEL, holds_saved_model, resolve_model_dir, s
 from models import network
 
 _VARIABLES = os.path.join("variables", "variables")
+_OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"   # the checkpoint's key of its object graph, which a restore reads first
 WHAT_TO_GIVE = ("give an exported letters model: a version folder <serving-dir>/<version>, or a serving dir that "
                 "holds versions")
 
@@ -60,8 +61,8 @@ def digest(path: str) -> str:
 def network_weights(path: str, hp: Config) -> list[np.ndarray]:
     """The weights of the base model's network, in the order of ``network.build_model(...)``'s for ``hp``.
 
-    Raises BaseModelError when the folder holds no letters model or its network is not the one ``hp`` builds
-    (another architecture or channel widths)."""
+    Raises BaseModelError when the folder holds no letters model, its variables cannot be read (damaged or cut
+    short), or its network is not the one ``hp`` builds (another architecture or channel widths)."""
     folder = model_dir(path)
     donor = network.build_model(hp.architecture, hp.image_size, hp.dropout, hp.conv_widths)
     what = f"the {hp.architecture} network" + (f" with channels {hp.conv_widths}" if hp.conv_widths else "")
@@ -78,20 +79,32 @@ def network_weights(path: str, hp: Config) -> list[np.ndarray]:
                                   # state and the metrics, now left out) is not the network
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BaseModelError(f"base model {folder} does not hold {what} (the settings of this run): "
-                             f"{first_line[:300]}") from None
+                             f"{_first_line(err)}") from None
     return donor.get_weights()
 
 
 def _network_shapes(prefix: str) -> list[tuple[int, ...]]:
-    """The shapes of the network's weights in the checkpoint (Keras tracks them as ``model/layer_with_weights-N/…``)."""
+    """The shapes of the network's weights in the checkpoint (Keras tracks them as ``model/layer_with_weights-N/…``),
+    their values and the object graph read once, so a damaged or short data file is told apart from another network:
+    the restore reads them again, its errors then being the network's. TensorFlow's reader raises IndexError (Read
+    less bytes than requested) for a data file cut short, an OpError for one whose bytes changed (Checksum does not
+    match)."""
     try:
-        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError) as err:
-        raise BaseModelError(f"cannot read the variables of {os.path.dirname(os.path.dirname(prefix))}: "
-                             f"{str(err).strip().splitlines()[0][:300]}") from None
-    return sorted(tuple(shape) for name, shape in shapes.items() if name.startswith("model/layer_with_weights-"))
+        reader = tf.train.load_checkpoint(prefix)
+        shapes = {name: shape for name, shape in reader.get_variable_to_shape_map().items()
+                  if name.startswith("model/layer_with_weights-")}
+        for name in [*shapes, _OBJECT_GRAPH]:
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError, IndexError) as err:
+        raise BaseModelError(f"cannot read the variables of {os.path.dirname(os.path.dirname(prefix))} (damaged "
+                             f"or cut short): {_first_line(err)}") from None
+    return sorted(tuple(shape) for shape in shapes.values())
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def _count(shapes) -> int:

@@ -223,3 +223,41 @@ def test_a_base_model_exported_with_or_without_the_optimizers_state_gives_its_ne
         weights = warm_start.network_weights(str(tmp_path / name), exports.SMALL)
         assert len(weights) == len(trained.get_weights())
         assert all(np.array_equal(a, b) for a, b in zip(weights, trained.get_weights()))
+
+
+def test_a_base_model_whose_variables_are_damaged_or_cut_short_cannot_be_read(tmp_path, capsys):
+    """A data file cut short had ended the runner in TensorFlow's traceback (IndexError: Read less bytes than
+    requested), and one whose bytes changed was said not to hold the network of this run's settings (Checksum does
+    not match): each is a model whose variables cannot be read, before the pipeline starts and in the Trainer."""
+    import local_runner
+    from tests.support import exports
+    exports.export_trained(str(tmp_path / "model"))
+
+    def damaged(name, change):
+        folder = tmp_path / name
+        shutil.copytree(tmp_path / "model", folder / "1")
+        data = next((folder / "1" / "variables").glob("variables.data-*"))
+        data.write_bytes(change(data.read_bytes()))
+        return folder
+
+    def flipped(raw: bytes) -> bytes:
+        raw = bytearray(raw)
+        raw[len(raw) // 2] ^= 0xFF
+        return bytes(raw)
+
+    for folder in (damaged("half", lambda raw: raw[:len(raw) // 2]), damaged("short", lambda raw: raw[:1000]),
+                   damaged("flipped", flipped)):
+        unreadable = f"cannot read the variables of {folder / '1'} (damaged or cut short): "
+        with pytest.raises(warm_start.BaseModelError) as caught:   # the Trainer, as a remote --base-model is read
+            warm_start.network_weights(f"file://{folder}/1/Format-Serving", exports.SMALL)
+        assert str(caught.value).startswith(unreadable.replace(str(folder), f"file://{folder}"))
+        with pytest.raises(SystemExit) as caught:   # a serving dir: its newest version
+            local_runner.parse_args(["--base-model", str(folder), "--pipeline-root", str(tmp_path / "p")])
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and f"error: --base-model: {unreadable}" in err, err
+        assert "settings of this run" not in err and "Traceback" not in err
+    # The model itself is read; another network is still said to be one.
+    assert len(warm_start.network_weights(str(tmp_path / "model"), exports.SMALL)) > 5
+    with pytest.raises(warm_start.BaseModelError, match=r"does not hold the resnet network with channels 4,16 \(the "
+                                                        r"settings of this run\)"):
+        warm_start.network_weights(str(tmp_path / "model"), exports.SMALL.replace(conv_widths="4,16"))
