@@ -462,7 +462,7 @@ def estimated_budget(config: Config, feedback_root: str | None = None) -> config
     from components.image_example_gen import count_candidates
     images = (round(count_candidates(config.data_root) * train_share(config))
               + count_candidates(feedback_root) * feedback_copies(config, feedback_root))
-    return configs.training_budget(images, config.batch_size, config.epochs)
+    return configs.config_budget(images, config)
 
 
 def train_share(config: Config) -> float:

@@ -258,7 +258,7 @@ def distil_line(ensemble: dict, student: dict, alpha: float) -> str:
 
 def config_with(pairs: list[str]) -> configs.Config:
     """The Config from the environment with ``FIELD=VALUE`` overrides (parsed as LETTERS_<FIELD> would be)."""
-    fields = {f.name for f in dataclasses.fields(configs.Config)}
+    fields = set(configs.ENV)   # the fields a LETTERS_<FIELD> sets
     environ = dict(os.environ)
     for pair in pairs:
         name, sep, raw = pair.partition("=")

@@ -149,6 +149,8 @@ class Config:
 
     # Trainer.
     epochs: int = 0                      # 0 = sized from the number of training images (training_budget)
+    epochs_generated: bool = False       # epochs is generate_epochs, not chosen (generated_budget, a pretraining);
+                                         # no variable or flag sets it
     batch_size: int = 32                 # twice the steps of 64 at about the same cost per epoch (docs/measurements.md)
     learning_rate: float = 2e-3
     dropout: float = 0.3
@@ -224,7 +226,9 @@ class Config:
 
 PATH_FIELDS = ("data_root", "pipeline_root", "metadata_path", "serving_dir", "feedback_dir", "request_log_dir",
                "base_model", "pretrain_root")   # local paths ("~" expanded), or URLs
-ENV = {field.name: f"LETTERS_{field.name.upper()}" for field in dataclasses.fields(Config)}
+RUN_FIELDS = ("epochs_generated",)   # what a run makes of the settings, not settings: no LETTERS_<FIELD> for them
+ENV = {field.name: f"LETTERS_{field.name.upper()}" for field in dataclasses.fields(Config)
+       if field.name not in RUN_FIELDS}
 
 
 def default_feedback_dir(environ=None) -> str:
@@ -284,24 +288,33 @@ def budget_rule() -> str:
     return f"one epoch per {IMAGES_PER_EPOCH} training images, {MIN_EPOCHS} to {MAX_EPOCHS} epochs"
 
 
+# Where a budget's epochs come from, as --summary-json's training "budget" says: sized_epochs; --epochs or
+# LETTERS_EPOCHS; generate_epochs, the built-in generated letters' (and a pretraining's).
+SIZED, CHOSEN, GENERATED = "sized", "chosen", "generated"
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingBudget:
     epochs: int
     steps_per_epoch: int
     train_images: int
-    sized: bool          # True: by sized_epochs; False: epochs chosen (--epochs, LETTERS_EPOCHS)
+    basis: str           # SIZED, CHOSEN or GENERATED
 
     @property
     def steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+    @property
+    def sized(self) -> bool:
+        return self.basis == SIZED
 
     def describe(self, estimated: bool = False) -> str:
         """One line for the run's output, e.g. "training budget: 20 epochs × 45 steps = 900 steps (sized from
         2,835 training images; --epochs N to choose)". ``estimated``: the image count is the runner's estimate
         before the split (the Trainer sizes the budget again from the examples it gets)."""
         images = f"{'about ' if estimated else ''}{self.train_images:,} training images"
-        why = (f"sized from {images}; --epochs N to choose" if self.sized
-               else f"epochs chosen; {images}")
+        why = {SIZED: f"sized from {images}; --epochs N to choose", CHOSEN: f"epochs chosen; {images}",
+               GENERATED: f"the generated letters' epochs, generate_epochs; {images}"}[self.basis]
         return (f"training budget: {plural(self.epochs, 'epoch')} × {plural(self.steps_per_epoch, 'step')} = "
                 f"{plural(self.steps, 'step')} "
                 f"({why})")
@@ -314,18 +327,25 @@ def plural(count: int, noun: str) -> str:
 
 def generated_budget(config: Config) -> Config:
     """``config`` for a run on the built-in generated letters: ``generate_epochs`` epochs unless some are chosen
-    (their writers repeat six faces' shapes; measured, 24 epochs over 160 writers did no better than 12)."""
-    return config if config.epochs else config.replace(epochs=config.generate_epochs)
+    (their writers repeat six faces' shapes; measured, 24 epochs over 160 writers did no better than 12), said so
+    by its budget (``epochs_generated``)."""
+    return config if config.epochs else config.replace(epochs=config.generate_epochs, epochs_generated=True)
 
 
-def training_budget(train_images: int, batch_size: int, epochs: int = 0) -> TrainingBudget:
+def training_budget(train_images: int, batch_size: int, epochs: int = 0, generated: bool = False) -> TrainingBudget:
     """The budget for ``train_images`` training images in batches of ``batch_size``: ``epochs`` when given
-    (> 0), else :func:`sized_epochs`. Used by the Trainer and by the runner's first lines."""
+    (> 0; ``generated``: they are generate_epochs, not chosen), else :func:`sized_epochs`. Used by the Trainer and
+    by the runner's first lines (:func:`config_budget`)."""
     if train_images < 0 or batch_size < 1 or epochs < 0:
         raise ValueError(f"no training budget for {train_images} images, batch {batch_size}, epochs {epochs}")
     return TrainingBudget(epochs=epochs or sized_epochs(train_images),
                           steps_per_epoch=max(1, math.ceil(train_images / batch_size)),
-                          train_images=train_images, sized=not epochs)
+                          train_images=train_images, basis=(GENERATED if generated else CHOSEN) if epochs else SIZED)
+
+
+def config_budget(train_images: int, config: Config) -> TrainingBudget:
+    """:func:`training_budget` for ``train_images`` training images with ``config``'s batch size and epochs."""
+    return training_budget(train_images, config.batch_size, config.epochs, config.epochs_generated)
 
 
 # Feedback oversampling when Config.feedback_repeat is 0 (the default): each feedback image is written into the train

@@ -156,7 +156,7 @@ def count_examples(patterns) -> int:
 
 def budget(train_patterns, hp: Config) -> configs.TrainingBudget:
     """Epochs and steps for this training split: ``hp.epochs``, or sized from its examples when 0."""
-    return configs.training_budget(count_examples(train_patterns), hp.batch_size, hp.epochs)
+    return configs.config_budget(count_examples(train_patterns), hp)
 
 
 def train(train_patterns, eval_patterns, tf_transform_output, hp: Config, base_model: str | None = None,
@@ -192,7 +192,7 @@ def run_fn(fn_args) -> None:
         "epochs": plan.epochs,
         "steps": plan.steps,
         "train_examples": plan.train_images,
-        "budget": "sized" if plan.sized else "chosen",
+        "budget": plan.basis,
         "base_model": warm_start.model_dir(fn_args.base_model) if fn_args.base_model else "",
         "train_seconds": round(time.monotonic() - started, 1),
         "parameters": int(model.count_params()),

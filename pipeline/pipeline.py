@@ -98,8 +98,10 @@ def training(config: Config, transform: Transform, schema, base_model=None, pret
     output (``configs.TRAINER_STAGE_KEY``)."""
     fields = {name: getattr(config, name) for name in TRAINING_FIELDS}
     fields["split"] = split_text(config)   # recorded: the next run's gate compares on the same split only
+    if pretraining or config.epochs_generated:   # generate_epochs, which its budget line says (not "chosen")
+        fields.update({"epochs": config.generate_epochs, "epochs_generated": True})
     if pretraining:
-        fields.update({"epochs": config.generate_epochs, configs.TRAINER_STAGE_KEY: "pretraining"})
+        fields[configs.TRAINER_STAGE_KEY] = "pretraining"
     return Trainer(
         run_fn=f"{TRAINER_MODULE}.run_fn",
         base_model=base_model,

@@ -469,8 +469,10 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
     for key, node in TRAINERS:
         if key in summary:
             t = summary[key]
-            budget = (f" ({t['steps']:,} steps, {'sized from' if t.get('budget') == 'sized' else 'chosen;'} "
-                      f"{t['train_examples']:,} training images)") if "steps" in t and "train_examples" in t else ""
+            basis = {configs.SIZED: "sized from", configs.GENERATED: "the generated letters' epochs;"}.get(
+                t.get("budget"), "chosen;")
+            budget = (f" ({t['steps']:,} steps, {basis} {t['train_examples']:,} training images)"
+                      if "steps" in t and "train_examples" in t else "")
             start = ""
             if key == "training" and t.get("base_model"):
                 start = (", starting from the pretrained network" if "pretraining" in summary

@@ -239,6 +239,8 @@ def test_the_built_in_generated_letters_train_their_own_epochs_unless_some_are_c
     config = configs.Config()
     assert configs.generated_budget(config).epochs == config.generate_epochs == 12
     assert configs.generated_budget(config.replace(epochs=5)).epochs == 5
+    assert configs.generated_budget(config).epochs_generated and not configs.generated_budget(
+        config.replace(epochs=5)).epochs_generated
     with pytest.raises(ValueError, match="generate_epochs must be a number >= 1"):
         configs.Config.from_env({"LETTERS_GENERATE_EPOCHS": "0"})
     import local_runner
@@ -254,6 +256,11 @@ def test_the_built_in_generated_letters_train_their_own_epochs_unless_some_are_c
     assert local_runner.main(common + ["--epochs", "2"]) == 0          # chosen epochs win
     assert local_runner.main(common + ["--data-root", str(tmp_path / "generated")]) == 0   # your data: sized
     assert [c.epochs for c in ran] == [3, 2, 0]
+    # Said so, not "epochs chosen" (and --summary-json's "budget": "generated"), unless chosen.
+    assert [local_runner.estimated_budget(c).basis for c in ran] == ["generated", "chosen", "sized"]
+    assert local_runner.estimated_budget(ran[0]).describe(estimated=True) == (
+        "training budget: 3 epochs × 1 step = 3 steps (the generated letters' epochs, generate_epochs; about 22 "
+        "training images)")
     assert len(list((tmp_path / "generated").glob("*/*.png"))) == 27
     # Your own letters start from a network of the built-in ones (made if missing), unless --no-pretrain.
     from pipeline import generate_letters

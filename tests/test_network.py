@@ -204,6 +204,34 @@ def test_the_trainer_sizes_its_budget_from_the_examples_unless_epochs_are_chosen
     assert (chosen.epochs, chosen.steps, chosen.train_images, chosen.sized) == (5, 140, 2800, False)
 
 
+def test_the_trainers_budget_says_generated_letters_epochs_are_theirs_not_chosen(tmp_path):
+    """The built-in generated letters' Trainer, and every pretrainer, train generate_epochs: their budget had said
+    "epochs chosen" (and --summary-json "budget": "chosen") where nobody chose any."""
+    import json
+    from pipeline import pipeline as pl
+    files = [write_transformed(tmp_path / "train.gz", 90, 8)]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "pre").mkdir()
+
+    def budgets(config):
+        trainers = {c.id: json.loads(c.exec_properties["custom_config"]) for c in pl.create_pipeline(config).components
+                    if c.id in ("Trainer", pl.PRETRAINER_NODE)}
+        return {name: (trainer.budget(files, trainer.hyperparameters(custom)).basis, "epochs_generated" in custom)
+                for name, custom in trainers.items()}
+
+    generated = configs.generated_budget(configs.Config(data_root=str(tmp_path / "data")))
+    assert budgets(generated) == {"Trainer": (configs.GENERATED, True)}
+    assert trainer.budget(files, generated).describe() == (
+        "training budget: 12 epochs × 3 steps = 36 steps (the generated letters' epochs, generate_epochs; "
+        "90 training images)")
+    pretraining = configs.Config(data_root=str(tmp_path / "data"), pretrain_root=str(tmp_path / "pre"))
+    assert budgets(pretraining) == {"Trainer": (configs.SIZED, False), pl.PRETRAINER_NODE: (configs.GENERATED, True)}
+    # Chosen epochs keep their word, and their Trainer's cache key (nothing added to its custom_config).
+    assert budgets(configs.generated_budget(configs.Config(data_root=str(tmp_path / "data"), epochs=12))) == {
+        "Trainer": (configs.CHOSEN, False)}
+    assert "LETTERS_EPOCHS_GENERATED" not in configs.KNOWN_ENV   # what the run makes of the settings, not one
+
+
 def test_the_trainer_trains_for_its_budget_and_says_so(tmp_path, capsys):
     size, widths = 16, "4,8,8"
     train = write_transformed(tmp_path / "train.gz", 70, size)      # 3 steps of 32 per epoch

@@ -283,6 +283,24 @@ def test_a_cached_trainers_training_is_said_to_be_an_earlier_runs(tmp_path, monk
         assert ("690,875 parameters, by an earlier run (the pretrainer's inputs are unchanged)" in text) is earlier
 
 
+def test_a_trainer_of_the_generated_letters_epochs_is_said_so(tmp_path, monkeypatch):
+    """A training summary's "budget": "generated" (generate_epochs, nobody chose them) had been said chosen."""
+    import json
+    from types import SimpleNamespace
+
+    from pipeline import run_summary
+    trained = {"outputs": {"model_run": [SimpleNamespace(uri=str(tmp_path))]}}
+    run = {"run_id": "r1", "components": {"Trainer": {**trained, "state": "complete", "execution_id": 2}}}
+    monkeypatch.setattr(run_summary, "last_run", lambda *_, **__: run)
+    for budget, said in (("generated", "the generated letters' epochs;"), ("chosen", "chosen;"),
+                         ("sized", "sized from")):
+        (tmp_path / "training_summary.json").write_text(json.dumps(
+            {"epochs": 12, "steps": 36, "train_examples": 90, "budget": budget, "train_seconds": 4.4,
+             "parameters": 690875, "base_model": ""}))
+        text = format_summary(run_summary.summarize(str(tmp_path / "metadata.sqlite")))
+        assert f"training: 12 epochs (36 steps, {said} 90 training images) in 4.4 s, 690,875 parameters\n" in text
+
+
 def _picture(seed: int) -> bytes:
     from tests.conftest import letter_image, png_bytes
     return png_bytes(letter_image(28, 28, seed=seed))
