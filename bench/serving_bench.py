@@ -35,6 +35,7 @@ import urllib.request
 from bench import load, reproduce
 from pipeline.flags import positive_int
 from core import configs
+from core.signals import sigterm_as_interrupt
 from tests.support import serving as testing
 
 TARGETS = {"rest_vs_flask": 3.0, "served_vs_in_process": 0.8, "grpc_p50_vs_rest_p50": 1.0}
@@ -88,15 +89,18 @@ def start_flask(model_dir, workers, threads, payload):
     process = subprocess.Popen(command, cwd=str(configs.PROJECT_ROOT), stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1/models/letters:predict"
     deadline = time.monotonic() + 180
-    while True:     # answered by every worker once each has loaded the model
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, data=payload), timeout=5):
-                break
-        except Exception:  # noqa: BLE001 - not up yet
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"gunicorn did not start: {' '.join(command)}")
-            time.sleep(0.5)
+    try:   # gunicorn is stopped if it never answers, or the wait is stopped (Ctrl-C, SIGTERM)
+        while True:     # answered by every worker once each has loaded the model
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, data=payload), timeout=5):
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start: {' '.join(command)}")
+                time.sleep(0.5)
+    except BaseException:
+        stop(process)
+        raise
     return process, url, " ".join(shlex.quote(part) for part in command)
 
 
@@ -115,6 +119,11 @@ def verdict(ratio, target, higher_is_better=True):
 
 
 def main(argv=None):
+    with sigterm_as_interrupt():   # a stopped bench (timeout, kill) stops its servers as Ctrl-C does
+        return _main(argv)
+
+
+def _main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base-path", help="a pushed model's base path (default: the tiny test model)")
     parser.add_argument("--stand-in", choices=("tiny", "network"), default="tiny",

@@ -30,6 +30,7 @@ import tempfile
 import time
 
 from core import configs
+from core.signals import sigterm_as_interrupt
 from bench import reproduce
 from pipeline.flags import non_negative_int, positive_int
 from serving.client import RestConnection
@@ -73,7 +74,12 @@ def start_web(serving_url: str, feedback_dir: str):
                              "--tf-serving-url", serving_url,
                              "--feedback-dir", feedback_dir, "--log-level", "WARNING"],
                             cwd=str(configs.PROJECT_ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
+    try:
+        line = proc.stdout.readline()
+    except KeyboardInterrupt:   # Ctrl-C or SIGTERM while it starts: not left running
+        proc.kill()
+        proc.wait()
+        raise
     match = re.search(r"at (http://[^ ]+?)/ ", line)
     if not match:
         proc.kill()
@@ -82,6 +88,11 @@ def start_web(serving_url: str, feedback_dir: str):
 
 
 def main(argv=None):
+    with sigterm_as_interrupt():   # a stopped bench (timeout, kill) stops its servers as Ctrl-C does
+        return _main(argv)
+
+
+def _main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base-path", default=configs.Config.from_env().serving_dir)
     parser.add_argument("--requests", type=positive_int, default=200, help="measured requests per path")

@@ -1,4 +1,7 @@
 """The serving benches: bad counts are usage errors, servers bind loopback, and what was started is stopped."""
+import os
+import signal
+
 import pytest
 
 from bench import http_layer_bench, serving_bench, web_bench
@@ -53,3 +56,105 @@ def test_a_peer_that_fails_to_start_leaves_no_model_server_running(monkeypatch, 
     with pytest.raises(RuntimeError, match="gunicorn did not start"):
         serving_bench.main(["--duration", "1", "--rounds", "1"])
     assert stopped == ["server"]
+
+
+@pytest.fixture
+def sigterm_ignored():
+    """SIGTERM does nothing unless the code under test handles it (unhandled, it would end the test run)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def sigterm(*_args, **_kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    raise AssertionError("SIGTERM did not stop the bench")
+
+
+class FakeServer:
+    url = "http://127.0.0.1:1"
+
+    def __init__(self, stopped):
+        self.stopped = stopped
+        self.process = type("Process", (), {"pid": 0})()
+
+    def stop(self):
+        self.stopped.append("server")
+
+
+def test_sigterm_stops_the_serving_benchs_servers_as_ctrl_c_does(monkeypatch, tmp_path, sigterm_ignored):
+    stopped = []
+    monkeypatch.setattr(serving_bench.load, "require_wrk", lambda: None)
+    monkeypatch.setattr(serving_bench.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(serving_bench.testing, "pushed_or_stand_in",
+                        lambda *args: (str(tmp_path), {1: str(tmp_path / "1")}, ""))
+    monkeypatch.setattr(serving_bench.testing, "start_server", lambda *args, **kwargs: FakeServer(stopped))
+    monkeypatch.setattr(serving_bench, "start_flask", lambda *args: ("gunicorn", "http://127.0.0.1:2", "gunicorn"))
+    monkeypatch.setattr(serving_bench, "stop", lambda process: stopped.append(process))
+    monkeypatch.setattr(serving_bench.load, "wrk", sigterm)
+    with pytest.raises(KeyboardInterrupt):
+        serving_bench.main(["--duration", "1", "--rounds", "1"])
+    assert stopped == ["gunicorn", "server"]
+
+
+def test_sigterm_stops_the_web_benchs_servers_as_ctrl_c_does(monkeypatch, tmp_path, sigterm_ignored):
+    stopped = []
+
+    class Web:
+        def send_signal(self, signum):
+            stopped.append(signal.Signals(signum).name)
+
+        def wait(self, timeout=None):
+            return 0
+    monkeypatch.setattr(web_bench.testing, "pushed_or_stand_in",
+                        lambda *args: (str(tmp_path), {1: str(tmp_path / "1")}, ""))
+    monkeypatch.setattr(web_bench.testing, "start_server", lambda *args, **kwargs: FakeServer(stopped))
+    monkeypatch.setattr(web_bench, "start_web", lambda *args: (Web(), "http://127.0.0.1:2"))
+    monkeypatch.setattr(web_bench.KeepAlive, "post", sigterm)
+    with pytest.raises(KeyboardInterrupt):
+        web_bench.main(["--requests", "1", "--warmup", "0", "--image-size", "16"])
+    assert stopped == ["SIGTERM", "server"]
+
+
+def test_a_peer_whose_start_is_interrupted_is_stopped(monkeypatch):
+    stopped = []
+
+    class Gunicorn:
+        def poll(self):
+            return None
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(serving_bench.subprocess, "Popen", lambda *args, **kwargs: Gunicorn())
+    monkeypatch.setattr(serving_bench.urllib.request, "urlopen", interrupted)
+    monkeypatch.setattr(serving_bench, "stop", lambda process: stopped.append(process))
+    with pytest.raises(KeyboardInterrupt):
+        serving_bench.start_flask("/model", 1, 1, b"{}")
+    assert len(stopped) == 1 and isinstance(stopped[0], Gunicorn)
+
+
+def test_a_model_server_whose_start_is_interrupted_is_killed(monkeypatch):
+    from tests.support import serving as testing
+    killed = []
+
+    class Starting:
+        stdout = iter(())
+        returncode = None
+
+        def poll(self):
+            return self.returncode
+
+        def kill(self):
+            killed.append("kill")
+            self.returncode = -9
+
+        def wait(self, timeout=None):
+            return self.returncode
+
+    def interrupted(_seconds):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(testing._subprocess, "Popen", lambda *args, **kwargs: Starting())
+    monkeypatch.setattr(testing.time, "sleep", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        testing.start_server("/models/letters", subprocess=True)
+    assert killed == ["kill"]

@@ -327,17 +327,22 @@ def start_server(model_base_path: str | None = None, model_name: str = "letters"
     reader = threading.Thread(target=read_stdout, daemon=True)
     reader.start()
     deadline = time.monotonic() + startup_timeout
-    while "port" not in found:
-        if process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            with open(log_file.name, encoding="utf-8", errors="replace") as handle:
-                tail = handle.read()[-4000:]
-            reader.join(5)
-            raise RuntimeError(f"serving subprocess did not start (exit {process.returncode}):\n{tail}"
-                               f"{''.join(printed)[-4000:]}")
-        time.sleep(0.05)
+    try:   # killed if it does not start, or the wait is stopped (Ctrl-C; SIGTERM under sigterm_as_interrupt)
+        while "port" not in found:
+            if process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                with open(log_file.name, encoding="utf-8", errors="replace") as handle:
+                    tail = handle.read()[-4000:]
+                reader.join(5)
+                raise RuntimeError(f"serving subprocess did not start (exit {process.returncode}):\n{tail}"
+                                   f"{''.join(printed)[-4000:]}")
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        process.kill()
+        process.wait()
+        raise
     url_host = f"[{host}]" if ":" in host else host
     return RunningServer(f"http://{url_host}:{found['port']}", found["port"], process=process,
                          log_path=log_file.name)
