@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 from bench import load, reproduce
@@ -94,6 +95,10 @@ def start_flask(model_dir, workers, threads, payload):
             try:
                 with urllib.request.urlopen(urllib.request.Request(url, data=payload), timeout=5):
                     break
+            except urllib.error.HTTPError as err:   # up, and its answer an error: waiting would not change it
+                body = err.read()[:300].decode("utf-8", "replace")
+                raise RuntimeError(f"the Flask peer answered HTTP {err.code} ({err.reason}) to a predict_images "
+                                   f"request: {body} ({' '.join(command)})") from None
             except Exception:  # noqa: BLE001 - not up yet
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"gunicorn did not start: {' '.join(command)}")
@@ -140,7 +145,7 @@ def _main(argv):
     parser.add_argument("--num-batch-threads", type=int, default=1)
     parser.add_argument("--flask-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--flask-threads", type=int, default=8)
-    parser.add_argument("--image-size", type=int, default=configs.Config.from_env().image_size)
+    parser.add_argument("--image-size", type=positive_int, default=configs.Config.from_env().image_size)
     args = parser.parse_args(argv)
     load.require_wrk()
     missing = [name for name in ("flask", "gunicorn") if importlib.util.find_spec(name) is None]

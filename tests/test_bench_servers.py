@@ -11,6 +11,7 @@ from bench import http_layer_bench, serving_bench, web_bench
     (http_layer_bench, ["--rounds", "0"]), (http_layer_bench, ["--concurrency", "0"]),
     (web_bench, ["--requests", "0"]), (web_bench, ["--warmup", "-1"]),
     (serving_bench, ["--rounds", "0"]), (serving_bench, ["--concurrency", "-2"]),
+    (serving_bench, ["--image-size", "0"]),
 ])
 def test_counts_below_one_are_usage_errors(module, argv, capsys):
     with pytest.raises(SystemExit) as caught:
@@ -158,3 +159,26 @@ def test_a_model_server_whose_start_is_interrupted_is_killed(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         testing.start_server("/models/letters", subprocess=True)
     assert killed == ["kill"]
+
+
+def test_a_peer_that_is_up_but_answers_an_error_is_reported_at_once(monkeypatch):
+    import io
+    import urllib.error
+    stopped, calls = [], []
+
+    class Gunicorn:
+        def poll(self):
+            return None
+
+    def error_answer(request, timeout):
+        calls.append(request)
+        raise urllib.error.HTTPError(request.full_url, 500, "INTERNAL SERVER ERROR", {},
+                                     io.BytesIO(b"<h1>Internal Server Error</h1>"))
+    monkeypatch.setattr(serving_bench.subprocess, "Popen", lambda *args, **kwargs: Gunicorn())
+    monkeypatch.setattr(serving_bench.urllib.request, "urlopen", error_answer)
+    monkeypatch.setattr(serving_bench.time, "sleep", lambda _seconds: pytest.fail("retried an error answer"))
+    monkeypatch.setattr(serving_bench, "stop", lambda process: stopped.append(process))
+    with pytest.raises(RuntimeError, match=r"the Flask peer answered HTTP 500 \(INTERNAL SERVER ERROR\) to a "
+                                           r"predict_images request: <h1>Internal Server Error</h1>"):
+        serving_bench.start_flask("/model", 1, 1, b"{}")
+    assert len(calls) == 1 and len(stopped) == 1
