@@ -7,7 +7,7 @@ whose batches draw random numbers in whatever order their threads run).
 
 The two ways alternate (sequential, parallel, sequential, …) so a busy machine slows both alike; it prints each
 run's seconds of ``model.fit`` (the network built and compiled before the clock starts), the medians and their
-ratio, and whether two sequential runs ended with the same weights.
+ratio, and whether two sequential runs ended with the same weights (not compared with ``--repeats 1``).
 """
 from __future__ import annotations
 
@@ -70,11 +70,14 @@ def main(argv=None) -> int:
                 weights.append(trained)
             print(f"{name:20} {took:6.1f} s", flush=True)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
-    same = len(weights) < 2 or all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
+    if len(weights) < 2:
+        same = "not compared (one run)"
+    else:
+        same = "yes" if all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1])) else "no"
     print(f"{len(images)} images, {args.epochs} epochs per run, batches of {hp.batch_size}; medians: "
           + ", ".join(f"{name} {value:.1f} s" for name, value in medians.items())
           + f"; ratio {medians['one batch at a time'] / medians['in parallel']:.3f}")
-    print(f"two runs one batch at a time ended with the same weights: {'yes' if same else 'no'}")
+    print(f"two runs one batch at a time ended with the same weights: {same}")
     print("reproduce: " + reproduce.command("bench.augment_map", argv))
     return 0
 

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from bench import augment_map
@@ -14,6 +15,13 @@ def test_the_benchmark_times_both_maps_and_checks_one_seed_trains_one_network(ti
     assert "ratio " in out
     assert "two runs one batch at a time ended with the same weights: yes" in out
     assert "reproduce: LETTERS_BATCH_SIZE=16 python -m bench.augment_map --data-root" in out
+
+
+def test_one_run_each_way_compares_no_weights(tiny_dataset, capsys, monkeypatch):
+    monkeypatch.setattr(augment_map, "train_once", lambda *args: (0.5, [np.zeros(1)]))
+    assert augment_map.main(["--data-root", str(tiny_dataset), "--epochs", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "two runs one batch at a time ended with the same weights: not compared (one run)" in out, out
 
 
 @pytest.mark.parametrize("name", letter_roots.NAMES)
