@@ -154,11 +154,13 @@ def test_a_model_server_whose_start_is_interrupted_is_killed(monkeypatch):
 
     def interrupted(_seconds):
         raise KeyboardInterrupt
-    monkeypatch.setattr(testing._subprocess, "Popen", lambda *args, **kwargs: Starting())
+    logs = []
+    monkeypatch.setattr(testing._subprocess, "Popen", lambda *args, **kwargs: logs.append(kwargs["stderr"].name)
+                        or Starting())
     monkeypatch.setattr(testing.time, "sleep", interrupted)
     with pytest.raises(KeyboardInterrupt):
         testing.start_server("/models/letters", subprocess=True)
-    assert killed == ["kill"]
+    assert killed == ["kill"] and not os.path.exists(logs[0])
 
 
 def test_a_peer_that_is_up_but_answers_an_error_is_reported_at_once(monkeypatch):
@@ -182,3 +184,65 @@ def test_a_peer_that_is_up_but_answers_an_error_is_reported_at_once(monkeypatch)
                                            r"predict_images request: <h1>Internal Server Error</h1>"):
         serving_bench.start_flask("/model", 1, 1, b"{}")
     assert len(calls) == 1 and len(stopped) == 1
+
+
+STAND_IN = r"""
+import os, sys
+from tests.support import serving as testing
+
+base, found, note = testing.pushed_or_stand_in(sys.argv[1], "bench-test-", build=os.makedirs)
+print(base, os.path.isdir(found[1]), flush=True)
+"""
+
+
+def test_the_stand_in_model_is_removed_when_the_bench_exits(tmp_path):
+    import subprocess
+    import sys
+
+    from core import configs
+    done = subprocess.run([sys.executable, "-c", STAND_IN, str(tmp_path / "none")], cwd=str(configs.PROJECT_ROOT),
+                          capture_output=True, text=True, timeout=120)
+    base, built = done.stdout.split()
+    assert done.returncode == 0 and built == "True", done.stderr[-2000:]
+    assert not os.path.exists(os.path.dirname(base))
+
+
+class LoggingServer:
+    """A stand-in for the model server's process: writes to its log, then prints where it listens (or exits 1)."""
+
+    def __init__(self, starts, stdout=None, stderr=None, **_kwargs):
+        stderr.write(b"a line of the server's log\n")
+        stderr.flush()
+        self.returncode = None if starts else 1
+        self.stdout = iter(["Exporting HTTP/REST API at:localhost:25599 ...\n"] if starts else [])
+
+    def poll(self):
+        return self.returncode
+
+    def terminate(self):
+        self.returncode = 0
+
+    def wait(self, timeout=None):
+        return self.returncode
+
+
+def test_the_model_servers_log_is_removed_at_its_stop_and_still_read(monkeypatch):
+    from tests.support import serving as testing
+    monkeypatch.setattr(testing._subprocess, "Popen", lambda *args, **kwargs: LoggingServer(True, **kwargs))
+    server = testing.start_server("/models/letters", subprocess=True)
+    assert os.path.exists(server.log_path)
+    assert server.stop() == 0
+    assert not os.path.exists(server.log_path) and server.log() == "a line of the server's log\n"
+
+
+def test_a_model_server_that_does_not_start_keeps_its_log_and_quotes_it(monkeypatch):
+    from tests.support import serving as testing
+    monkeypatch.setattr(testing._subprocess, "Popen", lambda *args, **kwargs: LoggingServer(False, **kwargs))
+    with pytest.raises(RuntimeError) as caught:
+        testing.start_server("/models/letters", subprocess=True)
+    message = str(caught.value)
+    assert "serving subprocess did not start (exit 1; its log kept: " in message
+    assert "a line of the server's log" in message
+    log_path = message.split("its log kept: ", 1)[1].split(")", 1)[0]
+    assert os.path.exists(log_path)
+    os.remove(log_path)

@@ -13,6 +13,7 @@ Import ``pipeline`` before this module (it fixes the Keras mode before TensorFlo
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import struct
@@ -168,14 +169,16 @@ def pushed_or_stand_in(model_base_path, prefix: str, build=None,
                        description: str = TINY_MODEL_NOTE) -> tuple[str, dict, str]:
     """For benchmarks: the versions pushed under ``model_base_path`` as ``(base, {version: path}, "")``, or, when
     there are none, version 1 built by ``build(path)`` (default: the tiny test model) in a new temporary base,
-    with a note naming ``description``."""
+    with a note naming ``description``; that base is removed when the process exits."""
     from serving import versions
 
     base = os.path.abspath(model_base_path)
     found = versions.list_versions(base, configs.MODEL_NAME) if os.path.isdir(base) else None
     if found:
         return base, found, ""
-    base = os.path.join(tempfile.mkdtemp(prefix=prefix), configs.MODEL_NAME)
+    stand_in = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, stand_in, ignore_errors=True)   # also after Ctrl-C (or SIGTERM made one)
+    base = os.path.join(stand_in, configs.MODEL_NAME)
     if build is None:
         publish_version(base, 1)
     else:
@@ -254,10 +257,12 @@ class RunningServer:
         self.port = port
         self.server = server          # serving.server.Server when in-process
         self.process = process        # subprocess.Popen when a subprocess
-        self.log_path = log_path
+        self.log_path = log_path      # a subprocess's stderr; read and removed by stop()
+        self._stopped_log = None
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """Stops gracefully (SIGTERM for a subprocess); returns the subprocess's exit code."""
+        """Stops gracefully (SIGTERM for a subprocess); returns the subprocess's exit code. A subprocess's log file
+        is removed, its text still given by :meth:`log`."""
         if self.server is not None:
             self.server.stop()
             return None
@@ -268,9 +273,14 @@ class RunningServer:
             except _subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process is not None and self._stopped_log is None:
+            self._stopped_log = self.log()
+            _remove(self.log_path)
         return self.process.returncode if self.process is not None else None
 
     def log(self) -> str:
+        if self._stopped_log is not None:
+            return self._stopped_log
         if self.log_path and os.path.exists(self.log_path):
             with open(self.log_path, encoding="utf-8", errors="replace") as handle:
                 return handle.read()
@@ -336,16 +346,23 @@ def start_server(model_base_path: str | None = None, model_name: str = "letters"
                 with open(log_file.name, encoding="utf-8", errors="replace") as handle:
                     tail = handle.read()[-4000:]
                 reader.join(5)
-                raise RuntimeError(f"serving subprocess did not start (exit {process.returncode}):\n{tail}"
-                                   f"{''.join(printed)[-4000:]}")
+                raise RuntimeError(f"serving subprocess did not start (exit {process.returncode}; its log kept: "
+                                   f"{log_file.name}):\n{tail}{''.join(printed)[-4000:]}")
             time.sleep(0.05)
     except KeyboardInterrupt:
         process.kill()
         process.wait()
+        _remove(log_file.name)
         raise
     url_host = f"[{host}]" if ":" in host else host
     return RunningServer(f"http://{url_host}:{found['port']}", found["port"], process=process,
                          log_path=log_file.name)
+
+
+def _remove(path: str | None) -> None:
+    if path:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def save_scorer(path: str) -> None:
