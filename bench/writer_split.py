@@ -46,6 +46,17 @@ def share_flag(none: bool = False):
     return parse
 
 
+def form_pattern(text: str) -> str:
+    """argparse type of ``--pattern``: a regular expression with a group, its group 1 the form number."""
+    try:
+        groups = re.compile(text).groups
+    except re.error as err:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {text!r} ({err})") from None
+    if groups < 1:
+        raise argparse.ArgumentTypeError(f"no group in {text!r}: group 1 is the form number, as in {DEFAULT_PATTERN!r}")
+    return text
+
+
 def fold_count(val_share: float) -> int:
     """How many disjoint hold-out blocks of ``val_share`` the forms make (0.2 → 5)."""
     check_share(val_share)
@@ -200,7 +211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--val-share", type=share_flag(none=True), default=0.2)
-    parser.add_argument("--pattern", default=DEFAULT_PATTERN, help="regex whose group 1 is the form number")
+    parser.add_argument("--pattern", type=form_pattern, default=DEFAULT_PATTERN,
+                        help="regex whose group 1 is the form number")
     parser.add_argument("--fold", type=int, default=None,
                         help="hold out the K-th block of forms (0-based) instead of the last --val-share")
     args = parser.parse_args(argv)

@@ -237,6 +237,16 @@ def test_fit_model_starts_from_the_given_weights(numbered_dataset, tmp_path):
                    for a, b in zip(start.trainable_weights, fresh.trainable_weights))
 
 
+@pytest.mark.parametrize("pattern, problem", [(r"^\d+_\d+\.png$", "no group in"),
+                                              ("(", "not a regular expression: '('")])
+def test_a_writer_split_pattern_without_a_form_group_is_a_usage_error(pattern, problem, tmp_path, capsys):
+    from bench.writer_split import main
+    with pytest.raises(SystemExit) as caught:
+        main(["--data-root", str(tmp_path), "--out", str(tmp_path / "out"), "--pattern", pattern])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and f"argument --pattern: {problem}" in err, err
+
+
 def test_writer_split_never_replaces_a_folder_it_did_not_make(numbered_dataset, tmp_path, capsys):
     """--out is emptied before the links are made: pointed at the data itself (or any folder of the user's) it had
     deleted it. Only a new or empty folder, or a split it made before, is written into."""
