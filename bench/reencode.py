@@ -15,7 +15,7 @@ from PIL import Image, ImageFilter
 
 from bench import reproduce
 from core import image_io
-from pipeline.flags import positive_int
+from pipeline.flags import non_negative_int, positive_int
 
 
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -27,11 +27,19 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(0.8))
 
 
+def webp_quality(text: str) -> int:
+    """argparse type of ``--quality``: a WebP quality, 0 to 100."""
+    quality = non_negative_int(text)
+    if quality > 100:
+        raise argparse.ArgumentTypeError(f"must be at most 100, got {quality}")
+    return quality
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--width", type=positive_int, default=4000)
     p.add_argument("--height", type=positive_int, default=3000)
-    p.add_argument("--quality", type=int, default=90, help="the WebP's quality")
+    p.add_argument("--quality", type=webp_quality, default=90, help="the WebP's quality, 0 to 100")
     p.add_argument("--rounds", type=positive_int, default=3)
     args = p.parse_args(argv)
     buf = io.BytesIO()
