@@ -118,7 +118,7 @@ def fit_model(hp: configs.Config, train, val, teachers: list | None = None, alph
     ds = tf.data.Dataset.from_tensor_slices((x_train, tf.one_hot(y_train, NUM_CLASSES)))
     ds = ds.shuffle(len(x_train), seed=hp.seed, reshuffle_each_iteration=True).batch(hp.batch_size)
     ds = trainer.augmented(ds, hp).prefetch(tf.data.AUTOTUNE)
-    budget = configs.training_budget(len(x_train), hp.batch_size, hp.epochs)   # the Trainer's rule when epochs=0
+    budget = configs.config_budget(len(x_train), hp)   # the Trainer's rule when epochs=0
     name = (name or f"seed {hp.seed}") + (f", distilled from {len(teachers)} (alpha {alpha:g})" if teachers else "")
     print(f"  {name}: {budget.describe()}", flush=True)
     hp = hp.replace(epochs=budget.epochs)

@@ -728,8 +728,9 @@ class ServerCore:
     def run_loader(self) -> None:
         """The loader thread's work, as AspiredVersionsManager's threads: the loads (and unloads) due in every model
         (:meth:`load_due`), one at a time, each time a poll has woken it and whenever a failed load's retry is due,
-        until ``stop_event`` is set: a load running then finishes, no other starts, and the loader ends. Polls go on meanwhile, so a version they
-        withdraw during another's load is not loaded (ModelManager._begin_load looks just before each load)."""
+        until ``stop_event`` is set: a load running then finishes, no other starts, and the loader ends. Polls go on
+        meanwhile, so a version they withdraw during another's load is not loaded (ModelManager._begin_load looks just
+        before each load)."""
         while True:
             retry = self._until_retry()
             with self._changed:
