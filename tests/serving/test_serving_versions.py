@@ -285,7 +285,7 @@ def test_labels_in_startup_config_need_the_flag(tmp_path):
 def test_startup_fails_when_the_only_version_is_broken(tmp_path):
     base = str(tmp_path / "letters")
     testing.publish_version(base, 1, broken=True)
-    with pytest.raises(RuntimeError, match=r"(?s)exit 255\).*"   # main.cc's return -1
+    with pytest.raises(RuntimeError, match=r"(?s)exit 255; its log kept: [^)]*\).*"   # main.cc's return -1
                                            r"Failed to start server\. Error: UNKNOWN: 1 servable\(s\) did not become "
                                            r"available: \{\{\{name: letters version: 1\} due to error: DATA_LOSS: Can't parse [^\n]*/1/"
                                            r"saved_model\.pb as binary proto\}, \}\n"):
