@@ -165,7 +165,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         parser.error(f"{', '.join(direct_only)} set the pods' DirectRunner; with --dataflow the Beam work runs on "
                      "Dataflow and they would be ignored")
     if args.dataflow and any(arg.startswith("--runner") for arg in args.beam_arg):
-        parser.error("--dataflow chooses the DataflowRunner; a --beam-arg naming another --runner contradicts it")
+        parser.error("--dataflow sets --runner=DataflowRunner itself; leave --runner out of --beam-arg")
     if direct_only and any(arg.startswith("--runner") for arg in args.beam_arg):
         parser.error(f"{', '.join(direct_only)} set the DirectRunner; a --beam-arg naming a --runner replaces it, and "
                      "they would be ignored")

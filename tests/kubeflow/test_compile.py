@@ -37,6 +37,7 @@ WIRING = {
 }
 BEAM = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1",
         "--sdk_container_image=this-environment"]   # no sdist of TFX built in each pod
+DATAFLOW = ["--dataflow", "--project", "p", "--region", "r", "--temp-location", "gs://b/t"]
 
 
 def _constant(spec, task, name):
@@ -266,6 +267,10 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--feedback-root", "", "--feedback-repeat", "3"], "it needs --feedback-root"),   # an empty root is none
     (["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"], "--pretrain-root (gs://b/pre) would be ignored"),
     (["--beam-mode", "multi_processing", "--beam-arg=--runner=PortableRunner"], "--beam-mode set the DirectRunner"),
+    # --dataflow's own runner named again, or another one: said alike, without calling the same runner another
+    *(([*DATAFLOW, f"--beam-arg=--runner={runner}"],
+       "error: --dataflow sets --runner=DataflowRunner itself; leave --runner out of --beam-arg\n")
+      for runner in ("DataflowRunner", "DirectRunner")),
     # URLs TensorFlow in the image has no filesystem for (KFP's default minio:// root among them): no task could
     # read or write there
     (["--pipeline-root", "minio://mlpipeline/root"],
