@@ -117,7 +117,8 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
     beam.add_argument("--service-account", default=None, help="Dataflow: worker service account email")
     beam.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                       help="extra Beam option passed through as is (repeatable; write --beam-arg=--foo=bar). "
-                           "Without --dataflow and with a --runner among them, they replace the DirectRunner set")
+                           "Without --dataflow and with a --runner among them, they replace the DirectRunner set; with "
+                           "--dataflow, options it sets from the flags above (--project …) are refused")
 
     res = p.add_argument_group("resources")
     res.add_argument("--resources", action="append", default=[], metavar="COMPONENT=key=value,…",

@@ -5,7 +5,8 @@ when the pipeline runs on a cluster (every executor gets the options; the others
 * Dataflow (``dataflow_args``): the Beam work runs on Dataflow workers started from the same image built with
   ``--target dataflow-worker`` (the Beam SDK boot entrypoint over the same installed project), so the workers
   have the project's code (the image ExampleGen's transforms, ``models.preprocessing``) and the same Keras mode.
-* Anything else: pass Beam options through as they are (``--beam-arg`` on the runner's command line).
+* Anything else: pass Beam options through as they are (``--beam-arg`` on the runner's command line); with Dataflow,
+  not those it sets from the runner's own flags (``FROM_FLAGS``).
 """
 from __future__ import annotations
 
@@ -19,11 +20,31 @@ def dataflow_worker_image(image: str) -> str:
     return f"{name}-dataflow" if ":" in last else f"{name}:latest-dataflow"
 
 
+# The Beam options ``dataflow_args`` sets from the runner's own flags. Given in a --beam-arg too, one of them would
+# override the flag's (Beam takes the last) or, the flag not given, stand in for it unchecked: it is refused, naming the
+# flag. Written with dashes (--temp-location), Beam would drop it as unknown: refused alike.
+FROM_FLAGS = {"project": "--project", "region": "--region", "temp_location": "--temp-location",
+              "sdk_container_image": "--dataflow-image", "max_num_workers": "--max-num-workers",
+              "service_account_email": "--service-account"}
+
+
+def option_name(arg: str) -> str | None:
+    """The Beam option an argument names (``--temp_location=gs://b/t`` → ``temp_location``), or None for a value."""
+    return arg[2:].partition("=")[0].replace("-", "_") if arg.startswith("--") else None
+
+
 def dataflow_args(project: str, region: str, temp_location: str, worker_image: str,
                   max_num_workers: int | None = None, service_account: str | None = None,
                   extra: list[str] | None = None) -> list[str]:
-    if not (project and region and temp_location):
-        raise ValueError("Dataflow needs a project, a region and a temp location (gs://…)")
+    for arg in extra or []:
+        flag = FROM_FLAGS.get(option_name(arg))
+        if flag:
+            raise ValueError(f"--beam-arg={arg}: give {flag} instead (--dataflow sets --{option_name(arg)} from it)")
+    missing = [flag for flag, value in (("--project", project), ("--region", region),
+                                        ("--temp-location gs://…", temp_location)) if not value]
+    if missing:
+        raise ValueError(f"--dataflow needs {', '.join(missing[:-1])}{' and ' if len(missing) > 1 else ''}"
+                         f"{missing[-1]}")
     if not temp_location.startswith("gs://"):
         raise ValueError(f"the Dataflow temp location must be on GCS (gs://…), not {temp_location}")
     args = [

@@ -267,6 +267,19 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--feedback-root", "", "--feedback-repeat", "3"], "it needs --feedback-root"),   # an empty root is none
     (["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"], "--pretrain-root (gs://b/pre) would be ignored"),
     (["--beam-mode", "multi_processing", "--beam-arg=--runner=PortableRunner"], "--beam-mode set the DirectRunner"),
+    # Dataflow's missing flags named; its options given as --beam-args, not counted or overriding: the flag asked for
+    (["--dataflow", "--project", "p", "--region", "r", "--beam-arg=--temp_location=gs://b/t"],
+     "error: --beam-arg=--temp_location=gs://b/t: give --temp-location instead (--dataflow sets --temp_location from "
+     "it)\n"),
+    ([*DATAFLOW, "--beam-arg=--project=q"], "error: --beam-arg=--project=q: give --project instead"),
+    ([*DATAFLOW, "--beam-arg=--temp-location=gs://c/t"], "give --temp-location instead (--dataflow sets"),
+    ([*DATAFLOW, "--beam-arg=--sdk_container_image=r/w:1"], "give --dataflow-image instead"),
+    ([*DATAFLOW, "--beam-arg=--max_num_workers=3"], "give --max-num-workers instead"),
+    ([*DATAFLOW, "--beam-arg=--service_account_email=a@b"], "give --service-account instead"),
+    (["--dataflow", "--project", "p", "--region", "r"], "error: --dataflow needs --temp-location gs://…\n"),
+    (["--dataflow", "--project", "p"], "error: --dataflow needs --region and --temp-location gs://…\n"),
+    (["--dataflow"], "error: --dataflow needs --project, --region and --temp-location gs://…\n"),
+    (["--dataflow", "--region", "r", "--temp-location", "gs://b/t"], "error: --dataflow needs --project\n"),
     # --dataflow's own runner named again, or another one: said alike, without calling the same runner another
     *(([*DATAFLOW, f"--beam-arg=--runner={runner}"],
        "error: --dataflow sets --runner=DataflowRunner itself; leave --runner out of --beam-arg\n")
