@@ -21,6 +21,7 @@ import sys
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from kubeflow import beam_args as beam_args_lib
+from kubeflow import image_reference
 from kubeflow import spec as spec_lib
 from core import configs, settings
 from pipeline import flags
@@ -174,6 +175,10 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
         # TFX would put its own public image (gcr.io/tfx-oss-public/tfx) in place of an empty one: it has none of
         # this project's components
         parser.error(f"--image must name the pipeline image built from the Dockerfile, got {args.image!r}")
+    for flag, image in (("--image", args.image), ("--dataflow-image", args.dataflow_image)):
+        problem = image is not None and image_reference.problem(image)
+        if problem:   # every pod would fail to start (InvalidImageName)
+            parser.error(f"{flag} {image}: {problem} ({image_reference.GRAMMAR})")
     if not args.feedback_root and "feedback_repeat" in given:   # "" is none too
         parser.error("--feedback-repeat sets how often the feedback is trained on: it needs --feedback-root")
     changes = flags.training_changes(parser, args, defaults, given)

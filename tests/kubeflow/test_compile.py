@@ -262,6 +262,18 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
 @pytest.mark.parametrize("argv, message", [
     # TFX would write its own public image in place of an empty one
     (["--image="], "--image must name the pipeline image"), (["--image", "reg/letters:1 extra"], "--image must"),
+    # references Kubernetes refuses (every pod InvalidImageName), or the README's placeholder registry left in
+    (["--image", "REGISTRY/letters:1.0"], "error: --image REGISTRY/letters:1.0: REGISTRY is kubeflow/README.md's "
+                                          "placeholder: name the registry the image was pushed to ([HOST[:PORT]/]PATH"),
+    (["--image", "Letters:1.0"], "error: --image Letters:1.0: the repository name (Letters) must be lowercase"),
+    (["--image", "reg.io/p/Letters"], "--image reg.io/p/Letters: the repository name (p/Letters) must be lowercase"),
+    (["--image", "reg.io/letters:-1"], "the tag '-1' must be 1 to 128 letters, digits, _, . or -, not starting with"),
+    (["--image", f"reg.io/letters:{'1' * 129}"], "must be 1 to 128 letters"),
+    (["--image", "reg.io/letters:"], "--image reg.io/letters:: the tag '' must be"),
+    (["--image", "reg.io/letters@sha256:abc"], "the digest 'sha256:abc' must be sha256: and 64 lowercase hex digits"),
+    (["--image", "reg.io/let..ters"], "the repository name (let..ters) has the component 'let..ters': each is"),
+    (["--image", "reg_io:5000/letters"], "the registry host 'reg_io:5000' is not a host name"),
+    ([*DATAFLOW, "--dataflow-image", "r/W:1"], "error: --dataflow-image r/W:1: the repository name (r/W) must be"),
     # settings the spec would silently leave out
     (["--feedback-repeat", "3"], "it needs --feedback-root"),
     (["--feedback-root", "", "--feedback-repeat", "3"], "it needs --feedback-root"),   # an empty root is none
@@ -452,6 +464,17 @@ def test_a_local_root_vertex_spec_is_not_promised_to_the_local_launcher(tmp_path
     assert note.startswith(f"note: --pipeline-root {tmp_path}/root is a local path: Vertex AI Pipelines refuses it")
     assert "runs its tasks up to the Trainer (--until Trainer)" in note and "runs as compiled only" not in note
     assert "compiled with --target kfp (no resolver), the spec runs whole under the launcher" in note
+
+
+@pytest.mark.parametrize("image", [
+    "letters", "r/letters:1", "europe-docker.pkg.dev/p/r/letters:1.4", "localhost:5000/letters:1.0-dataflow",
+    "[::1]:5000/a__b/c--d/e.f:T_1", "Registry/letters", f"reg.io/letters:v{'1' * 127}",
+    f"reg.io/letters:1@sha256:{'0a' * 32}", f"letters@sha512:{'f' * 128}"])
+def test_image_references_kubernetes_pulls_compile(image):
+    """Docker's grammar as the kubelet reads it: an upper-case first component is a registry host, not a path."""
+    from kubeflow import image_reference
+
+    assert image_reference.problem(image) is None
 
 
 def test_an_empty_image_variable_is_unset(monkeypatch):
