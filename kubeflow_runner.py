@@ -118,8 +118,9 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
     beam.add_argument("--service-account", default=None, help="Dataflow: worker service account email")
     beam.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                       help="extra Beam option passed through as is (repeatable; write --beam-arg=--foo=bar). "
-                           "Without --dataflow and with a --runner among them, they replace the DirectRunner set; with "
-                           "--dataflow, options it sets from the flags above (--project …) are refused")
+                           "Without --dataflow and with --runner=DirectRunner among them, they replace the "
+                           "DirectRunner set (no other runner is taken); with --dataflow, options it sets from the "
+                           "flags above (--project …) are refused")
 
     res = p.add_argument_group("resources")
     res.add_argument("--resources", action="append", default=[], metavar="COMPONENT=key=value,…",
@@ -143,7 +144,7 @@ def beam_pipeline_args(args: argparse.Namespace, config: Config) -> list[str]:
             args.project, args.region, args.temp_location,
             args.dataflow_image or beam_args_lib.dataflow_worker_image(args.image),
             max_num_workers=args.max_num_workers, service_account=args.service_account, extra=args.beam_arg)
-    if any(a.startswith("--runner") for a in args.beam_arg):
+    if beam_args_lib.runners(args.beam_arg):
         return list(args.beam_arg)
     return configs.beam_pipeline_args(config) + list(args.beam_arg)
 
@@ -166,11 +167,19 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     if args.dataflow and direct_only:
         parser.error(f"{', '.join(direct_only)} set the pods' DirectRunner; with --dataflow the Beam work runs on "
                      "Dataflow and they would be ignored")
-    if args.dataflow and any(arg.startswith("--runner") for arg in args.beam_arg):
+    runners = beam_args_lib.runners(args.beam_arg)
+    if args.dataflow and runners:
         parser.error("--dataflow sets --runner=DataflowRunner itself; leave --runner out of --beam-arg")
-    if direct_only and any(arg.startswith("--runner") for arg in args.beam_arg):
+    if direct_only and runners:
         parser.error(f"{', '.join(direct_only)} set the DirectRunner; a --beam-arg naming a --runner replaces it, and "
                      "they would be ignored")
+    for runner in runners:   # another would fail only in each Beam task's pod
+        if beam_args_lib.runner_is(runner, "DataflowRunner"):
+            parser.error(f"--beam-arg --runner={runner}: give --dataflow (with --project, --region and "
+                         "--temp-location) instead, which also sets the workers' image holding this project's code")
+        if not beam_args_lib.runner_is(runner, "DirectRunner"):
+            parser.error(f"--beam-arg --runner={runner}: the Beam work runs on the DirectRunner (in each task's pod) "
+                         "or, with --dataflow, on Dataflow; no other runner is supported")
     if not args.image.strip() or any(c.isspace() for c in args.image):
         # TFX would put its own public image (gcr.io/tfx-oss-public/tfx) in place of an empty one: it has none of
         # this project's components

@@ -6,7 +6,7 @@ when the pipeline runs on a cluster (every executor gets the options; the others
   ``--target dataflow-worker`` (the Beam SDK boot entrypoint over the same installed project), so the workers
   have the project's code (the image ExampleGen's transforms, ``models.preprocessing``) and the same Keras mode.
 * Anything else: pass Beam options through as they are (``--beam-arg`` on the runner's command line); with Dataflow,
-  not those it sets from the runner's own flags (``FROM_FLAGS``).
+  not those it sets from the runner's own flags (``FROM_FLAGS``), and no runner but these two (``runner_is``).
 """
 from __future__ import annotations
 
@@ -31,6 +31,23 @@ FROM_FLAGS = {"project": "--project", "region": "--region", "temp_location": "--
 def option_name(arg: str) -> str | None:
     """The Beam option an argument names (``--temp_location=gs://b/t`` → ``temp_location``), or None for a value."""
     return arg[2:].partition("=")[0].replace("-", "_") if arg.startswith("--") else None
+
+
+def runners(args: list[str]) -> list[str]:
+    """The ``--runner`` values among Beam arguments (``--runner=X``, or ``--runner`` then ``X``)."""
+    return [arg.partition("=")[2] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            for i, arg in enumerate(args) if option_name(arg) == "runner"]
+
+
+def runner_is(value: str, runner: str) -> bool:
+    """Whether Beam takes the --runner ``value`` for the known ``runner`` (``DirectRunner``): as
+    ``apache_beam.runners.runner.create_runner`` reads it, its name in any case with or without ``Runner``, or its
+    class's path."""
+    return value.lower() in (runner.lower(), runner.lower().removesuffix("runner")) or value == _PATHS[runner]
+
+
+_PATHS = {"DirectRunner": "apache_beam.runners.direct.direct_runner.DirectRunner",
+          "DataflowRunner": "apache_beam.runners.dataflow.dataflow_runner.DataflowRunner"}
 
 
 def dataflow_args(project: str, region: str, temp_location: str, worker_image: str,

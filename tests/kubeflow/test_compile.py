@@ -279,6 +279,14 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--feedback-root", "", "--feedback-repeat", "3"], "it needs --feedback-root"),   # an empty root is none
     (["--base-model", "gs://b/m/1", "--pretrain-root", "gs://b/pre"], "--pretrain-root (gs://b/pre) would be ignored"),
     (["--beam-mode", "multi_processing", "--beam-arg=--runner=PortableRunner"], "--beam-mode set the DirectRunner"),
+    # runners this project does not run on, found now rather than in each Beam task's pod
+    (["--beam-arg=--runner=PortableRunner"], "error: --beam-arg --runner=PortableRunner: the Beam work runs on the "
+                                             "DirectRunner (in each task's pod) or, with --dataflow, on Dataflow; no "
+                                             "other runner is supported\n"),
+    (["--beam-arg=--runner", "--beam-arg=SparkRunner"], "error: --beam-arg --runner=SparkRunner: the Beam work"),
+    (["--beam-arg=--runner=Directt"], "error: --beam-arg --runner=Directt: the Beam work runs on"),
+    (["--beam-arg=--runner=dataflow"], "error: --beam-arg --runner=dataflow: give --dataflow (with --project, --region "
+                                       "and --temp-location) instead, which also sets the workers' image"),
     # Dataflow's missing flags named; its options given as --beam-args, not counted or overriding: the flag asked for
     (["--dataflow", "--project", "p", "--region", "r", "--beam-arg=--temp_location=gs://b/t"],
      "error: --beam-arg=--temp_location=gs://b/t: give --temp-location instead (--dataflow sets --temp_location from "
@@ -464,6 +472,17 @@ def test_a_local_root_vertex_spec_is_not_promised_to_the_local_launcher(tmp_path
     assert note.startswith(f"note: --pipeline-root {tmp_path}/root is a local path: Vertex AI Pipelines refuses it")
     assert "runs its tasks up to the Trainer (--until Trainer)" in note and "runs as compiled only" not in note
     assert "compiled with --target kfp (no resolver), the spec runs whole under the launcher" in note
+
+
+def test_the_direct_runner_named_as_beam_takes_it_replaces_the_direct_runner_set():
+    import kubeflow_runner
+
+    paths = ["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data", "--serving-dir", "gs://b/serving"]
+    for runner in (["--beam-arg=--runner=DirectRunner"], ["--beam-arg=--runner=direct"],
+                   ["--beam-arg=--runner", "--beam-arg=DIRECTRUNNER"],
+                   ["--beam-arg=--runner=apache_beam.runners.direct.direct_runner.DirectRunner"]):
+        beam = kubeflow_runner.parse_args([*paths, *runner, "--beam-arg=--direct_running_mode=multi_threading"])[2]
+        assert beam == [arg.removeprefix("--beam-arg=") for arg in runner] + ["--direct_running_mode=multi_threading"]
 
 
 @pytest.mark.parametrize("image", [
