@@ -369,9 +369,14 @@ def parse_text_proto(text: str, message, source: str):
     "Invalid protobuf file: '<source>'" when it does not parse, the parser's words only logged, as protobuf's
     text parser logs them (Error parsing text-format <message type>: <line>:<column>: ...). A string value whose
     bytes are not UTF-8 (:func:`read_text` keeps them as surrogates) is refused so: protobuf's C++ parser takes
-    the bytes as they are, a Python string cannot hold them."""
+    the bytes as they are, a Python string cannot hold them. So is a text whose messages nest deeper than Python's
+    parser can follow (its recursion limit: some hundreds of levels), which protobuf's C++ parser reads."""
     try:
         return text_format.Parse(text, message)
+    except RecursionError:
+        log.error("Error parsing text-format %s: Message is too deep: its messages nest deeper than this server's "
+                  "text parser can follow", message.DESCRIPTOR.full_name)
+        raise invalid(f"Invalid protobuf file: '{source}'") from None
     except text_format.ParseError as err:
         where, _, words = str(err).partition(" : ")
         if "surrogates not allowed" in words:

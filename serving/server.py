@@ -174,34 +174,43 @@ class Server:
             self.core.poll()
 
     def _poll_config(self):
-        """Server::PollFilesystemAndReloadConfig at every interval, with its ERROR lines: a file that cannot be read
-        or parsed, and a config that cannot be applied (retried, and logged, at every poll: e.g. a label ahead of
-        its version, applied once the version is loaded)."""
+        """Server::PollFilesystemAndReloadConfig at every interval (:meth:`_reload_config_file`). A poll never ends
+        the poller: one that fails in a way of its own (not a config's error, which the poll logs in TF Serving's
+        words) is logged with its traceback, and the next poll runs, as TF Serving's PeriodicFunction runs on."""
         path = self.options.model_config_file
         while not self.stop_event.wait(self.options.model_config_file_poll_wait_seconds):
             try:
-                text = config_lib.read_text(path)
-                if text == self._config_text:   # the config served: reloading it, as TF Serving does, changes nothing
-                    continue
-                config = config_lib.read_model_server_config(text, path)
-            except (ServingError, ValueError) as exc:   # ParseProtoTextFile's status, logged without its code
-                log.error("Failed to read ModelServerConfig file: %s", exc)
-                continue
-            with self._reload_lock:
-                known = self._served()
-                try:
-                    config_lib.check_model_server_config(config, path, known)
-                    self._apply_config(config, path)
-                except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
-                    log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc)
-                    continue
-                self._config_text = text
-                log.info("Applied the new model config from %s", self.options.model_config_file)
-                try:
-                    self._wait_for_added(config, known, None)
-                except ServingError as exc:   # ReloadConfig's error: a model added whose newest version failed
-                    if not self.stop_event.is_set():   # (stopping ends the wait: nothing failed)
-                        log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc.message)
+                self._reload_config_file(path)
+            except Exception:  # noqa: BLE001 - one poll's failure never ends the poller
+                log.exception("Polling the config file %s failed", path)
+
+    def _reload_config_file(self, path: str) -> None:
+        """One poll of the config file, with PollFilesystemAndReloadConfig's ERROR lines: a file that cannot be read
+        or parsed, and a config that cannot be applied (retried, and logged, at every poll: e.g. a label ahead of
+        its version, applied once the version is loaded)."""
+        try:
+            text = config_lib.read_text(path)
+            if text == self._config_text:   # the config served: reloading it, as TF Serving does, changes nothing
+                return
+            config = config_lib.read_model_server_config(text, path)
+        except (ServingError, ValueError) as exc:   # ParseProtoTextFile's status, logged without its code
+            log.error("Failed to read ModelServerConfig file: %s", exc)
+            return
+        with self._reload_lock:
+            known = self._served()
+            try:
+                config_lib.check_model_server_config(config, path, known)
+                self._apply_config(config, path)
+            except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
+                log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc)
+                return
+            self._config_text = text
+            log.info("Applied the new model config from %s", self.options.model_config_file)
+            try:
+                self._wait_for_added(config, known, None)
+            except ServingError as exc:   # ReloadConfig's error: a model added whose newest version failed
+                if not self.stop_event.is_set():   # (stopping ends the wait: nothing failed)
+                    log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc.message)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)

@@ -267,6 +267,73 @@ def test_the_config_file_poller_logs_each_failed_poll_in_tf_servings_words(tmp_p
             poller.join(10)
 
 
+def _labelled_config(base, model="letters", version=7) -> str:
+    """A config whose label names a version not loaded: each poll that applies it logs the label's refusal."""
+    return (f'model_config_list {{ config {{ name: "{model}" base_path: "{base}" model_platform: "tensorflow" '
+            f'version_labels {{ key: "stable" value: {version} }} }} }}')
+
+
+def _label_refused(model="letters", version=7) -> str:
+    return (f"PollFilesystemAndReloadConfig failed to ReloadConfig: Request to assign label to version {version} of "
+            f"model {model}, which is not currently available for inference")
+
+
+@contextlib.contextmanager
+def config_poller(server):
+    """``server``'s config file poller, in a thread, until the block ends (then it must have ended)."""
+    poller = threading.Thread(target=server._poll_config, name="config-poller", daemon=True)
+    poller.start()
+    try:
+        yield poller
+    finally:
+        server.stop_event.set()
+        poller.join(10)
+        assert not poller.is_alive()
+
+
+def test_a_config_nested_too_deep_to_parse_is_logged_and_the_polls_go_on(tmp_path, caplog):
+    """A config file whose messages nest deeper than Python's text parser can follow (1000 Any blocks) is a file that
+    does not parse (Invalid protobuf file), and the next poll applies the next file: the parser's RecursionError had
+    ended the config poller's thread, and no later config was ever applied."""
+    from serving.server import Server
+
+    config = tmp_path / "models.config"
+    config.write_text("custom_model_config { " + "[type.googleapis.com/google.protobuf.Any] { " * 1000
+                      + "}" * 1001)
+    server = Server(config_lib.ServerOptions(model_config_file=str(config), model_config_file_poll_wait_seconds=0.01))
+    with caplog.at_level(logging.INFO, logger="serving"), config_poller(server) as poller:
+        wait_for(lambda: f"Failed to read ModelServerConfig file: Invalid protobuf file: '{config}'"
+                 in _messages(caplog, "ERROR"))
+        assert any(m.startswith("Error parsing text-format tensorflow.serving.ModelServerConfig: Message is too deep")
+                   for m in _messages(caplog, "ERROR"))
+        config.write_text(_labelled_config(tmp_path))
+        wait_for(lambda: _label_refused() in _messages(caplog, "ERROR"))
+        assert poller.is_alive()
+
+
+def test_a_poll_that_fails_unexpectedly_is_logged_and_the_next_poll_runs(tmp_path, caplog, monkeypatch):
+    """Any failure of one poll is logged, with its traceback, and the poller goes on, as TF Serving's PeriodicFunction
+    runs the next poll whatever the last did."""
+    from serving.server import Server
+
+    config = tmp_path / "models.config"
+    config.write_text(_labelled_config(tmp_path))
+    server = Server(config_lib.ServerOptions(model_config_file=str(config), model_config_file_poll_wait_seconds=0.01))
+    failures = iter([RuntimeError("a bug")])
+
+    def read(text, source, read=config_lib.read_model_server_config):
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return read(text, source)
+
+    monkeypatch.setattr(config_lib, "read_model_server_config", read)
+    with caplog.at_level(logging.INFO, logger="serving"), config_poller(server):
+        wait_for(lambda: _label_refused() in _messages(caplog, "ERROR"))
+    failed = [r for r in caplog.records if r.getMessage() == f"Polling the config file {config} failed"]
+    assert len(failed) == 1 and failed[0].exc_info[0] is RuntimeError
+
+
 def test_labels_in_startup_config_need_the_flag(tmp_path):
     base = tmp_path / "letters"
     testing.publish_version(str(base), 1)
