@@ -199,7 +199,7 @@ class Server:
         with self._reload_lock:
             known = self._served()
             try:
-                config_lib.check_model_server_config(config, path, known)
+                self._check_config(config, path, known)
                 self._apply_config(config, path)
             except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
                 log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc)
@@ -315,7 +315,7 @@ class Server:
             raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
         try:
             known = self._served()
-            config_lib.check_model_server_config(config, "ReloadConfigRequest", known)
+            self._check_config(config, "ReloadConfigRequest", known)
             self._apply_config(config, "ReloadConfigRequest")
             self._config_text = None   # the config file poller applies the file's config again at its next poll
             self._wait_for_added(config, known, deadline)
@@ -338,6 +338,13 @@ class Server:
             raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded")
         if any(failure for _, failure in failures):
             raise not_available("model(s)", failures)
+
+    def _check_config(self, config, source: str, known: set) -> None:
+        """Refuses a config to reload as ServerCore::ReloadConfig does, first a config that may not follow the one
+        served (:meth:`serving.versions.ServerCore.check_transition`), then what this server cannot serve
+        (:func:`serving.config.check_model_server_config`)."""
+        self.core.check_transition(config)
+        config_lib.check_model_server_config(config, source, known)
 
     def _served(self) -> set:
         """The names of the models in the config being served."""

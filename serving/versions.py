@@ -645,6 +645,7 @@ class ServerCore:
         self.metrics = metrics
         self.runner = runner
         self.managers: dict[str, ModelManager] = {}
+        self.config_case: str | None = None    # the kind of config served (ModelServerConfig's oneof); None: none yet
         self._lock = threading.RLock()
         self._on_loaded = on_loaded
         # Notified when a poll wakes the loader (_woken), when a load settles, when the loader has done what it was
@@ -657,10 +658,20 @@ class ServerCore:
     def manager(self, name: str) -> ModelManager | None:
         return self.managers.get(name)
 
+    def check_transition(self, config) -> None:
+        """ServerCore::ReloadConfig's first check, in its words: once a config is served, only another
+        ModelConfigList may follow it (FAILED_PRECONDITION), so neither a config with no models (a config file of
+        comments only) nor a custom_model_config."""
+        if self.config_case is not None and not self.config_case == config.WhichOneof("config") == "model_config_list":
+            raise ServingError("FAILED_PRECONDITION", "Cannot transition to requested config. It is only legal to "
+                                                      "transition from one ModelConfigList to another.")
+
     def apply_config(self, config) -> None:
-        """Realises exactly ``config``: adds, updates and removes models. Raises without changing anything
-        if a label points at a version that is not available. An empty config (say, a config file caught while
-        it is being rewritten) changes nothing, as in TF Serving's ServerCore::ReloadConfig."""
+        """Realises exactly ``config``: adds, updates and removes models. Raises without changing anything if the
+        config may not follow the one served (:meth:`check_transition`) or a label points at a version that is not
+        available. An empty config changes nothing while nothing was configured (a config file of comments only
+        at start-up), as in TF Serving's ServerCore::ReloadConfig, which then takes a later config as a first."""
+        self.check_transition(config)
         if config.WhichOneof("config") is None:
             log.info("Taking no action for empty config.")
             return
@@ -669,6 +680,7 @@ class ServerCore:
             for model in models:
                 check_labels(model, self.managers.get(model.name),
                              self.options.allow_version_labels_for_unavailable_models)
+            self.config_case = config.WhichOneof("config")
             wanted = {m.name for m in models}
             for name, manager in list(self.managers.items()):
                 if name not in wanted and not manager.removed:

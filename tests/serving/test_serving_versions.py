@@ -209,8 +209,10 @@ def test_labels_reload_from_config_file(tmp_path, caplog):
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
         config.write_text("")   # an empty file (one caught mid-rewrite) cannot be mapped: nothing is read
         wait_for(logged("Failed to read ModelServerConfig file: ", f"{config}; Invalid argument"))
-        config.write_text("# being rewritten\n")   # a config with no models changes nothing
-        wait_for(logged("Taking no action for empty config"))
+        config.write_text("# being rewritten\n")   # no config may not follow a ModelConfigList: refused
+        wait_for(logged("PollFilesystemAndReloadConfig failed to ReloadConfig: Cannot transition to requested "
+                        "config. It is only legal to transition from one ModelConfigList to another."))
+        assert not logged("Taking no action for empty config")()
         assert top_index(client, "/v1/models/letters/labels/canary:predict") == 2
 
 
@@ -332,6 +334,36 @@ def test_a_poll_that_fails_unexpectedly_is_logged_and_the_next_poll_runs(tmp_pat
         wait_for(lambda: _label_refused() in _messages(caplog, "ERROR"))
     failed = [r for r in caplog.records if r.getMessage() == f"Polling the config file {config} failed"]
     assert len(failed) == 1 and failed[0].exc_info[0] is RuntimeError
+
+
+TRANSITION_REFUSED = ("PollFilesystemAndReloadConfig failed to ReloadConfig: Cannot transition to requested config. "
+                      "It is only legal to transition from one ModelConfigList to another.")
+
+
+@pytest.mark.parametrize("text", ["# being rewritten\n", "\n",
+                                  "custom_model_config { [type.googleapis.com/google.protobuf.Any] { } }"])
+def test_a_config_that_may_not_follow_a_model_config_list_is_refused_as_tf_serving_refuses_it(tmp_path, caplog, text):
+    """ServerCore::ReloadConfig checks the transition first: while a ModelConfigList is served, a config file of
+    comments only (no config) or a custom_model_config is refused (Cannot transition to requested config. …) and the
+    models keep serving; no config takes no action only while nothing was configured. (A file of comments had been
+    taken as no action, and logged as applied.)"""
+    from serving.server import Server
+
+    config = tmp_path / "models.config"
+    config.write_text(text)
+    server = Server(config_lib.ServerOptions(model_config_file=str(config), model_config_file_poll_wait_seconds=0.01))
+    caplog.set_level(logging.INFO, logger="serving")
+    if "custom" not in text:   # nothing configured yet: a first empty config takes no action
+        server.core.apply_config(config_lib.read_model_server_config(text))
+        assert "Taking no action for empty config." in _messages(caplog, "INFO") and server.core.config_case is None
+    server.core.apply_config(config_lib.read_model_server_config(
+        f'model_config_list {{ config {{ name: "letters" base_path: "{tmp_path}" model_platform: "tensorflow" }} }}'))
+    caplog.clear()
+    with config_poller(server):
+        wait_for(lambda: _messages(caplog, "ERROR").count(TRANSITION_REFUSED) >= 2)
+    assert set(_messages(caplog, "ERROR")) == {TRANSITION_REFUSED}
+    assert not [m for m in _messages(caplog) if m.startswith(("Taking no action", "Applied"))]
+    assert server._served() == {"letters"}
 
 
 def test_labels_in_startup_config_need_the_flag(tmp_path):
