@@ -174,11 +174,14 @@ class Server:
             self.core.poll()
 
     def _poll_config(self):
-        """Server::PollFilesystemAndReloadConfig at every interval (:meth:`_reload_config_file`). A poll never ends
-        the poller: one that fails in a way of its own (not a config's error, which the poll logs in TF Serving's
-        words) is logged with its traceback, and the next poll runs, as TF Serving's PeriodicFunction runs on."""
+        """Server::PollFilesystemAndReloadConfig (:meth:`_reload_config_file`) as TF Serving's PeriodicFunction runs
+        it: the first poll at once (no startup delay), then one every interval, start to start (a poll's own time
+        is not added to the wait). A poll never ends the poller: one that fails in a way of its own (not a config's
+        error, which the poll logs in TF Serving's words) is logged with its traceback, and the next poll runs."""
         path = self.options.model_config_file
-        while not self.stop_event.wait(self.options.model_config_file_poll_wait_seconds):
+        next_poll = time.monotonic()
+        while not self.stop_event.wait(seconds_left(next_poll)):
+            next_poll = time.monotonic() + self.options.model_config_file_poll_wait_seconds
             try:
                 self._reload_config_file(path)
             except Exception:  # noqa: BLE001 - one poll's failure never ends the poller

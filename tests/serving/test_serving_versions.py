@@ -366,6 +366,28 @@ def test_a_config_that_may_not_follow_a_model_config_list_is_refused_as_tf_servi
     assert server._served() == {"letters"}
 
 
+def test_the_config_file_is_polled_at_once_then_every_interval_start_to_start(tmp_path, monkeypatch):
+    """As TF Serving's PeriodicFunction runs PollFilesystemAndReloadConfig: the first poll at once (startup delay 0),
+    then one every --model_config_file_poll_wait_seconds from the start of the last, however long it took. (The first
+    had come one whole interval after the start, and each wait had begun when the last poll ended.)"""
+    from serving.server import Server
+
+    server = Server(config_lib.ServerOptions(model_config_file=str(tmp_path / "models.config"),
+                                             model_config_file_poll_wait_seconds=1))
+    polls = []
+
+    def slow_poll(path):   # a poll that takes 0.4 s
+        polls.append(time.monotonic())
+        time.sleep(0.4)
+
+    monkeypatch.setattr(server, "_reload_config_file", slow_poll)
+    started = time.monotonic()
+    with config_poller(server):
+        wait_for(lambda: len(polls) >= 3, timeout=10)
+    assert polls[0] - started < 0.3
+    assert [round(later - earlier, 1) for earlier, later in zip(polls, polls[1:3])] == [1.0, 1.0]
+
+
 def test_labels_in_startup_config_need_the_flag(tmp_path):
     base = tmp_path / "letters"
     testing.publish_version(str(base), 1)
