@@ -430,8 +430,10 @@ class ModelManager:
     def aspire(self, aspired: dict) -> None:
         """Takes ``aspired`` ({version: path}, from :meth:`find`) as the versions to serve, as
         AspiredVersionsManager::SetAspiredVersions records them: :meth:`load_due` (the loader's) loads them and
-        unloads what is no longer aspired. A version withdrawn while waiting to retry its load ends with its error;
-        one whose load is running finishes it (and is then unloaded, or ends).
+        unloads what is no longer aspired. A version withdrawn while waiting to retry its load ends with its error
+        (CancelLoadServableRetry); one whose load is running finishes it (and is then unloaded, or ends); one never
+        started stays in START, the last state published for it (FlushServables stops managing it, publishing
+        nothing, and TF Serving's status shows what its ServableStateMonitor last saw).
 
         Of a model added again to the config, ``aspired`` is left for a later poll while it lists a version the
         model's removed manager (:attr:`predecessors`) still loads or holds, as AspiredVersionsManager's
@@ -448,8 +450,8 @@ class ModelManager:
                 return
             for version in list(self.records):
                 record = self.records[version]
-                if (version not in aspired and version not in self.servables and record.state != State.END
-                        and version != self.loading and version not in held):
+                if (version not in aspired and record.state == State.LOADING and version != self.loading
+                        and version not in held):
                     self._end_with_last_error(record)   # aspiration withdrawn while retrying
             for version in aspired:
                 record = self.records.get(version)

@@ -712,7 +712,7 @@ def test_a_reload_that_adds_a_model_fails_on_its_newest_version(tmp_path):
 def test_a_version_withdrawn_while_another_loads_is_never_loaded(tmp_path, monkeypatch, caplog, policy, withdraw):
     """As in TF Serving, whose file-system poller runs beside the manager's loads, polls go on while a version
     loads, and a version they withdraw meanwhile (its folder removed, or a newer one found under latest 2) is never
-    loaded: version 2 ends in END without having been AVAILABLE. (The poll had run the loads itself: while version 3
+    loaded: version 2 stays in START, never having started. (The poll had run the loads itself: while version 3
     loaded no poll ran, and version 2 was loaded after it, then unloaded at the next poll.)"""
     base = tmp_path / "letters"
     (base / "1").mkdir(parents=True)
@@ -741,7 +741,7 @@ def test_a_version_withdrawn_while_another_loads_is_never_loaded(tmp_path, monke
             assert loading_3.wait(30)
             withdraw(base)
             # the polls go on during the load: version 2 is withdrawn before it starts
-            wait_for(lambda: manager.records[2].state == versions.State.END, timeout=10)
+            wait_for(lambda: 2 not in manager.aspired, timeout=10)
         finally:
             release_3.set()
         wait_for(lambda: manager.records[3].state == versions.State.AVAILABLE)
@@ -749,9 +749,37 @@ def test_a_version_withdrawn_while_another_loads_is_never_loaded(tmp_path, monke
         assert 2 not in manager.available_versions()
     assert [version for version, _ in loads if version == 2] == []
     assert {thread for _, thread in loads} == {"loader"}
-    assert (manager.records[2].state, manager.records[2].error_code) == (versions.State.END, "OK")
+    assert (manager.records[2].state, manager.records[2].error_code) == (versions.State.START, "OK")
     assert "Successfully loaded servable version {name: letters version: 2}" not in caplog.text
     assert "Successfully loaded servable version {name: letters version: 3}" in caplog.text
+
+
+def test_a_version_withdrawn_before_its_load_started_stays_in_start(tmp_path, monkeypatch):
+    """A version aspired, then no longer aspired before its load began, stays in START in the model's status, as TF
+    Serving's ServableStateMonitor keeps the last state published for it: FlushServables stops managing it and
+    publishes nothing. A failed load waiting for its retry ends in END with its error (CancelLoadServableRetry). (A
+    version never started had been moved to END too.)"""
+    base = tmp_path / "letters"
+    for version in (1, 2):
+        (base / str(version)).mkdir(parents=True)
+    core = _core(str(base), f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+                            'model_platform: "tensorflow" model_version_policy { all {} } } }',
+                 max_num_load_retries=1, load_retry_interval_micros=60_000_000)
+    manager = core.manager("letters")
+
+    class BrokenServable(FakeServable):
+        def __init__(self, name, version, path, metrics=None, runner=None):
+            raise versions.ServingError("DATA_LOSS", f"version {version} is broken")
+
+    monkeypatch.setattr(versions, "Servable", BrokenServable)
+    core.poll()   # both aspired, neither loaded yet
+    (base / "1").rmdir()
+    core.poll()
+    poll(core)   # version 2 fails its first attempt, and waits for its retry
+    (base / "2").rmdir()
+    core.poll()
+    assert {s.version: (versions.State.Name(s.state), s.status.error_message)
+            for s in manager.status().model_version_status} == {1: ("START", ""), 2: ("END", "version 2 is broken")}
 
 
 def test_a_model_removed_while_a_version_loads_starts_no_other_load_and_serves_nothing(tmp_path, monkeypatch):
