@@ -66,7 +66,6 @@ class Server:
         self._threads = []
         self._loop_thread = None
         self._stopped = threading.Event()
-        self._config_text = None
         self._reload_lock = threading.Lock()   # ServerCore's config_mu_: one config reload at a time, waits included
 
     # ---------------------------------------------------------------------------------------- lifecycle
@@ -78,8 +77,7 @@ class Server:
 
     def _model_config(self):
         if self.options.model_config_file:
-            self._config_text = config_lib.read_text(self.options.model_config_file)
-            return config_lib.parse_model_server_config(self._config_text, self.options.model_config_file)
+            return config_lib.load_model_server_config(self.options.model_config_file)
         return config_lib.single_model_config(self.options.model_name, self.options.model_base_path)
 
     def _apply_config(self, config, source: str) -> None:
@@ -92,11 +90,13 @@ class Server:
         """Loads the models (blocking, as the real server does), then opens the REST port."""
         if self.batching is not None:
             self.scheduler = BatchScheduler(self.batching, self.metrics)
-        self._apply_config(self._model_config(), self.options.model_config_file or "--model_base_path")
+        config = self._model_config()
+        self._apply_config(config, self.options.model_config_file or "--model_base_path")
         self._spawn(self.core.run_loader, "loader")
         self.core.wait_until_settled(self.options.file_system_poll_wait_seconds)
         if self.stop_event.is_set():
             raise RuntimeError("stopped before the models finished loading")
+        _log_reloaded(config)
         if self.options.port:
             self._start_grpc()
         if self.options.rest_skipped:
@@ -189,13 +189,12 @@ class Server:
 
     def _reload_config_file(self, path: str) -> None:
         """One poll of the config file, with PollFilesystemAndReloadConfig's ERROR lines: a file that cannot be read
-        or parsed, and a config that cannot be applied (retried, and logged, at every poll: e.g. a label ahead of
-        its version, applied once the version is loaded)."""
+        or parsed, and a config that cannot be applied. As there, the file's config is applied at every poll,
+        changed or not: a config that cannot be applied is retried, and logged, at every poll (a label ahead of its
+        version, applied once the version is loaded; a label whose version has since been unloaded), and an
+        unchanged one changes nothing (its INFO lines, ServerCore::ReloadConfig's, are logged each time)."""
         try:
-            text = config_lib.read_text(path)
-            if text == self._config_text:   # the config served: reloading it, as TF Serving does, changes nothing
-                return
-            config = config_lib.read_model_server_config(text, path)
+            config = config_lib.read_model_server_config(config_lib.read_text(path), path)
         except (ServingError, ValueError) as exc:   # ParseProtoTextFile's status, logged without its code
             log.error("Failed to read ModelServerConfig file: %s", exc)
             return
@@ -207,13 +206,13 @@ class Server:
             except Exception as exc:  # noqa: BLE001 - a bad config never stops serving the current one
                 log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc)
                 return
-            self._config_text = text
-            log.info("Applied the new model config from %s", self.options.model_config_file)
             try:
                 self._wait_for_added(config, known, None)
             except ServingError as exc:   # ReloadConfig's error: a model added whose newest version failed
                 if not self.stop_event.is_set():   # (stopping ends the wait: nothing failed)
                     log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc.message)
+                return
+            _log_reloaded(config)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -320,8 +319,8 @@ class Server:
             known = self._served()
             self._check_config(config, "ReloadConfigRequest", known)
             self._apply_config(config, "ReloadConfigRequest")
-            self._config_text = None   # the config file poller applies the file's config again at its next poll
             self._wait_for_added(config, known, deadline)
+            _log_reloaded(config)
         finally:
             self._reload_lock.release()
 
@@ -364,6 +363,14 @@ class Server:
     def _make_batcher(self, servable, key: tuple):
         signature_name, outputs = key
         return self.scheduler.batcher(lambda arrays: servable.run(signature_name, arrays, outputs))
+
+
+def _log_reloaded(config) -> None:
+    """ServerCore::ReloadConfig's last INFO lines, once the models a config (not an empty one) adds are available
+    (its first ones: :meth:`serving.versions.ServerCore.apply_config`)."""
+    if config.WhichOneof("config") is not None:
+        log.info("Finished adding/updating models")
+        log.info("Finished reloading config")
 
 
 async def _within(future: asyncio.Future, seconds: float | None):

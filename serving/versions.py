@@ -683,6 +683,9 @@ class ServerCore:
                 check_labels(model, self.managers.get(model.name),
                              self.options.allow_version_labels_for_unavailable_models)
             self.config_case = config.WhichOneof("config")
+            log.info("Adding/updating models.")
+            for model in models:   # CreateStoragePathSourceConfig's line, one a model
+                log.info(" (Re-)adding model: %s", model.name)
             wanted = {m.name for m in models}
             for name, manager in list(self.managers.items()):
                 if name not in wanted and not manager.removed:

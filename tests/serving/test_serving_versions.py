@@ -388,6 +388,34 @@ def test_the_config_file_is_polled_at_once_then_every_interval_start_to_start(tm
     assert [round(later - earlier, 1) for earlier, later in zip(polls, polls[1:3])] == [1.0, 1.0]
 
 
+def test_the_config_file_is_applied_at_every_poll_changed_or_not(tmp_path, caplog):
+    """As TF Serving's poller, every poll applies the file's config, unchanged or not: an unchanged one reloads
+    nothing (ServerCore::ReloadConfig's INFO lines logged at each poll, as there), and once a label's version has been
+    unloaded every poll logs the label's refusal (Request to assign label to version 9 of model d, …). (An unchanged
+    file had been skipped: nothing was logged, and the label kept naming a version no longer served.)"""
+    from serving.server import Server
+
+    config = tmp_path / "models.config"
+    config.write_text(_labelled_config(tmp_path, "d", 9))
+    server = Server(config_lib.ServerOptions(model_config_file=str(config), model_config_file_poll_wait_seconds=0.01))
+    server.core.apply_config(config_lib.read_model_server_config(_labelled_config(tmp_path, "d", 1).replace(
+        'version_labels { key: "stable" value: 1 }', "")))
+    manager = server.core.manager("d")
+    manager.records[9] = versions._VersionRecord()
+    manager.records[9].state = versions.State.AVAILABLE
+    manager.servables[9] = servable = FakeServable("d", 9, str(tmp_path))
+    caplog.set_level(logging.INFO, logger="serving")
+    with config_poller(server):
+        wait_for(lambda: _messages(caplog, "INFO").count("Finished reloading config") >= 3)
+        assert server.core.manager("d") is manager and manager.servables == {9: servable}
+        assert manager.labels == {"stable": 9} and not _messages(caplog, "ERROR")
+        assert {"Adding/updating models.", " (Re-)adding model: d", "Finished adding/updating models",
+                "Finished reloading config"} <= set(_messages(caplog, "INFO"))
+        manager._unload(9)
+        wait_for(lambda: _messages(caplog, "ERROR").count(_label_refused("d", 9)) >= 2)
+    assert set(_messages(caplog, "ERROR")) == {_label_refused("d", 9)}
+
+
 def test_labels_in_startup_config_need_the_flag(tmp_path):
     base = tmp_path / "letters"
     testing.publish_version(str(base), 1)
