@@ -447,9 +447,10 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
             raise
     model.version_labels[label] = version
     moved = recorded = False   # the label written; its history too
+    unrecorded = None   # what a history that could not be written left
     try:
         with interrupts_held():   # a stop between the two writes would leave a change no rollback can follow
-            _write_config(config_file, config)
+            moved_config = _write_config(config_file, config)
             moved = True
             for name, missing in sorted(dropped.items()):
                 print(f"note: label {name!r} named version {missing}, which is not in {serving_dir}: removed from "
@@ -457,12 +458,18 @@ def _set_label(config_file: str, label: str, version: int, serving_dir: str, mod
             if record:
                 history.append(promotion)
             if write_history:
-                atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
+                try:
+                    atomic_write(_history_path(config_file), json.dumps(history, indent=2).encode())
+                except OSError as err:   # a full disk: a label moved unrecorded is one no rollback can follow
+                    unrecorded = _unrecorded(config_file, before, moved_config, label, version, err)
+                    raise ValueError(unrecorded) from None
                 recorded = True
         if server:
             _wait_label(server, server_url, model_name, label, version, timeout, config_file,
                         dict(model.version_labels))
     except KeyboardInterrupt as err:
+        if unrecorded:   # a stop held while the history failed: what that left
+            raise Interrupted(unrecorded) from None
         if not moved:   # a stop just before the stops were held: the label was not written
             if written is None:
                 raise   # nothing written: "left unchanged and as it was"
@@ -562,6 +569,21 @@ def _put_back(config_file: str, before: bytes | None, written: bytes, label: str
     return f"label {label!r} left unchanged and " + (
         f"{config_file} put back as it was" if _restore(config_file, before, written) else
         f"{config_file} left as it is now (it was changed meanwhile; it still lists version {version})")
+
+
+def _unrecorded(config_file: str, before: bytes | None, written: bytes, label: str, version: int,
+                err: OSError) -> str:
+    """Puts back the config a label change ``written`` (moving ``label`` to ``version``) when its history could not
+    be written (``err``: a full disk), as :func:`_put_back` does; says why and what it left: the label moved, not
+    recorded, when the config could not be put back."""
+    why = f"cannot write the label history {_history_path(config_file)} ({err.strerror or err})"
+    try:
+        if _restore(config_file, before, written):
+            return f"{why}: label {label!r} left unchanged and {config_file} put back as it was"
+        left = f"{config_file} left as it is now (it was changed meanwhile)"
+    except OSError as put_back:
+        left = f"it could not be put back ({put_back.strerror or put_back})"
+    return f"{why}: label {label!r} moved to {version} in {config_file} (not recorded), and {left}"
 
 
 def _restore(config_file: str, before: bytes | None, written: bytes) -> bool:

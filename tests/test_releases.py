@@ -635,6 +635,54 @@ def test_a_stop_between_the_label_and_its_history_is_held_until_both_are_written
     assert code == 2 and f"is on version {v2}" in err and f"put it on {v1}" in err and "out of step" in err, err
 
 
+def test_a_history_that_cannot_be_written_puts_the_config_back_and_says_why(tmp_path, monkeypatch, capsys):
+    """A full disk when the history is written, after the label was: the error had been the bare OSError (error:
+    [Errno 28] No space left on device), read as nothing changed, with the label moved unrecorded in the config (a
+    rollback then refused as out of step). The config is put back as it was, and if that fails too, the error says
+    the label moved, not recorded."""
+    import errno
+
+    serving_dir, (v1, v2) = pushed(tmp_path, n=2)
+    common = ["--serving-dir", str(serving_dir), "--server-url", ""]
+    config_file = tmp_path / "models" / "models.config"
+    history_file = tmp_path / "models" / "models.config.history.json"
+    assert releases.main(["promote", str(v1), "--label", "stable", *common]) == 0
+    before, history = config_file.read_bytes(), history_file.read_bytes()
+    real_write = releases.atomic_write
+    full = {str(history_file)}
+
+    def disk_full(path, data):
+        if path in full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data)
+    monkeypatch.setattr(releases, "atomic_write", disk_full)
+    code, err = run(["promote", str(v2), "--label", "stable", *common], capsys)
+    assert code == 2 and err.splitlines()[-1] == (
+        f"error: cannot write the label history {history_file} (No space left on device): label 'stable' left "
+        f"unchanged and {config_file} put back as it was"), err
+    assert config_file.read_bytes() == before and history_file.read_bytes() == history
+    # the config cannot be put back either: the label moved, not recorded (a rollback would find them out of step)
+    def cannot_put_back(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(releases, "_restore", cannot_put_back)
+    code, err = run(["promote", str(v2), "--label", "stable", *common], capsys)
+    assert code == 2 and err.splitlines()[-1] == (
+        f"error: cannot write the label history {history_file} (No space left on device): label 'stable' moved to "
+        f"{v2} in {config_file} (not recorded), and it could not be put back (No space left on device)"), err
+    assert history_file.read_bytes() == history
+    (model,) = releases.load_config(str(config_file)).model_config_list.config
+    assert model.version_labels["stable"] == v2
+    # a rollback after a failed history write: the config put back, the history as it was
+    monkeypatch.undo()
+    for version in (v1, v2):   # back in step
+        assert releases.main(["promote", str(version), "--label", "stable", *common]) == 0
+    before, history = config_file.read_bytes(), history_file.read_bytes()
+    monkeypatch.setattr(releases, "atomic_write", disk_full)
+    code, err = run(["rollback", "--label", "stable", *common], capsys)
+    assert code == 2 and "cannot write the label history" in err and "left unchanged" in err, err
+    assert config_file.read_bytes() == before and history_file.read_bytes() == history
+
+
 def test_a_label_on_a_version_the_server_has_not_loaded_is_explained_with_the_servers_flag(tmp_path, capsys):
     """canary on a version that failed to load (set with the file alone). A server without
     --allow_version_labels_for_unavailable_models refuses every config carrying it: the wait runs out and says why
