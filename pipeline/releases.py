@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -148,9 +149,21 @@ def list_versions(serving_dir: str, metadata_file: str, config_file: str | None 
     return rows
 
 
+def missing_label_notes(config_file: str, serving_dir: str, model_name: str = configs.MODEL_NAME) -> list[str]:
+    """Of the labels in ``config_file``, those on a version ``serving_dir`` does not hold (its folder removed), one
+    note each: no server can answer a request to them, and ``list`` has no row to show them on."""
+    model = _configured_model(config_file, model_name)
+    if model is None or not model.version_labels:
+        return []
+    found = serving_dir_versions(serving_dir, model_name)
+    return [f"note: label {label!r} names version {version}, which is not in {serving_dir}: requests to it fail"
+            for label, version in sorted(model.version_labels.items()) if version not in found]
+
+
 def served_label_notes(config_file: str, server_url: str, model_name: str = configs.MODEL_NAME) -> list[str]:
     """Of the labels in ``config_file``, those a running server serves at another version (or not at all), one note
-    each: the server has not applied the file (yet). None when it cannot be reached."""
+    each: the server has not applied the file (yet); or that it maps to a version it does not serve (its
+    folder removed, or a load that failed), with the server's answer. None when it cannot be reached."""
     model = _configured_model(config_file, model_name)
     if model is None or not model.version_labels:
         return []
@@ -159,10 +172,13 @@ def served_label_notes(config_file: str, server_url: str, model_name: str = conf
         return []
     notes = []
     for label, version in sorted(model.version_labels.items()):
-        served = label_version(server, model_name, label)
-        if served != version:
+        mapped, error = label_mapping(server, model_name, label)
+        if mapped is not None and error is not None:
+            notes.append(f"note: the server at {server_url} maps label {label!r} to version {mapped}, which it does "
+                         f"not serve ({config_file}: {version}): {error}")
+        elif mapped != version:
             notes.append(f"note: the server at {server_url} serves label {label!r} at "
-                         f"{'version %d' % served if served is not None else 'no version'} ({config_file}: {version})")
+                         f"{'version %d' % mapped if mapped is not None else 'no version'} ({config_file}: {version})")
     return notes
 
 
@@ -283,16 +299,30 @@ def label_version(server: str | RestConnection, model_name: str, label: str) -> 
     """The version a running server serves ``label`` at (its label metadata's ``model_spec.version``), or None when
     it serves no such label or cannot be reached. (The model's status, with or without a label, lists every
     version: TF Serving ignores the label there.)"""
+    version, error = label_mapping(server, model_name, label)
+    return version if error is None else None
+
+
+def label_mapping(server: str | RestConnection, model_name: str, label: str) -> tuple[int | None, str | None]:
+    """(the version a running server maps ``label`` to, None when none; the server's error when it answers none):
+    a label mapped to a version the server does not serve (its folder removed, say) is answered NOT_FOUND, in TF
+    Serving's words ``Servable not found for request: Specific(letters, 2)``, which names the version; a label it
+    does not map INVALID_ARGUMENT (``Unrecognized servable version label: stable``). (None, None) when it cannot
+    be reached."""
     connection = server if isinstance(server, RestConnection) else RestConnection(server, timeout=5)
     try:
         status, body = connection.request("GET", f"/v1/models/{model_name}/labels/{label}/metadata")
     except ServingUnavailable:
-        return None
-    spec = body.get("model_spec") if status == 200 and isinstance(body, dict) else None
+        return None, None
+    body = body if isinstance(body, dict) else {}
+    if status != 200:
+        error = str(body.get("error") or f"HTTP {status}")
+        mapped = re.fullmatch(rf"Servable not found for request: Specific\({re.escape(model_name)}, (\d+)\)", error)
+        return (int(mapped.group(1)) if mapped else None), error
     try:
-        return int(spec["version"])
+        return int(body["model_spec"]["version"]), None
     except (TypeError, KeyError, ValueError):
-        return None
+        return None, f"no model_spec version in {json.dumps(body)}"
 
 
 def unavailable_labels(server: RestConnection, model_name: str, labels: dict[str, int]) -> list[str]:
@@ -684,6 +714,8 @@ def main(argv=None) -> int:
                 raise ValueError(f"--server-url: {err}") from None
         if args.command == "list":
             print(format_versions(list_versions(args.serving_dir, args.metadata_path, args.config)))
+            for note in missing_label_notes(args.config, args.serving_dir):
+                print(note, file=sys.stderr)
             for note in served_label_notes(args.config, args.server_url) if args.server_url else []:
                 print(note, file=sys.stderr)
             if not os.path.exists(args.metadata_path):

@@ -335,6 +335,46 @@ def test_list_marks_versions_a_server_cannot_load(tmp_path, capsys):
     assert "not loadable" not in rows[str(v3)]
 
 
+def test_list_notes_a_label_whose_version_folder_was_removed(tmp_path, monkeypatch, capsys):
+    """A label on a version whose folder was removed from the serving dir had no row and no note, and the server's
+    answer for it (mapped, its version not served: NOT_FOUND) was said to be no version at all."""
+    import shutil
+
+    serving_dir, (v1, v2) = pushed(tmp_path, 2)
+    config_file = tmp_path / "models" / "models.config"
+    for version, label in ((v1, "canary"), (v2, "stable")):
+        assert releases.main(["promote", str(version), "--label", label, "--serving-dir", str(serving_dir),
+                              "--server-url", ""]) == 0
+    shutil.rmtree(serving_dir / str(v2))
+    capsys.readouterr()
+    answers = {"/v1/models/letters": (200, {"model_version_status": [{"version": str(v1), "state": "AVAILABLE"}]}),
+               "/v1/models/letters/labels/canary/metadata": (200, {"model_spec": {"version": str(v1)}}),
+               "/v1/models/letters/labels/stable/metadata": (404, {"error": "Servable not found for request: "
+                                                                            f"Specific(letters, {v2})"})}
+
+    class Server(releases.RestConnection):   # TF Serving's answers once it has dropped version v2
+        def request(self, method, path, *args, **kwargs):
+            return answers[path]
+
+    monkeypatch.setattr(releases, "RestConnection", Server)
+    url = "http://127.0.0.1:26599"
+    assert releases.main(["list", "--serving-dir", str(serving_dir), "--metadata-path", str(tmp_path / "n.db"),
+                          "--server-url", url]) == 0
+    captured = capsys.readouterr()
+    assert [line.split()[0] for line in captured.out.splitlines()[1:]] == [str(v1)]
+    assert captured.err.splitlines()[:2] == [
+        f"note: label 'stable' names version {v2}, which is not in {serving_dir}: requests to it fail",
+        f"note: the server at {url} maps label 'stable' to version {v2}, which it does not serve ({config_file}: "
+        f"{v2}): Servable not found for request: Specific(letters, {v2})"], captured.err
+    # a label the server does not map at all is still said to be served at no version
+    answers["/v1/models/letters/labels/stable/metadata"] = (400, {"error": "Unrecognized servable version label: "
+                                                                           "stable"})
+    assert releases.main(["list", "--serving-dir", str(serving_dir), "--metadata-path", str(tmp_path / "n.db"),
+                          "--server-url", url]) == 0
+    assert f"note: the server at {url} serves label 'stable' at no version ({config_file}: {v2})" in \
+        capsys.readouterr().err.splitlines()
+
+
 def test_a_version_stored_as_text_is_loadable(tmp_path):
     """A SavedModel in saved_model.pbtxt is one a server loads (TF Serving reads .pb or .pbtxt): it had been marked
     incomplete (no saved_model.pb); text that does not parse is damaged, naming the file."""
