@@ -656,7 +656,7 @@ def _main(argv=None) -> int:
                 exclusive(metadata_lock, wait=False):
             return _run_alone(config, args, builtin_root)
     except LockHeld as err:   # two runs would read and write one ML Metadata store and one cache at once
-        holder = f"process {err.holder}" if err.holder else "another process"
+        holder = err.who
         if err.lock_path == metadata_lock:   # a run on another pipeline root with this ML Metadata file
             name = flags.path_names({"--metadata-path": config.metadata_file}, args.given)["--metadata-path"]
             print(f"error: {name} is in use by another run ({holder}); wait for it to end or give another "

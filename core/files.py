@@ -127,22 +127,33 @@ class LockHeld(Exception):
     """Another process holds the lock; ``holder``: the process id it wrote into the lock file ("" if unknown)."""
 
     def __init__(self, lock_path: str, holder: str):
-        super().__init__(f"{lock_path} is held by {f'process {holder}' if holder else 'another process'}")
         self.lock_path, self.holder = lock_path, holder
+        super().__init__(f"{lock_path} is held by {self.who}")
+
+    @property
+    def who(self) -> str:
+        """The holder, said: ``process 1234``, or ``another process`` when the lock file does not record it."""
+        return f"process {self.holder}" if self.holder else "another process"
 
 
 @contextlib.contextmanager
-def exclusive(lock_path: str, wait: bool = True):
+def exclusive(lock_path: str, wait: bool = True, waiting=None):
     """Holds an exclusive lock (flock) on ``lock_path`` (created if missing) for the ``with`` block: one process at
     a time, the others wait (or, not ``wait``, get :class:`LockHeld`); released if the process dies. The holder's
-    process id is written into the file."""
+    process id is written into the file. ``waiting``: called with the :class:`LockHeld` of the holder before this
+    waits for it (not when the lock is free), to say so."""
     os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
     with open(lock_path, "a+") as lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
-            raise LockHeld(lock_path, lock.read().strip()) from None
+            held = LockHeld(lock_path, lock.read().strip())
+            if not wait:
+                raise held from None
+            if waiting is not None:
+                waiting(held)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         lock.truncate(0)
         lock.write(str(os.getpid()))
         lock.flush()

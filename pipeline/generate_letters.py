@@ -292,7 +292,7 @@ def _alone(out: Path):
         with exclusive(lock, wait=False):
             pass
     except LockHeld as err:
-        holder = f"process {err.holder}" if err.holder else "another process"
+        holder = err.who
     held = contextlib.ExitStack()
     try:
         if holder:

@@ -386,8 +386,12 @@ def ensure_config(config_file: str, serving_dir: str, model_name: str = configs.
 
 def _exclusive(config_file: str):
     """One label change at a time per models.config (``<config>.lock``, flock): two promotes at once each read
-    the config and the history and wrote them back, and one change was lost."""
-    return exclusive(config_file + ".lock")
+    the config and the history and wrote them back, and one change was lost. A wait for another (up to its wait for
+    a server) is said, naming its process."""
+    def waiting(held):
+        print(f"waiting for another label change of {config_file} to end ({held.who} holds {held.lock_path})",
+              file=sys.stderr, flush=True)
+    return exclusive(config_file + ".lock", waiting=waiting)
 
 
 def set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str = configs.MODEL_NAME,
