@@ -584,12 +584,16 @@ def _wait_label(server: RestConnection, server_url: str, model_name: str, label:
             refused = unavailable_labels(server, model_name, labels)
             raise ValueError(
                 f"label {label!r} is on version {version} in {config_file}, but the server at {server_url} still "
-                f"serves it at {'version %d' % served if served is not None else 'no version'} after {timeout:.0f} s: "
+                f"{_label_at(label, served)} after {timeout:.0f} s: "
                 "it has not applied that config " + (f"({_refusal(refused)})" if refused else NOT_APPLIED_NOTE))
         if show:
-            print(f"waiting for the server at {server_url} to serve label {label!r} at version {version} (it serves "
-                  f"{'version %d' % served if served is not None else 'no version'}; {waited:.0f} of "
-                  f"{timeout:.0f} s)", file=sys.stderr, flush=True)
+            print(f"waiting for the server at {server_url} to serve label {label!r} at version {version} (it still "
+                  f"{_label_at(label, served)}; {waited:.0f} of {timeout:.0f} s)", file=sys.stderr, flush=True)
+
+
+def _label_at(label: str, served: int | None) -> str:
+    """What the server does with ``label`` now: serves it at version ``served``, or knows no such label yet."""
+    return f"serves label {label!r} at version {served}" if served is not None else f"has no label {label!r}"
 
 
 def _unreachable(server_url: str, to_do: str) -> str:

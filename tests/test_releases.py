@@ -640,13 +640,13 @@ def test_promote_fails_when_the_server_does_not_serve_the_label_at_the_new_versi
             releases.set_label(str(config_file), "stable", 2, str(serving_dir), server_url=server.url, timeout=2)
         except ValueError as err:
             assert (f"label 'stable' is on version 2 in {config_file}, but the server at {server.url} still serves "
-                    "it at version 1 after 2 s: it has not applied that config") in str(err)
+                    "label 'stable' at version 1 after 2 s: it has not applied that config") in str(err)
         else:
             raise AssertionError("promote reported success though the server serves label 'stable' at version 1")
         try:   # a repeated promote checks the server too
             releases.set_label(str(config_file), "stable", 2, str(serving_dir), server_url=server.url, timeout=0)
         except ValueError as err:
-            assert "still serves it at version 1" in str(err)
+            assert "still serves label 'stable' at version 1" in str(err)
         else:
             raise AssertionError("a repeated promote reported success")
         capsys.readouterr()
@@ -931,3 +931,21 @@ def test_the_label_history_and_lock_beside_the_tracked_config_are_ignored_by_git
     ignored = subprocess.run(["git", "check-ignore", "--no-index", f"{deploy}.history.json", f"{deploy}.lock", deploy],
                              cwd=configs.PROJECT_ROOT, capture_output=True, text=True).stdout.split()
     assert ignored == [f"{deploy}.history.json", f"{deploy}.lock"]
+
+
+def test_the_wait_for_a_label_says_what_the_server_does_with_it(monkeypatch, capsys):
+    """The wait's line and its timeout speak of the label: a server that maps it nowhere yet "has no label", where
+    "it serves no version" had read as a server serving nothing while it served the version being labelled."""
+    mapped = {"stable": None, "canary": 3}
+    monkeypatch.setattr(releases, "label_version", lambda server, model, label: mapped[label])
+    monkeypatch.setattr(releases, "version_state", lambda server, model, version: "AVAILABLE")
+    monkeypatch.setattr(releases, "unavailable_labels", lambda server, model, labels: {})
+    monkeypatch.setattr(releases, "_polls", lambda: iter([(0.0, True), (5.0, False)]))
+    for label, now in (("stable", "has no label 'stable'"), ("canary", "serves label 'canary' at version 3")):
+        try:
+            releases._wait_label(None, "http://x", "letters", label, 7, 1, "models.config", {label: 7})
+        except ValueError as err:
+            assert f"the server at http://x still {now} after 1 s" in str(err)
+        else:
+            raise AssertionError("the wait ended though the server never served the label at version 7")
+        assert f"to serve label {label!r} at version 7 (it still {now}; 0 of 1 s)" in capsys.readouterr().err
