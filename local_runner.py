@@ -427,8 +427,15 @@ def pinned_base_model(config: Config, given: str | None) -> Config:
     return config
 
 
+class FeedbackNotExported(Exception):
+    """The feedback store's images could not all be exported to the pipeline root (a full disk, an OSError): the
+    message names the folder and the error, and says how many were written (each whole, kept for the next run)."""
+
+
 def export_feedback(config: Config) -> str | None:
-    """Exports the feedback store's images to <pipeline_root>/feedback (folder per class); None if none."""
+    """Exports the feedback store's images to <pipeline_root>/feedback (folder per class); None if none.
+    FeedbackNotExported when an OSError stops it."""
+    from core.feedback import ExportSummary, export_stopped
     from core.feedback import export_feedback as export
     store = config.feedback_dir
     if not store:
@@ -438,8 +445,13 @@ def export_feedback(config: Config) -> str | None:
               "confirmed or corrected; --no-feedback to leave feedback out)", flush=True)
         return None
     out = os.path.join(config.pipeline_root, "feedback")
-    summary = export(store, out, prune=True,   # exactly the store's images: none of another store's or a cut export
-                     max_file_bytes=config.max_file_bytes)
+    summary = ExportSummary(out_dir=out)
+    try:
+        export(store, out, prune=True,   # exactly the store's images: none of another store's or a cut export
+               max_file_bytes=config.max_file_bytes, summary=summary)
+    except OSError as err:
+        raise FeedbackNotExported(f"{export_stopped(summary, err)}; run the same command again once it can be "
+                                  "written: they are kept, the rest exported") from err
     total = summary.exported + summary.already_present
     damaged = summary.missing_images + summary.corrupt_images
     print(f"Feedback: {total} user-labelled images from {store} ({summary.exported - summary.replaced} new"
@@ -692,6 +704,8 @@ def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> i
         summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet, run_id=run_id)
     except FeedbackStoreError as err:
         return ended_before_any_step(config, args, run_id, str(err), "; --no-feedback runs without it")
+    except FeedbackNotExported as err:   # (a full pipeline root: one line, not the OSError's traceback)
+        return ended_before_any_step(config, args, run_id, str(err))
     except run_summary.MetadataInUse as err:
         return ended_before_any_step(config, args, run_id, str(err))
     except gen.EmptyDatasetError as err:   # every file was skipped: the ExampleGen report above says why
@@ -719,10 +733,10 @@ def write_summary(args: argparse.Namespace, summary: dict) -> None:
 
 
 def ended_before_any_step(config: Config, args: argparse.Namespace, run_id: str, reason: str, hint: str = "") -> int:
-    """Ends a run that stopped before any step was done (a feedback store it cannot read, ML Metadata locked, no
-    usable image) with one error line, ``reason`` and ``hint``, status 2; its --summary-json is a failed run's
-    (run_summary.failed_before_any_step: ``failed_because`` the reason, nothing pushed, the version still served),
-    not the last run's."""
+    """Ends a run that stopped before any step was done (a feedback store it cannot read or export, ML Metadata
+    locked, no usable image) with one error line, ``reason`` and ``hint``, status 2; its --summary-json is a failed
+    run's (run_summary.failed_before_any_step: ``failed_because`` the reason, nothing pushed, the version still
+    served), not the last run's."""
     from pipeline.run_summary import failed_before_any_step, served_model
     print(f"error: {reason}{hint}", file=sys.stderr)
     write_summary(args, failed_before_any_step(run_id, {"failed_because": reason, "failure_log": None},

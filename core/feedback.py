@@ -738,7 +738,8 @@ def check_export_folder(feedback_dir: str | os.PathLike, out_dir: str | os.PathL
 
 def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                     overwrite: bool = False, prune: bool = False,
-                    max_file_bytes: int = image_io.DEFAULT_MAX_BYTES) -> ExportSummary:
+                    max_file_bytes: int = image_io.DEFAULT_MAX_BYTES,
+                    summary: ExportSummary | None = None) -> ExportSummary:
     """Writes every stored feedback image to ``out_dir/<true class folder>/<id>.png`` (the pipeline's
     ``--data-root`` layout; all 27 class folders are created); a JPEG (or GIF, BMP) whose PNG would be over
     ``max_file_bytes``, the pipeline's file limit, keeps its own format (``<id>.jpg``), so that it is trained on. Files already there are kept unless
@@ -748,10 +749,15 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     one, is kept and counted as ``damaged_kept``. ``prune``: the class folders are made to hold exactly the store's
     usable images, every other file in them removed (left by another store, by a row no longer there, or by an
     export cut short); for a folder that
-    is the pipeline's own. Safe to run while the web client is adding feedback (it exports what is committed)."""
+    is the pipeline's own. Safe to run while the web client is adding feedback (it exports what is committed).
+
+    An OSError (a full disk, a file where a class folder goes) stops it, naming the file it was writing; every file
+    written is whole, and an export again finishes it. ``summary``: counted into as it goes (the caller's, to say
+    what was done before such a stop: :func:`export_stopped`)."""
     check_export_folder(feedback_dir, out_dir)
     out_dir = os.path.abspath(os.fspath(out_dir))
-    summary = ExportSummary(out_dir=out_dir)
+    summary = summary or ExportSummary(out_dir=out_dir)
+    summary.out_dir = out_dir
     records, removed = stored_rows_and_removals(feedback_dir)   # read-only: a store on a read-only mount exports too
     for name in CLASS_NAMES:
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
@@ -795,7 +801,12 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 continue
             if len(png) > max_file_bytes and as_is != target:   # (a noisy photo's PNG: several times its JPEG)
                 target, png = as_is, data
-            atomic_write(target, png)
+            try:
+                atomic_write(target, png)
+            except OSError as err:   # a failed write (ENOSPC) names no file: the one it was writing is said
+                if err.filename is None and err.errno is not None:
+                    raise OSError(err.errno, err.strerror, target) from err
+                raise
             summary.exported += 1
             summary.replaced += bool(earlier)
         # One file per row: the one of the other extension (a PNG an export under a lower file limit wrote, or a
@@ -809,6 +820,13 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
         summary.removed += _prune(out_dir, written)
     summary.per_class = {name: summary.per_class.get(name, 0) for name in CLASS_NAMES}
     return summary
+
+
+def export_stopped(summary: ExportSummary, err: OSError) -> str:
+    """What an export an OSError stopped partway had done (``summary``, counted into by :func:`export_feedback`),
+    and the error, its file named: the files written before it are whole and kept."""
+    return (f"cannot export the feedback store's images to {summary.out_dir}: {err} ({summary.exported} file(s) "
+            f"written before it stopped, {summary.already_present} there already, each whole)")
 
 
 def _drop_relabelled_and_removed(out_dir: str, records: list[Feedback], removed: set[str]) -> int:

@@ -366,6 +366,48 @@ def test_a_run_that_ends_without_its_summary_leaves_no_summary_json_of_the_last_
     assert local_runner.main(argv) == 130 and not summary.exists()
 
 
+def test_a_full_pipeline_root_while_the_feedback_is_exported_ends_the_run_with_one_line(tiny_letters, tmp_path,
+                                                                                         monkeypatch, capsys):
+    """A full disk (any OSError) while the run exports the feedback store had ended it in the OSError's traceback,
+    status 1, no --summary-json: one line naming the folder, the error and what was written, a failed run's
+    summary, and the next run's export finishes it."""
+    import errno
+    import json
+
+    from core import feedback
+    from tests.web.conftest import letter_png
+
+    store = feedback.FeedbackStore(tmp_path / "f")
+    for seed in range(4):
+        store.add(letter_png(seed=seed), "PNG", "alef")
+    store.close()
+    written = []
+
+    def full(path, data):
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(path)
+        with open(path, "wb") as handle:
+            handle.write(data)
+
+    monkeypatch.setattr(feedback, "atomic_write", full)
+    summary = tmp_path / "summary.json"
+    out = tmp_path / "p" / "feedback"
+    argv = ["--data-root", str(tiny_letters), "--pipeline-root", str(tmp_path / "p"), "--serving-dir",
+            str(tmp_path / "s"), "--feedback-dir", str(tmp_path / "f"), "--no-pretrain", "--quiet",
+            "--summary-json", str(summary)]
+    assert local_runner.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: cannot export the feedback store's images to {out}: [Errno 28] No space left "
+                          f"on device: '{out / 'alef'}/")
+    assert "(2 file(s) written before it stopped, 0 there already, each whole); run the same command again" in err
+    assert json.loads(summary.read_text())["failed_because"] == err[len("error: "):-1]
+    monkeypatch.undo()
+    again = feedback.export_feedback(tmp_path / "f", out, prune=True)
+    assert (again.exported, again.already_present, again.per_class["alef"]) == (2, 2, 4)
+
+
 def test_a_summary_json_on_a_file_the_run_keeps_is_a_usage_error(tmp_path, capsys):
     """--summary-json <pipeline-root>/metadata.sqlite had been taken: the summary was written over ML Metadata's
     database after the run, and the next run ended in a traceback (file is not a database). A file in the
