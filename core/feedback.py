@@ -330,8 +330,9 @@ class FeedbackStore:
             if isinstance(model_version, bool) or not isinstance(model_version, int) and not (
                     isinstance(model_version, str) and model_version.isascii() and model_version.isdigit()):
                 raise FeedbackError(f"model version must be an integer, got {str(model_version)[:40]!r}")
-            if isinstance(model_version, str):   # (int() refuses past 4,300 digits)
-                model_version = int(model_version) if len(model_version.lstrip("0")) <= 19 else INT64_MAX + 1
+            if isinstance(model_version, str):   # by its value: "0001" is 1 (int() refuses past 4,300 digits,
+                digits = model_version.lstrip("0") or "0"   # zeros too: they are left out first)
+                model_version = int(digits) if len(digits) <= 19 else INT64_MAX + 1
             if not 0 <= model_version <= INT64_MAX:
                 raise FeedbackError(f"model version must be between 0 and {INT64_MAX}")
         if route is not None and route not in ("stable", "canary", "latest"):

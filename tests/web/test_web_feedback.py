@@ -327,6 +327,7 @@ def test_a_store_without_model_names_gets_the_column_and_keeps_every_row(tmp_pat
     ({"image": b64(letter_png()), "label": "alef", "probability": 10 ** 400}, "invalid_feedback"),
     ({"image": b64(letter_png()), "label": "alef", "model_version": str(2 ** 63)}, "invalid_feedback"),
     ({"image": b64(letter_png()), "label": "alef", "model_version": "9" * 5000}, "invalid_feedback"),
+    ({"image": b64(letter_png()), "label": "alef", "model_version": "0" * 5000 + "9" * 20}, "invalid_feedback"),
     ({"image": b64(letter_png()), "label": "alef", "model_version": "1_0"}, "invalid_feedback"),   # int() reads 10
     ({"image": b64(letter_png()), "label": "alef", "model_version": "\u0663"}, "invalid_feedback"),   # Arabic 3
     ({"image": b64(letter_png()), "label": "alef", "model_version": " 7"}, "invalid_feedback"),
@@ -344,6 +345,16 @@ def test_malformed_feedback_is_rejected(web, payload, reason):
     status, answer = Api(web.url).post_json("/api/feedback", payload)
     assert (status, answer["reason"]) == (400, reason), answer
     assert web.backend.store.count() == 0 and image_files(web.backend.store.root) == []
+
+
+def test_a_zero_padded_model_version_is_read_by_its_value_whatever_its_length(web):
+    """A version's digits are read without their leading zeros: past 4,300 digits of them it had been a 500
+    (int() refuses longer strings), where "0001" is version 1."""
+    api = Api(web.url)
+    for seed, version in enumerate(("0001", "0" * 5000 + "1")):
+        status, stored = api.feedback(letter_png(seed=seed), "alef", model_version=version)
+        assert status == 201, stored
+        assert web.backend.store.get(stored["id"]).model_version == 1
 
 
 def test_feedback_content_type_and_json(web):
