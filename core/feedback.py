@@ -60,7 +60,7 @@ import urllib.parse
 import uuid
 
 from core import configs, image_io, settings
-from core.files import atomic_write, fsync_dir
+from core.files import atomic_write, exclusive, fsync_dir
 from core.labels import CLASS_INDEX, CLASS_NAMES, label_index
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ IMAGES_DIR = "images"
 SCHEMA_VERSION = 2           # 2: pixel_digest (a store of schema 1 is upgraded when opened)
 INT64_MAX = 2 ** 63 - 1      # model versions are SQLite INTEGERs
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "BMP": "bmp"}
+EXPORT_LOCK = ".export.lock"   # in an export's folder, beside its class folders: one export at a time (hidden: the
+                               # pipeline and letters-feedback import leave it out)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -759,6 +761,16 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     out_dir = os.path.abspath(os.fspath(out_dir))
     summary = summary or ExportSummary(out_dir=out_dir)
     summary.out_dir = out_dir
+    # One export at a time per folder: two at once each moved or removed files the other had listed (and found them
+    # gone), and an older reading of the store could undo a newer one's moves. The store is read once the lock is
+    # held, so that the one after reads it as new or newer.
+    with exclusive(os.path.join(out_dir, EXPORT_LOCK)):
+        return _export(feedback_dir, out_dir, summary, overwrite, prune, max_file_bytes)
+
+
+def _export(feedback_dir, out_dir: str, summary: ExportSummary, overwrite: bool, prune: bool,
+            max_file_bytes: int) -> ExportSummary:
+    """:func:`export_feedback`'s work, its folder's lock held."""
     records, removed = stored_rows_and_removals(feedback_dir)   # read-only: a store on a read-only mount exports too
     for name in CLASS_NAMES:
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)

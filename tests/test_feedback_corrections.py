@@ -205,3 +205,44 @@ def test_a_store_whose_code_of_before_made_no_removed_table_is_exported(mis_clic
     conn.execute("DROP TABLE removed")
     conn.close()
     assert export_feedback(store_dir, tmp_path / "again").exported == 2
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_two_exports_into_one_folder_at_once_both_finish(mis_click, tmp_path, monkeypatch, prune):
+    """Two exports into the same folder after a relabel and a removal: the one that listed a class folder first
+    had found the file the other had moved or removed meanwhile gone (FileNotFoundError). They take turns."""
+    import threading
+
+    store_dir, wrong, shin = mis_click
+    folder = tmp_path / ("pipeline" if prune else "export")
+    assert cli(store_dir, "relabel", wrong.id, "alef") == 0 and cli(store_dir, "remove", shin.id) == 0
+    first, listed, done = threading.current_thread(), threading.Event(), threading.Event()
+    scandir = os.scandir
+
+    def slow_listing(path="."):   # the first export lists bet's folder, then waits (up to 2 s) for the other
+        if threading.current_thread() is not first or os.path.basename(path) != "bet" or listed.is_set():
+            return scandir(path)
+        entries = list(scandir(path))
+        listed.set()
+        done.wait(2)
+        return entries
+
+    monkeypatch.setattr(os, "scandir", slow_listing)
+    errors = []
+
+    def other():
+        listed.wait(10)
+        try:
+            export_feedback(store_dir, folder, prune=prune)
+        except OSError as err:
+            errors.append(err)
+        done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        summary = export_feedback(store_dir, folder, prune=prune)
+    finally:
+        thread.join(30)
+    assert errors == [] and summary.per_class["alef"] == 1
+    assert files(folder) == [f"alef/{wrong.id}.png"]
