@@ -248,6 +248,7 @@ WEB_ENV = {
     "canary_share": "LETTERS_CANARY_SHARE",
     "max_upload_bytes": "LETTERS_MAX_UPLOAD_BYTES",
     "max_image_pixels": ENV["max_image_pixels"],   # the same decompression-bomb guard as the pipeline's
+    "max_file_bytes": ENV["max_file_bytes"],       # the pipeline's file limit: no feedback stored over it
     "request_log_dir": "LETTERS_REQUEST_LOG_DIR",
     "request_log_sampling": "LETTERS_REQUEST_LOG_SAMPLING",
 }

@@ -724,6 +724,15 @@ def to_png(data: bytes, image_format: str) -> bytes:
         return image_io.to_png(img)
 
 
+def trained_within(data: bytes, image_format: str, max_file_bytes: int) -> bool:
+    """Whether a stored image reaches training under the pipeline's file limit ``max_file_bytes``: the file
+    :func:`export_feedback` writes of it, its PNG or, where that is over the limit, its own bytes (a photo's JPEG, a
+    BMP), is at most that many bytes (image_io.read_checked refuses a larger one as too_large)."""
+    if len(data) <= max_file_bytes:
+        return True
+    return image_format.upper() != "PNG" and len(to_png(data, image_format)) <= max_file_bytes
+
+
 def check_export_folder(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike) -> None:
     """ValueError for a folder :func:`export_feedback` cannot write to: a URL (it writes local files), or the store
     itself or a folder in it (links resolved), where class folders of copies would sit beside the store's own

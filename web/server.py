@@ -47,7 +47,7 @@ from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable
 from serving.status import own_words
 from web.config import WebConfig
-from core.feedback import FeedbackError, FeedbackStore, FeedbackStoreError
+from core.feedback import FeedbackError, FeedbackStore, FeedbackStoreError, trained_within
 from web.tfserving import ROUTES, BadServingResponse, ModelRouter, ServingRejected
 
 log = logging.getLogger("web")
@@ -175,6 +175,12 @@ class Backend:
         if label is None or label == "":   # (a number, the class's index, is an unknown label: the store says so)
             raise ApiError(400, "missing_field", "'label' (the true class, e.g. \"alef\") is required")
         checked = self.check(data)
+        limit = self.config.max_file_bytes
+        if not trained_within(checked.data, checked.data_format, limit):   # (--max-upload-bytes above it)
+            raise ApiError(413, "too_large", f"{_REJECTION_MESSAGES['too_large']} ({len(checked.data)} bytes is over "
+                                             f"the pipeline's {limit}-byte file limit ({configs.ENV['max_file_bytes']}"
+                                             "): it is recognised, not stored as feedback, as training would not "
+                                             "read it)")
         try:
             record = self.store.add(checked.data, checked.data_format, label,
                                     predicted_label=payload.get("predicted_label"),

@@ -858,3 +858,31 @@ def test_a_feedback_store_that_is_not_there_is_said(tmp_path, capsys):
     config = configs.Config(pipeline_root=str(tmp_path / "p"), feedback_dir=str(tmp_path / "typo"))
     assert local_runner.export_feedback(config) is None
     assert f"Feedback: none, no feedback store at {tmp_path / 'typo'}" in capsys.readouterr().out
+
+
+def test_feedback_over_the_pipelines_file_limit_is_refused_and_its_prediction_answered(start_web, serving_labelled,
+                                                                                        monkeypatch):
+    """With --max-upload-bytes above the pipeline's file limit (LETTERS_MAX_FILE_BYTES), feedback the pipeline
+    would refuse as too_large had been answered 201 stored, and never trained on: it is a 413 saying so. A BMP over
+    the limit whose PNG is under it is trained on (the export writes the PNG): stored."""
+    import numpy as np
+
+    from web.config import WebConfig
+    monkeypatch.setenv("LETTERS_MAX_FILE_BYTES", "50000")
+    assert WebConfig.from_env().max_file_bytes == 50_000
+    web = start_web(serving_labelled.url, max_upload_bytes=200_000, max_file_bytes=50_000)
+    api = Api(web.url)
+    noise = png_of(Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)))
+    assert 50_000 < len(noise) < 200_000
+    assert api.predict(noise)[0] == 200
+    status, refused = api.feedback(noise, "alef")
+    assert (status, refused["reason"]) == (413, "too_large")
+    assert (f"{len(noise)} bytes is over the pipeline's 50000-byte file limit (LETTERS_MAX_FILE_BYTES): it is "
+            "recognised, not stored as feedback") in refused["error"]
+    assert web.backend.store.count() == 0 and image_files(web.backend.store.root) == []
+    bmp = io.BytesIO()
+    Image.open(io.BytesIO(letter_png(size=200))).convert("RGB").save(bmp, format="BMP")
+    assert len(bmp.getvalue()) > 50_000
+    assert api.feedback(bmp.getvalue(), "alef")[0] == 201
+    assert export_feedback(web.backend.store.root, web.backend.store.root + "-export",
+                           max_file_bytes=50_000).exported == 1
