@@ -46,6 +46,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as _dt
+import errno
 import hashlib
 import io
 import logging
@@ -770,6 +771,9 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     out_dir = os.path.abspath(os.fspath(out_dir))
     summary = summary or ExportSummary(out_dir=out_dir)
     summary.out_dir = out_dir
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):   # (makedirs says "File exists" of it)
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory (a file is where the export's folder goes)",
+                                 out_dir)
     # One export at a time per folder: two at once each moved or removed files the other had listed (and found them
     # gone), and an older reading of the store could undo a newer one's moves. The store is read once the lock is
     # held, so that the one after reads it as new or newer.
@@ -847,8 +851,9 @@ def _export(feedback_dir, out_dir: str, summary: ExportSummary, overwrite: bool,
 def export_stopped(summary: ExportSummary, err: OSError) -> str:
     """What an export an OSError stopped partway had done (``summary``, counted into by :func:`export_feedback`),
     and the error, its file named: the files written before it are whole and kept."""
-    return (f"cannot export the feedback store's images to {summary.out_dir}: {err} ({summary.exported} file(s) "
-            f"written before it stopped, {summary.already_present} there already, each whole)")
+    done = (f"{summary.exported} file(s) written before it stopped, {summary.already_present} there already, each "
+            "whole" if summary.exported or summary.already_present else "nothing written")
+    return f"cannot export the feedback store's images to {summary.out_dir}: {err} ({done})"
 
 
 def _drop_relabelled_and_removed(out_dir: str, records: list[Feedback], removed: set[str]) -> int:

@@ -346,6 +346,44 @@ def test_the_commands_export_keeps_under_the_configured_file_limit(tmp_path, mon
     assert [p.name for p in (tmp_path / "o" / "shin").iterdir()] == [f"{record.id}.jpg"]
 
 
+def test_an_export_an_os_error_stops_says_where_and_what_it_had_written(tmp_path, monkeypatch, capsys):
+    """export had said a bare errno (error: [Errno 28] No space left on device; error: [Errno 17] File exists of a
+    file as --out): the folder and the file are named, what was written before, and that exporting again finishes."""
+    import errno
+
+    from core import feedback
+    store = FeedbackStore(tmp_path / "store")
+    for seed in range(3):
+        store.add(png_bytes(letter_image(30, 44, seed=seed)), "PNG", "shin")
+    store.close()
+    written = []
+
+    def full(path, data):
+        if len(written) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(path)
+        with open(path, "wb") as handle:
+            handle.write(data)
+
+    out = tmp_path / "o"
+    export = ["--feedback-dir", str(tmp_path / "store"), "export", "--out"]
+    with monkeypatch.context() as patch:
+        patch.setattr(feedback, "atomic_write", full)
+        assert feedback_cli.main([*export, str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot export the feedback store's images to {out}: [Errno 28] No space left on "
+                          f"device: '{out / 'shin'}/") and err.count("\n") == 1
+    assert err.endswith("(1 file(s) written before it stopped, 0 there already, each whole); letters-feedback export "
+                        "again finishes it once the folder can be written (the files written are kept)\n")
+    assert feedback_cli.main([*export, str(out)]) == 0
+    assert "exported 2 new image(s)" in capsys.readouterr().out and len(list((out / "shin").iterdir())) == 3
+    (tmp_path / "afile").write_text("")
+    for where in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        assert feedback_cli.main([*export, str(where)]) == 2
+        assert capsys.readouterr().err.startswith(f"error: cannot export the feedback store's images to {where}: "
+                                                  f"[Errno 20] Not a directory")
+
+
 def test_an_export_overwritten_under_another_file_limit_holds_one_file_per_row(tmp_path, monkeypatch, capsys):
     """export --overwrite after the file limit was raised had written the photo's PNG beside the JPEG an export
     under the lower limit wrote (exported 1 new image): whatever trained on the folder read the picture twice."""
