@@ -207,6 +207,12 @@ def printable(name: str) -> str:
     return name.replace("\\", "\\\\").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def cannot_read(path, err: OSError) -> str:
+    """Why ``path`` (a folder or a file) could not be read, for an error's line: ``cannot read <path>: <reason>``,
+    the path :func:`printable`."""
+    return f"cannot read {printable(os.fspath(path))}: {err.strerror or err}"
+
+
 def remove_stale_folders(parent: str, prefix: str, max_age_seconds: float, now: float | None = None) -> list[str]:
     """Removes the folders in ``parent`` whose name starts with ``prefix`` and that nothing was written into for
     ``max_age_seconds``: work folders of a process killed before it could remove its own (a kill -9 or a crash;

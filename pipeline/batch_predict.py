@@ -6,7 +6,8 @@
 
 Every image file under ``--images`` (recursively, into folders reached through symbolic links too, each real
 folder once) gets a row: path, the top-3 classes with their letters and probabilities, and the model version that
-answered. Unreadable files get a row with the reason instead (nothing is silently dropped). ``--via local`` loads
+answered. Unreadable files, and folders that cannot be listed, get a row with the reason instead (nothing is
+silently dropped). ``--via local`` loads
 the SavedModel (``--model``: a serving directory, whose ``--version`` or else highest version is used, or a
 version directory); ``--via rest`` sends the same bytes to a TF Serving REST endpoint (real or embedded) and
 records the version it reports (a newer one once the server stops serving the one pinned at the start; a
@@ -38,7 +39,7 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
-from core.files import atomic_output, printable
+from core.files import atomic_output, cannot_read, printable
 from core.signals import sigterm_as_interrupt
 from pipeline.evaluate import (DEFAULT_LIMITS, ImageRefused, Limits, answers_each, read_batches, top_classes,
                                unread_reason)
@@ -320,18 +321,19 @@ def list_images(folder: str) -> list[Path]:
     return walk_images(folder)[0]
 
 
-def walk_images(folder: str) -> tuple[list[Path], list[Path]]:
-    """(every file under ``folder``, sorted, each to get a row; the hidden names left out). Folders reached
-    through symbolic links are walked too (pathlib's rglob does not enter them), each real folder once: a link
-    back to a folder above, or a second link to a folder walked already, adds nothing. Everything but folders: a
+def walk_images(folder: str) -> tuple[list[Path], list[Path], dict[Path, OSError]]:
+    """(every file under ``folder``, sorted, each to get a row; the hidden names left out; {folder: why} of the
+    folders under it that cannot be listed, which are among the files, to get a row with the reason). Folders
+    reached through symbolic links are walked too (pathlib's rglob does not enter them), each real folder once: a
+    link back to a folder above, or a second link to a folder walked already, adds nothing. Everything but folders: a
     broken link, a link to itself or a pipe gets an error row rather than going unmentioned. Hidden names (a
     file or a folder whose name starts with a dot: ``.DS_Store``, ``.git``), as the ExampleGen leaves them, are
     left out and returned apart, so they are counted; so is the generator's manifest beside generated class
-    folders, without a count."""
+    folders, without a count. ``folder`` itself unreadable is a ValueError (``cannot read <folder>: <reason>``)."""
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    found, hidden, walked, pending = [], [], set(), [root]
+    found, hidden, unreadable, walked, pending = [], [], {}, set(), [root]
     while pending:   # depth first in sorted order: of two ways to one folder, the first in the rows' order is walked
         here = pending.pop()
         real = os.path.realpath(here)
@@ -340,13 +342,18 @@ def walk_images(folder: str) -> tuple[list[Path], list[Path]]:
         walked.add(real)
         try:
             entries = sorted(here.iterdir())
-        except PermissionError:   # as rglob leaves a folder it may not read
+            folders = {p for p in entries if p.is_dir()}   # a folder read but not searchable: EACCES here too
+        except OSError as err:
+            if here == root:
+                raise ValueError(cannot_read(folder, err)) from None
+            unreadable[here] = err
+            found.append(here)
             continue
         hidden.extend(p for p in entries if p.name.startswith("."))
         entries = [p for p in entries if not p.name.startswith(".")]
-        pending.extend(reversed([p for p in entries if p.is_dir()]))
-        found.extend(p for p in entries if not p.is_dir() and p != root / configs.GENERATED_MANIFEST)
-    return sorted(found), sorted(hidden)
+        pending.extend(reversed([p for p in entries if p in folders]))
+        found.extend(p for p in entries if p not in folders and p != root / configs.GENERATED_MANIFEST)
+    return sorted(found), sorted(hidden), unreadable
 
 
 def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> dict:
@@ -360,26 +367,29 @@ def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> d
 
 
 def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, progress: bool = True,
-                   files: list[Path] | None = None, limits: Limits = DEFAULT_LIMITS) -> dict:
+                   files: list[Path] | None = None, limits: Limits = DEFAULT_LIMITS,
+                   unreadable: dict[Path, OSError] | None = None) -> dict:
     """Writes ``out_csv`` (complete, or not at all: rows stream to a temporary file of this run's own, which
     replaces it at the end as core.files.atomic_write does: a link to it keeps pointing there, the file keeps its
-    permissions). ``files``: ``list_images(folder)`` when the caller has it already; ``limits``: the file limits the
-    images are read with (the pipeline's, :meth:`pipeline.evaluate.Limits.of` its Config)."""
+    permissions). ``files`` and ``unreadable``: :func:`walk_images`' when the caller has them already; ``limits``:
+    the file limits the images are read with (the pipeline's, :meth:`pipeline.evaluate.Limits.of` its Config)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    files = list_images(folder) if files is None else files
+    if files is None:
+        files, _, unreadable = walk_images(folder)
     root = Path(folder)
     counts = {"images": 0, "errors": 0, "versions": {}}
     started = time.monotonic()
     with atomic_output(out_csv, "w", newline="", encoding="utf-8") as f:
-        _write_rows(predictor, files, root, f, batch_size, progress, counts, limits)
+        _write_rows(predictor, files, root, f, batch_size, progress, counts, limits, unreadable or {})
     counts["seconds"] = round(time.monotonic() - started, 2)
     return counts
 
 
 def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, progress: bool, counts: dict,
-                limits: Limits) -> None:
-    """One row per file, in the order of ``files`` (an unreadable one's reason in its place)."""
+                limits: Limits, unreadable: dict[Path, OSError]) -> None:
+    """One row per file, in the order of ``files`` (an unreadable one's reason in its place; a folder of
+    ``unreadable``, ``name/``, the reason it could not be listed)."""
     with tqdm(total=len(files), desc="predict", unit="file", disable=not progress, file=sys.stderr) as bar:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
@@ -387,6 +397,8 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
             rows, batch, places = [], [], []
             for path, (data, err) in zip(files[start:start + batch_size], read):
                 rel = printable(path.relative_to(root).as_posix())   # a name that is not UTF-8 shown, not fatal
+                if path in unreadable:   # a folder: its reason, not that it is no regular file
+                    rel, data, err = rel + "/", None, unreadable[path]
                 if err is not None and is_predictions_csv_refused(path, err):   # no input: no row
                     continue
                 if err is None:
@@ -521,11 +533,16 @@ def main(argv=None) -> int:
     version = None if args.version is None else str(args.version)
     model_name = configs.MODEL_NAME if args.model_name is None else args.model_name
     try:
-        files, hidden = walk_images(args.images)
+        files, hidden, unreadable = walk_images(args.images)
         files = leave_out_output(p, files, args.out)
         if hidden:
             print(f"left out {len(hidden)} hidden name(s) (starting with a dot), e.g. "
                   f"{printable(hidden[0].relative_to(args.images).as_posix())}", file=sys.stderr)
+        if unreadable:
+            first, why = next(iter(unreadable.items()))
+            print(f"could not read {len(unreadable)} folder(s), e.g. "
+                  f"{printable(first.relative_to(args.images).as_posix())}/: {why.strerror or why} "
+                  "(a row each says so; the files in them are not predicted)", file=sys.stderr)
         if not any_input(files):   # before the model loads
             raise FileNotFoundError(f"no files under {args.images}" + (" but hidden ones" if hidden else ""))
         if args.via == "local":
@@ -536,7 +553,7 @@ def main(argv=None) -> int:
             predictor = GrpcPredictor(args.server_url or "127.0.0.1:8500", model_name, version)
         with sigterm_as_interrupt():   # a stopped job (timeout, kill) cleans up as Ctrl-C does
             counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files,
-                                    limits=Limits.of(defaults))   # the pipeline's: what it trains on
+                                    limits=Limits.of(defaults), unreadable=unreadable)   # the pipeline's limits
     except KeyboardInterrupt:
         print(f"interrupted: {args.out} not written (left as it was)", file=sys.stderr)
         return 130

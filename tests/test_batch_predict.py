@@ -314,7 +314,7 @@ def test_hidden_files_and_folders_are_left_out_alike_and_counted(tmp_path, monke
     for rel in (".b.png", ".hidden/a.png", "vis/c.png"):
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(png_bytes(letter_image(20, 30)))
-    files, hidden = batch_predict.walk_images(str(folder))
+    files, hidden, _ = batch_predict.walk_images(str(folder))
     assert [p.relative_to(folder).as_posix() for p in files] == ["vis/c.png"]
     assert [p.relative_to(folder).as_posix() for p in hidden] == [".b.png", ".hidden"]
     uniform.version = "1"
@@ -325,6 +325,31 @@ def test_hidden_files_and_folders_are_left_out_alike_and_counted(tmp_path, monke
     (folder / "vis" / "c.png").unlink()
     assert batch_predict.main(["--images", str(folder), "--out", str(tmp_path / "q.csv")]) == 2
     assert "no files under" in capsys.readouterr().err
+
+
+def test_a_folder_that_cannot_be_read_gets_a_row_and_the_top_one_is_an_error(tmp_path, monkeypatch, capsys):
+    """A folder the walk could not list had been left out without a word (its files had no row, the run ended
+    0), and an unreadable --images had been said to hold no files."""
+    from tests.support.faults import unreadable_folders
+    folder = tmp_path / "images"
+    for rel in ("alef/a.png", "bet/b.png", "gimel/c.png"):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(png_bytes(letter_image(20, 30)))
+    unreadable_folders(monkeypatch, folder / "bet")
+    uniform.version = "1"
+    monkeypatch.setattr(batch_predict, "LocalPredictor", lambda model, version: uniform)
+    assert batch_predict.main(["--images", str(folder), "--out", str(tmp_path / "p.csv")]) == 0
+    said = capsys.readouterr()
+    assert ("could not read 1 folder(s), e.g. bet/: Permission denied (a row each says so; the files in them are not "
+            "predicted)") in said.err
+    rows = read_rows(tmp_path / "p.csv")
+    assert list(rows) == ["alef/a.png", "bet/", "gimel/c.png"]
+    assert rows["bet/"]["error"] == "unreadable: PermissionError: Permission denied"
+    assert "2 images predicted by version 1, 1 unreadable or refused" in said.out
+    unreadable_folders(monkeypatch, folder)
+    assert batch_predict.main(["--images", str(folder), "--out", str(tmp_path / "q.csv")]) == 2
+    assert capsys.readouterr().err == f"error: cannot read {folder}: Permission denied\n"
+    assert not (tmp_path / "q.csv").exists()
 
 
 def test_out_keeps_a_link_to_it_and_its_permissions(image_folder, tmp_path):

@@ -1,4 +1,4 @@
-"""Faults the tests stage: a disk that fills up."""
+"""Faults the tests stage: a disk that fills up, a folder this user may not read."""
 import errno
 import os
 import stat
@@ -15,3 +15,18 @@ def disk_full_at_file(monkeypatch, nth: int) -> None:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
     monkeypatch.setattr(os, "fsync", fsync)
+
+
+def unreadable_folders(monkeypatch, *folders) -> None:
+    """Listing any of ``folders`` (``os.listdir``, ``os.scandir``, so ``Path.iterdir`` too) fails as a folder without
+    read permission does (EACCES), as it would for a user other than root."""
+    refused = {os.path.abspath(folder) for folder in folders}
+
+    def refusing(real):
+        def listing(path="."):
+            if not isinstance(path, int) and os.path.abspath(os.fsdecode(path)) in refused:   # not a folder's fd
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+            return real(path)
+        return listing
+    monkeypatch.setattr(os, "listdir", refusing(os.listdir))
+    monkeypatch.setattr(os, "scandir", refusing(os.scandir))
