@@ -4,7 +4,8 @@
 
 ``--model`` is a serving directory (its highest integer version is used) or one version directory.
 ``--data-root`` is any ``<class_folder>/<image>`` folder; one with a folder named as a class that has no folder
-(``Gimel``, ``Pe-Final``) is refused, as the pipeline refuses it. Writes ``metrics.json`` (top-1, top-3, per-class
+(``Gimel``, ``Pe-Final``) is refused, as the pipeline refuses it, and so is one with a class folder it cannot read
+(its images would not be scored). Writes ``metrics.json`` (top-1, top-3, per-class
 precision/recall/F1, confusion matrix), ``confusion_matrix.png`` and ``worst_errors.png`` into ``--out``, a folder outside
 ``--data-root``. The images are read a batch at a time, as the model answers them (the few on the contact sheet
 again at the end), so a large folder is never all in memory.
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
-from core.files import atomic_outputs, make_dirs, printable
+from core.files import atomic_outputs, cannot_read, make_dirs, printable
 from core.signals import interrupts_held, sigterm_as_interrupt
 from core.model_dirs import resolve_model_dir
 from pipeline.flags import defaults_from_env, non_negative_int, output_dir
@@ -48,25 +49,46 @@ DEFAULT_LIMITS = Limits()
 FILE_LIMITS = ("max_file_bytes", "max_image_pixels")   # the Config fields of Limits
 
 
+def listing(folder) -> list[tuple[Path, bool]]:
+    """(entry, whether it is a folder) for each name in the folder ``folder``, sorted; ValueError (``cannot read
+    <folder>: <reason>``) when it cannot be listed, or its entries looked at (no permission)."""
+    try:
+        return [(path, path.is_dir()) for path in sorted(Path(folder).iterdir())]
+    except OSError as err:
+        raise ValueError(cannot_read(folder, err)) from None
+
+
 def labelled_files(data_root: str) -> tuple[list[tuple[str, int, Path]], list[tuple[str, str]]]:
     """([(relative path, label, path)], [(relative path, why skipped)]) for every file under data_root, nothing read:
     the files of the class folders; everything else (files beside the class folders, folders inside them, unknown
-    class folders) is listed as skipped, with the reason. Hidden names and the generator's manifest are left out."""
+    class folders) is listed as skipped, with the reason. Hidden names and the generator's manifest are left out.
+    A class folder that cannot be read is a ValueError (its images would not be scored), as is ``data_root``."""
     root = Path(data_root)
     items, skipped = [], []
     if not root.is_dir():
         return items, skipped
-    for folder in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+    for folder, is_folder in listing(root):
+        if folder.name.startswith("."):
+            continue
         if folder.name == configs.GENERATED_MANIFEST and folder.is_file():   # the generator's record, not an image
             continue
-        if not folder.is_dir():
+        if not is_folder:
             skipped.append((printable(folder.name), "not in a class folder"))
             continue
-        for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+        try:
+            paths = listing(folder)
+        except ValueError as err:
+            if folder.name in CLASS_INDEX:   # skipped, its class would be scored on the other folders' answers only
+                raise ValueError(f"{err} (a class folder: its images would not be scored)") from None
+            skipped.append((printable(folder.name) + "/", "unknown class folder"))
+            continue
+        for path, inner in paths:
+            if path.name.startswith("."):
+                continue
             rel = printable(f"{folder.name}/{path.name}")   # a name that is not UTF-8 shown, not fatal
             if folder.name not in CLASS_INDEX:
                 skipped.append((rel, "unknown class folder"))
-            elif path.is_dir():
+            elif inner:
                 skipped.append((rel, "a folder inside a class folder (not read)"))
             else:
                 items.append((rel, CLASS_INDEX[folder.name], path))
@@ -75,11 +97,12 @@ def labelled_files(data_root: str) -> tuple[list[tuple[str, int, Path]], list[tu
 
 def folder_names(data_root: str) -> set[str]:
     """The names of ``data_root``'s folders that hold anything, a hidden file too: the folders whose names the
-    ExampleGen's layout check reads (``<root>/*/*``, hidden names included; an unreadable folder lists nothing)."""
+    ExampleGen's layout check reads (``<root>/*/*``, hidden names included; an unreadable folder lists nothing).
+    ``data_root`` itself unreadable is a ValueError (:func:`listing`)."""
     names = set()
-    for folder in Path(data_root).iterdir():
+    for folder, is_folder in listing(data_root):
         try:
-            if folder.is_dir() and any(folder.iterdir()):
+            if is_folder and any(folder.iterdir()):
                 names.add(folder.name)
         except OSError:
             continue
@@ -174,6 +197,17 @@ def signature_call(fn):
         except tf.errors.InvalidArgumentError as err:
             raise ImageRefused(runtime_message(err.message).splitlines()[0]) from None
     return call
+
+
+def model_folder(model: str, version: int | None = None) -> str:
+    """The version folder :func:`core.model_dirs.resolve_model_dir` finds for ``model``; a serving directory that
+    cannot be listed is a ValueError naming it (``cannot read the model in <model>: Permission denied``)."""
+    try:
+        return resolve_model_dir(model, version=version)
+    except FileNotFoundError:   # its words name what is missing
+        raise
+    except OSError as err:
+        raise ValueError(f"cannot read the model in {printable(model)}: {err.strerror or err}") from None
 
 
 def load_image_signature(model_dir: str):
@@ -295,7 +329,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
     report = {} if report is None else report
     if worst < 0:
         raise ValueError(f"worst must not be negative, got {worst}")
-    model_dir = resolve_model_dir(model)
+    model_dir = model_folder(model)
     problem = out_dir and report_problem(out_dir)
     if problem:
         raise ValueError(problem)
@@ -353,10 +387,12 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
 def class_folders(data_root: str) -> list[Path]:
     """The class folders of ``data_root`` whose files :func:`labelled_files` reads (a link to a folder elsewhere
     among them: its files are read as the class's)."""
-    root = Path(data_root)
-    if not root.is_dir():
+    if not os.path.isdir(data_root):
         return []
-    return [folder for folder in sorted(root.iterdir()) if folder.name in CLASS_INDEX and folder.is_dir()]
+    try:
+        return [folder for folder, is_folder in listing(data_root) if folder.name in CLASS_INDEX and is_folder]
+    except ValueError:   # an unreadable data root: evaluate refuses it
+        return []
 
 
 def report_in_data(out: str, data_root: str) -> bool:

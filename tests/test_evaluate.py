@@ -167,7 +167,7 @@ def test_a_run_that_fails_on_its_inputs_leaves_no_report_folder(tiny_dataset, tm
         assert capsys.readouterr().err.startswith("error: ")
         assert not (tmp_path / "reports").exists()
     fails(tmp_path / "no-model", tiny_dataset)
-    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model, version=None: model)
     fails(tmp_path, tmp_path / "mistyped")
     fails(tmp_path, tmp_path / "empty")
 
@@ -175,6 +175,40 @@ def test_a_run_that_fails_on_its_inputs_leaves_no_report_folder(tiny_dataset, tm
         raise ValueError(f"cannot load the SavedModel in {model_dir}: damaged")
     monkeypatch.setattr(evaluate, "load_image_signature", damaged)
     fails(tmp_path, tiny_dataset)
+
+
+def test_a_folder_that_cannot_be_read_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    """An unreadable class folder, data root or model folder had ended the run in a traceback (PermissionError).
+    A class folder is refused rather than skipped: its images would be left out of the score without a word."""
+    from core import model_dirs
+    from tests.support.faults import unreadable_folders
+    root = tmp_path / "data"
+    for name in ("alef", "bet", "misc"):
+        (root / name).mkdir(parents=True)
+        (root / name / "1.png").write_bytes(png_bytes(letter_image(30, 40)))
+    model = tmp_path / "model"
+    model.mkdir()
+
+    def stand_in_model():
+        monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model, version=None: model)
+        monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
+
+    def error(folder, out=None):
+        unreadable_folders(monkeypatch, folder)
+        monkeypatch.setattr(model_dirs.LOCAL_FILES, "listdir", os.listdir)   # bound when core.model_dirs loaded
+        argv = ["--model", str(model), "--data-root", str(root)] + (["--out", str(out)] if out else [])
+        assert evaluate.main(argv) == 2
+        monkeypatch.undo()
+        stand_in_model()
+        return capsys.readouterr().err
+    assert error(model) == f"error: cannot read the model in {model}: Permission denied\n"
+    assert error(root / "bet") == (f"error: cannot read {root / 'bet'}: Permission denied (a class folder: its "
+                                   "images would not be scored)\n")
+    assert error(root, out=tmp_path / "report") == f"error: cannot read {root}: Permission denied\n"
+    assert not (tmp_path / "report").exists()
+    unreadable_folders(monkeypatch, root / "misc")   # no class: skipped, as its files were
+    metrics = evaluate.evaluate(str(model), str(root), progress=False)
+    assert metrics["examples"] == 2 and metrics["skipped_files"] == [{"file": "misc/", "why": "unknown class folder"}]
 
 
 def test_data_with_nothing_usable_says_why(pipeline_runs, tmp_path, capsys):
@@ -243,7 +277,7 @@ def test_images_per_second_counts_the_answers_not_the_model_loading_or_first_cal
     def slow_load(_model_dir):
         time.sleep(1.0)                                      # a SavedModel's load
         return signature
-    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model, version=None: model)
     monkeypatch.setattr(evaluate, "load_image_signature", slow_load)
     metrics = evaluate.evaluate(str(tmp_path), str(tmp_path / "data"), progress=False)
     assert metrics["images_per_second"] > 20                 # 2 images in well under 0.1 s; with the load: < 2
@@ -282,7 +316,7 @@ def test_an_image_the_model_refuses_is_skipped_with_its_reason_and_odd_names_are
     out = tmp_path / "report"
     out.mkdir()
     (out / "metrics.json").write_text('{"earlier": true}')
-    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model, version=None: model)
     monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature(bad))
     metrics = evaluate.evaluate(str(tmp_path), str(root), str(out), progress=False)
     assert metrics["examples"] == 7 and metrics["skipped"] == 1
@@ -296,7 +330,7 @@ def test_an_image_the_model_refuses_is_skipped_with_its_reason_and_odd_names_are
 def test_a_stop_is_one_line_and_leaves_the_report_as_it_was(tmp_path, tiny_dataset, monkeypatch, capsys):
     import signal
 
-    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model, version=None: model)
 
     def stopped(_model_dir):
         signal.raise_signal(signal.SIGTERM)      # a stopped job: as Ctrl-C
@@ -312,7 +346,7 @@ def _earlier_report(tmp_path, monkeypatch):
     out.mkdir()
     for name in evaluate.REPORT_FILES:
         (out / name).write_bytes(b"earlier")
-    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model, version=None: model)
     monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
     return out
 
@@ -525,7 +559,7 @@ def test_images_are_read_a_batch_at_a_time_and_the_worst_again_for_the_sheet(tmp
     def counting(**inputs):
         held.append(len(reads))   # files read so far, at each call of the model
         return signature(**inputs)
-    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model, version=None: model)
     monkeypatch.setattr(evaluate, "load_image_signature", lambda _model_dir: counting)
     metrics = evaluate.evaluate(str(tmp_path), str(root), str(tmp_path / "report"), worst=3, progress=False)
     assert metrics["examples"] == 80 and len(metrics["worst_errors"]) == 3
@@ -578,7 +612,7 @@ def test_the_pipelines_file_limits_are_read_as_the_pipeline_reads_them(tmp_path,
     big = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 60), np.uint8), "L"))
     assert len(big) > 2000
     (data / "big.png").write_bytes(big)
-    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model: model)
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model, version=None: model)
     monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
     argv = ["--model", str(tmp_path), "--data-root", str(tmp_path / "data")]
     assert evaluate.main(argv) == 0
