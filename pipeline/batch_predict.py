@@ -99,13 +99,14 @@ def in_requests(images: list[bytes], budget: int | None, most: int | None = None
 
 class LocalPredictor:
     """The SavedModel in process: ``model`` a version directory, or a serving directory whose ``version`` (default:
-    the highest) is used (FileNotFoundError naming its versions if it has no such one)."""
+    the highest) is used (FileNotFoundError naming its versions if it has no such one; ValueError naming ``model``
+    if it cannot be read or loaded)."""
     request_budget = None   # no request: a batch is one call
 
     def __init__(self, model: str, version: str | None = None):
-        from core.model_dirs import resolve_model_dir, version_number
-        from pipeline.evaluate import load_image_signature, signature_call
-        self.model_dir = resolve_model_dir(model, version=None if version is None else int(version))
+        from core.model_dirs import version_number
+        from pipeline.evaluate import load_image_signature, model_folder, signature_call
+        self.model_dir = model_folder(model, None if version is None else int(version))
         name = Path(os.path.abspath(self.model_dir)).name   # "." (run inside a version folder) has no name
         number = version_number(name)   # the folder 005 is version 5, as a server reads it
         self.version = name if number is None else str(number)   # a folder not named for a version: its name
@@ -366,13 +367,19 @@ def _row(rel: str, version: str, probs: np.ndarray | None, error: str = "") -> d
     return row
 
 
+class OutputNotWritten(Exception):
+    """The CSV could not be written (no permission, a name too long, a full disk): ``cannot write <out>: <reason>``,
+    the file there left as it was."""
+
+
 def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, progress: bool = True,
                    files: list[Path] | None = None, limits: Limits = DEFAULT_LIMITS,
                    unreadable: dict[Path, OSError] | None = None) -> dict:
     """Writes ``out_csv`` (complete, or not at all: rows stream to a temporary file of this run's own, which
     replaces it at the end as core.files.atomic_write does: a link to it keeps pointing there, the file keeps its
-    permissions). ``files`` and ``unreadable``: :func:`walk_images`' when the caller has them already; ``limits``:
-    the file limits the images are read with (the pipeline's, :meth:`pipeline.evaluate.Limits.of` its Config)."""
+    permissions; :class:`OutputNotWritten` when it cannot be). ``files`` and ``unreadable``: :func:`walk_images`'
+    when the caller has them already; ``limits``: the file limits the images are read with (the pipeline's,
+    :meth:`pipeline.evaluate.Limits.of` its Config)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if files is None:
@@ -380,8 +387,11 @@ def predict_folder(predictor, folder: str, out_csv: str, batch_size: int = 64, p
     root = Path(folder)
     counts = {"images": 0, "errors": 0, "versions": {}}
     started = time.monotonic()
-    with atomic_output(out_csv, "w", newline="", encoding="utf-8") as f:
-        _write_rows(predictor, files, root, f, batch_size, progress, counts, limits, unreadable or {})
+    try:   # the images' OSErrors are their rows' and a server's its own errors: an OSError here is the output's
+        with atomic_output(out_csv, "w", newline="", encoding="utf-8") as f:
+            _write_rows(predictor, files, root, f, batch_size, progress, counts, limits, unreadable or {})
+    except OSError as err:   # said of --out, not of the run's temporary file beside it
+        raise OutputNotWritten(f"cannot write {printable(out_csv)}: {err.strerror or err}") from None
     counts["seconds"] = round(time.monotonic() - started, 2)
     return counts
 
@@ -557,11 +567,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {args.out} not written (left as it was)", file=sys.stderr)
         return 130
-    except (FileNotFoundError, RuntimeError, ValueError) as err:
+    except (FileNotFoundError, RuntimeError, ValueError, OutputNotWritten) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:   # the output cannot be written (permissions, a name too long, a full disk)
-        print(f"error: cannot write {args.out}: {err.strerror or err}", file=sys.stderr)
         return 2
     versions = list(counts["versions"]) or [predictor.version]
     print(f"wrote {args.out}: {counts['images']} images predicted by version{'s' * (len(versions) > 1)} "

@@ -1,5 +1,6 @@
 """Batch predictions: in-process and through the REST API give the same CSV answers."""
 import csv
+import os
 import subprocess
 import sys
 
@@ -211,6 +212,25 @@ def test_an_output_that_cannot_be_written_and_a_stop_are_one_line(image_folder, 
     assert proc.wait(60) == 130
     assert "interrupted: " in proc.stderr.read()
     assert not any("stopped.csv" in name for name in os.listdir(tmp_path))
+
+
+def test_a_model_that_cannot_be_read_and_an_output_that_cannot_be_made_are_named_as_such(image_folder, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """An unreadable model folder had been said to be the output's fault (cannot write OUT: Permission denied), and
+    an output in a folder where no file can be made had been said in the words of the run's temporary file."""
+    from core import model_dirs
+    from tests.support.faults import unreadable_folders
+    model, out = tmp_path / "model", tmp_path / "p.csv"
+    model.mkdir()
+    unreadable_folders(monkeypatch, model)
+    monkeypatch.setattr(model_dirs.LOCAL_FILES, "listdir", os.listdir)   # bound when core.model_dirs loaded
+    assert batch_predict.main(["--images", str(image_folder), "--out", str(out), "--model", str(model)]) == 2
+    assert capsys.readouterr().err == f"error: cannot read the model in {model}: Permission denied\n"
+    monkeypatch.undo()
+    monkeypatch.setattr(batch_predict, "RestPredictor", FakePredictor)
+    assert batch_predict.main(["--images", str(image_folder), "--out", "/proc/p.csv", "--via", "rest"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: cannot write /proc/p.csv: No such file or directory\n", err
 
 
 class Refusing:
