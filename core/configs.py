@@ -43,6 +43,9 @@ TOP_CLASSES_OUTPUT = "top_classes"              # class folder names, best first
 TOP_LETTERS_OUTPUT = "top_letters"              # Hebrew glyphs, best first
 TOP_SCORES_OUTPUT = "top_scores"
 TOP_INDICES_OUTPUT = "top_indices"
+# The embedded model server's default bound on one request (--max_request_bytes, its gRPC messages too): here, not in
+# serving.config, so that a client (letters-batch-predict) reads it without loading TensorFlow.
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 # The Evaluator's metrics, by their names in TFMA's output (their Keras names).
 ACCURACY_METRIC = "sparse_categorical_accuracy"

@@ -47,7 +47,6 @@ from pipeline.flags import (defaults_from_env, non_negative_int, output_file, pa
                             refuse_ignored)
 from core.labels import CLASS_NAMES, GLYPHS
 from serving.client import RestConnection, ServingUnavailable, error_text, version_states
-from serving.config import DEFAULT_MAX_REQUEST_BYTES
 
 TOP_K = 3
 COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 1)
@@ -55,7 +54,7 @@ COLUMNS = (["path", "model_version"] + [f"{kind}_{i}" for i in range(1, TOP_K + 
 # One request to a model server stays within this many bytes: half the bound the server puts on one (the embedded
 # server's --max_request_bytes, which bounds its gRPC messages too: 64 MiB by default), the rest headroom for the
 # JSON around the images. A batch is sent in as many requests as it needs.
-REQUEST_BUDGET = DEFAULT_MAX_REQUEST_BYTES // 2
+REQUEST_BUDGET = configs.DEFAULT_MAX_REQUEST_BYTES // 2
 JSON_PER_IMAGE = 64   # {"images": {"b64": "..."}} and the comma between instances
 # TF Serving's words (shared_batch_scheduler.h; serving/batching.py) for a request of more images than its batching's
 # max_batch_size: INVALID_ARGUMENT, HTTP 400, as for an image its decoder refuses.

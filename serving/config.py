@@ -19,6 +19,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from core import settings
+from core.configs import DEFAULT_MAX_REQUEST_BYTES
 from serving import protos
 from serving.protos import BatchingParameters, MonitoringConfig
 from serving.request_logging import check_logging_config
@@ -27,7 +28,6 @@ from serving.status import invalid, io_error
 log = logging.getLogger("serving.config")
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 FAILED_TO_START = 255   # main.cc's `return -1;` (flags it cannot read, a failed BuildAndStart) as the exit status
 
 

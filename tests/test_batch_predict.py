@@ -94,6 +94,39 @@ def test_bad_arguments_fail_before_the_model_loads(image_folder, tmp_path, capsy
     assert "no files under" in capsys.readouterr().err and not (tmp_path / "e.csv").exists()
 
 
+def test_help_and_usage_errors_do_not_wait_for_tensorflow_and_a_stop_while_it_loads_is_one_line(tmp_path):
+    """The module had imported TensorFlow (through serving.config) before main ran: --help and every usage error
+    waited 14-28 s for it, and Ctrl-C meanwhile ended in a traceback from importlib."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(png_bytes(letter_image(20, 30)))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "saved_model.pb").write_bytes(b"a model to load")
+    script = """
+import sys
+
+
+class Stopped:   # Ctrl-C as TensorFlow loads
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow":
+            raise KeyboardInterrupt
+
+
+sys.meta_path.insert(0, Stopped())
+from pipeline import batch_predict
+for argv in (["--help"], ["--images", sys.argv[1], "--out", sys.argv[2], "--batch-size", "0"]):
+    try:
+        batch_predict.main(argv)
+    except SystemExit as stop:
+        print("exit", stop.code)
+print("status", batch_predict.main(["--images", sys.argv[1], "--out", sys.argv[2], "--model", sys.argv[3]]))
+"""
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "images"), str(tmp_path / "p.csv"),
+                           str(tmp_path / "model")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[-3:] == ["exit 0", "exit 2", "status 130"], proc.stdout + proc.stderr
+    assert "argument --batch-size: must be at least 1" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"interrupted: {tmp_path / 'p.csv'} not written (left as it was)"
+
+
 def test_a_failure_midway_leaves_no_csv_and_no_partial_file(image_folder, tmp_path):
     calls = []
 
