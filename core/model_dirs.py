@@ -5,6 +5,8 @@ import os
 import re
 import types
 
+from core.files import printable
+
 SAVED_MODEL = "saved_model.pb"
 SAVED_MODEL_TEXT = "saved_model.pbtxt"   # the text form TensorFlow's loader also reads
 # tsl::strings::safe_strto64: C-locale spaces (isspace: space, \t \n \v \f \r) either side, an optional '-' (no
@@ -78,16 +80,16 @@ def resolve_model_dir(path: str, files=LOCAL_FILES, version: int | None = None) 
         name = os.path.basename(os.path.normpath(os.path.abspath(path) if "://" not in path else path))
         if version is None or version_number(name) == version:
             return path
-        raise FileNotFoundError(f"{path} is a version folder ({name}), not version {version}: give its serving "
+        raise FileNotFoundError(f"{printable(path)} is a version folder ({name}), not version {version}: give its serving "
                                 f"directory, or no version")
     versions = loadable_versions(path, files)
     if version is not None:
         if version not in versions:
-            raise FileNotFoundError(f"{path} has no version {version} (versions there: "
+            raise FileNotFoundError(f"{printable(path)} has no version {version} (versions there: "
                                     f"{', '.join(map(str, versions)) or 'none'})")
         return versions[version]
     if not versions:
-        raise FileNotFoundError(f"{path} holds no SavedModel (neither saved_model.pb nor <version>/saved_model.pb)")
+        raise FileNotFoundError(f"{printable(path)} holds no SavedModel (neither saved_model.pb nor <version>/saved_model.pb)")
     return versions[max(versions)]
 
 

@@ -332,7 +332,7 @@ def walk_images(folder: str) -> tuple[list[Path], list[Path], dict[Path, OSError
     folders, without a count. ``folder`` itself unreadable is a ValueError (``cannot read <folder>: <reason>``)."""
     root = Path(folder)
     if not root.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder")
+        raise FileNotFoundError(f"{printable(folder)} is not a folder")
     found, hidden, unreadable, walked, pending = [], [], {}, set(), [root]
     while pending:   # depth first in sorted order: of two ways to one folder, the first in the rows' order is walked
         here = pending.pop()
@@ -553,7 +553,7 @@ def main(argv=None) -> int:
                   f"{printable(first.relative_to(args.images).as_posix())}/: {why.strerror or why} "
                   "(a row each says so; the files in them are not predicted)", file=sys.stderr)
         if not any_input(files):   # before the model loads
-            raise FileNotFoundError(f"no files under {args.images}" + (" but hidden ones" if hidden else ""))
+            raise FileNotFoundError(f"no files under {printable(args.images)}" + (" but hidden ones" if hidden else ""))
         if args.via == "local":
             predictor = LocalPredictor(args.model, version)
         elif args.via == "rest":
@@ -564,13 +564,13 @@ def main(argv=None) -> int:
             counts = predict_folder(predictor, args.images, args.out, args.batch_size, files=files,
                                     limits=Limits.of(defaults), unreadable=unreadable)   # the pipeline's limits
     except KeyboardInterrupt:
-        print(f"interrupted: {args.out} not written (left as it was)", file=sys.stderr)
+        print(f"interrupted: {printable(args.out)} not written (left as it was)", file=sys.stderr)
         return 130
     except (FileNotFoundError, RuntimeError, ValueError, OutputNotWritten) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     versions = list(counts["versions"]) or [predictor.version]
-    print(f"wrote {args.out}: {counts['images']} images predicted by version{'s' * (len(versions) > 1)} "
+    print(f"wrote {printable(args.out)}: {counts['images']} images predicted by version{'s' * (len(versions) > 1)} "
           f"{', '.join(versions)}, "
           f"{counts['errors']} unreadable or refused, in {counts['seconds']} s")
     return 0

@@ -218,9 +218,9 @@ def load_image_signature(model_dir: str):
         model = tf.saved_model.load(model_dir)
     except Exception as err:  # noqa: BLE001 - TensorFlow raises many types for a damaged SavedModel
         reason = (getattr(err, "message", None) or str(err) or type(err).__name__).strip().splitlines()[0]
-        raise ValueError(f"cannot load the SavedModel in {model_dir}: {reason[:300]}") from None
+        raise ValueError(f"cannot load the SavedModel in {printable(model_dir)}: {reason[:300]}") from None
     if configs.IMAGE_SIGNATURE not in model.signatures:
-        raise ValueError(f"the SavedModel in {model_dir} has no {configs.IMAGE_SIGNATURE!r} signature "
+        raise ValueError(f"the SavedModel in {printable(model_dir)} has no {configs.IMAGE_SIGNATURE!r} signature "
                          f"(it has {', '.join(sorted(model.signatures)) or 'none'})")
     return model.signatures[configs.IMAGE_SIGNATURE]
 
@@ -317,7 +317,7 @@ def _skip_summary(skipped: list[tuple[str, str]]) -> str:
 
 
 def _nothing_usable(data_root: str, skipped: list[tuple[str, str]]) -> str:
-    return (f"no usable labelled image under {data_root} (expected <class_folder>/<image>)"
+    return (f"no usable labelled image under {printable(data_root)} (expected <class_folder>/<image>)"
             + (f"; skipped {len(skipped)}: " + _skip_summary(skipped) if skipped else ""))
 
 
@@ -334,7 +334,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
     if problem:
         raise ValueError(problem)
     if not os.path.isdir(data_root):
-        raise FileNotFoundError(f"{data_root} is not a folder")
+        raise FileNotFoundError(f"{printable(data_root)} is not a folder")
     problem = layout_problem(data_root)
     if problem:
         raise ValueError(problem)
@@ -350,7 +350,7 @@ def evaluate(model: str, data_root: str, out_dir: str | None = None, worst: int 
         items = [item for k, item in enumerate(items) if k not in unscored]
         probs = np.delete(probs, list(unscored), axis=0)
         if not items:
-            raise ValueError(f"the model refused every image under {data_root}: " + _skip_summary(skipped)
+            raise ValueError(f"the model refused every image under {printable(data_root)}: " + _skip_summary(skipped)
                              if refused else _nothing_usable(data_root, skipped))
     labels = np.array([label for _, label, _ in items])
     metrics = compute_metrics(labels, probs)
@@ -435,8 +435,9 @@ def main(argv=None) -> int:
         with sigterm_as_interrupt():   # a stopped job (timeout, kill) ends as Ctrl-C does
             metrics = evaluate(args.model, args.data_root, args.out, args.worst, report=report, limits=limits)
     except KeyboardInterrupt:
-        print("interrupted: " + ("nothing written" if not args.out else f"{args.out} holds the new report" if
-                                 report.get("written") else f"{args.out} left as it was"), file=sys.stderr)
+        out = args.out and printable(args.out)
+        print("interrupted: " + ("nothing written" if not out else f"{out} holds the new report" if
+                                 report.get("written") else f"{out} left as it was"), file=sys.stderr)
         return 130
     except (FileNotFoundError, ValueError, ReportNotWritten) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -446,7 +447,7 @@ def main(argv=None) -> int:
           f"top-1 {metrics['top1']:.4f}  top-3 {metrics['top3']:.4f}")
     print("lowest recall: " + ", ".join(f"{n} {r:.2f}" for n, r in weakest))
     if args.out:
-        print(f"wrote {os.path.join(args.out, 'metrics.json')}, confusion_matrix.png, worst_errors.png")
+        print(f"wrote {printable(os.path.join(args.out, 'metrics.json'))}, confusion_matrix.png, worst_errors.png")
     return 0
 
 

@@ -266,6 +266,25 @@ def test_a_model_that_cannot_be_read_and_an_output_that_cannot_be_made_are_named
     assert err == "error: cannot write /proc/p.csv: No such file or directory\n", err
 
 
+def test_a_path_that_is_not_utf8_is_shown_with_escapes(tmp_path, monkeypatch, capsys):
+    """The messages had shown --images, --out and --model as given: a byte that is not UTF-8 as \\udcff."""
+    from core.files import printable
+    odd = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xff"))
+    shown = printable(odd)
+    os.mkdir(odd)
+    (tmp_path / "a.png").write_bytes(png_bytes(letter_image(20, 30)))
+    for argv, said in ((["--images", odd + "/none"], f"error: {shown}/none is not a folder"),
+                       (["--images", odd], f"error: no files under {shown}"),
+                       (["--images", str(tmp_path), "--model", odd + "/none"],
+                        f"error: {shown}/none holds no SavedModel")):
+        assert batch_predict.main(argv + ["--out", str(tmp_path / "p.csv")]) == 2
+        assert capsys.readouterr().err.startswith(said)
+    uniform.version = "1"
+    monkeypatch.setattr(batch_predict, "LocalPredictor", lambda model, version: uniform)
+    assert batch_predict.main(["--images", str(tmp_path), "--out", odd + ".csv"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {shown}.csv: 1 images predicted")
+
+
 class Refusing:
     """Refuses a request that holds ``bad`` (as a model server's decoder refuses an image), else uniform answers."""
     version = "1"

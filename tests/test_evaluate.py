@@ -211,6 +211,26 @@ def test_a_folder_that_cannot_be_read_is_a_one_line_error(tmp_path, monkeypatch,
     assert metrics["examples"] == 2 and metrics["skipped_files"] == [{"file": "misc/", "why": "unknown class folder"}]
 
 
+def test_a_path_that_is_not_utf8_is_shown_with_escapes(tmp_path, monkeypatch, capsys):
+    """The messages had shown --model, --data-root and --out as given: a byte that is not UTF-8 as \\udcff."""
+    from core.files import printable
+    odd = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xff"))
+    shown = printable(odd)
+    os.mkdir(odd)
+    assert evaluate.main(["--model", odd, "--data-root", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {shown} holds no SavedModel")
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model, version=None: model)
+    monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
+    for data_root, said in ((odd + "/none", f"error: {shown}/none is not a folder"),
+                            (odd, f"error: no usable labelled image under {shown}")):
+        assert evaluate.main(["--model", str(tmp_path), "--data-root", data_root]) == 2
+        assert capsys.readouterr().err.startswith(said)
+    (tmp_path / "data" / "alef").mkdir(parents=True)
+    (tmp_path / "data" / "alef" / "1.png").write_bytes(png_bytes(letter_image(30, 40)))
+    assert evaluate.main(["--model", str(tmp_path), "--data-root", str(tmp_path / "data"), "--out", odd]) == 0
+    assert f"wrote {shown}/metrics.json" in capsys.readouterr().out
+
+
 def test_data_with_nothing_usable_says_why(pipeline_runs, tmp_path, capsys):
     serving = str(pipeline_runs["work"] / "serving")
     (tmp_path / "data" / "misc").mkdir(parents=True)   # (Alef, named as a class with no folder, is refused)
