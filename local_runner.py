@@ -377,11 +377,12 @@ def choose_pretraining(config: Config, args: argparse.Namespace, builtin_root: s
         root = os.path.abspath(builtin_root)
         if root == config.data_root:
             return config.replace(pretrain_root="")
-        from pipeline.generate_letters import NoHebrewFontError, NotGeneratedFolder
+        from pipeline.generate_letters import NoHebrewFontError, NotGeneratedFolder, os_error
         try:
             ensure_default_data(config.replace(data_root=root))
-        except (NoHebrewFontError, NotGeneratedFolder) as err:
-            print(f"Pretraining: none, the built-in generated letters cannot be made ({err})", flush=True)
+        except (NoHebrewFontError, NotGeneratedFolder, OSError) as err:
+            said = os_error(err) if isinstance(err, OSError) else err
+            print(f"Pretraining: none, the built-in generated letters cannot be made ({said})", flush=True)
             return config.replace(pretrain_root="")
         what = f"the built-in generated letters ({config.generate_per_class} simulated writers, {root})"
     else:
@@ -641,11 +642,15 @@ def _main(argv=None) -> int:
         print(f"Data: LETTERS_DATA_ROOT={config.data_root} holds letters the generator did not write: they are "
               "trained on as with --data-root", flush=True)
     if args.data_root is None:
-        from pipeline.generate_letters import NoHebrewFontError, NotGeneratedFolder
+        from pipeline.generate_letters import NoHebrewFontError, NotGeneratedFolder, os_error
         try:
             ensure_default_data(config)
         except (NoHebrewFontError, NotGeneratedFolder) as err:
             print(f"error: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:   # a data root that cannot be written (or read), named by what set it
+            print(f"error: {flags.named('data_root', args.given, default=flags.DEFAULT_PATHS['data_root'])}: "
+                  f"{os_error(err)}", file=sys.stderr)
             return 2
         if not config.epochs:
             print(f"The built-in generated letters train {config.generate_epochs} epochs (more do not help on them; "

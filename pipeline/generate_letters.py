@@ -236,6 +236,14 @@ def check_out_folder(out_dir: str | os.PathLike) -> None:
         raise ValueError(refusal)
 
 
+def os_error(err: OSError) -> str:
+    """An OSError of :func:`generate` in one line, as its path and the system's words ("data/generated: Read-only
+    file system"), its path printable."""
+    if err.filename and err.strerror:
+        return f"{printable(os.fspath(err.filename))}: {err.strerror}"
+    return str(err)
+
+
 def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[Face] | None = None,
              classes=CLASS_NAMES, progress=True, style: str = DEFAULT_STYLE) -> dict:
     """Writes ``per_class`` images for each class; returns the manifest. Re-uses an identical earlier run.
@@ -264,7 +272,14 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
         "per_class": per_class, "seed": seed, "classes": list(classes), "style": style,
         "faces": faces_used(style, [f.name for f in faces]), "version": GENERATOR_VERSION,
     }
-    with _alone(out):
+    try:
+        held = _alone(out)
+    except OSError:   # no lock file can be made: a folder nobody writes (read-only), so no other generation either
+        found = _earlier(out, manifest, classes)   # its data set, checked, is used as it is; any other is not written
+        if found[1]:
+            raise
+        return _reused(out, found[0], classes, progress)
+    with held:
         try:
             return _generate(out, manifest, faces, classes, progress)
         except KeyboardInterrupt as err:
@@ -313,25 +328,14 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
     writer = _writers(style, seed, faces)
     ours = set()   # the sources (fonts, "hand") named in the files of the data set in ``out``, if one is there
     if manifest_path.exists():
-        try:
-            old = json.loads(manifest_path.read_text())
-        except ValueError:
-            old = None
+        old, problem = _earlier(out, manifest, classes)
+        if not problem:
+            return _reused(out, old, classes, progress)
         ours = _sources(old)
-        if isinstance(old, dict):   # its fonts as this style reads them (a manifest listed every one installed)
-            old = {**old, "faces": faces_used(style, old.get("faces"))}
-        same = isinstance(old, dict) and {k: old.get(k) for k in manifest} == manifest
-        if same and not old.get("incomplete"):
-            problem = _dataset_problem(out, classes, per_class, old.get("sha256"), ours)
-            if not problem:
-                if progress:
-                    print(f"generate: {out} already holds this data set ({per_class} per class, seed {seed})")
-                    _note_others(out, classes, ours)
-                return old
-            if progress:
-                print(f"generate: {out} no longer holds the data set {MANIFEST} describes ({problem}): writing it "
-                      "again", flush=True)
-        elif progress and not same:
+        if progress and problem != _OTHER:
+            print(f"generate: {out} no longer holds the data set {MANIFEST} describes ({problem}): writing it "
+                  "again", flush=True)
+        elif progress and not _same(old, manifest):
             removed = sum(len(_generated_files(out, name, ours)) for name in classes if (out / name).is_dir())
             print(f"generate: replacing the {_described(old, out)}: {removed:,} images) with "
                   f"{_settings(manifest, old)}", flush=True)
@@ -374,6 +378,40 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
     if progress:
         _note_others(out, classes, sources)
     return manifest
+
+
+_OTHER = "another data set"   # :func:`_earlier`'s problem when the folder's manifest is not of the one asked for
+
+
+def _earlier(out: Path, manifest: dict, classes) -> tuple:
+    """The manifest in ``out`` (None when there is none or it cannot be read), its fonts as ``manifest``'s style
+    reads them, and why ``out`` does not hold the complete data set ``manifest`` describes: :data:`_OTHER` when the
+    manifest is of another one (or unfinished, or missing), what is wrong with its images (:func:`_dataset_problem`),
+    or None when it holds it."""
+    try:
+        old = json.loads((out / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None, _OTHER
+    except ValueError:
+        old = None
+    if isinstance(old, dict):   # its fonts as this style reads them (a manifest listed every one installed)
+        old = {**old, "faces": faces_used(manifest["style"], old.get("faces"))}
+    if not _same(old, manifest) or old.get("incomplete"):
+        return old, _OTHER
+    return old, _dataset_problem(out, classes, manifest["per_class"], old.get("sha256"), _sources(old))
+
+
+def _same(old, manifest: dict) -> bool:
+    """Whether the manifest ``old`` has ``manifest``'s settings."""
+    return isinstance(old, dict) and {k: old.get(k) for k in manifest} == manifest
+
+
+def _reused(out: Path, old: dict, classes, progress: bool) -> dict:
+    """Leaves the data set ``out`` holds (its manifest ``old``) as it is, saying so; returns ``old``."""
+    if progress:
+        print(f"generate: {out} already holds this data set ({old['per_class']} per class, seed {old['seed']})")
+        _note_others(out, classes, _sources(old))
+    return old
 
 
 def _settings(manifest: dict, other: dict | None = None) -> str:
@@ -538,8 +576,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as err:   # one before the folder's lock is taken is no Interrupted: nothing written
         print(f"\ngenerate: {INTERRUPTED[getattr(err, 'left', 'nothing')].format(out=args.out)}", file=sys.stderr)
         return 130
-    except (NotGeneratedFolder, NoHebrewFontError, OSError) as err:
+    except (NotGeneratedFolder, NoHebrewFontError) as err:
         print(f"generate: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"generate: error: {os_error(err)}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,6 +1,8 @@
 """The built-in data generator: deterministic, laid out for --data-root, and clear when fonts are missing."""
+import errno
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -409,3 +411,29 @@ def test_a_run_with_other_settings_says_which_data_set_it_replaces(tmp_path, cap
     generate_letters.generate(data, per_class=2, seed=7, classes=classes[:2], progress=True)
     assert "(2 per class, seed 7, strokes: 4 images) with 2 per class, seed 7, strokes, other classes" in \
         capsys.readouterr().out
+
+
+def read_only(monkeypatch):
+    """The lock file of a generation cannot be made, as in a read-only folder."""
+    def refused(path, wait=True):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+    monkeypatch.setattr(generate_letters, "exclusive", refused)
+
+
+def test_a_complete_data_set_in_a_folder_that_cannot_be_written_is_used(tmp_path, monkeypatch, capsys):
+    """A data set on a read-only file system, complete and of the settings asked for, is used as it is (no other
+    generation can change it either), where its lock file could not be made: letters-generate had ended in
+    error: [Errno 30] Read-only file system. Another data set is an error in one line, nothing written."""
+    data = tmp_path / "ro"
+    generate_letters.generate(data, per_class=2, seed=1, classes=CLASS_NAMES[:2], progress=False)
+    (data / generate_letters.LOCK).unlink()
+    files = {p: p.stat().st_mtime_ns for p in data.rglob("*")}
+    read_only(monkeypatch)
+    capsys.readouterr()
+    assert generate_letters.generate(data, per_class=2, seed=1, classes=CLASS_NAMES[:2])["per_class"] == 2
+    assert f"generate: {data} already holds this data set (2 per class, seed 1)" in capsys.readouterr().out
+    with pytest.raises(OSError, match="Read-only"):
+        generate_letters.generate(data, per_class=2, seed=2, classes=CLASS_NAMES[:2], progress=False)
+    assert generate_letters.main(["--out", str(data), "--per-class", "1"]) == 2
+    assert capsys.readouterr().err.endswith(f"generate: error: {data / generate_letters.LOCK}: Read-only file system\n")
+    assert {p: p.stat().st_mtime_ns for p in data.rglob("*")} == files

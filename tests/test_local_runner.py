@@ -675,3 +675,29 @@ def test_a_push_with_no_version_number_left_ends_after_the_summary_in_one_line(t
             "no push record)") in out
     assert "Traceback" not in err and err.startswith(f"error: the Pusher failed: {why} (nothing was pushed; ")
     assert os.listdir(foreign.parent) == [foreign.name]
+
+
+def test_a_default_data_root_that_cannot_be_written_is_used_when_complete_else_a_one_line_error(
+        tiny_letters, tmp_path, monkeypatch, capsys):
+    """The built-in letters complete on a read-only folder are used (as data and to pretrain on); a data root that
+    cannot be made is a one-line error naming what set it, and no pretraining: both had ended in a traceback."""
+    from core import configs
+    from tests.test_generate_letters import read_only
+    for variable in ("DATA_ROOT", "PIPELINE_ROOT", "METADATA_PATH", "SERVING_DIR", "FEEDBACK_DIR", "PRETRAIN_ROOT"):
+        monkeypatch.delenv(f"LETTERS_{variable}", raising=False)
+    with monkeypatch.context() as patched:
+        read_only(patched)
+        local_runner.ensure_default_data(configs.Config(data_root=str(tiny_letters), generate_per_class=1,
+                                                        generate_seed=3))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    monkeypatch.setenv("LETTERS_DATA_ROOT", str(a_file / "x"))
+    assert local_runner.main(["--no-feedback", "--pipeline-root", str(tmp_path / "p"),
+                              "--serving-dir", str(tmp_path / "s")]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"error: LETTERS_DATA_ROOT='{a_file / 'x'}': {a_file / 'x'}: Not a directory\n")
+    config, args = local_runner.parse_args(["--data-root", str(tiny_letters), "--no-feedback",
+                                            "--pipeline-root", str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s")])
+    assert local_runner.choose_pretraining(config, args, str(a_file / "x")).pretrain_root == ""
+    assert f"Pretraining: none, the built-in generated letters cannot be made ({a_file / 'x'}: Not a directory)" in (
+        capsys.readouterr().out)
