@@ -136,12 +136,16 @@ def _has_hebrew(path: str) -> bool:
     return len(masks) == 6
 
 
-def require_faces(font_dirs=None) -> list[Face]:
+def require_faces(font_dirs=None, style: str = DEFAULT_STYLE) -> list[Face]:
+    """The Hebrew faces installed (:func:`find_faces`); :class:`NoHebrewFontError` when there is none, or, for a
+    ``style`` with simulated writers, no handwriting-like one to take strokes from."""
     faces = find_faces(font_dirs)
     if not faces:
         raise NoHebrewFontError(
             "no Hebrew font found. Install Debian's Hebrew fonts: "
             f"sudo apt-get install {FONT_PACKAGES}  (or run `make fonts` as root)")
+    if style != "fonts":
+        _hands(faces)
     return faces
 
 
@@ -266,7 +270,9 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     if not generated_or_new(out):
         raise NotGeneratedFolder(f"{out} is not empty and was not written by this generator (no {MANIFEST}): "
                                  "refusing to replace what is there; choose a new or empty folder")
-    faces = faces if faces is not None else require_faces()
+    faces = faces if faces is not None else require_faces(style=style)
+    if style != "fonts":
+        _hands(faces)   # (before the folder is made: none there is an error that leaves nothing behind)
     out.mkdir(parents=True, exist_ok=True)
     manifest = {
         "per_class": per_class, "seed": seed, "classes": list(classes), "style": style,
@@ -456,12 +462,18 @@ def _writers(style: str, seed: int, faces: list[Face]):
     None for the fonts style."""
     if style == "fonts":
         return None
+    hands = _hands(faces)
+    return lambda i: handwriting.sample_writer(np.random.default_rng([seed, WRITER_STREAM, i]), hands)
+
+
+def _hands(faces: list[Face]) -> list[Face]:
+    """The faces of ``faces`` the simulated writers take strokes from; :class:`NoHebrewFontError` when none is."""
     stroke = set(_stroke_faces([f.name for f in faces]))
     hands = [f for f in faces if f.name in stroke]
     if not hands:
         raise NoHebrewFontError(f"no handwriting-like font ({', '.join(STROKE_FACES)}) to take strokes from. "
                                 f"Install Debian's Hebrew fonts: sudo apt-get install {FONT_PACKAGES}")
-    return lambda i: handwriting.sample_writer(np.random.default_rng([seed, WRITER_STREAM, i]), hands)
+    return hands
 
 
 def _sources(manifest) -> set[str]:
@@ -560,7 +572,7 @@ def main(argv=None) -> int:
     if args.seed < 0:
         parser.error("--seed must not be negative")
     try:
-        faces = require_faces()
+        faces = require_faces(style=args.style)
     except NoHebrewFontError as err:
         print(f"generate: {err}", file=sys.stderr)
         return 2

@@ -198,7 +198,7 @@ def test_the_commands_around_the_pipeline_expand_a_tilde_too(monkeypatch, tmp_pa
     assert batch_predict.main(["--images=~/images", "--out=~/p.csv"]) == 2
     assert f"no files under {tmp_path / 'images'}" in capsys.readouterr().err
     written = []
-    monkeypatch.setattr(generate_letters, "require_faces", lambda: [])
+    monkeypatch.setattr(generate_letters, "require_faces", lambda **kwargs: [])
     monkeypatch.setattr(generate_letters, "generate", lambda out, *args, **kwargs: written.append(out))
     assert generate_letters.main(["--out=~/generated"]) == 0 and written == [str(tmp_path / "generated")]
     assert not (tmp_path / "~").exists()

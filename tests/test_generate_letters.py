@@ -437,3 +437,29 @@ def test_a_complete_data_set_in_a_folder_that_cannot_be_written_is_used(tmp_path
     assert generate_letters.main(["--out", str(data), "--per-class", "1"]) == 2
     assert capsys.readouterr().err.endswith(f"generate: error: {data / generate_letters.LOCK}: Read-only file system\n")
     assert {p: p.stat().st_mtime_ns for p in data.rglob("*")} == files
+
+
+def test_without_a_handwriting_font_the_strokes_are_an_error_before_anything_is_written(tmp_path, capsys):
+    """With print faces only, the simulated writers have no strokes to learn: letters-generate and the default data
+    say so alone, and no folder is made; they had warned that the data is generated without the handwriting fonts,
+    then failed, leaving the folder made with its lock file in it. The fonts style is made from the print faces."""
+    noam = next(f for f in generate_letters.find_faces() if f.name == "Noam")
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    (fonts / os.path.basename(noam.path)).symlink_to(noam.path)
+    code = ("import sys, pipeline.generate_letters as g, local_runner; from core import configs; "
+            "g.FONT_DIRS = (sys.argv[1],); code = g.main(['--out', sys.argv[2], '--per-class', '1']); "
+            "print('exit', code, file=sys.stderr); "
+            "local_runner.ensure_default_data(configs.Config(data_root=sys.argv[3]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(fonts), str(tmp_path / "out"), str(tmp_path / "d")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert "generate: error: no handwriting-like font" not in proc.stderr   # said once, before the folder
+    assert "generate: no handwriting-like font (KtavYadCLM-MediumItalic" in proc.stderr and "exit 2" in proc.stderr
+    assert "NoHebrewFontError: no handwriting-like font" in proc.stderr and "warning" not in proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "d").exists()
+    faces = generate_letters.find_faces([str(fonts)])
+    with pytest.raises(generate_letters.NoHebrewFontError, match="no handwriting-like font"):
+        generate_letters.generate(tmp_path / "g", 1, 1, faces, classes=CLASS_NAMES[:1], progress=False)
+    assert not (tmp_path / "g").exists()
+    generate_letters.generate(tmp_path / "g", 1, 1, faces, classes=CLASS_NAMES[:1], progress=False, style="fonts")
+    assert [p.name for p in (tmp_path / "g" / "alef").iterdir()] == ["alef_Noam_0000.png"]
