@@ -11,7 +11,8 @@ made and its digest, so a second run with the same settings leaves the files (an
 for caching) untouched, unless an image is missing, changed or emptied: then it writes the data set again. A run
 with other settings replaces the data set, and says so first (its settings and image count). It never
 replaces files it did not write: a non-empty folder without the manifest is refused, and other files in the class
-folders of one it wrote are kept (and named: they are trained on too).
+folders of one it wrote are kept (and named: they are trained on too), named as it names its images or not: it
+replaces only those its manifest records, with their sha256.
 
     letters-generate --out data/generated --per-class 80 --seed 1234 [--style strokes]
 """
@@ -333,24 +334,26 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
     others = [f for f in faces if not f.script] or faces
     writer = _writers(style, seed, faces)
     ours = set()   # the sources (fonts, "hand") named in the files of the data set in ``out``, if one is there
+    theirs = {}    # the files of that data set its manifest vouches for, with their sha256: this run replaces them
     if manifest_path.exists():
         old, problem = _earlier(out, manifest, classes)
         if not problem:
             return _reused(out, old, classes, progress)
-        ours = _sources(old)
+        ours, theirs = _sources(old), _theirs(out, classes, old)
         if progress and problem != _OTHER:
             print(f"generate: {out} no longer holds the data set {MANIFEST} describes ({problem}): writing it "
                   "again", flush=True)
         elif progress and not _same(old, manifest):
-            removed = sum(len(_generated_files(out, name, ours)) for name in classes if (out / name).is_dir())
-            print(f"generate: replacing the {_described(old, out)}: {removed:,} images) with "
+            print(f"generate: replacing the {_described(old, out)}: {len(theirs):,} images) with "
                   f"{_settings(manifest, old)}", flush=True)
     # Marks the folder as ours (and unfinished) before anything in it changes: its files are those of the data set
-    # it replaces and those of this one, until the old ones are gone.
+    # it replaces (recorded) and those this one writes (named by its settings), until the old ones are gone.
     sources = _sources(manifest)
     ours |= sources
-    atomic_write(str(manifest_path), json.dumps({**manifest, "sources": sorted(ours), "incomplete": True},
-                                                indent=2).encode())
+    atomic_write(str(manifest_path), json.dumps(
+        {**manifest, "sources": sorted(ours), "incomplete": True,
+         "files": {f"{p.parent.name}/{p.name}": sha for p, sha in sorted(theirs.items())}}, indent=2).encode())
+    files = {}   # the files this run writes: name in the folder -> sha256
 
     digest = hashlib.sha256()
     total = len(classes) * per_class
@@ -360,7 +363,7 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
             glyph = GLYPHS[CLASS_NAMES.index(name)]
             class_dir = out / name
             class_dir.mkdir(parents=True, exist_ok=True)
-            for old_file in _generated_files(out, name, ours):
+            for old_file in [p for p in theirs if p.parent == class_dir]:
                 old_file.unlink()
             for i in range(per_class):
                 rng = np.random.default_rng([seed, CLASS_NAMES.index(name), i])
@@ -372,7 +375,9 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
                     img, source = render_letter(glyph, face, rng), face.name
                 data = _png_bytes(img)
                 digest.update(data)
-                (class_dir / f"{name}_{source}_{i:04d}.png").write_bytes(data)
+                file_name = f"{name}_{source}_{i:04d}.png"
+                (class_dir / file_name).write_bytes(data)
+                files[f"{name}/{file_name}"] = hashlib.sha256(data).hexdigest()
                 bar.update()
     finally:
         bar.close()            # (interrupted too: the bar's line ends before the message that follows)
@@ -380,9 +385,10 @@ def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: b
     manifest["sha256"] = digest.hexdigest()
     manifest["images"] = total
     manifest["sources"] = sorted(sources)
+    manifest["files"] = files
     atomic_write(str(manifest_path), json.dumps(manifest, indent=2).encode())
     if progress:
-        _note_others(out, classes, sources)
+        _note_others(out, classes, {out / name for name in files})
     return manifest
 
 
@@ -404,7 +410,7 @@ def _earlier(out: Path, manifest: dict, classes) -> tuple:
         old = {**old, "faces": faces_used(manifest["style"], old.get("faces"))}
     if not _same(old, manifest) or old.get("incomplete"):
         return old, _OTHER
-    return old, _dataset_problem(out, classes, manifest["per_class"], old.get("sha256"), _sources(old))
+    return old, _dataset_problem(out, classes, old)
 
 
 def _same(old, manifest: dict) -> bool:
@@ -416,7 +422,7 @@ def _reused(out: Path, old: dict, classes, progress: bool) -> dict:
     """Leaves the data set ``out`` holds (its manifest ``old``) as it is, saying so; returns ``old``."""
     if progress:
         print(f"generate: {out} already holds this data set ({old['per_class']} per class, seed {old['seed']})")
-        _note_others(out, classes, _sources(old))
+        _note_others(out, classes, set(_theirs(out, classes, old)))
     return old
 
 
@@ -508,37 +514,90 @@ def _number(path: Path) -> int:
     return int(path.stem.rsplit("_", 1)[1])
 
 
-def _dataset_problem(out: Path, classes, per_class: int, sha256, sources) -> str | None:
-    """Why ``out`` does not hold the data set its manifest records (``per_class`` images of each class from
-    ``sources``, numbered from 0, their bytes in that order hashed to ``sha256``), or None when it does: an image missing or added, or
-    one changed (emptied, replaced)."""
-    digest = hashlib.sha256()
+def _recorded(manifest) -> dict | None:
+    """The files a manifest records (name in the folder, ``alef/alef_hand_0000.png`` -> sha256), or None for one
+    written before it did."""
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        return files
+    return None
+
+
+def _theirs(out: Path, classes, manifest) -> dict[Path, str]:
+    """The files of the class folders of ``out`` that ``manifest`` (the one there) vouches for as this generator's,
+    with their sha256: named as it names them (:func:`_generated_files`) and recorded there with their bytes; for an
+    unfinished generation, also those it writes, numbered below its ``per_class``; for a manifest written before
+    files were recorded, those of the data set it describes (numbered below its ``per_class``), or, unreadable or
+    unfinished, every one. A file named so that it does not vouch for (a user's copy of another data set's
+    ``alef_hand_0003.png``) is not among them: it is kept, and named with the other files not written by it."""
+    recorded, sources = _recorded(manifest), _sources(manifest)
+    per_class = manifest.get("per_class") if isinstance(manifest, dict) else None
+    if not isinstance(per_class, int) or isinstance(per_class, bool):
+        per_class = None
+    incomplete = isinstance(manifest, dict) and bool(manifest.get("incomplete"))
+    if recorded is not None and not incomplete:
+        below = 0            # the recorded files alone
+    elif recorded is None and (incomplete or not isinstance(manifest, dict)):
+        below = None         # every one
+    else:
+        below = per_class    # (every one when it says no number)
+    theirs = {}
     for name in classes:
-        files = sorted(_generated_files(out, name, sources), key=_number)
-        if [_number(p) for p in files] != list(range(per_class)):
+        if not (out / name).is_dir():
+            continue
+        for path in _generated_files(out, name, sources):
+            try:
+                sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                sha = ""
+            if ((recorded or {}).get(f"{name}/{path.name}") == sha and sha) or below is None \
+                    or _number(path) < below:
+                theirs[path] = sha
+    return theirs
+
+
+def _dataset_problem(out: Path, classes, manifest: dict) -> str | None:
+    """Why ``out`` does not hold the data set ``manifest`` records (``per_class`` images of each class, each with
+    the sha256 it records; for a manifest written before it recorded them, numbered from 0, their bytes in that
+    order hashed to its ``sha256``), or None when it does: an image missing, or one changed (emptied, replaced).
+    Other files named as it names them are not its own (:func:`_theirs`), and no problem."""
+    per_class, recorded = manifest.get("per_class"), _recorded(manifest)
+    digest, changed = hashlib.sha256(), False
+    for name in classes:
+        if recorded is not None:
+            names = [rel for rel in recorded if rel.split("/", 1)[0] == name]
+            files = [out / rel for rel in names if (out / rel).is_file()]
+            whole = len(files) == len(names) == per_class
+        else:
+            files = sorted((p for p in _generated_files(out, name, _sources(manifest)) if _number(p) < per_class),
+                           key=_number)
+            whole = [_number(p) for p in files] == list(range(per_class))
+        if not whole:
             return (f"{name} holds {len(files)} images named as it names them, not the {per_class} it wrote, numbered "
                     f"from 0")
         for path in files:
             try:
-                digest.update(path.read_bytes())
+                data = path.read_bytes()
             except OSError as err:
                 return f"{name}/{printable(path.name)} cannot be read: {err.strerror or err}"
-    if digest.hexdigest() != sha256:
+            digest.update(data)
+            changed |= recorded is not None and hashlib.sha256(data).hexdigest() != recorded[f"{name}/{path.name}"]
+    if changed or digest.hexdigest() != manifest.get("sha256"):
         return "the images' sha256 is not the one recorded: one was changed, emptied or replaced since it was written"
     return None
 
 
-def _others(out: Path, classes, sources) -> list[str]:
-    """The files in the class folders that are not images of the data set (the pipeline trains on them too): called
-    once the class folders hold exactly the set's numbers (checked, or just written), its files are those named."""
-    ours = {p for name in classes for p in _generated_files(out, name, sources)}
+def _others(out: Path, classes, ours) -> list[str]:
+    """The files in the class folders that are not images of the data set (``ours``, its files: the pipeline trains
+    on the others too)."""
     return sorted(f"{name}/{p.name}" for name in classes if (out / name).is_dir()
                   for p in (out / name).iterdir() if p not in ours)
 
 
-def _note_others(out: Path, classes, sources) -> None:
-    """Says which files of the class folders this generator did not write (it never removes them)."""
-    others = _others(out, classes, sources)
+def _note_others(out: Path, classes, ours) -> None:
+    """Says which files of the class folders this generator did not write (it never removes them); ``ours``: the
+    data set's files."""
+    others = _others(out, classes, ours)
     if others:
         shown = ", ".join(printable(name) for name in others[:5]) + (", …" if len(others) > 5 else "")
         print(f"generate: note: {len(others)} file(s) in the class folders of {out} were not written by this "

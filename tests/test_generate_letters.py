@@ -143,6 +143,10 @@ def test_images_from_the_ten_thousandth_on_are_its_own(tmp_path):
     ten_thousandth = tmp_path / "alef" / "alef_hand_10000.png"
     ten_thousandth.write_bytes(b"image 10000 of a larger run")
     assert ten_thousandth in generate_letters._generated_files(tmp_path, "alef", {"hand"})
+    manifest = tmp_path / generate_letters.MANIFEST   # recorded, as by the larger run that wrote it
+    recorded = json.loads(manifest.read_text())
+    recorded["files"]["alef/alef_hand_10000.png"] = hashlib.sha256(b"image 10000 of a larger run").hexdigest()
+    manifest.write_text(json.dumps(recorded))
     generate_letters.generate(tmp_path, per_class=1, seed=2, classes=("alef",), progress=False)
     assert not ten_thousandth.exists() and len(list((tmp_path / "alef").glob("*.png"))) == 1
 
@@ -463,3 +467,33 @@ def test_without_a_handwriting_font_the_strokes_are_an_error_before_anything_is_
     assert not (tmp_path / "g").exists()
     generate_letters.generate(tmp_path / "g", 1, 1, faces, classes=CLASS_NAMES[:1], progress=False, style="fonts")
     assert [p.name for p in (tmp_path / "g" / "alef").iterdir()] == ["alef_Noam_0000.png"]
+
+
+def test_a_users_copy_of_another_data_sets_image_is_kept_and_named(tmp_path, capsys):
+    """alef_hand_0002.png and alef_hand_0003.png copied from a larger data set into one of 2 per class are named as
+    the generator names its images, but its manifest does not record them: a run with the same settings finds its
+    data set there and names them, and one with other settings keeps them; they had been taken for damage and
+    deleted with the data set written again. The images of a larger data set it wrote itself are still replaced."""
+    classes, data, other = CLASS_NAMES[:2], tmp_path / "m1", tmp_path / "m2"
+    generate_letters.generate(data, per_class=2, seed=1, classes=classes, progress=False)
+    generate_letters.generate(other, per_class=4, seed=2, classes=classes, progress=False)
+    copies = [data / "alef" / f"alef_hand_000{i}.png" for i in (2, 3)]
+    for copy in copies:
+        copy.write_bytes((other / "alef" / copy.name).read_bytes())
+    mtimes = {p: p.stat().st_mtime_ns for p in data.glob("*/*.png")}
+    capsys.readouterr()
+    generate_letters.generate(data, per_class=2, seed=1, classes=classes, progress=True)
+    printed = capsys.readouterr().out
+    assert "already holds this data set" in printed and "no longer holds" not in printed
+    assert ("2 file(s) in the class folders of" in printed and "alef/alef_hand_0002.png, alef/alef_hand_0003.png"
+            in printed)
+    assert {p: p.stat().st_mtime_ns for p in data.glob("*/*.png")} == mtimes
+    generate_letters.generate(data, per_class=1, seed=3, classes=classes, progress=True)
+    printed = capsys.readouterr().out
+    assert "strokes: 4 images) with 1 per class" in printed and "alef/alef_hand_0003.png" in printed
+    assert [copy.read_bytes() for copy in copies] == [(other / "alef" / c.name).read_bytes() for c in copies]
+    assert sorted(p.name for p in (data / "bet").iterdir()) == ["bet_hand_0000.png"]
+
+    generate_letters.generate(other, per_class=2, seed=2, classes=classes, progress=True)   # its own 4: replaced
+    assert "strokes: 8 images) with 2 per class" in capsys.readouterr().out
+    assert sorted(p.name for p in (other / "alef").iterdir()) == ["alef_hand_0000.png", "alef_hand_0001.png"]
