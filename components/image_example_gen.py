@@ -55,7 +55,7 @@ from core.image_io import pixel_digest
 from core.configs import GENERATED_MANIFEST
 from core.manifest import unfinished_generation
 from core.files import NOT_UTF8, is_hidden, pattern_under, printable, read_error, utf8
-from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, misnamed_problem
+from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, in_class_folder, misnamed_problem
 
 FEEDBACK_IMAGES_KEY = "feedback_images"   # the examples artifact's custom property: feedback images among them
 REPORT_URI_KEY = "_ingest_report_uri"   # internal exec property: where the executor writes its report
@@ -120,11 +120,6 @@ def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
     where = pattern_under(input_base, pattern)
     paths = fileio.glob(where) if "://" in input_base else glob.glob(where, include_hidden=True)
     return sorted(path for path in paths if not is_hidden(os.path.dirname(path), input_base))
-
-
-def in_class_folder(path: str) -> bool:
-    """A file the executor may read as an image: in a class folder, its name not hidden."""
-    return os.path.basename(os.path.dirname(path)) in CLASS_INDEX and not is_hidden(path)
 
 
 def feedback_copies(repeat: int, main_files: list[str], feedback_files: list[str], train_share: float) -> int:

@@ -1,11 +1,12 @@
 """The 27 classes, in the canonical HHD order (index = label). Never derive this by sorting folders."""
 
 import difflib
+import os
 import re
 import unicodedata
 from typing import Iterable
 
-from core.files import printable
+from core.files import is_hidden, printable
 
 CLASS_NAMES = (
     "alef", "bet", "gimel", "dalet", "he", "vav", "zayin", "het", "tet", "yod",
@@ -112,3 +113,8 @@ def misnamed_problem(root: str, folders: Iterable[str]) -> str | None:
             + "".join(f"  {printable(folder)!r} is not a class folder{did_you_mean(folder)}\n" for folder in misnamed)
             + f"Folder names are the class names in lower case: {', '.join(CLASS_NAMES)} (core/labels.py). "
             f"Rename each (or move it out of {root})")
+
+
+def in_class_folder(path: str) -> bool:
+    """A file the ExampleGen may read as an image: in a class folder, its name not hidden."""
+    return os.path.basename(os.path.dirname(path)) in CLASS_INDEX and not is_hidden(path)

@@ -11,7 +11,7 @@ made and its digest, so a second run with the same settings leaves the files (an
 for caching) untouched, unless an image is missing, changed or emptied: then it writes the data set again. A run
 with other settings replaces the data set, and says so first (its settings and image count). It never
 replaces files it did not write: a non-empty folder without the manifest is refused, and other files in the class
-folders of one it wrote are kept (and named: they are trained on too), named as it names its images or not: it
+folders of one it wrote are kept (and named when the pipeline reads them), named as it names its images or not: it
 replaces only those its manifest records, with their sha256.
 
     letters-generate --out data/generated --per-class 80 --seed 1234 [--style strokes]
@@ -35,8 +35,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from core import configs, settings
-from core.files import LockHeld, atomic_write, exclusive, printable, sync_filesystem
-from core.labels import CLASS_NAMES, GLYPHS
+from core.files import LockHeld, atomic_write, exclusive, printable, sync_filesystem, utf8
+from core.labels import CLASS_NAMES, GLYPHS, in_class_folder
 from pipeline import handwriting
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", os.path.expanduser("~/.local/share/fonts"))
@@ -588,10 +588,12 @@ def _dataset_problem(out: Path, classes, manifest: dict) -> str | None:
 
 
 def _others(out: Path, classes, ours) -> list[str]:
-    """The files in the class folders that are not images of the data set (``ours``, its files: the pipeline trains
-    on the others too)."""
+    """The files in the class folders that are not images of the data set (``ours``, its files) and that the
+    pipeline reads with them, as the ExampleGen tells them (:func:`core.labels.in_class_folder`, a UTF-8 name, not a
+    folder): a hidden ``.DS_Store`` or a folder inside a class folder it does not read."""
     return sorted(f"{name}/{p.name}" for name in classes if (out / name).is_dir()
-                  for p in (out / name).iterdir() if p not in ours)
+                  for p in (out / name).iterdir()
+                  if p not in ours and in_class_folder(str(p)) and utf8(p.name) and not p.is_dir())
 
 
 def _note_others(out: Path, classes, ours) -> None:
@@ -601,7 +603,7 @@ def _note_others(out: Path, classes, ours) -> None:
     if others:
         shown = ", ".join(printable(name) for name in others[:5]) + (", …" if len(others) > 5 else "")
         print(f"generate: note: {len(others)} file(s) in the class folders of {out} were not written by this "
-              f"generator and are trained on with its images: {shown}")
+              f"generator and are read with its images (trained on when they are images): {shown}")
 
 
 def main(argv=None) -> int:

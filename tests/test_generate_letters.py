@@ -497,3 +497,19 @@ def test_a_users_copy_of_another_data_sets_image_is_kept_and_named(tmp_path, cap
     generate_letters.generate(other, per_class=2, seed=2, classes=classes, progress=True)   # its own 4: replaced
     assert "strokes: 8 images) with 2 per class" in capsys.readouterr().out
     assert sorted(p.name for p in (other / "alef").iterdir()) == ["alef_hand_0000.png", "alef_hand_0001.png"]
+
+
+def test_the_note_names_only_the_files_the_pipeline_reads(tmp_path, capsys):
+    """A hidden file or a folder in a class folder is not read by the ExampleGen: the note of the files the generator
+    did not write leaves them out (it had said a .DS_Store and a folder were trained on with its images)."""
+    data = tmp_path / "g"
+    generate_letters.generate(data, per_class=1, seed=1, classes=CLASS_NAMES[:3], progress=False)
+    (data / "alef" / ".DS_Store").write_bytes(b"Finder")
+    (data / "bet" / "readme.txt").write_text("notes")
+    (data / "gimel" / "sub").mkdir()
+    (data / "gimel" / "mine.png").write_bytes(b"a user's image")
+    capsys.readouterr()
+    generate_letters.generate(data, per_class=1, seed=1, classes=CLASS_NAMES[:3], progress=True)
+    printed = capsys.readouterr().out
+    assert (f"generate: note: 2 file(s) in the class folders of {data} were not written by this generator and are "
+            "read with its images (trained on when they are images): bet/readme.txt, gimel/mine.png\n") in printed
