@@ -36,16 +36,24 @@ def poll(core):
 
 
 @contextlib.contextmanager
-def loader(core):
-    """``core``'s loader thread, as the server runs it, until the block ends."""
-    thread = threading.Thread(target=core.run_loader, name="loader", daemon=True)
+def running(target, name: str, stop_event: threading.Event, join: float = 30):
+    """``target`` in a thread of its own, as the server runs it, until the block ends: then ``stop_event`` is set
+    and the thread must end within ``join`` seconds."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
     try:
-        yield core
+        yield thread
     finally:
-        core.stop_event.set()
-        thread.join(30)
+        stop_event.set()
+        thread.join(join)
         assert not thread.is_alive()
+
+
+@contextlib.contextmanager
+def loader(core):
+    """``core``'s loader thread, as the server runs it, until the block ends."""
+    with running(core.run_loader, "loader", core.stop_event):
+        yield core
 
 
 def statuses(client, name="letters"):
@@ -280,17 +288,9 @@ def _label_refused(model="letters", version=7) -> str:
             f"model {model}, which is not currently available for inference")
 
 
-@contextlib.contextmanager
 def config_poller(server):
     """``server``'s config file poller, in a thread, until the block ends (then it must have ended)."""
-    poller = threading.Thread(target=server._poll_config, name="config-poller", daemon=True)
-    poller.start()
-    try:
-        yield poller
-    finally:
-        server.stop_event.set()
-        poller.join(10)
-        assert not poller.is_alive()
+    return running(server._poll_config, "config-poller", server.stop_event, join=10)
 
 
 def test_a_config_nested_too_deep_to_parse_is_logged_and_the_polls_go_on(tmp_path, caplog):
