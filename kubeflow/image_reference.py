@@ -26,9 +26,10 @@ def split(reference: str) -> tuple[str, str, str | None, str | None]:
     if name.rfind(":") > name.rfind("/"):
         name, _, tag = name.rpartition(":")
     first, slash, rest = name.partition("/")
+    digest = digest if at else None
     if slash and (first == "localhost" or any(c in first for c in ".:") or first.lower() != first):
-        return first, rest, tag, digest if at else None
-    return "", name, tag, digest if at else None
+        return first, rest, tag, digest
+    return "", name, tag, digest
 
 
 def problem(reference: str) -> str | None:
@@ -43,8 +44,8 @@ def problem(reference: str) -> str | None:
     if path.lower() != path:
         return f"the repository name ({path}) must be lowercase"
     components = path.split("/")
-    if not all(_PATH_COMPONENT.fullmatch(c) for c in components):
-        bad = next(c for c in components if not _PATH_COMPONENT.fullmatch(c))
+    bad = next((c for c in components if not _PATH_COMPONENT.fullmatch(c)), None)
+    if bad is not None:
         return (f"the repository name ({path}) has the component {bad!r}: each is lowercase letters and digits, "
                 "separated by one . or _, two _ or dashes")
     if len(f"{host or 'docker.io'}/{path if host or '/' in path else 'library/' + path}") > NAME_MAX:   # as normalized

@@ -279,8 +279,7 @@ def test_the_config_file_poller_logs_each_failed_poll_in_tf_servings_words(tmp_p
 
 def _labelled_config(base, model="letters", version=7) -> str:
     """A config whose label names a version not loaded: each poll that applies it logs the label's refusal."""
-    return (f'model_config_list {{ config {{ name: "{model}" base_path: "{base}" model_platform: "tensorflow" '
-            f'version_labels {{ key: "stable" value: {version} }} }} }}')
+    return testing.labelled_config_text(base, {"stable": version}, num_versions=1, model_name=model)
 
 
 def _label_refused(model="letters", version=7) -> str:
@@ -398,8 +397,8 @@ def test_the_config_file_is_applied_at_every_poll_changed_or_not(tmp_path, caplo
     config = tmp_path / "models.config"
     config.write_text(_labelled_config(tmp_path, "d", 9))
     server = Server(config_lib.ServerOptions(model_config_file=str(config), model_config_file_poll_wait_seconds=0.01))
-    server.core.apply_config(config_lib.read_model_server_config(_labelled_config(tmp_path, "d", 1).replace(
-        'version_labels { key: "stable" value: 1 }', "")))
+    server.core.apply_config(config_lib.read_model_server_config(
+        testing.labelled_config_text(tmp_path, {}, num_versions=1, model_name="d")))
     manager = server.core.manager("d")
     manager.records[9] = versions._VersionRecord()
     manager.records[9].state = versions.State.AVAILABLE
