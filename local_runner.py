@@ -81,12 +81,14 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
                              "leaves the feedback out")
     if args.no_pretrain and "base_model" not in given:
         args.base_model = ""   # a LETTERS_BASE_MODEL the flag overrides: the network starts at random
-    changes = flags.training_changes(p, args, defaults, given)
+    pipeline_root = flags.path_or_default(args.pipeline_root, defaults.pipeline_root)
+    changes = flags.training_changes(p, args, defaults, given,
+                                     kept_version=lambda serving_dir: kept_base_model(pipeline_root, serving_dir))
     flags.refuse_pretraining_beside_base_model(p, args, given, changes["base_model"])
     config = defaults.replace(
         data_root=flags.absolute(args.data_root) if args.data_root else defaults.data_root,
         # "~" expanded in every path, as the shell would; an empty one is the default, as an empty LETTERS_<FIELD>
-        pipeline_root=flags.path_or_default(args.pipeline_root, defaults.pipeline_root),
+        pipeline_root=pipeline_root,
         metadata_path=flags.path_or_default(args.metadata_path, defaults.metadata_path),
         serving_dir=flags.path_or_default(args.serving_dir, defaults.serving_dir),
         feedback_dir="" if args.no_feedback else flags.path_or_default(args.feedback_dir, defaults.feedback_dir),
@@ -397,35 +399,51 @@ def choose_pretraining(config: Config, args: argparse.Namespace, builtin_root: s
 BASE_MODEL_RECORD = "base_model.json"   # in the pipeline root: {serving dir given: the version it stood for}
 
 
-def pinned_base_model(config: Config, given: str | None) -> Config:
+def base_model_record(pipeline_root: str) -> tuple[str, dict]:
+    """The pipeline root's record of the version each serving dir given as --base-model first stood for: its
+    path, and {serving dir: version folder} ({} if none or unreadable)."""
+    path = os.path.join(pipeline_root, BASE_MODEL_RECORD)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        record = {}
+    return path, record if isinstance(record, dict) else {}
+
+
+def kept_base_model(pipeline_root: str, serving_dir: str) -> tuple[str, str] | None:
+    """The version folder a --base-model serving dir stands for in this pipeline root, if recorded and there
+    (saved_model.pb or .pbtxt), with where it is kept, for the check before the run (flags.local_base_model)."""
+    path, record = base_model_record(pipeline_root)
+    kept = record.get(serving_dir)
+    if isinstance(kept, str) and holds_saved_model(kept):
+        return kept, (f"the version of {serving_dir} {pipeline_root} first started from, kept in {path}: give "
+                      f"a version folder to start from another, or delete {path} for the newest")
+    return None
+
+
+def pinned_base_model(config: Config, given: str | None) -> None:
     """A --base-model that names a serving dir stands for its newest version when this pipeline root first
     starts from it, and for that version on later runs (recorded in the pipeline root): otherwise each run
     started from the version the run before had pushed there, so an unchanged re-run trained and pushed again.
-    A version folder, or a remote path, is used as given."""
+    parse_args has already chosen and checked that version (config.base_model, :func:`kept_base_model`); this
+    says which it is and records it. A version folder, or a remote path, is used as given."""
     if not given or flags.is_url(given) or not config.base_model:
-        return config
+        return
     given = flags.absolute(given)
     if os.path.normpath(given) == os.path.normpath(config.base_model):   # a version folder
-        return config
-    record_path = os.path.join(config.pipeline_root, BASE_MODEL_RECORD)
-    try:
-        with open(record_path) as f:
-            record = json.load(f)
-        record = record if isinstance(record, dict) else {}
-    except (OSError, ValueError):
-        record = {}
-    pinned = record.get(given)
-    if isinstance(pinned, str) and holds_saved_model(pinned):   # saved_model.pb or .pbtxt
-        print(f"Base model: {pinned}, the newest version of {given} when {config.pipeline_root} first started "
-              f"from it (give a version folder to start from another; delete {record_path} for the newest)",
+        return
+    record_path, record = base_model_record(config.pipeline_root)
+    if record.get(given) == config.base_model:
+        print(f"Base model: {config.base_model}, the newest version of {given} when {config.pipeline_root} first "
+              f"started from it (give a version folder to start from another; delete {record_path} for the newest)",
               flush=True)
-        return config.replace(base_model=pinned)
+        return
     record[given] = config.base_model
     from core.files import atomic_write
     atomic_write(record_path, json.dumps(record, indent=2).encode())
     print(f"Base model: {config.base_model}, the newest version of {given} (later runs of this pipeline root "
           "start from it too)", flush=True)
-    return config
 
 
 class FeedbackNotExported(Exception):
@@ -696,7 +714,7 @@ def metadata_run_lock(config: Config) -> str:
 
 def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> int:
     """The run itself, the pipeline root held by this process."""
-    config = pinned_base_model(config, args.base_model)
+    pinned_base_model(config, args.base_model)
     config = choose_pretraining(config, args, builtin_root)
     if args.pretrain_root and config.pretrain_root and not usable_letters("--pretrain-root", config.pretrain_root,
                                                                           config):

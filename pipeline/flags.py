@@ -285,9 +285,10 @@ def add_beam_flags(group, defaults: Config) -> None:
 
 
 def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, defaults: Config,
-                     given: set[str]) -> dict:
+                     given: set[str], kept_version=None) -> dict:
     """The Config fields the shared flags set; bad values end in ``parser.error`` (a usage error). ``given``: the
-    flags the command line gave (:func:`core.settings.given_flags`), base_model among those asked about."""
+    flags the command line gave (:func:`core.settings.given_flags`), base_model among those asked about;
+    ``kept_version``: as :func:`local_base_model` takes it."""
     try:
         train_buckets, eval_buckets = (int(part) for part in args.split.split(":"))
     except ValueError:
@@ -302,21 +303,27 @@ def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     except ValueError as err:
         parser.error(str(err))
     if config.base_model and not is_url(config.base_model):   # a remote one is read only at run time
-        changes["base_model"] = local_base_model(parser, config, named("base_model", given))
+        changes["base_model"] = local_base_model(parser, config, named("base_model", given), kept_version)
     return changes
 
 
-def local_base_model(parser: argparse.ArgumentParser, config: Config, source: str) -> str:
+def local_base_model(parser: argparse.ArgumentParser, config: Config, source: str, kept_version=None) -> str:
     """Before anything runs: the version folder --base-model stands for, holding a letters model whose network
-    this run can start from; otherwise a usage error naming ``source`` (the flag, or LETTERS_BASE_MODEL='…')."""
+    this run can start from; otherwise a usage error naming ``source`` (the flag, or LETTERS_BASE_MODEL='…').
+    A serving dir stands for its newest version, or for the one ``kept_version(serving_dir)`` gives as
+    ``(version folder, where it is kept)`` (local_runner's pipeline root keeps the one it first started from):
+    the version the run will read is the one checked."""
     from core.model_dirs import resolve_model_dir
     from models import warm_start
+    given = absolute(config.base_model)
     try:
-        folder = resolve_model_dir(absolute(config.base_model))
+        folder = resolve_model_dir(given)
     except FileNotFoundError as err:
         parser.error(f"{source}: {err}; {warm_start.WHAT_TO_GIVE}")
+    kept = kept_version(given) if kept_version and os.path.normpath(folder) != os.path.normpath(given) else None
+    folder, where = kept or (folder, "")
     try:
         warm_start.network_weights(folder, config)
     except warm_start.BaseModelError as err:
-        parser.error(f"{source}: {err}")
+        parser.error(f"{source}: {err}" + (f" ({where})" if where else ""))
     return folder

@@ -175,9 +175,8 @@ def test_a_version_whose_graphs_are_stored_as_text_is_kept_as_the_one_first_stoo
         (serving / str(version) / "saved_model.pbtxt").write_text("meta_graphs {}")
         if version == 2:
             config = configs.Config(pipeline_root=str(tmp_path), base_model=str(serving / "2"))   # as resolved
-            assert local_runner.pinned_base_model(config, str(serving)).base_model == str(serving / "2")
-    newest = config.replace(base_model=str(serving / "3"))
-    assert local_runner.pinned_base_model(newest, str(serving)).base_model == str(serving / "2")
+            local_runner.pinned_base_model(config, str(serving))
+    assert local_runner.kept_base_model(str(tmp_path), str(serving))[0] == str(serving / "2")
 
 
 def test_a_serving_dir_as_base_model_keeps_the_version_it_first_stood_for(tmp_path, capsys):
@@ -186,25 +185,29 @@ def test_a_serving_dir_as_base_model_keeps_the_version_it_first_stood_for(tmp_pa
     import local_runner
     from core import configs
 
-    serving = tmp_path / "serving"
+    serving, root = tmp_path / "serving", str(tmp_path / "p")
     for version in (1, 2):
         (serving / str(version)).mkdir(parents=True)
         (serving / str(version) / "saved_model.pb").write_bytes(b"x")
     (tmp_path / "p").mkdir()
-    config = configs.Config(pipeline_root=str(tmp_path / "p"), base_model=str(serving / "2"))   # as resolved
-    assert local_runner.pinned_base_model(config, str(serving)).base_model == str(serving / "2")
+    assert local_runner.kept_base_model(root, str(serving)) is None
+    config = configs.Config(pipeline_root=root, base_model=str(serving / "2"))   # as resolved: the newest
+    local_runner.pinned_base_model(config, str(serving))
     assert "the newest version of" in capsys.readouterr().out
     (serving / "3").mkdir()
     (serving / "3" / "saved_model.pb").write_bytes(b"x")
-    newest = config.replace(base_model=str(serving / "3"))
-    assert local_runner.pinned_base_model(newest, str(serving)).base_model == str(serving / "2")
+    assert local_runner.kept_base_model(root, str(serving))[0] == str(serving / "2")
+    local_runner.pinned_base_model(config, str(serving))
     assert "when" in capsys.readouterr().out
-    assert local_runner.pinned_base_model(newest, str(serving / "3")).base_model == str(serving / "3")  # as given
     shutil.rmtree(serving / "2")                                          # gone: the newest again, recorded
-    assert local_runner.pinned_base_model(newest, str(serving)).base_model == str(serving / "3")
-    other_root = newest.replace(pipeline_root=str(tmp_path / "q"))
+    assert local_runner.kept_base_model(root, str(serving)) is None
+    newest = config.replace(base_model=str(serving / "3"))
+    local_runner.pinned_base_model(newest, str(serving))
+    assert local_runner.kept_base_model(root, str(serving))[0] == str(serving / "3")
+    local_runner.pinned_base_model(newest.replace(base_model=str(serving / "1")), str(serving / "1"))   # as given
+    assert local_runner.kept_base_model(root, str(serving))[0] == str(serving / "3")
     (tmp_path / "q").mkdir()
-    assert local_runner.pinned_base_model(other_root, str(serving)).base_model == str(serving / "3")
+    assert local_runner.kept_base_model(str(tmp_path / "q"), str(serving)) is None
 
 
 def test_a_base_model_exported_with_or_without_the_optimizers_state_gives_its_network(tmp_path, monkeypatch):
@@ -261,3 +264,43 @@ def test_a_base_model_whose_variables_are_damaged_or_cut_short_cannot_be_read(tm
     with pytest.raises(warm_start.BaseModelError, match=r"does not hold the resnet network with channels 4,16 \(the "
                                                         r"settings of this run\)"):
         warm_start.network_weights(str(tmp_path / "model"), exports.SMALL.replace(conv_widths="4,16"))
+
+
+def test_the_version_a_pipeline_root_keeps_is_the_one_checked_before_the_run(tmp_path, capsys):
+    """A serving dir as --base-model had been checked at its newest version before the run, while the run started
+    from the version the pipeline root had recorded: a damaged recorded version failed in the Trainer, a damaged
+    newest one refused a run that would not read it, and another network recorded was not told either."""
+    import json
+    import local_runner
+    from core.configs import Config
+    from tests.support import exports
+    serving, root = tmp_path / "serving", tmp_path / "p"
+    exports.export_trained(str(serving / "1"))
+    shutil.copytree(serving / "1", serving / "2")
+    root.mkdir()
+    (root / local_runner.BASE_MODEL_RECORD).write_text(json.dumps({str(serving): str(serving / "1")}))
+    argv = ["--base-model", str(serving), "--pipeline-root", str(root), "--conv-widths", exports.SMALL.conv_widths]
+
+    def cut_short(version: str) -> bytes:
+        data = next((serving / version / "variables").glob("variables.data-*"))
+        raw = data.read_bytes()
+        data.write_bytes(raw[:len(raw) // 2])
+        return raw
+
+    def refused(problem: str) -> str:
+        with pytest.raises(SystemExit) as caught:
+            local_runner.parse_args(argv)
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and f"error: --base-model: {problem}" in err, err
+        return err
+
+    raw = cut_short("1")   # the recorded version: refused before the run, and said to be the one recorded
+    err = refused(f"cannot read the variables of {serving / '1'} (damaged or cut short)")
+    assert str(root / local_runner.BASE_MODEL_RECORD) in err
+    next((serving / "1" / "variables").glob("variables.data-*")).write_bytes(raw)
+    cut_short("2")         # the newest, which the run does not read
+    config, _ = local_runner.parse_args(argv)
+    assert config.base_model == str(serving / "1")
+    shutil.rmtree(serving / "1")   # another network recorded: refused as such
+    exports.export_trained(str(serving / "1"), Config(conv_widths="8,8", augment=False))
+    refused(f"base model {serving / '1'} does not hold the {config.architecture} network with channels 4,8")
