@@ -19,7 +19,7 @@ import sys
 import time
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
-from core import configs, settings
+from core import configs, settings, signals
 from pipeline import flags
 from core.configs import Config
 from core.model_dirs import holds_saved_model
@@ -29,6 +29,9 @@ _CACHE_HIT = re.compile(r"^A cached execution \d+ is used")   # TFX's launcher, 
 # Warnings TFX and Beam print on every run that say nothing about this run.
 _NOISE = ("ArtifactQuery.property_predicate is not supported", "`custom_executor_spec` is deprecated",
           "Couldn't find python-snappy", "If direct_num_workers is not equal to 1")
+# TFX's launcher's line for a step that ended in an error (its logging.error call): of a step a stop (Ctrl-C,
+# SIGTERM) ended, it is left out, the run's one interrupted line saying so.
+_EXECUTION_FAILED = "Execution %d failed."
 
 
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
@@ -151,7 +154,7 @@ OVERLAPS = (   # (flag, other flag, relation, what would happen): paths a run re
 class _ProgressFilter(pylogging.Filter):
     """Lets through the orchestrator's 'Component X is running/finished' lines and warnings, nothing else; a step
     whose cached outputs TFX's launcher reuses ends with 'X cached (inputs unchanged)', as the closing summary
-    says it, not 'X finished'."""
+    says it, not 'X finished'; a step a stop ended is not said to have failed (:data:`_EXECUTION_FAILED`)."""
 
     def __init__(self, started: float):
         super().__init__()
@@ -160,6 +163,8 @@ class _ProgressFilter(pylogging.Filter):
 
     def filter(self, record):
         if record.levelno >= pylogging.WARNING:
+            if record.msg == _EXECUTION_FAILED and signals.stop_requested() is not None:
+                return False
             return not any(noise in record.getMessage() for noise in _NOISE)
         message = record.getMessage()
         if _CACHE_HIT.match(message) and self.running:

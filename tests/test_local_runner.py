@@ -1,5 +1,6 @@
 """local_runner: how a run ends when it is stopped, and what it refuses before it starts."""
 import os
+import re
 import signal
 
 import pytest
@@ -68,9 +69,9 @@ def Made(model: OutputArtifact[standard_artifacts.Model]):   # noqa: N802 - a co
     """A step with no inputs: cached on every run after its first."""
 
 
-def test_a_step_whose_inputs_are_unchanged_is_said_to_be_cached_not_finished(tmp_path):
-    """A step TFX's launcher takes from the cache ends its progress lines with 'X cached (inputs unchanged)', as
-    the closing summary says it: it had been 'X finished' as a step that ran."""
+def logged_run(tmp_path, *components) -> tuple[str, Exception | None]:
+    """What a run of ``components`` logs through local_runner's filter and format (TFX logs through absl), and
+    the error the run ended in, if any."""
     import io
     import logging
     import time
@@ -79,26 +80,53 @@ def test_a_step_whose_inputs_are_unchanged_is_said_to_be_cached_not_finished(tmp
     from tfx.orchestration import pipeline as tfx_pipeline
     from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(local_runner._ProgressFilter(time.monotonic()))
+    handler.setFormatter(local_runner._Formatter())
+    absl, verbosity = logging.getLogger("absl"), absl_logging.get_verbosity()
+    absl.addHandler(handler)   # before the root's handlers, which another test's run may have filtered
+    absl_logging.set_verbosity(absl_logging.INFO)
+    error = None
+    try:
+        local_runner.run_dag(tfx_pipeline.Pipeline(
+            pipeline_name="p", pipeline_root=str(tmp_path / "root"), enable_cache=True,
+            metadata_connection_config=sqlite_metadata_connection_config(str(tmp_path / "metadata.sqlite")),
+            components=list(components)))
+    except Exception as err:  # noqa: BLE001 - a step that failed: its caller reads what was logged
+        error = err
+    finally:
+        absl.removeHandler(handler)
+        absl_logging.set_verbosity(verbosity)
+    return out.getvalue(), error
+
+
+def test_a_step_whose_inputs_are_unchanged_is_said_to_be_cached_not_finished(tmp_path):
+    """A step TFX's launcher takes from the cache ends its progress lines with 'X cached (inputs unchanged)', as
+    the closing summary says it: it had been 'X finished' as a step that ran."""
     def lines_of_a_run() -> list[str]:
-        out = io.StringIO()
-        handler = logging.StreamHandler(out)
-        handler.addFilter(local_runner._ProgressFilter(time.monotonic()))
-        handler.setFormatter(local_runner._Formatter())
-        absl, verbosity = logging.getLogger("absl"), absl_logging.get_verbosity()   # TFX logs through absl
-        absl.addHandler(handler)   # before the root's handlers, which another test's run may have filtered
-        absl_logging.set_verbosity(absl_logging.INFO)
-        try:
-            local_runner.run_dag(tfx_pipeline.Pipeline(
-                pipeline_name="p", pipeline_root=str(tmp_path / "root"), enable_cache=True,
-                metadata_connection_config=sqlite_metadata_connection_config(str(tmp_path / "metadata.sqlite")),
-                components=[Made()]))
-        finally:
-            absl.removeHandler(handler)
-            absl_logging.set_verbosity(verbosity)
-        return [line.split("] ", 1)[1] for line in out.getvalue().splitlines() if line.startswith("[")]
+        return [line.split("] ", 1)[1] for line in logged_run(tmp_path, Made())[0].splitlines() if line.startswith("[")]
 
     assert lines_of_a_run() == ["Made running", "Made finished"]
     assert lines_of_a_run() == ["Made running", "Made cached (inputs unchanged)"]
+
+
+@component
+def Failing(model: OutputArtifact[standard_artifacts.Model]):   # noqa: N802 - a component's name
+    """A step that fails."""
+    raise RuntimeError("the step failed")
+
+
+def test_a_step_a_stop_ended_is_not_logged_as_a_failed_execution(tmp_path, monkeypatch):
+    """Ctrl-C in the Trainer had logged TFX's launcher's "ERROR: Execution 12 failed." before the one interrupted
+    line, even with --quiet; a step that fails of itself still logs it."""
+    from core import signals
+    for name, stop in (("failed", None), ("stopped", int(signal.SIGINT))):
+        monkeypatch.setattr(signals, "_stop_requested", stop)
+        logged, error = logged_run(tmp_path / name, Failing())
+        assert "the step failed" in str(error)
+        said = re.search(r"^ERROR: Execution \d+ failed\.$", logged, re.MULTILINE)
+        assert bool(said) == (stop is None), logged
 
 
 HOLD = r"""
