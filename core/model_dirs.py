@@ -80,8 +80,8 @@ def resolve_model_dir(path: str, files=LOCAL_FILES, version: int | None = None) 
         name = os.path.basename(os.path.normpath(os.path.abspath(path) if "://" not in path else path))
         if version is None or version_number(name) == version:
             return path
-        raise FileNotFoundError(f"{printable(path)} is a version folder ({name}), not version {version}: give its serving "
-                                f"directory, or no version")
+        raise FileNotFoundError(f"{printable(path)} is a version folder ({name}), not version {version}: give its "
+                                "serving directory, or no version")
     versions = loadable_versions(path, files)
     if version is not None:
         if version not in versions:
@@ -89,7 +89,8 @@ def resolve_model_dir(path: str, files=LOCAL_FILES, version: int | None = None) 
                                     f"{', '.join(map(str, versions)) or 'none'})")
         return versions[version]
     if not versions:
-        raise FileNotFoundError(f"{printable(path)} holds no SavedModel (neither saved_model.pb nor <version>/saved_model.pb)")
+        raise FileNotFoundError(f"{printable(path)} holds no SavedModel (neither saved_model.pb nor "
+                                "<version>/saved_model.pb)")
     return versions[max(versions)]
 
 

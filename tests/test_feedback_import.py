@@ -9,6 +9,7 @@ from core import feedback_cli
 from core.feedback import FeedbackStore, export_feedback
 from core.feedback_import import import_folder
 from tests.conftest import letter_image, noise_rows_webp, png_bytes
+from tests.support import faults
 
 
 @pytest.fixture
@@ -349,26 +350,15 @@ def test_the_commands_export_keeps_under_the_configured_file_limit(tmp_path, mon
 def test_an_export_an_os_error_stops_says_where_and_what_it_had_written(tmp_path, monkeypatch, capsys):
     """export had said a bare errno (error: [Errno 28] No space left on device; error: [Errno 17] File exists of a
     file as --out): the folder and the file are named, what was written before, and that exporting again finishes."""
-    import errno
-
     from core import feedback
     store = FeedbackStore(tmp_path / "store")
     for seed in range(3):
         store.add(png_bytes(letter_image(30, 44, seed=seed)), "PNG", "shin")
     store.close()
-    written = []
-
-    def full(path, data):
-        if len(written) == 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(path)
-        with open(path, "wb") as handle:
-            handle.write(data)
-
     out = tmp_path / "o"
     export = ["--feedback-dir", str(tmp_path / "store"), "export", "--out"]
     with monkeypatch.context() as patch:
-        patch.setattr(feedback, "atomic_write", full)
+        faults.disk_full_after_writes(patch, feedback, 1)
         assert feedback_cli.main([*export, str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot export the feedback store's images to {out}: [Errno 28] No space left on "

@@ -399,26 +399,17 @@ def test_a_full_pipeline_root_while_the_feedback_is_exported_ends_the_run_with_o
     """A full disk (any OSError) while the run exports the feedback store had ended it in the OSError's traceback,
     status 1, no --summary-json: one line naming the folder, the error and what was written, a failed run's
     summary, and the next run's export finishes it."""
-    import errno
     import json
 
     from core import feedback
+    from tests.support import faults
     from tests.web.conftest import letter_png
 
     store = feedback.FeedbackStore(tmp_path / "f")
     for seed in range(4):
         store.add(letter_png(seed=seed), "PNG", "alef")
     store.close()
-    written = []
-
-    def full(path, data):
-        if len(written) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(path)
-        with open(path, "wb") as handle:
-            handle.write(data)
-
-    monkeypatch.setattr(feedback, "atomic_write", full)
+    faults.disk_full_after_writes(monkeypatch, feedback, 2)
     summary = tmp_path / "summary.json"
     out = tmp_path / "p" / "feedback"
     argv = ["--data-root", str(tiny_letters), "--pipeline-root", str(tmp_path / "p"), "--serving-dir",
@@ -724,8 +715,8 @@ def test_a_default_data_root_that_cannot_be_written_is_used_when_complete_else_a
                               "--serving-dir", str(tmp_path / "s")]) == 2
     assert capsys.readouterr().err.endswith(
         f"error: LETTERS_DATA_ROOT='{a_file / 'x'}': {a_file / 'x'}: Not a directory\n")
-    config, args = local_runner.parse_args(["--data-root", str(tiny_letters), "--no-feedback",
-                                            "--pipeline-root", str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s")])
+    config, args = local_runner.parse_args(["--data-root", str(tiny_letters), "--no-feedback", "--pipeline-root",
+                                            str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s")])
     assert local_runner.choose_pretraining(config, args, str(a_file / "x")).pretrain_root == ""
     assert f"Pretraining: none, the built-in generated letters cannot be made ({a_file / 'x'}: Not a directory)" in (
         capsys.readouterr().out)

@@ -17,6 +17,19 @@ def disk_full_at_file(monkeypatch, nth: int) -> None:
     monkeypatch.setattr(os, "fsync", fsync)
 
 
+def disk_full_after_writes(monkeypatch, module, written: int) -> None:
+    """``module.atomic_write`` writes ``written`` files whole, then fails as a full disk does (ENOSPC)."""
+    done = []
+
+    def atomic_write(path, data):
+        if len(done) == written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done.append(path)
+        with open(path, "wb") as handle:
+            handle.write(data)
+    monkeypatch.setattr(module, "atomic_write", atomic_write)
+
+
 def unreadable_folders(monkeypatch, *folders) -> None:
     """Listing any of ``folders`` (``os.listdir``, ``os.scandir``, so ``Path.iterdir`` too) fails as a folder without
     read permission does (EACCES), as it would for a user other than root."""
