@@ -35,7 +35,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from core import configs, settings
-from core.files import LockHeld, atomic_write, exclusive, printable, sync_filesystem, utf8
+from core.files import atomic_write, exclusive, printable, sync_filesystem, utf8
 from core.labels import CLASS_NAMES, GLYPHS, in_class_folder
 from pipeline import handwriting
 
@@ -271,9 +271,10 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
     if not generated_or_new(out):
         raise NotGeneratedFolder(f"{out} is not empty and was not written by this generator (no {MANIFEST}): "
                                  "refusing to replace what is there; choose a new or empty folder")
-    faces = faces if faces is not None else require_faces(style=style)
-    if style != "fonts":
-        _hands(faces)   # (before the folder is made: none there is an error that leaves nothing behind)
+    faces = faces if faces is not None else require_faces(style="fonts")   # (their hands are taken next)
+    # The faces the simulated writers take strokes from, before the folder is made: none there is an error that
+    # leaves nothing behind
+    hands = _hands(faces) if style != "fonts" else None
     out.mkdir(parents=True, exist_ok=True)
     manifest = {
         "per_class": per_class, "seed": seed, "classes": list(classes), "style": style,
@@ -288,7 +289,7 @@ def generate(out_dir: str | os.PathLike, per_class: int, seed: int, faces: list[
         return _reused(out, found[0], classes, progress)
     with held:
         try:
-            return _generate(out, manifest, faces, classes, progress)
+            return _generate(out, manifest, faces, hands, classes, progress)
         except KeyboardInterrupt as err:
             raise Interrupted(_left(out, manifest)) from err
 
@@ -309,30 +310,29 @@ def _alone(out: Path):
     """Holds ``out``'s lock file for one generation: a second one in the folder waits for the first to end (and
     then finds its data set there, or replaces it whole), where both had written and one's manifest had described
     a mix of their images. An interrupt while it waits is :class:`Interrupted` ("waiting")."""
-    lock, holder = str(out / LOCK), None
-    try:
-        with exclusive(lock, wait=False):
-            pass
-    except LockHeld as err:
-        holder = err.who
+    waited = []
+
+    def waiting(held):
+        waited.append(held)
+        print(f"generate: waiting for another generation in {out} ({held.who}) to finish", flush=True)
     held = contextlib.ExitStack()
     try:
-        if holder:
-            print(f"generate: waiting for another generation in {out} ({holder}) to finish", flush=True)
-        held.enter_context(exclusive(lock))
+        held.enter_context(exclusive(str(out / LOCK), waiting=waiting))
     except KeyboardInterrupt as err:
-        raise Interrupted("waiting" if holder else "nothing") from err
+        raise Interrupted("waiting" if waited else "nothing") from err
     return held
 
 
-def _generate(out: Path, manifest: dict, faces: list[Face], classes, progress: bool) -> dict:
+def _generate(out: Path, manifest: dict, faces: list[Face], hands: list[Face] | None, classes,
+              progress: bool) -> dict:
     """:func:`generate`'s work, with the arguments checked (in ``manifest``, completed here once the data set is
-    written) and the folder's lock held."""
+    written) and the folder's lock held; ``hands``: the faces the simulated writers take strokes from (None for the
+    fonts style)."""
     manifest_path = out / MANIFEST
     per_class, seed, style = manifest["per_class"], manifest["seed"], manifest["style"]
     script = [f for f in faces if f.script] or faces
     others = [f for f in faces if not f.script] or faces
-    writer = _writers(style, seed, faces)
+    writer = _writers(seed, hands)
     ours = set()   # the sources (fonts, "hand") named in the files of the data set in ``out``, if one is there
     theirs = {}    # the files of that data set its manifest vouches for, with their sha256: this run replaces them
     if manifest_path.exists():
@@ -422,7 +422,13 @@ def _reused(out: Path, old: dict, classes, progress: bool) -> dict:
     """Leaves the data set ``out`` holds (its manifest ``old``) as it is, saying so; returns ``old``."""
     if progress:
         print(f"generate: {out} already holds this data set ({old['per_class']} per class, seed {old['seed']})")
-        _note_others(out, classes, set(_theirs(out, classes, old)))
+        # Its files, as :func:`_theirs` finds them, without reading them again: checked, each recorded one is there
+        # with its sha256 (or, for a manifest written before they were recorded, its images numbered from 0 are)
+        recorded, sources = _recorded(old), _sources(old)
+        _note_others(out, classes, {path for name in classes if (out / name).is_dir()
+                                    for path in _generated_files(out, name, sources)
+                                    if (f"{name}/{path.name}" in recorded if recorded is not None
+                                        else _number(path) < old["per_class"])})
     return old
 
 
@@ -462,13 +468,12 @@ def _stroke_faces(names: list[str]) -> list[str]:
     return [n for n in names if n in STROKE_FACES] or [n for n in names if n in SCRIPT_FACES]
 
 
-def _writers(style: str, seed: int, faces: list[Face]):
-    """The simulated writers: writer ``i`` (of image ``i`` of every class) as a function of ``i``, made when an
-    image needs it (not all before the first image: a huge --per-class starts at once, in bounded memory);
-    None for the fonts style."""
-    if style == "fonts":
+def _writers(seed: int, hands: list[Face] | None):
+    """The simulated writers, taking strokes from ``hands``: writer ``i`` (of image ``i`` of every class) as a
+    function of ``i``, made when an image needs it (not all before the first image: a huge --per-class starts at
+    once, in bounded memory); None for the fonts style (no ``hands``)."""
+    if hands is None:
         return None
-    hands = _hands(faces)
     return lambda i: handwriting.sample_writer(np.random.default_rng([seed, WRITER_STREAM, i]), hands)
 
 

@@ -419,7 +419,7 @@ def test_a_run_with_other_settings_says_which_data_set_it_replaces(tmp_path, cap
 
 def read_only(monkeypatch):
     """The lock file of a generation cannot be made, as in a read-only folder."""
-    def refused(path, wait=True):
+    def refused(path, wait=True, waiting=None):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
     monkeypatch.setattr(generate_letters, "exclusive", refused)
 
