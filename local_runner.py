@@ -459,7 +459,6 @@ class FeedbackNotExported(Exception):
 def export_feedback(config: Config) -> str | None:
     """Exports the feedback store's images to <pipeline_root>/feedback (folder per class); None if none.
     FeedbackNotExported when an OSError stops it."""
-    from core.feedback import ExportSummary, export_stopped
     from core.feedback import export_feedback as export
     store = config.feedback_dir
     if not store:
@@ -469,13 +468,11 @@ def export_feedback(config: Config) -> str | None:
               "confirmed or corrected; --no-feedback to leave feedback out)", flush=True)
         return None
     out = os.path.join(config.pipeline_root, "feedback")
-    summary = ExportSummary(out_dir=out)
-    try:
-        export(store, out, prune=True,   # exactly the store's images: none of another store's or a cut export
-               max_file_bytes=config.max_file_bytes, summary=summary)
-    except OSError as err:
-        raise FeedbackNotExported(f"{export_stopped(summary, err)}; run the same command again once it can be "
-                                  "written: they are kept, the rest exported") from err
+    try:   # (prune: exactly the store's images, none of another store's or a cut export)
+        summary = export(store, out, prune=True, max_file_bytes=config.max_file_bytes)
+    except OSError as err:   # (ExportStopped: what was written before it, and the error)
+        raise FeedbackNotExported(f"{err}; run the same command again once it can be written: they are kept, the "
+                                  "rest exported") from err
     total = summary.exported + summary.already_present
     damaged = summary.missing_images + summary.corrupt_images
     print(f"Feedback: {total} user-labelled images from {store} ({summary.exported - summary.replaced} new"

@@ -749,10 +749,14 @@ def check_export_folder(feedback_dir: str | os.PathLike, out_dir: str | os.PathL
                          "outside it")
 
 
+class ExportStopped(OSError):
+    """An OSError that stopped :func:`export_feedback` partway; its message names the folder and the error (its file
+    named), and says what was done before it: the files written are whole and kept."""
+
+
 def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                     overwrite: bool = False, prune: bool = False,
-                    max_file_bytes: int = image_io.DEFAULT_MAX_BYTES,
-                    summary: ExportSummary | None = None) -> ExportSummary:
+                    max_file_bytes: int = image_io.DEFAULT_MAX_BYTES) -> ExportSummary:
     """Writes every stored feedback image to ``out_dir/<true class folder>/<id>.png`` (the pipeline's
     ``--data-root`` layout; all 27 class folders are created); a JPEG (or GIF, BMP) whose PNG would be over
     ``max_file_bytes``, the pipeline's file limit, keeps its own format (``<id>.jpg``), so that it is trained on. Files already there are kept unless
@@ -764,21 +768,23 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
     export cut short); for a folder that
     is the pipeline's own. Safe to run while the web client is adding feedback (it exports what is committed).
 
-    An OSError (a full disk, a file where a class folder goes) stops it, naming the file it was writing; every file
-    written is whole, and an export again finishes it. ``summary``: counted into as it goes (the caller's, to say
-    what was done before such a stop: :func:`export_stopped`)."""
+    An OSError (a full disk, a file where a class folder goes) stops it, naming the file it was writing, as
+    :class:`ExportStopped`, which says what was done before; every file written is whole, and an export again
+    finishes it."""
     check_export_folder(feedback_dir, out_dir)
     out_dir = os.path.abspath(os.fspath(out_dir))
-    summary = summary or ExportSummary(out_dir=out_dir)
-    summary.out_dir = out_dir
-    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):   # (makedirs says "File exists" of it)
-        raise NotADirectoryError(errno.ENOTDIR, "Not a directory (a file is where the export's folder goes)",
-                                 out_dir)
-    # One export at a time per folder: two at once each moved or removed files the other had listed (and found them
-    # gone), and an older reading of the store could undo a newer one's moves. The store is read once the lock is
-    # held, so that the one after reads it as new or newer.
-    with exclusive(os.path.join(out_dir, EXPORT_LOCK)):
-        return _export(feedback_dir, out_dir, summary, overwrite, prune, max_file_bytes)
+    summary = ExportSummary(out_dir=out_dir)   # counted into as it goes: what was done before a stop is said
+    try:
+        if os.path.lexists(out_dir) and not os.path.isdir(out_dir):   # (makedirs says "File exists" of it)
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory (a file is where the export's folder goes)",
+                                     out_dir)
+        # One export at a time per folder: two at once each moved or removed files the other had listed (and found
+        # them gone), and an older reading of the store could undo a newer one's moves. The store is read once the
+        # lock is held, so that the one after reads it as new or newer.
+        with exclusive(os.path.join(out_dir, EXPORT_LOCK)):
+            return _export(feedback_dir, out_dir, summary, overwrite, prune, max_file_bytes)
+    except OSError as err:
+        raise ExportStopped(_stopped(summary, err)) from err
 
 
 def _export(feedback_dir, out_dir: str, summary: ExportSummary, overwrite: bool, prune: bool,
@@ -848,9 +854,9 @@ def _export(feedback_dir, out_dir: str, summary: ExportSummary, overwrite: bool,
     return summary
 
 
-def export_stopped(summary: ExportSummary, err: OSError) -> str:
+def _stopped(summary: ExportSummary, err: OSError) -> str:
     """What an export an OSError stopped partway had done (``summary``, counted into by :func:`export_feedback`),
-    and the error, its file named: the files written before it are whole and kept."""
+    and the error, its file named: the files written before it are whole and kept (:class:`ExportStopped`)."""
     done = (f"{summary.exported} file(s) written before it stopped, {summary.already_present} there already, each "
             "whole" if summary.exported or summary.already_present else "nothing written")
     return f"cannot export the feedback store's images to {summary.out_dir}: {err} ({done})"

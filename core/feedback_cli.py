@@ -19,8 +19,8 @@ import signal
 import sys
 
 from core import image_io, settings
-from core.feedback import (DB_FILE, ExportSummary, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError,
-                           export_feedback, export_stopped, read_records, store_folder, summarize)
+from core.feedback import (DB_FILE, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
+                           read_records, store_folder, summarize)
 from core.feedback_import import ImportSummary, describe, import_folder
 from core.labels import CLASS_NAMES, label_index
 from core.signals import sigterm_as_interrupt
@@ -101,18 +101,17 @@ def _main(argv) -> int:
         print(f"error: no feedback store at {feedback_dir} (expected {DB_FILE} there)", file=sys.stderr)
         return 2
     if args.command == "export":
-        summary = ExportSummary(out_dir=os.path.abspath(args.out))   # (what was done before an error says)
         try:
-            export_feedback(feedback_dir, args.out, overwrite=args.overwrite,   # the pipeline's file limit
-                            max_file_bytes=config.max_file_bytes, summary=summary)
+            summary = export_feedback(feedback_dir, args.out, overwrite=args.overwrite,   # the pipeline's file limit
+                                      max_file_bytes=config.max_file_bytes)
         except ValueError as err:   # an --out it cannot write to (check_export_folder), found before anything is done
             parser.error(f"--out {err}")
         except FeedbackStoreError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except OSError as err:   # a full disk, a file where a folder goes: the file named, and what was written
-            print(f"error: {export_stopped(summary, err)}; letters-feedback export again finishes it once the folder "
-                  "can be written (the files written are kept)", file=sys.stderr)
+            print(f"error: {err}; letters-feedback export again finishes it once the folder can be written (the files "
+                  "written are kept)", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"interrupted: {args.out} holds what was exported before the stop, each file whole; letters-feedback "
