@@ -47,6 +47,10 @@ TOP_INDICES_OUTPUT = "top_indices"
 # serving.config, so that a client (letters-batch-predict) reads it without loading TensorFlow.
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
+# An image whose ink (its grey composited over white, inverted) spans no more than this has no ink: the Transform
+# (models.preprocessing.ink_crop) leaves it as it is, and core.image_io.check_image refuses it (no_ink).
+MIN_CONTRAST = 0.08
+
 # The Evaluator's metrics, by their names in TFMA's output (their Keras names).
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 TOP3_METRIC = "sparse_top_k_categorical_accuracy"

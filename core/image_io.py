@@ -14,6 +14,8 @@ One policy, used by the ExampleGen and by the web client's backend:
   TensorFlow's libjpeg refuses), preserving transparency as alpha, and an animated GIF as its first frame
   (TensorFlow decodes every frame: a decompression bomb of many small frames); ``tests/test_image_io.py`` pins
   that these formats are indeed the ones TensorFlow mis-decodes or rejects;
+* refuse an image with no ink (``no_ink``): one flat tone, a white or a black page or a single pixel, in which the
+  model's Transform finds no contrast to stretch (``configs.MIN_CONTRAST``), and answers a letter for all the same;
 * refuse what Pillow reads and TensorFlow's decoders refuse as damaged: a PNG with a critical chunk failing its
   CRC, or cut short before its IEND chunk; a BMP cut short in its last row (Pillow reads it without its padding
   bytes); a GIF whose pixels use a colour its colour table lacks (or that has no colour table), which viewers show
@@ -52,7 +54,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps
 
 from core import configs
 
@@ -178,6 +180,7 @@ def check_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
         except Exception as err:
             raise ImageRejected("truncated_or_corrupt", f"EXIF orientation: {_why(err)}") from None
         width, height = img.size
+    _check_ink(img)
     jpeg_refused = fmt == "JPEG" and _jpeg_process(data) not in _TF_JPEG_PROCESSES
     jpeg_unended = fmt == "JPEG" and not _jpeg_ends(data)   # (every row read: its pixels are kept)
     if (fmt, mode) in TF_NATIVE and not turned and not uncovered and not _animated_with_alpha(img) \
@@ -212,6 +215,66 @@ def _check_side(width: int, height: int, max_pixels: int) -> None:
     if padded > max_pixels:
         raise ImageRejected("side_too_long", f"{width}x{height}: so thin a strip is padded by the model to "
                                              f"{padded:,} pixels, over the {max_pixels:,} limit")
+
+
+def _check_ink(img: Image.Image) -> None:
+    """Refuses an image with no ink: one whose ink, as the Transform reads it (:func:`ink_range`), spans no more
+    than ``configs.MIN_CONTRAST``, which the Transform leaves as it is, finding nothing to stretch and crop. The
+    model answers a letter for it all the same (a white page, a black one, a single pixel), and a correction of it
+    would teach one. Judged by 8-bit extremes (:func:`_ink_extremes`), and in float32 as the Transform computes it
+    only when they are within a few levels of the threshold, so that the two cannot disagree."""
+    darkest, lightest = _ink_extremes(img)
+    span = (darkest - lightest) / 255
+    if abs(span - configs.MIN_CONTRAST) <= _INK_LEVELS_OFF / 255:
+        span = float(ink_range(img))
+    if span <= np.float32(configs.MIN_CONTRAST):
+        tone = "one flat tone" if span == 0 else \
+            f"nearly one flat tone (its grey spans {span:.1%} of white to black, at most {configs.MIN_CONTRAST:.0%})"
+        raise ImageRejected("no_ink", f"the image is {tone}: no ink to read a letter from")
+
+
+_INK_LEVELS_OFF = 4   # how far (in levels of 255) the 8-bit ink of _ink_extremes may be from the Transform's float
+_RGB_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)   # tf.image.rgb_to_grayscale's
+
+
+def _ink_bands(img: Image.Image):
+    """The image as TensorFlow reads it (:func:`as_read`), a band of rows at a time (a 40-megapixel image's float
+    copy in whole is 160 MB), in mode L, LA, RGB or RGBA."""
+    if img.mode not in ("L", "LA", "RGB", "RGBA") or "transparency" in img.info:   # (a key colour: made alpha)
+        img = as_read(img)
+    for top in range(0, img.height, _BAND_ROWS):
+        yield img.crop((0, top, img.width, min(img.height, top + _BAND_ROWS)))
+
+
+def _ink_extremes(img: Image.Image) -> tuple[int, int]:
+    """The darkest and the lightest ink (0 paper to 255 black) of :func:`ink_range`'s, in Pillow's 8-bit arithmetic:
+    its grey (ITU-R 601 weights) inverted and times the alpha, each rounded (within _INK_LEVELS_OFF levels of the
+    Transform's float)."""
+    darkest, lightest = 0, 255
+    for band in _ink_bands(img):
+        ink = ImageOps.invert(band.convert("L"))
+        if band.mode in ("LA", "RGBA"):
+            ink = ImageChops.multiply(ink, band.getchannel("A"))
+        low, high = ink.getextrema()
+        darkest, lightest = max(darkest, high), min(lightest, low)
+    return darkest, lightest
+
+
+def ink_range(img: Image.Image) -> np.float32:
+    """Max minus min of the image's ink as ``models.preprocessing.ink_crop`` computes it before its contrast stretch,
+    in float32 as it does: the image as TensorFlow reads it (:func:`as_read`), grey (one channel as it is, RGB by
+    ``tf.image.rgb_to_grayscale``'s weights), inverted and times its alpha (composited over white)."""
+    lo, hi = np.float32(1), np.float32(0)
+    for band in _ink_bands(img):
+        values = np.asarray(band, dtype=np.float32) / np.float32(255)
+        if values.ndim == 2:
+            ink = np.float32(1) - values
+        else:
+            ink = np.float32(1) - (values[..., 0] if band.mode == "LA" else values[..., :3] @ _RGB_WEIGHTS)
+            if band.mode in ("LA", "RGBA"):
+                ink *= values[..., -1]
+        lo, hi = min(lo, ink.min()), max(hi, ink.max())
+    return hi - lo
 
 
 _MODEL_SIDE = configs.Config().image_size   # the default model input side, which pad_to_aspect pads strips to

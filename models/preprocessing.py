@@ -11,10 +11,9 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow as tf
 
 from core import configs
-from core.configs import Config
+from core.configs import MIN_CONTRAST, Config
 
 IMAGE_SIZE = Config.from_env().image_size
-MIN_CONTRAST = 0.08   # below this the image is (nearly) blank: leave it as it is rather than amplify noise
 INK_THRESHOLD = 0.35  # after the contrast stretch, pixels above this count as ink when cropping
 CROP_MARGIN = 0.04    # margin kept around the ink, as a share of its longer side
 
@@ -53,13 +52,19 @@ def crop_to_ink(ink: tf.Tensor) -> tf.Tensor:
     return tf.cond(tf.size(rows) > 0, crop, lambda: ink)
 
 
-def ink_crop(data: tf.Tensor) -> tf.Tensor:
-    """One encoded image (scalar string) → [h, w] float32 ink (1) on paper (0), contrast stretched and cropped to
-    the ink at its own pixel size."""
+def decoded_ink(data: tf.Tensor) -> tf.Tensor:
+    """One encoded image (scalar string) → [h, w] float32 ink (1) on paper (0) as decoded, before the contrast
+    stretch. ``core.image_io.ink_range`` is its span, computed without TensorFlow."""
     img = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
     img = tf.cast(img, tf.float32) / 255.0
     gray, alpha = _gray_and_alpha(img)
-    ink = (1.0 - gray) * alpha            # composite over white, then invert
+    return (1.0 - gray) * alpha           # composite over white, then invert
+
+
+def ink_crop(data: tf.Tensor) -> tf.Tensor:
+    """One encoded image (scalar string) → [h, w] float32 ink (1) on paper (0), contrast stretched and cropped to
+    the ink at its own pixel size."""
+    ink = decoded_ink(data)
     lo, hi = tf.reduce_min(ink), tf.reduce_max(ink)
     ink = tf.cond(hi - lo > MIN_CONTRAST, lambda: (ink - lo) / (hi - lo), lambda: ink)
     return crop_to_ink(ink)

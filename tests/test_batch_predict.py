@@ -299,6 +299,23 @@ class Refusing:
         return np.full((len(images), 27), 1 / 27, np.float32), "1"
 
 
+def test_an_image_with_no_ink_gets_an_error_row_not_an_answer(tmp_path):
+    """A white page and a black one had been answered a letter each, as confidently as a letter."""
+    from PIL import Image
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "letter.png").write_bytes(png_bytes(letter_image(30, 40)))
+    (folder / "white.png").write_bytes(png_bytes(Image.new("L", (320, 320), 255)))
+    (folder / "black.jpg").write_bytes(png_bytes(Image.new("RGB", (64, 64), 0), "JPEG"))
+    counts = batch_predict.predict_folder(uniform, str(folder), str(tmp_path / "out.csv"), progress=False)
+    rows = read_rows(tmp_path / "out.csv")
+    for name in ("white.png", "black.jpg"):
+        assert rows[name]["error"] == "no_ink: the image is one flat tone: no ink to read a letter from"
+        assert not rows[name]["class_1"]
+    assert rows["letter.png"]["class_1"] and not rows["letter.png"]["error"]
+    assert (counts["images"], counts["errors"]) == (1, 2)
+
+
 def test_an_image_the_model_refuses_costs_its_own_row_not_its_batch(tmp_path):
     """One image among many that the model cannot decode (bytes the image check let through) had ended the whole
     run with a traceback and no CSV."""

@@ -83,6 +83,8 @@ def messy_folder(tmp_path):
         "bet/notes.png": (b"these are not pixels", "not_an_image"),
         "bet/random.jpg": (bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)), "not_an_image"),
         "gimel/bomb.png": (png_bytes(Image.new("L", (4000, 4000), 255)), "decompression_bomb"),
+        "gimel/blank.png": (png_bytes(Image.new("L", (60, 60), 255)), "no_ink"),          # a white page
+        "dalet/black.jpg": (png_bytes(Image.new("RGB", (30, 30), 0), "JPEG"), "no_ink"),
         "gimel/huge_file.png": (png_bytes(Image.fromarray(noise)), "too_large"),
         "bet/.DS_Store": (b"\x00\x00\x00\x01Bud1", "hidden_file"),
         "bet/.tmp-x1.part": (png_bytes(letter_image(40, 40)), "hidden_file"),   # an export cut short: not read twice

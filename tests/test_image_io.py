@@ -12,6 +12,12 @@ from tests.conftest import letter_image, noise_rows_webp, png_bytes
 RGB = letter_image(30, 20, "RGB")
 
 
+def dotted(img: Image.Image) -> Image.Image:
+    """``img`` with one pixel of ink at its top left (black, or white on black), so that it is not refused as blank."""
+    img.putpixel((0, 0), 255 if img.getpixel((0, 0)) == 0 else 0)
+    return img
+
+
 def _variants():
     """(format, mode) → encoded bytes for every kind of input the ExampleGen must accept."""
     i16 = Image.fromarray(np.asarray(letter_image(30, 20)).astype(np.uint16) * 257)
@@ -456,7 +462,7 @@ def test_every_damaged_bmp_that_is_kept_decodes_in_tensorflow():
 
 
 def test_decompression_bomb_is_rejected_before_decoding():
-    bomb = png_bytes(Image.new("L", (5000, 5000), 255))  # tiny file, 25 Mpx
+    bomb = png_bytes(dotted(Image.new("L", (5000, 5000), 255)))  # tiny file, 25 Mpx
     with pytest.raises(image_io.ImageRejected) as err:
         image_io.check_image(bomb, max_pixels=10_000_000)
     assert err.value.reason == "decompression_bomb"
@@ -469,13 +475,13 @@ def test_a_side_tensorflow_png_decoder_refuses_is_refused_when_kept_as_a_png():
     which TensorFlow reads at any length, becomes a PNG when the feedback store exports it for training: the same
     limit holds for every format."""
     limit = image_io.PNG_MAX_SIDE
-    at_limit = png_bytes(Image.new("L", (1, limit), 255))
+    at_limit = png_bytes(dotted(Image.new("L", (1, limit), 255)))
     assert tf.io.decode_image(at_limit).shape == (limit, 1, 1)
     unbounded = 10 ** 12   # (the padding rule below aside)
     assert image_io.check_image(at_limit, max_pixels=unbounded).data == at_limit
     for fmt, size in (("PNG", (1, limit + 1)), ("PNG", (limit + 1, 1)), ("TIFF", (limit + 1, 1)),
                       ("BMP", (1, limit + 1))):
-        data = png_bytes(Image.new("L", size, 255), fmt)
+        data = png_bytes(dotted(Image.new("L", size, 255)), fmt)
         with pytest.raises(image_io.ImageRejected, match="takes at most 1,000,000 px a side") as err:
             image_io.check_image(data, max_pixels=unbounded)
         assert err.value.reason == "side_too_long"
@@ -492,12 +498,12 @@ def test_a_strip_the_models_padding_would_make_too_large_is_refused():
     assert tf.shape(pad_to_aspect(tf.zeros([4800, 1]), 48)).numpy().tolist() == [4800, 100]   # what is padded
     for size in ((1, 1_000_000), (1_000_000, 1), (1, 44_000)):
         with pytest.raises(image_io.ImageRejected, match="so thin a strip is padded by the model to") as err:
-            image_io.check_image(png_bytes(Image.new("L", size, 255)))
+            image_io.check_image(png_bytes(dotted(Image.new("L", size, 255))))
         assert err.value.reason == "side_too_long"
     for size in ((1, 43_000), (20_000, 500)):   # 43,000 x 896 and 20,000 x 500: under 40 M pixels
-        assert image_io.check_image(png_bytes(Image.new("L", size, 255))).width == size[0]
+        assert image_io.check_image(png_bytes(dotted(Image.new("L", size, 255)))).width == size[0]
     with pytest.raises(image_io.ImageRejected, match="padded by the model to 1,920,000 pixels"):
-        image_io.check_image(png_bytes(Image.new("L", (1, 9_600), 255)), max_pixels=1_000_000)
+        image_io.check_image(png_bytes(dotted(Image.new("L", (1, 9_600), 255))), max_pixels=1_000_000)
 
 
 def test_a_pipe_is_refused_without_being_read(tmp_path):
@@ -535,12 +541,12 @@ def test_the_pixel_limit_is_max_pixels_alone():
     """Pillow's own limit is off (it would override the setting: a refusal past 179 M pixels, again when a GIF
     seeks a frame or a TIFF loads); every format is held to ``max_pixels``, checked before decoding."""
     assert Image.MAX_IMAGE_PIXELS is None
-    frames = [Image.new("L", (60, 60), value) for value in (255, 0, 128)]
+    frames = [dotted(Image.new("L", (60, 60), value)) for value in (255, 0, 128)]
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], disposal=2)
     tiff = io.BytesIO()
-    Image.new("1", (60, 60), 1).save(tiff, format="TIFF", compression="group4")
-    for data in (png_bytes(Image.new("L", (60, 60), 255)), buffer.getvalue(), tiff.getvalue()):
+    dotted(Image.new("1", (60, 60), 1)).save(tiff, format="TIFF", compression="group4")
+    for data in (png_bytes(dotted(Image.new("L", (60, 60), 255))), buffer.getvalue(), tiff.getvalue()):
         assert image_io.check_image(data, max_pixels=3600).width == 60
         with pytest.raises(image_io.ImageRejected) as err:
             image_io.check_image(data, max_pixels=3599)
@@ -574,3 +580,30 @@ def test_different_16_bit_pictures_have_different_pixel_digests_and_one_picture_
     gray = letter_image(70, 300, seed=3)                   # more rows than one band
     digests = {image_io.pixel_digest(png_bytes(gray.convert(mode))) for mode in ("L", "RGB", "RGBA")}
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize("img, fmt", [
+    (Image.new("L", (320, 320), 255), "PNG"),                   # a white page
+    (Image.new("RGB", (320, 320), 0), "JPEG"),                  # a black one
+    (Image.new("L", (1, 1), 0), "PNG"),                         # a single pixel
+    (Image.new("RGBA", (50, 50), (0, 0, 0, 0)), "PNG"),         # an empty drawing pad's export: all transparent
+    (Image.new("RGB", (80, 60), (120, 140, 200)), "WEBP"),      # one colour, re-encoded
+    (Image.new("L", (40, 40), 240), "BMP"),                     # light grey paper
+], ids=["white", "black", "one_pixel", "transparent", "webp", "bmp"])
+def test_an_image_of_one_flat_tone_is_refused_as_no_ink(img, fmt):
+    """The model, finding no contrast to stretch, had answered a confident letter for a blank image (ר 0.41 for
+    white, י 0.85 for black), which the feedback store kept as labelled and the ExampleGen trained on."""
+    with pytest.raises(image_io.ImageRejected, match=r"one flat tone.*: no ink to read a letter from") as err:
+        image_io.check_image(png_bytes(img, fmt))
+    assert err.value.reason == "no_ink"
+
+
+def test_faint_ink_under_the_transforms_contrast_is_no_ink_and_over_it_is_kept():
+    paper = Image.new("L", (40, 40), 250)
+    faint, seen = paper.copy(), paper.copy()
+    faint.putpixel((20, 20), 250 - 20)                       # 20/255 = 0.078: at most MIN_CONTRAST (0.08)
+    seen.putpixel((20, 20), 250 - 21)                        # 0.082: over it
+    with pytest.raises(image_io.ImageRejected, match=r"nearly one flat tone \(its grey spans 7.8% .*at most 8%\)"):
+        image_io.check_image(png_bytes(faint))
+    assert image_io.check_image(png_bytes(seen)).width == 40
+    assert image_io.check_image(png_bytes(letter_image(30, 30))).width == 30

@@ -148,3 +148,35 @@ def test_a_photo_with_an_exif_orientation_reaches_the_model_upright():
     wanted = transform(png_bytes(upright, "JPEG", quality=95))
     assert np.abs(transform(checked.data) - wanted).mean() < 0.02
     assert np.abs(transform(data) - wanted).mean() > 0.1                  # what the model read before
+
+
+def test_the_image_check_refuses_as_no_ink_exactly_what_the_transform_finds_no_contrast_in():
+    """``core.image_io.check_image`` refuses an image as ``no_ink`` when the Transform, by the same threshold
+    (MIN_CONTRAST) on the same ink (grey composited over white, alpha as decode_image reads it), does not stretch
+    it: images of every native mode whose ink spans about the threshold, on either side of it."""
+    from core import image_io
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for i in range(160):
+        mode = ("L", "RGB", "RGBA", "LA")[i % 4]
+        paper = rng.integers(30, 256, 3)
+        mark = np.clip(paper - rng.integers(14, 28) + rng.integers(-3, 4, 3) * (mode != "L"), 0, 255)
+        pixels = np.broadcast_to(paper, (9, 12, 3)).copy()
+        pixels[3:6, 4:8] = mark
+        img = Image.fromarray(pixels.astype(np.uint8), "RGB")
+        if mode in ("RGBA", "LA"):
+            alpha = np.full((9, 12), rng.integers(230, 256), np.uint8)
+            alpha[3:6, 4:8] = rng.integers(200, 256)
+            img.putalpha(Image.fromarray(alpha, "L"))
+        data = png_bytes(img.convert(mode))
+        ink = preprocessing.decoded_ink(tf.constant(data))
+        stretched = bool(tf.reduce_max(ink) - tf.reduce_min(ink) > preprocessing.MIN_CONTRAST)
+        try:
+            image_io.check_image(data)
+            refused = False
+        except image_io.ImageRejected as err:
+            assert err.reason == "no_ink"
+            refused = True
+        assert refused == (not stretched), (mode, paper, mark)
+        outcomes.add(refused)
+    assert outcomes == {True, False}

@@ -85,6 +85,7 @@ _REJECTION_MESSAGES = {
     "unsupported_format": "This image format is not accepted (use PNG, JPEG, GIF, BMP, WebP or TIFF).",
     "corrupt": "The image is corrupt.",
     "truncated_or_corrupt": "The image is truncated or corrupt.",
+    "no_ink": "There is no letter in the image.",
 }
 
 

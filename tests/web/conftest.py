@@ -128,6 +128,17 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def blank_png(tone: int, size: int = 320) -> bytes:
+    """A PNG of one flat grey tone (255 white, 0 black): no letter in it."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (size, size), tone).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def letter_png(size: int = 48, seed: int = 0) -> bytes:
     """A dark stroke on white paper, as a PNG."""
     import io

@@ -15,7 +15,7 @@ from PIL import Image
 from core.labels import CLASS_NAMES, GLYPH_OF
 from tests.conftest import noise_rows_webp
 from tests.support.trickle import trickle
-from tests.web.conftest import (CANARY_CLASS, CANARY_VERSION, STABLE_CLASS, STABLE_VERSION, Api, b64,
+from tests.web.conftest import (CANARY_CLASS, CANARY_VERSION, STABLE_CLASS, STABLE_VERSION, Api, b64, blank_png,
                                 letter_png)
 
 
@@ -311,6 +311,8 @@ def test_unknown_model_is_a_503(start_web, serving_labelled):
     (json.dumps({"image": b64(b"hello, not an image")}).encode(), "application/json", 400, "not_an_image"),
     (json.dumps({"image": b64(bomb_png())}).encode(), "application/json", 400, "decompression_bomb"),
     (json.dumps({"image": b64(letter_png()[:60])}).encode(), "application/json", 400, "truncated_or_corrupt"),
+    (json.dumps({"image": b64(blank_png(255))}).encode(), "application/json", 400, "no_ink"),   # had answered ר 0.41
+    (blank_png(0), "image/png", 400, "no_ink"),                                                # and י 0.85
     (b'{"image": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json", 400, "bad_json"),   # too deep
     (b"image=abc", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     (b"hello", "text/plain", 415, "unsupported_media_type"),

@@ -14,7 +14,7 @@ from PIL import Image
 
 from core import feedback_cli
 from core.labels import CLASS_NAMES
-from tests.web.conftest import STABLE_CLASS, Api, b64, letter_png
+from tests.web.conftest import STABLE_CLASS, Api, b64, blank_png, letter_png
 from core.feedback import (DB_FILE, EXPORT_LOCK, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
                            read_records)
 
@@ -339,6 +339,7 @@ def test_a_store_without_model_names_gets_the_column_and_keeps_every_row(tmp_pat
     ({"image": "%%%", "label": "alef"}, "bad_base64"),
     ({"image": b64(letter_png()[:60]), "label": "alef"}, "truncated_or_corrupt"),
     ({"image": b64(b"plain text"), "label": "alef"}, "not_an_image"),
+    ({"image": b64(blank_png(255)), "label": "alef"}, "no_ink"),   # had been stored as alef, to be trained on
     # 4 kB, under every limit, and past the side TensorFlow's PNG decoder reads: stored, it failed a training batch
     ({"image": b64(png_of(Image.new("L", (1, 1_000_001), 255))), "label": "vav"}, "side_too_long"),
 ])

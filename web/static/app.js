@@ -286,6 +286,7 @@
     unsupported_format: "סוג התמונה אינו נתמך",
     corrupt: "התמונה פגומה",
     truncated_or_corrupt: "התמונה קטועה או פגומה",
+    no_ink: "אין אות בתמונה",
     bad_base64: "התמונה לא הגיעה שלמה",
     already_stored: "התמונה הזאת כבר נשמרה",
     unknown_label: "אות לא מוכרת",
