@@ -50,6 +50,9 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 # An image whose ink (its grey composited over white, inverted) spans no more than this has no ink: the Transform
 # (models.preprocessing.ink_crop) leaves it as it is, and core.image_io.check_image refuses it (no_ink).
 MIN_CONTRAST = 0.08
+# A decoded image with a longer side is first shrunk to it, its pixels averaged (models.preprocessing.shrunk), before
+# the Transform's float work and core.image_io's ink check.
+MAX_INK_SIDE = 1024
 
 # The Evaluator's metrics, by their names in TFMA's output (their Keras names).
 ACCURACY_METRIC = "sparse_categorical_accuracy"

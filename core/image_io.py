@@ -238,12 +238,29 @@ _RGB_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)   # tf.image
 
 
 def _ink_bands(img: Image.Image):
-    """The image as TensorFlow reads it (:func:`as_read`), a band of rows at a time (a 40-megapixel image's float
-    copy in whole is 160 MB), in mode L, LA, RGB or RGBA."""
+    """The image as the model reads its ink (:func:`as_read`, :func:`shrunk_size`), a band of rows at a time, in mode
+    L, LA, RGB or RGBA. A shrunk one is averaged by Pillow's box filter and rounded to 8 bits where the model's area
+    averaging is exact in float: near MIN_CONTRAST the two may judge it apart, by a level or so."""
     if img.mode not in ("L", "LA", "RGB", "RGBA") or "transparency" in img.info:   # (a key colour: made alpha)
         img = as_read(img)
+    size = shrunk_size(*img.size)
+    if size and img.mode in ("LA", "RGBA"):   # each channel alone, as the model's area averaging does (Pillow's
+        img = Image.merge(img.mode, [channel.resize(size, Image.Resampling.BOX) for channel in img.split()])
+    elif size:                                # resize weighs colour by alpha)
+        img = img.resize(size, Image.Resampling.BOX)
     for top in range(0, img.height, _BAND_ROWS):
         yield img.crop((0, top, img.width, min(img.height, top + _BAND_ROWS)))
+
+
+def shrunk_size(width: int, height: int) -> tuple[int, int] | None:
+    """The size ``models.preprocessing.shrunk`` shrinks an image to before it reads its ink (its longer side
+    ``configs.MAX_INK_SIDE``, the other in proportion, rounded half to even, at least 1 px), or None when it is
+    read as it is."""
+    longer = max(width, height)
+    if longer <= configs.MAX_INK_SIDE:
+        return None
+    scale = configs.MAX_INK_SIDE / longer
+    return max(round(width * scale), 1), max(round(height * scale), 1)
 
 
 def _ink_extremes(img: Image.Image) -> tuple[int, int]:
@@ -263,7 +280,8 @@ def _ink_extremes(img: Image.Image) -> tuple[int, int]:
 def ink_range(img: Image.Image) -> np.float32:
     """Max minus min of the image's ink as ``models.preprocessing.ink_crop`` computes it before its contrast stretch,
     in float32 as it does: the image as TensorFlow reads it (:func:`as_read`), grey (one channel as it is, RGB by
-    ``tf.image.rgb_to_grayscale``'s weights), inverted and times its alpha (composited over white)."""
+    ``tf.image.rgb_to_grayscale``'s weights), inverted and times its alpha (composited over white); shrunk first
+    as the model shrinks it (:func:`_ink_bands`)."""
     lo, hi = np.float32(1), np.float32(0)
     for band in _ink_bands(img):
         values = np.asarray(band, dtype=np.float32) / np.float32(255)

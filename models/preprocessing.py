@@ -1,8 +1,9 @@
 """The Transform step: encoded image bytes → a fixed-size ink image, the same graph at training and serving.
 
-Decode (PNG/JPEG/GIF/BMP, 1–4 channels), composite transparency over white paper, grayscale, invert so ink
-is 1 and paper is 0, stretch contrast, crop to the ink (a letter drawn small on a big canvas looks like a
-tight crop, as the training images are), then resize keeping the aspect ratio and pad to a square (ו, י and
+Decode (PNG/JPEG/GIF/BMP, 1–4 channels), shrink an image whose longer side is over MAX_INK_SIDE (1024 px) to it by
+area averaging, composite transparency over white paper, grayscale, invert so ink is 1 and paper is 0, stretch
+contrast, crop to the ink (a letter drawn small on a big canvas looks like a tight crop, as the training images
+are), then resize keeping the aspect ratio and pad to a square (ו, י and
 ן differ mainly in length, so squashing to a square would erase what tells them apart).
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 import tensorflow as tf
 
 from core import configs
-from core.configs import MIN_CONTRAST, Config
+from core.configs import MAX_INK_SIDE, MIN_CONTRAST, Config
 
 IMAGE_SIZE = Config.from_env().image_size
 INK_THRESHOLD = 0.35  # after the contrast stretch, pixels above this count as ink when cropping
@@ -52,18 +53,35 @@ def crop_to_ink(ink: tf.Tensor) -> tf.Tensor:
     return tf.cond(tf.size(rows) > 0, crop, lambda: ink)
 
 
+def shrunk(img: tf.Tensor) -> tf.Tensor:
+    """[h, w, c] uint8 → the same as float32 (0 to 255), shrunk by area averaging, each channel alone, to
+    MAX_INK_SIDE on its longer side when that is longer (the other side in proportion, rounded half to even, at
+    least 1 px; ``core.image_io.shrunk_size``), before any float work at its own size: a 6300 × 6300 image's float
+    copies had taken the model 1 GB and 17 s, to be resized to 48 px in the end. One within it is only cast."""
+    h, w = tf.shape(img)[0], tf.shape(img)[1]
+    longer = tf.maximum(h, w)
+
+    def shrink():
+        scale = MAX_INK_SIDE / tf.cast(longer, tf.float64)
+        size = tf.maximum(tf.cast(tf.round(tf.cast(tf.stack([h, w]), tf.float64) * scale), tf.int32), 1)
+        return tf.image.resize(img, size, method=tf.image.ResizeMethod.AREA)
+
+    return tf.cond(longer > MAX_INK_SIDE, shrink, lambda: tf.cast(img, tf.float32))
+
+
 def decoded_ink(data: tf.Tensor) -> tf.Tensor:
     """One encoded image (scalar string) → [h, w] float32 ink (1) on paper (0) as decoded, before the contrast
-    stretch. ``core.image_io.ink_range`` is its span, computed without TensorFlow."""
+    stretch, :func:`shrunk` to MAX_INK_SIDE on its longer side when that is longer. ``core.image_io.ink_range`` is
+    its span, computed without TensorFlow."""
     img = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
-    img = tf.cast(img, tf.float32) / 255.0
+    img = shrunk(img) / 255.0
     gray, alpha = _gray_and_alpha(img)
     return (1.0 - gray) * alpha           # composite over white, then invert
 
 
 def ink_crop(data: tf.Tensor) -> tf.Tensor:
     """One encoded image (scalar string) → [h, w] float32 ink (1) on paper (0), contrast stretched and cropped to
-    the ink at its own pixel size."""
+    the ink, at its own pixel size (:func:`shrunk` to MAX_INK_SIDE on its longer side when that is longer)."""
     ink = decoded_ink(data)
     lo, hi = tf.reduce_min(ink), tf.reduce_max(ink)
     ink = tf.cond(hi - lo > MIN_CONTRAST, lambda: (ink - lo) / (hi - lo), lambda: ink)

@@ -13,8 +13,10 @@ RGB = letter_image(30, 20, "RGB")
 
 
 def dotted(img: Image.Image) -> Image.Image:
-    """``img`` with one pixel of ink at its top left (black, or white on black), so that it is not refused as blank."""
-    img.putpixel((0, 0), 255 if img.getpixel((0, 0)) == 0 else 0)
+    """``img`` with a dot of ink at its top left (black, or white on black), so that it is not refused as blank: a
+    pixel, or for an image the model shrinks (to 1024 px a side) a square that stays one pixel of ink shrunk."""
+    side = -(-max(img.size) // 512)
+    img.paste(255 if img.getpixel((0, 0)) == 0 else 0, (0, 0, min(side, img.width), min(side, img.height)))
     return img
 
 

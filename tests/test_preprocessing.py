@@ -1,4 +1,6 @@
 """The Transform graph on images of every shape: fixed output size, [0, 1] range, aspect ratio kept."""
+import io
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -180,3 +182,56 @@ def test_the_image_check_refuses_as_no_ink_exactly_what_the_transform_finds_no_c
         assert refused == (not stretched), (mode, paper, mark)
         outcomes.add(refused)
     assert outcomes == {True, False}
+
+
+def _phone_photo(width=4000, height=3000) -> Image.Image:
+    """A phone's photo of a letter: greyish paper, a ד-like stroke of 90 px, JPEG noise."""
+    img = Image.new("RGB", (width, height), (205, 200, 190))
+    ImageDraw.Draw(img).line([(1700, 700), (2300, 700), (2300, 2300)], fill=(30, 30, 40), width=90)
+    return Image.open(io.BytesIO(png_bytes(img, "JPEG", quality=90)))
+
+
+def test_an_image_over_the_max_side_is_shrunk_before_its_float_work():
+    """A 6300 x 6300 PNG of 170 kB (under the 40 Mpx limit) had held the model 17 s and 1.1 GB in float copies of
+    its whole size, to be resized to 48 px in the end: it is shrunk to 1024 px first, by area averaging."""
+    from core import image_io
+    for width, height in ((3000, 2000), (1025, 7), (5, 40_000)):
+        ink = preprocessing.decoded_ink(tf.constant(png_bytes(Image.new("L", (width, height), 255))))
+        assert tuple(ink.shape[::-1]) == image_io.shrunk_size(width, height)
+        assert max(ink.shape) == preprocessing.MAX_INK_SIDE
+    assert preprocessing.decoded_ink(tf.constant(ink_box(1024, 700))).shape == (700, 1024)
+    assert image_io.shrunk_size(1024, 700) is None
+
+
+@pytest.mark.parametrize("data", [ink_box(1024, 700), ink_box(320, 320, "RGBA"), ink_box(48, 48), ink_box(20, 200)],
+                         ids=["at_the_bound", "drawing_pad", "training_size", "tall"])
+def test_an_image_within_the_max_side_is_read_exactly_as_before(data, monkeypatch):
+    shrunk = transform(data)
+    monkeypatch.setattr(preprocessing, "MAX_INK_SIDE", 10 ** 9)   # no shrinking at all
+    np.testing.assert_array_equal(transform(data), shrunk)
+
+
+def test_a_phone_photo_shrunk_first_reads_as_the_same_letter():
+    photo = _phone_photo()
+    shrunk = transform(png_bytes(photo, "JPEG", quality=90))
+    small = transform(png_bytes(photo.resize((1024, 768), Image.Resampling.BOX)))
+    assert np.abs(shrunk - small).mean() < 0.02
+    ys, xs = np.nonzero(shrunk > 0.5)
+    assert xs.max() - xs.min() > 0.8 * SIZE or ys.max() - ys.min() > 0.8 * SIZE   # the letter fills the frame
+
+
+@pytest.mark.parametrize("speck, refused", [((1, 1), True), ((2, 1), False)], ids=["averaged_away", "kept"])
+def test_the_image_check_reads_a_large_image_shrunk_as_the_transform_does(speck, refused):
+    """One black pixel on a 4096 px white page is 1/16 of an ink pixel once shrunk to 1024 px, under MIN_CONTRAST:
+    the Transform finds no contrast in it, and the check refuses it as no_ink; two pixels are ink for both."""
+    from core import image_io
+    img = Image.new("L", (4096, 3072), 255)
+    img.paste(0, (2000, 1000, 2000 + speck[0], 1000 + speck[1]))
+    data = png_bytes(img)
+    ink = preprocessing.decoded_ink(tf.constant(data))
+    assert bool(tf.reduce_max(ink) - tf.reduce_min(ink) > preprocessing.MIN_CONTRAST) is not refused
+    if refused:
+        with pytest.raises(image_io.ImageRejected, match="nearly one flat tone"):
+            image_io.check_image(data)
+    else:
+        assert image_io.check_image(data).width == 4096
