@@ -223,10 +223,11 @@ def _check_ink(img: Image.Image) -> None:
     model answers a letter for it all the same (a white page, a black one, a single pixel), and a correction of it
     would teach one. Judged by 8-bit extremes (:func:`_ink_extremes`), and in float32 as the Transform computes it
     only when they are within a few levels of the threshold, so that the two cannot disagree."""
-    darkest, lightest = _ink_extremes(img)
+    inked = _ink_image(img)
+    darkest, lightest = _ink_extremes(inked)
     span = (darkest - lightest) / 255
     if abs(span - configs.MIN_CONTRAST) <= _INK_LEVELS_OFF / 255:
-        span = float(ink_range(img))
+        span = float(_ink_span(inked))
     if span <= np.float32(configs.MIN_CONTRAST):
         tone = "one flat tone" if span == 0 else \
             f"nearly one flat tone (its grey spans {span:.1%} of white to black, at most {configs.MIN_CONTRAST:.0%})"
@@ -237,19 +238,18 @@ _INK_LEVELS_OFF = 4   # how far (in levels of 255) the 8-bit ink of _ink_extreme
 _RGB_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)   # tf.image.rgb_to_grayscale's
 
 
-def _ink_bands(img: Image.Image):
-    """The image as the model reads its ink (:func:`as_read`, :func:`shrunk_size`), a band of rows at a time, in mode
-    L, LA, RGB or RGBA. A shrunk one is averaged by Pillow's box filter and rounded to 8 bits where the model's area
-    averaging is exact in float: near MIN_CONTRAST the two may judge it apart, by a level or so."""
+def _ink_image(img: Image.Image) -> Image.Image:
+    """The image as the model reads its ink (:func:`as_read`, :func:`shrunk_size`: at most MAX_INK_SIDE a side), in
+    mode L, LA, RGB or RGBA. A shrunk one is averaged by Pillow's box filter and rounded to 8 bits where the model's
+    area averaging is exact in float: near MIN_CONTRAST the two may judge it apart, by a level or so."""
     if img.mode not in ("L", "LA", "RGB", "RGBA") or "transparency" in img.info:   # (a key colour: made alpha)
         img = as_read(img)
     size = shrunk_size(*img.size)
     if size and img.mode in ("LA", "RGBA"):   # each channel alone, as the model's area averaging does (Pillow's
-        img = Image.merge(img.mode, [channel.resize(size, Image.Resampling.BOX) for channel in img.split()])
-    elif size:                                # resize weighs colour by alpha)
-        img = img.resize(size, Image.Resampling.BOX)
-    for top in range(0, img.height, _BAND_ROWS):
-        yield img.crop((0, top, img.width, min(img.height, top + _BAND_ROWS)))
+        return Image.merge(img.mode, [channel.resize(size, Image.Resampling.BOX) for channel in img.split()])
+    if size:                                  # resize weighs colour by alpha)
+        return img.resize(size, Image.Resampling.BOX)
+    return img
 
 
 def shrunk_size(width: int, height: int) -> tuple[int, int] | None:
@@ -263,36 +263,35 @@ def shrunk_size(width: int, height: int) -> tuple[int, int] | None:
     return max(round(width * scale), 1), max(round(height * scale), 1)
 
 
-def _ink_extremes(img: Image.Image) -> tuple[int, int]:
-    """The darkest and the lightest ink (0 paper to 255 black) of :func:`ink_range`'s, in Pillow's 8-bit arithmetic:
-    its grey (ITU-R 601 weights) inverted and times the alpha, each rounded (within _INK_LEVELS_OFF levels of the
-    Transform's float)."""
-    darkest, lightest = 0, 255
-    for band in _ink_bands(img):
-        ink = ImageOps.invert(band.convert("L"))
-        if band.mode in ("LA", "RGBA"):
-            ink = ImageChops.multiply(ink, band.getchannel("A"))
-        low, high = ink.getextrema()
-        darkest, lightest = max(darkest, high), min(lightest, low)
-    return darkest, lightest
+def _ink_extremes(inked: Image.Image) -> tuple[int, int]:
+    """The darkest and the lightest ink (0 paper to 255 black) of an :func:`_ink_image`, in Pillow's 8-bit
+    arithmetic: its grey (ITU-R 601 weights) inverted and times the alpha, each rounded (within _INK_LEVELS_OFF
+    levels of the Transform's float)."""
+    ink = ImageOps.invert(inked.convert("L"))
+    if inked.mode in ("LA", "RGBA"):
+        ink = ImageChops.multiply(ink, inked.getchannel("A"))
+    low, high = ink.getextrema()
+    return high, low
+
+
+def _ink_span(inked: Image.Image) -> np.float32:
+    """Max minus min of an :func:`_ink_image`'s ink in float32, as the Transform computes it."""
+    values = np.asarray(inked, dtype=np.float32) / np.float32(255)
+    if values.ndim == 2:
+        ink = np.float32(1) - values
+    else:
+        ink = np.float32(1) - (values[..., 0] if inked.mode == "LA" else values[..., :3] @ _RGB_WEIGHTS)
+        if inked.mode in ("LA", "RGBA"):
+            ink *= values[..., -1]
+    return ink.max() - ink.min()
 
 
 def ink_range(img: Image.Image) -> np.float32:
     """Max minus min of the image's ink as ``models.preprocessing.ink_crop`` computes it before its contrast stretch,
     in float32 as it does: the image as TensorFlow reads it (:func:`as_read`), grey (one channel as it is, RGB by
     ``tf.image.rgb_to_grayscale``'s weights), inverted and times its alpha (composited over white); shrunk first
-    as the model shrinks it (:func:`_ink_bands`)."""
-    lo, hi = np.float32(1), np.float32(0)
-    for band in _ink_bands(img):
-        values = np.asarray(band, dtype=np.float32) / np.float32(255)
-        if values.ndim == 2:
-            ink = np.float32(1) - values
-        else:
-            ink = np.float32(1) - (values[..., 0] if band.mode == "LA" else values[..., :3] @ _RGB_WEIGHTS)
-            if band.mode in ("LA", "RGBA"):
-                ink *= values[..., -1]
-        lo, hi = min(lo, ink.min()), max(hi, ink.max())
-    return hi - lo
+    as the model shrinks it (:func:`_ink_image`)."""
+    return _ink_span(_ink_image(img))
 
 
 _MODEL_SIDE = configs.Config().image_size   # the default model input side, which pad_to_aspect pads strips to
