@@ -29,6 +29,7 @@ import os
 import random
 import re
 import struct
+import tempfile
 import threading
 import time
 
@@ -199,8 +200,22 @@ def _delete_unless_open(path: str) -> bool:
         return True
 
 
+def _check_folder(folder: str) -> None:
+    """Makes ``folder`` if it is missing and proves a log file can be created in it (one made and removed): a
+    folder that cannot be written (a read-only mount, no permission) raises OSError naming it, as one that cannot
+    be made does, where each record had failed later."""
+    os.makedirs(folder, exist_ok=True)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, folder) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 class RequestLogWriter:
-    """Samples and appends PredictionLog records under ``filename_prefix`` (see the module's docstring).
+    """Samples and appends PredictionLog records under ``filename_prefix`` (see the module's docstring). Making
+    one raises OSError when the prefix's folder cannot be created or written.
 
     ``write(record)`` takes a message (anything with ``SerializeToString``) or its bytes and raises OSError if
     the disk refuses; ``log(build)`` samples, calls ``build()`` only when sampled, writes, and never raises: a
@@ -228,7 +243,7 @@ class RequestLogWriter:
         self._size = 0
         self._sequence = 0
         self._last_error = None
-        os.makedirs(_split(filename_prefix)[0], exist_ok=True)
+        _check_folder(_split(filename_prefix)[0])
 
     def sample(self) -> bool:
         """True for a share ``sampling_rate`` of the calls (uniformly at random)."""

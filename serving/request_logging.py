@@ -73,7 +73,8 @@ def sampling_rate(sampling_config) -> float:
 
 class ServerRequestLogger:
     """{model name: writer} of the applied config. ``prepare`` + ``apply`` replace it (a config's writers are
-    made before the models change, so a folder that cannot be created refuses the config); ``log`` writes."""
+    made before the models change, so a folder that cannot be created or written refuses the config); ``log``
+    writes."""
 
     def __init__(self, metrics=None):
         self._metrics = metrics           # serving.metrics.Metrics: request_log_count

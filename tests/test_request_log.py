@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from core import prediction_log, request_log
+from tests.support import faults
 
 
 def _record(i: int, size: int = 100) -> bytes:
@@ -238,6 +239,21 @@ def test_write_errors_are_logged_once_and_do_not_raise_from_log(tmp_path, caplog
     assert not writer.log(lambda: {}["a record that cannot be built"])
     messages = [r.getMessage() for r in caplog.records if "Could not write the request log" in r.getMessage()]
     assert len(messages) == 2 and "KeyError" in messages[1]
+
+
+def test_a_folder_that_exists_but_cannot_be_written_is_refused_when_the_writer_is_made(tmp_path, monkeypatch):
+    """It had been taken, and each record failed later (an ERROR per request, nothing written)."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    faults.read_only_folder(monkeypatch, folder)
+    with pytest.raises(OSError) as caught:
+        request_log.RequestLogWriter(str(folder / "req"))
+    assert caught.value.filename == str(folder) and "Read-only file system" in str(caught.value)
+    monkeypatch.undo()
+    assert os.listdir(folder) == []
+    writer = request_log.RequestLogWriter(str(folder / "req"))   # a folder that can be written: no file left by it
+    assert os.listdir(folder) == [] and writer.log(lambda: _record(1))
+    writer.close()
 
 
 def test_the_tensorflow_free_messages_match_the_real_ones():

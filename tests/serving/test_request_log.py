@@ -26,6 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from core import configs, request_log
 from serving import config as config_lib
 from serving.status import ServingError
+from tests.support import faults
 from tests.support import serving as testing
 
 TIMEOUT = 60
@@ -279,6 +280,22 @@ def test_a_bad_logging_config_stops_the_start_and_a_reload_keeps_the_current_one
     before = len(logs(prefixes["letters"]))
     predict_images(rest, [testing.png_bytes(1)])   # models and logging unchanged
     assert len(logs(prefixes["letters"])) == before + 1
+
+
+def test_a_log_folder_that_cannot_be_written_refuses_the_config(root, tmp_path, monkeypatch):
+    """As one that cannot be created: the config is not applied (it had been, and each request logged an ERROR
+    and wrote nothing)."""
+    from serving.request_logging import ServerRequestLogger
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    faults.read_only_folder(monkeypatch, folder)
+    logger = ServerRequestLogger()
+    with pytest.raises(ServingError) as caught:
+        logger.prepare(model_config(root, (folder / "req", 1.0)), "x.config")
+    assert caught.value.code == "INVALID_ARGUMENT"
+    assert str(caught.value) == (f"x.config: model letters: logging_config: cannot write under '{folder}/req': "
+                                 f"[Errno 30] Read-only file system: '{folder}'")
 
 
 def test_a_url_filename_prefix_is_refused_at_start_and_on_a_reload_and_nothing_is_written(

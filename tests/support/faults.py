@@ -1,4 +1,4 @@
-"""Faults the tests stage: a disk that fills up, a folder this user may not read."""
+"""Faults the tests stage: a disk that fills up, a folder this user may not read, one no file can be made in."""
 import errno
 import os
 import stat
@@ -43,3 +43,15 @@ def unreadable_folders(monkeypatch, *folders) -> None:
         return listing
     monkeypatch.setattr(os, "listdir", refusing(os.listdir))
     monkeypatch.setattr(os, "scandir", refusing(os.scandir))
+
+
+def read_only_folder(monkeypatch, folder) -> None:
+    """No file can be created in ``folder`` from now on (``os.open`` with O_CREAT fails with EROFS), as on a
+    read-only mount, for any user (root writes a folder whatever its mode)."""
+    refused, real_open = os.path.abspath(folder), os.open
+
+    def refusing(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and os.path.dirname(os.path.abspath(os.fsdecode(path))) == refused:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, "open", refusing)
