@@ -13,6 +13,7 @@ One writer for the embedded model server (``ModelConfig.logging_config``) and th
   files of the prefix until all of them (the new one included, once full) fit in ``max_total_bytes``, but
   never a file another writer still has open (each holds a shared ``flock`` on its own);
 * after a write that fails part-way (a full disk) cuts the partial record off and goes on in a new file;
+* makes the folder again when it opens a file and finds it gone (removed or renamed while logging);
 * is thread-safe (one lock around rotation and the write).
 
 Readers: :func:`log_files` (a prefix's files, oldest first; :func:`name_pattern`, their names), :func:`read_records`
@@ -319,12 +320,20 @@ class RequestLogWriter:
         self._prune(self.max_total_bytes - max(self.max_file_bytes, incoming))
         stamp = time.strftime(_STAMP, time.gmtime())
         folder, start = _split(self.prefix)
+        made_again = False
         while True:
             self._sequence += 1
             path = os.path.join(folder, f"{start}{stamp}-{self._sequence % 1_000_000:06d}{SUFFIX}")
             try:
                 self._file = open(path, "xb", buffering=0)   # never appends to another writer's file
             except FileExistsError:
+                continue
+            except FileNotFoundError:   # the folder was removed or renamed while logging: made again, once
+                if made_again:
+                    raise
+                os.makedirs(folder, exist_ok=True)
+                made_again = True
+                log.warning("The request log folder %s was gone (removed or renamed): made it again", folder)
                 continue
             try:   # in use: another writer's pruning leaves it (best effort: some file systems have no locks)
                 fcntl.flock(self._file.fileno(), fcntl.LOCK_SH)

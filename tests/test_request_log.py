@@ -256,6 +256,25 @@ def test_a_folder_that_exists_but_cannot_be_written_is_refused_when_the_writer_i
     writer.close()
 
 
+def test_a_log_folder_removed_or_renamed_while_logging_is_made_again_at_the_next_file(tmp_path):
+    """It had never been: each record after the open file's last failed (No such file or directory) until a
+    restart, a reload with an unchanged logging_config reusing the writer."""
+    import shutil
+
+    folder = tmp_path / "logs"
+    frame = len(request_log.tfrecord(_record(1)))   # as each record's (timestamps 1 to 127)
+    writer = request_log.RequestLogWriter(str(folder / "req"), max_file_bytes=2 * frame, max_total_bytes=6 * frame)
+    assert all(writer.log(lambda i=i: _record(i)) for i in range(1, 5))
+    folder.rename(tmp_path / "moved")
+    assert all(writer.log(lambda i=i: _record(i)) for i in range(5, 20))
+    assert [r.log_metadata.timestamp_secs for r in request_log.read_logs(str(folder / "req"))][-1] == 19
+    shutil.rmtree(folder)
+    assert all(writer.log(lambda i=i: _record(i)) for i in range(20, 30))
+    writer.close()
+    # 20 went to the file still open, removed with the folder; 21 to 24 pruned to the total bound (3 files of 2)
+    assert [r.log_metadata.timestamp_secs for r in request_log.read_logs(str(folder / "req"))] == [*range(25, 30)]
+
+
 def test_the_tensorflow_free_messages_match_the_real_ones():
     """Same full names, field names, numbers, types and labels as tensorflow-serving-api's descriptors."""
     from tensorflow_serving.apis import prediction_log_pb2
