@@ -214,15 +214,24 @@ def _check_folder(folder: str) -> None:
     os.unlink(probe)
 
 
+def _failure_kind(exc: Exception) -> str:
+    """What failed, for telling one failure from the next: an OSError's class and errno (its message names the
+    file it tried, a new one each time), another error's message."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{type(exc).__name__} {exc.errno}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class RequestLogWriter:
     """Samples and appends PredictionLog records under ``filename_prefix`` (see the module's docstring). Making
     one raises OSError when the prefix's folder cannot be created or written.
 
     ``write(record)`` takes a message (anything with ``SerializeToString``) or its bytes and raises OSError if
-    the disk refuses; ``log(build)`` samples, calls ``build()`` only when sampled, writes, and never raises: a
-    failure (a full disk, a record that cannot be built) is logged once per distinct message and the record
-    dropped, so logging never fails the request being logged. ``close()`` closes the open file (a later write
-    opens a new one).
+    the disk refuses; ``log(build)`` samples, calls ``build()`` only when sampled, writes, and never raises: the
+    record is dropped, so logging never fails the request being logged. A failure (a full disk, a read-only
+    folder, a record that cannot be built) is logged as an ERROR when it starts, not again for each record while
+    it lasts (another kind of failure is logged in turn), and its end as an INFO with the count of records
+    dropped, so the next failure is logged again. ``close()`` closes the open file (a later write opens a new one).
     """
 
     def __init__(self, filename_prefix: str, sampling_rate: float = 1.0,
@@ -243,7 +252,9 @@ class RequestLogWriter:
         self._path = None
         self._size = 0
         self._sequence = 0
-        self._last_error = None
+        self._failure = None   # the kind of failure (_failure_kind) dropping the records since the last one written
+        self._dropped = 0
+        self._report_lock = threading.Lock()
         _check_folder(_split(filename_prefix)[0])
 
     def sample(self) -> bool:
@@ -259,17 +270,33 @@ class RequestLogWriter:
         try:
             self.write(build())
         except Exception as exc:  # noqa: BLE001 - see the class docstring
-            message = f"{type(exc).__name__}: {exc}"
-            if message != self._last_error:
-                self._last_error = message
-                log.error("Could not write the request log under %s: %s (records are dropped)", self.prefix,
-                          message)
+            self._failed(exc)
             if outcome is not None:
                 outcome(exc)
             return False
+        if self._failure is not None:
+            self._resumed()
         if outcome is not None:
             outcome(None)
         return True
+
+    def _failed(self, exc: Exception) -> None:
+        """Counts a dropped record; an ERROR when writing starts failing, or fails otherwise."""
+        kind = _failure_kind(exc)
+        with self._report_lock:
+            self._dropped += 1
+            if kind == self._failure:
+                return
+            self._failure = kind
+        log.error("Could not write the request log under %s: %s: %s; records are dropped until writing succeeds",
+                  self.prefix, type(exc).__name__, exc)
+
+    def _resumed(self) -> None:
+        with self._report_lock:
+            if self._failure is None:
+                return
+            dropped, self._failure, self._dropped = self._dropped, None, 0
+        log.info("Writing the request log under %s again, after %d record(s) dropped", self.prefix, dropped)
 
     def write(self, record) -> str:
         """Appends one record; returns the path of the file it went to."""

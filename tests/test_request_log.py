@@ -275,6 +275,29 @@ def test_a_log_folder_removed_or_renamed_while_logging_is_made_again_at_the_next
     assert [r.log_metadata.timestamp_secs for r in request_log.read_logs(str(folder / "req"))] == [*range(25, 30)]
 
 
+def test_a_write_failure_is_logged_once_per_episode_and_its_end_too(tmp_path, monkeypatch, caplog):
+    """Each try names a new file, and the failure had been told by its message, file name and all: an ERROR per
+    request; and, never forgotten, a second failure like the first after writing had resumed went unsaid."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="request_log")
+    folder = tmp_path / "logs"
+    writer = request_log.RequestLogWriter(str(folder / "req"), max_file_bytes=1, max_total_bytes=10 ** 6)
+    assert writer.log(lambda: _record(1))
+    for episode in range(2):
+        faults.read_only_folder(monkeypatch, folder)   # remounted read-only, say
+        assert not any([writer.log(lambda i=i: _record(i)) for i in range(10)])
+        monkeypatch.undo()
+        assert all([writer.log(lambda i=i: _record(i)) for i in range(3)])
+    writer.close()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "request_log"]
+    assert [level for level, _ in said] == ["ERROR", "INFO"] * 2
+    error, resumed = said[:2]
+    assert error[1].startswith(f"Could not write the request log under {folder}/req: OSError: [Errno 30] ")
+    assert error[1].endswith("; records are dropped until writing succeeds")
+    assert resumed[1] == f"Writing the request log under {folder}/req again, after 10 record(s) dropped"
+
+
 def test_the_tensorflow_free_messages_match_the_real_ones():
     """Same full names, field names, numbers, types and labels as tensorflow-serving-api's descriptors."""
     from tensorflow_serving.apis import prediction_log_pb2

@@ -46,12 +46,24 @@ def unreadable_folders(monkeypatch, *folders) -> None:
 
 
 def read_only_folder(monkeypatch, folder) -> None:
-    """No file can be created in ``folder`` from now on (``os.open`` with O_CREAT fails with EROFS), as on a
-    read-only mount, for any user (root writes a folder whatever its mode)."""
-    refused, real_open = os.path.abspath(folder), os.open
+    """No file can be created in ``folder`` from now on (``os.open`` with O_CREAT, ``open`` to write: EROFS naming
+    the file), as on a read-only mount, for any user (root writes a folder whatever its mode)."""
+    import builtins
 
-    def refusing(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT and os.path.dirname(os.path.abspath(os.fsdecode(path))) == refused:
+    refused, real_os_open, real_open = os.path.abspath(folder), os.open, builtins.open
+
+    def refuse(path):
+        if not isinstance(path, int) and os.path.dirname(os.path.abspath(os.fsdecode(path))) == refused:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
-        return real_open(path, flags, *args, **kwargs)
-    monkeypatch.setattr(os, "open", refusing)
+
+    def os_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def open_(file, mode="r", *args, **kwargs):
+        if set(mode) & set("wxa"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", open_)
