@@ -7,8 +7,8 @@ One writer for the embedded model server (``ModelConfig.logging_config``) and th
   as TF Serving's RequestLogger does before it builds a record, so an unsampled request costs one random number;
 * appends each record to ``<filename_prefix>-<UTC time>-<n>.tfrecord`` (TFRecord framing: length, masked
   CRC-32C of the length, data, masked CRC-32C of the data) in one unbuffered ``write``: when it returns the
-  record is in the operating system, so a killed process loses at most a record being written (the reader
-  stops at a truncated tail);
+  record is in the operating system, so a killed process loses at most a record being written (this module's
+  readers stop quietly at the truncated tail it leaves);
 * rotates to a new file before one would pass ``max_file_bytes`` and, when it opens one, deletes the oldest
   files of the prefix until all of them (the new one included, once full) fit in ``max_total_bytes``, but
   never a file another writer still has open (each holds a shared ``flock`` on its own);
@@ -19,7 +19,9 @@ One writer for the embedded model server (``ModelConfig.logging_config``) and th
 Readers: :func:`log_files` (a prefix's files, oldest first; :func:`name_pattern`, their names), :func:`read_records`
 (a file's complete records, checksums verified), :func:`frames` (the records of any stream, a record whose checksum
 fails told apart) and :func:`read_logs` (parsed ``PredictionLog`` protos; imports tensorflow-serving-api).
-TensorFlow's ``tf.data.TFRecordDataset`` reads the files too. Nothing here imports TensorFlow.
+TensorFlow's ``tf.data.TFRecordDataset`` reads the files too, but raises DataLossError (``truncated record at …``)
+at a killed writer's cut last record; ``tf.data.TFRecordDataset(files).ignore_errors()`` reads the complete records
+of every file (and skips a damaged record as silently). Nothing here imports TensorFlow.
 """
 from __future__ import annotations
 

@@ -114,6 +114,26 @@ def test_a_truncated_tail_ends_the_file_and_a_corrupt_record_is_an_error(tmp_pat
         list(request_log.read_records(path))
 
 
+def test_a_cut_tail_stops_tensorflow_and_ignore_errors_reads_the_records_before_it(tmp_path):
+    """What the docs say of a killed writer's file: this module's readers skip its cut last record,
+    tf.data.TFRecordDataset raises DataLossError there, and with .ignore_errors() reads every file's complete ones."""
+    import tensorflow as tf
+
+    prefix = str(tmp_path / "req")
+    writer = request_log.RequestLogWriter(prefix, max_file_bytes=3 * len(request_log.tfrecord(_record(1))))
+    for i in range(1, 7):
+        writer.write(_record(i))
+    writer.close()
+    first, second = request_log.log_files(prefix)
+    data = open(first, "rb").read()
+    open(first, "wb").write(data[:-5])
+    assert [r.log_metadata.timestamp_secs for r in request_log.read_logs(prefix)] == [1, 2, 4, 5, 6]
+    with pytest.raises(tf.errors.DataLossError, match="truncated record"):
+        list(tf.data.TFRecordDataset([first, second]))
+    assert [r.numpy() for r in tf.data.TFRecordDataset([first, second]).ignore_errors()] == [
+        _record(i) for i in (1, 2, 4, 5, 6)]
+
+
 @pytest.mark.parametrize("data", [b"hello\n", b"x", bytes(11)], ids=["text", "one_byte", "11_zeros"])
 def test_a_stream_too_short_for_one_record_is_told_apart_from_a_cut_tail(data):
     """A stream of 1-11 bytes holds no record's 12-byte header: not TFRecords (or damaged), where it had been a last
