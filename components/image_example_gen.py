@@ -346,6 +346,15 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
     }
 
 
+def feedback_read(report: dict) -> frozenset[str]:
+    """The feedback store ids of the feedback files an ingest report lists, kept or skipped: the rows of the store
+    the run read (its export names each file by the row's id)."""
+    files = [*report.get("feedback_files", ()),
+             *(item["file"] for items in report.get("skipped_files", {}).values() for item in items)]
+    return frozenset(os.path.splitext(os.path.basename(path))[0] for path in files
+                     if path.startswith(FEEDBACK_PREFIX))
+
+
 def format_report(report: dict, max_files: int = 10) -> str:
     lines = [f"ExampleGen: {report['kept']} images kept, {report['skipped']} skipped "
              f"({report['reencoded_to_png']} re-encoded for TensorFlow's decoder) from {report['input_base']}"

@@ -1434,6 +1434,38 @@ def pipeline_run_at(tmp_path, pipeline_root, when: float):
     return root
 
 
+def store_ids(store_dir) -> list[str]:
+    store = FeedbackStore(store_dir)
+    try:
+        return [r.id for r in store.records()]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("other", ["no feedback", "another store"])
+def test_feedback_a_later_run_did_not_read_is_still_new(tmp_path, letters, pipeline_root, other):
+    """A run with --no-feedback, or with another --feedback-dir on the same pipeline root, trained on none of this
+    store's rows: the rows stored after the last run that read them had been dropped as older than that run."""
+    now = time.time()
+    root = tmp_path / "root"
+    shutil.copytree(pipeline_root, root)
+    metadata = str(root / "metadata.sqlite")
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, n=3, now=now - 4000)
+    fake_pipeline.record_trainer_run(metadata, "run-1", now - 3600, feedback_ids=store_ids(tmp_path / "feedback"))
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.4, n=50, now=now - 1200)
+    add_feedback(tmp_path / "other", letters, corrected_share=0.0, n=3, now=now - 1200)
+    fake_pipeline.record_trainer_run(metadata, "run-2", now - 600,
+                                     feedback_ids=[] if other == "no feedback" else store_ids(tmp_path / "other"))
+    status, result, _ = monitor(tmp_path, root, "--retrain-when", "feedback>=50", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert result["retrain"]["fires"] and result["retrain"]["why"].startswith("50 feedback rows since")
+    status, result, _ = monitor(tmp_path, root, "--retrain-when", "accuracy", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert result["retrain"]["fires"] and result["retrain"]["why"].endswith("since the last pipeline run")
+    # the reference for answers (drift) is still the last run that trained
+    assert result["reference"]["last_run_time"] == pytest.approx(now - 600, abs=0.01)
+
+
 def test_drift_retrains_only_on_answers_after_the_last_pipeline_run(tmp_path, letters, pipeline_root, capsys):
     """The run --retrain-when drift started had those answers already: judged again, the same window had started
     another full retraining on every pass (--watch, the hourly CronJob) for as long as it stayed current."""
@@ -1458,6 +1490,7 @@ def test_accuracy_retrains_only_on_feedback_after_the_last_pipeline_run(tmp_path
     now = time.time()
     root = pipeline_run_at(tmp_path, pipeline_root, now - 600)
     add_feedback(tmp_path / "feedback", letters, corrected_share=0.4, now=now - 1200)
+    fake_pipeline.record_feedback_read(str(root / "metadata.sqlite"), "run-1", store_ids(tmp_path / "feedback"))
     args = ("--retrain-when", "accuracy", "--dry-run")
     status, result, _ = monitor(tmp_path, root, *args, feedback=tmp_path / "feedback")
     assert status == cli.CROSSED and [a["kind"] for a in result["alarms"]] == ["accuracy"]
@@ -1493,7 +1526,7 @@ def test_a_run_stopped_before_its_trainer_ended_leaves_the_evidence_to_the_next(
     for run, started, state in (("run-3", now - 300, mlmd.Execution.COMPLETE), ("run-4", now - 100,
                                                                              mlmd.Execution.CACHED)):
         add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, n=3, now=started - 50)
-        fake_pipeline.record_trainer_run(metadata, run, started, state)
+        fake_pipeline.record_trainer_run(metadata, run, started, state, feedback_ids=store_ids(tmp_path / "feedback"))
         status, result, _ = monitor(tmp_path, root, *args, feedback=tmp_path / "feedback")
         assert not result["retrain"]["fires"] and result["retrain"]["why"].startswith("0 feedback rows since")
 

@@ -240,7 +240,7 @@ def once(config: Config, args, extra: list[str]) -> int:
     result["logs"] = logs.to_json() if logs else None
     result["feedback_other_models"] = other_feedback
     if args.policy:
-        fires, why = retrain.decide(args.policy, result, records, ref.last_run_time if ref else None, config,
+        fires, why = retrain.decide(args.policy, result, records, ref.trained_runs if ref else (), config,
                                     result["generated_at"])
         cmd, defaults = retrain.command(config, retrain.recorded_folders(config.metadata_file), extra)
         result["retrain"] = {"policy": str(args.policy), "fires": fires, "why": why, "command": cmd,

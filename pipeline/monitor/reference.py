@@ -4,11 +4,13 @@
   split's label distribution) and the Evaluator's metrics;
 * per pushed version, the Evaluator's top-1 accuracy of the model pushed as that version;
 * the image features of the ExampleGen's training split (``image_raw``), as :mod:`.image_features` computes them;
-* when the last pipeline run that trained started (``--retrain-when`` judges only evidence newer than it): the
-  newest run whose Trainer ended (its execution COMPLETE, or CACHED: the model of the same data reused), whether
-  or not the gate then blessed the model, since it was trained on the evidence stored before the run; a run stopped
-  or failed before its Trainer ended did not use it. A store that records no Trainer node (Kubeflow Pipelines
-  v2's, which ``--retrain-when`` does not run on) gives the newest run's start.
+* the pipeline runs that trained, newest first (``--retrain-when`` judges only evidence newer than the last): each
+  run whose Trainer ended (its execution COMPLETE, or CACHED: the model of the same data reused), whether or not the
+  gate then blessed the model, since it was trained on the evidence stored before the run; a run stopped or failed
+  before its Trainer ended did not use it. Each with when it started and the feedback rows its ExampleGen read (by
+  their store ids, from its ingest report): the feedback a run trained on is judged by the last run that read that
+  store, not by a run with ``--no-feedback`` or another ``--feedback-dir``. A store that records no Trainer node
+  (Kubeflow Pipelines v2's, which ``--retrain-when`` does not run on) gives the newest run's start.
 """
 from __future__ import annotations
 
@@ -20,12 +22,12 @@ import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from components.image_example_gen import is_feedback
+from components.image_example_gen import feedback_read, is_feedback
 from core import configs
 from core.configs import ACCURACY_METRIC
 from core.files import pattern_under
 from pipeline.monitor import image_features
-from pipeline.run_summary import STATS_FILE, artifact_property, evaluation_metrics, open_store
+from pipeline.run_summary import STATS_FILE, artifact_property, evaluation_metrics, ingest_report, open_store
 
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 _INPUTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
@@ -46,13 +48,34 @@ class NoReference(LookupError):
     """The metadata store holds no blessed model (or cannot be read, or an artifact it records is missing)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A pipeline run whose Trainer ended."""
+    started: float                      # seconds since the epoch
+    examples_uris: tuple[str, ...]      # its ExampleGens' outputs, whose ingest reports name the feedback read
+
+    def feedback_read(self) -> frozenset[str]:
+        """The feedback store ids of the rows the run's ExampleGen read (kept or skipped)."""
+        return frozenset().union(*(_feedback_read(uri) for uri in self.examples_uris))
+
+
+@functools.lru_cache(maxsize=256)   # a cached ExampleGen's output is every later run's too
+def _feedback_read(examples_uri: str) -> frozenset[str]:
+    return feedback_read(ingest_report(examples_uri))
+
+
 @dataclasses.dataclass
 class Reference:
     examples_uri: str
     eval_statistics: statistics_pb2.DatasetFeatureStatisticsList
     eval_metrics: dict                  # run_summary.evaluation_metrics() of the blessed model
     version_accuracy: dict              # pushed version -> Evaluator top-1 accuracy of that model
-    last_run_time: float | None         # the last run that trained started: seconds since the epoch
+    trained_runs: tuple[TrainedRun, ...] = ()   # the runs that trained, newest first
+
+    @property
+    def last_run_time(self) -> float | None:
+        """When the last run that trained started: seconds since the epoch."""
+        return self.trained_runs[0].started if self.trained_runs else None
 
     @property
     def eval_accuracy(self) -> float | None:
@@ -87,9 +110,9 @@ def _linked(store, artifact_id: int, own_kinds, other_kinds, key: str, type_name
     return sorted(found, key=lambda a: a.id)
 
 
-def _last_run_time(store) -> float | None:
-    """When the newest pipeline run that trained started (seconds since the epoch): its Trainer's execution
-    ended (COMPLETE or CACHED); every run's newest when the store records no Trainer node; None without one."""
+def _trained_runs(store) -> tuple[TrainedRun, ...]:
+    """The pipeline runs that trained, newest first: their Trainer's execution ended (COMPLETE or CACHED); every
+    run when the store records no Trainer node."""
     runs = store.get_contexts_by_type("pipeline_run") + store.get_contexts_by_type("system.PipelineRun")
     trainer = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.Trainer")
     if trainer is not None:
@@ -97,7 +120,10 @@ def _last_run_time(store) -> float | None:
         ended = [e for e in store.get_executions_by_context(trainer.id) if e.last_known_state in _TRAINED]
         trained = {c.id for e in ended for c in store.get_contexts_by_execution(e.id) if c.type_id in run_types}
         runs = [c for c in runs if c.id in trained]
-    return max(c.create_time_since_epoch for c in runs) / 1000 if runs else None
+    examples_types = {t.id for t in store.get_artifact_types() if t.name in _type_names("Examples")}
+    return tuple(TrainedRun(c.create_time_since_epoch / 1000,
+                            tuple(a.uri for a in store.get_artifacts_by_context(c.id) if a.type_id in examples_types))
+                 for c in sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id), reverse=True))
 
 
 def _eval_statistics(statistics_uri: str) -> statistics_pb2.DatasetFeatureStatisticsList:
@@ -173,7 +199,7 @@ def _load(metadata: str) -> Reference:
     return Reference(
         examples_uri=examples[-1].uri, eval_statistics=_eval_statistics(statistics[-1].uri),
         eval_metrics=read(evaluations[-1].uri) if evaluations else {},
-        version_accuracy=version_accuracy, last_run_time=_last_run_time(store))
+        version_accuracy=version_accuracy, trained_runs=_trained_runs(store))
 
 
 def split_images(examples_uri: str, split: str = configs.TRAIN_SPLIT):

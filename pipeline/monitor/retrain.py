@@ -3,15 +3,17 @@
 * ``drift``: a label-drift or input-skew threshold was crossed in a window whose answers all came after the last
   pipeline run that trained started;
 * ``accuracy``: a version's live accuracy is confidently below ``monitor_min_accuracy`` (an alarm), and so is its
-  accuracy from the feedback stored since the last pipeline run that trained started alone;
-* ``feedback>=N``: at least N feedback rows were stored since the last pipeline run that trained started.
+  accuracy from the feedback stored since the last pipeline run that trained on this store's feedback alone;
+* ``feedback>=N``: at least N feedback rows were stored since the last pipeline run that trained on this store's
+  feedback.
 
 Each judges only evidence newer than the last run: the run had it already, and judged again (by --watch or the
 hourly CronJob) the same old windows and feedback would start another full retraining on every pass. So with
 ``--window all`` (one window, old answers always in it) drift fires only before the first run. The last run is
-the last that trained (reference.Reference.last_run_time): its Trainer ended, whether or not the gate then
+the last that trained (reference.Reference.trained_runs): its Trainer ended, whether or not the gate then
 blessed the model; a run that failed or was stopped before its Trainer ended used none of the evidence, which
-the next pass judges again.
+the next pass judges again. For feedback it is the last of them whose ExampleGen read rows of this store: a run
+with ``--no-feedback`` or another ``--feedback-dir`` trained on none of its rows.
 
 The pipeline runs as ``python -m local_runner --pipeline-root … --feedback-dir … --metadata-path …`` with the
 data root and serving dir the monitored pipeline's last run used, read from its ML Metadata (:func:`recorded_folders`),
@@ -54,16 +56,25 @@ def parse(text: str) -> Policy:
     raise ValueError(f"--retrain-when must be drift, accuracy or feedback>=N (N > 0), got {text!r}")
 
 
-def decide(policy: Policy, result: dict, feedback_records, last_run_time: float | None, config: Config,
+def feedback_run(trained_runs, feedback_records):
+    """The newest of ``trained_runs`` (reference.TrainedRun, newest first) whose ExampleGen read any of
+    ``feedback_records``, or None."""
+    ids = {r.id for r in feedback_records}
+    return next((run for run in trained_runs if run.feedback_read() & ids), None)
+
+
+def decide(policy: Policy, result: dict, feedback_records, trained_runs, config: Config,
            now: float | None = None) -> tuple[bool, str]:
-    """(fires, why), on the evidence since ``last_run_time`` (all of it without a run). Feedback dated after
-    ``now`` (a clock ahead) is not new feedback: it would count as new after every pipeline run until its date."""
-    since = last_run_time or 0.0
+    """(fires, why), on the evidence since the last of ``trained_runs`` (reference.TrainedRun, newest first; all of
+    it without a run): for feedback, since the last that read this store's rows. Feedback dated after ``now`` (a
+    clock ahead) is not new feedback: it would count as new after every pipeline run until its date."""
+    since = trained_runs[0].started if trained_runs else 0.0
     current = live_accuracy.not_ahead(feedback_records, time.time() if now is None else now)
-    newer = [r for r in current if live_accuracy.unix_time(r.created_at) > since]
+    read = feedback_run(trained_runs, current)
+    newer = [r for r in current if live_accuracy.unix_time(r.created_at) > (read.started if read else 0.0)]
     if policy.kind == "feedback":
-        return len(newer) >= policy.minimum, (f"{len(newer)} feedback rows since the last pipeline run "
-                                              f"(policy: {policy})")
+        return len(newer) >= policy.minimum, (f"{len(newer)} feedback rows since the last pipeline run that "
+                                              f"trained on this store's feedback (policy: {policy})")
     if policy.kind == "drift":
         hits = [a for a in result["alarms"] if a["kind"] in ("label_drift", "input_skew")]
         fresh = [a["text"] for a in hits if a["evidence_from"] > since]
@@ -72,6 +83,7 @@ def decide(policy: Policy, result: dict, feedback_records, last_run_time: float 
         rows = live_accuracy.by_version(newer, config.monitor_min_accuracy, config.monitor_min_feedback)
         fresh = [live_accuracy.alarm_text(a["version"], rows[a["version"]]) + " since the last pipeline run"
                  for a in hits if rows.get(a["version"], {}).get("crossed")]
+        since = read.started if read else 0.0
     if fresh:
         return True, "; ".join(fresh)
     if hits:

@@ -109,9 +109,29 @@ def record_run_folders(metadata_file: str, data_root: str, serving_dir: str) -> 
                                                                       context_id=context_id)])
 
 
-def record_trainer_run(metadata_file: str, run: str, started: float, state: int = mlmd.Execution.COMPLETE) -> None:
+def record_feedback_read(metadata_file: str, run: str, feedback_ids, skipped_ids=()) -> None:
+    """Adds to the pipeline run ``run`` an ImageExampleGen output (an Examples artifact in the run's context) whose
+    ingest report lists the feedback store rows ``feedback_ids`` as kept and ``skipped_ids`` as skipped."""
+    cfg = mlmd.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_file
+    cfg.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READWRITE
+    store = metadata_store.MetadataStore(cfg)
+    uri = Path(metadata_file).parent / "ImageExampleGen" / "examples" / f"read-{run}"
+    uri.mkdir(parents=True, exist_ok=True)
+    (uri / configs.INGEST_REPORT_FILE).write_text(json.dumps({
+        "feedback": len(feedback_ids), "feedback_files": [f"feedback/alef/{i}.png" for i in feedback_ids],
+        "skipped_files": {"no_ink": [{"file": f"feedback/bet/{i}.png", "detail": "flat"} for i in skipped_ids]}}))
+    examples_type = store.put_artifact_type(mlmd.ArtifactType(name="Examples"))
+    (artifact_id,) = store.put_artifacts([mlmd.Artifact(type_id=examples_type, uri=str(uri))])
+    context = store.get_context_by_type_and_name("pipeline_run", run)
+    store.put_attributions_and_associations([mlmd.Attribution(artifact_id=artifact_id, context_id=context.id)], [])
+
+
+def record_trainer_run(metadata_file: str, run: str, started: float, state: int = mlmd.Execution.COMPLETE,
+                       feedback_ids=None) -> None:
     """Adds the pipeline run ``run`` (or uses the one of that name) started at ``started``, with a Trainer execution
-    in ``state`` as TFX's local runner records it: in the run's context and the node context ``letters.Trainer``."""
+    in ``state`` as TFX's local runner records it: in the run's context and the node context ``letters.Trainer``;
+    with ``feedback_ids``, its ExampleGen read those feedback store rows (:func:`record_feedback_read`)."""
     cfg = mlmd.ConnectionConfig()
     cfg.sqlite.filename_uri = metadata_file
     cfg.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READWRITE
@@ -132,3 +152,5 @@ def record_trainer_run(metadata_file: str, run: str, started: float, state: int 
     with db:
         db.execute("UPDATE Context SET create_time_since_epoch = ? WHERE name = ?", (int(started * 1000), run))
     db.close()
+    if feedback_ids is not None:
+        record_feedback_read(metadata_file, run, feedback_ids)
