@@ -1466,6 +1466,28 @@ def test_feedback_a_later_run_did_not_read_is_still_new(tmp_path, letters, pipel
     assert result["reference"]["last_run_time"] == pytest.approx(now - 600, abs=0.01)
 
 
+def test_feedback_stored_after_the_runs_export_is_new(tmp_path, letters, pipeline_root):
+    """A run exports the store before its first component starts, which is when ML Metadata dates the run: a row
+    stored in between was neither in the export nor newer than the run. Rows are judged by what the run read."""
+    now = time.time()
+    root = tmp_path / "root"
+    shutil.copytree(pipeline_root, root)
+    metadata = str(root / "metadata.sqlite")
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, n=3, now=now - 1200)
+    exported = store_ids(tmp_path / "feedback")
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, n=3, now=now - 601)   # after the export
+    fake_pipeline.record_trainer_run(metadata, "run-1", now - 600, feedback_ids=exported)
+    status, result, _ = monitor(tmp_path, root, "--retrain-when", "feedback>=3", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert result["retrain"]["fires"] and result["retrain"]["why"].startswith("3 feedback rows since")
+    # a row the run read and skipped (no ink, too large) was read: it is not new
+    fake_pipeline.record_trainer_run(metadata, "run-2", now - 300, feedback_ids=exported)
+    fake_pipeline.record_feedback_read(metadata, "run-2", [], skipped_ids=store_ids(tmp_path / "feedback")[3:])
+    status, result, _ = monitor(tmp_path, root, "--retrain-when", "feedback>=1", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert not result["retrain"]["fires"] and result["retrain"]["why"].startswith("0 feedback rows since")
+
+
 def test_drift_retrains_only_on_answers_after_the_last_pipeline_run(tmp_path, letters, pipeline_root, capsys):
     """The run --retrain-when drift started had those answers already: judged again, the same window had started
     another full retraining on every pass (--watch, the hourly CronJob) for as long as it stayed current."""

@@ -7,6 +7,10 @@
 * ``feedback>=N``: at least N feedback rows were stored since the last pipeline run that trained on this store's
   feedback.
 
+Feedback is "since" that run by the rows it read: those its export of the store held (its ExampleGen's ingest report
+names them), not by its start, which ML Metadata records once its first component starts, after the export (a row
+stored in between had been neither trained on nor new).
+
 Each judges only evidence newer than the last run: the run had it already, and judged again (by --watch or the
 hourly CronJob) the same old windows and feedback would start another full retraining on every pass. So with
 ``--window all`` (one window, old answers always in it) drift fires only before the first run. The last run is
@@ -71,7 +75,8 @@ def decide(policy: Policy, result: dict, feedback_records, trained_runs, config:
     since = trained_runs[0].started if trained_runs else 0.0
     current = live_accuracy.not_ahead(feedback_records, time.time() if now is None else now)
     read = feedback_run(trained_runs, current)
-    newer = [r for r in current if live_accuracy.unix_time(r.created_at) > (read.started if read else 0.0)]
+    trained = read.feedback_read() if read else frozenset()
+    newer = [r for r in current if r.id not in trained]
     if policy.kind == "feedback":
         return len(newer) >= policy.minimum, (f"{len(newer)} feedback rows since the last pipeline run that "
                                               f"trained on this store's feedback (policy: {policy})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import uuid
 from pathlib import Path
 
 import tensorflow as tf
@@ -116,8 +117,8 @@ def record_feedback_read(metadata_file: str, run: str, feedback_ids, skipped_ids
     cfg.sqlite.filename_uri = metadata_file
     cfg.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READWRITE
     store = metadata_store.MetadataStore(cfg)
-    uri = Path(metadata_file).parent / "ImageExampleGen" / "examples" / f"read-{run}"
-    uri.mkdir(parents=True, exist_ok=True)
+    uri = Path(metadata_file).parent / "ImageExampleGen" / "examples" / f"{run}-{uuid.uuid4().hex}"
+    uri.mkdir(parents=True)
     (uri / configs.INGEST_REPORT_FILE).write_text(json.dumps({
         "feedback": len(feedback_ids), "feedback_files": [f"feedback/alef/{i}.png" for i in feedback_ids],
         "skipped_files": {"no_ink": [{"file": f"feedback/bet/{i}.png", "detail": "flat"} for i in skipped_ids]}}))
