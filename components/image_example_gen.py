@@ -304,17 +304,22 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
                     feedback_files.append(outcome[5][1])
                     feedback_pixels.add(outcome[5][0])
                 else:
-                    root_pictures.append((outcome[5][0], outcome[4] if len(outcome) > 4 else None))
+                    root_pictures.append((outcome[5][0], outcome[4] if len(outcome) > 4 else None, outcome[1]))
         else:
             _, rel, reason, detail = outcome
             skipped[reason].append({"file": rel, "detail": detail})
     for files in skipped.values():
         files.sort(key=lambda item: item["file"])
-    twins = [(digest, split) for digest, split in root_pictures if digest in feedback_pixels]
-    moved = collections.Counter(
-        to for digest, split in twins if split is not None and (to := hashed(digest)) != split) \
-        if hashed is not None else collections.Counter()
+    twins = [(digest, split, label) for digest, split, label in root_pictures if digest in feedback_pixels]
+    left = [(to, label) for digest, split, label in twins
+            if hashed is not None and split is not None and (to := hashed(digest)) != split]
+    moved = collections.Counter(to for to, _ in left)
     groups = [sorted(group, key=lambda item: item[1]) for group in same_bytes.values() if len(group) > 1]
+    same_class = [group for group in groups if len({l for l, _ in group}) == 1]
+    trainings = [[feedback_repeat if source.startswith(FEEDBACK_PREFIX) else 1 for _, source in group]
+                 for group in same_class]
+    missing = {split: [name for name in CLASS_NAMES if kept.get(name) and not counts.get(name)]
+               for split, counts in sorted(per_split.items())}
     conflicts = sorted(([source for _, source in group] for group in groups if len({l for l, _ in group}) > 1))
     return {
         "input_base": input_base,
@@ -337,11 +342,16 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
         "empty_classes": [name for name in CLASS_NAMES if not kept.get(name)],
         "kept_per_split": {split: sum(counts.values()) for split, counts in sorted(per_split.items())},
         # classes with images, none of them in a split: trained without, or never judged
-        "classes_missing_from_split": {split: [name for name in CLASS_NAMES if kept.get(name) and not counts.get(name)]
-                                       for split, counts in sorted(per_split.items())},
+        "classes_missing_from_split": missing,
+        # of them, those whose images of that split their feedback twins took to train
+        "classes_missing_by_feedback": {split: [name for name in names if (split, name) in left]
+                                        for split, names in missing.items()},
         # the same picture (pixels) more than once: extra copies under one label, and images under several labels
         # (a mislabelled copy: trained on both ways, and one of them always wrong in the split they share)
-        "duplicate_copies": sum(len(group) - 1 for group in groups if len({l for l, _ in group}) == 1),
+        "duplicate_copies": sum(len(group) - 1 for group in same_class),
+        # the times more they train per epoch: a feedback copy is written feedback_repeat times (beyond the copy
+        # written fewest times)
+        "duplicate_trainings": sum(sum(times) - min(times) for times in trainings),
         "conflicting_labels": conflicts,
     }
 
@@ -370,10 +380,8 @@ def format_report(report: dict, max_files: int = 10) -> str:
     if report["empty_classes"]:
         lines.append(f"  WARNING: no images for {len(report['empty_classes'])} classes: "
                      + ", ".join(report["empty_classes"]))
-    for split, missing in report.get("classes_missing_from_split", {}).items():
-        if missing:
-            lines.append(f"  WARNING: no {split} images for {len(missing)} classes (all of theirs fell in the other "
-                         f"split): " + ", ".join(missing))
+    for split, why, names in missing_from_split(report):
+        lines.append(f"  WARNING: no {split} images for {len(names)} classes ({why}): " + ", ".join(names))
     conflicts = report.get("conflicting_labels", [])
     if conflicts:
         lines.append(f"  WARNING: {conflicts_heading(conflicts)}:")
@@ -381,7 +389,7 @@ def format_report(report: dict, max_files: int = 10) -> str:
         if len(conflicts) > max_files:
             lines.append(f"    … {len(conflicts) - max_files} more (see ingest_report.json)")
     if report.get("duplicate_copies"):
-        lines.append(f"  note: {duplicates_note(report['duplicate_copies'])}")
+        lines.append(f"  note: {duplicates_note(report)}")
     moved = report.get("moved_to_train")
     if moved:
         lines.append(f"  note: {' and '.join(f'{count} {split}' for split, count in moved.items())} image(s) of the "
@@ -394,9 +402,30 @@ def conflicts_heading(conflicts: list) -> str:
     return f"{len(conflicts)} image(s) under more than one label (the same pixels; one label is wrong)"
 
 
-def duplicates_note(copies: int) -> str:
-    """What the report's ``duplicate_copies`` are."""
-    return f"{copies} extra cop(ies) of images already in the same class (trained on that many more times)"
+def duplicates_note(report: dict) -> str:
+    """What the report's ``duplicate_copies`` are, and how many times more they train per epoch (a feedback copy
+    is written ``feedback_repeat`` times)."""
+    copies = report["duplicate_copies"]
+    trainings = report.get("duplicate_trainings", copies)
+    if trainings == copies:
+        return f"{copies} extra cop(ies) of images already in the same class (trained on that many more times)"
+    return (f"{copies} extra cop(ies) of images already in the same class (trained on {trainings} more times per "
+            f"epoch: a feedback copy is written {report.get('feedback_repeat', 1)} times)")
+
+
+def missing_from_split(report: dict) -> list[tuple[str, str, list[str]]]:
+    """(split, why, classes) for the report's classes with images but none in a split: feedback twins took them
+    to train, or the hash put all of theirs in the other split."""
+    found = []
+    for split, missing in report.get("classes_missing_from_split", {}).items():
+        by_feedback = report.get("classes_missing_by_feedback", {}).get(split, [])
+        rest = [name for name in missing if name not in by_feedback]
+        if by_feedback:
+            found.append((split, "their feedback twins took them to train: the feedback store "
+                                 "holds their pictures, and feedback always trains", by_feedback))
+        if rest:
+            found.append((split, "all of theirs fell in the other split", rest))
+    return found
 
 
 class EmptyDatasetError(ValueError):

@@ -18,7 +18,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.utils import path_constants
 
 from components import atomic_pusher, serving_validator
-from components.image_example_gen import conflicts_heading, duplicates_note
+from components.image_example_gen import conflicts_heading, duplicates_note, missing_from_split
 from core import configs
 from core.configs import ACCURACY_METRIC, TOP3_METRIC
 from core.files import pattern_under
@@ -349,11 +349,14 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
         if report:
             summary["ingest"] = {k: report.get(k, 0) for k in ("kept", "skipped", "skipped_by_reason", "empty_classes",
                                                                "reencoded_to_png", "feedback")}
-            summary["ingest"]["classes_missing_from_split"] = report.get("classes_missing_from_split", {})
+            for key in ("classes_missing_from_split", "classes_missing_by_feedback"):
+                summary["ingest"][key] = report.get(key, {})
             summary["ingest"]["feedback_repeat"] = report.get("feedback_repeat", 1)
             # said by every run that trains on these examples, not only by the one that made them
             summary["ingest"]["conflicting_labels"] = report.get("conflicting_labels", [])
             summary["ingest"]["duplicate_copies"] = report.get("duplicate_copies", 0)
+            summary["ingest"]["duplicate_trainings"] = report.get("duplicate_trainings",
+                                                                  summary["ingest"]["duplicate_copies"])
     statistics = comps.get("StatisticsGen", {}).get("outputs", {}).get("statistics")
     if statistics:
         counts = examples_per_split(statistics[0].uri)
@@ -459,13 +462,11 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
             lines.append(f"  WARNING {conflicts_heading(conflicts)}: {shown}"
                          + (f"; … {len(conflicts) - 3} more (see ingest_report.json)" if len(conflicts) > 3 else ""))
         if ingest.get("duplicate_copies"):
-            lines.append(f"  note: {duplicates_note(ingest['duplicate_copies'])}")
+            lines.append(f"  note: {duplicates_note(ingest)}")
         for name, texts in summary.get("anomalies", {}).items():
             lines.append(f"  WARNING data anomalies in {name} (ExampleValidator): {'; '.join(texts)}")
-        for name, missing in ingest.get("classes_missing_from_split", {}).items():
-            if missing:
-                lines.append(f"  WARNING classes with no {name} images (all theirs are in the other split): "
-                             f"{', '.join(missing)}")
+        for name, why, missing in missing_from_split(ingest):
+            lines.append(f"  WARNING classes with no {name} images ({why}): {', '.join(missing)}")
     for key, node in TRAINERS:
         if key in summary:
             t = summary[key]

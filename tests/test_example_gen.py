@@ -333,6 +333,31 @@ def test_a_data_root_image_sent_again_as_feedback_is_not_scored_in_eval(tmp_path
         "feedback always trains"]
 
 
+def test_feedback_twins_are_counted_as_written_and_named_for_the_eval_images_they_took():
+    """Each feedback twin written 3 times trains 3 more times per epoch than its data-root image alone (the note
+    had said 2 extra copies for two twins); a class whose eval images their twins took to train had been said to
+    have all of them fall in the other split."""
+    hashed = {"d1": "eval", "d2": "eval", "d3": "eval", "d4": "train"}
+    outcomes = [("ok", "alef", False, False, "train", ("d1", "alef/a.png")),
+                ("ok", "alef", False, True, "train", ("d1", "feedback/alef/x.png")),
+                ("ok", "bet", False, False, "train", ("d2", "bet/b.png")),
+                ("ok", "bet", False, True, "train", ("d2", "feedback/bet/y.png")),
+                ("ok", "bet", False, False, "eval", ("d3", "bet/c.png")),
+                ("ok", "gimel", False, False, "train", ("d4", "gimel/g.png"))]
+    report = ieg.build_report(outcomes, "data", 3, ("train", "eval"), hashed.get)
+    assert (report["duplicate_copies"], report["duplicate_trainings"]) == (2, 6)
+    assert report["classes_missing_from_split"]["eval"] == ["alef", "gimel"]
+    assert report["classes_missing_by_feedback"] == {"train": [], "eval": ["alef"]}
+    text = ieg.format_report(report)
+    assert ("note: 2 extra cop(ies) of images already in the same class (trained on 6 more times per epoch: a "
+            "feedback copy is written 3 times)") in text, text
+    assert ("WARNING: no eval images for 1 classes (their feedback twins took them to train: the feedback store "
+            "holds their pictures, and feedback always trains): alef") in text, text
+    assert "WARNING: no eval images for 1 classes (all of theirs fell in the other split): gimel" in text, text
+    plain = ieg.build_report(outcomes[2:3] + [("ok", "bet", False, False, "train", ("d2", "bet/b2.png"))], "data", 3)
+    assert "(trained on that many more times)" in ieg.format_report(plain)
+
+
 def test_feedback_holding_the_data_roots_images_names_them_as_the_cause_of_an_empty_eval_split(tmp_path):
     """letters-feedback import of the data root, then a run on it: every image trained as its feedback twin's, and
     the empty eval split had been blamed on the hash split of all the images, feedback counted as the data root's,

@@ -57,8 +57,22 @@ def test_feedback_images_and_their_copies_are_named():
 def test_classes_missing_from_a_split_are_warned_about():
     text = format_summary(summary(ingest={"skipped": 0, "classes_missing_from_split": {"train": ["zayin"], "eval": []}},
                                   blessed=True, pushed=False))
-    assert "WARNING classes with no train images (all theirs are in the other split): zayin" in text
+    assert "WARNING classes with no train images (all of theirs fell in the other split): zayin" in text
     assert "no eval images" not in text
+
+
+def test_feedback_twins_are_said_with_the_times_they_train_and_the_eval_images_they_took():
+    """A twin written 3 times as feedback trains 3 more times per epoch, not once; a class whose eval images its
+    feedback twins took to train had been said to have all of them fall in the other split."""
+    text = format_summary(summary(ingest={
+        "skipped": 0, "feedback": 2, "feedback_repeat": 3, "duplicate_copies": 2, "duplicate_trainings": 6,
+        "classes_missing_from_split": {"eval": ["alef", "gimel"]}, "classes_missing_by_feedback": {"eval": ["alef"]}},
+        blessed=True, pushed=False))
+    assert ("note: 2 extra cop(ies) of images already in the same class (trained on 6 more times per epoch: a "
+            "feedback copy is written 3 times)") in text, text
+    assert ("WARNING classes with no eval images (their feedback twins took them to train: the feedback store "
+            "holds their pictures, and feedback always trains): alef") in text, text
+    assert "WARNING classes with no eval images (all of theirs fell in the other split): gimel" in text, text
 
 
 def test_images_under_two_labels_and_extra_copies_are_said_by_a_run_that_reused_the_examples(tmp_path, monkeypatch):
