@@ -560,6 +560,20 @@ def image_file(feedback_dir: str | os.PathLike, record: Feedback) -> str:
     return os.path.join(os.path.abspath(os.fspath(feedback_dir)), *record.image_path.split("/"))
 
 
+def stored_image(feedback_dir: str | os.PathLike, record: Feedback) -> tuple[bytes | None, str | None]:
+    """(the bytes of ``record``'s stored image, its damage): None when intact, ``missing_images`` when the file is
+    gone, ``corrupt_images`` when it is no longer its bytes (sha256) or cannot be read. An export leaves a damaged
+    row out, so no run trains on it."""
+    try:
+        with open(image_file(feedback_dir, record), "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return None, "missing_images"
+    except OSError:   # unreadable (EACCES, EIO on a bad sector, a link loop): damaged as a rotten one is
+        return None, "corrupt_images"
+    return data, None if hashlib.sha256(data).hexdigest() == record.image_sha256 else "corrupt_images"
+
+
 def store_folder(feedback_dir: str | os.PathLike, what: str = "read") -> str:
     """``feedback_dir`` made absolute; FeedbackStoreError ("cannot ``what`` the feedback store …") for a URL
     (gs://…, as :func:`core.settings.is_url` tells one): the store is SQLite on a local (or mounted) disk, and a
@@ -808,14 +822,7 @@ def _export(feedback_dir, out_dir: str, summary: ExportSummary, overwrite: bool,
         # The store's image is checked whether or not an earlier export wrote it, so that damage to the store is
         # reported (reading and hashing the images of 3,000 rows exported before, from the page cache: 0.5 s more
         # for letters of 0.2 KB, 1.1 s for photos of 120 KB)
-        try:
-            with open(image_file(feedback_dir, record), "rb") as handle:
-                data = handle.read()
-            damage = None if hashlib.sha256(data).hexdigest() == record.image_sha256 else "corrupt_images"
-        except FileNotFoundError:
-            damage = "missing_images"
-        except OSError:   # unreadable (EACCES, EIO on a bad sector, a link loop): damaged as a rotten one is
-            damage = "corrupt_images"
+        data, damage = stored_image(feedback_dir, record)
         keep = present and not overwrite
         if damage and keep:
             summary.damaged_kept += 1

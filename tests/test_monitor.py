@@ -1488,6 +1488,30 @@ def test_feedback_stored_after_the_runs_export_is_new(tmp_path, letters, pipelin
     assert not result["retrain"]["fires"] and result["retrain"]["why"].startswith("0 feedback rows since")
 
 
+def test_feedback_whose_stored_image_is_gone_is_not_new_feedback(tmp_path, letters, pipeline_root):
+    """An export leaves out a row whose stored image is missing or no longer its bytes, so no run reads it: judged by
+    what the run read, it had counted as new on every pass, and feedback>=N started a retraining every time."""
+    from core.feedback import image_file, read_records
+
+    now = time.time()
+    root = tmp_path / "root"
+    shutil.copytree(pipeline_root, root)
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, n=3, now=now - 1200)
+    fake_pipeline.record_trainer_run(str(root / "metadata.sqlite"), "run-1", now - 600,
+                                     feedback_ids=store_ids(tmp_path / "feedback"))
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, n=3, now=now - 300)
+    later = sorted(read_records(tmp_path / "feedback"), key=lambda r: r.created_at)[-3:]
+    os.remove(image_file(tmp_path / "feedback", later[0]))
+    with open(image_file(tmp_path / "feedback", later[1]), "ab") as handle:
+        handle.write(b"rot")
+    status, result, _ = monitor(tmp_path, root, "--retrain-when", "feedback>=2", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert not result["retrain"]["fires"]
+    assert result["retrain"]["why"].startswith("1 feedback rows since the last pipeline run that trained on this "
+                                               "store's feedback; 2 more whose stored image is missing or damaged "
+                                               "left out: no run can train on them (letters-feedback remove them)")
+
+
 def test_drift_retrains_only_on_answers_after_the_last_pipeline_run(tmp_path, letters, pipeline_root, capsys):
     """The run --retrain-when drift started had those answers already: judged again, the same window had started
     another full retraining on every pass (--watch, the hourly CronJob) for as long as it stayed current."""

@@ -38,6 +38,7 @@ import time
 
 from core import configs
 from core.configs import Config
+from core.feedback import stored_image
 from pipeline.monitor import live_accuracy
 
 
@@ -76,10 +77,13 @@ def decide(policy: Policy, result: dict, feedback_records, trained_runs, config:
     current = live_accuracy.not_ahead(feedback_records, time.time() if now is None else now)
     read = feedback_run(trained_runs, current)
     trained = read.feedback_read() if read else frozenset()
-    newer = [r for r in current if r.id not in trained]
+    unread = [r for r in current if r.id not in trained]
+    newer = [r for r in unread if stored_image(config.feedback_dir, r)[1] is None]   # (few: read since the run)
+    damaged = (f"; {len(unread) - len(newer)} more whose stored image is missing or damaged left out: no run can "
+               "train on them (letters-feedback remove them)") if len(newer) < len(unread) else ""
     if policy.kind == "feedback":
         return len(newer) >= policy.minimum, (f"{len(newer)} feedback rows since the last pipeline run that "
-                                              f"trained on this store's feedback (policy: {policy})")
+                                              f"trained on this store's feedback{damaged} (policy: {policy})")
     if policy.kind == "drift":
         hits = [a for a in result["alarms"] if a["kind"] in ("label_drift", "input_skew")]
         fresh = [a["text"] for a in hits if a["evidence_from"] > since]
