@@ -648,6 +648,14 @@ def test_under_the_all_policy_of_two_folders_for_one_version_the_first_name_is_s
     assert versions.list_versions(str(base), "m", policy=specific)[5] == str(base / "5")
 
 
+def _all_versions_core(base, numbers, **options):
+    """A ServerCore serving every version of ``base``, whose version folders ``numbers`` are made (empty)."""
+    for version in numbers:
+        (base / str(version)).mkdir(parents=True)
+    return _core(str(base), f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
+                            'model_platform: "tensorflow" model_version_policy { all {} } } }', **options)
+
+
 def _core(base, config_text, **options):
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -787,11 +795,7 @@ def test_a_version_withdrawn_before_its_load_started_stays_in_start(tmp_path, mo
     publishes nothing. A failed load waiting for its retry ends in END with its error (CancelLoadServableRetry). (A
     version never started had been moved to END too.)"""
     base = tmp_path / "letters"
-    for version in (1, 2):
-        (base / str(version)).mkdir(parents=True)
-    core = _core(str(base), f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
-                            'model_platform: "tensorflow" model_version_policy { all {} } } }',
-                 max_num_load_retries=1, load_retry_interval_micros=60_000_000)
+    core = _all_versions_core(base, (1, 2), max_num_load_retries=1, load_retry_interval_micros=60_000_000)
     manager = core.manager("letters")
 
     class BrokenServable(FakeServable):
@@ -913,12 +917,7 @@ def test_a_model_removed_while_its_versions_retry_ends_them_with_their_errors(tm
     is_aspired=false and CancelLoadServableRetry): the attempt running when the model leaves the config is its
     last, and each version waiting to retry ends, as LoaderHarness::ErrorInternal publishes it: END with the error
     of its last attempt. (A removed model is polled no more, and both had stayed LOADING.)"""
-    base = tmp_path / "letters"
-    for version in (2, 3):
-        (base / str(version)).mkdir(parents=True)
-    core = _core(str(base), f'model_config_list {{ config {{ name: "letters" base_path: "{base}" '
-                            'model_platform: "tensorflow" model_version_policy { all {} } } }',
-                 max_num_load_retries=5, load_retry_interval_micros=0)
+    core = _all_versions_core(tmp_path / "letters", (2, 3), max_num_load_retries=5, load_retry_interval_micros=0)
     manager = core.manager("letters")
     loads = []
 
