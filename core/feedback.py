@@ -564,14 +564,7 @@ def stored_image(feedback_dir: str | os.PathLike, record: Feedback) -> tuple[byt
     """(the bytes of ``record``'s stored image, its damage): None when intact, ``missing_images`` when the file is
     gone, ``corrupt_images`` when it is no longer its bytes (sha256) or cannot be read. An export leaves a damaged
     row out, so no run trains on it."""
-    try:
-        with open(image_file(feedback_dir, record), "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        return None, "missing_images"
-    except OSError:   # unreadable (EACCES, EIO on a bad sector, a link loop): damaged as a rotten one is
-        return None, "corrupt_images"
-    return data, None if hashlib.sha256(data).hexdigest() == record.image_sha256 else "corrupt_images"
+    return _checked_bytes(image_file(feedback_dir, record), record.image_sha256)
 
 
 def store_folder(feedback_dir: str | os.PathLike, what: str = "read") -> str:
@@ -720,12 +713,21 @@ def image_intact(path: str, image_sha256: str) -> bool:
 
 def _intact_bytes(path: str, image_sha256: str) -> bytes | None:
     """The bytes of the file at ``path`` if it can be read and they are those whose sha256 is ``image_sha256``."""
+    data, damage = _checked_bytes(path, image_sha256)
+    return None if damage else data
+
+
+def _checked_bytes(path: str, image_sha256: str) -> tuple[bytes | None, str | None]:
+    """(the bytes of the file at ``path``, its damage): None when they are those whose sha256 is ``image_sha256``,
+    ``missing_images`` when the file is gone, ``corrupt_images`` when it holds other bytes or cannot be read."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
-    except OSError:
-        return None
-    return data if hashlib.sha256(data).hexdigest() == image_sha256 else None
+    except FileNotFoundError:
+        return None, "missing_images"
+    except OSError:   # unreadable (EACCES, EIO on a bad sector, a link loop): damaged as a rotten one is
+        return None, "corrupt_images"
+    return data, None if hashlib.sha256(data).hexdigest() == image_sha256 else "corrupt_images"
 
 
 def to_png(data: bytes, image_format: str) -> bytes:

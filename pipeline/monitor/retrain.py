@@ -74,25 +74,30 @@ def decide(policy: Policy, result: dict, feedback_records, trained_runs, config:
     it without a run): for feedback, since the last that read this store's rows. Feedback dated after ``now`` (a
     clock ahead) is not new feedback: it would count as new after every pipeline run until its date."""
     since = trained_runs[0].started if trained_runs else 0.0
+    if policy.kind == "drift":
+        hits = [a for a in result["alarms"] if a["kind"] in ("label_drift", "input_skew")]
+        return _verdict(policy, [a["text"] for a in hits if a["evidence_from"] > since], hits, since)
     current = live_accuracy.not_ahead(feedback_records, time.time() if now is None else now)
     read = feedback_run(trained_runs, current)
     trained = read.feedback_read() if read else frozenset()
     unread = [r for r in current if r.id not in trained]
-    newer = [r for r in unread if stored_image(config.feedback_dir, r)[1] is None]   # (few: read since the run)
-    damaged = (f"; {len(unread) - len(newer)} more whose stored image is missing or damaged left out: no run can "
-               "train on them (letters-feedback remove them)") if len(newer) < len(unread) else ""
+    newer = [r for r in unread if stored_image(config.feedback_dir, r)[1] is None]   # (what a run could read)
     if policy.kind == "feedback":
+        damaged = (f"; {len(unread) - len(newer)} more whose stored image is missing or damaged left out: no run "
+                   "can train on them (letters-feedback remove them)") if len(newer) < len(unread) else ""
         return len(newer) >= policy.minimum, (f"{len(newer)} feedback rows since the last pipeline run that "
                                               f"trained on this store's feedback{damaged} (policy: {policy})")
-    if policy.kind == "drift":
-        hits = [a for a in result["alarms"] if a["kind"] in ("label_drift", "input_skew")]
-        fresh = [a["text"] for a in hits if a["evidence_from"] > since]
-    else:   # the versions alarming, judged again on the feedback since the run alone
-        hits = [a for a in result["alarms"] if a["kind"] == "accuracy"]
-        rows = live_accuracy.by_version(newer, config.monitor_min_accuracy, config.monitor_min_feedback)
-        fresh = [live_accuracy.alarm_text(a["version"], rows[a["version"]]) + " since the last pipeline run"
-                 for a in hits if rows.get(a["version"], {}).get("crossed")]
-        since = read.started if read else 0.0
+    # accuracy: the versions alarming, judged again on the feedback since the run alone
+    hits = [a for a in result["alarms"] if a["kind"] == "accuracy"]
+    rows = live_accuracy.by_version(newer, config.monitor_min_accuracy, config.monitor_min_feedback)
+    fresh = [live_accuracy.alarm_text(a["version"], rows[a["version"]]) + " since the last pipeline run"
+             for a in hits if rows.get(a["version"], {}).get("crossed")]
+    return _verdict(policy, fresh, hits, read.started if read else 0.0)
+
+
+def _verdict(policy: Policy, fresh: list[str], hits: list[dict], since: float) -> tuple[bool, str]:
+    """(fires, why) of a drift or accuracy policy: its ``fresh`` evidence fires it; ``hits`` all older than the run
+    at ``since`` do not, said so."""
     if fresh:
         return True, "; ".join(fresh)
     if hits:
