@@ -1550,6 +1550,25 @@ def test_accuracy_retrains_only_on_feedback_after_the_last_pipeline_run(tmp_path
     assert result["retrain"]["why"].endswith("since the last pipeline run")
 
 
+def test_accuracy_without_an_accuracy_alarm_reads_no_stored_image(tmp_path, letters, pipeline_root, monkeypatch):
+    """With no accuracy alarm up there is nothing to judge again on the feedback since the run: each unread row's
+    stored image had been read and hashed all the same, on every pass (--watch, the hourly CronJob)."""
+    now = time.time()
+    root = pipeline_run_at(tmp_path, pipeline_root, now - 600)
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, now=now - 300)   # accurate: no alarm
+    opened = []
+    real = retrain.stored_image
+    monkeypatch.setattr(retrain, "stored_image", lambda *a: opened.append(a) or real(*a))
+    status, result, _ = monitor(tmp_path, root, "--retrain-when", "accuracy", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert result["alarms"] == [] and not result["retrain"]["fires"]
+    assert result["retrain"]["why"] == "no accuracy threshold crossed"
+    assert opened == []
+    status, result, _ = monitor(tmp_path, root, "--retrain-when", "feedback>=50", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert result["retrain"]["fires"] and len(opened) == 50   # what feedback>=N counts: every unread row's image
+
+
 @pytest.mark.parametrize("stopped", ["RUNNING", "FAILED", "CANCELED"])
 def test_a_run_stopped_before_its_trainer_ended_leaves_the_evidence_to_the_next(tmp_path, letters, pipeline_root,
                                                                                stopped):

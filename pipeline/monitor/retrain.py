@@ -77,6 +77,9 @@ def decide(policy: Policy, result: dict, feedback_records, trained_runs, config:
     if policy.kind == "drift":
         hits = [a for a in result["alarms"] if a["kind"] in ("label_drift", "input_skew")]
         return _verdict(policy, [a["text"] for a in hits if a["evidence_from"] > since], hits, since)
+    hits = [a for a in result["alarms"] if a["kind"] == "accuracy"]
+    if policy.kind == "accuracy" and not hits:   # nothing to judge again: no stored image need be read
+        return _verdict(policy, [], hits, 0.0)
     current = live_accuracy.not_ahead(feedback_records, time.time() if now is None else now)
     read = feedback_run(trained_runs, current)
     trained = read.feedback_read() if read else frozenset()
@@ -88,7 +91,6 @@ def decide(policy: Policy, result: dict, feedback_records, trained_runs, config:
         return len(newer) >= policy.minimum, (f"{len(newer)} feedback rows since the last pipeline run that "
                                               f"trained on this store's feedback{damaged} (policy: {policy})")
     # accuracy: the versions alarming, judged again on the feedback since the run alone
-    hits = [a for a in result["alarms"] if a["kind"] == "accuracy"]
     rows = live_accuracy.by_version(newer, config.monitor_min_accuracy, config.monitor_min_feedback)
     fresh = [live_accuracy.alarm_text(a["version"], rows[a["version"]]) + " since the last pipeline run"
              for a in hits if rows.get(a["version"], {}).get("crossed")]
