@@ -421,7 +421,8 @@ def main(argv=None) -> int:
                         help="folder of <class_folder>/<image> files")
     parser.add_argument("--out", default=None, type=settings.path,
                         help="write metrics.json and the PNGs here (a folder outside --data-root)")
-    parser.add_argument("--worst", type=non_negative_int, default=40, help="errors on the contact sheet")
+    parser.add_argument("--worst", type=non_negative_int, default=40,
+                        help="errors on the contact sheet and in metrics.json (default: %(default)s)")
     args = parser.parse_args(argv)
     limits = Limits.of(defaults_from_env())   # the pipeline's file limits: what it trains on is scored here
     if args.out is not None:

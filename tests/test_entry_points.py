@@ -87,6 +87,18 @@ def test_each_flag_says_what_it_is_and_its_default_once(name, monkeypatch):
                 assert action.help, f"{line} {action.option_strings[0]} has no help"
 
 
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_each_numeric_flag_shows_its_default(name, monkeypatch):
+    """letters-evaluate --worst had said "errors on the contact sheet" and not how many unless given (40)."""
+    for line, parser in _parsers(name, monkeypatch).items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.option_strings and type(action.default) in (int, float):
+                shown = formatter._format_action_invocation(action) + " " + formatter._expand_help(action)
+                assert f"default: {action.default}" in shown or f"={action.default}" in shown, \
+                    f"{line} {action.option_strings[0]}: {shown}"
+
+
 @pytest.mark.parametrize("line, flag, says", [
     *((f"letters-releases {sub}", "--server-url", ("(default: http://127.0.0.1:8501", "''"))
       for sub in ("list", "promote", "rollback")),
