@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from bench import load, reproduce
+from bench import children, load, reproduce
 from pipeline.flags import positive_int
 
 BODY_BYTES = 3300            # a one-image predict_images request of a 48x48 PNG, base64 in JSON
@@ -92,16 +92,12 @@ def serve(layer: str) -> None:
 
 
 def measure(layer: str, duration: float, concurrency: int) -> load.Result:
-    process = subprocess.Popen([sys.executable, "-m", "bench.http_layer_bench", "--serve", layer],
-                               stdout=subprocess.PIPE, text=True)
-    try:
+    with children.started([sys.executable, "-m", "bench.http_layer_bench", "--serve", layer], grace=10,
+                          stdout=subprocess.PIPE, text=True) as process:   # stopped at the end of the block
         port = int(process.stdout.readline())
         body = b'{"x": "' + b"a" * (BODY_BYTES - 9) + b'"}'
         load.wrk(f"http://127.0.0.1:{port}/", body, concurrency, 1.0)                  # warm-up
         return load.wrk(f"http://127.0.0.1:{port}/", body, concurrency, duration, server_pid=process.pid)
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def main(argv=None) -> int:
@@ -114,6 +110,12 @@ def main(argv=None) -> int:
     if args.serve:
         serve(args.serve)
         return 0
+    return compare(args, argv)
+
+
+@children.stops_on_sigterm   # a stopped bench (timeout, kill) stops its servers and wrk as Ctrl-C does
+def compare(args: argparse.Namespace, argv) -> int:
+    """Both layers under the same load, ``--rounds`` times; prints their medians and the command."""
     load.require_wrk()
     results = {layer: [] for layer in LAYERS}
     for _ in range(args.rounds):          # interleaved, so a noisy spell hits both

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import children
 from core import configs, request_log
 from pipeline.flags import positive_int
 
@@ -86,11 +87,23 @@ def run_once(cmd: list[str]) -> tuple[float, float, float, int]:
              "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
              "used = resource.getrusage(resource.RUSAGE_CHILDREN); "
              "print(used.ru_maxrss / 1024, used.ru_utime + used.ru_stime, time.monotonic() - start, code)")
-    out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True).stdout
+    with children.started([sys.executable, "-c", probe, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:   # the probe and the monitor stopped with the bench
+        out, err = proc.communicate()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
     rss, cpu, seconds, code = out.split()
     return float(rss), float(cpu), float(seconds), int(code)
 
 
+def monitor_command(tmp: Path, args: argparse.Namespace) -> list[str]:
+    """The monitor's command line, on the log written under ``tmp``/logs."""
+    return [sys.executable, "-m", "pipeline.monitor", "--logs", str(tmp / "logs"), "--pipeline-root",
+            args.pipeline_root, "--out", str(tmp / "report"), "--feedback-dir", str(tmp / "none"),
+            "--window", args.window]
+
+
+@children.stops_on_sigterm   # a stopped bench (timeout, kill) stops the monitor as Ctrl-C does
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size-mib", type=float, default=100, help="the log's size")
@@ -106,9 +119,7 @@ def main(argv=None) -> int:
     images = letter_images(args.images)
     with tempfile.TemporaryDirectory(prefix="monitor-memory-") as tmp:
         answers = write_log(Path(tmp) / "logs", int(args.size_mib * 1024 * 1024), images)
-        cmd = [sys.executable, "-m", "pipeline.monitor", "--logs", str(Path(tmp) / "logs"), "--pipeline-root",
-               args.pipeline_root, "--out", str(Path(tmp) / "report"), "--feedback-dir", str(Path(tmp) / "none"),
-               "--window", args.window]
+        cmd = monitor_command(Path(tmp), args)
         runs = [run_once(cmd) for _ in range(args.repeat)]
     for rss, cpu, seconds, code in runs:
         print(f"peak RSS {rss:.0f} MiB, CPU {cpu:.1f} s, wall {seconds:.1f} s (exit {code})")

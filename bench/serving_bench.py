@@ -33,10 +33,9 @@ import time
 import urllib.error
 import urllib.request
 
-from bench import load, reproduce
+from bench import children, load, reproduce
 from pipeline.flags import positive_int
 from core import configs
-from core.signals import sigterm_as_interrupt
 from tests.support import serving as testing
 
 TARGETS = {"rest_vs_flask": 3.0, "served_vs_in_process": 0.8, "grpc_p50_vs_rest_p50": 1.0}
@@ -123,12 +122,8 @@ def verdict(ratio, target, higher_is_better=True):
     return f"{ratio:.2f} (target {'>=' if higher_is_better else '<='} {target:g}) {'OK' if ok else 'MISSED'}"
 
 
+@children.stops_on_sigterm   # a stopped bench (timeout, kill) stops its servers as Ctrl-C does
 def main(argv=None):
-    with sigterm_as_interrupt():   # a stopped bench (timeout, kill) stops its servers as Ctrl-C does
-        return _main(argv)
-
-
-def _main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base-path", help="a pushed model's base path (default: the tiny test model)")
     parser.add_argument("--stand-in", choices=("tiny", "network"), default="tiny",

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import psutil
 
-from bench import workdir
+from bench import children, workdir
 from bench.reproduce import command as reproduce_command
 from bench.writer_split import class_files, held_out_files, held_out_names, parse_folds, share_flag, shared_pictures
 from pipeline.flags import absolute, positive_int
@@ -66,9 +66,10 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 def run_with_peak_rss(cmd: list[str], log_path: Path) -> tuple[int, float, int]:
+    """(exit status, wall seconds, peak RSS of its process tree) of ``cmd``; stopped with the bench (Ctrl-C,
+    SIGTERM), it is stopped too."""
     started = time.monotonic()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "w") as log, children.started(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) as proc:
         ps = psutil.Process(proc.pid)
         peak = 0
         stop = threading.Event()
@@ -84,9 +85,11 @@ def run_with_peak_rss(cmd: list[str], log_path: Path) -> tuple[int, float, int]:
 
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
-        code = proc.wait()
-        stop.set()
-        thread.join()
+        try:
+            code = proc.wait()
+        finally:
+            stop.set()
+            thread.join()
     return code, time.monotonic() - started, peak
 
 
@@ -151,6 +154,7 @@ def trained_files(args, folds: list[int] | None) -> set[Path]:
     return set(class_files(args.data_root)) - held_out
 
 
+@children.stops_on_sigterm   # a stopped bench (timeout, kill) stops the pipeline run as Ctrl-C does
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=None, help="folder-per-class images (default: generated data)")

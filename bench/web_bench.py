@@ -30,8 +30,7 @@ import tempfile
 import time
 
 from core import configs
-from core.signals import sigterm_as_interrupt
-from bench import reproduce
+from bench import children, reproduce
 from pipeline.flags import non_negative_int, positive_int
 from serving.client import RestConnection
 from tests.support import serving as testing
@@ -87,12 +86,8 @@ def start_web(serving_url: str, feedback_dir: str):
     return proc, match.group(1)
 
 
+@children.stops_on_sigterm   # a stopped bench (timeout, kill) stops its servers as Ctrl-C does
 def main(argv=None):
-    with sigterm_as_interrupt():   # a stopped bench (timeout, kill) stops its servers as Ctrl-C does
-        return _main(argv)
-
-
-def _main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base-path", default=configs.Config.from_env().serving_dir)
     parser.add_argument("--requests", type=positive_int, default=200, help="measured requests per path")

@@ -1,7 +1,15 @@
 """bench/monitor_memory.py: its numbers checked before a log is written."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from bench import monitor_memory
+from core import configs
+from tests.support.processes import running
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -14,3 +22,30 @@ def test_bad_numbers_are_usage_errors_before_any_work(flags, message, monkeypatc
     with pytest.raises(SystemExit) as stop:
         monitor_memory.main(flags)
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_stopped_bench_stops_the_monitor_it_runs(tmp_path):
+    """SIGTERM had ended the bench alone: its probe and the monitor under it ran on."""
+    pids = tmp_path / "pids"
+    monitor = (f"import os, time; open({str(pids)!r} + '.part', 'w').write(f'{{os.getppid()}} {{os.getpid()}}'); "
+               f"os.replace({str(pids)!r} + '.part', {str(pids)!r}); time.sleep(120)")
+    bench = subprocess.Popen(   # the letters and the log left out, a stand-in monitor that waits
+        [sys.executable, "-c", "import sys; from bench import monitor_memory as m; "
+                               "m.letter_images = lambda folder: []; m.write_log = lambda *args: 10; "
+                               f"m.monitor_command = lambda tmp, args: [sys.executable, '-c', {monitor!r}]; "
+                               "sys.exit(m.main(['--size-mib', '1']))"],
+        cwd=str(configs.PROJECT_ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = []
+    try:
+        deadline = time.monotonic() + 20
+        while not pids.exists() and bench.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = [int(pid) for pid in pids.read_text().split()]
+        bench.send_signal(signal.SIGTERM)
+        bench.wait(15)
+        assert running(started, within=5) == []
+    finally:
+        bench.kill()
+        bench.wait()
+        for pid in running(started, within=0):
+            os.kill(pid, signal.SIGKILL)
