@@ -28,6 +28,7 @@ from pipeline.flags import positive_int
 
 IMAGES_PER_RECORD = 10
 SPAN_SECONDS = 50 * 60
+MONITOR_OK = (0, 1)   # letters-monitor's exit statuses of a run that read the log: ok, a threshold crossed
 
 
 def letter_images(folder: str) -> list[tuple[bytes, int]]:
@@ -80,20 +81,32 @@ def write_log(folder: Path, size: int, images: list[tuple[bytes, int]]) -> int:
     return count * IMAGES_PER_RECORD
 
 
+class MonitorFailed(RuntimeError):
+    """A monitor run that ended with another status than 0 or 1; its message ends with the end of its stderr."""
+
+
 def run_once(cmd: list[str]) -> tuple[float, float, float, int]:
     """(peak RSS in MiB, CPU seconds, wall seconds, exit status) of one monitor run, in a fresh process so that the
-    children's peak RSS and CPU time are this run's alone."""
+    children's peak RSS and CPU time are this run's alone. MonitorFailed when it failed: its numbers are not the
+    monitor's work."""
     probe = ("import resource, subprocess, sys, time; start = time.monotonic(); "
              "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
              "used = resource.getrusage(resource.RUSAGE_CHILDREN); "
              "print(used.ru_maxrss / 1024, used.ru_utime + used.ru_stime, time.monotonic() - start, code)")
     with children.started([sys.executable, "-c", probe, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as proc:   # the probe and the monitor stopped with the bench
-        out, err = proc.communicate()
+        out, err = proc.communicate()   # err: the monitor's stderr (the probe's own too, if it failed)
     if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
+        raise MonitorFailed(f"the probe around the monitor failed (exit {proc.returncode}){_tail(err)}")
     rss, cpu, seconds, code = out.split()
+    if int(code) not in MONITOR_OK:
+        raise MonitorFailed(f"the monitor failed (exit {code}){_tail(err)}")
     return float(rss), float(cpu), float(seconds), int(code)
+
+
+def _tail(stderr: str, lines: int = 20) -> str:
+    kept = stderr.rstrip().splitlines()[-lines:]
+    return ", its stderr ending:\n" + "\n".join(kept) if kept else ", nothing on its stderr"
 
 
 def monitor_command(tmp: Path, args: argparse.Namespace) -> list[str]:
@@ -120,16 +133,22 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="monitor-memory-") as tmp:
         answers = write_log(Path(tmp) / "logs", int(args.size_mib * 1024 * 1024), images)
         cmd = monitor_command(Path(tmp), args)
-        runs = [run_once(cmd) for _ in range(args.repeat)]
-    for rss, cpu, seconds, code in runs:
-        print(f"peak RSS {rss:.0f} MiB, CPU {cpu:.1f} s, wall {seconds:.1f} s (exit {code})")
+        runs = []
+        for n in range(1, args.repeat + 1):
+            try:
+                runs.append(run_once(cmd))
+            except MonitorFailed as err:   # no median over runs that did not do the monitor's work
+                print(f"error: run {n} of {args.repeat}: {err}", file=sys.stderr)
+                return 1
+            rss, cpu, seconds, code = runs[-1]
+            print(f"peak RSS {rss:.0f} MiB, CPU {cpu:.1f} s, wall {seconds:.1f} s (exit {code})", flush=True)
     median = lambda n: statistics.median(run[n] for run in runs)   # noqa: E731
     print(f"{args.size_mib:g} MiB log, {answers} answers: median peak RSS {median(0):.0f} MiB, median CPU "
           f"{median(1):.1f} s, median wall {median(2):.1f} s over {len(runs)} run(s)")
     print("reproduce: python -m bench.monitor_memory " + shlex.join(
         ["--size-mib", f"{args.size_mib:g}", "--images", args.images, "--pipeline-root", args.pipeline_root,
          "--window", args.window, "--repeat", str(args.repeat)]))
-    return 0 if all(code in (0, 1) for *_, code in runs) else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -49,3 +49,18 @@ def test_a_stopped_bench_stops_the_monitor_it_runs(tmp_path):
         bench.wait()
         for pid in running(started, within=0):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_failed_monitor_run_stops_the_bench_with_its_error_and_no_medians(monkeypatch, capsys):
+    """A run that ended in a usage error had been printed as a peak RSS, its error thrown away, and counted in the
+    medians."""
+    monkeypatch.setattr(monitor_memory, "letter_images", lambda folder: [])
+    monkeypatch.setattr(monitor_memory, "write_log", lambda *args: 10)
+    failing = ("import sys; print('usage: letters-monitor …\\nletters-monitor: error: no such pipeline root', "
+               "file=sys.stderr); sys.exit(2)")
+    monkeypatch.setattr(monitor_memory, "monitor_command", lambda tmp, args: [sys.executable, "-c", failing])
+    assert monitor_memory.main(["--size-mib", "1", "--repeat", "2"]) == 1
+    out, err = capsys.readouterr()
+    assert "median" not in out and "peak RSS" not in out
+    assert err == ("error: run 1 of 2: the monitor failed (exit 2), its stderr ending:\nusage: letters-monitor …\n"
+                   "letters-monitor: error: no such pipeline root\n")
