@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import children
+from bench import children, reproduce
 from core import configs, request_log
 from pipeline.flags import positive_int
 
@@ -145,9 +144,9 @@ def main(argv=None) -> int:
     median = lambda n: statistics.median(run[n] for run in runs)   # noqa: E731
     print(f"{args.size_mib:g} MiB log, {answers} answers: median peak RSS {median(0):.0f} MiB, median CPU "
           f"{median(1):.1f} s, median wall {median(2):.1f} s over {len(runs)} run(s)")
-    print("reproduce: python -m bench.monitor_memory " + shlex.join(
-        ["--size-mib", f"{args.size_mib:g}", "--images", args.images, "--pipeline-root", args.pipeline_root,
-         "--window", args.window, "--repeat", str(args.repeat)]))
+    print("reproduce:", reproduce.command("bench.monitor_memory", [   # every value, the defaults too
+        "--size-mib", f"{args.size_mib:g}", "--images", args.images, "--pipeline-root", args.pipeline_root,
+        "--window", args.window, "--repeat", str(args.repeat)], python=sys.executable))
     return 0
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bench import monitor_memory
+from bench import monitor_memory, reproduce
 from core import configs
 from tests.support.processes import running
 
@@ -64,3 +64,16 @@ def test_a_failed_monitor_run_stops_the_bench_with_its_error_and_no_medians(monk
     assert "median" not in out and "peak RSS" not in out
     assert err == ("error: run 1 of 2: the monitor failed (exit 2), its stderr ending:\nusage: letters-monitor …\n"
                    "letters-monitor: error: no such pipeline root\n")
+
+
+def test_the_reproduce_line_carries_the_settings_and_the_commit(monkeypatch, capsys):
+    """It had been built apart from bench.reproduce: no LETTERS_* settings, no commit."""
+    monkeypatch.setattr(monitor_memory, "letter_images", lambda folder: [])
+    monkeypatch.setattr(monitor_memory, "write_log", lambda *args: 10)
+    monkeypatch.setattr(monitor_memory, "monitor_command", lambda tmp, args: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(reproduce, "revision", lambda: "abc1234")
+    monkeypatch.setenv("LETTERS_SEED", "7")
+    assert monitor_memory.main(["--size-mib", "1", "--images", "/l l", "--pipeline-root", "/p"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line == (f"reproduce: LETTERS_SEED=7 {sys.executable} -m bench.monitor_memory --size-mib 1 --images '/l l' "
+                    "--pipeline-root /p --window 1h --repeat 1  # at abc1234")
