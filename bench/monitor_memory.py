@@ -12,6 +12,7 @@ and wall time, with the medians and the command to reproduce them::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
 import statistics
@@ -126,8 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--window", default="1h")
     p.add_argument("--repeat", type=positive_int, default=1)
     args = p.parse_args(argv)
-    if not args.size_mib > 0:
-        p.error(f"--size-mib must be positive, got {args.size_mib:g}")
+    if not (math.isfinite(args.size_mib) and args.size_mib > 0):
+        p.error(f"--size-mib must be positive and finite, got {args.size_mib:g}")
     images = letter_images(args.images)
     with tempfile.TemporaryDirectory(prefix="monitor-memory-") as tmp:
         answers = write_log(Path(tmp) / "logs", int(args.size_mib * 1024 * 1024), images)

@@ -14,10 +14,13 @@ from tests.support.processes import running
 
 @pytest.mark.parametrize("flags, message", [
     (["--repeat", "0"], "argument --repeat: must be at least 1, got 0"),
-    (["--size-mib", "-1"], "--size-mib must be positive, got -1"),
-    (["--size-mib", "0"], "--size-mib must be positive, got 0")])
+    (["--size-mib", "-1"], "--size-mib must be positive and finite, got -1"),
+    (["--size-mib", "0"], "--size-mib must be positive and finite, got 0"),
+    (["--size-mib", "nan"], "--size-mib must be positive and finite, got nan"),
+    (["--size-mib", "inf"], "--size-mib must be positive and finite, got inf")])
 def test_bad_numbers_are_usage_errors_before_any_work(flags, message, monkeypatch, capsys):
-    """--repeat 0 had ended in a StatisticsError after the log was written, and a negative --size-mib was taken."""
+    """--repeat 0 had ended in a StatisticsError after the log was written, a negative --size-mib was taken, and an
+    infinite one ended in an OverflowError."""
     monkeypatch.setattr(monitor_memory, "letter_images", lambda *a: pytest.fail("the letters were read"))
     with pytest.raises(SystemExit) as stop:
         monitor_memory.main(flags)
