@@ -183,6 +183,42 @@ def test_versions_and_days_are_reported_apart(tmp_path, letters, pipeline_root):
     assert [g["window"] for g in result["groups"]] == ["all", "all"]
 
 
+def test_versions_are_listed_by_number_not_as_text(tmp_path, letters):
+    """TF Serving orders versions as integers: version 9 comes before version 10 in the groups, the unusable
+    answers, live accuracy, the alarms and the report (as text, "10" had come first); what names no version number
+    comes after them."""
+    import datetime as dt
+    import re
+
+    from core.configs import Config
+    from core.feedback import Feedback
+    from pipeline.monitor import checks, report, request_logs, versions
+
+    now = 10 * DAY + 1800   # the middle of an hour: 4000 s before it is in the hour before
+    (image, name), = traffic(letters)[:1]
+    answers = [request_logs.Answer(time=now - ago, version=version, image=image, top1=CLASS_INDEX[name], score=0.1,
+                                   origin="") for version, ago in ((9, 4000), (9, 30), (10, 30), (None, 30))]
+    unusable = [request_logs.Unusable(time=now - 30, version=version) for version in (10, 9)]
+    when = dt.datetime.fromtimestamp(now - 30, dt.timezone.utc).isoformat()
+    feedback = [Feedback(f"{version}-{i}", when, "alef", "bet", 0.8, version, None, False, "x.png", "PNG", "0", 1, 1,
+                         1) for version in (10, None, 9) for i in range(10)]   # every answer corrected
+    result = checks.run(checks.Traffic(3600, now).add_all(answers), feedback, None, None,
+                        Config().replace(monitor_min_requests=1, monitor_min_feedback=1), unusable)
+    assert [(g["version"], g["window_start"]) for g in result["groups"]] == [
+        (9, now - 1800 - 3600), (9, now - 1800), (10, now - 1800), (None, now - 1800)]
+    assert [row["version"] for row in result["unusable"]] == [9, 9, 10, None]
+    assert list(result["live_accuracy"]) == ["9", "10", "unknown"]
+    by_kind = lambda kind: [a["version"] for a in result["alarms"] if a["kind"] == kind]  # noqa: E731
+    assert (by_kind("low_confidence"), by_kind("unusable_answers"), by_kind("accuracy")) == (
+        [9, 9, 10, None], [9, 10], ["9", "10", "unknown"])
+    html = open(report.write_html(result, str(tmp_path))).read()
+    assert re.findall(r"<h2>Version (\S+) — (newest )?window", html) == [
+        ("9", ""), ("9", "newest "), ("10", "newest "), ("None", "newest ")]
+    assert [g["version"] for g in report.exported_groups(result["groups"])] == [9, 10, None]
+    assert sorted([10, live_accuracy.NO_MODEL, "unknown", 9, None, "11"], key=versions.order) == [
+        9, 10, "11", None, live_accuracy.NO_MODEL, "unknown"]
+
+
 def add_feedback(store_dir, letters, corrected_share: float, version: int = 7, n: int = 50, now=None,
                  model_name=None):
     _, served = letters

@@ -20,7 +20,7 @@ import numpy as np
 from core import configs
 from core.configs import Config
 from core.labels import CLASS_NAMES
-from pipeline.monitor import drift, image_features, live_accuracy, report, server_metrics, windows
+from pipeline.monitor import drift, image_features, live_accuracy, report, server_metrics, versions, windows
 
 CONFIDENCE_BINS = 10
 
@@ -105,7 +105,7 @@ def unusable_shares(answered: dict, unusable, seconds: int | None, config: Confi
     key = lambda item: (item.version, windows.start(item.time, seconds))   # noqa: E731
     usable, bad = collections.Counter(answered), collections.Counter(map(key, unusable))
     rows = []
-    for version, begin in sorted(usable.keys() | bad.keys(), key=lambda k: (str(k[0]), k[1])):
+    for version, begin in sorted(usable.keys() | bad.keys(), key=lambda k: (versions.order(k[0]), k[1])):
         total = usable[(version, begin)] + bad[(version, begin)]
         share = bad[(version, begin)] / total
         rows.append({"version": version, "window_start": begin, "window": windows.label(begin, seconds),
@@ -234,8 +234,9 @@ def run(traffic: Traffic, feedback_records, reference, server, config: Config, u
         training_rows = reference_lib.training_features(reference.examples_uri, config.max_image_pixels)
         training_stats = drift.feature_statistics(list(training_rows))
         schema = drift.feature_schema(training_stats, config)
+    by_version = sorted(traffic.groups.items(), key=lambda kv: (versions.order(kv[0][0]), kv[0][1]))
     groups = [judge_group(version, begin, items, seconds, reference, training_stats, schema, config)
-              for (version, begin), items in sorted(traffic.groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))]
+              for (version, begin), items in by_version]
     mark_recent(groups, seconds, now)
     for group in report.shown_groups(groups):   # only the windows the report draws keep their values for the charts
         group["_values"] = traffic.groups[(group["version"], group["window_start"])].chart_values()

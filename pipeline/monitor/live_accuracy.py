@@ -11,6 +11,7 @@ import datetime as _dt
 import math
 
 from core.feedback import Feedback
+from pipeline.monitor import versions
 
 Z95 = 1.959963984540054
 
@@ -61,7 +62,7 @@ def by_version(records: list[Feedback], min_accuracy: float, min_feedback: int) 
         if record.predicted_label is not None:   # without the model's answer there is nothing to score
             groups[record.model_version if record.model_version is not None else "unknown"].append(record)
     out = {}
-    for version, rows in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for version, rows in sorted(groups.items(), key=lambda kv: versions.order(kv[0])):
         correct = sum(r.confirmed for r in rows)
         low, high = wilson(correct, len(rows))
         judged = len(rows) >= min_feedback

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from core.files import atomic_write
 from core.labels import CLASS_NAMES
-from pipeline.monitor import charts, server_metrics
+from pipeline.monitor import charts, server_metrics, versions
 
 JSON_FILE, HTML_FILE, PROM_FILE = "monitor.json", "report.html", "monitor.prom"
 FEATURE_RANGES = {"ink_share": (0.0, 1.0), "mean_intensity": (0.0, 1.0), "aspect": (0.0, 3.0)}
@@ -91,7 +91,7 @@ def newest_groups(groups: list[dict]) -> list[dict]:
     for group in groups:
         if group["version"] not in newest or group["window_start"] > newest[group["version"]]["window_start"]:
             newest[group["version"]] = group
-    return [newest[v] for v in sorted(newest, key=str)]
+    return [newest[v] for v in sorted(newest, key=versions.order)]
 
 
 def shown_groups(groups: list[dict]) -> list[dict]:
@@ -119,7 +119,7 @@ def exported_groups(groups: list[dict]) -> list[dict]:
         held = chosen.get(group["version"])
         if held is None or group["judged"] or not held["judged"]:
             chosen[group["version"]] = group
-    return [chosen[v] for v in sorted(chosen, key=str)]
+    return [chosen[v] for v in sorted(chosen, key=versions.order)]
 
 
 def _esc(value) -> str:
