@@ -539,7 +539,7 @@ def test_the_windows_the_report_draws_keep_their_chart_values_and_no_other(lette
     result = checks.run(checks.Traffic(3600, now).add_all(answers), [], None, None,
                         Config().replace(monitor_min_requests=50))
     assert [(g["requests"], g["judged"], g["recent"]) for g in result["groups"]] == [
-        (81, True, False), (81, True, True), (10, False, True)]
+        (81, False, False), (81, True, True), (10, False, True)]
     ink = lambda images: [image_features.features(i, "")["ink_share"] for i in images]  # noqa: E731
     assert [g.get("_values", {}).get("ink_share") for g in result["groups"]] == [
         None, ink(image for image, _ in items), ink(image for image, _ in items[:10])]
@@ -750,6 +750,37 @@ def test_a_window_too_small_to_judge_does_not_hide_the_one_before(tmp_path, lett
             f'version="7"}} {ink["value"]!r}') in prom
 
 
+def test_windows_older_than_the_two_the_alarms_judge_are_shown_not_judged(tmp_path, letters, pipeline_root):
+    """Only the current window and the one before it are judged: an older one is measured and shown, not judged,
+    and nothing in it is marked crossed, the report saying why (it had said judged and its drift crossed, with no
+    alarm)."""
+    import numpy as np
+    now = clear_of_the_hour()
+    hour = windows.start(now, 3600)
+    skewed = traffic(letters, transform=inverted)
+    log_traffic(tmp_path / "logs" / "a", skewed, mtime=hour - 4 * 3600 + 600)
+    log_traffic(tmp_path / "logs" / "b", skewed, mtime=hour - 2 * 3600 + 600)
+    nan = [prediction_log([image], np.full((1, 27), np.nan), 7) for image, _ in skewed[:10]]
+    write_log(tmp_path / "logs" / "c", nan, mtime=hour - 4 * 3600 + 600)   # 10 of 91 answers unusable
+    log_traffic(tmp_path / "logs" / "d", traffic(letters)[:10], mtime=now)
+    status, result, out = monitor(tmp_path, pipeline_root, "--window", "1h", logs=tmp_path / "logs")
+    assert status == cli.OK and result["alarms"] == []
+    older = "older than the current window and the one before it"
+    assert [(g["requests"], g["judged"], g["recent"]) for g in result["groups"]] == [
+        (81, False, False), (81, False, False), (10, False, True)]
+    assert [g["not_judged"] for g in result["groups"]] == [older, older, "too few answers"]
+    for group in result["groups"][:2]:
+        measured = [m for check in ("label_drift", "input_skew") for m in group[check]["measurements"]]
+        assert any(m["value"] > m["threshold"] for m in measured)      # measured far off, and kept
+        assert not any(m["crossed"] for m in measured)
+        assert not any(group[key]["crossed"] for key in ("label_drift", "input_skew", "confidence"))
+    row = result["unusable"][0]
+    assert (row["unusable"], row["judged"], row["not_judged"], row["crossed"]) == (10, False, older, False)
+    html = (out / "report.html").read_text()
+    assert "<td>yes</td>" not in html and html.count(f"<td>no: {older}</td>") == 2
+    assert f"<td>not judged ({older})</td>" in html and '<span class="bad">crossed</span>' not in html
+
+
 def test_a_version_that_no_longer_gets_answers_stops_alarming(tmp_path, letters, pipeline_root):
     now = time.time()
     log_traffic(tmp_path / "logs" / "a", traffic(letters, transform=inverted), version=6, mtime=now - 7 * DAY)
@@ -758,7 +789,9 @@ def test_a_version_that_no_longer_gets_answers_stops_alarming(tmp_path, letters,
                                 logs=tmp_path / "logs")
     assert status == cli.OK and result["alarms"] == [] and not result["retrain"]["fires"]
     old = next(g for g in result["groups"] if g["version"] == 6)
-    assert old["input_skew"]["crossed"]                                 # still shown as it was judged
+    assert not old["judged"] and not old["input_skew"]["crossed"]       # measured and shown, not judged
+    assert old["not_judged"] == "older than the current window and the one before it"
+    assert any(m["value"] > m["threshold"] for m in old["input_skew"]["measurements"])
     status, result, _ = monitor(tmp_path, pipeline_root, "--window", "all", logs=tmp_path / "logs")
     assert status == cli.CROSSED and {a["version"] for a in result["alarms"]} == {6}   # all: every answer counts
 

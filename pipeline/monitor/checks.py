@@ -98,30 +98,52 @@ class Traffic:
         return self
 
 
-def unusable_shares(answered: dict, unusable, seconds: int | None, config: Config) -> list[dict]:
+def unusable_shares(answered: dict, unusable, seconds: int | None, config: Config, now: float) -> list[dict]:
     """Per (version, window) of the answers, usable (``answered``: (version, window start) -> count) or not: the
     share that cannot be used (none, the wrong shape, not finite), crossed above ``monitor_max_unusable`` whatever
-    the window's size (a model that answers NaN is broken, not noisy: every answer unusable always crosses)."""
+    the window's size (a model that answers NaN is broken, not noisy: every answer unusable always crosses) in a
+    window the alarms judge (:func:`not_judged_window`); in another, shown and not judged."""
     key = lambda item: (item.version, windows.start(item.time, seconds))   # noqa: E731
     usable, bad = collections.Counter(answered), collections.Counter(map(key, unusable))
     rows = []
     for version, begin in sorted(usable.keys() | bad.keys(), key=lambda k: (versions.order(k[0]), k[1])):
         total = usable[(version, begin)] + bad[(version, begin)]
         share = bad[(version, begin)] / total
+        why_not = not_judged_window(begin, seconds, now)
         rows.append({"version": version, "window_start": begin, "window": windows.label(begin, seconds),
                      "answers": total, "unusable": bad[(version, begin)], "share": share,
-                     "threshold": config.monitor_max_unusable, "crossed": share > config.monitor_max_unusable})
+                     "threshold": config.monitor_max_unusable, "judged": why_not is None, "not_judged": why_not,
+                     "crossed": why_not is None and share > config.monitor_max_unusable})
     return rows
 
 
-def judge_group(version, begin: float, answers: Group, seconds, reference, training_stats, schema, config: Config):
+def not_judged_window(begin: float, seconds: int | None, now: float) -> str | None:
+    """Why the alarms do not judge the window starting at ``begin``, None when they do: they judge the current
+    window and the one before it (with ``all``, every answer); a window after the current one holds answers dated
+    by a clock ahead."""
+    if seconds is None:
+        return None
+    current = windows.start(now, seconds)
+    if begin < current - seconds:
+        return "older than the current window and the one before it"
+    if begin > current:
+        return "after the current window (dated by a clock ahead)"
+    return None
+
+
+def judge_group(version, begin: float, answers: Group, seconds, now: float, reference, training_stats, schema,
+                config: Config):
     """The checks of one (version, window) group (no chart values: :func:`run` adds those of the groups the report
-    draws)."""
+    draws). A group is judged when the alarms judge its window (``recent``) and it has answers enough: another is
+    measured and shown, ``not_judged`` saying why, and nothing in it crossed."""
     predicted = [CLASS_NAMES[top1] for top1 in answers.top1]
     columns = answers.feature_columns()
-    judged = len(answers) >= config.monitor_min_requests
+    outside = not_judged_window(begin, seconds, now)
+    why_not = outside or ("too few answers" if len(answers) < config.monitor_min_requests else None)
+    judged = why_not is None
     group = {"version": version, "window_start": begin, "window": windows.label(begin, seconds),
-             "requests": len(answers), "judged": judged, "first_answer_at": answers.first_answer_at,
+             "requests": len(answers), "judged": judged, "recent": outside is None, "not_judged": why_not,
+             "first_answer_at": answers.first_answer_at,
              "sources": dict(collections.Counter(columns["source"])),
              "formats": dict(collections.Counter(columns["format"])),
              "confidence": _confidence(answers.scores, config, judged)}
@@ -130,7 +152,7 @@ def judge_group(version, begin: float, answers: Group, seconds, reference, train
     if reference is not None:
         group["label_drift"] = drift.compare_labels(predicted, reference.eval_statistics, config).to_json()
         group["input_skew"] = drift.compare_features(columns, training_stats, schema).to_json()
-        for key in ("label_drift", "input_skew"):   # a window too small is shown, not judged: nothing in it crossed
+        for key in ("label_drift", "input_skew"):   # a window not judged is shown: nothing in it crossed
             for measurement in group[key]["measurements"]:
                 measurement["crossed"] = judged and measurement["crossed"]
             group[key]["crossed"] = judged and group[key]["crossed"]
@@ -138,19 +160,8 @@ def judge_group(version, begin: float, answers: Group, seconds, reference, train
 
 
 def recent_groups(groups: list[dict], seconds: int | None, now: float) -> list[dict]:
-    """The groups alarms judge: those of the current window and the one before it (with ``all``, every group); a
-    window after the current one (answers dated by a clock ahead) is not judged."""
-    if seconds is None:
-        return list(groups)
-    current = windows.start(now, seconds)
-    return [group for group in groups if current - seconds <= group["window_start"] <= current]
-
-
-def mark_recent(groups: list[dict], seconds: int | None, now: float) -> None:
-    """Sets each group's ``recent``: whether alarms judge its window (:func:`recent_groups`)."""
-    recent = {id(group) for group in recent_groups(groups, seconds, now)}
-    for group in groups:
-        group["recent"] = id(group) in recent
+    """The groups of the windows alarms judge (:func:`not_judged_window`)."""
+    return [group for group in groups if not_judged_window(group["window_start"], seconds, now) is None]
 
 
 def split_future(traffic: Traffic, unusable, feedback_records) -> tuple[list, list, dict]:
@@ -235,13 +246,12 @@ def run(traffic: Traffic, feedback_records, reference, server, config: Config, u
         training_stats = drift.feature_statistics(list(training_rows))
         schema = drift.feature_schema(training_stats, config)
     by_version = sorted(traffic.groups.items(), key=lambda kv: (versions.order(kv[0][0]), kv[0][1]))
-    groups = [judge_group(version, begin, items, seconds, reference, training_stats, schema, config)
+    groups = [judge_group(version, begin, items, seconds, now, reference, training_stats, schema, config)
               for (version, begin), items in by_version]
-    mark_recent(groups, seconds, now)
     for group in report.shown_groups(groups):   # only the windows the report draws keep their values for the charts
         group["_values"] = traffic.groups[(group["version"], group["window_start"])].chart_values()
     accuracy = live_accuracy.by_version(feedback_records, config.monitor_min_accuracy, config.monitor_min_feedback)
-    shares = unusable_shares({key: len(items) for key, items in traffic.groups.items()}, unusable, seconds, config)
+    shares = unusable_shares({key: len(items) for key, items in traffic.groups.items()}, unusable, seconds, config, now)
     found = alarms(groups, accuracy, server, config, seconds, now, shares)
     return {"generated_at": now, "groups": groups, "unusable": shares, "live_accuracy": accuracy, "server": server,
             "future_dated": ahead,

@@ -63,8 +63,9 @@ def write_prometheus(result: dict, out_dir: str) -> str:
     exported = ("in the version's window exported: its newest judged one of the current window and the one before "
                 "it, else its newest window")
     requests = gauge("requests", f"answers {exported}", ["version"])
-    judged = gauge("window_judged", f"1 when the version's window exported had answers enough to be judged (else "
-                                    f"its numbers are shown, not judged): {exported}", ["version"])
+    judged = gauge("window_judged", f"1 when the alarms judged the version's window exported (answers enough, in the "
+                                    f"current window or the one before it; else its numbers are shown, not judged): "
+                                    f"{exported}", ["version"])
     low = gauge("low_confidence_share", f"share of answers below the confidence threshold {exported}", ["version"])
     measure = gauge("distribution_distance", f"TFDV drift/skew measurement {exported}",
                     ["version", "check", "feature", "measure"])
@@ -96,9 +97,9 @@ def newest_groups(groups: list[dict]) -> list[dict]:
 
 def shown_groups(groups: list[dict]) -> list[dict]:
     """The groups shown in detail, in their order: each version's newest window, judged or not, and each window
-    alarms judged (the current one and the one before it, checks.recent_groups) that had answers enough to be."""
+    alarms judged (the current one and the one before it, with answers enough: checks.judge_group)."""
     newest = {id(group) for group in newest_groups(groups)}
-    return [group for group in groups if id(group) in newest or (group.get("recent") and group["judged"])]
+    return [group for group in groups if id(group) in newest or group["judged"]]
 
 
 def chart_suffixes(groups: list[dict]) -> dict:
@@ -132,14 +133,20 @@ def _table(headers, rows) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _verdict(crossed: bool, judged: dict) -> str:
+    """A measurement's or an unusable share's cell: crossed, ok, or not judged and why (``judged``: its group or
+    row, checks.judge_group's ``judged`` and ``not_judged``)."""
+    if crossed:
+        return '<span class="bad">crossed</span>'
+    return "ok" if judged["judged"] else f"not judged ({_esc(judged['not_judged'])})"
+
+
 def _measure_rows(group: dict) -> list:
     rows = []
     for check in ("label_drift", "input_skew"):
         for m in group.get(check, {}).get("measurements", []):
-            flag = ('<span class="bad">crossed</span>' if m["crossed"] else
-                    "ok" if group["judged"] else "not judged (too few answers)")
             rows.append([_esc(check), _esc(m["feature"]), _esc(m["measure"]), f"{m['value']:.4f}",
-                         f"{m['threshold']:g}", flag])
+                         f"{m['threshold']:g}", _verdict(m["crossed"], group)])
     return rows
 
 
@@ -219,7 +226,8 @@ def write_html(result: dict, out_dir: str) -> str:
     parts.append("<h2>Traffic per version and window</h2>")
     parts.append(_table(["version", "window", "answers", "judged", "mean top-1", "low-confidence share", "sources",
                          "formats"],
-                        [[_esc(g["version"]), _esc(g["window"]), g["requests"], "yes" if g["judged"] else "too few",
+                        [[_esc(g["version"]), _esc(g["window"]), g["requests"],
+                          "yes" if g["judged"] else f"no: {_esc(g['not_judged'])}",
                           "-" if g["confidence"]["mean"] is None else f"{g['confidence']['mean']:.3f}",
                           f"{g['confidence']['low_share']:.1%}", _esc(g["sources"]), _esc(g["formats"])]
                          for g in result["groups"]]))
@@ -228,14 +236,14 @@ def write_html(result: dict, out_dir: str) -> str:
         parts.append("<h2>Unusable answers (none, the wrong shape or not finite)</h2>")
         parts.append(_table(["version", "window", "answers", "unusable", "share", "threshold", ""],
                             [[_esc(r["version"]), _esc(r["window"]), r["answers"], r["unusable"], f"{r['share']:.1%}",
-                              f"{r['threshold']:.1%}", '<span class="bad">crossed</span>' if r["crossed"] else "ok"]
+                              f"{r['threshold']:.1%}", _verdict(r["crossed"], r)]
                              for r in faulty]))
     newest = {id(group) for group in newest_groups(result["groups"])}
     for group in shown_groups(result["groups"]):
         v = str(group["version"])
+        shown = "" if group["judged"] else f" ({group['not_judged']}: shown, not judged)"
         parts.append(f"<h2>Version {_esc(v)} — {'newest window' if id(group) in newest else 'window'} "
-                     f"{_esc(group['window'])}{'' if group['judged'] else ' (too few answers: shown, not judged)'}"
-                     "</h2>")
+                     f"{_esc(group['window'])}{_esc(shown)}</h2>")
         rows = _measure_rows(group)
         if rows:
             parts.append(_table(["check", "feature", "measure", "value", "threshold", ""], rows))
