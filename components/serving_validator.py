@@ -329,7 +329,7 @@ class Executor(base_executor.BaseExecutor):
         model_blessings = input_dict.get(MODEL_BLESSING_KEY) or []
         if model_blessings and not model_utils.is_model_blessed(model_blessings[0]):
             report = {"model": model_dir, "blessed": False, "checks": {},
-                      "failure": "the Evaluator did not bless this model: not started"}
+                      "failure": "the Evaluator did not bless this model, so it was not started"}
         else:
             samples = sample_examples(artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]),
                                       exec_properties.get(SPLIT_KEY) or configs.EVAL_SPLIT,

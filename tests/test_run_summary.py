@@ -24,7 +24,7 @@ def test_pushed():
 def test_not_blessed():
     text = format_summary(summary(blessed=False, validation_failures=["accuracy 0.40 is below the floor 0.50"],
                                   serving_validated=False, serving_validation={
-                                      "failure": "the Evaluator did not bless this model: not started"},
+                                      "failure": "the Evaluator did not bless this model, so it was not started"},
                                   pushed=False))
     assert "gate: NOT BLESSED — accuracy 0.40 is below the floor 0.50" in text
     assert "serving check" not in text            # it did not run: the gate is the reason

@@ -134,7 +134,9 @@ def test_an_unloadable_model_is_not_blessed(tmp_path, examples):
     assert not report["blessed"] and "could not load" in report["failure"]
 
 
-def test_a_model_the_evaluator_rejected_is_not_started(tmp_path, examples):
+def test_a_model_the_evaluator_rejected_is_not_started(tmp_path, examples, capsys):
+    """The report and the printed verdict say why the model was not started; "not started" had been stuck onto
+    the Evaluator's verdict as if it were its reason (… did not bless this model: not started)."""
     from tfx.types import standard_artifacts
 
     rejected = standard_artifacts.ModelBlessing()
@@ -143,7 +145,10 @@ def test_a_model_the_evaluator_rejected_is_not_started(tmp_path, examples):
     model = standard_artifacts.Model()
     model.uri = str(tmp_path / "no-model-here")
     _, report = _run(tmp_path, model, examples, blessing_input=rejected)
-    assert not report["blessed"] and "did not bless" in report["failure"]
+    assert not report["blessed"] and report["checks"] == {}
+    assert report["failure"] == "the Evaluator did not bless this model, so it was not started"
+    assert ("ServingValidator: NOT blessed: the Evaluator did not bless this model, so it was not started "
+            f"({tmp_path / 'no-model-here'}") in capsys.readouterr().out
 
 
 @pytest.mark.slow   # compiles the whole pipeline spec and runs a container command
