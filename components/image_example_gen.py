@@ -289,7 +289,7 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
     reencoded = feedback = 0
     feedback_files, feedback_pixels = [], set()
     skipped = collections.defaultdict(list)
-    same_bytes = collections.defaultdict(list)   # digest -> [(label, source)]
+    same_bytes = collections.defaultdict(list)   # digest -> [(label, source, split)]
     root_pictures = []   # (digest, split) of each data-root image kept
     for outcome in outcomes:
         if outcome[0] == "ok":
@@ -299,7 +299,7 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
             if len(outcome) > 4 and outcome[4] is not None:
                 per_split[outcome[4]][outcome[1]] += 1
             if len(outcome) > 5:
-                same_bytes[outcome[5][0]].append((outcome[1], outcome[5][1]))
+                same_bytes[outcome[5][0]].append((outcome[1], outcome[5][1], outcome[4] if len(outcome) > 4 else None))
                 if len(outcome) > 3 and outcome[3]:
                     feedback_files.append(outcome[5][1])
                     feedback_pixels.add(outcome[5][0])
@@ -315,12 +315,14 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
             if hashed is not None and split is not None and (to := hashed(digest)) != split]
     moved = collections.Counter(to for to, _ in left)
     groups = [sorted(group, key=lambda item: item[1]) for group in same_bytes.values() if len(group) > 1]
-    same_class = [group for group in groups if len({l for l, _ in group}) == 1]
-    trainings = [[feedback_repeat if source.startswith(FEEDBACK_PREFIX) else 1 for _, source in group]
-                 for group in same_class]
+    same_class = [group for group in groups if len({label for label, _, _ in group}) == 1]
+    scored = [group for group in same_class if all(split == configs.EVAL_SPLIT for _, _, split in group)]
+    trained = [group for group in same_class if group not in scored]
+    trainings = [[feedback_repeat if source.startswith(FEEDBACK_PREFIX) else 1 for _, source, _ in group]
+                 for group in trained]
     missing = {split: [name for name in CLASS_NAMES if kept.get(name) and not counts.get(name)]
                for split, counts in sorted(per_split.items())}
-    conflicts = sorted(([source for _, source in group] for group in groups if len({l for l, _ in group}) > 1))
+    conflicts = _files(group for group in groups if len({label for label, _, _ in group}) > 1)
     return {
         "input_base": input_base,
         "kept": sum(kept.values()),
@@ -349,11 +351,19 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
         # the same picture (pixels) more than once: extra copies under one label, and images under several labels
         # (a mislabelled copy: trained on both ways, and one of them always wrong in the split they share)
         "duplicate_copies": sum(len(group) - 1 for group in same_class),
-        # the times more they train per epoch: a feedback copy is written feedback_repeat times (beyond the copy
-        # written fewest times)
+        # the times more the copies in train train per epoch: a feedback copy is written feedback_repeat times
+        # (beyond the copy written fewest times); copies in eval are not trained on but scored again
         "duplicate_trainings": sum(sum(times) - min(times) for times in trainings),
+        # the files of each picture with extra copies under one label: in train, and in eval
+        "duplicate_files": _files(trained),
+        "duplicate_files_in_eval": _files(scored),
         "conflicting_labels": conflicts,
     }
+
+
+def _files(groups: Iterable[list[tuple]]) -> list[list[str]]:
+    """The files of each group of (label, source, split) with the same pixels, as the report lists them."""
+    return sorted([source for _, source, _ in group] for group in groups)
 
 
 def feedback_read(report: dict) -> frozenset[str]:
@@ -385,11 +395,10 @@ def format_report(report: dict, max_files: int = 10) -> str:
     conflicts = report.get("conflicting_labels", [])
     if conflicts:
         lines.append(f"  WARNING: {conflicts_heading(conflicts)}:")
-        lines += [f"    {' = '.join(files)}" for files in conflicts[:max_files]]
-        if len(conflicts) > max_files:
-            lines.append(f"    … {len(conflicts) - max_files} more (see ingest_report.json)")
-    if report.get("duplicate_copies"):
-        lines.append(f"  note: {duplicates_note(report)}")
+        lines += _listed(conflicts, max_files)
+    for note, groups in duplicates_notes(report):
+        lines.append(f"  note: {note}" + (":" if groups else ""))
+        lines += _listed(groups, max_files)
     moved = report.get("moved_to_train")
     if moved:
         lines.append(f"  note: {' and '.join(f'{count} {split}' for split, count in moved.items())} image(s) of the "
@@ -397,20 +406,47 @@ def format_report(report: dict, max_files: int = 10) -> str:
     return "\n".join(lines)
 
 
+def _listed(groups: list[list[str]], max_files: int) -> list[str]:
+    """The report's lines of the first ``max_files`` groups of files with the same pixels, one group a line."""
+    lines = [f"    {' = '.join(files)}" for files in groups[:max_files]]
+    if len(groups) > max_files:
+        lines.append(f"    … {len(groups) - max_files} more (see ingest_report.json)")
+    return lines
+
+
+def shown_groups(groups: list[list[str]], shown: int = 3) -> str:
+    """The first ``shown`` groups of files with the same pixels, on one line (the run summary's)."""
+    return ("; ".join(" = ".join(files) for files in groups[:shown])
+            + (f"; … {len(groups) - shown} more (see ingest_report.json)" if len(groups) > shown else ""))
+
+
 def conflicts_heading(conflicts: list) -> str:
     """What the report's ``conflicting_labels`` (groups of files with the same pixels under several labels) are."""
     return f"{len(conflicts)} image(s) under more than one label (the same pixels; one label is wrong)"
 
 
-def duplicates_note(report: dict) -> str:
-    """What the report's ``duplicate_copies`` are, and how many times more they train per epoch (a feedback copy
-    is written ``feedback_repeat`` times)."""
-    copies = report["duplicate_copies"]
-    trainings = report.get("duplicate_trainings", copies)
-    if trainings == copies:
-        return f"{copies} extra cop(ies) of images already in the same class (trained on that many more times)"
-    return (f"{copies} extra cop(ies) of images already in the same class (trained on {trainings} more times per "
-            f"epoch: a feedback copy is written {report.get('feedback_repeat', 1)} times)")
+def duplicates_notes(report: dict) -> list[tuple[str, list[list[str]]]]:
+    """(what they are, their files) for the report's ``duplicate_copies``: those in train, with how many times more
+    they train per epoch (a feedback copy is written ``feedback_repeat`` times), and those in eval, not trained on
+    but scored again. A report without the files (an earlier one) has its copies said as trained on, unnamed."""
+    in_eval = report.get("duplicate_files_in_eval", [])
+    scored = sum(len(files) - 1 for files in in_eval)
+    trained = report.get("duplicate_copies", 0) - scored
+    notes = []
+    if trained:
+        trainings = report.get("duplicate_trainings", trained)
+        why = ("trained on that many more times" if trainings == trained else f"trained on {trainings} more times "
+               f"per epoch: a feedback copy is written {report.get('feedback_repeat', 1)} times")
+        notes.append((f"{_extra_copies(trained)} ({why})", report.get("duplicate_files", [])))
+    if scored:
+        notes.append((f"{_extra_copies(scored)} in the {configs.EVAL_SPLIT} split (not trained on, but scored that "
+                      "many more times: each of these pictures counts once per copy in the eval score)", in_eval))
+    return notes
+
+
+def _extra_copies(count: int) -> str:
+    return (f"{count:,} extra {'copy of an image' if count == 1 else 'copies of images'} already in the same "
+            "class")
 
 
 def missing_from_split(report: dict) -> list[tuple[str, str, list[str]]]:

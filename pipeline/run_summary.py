@@ -18,7 +18,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.utils import path_constants
 
 from components import atomic_pusher, serving_validator
-from components.image_example_gen import conflicts_heading, duplicates_note, missing_from_split
+from components.image_example_gen import conflicts_heading, duplicates_notes, missing_from_split, shown_groups
 from core import configs
 from core.configs import ACCURACY_METRIC, TOP3_METRIC
 from core.files import pattern_under
@@ -357,6 +357,8 @@ def summarize(metadata_file: str, not_compared: str | None = None, run_id: str |
             summary["ingest"]["duplicate_copies"] = report.get("duplicate_copies", 0)
             summary["ingest"]["duplicate_trainings"] = report.get("duplicate_trainings",
                                                                   summary["ingest"]["duplicate_copies"])
+            for key in ("duplicate_files", "duplicate_files_in_eval"):
+                summary["ingest"][key] = report.get(key, [])
     statistics = comps.get("StatisticsGen", {}).get("outputs", {}).get("statistics")
     if statistics:
         counts = examples_per_split(statistics[0].uri)
@@ -458,11 +460,9 @@ def format_summary(summary: dict, wall_seconds: float | None = None) -> str:
             lines.append(f"  WARNING classes with no images: {', '.join(ingest['empty_classes'])}")
         conflicts = ingest.get("conflicting_labels")
         if conflicts:
-            shown = "; ".join(" = ".join(files) for files in conflicts[:3])
-            lines.append(f"  WARNING {conflicts_heading(conflicts)}: {shown}"
-                         + (f"; … {len(conflicts) - 3} more (see ingest_report.json)" if len(conflicts) > 3 else ""))
-        if ingest.get("duplicate_copies"):
-            lines.append(f"  note: {duplicates_note(ingest)}")
+            lines.append(f"  WARNING {conflicts_heading(conflicts)}: {shown_groups(conflicts)}")
+        for note, groups in duplicates_notes(ingest):
+            lines.append(f"  note: {note}" + (f": {shown_groups(groups)}" if groups else ""))
         for name, texts in summary.get("anomalies", {}).items():
             lines.append(f"  WARNING data anomalies in {name} (ExampleValidator): {'; '.join(texts)}")
         for name, why, missing in missing_from_split(ingest):

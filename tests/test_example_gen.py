@@ -349,8 +349,9 @@ def test_feedback_twins_are_counted_as_written_and_named_for_the_eval_images_the
     assert report["classes_missing_from_split"]["eval"] == ["alef", "gimel"]
     assert report["classes_missing_by_feedback"] == {"train": [], "eval": ["alef"]}
     text = ieg.format_report(report)
-    assert ("note: 2 extra cop(ies) of images already in the same class (trained on 6 more times per epoch: a "
-            "feedback copy is written 3 times)") in text, text
+    assert ("note: 2 extra copies of images already in the same class (trained on 6 more times per epoch: a "
+            "feedback copy is written 3 times):\n    alef/a.png = feedback/alef/x.png\n"
+            "    bet/b.png = feedback/bet/y.png") in text, text
     assert ("WARNING: no eval images for 1 classes (their feedback twins took them to train: the feedback store "
             "holds their pictures, and feedback always trains): alef") in text, text
     assert "WARNING: no eval images for 1 classes (all of theirs fell in the other split): gimel" in text, text
@@ -442,6 +443,30 @@ def test_the_same_image_under_two_labels_and_extra_copies_are_reported(tmp_path,
     assert report["duplicate_copies"] == 1
     text = ieg.format_report(report)
     assert "WARNING: 1 image(s) under more than one label" in text and f"bet/{bet.name} = dalet/copy_of_bet.png" in text
+
+
+def test_extra_copies_in_one_class_are_named_and_those_in_eval_said_to_be_scored_not_trained_on():
+    """The note of extra copies named no file (images under two labels are named file by file), and said copies in
+    the eval split were trained on that many more times, where they are not trained on but scored again."""
+    outcomes = [("ok", "yod", False, False, "eval", ("d1", "yod/yod_hand_0006.png")),
+                ("ok", "yod", False, False, "eval", ("d1", "yod/copy_c.png")),
+                ("ok", "yod", False, False, "train", ("d2", "yod/yod_hand_0000.png")),
+                ("ok", "yod", False, False, "train", ("d2", "yod/copy_b.png")),
+                ("ok", "yod", False, False, "train", ("d2", "yod/copy_a.png")),
+                ("ok", "yod", False, False, "train", ("d3", "yod/yod_hand_0001.png"))]
+    report = ieg.build_report(outcomes, "data", 1, ("train", "eval"))
+    assert (report["duplicate_copies"], report["duplicate_trainings"]) == (3, 2)
+    assert report["duplicate_files"] == [["yod/copy_a.png", "yod/copy_b.png", "yod/yod_hand_0000.png"]]
+    assert report["duplicate_files_in_eval"] == [["yod/copy_c.png", "yod/yod_hand_0006.png"]]
+    assert ieg.format_report(report).splitlines()[-4:] == [
+        "  note: 2 extra copies of images already in the same class (trained on that many more times):",
+        "    yod/copy_a.png = yod/copy_b.png = yod/yod_hand_0000.png",
+        "  note: 1 extra copy of an image already in the same class in the eval split (not trained on, but scored "
+        "that many more times: each of these pictures counts once per copy in the eval score):",
+        "    yod/copy_c.png = yod/yod_hand_0006.png"]
+    many = [("ok", "yod", False, False, "train", (f"d{i}", f"yod/{i}{copy}.png")) for i in range(12) for copy in "ab"]
+    text = ieg.format_report(ieg.build_report(many, "data", 1, ("train", "eval")))
+    assert "    yod/7a.png = yod/7b.png\n    … 2 more (see ingest_report.json)" in text, text
 
 
 def test_feedback_repeat_oversamples_the_corrections_in_train_only(tmp_path, tiny_dataset, corrections):

@@ -68,7 +68,7 @@ def test_feedback_twins_are_said_with_the_times_they_train_and_the_eval_images_t
         "skipped": 0, "feedback": 2, "feedback_repeat": 3, "duplicate_copies": 2, "duplicate_trainings": 6,
         "classes_missing_from_split": {"eval": ["alef", "gimel"]}, "classes_missing_by_feedback": {"eval": ["alef"]}},
         blessed=True, pushed=False))
-    assert ("note: 2 extra cop(ies) of images already in the same class (trained on 6 more times per epoch: a "
+    assert ("note: 2 extra copies of images already in the same class (trained on 6 more times per epoch: a "
             "feedback copy is written 3 times)") in text, text
     assert ("WARNING classes with no eval images (their feedback twins took them to train: the feedback store "
             "holds their pictures, and feedback always trains): alef") in text, text
@@ -85,17 +85,25 @@ def test_images_under_two_labels_and_extra_copies_are_said_by_a_run_that_reused_
 
     (tmp_path / "ingest_report.json").write_text(json.dumps(
         {"kept": 10, "skipped": 0, "skipped_by_reason": {}, "empty_classes": [],
-         "conflicting_labels": [["alef/1.png", "bet/1.png"]], "duplicate_copies": 2}))
+         "conflicting_labels": [["alef/1.png", "bet/1.png"]], "duplicate_copies": 3, "duplicate_trainings": 2,
+         "duplicate_files": [["alef/2.png", "alef/3.png", "alef/4.png"]],
+         "duplicate_files_in_eval": [["gimel/1.png", "gimel/2.png"]]}))
     run = {"run_id": "r2", "components": {"ImageExampleGen": {
         "state": "cached", "execution_id": 1, "outputs": {"examples": [SimpleNamespace(uri=str(tmp_path))]}}}}
     monkeypatch.setattr(run_summary, "last_run", lambda *_, **__: run)
     found = run_summary.summarize(str(tmp_path / "metadata.sqlite"))
     assert found["ingest"]["conflicting_labels"] == [["alef/1.png", "bet/1.png"]]
-    assert found["ingest"]["duplicate_copies"] == 2
+    assert found["ingest"]["duplicate_copies"] == 3
+    assert found["ingest"]["duplicate_files"] == [["alef/2.png", "alef/3.png", "alef/4.png"]]
+    assert found["ingest"]["duplicate_files_in_eval"] == [["gimel/1.png", "gimel/2.png"]]
     text = format_summary({**found, "examples_per_split": {"train": 8, "eval": 2}})
     assert ("WARNING 1 image(s) under more than one label (the same pixels; one label is wrong): "
             "alef/1.png = bet/1.png") in text, text
-    assert "note: 2 extra cop(ies) of images already in the same class" in text, text
+    assert ("note: 2 extra copies of images already in the same class (trained on that many more times): "
+            "alef/2.png = alef/3.png = alef/4.png") in text, text
+    assert ("note: 1 extra copy of an image already in the same class in the eval split (not trained on, but scored "
+            "that many more times: each of these pictures counts once per copy in the eval score): "
+            "gimel/1.png = gimel/2.png") in text, text
     clean = format_summary(summary(ingest={"skipped": 0, "conflicting_labels": [], "duplicate_copies": 0}))
     assert "more than one label" not in clean and "extra cop" not in clean
 
