@@ -245,9 +245,12 @@ def _ink_image(img: Image.Image) -> Image.Image:
     if img.mode not in ("L", "LA", "RGB", "RGBA") or "transparency" in img.info:   # (a key colour: made alpha)
         img = as_read(img)
     size = shrunk_size(*img.size)
-    if size and img.mode in ("LA", "RGBA"):   # each channel alone, as the model's area averaging does (Pillow's
-        return Image.merge(img.mode, [channel.resize(size, Image.Resampling.BOX) for channel in img.split()])
-    if size:                                  # resize weighs colour by alpha)
+    if size and img.mode in ("LA", "RGBA"):   # each channel alone, as the model's area averaging does: Pillow's
+        # resize weighs colour by alpha, its core's does not. One pass over all the channels, where a split had first
+        # copied each at full size (0.35 of the 1.3 s a 6300 x 6300 drawing's check took), the result the same.
+        img.load()
+        return img._new(img.im.resize(size, Image.Resampling.BOX, (0, 0, *img.size)))
+    if size:
         return img.resize(size, Image.Resampling.BOX)
     return img
 

@@ -600,6 +600,27 @@ def test_an_image_of_one_flat_tone_is_refused_as_no_ink(img, fmt):
     assert err.value.reason == "no_ink"
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_a_large_transparent_image_is_shrunk_without_a_full_size_copy_of_each_channel(mode, monkeypatch):
+    """The no-ink check shrinks a drawing pad's RGBA export (or an LA image) over MAX_INK_SIDE each channel alone,
+    as the model does, in one pass: split first into one full-size copy per channel, a 6300 x 6300 drawing's check
+    had taken 0.35 s more of its 1.3 s. The shrunk ink is the channel-by-channel one, to the level."""
+    rng = np.random.default_rng(3)
+    img = Image.fromarray(rng.integers(0, 256, (1100, 1500, len(mode)), dtype=np.uint8), mode)
+    size = image_io.shrunk_size(*img.size)
+    by_channel = Image.merge(mode, [channel.resize(size, Image.Resampling.BOX) for channel in img.split()])
+    splits = []
+    real_split = Image.Image.split
+    monkeypatch.setattr(Image.Image, "split", lambda self: splits.append(self.size) or real_split(self))
+    inked = image_io._ink_image(img)
+    assert splits == []
+    assert inked.mode == mode and inked.size == size
+    np.testing.assert_array_equal(np.asarray(inked), np.asarray(by_channel))
+    assert image_io.ink_range(img) == image_io._ink_span(by_channel)
+    image_io.check_image(png_bytes(img))   # (passes: noise is ink)
+    assert splits == []
+
+
 def test_faint_ink_under_the_transforms_contrast_is_no_ink_and_over_it_is_kept():
     paper = Image.new("L", (40, 40), 250)
     faint, seen = paper.copy(), paper.copy()
