@@ -1,4 +1,7 @@
 """The serving benches: bad counts are usage errors, servers bind loopback, and what was started is stopped."""
+import base64
+import io
+import json
 import os
 import signal
 
@@ -246,3 +249,42 @@ def test_a_model_server_that_does_not_start_keeps_its_log_and_quotes_it(monkeypa
     log_path = message.split("its log kept: ", 1)[1].split(")", 1)[0]
     assert os.path.exists(log_path)
     os.remove(log_path)
+
+
+def test_the_web_bench_measures_each_size_in_each_format_on_the_same_servers(monkeypatch, tmp_path, capsys):
+    """What a large upload costs the model and the web client: a PNG and a JPEG of each size, one server each."""
+    from PIL import Image
+
+    started, sent = [], []
+
+    class Web:
+        def send_signal(self, signum):
+            started.append("stopped web")
+
+        def wait(self, timeout=None):
+            return 0
+
+    def post(self, path, body):
+        image = base64.b64decode(json.loads(body)["image"] if path == "/api/predict"
+                                 else json.loads(body)["instances"][0]["b64"])
+        with Image.open(io.BytesIO(image)) as img:
+            sent.append((path, img.format, img.mode, img.size))
+        return 0.001, 200, b'{"model_version": 1}'
+    monkeypatch.setattr(web_bench.testing, "pushed_or_stand_in",
+                        lambda *args: (str(tmp_path), {1: str(tmp_path / "1")}, ""))
+    monkeypatch.setattr(web_bench.testing, "start_server",
+                        lambda *args, **kwargs: started.append(("server", kwargs["port"])) or FakeServer([]))
+    monkeypatch.setattr(web_bench, "start_web",
+                        lambda *args: started.append(("web", args[2])) or (Web(), "http://127.0.0.1:2"))
+    monkeypatch.setattr(web_bench.KeepAlive, "post", post)
+    web_bench.main(["--requests", "1", "--warmup", "0", "--image-size", "16", "24", "--format", "png", "jpeg",
+                    "--serving-port", "28123", "--web-port", "28124"])
+    assert started == [("server", 28123), ("web", 28124), "stopped web"]
+    shown = {(fmt, mode, size) for _, fmt, mode, size in sent}
+    assert shown == {("PNG", "RGBA", (16, 16)), ("JPEG", "RGB", (16, 16)), ("PNG", "RGBA", (24, 24)),
+                     ("JPEG", "RGB", (24, 24))}
+    assert len(sent) == 8   # each image once directly, once through the web client
+    out = capsys.readouterr().out
+    assert [line.split(",")[0] for line in out.splitlines() if line.startswith("image ")] == [
+        "image 16x16 PNG", "image 16x16 JPEG", "image 24x24 PNG", "image 24x24 JPEG"]
+    assert out.count("  direct median") == out.count("  web    median") == 4 and "reproduce:" in out
