@@ -929,9 +929,25 @@ def test_without_a_request_log_the_run_says_what_it_did_not_judge(tmp_path, pipe
     status, result, _ = monitor(tmp_path, pipeline_root)
     assert status == cli.OK and result["logs"] is None
     assert f"the default, {tmp_path / 'no-request-log'}, holds no log yet" in capsys.readouterr().err
-    (tmp_path / "empty").mkdir()            # named on purpose: a folder without logs is still a usage error
-    status, _, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "empty")
+    status, _, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "nowhere")   # named: a typo is a usage error
     assert status == cli.USAGE and "no request log at" in capsys.readouterr().err
+
+
+def test_a_named_log_folder_that_holds_no_log_yet_is_said_and_the_other_checks_run(tmp_path, pipeline_root, capsys):
+    """--logs naming the web client's folder, made at its start, before its first answer (the CronJob's
+    --logs=/logs/requests on a fresh deployment) had been a usage error (no request log at …, status 2) ending the
+    pass before the metrics page was read: a server down went unreported until the first answer was logged."""
+    (tmp_path / "logs" / "sub").mkdir(parents=True)   # a folder of folders, no file: still no log
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=tmp_path / "logs")
+    assert status == cli.OK and result["logs"] is None
+    assert (f"monitor: no request log (--logs {tmp_path / 'logs'} holds no log yet): served answers are not "
+            "judged, only feedback and server metrics") in capsys.readouterr().err
+    from tests.support.serving import free_port
+    down = f"127.0.0.1:{free_port()}"   # nothing listens: a server down is an alarm
+    status, result, _ = monitor(tmp_path, pipeline_root, "--metrics-url",
+                                f"http://{down}/monitoring/prometheus/metrics", logs=tmp_path / "logs")
+    assert status == cli.CROSSED and result["logs"] is None
+    assert any(down in alarm["text"] for alarm in result["alarms"]), result["alarms"]
 
 
 def test_a_feedback_store_that_does_not_exist_is_said_in_a_note(tmp_path, pipeline_root, capsys):

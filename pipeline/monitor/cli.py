@@ -11,7 +11,8 @@ cannot be read is one, of any address of a host that has several: their pages ar
 setting, a --logs that does not exist or cannot be listed, pipeline metadata or an artifact it records (the training
 split, the eval statistics) missing when answers are to be judged or --retrain-when decides, a request log from which
 no answer could be read: its files empty, their data unreadable or not PredictionLogs, or other models' records only,
-named; with no request log at all, said on stderr, only feedback and server metrics are judged (no feedback store,
+named; with no request log at all (none by default, or a folder that holds no log yet, as the web client's before
+its first answer), said on stderr, only feedback and server metrics are judged (no feedback store,
 said there too, is no feedback yet), and a --metrics-url page of other models' requests only is an error naming
 them), 3 the retraining run it started failed, 4 the pass could not finish: its outputs could not be written (a full
 disk, say; each file is whole or left as it was) or an unexpected error (shown with its traceback). With --watch a
@@ -60,8 +61,8 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--logs", default=defaults.request_log_dir if os.path.isdir(defaults.request_log_dir) else None,
                    help="request log: a folder of TFRecord PredictionLog files (all of them), one such file, or a writer's "
                         "filename_prefix (PREFIX-<UTC time>-<n>.tfrecord files only; gs:// too); default: "
-                        "where make demo's web client logs, if it exists; without one only feedback and metrics "
-                        "are read")
+                        "where make demo's web client logs, if it exists; without one, or a folder that holds no log "
+                        "yet, only feedback and metrics are read")
     p.add_argument("--model", default=configs.MODEL_NAME,
                    help="the served model judged: the log's records of other models (log_metadata.model_spec.name; "
                         "models with the same logging_config share one writer), the metrics page's requests of "
@@ -213,11 +214,15 @@ def once(config: Config, args, extra: list[str]) -> int:
     from pipeline.monitor import checks, live_accuracy, reference, report, request_logs, retrain, server_metrics
 
     path, why = args.logs, "does not exist"
-    if path == config.request_log_dir and not request_logs.has_logs(path):
-        path, why = None, "holds no log yet"   # the default folder, made by the web client before it logs
-    if not path:   # no default log: say so rather than report an all-clear on nothing
-        print(f"monitor: no request log (the default, {config.request_log_dir}, {why}; --logs names one): "
-              "served answers are not judged, only feedback and server metrics", file=sys.stderr)
+    if path == config.request_log_dir and not os.path.isdir(path):
+        path = None   # the default folder, removed since the flags were read (--watch)
+    if path and request_logs.holds_no_log(path):
+        path, why = None, "holds no log yet"   # a folder the web client made at its start, before its first answer
+    if not path:   # no log: say so rather than report an all-clear on nothing
+        where = (f"--logs {args.logs} {why}" if args.logs and args.logs != config.request_log_dir else
+                 f"the default, {config.request_log_dir}, {why}; --logs names one")
+        print(f"monitor: no request log ({where}): served answers are not judged, only feedback and server metrics",
+              file=sys.stderr)
     traffic = checks.Traffic(args.window_seconds, max_pixels=config.max_image_pixels)
     try:
         logs = request_logs.open_logs(path, args.model) if path else None

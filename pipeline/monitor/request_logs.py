@@ -102,11 +102,17 @@ class LogRead:
                 "problem_examples": self.examples}
 
 
-def has_logs(prefix: str) -> bool:
+def holds_no_log(prefix: str) -> bool:
+    """Whether ``prefix`` is a folder without a log file yet, as the web client's is from its start to its first
+    answer; not one that cannot be listed (reading it says why)."""
     try:
-        return bool(log_files(prefix))
-    except LogNotFound:
+        return tf.io.gfile.isdir(prefix) and not _folder_files(prefix)
+    except tf.errors.OpError:
         return False
+
+
+def _folder_files(folder: str) -> list[str]:
+    return [os.path.join(root, name) for root, _, names in tf.io.gfile.walk(folder) for name in names]
 
 
 def log_files(prefix: str) -> list[str]:
@@ -116,7 +122,7 @@ def log_files(prefix: str) -> list[str]:
     gfile = tf.io.gfile
     try:
         if gfile.isdir(prefix):
-            found = [os.path.join(root, name) for root, _, names in gfile.walk(prefix) for name in names]
+            found = _folder_files(prefix)
         elif gfile.exists(prefix):
             found = [prefix]
         else:
