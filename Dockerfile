@@ -27,12 +27,16 @@ WORKDIR /opt/letters
 
 # 1. The pinned stack (a layer of its own: it changes only with pyproject.toml or the constraints).
 #    tfx 1.16's metadata says Python < 3.11 although every library ships cp311 wheels: --ignore-requires-python.
+#    As the Makefile's venv: pip, setuptools and wheel pinned first, and PIP_CONSTRAINT for what pip builds in
+#    isolation (pyfarmhash, the project), which -c does not reach: else built with the newest setuptools and wheel.
 COPY pyproject.toml README.md ./
 COPY requirements/constraints.txt requirements/constraints.txt
 RUN apt-get update && apt-get install -y --no-install-recommends g++ \
  && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
- && pip install --ignore-requires-python -c requirements/constraints.txt -r /tmp/requirements.txt \
+ && pip install --ignore-requires-python -c requirements/constraints.txt pip setuptools wheel \
+ && PIP_CONSTRAINT=/opt/letters/requirements/constraints.txt \
+    pip install --ignore-requires-python -c requirements/constraints.txt -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt \
  && apt-get purge -y --auto-remove g++ && rm -rf /var/lib/apt/lists/*
 
@@ -46,7 +50,8 @@ COPY pipeline pipeline
 COPY web web
 COPY kubeflow kubeflow
 COPY local_runner.py kubeflow_runner.py ./
-RUN pip install --ignore-requires-python --no-deps . \
+RUN PIP_CONSTRAINT=/opt/letters/requirements/constraints.txt \
+    pip install --ignore-requires-python -c requirements/constraints.txt --no-deps . \
  && cd / && python -c "import core, pipeline, components.image_example_gen, components.atomic_pusher, \
 models.preprocessing, models.trainer, pipeline.monitor.cli, \
 tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"

@@ -63,3 +63,26 @@ def test_installs_the_pinned_stack_and_every_package():
         assert f"!{needed}" in ignore
     for package in ("components.image_example_gen", "models.preprocessing", "models.trainer"):
         assert package in DOCKERFILE   # imported at build time: the image fails to build without them
+
+
+def _pip_installs(text: str) -> list[str]:
+    """Each ``pip install`` command of a Dockerfile or Makefile (without RUN or @), its continued lines joined."""
+    return [re.sub(r"^(RUN |@)", "", " ".join(part.split()))
+            for line in text.replace("\\\n", " ").splitlines() for part in line.split("&&") if "pip install" in part]
+
+
+def test_pip_installs_with_the_constraints_as_the_makefile_does():
+    """pip passes -c to no isolated build (pyfarmhash 0.3.2, TFDV's pin, has no wheel and is compiled; the project is
+    built too): PIP_CONSTRAINT, an absolute path, reaches them, as the Makefile's venv sets it. The image had built
+    them with the newest setuptools and wheel, whatever the constraints pinned."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    flags = re.search(r"^PIP_FLAGS := (.*)$", makefile, re.M).group(1)
+    workdir = re.search(r"^WORKDIR (\S+)$", DOCKERFILE, re.M).group(1)
+    for installs, root in ((_pip_installs(makefile.replace("$(PIP_FLAGS)", flags)), "$(CURDIR)"),
+                           (_pip_installs(DOCKERFILE), workdir)):
+        builds = [cmd for cmd in installs if not cmd.endswith(" pip setuptools wheel")]   # nothing built there
+        assert installs[0].endswith(" pip setuptools wheel") and builds, installs   # pip pinned before it builds
+        for cmd in installs:
+            assert "-c requirements/constraints.txt" in cmd.split("pip install", 1)[1], cmd
+        for cmd in builds:
+            assert cmd.startswith(f"PIP_CONSTRAINT={root}/requirements/constraints.txt "), cmd
