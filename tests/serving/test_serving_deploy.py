@@ -3,8 +3,10 @@ import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
+import time
 import tomllib
 from pathlib import Path
 
@@ -22,7 +24,7 @@ DEPLOY = Path(configs.PROJECT_ROOT) / "serving" / "deploy"
 IMAGE = "tensorflow/serving:2.20.0"
 # compose's health check and the readiness probe: the image has bash, not curl; ready with a version AVAILABLE
 HEALTH_CHECK = ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8501 && "
-                "printf 'GET /v1/models/letters HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q AVAILABLE <&3"]
+                "printf 'GET /v1/models/letters HTTP/1.0\\r\\n\\r\\n' >&3 && grep -qF '\"state\": \"AVAILABLE\"' <&3"]
 
 
 def load(name):
@@ -78,18 +80,27 @@ def test_compose():
     assert service["healthcheck"]["test"] == ["CMD"] + HEALTH_CHECK
 
 
-def status_body(state):
+def status_body(state, error_code="OK"):
     return json.dumps({"model_version_status": [{"version": "1", "state": state, "status": {
-        "error_code": "OK", "error_message": ""}}]}).encode()
+        "error_code": error_code, "error_message": ""}}]}, indent=1).encode()
 
 
-@pytest.mark.parametrize("state, healthy", [("AVAILABLE", True), ("END", False), ("LOADING", False)])
-def test_the_health_check_passes_only_with_a_version_available(state, healthy):
+def probe(port: int) -> bool:
+    """The health check's command, verbatim but for its port, passes."""
+    command = [arg.replace("/8501", f"/{port}") for arg in HEALTH_CHECK]
+    return subprocess.run(command, timeout=10).returncode == 0
+
+
+@pytest.mark.parametrize("state, error_code, healthy", [("AVAILABLE", "OK", True), ("END", "OK", False),
+                                                        ("LOADING", "OK", False), ("END", "UNAVAILABLE", False)])
+def test_the_health_check_passes_only_with_a_version_available(state, error_code, healthy):
     """TF Serving's GET /v1/models/letters is 200 whatever its versions' state (every version END, predict 404):
-    the probe reads the state, as the compose and readiness checks run it in the tensorflow/serving image (bash)."""
+    the probe reads the state, as the compose and readiness checks run it in the tensorflow/serving image (bash).
+    It matches the state exactly ("state": "AVAILABLE", as TF Serving's JSON prints it): UNAVAILABLE anywhere in
+    the answer, a status's error code or message, had passed it."""
     class Status(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            body = status_body(state) if self.path == "/v1/models/letters" else b""
+            body = status_body(state, error_code) if self.path == "/v1/models/letters" else b""
             self.send_response(200 if body else 404)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -102,11 +113,28 @@ def test_the_health_check_passes_only_with_a_version_available(state, healthy):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        command = [arg.replace("/8501", f"/{server.server_port}") for arg in HEALTH_CHECK]
-        assert (subprocess.run(command, timeout=10).returncode == 0) == healthy
+        assert probe(server.server_port) == healthy
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_health_check_reads_the_embedded_servers_model_status(tmp_path):
+    """The same command against the embedded server, whose status JSON is printed as TF Serving's: ready while its
+    version is AVAILABLE, not once the version's folder is removed (version 1 END, its status OK)."""
+    from tests.support import serving as testing
+
+    base = tmp_path / "letters"
+    version = testing.publish_version(str(base), 1)
+    with testing.start_server(base, file_system_poll_wait_seconds=0.2) as server:
+        assert probe(server.port)
+        shutil.rmtree(version)
+        client = testing.RestClient(server.url)
+        deadline = time.monotonic() + 60
+        while client.get("/v1/models/letters")[1]["model_version_status"][0]["state"] != "END":
+            assert time.monotonic() < deadline, client.get("/v1/models/letters")
+            time.sleep(0.1)
+        assert not probe(server.port)
 
 
 def test_kubernetes_manifests():
