@@ -323,7 +323,7 @@ class TrainingBudget:
         """One line for the run's output, e.g. "training budget: 20 epochs × 45 steps = 900 steps (sized from
         2,835 training images; --epochs N to choose)". ``estimated``: the image count is the runner's estimate
         before the split (the Trainer sizes the budget again from the examples it gets)."""
-        images = f"{'about ' if estimated else ''}{self.train_images:,} training images"
+        images = f"{'about ' if estimated else ''}{plural(self.train_images, 'training image')}"
         why = {SIZED: f"sized from {images}; --epochs N to choose", CHOSEN: f"epochs chosen; {images}",
                GENERATED: f"the generated letters' epochs, generate_epochs; {images}"}[self.basis]
         return (f"training budget: {plural(self.epochs, 'epoch')} × {plural(self.steps_per_epoch, 'step')} = "

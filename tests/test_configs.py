@@ -510,6 +510,8 @@ def test_the_budget_line_says_what_was_chosen_and_from_what():
         f"steps (sized from 3,200 training images; --epochs N to choose)")
     assert configs.training_budget(2518, 64, 60).describe(estimated=True) == (
         "training budget: 60 epochs × 40 steps = 2,400 steps (epochs chosen; about 2,518 training images)")
+    assert configs.training_budget(1, 32).describe().endswith(   # "1 training images" before
+        "= 12 steps (sized from 1 training image; --epochs N to choose)")
 
 
 def test_the_runner_estimates_the_budget_before_the_pipeline_from_the_files(tmp_path):
