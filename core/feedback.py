@@ -61,7 +61,7 @@ import urllib.parse
 import uuid
 
 from core import configs, image_io, settings
-from core.files import atomic_write, exclusive, fsync_dir
+from core.files import atomic_write, exclusive, fsync_dir, waiting_for
 from core.labels import CLASS_INDEX, CLASS_NAMES, label_index
 
 log = logging.getLogger(__name__)
@@ -796,8 +796,8 @@ def export_feedback(feedback_dir: str | os.PathLike, out_dir: str | os.PathLike,
                                      out_dir)
         # One export at a time per folder: two at once each moved or removed files the other had listed (and found
         # them gone), and an older reading of the store could undo a newer one's moves. The store is read once the
-        # lock is held, so that the one after reads it as new or newer.
-        with exclusive(os.path.join(out_dir, EXPORT_LOCK)):
+        # lock is held, so that the one after reads it as new or newer. A wait for another is said, naming its process.
+        with exclusive(os.path.join(out_dir, EXPORT_LOCK), waiting=waiting_for(f"another export into {out_dir}")):
             return _export(feedback_dir, out_dir, summary, overwrite, prune, max_file_bytes)
     except OSError as err:
         raise ExportStopped(_stopped(summary, err)) from err

@@ -32,7 +32,7 @@ import os
 
 from core import image_io
 from core.feedback import FeedbackError, FeedbackStore, already_stored
-from core.files import NOT_UTF8, exclusive, is_hidden, printable, read_error, utf8
+from core.files import NOT_UTF8, exclusive, is_hidden, printable, read_error, utf8, waiting_for
 from core.labels import CLASS_INDEX, CLASS_NAMES, did_you_mean, misnamed_problem
 from core.manifest import unfinished_generation
 from core.signals import interrupts_held
@@ -99,8 +99,9 @@ def import_folder(feedback_dir: str | os.PathLike, folder: str | os.PathLike, *,
     store = FeedbackStore(feedback_dir)
     try:
         # One import at a time per store: two at once each read what was stored before either wrote, and stored
-        # the same images twice.
-        with exclusive(os.path.join(store.root, IMPORT_LOCK)):
+        # the same images twice. A wait for another is said, naming its process.
+        with exclusive(os.path.join(store.root, IMPORT_LOCK),
+                       waiting=waiting_for(f"another import into the feedback store {store.root}")):
             _store_files(store, folder, files, summary, max_bytes, max_pixels, progress)
     finally:
         store.close()

@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 import time
 
 
@@ -161,6 +162,14 @@ def exclusive(lock_path: str, wait: bool = True, waiting=None):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def waiting_for(what: str):
+    """An :func:`exclusive` ``waiting`` callback saying on stderr that this waits for ``what`` (``another import
+    into …``) to end, naming the process holding the lock: a wait said nothing, and looked hung."""
+    def waiting(held: LockHeld) -> None:
+        print(f"waiting for {what} to end ({held.who} holds {held.lock_path})", file=sys.stderr, flush=True)
+    return waiting
 
 
 def read_error(path: str, err: BaseException) -> str:

@@ -31,7 +31,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from components.atomic_pusher import pushed_versions
 from core import configs, model_dirs
-from core.files import atomic_write, exclusive
+from core.files import atomic_write, exclusive, waiting_for
 from core.signals import interrupts_held, sigterm_as_interrupt
 from core.configs import Config
 from pipeline.flags import defaults_from_env, path_or_default
@@ -388,10 +388,7 @@ def _exclusive(config_file: str):
     """One label change at a time per models.config (``<config>.lock``, flock): two promotes at once each read
     the config and the history and wrote them back, and one change was lost. A wait for another (up to its wait for
     a server) is said, naming its process."""
-    def waiting(held):
-        print(f"waiting for another label change of {config_file} to end ({held.who} holds {held.lock_path})",
-              file=sys.stderr, flush=True)
-    return exclusive(config_file + ".lock", waiting=waiting)
+    return exclusive(config_file + ".lock", waiting=waiting_for(f"another label change of {config_file}"))
 
 
 def set_label(config_file: str, label: str, version: int, serving_dir: str, model_name: str = configs.MODEL_NAME,
