@@ -593,6 +593,17 @@ def stored_rows_and_removals(feedback_dir: str | os.PathLike) -> tuple[list[Feed
     return _read_only(feedback_dir, lambda conn: (_all_records(conn), _removed_ids(conn)))
 
 
+def with_pixel_digests(feedback_dir: str | os.PathLike, records: list[Feedback]) -> list[Feedback]:
+    """``records``, read from the store at ``feedback_dir``, each row without a pixel digest (a store of schema 1
+    not yet upgraded, read read-only) given the digest of its stored image, as the upgrade makes it, nothing
+    written: :func:`two_label_pictures` then finds a picture saved again under another label, as it does in an
+    upgraded store (by its bytes, it had not)."""
+    root = store_folder(feedback_dir)
+    return [record if record.pixel_digest else dataclasses.replace(
+                record, pixel_digest=_stored_pixel_digest(root, record.image_path, record.image_sha256))
+            for record in records]
+
+
 def read_records(feedback_dir: str | os.PathLike) -> list[Feedback]:
     """The store's rows, read through a read-only connection, so that a read-only mount of the store (the
     monitor's CronJob has one) can be read: no tables are made and no journal mode is set, as

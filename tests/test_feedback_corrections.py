@@ -13,6 +13,7 @@ from core import feedback_cli
 from core.feedback import DB_FILE, FeedbackError, FeedbackStore, export_feedback, read_records
 from core.feedback_import import import_folder
 from tests.conftest import letter_image, png_bytes
+from tests.support.schema_1 import SCHEMA_1, insert_as_schema_1, resaved
 
 
 def letter(seed: int) -> bytes:
@@ -184,6 +185,32 @@ def test_stats_names_the_same_bytes_under_two_labels_in_rows_without_a_pixel_dig
     assert cli(tmp_path / "store", "stats") == 0
     assert json.loads(capsys.readouterr().out)["under_two_labels"] == [
         [f"alef {rows[0].id}", f"bet {rows[1].id}"], [f"gimel {rows[2].id}", f"dalet {rows[3].id}"]]
+
+
+@pytest.fixture
+def schema_1_store(tmp_path):
+    """A store of schema 1, not yet upgraded, holding one picture under two labels: bet's file, and gimel the
+    same picture saved again (other bytes, the same pixels)."""
+    store_dir = tmp_path / "old"
+    store_dir.mkdir()
+    with sqlite3.connect(store_dir / DB_FILE) as conn:
+        conn.executescript(SCHEMA_1)
+    conn.close()
+    insert_as_schema_1(store_dir, "b" * 32, letter(4), "bet")
+    insert_as_schema_1(store_dir, "c" * 32, resaved(letter(4), compress_level=9), "gimel")
+    return store_dir
+
+
+def test_stats_names_a_picture_a_store_of_schema_1_holds_under_two_labels_and_writes_nothing(schema_1_store,
+                                                                                             capsys):
+    """Read-only, stats had grouped the rows of a store not yet upgraded by their bytes, and said under_two_labels
+    [] of a picture saved again under another label, which the next write command then warned about."""
+    import json
+    before = (schema_1_store / DB_FILE).read_bytes()
+    assert cli(schema_1_store, "stats") == 0
+    assert json.loads(capsys.readouterr().out)["under_two_labels"] == [[f"bet {'b' * 32}", f"gimel {'c' * 32}"]]
+    assert (schema_1_store / DB_FILE).read_bytes() == before
+    assert [r.pixel_digest for r in read_records(schema_1_store)] == [None, None]
 
 
 def test_list_shows_each_row_with_its_id_labels_time_and_source(mis_click, capsys):

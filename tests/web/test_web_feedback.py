@@ -14,6 +14,7 @@ from PIL import Image
 
 from core import feedback_cli
 from core.labels import CLASS_NAMES
+from tests.support.schema_1 import SCHEMA_1, insert_as_schema_1, resaved
 from tests.web.conftest import STABLE_CLASS, Api, b64, blank_png, letter_png
 from core.feedback import (DB_FILE, EXPORT_LOCK, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
                            read_records)
@@ -128,14 +129,6 @@ def test_the_409_says_the_command_that_corrects_this_store(start_web, serving_la
     assert refused["error"].endswith(f"(if alef is right: letters-feedback relabel {first['id'][:8]} alef)")
 
 
-def resaved(png: bytes, fmt: str = "PNG", **options) -> bytes:
-    """The picture of ``png`` in another file: other bytes, the same pixels."""
-    buffer = io.BytesIO()
-    Image.open(io.BytesIO(png)).save(buffer, format=fmt, **options)
-    assert buffer.getvalue() != png
-    return buffer.getvalue()
-
-
 def test_the_same_picture_in_another_file_is_the_stored_image(web):
     """One picture re-saved (another PNG compression, a BMP) had been stored once per file, under two labels too,
     and the pipeline trained on it under both: the store judges by the pixels, as the ExampleGen does."""
@@ -152,37 +145,6 @@ def test_the_same_picture_in_another_file_is_the_stored_image(web):
     assert web.backend.store.count() == 1 and len(image_files(web.backend.store.root)) == 1
     with open(web.backend.store.image_path(web.backend.store.get(first["id"])), "rb") as handle:
         assert handle.read() == png                             # the first file, as it came
-
-
-SCHEMA_1 = """
-CREATE TABLE feedback (
-    id TEXT PRIMARY KEY, created_at TEXT NOT NULL, created_unix REAL NOT NULL, true_label TEXT NOT NULL,
-    true_index INTEGER NOT NULL, predicted_label TEXT, predicted_index INTEGER, probability REAL,
-    model_version INTEGER, route TEXT, confirmed INTEGER NOT NULL, image_path TEXT NOT NULL,
-    image_format TEXT NOT NULL, image_sha256 TEXT NOT NULL, image_bytes INTEGER NOT NULL, width INTEGER,
-    height INTEGER);
-CREATE INDEX feedback_created ON feedback (created_unix);
-CREATE INDEX feedback_image ON feedback (image_sha256);
-PRAGMA user_version = 1;
-"""
-
-
-def insert_as_schema_1(store_dir, record_id: str, image: bytes, label: str, write_image: bool = True) -> None:
-    """A row as the code of schema 1 adds it (no pixel digest), with its image."""
-    import hashlib
-    import sqlite3
-
-    rel = f"images/{record_id[:2]}/{record_id}.png"
-    if write_image:
-        os.makedirs(os.path.join(store_dir, "images", record_id[:2]), exist_ok=True)
-        Path(store_dir, rel).write_bytes(image)
-    with sqlite3.connect(os.path.join(store_dir, DB_FILE)) as conn:
-        conn.execute("INSERT INTO feedback (id, created_at, created_unix, true_label, true_index, confirmed, "
-                     "image_path, image_format, image_sha256, image_bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                     (record_id, "2024-01-01T00:00:00.000+00:00", 1.0, label, CLASS_NAMES.index(label), 0, rel,
-                      "PNG", hashlib.sha256(image).hexdigest(), len(image)))
-        conn.execute("PRAGMA user_version = 1")   # (schema-1 code sets it at each opening)
-    conn.close()
 
 
 def test_a_store_of_schema_1_is_upgraded_and_its_pictures_known_by_their_pixels(tmp_path, caplog):
