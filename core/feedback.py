@@ -537,10 +537,15 @@ def already_stored(stored: list[Feedback], label: str, feedback_dir: str | os.Pa
 def _store_flag(feedback_dir: str | os.PathLike) -> str:
     """`` --feedback-dir DIR`` (quoted for the shell) naming the store at ``feedback_dir``; none for the store
     letters-feedback reads without it."""
-    store = os.path.abspath(os.fspath(feedback_dir))
-    if store == os.path.abspath(configs.default_feedback_dir()):
+    if os.path.abspath(os.fspath(feedback_dir)) == os.path.abspath(configs.default_feedback_dir()):
         return ""
-    return f" --feedback-dir {shlex.quote(store)}"
+    return f" --feedback-dir {quoted_store(feedback_dir)}"
+
+
+def quoted_store(feedback_dir: str | os.PathLike) -> str:
+    """The store at ``feedback_dir`` as a command names it: its absolute path, quoted for the shell (a space or a
+    quote in it is one word)."""
+    return shlex.quote(os.path.abspath(os.fspath(feedback_dir)))
 
 
 def two_label_pictures(records: list[Feedback]) -> list[list[tuple[str, str]]]:

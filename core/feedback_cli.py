@@ -20,7 +20,7 @@ import sys
 
 from core import image_io, settings
 from core.feedback import (DB_FILE, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
-                           read_records, store_folder, summarize, with_pixel_digests)
+                           quoted_store, read_records, store_folder, summarize, with_pixel_digests)
 from core.feedback_import import ImportSummary, describe, import_folder
 from core.labels import CLASS_NAMES, label_index
 from core.signals import sigterm_as_interrupt
@@ -125,7 +125,7 @@ def _main(argv) -> int:
                  if summary.damaged_kept else "")
               + (f"; {summary.removed} file(s) of relabelled or removed rows taken out" if summary.removed else "")
               + ")")
-        print(f"the next pipeline run trains on the store itself: python local_runner.py --feedback-dir {feedback_dir}")
+        print(f"the next pipeline run trains on the store itself: {pipeline_run(feedback_dir)}")
         return 0
     if args.command in ("relabel", "remove"):
         return change_command(feedback_dir, args)
@@ -186,8 +186,8 @@ def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return INTERRUPTED
     print("\n".join(lines))
-    print(f"the next pipeline run trains on the store as it is now (python local_runner.py --feedback-dir "
-          f"{feedback_dir}); an export made before is brought up to date by letters-feedback export again")
+    print(f"the next pipeline run trains on the store as it is now ({pipeline_run(feedback_dir)}); an export made "
+          "before is brought up to date by letters-feedback export again")
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 2
@@ -215,12 +215,16 @@ def import_command(feedback_dir: str, folder: str, max_bytes: int = image_io.DEF
         print(f"error: no usable image in {summary.source}: every file was skipped", file=sys.stderr)
         return 2
     if os.path.abspath(feedback_dir) == os.path.abspath(default_dir or feedback_dir):
-        print(f"the next pipeline run trains on them: make retrain (or python local_runner.py --feedback-dir "
-              f"{feedback_dir})")
+        print(f"the next pipeline run trains on them: make retrain (or {pipeline_run(feedback_dir)})")
     else:   # make retrain reads $LETTERS_FEEDBACK_DIR or outputs/feedback, not this store
-        print(f"the next pipeline run trains on them: python local_runner.py --feedback-dir {feedback_dir} "
-              f"(or LETTERS_FEEDBACK_DIR={feedback_dir} make retrain)")
+        print(f"the next pipeline run trains on them: {pipeline_run(feedback_dir)} "
+              f"(or LETTERS_FEEDBACK_DIR={quoted_store(feedback_dir)} make retrain)")
     return 0
+
+
+def pipeline_run(feedback_dir: str) -> str:
+    """The command of a pipeline run that trains on the store at ``feedback_dir`` (its path quoted for the shell)."""
+    return f"python local_runner.py --feedback-dir {quoted_store(feedback_dir)}"
 
 
 def stored_before(summary: ImportSummary, stop: str) -> str:

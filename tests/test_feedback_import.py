@@ -160,6 +160,27 @@ def test_the_command_imports_and_says_what_comes_next(folder, tmp_path, capsys):
     assert (stats["records"], stats["confirmed"], stats["corrected"], stats["without_answer"]) == (4, 0, 0, 4)
 
 
+def test_the_next_runs_command_quotes_a_store_path_the_shell_would_split(folder, tmp_path, capsys):
+    """A store path with a space or a quote had been printed as it is, and the command, pasted, named another
+    folder (or no closing quote)."""
+    import shlex
+
+    from core.feedback import read_records
+    store = tmp_path / "ק ü 'q'" / "store"
+    assert feedback_cli.main(["--feedback-dir", str(store), "import", str(folder)]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    run, make = line.split(": ", 1)[1].split(" (or ")
+    assert shlex.split(run) == ["python", "local_runner.py", "--feedback-dir", str(store)]
+    assert shlex.split(make.rstrip(")")) == [f"LETTERS_FEEDBACK_DIR={store}", "make", "retrain"]
+    assert feedback_cli.main(["--feedback-dir", str(store), "export", "--out", str(tmp_path / "out")]) == 0
+    run = capsys.readouterr().out.splitlines()[-1].split(": ", 1)[1]
+    assert shlex.split(run) == ["python", "local_runner.py", "--feedback-dir", str(store)]
+    record_id = read_records(store)[0].id
+    assert feedback_cli.main(["--feedback-dir", str(store), "relabel", record_id, "bet"]) == 0
+    run = capsys.readouterr().out.splitlines()[-1].split(" (", 1)[1].split(");")[0]
+    assert shlex.split(run) == ["python", "local_runner.py", "--feedback-dir", str(store)]
+
+
 def test_a_tilde_after_the_equals_sign_names_the_home_folder(folder, tmp_path, monkeypatch, capsys):
     """--feedback-dir=~/store (no shell expands ~ after =) had written ./~/store, then advised --feedback-dir
     ~/store, which the shell expands: another store."""
