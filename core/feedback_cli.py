@@ -74,7 +74,8 @@ def _main(argv) -> int:
     add_command("stats", help="print counts per class as JSON")
     imports = add_command("import", help="store the images of DIR/<class_folder>/ as labelled feedback "
                                         "(the store is created if missing; nothing is stored twice)")
-    imports.add_argument("folder", metavar="DIR", help="one folder per class, as the pipeline's --data-root")
+    imports.add_argument("folder", metavar="DIR", type=settings.path,
+                         help="one folder per class, as the pipeline's --data-root")
     listing = add_command("list", help="print the rows, oldest first: id, label, predicted label, time, "
                                       "source (the model version and route that answered)")
     listing.add_argument("--label", help="only the rows of this class")

@@ -225,6 +225,17 @@ def test_a_folder_without_class_folders_is_refused_and_creates_no_store(tmp_path
     assert "is not a folder" in capsys.readouterr().err and not (tmp_path / "store").exists()
 
 
+def test_an_empty_folder_name_is_refused_as_exports_is(tmp_path, monkeypatch, capsys):
+    """import "" had imported the current folder, where export --out "" is refused."""
+    monkeypatch.chdir(tmp_path)
+    for args in (["import", ""], ["export", "--out", ""]):
+        with pytest.raises(SystemExit) as stopped:
+            feedback_cli.main(["--feedback-dir", str(tmp_path / "store"), *args])
+        assert stopped.value.code == 2
+        assert "an empty path names nothing (give . for the current folder)" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
+
+
 def test_an_unfinished_generation_is_refused_and_creates_no_store(folder, tmp_path, capsys):
     """An interrupted letters-generate (its manifest says incomplete) is not data: the pipeline refuses it, and so
     does the import that would otherwise store its half for the next run."""
