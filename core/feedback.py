@@ -179,8 +179,12 @@ class ExportSummary:
 class FeedbackStore:
     """A folder holding the feedback database and images. Thread-safe; several processes may share it."""
 
-    def __init__(self, root: str | os.PathLike, busy_timeout: float = 60.0):
+    def __init__(self, root: str | os.PathLike, busy_timeout: float = 60.0, warn_later: bool = False):
+        """``warn_later``: the warning of pictures under two labels that upgrading the store finds is left to
+        :meth:`warn_if_upgraded`, for a command that changes rows to say after its change (relabel, remove: one
+        that resolves such a picture had been warned about it)."""
         self.root = store_folder(root, "open")
+        self._warn_later, self._upgraded = warn_later, False
         self.db_path = os.path.join(self.root, DB_FILE)
         self.busy_timeout = busy_timeout
         self._pool: queue.LifoQueue = queue.LifoQueue()
@@ -219,14 +223,25 @@ class FeedbackStore:
         with _write_transaction(conn):
             conn.executemany("UPDATE feedback SET pixel_digest = ? WHERE id = ? AND pixel_digest IS NULL", digests)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        if digests:   # pictures stored twice before the store knew pixels: said once, when their digests are made
-            twice = two_label_pictures([_record(row) for row in conn.execute(_RECORDS_QUERY)])
-            if twice:
-                log.warning("%d picture(s) in the feedback store %s are stored under more than one label (one of "
-                            "each is wrong, and both are trained on; letters-feedback remove the wrong one's id): "
-                            "%s", len(twice), self.root,
-                            "; ".join(" = ".join(f"{label} {record_id[:8]}" for record_id, label in group)
-                                      for group in twice[:5]))
+        # Pictures stored twice before the store knew pixels: said once, when their digests are made.
+        self._upgraded = bool(digests)
+        if digests and not self._warn_later:
+            self._warn_two_labels([_record(row) for row in conn.execute(_RECORDS_QUERY)])
+
+    def warn_if_upgraded(self) -> None:
+        """Where opening the store (``warn_later``) made pixel digests: warns of the pictures it holds under more
+        than one label now, once."""
+        if self._upgraded:
+            self._upgraded = False
+            self._warn_two_labels(self.records())
+
+    def _warn_two_labels(self, records: list[Feedback]) -> None:
+        twice = two_label_pictures(records)
+        if twice:
+            log.warning("%d picture(s) in the feedback store %s are stored under more than one label (one of each is "
+                        "wrong, and both are trained on; letters-feedback remove the wrong one's id): %s", len(twice),
+                        self.root, "; ".join(" = ".join(f"{label} {record_id[:8]}" for record_id, label in group)
+                                             for group in twice[:5]))
 
     def _check_database(self) -> None:
         """FeedbackStoreError if the database file opened is no longer at its path (the folder deleted, moved or

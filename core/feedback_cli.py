@@ -162,7 +162,7 @@ def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
     rows' lines and images as they would have been."""
     errors = []
     try:
-        store = FeedbackStore(feedback_dir)
+        store = FeedbackStore(feedback_dir, warn_later=True)   # (of the store as the change leaves it)
         try:
             if args.command == "relabel":
                 before = store.find(args.id)
@@ -178,7 +178,10 @@ def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
                 errors = [f"error: the image of {record_id} was not deleted: {err} (its row is removed: nothing "
                           "reads the image; delete it by hand)" for record_id, err in not_deleted.items()]
         finally:
-            store.close()
+            try:
+                store.warn_if_upgraded()
+            finally:
+                store.close()
     except (FeedbackError, FeedbackStoreError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -213,6 +213,25 @@ def test_stats_names_a_picture_a_store_of_schema_1_holds_under_two_labels_and_wr
     assert [r.pixel_digest for r in read_records(schema_1_store)] == [None, None]
 
 
+@pytest.mark.parametrize("command", [["remove", "cccc"], ["relabel", "cccc", "bet"], ["remove", "dddd"]])
+def test_a_change_upgrading_a_store_of_schema_1_warns_of_the_pictures_under_two_labels_it_leaves(
+        schema_1_store, caplog, capsys, command):
+    """The upgrade's warning had been given as the store was opened: a remove or relabel that resolved the picture
+    was told to remove the wrong one's id, its own change said just after."""
+    insert_as_schema_1(schema_1_store, "d" * 32, letter(5), "dalet")
+    with caplog.at_level("WARNING", logger="core.feedback"):
+        assert cli(schema_1_store, *command) == 0
+    resolved = command[1] == "cccc"
+    assert ("stored under more than one label" in caplog.text) is not resolved
+    if not resolved:
+        assert f"1 picture(s) in the feedback store {schema_1_store} " in caplog.text
+        assert "bet bbbbbbbb = gimel cccccccc" in caplog.text
+    with caplog.at_level("WARNING", logger="core.feedback"):
+        caplog.clear()
+        assert cli(schema_1_store, "list") == 0 and cli(schema_1_store, "remove", "b" * 32) == 0
+    assert "stored under more than one label" not in caplog.text   # (said once, when the digests are made)
+
+
 def test_list_shows_each_row_with_its_id_labels_time_and_source(mis_click, capsys):
     store_dir, wrong, shin = mis_click
     capsys.readouterr()
