@@ -168,8 +168,10 @@ class ExportSummary:
                                  # (skipped)
     damaged_kept: int = 0        # rows whose image file is gone or rotten since an earlier export, whose copy is
                                  # kept (counted in already_present, not in missing / corrupt)
-    removed: int = 0             # files removed from the class folders: of rows relabelled or removed since, and
-                                 # the others ``prune`` removes (not the store's)
+    moved: int = 0               # files of rows relabelled since, moved to their new class folder
+    removed: int = 0             # files removed from the class folders: of rows relabelled or removed since (a
+                                 # relabelled row's where its new folder has its file already), and the others
+                                 # ``prune`` removes (not the store's)
     per_class: dict = dataclasses.field(default_factory=dict)   # class -> files now in DIR/<class>/ from the store
 
     def to_json(self) -> dict:
@@ -463,9 +465,10 @@ class FeedbackStore:
             raise FeedbackError(f"no feedback with id {record_id!r} in {self.root}", reason="unknown_id")
         return self.get(record_id)
 
-    def remove(self, record_ids: list[str]) -> tuple[list[Feedback], dict[str, OSError]]:
-        """Removes the rows ``record_ids`` (whole ids) and their images; returns the rows removed, and why the image
-        of each row whose image could not be deleted was not (a read-only images folder), by the row's id. The rows
+    def remove(self, record_ids: list[str]) -> tuple[list[Feedback], dict[str, OSError], set[str]]:
+        """Removes the rows ``record_ids`` (whole ids) and their images; returns the rows removed, why the image
+        of each row whose image could not be deleted was not (a read-only images folder), by the row's id, and the
+        ids of the rows whose image was gone already. The rows
         go first, in one transaction that also notes their ids (the ``removed`` table, by which an export drops their
         files), then each image, its folder fsynced: a crash in between, or an image that cannot be deleted, leaves
         images no row points at, as an interrupted :meth:`add` does, never a row without its image; the other images
@@ -484,17 +487,17 @@ class FeedbackStore:
                 conn.executemany("DELETE FROM feedback WHERE id = ?", [(record_id,) for record_id in record_ids])
                 conn.executemany("INSERT OR REPLACE INTO removed (id, removed_unix) VALUES (?, ?)",
                                  [(record_id, now) for record_id in record_ids])
-        removed, not_deleted = [_record(row) for row in rows], {}
+        removed, not_deleted, gone = [_record(row) for row in rows], {}, set()
         for record in removed:
             try:
                 os.unlink(self.image_path(record))
             except FileNotFoundError:
-                pass
+                gone.add(record.id)
             except OSError as err:
                 not_deleted[record.id] = err
         for folder in {os.path.dirname(self.image_path(record)) for record in removed}:
             fsync_dir(folder)
-        return removed, not_deleted
+        return removed, not_deleted, gone
 
     # -- reading -------------------------------------------------------------------------------------------
     def count(self) -> int:
@@ -840,7 +843,7 @@ def _export(feedback_dir, out_dir: str, summary: ExportSummary, overwrite: bool,
     records, removed = stored_rows_and_removals(feedback_dir)   # read-only: a store on a read-only mount exports too
     for name in CLASS_NAMES:
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
-    summary.removed = _drop_relabelled_and_removed(out_dir, records, removed)
+    summary.moved, summary.removed = _drop_relabelled_and_removed(out_dir, records, removed)
     written: set[str] = set()
     for record in records:
         if record.true_label not in CLASS_INDEX:   # cannot happen through add(); guards hand-edited stores
@@ -902,14 +905,14 @@ def _stopped(summary: ExportSummary, err: OSError) -> str:
     return f"cannot export the feedback store's images to {summary.out_dir}: {err} ({done})"
 
 
-def _drop_relabelled_and_removed(out_dir: str, records: list[Feedback], removed: set[str]) -> int:
+def _drop_relabelled_and_removed(out_dir: str, records: list[Feedback], removed: set[str]) -> tuple[int, int]:
     """Moves the files an earlier export wrote of rows relabelled since (a row's file in another class folder than
     its label's) to their label's folder, and removes those of rows since removed from the store (their ids in
-    ``removed``) or relabelled whose new folder has their file already; returns how many were removed. A moved
-    file is the copy an earlier export made, which the export keeps if the store's image has been damaged since.
-    Other files are left: ``out_dir`` may hold another store's export too."""
+    ``removed``) or relabelled whose new folder has their file already; returns how many were moved and how many
+    removed. A moved file is the copy an earlier export made, which the export keeps if the store's image has been
+    damaged since. Other files are left: ``out_dir`` may hold another store's export too."""
     label_of = {record.id: record.true_label for record in records}
-    dropped = 0
+    moved = dropped = 0
     for name in CLASS_NAMES:
         for entry in os.scandir(os.path.join(out_dir, name)):
             record_id, ext = os.path.splitext(entry.name)
@@ -920,10 +923,11 @@ def _drop_relabelled_and_removed(out_dir: str, records: list[Feedback], removed:
             moved_to = os.path.join(out_dir, label, entry.name) if label in CLASS_INDEX else None
             if moved_to and not os.path.lexists(moved_to):
                 os.replace(entry.path, moved_to)
+                moved += 1
             else:
                 os.unlink(entry.path)
                 dropped += 1
-    return dropped
+    return moved, dropped
 
 
 def _prune(out_dir: str, keep: set[str]) -> int:

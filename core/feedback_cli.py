@@ -124,6 +124,8 @@ def _main(argv) -> int:
               f"{summary.corrupt_images} corrupt"
               + (f"; {summary.damaged_kept} of those there gone or corrupt in the store, their copies here kept"
                  if summary.damaged_kept else "")
+              + (f"; {summary.moved} file(s) of relabelled rows moved to their new class folder" if summary.moved
+                 else "")
               + (f"; {summary.removed} file(s) of relabelled or removed rows taken out" if summary.removed else "")
               + ")")
         print(f"the next pipeline run trains on the store itself: {pipeline_run(feedback_dir)}")
@@ -171,9 +173,10 @@ def change_command(feedback_dir: str, args: argparse.Namespace) -> int:
                          if after.true_label != before.true_label
                          else f"{after.id}: already {after.true_label}, nothing changed"]
             else:
-                removed, not_deleted = store.remove([store.find(record_id).id for record_id in args.ids])
+                removed, not_deleted, gone = store.remove([store.find(record_id).id for record_id in args.ids])
                 lines = [f"removed {record.id} ({record.true_label})"
-                         + ("; its image not deleted" if record.id in not_deleted else " and its image")
+                         + ("; its image not deleted" if record.id in not_deleted
+                            else "; its image was gone already" if record.id in gone else " and its image")
                          for record in removed]
                 errors = [f"error: the image of {record_id} was not deleted: {err} (its row is removed: nothing "
                           "reads the image; delete it by hand)" for record_id, err in not_deleted.items()]

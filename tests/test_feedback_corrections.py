@@ -61,7 +61,8 @@ def test_a_wrong_label_is_relabelled_by_its_id_and_every_export_moves_its_image(
     store.close()
     for folder, prune in ((tmp_path / "export", False), (tmp_path / "pipeline", True)):
         summary = export_feedback(store_dir, folder, prune=prune)
-        assert (summary.exported, summary.already_present, summary.removed) == (0, 2, 0)   # moved, not written again
+        # moved, not written again
+        assert (summary.exported, summary.already_present, summary.moved, summary.removed) == (0, 2, 1, 0)
         assert files(folder) == [f"alef/{wrong.id}.png", f"shin/{shin.id}.png"]
 
 
@@ -79,6 +80,26 @@ def test_removed_rows_lose_their_image_and_leave_every_export(mis_click, tmp_pat
     assert f"bet/{wrong.id}.png" not in files(tmp_path / "export") and len(files(tmp_path / "export")) == 3
     assert export_feedback(store_dir, tmp_path / "pipeline", prune=True).removed == 1
     assert f"bet/{wrong.id}.png" not in files(tmp_path / "pipeline")
+
+
+def test_export_and_remove_say_which_files_were_moved_taken_out_or_gone(tmp_path, capsys):
+    """After a relabel and two removals, export had said 2 file(s) of relabelled or removed rows taken out, the
+    relabelled row's file (moved, not taken out) unsaid; remove had said "and its image" of an image gone already."""
+    store = FeedbackStore(tmp_path / "store")
+    rows = [store.add(letter(seed), "PNG", "bet", once=True) for seed in (1, 2, 3)]
+    store.close()
+    assert cli(tmp_path / "store", "export", "--out", str(tmp_path / "export")) == 0
+    (tmp_path / "store" / rows[2].image_path).unlink()   # lost since
+    capsys.readouterr()
+    assert cli(tmp_path / "store", "relabel", rows[0].id, "alef") == 0
+    assert cli(tmp_path / "store", "remove", rows[1].id, rows[2].id) == 0
+    out = capsys.readouterr().out
+    assert f"removed {rows[1].id} (bet) and its image\n" in out
+    assert f"removed {rows[2].id} (bet); its image was gone already\n" in out
+    assert cli(tmp_path / "store", "export", "--out", str(tmp_path / "export")) == 0
+    assert ("; 1 file(s) of relabelled rows moved to their new class folder; 2 file(s) of relabelled or removed "
+            "rows taken out)") in capsys.readouterr().out
+    assert files(tmp_path / "export") == [f"alef/{rows[0].id}.png"]
 
 
 def test_a_crash_after_the_rows_are_removed_leaves_only_an_orphan_image(mis_click, monkeypatch):
