@@ -292,32 +292,18 @@ def test_a_command_waiting_for_another_import_or_export_says_so(folder, tmp_path
     """A second import into one store (or export into one folder) had waited for the first's lock without a word,
     and looked hung; it says what it waits for and which process holds the lock, then does its work."""
     import os
-    import threading
 
     from core.feedback import EXPORT_LOCK
     from core.feedback_import import IMPORT_LOCK
-    from core.files import exclusive
+    from tests.support.locks import held_by_another
 
     store, out = tmp_path / "store", tmp_path / "out"
     assert feedback_cli.main(["--feedback-dir", str(store), "import", str(folder)]) == 0
     capsys.readouterr()
     lock = store / IMPORT_LOCK if command == "import" else out / EXPORT_LOCK
-    held, release = threading.Event(), threading.Event()
-
-    def other():
-        with exclusive(str(lock)):
-            held.set()
-            release.wait(30)
-    thread = threading.Thread(target=other)
-    thread.start()
-    held.wait(10)
-    threading.Timer(0.5, release.set).start()
-    try:
+    with held_by_another(lock, 0.5):
         args = ["import", str(folder)] if command == "import" else ["export", "--out", str(out)]
         assert feedback_cli.main(["--feedback-dir", str(store), *args]) == 0
-    finally:
-        release.set()
-        thread.join(30)
     what = f"another import into the feedback store {store}" if command == "import" else f"another export into {out}"
     assert capsys.readouterr().err == f"waiting for {what} to end (process {os.getpid()} holds {lock})\n"
 

@@ -1,15 +1,11 @@
 """bench/monitor_memory.py: its numbers checked before a log is written."""
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
 from bench import monitor_memory, reproduce
 from core import configs
-from tests.support.processes import running
+from tests.support.processes import sigterm_stops_all
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -32,26 +28,12 @@ def test_a_stopped_bench_stops_the_monitor_it_runs(tmp_path):
     pids = tmp_path / "pids"
     monitor = (f"import os, time; open({str(pids)!r} + '.part', 'w').write(f'{{os.getppid()}} {{os.getpid()}}'); "
                f"os.replace({str(pids)!r} + '.part', {str(pids)!r}); time.sleep(120)")
-    bench = subprocess.Popen(   # the letters and the log left out, a stand-in monitor that waits
-        [sys.executable, "-c", "import sys; from bench import monitor_memory as m; "
-                               "m.letter_images = lambda folder: []; m.write_log = lambda *args: 10; "
-                               f"m.monitor_command = lambda tmp, args: [sys.executable, '-c', {monitor!r}]; "
-                               "sys.exit(m.main(['--size-mib', '1']))"],
-        cwd=str(configs.PROJECT_ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = []
-    try:
-        deadline = time.monotonic() + 20
-        while not pids.exists() and bench.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        started = [int(pid) for pid in pids.read_text().split()]
-        bench.send_signal(signal.SIGTERM)
-        bench.wait(15)
-        assert running(started, within=5) == []
-    finally:
-        bench.kill()
-        bench.wait()
-        for pid in running(started, within=0):
-            os.kill(pid, signal.SIGKILL)
+    command = [sys.executable, "-c",   # the letters and the log left out, a stand-in monitor that waits
+               "import sys; from bench import monitor_memory as m; "
+               "m.letter_images = lambda folder: []; m.write_log = lambda *args: 10; "
+               f"m.monitor_command = lambda tmp, args: [sys.executable, '-c', {monitor!r}]; "
+               "sys.exit(m.main(['--size-mib', '1']))"]
+    assert sigterm_stops_all(command, pids, cwd=str(configs.PROJECT_ROOT)) == []
 
 
 def test_a_failed_monitor_run_stops_the_bench_with_its_error_and_no_medians(monkeypatch, capsys):

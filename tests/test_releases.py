@@ -213,30 +213,15 @@ def test_a_promote_that_waits_for_another_label_change_says_so_naming_its_proces
     """A second promote or rollback waits for the first's models.config.lock (up to its 120 s wait for a server):
     it had waited without a word."""
     import os
-    import threading
 
-    from core.files import exclusive
+    from tests.support.locks import held_by_another
 
     serving_dir, (v1,) = pushed(tmp_path)
     config_file = tmp_path / "models" / "models.config"
     lock = f"{config_file}.lock"
-    held, release = threading.Event(), threading.Event()
-
-    def other_change():   # as another promote would (flock: another open file waits, in this process too)
-        with exclusive(lock):
-            held.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=other_change)
-    thread.start()
-    held.wait(30)
-    threading.Timer(1.0, release.set).start()
-    try:
+    with held_by_another(lock, 1.0):   # as another promote would
         code, err = run(["promote", str(v1), "--label", "stable", "--serving-dir", str(serving_dir),
                          "--server-url", ""], capsys)
-    finally:
-        release.set()
-        thread.join()
     assert code == 0 and err.splitlines() == [
         f"waiting for another label change of {config_file} to end (process {os.getpid()} holds {lock})"], err
     # no other: no word

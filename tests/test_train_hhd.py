@@ -1,16 +1,13 @@
 """bench/train_hhd.py --folds: the pipeline run once per writer fold, the held-out scores pooled image by image."""
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
 from bench import train_hhd
 from core import configs
-from tests.support.processes import running
+from tests.support.processes import sigterm_stops_all
 
 
 def test_pooled_counts_each_image_once():
@@ -328,22 +325,7 @@ def test_a_stopped_bench_stops_the_pipeline_run_it_started(tmp_path):
         f"open({str(pids)!r} + '.part', 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
         f"os.replace({str(pids)!r} + '.part', {str(pids)!r})\n"
         "time.sleep(120)\n")
-    bench = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from bench import train_hhd; "
-                               f"train_hhd.ROOT = Path({str(project)!r}); "
-                               f"sys.exit(train_hhd.main(['--work', {str(tmp_path / 'work')!r}]))"],
-        cwd=str(configs.PROJECT_ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = []
-    try:
-        deadline = time.monotonic() + 20
-        while not pids.exists() and bench.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        started = [int(pid) for pid in pids.read_text().split()]
-        bench.send_signal(signal.SIGTERM)
-        bench.wait(15)
-        assert running(started, within=5) == []
-    finally:
-        bench.kill()
-        bench.wait()
-        for pid in running(started, within=0):
-            os.kill(pid, signal.SIGKILL)
+    command = [sys.executable, "-c", "import sys; from pathlib import Path; from bench import train_hhd; "
+               f"train_hhd.ROOT = Path({str(project)!r}); "
+               f"sys.exit(train_hhd.main(['--work', {str(tmp_path / 'work')!r}]))"]
+    assert sigterm_stops_all(command, pids, cwd=str(configs.PROJECT_ROOT)) == []
