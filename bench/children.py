@@ -1,38 +1,26 @@
 """A benchmark's child processes, stopped when it is stopped.
 
-:func:`stops_on_sigterm` runs a benchmark's ``main`` with SIGTERM (a timeout, a kill, a job's stop) acting as
-Ctrl-C does, so that its ``finally`` blocks run: without it SIGTERM ended the benchmark at once and its children,
-re-parented, ran on (a whole pipeline run writing into ``--work``). :func:`started` runs one child in a process group
-of its own and stops the group (the child and what it started in turn) when its block is left while it runs.
+A benchmark's ``main`` runs under ``@core.signals.sigterm_as_interrupt()``: SIGTERM (a timeout, a kill, a job's stop)
+acts as Ctrl-C does, so that its ``finally`` blocks run: without it SIGTERM ended the benchmark at once and its
+children, re-parented, ran on (a whole pipeline run writing into ``--work``). :func:`started` runs one child in a
+process group of its own and stops the group (the child and what it started in turn) when its block is left while it
+runs.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import subprocess
-from typing import Callable, Iterator
-
-from core.signals import sigterm_as_interrupt
+from typing import Iterator
 
 GRACE_SECONDS = 30   # how long a stopped child has to stop its own work (a pipeline run ends its step) before SIGKILL
-
-
-def stops_on_sigterm(main: Callable) -> Callable:
-    """``main`` under :func:`core.signals.sigterm_as_interrupt`: SIGTERM raises KeyboardInterrupt in it as Ctrl-C
-    does, and the processes it started are stopped on the way out."""
-    @functools.wraps(main)
-    def run(*args, **kwargs):
-        with sigterm_as_interrupt():
-            return main(*args, **kwargs)
-    return run
 
 
 @contextlib.contextmanager
 def started(cmd: list[str], grace: float = GRACE_SECONDS, **popen) -> Iterator[subprocess.Popen]:
     """``subprocess.Popen(cmd, **popen)`` in a process group of its own, for the block. Left by an exception
-    (KeyboardInterrupt: Ctrl-C, or SIGTERM under :func:`stops_on_sigterm`) or with the child still running, the
+    (KeyboardInterrupt: Ctrl-C, or SIGTERM under ``sigterm_as_interrupt``) or with the child still running, the
     group is sent SIGTERM, and SIGKILL after ``grace`` seconds or a second stop; its pipes are closed at the end."""
     with subprocess.Popen(cmd, start_new_session=True, **popen) as proc:
         finished = False

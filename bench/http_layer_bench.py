@@ -16,9 +16,9 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 from bench import children, load, reproduce
+from core.signals import sigterm_as_interrupt
 from pipeline.flags import positive_int
 
 BODY_BYTES = 3300            # a one-image predict_images request of a 48x48 PNG, base64 in JSON
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     return compare(args, argv)
 
 
-@children.stops_on_sigterm   # a stopped bench (timeout, kill) stops its servers and wrk as Ctrl-C does
+@sigterm_as_interrupt()   # a stopped bench (timeout, kill) stops its servers and wrk as Ctrl-C does
 def compare(args: argparse.Namespace, argv) -> int:
     """Both layers under the same load, ``--rounds`` times; prints their medians and the command."""
     load.require_wrk()

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -23,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench import children, reproduce
+from core.signals import sigterm_as_interrupt
 from core import configs, request_log
 from pipeline.flags import positive_int
 
@@ -116,7 +115,7 @@ def monitor_command(tmp: Path, args: argparse.Namespace) -> list[str]:
             "--window", args.window]
 
 
-@children.stops_on_sigterm   # a stopped bench (timeout, kill) stops the monitor as Ctrl-C does
+@sigterm_as_interrupt()   # a stopped bench (timeout, kill) stops the monitor as Ctrl-C does
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size-mib", type=float, default=100, help="the log's size")

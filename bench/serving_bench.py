@@ -33,7 +33,8 @@ import time
 import urllib.error
 import urllib.request
 
-from bench import children, load, reproduce
+from bench import load, reproduce
+from core.signals import sigterm_as_interrupt
 from pipeline.flags import positive_int
 from core import configs
 from tests.support import serving as testing
@@ -122,7 +123,7 @@ def verdict(ratio, target, higher_is_better=True):
     return f"{ratio:.2f} (target {'>=' if higher_is_better else '<='} {target:g}) {'OK' if ok else 'MISSED'}"
 
 
-@children.stops_on_sigterm   # a stopped bench (timeout, kill) stops its servers as Ctrl-C does
+@sigterm_as_interrupt()   # a stopped bench (timeout, kill) stops its servers as Ctrl-C does
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base-path", help="a pushed model's base path (default: the tiny test model)")

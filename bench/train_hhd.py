@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 import psutil
 
 from bench import children, workdir
+from core.signals import sigterm_as_interrupt
 from bench.reproduce import command as reproduce_command
 from bench.writer_split import class_files, held_out_files, held_out_names, parse_folds, share_flag, shared_pictures
 from pipeline.flags import absolute, positive_int
@@ -154,7 +155,7 @@ def trained_files(args, folds: list[int] | None) -> set[Path]:
     return set(class_files(args.data_root)) - held_out
 
 
-@children.stops_on_sigterm   # a stopped bench (timeout, kill) stops the pipeline run as Ctrl-C does
+@sigterm_as_interrupt()   # a stopped bench (timeout, kill) stops the pipeline run as Ctrl-C does
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=None, help="folder-per-class images (default: generated data)")

@@ -28,7 +28,6 @@ import base64
 import io
 import json
 import re
-import shlex
 import signal
 import statistics
 import subprocess
@@ -36,7 +35,8 @@ import tempfile
 import time
 
 from core import configs
-from bench import children, reproduce
+from bench import reproduce
+from core.signals import sigterm_as_interrupt
 from pipeline.flags import non_negative_int, positive_int
 from serving.client import RestConnection
 from tests.support import serving as testing
@@ -104,7 +104,7 @@ def start_web(serving_url: str, feedback_dir: str, port: int = 0):
     return proc, match.group(1)
 
 
-@children.stops_on_sigterm   # a stopped bench (timeout, kill) stops its servers as Ctrl-C does
+@sigterm_as_interrupt()   # a stopped bench (timeout, kill) stops its servers as Ctrl-C does
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-base-path", default=configs.Config.from_env().serving_dir)
