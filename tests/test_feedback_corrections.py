@@ -13,7 +13,7 @@ from core import feedback_cli
 from core.feedback import DB_FILE, FeedbackError, FeedbackStore, export_feedback, read_records
 from core.feedback_import import import_folder
 from tests.conftest import letter_image, png_bytes
-from tests.support.schema_1 import SCHEMA_1, insert_as_schema_1, resaved
+from tests.support.schema_1 import empty_store, insert_as_schema_1, resaved
 
 
 def letter(seed: int) -> bytes:
@@ -213,10 +213,7 @@ def schema_1_store(tmp_path):
     """A store of schema 1, not yet upgraded, holding one picture under two labels: bet's file, and gimel the
     same picture saved again (other bytes, the same pixels)."""
     store_dir = tmp_path / "old"
-    store_dir.mkdir()
-    with sqlite3.connect(store_dir / DB_FILE) as conn:
-        conn.executescript(SCHEMA_1)
-    conn.close()
+    empty_store(store_dir)
     insert_as_schema_1(store_dir, "b" * 32, letter(4), "bet")
     insert_as_schema_1(store_dir, "c" * 32, resaved(letter(4), compress_level=9), "gimel")
     return store_dir

@@ -33,6 +33,15 @@ PRAGMA user_version = 1;
 """
 
 
+def empty_store(store_dir) -> Path:
+    """``store_dir`` made, holding an empty store of schema 1 (no image yet)."""
+    Path(store_dir).mkdir(parents=True)
+    with sqlite3.connect(os.path.join(store_dir, DB_FILE)) as conn:
+        conn.executescript(SCHEMA_1)
+    conn.close()
+    return Path(store_dir)
+
+
 def insert_as_schema_1(store_dir, record_id: str, image: bytes, label: str, write_image: bool = True) -> None:
     """A row as the code of schema 1 adds it (no pixel digest), with its image."""
     rel = f"images/{record_id[:2]}/{record_id}.png"

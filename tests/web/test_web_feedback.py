@@ -14,7 +14,7 @@ from PIL import Image
 
 from core import feedback_cli
 from core.labels import CLASS_NAMES
-from tests.support.schema_1 import SCHEMA_1, insert_as_schema_1, resaved
+from tests.support.schema_1 import empty_store, insert_as_schema_1, resaved
 from tests.web.conftest import STABLE_CLASS, Api, b64, blank_png, letter_png
 from core.feedback import (DB_FILE, EXPORT_LOCK, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
                            read_records)
@@ -158,10 +158,7 @@ def test_a_store_of_schema_1_is_upgraded_and_its_pictures_known_by_their_pixels(
     from core import image_io
 
     store_dir = tmp_path / "fb"
-    store_dir.mkdir()
-    with sqlite3.connect(store_dir / DB_FILE) as conn:
-        conn.executescript(SCHEMA_1)
-    conn.close()
+    empty_store(store_dir)
     old, gone, twice = letter_png(seed=8), letter_png(seed=9), letter_png(seed=11)
     insert_as_schema_1(store_dir, "a" * 32, old, "bet")
     insert_as_schema_1(store_dir, "b" * 32, gone, "gimel", write_image=False)
@@ -210,13 +207,8 @@ def test_a_store_of_schema_1_is_upgraded_and_its_pictures_known_by_their_pixels(
 
 
 def test_a_long_upgrade_is_announced_before_it_starts(tmp_path, caplog):
-    import sqlite3
-
     store_dir = tmp_path / "fb"
-    store_dir.mkdir()
-    with sqlite3.connect(store_dir / DB_FILE) as conn:
-        conn.executescript(SCHEMA_1)
-    conn.close()
+    empty_store(store_dir)
     for number in range(100):
         insert_as_schema_1(store_dir, f"{number:032x}", unique_png(number), "alef")
     with caplog.at_level("WARNING", logger="core.feedback"):
