@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.support import serving as testing
+from tests.support.serving import wait_for
 
 pytestmark = pytest.mark.slow   # starts the model server and the web client
 
@@ -42,15 +43,6 @@ def launch(tmp_path, *ports):
     return subprocess.Popen([sys.executable, "-m", "pipeline.serve_demo", "--serving-dir", str(base),
                              "--serving-port", str(serving_port), "--grpc-port", "0", "--web-port", str(web_port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := predicate()):
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def test_a_busy_port_is_said_before_anything_starts(tmp_path):
@@ -100,7 +92,7 @@ def model_servers(pid: int) -> list[int]:
 
 def test_sigterm_while_starting_leaves_no_model_server_behind(tmp_path):
     proc = launch(tmp_path)
-    (server,) = wait_for(lambda: model_servers(proc.pid))               # the model server, still loading
+    (server,) = wait_for(lambda: model_servers(proc.pid), timeout=120)   # the model server, still loading
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     wait_for(lambda: not alive(server), timeout=60)
@@ -108,7 +100,7 @@ def test_sigterm_while_starting_leaves_no_model_server_behind(tmp_path):
 
 def test_a_child_that_dies_is_named_and_the_other_stopped(tmp_path):
     proc = launch(tmp_path)
-    wait_for(lambda: len(children(proc.pid)) == 2)
+    wait_for(lambda: len(children(proc.pid)) == 2, timeout=120)
     server, web = children(proc.pid)
     line = wait_for(lambda: "Ctrl-C stops both" in (proc.stdout.readline() or ""), timeout=240)
     assert line

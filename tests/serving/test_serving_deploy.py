@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 import tomllib
 from pathlib import Path
 
@@ -130,10 +129,7 @@ def test_the_health_check_reads_the_embedded_servers_model_status(tmp_path):
         assert probe(server.port)
         shutil.rmtree(version)
         client = testing.RestClient(server.url)
-        deadline = time.monotonic() + 60
-        while client.get("/v1/models/letters")[1]["model_version_status"][0]["state"] != "END":
-            assert time.monotonic() < deadline, client.get("/v1/models/letters")
-            time.sleep(0.1)
+        testing.wait_for(lambda: testing.statuses(client).get(1, ("",))[0] == "END")
         assert not probe(server.port)
 
 

@@ -13,20 +13,10 @@ from core import configs
 from serving import config as config_lib
 from serving import versions
 from tests.support import serving as testing
-from tests.support.serving import b64
+from tests.support.serving import b64, statuses, wait_for
 
 Policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
 FAST = dict(file_system_poll_wait_seconds=0.1, max_num_load_retries=1, load_retry_interval_micros=100_000)
-
-
-def wait_for(predicate, timeout=60.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def poll(core):
@@ -54,14 +44,6 @@ def loader(core):
     """``core``'s loader thread, as the server runs it, until the block ends."""
     with running(core.run_loader, "loader", core.stop_event):
         yield core
-
-
-def statuses(client, name="letters"):
-    status, body = client.get(f"/v1/models/{name}")
-    if status != 200:
-        return {}
-    return {int(v["version"]): (v["state"], v["status"]["error_code"], v["status"]["error_message"])
-            for v in body["model_version_status"]}
 
 
 def top_index(client, path="/v1/models/letters:predict"):

@@ -436,3 +436,23 @@ def save_shapes(path: str) -> None:
 def start_grpc_server(**flags) -> RunningServer:
     """The embedded server in-process with gRPC on a free loopback port too (``.server.grpc_port``)."""
     return start_server(grpc_port=free_port(), **flags)
+
+
+def wait_for(predicate, timeout=60.0, interval=0.05):
+    """``predicate()``'s first true value within ``timeout`` seconds; AssertionError after."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def statuses(client, name="letters"):
+    """GET /v1/models/<name> by version: (state, error_code, error_message); {} when not 200."""
+    status, body = client.get(f"/v1/models/{name}")
+    if status != 200:
+        return {}
+    return {int(v["version"]): (v["state"], v["status"]["error_code"], v["status"]["error_message"])
+            for v in body["model_version_status"]}
