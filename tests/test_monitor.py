@@ -1654,6 +1654,24 @@ def test_accuracy_without_an_accuracy_alarm_reads_no_stored_image(tmp_path, lett
     assert result["retrain"]["fires"] and len(opened) == 50   # what feedback>=N counts: every unread row's image
 
 
+def test_accuracy_reads_the_stored_images_of_the_alarming_versions_rows_alone(tmp_path, letters, pipeline_root,
+                                                                             monkeypatch):
+    """Only the versions alarming are judged again on the feedback since the run: the rows of the others had had
+    their stored images read and hashed as well, on every pass."""
+    now = time.time()
+    root = pipeline_run_at(tmp_path, pipeline_root, now - 600)
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.5, now=now - 300)              # version 7: alarms
+    add_feedback(tmp_path / "feedback", letters, corrected_share=0.0, version=8, n=30, now=now - 300)
+    opened = []
+    real = retrain.stored_image
+    monkeypatch.setattr(retrain, "stored_image", lambda store, record: opened.append(record) or real(store, record))
+    status, result, _ = monitor(tmp_path, root, "--retrain-when", "accuracy", "--dry-run",
+                                feedback=tmp_path / "feedback")
+    assert [a["version"] for a in result["alarms"] if a["kind"] == "accuracy"] == ["7"]
+    assert result["retrain"]["fires"] and result["retrain"]["why"].startswith("version 7: live accuracy 0.500 ")
+    assert len(opened) == 50 and {record.model_version for record in opened} == {7}
+
+
 @pytest.mark.parametrize("stopped", ["RUNNING", "FAILED", "CANCELED"])
 def test_a_run_stopped_before_its_trainer_ended_leaves_the_evidence_to_the_next(tmp_path, letters, pipeline_root,
                                                                                stopped):

@@ -54,13 +54,18 @@ def of_model(records: list[Feedback], model: str) -> tuple[list[Feedback], dict]
     return kept, dict(left_out)
 
 
+def version_of(record: Feedback):
+    """The version a feedback row scores, as :func:`by_version` groups it: "unknown" when not recorded."""
+    return record.model_version if record.model_version is not None else "unknown"
+
+
 def by_version(records: list[Feedback], min_accuracy: float, min_feedback: int) -> dict:
     """version ("unknown" when not recorded) -> counts, accuracy, interval, whether it is confidently below
     ``min_accuracy`` (the whole interval under it, with at least ``min_feedback`` rows)."""
     groups: dict = collections.defaultdict(list)
     for record in records:
         if record.predicted_label is not None:   # without the model's answer there is nothing to score
-            groups[record.model_version if record.model_version is not None else "unknown"].append(record)
+            groups[version_of(record)].append(record)
     out = {}
     for version, rows in sorted(groups.items(), key=lambda kv: versions.order(kv[0])):
         correct = sum(r.confirmed for r in rows)

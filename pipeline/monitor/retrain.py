@@ -84,6 +84,9 @@ def decide(policy: Policy, result: dict, feedback_records, trained_runs, config:
     read = feedback_run(trained_runs, current)
     trained = read.feedback_read() if read else frozenset()
     unread = [r for r in current if r.id not in trained]
+    if policy.kind == "accuracy":   # only the alarming versions are judged again: only their rows' images are read
+        alarming = {a["version"] for a in hits}
+        unread = [r for r in unread if str(live_accuracy.version_of(r)) in alarming]
     newer = [r for r in unread if stored_image(config.feedback_dir, r)[1] is None]   # (what a run could read)
     if policy.kind == "feedback":
         damaged = (f"; {len(unread) - len(newer)} more whose stored image is missing or damaged left out: no run "
