@@ -316,8 +316,9 @@ def build_report(outcomes: Iterable[tuple], input_base: str, feedback_repeat: in
     moved = collections.Counter(to for to, _ in left)
     groups = [sorted(group, key=lambda item: item[1]) for group in same_bytes.values() if len(group) > 1]
     same_class = [group for group in groups if len({label for label, _, _ in group}) == 1]
-    scored = [group for group in same_class if all(split == configs.EVAL_SPLIT for _, _, split in group)]
-    trained = [group for group in same_class if group not in scored]
+    scored, trained = [], []
+    for group in same_class:
+        (scored if all(split == configs.EVAL_SPLIT for _, _, split in group) else trained).append(group)
     trainings = [[feedback_repeat if source.startswith(FEEDBACK_PREFIX) else 1 for _, source, _ in group]
                  for group in trained]
     missing = {split: [name for name in CLASS_NAMES if kept.get(name) and not counts.get(name)]

@@ -106,7 +106,7 @@ def holds_no_log(prefix: str) -> bool:
     """Whether ``prefix`` is a folder without a log file yet, as the web client's is from its start to its first
     answer; not one that cannot be listed (reading it says why)."""
     try:
-        return tf.io.gfile.isdir(prefix) and not _folder_files(prefix)
+        return tf.io.gfile.isdir(prefix) and not any(names for _, _, names in tf.io.gfile.walk(prefix))   # (lazily)
     except tf.errors.OpError:
         return False
 
