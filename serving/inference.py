@@ -126,11 +126,13 @@ def output_aliases(signature, output_filter) -> list:
 
 def check_feeds(signature, arrays: dict) -> None:
     """Feeds of the signature's dtypes, before the signature runs: TensorFlow's message for a mistyped feed (the
-    session's call frame). Shapes are not checked, as TF Serving's Predict checks none: a mis-shaped feed fails
-    in the first op that minds, with that op's error, over gRPC as over REST."""
+    session's call frame, which numbers the feeds in the order of their tensor names, not of their aliases: inputs
+    ``a`` and ``a0`` fed as ``serving_default_a:0`` and ``serving_default_a0:0`` are arg[1] and arg[0]). Shapes
+    are not checked, as TF Serving's Predict checks none: a mis-shaped feed fails in the first op that minds,
+    with that op's error, over gRPC as over REST."""
     from serving.tensor_proto import dtype_enum
 
-    for index, alias in enumerate(sorted(arrays)):
+    for index, alias in enumerate(sorted(arrays, key=lambda alias: (signature.inputs[alias].name, alias))):
         given = dtype_enum(arrays[alias])
         if given != signature.inputs[alias].dtype:
             raise mistyped_feed(index, signature.inputs[alias].dtype, given)

@@ -188,3 +188,27 @@ def test_a_tensor_numpy_cannot_hold_is_refused_for_its_dtype_as_tensorflow_refus
         tf.io.parse_tensor(refused.SerializeToString(), tf.as_dtype(dtype))
     with pytest.raises(ServingError, match="^tensor parsing error: images$"):
         predict(refused)
+
+
+def test_a_mistyped_feed_is_numbered_by_its_tensor_name_as_the_session_numbers_it():
+    """DirectSession numbers the feeds in the order of their tensor names: inputs ``a`` (float) and ``a0`` (int32)
+    fed as serving_default_a:0 and serving_default_a0:0 are arg[1] and arg[0], ':' sorting after '0'. Of several
+    mistyped feeds, the first by tensor name is named."""
+    signature = meta_graph_pb2.SignatureDef()
+    for alias, dtype in (("a", types_pb2.DT_FLOAT), ("a0", types_pb2.DT_INT32)):
+        signature.inputs[alias].name, signature.inputs[alias].dtype = f"serving_default_{alias}:0", dtype
+    signature.outputs["out"].dtype = types_pb2.DT_FLOAT
+    servable = SimpleNamespace(signature_defs={"serving_default": signature})
+
+    def predict(**inputs):
+        request = predict_pb2.PredictRequest()
+        for alias, value in inputs.items():
+            request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+        return inference.predict_request(servable, "serving_default", request)
+
+    with pytest.raises(ServingError, match=r"^Expects arg\[1\] to be float but int32 is provided$"):
+        predict(a=np.array([1], np.int32), a0=np.array([1], np.int32))
+    with pytest.raises(ServingError, match=r"^Expects arg\[0\] to be int32 but float is provided$"):
+        predict(a=np.array([1], np.int32), a0=np.array([1], np.float32))
+    arrays, _ = predict(a=np.array([1], np.float32), a0=np.array([1], np.int32))
+    assert sorted(arrays) == ["a", "a0"]
