@@ -137,7 +137,10 @@ class Batcher:
 
 
 class BatchScheduler:
-    def __init__(self, settings, metrics=None):
+    def __init__(self, settings, metrics=None, stop: threading.Event | None = None):
+        """Starts ``settings.threads`` batch threads, one at a time; ``stop`` set meanwhile (the server stopping)
+        ends the starting, where a count in the billions (num_batch_threads up to INT32_MAX) would have held the
+        process for ever."""
         self.settings = settings
         self.metrics = metrics
         self._cond = threading.Condition()
@@ -145,10 +148,13 @@ class BatchScheduler:
         self._next = 0
         self._stopped = False
         self._draining = False     # stopping: each batch goes as soon as it is formed, tasks still taken
-        self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
-                         for i in range(settings.threads)]
-        for thread in self._threads:
+        self._threads = []
+        for i in range(settings.threads):
+            if stop is not None and stop.is_set():
+                break
+            thread = threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
             thread.start()
+            self._threads.append(thread)
 
     def batcher(self, run) -> Batcher:
         batcher = Batcher(self, run)

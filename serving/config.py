@@ -408,6 +408,11 @@ def size_t(value: int) -> int:
     return value % 2 ** 64
 
 
+def int32(value: int) -> int:
+    """An int64 ``value`` as C++ stores it in an int: its low 32 bits, signed (2^32 becomes 0, 2^31 -2^31)."""
+    return (value + 2 ** 31) % 2 ** 32 - 2 ** 31
+
+
 @dataclasses.dataclass(frozen=True)
 class Batching:
     """Effective batching settings: the file's values, else the batcher defaults TF Serving uses."""
@@ -427,7 +432,11 @@ class Batching:
                      "enable_large_batch_splitting", "max_execution_batch_size"):
             if params.HasField(name):
                 values[name] = getattr(params, name).value
-        values["allowed_batch_sizes"] = tuple(params.allowed_batch_sizes)
+        # int64 fields TF Serving stores in an int: SharedBatchScheduler's num_batch_threads (CreateBatchScheduler)
+        # and BatchingSessionOptions' allowed_batch_sizes (WrapSessionForBatching)
+        if "num_batch_threads" in values:
+            values["num_batch_threads"] = int32(values["num_batch_threads"])
+        values["allowed_batch_sizes"] = tuple(int32(size) for size in params.allowed_batch_sizes)
         values["pad_variable_length_inputs"] = params.pad_variable_length_inputs
         batching = cls(**values)
         batching.validate()
@@ -436,13 +445,14 @@ class Batching:
     def validate(self) -> None:
         """Raises INVALID_ARGUMENT for settings TF Serving refuses, in TF Serving 2.16's words, code and order
         (SharedBatchScheduler::Create, WrapSessionForBatching, AddQueue), and for large batch splitting, which this
-        server does not do. Only the last allowed batch size is checked, as there; a negative max_batch_size or
-        max_enqueued_batches is taken as TF's size_t takes it, a count too large ever to be reached."""
+        server does not do. Only the last allowed batch size is checked, as there, against max_batch_size as an int
+        (WrapSessionForBatching's ``const int max_size``); a negative max_batch_size or max_enqueued_batches is
+        taken as TF's size_t takes it, a count too large ever to be reached."""
         if self.num_batch_threads is not None and self.num_batch_threads < 1:
             raise invalid(f"num_batch_threads must be positive; was {self.num_batch_threads}")
-        if self.allowed_batch_sizes and self.allowed_batch_sizes[-1] != self.max_batch_size:
+        if self.allowed_batch_sizes and self.allowed_batch_sizes[-1] != int32(self.max_batch_size):
             raise invalid("Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
-                          f"{self.allowed_batch_sizes[-1]}; expected {self.max_batch_size}")
+                          f"{self.allowed_batch_sizes[-1]}; expected {int32(self.max_batch_size)}")
         if self.max_batch_size == 0:
             raise invalid("input_batch_size_limit must be positive; was 0")
         if self.batch_timeout_micros < 0:

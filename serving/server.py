@@ -89,7 +89,9 @@ class Server:
     def start(self) -> "Server":
         """Loads the models (blocking, as the real server does), then opens the REST port."""
         if self.batching is not None:
-            self.scheduler = BatchScheduler(self.batching, self.metrics)
+            self.scheduler = BatchScheduler(self.batching, self.metrics, self.stop_event)
+            if self.stop_event.is_set():
+                raise RuntimeError("stopped while starting the batch threads")
         config = self._model_config()
         self._apply_config(config, self.options.model_config_file or "--model_base_path")
         self._spawn(self.core.run_loader, "loader")

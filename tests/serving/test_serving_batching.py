@@ -5,6 +5,8 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -230,6 +232,12 @@ def test_a_batch_timeout_past_what_a_thread_can_wait_holds_a_partial_batch_until
 @pytest.mark.parametrize("text, error", [
     ("num_batch_threads { value: 0 }", "num_batch_threads must be positive; was 0"),
     ("num_batch_threads { value: -1 }", "num_batch_threads must be positive; was -1"),
+    ("num_batch_threads { value: 4294967296 }", "num_batch_threads must be positive; was 0"),   # an int: 2^32 is 0
+    ("num_batch_threads { value: 2147483648 }", "num_batch_threads must be positive; was -2147483648"),
+    ("max_batch_size { value: 4294967295 } allowed_batch_sizes: 5",   # checked as ints: 2^32 - 1 is -1
+     "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 5; expected -1"),
+    ("max_batch_size { value: 8 } allowed_batch_sizes: 4294967296",
+     "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 0; expected 8"),
     ("batch_timeout_micros { value: -5 }", "batch_timeout_micros must be non-negative; was -5"),
     ("max_batch_size { value: 0 }", "input_batch_size_limit must be positive; was 0"),
     ("max_batch_size { value: 4 } allowed_batch_sizes: [2, 3]",
@@ -271,6 +279,55 @@ def test_batching_parameters_tensorflow_accepts_are_served_as_there(tmp_path):
         release.set()
         assert [future.result(30)["y"].tolist() for future in queued] == [[0, 2, 4]] * 5 + [[0, 2]]
     assert runs == [4] * 7
+
+
+def test_int64_batching_fields_tensorflow_stores_in_an_int_are_taken_as_their_low_32_bits(tmp_path):
+    """CreateBatchScheduler stores num_batch_threads in an int, WrapSessionForBatching the allowed batch sizes (and
+    max_batch_size, for their check alone): 2^32 + 3 threads are 3; allowed sizes 2^32 + 2 and 2^32 + 8 are 2 and
+    8, which max_batch_size 2^32 + 8 matches, its queue's limit staying 2^32 + 8 (a size_t). A count past an int
+    had been taken whole: 2^32 threads were made one by one and the server never started."""
+    parameters = tmp_path / "batching.config"
+    parameters.write_text("num_batch_threads { value: 4294967299 }\nmax_batch_size { value: 4294967304 }\n"
+                          "allowed_batch_sizes: [4294967298, 4294967304]\n")
+    batching = load_batching_parameters(str(parameters))
+    assert (batching.threads, batching.allowed_batch_sizes) == (3, (2, 8))
+    assert batching.input_batch_size_limit == 2 ** 32 + 8
+
+
+def test_sigterm_while_the_batch_threads_start_stops_the_server(tmp_path):
+    """num_batch_threads INT32_MAX, which TF Serving takes: SIGTERM while the threads are being started ends the
+    server at once (exit 0, Received SIGTERM). The threads had been made first, all of them, in the main thread:
+    its memory grew, SIGTERM was not answered and the server never started."""
+    base = str(tmp_path / "letters")
+    testing.publish_version(base, 1)
+    parameters = tmp_path / "batching.config"
+    parameters.write_text("num_batch_threads { value: 2147483647 }\n")
+    log = tmp_path / "serving.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving", f"--model_base_path={base}", "--model_name=letters", "--port=0",
+             "--rest_api_port=0", "--enable_batching=true", f"--batching_parameters_file={parameters}"],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=str(configs.PROJECT_ROOT))
+    try:
+        deadline = time.monotonic() + 120
+        while _threads_of(process.pid) < 50 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Received SIGTERM" in log.read_text()
+
+
+def _threads_of(pid: int) -> int:
+    """The threads process ``pid`` runs (Linux's /proc), 0 once it is gone."""
+    try:
+        status = open(f"/proc/{pid}/status").read()
+    except OSError:
+        return 0
+    return int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
 
 
 def test_unset_num_batch_threads_is_one_per_cpu_as_in_tensorflow(monkeypatch, tmp_path):
