@@ -206,7 +206,6 @@ _WIRE_VALUES = {FieldDescriptor.TYPE_FLOAT: "<f4", FieldDescriptor.TYPE_DOUBLE: 
                 FieldDescriptor.TYPE_FIXED32: "<u4", FieldDescriptor.TYPE_FIXED64: "<u8",
                 FieldDescriptor.TYPE_SFIXED32: "<i4", FieldDescriptor.TYPE_SFIXED64: "<i8",
                 FieldDescriptor.TYPE_BOOL: "u1"}
-_LENGTH_DELIMITED = 2   # the wire type of a packed repeated field
 
 
 def packed_field(field: str, values: np.ndarray) -> bytes | None:
@@ -216,8 +215,13 @@ def packed_field(field: str, values: np.ndarray) -> bytes | None:
     wire = _WIRE_VALUES.get(descriptor.type)
     if wire is None:
         return None
-    payload = values.astype(wire, copy=False).tobytes()
-    return _varint(descriptor.number << 3 | _LENGTH_DELIMITED) + _varint(len(payload)) + payload
+    return length_delimited(descriptor.number, values.astype(wire, copy=False).tobytes())
+
+
+def length_delimited(field: int, payload: bytes) -> bytes:
+    """Field number ``field`` holding ``payload`` on the wire, length-delimited (a message, bytes, or a packed
+    repeated field): its tag, the payload's varint length, the payload."""
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _varint(number: int) -> bytes:

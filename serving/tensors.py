@@ -18,7 +18,7 @@ from tensorflow.core.example import feature_pb2
 from tensorflow.core.framework import types_pb2
 
 from serving.json_debug import debug_string, string_text
-from serving.tensor_proto import MAX_HELD_DIMS, check_rank, dtype_enum
+from serving.tensor_proto import MAX_HELD_DIMS, check_rank, dtype_enum, length_delimited
 from serving.status import ServingError, invalid
 
 # DataType enum -> (numpy dtype, DataTypeString name)
@@ -370,19 +370,9 @@ def _example(value) -> bytes:
         feature = feature_pb2.Feature()
         for item in feature_value if type(feature_value) is list else [feature_value]:
             _add_to_feature(feature, name, item)
-        entries += _length_delimited(1, _length_delimited(1, to_bytes(name))
-                                     + _length_delimited(2, feature.SerializeToString()))
-    return _length_delimited(1, entries)   # Example.features; Features.feature is a map<string, Feature>
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-    out = bytearray([field << 3 | 2])
-    size = len(payload)
-    while size > 0x7F:
-        out.append(size & 0x7F | 0x80)
-        size >>= 7
-    out.append(size)
-    return bytes(out) + payload
+        entries += length_delimited(1, length_delimited(1, to_bytes(name))
+                                     + length_delimited(2, feature.SerializeToString()))
+    return length_delimited(1, entries)   # Example.features; Features.feature is a map<string, Feature>
 
 
 _FEATURE_LISTS = {"bytes": "bytes_list", "float": "float_list", "int64": "int64_list"}

@@ -86,7 +86,8 @@ def decide(policy: Policy, result: dict, feedback_records, trained_runs, config:
     unread = [r for r in current if r.id not in trained]
     if policy.kind == "accuracy":   # only the alarming versions are judged again: only their rows' images are read
         alarming = {a["version"] for a in hits}
-        unread = [r for r in unread if str(live_accuracy.version_of(r)) in alarming]
+        unread = [r for r in unread   # (a row without the model's answer scores nothing: by_version drops it)
+                  if r.predicted_label is not None and str(live_accuracy.version_of(r)) in alarming]
     newer = [r for r in unread if stored_image(config.feedback_dir, r)[1] is None]   # (what a run could read)
     if policy.kind == "feedback":
         damaged = (f"; {len(unread) - len(newer)} more whose stored image is missing or damaged left out: no run "
