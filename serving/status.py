@@ -76,8 +76,15 @@ def io_error_code(message: str) -> str | None:
     return _CODE_OF_STRERROR.get(reason) if context else None
 
 
-_EAGER_PREFIX = re.compile(r"^Graph execution error:\s*(?:Detected at node .*? defined at \(most recent call last\):\n"
-                           r"(?:.*\n)*?<stack traces unavailable>\n)?", re.DOTALL)
+# Python's preamble to a graph's runtime error: "Graph execution error:", a blank line, then for each node the message
+# names where it was defined, as a function's error has it (atomic_function.InterpolateRuntimeError: the node's name,
+# then each frame of traceback.format_list and a blank line, or "<stack traces unavailable>") or a TF1 session's
+# (error_interpolation.interpolate_graph: the name quoted, each frame's lines indented, then "Node: 'name'")
+_FRAME = r'  (?:File "[^\n]*", line \d+, in [^\n]*|\[Previous line repeated \d+ more times?\])\n(?:    [^\n]*\n)*'
+_DEFINED_AT = r" defined at \(most recent call last\):\n"
+_EAGER_PREFIX = re.compile(rf"^Graph execution error:\n\n(?:Detected at node [^'\n][^\n]*{_DEFINED_AT}"
+                           rf"(?:<stack traces unavailable>\n|(?:{_FRAME}\n)*)"
+                           rf"|Detected at node '[^\n]*'{_DEFINED_AT}(?:  [^\n]*\n)*Node: '[^\n]*'\n)*")
 _EAGER_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](?: name: [^\n]*)?\s*$")
 _OP_SUFFIX = re.compile(rb" \[Op:[^\]]*\](?: name: [^\n]*)?$")        # the one Python eager appends, exactly
 _EAGER_WRAPPER = re.compile(r"\{\{function_node __wrapped__[^}]*\}\} ?")   # Python's wrapping of one eager op

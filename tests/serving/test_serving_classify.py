@@ -58,6 +58,20 @@ def save_raw_labels(path: str) -> None:
     tf.saved_model.save(tf.Module(), path, signatures={"serving_default": classify})
 
 
+def save_v1(path: str) -> None:
+    """A TF1 SavedModel (tf.compat.v1.saved_model.Builder) whose regress signature "reg" parses "x" as a float."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as graph, v1.Session(graph=graph) as session:
+        inputs = v1.placeholder(tf.string, [None], name="inputs")
+        x = tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+        builder = v1.saved_model.Builder(path)
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
+            "reg": v1.saved_model.regression_signature_def(inputs, x)})
+        builder.save()
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
     root = tmp_path_factory.mktemp("scorer")
@@ -65,9 +79,10 @@ def running(tmp_path_factory):
     save_misshapen(str(root / "misshapen" / "1"))
     save_float_inputs(str(root / "odd" / "1"))
     save_raw_labels(str(root / "labels" / "1"))
+    save_v1(str(root / "v1" / "1"))
     (root / "models.config").write_text("model_config_list {\n" + "".join(
         f'  config {{ name: "{name}" base_path: "{root / name}" model_platform: "tensorflow" }}\n'
-        for name in ("scorer", "misshapen", "odd", "labels")) + "}\n")
+        for name in ("scorer", "misshapen", "odd", "labels", "v1")) + "}\n")
     with testing.start_grpc_server(model_config_file=str(root / "models.config")) as started:
         yield started
 
@@ -195,6 +210,23 @@ def test_examples_fed_to_an_input_that_is_not_a_string_are_refused(running, serv
             with pytest.raises(grpc.RpcError) as caught:
                 call(request, timeout=60)
             assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def test_a_runtime_error_of_a_tf1_model_is_the_sessions_message(running, server):
+    """A TF1 graph imported in Python records where each node was made (the server's loader thread): Python's
+    "Detected at node … (most recent call last):" frames are left out of its runtime error as they are of a TF2
+    model's, REST and gRPC given the session's message alone, as TF Serving gives it."""
+    message = ("Name: <unknown>, Key: x, Index: 0.  Data types don't match. Data type: int64 but expected type: float"
+               "\n\t [[{{node ParseExample/ParseExampleV2}}]]")
+    assert server.post("/v1/models/v1:regress", {"signature_name": "reg", "examples": [{"x": 1}]}) == \
+        (400, {"error": message})
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name, request.model_spec.signature_name = "v1", "reg"
+    request.input.example_list.examples.add().features.feature["x"].int64_list.value.append(1)
+    with grpc.insecure_channel(f"127.0.0.1:{running.server.grpc_port}") as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Regress(request, timeout=60)
+    assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 def test_labels_that_are_not_utf8_come_as_their_bytes(running, server):

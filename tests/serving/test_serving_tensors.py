@@ -95,6 +95,22 @@ def test_runtime_messages_lose_the_eager_preamble():
                                     "\t [[{{node map/DecodeImage}}]]")
 
 
+def test_runtime_messages_lose_the_node_definitions_of_a_tf1_session():
+    """A TF1 session's error (error_interpolation.interpolate_graph: the node's name quoted, the frames where it
+    was made indented, then "Node: 'name'") loses them as a function's does."""
+    import tensorflow as tf
+
+    from serving.status import runtime_message
+    with tf.Graph().as_default() as graph:
+        strings = tf.compat.v1.placeholder(tf.string, [None])
+        numbers = tf.strings.to_number(strings)
+    with tf.compat.v1.Session(graph=graph) as session, pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        session.run(numbers, {strings: ["a"]})
+    assert "most recent call last" in caught.value.message
+    assert runtime_message(caught.value.message) == ("StringToNumberOp could not correctly convert string: a\n"
+                                                     "\t [[{{node StringToNumber}}]]")
+
+
 ONE_STRING = {"examples": types_pb2.DT_STRING}
 TWO = {"a": types_pb2.DT_STRING, "b": types_pb2.DT_FLOAT}
 
