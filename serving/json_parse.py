@@ -9,9 +9,10 @@ numbers, Python does not know them); numbers too big for a double (``1e309``, or
 rapidjson refuses with "Number too big to be stored in double." where Python gives ``inf`` or a huge integer, and
 which rapidjson's digit-by-digit checks refuse even where the value is finite (``0e309``, or 400 digits then
 ``e-300``);
-arrays nested thousands deep, which rapidjson parses iteratively and Python's recursive decoder cannot (a 400
-of its own here); an object that repeats a name, where Python keeps the last value and rapidjson's look-ups find
-the first (:class:`JsonObject`); a UTF-8 byte-order mark, which rapidjson's input stream skips; and rapidjson 1.1's
+arrays nested thousands deep, which rapidjson parses iteratively and Python's recursive decoder cannot follow
+(serving.json_iterative parses them, to its MAX_DEPTH levels; deeper, a 400 of its own); an object that repeats a
+name, where Python keeps the last value and rapidjson's look-ups find the first (:class:`JsonObject`); a UTF-8
+byte-order mark, which rapidjson's input stream skips; and rapidjson 1.1's
 words for a raw control character or NUL in a string and for a number missing its fraction or exponent digits.
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 
+from serving import json_iterative
 from serving.status import ServingError, invalid
 
 _RAPIDJSON_MESSAGES = {
@@ -63,22 +64,21 @@ def _parse(body: bytes):
     edits: list = []
     try:
         try:
-            value, _ = _DECODER.raw_decode(text, start)
+            value = _decode(text, start)
         except json.JSONDecodeError as exc:
             # Only a document that holds Inf, -Inf or -NaN is rewritten (a scan of the whole text, so not on the
             # common path: base64 strings often contain "Inf").
             if not (exc.msg.startswith("Expecting value") and text.startswith(("Inf", "-Inf", "-NaN"), exc.pos)):
                 raise
             parsed, edits = _with_rapidjson_constants(text)
-            value, _ = _DECODER.raw_decode(parsed, start)
+            value = _decode(parsed, start)
         if surrogate is not None:
             raise json.JSONDecodeError("surrogate", text, surrogate)
-    except RecursionError:
-        # rapidjson parses iteratively (kParseIterativeFlag), to any depth; Python's decoder recurses. No tensor
-        # nests this deep, so this is a 400 with a message of its own rather than the one TF Serving would give
-        # once its parse had succeeded.
-        raise invalid("JSON Parse error: The document nests arrays or objects deeper than "
-                      f"{sys.getrecursionlimit()} levels, more than any tensor has.") from None
+    except json_iterative.TooDeep as exc:
+        # rapidjson parses to any depth; past this server's limit, a 400 with a message of its own
+        raise invalid(f"JSON Parse error: The document nests arrays or objects deeper than {json_iterative.MAX_DEPTH} "
+                      f"levels, more than this server parses. at offset: {_original_offset(exc.pos, edits)}") \
+            from None
     except _NumberTooBig:
         offset = _too_big_offset(text, start)
         if surrogate is not None and surrogate < offset:
@@ -302,6 +302,16 @@ def _object(pairs):
 
 
 _DECODER = json.JSONDecoder(parse_float=_float, parse_int=_int, object_pairs_hook=_object)
+
+
+def _decode(text: str, start: int):
+    """The JSON value at ``start``: by Python's decoder, or, nested deeper than it recurses, by
+    serving.json_iterative (to its MAX_DEPTH levels, whatever the caller's stack)."""
+    try:
+        return _DECODER.raw_decode(text, start)[0]
+    except RecursionError:
+        pass   # parsed again below, once out of this handler
+    return json_iterative.raw_decode(_DECODER, text, start)[0]
 
 
 def _with_rapidjson_constants(text: str) -> tuple[str, list]:

@@ -200,21 +200,7 @@ def to_ndarray(value, dtype: int) -> np.ndarray | _Unheld:
     if rank == 1 and not any(type(v) is list for v in value):
         flat = [convert(v) for v in value]
     else:
-        def fill(node, level):
-            if type(node) is list:
-                if level >= rank:
-                    raise invalid(f"Encountered list at unexpected level: {level} expected < {rank}")
-                if len(node) != shape[level]:
-                    raise invalid(f"Encountered list at unexpected size: {len(node)} at level: {level} "
-                                  f"expected size: {shape[level]}")
-                for item in node:
-                    fill(item, level + 1)
-            else:
-                if level != rank:
-                    raise invalid(f"JSON Value: {dump(node)} found at incorrect level: {level + 1} in the JSON "
-                                  f"DOM. Expected at level: {rank}")
-                flat.append(convert(node))
-        fill(value, 0)
+        _fill(value, shape, convert, flat)
     if rank > MAX_HELD_DIMS:
         return _Unheld(tuple(shape))
     np_dtype = _DTYPES[dtype][0]
@@ -224,6 +210,39 @@ def to_ndarray(value, dtype: int) -> np.ndarray | _Unheld:
         return array.reshape(shape)
     with np.errstate(over="ignore"):
         return np.array(flat, dtype=np_dtype).reshape(shape)
+
+
+def _fill(value, shape: list, convert, flat: list) -> None:
+    """FillTensorProto's walk of ``value``, a tensor of ``shape``: each leaf converted into ``flat``, in order, and
+    a list or leaf at a level the shape does not have it refused where the walk meets it. Depth first as the
+    recursion is, with a list of the open lists' iterators instead (a request may nest as deep as
+    serving.json_iterative parses, past Python's recursion limit)."""
+    rank = len(shape)
+    end = object()
+    open_ = [iter((value,))]
+    while open_:
+        node = next(open_[-1], end)
+        level = len(open_) - 1
+        if node is end:
+            open_.pop()
+        elif type(node) is list:
+            if level >= rank:
+                raise invalid(f"Encountered list at unexpected level: {level} expected < {rank}")
+            if len(node) != shape[level]:
+                raise invalid(f"Encountered list at unexpected size: {len(node)} at level: {level} "
+                              f"expected size: {shape[level]}")
+            if level + 1 < rank:
+                open_.append(iter(node))
+                continue
+            for item in node:   # the innermost lists' leaves, in one loop
+                if type(item) is list:
+                    raise invalid(f"Encountered list at unexpected level: {rank} expected < {rank}")
+                flat.append(convert(item))
+        elif level != rank:
+            raise invalid(f"JSON Value: {dump(node)} found at incorrect level: {level + 1} in the JSON "
+                          f"DOM. Expected at level: {rank}")
+        else:
+            flat.append(convert(node))
 
 
 def _check_same_shape(first: np.ndarray, other: np.ndarray) -> None:

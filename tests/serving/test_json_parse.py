@@ -1,5 +1,6 @@
 """serving/json_parse.py: request bodies parsed as rapidjson 1.1 parses them in TF Serving (kParseNanAndInfFlag)."""
 import math
+import sys
 
 import pytest
 
@@ -65,9 +66,44 @@ def test_errors_after_inf_keep_their_offsets(body, message):
     assert error(body) == "JSON Parse error: " + message
 
 
-def test_nesting_deeper_than_python_parses_is_a_400():
-    message = error(b'{"instances": ' + b"[" * 100000 + b"]" * 100000 + b"}")
-    assert message.startswith("JSON Parse error: The document nests arrays or objects deeper than")
+def test_nesting_deeper_than_python_recurses_is_parsed_to_a_fixed_depth():
+    """rapidjson parses iteratively, to any depth: here to json_iterative.MAX_DEPTH levels (the document's own
+    counted), whatever the caller's stack; one level deeper is a 400 naming the limit and where it is passed."""
+    from serving.json_iterative import MAX_DEPTH
+    deep = b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1)
+    assert parse_json(b'{"instances": [1.5], "client_meta": ' + deep + b"}")["instances"] == [1.5]
+
+    def at_depth(levels: int):   # the caller itself a few frames short of Python's recursion limit
+        return at_depth(levels - 1) if levels else parse_json(b'{"a": [[{"b": ' + b"[" * 2000 + b"7" + b"]" * 2000
+                                                              + b"}]]}")
+    value, levels = at_depth(sys.getrecursionlimit() - 80)["a"][0][0]["b"], 0
+    while type(value) is list:
+        value, levels = value[0], levels + 1
+    assert (value, levels) == (7, 2000)
+    assert error(b'{"instances": ' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}") == (
+        f"JSON Parse error: The document nests arrays or objects deeper than {MAX_DEPTH} levels, more than this "
+        f"server parses. at offset: {14 + MAX_DEPTH - 1}")
+    assert error(b"[Inf, " + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"]").endswith(f"offset: {6 + MAX_DEPTH - 1}")
+
+
+@pytest.mark.parametrize("inner, message", [
+    (b'[1 2]', "Missing a comma or ']' after an array element. at offset: 3"),
+    (b'{"a" 1}', "Missing a colon after a name of object member. at offset: 5"),
+    (b'{"a": 1 "b": 2}', "Missing a comma or '}' after an object member. at offset: 8"),
+    (b'{"a": 1, 2}', "Missing a name for object member. at offset: 9"),
+    (b'[1, ]', "Invalid value. at offset: 4"),
+    (b'["\\x"]', "Invalid escape character in string. at offset: 2"),
+    (b'[1e999]', "Number too big to be stored in double. at offset: 1"),
+    (b'[-Inf, -NaN, 1 2]', "Missing a comma or ']' after an array element. at offset: 15"),
+])
+def test_errors_nested_deeper_than_python_recurses_are_those_of_a_shallow_document(inner, message):
+    """Parsed without recursion, a document deeper than Python's decoder follows has the errors and offsets it
+    would have shallow."""
+    depth = 3000
+    assert error(inner) == "JSON Parse error: " + message
+    offset = int(message.rsplit(" ", 1)[1])
+    assert error(b"[" * depth + inner + b"]" * depth) == \
+        "JSON Parse error: " + message.replace(f"offset: {offset}", f"offset: {offset + depth}")
 
 
 @pytest.mark.parametrize("body, message", [

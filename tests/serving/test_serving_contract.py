@@ -273,6 +273,18 @@ def test_a_tensor_of_more_than_32_dimensions_is_400(client, key):
     assert status == 400 and "Type: Number is not of expected type: string" in body["error"], body
 
 
+def test_json_nested_deeper_than_python_recurses_is_parsed(client, png):
+    """rapidjson parses iteratively: a key the server ignores may nest thousands deep, and the request is answered;
+    a tensor as deep is TensorFlow's tensor parsing error, as one of 255 dimensions is."""
+    for depth in (985, 5000):
+        status, body = client.post(PREDICT, '{"instances": ' + json.dumps([example(png)]) + ', "client_meta": '
+                                   + "[" * depth + "]" * depth + "}")
+        assert status == 200 and list(body) == ["predictions"], body
+    for key in ("instances", "inputs"):
+        assert client.post(PREDICT, f'{{"{key}": ' + "[" * 5000 + '"a"' + "]" * 5000 + "}") == \
+            (400, {"error": "tensor parsing error: examples"})
+
+
 def test_a_message_cut_at_a_nul_byte_stays_cut_when_two_values_begin_alike_before_it(client):
     """Two distinct values alike up to their NUL byte: which one TF quoted is not known, so nothing is added."""
     for signature in ("serving_default", configs.TRANSFORM_SIGNATURE):
