@@ -8,7 +8,6 @@ message TF Serving gives.
 from __future__ import annotations
 
 import base64
-import binascii
 import codecs
 import functools
 import math
@@ -17,6 +16,7 @@ import numpy as np
 from tensorflow.core.example import feature_pb2
 from tensorflow.core.framework import types_pb2
 
+from core import base64_text
 from serving.json_debug import debug_string, string_text
 from serving.tensor_proto import MAX_HELD_DIMS, check_rank, dtype_enum, length_delimited
 from serving.status import ServingError, invalid
@@ -97,28 +97,11 @@ def _is_element_object(value) -> bool:
     return isinstance(value, dict) and not is_b64(value)
 
 
-_NO_SPACE = str.maketrans("", "", " \t\n\v\f\r")   # absl::ascii_isspace
-
-
 def b64decode(text: str) -> bytes:
-    """absl::Base64Unescape: the standard alphabet; whitespace anywhere is skipped; padding ("=", or ".") is
-    left out or complete ("QQ" and "QQ==" decode, "QQ=" does not)."""
-    if not isinstance(text, str):
-        raise invalid("Unable to base64 decode")
-    if not len(text) % 4 and "=" not in text[:-2]:   # the common case, without the regex check of validate=True
-        try:
-            return binascii.a2b_base64(text, strict_mode=True)
-        except (ValueError, binascii.Error):
-            pass
-    # absl's rules: ASCII whitespace skipped anywhere; "=" or "." pads, none or exactly what the last group misses
-    cleaned = text.translate(_NO_SPACE)
-    data = cleaned.rstrip("=.")
-    left, padding = len(data) % 4, len(cleaned) - len(data)
-    if left == 1 or (padding and padding != {0: 0, 2: 2, 3: 1}[left]):
-        raise invalid("Unable to base64 decode")
-    try:   # strict: a character outside the alphabet, or padding inside the data, is refused
-        return binascii.a2b_base64(data + "=" * (-len(data) % 4), strict_mode=True)
-    except (ValueError, binascii.Error):
+    """A ``{"b64": ...}`` string's bytes as absl::Base64Unescape reads it (``core.base64_text``)."""
+    try:
+        return base64_text.decode(text)
+    except ValueError:
         raise invalid("Unable to base64 decode") from None
 
 

@@ -23,7 +23,6 @@ when the client does not say). ``/api/feedback`` takes JSON ``{"image", "label",
 from __future__ import annotations
 
 import base64
-import binascii
 import email.parser
 import email.policy
 import email.utils
@@ -39,7 +38,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from core import configs, json_text, prediction_log, settings
+from core import base64_text, configs, json_text, prediction_log, settings
 from core.deadlines import WATCHDOG
 from core.image_io import ImageRejected, check_image
 from core.request_log import RequestLogWriter
@@ -267,9 +266,10 @@ def _data_url(value: str) -> bytes:
 
 
 def _base64(value: str) -> bytes:
+    """The bytes of base64 text as the model server reads a {"b64": ...} value (padding may be left out)."""
     try:
-        return base64.b64decode("".join(value.split()), validate=True)
-    except (binascii.Error, ValueError):
+        return base64_text.decode(value)
+    except ValueError:
         raise ApiError(400, "bad_base64", "'image' is not valid base64") from None
 
 

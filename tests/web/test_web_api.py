@@ -151,6 +151,23 @@ def test_predict_takes_the_data_urls_of_rfc_2397_and_says_a_malformed_one_is(api
     assert (status, answer["error"]) == (400, "'image' is not valid base64")
 
 
+def test_predict_takes_base64_without_its_padding_as_the_model_server_does(api, serving_labelled):
+    """Base64 whose trailing "=" are left out is read, as TF Serving reads {"b64": ...} (absl::Base64Unescape):
+    the web client had refused the bytes its model server takes ("'image' is not valid base64")."""
+    png = next(png for png in map(lambda seed: letter_png(seed=seed), range(10)) if len(png) % 3)
+    unpadded = b64(png).rstrip("=")
+    assert unpadded != b64(png)
+    status, answer = Api(serving_labelled.url).post_json(
+        "/v1/models/letters/labels/stable:predict", {"signature_name": "predict_images", "instances": [{"b64": unpadded}]})
+    assert status == 200, answer
+    for image in (unpadded, {"b64": unpadded}, "data:image/png;base64," + unpadded, unpadded[:40] + "\n" + unpadded[40:]):
+        status, answer = api.post_json("/api/predict", {"image": image})
+        assert (status, answer["top"][0]["class"]) == (200, STABLE_CLASS), answer
+    for image in (unpadded + "=", b64(png) + "=", unpadded[:-1] + "!"):   # padding short of the group's, or a stray
+        status, answer = api.post_json("/api/predict", {"image": image})
+        assert (status, answer) == (400, {"error": "'image' is not valid base64", "reason": "bad_base64"})
+
+
 def test_predict_reencodes_formats_tensorflow_misreads(api):
     img = Image.open(io.BytesIO(letter_png())).convert("RGB")
     buf = io.BytesIO()

@@ -320,6 +320,16 @@ def test_feedback_content_type_and_json(web):
     assert api.post_json("/api/feedback", b'"alef"', "application/json")[1]["reason"] == "bad_json"
 
 
+def test_feedback_takes_base64_without_its_padding(web):
+    """An image in base64 without its trailing "=" is stored, as the model server reads {"b64": ...}; it had been
+    refused as "'image' is not valid base64"."""
+    png = next(png for png in map(lambda seed: letter_png(seed=seed), range(10)) if len(png) % 3)
+    status, stored = Api(web.url).post_json("/api/feedback", {"image": {"b64": b64(png).rstrip("=")}, "label": "alef"})
+    assert status == 201, stored
+    with open(web.backend.store.image_path(web.backend.store.get(stored["id"])), "rb") as handle:
+        assert handle.read() == png
+
+
 def test_thousand_concurrent_feedback_posts(web):
     api = Api(web.url, timeout=120)
     total, threads_count = 1000, 1000   # every post on its own thread, released at once
