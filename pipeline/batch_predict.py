@@ -9,12 +9,16 @@ folder once) gets a row: path, the top-3 classes with their letters and probabil
 answered. Unreadable files, and folders that cannot be listed, get a row with the reason instead (nothing is
 silently dropped). ``--via local`` loads
 the SavedModel (``--model``: a serving directory, whose ``--version`` or else highest version is used, or a
-version directory); ``--via rest`` sends the same bytes to a TF Serving REST endpoint (real or embedded) and
+version directory); ``--via rest`` sends the images to a TF Serving REST endpoint (real or embedded) and
 records the version it reports (a newer one once the server stops serving the one pinned at the start; a
 server away mid-run is waited for, up to ``RECONNECT_SECONDS``; one that does not answer a request within its
 timeout, 60 s, ends the run); ``--via grpc`` does the same through TF Serving's gRPC PredictionService. All give
-the same answers. A flag the ``--via`` does not read is a usage error: ``--server-url`` or ``--model-name`` with
-``--via local`` (also the default), ``--model`` with ``--via rest`` or ``grpc``. A batch (``--batch-size`` images)
+the same answers: each reads an image as ``letters-evaluate``, the pipeline's ExampleGen and the web client read
+it (``core.image_io.read_checked``), so the model gets it as a viewer shows it (an EXIF orientation turned upright,
+a transparent GIF's background as alpha, the other images ``tf.io.decode_image`` reads otherwise re-encoded; most
+files go as they are), which a direct REST or gRPC call with such a file's raw bytes does not. A flag the
+``--via`` does not read is a usage error: ``--server-url`` or ``--model-name`` with ``--via local`` (also the
+default), ``--model`` with ``--via rest`` or ``grpc``. A batch (``--batch-size`` images)
 goes to a server in requests of at most ``REQUEST_BUDGET`` bytes (32 MiB: half the embedded server's default bound
 on a request), as many as it needs, and of at most the images a server's batching takes (its max_batch_size, learnt
 from its refusal of more, said once). ``--out`` is replaced whole at the end, as ``core.files.atomic_write``

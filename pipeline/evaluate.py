@@ -1,4 +1,4 @@
-"""Score a pushed model on a folder of images, through its image-bytes signature exactly as served.
+"""Score a pushed model on a folder of images through its image-bytes signature, each image as a viewer shows it.
 
     letters-evaluate --model serving/models/letters --data-root DIR [--out DIR]
 
@@ -9,6 +9,11 @@
 precision/recall/F1, confusion matrix), ``confusion_matrix.png`` and ``worst_errors.png`` into ``--out``, a folder outside
 ``--data-root``. The images are read a batch at a time, as the model answers them (the few on the contact sheet
 again at the end), so a large folder is never all in memory.
+
+Each image is read as the pipeline's ExampleGen and the web client read it (``core.image_io.read_checked``): the
+model gets it as a viewer shows it (an EXIF orientation turned upright, a transparent GIF's background as alpha,
+the other images ``tf.io.decode_image`` reads otherwise re-encoded; most files go as they are), which a direct
+REST or gRPC call with such a file's raw bytes does not (serving/README.md).
 """
 from __future__ import annotations
 
