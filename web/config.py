@@ -60,6 +60,8 @@ class WebConfig:
         if not self.model_name or "/" in self.model_name or ":" in self.model_name:
             raise ValueError(f"invalid model name {self.model_name!r}")
         request_log.check_sampling_rate(self.request_log_sampling, "request log sampling")
+        if refusal := settings.url_refusal(self.request_log_dir):   # gs://b/x had been written to ./gs:/b/x
+            raise ValueError(f"request log folder {refusal}")
 
     @property
     def max_body_bytes(self) -> int:

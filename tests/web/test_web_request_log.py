@@ -130,3 +130,22 @@ assert "tensorflow" not in sys.modules, sorted(m for m in sys.modules if m.start
     (record,) = web_logs(tmp_path / "log")
     assert record.predict_log.request.inputs["images"].string_val == [b"png bytes"]
     assert record.log_metadata.model_spec.version.value == 3 and record.log_metadata.request_origin == "canvas"
+
+
+@pytest.mark.parametrize("url", ["gs://bucket/x", "file:///tmp/x"])
+def test_a_url_request_log_dir_is_a_usage_error_and_nothing_is_written(url, tmp_path, monkeypatch):
+    """gs://bucket/x (or file:///tmp/x) had been taken for a relative path: the web client said it logged to the
+    URL and wrote to ./gs:/bucket/x (./file:/tmp/x) where it ran."""
+    from core import settings
+    from web.config import WebConfig
+
+    with pytest.raises(ValueError) as caught:
+        WebConfig(request_log_dir=url)
+    assert str(caught.value) == f"request log folder {settings.url_refusal(url)}"
+    for args, env in (([f"--request-log-dir={url}"], {}), ([], {"LETTERS_REQUEST_LOG_DIR": url})):
+        proc = subprocess.run([sys.executable, "-m", "web", "--host", "10.255.255.1", "--port", "28901",
+                               f"--feedback-dir={tmp_path / 'fb'}", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": ROOT, **env})
+        assert proc.returncode == 2 and settings.url_refusal(url) in proc.stderr, proc.stderr
+        assert "usage: letters-web" in proc.stderr and os.listdir(tmp_path) == []
