@@ -26,6 +26,7 @@ of every file (and skips a damaged record as silently). Nothing here imports Ten
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -206,12 +207,17 @@ def _delete_unless_open(path: str) -> bool:
 def _check_folder(folder: str) -> None:
     """Makes ``folder`` if it is missing and proves a log file can be created in it (one made and removed): a
     folder that cannot be written (a read-only mount, no permission) raises OSError naming it, as one that cannot
-    be made does, where each record had failed later."""
-    os.makedirs(folder, exist_ok=True)
+    be made does, where each record had failed later. The reason is the system's: a file where the folder should be
+    is Not a directory (makedirs had said File exists), and a failure to create a file in the folder says so
+    (/proc exists, but a file made in it is No such file or directory)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except FileExistsError:   # exist_ok takes a folder only: a file (or a link to one) stands there
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder) from None
     try:
         fd, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
     except OSError as err:
-        raise OSError(err.errno, err.strerror, folder) from None
+        raise OSError(err.errno, f"cannot create a file in this folder ({err.strerror})", folder) from None
     os.close(fd)
     os.unlink(probe)
 

@@ -276,6 +276,24 @@ def test_a_folder_that_exists_but_cannot_be_written_is_refused_when_the_writer_i
     writer.close()
 
 
+def test_a_folder_that_cannot_be_used_is_refused_with_the_real_reason(tmp_path):
+    """A file where the folder should be had been File exists, and any failure to create a file in the folder had
+    been told as the folder's own (/proc: No such file or directory, although it exists)."""
+    import errno
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    for prefix, culprit in ((blocked / "req", blocked), (blocked / "sub" / "req", blocked / "sub")):
+        with pytest.raises(OSError) as caught:
+            request_log.RequestLogWriter(str(prefix))
+        assert (caught.value.errno, caught.value.filename) == (errno.ENOTDIR, str(culprit))
+        assert str(caught.value) == f"[Errno 20] Not a directory: '{culprit}'"
+    with pytest.raises(OSError) as caught:
+        request_log.RequestLogWriter("/proc/req")   # exists; the kernel refuses new files in it
+    assert caught.value.filename == "/proc" and caught.value.errno == errno.ENOENT
+    assert caught.value.strerror == "cannot create a file in this folder (No such file or directory)"
+
+
 def test_a_log_folder_removed_or_renamed_while_logging_is_made_again_at_the_next_file(tmp_path):
     """It had never been: each record after the open file's last failed (No such file or directory) until a
     restart, a reload with an unchanged logging_config reusing the writer."""

@@ -295,7 +295,7 @@ def test_a_log_folder_that_cannot_be_written_refuses_the_config(root, tmp_path, 
         logger.prepare(model_config(root, (folder / "req", 1.0)), "x.config")
     assert caught.value.code == "INVALID_ARGUMENT"
     assert str(caught.value) == (f"x.config: model letters: logging_config: cannot write under '{folder}/req': "
-                                 f"[Errno 30] Read-only file system: '{folder}'")
+                                 f"[Errno 30] cannot create a file in this folder (Read-only file system): '{folder}'")
 
 
 def test_a_url_filename_prefix_is_refused_at_start_and_on_a_reload_and_nothing_is_written(
