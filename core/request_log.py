@@ -13,7 +13,9 @@ One writer for the embedded model server (``ModelConfig.logging_config``) and th
   files of the prefix until all of them (the new one included, once full) fit in ``max_total_bytes``, but
   never a file another writer still has open (each holds a shared ``flock`` on its own);
 * after a write that fails part-way (a full disk) cuts the partial record off and goes on in a new file;
-* makes the folder again when it opens a file and finds it gone (removed or renamed while logging);
+* makes the folder again when it opens a file and finds it gone (removed or renamed while logging), and notices
+  the open file deleted (its folder removed) within ``CHECK_RECORDS`` records or ``CHECK_SECONDS``: it says so in a
+  WARNING and goes on in a new file, where the records had gone on to the deleted one until it was full;
 * is thread-safe (one lock around rotation and the write).
 
 Readers: :func:`log_files` (a prefix's files, oldest first; :func:`name_pattern`, their names), :func:`read_records`
@@ -47,6 +49,10 @@ DEFAULT_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 _HEADER = 12   # uint64 length + uint32 masked CRC of the length
 _STAMP = "%Y%m%dT%H%M%SZ"
 _NAME = r"\d{8}T\d{6}Z-\d{6}" + re.escape(SUFFIX)
+# How often the open file is checked for deletion (its link count, os.fstat: as slow as the record's own write on
+# some systems, so not for each record): every CHECK_RECORDS records or CHECK_SECONDS, whichever comes first
+CHECK_RECORDS = 100
+CHECK_SECONDS = 1.0
 
 
 def check_sampling_rate(rate, source: str = "sampling_rate") -> float:
@@ -260,6 +266,8 @@ class RequestLogWriter:
         self._path = None
         self._size = 0
         self._sequence = 0
+        self._unchecked = 0         # records written since the open file was last checked for deletion
+        self._checked_at = 0.0      # time.monotonic() of that check
         self._failure = None   # the kind of failure (_failure_kind) dropping the records since the last one written
         self._dropped = 0
         self._report_lock = threading.Lock()
@@ -312,6 +320,11 @@ class RequestLogWriter:
         with self._lock:
             if self._file is None or (self._size and self._size + len(frame) > self.max_file_bytes):
                 self._rotate(len(frame))
+            elif self._deleted():
+                log.warning("The request log file %s was deleted while being written (its folder removed?): the "
+                            "records go to a new file (%d record(s) had gone to the deleted one since it was last "
+                            "seen, %.1f s ago)", self._path, self._unchecked - 1, time.monotonic() - self._checked_at)
+                self._rotate(len(frame))
             view = memoryview(frame)
             try:
                 while view:
@@ -321,6 +334,21 @@ class RequestLogWriter:
                 raise
             self._size += len(frame)
             return self._path
+
+    def _deleted(self) -> bool:
+        """Whether the open file has been deleted (no link left), checked every CHECK_RECORDS records or
+        CHECK_SECONDS, whichever comes first; False between checks."""
+        self._unchecked += 1
+        now = time.monotonic()
+        if self._unchecked < CHECK_RECORDS and now < self._checked_at + CHECK_SECONDS:
+            return False
+        try:
+            deleted = os.fstat(self._file.fileno()).st_nlink == 0
+        except OSError:
+            deleted = False
+        if not deleted:
+            self._unchecked, self._checked_at = 0, now
+        return deleted
 
     def _abandon(self) -> None:
         """After a write that failed part-way (a full disk): the partial record cut off, and the next record
@@ -376,6 +404,7 @@ class RequestLogWriter:
                 pass
             break
         self._path, self._size = path, 0
+        self._unchecked, self._checked_at = 0, time.monotonic()
 
     def _prune(self, budget: int) -> None:
         """Deletes the prefix's oldest files until the others take at most ``budget`` bytes; a file another

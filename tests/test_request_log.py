@@ -313,6 +313,29 @@ def test_a_log_folder_removed_or_renamed_while_logging_is_made_again_at_the_next
     assert [r.log_metadata.timestamp_secs for r in request_log.read_logs(str(folder / "req"))] == [*range(25, 30)]
 
 
+def test_a_log_folder_deleted_while_a_file_is_open_is_noticed_and_a_new_file_opened(tmp_path, monkeypatch, caplog):
+    """The records had gone on to the deleted file, unseen, until it reached 32 MiB (1000 of them said written,
+    nothing said, the folder not made again). Its link count is read every CHECK_RECORDS records or CHECK_SECONDS,
+    whichever comes first: a removal is said once, in a WARNING, and the records go to a new file."""
+    import shutil
+
+    folder = tmp_path / "del"
+    writer = request_log.RequestLogWriter(str(folder / "requests"), 1.0)
+    writer.write(b"a" * 100)
+    shutil.rmtree(folder)
+    assert all([writer.log(lambda: b"b" * 100) for _ in range(1000)])
+    (path,) = request_log.log_files(str(folder / "requests"))   # the folder made again, one new file
+    assert len(list(request_log.read_records(path))) == 1000 - request_log.CHECK_RECORDS + 1
+    removed = [r for r in caplog.records if "was deleted while being written" in r.getMessage()]
+    assert len(removed) == 1 and removed[0].levelname == "WARNING"
+    assert removed[0].getMessage().startswith(f"The request log file {folder}/requests-")
+    monkeypatch.setattr(request_log, "CHECK_SECONDS", 0.0)   # a slow stream: checked after a second
+    shutil.rmtree(folder)
+    assert writer.log(lambda: b"c" * 100)
+    assert [list(request_log.read_records(p)) for p in request_log.log_files(str(folder / "requests"))] == [[b"c" * 100]]
+    writer.close()
+
+
 def test_a_write_failure_is_logged_once_per_episode_and_its_end_too(tmp_path, monkeypatch, caplog):
     """Each try names a new file, and the failure had been told by its message, file name and all: an ERROR per
     request; and, never forgotten, a second failure like the first after writing had resumed went unsaid."""
