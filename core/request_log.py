@@ -152,6 +152,16 @@ def name_pattern(prefix: str) -> re.Pattern:
     return re.compile(re.escape(_split(prefix)[1]) + _NAME)
 
 
+def beside_folder(prefix: str) -> str | None:
+    """Where the files of ``prefix`` go when it names a folder that exists (a mounted volume) without a trailing
+    separator: beside the folder, not in it (said as a warning); None for any other prefix."""
+    if prefix.endswith(os.sep) or not os.path.isdir(prefix):
+        return None
+    folder, start = _split(prefix)
+    return (f"filename_prefix {prefix!r} names a folder: the request log files go beside it, in {folder}, named "
+            f"{start}<UTC time>-<n>{SUFFIX}; end it with '/' to write them inside the folder")
+
+
 def log_files(prefix: str) -> list[str]:
     """The log files written under ``prefix``, oldest first (names hold the UTC time they were opened)."""
     folder, _ = _split(prefix)

@@ -15,6 +15,7 @@ refuses every logging_config (``No request-logger-creator provided.``). This ser
 """
 from __future__ import annotations
 
+import logging
 import threading
 
 from tensorflow.core.example import example_pb2
@@ -24,6 +25,8 @@ from tensorflow_serving.apis import (classification_pb2, model_pb2, predict_pb2,
 from core import request_log, settings
 from serving import inference, protos, tensor_proto
 from serving.status import ServingError, error_code, invalid
+
+log = logging.getLogger("serving")
 
 COLLECTOR_TYPE = "tfrecord"   # TFRecord files of PredictionLog, <filename_prefix>-<UTC time>-<n>.tfrecord
 LOG_KINDS = {"predict": "predict_log", "classify": "classify_log", "regress": "regress_log",
@@ -101,6 +104,8 @@ class ServerRequestLogger:
                 except OSError as exc:
                     raise invalid(f"{source}: model {model.name}: logging_config: cannot write under "
                                   f"{logging_config.log_collector_config.filename_prefix!r}: {exc}") from None
+                if beside := request_log.beside_folder(logging_config.log_collector_config.filename_prefix):
+                    log.warning("%s: model %s: logging_config: %s", source, model.name, beside)
             by_config[key] = writer
             writers[model.name] = (writer, model.logging_config.sampling_config)
         return writers, by_config

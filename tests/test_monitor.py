@@ -644,6 +644,41 @@ def test_a_file_name_prefix_reads_its_writers_files_only(tmp_path):
     assert versions(one_file) == [2]                   # a file named whole is read
 
 
+def test_a_filename_prefix_naming_a_folder_reads_the_files_its_writer_put_beside_it(tmp_path, pipeline_root, capsys):
+    """A logging_config filename_prefix naming a folder that exists (a mounted volume) has its files written beside
+    the folder (requests-<UTC time>-<n>.tfrecord): --logs naming the prefix had read the empty folder, said it held
+    no log yet, and ended 0 with no answer judged. A prefix ending in "/" is written and read inside the folder."""
+    from core import prediction_log, request_log
+    from pipeline.monitor import request_logs
+
+    def write(prefix, count):
+        writer = request_log.RequestLogWriter(prefix, 1.0)
+        for _ in range(count):
+            writer.write(prediction_log.predict_log(
+                "letters", "predict_images", 7, {"images": prediction_log.bytes_tensor([b"image"])},
+                {"probabilities": prediction_log.float_tensor([confident(1).tolist()])}, 1.0, "canvas", 1.0))
+        writer.close()
+
+    folder = tmp_path / "pfx" / "requests"
+    folder.mkdir(parents=True)
+    write(str(folder), 3)
+    assert os.listdir(folder) == [] and len(request_logs.read_logs(str(folder)).answers) == 3
+    status, result, _ = monitor(tmp_path, pipeline_root, logs=folder)
+    assert result["logs"]["answers"] == 3 and result["logs"]["files"] == 1, (status, result["logs"])
+    err = capsys.readouterr().err
+    assert "holds no log yet" not in err
+    assert (f"monitor: --logs {folder} is a folder holding no log file: read the 1 file(s) beside it that a writer "
+            f"given it as its filename_prefix writes ({folder}-<UTC time>-<n>.tfrecord)") in err
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    write(f"{inside}/", 2)
+    (name,) = os.listdir(inside)
+    assert request_log.name_pattern(f"{inside}/").fullmatch(name)
+    for prefix in (f"{inside}/", str(inside)):
+        assert len(request_logs.read_logs(prefix).answers) == 2
+        assert len(list(request_log.read_logs(f"{inside}/"))) == 2
+
+
 def test_only_the_monitored_models_records_are_judged(tmp_path, letters, pipeline_root, capsys):
     """Models with the same logging_config share one writer (TF Serving's ServerRequestLogger): the records of
     another model in the log are counted and left out, not judged as the monitored model's traffic."""

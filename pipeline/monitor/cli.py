@@ -226,6 +226,10 @@ def once(config: Config, args, extra: list[str]) -> int:
     traffic = checks.Traffic(args.window_seconds, max_pixels=config.max_image_pixels)
     try:
         logs = request_logs.open_logs(path, args.model) if path else None
+        if logs and request_logs.beside(path, logs.files):
+            print(f"monitor: --logs {path} is a folder holding no log file: read the {len(logs.files)} file(s) beside "
+                  f"it that a writer given it as its filename_prefix writes ({path}-<UTC time>-<n>.tfrecord)",
+                  file=sys.stderr)
         if logs:   # read as a stream: each answer's image features, not its image, are kept
             traffic.add_all(request_logs.each_answer(logs))
             if unread := _nothing_read(logs):

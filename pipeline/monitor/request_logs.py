@@ -3,7 +3,8 @@
 A log is named by a **prefix**: a folder (every file in it, recursively), one file, or the ``filename_prefix`` its writer
 was given (``/var/log/letters/requests`` → the files ``requests-<UTC time>-<n>.tfrecord`` that
 ``core/request_log.py`` names, not ``requests_canary-…`` of another model logging into the same folder), gs://
-included. Each ``predict_log`` holds the request —
+included; a folder holding no file, with such files beside it (a filename_prefix naming a folder), is read as that
+prefix. Each ``predict_log`` holds the request —
 ``inputs["images"]`` (encoded image bytes, signature ``predict_images``) or ``inputs["examples"]`` (serialized
 tf.Examples whose ``image_raw`` is the image, signature ``serving_default``) — the response's
 ``outputs["probabilities"]`` [N, 27] and, in ``log_metadata.model_spec``, the model (``name``) and version that
@@ -104,9 +105,11 @@ class LogRead:
 
 def holds_no_log(prefix: str) -> bool:
     """Whether ``prefix`` is a folder without a log file yet, as the web client's is from its start to its first
-    answer; not one that cannot be listed (reading it says why)."""
+    answer; not one that cannot be listed (reading it says why), nor one its writer's files sit beside
+    (:func:`beside`)."""
     try:
-        return tf.io.gfile.isdir(prefix) and not any(names for _, _, names in tf.io.gfile.walk(prefix))   # (lazily)
+        return (tf.io.gfile.isdir(prefix) and not any(names for _, _, names in tf.io.gfile.walk(prefix))   # (lazily)
+                and not _prefix_files(prefix))
     except tf.errors.OpError:
         return False
 
@@ -115,20 +118,36 @@ def _folder_files(folder: str) -> list[str]:
     return [os.path.join(root, name) for root, _, names in tf.io.gfile.walk(folder) for name in names]
 
 
+def _prefix_files(prefix: str) -> list[str]:
+    """The writer's files of ``prefix`` taken as a file-name prefix (core.request_log.name_pattern); none for a
+    prefix ending in "/", whose writer writes inside the folder."""
+    if prefix.endswith("/"):
+        return []
+    pattern = request_log.name_pattern(prefix)
+    return [path for path in tf.io.gfile.glob(glob.escape(prefix) + "*")
+            if pattern.fullmatch(os.path.basename(path)) and not tf.io.gfile.isdir(path)]
+
+
+def beside(prefix: str, files: list[str]) -> bool:
+    """Whether :func:`log_files` read ``files`` beside the folder ``prefix``, not in it: a writer given a
+    filename_prefix that names a folder (a mounted volume, without a trailing "/") puts its files beside it, named
+    ``<prefix>-<UTC time>-<n>.tfrecord``, and the folder holds none."""
+    return bool(files) and not files[0].startswith(prefix.rstrip("/") + "/") and tf.io.gfile.isdir(prefix)
+
+
 def log_files(prefix: str) -> list[str]:
     """The files a prefix names (sorted): a folder's files, one file named whole, or the writer's files of a
-    file-name prefix (the pattern of core.request_log, read through tf.io.gfile for gs://); LogNotFound when there
-    are none or they cannot be listed."""
+    file-name prefix (the pattern of core.request_log, read through tf.io.gfile for gs://); a folder that holds no
+    file but has such files beside it (a filename_prefix naming a folder: :func:`beside`), those. LogNotFound when
+    there are none or they cannot be listed."""
     gfile = tf.io.gfile
     try:
         if gfile.isdir(prefix):
-            found = _folder_files(prefix)
+            found = _folder_files(prefix) or _prefix_files(prefix)
         elif gfile.exists(prefix):
             found = [prefix]
         else:
-            pattern = request_log.name_pattern(prefix)
-            found = [path for path in gfile.glob(glob.escape(prefix) + "*")
-                     if pattern.fullmatch(os.path.basename(path)) and not gfile.isdir(path)]
+            found = _prefix_files(prefix)
     except tf.errors.OpError as err:   # a URL not reached, no credentials: an input that cannot be read
         raise LogNotFound(f"cannot read the request log {prefix}: {_reason(err)}") from None
     if not found:
