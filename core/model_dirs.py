@@ -9,6 +9,7 @@ from core.files import printable
 
 SAVED_MODEL = "saved_model.pb"
 SAVED_MODEL_TEXT = "saved_model.pbtxt"   # the text form TensorFlow's loader also reads
+VARIABLES_INDEX = os.path.join("variables", "variables.index")   # the checkpoint TensorFlow restores variables from
 # tsl::strings::safe_strto64: C-locale spaces (isspace: space, \t \n \v \f \r) either side, an optional '-' (no
 # '+'), then ASCII digits
 _VERSION_NAME = re.compile(r"\s*-?\d+\s*", re.ASCII)
@@ -36,6 +37,14 @@ def saved_model_file(folder: str, files=None) -> str | None:
         if os.path.isfile(path) if files is None else files.exists(path):
             return path
     return None
+
+
+def missing_variables_index(folder: str) -> str | None:
+    """The path of ``folder``'s variables/variables.index if it does not exist (no variables/ at all, say: a copy
+    caught halfway), else None. Without it TensorFlow restores no variables: its Python loader fails, and TF
+    Serving's loads the model and then fails its every run (the embedded server refuses the version so)."""
+    index = os.path.join(folder, VARIABLES_INDEX)
+    return None if os.path.exists(index) else index
 
 
 def not_a_directory(path: str) -> str:

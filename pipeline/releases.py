@@ -183,7 +183,8 @@ def served_label_notes(config_file: str, server_url: str, model_name: str = conf
 
 
 def version_problem(folder: str) -> str | None:
-    """Why a server could not load the version folder (no, or a damaged, saved_model.pb or .pbtxt), or None."""
+    """Why a server could not load the version folder (no, or a damaged, saved_model.pb or .pbtxt; no
+    variables/variables.index, which the embedded server refuses and TF Serving restores nothing from), or None."""
     path = model_dirs.saved_model_file(folder)
     if path is None:
         return "incomplete (no saved_model.pb)"
@@ -194,7 +195,9 @@ def version_problem(folder: str) -> str | None:
         return f"unreadable {name} ({err.strerror or err})"
     except ValueError:
         graphs = 0
-    return None if graphs else f"damaged ({name} does not parse)"
+    if not graphs:
+        return f"damaged ({name} does not parse)"
+    return f"incomplete (no {model_dirs.VARIABLES_INDEX})" if model_dirs.missing_variables_index(folder) else None
 
 
 def loadable_versions(found: dict[int, str]) -> dict[int, str]:

@@ -23,7 +23,7 @@ import numpy as np
 from tensorflow_serving.apis import get_model_status_pb2
 
 from core.deadlines import seconds_left, waitable
-from core.model_dirs import read_saved_model, saved_model_file, version_number
+from core.model_dirs import missing_variables_index, read_saved_model, saved_model_file, version_number
 from core.settings import local_path
 from serving import graph_fetch, warmup
 from serving.status import (QUOTING_OPS, ServingError, from_exception, io_error_message,
@@ -92,8 +92,8 @@ def _restore_error(path: str, exc: BaseException) -> ServingError:
     tf.saved_model.load raises a restore's NotFoundError again as a FileNotFoundError, with advice for Python's
     LoadOptions (the error it was raised from is taken), and the checkpoint reader's UNKNOWN IOError is given its
     errno's code by :func:`serving.status.from_exception`."""
-    index = os.path.join(path, "variables", "variables.index")
-    if isinstance(exc, FileNotFoundError) and not os.path.exists(index):
+    index = missing_variables_index(path)
+    if isinstance(exc, FileNotFoundError) and index:
         return ServingError("FAILED_PRECONDITION", "The specified SavedModel has no variables; no checkpoints were "
                                                    f"restored. File does not exist: {index}")
     if isinstance(exc, FileNotFoundError) and exc.errno is None and exc.__context__ is not None:

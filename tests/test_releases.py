@@ -395,6 +395,31 @@ def test_list_notes_a_label_whose_version_folder_was_removed(tmp_path, monkeypat
         capsys.readouterr().err.splitlines()
 
 
+def test_a_version_without_variables_is_not_loadable_listed_promoted_nor_counted_as_served(tmp_path, capsys):
+    """A version folder with saved_model.pb but no variables/ (a copy caught halfway) had been loadable: list did
+    not mark it, promote labelled it, and the next promote kept it as the version served, leaving out the one a
+    server serves; a server refuses it (FAILED_PRECONDITION: The specified SavedModel has no variables), TF Serving
+    once its warm-up fails."""
+    serving_dir, config_file = tmp_path / "letters", tmp_path / "models.config"
+    testing.publish_version(str(serving_dir), 1)
+    testing.publish_version(str(serving_dir), 5, without_variables=True)
+    assert releases.version_problem(str(serving_dir / "5")) == "incomplete (no variables/variables.index)"
+    common = ["--serving-dir", str(serving_dir), "--config", str(config_file), "--server-url", ""]
+    assert releases.main(["list", *common, "--metadata-path", str(tmp_path / "n.db")]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["5"].endswith("not loadable: incomplete (no variables/variables.index)")
+    assert "not loadable" not in rows["1"]
+    releases.ensure_config(str(config_file), str(serving_dir))          # latest: tries 5, serves 1
+    before = config_file.read_bytes()
+    code, err = run(["promote", "5", "--label", "canary", *common], capsys)
+    assert (code, err) == (2, f"error: version 5 in {serving_dir} (5/) is incomplete (no variables/variables.index): "
+                              "a server cannot load it"), err
+    assert config_file.read_bytes() == before
+    assert run(["promote", "1", "--label", "stable", *common], capsys)[0] == 0
+    (model,) = releases.load_config(str(config_file)).model_config_list.config
+    assert list(model.model_version_policy.specific.versions) == [1]
+
+
 def test_a_version_stored_as_text_is_loadable(tmp_path):
     """A SavedModel in saved_model.pbtxt is one a server loads (TF Serving reads .pb or .pbtxt): it had been marked
     incomplete (no saved_model.pb); text that does not parse is damaged, naming the file."""
@@ -759,7 +784,8 @@ def test_a_label_on_a_version_the_server_has_not_loaded_is_explained_with_the_se
                    file_system_poll_wait_seconds=0.2, max_num_load_retries=0)
 
     def canary_on_a_version_that_fails_to_load():
-        (serving_dir / "3").mkdir(exist_ok=True)   # a SavedModel that parses, without a serving graph: a load fails
+        # a SavedModel that parses, with its variables, without a serving graph: a load fails
+        shutil.copytree(serving_dir / "1" / "variables", serving_dir / "3" / "variables", dirs_exist_ok=True)
         (serving_dir / "3" / "saved_model.pb").write_bytes(saved_model_pb2.SavedModel(
             meta_graphs=[meta_graph_pb2.MetaGraphDef()]).SerializeToString())
         (tmp_path / "models.config.history.json").unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """letters-demo-serve (the end of make demo): no child outlives it, a busy port is said before anything starts,
 and a child that dies is named."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -153,6 +154,10 @@ def test_repeated_ports_and_versions_that_cannot_serve_are_refused_before_anythi
     testing.publish_version(str(base), 2, half_written=True)
     err = refused()
     assert f"version folder {base / '2'}, which" in err and "is incomplete (no saved_model.pb)" in err
+    shutil.rmtree(base / "2")
+    testing.publish_version(str(base), 3, without_variables=True)      # a copy caught halfway: a server refuses it
+    err = refused()
+    assert f"version folder {base / '3'}, which" in err and "is incomplete (no variables/variables.index)" in err
     (tmp_path / "models" / "models.config").write_text(
         f"model_config_list {{ config {{ name: 'letters' base_path: '{base}' model_platform: 'tensorflow' "
         "model_version_policy { specific { versions: 5 versions: 6 } } } }")

@@ -127,10 +127,12 @@ def tiny_model_dir(version: int = 1) -> str:
         return path
 
 
-def publish_version(base_path: str, version: int, broken: bool = False, half_written: bool = False) -> str:
+def publish_version(base_path: str, version: int, broken: bool = False, half_written: bool = False,
+                    without_variables: bool = False) -> str:
     """Puts version ``version`` under ``base_path`` atomically (temp dir + rename), as the Pusher does.
 
     ``broken``: a saved_model.pb that is not a SavedModel. ``half_written``: variables but no saved_model.pb.
+    ``without_variables``: saved_model.pb but no variables/ (a copy caught halfway).
     """
     os.makedirs(base_path, exist_ok=True)
     staging = os.path.join(base_path, f".staging-{version}-{os.getpid()}-{time.monotonic_ns()}")
@@ -141,6 +143,8 @@ def publish_version(base_path: str, version: int, broken: bool = False, half_wri
                 handle.write(b"this is not a SavedModel")
     else:
         shutil.copytree(tiny_model_dir(version), staging)
+        if without_variables:
+            shutil.rmtree(os.path.join(staging, "variables"))
     target = os.path.join(base_path, str(version))
     os.rename(staging, target)
     return target
