@@ -4,10 +4,10 @@ One policy, used by the ExampleGen and by the web client's backend:
 
 * reject what is not a readable image: empty, oversize, unidentifiable, truncated or corrupt data, and
   images whose pixel count marks a decompression bomb;
-* keep the original bytes when TensorFlow's ``tf.io.decode_image`` (which the model's serving graph runs)
-  decodes them faithfully: PNG (1, L, LA, RGB, RGBA, P, 16-bit), JPEG (L, RGB, CMYK with Adobe's APP14 marker;
-  baseline, extended or progressive, Huffman or arithmetic coded), GIF (one opaque frame filling its screen), BMP
-  (L, RGB);
+* keep the original bytes when the model's graph decodes them faithfully (``models.preprocessing.decoded``:
+  TensorFlow's ``tf.io.decode_image``, and a JPEG by ``tf.io.decode_jpeg`` with Pillow's accurate integer DCT):
+  PNG (1, L, LA, RGB, RGBA, P, 16-bit), JPEG (L, RGB, CMYK with Adobe's APP14 marker; baseline, extended or
+  progressive, Huffman or arithmetic coded), GIF (one opaque frame filling its screen), BMP (L, RGB);
 * re-encode to PNG only what that decoder rejects or reads wrongly (WebP, TIFF, palette and 1-bit BMP,
   transparent GIF, a 32-bit BMP whose fourth byte TensorFlow takes for alpha, a 16-bit, OS/2 or run-length BMP it
   refuses or misreads, or one with bytes after its last row, which it refuses, a lossless JPEG, whose process
@@ -59,8 +59,9 @@ from PIL import Image, ImageChops, ImageOps
 from core import configs
 
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF"})
-# (format, mode) pairs that TensorFlow's decode_image reads exactly as Pillow does (a CMYK JPEG only with Adobe's
-# marker: _cmyk_inks_misread).
+# (format, mode) pairs that the model's graph (models.preprocessing.decoded) reads as Pillow does: a JPEG by
+# libjpeg's accurate integer DCT, Pillow's, where tf.io.decode_image's fast one is up to 13 levels off (a CMYK JPEG
+# only with Adobe's marker: _cmyk_inks_misread).
 TF_NATIVE = frozenset({
     ("PNG", "1"), ("PNG", "L"), ("PNG", "LA"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"),
     ("PNG", "I;16"), ("PNG", "I;16B"),  # 16-bit gray: TF keeps the high byte, as it should

@@ -1,10 +1,10 @@
 """The Transform step: encoded image bytes → a fixed-size ink image, the same graph at training and serving.
 
-Decode (PNG/JPEG/GIF/BMP, 1–4 channels), shrink an image whose longer side is over MAX_INK_SIDE (1024 px) to it by
-area averaging, composite transparency over white paper, grayscale, invert so ink is 1 and paper is 0, stretch
-contrast, crop to the ink (a letter drawn small on a big canvas looks like a tight crop, as the training images
-are), then resize keeping the aspect ratio and pad to a square (ו, י and
-ן differ mainly in length, so squashing to a square would erase what tells them apart).
+Decode (PNG/JPEG/GIF/BMP, 1–4 channels; a JPEG by the accurate integer DCT, as Pillow decodes it), shrink an image
+whose longer side is over MAX_INK_SIDE (1024 px) to it by area averaging, composite transparency over white paper,
+grayscale, invert so ink is 1 and paper is 0, stretch contrast, crop to the ink (a letter drawn small on a big canvas
+looks like a tight crop, as the training images are), then resize keeping the aspect ratio and pad to a square (ו, י
+and ן differ mainly in length, so squashing to a square would erase what tells them apart).
 """
 from __future__ import annotations
 
@@ -69,12 +69,25 @@ def shrunk(img: tf.Tensor) -> tf.Tensor:
     return tf.cond(longer > MAX_INK_SIDE, shrink, lambda: tf.cast(img, tf.float32))
 
 
+JPEG_MAGIC = b"\xff\xd8\xff"   # how tf.io.decode_image tells a JPEG (its ClassifyFileFormat)
+
+
+def decoded(data: tf.Tensor) -> tf.Tensor:
+    """One encoded image (scalar string) → [h, w, c] uint8 as stored (c in 1..4), the first frame of a GIF. A JPEG
+    is decoded by libjpeg's accurate integer DCT (``dct_method="INTEGER_ACCURATE"``, JDCT_ISLOW), the one Pillow
+    uses, where ``tf.io.decode_image`` takes its fast one (JDCT_IFAST): an RGB JPEG of a letter had reached the
+    model up to 13 grey levels off the pixels Pillow reads, and so off the PNG the feedback store exports of it to
+    train on. Every other format as ``tf.io.decode_image`` reads it."""
+    return tf.cond(tf.strings.substr(data, 0, len(JPEG_MAGIC)) == JPEG_MAGIC,
+                   lambda: tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE"),
+                   lambda: tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False))
+
+
 def decoded_ink(data: tf.Tensor) -> tf.Tensor:
-    """One encoded image (scalar string) → [h, w] float32 ink (1) on paper (0) as decoded, before the contrast
-    stretch, :func:`shrunk` to MAX_INK_SIDE on its longer side when that is longer. ``core.image_io.ink_range`` is
-    its span, computed without TensorFlow."""
-    img = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
-    img = shrunk(img) / 255.0
+    """One encoded image (scalar string) → [h, w] float32 ink (1) on paper (0) as :func:`decoded`, before the
+    contrast stretch, :func:`shrunk` to MAX_INK_SIDE on its longer side when that is longer.
+    ``core.image_io.ink_range`` is its span, computed without TensorFlow."""
+    img = shrunk(decoded(data)) / 255.0
     gray, alpha = _gray_and_alpha(img)
     return (1.0 - gray) * alpha           # composite over white, then invert
 

@@ -1,7 +1,10 @@
 """The exported model's signatures, on the model the pipeline pushed."""
+import io
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from core import configs
 from core.labels import CLASS_NAMES, GLYPHS
@@ -126,3 +129,25 @@ def test_the_export_holds_the_networks_weights_only(exported, tmp_path):
     assert sum(int(np.prod(shape)) for shape in stored.values()) == model.count_params()
     saved = saved_model_pb2.SavedModel.FromString(open(f"{export_dir}/saved_model.pb", "rb").read())
     assert sum(node.op == "VarHandleOp" for node in saved.meta_graphs[0].graph_def.node) == len(model.weights)
+
+
+def test_a_jpeg_gets_the_answer_of_the_png_of_pillows_pixels_through_every_signature(exported):
+    """The image signature, serving_default and transform_features read a JPEG as Pillow does (the accurate
+    integer DCT): a JPEG sent as feedback is exported as a PNG of Pillow's pixels and trained on, and the model
+    answered those pixels."""
+    served = tf.saved_model.load(exported[0])
+    letter = letter_image(90, 120, "RGB", seed=3)
+    jpegs = [png_bytes(letter, "JPEG", quality=95), png_bytes(letter.convert("L"), "JPEG", progressive=True)]
+    pngs = [png_bytes(Image.open(io.BytesIO(jpeg))) for jpeg in jpegs]
+    images = jpegs + pngs
+    by_image = served.signatures[configs.IMAGE_SIGNATURE](images=tf.constant(images))
+    by_example = served.signatures[configs.SERVING_DEFAULT_SIGNATURE](
+        examples=tf.constant([example(i) for i in images]))
+    transformed = served.signatures[configs.TRANSFORM_SIGNATURE](
+        examples=tf.constant([example(i) for i in images]))[configs.TRANSFORMED_IMAGE_KEY].numpy()
+    np.testing.assert_array_equal(transformed[:2], transformed[2:])
+    for probabilities in (by_image[configs.PROBABILITIES_OUTPUT].numpy(),
+                          by_example[configs.PROBABILITIES_OUTPUT].numpy()):
+        np.testing.assert_array_equal(probabilities[:2], probabilities[2:])
+    np.testing.assert_allclose(by_example[configs.PROBABILITIES_OUTPUT].numpy(),
+                               by_image[configs.PROBABILITIES_OUTPUT].numpy(), atol=1e-6)
