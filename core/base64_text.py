@@ -15,7 +15,7 @@ def decode(text: str) -> bytes:
     if not len(text) % 4 and "=" not in text[:-2]:   # the common case, without the regex check of validate=True
         try:
             return binascii.a2b_base64(text, strict_mode=True)
-        except (ValueError, binascii.Error):
+        except ValueError:   # binascii.Error is one
             pass
     # absl's rules: ASCII whitespace skipped anywhere; "=" or "." pads, none or exactly what the last group misses
     cleaned = text.translate(_NO_SPACE)

@@ -69,16 +69,13 @@ def shrunk(img: tf.Tensor) -> tf.Tensor:
     return tf.cond(longer > MAX_INK_SIDE, shrink, lambda: tf.cast(img, tf.float32))
 
 
-JPEG_MAGIC = b"\xff\xd8\xff"   # how tf.io.decode_image tells a JPEG (its ClassifyFileFormat)
-
-
 def decoded(data: tf.Tensor) -> tf.Tensor:
     """One encoded image (scalar string) → [h, w, c] uint8 as stored (c in 1..4), the first frame of a GIF. A JPEG
     is decoded by libjpeg's accurate integer DCT (``dct_method="INTEGER_ACCURATE"``, JDCT_ISLOW), the one Pillow
     uses, where ``tf.io.decode_image`` takes its fast one (JDCT_IFAST): an RGB JPEG of a letter had reached the
     model up to 13 grey levels off the pixels Pillow reads, and so off the PNG the feedback store exports of it to
     train on. Every other format as ``tf.io.decode_image`` reads it."""
-    return tf.cond(tf.strings.substr(data, 0, len(JPEG_MAGIC)) == JPEG_MAGIC,
+    return tf.cond(tf.io.is_jpeg(data),   # FF D8 FF, as decode_image tells a JPEG
                    lambda: tf.io.decode_jpeg(data, channels=0, dct_method="INTEGER_ACCURATE"),
                    lambda: tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False))
 

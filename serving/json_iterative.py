@@ -11,10 +11,8 @@ maps the decoder's.
 from __future__ import annotations
 
 import json
-import re
 
 MAX_DEPTH = 100_000   # levels of arrays and objects, the document's own one counted
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
 class TooDeep(Exception):
@@ -29,7 +27,7 @@ class TooDeep(Exception):
 def raw_decode(decoder: json.JSONDecoder, text: str, start: int):
     """``decoder.raw_decode(text, start)`` without recursion: (the value, the offset after it). JSONDecodeError as
     the decoder raises it; :class:`TooDeep` past :data:`MAX_DEPTH` levels."""
-    scan, pairs_hook, skip = decoder.scan_once, decoder.object_pairs_hook, _WHITESPACE.match
+    scan, pairs_hook, skip = decoder.scan_once, decoder.object_pairs_hook, json.decoder.WHITESPACE.match
     open_ = []    # per open container: [its items (a list, or the (key, value) pairs of an object), the next key]
     pos = start
     while True:

@@ -28,6 +28,19 @@ pytestmark = pytest.mark.slow   # TFDV statistics of a pipeline root and Chromiu
 DAY = 86400
 
 
+def write_with_writer(prefix: str, version: int, top: int, count: int = 1) -> None:
+    """``count`` answers of ``version`` (``top`` its confident class) written by the project's writer
+    (core.request_log) given ``prefix`` as its filename_prefix, so under the writer's own file names."""
+    from core import prediction_log as records, request_log
+
+    writer = request_log.RequestLogWriter(prefix, 1.0)
+    for _ in range(count):
+        writer.write(records.predict_log(
+            "letters", "predict_images", version, {"images": records.bytes_tensor([b"image"])},
+            {"probabilities": records.float_tensor([confident(top).tolist()])}, 1.0, "canvas", 1.0))
+    writer.close()
+
+
 def _png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -625,15 +638,11 @@ def test_a_file_name_prefix_reads_its_writers_files_only(tmp_path):
     """``--logs DIR/requests`` reads what a writer given that filename_prefix wrote (requests-<time>-<n>.tfrecord),
     not the files of another model logging beside it as ``requests_canary`` (they had been read as ``requests*``,
     their traffic mixed into the drift and live accuracy); the folder still reads them all."""
-    from core import prediction_log, request_log
+    from core import request_log
     from pipeline.monitor import request_logs
 
     for name, version in (("requests", 1), ("requests_canary", 2)):
-        writer = request_log.RequestLogWriter(str(tmp_path / "logs" / name), sampling_rate=1.0)
-        writer.write(prediction_log.predict_log(
-            "letters", "predict_images", version, {"images": prediction_log.bytes_tensor([b"image"])},
-            {"probabilities": prediction_log.float_tensor([confident(version).tolist()])}, 1.0, "canvas", 1.0))
-        writer.close()
+        write_with_writer(str(tmp_path / "logs" / name), version, top=version)
     versions = lambda prefix: sorted(a.version for a in request_logs.read_logs(str(prefix)).answers)  # noqa: E731
     assert versions(tmp_path / "logs" / "requests") == [1]
     assert versions(tmp_path / "logs" / "requests_canary") == [2]
@@ -648,20 +657,12 @@ def test_a_filename_prefix_naming_a_folder_reads_the_files_its_writer_put_beside
     """A logging_config filename_prefix naming a folder that exists (a mounted volume) has its files written beside
     the folder (requests-<UTC time>-<n>.tfrecord): --logs naming the prefix had read the empty folder, said it held
     no log yet, and ended 0 with no answer judged. A prefix ending in "/" is written and read inside the folder."""
-    from core import prediction_log, request_log
+    from core import request_log
     from pipeline.monitor import request_logs
-
-    def write(prefix, count):
-        writer = request_log.RequestLogWriter(prefix, 1.0)
-        for _ in range(count):
-            writer.write(prediction_log.predict_log(
-                "letters", "predict_images", 7, {"images": prediction_log.bytes_tensor([b"image"])},
-                {"probabilities": prediction_log.float_tensor([confident(1).tolist()])}, 1.0, "canvas", 1.0))
-        writer.close()
 
     folder = tmp_path / "pfx" / "requests"
     folder.mkdir(parents=True)
-    write(str(folder), 3)
+    write_with_writer(str(folder), 7, top=1, count=3)
     assert os.listdir(folder) == [] and len(request_logs.read_logs(str(folder)).answers) == 3
     status, result, _ = monitor(tmp_path, pipeline_root, logs=folder)
     assert result["logs"]["answers"] == 3 and result["logs"]["files"] == 1, (status, result["logs"])
@@ -671,12 +672,12 @@ def test_a_filename_prefix_naming_a_folder_reads_the_files_its_writer_put_beside
             f"given it as its filename_prefix writes ({folder}-<UTC time>-<n>.tfrecord)") in err
     inside = tmp_path / "inside"
     inside.mkdir()
-    write(f"{inside}/", 2)
+    write_with_writer(f"{inside}/", 7, top=1, count=2)
     (name,) = os.listdir(inside)
     assert request_log.name_pattern(f"{inside}/").fullmatch(name)
+    assert len(list(request_log.read_logs(f"{inside}/"))) == 2
     for prefix in (f"{inside}/", str(inside)):
         assert len(request_logs.read_logs(prefix).answers) == 2
-        assert len(list(request_log.read_logs(f"{inside}/"))) == 2
 
 
 def test_only_the_monitored_models_records_are_judged(tmp_path, letters, pipeline_root, capsys):

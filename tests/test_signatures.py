@@ -96,10 +96,15 @@ def exported(tmp_path_factory):
     return export_dir, exports.export_trained(export_dir)
 
 
-def test_an_empty_batch_gives_no_rows_through_both_signatures(exported, images):
+@pytest.fixture(scope="module")
+def served(exported):
+    """The export above, loaded once."""
+    return tf.saved_model.load(exported[0])
+
+
+def test_an_empty_batch_gives_no_rows_through_both_signatures(served, images):
     """The signatures take DT_STRING [-1]: an empty batch is answered with no rows. With oneDNN (TensorFlow's
     default) a convolution had returned the empty batch unchanged and the next layer failed on its depth."""
-    served = tf.saved_model.load(exported[0])
     empty = tf.constant([], tf.string)
     out = served.signatures[configs.IMAGE_SIGNATURE](images=empty)
     assert out[configs.PROBABILITIES_OUTPUT].shape == (0, 27)
@@ -131,20 +136,19 @@ def test_the_export_holds_the_networks_weights_only(exported, tmp_path):
     assert sum(node.op == "VarHandleOp" for node in saved.meta_graphs[0].graph_def.node) == len(model.weights)
 
 
-def test_a_jpeg_gets_the_answer_of_the_png_of_pillows_pixels_through_every_signature(exported):
+def test_a_jpeg_gets_the_answer_of_the_png_of_pillows_pixels_through_every_signature(served):
     """The image signature, serving_default and transform_features read a JPEG as Pillow does (the accurate
     integer DCT): a JPEG sent as feedback is exported as a PNG of Pillow's pixels and trained on, and the model
     answered those pixels."""
-    served = tf.saved_model.load(exported[0])
     letter = letter_image(90, 120, "RGB", seed=3)
     jpegs = [png_bytes(letter, "JPEG", quality=95), png_bytes(letter.convert("L"), "JPEG", progressive=True)]
     pngs = [png_bytes(Image.open(io.BytesIO(jpeg))) for jpeg in jpegs]
     images = jpegs + pngs
     by_image = served.signatures[configs.IMAGE_SIGNATURE](images=tf.constant(images))
-    by_example = served.signatures[configs.SERVING_DEFAULT_SIGNATURE](
-        examples=tf.constant([example(i) for i in images]))
+    examples = tf.constant([example(i) for i in images])
+    by_example = served.signatures[configs.SERVING_DEFAULT_SIGNATURE](examples=examples)
     transformed = served.signatures[configs.TRANSFORM_SIGNATURE](
-        examples=tf.constant([example(i) for i in images]))[configs.TRANSFORMED_IMAGE_KEY].numpy()
+        examples=examples)[configs.TRANSFORMED_IMAGE_KEY].numpy()
     np.testing.assert_array_equal(transformed[:2], transformed[2:])
     for probabilities in (by_image[configs.PROBABILITIES_OUTPUT].numpy(),
                           by_example[configs.PROBABILITIES_OUTPUT].numpy()):

@@ -7,6 +7,7 @@ reload it and put it back.
 """
 import core  # noqa: F401  (before TensorFlow)
 
+import logging
 import math
 import os
 import signal
@@ -301,27 +302,21 @@ def test_a_log_folder_that_cannot_be_written_refuses_the_config(root, tmp_path, 
 def test_a_filename_prefix_naming_a_folder_is_warned_of_and_a_trailing_slash_writes_inside_it(tmp_path, caplog):
     """A mounted volume's path given as the prefix had been taken without a word, the files going beside the
     folder; with "/" at its end the files go inside it."""
-    import logging
-
     from serving.request_logging import ServerRequestLogger
 
     folder = tmp_path / "requests"
     folder.mkdir()
     caplog.set_level(logging.WARNING)
-    for prefix, inside in ((str(folder), tmp_path), (f"{folder}/", folder)):
+    beside = [("WARNING", f"x.config: model letters: logging_config: filename_prefix '{folder}' names a folder: the "
+                          f"request log files go beside it, in {tmp_path}, named requests-<UTC time>-<n>.tfrecord; "
+                          "end it with '/' to write them inside the folder")]
+    for prefix, inside, expected in ((str(folder), tmp_path, beside), (f"{folder}/", folder, [])):
         caplog.clear()
         writers, _ = ServerRequestLogger().prepare(model_config(tmp_path, (prefix, 1.0)), "x.config")
         path = writers["letters"][0].write(b"record")
         writers["letters"][0].close()
         assert os.path.dirname(path) == str(inside)
-        said = [(r.levelname, r.getMessage()) for r in caplog.records]
-        if inside == folder:
-            assert said == []
-        else:
-            assert said == [("WARNING", f"x.config: model letters: logging_config: filename_prefix '{folder}' names "
-                                        f"a folder: the request log files go beside it, in {tmp_path}, named "
-                                        f"requests-<UTC time>-<n>.tfrecord; end it with '/' to write them inside "
-                                        "the folder")]
+        assert [(r.levelname, r.getMessage()) for r in caplog.records] == expected
 
 
 def test_a_url_filename_prefix_is_refused_at_start_and_on_a_reload_and_nothing_is_written(

@@ -155,6 +155,11 @@ def letter_png(size: int = 48, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def padded_png() -> bytes:
+    """A :func:`letter_png` whose base64 ends in "=" (its length not a multiple of 3)."""
+    return next(png for png in (letter_png(seed=seed) for seed in range(10)) if len(png) % 3)
+
+
 @pytest.fixture
 def api_for():
     return Api

@@ -15,7 +15,7 @@ from PIL import Image
 from core import feedback_cli
 from core.labels import CLASS_NAMES
 from tests.support.schema_1 import empty_store, insert_as_schema_1, resaved
-from tests.web.conftest import STABLE_CLASS, Api, b64, blank_png, letter_png
+from tests.web.conftest import STABLE_CLASS, Api, b64, blank_png, letter_png, padded_png
 from core.feedback import (DB_FILE, EXPORT_LOCK, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
                            read_records)
 
@@ -323,7 +323,7 @@ def test_feedback_content_type_and_json(web):
 def test_feedback_takes_base64_without_its_padding(web):
     """An image in base64 without its trailing "=" is stored, as the model server reads {"b64": ...}; it had been
     refused as "'image' is not valid base64"."""
-    png = next(png for png in map(lambda seed: letter_png(seed=seed), range(10)) if len(png) % 3)
+    png = padded_png()
     status, stored = Api(web.url).post_json("/api/feedback", {"image": {"b64": b64(png).rstrip("=")}, "label": "alef"})
     assert status == 201, stored
     with open(web.backend.store.image_path(web.backend.store.get(stored["id"])), "rb") as handle:
