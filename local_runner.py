@@ -459,7 +459,7 @@ class FeedbackNotExported(Exception):
 def export_feedback(config: Config) -> str | None:
     """Exports the feedback store's images to <pipeline_root>/feedback (folder per class); None if none.
     FeedbackNotExported when an OSError stops it."""
-    from core.feedback import export_feedback as export
+    from core.feedback import export_feedback as export, unknown_labels_note
     store = config.feedback_dir
     if not store:
         return None
@@ -483,6 +483,7 @@ def export_feedback(config: Config) -> str | None:
           + (f"; {summary.damaged_kept} images gone or corrupt in the store since an earlier export, its copies "
              f"in {out} trained on" if summary.damaged_kept else "")
           + (f"; {summary.removed} files no longer in the store removed from {out}" if summary.removed else "")
+          + (f"; {unknown_labels_note(summary.unknown_labels, store)}" if summary.unknown_labels else "")
           + ")", flush=True)
     return out if total else None
 

@@ -172,6 +172,8 @@ class ExportSummary:
     removed: int = 0             # files removed from the class folders: of rows relabelled or removed since (a
                                  # relabelled row's where its new folder has its file already), and the others
                                  # ``prune`` removes (not the store's)
+    unknown_labels: list = dataclasses.field(default_factory=list)   # [id, label] of each row whose label is none of
+                                 # the classes (a hand-edited database): not exported, its earlier file taken out
     per_class: dict = dataclasses.field(default_factory=dict)   # class -> files now in DIR/<class>/ from the store
 
     def to_json(self) -> dict:
@@ -522,16 +524,33 @@ class FeedbackStore:
 
 
 def summarize(records: list[Feedback]) -> dict:
-    """Counts of stored feedback: all, confirmed, corrected, labelled without an answer, per class, and the
-    pictures stored under more than one label (by store id and label; stored before the store knew pixels)."""
+    """Counts of stored feedback: all, confirmed, corrected, labelled without an answer, per class, the rows whose
+    label is none of the classes (by label and store id: not trained on), and the pictures stored under more than one
+    label (by store id and label; stored before the store knew pixels)."""
     per_class = collections.Counter(r.true_label for r in records)
     confirmed = sum(r.confirmed for r in records)
     unanswered = sum(r.predicted_label is None for r in records)
     return {"records": len(records), "confirmed": confirmed, "corrected": len(records) - confirmed - unanswered,
             "without_answer": unanswered,   # labelled without a model's answer (letters-feedback import)
             "per_class": {name: per_class.get(name, 0) for name in CLASS_NAMES},
+            "unknown_label": [f"{label} {record_id}" for record_id, label in unknown_labels(records)],
             "under_two_labels": [[f"{label} {record_id}" for record_id, label in group]
                                  for group in two_label_pictures(records)]}
+
+
+def unknown_labels(records: list[Feedback]) -> list[list[str]]:
+    """[id, label] of each row whose label is none of the classes (only a hand-edited database has one: :meth:`add`
+    and :meth:`relabel` refuse such a label), oldest first: no export writes it, so no run trains on it."""
+    return [[record.id, record.true_label] for record in records if record.true_label not in CLASS_INDEX]
+
+
+def unknown_labels_note(rows: list[list[str]], feedback_dir: str | os.PathLike) -> str:
+    """What export and the run say of the rows ``rows`` (:func:`unknown_labels`) of the store at ``feedback_dir``:
+    their labels and ids, and the command that gives each its class."""
+    shown = ", ".join(f"{label!r} (id {record_id[:8]})" for record_id, label in rows[:5])
+    return (f"{len(rows)} row(s) with a label outside the {len(CLASS_NAMES)} classes not trained on: {shown}"
+            + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+            + f"; letters-feedback{_store_flag(feedback_dir)} relabel ID LABEL gives each its class")
 
 
 def relabel_hint(record_ids: list[str], label: str, feedback_dir: str | os.PathLike) -> str:
@@ -844,9 +863,10 @@ def _export(feedback_dir, out_dir: str, summary: ExportSummary, overwrite: bool,
     for name in CLASS_NAMES:
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
     summary.moved, summary.removed = _drop_relabelled_and_removed(out_dir, records, removed)
+    summary.unknown_labels = unknown_labels(records)
     written: set[str] = set()
     for record in records:
-        if record.true_label not in CLASS_INDEX:   # cannot happen through add(); guards hand-edited stores
+        if record.true_label not in CLASS_INDEX:   # a hand-edited database's (add() refuses it): named, not exported
             continue
         as_png = os.path.join(out_dir, record.true_label, f"{record.id}.png")
         as_is = os.path.join(out_dir, record.true_label, f"{record.id}.{EXTENSIONS.get(record.image_format, 'png')}")
@@ -910,7 +930,9 @@ def _drop_relabelled_and_removed(out_dir: str, records: list[Feedback], removed:
     its label's) to their label's folder, and removes those of rows since removed from the store (their ids in
     ``removed``) or relabelled whose new folder has their file already; returns how many were moved and how many
     removed. A moved file is the copy an earlier export made, which the export keeps if the store's image has been
-    damaged since. Other files are left: ``out_dir`` may hold another store's export too."""
+    damaged since. The file of a row whose label is now none of the classes (a hand-edited database) is taken out,
+    not counted: the row is still in the store, and the export names it (``unknown_labels``). Other files are left:
+    ``out_dir`` may hold another store's export too."""
     label_of = {record.id: record.true_label for record in records}
     moved = dropped = 0
     for name in CLASS_NAMES:
@@ -926,7 +948,7 @@ def _drop_relabelled_and_removed(out_dir: str, records: list[Feedback], removed:
                 moved += 1
             else:
                 os.unlink(entry.path)
-                dropped += 1
+                dropped += label is None or label in CLASS_INDEX
     return moved, dropped
 
 

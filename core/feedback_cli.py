@@ -20,7 +20,8 @@ import sys
 
 from core import image_io, settings
 from core.feedback import (DB_FILE, Feedback, FeedbackError, FeedbackStore, FeedbackStoreError, export_feedback,
-                           quoted_store, read_records, store_folder, summarize, with_pixel_digests)
+                           quoted_store, read_records, store_folder, summarize, unknown_labels_note,
+                           with_pixel_digests)
 from core.feedback_import import ImportSummary, describe, import_folder
 from core.labels import CLASS_NAMES, label_index
 from core.signals import sigterm_as_interrupt
@@ -127,6 +128,7 @@ def _main(argv) -> int:
               + (f"; {summary.moved} file(s) of relabelled rows moved to their new class folder" if summary.moved
                  else "")
               + (f"; {summary.removed} file(s) of relabelled or removed rows taken out" if summary.removed else "")
+              + (f"; {unknown_labels_note(summary.unknown_labels, feedback_dir)}" if summary.unknown_labels else "")
               + ")")
         print(f"the next pipeline run trains on the store itself: {pipeline_run(feedback_dir)}")
         return 0

@@ -310,3 +310,35 @@ def test_two_exports_into_one_folder_at_once_both_finish(mis_click, tmp_path, mo
         thread.join(30)
     assert errors == [] and summary.per_class["alef"] == 1
     assert files(folder) == [f"alef/{wrong.id}.png"]
+
+
+def test_a_row_with_a_label_outside_the_classes_is_counted_and_named_by_stats_export_and_the_run(mis_click, tmp_path,
+                                                                                                 capsys):
+    """A row hand-edited to a label outside the 27 classes had been dropped without a word: stats' per_class added up
+    to fewer than its records, export and the run counted only the others, and the run said the file an earlier
+    export had made of it "no longer in the store removed", the row still there."""
+    import json
+
+    import local_runner
+    from core.configs import Config
+    store_dir, wrong, shin = mis_click
+    config = Config(feedback_dir=str(store_dir), pipeline_root=str(tmp_path / "run"))
+    local_runner.export_feedback(config)
+    with sqlite3.connect(store_dir / DB_FILE) as conn:
+        conn.execute("UPDATE feedback SET true_label = 'aleph' WHERE id = ?", (wrong.id,))
+    capsys.readouterr()
+    assert cli(store_dir, "stats") == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["records"] == 2 and sum(stats["per_class"].values()) == 1
+    assert stats["unknown_label"] == [f"aleph {wrong.id}"]
+    named = (f"1 row(s) with a label outside the 27 classes not trained on: 'aleph' (id {wrong.id[:8]}); "
+             f"letters-feedback --feedback-dir {store_dir} relabel ID LABEL gives each its class")
+    assert cli(store_dir, "export", "--out", str(tmp_path / "fresh")) == 0
+    assert (f"exported 1 new image(s) to {tmp_path / 'fresh'} (0 already there, 0 missing, 0 corrupt; {named})"
+            in capsys.readouterr().out)
+    summary = export_feedback(store_dir, tmp_path / "fresh")
+    assert summary.unknown_labels == [[wrong.id, "aleph"]] and summary.removed == 0
+    local_runner.export_feedback(config)   # its file of the earlier export (bet) is taken out, not "removed"
+    line = capsys.readouterr().out
+    assert f"Feedback: 1 user-labelled images from {store_dir} (0 new; {named})" in line, line
+    assert files(tmp_path / "run" / "feedback") == [f"shin/{shin.id}.png"]
