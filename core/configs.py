@@ -259,6 +259,7 @@ WEB_ENV = {
     "max_upload_bytes": "LETTERS_MAX_UPLOAD_BYTES",
     "max_image_pixels": ENV["max_image_pixels"],   # the same decompression-bomb guard as the pipeline's
     "max_file_bytes": ENV["max_file_bytes"],       # the pipeline's file limit: no feedback stored over it
+    "pipeline_max_image_pixels": ENV["max_image_pixels"],   # the pipeline's pixel limit: no feedback stored over it
     "request_log_dir": "LETTERS_REQUEST_LOG_DIR",
     "request_log_sampling": "LETTERS_REQUEST_LOG_SAMPLING",
 }

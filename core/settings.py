@@ -76,7 +76,8 @@ def _culprits(defaults, changes: Mapping, variables: Mapping[str, str], environ:
             return True
         return False
     names = [name for name in changes if refused(name)] or list(changes)
-    return ", ".join(variable_text(variables[name], environ) for name in names)
+    return ", ".join(variable_text(variable, environ)   # (once each: two fields may read one variable)
+                     for variable in dict.fromkeys(variables[name] for name in names))
 
 
 def variable_text(variable: str, environ: Mapping[str, str] | None = None) -> str:

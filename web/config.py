@@ -26,6 +26,9 @@ class WebConfig:
     # The pipeline's file limit: feedback whose exported file would be over it is refused (413), the pipeline
     # would never read it; predictions of larger uploads (up to max_upload_bytes) are answered
     max_file_bytes: int = configs.Config().max_file_bytes
+    # The pipeline's pixel limit (LETTERS_MAX_IMAGE_PIXELS, as max_image_pixels but for no --max-image-pixels):
+    # feedback over it is refused, the ExampleGen would skip it as a decompression bomb
+    pipeline_max_image_pixels: int = configs.Config().max_image_pixels
     serving_timeout: float = 15.0        # seconds, per call to TF Serving
     version_cache_seconds: float = 2.0   # how long a resolved label -> version is reused
     max_handler_threads: int = 64        # connections handled at once (a new one closes an idle keep-alive one;
@@ -50,7 +53,8 @@ class WebConfig:
                 raise ValueError(f"{name.replace('_', ' ')} must be a finite number of seconds > 0, got {value}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535 (0 = any free port), got {self.port}")
-        for name in ("max_upload_bytes", "max_image_pixels", "max_file_bytes", "max_handler_threads"):
+        for name in ("max_upload_bytes", "max_image_pixels", "max_file_bytes", "pipeline_max_image_pixels",
+                     "max_handler_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
         try:

@@ -175,12 +175,14 @@ class Backend:
         if label is None or label == "":   # (a number, the class's index, is an unknown label: the store says so)
             raise ApiError(400, "missing_field", "'label' (the true class, e.g. \"alef\") is required")
         checked = self.check(data)
-        limit = self.config.max_file_bytes
+        limit, pixels = self.config.max_file_bytes, self.config.pipeline_max_image_pixels
         if not trained_within(checked.data, checked.data_format, limit):   # (--max-upload-bytes above it)
-            raise ApiError(413, "too_large", f"{_REJECTION_MESSAGES['too_large']} ({len(checked.data)} bytes is over "
-                                             f"the pipeline's {limit}-byte file limit ({configs.ENV['max_file_bytes']}"
-                                             "): it is recognised, not stored as feedback, as training would not "
-                                             "read it)")
+            raise _not_trained(413, "too_large", f"{len(checked.data)} bytes is over the pipeline's {limit}-byte file "
+                                                 f"limit ({configs.ENV['max_file_bytes']})")
+        if checked.width * checked.height > pixels:   # (--max-image-pixels above it)
+            raise _not_trained(400, "decompression_bomb",
+                               f"{checked.width}x{checked.height} = {checked.width * checked.height} pixels is over "
+                               f"the pipeline's {pixels}-pixel limit ({configs.ENV['max_image_pixels']})")
         try:
             record = self.store.add(checked.data, checked.data_format, label,
                                     predicted_label=payload.get("predicted_label"),
@@ -237,6 +239,14 @@ def _unavailable(err: ServingUnavailable) -> str:
     if err.status == 504:
         return f"The model server is slow: {err.message}; it may be busy."
     return f"The model server is down: {err.message}."
+
+
+def _not_trained(status: int, reason: str, detail: str) -> ApiError:
+    """The refusal of feedback the pipeline would not read (``detail``: which of its limits the image is over),
+    though this client, under a higher limit, recognises the image; ``status`` and ``reason`` as :meth:`Backend.check`
+    gives them for an image over this client's own limit."""
+    return ApiError(status, reason, f"{_REJECTION_MESSAGES[reason]} ({detail}: it is recognised, not stored as "
+                                    "feedback, as training would not read it)")
 
 
 def _image_from_json(payload: dict) -> bytes:

@@ -851,3 +851,26 @@ def test_feedback_over_the_pipelines_file_limit_is_refused_and_its_prediction_an
     assert api.feedback(bmp.getvalue(), "alef")[0] == 201
     assert export_feedback(web.backend.store.root, web.backend.store.root + "-export",
                            max_file_bytes=50_000).exported == 1
+
+
+def test_feedback_over_the_pipelines_pixel_limit_is_refused(tmp_path, monkeypatch):
+    """With --max-image-pixels above the pipeline's pixel limit (LETTERS_MAX_IMAGE_PIXELS), a large drawing had been
+    answered 201 stored, and the ExampleGen then skipped it as a decompression bomb: it is refused, saying so."""
+    from web.config import WebConfig
+    from web.server import ApiError, Backend
+    monkeypatch.setenv("LETTERS_MAX_IMAGE_PIXELS", "1000000")
+    assert WebConfig.from_env().pipeline_max_image_pixels == 1_000_000
+    config = WebConfig(feedback_dir=str(tmp_path / "fb"), max_image_pixels=4_000_000,
+                       pipeline_max_image_pixels=1_000_000)
+    backend = Backend(config)
+    big = letter_png(size=1500)
+    try:
+        with pytest.raises(ApiError) as refused:
+            backend.feedback({"image": b64(big), "label": "alef"})
+        assert (refused.value.status, refused.value.reason) == (400, "decompression_bomb")
+        assert ("(1500x1500 = 2250000 pixels is over the pipeline's 1000000-pixel limit (LETTERS_MAX_IMAGE_PIXELS): "
+                "it is recognised, not stored as feedback, as training would not read it)") in refused.value.message
+        assert backend.store.count() == 0 and image_files(backend.store.root) == []
+        assert backend.feedback({"image": b64(letter_png(size=1000)), "label": "alef"})["stored"]
+    finally:
+        backend.close()
