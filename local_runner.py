@@ -482,6 +482,7 @@ def export_feedback(config: Config) -> str | None:
              else "")
           + (f"; {summary.damaged_kept} images gone or corrupt in the store since an earlier export, its copies "
              f"in {out} trained on" if summary.damaged_kept else "")
+          + (f"; {summary.moved} of rows relabelled since moved to their new class folder" if summary.moved else "")
           + (f"; {summary.removed} files no longer in the store removed from {out}" if summary.removed else "")
           + (f"; {unknown_labels_note(summary.unknown_labels, store)}" if summary.unknown_labels else "")
           + ")", flush=True)

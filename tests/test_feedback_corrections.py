@@ -342,3 +342,19 @@ def test_a_row_with_a_label_outside_the_classes_is_counted_and_named_by_stats_ex
     line = capsys.readouterr().out
     assert f"Feedback: 1 user-labelled images from {store_dir} (0 new; {named})" in line, line
     assert files(tmp_path / "run" / "feedback") == [f"shin/{shin.id}.png"]
+
+
+def test_the_run_says_how_many_files_of_relabelled_rows_it_moved(mis_click, tmp_path, capsys):
+    """After a relabel, the run had said "(0 new)" and nothing of the correction its export had made."""
+    import local_runner
+    from core.configs import Config
+    store_dir, wrong, shin = mis_click
+    config = Config(feedback_dir=str(store_dir), pipeline_root=str(tmp_path / "run"))
+    local_runner.export_feedback(config)
+    assert cli(store_dir, "relabel", wrong.id, "alef") == 0
+    capsys.readouterr()
+    local_runner.export_feedback(config)
+    line = capsys.readouterr().out
+    assert (f"Feedback: 2 user-labelled images from {store_dir} (0 new; 1 of rows relabelled since moved to their new "
+            "class folder)") in line, line
+    assert files(tmp_path / "run" / "feedback") == [f"alef/{wrong.id}.png", f"shin/{shin.id}.png"]
