@@ -142,7 +142,7 @@ def _main(argv) -> int:
     if args.command == "list":
         print("\n".join(list_lines([r for r in records if args.label in (None, r.true_label)])))
     else:   # (the pixel digests a store not yet upgraded lacks, made here: the pictures under two labels are found)
-        print(json.dumps(summarize(with_pixel_digests(feedback_dir, records)), indent=2))
+        print(json.dumps(summarize(with_pixel_digests(feedback_dir, records), feedback_dir), indent=2))
     return 0
 
 

@@ -71,6 +71,15 @@ def atomic_write(path: str, data: bytes) -> None:
         handle.write(data)
 
 
+TEMP_PREFIX, TEMP_SUFFIX = ".tmp-", ".part"   # atomic_output's temporary files: .tmp-<16 hex digits>.part
+
+
+def is_temporary(name: str) -> bool:
+    """Whether the file name ``name`` is one of :func:`atomic_output`'s temporary files (one a process killed while
+    writing leaves behind)."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str, mode: str = "wb", **open_args):
     """A new file to write in the ``with`` block, which replaces ``path`` when the block ends, so that readers see
@@ -87,7 +96,7 @@ def atomic_output(path: str, mode: str = "wb", **open_args):
     except FileNotFoundError:
         permissions = None
     for _ in range(100):
-        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}.part")
+        tmp = os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)   # the umask applies
             break

@@ -358,3 +358,33 @@ def test_the_run_says_how_many_files_of_relabelled_rows_it_moved(mis_click, tmp_
     assert (f"Feedback: 2 user-labelled images from {store_dir} (0 new; 1 of rows relabelled since moved to their new "
             "class folder)") in line, line
     assert files(tmp_path / "run" / "feedback") == [f"alef/{wrong.id}.png", f"shin/{shin.id}.png"]
+
+
+def test_stats_names_the_rows_whose_image_is_missing_or_corrupt_and_the_temporary_files_left(tmp_path, capsys):
+    """stats had counted rows whose image was deleted or overwritten as usable, which export and the run then
+    skipped; the temporary file of a writer killed while storing an image was never said or removed."""
+    import json
+    import time
+    store = FeedbackStore(tmp_path / "store")
+    rows = [store.add(letter(seed), "PNG", "bet") for seed in range(5)]
+    store.close()
+    for row in rows[:2]:
+        (tmp_path / "store" / row.image_path).unlink()
+    (tmp_path / "store" / rows[2].image_path).write_bytes(b"garbage")
+    folder = (tmp_path / "store" / rows[3].image_path).parent
+    killed, running = folder / ".tmp-0123456789abcdef.part", folder / ".tmp-fedcba9876543210.part"
+    for path in (killed, running):
+        path.write_bytes(letter(9)[:20])
+    hours_ago = time.time() - 2 * 3600
+    os.utime(killed, (hours_ago, hours_ago))
+    assert cli(tmp_path / "store", "stats") == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["records"] == 5 and stats["not_trained_on"] == 3
+    assert stats["missing_images"] == [f"bet {rows[0].id}", f"bet {rows[1].id}"]
+    assert stats["corrupt_images"] == [f"bet {rows[2].id}"]
+    assert sorted(stats["temporary_files"]) == [f"images/{folder.name}/{killed.name} (120 min old)",
+                                                f"images/{folder.name}/{running.name} (0 min old)"]
+    summary = export_feedback(tmp_path / "store", tmp_path / "export")
+    assert (summary.exported, summary.missing_images, summary.corrupt_images) == (2, 2, 1)
+    FeedbackStore(tmp_path / "store").close()   # a writer opening the store removes the killed writer's file only
+    assert not killed.exists() and running.exists()
