@@ -30,7 +30,7 @@ from core.configs import Config
 DEFAULT_OUTPUT = os.path.join(configs.WORK_ROOT, "outputs", "kubeflow", "letters_pipeline.yaml")
 DEFAULT_IMAGE = "letters-pipeline:latest"
 CLUSTER_SCHEMES = ("gs://",)      # TensorFlow in the pipeline image opens them (tensorflow-io-gcs-filesystem)
-PLUGIN_SCHEMES = ("s3://",)       # only with an S3 filesystem plugin added to the image (the Dockerfile adds none)
+PLUGIN_SCHEMES = ("s3://",)       # only with what S3_NEEDS names added to the image (the Dockerfile adds none)
 LOCAL_SCHEMES = ("file://",)      # a local path written as a URL
 SPEC_SCHEMES = CLUSTER_SCHEMES + LOCAL_SCHEMES   # --output, written by TensorFlow on this machine (no S3 plugin loaded)
 
@@ -45,11 +45,14 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
         epilog=f"""
 storage:
-  Every component reads and writes its artifacts directly through TensorFlow's filesystems, so the pipeline
-  root, data root and serving dir must be where TensorFlow can open them from the pods: gs://… works out of the box
-  (credentials from the pod's service account / Workload Identity); s3://… needs an S3 filesystem plugin added to
-  the image; other schemes, KFP's default minio://… among them, are refused (TensorFlow in the image cannot open
-  them), and so is a file:// pipeline root (Beam has no filesystem for it: give the path). A KFP cluster and
+  Every component reads and writes its artifacts directly through TensorFlow's filesystems, and the Beam ones
+  (ImageExampleGen, StatisticsGen, Transform, Evaluator) through Beam's too, so the pipeline root, data root and
+  serving dir must be where TensorFlow can open them from the pods, and the pipeline root where Beam can: gs://…
+  works out of the box (credentials from the pod's service account / Workload Identity); s3://… needs an S3
+  filesystem plugin for TensorFlow and, for the pipeline root, apache-beam[aws] (boto3) for Beam, with Beam's S3
+  options (--beam-arg=--s3_region_name=…), both added to the image, which has neither; other schemes, KFP's
+  default minio://… among them, are refused (TensorFlow in the image cannot open them), and so is a file://
+  pipeline root (Beam has no filesystem for it: give the path). A KFP cluster and
   Vertex refuse a local pipeline root (a spec compiled with one runs under python -m kubeflow.local_launcher only,
   with --target vertex up to the Trainer); local data and serving paths must be mounted in the pods. With
   --dataflow the Dataflow workers, not the pods, read the images of the data, pretrain and feedback roots: these
@@ -208,7 +211,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     unreadable = [f"{name} {value}" for name, value in pods if unreadable_url(value)]
     if unreadable:
         parser.error(unopened(unreadable, "in the pipeline image", "every component reads and writes its artifacts",
-                              "gs://BUCKET/… (s3://… with an S3 filesystem plugin added to the image)"))
+                              f"gs://BUCKET/… (s3://… with {S3_NEEDS})"))
     if unreadable_url(args.output, SPEC_SCHEMES):   # found now, not after the compile
         parser.error(unopened([f"--output {args.output}"], "on this machine", "this command writes the spec",
                               "gs://BUCKET/… or a local path"))
@@ -372,17 +375,28 @@ LOCAL_ROOT_NOTES = {
 }
 
 
+# What the pipeline image needs for s3:// paths: TensorFlow opens every path, Beam writes the artifacts of the Beam
+# components under the pipeline root (beam.io.WriteToTFRecord('s3://…'): AssertionError: Missing boto3 requirement)
+S3_NEEDS = ("an S3 filesystem plugin for TensorFlow and, for the pipeline root, apache-beam[aws] (boto3) for Beam, "
+            "with Beam's S3 options (--beam-arg=--s3_region_name=…), both added to the image")
+
+
 def storage_notes(config: Config, args: argparse.Namespace) -> list[str]:
-    """A note for every path the pods read or write that is not a gs:// URL: an s3:// one needs a plugin in the
-    image; a local pipeline root is refused by a cluster; other local paths must be mounted in the pods (with
-    --dataflow, a local data, pretrain or feedback root is refused: :data:`DATAFLOW_READS_LETTERS`)."""
+    """A note for every path the pods read or write that is not a gs:// URL: an s3:// one needs a plugin for
+    TensorFlow in the image and, the pipeline root, Beam's S3 filesystem (apache-beam[aws]) too; a local pipeline
+    root is refused by a cluster; other local paths must be mounted in the pods (with --dataflow, a local data,
+    pretrain or feedback root is refused: :data:`DATAFLOW_READS_LETTERS`)."""
     notes = []
     for name, value in pod_paths(config, args):
         if value.startswith(CLUSTER_SCHEMES):
             continue
         if value.startswith(PLUGIN_SCHEMES):
+            beam = ("" if name != "--pipeline-root" else
+                    ", and Beam, which writes the ImageExampleGen's, StatisticsGen's, Transform's and Evaluator's "
+                    "artifacts there, only with apache-beam[aws] (boto3) and Beam's S3 options "
+                    "(--beam-arg=--s3_region_name=…): the image has neither")
             notes.append(f"note: {name} {value}: TensorFlow in the pipeline image opens s3:// only with an S3 "
-                         "filesystem plugin added to the image (kubeflow/README.md, Storage)")
+                         f"filesystem plugin added to the image{beam} (kubeflow/README.md, Storage)")
         elif name == "--pipeline-root":
             notes.append(f"note: {name} {value} is a local path: {LOCAL_ROOT_NOTES[args.target]}")
         else:

@@ -407,8 +407,9 @@ def test_overlapping_paths_are_named_by_what_set_them_and_feedback_in_the_root_i
 
 
 def test_each_path_the_pods_use_that_is_not_gs_gets_the_note_true_of_it(tmp_path):
-    """s3:// needs a plugin the image has not; a local pipeline root is refused by a cluster's backend (only
-    the local launcher runs such a spec); local data and serving paths (file:// too) must be mounted."""
+    """s3:// needs a plugin the image has not, and for the pipeline root Beam's S3 filesystem; a local pipeline
+    root is refused by a cluster's backend (only the local launcher runs such a spec); local data and serving
+    paths (file:// too) must be mounted."""
     import kubeflow_runner
 
     def notes(*argv):
@@ -416,8 +417,11 @@ def test_each_path_the_pods_use_that_is_not_gs_gets_the_note_true_of_it(tmp_path
 
     assert notes("--pipeline-root", "gs://b/root", "--data-root", "gs://b/data", "--serving-dir", "gs://b/s") == []
     assert notes("--pipeline-root", "s3://b/root", "--data-root", "gs://b/data", "--serving-dir", "s3://b/s") == [
+        # Beam writes the Beam components' artifacts there: WriteToTFRecord('s3://…') needs boto3 (apache-beam[aws])
         "note: --pipeline-root s3://b/root: TensorFlow in the pipeline image opens s3:// only with an S3 filesystem "
-        "plugin added to the image (kubeflow/README.md, Storage)",
+        "plugin added to the image, and Beam, which writes the ImageExampleGen's, StatisticsGen's, Transform's and "
+        "Evaluator's artifacts there, only with apache-beam[aws] (boto3) and Beam's S3 options "
+        "(--beam-arg=--s3_region_name=…): the image has neither (kubeflow/README.md, Storage)",
         "note: --serving-dir s3://b/s: TensorFlow in the pipeline image opens s3:// only with an S3 filesystem "
         "plugin added to the image (kubeflow/README.md, Storage)"]
     assert notes("--pipeline-root", str(tmp_path / "root"), "--data-root", f"file://{tmp_path}/data",
