@@ -120,7 +120,8 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
     beam.add_argument("--max-num-workers", type=flags.positive_int, default=None, help="Dataflow: autoscaling ceiling")
     beam.add_argument("--service-account", default=None, help="Dataflow: worker service account email")
     beam.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
-                      help="extra Beam option passed through as is (repeatable; write --beam-arg=--foo=bar). "
+                      help="extra Beam option passed through as is (repeatable; write --beam-arg=--foo=bar), named "
+                           "whole as Beam spells it (--num_workers, not --num-workers or --num). "
                            "Without --dataflow and with --runner=DirectRunner among them, they replace the "
                            "DirectRunner set (no other runner is taken); with --dataflow, options it sets from the "
                            "flags above (--project …) are refused")
@@ -170,6 +171,11 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     if args.dataflow and direct_only:
         parser.error(f"{', '.join(direct_only)} set the pods' DirectRunner; with --dataflow the Beam work runs on "
                      "Dataflow and they would be ignored")
+    # Options Beam would drop or read as another, refused before the runner is looked for (--run=… is --runner); with
+    # --dataflow, those it sets from its flags are named by dataflow_args
+    problem = beam_args_lib.unread_option(args.beam_arg, skipped=beam_args_lib.FROM_FLAGS if args.dataflow else ())
+    if problem:
+        parser.error(problem)
     runners = beam_args_lib.runners(args.beam_arg)
     if args.dataflow and runners:
         parser.error("--dataflow sets --runner=DataflowRunner itself; leave --runner out of --beam-arg")

@@ -5,10 +5,13 @@ when the pipeline runs on a cluster (every executor gets the options; the others
 * Dataflow (``dataflow_args``): the Beam work runs on Dataflow workers started from the same image built with
   ``--target dataflow-worker`` (the Beam SDK boot entrypoint over the same installed project), so the workers
   have the project's code (the image ExampleGen's transforms, ``models.preprocessing``) and the same Keras mode.
-* Anything else: pass Beam options through as they are (``--beam-arg`` on the runner's command line); with Dataflow,
-  not those it sets from the runner's own flags (``FROM_FLAGS``), and no runner but these two (``runner_is``).
+* Anything else: pass Beam options through as they are (``--beam-arg`` on the runner's command line), each named
+  whole as Beam spells it (``unread_option``); with Dataflow, not those it sets from the runner's own flags
+  (``FROM_FLAGS``), and no runner but these two (``runner_is``).
 """
 from __future__ import annotations
+
+import functools
 
 
 def dataflow_worker_image(image: str) -> str:
@@ -31,6 +34,42 @@ FROM_FLAGS = {"project": "--project", "region": "--region", "temp_location": "--
 def option_name(arg: str) -> str | None:
     """The Beam option an argument names (``--temp_location=gs://b/t`` → ``temp_location``), or None for a value."""
     return arg[2:].partition("=")[0].replace("-", "_") if arg.startswith("--") else None
+
+
+@functools.cache
+def beam_options() -> frozenset[str]:
+    """Every option string of Beam's pipeline options (``--runner``, ``--num_workers``, …), as
+    ``PipelineOptions.get_all_options`` builds its parser: each subclass's ``_add_argparse_args``; not ``--help``."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    parser = _BeamArgumentParser(add_help=False)
+    for cls in {str(cls): cls for cls in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    return frozenset(option for action in parser._actions for option in action.option_strings)
+
+
+def unread_option(args: list[str], skipped=()) -> str | None:
+    """Why Beam would not read one of ``args`` (Beam arguments, each given as ``--beam-arg=ARG``) as the option it
+    names, or None: a name Beam has not is none of its options (a dashed spelling of one, ``--num-workers``, is
+    dropped: ``Discarding unparseable args``); a prefix of one is read by argparse as that option
+    (``--run=DataflowRunner`` as ``--runner``, in the view of the options that holds it). Values (an argument not
+    starting with ``--``) and the options named in ``skipped`` (with underscores) are not looked at."""
+    known = beam_options()
+    for arg in args:
+        name = option_name(arg)
+        if name is None or name in skipped:
+            continue
+        written = arg.partition("=")[0]
+        if written in known:
+            continue
+        if name and f"--{name}" in known:
+            return f"--beam-arg={arg}: Beam's option is --{name} (it drops {written} as unparseable)"
+        read_as = sorted(option for option in known if written != "--" and option.startswith(written))
+        if read_as:
+            return (f"--beam-arg={arg}: Beam reads {written} as the option it abbreviates ({' or '.join(read_as)}); "
+                    "write it whole")
+        return f"--beam-arg={arg}: {written} is none of Beam's pipeline options"
+    return None
 
 
 def runners(args: list[str]) -> list[str]:

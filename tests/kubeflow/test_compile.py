@@ -287,6 +287,17 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--beam-arg=--runner=Directt"], "error: --beam-arg --runner=Directt: the Beam work runs on"),
     (["--beam-arg=--runner=dataflow"], "error: --beam-arg --runner=dataflow: give --dataflow (with --project, --region "
                                        "and --temp-location) instead, which also sets the workers' image"),
+    # options Beam would drop as unparseable, or read as the option they abbreviate (--run=… as --runner=…)
+    (["--beam-arg=--num-workers=3"], "error: --beam-arg=--num-workers=3: Beam's option is --num_workers (it drops "
+                                     "--num-workers as unparseable)\n"),
+    ([*DATAFLOW, "--beam-arg=--machine-type=n2-standard-4"], "error: --beam-arg=--machine-type=n2-standard-4: Beam's "
+                                                             "option is --machine_type"),
+    (["--beam-arg=--run=DataflowRunner"], "error: --beam-arg=--run=DataflowRunner: Beam reads --run as the option it "
+                                          "abbreviates (--runner or --runtime_type_check); write it whole\n"),
+    (["--beam-arg=--runn", "--beam-arg=PortableRunner"], "Beam reads --runn as the option it abbreviates (--runner)"),
+    (["--beam-arg=--direct_running_mode=in_memory", "--beam-arg=--no_such_option=1"],
+     "error: --beam-arg=--no_such_option=1: --no_such_option is none of Beam's pipeline options\n"),
+    (["--beam-arg=--help"], "error: --beam-arg=--help: --help is none of Beam's pipeline options\n"),
     # Dataflow's missing flags named; its options given as --beam-args, not counted or overriding: the flag asked for
     (["--dataflow", "--project", "p", "--region", "r", "--beam-arg=--temp_location=gs://b/t"],
      "error: --beam-arg=--temp_location=gs://b/t: give --temp-location instead (--dataflow sets --temp_location from "
