@@ -255,9 +255,14 @@ _LETTERS = ("--data-root", "--pretrain-root", "--feedback-root")   # folders the
 FEEDBACK_AMONG_LETTERS = ("the ImageExampleGen would list the same files as feedback and as the data root's letters, "
                           "and a data-root image with the pixels of a feedback image always trains (one folder for "
                           "both leaves the eval split empty, and the run fails)")
+# Why a --base-model that is the serving dir is refused: a URL is read when the Trainer runs, a serving dir as its newest
+# version then (a local path is resolved to its newest version at compile time, never the serving dir itself)
+BASE_MODEL_PUSHED = ("the Trainer would start from its newest version when it runs, the one the run before pushed "
+                     "there, so every run would train on from the last")
 OVERLAPS = (   # (flag, other flag, relation, what would happen): paths refused together (flags.overlap), as local
     #            runs refuse them; the feedback exported into <pipeline-root>/feedback, as local runs write it, is not
     ("--serving-dir", "--pipeline-root", flags.same, flags.PUSHED_AMONG_ARTIFACTS),
+    ("--base-model", "--serving-dir", flags.same, BASE_MODEL_PUSHED),
     *((flag, letters, flags.within, flags.READ_AS_LETTERS) for letters in _LETTERS
       for flag in ("--pipeline-root", "--serving-dir", "--output")),
     *((flag, "--pipeline-root", flags.within, flags.AMONG_ARTIFACTS) for flag in ("--data-root", "--pretrain-root")),
@@ -391,9 +396,14 @@ def storage_notes(config: Config, args: argparse.Namespace) -> list[str]:
     """A note for every path the pods read or write that is not a gs:// URL: an s3:// one needs a plugin for
     TensorFlow in the image and, the pipeline root, Beam's S3 filesystem (apache-beam[aws]) too; a local pipeline
     root is refused by a cluster; other local paths must be mounted in the pods (with --dataflow, a local data,
-    pretrain or feedback root is refused: :data:`DATAFLOW_READS_LETTERS`)."""
+    pretrain or feedback root is refused: :data:`DATAFLOW_READS_LETTERS`). And one for a --base-model URL: it is
+    read when the Trainer runs, a serving dir as its newest version then."""
     notes = []
     for name, value in pod_paths(config, args):
+        if name == "--base-model" and flags.is_url(value):   # a local path was resolved to its version here
+            notes.append(f"note: {name} {value} is read when the Trainer runs, not now: a serving dir stands for "
+                         "its newest version then; give a version folder (<serving-dir>/<version>) to start every "
+                         "run from the same model")
         if value.startswith(CLUSTER_SCHEMES):
             continue
         if value.startswith(PLUGIN_SCHEMES):

@@ -254,7 +254,8 @@ TRAINING_FLAGS = {   # Config field -> help; one flag each, shared by both runne
     "conv_widths": "channels per stage, comma-separated; empty = the architecture's own",
     "base_model": "an exported letters model whose network training starts from (same architecture and channel "
                   "widths): a version folder, or a serving dir such as make demo's serving/models/letters (its "
-                  "newest version); empty = none: the network starts at random, or from one pretrained in the "
+                  "newest version; a URL, gs://…, is read when the Trainer runs, a serving dir as its newest "
+                  "version then); empty = none: the network starts at random, or from one pretrained in the "
                   "same run (--pretrain-root; local runs on a --data-root pretrain on the built-in generated "
                   "letters unless --no-pretrain)",
     "feedback_repeat": f"each feedback image (a confirmed or corrected answer) this many times in the train split; "

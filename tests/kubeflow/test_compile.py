@@ -339,6 +339,11 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--pipeline-root", "gs://b/data/root"], "--pipeline-root (gs://b/data/root) is inside --data-root (gs://b/data): "
                                               "every file under it is read as letters"),
     (["--feedback-root", "gs://b"], "--pipeline-root (gs://b/root) is inside --feedback-root (gs://b): every file"),
+    # a remote base model is read when the Trainer runs: the serving dir would give it the version the run before pushed
+    (["--base-model", "gs://b/serving/"], "error: --base-model (gs://b/serving/) is the same path as --serving-dir "
+                                          "(gs://b/serving): the Trainer would start from its newest version when it "
+                                          "runs, the one the run before pushed there"),
+    (["--base-model", "file://{tmp}/s", "--serving-dir", "{tmp}/s"], "--base-model (file://{tmp}/s) is the same path"),
     # the feedback read as the data root's letters too: every twin trains, and one folder for both empties eval
     (["--feedback-root", "gs://b/data/"], "--feedback-root (gs://b/data/) is the same path as --data-root "
                                           "(gs://b/data): the ImageExampleGen would list the same files as feedback"),
@@ -441,6 +446,11 @@ def test_each_path_the_pods_use_that_is_not_gs_gets_the_note_true_of_it(tmp_path
         "pipeline root (its backend takes bucket URLs only: gs://BUCKET/…); the spec runs as compiled only under "
         "python -m kubeflow.local_launcher",
         f"note: --data-root file://{tmp_path}/data is a local path: pods can only use it if it is mounted there"]
+    # a remote base model is not resolved to a version now: a serving dir there is its newest when the Trainer runs
+    assert notes("--pipeline-root", "gs://b/root", "--data-root", "gs://b/data", "--serving-dir", "gs://b/s",
+                 "--base-model", "gs://b/other/letters") == [
+        "note: --base-model gs://b/other/letters is read when the Trainer runs, not now: a serving dir stands for its "
+        "newest version then; give a version folder (<serving-dir>/<version>) to start every run from the same model"]
 
 
 def test_with_dataflow_a_local_root_of_letters_is_a_usage_error(tmp_path, monkeypatch, capsys):
