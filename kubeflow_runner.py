@@ -21,7 +21,7 @@ import sys
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from kubeflow import beam_args as beam_args_lib
-from kubeflow import image_reference
+from kubeflow import gcs_bucket, image_reference
 from kubeflow import spec as spec_lib
 from core import configs, settings
 from pipeline import flags
@@ -221,6 +221,10 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     if unreadable_url(args.output, SPEC_SCHEMES):   # found now, not after the compile
         parser.error(unopened([f"--output {args.output}"], "on this machine", "this command writes the spec",
                               "gs://BUCKET/… or a local path"))
+    for name, value in pods + [("--output", args.output), ("--temp-location", args.temp_location or "")]:
+        problem = gcs_bucket.problem(value)
+        if problem:   # found now, not when a task first opens the bucket
+            parser.error(f"{name} {value}: {problem}")
     paths = dict(pods) | {"--output": args.output}
     names = flags.path_names(paths, given)
     if args.dataflow:

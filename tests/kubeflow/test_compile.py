@@ -322,6 +322,14 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--data-root", "hdfs://nn/data", "--serving-dir", "minio://b/serving"],
      "--data-root hdfs://nn/data, --serving-dir minio://b/serving: TensorFlow in the pipeline image cannot open"),
     (["--feedback-root", "http://host/feedback"], "--feedback-root http://host/feedback: TensorFlow in the"),
+    # a bucket Cloud Storage cannot have, the README's placeholder left in among them: found when a task opens it
+    (["--pipeline-root", "gs://BUCKET/letters/root"], "error: --pipeline-root gs://BUCKET/letters/root: BUCKET is "
+                                                      "kubeflow/README.md's placeholder: name your bucket\n"),
+    (["--serving-dir", "gs://My_Bucket/s"], "error: --serving-dir gs://My_Bucket/s: the bucket name 'My_Bucket' is "
+                                            "not one Cloud Storage allows (lowercase letters, digits, -, _ or ., "
+                                            "beginning and ending with a letter or digit)\n"),
+    (["--output", "gs://specs-/x.yaml"], "error: --output gs://specs-/x.yaml: the bucket name 'specs-' is not one"),
+    ([*DATAFLOW[:-1], "gs://Tmp/t"], "error: --temp-location gs://Tmp/t: the bucket name 'Tmp' is not one"),
     # Beam, in the tasks, matches what it wrote under the pipeline root with the folder's name as a pattern
     (["--pipeline-root", "gs://b/root [v2]"], "--pipeline-root (gs://b/root [v2]) holds a glob character (*, ? or "
                                               "[): Beam, which writes the pipeline's artifacts there, reads such"),
