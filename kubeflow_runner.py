@@ -29,6 +29,7 @@ from core.configs import Config
 
 DEFAULT_OUTPUT = os.path.join(configs.WORK_ROOT, "outputs", "kubeflow", "letters_pipeline.yaml")
 DEFAULT_IMAGE = "letters-pipeline:latest"
+IMAGE_VARIABLE = "LETTERS_KUBEFLOW_IMAGE"   # --image's default when set (not a Config field)
 CLUSTER_SCHEMES = ("gs://",)      # TensorFlow in the pipeline image opens them (tensorflow-io-gcs-filesystem)
 PLUGIN_SCHEMES = ("s3://",)       # only with what S3_NEEDS names added to the image (the Dockerfile adds none)
 LOCAL_SCHEMES = ("file://",)      # a local path written as a URL
@@ -78,7 +79,7 @@ Other pipeline settings come from LETTERS_<FIELD> environment variables (core/co
     p.add_argument("--output", default=DEFAULT_OUTPUT,
                    help="spec file to write: .yaml (PipelineSpec, for KFP upload) or .json (PipelineJob); a local "
                         "path or gs://… (empty: the default)")
-    p.add_argument("--image", default=os.environ.get("LETTERS_KUBEFLOW_IMAGE") or DEFAULT_IMAGE,   # empty = unset
+    p.add_argument("--image", default=os.environ.get(IMAGE_VARIABLE) or DEFAULT_IMAGE,   # empty = unset
                    help="pipeline image built from the Dockerfile (env LETTERS_KUBEFLOW_IMAGE); the default is a "
                         "name no documented build tags (the spec compiles with a note)")
     p.add_argument("--target", choices=("kfp", "vertex"), default="kfp", help="backend the spec is for")
@@ -161,7 +162,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     parser = build_parser(defaults)
     args = parser.parse_args(argv)
     given = settings.given_flags(parser, argv, ("pretrain_root", "base_model", "beam_mode", "beam_workers",
-                                                "feedback_repeat", "pipeline_root", "data_root", "serving_dir"))
+                                                "feedback_repeat", "pipeline_root", "data_root", "serving_dir",
+                                                "image"))
     dataflow_only = [f"--{name.replace('_', '-')}" for name in DATAFLOW_ONLY if getattr(args, name) is not None]
     if dataflow_only and not args.dataflow:
         parser.error(f"{', '.join(dataflow_only)} only apply with --dataflow (the Beam work would run in the "
@@ -192,11 +194,13 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     if not args.image.strip() or any(c.isspace() for c in args.image):
         # TFX would put its own public image (gcr.io/tfx-oss-public/tfx) in place of an empty one: it has none of
         # this project's components
-        parser.error(f"--image must name the pipeline image built from the Dockerfile, got {args.image!r}")
-    for flag, image in (("--image", args.image), ("--dataflow-image", args.dataflow_image)):
+        parser.error(f"{'--image' if 'image' in given else IMAGE_VARIABLE} must name the pipeline image built from "
+                     f"the Dockerfile, got {args.image!r}")
+    image_name = f"--image {args.image}" if "image" in given else settings.variable_text(IMAGE_VARIABLE)
+    for name, image in ((image_name, args.image), (f"--dataflow-image {args.dataflow_image}", args.dataflow_image)):
         problem = image is not None and image_reference.problem(image)
         if problem:   # every pod would fail to start (InvalidImageName)
-            parser.error(f"{flag} {image}: {problem} ({image_reference.GRAMMAR})")
+            parser.error(f"{name}: {problem} ({image_reference.GRAMMAR})")
     if not args.feedback_root and "feedback_repeat" in given:   # "" is none too
         parser.error("--feedback-repeat sets how often the feedback is trained on: it needs --feedback-root")
     changes = flags.training_changes(parser, args, defaults, given)
@@ -214,19 +218,19 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace, list[str], dict]:
     args.feedback_root = flags.absolute(args.feedback_root) if args.feedback_root else None
     args.output = flags.path_or_default(args.output, DEFAULT_OUTPUT)   # written to; a ~ the shell left, expanded
     pods = pod_paths(config, args)
-    unreadable = [f"{name} {value}" for name, value in pods if unreadable_url(value)]
+    paths = dict(pods) | {"--output": args.output}
+    names = flags.path_names(paths, given)   # a path a LETTERS_<FIELD> variable set is named by it, not by a flag
+    unreadable = [names[name] for name, value in pods if unreadable_url(value)]
     if unreadable:
         parser.error(unopened(unreadable, "in the pipeline image", "every component reads and writes its artifacts",
                               f"gs://BUCKET/… (s3://… with {S3_NEEDS})"))
     if unreadable_url(args.output, SPEC_SCHEMES):   # found now, not after the compile
-        parser.error(unopened([f"--output {args.output}"], "on this machine", "this command writes the spec",
+        parser.error(unopened([names["--output"]], "on this machine", "this command writes the spec",
                               "gs://BUCKET/… or a local path"))
-    for name, value in pods + [("--output", args.output), ("--temp-location", args.temp_location or "")]:
+    for name, value in [*paths.items(), ("--temp-location", args.temp_location or "")]:
         problem = gcs_bucket.problem(value)
         if problem:   # found now, not when a task first opens the bucket
-            parser.error(f"{name} {value}: {problem}")
-    paths = dict(pods) | {"--output": args.output}
-    names = flags.path_names(paths, given)
+            parser.error(f"{names.get(name, f'{name} ({value})')}: {problem}")
     if args.dataflow:
         on_workers = [names[name] for name, value in pods if name in _LETTERS and local_path(value)]
         if on_workers:

@@ -318,18 +318,18 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     # URLs TensorFlow in the image has no filesystem for (KFP's default minio:// root among them): no task could
     # read or write there
     (["--pipeline-root", "minio://mlpipeline/root"],
-     "--pipeline-root minio://mlpipeline/root: TensorFlow in the pipeline image cannot open such URLs"),
+     "--pipeline-root (minio://mlpipeline/root): TensorFlow in the pipeline image cannot open such URLs"),
     (["--data-root", "hdfs://nn/data", "--serving-dir", "minio://b/serving"],
-     "--data-root hdfs://nn/data, --serving-dir minio://b/serving: TensorFlow in the pipeline image cannot open"),
-    (["--feedback-root", "http://host/feedback"], "--feedback-root http://host/feedback: TensorFlow in the"),
+     "--data-root (hdfs://nn/data), --serving-dir (minio://b/serving): TensorFlow in the pipeline image cannot open"),
+    (["--feedback-root", "http://host/feedback"], "--feedback-root (http://host/feedback): TensorFlow in the"),
     # a bucket Cloud Storage cannot have, the README's placeholder left in among them: found when a task opens it
-    (["--pipeline-root", "gs://BUCKET/letters/root"], "error: --pipeline-root gs://BUCKET/letters/root: BUCKET is "
+    (["--pipeline-root", "gs://BUCKET/letters/root"], "error: --pipeline-root (gs://BUCKET/letters/root): BUCKET is "
                                                       "kubeflow/README.md's placeholder: name your bucket\n"),
-    (["--serving-dir", "gs://My_Bucket/s"], "error: --serving-dir gs://My_Bucket/s: the bucket name 'My_Bucket' is "
+    (["--serving-dir", "gs://My_Bucket/s"], "error: --serving-dir (gs://My_Bucket/s): the bucket name 'My_Bucket' is "
                                             "not one Cloud Storage allows (lowercase letters, digits, -, _ or ., "
                                             "beginning and ending with a letter or digit)\n"),
-    (["--output", "gs://specs-/x.yaml"], "error: --output gs://specs-/x.yaml: the bucket name 'specs-' is not one"),
-    ([*DATAFLOW[:-1], "gs://Tmp/t"], "error: --temp-location gs://Tmp/t: the bucket name 'Tmp' is not one"),
+    (["--output", "gs://specs-/x.yaml"], "error: --output (gs://specs-/x.yaml): the bucket name 'specs-' is not one"),
+    ([*DATAFLOW[:-1], "gs://Tmp/t"], "error: --temp-location (gs://Tmp/t): the bucket name 'Tmp' is not one"),
     # Beam, in the tasks, matches what it wrote under the pipeline root with the folder's name as a pattern
     (["--pipeline-root", "gs://b/root [v2]"], "--pipeline-root (gs://b/root [v2]) holds a glob character (*, ? or "
                                               "[): Beam, which writes the pipeline's artifacts there, reads such"),
@@ -366,10 +366,10 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     # a ~ the shell left (--output='~/…') is checked as the path written to: it had failed after the compile
     (["--output", "~/a_file/spec.yaml"], "--output {tmp}/a_file/spec.yaml: {tmp}/a_file is not a folder"),
     # a URL TensorFlow here cannot write (no S3 plugin is loaded): it had failed after the compile, a traceback
-    (["--output", "minio://b/x.yaml"], "--output minio://b/x.yaml: TensorFlow on this machine cannot open such URLs, "
+    (["--output", "minio://b/x.yaml"], "--output (minio://b/x.yaml): TensorFlow on this machine cannot open such URLs, "
                                        "and this command writes the spec through it: use gs://BUCKET/… or a local"),
-    (["--output", "s3://b/x.yaml"], "--output s3://b/x.yaml: TensorFlow on this machine cannot open such URLs"),
-    (["--output", "hdfs://nn/x.json"], "--output hdfs://nn/x.json: TensorFlow on this machine cannot open"),
+    (["--output", "s3://b/x.yaml"], "--output (s3://b/x.yaml): TensorFlow on this machine cannot open such URLs"),
+    (["--output", "hdfs://nn/x.json"], "--output (hdfs://nn/x.json): TensorFlow on this machine cannot open"),
 ])
 def test_flags_the_spec_would_ignore_or_could_not_hold_are_usage_errors(argv, message, tmp_path, capsys,
                                                                            monkeypatch):
@@ -428,6 +428,29 @@ def test_overlapping_paths_are_named_by_what_set_them_and_feedback_in_the_root_i
     monkeypatch.delenv("LETTERS_SERVING_DIR")
     kubeflow_runner.parse_args(["--pipeline-root", "gs://b/root", "--data-root", "gs://b/data", "--serving-dir",
                                 "gs://b/serving", "--feedback-root", "gs://b/root/feedback"])
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("LETTERS_DATA_ROOT", "minio://x/d", "error: LETTERS_DATA_ROOT='minio://x/d': TensorFlow in the pipeline image "
+                                         "cannot open such URLs"),
+    ("LETTERS_PIPELINE_ROOT", "gs://BUCKET/r", "error: LETTERS_PIPELINE_ROOT='gs://BUCKET/r': BUCKET is "
+                                               "kubeflow/README.md's placeholder"),
+    ("LETTERS_KUBEFLOW_IMAGE", "REGISTRY/letters:1.0", "error: LETTERS_KUBEFLOW_IMAGE='REGISTRY/letters:1.0': "
+                                                       "REGISTRY is kubeflow/README.md's placeholder"),
+    ("LETTERS_KUBEFLOW_IMAGE", "r/letters 1", "error: LETTERS_KUBEFLOW_IMAGE must name the pipeline image"),
+])
+def test_a_path_or_image_a_variable_set_is_named_by_it_in_an_error(variable, value, message, monkeypatch, capsys):
+    """Not by the flag that was never given (error: --data-root minio://x/d: …, --image REGISTRY/letters:1.0: …)."""
+    import kubeflow_runner
+
+    monkeypatch.delenv("LETTERS_KUBEFLOW_IMAGE", raising=False)
+    monkeypatch.setenv(variable, value)
+    paths = {"--pipeline-root": "gs://b/root", "--data-root": "gs://b/data", "--serving-dir": "gs://b/serving"}
+    argv = [part for flag, path in paths.items() if flag[2:].replace("-", "_").upper() not in variable
+            for part in (flag, path)]
+    with pytest.raises(SystemExit) as caught:
+        kubeflow_runner.parse_args(argv)
+    assert caught.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_each_path_the_pods_use_that_is_not_gs_gets_the_note_true_of_it(tmp_path):
