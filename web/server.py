@@ -506,6 +506,11 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise ApiError(408, "timeout", f"the request body did not arrive within {self.timeout:g} s",
                            headers=[("Connection", "close")]) from None
+        except ConnectionError:   # a reset read after the request timeout's shutdown: that timeout, not the client
+            if self._arrived():
+                raise
+            self.close_connection = True
+            raise ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s") from None
         if not self._arrived():            # cut at the request timeout: the 408 has been sent
             self.close_connection = True
             raise ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s")

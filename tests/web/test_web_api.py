@@ -719,6 +719,35 @@ def test_a_pipelined_request_is_answered_though_a_new_connection_needs_its_threa
         new.close()
 
 
+def test_a_body_whose_connection_resets_after_its_deadline_is_the_servers_timeout_not_the_clients_close():
+    """Past the request timeout the 408 is sent and the connection shut down; a client still trickling its body then
+    gets a reset, and a handler thread scheduled late reads that reset (ECONNRESET) instead of the end: it is this
+    server's timeout (ArrivalCut), not "the client closed the connection" (seen on a loaded machine)."""
+    from email.message import Message
+
+    from web.server import ArrivalCut, Handler
+
+    class Resetting(io.BytesIO):
+        def read(self, size=-1):
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    class Fired:   # the arrival's deadline, already past: its cancel comes too late
+        def done(self):
+            return False
+
+    handler = Handler.__new__(Handler)
+    handler.headers = Message()
+    handler.headers["Content-Length"] = "100"
+    handler.rfile, handler._arrival = Resetting(), Fired()
+    handler.backend = type("Backend", (), {"config": type("Config", (), {"max_body_bytes": 1000})})()
+    with pytest.raises(ArrivalCut, match="did not arrive whole within"):
+        handler._read_body()
+    handler._arrival = None   # arrived in time (no deadline): the reset is the client's close
+    with pytest.raises(ConnectionResetError) as raised:
+        handler._read_body()
+    assert not isinstance(raised.value, ArrivalCut)
+
+
 def test_a_trickled_request_is_cut_at_the_request_timeout(start_web, serving_labelled, caplog):
     """A byte every 0.3 s keeps the idle timeout from firing; the request timeout bounds the whole arrival, so
     such clients (slowloris) hold a handler thread no longer than it, head or body, and are told with a 408."""
