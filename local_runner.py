@@ -34,8 +34,7 @@ _NOISE = ("ArtifactQuery.property_predicate is not supported", "`custom_executor
 _EXECUTION_FAILED = "Execution %d failed."
 
 
-def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
-    defaults = flags.defaults_from_env()
+def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Run the letters TFX pipeline locally: images → examples → statistics/schema/validation → "
                     "transform → train → evaluate (blessing gate) → push to a TF Serving model directory.",
@@ -71,6 +70,12 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
                         "ERROR); the runner's and the components' own lines and the final summary are still printed")
     flags.add_training_flags(p, defaults)
     flags.add_beam_flags(p.add_argument_group("Beam"), defaults)
+    return p
+
+
+def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
+    defaults = flags.defaults_from_env()
+    p = build_parser(defaults)
     args = p.parse_args(argv)
     # a flag given, told from its default (a LETTERS_<FIELD> setting it overrides, which may hold the same value)
     given = settings.given_flags(p, argv, ("pretrain_root", "feedback_repeat", "base_model", *flags.DEFAULT_PATHS))
@@ -647,10 +652,22 @@ def main(argv=None) -> int:
         return 130
 
 
+def remove_last_summary(argv=None) -> None:
+    """Removes the file --summary-json names on the command line, before anything can refuse the run (a usage
+    error, a bad LETTERS_<FIELD>): a run that ends with no summary (stopped, refused) leaves none, not the last
+    run's. A name the flag refuses (a folder, in a missing folder) is left alone."""
+    text = settings.flag_text(build_parser(Config()), "--summary-json", argv)
+    try:
+        path = flags.output_file(text) if text else None
+    except argparse.ArgumentTypeError:
+        return
+    if path and os.path.isfile(path):
+        os.remove(path)
+
+
 def _main(argv=None) -> int:
+    remove_last_summary(argv)
     config, args = parse_args(argv)
-    if args.summary_json and os.path.isfile(args.summary_json):   # a run that ends with no summary (stopped,
-        os.remove(args.summary_json)                               # refused) leaves none, not the last run's
     for field, path, problem_of in (("pipeline_root", config.pipeline_root, flags.folder_problem),
                                     ("serving_dir", config.serving_dir, flags.folder_problem),
                                     ("metadata_path", config.metadata_file, flags.file_problem)):

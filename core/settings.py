@@ -214,6 +214,28 @@ def given_flags(parser: argparse.ArgumentParser, argv, dests) -> set[str]:
     return {dest for dest in dests if getattr(probe, dest) is not unset}
 
 
+def flag_text(parser: argparse.ArgumentParser, flag: str, argv=None) -> str | None:
+    """The text the command line ``argv`` gives the long option ``flag`` (``--summary-json``), read as ``parser``
+    reads it (``--flag X``, ``--flag=X``, or abbreviated where ``parser`` takes the abbreviation) but before, and
+    whatever, its options' checks: for what is done even when the command line is refused. None when not given,
+    or given without a value (``parser`` refuses that); the last one when given twice."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    others = [name for name in parser._option_string_actions if name != flag]
+    spellings = {flag[:end] for end in range(3, len(flag) + 1) if flag[:end] == flag or (
+        parser.allow_abbrev and not any(name.startswith(flag[:end]) for name in others))}
+    text = None
+    for at, arg in enumerate(argv):
+        if arg == "--":   # the rest is positional
+            break
+        name, equals, value = arg.partition("=")
+        if name in spellings:
+            following = argv[at + 1] if at + 1 < len(argv) else None
+            an_option = following is None or (len(following) > 1 and following[0] in parser.prefix_chars
+                                               and " " not in following)   # as argparse tells one
+            text = value if equals else None if an_option else following
+    return text
+
+
 def unknown_variables(known_names, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
     """The ``LETTERS_*`` variables set in ``environ`` (not empty: an empty one is unset) that are not among
     ``known_names``, each with the known variable its name is closest to (None: none is close), in name order."""

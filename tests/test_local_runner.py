@@ -394,6 +394,35 @@ def test_a_run_that_ends_without_its_summary_leaves_no_summary_json_of_the_last_
     assert local_runner.main(argv) == 130 and not summary.exists()
 
 
+def test_a_refused_run_leaves_no_summary_json_of_the_last_run(tmp_path, monkeypatch, capsys):
+    """The last run's --summary-json is removed before anything can refuse the run: a usage error (a bad --split or
+    --base-model, checked after the flags are read; a bad --epochs, while they are; a bad LETTERS_<FIELD>) had left
+    it, for a script to read as this run's. The flag is found however argparse takes it (--summary-json=X, an
+    abbreviation); a name it refuses, or an abbreviation it does not take (--s, ambiguous), removes nothing."""
+    import json
+    summary = tmp_path / "summary.json"
+    common = ["--pipeline-root", str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s"), "--no-feedback"]
+    for argv, env in (([*common, "--split", "4", "--summary-json", str(summary)], None),
+                      ([*common, "--base-model", str(tmp_path / "none"), "--summary-json", str(summary)], None),
+                      ([*common, "--epochs", "many", "--summary-json", str(summary)], None),
+                      ([*common, "--summary-json", str(summary)], "many"),
+                      ([*common, f"--summary-json={summary}", "--split", "0:1"], None),
+                      ([*common, "--summ", str(summary), "--split", "0:1"], None)):
+        summary.write_text(json.dumps({"pushed": True}))   # the last run's
+        if env:
+            monkeypatch.setenv("LETTERS_EPOCHS", env)
+        with pytest.raises(SystemExit) as caught:
+            local_runner.main(argv)
+        monkeypatch.delenv("LETTERS_EPOCHS", raising=False)
+        assert caught.value.code == 2 and "error: " in capsys.readouterr().err and not summary.exists(), argv
+    summary.write_text("{}")
+    for argv in ([*common, "--s", str(summary)], [*common, "--summary-json", str(tmp_path)],
+                 [*common, "--summary-json", str(tmp_path / "no" / "s.json"), str(summary)]):
+        with pytest.raises(SystemExit):
+            local_runner.main(argv)
+        assert summary.exists(), argv
+
+
 def test_a_full_pipeline_root_while_the_feedback_is_exported_ends_the_run_with_one_line(tiny_letters, tmp_path,
                                                                                          monkeypatch, capsys):
     """A full disk (any OSError) while the run exports the feedback store had ended it in the OSError's traceback,
