@@ -289,7 +289,9 @@ def training_changes(parser: argparse.ArgumentParser, args: argparse.Namespace, 
                      given: set[str], kept_version=None) -> dict:
     """The Config fields the shared flags set; bad values end in ``parser.error`` (a usage error). ``given``: the
     flags the command line gave (:func:`core.settings.given_flags`), base_model among those asked about;
-    ``kept_version``: as :func:`local_base_model` takes it."""
+    ``kept_version``: as :func:`local_base_model` takes it. A ``file://`` base model is its local path
+    (:func:`core.settings.local_path`), in ``args`` too: checked, hashed and pinned as the path itself is."""
+    args.base_model = settings.local_path(args.base_model) or args.base_model
     try:
         train_buckets, eval_buckets = (int(part) for part in args.split.split(":"))
     except ValueError:

@@ -304,3 +304,38 @@ def test_the_version_a_pipeline_root_keeps_is_the_one_checked_before_the_run(tmp
     shutil.rmtree(serving / "1")   # another network recorded: refused as such
     exports.export_trained(str(serving / "1"), Config(conv_widths="8,8", augment=False))
     refused(f"base model {serving / '1'} does not hold the {config.architecture} network with channels 4,8")
+
+
+def test_a_file_url_base_model_is_its_local_path(tmp_path, capsys):
+    """--base-model file:///… had been taken for a remote path: not checked before the run (another network, a
+    missing path, a version without its variables went through ExampleGen … Transform and failed in the Trainer),
+    not hashed into the Trainer's cache key and, for a serving dir, not pinned in base_model.json. It is the local
+    path it names, from the flag or LETTERS_BASE_MODEL, read as that path is."""
+    import json
+    import local_runner
+    from pipeline.pipeline import base_model_key
+    from tests.support import exports
+    from tests.support.serving import publish_version
+    other, letters, root = tmp_path / "other", tmp_path / "letters", tmp_path / "p"
+    publish_version(str(other), 1)   # a SavedModel of another network
+    publish_version(str(tmp_path / "cut"), 1, without_variables=True)
+
+    def refused(argv: list[str], problem: str) -> None:
+        with pytest.raises(SystemExit) as caught:
+            local_runner.parse_args([*argv, "--pipeline-root", str(root)])
+        err = capsys.readouterr().err
+        assert caught.value.code == 2 and f"error: --base-model: {problem}" in err, err
+
+    refused(["--base-model", f"file://{other}"], f"base model {other / '1'} does not hold the")
+    refused(["--base-model", f"file://{other}/1"], f"base model {other / '1'} does not hold the")
+    refused(["--base-model", f"file://{tmp_path}/none"], f"{tmp_path / 'none'}")
+    refused(["--base-model", f"file://{tmp_path}/cut/1"], f"cannot read the variables of {tmp_path / 'cut' / '1'}")
+    exports.export_trained(str(letters / "3"))
+    argv = ["--base-model", f"file://{letters}", "--pipeline-root", str(root), "--conv-widths",
+            exports.SMALL.conv_widths]
+    config, args = local_runner.parse_args(argv)
+    assert (config.base_model, args.base_model) == (str(letters / "3"), str(letters))
+    assert base_model_key(config.base_model) == {"base_model_digest": warm_start.digest(str(letters / "3"))}
+    root.mkdir()
+    local_runner.pinned_base_model(config, args.base_model)
+    assert json.loads((root / local_runner.BASE_MODEL_RECORD).read_text()) == {str(letters): str(letters / "3")}
