@@ -39,12 +39,16 @@ def saved_model_file(folder: str, files=None) -> str | None:
     return None
 
 
-def missing_variables_index(folder: str) -> str | None:
+def missing_variables_index(folder: str, files=None) -> str | None:
     """The path of ``folder``'s variables/variables.index if it does not exist (no variables/ at all, say: a copy
     caught halfway), else None. Without it TensorFlow restores no variables: its Python loader fails, and TF
-    Serving's loads the model and then fails its every run (the embedded server refuses the version so)."""
+    Serving's loads the model and then fails its every run (the embedded server refuses the version so). Looked
+    for as a local file, or with ``files.exists`` (``tf.io.gfile`` for a gs:// path)."""
     index = os.path.join(folder, VARIABLES_INDEX)
-    return None if os.path.exists(index) else index
+    return None if (os.path.exists if files is None else files.exists)(index) else index
+
+
+INCOMPLETE = f"incomplete (no {VARIABLES_INDEX})"   # a version folder :func:`missing_variables_index` finds so
 
 
 def not_a_directory(path: str) -> str:
@@ -83,32 +87,49 @@ def resolve_model_dir(path: str, files=LOCAL_FILES, version: int | None = None) 
     the server reads them (:func:`version_number`: a folder named above 2^63 - 1 is none; of two folders for one
     version, "7" and "007", the last name in sorted order, as the server serves); with ``version``, that version
     of a serving directory, or a version directory named for it (FileNotFoundError naming the versions there if
-    it has no such one). ``files``: the file system's ``exists``, ``isdir`` and ``listdir`` (``tf.io.gfile`` for
-    a gs:// path)."""
+    it has no such one). A version no server loads (:func:`loadable_versions`) is not taken: a version folder
+    given, or asked for, without its variables' index is a FileNotFoundError saying it is :data:`INCOMPLETE`.
+    ``files``: the file system's ``exists``, ``isdir`` and ``listdir`` (``tf.io.gfile`` for a gs:// path)."""
     if holds_saved_model(path, files):
         name = os.path.basename(os.path.normpath(os.path.abspath(path) if "://" not in path else path))
         if version is None or version_number(name) == version:
+            if missing_variables_index(path, files):
+                raise FileNotFoundError(f"{printable(path)} is {INCOMPLETE}: no server loads it")
             return path
         raise FileNotFoundError(f"{printable(path)} is a version folder ({name}), not version {version}: give its "
                                 "serving directory, or no version")
-    versions = loadable_versions(path, files)
+    found = _version_folders(path, files)
+    versions = loadable_versions(path, files, found)
     if version is not None:
+        if version in found and version not in versions:
+            raise FileNotFoundError(f"{printable(found[version])} is {INCOMPLETE}: no server loads it")
         if version not in versions:
             raise FileNotFoundError(f"{printable(path)} has no version {version} (versions there: "
                                     f"{', '.join(map(str, versions)) or 'none'})")
         return versions[version]
     if not versions:
-        raise FileNotFoundError(f"{printable(path)} holds no SavedModel (neither saved_model.pb nor "
-                                "<version>/saved_model.pb)")
+        incomplete = [printable(found[number]) for number in sorted(found)]
+        raise FileNotFoundError(
+            f"{printable(path)} holds no SavedModel a server can load: {', '.join(incomplete)} "
+            f"{'is' if len(incomplete) == 1 else 'are'} {INCOMPLETE}" if incomplete else
+            f"{printable(path)} holds no SavedModel (neither saved_model.pb nor <version>/saved_model.pb)")
     return versions[max(versions)]
 
 
-def loadable_versions(path: str, files=LOCAL_FILES) -> dict[int, str]:
+def loadable_versions(path: str, files=LOCAL_FILES, found: dict[int, str] | None = None) -> dict[int, str]:
     """{version: folder} of the versions under the serving directory ``path`` a server can load: folders whose
-    names it reads as versions (:func:`version_number`) holding a SavedModel's graphs file (a half-written
-    version, not yet holding one, is not among them); of two folders for one version, "7" and "007", the last name
-    in sorted order, as the server serves. {} when ``path`` is not a directory. ``files`` as for
-    :func:`resolve_model_dir`."""
+    names it reads as versions (:func:`version_number`) holding a SavedModel's graphs file and its variables'
+    index (a half-written version, without either, is not among them: :func:`missing_variables_index`); of two
+    folders for one version, "7" and "007", the last name in sorted order holding the graphs file, as the server
+    serves. {} when ``path`` is not a directory. ``files`` as for
+    :func:`resolve_model_dir`; ``found``: :func:`_version_folders`, if read already."""
+    found = _version_folders(path, files) if found is None else found
+    return {version: folder for version, folder in found.items() if not missing_variables_index(folder, files)}
+
+
+def _version_folders(path: str, files=LOCAL_FILES) -> dict[int, str]:
+    """{version: folder} of the folders under ``path`` whose names a server reads as versions and that hold a
+    SavedModel's graphs file, the last of two names for one version as :func:`loadable_versions` says."""
     names = [name.rstrip("/") for name in files.listdir(path)] if files.isdir(path) else []
     return {version: os.path.join(path, name)
             for version, name in sorted((version_number(name), name) for name in names   # the last of two wins

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from core.configs import Config
-from core.model_dirs import SAVED_MODEL, holds_saved_model, resolve_model_dir, saved_model_file
+from core.model_dirs import (INCOMPLETE, SAVED_MODEL, holds_saved_model, missing_variables_index, resolve_model_dir,
+                              saved_model_file)
 from models import network
 
 _VARIABLES = os.path.join("variables", "variables")
@@ -61,9 +62,12 @@ def digest(path: str) -> str:
 def network_weights(path: str, hp: Config) -> list[np.ndarray]:
     """The weights of the base model's network, in the order of ``network.build_model(...)``'s for ``hp``.
 
-    Raises BaseModelError when the folder holds no letters model, its variables cannot be read (damaged or cut
-    short), or its network is not the one ``hp`` builds (another architecture or channel widths)."""
+    Raises BaseModelError when the folder holds no letters model, its variables cannot be read (none there: a
+    copy caught halfway, or damaged or cut short), or its network is not the one ``hp`` builds (another
+    architecture or channel widths)."""
     folder = model_dir(path)
+    if missing_variables_index(folder, tf.io.gfile):
+        raise BaseModelError(f"base model {folder} is {INCOMPLETE}: it holds no variables to start from")
     donor = network.build_model(hp.architecture, hp.image_size, hp.dropout, hp.conv_widths)
     what = f"the {hp.architecture} network" + (f" with channels {hp.conv_widths}" if hp.conv_widths else "")
     prefix = os.path.join(folder, _VARIABLES)

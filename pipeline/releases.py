@@ -197,7 +197,7 @@ def version_problem(folder: str) -> str | None:
         graphs = 0
     if not graphs:
         return f"damaged ({name} does not parse)"
-    return f"incomplete (no {model_dirs.VARIABLES_INDEX})" if model_dirs.missing_variables_index(folder) else None
+    return model_dirs.INCOMPLETE if model_dirs.missing_variables_index(folder) else None
 
 
 def loadable_versions(found: dict[int, str]) -> dict[int, str]:

@@ -190,8 +190,8 @@ def not_pushed_because(store, model_id: int) -> str | None:
 
 def served_model(serving_dir: str) -> dict | None:
     """The model a model server serves from ``serving_dir``: its newest version a server can load (the latest
-    policy's; core.model_dirs.loadable_versions: a half-written newer folder, without saved_model.pb, is not
-    served) and the Trainer's model folder its push record names (components.atomic_pusher), {'version',
+    policy's; core.model_dirs.loadable_versions: a half-written newer folder, without saved_model.pb or
+    variables/variables.index, is not served) and the Trainer's model folder its push record names (components.atomic_pusher), {'version',
     'model'}: ``model`` None for a version whose record names no model (copied there by hand, exported by another
     tool, its record lost), still the one served; None without a version, or a serving dir not readable."""
     try:

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import batch_predict
 from tests.conftest import ROOT, letter_image, png_bytes
+from tests.support.serving import stand_in_version
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +100,7 @@ def test_help_and_usage_errors_do_not_wait_for_tensorflow_and_a_stop_while_it_lo
     waited 14-28 s for it, and Ctrl-C meanwhile ended in a traceback from importlib."""
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(png_bytes(letter_image(20, 30)))
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "saved_model.pb").write_bytes(b"a model to load")
+    stand_in_version(tmp_path / "model", content=b"a model to load")
     script = """
 import sys
 

@@ -594,9 +594,9 @@ def test_a_folder_named_as_a_class_that_has_no_folder_is_refused_as_the_pipeline
     """Gimel/ beside no gimel/ had been skipped as an unknown class folder and the model scored without that class,
     where the pipeline's ExampleGen refuses such a data root before it starts: the same refusal, the same words."""
     from components.image_example_gen import describe_layout_problem
+    from tests.support.serving import stand_in_version
     monkeypatch.setattr(evaluate, "load_image_signature", lambda *a: pytest.fail("the model was loaded"))
-    (tmp_path / "model" / "1").mkdir(parents=True)
-    (tmp_path / "model" / "1" / "saved_model.pb").write_bytes(b"")
+    stand_in_version(tmp_path / "model" / "1")
     data = tmp_path / "data"
     for rel in ("alef/1.png", "Gimel/2.png", "misc/3.png"):
         (data / rel).parent.mkdir(parents=True, exist_ok=True)

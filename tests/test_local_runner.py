@@ -9,6 +9,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 import local_runner
+from tests.support.serving import stand_in_version
 
 
 @pytest.fixture
@@ -246,8 +247,7 @@ def test_the_summary_is_told_the_model_served_before_the_run_pushed(tiny_letters
     from components.atomic_pusher import push_model
 
     served_model = tmp_path / "p" / "Trainer" / "model" / "7"
-    (served_model / "Format-Serving").mkdir(parents=True)
-    (served_model / "Format-Serving" / "saved_model.pb").write_text("7")
+    stand_in_version(served_model / "Format-Serving", content=b"7")
     version, _ = push_model(str(served_model / "Format-Serving"), str(tmp_path / "s"))
     told = []
     monkeypatch.setattr(local_runner, "run_dag", lambda pipeline, run_id: run_id)
@@ -307,8 +307,7 @@ def test_a_step_that_fails_ends_after_the_summary_in_one_line(tiny_letters, tmp_
     from pipeline import run_summary
 
     served = tmp_path / "p" / "Trainer" / "model" / "7"
-    (served / "Format-Serving").mkdir(parents=True)
-    (served / "Format-Serving" / "saved_model.pb").write_text("7")
+    stand_in_version(served / "Format-Serving", content=b"7")
     version, _ = push_model(str(served / "Format-Serving"), str(tmp_path / "s"))
     damaged = f"Cannot parse file b'{served}/Format-Serving/saved_model.pb': Error parsing message."
 
@@ -704,11 +703,9 @@ def test_a_push_with_no_version_number_left_ends_after_the_summary_in_one_line(t
     from pipeline import run_summary
 
     model = tmp_path / "p" / "Trainer" / "model" / "7" / "Format-Serving"
-    model.mkdir(parents=True)
-    (model / "saved_model.pb").write_text("7")
+    stand_in_version(model, content=b"7")
     foreign = tmp_path / "s" / "9223372036854775807"
-    foreign.mkdir(parents=True)
-    (foreign / "saved_model.pb").write_text("theirs")
+    stand_in_version(foreign, content=b"theirs")
     monkeypatch.setattr(local_runner, "run_dag", lambda pipeline, run_id: push_model(str(model), str(foreign.parent)))
     monkeypatch.setattr(run_summary, "last_run", lambda metadata_file, run_id=None: {
         "run_id": run_id, "components": {"Pusher": {"state": "failed", "outputs": {}, "execution_id": 9}}})

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from pipeline.run_summary import format_summary
+from tests.support.serving import publish_version, stand_in_version
 
 
 def summary(**extra):
@@ -451,8 +452,7 @@ def test_a_baseline_other_than_the_model_served_is_named_with_the_one_served(tmp
 
     newer, older = tmp_path / "p" / "Trainer" / "model" / "19", tmp_path / "p" / "Trainer" / "model" / "13"
     for model in (newer, older):
-        (model / "Format-Serving").mkdir(parents=True)
-        (model / "Format-Serving" / "saved_model.pb").write_text(model.name)
+        stand_in_version(model / "Format-Serving", content=model.name.encode())
     serving = tmp_path / "serving"
     assert served_model(str(serving)) is None                       # nothing pushed yet
     push_model(str(newer / "Format-Serving"), str(serving))
@@ -462,6 +462,8 @@ def test_a_baseline_other_than_the_model_served_is_named_with_the_one_served(tmp
     assert not_served(str(newer), served) == served and not_served(f"{older}/", served) is None
     assert not_served(str(newer), None) is None
     (serving / str(version + 1)).mkdir()                # half-written (no saved_model.pb): not served, not loadable
+    assert served_model(str(serving)) == served
+    publish_version(str(serving), version + 2, without_variables=True)   # no variables/variables.index: neither
     assert served_model(str(serving)) == served
 
     evaluation = {"overall": {"sparse_categorical_accuracy": 0.0149},
@@ -557,8 +559,7 @@ def test_a_version_put_in_the_serving_dir_by_hand_is_served_and_warned_of(monkey
     from pipeline.run_summary import served_model
 
     serving = tmp_path / "serving"
-    (serving / "0012").mkdir(parents=True)
-    (serving / "0012" / "saved_model.pb").write_bytes(b"by hand")
+    stand_in_version(serving / "0012", content=b"by hand")
     (serving / "13" / "variables").mkdir(parents=True)          # a copy under way: no saved_model.pb yet
     hand = {"version": 12, "model": None}
     assert served_model(str(serving)) == hand

@@ -50,7 +50,7 @@ def test_a_folder_without_a_model_or_with_another_network_is_refused(pushed_mode
     half_written = tmp_path / "half"
     shutil.copytree(pushed_model_dir, half_written)
     shutil.rmtree(half_written / "variables")
-    with pytest.raises(warm_start.BaseModelError, match="cannot read the variables of"):
+    with pytest.raises(warm_start.BaseModelError, match=r"is incomplete \(no variables/variables.index\)"):
         warm_start.network_weights(str(half_written), Config())
 
 
@@ -329,7 +329,7 @@ def test_a_file_url_base_model_is_its_local_path(tmp_path, capsys):
     refused(["--base-model", f"file://{other}"], f"base model {other / '1'} does not hold the")
     refused(["--base-model", f"file://{other}/1"], f"base model {other / '1'} does not hold the")
     refused(["--base-model", f"file://{tmp_path}/none"], f"{tmp_path / 'none'}")
-    refused(["--base-model", f"file://{tmp_path}/cut/1"], f"cannot read the variables of {tmp_path / 'cut' / '1'}")
+    refused(["--base-model", f"file://{tmp_path}/cut/1"], f"{tmp_path / 'cut' / '1'} is incomplete")
     exports.export_trained(str(letters / "3"))
     argv = ["--base-model", f"file://{letters}", "--pipeline-root", str(root), "--conv-widths",
             exports.SMALL.conv_widths]
@@ -339,3 +339,25 @@ def test_a_file_url_base_model_is_its_local_path(tmp_path, capsys):
     root.mkdir()
     local_runner.pinned_base_model(config, args.base_model)
     assert json.loads((root / local_runner.BASE_MODEL_RECORD).read_text()) == {str(letters): str(letters / "3")}
+
+
+def test_a_version_without_its_variables_index_is_no_base_model(tmp_path, capsys):
+    """A newest version with saved_model.pb but no variables/variables.index (a copy caught halfway), which no
+    server loads, had been the version a serving dir as --base-model stood for, refused as "damaged or cut short"
+    (Unsuccessful TensorSliceReader constructor): the serving dir stands for the newest complete version, and such a
+    version given by itself, or read in the Trainer, is said to be incomplete."""
+    import local_runner
+    from tests.support import exports
+    serving = tmp_path / "serving"
+    exports.export_trained(str(serving / "1"))
+    shutil.copytree(serving / "1", serving / "2", ignore=shutil.ignore_patterns("variables"))
+    argv = ["--pipeline-root", str(tmp_path / "p"), "--conv-widths", exports.SMALL.conv_widths]
+    assert local_runner.parse_args([*argv, "--base-model", str(serving)])[0].base_model == str(serving / "1")
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args([*argv, "--base-model", str(serving / "2")])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and (f"error: --base-model: {serving / '2'} is incomplete (no "
+                                       "variables/variables.index)") in err, err
+    with pytest.raises(warm_start.BaseModelError) as caught:   # the Trainer, as a remote --base-model is read
+        warm_start.network_weights(f"file://{serving}/2/Format-Serving", exports.SMALL)
+    assert str(caught.value).startswith(f"base model file://{serving}/2 is incomplete (no variables/variables.index)")

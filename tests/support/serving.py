@@ -150,6 +150,17 @@ def publish_version(base_path: str, version: int, broken: bool = False, half_wri
     return target
 
 
+def stand_in_version(folder, graphs: str = "saved_model.pb", content: bytes = b"") -> str:
+    """A version folder ``folder`` as a serving dir's listing takes it (core.model_dirs.loadable_versions), no
+    model in it: its graphs file ``graphs`` (saved_model.pb or .pbtxt) holding ``content``, and an empty
+    variables/variables.index; returns the folder."""
+    os.makedirs(os.path.join(folder, "variables"), exist_ok=True)
+    with open(os.path.join(folder, graphs), "wb") as handle:
+        handle.write(content)
+    open(os.path.join(folder, "variables", "variables.index"), "wb").close()
+    return str(folder)
+
+
 def store_as_text(version_dir: str) -> str:
     """Rewrites a version folder's saved_model.pb as saved_model.pbtxt, the text form TensorFlow also loads, and
     removes the .pb; returns the .pbtxt's path."""
