@@ -655,14 +655,26 @@ def main(argv=None) -> int:
 def remove_last_summary(argv=None) -> None:
     """Removes the file --summary-json names on the command line, before anything can refuse the run (a usage
     error, a bad LETTERS_<FIELD>): a run that ends with no summary (stopped, refused) leaves none, not the last
-    run's. A name the flag refuses (a folder, in a missing folder) is left alone."""
+    run's. A name the flag refuses (a folder, in a missing folder) is left alone, and so is any file that is not a
+    run's summary: the flags are not checked yet, and the rules that refuse a --summary-json naming ML Metadata's
+    file, a served model's or the feedback store's come after."""
     text = settings.flag_text(build_parser(Config()), "--summary-json", argv)
     try:
         path = flags.output_file(text) if text else None
     except argparse.ArgumentTypeError:
         return
-    if path and os.path.isfile(path):
+    if path and os.path.isfile(path) and is_run_summary(path):
         os.remove(path)
+
+
+def is_run_summary(path: str) -> bool:
+    """Whether ``path`` holds what :func:`write_summary` writes: a JSON object with the run's id and components."""
+    try:
+        with open(path, "rb") as f:
+            summary = json.loads(f.read(64 * 1024 * 1024))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"run_id", "components"} <= summary.keys()
 
 
 def _main(argv=None) -> int:

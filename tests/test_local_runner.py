@@ -364,6 +364,7 @@ def test_a_run_that_ends_without_its_summary_leaves_no_summary_json_of_the_last_
     from pipeline.run_summary import MetadataInUse
 
     summary = tmp_path / "summary.json"
+    last = {"run_id": "last", "components": {}, "pushed": True}
     argv = ["--data-root", str(tiny_letters), "--pipeline-root", str(tmp_path / "p"), "--serving-dir",
             str(tmp_path / "s"), "--no-feedback", "--no-pretrain", "--quiet", "--summary-json", str(summary)]
     for err, reason, line in (
@@ -372,7 +373,7 @@ def test_a_run_that_ends_without_its_summary_leaves_no_summary_json_of_the_last_
             (MetadataInUse("ML Metadata m is locked"), "ML Metadata m is locked", "error: ML Metadata m is locked\n"),
             (EmptyDatasetError("no usable image [while running 'x']"), "no usable image",
              "error: no usable image\n")):
-        summary.write_text(json.dumps({"pushed": True}))   # the last run's
+        summary.write_text(json.dumps(last))   # the last run's
 
         def failing(config, err=err, **_):
             raise err
@@ -400,6 +401,7 @@ def test_a_refused_run_leaves_no_summary_json_of_the_last_run(tmp_path, monkeypa
     abbreviation); a name it refuses, or an abbreviation it does not take (--s, ambiguous), removes nothing."""
     import json
     summary = tmp_path / "summary.json"
+    last = {"run_id": "last", "components": {}, "pushed": True}
     common = ["--pipeline-root", str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s"), "--no-feedback"]
     for argv, env in (([*common, "--split", "4", "--summary-json", str(summary)], None),
                       ([*common, "--base-model", str(tmp_path / "none"), "--summary-json", str(summary)], None),
@@ -407,19 +409,26 @@ def test_a_refused_run_leaves_no_summary_json_of_the_last_run(tmp_path, monkeypa
                       ([*common, "--summary-json", str(summary)], "many"),
                       ([*common, f"--summary-json={summary}", "--split", "0:1"], None),
                       ([*common, "--summ", str(summary), "--split", "0:1"], None)):
-        summary.write_text(json.dumps({"pushed": True}))   # the last run's
+        summary.write_text(json.dumps(last))   # the last run's
         if env:
             monkeypatch.setenv("LETTERS_EPOCHS", env)
         with pytest.raises(SystemExit) as caught:
             local_runner.main(argv)
         monkeypatch.delenv("LETTERS_EPOCHS", raising=False)
         assert caught.value.code == 2 and "error: " in capsys.readouterr().err and not summary.exists(), argv
-    summary.write_text("{}")
+    summary.write_text(json.dumps(last))
     for argv in ([*common, "--s", str(summary)], [*common, "--summary-json", str(tmp_path)],
                  [*common, "--summary-json", str(tmp_path / "no" / "s.json"), str(summary)]):
         with pytest.raises(SystemExit):
             local_runner.main(argv)
         assert summary.exists(), argv
+    # Nothing but a run's summary is removed before the flags are checked: ML Metadata's file named as the summary
+    # is refused by them, and kept.
+    metadata = tmp_path / "metadata.sqlite"
+    metadata.write_bytes(b"SQLite format 3\x00")
+    with pytest.raises(SystemExit):
+        local_runner.main([*common, "--metadata-path", str(metadata), "--summary-json", str(metadata)])
+    assert metadata.read_bytes() == b"SQLite format 3\x00"
 
 
 def test_a_full_pipeline_root_while_the_feedback_is_exported_ends_the_run_with_one_line(tiny_letters, tmp_path,

@@ -489,7 +489,7 @@ class Handler(BaseHTTPRequestHandler):
                 remaining = length
                 try:
                     while remaining > 0:
-                        chunk = self.rfile.read(min(remaining, 1 << 16))
+                        chunk = self._read(min(remaining, 1 << 16))
                         if not chunk:
                             break
                         remaining -= len(chunk)
@@ -501,16 +501,11 @@ class Handler(BaseHTTPRequestHandler):
                            f"(images up to {self.backend.config.max_upload_bytes} bytes)",
                            headers=[("Connection", "close")])
         try:
-            body = self.rfile.read(length)
+            body = self._read(length)
         except TimeoutError:
             self.close_connection = True
             raise ApiError(408, "timeout", f"the request body did not arrive within {self.timeout:g} s",
                            headers=[("Connection", "close")]) from None
-        except ConnectionError:   # a reset read after the request timeout's shutdown: that timeout, not the client
-            if self._arrived():
-                raise
-            self.close_connection = True
-            raise ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s") from None
         if not self._arrived():            # cut at the request timeout: the 408 has been sent
             self.close_connection = True
             raise ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s")
@@ -518,6 +513,17 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise ApiError(400, "bad_request", "the request body is shorter than its Content-Length")
         return body
+
+    def _read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the body. A reset read after the request timeout's shutdown (a handler scheduled
+        late reads the client's reset, not the end) is that timeout (:class:`ArrivalCut`), not the client's close."""
+        try:
+            return self.rfile.read(size)
+        except ConnectionError:
+            if self._arrived():
+                raise
+            self.close_connection = True
+            raise ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s") from None
 
     def _content_type(self) -> str:
         return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()

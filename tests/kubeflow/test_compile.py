@@ -351,7 +351,6 @@ def test_beam_workers_0_is_each_pods_cpu_limit(config):
     (["--base-model", "gs://b/serving/"], "error: --base-model (gs://b/serving/) is the same path as --serving-dir "
                                           "(gs://b/serving): the Trainer would start from its newest version when it "
                                           "runs, the one the run before pushed there"),
-    (["--base-model", "file://{tmp}/s", "--serving-dir", "{tmp}/s"], "--base-model (file://{tmp}/s) is the same path"),
     # the feedback read as the data root's letters too: every twin trains, and one folder for both empties eval
     (["--feedback-root", "gs://b/data/"], "--feedback-root (gs://b/data/) is the same path as --data-root "
                                           "(gs://b/data): the ImageExampleGen would list the same files as feedback"),
