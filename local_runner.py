@@ -680,6 +680,8 @@ def is_run_summary(path: str) -> bool:
 def _main(argv=None) -> int:
     remove_last_summary(argv)
     config, args = parse_args(argv)
+    if args.summary_json and os.path.isfile(args.summary_json):   # the flags' rules passed: whatever it holds, a
+        os.remove(args.summary_json)                               # run that ends with no summary leaves none
     for field, path, problem_of in (("pipeline_root", config.pipeline_root, flags.folder_problem),
                                     ("serving_dir", config.serving_dir, flags.folder_problem),
                                     ("metadata_path", config.metadata_file, flags.file_problem)):
