@@ -496,7 +496,7 @@ class Handler(BaseHTTPRequestHandler):
                 except TimeoutError:        # stalled past the idle timeout: the 413 is its answer all the same
                     pass
                 if not self._arrived():     # cut at the request timeout: the 408 has been sent
-                    raise ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s")
+                    raise self._arrival_cut()
             raise ApiError(413, "too_large", f"the request body ({length} bytes) is over the {limit}-byte limit "
                            f"(images up to {self.backend.config.max_upload_bytes} bytes)",
                            headers=[("Connection", "close")])
@@ -508,7 +508,7 @@ class Handler(BaseHTTPRequestHandler):
                            headers=[("Connection", "close")]) from None
         if not self._arrived():            # cut at the request timeout: the 408 has been sent
             self.close_connection = True
-            raise ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s")
+            raise self._arrival_cut()
         if len(body) != length:
             self.close_connection = True
             raise ApiError(400, "bad_request", "the request body is shorter than its Content-Length")
@@ -523,7 +523,10 @@ class Handler(BaseHTTPRequestHandler):
             if self._arrived():
                 raise
             self.close_connection = True
-            raise ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s") from None
+            raise self._arrival_cut() from None
+
+    def _arrival_cut(self) -> ArrivalCut:
+        return ArrivalCut(f"the request did not arrive whole within {self.request_timeout:g} s")
 
     def _content_type(self) -> str:
         return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
