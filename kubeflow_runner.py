@@ -263,14 +263,10 @@ _LETTERS = ("--data-root", "--pretrain-root", "--feedback-root")   # folders the
 FEEDBACK_AMONG_LETTERS = ("the ImageExampleGen would list the same files as feedback and as the data root's letters, "
                           "and a data-root image with the pixels of a feedback image always trains (one folder for "
                           "both leaves the eval split empty, and the run fails)")
-# Why a --base-model that is the serving dir is refused: a URL is read when the Trainer runs, a serving dir as its newest
-# version then (a local path is resolved to its newest version at compile time, never the serving dir itself)
-BASE_MODEL_PUSHED = ("the Trainer would start from its newest version when it runs, the one the run before pushed "
-                     "there, so every run would train on from the last")
 OVERLAPS = (   # (flag, other flag, relation, what would happen): paths refused together (flags.overlap), as local
     #            runs refuse them; the feedback exported into <pipeline-root>/feedback, as local runs write it, is not
     ("--serving-dir", "--pipeline-root", flags.same, flags.PUSHED_AMONG_ARTIFACTS),
-    ("--base-model", "--serving-dir", flags.same, BASE_MODEL_PUSHED),
+    ("--base-model", "--serving-dir", flags.same, flags.BASE_MODEL_PUSHED),
     *((flag, letters, flags.within, flags.READ_AS_LETTERS) for letters in _LETTERS
       for flag in ("--pipeline-root", "--serving-dir", "--output")),
     *((flag, "--pipeline-root", flags.within, flags.AMONG_ARTIFACTS) for flag in ("--data-root", "--pretrain-root")),

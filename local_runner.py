@@ -133,13 +133,15 @@ def refuse_feedback_url(parser: argparse.ArgumentParser, feedback_dir: str, give
 def run_paths(config: Config, args: argparse.Namespace, builtin_root: str) -> dict[str, str]:
     """The paths a run reads and writes, by flag ("" for one it does not use): the folder it pretrains on, if any
     (a --pretrain-root, or for a --data-root without one, the built-in generated letters at ``builtin_root``), the
-    data root and the feedback store as given or by default."""
+    data root and the feedback store as given or by default, the base model (a URL as given, a local one as the
+    version folder it stands for)."""
     pretrain_root = "" if args.no_pretrain or config.base_model else args.pretrain_root
     if pretrain_root is None:
         pretrain_root = flags.absolute(builtin_root) if args.data_root else ""
     return {"--summary-json": args.summary_json or "", "--metadata-path": config.metadata_file,
             "--pipeline-root": config.pipeline_root, "--serving-dir": config.serving_dir,
-            "--data-root": config.data_root, "--pretrain-root": pretrain_root, "--feedback-dir": config.feedback_dir}
+            "--data-root": config.data_root, "--pretrain-root": pretrain_root, "--feedback-dir": config.feedback_dir,
+            "--base-model": config.base_model}
 
 
 _WRITTEN = ("--pipeline-root", "--serving-dir", "--metadata-path", "--summary-json")   # what the run writes
@@ -148,6 +150,7 @@ OVERLAPS = (   # (flag, other flag, relation, what would happen): paths a run re
     ("--summary-json", "--pipeline-root", flags.in_a_folder_of, flags.AMONG_ARTIFACTS),
     ("--summary-json", "--serving-dir", flags.in_a_folder_of, "its folders are the model versions served"),
     ("--serving-dir", "--pipeline-root", flags.same, flags.PUSHED_AMONG_ARTIFACTS),
+    ("--base-model", "--serving-dir", flags.same, flags.BASE_MODEL_PUSHED),   # (a URL: a local one is a version's)
     *((flag, letters, flags.within, flags.READ_AS_LETTERS) for letters in ("--data-root", "--pretrain-root")
       for flag in (*_WRITTEN, "--feedback-dir")),
     *((flag, "--feedback-dir", flags.within, "it is the web client's feedback store") for flag in _WRITTEN),

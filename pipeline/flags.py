@@ -133,6 +133,10 @@ def in_a_folder_of(path: str, folder: str) -> bool:
 READ_AS_LETTERS = "every file under it is read as letters, so each run would read what is written there"
 AMONG_ARTIFACTS = "the pipeline writes its artifacts in its folders"
 PUSHED_AMONG_ARTIFACTS = "the versions pushed would be among its artifacts"
+# Why a --base-model that is the serving dir is refused: a URL is read when the Trainer runs, a serving dir as its newest
+# version then (a local path is resolved to a version folder before the run, never the serving dir itself)
+BASE_MODEL_PUSHED = ("the Trainer would start from its newest version when it runs, the one the run before pushed "
+                     "there, so every run would train on from the last")
 # Config path field -> what it is when no setting gave it (:func:`path_names`)
 DEFAULT_PATHS = {"data_root": "the default data root", "pipeline_root": "the default pipeline root",
                  "metadata_path": "ML Metadata's file", "serving_dir": "the default serving dir",

@@ -596,6 +596,28 @@ def test_a_file_url_data_root_is_checked_as_its_local_path_and_given_to_the_pipe
     assert started == [url]
 
 
+def test_a_url_base_model_that_is_the_serving_dir_is_refused(capsys, monkeypatch):
+    """A gs:// --base-model equal to a gs:// --serving-dir had been taken: read when the Trainer runs, it is the
+    serving dir's newest version then, the last run's push, so every run would have trained on from the last (a
+    local one stands for the version folder it names before the run: the serving dir itself is never read)."""
+    from pipeline import flags
+
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args(["--serving-dir", "gs://b/serving", "--base-model", "gs://b/serving/",
+                                 "--pipeline-root", "gs://b/root", "--no-feedback"])
+    assert caught.value.code == 2 and ("error: --base-model (gs://b/serving/) is the same path as --serving-dir "
+                                       f"(gs://b/serving): {flags.BASE_MODEL_PUSHED}; give it another"
+                                       ) in capsys.readouterr().err
+    monkeypatch.setenv("LETTERS_BASE_MODEL", "gs://b/serving")
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args(["--serving-dir", "gs://b/serving", "--pipeline-root", "gs://b/root", "--no-feedback"])
+    assert caught.value.code == 2 and "error: LETTERS_BASE_MODEL='gs://b/serving' is the same path as --serving-dir" \
+        in capsys.readouterr().err
+    config, _ = local_runner.parse_args(["--serving-dir", "gs://b/serving", "--base-model", "gs://b/serving/7",
+                                         "--pipeline-root", "gs://b/root", "--no-feedback"])
+    assert config.base_model == "gs://b/serving/7"   # a version of it is a model like any other
+
+
 def test_overlapping_paths_no_flag_gave_are_named_by_their_variable_or_as_defaults(tmp_path, monkeypatch, capsys):
     """Paths that clash because LETTERS_* variables, or the defaults, set them had been named by flags never given
     (--serving-dir (…) is the same path as --pipeline-root (…)): each side is named by what set it, the flag if
