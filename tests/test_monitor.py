@@ -786,6 +786,41 @@ def test_a_window_too_small_to_judge_does_not_hide_the_one_before(tmp_path, lett
             f'version="7"}} {ink["value"]!r}') in prom
 
 
+@pytest.mark.parametrize("drifted, exported", [((True, False), 0), ((False, False), 0), ((False, True), 1),
+                                               ((True, True), 1)])
+def test_monitor_prom_exports_the_window_that_crossed_else_the_whole_one_before_the_current(
+        tmp_path, letters, pipeline_root, drifted, exported):
+    """At 00:23 both the hour before (23:00, whole) and the current hour (23 minutes) have answers enough to judge:
+    monitor.prom exports the newest that crossed a threshold, else the whole hour before. It had exported the
+    current hour's 23 minutes: a drifted 23:00 alarmed (threshold_crossed 1) while every distance exported was
+    under its threshold."""
+    from core.configs import Config
+    from pipeline.monitor import checks, reference, report, request_logs
+
+    now = 10 * DAY + 23 * 60                                            # 00:23 UTC
+    alef = traffic(letters, only="alef", repeat=60)                     # every answer alef, unsure: drifted
+    usual = traffic(letters, repeat=3)                                  # drawn like the training data
+    answers = [request_logs.Answer(time=at, version=7, image=image, top1=CLASS_INDEX[name], score=0.4 if bad else 0.9,
+                                   origin="")
+               for at, count, bad in zip((now - 53 * 60, now - 10 * 60), (160, 180), drifted)
+               for image, name in (alef if bad else usual)[:count]]
+    result = checks.run(checks.Traffic(3600, now).add_all(answers), [], reference.load(
+        str(pipeline_root / "metadata.sqlite")), None, Config())
+    groups = result["groups"]
+    assert [(g["window"], g["requests"], g["judged"]) for g in groups] == [
+        ("1970-01-10 23:00 +1h", 160, True), ("1970-01-11 00:00 +1h", 180, True)]
+    assert [g["label_drift"]["crossed"] for g in groups] == list(drifted)
+    assert {a["window"] for a in result["alarms"]} == {g["window"] for g, bad in zip(groups, drifted) if bad}
+    prom = open(report.write_prometheus(result, str(tmp_path))).read()
+    chosen = groups[exported]
+    assert f'letters_monitor_requests{{version="7"}} {chosen["requests"]}.0' in prom
+    assert 'letters_monitor_window_judged{version="7"} 1.0' in prom
+    js = next(m for m in chosen["label_drift"]["measurements"] if m["measure"] == "jensen_shannon")
+    assert (f'letters_monitor_distribution_distance{{check="label_drift",feature="label_name",'
+            f'measure="jensen_shannon",version="7"}} {js["value"]!r}') in prom
+    assert (js["value"] > js["threshold"]) == drifted[exported]        # an alarm's distance is the one exported
+
+
 def test_windows_older_than_the_two_the_alarms_judge_are_shown_not_judged(tmp_path, letters, pipeline_root):
     """Only the current window and the one before it are judged: an older one is measured and shown, not judged,
     and nothing in it is marked crossed, the report saying why (it had said judged and its drift crossed, with no

@@ -60,8 +60,8 @@ def write_prometheus(result: dict, out_dir: str) -> str:
                      ["version"])
     for row in newest_groups(result.get("unusable", [])):
         unusable.labels(str(row["version"])).set(row["share"])
-    exported = ("in the version's window exported: its newest judged one of the current window and the one before "
-                "it, else its newest window")
+    exported = ("in the version's window exported: of its windows judged (the current one and the one before it), "
+                "the newest that crossed a threshold, else the older, else its newest window")
     requests = gauge("requests", f"answers {exported}", ["version"])
     judged = gauge("window_judged", f"1 when the alarms judged the version's window exported (answers enough, in the "
                                     f"current window or the one before it; else its numbers are shown, not judged): "
@@ -113,14 +113,28 @@ def chart_suffixes(groups: list[dict]) -> dict:
     return suffixes
 
 
+def _crossed(group: dict) -> bool:
+    """Whether a threshold was crossed in the group (its drift, its skew or its confidence: checks.judge_group)."""
+    return group["confidence"]["crossed"] or any(group.get(key, {}).get("crossed")
+                                                 for key in ("label_drift", "input_skew"))
+
+
 def exported_groups(groups: list[dict]) -> list[dict]:
-    """Per version, the shown group monitor.prom exports: the newest judged one, else the newest."""
-    chosen = {}
-    for group in shown_groups(groups):   # oldest first within a version
-        held = chosen.get(group["version"])
-        if held is None or group["judged"] or not held["judged"]:
-            chosen[group["version"]] = group
-    return [chosen[v] for v in sorted(chosen, key=versions.order)]
+    """Per version, the shown group monitor.prom exports. Of its windows the alarms judged (the current one and the
+    one before it, with answers enough): the newest that crossed a threshold, else the older, the whole window
+    before the current one over the current one unfinished (an hourly run at :17 exports the previous hour, not
+    17 minutes, though both were judged); with none judged, the newest window."""
+    by_version = {}
+    for group in sorted(shown_groups(groups), key=lambda g: g["window_start"]):
+        by_version.setdefault(group["version"], []).append(group)
+    return [_exported(by_version[v]) for v in sorted(by_version, key=versions.order)]
+
+
+def _exported(shown: list[dict]) -> dict:
+    """The group exported of one version's ``shown`` groups, oldest first (:func:`exported_groups`)."""
+    judged = [group for group in shown if group["judged"]]
+    crossed = [group for group in judged if _crossed(group)]
+    return crossed[-1] if crossed else judged[0] if judged else shown[-1]
 
 
 def _esc(value) -> str:
