@@ -775,6 +775,12 @@ def test_a_window_too_small_to_judge_does_not_hide_the_one_before(tmp_path, lett
     assert f"Version 7 — newest window {small['window']} (too few answers: shown, not judged)</h2>" in html
     assert "not judged (too few answers)" in html and html.count('<span class="bad">crossed</span>') == sum(
         m["crossed"] for check in ("label_drift", "input_skew") for m in old[check]["measurements"])
+    assert small["label_drift"]["anomalies"] == small["input_skew"]["anomalies"] == {}   # measured far off, not listed
+    listed = [(check, feature) for check in ("label_drift", "input_skew") for feature in old[check]["anomalies"]]
+    assert listed and [f"<p><b>{check} {feature}</b>: " in html for check, feature in listed] == [True] * len(listed)
+    assert html.count("above the threshold") == sum(                   # the judged window's anomalies alone
+        text.count("above the threshold") for check in ("label_drift", "input_skew")
+        for text in old[check]["anomalies"].values())
     assert {"classes_v7.png", "classes_v7_before.png", "ink_share_v7_before.png"} <= {
         part.split('"')[0] for part in html.split('<img src="')[1:]}
     assert (out / "classes_v7_before.png").is_file()
@@ -824,7 +830,8 @@ def test_monitor_prom_exports_the_window_that_crossed_else_the_whole_one_before_
 def test_windows_older_than_the_two_the_alarms_judge_are_shown_not_judged(tmp_path, letters, pipeline_root):
     """Only the current window and the one before it are judged: an older one is measured and shown, not judged,
     and nothing in it is marked crossed, the report saying why (it had said judged and its drift crossed, with no
-    alarm)."""
+    alarm), nor are TFDV's anomalies listed in monitor.json or printed in the report (they had been, each value
+    "above the threshold", under measurements "not judged")."""
     import numpy as np
     now = clear_of_the_hour()
     hour = windows.start(now, 3600)
@@ -847,9 +854,11 @@ def test_windows_older_than_the_two_the_alarms_judge_are_shown_not_judged(tmp_pa
         assert not any(group[key]["crossed"] for key in ("label_drift", "input_skew", "confidence"))
     row = result["unusable"][0]
     assert (row["unusable"], row["judged"], row["not_judged"], row["crossed"]) == (10, False, older, False)
+    assert [(g["label_drift"]["anomalies"], g["input_skew"]["anomalies"]) for g in result["groups"]] == [({}, {})] * 3
     html = (out / "report.html").read_text()
     assert "<td>yes</td>" not in html and html.count(f"<td>no: {older}</td>") == 2
     assert f"<td>not judged ({older})</td>" in html and '<span class="bad">crossed</span>' not in html
+    assert "above the threshold" not in html and "<p><b>" not in html   # TFDV's anomaly text had been printed
 
 
 def test_a_version_that_no_longer_gets_answers_stops_alarming(tmp_path, letters, pipeline_root):

@@ -135,7 +135,7 @@ def judge_group(version, begin: float, answers: Group, seconds, now: float, refe
                 config: Config):
     """The checks of one (version, window) group (no chart values: :func:`run` adds those of the groups the report
     draws). A group is judged when the alarms judge its window (``recent``) and it has answers enough: another is
-    measured and shown, ``not_judged`` saying why, and nothing in it crossed."""
+    measured and shown, ``not_judged`` saying why, nothing in it crossed and no anomaly listed."""
     predicted = [CLASS_NAMES[top1] for top1 in answers.top1]
     columns = answers.feature_columns()
     outside = not_judged_window(begin, seconds, now)
@@ -152,11 +152,19 @@ def judge_group(version, begin: float, answers: Group, seconds, now: float, refe
     if reference is not None:
         group["label_drift"] = drift.compare_labels(predicted, reference.eval_statistics, config).to_json()
         group["input_skew"] = drift.compare_features(columns, training_stats, schema).to_json()
-        for key in ("label_drift", "input_skew"):   # a window not judged is shown: nothing in it crossed
-            for measurement in group[key]["measurements"]:
-                measurement["crossed"] = judged and measurement["crossed"]
-            group[key]["crossed"] = judged and group[key]["crossed"]
+        for key in ("label_drift", "input_skew"):
+            if not judged:
+                _shown_not_judged(group[key])
     return group
+
+
+def _shown_not_judged(comparison: dict) -> None:
+    """A comparison (drift.Comparison.to_json) of a window not judged, shown with its values measured: nothing in it
+    crossed, and TFDV's anomalies (a value "above the threshold") are not listed."""
+    for measurement in comparison["measurements"]:
+        measurement["crossed"] = False
+    comparison["crossed"] = False
+    comparison["anomalies"] = {}
 
 
 def recent_groups(groups: list[dict], seconds: int | None, now: float) -> list[dict]:
