@@ -225,25 +225,23 @@ def ensure_default_data(config: Config) -> None:
     generate_letters.generate(config.data_root, config.generate_per_class, config.generate_seed, faces)
 
 
-def usable_letters(flag: str, root: str, config: Config) -> bool:
-    """Whether ``root`` is a folder of class folders with at least one image the ExampleGen would keep; if not,
-    says why (as the ExampleGen would) before anything starts. A ``file://`` root is checked as its local path
-    (:func:`core.settings.local_path`), as TensorFlow reads it; the pipeline is given the URL."""
+def unusable_letters(flag: str, root: str, config: Config) -> str | None:
+    """Why ``root`` cannot be read, as the ExampleGen would say it, before anything starts: not a folder, no class
+    folder, or no image the ExampleGen would keep (whose skip report it prints); None for a folder of class folders
+    with at least one such image. A ``file://`` root is checked as its local path (:func:`core.settings.local_path`),
+    as TensorFlow reads it; the pipeline is given the URL."""
     local = settings.local_path(root)
     if not os.path.isdir(local):
-        print(f"error: {flag} {root} is not a folder", file=sys.stderr)
-        return False
+        return f"{flag} {root} is not a folder"
     from components import image_example_gen as gen
     problem = gen.describe_layout_problem(local)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return False
+        return problem
     usable, skips = gen.find_usable_image(local, config.max_file_bytes, config.max_image_pixels)
     if not usable:   # every file would be skipped
         print(gen.format_report(gen.build_report(skips, local)), flush=True)
-        print(f"error: {gen.no_usable_image(local)}", file=sys.stderr)
-        return False
-    return True
+        return gen.no_usable_image(local)
+    return None
 
 
 def small_data_hint(config: Config) -> str | None:
@@ -712,8 +710,9 @@ def _main(argv=None) -> int:
             print(f"The built-in generated letters train {config.generate_epochs} epochs (more do not help on them; "
                   "--epochs N to choose)", flush=True)
         config = configs.generated_budget(config)
-    if not usable_letters("--data-root", config.data_root, config):
-        return 2
+    unusable = unusable_letters("--data-root", config.data_root, config)
+    if unusable:   # the run ends as the ExampleGen would end it, with a failed run's --summary-json
+        return ended_before_any_step(config, args, new_run_id(), unusable)
     hint = small_data_hint(config) if args.data_root is not None else None
     if hint:
         print(hint, flush=True)
@@ -754,13 +753,14 @@ def _run_alone(config: Config, args: argparse.Namespace, builtin_root: str) -> i
     """The run itself, the pipeline root held by this process."""
     pinned_base_model(config, args.base_model)
     config = choose_pretraining(config, args, builtin_root)
-    if args.pretrain_root and config.pretrain_root and not usable_letters("--pretrain-root", config.pretrain_root,
-                                                                          config):
-        return 2
+    run_id = new_run_id()
+    unusable = (unusable_letters("--pretrain-root", config.pretrain_root, config)
+                if args.pretrain_root and config.pretrain_root else None)
+    if unusable:
+        return ended_before_any_step(config, args, run_id, unusable)
     from components import image_example_gen as gen
     from core.feedback import FeedbackStoreError
     from pipeline import run_summary
-    run_id = new_run_id()
     try:
         summary = run(config, enable_cache=not args.no_cache, quiet=args.quiet, run_id=run_id)
     except FeedbackStoreError as err:
@@ -795,7 +795,8 @@ def write_summary(args: argparse.Namespace, summary: dict) -> None:
 
 def ended_before_any_step(config: Config, args: argparse.Namespace, run_id: str, reason: str, hint: str = "") -> int:
     """Ends a run that stopped before any step was done (a feedback store it cannot read or export, ML Metadata
-    locked, no usable image) with one error line, ``reason`` and ``hint``, status 2; its --summary-json is a failed
+    locked, no usable image: found by :func:`unusable_letters` before the pipeline starts, or by the ExampleGen)
+    with one error line, ``reason`` and ``hint``, status 2; its --summary-json is a failed
     run's (run_summary.failed_before_any_step: ``failed_because`` the reason, nothing pushed, the version still
     served), not the last run's."""
     from pipeline.run_summary import failed_before_any_step, served_model

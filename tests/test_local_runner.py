@@ -394,6 +394,46 @@ def test_a_run_that_ends_without_its_summary_leaves_no_summary_json_of_the_last_
     assert local_runner.main(argv) == 130 and not summary.exists()
 
 
+def test_a_data_root_with_no_usable_image_writes_a_failed_runs_summary_json(tmp_path, monkeypatch, capsys):
+    """The check before the pipeline starts (a data root, or a --pretrain-root, whose every file would be skipped)
+    ended the run with its error line, status 2, and no --summary-json at all, the last run's removed: it is a run
+    that ended before any step, as the ExampleGen's own "no usable image" ends one, and writes a failed run's."""
+    import json
+
+    from components.image_example_gen import no_usable_image
+    from tests.conftest import letter_image, png_bytes
+
+    unusable, usable = tmp_path / "unusable", tmp_path / "usable"
+    for rel, content in (("alef/text.png", b"these are not pixels"), ("alef/empty.png", b""),
+                         ("misc/alef_hand_0000.png", png_bytes(letter_image(40, 50)))):
+        (unusable / rel).parent.mkdir(parents=True, exist_ok=True)
+        (unusable / rel).write_bytes(content)
+    (usable / "bet").mkdir(parents=True)
+    (usable / "bet" / "b.png").write_bytes(png_bytes(letter_image(40, 50)))
+    summary = tmp_path / "summary.json"
+    common = ["--pipeline-root", str(tmp_path / "p"), "--serving-dir", str(tmp_path / "s"), "--no-feedback",
+              "--quiet", "--epochs", "1", "--accuracy-floor", "0", "--summary-json", str(summary)]
+
+    def never(*args, **kwargs):
+        raise AssertionError("the pipeline started")
+
+    monkeypatch.setattr(local_runner, "run", never)
+    for argv, reason in (
+            (["--data-root", str(unusable), "--no-pretrain", *common], no_usable_image(str(unusable))),
+            (["--data-root", str(tmp_path / "nowhere"), "--no-pretrain", *common],
+             f"--data-root {tmp_path / 'nowhere'} is not a folder"),
+            (["--data-root", str(usable), "--pretrain-root", str(unusable), *common], no_usable_image(str(unusable)))):
+        summary.write_text(json.dumps({"run_id": "last", "components": {}, "pushed": True}))   # the last run's
+        assert local_runner.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.endswith(f"error: {reason}\n"), err
+        written = json.loads(summary.read_text())
+        assert written["run_id"] != "last" and {k: written[k] for k in (
+            "failed_step", "failed_because", "failure_log", "pushed", "still_served")} == {
+            "failed_step": None, "failed_because": reason, "failure_log": None, "pushed": False,
+            "still_served": None}, argv
+
+
 def test_a_refused_run_leaves_no_summary_json_of_the_last_run(tmp_path, monkeypatch, capsys):
     """The last run's --summary-json is removed before anything can refuse the run: a usage error (a bad --split or
     --base-model, checked after the flags are read; a bad --epochs, while they are; a bad LETTERS_<FIELD>) had left
