@@ -122,6 +122,47 @@ def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
     return sorted(path for path in paths if not is_hidden(os.path.dirname(path), input_base))
 
 
+def list_entries(input_base: str) -> list[str]:
+    """Every path the executor reads or reports under ``input_base``, sorted: each folder's entries (what
+    :data:`INPUT_PATTERN` matches, as :func:`list_inputs` lists them) and the files beside the folders (reported as
+    not_in_a_class_folder), but the generator's manifest. Hidden names beside the folders, a hidden folder's files
+    among them, are neither read nor reported. The cache key's :func:`folder_fingerprint` is of these paths, so that
+    any of them added, removed or replaced is seen. A local folder is listed in one pass (``os.scandir``: the kind
+    of each name comes with the listing, no file is looked at)."""
+    if "://" in input_base:
+        return sorted(list_inputs(input_base) + [path for path in list_inputs(input_base, "*")
+                                                 if _beside(os.path.basename(path)) and not fileio.isdir(path)])
+    entries = []
+    for top in _scan(input_base):
+        if _is_folder(top):   # a link to a folder is read as that folder, as a glob reads it
+            entries += [entry.path for entry in _scan(top.path)] if not is_hidden(top.path) else []
+        elif _beside(top.name):
+            entries.append(top.path)
+    return sorted(entries)
+
+
+def _beside(name: str) -> bool:
+    """Whether a file named ``name`` beside the class folders is reported: a hidden name or the generator's
+    manifest is not."""
+    return not is_hidden(name) and name != GENERATED_MANIFEST
+
+
+def _scan(folder: str) -> list[os.DirEntry]:
+    """The entries of a local folder; none for a folder it cannot list (as a glob finds nothing in it)."""
+    try:
+        with os.scandir(folder) as listing:
+            return list(listing)
+    except OSError:
+        return []
+
+
+def _is_folder(entry: os.DirEntry, follow_links: bool = True) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=follow_links)
+    except OSError:
+        return False
+
+
 def feedback_copies(repeat: int, main_files: list[str], feedback_files: list[str], train_share: float) -> int:
     """How many times each feedback image goes into the train split (:func:`core.configs.feedback_copies`), from
     the listed files in class folders of the data root (times the train split's share) and of the feedback
@@ -144,8 +185,9 @@ def candidates_per_class(input_base: str | None, pattern: str = INPUT_PATTERN) -
                                     if in_class_folder(path) and utf8(path) and not fileio.isdir(path)))
 
 
-def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
-    """Names, sizes and times of the files under ``root``: a local file's modification and status-change times in
+def folder_fingerprint(root: str | None) -> str:
+    """Names, sizes and times of the files under ``root`` the ExampleGen reads or reports (:func:`list_entries`: a
+    file beside the class folders too): a local file's modification and status-change times in
     nanoseconds and its inode, so that a file replaced in place is seen even with its size and modification time
     kept (``cp -p``, ``rsync -a``, ``touch -r``, or within the same second: TensorFlow's local stat, which TFX's
     own fingerprint uses, has whole seconds); another file system's size and modification time. Hidden names are
@@ -156,7 +198,7 @@ def folder_fingerprint(root: str | None, pattern: str = INPUT_PATTERN) -> str:
         return ""
     digest = hashlib.sha256()
     local = "://" not in root
-    for path in list_inputs(root, pattern):   # (a hidden folder's files it leaves out itself)
+    for path in list_entries(root):   # (a hidden folder's files it leaves out itself)
         if is_hidden(path):
             continue
         try:
@@ -480,7 +522,7 @@ def find_usable_image(input_base: str, max_bytes: int = image_io.DEFAULT_MAX_BYT
     Cheap on good data (it stops at the first image), and finds a data root whose every file is skipped
     before the pipeline starts."""
     skips = []
-    for path in list_inputs(input_base):
+    for path in list_entries(input_base):
         outcome = read_one(path, input_base, max_bytes, max_pixels)
         if outcome[0] == "ok":
             return True, skips
@@ -543,17 +585,14 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     main_files = list_inputs(input_base, split_pattern)
     if not main_files:
         raise EmptyDatasetError(_layout_hint(input_base, split_pattern))
-    beside = [path for path in list_inputs(input_base, "*")   # reported as skipped, not read
-              if not is_hidden(path) and os.path.basename(path) != GENERATED_MANIFEST
-              and (not utf8(path) or not fileio.isdir(path))]
-    inputs = [(path, input_base, "") for path in sorted(beside) + main_files]
+    inputs = [(path, input_base, "") for path in list_entries(input_base)]   # files beside the folders: reported
     feedback_root = custom.get("feedback_root")
     repeat = 1
     if feedback_root and not fileio.exists(feedback_root):   # a first run before any feedback, or a typo
         _warn(f"WARNING no feedback folder at {feedback_root}: this run trains on no feedback")
     elif feedback_root:
         feedback_files = list_inputs(feedback_root, split_pattern)
-        inputs += [(path, feedback_root, FEEDBACK_PREFIX) for path in feedback_files]
+        inputs += [(path, feedback_root, FEEDBACK_PREFIX) for path in list_entries(feedback_root)]
         repeat = feedback_copies(int(custom.get("feedback_repeat", 0)), main_files, feedback_files,
                                  exec_properties[TRAIN_SHARE_KEY])
     split_of = exec_properties.get(SPLIT_OF_KEY)
@@ -640,7 +679,7 @@ class _FolderInputProcessor(input_processor.FileBasedInputProcessor):
     def resolve_span_and_version(self):
         if "://" in self._input_base_uri:   # a bucket: TFX's own (its object names are UTF-8, it has no links)
             return super().resolve_span_and_version()
-        self._fingerprint = "\n".join(f"split:{split.name},files:{folder_fingerprint(self._input_base_uri, split.pattern)}"
+        self._fingerprint = "\n".join(f"split:{split.name},files:{folder_fingerprint(self._input_base_uri)}"
                                       for split in self._splits)
         return 0, None   # this component's patterns name no span or version
 

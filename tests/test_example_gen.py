@@ -524,6 +524,32 @@ def test_a_hidden_file_leaves_the_fingerprint_and_a_new_image_changes_it(tmp_pat
     assert ieg.folder_fingerprint(str(tmp_path)) != before
 
 
+def test_a_file_beside_the_class_folders_added_or_removed_changes_the_cache_key(tmp_path):
+    """The executor reports each file beside the class folders (not_in_a_class_folder), but the fingerprint listed
+    the class folders' files only: one added or removed after a run left the cache key as it was, and the re-run
+    reused the examples with their report, which did not name it. The generator's manifest and hidden names are
+    neither reported nor in the key."""
+    (tmp_path / "alef").mkdir()
+    (tmp_path / "alef" / "1.png").write_bytes(png_bytes(letter_image(20, 20)))
+    before = ieg.folder_fingerprint(str(tmp_path))
+    (tmp_path / "generated.json").write_text("{}")
+    (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    assert ieg.folder_fingerprint(str(tmp_path)) == before == _cache_key_fingerprint(tmp_path)
+    (tmp_path / "alef_hand_0019.png").write_bytes(png_bytes(letter_image(24, 20)))   # an image put in the wrong place
+    one = ieg.folder_fingerprint(str(tmp_path))
+    assert one == _cache_key_fingerprint(tmp_path) != before
+    (tmp_path / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    two = ieg.folder_fingerprint(str(tmp_path))
+    assert two == _cache_key_fingerprint(tmp_path) not in (before, one)
+    outcomes = [ieg.read_one(path, str(tmp_path), MAX_BYTES, MAX_PIXELS) for path in ieg.list_entries(str(tmp_path))]
+    assert [o[1:3] for o in outcomes if o[0] == "skip"] == [("Thumbs.db", "not_in_a_class_folder"),
+                                                            ("alef_hand_0019.png", "not_in_a_class_folder")]
+    (tmp_path / "Thumbs.db").unlink()                                   # removed: the key is the one without it
+    assert ieg.folder_fingerprint(str(tmp_path)) == one
+    (tmp_path / "alef_hand_0019.png").unlink()
+    assert ieg.folder_fingerprint(str(tmp_path)) == before == _cache_key_fingerprint(tmp_path)
+
+
 def test_a_hidden_folder_in_the_data_root_is_neither_read_nor_in_the_cache_key(tmp_path):
     """A ``.git`` in the data root had been read as data (``.git/HEAD``: folder '.git' is not one of the 27 classes;
     ``.git/objects``: folders inside a class folder are not read) and its files' times were in the cache key: a
