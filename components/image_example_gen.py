@@ -22,7 +22,8 @@ among thousands of other letters are not drowned (0, the default: :func:`core.co
 from the numbers of images; measured in docs/measurements.md, "A handful of real letters"). The
 feedback folder's fingerprint is part of the component's configuration, so new corrections invalidate the cache.
 Files that are not usable (empty, oversize, not an image, truncated, decompression
-bombs, unknown class folder, nested folders) are skipped, never fatal, and counted in a report written
+bombs, unknown class folder, beside the class folders, in a folder inside a class folder at any depth: each of
+these files) are skipped, never fatal, and counted and named in a report written
 next to the examples (``<examples uri>/ingest_report.json``) and printed. An input with no usable image is
 an error; a class with no image is a warning in the report (the run goes on: a model can still be trained,
 and the Evaluator's per-class slices will show the gap).
@@ -87,7 +88,7 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
     """Reads one file; returns ``("ok", example, label_name, reencoded)`` or ``("skip", rel, reason, detail)``."""
     rel = os.path.relpath(path, input_base)
     label_name = rel.split(os.sep)[0]
-    beside = os.sep not in rel
+    beside, nested = os.sep not in rel, rel.count(os.sep) > 1
     rel = prefix + rel
     if not utf8(rel):
         return ("skip", printable(rel), "name_not_utf8", NOT_UTF8)
@@ -99,6 +100,8 @@ def read_one(path: str, input_base: str, max_bytes: int, max_pixels: int, prefix
     if label_name not in CLASS_INDEX:   # a file or a folder in it
         return ("skip", rel, "unknown_class", f"folder {label_name!r} is not one of the 27 classes"
                 + did_you_mean(label_name))
+    if nested:
+        return ("skip", rel, "nested_folder", "files in a folder inside a class folder are not read")
     if fileio.isdir(path):
         return ("skip", rel, "nested_folder", "folders inside a class folder are not read")
     try:
@@ -124,21 +127,49 @@ def list_inputs(input_base: str, pattern: str = INPUT_PATTERN) -> list[str]:
 
 def list_entries(input_base: str) -> list[str]:
     """Every path the executor reads or reports under ``input_base``, sorted: each folder's entries (what
-    :data:`INPUT_PATTERN` matches, as :func:`list_inputs` lists them) and the files beside the folders (reported as
-    not_in_a_class_folder), but the generator's manifest. Hidden names beside the folders, a hidden folder's files
-    among them, are neither read nor reported. The cache key's :func:`folder_fingerprint` is of these paths, so that
-    any of them added, removed or replaced is seen. A local folder is listed in one pass (``os.scandir``: the kind
-    of each name comes with the listing, no file is looked at)."""
+    :data:`INPUT_PATTERN` matches, as :func:`list_inputs` lists them), a folder inside a class folder replaced by the
+    files under it at any depth (:func:`files_below`: each reported as nested_folder), and the files beside the
+    folders (reported as not_in_a_class_folder), but the generator's manifest. Hidden names beside the folders, a
+    hidden folder's files among them, are neither read nor reported. The cache key's :func:`folder_fingerprint` is
+    of these paths, so that any of them added, removed or replaced is seen. A local folder is listed in one pass
+    (``os.scandir``: the kind of each name comes with the listing, no file is looked at; only a folder inside a
+    class folder is listed further)."""
     if "://" in input_base:
-        return sorted(list_inputs(input_base) + [path for path in list_inputs(input_base, "*")
-                                                 if _beside(os.path.basename(path)) and not fileio.isdir(path)])
+        return sorted([path for entry in list_inputs(input_base) for path in
+                       (files_below(entry) if in_class_folder(entry) and fileio.isdir(entry) else [entry])]
+                      + [path for path in list_inputs(input_base, "*")
+                         if _beside(os.path.basename(path)) and not fileio.isdir(path)])
     entries = []
     for top in _scan(input_base):
         if _is_folder(top):   # a link to a folder is read as that folder, as a glob reads it
-            entries += [entry.path for entry in _scan(top.path)] if not is_hidden(top.path) else []
+            entries += _in_folder(top.path) if not is_hidden(top.path) else []
         elif _beside(top.name):
             entries.append(top.path)
     return sorted(entries)
+
+
+def _in_folder(folder: str) -> list[str]:
+    """The entries of a local folder beside the others, a folder inside a class folder (not a link to one, which
+    is reported itself) replaced by the files under it."""
+    nested = [(entry, in_class_folder(entry.path) and _is_folder(entry, follow_links=False)) for entry in _scan(folder)]
+    return [path for entry, below in nested for path in (files_below(entry.path) if below else [entry.path])]
+
+
+def files_below(folder: str) -> list[str]:
+    """The files at any depth under ``folder`` (a folder inside a class folder, whose files the ExampleGen reports,
+    each as nested_folder), and of its folders those not listed further: a link to a folder (never followed, so
+    that a link back up is no loop) and a hidden folder (reported as hidden_file, as one in a class folder is).
+    A folder it cannot list is reported itself."""
+    local = "://" not in folder
+    unlisted = []
+    walk = os.walk(folder, onerror=lambda err: unlisted.append(err.filename)) if local else fileio.walk(folder)
+    found = []
+    for current, subfolders, names in walk:
+        below = [name for name in subfolders if not is_hidden(name)
+                 and not (local and os.path.islink(os.path.join(current, name)))]
+        found += [os.path.join(current, name.rstrip("/")) for name in names + [n for n in subfolders if n not in below]]
+        subfolders[:] = below
+    return found + unlisted
 
 
 def _beside(name: str) -> bool:
@@ -187,8 +218,8 @@ def candidates_per_class(input_base: str | None, pattern: str = INPUT_PATTERN) -
 
 def folder_fingerprint(root: str | None) -> str:
     """Names, sizes and times of the files under ``root`` the ExampleGen reads or reports (:func:`list_entries`: a
-    file beside the class folders too): a local file's modification and status-change times in
-    nanoseconds and its inode, so that a file replaced in place is seen even with its size and modification time
+    file beside the class folders, and one in a folder inside a class folder, too): a local file's modification and
+    status-change times in nanoseconds and its inode, so that a file replaced in place is seen even with its size and modification time
     kept (``cp -p``, ``rsync -a``, ``touch -r``, or within the same second: TensorFlow's local stat, which TFX's
     own fingerprint uses, has whole seconds); another file system's size and modification time. Hidden names are
     left out as :func:`read_one` leaves them out (:func:`is_hidden`, a hidden folder's files too): a ``.DS_Store``

@@ -102,7 +102,7 @@ def messy_folder(tmp_path):
     (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")                 # hidden: not even reported
     (root / "generated.json").write_text("{}")                             # the generator's manifest: not either
     expected_bad = {rel: reason for rel, (_, reason) in bad.items()}
-    expected_bad["alef/nested"] = "nested_folder"
+    expected_bad["alef/nested/k.png"] = "nested_folder"
     expected_bad["README.txt"] = "not_in_a_class_folder"
     return root, good, expected_bad
 
@@ -577,6 +577,43 @@ def test_a_folder_in_a_folder_that_is_not_a_class_is_reported_with_that_folder(t
     assert macosx == ("skip", "__MACOSX/alef", "unknown_class", "folder '__MACOSX' is not one of the 27 classes")
     nested = ieg.read_one(str(tmp_path / "alef" / "inner"), str(tmp_path), MAX_BYTES, MAX_PIXELS)
     assert nested[2] == "nested_folder"
+
+
+def test_each_file_in_a_folder_inside_a_class_folder_is_counted_named_and_in_the_cache_key(tmp_path, tiny_dataset):
+    """Images in a folder inside a class folder had been one nested_folder skip for the folder ("mem/sub: folders
+    inside a class folder are not read"), however many it held and at whatever depth, and none of them was in the
+    cache key: the report's totals left them out, and one added or removed went unseen. Each file under it is a
+    skip of its own, named; a link to a folder is reported itself, not followed (a link back up is no loop)."""
+    tmp_path = tmp_path / "data"
+    shutil.copytree(tiny_dataset, tmp_path)
+    letter = sorted((tmp_path / "mem").glob("*.png"))[0].read_bytes()
+    (tmp_path / "mem" / "sub" / "deeper").mkdir(parents=True)
+    seen = [ieg.folder_fingerprint(str(tmp_path))]
+    for rel in ("sub/a.png", "sub/b.png", "sub/deeper/c.png"):   # (one in deeper/ leaves sub/'s own times as they were)
+        (tmp_path / "mem" / rel).write_bytes(letter)
+        seen.append(ieg.folder_fingerprint(str(tmp_path)))
+        assert seen[-1] not in seen[:-1], rel
+    (tmp_path / "mem" / "sub" / "deeper" / "up").symlink_to(tmp_path / "mem", target_is_directory=True)
+    (tmp_path / "mem" / "sub" / ".cache").mkdir()
+    (tmp_path / "mem" / "sub" / ".cache" / "d.png").write_bytes(letter)
+    (tmp_path / "bet" / "link").symlink_to(tmp_path / "bet", target_is_directory=True)
+    with_them = ieg.folder_fingerprint(str(tmp_path))
+    kept = len(ieg.list_inputs(str(tiny_dataset)))
+    outcomes = [ieg.read_one(path, str(tmp_path), MAX_BYTES, MAX_PIXELS) for path in ieg.list_entries(str(tmp_path))]
+    report = ieg.build_report([("ok", o[2], o[3]) if o[0] == "ok" else o for o in outcomes], str(tmp_path))
+    assert report["kept"] == kept and report["skipped_by_reason"] == {"hidden_file": 1, "nested_folder": 5}
+    assert {item["file"]: item["detail"] for item in report["skipped_files"]["nested_folder"]} == {
+        "bet/link": "folders inside a class folder are not read",
+        **{f"mem/{rel}": "files in a folder inside a class folder are not read"
+           for rel in ("sub/a.png", "sub/b.png", "sub/deeper/c.png", "sub/deeper/up")}}
+    text = ieg.format_report(report, max_files=3)
+    assert f"ExampleGen: {kept} images kept, 6 skipped" in text and "  skipped 5 × nested_folder\n" in text, text
+    assert "    mem/sub/a.png: files in a folder inside a class folder are not read\n" in text, text
+    assert "    … 2 more (see ingest_report.json)" in text, text
+    (tmp_path / "mem" / "sub" / ".cache" / "e.png").write_bytes(letter)   # hidden: no new data
+    assert ieg.folder_fingerprint(str(tmp_path)) == with_them
+    (tmp_path / "mem" / "sub" / "deeper" / "c.png").unlink()
+    assert ieg.folder_fingerprint(str(tmp_path)) != with_them
 
 
 def test_an_image_replaced_in_place_with_its_size_and_time_kept_is_seen(tmp_path):
