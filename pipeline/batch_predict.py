@@ -403,7 +403,8 @@ def _write_rows(predictor, files: list[Path], root: Path, f, batch_size: int, pr
                 limits: Limits, unreadable: dict[Path, OSError]) -> None:
     """One row per file, in the order of ``files`` (an unreadable one's reason in its place; a folder of
     ``unreadable``, ``name/``, the reason it could not be listed)."""
-    with tqdm(total=len(files), desc="predict", unit="file", disable=not progress, file=sys.stderr) as bar:
+    with tqdm(total=len(files), desc="predict", unit="file", disable=None if progress else True,   # a terminal only
+              file=sys.stderr) as bar:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for start, read in zip(range(0, len(files), batch_size), read_batches(files, batch_size, limits)):

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 import core  # noqa: F401  (fixes the Keras mode before TensorFlow loads)
 from core import configs, image_io, settings
-from core.files import atomic_outputs, cannot_read, make_dirs, printable
+from core.files import NOT_UTF8, atomic_outputs, cannot_read, make_dirs, printable, utf8
 from core.signals import interrupts_held, sigterm_as_interrupt
 from core.model_dirs import resolve_model_dir
 from pipeline.flags import defaults_from_env, non_negative_int, output_dir
@@ -66,7 +66,7 @@ def listing(folder) -> list[tuple[Path, bool]]:
 def labelled_files(data_root: str) -> tuple[list[tuple[str, int, Path]], list[tuple[str, str]]]:
     """([(relative path, label, path)], [(relative path, why skipped)]) for every file under data_root, nothing read:
     the files of the class folders; everything else (files beside the class folders, folders inside them, unknown
-    class folders) is listed as skipped, with the reason. Hidden names and the generator's manifest are left out.
+    class folders, names that are not UTF-8) is listed as skipped, with the reason. Hidden names and the generator's manifest are left out.
     A class folder that cannot be read is a ValueError (its images would not be scored), as is ``data_root``."""
     root = Path(data_root)
     items, skipped = [], []
@@ -95,6 +95,8 @@ def labelled_files(data_root: str) -> tuple[list[tuple[str, int, Path]], list[tu
                 skipped.append((rel, "unknown class folder"))
             elif inner:
                 skipped.append((rel, "a folder inside a class folder (not read)"))
+            elif not utf8(path.name):   # as the ExampleGen skips it: never trained on, so not scored either
+                skipped.append((rel, NOT_UTF8))
             else:
                 items.append((rel, CLASS_INDEX[folder.name], path))
     return items, skipped
@@ -253,7 +255,8 @@ def predict_read(fn, batches, total: int, progress: bool = True) -> tuple[np.nda
     call = signature_call(fn)
     probs = np.full((total, NUM_CLASSES), np.nan, np.float32)
     unscored, seconds, start, built = {}, 0.0, 0, False
-    with tqdm(total=total, desc="evaluate", unit="img", disable=not progress, file=sys.stderr) as bar:
+    with tqdm(total=total, desc="evaluate", unit="img", disable=None if progress else True,   # a terminal only
+              file=sys.stderr) as bar:
         for batch in batches:
             places = [k for k, (data, _) in enumerate(batch, start) if data is not None]
             unscored.update((k, unread_reason(err)) for k, (data, err) in enumerate(batch, start) if data is None)

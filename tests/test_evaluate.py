@@ -231,6 +231,38 @@ def test_a_path_that_is_not_utf8_is_shown_with_escapes(tmp_path, monkeypatch, ca
     assert f"wrote {shown}/metrics.json" in capsys.readouterr().out
 
 
+def test_a_file_name_that_is_not_utf8_is_skipped_as_training_skips_it(tmp_path, monkeypatch, capsys):
+    """A class folder's image whose name is not UTF-8 (a zip from another system) had been scored, counted in the
+    examples and not among the skipped, though the ExampleGen and letters-feedback import skip it (name_not_utf8):
+    the score covered images training never reads. The progress bar is drawn on a terminal only, not into a pipe
+    or a log file."""
+    import io
+
+    from core.files import NOT_UTF8, printable
+    alef = tmp_path / "data" / "alef"
+    alef.mkdir(parents=True)
+    (alef / "ok.png").write_bytes(png_bytes(letter_image(30, 40)))
+    odd = os.fsdecode(os.path.join(os.fsencode(alef), b"caf\xe9.png"))
+    with open(odd, "wb") as f:
+        f.write(png_bytes(letter_image(30, 40)))
+    monkeypatch.setattr(evaluate, "resolve_model_dir", lambda model, version=None: model)
+    monkeypatch.setattr(evaluate, "load_image_signature", _fake_signature())
+    argv = ["--model", str(tmp_path), "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "report")]
+    assert evaluate.main(argv) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["examples"] == 1 and metrics["skipped_files"] == [
+        {"file": printable(f"alef/{os.path.basename(odd)}"), "why": NOT_UTF8}]
+    assert "evaluate:" not in capsys.readouterr().err   # (not a terminal: no bar)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert evaluate.main(argv) == 0
+    assert "evaluate: 100%" in sys.stderr.getvalue()
+
+
 def test_data_with_nothing_usable_says_why(pipeline_runs, tmp_path, capsys):
     serving = str(pipeline_runs["work"] / "serving")
     (tmp_path / "data" / "misc").mkdir(parents=True)   # (Alef, named as a class with no folder, is refused)
