@@ -5,6 +5,7 @@ A screenshot of the answered page is saved to $LETTERS_WEB_SCREENSHOT (default o
 and one at phone size next to it (web-phone.png).
 """
 import base64
+import datetime
 import io
 import json
 import os
@@ -960,3 +961,90 @@ def test_a_dropped_folder_is_said_unreadable_in_both_languages_and_the_answer_st
     assert "stale" not in (page.locator("#result").get_attribute("class") or "")
     assert page.locator("#result-card").get_attribute("aria-busy") is None and page.locator("#send").is_enabled()
     assert page.problems == [], page.problems
+
+
+def classes_refused(how):
+    """A route handler refusing /api/classes as a restarting web client does: the connection refused, or its 503
+    stopping, whose body has no classes."""
+    def refuse(route):
+        if how == "refused":
+            route.abort("connectionrefused")
+        else:
+            route.fulfill(status=503, content_type="application/json", body=STOPPING)
+    return refuse
+
+
+def letters_not_loaded(page):
+    expect(page.locator("#error")).to_have_text("לא ניתן לטעון את רשימת האותיות · Could not load the list of letters.")
+    assert page.locator("#letter-grid button").count() == 0
+
+
+@pytest.mark.parametrize("how", ["refused", "stopping"])
+def test_letters_not_loaded_at_the_start_are_asked_for_again(web, browser, how):
+    """/api/classes failing once at the page's start (its server restarting just then) had left the page without
+    its 27 letters until a reload: feedback mode showed "otherwise pick the right letter:" over an empty grid. The
+    page asks again until they come, and its "could not load" message goes then."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.clock.install()
+        page.route("**/api/classes", classes_refused(how))
+        page.goto(web.url)
+        letters_not_loaded(page)
+        page.clock.run_for(2_000)                                        # asked again, refused again
+        letters_not_loaded(page)
+        page.unroute("**/api/classes")                                    # the web client is back
+        page.clock.run_for(30_000)
+        expect(page.locator("#letter-grid button")).to_have_count(27)
+        expect(page.locator("#error")).to_be_hidden()
+        page.check("#feedback-mode")
+        draw_letter(page)
+        page.click("#send")
+        answer_of(page)
+        page.click("#letter-grid button[data-class=alef]")
+        expect(page.locator("#feedback-result")).to_contain_text("saved as alef")
+    finally:
+        context.close()
+
+
+def test_letters_not_loaded_at_the_start_are_asked_for_with_a_request(web, browser):
+    """With no time passing (the clock paused), a Recognise after the web client is back brings the letters too:
+    the answer's feedback offers all 27."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.clock.install()
+        page.clock.pause_at(datetime.datetime.now() + datetime.timedelta(seconds=1))
+        page.route("**/api/classes", classes_refused("stopping"))
+        page.goto(web.url)
+        letters_not_loaded(page)
+        page.unroute("**/api/classes")
+        page.check("#feedback-mode")
+        draw_letter(page)
+        page.click("#send")
+        answer_of(page)
+        expect(page.locator("#letter-grid button")).to_have_count(27)
+        assert page.locator("#letter-grid button[data-class=alef]").is_enabled()
+        expect(page.locator("#error")).to_be_hidden()
+    finally:
+        context.close()
+
+
+def test_a_failed_request_keeps_its_own_message_when_the_letters_come(web, browser):
+    """The letters arriving take away only their own "could not load" message, not a request's error shown since."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.clock.install()
+        page.clock.pause_at(datetime.datetime.now() + datetime.timedelta(seconds=1))
+        page.route("**/api/classes", classes_refused("refused"))
+        page.goto(web.url)
+        letters_not_loaded(page)
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+        expect(page.locator("#error")).to_contain_text("not an image")
+        page.unroute("**/api/classes")
+        page.clock.run_for(30_000)
+        expect(page.locator("#letter-grid button")).to_have_count(27)
+        expect(page.locator("#error")).to_contain_text("not an image")
+    finally:
+        context.close()

@@ -198,10 +198,14 @@
     });
   }
 
-  function showError(message) {
+  // The error shown and what it is about ("classes": the list of letters could not be loaded), for the error that
+  // is taken away once what it said no longer holds; null for an error that stays until the next request.
+  let errorAbout = null;
+  function showError(message, about = null) {
     const box = $("error");
     setBidiText(box, message);
     box.hidden = false;
+    errorAbout = about;
     if (!isVisible(box)) box.scrollIntoView({ behavior: "smooth", block: "center" });   // a phone scrolled away
   }
   function isVisible(element) {
@@ -216,6 +220,10 @@
   function clearError() {
     $("error").hidden = true;
     $("error").textContent = "";
+    errorAbout = null;
+  }
+  function clearErrorAbout(about) {
+    if (!$("error").hidden && errorAbout === about) clearError();
   }
 
   function setServingStatus(up, text) {
@@ -236,6 +244,7 @@
   // This page's own server refusing a request while it stops (503 stopping): said as such (REASONS_HE), the model
   // server's status line left as it was.
   const stopping = (body) => Boolean(body && body.reason === "stopping");
+  const STATUS_EVERY_MS = 30000;   // the model server's status is checked this often
 
   async function checkStatus() {
     try {
@@ -349,6 +358,7 @@
     const imageBefore = state.image;
     state.busy = true;
     clearError();
+    loadClasses();                         // (none yet: asked for again with the request)
     keepFocus([$("send")], $("result-card"));
     $("send").disabled = true;
     $("send").setAttribute("aria-busy", "true");
@@ -371,6 +381,7 @@
       }
     } finally {
       if (current()) {
+        loadClasses();                       // (the page's server answered again, maybe)
         state.busy = false;
         $("result-pending").hidden = true;
         $("send").removeAttribute("aria-busy");
@@ -635,16 +646,44 @@
     });
   }
 
-  async function loadClasses() {
-    try {
-      const response = await fetch("/api/classes");
-      const body = await response.json();
-      state.classes = body.classes;
-      state.maxUploadBytes = body.max_upload_bytes || 0;
-      buildLetterGrid(state.classes);
-    } catch (err) {
-      showError("לא ניתן לטעון את רשימת האותיות · Could not load the list of letters.");
+  // The 27 letters and the upload limit. When they cannot be loaded (the page's server restarting just then: a
+  // connection refused, a 503 stopping), the page says so and asks again, after 1 s, 2 s, 4 s … at most every
+  // STATUS_EVERY_MS, at each status check and with each request, until they come: then the letters are offered and
+  // its message goes.
+  const CLASSES_FAILED = "לא ניתן לטעון את רשימת האותיות · Could not load the list of letters.";
+  const CLASSES_RETRY_FIRST_MS = 1000;
+  const classesLoad = { pending: null, timer: 0, delay: CLASSES_RETRY_FIRST_MS };
+
+  async function fetchClasses() {
+    const response = await fetch("/api/classes");
+    const body = await response.json();
+    if (!response.ok || !Array.isArray(body.classes) || body.classes.length === 0) {
+      throw new Error(`no classes (HTTP ${response.status})`);
     }
+    return body;
+  }
+
+  function classesLoaded(body) {
+    state.classes = body.classes;
+    state.maxUploadBytes = body.max_upload_bytes || 0;
+    buildLetterGrid(state.classes);
+    offerFeedback();                         // the new buttons as the answer shown allows
+    clearErrorAbout("classes");
+  }
+
+  function classesFailed() {
+    if ($("error").hidden) showError(CLASSES_FAILED, "classes");   // (another error shown is left as it is)
+    classesLoad.timer = setTimeout(loadClasses, classesLoad.delay);
+    classesLoad.delay = Math.min(2 * classesLoad.delay, STATUS_EVERY_MS);
+  }
+
+  // Asks for the classes unless they are loaded or on their way.
+  function loadClasses() {
+    if (state.classes.length > 0 || classesLoad.pending) return;
+    clearTimeout(classesLoad.timer);
+    classesLoad.pending = fetchClasses()
+      .then(classesLoaded, classesFailed)
+      .finally(() => { classesLoad.pending = null; });
   }
 
   // ---------------------------------------------------------------- start
@@ -652,6 +691,6 @@
   showStrokeWidth();
   loadClasses();
   checkStatus();
-  setInterval(checkStatus, 30000);
+  setInterval(() => { checkStatus(); loadClasses(); }, STATUS_EVERY_MS);
   document.body.dataset.ready = "true";
 })();
