@@ -1048,3 +1048,40 @@ def test_a_failed_request_keeps_its_own_message_when_the_letters_come(web, brows
         expect(page.locator("#error")).to_contain_text("not an image")
     finally:
         context.close()
+
+
+def test_a_model_server_back_up_takes_away_the_error_that_said_it_was_down(start_web, serving_labelled, dead_url,
+                                                                           browser):
+    """The status check turned the status line green once the model server was back, while the error box beside it
+    still said it was down ("... not reachable (connection refused). Try again later.") until the next image: the
+    check that finds it up takes that error away, and only that one (a file that is not an image stays said)."""
+    web, down = start_web(serving_labelled.url), start_web(dead_url)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.clock.install()
+        served_by_down = re.compile(r"/api/(predict|status)$")
+        page.route(served_by_down, lambda route: route.fulfill(
+            response=route.fetch(url=down.url + route.request.url[len(web.url):])))
+        page.goto(web.url)
+        page.wait_for_selector("#serving-status.status-down")
+        draw_letter(page)
+        page.click("#send")
+        expect(page.locator("#error")).to_contain_text("not reachable")
+        assert "The model server is down" in page.locator("#error").inner_text()
+        page.unroute(served_by_down)                                      # the model server is back
+
+        def checked():
+            with page.expect_response(re.compile(r"/api/status$")):
+                page.clock.run_for(30_000)
+        checked()
+        expect(page.locator("#serving-status.status-up")).to_contain_text("Model server up")
+        expect(page.locator("#error")).to_be_hidden()
+
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+        expect(page.locator("#error")).to_contain_text("not an image")
+        checked()
+        page.wait_for_timeout(300)                                        # its answer read and shown
+        expect(page.locator("#error")).to_contain_text("not an image")
+    finally:
+        context.close()

@@ -198,8 +198,9 @@
     });
   }
 
-  // The error shown and what it is about ("classes": the list of letters could not be loaded), for the error that
-  // is taken away once what it said no longer holds; null for an error that stays until the next request.
+  // The error shown and what it is about ("classes": the list of letters could not be loaded, "serving": the model
+  // server is down), for the error that is taken away once what it said no longer holds; null for an error that
+  // stays until the next request.
   let errorAbout = null;
   function showError(message, about = null) {
     const box = $("error");
@@ -259,6 +260,7 @@
       } else if (response.ok) {
         const available = (body.versions || []).filter((v) => v.state === "AVAILABLE").map((v) => v.version);
         setServingStatus(true, `שרת המודל פעיל · Model server up — ${body.model}, versions ${available.join(", ")}`);
+        clearErrorAbout("serving");        // a request's "the model server is down" no longer holds
       } else {
         setServingStatus(false, downText(body.error || `The model server is down (HTTP ${response.status}).`));
       }
@@ -340,7 +342,7 @@
       if (response.status === 503 && !stopping(body)) {
         const text = downText((body && body.error) || `The model server is down (HTTP ${response.status}).`);
         setServingStatus(false, text);
-        throw new Error(text);
+        throw Object.assign(new Error(text), { about: "serving" });
       }
       if (response.status === 504) throw new Error(slowText(body && body.error));   // slow: not marked down
       if (response.status === 429) throw new Error(busyText(body && body.error));   // busy: not marked down
@@ -366,7 +368,7 @@
       await task(current);
     } catch (err) {
       if (current()) {
-        showError(err.message || String(err));
+        showError(err.message || String(err), err.about);
         // A file refused before it was sent (unreadable, too large) leaves the answer shown: it is still the answer
         // of the image last sent. Once an image was sent (setImage), an earlier image's answer is not this one's,
         // nor is an answer that could not be shown (a 200 whose body is no answer).
