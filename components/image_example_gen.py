@@ -133,18 +133,33 @@ def list_entries(input_base: str) -> list[str]:
     hidden folder's files among them, are neither read nor reported. The cache key's :func:`folder_fingerprint` is
     of these paths, so that any of them added, removed or replaced is seen. A local folder is listed in one pass
     (``os.scandir``: the kind of each name comes with the listing, no file is looked at; only a folder inside a
-    class folder is listed further)."""
+    class folder is listed further); a URL by :func:`globbed_entries`."""
     if "://" in input_base:
-        return sorted([path for entry in list_inputs(input_base) for path in
-                       (files_below(entry) if in_class_folder(entry) and fileio.isdir(entry) else [entry])]
-                      + [path for path in list_inputs(input_base, "*")
-                         if _beside(os.path.basename(path)) and not fileio.isdir(path)])
+        return globbed_entries(input_base)
     entries = []
     for top in _scan(input_base):
         if _is_folder(top):   # a link to a folder is read as that folder, as a glob reads it
             entries += _in_folder(top.path) if not is_hidden(top.path) else []
         elif _beside(top.name):
             entries.append(top.path)
+    return sorted(entries)
+
+
+def globbed_entries(input_base: str, glob_paths=None) -> list[str]:
+    """:func:`list_entries` of a URL, from three globs of it (``*``, ``*/*``, ``*/*/*``: on an object store each one
+    listing of what is under it): a path is a folder when a path of the next depth lies in it, so that no file is
+    looked at one by one (a request each, one after another, before any image is read). ``glob_paths`` (pattern ->
+    paths) is ``fileio.glob``'s."""
+    glob_paths = glob_paths or fileio.glob
+    base = input_base.rstrip("/")
+    tops, seconds, thirds = (sorted(path.rstrip("/") for path in glob_paths(pattern_under(base, pattern)))
+                             for pattern in ("*", "*/*", "*/*/*"))
+    folders = {os.path.dirname(path) for path in seconds + thirds}
+    entries = [path for path in tops if path not in folders and _beside(os.path.basename(path))]
+    for path in seconds:
+        if is_hidden(os.path.dirname(path), base):   # a hidden folder's files: neither read nor reported
+            continue
+        entries += files_below(path) if path in folders and in_class_folder(path) else [path]
     return sorted(entries)
 
 
@@ -222,9 +237,9 @@ def folder_fingerprint(root: str | None) -> str:
     status-change times in nanoseconds and its inode, so that a file replaced in place is seen even with its size and modification time
     kept (``cp -p``, ``rsync -a``, ``touch -r``, or within the same second: TensorFlow's local stat, which TFX's
     own fingerprint uses, has whole seconds); another file system's size and modification time. Hidden names are
-    left out as :func:`read_one` leaves them out (:func:`is_hidden`, a hidden folder's files too): a ``.DS_Store``
-    written beside the images, or a ``git commit`` in the data root, is no new data, and the cache key it is stays
-    the same."""
+    left out (:func:`is_hidden`, a hidden folder's files too; one in a class folder is reported as hidden_file, never
+    read): a ``.DS_Store`` written beside the images, or a ``git commit`` in the data root, is no new data, and the
+    cache key it is stays the same."""
     if not root or not fileio.exists(root):
         return ""
     digest = hashlib.sha256()

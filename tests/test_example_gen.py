@@ -579,6 +579,31 @@ def test_a_folder_in_a_folder_that_is_not_a_class_is_reported_with_that_folder(t
     assert nested[2] == "nested_folder"
 
 
+def test_a_url_data_root_is_listed_as_a_local_one_without_a_look_at_each_file(tmp_path, monkeypatch):
+    """A URL's entries (files beside the class folders, each file of a folder inside a class folder, an unknown
+    class folder's folders) come from three globs, as a local root's from its listing: one look at each file
+    (fileio.isdir) had been a request to the object store each, one after another before any image was read."""
+    import glob
+
+    from components import image_example_gen
+    from core import configs
+
+    root = tmp_path / "root"
+    for rel in ("alef/1.png", "alef/.DS_Store", "alef/.cache/x.png", "alef/sub/2.png", "alef/sub/deeper/3.png",
+                "alef/sub/.hid/4.png", "bet/5.png", "misc/6.png", "misc/inner/7.png", ".git/HEAD", "beside.png",
+                ".hidden_beside", configs.GENERATED_MANIFEST):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    looked = []
+    monkeypatch.setattr(image_example_gen.fileio, "isdir", lambda path: looked.append(path) or os.path.isdir(path))
+    local = image_example_gen.list_entries(str(root))
+    assert image_example_gen.globbed_entries(str(root), lambda p: glob.glob(p, include_hidden=True)) == local
+    assert [os.path.relpath(p, root) for p in local] == [
+        "alef/.DS_Store", "alef/.cache", "alef/1.png", "alef/sub/.hid", "alef/sub/2.png", "alef/sub/deeper/3.png",
+        "beside.png", "bet/5.png", "misc/6.png", "misc/inner"]
+    assert looked == []
+
+
 def test_each_file_in_a_folder_inside_a_class_folder_is_counted_named_and_in_the_cache_key(tmp_path, tiny_dataset):
     """Images in a folder inside a class folder had been one nested_folder skip for the folder ("mem/sub: folders
     inside a class folder are not read"), however many it held and at whatever depth, and none of them was in the

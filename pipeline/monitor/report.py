@@ -113,8 +113,9 @@ def chart_suffixes(groups: list[dict]) -> dict:
     return suffixes
 
 
-def _crossed(group: dict) -> bool:
-    """Whether a threshold was crossed in the group (its drift, its skew or its confidence: checks.judge_group)."""
+def group_crossed(group: dict) -> bool:
+    """Whether a threshold was crossed in a window's group (checks.judge_group): its label drift, its input skew or
+    its confidence, each an alarm of checks.alarms."""
     return group["confidence"]["crossed"] or any(group.get(key, {}).get("crossed")
                                                  for key in ("label_drift", "input_skew"))
 
@@ -133,7 +134,7 @@ def exported_groups(groups: list[dict]) -> list[dict]:
 def _exported(shown: list[dict]) -> dict:
     """The group exported of one version's ``shown`` groups, oldest first (:func:`exported_groups`)."""
     judged = [group for group in shown if group["judged"]]
-    crossed = [group for group in judged if _crossed(group)]
+    crossed = [group for group in judged if group_crossed(group)]
     return crossed[-1] if crossed else judged[0] if judged else shown[-1]
 
 

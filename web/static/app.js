@@ -360,7 +360,6 @@
     const imageBefore = state.image;
     state.busy = true;
     clearError();
-    loadClasses();                         // (none yet: asked for again with the request)
     keepFocus([$("send")], $("result-card"));
     $("send").disabled = true;
     $("send").setAttribute("aria-busy", "true");
@@ -383,7 +382,7 @@
       }
     } finally {
       if (current()) {
-        loadClasses();                       // (the page's server answered again, maybe)
+        loadClasses();                       // none yet: asked for again once the page's server has answered
         state.busy = false;
         $("result-pending").hidden = true;
         $("send").removeAttribute("aria-busy");
