@@ -168,9 +168,26 @@ def _check_metadata(rest: _TimedRest, name: str) -> dict:
         _expect(signature in signatures, f"signature {signature!r} missing (has {sorted(signatures)})")
         _expect(input_name in signatures[signature].get("inputs", {}),
                 f"{signature}: input {input_name!r} missing")
+        _declared(signature, "input", input_name, signatures[signature]["inputs"][input_name], "DT_STRING", [-1])
         for output in outputs:
             _expect(output in signatures[signature].get("outputs", {}), f"{signature}: output {output!r} missing")
+        probabilities = signatures[signature]["outputs"][configs.PROBABILITIES_OUTPUT]
+        _declared(signature, "output", configs.PROBABILITIES_OUTPUT, probabilities, "DT_FLOAT", [-1, NUM_CLASSES])
     return {"signatures": sorted(signatures)}
+
+
+def _declared(signature: str, kind: str, alias: str, info: dict, dtype: str, dims: list[int]) -> None:
+    """Refuses a tensor whose SignatureDef declares another dtype, rank or size than ``dtype`` and ``dims`` (-1: any
+    size): TF Serving fetches a signature's outputs by the tensor names it declares (predict_util.cc), so a
+    SignatureDef at odds with the functions the model was saved with (edited, or written by other tools) answers
+    with other tensors there than here, where the model's functions answer."""
+    _expect(info.get("dtype") == dtype, f"{signature}: {kind} {alias!r} is declared {info.get('dtype')}, not {dtype}")
+    shape = info.get("tensor_shape", {})
+    if shape.get("unknown_rank"):
+        return
+    declared = [int(dim.get("size", 0)) for dim in shape.get("dim", [])]   # (proto3 JSON leaves a 0 out)
+    _expect(len(declared) == len(dims) and all(want == -1 or got in (-1, want) for got, want in zip(declared, dims)),
+            f"{signature}: {kind} {alias!r} is declared of shape {declared}, not {dims} (-1: any size)")
 
 
 def _json_shape(value: Any) -> list[int]:

@@ -124,6 +124,31 @@ def test_a_model_without_the_image_signature_is_not_blessed(tmp_path, examples):
     assert os.path.exists(os.path.join(blessing.uri, "INFRA_NOT_BLESSED"))
 
 
+def test_a_model_whose_signature_def_names_other_tensors_than_its_functions_is_not_blessed(tmp_path, examples):
+    """A SavedModel whose SignatureDef declares predict_images' probabilities as the tensor of its top scores (edited,
+    or written by other tools) had been blessed: the embedded server answers through the functions the model was
+    saved with, TF Serving by the tensor names the SignatureDef declares (predict_util.cc), [N, 3] numbers there."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from tests.support import serving as testing
+
+    def build(path):
+        testing.build_tiny_model(path)
+        model = saved_model_pb2.SavedModel.FromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
+        outputs = model.meta_graphs[0].signature_def[configs.IMAGE_SIGNATURE].outputs
+        probabilities, scores = outputs[configs.PROBABILITIES_OUTPUT], outputs[configs.TOP_SCORES_OUTPUT]
+        probabilities_copy = type(probabilities).FromString(probabilities.SerializeToString())
+        probabilities.CopyFrom(scores)
+        scores.CopyFrom(probabilities_copy)
+        with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+            f.write(model.SerializeToString())
+
+    _, report = _run(tmp_path, _model_artifact(tmp_path / "model", build), examples)
+    assert not report["blessed"]
+    assert (f"{configs.IMAGE_SIGNATURE}: output 'probabilities' is declared of shape [-1, 3], not [-1, 27]"
+            in report["failure"]), report["failure"]
+
+
 def test_an_unloadable_model_is_not_blessed(tmp_path, examples):
     def build(path):
         os.makedirs(path)
@@ -237,8 +262,9 @@ def _model_with_probabilities(shape_after_n, value):
 
     def build(path):
         class WrongProbabilities(tf.Module):
-            def probabilities(self, inputs):
-                return tf.fill([tf.shape(inputs)[0], *shape_after_n], value)
+            def probabilities(self, inputs):   # its shape left undeclared (a cond of two ranks): the answers say it
+                values = tf.fill([tf.shape(inputs)[0], *shape_after_n], value)
+                return tf.cond(tf.size(inputs) >= 0, lambda: values, lambda: tf.reshape(values, [-1, 1, 1, 1]))
 
             @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=configs.EXAMPLES_INPUT)])
             def serving_default(self, examples):
@@ -263,7 +289,7 @@ def _model_with_probabilities(shape_after_n, value):
 @pytest.mark.parametrize("shape_after_n, value, reason", [
     ([], 1.0, "probabilities has shape [10], expected [N, 27]"),
     ([27, 1], 1.0 / 27, "probabilities has shape [10, 27, 1], expected [N, 27]"),
-    ([27], "0.037", "probabilities holds str values, expected numbers"),
+    ([27], "0.037", "output 'probabilities' is declared DT_STRING, not DT_FLOAT"),
 ], ids=["one per image", "a column per class", "strings"])
 def test_a_model_whose_probabilities_are_not_n_by_27_numbers_is_not_blessed(tmp_path, examples, shape_after_n, value,
                                                                              reason):
