@@ -979,6 +979,19 @@ def letters_not_loaded(page):
     assert page.locator("#letter-grid button").count() == 0
 
 
+def page_without_letters(context, url, how, paused=False):
+    """A page of ``context`` opened at ``url`` on a fake clock (paused: no time passes unless the test says), whose
+    /api/classes is refused (:func:`classes_refused`) until the test unroutes it."""
+    page = context.new_page()
+    page.clock.install()
+    if paused:
+        page.clock.pause_at(datetime.datetime.now() + datetime.timedelta(seconds=1))
+    page.route("**/api/classes", classes_refused(how))
+    page.goto(url)
+    letters_not_loaded(page)
+    return page
+
+
 @pytest.mark.parametrize("how", ["refused", "stopping"])
 def test_letters_not_loaded_at_the_start_are_asked_for_again(web, browser, how):
     """/api/classes failing once at the page's start (its server restarting just then) had left the page without
@@ -986,11 +999,7 @@ def test_letters_not_loaded_at_the_start_are_asked_for_again(web, browser, how):
     page asks again until they come, and its "could not load" message goes then."""
     context = browser.new_context()
     try:
-        page = context.new_page()
-        page.clock.install()
-        page.route("**/api/classes", classes_refused(how))
-        page.goto(web.url)
-        letters_not_loaded(page)
+        page = page_without_letters(context, web.url, how)
         page.clock.run_for(2_000)                                        # asked again, refused again
         letters_not_loaded(page)
         page.unroute("**/api/classes")                                    # the web client is back
@@ -1012,12 +1021,7 @@ def test_letters_not_loaded_at_the_start_are_asked_for_with_a_request(web, brows
     the answer's feedback offers all 27."""
     context = browser.new_context()
     try:
-        page = context.new_page()
-        page.clock.install()
-        page.clock.pause_at(datetime.datetime.now() + datetime.timedelta(seconds=1))
-        page.route("**/api/classes", classes_refused("stopping"))
-        page.goto(web.url)
-        letters_not_loaded(page)
+        page = page_without_letters(context, web.url, "stopping", paused=True)
         page.unroute("**/api/classes")
         page.check("#feedback-mode")
         draw_letter(page)
@@ -1034,12 +1038,7 @@ def test_a_failed_request_keeps_its_own_message_when_the_letters_come(web, brows
     """The letters arriving take away only their own "could not load" message, not a request's error shown since."""
     context = browser.new_context()
     try:
-        page = context.new_page()
-        page.clock.install()
-        page.clock.pause_at(datetime.datetime.now() + datetime.timedelta(seconds=1))
-        page.route("**/api/classes", classes_refused("refused"))
-        page.goto(web.url)
-        letters_not_loaded(page)
+        page = page_without_letters(context, web.url, "refused", paused=True)
         page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
         expect(page.locator("#error")).to_contain_text("not an image")
         page.unroute("**/api/classes")
