@@ -138,6 +138,8 @@ def run_paths(config: Config, args: argparse.Namespace, builtin_root: str) -> di
     pretrain_root = "" if args.no_pretrain or config.base_model else args.pretrain_root
     if pretrain_root is None:
         pretrain_root = flags.absolute(builtin_root) if args.data_root else ""
+    elif pretrain_root:
+        pretrain_root = flags.absolute(pretrain_root)   # (a "~" the shell left, in --pretrain-root=~/letters)
     return {"--summary-json": args.summary_json or "", "--metadata-path": config.metadata_file,
             "--pipeline-root": config.pipeline_root, "--serving-dir": config.serving_dir,
             "--data-root": config.data_root, "--pretrain-root": pretrain_root, "--feedback-dir": config.feedback_dir,

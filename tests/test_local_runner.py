@@ -636,6 +636,18 @@ def test_a_file_url_data_root_is_checked_as_its_local_path_and_given_to_the_pipe
     assert started == [url]
 
 
+def test_a_pretrain_root_with_a_tilde_is_checked_for_overlaps_as_expanded(tmp_path, monkeypatch, capsys):
+    """--pretrain-root=~/pre (no shell expands ~ after =) had been compared as ./~/pre, so a pipeline root inside
+    the folder pretrained on passed the check that refuses it."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "data" / "alef").mkdir(parents=True)
+    with pytest.raises(SystemExit) as caught:
+        local_runner.parse_args(["--data-root", str(tmp_path / "data"), "--pretrain-root=~/pre",
+                                 "--pipeline-root", str(tmp_path / "pre" / "root"), "--no-feedback"])
+    assert caught.value.code == 2 and (f"error: --pipeline-root ({tmp_path / 'pre' / 'root'}) is inside "
+                                       f"--pretrain-root ({tmp_path / 'pre'})") in capsys.readouterr().err
+
+
 def test_a_url_base_model_that_is_the_serving_dir_is_refused(capsys, monkeypatch):
     """A gs:// --base-model equal to a gs:// --serving-dir had been taken: read when the Trainer runs, it is the
     serving dir's newest version then, the last run's push, so every run would have trained on from the last (a
