@@ -50,7 +50,9 @@ def parse_args(argv=None) -> WebConfig:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return defaults.replace(**{**settings.flag_values(args, FLAGS), **path_values(args, defaults)})
+        # an empty --host is the default address, as an empty LETTERS_WEB_HOST is (not every interface)
+        return defaults.replace(**{**settings.flag_values(args, FLAGS), **path_values(args, defaults),
+                                   "host": args.host or defaults.host})
     except ValueError as err:
         parser.error(str(err))
 

@@ -52,6 +52,14 @@ def test_an_empty_path_flag_is_the_default_not_the_current_directory(tmp_path, m
         assert parse_args([]).request_log_dir == str(tmp_path / "logs")
 
 
+def test_an_empty_host_is_the_default_address_not_every_interface(monkeypatch):
+    """--host "" had bound every interface (0.0.0.0) where an empty LETTERS_WEB_HOST is unset: 127.0.0.1."""
+    from web.__main__ import parse_args
+    assert parse_args(["--host", ""]).host == "127.0.0.1"
+    monkeypatch.setenv("LETTERS_WEB_HOST", "127.0.0.2")
+    assert parse_args(["--host="]).host == "127.0.0.2" and parse_args(["--host", "0.0.0.0"]).host == "0.0.0.0"
+
+
 def test_command_line_serves_and_stops(tmp_path, serving_labelled):
     proc = subprocess.Popen(
         [sys.executable, "-m", "web", "--port", "0", "--tf-serving-url", serving_labelled.url,
