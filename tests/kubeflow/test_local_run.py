@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from core import settings
 from kubeflow import spec as spec_lib
 from kubeflow.local_launcher import EXECUTOR_INPUT_PLACEHOLDER, LocalLauncher
 
@@ -91,7 +92,7 @@ def test_vertex_example_gen_runs_its_driver_hook_first(compiled, image_env, tmp_
     assert os.listdir(os.path.join(examples["uri"], "Split-eval"))
 
 
-@pytest.mark.skipif(os.environ.get("LETTERS_KUBEFLOW_FULL") != "1",
+@pytest.mark.skipif(not settings.parse("bool", os.environ.get("LETTERS_KUBEFLOW_FULL") or "0", "LETTERS_KUBEFLOW_FULL"),
                     reason="the whole spec takes about 3-5 minutes on 2 cores: LETTERS_KUBEFLOW_FULL=1 runs it")
 def test_the_whole_open_source_kfp_spec_runs_and_pushes(compiled, image_env, tmp_path):
     spec, paths, _ = compiled
