@@ -46,7 +46,7 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
                    help="where artifacts are written (empty: the default)")
     p.add_argument("--metadata-path", default=None,
-                   help="ML Metadata SQLite file, not a folder (default, or empty: <pipeline-root>/metadata.sqlite)")
+                   help=f"ML Metadata SQLite file, not a folder (default, or empty: {flags.metadata_default(defaults)})")
     p.add_argument("--serving-dir", default=defaults.serving_dir,
                    help="TF Serving model base directory the Pusher writes <version>/ into (empty: the default)")
     p.add_argument("--feedback-dir", default=defaults.feedback_dir,

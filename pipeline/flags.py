@@ -233,6 +233,13 @@ def output_dir(path: str) -> str:
     return path
 
 
+def metadata_default(defaults: Config) -> str:
+    """What --metadata-path is when not given (or empty), for its help: LETTERS_METADATA_PATH's file when that set
+    one, else the pipeline root's."""
+    return (f"{defaults.metadata_path}, from {configs.ENV['metadata_path']}" if defaults.metadata_path
+            else "<pipeline-root>/metadata.sqlite")
+
+
 def output_dir_or(default: str):
     """argparse type: :func:`output_dir` of the flag's value, or of ``default`` when it is empty (an empty path flag
     is its default)."""

@@ -1189,6 +1189,22 @@ def test_a_relative_feedback_dir_names_the_same_store_for_the_retraining_run(tmp
     assert config.feedback_dir == str(tmp_path / "feedback") and config.pipeline_root == str(tmp_path / "pipeline")
 
 
+def test_the_default_out_is_beside_the_pipeline_root_given_by_flag_or_variable(tmp_path, monkeypatch, capsys):
+    """The default --out had followed LETTERS_PIPELINE_ROOT (<its parent>/monitor) but not --pipeline-root, whose
+    report went into the checkout's outputs/monitor instead; --metadata-path's help named the pipeline root's file
+    where LETTERS_METADATA_PATH set another."""
+    from pipeline.monitor import cli
+    _, args, _ = cli.parse_args(["--pipeline-root", str(tmp_path / "a" / "pipeline")])
+    assert args.out == str(tmp_path / "a" / "monitor")
+    monkeypatch.setenv("LETTERS_PIPELINE_ROOT", str(tmp_path / "b" / "pipeline"))
+    assert cli.parse_args([])[1].out == str(tmp_path / "b" / "monitor")
+    assert cli.parse_args(["--out", ""])[1].out == str(tmp_path / "b" / "monitor")
+    assert cli.parse_args(["--out", str(tmp_path / "mine")])[1].out == str(tmp_path / "mine")
+    monkeypatch.setenv("LETTERS_METADATA_PATH", str(tmp_path / "m.sqlite"))
+    said = f"{tmp_path / 'm.sqlite'},fromLETTERS_METADATA_PATH"   # (compared without the help's line breaks)
+    assert said in "".join(cli.build_parser(cli.flags.defaults_from_env()).format_help().split())
+
+
 def test_every_path_flag_expands_a_tilde(tmp_path, monkeypatch):
     """--out=~/mon and --logs=~/logs (no shell expands ~ after =) had made ./~/mon and looked for ./~/logs, while
     --pipeline-root=~/p and --feedback-dir=~/f in the same command named the home folder's."""

@@ -73,16 +73,16 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
     p.add_argument("--pipeline-root", default=defaults.pipeline_root,
                    help="the pipeline root whose ML Metadata and artifacts are the reference")
     p.add_argument("--metadata-path", default=None,
-                   help="ML Metadata: a SQLite file (default: <pipeline-root>/metadata.sqlite) or grpc://HOST:PORT "
-                        "(Kubeflow's metadata-grpc-service)")
+                   help=f"ML Metadata: a SQLite file (default: {flags.metadata_default(defaults)}) or "
+                        "grpc://HOST:PORT (Kubeflow's metadata-grpc-service)")
     p.add_argument("--feedback-dir", default=defaults.feedback_dir, help="the web client's feedback store")
     p.add_argument("--metrics-url", default=None,
                    help="a model server's Prometheus page (http(s)://…/monitoring/prometheus/metrics) for latency "
                         "and errors; a host with several addresses (a headless Service's pods) is each address's "
                         "page, summed; a page that cannot be read, or is not Prometheus text, is an alarm")
-    out = os.path.join(os.path.dirname(defaults.pipeline_root), "monitor")
-    p.add_argument("--out", default=out, type=flags.output_dir_or(out),
-                   help="folder for report.html, its PNGs, monitor.json and monitor.prom")
+    p.add_argument("--out", default="", type=lambda path: flags.output_dir(path) if path else "",
+                   help="folder for report.html, its PNGs, monitor.json and monitor.prom (default, or empty: "
+                        "monitor beside the pipeline root)")
     p.add_argument("--window", default="day", help="group answers by day, all, or a duration (6h, 30m, 2d)")
     p.add_argument("--retrain-when", default=None, metavar="POLICY",
                    help="run the pipeline with the feedback when: drift, accuracy or feedback>=N, judged on the "
@@ -125,6 +125,11 @@ def parse_args(argv=None):
     # an empty path flag is its default; absolute: the retraining runs elsewhere
     args.pipeline_root = flags.path_or_default(args.pipeline_root, defaults.pipeline_root)
     args.logs = flags.path_or_default(args.logs, parser.get_default("logs") or "")
+    if not args.out:   # beside the pipeline root given, by the flag or LETTERS_PIPELINE_ROOT
+        try:
+            args.out = flags.output_dir(default_out(args.pipeline_root))
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"argument --out: {err}")
     config = config.replace(pipeline_root=args.pipeline_root,
                             metadata_path=flags.path_or_default(args.metadata_path, config.metadata_path),
                             feedback_dir=flags.path_or_default(args.feedback_dir, defaults.feedback_dir),
@@ -135,6 +140,11 @@ def parse_args(argv=None):
                      f"{config.metadata_file}: retrain a Kubeflow pipeline by running it there "
                      "(kubeflow_runner.py --feedback-root)")
     return config, args, extra
+
+
+def default_out(pipeline_root: str) -> str:
+    """The report's folder when --out gives none: ``monitor`` beside the pipeline root."""
+    return os.path.join(os.path.dirname(pipeline_root.rstrip(os.sep)), "monitor")
 
 
 def _refuse_out_among_logs(parser: argparse.ArgumentParser, argv: list[str], args) -> None:
