@@ -107,6 +107,9 @@ def parse_widths(text: str) -> tuple[int, ...]:
 # The largest seed and split buckets training takes: tf.keras.utils.set_random_seed seeds numpy (0..2**32-1), and
 # TFX's SplitConfig holds each split's hash buckets in a uint32.
 UINT32_MAX = 2 ** 32 - 1
+# The most epochs a run takes: far more than any run needs, and a step budget the schedule's int64 steps hold (a huge
+# count had passed every check, been printed as the budget and failed in the Trainer, after the steps before it).
+MAX_EPOCHS = 1_000_000
 
 # (field, lowest, highest or None, lowest excluded): what Config accepts, from flags and LETTERS_<FIELD> alike.
 _RANGES = (
@@ -115,7 +118,8 @@ _RANGES = (
     + [(name, 1, UINT32_MAX, False) for name in ("train_buckets", "eval_buckets")]
     + [("seed", 0, UINT32_MAX, False)]
     + [(name, 0, None, False) for name in ("generate_seed", "feedback_repeat", "beam_workers",
-                                           "augment_rotation_deg", "epochs")]
+                                           "augment_rotation_deg")]
+    + [("epochs", 0, MAX_EPOCHS, False)]
     + [("learning_rate", 0, None, True), ("dropout", 0, 0.95, False), ("label_smoothing", 0, 0.5, False),
        ("sam_rho", 0, 1, False),
        ("augment_scale", 0, 0.9, False), ("augment_shift", 0, 0.5, False), ("augment_aspect", 0, 0.9, False),

@@ -111,8 +111,10 @@ def test_augmentation_a_setting_turned_off_is_turned_back_on_by_a_flag(runner, m
 @pytest.mark.parametrize("field, value", [
     ("learning_rate", "inf"), ("accuracy_floor", "1.5"), ("max_regression", "-0.1"), ("beam_workers", "-1"),
     ("generate_per_class", "0"), ("generate_seed", "-1"), ("dropout", "1"), ("augment_erase", "2"),
-    ("max_file_bytes", "0")])
+    ("max_file_bytes", "0"), ("epochs", str(10 ** 18))])
 def test_values_out_of_range_are_refused_from_the_environment_too(field, value):
+    """(epochs: a count whose steps the schedule cannot hold had passed, been printed as the budget, and failed in
+    the Trainer.)"""
     with pytest.raises(ValueError, match=f"{field} must be a number"):
         configs.Config.from_env({f"LETTERS_{field.upper()}": value})
     assert configs.Config.from_env({"LETTERS_ACCURACY_FLOOR": "1", "LETTERS_MAX_REGRESSION": "0"}).accuracy_floor == 1
