@@ -169,6 +169,9 @@ def train(train_patterns, eval_patterns, tf_transform_output, hp: Config, base_m
     print(f"{name}: {plan.describe()}", flush=True)
     logging.info("%s", plan.describe())
     train_ds = make_dataset(train_patterns, tf_transform_output, hp.batch_size, True, hp, plan.train_images)
+    # Its length told: without it Keras finds the first epoch's end by a call past its data, which the optimizer
+    # counts as a step, so the schedule ran a step ahead and the last batch trained at a learning rate of 0
+    train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(plan.steps_per_epoch))
     eval_ds = make_dataset(eval_patterns, tf_transform_output, 256, False, hp)
     model = compiled_model(hp, steps=plan.steps)
     if base_model:

@@ -242,6 +242,9 @@ def test_the_trainer_trains_for_its_budget_and_says_so(tmp_path, capsys):
     assert len(history.history["loss"]) == plan.epochs
     schedule = model.optimizer._learning_rate                          # tf_keras keeps the schedule here
     assert schedule.decay_steps == plan.steps                          # the cosine decay ends with the budget
+    # ... and each batch is a step of it: the end of each epoch's data had been counted as a step too, so the
+    # schedule ran ahead by one step an epoch and its last batches trained at a learning rate of 0
+    assert int(model.optimizer.iterations) == plan.steps
     out = capsys.readouterr().out
     assert f"Trainer: training budget: {plan.epochs} epochs × 3 steps = {plan.steps} steps (sized from 70 " \
            "training images; --epochs N to choose)" in out
