@@ -401,7 +401,7 @@ def choose_pretraining(config: Config, args: argparse.Namespace, builtin_root: s
             return config.replace(pretrain_root="")
         what = f"the built-in generated letters ({config.generate_per_class} simulated writers, {root})"
     else:
-        root = os.path.abspath(os.path.expanduser(given))
+        root = flags.absolute(given)   # (as the overlap checks read it: a URL as given)
         what = root
     epochs = f"{config.generate_epochs} epoch{'s' if config.generate_epochs != 1 else ''}"
     print(f"Pretraining: the network first trains {epochs} on {what}, then on your data "

@@ -147,14 +147,18 @@ def list_entries(input_base: str) -> list[str]:
 
 def globbed_entries(input_base: str, glob_paths=None) -> list[str]:
     """:func:`list_entries` of a URL, from three globs of it (``*``, ``*/*``, ``*/*/*``: on an object store each one
-    listing of what is under it): a path is a folder when a path of the next depth lies in it, so that no file is
-    looked at one by one (a request each, one after another, before any image is read). ``glob_paths`` (pattern ->
-    paths) is ``fileio.glob``'s."""
+    listing of what is under it): a path is a folder when a path of the next depth lies in it or it is a folder
+    marker (a name ending in "/"), so that the class folders' files are not looked at one by one (a request each,
+    one after another, before any image is read); only a folder inside a class folder is walked (TensorFlow's walk
+    looks at each of its names). ``glob_paths`` (pattern -> paths) is ``fileio.glob``'s."""
     glob_paths = glob_paths or fileio.glob
     base = input_base.rstrip("/")
-    tops, seconds, thirds = (sorted(path.rstrip("/") for path in glob_paths(pattern_under(base, pattern)))
-                             for pattern in ("*", "*/*", "*/*/*"))
-    folders = {os.path.dirname(path) for path in seconds + thirds}
+    found = [path for pattern in ("*", "*/*", "*/*/*") for path in glob_paths(pattern_under(base, pattern))]
+    markers = {path.rstrip("/") for path in found if path.endswith("/")}   # an object store's "alef/": a folder
+    paths = {path.rstrip("/") for path in found}
+    tops, seconds, thirds = (sorted(path for path in paths if path[len(base):].count("/") == depth)
+                             for depth in (1, 2, 3))
+    folders = {os.path.dirname(path) for path in seconds + thirds} | markers
     entries = [path for path in tops if path not in folders and _beside(os.path.basename(path))]
     for path in seconds:
         if is_hidden(os.path.dirname(path), base):   # a hidden folder's files: neither read nor reported

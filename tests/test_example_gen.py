@@ -603,6 +603,16 @@ def test_a_url_data_root_is_listed_as_a_local_one_without_a_look_at_each_file(tm
         "beside.png", "bet/5.png", "misc/6.png", "misc/inner"]
     assert looked == []
 
+    def with_markers(pattern):
+        """As Cloud Storage globs a bucket with folder markers ("alef/", made by the console's "Create folder" or
+        tf.io.gfile.makedirs): each folder also as its marker, where a pattern's last * matches nothing."""
+        found = glob.glob(pattern, include_hidden=True)
+        folders = glob.glob(os.path.dirname(pattern), include_hidden=True) if pattern.count("*") > 1 else []
+        return found + [folder + "/" for folder in folders if os.path.isdir(folder)]
+
+    (root / "empty").mkdir()   # a marker alone: no entry, as an empty local folder has none
+    assert image_example_gen.globbed_entries(str(root), with_markers) == local
+
 
 def test_each_file_in_a_folder_inside_a_class_folder_is_counted_named_and_in_the_cache_key(tmp_path, tiny_dataset):
     """Images in a folder inside a class folder had been one nested_folder skip for the folder ("mem/sub: folders

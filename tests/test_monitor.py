@@ -1200,6 +1200,9 @@ def test_the_default_out_is_beside_the_pipeline_root_given_by_flag_or_variable(t
     assert cli.parse_args([])[1].out == str(tmp_path / "b" / "monitor")
     assert cli.parse_args(["--out", ""])[1].out == str(tmp_path / "b" / "monitor")
     assert cli.parse_args(["--out", str(tmp_path / "mine")])[1].out == str(tmp_path / "mine")
+    from core.configs import Config   # a bucket's pipeline root: the report beside the default one, written locally
+    assert cli.parse_args(["--pipeline-root", "gs://b/letters/root", "--metadata-path", "grpc://h:8080"])[1].out == \
+        os.path.join(os.path.dirname(Config().pipeline_root), "monitor")
     monkeypatch.setenv("LETTERS_METADATA_PATH", str(tmp_path / "m.sqlite"))
     said = f"{tmp_path / 'm.sqlite'},fromLETTERS_METADATA_PATH"   # (compared without the help's line breaks)
     assert said in "".join(cli.build_parser(cli.flags.defaults_from_env()).format_help().split())

@@ -190,8 +190,6 @@ def alarms(groups: list[dict], accuracy: dict, server: dict | None, config: Conf
     recent = recent_groups(groups, seconds, now)
     recent_unusable = recent_groups(unusable, seconds, now)
     for group in recent:
-        if not report.group_crossed(group):   # the rule monitor.prom's exported window follows too
-            continue
         where = f"version {group['version']}, {group['window']}"
         for key in ("label_drift", "input_skew"):
             if group.get(key, {}).get("crossed"):

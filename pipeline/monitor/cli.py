@@ -82,7 +82,7 @@ def build_parser(defaults: Config) -> argparse.ArgumentParser:
                         "page, summed; a page that cannot be read, or is not Prometheus text, is an alarm")
     p.add_argument("--out", default="", type=lambda path: flags.output_dir(path) if path else "",
                    help="folder for report.html, its PNGs, monitor.json and monitor.prom (default, or empty: "
-                        "monitor beside the pipeline root)")
+                        "monitor beside the pipeline root, or beside the default one for a gs:// root)")
     p.add_argument("--window", default="day", help="group answers by day, all, or a duration (6h, 30m, 2d)")
     p.add_argument("--retrain-when", default=None, metavar="POLICY",
                    help="run the pipeline with the feedback when: drift, accuracy or feedback>=N, judged on the "
@@ -143,8 +143,10 @@ def parse_args(argv=None):
 
 
 def default_out(pipeline_root: str) -> str:
-    """The report's folder when --out gives none: ``monitor`` beside the pipeline root."""
-    return os.path.join(os.path.dirname(pipeline_root.rstrip(os.sep)), "monitor")
+    """The report's folder when --out gives none: ``monitor`` beside the pipeline root, or for a pipeline root in a
+    bucket (the report is written locally) beside the default one."""
+    root = Config().pipeline_root if flags.is_url(pipeline_root) else pipeline_root
+    return os.path.join(os.path.dirname(root.rstrip(os.sep)), "monitor")
 
 
 def _refuse_out_among_logs(parser: argparse.ArgumentParser, argv: list[str], args) -> None:
