@@ -196,10 +196,16 @@ def test_new_data_pushes_a_newer_version_and_a_worse_candidate_is_refused(pipeli
         assert answer[0] == 200 and len(answer[1]["predictions"][0]["probabilities"]) == len(CLASS_NAMES)
 
 
+def failed_before_any_step(summary, reason: str) -> bool:
+    """Whether --summary-json is a failed run's, ended before any step for ``reason`` (the start of its error)."""
+    return (summary is not None and summary["failed_because"].startswith(reason) and summary["components"] == {}
+            and summary["pushed"] is False and summary["failed_step"] is None)
+
+
 def test_runner_explains_a_data_root_without_images(tmp_path):
     (tmp_path / "data").mkdir()
     summary, proc = run_pipeline(tmp_path / "data", tmp_path, check=False)
-    assert proc.returncode != 0 and summary is None
+    assert proc.returncode != 0 and failed_before_any_step(summary, "no files match")
     assert "one folder per class" in proc.stderr
 
 
@@ -208,7 +214,7 @@ def test_runner_refuses_a_data_root_with_no_class_folder_before_running(tmp_path
         (tmp_path / "data" / folder).mkdir(parents=True)
         (tmp_path / "data" / folder / "x.png").write_bytes(b"\x89PNG")
     summary, proc = run_pipeline(tmp_path / "data", tmp_path, check=False)
-    assert proc.returncode == 2 and summary is None
+    assert proc.returncode == 2 and failed_before_any_step(summary, "none of the folders in")
     assert "(Alef, aleph) is a class folder" in proc.stderr and "named exactly alef" in proc.stderr
     assert not (tmp_path / "pipeline").exists()        # refused before the pipeline started
 
@@ -219,7 +225,7 @@ def test_runner_refuses_a_folder_named_like_a_class_that_has_none_before_running
         (tmp_path / "data" / folder).mkdir(parents=True)
         (tmp_path / "data" / folder / "x.png").write_bytes(png_bytes(letter_image(40, 50)))
     summary, proc = run_pipeline(tmp_path / "data", tmp_path, check=False)
-    assert proc.returncode == 2 and summary is None, proc.stderr[-2000:]
+    assert proc.returncode == 2 and failed_before_any_step(summary, str(tmp_path / "data")), proc.stderr[-2000:]
     assert "'Bet' is not a class folder: did you mean 'bet'?" in proc.stderr
     assert "'Gimel' is not a class folder: did you mean 'gimel'?" in proc.stderr and "misc" not in proc.stderr
     assert not (tmp_path / "pipeline").exists()        # refused before the pipeline started
@@ -266,8 +272,8 @@ def test_runner_explains_a_data_root_where_every_file_is_skipped(tmp_path):
         (tmp_path / "data" / folder).mkdir(parents=True)
         (tmp_path / "data" / folder / "1.png").write_bytes(b"not an image")
     summary, proc = run_pipeline(tmp_path / "data", tmp_path, check=False)
-    assert proc.returncode == 2 and summary is None and "Traceback" not in proc.stderr
-    assert "skipped 2 × not_an_image" in proc.stdout
+    assert proc.returncode == 2 and failed_before_any_step(summary, "no usable image found under")
+    assert "Traceback" not in proc.stderr and "skipped 2 × not_an_image" in proc.stdout
     assert proc.stderr.strip().splitlines()[-1].startswith("error: no usable image found under")
     assert not (tmp_path / "pipeline").exists()        # found before the pipeline started
 

@@ -198,7 +198,7 @@
     });
   }
 
-  // The error shown and what it is about ("classes": the list of letters could not be loaded, "serving": the model
+  // The error shown and what it is about ("letters": the list of letters could not be loaded, "serving": the model
   // server is down), for the error that is taken away once what it said no longer holds; null for an error that
   // stays until the next request.
   let errorAbout = null;
@@ -669,11 +669,11 @@
     state.maxUploadBytes = body.max_upload_bytes || 0;
     buildLetterGrid(state.classes);
     offerFeedback();                         // the new buttons as the answer shown allows
-    clearErrorAbout("classes");
+    clearErrorAbout("letters");
   }
 
   function classesFailed() {
-    if ($("error").hidden) showError(CLASSES_FAILED, "classes");   // (another error shown is left as it is)
+    if ($("error").hidden) showError(CLASSES_FAILED, "letters");   // (another error shown is left as it is)
     classesLoad.timer = setTimeout(loadClasses, classesLoad.delay);
     classesLoad.delay = Math.min(2 * classesLoad.delay, STATUS_EVERY_MS);
   }
