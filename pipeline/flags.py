@@ -240,12 +240,6 @@ def metadata_default(defaults: Config) -> str:
             else "<pipeline-root>/metadata.sqlite")
 
 
-def output_dir_or(default: str):
-    """argparse type: :func:`output_dir` of the flag's value, or of ``default`` when it is empty (an empty path flag
-    is its default)."""
-    return lambda path: output_dir(path or default)
-
-
 def defaults_from_env() -> Config:
     """Config.from_env(), or exit with a usage error (status 2) naming the bad LETTERS_<FIELD>."""
     try:
